@@ -1,0 +1,148 @@
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { users } from "./users";
+
+export const JOB_STATUSES = ["queued", "processing", "cancelling", "completed", "failed", "cancelled"] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export const TERMINAL_JOB_STATUSES = ["completed", "failed", "cancelled"] as const satisfies readonly JobStatus[];
+
+export const VARIATION_STATUSES = ["queued", "running", "completed", "failed", "cancelled"] as const;
+export type VariationStatus = (typeof VARIATION_STATUSES)[number];
+
+/** Times are integer milliseconds since the epoch (UTC); the API renders them as ISO-8601. */
+export const jobs = sqliteTable(
+  "jobs",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    status: text("status", { enum: JOB_STATUSES }).notNull().default("queued"),
+    variationsPerVideo: integer("variations_per_video").notNull(),
+    totalVariations: integer("total_variations").notNull(),
+    error: text("error"),
+    thumbnailKey: text("thumbnail_key"),
+    createdAt: integer("created_at").notNull(),
+    startedAt: integer("started_at"),
+    completedAt: integer("completed_at"),
+    cancelRequestedAt: integer("cancel_requested_at"),
+    cancelledAt: integer("cancelled_at"),
+    cancelledBy: text("cancelled_by"),
+    cancelReason: text("cancel_reason"),
+    expiresAt: integer("expires_at"),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [
+    index("jobs_user_created_idx").on(t.userId, t.createdAt),
+    index("jobs_status_idx").on(t.status),
+    index("jobs_expires_idx").on(t.expiresAt),
+  ],
+);
+
+/** One uploaded video of a job. */
+export const sources = sqliteTable(
+  "sources",
+  {
+    id: text("id").primaryKey(),
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.id, { onDelete: "cascade" }),
+    position: integer("position").notNull(),
+    name: text("name").notNull(),
+    size: integer("size").notNull(),
+    contentType: text("content_type").notNull(),
+    objectKey: text("object_key").notNull(),
+    durationMs: integer("duration_ms"),
+    width: integer("width"),
+    height: integer("height"),
+    hasAudio: integer("has_audio", { mode: "boolean" }),
+    error: text("error"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [uniqueIndex("sources_job_position_uq").on(t.jobId, t.position)],
+);
+
+export const variations = sqliteTable(
+  "variations",
+  {
+    id: text("id").primaryKey(),
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.id, { onDelete: "cascade" }),
+    sourceId: text("source_id")
+      .notNull()
+      .references(() => sources.id, { onDelete: "cascade" }),
+    /** 1-based within its source. */
+    position: integer("position").notNull(),
+    seed: integer("seed").notNull(),
+    /** JSON of the effect parameters actually applied, written by the runner at claim time. */
+    params: text("params"),
+    status: text("status", { enum: VARIATION_STATUSES }).notNull().default("queued"),
+    /** 0..100 */
+    progress: real("progress").notNull().default(0),
+    attempts: integer("attempts").notNull().default(0),
+    runnerId: text("runner_id"),
+    leaseExpiresAt: integer("lease_expires_at"),
+    /** Last stop stage the runner had to use: q | sigterm | sigkill. */
+    stopStage: text("stop_stage"),
+    createdAt: integer("created_at").notNull(),
+    startedAt: integer("started_at"),
+    finishedAt: integer("finished_at"),
+    error: text("error"),
+    outputKey: text("output_key"),
+    outputSize: integer("output_size"),
+  },
+  (t) => [
+    uniqueIndex("variations_source_position_uq").on(t.sourceId, t.position),
+    uniqueIndex("variations_job_seed_uq").on(t.jobId, t.seed),
+    index("variations_claim_idx").on(t.status, t.createdAt),
+    index("variations_job_idx").on(t.jobId, t.status),
+    index("variations_runner_idx").on(t.runnerId, t.status),
+  ],
+);
+
+/** A multipart upload in progress (R2 multipart underneath). */
+export const uploads = sqliteTable(
+  "uploads",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    filename: text("filename").notNull(),
+    size: integer("size").notNull(),
+    partSize: integer("part_size").notNull(),
+    partCount: integer("part_count").notNull(),
+    objectKey: text("object_key").notNull(),
+    r2UploadId: text("r2_upload_id").notNull(),
+    status: text("status", { enum: ["uploading", "completed", "consumed", "aborted"] })
+      .notNull()
+      .default("uploading"),
+    contentType: text("content_type"),
+    createdAt: integer("created_at").notNull(),
+    completedAt: integer("completed_at"),
+  },
+  (t) => [index("uploads_user_idx").on(t.userId), index("uploads_status_created_idx").on(t.status, t.createdAt)],
+);
+
+export const uploadParts = sqliteTable(
+  "upload_parts",
+  {
+    uploadId: text("upload_id")
+      .notNull()
+      .references(() => uploads.id, { onDelete: "cascade" }),
+    partNumber: integer("part_number").notNull(),
+    etag: text("etag").notNull(),
+    size: integer("size").notNull(),
+  },
+  (t) => [primaryKey({ name: "upload_parts_pk", columns: [t.uploadId, t.partNumber] })],
+);
+
+export const runners = sqliteTable("runners", {
+  id: text("id").primaryKey(),
+  host: text("host").notNull(),
+  version: text("version").notNull(),
+  concurrency: integer("concurrency").notNull(),
+  active: integer("active").notNull().default(0),
+  startedAt: integer("started_at").notNull(),
+  lastSeenAt: integer("last_seen_at").notNull(),
+});
