@@ -6,7 +6,7 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations", import.meta.
 
 /** Applies the committed migrations; idempotent (drizzle records what it applied). */
 export async function migrateDb(url: string, authToken?: string): Promise<void> {
-  const db = createDb(url, authToken);
+  const db = createDb(url, { authToken, timeoutMs: 60_000 });
   try {
     await migrate(db, { migrationsFolder: MIGRATIONS_DIR });
   } finally {

@@ -55,6 +55,7 @@ CREATE TABLE `jobs` (
 	`cancelled_at` integer,
 	`cancelled_by` text,
 	`cancel_reason` text,
+	`retention_ms` integer NOT NULL,
 	`expires_at` integer,
 	`updated_at` integer NOT NULL,
 	FOREIGN KEY (`user_id`) REFERENCES `users`(`id`) ON UPDATE no action ON DELETE cascade

@@ -28,6 +28,8 @@ export const jobs = sqliteTable(
     cancelledAt: integer("cancelled_at"),
     cancelledBy: text("cancelled_by"),
     cancelReason: text("cancel_reason"),
+    /** How long outputs are kept once the job is finished; expires_at = finish time + this. */
+    retentionMs: integer("retention_ms").notNull(),
     expiresAt: integer("expires_at"),
     updatedAt: integer("updated_at").notNull(),
   },

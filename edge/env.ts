@@ -1,0 +1,55 @@
+import { z } from "zod";
+import type { Db } from "../db/client";
+
+/** Secrets come from `wrangler secret put` in production and `--var` from the local launcher; never from the toml. */
+export interface Secrets {
+  LIBSQL_URL: string;
+  LIBSQL_AUTH_TOKEN?: string;
+  RUNNER_TOKEN: string;
+}
+
+export type Bindings = Env & Secrets;
+
+export const ConfigSchema = z.object({
+  LIBSQL_URL: z.string().url("LIBSQL_URL must be an http(s):// or libsql:// URL"),
+  LIBSQL_AUTH_TOKEN: z.string().optional(),
+  RUNNER_TOKEN: z.string().min(16, "RUNNER_TOKEN must be at least 16 characters"),
+  APP_VERSION: z.string().default("0.0.0"),
+  JOB_TTL_HOURS: z.coerce.number().positive().default(24),
+  MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(2 * 1024 ** 3),
+  STORAGE_LIMIT_BYTES: z.coerce.number().int().positive().default(50 * 1024 ** 3),
+});
+export type Config = z.infer<typeof ConfigSchema>;
+
+export interface SessionUser {
+  id: string;
+  email: string;
+  role: "admin" | "user";
+}
+
+export interface AppEnv {
+  Bindings: Bindings;
+  Variables: {
+    config: Config;
+    db: Db;
+    requestId: string;
+    user: SessionUser;
+  };
+}
+
+const parsed = new WeakMap<object, Config>();
+
+/** Validates the worker's environment once per env object (i.e. once per isolate), for fetch and scheduled alike. */
+export function loadConfig(env: Bindings): Config {
+  let config = parsed.get(env);
+  if (!config) {
+    const result = ConfigSchema.safeParse(env);
+    if (!result.success) {
+      const detail = result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+      throw new Error(`Invalid worker configuration: ${detail}`);
+    }
+    config = result.data;
+    parsed.set(env, config);
+  }
+  return config;
+}

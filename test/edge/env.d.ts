@@ -1,0 +1,6 @@
+declare namespace Cloudflare {
+  interface Env {
+    LIBSQL_URL: string;
+    RUNNER_TOKEN: string;
+  }
+}

@@ -1,0 +1,52 @@
+import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { defineConfig } from "vitest/config";
+
+export const TEST_RUNNER_TOKEN = "test-runner-token-0123456789abcdef";
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "node",
+          environment: "node",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/edge/**", "test/stack/**", "test/ui/**", "node_modules/**"],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                LIBSQL_URL: inject("libsqlUrl"),
+                RUNNER_TOKEN: TEST_RUNNER_TOKEN,
+              },
+            },
+          })),
+        ],
+        test: {
+          name: "edge",
+          include: ["test/edge/**/*.test.ts"],
+          globalSetup: ["./test/setup/libsql-global.ts"],
+          testTimeout: 30_000,
+          hookTimeout: 30_000,
+        },
+      },
+      {
+        // Whole-stack tests start real processes (libSQL server, wrangler dev, runners, Chromium): one file at a time.
+        test: {
+          name: "stack",
+          environment: "node",
+          include: ["test/stack/**/*.test.ts", "test/ui/**/*.test.ts"],
+          fileParallelism: false,
+          testTimeout: 180_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+});
