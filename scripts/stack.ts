@@ -1,0 +1,227 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { createDb } from "../db/client";
+import { migrateDb } from "../db/migrate";
+import { generatePassword } from "../db/passwords";
+import { countUsers, createUser } from "../db/queries/users";
+
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+export interface StackOptions {
+  host: string;
+  edgePort: number;
+  libsqlPort: number;
+  metricsPort: number;
+  dataDir: string;
+  adminEmail: string;
+  /** Runner processes to start (the product default is one). */
+  runners: number;
+  /** Extra environment for the runners (tests shorten POLL_MS etc.). */
+  runnerEnv?: Record<string, string>;
+  /** Fire the Cron Trigger through wrangler's /__scheduled every this many ms (0 = never); production cron is 1 min. */
+  cronEveryMs: number;
+  log: (line: string) => void;
+}
+
+export interface Stack {
+  edgeUrl: string;
+  libsqlUrl: string;
+  libsqlAuthToken: string;
+  runnerToken: string;
+  /** Set only on the run that created the admin account. */
+  admin?: { email: string; password: string };
+  /** Process ids of the children, each the leader of its own process group. */
+  pids: Record<string, number>;
+  stop(): Promise<void>;
+}
+
+interface Secrets {
+  runnerToken: string;
+  libsqlAuthToken: string;
+}
+
+/** Local secrets are generated once per data dir and kept there (0600), never in the repo. */
+async function loadSecrets(dataDir: string): Promise<Secrets> {
+  const file = join(dataDir, "secrets.json");
+  if (existsSync(file)) return JSON.parse(await readFile(file, "utf8")) as Secrets;
+  const secrets = {
+    runnerToken: randomBytes(32).toString("base64url"),
+    libsqlAuthToken: randomBytes(32).toString("base64url"),
+  };
+  await writeFile(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  await chmod(file, 0o600);
+  return secrets;
+}
+
+class Child {
+  readonly exited: Promise<number | null>;
+  constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+    log: (line: string) => void,
+  ) {
+    for (const stream of [proc.stdout, proc.stderr]) {
+      if (stream) createInterface({ input: stream }).on("line", (line) => log(`[${name}] ${line}`));
+    }
+    this.exited = new Promise((res) => proc.once("exit", (code, signal) => res(code ?? (signal ? -1 : null))));
+  }
+
+  get running(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** Signals the whole process group: wrangler's workerd and any grandchildren go too. */
+  signal(sig: NodeJS.Signals): void {
+    try {
+      process.kill(-this.proc.pid!, sig);
+    } catch {
+      // group already gone
+    }
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    if (this.running) this.signal("SIGTERM");
+    const timer = setTimeout(() => this.signal("SIGKILL"), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+    // The leader may exit before its group (workerd under wrangler): make sure nothing of the group survives.
+    this.signal("SIGKILL");
+  }
+}
+
+function spawnChild(name: string, args: string[], env: Record<string, string>, log: (l: string) => void): Child {
+  const proc = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  return new Child(name, proc, log);
+}
+
+async function waitFor(what: string, child: Child, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!child.running) throw new Error(`${what} exited before it was ready`);
+    if (await probe().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} was not ready within ${timeoutMs / 1000} s`);
+}
+
+/**
+ * Starts the whole local stack: libSQL server on the data dir, migrations, admin seed, `wrangler dev` with R2
+ * persisted in the data dir, and the runner(s). Every child runs in its own process group so `stop()` leaves
+ * nothing behind.
+ */
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  const dataDir = resolve(opts.dataDir);
+  await mkdir(join(dataDir, "libsql"), { recursive: true });
+  await mkdir(join(dataDir, "runner"), { recursive: true });
+  const secrets = await loadSecrets(dataDir);
+  const libsqlUrl = `http://${opts.host}:${opts.libsqlPort}`;
+  const edgeUrl = `http://${opts.host}:${opts.edgePort}`;
+  const children: Child[] = [];
+  const log = opts.log;
+
+  let cronTimer: NodeJS.Timeout | undefined;
+  const stop = async () => {
+    clearInterval(cronTimer);
+    // Runners first (they hand work back through the database), then the edge, then the database.
+    for (const group of [children.filter((c) => c.name.startsWith("runner")), children.filter((c) => c.name === "edge"), children.filter((c) => c.name === "db")]) {
+      await Promise.all(group.map((c) => c.stop(c.name.startsWith("runner") ? 12_000 : 5_000)));
+    }
+  };
+
+  try {
+    const db = spawnChild(
+      "db",
+      ["--import", "tsx", "db/server/main.ts"],
+      {
+        LIBSQL_HOST: opts.host,
+        LIBSQL_PORT: String(opts.libsqlPort),
+        LIBSQL_DATA_DIR: join(dataDir, "libsql"),
+        LIBSQL_AUTH_TOKEN: secrets.libsqlAuthToken,
+      },
+      log,
+    );
+    children.push(db);
+    await waitFor("libSQL server", db, async () => (await fetch(`${libsqlUrl}/health`)).ok, 30_000);
+    await migrateDb(libsqlUrl, secrets.libsqlAuthToken);
+
+    let admin: Stack["admin"];
+    const client = createDb(libsqlUrl, { authToken: secrets.libsqlAuthToken });
+    try {
+      if ((await countUsers(client)) === 0) {
+        admin = { email: opts.adminEmail, password: generatePassword() };
+        await createUser(client, { ...admin, role: "admin" });
+      }
+    } finally {
+      client.$client.close();
+    }
+
+    const edge = spawnChild(
+      "edge",
+      [
+        join(ROOT, "node_modules/wrangler/bin/wrangler.js"),
+        "dev",
+        "--ip", opts.host,
+        "--port", String(opts.edgePort),
+        "--inspector-port", "0",
+        "--persist-to", join(dataDir, "wrangler"),
+        "--test-scheduled",
+        "--show-interactive-dev-session=false",
+        "--var", `LIBSQL_URL:${libsqlUrl}`,
+        "--var", `LIBSQL_AUTH_TOKEN:${secrets.libsqlAuthToken}`,
+        "--var", `RUNNER_TOKEN:${secrets.runnerToken}`,
+      ],
+      { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", CI: "true" },
+      log,
+    );
+    children.push(edge);
+    await waitFor("wrangler dev", edge, async () => (await fetch(`${edgeUrl}/api/health`)).status === 200, 60_000);
+
+    for (let i = 0; i < opts.runners; i++) {
+      const runner = spawnChild(
+        opts.runners === 1 ? "runner" : `runner-${i + 1}`,
+        ["--import", "tsx", "runner/main.ts"],
+        {
+          LIBSQL_URL: libsqlUrl,
+          LIBSQL_AUTH_TOKEN: secrets.libsqlAuthToken,
+          EDGE_URL: edgeUrl,
+          RUNNER_TOKEN: secrets.runnerToken,
+          WORK_DIR: join(dataDir, "runner", String(i + 1)),
+          METRICS_PORT: String(opts.metricsPort + i),
+          ...opts.runnerEnv,
+        },
+        log,
+      );
+      children.push(runner);
+    }
+
+    if (opts.cronEveryMs > 0) {
+      // wrangler dev never fires Cron Triggers by itself; this stands in for Cloudflare's scheduler.
+      cronTimer = setInterval(() => {
+        fetch(`${edgeUrl}/__scheduled?cron=${encodeURIComponent("* * * * *")}`).catch(() => {});
+      }, opts.cronEveryMs);
+      cronTimer.unref();
+    }
+    return {
+      edgeUrl,
+      libsqlUrl,
+      libsqlAuthToken: secrets.libsqlAuthToken,
+      runnerToken: secrets.runnerToken,
+      admin,
+      pids: Object.fromEntries(children.map((c) => [c.name, c.proc.pid!])),
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
