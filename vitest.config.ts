@@ -5,6 +5,7 @@ export const TEST_RUNNER_TOKEN = "test-runner-token-0123456789abcdef";
 
 export default defineConfig({
   test: {
+    reporters: ["default", "./test/setup/summary-reporter.ts"],
     projects: [
       {
         test: {
