@@ -42,9 +42,11 @@ export class ProtoError extends Error {
 export function toHranaError(err: unknown): HranaError {
   if (err instanceof ProtoError) return { message: err.message, code: err.code };
   const e = err as { message?: unknown; code?: unknown };
+  // libsql-js reports an empty statement as the "error" SQLITE_OK.
+  if (e?.code === "SQLITE_OK") return { message: "SQL string contains no statement", code: "SQL_NO_STATEMENT" };
   // SqliteError.code is already the extended name (SQLITE_CONSTRAINT_UNIQUE…), which @libsql/client exposes as
-  // LibsqlError.code; binding/decoding failures from libsql-js have no SQLite code.
-  const code = typeof e?.code === "string" && e.code.startsWith("SQLITE_") ? e.code : "SQLITE_ERROR";
+  // LibsqlError.code; anything else is a malformed request that slipped past decoding.
+  const code = typeof e?.code === "string" && e.code.startsWith("SQLITE_") ? e.code : "PROTO_ERROR";
   return { message: typeof e?.message === "string" ? e.message : String(err), code };
 }
 
@@ -95,6 +97,10 @@ function bindArgs(stmt: HranaStmt): unknown[] | Record<string, unknown> {
 /** Executes one statement; `sqls` resolves `sql_id` references from the stream's store_sql cache. */
 export function executeStmt(conn: Conn, stmt: HranaStmt, sqls: Map<number, string>) {
   const sql = resolveSql(stmt, sqls);
+  // libsql-js would silently run only the first statement; sqld refuses, so do the same (triggers contain ';').
+  if (/;\s*\S/.test(stripLiterals(sql)) && !/^\s*create\s+(temp\s+|temporary\s+)?trigger\b/i.test(sql)) {
+    throw new ProtoError("SQL string contains more than one statement", "SQL_MANY_STATEMENTS");
+  }
   const started = performance.now();
   const prepared = conn.prepare(sql);
   const args = bindArgs(stmt);

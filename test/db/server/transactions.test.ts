@@ -1,0 +1,172 @@
+import { createClient as createNodeClient, type Client, type Config, LibsqlError } from "@libsql/client";
+import { createClient as createWebClient } from "@libsql/client/web";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+
+let server: TestLibsqlServer;
+beforeAll(async () => {
+  server = await startTestLibsql({ txTtlMs: 500 });
+});
+afterAll(() => server.close());
+
+const clients: [string, (config: Config) => Client][] = [
+  ["node", createNodeClient],
+  ["web", createWebClient],
+];
+
+describe.each(clients)("transactions through the %s client", (kind, createClient) => {
+  let n = 0;
+  /** A fresh database per test, so tests in this file cannot see each other's rows. */
+  async function freshDb(setup = "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)") {
+    const client = createClient({ url: server.dbUrl(`tx_${kind}_${++n}`), intMode: "number" });
+    await client.executeMultiple(setup);
+    return client;
+  }
+  const names = async (c: Client) => (await c.execute("SELECT name FROM t ORDER BY id")).rows.map((r) => r.name);
+
+  it("commits a write batch as a whole", async () => {
+    const c = await freshDb();
+    const results = await c.batch(
+      ["INSERT INTO t (name) VALUES ('a')", { sql: "INSERT INTO t (name) VALUES (?)", args: ["b"] }, "SELECT count(*) AS n FROM t"],
+      "write",
+    );
+    expect(results.map((r) => r.rowsAffected)).toEqual([1, 1, 0]);
+    expect(results[2]?.rows[0]?.n).toBe(2);
+    expect(await names(c)).toEqual(["a", "b"]);
+    c.close();
+  });
+
+  it("rolls back the whole batch when one statement fails, and reports which one", async () => {
+    const c = await freshDb();
+    await c.execute("INSERT INTO t (name) VALUES ('existing')");
+    const err = await c
+      .batch(["INSERT INTO t (name) VALUES ('new1')", "INSERT INTO t (name) VALUES ('existing')", "INSERT INTO t (name) VALUES ('new2')"], "write")
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LibsqlError);
+    expect(err).toMatchObject({ code: "SQLITE_CONSTRAINT_UNIQUE", statementIndex: 1 });
+    expect(await names(c)).toEqual(["existing"]);
+    // The connection is usable (no transaction left open) afterwards.
+    await c.execute("INSERT INTO t (name) VALUES ('after')");
+    expect(await names(c)).toEqual(["existing", "after"]);
+    c.close();
+  });
+
+  it("commits an interactive write transaction", async () => {
+    const c = await freshDb();
+    const tx = await c.transaction("write");
+    await tx.execute("INSERT INTO t (name) VALUES ('in-tx')");
+    expect((await tx.execute("SELECT count(*) AS n FROM t")).rows[0]?.n).toBe(1);
+    await tx.commit();
+    expect(await names(c)).toEqual(["in-tx"]);
+    c.close();
+  });
+
+  it("rolls back an interactive transaction", async () => {
+    const c = await freshDb();
+    const tx = await c.transaction("write");
+    await tx.batch(["INSERT INTO t (name) VALUES ('x')", "INSERT INTO t (name) VALUES ('y')"]);
+    await tx.rollback();
+    expect(await names(c)).toEqual([]);
+    c.close();
+  });
+
+  it("keeps an interactive transaction open after a failing statement", async () => {
+    const c = await freshDb();
+    const tx = await c.transaction("write");
+    await tx.execute("INSERT INTO t (name) VALUES ('first')");
+    await expect(tx.execute("INSERT INTO t (name) VALUES ('first')")).rejects.toMatchObject({ code: "SQLITE_CONSTRAINT_UNIQUE" });
+    await expect(tx.execute("SELECT * FROM no_such_table")).rejects.toMatchObject({ code: "SQLITE_ERROR" });
+    await tx.execute("INSERT INTO t (name) VALUES ('second')");
+    await tx.commit();
+    expect(await names(c)).toEqual(["first", "second"]);
+    c.close();
+  });
+
+  it("makes other clients wait while a transaction is open, then shows them the committed rows", async () => {
+    const c = await freshDb();
+    const other = createClient({ url: server.dbUrl(`tx_${kind}_${n}`), intMode: "number" });
+    const tx = await c.transaction("write");
+    await tx.execute("INSERT INTO t (name) VALUES ('pending')");
+    let seen: unknown[] | undefined;
+    const read = names(other).then((rows) => (seen = rows));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(seen).toBeUndefined();
+    await tx.commit();
+    await read;
+    expect(seen).toEqual(["pending"]);
+    other.close();
+    c.close();
+  });
+
+  it("lands 20 concurrent read-modify-write transactions without losing an update", async () => {
+    const c = await freshDb("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL); INSERT INTO counter VALUES (1, 0);");
+    await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const tx = await c.transaction("write");
+        try {
+          const current = Number((await tx.execute("SELECT n FROM counter WHERE id = 1")).rows[0]?.n);
+          await new Promise((r) => setTimeout(r, 1)); // give other transactions a chance to interleave
+          await tx.execute({ sql: "UPDATE counter SET n = ? WHERE id = 1", args: [current + 1] });
+          await tx.commit();
+        } finally {
+          tx.close();
+        }
+      }),
+    );
+    expect((await c.execute("SELECT n FROM counter")).rows[0]?.n).toBe(20);
+    c.close();
+  });
+
+  it("rolls back an abandoned transaction after the idle TTL and keeps serving other clients", async () => {
+    const c = await freshDb();
+    const abandoned = await c.transaction("write");
+    await abandoned.execute("INSERT INTO t (name) VALUES ('never committed')");
+    const other = createClient({ url: server.dbUrl(`tx_${kind}_${n}`), intMode: "number" });
+    const started = Date.now();
+    expect(await names(other)).toEqual([]);
+    // The read had to queue behind the open transaction until the 500 ms TTL rolled it back.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    await other.execute("INSERT INTO t (name) VALUES ('other')");
+    expect(await names(other)).toEqual(["other"]);
+    // The abandoned stream's baton is gone: its client gets an error instead of writing outside a transaction.
+    await expect(abandoned.execute("INSERT INTO t (name) VALUES ('late')")).rejects.toMatchObject({ code: "STREAM_EXPIRED" });
+    expect(await names(other)).toEqual(["other"]);
+    other.close();
+    c.close();
+  });
+
+  it("surfaces constraint violations with their extended SQLite code", async () => {
+    const c = await freshDb(`
+      CREATE TABLE parent (id INTEGER PRIMARY KEY);
+      CREATE TABLE child (id TEXT PRIMARY KEY, parent_id INTEGER NOT NULL REFERENCES parent (id), CHECK (length(id) < 5));
+      INSERT INTO parent VALUES (1);
+      INSERT INTO child VALUES ('c1', 1);`);
+    const codeOf = (sql: string) => c.execute(sql).then(() => "no error", (e: unknown) => (e instanceof LibsqlError ? e.code : String(e)));
+    expect(await codeOf("INSERT INTO parent VALUES (1)")).toBe("SQLITE_CONSTRAINT_PRIMARYKEY");
+    expect(await codeOf("INSERT INTO child VALUES ('c1', 1)")).toBe("SQLITE_CONSTRAINT_PRIMARYKEY");
+    expect(await codeOf("INSERT INTO child VALUES ('c2', 99)")).toBe("SQLITE_CONSTRAINT_FOREIGNKEY");
+    expect(await codeOf("INSERT INTO child VALUES ('c3', NULL)")).toBe("SQLITE_CONSTRAINT_NOTNULL");
+    expect(await codeOf("INSERT INTO child VALUES ('toolong', 1)")).toBe("SQLITE_CONSTRAINT_CHECK");
+    await c.execute("CREATE UNIQUE INDEX parent_uq ON child (parent_id)");
+    expect(await codeOf("INSERT INTO child VALUES ('c4', 1)")).toBe("SQLITE_CONSTRAINT_UNIQUE");
+    expect(await codeOf("SELEC 1")).toBe("SQLITE_ERROR");
+    c.close();
+  });
+
+  it("runs a multi-statement script with executeMultiple, also inside a transaction", async () => {
+    const c = await freshDb();
+    await c.executeMultiple(`
+      INSERT INTO t (name) VALUES ('m1');
+      -- a comment; with a semicolon
+      INSERT INTO t (name) VALUES ('m;2');`);
+    expect(await names(c)).toEqual(["m1", "m;2"]);
+    await expect(c.executeMultiple("INSERT INTO t (name) VALUES ('m3'); INSERT INTO nope VALUES (1);")).rejects.toMatchObject({
+      code: "SQLITE_ERROR",
+    });
+    const tx = await c.transaction("write");
+    await tx.executeMultiple("INSERT INTO t (name) VALUES ('m4'); INSERT INTO t (name) VALUES ('m5');");
+    await tx.rollback();
+    expect(await names(c)).toEqual(["m1", "m;2", "m3"]);
+    c.close();
+  });
+});

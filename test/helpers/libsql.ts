@@ -1,0 +1,27 @@
+import { type LibsqlServerOptions, startLibsqlServer } from "../../db/server/server";
+
+export type TestLibsqlServer = Awaited<ReturnType<typeof startLibsqlServer>> & {
+  /** Base URL of a separate database on this server (the trailing slash selects `/<name>/v2/pipeline`). */
+  dbUrl(name: string): string;
+};
+
+/** Starts a local libSQL server on a free port; pair with `afterAll(() => server.close())`. */
+export async function startTestLibsql(opts: LibsqlServerOptions = {}): Promise<TestLibsqlServer> {
+  const server = await startLibsqlServer({ port: 0, ...opts });
+  return { ...server, dbUrl: (name) => `${server.url}/${name}/` };
+}
+
+/** Posts a raw Hrana pipeline body; for protocol-level assertions the official client would hide. */
+export async function postPipeline(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: any }> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: res.headers.get("content-type") === "application/json" ? JSON.parse(text) : text };
+}
