@@ -4,6 +4,7 @@ import { dbFor } from "./lib/db";
 import { onError, onNotFound } from "./lib/errors";
 import { loadConfig, type AppEnv } from "./env";
 import { health } from "./routes/health";
+import { pages } from "./routes/pages";
 
 /** Builds the Hono app: shared middleware, then one router per resource. */
 export function createApp() {
@@ -16,6 +17,7 @@ export function createApp() {
       await next();
     })
     .route("/api/health", health)
+    .route("/", pages)
     .onError(onError)
     .notFound(onNotFound);
 }

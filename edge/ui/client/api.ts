@@ -1,0 +1,123 @@
+import type { ApiErrorBody } from "../shared/types.js";
+
+/** A failed API call. status 0 means the request never got an answer (offline, DNS, connection reset). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly body: ApiErrorBody | null = null,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+
+  /** Worth retrying: the request may not have reached the edge, or the edge had a transient problem. */
+  get retryable(): boolean {
+    return this.status === 0 || this.status === 429 || this.status >= 500;
+  }
+}
+
+export interface ApiResponse<T> {
+  status: number;
+  data: T;
+}
+
+/**
+ * Sends the user to the login page and back here afterwards. Used for every 401, so an expired session anywhere
+ * ends on the login form with "expired" explained, and logging in returns to the page they were on.
+ */
+export function redirectToLogin(reason: "expired" | "signin" = "expired"): never {
+  const next = location.pathname + location.search;
+  const params = new URLSearchParams({ next });
+  if (reason === "expired") params.set("expired", "1");
+  location.assign(`/login?${params.toString()}`);
+  throw new ApiError(401, "unauthorized", "Redirecting to login");
+}
+
+export function messageFor(status: number, body: ApiErrorBody | null): string {
+  const fromServer = body?.error?.message;
+  if (status === 0) return "Could not reach the server. Check your connection and try again.";
+  if (status >= 500) return `The server had a problem (${status}). Please try again.`;
+  if (status === 429) return fromServer ?? "Too many requests. Wait a moment and try again.";
+  return fromServer ?? `Request failed (${status}).`;
+}
+
+export async function parseError(res: Response): Promise<ApiError> {
+  let body: ApiErrorBody | null = null;
+  try {
+    body = (await res.json()) as ApiErrorBody;
+  } catch {
+    // Non-JSON error (a proxy's HTML page): the status alone has to do.
+  }
+  return new ApiError(res.status, body?.error?.code ?? `http_${res.status}`, messageFor(res.status, body), body);
+}
+
+export interface ApiOptions {
+  /** Login form: a 401 there means bad credentials, not an expired session. */
+  allow401?: boolean;
+  signal?: AbortSignal;
+}
+
+/** JSON API call. Resolves for 2xx with the status (200 vs 202 matters for cancel); throws ApiError otherwise. */
+export async function api<T>(method: string, path: string, body?: unknown, opts: ApiOptions = {}): Promise<ApiResponse<T>> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: body === undefined ? { accept: "application/json" } : { accept: "application/json", "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      signal: opts.signal,
+    });
+  } catch (err) {
+    if ((err as Error).name === "AbortError") throw err;
+    throw new ApiError(0, "network", messageFor(0, null));
+  }
+  if (!res.ok) {
+    const err = await parseError(res);
+    if (res.status === 401 && !opts.allow401) redirectToLogin(err.code === "session_expired" ? "expired" : "signin");
+    throw err;
+  }
+  const data = res.status === 204 ? (undefined as T) : ((await res.json().catch(() => undefined)) as T);
+  return { status: res.status, data };
+}
+
+export interface XhrResult {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * XMLHttpRequest rather than fetch because only XHR reports upload progress. Resolves with any HTTP status
+ * (callers decide); rejects with ApiError(0) on network failure or abort.
+ */
+export function xhrSend(
+  method: string,
+  url: string,
+  body: XMLHttpRequestBodyInit,
+  onProgress: (loaded: number, total: number) => void,
+  signal?: AbortSignal,
+): Promise<XhrResult> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(method, url);
+    xhr.setRequestHeader("accept", "application/json");
+    xhr.upload.addEventListener("progress", (ev) => {
+      if (ev.lengthComputable) onProgress(ev.loaded, ev.total);
+    });
+    xhr.addEventListener("load", () => {
+      let parsed: unknown = null;
+      try {
+        parsed = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch {
+        parsed = null;
+      }
+      resolve({ status: xhr.status, body: parsed });
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(0, "network", messageFor(0, null))));
+    xhr.addEventListener("abort", () => reject(new ApiError(0, "aborted", "Upload cancelled.")));
+    signal?.addEventListener("abort", () => xhr.abort());
+    xhr.send(body);
+  });
+}

@@ -1,0 +1,281 @@
+import { api, ApiError } from "./api.js";
+import { CancelControl, cancelJobs } from "./cancel.js";
+import { confirmCancel } from "./dialog.js";
+import { byId, h, progressBar, setText, timeEl, updateProgress } from "./dom.js";
+import { browserHost } from "./host.js";
+import { backgroundDelay, notifyIfFinished } from "./notify.js";
+import { announce, badge, showMessage, updateBadge } from "./ui.js";
+import {
+  agoLabel,
+  expiryLabel,
+  fileNamesSummary,
+  isCancellable,
+  isTerminal,
+  percent,
+  statusLabel,
+  statusTone,
+} from "../shared/format.js";
+import { Poller, type PollOutcome } from "../shared/poll.js";
+import type { Job, JobPage } from "../shared/types.js";
+
+const PAGE_SIZE = 20;
+/** The poll refreshes this many of the newest jobs in one request; active jobs are nearly always among them. */
+const POLL_WINDOW = 50;
+
+interface Row {
+  job: Job;
+  li: HTMLLIElement;
+  checkbox: HTMLInputElement;
+  badge: HTMLSpanElement;
+  bar: HTMLProgressElement;
+  count: HTMLSpanElement;
+  created: HTMLTimeElement;
+  expiry: HTMLSpanElement;
+  thumb: HTMLImageElement;
+  cancel: CancelControl;
+}
+
+const rows = new Map<string, Row>();
+let list: HTMLOListElement;
+let poller: Poller;
+
+function signature(job: Job): string {
+  return `${job.status}|${job.completedVariations}|${job.failedVariations}|${job.cancelledVariations}|${job.thumbnailUrl ?? ""}|${job.expiresAt ?? ""}`;
+}
+
+function countText(job: Job): string {
+  return `${job.completedVariations} of ${job.totalVariations} variation${job.totalVariations === 1 ? "" : "s"}`;
+}
+
+function buildRow(job: Job): Row {
+  const names = job.files.map((f) => f.name);
+  const title = fileNamesSummary(names);
+  const href = `/jobs/${encodeURIComponent(job.id)}`;
+  const thumb = h("img", { attrs: { alt: "", loading: "lazy", width: 96, height: 54 } });
+  // The runner makes the thumbnail best effort and a bit later; until it exists the placeholder shows.
+  thumb.addEventListener("error", () => (thumb.hidden = true));
+  thumb.addEventListener("load", () => (thumb.hidden = false));
+  const checkbox = h("input", { attrs: { type: "checkbox", "aria-label": `Select job ${title}` } });
+  checkbox.addEventListener("change", updateSelection);
+  const row: Row = {
+    job,
+    li: h("li", { class: "job-card", attrs: { "data-job-id": job.id } }),
+    checkbox,
+    badge: badge("", "neutral"),
+    bar: progressBar(`Progress of job ${title}`, 0),
+    count: h("span", { class: "job-count" }),
+    created: timeEl(job.createdAt, agoLabel(job.createdAt, Date.now())),
+    expiry: h("span", { class: "job-expiry" }),
+    thumb,
+    cancel: null as unknown as CancelControl,
+  };
+  row.cancel = new CancelControl(job.id, title, job.status, {
+    onJob: (fresh) => {
+      applyJob(fresh);
+      // Still cancelling (202): watch closely again, the runner is stopping its encodes right now.
+      if (!isTerminal(fresh.status)) poller.kick();
+    },
+    onRefresh: () => poller.kick(),
+    onGone: () => poller.kick(),
+  });
+  row.li.append(
+    h("div", { class: "job-select" }, checkbox),
+    h("a", { class: "job-thumb", attrs: { href, tabindex: -1, "aria-hidden": "true" } }, thumb, h("span", { class: "thumb-placeholder", text: "▶" })),
+    h(
+      "div",
+      { class: "job-main" },
+      h("h2", { class: "job-title" }, h("a", { attrs: { href }, text: title })),
+      h("p", { class: "job-meta" }, "Created ", row.created, row.expiry),
+    ),
+    h("div", { class: "job-state" }, row.badge, row.bar, row.count),
+    h("div", { class: "job-actions" }, row.cancel.button, row.cancel.error),
+  );
+  renderRow(row);
+  return row;
+}
+
+function renderRow(row: Row): void {
+  const { job } = row;
+  row.li.dataset.status = job.status;
+  updateBadge(row.badge, statusLabel(job), statusTone(job.status));
+  updateProgress(row.bar, percent(job.progress));
+  row.bar.hidden = isTerminal(job.status) || job.status === "queued";
+  setText(row.count, countText(job));
+  const expiry = expiryLabel(job.expiresAt, Date.now());
+  setText(row.expiry, expiry ? ` · ${expiry}` : "");
+  setText(row.created, agoLabel(job.createdAt, Date.now()));
+  if (job.thumbnailUrl && row.thumb.getAttribute("src") !== job.thumbnailUrl) row.thumb.src = job.thumbnailUrl;
+  if (!job.thumbnailUrl) row.thumb.hidden = true;
+  row.cancel.update(job.status);
+  const selectable = isCancellable(job.status);
+  row.checkbox.disabled = !selectable;
+  if (!selectable) row.checkbox.checked = false;
+  row.checkbox.parentElement?.toggleAttribute("data-disabled", !selectable);
+}
+
+/** Updates a job's row in place; returns whether anything the user cares about changed. */
+function applyJob(job: Job): boolean {
+  const row = rows.get(job.id);
+  if (!row) {
+    const fresh = buildRow(job);
+    rows.set(job.id, fresh);
+    list.prepend(fresh.li);
+    byId("jobs-empty").hidden = true;
+    return true;
+  }
+  const before = row.job;
+  const changed = signature(before) !== signature(job);
+  // List responses carry no variations; keep the job's files as the list sent them.
+  row.job = job;
+  renderRow(row);
+  if (before.status !== job.status) {
+    announce(`${fileNamesSummary(job.files.map((f) => f.name))}: ${statusLabel(job)}`);
+    notifyIfFinished(before.status, job);
+  }
+  updateSelection();
+  if (!isTerminal(job.status)) ensurePolling();
+  return changed;
+}
+
+function ensurePolling(): void {
+  if (!poller.running) poller.start();
+}
+
+function anyActive(): boolean {
+  for (const row of rows.values()) if (!isTerminal(row.job.status)) return true;
+  return false;
+}
+
+async function tick(): Promise<PollOutcome> {
+  if (!anyActive()) return "terminal";
+  const { data } = await api<JobPage>("GET", `/api/jobs?limit=${POLL_WINDOW}`);
+  let changed = false;
+  const seen = new Set<string>();
+  // Oldest first so jobs created in another tab are prepended in the right order.
+  for (const job of [...data.jobs].reverse()) {
+    seen.add(job.id);
+    if (applyJob(job)) changed = true;
+  }
+  for (const row of rows.values()) {
+    if (seen.has(row.job.id) || isTerminal(row.job.status)) continue;
+    try {
+      const { data: job } = await api<Job>("GET", `/api/jobs/${encodeURIComponent(row.job.id)}`);
+      if (applyJob(job)) changed = true;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) {
+        row.li.remove();
+        rows.delete(row.job.id);
+        changed = true;
+      } else throw err;
+    }
+  }
+  showMessage(byId("jobs-message"), null);
+  return anyActive() ? (changed ? "changed" : "unchanged") : "terminal";
+}
+
+function selectedIds(): string[] {
+  return [...rows.values()].filter((r) => r.checkbox.checked && isCancellable(r.job.status)).map((r) => r.job.id);
+}
+
+function updateSelection(): void {
+  const ids = selectedIds();
+  const button = byId<HTMLButtonElement>("cancel-selected");
+  button.disabled = ids.length === 0;
+  setText(button, ids.length ? `Cancel selected (${ids.length})` : "Cancel selected");
+  const all = byId<HTMLInputElement>("select-all");
+  const selectable = [...rows.values()].filter((r) => isCancellable(r.job.status));
+  all.disabled = selectable.length === 0;
+  all.checked = selectable.length > 0 && ids.length === selectable.length;
+  all.indeterminate = ids.length > 0 && ids.length < selectable.length;
+}
+
+async function cancelSelected(): Promise<void> {
+  const ids = selectedIds();
+  if (ids.length === 0) return;
+  const choice = await confirmCancel({
+    title: ids.length === 1 ? "Cancel 1 job?" : `Cancel ${ids.length} jobs?`,
+    description:
+      "Variations that are already finished are kept and stay downloadable. Queued ones are dropped and running ones are stopped.",
+    confirmLabel: ids.length === 1 ? "Cancel job" : `Cancel ${ids.length} jobs`,
+  });
+  if (!choice) return;
+  const message = byId("jobs-message");
+  showMessage(message, null);
+  const button = byId<HTMLButtonElement>("cancel-selected");
+  button.disabled = true;
+  for (const id of ids) rows.get(id)?.cancel.setBusy(true);
+  const result = await cancelJobs(ids, choice.reason);
+  for (const id of ids) rows.get(id)?.cancel.setBusy(false);
+  if ("error" in result) {
+    showMessage(message, result.error);
+    updateSelection();
+    return;
+  }
+  for (const r of result.results) {
+    const row = rows.get(r.id);
+    if (!row) continue;
+    row.checkbox.checked = false;
+    // not_cancellable (finished meanwhile) and not_found are settled by the refresh below, like a single 409.
+    if (r.status) applyJob({ ...row.job, status: r.status });
+  }
+  updateSelection();
+  announce(`Cancel requested for ${result.results.length} job${result.results.length === 1 ? "" : "s"}.`);
+  // The bulk answer has statuses but not counts: fetch the full rows now for "Cancelled (k/N)".
+  poller.kick();
+}
+
+async function loadPage(cursor: string | null): Promise<void> {
+  const more = byId<HTMLButtonElement>("jobs-more");
+  const qs = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (cursor) qs.set("cursor", cursor);
+  more.disabled = true;
+  try {
+    const { data } = await api<JobPage>("GET", `/api/jobs?${qs.toString()}`);
+    for (const job of data.jobs) {
+      if (rows.has(job.id)) continue;
+      const row = buildRow(job);
+      rows.set(job.id, row);
+      list.append(row.li);
+    }
+    more.hidden = !data.nextCursor;
+    more.dataset.cursor = data.nextCursor ?? "";
+    byId("jobs-empty").hidden = rows.size > 0;
+    updateSelection();
+    if (anyActive()) ensurePolling();
+  } catch (err) {
+    showMessage(byId("jobs-message"), err instanceof Error ? err.message : String(err));
+  } finally {
+    more.disabled = false;
+    byId("jobs-loading").hidden = true;
+  }
+}
+
+export async function initJobs(): Promise<void> {
+  list = byId<HTMLOListElement>("job-list");
+  poller = new Poller(
+    {
+      tick: async () => {
+        try {
+          return await tick();
+        } catch (err) {
+          showMessage(byId("jobs-message"), `Live updates paused: ${err instanceof Error ? err.message : String(err)} Retrying…`, "info");
+          return "error";
+        }
+      },
+      hiddenDelayMs: backgroundDelay,
+    },
+    browserHost,
+  );
+  byId("cancel-selected").addEventListener("click", () => void cancelSelected());
+  byId<HTMLInputElement>("select-all").addEventListener("change", (ev) => {
+    const on = (ev.target as HTMLInputElement).checked;
+    for (const row of rows.values()) if (isCancellable(row.job.status)) row.checkbox.checked = on;
+    updateSelection();
+  });
+  byId("jobs-more").addEventListener("click", (ev) => void loadPage((ev.currentTarget as HTMLElement).dataset.cursor || null));
+  // Countdowns and "ago" labels move without any request.
+  window.setInterval(() => {
+    for (const row of rows.values()) renderRow(row);
+  }, 30_000);
+  await loadPage(null);
+}

@@ -1,0 +1,43 @@
+import { initRunners, initUsers } from "./admin.js";
+import { byId, setText } from "./dom.js";
+import { initJob } from "./job.js";
+import { initJobs } from "./jobs.js";
+import { initLogin } from "./login.js";
+import { initToggle } from "./notify.js";
+import { loadMe, logout } from "./session.js";
+import { initTokens } from "./tokens.js";
+import { initUpload } from "./upload.js";
+import { showMessage } from "./ui.js";
+
+/** One entry point; the server-rendered shell says which page this is (no inline script, CSP forbids it). */
+async function boot(): Promise<void> {
+  const page = document.body.dataset.page ?? "";
+  if (page === "login") return initLogin();
+  const user = await loadMe();
+  setText(byId("nav-user"), user.email);
+  for (const el of document.querySelectorAll<HTMLElement>("[data-admin-only]")) el.hidden = user.role !== "admin";
+  byId("logout").addEventListener("click", () => void logout());
+  initToggle(byId<HTMLButtonElement>("notify-toggle"));
+  switch (page) {
+    case "upload":
+      return initUpload();
+    case "jobs":
+      return initJobs();
+    case "job":
+      return initJob(document.body.dataset.jobId ?? "");
+    case "runners":
+      return initRunners();
+    case "users":
+      return initUsers();
+    case "tokens":
+      return initTokens();
+  }
+}
+
+boot()
+  .then(() => document.body.setAttribute("data-ready", "true"))
+  .catch((err: unknown) => {
+    const el = document.getElementById("page-message");
+    if (el) showMessage(el, err instanceof Error ? err.message : String(err));
+    document.body.setAttribute("data-ready", "error");
+  });

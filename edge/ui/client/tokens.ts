@@ -1,0 +1,74 @@
+import { api } from "./api.js";
+import { byId, formatDateTime, h, timeEl } from "./dom.js";
+import { showMessage } from "./ui.js";
+import type { TokenRow } from "../shared/types.js";
+
+export async function initTokens(): Promise<void> {
+  const body = byId("tokens-body");
+  const pageMessage = byId("page-message");
+  const load = async () => {
+    try {
+      const { data } = await api<{ tokens: TokenRow[] }>("GET", "/api/tokens");
+      body.replaceChildren(
+        ...(data.tokens.length
+          ? data.tokens.map((t) => {
+              const revoke = h("button", { class: "button button-small button-danger-outline", attrs: { type: "button" }, text: "Revoke" });
+              revoke.append(h("span", { class: "visually-hidden", text: ` token ${t.name}` }));
+              revoke.addEventListener("click", async () => {
+                if (!window.confirm(`Revoke the token “${t.name}”? Scripts using it will stop working.`)) return;
+                revoke.disabled = true;
+                try {
+                  await api("DELETE", `/api/tokens/${encodeURIComponent(t.id)}`);
+                  showMessage(pageMessage, `Revoked “${t.name}”.`, "success");
+                  await load();
+                } catch (err) {
+                  revoke.disabled = false;
+                  showMessage(pageMessage, err instanceof Error ? err.message : String(err));
+                }
+              });
+              return h(
+                "tr",
+                {},
+                h("td", { text: t.name }),
+                h("td", {}, t.createdAt ? timeEl(t.createdAt, formatDateTime(t.createdAt)) : ""),
+                h("td", {}, t.lastUsedAt ? timeEl(t.lastUsedAt, formatDateTime(t.lastUsedAt)) : "never"),
+                h("td", {}, revoke),
+              );
+            })
+          : [h("tr", {}, h("td", { attrs: { colspan: 4 }, class: "muted", text: "No tokens yet." }))]),
+      );
+    } catch (err) {
+      showMessage(pageMessage, err instanceof Error ? err.message : String(err));
+    }
+  };
+  const form = byId<HTMLFormElement>("token-form");
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const name = String(new FormData(form).get("name") ?? "").trim();
+    const created = byId("token-created");
+    try {
+      const { data } = await api<{ id: string; name: string; token: string }>("POST", "/api/tokens", { name });
+      // Shown once: the server keeps only a hash.
+      byId<HTMLInputElement>("token-value").value = data.token;
+      created.hidden = false;
+      byId<HTMLInputElement>("token-value").select();
+      form.reset();
+      showMessage(pageMessage, null);
+      await load();
+    } catch (err) {
+      created.hidden = true;
+      showMessage(pageMessage, err instanceof Error ? err.message : String(err));
+    }
+  });
+  byId("token-copy").addEventListener("click", async () => {
+    const value = byId<HTMLInputElement>("token-value").value;
+    try {
+      await navigator.clipboard.writeText(value);
+      showMessage(pageMessage, "Token copied.", "success");
+    } catch {
+      byId<HTMLInputElement>("token-value").select();
+      showMessage(pageMessage, "Copy failed; the token is selected, press Ctrl+C.", "info");
+    }
+  });
+  await load();
+}

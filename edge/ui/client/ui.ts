@@ -1,0 +1,41 @@
+import { h, setText } from "./dom.js";
+
+/**
+ * Screen-reader announcements go through one polite live region in the layout (#announcer), so status changes
+ * ("Cancelled (2/4)") are spoken once, not every time a progress bar moves.
+ */
+export function announce(message: string): void {
+  const region = document.getElementById("announcer");
+  if (!region) return;
+  // Clearing first makes a repeated identical message be announced again.
+  region.textContent = "";
+  window.setTimeout(() => (region.textContent = message), 50);
+}
+
+/** Shows (or clears with null) an error/notice paragraph; role=alert makes it announced immediately. */
+export function showMessage(el: HTMLElement, message: string | null, kind: "error" | "info" | "success" = "error"): void {
+  if (!message) {
+    el.hidden = true;
+    el.textContent = "";
+    return;
+  }
+  el.dataset.kind = kind;
+  el.hidden = false;
+  setText(el, message);
+}
+
+export function messageEl(extraClass = ""): HTMLParagraphElement {
+  const el = h("p", { class: `message ${extraClass}`.trim(), attrs: { role: "alert", hidden: true } });
+  return el;
+}
+
+/** The status pill: text plus a tone class (Completed green, Failed red, Cancelled neutral gray). */
+export function badge(label: string, tone: string): HTMLSpanElement {
+  return h("span", { class: `badge badge-${tone}`, text: label });
+}
+
+export function updateBadge(el: HTMLElement, label: string, tone: string): void {
+  setText(el, label);
+  const cls = `badge badge-${tone}`;
+  if (el.className !== cls) el.className = cls;
+}

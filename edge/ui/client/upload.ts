@@ -1,0 +1,237 @@
+import { api, ApiError, messageFor, redirectToLogin, xhrSend } from "./api.js";
+import { byId, h, progressBar, setText, updateProgress } from "./dom.js";
+import { askOnce } from "./notify.js";
+import { announce, showMessage } from "./ui.js";
+import {
+  MAX_FILES,
+  MAX_VARIATIONS,
+  MIN_VARIATIONS,
+  perFileProgress,
+  rejectReason,
+  useMultipart,
+} from "../shared/files.js";
+import { formatBytes } from "../shared/format.js";
+import type { ApiErrorBody, Job } from "../shared/types.js";
+
+interface Item {
+  file: File;
+  li: HTMLLIElement;
+  bar: HTMLProgressElement;
+  state: HTMLSpanElement;
+  remove: HTMLButtonElement;
+}
+
+const items: Item[] = [];
+const PART_ATTEMPTS = 5;
+const PART_CONCURRENCY = 3;
+
+function maxBytes(): number {
+  return Number(document.body.dataset.maxUploadBytes) || 2 * 1024 ** 3;
+}
+
+function message(text: string | null, kind: "error" | "info" = "error"): void {
+  showMessage(byId("upload-message"), text, kind);
+}
+
+async function head(file: File): Promise<Uint8Array> {
+  return new Uint8Array(await file.slice(0, 16).arrayBuffer());
+}
+
+async function addFiles(list: FileList | File[]): Promise<void> {
+  const problems: string[] = [];
+  for (const file of Array.from(list)) {
+    if (items.some((i) => i.file.name === file.name && i.file.size === file.size && i.file.lastModified === file.lastModified)) continue;
+    if (items.length >= MAX_FILES) {
+      problems.push(`A job takes at most ${MAX_FILES} videos; “${file.name}” was not added.`);
+      continue;
+    }
+    const reason = rejectReason(file, await head(file), maxBytes());
+    if (reason) {
+      problems.push(reason);
+      continue;
+    }
+    items.push(buildItem(file));
+  }
+  renderList();
+  message(problems.length ? problems.join(" ") : null);
+}
+
+function buildItem(file: File): Item {
+  const remove = h("button", { class: "button button-small", attrs: { type: "button" }, text: "Remove" });
+  remove.append(h("span", { class: "visually-hidden", text: ` ${file.name}` }));
+  const item: Item = {
+    file,
+    li: h("li", { class: "upload-item" }),
+    bar: progressBar(`Upload progress of ${file.name}`, 0),
+    state: h("span", { class: "upload-state muted", text: "Ready" }),
+    remove,
+  };
+  remove.addEventListener("click", () => {
+    items.splice(items.indexOf(item), 1);
+    renderList();
+    byId("file-input").focus();
+  });
+  item.li.append(
+    h("span", { class: "upload-name", text: file.name }),
+    h("span", { class: "muted", text: formatBytes(file.size) }),
+    item.bar,
+    item.state,
+    remove,
+  );
+  return item;
+}
+
+function renderList(): void {
+  byId("upload-list").replaceChildren(...items.map((i) => i.li));
+  byId<HTMLButtonElement>("upload-submit").disabled = items.length === 0;
+  setText(byId("upload-summary"), items.length ? `${items.length} video${items.length === 1 ? "" : "s"} selected` : "No videos selected yet.");
+}
+
+function setBusy(busy: boolean): void {
+  byId<HTMLFieldSetElement>("upload-fields").disabled = busy;
+  byId<HTMLButtonElement>("upload-submit").disabled = busy || items.length === 0;
+  setText(byId("upload-submit"), busy ? "Uploading…" : "Start job");
+  for (const i of items) i.remove.hidden = busy;
+}
+
+function errorFromXhr(status: number, body: unknown): ApiError {
+  const b = (body ?? null) as ApiErrorBody | null;
+  return new ApiError(status, b?.error?.code ?? `http_${status}`, messageFor(status, b), b);
+}
+
+/** One multipart/form-data request for small jobs; per-file bars follow the byte position of the body. */
+async function uploadSingle(variations: number): Promise<Job> {
+  const form = new FormData();
+  for (const i of items) form.append("videos", i.file, i.file.name);
+  form.append("variations", String(variations));
+  const sizes = items.map((i) => i.file.size);
+  const res = await xhrSend("POST", "/api/jobs", form, (loaded, total) => {
+    perFileProgress(sizes, loaded, total).forEach((p, n) => {
+      const item = items[n]!;
+      updateProgress(item.bar, Math.round(p));
+      setText(item.state, p >= 100 ? "Sent" : `${Math.round(p)} %`);
+    });
+  });
+  if (res.status === 401) redirectToLogin();
+  if (res.status !== 202 && res.status !== 200 && res.status !== 201) throw errorFromXhr(res.status, res.body);
+  return res.body as Job;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Large file through the multipart upload API: parts go up three at a time and each part is retried on its own
+ * (network drop, 5xx, 429) with exponential back-off, so a blip costs one part, not the whole file.
+ */
+async function uploadLarge(item: Item): Promise<string> {
+  const { data: up } = await api<{ id: string; partSize: number; partCount: number }>("POST", "/api/uploads", {
+    filename: item.file.name,
+    size: item.file.size,
+  });
+  const loaded = new Array<number>(up.partCount).fill(0);
+  const report = () => {
+    const p = (loaded.reduce((a, b) => a + b, 0) / item.file.size) * 100;
+    updateProgress(item.bar, Math.min(100, Math.round(p)));
+    setText(item.state, `${Math.min(100, Math.round(p))} %`);
+  };
+  const next = { n: 1 };
+  const worker = async () => {
+    while (next.n <= up.partCount) {
+      const n = next.n++;
+      const start = (n - 1) * up.partSize;
+      const blob = item.file.slice(start, Math.min(item.file.size, start + up.partSize));
+      for (let attempt = 1; ; attempt++) {
+        let failure: ApiError;
+        try {
+          const res = await xhrSend("PUT", `/api/uploads/${encodeURIComponent(up.id)}/parts/${n}`, blob, (l) => {
+            loaded[n - 1] = l;
+            report();
+          });
+          if (res.status === 200) {
+            loaded[n - 1] = blob.size;
+            report();
+            break;
+          }
+          if (res.status === 401) redirectToLogin();
+          failure = errorFromXhr(res.status, res.body);
+        } catch (err) {
+          if (!(err instanceof ApiError)) throw err;
+          failure = err;
+        }
+        loaded[n - 1] = 0;
+        report();
+        if (!failure.retryable || attempt >= PART_ATTEMPTS) throw failure;
+        setText(item.state, `Retrying part ${n} (attempt ${attempt + 1} of ${PART_ATTEMPTS})…`);
+        await sleep(Math.min(16_000, 1000 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PART_CONCURRENCY, up.partCount) }, worker));
+  await api("POST", `/api/uploads/${encodeURIComponent(up.id)}/complete`, {});
+  setText(item.state, "Sent");
+  return up.id;
+}
+
+async function submit(ev: SubmitEvent): Promise<void> {
+  ev.preventDefault();
+  message(null);
+  const input = byId<HTMLInputElement>("variations");
+  const variations = Number(input.value);
+  if (!Number.isInteger(variations) || variations < MIN_VARIATIONS || variations > MAX_VARIATIONS) {
+    message(`Variations: choose a whole number from ${MIN_VARIATIONS} to ${MAX_VARIATIONS}.`);
+    input.focus();
+    return;
+  }
+  if (items.length === 0) {
+    message("Choose at least one video.");
+    return;
+  }
+  askOnce();
+  setBusy(true);
+  announce("Upload started.");
+  try {
+    let job: Job;
+    if (useMultipart(items.map((i) => i.file.size))) {
+      const ids: string[] = [];
+      for (const item of items) ids.push(await uploadLarge(item));
+      job = (await api<Job>("POST", "/api/jobs", { uploads: ids, variations })).data;
+    } else {
+      job = await uploadSingle(variations);
+    }
+    for (const i of items) setText(i.state, "Done");
+    announce("Upload complete. Opening the job…");
+    location.assign(`/jobs/${encodeURIComponent(job.id)}`);
+  } catch (err) {
+    setBusy(false);
+    for (const i of items) {
+      updateProgress(i.bar, 0);
+      setText(i.state, "Ready");
+    }
+    const text = err instanceof Error ? err.message : String(err);
+    message(`Upload failed: ${text}`);
+  }
+}
+
+export function initUpload(): void {
+  const input = byId<HTMLInputElement>("file-input");
+  const zone = byId("dropzone");
+  input.addEventListener("change", () => {
+    if (input.files) void addFiles(input.files);
+    input.value = "";
+  });
+  zone.addEventListener("dragover", (ev) => {
+    ev.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    zone.classList.remove("dragging");
+    if (ev.dataTransfer?.files.length) void addFiles(ev.dataTransfer.files);
+  });
+  // A file dropped next to the zone would otherwise make the browser navigate away to open it.
+  window.addEventListener("dragover", (ev) => ev.preventDefault());
+  window.addEventListener("drop", (ev) => ev.preventDefault());
+  byId<HTMLFormElement>("upload-form").addEventListener("submit", (ev) => void submit(ev));
+  renderList();
+}

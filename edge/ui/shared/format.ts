@@ -1,0 +1,144 @@
+import type { Job, JobStatus, VariationStatus } from "./types.js";
+
+export const TERMINAL_STATUSES: readonly JobStatus[] = ["completed", "failed", "cancelled"];
+
+export function isTerminal(status: JobStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}
+
+/** Only queued and processing jobs offer Cancel; a cancelling job already has a request in flight. */
+export function isCancellable(status: JobStatus): boolean {
+  return status === "queued" || status === "processing";
+}
+
+export type Tone = "neutral" | "info" | "success" | "danger";
+
+/** Cancelled is neutral gray on purpose: the user asked for it, it is not a failure (red). */
+export function statusTone(status: JobStatus | VariationStatus): Tone {
+  switch (status) {
+    case "completed":
+      return "success";
+    case "failed":
+      return "danger";
+    case "queued":
+    case "processing":
+    case "running":
+      return "info";
+    default:
+      return "neutral";
+  }
+}
+
+type Counts = Pick<Job, "status" | "completedVariations" | "totalVariations">;
+
+/** The badge text: "Cancelled (3/10)" carries the count so partial results are visible at a glance. */
+export function statusLabel(job: Counts): string {
+  switch (job.status) {
+    case "queued":
+      return "Queued";
+    case "processing":
+      return "Processing";
+    case "cancelling":
+      return "Cancelling…";
+    case "completed":
+      return "Completed";
+    case "failed":
+      return "Failed";
+    case "cancelled":
+      return `Cancelled (${job.completedVariations}/${job.totalVariations})`;
+  }
+}
+
+export function variationStatusLabel(status: VariationStatus): string {
+  switch (status) {
+    case "queued":
+      return "Queued";
+    case "running":
+      return "Running";
+    case "completed":
+      return "Completed";
+    case "failed":
+      return "Failed";
+    case "cancelled":
+      return "Cancelled";
+  }
+}
+
+export function countLabel(completed: number, total: number): string {
+  return `${completed} of ${total} variation${total === 1 ? "" : "s"} completed`;
+}
+
+/** A ZIP is offered as soon as something finished is in it; the count next to it says how much. */
+export function canDownloadZip(job: Pick<Job, "status" | "completedVariations" | "downloadUrl">): boolean {
+  return (job.status === "completed" || job.status === "cancelled") && job.completedVariations > 0 && !!job.downloadUrl;
+}
+
+/** "a.mp4, b.mp4, c.mp4 +2 more" */
+export function fileNamesSummary(names: readonly string[], shown = 3): string {
+  if (names.length === 0) return "(no files)";
+  const head = names.slice(0, shown).join(", ");
+  return names.length > shown ? `${head} +${names.length - shown} more` : head;
+}
+
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes) || bytes < 0) return "–";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+/** Clamps whatever the API reports into 0..100 so a bar never overflows. */
+export function percent(progress: number | null | undefined): number {
+  if (typeof progress !== "number" || !Number.isFinite(progress)) return 0;
+  return Math.max(0, Math.min(100, Math.round(progress)));
+}
+
+/** Countdown text for an expiry: "Expires in 23 h 12 min", "Expired". */
+export function expiryLabel(expiresAt: string | null, now: number): string | null {
+  if (!expiresAt) return null;
+  const ms = Date.parse(expiresAt) - now;
+  if (!Number.isFinite(ms)) return null;
+  if (ms <= 0) return "Expired";
+  return `Expires in ${durationLabel(ms)}`;
+}
+
+export function durationLabel(ms: number): string {
+  const minutes = Math.floor(ms / 60_000);
+  if (minutes < 1) return "less than a minute";
+  const days = Math.floor(minutes / 1440);
+  const hours = Math.floor((minutes % 1440) / 60);
+  const mins = minutes % 60;
+  if (days > 0) return `${days} d ${hours} h`;
+  if (hours > 0) return `${hours} h ${mins} min`;
+  return `${mins} min`;
+}
+
+/** "5 min ago" style, for created times in the list (the exact time goes in a tooltip / datetime attribute). */
+export function agoLabel(iso: string, now: number): string {
+  const ms = now - Date.parse(iso);
+  if (!Number.isFinite(ms)) return "";
+  if (ms < 45_000) return "just now";
+  return `${durationLabel(ms)} ago`;
+}
+
+/**
+ * Where to go after login. Only same-origin paths are allowed ("/jobs/abc"), never "//evil.example" or
+ * "/\evil.example", which browsers treat as other origins: an open redirect would make phishing trivial.
+ */
+export function safeNext(next: string | null | undefined, fallback = "/jobs"): string {
+  if (!next || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/\\")) return fallback;
+  if (/[\u0000-\u001f]/.test(next)) return fallback;
+  if (next.startsWith("/login")) return fallback;
+  return next;
+}
+
+/** Entry file name inside the ZIP and for a single download: `<base>_var01.mp4`. */
+export function variationFileName(sourceName: string, index: number): string {
+  const base = sourceName.replace(/\.[^./\\]+$/, "").replace(/[^\w.-]+/g, "_") || "video";
+  return `${base}_var${String(index).padStart(2, "0")}.mp4`;
+}

@@ -1,0 +1,62 @@
+import { exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+
+const PAGES = ["/login", "/", "/jobs", "/jobs/abc123", "/admin/runners", "/admin/users", "/tokens"];
+
+async function page(path: string): Promise<{ res: Response; html: string }> {
+  const res = await exports.default.fetch(`http://edge.test${path}`);
+  return { res, html: await res.text() };
+}
+
+describe("web UI page shells", () => {
+  it("serves every page as HTML that loads the one client module and carries no inline script", async () => {
+    for (const path of PAGES) {
+      const { res, html } = await page(path);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get("content-type"), path).toMatch(/^text\/html/);
+      expect(html, path).toMatch(/^<!DOCTYPE html>|^<html/i);
+      const scripts = [...html.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/g)];
+      expect(scripts.length, path).toBe(1);
+      expect(scripts[0]![1], path).toMatch(/type="module" src="\/assets\/js\/client\/main\.js\?v=/);
+      expect(scripts[0]![2], path).toBe("");
+      expect(html, path).not.toMatch(/\son[a-z]+="/); // no inline event handlers either
+    }
+  });
+
+  it("marks the page in the body and the current nav link for assistive tech", async () => {
+    const { html } = await page("/jobs");
+    expect(html).toContain('data-page="jobs"');
+    expect(html).toMatch(/<a href="\/jobs" aria-current="page">Jobs<\/a>/);
+    expect(html).toContain('aria-live="polite"');
+  });
+
+  it("never lets a job id from the URL break out of its attribute", async () => {
+    const { html } = await page(`/jobs/${encodeURIComponent('"><img src=x onerror=alert(1)>')}`);
+    expect(html).not.toContain("<img src=x");
+    expect(html).toContain('data-job-id="&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"');
+  });
+
+  it("shows the expired-session notice on the login page only when asked, from a fixed text", async () => {
+    expect((await page("/login")).html).not.toContain("session has expired");
+    const { html } = await page("/login?expired=<b>pwned</b>&next=%2Fjobs");
+    expect(html).toContain("Your session has expired. Log in again to continue.");
+    expect(html).not.toContain("pwned");
+  });
+
+  it("passes the upload limit from the config to the upload page", async () => {
+    const { html } = await page("/");
+    expect(html).toContain('data-max-upload-bytes="2147483648"');
+    expect(html).toMatch(/accept="\.mp4,\.mov,\.m4v,\.webm,\.mkv/);
+  });
+
+  it("keeps page shells out of caches so a logged-out browser never shows stale navigation", async () => {
+    const { res } = await page("/jobs");
+    expect(res.headers.get("cache-control")).toBe("no-store");
+  });
+
+  it("leaves unknown paths to the JSON 404", async () => {
+    const res = await exports.default.fetch("http://edge.test/nope/nothing");
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: "not_found" } });
+  });
+});

@@ -1,0 +1,78 @@
+import { describe, expect, it } from "vitest";
+import {
+  canDownloadZip,
+  expiryLabel,
+  fileNamesSummary,
+  isCancellable,
+  percent,
+  safeNext,
+  statusLabel,
+  statusTone,
+  variationFileName,
+} from "../../../edge/ui/shared/format";
+
+describe("status presentation", () => {
+  it("labels a cancelled job with its completed count, e.g. Cancelled (3/10)", () => {
+    expect(statusLabel({ status: "cancelled", completedVariations: 3, totalVariations: 10 })).toBe("Cancelled (3/10)");
+    expect(statusLabel({ status: "cancelling", completedVariations: 1, totalVariations: 4 })).toBe("Cancelling…");
+  });
+
+  it("colours cancelled neutral gray, failed red and completed green", () => {
+    expect(statusTone("cancelled")).toBe("neutral");
+    expect(statusTone("cancelling")).toBe("neutral");
+    expect(statusTone("failed")).toBe("danger");
+    expect(statusTone("completed")).toBe("success");
+    expect(statusTone("processing")).toBe("info");
+  });
+
+  it("offers Cancel only on queued and processing jobs", () => {
+    expect(["queued", "processing"].every((s) => isCancellable(s as never))).toBe(true);
+    expect(["cancelling", "completed", "failed", "cancelled"].some((s) => isCancellable(s as never))).toBe(false);
+  });
+
+  it("offers the ZIP for completed or cancelled jobs with at least one finished variation", () => {
+    const base = { downloadUrl: "/api/jobs/j/download" };
+    expect(canDownloadZip({ ...base, status: "cancelled", completedVariations: 2 })).toBe(true);
+    expect(canDownloadZip({ ...base, status: "cancelled", completedVariations: 0 })).toBe(false);
+    expect(canDownloadZip({ ...base, status: "processing", completedVariations: 2 })).toBe(false);
+    expect(canDownloadZip({ status: "completed", completedVariations: 2, downloadUrl: null })).toBe(false);
+  });
+});
+
+describe("text helpers", () => {
+  it("lists the first three file names and counts the rest", () => {
+    expect(fileNamesSummary(["a.mp4"])).toBe("a.mp4");
+    expect(fileNamesSummary(["a", "b", "c", "d", "e"])).toBe("a, b, c +2 more");
+  });
+
+  it("counts down to expiry and says Expired once past it", () => {
+    const now = Date.parse("2026-01-01T00:00:00Z");
+    expect(expiryLabel("2026-01-01T23:12:30Z", now)).toBe("Expires in 23 h 12 min");
+    expect(expiryLabel("2026-01-01T00:00:20Z", now)).toBe("Expires in less than a minute");
+    expect(expiryLabel("2025-12-31T00:00:00Z", now)).toBe("Expired");
+    expect(expiryLabel(null, now)).toBeNull();
+  });
+
+  it("clamps progress into 0..100", () => {
+    expect(percent(-5)).toBe(0);
+    expect(percent(140)).toBe(100);
+    expect(percent(42.4)).toBe(42);
+    expect(percent(Number.NaN)).toBe(0);
+  });
+
+  it("names single downloads like the ZIP entries", () => {
+    expect(variationFileName("My clip.final.mov", 3)).toBe("My_clip.final_var03.mp4");
+  });
+});
+
+describe("safeNext", () => {
+  it("returns to same-origin paths after login", () => {
+    expect(safeNext("/jobs/abc?x=1")).toBe("/jobs/abc?x=1");
+  });
+
+  it("refuses anything that would leave the site or loop back to login", () => {
+    for (const bad of ["//evil.example/", "/\\evil.example", "https://evil.example", "javascript:alert(1)", "/login?next=/", "", null]) {
+      expect(safeNext(bad)).toBe("/jobs");
+    }
+  });
+});
