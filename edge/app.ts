@@ -4,12 +4,21 @@ import { dbFor } from "./lib/db";
 import { onError, onNotFound } from "./lib/errors";
 import { loadConfig, type AppEnv } from "./env";
 import { health } from "./routes/health";
+import { securityHeaders } from "./lib/security";
+import { auth } from "./routes/auth";
+import { jobs } from "./routes/jobs";
+import { me } from "./routes/me";
+import { openapi } from "./routes/openapi";
+import { tokens } from "./routes/tokens";
+import { uploads } from "./routes/uploads";
+import { users } from "./routes/users";
 import { pages } from "./routes/pages";
 
 /** Builds the Hono app: shared middleware, then one router per resource. */
 export function createApp() {
   return new Hono<AppEnv>()
     .use(requestId())
+    .use(securityHeaders())
     .use(async (c, next) => {
       const config = loadConfig(c.env);
       c.set("config", config);
@@ -17,6 +26,13 @@ export function createApp() {
       await next();
     })
     .route("/api/health", health)
+    .route("/api/auth", auth)
+    .route("/api/me", me)
+    .route("/api/users", users)
+    .route("/api/tokens", tokens)
+    .route("/api/uploads", uploads)
+    .route("/api/jobs", jobs)
+    .route("/api/openapi.json", openapi)
     .route("/", pages)
     .onError(onError)
     .notFound(onNotFound);

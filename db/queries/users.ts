@@ -1,4 +1,4 @@
-import { count, eq } from "drizzle-orm";
+import { asc, count, eq } from "drizzle-orm";
 import type { Db } from "../client";
 import { ConflictError } from "../errors";
 import { newId } from "../ids";
@@ -41,4 +41,19 @@ export async function countUsers(db: Db): Promise<number> {
 
 export async function findUserByEmail(db: Db, email: string) {
   return db.query.users.findFirst({ where: eq(users.email, normalizeEmail(email)) });
+}
+
+export async function findUserById(db: Db, id: string): Promise<UserRow | undefined> {
+  return db.query.users.findFirst({
+    columns: { id: true, email: true, role: true, createdAt: true },
+    where: eq(users.id, id),
+  });
+}
+
+/** All accounts, oldest first (admin view; the user count is small). */
+export async function listUsers(db: Db): Promise<UserRow[]> {
+  return db
+    .select({ id: users.id, email: users.email, role: users.role, createdAt: users.createdAt })
+    .from(users)
+    .orderBy(asc(users.createdAt), asc(users.id));
 }

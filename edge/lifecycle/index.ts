@@ -1,5 +1,13 @@
 import type { Db } from "../../db/client";
 import type { Config } from "../env";
+import { expireFinishedJobs } from "./expire-jobs";
+import { failStaleQueued } from "./fail-stale-queued";
+import { finalizeIdleJobs } from "./finalize-idle";
+import { deleteOrphanObjects } from "./orphan-objects";
+import { pruneAuth } from "./prune-auth";
+import { recoverLeases } from "./recover-leases";
+import { abortStaleUploads } from "./stale-uploads";
+import { enforceStorageCap } from "./storage-cap";
 
 export interface LifecycleDeps {
   db: Db;
@@ -10,7 +18,20 @@ export interface LifecycleDeps {
 /** One lifecycle rule: a pure function of (deps, now) that tests call directly. */
 export type LifecycleRule = (deps: LifecycleDeps, now: number) => Promise<Record<string, number>>;
 
-const rules: Record<string, LifecycleRule> = {};
+/**
+ * Order matters within one tick: leases are recovered before idle jobs are finalized, and jobs that just finished
+ * or failed get their expiry before the expiry and storage rules run.
+ */
+export const rules: Record<string, LifecycleRule> = {
+  recoverLeases,
+  finalizeIdleJobs,
+  failStaleQueued,
+  expireFinishedJobs,
+  enforceStorageCap,
+  deleteOrphanObjects,
+  abortStaleUploads,
+  pruneAuth,
+};
 
 /**
  * Runs every lifecycle rule; one failing rule does not stop the others (each is retried by the next cron tick).

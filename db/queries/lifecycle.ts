@@ -1,0 +1,84 @@
+import { and, asc, eq, inArray, isNotNull, lte, notExists, sql } from "drizzle-orm";
+import type { Db } from "../client";
+import { jobs, variations, TERMINAL_JOB_STATUSES } from "../schema";
+
+export const EXPIRED_WHILE_QUEUED = "expired while queued";
+
+/** Finished jobs whose retention ended at or before `now`, oldest first. */
+export async function listExpiredJobIds(db: Db, now: number, limit: number): Promise<string[]> {
+  const rows = await db
+    .select({ id: jobs.id })
+    .from(jobs)
+    .where(and(inArray(jobs.status, [...TERMINAL_JOB_STATUSES]), isNotNull(jobs.expiresAt), lte(jobs.expiresAt, now)))
+    .orderBy(asc(jobs.expiresAt))
+    .limit(limit);
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Jobs still queued (never claimed) since before `createdBefore` → failed "expired while queued", with their
+ * variations failed in the same atomic batch so no runner can claim one in between. Returns the job ids.
+ */
+export async function failStaleQueuedJobs(db: Db, createdBefore: number, now: number): Promise<string[]> {
+  const [failed] = await db.batch([
+    db
+      .update(jobs)
+      .set({
+        status: "failed",
+        error: EXPIRED_WHILE_QUEUED,
+        completedAt: now,
+        expiresAt: sql`${now} + ${jobs.retentionMs}`,
+        updatedAt: now,
+      })
+      .where(and(eq(jobs.status, "queued"), lte(jobs.createdAt, createdBefore)))
+      .returning({ id: jobs.id }),
+    db
+      .update(variations)
+      .set({ status: "failed", error: EXPIRED_WHILE_QUEUED, finishedAt: now, leaseExpiresAt: null })
+      .where(
+        and(
+          eq(variations.status, "queued"),
+          sql`${variations.jobId} in (select ${jobs.id} from ${jobs} where ${jobs.status} = 'failed' and ${jobs.error} = ${EXPIRED_WHILE_QUEUED})`,
+        ),
+      ),
+  ]);
+  return failed.map((r) => r.id);
+}
+
+/**
+ * Cancelling jobs can hold queued variations only when lease recovery put a running one back after the cancel
+ * request; no runner claims those, so they are cancelled here. Returns how many.
+ */
+export async function cancelQueuedVariationsOfCancellingJobs(db: Db, now: number): Promise<number> {
+  const done = await db
+    .update(variations)
+    .set({ status: "cancelled", finishedAt: now, leaseExpiresAt: null })
+    .where(
+      and(
+        eq(variations.status, "queued"),
+        sql`${variations.jobId} in (select ${jobs.id} from ${jobs} where ${jobs.status} = 'cancelling')`,
+      ),
+    )
+    .returning({ id: variations.id });
+  return done.length;
+}
+
+/** Active jobs (processing or cancelling) with no queued or running variation left: they need finalizeJob. */
+export async function listIdleActiveJobIds(db: Db, limit: number): Promise<string[]> {
+  const rows = await db
+    .select({ id: jobs.id })
+    .from(jobs)
+    .where(
+      and(
+        inArray(jobs.status, ["processing", "cancelling"]),
+        notExists(
+          db
+            .select({ one: sql`1` })
+            .from(variations)
+            .where(and(eq(variations.jobId, jobs.id), inArray(variations.status, ["queued", "running"]))),
+        ),
+      ),
+    )
+    .limit(limit);
+  return rows.map((r) => r.id);
+}

@@ -1,0 +1,68 @@
+import { and, desc, eq, isNull, lt, or } from "drizzle-orm";
+import type { Db } from "../client";
+import { NotFoundError } from "../errors";
+import { hashToken, newId, newToken } from "../ids";
+import { apiTokens, users } from "../schema";
+import type { AuthenticatedUser } from "./sessions";
+
+/** last_used_at is refreshed at most this often, so a busy script does not write on every request. */
+const TOKEN_TOUCH_EVERY_MS = 60 * 1000;
+
+export interface ApiTokenRow {
+  id: string;
+  name: string;
+  createdAt: number;
+  lastUsedAt: number | null;
+}
+
+/** Creates an API token; the raw token is returned only here (stored hashed). */
+export async function createApiToken(
+  db: Db,
+  input: { userId: string; name: string },
+  now: number,
+): Promise<ApiTokenRow & { token: string }> {
+  const token = newToken("vrt_");
+  const row = { id: newId(), name: input.name, createdAt: now, lastUsedAt: null };
+  await db.insert(apiTokens).values({ ...row, userId: input.userId, tokenHash: await hashToken(token) });
+  return { ...row, token };
+}
+
+export async function listApiTokens(db: Db, userId: string): Promise<ApiTokenRow[]> {
+  return db
+    .select({ id: apiTokens.id, name: apiTokens.name, createdAt: apiTokens.createdAt, lastUsedAt: apiTokens.lastUsedAt })
+    .from(apiTokens)
+    .where(eq(apiTokens.userId, userId))
+    .orderBy(desc(apiTokens.createdAt), desc(apiTokens.id));
+}
+
+/** Deletes one of the user's own tokens; someone else's token id is NotFound like an unknown one. */
+export async function deleteApiToken(db: Db, input: { userId: string; id: string }): Promise<void> {
+  const gone = await db
+    .delete(apiTokens)
+    .where(and(eq(apiTokens.id, input.id), eq(apiTokens.userId, input.userId)))
+    .returning({ id: apiTokens.id });
+  if (gone.length === 0) throw new NotFoundError("No such API token");
+}
+
+/** Resolves a Bearer token to its user, or null. */
+export async function authenticateApiToken(db: Db, token: string, now: number): Promise<AuthenticatedUser | null> {
+  const tokenHash = await hashToken(token);
+  const [row] = await db
+    .select({ id: users.id, email: users.email, role: users.role, tokenId: apiTokens.id, lastUsedAt: apiTokens.lastUsedAt })
+    .from(apiTokens)
+    .innerJoin(users, eq(users.id, apiTokens.userId))
+    .where(eq(apiTokens.tokenHash, tokenHash));
+  if (!row) return null;
+  if (row.lastUsedAt === null || now - row.lastUsedAt >= TOKEN_TOUCH_EVERY_MS) {
+    await db
+      .update(apiTokens)
+      .set({ lastUsedAt: now })
+      .where(
+        and(
+          eq(apiTokens.id, row.tokenId),
+          or(isNull(apiTokens.lastUsedAt), lt(apiTokens.lastUsedAt, now - TOKEN_TOUCH_EVERY_MS)),
+        ),
+      );
+  }
+  return { id: row.id, email: row.email, role: row.role };
+}

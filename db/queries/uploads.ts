@@ -1,0 +1,108 @@
+import { and, asc, eq, inArray, lt } from "drizzle-orm";
+import type { Db } from "../client";
+import { ConflictError, NotFoundError, ValidationError } from "../errors";
+import { uploadParts, uploads } from "../schema";
+
+export type UploadRow = typeof uploads.$inferSelect;
+
+export async function createUpload(
+  db: Db,
+  input: Omit<UploadRow, "status" | "contentType" | "createdAt" | "completedAt">,
+  now: number,
+): Promise<UploadRow> {
+  const row: UploadRow = { ...input, status: "uploading", contentType: null, createdAt: now, completedAt: null };
+  await db.insert(uploads).values(row);
+  return row;
+}
+
+/** The caller's upload that still accepts parts; someone else's upload is NotFound like an unknown one. */
+export async function getOpenUpload(db: Db, input: { uploadId: string; userId: string }): Promise<UploadRow> {
+  const [row] = await db
+    .select()
+    .from(uploads)
+    .where(and(eq(uploads.id, input.uploadId), eq(uploads.userId, input.userId)));
+  if (!row) throw new NotFoundError("No such upload");
+  if (row.status !== "uploading") throw new ConflictError("upload_closed", `This upload is already ${row.status}`);
+  return row;
+}
+
+/** Records (or, for a retried part, replaces) a part's ETag; R2 keeps the last upload of a part number. */
+export async function recordUploadPart(
+  db: Db,
+  input: { uploadId: string; partNumber: number; etag: string; size: number; contentType?: string },
+): Promise<void> {
+  const upsert = db
+    .insert(uploadParts)
+    .values({ uploadId: input.uploadId, partNumber: input.partNumber, etag: input.etag, size: input.size })
+    .onConflictDoUpdate({
+      target: [uploadParts.uploadId, uploadParts.partNumber],
+      set: { etag: input.etag, size: input.size },
+    });
+  if (input.contentType) {
+    // Part 1 carries the sniffed container type; it becomes the source's content type.
+    await db.batch([
+      upsert,
+      db.update(uploads).set({ contentType: input.contentType }).where(eq(uploads.id, input.uploadId)),
+    ]);
+  } else {
+    await upsert;
+  }
+}
+
+export async function listUploadParts(db: Db, uploadId: string) {
+  return db.select().from(uploadParts).where(eq(uploadParts.uploadId, uploadId)).orderBy(asc(uploadParts.partNumber));
+}
+
+/** Checks every part is present with the expected size; returns them for R2's complete() call. */
+export async function getCompletableParts(
+  db: Db,
+  input: { uploadId: string; userId: string },
+): Promise<{ upload: UploadRow; parts: { partNumber: number; etag: string }[] }> {
+  const upload = await getOpenUpload(db, input);
+  const parts = await listUploadParts(db, upload.id);
+  const missing: number[] = [];
+  for (let n = 1; n <= upload.partCount; n++) if (!parts.some((p) => p.partNumber === n)) missing.push(n);
+  if (missing.length) {
+    throw new ValidationError(`parts: missing part(s) ${missing.slice(0, 10).join(", ")}`, "parts");
+  }
+  return { upload, parts: parts.map((p) => ({ partNumber: p.partNumber, etag: p.etag })) };
+}
+
+/** CAS uploading → completed; false when another request completed it first. */
+export async function markUploadCompleted(db: Db, uploadId: string, now: number): Promise<boolean> {
+  const done = await db
+    .update(uploads)
+    .set({ status: "completed", completedAt: now })
+    .where(and(eq(uploads.id, uploadId), eq(uploads.status, "uploading")))
+    .returning({ id: uploads.id });
+  return done.length === 1;
+}
+
+/** Uploads never turned into a job (still uploading, or completed but unused) created before `before`. */
+export async function listStaleUploads(db: Db, before: number, limit: number): Promise<UploadRow[]> {
+  return db
+    .select()
+    .from(uploads)
+    .where(and(inArray(uploads.status, ["uploading", "completed", "aborted"]), lt(uploads.createdAt, before)))
+    .orderBy(asc(uploads.createdAt))
+    .limit(limit);
+}
+
+/** Deletes an upload row (its parts cascade) unless a job consumed it meanwhile; true when deleted. */
+export async function deleteUnusedUpload(db: Db, uploadId: string): Promise<boolean> {
+  const gone = await db
+    .delete(uploads)
+    .where(and(eq(uploads.id, uploadId), inArray(uploads.status, ["uploading", "completed", "aborted"])))
+    .returning({ id: uploads.id });
+  return gone.length === 1;
+}
+
+/** CAS to aborted before the R2 abort, so a concurrent `complete` cannot win after we decided to drop it. */
+export async function markUploadAborted(db: Db, uploadId: string): Promise<boolean> {
+  const done = await db
+    .update(uploads)
+    .set({ status: "aborted" })
+    .where(and(eq(uploads.id, uploadId), inArray(uploads.status, ["uploading", "completed", "aborted"])))
+    .returning({ id: uploads.id });
+  return done.length === 1;
+}

@@ -1,0 +1,155 @@
+import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
+import { newId } from "../../db/ids";
+import type { NewSource } from "../../db/queries/jobs";
+import { MultipartReader, multipartBoundary } from "./multipart";
+import { SNIFF_BYTES, sniffVideoType } from "./sniff";
+import { deleteKeys, PART_BYTES, sourceKey } from "./storage";
+
+export const MAX_VIDEOS = 10;
+const MAX_FIELD_BYTES = 1024;
+
+function concatAll(chunks: Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1 && chunks[0]!.length === total) return chunks[0]!;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/**
+ * Streams one file into R2 under `key`. Files that end within the first part are a single put() (known length);
+ * longer ones go through an R2 multipart upload in fixed PART_BYTES parts, because the length of a multipart
+ * form field is unknown until its end. Sniffs the first bytes before anything is stored.
+ */
+export async function storeVideo(
+  bucket: R2Bucket,
+  key: string,
+  body: AsyncIterable<Uint8Array>,
+  opts: { name: string; maxBytes: number; partBytes?: number },
+): Promise<{ size: number; contentType: string }> {
+  const partBytes = opts.partBytes ?? PART_BYTES;
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  let total = 0;
+  let contentType: string | null = null;
+  // In an object so TypeScript does not narrow it to null across the async closures below.
+  const mp: { upload: R2MultipartUpload | null } = { upload: null };
+  const parts: R2UploadedPart[] = [];
+
+  const sniff = () => {
+    const head = concatAll(pending, pendingBytes).subarray(0, SNIFF_BYTES);
+    contentType = sniffVideoType(head);
+    if (!contentType) {
+      throw new UnsupportedMediaTypeError(`${opts.name} is not an MP4, MOV, M4V, WebM or MKV video`);
+    }
+  };
+  const flushPart = async () => {
+    // Cut exactly partBytes off the front of what is pending; the rest stays for the next part.
+    const all = concatAll(pending, pendingBytes);
+    const part = all.slice(0, partBytes);
+    const rest = all.subarray(partBytes);
+    pending = rest.length ? [rest] : [];
+    pendingBytes = rest.length;
+    mp.upload ??= await bucket.createMultipartUpload(key, { httpMetadata: { contentType: contentType! } });
+    parts.push(await mp.upload.uploadPart(parts.length + 1, part));
+  };
+
+  try {
+    for await (const chunk of body) {
+      total += chunk.length;
+      if (total > opts.maxBytes) {
+        throw new PayloadTooLargeError(`${opts.name} is larger than the ${opts.maxBytes}-byte limit`);
+      }
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (!contentType && pendingBytes >= SNIFF_BYTES) sniff();
+      // Flush only while more than a full part is pending: the final part is sent after the stream ends.
+      while (pendingBytes > partBytes) await flushPart();
+    }
+    if (total === 0) throw new ValidationError(`videos: ${opts.name} is empty`, "videos");
+    if (!contentType) sniff();
+    const last = concatAll(pending, pendingBytes);
+    if (mp.upload) {
+      parts.push(await mp.upload.uploadPart(parts.length + 1, last));
+      await mp.upload.complete(parts);
+    } else {
+      await bucket.put(key, last, { httpMetadata: { contentType: contentType! } });
+    }
+    return { size: total, contentType: contentType! };
+  } catch (err) {
+    if (mp.upload) await mp.upload.abort().catch(() => {});
+    throw err;
+  }
+}
+
+export interface ReceivedForm {
+  sources: NewSource[];
+  /** Plain fields by name (last value wins). */
+  fields: Record<string, string>;
+}
+
+/**
+ * Reads a `POST /api/jobs` multipart body as a stream: every `videos` file goes straight to R2 at
+ * `sources/<jobId>/<sourceId>`, plain fields are collected (and checked by `checkField` as soon as they
+ * arrive, so a bad count fails before gigabytes are uploaded). On any error the objects stored so far are deleted.
+ */
+export async function receiveJobForm(
+  req: Request,
+  opts: {
+    bucket: R2Bucket;
+    jobId: string;
+    maxFileBytes: number;
+    checkField?: (name: string, value: string) => void;
+    partBytes?: number;
+  },
+): Promise<ReceivedForm> {
+  const boundary = multipartBoundary(req.headers.get("content-type"));
+  if (!boundary) throw new ValidationError("body: expected multipart/form-data with a boundary", "body");
+  const declared = Number(req.headers.get("content-length") ?? NaN);
+  if (declared > MAX_VIDEOS * opts.maxFileBytes + 1024 * 1024) {
+    throw new PayloadTooLargeError(`The upload is larger than ${MAX_VIDEOS} videos of ${opts.maxFileBytes} bytes`);
+  }
+  if (!req.body) throw new ValidationError("videos: at least one video is required", "videos");
+
+  const reader = new MultipartReader(req.body, boundary);
+  const sources: NewSource[] = [];
+  const fields: Record<string, string> = {};
+  let inFlight: string | null = null;
+  try {
+    for (let part = await reader.next(); part; part = await reader.next()) {
+      if (part.filename === null) {
+        const value = await reader.text(part.name, MAX_FIELD_BYTES);
+        opts.checkField?.(part.name, value);
+        fields[part.name] = value;
+        continue;
+      }
+      if (part.name !== "videos") {
+        throw new ValidationError(`${part.name}: unexpected file field (send videos as "videos")`, part.name);
+      }
+      if (sources.length === MAX_VIDEOS) {
+        throw new ValidationError(`videos: at most ${MAX_VIDEOS} videos per job`, "videos");
+      }
+      const id = newId();
+      const name = part.filename.trim().slice(0, 255) || `video-${sources.length + 1}`;
+      inFlight = sourceKey(opts.jobId, id);
+      const stored = await storeVideo(opts.bucket, inFlight, reader.body(), {
+        name,
+        maxBytes: opts.maxFileBytes,
+        partBytes: opts.partBytes,
+      });
+      sources.push({ id, name, size: stored.size, contentType: stored.contentType, objectKey: inFlight });
+      inFlight = null;
+    }
+    if (sources.length === 0) throw new ValidationError("videos: at least one video is required", "videos");
+    return { sources, fields };
+  } catch (err) {
+    await reader.cancel();
+    await deleteKeys(opts.bucket, [...sources.map((s) => s.objectKey), ...(inFlight ? [inFlight] : [])]).catch(
+      (e: unknown) => console.error("could not delete objects of a failed upload (the orphan sweep will)", e),
+    );
+    throw err;
+  }
+}

@@ -1,0 +1,196 @@
+import { z } from "zod";
+import { ValidationError } from "../../db/errors";
+import { JOB_STATUSES, VARIATION_STATUSES } from "../../db/schema";
+import type { BulkCancelResult, JobView } from "../../db/queries/jobs";
+
+/**
+ * The API's request and response schemas. Requests are validated with them (edge/lib/validate.ts) and
+ * /api/openapi.json is generated from the same objects, so the document cannot drift from the code.
+ */
+
+/** Schemas documented under components/schemas, split by direction (request bodies are described as input). */
+export const requestRegistry = z.registry<{ id: string }>();
+export const responseRegistry = z.registry<{ id: string }>();
+
+export const MAX_VIDEOS_PER_JOB = 10;
+export const MAX_VARIATIONS_PER_VIDEO = 20;
+export const DEFAULT_VARIATIONS_PER_VIDEO = 5;
+
+const Id = z.string().regex(/^[0-9a-z]{1,40}$/, "not an id");
+const Time = z.iso.datetime().describe("ISO-8601 UTC");
+const Email = z.email().max(254);
+
+// --- accounts ---------------------------------------------------------------------------------------------------
+
+export const Role = z.enum(["admin", "user"]);
+export const User = z.object({ id: z.string(), email: z.string(), role: Role });
+export const UserEnvelope = z.object({ user: User }).register(responseRegistry, { id: "UserEnvelope" });
+export const UserList = z
+  .object({ users: z.array(User.extend({ createdAt: Time })) })
+  .register(responseRegistry, { id: "UserList" });
+
+export const LoginBody = z.object({ email: Email, password: z.string().min(1).max(1024) }).register(requestRegistry, { id: "LoginBody" });
+export const CreateUserBody = z
+  .object({
+    email: Email,
+    password: z.string().min(8, "at least 8 characters").max(1024),
+    role: Role.default("user"),
+  })
+  .register(requestRegistry, { id: "CreateUserBody" });
+
+export const CreateTokenBody = z.object({ name: z.string().trim().min(1).max(100) }).register(requestRegistry, { id: "CreateTokenBody" });
+export const ApiToken = z
+  .object({ id: z.string(), name: z.string(), createdAt: Time, lastUsedAt: Time.nullable() })
+  .register(responseRegistry, { id: "ApiToken" });
+export const CreatedApiToken = z
+  .object({ id: z.string(), name: z.string(), token: z.string().describe("Shown once; send as Authorization: Bearer") })
+  .register(responseRegistry, { id: "CreatedApiToken" });
+export const ApiTokenList = z.object({ tokens: z.array(ApiToken) }).register(responseRegistry, { id: "ApiTokenList" });
+export const IdParam = z.object({ id: Id });
+
+// --- uploads ----------------------------------------------------------------------------------------------------
+
+export const CreateUploadBody = z
+  .object({
+    filename: z.string().trim().min(1).max(255),
+    size: z.number().int().positive().describe("Total bytes; at most MAX_UPLOAD_BYTES"),
+  })
+  .register(requestRegistry, { id: "CreateUploadBody" });
+export const CreatedUpload = z
+  .object({ id: z.string(), partSize: z.number().int(), partCount: z.number().int() })
+  .register(responseRegistry, { id: "CreatedUpload" });
+export const PartParams = z.object({ id: Id, n: z.coerce.number().int().min(1).max(10_000) });
+export const UploadedPart = z.object({ etag: z.string() }).register(responseRegistry, { id: "UploadedPart" });
+export const CompletedUpload = z
+  .object({ id: z.string(), filename: z.string(), size: z.number().int(), status: z.literal("completed") })
+  .register(responseRegistry, { id: "CompletedUpload" });
+
+// --- jobs -------------------------------------------------------------------------------------------------------
+
+export const JobStatus = z.enum(JOB_STATUSES);
+export const VariationsCount = z.coerce
+  .number()
+  .int()
+  .min(1)
+  .max(MAX_VARIATIONS_PER_VIDEO)
+  .describe(`Variations per video (1–${MAX_VARIATIONS_PER_VIDEO})`);
+
+export const CreateJobForm = z
+  .object({
+    videos: z.array(z.file()).min(1).max(MAX_VIDEOS_PER_JOB).describe("1–10 video files (MP4, MOV, M4V, WebM, MKV)"),
+    variations: VariationsCount.default(DEFAULT_VARIATIONS_PER_VIDEO),
+  })
+  .register(requestRegistry, { id: "CreateJobForm" });
+export const CreateJobJson = z
+  .object({
+    uploads: z
+      .array(Id)
+      .min(1)
+      .max(MAX_VIDEOS_PER_JOB)
+      .refine((ids) => new Set(ids).size === ids.length, "upload ids must be distinct"),
+    variations: VariationsCount.default(DEFAULT_VARIATIONS_PER_VIDEO),
+  })
+  .register(requestRegistry, { id: "CreateJobJson" });
+
+export const ListJobsQuery = z.object({
+  status: JobStatus.optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(200).optional(),
+});
+
+export const CancelBody = z
+  .object({ reason: z.string().trim().max(500).optional() })
+  .register(requestRegistry, { id: "CancelBody" });
+export const BulkCancelBody = z
+  .union([
+    z.object({ ids: z.array(Id).min(1).max(200), reason: z.string().trim().max(500).optional() }).strict(),
+    z.object({ status: z.enum(["queued", "processing"]), reason: z.string().trim().max(500).optional() }).strict(),
+  ])
+  .register(requestRegistry, { id: "BulkCancelBody" });
+
+export const OutputParams = z.object({ id: Id, outputId: Id });
+
+export const Variation = z
+  .object({
+    index: z.number().int().describe("1-based within its file"),
+    status: z.enum(VARIATION_STATUSES),
+    progress: z.number().min(0).max(100),
+    params: z.record(z.string(), z.unknown()).nullable().describe("Effect parameters the runner applied"),
+    outputId: z.string().nullable().describe("For GET /api/jobs/{id}/outputs/{outputId}"),
+    outputSize: z.number().int().nullable(),
+    error: z.string().nullable(),
+  })
+  .register(responseRegistry, { id: "Variation" });
+export const JobFile = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    size: z.number().int(),
+    status: z.enum(["queued", "processing", "completed", "failed", "cancelled"]),
+    progress: z.number().min(0).max(100),
+    completedVariations: z.number().int(),
+    error: z.string().nullable(),
+    variations: z.array(Variation).optional().describe("Absent in job lists"),
+  })
+  .register(responseRegistry, { id: "JobFile" });
+export const Job = z
+  .object({
+    id: z.string(),
+    status: JobStatus,
+    previousStatus: JobStatus.optional().describe("On cancel replies: the status before this request"),
+    createdAt: Time,
+    startedAt: Time.nullable(),
+    completedAt: Time.nullable(),
+    cancelledAt: Time.nullable(),
+    cancelReason: z.string().nullable(),
+    cancelledBy: z.string().nullable().describe("Email of the user who requested the cancel"),
+    expiresAt: Time.nullable().describe("When outputs are deleted (finish + JOB_TTL_HOURS)"),
+    variationsPerVideo: z.number().int(),
+    totalVariations: z.number().int(),
+    completedVariations: z.number().int(),
+    failedVariations: z.number().int(),
+    cancelledVariations: z.number().int(),
+    progress: z.number().min(0).max(100),
+    error: z.string().nullable(),
+    downloadUrl: z.string().nullable(),
+    thumbnailUrl: z.string().nullable(),
+    files: z.array(JobFile),
+  })
+  .register(responseRegistry, { id: "Job" });
+export const JobList = z
+  .object({ jobs: z.array(Job), nextCursor: z.string().nullable() })
+  .register(responseRegistry, { id: "JobList" });
+export const BulkCancelResults = z
+  .object({
+    results: z.array(
+      z.object({
+        id: z.string(),
+        status: JobStatus.nullable(),
+        previousStatus: JobStatus.nullable(),
+        error: z.enum(["not_found", "not_cancellable"]).optional(),
+      }),
+    ),
+  })
+  .register(responseRegistry, { id: "BulkCancelResults" });
+
+export const ErrorBody = z
+  .object({
+    error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
+    job: Job.optional().describe("On 409 not_cancellable"),
+  })
+  .register(responseRegistry, { id: "Error" });
+
+// The presenters in db/queries/jobs.ts produce these shapes; this fails to compile if they drift apart.
+type Assert<T extends true> = T;
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+export type _JobMatches = Assert<Same<JobView, z.output<typeof Job>>>;
+export type _BulkMatches = Assert<Same<BulkCancelResult, z.output<typeof BulkCancelResults>["results"][number]>>;
+
+/** Parses `value` with `schema` or throws the same 400 as the validate middleware, naming `field`. */
+export function parseWith<S extends z.ZodType>(schema: S, value: unknown, field?: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const name = [field, ...issue.path].filter((p) => p !== undefined && p !== "").join(".") || undefined;
+  throw new ValidationError(name ? `${name}: ${issue.message}` : issue.message, name);
+}

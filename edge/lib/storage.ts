@@ -1,0 +1,49 @@
+import type { Db } from "../../db/client";
+import { deleteFinishedJobRows, jobObjectKeys } from "../../db/queries/objects";
+
+/** R2 multipart parts: every part but the last must be ≥ 5 MiB and all the same size; 8 MiB keeps memory low. */
+export const PART_BYTES = 8 * 1024 * 1024;
+/** R2 allows at most 10,000 parts per multipart upload. */
+export const MAX_PARTS = 10_000;
+
+export const sourceKey = (jobId: string, sourceId: string) => `sources/${jobId}/${sourceId}`;
+export const uploadKey = (uploadId: string) => `uploads/${uploadId}`;
+export const outputPrefix = (jobId: string) => `outputs/${jobId}/`;
+
+/** Part size for a client-driven upload of `size` bytes: 8 MiB, larger only when 10,000 parts would not do. */
+export function partSizeFor(size: number): number {
+  const mib = 1024 * 1024;
+  return Math.max(PART_BYTES, Math.ceil(size / MAX_PARTS / mib) * mib);
+}
+
+/** Deletes keys in R2's batches of at most 1,000. */
+export async function deleteKeys(bucket: R2Bucket, keys: string[]): Promise<void> {
+  for (let i = 0; i < keys.length; i += 1000) await bucket.delete(keys.slice(i, i + 1000));
+}
+
+/** Every key under a prefix (paged through R2's list cursor). */
+export async function listKeys(bucket: R2Bucket, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await bucket.list({ prefix, cursor });
+    keys.push(...page.objects.map((o) => o.key));
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return keys;
+}
+
+/**
+ * Removes a finished job: objects first (recorded keys plus anything under its output and source prefixes, e.g.
+ * an upload that landed after a lost lease), then the rows. If the object deletion fails the rows stay, so the
+ * next attempt still knows the keys. True when the rows were deleted.
+ */
+export async function purgeJob(deps: { db: Db; bucket: R2Bucket }, jobId: string): Promise<boolean> {
+  const recorded = await jobObjectKeys(deps.db, jobId);
+  const stray = [
+    ...(await listKeys(deps.bucket, outputPrefix(jobId))),
+    ...(await listKeys(deps.bucket, `sources/${jobId}/`)),
+  ];
+  await deleteKeys(deps.bucket, [...new Set([...recorded, ...stray])]);
+  return deleteFinishedJobRows(deps.db, jobId);
+}

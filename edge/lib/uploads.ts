@@ -1,0 +1,127 @@
+import type { Db } from "../../db/client";
+import { ConflictError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
+import { newId } from "../../db/ids";
+import {
+  createUpload,
+  getCompletableParts,
+  getOpenUpload,
+  markUploadCompleted,
+  recordUploadPart,
+} from "../../db/queries/uploads";
+import type { SessionUser } from "../env";
+import { SNIFF_BYTES, sniffVideoType } from "./sniff";
+import { partSizeFor, uploadKey } from "./storage";
+
+interface Deps {
+  db: Db;
+  bucket: R2Bucket;
+}
+
+/** Opens an R2 multipart upload and records it; the client then PUTs `partCount` parts of `partSize` bytes. */
+export async function startUpload(
+  deps: Deps,
+  input: { user: SessionUser; filename: string; size: number; maxBytes: number },
+  now: number,
+): Promise<{ id: string; partSize: number; partCount: number }> {
+  if (input.size > input.maxBytes) {
+    throw new PayloadTooLargeError(`${input.filename} is larger than the ${input.maxBytes}-byte limit`);
+  }
+  const id = newId();
+  const partSize = partSizeFor(input.size);
+  const partCount = Math.ceil(input.size / partSize);
+  const objectKey = uploadKey(id);
+  const mp = await deps.bucket.createMultipartUpload(objectKey);
+  await createUpload(
+    deps.db,
+    { id, userId: input.user.id, filename: input.filename, size: input.size, partSize, partCount, objectKey, r2UploadId: mp.uploadId },
+    now,
+  );
+  return { id, partSize, partCount };
+}
+
+/** Passes bytes through unchanged, rejecting the stream when its first bytes are not a supported video. */
+function sniffingStream(onType: (type: string) => void): TransformStream<Uint8Array, Uint8Array> {
+  let head = new Uint8Array(0);
+  let decided = false;
+  const decide = (controller: TransformStreamDefaultController<Uint8Array>) => {
+    decided = true;
+    const type = sniffVideoType(head);
+    if (!type) controller.error(new UnsupportedMediaTypeError("The file is not an MP4, MOV, M4V, WebM or MKV video"));
+    else onType(type);
+  };
+  return new TransformStream({
+    transform(chunk, controller) {
+      if (!decided) {
+        const next = new Uint8Array(head.length + chunk.length);
+        next.set(head);
+        next.set(chunk, head.length);
+        head = next.subarray(0, SNIFF_BYTES);
+        if (next.length >= SNIFF_BYTES) decide(controller);
+      }
+      controller.enqueue(chunk);
+    },
+    flush(controller) {
+      if (!decided) decide(controller);
+    },
+  });
+}
+
+/**
+ * Streams one part into R2 (never buffered: a FixedLengthStream gives R2 the known length it needs). A part may
+ * be sent again (retry); the last ETag recorded wins. Part 1 is sniffed, so a non-video fails on its first part.
+ */
+export async function putUploadPart(
+  deps: Deps,
+  input: { user: SessionUser; uploadId: string; partNumber: number; body: ReadableStream<Uint8Array> | null; contentLength: number | null },
+): Promise<{ etag: string }> {
+  const upload = await getOpenUpload(deps.db, { uploadId: input.uploadId, userId: input.user.id });
+  const n = input.partNumber;
+  if (n > upload.partCount) throw new ValidationError(`n: this upload has ${upload.partCount} part(s)`, "n");
+  const expected = n < upload.partCount ? upload.partSize : upload.size - upload.partSize * (upload.partCount - 1);
+  if (input.contentLength !== null && input.contentLength !== expected) {
+    throw new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
+  }
+  if (!input.body) throw new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
+
+  let contentType: string | undefined;
+  let refused: unknown;
+  let stream = input.body;
+  if (n === 1) {
+    stream = stream.pipeThrough(
+      sniffingStream((t) => (contentType = t)),
+    );
+  }
+  const sized = new FixedLengthStream(expected);
+  const piping = stream.pipeTo(sized.writable).catch((err: unknown) => {
+    refused = err;
+  });
+  const mp = deps.bucket.resumeMultipartUpload(upload.objectKey, upload.r2UploadId);
+  let part: R2UploadedPart;
+  try {
+    part = await mp.uploadPart(n, sized.readable);
+  } catch (err) {
+    await piping;
+    if (refused instanceof UnsupportedMediaTypeError) throw refused;
+    throw new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
+  }
+  await piping;
+  if (refused) throw refused instanceof UnsupportedMediaTypeError ? refused : new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
+  await recordUploadPart(deps.db, { uploadId: upload.id, partNumber: n, etag: part.etag, size: expected, contentType });
+  return { etag: part.etag };
+}
+
+/** Completes the R2 multipart upload once every part is there; the upload can then feed one job. */
+export async function completeUpload(
+  deps: Deps,
+  input: { user: SessionUser; uploadId: string },
+  now: number,
+): Promise<{ id: string; filename: string; size: number; status: "completed" }> {
+  const { upload, parts } = await getCompletableParts(deps.db, { uploadId: input.uploadId, userId: input.user.id });
+  if (!upload.contentType) throw new UnsupportedMediaTypeError("The file is not an MP4, MOV, M4V, WebM or MKV video");
+  const mp = deps.bucket.resumeMultipartUpload(upload.objectKey, upload.r2UploadId);
+  await mp.complete(parts);
+  if (!(await markUploadCompleted(deps.db, upload.id, now))) {
+    throw new ConflictError("upload_closed", "This upload was completed or aborted meanwhile");
+  }
+  return { id: upload.id, filename: upload.filename, size: upload.size, status: "completed" };
+}

@@ -1,0 +1,17 @@
+import { finalizeJob } from "../../db/queries/finalize";
+import { cancelQueuedVariationsOfCancellingJobs, listIdleActiveJobIds } from "../../db/queries/lifecycle";
+import type { LifecycleDeps } from "./index";
+
+const FINALIZE_BATCH = 200;
+
+/**
+ * Jobs left processing/cancelling with nothing queued or running (e.g. the runner that finished the last variation
+ * crashed before finalizing): finalizeJob decides their terminal status with its usual rules.
+ */
+export async function finalizeIdleJobs(deps: LifecycleDeps, now: number): Promise<Record<string, number>> {
+  const swept = await cancelQueuedVariationsOfCancellingJobs(deps.db, now);
+  const ids = await listIdleActiveJobIds(deps.db, FINALIZE_BATCH);
+  let finalized = 0;
+  for (const id of ids) if (await finalizeJob(deps.db, id, now)) finalized++;
+  return { finalized, cancelledQueued: swept };
+}

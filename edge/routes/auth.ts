@@ -1,0 +1,38 @@
+import { Hono } from "hono";
+import { ForbiddenError } from "../../db/errors";
+import { login } from "../../db/queries/login";
+import { deleteSession } from "../../db/queries/sessions";
+import type { AppEnv } from "../env";
+import { clearSessionCookie, sessionToken, setSessionCookie } from "../lib/auth";
+import { isSameOrigin } from "../lib/csrf";
+import { LoginBody } from "../lib/schemas";
+import { validate } from "../lib/validate";
+
+/** Cloudflare sets CF-Connecting-IP on every request (clients cannot forge it in production). */
+function clientIp(req: Request): string {
+  return req.headers.get("cf-connecting-ip") ?? req.headers.get("x-real-ip") ?? "unknown";
+}
+
+export const auth = new Hono<AppEnv>()
+  .post("/login", validate("json", LoginBody), async (c) => {
+    // Login CSRF: a foreign page must not sign the browser into an account of the attacker's choosing. Scripts
+    // (no Origin header) may log in; they then use API tokens.
+    if (c.req.header("origin") && !isSameOrigin(c.req.raw)) {
+      throw new ForbiddenError("Cross-origin request refused (Origin does not match this site)", "csrf");
+    }
+    const body = c.req.valid("json");
+    const { user, session } = await login(c.get("db"), { ...body, ip: clientIp(c.req.raw) }, Date.now());
+    setSessionCookie(c, session.token, session.expiresAt);
+    return c.json({ user });
+  })
+  .post("/logout", async (c) => {
+    const token = sessionToken(c);
+    if (token) {
+      if (!isSameOrigin(c.req.raw)) {
+        throw new ForbiddenError("Cross-origin request refused (Origin does not match this site)", "csrf");
+      }
+      await deleteSession(c.get("db"), token);
+    }
+    clearSessionCookie(c);
+    return c.body(null, 204);
+  });

@@ -1,0 +1,144 @@
+import { Hono } from "hono";
+import { UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
+import { newId } from "../../db/ids";
+import {
+  assertJobDeletable,
+  cancelJob,
+  cancelJobs,
+  createJob,
+  createJobFromUploads,
+  getJob,
+  getJobDownload,
+  getJobOutput,
+  getJobThumbnailKey,
+  listJobs,
+} from "../../db/queries/jobs";
+import type { AppEnv } from "../env";
+import { requireUser } from "../lib/auth";
+import { receiveJobForm } from "../lib/ingest";
+import { serveObject } from "../lib/range";
+import {
+  BulkCancelBody,
+  CancelBody,
+  CreateJobJson,
+  DEFAULT_VARIATIONS_PER_VIDEO,
+  ListJobsQuery,
+  parseWith,
+  VariationsCount,
+} from "../lib/schemas";
+import { deleteKeys, purgeJob } from "../lib/storage";
+import { validate } from "../lib/validate";
+import { nameEntries, zipResponse } from "../lib/zip";
+
+/** How long POST /api/jobs/:id/cancel waits for runners to stop before answering 202. */
+export const CANCEL_WAIT_MS = 5_000;
+
+export const jobs = new Hono<AppEnv>()
+  .use(requireUser)
+  .post("/", async (c) => {
+    const { db, config } = { db: c.get("db"), config: c.get("config") };
+    const user = c.get("user");
+    const retentionMs = config.JOB_TTL_HOURS * 60 * 60 * 1000;
+    const contentType = c.req.header("content-type") ?? "";
+
+    if (/^multipart\/form-data/i.test(contentType)) {
+      const jobId = newId();
+      let variationsPerVideo = DEFAULT_VARIATIONS_PER_VIDEO;
+      const form = await receiveJobForm(c.req.raw, {
+        bucket: c.env.BUCKET,
+        jobId,
+        maxFileBytes: config.MAX_UPLOAD_BYTES,
+        checkField: (name, value) => {
+          if (name === "variations") variationsPerVideo = parseWith(VariationsCount, value, "variations");
+        },
+      });
+      try {
+        const job = await createJob(
+          db,
+          { id: jobId, userId: user.id, variationsPerVideo, retentionMs, sources: form.sources },
+          Date.now(),
+        );
+        return c.json(job, 202);
+      } catch (err) {
+        await deleteKeys(c.env.BUCKET, form.sources.map((s) => s.objectKey)).catch(() => {});
+        throw err;
+      }
+    }
+
+    if (/^application\/json/i.test(contentType)) {
+      const raw = await c.req.json().catch(() => {
+        throw new ValidationError("body: malformed JSON", "body");
+      });
+      const body = parseWith(CreateJobJson, raw);
+      const job = await createJobFromUploads(
+        db,
+        { id: newId(), userId: user.id, variationsPerVideo: body.variations, retentionMs, uploadIds: body.uploads },
+        Date.now(),
+      );
+      return c.json(job, 202);
+    }
+
+    throw new UnsupportedMediaTypeError(
+      "Send multipart/form-data (videos, variations) or JSON {uploads, variations}",
+      "unsupported_content_type",
+    );
+  })
+  .get("/", validate("query", ListJobsQuery), async (c) => {
+    const q = c.req.valid("query");
+    return c.json(await listJobs(c.get("db"), { viewer: c.get("user"), ...q }, Date.now()));
+  })
+  .post("/cancel", validate("json", BulkCancelBody), async (c) => {
+    const body = c.req.valid("json");
+    const results = await cancelJobs(c.get("db"), { viewer: c.get("user"), ...body }, Date.now());
+    return c.json({ results });
+  })
+  .get("/:id", async (c) => {
+    return c.json(await getJob(c.get("db"), { jobId: c.req.param("id"), viewer: c.get("user") }, Date.now()));
+  })
+  .post("/:id/cancel", validate("json", CancelBody), async (c) => {
+    const { reason } = c.req.valid("json");
+    const result = await cancelJob(
+      c.get("db"),
+      { jobId: c.req.param("id"), viewer: c.get("user"), reason },
+      { now: Date.now(), waitMs: CANCEL_WAIT_MS },
+    );
+    return c.json(result.job, result.settled ? 200 : 202);
+  })
+  .get("/:id/download", async (c) => {
+    const { job, entries } = await getJobDownload(
+      c.get("db"),
+      { jobId: c.req.param("id"), viewer: c.get("user") },
+      Date.now(),
+    );
+    return zipResponse(c.env.BUCKET, nameEntries(entries), `video-refresher-${job.id}.zip`);
+  })
+  .get("/:id/outputs/:outputId", async (c) => {
+    const output = await getJobOutput(
+      c.get("db"),
+      { jobId: c.req.param("id"), outputId: c.req.param("outputId"), viewer: c.get("user") },
+      Date.now(),
+    );
+    return serveObject(c.env.BUCKET, output.key, {
+      size: output.size,
+      contentType: "video/mp4",
+      rangeHeader: c.req.header("range"),
+    });
+  })
+  .get("/:id/thumbnail", async (c) => {
+    const key = await getJobThumbnailKey(c.get("db"), { jobId: c.req.param("id"), viewer: c.get("user") });
+    const obj = await c.env.BUCKET.get(key);
+    if (!obj) return c.json({ error: { code: "no_thumbnail", message: "This job has no thumbnail" } }, 404);
+    return new Response(obj.body, {
+      headers: {
+        "content-type": obj.httpMetadata?.contentType ?? "image/jpeg",
+        "content-length": String(obj.size),
+        "cache-control": "private, max-age=3600",
+      },
+    });
+  })
+  .delete("/:id", async (c) => {
+    const jobId = c.req.param("id");
+    await assertJobDeletable(c.get("db"), { jobId, viewer: c.get("user") });
+    await purgeJob({ db: c.get("db"), bucket: c.env.BUCKET }, jobId);
+    return c.body(null, 204);
+  });

@@ -1,0 +1,243 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "../env";
+import { ListJobsQuery, requestRegistry, responseRegistry } from "../lib/schemas";
+
+const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
+const json = (id: string) => ({ content: { "application/json": { schema: ref(id) } } });
+const ok = (description: string, id?: string) => ({ description, ...(id ? json(id) : {}) });
+const err = (description: string) => ok(description, "Error");
+
+const authErrors = {
+  "401": err("Not signed in, or a bad/revoked token (the runner token is refused here)"),
+  "403": err("CSRF: cookie-authenticated state change from another origin (code csrf)"),
+};
+const jobIdParam = { name: "id", in: "path", required: true, schema: { type: "string" } };
+
+function queryParameters(schema: z.ZodObject) {
+  const js = z.toJSONSchema(schema, { io: "input" }) as { properties: Record<string, object>; required?: string[] };
+  return Object.entries(js.properties).map(([name, s]) => ({
+    name,
+    in: "query",
+    required: js.required?.includes(name) ?? false,
+    schema: s,
+  }));
+}
+
+/** The OpenAPI 3.1 document, generated from the zod schemas the handlers validate with. */
+export function buildOpenApi(version: string) {
+  const uri = (id: string) => `#/components/schemas/${id}`;
+  const requests = z.toJSONSchema(requestRegistry, { io: "input", uri, unrepresentable: "any" }).schemas;
+  const responses = z.toJSONSchema(responseRegistry, { io: "output", uri }).schemas;
+  const schemas = Object.fromEntries(
+    Object.entries({ ...requests, ...responses }).map(([id, s]) => {
+      const { $schema: _drop, ...rest } = s as Record<string, unknown>;
+      return [id, rest];
+    }),
+  );
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Video Refresher API",
+      version,
+      description:
+        "Upload videos, get N subtly different variations of each, download them as a ZIP. Times are ISO-8601 UTC. " +
+        "Errors are {error:{code,message,field?}}.",
+    },
+    servers: [{ url: "/" }],
+    components: {
+      schemas,
+      securitySchemes: {
+        session: { type: "apiKey", in: "cookie", name: "vr_session" },
+        token: { type: "http", scheme: "bearer", description: "API token from POST /api/tokens" },
+      },
+    },
+    security: [{ session: [] }, { token: [] }],
+    paths: {
+      "/api/auth/login": {
+        post: {
+          summary: "Sign in; sets the session cookie",
+          security: [],
+          requestBody: { required: true, ...json("LoginBody") },
+          responses: {
+            "200": ok("Signed in", "UserEnvelope"),
+            "400": err("Invalid body"),
+            "401": err("Wrong email or password (code invalid_credentials)"),
+            "429": err("Too many failed attempts for this email from this IP; see Retry-After"),
+          },
+        },
+      },
+      "/api/auth/logout": {
+        post: { summary: "Sign out", security: [], responses: { "204": ok("Signed out") } },
+      },
+      "/api/me": { get: { summary: "The signed-in user", responses: { "200": ok("User", "UserEnvelope"), ...authErrors } } },
+      "/api/users": {
+        get: { summary: "List accounts (admin)", responses: { "200": ok("Users", "UserList"), ...authErrors } },
+        post: {
+          summary: "Create an account (admin)",
+          requestBody: { required: true, ...json("CreateUserBody") },
+          responses: {
+            "201": ok("Created", "UserEnvelope"),
+            "400": err("Invalid body"),
+            "403": err("Not an admin, or CSRF"),
+            "409": err("Email taken (code email_taken)"),
+          },
+        },
+      },
+      "/api/tokens": {
+        get: { summary: "List your API tokens", responses: { "200": ok("Tokens", "ApiTokenList"), ...authErrors } },
+        post: {
+          summary: "Create an API token (the token is shown once)",
+          requestBody: { required: true, ...json("CreateTokenBody") },
+          responses: { "201": ok("Created", "CreatedApiToken"), "400": err("Invalid body"), ...authErrors },
+        },
+      },
+      "/api/tokens/{id}": {
+        delete: {
+          summary: "Revoke one of your API tokens",
+          parameters: [jobIdParam],
+          responses: { "204": ok("Revoked"), "404": err("Unknown token"), ...authErrors },
+        },
+      },
+      "/api/uploads": {
+        post: {
+          summary: "Start a large-file upload (R2 multipart)",
+          requestBody: { required: true, ...json("CreateUploadBody") },
+          responses: {
+            "201": ok("Send partCount parts of partSize bytes (the last one: the rest)", "CreatedUpload"),
+            "400": err("Invalid body"),
+            "413": err("Larger than MAX_UPLOAD_BYTES"),
+            ...authErrors,
+          },
+        },
+      },
+      "/api/uploads/{id}/parts/{n}": {
+        put: {
+          summary: "Upload part n (raw bytes; may be retried)",
+          parameters: [jobIdParam, { name: "n", in: "path", required: true, schema: { type: "integer", minimum: 1 } }],
+          requestBody: { required: true, content: { "application/octet-stream": { schema: { type: "string", contentMediaType: "application/octet-stream" } } } },
+          responses: {
+            "200": ok("Stored", "UploadedPart"),
+            "400": err("Wrong part number or size"),
+            "404": err("Unknown upload"),
+            "409": err("Upload already completed or aborted"),
+            "415": err("Part 1 is not a supported video"),
+            ...authErrors,
+          },
+        },
+      },
+      "/api/uploads/{id}/complete": {
+        post: {
+          summary: "Complete the upload once all parts are stored",
+          parameters: [jobIdParam],
+          responses: {
+            "200": ok("Completed; pass the id to POST /api/jobs", "CompletedUpload"),
+            "400": err("Missing parts (field parts)"),
+            "404": err("Unknown upload"),
+            "409": err("Already completed or aborted"),
+            ...authErrors,
+          },
+        },
+      },
+      "/api/jobs": {
+        get: {
+          summary: "List jobs, newest first (files carry no variations here)",
+          parameters: queryParameters(ListJobsQuery),
+          responses: { "200": ok("A page of jobs", "JobList"), "400": err("Bad query"), ...authErrors },
+        },
+        post: {
+          summary: "Create a job from uploaded videos (streamed to storage) or from completed uploads",
+          requestBody: {
+            required: true,
+            content: {
+              "multipart/form-data": { schema: ref("CreateJobForm") },
+              "application/json": { schema: ref("CreateJobJson") },
+            },
+          },
+          responses: {
+            "202": ok("Queued", "Job"),
+            "400": err("Empty file or bad counts (field videos / variations / uploads)"),
+            "413": err("A file is larger than MAX_UPLOAD_BYTES"),
+            "415": err("Not an MP4/MOV/M4V/WebM/MKV video"),
+            ...authErrors,
+          },
+        },
+      },
+      "/api/jobs/cancel": {
+        post: {
+          summary: "Cancel several jobs (by ids, or all of yours in a status); does not wait",
+          requestBody: { required: true, ...json("BulkCancelBody") },
+          responses: { "200": ok("Per-job outcome", "BulkCancelResults"), "400": err("Invalid body"), ...authErrors },
+        },
+      },
+      "/api/jobs/{id}": {
+        get: {
+          summary: "One job with its files and variations",
+          parameters: [jobIdParam],
+          responses: { "200": ok("Job", "Job"), "404": err("Unknown, or another user's"), ...authErrors },
+        },
+        delete: {
+          summary: "Delete a finished job with its files",
+          parameters: [jobIdParam],
+          responses: { "204": ok("Deleted"), "404": err("Unknown"), "409": err("Still active (code job_active)"), ...authErrors },
+        },
+      },
+      "/api/jobs/{id}/cancel": {
+        post: {
+          summary: "Cancel a job; waits up to 5 s for runners to stop",
+          parameters: [jobIdParam],
+          requestBody: { required: false, ...json("CancelBody") },
+          responses: {
+            "200": ok("Terminal: cancelled, or completed when every variation finished first", "Job"),
+            "202": ok("Still cancelling (runners are stopping)", "Job"),
+            "404": err("Unknown"),
+            "409": err("Completed or failed (code not_cancellable, body carries job)"),
+            ...authErrors,
+          },
+        },
+      },
+      "/api/jobs/{id}/download": {
+        get: {
+          summary: "ZIP (STORE) of the completed variations: <base>/<base>_varNN.mp4",
+          parameters: [jobIdParam],
+          responses: {
+            "200": { description: "ZIP with exact Content-Length", content: { "application/zip": {} } },
+            "404": err("Unknown, or no completed outputs (code no_outputs)"),
+            "409": err("Job not finished (code not_downloadable)"),
+            "410": err("Expired"),
+            ...authErrors,
+          },
+        },
+      },
+      "/api/jobs/{id}/outputs/{outputId}": {
+        get: {
+          summary: "One output video (Range supported)",
+          parameters: [jobIdParam, { name: "outputId", in: "path", required: true, schema: { type: "string" } }],
+          responses: {
+            "200": { description: "video/mp4", content: { "video/mp4": {} } },
+            "206": { description: "Partial content", content: { "video/mp4": {} } },
+            "404": err("Unknown"),
+            "410": err("Expired"),
+            "416": { description: "Range not satisfiable" },
+            ...authErrors,
+          },
+        },
+      },
+      "/api/jobs/{id}/thumbnail": {
+        get: {
+          summary: "Thumbnail of the first video (made by a runner, best effort)",
+          parameters: [jobIdParam],
+          responses: { "200": { description: "Image", content: { "image/jpeg": {} } }, "404": err("None"), ...authErrors },
+        },
+      },
+      "/api/openapi.json": { get: { summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1" } } } },
+    },
+  };
+}
+
+let cached: ReturnType<typeof buildOpenApi> | undefined;
+
+export const openapi = new Hono<AppEnv>().get("/", (c) => {
+  cached ??= buildOpenApi(c.get("config").APP_VERSION);
+  return c.json(cached);
+});

@@ -1,0 +1,43 @@
+import { Hono } from "hono";
+import type { AppEnv } from "../env";
+import { requireUser } from "../lib/auth";
+import { completeUpload, putUploadPart, startUpload } from "../lib/uploads";
+import { CreateUploadBody, PartParams } from "../lib/schemas";
+import { validate } from "../lib/validate";
+
+/** Large files: R2 multipart through the edge, one request per part (each under the ~100 MB body cap). */
+export const uploads = new Hono<AppEnv>()
+  .use(requireUser)
+  .post("/", validate("json", CreateUploadBody), async (c) => {
+    const body = c.req.valid("json");
+    const deps = { db: c.get("db"), bucket: c.env.BUCKET };
+    const created = await startUpload(
+      deps,
+      { user: c.get("user"), ...body, maxBytes: c.get("config").MAX_UPLOAD_BYTES },
+      Date.now(),
+    );
+    return c.json(created, 201);
+  })
+  .put("/:id/parts/:n", validate("param", PartParams), async (c) => {
+    const { id, n } = c.req.valid("param");
+    const length = c.req.header("content-length");
+    const part = await putUploadPart(
+      { db: c.get("db"), bucket: c.env.BUCKET },
+      {
+        user: c.get("user"),
+        uploadId: id,
+        partNumber: n,
+        body: c.req.raw.body,
+        contentLength: length === undefined ? null : Number(length),
+      },
+    );
+    return c.json(part);
+  })
+  .post("/:id/complete", async (c) => {
+    const done = await completeUpload(
+      { db: c.get("db"), bucket: c.env.BUCKET },
+      { user: c.get("user"), uploadId: c.req.param("id") },
+      Date.now(),
+    );
+    return c.json(done);
+  });

@@ -1,0 +1,180 @@
+import { env, exports } from "cloudflare:workers";
+import { and, eq, sql } from "drizzle-orm";
+import { createDb, type Db } from "../../db/client";
+import { newId } from "../../db/ids";
+import { createJob, type JobView } from "../../db/queries/jobs";
+import { createUser, type Role } from "../../db/queries/users";
+import { jobs, variations } from "../../db/schema";
+
+export const ORIGIN = "http://edge.test";
+export const PASSWORD = "correct horse battery staple";
+
+/** The same database the worker under test talks to. */
+export const db: Db = createDb(env.LIBSQL_URL);
+
+export interface TestUser {
+  id: string;
+  email: string;
+  role: Role;
+  password: string;
+}
+
+/** A fresh account with a unique email (tests never share users). */
+export async function makeUser(role: Role = "user"): Promise<TestUser> {
+  const email = `${role}-${newId()}@test.example`;
+  const user = await createUser(db, { email, password: PASSWORD, role });
+  return { ...user, password: PASSWORD };
+}
+
+export interface CallInit extends RequestInit {
+  cookie?: string;
+  token?: string;
+  /** Origin header; defaults to this site's origin for cookie calls. Pass null to omit it. */
+  origin?: string | null;
+  json?: unknown;
+}
+
+/** Calls the worker like a browser (cookie + same-site Origin) or a script (Bearer token). */
+export async function call(path: string, init: CallInit = {}): Promise<Response> {
+  const { cookie, token, origin, json, ...rest } = init;
+  const headers = new Headers(rest.headers);
+  if (cookie) headers.set("cookie", cookie);
+  if (token) headers.set("authorization", `Bearer ${token}`);
+  const o = origin === undefined ? (cookie ? ORIGIN : null) : origin;
+  if (o) headers.set("origin", o);
+  let body = rest.body;
+  if (json !== undefined) {
+    headers.set("content-type", "application/json");
+    body = JSON.stringify(json);
+  }
+  return exports.default.fetch(new Request(ORIGIN + path, { ...rest, headers, body }));
+}
+
+/** Signs in through the API and returns the `name=value` cookie pair. */
+export async function loginCookie(user: { email: string; password: string }, ip = `10.0.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`): Promise<string> {
+  const res = await call("/api/auth/login", {
+    method: "POST",
+    json: { email: user.email, password: user.password },
+    headers: { "cf-connecting-ip": ip },
+  });
+  if (res.status !== 200) throw new Error(`login failed: ${res.status} ${await res.text()}`);
+  const setCookie = res.headers.get("set-cookie") ?? "";
+  return setCookie.split(";")[0]!;
+}
+
+export interface Session extends TestUser {
+  cookie: string;
+  /** call() with this user's cookie. */
+  call(path: string, init?: CallInit): Promise<Response>;
+}
+
+export async function signIn(role: Role = "user"): Promise<Session> {
+  const user = await makeUser(role);
+  const cookie = await loginCookie(user);
+  return { ...user, cookie, call: (path, init = {}) => call(path, { cookie, ...init }) };
+}
+
+/** Bytes that sniff as MP4 (`ftyp` at offset 4) followed by a deterministic payload. */
+export function fakeMp4(size: number, fill = 7): Uint8Array {
+  const out = new Uint8Array(size);
+  for (let i = 0; i < size; i++) out[i] = (i * 31 + fill) & 0xff;
+  out.set([0, 0, 0, 0x18, 0x66, 0x74, 0x79, 0x70, 0x69, 0x73, 0x6f, 0x6d].slice(0, size), 0);
+  return out;
+}
+
+export function fakeWebm(size: number): Uint8Array {
+  const out = fakeMp4(size);
+  out.set([0x1a, 0x45, 0xdf, 0xa3, 0x9f, 0x42, 0x86, 0x81, 0x01, 0x42, 0x82, 0x84, 0x77, 0x65, 0x62, 0x6d].slice(0, size), 0);
+  return out;
+}
+
+/**
+ * A queued job with `files` sources whose objects are stored, created through the same db/ call the API uses
+ * (so tests that are not about uploading do not pay for multipart bodies).
+ */
+export async function seedJob(
+  userId: string,
+  opts: { files?: number; variations?: number; names?: string[]; retentionMs?: number; now?: number } = {},
+): Promise<JobView> {
+  const id = newId();
+  const files = opts.names?.length ?? opts.files ?? 1;
+  const sources = [];
+  for (let i = 0; i < files; i++) {
+    const sourceId = newId();
+    const key = `sources/${id}/${sourceId}`;
+    const bytes = fakeMp4(1000 + i);
+    await env.BUCKET.put(key, bytes);
+    sources.push({ id: sourceId, name: opts.names?.[i] ?? `clip${i + 1}.mp4`, size: bytes.length, contentType: "video/mp4", objectKey: key });
+  }
+  return createJob(
+    db,
+    {
+      id,
+      userId,
+      variationsPerVideo: opts.variations ?? 2,
+      retentionMs: opts.retentionMs ?? 24 * 60 * 60 * 1000,
+      sources,
+    },
+    opts.now ?? Date.now(),
+  );
+}
+
+/**
+ * Simulates a runner claiming every queued variation of one job (the real claim takes the oldest variation of any
+ * job in the shared test database, which would steal other tests' work).
+ */
+export async function claimAll(jobId: string, runnerId: string, now = Date.now(), leaseMs = 30_000): Promise<string[]> {
+  const [claimed] = await db.batch([
+    db
+      .update(variations)
+      .set({ status: "running", runnerId, leaseExpiresAt: now + leaseMs, attempts: sql`${variations.attempts} + 1`, startedAt: now })
+      .where(and(eq(variations.jobId, jobId), eq(variations.status, "queued")))
+      .returning({ id: variations.id }),
+    db
+      .update(jobs)
+      .set({ status: "processing", startedAt: now, updatedAt: now })
+      .where(and(eq(jobs.id, jobId), eq(jobs.status, "queued"))),
+  ]);
+  return claimed.map((r) => r.id);
+}
+
+export async function variationsOf(jobId: string) {
+  return db.select().from(variations).where(eq(variations.jobId, jobId)).orderBy(variations.sourceId, variations.position);
+}
+
+export async function jobRow(jobId: string) {
+  const [row] = await db.select().from(jobs).where(eq(jobs.id, jobId));
+  return row;
+}
+
+/** Builds a multipart/form-data body by hand, so tests control bytes, order and names exactly. */
+export function formBody(
+  parts: ({ name: string; value: string } | { name: string; filename: string; bytes: Uint8Array; type?: string })[],
+  boundary = `----vrtest${newId()}`,
+): { body: Uint8Array; contentType: string } {
+  const enc = new TextEncoder();
+  const chunks: Uint8Array[] = [];
+  for (const p of parts) {
+    if ("value" in p) {
+      chunks.push(enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="${p.name}"\r\n\r\n${p.value}\r\n`));
+    } else {
+      chunks.push(
+        enc.encode(
+          `--${boundary}\r\nContent-Disposition: form-data; name="${p.name}"; filename="${p.filename}"\r\n` +
+            `Content-Type: ${p.type ?? "video/mp4"}\r\n\r\n`,
+        ),
+      );
+      chunks.push(p.bytes);
+      chunks.push(enc.encode("\r\n"));
+    }
+  }
+  chunks.push(enc.encode(`--${boundary}--\r\n`));
+  const total = chunks.reduce((n, c) => n + c.length, 0);
+  const body = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    body.set(c, at);
+    at += c.length;
+  }
+  return { body, contentType: `multipart/form-data; boundary=${boundary}` };
+}
