@@ -178,3 +178,10 @@ export function formBody(
   }
   return { body, contentType: `multipart/form-data; boundary=${boundary}` };
 }
+
+/** Byte equality without vitest's element-by-element diffing (which takes minutes on megabytes). */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
