@@ -1,5 +1,5 @@
 import { env, exports } from "cloudflare:workers";
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import { createDb, type Db } from "../../db/client";
 import { newId } from "../../db/ids";
 import { createJob, type JobView } from "../../db/queries/jobs";
@@ -123,12 +123,24 @@ export async function seedJob(
  * Simulates a runner claiming every queued variation of one job (the real claim takes the oldest variation of any
  * job in the shared test database, which would steal other tests' work).
  */
-export async function claimAll(jobId: string, runnerId: string, now = Date.now(), leaseMs = 30_000): Promise<string[]> {
+export async function claimAll(
+  jobId: string,
+  runnerId: string,
+  now = Date.now(),
+  leaseMs = 30_000,
+  limit = 1000,
+): Promise<string[]> {
+  const pick = db
+    .select({ id: variations.id })
+    .from(variations)
+    .where(and(eq(variations.jobId, jobId), eq(variations.status, "queued")))
+    .orderBy(sql`rowid`)
+    .limit(limit);
   const [claimed] = await db.batch([
     db
       .update(variations)
       .set({ status: "running", runnerId, leaseExpiresAt: now + leaseMs, attempts: sql`${variations.attempts} + 1`, startedAt: now })
-      .where(and(eq(variations.jobId, jobId), eq(variations.status, "queued")))
+      .where(and(eq(variations.status, "queued"), inArray(variations.id, pick)))
       .returning({ id: variations.id }),
     db
       .update(jobs)
