@@ -4,6 +4,7 @@ import { dbFor } from "./lib/db";
 import { onError, onNotFound } from "./lib/errors";
 import { loadConfig, type AppEnv } from "./env";
 import { health } from "./routes/health";
+import { internal } from "./routes/internal";
 import { securityHeaders } from "./lib/security";
 import { auth } from "./routes/auth";
 import { jobs } from "./routes/jobs";
@@ -33,6 +34,7 @@ export function createApp() {
     .route("/api/uploads", uploads)
     .route("/api/jobs", jobs)
     .route("/api/openapi.json", openapi)
+    .route("/internal", internal)
     .route("/", pages)
     .onError(onError)
     .notFound(onNotFound);

@@ -1,0 +1,155 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { AppError, NotFoundError, PayloadTooLargeError, ValidationError } from "../../db/errors";
+import type { AppEnv } from "../env";
+import { parseRange } from "../lib/range";
+import { requireRunner } from "../lib/runner-auth";
+import { validate } from "../lib/validate";
+
+/** Production Workers refuse request bodies near 100 MB: bigger outputs must come in multipart parts. */
+export const MAX_BODY_BYTES = 100_000_000;
+
+const SEGMENT = "[A-Za-z0-9][A-Za-z0-9._-]*";
+const KEY = new RegExp(`^(sources|uploads|outputs|thumbs)/${SEGMENT}(/${SEGMENT})*$`);
+// Runners read sources (including large files still under uploads/) and write only what they produce.
+const READABLE = ["sources", "uploads", "outputs", "thumbs"] as const;
+const WRITABLE = ["outputs", "thumbs"] as const;
+const OUTPUT_PREFIX = new RegExp(`^outputs/${SEGMENT}/$`);
+
+class LengthRequiredError extends AppError {
+  constructor() {
+    super(411, "length_required", "Send the body with a Content-Length (R2 needs the size up front)");
+  }
+}
+
+function checkKey(key: string, allowed: readonly string[]): string {
+  if (!KEY.test(key) || key.includes("..")) throw new ValidationError(`Invalid object key: ${key}`, "key");
+  if (!allowed.includes(key.slice(0, key.indexOf("/")))) {
+    throw new ValidationError(`Runners may not do this under ${key.slice(0, key.indexOf("/") + 1)}`, "key", "key_not_allowed");
+  }
+  return key;
+}
+
+function contentTypeOf(key: string): string {
+  if (key.endsWith(".mp4")) return "video/mp4";
+  if (key.endsWith(".jpg")) return "image/jpeg";
+  return "application/octet-stream";
+}
+
+/** The request body as a stream of exactly Content-Length bytes (put()/uploadPart() need a known length). */
+function sizedBody(req: Request): { body: ReadableStream | string; size: number } {
+  const raw = req.headers.get("content-length");
+  if (raw === null || !/^\d+$/.test(raw)) throw new LengthRequiredError();
+  const size = Number(raw);
+  if (size > MAX_BODY_BYTES) {
+    throw new PayloadTooLargeError(`Bodies above ${MAX_BODY_BYTES} bytes must use the multipart endpoints`);
+  }
+  if (size === 0 || !req.body) return { body: "", size: 0 };
+  return { body: req.body.pipeThrough(new FixedLengthStream(size)), size };
+}
+
+/** R2 throws plain errors for an unknown or finished multipart upload id. */
+async function r2Multipart<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    if (/upload|NoSuchUpload|not found|does not exist|10024/i.test(message)) {
+      throw new NotFoundError(`${what}: no such multipart upload`, "no_such_upload");
+    }
+    throw err;
+  }
+}
+
+const KeyBody = z.object({ key: z.string().min(1).max(512) });
+const KeyQuery = z.object({ key: z.string().min(1).max(512) });
+const PartParam = z.object({ uploadId: z.string().min(1), n: z.coerce.number().int().min(1).max(10_000) });
+const UploadParam = z.object({ uploadId: z.string().min(1) });
+const CompleteBody = z.object({
+  parts: z
+    .array(z.object({ partNumber: z.number().int().min(1).max(10_000), etag: z.string().min(1) }))
+    .min(1)
+    .max(10_000),
+});
+const ListQuery = z.object({ prefix: z.string().regex(OUTPUT_PREFIX, "prefix must be outputs/<jobId>/") });
+
+/**
+ * Blob endpoints for runners (Bearer RUNNER_TOKEN): runners reach the database directly but move bytes only
+ * through here. Sources stream down with Range support; outputs stream up with a known length, in R2 multipart
+ * parts when large; a job's outputs can be listed and deleted (orphan sweep).
+ */
+export const internal = new Hono<AppEnv>()
+  .use(requireRunner)
+  .get("/objects", validate("query", ListQuery), async (c) => {
+    const { prefix } = c.req.valid("query");
+    const objects: { key: string; size: number; uploaded: string }[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await c.env.BUCKET.list({ prefix, cursor });
+      for (const o of page.objects) objects.push({ key: o.key, size: o.size, uploaded: o.uploaded.toISOString() });
+      cursor = page.truncated ? page.cursor : undefined;
+    } while (cursor);
+    return c.json({ objects });
+  })
+  .get("/objects/:key{.+}", async (c) => {
+    const key = checkKey(c.req.param("key"), READABLE);
+    const rangeHeader = c.req.header("range");
+    const head = rangeHeader ? await c.env.BUCKET.head(key) : null;
+    if (rangeHeader && !head) throw new NotFoundError(`No object ${key}`);
+    const range = head ? parseRange(rangeHeader, head.size) : null;
+    if (range === "unsatisfiable") {
+      return c.body(null, 416, { "content-range": `bytes */${head!.size}` });
+    }
+    const obj = await c.env.BUCKET.get(key, range ? { range: { offset: range.start, length: range.end - range.start + 1 } } : {});
+    if (!obj) throw new NotFoundError(`No object ${key}`);
+    const headers: Record<string, string> = {
+      "content-type": obj.httpMetadata?.contentType ?? contentTypeOf(key),
+      "accept-ranges": "bytes",
+      etag: obj.httpEtag,
+    };
+    if (range) {
+      headers["content-range"] = `bytes ${range.start}-${range.end}/${obj.size}`;
+      headers["content-length"] = String(range.end - range.start + 1);
+      return c.body(obj.body, 206, headers);
+    }
+    headers["content-length"] = String(obj.size);
+    return c.body(obj.body, 200, headers);
+  })
+  .put("/objects/:key{.+}", async (c) => {
+    const key = checkKey(c.req.param("key"), WRITABLE);
+    const { body, size } = sizedBody(c.req.raw);
+    const obj = await c.env.BUCKET.put(key, body, { httpMetadata: { contentType: contentTypeOf(key) } });
+    return c.json({ key, size: obj?.size ?? size, etag: obj?.etag ?? null }, 201);
+  })
+  .delete("/objects/:key{.+}", async (c) => {
+    await c.env.BUCKET.delete(checkKey(c.req.param("key"), WRITABLE));
+    return c.body(null, 204);
+  })
+  .post("/uploads", validate("json", KeyBody), async (c) => {
+    const key = checkKey(c.req.valid("json").key, WRITABLE);
+    const mp = await c.env.BUCKET.createMultipartUpload(key, { httpMetadata: { contentType: contentTypeOf(key) } });
+    return c.json({ key, uploadId: mp.uploadId }, 201);
+  })
+  .put("/uploads/:uploadId/parts/:n", validate("param", PartParam), validate("query", KeyQuery), async (c) => {
+    const { uploadId, n } = c.req.valid("param");
+    const key = checkKey(c.req.valid("query").key, WRITABLE);
+    const { body } = sizedBody(c.req.raw);
+    const part = await r2Multipart(`part ${n} of ${key}`, () =>
+      c.env.BUCKET.resumeMultipartUpload(key, uploadId).uploadPart(n, body),
+    );
+    return c.json({ partNumber: part.partNumber, etag: part.etag });
+  })
+  .post("/uploads/:uploadId/complete", validate("param", UploadParam), validate("query", KeyQuery), validate("json", CompleteBody), async (c) => {
+    const { uploadId } = c.req.valid("param");
+    const key = checkKey(c.req.valid("query").key, WRITABLE);
+    const parts = [...c.req.valid("json").parts].sort((a, b) => a.partNumber - b.partNumber);
+    const obj = await r2Multipart(`complete ${key}`, () => c.env.BUCKET.resumeMultipartUpload(key, uploadId).complete(parts));
+    return c.json({ key, size: obj.size, etag: obj.etag });
+  })
+  .delete("/uploads/:uploadId", validate("param", UploadParam), validate("query", KeyQuery), async (c) => {
+    const { uploadId } = c.req.valid("param");
+    const key = checkKey(c.req.valid("query").key, WRITABLE);
+    await r2Multipart(`abort ${key}`, () => c.env.BUCKET.resumeMultipartUpload(key, uploadId).abort());
+    return c.body(null, 204);
+  });
