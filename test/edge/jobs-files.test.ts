@@ -1,0 +1,222 @@
+import { env } from "cloudflare:workers";
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { setJobThumbnail } from "../../db/queries/media";
+import { failVariation, finishVariation } from "../../db/queries/variations";
+import { jobs } from "../../db/schema";
+import { call, claimAll, crc32, db, fakeMp4, jobRow, readZip, sameBytes, seedJob, signIn, variationsOf } from "./helpers";
+
+/**
+ * Runs a seeded job like a runner would: claims every variation, stores an output for each except the ones listed
+ * in `fail`, and settles them (the last settle finalizes the job).
+ */
+async function runJob(jobId: string, opts: { fail?: number[]; cancelAfter?: number } = {}) {
+  const runner = `r-${jobId}`;
+  await claimAll(jobId, runner);
+  const outputs = new Map<string, Uint8Array>();
+  const vars = await variationsOf(jobId);
+  for (const [i, v] of vars.entries()) {
+    if (opts.fail?.includes(i)) {
+      await failVariation(db, { variationId: v.id, runnerId: runner, error: "bad", now: Date.now() });
+      continue;
+    }
+    const bytes = fakeMp4(500 + i * 17, i + 1);
+    const key = `outputs/${jobId}/${v.id}.mp4`;
+    await env.BUCKET.put(key, bytes);
+    outputs.set(v.id, bytes);
+    await finishVariation(db, { variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, now: Date.now() });
+  }
+  return { outputs, vars };
+}
+
+describe("GET /api/jobs/:id/download", () => {
+  it("streams a STORE zip of the completed outputs with exact names, bytes and Content-Length", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { names: ["Beach Day.mp4", "beach day.mov", "../we:ird?.webm"], variations: 2 });
+    const { outputs, vars } = await runJob(seeded.id, { fail: [1] });
+
+    const res = await s.call(`/api/jobs/${seeded.id}/download`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/zip");
+    expect(res.headers.get("content-disposition")).toContain(".zip");
+    const zip = new Uint8Array(await res.arrayBuffer());
+    expect(Number(res.headers.get("content-length"))).toBe(zip.length);
+
+    const entries = readZip(zip);
+    const sourceOf = new Map(seeded.files.map((f, i) => [f.id, i]));
+    // Entries come in source order, then variation order; the failed variation (index 1) is left out.
+    const expected = vars
+      .filter((_, i) => i !== 1)
+      .sort((a, b) => sourceOf.get(a.sourceId)! - sourceOf.get(b.sourceId)! || a.position - b.position)
+      .map((v) => {
+        const folder = ["Beach Day", "beach day-2", "we_ird_"][sourceOf.get(v.sourceId)!]!;
+        return { name: `${folder}/${folder}_var0${v.position}.mp4`, bytes: outputs.get(v.id)! };
+      });
+    expect(entries.map((e) => e.name)).toEqual(expected.map((e) => e.name));
+    for (const e of entries) {
+      const want = expected.find((x) => x.name === e.name)!;
+      expect(e.method).toBe(0);
+      expect(sameBytes(e.data, want.bytes)).toBe(true);
+      expect(e.crc).toBe(crc32(want.bytes));
+    }
+  });
+
+  it("allows cancelled jobs with completed variations", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { variations: 2 });
+    await claimAll(seeded.id, "r-c", Date.now(), 30_000, 1);
+    const [v] = (await variationsOf(seeded.id)).filter((x) => x.status === "running");
+    await env.BUCKET.put(`outputs/${seeded.id}/${v!.id}.mp4`, fakeMp4(300));
+    await finishVariation(db, { variationId: v!.id, runnerId: "r-c", outputKey: `outputs/${seeded.id}/${v!.id}.mp4`, outputSize: 300, now: Date.now() });
+    const cancelled = await s.call(`/api/jobs/${seeded.id}/cancel`, { method: "POST" });
+    expect(await cancelled.json()).toMatchObject({ status: "cancelled", downloadUrl: `/api/jobs/${seeded.id}/download` });
+    const res = await s.call(`/api/jobs/${seeded.id}/download`);
+    expect(res.status).toBe(200);
+    expect(readZip(new Uint8Array(await res.arrayBuffer())).map((e) => e.name)).toEqual(["clip1/clip1_var01.mp4"]);
+  });
+
+  it("answers 404 no_outputs for a cancelled job without completed variations and 409 while processing", async () => {
+    const s = await signIn();
+    const empty = await seedJob(s.id);
+    await s.call(`/api/jobs/${empty.id}/cancel`, { method: "POST" });
+    const res = await s.call(`/api/jobs/${empty.id}/download`);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: "no_outputs" } });
+
+    const busy = await seedJob(s.id);
+    await claimAll(busy.id, "r-busy");
+    const r2 = await s.call(`/api/jobs/${busy.id}/download`);
+    expect(r2.status).toBe(409);
+  });
+
+  it("answers 410 once the job has expired", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { variations: 1 });
+    await runJob(seeded.id);
+    await db.update(jobs).set({ expiresAt: Date.now() - 1000 }).where(eq(jobs.id, seeded.id));
+    const res = await s.call(`/api/jobs/${seeded.id}/download`);
+    expect(res.status).toBe(410);
+    expect(await res.json()).toMatchObject({ error: { code: "expired" } });
+  });
+
+  it("answers 404 for another user's job, 401 without a session or with the runner token", async () => {
+    const alice = await signIn();
+    const bob = await signIn();
+    const seeded = await seedJob(alice.id, { variations: 1 });
+    await runJob(seeded.id);
+    expect((await bob.call(`/api/jobs/${seeded.id}/download`)).status).toBe(404);
+    expect((await call(`/api/jobs/${seeded.id}/download`)).status).toBe(401);
+    expect((await call(`/api/jobs/${seeded.id}/download`, { token: env.RUNNER_TOKEN })).status).toBe(401);
+    const admin = await signIn("admin");
+    expect((await admin.call(`/api/jobs/${seeded.id}/download`)).status).toBe(200);
+  });
+});
+
+describe("GET /api/jobs/:id/outputs/:outputId", () => {
+  it("serves the whole output and byte ranges for seeking", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { variations: 1 });
+    const { outputs, vars } = await runJob(seeded.id);
+    const id = vars[0]!.id;
+    const bytes = outputs.get(id)!;
+
+    const full = await s.call(`/api/jobs/${seeded.id}/outputs/${id}`);
+    expect(full.status).toBe(200);
+    expect(full.headers.get("content-type")).toBe("video/mp4");
+    expect(full.headers.get("accept-ranges")).toBe("bytes");
+    expect(Number(full.headers.get("content-length"))).toBe(bytes.length);
+    expect(sameBytes(new Uint8Array(await full.arrayBuffer()), bytes)).toBe(true);
+
+    const part = await s.call(`/api/jobs/${seeded.id}/outputs/${id}`, { headers: { range: "bytes=10-19" } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get("content-range")).toBe(`bytes 10-19/${bytes.length}`);
+    expect(new Uint8Array(await part.arrayBuffer())).toEqual(bytes.subarray(10, 20));
+
+    const tail = await s.call(`/api/jobs/${seeded.id}/outputs/${id}`, { headers: { range: "bytes=-5" } });
+    expect(tail.status).toBe(206);
+    expect(new Uint8Array(await tail.arrayBuffer())).toEqual(bytes.subarray(bytes.length - 5));
+
+    const open = await s.call(`/api/jobs/${seeded.id}/outputs/${id}`, { headers: { range: `bytes=${bytes.length - 3}-` } });
+    expect(new Uint8Array(await open.arrayBuffer())).toEqual(bytes.subarray(bytes.length - 3));
+
+    const beyond = await s.call(`/api/jobs/${seeded.id}/outputs/${id}`, { headers: { range: `bytes=${bytes.length}-` } });
+    expect(beyond.status).toBe(416);
+    expect(beyond.headers.get("content-range")).toBe(`bytes */${bytes.length}`);
+  });
+
+  it("answers 404 for an unknown output, another user's job or an output of another job", async () => {
+    const alice = await signIn();
+    const bob = await signIn();
+    const a = await seedJob(alice.id, { variations: 1 });
+    const { vars } = await runJob(a.id);
+    const b = await seedJob(alice.id, { variations: 1 });
+    expect((await alice.call(`/api/jobs/${a.id}/outputs/nope`)).status).toBe(404);
+    expect((await bob.call(`/api/jobs/${a.id}/outputs/${vars[0]!.id}`)).status).toBe(404);
+    expect((await alice.call(`/api/jobs/${b.id}/outputs/${vars[0]!.id}`)).status).toBe(404);
+    expect((await call(`/api/jobs/${a.id}/outputs/${vars[0]!.id}`)).status).toBe(401);
+    expect((await call(`/api/jobs/${a.id}/outputs/${vars[0]!.id}`, { token: env.RUNNER_TOKEN })).status).toBe(401);
+  });
+});
+
+describe("GET /api/jobs/:id/thumbnail", () => {
+  it("serves the thumbnail the runner recorded, and 404 before there is one", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id);
+    expect((await s.call(`/api/jobs/${seeded.id}/thumbnail`)).status).toBe(404);
+    const jpeg = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 0xff, 0xd9]);
+    const key = `thumbs/${seeded.id}.jpg`;
+    await env.BUCKET.put(key, jpeg, { httpMetadata: { contentType: "image/jpeg" } });
+    await setJobThumbnail(db, seeded.id, key, Date.now());
+    const res = await s.call(`/api/jobs/${seeded.id}/thumbnail`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("image/jpeg");
+    expect(new Uint8Array(await res.arrayBuffer())).toEqual(jpeg);
+    expect(await (await s.call(`/api/jobs/${seeded.id}`)).json()).toMatchObject({ thumbnailUrl: `/api/jobs/${seeded.id}/thumbnail` });
+    const other = await signIn();
+    expect((await other.call(`/api/jobs/${seeded.id}/thumbnail`)).status).toBe(404);
+    expect((await call(`/api/jobs/${seeded.id}/thumbnail`)).status).toBe(401);
+  });
+});
+
+describe("DELETE /api/jobs/:id", () => {
+  it("removes a finished job's objects (sources, outputs, thumbnail, strays) and rows", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { files: 2, variations: 2 });
+    await runJob(seeded.id);
+    await env.BUCKET.put(`thumbs/${seeded.id}.jpg`, "jpg");
+    await setJobThumbnail(db, seeded.id, `thumbs/${seeded.id}.jpg`, Date.now());
+    await env.BUCKET.put(`outputs/${seeded.id}/stray.mp4`, "late upload");
+    const res = await s.call(`/api/jobs/${seeded.id}`, { method: "DELETE" });
+    expect(res.status).toBe(204);
+    for (const prefix of [`sources/${seeded.id}/`, `outputs/${seeded.id}/`, `thumbs/${seeded.id}`]) {
+      expect((await env.BUCKET.list({ prefix })).objects, prefix).toEqual([]);
+    }
+    expect(await jobRow(seeded.id)).toBeUndefined();
+    expect(await variationsOf(seeded.id)).toEqual([]);
+    expect((await s.call(`/api/jobs/${seeded.id}`)).status).toBe(404);
+  });
+
+  it("answers 409 job_active for queued and processing jobs and keeps them", async () => {
+    const s = await signIn();
+    const queued = await seedJob(s.id);
+    const res = await s.call(`/api/jobs/${queued.id}`, { method: "DELETE" });
+    expect(res.status).toBe(409);
+    expect(await res.json()).toMatchObject({ error: { code: "job_active" } });
+    const busy = await seedJob(s.id);
+    await claimAll(busy.id, "r-del");
+    expect((await s.call(`/api/jobs/${busy.id}`, { method: "DELETE" })).status).toBe(409);
+    expect((await env.BUCKET.list({ prefix: `sources/${busy.id}/` })).objects).toHaveLength(1);
+  });
+
+  it("answers 404 for another user's job, 401 unauthenticated or with the runner token, 403 cross-origin", async () => {
+    const alice = await signIn();
+    const bob = await signIn();
+    const seeded = await seedJob(alice.id);
+    await alice.call(`/api/jobs/${seeded.id}/cancel`, { method: "POST" });
+    expect((await bob.call(`/api/jobs/${seeded.id}`, { method: "DELETE" })).status).toBe(404);
+    expect((await call(`/api/jobs/${seeded.id}`, { method: "DELETE" })).status).toBe(401);
+    expect((await call(`/api/jobs/${seeded.id}`, { method: "DELETE", token: env.RUNNER_TOKEN })).status).toBe(401);
+    expect((await alice.call(`/api/jobs/${seeded.id}`, { method: "DELETE", origin: "https://evil.example" })).status).toBe(403);
+    expect(await jobRow(seeded.id)).toBeDefined();
+  });
+});
