@@ -1,0 +1,150 @@
+import { env } from "cloudflare:workers";
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { sources } from "../../db/schema";
+import { Job } from "../../edge/lib/schemas";
+import { call, db, fakeMp4, sameBytes, signIn, type Session } from "./helpers";
+
+const MiB = 1024 * 1024;
+
+interface Created {
+  id: string;
+  partSize: number;
+  partCount: number;
+}
+
+async function start(s: Session, filename: string, size: number): Promise<Created> {
+  const res = await s.call("/api/uploads", { method: "POST", json: { filename, size } });
+  expect(res.status).toBe(201);
+  return (await res.json()) as Created;
+}
+
+function putPart(s: Session, id: string, n: number, bytes: Uint8Array, init: { origin?: string } = {}) {
+  return s.call(`/api/uploads/${id}/parts/${n}`, {
+    method: "PUT",
+    body: bytes,
+    headers: { "content-type": "application/octet-stream" },
+    ...init,
+  });
+}
+
+describe("large-file uploads", () => {
+  it("uploads in parts (any order, with a retry), completes, and feeds a job by JSON", async () => {
+    const s = await signIn();
+    const file = fakeMp4(8 * MiB + 1000, 5);
+    const up = await start(s, "long take.mp4", file.length);
+    expect(up).toMatchObject({ partSize: 8 * MiB, partCount: 2 });
+
+    const p2 = await putPart(s, up.id, 2, file.subarray(8 * MiB));
+    expect(p2.status).toBe(200);
+    expect(((await p2.json()) as { etag: string }).etag).toBeTruthy();
+    expect((await putPart(s, up.id, 1, file.subarray(0, 8 * MiB))).status).toBe(200);
+    // A retried part replaces the earlier one.
+    expect((await putPart(s, up.id, 1, file.subarray(0, 8 * MiB))).status).toBe(200);
+
+    const done = await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" });
+    expect(done.status).toBe(200);
+    expect(await done.json()).toEqual({ id: up.id, filename: "long take.mp4", size: file.length, status: "completed" });
+    const stored = await env.BUCKET.get(`uploads/${up.id}`);
+    expect(sameBytes(new Uint8Array(await stored!.arrayBuffer()), file)).toBe(true);
+
+    const res = await s.call("/api/jobs", { method: "POST", json: { uploads: [up.id], variations: 2 } });
+    expect(res.status).toBe(202);
+    const job = Job.parse(await res.json());
+    expect(job).toMatchObject({ status: "queued", totalVariations: 2 });
+    expect(job.files[0]).toMatchObject({ name: "long take.mp4", size: file.length });
+    const [src] = await db.select().from(sources).where(eq(sources.jobId, job.id));
+    expect(src).toMatchObject({ objectKey: `uploads/${up.id}`, contentType: "video/mp4" });
+
+    const again = await s.call("/api/jobs", { method: "POST", json: { uploads: [up.id] } });
+    expect(again.status).toBe(409);
+    expect(await again.json()).toMatchObject({ error: { code: "upload_used" } });
+  });
+
+  it("plans a 2 GiB file as 256 parts of 8 MiB and refuses one byte more with 413", async () => {
+    const s = await signIn();
+    const up = await start(s, "huge.mkv", 2 * 1024 * MiB);
+    expect(up).toMatchObject({ partSize: 8 * MiB, partCount: 256 });
+    const res = await s.call("/api/uploads", { method: "POST", json: { filename: "huge.mkv", size: 2 * 1024 * MiB + 1 } });
+    expect(res.status).toBe(413);
+  });
+
+  it("answers 400 for a part of the wrong size or number, 415 when part 1 is not a video", async () => {
+    const s = await signIn();
+    const up = await start(s, "a.mp4", 1000);
+    expect(up.partCount).toBe(1);
+    const short = await putPart(s, up.id, 1, fakeMp4(999));
+    expect(short.status).toBe(400);
+    expect(await short.json()).toMatchObject({ error: { field: "body" } });
+    const beyond = await putPart(s, up.id, 2, fakeMp4(1000));
+    expect(beyond.status).toBe(400);
+    expect(await beyond.json()).toMatchObject({ error: { field: "n" } });
+    const zero = await putPart(s, up.id, 0, fakeMp4(1000));
+    expect(zero.status).toBe(400);
+    const text = new TextEncoder().encode("x".repeat(1000));
+    const notVideo = await putPart(s, up.id, 1, text);
+    expect(notVideo.status).toBe(415);
+  });
+
+  it("answers 400 naming the missing parts on complete, and 409 when completing twice", async () => {
+    const s = await signIn();
+    const file = fakeMp4(8 * MiB + 10);
+    const up = await start(s, "b.mp4", file.length);
+    await putPart(s, up.id, 1, file.subarray(0, 8 * MiB));
+    const missing = await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" });
+    expect(missing.status).toBe(400);
+    expect(await missing.json()).toMatchObject({ error: { field: "parts", message: expect.stringContaining("2") } });
+    await putPart(s, up.id, 2, file.subarray(8 * MiB));
+    expect((await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" })).status).toBe(200);
+    const twice = await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" });
+    expect(twice.status).toBe(409);
+    expect((await putPart(s, up.id, 1, file.subarray(0, 8 * MiB))).status).toBe(409);
+  });
+
+  it("refuses a job from an unfinished upload (409) or an unknown/foreign one (400 naming uploads)", async () => {
+    const s = await signIn();
+    const other = await signIn();
+    const up = await start(s, "c.mp4", 100);
+    const unfinished = await s.call("/api/jobs", { method: "POST", json: { uploads: [up.id] } });
+    expect(unfinished.status).toBe(409);
+    expect(await unfinished.json()).toMatchObject({ error: { code: "upload_incomplete" } });
+    await putPart(s, up.id, 1, fakeMp4(100));
+    await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" });
+    const foreign = await other.call("/api/jobs", { method: "POST", json: { uploads: [up.id] } });
+    expect(foreign.status).toBe(400);
+    expect(await foreign.json()).toMatchObject({ error: { field: "uploads" } });
+    expect((await other.call(`/api/uploads/${up.id}/parts/1`, { method: "PUT", body: fakeMp4(100) })).status).toBe(404);
+    expect((await other.call(`/api/uploads/${up.id}/complete`, { method: "POST" })).status).toBe(404);
+  });
+
+  it("answers 400 naming the field for bad upload and job bodies", async () => {
+    const s = await signIn();
+    expect(await (await s.call("/api/uploads", { method: "POST", json: { filename: "", size: 10 } })).json()).toMatchObject({
+      error: { field: "filename" },
+    });
+    expect(await (await s.call("/api/uploads", { method: "POST", json: { filename: "a", size: 0 } })).json()).toMatchObject({
+      error: { field: "size" },
+    });
+    for (const [json, field] of [
+      [{ uploads: [] }, "uploads"],
+      [{ uploads: ["a", "a"] }, "uploads"],
+      [{ uploads: Array.from({ length: 11 }, (_, i) => `u${i}`) }, "uploads"],
+      [{ uploads: ["a"], variations: 21 }, "variations"],
+    ] as const) {
+      const res = await s.call("/api/jobs", { method: "POST", json });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ error: { field } });
+    }
+  });
+
+  it("answers 401 without a session or with the runner token, 403 cross-origin", async () => {
+    const json = { filename: "a.mp4", size: 10 };
+    expect((await call("/api/uploads", { method: "POST", json })).status).toBe(401);
+    expect((await call("/api/uploads", { method: "POST", json, token: env.RUNNER_TOKEN })).status).toBe(401);
+    const s = await signIn();
+    expect((await s.call("/api/uploads", { method: "POST", json, origin: "https://evil.example" })).status).toBe(403);
+    const up = await start(s, "a.mp4", 100);
+    expect((await putPart(s, up.id, 1, fakeMp4(100), { origin: "https://evil.example" })).status).toBe(403);
+    expect((await s.call(`/api/uploads/${up.id}/complete`, { method: "POST", origin: "https://evil.example" })).status).toBe(403);
+  });
+});
