@@ -31,7 +31,8 @@ export function buildOpenApi(version: string) {
   const responses = z.toJSONSchema(responseRegistry, { io: "output", uri }).schemas;
   const schemas = Object.fromEntries(
     Object.entries({ ...requests, ...responses }).map(([id, s]) => {
-      const { $schema: _drop, ...rest } = s as Record<string, unknown>;
+      // Components are addressed by $ref; a fragment-only $id is not valid JSON Schema 2020-12.
+      const { $schema: _schema, $id: _id, ...rest } = s as Record<string, unknown>;
       return [id, rest];
     }),
   );
