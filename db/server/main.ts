@@ -7,13 +7,10 @@ const env = z
     LIBSQL_HOST: z.string().min(1).default("127.0.0.1"),
     LIBSQL_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
     LIBSQL_DATA_DIR: z.string().min(1).default(".data/libsql"),
-    // An empty value (e.g. `LIBSQL_AUTH_TOKEN=` in a .env file) means "no auth", not "the empty token".
-    LIBSQL_AUTH_TOKEN: z
-      .string()
-      .optional()
-      .transform((v) => v || undefined),
+    LIBSQL_AUTH_TOKEN: z.string().optional(),
   })
-  .safeParse(process.env);
+  // An empty variable (`LIBSQL_AUTH_TOKEN=` in a .env file) means "unset": no auth, default port.
+  .safeParse(Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !== "")));
 
 if (!env.success) {
   console.error(`db:server: invalid environment:\n${z.prettifyError(env.error)}`);

@@ -195,7 +195,12 @@ export class Engine {
   }
 
   closeDatabases(): void {
-    for (const db of this.dbs.values()) db.conn.close();
+    for (const db of this.dbs.values()) {
+      // libsql-js has no finalize(): close() is deferred until prepared statements are garbage-collected, so
+      // checkpoint now to leave a self-contained .db file behind.
+      db.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      db.conn.close();
+    }
     this.dbs.clear();
   }
 }

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -244,6 +245,38 @@ describe("graceful shutdown", () => {
       expect(body.results[0].response.result.rows).toEqual([[{ type: "text", value: "queued" }]]);
       await again.close();
     } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("npm run db:server", () => {
+  it("serves on the configured port and data directory, and exits 0 on SIGTERM", { timeout: 30_000 }, async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "libsql-server-cli-"));
+    // tsx directly rather than npm, so the signal reaches the server and not a wrapper.
+    const child = spawn(join(process.cwd(), "node_modules/.bin/tsx"), ["db/server/main.ts"], {
+      env: { ...process.env, LIBSQL_PORT: "0", LIBSQL_DATA_DIR: dataDir, LIBSQL_AUTH_TOKEN: "" },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      let out = "";
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on("data", (chunk: Buffer) => {
+          out += chunk.toString();
+          const m = /libsql server listening on (http:\/\/\S+)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.once("exit", (code) => reject(new Error(`db:server exited early (${code}): ${out}`)));
+      });
+      const client = createClient({ url });
+      await client.execute("CREATE TABLE cli (v)");
+      client.close();
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      expect(existsSync(join(dataDir, "default.db"))).toBe(true);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
       await rm(dataDir, { recursive: true, force: true });
     }
   });
