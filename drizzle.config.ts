@@ -8,6 +8,6 @@ export default defineConfig({
   casing: "snake_case",
   dbCredentials: {
     url: process.env.LIBSQL_URL ?? "http://127.0.0.1:8080",
-    authToken: process.env.LIBSQL_AUTH_TOKEN,
+    authToken: process.env.LIBSQL_AUTH_TOKEN || undefined,
   },
 });
