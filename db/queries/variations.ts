@@ -113,34 +113,6 @@ export interface ClaimResult {
   reaped: { id: string; jobId: string; status: string }[];
 }
 
-/**
- * One round trip: reap expired leases that must not be retried, claim up to `limit` variations (oldest first,
- * queued or lease-expired, never of a job whose cancel was requested), move their jobs queued → processing,
- * and refresh the runner's registry row. Jobs touched by the reap are finalized afterwards.
- */
-export async function claimVariations(db: Db, input: ClaimInput): Promise<ClaimResult> {
-  const limit = Math.max(1, input.limit ?? 1);
-  const claims = Array.from({ length: limit }, () => claimStatement(db, input));
-  const head = [reapStatement(db, input.now), ...claims, jobsToProcessingStatement(db, input.now)] as const;
-  const items = input.beat ? [...head, runnerBeatStatement(db, input.beat, input.now)] : head;
-  const results = await batchOf(db, items);
-  const reaped = results[0] as ClaimResult["reaped"];
-  const claimed = (results.slice(1, 1 + limit) as ClaimedVariation[][]).flat();
-  for (const jobId of new Set(reaped.map((r) => r.jobId))) {
-    await finalizeJobStatement(db, sql`jobs.id = ${jobId}`, input.now);
-  }
-  return { claimed, reaped };
-}
-
-/** Claims the oldest claimable variation for this runner, or returns null when there is none. */
-export async function claimVariation(
-  db: Db,
-  input: { runnerId: string; leaseMs: number; now: number },
-): Promise<ClaimedVariation | null> {
-  const { claimed } = await claimVariations(db, { ...input, limit: 1 });
-  return claimed[0] ?? null;
-}
-
 export interface HeartbeatInput {
   runnerId: string;
   now: number;
@@ -157,34 +129,103 @@ export interface HeartbeatResult {
   cancelJobIds: string[];
 }
 
+export interface RoundTripInput {
+  runnerId: string;
+  now: number;
+  leaseMs: number;
+  /** Heartbeat for the variations in hand (omit when idle). */
+  variations?: { id: string; progress?: number | null }[];
+  /** How many variations to claim (0 = none). */
+  claim?: number;
+  beat?: RunnerBeat;
+}
+
+export interface RoundTripResult {
+  heartbeat: HeartbeatResult | null;
+  claim: ClaimResult | null;
+}
+
 /**
- * The runner's per-second round trip: extends leases and writes progress for exactly the listed variations
- * (never for rows the runner does not hold in memory, e.g. after a restart with a fixed RUNNER_ID), and answers
- * which of its jobs have a cancel request. One HTTP round trip (one batch).
+ * Everything a runner tells and asks the database each tick, in ONE HTTP round trip (one batch, one
+ * transaction): extend leases and write progress for exactly the listed variations (never for rows the runner
+ * does not hold in memory, e.g. after a restart with a fixed RUNNER_ID); which of its jobs were asked to cancel;
+ * reap expired leases that must not be retried; claim up to `claim` variations (oldest first, queued or
+ * lease-expired, never of a job whose cancel was requested) and move their jobs queued → processing; refresh the
+ * registry row. Jobs touched by the reap are finalized afterwards (rare: an extra round trip per such job).
+ */
+export async function runnerRoundTrip(db: Db, input: RoundTripInput): Promise<RoundTripResult> {
+  const { runnerId, now, leaseMs } = input;
+  const items: BatchItem<"sqlite">[] = [];
+  const hb = input.variations && input.variations.length > 0 ? input.variations : null;
+  if (hb) {
+    const progress: Record<string, number | null> = {};
+    for (const v of hb) progress[v.id] = v.progress ?? null;
+    const json = JSON.stringify(progress);
+    items.push(
+      db.all<{ id: string }>(sql`
+        UPDATE variations SET
+          lease_expires_at = ${now + leaseMs},
+          progress = coalesce((SELECT p.value FROM json_each(${json}) p WHERE p.key = variations.id), progress)
+        WHERE runner_id = ${runnerId} AND status = 'running'
+          AND id IN (SELECT p.key FROM json_each(${json}) p)
+        RETURNING id`),
+      db.all<{ jobId: string }>(sql`
+        SELECT DISTINCT v.job_id AS jobId FROM variations v JOIN jobs j ON j.id = v.job_id
+        WHERE v.runner_id = ${runnerId} AND v.status = 'running' AND ${JOB_REFUSES_WORK}`),
+    );
+  }
+  const limit = Math.max(0, input.claim ?? 0);
+  if (limit > 0) {
+    items.push(reapStatement(db, now));
+    for (let i = 0; i < limit; i++) items.push(claimStatement(db, { runnerId, leaseMs, now }));
+    items.push(jobsToProcessingStatement(db, now));
+  }
+  if (input.beat) items.push(runnerBeatStatement(db, input.beat, now));
+  if (items.length === 0) return { heartbeat: null, claim: null };
+
+  const results = await batchOf(db, items);
+  let i = 0;
+  let heartbeat: HeartbeatResult | null = null;
+  if (hb) {
+    heartbeat = {
+      owned: (results[i++] as { id: string }[]).map((r) => r.id),
+      cancelJobIds: (results[i++] as { jobId: string }[]).map((r) => r.jobId),
+    };
+  }
+  let claim: ClaimResult | null = null;
+  if (limit > 0) {
+    const reaped = results[i++] as ClaimResult["reaped"];
+    const claimed = (results.slice(i, i + limit) as ClaimedVariation[][]).flat();
+    claim = { claimed, reaped };
+    for (const jobId of new Set(reaped.map((r) => r.jobId))) {
+      await finalizeJobStatement(db, sql`jobs.id = ${jobId}`, now);
+    }
+  }
+  return { heartbeat, claim };
+}
+
+/** Claims up to `limit` variations in one round trip (see {@link runnerRoundTrip}). */
+export async function claimVariations(db: Db, input: ClaimInput): Promise<ClaimResult> {
+  const { claim } = await runnerRoundTrip(db, { ...input, claim: Math.max(1, input.limit ?? 1) });
+  return claim!;
+}
+
+/** Claims the oldest claimable variation for this runner, or returns null when there is none. */
+export async function claimVariation(
+  db: Db,
+  input: { runnerId: string; leaseMs: number; now: number },
+): Promise<ClaimedVariation | null> {
+  const { claimed } = await claimVariations(db, { ...input, limit: 1 });
+  return claimed[0] ?? null;
+}
+
+/**
+ * The busy runner's per-second round trip: extends leases and writes progress for the listed variations and
+ * answers which of its jobs have a cancel request (see {@link runnerRoundTrip}).
  */
 export async function heartbeatVariations(db: Db, input: HeartbeatInput): Promise<HeartbeatResult> {
-  const { runnerId, now, leaseMs } = input;
-  const progress: Record<string, number | null> = {};
-  for (const v of input.variations) progress[v.id] = v.progress ?? null;
-  const json = JSON.stringify(progress);
-  const items = [
-    db.all<{ id: string }>(sql`
-      UPDATE variations SET
-        lease_expires_at = ${now + leaseMs},
-        progress = coalesce((SELECT p.value FROM json_each(${json}) p WHERE p.key = variations.id), progress)
-      WHERE runner_id = ${runnerId} AND status = 'running'
-        AND id IN (SELECT p.key FROM json_each(${json}) p)
-      RETURNING id`),
-    db.all<{ jobId: string }>(sql`
-      SELECT DISTINCT v.job_id AS jobId FROM variations v JOIN jobs j ON j.id = v.job_id
-      WHERE v.runner_id = ${runnerId} AND v.status = 'running' AND ${JOB_REFUSES_WORK}`),
-    ...(input.beat ? [runnerBeatStatement(db, input.beat, now)] : []),
-  ] as const;
-  const results = await batchOf(db, items);
-  return {
-    owned: (results[0] as { id: string }[]).map((r) => r.id),
-    cancelJobIds: (results[1] as { jobId: string }[]).map((r) => r.jobId),
-  };
+  const { heartbeat } = await runnerRoundTrip(db, input);
+  return heartbeat ?? { owned: [], cancelJobIds: [] };
 }
 
 // A settle statement and the job's finalize go in one batch: whoever settles the last variation finalizes the

@@ -1,0 +1,172 @@
+import { createReadStream, createWriteStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+
+/** An edge blob call failed. `transient` errors (network, 5xx, 429) are worth retrying; 4xx are not. */
+export class BlobError extends Error {
+  constructor(
+    message: string,
+    readonly status: number | null,
+    readonly transient: boolean,
+  ) {
+    super(message);
+  }
+}
+
+export interface BlobClientOptions {
+  edgeUrl: string;
+  token: string;
+  /** Outputs up to this size go up in one PUT; bigger ones use multipart (production caps a body near 100 MB). */
+  singlePutMaxBytes?: number;
+  /** Multipart part size (R2: ≥ 5 MiB, all parts but the last the same size). */
+  partBytes?: number;
+}
+
+export interface StoredObject {
+  key: string;
+  size: number;
+  uploaded: string;
+}
+
+const MiB = 1024 * 1024;
+
+/** Client for the edge's runner-only blob endpoints (`/internal/...`, Bearer RUNNER_TOKEN). */
+export class BlobClient {
+  private readonly base: string;
+  readonly singlePutMaxBytes: number;
+  readonly partBytes: number;
+
+  constructor(private readonly opts: BlobClientOptions) {
+    this.base = opts.edgeUrl.replace(/\/+$/, "");
+    this.singlePutMaxBytes = opts.singlePutMaxBytes ?? 90 * MiB;
+    this.partBytes = opts.partBytes ?? 64 * MiB;
+  }
+
+  private objectUrl(key: string): string {
+    return `${this.base}/internal/objects/${key.split("/").map(encodeURIComponent).join("/")}`;
+  }
+
+  private async call(url: string, init: RequestInit & { duplex?: "half" }, what: string): Promise<Response> {
+    let res: Response;
+    try {
+      res = await fetch(url, { ...init, headers: { authorization: `Bearer ${this.opts.token}`, ...init.headers } });
+    } catch (err) {
+      if ((err as Error).name === "AbortError") throw err;
+      throw new BlobError(`${what}: edge unreachable (${(err as Error).message})`, null, true);
+    }
+    if (!res.ok) {
+      let detail = "";
+      try {
+        const body = (await res.json()) as { error?: { message?: string } };
+        detail = body.error?.message ?? "";
+      } catch {
+        // not JSON
+      }
+      throw new BlobError(`${what}: HTTP ${res.status}${detail ? ` ${detail}` : ""}`, res.status, res.status >= 500 || res.status === 429);
+    }
+    return res;
+  }
+
+  /**
+   * Streams an object to `dest`. A connection that breaks mid-way is resumed with a Range request (up to 3
+   * times) instead of starting over. Returns the byte count.
+   */
+  async download(key: string, dest: string, signal?: AbortSignal): Promise<number> {
+    let have = 0;
+    let total: number | null = null;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const headers: Record<string, string> = have > 0 ? { range: `bytes=${have}-` } : {};
+        const res = await this.call(this.objectUrl(key), { headers, signal }, `download ${key}`);
+        if (have > 0 && res.status !== 206) {
+          have = 0; // the edge ignored the range: start over
+        }
+        if (total === null) {
+          const range = /\/(\d+)$/.exec(res.headers.get("content-range") ?? "");
+          total = range ? Number(range[1]) : Number(res.headers.get("content-length") ?? NaN);
+        }
+        if (!res.body) throw new BlobError(`download ${key}: empty body`, res.status, true);
+        await pipeline(
+          Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>),
+          createWriteStream(dest, { flags: have > 0 ? "a" : "w" }),
+          { signal },
+        );
+        have = (await stat(dest)).size;
+        if (Number.isFinite(total) && have !== total) {
+          throw new BlobError(`download ${key}: got ${have} of ${total} bytes`, null, true);
+        }
+        return have;
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        const transient = err instanceof BlobError ? err.transient : true;
+        if (!transient || attempt >= 3) throw err instanceof BlobError ? err : new BlobError(`download ${key}: ${(err as Error).message}`, null, true);
+        try {
+          have = (await stat(dest)).size;
+        } catch {
+          have = 0;
+        }
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** Uploads a local file: one streamed PUT when small enough, else R2 multipart (aborted on failure). */
+  async upload(key: string, file: string, signal?: AbortSignal): Promise<{ size: number }> {
+    const { size } = await stat(file);
+    if (size <= this.singlePutMaxBytes) {
+      await this.call(
+        this.objectUrl(key),
+        { method: "PUT", body: fileBody(file, 0, size), duplex: "half", headers: { "content-length": String(size) }, signal },
+        `upload ${key}`,
+      );
+      return { size };
+    }
+    const q = `key=${encodeURIComponent(key)}`;
+    const created = await this.call(
+      `${this.base}/internal/uploads`,
+      { method: "POST", body: JSON.stringify({ key }), headers: { "content-type": "application/json" }, signal },
+      `multipart create ${key}`,
+    );
+    const { uploadId } = (await created.json()) as { uploadId: string };
+    const uploadUrl = `${this.base}/internal/uploads/${encodeURIComponent(uploadId)}`;
+    try {
+      const parts: { partNumber: number; etag: string }[] = [];
+      for (let offset = 0, n = 1; offset < size; offset += this.partBytes, n++) {
+        const len = Math.min(this.partBytes, size - offset);
+        const res = await this.call(
+          `${uploadUrl}/parts/${n}?${q}`,
+          { method: "PUT", body: fileBody(file, offset, len), duplex: "half", headers: { "content-length": String(len) }, signal },
+          `multipart part ${n} of ${key}`,
+        );
+        parts.push((await res.json()) as { partNumber: number; etag: string });
+      }
+      await this.call(
+        `${uploadUrl}/complete?${q}`,
+        { method: "POST", body: JSON.stringify({ parts }), headers: { "content-type": "application/json" }, signal },
+        `multipart complete ${key}`,
+      );
+      return { size };
+    } catch (err) {
+      // Abort so no half-assembled upload lingers; the cron's stale-upload rule is only the backstop.
+      await this.call(`${uploadUrl}?${q}`, { method: "DELETE" }, `multipart abort ${key}`).catch(() => {});
+      throw err;
+    }
+  }
+
+  async list(prefix: string): Promise<StoredObject[]> {
+    const res = await this.call(`${this.base}/internal/objects?prefix=${encodeURIComponent(prefix)}`, {}, `list ${prefix}`);
+    return ((await res.json()) as { objects: StoredObject[] }).objects;
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.call(this.objectUrl(key), { method: "DELETE" }, `delete ${key}`);
+  }
+}
+
+function fileBody(file: string, start: number, length: number): BodyInit {
+  // A known Content-Length plus a streamed body: R2's put() needs the length and nothing is buffered whole.
+  const stream = createReadStream(file, { start, end: start + length - 1, highWaterMark: MiB });
+  return Readable.toWeb(stream) as unknown as BodyInit;
+}

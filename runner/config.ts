@@ -1,0 +1,78 @@
+import { accessSync, constants } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { delimiter, isAbsolute, join } from "node:path";
+import { z } from "zod";
+
+const ms = (def: number, min: number) => z.coerce.number().int().min(min).default(def);
+
+const Schema = z
+  .object({
+    LIBSQL_URL: z.string().regex(/^(https?|libsql|wss?):\/\//, "LIBSQL_URL must be an http(s):// or libsql:// URL"),
+    LIBSQL_AUTH_TOKEN: z.string().optional(),
+    EDGE_URL: z.string().regex(/^https?:\/\//, "EDGE_URL must be the edge's http(s):// base URL"),
+    RUNNER_TOKEN: z.string().min(16, "RUNNER_TOKEN must be at least 16 characters (the same secret as the edge's)"),
+    RUNNER_ID: z
+      .string()
+      .regex(/^[A-Za-z0-9._:-]{1,128}$/, "RUNNER_ID may only use letters, digits and . _ : -")
+      .default(`${hostname()}-${process.pid}`),
+    CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
+    WORK_DIR: z.string().optional(),
+    FFMPEG_PATH: z.string().default("ffmpeg"),
+    FFPROBE_PATH: z.string().default("ffprobe"),
+    POLL_MS: ms(1000, 10),
+    LEASE_MS: ms(30_000, 100),
+    WATCH_MS: ms(1000, 10),
+    STOP_GRACE_MS: ms(2000, 10),
+    METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+    /** Optional effect families on top of zoom/crop offset and eq jitter: mirror, speed, noise. */
+    EFFECT_EXTRAS: z
+      .string()
+      .default("")
+      .transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean))
+      .pipe(z.array(z.enum(["mirror", "speed", "noise"], { error: "EFFECT_EXTRAS items must be mirror, speed or noise" }))),
+  })
+  .refine((c) => c.LEASE_MS >= 3 * c.WATCH_MS, {
+    message: "LEASE_MS must be at least 3 × WATCH_MS, or leases expire between heartbeats",
+    path: ["LEASE_MS"],
+  });
+
+export type RunnerConfig = Omit<z.infer<typeof Schema>, "WORK_DIR"> & { WORK_DIR: string };
+
+export class ConfigError extends Error {}
+
+/** Finds an executable the way a shell would (absolute/relative path as given, else each PATH entry). */
+export function resolveExecutable(name: string, pathEnv = process.env.PATH ?? ""): string | null {
+  const candidates = name.includes("/") ? [name] : pathEnv.split(delimiter).filter(Boolean).map((d) => join(d, name));
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK);
+      return isAbsolute(c) ? c : join(process.cwd(), c);
+    } catch {
+      // not here; keep looking
+    }
+  }
+  return null;
+}
+
+/**
+ * Validates the runner's environment. Empty strings count as unset (e.g. `-e METRICS_PORT=` in Docker).
+ * Throws ConfigError with one readable line per problem.
+ */
+export function loadRunnerConfig(env: NodeJS.ProcessEnv): RunnerConfig {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const result = Schema.safeParse(cleaned);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join(".") || "config"}: ${i.message}`);
+    throw new ConfigError(`Invalid runner configuration:\n${lines.join("\n")}`);
+  }
+  const c = result.data;
+  const problems: string[] = [];
+  const ffmpeg = resolveExecutable(c.FFMPEG_PATH);
+  const ffprobe = resolveExecutable(c.FFPROBE_PATH);
+  if (!ffmpeg) problems.push(`  FFMPEG_PATH: "${c.FFMPEG_PATH}" is not an executable (install ffmpeg or set FFMPEG_PATH)`);
+  if (!ffprobe) problems.push(`  FFPROBE_PATH: "${c.FFPROBE_PATH}" is not an executable (install ffmpeg or set FFPROBE_PATH)`);
+  if (problems.length) throw new ConfigError(`Invalid runner configuration:\n${problems.join("\n")}`);
+  // A private directory per runner by default: the start-up sweep empties it, which must not hit a neighbour.
+  const workDir = c.WORK_DIR ?? join(tmpdir(), `video-refresher-${c.RUNNER_ID.replace(/[^A-Za-z0-9._-]/g, "_")}`);
+  return { ...c, WORK_DIR: workDir, FFMPEG_PATH: ffmpeg!, FFPROBE_PATH: ffprobe! };
+}

@@ -1,0 +1,259 @@
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import type { EffectParams } from "./params";
+
+/** What the runner needs to know about a source (or an output) file. */
+export interface MediaInfo {
+  durationMs: number;
+  /** Display size, i.e. after the rotation FFmpeg applies automatically. */
+  width: number;
+  height: number;
+  hasAudio: boolean;
+  videoCodec: string;
+}
+
+/** The file is not decodable video: retrying will not help. */
+export class NotAVideoError extends Error {}
+
+interface ProbeJson {
+  format?: { duration?: string; format_name?: string };
+  streams?: {
+    codec_type?: string;
+    codec_name?: string;
+    width?: number;
+    height?: number;
+    duration?: string;
+    tags?: { rotate?: string };
+    side_data_list?: { rotation?: number }[];
+    disposition?: { attached_pic?: number };
+  }[];
+}
+
+function run(
+  bin: string,
+  args: string[],
+  opts: { timeoutMs: number; signal?: AbortSignal },
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      bin,
+      args,
+      { timeout: opts.timeoutMs, killSignal: "SIGKILL", signal: opts.signal, maxBuffer: 8 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        if (err && (err as { code?: unknown }).code === "ABORT_ERR") return reject(err);
+        if (err && typeof (err as { code?: unknown }).code !== "number") return reject(err);
+        resolve({ code: err ? Number((err as { code?: unknown }).code) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+const firstLine = (s: string) =>
+  s
+    .split("\n")
+    .map((l) => l.trim())
+    .find(Boolean) ?? "";
+
+/**
+ * ffprobe a file: duration, display size, audio presence. Throws NotAVideoError for anything without a decodable
+ * video stream (not media at all, audio only, a still image, zero duration).
+ */
+export async function probeMedia(ffprobe: string, path: string, signal?: AbortSignal): Promise<MediaInfo> {
+  const { code, stdout, stderr } = await run(
+    ffprobe,
+    ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", path],
+    { timeoutMs: 60_000, signal },
+  );
+  if (code !== 0) throw new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffprobe exited ${code}`}`);
+  const info = JSON.parse(stdout) as ProbeJson;
+  const video = info.streams?.find((s) => s.codec_type === "video" && !s.disposition?.attached_pic);
+  if (!video || !video.width || !video.height) throw new NotAVideoError("not a decodable video: no video stream");
+  if (/image2|png_pipe|jpeg_pipe|gif/.test(info.format?.format_name ?? "")) {
+    throw new NotAVideoError(`not a decodable video: ${info.format?.format_name} is a still image format`);
+  }
+  const durationS = Number(info.format?.duration ?? video.duration ?? NaN);
+  if (!Number.isFinite(durationS) || durationS <= 0) throw new NotAVideoError("not a decodable video: unknown or zero duration");
+  const rotation = Number(video.side_data_list?.find((d) => d.rotation !== undefined)?.rotation ?? video.tags?.rotate ?? 0);
+  const quarterTurn = Math.abs(Math.round(rotation / 90)) % 2 === 1;
+  return {
+    durationMs: Math.round(durationS * 1000),
+    width: quarterTurn ? video.height : video.width,
+    height: quarterTurn ? video.width : video.height,
+    hasAudio: info.streams?.some((s) => s.codec_type === "audio") ?? false,
+    videoCodec: video.codec_name ?? "unknown",
+  };
+}
+
+/** Decodes the first video frame: a header that probes fine can still hold garbage. */
+export async function assertDecodable(ffmpeg: string, path: string, signal?: AbortSignal): Promise<void> {
+  const { code, stderr } = await run(
+    ffmpeg,
+    ["-v", "error", "-nostdin", "-i", path, "-map", "0:v:0", "-frames:v", "1", "-f", "null", "-"],
+    { timeoutMs: 60_000, signal },
+  );
+  if (code !== 0) throw new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffmpeg exited ${code}`}`);
+}
+
+/** A JPEG poster frame (best effort; short-lived, so it is not part of the stop sequence). */
+export async function makeThumbnail(
+  ffmpeg: string,
+  input: string,
+  output: string,
+  media: MediaInfo,
+  signal?: AbortSignal,
+): Promise<void> {
+  const at = Math.min(1, media.durationMs / 2000).toFixed(3);
+  const { code, stderr } = await run(
+    ffmpeg,
+    ["-v", "error", "-nostdin", "-y", "-ss", at, "-i", input, "-frames:v", "1", "-vf", "scale=480:-2", "-q:v", "4", "-f", "image2", output],
+    { timeoutMs: 20_000, signal },
+  );
+  if (code !== 0) throw new Error(`thumbnail failed: ${firstLine(stderr)}`);
+}
+
+const even = (n: number) => Math.max(2, 2 * Math.floor(n / 2));
+
+export interface EncodePlan {
+  args: string[];
+  /** Duration the output must have (source duration adjusted for the speed change). */
+  expectedDurationMs: number;
+  /** The geometry actually used, for the recorded params. */
+  geometry: { width: number; height: number; cropW: number; cropH: number; cropX: number; cropY: number };
+}
+
+/** The video filter chain and the full FFmpeg argument list for one variation (pure). */
+export function buildEncodeArgs(input: {
+  source: string;
+  output: string;
+  params: EffectParams;
+  media: MediaInfo;
+  preset?: string;
+}): EncodePlan {
+  const { params: p, media } = input;
+  const width = even(media.width);
+  const height = even(media.height);
+  // At least 2 px of margin per axis, so even tiny test clips really get a zoom.
+  const cropW = Math.min(width - 2, even(width * (1 - p.zoom)));
+  const cropH = Math.min(height - 2, even(height * (1 - p.zoom)));
+  const cropX = Math.round((width - cropW) * p.offsetX);
+  const cropY = Math.round((height - cropH) * p.offsetY);
+  const vf = [
+    ...(p.speed !== 1 ? [`setpts=PTS/${p.speed}`] : []),
+    // Resample to 29.97 first: with a 60 fps source every later filter sees half the frames.
+    "fps=30000/1001",
+    `crop=${cropW}:${cropH}:${cropX}:${cropY}`,
+    `scale=${width}:${height}:flags=bilinear`,
+    "setsar=1",
+    ...(p.mirror ? ["hflip"] : []),
+    `eq=brightness=${p.brightness}:contrast=${p.contrast}:saturation=${p.saturation}`,
+    ...(p.noise > 0 ? [`noise=alls=${p.noise}:allf=t`] : []),
+    "format=yuv420p",
+  ].join(",");
+  const audio = media.hasAudio
+    ? ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", ...(p.speed !== 1 ? ["-af", `atempo=${p.speed}`] : [])]
+    : [];
+  const args = [
+    "-hide_banner",
+    "-loglevel", "error",
+    "-nostats",
+    "-progress", "pipe:1",
+    "-y",
+    "-i", input.source,
+    "-map", "0:v:0",
+    ...audio,
+    "-sn", "-dn",
+    "-vf", vf,
+    "-c:v", "libx264",
+    "-preset", input.preset ?? "ultrafast",
+    "-crf", "23",
+    "-maxrate", "2500k",
+    "-bufsize", "4000k",
+    "-pix_fmt", "yuv420p",
+    "-r", "30000/1001",
+    "-map_metadata", "-1",
+    "-map_chapters", "-1",
+    "-fflags", "+bitexact",
+    "-movflags", "+faststart",
+    "-f", "mp4",
+    input.output,
+  ];
+  return {
+    args,
+    expectedDurationMs: Math.round(media.durationMs / p.speed),
+    geometry: { width, height, cropW, cropH, cropX, cropY },
+  };
+}
+
+/** How far an output's duration may be from the expected one (frame-rate resampling, AAC priming). */
+export function durationTolerance(expectedMs: number): number {
+  return Math.max(250, expectedMs * 0.02);
+}
+
+/**
+ * Decides whether an encode really completed: an H.264 video stream and the expected duration. Exit code 0 alone
+ * proves nothing (an early `q` or a stalled input also exit 0 with a short or empty file).
+ */
+export async function verifyOutput(ffprobe: string, path: string, expectedMs: number): Promise<MediaInfo> {
+  let info: MediaInfo;
+  try {
+    info = await probeMedia(ffprobe, path);
+  } catch (err) {
+    throw new Error(`output is not a valid video (${err instanceof Error ? err.message : String(err)})`);
+  }
+  if (info.videoCodec !== "h264") throw new Error(`output video codec is ${info.videoCodec}, expected h264`);
+  if (Math.abs(info.durationMs - expectedMs) > durationTolerance(expectedMs)) {
+    throw new Error(`output is incomplete: ${info.durationMs} ms of ${expectedMs} ms`);
+  }
+  return info;
+}
+
+export interface FfmpegExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** performance.now() at exit. */
+  at: number;
+}
+
+export interface FfmpegProcess {
+  child: ChildProcess;
+  pid: number;
+  exited: Promise<FfmpegExit>;
+  /** Last lines FFmpeg wrote to stderr (errors only: -loglevel error). */
+  stderrTail(): string;
+}
+
+/**
+ * Spawns FFmpeg directly (no shell: a shell that gets SIGTERM dies and leaves FFmpeg encoding), with stdin as a
+ * pipe (so `q` works; never -nostdin) and in its own process group (so signals reach exactly this encode).
+ * `onProgress` gets the output time in ms from `-progress pipe:1` blocks.
+ */
+export function spawnFfmpeg(bin: string, args: string[], onProgress?: (outTimeMs: number) => void): FfmpegProcess {
+  const child = spawn(bin, args, { stdio: ["pipe", "pipe", "pipe"], detached: true });
+  // Writing `q` after FFmpeg exited gives EPIPE; that must not crash the runner.
+  child.stdin?.on("error", () => {});
+  let stderr = "";
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (d: string) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  let buf = "";
+  child.stdout?.setEncoding("utf8");
+  child.stdout?.on("data", (d: string) => {
+    buf += d;
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      const eq = line.indexOf("=");
+      if (eq < 0) continue;
+      const k = line.slice(0, eq).trim();
+      const v = line.slice(eq + 1).trim();
+      // out_time_us (and the misnamed out_time_ms) are microseconds; "N/A" before the first frame.
+      if ((k === "out_time_us" || k === "out_time_ms") && /^\d+$/.test(v)) onProgress?.(Number(v) / 1000);
+    }
+  });
+  const exited = new Promise<FfmpegExit>((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code, signal, at: performance.now() }));
+    child.once("error", () => resolve({ code: null, signal: null, at: performance.now() }));
+  });
+  return { child, pid: child.pid ?? -1, exited, stderrTail: () => stderr.trim() };
+}

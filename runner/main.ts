@@ -1,0 +1,63 @@
+import { readFileSync } from "node:fs";
+import { createDb } from "../db/client";
+import { BlobClient } from "./blobs";
+import { ConfigError, loadRunnerConfig } from "./config";
+import { createLogger, errorMessage } from "./log";
+import { Runner } from "./loop";
+import { RunnerMetrics, startMetricsServer, type MetricsServer } from "./metrics";
+import { installSignalHandlers } from "./shutdown";
+
+const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadRunnerConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const log = createLogger({ prefix: config.RUNNER_ID, level: process.env.LOG_LEVEL === "debug" ? "debug" : "info" });
+  const metrics = new RunnerMetrics();
+  const db = createDb(config.LIBSQL_URL, {
+    authToken: config.LIBSQL_AUTH_TOKEN,
+    timeoutMs: Math.max(5000, Math.min(config.LEASE_MS / 2, 15_000)),
+    onRoundTrip: () => metrics.dbRoundTrips.inc(),
+  });
+  const blobs = new BlobClient({ edgeUrl: config.EDGE_URL, token: config.RUNNER_TOKEN });
+  const runner = new Runner({ config, db, blobs, metrics, log, version });
+
+  let server: MetricsServer | null = null;
+  installSignalHandlers({
+    log,
+    shutdown: async () => {
+      await runner.shutdown();
+      await server?.close();
+    },
+    killNow: () => runner.killNow(),
+  });
+
+  if (config.METRICS_PORT !== undefined) {
+    server = await startMetricsServer({ port: config.METRICS_PORT, metrics, health: () => runner.health() });
+    log.info("metrics listening", { port: server.port, paths: "/healthz,/metrics" });
+  }
+  // The database may still be starting (compose, launcher): retry the first contact instead of dying.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await runner.start();
+      break;
+    } catch (err) {
+      if (attempt >= 30) throw err;
+      log.warn("cannot reach the database yet; retrying", { attempt, error: errorMessage(err) });
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`runner: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

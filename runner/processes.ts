@@ -1,0 +1,121 @@
+import type { StopStage } from "../db/queries/variations";
+import type { FfmpegExit, FfmpegProcess } from "./ffmpeg";
+import type { Logger } from "./log";
+import type { RunnerMetrics } from "./metrics";
+
+export type StopReason = "cancel" | "lost" | "shutdown";
+
+export interface StopOutcome {
+  /** Last stage that had to be sent; null when FFmpeg had already exited before the first one. */
+  stage: StopStage | null;
+  /** From the first stage to the exit (0 when no stage was sent). */
+  durationMs: number;
+  exit: FfmpegExit;
+}
+
+interface Entry {
+  proc: FfmpegProcess;
+  exit: FfmpegExit | null;
+  /** Set when the first stage (`q`) is actually sent; exits after this are never "completed". */
+  stage: StopStage | null;
+  stopping: Promise<StopOutcome> | null;
+}
+
+/**
+ * The registered-process map, keyed by variation id, and the stop sequence: `q` on stdin → STOP_GRACE_MS →
+ * SIGTERM to the process group → STOP_GRACE_MS → SIGKILL. Each stage is sent once: a repeated SIGTERM makes
+ * FFmpeg exit without finalising the file, so escalation waits instead of re-sending.
+ */
+export class ProcessRegistry {
+  private entries = new Map<string, Entry>();
+
+  constructor(private readonly opts: { graceMs: number; log: Logger; metrics: RunnerMetrics }) {}
+
+  register(variationId: string, proc: FfmpegProcess): void {
+    const entry: Entry = { proc, exit: null, stage: null, stopping: null };
+    this.entries.set(variationId, entry);
+    this.opts.metrics.ffmpegRunning.inc({}, 1);
+    void proc.exited.then((exit) => {
+      entry.exit = exit;
+      this.opts.metrics.ffmpegRunning.inc({}, -1);
+      // Keep the entry until the owner has read stopStage(); it unregisters after handling the exit.
+    });
+  }
+
+  unregister(variationId: string): void {
+    this.entries.delete(variationId);
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (!e.exit) n++;
+    return n;
+  }
+
+  /** The stage that was sent before FFmpeg exited, or null if it exited on its own. */
+  stopStage(variationId: string): StopStage | null {
+    return this.entries.get(variationId)?.stage ?? null;
+  }
+
+  /** Runs the stop sequence once per process; later calls share the same outcome. Null for an unknown id. */
+  stop(variationId: string, reason: StopReason): Promise<StopOutcome> | null {
+    const entry = this.entries.get(variationId);
+    if (!entry) return null;
+    entry.stopping ??= this.sequence(variationId, entry, reason);
+    return entry.stopping;
+  }
+
+  /** Second signal: SIGKILL every process group right away. */
+  killAll(): void {
+    for (const [id, e] of this.entries) {
+      if (e.exit) continue;
+      e.stage = "sigkill";
+      this.signal(e, "SIGKILL");
+      this.opts.log.warn("stop stage sigkill (immediate)", { variation: id, pid: e.proc.pid });
+    }
+  }
+
+  private signal(e: Entry, sig: NodeJS.Signals): void {
+    try {
+      process.kill(-e.proc.pid, sig);
+    } catch {
+      // ESRCH: the group is already gone.
+    }
+  }
+
+  private async sequence(id: string, e: Entry, reason: StopReason): Promise<StopOutcome> {
+    const { graceMs, log, metrics } = this.opts;
+    if (e.exit) return { stage: null, durationMs: 0, exit: e.exit };
+    const t0 = performance.now();
+    const exitedWithin = (ms: number) =>
+      Promise.race([e.proc.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+    const stage = (s: StopStage) => {
+      e.stage = s;
+      metrics.stopStages.inc({ stage: s });
+      log.info(`stop stage ${s}`, { variation: id, pid: e.proc.pid, reason, after_ms: Math.round(performance.now() - t0) });
+    };
+
+    stage("q");
+    const stdin = e.proc.child.stdin;
+    if (stdin && !stdin.destroyed && stdin.writable) stdin.write("q\n");
+    if (!(await exitedWithin(graceMs))) {
+      stage("sigterm");
+      this.signal(e, "SIGTERM");
+      if (!(await exitedWithin(graceMs))) {
+        stage("sigkill");
+        this.signal(e, "SIGKILL");
+      }
+    }
+    const exit = await e.proc.exited;
+    const durationMs = exit.at - t0;
+    metrics.stopDuration.observe(durationMs / 1000);
+    log.info("ffmpeg stopped", {
+      variation: id,
+      stage: e.stage,
+      code: exit.code,
+      signal: exit.signal,
+      ms: Math.round(durationMs),
+    });
+    return { stage: e.stage, durationMs, exit };
+  }
+}

@@ -1,0 +1,175 @@
+import { mkdir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { BlobClient } from "./blobs";
+import { assertDecodable, probeMedia, type MediaInfo } from "./ffmpeg";
+import type { Logger } from "./log";
+
+export interface SourceRef {
+  sourceId: string;
+  jobId: string;
+  key: string;
+}
+
+export interface AcquiredSource {
+  path: string;
+  media: MediaInfo;
+  /** True for the first acquirer after the download: it records the probe in the database. */
+  fresh: boolean;
+  release(): void;
+}
+
+interface Entry {
+  ref: SourceRef;
+  path: string;
+  ready: Promise<{ media: MediaInfo; size: number }>;
+  /** Aborts the shared download once nobody waits for it any more. */
+  controller: AbortController;
+  users: number;
+  waiting: number;
+  lastUsed: number;
+  size: number;
+  probedFresh: boolean;
+}
+
+/**
+ * Downloads each source once per runner and shares it between that source's variations (including ones running
+ * at the same time), probing it once. Bounded: entries nobody uses are evicted, least recently used first, when
+ * the byte budget is exceeded. Files live under WORK_DIR/<jobId>/ so a job's sweep removes them with the job.
+ */
+export class SourceCache {
+  private entries = new Map<string, Entry>();
+
+  constructor(
+    private readonly opts: {
+      workDir: string;
+      blobs: BlobClient;
+      ffmpeg: string;
+      ffprobe: string;
+      log: Logger;
+      maxBytes?: number;
+    },
+  ) {}
+
+  /**
+   * Resolves once the source is local and probed. `signal` withdraws this caller only: the shared download is
+   * aborted when every waiting caller has withdrawn. Throws NotAVideoError for an undecodable file.
+   */
+  async acquire(ref: SourceRef, signal: AbortSignal): Promise<AcquiredSource> {
+    let entry = this.entries.get(ref.sourceId);
+    if (!entry) {
+      entry = this.load(ref);
+      this.entries.set(ref.sourceId, entry);
+    }
+    const e = entry;
+    e.users++;
+    e.waiting++;
+    const withdraw = () => {
+      e.waiting--;
+      if (e.waiting === 0 && !e.controller.signal.aborted) e.controller.abort();
+    };
+    try {
+      signal.throwIfAborted();
+      const result = await new Promise<{ media: MediaInfo; size: number }>((resolve, reject) => {
+        const onAbort = () => reject(signal.reason ?? new DOMException("aborted", "AbortError"));
+        signal.addEventListener("abort", onAbort, { once: true });
+        e.ready.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+      });
+      e.waiting--;
+      e.lastUsed = Date.now();
+      const fresh = !e.probedFresh;
+      e.probedFresh = true;
+      let released = false;
+      return {
+        path: e.path,
+        media: result.media,
+        fresh,
+        release: () => {
+          if (released) return;
+          released = true;
+          e.users--;
+          e.lastUsed = Date.now();
+          void this.evict();
+        },
+      };
+    } catch (err) {
+      withdraw();
+      e.users--;
+      // A failed or aborted download is not cached: the next claim of this source tries again.
+      if (this.entries.get(ref.sourceId) === e && e.users === 0) {
+        this.entries.delete(ref.sourceId);
+        await rm(e.path, { force: true }).catch(() => {});
+        await rm(`${e.path}.part`, { force: true }).catch(() => {});
+      }
+      throw err;
+    }
+  }
+
+  private load(ref: SourceRef): Entry {
+    const dir = join(this.opts.workDir, ref.jobId);
+    const path = join(dir, `src-${ref.sourceId}`);
+    const controller = new AbortController();
+    const entry: Entry = {
+      ref,
+      path,
+      controller,
+      users: 0,
+      waiting: 0,
+      lastUsed: Date.now(),
+      size: 0,
+      probedFresh: false,
+      ready: Promise.resolve({ media: null as unknown as MediaInfo, size: 0 }),
+    };
+    entry.ready = (async () => {
+      await mkdir(dir, { recursive: true });
+      const t0 = performance.now();
+      const part = `${path}.part`;
+      const size = await this.opts.blobs.download(ref.key, part, controller.signal);
+      await rename(part, path);
+      this.opts.log.info("source downloaded", { source: ref.sourceId, bytes: size, ms: Math.round(performance.now() - t0) });
+      const media = await probeMedia(this.opts.ffprobe, path, controller.signal);
+      await assertDecodable(this.opts.ffmpeg, path, controller.signal);
+      entry.size = size;
+      return { media, size };
+    })();
+    // Rejections are handled by every acquirer; this keeps an unawaited failure from being "unhandled".
+    entry.ready.catch(() => {});
+    return entry;
+  }
+
+  private async evict(): Promise<void> {
+    const budget = this.opts.maxBytes ?? 4 * 1024 ** 3;
+    let total = [...this.entries.values()].reduce((n, e) => n + e.size, 0);
+    const idle = [...this.entries.values()].filter((e) => e.users === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const e of idle) {
+      if (total <= budget) break;
+      total -= e.size;
+      await this.drop(e);
+    }
+  }
+
+  private async drop(e: Entry): Promise<void> {
+    if (this.entries.get(e.ref.sourceId) === e) this.entries.delete(e.ref.sourceId);
+    e.controller.abort();
+    await rm(e.path, { force: true }).catch(() => {});
+  }
+
+  /** Forgets a job's sources nobody is using (its directory is about to be removed). */
+  async evictJob(jobId: string): Promise<void> {
+    for (const e of [...this.entries.values()]) if (e.ref.jobId === jobId && e.users === 0) await this.drop(e);
+  }
+
+  /** Forgets every source nobody is using. */
+  async evictIdle(): Promise<void> {
+    for (const e of [...this.entries.values()]) if (e.users === 0) await this.drop(e);
+  }
+
+  /** Aborts every download (shutdown). */
+  abortAll(): void {
+    for (const e of this.entries.values()) e.controller.abort();
+  }
+
+  /** Job ids with a source in use. */
+  jobsInUse(): Set<string> {
+    return new Set([...this.entries.values()].filter((e) => e.users > 0).map((e) => e.ref.jobId));
+  }
+}
