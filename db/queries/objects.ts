@@ -54,11 +54,15 @@ export async function storedBytes(db: Db): Promise<number> {
 
 /** Finished jobs, oldest finish first, with the bytes each one frees when evicted. */
 export async function listEvictableJobs(db: Db, limit: number): Promise<{ id: string; bytes: number }[]> {
+  // Spelled out with aliases: drizzle leaves columns of the selected table unqualified inside select fields, and an
+  // unqualified "id" in the subquery would bind to the inner table instead of the job.
   const rows = await db
     .select({
       id: jobs.id,
-      sourceBytes: sql<number>`(select coalesce(sum(${sources.size}), 0) from ${sources} where ${sources.jobId} = ${jobs.id})`.mapWith(Number),
-      outputBytes: sql<number>`(select coalesce(sum(${variations.outputSize}), 0) from ${variations} where ${variations.jobId} = ${jobs.id})`.mapWith(Number),
+      sourceBytes: sql<number>`(select coalesce(sum(s.size), 0) from sources s where s.job_id = jobs.id)`.mapWith(Number),
+      outputBytes: sql<number>`(select coalesce(sum(v.output_size), 0) from variations v where v.job_id = jobs.id)`.mapWith(
+        Number,
+      ),
     })
     .from(jobs)
     .where(inArray(jobs.status, [...TERMINAL_JOB_STATUSES]))

@@ -1,3 +1,4 @@
+/// <reference types="vite/client" />
 import { env, exports } from "cloudflare:workers";
 import { and, eq, inArray, sql } from "drizzle-orm";
 import { createDb, type Db } from "../../db/client";
@@ -94,7 +95,7 @@ export function fakeWebm(size: number): Uint8Array {
  */
 export async function seedJob(
   userId: string,
-  opts: { files?: number; variations?: number; names?: string[]; retentionMs?: number; now?: number } = {},
+  opts: { files?: number; variations?: number; names?: string[]; retentionMs?: number; now?: number; db?: Db } = {},
 ): Promise<JobView> {
   const id = newId();
   const files = opts.names?.length ?? opts.files ?? 1;
@@ -107,7 +108,7 @@ export async function seedJob(
     sources.push({ id: sourceId, name: opts.names?.[i] ?? `clip${i + 1}.mp4`, size: bytes.length, contentType: "video/mp4", objectKey: key });
   }
   return createJob(
-    db,
+    opts.db ?? db,
     {
       id,
       userId,
@@ -129,20 +130,21 @@ export async function claimAll(
   now = Date.now(),
   leaseMs = 30_000,
   limit = 1000,
+  dbh: Db = db,
 ): Promise<string[]> {
-  const pick = db
+  const pick = dbh
     .select({ id: variations.id })
     .from(variations)
     .where(and(eq(variations.jobId, jobId), eq(variations.status, "queued")))
     .orderBy(sql`rowid`)
     .limit(limit);
-  const [claimed] = await db.batch([
-    db
+  const [claimed] = await dbh.batch([
+    dbh
       .update(variations)
       .set({ status: "running", runnerId, leaseExpiresAt: now + leaseMs, attempts: sql`${variations.attempts} + 1`, startedAt: now })
       .where(and(eq(variations.status, "queued"), inArray(variations.id, pick)))
       .returning({ id: variations.id }),
-    db
+    dbh
       .update(jobs)
       .set({ status: "processing", startedAt: now, updatedAt: now })
       .where(and(eq(jobs.id, jobId), eq(jobs.status, "queued"))),
@@ -150,12 +152,12 @@ export async function claimAll(
   return claimed.map((r) => r.id);
 }
 
-export async function variationsOf(jobId: string) {
-  return db.select().from(variations).where(eq(variations.jobId, jobId)).orderBy(variations.sourceId, variations.position);
+export async function variationsOf(jobId: string, dbh: Db = db) {
+  return dbh.select().from(variations).where(eq(variations.jobId, jobId)).orderBy(variations.sourceId, variations.position);
 }
 
-export async function jobRow(jobId: string) {
-  const [row] = await db.select().from(jobs).where(eq(jobs.id, jobId));
+export async function jobRow(jobId: string, dbh: Db = db) {
+  const [row] = await dbh.select().from(jobs).where(eq(jobs.id, jobId));
   return row;
 }
 
@@ -246,4 +248,17 @@ export function readZip(zip: Uint8Array): ZipEntry[] {
     at += 46 + nameLen + extraLen + commentLen;
   }
   return entries;
+}
+
+const migrations = import.meta.glob("../../db/migrations/*.sql", { query: "?raw", import: "default", eager: true });
+
+/**
+ * A fresh, migrated database of its own on the test libSQL server, for tests whose subject acts on every row
+ * (the lifecycle rules), so they cannot touch the data of test files running in parallel.
+ */
+export async function isolatedDb(): Promise<Db> {
+  const url = `${env.LIBSQL_URL.replace(/\/+$/, "")}/t${newId()}/`;
+  const fresh = createDb(url);
+  for (const name of Object.keys(migrations).sort()) await fresh.$client.executeMultiple(migrations[name] as string);
+  return fresh;
 }

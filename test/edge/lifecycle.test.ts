@@ -1,0 +1,253 @@
+import { env } from "cloudflare:workers";
+import { eq } from "drizzle-orm";
+import { beforeEach, describe, expect, it } from "vitest";
+import type { Db } from "../../db/client";
+import { newId } from "../../db/ids";
+import { EXPIRED_WHILE_QUEUED } from "../../db/queries/lifecycle";
+import { createSession } from "../../db/queries/sessions";
+import { finishVariation } from "../../db/queries/variations";
+import { createUser } from "../../db/queries/users";
+import { jobs, sessions, uploads, variations } from "../../db/schema";
+import { loadConfig } from "../../edge/env";
+import { runLifecycle, type LifecycleDeps } from "../../edge/lifecycle";
+import { expireFinishedJobs } from "../../edge/lifecycle/expire-jobs";
+import { failStaleQueued } from "../../edge/lifecycle/fail-stale-queued";
+import { finalizeIdleJobs } from "../../edge/lifecycle/finalize-idle";
+import { deleteOrphanObjects } from "../../edge/lifecycle/orphan-objects";
+import { pruneAuth } from "../../edge/lifecycle/prune-auth";
+import { recoverLeases } from "../../edge/lifecycle/recover-leases";
+import { abortStaleUploads } from "../../edge/lifecycle/stale-uploads";
+import { enforceStorageCap } from "../../edge/lifecycle/storage-cap";
+import { startUpload } from "../../edge/lib/uploads";
+import { claimAll, fakeMp4, isolatedDb, jobRow, seedJob, variationsOf } from "./helpers";
+
+const HOUR = 60 * 60 * 1000;
+const DAY = 24 * HOUR;
+/** A fixed "now" for every rule (the rules never read the clock themselves). */
+const NOW = Date.UTC(2030, 0, 15, 12, 0, 0);
+
+// Each test gets a database of its own, since the rules act on every row (R2 storage is per test file here, and a
+// file's tests run one after another).
+let db: Db;
+let userId: string;
+const deps = (overrides: Partial<LifecycleDeps["config"]> = {}): LifecycleDeps => ({
+  db,
+  bucket: env.BUCKET,
+  config: { ...loadConfig(env), ...overrides },
+});
+
+beforeEach(async () => {
+  db = await isolatedDb();
+  userId = (await createUser(db, { email: `lc-${newId()}@test.example`, password: "pw-for-lifecycle", role: "user" })).id;
+});
+
+/** A job run to completion at `finishedAt` with one stored output per variation. */
+async function finishedJob(finishedAt: number, opts: { variations?: number; sourceBytes?: number; outputBytes?: number } = {}) {
+  const job = await seedJob(userId, { db, variations: opts.variations ?? 1, now: finishedAt - HOUR });
+  const runner = `r-${job.id}`;
+  await claimAll(job.id, runner, finishedAt - HOUR, 30_000, 1000, db);
+  for (const v of await variationsOf(job.id, db)) {
+    const key = `outputs/${job.id}/${v.id}.mp4`;
+    const bytes = fakeMp4(opts.outputBytes ?? 200);
+    await env.BUCKET.put(key, bytes);
+    await finishVariation(db, { variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, now: finishedAt });
+  }
+  return job;
+}
+
+async function keysUnder(prefix: string): Promise<string[]> {
+  return (await env.BUCKET.list({ prefix })).objects.map((o) => o.key);
+}
+
+describe("expireFinishedJobs", () => {
+  it("deletes objects then rows of finished jobs (incl. cancelled) past their expiry, and nothing else", async () => {
+    const old = await finishedJob(NOW - DAY - HOUR);
+    const fresh = await finishedJob(NOW - HOUR);
+    const cancelled = await seedJob(userId, { db, now: NOW - 2 * DAY });
+    await db
+      .update(jobs)
+      .set({ status: "cancelled", cancelledAt: NOW - 2 * DAY, completedAt: NOW - 2 * DAY, expiresAt: NOW - DAY })
+      .where(eq(jobs.id, cancelled.id));
+    const queued = await seedJob(userId, { db, now: NOW - 2 * DAY });
+
+    expect(await expireFinishedJobs(deps(), NOW)).toEqual({ expired: 2 });
+    expect(await jobRow(old.id, db)).toBeUndefined();
+    expect(await jobRow(cancelled.id, db)).toBeUndefined();
+    expect(await keysUnder(`outputs/${old.id}/`)).toEqual([]);
+    expect(await keysUnder(`sources/${old.id}/`)).toEqual([]);
+    expect(await keysUnder(`sources/${cancelled.id}/`)).toEqual([]);
+    expect(await jobRow(fresh.id, db)).toBeDefined();
+    expect(await keysUnder(`outputs/${fresh.id}/`)).toHaveLength(1);
+    expect(await jobRow(queued.id, db)).toBeDefined();
+  });
+
+  it("keeps the rows when deleting the objects fails, so the next tick can retry", async () => {
+    const job = await finishedJob(NOW - 3 * DAY);
+    const failing = { ...env.BUCKET, list: env.BUCKET.list.bind(env.BUCKET), delete: async () => { throw new Error("R2 down"); } } as unknown as R2Bucket;
+    await expect(expireFinishedJobs({ ...deps(), bucket: failing }, NOW)).rejects.toThrow("R2 down");
+    expect(await jobRow(job.id, db)).toBeDefined();
+    await expireFinishedJobs(deps(), NOW);
+    expect(await jobRow(job.id, db)).toBeUndefined();
+  });
+});
+
+describe("failStaleQueued", () => {
+  it("fails jobs queued longer than JOB_TTL_HOURS with \"expired while queued\", variations included", async () => {
+    const stale = await seedJob(userId, { db, variations: 2, now: NOW - 25 * HOUR });
+    const recent = await seedJob(userId, { db, now: NOW - 2 * HOUR });
+    const busy = await seedJob(userId, { db, now: NOW - 30 * HOUR });
+    await claimAll(busy.id, "r-busy", NOW - 29 * HOUR, 30 * DAY, 1000, db);
+
+    expect(await failStaleQueued(deps({ JOB_TTL_HOURS: 24 }), NOW)).toEqual({ failed: 1 });
+    const row = await jobRow(stale.id, db);
+    expect(row).toMatchObject({ status: "failed", error: EXPIRED_WHILE_QUEUED, completedAt: NOW, expiresAt: NOW + DAY });
+    expect((await variationsOf(stale.id, db)).map((v) => [v.status, v.error])).toEqual([
+      ["failed", EXPIRED_WHILE_QUEUED],
+      ["failed", EXPIRED_WHILE_QUEUED],
+    ]);
+    expect((await jobRow(recent.id, db))!.status).toBe("queued");
+    expect((await jobRow(busy.id, db))!.status).toBe("processing");
+  });
+});
+
+describe("recoverLeases", () => {
+  it("requeues a variation whose runner vanished, and fails one at the attempt cap, finalizing its job", async () => {
+    const lost = await seedJob(userId, { db, variations: 1, now: NOW - HOUR });
+    await claimAll(lost.id, "r-dead", NOW - 10 * 60_000, 30_000, 1000, db);
+    const capped = await seedJob(userId, { db, variations: 1, now: NOW - HOUR });
+    await claimAll(capped.id, "r-dead", NOW - 10 * 60_000, 30_000, 1000, db);
+    await db.update(variations).set({ attempts: 3 }).where(eq(variations.jobId, capped.id));
+    const healthy = await seedJob(userId, { db, variations: 1, now: NOW - HOUR });
+    await claimAll(healthy.id, "r-alive", NOW - 1000, 30_000, 1000, db);
+
+    const report = await recoverLeases(deps(), NOW);
+    expect(report).toEqual({ jobs: 2, finalized: 1 });
+    expect((await variationsOf(lost.id, db))[0]).toMatchObject({ status: "queued", runnerId: null });
+    expect((await variationsOf(capped.id, db))[0]!.status).toBe("failed");
+    expect((await jobRow(capped.id, db))!.status).toBe("failed");
+    expect((await variationsOf(healthy.id, db))[0]!.status).toBe("running");
+  });
+});
+
+describe("finalizeIdleJobs", () => {
+  it("finalizes active jobs left with nothing queued or running, and sweeps queued variations of cancelling jobs", async () => {
+    const orphaned = await seedJob(userId, { db, variations: 1, now: NOW - HOUR });
+    await claimAll(orphaned.id, "r-x", NOW - HOUR, 30_000, 1000, db);
+    // The runner recorded the output but died before finalizing.
+    await db
+      .update(variations)
+      .set({ status: "completed", outputKey: "outputs/x.mp4", outputSize: 1, finishedAt: NOW - 100 })
+      .where(eq(variations.jobId, orphaned.id));
+    const stuck = await seedJob(userId, { db, variations: 1, now: NOW - HOUR });
+    await db
+      .update(jobs)
+      .set({ status: "cancelling", cancelRequestedAt: NOW - 1000, startedAt: NOW - HOUR })
+      .where(eq(jobs.id, stuck.id));
+    const running = await seedJob(userId, { db, variations: 1, now: NOW - HOUR });
+    await claimAll(running.id, "r-y", NOW - 1000, 30_000, 1000, db);
+
+    expect(await finalizeIdleJobs(deps(), NOW)).toEqual({ finalized: 2, cancelledQueued: 1 });
+    expect(await jobRow(orphaned.id, db)).toMatchObject({ status: "completed", completedAt: NOW, expiresAt: NOW + DAY });
+    expect(await jobRow(stuck.id, db)).toMatchObject({ status: "cancelled", cancelledAt: NOW });
+    expect((await jobRow(running.id, db))!.status).toBe("processing");
+  });
+});
+
+describe("enforceStorageCap", () => {
+  it("evicts the oldest finished jobs until usage is under 85 % of STORAGE_LIMIT_BYTES, never active ones", async () => {
+    const fresh = db;
+    const owner = userId;
+    const local = deps({ STORAGE_LIMIT_BYTES: 6000 });
+    const make = async (finishedAt: number) => {
+      const job = await seedJob(owner, { db: fresh, variations: 1, now: finishedAt - HOUR });
+      await claimAll(job.id, "r", finishedAt - HOUR, 30_000, 1000, fresh);
+      const [v] = await variationsOf(job.id, fresh);
+      await env.BUCKET.put(`outputs/${job.id}/${v!.id}.mp4`, new Uint8Array(1000));
+      await finishVariation(fresh, { variationId: v!.id, runnerId: "r", outputKey: `outputs/${job.id}/${v!.id}.mp4`, outputSize: 1000, now: finishedAt });
+      return job;
+    };
+    // Sources are 1000 bytes each (seedJob), outputs 1000: 2000 per finished job.
+    const oldest = await make(NOW - 3 * HOUR);
+    const middle = await make(NOW - 2 * HOUR);
+    const newest = await make(NOW - HOUR);
+    const active = await seedJob(owner, { db: fresh, variations: 1, now: NOW - 5 * HOUR });
+
+    // 7000 bytes used; target 5100: evicting the oldest (2000) is enough.
+    expect(await enforceStorageCap(local, NOW)).toEqual({ evicted: 1, usedBytes: 5000 });
+    expect(await jobRow(oldest.id, fresh)).toBeUndefined();
+    expect(await keysUnder(`outputs/${oldest.id}/`)).toEqual([]);
+    for (const j of [middle, newest, active]) expect(await jobRow(j.id, fresh)).toBeDefined();
+
+    // Under the limit nothing happens.
+    expect(await enforceStorageCap(local, NOW)).toEqual({ evicted: 0, usedBytes: 5000 });
+    // A limit below the active job alone evicts every finished job and stops there.
+    expect(await enforceStorageCap({ ...local, config: { ...local.config, STORAGE_LIMIT_BYTES: 500 } }, NOW)).toEqual({
+      evicted: 2,
+      usedBytes: 1000,
+    });
+    expect(await jobRow(active.id, fresh)).toBeDefined();
+  });
+});
+
+describe("deleteOrphanObjects", () => {
+  it("deletes objects no row records once they are older than an hour, and keeps recorded ones", async () => {
+    const job = await finishedJob(NOW);
+    const [recorded] = await keysUnder(`outputs/${job.id}/`);
+    await env.BUCKET.put(`outputs/${job.id}/lost-lease.mp4`, "late");
+    await env.BUCKET.put("outputs/gone-job/x.mp4", "stray");
+
+    // Just uploaded: too young to be called an orphan (its row may be about to be written).
+    expect((await deleteOrphanObjects(deps(), Date.now() + 10 * 60_000)).deleted).toBe(0);
+    const report = await deleteOrphanObjects(deps(), Date.now() + 2 * HOUR);
+    expect(report.deleted).toBeGreaterThanOrEqual(2);
+    expect(await keysUnder(`outputs/${job.id}/`)).toEqual([recorded]);
+    expect(await keysUnder("outputs/gone-job/")).toEqual([]);
+    expect(await keysUnder(`sources/${job.id}/`)).toHaveLength(1);
+  });
+});
+
+describe("abortStaleUploads", () => {
+  it("aborts uploads never used within JOB_TTL_HOURS and deletes their rows and objects", async () => {
+    const user = { id: userId, email: "x@test.example", role: "user" as const };
+    const stale = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "a.mp4", size: 100, maxBytes: 1e9 }, NOW - 25 * HOUR);
+    const done = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "b.mp4", size: 100, maxBytes: 1e9 }, NOW - 26 * HOUR);
+    await env.BUCKET.put(`uploads/${done.id}`, fakeMp4(100));
+    await db.update(uploads).set({ status: "completed" }).where(eq(uploads.id, done.id));
+    const recent = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "c.mp4", size: 100, maxBytes: 1e9 }, NOW - HOUR);
+
+    expect(await abortStaleUploads(deps({ JOB_TTL_HOURS: 24 }), NOW)).toEqual({ aborted: 2 });
+    const left = await db.select({ id: uploads.id }).from(uploads);
+    expect(left.map((u) => u.id)).toEqual([recent.id]);
+    expect(await keysUnder(`uploads/${done.id}`)).toEqual([]);
+    expect(stale.id).not.toBe(recent.id);
+  });
+});
+
+describe("pruneAuth and runLifecycle", () => {
+  it("removes expired sessions", async () => {
+    const s = await createSession(db, userId, NOW - 8 * DAY);
+    const live = await createSession(db, userId, NOW - DAY);
+    const report = await pruneAuth(deps(), NOW);
+    expect(report.sessions).toBeGreaterThanOrEqual(1);
+    const rows = await db.select({ expiresAt: sessions.expiresAt }).from(sessions);
+    expect(rows.map((r) => r.expiresAt)).toContain(live.expiresAt);
+    expect(rows.map((r) => r.expiresAt)).not.toContain(s.expiresAt);
+  });
+
+  it("runs every rule and reports each one, a failing rule not stopping the others", async () => {
+    const broken = { ...env.BUCKET, list: async () => { throw new Error("list failed"); }, delete: env.BUCKET.delete.bind(env.BUCKET) } as unknown as R2Bucket;
+    const report = await runLifecycle({ ...deps(), bucket: broken }, NOW);
+    expect(Object.keys(report)).toEqual([
+      "recoverLeases",
+      "finalizeIdleJobs",
+      "failStaleQueued",
+      "expireFinishedJobs",
+      "enforceStorageCap",
+      "deleteOrphanObjects",
+      "abortStaleUploads",
+      "pruneAuth",
+    ]);
+    expect(report.deleteOrphanObjects).toEqual({ error: "list failed" });
+    expect(report.pruneAuth).toMatchObject({ sessions: expect.any(Number) });
+  });
+});
