@@ -1,0 +1,56 @@
+/**
+ * `npm run user:create -- --email E --password P [--admin]`: creates an account in the database at LIBSQL_URL
+ * (local server, sqld or Turso; LIBSQL_AUTH_TOKEN when needed). There is no public sign-up; this and
+ * POST /api/users (admins) are the only ways in.
+ */
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { createDb } from "../db/client";
+import { AppError } from "../db/errors";
+import { createUser } from "../db/queries/users";
+
+const Args = z.object({
+  email: z.email("--email must be an email address"),
+  password: z.string().min(8, "--password must be at least 8 characters"),
+  admin: z.boolean(),
+  url: z.string().url("set LIBSQL_URL to the database URL (e.g. http://127.0.0.1:8080)"),
+  authToken: z.string().optional(),
+});
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { email: { type: "string" }, password: { type: "string" }, admin: { type: "boolean", default: false } },
+      strict: true,
+    }));
+  } catch (err) {
+    console.error(`user:create: ${err instanceof Error ? err.message : String(err)}`);
+    console.error("usage: npm run user:create -- --email E --password P [--admin]");
+    return 2;
+  }
+  const parsed = Args.safeParse({ ...values, url: env.LIBSQL_URL, authToken: env.LIBSQL_AUTH_TOKEN || undefined });
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) console.error(`user:create: ${issue.message}`);
+    console.error("usage: npm run user:create -- --email E --password P [--admin]");
+    return 2;
+  }
+  const { email, password, admin, url, authToken } = parsed.data;
+  const db = createDb(url, { authToken, timeoutMs: 15_000 });
+  try {
+    const user = await createUser(db, { email, password, role: admin ? "admin" : "user" });
+    console.log(`user:create: created ${user.role} ${user.email} (id ${user.id})`);
+    return 0;
+  } catch (err) {
+    console.error(`user:create: ${err instanceof AppError ? err.message : `failed: ${err instanceof Error ? err.message : String(err)}`}`);
+    return 1;
+  } finally {
+    db.$client.close();
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main(process.argv.slice(2), process.env).then((code) => process.exit(code));
+}

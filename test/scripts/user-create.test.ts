@@ -1,0 +1,71 @@
+import { execa } from "execa";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createDb } from "../../db/client";
+import { migrateDb } from "../../db/migrate";
+import { verifyPassword } from "../../db/passwords";
+import { findUserByEmail } from "../../db/queries/users";
+import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+let server: TestLibsqlServer;
+let url: string;
+
+beforeAll(async () => {
+  server = await startTestLibsql({ authToken: "user-create-secret" });
+  url = server.dbUrl("usercreate");
+  await migrateDb(url, "user-create-secret");
+});
+afterAll(() => server.close());
+
+function run(args: string[], env: Record<string, string> = {}) {
+  return execa("npm", ["run", "--silent", "user:create", "--", ...args], {
+    cwd: root,
+    reject: false,
+    env: { LIBSQL_URL: url, LIBSQL_AUTH_TOKEN: "user-create-secret", ...env },
+  });
+}
+
+describe("npm run user:create", () => {
+  it("creates a user with a hashed password against the given LIBSQL_URL (with its auth token)", async () => {
+    const res = await run(["--email", "Person@Example.com", "--password", "s3cret-pass"]);
+    expect(res.exitCode, res.stderr).toBe(0);
+    expect(res.stdout).toContain("created user person@example.com");
+    const db = createDb(url, { authToken: "user-create-secret" });
+    const row = await findUserByEmail(db, "person@example.com");
+    expect(row?.role).toBe("user");
+    expect(row?.passwordHash).not.toContain("s3cret-pass");
+    expect(await verifyPassword("s3cret-pass", row!.passwordHash)).toBe(true);
+    db.$client.close();
+  });
+
+  it("creates an admin with --admin", async () => {
+    const res = await run(["--email", "boss@example.com", "--password", "s3cret-pass", "--admin"]);
+    expect(res.exitCode, res.stderr).toBe(0);
+    expect(res.stdout).toContain("created admin boss@example.com");
+  });
+
+  it("exits 1 with a readable message when the email is taken", async () => {
+    await run(["--email", "twice@example.com", "--password", "s3cret-pass"]);
+    const res = await run(["--email", "twice@example.com", "--password", "s3cret-pass"]);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toContain("already exists");
+  });
+
+  it("exits 2 with usage for missing or bad arguments and a missing LIBSQL_URL", async () => {
+    const missing = await run(["--email", "x@example.com"]);
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr).toContain("usage:");
+    const short = await run(["--email", "x@example.com", "--password", "short"]);
+    expect(short.exitCode).toBe(2);
+    expect(short.stderr).toContain("at least 8");
+    const noUrl = await run(["--email", "x@example.com", "--password", "long-enough"], { LIBSQL_URL: "" });
+    expect(noUrl.exitCode).toBe(2);
+    expect(noUrl.stderr).toContain("LIBSQL_URL");
+  });
+
+  it("exits 1 when the auth token is wrong", async () => {
+    const res = await run(["--email", "y@example.com", "--password", "long-enough"], { LIBSQL_AUTH_TOKEN: "nope" });
+    expect(res.exitCode).toBe(1);
+  });
+});
