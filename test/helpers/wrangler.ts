@@ -1,0 +1,117 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePort } from "./ports";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const WRANGLER = join(ROOT, "node_modules/.bin/wrangler");
+const QUIET_ENV = { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" };
+
+export interface WranglerDev {
+  url: string;
+  port: number;
+  persistTo: string;
+  /** Everything wrangler printed so far (for failure messages). */
+  output(): string;
+  close(): Promise<void>;
+}
+
+/**
+ * Puts files into the local R2 bucket under `persistTo` with the wrangler CLI (run it BEFORE startWranglerDev on
+ * the same directory: two workerd processes should not share the store). ~2 s per object.
+ */
+export async function putLocalObjects(persistTo: string, objects: { key: string; file: string }[]): Promise<void> {
+  for (const o of objects) {
+    await runToEnd(
+      WRANGLER,
+      ["r2", "object", "put", `video-refresher/${o.key}`, "--file", o.file, "--local", "--persist-to", persistTo],
+      `put ${o.key}`,
+    );
+  }
+}
+
+function runToEnd(bin: string, args: string[], what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { cwd: ROOT, env: { ...process.env, ...QUIET_ENV }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`wrangler ${what} failed (${code}):\n${out}`))));
+  });
+}
+
+/**
+ * Starts `wrangler dev` (the real edge in workerd, local R2 persisted under `persistTo`) on a free port with the
+ * given secrets as --var, and waits until it answers. `close()` stops wrangler and its workerd children.
+ */
+export async function startWranglerDev(opts: {
+  libsqlUrl: string;
+  runnerToken: string;
+  persistTo?: string;
+  vars?: Record<string, string>;
+  timeoutMs?: number;
+}): Promise<WranglerDev> {
+  const port = await freePort();
+  const persistTo = opts.persistTo ?? (await mkdtemp(join(tmpdir(), "vr-wrangler-")));
+  const vars = { LIBSQL_URL: opts.libsqlUrl, RUNNER_TOKEN: opts.runnerToken, ...opts.vars };
+  const args = [
+    "dev",
+    "--ip", "127.0.0.1",
+    "--port", String(port),
+    "--persist-to", persistTo,
+    "--test-scheduled",
+    "--show-interactive-dev-session=false",
+    "--log-level", "warn",
+    ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+  ];
+  // Own process group: wrangler starts workerd children, and close() must take them all down.
+  const child: ChildProcess = spawn(WRANGLER, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...QUIET_ENV },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  let output = "";
+  child.stdout?.on("data", (d) => (output = (output + d).slice(-20_000)));
+  child.stderr?.on("data", (d) => (output = (output + d).slice(-20_000)));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+
+  const url = `http://127.0.0.1:${port}`;
+  const close = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    try {
+      process.kill(-child.pid!, "SIGTERM");
+    } catch {
+      return;
+    }
+    const done = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+    if (!done) {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+      await exited;
+    }
+  };
+
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited early (${child.exitCode}):\n${output}`);
+    try {
+      const res = await fetch(`${url}/api/health`, { signal: AbortSignal.timeout(2000) });
+      if (res.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await close();
+      throw new Error(`wrangler dev did not become healthy in time:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { url, port, persistTo, output: () => output, close };
+}

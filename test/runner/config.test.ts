@@ -1,0 +1,72 @@
+import { spawn } from "node:child_process";
+import { hostname } from "node:os";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadRunnerConfig } from "../../runner/config";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const GOOD = {
+  PATH: process.env.PATH,
+  LIBSQL_URL: "http://127.0.0.1:8080",
+  EDGE_URL: "http://127.0.0.1:8787",
+  RUNNER_TOKEN: "0123456789abcdef0123",
+};
+
+describe("runner configuration", () => {
+  it("applies the documented defaults", () => {
+    const c = loadRunnerConfig(GOOD);
+    expect(c).toMatchObject({
+      RUNNER_ID: `${hostname()}-${process.pid}`,
+      CONCURRENCY: 1,
+      POLL_MS: 1000,
+      LEASE_MS: 30_000,
+      WATCH_MS: 1000,
+      STOP_GRACE_MS: 2000,
+      EFFECT_EXTRAS: [],
+    });
+    expect(c.METRICS_PORT).toBeUndefined();
+    expect(c.FFMPEG_PATH).toMatch(/\/ffmpeg$/);
+    expect(c.FFPROBE_PATH).toMatch(/\/ffprobe$/);
+    expect(c.WORK_DIR).toContain(`video-refresher-${hostname()}-${process.pid}`);
+  });
+
+  it("treats empty variables as unset", () => {
+    const c = loadRunnerConfig({ ...GOOD, METRICS_PORT: "", CONCURRENCY: "" });
+    expect(c.METRICS_PORT).toBeUndefined();
+    expect(c.CONCURRENCY).toBe(1);
+  });
+
+  it("names every wrong variable in one readable error", () => {
+    const bad = { PATH: process.env.PATH, LIBSQL_URL: "nope", RUNNER_TOKEN: "short", CONCURRENCY: "0", EFFECT_EXTRAS: "mirror,sparkles" };
+    let message = "";
+    try {
+      loadRunnerConfig(bad);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    for (const name of ["LIBSQL_URL", "EDGE_URL", "RUNNER_TOKEN", "CONCURRENCY", "EFFECT_EXTRAS"]) expect(message).toContain(name);
+  });
+
+  it("refuses a lease that would expire between two heartbeats", () => {
+    expect(() => loadRunnerConfig({ ...GOOD, LEASE_MS: "2000", WATCH_MS: "1000" })).toThrow(/LEASE_MS must be at least 3 × WATCH_MS/);
+  });
+
+  it("refuses an FFmpeg path that is not an executable", () => {
+    expect(() => loadRunnerConfig({ ...GOOD, FFMPEG_PATH: "/nonexistent/ffmpeg" })).toThrow(/FFMPEG_PATH/);
+  });
+
+  it("makes the runner entry exit 1 with the message when the configuration is wrong", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "runner/main.ts"], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, LIBSQL_URL: "http://127.0.0.1:1", EDGE_URL: "http://127.0.0.1:1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const code = await new Promise((resolve) => child.once("exit", resolve));
+    expect(code).toBe(1);
+    expect(stderr).toContain("Invalid runner configuration");
+    expect(stderr).toContain("RUNNER_TOKEN");
+  });
+});

@@ -1,0 +1,136 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { beforeAll, describe, expect, it } from "vitest";
+import {
+  buildEncodeArgs,
+  NotAVideoError,
+  probeMedia,
+  spawnFfmpeg,
+  verifyOutput,
+  type MediaInfo,
+} from "../../runner/ffmpeg";
+import { deriveParams } from "../../runner/params";
+import { makeClip, makeNotAVideo, probeFile } from "../helpers/clips";
+
+const run = promisify(execFile);
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "vr-ffmpeg-test-"));
+});
+
+const media: MediaInfo = { durationMs: 10_000, width: 1080, height: 1920, hasAudio: true, videoCodec: "h264" };
+
+describe("buildEncodeArgs", () => {
+  it("asks for H.264/AAC, yuv420p, 29.97 fps, no metadata, faststart and progress on stdout, with stdin left as a pipe", () => {
+    const { args } = buildEncodeArgs({ source: "in.mp4", output: "out.mp4", params: deriveParams(1), media });
+    const joined = args.join(" ");
+    for (const part of [
+      "-c:v libx264",
+      "-c:a aac",
+      "-pix_fmt yuv420p",
+      "-r 30000/1001",
+      "-map_metadata -1",
+      "-movflags +faststart",
+      "-progress pipe:1",
+      "-nostats",
+      "-map 0:v:0",
+      "-map 0:a:0",
+    ]) {
+      expect(joined).toContain(part);
+    }
+    expect(args).not.toContain("-nostdin");
+    expect(args.at(-1)).toBe("out.mp4");
+  });
+
+  it("crops an even window inside the frame near its centre and scales back to the source size", () => {
+    for (let seed = 1; seed < 200; seed++) {
+      const { geometry: g, args } = buildEncodeArgs({ source: "i", output: "o", params: deriveParams(seed), media });
+      expect(g).toMatchObject({ width: 1080, height: 1920 });
+      expect(g.cropW % 2).toBe(0);
+      expect(g.cropH % 2).toBe(0);
+      expect(g.cropW).toBeLessThan(1080);
+      expect(g.cropW).toBeGreaterThanOrEqual(1080 * 0.99);
+      expect(g.cropX + g.cropW).toBeLessThanOrEqual(1080);
+      expect(g.cropY + g.cropH).toBeLessThanOrEqual(1920);
+      expect(args[args.indexOf("-vf") + 1]).toContain(`crop=${g.cropW}:${g.cropH}:${g.cropX}:${g.cropY},scale=1080:1920`);
+    }
+  });
+
+  it("rounds odd source sizes to even (yuv420p) and still zooms tiny frames by at least 2 px", () => {
+    const { geometry } = buildEncodeArgs({
+      source: "i",
+      output: "o",
+      params: deriveParams(3),
+      media: { ...media, width: 161, height: 121 },
+    });
+    expect(geometry).toMatchObject({ width: 160, height: 120, cropW: 158, cropH: 118 });
+  });
+
+  it("leaves audio out for a silent source and adjusts timing for a speed change", () => {
+    const silent = buildEncodeArgs({ source: "i", output: "o", params: deriveParams(4), media: { ...media, hasAudio: false } });
+    expect(silent.args.join(" ")).not.toContain("-c:a");
+    const params = { ...deriveParams(4), speed: 1.02 };
+    const fast = buildEncodeArgs({ source: "i", output: "o", params, media });
+    expect(fast.args.join(" ")).toContain("atempo=1.02");
+    expect(fast.args[fast.args.indexOf("-vf") + 1]).toMatch(/^setpts=PTS\/1\.02,/);
+    expect(fast.expectedDurationMs).toBe(Math.round(10_000 / 1.02));
+  });
+});
+
+describe("encoding with real FFmpeg", () => {
+  it("produces a valid MP4 with the expected streams, duration and no source metadata", async () => {
+    const clip = await makeClip({ seconds: 3 });
+    const source = await probeMedia("ffprobe", clip);
+    const output = join(dir, "ok.mp4");
+    const plan = buildEncodeArgs({ source: clip, output, params: deriveParams(42), media: source });
+    const progress: number[] = [];
+    const proc = spawnFfmpeg("ffmpeg", plan.args, (ms) => progress.push(ms));
+    expect((await proc.exited).code).toBe(0);
+    await verifyOutput("ffprobe", output, plan.expectedDurationMs);
+    const out = await probeFile(output);
+    const video = out.streams.find((s) => s.codec_type === "video")!;
+    expect(video).toMatchObject({ codec_name: "h264", pix_fmt: "yuv420p", width: 320, height: 240, r_frame_rate: "30000/1001" });
+    expect(out.streams.find((s) => s.codec_type === "audio")?.codec_name).toBe("aac");
+    expect(out.faststart).toBe(true);
+    expect(Object.keys(out.tags).filter((k) => !["major_brand", "minor_version", "compatible_brands"].includes(k))).toEqual([]);
+    expect(Math.max(...progress)).toBeGreaterThan(2000);
+  });
+
+  it("rejects an output whose FFmpeg was stopped by q right after starting, even though it exited 0", async () => {
+    const clip = await makeClip({ seconds: 30 });
+    const source = await probeMedia("ffprobe", clip);
+    const output = join(dir, "early-q.mp4");
+    const plan = buildEncodeArgs({ source: clip, output, params: deriveParams(7), media: source });
+    const proc = spawnFfmpeg("ffmpeg", plan.args);
+    proc.child.stdin!.write("q\n");
+    expect((await proc.exited).code).toBe(0);
+    await expect(verifyOutput("ffprobe", output, plan.expectedDurationMs)).rejects.toThrow(/not a valid video|incomplete/);
+  });
+
+  it("rejects an output shorter than the source", async () => {
+    const clip = await makeClip({ seconds: 3 });
+    const output = join(dir, "short.mp4");
+    await run("ffmpeg", ["-v", "error", "-y", "-i", clip, "-t", "1", "-c:v", "libx264", "-preset", "ultrafast", output]);
+    await expect(verifyOutput("ffprobe", output, 3000)).rejects.toThrow(/incomplete: \d+ ms of 3000 ms/);
+  });
+});
+
+describe("probeMedia", () => {
+  it("reports duration, size and audio of a clip", async () => {
+    const clip = await makeClip({ seconds: 3, width: 320, height: 240 });
+    expect(await probeMedia("ffprobe", clip)).toMatchObject({ durationMs: expect.any(Number), width: 320, height: 240, hasAudio: true, videoCodec: "h264" });
+  });
+
+  it("refuses a file that only pretends to be an MP4, and an audio-only file, as not a decodable video", async () => {
+    await expect(probeMedia("ffprobe", await makeNotAVideo())).rejects.toBeInstanceOf(NotAVideoError);
+    const audio = join(dir, "tone.m4a");
+    await run("ffmpeg", ["-v", "error", "-y", "-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", audio]);
+    await expect(probeMedia("ffprobe", audio)).rejects.toThrow(/not a decodable video: no video stream/);
+    const text = join(dir, "notes.mp4");
+    await writeFile(text, "hello, this is not a video");
+    await expect(probeMedia("ffprobe", text)).rejects.toThrow(/^not a decodable video/);
+  });
+});
