@@ -75,7 +75,10 @@ function renderTimes(): void {
     if (job.cancelReason) detail.append(h("span", { class: "cancel-reason" }, " — reason: ", h("q", { text: job.cancelReason })));
     items.push(["Cancelled", detail]);
   }
-  if (job.completedAt) items.push([job.status === "failed" ? "Finished" : "Completed", timeEl(job.completedAt, formatDateTime(job.completedAt))]);
+  // A cancelled job's finish time is its cancel time, already shown above.
+  if (job.completedAt && job.status !== "cancelled") {
+    items.push([job.status === "failed" ? "Failed" : "Completed", timeEl(job.completedAt, formatDateTime(job.completedAt))]);
+  }
   const expiry = expiryLabel(job.expiresAt, Date.now());
   if (expiry) items.push(["Kept until", h("span", {}, timeEl(job.expiresAt!, formatDateTime(job.expiresAt!)), ` (${expiry.toLowerCase()})`)]);
   const next = items.flatMap(([term, value]) => [h("dt", { text: term }), h("dd", { attrs: { "data-term": term.toLowerCase() } }, value)]);
@@ -167,6 +170,7 @@ function buildFile(file: JobFile): FileView {
 function renderFile(file: JobFile, view: FileView): void {
   updateBadge(view.badge, capitalize(file.status), statusTone(file.status as VariationStatus));
   updateProgress(view.bar, percent(file.progress));
+  view.bar.hidden = file.status !== "processing";
   setText(view.count, countLabel(file.completedVariations, file.variations?.length ?? job.variationsPerVideo));
   showMessage(view.error, file.error);
   for (const v of file.variations ?? []) {

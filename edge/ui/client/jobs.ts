@@ -88,7 +88,9 @@ function buildRow(job: Job): Row {
       h("p", { class: "job-meta" }, "Created ", row.created, row.expiry),
     ),
     h("div", { class: "job-state" }, row.badge, row.bar, row.count),
-    h("div", { class: "job-actions" }, row.cancel.button, row.cancel.error),
+    h("div", { class: "job-actions" }, row.cancel.button),
+    // Full row width, so a failed-cancel message reads as one line under the job, not a narrow column.
+    row.cancel.error,
   );
   renderRow(row);
   return row;

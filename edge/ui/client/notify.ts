@@ -6,7 +6,7 @@ const PREF_KEY = "vr.notifications";
 const ASKED_KEY = "vr.notifications.asked";
 
 /** While hidden, a slow watch keeps running only so a finished job can be announced (see PollerOptions). */
-export const BACKGROUND_POLL_MS = 30_000;
+export const BACKGROUND_POLL_MS = 15_000;
 
 function store(): Storage | null {
   try {

@@ -129,10 +129,13 @@ async function uploadLarge(item: Item): Promise<string> {
     size: item.file.size,
   });
   const loaded = new Array<number>(up.partCount).fill(0);
+  // Parts being retried stay visible in the state text until they succeed (progress of other parts keeps coming).
+  const retrying = new Map<number, number>();
   const report = () => {
-    const p = (loaded.reduce((a, b) => a + b, 0) / item.file.size) * 100;
-    updateProgress(item.bar, Math.min(100, Math.round(p)));
-    setText(item.state, `${Math.min(100, Math.round(p))} %`);
+    const p = Math.min(100, Math.round((loaded.reduce((a, b) => a + b, 0) / item.file.size) * 100));
+    updateProgress(item.bar, p);
+    const notes = [...retrying].map(([n, attempt]) => `retrying part ${n} (attempt ${attempt} of ${PART_ATTEMPTS})`);
+    setText(item.state, [`${p} %`, ...notes].join(" · "));
   };
   const next = { n: 1 };
   const worker = async () => {
@@ -149,6 +152,7 @@ async function uploadLarge(item: Item): Promise<string> {
           });
           if (res.status === 200) {
             loaded[n - 1] = blob.size;
+            retrying.delete(n);
             report();
             break;
           }
@@ -161,7 +165,8 @@ async function uploadLarge(item: Item): Promise<string> {
         loaded[n - 1] = 0;
         report();
         if (!failure.retryable || attempt >= PART_ATTEMPTS) throw failure;
-        setText(item.state, `Retrying part ${n} (attempt ${attempt + 1} of ${PART_ATTEMPTS})…`);
+        retrying.set(n, attempt + 1);
+        report();
         await sleep(Math.min(16_000, 1000 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2));
       }
     }

@@ -1,0 +1,174 @@
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { ROOT, startStack, type Stack } from "../../scripts/stack";
+import { freePort } from "../helpers/ports";
+
+const run = promisify(execFile);
+
+export const ARTIFACTS = join(ROOT, "test-artifacts", "ui");
+
+/** Debian's Chromium; `npx playwright install` cannot work on these machines. */
+export async function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+export interface UiStack {
+  stack: Stack;
+  url: string;
+  admin: { email: string; password: string };
+  dir: string;
+  /** Last lines of every child's output, for failure messages. */
+  logTail(): string;
+  stop(): Promise<void>;
+}
+
+/** The same launcher as `npm start` (scripts/stack.ts) on free ports and a throwaway data dir. */
+export async function startUiStack(opts: { runners: number; runnerEnv?: Record<string, string> }): Promise<UiStack> {
+  const dir = await mkdtemp(join(tmpdir(), "vr-ui-"));
+  const lines: string[] = [];
+  const stack = await startStack({
+    host: "127.0.0.1",
+    edgePort: await freePort(),
+    libsqlPort: await freePort(),
+    metricsPort: await freePort(),
+    dataDir: join(dir, "data"),
+    adminEmail: "admin@example.com",
+    runners: opts.runners,
+    runnerEnv: opts.runnerEnv,
+    cronEveryMs: 0,
+    log: (line) => {
+      lines.push(line);
+      if (lines.length > 400) lines.shift();
+      if (process.env.UI_TEST_VERBOSE) console.log(line);
+    },
+  }).catch(async (err: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`stack did not start: ${err instanceof Error ? err.message : String(err)}\n${lines.slice(-60).join("\n")}`);
+  });
+  if (!stack.admin) throw new Error("a fresh data dir must seed the admin account");
+  return {
+    stack,
+    url: stack.edgeUrl,
+    admin: stack.admin,
+    dir,
+    logTail: () => lines.slice(-80).join("\n"),
+    async stop() {
+      await stack.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A small real video (lavfi test pattern + tone), so every test seeds its own input. */
+export async function makeClip(dir: string, name: string, seconds = 6, size = "320x240"): Promise<string> {
+  const path = join(dir, name);
+  await run("ffmpeg", [
+    "-hide_banner", "-loglevel", "error", "-y",
+    "-f", "lavfi", "-i", `testsrc2=size=${size}:rate=24:duration=${seconds}`,
+    "-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`,
+    "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+    "-movflags", "+faststart", path,
+  ]);
+  return path;
+}
+
+export async function writeText(dir: string, name: string, text: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, text);
+  return path;
+}
+
+/** Seconds of the first video stream, or throws when ffprobe cannot read the file as a video. */
+export async function probeVideo(path: string): Promise<{ codec: string; duration: number }> {
+  const { stdout } = await run("ffprobe", [
+    "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name:format=duration,format_name", "-of", "json", path,
+  ]);
+  const info = JSON.parse(stdout) as { streams?: { codec_name: string }[]; format?: { duration?: string; format_name?: string } };
+  const codec = info.streams?.[0]?.codec_name;
+  if (!codec || !info.format?.format_name?.includes("mp4")) throw new Error(`${path} is not an MP4 video`);
+  return { codec, duration: Number(info.format.duration) };
+}
+
+export async function login(page: Page, url: string, email: string, password: string, next = "/jobs"): Promise<void> {
+  await page.goto(`${url}/login?next=${encodeURIComponent(next)}`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.waitForURL(`${url}${next}`);
+  await page.waitForSelector("body[data-ready]");
+}
+
+/** Cookie-authenticated API calls from the test, as the page's user; Origin satisfies the CSRF check. */
+export function apiOf(context: BrowserContext, url: string) {
+  const headers = { origin: url };
+  return {
+    async createJob(file: { name: string; buffer: Buffer }, variations: number): Promise<{ id: string }> {
+      const res = await context.request.post(`${url}/api/jobs`, {
+        headers,
+        multipart: { videos: { name: file.name, mimeType: "video/mp4", buffer: file.buffer }, variations: String(variations) },
+      });
+      if (res.status() !== 202) throw new Error(`POST /api/jobs answered ${res.status()}: ${await res.text()}`);
+      return (await res.json()) as { id: string };
+    },
+    async job(id: string): Promise<JobJson> {
+      const res = await context.request.get(`${url}/api/jobs/${id}`);
+      if (!res.ok()) throw new Error(`GET /api/jobs/${id} answered ${res.status()}`);
+      return (await res.json()) as JobJson;
+    },
+    async createUser(email: string, password: string): Promise<void> {
+      const res = await context.request.post(`${url}/api/users`, { headers, data: { email, password, role: "user" } });
+      if (res.status() !== 201) throw new Error(`POST /api/users answered ${res.status()}: ${await res.text()}`);
+    },
+  };
+}
+
+export interface JobJson {
+  id: string;
+  status: string;
+  completedVariations: number;
+  totalVariations: number;
+  cancelledAt: string | null;
+  cancelReason: string | null;
+  files: { variations?: { index: number; status: string }[] }[];
+}
+
+export async function screenshot(page: Page, name: string): Promise<string> {
+  await mkdir(ARTIFACTS, { recursive: true });
+  const path = join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  return path;
+}
+
+/** Polls `probe` until it returns a value (not undefined) or the deadline passes. */
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}
+
+export const uniqueEmail = (tag: string) => `${tag}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}@example.com`;

@@ -1,0 +1,325 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiOf, launchChromium, login, makeClip, screenshot, startUiStack, uniqueEmail, until, writeText, type UiStack } from "./helpers";
+
+/**
+ * The web UI in Chromium against the real stack (local libSQL server, wrangler dev, R2 persisted by miniflare)
+ * with NO runner: every job stays queued until the UI cancels it, which makes the queued-job paths deterministic.
+ * The running-job path (real runner, real FFmpeg) is in cancel-running.test.ts.
+ */
+describe("web UI without a runner", () => {
+  let ui: UiStack;
+  let browser: Browser;
+  let admin: BrowserContext;
+  let dir: string;
+  let clip: Buffer;
+  const PASSWORD = "correct horse battery staple";
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "vr-ui-files-"));
+    [ui, browser] = await Promise.all([startUiStack({ runners: 0 }), launchChromium()]);
+    clip = await readFile(await makeClip(dir, "clip.mp4", 4));
+    admin = await browser.newContext();
+    await login(await admin.newPage(), ui.url, ui.admin.email, ui.admin.password);
+  }, 150_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await ui?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A fresh user with their own browser session: tests share nothing but the stack. */
+  async function newUser(tag: string): Promise<{ context: BrowserContext; page: Page; email: string }> {
+    const email = uniqueEmail(tag);
+    await apiOf(admin, ui.url).createUser(email, PASSWORD);
+    const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
+    const page = await context.newPage();
+    page.on("pageerror", (err) => console.error(`[${tag}] page error:`, err.message));
+    await login(page, ui.url, email, PASSWORD);
+    return { context, page, email };
+  }
+
+  function row(page: Page, jobId: string): Locator {
+    return page.locator(`.job-card[data-job-id="${jobId}"]`);
+  }
+
+  async function isGray(badge: Locator): Promise<boolean> {
+    const bg = await badge.evaluate((el) => getComputedStyle(el).backgroundColor);
+    const [r, g, b] = bg.match(/\d+/g)!.map(Number) as [number, number, number];
+    return Math.max(r, g, b) - Math.min(r, g, b) <= 12;
+  }
+
+  it("sends a visitor without a session to the login page, explains bad credentials, then returns to the page asked for", async () => {
+    const email = uniqueEmail("login");
+    await apiOf(admin, ui.url).createUser(email, PASSWORD);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${ui.url}/tokens`);
+    await page.waitForURL(/\/login\?next=%2Ftokens$/);
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill("not the password");
+    await page.getByRole("button", { name: "Log in" }).click();
+    await expect.poll(() => page.getByRole("alert").filter({ hasText: "Wrong email or password." }).isVisible()).toBe(true);
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.waitForURL(`${ui.url}/tokens`);
+    await page.waitForSelector("body[data-ready=true]");
+    expect(await page.locator("#nav-user").textContent()).toBe(email);
+    // Admin links stay hidden for a plain user.
+    expect(await page.getByRole("link", { name: "Runners" }).isVisible()).toBe(false);
+    await context.close();
+  });
+
+  it("refuses a text file with a clear message, then uploads a clip with 4 variations showing per-file progress", async () => {
+    const { context, page } = await newUser("upload");
+    await page.goto(`${ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.setInputFiles("#file-input", await writeText(dir, "notes.txt", "just some notes\n"));
+    const alert = page.locator("#upload-message");
+    await expect.poll(() => alert.textContent()).toBe("“notes.txt” is not a supported video. Use MP4, MOV, M4V, WebM or MKV videos.");
+    // Same text under a video name: refused by its content, not its name.
+    await page.setInputFiles("#file-input", await writeText(dir, "fake.mp4", "not a video at all\n"));
+    await expect.poll(() => alert.textContent()).toMatch(/^“fake\.mp4” does not look like a video file\./);
+    expect(await page.locator(".upload-item").count()).toBe(0);
+    expect(await page.getByRole("button", { name: "Start job" }).isDisabled()).toBe(true);
+    await screenshot(page, "upload-refused");
+
+    const clipPath = join(dir, "progress-clip.mp4");
+    await writeFile(clipPath, clip);
+    await page.setInputFiles("#file-input", clipPath);
+    await expect.poll(() => page.locator(".upload-item").count()).toBe(1);
+    expect(await alert.isVisible()).toBe(false);
+    await page.getByLabel("Variations per video").fill("4");
+    // Slow the uplink so the progress bar is observable between 0 and 100 %.
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Network.enable");
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 20, downloadThroughput: -1, uploadThroughput: 48 * 1024 });
+    await page.getByRole("button", { name: "Start job" }).click();
+    const bar = page.getByRole("progressbar", { name: "Upload progress of progress-clip.mp4" });
+    await page.waitForFunction(
+      () => {
+        const el = document.querySelector<HTMLProgressElement>(".upload-item progress");
+        return !!el && el.value > 0 && el.value < 100;
+      },
+      undefined,
+      { timeout: 20_000, polling: 50 },
+    );
+    expect(await bar.isVisible()).toBe(true);
+    await screenshot(page, "upload-progress");
+    await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 30_000 });
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await page.waitForSelector("body[data-ready=true]");
+    expect(await page.locator(".job-summary .job-count").textContent()).toBe("0 of 4 variations completed");
+    expect(await page.locator(".variation").count()).toBe(4);
+    expect(await page.locator("#job-title").textContent()).toBe("progress-clip.mp4");
+    await context.close();
+  });
+
+  it("cancels a queued job from the list at once: Cancelling… then Cancelled (0/3) in gray, in place", async () => {
+    const { context, page } = await newUser("queued");
+    const api = apiOf(context, ui.url);
+    const { id } = await api.createJob({ name: "queued.mp4", buffer: clip }, 3);
+    await page.goto(`${ui.url}/jobs`);
+    await page.waitForSelector("body[data-ready=true]");
+    const card = row(page, id);
+    expect(await card.locator(".badge").textContent()).toBe("Queued");
+    await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
+
+    // Hold the cancel request until "Cancelling…" has been seen, then let it through to the real edge.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    await page.route("**/api/jobs/*/cancel", async (route) => {
+      await gate;
+      await route.continue();
+    });
+    await card.getByRole("button", { name: /^Cancel/ }).click();
+    const dialog = page.getByRole("dialog", { name: "Cancel this job?" });
+    await dialog.getByLabel("Reason (optional)").fill("wrong source <b>file</b>");
+    await screenshot(page, "dialog");
+    await dialog.getByRole("button", { name: "Cancel job" }).click();
+    const button = card.locator(".cancel-button");
+    await expect.poll(() => button.textContent()).toMatch(/^Cancelling…/);
+    expect(await button.isDisabled()).toBe(true);
+    release();
+    await expect.poll(() => card.locator(".badge").textContent()).toBe("Cancelled (0/3)");
+    expect(await card.locator(".badge").getAttribute("class")).toContain("badge-neutral");
+    expect(await isGray(card.locator(".badge"))).toBe(true);
+    expect(await button.isVisible()).toBe(false);
+    expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+    expect(page.url()).toBe(`${ui.url}/jobs`);
+    await screenshot(page, "list-cancelled-queued");
+    await page.unroute("**/api/jobs/*/cancel");
+
+    const job = await api.job(id);
+    expect(job.status).toBe("cancelled");
+    expect(job.cancelReason).toBe("wrong source <b>file</b>");
+    await page.goto(`${ui.url}/jobs/${id}`);
+    await page.waitForSelector("body[data-ready=true]");
+    const cancelled = page.locator('.times dd[data-term="cancelled"]');
+    expect(await cancelled.locator("time").getAttribute("datetime")).toBe(job.cancelledAt);
+    // The reason is shown as text, never parsed as markup.
+    expect(await cancelled.locator("q").textContent()).toBe("wrong source <b>file</b>");
+    expect(await cancelled.locator("b").count()).toBe(0);
+    expect(await page.getByRole("link", { name: "Download ZIP" }).isVisible()).toBe(false);
+    await context.close();
+  });
+
+  it("shows an error and re-enables Cancel when the edge answers 503, and the retry then succeeds", async () => {
+    const { context, page } = await newUser("fail503");
+    const api = apiOf(context, ui.url);
+    const { id } = await api.createJob({ name: "flaky.mp4", buffer: clip }, 2);
+    await page.goto(`${ui.url}/jobs`);
+    await page.waitForSelector("body[data-ready=true]");
+    const card = row(page, id);
+    await page.route(
+      "**/api/jobs/*/cancel",
+      (route) =>
+        route.fulfill({
+          status: 503,
+          contentType: "application/json",
+          body: JSON.stringify({ error: { code: "unavailable", message: "Service unavailable" } }),
+        }),
+      { times: 1 },
+    );
+    const button = card.locator(".cancel-button");
+    await button.click();
+    await page.getByRole("dialog").getByRole("button", { name: "Cancel job" }).click();
+    const error = card.getByRole("alert");
+    await expect.poll(() => error.textContent()).toBe("Could not cancel: The server had a problem (503). Please try again.");
+    expect(await button.isEnabled()).toBe(true);
+    expect(await button.textContent()).toMatch(/^Cancel job/);
+    expect(await card.locator(".badge").textContent()).toBe("Queued");
+    expect((await api.job(id)).status).toBe("queued");
+    await screenshot(page, "cancel-error");
+
+    await button.click();
+    await page.getByRole("dialog").getByRole("button", { name: "Cancel job" }).click();
+    await expect.poll(() => card.locator(".badge").textContent()).toBe("Cancelled (0/2)");
+    expect(await error.isVisible()).toBe(false);
+    await context.close();
+  });
+
+  it("shows a job to its owner only: another user sees neither the list entry nor the detail page", async () => {
+    const owner = await newUser("owner");
+    const { id } = await apiOf(owner.context, ui.url).createJob({ name: "private.mp4", buffer: clip }, 1);
+    const other = await newUser("other");
+    await other.page.goto(`${ui.url}/jobs`);
+    await other.page.waitForSelector("body[data-ready=true]");
+    expect(await row(other.page, id).count()).toBe(0);
+    expect(await other.page.locator("#jobs-empty").isVisible()).toBe(true);
+    await other.page.goto(`${ui.url}/jobs/${id}`);
+    await other.page.waitForSelector("body[data-ready]");
+    expect(await other.page.locator("#job-message").textContent()).toBe("Job not found. It may have expired, or it belongs to someone else.");
+    expect(await other.page.getByText("private.mp4").count()).toBe(0);
+    await owner.context.close();
+    await other.context.close();
+  });
+
+  it("keeps keyboard focus inside the cancel dialog, closes it with Esc, and cancels nothing", async () => {
+    const { context, page } = await newUser("keyboard");
+    const api = apiOf(context, ui.url);
+    const { id } = await api.createJob({ name: "keys.mp4", buffer: clip }, 1);
+    await page.goto(`${ui.url}/jobs/${id}`);
+    await page.waitForSelector("body[data-ready=true]");
+    const opener = page.locator(".job-summary .cancel-button");
+    await opener.focus();
+    await page.keyboard.press("Enter");
+    const dialog = page.getByRole("dialog", { name: "Cancel this job?" });
+    await expect.poll(() => dialog.isVisible()).toBe(true);
+    const focused = () => page.evaluate(() => document.activeElement?.textContent ?? document.activeElement?.id ?? "");
+    // The safe choice has focus first, so Enter right away cannot cancel.
+    expect(await focused()).toBe("Keep it running");
+    await page.keyboard.press("Tab");
+    expect(await focused()).toBe("Cancel job");
+    await page.keyboard.press("Tab"); // wraps to the first control instead of leaving the dialog
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("cancel-reason");
+    await page.keyboard.press("Shift+Tab");
+    expect(await focused()).toBe("Cancel job");
+    await page.keyboard.press("Escape");
+    await expect.poll(() => dialog.isVisible()).toBe(false);
+    expect(await page.evaluate(() => document.activeElement?.classList.contains("cancel-button"))).toBe(true);
+    expect((await api.job(id)).status).toBe("queued");
+    await context.close();
+  });
+
+  it("cancels several selected jobs together from the list", async () => {
+    const { context, page } = await newUser("bulk");
+    const api = apiOf(context, ui.url);
+    const a = await api.createJob({ name: "a.mp4", buffer: clip }, 1);
+    const b = await api.createJob({ name: "b.mp4", buffer: clip }, 2);
+    const keep = await api.createJob({ name: "keep.mp4", buffer: clip }, 1);
+    await page.goto(`${ui.url}/jobs`);
+    await page.waitForSelector("body[data-ready=true]");
+    await row(page, a.id).getByRole("checkbox").check();
+    await row(page, b.id).getByRole("checkbox").check();
+    const bulk = page.getByRole("button", { name: "Cancel selected (2)" });
+    await bulk.click();
+    const dialog = page.getByRole("dialog", { name: "Cancel 2 jobs?" });
+    await dialog.getByRole("button", { name: "Cancel 2 jobs" }).click();
+    await expect.poll(() => row(page, a.id).locator(".badge").textContent()).toBe("Cancelled (0/1)");
+    await expect.poll(() => row(page, b.id).locator(".badge").textContent()).toBe("Cancelled (0/2)");
+    expect(await row(page, keep.id).locator(".badge").textContent()).toBe("Queued");
+    expect((await api.job(keep.id)).status).toBe("queued");
+    expect(await page.getByRole("button", { name: "Cancel selected" }).isDisabled()).toBe(true);
+    await context.close();
+  });
+
+  it("sends a user whose session ended to the login page and back to the same job", async () => {
+    const { context, page, email } = await newUser("expired");
+    const { id } = await apiOf(context, ui.url).createJob({ name: "later.mp4", buffer: clip }, 1);
+    await page.goto(`${ui.url}/jobs/${id}`);
+    await page.waitForSelector("body[data-ready=true]");
+    await context.clearCookies();
+    await page.locator(".job-summary .cancel-button").click();
+    await page.getByRole("dialog").getByRole("button", { name: "Cancel job" }).click();
+    await page.waitForURL(/\/login\?/);
+    expect(new URL(page.url()).searchParams.get("next")).toBe(`/jobs/${id}`);
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.waitForURL(`${ui.url}/jobs/${id}`);
+    await page.waitForSelector("body[data-ready=true]");
+    expect(await page.locator("#job-title").textContent()).toBe("later.mp4");
+    await context.close();
+  });
+
+  it("sends a large file through the multipart upload API and retries a part that failed", async () => {
+    const { context, page } = await newUser("multipart");
+    // 65 MiB: a real clip followed by padding; above the single-request threshold (64 MiB).
+    const big = Buffer.alloc(65 * 1024 * 1024);
+    clip.copy(big);
+    const bigPath = join(dir, "big.mp4");
+    await writeFile(bigPath, big);
+    const partRequests: string[] = [];
+    let failed = false;
+    await page.route("**/api/uploads/*/parts/*", async (route) => {
+      const n = route.request().url().split("/").pop()!;
+      partRequests.push(n);
+      if (n === "2" && !failed) {
+        failed = true;
+        await route.fulfill({ status: 503, contentType: "application/json", body: '{"error":{"code":"unavailable","message":"try later"}}' });
+        return;
+      }
+      await route.continue();
+    });
+    await page.goto(`${ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.setInputFiles("#file-input", bigPath);
+    await page.getByLabel("Variations per video").fill("2");
+    await page.getByRole("button", { name: "Start job" }).click();
+    await until("retry notice", async () => ((await page.locator(".upload-state").textContent())?.includes("retrying part 2 (attempt 2 of 5)") ? true : undefined), 20_000, 20);
+    await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 60_000 });
+    await page.waitForSelector("body[data-ready=true]");
+    expect(partRequests.filter((n) => n === "2").length).toBe(2);
+    expect(new Set(partRequests).size).toBe(9); // 65 MiB in 8 MiB parts
+    const id = page.url().split("/").pop()!;
+    const job = await apiOf(context, ui.url).job(id);
+    expect(job.totalVariations).toBe(2);
+    expect(await page.locator(".file .muted").first().textContent()).toBe("65 MB");
+    await context.close();
+  });
+});
