@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
+import { NotFoundError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import {
   assertJobDeletable,
@@ -127,7 +127,7 @@ export const jobs = new Hono<AppEnv>()
   .get("/:id/thumbnail", async (c) => {
     const key = await getJobThumbnailKey(c.get("db"), { jobId: c.req.param("id"), viewer: c.get("user") });
     const obj = await c.env.BUCKET.get(key);
-    if (!obj) return c.json({ error: { code: "no_thumbnail", message: "This job has no thumbnail" } }, 404);
+    if (!obj) throw new NotFoundError("This job has no thumbnail", "no_thumbnail");
     return new Response(obj.body, {
       headers: {
         "content-type": obj.httpMetadata?.contentType ?? "image/jpeg",
