@@ -1,0 +1,140 @@
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { eq, sql } from "drizzle-orm";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { variations } from "../../db/schema";
+import { makeClip, makeNotAVideo, probeFile } from "../helpers/clips";
+import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { startInProcessRunner, startRunnerProcess, type InProcessRunner, type RunnerProcess } from "../helpers/runner";
+import { getJobRow, getVariationRows } from "../helpers/seed";
+
+let stack: EdgeStack;
+const cleanup: (() => Promise<void>)[] = [];
+beforeAll(async () => {
+  stack = await startEdgeStack("runner_encode");
+}, 120_000);
+afterEach(async () => {
+  for (const fn of cleanup.splice(0)) await fn();
+  await stack.settleLeftovers();
+});
+afterAll(() => stack?.close());
+
+function runnerProcess(env: Record<string, string>): RunnerProcess {
+  const r = startRunnerProcess(stack.runnerEnv(env));
+  cleanup.push(() => r.destroy());
+  return r;
+}
+
+async function inProcessRunner(env: Record<string, string>): Promise<InProcessRunner> {
+  const r = await startInProcessRunner({ env: stack.runnerEnv(env) });
+  cleanup.push(() => r.stop());
+  return r;
+}
+
+const terminal = (s: string | undefined) => s === "completed" || s === "failed" || s === "cancelled";
+
+describe("runner: claim → encode → complete", () => {
+  it("completes a job created through the edge: valid MP4 outputs, recorded params, rising progress, thumbnail, metrics", async () => {
+    const clip = await makeClip({ seconds: 30 });
+    const job = await stack.user.createJob([clip], 2);
+    const workDir = await stack.workDir();
+    const runner = runnerProcess({ CONCURRENCY: "2", WORK_DIR: workDir, METRICS_PORT: "0" });
+
+    // Sample progress from the database while the encodes run: it must rise, not jump from 0 to 100.
+    const seen = new Map<string, number[]>();
+    await waitFor("the job to finish", async () => {
+      for (const v of await getVariationRows(stack.db, job.id)) {
+        const list = seen.get(v.id) ?? [];
+        if (v.status === "running" && v.progress > 0 && list.at(-1) !== v.progress) list.push(v.progress);
+        seen.set(v.id, list);
+      }
+      return terminal((await getJobRow(stack.db, job.id))?.status);
+    }, 90_000, 50);
+
+    const api = await stack.user.getJob(job.id);
+    expect(api).toMatchObject({ status: "completed", completedVariations: 2, failedVariations: 0, progress: 100 });
+    expect(api.thumbnailUrl).toBe(`/api/jobs/${job.id}/thumbnail`);
+    const thumb = await stack.user.call(api.thumbnailUrl);
+    expect(thumb.status).toBe(200);
+    expect(thumb.headers.get("content-type")).toBe("image/jpeg");
+
+    for (const v of api.files[0].variations) {
+      expect(v.params).toMatchObject({ recipe: 1, zoom: expect.any(Number), brightness: expect.any(Number), width: 320, height: 240 });
+      const res = await stack.user.call(`/api/jobs/${job.id}/outputs/${v.outputId}`);
+      expect(res.status).toBe(200);
+      const file = join(workDir, `check-${v.index}.mp4`);
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      expect(bytes.length).toBe(v.outputSize);
+      await writeFile(file, bytes);
+      const out = await probeFile(file);
+      expect(out.streams.map((s) => s.codec_name).sort()).toEqual(["aac", "h264"]);
+      expect(out.streams.find((s) => s.codec_type === "video")).toMatchObject({ pix_fmt: "yuv420p", r_frame_rate: "30000/1001" });
+      expect(Math.abs(out.durationMs - 30_000)).toBeLessThan(600);
+      expect(out.faststart).toBe(true);
+    }
+    const rising = [...seen.values()].filter((list) => list.length >= 2 && list.every((p, i) => i === 0 || p > list[i - 1]!));
+    expect(rising.length, JSON.stringify([...seen.values()])).toBeGreaterThan(0);
+
+    const port = Number(/metrics listening port=(\d+)/.exec(await runner.waitForLog(/metrics listening/))![1]);
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(health.status).toBe(200);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toContain('runner_variations_finished_total{status="completed"} 2');
+    expect(metrics).toMatch(/runner_db_round_trips_total \d+/);
+    expect(metrics).toContain("runner_ffmpeg_processes 0");
+    // Local files are gone once the job is finished.
+    await waitFor("the work dir to be swept", async () => (await filesUnder(workDir)).every((f) => f.startsWith("check-")), 10_000);
+  });
+
+  it("fails every variation of a source that is not decodable video at once, with a clear reason and no retries", async () => {
+    const job = await stack.user.createJob([await makeNotAVideo()], 3);
+    runnerProcess({ CONCURRENCY: "1", WORK_DIR: await stack.workDir() });
+    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, job.id))?.status), 30_000);
+    const api = await stack.user.getJob(job.id);
+    expect(api.status).toBe("failed");
+    expect(api.error).toMatch(/^All 3 variations failed: not a decodable video/);
+    expect(api.files[0].error).toMatch(/^not a decodable video/);
+    const rows = await getVariationRows(stack.db, job.id);
+    expect(rows.map((r) => r.status)).toEqual(["failed", "failed", "failed"]);
+    // Failed at the first look: nothing was claimed a second time.
+    expect(Math.max(...rows.map((r) => r.attempts))).toBe(1);
+    expect(rows.filter((r) => r.attempts === 1)).toHaveLength(1);
+  });
+
+  it("sweeps a stored output the database does not record once the job is finished, keeping the recorded ones", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 2);
+    // What a runner that lost its lease mid-upload would leave behind.
+    const stray = join(await stack.workDir(), "stray.mp4");
+    await writeFile(stray, "not recorded anywhere");
+    await stack.blobs.upload(`outputs/${job.id}/stray.mp4`, stray);
+    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key)).toContain(`outputs/${job.id}/stray.mp4`);
+
+    runnerProcess({ WORK_DIR: await stack.workDir() });
+    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
+    const recorded = (await getVariationRows(stack.db, job.id)).map((v) => v.outputKey).sort();
+    expect(recorded).toHaveLength(2);
+    const keys = await waitFor("the orphan to be deleted", async () => {
+      const list = (await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
+      return list.length === 2 ? list : null;
+    }, 10_000);
+    expect(keys).toEqual(recorded);
+  });
+
+  it("rejects the completion of a runner that lost its lease and deletes the object it uploaded", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 30 })], 1);
+    // A heartbeat far in the future: the runner does not notice the steal before it finishes.
+    const r = await inProcessRunner({ WATCH_MS: "20000", LEASE_MS: "60000", WORK_DIR: await stack.workDir() });
+    await r.waitForLog(/ffmpeg started/);
+    const [v] = await getVariationRows(stack.db, job.id);
+    // Another runner took it over (as after a lease expiry).
+    await stack.db.update(variations).set({ runnerId: "thief", attempts: 2 }).where(eq(variations.id, v!.id));
+
+    await r.waitForLog(/completion rejected: lease lost/, 60_000);
+    await waitFor("the rejected upload to be deleted", async () => (await stack.blobs.list(`outputs/${job.id}/`)).length === 0, 10_000);
+    const [after] = await getVariationRows(stack.db, job.id);
+    expect(after).toMatchObject({ status: "running", runnerId: "thief", outputKey: null });
+    expect(r.metrics.finished.get({ status: "lost" })).toBe(1);
+    // The thief's claim stands; clean it up for the next test.
+    await stack.db.run(sql`UPDATE variations SET status = 'cancelled' WHERE id = ${v!.id}`);
+  });
+});
