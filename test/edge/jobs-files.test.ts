@@ -175,6 +175,7 @@ describe("GET /api/jobs/:id/thumbnail", () => {
     const other = await signIn();
     expect((await other.call(`/api/jobs/${seeded.id}/thumbnail`)).status).toBe(404);
     expect((await call(`/api/jobs/${seeded.id}/thumbnail`)).status).toBe(401);
+    expect((await call(`/api/jobs/${seeded.id}/thumbnail`, { token: env.RUNNER_TOKEN })).status).toBe(401);
   });
 });
 
