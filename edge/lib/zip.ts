@@ -65,7 +65,11 @@ export function zipResponse(bucket: R2Bucket, entries: NamedEntry[], filename: s
     "content-disposition": `attachment; filename="${filename}"`,
     "cache-control": "private, no-store",
   });
-  const length = zipped.headers.get("content-length");
-  if (length) headers.set("content-length", length);
-  return new Response(zipped.body, { status: 200, headers });
+  const length = Number(zipped.headers.get("content-length"));
+  // workerd sends a plain stream chunked and drops a hand-set Content-Length; a FixedLengthStream makes it send the
+  // announced length (and fails the response if the bytes ever disagree with it).
+  const sized = new FixedLengthStream(length);
+  zipped.body!.pipeTo(sized.writable).catch((err: unknown) => console.error("zip stream aborted", err));
+  headers.set("content-length", String(length));
+  return new Response(sized.readable, { status: 200, headers });
 }
