@@ -37,7 +37,7 @@ export interface WorkContext {
 /** How a variation left this runner's hands. */
 export type TaskOutcome = "completed" | "failed" | "cancelled" | "released" | "requeued" | "lost";
 
-type Phase = "source" | "prepare" | "encode" | "upload" | "settle" | "done";
+type Phase = "source" | "prepare" | "encode" | "finishing" | "settle" | "done";
 
 export const outputKey = (jobId: string, variationId: string) => `outputs/${jobId}/${variationId}.mp4`;
 
@@ -58,8 +58,8 @@ const lastLine = (s: string) => s.trim().split("\n").filter(Boolean).pop() ?? ""
 /**
  * One claimed variation, from source to recorded output: source (shared download + probe) → params → FFmpeg →
  * verify → upload → finish. `stop()` may come at any point; what it does depends on the phase (abort the download,
- * run the stop sequence, or — for a cancel during upload — nothing: an encode that finished before any stop
- * stage completes normally).
+ * run the stop sequence, or — for a cancel once FFmpeg has exited on its own — nothing: an encode that finished
+ * before any stop stage completes normally).
  */
 export class VariationTask {
   readonly id: string;
@@ -108,9 +108,9 @@ export class VariationTask {
   stop(reason: StopReason): void {
     if (this.stopReason || this.phase === "settle" || this.phase === "done") return;
     const { log, processes } = this.ctx;
-    if (this.phase === "upload" && reason === "cancel") {
-      // Completed wins: FFmpeg exited 0 before any stop stage, so this output is recorded as completed.
-      log.info("cancel requested during upload: completing anyway", { variation: this.id });
+    if (this.phase === "finishing" && reason === "cancel") {
+      // Completed wins: FFmpeg exited before any stop stage, so this output is verified, uploaded and recorded.
+      log.info("cancel requested after FFmpeg finished: completing anyway", { variation: this.id });
       return;
     }
     this.stopReason = reason;
@@ -167,6 +167,12 @@ export class VariationTask {
       const stage = this.ctx.processes.stopStage(c.id);
       this.ctx.processes.unregister(c.id);
       if (stage) return await this.stopped(stage);
+      this.phase = "finishing";
+      if (this.stopReason === "cancel") {
+        // The cancel raced with FFmpeg's own exit and no stage was sent: completed wins.
+        log.info("cancel requested after FFmpeg finished: completing anyway", { variation: c.id });
+        this.stopReason = null;
+      }
       if (exit.code !== 0) {
         const detail = lastLine(proc.stderrTail());
         // Killed from outside (e.g. the kernel's OOM killer): worth another attempt elsewhere.
@@ -182,7 +188,7 @@ export class VariationTask {
         return await this.fail(errorMessage(err));
       }
 
-      this.phase = "upload";
+      if (this.stopReason) return await this.stopped(null);
       const key = outputKey(c.jobId, c.id);
       let size: number;
       try {

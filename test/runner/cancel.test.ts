@@ -1,0 +1,117 @@
+import { readFile } from "node:fs/promises";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { BlobClient } from "../../runner/blobs";
+import { makeClip } from "../helpers/clips";
+import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { isAlive, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
+import { getVariationRows } from "../helpers/seed";
+
+let stack: EdgeStack;
+const cleanup: (() => Promise<void>)[] = [];
+beforeAll(async () => {
+  stack = await startEdgeStack("runner_cancel");
+}, 120_000);
+afterEach(async () => {
+  for (const fn of cleanup.splice(0)) await fn();
+  await stack.settleLeftovers();
+});
+afterAll(() => stack?.close());
+
+function runnerProcess(env: Record<string, string>): RunnerProcess {
+  const r = startRunnerProcess(stack.runnerEnv(env));
+  cleanup.push(() => r.destroy());
+  return r;
+}
+
+const stagesIn = (logs: string) => [...logs.matchAll(/stop stage (\w+)/g)].map((m) => m[1]);
+
+describe("cancelling a running job", () => {
+  it("stops FFmpeg with q on the next watch tick, keeps the finished variation, and leaves no partial file", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 }), await makeClip({ seconds: 60 })], 1);
+    const workDir = await stack.workDir();
+    const watchMs = 500;
+    const runner = runnerProcess({ CONCURRENCY: "2", WATCH_MS: String(watchMs), STOP_GRACE_MS: "2000", WORK_DIR: workDir });
+
+    const long = await waitFor("the long encode to be under way (short one done)", async () => {
+      const rows = await getVariationRows(stack.db, job.id);
+      const [short, long] = [rows.find((r) => r.sourceId === job.files[0]!.id), rows.find((r) => r.sourceId === job.files[1]!.id)];
+      return short?.status === "completed" && long?.status === "running" && long.progress > 0 ? long : null;
+    }, 60_000, 50);
+    const pid = runner.ffmpegPids().at(-1)!;
+    expect(await isAlive(pid)).toBe(true);
+
+    const t0 = performance.now();
+    const res = await stack.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" });
+    const elapsed = performance.now() - t0;
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body).toMatchObject({
+      status: "cancelled",
+      previousStatus: "processing",
+      completedVariations: 1,
+      cancelledVariations: 1,
+      downloadUrl: `/api/jobs/${job.id}/download`,
+    });
+    expect(body.cancelledAt).toMatch(/Z$/);
+
+    const [after] = (await getVariationRows(stack.db, job.id)).filter((r) => r.id === long.id);
+    expect(after).toMatchObject({ status: "cancelled", stopStage: "q", outputKey: null });
+    expect(stagesIn(runner.logs())).toEqual(["q"]);
+    expect(await isAlive(pid)).toBe(false);
+    // The watch tick plus q's exit: well before the SIGTERM stage would have been needed.
+    expect(elapsed).toBeLessThan(watchMs + 2000);
+    expect((await filesUnder(workDir)).filter((f) => f.endsWith(".mp4"))).toEqual([]);
+    const stored = (await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key);
+    const completedKey = (await getVariationRows(stack.db, job.id)).find((r) => r.status === "completed")!.outputKey;
+    expect(stored).toEqual([completedKey]);
+  });
+
+  it("SIGKILLs an FFmpeg that ignores q and SIGTERM after the two grace periods, logging each stage once", async () => {
+    const stub = await makeStubbornFfmpeg();
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const workDir = await stack.workDir();
+    const runner = runnerProcess({ FFMPEG_PATH: stub.path, STOP_GRACE_MS: "300", WORK_DIR: workDir });
+    await runner.waitForLog(/ffmpeg started/);
+    const pid = runner.ffmpegPids()[0]!;
+
+    const res = await stack.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: "cancelled", cancelledVariations: 1 });
+    expect(stagesIn(runner.logs())).toEqual(["q", "sigterm", "sigkill"]);
+    const afterMs = [...runner.logs().matchAll(/stop stage \w+ .*after_ms=(\d+)/g)].map((m) => Number(m[1]));
+    expect(afterMs[1]).toBeGreaterThanOrEqual(300);
+    expect(afterMs[2]).toBeGreaterThanOrEqual(600);
+    expect((await readFile(stub.signalsLog, "utf8")).trim().split("\n")).toEqual(["TERM"]);
+    expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "cancelled", stopStage: "sigkill" });
+    expect(await isAlive(pid)).toBe(false);
+    expect((await filesUnder(workDir)).filter((f) => f.endsWith(".mp4"))).toEqual([]);
+  });
+
+  it("completes a variation whose FFmpeg finished before the cancel arrived (completed wins), and so the job", async () => {
+    let openGate!: () => void;
+    const gate = new Promise<void>((r) => (openGate = r));
+    // Hold the upload so the cancel lands after FFmpeg exited 0 but before the result is recorded.
+    class GatedBlobs extends BlobClient {
+      override async upload(key: string, file: string, signal?: AbortSignal) {
+        if (key.startsWith("outputs/")) await gate;
+        return super.upload(key, file, signal);
+      }
+    }
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const r = await startInProcessRunner({
+      env: stack.runnerEnv({ WORK_DIR: await stack.workDir() }),
+      blobs: (c) => new GatedBlobs({ edgeUrl: c.EDGE_URL, token: c.RUNNER_TOKEN }),
+    });
+    cleanup.push(() => r.stop());
+    await r.waitForLog(/ffmpeg finished/);
+
+    const cancel = stack.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" });
+    await r.waitForLog(/cancel requested after FFmpeg finished: completing anyway/);
+    openGate();
+    const res = await cancel;
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: "completed", completedVariations: 1, cancelledVariations: 0 });
+    expect(r.lines.some((l) => l.includes("stop stage"))).toBe(false);
+    expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", stopStage: null });
+  });
+});
