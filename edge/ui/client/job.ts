@@ -10,6 +10,7 @@ import {
   countLabel,
   expiryLabel,
   fileNamesSummary,
+  fileStatus,
   formatBytes,
   isTerminal,
   percent,
@@ -19,7 +20,7 @@ import {
   variationStatusLabel,
 } from "../shared/format.js";
 import { Poller, type PollOutcome } from "../shared/poll.js";
-import type { Job, JobFile, Variation, VariationStatus } from "../shared/types.js";
+import type { Job, JobFile, Variation } from "../shared/types.js";
 
 interface VariationView {
   li: HTMLLIElement;
@@ -124,18 +125,21 @@ function renderVariation(file: JobFile, v: Variation, view: VariationView): void
       text: "Download",
     });
     download.append(h("span", { class: "visually-hidden", text: ` ${name}` }));
-    preview.append(h("span", { class: "visually-hidden", text: ` ${name}` }));
+    const previewText = h("span", { text: "Preview" });
+    preview.replaceChildren(previewText, h("span", { class: "visually-hidden", text: ` ${name}` }));
     let video: HTMLVideoElement | null = null;
     preview.addEventListener("click", () => {
       if (video) {
         video.remove();
         video = null;
         preview.setAttribute("aria-expanded", "false");
+        setText(previewText, "Preview");
         return;
       }
       video = h("video", { class: "preview", attrs: { controls: true, preload: "metadata", src: url, "aria-label": `Preview of ${name}` } });
       view.li.append(video);
       preview.setAttribute("aria-expanded", "true");
+      setText(previewText, "Hide preview");
     });
     view.actions.replaceChildren(preview, download);
     if (v.outputSize) view.actions.append(h("span", { class: "muted", text: formatBytes(v.outputSize) }));
@@ -168,7 +172,8 @@ function buildFile(file: JobFile): FileView {
 }
 
 function renderFile(file: JobFile, view: FileView): void {
-  updateBadge(view.badge, capitalize(file.status), statusTone(file.status as VariationStatus));
+  const status = fileStatus(file, job.variationsPerVideo);
+  updateBadge(view.badge, status.label, status.tone);
   updateProgress(view.bar, percent(file.progress));
   view.bar.hidden = file.status !== "processing";
   setText(view.count, countLabel(file.completedVariations, file.variations?.length ?? job.variationsPerVideo));
@@ -182,10 +187,6 @@ function renderFile(file: JobFile, view: FileView): void {
     }
     renderVariation(file, v, vv);
   }
-}
-
-function capitalize(text: string): string {
-  return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 function render(): void {

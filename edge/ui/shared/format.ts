@@ -1,4 +1,4 @@
-import type { Job, JobStatus, VariationStatus } from "./types.js";
+import type { Job, JobFile, JobStatus, VariationStatus } from "./types.js";
 
 export const TERMINAL_STATUSES: readonly JobStatus[] = ["completed", "failed", "cancelled"];
 
@@ -122,7 +122,7 @@ export function durationLabel(ms: number): string {
 export function agoLabel(iso: string, now: number): string {
   const ms = now - Date.parse(iso);
   if (!Number.isFinite(ms)) return "";
-  if (ms < 45_000) return "just now";
+  if (ms < 60_000) return "just now";
   return `${durationLabel(ms)} ago`;
 }
 
@@ -141,4 +141,20 @@ export function safeNext(next: string | null | undefined, fallback = "/jobs"): s
 export function variationFileName(sourceName: string, index: number): string {
   const base = sourceName.replace(/\.[^./\\]+$/, "").replace(/[^\w.-]+/g, "_") || "video";
   return `${base}_var${String(index).padStart(2, "0")}.mp4`;
+}
+
+/**
+ * A file's badge. The API reports a file whose remaining variations were cancelled as "completed" (nothing left to
+ * do); the badge says "Cancelled (k/N)" instead, so it agrees with the job's badge right above it.
+ */
+export function fileStatus(file: Pick<JobFile, "status" | "completedVariations" | "variations">, perVideo: number): { label: string; tone: Tone } {
+  const vs = file.variations ?? [];
+  const total = vs.length || perVideo;
+  const cancelled = vs.some((v) => v.status === "cancelled");
+  const active = vs.some((v) => v.status === "queued" || v.status === "running");
+  if (file.status === "cancelled" || (cancelled && !active && file.status !== "failed")) {
+    return { label: `Cancelled (${file.completedVariations}/${total})`, tone: "neutral" };
+  }
+  const label = file.status.charAt(0).toUpperCase() + file.status.slice(1);
+  return { label, tone: statusTone(file.status as VariationStatus) };
 }

@@ -3,6 +3,7 @@ import {
   canDownloadZip,
   expiryLabel,
   fileNamesSummary,
+  fileStatus,
   isCancellable,
   percent,
   safeNext,
@@ -36,6 +37,21 @@ describe("status presentation", () => {
     expect(canDownloadZip({ ...base, status: "cancelled", completedVariations: 0 })).toBe(false);
     expect(canDownloadZip({ ...base, status: "processing", completedVariations: 2 })).toBe(false);
     expect(canDownloadZip({ status: "completed", completedVariations: 2, downloadUrl: null })).toBe(false);
+  });
+});
+
+describe("file badge", () => {
+  const v = (status: string) => ({ index: 1, status, progress: 0, params: null, outputId: null, outputSize: null, error: null }) as never;
+
+  it("reads Cancelled (k/N) for a file whose remaining variations were cancelled, like the job badge", () => {
+    const file = { status: "completed", completedVariations: 2, variations: [v("completed"), v("completed"), v("cancelled"), v("cancelled")] };
+    expect(fileStatus(file, 4)).toEqual({ label: "Cancelled (2/4)", tone: "neutral" });
+  });
+
+  it("keeps the API's status while work is still going on or when the file failed", () => {
+    expect(fileStatus({ status: "processing", completedVariations: 1, variations: [v("completed"), v("running")] }, 2)).toEqual({ label: "Processing", tone: "info" });
+    expect(fileStatus({ status: "failed", completedVariations: 0, variations: [v("failed"), v("cancelled")] }, 2)).toEqual({ label: "Failed", tone: "danger" });
+    expect(fileStatus({ status: "completed", completedVariations: 2, variations: [v("completed"), v("completed")] }, 2)).toEqual({ label: "Completed", tone: "success" });
   });
 });
 

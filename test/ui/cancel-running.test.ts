@@ -1,0 +1,186 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiOf, launchChromium, login, makeClip, probeVideo, screenshot, startUiStack, uniqueEmail, until, type JobJson, type UiStack } from "./helpers";
+import { readStoredZip } from "./zip";
+
+/**
+ * The cancel story of issue 5 end to end: real stack with ONE real runner and real FFmpeg. Small clips keep the
+ * 2-core machine responsive; the runner's encode speed decides how long a variation is "running".
+ */
+describe("web UI with a real runner", () => {
+  let ui: UiStack;
+  let browser: Browser;
+  let admin: BrowserContext;
+  let dir: string;
+  const PASSWORD = "correct horse battery staple";
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "vr-ui-run-"));
+    [ui, browser] = await Promise.all([startUiStack({ runners: 1, runnerEnv: { POLL_MS: "200" } }), launchChromium()]);
+    admin = await browser.newContext();
+    await login(await admin.newPage(), ui.url, ui.admin.email, ui.admin.password);
+  }, 150_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await ui?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  async function newUser(tag: string, contextOptions = {}): Promise<{ context: BrowserContext; page: Page }> {
+    const email = uniqueEmail(tag);
+    await apiOf(admin, ui.url).createUser(email, PASSWORD);
+    const context = await browser.newContext({ viewport: { width: 1200, height: 820 }, acceptDownloads: true, ...contextOptions });
+    const page = await context.newPage();
+    page.on("pageerror", (err) => console.error(`[${tag}] page error:`, err.message));
+    await login(page, ui.url, email, PASSWORD);
+    return { context, page };
+  }
+
+  const running = (job: JobJson) => job.files.flatMap((f) => f.variations ?? []).filter((v) => v.status === "running").length;
+
+  it(
+    "uploads 4 variations, cancels from the list mid-run to Cancelled (k/4) in gray, and the ZIP holds exactly k MP4s",
+    async () => {
+      const { context, page } = await newUser("run");
+      const api = apiOf(context, ui.url);
+      const clip = await makeClip(dir, "ad-spot.mp4", 8);
+
+      await page.goto(`${ui.url}/`);
+      await page.waitForSelector("body[data-ready=true]");
+      await page.setInputFiles("#file-input", clip);
+      await page.getByLabel("Variations per video").fill("4");
+      await page.getByRole("button", { name: "Start job" }).click();
+      await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 30_000 });
+      const id = page.url().split("/").pop()!;
+      await page.waitForSelector("body[data-ready=true]");
+      // Progress is visible while the runner works: a running variation shows its bar.
+      await page.locator('.variation[data-status="running"] progress').first().waitFor({ state: "visible", timeout: 60_000 });
+      await screenshot(page, "detail-running");
+
+      await page.goto(`${ui.url}/jobs`);
+      await page.waitForSelector("body[data-ready=true]");
+      const card = page.locator(`.job-card[data-job-id="${id}"]`);
+      await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
+      // ≥ 1 completed and 1 running, seen through the API the page itself polls.
+      await until("one completed and one running variation", async () => {
+        const job = await api.job(id);
+        return job.completedVariations >= 1 && running(job) >= 1 ? job : undefined;
+      }, 90_000, 100);
+      await expect.poll(() => card.locator(".job-count").textContent(), { timeout: 15_000 }).toMatch(/^[1-3] of 4 variations$/);
+      await screenshot(page, "list-processing");
+
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      await page.route("**/api/jobs/*/cancel", async (route) => {
+        await gate;
+        await route.continue();
+      });
+      await card.getByRole("button", { name: /^Cancel/ }).click();
+      const dialog = page.getByRole("dialog", { name: "Cancel this job?" });
+      await dialog.getByLabel("Reason (optional)").fill("started the wrong cut");
+      await screenshot(page, "dialog-running");
+      await dialog.getByRole("button", { name: "Cancel job" }).click();
+      const button = card.locator(".cancel-button");
+      await expect.poll(() => button.textContent()).toMatch(/^Cancelling…/);
+      expect(await button.isDisabled()).toBe(true);
+      release();
+
+      const badge = card.locator(".badge");
+      await expect.poll(() => badge.textContent(), { timeout: 30_000 }).toMatch(/^Cancelled \([1-3]\/4\)$/);
+      const k = Number(/\((\d)\/4\)/.exec((await badge.textContent())!)![1]);
+      expect(await badge.getAttribute("class")).toContain("badge-neutral");
+      const [r, g, b] = (await badge.evaluate((el) => getComputedStyle(el).backgroundColor)).match(/\d+/g)!.map(Number) as [number, number, number];
+      expect(Math.max(r, g, b) - Math.min(r, g, b)).toBeLessThanOrEqual(12); // gray, not red/green
+      expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+      expect(await button.isVisible()).toBe(false);
+      await screenshot(page, "list-cancelled");
+      await page.unroute("**/api/jobs/*/cancel");
+
+      const job = await api.job(id);
+      expect(job.status).toBe("cancelled");
+      expect(job.completedVariations).toBe(k);
+
+      await card.getByRole("link", { name: "ad-spot.mp4" }).click();
+      await page.waitForURL(`${ui.url}/jobs/${id}`);
+      await page.waitForSelector("body[data-ready=true]");
+      expect(await page.locator(".job-summary .badge").textContent()).toBe(`Cancelled (${k}/4)`);
+      expect(await page.locator(".job-summary .job-count").textContent()).toBe(`${k} of 4 variations completed`);
+      const cancelled = page.locator('.times dd[data-term="cancelled"]');
+      expect(await cancelled.locator("time").getAttribute("datetime")).toBe(job.cancelledAt);
+      expect(await cancelled.textContent()).toContain("by you");
+      expect(await cancelled.locator("q").textContent()).toBe("started the wrong cut");
+      expect(await page.locator('.variation[data-status="completed"]').count()).toBe(k);
+      await screenshot(page, "detail-cancelled");
+
+      const downloading = page.waitForEvent("download");
+      await page.getByRole("link", { name: "Download ZIP" }).click();
+      const download = await downloading;
+      const zipPath = join(dir, "job.zip");
+      await download.saveAs(zipPath);
+      const entries = readStoredZip(await readFile(zipPath));
+      expect(entries.length).toBe(k);
+      for (const [i, entry] of entries.entries()) {
+        expect(entry.name).toMatch(/^ad-spot\/ad-spot_var0[1-4]\.mp4$/);
+        const out = join(dir, `entry-${i}.mp4`);
+        await writeFile(out, entry.data);
+        const info = await probeVideo(out);
+        expect(info.codec).toBe("h264");
+        expect(info.duration).toBeGreaterThan(6);
+      }
+      await context.close();
+    },
+    240_000,
+  );
+
+  it("notifies when a watched job finishes while the tab is in the background", async () => {
+    const { context, page } = await newUser("notify", { permissions: ["notifications"] });
+    // Record notifications as the page creates them (the real constructor still runs).
+    await context.addInitScript(() => {
+      const Real = window.Notification;
+      const shown: { title: string; body?: string }[] = [];
+      (window as unknown as { shown: typeof shown }).shown = shown;
+      class Recorded extends Real {
+        constructor(title: string, options?: NotificationOptions) {
+          super(title, options);
+          shown.push({ title, body: options?.body });
+        }
+      }
+      Object.defineProperty(Recorded, "permission", { get: () => Real.permission });
+      window.Notification = Recorded;
+    });
+    const clip = await readFile(await makeClip(dir, "short.mp4", 4));
+    await page.goto(`${ui.url}/jobs`);
+    await page.waitForSelector("body[data-ready=true]");
+    const toggle = page.locator("#notify-toggle");
+    expect(await toggle.getAttribute("aria-pressed")).toBe("true");
+    await toggle.click();
+    expect(await toggle.getAttribute("aria-pressed")).toBe("false");
+    await toggle.click();
+    expect(await toggle.textContent()).toBe("Notifications: on");
+
+    const { id } = await apiOf(context, ui.url).createJob({ name: "short.mp4", buffer: clip }, 2);
+    await page.goto(`${ui.url}/jobs/${id}`);
+    await page.waitForSelector("body[data-ready=true]");
+    // Headless pages are always visible; this is the state a backgrounded tab reports.
+    await page.evaluate(() => {
+      Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    const shown = await until(
+      "a notification",
+      async () => {
+        const list = await page.evaluate(() => (window as unknown as { shown: { title: string; body?: string }[] }).shown);
+        return list.length ? list : undefined;
+      },
+      60_000,
+      250,
+    );
+    expect(shown).toEqual([{ title: "Job Completed", body: "short.mp4 — 2 of 2 variations completed" }]);
+    await context.close();
+  }, 120_000);
+});
