@@ -15,14 +15,17 @@ export async function enforceStorageCap(deps: LifecycleDeps, now: number): Promi
   let evicted = 0;
   while (used > target) {
     const batch = await listEvictableJobs(deps.db, 20);
-    if (batch.length === 0) break; // only active jobs left: nothing may be evicted
+    let progressed = false;
     for (const job of batch) {
       if (used <= target) break;
       if (await purgeJob(deps, job.id)) {
         used -= job.bytes;
         evicted++;
+        progressed = true;
       }
     }
+    // Nothing evictable left (only active jobs), or nothing could be purged this round: stop, retry next tick.
+    if (!progressed) break;
   }
   return { evicted, usedBytes: used };
 }

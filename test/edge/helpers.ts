@@ -256,9 +256,13 @@ const migrations = import.meta.glob("../../db/migrations/*.sql", { query: "?raw"
  * A fresh, migrated database of its own on the test libSQL server, for tests whose subject acts on every row
  * (the lifecycle rules), so they cannot touch the data of test files running in parallel.
  */
-export async function isolatedDb(): Promise<Db> {
+export async function isolatedDatabase(): Promise<{ db: Db; url: string }> {
   const url = `${env.LIBSQL_URL.replace(/\/+$/, "")}/t${newId()}/`;
   const fresh = createDb(url);
   for (const name of Object.keys(migrations).sort()) await fresh.$client.executeMultiple(migrations[name] as string);
-  return fresh;
+  return { db: fresh, url };
+}
+
+export async function isolatedDb(): Promise<Db> {
+  return (await isolatedDatabase()).db;
 }

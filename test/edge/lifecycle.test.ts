@@ -19,7 +19,8 @@ import { recoverLeases } from "../../edge/lifecycle/recover-leases";
 import { abortStaleUploads } from "../../edge/lifecycle/stale-uploads";
 import { enforceStorageCap } from "../../edge/lifecycle/storage-cap";
 import { startUpload } from "../../edge/lib/uploads";
-import { claimAll, fakeMp4, isolatedDb, jobRow, seedJob, variationsOf } from "./helpers";
+import worker from "../../edge/index";
+import { claimAll, fakeMp4, isolatedDatabase, isolatedDb, jobRow, seedJob, variationsOf } from "./helpers";
 
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;
@@ -249,5 +250,24 @@ describe("pruneAuth and runLifecycle", () => {
     ]);
     expect(report.deleteOrphanObjects).toEqual({ error: "list failed" });
     expect(report.pruneAuth).toMatchObject({ sessions: expect.any(Number) });
+  });
+});
+
+describe("the scheduled handler", () => {
+  it("runs the lifecycle at the trigger's scheduled time against the configured database", async () => {
+    const { db: own, url } = await isolatedDatabase();
+    const owner = (await createUser(own, { email: `cron-${newId()}@test.example`, password: "pw-for-cron", role: "user" })).id;
+    const job = await seedJob(owner, { db: own, variations: 1, now: NOW - 3 * DAY });
+    await own
+      .update(jobs)
+      .set({ status: "cancelled", completedAt: NOW - 2 * DAY, cancelledAt: NOW - 2 * DAY, expiresAt: NOW - DAY })
+      .where(eq(jobs.id, job.id));
+    const pending: Promise<unknown>[] = [];
+    const ctx = { waitUntil: (p: Promise<unknown>) => pending.push(p), passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
+    const controller = { scheduledTime: NOW, cron: "* * * * *", noRetry() {} } as ScheduledController;
+    await worker.scheduled(controller, { ...env, LIBSQL_URL: url }, ctx);
+    await Promise.all(pending);
+    expect(await jobRow(job.id, own)).toBeUndefined();
+    expect(await keysUnder(`sources/${job.id}/`)).toEqual([]);
   });
 });
