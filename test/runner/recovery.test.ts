@@ -1,0 +1,101 @@
+import { eq } from "drizzle-orm";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { runners } from "../../db/schema";
+import { makeClip } from "../helpers/clips";
+import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { isAlive, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
+import { getJobRow, getVariationRows } from "../helpers/seed";
+
+let stack: EdgeStack;
+const cleanup: (() => Promise<void>)[] = [];
+beforeAll(async () => {
+  stack = await startEdgeStack("runner_recovery");
+}, 120_000);
+afterEach(async () => {
+  for (const fn of cleanup.splice(0)) await fn();
+  await stack.settleLeftovers();
+});
+afterAll(() => stack?.close());
+
+function runnerProcess(env: Record<string, string>): RunnerProcess {
+  const r = startRunnerProcess(stack.runnerEnv(env));
+  cleanup.push(() => r.destroy());
+  return r;
+}
+
+const claimedIn = (logs: string) => [...logs.matchAll(/claimed variation variation=(\w+)/g)].map((m) => m[1]!);
+
+describe("several runners, crashes and shutdowns", () => {
+  it("never hands one variation to two runners sharing a database", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 1 })], 16);
+    const a = runnerProcess({ CONCURRENCY: "2", POLL_MS: "50", WORK_DIR: await stack.workDir() });
+    const b = runnerProcess({ CONCURRENCY: "2", POLL_MS: "50", WORK_DIR: await stack.workDir() });
+    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 120_000, 200);
+
+    const rows = await getVariationRows(stack.db, job.id);
+    expect(rows.every((r) => r.status === "completed" && r.attempts === 1)).toBe(true);
+    const claims = [...claimedIn(a.logs()), ...claimedIn(b.logs())];
+    expect(claims).toHaveLength(16);
+    expect(new Set(claims).size).toBe(16);
+    const keys = (await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
+    expect(keys).toEqual(rows.map((r) => r.outputKey).sort());
+  });
+
+  it("lets another runner finish the work of a runner killed mid-encode once its lease expires, with one output and no orphan", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 30 })], 1);
+    const deadDir = await stack.workDir();
+    const env = { LEASE_MS: "1500", WORK_DIR: deadDir };
+    const doomed = runnerProcess(env);
+    const [first] = await waitFor("the encode to be under way", async () => {
+      const rows = await getVariationRows(stack.db, job.id);
+      return rows[0]?.progress ? rows : null;
+    }, 60_000, 50);
+    const pid = doomed.ffmpegPids()[0]!;
+
+    doomed.child.kill("SIGKILL");
+    await doomed.exited;
+    // FFmpeg sits in its own process group, but its progress pipe broke with the runner: it must not keep encoding.
+    await waitFor("the orphaned FFmpeg to exit", async () => !(await isAlive(pid)), 5_000);
+
+    const heir = runnerProcess({ WORK_DIR: await stack.workDir() });
+    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 90_000, 200);
+    const [row] = await getVariationRows(stack.db, job.id);
+    expect(row).toMatchObject({ id: first!.id, status: "completed", attempts: 2 });
+    expect(row!.runnerId).toBe(/\[(test-\w+)\]/.exec(heir.logs())![1]);
+    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key)).toEqual([row!.outputKey]);
+
+    // The dead runner's partial file is still on its disk; restarted there, it sweeps it at start-up.
+    expect((await filesUnder(deadDir)).some((f) => f.endsWith(".part.mp4"))).toBe(true);
+    const restarted = runnerProcess(env);
+    await restarted.waitForLog(/runner started/);
+    expect(await filesUnder(deadDir)).toEqual([]);
+  });
+
+  it("hands running work back to the queue on SIGTERM without counting an attempt, and exits 0 quickly", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 30 })], 1);
+    const workDir = await stack.workDir();
+    const runner = runnerProcess({ WORK_DIR: workDir, STOP_GRACE_MS: "2000" });
+    await waitFor("the encode to be under way", async () => (await getVariationRows(stack.db, job.id))[0]?.progress, 60_000, 50);
+    const runnerId = /\[(test-\w+)\]/.exec(runner.logs())![1]!;
+    const pid = runner.ffmpegPids()[0]!;
+    expect(await stack.db.select().from(runners).where(eq(runners.id, runnerId))).toHaveLength(1);
+
+    const t0 = performance.now();
+    runner.child.kill("SIGTERM");
+    const exit = await runner.exited;
+    const elapsed = performance.now() - t0;
+    expect(exit.code).toBe(0);
+    expect(elapsed).toBeLessThan(10_000);
+    expect(runner.logs()).toMatch(/stop stage q .*reason=shutdown/);
+    expect(await isAlive(pid)).toBe(false);
+    const [row] = await getVariationRows(stack.db, job.id);
+    expect(row).toMatchObject({ status: "queued", attempts: 0, runnerId: null, leaseExpiresAt: null, progress: 0 });
+    expect(await stack.db.select().from(runners).where(eq(runners.id, runnerId))).toEqual([]);
+    expect((await filesUnder(workDir)).filter((f) => f.endsWith(".mp4"))).toEqual([]);
+
+    // The work is really back: the next runner does it as a first attempt.
+    runnerProcess({ WORK_DIR: await stack.workDir() });
+    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 90_000, 200);
+    expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1 });
+  });
+});
