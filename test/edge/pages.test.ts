@@ -1,7 +1,11 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { newId } from "../../db/ids";
+import { upsertRunner } from "../../db/queries/runners";
+import { db, signIn } from "./helpers";
 
-const PAGES = ["/login", "/", "/jobs", "/jobs/abc123", "/admin/runners", "/admin/users", "/tokens"];
+/** Shells that render no data: served to anyone, the client module checks the session through the API. */
+const PAGES = ["/login", "/", "/jobs", "/jobs/abc123", "/admin/users", "/tokens"];
 
 async function page(path: string): Promise<{ res: Response; html: string }> {
   const res = await exports.default.fetch(`http://edge.test${path}`);
@@ -58,5 +62,39 @@ describe("web UI page shells", () => {
     const res = await exports.default.fetch("http://edge.test/nope/nothing");
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ error: { code: "not_found" } });
+  });
+
+  it("sends a visitor without a session from the runners page to the login page and back", async () => {
+    const res = await exports.default.fetch("http://edge.test/admin/runners", { redirect: "manual" });
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe("/login?next=%2Fadmin%2Frunners");
+  });
+
+  it("shows a plain user the runners page without any runner data", async () => {
+    const user = await signIn("user");
+    const res = await user.call("/admin/runners");
+    expect(res.status).toBe(403);
+    const html = await res.text();
+    expect(html).toContain("This page is for administrators.");
+    expect(html).not.toContain("runners-body");
+  });
+
+  it("lists runners from the runners table for an admin, host escaped, stale ones marked offline", async () => {
+    const now = Date.now();
+    const fresh = `r-${newId()}`;
+    const stale = `r-${newId()}`;
+    await upsertRunner(db, { id: fresh, host: "<b>encoder-1</b>", version: "1.2.3", concurrency: 2, active: 1 }, now);
+    await upsertRunner(db, { id: stale, host: "encoder-old", version: "1.0.0", concurrency: 1, active: 0 }, now - 5 * 60_000);
+    const admin = await signIn("admin");
+    const res = await admin.call("/admin/runners");
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    const row = (id: string) => html.slice(html.indexOf(`data-runner-id="${id}"`), html.indexOf("</tr>", html.indexOf(`data-runner-id="${id}"`)));
+    expect(row(fresh)).toContain("<td>&lt;b&gt;encoder-1&lt;/b&gt;</td>");
+    expect(row(fresh)).toContain("<td>1.2.3</td>");
+    expect(row(fresh)).toMatch(/<td>1 \/ 2<\/td>/);
+    expect(row(fresh)).toContain(">online<");
+    expect(row(stale)).toContain(">offline<");
+    expect(row(stale)).toContain("5 min ago");
   });
 });

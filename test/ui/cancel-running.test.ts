@@ -183,4 +183,18 @@ describe("web UI with a real runner", () => {
     expect(shown).toEqual([{ title: "Job Completed", body: "short.mp4 — 2 of 2 variations completed" }]);
     await context.close();
   }, 120_000);
+
+  it("lists the live runner on the admin runners page", async () => {
+    const page = await admin.newPage();
+    await page.goto(`${ui.url}/admin/runners`);
+    await page.waitForSelector("body[data-ready=true]");
+    const rows = page.locator("#runners-body tr[data-runner-id]");
+    expect(await rows.count()).toBe(1);
+    const cells = await rows.first().locator("td").allTextContents();
+    expect(cells[1]).toMatch(/^\d+\.\d+\.\d+/); // version
+    expect(cells[2]).toMatch(/^[01] \/ 1$/); // active / concurrency (one runner, default concurrency 1)
+    expect(cells[3]).toMatch(/online$/);
+    await screenshot(page, "admin-runners");
+    await page.close();
+  });
 });

@@ -322,4 +322,41 @@ describe("web UI without a runner", () => {
     expect(await page.locator(".file .muted").first().textContent()).toBe("65 MB");
     await context.close();
   });
+
+  it("lets an admin create a user on the users page, who can then log in", async () => {
+    const page = await admin.newPage();
+    await page.goto(`${ui.url}/admin/users`);
+    await page.waitForSelector("body[data-ready=true]");
+    const email = uniqueEmail("created");
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Create user" }).click();
+    await expect.poll(() => page.locator("#user-message").textContent()).toBe(`Created ${email}.`);
+    await expect.poll(() => page.getByRole("cell", { name: email, exact: true }).count()).toBe(1);
+    await screenshot(page, "admin-users");
+    await page.close();
+    const context = await browser.newContext();
+    await login(await context.newPage(), ui.url, email, PASSWORD);
+    await context.close();
+  });
+
+  it("creates an API token shown once that works as a Bearer token, and revokes it", async () => {
+    const { context, page } = await newUser("tokens");
+    await page.goto(`${ui.url}/tokens`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.getByLabel("Token name").fill("nightly <batch>");
+    await page.getByRole("button", { name: "Create token" }).click();
+    const value = page.locator("#token-value");
+    await expect.poll(() => value.inputValue()).not.toBe("");
+    const token = await value.inputValue();
+    await expect.poll(() => page.getByRole("cell", { name: "nightly <batch>", exact: true }).count()).toBe(1);
+    const authed = await fetch(`${ui.url}/api/jobs`, { headers: { authorization: `Bearer ${token}` } });
+    expect(authed.status).toBe(200);
+    await screenshot(page, "tokens");
+    page.once("dialog", (d) => void d.accept());
+    await page.getByRole("button", { name: "Revoke token nightly <batch>" }).click();
+    await expect.poll(() => page.getByText("No tokens yet.").isVisible()).toBe(true);
+    expect((await fetch(`${ui.url}/api/jobs`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+    await context.close();
+  });
 });

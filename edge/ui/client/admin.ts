@@ -2,11 +2,7 @@ import { api, ApiError } from "./api.js";
 import { byId, formatDateTime, h, timeEl } from "./dom.js";
 import { me } from "./session.js";
 import { showMessage } from "./ui.js";
-import { agoLabel } from "../shared/format.js";
-import type { RunnerRow, UserRow } from "../shared/types.js";
-
-/** A runner is considered gone when it has not reported for this long (it heartbeats every few seconds). */
-const STALE_MS = 60_000;
+import type { UserRow } from "../shared/types.js";
 
 function requireAdmin(): boolean {
   if (me().role === "admin") return true;
@@ -14,41 +10,30 @@ function requireAdmin(): boolean {
   return false;
 }
 
-function emptyRow(cols: number, text: string): HTMLTableRowElement {
-  return h("tr", {}, h("td", { attrs: { colspan: cols }, class: "muted", text }));
-}
-
-export async function initRunners(): Promise<void> {
-  if (!requireAdmin()) return;
-  const body = byId("runners-body");
-  const load = async () => {
+/**
+ * The runners table is rendered by the server (from the runners table); refreshing re-fetches this page and
+ * swaps in its tbody. DOMParser output is inert and only ever comes from our own server-rendered, escaped page.
+ */
+export function initRunners(): void {
+  const refresh = async () => {
+    if (document.visibilityState !== "visible") return;
     try {
-      const { data } = await api<{ runners: RunnerRow[] }>("GET", "/api/runners");
-      const now = Date.now();
-      body.replaceChildren(
-        ...(data.runners.length
-          ? data.runners.map((r) => {
-              const stale = !r.lastSeenAt || now - Date.parse(r.lastSeenAt) > STALE_MS;
-              return h(
-                "tr",
-                { attrs: { "data-stale": stale } },
-                h("td", { text: r.host }),
-                h("td", { text: r.version }),
-                h("td", { text: `${r.active} / ${r.concurrency}` }),
-                h("td", {}, r.lastSeenAt ? timeEl(r.lastSeenAt, agoLabel(r.lastSeenAt, now)) : "never", stale ? h("span", { class: "badge badge-neutral", text: "offline" }) : ""),
-              );
-            })
-          : [emptyRow(4, "No runner has reported yet.")]),
-      );
+      const res = await fetch(location.pathname, { headers: { accept: "text/html" }, credentials: "same-origin" });
+      if (res.redirected && new URL(res.url).pathname === "/login") {
+        location.assign(res.url);
+        return;
+      }
+      if (!res.ok) throw new Error(`Refreshing failed (${res.status}).`);
+      const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+      const fresh = doc.getElementById("runners-body");
+      const current = document.getElementById("runners-body");
+      if (fresh && current) current.replaceWith(document.importNode(fresh, true));
       showMessage(byId("page-message"), null);
     } catch (err) {
-      showMessage(byId("page-message"), err instanceof Error ? err.message : String(err));
+      showMessage(byId("page-message"), err instanceof Error ? err.message : String(err), "info");
     }
   };
-  await load();
-  window.setInterval(() => {
-    if (document.visibilityState === "visible") void load();
-  }, 10_000);
+  window.setInterval(() => void refresh(), 10_000);
 }
 
 export async function initUsers(): Promise<void> {

@@ -26,7 +26,7 @@ async function boot(): Promise<void> {
     case "job":
       return initJob(document.body.dataset.jobId ?? "");
     case "runners":
-      return initRunners();
+      return user.role === "admin" ? initRunners() : undefined;
     case "users":
       return initUsers();
     case "tokens":

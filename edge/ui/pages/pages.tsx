@@ -1,5 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import { ACCEPT_ATTRIBUTE, MAX_FILES, MAX_VARIATIONS, MIN_VARIATIONS } from "../shared/files";
+import { agoLabel } from "../shared/format";
 import { Layout } from "./layout";
 
 export interface PageContext {
@@ -132,24 +133,70 @@ export function JobPage(ctx: PageContext, jobId: string) {
   );
 }
 
-export function RunnersPage(ctx: PageContext) {
+export interface RunnerView {
+  id: string;
+  host: string;
+  version: string;
+  concurrency: number;
+  active: number;
+  lastSeenAt: number;
+}
+
+/** A runner that has not reported for this long is shown as offline (they heartbeat every few seconds). */
+export const RUNNER_STALE_MS = 60_000;
+
+/**
+ * Server-rendered from the runners table (there is no JSON endpoint for it); the client refreshes the table by
+ * re-fetching this page. `runners` is null when the viewer is not an administrator.
+ */
+export function RunnersPage(ctx: PageContext, runners: RunnerView[] | null, now: number) {
   return (
     <Layout title="Runners" page="runners" version={ctx.version}>
       <h1>Runners</h1>
-      <div class="table-wrap">
-        <table>
-          <caption class="visually-hidden">Runners</caption>
-          <thead>
-            <tr>
-              <th scope="col">Host</th>
-              <th scope="col">Version</th>
-              <th scope="col">Active / concurrency</th>
-              <th scope="col">Last seen</th>
-            </tr>
-          </thead>
-          <tbody id="runners-body"></tbody>
-        </table>
-      </div>
+      {runners === null ? (
+        <p class="message">This page is for administrators.</p>
+      ) : (
+        <div class="table-wrap">
+          <table>
+            <caption class="visually-hidden">Runners, most recently seen first</caption>
+            <thead>
+              <tr>
+                <th scope="col">Host</th>
+                <th scope="col">Version</th>
+                <th scope="col">Active / concurrency</th>
+                <th scope="col">Last seen</th>
+              </tr>
+            </thead>
+            <tbody id="runners-body">
+              {runners.length === 0 ? (
+                <tr>
+                  <td colspan={4} class="muted">
+                    No runner has reported yet.
+                  </td>
+                </tr>
+              ) : (
+                runners.map((r) => {
+                  const stale = now - r.lastSeenAt > RUNNER_STALE_MS;
+                  const iso = new Date(r.lastSeenAt).toISOString();
+                  return (
+                    <tr data-runner-id={r.id} data-stale={stale ? "" : undefined}>
+                      <td>{r.host}</td>
+                      <td>{r.version}</td>
+                      <td>
+                        {r.active} / {r.concurrency}
+                      </td>
+                      <td>
+                        <time datetime={iso}>{agoLabel(iso, now)}</time>{" "}
+                        {stale ? <span class="badge badge-neutral">offline</span> : <span class="badge badge-success">online</span>}
+                      </td>
+                    </tr>
+                  );
+                })
+              )}
+            </tbody>
+          </table>
+        </div>
+      )}
     </Layout>
   );
 }

@@ -82,13 +82,3 @@ export interface UserRow {
   role: "admin" | "user";
   createdAt?: string | null;
 }
-
-export interface RunnerRow {
-  id: string;
-  host: string;
-  version: string;
-  concurrency: number;
-  active: number;
-  startedAt?: string | null;
-  lastSeenAt: string | null;
-}
