@@ -1,8 +1,11 @@
-import { writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { newId } from "../../db/ids";
 import { variations } from "../../db/schema";
+import { BlobClient } from "../../runner/blobs";
 import { makeClip, makeNotAVideo, probeFile } from "../helpers/clips";
 import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
 import { startInProcessRunner, startRunnerProcess, type InProcessRunner, type RunnerProcess } from "../helpers/runner";
@@ -136,5 +139,37 @@ describe("runner: claim → encode → complete", () => {
     expect(r.metrics.finished.get({ status: "lost" })).toBe(1);
     // The thief's claim stands; clean it up for the next test.
     await stack.db.run(sql`UPDATE variations SET status = 'cancelled' WHERE id = ${v!.id}`);
+  });
+
+  it("moves a large output up in R2 multipart parts through the edge, byte for byte", async () => {
+    const dir = await stack.workDir();
+    const file = join(dir, "big.mp4");
+    const data = randomBytes(11 * 1024 * 1024 + 12345);
+    await writeFile(file, data);
+    // Thresholds scaled down so an 11 MB file takes the path a > 90 MB output takes in production.
+    const blobs = new BlobClient({ edgeUrl: stack.edge.url, token: stack.runnerToken, singlePutMaxBytes: 1024 * 1024, partBytes: 5 * 1024 * 1024 });
+    const urls: string[] = [];
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = (input, init) => {
+      urls.push(`${init?.method ?? "GET"} ${String(input).replace(stack.edge.url, "")}`);
+      return realFetch(input, init);
+    };
+    const key = `outputs/${newId()}/${newId()}.mp4`;
+    try {
+      expect(await blobs.upload(key, file)).toEqual({ size: data.length });
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+    expect(urls.map((u) => u.replace(/uploads\/[^/?]+/, "uploads/ID").replace(/\?.*/, ""))).toEqual([
+      "POST /internal/uploads",
+      "PUT /internal/uploads/ID/parts/1",
+      "PUT /internal/uploads/ID/parts/2",
+      "PUT /internal/uploads/ID/parts/3",
+      "POST /internal/uploads/ID/complete",
+    ]);
+    const back = join(dir, "back.mp4");
+    await blobs.download(key, back);
+    expect(Buffer.compare(await readFile(back), data)).toBe(0);
+    await blobs.delete(key);
   });
 });

@@ -1,0 +1,172 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { mkdtemp, readFile, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { BlobClient } from "../../runner/blobs";
+import { createLogger } from "../../runner/log";
+import { SourceCache } from "../../runner/sources";
+import { filesUnder } from "../helpers/edge-stack";
+import { makeClip } from "../helpers/clips";
+
+const TOKEN = "fake-edge-token-0123456789";
+
+interface FakeEdge {
+  url: string;
+  requests: { key: string; range: string | undefined }[];
+  /** Requests whose client went away before the body was complete. */
+  aborted: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Only the runner's blob endpoint for downloads, with knobs the real edge does not have: a slow drip and a
+ * connection cut mid-body. The edge itself is tested elsewhere; here the subject is the runner's side.
+ */
+async function fakeEdge(objects: Record<string, Buffer>, opts: { dripMs?: number; cutFirstAfter?: number } = {}): Promise<FakeEdge> {
+  const state: FakeEdge = { url: "", requests: [], aborted: 0, close: async () => {} };
+  let cut = opts.cutFirstAfter;
+  const server: Server = createServer((req, res) => {
+    const key = decodeURIComponent((req.url ?? "").replace(/^\/internal\/objects\//, ""));
+    state.requests.push({ key, range: req.headers.range });
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) return void res.writeHead(401).end();
+    const body = objects[key];
+    if (!body) return void res.writeHead(404, { "content-type": "application/json" }).end('{"error":{"code":"not_found","message":"no"}}');
+    let start = 0;
+    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
+    if (m) start = Number(m[1]);
+    const slice = body.subarray(start);
+    res.writeHead(m ? 206 : 200, {
+      "content-length": String(slice.length),
+      ...(m ? { "content-range": `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
+    });
+    let finished = false;
+    res.on("close", () => {
+      if (!finished) state.aborted++;
+    });
+    if (cut !== undefined) {
+      const n = cut;
+      cut = undefined;
+      res.write(slice.subarray(0, n), () => res.destroy());
+      return;
+    }
+    if (!opts.dripMs) {
+      finished = true;
+      return void res.end(slice);
+    }
+    let offset = 0;
+    const timer = setInterval(() => {
+      if (res.destroyed) return clearInterval(timer);
+      const chunk = slice.subarray(offset, offset + 4096);
+      offset += chunk.length;
+      if (offset >= slice.length) {
+        clearInterval(timer);
+        finished = true;
+        res.end(chunk);
+      } else res.write(chunk);
+    }, opts.dripMs);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  state.close = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
+  return state;
+}
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0)) await c();
+});
+
+async function setup(objects: Record<string, Buffer>, opts: Parameters<typeof fakeEdge>[1] = {}, maxBytes?: number) {
+  const edge = await fakeEdge(objects, opts);
+  closers.push(() => edge.close());
+  const workDir = await mkdtemp(join(tmpdir(), "vr-sources-test-"));
+  const blobs = new BlobClient({ edgeUrl: edge.url, token: TOKEN });
+  const cache = new SourceCache({ workDir, blobs, ffmpeg: "ffmpeg", ffprobe: "ffprobe", log: createLogger({ sink: () => {} }), maxBytes });
+  return { edge, workDir, blobs, cache };
+}
+
+describe("source cache", () => {
+  it("downloads a source once and shares it between variations that need it at the same time", async () => {
+    const clip = await readFile(await makeClip({ seconds: 2 }));
+    const { edge, cache } = await setup({ "sources/j1/s1": clip });
+    const ref = { sourceId: "s1", jobId: "j1", key: "sources/j1/s1" };
+    const [a, b] = await Promise.all([cache.acquire(ref, new AbortController().signal), cache.acquire(ref, new AbortController().signal)]);
+    expect(edge.requests).toHaveLength(1);
+    expect(a.path).toBe(b.path);
+    expect([a.fresh, b.fresh].sort()).toEqual([false, true]);
+    expect(a.media).toMatchObject({ width: 320, height: 240, hasAudio: true });
+    a.release();
+    b.release();
+    // Later variations of the same source reuse the file too.
+    const c = await cache.acquire(ref, new AbortController().signal);
+    expect(edge.requests).toHaveLength(1);
+    expect(c.fresh).toBe(false);
+    c.release();
+  });
+
+  it("aborts a download in flight when the only variation waiting for it is stopped, and removes the partial file", async () => {
+    const { edge, cache, workDir } = await setup({ "sources/j2/s2": Buffer.alloc(4 * 1024 * 1024, 1) }, { dripMs: 20 });
+    const stop = new AbortController();
+    const pending = cache.acquire({ sourceId: "s2", jobId: "j2", key: "sources/j2/s2" }, stop.signal);
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = performance.now();
+    stop.abort();
+    await expect(pending).rejects.toThrow();
+    expect(performance.now() - t0).toBeLessThan(500);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(edge.aborted).toBe(1);
+    expect(await filesUnder(workDir)).toEqual([]);
+  });
+
+  it("keeps a shared download going while another variation still waits for it", async () => {
+    const clip = await readFile(await makeClip({ seconds: 2 }));
+    const { edge, cache } = await setup({ "sources/j3/s3": clip }, { dripMs: 2 });
+    const ref = { sourceId: "s3", jobId: "j3", key: "sources/j3/s3" };
+    const stopped = new AbortController();
+    const first = cache.acquire(ref, stopped.signal);
+    const second = cache.acquire(ref, new AbortController().signal);
+    stopped.abort();
+    await expect(first).rejects.toThrow();
+    const got = await second;
+    expect(got.media.width).toBe(320);
+    expect(edge.aborted).toBe(0);
+    got.release();
+  });
+
+  it("evicts sources nobody uses once the byte budget is exceeded, least recently used first", async () => {
+    const clip = await readFile(await makeClip({ seconds: 2 }));
+    const { cache, workDir } = await setup({ "sources/j/a": clip, "sources/j/b": clip }, {}, clip.length + 10);
+    const a = await cache.acquire({ sourceId: "a", jobId: "j", key: "sources/j/a" }, new AbortController().signal);
+    a.release();
+    const b = await cache.acquire({ sourceId: "b", jobId: "j", key: "sources/j/b" }, new AbortController().signal);
+    b.release();
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await filesUnder(workDir)).sort()).toEqual(["j/src-b"]);
+  });
+});
+
+describe("blob client downloads", () => {
+  it("resumes a download cut off mid-way with a Range request instead of starting over", async () => {
+    const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7) & 0xff));
+    const { edge, blobs } = await setup({ "sources/j/s": data }, { cutFirstAfter: 100_000 });
+    const dest = join(await mkdtemp(join(tmpdir(), "vr-dl-")), "file");
+    expect(await blobs.download("sources/j/s", dest)).toBe(data.length);
+    expect(edge.requests.map((r) => r.range)).toEqual([undefined, expect.stringMatching(/^bytes=\d+-$/)]);
+    expect(Number(/bytes=(\d+)-/.exec(edge.requests[1]!.range!)![1])).toBeGreaterThan(0);
+    expect((await stat(dest)).size).toBe(data.length);
+    expect(Buffer.compare(await readFile(dest), data)).toBe(0);
+  });
+
+  it("does not retry a missing object", async () => {
+    const { edge, blobs } = await setup({});
+    const dest = join(await mkdtemp(join(tmpdir(), "vr-dl-")), "file");
+    await expect(blobs.download("sources/j/none", dest)).rejects.toMatchObject({ status: 404, transient: false });
+    expect(edge.requests).toHaveLength(1);
+  });
+});
