@@ -1,8 +1,10 @@
 import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
-import type { NewSource } from "../../db/queries/jobs";
+import type { Db } from "../../db/client";
+import { createJob, type JobView, type NewSource } from "../../db/queries/jobs";
 import { MultipartReader, multipartBoundary } from "./multipart";
 import { SNIFF_BYTES, sniffVideoType } from "./sniff";
+import { DEFAULT_VARIATIONS_PER_VIDEO, parseWith, VariationsCount } from "./schemas";
 import { deleteKeys, PART_BYTES, sourceKey } from "./storage";
 
 export const MAX_VIDEOS = 10;
@@ -150,6 +152,36 @@ export async function receiveJobForm(
     await deleteKeys(opts.bucket, [...sources.map((s) => s.objectKey), ...(inFlight ? [inFlight] : [])]).catch(
       (e: unknown) => console.error("could not delete objects of a failed upload (the orphan sweep will)", e),
     );
+    throw err;
+  }
+}
+
+/**
+ * `POST /api/jobs` as multipart/form-data: streams the videos into R2, then records the job in one batch. If the
+ * database write fails, the stored sources are deleted again (the orphan sweep is the backstop).
+ */
+export async function createJobFromForm(
+  deps: { db: Db; bucket: R2Bucket },
+  input: { req: Request; userId: string; retentionMs: number; maxFileBytes: number },
+): Promise<JobView> {
+  const jobId = newId();
+  let variationsPerVideo = DEFAULT_VARIATIONS_PER_VIDEO;
+  const form = await receiveJobForm(input.req, {
+    bucket: deps.bucket,
+    jobId,
+    maxFileBytes: input.maxFileBytes,
+    checkField: (name, value) => {
+      if (name === "variations") variationsPerVideo = parseWith(VariationsCount, value, "variations");
+    },
+  });
+  try {
+    return await createJob(
+      deps.db,
+      { id: jobId, userId: input.userId, variationsPerVideo, retentionMs: input.retentionMs, sources: form.sources },
+      Date.now(),
+    );
+  } catch (err) {
+    await deleteKeys(deps.bucket, form.sources.map((s) => s.objectKey)).catch(() => {});
     throw err;
   }
 }

@@ -5,7 +5,6 @@ import {
   assertJobDeletable,
   cancelJob,
   cancelJobs,
-  createJob,
   createJobFromUploads,
   getJob,
   getJobDownload,
@@ -15,18 +14,16 @@ import {
 } from "../../db/queries/jobs";
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
-import { receiveJobForm } from "../lib/ingest";
+import { createJobFromForm } from "../lib/ingest";
 import { serveObject } from "../lib/range";
 import {
   BulkCancelBody,
   CancelBody,
   CreateJobJson,
-  DEFAULT_VARIATIONS_PER_VIDEO,
   ListJobsQuery,
   parseWith,
-  VariationsCount,
 } from "../lib/schemas";
-import { deleteKeys, purgeJob } from "../lib/storage";
+import { purgeJob } from "../lib/storage";
 import { validate } from "../lib/validate";
 import { nameEntries, zipResponse } from "../lib/zip";
 
@@ -36,33 +33,18 @@ export const CANCEL_WAIT_MS = 5_000;
 export const jobs = new Hono<AppEnv>()
   .use(requireUser)
   .post("/", async (c) => {
-    const { db, config } = { db: c.get("db"), config: c.get("config") };
+    const db = c.get("db");
+    const config = c.get("config");
     const user = c.get("user");
     const retentionMs = config.JOB_TTL_HOURS * 60 * 60 * 1000;
     const contentType = c.req.header("content-type") ?? "";
 
     if (/^multipart\/form-data/i.test(contentType)) {
-      const jobId = newId();
-      let variationsPerVideo = DEFAULT_VARIATIONS_PER_VIDEO;
-      const form = await receiveJobForm(c.req.raw, {
-        bucket: c.env.BUCKET,
-        jobId,
-        maxFileBytes: config.MAX_UPLOAD_BYTES,
-        checkField: (name, value) => {
-          if (name === "variations") variationsPerVideo = parseWith(VariationsCount, value, "variations");
-        },
-      });
-      try {
-        const job = await createJob(
-          db,
-          { id: jobId, userId: user.id, variationsPerVideo, retentionMs, sources: form.sources },
-          Date.now(),
-        );
-        return c.json(job, 202);
-      } catch (err) {
-        await deleteKeys(c.env.BUCKET, form.sources.map((s) => s.objectKey)).catch(() => {});
-        throw err;
-      }
+      const job = await createJobFromForm(
+        { db, bucket: c.env.BUCKET },
+        { req: c.req.raw, userId: user.id, retentionMs, maxFileBytes: config.MAX_UPLOAD_BYTES },
+      );
+      return c.json(job, 202);
     }
 
     if (/^application\/json/i.test(contentType)) {
