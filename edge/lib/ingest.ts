@@ -9,6 +9,8 @@ import { deleteKeys, PART_BYTES, sourceKey } from "./storage";
 
 export const MAX_VIDEOS = 10;
 const MAX_FIELD_BYTES = 1024;
+/** Plain fields are few and tiny; a body with many parts is not a form this API understands. */
+const MAX_PARTS = 50;
 
 function concatAll(chunks: Uint8Array[], total: number): Uint8Array {
   if (chunks.length === 1 && chunks[0]!.length === total) return chunks[0]!;
@@ -121,7 +123,9 @@ export async function receiveJobForm(
   const fields: Record<string, string> = {};
   let inFlight: string | null = null;
   try {
+    let parts = 0;
     for (let part = await reader.next(); part; part = await reader.next()) {
+      if (++parts > MAX_PARTS) throw new ValidationError(`body: more than ${MAX_PARTS} form fields`, "body");
       if (part.filename === null) {
         const value = await reader.text(part.name, MAX_FIELD_BYTES);
         opts.checkField?.(part.name, value);
