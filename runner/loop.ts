@@ -43,6 +43,7 @@ export class Runner {
   private stopping = false;
   private shutdownPromise: Promise<void> | null = null;
   private lastDbOkAt = 0;
+  private lastTickStart = 0;
   private lastDbErrorLogAt = 0;
   /** The last claim got everything it asked for, so more work is likely waiting. */
   private queueHadMore = true;
@@ -123,7 +124,10 @@ export class Runner {
     if (this.stopping) return;
     if (this.timer) clearTimeout(this.timer);
     const { WATCH_MS, POLL_MS } = this.deps.config;
-    this.timer = setTimeout(() => this.runTick(), this.tasks.size > 0 ? WATCH_MS : POLL_MS);
+    const interval = this.tasks.size > 0 ? WATCH_MS : POLL_MS;
+    // Fixed rate, not fixed delay: the round trip's own duration must not stretch the cancel-watch period.
+    const delay = Math.max(0, this.lastTickStart + interval - performance.now());
+    this.timer = setTimeout(() => this.runTick(), delay);
   }
 
   /** Runs a tick now, or right after the one in flight (ticks never overlap: one round trip at a time). */
@@ -134,6 +138,7 @@ export class Runner {
     }
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.lastTickStart = performance.now();
     this.inFlight = this.tick()
       .catch((err) => this.deps.log.error("tick failed", { error: errorMessage(err) }))
       .finally(() => {
@@ -156,6 +161,7 @@ export class Runner {
     const inHand = [...this.tasks.values()].filter((t) => t.phase !== "settle" && t.phase !== "done");
     const free = this.stopping ? 0 : config.CONCURRENCY - this.tasks.size;
     const t0 = performance.now();
+    metrics.ticks.inc();
     let result;
     try {
       result = await runnerRoundTrip(db, {

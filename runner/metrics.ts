@@ -67,6 +67,7 @@ export class RunnerMetrics {
     "From the first stop stage to the FFmpeg process exit",
     [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10],
   );
+  readonly ticks = new Counter("runner_ticks_total", "Loop ticks (each is one batched round trip: heartbeat, cancel watch, claims)");
   readonly dbRoundTrips = new Counter("runner_db_round_trips_total", "HTTP round trips to the database");
   readonly dbErrors = new Counter("runner_db_errors_total", "Database calls that failed");
   readonly claimLatency = new Histogram(
@@ -85,6 +86,7 @@ export class RunnerMetrics {
       this.ffmpegRunning,
       this.stopStages,
       this.stopDuration,
+      this.ticks,
       this.dbRoundTrips,
       this.dbErrors,
       this.claimLatency,

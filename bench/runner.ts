@@ -1,0 +1,257 @@
+// `npm run bench:runner [encode|db|overhead|stop]…` — prints figures; asserts nothing (targets are in the issue).
+// Real pieces: local libSQL server, `wrangler dev` (the edge), runner processes started like `npm run runner`,
+// Debian FFmpeg on lavfi clips. Run it on a quiet machine: every figure is wall time.
+import { execFile, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { cancelJob } from "../db/queries/jobs";
+import { buildEncodeArgs, probeMedia, spawnFfmpeg } from "../runner/ffmpeg";
+import { deriveParams, type EffectParams } from "../runner/params";
+import { makeClip } from "../test/helpers/clips";
+import { startEdgeStack, waitFor, type EdgeStack } from "../test/helpers/edge-stack";
+import { isAlive, startRunnerProcess, type RunnerProcess } from "../test/helpers/runner";
+import { getJobRow, getVariationRows } from "../test/helpers/seed";
+
+const run = promisify(execFile);
+const wanted = new Set(process.argv.slice(2));
+const want = (name: string) => wanted.size === 0 || wanted.has(name);
+const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx]!;
+}
+
+async function timed(bin: string, args: string[]): Promise<number> {
+  const t0 = performance.now();
+  await run(bin, args, { maxBuffer: 64 * 1024 * 1024 });
+  return performance.now() - t0;
+}
+
+/** SSIM ("All") of an encoded file against its source, frames paired in order from the start. */
+async function ssim(file: string, source: string): Promise<number> {
+  const { stderr } = await run("ffmpeg", [
+    "-hide_banner", "-nostdin", "-i", file, "-i", source,
+    "-lavfi", "[0:v]setpts=PTS-STARTPTS[a];[1:v]setpts=PTS-STARTPTS[b];[a][b]ssim", "-f", "null", "-",
+  ], { maxBuffer: 64 * 1024 * 1024 });
+  return Number(/All:([\d.]+)/.exec(stderr)![1]);
+}
+
+/** The seed system's exact recipe, with the same random draw mapped onto its rotation range (0.001–0.01 rad). */
+function seedRecipeArgs(source: string, output: string, p: EffectParams): { args: string[]; angle: number } {
+  const u = (p.zoom - 0.002) / 0.006;
+  const angle = Number((0.001 + 0.009 * u).toFixed(5));
+  const eq = `eq=brightness=${p.brightness}:contrast=${p.contrast}:saturation=${p.saturation}`;
+  return {
+    angle,
+    args: [
+      "-v", "error", "-nostdin", "-y", "-i", source,
+      "-vf", `rotate=${angle}:fillcolor=black@0,${eq}`,
+      "-r", "29.97", "-c:v", "libx264", "-b:v", "2000k", "-bufsize", "4000k", "-maxrate", "2500k",
+      "-preset", "ultrafast", "-crf", "23", "-threads", "4", "-pix_fmt", "yuv420p", "-c:a", "aac",
+      "-movflags", "+faststart", "-map_metadata", "-1", output,
+    ],
+  };
+}
+
+/** SSIM of a filter chain's output against its input over the first seconds, without encoding (recipe only). */
+async function chainSsim(source: string, chain: string, seconds: number): Promise<number> {
+  const { stderr } = await run("ffmpeg", [
+    "-hide_banner", "-nostdin", "-t", String(seconds), "-i", source,
+    "-lavfi", `[0:v]split[a][b];[a]${chain}[c];[c][b]ssim`, "-f", "null", "-",
+  ], { maxBuffer: 64 * 1024 * 1024 });
+  return Number(/All:([\d.]+)/.exec(stderr)![1]);
+}
+
+async function benchEncode(): Promise<void> {
+  console.log("\n## Encode cost: seed recipe vs ours (30 s 1080×1920, one run each, same machine)");
+  const source = await makeClip({ seconds: 30, width: 1080, height: 1920 });
+  const media = await probeMedia("ffprobe", source);
+  const dir = await mkdtemp(join(tmpdir(), "vr-bench-encode-"));
+  // A seed whose draw sits mid-range (zoom ≈ 0.5 %, i.e. rotation ≈ 0.0055 rad for the seed recipe).
+  const seed = 20260209;
+  const params = deriveParams(seed);
+  const ours = buildEncodeArgs({ source, output: join(dir, "ours.mp4"), params, media });
+  const legacy = seedRecipeArgs(source, join(dir, "seed.mp4"), params);
+  const oursArgs = ours.args.filter((a, i, all) => !(a === "-progress" || all[i - 1] === "-progress"));
+  const seedMs = await timed("ffmpeg", legacy.args);
+  const oursMs = await timed("ffmpeg", oursArgs);
+  const [seedSsim, oursSsim] = [await ssim(join(dir, "seed.mp4"), source), await ssim(join(dir, "ours.mp4"), source)];
+  console.log(`seed recipe  rotate=${legacy.angle} rad + eq:   ${fmt(seedMs)}   SSIM vs source ${seedSsim.toFixed(4)}`);
+  console.log(`our recipe   zoom ${(params.zoom * 100).toFixed(2)} % + crop offset + eq: ${fmt(oursMs)}   SSIM vs source ${oursSsim.toFixed(4)}`);
+  console.log(`ratio seed/ours = ${(seedMs / oursMs).toFixed(2)} (target ≥ 2.5); SSIM ours ${oursSsim >= seedSsim ? "≥" : "<"} seed`);
+
+  // Subtlety over the whole parameter range, not just one seed: the same draws mapped onto both recipes.
+  const seeds = [11, 222, 3333, 44444, 555555, 6666666, 7777, 88, 999, 1010];
+  let sumSeed = 0;
+  let sumOurs = 0;
+  const lines: string[] = [];
+  for (const s of seeds) {
+    const p = deriveParams(s);
+    const g = buildEncodeArgs({ source, output: "x", params: p, media });
+    const vf = g.args[g.args.indexOf("-vf") + 1]!.replace(/^fps=30000\/1001,/, "");
+    const sa = seedRecipeArgs(source, "x", p);
+    const a = await chainSsim(source, `rotate=${sa.angle}:fillcolor=black@0,eq=brightness=${p.brightness}:contrast=${p.contrast}:saturation=${p.saturation}`, 3);
+    const b = await chainSsim(source, vf, 3);
+    sumSeed += a;
+    sumOurs += b;
+    lines.push(`  seed ${String(s).padStart(8)}: rotate ${sa.angle.toFixed(4)} → ${a.toFixed(4)} | zoom ${(p.zoom * 100).toFixed(2)} % → ${b.toFixed(4)}`);
+  }
+  console.log(`filter-only SSIM over ${seeds.length} seeds (first 3 s, before encoding):`);
+  console.log(lines.join("\n"));
+  console.log(`  mean: seed recipe ${(sumSeed / seeds.length).toFixed(4)}, ours ${(sumOurs / seeds.length).toFixed(4)}`);
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function scrape(port: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    const m = /^([a-z_]+(?:\{[^}]*\})?) ([\d.e+-]+)$/.exec(line);
+    if (m) out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
+async function metricsPort(r: RunnerProcess): Promise<number> {
+  return Number(/metrics listening port=(\d+)/.exec(await r.waitForLog(/metrics listening/))![1]);
+}
+
+async function benchDb(stack: EdgeStack): Promise<void> {
+  console.log("\n## Database round trips (default POLL_MS=1000, WATCH_MS=1000)");
+  const r = startRunnerProcess(stack.runnerEnv({ POLL_MS: "1000", WATCH_MS: "1000", LEASE_MS: "30000", STOP_GRACE_MS: "2000", CONCURRENCY: "2", METRICS_PORT: "0", WORK_DIR: await stack.workDir() }));
+  try {
+    const port = await metricsPort(r);
+    await r.waitForLog(/runner started/);
+    await new Promise((res) => setTimeout(res, 1500));
+    const a = await scrape(port);
+    const idleMs = 10_000;
+    await new Promise((res) => setTimeout(res, idleMs));
+    const b = await scrape(port);
+    const rt = b["runner_db_round_trips_total"]! - a["runner_db_round_trips_total"]!;
+    const ticks = b["runner_ticks_total"]! - a["runner_ticks_total"]!;
+    console.log(`idle:  ${rt} round trips in ${fmt(idleMs)} over ${ticks} polls → ${(rt / ticks).toFixed(2)} per idle poll, ${(rt / (idleMs / 1000)).toFixed(2)}/s`);
+
+    const job = await stack.user.createJob([await makeClip({ seconds: 120 })], 2);
+    await waitFor("both variations encoding", async () => {
+      const rows = await getVariationRows(stack.db, job.id);
+      return rows.length === 2 && rows.every((v) => v.status === "running" && v.progress > 0);
+    }, 60_000, 100);
+    const c = await scrape(port);
+    const t0 = performance.now();
+    await new Promise((res) => setTimeout(res, 8000));
+    const d = await scrape(port);
+    const busyMs = performance.now() - t0;
+    const stillBusy = (await getVariationRows(stack.db, job.id)).every((v) => v.status === "running");
+    const brt = d["runner_db_round_trips_total"]! - c["runner_db_round_trips_total"]!;
+    console.log(
+      `busy:  ${brt} round trips in ${fmt(busyMs)} with both slots encoding → ${(brt / (busyMs / 1000)).toFixed(2)}/s (target ≤ 1)${stillBusy ? "" : " [a variation finished inside the window]"}`,
+    );
+    await cancelJob(stack.db, { jobId: job.id, viewer: { id: stack.user.userId, email: stack.user.email, role: "user" } }, { now: Date.now(), waitMs: 10_000 });
+  } finally {
+    r.child.kill("SIGTERM");
+    await r.exited;
+  }
+}
+
+async function benchOverhead(stack: EdgeStack): Promise<void> {
+  const concurrency = 2;
+  console.log(`\n## Job overhead: a 6-variation job vs the same FFmpeg commands run bare (concurrency ${concurrency})`);
+  const clip = await makeClip({ seconds: 20, width: 720, height: 1280 });
+  const r = startRunnerProcess(stack.runnerEnv({ POLL_MS: "1000", WATCH_MS: "1000", LEASE_MS: "30000", STOP_GRACE_MS: "2000", CONCURRENCY: String(concurrency), WORK_DIR: await stack.workDir() }));
+  try {
+    await r.waitForLog(/runner started/);
+    const t0 = Date.now();
+    const job = await stack.user.createJob([clip], 6);
+    const row = await waitFor("the job to complete", async () => {
+      const j = await getJobRow(stack.db, job.id);
+      return j?.status === "completed" ? j : null;
+    }, 600_000, 50);
+    const tEnd = Date.now();
+    const fromCreate = tEnd - t0;
+    const processing = row.completedAt! - row.startedAt!;
+
+    const media = await probeMedia("ffprobe", clip);
+    const dir = await mkdtemp(join(tmpdir(), "vr-bench-bare-"));
+    const plans = (await getVariationRows(stack.db, job.id)).map((v, i) =>
+      buildEncodeArgs({ source: clip, output: join(dir, `${i}.mp4`), params: deriveParams(v.seed), media }),
+    );
+    const b0 = performance.now();
+    const queue = [...plans];
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        for (let p = queue.shift(); p; p = queue.shift()) await spawnFfmpeg("ffmpeg", p.args).exited;
+      }),
+    );
+    const bare = performance.now() - b0;
+    await rm(dir, { recursive: true, force: true });
+    console.log(`bare FFmpeg (same args, pool of ${concurrency}):       ${fmt(bare)}`);
+    console.log(`job: first claim → completed (started_at→completed_at): ${fmt(processing)} → ratio ${(processing / bare).toFixed(3)} (target ≤ 1.05)`);
+    console.log(`job: POST /api/jobs → completed (incl. upload + up to POLL_MS queue wait): ${fmt(fromCreate)} → ratio ${(fromCreate / bare).toFixed(3)}`);
+  } finally {
+    r.child.kill("SIGTERM");
+    await r.exited;
+  }
+}
+
+async function benchStop(stack: EdgeStack, trials: number): Promise<void> {
+  console.log(`\n## Stop latency: cancel written → last FFmpeg of the job exited (${trials} trials, defaults: WATCH_MS=1000, STOP_GRACE_MS=2000)`);
+  const clip = await makeClip({ seconds: 60 });
+  const r = startRunnerProcess(stack.runnerEnv({ POLL_MS: "1000", WATCH_MS: "1000", LEASE_MS: "30000", STOP_GRACE_MS: "2000", CONCURRENCY: "2", WORK_DIR: await stack.workDir() }));
+  const viewer = { id: stack.user.userId, email: stack.user.email, role: "user" as const };
+  const latencies: number[] = [];
+  const stages: Record<string, number> = {};
+  try {
+    await r.waitForLog(/runner started/);
+    for (let i = 0; i < trials; i++) {
+      const known = new Set(r.ffmpegPids());
+      const job = await stack.user.createJob([clip], 2);
+      const pids = await waitFor("both FFmpeg processes", async () => {
+        const fresh = r.ffmpegPids().filter((p) => !known.has(p));
+        return fresh.length === 2 ? fresh : null;
+      }, 60_000, 20);
+      // Land the cancel at a random point of the watch period, as a user would.
+      await new Promise((res) => setTimeout(res, 300 + Math.random() * 1000));
+      const t0 = performance.now();
+      await cancelJob(stack.db, { jobId: job.id, viewer }, { now: Date.now(), waitMs: 0 });
+      while ((await Promise.all(pids.map(isAlive))).some(Boolean)) await new Promise((res) => setTimeout(res, 5));
+      latencies.push(performance.now() - t0);
+      await waitFor("the job to be cancelled", async () => (await getJobRow(stack.db, job.id))?.status === "cancelled", 30_000, 50);
+      for (const v of await getVariationRows(stack.db, job.id)) stages[v.stopStage ?? "none"] = (stages[v.stopStage ?? "none"] ?? 0) + 1;
+    }
+  } finally {
+    r.child.kill("SIGTERM");
+    await r.exited;
+  }
+  const p50 = percentile(latencies, 50);
+  const p95 = percentile(latencies, 95);
+  console.log(`p50 ${fmt(p50)}  p95 ${fmt(p95)}  max ${fmt(Math.max(...latencies))}  (target p95 ≤ 1.20 s)`);
+  console.log(`stop stages used: ${JSON.stringify(stages)}`);
+}
+
+async function main(): Promise<void> {
+  console.log(`# bench:runner — ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, load ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  console.log((await run("ffmpeg", ["-version"])).stdout.split("\n")[0]);
+  if (want("encode")) await benchEncode();
+  if (!["db", "overhead", "stop"].some(want)) return;
+  const stack = await startEdgeStack("bench_runner");
+  try {
+    if (want("db")) await benchDb(stack);
+    if (want("overhead")) await benchOverhead(stack);
+    if (want("stop")) await benchStop(stack, Number(process.env.STOP_TRIALS ?? 20));
+  } finally {
+    await stack.close();
+  }
+  console.log(`\nload at the end: ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
