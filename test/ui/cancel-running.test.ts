@@ -47,7 +47,8 @@ describe("web UI with a real runner", () => {
     async () => {
       const { context, page } = await newUser("run");
       const api = apiOf(context, ui.url);
-      const clip = await makeClip(dir, "ad-spot.mp4", 8);
+      // 640x360 × 8 s: small, but each variation encodes long enough for a person (and this test) to cancel mid-run.
+      const clip = await makeClip(dir, "ad-spot.mp4", 8, "640x360");
 
       await page.goto(`${ui.url}/`);
       await page.waitForSelector("body[data-ready=true]");
@@ -64,25 +65,24 @@ describe("web UI with a real runner", () => {
       await page.goto(`${ui.url}/jobs`);
       await page.waitForSelector("body[data-ready=true]");
       const card = page.locator(`.job-card[data-job-id="${id}"]`);
-      await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
-      // ≥ 1 completed and 1 running, seen through the API the page itself polls.
-      await until("one completed and one running variation", async () => {
-        const job = await api.job(id);
-        return job.completedVariations >= 1 && running(job) >= 1 ? job : undefined;
-      }, 90_000, 100);
-      await expect.poll(() => card.locator(".job-count").textContent(), { timeout: 15_000 }).toMatch(/^[1-3] of 4 variations$/);
+      expect(await card.locator(".badge").textContent()).toBe("Processing");
       await screenshot(page, "list-processing");
-
+      await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
       let release!: () => void;
       const gate = new Promise<void>((r) => (release = r));
       await page.route("**/api/jobs/*/cancel", async (route) => {
         await gate;
         await route.continue();
       });
+      // Right after the first variation completes, with the next one running: the widest window before the
+      // remaining encodes could finish (which would make it Completed). Seen through the API the page polls.
+      await until("one completed and one running variation", async () => {
+        const job = await api.job(id);
+        return job.completedVariations >= 1 && running(job) >= 1 ? job : undefined;
+      }, 90_000, 50);
       await card.getByRole("button", { name: /^Cancel/ }).click();
       const dialog = page.getByRole("dialog", { name: "Cancel this job?" });
       await dialog.getByLabel("Reason (optional)").fill("started the wrong cut");
-      await screenshot(page, "dialog-running");
       await dialog.getByRole("button", { name: "Cancel job" }).click();
       const button = card.locator(".cancel-button");
       await expect.poll(() => button.textContent()).toMatch(/^Cancelling…/);
