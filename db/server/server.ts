@@ -60,9 +60,15 @@ export async function startLibsqlServer(opts: LibsqlServerOptions = {}): Promise
     const match = PIPELINE_PATH.exec(path);
     if (!match) return sendJson(res, 404, { message: `no route for ${req.method} ${path}`, code: "NOT_FOUND" });
     if (req.method !== "POST") return sendJson(res, 405, { message: "use POST", code: "METHOD_NOT_ALLOWED" });
+    // Fires when the connection closes before the reply is finished: a client timeout (the edge aborts after
+    // 8 s), a worker isolate that went away, a killed process.
+    const gone = new AbortController();
+    res.once("close", () => {
+      if (!res.writableFinished) gone.abort();
+    });
     try {
       const body = parsePipelineBody(await readBody(req));
-      sendJson(res, 200, await engine.pipeline(match[1] ?? "default", body));
+      sendJson(res, 200, await engine.pipeline(match[1] ?? "default", body, gone.signal));
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
       if (err.status === 413) res.setHeader("connection", "close");

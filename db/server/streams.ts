@@ -36,12 +36,34 @@ class DbHandle {
 
   constructor(readonly conn: Conn) {}
 
-  acquire(stream: Stream): Promise<void> {
+  /**
+   * Waits for the connection. `gone` aborts when the HTTP client disconnected: such a request leaves the queue
+   * instead of running later for nobody — otherwise a queued `BEGIN` whose client timed out would open a
+   * transaction no one ever finishes, holding the database for another full TTL (and each such waiter adds one).
+   */
+  acquire(stream: Stream, gone?: AbortSignal): Promise<void> {
     if (this.owner === null || this.owner === stream) {
       this.owner = stream;
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.waiters.push({ stream, resolve }));
+    if (gone?.aborted) return Promise.reject(clientGone());
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.waiters.indexOf(waiter);
+        if (i < 0) return; // already handed the connection: the pipeline runs and then ends the stream
+        this.waiters.splice(i, 1);
+        reject(clientGone());
+      };
+      const waiter = {
+        stream,
+        resolve: () => {
+          gone?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+      };
+      gone?.addEventListener("abort", onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
   }
 
   /** Hands the connection to the next waiter, unless `stream` still has a transaction open. */
@@ -52,6 +74,9 @@ class DbHandle {
     next?.resolve();
   }
 }
+
+/** Status 499 (nginx's "client closed request"): nobody reads it, but it keeps the logs honest. */
+const clientGone = () => new HttpError(499, "client closed the request while it waited for the database", "CLIENT_GONE");
 
 class Stream {
   readonly sqls = new Map<number, string>();
@@ -97,11 +122,17 @@ export class Engine {
     return db;
   }
 
-  async pipeline(dbName: string, body: PipelineBody) {
+  /** Runs one pipeline request. `gone` aborts when the HTTP client disconnected before the reply. */
+  async pipeline(dbName: string, body: PipelineBody, gone?: AbortSignal) {
     const db = this.database(dbName);
     const stream = body.baton == null ? new Stream(db) : this.take(body.baton, db);
     if (stream.db.owner === stream || body.requests.some((r) => USES_CONNECTION.has(r.type))) {
-      await db.acquire(stream);
+      try {
+        await db.acquire(stream, gone);
+      } catch (err) {
+        this.end(stream);
+        throw err;
+      }
     }
     let close = false;
     const results = body.requests.map((req) => {
@@ -112,7 +143,9 @@ export class Engine {
         return { type: "error", error: toHranaError(err) };
       }
     });
-    if (close || this.closing) {
+    // A client that is gone never receives the new baton, so nobody could finish its transaction: roll it back
+    // now rather than after the TTL (what was committed stays committed).
+    if (close || this.closing || gone?.aborted) {
       this.end(stream);
       return { baton: null, base_url: null, results };
     }

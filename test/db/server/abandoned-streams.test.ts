@@ -1,0 +1,101 @@
+import { createClient, type Client } from "@libsql/client/web";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+
+// Scaled-down version of production timings: the edge aborts a database round trip after 8 s and the server
+// rolls back an idle transaction after 10 s. Here: client timeout 300 ms, TTL 800 ms.
+const TTL_MS = 800;
+const CLIENT_TIMEOUT_MS = 300;
+
+let server: TestLibsqlServer;
+const serverLog: string[] = [];
+beforeAll(async () => {
+  server = await startTestLibsql({ txTtlMs: TTL_MS, log: (m) => serverLog.push(m) });
+});
+afterAll(() => server.close());
+
+let n = 0;
+/** A client shaped like db/client.ts: every HTTP round trip is aborted after `timeoutMs`. */
+function timedClient(url: string, timeoutMs: number): Client {
+  return createClient({
+    url,
+    intMode: "number",
+    fetch: (input: Request | string | URL, init?: RequestInit) => {
+      const signal = AbortSignal.timeout(timeoutMs);
+      return input instanceof Request ? fetch(new Request(input, { signal })) : fetch(input, { ...init, signal });
+    },
+  });
+}
+
+async function freshDb(): Promise<{ url: string; admin: Client }> {
+  const url = server.dbUrl(`abandoned_${++n}`);
+  const admin = timedClient(url, 10_000);
+  await admin.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)");
+  return { url, admin };
+}
+
+describe("requests whose HTTP client went away", () => {
+  it("do not each hold the database for another TTL once an abandoned transaction is rolled back", async () => {
+    const { url, admin } = await freshDb();
+    const rollbacksBefore = serverLog.filter((l) => l.includes("rolled back")).length;
+    // A worker isolate that vanished mid-transaction: the stream stays open until the TTL.
+    const abandoned = await admin.transaction("write");
+    await abandoned.execute("INSERT INTO t (name) VALUES ('abandoned')");
+    const started = Date.now();
+
+    // Four edge requests start interactive transactions meanwhile; each gives up after its timeout.
+    const impatient = timedClient(url, CLIENT_TIMEOUT_MS);
+    const outcomes = await Promise.all(
+      Array.from({ length: 4 }, async (_, i) => {
+        const tx = await impatient.transaction("write");
+        return tx.execute({ sql: "INSERT INTO t (name) VALUES (?)", args: [`late-${i}`] }).then(
+          () => "ok",
+          (e: unknown) => String((e as Error).message),
+        );
+      }),
+    );
+    expect(outcomes.every((o) => /abort|timeout/i.test(o))).toBe(true);
+
+    // The next request must be served right after the one TTL (before the fix: 5 × TTL, one per queued BEGIN).
+    const reader = timedClient(url, 10_000);
+    const rows = (await reader.execute("SELECT name FROM t")).rows.map((r) => r.name);
+    const waitedMs = Date.now() - started;
+    console.log(`abandoned transaction + 4 given-up BEGINs: database usable again after ${waitedMs} ms (TTL ${TTL_MS} ms)`);
+    expect(rows).toEqual([]);
+    expect(waitedMs).toBeLessThan(2 * TTL_MS);
+    // Exactly one transaction needed the TTL: the given-up ones never opened.
+    expect(serverLog.filter((l) => l.includes("rolled back")).length - rollbacksBefore).toBe(1);
+    await reader.execute("INSERT INTO t (name) VALUES ('after')");
+    expect((await reader.execute("SELECT name FROM t")).rows.map((r) => r.name)).toEqual(["after"]);
+    for (const c of [admin, impatient, reader]) c.close();
+  });
+
+  it("never run a statement that waited for the connection after its client gave up", async () => {
+    const { url, admin } = await freshDb();
+    const holder = await admin.transaction("write");
+    await holder.execute("INSERT INTO t (name) VALUES ('held')");
+    // The client saw a timeout error, so the write must not happen behind its back later.
+    const impatient = timedClient(url, CLIENT_TIMEOUT_MS);
+    await expect(impatient.execute("INSERT INTO t (name) VALUES ('gave up')")).rejects.toThrow(/abort|timeout/i);
+    // Let the server see the closed connection first (a commit racing the FIN by microseconds cannot know).
+    await new Promise((r) => setTimeout(r, 100));
+    await holder.commit();
+    expect((await admin.execute("SELECT name FROM t ORDER BY id")).rows.map((r) => r.name)).toEqual(["held"]);
+    admin.close();
+    impatient.close();
+  });
+
+  it("still serve a patient client that waited behind a transaction", async () => {
+    const { url, admin } = await freshDb();
+    const holder = await admin.transaction("write");
+    await holder.execute("INSERT INTO t (name) VALUES ('first')");
+    const patient = timedClient(url, 10_000);
+    const write = patient.execute("INSERT INTO t (name) VALUES ('second')");
+    await new Promise((r) => setTimeout(r, CLIENT_TIMEOUT_MS));
+    await holder.commit();
+    await write;
+    expect((await admin.execute("SELECT name FROM t ORDER BY id")).rows.map((r) => r.name)).toEqual(["first", "second"]);
+    admin.close();
+    patient.close();
+  });
+});
