@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
@@ -35,8 +35,15 @@ export interface Stack {
   runnerToken: string;
   /** Set only on the run that created the admin account. */
   admin?: { email: string; password: string };
-  /** Process ids of the children, each the leader of its own process group. */
+  /** Process ids of the children, each the leader of its own process group (`db` changes on `startDb`). */
   pids: Record<string, number>;
+  /**
+   * Stops only the libSQL server (fault drills: the database going away mid-job). SIGTERM is a clean shutdown,
+   * SIGKILL a crash. The edge and the runners keep running.
+   */
+  stopDb(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** Starts the libSQL server again on the same port and data directory, and waits until it answers. */
+  startDb(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -56,6 +63,19 @@ async function loadSecrets(dataDir: string): Promise<Secrets> {
   await writeFile(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
   await chmod(file, 0o600);
   return secrets;
+}
+
+/**
+ * Processes of a group that are still running. Zombies do not count: an orphaned workerd is reparented to PID 1,
+ * which in some containers never reaps it, yet it holds no port and does no work.
+ */
+export function liveGroupMembers(pgid: number): number[] {
+  const out = execFileSync("ps", ["-eo", "pid=,pgid=,stat="], { encoding: "utf8" });
+  return out
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([pid, group, stat]) => pid && Number(group) === pgid && !stat?.startsWith("Z"))
+    .map(([pid]) => Number(pid));
 }
 
 class Child {
@@ -91,6 +111,7 @@ class Child {
     clearTimeout(timer);
     // The leader may exit before its group (workerd under wrangler): make sure nothing of the group survives.
     this.signal("SIGKILL");
+    for (let i = 0; i < 50 && liveGroupMembers(this.proc.pid!).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -127,6 +148,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const libsqlUrl = `http://${opts.host}:${opts.libsqlPort}`;
   const edgeUrl = `http://${opts.host}:${opts.edgePort}`;
   const children: Child[] = [];
+  const pids: Record<string, number> = {};
   const log = opts.log;
 
   let cronTimer: NodeJS.Timeout | undefined;
@@ -138,7 +160,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     }
   };
 
-  try {
+  const startDb = async () => {
+    const old = children.findIndex((c) => c.name === "db");
+    if (old >= 0 && children[old]!.running) throw new Error("the libSQL server is already running");
+    if (old >= 0) children.splice(old, 1);
     const db = spawnChild(
       "db",
       ["--import", "tsx", "db/server/main.ts"],
@@ -151,7 +176,18 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       log,
     );
     children.push(db);
+    pids.db = db.proc.pid!;
     await waitFor("libSQL server", db, async () => (await fetch(`${libsqlUrl}/health`)).ok, 30_000);
+  };
+  const stopDb = async (signal: "SIGTERM" | "SIGKILL" = "SIGTERM") => {
+    const db = children.find((c) => c.name === "db");
+    if (!db?.running) return;
+    if (signal === "SIGKILL") db.signal("SIGKILL");
+    await db.stop(5_000);
+  };
+
+  try {
+    await startDb();
     await migrateDb(libsqlUrl, secrets.libsqlAuthToken);
 
     let admin: Stack["admin"];
@@ -217,7 +253,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       libsqlAuthToken: secrets.libsqlAuthToken,
       runnerToken: secrets.runnerToken,
       admin,
-      pids: Object.fromEntries(children.map((c) => [c.name, c.proc.pid!])),
+      pids: Object.assign(pids, Object.fromEntries(children.map((c) => [c.name, c.proc.pid!]))),
+      stopDb,
+      startDb,
       stop,
     };
   } catch (err) {
