@@ -191,6 +191,15 @@ async function benchOverhead(stack: EdgeStack): Promise<void> {
     console.log(`bare FFmpeg (same args, pool of ${concurrency}):       ${fmt(bare)}`);
     console.log(`job: first claim → completed (started_at→completed_at): ${fmt(processing)} → ratio ${(processing / bare).toFixed(3)} (target ≤ 1.05)`);
     console.log(`job: POST /api/jobs → completed (incl. upload + up to POLL_MS queue wait): ${fmt(fromCreate)} → ratio ${(fromCreate / bare).toFixed(3)}`);
+    // Where the runner's time went, per variation (from its "variation completed" log lines).
+    const sums: Record<string, number[]> = {};
+    for (const m of r.logs().matchAll(/variation completed .*/g)) {
+      for (const [, k, v] of m[0].matchAll(/(\w+)_ms=(\d+)/g)) (sums[k!] ??= []).push(Number(v));
+    }
+    console.log(
+      "per variation (mean ms): " +
+        Object.entries(sums).map(([k, v]) => `${k} ${Math.round(v.reduce((a, b) => a + b, 0) / v.length)}`).join(", "),
+    );
   } finally {
     r.child.kill("SIGTERM");
     await r.exited;

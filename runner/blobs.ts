@@ -1,8 +1,6 @@
-import { createReadStream, createWriteStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { open, stat } from "node:fs/promises";
 import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
 
 /** An edge blob call failed. `transient` errors (network, 5xx, 429) are worth retrying; 4xx are not. */
 export class BlobError extends Error {
@@ -88,12 +86,17 @@ export class BlobClient {
           total = range ? Number(range[1]) : Number(res.headers.get("content-length") ?? NaN);
         }
         if (!res.body) throw new BlobError(`download ${key}: empty body`, res.status, true);
-        await pipeline(
-          Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>),
-          createWriteStream(dest, { flags: have > 0 ? "a" : "w" }),
-          { signal },
-        );
-        have = (await stat(dest)).size;
+        // Chunk by chunk, each written before the next is read: after a broken connection the file holds
+        // exactly what arrived, so the retry can ask for the rest with a Range.
+        const fh = await open(dest, have > 0 ? "a" : "w");
+        try {
+          for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+            await fh.write(chunk);
+            have += chunk.length;
+          }
+        } finally {
+          await fh.close();
+        }
         if (Number.isFinite(total) && have !== total) {
           throw new BlobError(`download ${key}: got ${have} of ${total} bytes`, null, true);
         }

@@ -63,7 +63,17 @@ export class Runner {
       maxBytes: deps.sourceCacheBytes,
     });
     this.thumbnails = new Thumbnails(() => this.ctx);
-    this.ctx = { config, db: deps.db, blobs, sources: this.sources, processes: this.processes, metrics, log, thumbnails: this.thumbnails };
+    this.ctx = {
+      config,
+      db: deps.db,
+      blobs,
+      sources: this.sources,
+      processes: this.processes,
+      metrics,
+      log,
+      thumbnails: this.thumbnails,
+      onEncodeSlotFree: () => this.onSlotFree(),
+    };
     metrics.info.set(1, { runner_id: config.RUNNER_ID, version: deps.version });
   }
 
@@ -159,7 +169,7 @@ export class Runner {
     for (const t of this.tasks.values()) if (now > t.leaseExpiresAt) t.stop("lost");
 
     const inHand = [...this.tasks.values()].filter((t) => t.phase !== "settle" && t.phase !== "done");
-    const free = this.stopping ? 0 : config.CONCURRENCY - this.tasks.size;
+    const free = this.freeSlots();
     const t0 = performance.now();
     metrics.ticks.inc();
     let result;
@@ -208,6 +218,23 @@ export class Runner {
     }
   }
 
+  /**
+   * CONCURRENCY bounds FFmpeg work: a variation that is verifying or uploading its output no longer holds an
+   * encode slot, so the next encode starts right away (pipelining). At most CONCURRENCY such uploads at a time.
+   */
+  private freeSlots(): number {
+    if (this.stopping) return 0;
+    const { CONCURRENCY } = this.deps.config;
+    let encoding = 0;
+    for (const t of this.tasks.values()) if (t.phase === "source" || t.phase === "prepare" || t.phase === "encode") encoding++;
+    return Math.max(0, Math.min(CONCURRENCY - encoding, 2 * CONCURRENCY - this.tasks.size));
+  }
+
+  private onSlotFree(): void {
+    // Claim right away instead of waiting for the next tick, if the queue had more.
+    if (!this.stopping && this.queueHadMore && this.freeSlots() > 0) this.runTick();
+  }
+
   private startTask(claimed: ClaimedVariation): void {
     const { config, db, log, metrics } = this.deps;
     metrics.claimed.inc();
@@ -233,8 +260,7 @@ export class Runner {
     this.deps.log.debug("task done", { variation: task.id, outcome });
     const jobStillInHand = [...this.tasks.values()].some((t) => t.jobId === task.jobId);
     if (!jobStillInHand && !this.stopping) this.track(this.sweepJob(task.jobId));
-    // A slot is free: claim right away instead of waiting for the next tick, if the queue had more.
-    if (!this.stopping && this.queueHadMore) this.runTick();
+    this.onSlotFree();
   }
 
   /** After the last local variation of a job: if the job is terminal, remove its local files and orphan outputs. */

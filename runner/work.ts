@@ -32,6 +32,8 @@ export interface WorkContext {
   metrics: RunnerMetrics;
   log: Logger;
   thumbnails: Thumbnails;
+  /** Called when a task's FFmpeg is done (its encode slot is free while it verifies and uploads). */
+  onEncodeSlotFree?: (task: VariationTask) => void;
 }
 
 /** How a variation left this runner's hands. */
@@ -41,14 +43,17 @@ type Phase = "source" | "prepare" | "encode" | "finishing" | "settle" | "done";
 
 export const outputKey = (jobId: string, variationId: string) => `outputs/${jobId}/${variationId}.mp4`;
 
-/** Retries a database call while the database is unreachable (a finished upload is worth recording). */
-async function retryDb<T>(fn: () => Promise<T>, attempts = 6): Promise<T> {
+/**
+ * Retries a database call while the database is unreachable (a finished upload is worth recording). The default
+ * rides out a database restart: 12 attempts, backoff 250 ms doubling to at most 2 s, ~20 s in all.
+ */
+async function retryDb<T>(fn: () => Promise<T>, attempts = 12): Promise<T> {
   for (let i = 0; ; i++) {
     try {
       return await fn();
     } catch (err) {
       if (!isDbUnavailable(err) || i >= attempts - 1) throw err;
-      await new Promise((r) => setTimeout(r, 250 * 2 ** i));
+      await new Promise((r) => setTimeout(r, Math.min(2000, 250 * 2 ** i)));
     }
   }
 }
@@ -72,6 +77,7 @@ export class VariationTask {
   readonly done: Promise<TaskOutcome>;
   private readonly abort = new AbortController();
   private writtenProgress = 0;
+  private partialPath: string | null = null;
   private writtenAt = 0;
 
   constructor(
@@ -124,7 +130,10 @@ export class VariationTask {
     const c = this.claim;
     const dir = join(config.WORK_DIR, c.jobId);
     const out = join(dir, `${c.id}.part.mp4`);
+    this.partialPath = out;
     let source: AcquiredSource | null = null;
+    const started = performance.now();
+    const timings: Record<string, number> = {};
     log.info("claimed variation", { variation: c.id, job: c.jobId, source: c.sourceId, attempt: c.attempts });
     try {
       await mkdir(dir, { recursive: true });
@@ -142,6 +151,7 @@ export class VariationTask {
           log.warn("could not record source probe", { source: c.sourceId, error: errorMessage(err) }),
         );
       }
+      timings.source = performance.now() - started;
       this.phase = "prepare";
       if (c.sourcePosition === 1 && !c.jobThumbnailKey) this.ctx.thumbnails.ensure(c);
 
@@ -157,6 +167,7 @@ export class VariationTask {
       if (this.stopReason) return await this.stopped(null);
 
       const t0 = performance.now();
+      timings.prepare = t0 - started - timings.source!;
       const proc = spawnFfmpeg(config.FFMPEG_PATH, plan.args, (ms) => {
         this.progress = Math.min(99.9, Math.max(this.progress, (ms / plan.expectedDurationMs) * 100));
       });
@@ -168,6 +179,8 @@ export class VariationTask {
       this.ctx.processes.unregister(c.id);
       if (stage) return await this.stopped(stage);
       this.phase = "finishing";
+      timings.encode = performance.now() - t0;
+      this.ctx.onEncodeSlotFree?.(this);
       if (this.stopReason === "cancel") {
         // The cancel raced with FFmpeg's own exit and no stage was sent: completed wins.
         log.info("cancel requested after FFmpeg finished: completing anyway", { variation: c.id });
@@ -179,18 +192,21 @@ export class VariationTask {
         if (exit.signal) return await this.transient(`ffmpeg was killed by ${exit.signal}`);
         return await this.fail(`ffmpeg exited with code ${exit.code}${detail ? `: ${detail}` : ""}`);
       }
-      log.info("ffmpeg finished", { variation: c.id, ms: Math.round(performance.now() - t0) });
+      log.info("ffmpeg finished", { variation: c.id, ms: Math.round(timings.encode) });
       if (this.stopReason === "lost") return await this.stopped(null);
 
+      const v0 = performance.now();
       try {
         await verifyOutput(config.FFPROBE_PATH, out, plan.expectedDurationMs);
       } catch (err) {
         return await this.fail(errorMessage(err));
       }
+      timings.verify = performance.now() - v0;
 
       if (this.stopReason) return await this.stopped(null);
       const key = outputKey(c.jobId, c.id);
       let size: number;
+      const u0 = performance.now();
       try {
         ({ size } = await this.ctx.blobs.upload(key, out, this.abort.signal));
       } catch (err) {
@@ -200,7 +216,9 @@ export class VariationTask {
         return await this.transient(`upload failed: ${errorMessage(err)}`);
       }
 
+      timings.upload = performance.now() - u0;
       this.phase = "settle";
+      const s0 = performance.now();
       const recorded = await retryDb(() =>
         finishVariation(this.ctx.db, { variationId: c.id, runnerId: config.RUNNER_ID, outputKey: key, outputSize: size, now: Date.now() }),
       );
@@ -210,11 +228,16 @@ export class VariationTask {
         await this.ctx.blobs.delete(key).catch((err) => log.warn("could not delete rejected upload", { key, error: errorMessage(err) }));
         return "lost";
       }
-      log.info("variation completed", { variation: c.id, job: c.jobId, bytes: size });
+      timings.settle = performance.now() - s0;
+      const ms = Object.fromEntries(Object.entries(timings).map(([k, v]) => [`${k}_ms`, Math.round(v)]));
+      log.info("variation completed", { variation: c.id, job: c.jobId, bytes: size, ...ms });
       return "completed";
     } catch (err) {
       log.error("variation failed unexpectedly", { variation: c.id, error: errorMessage(err) });
       if (this.stopReason) return await this.stopped(null).catch(() => "lost" as const);
+      // An unreachable database says nothing about the variation: failing it (once the database is back) would
+      // throw the work away for good. Leave it running; its lease expires and it is claimed again.
+      if (isDbUnavailable(err)) return "lost";
       return await this.fail(`runner error: ${errorMessage(err)}`).catch(() => "lost" as const);
     } finally {
       source?.release();
@@ -222,9 +245,10 @@ export class VariationTask {
     }
   }
 
-  /** After a stop: the partial file is removed by `run`'s finally; record what the stop meant. */
+  /** After a stop: delete the partial file first, then record what the stop meant. */
   private async stopped(stage: StopStage | null): Promise<TaskOutcome> {
     const { db, config, log } = this.ctx;
+    if (this.partialPath) await rm(this.partialPath, { force: true }).catch(() => {});
     const base = { variationId: this.id, runnerId: config.RUNNER_ID, now: Date.now() };
     const reason = this.stopReason ?? "shutdown";
     if (reason === "lost") {

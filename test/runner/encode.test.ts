@@ -124,20 +124,54 @@ describe("runner: claim → encode → complete", () => {
   });
 
   it("rejects the completion of a runner that lost its lease and deletes the object it uploaded", async () => {
-    const job = await stack.user.createJob([await makeClip({ seconds: 30 })], 1);
-    // A heartbeat far in the future: the runner does not notice the steal before it finishes.
-    const r = await inProcessRunner({ WATCH_MS: "20000", LEASE_MS: "60000", WORK_DIR: await stack.workDir() });
-    await r.waitForLog(/ffmpeg started/);
+    let reached!: () => void;
+    const atUpload = new Promise<void>((r) => (reached = r));
+    let openGate!: () => void;
+    const gate = new Promise<void>((r) => (openGate = r));
+    // Hold the upload: the lease is lost between FFmpeg's exit and the record, with no heartbeat in between.
+    class GatedBlobs extends BlobClient {
+      override async upload(key: string, file: string, signal?: AbortSignal) {
+        if (key.startsWith("outputs/")) {
+          reached();
+          await gate;
+        }
+        return super.upload(key, file, signal);
+      }
+    }
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const r = await startInProcessRunner({
+      env: stack.runnerEnv({ WATCH_MS: "20000", LEASE_MS: "60000", WORK_DIR: await stack.workDir() }),
+      blobs: (c) => new GatedBlobs({ edgeUrl: c.EDGE_URL, token: c.RUNNER_TOKEN }),
+    });
+    cleanup.push(() => r.stop());
+    await atUpload;
     const [v] = await getVariationRows(stack.db, job.id);
     // Another runner took it over (as after a lease expiry).
     await stack.db.update(variations).set({ runnerId: "thief", attempts: 2 }).where(eq(variations.id, v!.id));
+    openGate();
 
-    await r.waitForLog(/completion rejected: lease lost/, 60_000);
+    await r.waitForLog(/completion rejected: lease lost/, 30_000);
     await waitFor("the rejected upload to be deleted", async () => (await stack.blobs.list(`outputs/${job.id}/`)).length === 0, 10_000);
     const [after] = await getVariationRows(stack.db, job.id);
     expect(after).toMatchObject({ status: "running", runnerId: "thief", outputKey: null });
     expect(r.metrics.finished.get({ status: "lost" })).toBe(1);
-    // The thief's claim stands; clean it up for the next test.
+    await stack.db.run(sql`UPDATE variations SET status = 'cancelled' WHERE id = ${v!.id}`);
+  });
+
+  it("stops encoding a variation another runner took over, without recording anything", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 30 })], 1);
+    const workDir = await stack.workDir();
+    const r = await inProcessRunner({ WORK_DIR: workDir });
+    await r.waitForLog(/ffmpeg started/);
+    const [v] = await getVariationRows(stack.db, job.id);
+    await stack.db.update(variations).set({ runnerId: "thief", attempts: 2 }).where(eq(variations.id, v!.id));
+
+    await r.waitForLog(/variation lost to another runner; dropped/, 10_000);
+    expect(r.lines.join("\n")).toMatch(/stop stage q .*reason=lost/);
+    const [after] = await getVariationRows(stack.db, job.id);
+    expect(after).toMatchObject({ status: "running", runnerId: "thief", stopStage: null });
+    expect((await filesUnder(workDir)).filter((f) => f.endsWith(".mp4"))).toEqual([]);
+    expect(await stack.blobs.list(`outputs/${job.id}/`)).toEqual([]);
     await stack.db.run(sql`UPDATE variations SET status = 'cancelled' WHERE id = ${v!.id}`);
   });
 
