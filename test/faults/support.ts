@@ -1,0 +1,290 @@
+// Shared pieces of the fault drills: the real local stack (scripts/stack.ts) on free ports and a throwaway data
+// dir, log capture, runner metrics, the bucket's real object list, live FFmpeg processes, and the end-state
+// invariants every drill checks.
+import { readdir, readFile, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "libsql";
+import { sql } from "drizzle-orm";
+import { expect } from "vitest";
+import { createDb, type Db } from "../../db/client";
+import { BlobClient } from "../../runner/blobs";
+import { startStack, type Stack } from "../../scripts/stack";
+import { signInToEdge, type ApiSession } from "../helpers/api";
+import { freePort } from "../helpers/ports";
+
+export const TERMINAL = ["completed", "failed", "cancelled"];
+
+export interface LogLine {
+  at: number;
+  line: string;
+}
+
+export interface FaultStack {
+  stack: Stack;
+  dir: string;
+  dataDir: string;
+  metricsPort: number;
+  /** The test's own database client (same server and token as the stack). */
+  db: Db;
+  /** Runner-side blob client: the edge's /internal endpoints with the stack's RUNNER_TOKEN. */
+  blobs: BlobClient;
+  /** A signed-in user on the edge (cookie session). */
+  user: ApiSession;
+  lines: LogLine[];
+  /** Lines of one child (`runner-1`, `edge`, `db`, …). */
+  linesOf(child: string): string[];
+  waitForLog(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** Prometheus text of runner `i` (0-based) parsed to `name{labels}` → value. */
+  metrics(i: number): Promise<Map<string, number>>;
+  /** Live FFmpeg processes whose command line mentions this stack's directories (or `extraRoots`). */
+  ffmpegPids(extraRoots?: string[]): Promise<number[]>;
+  /** Every object in the local R2 bucket, read from miniflare's own store (sources, uploads, outputs, thumbs). */
+  bucketObjects(): Promise<{ key: string; size: number }[]>;
+  stop(): Promise<void>;
+}
+
+/** Settings that make leases, polls and grace periods fit a drill measured in seconds. */
+export const FAST_RUNNER = { POLL_MS: "200", WATCH_MS: "200", LEASE_MS: "3000", STOP_GRACE_MS: "1000" };
+
+export async function startFaultStack(opts: {
+  label: string;
+  runners: number;
+  runnerEnv?: Record<string, string>;
+  cronEveryMs?: number;
+}): Promise<FaultStack> {
+  const dir = await mkdtemp(join(tmpdir(), `vr-fault-${opts.label}-`));
+  const dataDir = join(dir, "data");
+  const lines: LogLine[] = [];
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  const metricsPort = await freePort();
+  const stack = await startStack({
+    host: "127.0.0.1",
+    edgePort: await freePort(),
+    libsqlPort: await freePort(),
+    // Runner i listens on metricsPort + i; freePort() only vouches for the first one, which is enough here.
+    metricsPort,
+    dataDir,
+    adminEmail: "admin@example.com",
+    runners: opts.runners,
+    runnerEnv: { ...FAST_RUNNER, ...opts.runnerEnv },
+    cronEveryMs: opts.cronEveryMs ?? 0,
+    log: (line) => {
+      lines.push({ at: Date.now(), line });
+      if (process.env.FAULTS_VERBOSE) console.log(line);
+      for (const w of [...waiters]) {
+        if (w.re.test(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    },
+  }).catch(async (err: unknown) => {
+    const tail = lines.slice(-60).map((l) => l.line).join("\n");
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`stack did not start: ${err instanceof Error ? err.message : String(err)}\n${tail}`);
+  });
+  const db = createDb(stack.libsqlUrl, { authToken: stack.libsqlAuthToken, timeoutMs: 5_000 });
+  const user = await signInToEdge(stack.edgeUrl, db);
+  const blobs = new BlobClient({ edgeUrl: stack.edgeUrl, token: stack.runnerToken });
+
+  return {
+    stack,
+    dir,
+    dataDir,
+    metricsPort,
+    db,
+    blobs,
+    user,
+    lines,
+    linesOf: (child) => lines.filter((l) => l.line.startsWith(`[${child}] `)).map((l) => l.line),
+    waitForLog(re, timeoutMs = 60_000) {
+      const hit = lines.find((l) => re.test(l.line));
+      if (hit) return Promise.resolve(hit.line);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.findIndex((w) => w.re === re), 1);
+          reject(new Error(`no log line matching ${re} within ${timeoutMs} ms:\n${lines.slice(-40).map((l) => l.line).join("\n")}`));
+        }, timeoutMs);
+        waiters.push({ re, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+      });
+    },
+    async metrics(i) {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort + i}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+      const out = new Map<string, number>();
+      for (const l of text.split("\n")) {
+        const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(l);
+        if (m) out.set(m[1]!, Number(m[2]));
+      }
+      return out;
+    },
+    ffmpegPids: (extraRoots = []) => ffmpegPidsUnder([dir, ...extraRoots]),
+    bucketObjects: () => bucketObjects(join(dataDir, "wrangler")),
+    async stop() {
+      db.$client.close();
+      await stack.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Live processes that look like FFmpeg (real binary or a stand-in named ffmpeg) and whose arguments point into
+ * one of `roots` (the runner's WORK_DIR lives there), so FFmpeg of other tests on this machine is never counted.
+ */
+export async function ffmpegPidsUnder(roots: string[]): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const argv = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0").filter(Boolean);
+      const stat = await readFile(`/proc/${name}/stat`, "utf8");
+      if (stat.split(") ")[1]?.[0] === "Z") continue; // a zombie is dead, only not reaped yet
+      const isFfmpeg = argv.slice(0, 2).some((a) => /(^|\/)ffmpeg$/.test(a));
+      if (isFfmpeg && argv.some((a) => roots.some((r) => a.startsWith(r)))) pids.push(Number(name));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return pids;
+}
+
+/**
+ * Objects in the local R2 bucket. Miniflare keeps each bucket's index in a SQLite file (`_mf_objects`); reading it
+ * is the only way to see *every* object (the edge lists only `outputs/<job>/`), which "no object that no row
+ * records" needs.
+ */
+export async function bucketObjects(persistTo: string): Promise<{ key: string; size: number }[]> {
+  const dir = join(persistTo, "v3", "r2", "miniflare-R2BucketObject");
+  const objects: { key: string; size: number }[] = [];
+  for (const f of await readdir(dir)) {
+    if (!f.endsWith(".sqlite")) continue;
+    const conn = new Database(join(dir, f), { readonly: true });
+    try {
+      const tables = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_mf_objects'").all();
+      if (tables.length === 0) continue;
+      for (const row of conn.prepare("SELECT key, size FROM _mf_objects").all() as { key: string; size: number }[]) {
+        objects.push({ key: row.key, size: Number(row.size) });
+      }
+    } finally {
+      conn.close();
+    }
+  }
+  return objects.sort((a, b) => a.key.localeCompare(b.key));
+}
+
+/** Polls `fn` until it returns something truthy (returned) or the timeout passes (throws naming `what`). */
+export async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => null);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export interface VariationRow {
+  id: string;
+  jobId: string;
+  status: string;
+  attempts: number;
+  runnerId: string | null;
+  outputKey: string | null;
+  outputSize: number | null;
+  stopStage: string | null;
+  error: string | null;
+  finishedAt: number | null;
+}
+
+export async function variationRows(db: Db, jobIds: string[]): Promise<VariationRow[]> {
+  if (jobIds.length === 0) return [];
+  return db.all<VariationRow>(sql`
+    SELECT id, job_id AS jobId, status, attempts, runner_id AS runnerId, output_key AS outputKey,
+      output_size AS outputSize, stop_stage AS stopStage, error, finished_at AS finishedAt
+    FROM variations WHERE job_id IN (SELECT value FROM json_each(${JSON.stringify(jobIds)})) ORDER BY rowid`);
+}
+
+export async function jobRows(db: Db, jobIds: string[]) {
+  return db.all<{ id: string; status: string; cancelRequestedAt: number | null; totalVariations: number; error: string | null }>(sql`
+    SELECT id, status, cancel_requested_at AS cancelRequestedAt, total_variations AS totalVariations, error
+    FROM jobs WHERE id IN (SELECT value FROM json_each(${JSON.stringify(jobIds)}))`);
+}
+
+export interface EndState {
+  jobs: Record<string, number>;
+  variations: Record<string, number>;
+  objects: number;
+  ffmpeg: number;
+}
+
+const tally = (xs: string[]) => xs.reduce<Record<string, number>>((acc, x) => ((acc[x] = (acc[x] ?? 0) + 1), acc), {});
+
+/**
+ * The invariants every drill ends with, checked against the database, the API and the bucket itself:
+ * every job terminal; the API's counts add up to the total and match the rows; completed variations (and only
+ * they) record an output, and that object exists with the recorded size; no object in the bucket that no row
+ * records; no FFmpeg left running. Returns a summary to print.
+ */
+export async function expectCleanEndState(fs: FaultStack, jobIds: string[], extraRoots: string[] = []): Promise<EndState> {
+  const jobs = await jobRows(fs.db, jobIds);
+  expect(jobs).toHaveLength(jobIds.length);
+  expect(jobs.filter((j) => !TERMINAL.includes(j.status))).toEqual([]);
+  const rows = await variationRows(fs.db, jobIds);
+
+  for (const id of jobIds) {
+    const view = await fs.user.getJob(id);
+    const mine = rows.filter((r) => r.jobId === id);
+    const count = (s: string) => mine.filter((r) => r.status === s).length;
+    expect({ id, total: view.totalVariations, completed: view.completedVariations, failed: view.failedVariations, cancelled: view.cancelledVariations }).toEqual({
+      id,
+      total: mine.length,
+      completed: count("completed"),
+      failed: count("failed"),
+      cancelled: count("cancelled"),
+    });
+    expect(view.completedVariations + view.failedVariations + view.cancelledVariations).toBe(view.totalVariations);
+    // Completed wins: a job whose every variation completed is completed, whatever cancel was asked.
+    if (count("completed") === mine.length) expect(view.status).toBe("completed");
+    if (view.status === "cancelled") expect(count("completed")).toBeLessThan(mine.length);
+  }
+
+  const recordedOutputs = rows.filter((r) => r.outputKey !== null);
+  expect(recordedOutputs.filter((r) => r.status !== "completed")).toEqual([]);
+  expect(rows.filter((r) => r.status === "completed" && r.outputKey === null)).toEqual([]);
+
+  // Every key in the bucket must be recorded by some row: sources, thumbnails, outputs (uploads/ belong to the
+  // large-file API, none here).
+  const objects = await fs.bucketObjects();
+  const keys = objects.map((o) => o.key);
+  const recorded = new Set<string>([
+    ...recordedOutputs.map((r) => r.outputKey!),
+    ...(await fs.db.all<{ k: string }>(sql`SELECT object_key AS k FROM sources UNION ALL SELECT thumbnail_key FROM jobs WHERE thumbnail_key IS NOT NULL`)).map((r) => r.k),
+  ]);
+  expect(keys.filter((k) => !recorded.has(k))).toEqual([]);
+  const sizes = new Map(objects.map((o) => [o.key, o.size]));
+  expect(recordedOutputs.map((r) => ({ key: r.outputKey, size: sizes.get(r.outputKey!) }))).toEqual(
+    recordedOutputs.map((r) => ({ key: r.outputKey, size: r.outputSize })),
+  );
+  const ffmpeg = await fs.ffmpegPids(extraRoots);
+  expect(ffmpeg).toEqual([]);
+  return {
+    jobs: tally(jobs.map((j) => j.status)),
+    variations: tally(rows.map((r) => r.status)),
+    objects: keys.length,
+    ffmpeg: ffmpeg.length,
+  };
+}
+
+/** Creates `n` jobs of `variations` each from one small clip through POST /api/jobs (multipart). */
+export async function createJobs(user: ApiSession, clip: string, n: number, variations: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push((await user.createJob([clip], variations)).id);
+  return ids;
+}
+
+/** Prints a labelled, one-line-per-fact report of what a drill saw (the suite's log is its evidence). */
+export function report(title: string, facts: Record<string, unknown>): void {
+  const lines = Object.entries(facts).map(([k, v]) => `  ${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`);
+  console.log(`\n[fault] ${title}\n${lines.join("\n")}`);
+}
