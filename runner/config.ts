@@ -24,6 +24,7 @@ const Schema = z
     WATCH_MS: ms(1000, 10),
     STOP_GRACE_MS: ms(2000, 10),
     METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+    LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
     /** Optional effect families on top of zoom/crop offset and eq jitter: mirror, speed, noise. */
     EFFECT_EXTRAS: z
       .string()

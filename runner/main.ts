@@ -20,7 +20,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger({ prefix: config.RUNNER_ID, level: process.env.LOG_LEVEL === "debug" ? "debug" : "info" });
+  const log = createLogger({ prefix: config.RUNNER_ID, level: config.LOG_LEVEL });
   const metrics = new RunnerMetrics();
   const db = createDb(config.LIBSQL_URL, {
     authToken: config.LIBSQL_AUTH_TOKEN,
