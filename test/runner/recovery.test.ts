@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runners } from "../../db/schema";
 import { makeClip } from "../helpers/clips";
 import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
-import { isAlive, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
+import { isAlive, makeStubbornFfmpeg, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows } from "../helpers/seed";
 
 let stack: EdgeStack;
@@ -97,5 +97,25 @@ describe("several runners, crashes and shutdowns", () => {
     runnerProcess({ WORK_DIR: await stack.workDir() });
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 90_000, 200);
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1 });
+  });
+
+  it("kills FFmpeg at once on a second signal instead of waiting out the grace periods", async () => {
+    const stub = await makeStubbornFfmpeg();
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const runner = runnerProcess({ FFMPEG_PATH: stub.path, STOP_GRACE_MS: "5000", WORK_DIR: await stack.workDir() });
+    await runner.waitForLog(/ffmpeg started/);
+    const pid = runner.ffmpegPids()[0]!;
+
+    runner.child.kill("SIGTERM");
+    await runner.waitForLog(/stop stage q/);
+    const t0 = performance.now();
+    runner.child.kill("SIGTERM");
+    await runner.exited;
+    // Without the second signal this would take 2 × 5 s.
+    expect(performance.now() - t0).toBeLessThan(3000);
+    expect(runner.logs()).toMatch(/second signal: killing FFmpeg processes now/);
+    expect(runner.logs()).toMatch(/stop stage sigkill \(immediate\)/);
+    expect(await isAlive(pid)).toBe(false);
+    expect((await getVariationRows(stack.db, job.id))[0]?.status).toBe("queued");
   });
 });
