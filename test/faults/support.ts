@@ -257,10 +257,14 @@ export async function expectCleanEndState(fs: FaultStack, jobIds: string[], extr
   // large-file API, none here).
   const objects = await fs.bucketObjects();
   const keys = objects.map((o) => o.key);
-  const recorded = new Set<string>([
-    ...recordedOutputs.map((r) => r.outputKey!),
-    ...(await fs.db.all<{ k: string }>(sql`SELECT object_key AS k FROM sources UNION ALL SELECT thumbnail_key FROM jobs WHERE thumbnail_key IS NOT NULL`)).map((r) => r.k),
-  ]);
+  const recorded = new Set<string>(
+    (
+      await fs.db.all<{ k: string }>(sql`
+        SELECT object_key AS k FROM sources
+        UNION ALL SELECT thumbnail_key FROM jobs WHERE thumbnail_key IS NOT NULL
+        UNION ALL SELECT output_key FROM variations WHERE output_key IS NOT NULL`)
+    ).map((r) => r.k),
+  );
   expect(keys.filter((k) => !recorded.has(k))).toEqual([]);
   const sizes = new Map(objects.map((o) => [o.key, o.size]));
   expect(recordedOutputs.map((r) => ({ key: r.outputKey, size: sizes.get(r.outputKey!) }))).toEqual(
