@@ -44,6 +44,9 @@ export class Runner {
   private shutdownPromise: Promise<void> | null = null;
   private lastDbOkAt = 0;
   private lastTickStart = 0;
+  /** Claims are paused until then after the edge failed transiently (backoff doubling to 30 s). */
+  private claimsPausedUntil = 0;
+  private edgeBackoffMs = 0;
   private lastDbErrorLogAt = 0;
   /** The last claim got everything it asked for, so more work is likely waiting. */
   private queueHadMore = true;
@@ -73,6 +76,10 @@ export class Runner {
       log,
       thumbnails: this.thumbnails,
       onEncodeSlotFree: () => this.onSlotFree(),
+      onEdgeTrouble: () => this.edgeTrouble(),
+      onEdgeOk: () => {
+        this.edgeBackoffMs = 0;
+      },
     };
     metrics.info.set(1, { runner_id: config.RUNNER_ID, version: deps.version });
   }
@@ -223,11 +230,17 @@ export class Runner {
    * encode slot, so the next encode starts right away (pipelining). At most CONCURRENCY such uploads at a time.
    */
   private freeSlots(): number {
-    if (this.stopping) return 0;
+    if (this.stopping || Date.now() < this.claimsPausedUntil) return 0;
     const { CONCURRENCY } = this.deps.config;
     let encoding = 0;
     for (const t of this.tasks.values()) if (t.phase === "source" || t.phase === "prepare" || t.phase === "encode") encoding++;
     return Math.max(0, Math.min(CONCURRENCY - encoding, 2 * CONCURRENCY - this.tasks.size));
+  }
+
+  private edgeTrouble(): void {
+    this.edgeBackoffMs = Math.min(30_000, Math.max(1000, this.edgeBackoffMs * 2));
+    this.claimsPausedUntil = Date.now() + this.edgeBackoffMs;
+    this.deps.log.warn("edge trouble: pausing claims", { ms: this.edgeBackoffMs });
   }
 
   private onSlotFree(): void {

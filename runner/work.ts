@@ -34,6 +34,10 @@ export interface WorkContext {
   thumbnails: Thumbnails;
   /** Called when a task's FFmpeg is done (its encode slot is free while it verifies and uploads). */
   onEncodeSlotFree?: (task: VariationTask) => void;
+  /** The edge failed transiently (unreachable, 5xx): the runner should hold off claiming for a while. */
+  onEdgeTrouble?: () => void;
+  /** The edge answered a blob call fine again. */
+  onEdgeOk?: () => void;
 }
 
 /** How a variation left this runner's hands. */
@@ -143,8 +147,10 @@ export class VariationTask {
         if (this.stopReason) return await this.stopped(null);
         if (err instanceof NotAVideoError) return await this.failSource(err.message);
         if (err instanceof BlobError && err.status === 404) return await this.failSource("source file is missing from storage");
+        if (err instanceof BlobError && err.transient) return await this.edgeDown(`source download failed: ${err.message}`);
         return await this.transient(`source download failed: ${errorMessage(err)}`);
       }
+      this.ctx.onEdgeOk?.();
       if (source.fresh && c.sourceDurationMs === null) {
         const m = source.media;
         await recordSourceProbe(this.ctx.db, c.sourceId, m).catch((err) =>
@@ -213,6 +219,7 @@ export class VariationTask {
         await this.ctx.blobs.delete(key).catch(() => {});
         if (this.stopReason) return await this.stopped(null);
         if (err instanceof BlobError && !err.transient) return await this.fail(`upload failed: ${err.message}`);
+        this.ctx.onEdgeTrouble?.();
         return await this.transient(`upload failed: ${errorMessage(err)}`);
       }
 
@@ -277,6 +284,19 @@ export class VariationTask {
     log.warn("source is not usable: failing all its variations", { source: this.claim.sourceId, job: this.jobId, error });
     await retryDb(() => failSourceVariations(db, { sourceId: this.claim.sourceId, error, now: Date.now() }));
     return "failed";
+  }
+
+  /**
+   * The edge could not serve the source (unreachable, 5xx): nothing is known to be wrong with the variation, and
+   * nothing was spent on it yet, so it goes back to the queue without counting an attempt — an edge restart must
+   * not burn through the attempt cap of every queued variation. The runner backs off claiming meanwhile.
+   */
+  private async edgeDown(error: string): Promise<TaskOutcome> {
+    const { db, config, log } = this.ctx;
+    this.ctx.onEdgeTrouble?.();
+    const ok = await retryDb(() => releaseVariation(db, { variationId: this.id, runnerId: config.RUNNER_ID, now: Date.now() }));
+    log.warn("edge unavailable: variation handed back", { variation: this.id, error });
+    return ok ? "released" : "lost";
   }
 
   private async transient(error: string): Promise<TaskOutcome> {

@@ -3,7 +3,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runners } from "../../db/schema";
 import { makeClip } from "../helpers/clips";
 import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
-import { isAlive, makeStubbornFfmpeg, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
+import { BlobClient, BlobError } from "../../runner/blobs";
+import { isAlive, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows } from "../helpers/seed";
 
 let stack: EdgeStack;
@@ -25,7 +26,7 @@ function runnerProcess(env: Record<string, string>): RunnerProcess {
 
 const claimedIn = (logs: string) => [...logs.matchAll(/claimed variation variation=(\w+)/g)].map((m) => m[1]!);
 
-describe("several runners, crashes and shutdowns", () => {
+describe("several runners, crashes, outages and shutdowns", () => {
   it("never hands one variation to two runners sharing a database", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 1 })], 16);
     const a = runnerProcess({ CONCURRENCY: "2", POLL_MS: "50", WORK_DIR: await stack.workDir() });
@@ -117,5 +118,31 @@ describe("several runners, crashes and shutdowns", () => {
     expect(runner.logs()).toMatch(/stop stage sigkill \(immediate\)/);
     expect(await isAlive(pid)).toBe(false);
     expect((await getVariationRows(stack.db, job.id))[0]?.status).toBe("queued");
+  });
+
+  it("does not burn a variation's attempts while the edge cannot serve its source, and does it once the edge is back", async () => {
+    let failures = 0;
+    // The edge answers 503 for the first three downloads (e.g. while it is being redeployed).
+    class FlakyEdge extends BlobClient {
+      override async download(key: string, dest: string, signal?: AbortSignal) {
+        if (failures < 3) {
+          failures++;
+          throw new BlobError(`download ${key}: HTTP 503 edge restarting`, 503, true);
+        }
+        return super.download(key, dest, signal);
+      }
+    }
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const r = await startInProcessRunner({
+      env: stack.runnerEnv({ WORK_DIR: await stack.workDir() }),
+      blobs: (c) => new FlakyEdge({ edgeUrl: c.EDGE_URL, token: c.RUNNER_TOKEN }),
+    });
+    cleanup.push(() => r.stop());
+    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
+    expect(failures).toBe(3);
+    // Three failed tries would have hit the attempt cap if they counted.
+    expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1 });
+    const pauses = r.lines.filter((l) => l.includes("edge trouble: pausing claims")).map((l) => Number(/ms=(\d+)/.exec(l)![1]));
+    expect(pauses).toEqual([1000, 2000, 4000]);
   });
 });
