@@ -158,40 +158,47 @@ async function benchDb(stack: EdgeStack): Promise<void> {
   }
 }
 
-async function benchOverhead(stack: EdgeStack): Promise<void> {
+async function benchOverhead(stack: EdgeStack, rounds = 2): Promise<void> {
   const concurrency = 2;
   console.log(`\n## Job overhead: a 6-variation job vs the same FFmpeg commands run bare (concurrency ${concurrency})`);
+  console.log(`(alternating job, bare, job, bare…: other load on the machine hits both sides; best of ${rounds} compared)`);
   const clip = await makeClip({ seconds: 20, width: 720, height: 1280 });
+  const media = await probeMedia("ffprobe", clip);
   const r = startRunnerProcess(stack.runnerEnv({ POLL_MS: "1000", WATCH_MS: "1000", LEASE_MS: "30000", STOP_GRACE_MS: "2000", CONCURRENCY: String(concurrency), WORK_DIR: await stack.workDir() }));
+  const jobs: { processing: number; fromCreate: number }[] = [];
+  const bares: number[] = [];
   try {
     await r.waitForLog(/runner started/);
-    const t0 = Date.now();
-    const job = await stack.user.createJob([clip], 6);
-    const row = await waitFor("the job to complete", async () => {
-      const j = await getJobRow(stack.db, job.id);
-      return j?.status === "completed" ? j : null;
-    }, 600_000, 50);
-    const tEnd = Date.now();
-    const fromCreate = tEnd - t0;
-    const processing = row.completedAt! - row.startedAt!;
+    for (let round = 0; round < rounds; round++) {
+      const t0 = Date.now();
+      const job = await stack.user.createJob([clip], 6);
+      const row = await waitFor("the job to complete", async () => {
+        const j = await getJobRow(stack.db, job.id);
+        return j?.status === "completed" ? j : null;
+      }, 600_000, 50);
+      jobs.push({ processing: row.completedAt! - row.startedAt!, fromCreate: Date.now() - t0 });
 
-    const media = await probeMedia("ffprobe", clip);
-    const dir = await mkdtemp(join(tmpdir(), "vr-bench-bare-"));
-    const plans = (await getVariationRows(stack.db, job.id)).map((v, i) =>
-      buildEncodeArgs({ source: clip, output: join(dir, `${i}.mp4`), params: deriveParams(v.seed), media }),
-    );
-    const b0 = performance.now();
-    const queue = [...plans];
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        for (let p = queue.shift(); p; p = queue.shift()) await spawnFfmpeg("ffmpeg", p.args).exited;
-      }),
-    );
-    const bare = performance.now() - b0;
-    await rm(dir, { recursive: true, force: true });
-    console.log(`bare FFmpeg (same args, pool of ${concurrency}):       ${fmt(bare)}`);
-    console.log(`job: first claim → completed (started_at→completed_at): ${fmt(processing)} → ratio ${(processing / bare).toFixed(3)} (target ≤ 1.05)`);
-    console.log(`job: POST /api/jobs → completed (incl. upload + up to POLL_MS queue wait): ${fmt(fromCreate)} → ratio ${(fromCreate / bare).toFixed(3)}`);
+      const dir = await mkdtemp(join(tmpdir(), "vr-bench-bare-"));
+      const plans = (await getVariationRows(stack.db, job.id)).map((v, i) =>
+        buildEncodeArgs({ source: clip, output: join(dir, `${i}.mp4`), params: deriveParams(v.seed), media }),
+      );
+      const b0 = performance.now();
+      const queue = [...plans];
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          for (let p = queue.shift(); p; p = queue.shift()) await spawnFfmpeg("ffmpeg", p.args).exited;
+        }),
+      );
+      bares.push(performance.now() - b0);
+      await rm(dir, { recursive: true, force: true });
+      console.log(`round ${round + 1}: job ${fmt(jobs[round]!.processing)} (from POST ${fmt(jobs[round]!.fromCreate)}), bare ${fmt(bares[round]!)}`);
+    }
+    const bare = Math.min(...bares);
+    const processing = Math.min(...jobs.map((j) => j.processing));
+    const fromCreate = Math.min(...jobs.map((j) => j.fromCreate));
+    console.log(`bare FFmpeg (same args, pool of ${concurrency}), best:        ${fmt(bare)}`);
+    console.log(`job: first claim → completed (started_at→completed_at), best: ${fmt(processing)} → ratio ${(processing / bare).toFixed(3)} (target ≤ 1.05)`);
+    console.log(`job: POST /api/jobs → completed (incl. upload + up to POLL_MS queue wait), best: ${fmt(fromCreate)} → ratio ${(fromCreate / bare).toFixed(3)}`);
     // Where the runner's time went, per variation (from its "variation completed" log lines).
     const sums: Record<string, number[]> = {};
     for (const m of r.logs().matchAll(/variation completed .*/g)) {

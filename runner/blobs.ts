@@ -20,6 +20,11 @@ export interface BlobClientOptions {
   singlePutMaxBytes?: number;
   /** Multipart part size (R2: ≥ 5 MiB, all parts but the last the same size). */
   partBytes?: number;
+  /**
+   * A call that makes no progress for this long is abandoned as a transient failure (default 60 s): a wedged
+   * edge must not hold a variation forever. Uploads get this plus one second per MiB of body.
+   */
+  stallMs?: number;
 }
 
 export interface StoredObject {
@@ -35,24 +40,45 @@ export class BlobClient {
   private readonly base: string;
   readonly singlePutMaxBytes: number;
   readonly partBytes: number;
+  readonly stallMs: number;
 
   constructor(private readonly opts: BlobClientOptions) {
     this.base = opts.edgeUrl.replace(/\/+$/, "");
     this.singlePutMaxBytes = opts.singlePutMaxBytes ?? 90 * MiB;
     this.partBytes = opts.partBytes ?? 64 * MiB;
+    this.stallMs = opts.stallMs ?? 60_000;
   }
 
   private objectUrl(key: string): string {
     return `${this.base}/internal/objects/${key.split("/").map(encodeURIComponent).join("/")}`;
   }
 
-  private async call(url: string, init: RequestInit & { duplex?: "half" }, what: string): Promise<Response> {
+  private async call(
+    url: string,
+    init: RequestInit & { duplex?: "half" },
+    what: string,
+    timeoutMs = this.stallMs,
+  ): Promise<Response> {
     let res: Response;
+    // The timeout covers sending the body and waiting for the answer's headers, not reading the answer's body
+    // (a download of a large source may take long; its progress is watched chunk by chunk instead).
+    const ctl = new AbortController();
+    const caller = init.signal;
+    if (caller?.aborted) ctl.abort(caller.reason);
+    caller?.addEventListener("abort", () => ctl.abort(caller.reason), { once: true });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ctl.abort();
+    }, timeoutMs);
     try {
-      res = await fetch(url, { ...init, headers: { authorization: `Bearer ${this.opts.token}`, ...init.headers } });
+      res = await fetch(url, { ...init, signal: ctl.signal, headers: { authorization: `Bearer ${this.opts.token}`, ...init.headers } });
     } catch (err) {
-      if ((err as Error).name === "AbortError") throw err;
+      if (caller?.aborted) throw err;
+      if (timedOut) throw new BlobError(`${what}: no answer from the edge within ${timeoutMs} ms`, null, true);
       throw new BlobError(`${what}: edge unreachable (${(err as Error).message})`, null, true);
+    } finally {
+      clearTimeout(timer);
     }
     if (!res.ok) {
       let detail = "";
@@ -77,7 +103,13 @@ export class BlobClient {
     for (let attempt = 0; ; attempt++) {
       try {
         const headers: Record<string, string> = have > 0 ? { range: `bytes=${have}-` } : {};
-        const res = await this.call(this.objectUrl(key), { headers, signal }, `download ${key}`);
+        // Aborted when the caller stops, or when the body stalls (no chunk for stallMs).
+        const stalled = new AbortController();
+        const body = new AbortController();
+        const onAbort = () => body.abort();
+        signal?.addEventListener("abort", onAbort, { once: true });
+        stalled.signal.addEventListener("abort", onAbort, { once: true });
+        const res = await this.call(this.objectUrl(key), { headers, signal: body.signal }, `download ${key}`);
         if (have > 0 && res.status !== 206) {
           have = 0; // the edge ignored the range: start over
         }
@@ -89,12 +121,22 @@ export class BlobClient {
         // Chunk by chunk, each written before the next is read: after a broken connection the file holds
         // exactly what arrived, so the retry can ask for the rest with a Range.
         const fh = await open(dest, have > 0 ? "a" : "w");
+        let stallTimer = setTimeout(() => stalled.abort(), this.stallMs);
         try {
           for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+            clearTimeout(stallTimer);
             await fh.write(chunk);
             have += chunk.length;
+            stallTimer = setTimeout(() => stalled.abort(), this.stallMs);
           }
+        } catch (err) {
+          if (stalled.signal.aborted && !signal?.aborted) {
+            throw new BlobError(`download ${key}: stalled for ${this.stallMs} ms at ${have} bytes`, null, true);
+          }
+          throw err;
         } finally {
+          clearTimeout(stallTimer);
+          signal?.removeEventListener("abort", onAbort);
           await fh.close();
         }
         if (Number.isFinite(total) && have !== total) {
@@ -123,6 +165,7 @@ export class BlobClient {
         this.objectUrl(key),
         { method: "PUT", body: fileBody(file, 0, size), duplex: "half", headers: { "content-length": String(size) }, signal },
         `upload ${key}`,
+        this.uploadTimeout(size),
       );
       return { size };
     }
@@ -142,6 +185,7 @@ export class BlobClient {
           `${uploadUrl}/parts/${n}?${q}`,
           { method: "PUT", body: fileBody(file, offset, len), duplex: "half", headers: { "content-length": String(len) }, signal },
           `multipart part ${n} of ${key}`,
+          this.uploadTimeout(len),
         );
         parts.push((await res.json()) as { partNumber: number; etag: string });
       }
@@ -156,6 +200,10 @@ export class BlobClient {
       await this.call(`${uploadUrl}?${q}`, { method: "DELETE" }, `multipart abort ${key}`).catch(() => {});
       throw err;
     }
+  }
+
+  private uploadTimeout(bytes: number): number {
+    return this.stallMs + Math.ceil(bytes / MiB) * 1000;
   }
 
   async list(prefix: string): Promise<StoredObject[]> {

@@ -11,6 +11,8 @@ import type { RunnerMetrics } from "./metrics";
 import { ProcessRegistry } from "./processes";
 import { SourceCache } from "./sources";
 import { sweepJobOutputs, sweepWorkDir } from "./sweep";
+import { ClaimGate } from "./claim";
+import { applyHeartbeat, heartbeatPayload, stopExpired, watchedOf } from "./watch";
 import { Thumbnails, VariationTask, type TaskOutcome, type WorkContext } from "./work";
 
 export interface RunnerDeps {
@@ -44,15 +46,11 @@ export class Runner {
   private shutdownPromise: Promise<void> | null = null;
   private lastDbOkAt = 0;
   private lastTickStart = 0;
-  /** Claims are paused until then after the edge failed transiently (backoff doubling to 30 s). */
-  private claimsPausedUntil = 0;
-  private edgeBackoffMs = 0;
   private lastDbErrorLogAt = 0;
-  /** The last claim got everything it asked for, so more work is likely waiting. */
-  private queueHadMore = true;
   /** Local files may exist for jobs no longer in hand (cleared by the idle sweep). */
   private workDirDirty = false;
   private readonly background = new Set<Promise<unknown>>();
+  private readonly gate: ClaimGate;
 
   constructor(private readonly deps: RunnerDeps) {
     const { config, log, metrics, blobs } = deps;
@@ -66,6 +64,7 @@ export class Runner {
       maxBytes: deps.sourceCacheBytes,
     });
     this.thumbnails = new Thumbnails(() => this.ctx);
+    this.gate = new ClaimGate(config.CONCURRENCY);
     this.ctx = {
       config,
       db: deps.db,
@@ -76,10 +75,11 @@ export class Runner {
       log,
       thumbnails: this.thumbnails,
       onEncodeSlotFree: () => this.onSlotFree(),
-      onEdgeTrouble: () => this.edgeTrouble(),
-      onEdgeOk: () => {
-        this.edgeBackoffMs = 0;
+      onEdgeTrouble: () => {
+        const ms = this.gate.edgeTrouble(Date.now());
+        log.warn("edge trouble: pausing claims", { ms });
       },
+      onEdgeOk: () => this.gate.edgeOk(),
     };
     metrics.info.set(1, { runner_id: config.RUNNER_ID, version: deps.version });
   }
@@ -172,10 +172,8 @@ export class Runner {
   private async tick(): Promise<void> {
     const { config, db, log, metrics } = this.deps;
     const now = Date.now();
-    // Leases we could not extend in time may already belong to someone else: stop wasting work on them.
-    for (const t of this.tasks.values()) if (now > t.leaseExpiresAt) t.stop("lost");
-
-    const inHand = [...this.tasks.values()].filter((t) => t.phase !== "settle" && t.phase !== "done");
+    stopExpired(this.tasks.values(), now);
+    const watched = watchedOf(this.tasks.values());
     const free = this.freeSlots();
     const t0 = performance.now();
     metrics.ticks.inc();
@@ -185,7 +183,7 @@ export class Runner {
         runnerId: config.RUNNER_ID,
         now,
         leaseMs: config.LEASE_MS,
-        variations: inHand.map((t) => ({ id: t.id, progress: t.progressForHeartbeat(now) })),
+        variations: heartbeatPayload(watched, now),
         claim: free,
         beat: this.beat(),
       });
@@ -200,52 +198,28 @@ export class Runner {
     this.lastDbOkAt = Date.now();
     if (free > 0) metrics.claimLatency.observe((performance.now() - t0) / 1000);
 
-    if (result.heartbeat) {
-      const owned = new Set(result.heartbeat.owned);
-      const cancel = new Set(result.heartbeat.cancelJobIds);
-      for (const t of inHand) {
-        if (!owned.has(t.id)) {
-          t.stop("lost");
-        } else {
-          t.leaseExpiresAt = now + config.LEASE_MS;
-          if (cancel.has(t.jobId)) t.stop("cancel");
-        }
-      }
-    }
+    if (result.heartbeat) applyHeartbeat(watched, result.heartbeat, now + config.LEASE_MS);
     if (result.claim) {
       for (const r of result.claim.reaped) log.info("reaped expired lease", { variation: r.id, job: r.jobId, status: r.status });
-      this.queueHadMore = result.claim.claimed.length >= free;
+      this.gate.claimed(free, result.claim.claimed.length);
       for (const claimed of result.claim.claimed) this.startTask(claimed);
     }
     if (this.tasks.size === 0 && this.workDirDirty && !this.stopping) {
-      // Idle: nothing in hand, so no local file is needed any more.
-      this.workDirDirty = false;
+      // Idle: nothing in hand, so no local file is needed any more (except a thumbnail still being made).
       await this.sources.evictIdle();
-      await sweepWorkDir(config.WORK_DIR, new Set(), log);
+      const inUse = this.sources.jobsInUse();
+      this.workDirDirty = inUse.size > 0;
+      await sweepWorkDir(config.WORK_DIR, inUse, log);
     }
   }
 
-  /**
-   * CONCURRENCY bounds FFmpeg work: a variation that is verifying or uploading its output no longer holds an
-   * encode slot, so the next encode starts right away (pipelining). At most CONCURRENCY such uploads at a time.
-   */
   private freeSlots(): number {
-    if (this.stopping || Date.now() < this.claimsPausedUntil) return 0;
-    const { CONCURRENCY } = this.deps.config;
-    let encoding = 0;
-    for (const t of this.tasks.values()) if (t.phase === "source" || t.phase === "prepare" || t.phase === "encode") encoding++;
-    return Math.max(0, Math.min(CONCURRENCY - encoding, 2 * CONCURRENCY - this.tasks.size));
-  }
-
-  private edgeTrouble(): void {
-    this.edgeBackoffMs = Math.min(30_000, Math.max(1000, this.edgeBackoffMs * 2));
-    this.claimsPausedUntil = Date.now() + this.edgeBackoffMs;
-    this.deps.log.warn("edge trouble: pausing claims", { ms: this.edgeBackoffMs });
+    return this.gate.free(this.tasks.values(), Date.now(), this.stopping);
   }
 
   private onSlotFree(): void {
     // Claim right away instead of waiting for the next tick, if the queue had more.
-    if (!this.stopping && this.queueHadMore && this.freeSlots() > 0) this.runTick();
+    if (!this.stopping && this.gate.queueHadMore && this.freeSlots() > 0) this.runTick();
   }
 
   private startTask(claimed: ClaimedVariation): void {

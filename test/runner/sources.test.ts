@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdtemp, readFile, stat } from "node:fs/promises";
+import { mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -24,11 +24,16 @@ interface FakeEdge {
  * Only the runner's blob endpoint for downloads, with knobs the real edge does not have: a slow drip and a
  * connection cut mid-body. The edge itself is tested elsewhere; here the subject is the runner's side.
  */
-async function fakeEdge(objects: Record<string, Buffer>, opts: { dripMs?: number; cutFirstAfter?: number } = {}): Promise<FakeEdge> {
+async function fakeEdge(
+  objects: Record<string, Buffer>,
+  opts: { dripMs?: number; cutFirstAfter?: number; stallAfter?: number; hangPuts?: boolean } = {},
+): Promise<FakeEdge> {
   const state: FakeEdge = { url: "", requests: [], aborted: 0, close: async () => {} };
   let cut = opts.cutFirstAfter;
   const server: Server = createServer((req, res) => {
     const key = decodeURIComponent((req.url ?? "").replace(/^\/internal\/objects\//, ""));
+    // A wedged edge: reads the whole upload, never answers.
+    if (req.method === "PUT" && opts.hangPuts) return void req.resume();
     state.requests.push({ key, range: req.headers.range });
     if (req.headers.authorization !== `Bearer ${TOKEN}`) return void res.writeHead(401).end();
     const body = objects[key];
@@ -45,6 +50,11 @@ async function fakeEdge(objects: Record<string, Buffer>, opts: { dripMs?: number
     res.on("close", () => {
       if (!finished) state.aborted++;
     });
+    if (opts.stallAfter !== undefined) {
+      // Headers and some bytes, then silence with the connection left open.
+      res.write(slice.subarray(0, opts.stallAfter));
+      return;
+    }
     if (cut !== undefined) {
       const n = cut;
       cut = undefined;
@@ -82,11 +92,11 @@ afterEach(async () => {
   for (const c of closers.splice(0)) await c();
 });
 
-async function setup(objects: Record<string, Buffer>, opts: Parameters<typeof fakeEdge>[1] = {}, maxBytes?: number) {
+async function setup(objects: Record<string, Buffer>, opts: Parameters<typeof fakeEdge>[1] = {}, maxBytes?: number, stallMs?: number) {
   const edge = await fakeEdge(objects, opts);
   closers.push(() => edge.close());
   const workDir = await mkdtemp(join(tmpdir(), "vr-sources-test-"));
-  const blobs = new BlobClient({ edgeUrl: edge.url, token: TOKEN });
+  const blobs = new BlobClient({ edgeUrl: edge.url, token: TOKEN, stallMs });
   const cache = new SourceCache({ workDir, blobs, ffmpeg: "ffmpeg", ffprobe: "ffprobe", log: createLogger({ sink: () => {} }), maxBytes });
   return { edge, workDir, blobs, cache };
 }
@@ -168,5 +178,28 @@ describe("blob client downloads", () => {
     const dest = join(await mkdtemp(join(tmpdir(), "vr-dl-")), "file");
     await expect(blobs.download("sources/j/none", dest)).rejects.toMatchObject({ status: 404, transient: false });
     expect(edge.requests).toHaveLength(1);
+  });
+
+  it("gives up on a download whose body stalls, as a transient failure, instead of waiting forever", async () => {
+    const data = Buffer.alloc(200_000, 5);
+    const { edge, blobs } = await setup({ "sources/j/slow": data }, { stallAfter: 1000 }, undefined, 300);
+    const dest = join(await mkdtemp(join(tmpdir(), "vr-dl-")), "file");
+    const t0 = performance.now();
+    await expect(blobs.download("sources/j/slow", dest)).rejects.toMatchObject({ transient: true, message: expect.stringMatching(/stalled for 300 ms/) });
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    // Each retry asked only for what was missing.
+    expect(edge.requests.slice(1).every((r) => /^bytes=\d+-$/.test(r.range ?? ""))).toBe(true);
+  });
+});
+
+describe("blob client uploads", () => {
+  it("abandons an upload the edge never answers, as a transient failure", async () => {
+    const { blobs } = await setup({}, { hangPuts: true }, undefined, 300);
+    const file = join(await mkdtemp(join(tmpdir(), "vr-up-")), "out.mp4");
+    await writeFile(file, Buffer.alloc(10_000, 1));
+    await expect(blobs.upload("outputs/j/v.mp4", file)).rejects.toMatchObject({
+      transient: true,
+      message: expect.stringMatching(/no answer from the edge within 1300 ms/),
+    });
   });
 });

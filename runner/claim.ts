@@ -1,0 +1,45 @@
+/** What slot accounting needs from a variation in hand. */
+export interface Slotted {
+  readonly phase: string;
+}
+
+/**
+ * How many variations to claim on the next round trip. CONCURRENCY bounds FFmpeg work: a variation that is
+ * verifying or uploading its output no longer holds an encode slot, so the next encode starts right away
+ * (pipelining); at most CONCURRENCY such finishing variations at a time. Claims pause after edge trouble.
+ */
+export class ClaimGate {
+  private pausedUntil = 0;
+  private backoffMs = 0;
+  /** The last claim got everything it asked for, so more work is probably waiting. */
+  queueHadMore = true;
+
+  constructor(private readonly concurrency: number) {}
+
+  free(tasks: Iterable<Slotted>, now: number, stopping: boolean): number {
+    if (stopping || now < this.pausedUntil) return 0;
+    let encoding = 0;
+    let total = 0;
+    for (const t of tasks) {
+      total++;
+      if (t.phase === "source" || t.phase === "prepare" || t.phase === "encode") encoding++;
+    }
+    return Math.max(0, Math.min(this.concurrency - encoding, 2 * this.concurrency - total));
+  }
+
+  /** Records a claim's result: fewer than asked means the queue is (momentarily) empty. */
+  claimed(asked: number, got: number): void {
+    this.queueHadMore = got >= asked;
+  }
+
+  /** The edge failed transiently: pause claims, 1 s doubling to 30 s while it keeps failing. Returns the pause. */
+  edgeTrouble(now: number): number {
+    this.backoffMs = Math.min(30_000, Math.max(1000, this.backoffMs * 2));
+    this.pausedUntil = now + this.backoffMs;
+    return this.backoffMs;
+  }
+
+  edgeOk(): void {
+    this.backoffMs = 0;
+  }
+}

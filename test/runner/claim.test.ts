@@ -1,0 +1,38 @@
+import { describe, expect, it } from "vitest";
+import { ClaimGate } from "../../runner/claim";
+
+const tasks = (...phases: string[]) => phases.map((phase) => ({ phase }));
+
+describe("claim gate", () => {
+  it("claims up to CONCURRENCY encodes, not counting outputs that are only being verified or uploaded", () => {
+    const gate = new ClaimGate(2);
+    expect(gate.free([], 0, false)).toBe(2);
+    expect(gate.free(tasks("encode"), 0, false)).toBe(1);
+    expect(gate.free(tasks("encode", "source"), 0, false)).toBe(0);
+    expect(gate.free(tasks("encode", "finishing"), 0, false)).toBe(1);
+    expect(gate.free(tasks("finishing", "settle"), 0, false)).toBe(2);
+    // At most CONCURRENCY outputs finishing at once on top of the encodes.
+    expect(gate.free(tasks("finishing", "settle", "finishing"), 0, false)).toBe(1);
+  });
+
+  it("claims nothing while shutting down", () => {
+    expect(new ClaimGate(4).free([], 0, true)).toBe(0);
+  });
+
+  it("pauses claims after edge trouble with a backoff doubling from 1 s to 30 s, reset once the edge answers", () => {
+    const gate = new ClaimGate(1);
+    expect([1, 2, 3, 4, 5, 6, 7].map(() => gate.edgeTrouble(0))).toEqual([1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    expect(gate.free([], 29_999, false)).toBe(0);
+    expect(gate.free([], 30_000, false)).toBe(1);
+    gate.edgeOk();
+    expect(gate.edgeTrouble(100_000)).toBe(1000);
+  });
+
+  it("remembers whether the last claim emptied the queue", () => {
+    const gate = new ClaimGate(2);
+    gate.claimed(2, 1);
+    expect(gate.queueHadMore).toBe(false);
+    gate.claimed(1, 1);
+    expect(gate.queueHadMore).toBe(true);
+  });
+});
