@@ -1,10 +1,9 @@
 // Shared pieces of the fault drills: the real local stack (scripts/stack.ts) on free ports and a throwaway data
 // dir, log capture, runner metrics, the bucket's real object list, live FFmpeg processes, and the end-state
 // invariants every drill checks.
-import { readdir, readFile, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Database from "libsql";
 import { sql } from "drizzle-orm";
 import { expect } from "vitest";
 import { createDb, type Db } from "../../db/client";
@@ -12,6 +11,9 @@ import { BlobClient } from "../../runner/blobs";
 import { startStack, type Stack } from "../../scripts/stack";
 import { signInToEdge, type ApiSession } from "../helpers/api";
 import { freePort } from "../helpers/ports";
+import { bucketObjects, ffmpegPidsUnder, until } from "./inspect";
+
+export { bucketObjects, ffmpegPidsUnder, until };
 
 export const TERMINAL = ["completed", "failed", "cancelled"];
 
@@ -126,62 +128,6 @@ export async function startFaultStack(opts: {
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/**
- * Live processes that look like FFmpeg (real binary or a stand-in named ffmpeg) and whose arguments point into
- * one of `roots` (the runner's WORK_DIR lives there), so FFmpeg of other tests on this machine is never counted.
- */
-export async function ffmpegPidsUnder(roots: string[]): Promise<number[]> {
-  const pids: number[] = [];
-  for (const name of await readdir("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const argv = (await readFile(`/proc/${name}/cmdline`, "utf8")).split("\0").filter(Boolean);
-      const stat = await readFile(`/proc/${name}/stat`, "utf8");
-      if (stat.split(") ")[1]?.[0] === "Z") continue; // a zombie is dead, only not reaped yet
-      const isFfmpeg = argv.slice(0, 2).some((a) => /(^|\/)ffmpeg$/.test(a));
-      if (isFfmpeg && argv.some((a) => roots.some((r) => a.startsWith(r)))) pids.push(Number(name));
-    } catch {
-      // exited while we looked
-    }
-  }
-  return pids;
-}
-
-/**
- * Objects in the local R2 bucket. Miniflare keeps each bucket's index in a SQLite file (`_mf_objects`); reading it
- * is the only way to see *every* object (the edge lists only `outputs/<job>/`), which "no object that no row
- * records" needs.
- */
-export async function bucketObjects(persistTo: string): Promise<{ key: string; size: number }[]> {
-  const dir = join(persistTo, "v3", "r2", "miniflare-R2BucketObject");
-  const objects: { key: string; size: number }[] = [];
-  for (const f of await readdir(dir)) {
-    if (!f.endsWith(".sqlite")) continue;
-    const conn = new Database(join(dir, f), { readonly: true });
-    try {
-      const tables = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_mf_objects'").all();
-      if (tables.length === 0) continue;
-      for (const row of conn.prepare("SELECT key, size FROM _mf_objects").all() as { key: string; size: number }[]) {
-        objects.push({ key: row.key, size: Number(row.size) });
-      }
-    } finally {
-      conn.close();
-    }
-  }
-  return objects.sort((a, b) => a.key.localeCompare(b.key));
-}
-
-/** Polls `fn` until it returns something truthy (returned) or the timeout passes (throws naming `what`). */
-export async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 export interface VariationRow {

@@ -15,7 +15,7 @@ import { waitFor } from "../helpers/edge-stack";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
 import { FAST, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
 import { freshDb, getVariationRows } from "../helpers/seed";
-import { bucketObjects } from "../faults/support";
+import { bucketObjects } from "../faults/inspect";
 import { startWranglerDev, type WranglerDev } from "../helpers/wrangler";
 
 const run = promisify(execFile);
