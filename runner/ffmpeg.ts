@@ -9,6 +9,8 @@ export interface MediaInfo {
   height: number;
   hasAudio: boolean;
   videoCodec: string;
+  /** Average frame rate of the video stream (0 when unknown). */
+  fps: number;
 }
 
 /** The file is not decodable video: retrying will not help. */
@@ -23,6 +25,8 @@ interface ProbeJson {
     height?: number;
     duration?: string;
     tags?: { rotate?: string };
+    avg_frame_rate?: string;
+    r_frame_rate?: string;
     side_data_list?: { rotation?: number }[];
     disposition?: { attached_pic?: number };
   }[];
@@ -45,6 +49,12 @@ function run(
       },
     );
   });
+}
+
+/** "30000/1001" → 29.97; anything unparsable → 0. */
+function rate(r: string | undefined): number {
+  const [n, d] = (r ?? "").split("/").map(Number);
+  return n && d ? n / d : 0;
 }
 
 const firstLine = (s: string) =>
@@ -80,6 +90,7 @@ export async function probeMedia(ffprobe: string, path: string, signal?: AbortSi
     height: quarterTurn ? video.width : video.height,
     hasAudio: info.streams?.some((s) => s.codec_type === "audio") ?? false,
     videoCodec: video.codec_name ?? "unknown",
+    fps: rate(video.avg_frame_rate) || rate(video.r_frame_rate),
   };
 }
 
@@ -138,8 +149,9 @@ export function buildEncodeArgs(input: {
   const cropY = Math.round((height - cropH) * p.offsetY);
   const vf = [
     ...(p.speed !== 1 ? [`setpts=PTS/${p.speed}`] : []),
-    // Resample to 29.97 first: with a 60 fps source every later filter sees half the frames.
-    "fps=30000/1001",
+    // A faster source is brought to 29.97 first, so the filters see half the frames of a 60 fps clip. Up to
+    // 30 fps the output option -r does it (it drops the odd frame of a 30 fps source, like the seed recipe).
+    ...(media.fps > 30.5 ? ["fps=30000/1001"] : []),
     `crop=${cropW}:${cropH}:${cropX}:${cropY}`,
     `scale=${width}:${height}:flags=bilinear`,
     "setsar=1",

@@ -21,7 +21,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "vr-ffmpeg-test-"));
 });
 
-const media: MediaInfo = { durationMs: 10_000, width: 1080, height: 1920, hasAudio: true, videoCodec: "h264" };
+const media: MediaInfo = { durationMs: 10_000, width: 1080, height: 1920, hasAudio: true, videoCodec: "h264", fps: 30 };
 
 describe("buildEncodeArgs", () => {
   it("asks for H.264/AAC, yuv420p, 29.97 fps, no metadata, faststart and progress on stdout, with stdin left as a pipe", () => {
@@ -59,6 +59,16 @@ describe("buildEncodeArgs", () => {
     }
   });
 
+  it("drops frames of a faster source before the filters, and leaves a 30 fps source to the output rate", () => {
+    const vf = (fps: number) => {
+      const { args } = buildEncodeArgs({ source: "i", output: "o", params: deriveParams(8), media: { ...media, fps } });
+      return args[args.indexOf("-vf") + 1]!;
+    };
+    expect(vf(59.94)).toMatch(/^fps=30000\/1001,crop=/);
+    expect(vf(30)).toMatch(/^crop=/);
+    expect(vf(25)).toMatch(/^crop=/);
+  });
+
   it("rounds odd source sizes to even (yuv420p) and still zooms tiny frames by at least 2 px", () => {
     const { geometry } = buildEncodeArgs({
       source: "i",
@@ -75,7 +85,7 @@ describe("buildEncodeArgs", () => {
     const params = { ...deriveParams(4), speed: 1.02 };
     const fast = buildEncodeArgs({ source: "i", output: "o", params, media });
     expect(fast.args.join(" ")).toContain("atempo=1.02");
-    expect(fast.args[fast.args.indexOf("-vf") + 1]).toMatch(/^setpts=PTS\/1\.02,/);
+    expect(fast.args[fast.args.indexOf("-vf") + 1]).toMatch(/^setpts=PTS\/1\.02,crop=/);
     expect(fast.expectedDurationMs).toBe(Math.round(10_000 / 1.02));
   });
 });
@@ -121,7 +131,7 @@ describe("encoding with real FFmpeg", () => {
 describe("probeMedia", () => {
   it("reports duration, size and audio of a clip", async () => {
     const clip = await makeClip({ seconds: 3, width: 320, height: 240 });
-    expect(await probeMedia("ffprobe", clip)).toMatchObject({ durationMs: expect.any(Number), width: 320, height: 240, hasAudio: true, videoCodec: "h264" });
+    expect(await probeMedia("ffprobe", clip)).toMatchObject({ durationMs: expect.any(Number), width: 320, height: 240, hasAudio: true, videoCodec: "h264", fps: 30 });
   });
 
   it("refuses a file that only pretends to be an MP4, and an audio-only file, as not a decodable video", async () => {
