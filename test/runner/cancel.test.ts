@@ -37,7 +37,7 @@ describe("cancelling a running job", () => {
       const [short, long] = [rows.find((r) => r.sourceId === job.files[0]!.id), rows.find((r) => r.sourceId === job.files[1]!.id)];
       return short?.status === "completed" && long?.status === "running" && long.progress > 0 ? long : null;
     }, 60_000, 50);
-    const pid = runner.ffmpegPids().at(-1)!;
+    const pid = Number(/pid=(\d+)/.exec(await runner.waitForLog(new RegExp(`ffmpeg started variation=${long.id}`)))![1]);
     expect(await isAlive(pid)).toBe(true);
 
     const t0 = performance.now();
