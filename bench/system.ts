@@ -1,0 +1,364 @@
+// Whole-system benchmarks on the real local stack (scripts/stack.ts: libSQL server, wrangler dev, runners,
+// Debian FFmpeg). Each function measures one thing and returns figures; bench/index.ts prints the table.
+// Nothing here asserts: these are measurements, run them on a quiet machine.
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { sql } from "drizzle-orm";
+import { createDb, type Db } from "../db/client";
+import { newId } from "../db/ids";
+import { migrateDb } from "../db/migrate";
+import { claimVariation, finishVariation } from "../db/queries/variations";
+import { startStack, type Stack } from "../scripts/stack";
+import { signInToEdge, type ApiSession } from "../test/helpers/api";
+import { makeClip } from "../test/helpers/clips";
+import { freePort } from "../test/helpers/ports";
+import { isAlive } from "../test/helpers/runner";
+import { seedJob } from "../test/helpers/seed";
+import { ffmpegPidsUnder, until } from "../test/faults/inspect";
+
+const MiB = 1024 * 1024;
+export const log = (line: string) => process.stderr.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+export interface BenchStack {
+  stack: Stack;
+  dir: string;
+  db: Db;
+  user: ApiSession;
+  metricsPort: number;
+  metrics(i?: number): Promise<Record<string, number>>;
+  stop(): Promise<void>;
+}
+
+/** The launcher `npm start` uses, on free ports and a throwaway data dir, with product defaults unless overridden. */
+export async function startBenchStack(label: string, runners: number, runnerEnv: Record<string, string> = {}): Promise<BenchStack> {
+  const dir = await mkdtemp(join(tmpdir(), `vr-bench-${label}-`));
+  const metricsPort = await freePort();
+  const tail: string[] = [];
+  const stack = await startStack({
+    host: "127.0.0.1",
+    edgePort: await freePort(),
+    libsqlPort: await freePort(),
+    metricsPort,
+    dataDir: join(dir, "data"),
+    adminEmail: "admin@example.com",
+    runners,
+    runnerEnv,
+    cronEveryMs: 0,
+    log: (line) => {
+      tail.push(line);
+      if (tail.length > 200) tail.shift();
+      if (process.env.BENCH_VERBOSE) log(line);
+    },
+  }).catch(async (err: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`stack did not start: ${String(err)}\n${tail.join("\n")}`);
+  });
+  const db = createDb(stack.libsqlUrl, { authToken: stack.libsqlAuthToken });
+  const user = await signInToEdge(stack.edgeUrl, db);
+  return {
+    stack,
+    dir,
+    db,
+    user,
+    metricsPort,
+    async metrics(i = 0) {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort + i}/metrics`)).text();
+      const out: Record<string, number> = {};
+      for (const l of text.split("\n")) {
+        const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(l);
+        if (m) out[m[1]!] = Number(m[2]);
+      }
+      return out;
+    },
+    async stop() {
+      db.$client.close();
+      await stack.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const isTerminal = (s: string) => s === "completed" || s === "failed" || s === "cancelled";
+
+export interface StopLatency {
+  trials: number;
+  stopMs: number[];
+  apiMs: number[];
+  stages: Record<string, number>;
+}
+
+/**
+ * Cancel a running 2-variation job through the edge (POST /api/jobs/:id/cancel) at a random point of the watch
+ * period; measure until the last FFmpeg of the job has exited (/proc) and until GET /api/jobs/:id reads terminal.
+ * Product defaults: WATCH_MS 1000, STOP_GRACE_MS 2000, one runner with CONCURRENCY 2.
+ */
+export async function benchStopLatency(b: BenchStack, trials: number): Promise<StopLatency> {
+  const clip = await makeClip({ seconds: 60 });
+  const out: StopLatency = { trials, stopMs: [], apiMs: [], stages: {} };
+  for (let i = 0; i < trials; i++) {
+    const before = new Set(await ffmpegPidsUnder([b.dir]));
+    const job = await b.user.createJob([clip], 2);
+    const pids = await until("both encodes", async () => {
+      const fresh = (await ffmpegPidsUnder([b.dir])).filter((p) => !before.has(p));
+      return fresh.length === 2 && fresh;
+    }, 60_000, 20);
+    await sleep(300 + Math.random() * 1000);
+    const t0 = performance.now();
+    const cancel = b.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" }).then((r) => r.arrayBuffer());
+    // Only the two known pids are checked (kill 0 + zombie check): a full /proc scan would blur the figure.
+    const stopped = (async () => {
+      while ((await Promise.all(pids.map(isAlive))).some(Boolean)) await sleep(2);
+      return performance.now() - t0;
+    })();
+    const terminal = (async () => {
+      while (!isTerminal((await b.user.getJob(job.id)).status)) await sleep(25);
+      return performance.now() - t0;
+    })();
+    out.stopMs.push(await stopped);
+    out.apiMs.push(await terminal);
+    await cancel;
+    const stages = await b.db.all<{ s: string | null }>(sql`SELECT stop_stage AS s FROM variations WHERE job_id = ${job.id}`);
+    for (const { s } of stages) out.stages[s ?? "none"] = (out.stages[s ?? "none"] ?? 0) + 1;
+    log(`  stop trial ${i + 1}/${trials}: FFmpeg gone ${Math.round(out.stopMs.at(-1)!)} ms, API terminal ${Math.round(out.apiMs.at(-1)!)} ms`);
+  }
+  return out;
+}
+
+export interface BusyFigures {
+  idleRoundTripsPerPoll: number;
+  idleRoundTripsPerSecond: number;
+  busyRoundTripsPerSecond: number;
+  queuedCancelMs: number[];
+}
+
+/**
+ * Database round trips of a real runner (its own /metrics counters): idle for 10 s, then busy with both slots
+ * encoding for 8 s. While it is busy, queued jobs pile up behind it: cancel 20 of them and time each request.
+ */
+export async function benchRunnerLoad(b: BenchStack, queuedTrials: number): Promise<BusyFigures> {
+  await sleep(2000);
+  const a = await b.metrics();
+  const idleMs = 10_000;
+  await sleep(idleMs);
+  const c = await b.metrics();
+  const idleTrips = c.runner_db_round_trips_total! - a.runner_db_round_trips_total!;
+  const idleTicks = c.runner_ticks_total! - a.runner_ticks_total!;
+
+  const blocker = await b.user.createJob([await makeClip({ seconds: 120 })], 2);
+  await until("both slots encoding", async () => (await ffmpegPidsUnder([b.dir])).length === 2, 60_000, 50);
+  await sleep(1500);
+  const d = await b.metrics();
+  const t0 = performance.now();
+  await sleep(8000);
+  const e = await b.metrics();
+  const busyS = (performance.now() - t0) / 1000;
+  const busyTrips = e.runner_db_round_trips_total! - d.runner_db_round_trips_total!;
+
+  const clip = await makeClip({ seconds: 2 });
+  const queuedCancelMs: number[] = [];
+  for (let i = 0; i < queuedTrials; i++) {
+    const job = await b.user.createJob([clip], 1);
+    const t = performance.now();
+    const res = await b.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" });
+    const body = (await res.json()) as { status: string; previousStatus: string };
+    queuedCancelMs.push(performance.now() - t);
+    if (res.status !== 200 || body.status !== "cancelled" || body.previousStatus !== "queued") {
+      throw new Error(`queued cancel answered ${res.status} ${JSON.stringify(body).slice(0, 200)}`);
+    }
+  }
+  await b.user.call(`/api/jobs/${blocker.id}/cancel`, { method: "POST" }).then((r) => r.arrayBuffer());
+  await until("the blocker to stop", async () => (await ffmpegPidsUnder([b.dir])).length === 0, 30_000, 50);
+  return {
+    idleRoundTripsPerPoll: idleTrips / idleTicks,
+    idleRoundTripsPerSecond: idleTrips / (idleMs / 1000),
+    busyRoundTripsPerSecond: busyTrips / busyS,
+    queuedCancelMs,
+  };
+}
+
+export interface ClaimFigures {
+  variations: number;
+  loops: number;
+  seconds: number;
+  claimsPerSecond: number;
+  doubleClaims: number;
+  unclaimed: number;
+}
+
+/**
+ * 16 concurrent claim loops (each its own client and runner id, as 16 runners would be) over 2,000 no-op
+ * variations in a database of their own on the stack's libSQL server: claim → finish at once, until the queue is
+ * empty. Double claims: a variation handed out more than once (by the loops' own tally and by `attempts`).
+ */
+export async function benchClaims(b: BenchStack, loops = 16, total = 2000): Promise<ClaimFigures> {
+  const url = `${b.stack.libsqlUrl}/claims${newId()}/`;
+  await migrateDb(url, b.stack.libsqlAuthToken);
+  const db = createDb(url, { authToken: b.stack.libsqlAuthToken });
+  const perJob = 100;
+  for (let j = 0; j < total / perJob; j++) {
+    await seedJob(db, { sources: [{ objectKey: `sources/bench/${j}` }], variationsPerSource: perJob, thumbnailKey: "none" });
+  }
+  const seen = new Map<string, number>();
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: loops }, async (_, i) => {
+      const mine = createDb(url, { authToken: b.stack.libsqlAuthToken });
+      const runnerId = `claim-loop-${i}`;
+      for (;;) {
+        const v = await claimVariation(mine, { runnerId, leaseMs: 60_000, now: Date.now() });
+        if (!v) break;
+        seen.set(v.id, (seen.get(v.id) ?? 0) + 1);
+        await finishVariation(mine, { variationId: v.id, runnerId, outputKey: `outputs/${v.jobId}/${v.id}.mp4`, outputSize: 1, now: Date.now() });
+      }
+      mine.$client.close();
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const [row] = await db.all<{ twice: number; left: number }>(sql`
+    SELECT sum(CASE WHEN attempts > 1 THEN 1 ELSE 0 END) AS twice, sum(CASE WHEN status <> 'completed' THEN 1 ELSE 0 END) AS left
+    FROM variations`);
+  db.$client.close();
+  const byTally = [...seen.values()].filter((n) => n > 1).length;
+  return {
+    variations: total,
+    loops,
+    seconds,
+    claimsPerSecond: seen.size / seconds,
+    doubleClaims: Math.max(byTally, Number(row!.twice)),
+    unclaimed: Number(row!.left),
+  };
+}
+
+/** Resident memory of every workerd process of the edge's process group, in MiB. */
+async function workerdRssMiB(b: BenchStack): Promise<number> {
+  const pgid = b.stack.pids.edge!;
+  let kib = 0;
+  const { readdir } = await import("node:fs/promises");
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = await readFile(`/proc/${name}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[2]) !== pgid) continue; // field 5 of stat: process group
+      if (!/^workerd/.test((await readFile(`/proc/${name}/comm`, "utf8")).trim())) continue;
+      kib += Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${name}/status`, "utf8"))?.[1] ?? 0);
+    } catch {
+      // exited
+    }
+  }
+  return kib / 1024;
+}
+
+/** Samples workerd RSS every 100 ms while `work` runs. */
+async function sampled<T>(b: BenchStack, work: () => Promise<T>): Promise<{ result: T; baselineMiB: number; peakMiB: number }> {
+  const baselineMiB = await workerdRssMiB(b);
+  let peakMiB = baselineMiB;
+  let done = false;
+  const sampler = (async () => {
+    while (!done) {
+      peakMiB = Math.max(peakMiB, await workerdRssMiB(b));
+      await sleep(100);
+    }
+  })();
+  try {
+    const result = await work();
+    return { result, baselineMiB, peakMiB };
+  } finally {
+    done = true;
+    await sampler;
+  }
+}
+
+/** `size` bytes that sniff as MP4, streamed from one repeated 1 MiB block (nothing this big is ever in memory). */
+function mp4ish(size: number): AsyncGenerator<Buffer> {
+  const first = Buffer.alloc(MiB, 7);
+  first.set([0, 0, 0, 0x18, ...Buffer.from("ftypisom"), 0, 0, 2, 0, ...Buffer.from("isomiso2")], 0);
+  const rest = Buffer.alloc(MiB, 7);
+  return (async function* () {
+    for (let sent = 0; sent < size; sent += MiB) yield (sent === 0 ? first : rest).subarray(0, Math.min(MiB, size - sent));
+  })();
+}
+
+export interface MemoryFigures {
+  upload: { bytes: number; seconds: number; baselineMiB: number; peakMiB: number; status: number };
+  zip: { bytes: number; seconds: number; baselineMiB: number; peakMiB: number; status: number };
+  /** Output PUTs (seeding the ZIP) that had to be sent again. */
+  putRetries: number;
+}
+
+/**
+ * workerd memory (RSS of the `wrangler dev` workerd processes, local miniflare) while (1) a 1 GiB video is
+ * streamed through POST /api/jobs as multipart/form-data and (2) a 1 GiB ZIP (16 outputs of 64 MiB) is
+ * streamed out of GET /api/jobs/:id/download. Run with no runner, so nothing else moves bytes meanwhile.
+ */
+export async function benchWorkerdMemory(b: BenchStack): Promise<MemoryFigures> {
+  const GiB = 1024 * MiB;
+  const boundary = "----vrbench";
+  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="variations"\r\n\r\n1\r\n--${boundary}\r\nContent-Disposition: form-data; name="videos"; filename="one-gib.mp4"\r\nContent-Type: video/mp4\r\n\r\n`);
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const body = async function* () {
+    yield head;
+    yield* mp4ish(GiB);
+    yield tail;
+  };
+  const up = await sampled(b, async () => {
+    const t0 = performance.now();
+    const res = await b.user.call("/api/jobs", {
+      method: "POST",
+      body: Readable.toWeb(Readable.from(body())) as unknown as BodyInit,
+      headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(head.length + GiB + tail.length) },
+      duplex: "half",
+    } as RequestInit);
+    const job = (await res.json()) as { id: string };
+    return { status: res.status, seconds: (performance.now() - t0) / 1000, jobId: job.id };
+  });
+  if (up.result.status === 202) await b.user.call(`/api/jobs/${up.result.jobId}/cancel`, { method: "POST" }).then((r) => r.arrayBuffer());
+  log(`  1 GiB upload: ${up.result.status} in ${up.result.seconds.toFixed(1)} s, workerd RSS ${up.baselineMiB.toFixed(0)} → peak ${up.peakMiB.toFixed(0)} MiB`);
+
+  // A completed job whose 16 outputs of 64 MiB are put through the runner endpoint (as runners upload them).
+  const seeded = await seedJob(b.db, { sources: [{ objectKey: "sources/bench/none" }], variationsPerSource: 16, userId: b.user.userId, status: "completed", thumbnailKey: "none" });
+  const part = 64 * MiB;
+  let retries = 0;
+  for (const id of seeded.variationIds) {
+    const key = `outputs/${seeded.jobId}/${id}.mp4`;
+    // One retry, as a runner would: a PUT through wrangler dev once stalled without an answer in these runs.
+    for (let attempt = 1; ; attempt++) {
+      const res = await fetch(`${b.stack.edgeUrl}/internal/objects/${key}`, {
+        method: "PUT",
+        body: Readable.toWeb(Readable.from(mp4ish(part))) as unknown as BodyInit,
+        headers: { authorization: `Bearer ${b.stack.runnerToken}`, "content-length": String(part) },
+        duplex: "half",
+        signal: AbortSignal.timeout(60_000),
+      } as RequestInit).catch((err: unknown) => err as Error);
+      if (res instanceof Response && res.ok) break;
+      const why = res instanceof Response ? `${res.status} ${await res.text()}` : String(res);
+      if (attempt >= 2) throw new Error(`output PUT failed twice: ${why}`);
+      retries++;
+      log(`  output PUT ${key} failed (${why}); retrying`);
+    }
+    await b.db.run(sql`UPDATE variations SET status = 'completed', progress = 100, output_key = ${key}, output_size = ${part},
+      finished_at = ${Date.now()} WHERE id = ${id}`);
+  }
+  await b.db.run(sql`UPDATE jobs SET completed_at = ${Date.now()}, expires_at = ${Date.now() + 86_400_000} WHERE id = ${seeded.jobId}`);
+  const zip = await sampled(b, async () => {
+    const t0 = performance.now();
+    const res = await b.user.call(`/api/jobs/${seeded.jobId}/download`);
+    let bytes = 0;
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) bytes += chunk.length;
+    return { status: res.status, bytes, seconds: (performance.now() - t0) / 1000 };
+  });
+  log(`  1 GiB ZIP: ${zip.result.status} ${zip.result.bytes} bytes in ${zip.result.seconds.toFixed(1)} s, workerd RSS ${zip.baselineMiB.toFixed(0)} → peak ${zip.peakMiB.toFixed(0)} MiB`);
+  return {
+    upload: { bytes: GiB, seconds: up.result.seconds, baselineMiB: up.baselineMiB, peakMiB: up.peakMiB, status: up.result.status },
+    zip: { bytes: zip.result.bytes, seconds: zip.result.seconds, baselineMiB: zip.baselineMiB, peakMiB: zip.peakMiB, status: zip.result.status },
+    putRetries: retries,
+  };
+}
