@@ -25,7 +25,7 @@ function runnerProcess(env: Record<string, string>): RunnerProcess {
 
 const stagesIn = (logs: string) => [...logs.matchAll(/stop stage (\w+)/g)].map((m) => m[1]);
 
-describe("cancelling a running job", () => {
+describe("cancelling a running job", { timeout: 180_000 }, () => {
   it("stops FFmpeg with q on the next watch tick, keeps the finished variation, and leaves no partial file", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 2 }), await makeClip({ seconds: 60 })], 1);
     const workDir = await stack.workDir();

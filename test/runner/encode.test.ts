@@ -36,7 +36,7 @@ async function inProcessRunner(env: Record<string, string>): Promise<InProcessRu
 
 const terminal = (s: string | undefined) => s === "completed" || s === "failed" || s === "cancelled";
 
-describe("runner: claim → encode → complete", () => {
+describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
   it("completes a job created through the edge: valid MP4 outputs, recorded params, rising progress, thumbnail, metrics", async () => {
     const clip = await makeClip({ seconds: 30 });
     const job = await stack.user.createJob([clip], 2);

@@ -26,7 +26,7 @@ function runnerProcess(env: Record<string, string>): RunnerProcess {
 
 const claimedIn = (logs: string) => [...logs.matchAll(/claimed variation variation=(\w+)/g)].map((m) => m[1]!);
 
-describe("several runners, crashes, outages and shutdowns", () => {
+describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }, () => {
   it("never hands one variation to two runners sharing a database", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 1 })], 16);
     const a = runnerProcess({ CONCURRENCY: "2", POLL_MS: "50", WORK_DIR: await stack.workDir() });
