@@ -1,4 +1,4 @@
-import { mkdtemp, readdir } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
@@ -21,7 +21,7 @@ export interface EdgeStack {
   blobs: BlobClient;
   /** A signed-in user on the edge. */
   user: ApiSession;
-  /** A fresh WORK_DIR. */
+  /** A fresh WORK_DIR (removed by close()). */
   workDir(): Promise<string>;
   /** Runner environment for this stack (fast timings), plus overrides. */
   runnerEnv(extra?: Record<string, string>): Record<string, string>;
@@ -41,6 +41,7 @@ export async function startEdgeStack(label: string): Promise<EdgeStack> {
   const edge = await startWranglerDev({ libsqlUrl: url, runnerToken });
   const user = await signInToEdge(edge.url, db);
   const blobs = new BlobClient({ edgeUrl: edge.url, token: runnerToken });
+  const dirs: string[] = [];
   return {
     server,
     db,
@@ -49,7 +50,11 @@ export async function startEdgeStack(label: string): Promise<EdgeStack> {
     runnerToken,
     blobs,
     user,
-    workDir: () => mkdtemp(join(tmpdir(), "vr-work-")),
+    workDir: async () => {
+      const dir = await mkdtemp(join(tmpdir(), "vr-work-"));
+      dirs.push(dir);
+      return dir;
+    },
     runnerEnv: (extra = {}) => ({
       LIBSQL_URL: url,
       EDGE_URL: edge.url,
@@ -68,6 +73,7 @@ export async function startEdgeStack(label: string): Promise<EdgeStack> {
     async close() {
       await edge.close();
       await server.close();
+      for (const dir of dirs) await rm(dir, { recursive: true, force: true });
     },
   };
 }

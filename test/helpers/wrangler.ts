@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,7 +45,8 @@ function runToEnd(bin: string, args: string[], what: string): Promise<void> {
 
 /**
  * Starts `wrangler dev` (the real edge in workerd, local R2 persisted under `persistTo`) on a free port with the
- * given secrets as --var, and waits until it answers. `close()` stops wrangler and its workerd children.
+ * given secrets as --var, and waits until it answers. `close()` stops wrangler and its workerd children (and
+ * removes the persist directory if this function created it).
  */
 export async function startWranglerDev(opts: {
   libsqlUrl: string;
@@ -55,6 +56,7 @@ export async function startWranglerDev(opts: {
   timeoutMs?: number;
 }): Promise<WranglerDev> {
   const port = await freePort();
+  const ownDir = opts.persistTo === undefined;
   const persistTo = opts.persistTo ?? (await mkdtemp(join(tmpdir(), "vr-wrangler-")));
   const vars = { LIBSQL_URL: opts.libsqlUrl, RUNNER_TOKEN: opts.runnerToken, ...opts.vars };
   const args = [
@@ -80,12 +82,15 @@ export async function startWranglerDev(opts: {
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
 
   const url = `http://127.0.0.1:${port}`;
+  const removeOwnDir = async () => {
+    if (ownDir) await rm(persistTo, { recursive: true, force: true }).catch(() => {});
+  };
   const close = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
+    if (child.exitCode !== null || child.signalCode !== null) return removeOwnDir();
     try {
       process.kill(-child.pid!, "SIGTERM");
     } catch {
-      return;
+      return removeOwnDir();
     }
     const done = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
     if (!done) {
@@ -96,6 +101,7 @@ export async function startWranglerDev(opts: {
       }
       await exited;
     }
+    await removeOwnDir();
   };
 
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);

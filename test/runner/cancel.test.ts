@@ -1,4 +1,5 @@
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
+import { dirname } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BlobClient } from "../../runner/blobs";
 import { makeClip } from "../helpers/clips";
@@ -68,6 +69,7 @@ describe("cancelling a running job", { timeout: 180_000 }, () => {
 
   it("SIGKILLs an FFmpeg that ignores q and SIGTERM after the two grace periods, logging each stage once", async () => {
     const stub = await makeStubbornFfmpeg();
+    cleanup.push(() => rm(dirname(stub.path), { recursive: true, force: true }));
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
     const workDir = await stack.workDir();
     const runner = runnerProcess({ FFMPEG_PATH: stub.path, STOP_GRACE_MS: "300", WORK_DIR: workDir });

@@ -1,9 +1,9 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   buildEncodeArgs,
   NotAVideoError,
@@ -20,6 +20,7 @@ let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "vr-ffmpeg-test-"));
 });
+afterAll(() => rm(dir, { recursive: true, force: true }));
 
 const media: MediaInfo = { durationMs: 10_000, width: 1080, height: 1920, hasAudio: true, videoCodec: "h264", fps: 30 };
 

@@ -1,8 +1,7 @@
-import { readFile } from "node:fs/promises";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { dirname, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildEncodeArgs, probeMedia, spawnFfmpeg, verifyOutput } from "../../runner/ffmpeg";
 import { createLogger } from "../../runner/log";
 import { RunnerMetrics } from "../../runner/metrics";
@@ -14,6 +13,10 @@ import { isAlive, makeStubbornFfmpeg } from "../helpers/runner";
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "vr-processes-test-"));
+});
+const stubDirs: string[] = [];
+afterAll(async () => {
+  for (const d of [dir, ...stubDirs]) await rm(d, { recursive: true, force: true });
 });
 
 function registry(graceMs: number) {
@@ -54,6 +57,7 @@ describe("stop sequence", () => {
 
   it("escalates to SIGTERM and then SIGKILL for a process that ignores both, sending each stage once", async () => {
     const stub = await makeStubbornFfmpeg();
+    stubDirs.push(dirname(stub.path));
     const { reg, lines } = registry(300);
     const proc = spawnFfmpeg(stub.path, ["-progress", "pipe:1", "-i", "x", "y.mp4"]);
     reg.register("v2", proc);
@@ -97,6 +101,7 @@ describe("stop sequence", () => {
 
   it("kills every registered process group at once on a second signal", async () => {
     const stub = await makeStubbornFfmpeg();
+    stubDirs.push(dirname(stub.path));
     const { reg } = registry(5000);
     const procs = [1, 2].map(() => spawnFfmpeg(stub.path, ["-progress", "pipe:1", "x.mp4"]));
     procs.forEach((p, i) => reg.register(`k${i}`, p));

@@ -1,3 +1,5 @@
+import { rm } from "node:fs/promises";
+import { dirname } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runners } from "../../db/schema";
@@ -102,6 +104,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
 
   it("kills FFmpeg at once on a second signal instead of waiting out the grace periods", async () => {
     const stub = await makeStubbornFfmpeg();
+    cleanup.push(() => rm(dirname(stub.path), { recursive: true, force: true }));
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
     const runner = runnerProcess({ FFMPEG_PATH: stub.path, STOP_GRACE_MS: "5000", WORK_DIR: await stack.workDir() });
     await runner.waitForLog(/ffmpeg started/);

@@ -1,14 +1,14 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { BlobClient } from "../../runner/blobs";
 import { createLogger } from "../../runner/log";
 import { SourceCache } from "../../runner/sources";
 import { filesUnder } from "../helpers/edge-stack";
 import { makeClip } from "../helpers/clips";
+import { tempDirs } from "../helpers/tmp";
 
 const TOKEN = "fake-edge-token-0123456789";
 
@@ -87,6 +87,8 @@ async function fakeEdge(
   return state;
 }
 
+const tmp = tempDirs("vr-sources-test");
+afterAll(() => tmp.cleanup());
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of closers.splice(0)) await c();
@@ -95,7 +97,7 @@ afterEach(async () => {
 async function setup(objects: Record<string, Buffer>, opts: Parameters<typeof fakeEdge>[1] = {}, maxBytes?: number, stallMs?: number) {
   const edge = await fakeEdge(objects, opts);
   closers.push(() => edge.close());
-  const workDir = await mkdtemp(join(tmpdir(), "vr-sources-test-"));
+  const workDir = await tmp.make();
   const blobs = new BlobClient({ edgeUrl: edge.url, token: TOKEN, stallMs });
   const cache = new SourceCache({ workDir, blobs, ffmpeg: "ffmpeg", ffprobe: "ffprobe", log: createLogger({ sink: () => {} }), maxBytes });
   return { edge, workDir, blobs, cache };
@@ -165,7 +167,7 @@ describe("blob client downloads", () => {
   it("resumes a download cut off mid-way with a Range request instead of starting over", async () => {
     const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7) & 0xff));
     const { edge, blobs } = await setup({ "sources/j/s": data }, { cutFirstAfter: 100_000 });
-    const dest = join(await mkdtemp(join(tmpdir(), "vr-dl-")), "file");
+    const dest = join(await tmp.make(), "file");
     expect(await blobs.download("sources/j/s", dest)).toBe(data.length);
     expect(edge.requests.map((r) => r.range)).toEqual([undefined, expect.stringMatching(/^bytes=\d+-$/)]);
     expect(Number(/bytes=(\d+)-/.exec(edge.requests[1]!.range!)![1])).toBeGreaterThan(0);
@@ -175,7 +177,7 @@ describe("blob client downloads", () => {
 
   it("does not retry a missing object", async () => {
     const { edge, blobs } = await setup({});
-    const dest = join(await mkdtemp(join(tmpdir(), "vr-dl-")), "file");
+    const dest = join(await tmp.make(), "file");
     await expect(blobs.download("sources/j/none", dest)).rejects.toMatchObject({ status: 404, transient: false });
     expect(edge.requests).toHaveLength(1);
   });
@@ -183,7 +185,7 @@ describe("blob client downloads", () => {
   it("gives up on a download whose body stalls, as a transient failure, instead of waiting forever", async () => {
     const data = Buffer.alloc(200_000, 5);
     const { edge, blobs } = await setup({ "sources/j/slow": data }, { stallAfter: 1000 }, undefined, 300);
-    const dest = join(await mkdtemp(join(tmpdir(), "vr-dl-")), "file");
+    const dest = join(await tmp.make(), "file");
     const t0 = performance.now();
     await expect(blobs.download("sources/j/slow", dest)).rejects.toMatchObject({ transient: true, message: expect.stringMatching(/stalled for 300 ms/) });
     expect(performance.now() - t0).toBeLessThan(10_000);
@@ -195,7 +197,7 @@ describe("blob client downloads", () => {
 describe("blob client uploads", () => {
   it("abandons an upload the edge never answers, as a transient failure", async () => {
     const { blobs } = await setup({}, { hangPuts: true }, undefined, 300);
-    const file = join(await mkdtemp(join(tmpdir(), "vr-up-")), "out.mp4");
+    const file = join(await tmp.make(), "out.mp4");
     await writeFile(file, Buffer.alloc(10_000, 1));
     await expect(blobs.upload("outputs/j/v.mp4", file)).rejects.toMatchObject({
       transient: true,
