@@ -104,10 +104,10 @@ export async function benchStopLatency(b: BenchStack, trials: number): Promise<S
   const clip = await makeClip({ seconds: 60 });
   const out: StopLatency = { trials, stopMs: [], apiMs: [], stages: {} };
   for (let i = 0; i < trials; i++) {
-    const before = new Set(await ffmpegPidsUnder([b.dir]));
+    const before = new Set(await ffmpegPidsUnder([b.dir], { encodesOnly: true }));
     const job = await b.user.createJob([clip], 2);
     const pids = await until("both encodes", async () => {
-      const fresh = (await ffmpegPidsUnder([b.dir])).filter((p) => !before.has(p));
+      const fresh = (await ffmpegPidsUnder([b.dir], { encodesOnly: true })).filter((p) => !before.has(p));
       return fresh.length === 2 && fresh;
     }, 60_000, 20);
     await sleep(300 + Math.random() * 1000);
@@ -150,10 +150,12 @@ export async function benchRunnerLoad(b: BenchStack, queuedTrials: number): Prom
   await sleep(idleMs);
   const c = await b.metrics();
   const idleTrips = c.runner_db_round_trips_total! - a.runner_db_round_trips_total!;
-  const idleTicks = c.runner_ticks_total! - a.runner_ticks_total!;
+  const idleTicks = (c.runner_ticks_total ?? NaN) - (a.runner_ticks_total ?? NaN);
 
-  const blocker = await b.user.createJob([await makeClip({ seconds: 120 })], 2);
-  await until("both slots encoding", async () => (await ffmpegPidsUnder([b.dir])).length === 2, 60_000, 50);
+  // Two long 1080×1920 encodes hold both slots for the whole measurement (checked before and after).
+  const blocker = await b.user.createJob([await makeClip({ seconds: 30, width: 1080, height: 1920 })], 2);
+  const encoding = async () => (await ffmpegPidsUnder([b.dir], { encodesOnly: true })).length === 2;
+  await until("both slots encoding", encoding, 120_000, 50);
   await sleep(1500);
   const d = await b.metrics();
   const t0 = performance.now();
@@ -161,10 +163,12 @@ export async function benchRunnerLoad(b: BenchStack, queuedTrials: number): Prom
   const e = await b.metrics();
   const busyS = (performance.now() - t0) / 1000;
   const busyTrips = e.runner_db_round_trips_total! - d.runner_db_round_trips_total!;
+  if (!(await encoding())) throw new Error("an encode finished inside the busy window: the busy figure would be wrong");
 
   const clip = await makeClip({ seconds: 2 });
   const queuedCancelMs: number[] = [];
   for (let i = 0; i < queuedTrials; i++) {
+    if (!(await encoding())) throw new Error("the blocker stopped encoding: later jobs would not stay queued");
     const job = await b.user.createJob([clip], 1);
     const t = performance.now();
     const res = await b.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" });
@@ -175,7 +179,7 @@ export async function benchRunnerLoad(b: BenchStack, queuedTrials: number): Prom
     }
   }
   await b.user.call(`/api/jobs/${blocker.id}/cancel`, { method: "POST" }).then((r) => r.arrayBuffer());
-  await until("the blocker to stop", async () => (await ffmpegPidsUnder([b.dir])).length === 0, 30_000, 50);
+  await until("the blocker to stop", async () => (await ffmpegPidsUnder([b.dir], { encodesOnly: true })).length === 0, 30_000, 50);
   return {
     idleRoundTripsPerPoll: idleTrips / idleTicks,
     idleRoundTripsPerSecond: idleTrips / (idleMs / 1000),

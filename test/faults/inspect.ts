@@ -6,8 +6,9 @@ import Database from "libsql";
 /**
  * Live processes that look like FFmpeg (real binary or a stand-in named ffmpeg) and whose arguments point into
  * one of `roots` (the runner's WORK_DIR lives there), so FFmpeg of other tests on this machine is never counted.
+ * `encodesOnly` leaves out the short probe and thumbnail calls.
  */
-export async function ffmpegPidsUnder(roots: string[]): Promise<number[]> {
+export async function ffmpegPidsUnder(roots: string[], opts: { encodesOnly?: boolean } = {}): Promise<number[]> {
   const pids: number[] = [];
   for (const name of await readdir("/proc")) {
     if (!/^\d+$/.test(name)) continue;
@@ -16,6 +17,8 @@ export async function ffmpegPidsUnder(roots: string[]): Promise<number[]> {
       const stat = await readFile(`/proc/${name}/stat`, "utf8");
       if (stat.split(") ")[1]?.[0] === "Z") continue; // a zombie is dead, only not reaped yet
       const isFfmpeg = argv.slice(0, 2).some((a) => /(^|\/)ffmpeg$/.test(a));
+      // Encodes report progress (`-progress pipe:1`); probes and thumbnails do not.
+      if (opts.encodesOnly && !argv.includes("-progress")) continue;
       if (isFfmpeg && argv.some((a) => roots.some((r) => a.startsWith(r)))) pids.push(Number(name));
     } catch {
       // exited while we looked
