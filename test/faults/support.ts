@@ -11,7 +11,7 @@ import { BlobClient } from "../../runner/blobs";
 import { startStack, type Stack } from "../../scripts/stack";
 import { signInToEdge, type ApiSession } from "../helpers/api";
 import { freePort } from "../helpers/ports";
-import { bucketObjects, ffmpegPidsUnder, until } from "./inspect";
+import { bucketObjects, ffmpegPidsUnder, freePortRun, until } from "./inspect";
 
 export { bucketObjects, ffmpegPidsUnder, until };
 
@@ -59,12 +59,11 @@ export async function startFaultStack(opts: {
   const dataDir = join(dir, "data");
   const lines: LogLine[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-  const metricsPort = await freePort();
+  const metricsPort = await freePortRun(Math.max(1, opts.runners));
   const stack = await startStack({
     host: "127.0.0.1",
     edgePort: await freePort(),
     libsqlPort: await freePort(),
-    // Runner i listens on metricsPort + i; freePort() only vouches for the first one, which is enough here.
     metricsPort,
     dataDir,
     adminEmail: "admin@example.com",
