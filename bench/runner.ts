@@ -3,6 +3,7 @@
 // Real pieces: local libSQL server, `wrangler dev` (the edge), runner processes started like `npm run runner`,
 // Debian FFmpeg on lavfi clips. Run it on a quiet machine: every figure is wall time.
 import { execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -184,6 +185,17 @@ async function benchDb(stack: EdgeStack): Promise<void> {
   }
 }
 
+/** CPU seconds of a process (self) and of its reaped children, from /proc (Linux); null elsewhere. */
+function procCpu(pid: number | "self"): { self: number; children: number } | null {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    const hz = 100; // USER_HZ on Linux
+    return { self: (Number(f[11]) + Number(f[12])) / hz, children: (Number(f[13]) + Number(f[14])) / hz };
+  } catch {
+    return null;
+  }
+}
+
 async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERHEAD_ROUNDS ?? 3)): Promise<void> {
   const concurrency = 2;
   console.log(`\n## Job overhead: a 6-variation job vs the same FFmpeg commands run bare (concurrency ${concurrency})`);
@@ -197,11 +209,15 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
     await r.waitForLog(/runner started/);
     for (let round = 0; round < rounds; round++) {
       const t0 = Date.now();
+      const cpu0 = procCpu(r.pid);
       const job = await stack.user.createJob([clip], 6);
+      // The ratio uses the job's own start/completion times, so a slow poll here costs no precision but keeps
+      // this process (which also hosts the libSQL server) from competing with the encodes.
       const row = await waitFor("the job to complete", async () => {
         const j = await getJobRow(stack.db, job.id);
         return j?.status === "completed" ? j : null;
-      }, 600_000, 50);
+      }, 600_000, 1000);
+      const cpu1 = procCpu(r.pid);
       jobs.push({ processing: row.completedAt! - row.startedAt!, fromCreate: Date.now() - t0 });
 
       const dir = await mkdtemp(join(tmpdir(), "vr-bench-bare-"));
@@ -209,6 +225,7 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
         buildEncodeArgs({ source: clip, output: join(dir, `${i}.mp4`), params: deriveParams(v.seed), media }),
       );
       const b0 = performance.now();
+      const bareCpu0 = procCpu("self");
       const queue = [...plans];
       await Promise.all(
         Array.from({ length: concurrency }, async () => {
@@ -216,8 +233,13 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
         }),
       );
       bares.push(performance.now() - b0);
+      const bareCpu1 = procCpu("self");
       await rm(dir, { recursive: true, force: true });
-      console.log(`round ${round + 1}: job ${fmt(jobs[round]!.processing)} (from POST ${fmt(jobs[round]!.fromCreate)}), bare ${fmt(bares[round]!)}`);
+      const cpuNote =
+        cpu0 && cpu1 && bareCpu0 && bareCpu1
+          ? ` | CPU: runner's FFmpeg/ffprobe ${(cpu1.children - cpu0.children).toFixed(1)} s + runner itself ${(cpu1.self - cpu0.self).toFixed(1)} s, bare FFmpeg ${(bareCpu1.children - bareCpu0.children).toFixed(1)} s`
+          : "";
+      console.log(`round ${round + 1}: job ${fmt(jobs[round]!.processing)} (from POST ${fmt(jobs[round]!.fromCreate)}), bare ${fmt(bares[round]!)}${cpuNote}`);
     }
     const bare = Math.min(...bares);
     const processing = Math.min(...jobs.map((j) => j.processing));
