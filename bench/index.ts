@@ -85,7 +85,8 @@ async function main(): Promise<void> {
   add("Double claims / variations left unclaimed", `${claims.doubleClaims} / ${claims.unclaimed}`, "0 / 0");
   add(
     "workerd RSS (wrangler dev, local) streaming a 1 GiB upload (POST /api/jobs multipart)",
-    `${memory.upload.baselineMiB.toFixed(0)} → peak ${memory.upload.peakMiB.toFixed(0)} MiB (HTTP ${memory.upload.status}, ${(memory.upload.bytes / 2 ** 20 / memory.upload.seconds).toFixed(0)} MiB/s)`,
+    `${memory.upload.baselineMiB.toFixed(0)} → peak ${memory.upload.peakMiB.toFixed(0)} MiB (HTTP ${memory.upload.status}, ${(memory.upload.bytes / 2 ** 20 / memory.upload.seconds).toFixed(0)} MiB/s)` +
+      (memory.upload.retriedAfterReload ? " [2nd try: wrangler dev reloaded mid-upload]" : ""),
     "bounded, not ∝ size",
   );
   add(
