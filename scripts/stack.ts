@@ -201,6 +201,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       client.$client.close();
     }
 
+    const edgeEnvFile = join(dataDir, "edge.env");
+    await writeFile(
+      edgeEnvFile,
+      `LIBSQL_URL=${libsqlUrl}\nLIBSQL_AUTH_TOKEN=${secrets.libsqlAuthToken}\nRUNNER_TOKEN=${secrets.runnerToken}\n`,
+      { mode: 0o600 },
+    );
     const edge = spawnChild(
       "edge",
       [
@@ -212,9 +218,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         "--persist-to", join(dataDir, "wrangler"),
         "--test-scheduled",
         "--show-interactive-dev-session=false",
-        "--var", `LIBSQL_URL:${libsqlUrl}`,
-        "--var", `LIBSQL_AUTH_TOKEN:${secrets.libsqlAuthToken}`,
-        "--var", `RUNNER_TOKEN:${secrets.runnerToken}`,
+        // Secrets go through a 0600 file, not argv, so `ps` does not show them.
+        "--env-file", edgeEnvFile,
       ],
       { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", CI: "true" },
       log,
