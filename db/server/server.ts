@@ -76,6 +76,11 @@ export async function startLibsqlServer(opts: LibsqlServerOptions = {}): Promise
     }
   }
 
+  // Node closes an idle keep-alive connection after 5 s by default. workerd pools its connections to this server
+  // and can reuse one the server has just closed: a request that waits longer than that between two database
+  // calls (a 1 GiB upload streamed to R2 before its createJob) then fails with "Network connection lost" → 503.
+  // Loopback clients close their own sockets when they exit, so keeping idle ones open is cheap.
+  server.keepAliveTimeout = 15 * 60_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(opts.port ?? 0, host, () => resolve());

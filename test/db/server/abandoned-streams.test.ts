@@ -99,3 +99,30 @@ describe("requests whose HTTP client went away", () => {
     patient.close();
   });
 });
+
+describe("idle client connections", () => {
+  it("stay open well past Node's 5 s default, so a pooled connection is never closed under a client about to reuse it", { timeout: 20_000 }, async () => {
+    const { Agent, request } = await import("node:http");
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<{ reused: boolean; socket: import("node:net").Socket }>((resolve, reject) => {
+        let socket: import("node:net").Socket;
+        const req = request(`${server.url}/health`, { agent }, (res) => {
+          res.resume();
+          res.on("end", () => resolve({ reused: req.reusedSocket, socket }));
+        });
+        req.on("socket", (s) => (socket = s));
+        req.on("error", reject);
+        req.end();
+      });
+    const first = await get();
+    let closedAt: number | null = null;
+    const t0 = Date.now();
+    first.socket.once("close", () => (closedAt = Date.now() - t0));
+    await new Promise((r) => setTimeout(r, 6_500));
+    expect(closedAt).toBeNull();
+    const second = await get();
+    expect(second.reused).toBe(true);
+    agent.destroy();
+  });
+});
