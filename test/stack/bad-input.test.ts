@@ -34,7 +34,7 @@ beforeAll(async () => {
   const fresh = await freshDb(server, "bad_input");
   db = fresh.db;
   // A 1 MiB upload limit, so "over the limit" is cheap to send.
-  edge = await startWranglerDev({ libsqlUrl: fresh.url, runnerToken: RUNNER_TOKEN, vars: { MAX_UPLOAD_BYTES: String(MiB) } });
+  edge = await startWranglerDev({ libsqlUrl: fresh.url, runnerToken: RUNNER_TOKEN, vars: { MAX_UPLOAD_BYTES: String(MiB) }, persistTo: join(dir, "r2") });
   user = await signInToEdge(edge.url, db);
   runner = startRunnerProcess({ LIBSQL_URL: fresh.url, EDGE_URL: edge.url, RUNNER_TOKEN, WORK_DIR: join(dir, "work"), ...FAST });
 }, 120_000);

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signInToEdge, type ApiSession } from "../helpers/api";
@@ -12,18 +15,22 @@ import type { Db } from "../../db/client";
 
 let server: TestLibsqlServer;
 let edge: WranglerDev;
+let dir: string;
 let db: Db;
 let user: ApiSession;
 beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "vr-edge-concurrency-"));
   server = await startTestLibsql();
   const fresh = await freshDb(server, "edge_concurrency");
   db = fresh.db;
-  edge = await startWranglerDev({ libsqlUrl: fresh.url, runnerToken: "edge-concurrency-runner-token-0123" });
+  // R2 inside our own temp dir, removed afterwards (the 256 MiB upload must not pile up in /tmp).
+  edge = await startWranglerDev({ libsqlUrl: fresh.url, runnerToken: "edge-concurrency-runner-token-0123", persistTo: join(dir, "r2") });
   user = await signInToEdge(edge.url, db);
 }, 120_000);
 afterAll(async () => {
   await edge?.close();
   await server?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 describe("the edge under concurrent requests from one client", () => {
