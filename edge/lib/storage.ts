@@ -6,9 +6,7 @@ export const PART_BYTES = 8 * 1024 * 1024;
 /** R2 allows at most 10,000 parts per multipart upload. */
 export const MAX_PARTS = 10_000;
 
-export const sourceKey = (jobId: string, sourceId: string) => `sources/${jobId}/${sourceId}`;
-export const uploadKey = (uploadId: string) => `uploads/${uploadId}`;
-export const outputPrefix = (jobId: string) => `outputs/${jobId}/`;
+export { outputPrefix, sourceKey, uploadKey } from "../../db/keys";
 
 /** Part size for a client-driven upload of `size` bytes: 8 MiB, larger only when 10,000 parts would not do. */
 export function partSizeFor(size: number): number {

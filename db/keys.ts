@@ -1,0 +1,15 @@
+/**
+ * Object keys in R2, the one contract the edge and the runners share about storage. Every key a runner writes
+ * carries the attempt that produced it: a late finisher of attempt n can only ever touch `…a<n>…`, never the
+ * object attempt n+1 recorded.
+ */
+
+/** Top-level prefixes, in the order the orphan rule walks them. */
+export const KEY_PREFIXES = ["outputs/", "thumbs/", "sources/", "uploads/"] as const;
+
+export const sourceKey = (jobId: string, sourceId: string) => `sources/${jobId}/${sourceId}`;
+export const uploadKey = (uploadId: string) => `uploads/${uploadId}`;
+export const outputPrefix = (jobId: string) => `outputs/${jobId}/`;
+export const outputKey = (jobId: string, variationId: string, attempt: number) =>
+  `${outputPrefix(jobId)}${variationId}.a${attempt}.mp4`;
+export const thumbnailKey = (jobId: string) => `thumbs/${jobId}.jpg`;
