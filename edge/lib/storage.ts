@@ -6,6 +6,7 @@ export const PART_BYTES = 8 * 1024 * 1024;
 /** R2 allows at most 10,000 parts per multipart upload. */
 export const MAX_PARTS = 10_000;
 
+import { outputPrefix } from "../../db/keys";
 export { outputPrefix, sourceKey, uploadKey } from "../../db/keys";
 
 /** Part size for a client-driven upload of `size` bytes: 8 MiB, larger only when 10,000 parts would not do. */
