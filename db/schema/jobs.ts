@@ -148,3 +148,30 @@ export const runners = sqliteTable("runners", {
   startedAt: integer("started_at").notNull(),
   lastSeenAt: integer("last_seen_at").notNull(),
 });
+
+/**
+ * A form upload (`POST /api/jobs`, multipart) whose sources are being stored before its job row exists. The row is
+ * written before the first object and refreshed while bytes arrive, so the orphan rule leaves
+ * `sources/<id>/` alone; the job is created only while this row exists, and creating it deletes the row.
+ */
+export const ingests = sqliteTable(
+  "ingests",
+  {
+    /** The id the job will get. */
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    createdAt: integer("created_at").notNull(),
+    touchedAt: integer("touched_at").notNull(),
+  },
+  (t) => [index("ingests_touched_idx").on(t.touchedAt)],
+);
+
+/** Where a lifecycle rule that walks the bucket over several ticks stopped (the last key it looked at). */
+export const sweepCursors = sqliteTable("sweep_cursors", {
+  name: text("name").primaryKey(),
+  /** Last key handled; the next tick lists from after it. Empty: start from the beginning. */
+  lastKey: text("last_key").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
