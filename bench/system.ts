@@ -8,6 +8,7 @@ import { Readable } from "node:stream";
 import { sql } from "drizzle-orm";
 import { createDb, type Db } from "../db/client";
 import { newId } from "../db/ids";
+import { outputKey } from "../db/keys";
 import { migrateDb } from "../db/migrate";
 import { claimVariation, finishVariation } from "../db/queries/variations";
 import { startStack, type Stack } from "../scripts/stack";
@@ -220,7 +221,7 @@ export async function benchClaims(b: BenchStack, loops = 16, total = 2000): Prom
         const v = await claimVariation(mine, { runnerId, leaseMs: 60_000, now: Date.now() });
         if (!v) break;
         seen.set(v.id, (seen.get(v.id) ?? 0) + 1);
-        await finishVariation(mine, { variationId: v.id, runnerId, outputKey: `outputs/${v.jobId}/${v.id}.mp4`, outputSize: 1, now: Date.now() });
+        await finishVariation(mine, { variationId: v.id, runnerId, attempt: v.attempts, outputKey: outputKey(v.jobId, v.id, v.attempts), outputSize: 1, now: Date.now() });
       }
       mine.$client.close();
     }),

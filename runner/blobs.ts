@@ -1,3 +1,4 @@
+import { asLocalError } from "./local-errors";
 import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { Readable } from "node:stream";
@@ -145,6 +146,8 @@ export class BlobClient {
         return have;
       } catch (err) {
         if (signal?.aborted) throw err;
+        // The runner's own disk failing (full, read-only) is not the edge's fault: no retry, no "transient".
+        if (asLocalError(err, "download")) throw err;
         const transient = err instanceof BlobError ? err.transient : true;
         if (!transient || attempt >= 3) throw err instanceof BlobError ? err : new BlobError(`download ${key}: ${(err as Error).message}`, null, true);
         try {

@@ -23,6 +23,10 @@ const Schema = z
     LEASE_MS: ms(30_000, 100),
     WATCH_MS: ms(1000, 10),
     STOP_GRACE_MS: ms(2000, 10),
+    /** No FFmpeg progress for this long → the stop sequence, then a retry (or failure) with "encode stalled". */
+    STALL_MS: ms(60_000, 100),
+    /** Below this much free space in WORK_DIR the runner claims nothing (it would only fail for lack of room). */
+    MIN_FREE_BYTES: z.coerce.number().int().min(0).default(64 * 1024 * 1024),
     METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
     LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
     /** Optional effect families on top of zoom/crop offset and eq jitter: mirror, speed, noise. */
@@ -37,7 +41,11 @@ const Schema = z
     path: ["LEASE_MS"],
   });
 
-export type RunnerConfig = Omit<z.infer<typeof Schema>, "WORK_DIR"> & { WORK_DIR: string };
+export type RunnerConfig = Omit<z.infer<typeof Schema>, "WORK_DIR"> & {
+  WORK_DIR: string;
+  /** util-linux `setpriv`, when present: FFmpeg is started through it so the kernel kills it with the runner. */
+  SETPRIV_PATH: string | null;
+};
 
 export class ConfigError extends Error {}
 
@@ -73,7 +81,8 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv): RunnerConfig {
   if (!ffmpeg) problems.push(`  FFMPEG_PATH: "${c.FFMPEG_PATH}" is not an executable (install ffmpeg or set FFMPEG_PATH)`);
   if (!ffprobe) problems.push(`  FFPROBE_PATH: "${c.FFPROBE_PATH}" is not an executable (install ffmpeg or set FFPROBE_PATH)`);
   if (problems.length) throw new ConfigError(`Invalid runner configuration:\n${problems.join("\n")}`);
-  // A private directory per runner by default: the start-up sweep empties it, which must not hit a neighbour.
-  const workDir = c.WORK_DIR ?? join(tmpdir(), `video-refresher-${c.RUNNER_ID.replace(/[^A-Za-z0-9._-]/g, "_")}`);
-  return { ...c, WORK_DIR: workDir, FFMPEG_PATH: ffmpeg!, FFPROBE_PATH: ffprobe! };
+  // Stable across restarts (no pid), so a restarted runner finds and removes what its predecessor left. It may be
+  // shared: each runner works in its own marked subdirectory and deletes nothing else (runner/workdir.ts).
+  const workDir = c.WORK_DIR ?? join(tmpdir(), "video-refresher");
+  return { ...c, WORK_DIR: workDir, FFMPEG_PATH: ffmpeg!, FFPROBE_PATH: ffprobe!, SETPRIV_PATH: resolveExecutable("setpriv") };
 }

@@ -13,6 +13,12 @@ export interface MediaInfo {
   fps: number;
 }
 
+/**
+ * Untrusted files are parsed with the local file protocol only: a playlist or reference file that names a URL
+ * (HLS, concat, …) must not make a runner fetch from the network.
+ */
+const LOCAL_ONLY = ["-protocol_whitelist", "file"];
+
 /** The file is not decodable video: retrying will not help. */
 export class NotAVideoError extends Error {}
 
@@ -70,7 +76,7 @@ const firstLine = (s: string) =>
 export async function probeMedia(ffprobe: string, path: string, signal?: AbortSignal): Promise<MediaInfo> {
   const { code, stdout, stderr } = await run(
     ffprobe,
-    ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", path],
+    ["-v", "error", ...LOCAL_ONLY, "-print_format", "json", "-show_format", "-show_streams", path],
     { timeoutMs: 60_000, signal },
   );
   if (code !== 0) throw new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffprobe exited ${code}`}`);
@@ -98,7 +104,7 @@ export async function probeMedia(ffprobe: string, path: string, signal?: AbortSi
 export async function assertDecodable(ffmpeg: string, path: string, signal?: AbortSignal): Promise<void> {
   const { code, stderr } = await run(
     ffmpeg,
-    ["-v", "error", "-nostdin", "-i", path, "-map", "0:v:0", "-frames:v", "1", "-f", "null", "-"],
+    ["-v", "error", "-nostdin", ...LOCAL_ONLY, "-i", path, "-map", "0:v:0", "-frames:v", "1", "-f", "null", "-"],
     { timeoutMs: 60_000, signal },
   );
   if (code !== 0) throw new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffmpeg exited ${code}`}`);
@@ -115,7 +121,7 @@ export async function makeThumbnail(
   const at = Math.min(1, media.durationMs / 2000).toFixed(3);
   const { code, stderr } = await run(
     ffmpeg,
-    ["-v", "error", "-nostdin", "-y", "-ss", at, "-i", input, "-frames:v", "1", "-vf", "scale=480:-2", "-q:v", "4", "-f", "image2", output],
+    ["-v", "error", "-nostdin", "-y", ...LOCAL_ONLY, "-ss", at, "-i", input, "-frames:v", "1", "-vf", "scale=480:-2", "-q:v", "4", "-f", "image2", output],
     { timeoutMs: 20_000, signal },
   );
   if (code !== 0) throw new Error(`thumbnail failed: ${firstLine(stderr)}`);
@@ -169,6 +175,7 @@ export function buildEncodeArgs(input: {
     "-nostats",
     "-progress", "pipe:1",
     "-y",
+    ...LOCAL_ONLY,
     "-i", input.source,
     "-map", "0:v:0",
     ...audio,
@@ -238,8 +245,17 @@ export interface FfmpegProcess {
  * pipe (so `q` works; never -nostdin) and in its own process group (so signals reach exactly this encode).
  * `onProgress` gets the output time in ms from `-progress pipe:1` blocks.
  */
-export function spawnFfmpeg(bin: string, args: string[], onProgress?: (outTimeMs: number) => void): FfmpegProcess {
-  const child = spawn(bin, args, { stdio: ["pipe", "pipe", "pipe"], detached: true });
+export function spawnFfmpeg(
+  bin: string,
+  args: string[],
+  onProgress?: (outTimeMs: number) => void,
+  setpriv: string | null = null,
+): FfmpegProcess {
+  // A child does not die with its parent: a SIGKILLed runner's FFmpeg would encode on to the end. `setpriv
+  // --pdeathsig SIGKILL` execs FFmpeg in place (same pid, same process group) with the kernel's parent-death
+  // signal set, so it dies with the runner.
+  const [cmd, argv] = setpriv ? [setpriv, ["--pdeathsig", "SIGKILL", "--", bin, ...args]] : [bin, args];
+  const child = spawn(cmd, argv, { stdio: ["pipe", "pipe", "pipe"], detached: true });
   // Writing `q` after FFmpeg exited gives EPIPE; that must not crash the runner.
   child.stdin?.on("error", () => {});
   let stderr = "";

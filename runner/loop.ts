@@ -1,4 +1,4 @@
-import { mkdir, rm } from "node:fs/promises";
+import { rm, statfs } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Db } from "../db/client";
@@ -10,10 +10,13 @@ import { errorMessage, type Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
 import { ProcessRegistry } from "./processes";
 import { SourceCache } from "./sources";
-import { sweepJobOutputs, sweepWorkDir } from "./sweep";
+import { sweepJobOutputs } from "./sweep";
 import { ClaimGate } from "./claim";
-import { applyHeartbeat, heartbeatPayload, stopExpired, watchedOf } from "./watch";
-import { Thumbnails, VariationTask, type TaskOutcome, type WorkContext } from "./work";
+import { within } from "./delay";
+import { Thumbnails } from "./thumbnails";
+import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
+import { VariationTask, type TaskOutcome, type WorkContext } from "./work";
+import { claimWorkDir, ownWorkDir, sweepWorkDir } from "./workdir";
 
 export interface RunnerDeps {
   config: RunnerConfig;
@@ -26,18 +29,21 @@ export interface RunnerDeps {
   sourceCacheBytes?: number;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 /**
  * The runner's main loop. One tick = one database round trip: heartbeat for the variations in hand (lease,
  * progress, cancel watch), claims for free slots, registry beat. Ticks run every WATCH_MS while busy and every
  * POLL_MS while idle, and right away when a slot frees up while the queue still had work.
  */
+/** All of a graceful shutdown after the signal: inside Docker's default 10 s with room to exit. */
+const SHUTDOWN_BUDGET_MS = 8000;
+
 export class Runner {
   readonly processes: ProcessRegistry;
   readonly sources: SourceCache;
   readonly thumbnails: Thumbnails;
   private readonly ctx: WorkContext;
+  /** Keyed by task (variation id + attempt): a re-claim of the same variation never overwrites the older task. */
   private readonly tasks = new Map<string, VariationTask>();
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
@@ -47,6 +53,9 @@ export class Runner {
   private lastDbOkAt = 0;
   private lastTickStart = 0;
   private lastDbErrorLogAt = 0;
+  private lastDiskLogAt = 0;
+  /** This runner's own marked directory under WORK_DIR. */
+  private readonly workDir: string;
   /** Local files may exist for jobs no longer in hand (cleared by the idle sweep). */
   private workDirDirty = false;
   private readonly background = new Set<Promise<unknown>>();
@@ -56,7 +65,7 @@ export class Runner {
     const { config, log, metrics, blobs } = deps;
     this.processes = new ProcessRegistry({ graceMs: config.STOP_GRACE_MS, log, metrics });
     this.sources = new SourceCache({
-      workDir: config.WORK_DIR,
+      workDir: ownWorkDir(config.WORK_DIR, config.RUNNER_ID),
       blobs,
       ffmpeg: config.FFMPEG_PATH,
       ffprobe: config.FFPROBE_PATH,
@@ -65,8 +74,10 @@ export class Runner {
     });
     this.thumbnails = new Thumbnails(() => this.ctx);
     this.gate = new ClaimGate(config.CONCURRENCY);
+    this.workDir = ownWorkDir(config.WORK_DIR, config.RUNNER_ID);
     this.ctx = {
       config,
+      workDir: this.workDir,
       db: deps.db,
       blobs,
       sources: this.sources,
@@ -80,6 +91,7 @@ export class Runner {
         log.warn("edge trouble: pausing claims", { ms });
       },
       onEdgeOk: () => this.gate.edgeOk(),
+      onDiskFull: () => log.warn("WORK_DIR is full: no claims until there is room", { min_free_bytes: config.MIN_FREE_BYTES }),
     };
     metrics.info.set(1, { runner_id: config.RUNNER_ID, version: deps.version });
   }
@@ -99,13 +111,12 @@ export class Runner {
   }
 
   /**
-   * Start-up: empty WORK_DIR (nothing is in hand yet), register, hand back variations a previous life of this
-   * runner id left running and sweep their jobs' outputs, then start ticking.
+   * Start-up: take (and empty) this runner's own directory under WORK_DIR (nothing is in hand yet), register,
+   * hand back variations a previous life of this runner id left running and sweep their jobs' outputs, then tick.
    */
   async start(): Promise<void> {
     const { config, db, log } = this.deps;
-    await mkdir(config.WORK_DIR, { recursive: true });
-    await sweepWorkDir(config.WORK_DIR, new Set(), log);
+    await claimWorkDir(config.WORK_DIR, config.RUNNER_ID, log);
     const now = Date.now();
     await upsertRunner(db, this.beat(), now);
     const leftovers = await recoverRunnerVariations(db, config.RUNNER_ID, now);
@@ -115,7 +126,7 @@ export class Runner {
     log.info("runner started", {
       id: config.RUNNER_ID,
       concurrency: config.CONCURRENCY,
-      work_dir: config.WORK_DIR,
+      work_dir: this.workDir,
       poll_ms: config.POLL_MS,
       watch_ms: config.WATCH_MS,
       lease_ms: config.LEASE_MS,
@@ -173,8 +184,9 @@ export class Runner {
     const { config, db, log, metrics } = this.deps;
     const now = Date.now();
     stopExpired(this.tasks.values(), now);
+    if (stopStalled(this.tasks.values(), now, config.STALL_MS) > 0) log.warn("encode stalled: stopping it", { stall_ms: config.STALL_MS });
     const watched = watchedOf(this.tasks.values());
-    const free = this.freeSlots();
+    const free = (await this.hasRoom()) ? this.freeSlots() : 0;
     const t0 = performance.now();
     metrics.ticks.inc();
     let result;
@@ -184,6 +196,7 @@ export class Runner {
         now,
         leaseMs: config.LEASE_MS,
         variations: heartbeatPayload(watched, now),
+        inHand: inHandOf(this.tasks.values()),
         claim: free,
         beat: this.beat(),
       });
@@ -198,6 +211,9 @@ export class Runner {
     this.lastDbOkAt = Date.now();
     if (free > 0) metrics.claimLatency.observe((performance.now() - t0) / 1000);
 
+    for (const s of result.stranded) {
+      log.warn("handed back a variation this runner held in the database but not in hand", { variation: s.id, job: s.jobId, now: s.status });
+    }
     if (result.heartbeat) applyHeartbeat(watched, result.heartbeat, now + config.LEASE_MS);
     if (result.claim) {
       for (const r of result.claim.reaped) log.info("reaped expired lease", { variation: r.id, job: r.jobId, status: r.status });
@@ -209,7 +225,25 @@ export class Runner {
       await this.sources.evictIdle();
       const inUse = this.sources.jobsInUse();
       this.workDirDirty = inUse.size > 0;
-      await sweepWorkDir(config.WORK_DIR, inUse, log);
+      await sweepWorkDir(this.workDir, inUse, log);
+    }
+  }
+
+  /** A runner whose disk is (nearly) full claims nothing: every claim would fail for lack of room. */
+  private async hasRoom(): Promise<boolean> {
+    const { config, log } = this.deps;
+    if (config.MIN_FREE_BYTES === 0) return true;
+    try {
+      const { bavail, bsize } = await statfs(this.workDir);
+      const free = bavail * bsize;
+      if (free >= config.MIN_FREE_BYTES) return true;
+      if (Date.now() - this.lastDiskLogAt > 30_000) {
+        this.lastDiskLogAt = Date.now();
+        log.warn("not claiming: WORK_DIR has too little free space", { free_bytes: free, min_free_bytes: config.MIN_FREE_BYTES });
+      }
+      return false;
+    } catch {
+      return true;
     }
   }
 
@@ -228,7 +262,7 @@ export class Runner {
     if (this.stopping) {
       // A claim that raced with shutdown: give it straight back.
       this.track(
-        releaseVariation(db, { variationId: claimed.id, runnerId: config.RUNNER_ID, now: Date.now() }).catch((err) =>
+        releaseVariation(db, { variationId: claimed.id, runnerId: config.RUNNER_ID, attempt: claimed.attempts, now: Date.now() }).catch((err) =>
           log.warn("could not release a claim made during shutdown", { variation: claimed.id, error: errorMessage(err) }),
         ),
       );
@@ -236,13 +270,13 @@ export class Runner {
     }
     this.workDirDirty = true;
     const task = new VariationTask(this.ctx, claimed);
-    this.tasks.set(task.id, task);
+    this.tasks.set(task.key, task);
     metrics.active.set(this.tasks.size);
     void task.done.then((outcome) => this.onTaskDone(task, outcome));
   }
 
   private onTaskDone(task: VariationTask, outcome: TaskOutcome): void {
-    this.tasks.delete(task.id);
+    if (this.tasks.get(task.key) === task) this.tasks.delete(task.key);
     this.deps.metrics.active.set(this.tasks.size);
     this.deps.log.debug("task done", { variation: task.id, outcome });
     const jobStillInHand = [...this.tasks.values()].some((t) => t.jobId === task.jobId);
@@ -252,12 +286,12 @@ export class Runner {
 
   /** After the last local variation of a job: if the job is terminal, remove its local files and orphan outputs. */
   private async sweepJob(jobId: string): Promise<void> {
-    const { config, db, blobs, log } = this.deps;
+    const { db, blobs, log } = this.deps;
     try {
       const { terminal } = await sweepJobOutputs({ db, blobs, log }, jobId);
       if (!terminal || [...this.tasks.values()].some((t) => t.jobId === jobId)) return;
       await this.sources.evictJob(jobId);
-      if (!this.sources.jobsInUse().has(jobId)) await rm(join(config.WORK_DIR, jobId), { recursive: true, force: true });
+      if (!this.sources.jobsInUse().has(jobId)) await rm(join(this.workDir, jobId), { recursive: true, force: true });
       this.thumbnails.forget(jobId);
     } catch (err) {
       log.warn("job sweep failed (the next sweep or the edge cron retries)", { job: jobId, error: errorMessage(err) });
@@ -270,9 +304,10 @@ export class Runner {
   }
 
   /**
-   * Graceful shutdown (SIGTERM/SIGINT, e.g. `docker stop`): stop claiming, run the stop sequence on every
-   * FFmpeg, hand the variations back to the queue (no attempt counted), deregister. Fits well inside Docker's
-   * 10 s: at worst two grace periods plus one round trip per variation.
+   * Graceful shutdown (SIGTERM/SIGINT, e.g. `docker stop`): stop claiming, run the stop sequence on every FFmpeg
+   * FIRST (never behind a slow database), hand the variations back (no attempt counted), deregister. Every wait
+   * after the stop sequence is bounded by one deadline inside Docker's 10 s: what a slow database could not record
+   * is handed back by the next start (stranded rule) or by lease expiry.
    */
   shutdown(): Promise<void> {
     this.shutdownPromise ??= this.doShutdown();
@@ -281,22 +316,25 @@ export class Runner {
 
   private async doShutdown(): Promise<void> {
     const { config, db, log } = this.deps;
+    const deadline = performance.now() + SHUTDOWN_BUDGET_MS;
+    const left = () => Math.max(0, deadline - performance.now());
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
     log.info("shutting down: stopping work and handing it back", { active: this.tasks.size });
-    await this.inFlight;
     for (const t of this.tasks.values()) t.stop("shutdown");
     this.sources.abortAll();
+    this.processes.stopAll("shutdown");
     const all = () => Promise.allSettled([...this.tasks.values()].map((t) => t.done));
-    await Promise.race([all(), sleep(2 * config.STOP_GRACE_MS + 2000)]);
-    if (this.tasks.size > 0) {
-      log.warn("variations still busy after the stop sequence: killing", { active: this.tasks.size });
+    await within(this.processes.allExited(), 2 * config.STOP_GRACE_MS + 500);
+    if (this.processes.size > 0) {
+      log.warn("FFmpeg still running after the stop sequence: killing", { processes: this.processes.size });
       this.processes.killAll();
-      await Promise.race([all(), sleep(1000)]);
     }
-    await this.thumbnails.close();
-    await Promise.race([Promise.allSettled([...this.background]), sleep(2000)]);
-    await removeRunner(db, config.RUNNER_ID).catch((err) => log.warn("could not deregister", { error: errorMessage(err) }));
+    if (!(await within(all(), left()))) log.warn("hand-back not confirmed before the deadline; leases expire instead", { active: this.tasks.size });
+    await within(this.inFlight ?? Promise.resolve(), Math.min(1000, left()));
+    await within(this.thumbnails.close(), Math.min(1000, left()));
+    await within(Promise.allSettled([...this.background]), left());
+    await within(removeRunner(db, config.RUNNER_ID).catch((err) => log.warn("could not deregister", { error: errorMessage(err) })), Math.max(500, left()));
     log.info("runner stopped");
   }
 

@@ -3,7 +3,8 @@ import type { FfmpegExit, FfmpegProcess } from "./ffmpeg";
 import type { Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
 
-export type StopReason = "cancel" | "lost" | "shutdown";
+/** Why a running variation is stopped: its job was cancelled, another attempt owns it, the runner shuts down, or the encode stalled. */
+export type StopReason = "cancel" | "lost" | "shutdown" | "stall";
 
 export interface StopOutcome {
   /** Last stage that had to be sent; null when FFmpeg had already exited before the first one. */
@@ -22,7 +23,7 @@ interface Entry {
 }
 
 /**
- * The registered-process map, keyed by variation id, and the stop sequence: `q` on stdin → STOP_GRACE_MS →
+ * The registered-process map, keyed by task (variation id + attempt, so an old attempt winding down never touches a new one), and the stop sequence: `q` on stdin → STOP_GRACE_MS →
  * SIGTERM to the process group → STOP_GRACE_MS → SIGKILL. Each stage is sent once: a repeated SIGTERM makes
  * FFmpeg exit without finalising the file, so escalation waits instead of re-sending.
  */
@@ -31,9 +32,9 @@ export class ProcessRegistry {
 
   constructor(private readonly opts: { graceMs: number; log: Logger; metrics: RunnerMetrics }) {}
 
-  register(variationId: string, proc: FfmpegProcess): void {
+  register(taskKey: string, proc: FfmpegProcess): void {
     const entry: Entry = { proc, exit: null, stage: null, stopping: null };
-    this.entries.set(variationId, entry);
+    this.entries.set(taskKey, entry);
     this.opts.metrics.ffmpegRunning.inc({}, 1);
     void proc.exited.then((exit) => {
       entry.exit = exit;
@@ -42,8 +43,8 @@ export class ProcessRegistry {
     });
   }
 
-  unregister(variationId: string): void {
-    this.entries.delete(variationId);
+  unregister(taskKey: string): void {
+    this.entries.delete(taskKey);
   }
 
   get size(): number {
@@ -53,16 +54,26 @@ export class ProcessRegistry {
   }
 
   /** The stage that was sent before FFmpeg exited, or null if it exited on its own. */
-  stopStage(variationId: string): StopStage | null {
-    return this.entries.get(variationId)?.stage ?? null;
+  stopStage(taskKey: string): StopStage | null {
+    return this.entries.get(taskKey)?.stage ?? null;
   }
 
   /** Runs the stop sequence once per process; later calls share the same outcome. Null for an unknown id. */
-  stop(variationId: string, reason: StopReason): Promise<StopOutcome> | null {
-    const entry = this.entries.get(variationId);
+  stop(taskKey: string, reason: StopReason): Promise<StopOutcome> | null {
+    const entry = this.entries.get(taskKey);
     if (!entry) return null;
-    entry.stopping ??= this.sequence(variationId, entry, reason);
+    entry.stopping ??= this.sequence(taskKey, entry, reason);
     return entry.stopping;
+  }
+
+  /** Runs the stop sequence on every registered process (shutdown). */
+  stopAll(reason: StopReason): void {
+    for (const key of this.entries.keys()) void this.stop(key, reason);
+  }
+
+  /** Resolves once every registered process has exited. */
+  async allExited(): Promise<void> {
+    await Promise.all([...this.entries.values()].map((e) => e.proc.exited));
   }
 
   /** Second signal: SIGKILL every process group right away. */

@@ -2,7 +2,8 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Db } from "../db/client";
 import { isDbUnavailable } from "../db/errors";
-import { recordSourceProbe, setJobThumbnail } from "../db/queries/media";
+import { outputKey } from "../db/keys";
+import { recordSourceProbe } from "../db/queries/media";
 import {
   cancelVariation,
   failSourceVariations,
@@ -12,19 +13,25 @@ import {
   releaseVariation,
   requeueVariation,
   type ClaimedVariation,
+  type Ownership,
   type StopStage,
 } from "../db/queries/variations";
 import { BlobError, type BlobClient } from "./blobs";
 import type { RunnerConfig } from "./config";
-import { buildEncodeArgs, makeThumbnail, NotAVideoError, spawnFfmpeg, verifyOutput } from "./ffmpeg";
+import { delay } from "./delay";
+import { buildEncodeArgs, NotAVideoError, spawnFfmpeg, verifyOutput } from "./ffmpeg";
+import { asLocalError, ffmpegLocalError, LocalError, scrubPaths } from "./local-errors";
 import { errorMessage, type Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
 import { deriveParams } from "./params";
 import type { ProcessRegistry, StopReason } from "./processes";
 import type { AcquiredSource, SourceCache } from "./sources";
+import type { Thumbnails } from "./thumbnails";
 
 export interface WorkContext {
   config: RunnerConfig;
+  /** This runner's own marked directory under WORK_DIR. */
+  workDir: string;
   db: Db;
   blobs: BlobClient;
   sources: SourceCache;
@@ -38,6 +45,8 @@ export interface WorkContext {
   onEdgeTrouble?: () => void;
   /** The edge answered a blob call fine again. */
   onEdgeOk?: () => void;
+  /** The runner's own disk filled up: it should hold off claiming until it has room. */
+  onDiskFull?: () => void;
 }
 
 /** How a variation left this runner's hands. */
@@ -45,11 +54,13 @@ export type TaskOutcome = "completed" | "failed" | "cancelled" | "released" | "r
 
 type Phase = "source" | "prepare" | "encode" | "finishing" | "settle" | "done";
 
-export const outputKey = (jobId: string, variationId: string) => `outputs/${jobId}/${variationId}.mp4`;
+/** A task's identity in the runner's maps: the same variation may be claimed again (a new attempt) by the same runner. */
+export const taskKey = (id: string, attempt: number) => `${id}:${attempt}`;
 
 /**
- * Retries a database call while the database is unreachable (a finished upload is worth recording). The default
- * rides out a database restart: 12 attempts, backoff 250 ms doubling to at most 2 s, ~20 s in all.
+ * Retries a database call while the database is unreachable (a finished upload is worth recording). Safe because
+ * every settle is a compare-and-set that reads the row back: a retry after a lost reply finds its own outcome.
+ * The default rides out a database restart: 12 attempts, backoff 250 ms doubling to at most 2 s, ~20 s in all.
  */
 async function retryDb<T>(fn: () => Promise<T>, attempts = 12): Promise<T> {
   for (let i = 0; ; i++) {
@@ -57,7 +68,7 @@ async function retryDb<T>(fn: () => Promise<T>, attempts = 12): Promise<T> {
       return await fn();
     } catch (err) {
       if (!isDbUnavailable(err) || i >= attempts - 1) throw err;
-      await new Promise((r) => setTimeout(r, Math.min(2000, 250 * 2 ** i)));
+      await delay(Math.min(2000, 250 * 2 ** i));
     }
   }
 }
@@ -65,23 +76,27 @@ async function retryDb<T>(fn: () => Promise<T>, attempts = 12): Promise<T> {
 const lastLine = (s: string) => s.trim().split("\n").filter(Boolean).pop() ?? "";
 
 /**
- * One claimed variation, from source to recorded output: source (shared download + probe) → params → FFmpeg →
- * verify → upload → finish. `stop()` may come at any point; what it does depends on the phase (abort the download,
- * run the stop sequence, or — for a cancel once FFmpeg has exited on its own — nothing: an encode that finished
- * before any stop stage completes normally).
+ * One claimed variation (one attempt), from source to recorded output: source (shared download + probe) → params
+ * → FFmpeg → verify → upload → finish. `stop()` may come at any point; what it does depends on the phase (abort
+ * the download, run the stop sequence, or — for a cancel once FFmpeg has exited on its own — nothing: an encode
+ * that finished before any stop stage completes normally).
  */
 export class VariationTask {
   readonly id: string;
   readonly jobId: string;
+  readonly attempt: number;
+  readonly key: string;
   progress = 0;
   phase: Phase = "source";
   stopReason: StopReason | null = null;
   /** Local lease view, refreshed by each successful heartbeat; past it another runner may own the variation. */
   leaseExpiresAt: number;
+  /** Last time FFmpeg's output time advanced (or it started): the stall watchdog's clock. */
+  lastProgressAt = Date.now();
   readonly done: Promise<TaskOutcome>;
   private readonly abort = new AbortController();
+  private readonly own: Ownership;
   private writtenProgress = 0;
-  private partialPath: string | null = null;
   private writtenAt = 0;
 
   constructor(
@@ -90,6 +105,9 @@ export class VariationTask {
   ) {
     this.id = claim.id;
     this.jobId = claim.jobId;
+    this.attempt = claim.attempts;
+    this.key = taskKey(claim.id, claim.attempts);
+    this.own = { variationId: claim.id, runnerId: ctx.config.RUNNER_ID, attempt: claim.attempts };
     this.leaseExpiresAt = claim.leaseExpiresAt;
     this.done = this.run().then(
       (outcome) => {
@@ -123,37 +141,39 @@ export class VariationTask {
       log.info("cancel requested after FFmpeg finished: completing anyway", { variation: this.id });
       return;
     }
+    if (this.phase === "finishing" && reason === "stall") return;
     this.stopReason = reason;
     log.info("stopping variation", { variation: this.id, job: this.jobId, reason, phase: this.phase });
-    if (this.phase === "encode") void processes.stop(this.id, reason);
+    if (this.phase === "encode") void processes.stop(this.key, reason);
     else this.abort.abort();
   }
 
   private async run(): Promise<TaskOutcome> {
-    const { config, log } = this.ctx;
+    const { config, log, workDir } = this.ctx;
     const c = this.claim;
-    const dir = join(config.WORK_DIR, c.jobId);
-    const out = join(dir, `${c.id}.part.mp4`);
-    this.partialPath = out;
+    const dir = join(workDir, c.jobId);
+    // The attempt is in the name: an older attempt of the same variation winding down never removes this one's file.
+    const out = join(dir, `${c.id}.a${this.attempt}.part.mp4`);
     let source: AcquiredSource | null = null;
     const started = performance.now();
     const timings: Record<string, number> = {};
-    log.info("claimed variation", { variation: c.id, job: c.jobId, source: c.sourceId, attempt: c.attempts });
+    log.info("claimed variation", { variation: c.id, job: c.jobId, source: c.sourceId, attempt: this.attempt });
     try {
-      await mkdir(dir, { recursive: true });
       try {
+        await mkdir(dir, { recursive: true });
         source = await this.ctx.sources.acquire({ sourceId: c.sourceId, jobId: c.jobId, key: c.sourceKey }, this.abort.signal);
       } catch (err) {
-        if (this.stopReason) return await this.stopped(null);
+        if (this.stopReason) return await this.stopped(null, out);
         if (err instanceof NotAVideoError) return await this.failSource(err.message);
         if (err instanceof BlobError && err.status === 404) return await this.failSource("source file is missing from storage");
+        const local = asLocalError(err, "source download failed");
+        if (local) return await this.local(local);
         if (err instanceof BlobError && err.transient) return await this.edgeDown(`source download failed: ${err.message}`);
         return await this.transient(`source download failed: ${errorMessage(err)}`);
       }
       this.ctx.onEdgeOk?.();
       if (source.fresh && c.sourceDurationMs === null) {
-        const m = source.media;
-        await recordSourceProbe(this.ctx.db, c.sourceId, m).catch((err) =>
+        await recordSourceProbe(this.ctx.db, c.sourceId, source.media).catch((err) =>
           log.warn("could not record source probe", { source: c.sourceId, error: errorMessage(err) }),
         );
       }
@@ -163,74 +183,85 @@ export class VariationTask {
 
       const params = deriveParams(c.seed, config.EFFECT_EXTRAS);
       const plan = buildEncodeArgs({ source: source.path, output: out, params, media: source.media });
-      const owned = await retryDb(() =>
-        recordVariationParams(this.ctx.db, { variationId: c.id, runnerId: config.RUNNER_ID, params: { ...params, ...plan.geometry } }),
-      );
-      if (!owned) {
+      const mine = await retryDb(() => recordVariationParams(this.ctx.db, { ...this.own, params: { ...params, ...plan.geometry } }));
+      if (!mine) {
         this.stopReason ??= "lost";
-        return await this.stopped(null);
+        return await this.stopped(null, out);
       }
-      if (this.stopReason) return await this.stopped(null);
+      if (this.stopReason) return await this.stopped(null, out);
 
       const t0 = performance.now();
       timings.prepare = t0 - started - timings.source!;
+      let lastMs = -1;
       const proc = spawnFfmpeg(config.FFMPEG_PATH, plan.args, (ms) => {
+        if (ms > lastMs) {
+          lastMs = ms;
+          this.lastProgressAt = Date.now();
+        }
         this.progress = Math.min(99.9, Math.max(this.progress, (ms / plan.expectedDurationMs) * 100));
-      });
-      this.ctx.processes.register(c.id, proc);
+      }, config.SETPRIV_PATH);
+      this.lastProgressAt = Date.now();
+      this.ctx.processes.register(this.key, proc);
       this.phase = "encode";
-      log.info("ffmpeg started", { variation: c.id, pid: proc.pid });
+      log.info("ffmpeg started", { variation: c.id, attempt: this.attempt, pid: proc.pid });
       const exit = await proc.exited;
-      const stage = this.ctx.processes.stopStage(c.id);
-      this.ctx.processes.unregister(c.id);
-      if (stage) return await this.stopped(stage);
+      const stage = this.ctx.processes.stopStage(this.key);
+      this.ctx.processes.unregister(this.key);
+      if (stage) return await this.stopped(stage, out);
       this.phase = "finishing";
       timings.encode = performance.now() - t0;
       this.ctx.onEncodeSlotFree?.(this);
-      if (this.stopReason === "cancel") {
-        // The cancel raced with FFmpeg's own exit and no stage was sent: completed wins.
-        log.info("cancel requested after FFmpeg finished: completing anyway", { variation: c.id });
+      if (this.stopReason === "cancel" || this.stopReason === "stall") {
+        // The stop raced with FFmpeg's own exit and no stage was sent: the encode finished, so it completes.
+        log.info("stop requested after FFmpeg finished: completing anyway", { variation: c.id, reason: this.stopReason });
         this.stopReason = null;
       }
       if (exit.code !== 0) {
-        const detail = lastLine(proc.stderrTail());
+        const stderr = proc.stderrTail();
+        const local = ffmpegLocalError(stderr, "encoding failed");
+        if (local) return await this.local(local, out);
         // Killed from outside (e.g. the kernel's OOM killer): worth another attempt elsewhere.
-        if (exit.signal) return await this.transient(`ffmpeg was killed by ${exit.signal}`);
-        return await this.fail(`ffmpeg exited with code ${exit.code}${detail ? `: ${detail}` : ""}`);
+        if (exit.signal) return await this.transient(`ffmpeg was killed by ${exit.signal}`, out);
+        const detail = lastLine(stderr);
+        return await this.fail(`ffmpeg exited with code ${exit.code}${detail ? `: ${detail}` : ""}`, out);
       }
       log.info("ffmpeg finished", { variation: c.id, ms: Math.round(timings.encode) });
-      if (this.stopReason === "lost") return await this.stopped(null);
+      if (this.stopReason === "lost") return await this.stopped(null, out);
 
       const v0 = performance.now();
       try {
         await verifyOutput(config.FFPROBE_PATH, out, plan.expectedDurationMs);
       } catch (err) {
-        return await this.fail(errorMessage(err));
+        return await this.fail(errorMessage(err), out);
       }
       timings.verify = performance.now() - v0;
 
-      if (this.stopReason) return await this.stopped(null);
-      const key = outputKey(c.jobId, c.id);
+      if (this.stopReason) return await this.stopped(null, out);
+      const key = outputKey(c.jobId, c.id, this.attempt);
       let size: number;
       const u0 = performance.now();
       try {
         ({ size } = await this.ctx.blobs.upload(key, out, this.abort.signal));
       } catch (err) {
+        // Nothing records this attempt's key yet, and no other attempt ever writes it: safe to remove.
         await this.ctx.blobs.delete(key).catch(() => {});
-        if (this.stopReason) return await this.stopped(null);
-        if (err instanceof BlobError && !err.transient) return await this.fail(`upload failed: ${err.message}`);
+        if (this.stopReason) return await this.stopped(null, out);
+        const local = asLocalError(err, "upload failed");
+        if (local) return await this.local(local, out);
+        if (err instanceof BlobError && !err.transient) return await this.fail(`upload failed: ${err.message}`, out);
         this.ctx.onEdgeTrouble?.();
-        return await this.transient(`upload failed: ${errorMessage(err)}`);
+        return await this.transient(`upload failed: ${errorMessage(err)}`, out);
       }
 
       timings.upload = performance.now() - u0;
       this.phase = "settle";
       const s0 = performance.now();
       const recorded = await retryDb(() =>
-        finishVariation(this.ctx.db, { variationId: c.id, runnerId: config.RUNNER_ID, outputKey: key, outputSize: size, now: Date.now() }),
+        finishVariation(this.ctx.db, { ...this.own, outputKey: key, outputSize: size, now: Date.now() }),
       );
       if (!recorded) {
-        // Another runner owns it now (our lease expired): our object must not survive.
+        // Another attempt owns the variation (our lease expired). The key is this attempt's own, so deleting it
+        // can never remove the object the owner records; the edge also refuses to delete a recorded key.
         log.warn("completion rejected: lease lost; deleting the upload", { variation: c.id, key });
         await this.ctx.blobs.delete(key).catch((err) => log.warn("could not delete rejected upload", { key, error: errorMessage(err) }));
         return "lost";
@@ -241,11 +272,13 @@ export class VariationTask {
       return "completed";
     } catch (err) {
       log.error("variation failed unexpectedly", { variation: c.id, error: errorMessage(err) });
-      if (this.stopReason) return await this.stopped(null).catch(() => "lost" as const);
+      if (this.stopReason) return await this.stopped(null, out).catch(() => "lost" as const);
       // An unreachable database says nothing about the variation: failing it (once the database is back) would
-      // throw the work away for good. Leave it running; its lease expires and it is claimed again.
+      // throw the work away for good. Drop it: the next successful round trip hands it back as stranded.
       if (isDbUnavailable(err)) return "lost";
-      return await this.fail(`runner error: ${errorMessage(err)}`).catch(() => "lost" as const);
+      const local = asLocalError(err, "runner error");
+      if (local) return await this.local(local, out).catch(() => "lost" as const);
+      return await this.fail(`runner error: ${errorMessage(err)}`, out).catch(() => "lost" as const);
     } finally {
       source?.release();
       await rm(out, { force: true }).catch(() => {});
@@ -253,36 +286,44 @@ export class VariationTask {
   }
 
   /** After a stop: delete the partial file first, then record what the stop meant. */
-  private async stopped(stage: StopStage | null): Promise<TaskOutcome> {
-    const { db, config, log } = this.ctx;
-    if (this.partialPath) await rm(this.partialPath, { force: true }).catch(() => {});
-    const base = { variationId: this.id, runnerId: config.RUNNER_ID, now: Date.now() };
+  private async stopped(stage: StopStage | null, partial: string): Promise<TaskOutcome> {
+    const { db, log } = this.ctx;
+    await rm(partial, { force: true }).catch(() => {});
+    const base = { ...this.own, now: Date.now() };
     const reason = this.stopReason ?? "shutdown";
     if (reason === "lost") {
-      log.info("variation lost to another runner; dropped", { variation: this.id });
+      log.info("variation lost to another runner; dropped", { variation: this.id, attempt: this.attempt });
       return "lost";
+    }
+    if (reason === "stall") {
+      const seconds = Math.round(this.ctx.config.STALL_MS / 1000);
+      return await this.transient(`encode stalled (no progress for ${seconds} s)`, partial);
     }
     if (reason === "cancel") {
       const ok = await retryDb(() => cancelVariation(db, { ...base, stopStage: stage }));
       log.info("variation cancelled", { variation: this.id, job: this.jobId, stage: stage ?? "none", recorded: ok });
       return ok ? "cancelled" : "lost";
     }
+    // Shutdown (or pause): a short retry only — the process is about to exit, and the start-up (or another
+    // runner's claim after the lease) hands back whatever this could not record.
     const ok = await retryDb(() => releaseVariation(db, { ...base, stopStage: stage }), 2);
     log.info("variation handed back", { variation: this.id, stage: stage ?? "none", recorded: ok });
     return ok ? "released" : "lost";
   }
 
-  private async fail(error: string): Promise<TaskOutcome> {
-    const { db, config, log } = this.ctx;
+  private async fail(error: string, partial?: string): Promise<TaskOutcome> {
+    const { db, log } = this.ctx;
+    if (partial) await rm(partial, { force: true }).catch(() => {});
+    const reason = scrubPaths(error);
     log.warn("variation failed", { variation: this.id, job: this.jobId, error });
-    const ok = await retryDb(() => failVariation(db, { variationId: this.id, runnerId: config.RUNNER_ID, error, now: Date.now() }));
+    const ok = await retryDb(() => failVariation(db, { ...this.own, error: reason, now: Date.now() }));
     return ok ? "failed" : "lost";
   }
 
   private async failSource(error: string): Promise<TaskOutcome> {
     const { db, log } = this.ctx;
     log.warn("source is not usable: failing all its variations", { source: this.claim.sourceId, job: this.jobId, error });
-    await retryDb(() => failSourceVariations(db, { sourceId: this.claim.sourceId, error, now: Date.now() }));
+    await retryDb(() => failSourceVariations(db, { sourceId: this.claim.sourceId, error: scrubPaths(error), now: Date.now() }));
     return "failed";
   }
 
@@ -292,63 +333,28 @@ export class VariationTask {
    * not burn through the attempt cap of every queued variation. The runner backs off claiming meanwhile.
    */
   private async edgeDown(error: string): Promise<TaskOutcome> {
-    const { db, config, log } = this.ctx;
+    const { db, log } = this.ctx;
     this.ctx.onEdgeTrouble?.();
-    const ok = await retryDb(() => releaseVariation(db, { variationId: this.id, runnerId: config.RUNNER_ID, now: Date.now() }));
+    const ok = await retryDb(() => releaseVariation(db, { ...this.own, now: Date.now() }));
     log.warn("edge unavailable: variation handed back", { variation: this.id, error });
     return ok ? "released" : "lost";
   }
 
-  private async transient(error: string): Promise<TaskOutcome> {
-    const { db, config, log } = this.ctx;
-    const status = await retryDb(() => requeueVariation(db, { variationId: this.id, runnerId: config.RUNNER_ID, error, now: Date.now() }));
-    log.warn("variation hit a transient error", { variation: this.id, error, now: status ?? "not owned" });
+  /**
+   * This runner's own machine failed (disk full, permissions): unlike an edge outage, that is a cost of this
+   * attempt — counted, so a source bigger than every runner's disk ends as failed instead of circling forever.
+   */
+  private async local(err: LocalError, partial?: string): Promise<TaskOutcome> {
+    if (partial) await rm(partial, { force: true }).catch(() => {});
+    if (err.diskFull) this.ctx.onDiskFull?.();
+    return this.transient(err.message);
+  }
+
+  private async transient(error: string, partial?: string): Promise<TaskOutcome> {
+    const { db, log } = this.ctx;
+    if (partial) await rm(partial, { force: true }).catch(() => {});
+    const status = await retryDb(() => requeueVariation(db, { ...this.own, error: scrubPaths(error), now: Date.now() }));
+    log.warn("variation hit a retryable error", { variation: this.id, attempt: this.attempt, error, now: status ?? "not owned" });
     return status === "failed" ? "failed" : status === null ? "lost" : "requeued";
-  }
-}
-
-/**
- * The job's poster frame, from its first source, once per job per runner; best effort (a failure is logged and
- * the job simply has no thumbnail). Not part of the stop sequence: it is one short FFmpeg call with a timeout.
- */
-export class Thumbnails {
-  private started = new Set<string>();
-  private inFlight = new Set<Promise<void>>();
-  private readonly abort = new AbortController();
-
-  constructor(private readonly ctx: () => WorkContext) {}
-
-  ensure(claim: ClaimedVariation): void {
-    if (this.started.has(claim.jobId)) return;
-    this.started.add(claim.jobId);
-    const p = this.make(claim)
-      .catch((err) => this.ctx().log.warn("thumbnail failed", { job: claim.jobId, error: errorMessage(err) }))
-      .finally(() => this.inFlight.delete(p));
-    this.inFlight.add(p);
-  }
-
-  private async make(claim: ClaimedVariation): Promise<void> {
-    const { config, sources, blobs, db, log } = this.ctx();
-    const src = await sources.acquire({ sourceId: claim.sourceId, jobId: claim.jobId, key: claim.sourceKey }, this.abort.signal);
-    const file = join(config.WORK_DIR, claim.jobId, "thumb.jpg");
-    try {
-      await makeThumbnail(config.FFMPEG_PATH, src.path, file, src.media, this.abort.signal);
-      const key = `thumbs/${claim.jobId}.jpg`;
-      await blobs.upload(key, file, this.abort.signal);
-      if (await setJobThumbnail(db, claim.jobId, key, Date.now())) log.info("thumbnail stored", { job: claim.jobId, key });
-    } finally {
-      src.release();
-      await rm(file, { force: true }).catch(() => {});
-    }
-  }
-
-  /** Shutdown: abort what is running and wait for it to settle. */
-  async close(): Promise<void> {
-    this.abort.abort();
-    await Promise.allSettled([...this.inFlight]);
-  }
-
-  forget(jobId: string): void {
-    this.started.delete(jobId);
   }
 }

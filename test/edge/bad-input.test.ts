@@ -266,7 +266,7 @@ describe("bad ids, other users' ids, and hostile file names", () => {
     for (const v of await variationsOf(job.id)) {
       const key = `outputs/${job.id}/${v.id}.mp4`;
       await env.BUCKET.put(key, fakeMp4(300));
-      await finishVariation(db, { variationId: v.id, runnerId: `r-${job.id}`, outputKey: key, outputSize: 300, now: Date.now() });
+      await finishVariation(db, { attempt: 1, variationId: v.id, runnerId: `r-${job.id}`, outputKey: key, outputSize: 300, now: Date.now() });
     }
     const zipRes = await s.call(`/api/jobs/${job.id}/download`);
     expect(zipRes.status).toBe(200);

@@ -10,7 +10,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function runnerStops(jobId: string, runnerId: string) {
   for (const v of await variationsOf(jobId)) {
     if (v.status === "running") {
-      await cancelVariation(db, { variationId: v.id, runnerId, stopStage: "q", now: Date.now() });
+      await cancelVariation(db, { attempt: 1, variationId: v.id, runnerId, stopStage: "q", now: Date.now() });
     }
   }
 }
@@ -18,7 +18,7 @@ async function runnerStops(jobId: string, runnerId: string) {
 async function runnerFinishesAll(jobId: string, runnerId: string) {
   for (const v of await variationsOf(jobId)) {
     if (v.status === "running") {
-      await finishVariation(db, {
+      await finishVariation(db, { attempt: 1,
         variationId: v.id,
         runnerId,
         outputKey: `outputs/${jobId}/${v.id}.mp4`,
@@ -156,7 +156,7 @@ describe("POST /api/jobs/:id/cancel", () => {
     await claimAll(failed.id, "r-failed");
     const [v] = await variationsOf(failed.id);
     const { failVariation } = await import("../../db/queries/variations");
-    await failVariation(db, { variationId: v!.id, runnerId: "r-failed", error: "boom", now: Date.now() });
+    await failVariation(db, { attempt: 1, variationId: v!.id, runnerId: "r-failed", error: "boom", now: Date.now() });
     const res2 = await s.call(`/api/jobs/${failed.id}/cancel`, { method: "POST" });
     expect(res2.status).toBe(409);
     expect(await res2.json()).toMatchObject({ job: { status: "failed" } });

@@ -17,14 +17,14 @@ async function runJob(jobId: string, opts: { fail?: number[]; cancelAfter?: numb
   const vars = await variationsOf(jobId);
   for (const [i, v] of vars.entries()) {
     if (opts.fail?.includes(i)) {
-      await failVariation(db, { variationId: v.id, runnerId: runner, error: "bad", now: Date.now() });
+      await failVariation(db, { attempt: 1, variationId: v.id, runnerId: runner, error: "bad", now: Date.now() });
       continue;
     }
     const bytes = fakeMp4(500 + i * 17, i + 1);
     const key = `outputs/${jobId}/${v.id}.mp4`;
     await env.BUCKET.put(key, bytes);
     outputs.set(v.id, bytes);
-    await finishVariation(db, { variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, now: Date.now() });
+    await finishVariation(db, { attempt: 1, variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, now: Date.now() });
   }
   return { outputs, vars };
 }
@@ -67,7 +67,7 @@ describe("GET /api/jobs/:id/download", () => {
     await claimAll(seeded.id, "r-c", Date.now(), 30_000, 1);
     const [v] = (await variationsOf(seeded.id)).filter((x) => x.status === "running");
     await env.BUCKET.put(`outputs/${seeded.id}/${v!.id}.mp4`, fakeMp4(300));
-    await finishVariation(db, { variationId: v!.id, runnerId: "r-c", outputKey: `outputs/${seeded.id}/${v!.id}.mp4`, outputSize: 300, now: Date.now() });
+    await finishVariation(db, { attempt: 1, variationId: v!.id, runnerId: "r-c", outputKey: `outputs/${seeded.id}/${v!.id}.mp4`, outputSize: 300, now: Date.now() });
     const cancelled = await s.call(`/api/jobs/${seeded.id}/cancel`, { method: "POST" });
     expect(await cancelled.json()).toMatchObject({ status: "cancelled", downloadUrl: `/api/jobs/${seeded.id}/download` });
     const res = await s.call(`/api/jobs/${seeded.id}/download`);

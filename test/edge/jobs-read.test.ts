@@ -11,14 +11,14 @@ describe("GET /api/jobs/:id", () => {
     const runner = `r-${seeded.id}`;
     await claimAll(seeded.id, runner);
     const [v1, v2] = (await variationsOf(seeded.id)).filter((v) => v.sourceId === seeded.files[0]!.id).map((v) => v.id);
-    await finishVariation(db, {
+    await finishVariation(db, { attempt: 1,
       variationId: v1!,
       runnerId: runner,
       outputKey: `outputs/${seeded.id}/${v1}.mp4`,
       outputSize: 1234,
       now: Date.now(),
     });
-    await failVariation(db, { variationId: v2!, runnerId: runner, error: "encoder exploded", now: Date.now() });
+    await failVariation(db, { attempt: 1, variationId: v2!, runnerId: runner, error: "encoder exploded", now: Date.now() });
 
     const res = await s.call(`/api/jobs/${seeded.id}`);
     expect(res.status).toBe(200);
@@ -90,7 +90,7 @@ describe("GET /api/jobs", () => {
     const queued = await seedJob(s.id);
     const busy = await seedJob(s.id, { variations: 3 });
     const [v1] = await claimAll(busy.id, "r-list");
-    await finishVariation(db, {
+    await finishVariation(db, { attempt: 1,
       variationId: v1!,
       runnerId: "r-list",
       outputKey: `outputs/${busy.id}/${v1}.mp4`,

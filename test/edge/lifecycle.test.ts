@@ -4,10 +4,12 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
 import { newId } from "../../db/ids";
 import { EXPIRED_WHILE_QUEUED } from "../../db/queries/lifecycle";
+import { createJobFromUploads } from "../../db/queries/jobs";
+import { upsertRunner } from "../../db/queries/runners";
 import { createSession } from "../../db/queries/sessions";
-import { finishVariation } from "../../db/queries/variations";
+import { markUploadCompleted, recordUploadPart } from "../../db/queries/uploads";
 import { createUser } from "../../db/queries/users";
-import { jobs, sessions, uploads, variations } from "../../db/schema";
+import { jobs, runners, sessions, uploadParts, uploads, variations } from "../../db/schema";
 import { loadConfig } from "../../edge/env";
 import { runLifecycle, type LifecycleDeps } from "../../edge/lifecycle";
 import { expireFinishedJobs } from "../../edge/lifecycle/expire-jobs";
@@ -42,17 +44,30 @@ beforeEach(async () => {
   userId = (await createUser(db, { email: `lc-${newId()}@test.example`, password: "pw-for-lifecycle", role: "user" })).id;
 });
 
-/** A job run to completion at `finishedAt` with one stored output per variation. */
-async function finishedJob(finishedAt: number, opts: { variations?: number; sourceBytes?: number; outputBytes?: number } = {}) {
-  const job = await seedJob(userId, { db, variations: opts.variations ?? 1, now: finishedAt - HOUR });
-  const runner = `r-${job.id}`;
-  await claimAll(job.id, runner, finishedAt - HOUR, 30_000, 1000, db);
-  for (const v of await variationsOf(job.id, db)) {
-    const key = `outputs/${job.id}/${v.id}.mp4`;
-    const bytes = fakeMp4(opts.outputBytes ?? 200);
-    await env.BUCKET.put(key, bytes);
-    await finishVariation(db, { variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, now: finishedAt });
+/**
+ * Records a claimed job as completed at `finishedAt` with one stored output per variation, written straight into
+ * the rows (these tests are about what the rules do with finished jobs, not about how runners settle).
+ */
+async function complete(jobId: string, finishedAt: number, outputBytes: number) {
+  for (const v of await variationsOf(jobId, db)) {
+    const key = `outputs/${jobId}/${v.id}.a1.mp4`;
+    await env.BUCKET.put(key, fakeMp4(outputBytes));
+    await db
+      .update(variations)
+      .set({ status: "completed", progress: 100, outputKey: key, outputSize: outputBytes, finishedAt, leaseExpiresAt: null })
+      .where(eq(variations.id, v.id));
   }
+  await db
+    .update(jobs)
+    .set({ status: "completed", completedAt: finishedAt, expiresAt: finishedAt + DAY, updatedAt: finishedAt })
+    .where(eq(jobs.id, jobId));
+}
+
+/** A job run to completion at `finishedAt` with one stored output per variation. */
+async function finishedJob(finishedAt: number, opts: { variations?: number; outputBytes?: number } = {}) {
+  const job = await seedJob(userId, { db, variations: opts.variations ?? 1, now: finishedAt - HOUR });
+  await claimAll(job.id, `r-${job.id}`, finishedAt - HOUR, 30_000, 1000, db);
+  await complete(job.id, finishedAt, opts.outputBytes ?? 200);
   return job;
 }
 
@@ -155,38 +170,49 @@ describe("finalizeIdleJobs", () => {
 });
 
 describe("enforceStorageCap", () => {
+  // Sources are 1000 bytes each (seedJob), outputs 1000 here: 2000 per finished job, 1000 per queued one.
+  const make = (finishedAt: number) => finishedJob(finishedAt, { outputBytes: 1000 });
+
   it("evicts the oldest finished jobs until usage is under 85 % of STORAGE_LIMIT_BYTES, never active ones", async () => {
-    const fresh = db;
-    const owner = userId;
     const local = deps({ STORAGE_LIMIT_BYTES: 6000 });
-    const make = async (finishedAt: number) => {
-      const job = await seedJob(owner, { db: fresh, variations: 1, now: finishedAt - HOUR });
-      await claimAll(job.id, "r", finishedAt - HOUR, 30_000, 1000, fresh);
-      const [v] = await variationsOf(job.id, fresh);
-      await env.BUCKET.put(`outputs/${job.id}/${v!.id}.mp4`, new Uint8Array(1000));
-      await finishVariation(fresh, { variationId: v!.id, runnerId: "r", outputKey: `outputs/${job.id}/${v!.id}.mp4`, outputSize: 1000, now: finishedAt });
-      return job;
-    };
-    // Sources are 1000 bytes each (seedJob), outputs 1000: 2000 per finished job.
-    const oldest = await make(NOW - 3 * HOUR);
-    const middle = await make(NOW - 2 * HOUR);
-    const newest = await make(NOW - HOUR);
-    const active = await seedJob(owner, { db: fresh, variations: 1, now: NOW - 5 * HOUR });
+    const oldest = await make(NOW - 4 * HOUR);
+    const middle = await make(NOW - 3 * HOUR);
+    const newest = await make(NOW - 2 * HOUR);
+    const active = await seedJob(userId, { db, variations: 1, now: NOW - 5 * HOUR });
 
     // 7000 bytes used; target 5100: evicting the oldest (2000) is enough.
-    expect(await enforceStorageCap(local, NOW)).toEqual({ evicted: 1, usedBytes: 5000 });
-    expect(await jobRow(oldest.id, fresh)).toBeUndefined();
+    expect(await enforceStorageCap(local, NOW)).toMatchObject({ evicted: 1, usedBytes: 5000 });
+    expect(await jobRow(oldest.id, db)).toBeUndefined();
     expect(await keysUnder(`outputs/${oldest.id}/`)).toEqual([]);
-    for (const j of [middle, newest, active]) expect(await jobRow(j.id, fresh)).toBeDefined();
+    for (const j of [middle, newest, active]) expect(await jobRow(j.id, db)).toBeDefined();
 
     // Under the limit nothing happens.
-    expect(await enforceStorageCap(local, NOW)).toEqual({ evicted: 0, usedBytes: 5000 });
-    // A limit below the active job alone evicts every finished job and stops there.
-    expect(await enforceStorageCap({ ...local, config: { ...local.config, STORAGE_LIMIT_BYTES: 500 } }, NOW)).toEqual({
-      evicted: 2,
-      usedBytes: 1000,
-    });
-    expect(await jobRow(active.id, fresh)).toBeDefined();
+    expect(await enforceStorageCap(local, NOW)).toMatchObject({ evicted: 0, usedBytes: 5000 });
+  });
+
+  it("never evicts a job that finished less than an hour ago, evicting only down to the limit when such bytes fill the target", async () => {
+    const old = await make(NOW - 3 * HOUR);
+    const young = await make(NOW - 30 * 60_000);
+    const active = await seedJob(userId, { db, variations: 1, now: NOW - 5 * HOUR });
+
+    // 5000 used, limit 3500 (target 2975); the young and the active job (3000) cannot be freed: the old one goes,
+    // which brings usage under the limit, and the young one stays although usage is still above the target.
+    expect(await enforceStorageCap(deps({ STORAGE_LIMIT_BYTES: 3500 }), NOW)).toMatchObject({ evicted: 1, usedBytes: 3000 });
+    expect(await jobRow(old.id, db)).toBeUndefined();
+    expect(await jobRow(young.id, db)).toBeDefined();
+    expect(await keysUnder(`outputs/${young.id}/`)).toHaveLength(1);
+    expect(await jobRow(active.id, db)).toBeDefined();
+  });
+
+  it("evicts nothing when the bytes it cannot free are over the limit on their own", async () => {
+    const old = await make(NOW - 3 * HOUR);
+    const active = await seedJob(userId, { db, variations: 1, now: NOW - 5 * HOUR });
+
+    // The active job alone (1000) is above a 500-byte limit: evicting the finished job would not help.
+    expect(await enforceStorageCap(deps({ STORAGE_LIMIT_BYTES: 500 }), NOW)).toMatchObject({ evicted: 0, usedBytes: 3000 });
+    expect(await jobRow(old.id, db)).toBeDefined();
+    expect(await keysUnder(`outputs/${old.id}/`)).toHaveLength(1);
+    expect(await jobRow(active.id, db)).toBeDefined();
   });
 });
 
@@ -204,6 +230,72 @@ describe("deleteOrphanObjects", () => {
     expect(await keysUnder(`outputs/${job.id}/`)).toEqual([recorded]);
     expect(await keysUnder("outputs/gone-job/")).toEqual([]);
     expect(await keysUnder(`sources/${job.id}/`)).toHaveLength(1);
+  });
+});
+
+describe("deleteOrphanObjects over successive ticks", () => {
+  it("walks the whole bucket with a cursor, reaching orphans behind more live objects than one tick lists", async () => {
+    // R2 may return fewer objects per listing than asked for; three per page makes "more than one tick lists" small.
+    const capped = {
+      ...env.BUCKET,
+      list: (o?: R2ListOptions) => env.BUCKET.list({ ...o, limit: Math.min(o?.limit ?? 1000, 3) }),
+      delete: env.BUCKET.delete.bind(env.BUCKET),
+    } as unknown as R2Bucket;
+    const tag = newId();
+    const user = { id: userId, email: "x@test.example", role: "user" as const };
+    // 36 recorded uploads sort before the orphans: more than the 30 objects one tick of 10 listings sees here.
+    const live: string[] = [];
+    for (let i = 0; i < 36; i++) {
+      const up = await startUpload({ db, bucket: env.BUCKET }, { user, filename: `${i}.mp4`, size: 10, maxBytes: 1e9 }, NOW);
+      const key = `uploads/${tag}-a${String(i).padStart(2, "0")}`;
+      await db.update(uploads).set({ objectKey: key }).where(eq(uploads.id, up.id));
+      await env.BUCKET.put(key, "live");
+      live.push(key);
+    }
+    const orphans = ["z1", "z2", "z3"].map((z) => `uploads/${tag}-${z}`);
+    for (const key of orphans) await env.BUCKET.put(key, "orphan");
+
+    const later = Date.now() + 2 * HOUR;
+    let passes = 0;
+    for (let tick = 0; tick < 30 && passes < 1; tick++) {
+      passes += (await deleteOrphanObjects({ ...deps(), bucket: capped }, later)).passes ?? 0;
+    }
+    expect(await keysUnder(`uploads/${tag}-z`)).toEqual([]);
+    expect(await keysUnder(`uploads/${tag}-a`)).toEqual(live);
+  });
+});
+
+describe("bounded growth", () => {
+  it("deletes the uploads that fed a job, with their parts, when the job is deleted", async () => {
+    const user = { id: userId, email: "x@test.example", role: "user" as const };
+    const up = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "big.mp4", size: 100, maxBytes: 1e9 }, NOW - 3 * DAY);
+    await recordUploadPart(db, { uploadId: up.id, partNumber: 1, etag: "etag-1", size: 100, contentType: "video/mp4" });
+    await env.BUCKET.put(`uploads/${up.id}`, fakeMp4(100));
+    await markUploadCompleted(db, up.id, NOW - 3 * DAY);
+    const job = await createJobFromUploads(
+      db,
+      { id: newId(), userId, variationsPerVideo: 1, retentionMs: DAY, uploadIds: [up.id] },
+      NOW - 3 * DAY,
+    );
+    await db
+      .update(jobs)
+      .set({ status: "cancelled", cancelledAt: NOW - 2 * DAY, completedAt: NOW - 2 * DAY, expiresAt: NOW - DAY })
+      .where(eq(jobs.id, job.id));
+
+    expect(await expireFinishedJobs(deps(), NOW)).toEqual({ expired: 1 });
+    expect(await db.select().from(uploads).where(eq(uploads.id, up.id))).toEqual([]);
+    expect(await db.select().from(uploadParts).where(eq(uploadParts.uploadId, up.id))).toEqual([]);
+    expect(await keysUnder(`uploads/${up.id}`)).toEqual([]);
+  });
+
+  it("removes runners not seen for a day and keeps offline ones seen within it", async () => {
+    const beat = (id: string) => ({ id, host: "h", version: "1", concurrency: 1, active: 0 });
+    await upsertRunner(db, beat("gone"), NOW - DAY - 60_000);
+    await upsertRunner(db, beat("offline"), NOW - DAY + 60_000);
+    await upsertRunner(db, beat("online"), NOW - 1000);
+
+    await runLifecycle(deps(), NOW);
+    expect((await db.select({ id: runners.id }).from(runners)).map((r) => r.id).sort()).toEqual(["offline", "online"]);
   });
 });
 
@@ -247,6 +339,7 @@ describe("pruneAuth and runLifecycle", () => {
       "deleteOrphanObjects",
       "abortStaleUploads",
       "pruneAuth",
+      "pruneRunners",
     ]);
     expect(report.deleteOrphanObjects).toEqual({ error: "list failed" });
     expect(report.pruneAuth).toMatchObject({ sessions: expect.any(Number) });

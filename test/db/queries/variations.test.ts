@@ -16,6 +16,7 @@ import {
   recoverRunnerVariations,
   releaseVariation,
   requeueVariation,
+  runnerRoundTrip,
 } from "../../../db/queries/variations";
 import { runners, sources, variations } from "../../../db/schema";
 import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
@@ -156,9 +157,9 @@ describe("heartbeatVariations", () => {
       now: NOW + 1000,
       leaseMs: LEASE,
       // The second variation of job a is left out: the runner does not hold it in memory.
-      variations: [{ id: a.variationIds[0]!, progress: 42.5 }, { id: b.variationIds[0]! }],
+      variations: [{ id: a.variationIds[0]!, attempt: 1, progress: 42.5 }, { id: b.variationIds[0]!, attempt: 1 }],
     });
-    expect(result.owned.sort()).toEqual([a.variationIds[0], b.variationIds[0]].sort());
+    expect(result.owned.map((o) => o.id).sort()).toEqual([a.variationIds[0], b.variationIds[0]].sort());
     expect(result.cancelJobIds).toEqual([b.jobId]);
     expect(await variation(db, a.variationIds[0]!)).toMatchObject({ progress: 42.5, leaseExpiresAt: NOW + 1000 + LEASE });
     expect(await variation(db, b.variationIds[0]!)).toMatchObject({ progress: 0, leaseExpiresAt: NOW + 1000 + LEASE });
@@ -174,7 +175,7 @@ describe("heartbeatVariations", () => {
       runnerId: "slow",
       now: NOW + LEASE + 2,
       leaseMs: LEASE,
-      variations: [{ id: job.variationIds[0]!, progress: 99 }],
+      variations: [{ id: job.variationIds[0]!, attempt: 1, progress: 99 }],
     });
     expect(result.owned).toEqual([]);
     expect(await variation(db, job.variationIds[0]!)).toMatchObject({ runnerId: "other", progress: 0 });
@@ -187,7 +188,7 @@ describe("settling a variation", () => {
     const job = await seedJob(db, { sources: src, variationsPerSource: 2 });
     const [v1, v2] = job.variationIds as [string, string];
     await claimVariations(db, { runnerId: "r1", leaseMs: LEASE, now: NOW, limit: 2 });
-    const out = (id: string) => ({ runnerId: "r1", outputKey: `outputs/${job.jobId}/${id}.mp4`, outputSize: 123, now: NOW + 5 });
+    const out = (id: string) => ({ runnerId: "r1", attempt: 1, outputKey: `outputs/${job.jobId}/${id}.mp4`, outputSize: 123, now: NOW + 5 });
     expect(await finishVariation(db, { variationId: v1, ...out(v1) })).toBe(true);
     expect((await getJobRow(db, job.jobId))?.status).toBe("processing");
     expect(await finishVariation(db, { variationId: v2, ...out(v2) })).toBe(true);
@@ -214,6 +215,7 @@ describe("settling a variation", () => {
     const ok = await finishVariation(db, {
       variationId: job.variationIds[0]!,
       runnerId: "slow",
+      attempt: 1,
       outputKey: "outputs/x/y.mp4",
       outputSize: 1,
       now: NOW + LEASE + 2,
@@ -227,10 +229,10 @@ describe("settling a variation", () => {
     const job = await seedJob(db, { sources: src, variationsPerSource: 2 });
     const [v1, v2] = job.variationIds as [string, string];
     await claimVariations(db, { runnerId: "r1", leaseMs: LEASE, now: NOW, limit: 2 });
-    await finishVariation(db, { variationId: v1, runnerId: "r1", outputKey: "outputs/a", outputSize: 1, now: NOW + 1 });
+    await finishVariation(db, { variationId: v1, runnerId: "r1", attempt: 1, outputKey: "outputs/a", outputSize: 1, now: NOW + 1 });
     await requestCancelRow(db, job.jobId, NOW + 2);
-    expect(await cancelVariation(db, { variationId: v2, runnerId: "other", stopStage: "q", now: NOW + 3 })).toBe(false);
-    expect(await cancelVariation(db, { variationId: v2, runnerId: "r1", stopStage: "q", now: NOW + 3 })).toBe(true);
+    expect(await cancelVariation(db, { variationId: v2, runnerId: "other", attempt: 1, stopStage: "q", now: NOW + 3 })).toBe(false);
+    expect(await cancelVariation(db, { variationId: v2, runnerId: "r1", attempt: 1, stopStage: "q", now: NOW + 3 })).toBe(true);
     expect(await variation(db, v2)).toMatchObject({ status: "cancelled", stopStage: "q", finishedAt: NOW + 3 });
     expect(await getJobRow(db, job.jobId)).toMatchObject({ status: "cancelled", cancelledAt: NOW + 3 });
   });
@@ -239,7 +241,7 @@ describe("settling a variation", () => {
     const { db } = await freshDb(server, "fail");
     const job = await seedJob(db, { sources: src, variationsPerSource: 1 });
     await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW });
-    expect(await failVariation(db, { variationId: job.variationIds[0]!, runnerId: "r1", error: "encoder crashed", now: NOW + 1 })).toBe(true);
+    expect(await failVariation(db, { variationId: job.variationIds[0]!, runnerId: "r1", attempt: 1, error: "encoder crashed", now: NOW + 1 })).toBe(true);
     expect(await getJobRow(db, job.jobId)).toMatchObject({ status: "failed", error: "All 1 variations failed: encoder crashed" });
   });
 
@@ -247,11 +249,10 @@ describe("settling a variation", () => {
     const { db } = await freshDb(server, "release");
     const job = await seedJob(db, { sources: src, variationsPerSource: 1 });
     await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW });
-    expect(await releaseVariation(db, { variationId: job.variationIds[0]!, runnerId: "r1", now: NOW + 1 })).toBe(true);
+    expect(await releaseVariation(db, { variationId: job.variationIds[0]!, runnerId: "r1", attempt: 1, now: NOW + 1 })).toBe(true);
     expect(await variation(db, job.variationIds[0]!)).toMatchObject({
       status: "queued",
       attempts: 0,
-      runnerId: null,
       leaseExpiresAt: null,
       startedAt: null,
     });
@@ -263,7 +264,7 @@ describe("settling a variation", () => {
     const job = await seedJob(db, { sources: src, variationsPerSource: 1 });
     await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW });
     await requestCancelRow(db, job.jobId, NOW + 1);
-    await releaseVariation(db, { variationId: job.variationIds[0]!, runnerId: "r1", now: NOW + 2, stopStage: "q" });
+    await releaseVariation(db, { variationId: job.variationIds[0]!, runnerId: "r1", attempt: 1, now: NOW + 2, stopStage: "q" });
     expect(await variation(db, job.variationIds[0]!)).toMatchObject({ status: "cancelled", stopStage: "q" });
     expect((await getJobRow(db, job.jobId))?.status).toBe("cancelled");
   });
@@ -274,7 +275,7 @@ describe("settling a variation", () => {
     const id = job.variationIds[0]!;
     for (let i = 1; i <= 3; i++) {
       expect((await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW + i }))?.attempts).toBe(i);
-      const status = await requeueVariation(db, { variationId: id, runnerId: "r1", error: "edge unreachable", now: NOW + i });
+      const status = await requeueVariation(db, { variationId: id, runnerId: "r1", attempt: i, error: "edge unreachable", now: NOW + i });
       expect(status).toBe(i < 3 ? "queued" : "failed");
     }
     expect(await variation(db, id)).toMatchObject({ status: "failed", error: "edge unreachable" });
@@ -285,8 +286,8 @@ describe("settling a variation", () => {
     const { db } = await freshDb(server, "params");
     const job = await seedJob(db, { sources: src, variationsPerSource: 1 });
     await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW });
-    expect(await recordVariationParams(db, { variationId: job.variationIds[0]!, runnerId: "r2", params: { a: 1 } })).toBe(false);
-    expect(await recordVariationParams(db, { variationId: job.variationIds[0]!, runnerId: "r1", params: { zoom: 1.01 } })).toBe(true);
+    expect(await recordVariationParams(db, { variationId: job.variationIds[0]!, runnerId: "r2", attempt: 1, params: { a: 1 } })).toBe(false);
+    expect(await recordVariationParams(db, { variationId: job.variationIds[0]!, runnerId: "r1", attempt: 1, params: { zoom: 1.01 } })).toBe(true);
     expect(JSON.parse((await variation(db, job.variationIds[0]!)).params!)).toEqual({ zoom: 1.01 });
   });
 });
@@ -348,5 +349,71 @@ describe("lease recovery", () => {
       ["queued", null],
       ["running", "someone-else"],
     ]);
+  });
+});
+
+describe("ownership is per attempt, and settling is idempotent", () => {
+  it("recognises a completion retried after its reply was lost as recorded, not as a lost lease", async () => {
+    const { db } = await freshDb(server, "finish_retry");
+    const job = await seedJob(db, { sources: src, variationsPerSource: 1 });
+    const v = (await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW }))!;
+    const finish = (outputKey: string) =>
+      finishVariation(db, { variationId: v.id, runnerId: "r1", attempt: v.attempts, outputKey, outputSize: 9, now: NOW + 5 });
+    const key = `outputs/${job.jobId}/${v.id}.a1.mp4`;
+    expect(await finish(key)).toBe(true);
+    // The same call again, as the runner's retry after a dropped reply: the row already says so.
+    expect(await finish(key)).toBe(true);
+    // A different object is not this completion.
+    expect(await finish(`outputs/${job.jobId}/${v.id}.a9.mp4`)).toBe(false);
+    expect(await variation(db, v.id)).toMatchObject({ status: "completed", outputKey: key });
+    expect((await getJobRow(db, job.jobId))?.status).toBe("completed");
+  });
+
+  it("lets only the newest attempt move a variation, even when the same runner claimed it again", async () => {
+    const { db } = await freshDb(server, "attempt_owner");
+    await seedJob(db, { sources: src, variationsPerSource: 1 });
+    const first = (await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW }))!;
+    const second = (await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW + LEASE + 1 }))!;
+    expect([first.attempts, second.attempts]).toEqual([1, 2]);
+    const hb = await heartbeatVariations(db, {
+      runnerId: "r1",
+      now: NOW + LEASE + 2,
+      leaseMs: LEASE,
+      variations: [{ id: first.id, attempt: 1 }, { id: second.id, attempt: 2 }],
+    });
+    expect(hb.owned).toEqual([{ id: second.id, attempt: 2 }]);
+    const late = { variationId: first.id, runnerId: "r1", attempt: 1, outputSize: 1, now: NOW + LEASE + 3 };
+    expect(await finishVariation(db, { ...late, outputKey: "outputs/j/v.a1.mp4" })).toBe(false);
+    expect(await failVariation(db, { ...late, error: "late" })).toBe(false);
+    expect(await variation(db, first.id)).toMatchObject({ status: "running", attempts: 2, outputKey: null });
+    expect(await finishVariation(db, { ...late, attempt: 2, outputKey: "outputs/j/v.a2.mp4" })).toBe(true);
+  });
+
+  it("hands back claims the runner does not hold: never started → queued with the attempt refunded, started → lease ends now", async () => {
+    const { db } = await freshDb(server, "stranded");
+    const job = await seedJob(db, { sources: src, variationsPerSource: 3 });
+    // Three claims committed, but the runner only ever heard of the first (the reply of the second tick was lost)
+    // — and one of the two it never heard of had been started by an earlier life of the task.
+    const { claimed } = await claimVariations(db, { runnerId: "r1", leaseMs: LEASE, now: NOW, limit: 3 });
+    const [held, lostNew, lostStarted] = claimed as [typeof claimed[0], typeof claimed[0], typeof claimed[0]];
+    expect(await recordVariationParams(db, { variationId: lostStarted.id, runnerId: "r1", attempt: 1, params: { zoom: 1 } })).toBe(true);
+
+    const result = await runnerRoundTrip(db, {
+      runnerId: "r1",
+      now: NOW + 1000,
+      leaseMs: LEASE,
+      variations: [{ id: held.id, attempt: 1 }],
+      inHand: [{ id: held.id, attempt: 1 }],
+    });
+    expect(result.stranded.map((s) => [s.id, s.status]).sort()).toEqual(
+      [[lostNew.id, "queued"], [lostStarted.id, "expired"]].sort(),
+    );
+    expect(result.heartbeat?.owned).toEqual([{ id: held.id, attempt: 1 }]);
+    expect(await variation(db, lostNew.id)).toMatchObject({ status: "queued", attempts: 0 });
+    expect(await variation(db, lostStarted.id)).toMatchObject({ status: "running", attempts: 1, leaseExpiresAt: NOW + 999 });
+    // Both are available to the next claim at once, without waiting for LEASE_MS.
+    const next = await claimVariations(db, { runnerId: "r2", leaseMs: LEASE, now: NOW + 1001, limit: 3 });
+    expect(next.claimed.map((c) => [c.id, c.attempts]).sort()).toEqual([[lostNew.id, 1], [lostStarted.id, 2]].sort());
+    expect((await getJobRow(db, job.jobId))?.status).toBe("processing");
   });
 });

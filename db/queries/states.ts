@@ -1,0 +1,36 @@
+import { sql } from "drizzle-orm";
+
+/**
+ * The state machine's constants and the SQL fragments every query shares, named once (pg-boss keeps its states
+ * in one constant the same way). The table of arrows (status × the function that moves it) is in docs/runner.md.
+ */
+
+/** A variation handed out this many times without an outcome is failed instead of being handed out again. */
+export const MAX_ATTEMPTS = 3;
+
+export type StopStage = "q" | "sigterm" | "sigkill";
+
+/** Job statuses in which variations can still be queued or running (and the job can still be finalized). */
+export const ACTIVE_JOB_STATUSES = ["queued", "processing", "cancelling"] as const;
+
+/** Job `j` accepts new claims: nobody asked to cancel it and it is not finished. */
+export const JOB_ACCEPTS_WORK = sql`(j.cancel_requested_at IS NULL AND j.status IN ('queued', 'processing'))`;
+/** The negation of {@link JOB_ACCEPTS_WORK}: running work of such a job is stopped, released work is cancelled. */
+export const JOB_REFUSES_WORK = sql`(j.cancel_requested_at IS NOT NULL OR j.status NOT IN ('queued', 'processing'))`;
+/** For an UPDATE on `variations`: the row's job refuses work. */
+export const ROW_JOB_REFUSES_WORK = sql`(job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_REFUSES_WORK}))`;
+
+/**
+ * Ownership of a running variation: the id, the runner AND the attempt. The attempt is what makes a late finisher
+ * harmless: after a lease expiry the same runner may claim the same variation again, and only the newest attempt
+ * may move the row (or own the object key `…a<attempt>…`).
+ */
+export const owned = (o: { variationId: string; runnerId: string; attempt: number }) =>
+  sql`(id = ${o.variationId} AND runner_id = ${o.runnerId} AND attempts = ${o.attempt} AND status = 'running')`;
+
+export interface Ownership {
+  variationId: string;
+  runnerId: string;
+  /** The attempt number the claim returned (`attempts` after the claim). */
+  attempt: number;
+}

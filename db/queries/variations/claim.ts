@@ -1,0 +1,85 @@
+import { sql, type SQL } from "drizzle-orm";
+import type { Db } from "../../client";
+import { JOB_ACCEPTS_WORK, JOB_REFUSES_WORK, MAX_ATTEMPTS } from "../states";
+
+/** What a runner needs to start work, returned by the claim itself (no second read). */
+export interface ClaimedVariation {
+  id: string;
+  jobId: string;
+  sourceId: string;
+  position: number;
+  seed: number;
+  /** The attempt this claim is (1-based): part of the ownership and of the output key. */
+  attempts: number;
+  leaseExpiresAt: number;
+  sourceKey: string;
+  sourcePosition: number;
+  sourceName: string;
+  /** Already recorded by an earlier probe of the same source (any runner), or null. */
+  sourceDurationMs: number | null;
+  jobThumbnailKey: string | null;
+}
+
+function claimable(now: number, alias: SQL) {
+  return sql`(${alias}.status = 'queued' OR (${alias}.status = 'running' AND ${alias}.lease_expires_at < ${now}
+    AND ${alias}.attempts < ${MAX_ATTEMPTS}))`;
+}
+
+/**
+ * Expired leases that must not be handed out again: the attempt cap was reached (→ failed), or the job no longer
+ * accepts work (→ cancelled). Runs before every claim so runners recover without waiting for the edge cron.
+ */
+export function reapStatement(db: Db, now: number, extra: SQL = sql`1`) {
+  return db.all<{ id: string; jobId: string; status: string }>(sql`
+    UPDATE variations SET
+      status = CASE WHEN job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_REFUSES_WORK}) THEN 'cancelled' ELSE 'failed' END,
+      error = CASE WHEN job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_REFUSES_WORK}) THEN error
+        ELSE 'runner lost ' || attempts || ' times (lease expired); giving up' END,
+      finished_at = ${now},
+      lease_expires_at = NULL
+    WHERE status = 'running' AND lease_expires_at < ${now} AND ${extra}
+      AND (attempts >= ${MAX_ATTEMPTS} OR job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_REFUSES_WORK}))
+    RETURNING id, job_id AS jobId, status`);
+}
+
+/** queued → running for one variation (attempt + 1), or nothing when no work is claimable. */
+export function claimStatement(db: Db, input: { runnerId: string; leaseMs: number; now: number }) {
+  const { runnerId, leaseMs, now } = input;
+  // Single statement: the subquery picks the oldest claimable row and the outer WHERE re-checks the same
+  // predicate, so two runners racing for it cannot both win (SQLite runs one write statement at a time).
+  return db.all<ClaimedVariation>(sql`
+    UPDATE variations SET
+      status = 'running',
+      runner_id = ${runnerId},
+      lease_expires_at = ${now + leaseMs},
+      attempts = attempts + 1,
+      started_at = ${now},
+      finished_at = NULL,
+      progress = 0,
+      stop_stage = NULL,
+      params = NULL,
+      error = NULL
+    WHERE id = (
+        SELECT v.id FROM variations v JOIN jobs j ON j.id = v.job_id
+        WHERE ${claimable(now, sql`v`)} AND ${JOB_ACCEPTS_WORK}
+        ORDER BY v.created_at, v.rowid
+        LIMIT 1)
+      AND ${claimable(now, sql`variations`)}
+      AND job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_ACCEPTS_WORK})
+    RETURNING id, job_id AS jobId, source_id AS sourceId, position, seed, attempts,
+      lease_expires_at AS leaseExpiresAt,
+      (SELECT s.object_key FROM sources s WHERE s.id = source_id) AS sourceKey,
+      (SELECT s.position FROM sources s WHERE s.id = source_id) AS sourcePosition,
+      (SELECT s.name FROM sources s WHERE s.id = source_id) AS sourceName,
+      (SELECT s.duration_ms FROM sources s WHERE s.id = source_id) AS sourceDurationMs,
+      (SELECT j.thumbnail_key FROM jobs j WHERE j.id = job_id) AS jobThumbnailKey`);
+}
+
+/** queued → processing for jobs that just got their first claim. */
+export function jobsToProcessingStatement(db: Db, now: number) {
+  // Every claim runs this, so the only queued jobs with a running variation are the ones just claimed.
+  return db.run(sql`
+    UPDATE jobs SET status = 'processing', started_at = coalesce(started_at, ${now}), updated_at = ${now}
+    WHERE status = 'queued'
+      AND EXISTS (SELECT 1 FROM variations v WHERE v.job_id = jobs.id AND v.status = 'running')`);
+}

@@ -1,0 +1,16 @@
+import { sql } from "drizzle-orm";
+import type { Db } from "../../client";
+import type { JobStatus } from "../../schema";
+
+/** The job's status and the output keys the database records for it (orphan sweep), or null if the job is gone. */
+export async function getJobOutputs(
+  db: Db,
+  jobId: string,
+): Promise<{ status: JobStatus; outputKeys: string[] } | null> {
+  const rows = await db.all<{ status: JobStatus; outputKey: string | null }>(sql`
+    SELECT j.status AS status, v.output_key AS outputKey
+    FROM jobs j LEFT JOIN variations v ON v.job_id = j.id AND v.output_key IS NOT NULL
+    WHERE j.id = ${jobId}`);
+  if (rows.length === 0) return null;
+  return { status: rows[0]!.status, outputKeys: rows.flatMap((r) => (r.outputKey ? [r.outputKey] : [])) };
+}

@@ -1,0 +1,140 @@
+import { sql, type SQL } from "drizzle-orm";
+import type { Db } from "../../client";
+import type { VariationStatus } from "../../schema";
+import { finalizeJobStatement } from "../finalize";
+import { MAX_ATTEMPTS, owned, ROW_JOB_REFUSES_WORK, type Ownership, type StopStage } from "../states";
+
+/**
+ * Every runner-side arrow out of `running` goes through here. Each is one compare-and-set with ownership
+ * (id + runner + attempt) batched with the job's finalize: whoever settles the last variation finalizes the job,
+ * and since a batch is one transaction, two runners settling the last two variations cannot both miss it.
+ *
+ * Settling is idempotent: a runner retries a settle whose reply was lost (the commit may have happened), so a CAS
+ * that matches nothing reads the row back, and the same attempt already recorded with the same outcome is success.
+ * Without this, a lost reply after a committed completion looked like a lost lease and the runner deleted the
+ * object the database records.
+ */
+async function settle(
+  db: Db,
+  o: Ownership,
+  set: SQL,
+  now: number,
+  /** Given the row read back (still carrying this runner's id): did this very attempt already settle it so? */
+  alreadyDone: (row: { status: VariationStatus; attempts: number; outputKey: string | null }) => boolean,
+): Promise<{ ok: boolean; status: VariationStatus | null }> {
+  const [rows] = await db.batch([
+    db.all<{ status: VariationStatus }>(sql`UPDATE variations SET ${set} WHERE ${owned(o)} RETURNING status`),
+    finalizeJobStatement(db, sql`jobs.id = (SELECT job_id FROM variations WHERE id = ${o.variationId})`, now),
+  ]);
+  if (rows[0]) return { ok: true, status: rows[0].status };
+  const [row] = await db.all<{ status: VariationStatus; runnerId: string | null; attempts: number; outputKey: string | null }>(sql`
+    SELECT status, runner_id AS runnerId, attempts, output_key AS outputKey FROM variations WHERE id = ${o.variationId}`);
+  const mine = !!row && row.runnerId === o.runnerId;
+  return { ok: mine && alreadyDone(row), status: row?.status ?? null };
+}
+
+/**
+ * running → completed with the output this attempt uploaded. True when the database records `outputKey` for this
+ * variation (now or from an earlier try of the same call); false when another attempt owns the variation — only
+ * then may the caller delete what it uploaded (and the edge refuses to delete a recorded key anyway).
+ */
+export async function finishVariation(
+  db: Db,
+  input: Ownership & { outputKey: string; outputSize: number; now: number },
+): Promise<boolean> {
+  const { outputKey, outputSize, now } = input;
+  const r = await settle(
+    db,
+    input,
+    sql`status = 'completed', progress = 100, finished_at = ${now}, lease_expires_at = NULL,
+      output_key = ${outputKey}, output_size = ${outputSize}, error = NULL`,
+    now,
+    (row) => row.status === "completed" && row.attempts === input.attempt && row.outputKey === outputKey,
+  );
+  return r.ok;
+}
+
+/** running → failed with a readable reason (never an internal path: it is shown to users). */
+export async function failVariation(db: Db, input: Ownership & { error: string; now: number }): Promise<boolean> {
+  const { error, now } = input;
+  const r = await settle(
+    db,
+    input,
+    sql`status = 'failed', finished_at = ${now}, lease_expires_at = NULL, error = ${error}`,
+    now,
+    (row) => row.status === "failed" && row.attempts === input.attempt,
+  );
+  return r.ok;
+}
+
+/** running → cancelled after the stop sequence, with the last stage that was needed. */
+export async function cancelVariation(
+  db: Db,
+  input: Ownership & { stopStage: StopStage | null; now: number },
+): Promise<boolean> {
+  const { stopStage, now } = input;
+  const r = await settle(
+    db,
+    input,
+    sql`status = 'cancelled', finished_at = ${now}, lease_expires_at = NULL, stop_stage = ${stopStage}`,
+    now,
+    (row) => row.status === "cancelled" && row.attempts === input.attempt,
+  );
+  return r.ok;
+}
+
+/**
+ * running → queued without counting the attempt (shutdown, edge unavailable: nothing is wrong with the variation).
+ * If its job was asked to cancel meanwhile, → cancelled instead: a queued variation of a cancelling job would
+ * never be claimed and the job would never finish. The runner id stays on the row, so a retried call can tell its
+ * own hand-back from another runner's claim.
+ */
+export async function releaseVariation(
+  db: Db,
+  input: Ownership & { now: number; stopStage?: StopStage | null },
+): Promise<boolean> {
+  const { now } = input;
+  const refuses = ROW_JOB_REFUSES_WORK;
+  const r = await settle(
+    db,
+    input,
+    sql`status = CASE WHEN ${refuses} THEN 'cancelled' ELSE 'queued' END,
+        attempts = CASE WHEN ${refuses} THEN attempts ELSE max(attempts - 1, 0) END,
+        finished_at = CASE WHEN ${refuses} THEN ${now} ELSE NULL END,
+        stop_stage = CASE WHEN ${refuses} THEN ${input.stopStage ?? null} ELSE NULL END,
+        started_at = CASE WHEN ${refuses} THEN started_at ELSE NULL END,
+        lease_expires_at = NULL,
+        progress = CASE WHEN ${refuses} THEN progress ELSE 0 END`,
+    now,
+    (row) =>
+      (row.status === "cancelled" && row.attempts === input.attempt) ||
+      (row.status === "queued" && row.attempts === input.attempt - 1),
+  );
+  return r.ok;
+}
+
+/**
+ * A failure worth another attempt (transient network error, a runner-local problem, a stalled encode): back to the
+ * queue with the attempt counted, or failed with `error` once the attempt cap is reached (cancelled if the job
+ * refuses work). Returns the new status, or null when this attempt does not own the variation.
+ */
+export async function requeueVariation(
+  db: Db,
+  input: Ownership & { error: string; now: number },
+): Promise<"queued" | "failed" | "cancelled" | null> {
+  const { error, now } = input;
+  const refuses = ROW_JOB_REFUSES_WORK;
+  const atCap = sql`attempts >= ${MAX_ATTEMPTS}`;
+  const r = await settle(
+    db,
+    input,
+    sql`status = CASE WHEN ${refuses} THEN 'cancelled' WHEN ${atCap} THEN 'failed' ELSE 'queued' END,
+        error = CASE WHEN ${refuses} THEN error ELSE ${error} END,
+        finished_at = CASE WHEN ${refuses} OR ${atCap} THEN ${now} ELSE NULL END,
+        lease_expires_at = NULL,
+        progress = 0`,
+    now,
+    (row) => row.attempts === input.attempt && (row.status === "queued" || row.status === "failed" || row.status === "cancelled"),
+  );
+  return r.ok ? (r.status as "queued" | "failed" | "cancelled") : null;
+}

@@ -1,0 +1,55 @@
+/**
+ * Failures of the runner's own machine (its disk, its permissions) are not edge outages and say nothing about the
+ * video: they count an attempt (another runner may have room) and end as failed after the cap, with a reason a
+ * user can read. Reasons are shown to users, so they never carry the runner's internal paths.
+ */
+
+const LOCAL_CODES: Record<string, string> = {
+  ENOSPC: "the runner ran out of disk space",
+  EDQUOT: "the runner ran out of disk quota",
+  EACCES: "the runner may not write its work files (permission denied)",
+  EPERM: "the runner may not write its work files (operation not permitted)",
+  EROFS: "the runner's work directory is read-only",
+  EMFILE: "the runner has too many open files",
+  ENFILE: "the runner has too many open files",
+};
+
+/** FFmpeg reports the same problems as text on stderr. */
+const FFMPEG_LOCAL = [
+  { re: /No space left on device/i, code: "ENOSPC" },
+  { re: /Disk quota exceeded/i, code: "EDQUOT" },
+  { re: /Permission denied/i, code: "EACCES" },
+  { re: /Read-only file system/i, code: "EROFS" },
+];
+
+export class LocalError extends Error {
+  constructor(
+    readonly code: string,
+    what: string,
+  ) {
+    super(`${what}: ${LOCAL_CODES[code] ?? code}`);
+  }
+  /** The disk is full (or over quota): the runner should stop claiming until it has room. */
+  get diskFull(): boolean {
+    return this.code === "ENOSPC" || this.code === "EDQUOT";
+  }
+}
+
+/** A LocalError for a Node fs/stream error with a local errno code, else null. */
+export function asLocalError(err: unknown, what: string): LocalError | null {
+  if (err instanceof LocalError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && code in LOCAL_CODES) return new LocalError(code, what);
+  return null;
+}
+
+/** A LocalError when FFmpeg's stderr names a local problem (e.g. writing its output hit a full disk), else null. */
+export function ffmpegLocalError(stderr: string, what: string): LocalError | null {
+  const hit = FFMPEG_LOCAL.find((x) => x.re.test(stderr));
+  return hit ? new LocalError(hit.code, what) : null;
+}
+
+/** Removes absolute paths from a message that may reach a user ("/tmp/x/y.mp4: Invalid data" → "y.mp4: …"). */
+export function scrubPaths(message: string): string {
+  return message.replace(/(?:[A-Za-z]:)?(?:\/[^\s/'":]+){2,}\/?/g, (p) => p.split("/").filter(Boolean).pop() ?? "file");
+}

@@ -1,0 +1,76 @@
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { errorMessage, type Logger } from "./log";
+
+/** The file that marks a directory as one runner's own scratch space; nothing else is ever deleted. */
+export const MARKER = ".video-refresher-runner";
+
+interface Mark {
+  host: string;
+  pid: number;
+  runnerId: string;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+};
+
+/** This runner's own directory under WORK_DIR. */
+export const ownWorkDir = (root: string, runnerId: string) => join(root, `runner-${runnerId.replace(/[^A-Za-z0-9._-]/g, "_")}`);
+
+/**
+ * Takes this runner's own directory under WORK_DIR (`WORK_DIR/runner-<id>/`, created and marked here) and empties
+ * it: nothing is in hand at start. Also removes the marked directories of runners that ran on this host and are
+ * dead (a restart with a new pid, hence a new default id), so a crash never leaves files behind for good.
+ * WORK_DIR itself may be shared (even `/tmp`): only marked directories are touched.
+ */
+export async function claimWorkDir(root: string, runnerId: string, log: Logger): Promise<string> {
+  await mkdir(root, { recursive: true });
+  const own = ownWorkDir(root, runnerId);
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    if (!name.startsWith("runner-")) continue;
+    const dir = join(root, name);
+    const mark = await readMark(dir);
+    if (!mark) continue;
+    const predecessor = dir === own || (mark.host === hostname() && mark.pid !== process.pid && !alive(mark.pid));
+    if (!predecessor) continue;
+    await rm(dir, { recursive: true, force: true }).catch((err) =>
+      log.warn("could not remove a previous runner's work files", { dir: name, error: errorMessage(err) }),
+    );
+    if (dir !== own) log.info("removed the work files of a runner that is gone", { dir: name, runner: mark.runnerId });
+  }
+  await mkdir(own, { recursive: true });
+  const mark: Mark = { host: hostname(), pid: process.pid, runnerId };
+  await writeFile(join(own, MARKER), JSON.stringify(mark));
+  return own;
+}
+
+async function readMark(dir: string): Promise<Mark | null> {
+  try {
+    const m = JSON.parse(await readFile(join(dir, MARKER), "utf8")) as Partial<Mark>;
+    return typeof m.host === "string" && typeof m.pid === "number" && typeof m.runnerId === "string" ? (m as Mark) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Removes local files in the runner's own directory that belong to no variation in hand. Layout: <own>/<jobId>/…,
+ * so anything not under a job in `keepJobIds` goes, except the marker.
+ */
+export async function sweepWorkDir(own: string, keepJobIds: Set<string>, log: Logger): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(own).catch(() => [] as string[])) {
+    if (name === MARKER || keepJobIds.has(name)) continue;
+    await rm(join(own, name), { recursive: true, force: true });
+    removed++;
+  }
+  if (removed) log.info("swept local work files", { entries: removed });
+  return removed;
+}
