@@ -3,6 +3,7 @@ import type { Db } from "../client";
 import { ConflictError, GoneError, NotFoundError, ValidationError } from "../errors";
 import { newId } from "../ids";
 import {
+  ingests,
   jobs,
   sources,
   uploads,
@@ -322,6 +323,24 @@ export async function createJob(db: Db, input: NewJob & { sources: NewSource[] }
     db.insert(jobs).values(record.job),
     db.insert(sources).values(record.sources),
     db.insert(variations).values(record.variations),
+  ]);
+  return presentRecord(record, now);
+}
+
+/**
+ * Creates the job of a form upload whose sources are stored: job, sources and variations in one batch that also
+ * deletes the ingest row. The job's owner is read from that row, so when the ingest was abandoned (or reaped) the
+ * NOT NULL user_id fails the batch and nothing is created: a commit and an abandonIngest cannot both succeed, and
+ * whoever deleted the row knows whether the objects belong to a job.
+ */
+export async function createJobFromIngest(db: Db, input: NewJob & { sources: NewSource[] }, now: number): Promise<JobView> {
+  const record = buildRecord(input, input.sources, now);
+  const owner = sql<string>`(select ${ingests.userId} from ${ingests} where ${ingests.id} = ${input.id} and ${ingests.userId} = ${input.userId})`;
+  await db.batch([
+    db.insert(jobs).values({ ...record.job, userId: owner }),
+    db.insert(sources).values(record.sources),
+    db.insert(variations).values(record.variations),
+    db.delete(ingests).where(eq(ingests.id, input.id)),
   ]);
   return presentRecord(record, now);
 }

@@ -1,4 +1,4 @@
-import { eq, sql } from "drizzle-orm";
+import { eq, lt, sql } from "drizzle-orm";
 import type { Db } from "../client";
 import { runners } from "../schema";
 
@@ -57,4 +57,13 @@ export type RunnerRow = typeof runners.$inferSelect;
 /** Runners seen since `since` (ms), most recently seen first. */
 export async function listRunners(db: Db, since = 0): Promise<RunnerRow[]> {
   return db.select().from(runners).where(sql`${runners.lastSeenAt} >= ${since}`).orderBy(sql`${runners.lastSeenAt} DESC`);
+}
+
+/**
+ * Removes the rows of runners not seen since `seenBefore` (crashed or scaled away). A runner that is in fact alive
+ * writes its row again with its next beat (an upsert), so this never loses a live one for more than a tick.
+ */
+export async function deleteRunnersNotSeenSince(db: Db, seenBefore: number): Promise<number> {
+  const gone = await db.delete(runners).where(lt(runners.lastSeenAt, seenBefore)).returning({ id: runners.id });
+  return gone.length;
 }

@@ -1,7 +1,8 @@
-import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
+import { ConflictError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import type { Db } from "../../db/client";
-import { createJob, type JobView, type NewSource } from "../../db/queries/jobs";
+import { abandonIngest, startIngest, touchIngest } from "../../db/queries/ingests";
+import { createJobFromIngest, getJob, type JobView, type NewSource } from "../../db/queries/jobs";
 import { MultipartReader, multipartBoundary } from "./multipart";
 import { SNIFF_BYTES, sniffVideoType } from "./sniff";
 import { DEFAULT_VARIATIONS_PER_VIDEO, parseWith, VariationsCount } from "./schemas";
@@ -32,7 +33,7 @@ export async function storeVideo(
   bucket: R2Bucket,
   key: string,
   body: AsyncIterable<Uint8Array>,
-  opts: { name: string; maxBytes: number; partBytes?: number },
+  opts: { name: string; maxBytes: number; partBytes?: number; onChunk?: () => Promise<void> },
 ): Promise<{ size: number; contentType: string }> {
   const partBytes = opts.partBytes ?? PART_BYTES;
   let pending: Uint8Array[] = [];
@@ -63,6 +64,7 @@ export async function storeVideo(
 
   try {
     for await (const chunk of body) {
+      await opts.onChunk?.();
       total += chunk.length;
       if (total > opts.maxBytes) {
         throw new PayloadTooLargeError(`${opts.name} is larger than the ${opts.maxBytes}-byte limit`);
@@ -95,10 +97,19 @@ export interface ReceivedForm {
   fields: Record<string, string>;
 }
 
+/** Keeps a form upload's sources visible as recorded while they stream in (see createJobFromForm). */
+export interface IngestHooks {
+  /** Before the first object is stored. */
+  begin(): Promise<void>;
+  /** As bytes arrive (the hook decides how often it writes). */
+  touch(): Promise<void>;
+}
+
 /**
  * Reads a `POST /api/jobs` multipart body as a stream: every `videos` file goes straight to R2 at
  * `sources/<jobId>/<sourceId>`, plain fields are collected (and checked by `checkField` as soon as they
- * arrive, so a bad count fails before gigabytes are uploaded). On any error the objects stored so far are deleted.
+ * arrive, so a bad count fails before gigabytes are uploaded). On any error the objects stored so far are deleted
+ * (no job can exist yet: it is created only after this returns).
  */
 export async function receiveJobForm(
   req: Request,
@@ -108,6 +119,7 @@ export async function receiveJobForm(
     maxFileBytes: number;
     checkField?: (name: string, value: string) => void;
     partBytes?: number;
+    ingest?: IngestHooks;
   },
 ): Promise<ReceivedForm> {
   const boundary = multipartBoundary(req.headers.get("content-type"));
@@ -140,11 +152,13 @@ export async function receiveJobForm(
       }
       const id = newId();
       const name = part.filename.trim().slice(0, 255) || `video-${sources.length + 1}`;
+      if (sources.length === 0) await opts.ingest?.begin();
       inFlight = sourceKey(opts.jobId, id);
       const stored = await storeVideo(opts.bucket, inFlight, reader.body(), {
         name,
         maxBytes: opts.maxFileBytes,
         partBytes: opts.partBytes,
+        onChunk: opts.ingest?.touch,
       });
       sources.push({ id, name, size: stored.size, contentType: stored.contentType, objectKey: inFlight });
       inFlight = null;
@@ -160,32 +174,79 @@ export async function receiveJobForm(
   }
 }
 
+/** How often a form upload in flight refreshes its ingest row; far below the orphan rule's one-hour age limit. */
+export const INGEST_TOUCH_MS = 5 * 60 * 1000;
+
 /**
- * `POST /api/jobs` as multipart/form-data: streams the videos into R2, then records the job in one batch. If the
- * database write fails, the stored sources are deleted again (the orphan sweep is the backstop).
+ * `POST /api/jobs` as multipart/form-data: records the ingest before the first object is stored and refreshes it
+ * while bytes arrive (so the orphan rule never takes a source of a slow upload), streams the videos into R2, then
+ * creates the job from the ingest in one batch. When that batch fails, deleting the ingest row tells whether it
+ * committed: only an ingest this request deleted itself has objects it may delete; a committed job is returned.
  */
 export async function createJobFromForm(
-  deps: { db: Db; bucket: R2Bucket },
+  deps: { db: Db; bucket: R2Bucket; clock?: () => number },
   input: { req: Request; userId: string; retentionMs: number; maxFileBytes: number },
 ): Promise<JobView> {
+  const { db, bucket } = deps;
+  const clock = deps.clock ?? Date.now;
   const jobId = newId();
   let variationsPerVideo = DEFAULT_VARIATIONS_PER_VIDEO;
-  const form = await receiveJobForm(input.req, {
-    bucket: deps.bucket,
-    jobId,
-    maxFileBytes: input.maxFileBytes,
-    checkField: (name, value) => {
-      if (name === "variations") variationsPerVideo = parseWith(VariationsCount, value, "variations");
+  let started = false;
+  let touchedAt = 0;
+  const ingest: IngestHooks = {
+    begin: async () => {
+      touchedAt = clock();
+      await startIngest(db, { id: jobId, userId: input.userId }, touchedAt);
+      started = true;
     },
-  });
+    touch: async () => {
+      const now = clock();
+      if (now - touchedAt < INGEST_TOUCH_MS) return;
+      touchedAt = now;
+      if (!(await touchIngest(db, jobId, now))) throw stalled();
+    },
+  };
+  let form: ReceivedForm;
   try {
-    return await createJob(
-      deps.db,
-      { id: jobId, userId: input.userId, variationsPerVideo, retentionMs: input.retentionMs, sources: form.sources },
-      Date.now(),
-    );
+    form = await receiveJobForm(input.req, {
+      bucket,
+      jobId,
+      maxFileBytes: input.maxFileBytes,
+      checkField: (name, value) => {
+        if (name === "variations") variationsPerVideo = parseWith(VariationsCount, value, "variations");
+      },
+      ingest,
+    });
   } catch (err) {
-    await deleteKeys(deps.bucket, form.sources.map((s) => s.objectKey)).catch(() => {});
+    // Its objects are deleted already; a row left behind (database down) is reaped by the orphan rule.
+    if (started) await abandonIngest(db, jobId).catch(() => {});
     throw err;
   }
+  const newJob = { id: jobId, userId: input.userId, variationsPerVideo, retentionMs: input.retentionMs, sources: form.sources };
+  try {
+    return await createJobFromIngest(db, newJob, clock());
+  } catch (err) {
+    const abandoned = await abandonIngest(db, jobId).catch(() => null);
+    if (abandoned === true) {
+      await deleteKeys(bucket, form.sources.map((s) => s.objectKey)).catch((e: unknown) =>
+        console.error("could not delete the sources of a job that was not created (the orphan sweep will)", e),
+      );
+      throw err;
+    }
+    if (abandoned === false) {
+      // The row is gone: the batch committed and only its reply was lost, or the ingest was reaped as stale.
+      // getJob filters by owner only, so the uploader as a plain viewer reads their own job.
+      const job = await getJob(db, { jobId, viewer: { id: input.userId, email: "", role: "user" } }, clock()).catch(
+        () => null,
+      );
+      if (job) return job;
+      if (err instanceof Error && /NOT NULL/i.test(err.message)) throw stalled();
+    }
+    // Unknown (database unreachable): the objects stay; if no job was created the orphan rule removes them later.
+    throw err;
+  }
+}
+
+function stalled(): ConflictError {
+  return new ConflictError("upload_expired", "The upload stalled for more than an hour and was dropped; send it again");
 }

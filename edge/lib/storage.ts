@@ -6,7 +6,7 @@ export const PART_BYTES = 8 * 1024 * 1024;
 /** R2 allows at most 10,000 parts per multipart upload. */
 export const MAX_PARTS = 10_000;
 
-import { outputPrefix } from "../../db/keys";
+import { outputPrefix, sourceKey, thumbnailKey } from "../../db/keys";
 export { outputPrefix, sourceKey, uploadKey } from "../../db/keys";
 
 /** Part size for a client-driven upload of `size` bytes: 8 MiB, larger only when 10,000 parts would not do. */
@@ -34,14 +34,16 @@ export async function listKeys(bucket: R2Bucket, prefix: string): Promise<string
 
 /**
  * Removes a finished job: objects first (recorded keys plus anything under its output and source prefixes, e.g.
- * an upload that landed after a lost lease), then the rows. If the object deletion fails the rows stay, so the
+ * an upload that landed after a lost lease, and its thumbnail key even when no row records it, e.g. a thumbnail
+ * stored after the job was cancelled), then the rows. If the object deletion fails the rows stay, so the
  * next attempt still knows the keys. True when the rows were deleted.
  */
 export async function purgeJob(deps: { db: Db; bucket: R2Bucket }, jobId: string): Promise<boolean> {
   const recorded = await jobObjectKeys(deps.db, jobId);
   const stray = [
     ...(await listKeys(deps.bucket, outputPrefix(jobId))),
-    ...(await listKeys(deps.bucket, `sources/${jobId}/`)),
+    ...(await listKeys(deps.bucket, sourceKey(jobId, ""))),
+    thumbnailKey(jobId),
   ];
   await deleteKeys(deps.bucket, [...new Set([...recorded, ...stray])]);
   return deleteFinishedJobRows(deps.db, jobId);

@@ -5,6 +5,7 @@ import { failStaleQueued } from "./fail-stale-queued";
 import { finalizeIdleJobs } from "./finalize-idle";
 import { deleteOrphanObjects } from "./orphan-objects";
 import { pruneAuth } from "./prune-auth";
+import { pruneRunners } from "./prune-runners";
 import { recoverLeases } from "./recover-leases";
 import { abortStaleUploads } from "./stale-uploads";
 import { enforceStorageCap } from "./storage-cap";
@@ -31,6 +32,7 @@ export const rules: Record<string, LifecycleRule> = {
   deleteOrphanObjects,
   abortStaleUploads,
   pruneAuth,
+  pruneRunners,
 };
 
 /**

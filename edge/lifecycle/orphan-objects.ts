@@ -1,29 +1,66 @@
+import { KEY_PREFIXES } from "../../db/keys";
+import { deleteStaleIngests } from "../../db/queries/ingests";
 import { recordedObjectKeys } from "../../db/queries/objects";
+import { readSweepCursor, saveSweepCursor } from "../../db/queries/sweep-cursors";
 import { deleteKeys } from "../lib/storage";
 import type { LifecycleDeps } from "./index";
 
-/** Younger objects may belong to an upload whose row is about to be written (runner output, job creation). */
+/**
+ * Younger objects may belong to an upload whose row is about to be written (runner output). A form upload's
+ * sources are protected for as long as its ingest row is touched within this age, however long the POST takes.
+ */
 export const ORPHAN_MIN_AGE_MS = 60 * 60 * 1000;
-const PREFIXES = ["outputs/", "thumbs/", "sources/", "uploads/"];
-const MAX_PAGES_PER_PREFIX = 10;
+/** Objects per listing (R2's maximum) and listings per tick: one tick stays short, the next goes on from there. */
+export const ORPHAN_PAGE_SIZE = 1000;
+export const ORPHAN_PAGES_PER_TICK = 10;
+const CURSOR = "orphan-objects";
 
-/** Deletes stored objects that no row records and that are older than an hour. */
+/**
+ * Where the walk goes on from: the prefix the last handled key belongs to, listing after that key. A key that is
+ * exactly a prefix marks "this prefix from its start" (no stored object is named like that).
+ */
+function position(lastKey: string): { prefixIndex: number; startAfter: string | undefined } {
+  const i = KEY_PREFIXES.findIndex((p) => lastKey.startsWith(p));
+  if (i < 0) return { prefixIndex: 0, startAfter: undefined };
+  return { prefixIndex: i, startAfter: lastKey === KEY_PREFIXES[i] ? undefined : lastKey };
+}
+
+/**
+ * Deletes stored objects that no row records and that are older than an hour. The bucket is walked prefix by
+ * prefix over successive ticks (ORPHAN_PAGES_PER_TICK listings each), resuming after the last key handled, so
+ * every object is eventually looked at however many live objects sort before it; a full pass ends the tick.
+ * First, ingests not touched for an hour are dropped: their request died, and what they stored is now an orphan.
+ */
 export async function deleteOrphanObjects(deps: LifecycleDeps, now: number): Promise<Record<string, number>> {
+  const staleIngests = await deleteStaleIngests(deps.db, now - ORPHAN_MIN_AGE_MS);
+  let lastKey = await readSweepCursor(deps.db, CURSOR);
   let scanned = 0;
   let deleted = 0;
-  for (const prefix of PREFIXES) {
-    let cursor: string | undefined;
-    for (let page = 0; page < MAX_PAGES_PER_PREFIX; page++) {
-      const listing = await deps.bucket.list({ prefix, cursor, limit: 1000 });
-      const old = listing.objects.filter((o) => o.uploaded.getTime() <= now - ORPHAN_MIN_AGE_MS).map((o) => o.key);
+  let passes = 0;
+  try {
+    for (let page = 0; page < ORPHAN_PAGES_PER_TICK; page++) {
+      const { prefixIndex, startAfter } = position(lastKey);
+      const prefix = KEY_PREFIXES[prefixIndex]!;
+      const listing = await deps.bucket.list({ prefix, startAfter, limit: ORPHAN_PAGE_SIZE });
       scanned += listing.objects.length;
-      const recorded = await recordedObjectKeys(deps.db, old);
+      const old = listing.objects.filter((o) => o.uploaded.getTime() <= now - ORPHAN_MIN_AGE_MS).map((o) => o.key);
+      const recorded = await recordedObjectKeys(deps.db, old, now - ORPHAN_MIN_AGE_MS);
       const orphans = old.filter((k) => !recorded.has(k));
       await deleteKeys(deps.bucket, orphans);
       deleted += orphans.length;
-      if (!listing.truncated) break;
-      cursor = listing.cursor;
+      const last = listing.objects.at(-1)?.key;
+      if (listing.truncated && last) {
+        lastKey = last;
+      } else if (prefixIndex + 1 < KEY_PREFIXES.length) {
+        lastKey = KEY_PREFIXES[prefixIndex + 1]!;
+      } else {
+        lastKey = "";
+        passes++;
+        break;
+      }
     }
+  } finally {
+    await saveSweepCursor(deps.db, CURSOR, lastKey, now);
   }
-  return { scanned, deleted };
+  return { scanned, deleted, passes, staleIngests };
 }

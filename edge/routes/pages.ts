@@ -3,6 +3,7 @@ import { UnauthorizedError } from "../../db/errors";
 import { listRunners } from "../../db/queries/runners";
 import type { AppEnv, SessionUser } from "../env";
 import { requireUser } from "../lib/auth";
+import { RUNNER_RETENTION_MS } from "../lifecycle/prune-runners";
 import {
   JobPage,
   JobsPage,
@@ -58,8 +59,10 @@ export const pages = new Hono<AppEnv>()
     const user = await pageUser(c);
     if (!user) return loginRedirect(c);
     if (user.role !== "admin") return c.html(RunnersPage(ctxOf(c), null, Date.now()), 403);
-    const rows = await listRunners(c.get("db"));
-    return c.html(RunnersPage(ctxOf(c), rows, Date.now()));
+    // The same window the lifecycle rule keeps rows for, so the page does not depend on when the rule last ran.
+    const now = Date.now();
+    const rows = await listRunners(c.get("db"), now - RUNNER_RETENTION_MS);
+    return c.html(RunnersPage(ctxOf(c), rows, now));
   })
   .get("/admin/users", (c) => c.html(UsersPage(ctxOf(c))))
   .get("/tokens", (c) => c.html(TokensPage(ctxOf(c))));

@@ -1,7 +1,9 @@
 import { exports } from "cloudflare:workers";
+import { inArray } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { newId } from "../../db/ids";
 import { upsertRunner } from "../../db/queries/runners";
+import { runners } from "../../db/schema";
 import { db, signIn } from "./helpers";
 
 /** Shells that render no data: served to anyone, the client module checks the session through the API. */
@@ -96,5 +98,18 @@ describe("web UI page shells", () => {
     expect(row(fresh)).toContain(">online<");
     expect(row(stale)).toContain(">offline<");
     expect(row(stale)).toContain("5 min ago");
+  });
+
+  it("shows a runner that stopped reporting as offline for a day, and no longer after that", async () => {
+    const now = Date.now();
+    const quiet = `r-${newId()}`;
+    const gone = `r-${newId()}`;
+    await upsertRunner(db, { id: quiet, host: "encoder-quiet", version: "1.0.0", concurrency: 1, active: 0 }, now - 23 * 60 * 60_000);
+    await upsertRunner(db, { id: gone, host: "encoder-gone", version: "1.0.0", concurrency: 1, active: 0 }, now - 25 * 60 * 60_000);
+    const admin = await signIn("admin");
+    const html = await (await admin.call("/admin/runners")).text();
+    expect(html).toContain(`data-runner-id="${quiet}"`);
+    expect(html).not.toContain(`data-runner-id="${gone}"`);
+    await db.delete(runners).where(inArray(runners.id, [quiet, gone]));
   });
 });

@@ -153,6 +153,7 @@ export function RunnersPage(ctx: PageContext, runners: RunnerView[] | null, now:
   return (
     <Layout title="Runners" page="runners" version={ctx.version}>
       <h1>Runners</h1>
+      {runners === null ? null : <p class="muted">A runner that stops reporting shows as offline for a day, then is removed.</p>}
       {runners === null ? (
         <p class="message">This page is for administrators.</p>
       ) : (
