@@ -1,3 +1,4 @@
+import { MARKER } from "../../runner/workdir";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -93,7 +94,8 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
 export async function filesUnder(dir: string): Promise<string[]> {
   try {
     return (await readdir(dir, { recursive: true, withFileTypes: true }))
-      .filter((d) => d.isFile())
+      // The runner's own-directory marker is not a work file.
+      .filter((d) => d.isFile() && d.name !== MARKER)
       .map((d) => join(d.parentPath, d.name).slice(dir.length + 1));
   } catch {
     return [];

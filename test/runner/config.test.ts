@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { hostname } from "node:os";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadRunnerConfig } from "../../runner/config";
@@ -22,12 +23,15 @@ describe("runner configuration", () => {
       LEASE_MS: 30_000,
       WATCH_MS: 1000,
       STOP_GRACE_MS: 2000,
+      STALL_MS: 60_000,
       EFFECT_EXTRAS: [],
     });
     expect(c.METRICS_PORT).toBeUndefined();
     expect(c.FFMPEG_PATH).toMatch(/\/ffmpeg$/);
     expect(c.FFPROBE_PATH).toMatch(/\/ffprobe$/);
-    expect(c.WORK_DIR).toContain(`video-refresher-${hostname()}-${process.pid}`);
+    // Stable across restarts (no pid in it): a restarted runner finds what its predecessor left.
+    expect(c.WORK_DIR).toBe(join(tmpdir(), "video-refresher"));
+    expect(c.SETPRIV_PATH).toMatch(/\/setpriv$/);
   });
 
   it("treats empty variables as unset", () => {

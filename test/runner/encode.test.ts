@@ -4,9 +4,11 @@ import { join } from "node:path";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../db/ids";
+import { outputKey } from "../../db/keys";
 import { variations } from "../../db/schema";
 import { BlobClient } from "../../runner/blobs";
 import { makeClip, makeNotAVideo, probeFile } from "../helpers/clips";
+import { startDbProxy } from "../helpers/db-proxy";
 import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
 import { startInProcessRunner, startRunnerProcess, type InProcessRunner, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows } from "../helpers/seed";
@@ -61,11 +63,13 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     expect(thumb.status).toBe(200);
     expect(thumb.headers.get("content-type")).toBe("image/jpeg");
 
+    // Downloads are checked in a directory of the test's own: the runner's WORK_DIR is the runner's to sweep.
+    const checkDir = await stack.workDir();
     for (const v of api.files[0].variations) {
       expect(v.params).toMatchObject({ recipe: 1, zoom: expect.any(Number), brightness: expect.any(Number), width: 320, height: 240 });
       const res = await stack.user.call(`/api/jobs/${job.id}/outputs/${v.outputId}`);
       expect(res.status).toBe(200);
-      const file = join(workDir, `check-${v.index}.mp4`);
+      const file = join(checkDir, `check-${v.index}.mp4`);
       const bytes = new Uint8Array(await res.arrayBuffer());
       expect(bytes.length).toBe(v.outputSize);
       await writeFile(file, bytes);
@@ -86,7 +90,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     expect(metrics).toMatch(/runner_db_round_trips_total \d+/);
     expect(metrics).toContain("runner_ffmpeg_processes 0");
     // Local files are gone once the job is finished.
-    await waitFor("the work dir to be swept", async () => (await filesUnder(workDir)).every((f) => f.startsWith("check-")), 10_000);
+    await waitFor("the work dir to be swept", async () => (await filesUnder(workDir)).length === 0, 10_000);
   });
 
   it("fails every variation of a source that is not decodable video at once, with a clear reason and no retries", async () => {
@@ -107,7 +111,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
   it("sweeps a stored output the database does not record once the job is finished, keeping the recorded ones", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 2);
     // What a runner that lost its lease mid-upload would leave behind.
-    const stray = join(await stack.workDir(), "stray.mp4");
+    const stray = join(await stack.workDir(), "stray.mp4"); // a directory no runner uses
     await writeFile(stray, "not recorded anywhere");
     await stack.blobs.upload(`outputs/${job.id}/stray.mp4`, stray);
     expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key)).toContain(`outputs/${job.id}/stray.mp4`);
@@ -123,7 +127,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     expect(keys).toEqual(recorded);
   });
 
-  it("rejects the completion of a runner that lost its lease and deletes the object it uploaded", async () => {
+  it("rejects the completion of an attempt that lost its lease and deletes only that attempt's object", async () => {
     let reached!: () => void;
     const atUpload = new Promise<void>((r) => (reached = r));
     let openGate!: () => void;
@@ -146,16 +150,50 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     cleanup.push(() => r.stop());
     await atUpload;
     const [v] = await getVariationRows(stack.db, job.id);
-    // Another runner took it over (as after a lease expiry).
+    // Attempt 2 (another runner) took it over and already stored its own output under its own key.
+    const newer = outputKey(job.id, v!.id, 2);
+    const file = join(await stack.workDir(), "newer.mp4");
+    await writeFile(file, "attempt 2's output");
+    await stack.blobs.upload(newer, file);
     await stack.db.update(variations).set({ runnerId: "thief", attempts: 2 }).where(eq(variations.id, v!.id));
     openGate();
 
     await r.waitForLog(/completion rejected: lease lost/, 30_000);
-    await waitFor("the rejected upload to be deleted", async () => (await stack.blobs.list(`outputs/${job.id}/`)).length === 0, 10_000);
+    // The outcome is counted when the task has finished its clean-up (the delete), so wait for the count itself.
+    await waitFor("the task to end as lost", async () => r.metrics.finished.get({ status: "lost" }) === 1, 10_000);
+    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key)).toEqual([newer]);
     const [after] = await getVariationRows(stack.db, job.id);
     expect(after).toMatchObject({ status: "running", runnerId: "thief", outputKey: null });
-    expect(r.metrics.finished.get({ status: "lost" })).toBe(1);
+    await stack.blobs.delete(newer);
     await stack.db.run(sql`UPDATE variations SET status = 'cancelled' WHERE id = ${v!.id}`);
+  });
+
+  it("keeps a completed output whose database reply was lost: recorded, listed once and downloadable", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    // The completion's batch commits, then the connection is reset before the reply: the runner retries it.
+    const proxy = await startDbProxy(stack.libsqlUrl, (body) => body.includes("status = 'completed'") && body.includes("output_key"));
+    cleanup.push(() => proxy.close());
+    const r = await inProcessRunner({ LIBSQL_URL: proxy.url, WORK_DIR: await stack.workDir() });
+    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
+    await waitFor("the task to end", async () => r.runner.active === 0, 10_000);
+    expect(proxy.dropped).toHaveLength(1);
+    expect(r.lines.join("\n")).not.toMatch(/completion rejected/);
+    const [row] = await getVariationRows(stack.db, job.id);
+    expect(row).toMatchObject({ status: "completed", attempts: 1, outputKey: outputKey(job.id, row!.id, 1) });
+    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key)).toEqual([row!.outputKey]);
+    const api = await stack.user.getJob(job.id);
+    const res = await stack.user.call(`/api/jobs/${job.id}/outputs/${api.files[0].variations[0].outputId}`);
+    expect(res.status).toBe(200);
+    expect((await res.arrayBuffer()).byteLength).toBe(row!.outputSize);
+  });
+
+  it("refuses, at the edge, to delete an object the database records", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    await inProcessRunner({ WORK_DIR: await stack.workDir() });
+    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
+    const [row] = await getVariationRows(stack.db, job.id);
+    await expect(stack.blobs.delete(row!.outputKey!)).rejects.toThrow(/409/);
+    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key)).toEqual([row!.outputKey]);
   });
 
   it("stops encoding a variation another runner took over, without recording anything", async () => {

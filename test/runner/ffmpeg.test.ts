@@ -145,3 +145,63 @@ describe("probeMedia", () => {
     await expect(probeMedia("ffprobe", text)).rejects.toThrow(/^not a decodable video/);
   });
 });
+
+describe("FFmpeg is confined to the runner", () => {
+  const ROOT = new URL("../..", import.meta.url).pathname;
+
+  async function orphanAfterParentKilled(setpriv: string): Promise<{ pid: number; aliveAfterMs: (ms: number) => Promise<boolean> }> {
+    const { spawn } = await import("node:child_process");
+    const { isAlive, killGroup } = await import("../helpers/runner");
+    const parent = spawn(process.execPath, ["--import", "tsx", "test/runner/fixtures/spawn-parent.ts", setpriv, join(dir, `orphan-${setpriv === "none" ? "plain" : "pdeath"}.mp4`)], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const pid = await new Promise<number>((resolve, reject) => {
+      let out = "";
+      parent.stdout!.on("data", (d: Buffer) => {
+        out += d.toString();
+        const m = /ffmpeg pid=(\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      parent.once("exit", () => reject(new Error(`parent exited early: ${out}`)));
+    });
+    parent.kill("SIGKILL");
+    await new Promise((r) => parent.once("exit", r));
+    return {
+      pid,
+      aliveAfterMs: async (ms) => {
+        const until = performance.now() + ms;
+        while (performance.now() < until && (await isAlive(pid))) await new Promise((r) => setTimeout(r, 50));
+        const alive = await isAlive(pid);
+        killGroup(pid);
+        return alive;
+      },
+    };
+  }
+
+  it("dies with its runner when started through setpriv --pdeathsig (a SIGKILLed runner leaves no encode behind)", async () => {
+    const orphan = await orphanAfterParentKilled("/usr/bin/setpriv");
+    expect(await orphan.aliveAfterMs(2000)).toBe(false);
+  });
+
+  it("reads local files only: a playlist naming a URL is refused without any request going out", async () => {
+    const { createServer } = await import("node:http");
+    let requests = 0;
+    const server = createServer((_req, res) => {
+      requests++;
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    const playlist = join(dir, "remote.m3u8");
+    await writeFile(playlist, `#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nhttp://127.0.0.1:${port}/segment.ts\n#EXT-X-ENDLIST\n`);
+    try {
+      await expect(probeMedia("ffprobe", playlist)).rejects.toBeInstanceOf(NotAVideoError);
+      const { args } = buildEncodeArgs({ source: playlist, output: join(dir, "x.mp4"), params: deriveParams(1), media });
+      expect(args.slice(0, args.indexOf("-i")).join(" ")).toContain("-protocol_whitelist file");
+      expect(requests).toBe(0);
+    } finally {
+      server.close();
+    }
+  });
+});

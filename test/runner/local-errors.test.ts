@@ -1,0 +1,26 @@
+import { describe, expect, it } from "vitest";
+import { asLocalError, ffmpegLocalError, LocalError, scrubPaths } from "../../runner/local-errors";
+
+describe("local errors", () => {
+  it("names the runner's own disk and permission failures in words a user can read, without paths", () => {
+    const enospc = Object.assign(new Error("ENOSPC: no space left on device, write '/tmp/video-refresher/runner-x/j/src-1.part'"), { code: "ENOSPC" });
+    const local = asLocalError(enospc, "source download failed");
+    expect(local).toBeInstanceOf(LocalError);
+    expect(local!.message).toBe("source download failed: the runner ran out of disk space");
+    expect(local!.diskFull).toBe(true);
+    expect(asLocalError(Object.assign(new Error("x"), { code: "EACCES" }), "upload failed")!.diskFull).toBe(false);
+    expect(asLocalError(Object.assign(new Error("x"), { code: "ECONNRESET" }), "download")).toBeNull();
+  });
+
+  it("recognises FFmpeg's own words for a full disk", () => {
+    const stderr = "[mp4 @ 0x55] Error writing trailer of /tmp/video-refresher/runner-x/j/v.a1.part.mp4: No space left on device";
+    expect(ffmpegLocalError(stderr, "encoding failed")?.message).toBe("encoding failed: the runner ran out of disk space");
+    expect(ffmpegLocalError("Invalid data found when processing input", "encoding failed")).toBeNull();
+  });
+
+  it("removes absolute paths from reasons shown to users", () => {
+    expect(scrubPaths("/tmp/video-refresher/runner-x/j/src-1: Invalid data found")).toBe("src-1: Invalid data found");
+    expect(scrubPaths("ffmpeg exited with code 1: Error opening output /work/dir/out.mp4.")).toBe("ffmpeg exited with code 1: Error opening output out.mp4.");
+    expect(scrubPaths("all 3 variations failed")).toBe("all 3 variations failed");
+  });
+});

@@ -1,0 +1,65 @@
+import { spawn } from "node:child_process";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { createLogger } from "../../runner/log";
+import { claimWorkDir, MARKER, ownWorkDir, sweepWorkDir } from "../../runner/workdir";
+import { filesUnder } from "../helpers/edge-stack";
+import { tempDirs } from "../helpers/tmp";
+
+const dirs = tempDirs("vr-workdir-test");
+afterAll(() => dirs.cleanup());
+const log = createLogger({ level: "error" });
+
+/** A pid that existed and is gone now (a child that has exited and been reaped). */
+async function deadPid(): Promise<number> {
+  const child = spawn("true");
+  await new Promise((r) => child.once("exit", r));
+  return child.pid!;
+}
+
+async function markedDir(root: string, name: string, mark: object, file = "left.part.mp4"): Promise<string> {
+  const dir = join(root, name);
+  await mkdir(join(dir, "job"), { recursive: true });
+  await writeFile(join(dir, MARKER), JSON.stringify(mark));
+  await writeFile(join(dir, "job", file), "x");
+  return dir;
+}
+
+describe("the runner's own WORK_DIR", () => {
+  it("deletes nothing in a shared WORK_DIR but directories marked as runners', so WORK_DIR=/tmp is safe", async () => {
+    const root = await dirs.make();
+    await writeFile(join(root, "someone-elses.txt"), "keep me");
+    await mkdir(join(root, "runner-looks-like-ours-but-unmarked"));
+    await writeFile(join(root, "runner-looks-like-ours-but-unmarked", "data"), "keep me too");
+    const own = await claimWorkDir(root, "r1", log);
+    expect(own).toBe(ownWorkDir(root, "r1"));
+    expect((await readdir(root)).sort()).toEqual(["runner-looks-like-ours-but-unmarked", "runner-r1", "someone-elses.txt"]);
+    expect(await filesUnder(root)).toEqual(expect.arrayContaining(["someone-elses.txt", "runner-looks-like-ours-but-unmarked/data"]));
+  });
+
+  it("removes what a dead predecessor on this host left (a restart with a new pid), but not a live neighbour's files", async () => {
+    const root = await dirs.make();
+    await markedDir(root, "runner-old", { host: hostname(), pid: await deadPid(), runnerId: "old" });
+    await markedDir(root, "runner-neighbour", { host: hostname(), pid: process.ppid, runnerId: "neighbour" });
+    await markedDir(root, "runner-elsewhere", { host: "another-host", pid: await deadPid(), runnerId: "elsewhere" });
+    await claimWorkDir(root, "new", log);
+    expect((await readdir(root)).sort()).toEqual(["runner-elsewhere", "runner-neighbour", "runner-new"]);
+    expect(await filesUnder(join(root, "runner-neighbour"))).toEqual(["job/left.part.mp4"]);
+  });
+
+  it("empties its own directory at start (same runner id restarted) and keeps the jobs still in hand when idle-sweeping", async () => {
+    const root = await dirs.make();
+    const own = await markedDir(root, "runner-same", { host: hostname(), pid: process.pid, runnerId: "same" });
+    await claimWorkDir(root, "same", log);
+    expect(await filesUnder(own)).toEqual([]);
+    await mkdir(join(own, "busy"));
+    await writeFile(join(own, "busy", "src"), "x");
+    await mkdir(join(own, "done"));
+    await writeFile(join(own, "done", "src"), "x");
+    expect(await sweepWorkDir(own, new Set(["busy"]), log)).toBe(1);
+    expect(await filesUnder(own)).toEqual(["busy/src"]);
+    expect(await readdir(own)).toContain(MARKER);
+  });
+});
