@@ -1,0 +1,82 @@
+// Dropped connections on the real stack (wrangler dev): the edge's pooled connection to the database, and the
+// connection wrangler's proxy keeps to the worker after the worker refused an upload part-way.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signInToEdge, type ApiSession } from "../helpers/api";
+import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
+import { freshDb } from "../helpers/seed";
+import { startWranglerDev, type WranglerDev } from "../helpers/wrangler";
+import { startFaultProxy, type FaultProxy } from "../faults/proxy";
+
+let server: TestLibsqlServer;
+let proxy: FaultProxy;
+let edge: WranglerDev;
+let dir: string;
+let user: ApiSession;
+/** Pipeline requests (edge → database) still to cut before they reach the server. */
+let cutNext = 0;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "vr-edge-db-connection-"));
+  server = await startTestLibsql();
+  const fresh = await freshDb(server, "edge_db_connection");
+  // The edge reaches the database only through the proxy; the test seeds it directly.
+  proxy = await startFaultProxy();
+  proxy.setTarget(server.url);
+  proxy.setRule((req) => (cutNext > 0 && /\/v[23]\/pipeline$/.test(req.url ?? "") && cutNext-- > 0 ? { cutAfterBytes: 0 } : "pass"));
+  const libsqlUrl = new URL(new URL(fresh.url).pathname, proxy.url).href;
+  edge = await startWranglerDev({ libsqlUrl, runnerToken: "edge-db-connection-runner-token-0123", persistTo: join(dir, "r2") });
+  user = await signInToEdge(edge.url, fresh.db);
+}, 120_000);
+afterAll(async () => {
+  await edge?.close();
+  await proxy?.close();
+  await server?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+function mp4(bytes: number): Blob {
+  const b = new Uint8Array(bytes);
+  b.set([0, 0, 0, 0x18, ...Buffer.from("ftypisom"), 0, 0, 2, 0, ...Buffer.from("isomiso2")], 0);
+  return new Blob([b], { type: "video/mp4" });
+}
+
+async function postForm(files: number, bytes: number): Promise<{ status: number; code: string }> {
+  const form = new FormData();
+  form.append("variations", "1");
+  for (let i = 0; i < files; i++) form.append("videos", mp4(bytes), `clip-${i}.mp4`);
+  const res = await user.call("/api/jobs", { method: "POST", body: form });
+  const text = await res.text();
+  return { status: res.status, code: text.startsWith("{") ? JSON.parse(text).error?.code : text.slice(0, 80) };
+}
+
+describe("POST /api/jobs refused part-way through its body", () => {
+  for (const bytes of [100 * 1024, 2 * 1024 * 1024]) {
+    it(`answers 11 videos of ${bytes / 1024} KiB with 400, then an upload with no video with 400, twice over`, async () => {
+      const replies = [];
+      for (let round = 0; round < 2; round++) replies.push(await postForm(11, bytes), await postForm(0, 0));
+      const bad = { status: 400, code: "invalid_request" };
+      expect(replies).toEqual([bad, bad, bad, bad]);
+    });
+  }
+});
+
+describe("the edge's connection to the database", () => {
+  it("answers a request whose database read lost its connection with 200, not 503 db_unavailable", async () => {
+    const before = proxy.events.length;
+    cutNext = 1;
+    const res = await user.call("/api/jobs");
+    const text = await res.text();
+    expect({ status: res.status, text: text.slice(0, 120) }).toMatchObject({ status: 200 });
+    const seen = proxy.events.slice(before).map((e) => e.verdict);
+    expect(seen.slice(0, 2)).toEqual(["cut", "pass"]);
+  });
+
+  it("answers 503 db_unavailable when the read's retry loses its connection too", async () => {
+    cutNext = 2;
+    const res = await user.call("/api/jobs");
+    expect([res.status, (await res.json()).error.code]).toEqual([503, "db_unavailable"]);
+    expect(cutNext).toBe(0);
+  });
+});
