@@ -8,7 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { cancelJob } from "../db/queries/jobs";
+import { cancelJob } from "../edge/lib/cancel-job";
 import { buildEncodeArgs, probeMedia, spawnFfmpeg } from "../runner/ffmpeg";
 import { deriveParams, type EffectParams } from "../runner/params";
 import { makeClip } from "../test/helpers/clips";

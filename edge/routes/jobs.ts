@@ -3,7 +3,6 @@ import { NotFoundError, UnsupportedMediaTypeError, ValidationError } from "../..
 import { newId } from "../../db/ids";
 import {
   assertJobDeletable,
-  cancelJob,
   cancelJobs,
   createJobFromUploads,
   getJob,
@@ -14,6 +13,7 @@ import {
 } from "../../db/queries/jobs";
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
+import { cancelJob } from "../lib/cancel-job";
 import { createJobFromForm } from "../lib/ingest";
 import { serveObject } from "../lib/range";
 import {

@@ -1,0 +1,171 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import type { Db } from "../../client";
+import { ConflictError, ValidationError } from "../../errors";
+import { newId } from "../../ids";
+import { ingests, jobs, sources, uploads, variations } from "../../schema";
+import { presentRecord, type JobRecord, type JobRow, type JobView, type SourceRow, type VariationRow } from "./present";
+
+export interface NewSource {
+  id: string;
+  name: string;
+  size: number;
+  contentType: string;
+  objectKey: string;
+}
+
+export interface NewJob {
+  id: string;
+  userId: string;
+  variationsPerVideo: number;
+  /** From JOB_TTL_HOURS at creation: a later config change does not move existing jobs' expiry. */
+  retentionMs: number;
+}
+
+/** Distinct random seeds in [1, 2^31 - 1]; distinct because of the job's unique (job_id, seed) index. */
+function distinctSeeds(n: number): number[] {
+  const seeds = new Set<number>();
+  while (seeds.size < n) {
+    for (const x of crypto.getRandomValues(new Uint32Array(n - seeds.size))) {
+      const seed = x >>> 1;
+      if (seed > 0) seeds.add(seed);
+    }
+  }
+  return [...seeds];
+}
+
+function buildRecord(input: NewJob, newSources: NewSource[], now: number): JobRecord {
+  const job: JobRow = {
+    id: input.id,
+    userId: input.userId,
+    status: "queued",
+    variationsPerVideo: input.variationsPerVideo,
+    totalVariations: newSources.length * input.variationsPerVideo,
+    error: null,
+    thumbnailKey: null,
+    createdAt: now,
+    startedAt: null,
+    completedAt: null,
+    cancelRequestedAt: null,
+    cancelledAt: null,
+    cancelledBy: null,
+    cancelReason: null,
+    retentionMs: input.retentionMs,
+    expiresAt: null,
+    updatedAt: now,
+  };
+  const sourceRows: SourceRow[] = newSources.map((s, i) => ({
+    ...s,
+    jobId: input.id,
+    position: i + 1,
+    durationMs: null,
+    width: null,
+    height: null,
+    hasAudio: null,
+    error: null,
+    createdAt: now,
+  }));
+  const seeds = distinctSeeds(job.totalVariations);
+  const variationRows: VariationRow[] = sourceRows.flatMap((s, si) =>
+    Array.from({ length: input.variationsPerVideo }, (_, vi): VariationRow => ({
+      id: newId(),
+      jobId: input.id,
+      sourceId: s.id,
+      position: vi + 1,
+      seed: seeds[si * input.variationsPerVideo + vi]!,
+      params: null,
+      status: "queued",
+      progress: 0,
+      attempts: 0,
+      runnerId: null,
+      leaseExpiresAt: null,
+      stopStage: null,
+      // Same timestamp for the whole job; the claim order then falls back to rowid, i.e. insertion order.
+      createdAt: now,
+      startedAt: null,
+      finishedAt: null,
+      error: null,
+      outputKey: null,
+      outputSize: null,
+    })),
+  );
+  return { job, sources: sourceRows, variations: variationRows };
+}
+
+/** Creates a queued job whose source objects are already stored: job, sources and variations in one batch. */
+export async function createJob(db: Db, input: NewJob & { sources: NewSource[] }, now: number): Promise<JobView> {
+  const record = buildRecord(input, input.sources, now);
+  await db.batch([
+    db.insert(jobs).values(record.job),
+    db.insert(sources).values(record.sources),
+    db.insert(variations).values(record.variations),
+  ]);
+  return presentRecord(record, now);
+}
+
+/**
+ * Creates the job of a form upload whose sources are stored: job, sources and variations in one batch that also
+ * deletes the ingest row. The job's owner is read from that row, so when the ingest was abandoned (or reaped) the
+ * NOT NULL user_id fails the batch and nothing is created: a commit and an abandonIngest cannot both succeed, and
+ * whoever deleted the row knows whether the objects belong to a job.
+ */
+export async function createJobFromIngest(db: Db, input: NewJob & { sources: NewSource[] }, now: number): Promise<JobView> {
+  const record = buildRecord(input, input.sources, now);
+  const owner = sql<string>`(select ${ingests.userId} from ${ingests} where ${ingests.id} = ${input.id} and ${ingests.userId} = ${input.userId})`;
+  await db.batch([
+    db.insert(jobs).values({ ...record.job, userId: owner }),
+    db.insert(sources).values(record.sources),
+    db.insert(variations).values(record.variations),
+    db.delete(ingests).where(eq(ingests.id, input.id)),
+  ]);
+  return presentRecord(record, now);
+}
+
+/**
+ * Creates a job from completed large-file uploads. One transaction: the uploads move completed → consumed
+ * (CAS, so one upload can feed only one job) and the job rows are inserted, or nothing happens.
+ */
+export async function createJobFromUploads(
+  db: Db,
+  input: NewJob & { uploadIds: string[] },
+  now: number,
+): Promise<JobView> {
+  return db.transaction(async (tx) => {
+    const rows = await tx
+      .select()
+      .from(uploads)
+      .where(and(inArray(uploads.id, input.uploadIds), eq(uploads.userId, input.userId)));
+    const byId = new Map(rows.map((u) => [u.id, u]));
+    for (const id of input.uploadIds) {
+      const u = byId.get(id);
+      if (!u) throw new ValidationError(`uploads: unknown upload ${id}`, "uploads");
+      if (u.status === "uploading") throw new ConflictError("upload_incomplete", `Upload ${id} is not complete yet`);
+      if (u.status !== "completed") throw new ConflictError("upload_used", `Upload ${id} was already used or aborted`);
+    }
+    const consumed = await tx
+      .update(uploads)
+      .set({ status: "consumed" })
+      .where(and(inArray(uploads.id, input.uploadIds), eq(uploads.userId, input.userId), eq(uploads.status, "completed")))
+      .returning({ id: uploads.id });
+    if (consumed.length !== input.uploadIds.length) {
+      throw new ConflictError("upload_used", "An upload was used by another job at the same time");
+    }
+    const record = buildRecord(
+      input,
+      input.uploadIds.map((id) => {
+        const u = byId.get(id)!;
+        return {
+          id: newId(),
+          name: u.filename,
+          size: u.size,
+          contentType: u.contentType ?? "application/octet-stream",
+          objectKey: u.objectKey,
+        };
+      }),
+      now,
+    );
+    await tx.insert(jobs).values(record.job);
+    await tx.insert(sources).values(record.sources);
+    await tx.insert(variations).values(record.variations);
+    return presentRecord(record, now);
+  });
+}

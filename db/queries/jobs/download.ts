@@ -1,0 +1,52 @@
+import { and, asc, eq, isNotNull } from "drizzle-orm";
+import type { Db } from "../../client";
+import { ConflictError, NotFoundError } from "../../errors";
+import { sources, variations } from "../../schema";
+import { assertNotExpired, loadJobRow } from "./load";
+import type { JobRow, Viewer } from "./present";
+
+export interface DownloadEntry {
+  sourceId: string;
+  sourceName: string;
+  sourcePosition: number;
+  position: number;
+  key: string;
+  size: number;
+  finishedAt: number | null;
+}
+/** The completed outputs of a finished job, in source then variation order, for the ZIP download. */
+export async function getJobDownload(
+  db: Db,
+  input: { jobId: string; viewer: Viewer },
+  now: number,
+): Promise<{ job: JobRow; entries: DownloadEntry[] }> {
+  const job = await loadJobRow(db, input.jobId, input.viewer);
+  if (job.status !== "completed" && job.status !== "cancelled") {
+    throw new ConflictError("not_downloadable", `A ${job.status} job has no download yet`);
+  }
+  assertNotExpired(job, now);
+  const rows = await db
+    .select({
+      sourceId: sources.id,
+      sourceName: sources.name,
+      sourcePosition: sources.position,
+      position: variations.position,
+      key: variations.outputKey,
+      size: variations.outputSize,
+      finishedAt: variations.finishedAt,
+    })
+    .from(variations)
+    .innerJoin(sources, eq(sources.id, variations.sourceId))
+    .where(
+      and(
+        eq(variations.jobId, job.id),
+        eq(variations.status, "completed"),
+        isNotNull(variations.outputKey),
+        isNotNull(variations.outputSize),
+      ),
+    )
+    .orderBy(asc(sources.position), asc(variations.position));
+  if (rows.length === 0) throw new NotFoundError("This job has no completed outputs", "no_outputs");
+  return { job, entries: rows.map((r) => ({ ...r, key: r.key!, size: r.size! })) };
+}
+

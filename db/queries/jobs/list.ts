@@ -1,0 +1,76 @@
+import { and, count, desc, eq, inArray, lt, or, sql } from "drizzle-orm";
+import type { Db } from "../../client";
+import { ValidationError } from "../../errors";
+import { jobs, sources, variations, type JobStatus } from "../../schema";
+import { ownedBy } from "./load";
+import { presentJob, type JobRow, type JobView, type Viewer } from "./present";
+
+export const JOB_PAGE_MAX = 100;
+
+function encodeCursor(job: JobRow): string {
+  return btoa(`${job.createdAt}:${job.id}`).replace(/=+$/, "");
+}
+
+function decodeCursor(cursor: string): { createdAt: number; id: string } {
+  let text: string;
+  try {
+    text = atob(cursor);
+  } catch {
+    throw new ValidationError("cursor: not a cursor returned by this API", "cursor");
+  }
+  const m = /^(\d{1,16}):([0-9a-z]{1,40})$/.exec(text);
+  if (!m) throw new ValidationError("cursor: not a cursor returned by this API", "cursor");
+  return { createdAt: Number(m[1]), id: m[2]! };
+}
+
+/** Newest first, keyset-paginated on (created_at, id) so pages stay stable while jobs are added. */
+export async function listJobs(
+  db: Db,
+  input: { viewer: Viewer; status?: JobStatus; limit: number; cursor?: string },
+  now: number,
+): Promise<{ jobs: JobView[]; nextCursor: string | null }> {
+  const after = input.cursor ? decodeCursor(input.cursor) : undefined;
+  const page = await db
+    .select()
+    .from(jobs)
+    .where(
+      and(
+        ownedBy(input.viewer),
+        input.status ? eq(jobs.status, input.status) : undefined,
+        after
+          ? or(lt(jobs.createdAt, after.createdAt), and(eq(jobs.createdAt, after.createdAt), lt(jobs.id, after.id)))
+          : undefined,
+      ),
+    )
+    .orderBy(desc(jobs.createdAt), desc(jobs.id))
+    .limit(input.limit + 1);
+  const pageJobs = page.slice(0, input.limit);
+  if (pageJobs.length === 0) return { jobs: [], nextCursor: null };
+  const ids = pageJobs.map((j) => j.id);
+  const [sourceRows, countRows] = await db.batch([
+    db.select().from(sources).where(inArray(sources.jobId, ids)),
+    db
+      .select({
+        jobId: variations.jobId,
+        sourceId: variations.sourceId,
+        status: variations.status,
+        n: count(),
+        progressSum: sql<number>`coalesce(sum(${variations.progress}), 0)`.mapWith(Number),
+      })
+      .from(variations)
+      .where(inArray(variations.jobId, ids))
+      .groupBy(variations.jobId, variations.sourceId, variations.status),
+  ]);
+  return {
+    jobs: pageJobs.map((j) =>
+      presentJob(
+        j,
+        sourceRows.filter((s) => s.jobId === j.id),
+        countRows.filter((c) => c.jobId === j.id),
+        null,
+        now,
+      ),
+    ),
+    nextCursor: page.length > input.limit ? encodeCursor(pageJobs[pageJobs.length - 1]!) : null,
+  };
+}

@@ -1,0 +1,35 @@
+import { and, eq } from "drizzle-orm";
+import type { Db } from "../../client";
+import { NotFoundError } from "../../errors";
+import { variations } from "../../schema";
+import { assertNotExpired, loadJobRow, loadRecord } from "./load";
+import { presentRecord, type JobView, type Viewer } from "./present";
+
+export async function getJob(db: Db, input: { jobId: string; viewer: Viewer }, now: number): Promise<JobView> {
+  return presentRecord(await loadRecord(db, input.jobId, input.viewer), now);
+}
+
+/** One completed output (for in-page preview); the output id is the variation id. */
+export async function getJobOutput(
+  db: Db,
+  input: { jobId: string; outputId: string; viewer: Viewer },
+  now: number,
+): Promise<{ key: string; size: number }> {
+  const job = await loadJobRow(db, input.jobId, input.viewer);
+  assertNotExpired(job, now);
+  const [row] = await db
+    .select({ key: variations.outputKey, size: variations.outputSize })
+    .from(variations)
+    .where(
+      and(eq(variations.id, input.outputId), eq(variations.jobId, job.id), eq(variations.status, "completed")),
+    );
+  if (!row?.key || row.size === null) throw new NotFoundError("No such output");
+  return { key: row.key, size: row.size };
+}
+
+export async function getJobThumbnailKey(db: Db, input: { jobId: string; viewer: Viewer }): Promise<string> {
+  const job = await loadJobRow(db, input.jobId, input.viewer);
+  if (!job.thumbnailKey) throw new NotFoundError("This job has no thumbnail", "no_thumbnail");
+  return job.thumbnailKey;
+}
+
