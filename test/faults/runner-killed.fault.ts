@@ -1,7 +1,6 @@
-import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeClip, probeFile } from "../helpers/clips";
+import { makeClip } from "../helpers/clips";
 import { isAlive } from "../helpers/runner";
 import { expectCleanEndState, report, startFaultStack, until, variationRows, type FaultStack } from "./support";
 
@@ -14,14 +13,15 @@ afterAll(() => fs?.stop());
 
 describe("fault: a runner is SIGKILLed mid-encode while a second runner is alive", () => {
   it("has the other runner finish the variation after the lease expires: one output each, no orphan, job completed", async () => {
-    // Long enough (~2–4 s of encoding at 640x360) that the kill lands while FFmpeg is at work.
-    const clip = await makeClip({ seconds: 20, width: 640, height: 360 });
+    // Long enough (several seconds of encoding at 640x360) that an orphan would visibly encode on.
+    const clip = await makeClip({ seconds: 60, width: 640, height: 360 });
     const job = await fs.user.createJob([clip], 3);
 
     // Wait for an encode with real progress, then kill the runner that owns it (its whole process group: the
-    // Node process; FFmpeg sits in a group of its own and is left to notice on its own).
-    const started = await fs.waitForLog(/^\[(runner-\d)\] .*ffmpeg started variation=(\w+) pid=(\d+)/);
-    const [, victim, variationId, pid] = /^\[(runner-\d)\] .*ffmpeg started variation=(\w+) pid=(\d+)/.exec(started)!;
+    // Node process; FFmpeg sits in a group of its own and dies by the parent-death signal set at its start).
+    const re = /^\[(runner-\d)\] .*ffmpeg started variation=(\w+) attempt=\d+ pid=(\d+)/;
+    const started = await fs.waitForLog(re);
+    const [, victim, variationId, pid] = re.exec(started)!;
     await until("the encode to report progress", async () => {
       const [row] = await fs.db.all<{ progress: number }>(sql`SELECT progress FROM variations WHERE id = ${variationId}`);
       return row && row.progress > 0;
@@ -32,7 +32,8 @@ describe("fault: a runner is SIGKILLed mid-encode while a second runner is alive
     process.kill(-victimPid, "SIGKILL");
     expect(await isAlive(Number(pid))).toBe(true); // really mid-encode at the kill
 
-    const orphanExitMs = await until("the orphaned FFmpeg to exit", async () => !(await isAlive(Number(pid))) && Date.now() - killedAt, 10_000, 50);
+    const orphanExitMs = await until("the orphaned FFmpeg to exit", async () => !(await isAlive(Number(pid))) && Date.now() - killedAt, 10_000, 20);
+    expect(orphanExitMs).toBeLessThan(2000);
     const takeover = await fs.waitForLog(new RegExp(`^\\[${survivor}\\] .*claimed variation variation=${variationId}`), 30_000);
     const takeoverMs = Date.now() - killedAt;
     await until("the job to complete", async () => (await fs.user.getJob(job.id)).status === "completed", 120_000, 200);
@@ -46,13 +47,6 @@ describe("fault: a runner is SIGKILLed mid-encode while a second runner is alive
     const listed = (await fs.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
     expect(listed).toEqual(rows.map((r) => r.outputKey).sort());
     const end = await expectCleanEndState(fs, [job.id]);
-    // What the orphan did with its time: if its partial file is a whole, playable encode, it ran to the end
-    // (FFmpeg does not notice that its parent died); the dead runner's next start sweeps the file.
-    const orphanFile = join(fs.dataDir, "runner", victim!.slice("runner-".length), job.id, `${variationId}.part.mp4`);
-    const orphanOutput = await probeFile(orphanFile).then(
-      (p) => `${orphanFile.slice(fs.dir.length)}: ${p.durationMs} ms playable`,
-      (e: unknown) => `not playable or gone (${String(e).slice(0, 80)})`,
-    );
     const survivorEncodeMs = /ffmpeg finished variation=\w+ ms=(\d+)/.exec(
       fs.linesOf(survivor).find((l) => l.includes(`ffmpeg finished variation=${variationId}`)) ?? "",
     )?.[1];
@@ -60,7 +54,6 @@ describe("fault: a runner is SIGKILLed mid-encode while a second runner is alive
       killed: `${victim} (pid ${victimPid}) while FFmpeg pid ${pid} encoded variation ${variationId}`,
       orphanedFfmpegExitedAfterMs: orphanExitMs,
       sameEncodeOnSurvivorMs: survivorEncodeMs,
-      orphanOutput,
       takenOverBy: survivor,
       takeoverAfterMs: takeoverMs,
       takeoverLine: takeover.slice(0, 160),

@@ -8,7 +8,7 @@ import { outputKey } from "../../db/keys";
 import { variations } from "../../db/schema";
 import { BlobClient } from "../../runner/blobs";
 import { makeClip, makeNotAVideo, probeFile } from "../helpers/clips";
-import { startDbProxy } from "../helpers/db-proxy";
+import { dropFirstReply, startDbProxy } from "../helpers/db-proxy";
 import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
 import { startInProcessRunner, startRunnerProcess, type InProcessRunner, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows } from "../helpers/seed";
@@ -171,7 +171,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
   it("keeps a completed output whose database reply was lost: recorded, listed once and downloadable", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
     // The completion's batch commits, then the connection is reset before the reply: the runner retries it.
-    const proxy = await startDbProxy(stack.libsqlUrl, (body) => body.includes("status = 'completed'") && body.includes("output_key"));
+    const proxy = await startDbProxy(stack.libsqlUrl, dropFirstReply((body) => body.includes("status = 'completed'") && body.includes("output_key")));
     cleanup.push(() => proxy.close());
     const r = await inProcessRunner({ LIBSQL_URL: proxy.url, WORK_DIR: await stack.workDir() });
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);

@@ -4,6 +4,7 @@ import { eq } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runners } from "../../db/schema";
 import { makeClip } from "../helpers/clips";
+import { startDbProxy } from "../helpers/db-proxy";
 import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
 import { BlobClient, BlobError } from "../../runner/blobs";
 import { isAlive, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
@@ -92,7 +93,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     expect(runner.logs()).toMatch(/stop stage q .*reason=shutdown/);
     expect(await isAlive(pid)).toBe(false);
     const [row] = await getVariationRows(stack.db, job.id);
-    expect(row).toMatchObject({ status: "queued", attempts: 0, runnerId: null, leaseExpiresAt: null, progress: 0 });
+    expect(row).toMatchObject({ status: "queued", attempts: 0, leaseExpiresAt: null, progress: 0 });
     expect(await stack.db.select().from(runners).where(eq(runners.id, runnerId))).toEqual([]);
     expect((await filesUnder(workDir)).filter((f) => f.endsWith(".mp4"))).toEqual([]);
 
@@ -100,6 +101,43 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     runnerProcess({ WORK_DIR: await stack.workDir() });
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 90_000, 200);
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1 });
+  });
+
+  it("stops FFmpeg first and exits within Docker's 10 s on SIGTERM even while the database does not answer", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 30 })], 1);
+    const proxy = await startDbProxy(stack.libsqlUrl);
+    cleanup.push(() => proxy.close());
+    const runner = runnerProcess({ LIBSQL_URL: proxy.url, WORK_DIR: await stack.workDir(), STOP_GRACE_MS: "2000", LEASE_MS: "30000" });
+    await waitFor("the encode to be under way", async () => (await getVariationRows(stack.db, job.id))[0]?.progress, 60_000, 50);
+    const pid = runner.ffmpegPids()[0]!;
+    // From now on every database request hangs for a minute: the tick in flight, the hand-back, the deregistration.
+    proxy.setRule(() => ({ holdMs: 60_000 }));
+    await waitFor("a request to be held", async () => proxy.held.length > 0, 10_000, 20);
+
+    const t0 = performance.now();
+    runner.child.kill("SIGTERM");
+    await waitFor("FFmpeg to be gone", async () => !(await isAlive(pid)), 6_000, 20);
+    const ffmpegGoneMs = performance.now() - t0;
+    const exit = await runner.exited;
+    const elapsed = performance.now() - t0;
+    expect(exit.code).toBe(0);
+    expect(elapsed).toBeLessThan(10_000);
+    // The stop sequence did not wait behind the database (q is answered in well under a second).
+    expect(ffmpegGoneMs).toBeLessThan(3_000);
+    expect(runner.logs()).toMatch(/stop stage q .*reason=shutdown/);
+  });
+
+  it("stops an encode that makes no progress for STALL_MS, retries it and fails it as \"encode stalled\" at the cap", async () => {
+    const stub = await makeStubbornFfmpeg();
+    cleanup.push(() => rm(dirname(stub.path), { recursive: true, force: true }));
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const runner = runnerProcess({ FFMPEG_PATH: stub.path, STALL_MS: "1500", STOP_GRACE_MS: "300", WORK_DIR: await stack.workDir() });
+    await waitFor("the job to end", async () => (await getJobRow(stack.db, job.id))?.status === "failed", 60_000, 100);
+    const [row] = await getVariationRows(stack.db, job.id);
+    expect(row).toMatchObject({ status: "failed", attempts: 3, error: "encode stalled (no progress for 2 s)" });
+    expect((await stack.user.getJob(job.id)).error).toMatch(/encode stalled/);
+    expect(runner.logs().match(/encode stalled: stopping it/g)).toHaveLength(3);
+    for (const pid of runner.ffmpegPids()) expect(await isAlive(pid)).toBe(false);
   });
 
   it("kills FFmpeg at once on a second signal instead of waiting out the grace periods", async () => {

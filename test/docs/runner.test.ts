@@ -1,0 +1,295 @@
+// Keeps the transition tables of docs/runner.md true: every row is performed against a real database (the local
+// libSQL server) and its result checked, and every scenario this file knows must be a row of a table.
+import { readFileSync } from "node:fs";
+import { eq, sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Db } from "../../db/client";
+import { requestCancel } from "../../db/queries/jobs";
+import {
+  cancelVariation,
+  claimVariation,
+  failSourceVariations,
+  failVariation,
+  finishVariation,
+  MAX_ATTEMPTS,
+  recordVariationParams,
+  recoverExpiredLeases,
+  releaseVariation,
+  requeueVariation,
+  runnerRoundTrip,
+} from "../../db/queries/variations";
+import { jobs, variations } from "../../db/schema";
+import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
+import { freshDb, seedJob, type SeededJob } from "../helpers/seed";
+
+let server: TestLibsqlServer;
+beforeAll(async () => {
+  server = await startTestLibsql();
+});
+afterAll(() => server.close());
+
+const NOW = 1_700_000_000_000;
+const LEASE = 30_000;
+const R = "r1";
+
+interface Row {
+  from: string;
+  to: string;
+  fn: string;
+}
+
+/** The rows of the table under `heading` in docs/runner.md. */
+function table(heading: string): Row[] {
+  const doc = readFileSync(new URL("../../docs/runner.md", import.meta.url), "utf8");
+  const start = doc.indexOf(heading);
+  expect(start, `docs/runner.md has "${heading}"`).toBeGreaterThan(-1);
+  const lines = doc.slice(start).split("\n").slice(1);
+  const rows: Row[] = [];
+  let inTable = false;
+  for (const line of lines) {
+    if (!line.startsWith("|")) {
+      if (inTable) break;
+      continue;
+    }
+    inTable = true;
+    const cells = line.split("|").slice(1, -1).map((c) => c.trim());
+    if (cells[0] === "from" || /^-+$/.test(cells[0]!)) continue;
+    rows.push({ from: cells[0]!, to: cells[1]!, fn: cells[2]! });
+  }
+  return rows;
+}
+
+const key = (r: Row) => `${r.from} → ${r.to}: ${r.fn}`;
+
+async function variation(db: Db, id: string) {
+  const [row] = await db.select().from(variations).where(eq(variations.id, id));
+  return row!;
+}
+const vStatus = async (db: Db, id: string) => {
+  const v = await variation(db, id);
+  // "expired" is a running row whose lease is in the past (documented as such).
+  return v.status === "running" && v.leaseExpiresAt !== null && v.leaseExpiresAt < NOW + 10 ? "expired" : v.status;
+};
+const jStatus = async (db: Db, id: string) => (await db.select().from(jobs).where(eq(jobs.id, id)))[0]!.status;
+
+async function seed(db: Db, n = 1): Promise<SeededJob & { v: string }> {
+  const job = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: n, createdAt: NOW - 1000 });
+  return { ...job, v: job.variationIds[0]! };
+}
+const claim = async (db: Db, now = NOW) => (await claimVariation(db, { runnerId: R, leaseMs: LEASE, now }))!;
+const own = (v: string, attempt = 1) => ({ variationId: v, runnerId: R, attempt });
+const viewer = (job: SeededJob) => ({ id: job.userId, email: `${job.userId}@test.local`, role: "user" as const });
+const cancelRequested = (db: Db, jobId: string) =>
+  db.run(sql`UPDATE jobs SET cancel_requested_at = ${NOW}, status = 'cancelling' WHERE id = ${jobId}`);
+const atCap = (db: Db, v: string) => db.run(sql`UPDATE variations SET attempts = ${MAX_ATTEMPTS} WHERE id = ${v}`);
+const finish = (db: Db, v: string, jobId: string, attempt = 1) =>
+  finishVariation(db, { ...own(v, attempt), outputKey: `outputs/${jobId}/${v}.a${attempt}.mp4`, outputSize: 1, now: NOW + 5 });
+
+/** Each scenario puts its subject in `from`, performs the arrow and returns [status before, status after]. */
+type Scenario = (db: Db) => Promise<[string, string]>;
+
+const variationScenarios: Record<string, Scenario> = {
+  "queued → running: runnerRoundTrip: claim": async (db) => {
+    const j = await seed(db);
+    const before = await vStatus(db, j.v);
+    await runnerRoundTrip(db, { runnerId: R, now: NOW, leaseMs: LEASE, claim: 1 });
+    return [before, await vStatus(db, j.v)];
+  },
+  "queued → cancelled: requestCancel": async (db) => {
+    const j = await seed(db, 2);
+    await claim(db);
+    const other = j.variationIds[1]!;
+    const before = await vStatus(db, other);
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW + 1);
+    return [before, await vStatus(db, other)];
+  },
+  "queued → failed: failSourceVariations": async (db) => {
+    const j = await seed(db, 2);
+    await claim(db);
+    const other = j.variationIds[1]!;
+    const before = await vStatus(db, other);
+    await failSourceVariations(db, { sourceId: j.sourceIds[0]!, error: "not a decodable video", now: NOW + 1 });
+    return [before, await vStatus(db, other)];
+  },
+  "running → completed: finishVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await vStatus(db, j.v);
+    expect(await finish(db, j.v, j.jobId)).toBe(true);
+    return [before, await vStatus(db, j.v)];
+  },
+  "completed → completed: finishVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await finish(db, j.v, j.jobId);
+    const before = await vStatus(db, j.v);
+    expect(await finish(db, j.v, j.jobId)).toBe(true);
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → failed: failVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await vStatus(db, j.v);
+    await failVariation(db, { ...own(j.v), error: "ffmpeg exited with code 1", now: NOW + 1 });
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → cancelled: cancelVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancelRequested(db, j.jobId);
+    const before = await vStatus(db, j.v);
+    await cancelVariation(db, { ...own(j.v), stopStage: "q", now: NOW + 1 });
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → queued: releaseVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await vStatus(db, j.v);
+    await releaseVariation(db, { ...own(j.v), now: NOW + 1 });
+    expect((await variation(db, j.v)).attempts).toBe(0);
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → cancelled: releaseVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancelRequested(db, j.jobId);
+    const before = await vStatus(db, j.v);
+    await releaseVariation(db, { ...own(j.v), now: NOW + 1 });
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → queued: requeueVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await vStatus(db, j.v);
+    await requeueVariation(db, { ...own(j.v), error: "edge unreachable", now: NOW + 1 });
+    expect((await variation(db, j.v)).attempts).toBe(1);
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → failed: requeueVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await atCap(db, j.v);
+    const before = await vStatus(db, j.v);
+    await requeueVariation(db, { ...own(j.v, MAX_ATTEMPTS), error: "encode stalled", now: NOW + 1 });
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → queued: runnerRoundTrip: stranded": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await vStatus(db, j.v);
+    await runnerRoundTrip(db, { runnerId: R, now: NOW + 1, leaseMs: LEASE, inHand: [] });
+    expect((await variation(db, j.v)).attempts).toBe(0);
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → expired: runnerRoundTrip: stranded": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await recordVariationParams(db, { ...own(j.v), params: { zoom: 1 } });
+    const before = await vStatus(db, j.v);
+    await runnerRoundTrip(db, { runnerId: R, now: NOW + 1, leaseMs: LEASE, inHand: [] });
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → queued: recoverExpiredLeases": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await vStatus(db, j.v);
+    await recoverExpiredLeases(db, NOW + LEASE + 1);
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → failed: recoverExpiredLeases": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await atCap(db, j.v);
+    const before = await vStatus(db, j.v);
+    await recoverExpiredLeases(db, NOW + LEASE + 1);
+    expect((await variation(db, j.v)).error).toBe(`runner lost ${MAX_ATTEMPTS} times (lease expired); giving up`);
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → cancelled: recoverExpiredLeases": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancelRequested(db, j.jobId);
+    const before = await vStatus(db, j.v);
+    await recoverExpiredLeases(db, NOW + LEASE + 1);
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → failed: failSourceVariations": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await vStatus(db, j.v);
+    await failSourceVariations(db, { sourceId: j.sourceIds[0]!, error: "not a decodable video", now: NOW + 1 });
+    return [before, await vStatus(db, j.v)];
+  },
+};
+
+const jobScenarios: Record<string, Scenario> = {
+  "queued → processing: runnerRoundTrip: claim": async (db) => {
+    const j = await seed(db);
+    const before = await jStatus(db, j.jobId);
+    await runnerRoundTrip(db, { runnerId: R, now: NOW, leaseMs: LEASE, claim: 1 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "queued → cancelled: requestCancel": async (db) => {
+    const j = await seed(db);
+    const before = await jStatus(db, j.jobId);
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → cancelling: requestCancel": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await jStatus(db, j.jobId);
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW + 1);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → completed: finishVariation": async (db) => {
+    const j = await seed(db, 2);
+    await claim(db);
+    const second = await claim(db);
+    await failVariation(db, { ...own(second.id), error: "bad", now: NOW + 1 });
+    const before = await jStatus(db, j.jobId);
+    await finish(db, j.v, j.jobId);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → failed: failVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await jStatus(db, j.jobId);
+    await failVariation(db, { ...own(j.v), error: "bad", now: NOW + 1 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → cancelled: cancelVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW + 1);
+    const before = await jStatus(db, j.jobId);
+    await cancelVariation(db, { ...own(j.v), stopStage: "q", now: NOW + 2 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → completed: finishVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW + 1);
+    const before = await jStatus(db, j.jobId);
+    await finish(db, j.v, j.jobId);
+    return [before, await jStatus(db, j.jobId)];
+  },
+};
+
+describe.each([
+  ["Variation transitions", "#### Variation transitions", variationScenarios],
+  ["Job transitions", "#### Job transitions", jobScenarios],
+] as const)("docs/runner.md: %s", (_name, heading, scenarios) => {
+  const rows = table(heading);
+
+  it("lists every arrow the tests know, and the tests know every arrow it lists", () => {
+    expect(rows.map(key).sort()).toEqual(Object.keys(scenarios).sort());
+  });
+
+  it.each(rows.map((r) => [key(r), r] as const))("performs %s", async (k, row) => {
+    const scenario = scenarios[k];
+    expect(scenario, `a scenario for "${k}"`).toBeDefined();
+    const { db } = await freshDb(server, `sm_${Object.keys(scenarios).indexOf(k)}_${heading.length}`);
+    expect(await scenario!(db)).toEqual([row.from, row.to]);
+  });
+});
