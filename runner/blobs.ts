@@ -2,6 +2,7 @@ import { asLocalError } from "./local-errors";
 import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { Readable } from "node:stream";
+import { delay } from "./delay";
 
 /** An edge blob call failed. `transient` errors (network, 5xx, 429) are worth retrying; 4xx are not. */
 export class BlobError extends Error {
@@ -155,7 +156,7 @@ export class BlobClient {
         } catch {
           have = 0;
         }
-        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+        await delay(200 * 2 ** attempt);
       }
     }
   }

@@ -6,6 +6,7 @@ import { createLogger, errorMessage } from "./log";
 import { Runner } from "./loop";
 import { RunnerMetrics, startMetricsServer, type MetricsServer } from "./metrics";
 import { installSignalHandlers } from "./shutdown";
+import { delay } from "./delay";
 
 const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
@@ -52,7 +53,7 @@ async function main(): Promise<void> {
     } catch (err) {
       if (attempt >= 30) throw err;
       log.warn("cannot reach the database yet; retrying", { attempt, error: errorMessage(err) });
-      await new Promise((r) => setTimeout(r, 1000));
+      await delay(1000);
     }
   }
 }

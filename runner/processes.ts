@@ -2,6 +2,7 @@ import type { StopStage } from "../db/queries/variations";
 import type { FfmpegExit, FfmpegProcess } from "./ffmpeg";
 import type { Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
+import { signalGroup } from "./process-group";
 
 /** Why a running variation is stopped: its job was cancelled, another attempt owns it, the runner shuts down, or the encode stalled. */
 export type StopReason = "cancel" | "lost" | "shutdown" | "stall";
@@ -87,11 +88,7 @@ export class ProcessRegistry {
   }
 
   private signal(e: Entry, sig: NodeJS.Signals): void {
-    try {
-      process.kill(-e.proc.pid, sig);
-    } catch {
-      // ESRCH: the group is already gone.
-    }
+    signalGroup(e.proc.pid, sig);
   }
 
   private async sequence(id: string, e: Entry, reason: StopReason): Promise<StopOutcome> {

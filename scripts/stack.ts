@@ -9,6 +9,8 @@ import { createDb } from "../db/client";
 import { migrateDb } from "../db/migrate";
 import { generatePassword } from "../db/passwords";
 import { countUsers, createUser } from "../db/queries/users";
+import { delay } from "../runner/delay";
+import { signalGroup, stopProcessGroup } from "../runner/process-group";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -97,21 +99,15 @@ class Child {
 
   /** Signals the whole process group: wrangler's workerd and any grandchildren go too. */
   signal(sig: NodeJS.Signals): void {
-    try {
-      process.kill(-this.proc.pid!, sig);
-    } catch {
-      // group already gone
-    }
+    signalGroup(this.proc.pid!, sig);
   }
 
   async stop(graceMs: number): Promise<void> {
-    if (this.running) this.signal("SIGTERM");
-    const timer = setTimeout(() => this.signal("SIGKILL"), graceMs);
-    await this.exited;
-    clearTimeout(timer);
+    if (this.running) await stopProcessGroup(this.proc.pid!, this.exited, graceMs);
+    else await this.exited;
     // The leader may exit before its group (workerd under wrangler): make sure nothing of the group survives.
     this.signal("SIGKILL");
-    for (let i = 0; i < 50 && liveGroupMembers(this.proc.pid!).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 50 && liveGroupMembers(this.proc.pid!).length > 0; i++) await delay(100);
   }
 }
 
@@ -130,7 +126,7 @@ async function waitFor(what: string, child: Child, probe: () => Promise<boolean>
   while (Date.now() < deadline) {
     if (!child.running) throw new Error(`${what} exited before it was ready`);
     if (await probe().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 200));
+    await delay(200);
   }
   throw new Error(`${what} was not ready within ${timeoutMs / 1000} s`);
 }

@@ -28,9 +28,9 @@ describe("fault: a runner is SIGKILLed mid-encode while a second runner is alive
     }, 30_000, 50);
     const victimPid = fs.stack.pids[victim!]!;
     const survivor = victim === "runner-1" ? "runner-2" : "runner-1";
+    expect(await isAlive(Number(pid))).toBe(true); // really mid-encode when the kill is sent
     const killedAt = Date.now();
     process.kill(-victimPid, "SIGKILL");
-    expect(await isAlive(Number(pid))).toBe(true); // really mid-encode at the kill
 
     const orphanExitMs = await until("the orphaned FFmpeg to exit", async () => !(await isAlive(Number(pid))) && Date.now() - killedAt, 10_000, 20);
     expect(orphanExitMs).toBeLessThan(2000);

@@ -9,6 +9,7 @@ import { loadRunnerConfig, type RunnerConfig } from "../../runner/config";
 import { createLogger, type LogLevel } from "../../runner/log";
 import { Runner } from "../../runner/loop";
 import { RunnerMetrics } from "../../runner/metrics";
+import { signalGroup } from "../../runner/process-group";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -83,11 +84,7 @@ export function startRunnerProcess(env: Record<string, string>): RunnerProcess {
 
 /** SIGKILL a process group (FFmpeg runs in its own), ignoring "no such process". */
 export function killGroup(pid: number): void {
-  try {
-    process.kill(-pid, "SIGKILL");
-  } catch {
-    // gone
-  }
+  signalGroup(pid, "SIGKILL");
 }
 
 /** True while a process exists (and is not a zombie waiting to be reaped). */

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "./ports";
+import { stopProcessGroup } from "../../runner/process-group";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const WRANGLER = join(ROOT, "node_modules/.bin/wrangler");
@@ -87,20 +88,7 @@ export async function startWranglerDev(opts: {
   };
   const close = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return removeOwnDir();
-    try {
-      process.kill(-child.pid!, "SIGTERM");
-    } catch {
-      return removeOwnDir();
-    }
-    const done = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
-    if (!done) {
-      try {
-        process.kill(-child.pid!, "SIGKILL");
-      } catch {
-        // already gone
-      }
-      await exited;
-    }
+    await stopProcessGroup(child.pid!, exited, 5000);
     await removeOwnDir();
   };
 
