@@ -1,14 +1,16 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
+import { finalizeJobStatement } from "../finalize";
 import { reapStatement } from "./claim";
 import { runnerRoundTrip } from "./round-trip";
 
 /**
  * For the edge cron: running variations whose lease expired and that no runner took over. Attempt cap reached →
  * failed "runner lost 3 times"; job asked to cancel → cancelled; otherwise back to queued (the attempt stays
- * counted). Returns the ids of the affected jobs (distinct), which the caller finalizes.
+ * counted). Like every query that moves variations, it finalizes the jobs it touched (a failed or cancelled
+ * variation may have been the last active one). Returns the affected jobs and those it finalized.
  */
-export async function recoverExpiredLeases(db: Db, now: number): Promise<string[]> {
+export async function recoverExpiredLeases(db: Db, now: number): Promise<{ jobIds: string[]; finalized: string[] }> {
   const [reaped, requeued] = await db.batch([
     reapStatement(db, now),
     db.all<{ jobId: string }>(sql`
@@ -16,7 +18,11 @@ export async function recoverExpiredLeases(db: Db, now: number): Promise<string[
       WHERE status = 'running' AND lease_expires_at < ${now}
       RETURNING job_id AS jobId`),
   ]);
-  return [...new Set([...reaped.map((r) => r.jobId), ...requeued.map((r) => r.jobId)])];
+  const finalized: string[] = [];
+  for (const jobId of new Set(reaped.map((r) => r.jobId))) {
+    if ((await finalizeJobStatement(db, sql`jobs.id = ${jobId}`, now)).length > 0) finalized.push(jobId);
+  }
+  return { jobIds: [...new Set([...reaped.map((r) => r.jobId), ...requeued.map((r) => r.jobId)])], finalized };
 }
 
 /**

@@ -330,8 +330,10 @@ describe("lease recovery", () => {
     await db.run(sql`UPDATE variations SET attempts = 3 WHERE id = ${capped.variationIds[0]!}`);
     await requestCancelRow(db, cancelling.jobId, NOW + 1);
 
-    expect(await recoverExpiredLeases(db, NOW + LEASE - 1)).toEqual([]);
-    const jobIds = await recoverExpiredLeases(db, NOW + LEASE + 1);
+    expect(await recoverExpiredLeases(db, NOW + LEASE - 1)).toEqual({ jobIds: [], finalized: [] });
+    const { jobIds, finalized } = await recoverExpiredLeases(db, NOW + LEASE + 1);
+    // The capped one failed its only variation and the cancelling one cancelled its only one: both jobs end here.
+    expect(finalized.sort()).toEqual([capped.jobId, cancelling.jobId].sort());
     expect(jobIds.sort()).toEqual([plain.jobId, capped.jobId, cancelling.jobId].sort());
     expect(await variation(db, plain.variationIds[0]!)).toMatchObject({ status: "queued", runnerId: null, attempts: 1 });
     expect((await variation(db, capped.variationIds[0]!)).status).toBe("failed");
