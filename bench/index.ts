@@ -78,7 +78,8 @@ async function main(): Promise<void> {
     "ours ≥ seed",
   );
   add("Job overhead: 6-variation job (first claim → completed) / bare FFmpeg, concurrency 2", orMissing(pick(runnerOut, /job: first claim → completed .*ratio ([\d.]+)/), "overhead ratio"), "≤ 1.05");
-  add("Job overhead incl. upload and queue wait: POST → completed / bare FFmpeg", orMissing(pick(runnerOut, /job: POST \/api\/jobs → completed .*ratio ([\d.]+)/), "POST ratio"));
+  add("Job overhead incl. upload and queue wait: POST → completed / bare FFmpeg", orMissing(pick(runnerOut, /job: POST \/api\/jobs → completed .*ratio ([\d.]+)/), "POST ratio"), "≤ 1.12");
+  add("Encode cost: our recipe / bare transcode with the same x264 settings (wall)", orMissing(pick(runnerOut, /ratio ours\/bare transcode = ([\d.]+)/), "bare ratio"), "≤ 1.15");
   add("DB round trips per busy runner-second (2 encodes, WATCH_MS 1000)", load.busyRoundTripsPerSecond.toFixed(2), "≤ 1");
   add("DB round trips per idle poll (POLL_MS 1000)", `${load.idleRoundTripsPerPoll.toFixed(2)} (${load.idleRoundTripsPerSecond.toFixed(2)}/s)`);
   add(`Claim throughput: ${claims.loops} concurrent claim loops, ${claims.variations} no-op variations (claim + finish)`, `${claims.claimsPerSecond.toFixed(0)} claims/s (${claims.seconds.toFixed(1)} s)`);

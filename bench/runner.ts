@@ -89,19 +89,25 @@ async function benchEncode(): Promise<void> {
   const ours = buildEncodeArgs({ source, output: join(dir, "ours.mp4"), params, media });
   const legacy = seedRecipeArgs(source, join(dir, "seed.mp4"), params);
   const oursArgs = ours.args.filter((a, i, all) => !(a === "-progress" || all[i - 1] === "-progress"));
+  // A bare transcode: the same x264/AAC settings, frame rate and container, no filters — the floor of any recipe.
+  const bareArgs = oursArgs
+    .filter((a, i, all) => !(a === "-vf" || all[i - 1] === "-vf"))
+    .map((a) => (a === join(dir, "ours.mp4") ? join(dir, "bare.mp4") : a));
   // Alternate the two recipes and keep each one's best run: load from other processes hits both sides.
   const runs = Number(process.env.ENCODE_RUNS ?? 2);
   const seedRuns: { wallMs: number; cpuMs: number }[] = [];
   const oursRuns: { wallMs: number; cpuMs: number }[] = [];
+  const bareRuns: { wallMs: number; cpuMs: number }[] = [];
   for (let i = 0; i < runs; i++) {
     seedRuns.push(await timedFfmpeg(legacy.args));
     oursRuns.push(await timedFfmpeg(oursArgs));
+    bareRuns.push(await timedFfmpeg(bareArgs));
   }
   const best = (rs: { wallMs: number; cpuMs: number }[]) => ({
     wallMs: Math.min(...rs.map((r) => r.wallMs)),
     cpuMs: Math.min(...rs.map((r) => r.cpuMs)),
   });
-  const [seedBest, oursBest] = [best(seedRuns), best(oursRuns)];
+  const [seedBest, oursBest, bareBest] = [best(seedRuns), best(oursRuns), best(bareRuns)];
   const [seedSsim, oursSsim] = [await ssim(join(dir, "seed.mp4"), source), await ssim(join(dir, "ours.mp4"), source)];
   const show = (r: { wallMs: number; cpuMs: number }) => `wall ${fmt(r.wallMs)}, CPU ${fmt(r.cpuMs)}`;
   console.log(`(best of ${runs} alternating runs each; all runs: seed ${seedRuns.map((r) => fmt(r.wallMs)).join(", ")}; ours ${oursRuns.map((r) => fmt(r.wallMs)).join(", ")})`);
@@ -110,6 +116,12 @@ async function benchEncode(): Promise<void> {
   console.log(
     `ratio seed/ours = ${(seedBest.wallMs / oursBest.wallMs).toFixed(2)} (wall time, best runs; target ≥ 2.5); ` +
       `CPU-time ratio ${(seedBest.cpuMs / oursBest.cpuMs).toFixed(2)}; SSIM ours ${oursSsim >= seedSsim ? "≥" : "<"} seed`,
+  );
+  const bareSsim = await ssim(join(dir, "bare.mp4"), source);
+  console.log(`bare transcode (same x264/AAC settings, no filters): ${show(bareBest)}   SSIM vs source ${bareSsim.toFixed(4)}`);
+  console.log(
+    `ratio ours/bare transcode = ${(oursBest.wallMs / bareBest.wallMs).toFixed(2)} (wall time, best runs; target ≤ 1.15); ` +
+      `CPU-time ratio ${(oursBest.cpuMs / bareBest.cpuMs).toFixed(2)}`,
   );
 
   // Subtlety over the whole parameter range, not just one seed: the same draws mapped onto both recipes.
