@@ -1,4 +1,4 @@
-import { ConflictError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
+import { ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import type { Db } from "../../db/client";
 import { abandonIngest, startIngest, touchIngest } from "../../db/queries/ingests";
@@ -226,24 +226,29 @@ export async function createJobFromForm(
   try {
     return await createJobFromIngest(db, newJob, clock());
   } catch (err) {
+    // Whether the batch committed is unknown when its reply was lost; the ingest row settles it (see
+    // createJobFromIngest). `nobodys`: no job exists and none can be created any more, so the objects may go.
     const abandoned = await abandonIngest(db, jobId).catch(() => null);
-    if (abandoned === true) {
-      await deleteKeys(bucket, form.sources.map((s) => s.objectKey)).catch((e: unknown) =>
-        console.error("could not delete the sources of a job that was not created (the orphan sweep will)", e),
-      );
-      throw err;
-    }
+    let nobodys = abandoned === true;
+    let reply = err;
     if (abandoned === false) {
       // The row is gone: the batch committed and only its reply was lost, or the ingest was reaped as stale.
       // getJob filters by owner only, so the uploader as a plain viewer reads their own job.
-      const job = await getJob(db, { jobId, viewer: { id: input.userId, email: "", role: "user" } }, clock()).catch(
-        () => null,
-      );
+      const viewer = { id: input.userId, email: "", role: "user" as const };
+      const job = await getJob(db, { jobId, viewer }, clock()).catch((e: unknown) => (e instanceof NotFoundError ? null : undefined));
       if (job) return job;
-      if (err instanceof Error && /NOT NULL/i.test(err.message)) throw stalled();
+      if (job === null) {
+        nobodys = true;
+        reply = stalled();
+      }
     }
-    // Unknown (database unreachable): the objects stay; if no job was created the orphan rule removes them later.
-    throw err;
+    if (nobodys) {
+      await deleteKeys(bucket, form.sources.map((s) => s.objectKey)).catch((e: unknown) =>
+        console.error("could not delete the sources of a job that was not created (the orphan sweep will)", e),
+      );
+    }
+    // Otherwise unknown (database unreachable): the objects stay; if no job was created the orphan rule removes them.
+    throw reply;
   }
 }
 

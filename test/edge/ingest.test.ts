@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
-import { beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
 import { newId } from "../../db/ids";
 import { sourceKey } from "../../db/keys";
@@ -22,6 +22,11 @@ let userId: string;
 beforeEach(async () => {
   db = await isolatedDb();
   userId = (await createUser(db, { email: `ingest-${newId()}@test.example`, password: "pw-for-ingest", role: "user" })).id;
+});
+
+afterEach(async () => {
+  const listing = await env.BUCKET.list();
+  await env.BUCKET.delete(listing.objects.map((o) => o.key));
 });
 
 const lifecycleDeps = () => ({ db, bucket: env.BUCKET, config: loadConfig(env) });
@@ -133,6 +138,33 @@ describe("form uploads (POST /api/jobs multipart) and the orphan rule", () => {
     expect(await env.BUCKET.head(sourceKey(dead, "s1"))).toBeNull();
     expect(await env.BUCKET.head(sourceKey(live, "s1"))).not.toBeNull();
     expect((await db.select({ id: ingests.id }).from(ingests)).map((r) => r.id)).toEqual([live]);
-    await env.BUCKET.delete(sourceKey(live, "s1"));
   });
+
+  for (const when of ["while bytes still arrive", "when the last bytes arrive"] as const) {
+    it(`answers 409 upload_expired and creates nothing when the upload stalled for over an hour (noticed ${when})`, async () => {
+      const boundary = `----ingest${newId()}`;
+      let skew = 0;
+      const clock = () => Date.now() + skew;
+      const req = pacedRequest(
+        [
+          enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="videos"; filename="a.mp4"\r\nContent-Type: video/mp4\r\n\r\n`),
+          fakeMp4(3000, 1),
+          enc.encode(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="videos"; filename="b.mp4"\r\nContent-Type: video/mp4\r\n\r\n`),
+          // Nothing arrives for two hours: the orphan rule drops the ingest and the first file.
+          async () => void (await deleteOrphanObjects(lifecycleDeps(), Date.now() + 2 * HOUR)),
+          // The next bytes come late enough to refresh the ingest, or so soon that only the create finds it gone.
+          async () => void (skew = when === "while bytes still arrive" ? 10 * 60_000 : 0),
+          fakeMp4(3000, 2),
+          enc.encode(`\r\n--${boundary}--\r\n`),
+        ],
+        `multipart/form-data; boundary=${boundary}`,
+      );
+      await expect(
+        createJobFromForm({ db, bucket: env.BUCKET, clock }, { req, userId, retentionMs: DAY, maxFileBytes: 1e6 }),
+      ).rejects.toMatchObject({ status: 409, code: "upload_expired" });
+      expect(await db.select().from(jobs)).toEqual([]);
+      expect(await db.select().from(ingests)).toEqual([]);
+      expect((await env.BUCKET.list({ prefix: "sources/" })).objects).toEqual([]);
+    });
+  }
 });

@@ -3,6 +3,7 @@ import { eq } from "drizzle-orm";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
 import { newId } from "../../db/ids";
+import { thumbnailKey } from "../../db/keys";
 import { EXPIRED_WHILE_QUEUED } from "../../db/queries/lifecycle";
 import { createJobFromUploads } from "../../db/queries/jobs";
 import { upsertRunner } from "../../db/queries/runners";
@@ -286,6 +287,14 @@ describe("bounded growth", () => {
     expect(await db.select().from(uploads).where(eq(uploads.id, up.id))).toEqual([]);
     expect(await db.select().from(uploadParts).where(eq(uploadParts.uploadId, up.id))).toEqual([]);
     expect(await keysUnder(`uploads/${up.id}`)).toEqual([]);
+  });
+
+  it("deletes a job's thumbnail with the job even when no row records it (stored after the job finished)", async () => {
+    const job = await finishedJob(NOW - 3 * DAY);
+    await env.BUCKET.put(thumbnailKey(job.id), "jpeg");
+
+    expect(await expireFinishedJobs(deps(), NOW)).toEqual({ expired: 1 });
+    expect(await env.BUCKET.head(thumbnailKey(job.id))).toBeNull();
   });
 
   it("removes runners not seen for a day and keeps offline ones seen within it", async () => {
