@@ -6,6 +6,7 @@ import { newId } from "../../db/ids";
 import { thumbnailKey } from "../../db/keys";
 import { EXPIRED_WHILE_QUEUED } from "../../db/queries/lifecycle";
 import { createJobFromUploads } from "../../db/queries/jobs";
+import { deleteFinishedJobRows } from "../../db/queries/objects";
 import { upsertRunner } from "../../db/queries/runners";
 import { createSession } from "../../db/queries/sessions";
 import { markUploadCompleted, recordUploadPart } from "../../db/queries/uploads";
@@ -267,26 +268,38 @@ describe("deleteOrphanObjects over successive ticks", () => {
 });
 
 describe("bounded growth", () => {
-  it("deletes the uploads that fed a job, with their parts, when the job is deleted", async () => {
+  it("deletes the uploads that fed a job, with their parts, when the job is deleted, and not those of an active job", async () => {
     const user = { id: userId, email: "x@test.example", role: "user" as const };
-    const up = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "big.mp4", size: 100, maxBytes: 1e9 }, NOW - 3 * DAY);
-    await recordUploadPart(db, { uploadId: up.id, partNumber: 1, etag: "etag-1", size: 100, contentType: "video/mp4" });
-    await env.BUCKET.put(`uploads/${up.id}`, fakeMp4(100));
-    await markUploadCompleted(db, up.id, NOW - 3 * DAY);
-    const job = await createJobFromUploads(
-      db,
-      { id: newId(), userId, variationsPerVideo: 1, retentionMs: DAY, uploadIds: [up.id] },
-      NOW - 3 * DAY,
-    );
+    const jobFromUpload = async (name: string) => {
+      const up = await startUpload({ db, bucket: env.BUCKET }, { user, filename: name, size: 100, maxBytes: 1e9 }, NOW - 3 * DAY);
+      await recordUploadPart(db, { uploadId: up.id, partNumber: 1, etag: "etag-1", size: 100, contentType: "video/mp4" });
+      await env.BUCKET.put(`uploads/${up.id}`, fakeMp4(100));
+      await markUploadCompleted(db, up.id, NOW - 3 * DAY);
+      const job = await createJobFromUploads(
+        db,
+        { id: newId(), userId, variationsPerVideo: 1, retentionMs: DAY, uploadIds: [up.id] },
+        NOW - 3 * DAY,
+      );
+      return { upload: up.id, job: job.id };
+    };
+    const done = await jobFromUpload("done.mp4");
+    const active = await jobFromUpload("active.mp4");
     await db
       .update(jobs)
       .set({ status: "cancelled", cancelledAt: NOW - 2 * DAY, completedAt: NOW - 2 * DAY, expiresAt: NOW - DAY })
-      .where(eq(jobs.id, job.id));
+      .where(eq(jobs.id, done.job));
 
     expect(await expireFinishedJobs(deps(), NOW)).toEqual({ expired: 1 });
-    expect(await db.select().from(uploads).where(eq(uploads.id, up.id))).toEqual([]);
-    expect(await db.select().from(uploadParts).where(eq(uploadParts.uploadId, up.id))).toEqual([]);
-    expect(await keysUnder(`uploads/${up.id}`)).toEqual([]);
+    expect(await db.select().from(uploads).where(eq(uploads.id, done.upload))).toEqual([]);
+    expect(await db.select().from(uploadParts).where(eq(uploadParts.uploadId, done.upload))).toEqual([]);
+    expect(await keysUnder(`uploads/${done.upload}`)).toEqual([]);
+
+    // The delete is a compare-and-set on the job being finished: an active job keeps its rows and its uploads.
+    expect(await deleteFinishedJobRows(db, active.job)).toBe(false);
+    expect(await db.select({ status: uploads.status }).from(uploads).where(eq(uploads.id, active.upload))).toEqual([
+      { status: "consumed" },
+    ]);
+    expect(await db.select().from(uploadParts).where(eq(uploadParts.uploadId, active.upload))).toHaveLength(1);
   });
 
   it("deletes a job's thumbnail with the job even when no row records it (stored after the job finished)", async () => {
