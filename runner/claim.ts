@@ -11,6 +11,7 @@ export interface Slotted {
 export class ClaimGate {
   private pausedUntil = 0;
   private backoffMs = 0;
+  private localBackoffMs = 0;
   /** The last claim got everything it asked for, so more work is probably waiting. */
   queueHadMore = true;
 
@@ -41,5 +42,20 @@ export class ClaimGate {
 
   edgeOk(): void {
     this.backoffMs = 0;
+  }
+
+  /**
+   * The runner's own machine failed (disk full, permissions): pause claims with the same backoff, so the work
+   * goes to runners that have room instead of this one burning every attempt in seconds. Returns the pause.
+   */
+  localTrouble(now: number): number {
+    this.localBackoffMs = Math.min(60_000, Math.max(2000, this.localBackoffMs * 2));
+    this.pausedUntil = Math.max(this.pausedUntil, now + this.localBackoffMs);
+    return this.localBackoffMs;
+  }
+
+  /** A variation completed: whatever was wrong locally is fine again. */
+  localOk(): void {
+    this.localBackoffMs = 0;
   }
 }

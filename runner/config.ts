@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { accessSync, constants } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { delimiter, isAbsolute, join } from "node:path";
@@ -14,7 +15,9 @@ const Schema = z
     RUNNER_ID: z
       .string()
       .regex(/^[A-Za-z0-9._:-]{1,128}$/, "RUNNER_ID may only use letters, digits and . _ : -")
-      .default(`${hostname()}-${process.pid}`),
+      // Unique per process life: containers sharing a hostname (host networking) also share pids (tini's child),
+      // and two live runners with one id would take each other's work.
+      .default(`${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`),
     CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
     WORK_DIR: z.string().optional(),
     FFMPEG_PATH: z.string().default("ffmpeg"),

@@ -49,7 +49,15 @@ export function ffmpegLocalError(stderr: string, what: string): LocalError | nul
   return hit ? new LocalError(hit.code, what) : null;
 }
 
-/** Removes absolute paths from a message that may reach a user ("/tmp/x/y.mp4: Invalid data" → "y.mp4: …"). */
+/**
+ * Removes what is internal from a message that may reach a user: absolute paths ("/tmp/x/y.mp4: Invalid data" →
+ * "y.mp4: …"), object keys ("outputs/j/v.a1.mp4" → "the stored file") and URLs ("http://edge:8787/…" → "the
+ * service"). A path must start the message or follow a space, quote, parenthesis or "=", so ordinary words with a
+ * slash in them are left alone.
+ */
 export function scrubPaths(message: string): string {
-  return message.replace(/(?:[A-Za-z]:)?(?:\/[^\s/'":]+){2,}\/?/g, (p) => p.split("/").filter(Boolean).pop() ?? "file");
+  return message
+    .replace(/\bhttps?:\/\/[^\s'"()]*[^\s'"():,.]/g, "the service")
+    .replace(/(^|[\s'"(=])\/(?:[^\s/'"]+\/)+([^\s/'"]+)/g, (_m, pre: string, base: string) => `${pre}${base}`)
+    .replace(/\b(?:sources|uploads|outputs|thumbs)\/[^\s'"():]+/g, "the stored file");
 }

@@ -36,7 +36,26 @@ export interface RunnerDeps {
  * POLL_MS while idle, and right away when a slot frees up while the queue still had work.
  */
 /** All of a graceful shutdown after the signal: inside Docker's default 10 s with room to exit. */
-const SHUTDOWN_BUDGET_MS = 8000;
+const SHUTDOWN_BUDGET_MS = 7000;
+/** Edge failures per source this runner hands back without counting an attempt. */
+const EDGE_REFUNDS_PER_SOURCE = 5;
+
+/** Counts per key, bounded in keys (oldest forgotten first): forgetting only ever grants a few more refunds. */
+class RefundBudget {
+  private readonly used = new Map<string, number>();
+  constructor(
+    private readonly perKey: number,
+    private readonly maxKeys = 1000,
+  ) {}
+
+  take(key: string): boolean {
+    const n = this.used.get(key) ?? 0;
+    this.used.delete(key);
+    this.used.set(key, n + 1);
+    while (this.used.size > this.maxKeys) this.used.delete(this.used.keys().next().value!);
+    return n < this.perKey;
+  }
+}
 
 export class Runner {
   readonly processes: ProcessRegistry;
@@ -60,6 +79,7 @@ export class Runner {
   private workDirDirty = false;
   private readonly background = new Set<Promise<unknown>>();
   private readonly gate: ClaimGate;
+  private readonly edgeRefunds = new RefundBudget(EDGE_REFUNDS_PER_SOURCE);
 
   constructor(private readonly deps: RunnerDeps) {
     const { config, log, metrics, blobs } = deps;
@@ -91,7 +111,11 @@ export class Runner {
         log.warn("edge trouble: pausing claims", { ms });
       },
       onEdgeOk: () => this.gate.edgeOk(),
-      onDiskFull: () => log.warn("WORK_DIR is full: no claims until there is room", { min_free_bytes: config.MIN_FREE_BYTES }),
+      onLocalTrouble: (err) => {
+        const ms = this.gate.localTrouble(Date.now());
+        log.warn("local trouble: pausing claims", { ms, error: err.message });
+      },
+      mayRefund: (sourceId) => this.edgeRefunds.take(sourceId),
     };
     metrics.info.set(1, { runner_id: config.RUNNER_ID, version: deps.version });
   }
@@ -182,11 +206,14 @@ export class Runner {
 
   private async tick(): Promise<void> {
     const { config, db, log, metrics } = this.deps;
+    const room = await this.hasRoom();
+    // Every snapshot of the tasks is taken together, after the last await before the round trip.
     const now = Date.now();
     stopExpired(this.tasks.values(), now);
     if (stopStalled(this.tasks.values(), now, config.STALL_MS) > 0) log.warn("encode stalled: stopping it", { stall_ms: config.STALL_MS });
     const watched = watchedOf(this.tasks.values());
-    const free = (await this.hasRoom()) ? this.freeSlots() : 0;
+    const inHand = inHandOf(this.tasks.values());
+    const free = room ? this.freeSlots() : 0;
     const t0 = performance.now();
     metrics.ticks.inc();
     let result;
@@ -196,7 +223,7 @@ export class Runner {
         now,
         leaseMs: config.LEASE_MS,
         variations: heartbeatPayload(watched, now),
-        inHand: inHandOf(this.tasks.values()),
+        inHand,
         claim: free,
         beat: this.beat(),
       });
@@ -276,6 +303,7 @@ export class Runner {
   }
 
   private onTaskDone(task: VariationTask, outcome: TaskOutcome): void {
+    if (outcome === "completed") this.gate.localOk();
     if (this.tasks.get(task.key) === task) this.tasks.delete(task.key);
     this.deps.metrics.active.set(this.tasks.size);
     this.deps.log.debug("task done", { variation: task.id, outcome });
@@ -325,7 +353,7 @@ export class Runner {
     this.sources.abortAll();
     this.processes.stopAll("shutdown");
     const all = () => Promise.allSettled([...this.tasks.values()].map((t) => t.done));
-    await within(this.processes.allExited(), 2 * config.STOP_GRACE_MS + 500);
+    await within(this.processes.allExited(), Math.min(2 * config.STOP_GRACE_MS + 500, left()));
     if (this.processes.size > 0) {
       log.warn("FFmpeg still running after the stop sequence: killing", { processes: this.processes.size });
       this.processes.killAll();
@@ -334,7 +362,7 @@ export class Runner {
     await within(this.inFlight ?? Promise.resolve(), Math.min(1000, left()));
     await within(this.thumbnails.close(), Math.min(1000, left()));
     await within(Promise.allSettled([...this.background]), left());
-    await within(removeRunner(db, config.RUNNER_ID).catch((err) => log.warn("could not deregister", { error: errorMessage(err) })), Math.max(500, left()));
+    await within(removeRunner(db, config.RUNNER_ID).catch((err) => log.warn("could not deregister", { error: errorMessage(err) })), left());
     log.info("runner stopped");
   }
 

@@ -6,6 +6,7 @@ import { createLogger, errorMessage } from "./log";
 import { Runner } from "./loop";
 import { RunnerMetrics, startMetricsServer, type MetricsServer } from "./metrics";
 import { installSignalHandlers } from "./shutdown";
+import { DuplicateRunnerError } from "./workdir";
 import { delay } from "./delay";
 
 const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -51,7 +52,7 @@ async function main(): Promise<void> {
       await runner.start();
       break;
     } catch (err) {
-      if (attempt >= 30) throw err;
+      if (attempt >= 30 || err instanceof DuplicateRunnerError) throw err;
       log.warn("cannot reach the database yet; retrying", { attempt, error: errorMessage(err) });
       await delay(1000);
     }

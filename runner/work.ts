@@ -45,9 +45,18 @@ export interface WorkContext {
   onEdgeTrouble?: () => void;
   /** The edge answered a blob call fine again. */
   onEdgeOk?: () => void;
-  /** The runner's own disk filled up: it should hold off claiming until it has room. */
-  onDiskFull?: () => void;
+  /** The runner's own machine failed (disk, permissions): it should hold off claiming for a while. */
+  onLocalTrouble?: (err: LocalError) => void;
+  /**
+   * May this edge failure be handed back without counting an attempt? Yes for the first few per source on this
+   * runner (an edge restart must not burn attempts); after that the attempt counts, so a source the edge can never
+   * serve ends as failed instead of circling forever.
+   */
+  mayRefund?: (sourceId: string) => boolean;
 }
+
+/** A database call failed with something other than "unreachable" (a constraint, a bug): never a user's reason. */
+export class DbCallError extends Error {}
 
 /** How a variation left this runner's hands. */
 export type TaskOutcome = "completed" | "failed" | "cancelled" | "released" | "requeued" | "lost";
@@ -60,15 +69,18 @@ export const taskKey = (id: string, attempt: number) => `${id}:${attempt}`;
 /**
  * Retries a database call while the database is unreachable (a finished upload is worth recording). Safe because
  * every settle is a compare-and-set that reads the row back: a retry after a lost reply finds its own outcome.
- * The default rides out a database restart: 12 attempts, backoff 250 ms doubling to at most 2 s, ~20 s in all.
+ * By default it rides out a database restart (~20 s: backoff 250 ms doubling to at most 2 s); `until` (a time)
+ * keeps trying longer, e.g. while this attempt's lease may still be valid. Other errors become DbCallError.
  */
-async function retryDb<T>(fn: () => Promise<T>, attempts = 12): Promise<T> {
+async function retryDb<T>(fn: () => Promise<T>, opts: { attempts?: number; until?: number } = {}): Promise<T> {
+  const attempts = opts.attempts ?? 12;
   for (let i = 0; ; i++) {
     try {
       return await fn();
     } catch (err) {
-      if (!isDbUnavailable(err) || i >= attempts - 1) throw err;
-      await delay(Math.min(2000, 250 * 2 ** i));
+      if (!isDbUnavailable(err)) throw new DbCallError(errorMessage(err), { cause: err });
+      if (i >= attempts - 1 && Date.now() >= (opts.until ?? 0)) throw err;
+      await delay(Math.min(2000, 250 * 2 ** Math.min(i, 3)));
     }
   }
 }
@@ -168,7 +180,9 @@ export class VariationTask {
         if (err instanceof BlobError && err.status === 404) return await this.failSource("source file is missing from storage");
         const local = asLocalError(err, "source download failed");
         if (local) return await this.local(local);
-        if (err instanceof BlobError && err.transient) return await this.edgeDown(`source download failed: ${err.message}`);
+        if (err instanceof BlobError && err.transient && (this.ctx.mayRefund?.(c.sourceId) ?? true)) {
+          return await this.edgeDown(`source download failed: ${err.message}`);
+        }
         return await this.transient(`source download failed: ${errorMessage(err)}`);
       }
       this.ctx.onEdgeOk?.();
@@ -256,8 +270,10 @@ export class VariationTask {
       timings.upload = performance.now() - u0;
       this.phase = "settle";
       const s0 = performance.now();
-      const recorded = await retryDb(() =>
-        finishVariation(this.ctx.db, { ...this.own, outputKey: key, outputSize: size, now: Date.now() }),
+      // Keep trying while the lease may still be ours (heartbeats renew it if the database answers them).
+      const recorded = await retryDb(
+        () => finishVariation(this.ctx.db, { ...this.own, outputKey: key, outputSize: size, now: Date.now() }),
+        { until: this.leaseExpiresAt },
       );
       if (!recorded) {
         // Another attempt owns the variation (our lease expired). The key is this attempt's own, so deleting it
@@ -273,9 +289,10 @@ export class VariationTask {
     } catch (err) {
       log.error("variation failed unexpectedly", { variation: c.id, error: errorMessage(err) });
       if (this.stopReason) return await this.stopped(null, out).catch(() => "lost" as const);
-      // An unreachable database says nothing about the variation: failing it (once the database is back) would
-      // throw the work away for good. Drop it: the next successful round trip hands it back as stranded.
-      if (isDbUnavailable(err)) return "lost";
+      // An unreachable (or erroring) database says nothing about the variation: failing it would throw finished
+      // work away for good, with a database message as its reason. Drop it: the next successful round trip hands
+      // it back as stranded.
+      if (isDbUnavailable(err) || err instanceof DbCallError) return "lost";
       const local = asLocalError(err, "runner error");
       if (local) return await this.local(local, out).catch(() => "lost" as const);
       return await this.fail(`runner error: ${errorMessage(err)}`, out).catch(() => "lost" as const);
@@ -306,7 +323,7 @@ export class VariationTask {
     }
     // Shutdown (or pause): a short retry only — the process is about to exit, and the start-up (or another
     // runner's claim after the lease) hands back whatever this could not record.
-    const ok = await retryDb(() => releaseVariation(db, { ...base, stopStage: stage }), 2);
+    const ok = await retryDb(() => releaseVariation(db, { ...base, stopStage: stage }), { attempts: 2 });
     log.info("variation handed back", { variation: this.id, stage: stage ?? "none", recorded: ok });
     return ok ? "released" : "lost";
   }
@@ -346,7 +363,7 @@ export class VariationTask {
    */
   private async local(err: LocalError, partial?: string): Promise<TaskOutcome> {
     if (partial) await rm(partial, { force: true }).catch(() => {});
-    if (err.diskFull) this.ctx.onDiskFull?.();
+    this.ctx.onLocalTrouble?.(err);
     return this.transient(err.message);
   }
 

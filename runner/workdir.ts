@@ -3,6 +3,9 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { errorMessage, type Logger } from "./log";
 
+/** Another live process on this host runs with the same RUNNER_ID. Not worth retrying. */
+export class DuplicateRunnerError extends Error {}
+
 /** The file that marks a directory as one runner's own scratch space; nothing else is ever deleted. */
 export const MARKER = ".video-refresher-runner";
 
@@ -38,7 +41,13 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
     const dir = join(root, name);
     const mark = await readMark(dir);
     if (!mark) continue;
-    const predecessor = dir === own || (mark.host === hostname() && mark.pid !== process.pid && !alive(mark.pid));
+    const here = mark.host === hostname();
+    if (dir === own && here && mark.pid !== process.pid && alive(mark.pid)) {
+      // Two live runners with one RUNNER_ID would hand back each other's work every tick: refuse to start.
+      throw new DuplicateRunnerError(`RUNNER_ID ${runnerId} is already used by a live runner (pid ${mark.pid}) on this host`);
+    }
+    // Same pid as ours = a previous life of this very container (pids are not shared by live processes).
+    const predecessor = dir === own || (here && (mark.pid === process.pid || !alive(mark.pid)));
     if (!predecessor) continue;
     await rm(dir, { recursive: true, force: true }).catch((err) =>
       log.warn("could not remove a previous runner's work files", { dir: name, error: errorMessage(err) }),

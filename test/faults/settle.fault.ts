@@ -20,9 +20,10 @@ afterAll(async () => {
   await fs?.stop();
 });
 
-async function runner(name: string, dbUrl: string): Promise<RunnerProcess> {
+async function runner(name: string, dbUrl: string, env: Record<string, string> = {}): Promise<RunnerProcess> {
   const r = startRunnerProcess({
     ...FAST_RUNNER,
+    ...env,
     LIBSQL_URL: dbUrl,
     LIBSQL_AUTH_TOKEN: fs.stack.libsqlAuthToken,
     EDGE_URL: fs.stack.edgeUrl,
@@ -75,12 +76,14 @@ describe("fault: settling a finished variation", () => {
 
   it("keeps exactly one recorded, downloadable object when the record stalls past the lease while a second runner waits", async () => {
     const p = await proxy();
-    const a = await runner("slow-settle", p.url);
+    // A lease long enough that a stalled event loop on a loaded machine cannot lose it between heartbeats.
+    const lease = { LEASE_MS: "6000" };
+    const a = await runner("slow-settle", p.url, lease);
     const job = await fs.user.createJob([await makeClip({ seconds: 2 })], 1);
     await a.waitForLog(/claimed variation/, 60_000);
-    // The completion request reaches the database only after more than two leases (3 s each).
-    p.setRule((body) => (isCompletion(body) ? { holdMs: 7_000 } : "pass"));
-    const b = await runner("waiting", fs.stack.libsqlUrl);
+    // The completion request reaches the database only after more than two leases.
+    p.setRule((body) => (isCompletion(body) ? { holdMs: 13_000 } : "pass"));
+    const b = await runner("waiting", fs.stack.libsqlUrl, lease);
     await until("the completion to be held", async () => p.held.length > 0, 60_000, 50);
     const heldAt = Date.now();
     await until("the job to complete", async () => (await fs.user.getJob(job.id)).status === "completed", 60_000, 200);

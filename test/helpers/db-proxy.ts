@@ -4,7 +4,8 @@
 import { createServer, request } from "node:http";
 import type { AddressInfo } from "node:net";
 
-export type DbProxyVerdict = "pass" | "drop-reply" | { holdMs: number };
+/** `hold`: forward once the promise settles (the test decides when); `holdMs`: after that long. */
+export type DbProxyVerdict = "pass" | "drop-reply" | { holdMs: number } | { hold: Promise<unknown> };
 /** Sees the Hrana pipeline body as text (the SQL is in it). */
 export type DbProxyRule = (body: string) => DbProxyVerdict;
 
@@ -62,7 +63,10 @@ export async function startDbProxy(target: string, rule: DbProxyRule = () => "pa
         up.on("error", () => res.destroy());
         up.end(body);
       };
-      if (typeof verdict === "object") {
+      if (typeof verdict === "object" && "hold" in verdict) {
+        held.push(text);
+        void verdict.hold.finally(forward);
+      } else if (typeof verdict === "object") {
         held.push(text);
         const t = setTimeout(() => (timers.delete(t), forward()), verdict.holdMs);
         timers.add(t);

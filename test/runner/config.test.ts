@@ -17,7 +17,7 @@ describe("runner configuration", () => {
   it("applies the documented defaults", () => {
     const c = loadRunnerConfig(GOOD);
     expect(c).toMatchObject({
-      RUNNER_ID: `${hostname()}-${process.pid}`,
+      RUNNER_ID: expect.stringMatching(new RegExp(`^${hostname()}-${process.pid}-[0-9a-f]{6}$`)),
       CONCURRENCY: 1,
       POLL_MS: 1000,
       LEASE_MS: 30_000,

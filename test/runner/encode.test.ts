@@ -36,6 +36,7 @@ async function inProcessRunner(env: Record<string, string>): Promise<InProcessRu
   return r;
 }
 
+const isCompletion = (body: string) => body.includes("status = 'completed'") && body.includes("output_key");
 const terminal = (s: string | undefined) => s === "completed" || s === "failed" || s === "cancelled";
 
 describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
@@ -128,27 +129,19 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
   });
 
   it("rejects the completion of an attempt that lost its lease and deletes only that attempt's object", async () => {
-    let reached!: () => void;
-    const atUpload = new Promise<void>((r) => (reached = r));
-    let openGate!: () => void;
-    const gate = new Promise<void>((r) => (openGate = r));
-    // Hold the upload: the lease is lost between FFmpeg's exit and the record, with no heartbeat in between.
-    class GatedBlobs extends BlobClient {
-      override async upload(key: string, file: string, signal?: AbortSignal) {
-        if (key.startsWith("outputs/")) {
-          reached();
-          await gate;
-        }
-        return super.upload(key, file, signal);
-      }
-    }
-    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
-    const r = await startInProcessRunner({
-      env: stack.runnerEnv({ WATCH_MS: "20000", LEASE_MS: "60000", WORK_DIR: await stack.workDir() }),
-      blobs: (c) => new GatedBlobs({ edgeUrl: c.EDGE_URL, token: c.RUNNER_TOKEN }),
+    // The completion is held at a database proxy until the test has handed the variation to attempt 2: the lease
+    // is lost between the upload and the record, whatever the runner's ticks do meanwhile (a task recording its
+    // result is never stopped by a heartbeat).
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const proxy = await startDbProxy(stack.libsqlUrl, (body) => (isCompletion(body) ? { hold: gate } : "pass"));
+    cleanup.push(async () => {
+      release();
+      await proxy.close();
     });
-    cleanup.push(() => r.stop());
-    await atUpload;
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const r = await inProcessRunner({ LIBSQL_URL: proxy.url, LEASE_MS: "60000", WORK_DIR: await stack.workDir() });
+    await waitFor("the completion to reach the database proxy", async () => proxy.held.length > 0, 60_000, 20);
     const [v] = await getVariationRows(stack.db, job.id);
     // Attempt 2 (another runner) took it over and already stored its own output under its own key.
     const newer = outputKey(job.id, v!.id, 2);
@@ -156,7 +149,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     await writeFile(file, "attempt 2's output");
     await stack.blobs.upload(newer, file);
     await stack.db.update(variations).set({ runnerId: "thief", attempts: 2 }).where(eq(variations.id, v!.id));
-    openGate();
+    release();
 
     await r.waitForLog(/completion rejected: lease lost/, 30_000);
     // The outcome is counted when the task has finished its clean-up (the delete), so wait for the count itself.
@@ -171,7 +164,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
   it("keeps a completed output whose database reply was lost: recorded, listed once and downloadable", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
     // The completion's batch commits, then the connection is reset before the reply: the runner retries it.
-    const proxy = await startDbProxy(stack.libsqlUrl, dropFirstReply((body) => body.includes("status = 'completed'") && body.includes("output_key")));
+    const proxy = await startDbProxy(stack.libsqlUrl, dropFirstReply(isCompletion));
     cleanup.push(() => proxy.close());
     const r = await inProcessRunner({ LIBSQL_URL: proxy.url, WORK_DIR: await stack.workDir() });
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);

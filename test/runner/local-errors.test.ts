@@ -22,5 +22,10 @@ describe("local errors", () => {
     expect(scrubPaths("/tmp/video-refresher/runner-x/j/src-1: Invalid data found")).toBe("src-1: Invalid data found");
     expect(scrubPaths("ffmpeg exited with code 1: Error opening output /work/dir/out.mp4.")).toBe("ffmpeg exited with code 1: Error opening output out.mp4.");
     expect(scrubPaths("all 3 variations failed")).toBe("all 3 variations failed");
+    expect(scrubPaths("source download failed: download sources/j1/s1: edge unreachable (fetch failed)")).toBe(
+      "source download failed: download the stored file: edge unreachable (fetch failed)",
+    );
+    expect(scrubPaths("upload failed: http://10.0.0.5:8787/internal/objects/x: HTTP 500")).toBe("upload failed: the service: HTTP 500");
+    expect(scrubPaths("contrast/brightness out of range")).toBe("contrast/brightness out of range");
   });
 });

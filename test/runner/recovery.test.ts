@@ -32,8 +32,10 @@ const claimedIn = (logs: string) => [...logs.matchAll(/claimed variation variati
 describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }, () => {
   it("never hands one variation to two runners sharing a database", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 1 })], 16);
-    const a = runnerProcess({ CONCURRENCY: "2", POLL_MS: "50", WORK_DIR: await stack.workDir() });
-    const b = runnerProcess({ CONCURRENCY: "2", POLL_MS: "50", WORK_DIR: await stack.workDir() });
+    // No crash here: a lease long enough that a stalled event loop on a loaded machine never expires one.
+    const env = { CONCURRENCY: "2", POLL_MS: "50", LEASE_MS: "15000" };
+    const a = runnerProcess({ ...env, WORK_DIR: await stack.workDir() });
+    const b = runnerProcess({ ...env, WORK_DIR: await stack.workDir() });
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 120_000, 200);
 
     const rows = await getVariationRows(stack.db, job.id);

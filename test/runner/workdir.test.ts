@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../runner/log";
-import { claimWorkDir, MARKER, ownWorkDir, sweepWorkDir } from "../../runner/workdir";
+import { claimWorkDir, DuplicateRunnerError, MARKER, ownWorkDir, sweepWorkDir } from "../../runner/workdir";
 import { filesUnder } from "../helpers/edge-stack";
 import { tempDirs } from "../helpers/tmp";
 
@@ -47,6 +47,20 @@ describe("the runner's own WORK_DIR", () => {
     await claimWorkDir(root, "new", log);
     expect((await readdir(root)).sort()).toEqual(["runner-elsewhere", "runner-neighbour", "runner-new"]);
     expect(await filesUnder(join(root, "runner-neighbour"))).toEqual(["job/left.part.mp4"]);
+  });
+
+  it("refuses to start when a live process on this host already runs with the same RUNNER_ID", async () => {
+    const root = await dirs.make();
+    const twin = await markedDir(root, "runner-twin", { host: hostname(), pid: process.ppid, runnerId: "twin" });
+    await expect(claimWorkDir(root, "twin", log)).rejects.toBeInstanceOf(DuplicateRunnerError);
+    expect(await filesUnder(twin)).toEqual(["job/left.part.mp4"]);
+  });
+
+  it("takes over the directory of its own previous life in the same container (same pid, another id)", async () => {
+    const root = await dirs.make();
+    await markedDir(root, "runner-before-restart", { host: hostname(), pid: process.pid, runnerId: "before-restart" });
+    await claimWorkDir(root, "after-restart", log);
+    expect(await readdir(root)).toEqual(["runner-after-restart"]);
   });
 
   it("empties its own directory at start (same runner id restarted) and keeps the jobs still in hand when idle-sweeping", async () => {
