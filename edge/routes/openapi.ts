@@ -158,6 +158,7 @@ export function buildOpenApi(version: string) {
           responses: {
             "202": ok("Queued", "Job"),
             "400": err("Empty file or bad counts (field videos / variations / uploads)"),
+            "409": err("A form upload that stalled past its window (code upload_expired), or an upload already used or not completed (upload_used / upload_incomplete); nothing is created"),
             "413": err("A file is larger than MAX_UPLOAD_BYTES"),
             "415": err("Not an MP4/MOV/M4V/WebM/MKV video"),
             ...authErrors,
