@@ -25,8 +25,8 @@ afterAll(async () => {
 describe("fault: an FFmpeg that ignores q and SIGTERM", () => {
   it("is SIGKILLed after 2 s + 2 s, each stage sent once and logged, the sigkill stage recorded on the variation", async () => {
     const job = await fs.user.createJob([await makeClip({ seconds: 4 })], 1);
-    const started = await fs.waitForLog(/ffmpeg started variation=(\w+) pid=(\d+)/, 60_000);
-    const [, variationId, pidText] = /ffmpeg started variation=(\w+) pid=(\d+)/.exec(started)!;
+    const started = await fs.waitForLog(/ffmpeg started variation=(\w+) attempt=\d+ pid=(\d+)/, 60_000);
+    const [, variationId, pidText] = /ffmpeg started variation=(\w+) attempt=\d+ pid=(\d+)/.exec(started)!;
     const pid = Number(pidText);
     await until("the job to be processing", async () => (await fs.user.getJob(job.id)).status === "processing", 10_000, 50);
 
