@@ -134,7 +134,10 @@ export async function runnerRoundTrip(db: Db, input: RoundTripInput): Promise<Ro
     claim = { claimed, reaped };
     for (const r of reaped) touched.add(r.jobId);
   }
-  for (const jobId of touched) await finalizeJobStatement(db, sql`jobs.id = ${jobId}`, now);
+  // After the batch, not in it: which jobs were touched is only known from its reply. A finalize that fails here
+  // must not lose the claims that committed (the runner would strand them): the edge cron's finalizeIdleJobs is
+  // the backstop for a job left active with nothing active in it.
+  for (const jobId of touched) await finalizeJobStatement(db, sql`jobs.id = ${jobId}`, now).catch(() => {});
   return { heartbeat, claim, stranded };
 }
 
