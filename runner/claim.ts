@@ -59,3 +59,20 @@ export class ClaimGate {
     this.localBackoffMs = 0;
   }
 }
+
+/** Counts per key, bounded in keys (oldest forgotten first): forgetting only ever grants a few more refunds. */
+export class RefundBudget {
+  private readonly used = new Map<string, number>();
+  constructor(
+    private readonly perKey: number,
+    private readonly maxKeys = 1000,
+  ) {}
+
+  take(key: string): boolean {
+    const n = this.used.get(key) ?? 0;
+    this.used.delete(key);
+    this.used.set(key, n + 1);
+    while (this.used.size > this.maxKeys) this.used.delete(this.used.keys().next().value!);
+    return n < this.perKey;
+  }
+}

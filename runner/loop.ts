@@ -11,7 +11,7 @@ import type { RunnerMetrics } from "./metrics";
 import { ProcessRegistry } from "./processes";
 import { SourceCache } from "./sources";
 import { sweepJobOutputs } from "./sweep";
-import { ClaimGate } from "./claim";
+import { ClaimGate, RefundBudget } from "./claim";
 import { within } from "./delay";
 import { Thumbnails } from "./thumbnails";
 import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
@@ -39,23 +39,6 @@ export interface RunnerDeps {
 const SHUTDOWN_BUDGET_MS = 7000;
 /** Edge failures per source this runner hands back without counting an attempt. */
 const EDGE_REFUNDS_PER_SOURCE = 5;
-
-/** Counts per key, bounded in keys (oldest forgotten first): forgetting only ever grants a few more refunds. */
-class RefundBudget {
-  private readonly used = new Map<string, number>();
-  constructor(
-    private readonly perKey: number,
-    private readonly maxKeys = 1000,
-  ) {}
-
-  take(key: string): boolean {
-    const n = this.used.get(key) ?? 0;
-    this.used.delete(key);
-    this.used.set(key, n + 1);
-    while (this.used.size > this.maxKeys) this.used.delete(this.used.keys().next().value!);
-    return n < this.perKey;
-  }
-}
 
 export class Runner {
   readonly processes: ProcessRegistry;

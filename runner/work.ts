@@ -18,7 +18,7 @@ import {
 } from "../db/queries/variations";
 import { BlobError, type BlobClient } from "./blobs";
 import type { RunnerConfig } from "./config";
-import { delay } from "./delay";
+import { DbCallError, retryDb } from "./db-retry";
 import { buildEncodeArgs, NotAVideoError, spawnFfmpeg, verifyOutput } from "./ffmpeg";
 import { asLocalError, ffmpegLocalError, LocalError, scrubPaths } from "./local-errors";
 import { errorMessage, type Logger } from "./log";
@@ -55,9 +55,6 @@ export interface WorkContext {
   mayRefund?: (sourceId: string) => boolean;
 }
 
-/** A database call failed with something other than "unreachable" (a constraint, a bug): never a user's reason. */
-export class DbCallError extends Error {}
-
 /** How a variation left this runner's hands. */
 export type TaskOutcome = "completed" | "failed" | "cancelled" | "released" | "requeued" | "lost";
 
@@ -65,25 +62,6 @@ type Phase = "source" | "prepare" | "encode" | "finishing" | "settle" | "done";
 
 /** A task's identity in the runner's maps: the same variation may be claimed again (a new attempt) by the same runner. */
 export const taskKey = (id: string, attempt: number) => `${id}:${attempt}`;
-
-/**
- * Retries a database call while the database is unreachable (a finished upload is worth recording). Safe because
- * every settle is a compare-and-set that reads the row back: a retry after a lost reply finds its own outcome.
- * By default it rides out a database restart (~20 s: backoff 250 ms doubling to at most 2 s); `until` (a time)
- * keeps trying longer, e.g. while this attempt's lease may still be valid. Other errors become DbCallError.
- */
-async function retryDb<T>(fn: () => Promise<T>, opts: { attempts?: number; until?: number } = {}): Promise<T> {
-  const attempts = opts.attempts ?? 12;
-  for (let i = 0; ; i++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!isDbUnavailable(err)) throw new DbCallError(errorMessage(err), { cause: err });
-      if (i >= attempts - 1 && Date.now() >= (opts.until ?? 0)) throw err;
-      await delay(Math.min(2000, 250 * 2 ** Math.min(i, 3)));
-    }
-  }
-}
 
 const lastLine = (s: string) => s.trim().split("\n").filter(Boolean).pop() ?? "";
 
