@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ClaimGate } from "../../runner/claim";
+import { ClaimGate, RefundBudget } from "../../runner/claim";
 
 const tasks = (...phases: string[]) => phases.map((phase) => ({ phase }));
 
@@ -34,5 +34,28 @@ describe("claim gate", () => {
     expect(gate.queueHadMore).toBe(false);
     gate.claimed(1, 1);
     expect(gate.queueHadMore).toBe(true);
+  });
+
+  it("pauses claims after a failure of the runner's own machine, so runners with room get the work", () => {
+    const gate = new ClaimGate(1);
+    expect([1, 2, 3].map(() => gate.localTrouble(0))).toEqual([2000, 4000, 8000]);
+    expect(gate.free([], 7_999, false)).toBe(0);
+    expect(gate.free([], 8_000, false)).toBe(1);
+    gate.localOk();
+    expect(gate.localTrouble(10_000)).toBe(2000);
+  });
+});
+
+describe("RefundBudget", () => {
+  it("refunds a source's edge failures only a few times, then counts them, per source", () => {
+    const budget = new RefundBudget(2);
+    expect([budget.take("a"), budget.take("a"), budget.take("a"), budget.take("b")]).toEqual([true, true, false, true]);
+  });
+
+  it("stays bounded in memory by forgetting the oldest sources", () => {
+    const budget = new RefundBudget(1, 3);
+    for (const k of ["a", "b", "c", "d"]) budget.take(k);
+    // "a" was forgotten: it gets its refund again; "d" is remembered.
+    expect([budget.take("a"), budget.take("d")]).toEqual([true, false]);
   });
 });
