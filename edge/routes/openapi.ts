@@ -36,7 +36,12 @@ export function buildOpenApi(version: string) {
       return [id, rest];
     }),
   );
-  return {
+  schemas.Health = {
+    type: "object",
+    properties: { ok: { type: "boolean" }, db: { type: "string", enum: ["ok", "error"] }, version: { type: "string" } },
+    required: ["ok", "db", "version"],
+  };
+  const doc = {
     openapi: "3.1.0",
     info: {
       title: "Video Refresher API",
@@ -233,8 +238,55 @@ export function buildOpenApi(version: string) {
         },
       },
       "/api/openapi.json": { get: { summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1" } } } },
+      "/api/health": {
+        get: {
+          summary: "Liveness and database reachability (no sign-in)",
+          security: [],
+          responses: { "200": ok("Up, database answered", "Health"), "503": ok("Database unreachable", "Health") },
+        },
+      },
     },
   };
+  return withOperationIds(doc);
+}
+
+/**
+ * Client generators name their methods after operationId: one stable, unique name per operation, written here
+ * once. A route missing from this table (or from the document) fails test/edge/openapi.test.ts.
+ */
+export const OPERATION_IDS: Record<string, string> = {
+  "POST /api/auth/login": "login",
+  "POST /api/auth/logout": "logout",
+  "GET /api/me": "getMe",
+  "GET /api/users": "listUsers",
+  "POST /api/users": "createUser",
+  "GET /api/tokens": "listTokens",
+  "POST /api/tokens": "createToken",
+  "DELETE /api/tokens/{id}": "deleteToken",
+  "POST /api/uploads": "createUpload",
+  "PUT /api/uploads/{id}/parts/{n}": "uploadPart",
+  "POST /api/uploads/{id}/complete": "completeUpload",
+  "GET /api/jobs": "listJobs",
+  "POST /api/jobs": "createJob",
+  "POST /api/jobs/cancel": "cancelJobs",
+  "GET /api/jobs/{id}": "getJob",
+  "DELETE /api/jobs/{id}": "deleteJob",
+  "POST /api/jobs/{id}/cancel": "cancelJob",
+  "GET /api/jobs/{id}/download": "downloadJob",
+  "GET /api/jobs/{id}/outputs/{outputId}": "getJobOutput",
+  "GET /api/jobs/{id}/thumbnail": "getJobThumbnail",
+  "GET /api/openapi.json": "getOpenApi",
+  "GET /api/health": "getHealth",
+};
+
+function withOperationIds<T extends { paths: Record<string, Record<string, object>> }>(doc: T): T {
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      const id = OPERATION_IDS[`${method.toUpperCase()} ${path}`];
+      if (id) ops[method] = { operationId: id, ...op };
+    }
+  }
+  return doc;
 }
 
 let cached: ReturnType<typeof buildOpenApi> | undefined;

@@ -1,9 +1,12 @@
+import { inspectRoutes } from "hono/dev";
 import { describe, expect, it } from "vitest";
+import { createApp } from "../../edge/app";
+import { OPERATION_IDS } from "../../edge/routes/openapi";
 import { call } from "./helpers";
 
 interface Doc {
   openapi: string;
-  paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+  paths: Record<string, Record<string, { operationId?: string; responses: Record<string, unknown> }>>;
   components: { schemas: Record<string, { properties?: Record<string, unknown>; required?: string[] }> };
 }
 
@@ -55,5 +58,19 @@ describe("GET /api/openapi.json", () => {
     expect(doc.components.schemas.CreateJobForm!.properties!.videos).toMatchObject({ type: "array", maxItems: 10 });
     // Request bodies are described as input: defaults make a field optional.
     expect(doc.components.schemas.CreateJobJson!.required).toEqual(["uploads"]);
+  });
+
+  it("documents every /api route the app serves, each with a unique operationId, and nothing it does not serve", async () => {
+    const served = inspectRoutes(createApp())
+      .filter((r) => !r.isMiddleware && r.method !== "ALL" && r.path.startsWith("/api/"))
+      .map((r) => `${r.method} ${r.path.replace(/:(\w+)(\{[^}]*\})?/g, "{$1}").replace(/\/$/, "")}`);
+    const doc = (await (await call("/api/openapi.json")).json()) as Doc;
+    const documented = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
+    expect([...new Set(served)].sort()).toEqual(documented.sort());
+    const ids = Object.values(doc.paths).flatMap((ops) => Object.values(ops).map((op) => op.operationId));
+    expect(ids.filter((id) => !id)).toEqual([]);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(Object.keys(OPERATION_IDS).sort()).toEqual(documented.sort());
+    expect(doc.paths["/api/health"]?.get?.operationId).toBe("getHealth");
   });
 });
