@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { createDb } from "./client";
+import { NO_DB_TARGET, resolveDbTarget } from "./local-target";
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations", import.meta.url));
 
@@ -15,13 +16,14 @@ export async function migrateDb(url: string, authToken?: string): Promise<void> 
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const url = process.env.LIBSQL_URL;
-  if (!url) {
-    console.error("db:migrate: set LIBSQL_URL (e.g. http://127.0.0.1:8080 for `npm run db:server`, or a libsql:// Turso URL)");
+  const target = await resolveDbTarget(process.env);
+  if (!target) {
+    console.error(`db:migrate: ${NO_DB_TARGET}`);
     process.exit(1);
   }
-  migrateDb(url, process.env.LIBSQL_AUTH_TOKEN)
-    .then(() => console.log(`db:migrate: ${url} is up to date`))
+  console.log(`db:migrate: database ${target.url} (from ${target.source})`);
+  await migrateDb(target.url, target.authToken)
+    .then(() => console.log(`db:migrate: ${target.url} is up to date`))
     .catch((err) => {
       console.error(`db:migrate failed: ${err instanceof Error ? err.message : String(err)}`);
       process.exit(1);

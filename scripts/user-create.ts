@@ -1,20 +1,22 @@
 /**
  * `npm run user:create -- --email E --password P [--admin]`: creates an account in the database at LIBSQL_URL
- * (local server, sqld or Turso; LIBSQL_AUTH_TOKEN when needed). There is no public sign-up; this and
- * POST /api/users (admins) are the only ways in.
+ * (local server, sqld or Turso; LIBSQL_AUTH_TOKEN when needed), or — when LIBSQL_URL is not set — in the local
+ * stack's database (`npm start`'s .data/edge.env). It says which one it used. There is no public sign-up; this
+ * and POST /api/users (admins) are the only ways in.
  */
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { createDb } from "../db/client";
 import { AppError } from "../db/errors";
+import { NO_DB_TARGET, resolveDbTarget } from "../db/local-target";
 import { createUser } from "../db/queries/users";
 
 const Args = z.object({
   email: z.email("--email must be an email address"),
   password: z.string().min(8, "--password must be at least 8 characters"),
   admin: z.boolean(),
-  url: z.string().url("set LIBSQL_URL to the database URL (e.g. http://127.0.0.1:8080)"),
+  url: z.string({ error: NO_DB_TARGET }).url(`LIBSQL_URL is not a URL; ${NO_DB_TARGET}`),
   authToken: z.string().optional(),
 });
 
@@ -31,13 +33,15 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     console.error("usage: npm run user:create -- --email E --password P [--admin]");
     return 2;
   }
-  const parsed = Args.safeParse({ ...values, url: env.LIBSQL_URL, authToken: env.LIBSQL_AUTH_TOKEN || undefined });
+  const target = await resolveDbTarget(env);
+  const parsed = Args.safeParse({ ...values, url: target?.url, authToken: target?.authToken });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) console.error(`user:create: ${issue.message}`);
     console.error("usage: npm run user:create -- --email E --password P [--admin]");
     return 2;
   }
   const { email, password, admin, url, authToken } = parsed.data;
+  console.log(`user:create: database ${url} (from ${target!.source})`);
   const db = createDb(url, { authToken, timeoutMs: 15_000 });
   try {
     const user = await createUser(db, { email, password, role: admin ? "admin" : "user" });

@@ -1,4 +1,6 @@
 import { execa } from "execa";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDb } from "../../db/client";
@@ -6,6 +8,7 @@ import { migrateDb } from "../../db/migrate";
 import { verifyPassword } from "../../db/passwords";
 import { findUserByEmail } from "../../db/queries/users";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
+import { tempDirs } from "../helpers/tmp";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 let server: TestLibsqlServer;
@@ -16,7 +19,11 @@ beforeAll(async () => {
   url = server.dbUrl("usercreate");
   await migrateDb(url, "user-create-secret");
 });
-afterAll(() => server.close());
+afterAll(async () => {
+  await server.close();
+  await dirs.cleanup();
+});
+const dirs = tempDirs("vr-user-create");
 
 function run(args: string[], env: Record<string, string> = {}) {
   return execa("npm", ["run", "--silent", "user:create", "--", ...args], {
@@ -59,9 +66,33 @@ describe("npm run user:create", () => {
     const short = await run(["--email", "x@example.com", "--password", "short"]);
     expect(short.exitCode).toBe(2);
     expect(short.stderr).toContain("at least 8");
-    const noUrl = await run(["--email", "x@example.com", "--password", "long-enough"], { LIBSQL_URL: "" });
+    // No LIBSQL_URL and no local stack (a data dir without edge.env).
+    const noUrl = await run(["--email", "x@example.com", "--password", "long-enough"], { LIBSQL_URL: "", DATA_DIR: await dirs.make() });
     expect(noUrl.exitCode).toBe(2);
-    expect(noUrl.stderr).toContain("LIBSQL_URL");
+    expect(noUrl.stderr).toContain("set LIBSQL_URL");
+    expect(noUrl.stderr).toContain("npm start");
+  });
+
+  it("uses the local stack's database from its data dir when LIBSQL_URL is not set, and says so", async () => {
+    const dataDir = await dirs.make();
+    await writeFile(join(dataDir, "edge.env"), `LIBSQL_URL=${url}\nLIBSQL_AUTH_TOKEN=user-create-secret\nRUNNER_TOKEN=x\n`, { mode: 0o600 });
+    const res = await run(["--email", "local@example.com", "--password", "s3cret-pass"], { LIBSQL_URL: "", LIBSQL_AUTH_TOKEN: "", DATA_DIR: dataDir });
+    expect(res.exitCode, res.stderr).toBe(0);
+    expect(res.stdout).toContain(`database ${url} (from the local stack (${join(dataDir, "edge.env")}))`);
+    expect(res.stdout).toContain("created user local@example.com");
+  });
+
+  it("migrates the local stack's database with npm run db:migrate when LIBSQL_URL is not set", async () => {
+    const dataDir = await dirs.make();
+    await writeFile(join(dataDir, "edge.env"), `LIBSQL_URL=${url}\nLIBSQL_AUTH_TOKEN=user-create-secret\n`, { mode: 0o600 });
+    const res = await execa("npm", ["run", "--silent", "db:migrate"], {
+      cwd: root,
+      reject: false,
+      env: { LIBSQL_URL: "", LIBSQL_AUTH_TOKEN: "", DATA_DIR: dataDir },
+    });
+    expect(res.exitCode, res.stderr).toBe(0);
+    expect(res.stdout).toContain(`is up to date`);
+    expect(res.stdout).toContain("from the local stack");
   });
 
   it("exits 1 when the auth token is wrong", async () => {

@@ -1,0 +1,42 @@
+import { readFile } from "node:fs/promises";
+import { isAbsolute, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+export interface DbTarget {
+  url: string;
+  authToken?: string;
+  /** Where the URL came from, for the one line every script prints about which database it used. */
+  source: string;
+}
+
+/**
+ * The database a developer script talks to: LIBSQL_URL (+ LIBSQL_AUTH_TOKEN) when set, else the local stack's
+ * (`npm start` writes its URL and token to DATA_DIR/edge.env, default .data/). Null when neither exists.
+ * Empty variables count as unset.
+ */
+export async function resolveDbTarget(env: NodeJS.ProcessEnv): Promise<DbTarget | null> {
+  if (env.LIBSQL_URL) return { url: env.LIBSQL_URL, authToken: env.LIBSQL_AUTH_TOKEN || undefined, source: "LIBSQL_URL" };
+  const dataDir = env.DATA_DIR || ".data";
+  const file = isAbsolute(dataDir) ? join(dataDir, "edge.env") : join(ROOT, dataDir, "edge.env");
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch {
+    return null;
+  }
+  const vars = Object.fromEntries(
+    text
+      .split("\n")
+      .map((l) => /^([A-Z_]+)=(.*)$/.exec(l.trim()))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => [m[1]!, m[2]!]),
+  );
+  if (!vars.LIBSQL_URL) return null;
+  const shown = isAbsolute(dataDir) ? file : relative(ROOT, file);
+  return { url: vars.LIBSQL_URL, authToken: vars.LIBSQL_AUTH_TOKEN || undefined, source: `the local stack (${shown})` };
+}
+
+export const NO_DB_TARGET =
+  "no database: set LIBSQL_URL (and LIBSQL_AUTH_TOKEN) to the database URL, or start the local stack with `npm start`";
