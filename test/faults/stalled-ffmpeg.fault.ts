@@ -6,15 +6,15 @@ import { makeStubbornFfmpeg } from "../helpers/runner";
 import { expectCleanEndState, report, startFaultStack, until, variationRows, type FaultStack } from "./support";
 
 let fs: FaultStack;
-let stub: { path: string; signalsLog: string };
+let standIn: { path: string; signalsLog: string };
 beforeAll(async () => {
   // A wedged encode: the stand-in reports progress once, then makes none and ignores q and SIGTERM.
-  stub = await makeStubbornFfmpeg();
-  fs = await startFaultStack({ label: "stalled", runners: 1, runnerEnv: { FFMPEG_PATH: stub.path, STALL_MS: "2000", STOP_GRACE_MS: "500" } });
+  standIn = await makeStubbornFfmpeg();
+  fs = await startFaultStack({ label: "stalled", runners: 1, runnerEnv: { FFMPEG_PATH: standIn.path, STALL_MS: "2000", STOP_GRACE_MS: "500" } });
 });
 afterAll(async () => {
   await fs?.stop();
-  if (stub) await rm(dirname(stub.path), { recursive: true, force: true });
+  if (standIn) await rm(dirname(standIn.path), { recursive: true, force: true });
 });
 
 describe("fault: FFmpeg stops making progress", () => {
@@ -30,7 +30,7 @@ describe("fault: FFmpeg stops making progress", () => {
     expect(view.error).toMatch(/encode stalled/);
     const stops = fs.linesOf("runner").filter((l) => /encode stalled: stopping it/.test(l)).length;
     expect(stops).toBe(3);
-    const end = await expectCleanEndState(fs, [job.id], [dirname(stub.path)]);
+    const end = await expectCleanEndState(fs, [job.id], [dirname(standIn.path)]);
     report("wedged FFmpeg", { endedMs, attempts: row!.attempts, reason: row!.error, watchdogStops: stops, end });
   });
 });

@@ -130,10 +130,10 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
   });
 
   it("stops an encode that makes no progress for STALL_MS, retries it and fails it as \"encode stalled\" at the cap", async () => {
-    const stub = await makeStubbornFfmpeg();
-    cleanup.push(() => rm(dirname(stub.path), { recursive: true, force: true }));
+    const wedged = await makeStubbornFfmpeg();
+    cleanup.push(() => rm(dirname(wedged.path), { recursive: true, force: true }));
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
-    const runner = runnerProcess({ FFMPEG_PATH: stub.path, STALL_MS: "1500", STOP_GRACE_MS: "300", WORK_DIR: await stack.workDir() });
+    const runner = runnerProcess({ FFMPEG_PATH: wedged.path, STALL_MS: "1500", STOP_GRACE_MS: "300", WORK_DIR: await stack.workDir() });
     await waitFor("the job to end", async () => (await getJobRow(stack.db, job.id))?.status === "failed", 60_000, 100);
     const [row] = await getVariationRows(stack.db, job.id);
     expect(row).toMatchObject({ status: "failed", attempts: 3, error: "encode stalled (no progress for 2 s)" });
