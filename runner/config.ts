@@ -6,7 +6,7 @@ import { z } from "zod";
 
 const ms = (def: number, min: number) => z.coerce.number().int().min(min).default(def);
 
-const Schema = z
+export const Schema = z
   .object({
     LIBSQL_URL: z.string().regex(/^(https?|libsql|wss?):\/\//, "LIBSQL_URL must be an http(s):// or libsql:// URL"),
     LIBSQL_AUTH_TOKEN: z.string().optional(),
