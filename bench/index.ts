@@ -58,10 +58,18 @@ async function main(): Promise<void> {
   log("\n## stack B: no runner (claim loops and workerd memory)");
   const b = await startBenchStack("b", 0);
   let claims;
+  let fair;
+  let fairHistory;
   let memory;
   try {
     claims = await benchClaims(b);
     log(`  claims: ${claims.variations} in ${claims.seconds.toFixed(1)} s by ${claims.loops} loops, ${claims.doubleClaims} double`);
+    // The fair-share claim takes turns between users: 50 users × 2 jobs × 20 variations, then the same with
+    // 1,000 finished jobs (20,000 completed variations) in the history, which must not slow it down.
+    fair = await benchClaims(b, { users: 50, jobsPerUser: 2, variationsPerJob: 20 });
+    log(`  claims, 50 users: ${fair.variations} in ${fair.seconds.toFixed(1)} s, ${fair.doubleClaims} double`);
+    fairHistory = await benchClaims(b, { users: 50, jobsPerUser: 2, variationsPerJob: 20, historyJobs: 1000 });
+    log(`  claims, 50 users + history: ${fairHistory.variations} in ${fairHistory.seconds.toFixed(1)} s, ${fairHistory.doubleClaims} double`);
     memory = await benchWorkerdMemory(b);
   } finally {
     await b.stop();
@@ -83,7 +91,9 @@ async function main(): Promise<void> {
   add("DB round trips per busy runner-second (2 encodes, WATCH_MS 1000)", load.busyRoundTripsPerSecond.toFixed(2), "≤ 1");
   add("DB round trips per idle poll (POLL_MS 1000)", `${load.idleRoundTripsPerPoll.toFixed(2)} (${load.idleRoundTripsPerSecond.toFixed(2)}/s)`);
   add(`Claim throughput: ${claims.loops} concurrent claim loops, ${claims.variations} no-op variations (claim + finish)`, `${claims.claimsPerSecond.toFixed(0)} claims/s (${claims.seconds.toFixed(1)} s)`);
-  add("Double claims / variations left unclaimed", `${claims.doubleClaims} / ${claims.unclaimed}`, "0 / 0");
+  add(`Claim throughput, fair share: ${fair.loops} loops, ${fair.users} users × 2 jobs × 20 variations`, `${fair.claimsPerSecond.toFixed(0)} claims/s (${fair.seconds.toFixed(1)} s)`);
+  add(`… the same with ${fairHistory.historyJobs} finished jobs in the history`, `${fairHistory.claimsPerSecond.toFixed(0)} claims/s (${fairHistory.seconds.toFixed(1)} s)`, "flat as jobs grow");
+  add("Double claims / variations left unclaimed (all three claim runs)", `${claims.doubleClaims + fair.doubleClaims + fairHistory.doubleClaims} / ${claims.unclaimed + fair.unclaimed + fairHistory.unclaimed}`, "0 / 0");
   add(
     "workerd RSS (wrangler dev, local) streaming a 1 GiB upload (POST /api/jobs multipart)",
     `${memory.upload.baselineMiB.toFixed(0)} → peak ${memory.upload.peakMiB.toFixed(0)} MiB (HTTP ${memory.upload.status}, ${(memory.upload.bytes / 2 ** 20 / memory.upload.seconds).toFixed(0)} MiB/s)` +

@@ -192,25 +192,51 @@ export async function benchRunnerLoad(b: BenchStack, queuedTrials: number): Prom
 export interface ClaimFigures {
   variations: number;
   loops: number;
+  users: number;
+  historyJobs: number;
   seconds: number;
   claimsPerSecond: number;
   doubleClaims: number;
   unclaimed: number;
 }
 
+export interface ClaimBenchShape {
+  loops?: number;
+  /** Owners the queued jobs are spread over (the claim takes turns between users). */
+  users?: number;
+  jobsPerUser?: number;
+  variationsPerJob?: number;
+  /** Finished jobs (20 completed variations each) already in the database: the claim must not slow down with them. */
+  historyJobs?: number;
+}
+
 /**
- * 16 concurrent claim loops (each its own client and runner id, as 16 runners would be) over 2,000 no-op
- * variations in a database of their own on the stack's libSQL server: claim → finish at once, until the queue is
- * empty. Double claims: a variation handed out more than once (by the loops' own tally and by `attempts`).
+ * Concurrent claim loops (each its own client and runner id, as that many runners would be) over no-op variations
+ * in a database of their own on the stack's libSQL server: claim → finish at once, until the queue is empty.
+ * Double claims: a variation handed out more than once (by the loops' own tally and by `attempts`).
  */
-export async function benchClaims(b: BenchStack, loops = 16, total = 2000): Promise<ClaimFigures> {
+export async function benchClaims(b: BenchStack, shape: ClaimBenchShape = {}): Promise<ClaimFigures> {
+  const { loops = 16, users = 1, jobsPerUser = 20, variationsPerJob = 100, historyJobs = 0 } = shape;
   const url = `${b.stack.libsqlUrl}/claims${newId()}/`;
   await migrateDb(url, b.stack.libsqlAuthToken);
   const db = createDb(url, { authToken: b.stack.libsqlAuthToken });
-  const perJob = 100;
-  for (let j = 0; j < total / perJob; j++) {
-    await seedJob(db, { sources: [{ objectKey: `sources/bench/${j}` }], variationsPerSource: perJob, thumbnailKey: "none" });
+  const owners: string[] = [];
+  for (let u = 0; u < users; u++) {
+    for (let j = 0; j < jobsPerUser; j++) {
+      const job = await seedJob(db, {
+        sources: [{ objectKey: `sources/bench/${u}-${j}` }],
+        variationsPerSource: variationsPerJob,
+        thumbnailKey: "none",
+        userId: owners[u],
+      });
+      owners[u] = job.userId;
+    }
   }
+  for (let h = 0; h < historyJobs; h++) {
+    const job = await seedJob(db, { sources: [{ objectKey: `sources/bench/h${h}` }], variationsPerSource: 20, status: "completed", userId: owners[h % users] });
+    await db.run(sql`UPDATE variations SET status = 'completed', progress = 100 WHERE job_id = ${job.jobId}`);
+  }
+  const total = users * jobsPerUser * variationsPerJob;
   const seen = new Map<string, number>();
   const t0 = performance.now();
   await Promise.all(
@@ -235,6 +261,8 @@ export async function benchClaims(b: BenchStack, loops = 16, total = 2000): Prom
   return {
     variations: total,
     loops,
+    users,
+    historyJobs,
     seconds,
     claimsPerSecond: seen.size / seconds,
     doubleClaims: Math.max(byTally, Number(row!.twice)),

@@ -12,6 +12,8 @@ export type StopStage = "q" | "sigterm" | "sigkill";
 
 /** Job statuses in which variations can still be queued or running (and the job can still be finalized). */
 export const ACTIVE_JOB_STATUSES = ["queued", "processing", "cancelling"] as const;
+/** {@link ACTIVE_JOB_STATUSES} as an SQL list, for `status IN (…)`. */
+export const ACTIVE_JOB_STATUS_LIST = sql.raw(ACTIVE_JOB_STATUSES.map((s) => `'${s}'`).join(", "));
 
 /** Job `j` accepts new claims: nobody asked to cancel it and it is not finished. */
 export const JOB_ACCEPTS_WORK = sql`(j.cancel_requested_at IS NULL AND j.status IN ('queued', 'processing'))`;

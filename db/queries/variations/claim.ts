@@ -1,6 +1,6 @@
 import { sql, type SQL } from "drizzle-orm";
 import type { Db } from "../../client";
-import { JOB_ACCEPTS_WORK, JOB_REFUSES_WORK, MAX_ATTEMPTS } from "../states";
+import { ACTIVE_JOB_STATUS_LIST, JOB_ACCEPTS_WORK, JOB_REFUSES_WORK, MAX_ATTEMPTS } from "../states";
 
 /** What a runner needs to start work, returned by the claim itself (no second read). */
 export interface ClaimedVariation {
@@ -42,11 +42,31 @@ export function reapStatement(db: Db, now: number, extra: SQL = sql`1`) {
     RETURNING id, job_id AS jobId, status`);
 }
 
+/**
+ * The job the next claim serves. Users take turns: the job's owner with the fewest running variations goes first,
+ * then the oldest job. So a user's 1-variation job is picked as soon as a runner frees up, however many variations
+ * another user queued before it.
+ *
+ * Cost: it reads only jobs that accept work (jobs_status_idx), and per such job a few probes of
+ * variations_job_idx (job_id, status) — the number of finished jobs and queued variations does not enter. Active
+ * jobs per user are bounded by the per-user limits, so this stays flat as the history grows.
+ */
+function nextJobId(now: number) {
+  const userRunning = sql`(SELECT count(*) FROM variations r WHERE r.status = 'running' AND r.job_id IN (
+      SELECT u.id FROM jobs u WHERE u.user_id = j.user_id AND u.status IN (${ACTIVE_JOB_STATUS_LIST})))`;
+  return sql`(SELECT j.id FROM jobs j
+    WHERE ${JOB_ACCEPTS_WORK}
+      AND EXISTS (SELECT 1 FROM variations c WHERE c.job_id = j.id AND ${claimable(now, sql`c`)})
+    ORDER BY ${userRunning}, j.created_at, j.rowid
+    LIMIT 1)`;
+}
+
 /** queued → running for one variation (attempt + 1), or nothing when no work is claimable. */
 export function claimStatement(db: Db, input: { runnerId: string; leaseMs: number; now: number }) {
   const { runnerId, leaseMs, now } = input;
-  // Single statement: the subquery picks the oldest claimable row and the outer WHERE re-checks the same
-  // predicate, so two runners racing for it cannot both win (SQLite runs one write statement at a time).
+  // Single statement: the subqueries pick the fairest job and its first claimable row, and the outer WHERE
+  // re-checks the same predicate, so two runners racing for it cannot both win (SQLite runs one write statement
+  // at a time). In one claim batch each statement sees the previous claims, so the turns alternate within it too.
   return db.all<ClaimedVariation>(sql`
     UPDATE variations SET
       status = 'running',
@@ -60,8 +80,8 @@ export function claimStatement(db: Db, input: { runnerId: string; leaseMs: numbe
       params = NULL,
       error = NULL
     WHERE id = (
-        SELECT v.id FROM variations v JOIN jobs j ON j.id = v.job_id
-        WHERE ${claimable(now, sql`v`)} AND ${JOB_ACCEPTS_WORK}
+        SELECT v.id FROM variations v
+        WHERE v.job_id = ${nextJobId(now)} AND ${claimable(now, sql`v`)}
         ORDER BY v.created_at, v.rowid
         LIMIT 1)
       AND ${claimable(now, sql`variations`)}

@@ -41,7 +41,8 @@ describe("claimVariation", () => {
   it("takes the oldest queued variation, leases it and moves its job queued → processing", async () => {
     const { db } = await freshDb(server, "claim_oldest");
     const older = await seedJob(db, { sources: src, variationsPerSource: 2, createdAt: NOW - 2000 });
-    const newer = await seedJob(db, { sources: src, variationsPerSource: 2, createdAt: NOW - 1000 });
+    // Same owner: between users the turns decide (see "fair share between users").
+    const newer = await seedJob(db, { sources: src, variationsPerSource: 2, createdAt: NOW - 1000, userId: older.userId });
 
     const claimed = await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW });
     expect(claimed).toMatchObject({
@@ -140,6 +141,57 @@ describe("claimVariation", () => {
     expect(new Set(ids).size).toBe(12);
     const rows = await getVariationRows(db, job.jobId);
     expect(rows.every((r) => r.status === "running" && r.attempts === 1)).toBe(true);
+  });
+});
+
+describe("fair share between users", () => {
+  it("gives a freed runner slot to another user's small job before a user's big backlog", async () => {
+    const { db } = await freshDb(server, "fair_small_job");
+    // User A: 10 jobs × 20 variations, queued first; two runner slots busy with A's work.
+    const a: string[] = [];
+    let userA: string | undefined;
+    for (let i = 0; i < 10; i++) {
+      const job = await seedJob(db, { sources: src, variationsPerSource: 20, createdAt: NOW + i, userId: userA });
+      userA = job.userId;
+      a.push(job.jobId);
+    }
+    const slots = [
+      await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW + 100 }),
+      await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW + 100 }),
+    ];
+    expect(slots.map((c) => c?.jobId)).toEqual([a[0], a[0]]);
+    // User B submits 1 video × 1 variation afterwards.
+    const b = await seedJob(db, { sources: src, variationsPerSource: 1, createdAt: NOW + 200 });
+
+    // Simulate the runner: finish a slot, claim the next, until B's variation has completed.
+    let aCompleted = 0;
+    let now = NOW + 300;
+    for (let turn = 0; turn < 20; turn++) {
+      const done = slots.shift()!;
+      await finishVariation(db, { variationId: done.id, runnerId: "r1", attempt: done.attempts, outputKey: `outputs/${done.jobId}/${done.id}`, outputSize: 1, now: now++ });
+      if (done.jobId === b.jobId) break;
+      aCompleted++;
+      slots.push((await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: now++ }))!);
+    }
+    expect((await getJobRow(db, b.jobId))?.status).toBe("completed");
+    // B's variation took the first freed slot: A completed only what was already running (plus, at most, one).
+    expect(aCompleted).toBeLessThanOrEqual(2);
+  });
+
+  it("alternates between users with the same load, oldest job first, also within one claim batch", async () => {
+    const { db } = await freshDb(server, "fair_alternate");
+    const a = await seedJob(db, { sources: src, variationsPerSource: 4, createdAt: NOW });
+    const b = await seedJob(db, { sources: src, variationsPerSource: 4, createdAt: NOW + 1 });
+    const { claimed } = await claimVariations(db, { runnerId: "r1", leaseMs: LEASE, now: NOW + 10, limit: 4 });
+    expect(claimed.map((c) => c.jobId)).toEqual([a.jobId, b.jobId, a.jobId, b.jobId]);
+  });
+
+  it("keeps one user's jobs in submission order", async () => {
+    const { db } = await freshDb(server, "fair_same_user");
+    const first = await seedJob(db, { sources: src, variationsPerSource: 2, createdAt: NOW });
+    const second = await seedJob(db, { sources: src, variationsPerSource: 2, createdAt: NOW + 1, userId: first.userId });
+    const { claimed } = await claimVariations(db, { runnerId: "r1", leaseMs: LEASE, now: NOW + 10, limit: 3 });
+    expect(claimed.map((c) => c.jobId)).toEqual([first.jobId, first.jobId, second.jobId]);
   });
 });
 
