@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { Mp4Error, readMp4, type Mp4Summary } from "./mp4";
 import type { EffectParams } from "./params";
 
 /** What the runner needs to know about a source (or an output) file. */
@@ -208,19 +209,25 @@ export function durationTolerance(expectedMs: number): number {
 }
 
 /**
- * Decides whether an encode really completed: an H.264 video stream and the expected duration. Exit code 0 alone
- * proves nothing (an early `q` or a stalled input also exit 0 with a short or empty file).
+ * Decides whether an encode really completed: an H.264 video track and the expected duration, read from the
+ * file's own MP4 boxes (no second process). Exit code 0 alone proves nothing: an early `q` or a stalled input
+ * also exit 0, with a short file or one that was never finalised (no `moov`).
  */
-export async function verifyOutput(ffprobe: string, path: string, expectedMs: number): Promise<MediaInfo> {
-  let info: MediaInfo;
+export async function verifyOutput(path: string, expectedMs: number): Promise<Mp4Summary> {
+  let info: Mp4Summary;
   try {
-    info = await probeMedia(ffprobe, path);
+    info = await readMp4(path);
   } catch (err) {
-    throw new Error(`output is not a valid video (${err instanceof Error ? err.message : String(err)})`);
+    if (!(err instanceof Mp4Error)) throw err;
+    throw new Error(`output is not a valid video (${err.message})`);
   }
-  if (info.videoCodec !== "h264") throw new Error(`output video codec is ${info.videoCodec}, expected h264`);
-  if (Math.abs(info.durationMs - expectedMs) > durationTolerance(expectedMs)) {
-    throw new Error(`output is incomplete: ${info.durationMs} ms of ${expectedMs} ms`);
+  const video = info.tracks.find((t) => t.handler === "vide");
+  if (!video) throw new Error("output is not a valid video (no video track)");
+  if (video.format !== "avc1") throw new Error(`output video codec is ${video.format || "unknown"}, expected h264`);
+  for (const durationMs of [info.durationMs, video.durationMs]) {
+    if (Math.abs(durationMs - expectedMs) > durationTolerance(expectedMs)) {
+      throw new Error(`output is incomplete: ${durationMs} ms of ${expectedMs} ms`);
+    }
   }
   return info;
 }

@@ -222,7 +222,7 @@ export class VariationTask {
 
       const v0 = performance.now();
       try {
-        await verifyOutput(config.FFPROBE_PATH, out, plan.expectedDurationMs);
+        await verifyOutput(out, plan.expectedDurationMs);
       } catch (err) {
         return await this.fail(errorMessage(err), out);
       }

@@ -100,7 +100,7 @@ describe("encoding with real FFmpeg", () => {
     const progress: number[] = [];
     const proc = spawnFfmpeg("ffmpeg", plan.args, (ms) => progress.push(ms));
     expect((await proc.exited).code).toBe(0);
-    await verifyOutput("ffprobe", output, plan.expectedDurationMs);
+    await verifyOutput(output, plan.expectedDurationMs);
     const out = await probeFile(output);
     const video = out.streams.find((s) => s.codec_type === "video")!;
     expect(video).toMatchObject({ codec_name: "h264", pix_fmt: "yuv420p", width: 320, height: 240, r_frame_rate: "30000/1001" });
@@ -118,14 +118,14 @@ describe("encoding with real FFmpeg", () => {
     const proc = spawnFfmpeg("ffmpeg", plan.args);
     proc.child.stdin!.write("q\n");
     expect((await proc.exited).code).toBe(0);
-    await expect(verifyOutput("ffprobe", output, plan.expectedDurationMs)).rejects.toThrow(/not a valid video|incomplete/);
+    await expect(verifyOutput(output, plan.expectedDurationMs)).rejects.toThrow(/not a valid video|incomplete/);
   });
 
   it("rejects an output shorter than the source", async () => {
     const clip = await makeClip({ seconds: 3 });
     const output = join(dir, "short.mp4");
     await run("ffmpeg", ["-v", "error", "-y", "-i", clip, "-t", "1", "-c:v", "libx264", "-preset", "ultrafast", output]);
-    await expect(verifyOutput("ffprobe", output, 3000)).rejects.toThrow(/incomplete: \d+ ms of 3000 ms/);
+    await expect(verifyOutput(output, 3000)).rejects.toThrow(/incomplete: \d+ ms of 3000 ms/);
   });
 });
 

@@ -52,7 +52,7 @@ describe("stop sequence", () => {
     expect(lines.filter((l) => l.includes("stop stage"))).toHaveLength(1);
     expect(metrics.stopStages.get({ stage: "q" })).toBe(1);
     // A q-stopped file is a valid, shorter MP4: which is exactly why "completed" is never decided by it.
-    await expect(verifyOutput("ffprobe", output, 60_000)).rejects.toThrow(/incomplete/);
+    await expect(verifyOutput(output, 60_000)).rejects.toThrow(/incomplete/);
   });
 
   it("escalates to SIGTERM and then SIGKILL for a process that ignores both, sending each stage once", async () => {
@@ -87,7 +87,7 @@ describe("stop sequence", () => {
     expect(outcome.stage).toBeNull();
     expect(reg.stopStage("v3")).toBeNull();
     expect(lines.some((l) => l.includes("stop stage"))).toBe(false);
-    await verifyOutput("ffprobe", output, plan.expectedDurationMs);
+    await verifyOutput(output, plan.expectedDurationMs);
   });
 
   it("runs one sequence however many times a stop is requested", async () => {
