@@ -18,6 +18,11 @@ export const ConfigSchema = z.object({
   JOB_TTL_HOURS: z.coerce.number().positive().default(24),
   MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(2 * 1024 ** 3),
   STORAGE_LIMIT_BYTES: z.coerce.number().int().positive().default(50 * 1024 ** 3),
+  // Only for a proxy of ours in front of the Worker that overwrites this header; otherwise clients could set it.
+  TRUSTED_PROXY: z.preprocess(
+    (v) => (typeof v === "string" && v.trim() === "" ? undefined : typeof v === "string" ? v.trim().toLowerCase() : v),
+    z.enum(["x-real-ip", "x-forwarded-for", "true-client-ip"], "TRUSTED_PROXY must be x-real-ip, x-forwarded-for or true-client-ip").optional(),
+  ),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 

@@ -1,4 +1,4 @@
-import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 export const users = sqliteTable(
   "users",
@@ -42,14 +42,19 @@ export const apiTokens = sqliteTable(
   (t) => [index("api_tokens_user_idx").on(t.userId)],
 );
 
-/** Failed logins per (email, ip) in a sliding window; drives the 429 on repeated failures. */
+/**
+ * Login throttle counters, one row per key: `account:<email>` (all addresses together) or `address:<ip or /64>`
+ * (all accounts together). An attempt is reserved here before the password is checked, so concurrent guesses
+ * cannot all be evaluated; past the free attempts each one sets `locked_until` further out (growing delay).
+ * The table keeps its historical name so existing databases migrate in place.
+ */
 export const loginFailures = sqliteTable(
   "login_failures",
   {
-    email: text("email").notNull(),
-    ip: text("ip").notNull(),
-    count: integer("count").notNull(),
-    windowStartedAt: integer("window_started_at").notNull(),
+    key: text("key").primaryKey(),
+    attempts: integer("attempts").notNull(),
+    lockedUntil: integer("locked_until").notNull(),
+    updatedAt: integer("updated_at").notNull(),
   },
-  (t) => [primaryKey({ name: "login_failures_pk", columns: [t.email, t.ip] })],
+  (t) => [index("login_failures_updated_idx").on(t.updatedAt)],
 );

@@ -4,14 +4,10 @@ import { login } from "../../db/queries/login";
 import { deleteSession } from "../../db/queries/sessions";
 import type { AppEnv } from "../env";
 import { clearSessionCookie, sessionToken, setSessionCookie } from "../lib/auth";
+import { clientAddress } from "../lib/client-address";
 import { isSameOrigin } from "../lib/csrf";
 import { LoginBody } from "../lib/schemas";
 import { validate } from "../lib/validate";
-
-/** Cloudflare sets CF-Connecting-IP on every request (clients cannot forge it in production). */
-function clientIp(req: Request): string {
-  return req.headers.get("cf-connecting-ip") ?? req.headers.get("x-real-ip") ?? "unknown";
-}
 
 export const auth = new Hono<AppEnv>()
   .post("/login", validate("json", LoginBody), async (c) => {
@@ -21,7 +17,7 @@ export const auth = new Hono<AppEnv>()
       throw new ForbiddenError("Cross-origin request refused (Origin does not match this site)", "csrf");
     }
     const body = c.req.valid("json");
-    const { user, session } = await login(c.get("db"), { ...body, ip: clientIp(c.req.raw) }, Date.now());
+    const { user, session } = await login(c.get("db"), { ...body, address: clientAddress(c.req.raw, c.get("config").TRUSTED_PROXY) }, Date.now());
     setSessionCookie(c, session.token, session.expiresAt);
     return c.json({ user });
   })

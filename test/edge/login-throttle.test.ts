@@ -1,0 +1,115 @@
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { newId } from "../../db/ids";
+import {
+  ACCOUNT_RULE,
+  accountKey,
+  ADDRESS_RULE,
+  LOGIN_QUIET_RESET_MS,
+  reserveLoginAttempt,
+} from "../../db/queries/login-attempts";
+import { loginFailures } from "../../db/schema";
+import { call, db, makeUser } from "./helpers";
+
+const octet = () => Math.floor(Math.random() * 250) + 1;
+const hex = () => Math.floor(Math.random() * 0xffff).toString(16);
+
+function attempt(email: string, password: string, headers: Record<string, string> = {}) {
+  return call("/api/auth/login", { method: "POST", json: { email, password }, headers });
+}
+
+/** Stands in for waiting out the lock: the account's lock ends now. */
+async function letLockLapse(email: string) {
+  await db.update(loginFailures).set({ lockedUntil: Date.now() - 1 }).where(eq(loginFailures.key, accountKey(email)));
+}
+
+describe("login throttle", () => {
+  it("evaluates at most 5 of 40 parallel wrong logins for one account and refuses the rest with 429", async () => {
+    const user = await makeUser();
+    const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => attempt(user.email, `wrong-${i}`)));
+    const statuses = replies.map((r) => r.status);
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(ACCOUNT_RULE.free);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(40 - ACCOUNT_RULE.free);
+    expect(statuses.every((s) => s === 401 || s === 429)).toBe(true);
+    const refused = replies.find((r) => r.status === 429)!;
+    expect(await refused.json()).toMatchObject({ error: { code: "too_many_attempts" } });
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+
+  it("does not let rotating client addresses or X-Real-IP / X-Forwarded-For headers escape the per-account limit", async () => {
+    const user = await makeUser();
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const res = await attempt(user.email, `wrong-${i}`, {
+        "cf-connecting-ip": `198.51.100.${i + 1}`,
+        "x-real-ip": `203.0.113.${octet()}`,
+        "x-forwarded-for": `203.0.113.${octet()}, 10.0.0.${octet()}`,
+      });
+      statuses.push(res.status);
+    }
+    expect(statuses.slice(0, ACCOUNT_RULE.free)).toEqual(Array(ACCOUNT_RULE.free).fill(401));
+    expect(statuses.slice(ACCOUNT_RULE.free)).toEqual(Array(12 - ACCOUNT_RULE.free).fill(429));
+  });
+
+  it("keys the per-address limit on CF-Connecting-IP, ignoring client-set X-Real-IP without a trusted proxy", async () => {
+    const from = `100.64.${octet()}.${octet()}`;
+    for (let i = 0; i < ADDRESS_RULE.free; i++) {
+      const res = await attempt(`nobody-${newId()}@test.example`, "wrong", { "cf-connecting-ip": from, "x-real-ip": `203.0.113.${i}` });
+      expect(res.status).toBe(401);
+    }
+    const blocked = await attempt(`nobody-${newId()}@test.example`, "wrong", { "cf-connecting-ip": from, "x-real-ip": "203.0.113.250" });
+    expect(blocked.status).toBe(429);
+  });
+
+  it("groups IPv6 addresses by /64 for the per-address limit, across accounts", async () => {
+    const prefix = `2001:db8:${hex()}:${hex()}`;
+    for (let i = 0; i < ADDRESS_RULE.free; i++) {
+      const res = await attempt(`nobody-${newId()}@test.example`, "wrong", { "cf-connecting-ip": `${prefix}::${(i + 1).toString(16)}` });
+      expect(res.status).toBe(401);
+    }
+    const sameSlash64 = await attempt(`nobody-${newId()}@test.example`, "wrong", { "cf-connecting-ip": `${prefix}:ffff:ffff:ffff:ffff` });
+    expect(sameSlash64.status).toBe(429);
+    const user = await makeUser();
+    const otherSlash64 = await attempt(user.email, user.password, { "cf-connecting-ip": `2001:db8:${hex()}:${hex()}::1` });
+    expect(otherSlash64.status).toBe(200);
+  });
+
+  it("lets the right password in once the lockout delay has passed, and that success resets the account's counter", async () => {
+    const user = await makeUser();
+    for (let i = 0; i < ACCOUNT_RULE.free; i++) expect((await attempt(user.email, `wrong-${i}`)).status).toBe(401);
+    expect((await attempt(user.email, user.password)).status).toBe(429);
+    await letLockLapse(user.email);
+    expect((await attempt(user.email, user.password)).status).toBe(200);
+    // Counter reset: the free attempts are available again.
+    for (let i = 0; i < ACCOUNT_RULE.free - 1; i++) expect((await attempt(user.email, `wrong-${i}`)).status).toBe(401);
+    expect((await attempt(user.email, user.password)).status).toBe(200);
+  });
+
+  it("without a known client address, locks only the guessed account, never a shared key", async () => {
+    const victim = await makeUser();
+    const bystander = await makeUser();
+    for (let i = 0; i < ACCOUNT_RULE.free + 3; i++) await attempt(victim.email, `wrong-${i}`);
+    expect((await attempt(victim.email, victim.password)).status).toBe(429);
+    expect((await attempt(bystander.email, bystander.password)).status).toBe(200);
+  });
+
+  it("grows the delay after each attempt past the free ones, capped so the lock always lapses", async () => {
+    const key = `account:delay-${newId()}@test.example`;
+    let now = 1_000_000_000_000;
+    const delays: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      await reserveLoginAttempt(db, key, ACCOUNT_RULE, now);
+      const [row] = await db.select().from(loginFailures).where(eq(loginFailures.key, key));
+      delays.push(row!.lockedUntil === 0 ? 0 : row!.lockedUntil - now);
+      // A second try while locked is refused and changes nothing.
+      if (row!.lockedUntil > now) await expect(reserveLoginAttempt(db, key, ACCOUNT_RULE, now + 1)).rejects.toMatchObject({ status: 429 });
+      now = Math.max(now, row!.lockedUntil);
+    }
+    const base = ACCOUNT_RULE.baseDelayMs;
+    expect(delays).toEqual([0, 0, 0, 0, base, base * 2, base * 4, base * 8, base * 16, ACCOUNT_RULE.maxDelayMs, ACCOUNT_RULE.maxDelayMs, ACCOUNT_RULE.maxDelayMs]);
+    // A quiet hour starts the count over.
+    await reserveLoginAttempt(db, key, ACCOUNT_RULE, now + LOGIN_QUIET_RESET_MS + 1);
+    const [row] = await db.select().from(loginFailures).where(eq(loginFailures.key, key));
+    expect(row).toMatchObject({ attempts: 1, lockedUntil: 0 });
+  });
+});
