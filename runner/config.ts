@@ -3,6 +3,7 @@ import { accessSync, constants } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { delimiter, isAbsolute, join } from "node:path";
 import { z } from "zod";
+import { SOURCE_LIMIT_DEFAULTS } from "../db/source-limits";
 
 const ms = (def: number, min: number) => z.coerce.number().int().min(min).default(def);
 
@@ -30,6 +31,10 @@ export const Schema = z
     STALL_MS: ms(60_000, 100),
     /** Below this much free space in WORK_DIR the runner claims nothing (it would only fail for lack of room). */
     MIN_FREE_BYTES: z.coerce.number().int().min(0).default(64 * 1024 * 1024),
+    /** Longest source this runner encodes, in seconds; longer ones fail with a reason naming the limit. */
+    MAX_SOURCE_SECONDS: z.coerce.number().int().min(1).default(SOURCE_LIMIT_DEFAULTS.maxSeconds),
+    /** Largest width or height (after rotation) of a source this runner encodes, in pixels. */
+    MAX_SOURCE_DIMENSION: z.coerce.number().int().min(16).default(SOURCE_LIMIT_DEFAULTS.maxDimension),
     METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
     LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
     /** Optional effect families on top of zoom/crop offset and eq jitter: mirror, speed, noise. */

@@ -74,6 +74,7 @@ export class Runner {
       ffprobe: config.FFPROBE_PATH,
       log,
       maxBytes: deps.sourceCacheBytes,
+      limits: { maxSeconds: config.MAX_SOURCE_SECONDS, maxDimension: config.MAX_SOURCE_DIMENSION },
     });
     this.thumbnails = new Thumbnails(() => this.ctx);
     this.gate = new ClaimGate(config.CONCURRENCY);

@@ -1,8 +1,12 @@
 import { mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { BlobClient } from "./blobs";
+import { sourceOverLimits, type SourceLimits } from "../db/source-limits";
 import { assertDecodable, probeMedia, type MediaInfo } from "./ffmpeg";
 import type { Logger } from "./log";
+
+/** The source is a valid video but over this runner's limits (duration, resolution): retrying will not help. */
+export class SourceOverLimitError extends Error {}
 
 export interface SourceRef {
   sourceId: string;
@@ -47,6 +51,8 @@ export class SourceCache {
       ffprobe: string;
       log: Logger;
       maxBytes?: number;
+      /** Checked right after the probe, before the decode check and any encode. */
+      limits?: SourceLimits;
     },
   ) {}
 
@@ -127,6 +133,8 @@ export class SourceCache {
       await rename(part, path);
       this.opts.log.info("source downloaded", { source: ref.sourceId, bytes: size, ms: Math.round(performance.now() - t0) });
       const media = await probeMedia(this.opts.ffprobe, path, controller.signal);
+      const over = this.opts.limits ? sourceOverLimits(media, this.opts.limits) : null;
+      if (over) throw new SourceOverLimitError(over);
       await assertDecodable(this.opts.ffmpeg, path, controller.signal);
       entry.size = size;
       return { media, size };

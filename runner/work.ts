@@ -25,7 +25,7 @@ import { errorMessage, type Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
 import { deriveParams } from "./params";
 import type { ProcessRegistry, StopReason } from "./processes";
-import type { AcquiredSource, SourceCache } from "./sources";
+import { SourceOverLimitError, type AcquiredSource, type SourceCache } from "./sources";
 import type { Thumbnails } from "./thumbnails";
 
 export interface WorkContext {
@@ -154,7 +154,7 @@ export class VariationTask {
         source = await this.ctx.sources.acquire({ sourceId: c.sourceId, jobId: c.jobId, key: c.sourceKey }, this.abort.signal);
       } catch (err) {
         if (this.stopReason) return await this.stopped(null, out);
-        if (err instanceof NotAVideoError) return await this.failSource(err.message);
+        if (err instanceof NotAVideoError || err instanceof SourceOverLimitError) return await this.failSource(err.message);
         if (err instanceof BlobError && err.status === 404) return await this.failSource("source file is missing from storage");
         const local = asLocalError(err, "source download failed");
         if (local) return await this.local(local);

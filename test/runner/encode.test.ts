@@ -109,6 +109,21 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     expect(rows.filter((r) => r.attempts === 1)).toHaveLength(1);
   });
 
+  it("fails a source over the runner's duration or resolution limit before any encode, with a reason naming the limit", async () => {
+    const long = await stack.user.createJob([await makeClip({ seconds: 3 })], 2);
+    runnerProcess({ CONCURRENCY: "1", WORK_DIR: await stack.workDir(), MAX_SOURCE_SECONDS: "2", MAX_SOURCE_DIMENSION: "200" });
+    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, long.id))?.status), 30_000);
+    const api = await stack.user.getJob(long.id);
+    expect(api.status).toBe("failed");
+    expect(api.files[0].error).toBe("source is too long: 3 s; the limit is 2 s");
+    const rows = await getVariationRows(stack.db, long.id);
+    expect(rows.map((r) => [r.status, r.params])).toEqual([["failed", null], ["failed", null]]);
+
+    const big = await stack.user.createJob([await makeClip({ seconds: 1 })], 1);
+    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, big.id))?.status), 30_000);
+    expect((await stack.user.getJob(big.id)).files[0].error).toBe("source resolution 320×240 is too large; the limit is 200 px on either side");
+  });
+
   it("sweeps a stored output the database does not record once the job is finished, keeping the recorded ones", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 2);
     // What a runner that lost its lease mid-upload would leave behind.
