@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+// The `video-refresher` command: TypeScript through tsx, like the project's other scripts.
+import { register } from "tsx/esm/api";
+
+register();
+await import("./main.ts");
