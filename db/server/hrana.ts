@@ -1,5 +1,6 @@
 // Hrana (JSON) protocol on top of one synchronous libsql connection: value encoding, statements, batches.
 import type Database from "libsql";
+import { refuseFileAccess } from "./guard";
 
 export type Conn = Database.Database;
 
@@ -44,10 +45,25 @@ export function toHranaError(err: unknown): HranaError {
   const e = err as { message?: unknown; code?: unknown };
   // libsql-js reports an empty statement as the "error" SQLITE_OK.
   if (e?.code === "SQLITE_OK") return { message: "SQL string contains no statement", code: "SQL_NO_STATEMENT" };
-  // SqliteError.code is already the extended name (SQLITE_CONSTRAINT_UNIQUE…), which @libsql/client exposes as
-  // LibsqlError.code; anything else is a malformed request that slipped past decoding.
-  const code = typeof e?.code === "string" && e.code.startsWith("SQLITE_") ? e.code : "PROTO_ERROR";
+  // SqliteError.code is the extended name (SQLITE_CONSTRAINT_UNIQUE…); sqld sends the primary one
+  // (SQLITE_CONSTRAINT), and @libsql/client exposes it unchanged as LibsqlError.code. Anything else is a malformed
+  // request that slipped past decoding.
+  const code = typeof e?.code === "string" && e.code.startsWith("SQLITE_") ? primaryCode(e.code) : "PROTO_ERROR";
   return { message: typeof e?.message === "string" ? e.message : String(err), code };
+}
+
+const PRIMARY_CODES = new Set(
+  ("ERROR INTERNAL PERM ABORT BUSY LOCKED NOMEM READONLY INTERRUPT IOERR CORRUPT NOTFOUND FULL CANTOPEN PROTOCOL " +
+    "EMPTY SCHEMA TOOBIG CONSTRAINT MISMATCH MISUSE NOLFS AUTH FORMAT RANGE NOTADB NOTICE WARNING").split(" "),
+);
+
+/** SQLITE_CONSTRAINT_PRIMARYKEY → SQLITE_CONSTRAINT, SQLITE_BUSY_SNAPSHOT → SQLITE_BUSY; primary codes unchanged. */
+export function primaryCode(code: string): string {
+  const parts = code.split("_");
+  for (let i = parts.length; i > 1; i--) {
+    if (PRIMARY_CODES.has(parts.slice(1, i).join("_"))) return parts.slice(0, i).join("_");
+  }
+  return code;
 }
 
 const MIN_I64 = -(2n ** 63n);
@@ -94,37 +110,51 @@ function bindArgs(stmt: HranaStmt): unknown[] | Record<string, unknown> {
   return bound;
 }
 
+export type StmtResult = ReturnType<ReturnType<typeof prepareStmt>>;
+
 /** Executes one statement; `sqls` resolves `sql_id` references from the stream's store_sql cache. */
-export function executeStmt(conn: Conn, stmt: HranaStmt, sqls: Map<number, string>) {
+export function executeStmt(conn: Conn, stmt: HranaStmt, sqls: Map<number, string>): StmtResult {
+  return prepareStmt(conn, stmt, sqls)();
+}
+
+/**
+ * Prepares one statement and returns a function that executes it; call it again to retry after SQLITE_BUSY. A
+ * libsql-js statement that failed with SQLITE_BUSY stays active (it is reset only when run again, or when garbage
+ * collected) and makes every later COMMIT on its connection fail, so a retry must reuse the same statement.
+ */
+export function prepareStmt(conn: Conn, stmt: HranaStmt, sqls: Map<number, string>) {
   const sql = resolveSql(stmt, sqls);
+  refuseFileAccess(sql);
   // libsql-js would silently run only the first statement; sqld refuses, so do the same (triggers contain ';').
   if (/;\s*\S/.test(stripLiterals(sql)) && !/^\s*create\s+(temp\s+|temporary\s+)?trigger\b/i.test(sql)) {
     throw new ProtoError("SQL string contains more than one statement", "SQL_MANY_STATEMENTS");
   }
-  const started = performance.now();
   const prepared = conn.prepare(sql);
   const args = bindArgs(stmt);
-  const before = changeCounters(conn);
-  let rows: unknown[][] = [];
-  let cols: { name: string; decltype: string | null }[] = [];
-  if (prepared.reader) {
-    rows = prepared.raw(true).safeIntegers(true).all(args) as unknown[][];
-    cols = prepared.columns().map((c) => ({ name: c.name, decltype: c.type }));
-  } else {
-    prepared.run(args);
-  }
-  const after = changeCounters(conn);
-  // changes() keeps the previous DML count across DDL and SELECT, so only trust it if total_changes() moved.
-  const wrote = after.total !== before.total;
-  const affected = wrote ? Number(after.changes) : 0;
-  return {
-    cols,
-    rows: stmt.want_rows === false ? [] : rows.map((r) => r.map(encodeValue)),
-    affected_row_count: affected,
-    last_insert_rowid: wrote ? after.rowid.toString() : null,
-    rows_read: rows.length,
-    rows_written: affected,
-    query_duration_ms: performance.now() - started,
+  return () => {
+    const started = performance.now();
+    const before = changeCounters(conn);
+    let rows: unknown[][] = [];
+    let cols: { name: string; decltype: string | null }[] = [];
+    if (prepared.reader) {
+      rows = prepared.raw(true).safeIntegers(true).all(args) as unknown[][];
+      cols = prepared.columns().map((c) => ({ name: c.name, decltype: c.type }));
+    } else {
+      prepared.run(args);
+    }
+    const after = changeCounters(conn);
+    // changes() keeps the previous DML count across DDL and SELECT, so only trust it if total_changes() moved.
+    const wrote = after.total !== before.total;
+    const affected = wrote ? Number(after.changes) : 0;
+    return {
+      cols,
+      rows: stmt.want_rows === false ? [] : rows.map((r) => r.map(encodeValue)),
+      affected_row_count: affected,
+      last_insert_rowid: wrote ? after.rowid.toString() : null,
+      rows_read: rows.length,
+      rows_written: affected,
+      query_duration_ms: performance.now() - started,
+    };
   };
 }
 
@@ -150,12 +180,17 @@ export function resolveSql(req: { sql?: string | null; sql_id?: number | null },
   throw new ProtoError("statement has neither sql nor sql_id", "SQL_MISSING");
 }
 
-export function executeBatch(
+/**
+ * Runs a batch. `run` executes one step's statement; the engine passes one that waits (asynchronously) and retries
+ * a step refused with SQLITE_BUSY while another stream holds the write lock.
+ */
+export async function executeBatch(
   conn: Conn,
   steps: { condition?: BatchCond | null; stmt: HranaStmt }[],
   sqls: Map<number, string>,
+  run: <T>(f: () => T) => Promise<T> = async (f) => f(),
 ) {
-  const step_results: (ReturnType<typeof executeStmt> | null)[] = [];
+  const step_results: (StmtResult | null)[] = [];
   const step_errors: (HranaError | null)[] = [];
   const holds = (c: BatchCond): boolean => {
     switch (c.type) {
@@ -179,7 +214,7 @@ export function executeBatch(
     let result = null;
     let error = null;
     try {
-      if (!step.condition || holds(step.condition)) result = executeStmt(conn, step.stmt, sqls);
+      if (!step.condition || holds(step.condition)) result = await run(prepareStmt(conn, step.stmt, sqls));
     } catch (err) {
       error = toHranaError(err);
     }
@@ -191,6 +226,7 @@ export function executeBatch(
 
 /** Describes a statement. libsql-js exposes no parameter list or readonly flag, so those are approximated. */
 export function describe(conn: Conn, sql: string) {
+  refuseFileAccess(sql);
   const prepared = conn.prepare(sql);
   // SQLite numbers parameters by first appearance; a repeated name or ?N is one parameter, a bare ? has no name.
   const names: (string | null)[] = [];

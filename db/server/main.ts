@@ -1,4 +1,5 @@
 // `npm run db:server`: the local libSQL server for development (see startLibsqlServer).
+import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { startLibsqlServer } from "./server";
 
@@ -8,8 +9,10 @@ const env = z
     LIBSQL_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
     LIBSQL_DATA_DIR: z.string().min(1).default(".data/libsql"),
     LIBSQL_AUTH_TOKEN: z.string().optional(),
+    // Opt-in (`1`): also serve `/<name>/v2/pipeline` as separate databases in the data directory.
+    LIBSQL_NAMED_DATABASES: z.enum(["0", "1"]).default("0"),
   })
-  // An empty variable (`LIBSQL_AUTH_TOKEN=` in a .env file) means "unset": no auth, default port.
+  // An empty variable (`LIBSQL_AUTH_TOKEN=` in a .env file) means "unset": a generated token, default port.
   .safeParse(Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !== "")));
 
 if (!env.success) {
@@ -17,17 +20,22 @@ if (!env.success) {
   process.exit(1);
 }
 
-const { LIBSQL_HOST, LIBSQL_PORT, LIBSQL_DATA_DIR, LIBSQL_AUTH_TOKEN } = env.data;
+const { LIBSQL_HOST, LIBSQL_PORT, LIBSQL_DATA_DIR, LIBSQL_AUTH_TOKEN, LIBSQL_NAMED_DATABASES } = env.data;
+// Never without a token: any local process could otherwise read and change the databases.
+const authToken = LIBSQL_AUTH_TOKEN ?? randomBytes(24).toString("base64url");
 const server = await startLibsqlServer({
   host: LIBSQL_HOST,
   port: LIBSQL_PORT,
   dataDir: LIBSQL_DATA_DIR,
-  authToken: LIBSQL_AUTH_TOKEN,
+  authToken,
+  namedDatabases: LIBSQL_NAMED_DATABASES === "1",
   log: (msg) => console.log(msg),
 });
 console.log(
-  `libsql server listening on ${server.url} (data: ${LIBSQL_DATA_DIR}, auth: ${LIBSQL_AUTH_TOKEN ? "bearer token" : "none"})`,
+  `libsql server listening on ${server.url} (data: ${LIBSQL_DATA_DIR}, auth: bearer token${LIBSQL_AUTH_TOKEN ? " from LIBSQL_AUTH_TOKEN" : ""}` +
+    `${LIBSQL_NAMED_DATABASES === "1" ? ", named databases" : ""})`,
 );
+if (!LIBSQL_AUTH_TOKEN) console.log(`libsql server: generated token (set LIBSQL_AUTH_TOKEN to choose one): LIBSQL_AUTH_TOKEN=${authToken}`);
 
 let stopping = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

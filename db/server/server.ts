@@ -1,6 +1,7 @@
 // Local libSQL server: Hrana over HTTP (JSON, protocol v2/v3 pipelines) for development and tests.
+import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, isIP } from "node:net";
 import { Engine, HttpError, type PipelineBody } from "./streams";
 
 export interface LibsqlServerOptions {
@@ -8,12 +9,24 @@ export interface LibsqlServerOptions {
   port?: number;
   /** Interface to bind. Default 127.0.0.1. */
   host?: string;
-  /** Directory for `<name>.db` files; databases are in-memory when omitted. */
+  /** Directory for `<name>.db` files; without it, a private temporary directory removed by close(). */
   dataDir?: string;
-  /** When set, every Hrana request must carry `Authorization: Bearer <authToken>`. */
+  /** Every Hrana request must carry `Authorization: Bearer <authToken>`. Required unless insecureNoAuthForTests. */
   authToken?: string;
-  /** How long a stream may stay idle before it is closed and its open transaction rolled back. Default 10000. */
+  /**
+   * Tests only: serve without any token. Any local process (and, through a browser bug, any web page) could then
+   * read and change every database, so nothing a developer runs sets this.
+   */
+  insecureNoAuthForTests?: boolean;
+  /**
+   * Also serve `/<name>/v2/pipeline` as separate databases (`<name>.db`; letters, digits, `_`, `-`, at most 128),
+   * which tests use for one database per file. Off: only the default database exists.
+   */
+  namedDatabases?: boolean;
+  /** How long an idle stream keeps its state before it is closed and its open transaction rolled back. Default 10000. */
   txTtlMs?: number;
+  /** How long a write waits for the write lock held by another stream's transaction before SQLITE_BUSY. Default 5000. */
+  busyTimeoutMs?: number;
   log?: (msg: string) => void;
 }
 
@@ -26,13 +39,33 @@ export interface LibsqlServer {
 }
 
 const MAX_BODY_BYTES = 50 * 1024 * 1024;
-// `/v2/pipeline` is the "default" database; `/<name>/v2/pipeline` is what a client with base URL `http://h/<name>/` posts.
-const PIPELINE_PATH = /^\/(?:([A-Za-z0-9_-]+)\/)?v[23]\/pipeline$/;
+// `/v2/pipeline` is the "default" database; `/<name>/v2/pipeline` is what a client with base URL `http://h/<name>/`
+// posts. `/v3/pipeline` is the same handler; `GET /v3` stays 404, because a client that sees Hrana 3 advertised
+// would also use `/v3/cursor`, which is not served.
+const PIPELINE_PATH = /^\/(?:([^/]+)\/)?v[23]\/pipeline$/;
+const DATABASE_NAME = /^[A-Za-z0-9_-]{1,128}$/;
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
 
-/** Starts a Hrana-over-HTTP server backed by the `libsql` package; resolves once it is listening. */
+/**
+ * Starts a Hrana-over-HTTP server backed by the `libsql` package; resolves once it is listening. It only answers
+ * local tools: requests from browsers (an Origin header), non-JSON posts, Host names other than loopback (DNS
+ * rebinding) and SQL that would touch other files are refused.
+ */
 export async function startLibsqlServer(opts: LibsqlServerOptions = {}): Promise<LibsqlServer> {
   const host = opts.host ?? "127.0.0.1";
-  const engine = new Engine({ dataDir: opts.dataDir, txTtlMs: opts.txTtlMs ?? 10_000, log: opts.log ?? (() => {}) });
+  if (!opts.authToken && !opts.insecureNoAuthForTests) {
+    throw new Error("startLibsqlServer: authToken is required (insecureNoAuthForTests is for tests only)");
+  }
+  const tokenDigest = opts.authToken ? sha256(opts.authToken) : undefined;
+  // An IP literal cannot be rebound by DNS, so the address the server was bound to is an acceptable Host too.
+  const allowedHosts = new Set(LOOPBACK_HOSTS);
+  if (isIP(host)) allowedHosts.add(host.includes(":") ? `[${host}]` : host);
+  const engine = new Engine({
+    dataDir: opts.dataDir,
+    txTtlMs: opts.txTtlMs ?? 10_000,
+    busyTimeoutMs: opts.busyTimeoutMs ?? 5_000,
+    log: opts.log ?? (() => {}),
+  });
   const inFlight = new Set<Promise<void>>();
   let closing: Promise<void> | undefined;
 
@@ -47,19 +80,45 @@ export async function startLibsqlServer(opts: LibsqlServerOptions = {}): Promise
   });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const hostHeader = (req.headers.host ?? "").toLowerCase().replace(/:\d+$/, "");
+    if (!allowedHosts.has(hostHeader)) {
+      return sendJson(res, 403, {
+        message: `Host ${JSON.stringify(req.headers.host ?? "")} is refused: this local server answers only 127.0.0.1, localhost or [::1]`,
+        code: "HOST_REFUSED",
+      });
+    }
+    if (req.headers.origin !== undefined) {
+      return sendJson(res, 403, {
+        message: `requests from web pages are refused (Origin ${JSON.stringify(req.headers.origin)}): this server is for local tools`,
+        code: "ORIGIN_REFUSED",
+      });
+    }
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
-    if (req.method === "GET" && (path === "/" || path === "/health" || /^\/v[23]$/.test(path))) {
+    if (req.method === "GET" && (path === "/" || path === "/health" || path === "/v2")) {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok");
       return;
     }
     // Plain text on purpose: @libsql/client then raises code SERVER_ERROR, which callers treat as "unavailable".
     if (closing) return void res.writeHead(503, { "content-type": "text/plain" }).end("server is shutting down");
-    if (opts.authToken !== undefined && req.headers.authorization !== `Bearer ${opts.authToken}`) {
+    if (tokenDigest && !bearerMatches(req.headers.authorization, tokenDigest)) {
       return sendJson(res, 401, { message: "missing or invalid bearer token", code: "UNAUTHORIZED" });
     }
     const match = PIPELINE_PATH.exec(path);
     if (!match) return sendJson(res, 404, { message: `no route for ${req.method} ${path}`, code: "NOT_FOUND" });
+    const dbName = match[1] ?? "default";
+    if (match[1] !== undefined && (!opts.namedDatabases || !DATABASE_NAME.test(dbName))) {
+      const why = opts.namedDatabases ? "names are 1-128 letters, digits, '_' or '-'" : "this server serves only the default database (/v2/pipeline)";
+      return sendJson(res, 404, { message: `unknown database ${JSON.stringify(dbName)}: ${why}`, code: "NAMESPACE_DOESNT_EXIST" });
+    }
     if (req.method !== "POST") return sendJson(res, 405, { message: "use POST", code: "METHOD_NOT_ALLOWED" });
+    // A web page can send a "simple" cross-origin POST (text/plain, form types) without a CORS preflight.
+    const mediaType = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+    if (mediaType !== "application/json") {
+      return sendJson(res, 415, {
+        message: `content-type ${JSON.stringify(req.headers["content-type"] ?? "")} is refused: send application/json`,
+        code: "UNSUPPORTED_MEDIA_TYPE",
+      });
+    }
     // Fires when the connection closes before the reply is finished: a client timeout (the edge aborts after
     // 8 s), a worker isolate that went away, a killed process.
     const gone = new AbortController();
@@ -68,7 +127,7 @@ export async function startLibsqlServer(opts: LibsqlServerOptions = {}): Promise
     });
     try {
       const body = parsePipelineBody(await readBody(req));
-      sendJson(res, 200, await engine.pipeline(match[1] ?? "default", body, gone.signal));
+      sendJson(res, 200, await engine.pipeline(dbName, body, gone.signal));
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
       if (err.status === 413) res.setHeader("connection", "close");
@@ -104,6 +163,16 @@ export async function startLibsqlServer(opts: LibsqlServerOptions = {}): Promise
       return closing;
     },
   };
+}
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
+}
+
+/** Compares digests, so neither the token's length nor its content leaks through the comparison's timing. */
+function bearerMatches(header: string | undefined, expected: Buffer): boolean {
+  const m = /^Bearer (.+)$/i.exec(header ?? "");
+  return m !== null && timingSafeEqual(sha256(m[1]!), expected);
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

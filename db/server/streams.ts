@@ -1,8 +1,10 @@
-// Databases (one synchronous connection each), Hrana streams with batons, and the pipeline runner.
+// Databases (WAL files with a connection per stream), Hrana streams with batons, and the pipeline runner.
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "libsql";
+import { refuseFileAccess } from "./guard";
 import {
   type BatchCond,
   type Conn,
@@ -10,7 +12,7 @@ import {
   ProtoError,
   describe,
   executeBatch,
-  executeStmt,
+  prepareStmt,
   resolveSql,
   toHranaError,
 } from "./hrana";
@@ -26,60 +28,105 @@ export class HttpError extends Error {
   }
 }
 
+/** Connections kept open for reuse per database once their streams have ended. */
+const IDLE_CONNECTIONS = 4;
+/** How often a request refused with SQLITE_BUSY looks again when no stream of ours announced a free lock. */
+const BUSY_POLL_MS = 100;
+
 /**
- * One connection per database. libsql is synchronous, so a pipeline runs without yielding; the only state that
- * outlives a request is an open transaction, whose stream then owns the connection until it ends.
+ * One database file in WAL mode, with a connection per stream (as sqld has): a stream holding a transaction keeps
+ * its connection, readers on other streams keep reading the last committed state, and a writer on another stream
+ * waits for the write lock in `Engine.run` — asynchronously, so the rest of the server keeps going.
  */
 class DbHandle {
-  owner: Stream | null = null;
-  private waiters: { stream: Stream; resolve: () => void }[] = [];
+  private idle: Conn[] = [];
+  private open = new Set<Conn>();
+  private lockWaiters = new Set<() => void>();
 
-  constructor(readonly conn: Conn) {}
+  constructor(
+    private path: string,
+    private durable: boolean,
+  ) {}
 
-  /**
-   * Waits for the connection. `gone` aborts when the HTTP client disconnected: such a request leaves the queue
-   * instead of running later for nobody — otherwise a queued `BEGIN` whose client timed out would open a
-   * transaction no one ever finishes, holding the database for another full TTL (and each such waiter adds one).
-   */
-  acquire(stream: Stream, gone?: AbortSignal): Promise<void> {
-    if (this.owner === null || this.owner === stream) {
-      this.owner = stream;
-      return Promise.resolve();
+  acquire(): Conn {
+    const pooled = this.idle.pop();
+    if (pooled) return pooled;
+    const conn = new Database(this.path);
+    // busy_timeout 0: libsql is synchronous, so SQLite's busy handler would put the whole event loop to sleep while
+    // the lock holder — another stream of this very process — cannot make progress.
+    conn.exec(
+      `PRAGMA journal_mode=WAL; PRAGMA busy_timeout=0; PRAGMA foreign_keys=ON; PRAGMA synchronous=${this.durable ? "NORMAL" : "OFF"};`,
+    );
+    conn.defaultSafeIntegers(true);
+    this.open.add(conn);
+    return conn;
+  }
+
+  /** Takes back the connection of an ended stream (its transaction already rolled back). */
+  release(conn: Conn): void {
+    let reusable = !conn.inTransaction && this.idle.length < IDLE_CONNECTIONS;
+    try {
+      // Connection settings one stream changed must not leak into the next.
+      if (reusable) conn.exec("PRAGMA foreign_keys=ON; PRAGMA busy_timeout=0;");
+    } catch {
+      reusable = false;
     }
-    if (gone?.aborted) return Promise.reject(clientGone());
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        const i = this.waiters.indexOf(waiter);
-        if (i < 0) return; // already handed the connection: the pipeline runs and then ends the stream
-        this.waiters.splice(i, 1);
-        reject(clientGone());
+    if (reusable) {
+      this.idle.push(conn);
+    } else {
+      this.open.delete(conn);
+      conn.close();
+    }
+    this.lockMayBeFree();
+  }
+
+  /** Resolves when a stream of this database may have released the write lock, after `ms`, or when `gone` aborts. */
+  waitForLock(ms: number, gone?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.lockWaiters.delete(done);
+        gone?.removeEventListener("abort", done);
+        resolve();
       };
-      const waiter = {
-        stream,
-        resolve: () => {
-          gone?.removeEventListener("abort", onAbort);
-          resolve();
-        },
-      };
-      gone?.addEventListener("abort", onAbort, { once: true });
-      this.waiters.push(waiter);
+      const timer = setTimeout(done, ms);
+      this.lockWaiters.add(done);
+      gone?.addEventListener("abort", done, { once: true });
     });
   }
 
-  /** Hands the connection to the next waiter, unless `stream` still has a transaction open. */
-  release(stream: Stream): void {
-    if (this.owner !== stream || this.conn.inTransaction) return;
-    const next = this.waiters.shift();
-    this.owner = next?.stream ?? null;
-    next?.resolve();
+  lockMayBeFree(): void {
+    for (const wake of [...this.lockWaiters]) wake();
+  }
+
+  /** Closes a connection that must not be reused (a statement on it may still be active). */
+  discard(conn: Conn): void {
+    this.open.delete(conn);
+    try {
+      conn.close();
+    } catch {
+      // already unusable; nothing else holds it
+    }
+    this.lockMayBeFree();
+  }
+
+  close(): void {
+    const conns = [...this.open];
+    // libsql-js has no finalize(): close() is deferred until prepared statements are garbage-collected, so
+    // checkpoint now to leave a self-contained .db file behind.
+    if (conns[0]) conns[0].exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    for (const conn of conns) conn.close();
+    this.open.clear();
+    this.idle = [];
   }
 }
 
-/** Status 499 (nginx's "client closed request"): nobody reads it, but it keeps the logs honest. */
-const clientGone = () => new HttpError(499, "client closed the request while it waited for the database", "CLIENT_GONE");
-
 class Stream {
   readonly sqls = new Map<number, string>();
+  /** Taken on first use and kept for the stream's life (connection state such as PRAGMAs is per stream in sqld). */
+  conn: Conn | null = null;
+  /** Set when the stream's transaction had to be rolled back after SQLITE_BUSY: only ROLLBACK is accepted then. */
+  poisoned = false;
   timer: NodeJS.Timeout | undefined;
   constructor(readonly db: DbHandle) {}
 }
@@ -97,78 +144,103 @@ export interface PipelineBody {
   requests: StreamRequest[];
 }
 
-const USES_CONNECTION = new Set(["execute", "batch", "sequence", "describe", "get_autocommit"]);
+const RUNS_SQL = new Set(["execute", "batch", "sequence", "describe"]);
 
 export class Engine {
   private dbs = new Map<string, DbHandle>();
   private parked = new Map<string, Stream>();
   private closing = false;
+  private dir: string;
+  private durable: boolean;
 
   constructor(
-    private opts: { dataDir?: string; txTtlMs: number; log: (msg: string) => void },
+    private opts: { dataDir?: string; txTtlMs: number; busyTimeoutMs: number; log: (msg: string) => void },
   ) {
+    this.durable = opts.dataDir !== undefined;
     if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
+    // Without a data directory the databases live in a private temporary directory (removed on close): separate
+    // connections cannot share an in-memory database the way WAL files are shared.
+    this.dir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "libsql-server-"));
   }
 
   private database(name: string): DbHandle {
     let db = this.dbs.get(name);
     if (!db) {
-      const conn = new Database(this.opts.dataDir ? join(this.opts.dataDir, `${name}.db`) : ":memory:");
-      conn.exec("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;");
-      conn.defaultSafeIntegers(true);
-      db = new DbHandle(conn);
+      db = new DbHandle(join(this.dir, `${name}.db`), this.durable);
       this.dbs.set(name, db);
     }
     return db;
   }
 
-  /** Runs one pipeline request. `gone` aborts when the HTTP client disconnected before the reply. */
+  /**
+   * Runs one pipeline request against database `dbName` (already validated by the caller). `gone` aborts when the
+   * HTTP client disconnected before the reply.
+   */
   async pipeline(dbName: string, body: PipelineBody, gone?: AbortSignal) {
     const db = this.database(dbName);
     const stream = body.baton == null ? new Stream(db) : this.take(body.baton, db);
-    if (stream.db.owner === stream || body.requests.some((r) => USES_CONNECTION.has(r.type))) {
-      try {
-        await db.acquire(stream, gone);
-      } catch (err) {
-        this.end(stream);
-        throw err;
-      }
-    }
     let close = false;
-    const results = body.requests.map((req) => {
+    const results = [];
+    for (const req of body.requests) {
+      const wasInTx = stream.conn?.inTransaction ?? false;
       try {
         if (req.type === "close") close = true;
-        return { type: "ok", response: { type: req.type, ...this.handle(stream, req) } };
+        // The client was told its request failed (timeout): nothing may run behind its back afterwards.
+        if (gone?.aborted && RUNS_SQL.has(req.type)) {
+          throw new ProtoError("the client closed the request before this statement ran", "CLIENT_GONE");
+        }
+        results.push({ type: "ok", response: { type: req.type, ...(await this.handle(stream, req, gone)) } });
       } catch (err) {
-        return { type: "error", error: toHranaError(err) };
+        results.push({ type: "error", error: toHranaError(err) });
       }
-    });
+      if (wasInTx && !stream.conn?.inTransaction) db.lockMayBeFree();
+    }
     // A client that is gone never receives the new baton, so nobody could finish its transaction: roll it back
     // now rather than after the TTL (what was committed stays committed).
     if (close || this.closing || gone?.aborted) {
       this.end(stream);
       return { baton: null, base_url: null, results };
     }
-    db.release(stream);
     return { baton: this.park(stream), base_url: null, results };
   }
 
-  private handle(stream: Stream, req: StreamRequest): object {
-    const conn = stream.db.conn;
+  private conn(stream: Stream): Conn {
+    stream.conn ??= stream.db.acquire();
+    return stream.conn;
+  }
+
+  private async handle(stream: Stream, req: StreamRequest, gone?: AbortSignal): Promise<object> {
+    if (stream.poisoned && RUNS_SQL.has(req.type)) {
+      // The client believes its transaction is still open: running its next statements in autocommit mode would
+      // commit half of it. sqld keeps such a transaction open; here it could not commit anyway (see run()).
+      if (req.type === "execute" && /^\s*rollback\s*;?\s*$/i.test(resolveSql(req.stmt, stream.sqls))) {
+        stream.poisoned = false;
+        return { result: { cols: [], rows: [], affected_row_count: 0, last_insert_rowid: null, rows_read: 0, rows_written: 0, query_duration_ms: 0 } };
+      }
+      throw new ProtoError("database is locked: this stream's transaction was rolled back after SQLITE_BUSY; send ROLLBACK", "SQLITE_BUSY");
+    }
     switch (req.type) {
       case "close":
         return {};
-      case "execute":
-        return { result: executeStmt(conn, req.stmt, stream.sqls) };
-      case "batch":
-        return { result: executeBatch(conn, req.batch.steps, stream.sqls) };
-      case "sequence":
-        conn.exec(resolveSql(req, stream.sqls));
+      case "execute": {
+        const conn = this.conn(stream);
+        return { result: await this.run(stream, gone, prepareStmt(conn, req.stmt, stream.sqls)) };
+      }
+      case "batch": {
+        const conn = this.conn(stream);
+        return { result: await executeBatch(conn, req.batch.steps, stream.sqls, (f) => this.run(stream, gone, f)) };
+      }
+      case "sequence": {
+        const sql = resolveSql(req, stream.sqls);
+        refuseFileAccess(sql);
+        const conn = this.conn(stream);
+        await this.run(stream, gone, () => conn.exec(sql));
         return {};
+      }
       case "describe":
-        return { result: describe(conn, resolveSql(req, stream.sqls)) };
+        return { result: describe(this.conn(stream), resolveSql(req, stream.sqls)) };
       case "get_autocommit":
-        return { is_autocommit: !conn.inTransaction };
+        return { is_autocommit: !(stream.conn?.inTransaction || stream.poisoned) };
       case "store_sql":
         stream.sqls.set(req.sql_id, req.sql);
         return {};
@@ -178,6 +250,53 @@ export class Engine {
       default:
         throw new ProtoError(`unknown request type ${JSON.stringify((req as { type: unknown }).type)}`, "PROTO_ERROR");
     }
+  }
+
+  /**
+   * Runs `f` on the stream's connection; when SQLite refuses it with SQLITE_BUSY (another stream holds the write
+   * lock), waits without blocking the server and tries again, for at most busyTimeoutMs — then the client gets
+   * SQLITE_BUSY, as from sqld. Retrying is safe: while one of our streams holds the write lock, the first write of
+   * `f` fails before anything was written (statements run synchronously, nobody takes the lock in between), and a
+   * transaction `f` opened itself (a sequence "BEGIN; INSERT …") is rolled back before the retry.
+   */
+  private async run<T>(stream: Stream, gone: AbortSignal | undefined, f: () => T): Promise<T> {
+    const conn = stream.conn!;
+    const deadline = Date.now() + this.opts.busyTimeoutMs;
+    const wasInTx = conn.inTransaction;
+    for (;;) {
+      try {
+        return f();
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== "SQLITE_BUSY") throw err;
+        const remaining = deadline - Date.now();
+        if (remaining > 0 && !gone?.aborted) {
+          if (!wasInTx && conn.inTransaction) conn.exec("ROLLBACK");
+          await stream.db.waitForLock(Math.min(remaining, BUSY_POLL_MS), gone);
+          if (!gone?.aborted) continue;
+        }
+        this.giveUp(stream, wasInTx);
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * After a final SQLITE_BUSY the failed libsql-js statement stays active until garbage-collected, and with it
+   * every COMMIT on that connection would fail ("SQL statements in progress"), so the stream moves to a fresh
+   * connection. A transaction the client had open is lost with it: roll it back and refuse the rest of it.
+   */
+  private giveUp(stream: Stream, wasInTx: boolean): void {
+    const conn = stream.conn!;
+    if (conn.inTransaction) {
+      try {
+        conn.exec("ROLLBACK");
+      } catch {
+        // the connection is discarded anyway
+      }
+      if (wasInTx) stream.poisoned = true;
+    }
+    stream.conn = null;
+    stream.db.discard(conn);
   }
 
   private take(baton: string, db: DbHandle): Stream {
@@ -194,10 +313,10 @@ export class Engine {
   private park(stream: Stream): string {
     const baton = randomBytes(18).toString("base64url");
     this.parked.set(baton, stream);
-    // An abandoned stream holding a transaction would block every other client of its database.
+    // An abandoned stream holding a transaction would keep the write lock (and its connection) forever.
     stream.timer = setTimeout(() => {
       this.parked.delete(baton);
-      if (stream.db.owner === stream && stream.db.conn.inTransaction) {
+      if (stream.conn?.inTransaction) {
         this.opts.log(`libsql: rolled back a transaction idle for more than ${this.opts.txTtlMs} ms`);
       }
       this.end(stream);
@@ -207,15 +326,17 @@ export class Engine {
 
   private end(stream: Stream): void {
     clearTimeout(stream.timer);
-    const { db } = stream;
-    if (db.owner === stream && db.conn.inTransaction) {
+    const conn = stream.conn;
+    if (!conn) return;
+    stream.conn = null;
+    if (conn.inTransaction) {
       try {
-        db.conn.exec("ROLLBACK");
+        conn.exec("ROLLBACK");
       } catch (err) {
         this.opts.log(`libsql: rollback failed: ${toHranaError(err).message}`);
       }
     }
-    db.release(stream);
+    stream.db.release(conn);
   }
 
   /** Ends every idle stream (rolling back its transaction); streams of in-flight requests end when they reply. */
@@ -228,12 +349,8 @@ export class Engine {
   }
 
   closeDatabases(): void {
-    for (const db of this.dbs.values()) {
-      // libsql-js has no finalize(): close() is deferred until prepared statements are garbage-collected, so
-      // checkpoint now to leave a self-contained .db file behind.
-      db.conn.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-      db.conn.close();
-    }
+    for (const db of this.dbs.values()) db.close();
     this.dbs.clear();
+    if (!this.durable) rmSync(this.dir, { recursive: true, force: true });
   }
 }

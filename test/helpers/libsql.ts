@@ -5,9 +5,12 @@ export type TestLibsqlServer = Awaited<ReturnType<typeof startLibsqlServer>> & {
   dbUrl(name: string): string;
 };
 
-/** Starts a local libSQL server on a free port; pair with `afterAll(() => server.close())`. */
+/**
+ * Starts a local libSQL server on a free port, with named databases (`dbUrl`) and — unless `authToken` is given —
+ * without a token; pair with `afterAll(() => server.close())`.
+ */
 export async function startTestLibsql(opts: LibsqlServerOptions = {}): Promise<TestLibsqlServer> {
-  const server = await startLibsqlServer({ port: 0, ...opts });
+  const server = await startLibsqlServer({ port: 0, namedDatabases: true, insecureNoAuthForTests: !opts.authToken, ...opts });
   return { ...server, dbUrl: (name) => `${server.url}/${name}/` };
 }
 

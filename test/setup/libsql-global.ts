@@ -8,9 +8,10 @@ declare module "vitest" {
   }
 }
 
-/** Starts a real local libSQL server on a free port with a fresh in-memory database and the migrations applied. */
+/** Starts a real local libSQL server on a free port with a fresh database (in a temporary directory) and the migrations applied. */
 export default async function setup(project: TestProject) {
-  const server = await startLibsqlServer({ port: 0 });
+  // Token-less: the workerd project reads LIBSQL_URL alone (vitest.config.ts).
+  const server = await startLibsqlServer({ port: 0, insecureNoAuthForTests: true, namedDatabases: true });
   await migrateDb(server.url);
   project.provide("libsqlUrl", server.url);
   return async () => {
