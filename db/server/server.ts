@@ -100,11 +100,11 @@ export async function startLibsqlServer(opts: LibsqlServerOptions = {}): Promise
     }
     // Plain text on purpose: @libsql/client then raises code SERVER_ERROR, which callers treat as "unavailable".
     if (closing) return void res.writeHead(503, { "content-type": "text/plain" }).end("server is shutting down");
+    const match = PIPELINE_PATH.exec(path);
+    if (!match) return sendJson(res, 404, { message: `no route for ${req.method} ${path}`, code: "NOT_FOUND" });
     if (tokenDigest && !bearerMatches(req.headers.authorization, tokenDigest)) {
       return sendJson(res, 401, { message: "missing or invalid bearer token", code: "UNAUTHORIZED" });
     }
-    const match = PIPELINE_PATH.exec(path);
-    if (!match) return sendJson(res, 404, { message: `no route for ${req.method} ${path}`, code: "NOT_FOUND" });
     const dbName = match[1] ?? "default";
     if (match[1] !== undefined && (!opts.namedDatabases || !DATABASE_NAME.test(dbName))) {
       const why = opts.namedDatabases ? "names are 1-128 letters, digits, '_' or '-'" : "this server serves only the default database (/v2/pipeline)";

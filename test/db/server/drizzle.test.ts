@@ -103,7 +103,7 @@ describe.each(drivers)("%s against the local server", (driver, open) => {
     const d = await freshDb();
     await d.insert(items).values({ name: "dup" });
     const err = await d.insert(items).values({ name: "dup" }).catch((e: unknown) => e);
-    expect((err as Error).cause).toMatchObject({ code: "SQLITE_CONSTRAINT_UNIQUE" });
+    expect((err as Error).cause).toMatchObject({ code: "SQLITE_CONSTRAINT", message: expect.stringContaining("UNIQUE constraint failed") });
     d.$client.close();
   });
 });

@@ -20,11 +20,13 @@ describe("Hrana over HTTP, at the wire level", () => {
   });
   afterAll(() => server.close());
 
-  it("answers health checks and the version probe without touching a database", async () => {
-    for (const path of ["/health", "/", "/v2", "/v3"]) {
+  it("answers health checks and the Hrana 2 version probe without touching a database, and does not claim Hrana 3", async () => {
+    for (const path of ["/health", "/", "/v2"]) {
       const res = await fetch(server.url + path);
       expect([path, res.status, await res.text()]).toEqual([path, 200, "ok"]);
     }
+    // A client that sees /v3 advertised uses /v3/cursor, which is not served.
+    expect((await fetch(`${server.url}/v3`)).status).toBe(404);
   });
 
   it("encodes every value type as the Hrana JSON spec says", async () => {
@@ -251,7 +253,7 @@ describe("graceful shutdown", () => {
 });
 
 describe("npm run db:server", () => {
-  it("serves on the configured port and data directory, and exits 0 on SIGTERM", { timeout: 30_000 }, async () => {
+  it("serves on the configured port and data directory with a generated token when none is set, and exits 0 on SIGTERM", { timeout: 30_000 }, async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "libsql-server-cli-"));
     // tsx directly rather than npm, so the signal reaches the server and not a wrapper.
     const child = spawn(join(process.cwd(), "node_modules/.bin/tsx"), ["db/server/main.ts"], {
@@ -260,16 +262,25 @@ describe("npm run db:server", () => {
     });
     try {
       let out = "";
-      const url = await new Promise<string>((resolve, reject) => {
+      const { url, token } = await new Promise<{ url: string; token: string }>((resolve, reject) => {
         child.stdout.on("data", (chunk: Buffer) => {
           out += chunk.toString();
           const m = /libsql server listening on (http:\/\/\S+)/.exec(out);
-          if (m) resolve(m[1]!);
+          const t = /generated token.*LIBSQL_AUTH_TOKEN=(\S+)/.exec(out);
+          if (m && t) resolve({ url: m[1]!, token: t[1]! });
         });
         child.once("exit", (code) => reject(new Error(`db:server exited early (${code}): ${out}`)));
       });
-      const client = createClient({ url });
+      expect(token.length).toBeGreaterThanOrEqual(32);
+      const anonymous = createClient({ url });
+      await expect(anonymous.execute("SELECT 1")).rejects.toMatchObject({ code: "UNAUTHORIZED" });
+      anonymous.close();
+      const client = createClient({ url, authToken: token });
       await client.execute("CREATE TABLE cli (v)");
+      // The dev server has no named databases.
+      const named = createClient({ url: `${url}/other/`, authToken: token });
+      await expect(named.execute("SELECT 1")).rejects.toThrow(/unknown database/);
+      named.close();
       client.close();
       const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
       child.kill("SIGTERM");
