@@ -1,0 +1,49 @@
+import createClient, { type Client } from "openapi-fetch";
+import type { components, paths } from "./api";
+import { apiError, CliError, EXIT, isNetworkError, networkReason } from "./errors";
+
+export type Schemas = components["schemas"];
+export type Job = Schemas["Job"];
+export type Api = Client<paths>;
+
+/** How long one JSON request may take (cancel waits up to 5 s on the server). */
+export const REQUEST_TIMEOUT_MS = 60_000;
+
+/** A typed client for the API (types generated from its OpenAPI document: cli/api.d.ts). */
+export function apiClient(baseUrl: string, token?: string, headers: Record<string, string> = {}): Api {
+  return createClient<paths>({
+    baseUrl,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
+  });
+}
+
+interface Result<T> {
+  data?: T;
+  error?: unknown;
+  response: Response;
+}
+
+/**
+ * Awaits an openapi-fetch call: the data on success; otherwise a CliError carrying the API's message (exit 3 for
+ * 401/403) or, when the server could not be reached, a network error (exit 4).
+ */
+export async function call<T>(baseUrl: string, request: Promise<Result<T>>): Promise<{ data: T; response: Response }> {
+  let res: Result<T>;
+  try {
+    res = await request;
+  } catch (err) {
+    throw unreachable(baseUrl, err);
+  }
+  if (!res.response.ok) throw apiError(res.response.status, res.error);
+  return { data: res.data as T, response: res.response };
+}
+
+export function unreachable(baseUrl: string, err: unknown): CliError {
+  if (err instanceof CliError) return err;
+  if (isNetworkError(err)) return new CliError(`cannot reach ${baseUrl}: ${networkReason(err)}`, EXIT.network, "network");
+  return new CliError((err as Error)?.message ?? String(err));
+}
+
+export const timeout = (ms = REQUEST_TIMEOUT_MS) => AbortSignal.timeout(ms);
+
+export const TERMINAL: ReadonlySet<Job["status"]> = new Set(["completed", "failed", "cancelled"]);

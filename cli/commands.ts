@@ -1,0 +1,229 @@
+import { hostname } from "node:os";
+import { createInterface } from "node:readline";
+import { apiClient, call, timeout, type Api, type Job, type Schemas } from "./client";
+import { configFile, deleteConfig, normaliseUrl, readConfig, resolveAuth, writeConfig } from "./config";
+import type { Ctx } from "./context";
+import { downloadJob } from "./download";
+import { CliError, EXIT, type ExitCode } from "./errors";
+import { formatBytes } from "./progress";
+import { statFiles, uploadAndCreateJob } from "./upload";
+import { describeJob, watchJob } from "./watch";
+
+export type JobStatus = Job["status"];
+
+export interface SubmitOptions {
+  variations: number;
+  wait: boolean;
+  intervalMs: number;
+}
+export interface LoginOptions {
+  url: string;
+  token?: string;
+  email?: string;
+}
+export interface CancelOptions {
+  reason?: string;
+  allQueued: boolean;
+}
+export interface DownloadOptions {
+  output: string;
+  unzip: boolean;
+}
+
+/** The command implementations; main.ts wires them to the argument parser (tests can pass fakes). */
+export interface Handlers {
+  login(ctx: Ctx, opts: LoginOptions): Promise<ExitCode>;
+  logout(ctx: Ctx): Promise<ExitCode>;
+  submit(ctx: Ctx, files: string[], opts: SubmitOptions): Promise<ExitCode>;
+  ls(ctx: Ctx, opts: { status?: JobStatus; limit: number }): Promise<ExitCode>;
+  status(ctx: Ctx, id: string, opts: { watch: boolean; intervalMs: number }): Promise<ExitCode>;
+  cancel(ctx: Ctx, ids: string[], opts: CancelOptions): Promise<ExitCode>;
+  download(ctx: Ctx, id: string, opts: DownloadOptions): Promise<ExitCode>;
+}
+
+async function connect(ctx: Ctx): Promise<{ api: Api; url: string }> {
+  const { url, token } = await resolveAuth(ctx.env);
+  return { api: apiClient(url, token), url };
+}
+
+const exitFor = (job: Job): ExitCode => (job.status === "completed" ? EXIT.ok : EXIT.failed);
+
+/** Reads answers from a terminal (password without echo) or, when stdin is not a terminal, one line each. */
+function prompter(ctx: Ctx) {
+  const lines: string[] = [];
+  const waiting: ((line: string | undefined) => void)[] = [];
+  let ended = false;
+  let rl: ReturnType<typeof createInterface> | undefined;
+  const tty = Boolean(ctx.stdin.isTTY);
+  const start = () => {
+    if (rl) return;
+    rl = createInterface({ input: ctx.stdin, output: tty ? ctx.stderr : undefined, terminal: tty });
+    rl.on("line", (line) => (waiting.length ? waiting.shift()!(line) : lines.push(line)));
+    rl.on("close", () => {
+      ended = true;
+      for (const w of waiting.splice(0)) w(undefined);
+    });
+  };
+  return {
+    async ask(question: string, secret = false): Promise<string> {
+      start();
+      let muted = false;
+      const r = rl as unknown as { _writeToOutput?: (s: string) => void };
+      const original = r._writeToOutput;
+      if (tty) {
+        ctx.stderr.write(question);
+        if (secret) {
+          muted = true;
+          // readline echoes typed characters through _writeToOutput; swallow them for the password.
+          r._writeToOutput = (s: string) => {
+            if (!muted) original?.call(rl, s);
+          };
+        }
+      }
+      const answer = lines.length ? lines.shift() : ended ? undefined : await new Promise<string | undefined>((res) => waiting.push(res));
+      if (secret && tty) {
+        muted = false;
+        r._writeToOutput = original;
+        ctx.stderr.write("\n");
+      }
+      if (answer === undefined) throw new CliError(`no answer for "${question.trim()}" on standard input`, EXIT.usage, "usage");
+      return answer.trim();
+    },
+    close: () => rl?.close(),
+  };
+}
+
+export const handlers: Handlers = {
+  async login(ctx, opts) {
+    const url = normaliseUrl(opts.url);
+    if (opts.token) {
+      const { data } = await call(url, apiClient(url, opts.token).GET("/api/me", { signal: timeout() }));
+      await writeConfig(ctx.env, { url, token: opts.token, email: data.user.email });
+      ctx.result({ url, user: data.user, configFile: configFile(ctx.env) }, `Logged in to ${url} as ${data.user.email} (token saved in ${configFile(ctx.env)})`);
+      return EXIT.ok;
+    }
+    const ask = prompter(ctx);
+    let email: string;
+    let password: string;
+    try {
+      email = opts.email ?? (await ask.ask("Email: "));
+      password = await ask.ask("Password: ", true);
+    } finally {
+      ask.close();
+    }
+    const anonymous = apiClient(url);
+    const { data: signedIn, response } = await call(url, anonymous.POST("/api/auth/login", { body: { email, password }, signal: timeout() }));
+    const cookie = (response.headers.get("set-cookie") ?? "").split(";")[0]!;
+    // Cookie-authenticated writes are CSRF-checked by Origin: this client speaks for the site's own origin.
+    const session = apiClient(url, undefined, { cookie, origin: new URL(url).origin });
+    try {
+      const name = `video-refresher CLI on ${hostname()} (${new Date().toISOString().slice(0, 10)})`;
+      const { data: created } = await call(url, session.POST("/api/tokens", { body: { name } as Schemas["CreateTokenBody"], signal: timeout() }));
+      await writeConfig(ctx.env, { url, token: created.token, tokenId: created.id, email: signedIn.user.email });
+      ctx.result(
+        { url, user: signedIn.user, tokenId: created.id, configFile: configFile(ctx.env) },
+        `Logged in to ${url} as ${signedIn.user.email}; API token "${name}" saved in ${configFile(ctx.env)}`,
+      );
+    } finally {
+      // The session was only needed to make the token.
+      await session.POST("/api/auth/logout", { signal: timeout() }).catch(() => {});
+    }
+    return EXIT.ok;
+  },
+
+  async logout(ctx) {
+    const stored = await readConfig(ctx.env);
+    if (!stored) {
+      ctx.result({ loggedOut: false, revoked: false, reason: "not logged in" }, "Not logged in.");
+      return EXIT.ok;
+    }
+    let revoked = false;
+    let reason: string | undefined;
+    if (stored.tokenId) {
+      try {
+        await call(stored.url, apiClient(stored.url, stored.token).DELETE("/api/tokens/{id}", { params: { path: { id: stored.tokenId } }, signal: timeout() }));
+        revoked = true;
+      } catch (err) {
+        const e = err as CliError;
+        // 401/404: the token is already gone.
+        if (e.status === 401 || e.status === 404) revoked = true;
+        else reason = `could not revoke the token: ${e.message}`;
+      }
+    } else {
+      reason = "the token was given with --token; revoke it on the tokens page if it should stop working";
+    }
+    await deleteConfig(ctx.env);
+    if (reason) ctx.note(reason);
+    ctx.result({ loggedOut: true, revoked, ...(reason ? { reason } : {}) }, revoked ? "Logged out; the API token was revoked." : "Logged out (local credentials removed).");
+    return EXIT.ok;
+  },
+
+  async submit(ctx, paths, opts) {
+    const files = await statFiles(paths);
+    const { api, url } = await connect(ctx);
+    let { job, uploads } = await uploadAndCreateJob({ api, url, env: ctx.env, progress: ctx.progress }, files, opts.variations);
+    ctx.note(`job ${job.id} ${job.status}: ${files.length} file(s), ${opts.variations} variation(s) each`);
+    if (opts.wait) job = await watchJob(api, url, job.id, ctx.progress, { intervalMs: opts.intervalMs });
+    ctx.progress.stop();
+    ctx.result({ job, uploads }, opts.wait ? describeJob(job) : job.id);
+    return opts.wait ? exitFor(job) : EXIT.ok;
+  },
+
+  async ls(ctx, opts) {
+    const { api, url } = await connect(ctx);
+    const { data } = await call(url, api.GET("/api/jobs", { params: { query: { status: opts.status, limit: opts.limit } }, signal: timeout() }));
+    const rows = data.jobs.map((j) =>
+      [j.id, j.status, `${Math.round(j.progress)}%`, `${j.completedVariations}/${j.totalVariations}`, j.createdAt, j.files.map((f) => f.name).join(", ")],
+    );
+    const header = ["ID", "STATUS", "PROGRESS", "DONE", "CREATED", "FILES"];
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const text = [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n");
+    ctx.result(data, rows.length ? text : "No jobs.");
+    return EXIT.ok;
+  },
+
+  async status(ctx, id, opts) {
+    const { api, url } = await connect(ctx);
+    const job = opts.watch
+      ? await watchJob(api, url, id, ctx.progress, { intervalMs: opts.intervalMs })
+      : (await call(url, api.GET("/api/jobs/{id}", { params: { path: { id } }, signal: timeout() }))).data;
+    ctx.progress.stop();
+    ctx.result(job, describeJob(job));
+    return opts.watch ? exitFor(job) : EXIT.ok;
+  },
+
+  async cancel(ctx, ids, opts) {
+    if (opts.allQueued && ids.length) throw new CliError("give job ids or --all-queued, not both", EXIT.usage, "usage");
+    if (!opts.allQueued && !ids.length) throw new CliError("give at least one job id, or --all-queued", EXIT.usage, "usage");
+    const { api, url } = await connect(ctx);
+    const reason = opts.reason;
+    if (ids.length === 1) {
+      const { data: job } = await call(
+        url,
+        api.POST("/api/jobs/{id}/cancel", { params: { path: { id: ids[0]! } }, body: reason ? { reason } : {}, signal: timeout() }),
+      );
+      const results = [{ id: job.id, status: job.status, previousStatus: job.previousStatus ?? null }];
+      ctx.result({ results, job }, `${job.id}: ${job.previousStatus ?? "?"} → ${job.status}${job.status === "cancelling" ? " (runners are stopping; see `status --watch`)" : ""}`);
+      return EXIT.ok;
+    }
+    const body: Schemas["BulkCancelBody"] = opts.allQueued ? { status: "queued", reason } : { ids, reason };
+    const { data } = await call(url, api.POST("/api/jobs/cancel", { body, signal: timeout() }));
+    const text = data.results.length
+      ? data.results.map((r) => `${r.id}: ${r.error ? `not cancelled (${r.error})` : `${r.previousStatus} → ${r.status}`}`).join("\n")
+      : "No queued jobs.";
+    ctx.result(data, text);
+    return data.results.some((r) => r.error) ? EXIT.failed : EXIT.ok;
+  },
+
+  async download(ctx, id, opts) {
+    const { api, url } = await connect(ctx);
+    const result = await downloadJob(api, url, id, opts.output, ctx.progress, opts.unzip);
+    ctx.progress.stop();
+    const text = result.extracted
+      ? `Extracted ${result.extracted.length} file(s) into ${opts.output}`
+      : `Saved ${result.file} (${formatBytes(result.bytes)})`;
+    ctx.result(result, text);
+    return EXIT.ok;
+  },
+};
+

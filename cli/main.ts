@@ -1,0 +1,154 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { handlers as realHandlers, type Handlers, type JobStatus } from "./commands";
+import type { Ctx, Io } from "./context";
+import { EXIT, toCliError, type ExitCode } from "./errors";
+import { createProgress } from "./progress";
+
+const JOB_STATUSES: JobStatus[] = ["queued", "processing", "cancelling", "completed", "failed", "cancelled"];
+
+function intIn(min: number, max: number, what: string) {
+  return (raw: string) => {
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw.trim()) || !Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${what} must be a whole number from ${min} to ${max}.`);
+    }
+    return n;
+  };
+}
+
+function makeCtx(io: Io, json: boolean): Ctx {
+  return {
+    ...io,
+    json,
+    progress: createProgress(io.stderr),
+    result(value, text) {
+      io.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+    },
+    note: (line) => io.stderr.write(`${line}\n`),
+  };
+}
+
+/**
+ * The argument parser. Each action hands the parsed arguments to `handlers` and stores the exit code in
+ * `state.code`; `state.json` says whether errors should also be reported as JSON on stdout.
+ */
+export function buildProgram(io: Io, handlers: Handlers, state: { code: ExitCode; json: boolean }): Command {
+  const program = new Command("video-refresher")
+    .description("Submit videos to Video Refresher, follow their jobs, download the variations.")
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .showHelpAfterError("(add --help for usage)")
+    .showSuggestionAfterError(true)
+    .helpCommand(false);
+
+  const run = (json: boolean | undefined, fn: (ctx: Ctx) => Promise<ExitCode>) => {
+    state.json = Boolean(json);
+    return fn(makeCtx(io, state.json)).then((code) => {
+      state.code = code;
+    });
+  };
+  const interval = () =>
+    new Option("--interval <ms>", "how often to poll the job while waiting").argParser(intIn(200, 600_000, "--interval")).default(1000).hideHelp();
+
+  program
+    .command("login")
+    .description("Sign in and store the server URL and an API token (email/password create a token through the API)")
+    .requiredOption("--url <url>", "server, e.g. https://video-refresher.example.com")
+    .option("--token <token>", "use an existing API token instead of email/password")
+    .option("--email <email>", "account email (asked for when missing)")
+    .option("--json", "print one JSON document on stdout")
+    .action((opts) => run(opts.json, (ctx) => handlers.login(ctx, { url: opts.url, token: opts.token, email: opts.email })));
+
+  program
+    .command("logout")
+    .description("Revoke the stored API token (when the CLI created it) and delete the stored credentials")
+    .option("--json", "print one JSON document on stdout")
+    .action((opts) => run(opts.json, (ctx) => handlers.logout(ctx)));
+
+  program
+    .command("submit")
+    .description("Upload videos as one job (files over 64 MiB through the resumable upload API)")
+    .argument("<files...>", "video files (1–10)")
+    .requiredOption("-n, --variations <n>", "variations per video (1–20)", intIn(1, 20, "--variations"))
+    .option("--wait", "follow the job until it finishes; exit 1 if it failed or was cancelled")
+    .option("--json", "print one JSON document on stdout")
+    .addOption(interval())
+    .action((files: string[], opts) => {
+      if (files.length > 10) throw new InvalidArgumentError("at most 10 files per job.");
+      return run(opts.json, (ctx) => handlers.submit(ctx, files, { variations: opts.variations, wait: Boolean(opts.wait), intervalMs: opts.interval }));
+    });
+
+  program
+    .command("ls")
+    .description("List your jobs, newest first")
+    .addOption(new Option("--status <status>", "only jobs in this status").choices(JOB_STATUSES))
+    .option("--limit <n>", "how many (1–100)", intIn(1, 100, "--limit"), 20)
+    .option("--json", "print one JSON document on stdout")
+    .action((opts) => run(opts.json, (ctx) => handlers.ls(ctx, { status: opts.status, limit: opts.limit })));
+
+  program
+    .command("status")
+    .description("Show a job; --watch follows it live until it finishes")
+    .argument("<id>", "job id")
+    .option("--watch", "follow until the job is terminal; exit 1 if it failed or was cancelled")
+    .option("--json", "print one JSON document on stdout")
+    .addOption(interval())
+    .action((id: string, opts) => run(opts.json, (ctx) => handlers.status(ctx, id, { watch: Boolean(opts.watch), intervalMs: opts.interval })));
+
+  program
+    .command("cancel")
+    .description("Cancel jobs (finished variations stay downloadable)")
+    .argument("[ids...]", "job ids")
+    .option("--reason <reason>", "recorded with the cancel (≤ 500 characters)")
+    .option("--all-queued", "cancel every queued job of yours")
+    .option("--json", "print one JSON document on stdout")
+    .action((ids: string[], opts) => {
+      if (opts.allQueued && ids.length) throw new InvalidArgumentError("give job ids or --all-queued, not both.");
+      if (!opts.allQueued && !ids.length) throw new InvalidArgumentError("give at least one job id, or --all-queued.");
+      return run(opts.json, (ctx) => handlers.cancel(ctx, ids, { reason: opts.reason, allQueued: Boolean(opts.allQueued) }));
+    });
+
+  program
+    .command("download")
+    .description("Download a job's ZIP of finished variations")
+    .argument("<id>", "job id")
+    .option("-o, --output <dir>", "directory to save into", ".")
+    .option("--unzip", "extract the ZIP into the directory (and remove it)")
+    .option("--json", "print one JSON document on stdout")
+    .action((id: string, opts) => run(opts.json, (ctx) => handlers.download(ctx, id, { output: opts.output, unzip: Boolean(opts.unzip) })));
+
+  return program;
+}
+
+/** Runs the CLI on `argv` (without node and script); resolves with the exit code. Never throws. */
+export async function runCli(argv: string[], io: Io, handlers: Handlers = realHandlers): Promise<ExitCode> {
+  const state: { code: ExitCode; json: boolean } = { code: EXIT.ok, json: argv.includes("--json") };
+  const program = buildProgram(io, handlers, state);
+  try {
+    if (argv.length === 0) {
+      program.outputHelp({ error: true });
+      return EXIT.usage;
+    }
+    await program.parseAsync(argv, { from: "user" });
+    return state.code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === "commander.helpDisplayed" || err.code === "commander.version") return EXIT.ok;
+      // InvalidArgumentError thrown from an action (not from an option parser) is not printed by commander.
+      if (err.code === "commander.invalidArgument" && !err.message.startsWith("error:")) io.stderr.write(`error: ${err.message}\n`);
+      if (state.json) io.stdout.write(`${JSON.stringify({ error: { code: "usage", message: err.message } })}\n`);
+      return EXIT.usage;
+    }
+    const e = toCliError(err);
+    io.stderr.write(`video-refresher: ${e.message}\n`);
+    if (state.json) io.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, ...(e.status ? { status: e.status } : {}) } }, null, 2)}\n`);
+    return e.exitCode;
+  }
+}
+
+/** The program (cli/bin.js): exits with the code once stdout has drained. */
+export async function main(): Promise<never> {
+  const code = await runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });
+  await new Promise<void>((res) => process.stdout.write("", () => res()));
+  process.exit(code);
+}

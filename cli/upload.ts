@@ -1,0 +1,316 @@
+import { open, stat } from "node:fs/promises";
+import { basename, extname, join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { call, timeout, type Api, type Job } from "./client";
+import { configDir, readJson, writePrivateJson, type Env } from "./config";
+import { CliError, EXIT, isNetworkError } from "./errors";
+import type { Progress } from "./progress";
+
+/** Files above this go through the multipart upload API (POST /api/uploads …); smaller ones in one form POST. */
+export const DEFAULT_MULTIPART_BYTES = 64 * 1024 * 1024;
+const PART_TRIES = 5;
+const PART_TIMEOUT_MS = 5 * 60_000;
+
+export interface LocalFile {
+  path: string;
+  name: string;
+  size: number;
+  mtimeMs: number;
+}
+
+export interface UploadReport {
+  file: string;
+  via: "form" | "multipart";
+  size: number;
+  uploadId?: string;
+  /** Multipart only: parts sent by this run, and parts a previous run had already stored (resumed). */
+  partsSent?: number[];
+  partsSkipped?: number[];
+}
+
+export interface UploadDeps {
+  api: Api;
+  url: string;
+  env: Env;
+  progress: Progress;
+  /** Waits between retries (tests pass a fake). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export async function statFiles(paths: string[]): Promise<LocalFile[]> {
+  return Promise.all(
+    paths.map(async (p) => {
+      const path = resolve(p);
+      const s = await stat(path).catch(() => null);
+      if (!s) throw new CliError(`no such file: ${p}`, EXIT.failed, "no_such_file");
+      if (!s.isFile()) throw new CliError(`not a file: ${p}`, EXIT.failed, "not_a_file");
+      if (s.size === 0) throw new CliError(`empty file: ${p}`, EXIT.failed, "empty_file");
+      return { path, name: basename(path), size: s.size, mtimeMs: Math.trunc(s.mtimeMs) };
+    }),
+  );
+}
+
+export function multipartThreshold(env: Env): number {
+  const raw = env.VIDEO_REFRESHER_MULTIPART_BYTES;
+  if (raw === undefined || raw === "") return DEFAULT_MULTIPART_BYTES;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new CliError(`VIDEO_REFRESHER_MULTIPART_BYTES must be a positive integer, not ${raw}`, EXIT.usage, "usage");
+  return n;
+}
+
+const MIME: Record<string, string> = {
+  ".mp4": "video/mp4", ".m4v": "video/x-m4v", ".mov": "video/quicktime", ".webm": "video/webm", ".mkv": "video/x-matroska",
+};
+const mimeOf = (name: string) => MIME[extname(name).toLowerCase()] ?? "application/octet-stream";
+
+/** Every file in one job: one multipart/form-data POST when all are small, else all through the upload API. */
+export async function uploadAndCreateJob(deps: UploadDeps, files: LocalFile[], variations: number): Promise<{ job: Job; uploads: UploadReport[] }> {
+  const threshold = multipartThreshold(deps.env);
+  if (files.every((f) => f.size <= threshold)) return createJobFromForm(deps, files, variations);
+  const uploads: UploadReport[] = [];
+  for (const f of files) uploads.push(await uploadLargeFile(deps, f));
+  const { data: job } = await call(
+    deps.url,
+    deps.api.POST("/api/jobs", { body: { uploads: uploads.map((u) => u.uploadId!), variations }, signal: timeout() }),
+  );
+  const state = await UploadState.load(deps.env);
+  for (const f of files) state.remove(deps.url, f);
+  await state.save();
+  return { job, uploads };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Small files: one streamed multipart/form-data request (variations first, so a bad count is refused early).
+
+function quoteFilename(name: string): string {
+  return name.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
+}
+
+async function createJobFromForm(deps: UploadDeps, files: LocalFile[], variations: number): Promise<{ job: Job; uploads: UploadReport[] }> {
+  const boundary = `----video-refresher-${randomBytes(12).toString("hex")}`;
+  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="variations"\r\n\r\n${variations}\r\n`);
+  const fileHeads = files.map((f) =>
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="videos"; filename="${quoteFilename(f.name)}"\r\nContent-Type: ${mimeOf(f.name)}\r\n\r\n`,
+    ),
+  );
+  const tail = Buffer.from(`--${boundary}--\r\n`);
+  const length = head.length + tail.length + files.reduce((n, f, i) => n + fileHeads[i]!.length + f.size + 2, 0);
+  const bars = files.map((f) => deps.progress.bar(`upload ${f.name}`, f.size));
+
+  async function* chunks(): AsyncGenerator<Uint8Array> {
+    yield head;
+    for (const [i, f] of files.entries()) {
+      yield fileHeads[i]!;
+      const fh = await open(f.path, "r");
+      try {
+        let sent = 0;
+        for await (const chunk of fh.createReadStream({ highWaterMark: 256 * 1024 })) {
+          const buf = chunk as Buffer;
+          sent += buf.length;
+          bars[i]!.update(sent);
+          yield buf;
+        }
+        if (sent !== f.size) throw new CliError(`${f.name} changed while it was being sent`, EXIT.failed, "file_changed");
+      } finally {
+        await fh.close();
+      }
+      yield Buffer.from("\r\n");
+    }
+    yield tail;
+  }
+  const iterator = chunks();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = await iterator.next();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    async cancel() {
+      await iterator.return(undefined);
+    },
+  });
+  const { data: job } = await call(
+    deps.url,
+    deps.api.POST("/api/jobs", {
+      // The typed body describes the form's fields; what goes on the wire is the stream built above.
+      body: { videos: files.map((f) => f.name), variations },
+      bodySerializer: () => body as unknown as string,
+      headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(length) },
+      duplex: "half",
+    } as Parameters<Api["POST"]>[1] & { duplex: "half" }),
+  );
+  return { job, uploads: files.map((f) => ({ file: f.path, via: "form" as const, size: f.size })) };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Large files: R2 multipart through the edge, resumable. The API has no route listing an upload's stored parts,
+// so the parts each run got a 200 for are recorded locally (uploads.json in the config dir), keyed by server +
+// absolute path + size + mtime; a re-run of the same command sends only the others.
+
+interface UploadEntry {
+  uploadId: string;
+  partSize: number;
+  partCount: number;
+  parts: number[];
+  completed: boolean;
+  startedAt: string;
+}
+
+export class UploadState {
+  private constructor(
+    private readonly file: string,
+    private readonly entries: Record<string, UploadEntry>,
+  ) {}
+
+  static async load(env: Env): Promise<UploadState> {
+    const file = join(configDir(env), "uploads.json");
+    return new UploadState(file, (await readJson<Record<string, UploadEntry>>(file)) ?? {});
+  }
+
+  static key(url: string, f: LocalFile): string {
+    return `${url} ${f.path} ${f.size} ${f.mtimeMs}`;
+  }
+
+  get(url: string, f: LocalFile): UploadEntry | undefined {
+    return this.entries[UploadState.key(url, f)];
+  }
+
+  set(url: string, f: LocalFile, entry: UploadEntry): void {
+    this.entries[UploadState.key(url, f)] = entry;
+  }
+
+  remove(url: string, f: LocalFile): void {
+    delete this.entries[UploadState.key(url, f)];
+  }
+
+  private saving: Promise<void> = Promise.resolve();
+
+  /** Saves are serialised: parts finishing together must not interleave their writes. */
+  save(): Promise<void> {
+    const snapshot = JSON.parse(JSON.stringify(this.entries)) as Record<string, UploadEntry>;
+    this.saving = this.saving.then(() => writePrivateJson(this.file, snapshot));
+    return this.saving;
+  }
+}
+
+function partConcurrency(env: Env): number {
+  if (env.VIDEO_REFRESHER_TEST_HALT_AFTER_PARTS) return 1;
+  const n = Number(env.VIDEO_REFRESHER_PART_CONCURRENCY ?? 3);
+  return Number.isInteger(n) && n >= 1 && n <= 16 ? n : 3;
+}
+
+/** Whether a failed part request is worth another try: network trouble, 408, 429 and 5xx. */
+export function retryable(err: unknown): boolean {
+  if (err instanceof CliError) return err.exitCode === EXIT.network || (err.status !== undefined && (err.status >= 500 || err.status === 408 || err.status === 429));
+  return isNetworkError(err);
+}
+
+/** Runs `fn` up to `tries` times with exponential backoff (baseMs, 2×, 4×, … plus jitter) on retryable errors. */
+export async function withRetries<T>(
+  fn: (attempt: number) => Promise<T>,
+  opts: { tries: number; baseMs: number; sleep: (ms: number) => Promise<void>; onRetry?: (attempt: number, err: unknown, waitMs: number) => void },
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn(attempt);
+    } catch (err) {
+      if (attempt >= opts.tries || !retryable(err)) throw err;
+      const waitMs = opts.baseMs * 2 ** (attempt - 1) * (1 + Math.random() * 0.2);
+      opts.onRetry?.(attempt, err, waitMs);
+      await opts.sleep(waitMs);
+    }
+  }
+}
+
+const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false): Promise<UploadReport> {
+  const { api, url, progress } = deps;
+  const state = await UploadState.load(deps.env);
+  let entry = state.get(url, f);
+  const resumed = entry !== undefined;
+  if (!entry) {
+    const { data } = await call(url, api.POST("/api/uploads", { body: { filename: f.name, size: f.size }, signal: timeout() }));
+    entry = { uploadId: data.id, partSize: data.partSize, partCount: data.partCount, parts: [], completed: false, startedAt: new Date().toISOString() };
+    state.set(url, f, entry);
+    await state.save();
+  }
+  const skipped = [...entry.parts].sort((a, b) => a - b);
+  if (resumed) progress.log(`${f.name}: resuming upload ${entry.uploadId} (${skipped.length}/${entry.partCount} parts already stored)`);
+  const bar = progress.bar(`upload ${f.name}`, f.size);
+  const partBytes = (n: number) => Math.min(entry.partSize, f.size - (n - 1) * entry.partSize);
+  bar.update(skipped.reduce((s, n) => s + partBytes(n), 0));
+
+  const sent: number[] = [];
+  if (!entry.completed) {
+    const todo = Array.from({ length: entry.partCount }, (_, i) => i + 1).filter((n) => !entry.parts.includes(n));
+    const haltAfter = Number(deps.env.VIDEO_REFRESHER_TEST_HALT_AFTER_PARTS || 0);
+    const fh = await open(f.path, "r");
+    try {
+      const sendPart = async (n: number) => {
+        const bytes = Buffer.alloc(partBytes(n));
+        const { bytesRead } = await fh.read(bytes, 0, bytes.length, (n - 1) * entry.partSize);
+        if (bytesRead !== bytes.length) throw new CliError(`${f.name} changed while it was being sent`, EXIT.failed, "file_changed");
+        await withRetries(
+          () =>
+            call(
+              url,
+              api.PUT("/api/uploads/{id}/parts/{n}", {
+                params: { path: { id: entry.uploadId, n } },
+                body: bytes as unknown as string,
+                bodySerializer: (b) => b as unknown as string,
+                headers: { "content-type": "application/octet-stream" },
+                signal: timeout(PART_TIMEOUT_MS),
+              }),
+            ),
+          {
+            tries: PART_TRIES,
+            baseMs: Number(deps.env.VIDEO_REFRESHER_RETRY_BASE_MS || 500),
+            sleep: deps.sleep ?? realSleep,
+            onRetry: (attempt, err, waitMs) =>
+              progress.log(`${f.name}: part ${n} failed (${(err as Error).message}); try ${attempt + 1}/${PART_TRIES} in ${(waitMs / 1000).toFixed(1)} s`),
+          },
+        );
+        entry.parts.push(n);
+        sent.push(n);
+        await state.save();
+        bar.increment(bytes.length);
+        progress.log(`${f.name}: part ${n}/${entry.partCount} stored`);
+        if (haltAfter > 0 && sent.length >= haltAfter) {
+          // Test hook: stand still after N stored parts so a test can kill this process at a known point.
+          progress.log(`halted after ${sent.length} part(s) (VIDEO_REFRESHER_TEST_HALT_AFTER_PARTS)`);
+          await new Promise(() => setInterval(() => {}, 60_000));
+        }
+      };
+      const queue = [...todo];
+      const workers = Array.from({ length: Math.min(partConcurrency(deps.env), queue.length) }, async () => {
+        for (let n = queue.shift(); n !== undefined; n = queue.shift()) await sendPart(n);
+      });
+      await Promise.all(workers);
+    } catch (err) {
+      // An upload the server no longer knows (aborted by the cron after JOB_TTL_HOURS): start over once.
+      if (resumed && !restarted && err instanceof CliError && (err.status === 404 || err.code === "upload_closed")) {
+        progress.log(`${f.name}: the server no longer has upload ${entry.uploadId}; starting again`);
+        state.remove(url, f);
+        await state.save();
+        await fh.close();
+        return uploadLargeFile(deps, f, true);
+      }
+      throw err;
+    } finally {
+      await fh.close().catch(() => {});
+    }
+
+    try {
+      await call(url, api.POST("/api/uploads/{id}/complete", { params: { path: { id: entry.uploadId } }, signal: timeout() }));
+    } catch (err) {
+      // 409: a previous run completed it and stopped before creating the job.
+      if (!(err instanceof CliError && err.status === 409 && entry.parts.length === entry.partCount)) throw err;
+    }
+    entry.completed = true;
+    await state.save();
+  }
+  bar.update(f.size, "stored");
+  return { file: f.path, via: "multipart", size: f.size, uploadId: entry.uploadId, partsSent: sent.sort((a, b) => a - b), partsSkipped: skipped };
+}
