@@ -6,6 +6,7 @@ export interface Secrets {
   LIBSQL_URL: string;
   LIBSQL_AUTH_TOKEN?: string;
   RUNNER_TOKEN: string;
+  PASSWORD_PEPPER?: string;
 }
 
 export type Bindings = Env & Secrets;
@@ -18,6 +19,9 @@ export const ConfigSchema = z.object({
   JOB_TTL_HOURS: z.coerce.number().positive().default(24),
   MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(2 * 1024 ** 3),
   STORAGE_LIMIT_BYTES: z.coerce.number().int().positive().default(50 * 1024 ** 3),
+  // Mixed into every new password hash; losing or changing it makes those hashes unverifiable, so set it once.
+  PASSWORD_PEPPER: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16, "PASSWORD_PEPPER must be at least 16 characters").optional()),
+  SESSION_MAX_AGE_DAYS: z.coerce.number().positive().default(30),
   // Only for a proxy of ours in front of the Worker that overwrites this header; otherwise clients could set it.
   TRUSTED_PROXY: z.preprocess(
     (v) => (typeof v === "string" && v.trim() === "" ? undefined : typeof v === "string" ? v.trim().toLowerCase() : v),

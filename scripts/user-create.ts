@@ -10,11 +10,16 @@ import { z } from "zod";
 import { createDb } from "../db/client";
 import { AppError } from "../db/errors";
 import { NO_DB_TARGET, resolveDbTarget } from "../db/local-target";
+import { passwordProblem } from "../db/passwords";
 import { createUser } from "../db/queries/users";
 
 const Args = z.object({
   email: z.email("--email must be an email address"),
-  password: z.string().min(8, "--password must be at least 8 characters"),
+  password: z.string().superRefine((pw, ctx) => {
+    const problem = passwordProblem(pw);
+    if (problem) ctx.addIssue({ code: "custom", message: `--password: ${problem}` });
+  }),
+  pepper: z.string().optional(),
   admin: z.boolean(),
   url: z.string({ error: NO_DB_TARGET }).url(`LIBSQL_URL is not a URL; ${NO_DB_TARGET}`),
   authToken: z.string().optional(),
@@ -34,17 +39,19 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     return 2;
   }
   const target = await resolveDbTarget(env);
-  const parsed = Args.safeParse({ ...values, url: target?.url, authToken: target?.authToken });
+  // The worker's PASSWORD_PEPPER when it has one; without it the hash is unpeppered and peppered at first login.
+  const pepper = env.PASSWORD_PEPPER || undefined;
+  const parsed = Args.safeParse({ ...values, url: target?.url, authToken: target?.authToken, pepper });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) console.error(`user:create: ${issue.message}`);
     console.error("usage: npm run user:create -- --email E --password P [--admin]");
     return 2;
   }
-  const { email, password, admin, url, authToken } = parsed.data;
+  const { email, password, admin, url, authToken, pepper: pepperOk } = parsed.data;
   console.log(`user:create: database ${url} (from ${target!.source})`);
   const db = createDb(url, { authToken, timeoutMs: 15_000 });
   try {
-    const user = await createUser(db, { email, password, role: admin ? "admin" : "user" });
+    const user = await createUser(db, { email, password, role: admin ? "admin" : "user", pepper: pepperOk });
     console.log(`user:create: created ${user.role} ${user.email} (id ${user.id})`);
     return 0;
   } catch (err) {

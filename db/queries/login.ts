@@ -1,6 +1,8 @@
+import { and, eq } from "drizzle-orm";
 import type { Db } from "../client";
-import { UnauthorizedError } from "../errors";
-import { hashPassword, verifyPassword } from "../passwords";
+import { ForbiddenError, UnauthorizedError } from "../errors";
+import { hashPassword, needsRehash, verifyPassword } from "../passwords";
+import { users } from "../schema";
 import {
   ACCOUNT_RULE,
   accountKey,
@@ -10,22 +12,30 @@ import {
   refundLoginAttempt,
   reserveLoginAttempt,
 } from "./login-attempts";
-import { createSession, type AuthenticatedUser, type NewSession } from "./sessions";
+import { createSession, deleteSession, type AuthenticatedUser, type NewSession } from "./sessions";
 import { findUserByEmail, normalizeEmail } from "./users";
 
 let dummyHash: Promise<string> | undefined;
 
+export interface LoginInput {
+  email: string;
+  password: string;
+  /** Throttle group of the client address (edge/lib/client-address.ts), or null when none is known. */
+  address: string | null;
+  /** The session cookie the browser already had: a login replaces it (session fixation). */
+  previousToken?: string;
+  userAgent?: string | null;
+  pepper?: string;
+  maxAgeMs?: number;
+}
+
 /**
- * Checks credentials and opens a session. The attempt is reserved before the (costly) password check — per
+ * Checks credentials and opens a new session. The attempt is reserved before the (costly) password check — per
  * client address when one is known, then per account — so a burst of guesses is refused with 429 instead of
  * being evaluated. An unknown email still pays for one PBKDF2 verification so response time does not reveal
- * which accounts exist.
+ * which accounts exist. A hash weaker than today's (fewer iterations, no pepper) is replaced on success.
  */
-export async function login(
-  db: Db,
-  input: { email: string; password: string; address: string | null },
-  now: number,
-): Promise<{ user: AuthenticatedUser; session: NewSession }> {
+export async function login(db: Db, input: LoginInput, now: number): Promise<{ user: AuthenticatedUser; session: NewSession }> {
   const email = normalizeEmail(input.email);
   const account = accountKey(email);
   const address = input.address ? addressKey(input.address) : null;
@@ -42,11 +52,21 @@ export async function login(
 
   const user = await findUserByEmail(db, email);
   dummyHash ??= hashPassword("not-a-real-password");
-  const ok = await verifyPassword(input.password, user?.passwordHash ?? (await dummyHash));
+  const ok = await verifyPassword(input.password, user?.passwordHash ?? (await dummyHash), input.pepper);
   if (!user || !ok) throw new UnauthorizedError("Wrong email or password", "invalid_credentials");
 
   await clearLoginAttempts(db, account);
   if (address) await refundLoginAttempt(db, address, ADDRESS_RULE);
-  const session = await createSession(db, user.id, now);
+  // Only after the password proved it is the owner: a disabled account says so instead of "wrong password".
+  if (user.disabledAt !== null) throw new ForbiddenError("This account is disabled; ask an administrator", "account_disabled");
+  if (needsRehash(user.passwordHash, input.pepper)) {
+    // CAS on the old hash: a password change racing this login wins.
+    await db
+      .update(users)
+      .set({ passwordHash: await hashPassword(input.password, input.pepper) })
+      .where(and(eq(users.id, user.id), eq(users.passwordHash, user.passwordHash)));
+  }
+  if (input.previousToken) await deleteSession(db, input.previousToken);
+  const session = await createSession(db, { userId: user.id, userAgent: input.userAgent, maxAgeMs: input.maxAgeMs }, now);
   return { user: { id: user.id, email: user.email, role: user.role }, session };
 }

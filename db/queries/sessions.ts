@@ -1,11 +1,14 @@
-import { and, eq, gt, lt } from "drizzle-orm";
+import { and, desc, eq, gt, isNull, lt, ne, sql } from "drizzle-orm";
 import type { Db } from "../client";
+import { NotFoundError } from "../errors";
 import { hashToken, newId, newToken } from "../ids";
 import { sessions, users } from "../schema";
 import type { Role } from "./users";
 
-/** Sessions live 7 days after their last use (sliding expiry). */
+/** Sessions live 7 days after their last use (sliding expiry)… */
 export const SESSION_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+/** …and never longer than this after sign-in, however busy (SESSION_MAX_AGE_DAYS overrides it at the edge). */
+export const SESSION_MAX_AGE_MS = 30 * 24 * 60 * 60 * 1000;
 /**
  * The expiry is pushed forward at most this often, so an active browser costs one write per hour
  * rather than one per request.
@@ -24,16 +27,21 @@ export interface NewSession {
   expiresAt: number;
 }
 
-export async function createSession(db: Db, userId: string, now: number): Promise<NewSession> {
+export async function createSession(
+  db: Db,
+  input: { userId: string; userAgent?: string | null; maxAgeMs?: number },
+  now: number,
+): Promise<NewSession> {
   const token = newToken("vrs_");
-  const expiresAt = now + SESSION_TTL_MS;
+  const expiresAt = now + Math.min(SESSION_TTL_MS, input.maxAgeMs ?? SESSION_MAX_AGE_MS);
   await db.insert(sessions).values({
     id: newId(),
     tokenHash: await hashToken(token),
-    userId,
+    userId: input.userId,
     createdAt: now,
     lastSeenAt: now,
     expiresAt,
+    userAgent: input.userAgent?.slice(0, 200) ?? null,
   });
   return { token, expiresAt };
 }
@@ -44,18 +52,33 @@ export interface SessionAuth {
   renewedUntil: number | null;
 }
 
-/** Resolves a session cookie to its user, sliding the expiry forward; null for unknown or expired tokens. */
-export async function authenticateSession(db: Db, token: string, now: number): Promise<SessionAuth | null> {
+/**
+ * Resolves a session cookie to its user, sliding the expiry forward (never past sign-in + maxAgeMs); null for
+ * unknown, expired, too old, or a disabled account's sessions.
+ */
+export async function authenticateSession(
+  db: Db,
+  token: string,
+  now: number,
+  maxAgeMs = SESSION_MAX_AGE_MS,
+): Promise<SessionAuth | null> {
   const tokenHash = await hashToken(token);
   const [row] = await db
-    .select({ id: users.id, email: users.email, role: users.role, lastSeenAt: sessions.lastSeenAt })
+    .select({ id: users.id, email: users.email, role: users.role, lastSeenAt: sessions.lastSeenAt, createdAt: sessions.createdAt })
     .from(sessions)
     .innerJoin(users, eq(users.id, sessions.userId))
-    .where(and(eq(sessions.tokenHash, tokenHash), gt(sessions.expiresAt, now)));
+    .where(
+      and(
+        eq(sessions.tokenHash, tokenHash),
+        gt(sessions.expiresAt, now),
+        gt(sessions.createdAt, now - maxAgeMs),
+        isNull(users.disabledAt),
+      ),
+    );
   if (!row) return null;
   const user = { id: row.id, email: row.email, role: row.role };
   if (now - row.lastSeenAt < SESSION_SLIDE_EVERY_MS) return { user, renewedUntil: null };
-  const expiresAt = now + SESSION_TTL_MS;
+  const expiresAt = Math.min(now + SESSION_TTL_MS, row.createdAt + maxAgeMs);
   // CAS on last_seen_at: of two concurrent requests only one writes; both carry the same user either way.
   const renewed = await db
     .update(sessions)
@@ -67,6 +90,57 @@ export async function authenticateSession(db: Db, token: string, now: number): P
 
 export async function deleteSession(db: Db, token: string): Promise<void> {
   await db.delete(sessions).where(eq(sessions.tokenHash, await hashToken(token)));
+}
+
+export interface SessionRow {
+  id: string;
+  createdAt: number;
+  lastSeenAt: number;
+  expiresAt: number;
+  userAgent: string | null;
+  current: boolean;
+}
+
+/** The user's live sessions, most recently used first; `current` marks the one carrying `currentToken`. */
+export async function listSessions(db: Db, input: { userId: string; currentToken?: string }, now: number): Promise<SessionRow[]> {
+  const currentHash = input.currentToken ? await hashToken(input.currentToken) : "";
+  return db
+    .select({
+      id: sessions.id,
+      createdAt: sessions.createdAt,
+      lastSeenAt: sessions.lastSeenAt,
+      expiresAt: sessions.expiresAt,
+      userAgent: sessions.userAgent,
+      current: sql<boolean>`${sessions.tokenHash} = ${currentHash}`.mapWith(Boolean),
+    })
+    .from(sessions)
+    .where(and(eq(sessions.userId, input.userId), gt(sessions.expiresAt, now)))
+    .orderBy(desc(sessions.lastSeenAt), desc(sessions.id));
+}
+
+/** Ends one of the user's own sessions; someone else's session id is NotFound like an unknown one. */
+export async function revokeSession(db: Db, input: { userId: string; id: string }): Promise<void> {
+  const gone = await db
+    .delete(sessions)
+    .where(and(eq(sessions.id, input.id), eq(sessions.userId, input.userId)))
+    .returning({ id: sessions.id });
+  if (gone.length === 0) throw new NotFoundError("No such session");
+}
+
+/**
+ * The delete that ends every session of a user except the one carrying `keepTokenHash`, only if the user's password
+ * hash is now `ifPasswordHash` — batched after a CAS on the password, it runs exactly when that CAS won.
+ */
+export function endOtherSessions(db: Db, userId: string, keepTokenHash: string, ifPasswordHash: string) {
+  return db
+    .delete(sessions)
+    .where(
+      and(
+        eq(sessions.userId, userId),
+        ne(sessions.tokenHash, keepTokenHash),
+        sql`exists (select 1 from ${users} where ${users.id} = ${userId} and ${users.passwordHash} = ${ifPasswordHash})`,
+      ),
+    );
 }
 
 /** Removes sessions that expired before `now`; returns how many. */

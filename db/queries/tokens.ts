@@ -1,4 +1,4 @@
-import { and, desc, eq, isNull, lt, or } from "drizzle-orm";
+import { and, desc, eq, gt, isNull, lt, or } from "drizzle-orm";
 import type { Db } from "../client";
 import { NotFoundError } from "../errors";
 import { hashToken, newId, newToken } from "../ids";
@@ -8,28 +8,39 @@ import type { AuthenticatedUser } from "./sessions";
 /** last_used_at is refreshed at most this often, so a busy script does not write on every request. */
 const TOKEN_TOUCH_EVERY_MS = 60 * 1000;
 
+export type TokenScope = "full" | "read";
+
 export interface ApiTokenRow {
   id: string;
   name: string;
+  scope: TokenScope;
   createdAt: number;
   lastUsedAt: number | null;
+  expiresAt: number | null;
 }
 
 /** Creates an API token; the raw token is returned only here (stored hashed). */
 export async function createApiToken(
   db: Db,
-  input: { userId: string; name: string },
+  input: { userId: string; name: string; scope?: TokenScope; expiresAt?: number | null },
   now: number,
 ): Promise<ApiTokenRow & { token: string }> {
   const token = newToken("vrt_");
-  const row = { id: newId(), name: input.name, createdAt: now, lastUsedAt: null };
+  const row = { id: newId(), name: input.name, scope: input.scope ?? "full", createdAt: now, lastUsedAt: null, expiresAt: input.expiresAt ?? null };
   await db.insert(apiTokens).values({ ...row, userId: input.userId, tokenHash: await hashToken(token) });
   return { ...row, token };
 }
 
 export async function listApiTokens(db: Db, userId: string): Promise<ApiTokenRow[]> {
   return db
-    .select({ id: apiTokens.id, name: apiTokens.name, createdAt: apiTokens.createdAt, lastUsedAt: apiTokens.lastUsedAt })
+    .select({
+      id: apiTokens.id,
+      name: apiTokens.name,
+      scope: apiTokens.scope,
+      createdAt: apiTokens.createdAt,
+      lastUsedAt: apiTokens.lastUsedAt,
+      expiresAt: apiTokens.expiresAt,
+    })
     .from(apiTokens)
     .where(eq(apiTokens.userId, userId))
     .orderBy(desc(apiTokens.createdAt), desc(apiTokens.id));
@@ -44,14 +55,31 @@ export async function deleteApiToken(db: Db, input: { userId: string; id: string
   if (gone.length === 0) throw new NotFoundError("No such API token");
 }
 
-/** Resolves a Bearer token to its user, or null. */
-export async function authenticateApiToken(db: Db, token: string, now: number): Promise<AuthenticatedUser | null> {
+/** Resolves a Bearer token to its user and scope, or null (unknown, expired, or the account is disabled). */
+export async function authenticateApiToken(
+  db: Db,
+  token: string,
+  now: number,
+): Promise<(AuthenticatedUser & { scope: TokenScope }) | null> {
   const tokenHash = await hashToken(token);
   const [row] = await db
-    .select({ id: users.id, email: users.email, role: users.role, tokenId: apiTokens.id, lastUsedAt: apiTokens.lastUsedAt })
+    .select({
+      id: users.id,
+      email: users.email,
+      role: users.role,
+      scope: apiTokens.scope,
+      tokenId: apiTokens.id,
+      lastUsedAt: apiTokens.lastUsedAt,
+    })
     .from(apiTokens)
     .innerJoin(users, eq(users.id, apiTokens.userId))
-    .where(eq(apiTokens.tokenHash, tokenHash));
+    .where(
+      and(
+        eq(apiTokens.tokenHash, tokenHash),
+        or(isNull(apiTokens.expiresAt), gt(apiTokens.expiresAt, now)),
+        isNull(users.disabledAt),
+      ),
+    );
   if (!row) return null;
   if (row.lastUsedAt === null || now - row.lastUsedAt >= TOKEN_TOUCH_EVERY_MS) {
     await db
@@ -64,5 +92,5 @@ export async function authenticateApiToken(db: Db, token: string, now: number): 
         ),
       );
   }
-  return { id: row.id, email: row.email, role: row.role };
+  return { id: row.id, email: row.email, role: row.role, scope: row.scope };
 }

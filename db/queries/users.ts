@@ -1,9 +1,9 @@
-import { asc, count, eq } from "drizzle-orm";
+import { and, asc, count, eq, isNotNull, isNull } from "drizzle-orm";
 import type { Db } from "../client";
-import { ConflictError } from "../errors";
+import { ConflictError, NotFoundError } from "../errors";
 import { newId } from "../ids";
 import { hashPassword } from "../passwords";
-import { users } from "../schema";
+import { sessions, users } from "../schema";
 
 export type Role = "admin" | "user";
 export interface UserRow {
@@ -11,6 +11,7 @@ export interface UserRow {
   email: string;
   role: Role;
   createdAt: number;
+  disabledAt?: number | null;
 }
 
 export function normalizeEmail(email: string): string {
@@ -20,11 +21,11 @@ export function normalizeEmail(email: string): string {
 /** Creates an account; a taken email is a ConflictError (decided by the unique index, not a prior read). */
 export async function createUser(
   db: Db,
-  input: { email: string; password: string; role: Role },
+  input: { email: string; password: string; role: Role; pepper?: string },
   now = Date.now(),
 ): Promise<UserRow> {
   const row = { id: newId(), email: normalizeEmail(input.email), role: input.role, createdAt: now };
-  const passwordHash = await hashPassword(input.password);
+  const passwordHash = await hashPassword(input.password, input.pepper);
   const inserted = await db
     .insert(users)
     .values({ ...row, passwordHash })
@@ -53,7 +54,41 @@ export async function findUserById(db: Db, id: string): Promise<UserRow | undefi
 /** All accounts, oldest first (admin view; the user count is small). */
 export async function listUsers(db: Db): Promise<UserRow[]> {
   return db
-    .select({ id: users.id, email: users.email, role: users.role, createdAt: users.createdAt })
+    .select({ id: users.id, email: users.email, role: users.role, createdAt: users.createdAt, disabledAt: users.disabledAt })
     .from(users)
     .orderBy(asc(users.createdAt), asc(users.id));
+}
+
+/**
+ * Disables or re-enables an account (admin). Disabling is a CAS on `disabled_at IS NULL` batched with deleting the
+ * account's sessions, so it takes effect at once: cookies are gone, and tokens are refused because every token
+ * check joins on `disabled_at IS NULL`. An admin cannot disable their own account (nobody could undo it).
+ */
+export async function setUserDisabled(
+  db: Db,
+  input: { actorId: string; userId: string; disabled: boolean },
+  now: number,
+): Promise<UserRow> {
+  if (input.disabled && input.actorId === input.userId) {
+    throw new ConflictError("cannot_disable_self", "You cannot disable your own account");
+  }
+  const columns = { id: users.id, email: users.email, role: users.role, createdAt: users.createdAt, disabledAt: users.disabledAt };
+  if (input.disabled) {
+    const [updated] = await db.batch([
+      db.update(users).set({ disabledAt: now }).where(and(eq(users.id, input.userId), isNull(users.disabledAt))).returning(columns),
+      db.delete(sessions).where(eq(sessions.userId, input.userId)),
+    ]);
+    if (updated[0]) return updated[0];
+  } else {
+    const updated = await db
+      .update(users)
+      .set({ disabledAt: null })
+      .where(and(eq(users.id, input.userId), isNotNull(users.disabledAt)))
+      .returning(columns);
+    if (updated[0]) return updated[0];
+  }
+  // Nothing changed: either no such account, or it is already in the asked state (idempotent).
+  const [row] = await db.select(columns).from(users).where(eq(users.id, input.userId));
+  if (!row) throw new NotFoundError("No such user");
+  return row;
 }

@@ -8,6 +8,8 @@ export const users = sqliteTable(
     passwordHash: text("password_hash").notNull(),
     role: text("role", { enum: ["admin", "user"] }).notNull().default("user"),
     createdAt: integer("created_at").notNull(),
+    /** Set while an admin has disabled the account: its sessions are deleted and its tokens stop authenticating. */
+    disabledAt: integer("disabled_at"),
   },
   (t) => [uniqueIndex("users_email_uq").on(t.email)],
 );
@@ -23,6 +25,8 @@ export const sessions = sqliteTable(
     createdAt: integer("created_at").notNull(),
     lastSeenAt: integer("last_seen_at").notNull(),
     expiresAt: integer("expires_at").notNull(),
+    /** Shown in the account's session list so the owner can tell their devices apart. */
+    userAgent: text("user_agent"),
   },
   (t) => [index("sessions_user_idx").on(t.userId), index("sessions_expires_idx").on(t.expiresAt)],
 );
@@ -38,6 +42,10 @@ export const apiTokens = sqliteTable(
     tokenHash: text("token_hash").notNull().unique("api_tokens_token_hash_uq"),
     createdAt: integer("created_at").notNull(),
     lastUsedAt: integer("last_used_at"),
+    /** Null: never expires. */
+    expiresAt: integer("expires_at"),
+    /** `read`: safe methods only (GET/HEAD/OPTIONS). */
+    scope: text("scope", { enum: ["full", "read"] }).notNull().default("full"),
   },
   (t) => [index("api_tokens_user_idx").on(t.userId)],
 );

@@ -4,27 +4,39 @@ import { ForbiddenError, UnauthorizedError } from "../../db/errors";
 import { authenticateSession } from "../../db/queries/sessions";
 import { authenticateApiToken } from "../../db/queries/tokens";
 import type { AppEnv } from "../env";
-import { assertSameOrigin } from "./csrf";
+import { assertSameOrigin, isSafeMethod } from "./csrf";
 
 export const SESSION_COOKIE = "vr_session";
+const DAY_MS = 24 * 60 * 60 * 1000;
 
-/** HttpOnly + SameSite=Lax always; Secure whenever the site is served over https (i.e. everywhere but local dev). */
+/**
+ * On https the cookie is `__Host-vr_session`: browsers then insist on Secure, Path=/ and no Domain, so neither a
+ * sibling subdomain nor a plain-http page can plant or overwrite it. Over plain http (local `npm start` on
+ * 127.0.0.1) a __Host- cookie would be refused, so there it is `vr_session` without Secure.
+ */
+function isHttps(c: Context<AppEnv>): boolean {
+  return new URL(c.req.url).protocol === "https:";
+}
+
+/** HttpOnly + SameSite=Lax always; Secure and the __Host- prefix on https. */
 export function setSessionCookie(c: Context<AppEnv>, token: string, expiresAt: number): void {
-  setCookie(c, SESSION_COOKIE, token, {
-    path: "/",
-    httpOnly: true,
-    sameSite: "Lax",
-    secure: new URL(c.req.url).protocol === "https:",
-    expires: new Date(expiresAt),
-  });
+  const options = { path: "/", httpOnly: true, sameSite: "Lax", expires: new Date(expiresAt) } as const;
+  if (isHttps(c)) setCookie(c, SESSION_COOKIE, token, { ...options, secure: true, prefix: "host" });
+  else setCookie(c, SESSION_COOKIE, token, options);
 }
 
 export function clearSessionCookie(c: Context<AppEnv>): void {
-  deleteCookie(c, SESSION_COOKIE, { path: "/", secure: new URL(c.req.url).protocol === "https:" });
+  if (isHttps(c)) deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true, prefix: "host" });
+  else deleteCookie(c, SESSION_COOKIE, { path: "/" });
 }
 
 export function sessionToken(c: Context<AppEnv>): string | undefined {
-  return getCookie(c, SESSION_COOKIE);
+  return isHttps(c) ? getCookie(c, SESSION_COOKIE, "host") : getCookie(c, SESSION_COOKIE);
+}
+
+/** The absolute session lifetime (SESSION_MAX_AGE_DAYS) in ms. */
+export function sessionMaxAgeMs(c: Context<AppEnv>): number {
+  return c.get("config").SESSION_MAX_AGE_DAYS * DAY_MS;
 }
 
 /** Constant-time string comparison, so probing user endpoints with guesses learns nothing about RUNNER_TOKEN. */
@@ -39,6 +51,8 @@ function sameSecret(a: string, b: string): boolean {
  * Authenticates a user by `Authorization: Bearer <api token>` or by the session cookie, and sets `user`.
  * Only cookie-authenticated requests are CSRF-checked: a cross-site page can make the browser send cookies
  * but cannot attach an Authorization header. The runner token is refused here; it only opens /internal.
+ * Disabled accounts, expired tokens and sessions past their absolute lifetime fail in the same lookup, so a
+ * change takes effect on the next request.
  */
 export const requireUser: MiddlewareHandler<AppEnv> = async (c, next) => {
   const db = c.get("db");
@@ -50,15 +64,18 @@ export const requireUser: MiddlewareHandler<AppEnv> = async (c, next) => {
     if (sameSecret(m[1]!, c.get("config").RUNNER_TOKEN)) {
       throw new UnauthorizedError("The runner token is not valid on user endpoints", "invalid_token");
     }
-    const user = await authenticateApiToken(db, m[1]!, now);
-    if (!user) throw new UnauthorizedError("Unknown or revoked API token", "invalid_token");
-    c.set("user", user);
+    const auth = await authenticateApiToken(db, m[1]!, now);
+    if (!auth) throw new UnauthorizedError("Unknown, expired or revoked API token", "invalid_token");
+    if (auth.scope === "read" && !isSafeMethod(c.req.method)) {
+      throw new ForbiddenError("This API token is read-only", "read_only_token");
+    }
+    c.set("user", { id: auth.id, email: auth.email, role: auth.role });
     return next();
   }
   const token = sessionToken(c);
   if (!token) throw new UnauthorizedError();
   assertSameOrigin(c.req.raw);
-  const auth = await authenticateSession(db, token, now);
+  const auth = await authenticateSession(db, token, now, sessionMaxAgeMs(c));
   if (!auth) throw new UnauthorizedError("Your session has ended; sign in again", "session_expired");
   if (auth.renewedUntil) setSessionCookie(c, token, auth.renewedUntil);
   c.set("user", auth.user);

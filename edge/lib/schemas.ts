@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ValidationError } from "../../db/errors";
+import { MIN_PASSWORD_LENGTH, passwordProblem } from "../../db/passwords";
 import { JOB_STATUSES, VARIATION_STATUSES } from "../../db/schema";
 import type { BulkCancelResult, JobView } from "../../db/queries/jobs";
 
@@ -26,24 +27,75 @@ export const Role = z.enum(["admin", "user"]);
 export const User = z.object({ id: z.string(), email: z.string(), role: Role });
 export const UserEnvelope = z.object({ user: User }).register(responseRegistry, { id: "UserEnvelope" });
 export const UserList = z
-  .object({ users: z.array(User.extend({ createdAt: Time })) })
+  .object({ users: z.array(User.extend({ createdAt: Time, disabledAt: Time.nullable() })) })
   .register(responseRegistry, { id: "UserList" });
+export const AdminUserEnvelope = z
+  .object({ user: User.extend({ createdAt: Time, disabledAt: Time.nullable() }) })
+  .register(responseRegistry, { id: "AdminUserEnvelope" });
+
+/** New passwords only (login accepts whatever was set before the rules). */
+const NewPassword = z
+  .string()
+  .max(1024)
+  .superRefine((pw, ctx) => {
+    const problem = passwordProblem(pw);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .describe(`At least ${MIN_PASSWORD_LENGTH} characters, not a common password`);
 
 export const LoginBody = z.object({ email: Email, password: z.string().min(1).max(1024) }).register(requestRegistry, { id: "LoginBody" });
 export const CreateUserBody = z
   .object({
     email: Email,
-    password: z.string().min(8, "at least 8 characters").max(1024),
+    password: NewPassword,
     role: Role.default("user"),
   })
   .register(requestRegistry, { id: "CreateUserBody" });
 
-export const CreateTokenBody = z.object({ name: z.string().trim().min(1).max(100) }).register(requestRegistry, { id: "CreateTokenBody" });
+export const ChangePasswordBody = z
+  .object({ currentPassword: z.string().min(1).max(1024), newPassword: NewPassword })
+  .register(requestRegistry, { id: "ChangePasswordBody" });
+export const SessionList = z
+  .object({
+    sessions: z.array(
+      z.object({
+        id: z.string(),
+        createdAt: Time,
+        lastSeenAt: Time,
+        expiresAt: Time,
+        userAgent: z.string().nullable(),
+        current: z.boolean().describe("The session making this request"),
+      }),
+    ),
+  })
+  .register(responseRegistry, { id: "SessionList" });
+
+export const TokenScope = z.enum(["full", "read"]).describe("read: GET/HEAD only; state-changing requests answer 403 read_only_token");
+export const CreateTokenBody = z
+  .object({
+    name: z.string().trim().min(1).max(100),
+    scope: TokenScope.default("full"),
+    expiresInDays: z.number().int().min(1).max(3650).nullable().default(null).describe("Omit or null: never expires"),
+  })
+  .register(requestRegistry, { id: "CreateTokenBody" });
 export const ApiToken = z
-  .object({ id: z.string(), name: z.string(), createdAt: Time, lastUsedAt: Time.nullable() })
+  .object({
+    id: z.string(),
+    name: z.string(),
+    scope: TokenScope,
+    createdAt: Time,
+    lastUsedAt: Time.nullable(),
+    expiresAt: Time.nullable(),
+  })
   .register(responseRegistry, { id: "ApiToken" });
 export const CreatedApiToken = z
-  .object({ id: z.string(), name: z.string(), token: z.string().describe("Shown once; send as Authorization: Bearer") })
+  .object({
+    id: z.string(),
+    name: z.string(),
+    scope: TokenScope,
+    expiresAt: Time.nullable(),
+    token: z.string().describe("Shown once; send as Authorization: Bearer"),
+  })
   .register(responseRegistry, { id: "CreatedApiToken" });
 export const ApiTokenList = z.object({ tokens: z.array(ApiToken) }).register(responseRegistry, { id: "ApiTokenList" });
 export const IdParam = z.object({ id: Id });
@@ -154,6 +206,18 @@ export const Job = z
     error: z.string().nullable(),
     downloadUrl: z.string().nullable(),
     thumbnailUrl: z.string().nullable(),
+    queuePosition: z
+      .number()
+      .int()
+      .min(0)
+      .nullable()
+      .describe("Queued jobs: variations of other jobs runners will start before this job's first one (users take turns); null otherwise"),
+    etaSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .nullable()
+      .describe("Queued/processing jobs: estimated seconds until done, from the online runners' slots and recent encode times; null when unknown or finished"),
     files: z.array(JobFile),
   })
   .register(responseRegistry, { id: "Job" });

@@ -3,7 +3,7 @@ import { ForbiddenError } from "../../db/errors";
 import { login } from "../../db/queries/login";
 import { deleteSession } from "../../db/queries/sessions";
 import type { AppEnv } from "../env";
-import { clearSessionCookie, sessionToken, setSessionCookie } from "../lib/auth";
+import { clearSessionCookie, sessionMaxAgeMs, sessionToken, setSessionCookie } from "../lib/auth";
 import { clientAddress } from "../lib/client-address";
 import { isSameOrigin } from "../lib/csrf";
 import { LoginBody } from "../lib/schemas";
@@ -17,7 +17,19 @@ export const auth = new Hono<AppEnv>()
       throw new ForbiddenError("Cross-origin request refused (Origin does not match this site)", "csrf");
     }
     const body = c.req.valid("json");
-    const { user, session } = await login(c.get("db"), { ...body, address: clientAddress(c.req.raw, c.get("config").TRUSTED_PROXY) }, Date.now());
+    const config = c.get("config");
+    const { user, session } = await login(
+      c.get("db"),
+      {
+        ...body,
+        address: clientAddress(c.req.raw, config.TRUSTED_PROXY),
+        previousToken: sessionToken(c),
+        userAgent: c.req.header("user-agent") ?? null,
+        pepper: config.PASSWORD_PEPPER,
+        maxAgeMs: sessionMaxAgeMs(c),
+      },
+      Date.now(),
+    );
     setSessionCookie(c, session.token, session.expiresAt);
     return c.json({ user });
   })

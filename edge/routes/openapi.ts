@@ -10,7 +10,7 @@ const err = (description: string) => ok(description, "Error");
 
 const authErrors = {
   "401": err("Not signed in, or a bad/revoked token (the runner token is refused here)"),
-  "403": err("CSRF: cookie-authenticated state change from another origin (code csrf)"),
+  "403": err("CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token)"),
 };
 const jobIdParam = { name: "id", in: "path", required: true, schema: { type: "string" } };
 
@@ -54,7 +54,7 @@ export function buildOpenApi(version: string) {
     components: {
       schemas,
       securitySchemes: {
-        session: { type: "apiKey", in: "cookie", name: "vr_session" },
+        session: { type: "apiKey", in: "cookie", name: "__Host-vr_session", description: "vr_session over plain http (local)" },
         token: { type: "http", scheme: "bearer", description: "API token from POST /api/tokens" },
       },
     },
@@ -77,6 +77,28 @@ export function buildOpenApi(version: string) {
         post: { summary: "Sign out", security: [], responses: { "204": ok("Signed out") } },
       },
       "/api/me": { get: { summary: "The signed-in user", responses: { "200": ok("User", "UserEnvelope"), ...authErrors } } },
+      "/api/me/password": {
+        post: {
+          summary: "Change your password (current one required); your other sessions end",
+          requestBody: { required: true, ...json("ChangePasswordBody") },
+          responses: {
+            "204": ok("Changed"),
+            "400": err("Weak new password (field newPassword) or wrong current password (code wrong_password)"),
+            "429": err("Too many wrong current passwords (the login throttle of this account); see Retry-After"),
+            ...authErrors,
+          },
+        },
+      },
+      "/api/me/sessions": {
+        get: { summary: "Your live sessions (current one marked)", responses: { "200": ok("Sessions", "SessionList"), ...authErrors } },
+      },
+      "/api/me/sessions/{id}": {
+        delete: {
+          summary: "End one of your sessions",
+          parameters: [jobIdParam],
+          responses: { "204": ok("Ended"), "404": err("Unknown, or someone else's"), ...authErrors },
+        },
+      },
       "/api/users": {
         get: { summary: "List accounts (admin)", responses: { "200": ok("Users", "UserList"), ...authErrors } },
         post: {
@@ -88,6 +110,25 @@ export function buildOpenApi(version: string) {
             "403": err("Not an admin, or CSRF"),
             "409": err("Email taken (code email_taken)"),
           },
+        },
+      },
+      "/api/users/{id}/disable": {
+        post: {
+          summary: "Disable an account (admin): its sessions and API tokens stop working at once",
+          parameters: [jobIdParam],
+          responses: {
+            "200": ok("Disabled (idempotent)", "AdminUserEnvelope"),
+            "403": err("Not an admin, or CSRF"),
+            "404": err("Unknown user"),
+            "409": err("Your own account (code cannot_disable_self)"),
+          },
+        },
+      },
+      "/api/users/{id}/enable": {
+        post: {
+          summary: "Re-enable a disabled account (admin)",
+          parameters: [jobIdParam],
+          responses: { "200": ok("Enabled (idempotent)", "AdminUserEnvelope"), "403": err("Not an admin, or CSRF"), "404": err("Unknown user") },
         },
       },
       "/api/tokens": {
@@ -258,6 +299,11 @@ export const OPERATION_IDS: Record<string, string> = {
   "POST /api/auth/login": "login",
   "POST /api/auth/logout": "logout",
   "GET /api/me": "getMe",
+  "POST /api/me/password": "changePassword",
+  "GET /api/me/sessions": "listSessions",
+  "DELETE /api/me/sessions/{id}": "revokeSession",
+  "POST /api/users/{id}/disable": "disableUser",
+  "POST /api/users/{id}/enable": "enableUser",
   "GET /api/users": "listUsers",
   "POST /api/users": "createUser",
   "GET /api/tokens": "listTokens",

@@ -5,19 +5,29 @@ import { requireUser } from "../lib/auth";
 import { CreateTokenBody } from "../lib/schemas";
 import { validate } from "../lib/validate";
 
+const DAY_MS = 24 * 60 * 60 * 1000;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export const tokens = new Hono<AppEnv>()
   .use(requireUser)
   .post("/", validate("json", CreateTokenBody), async (c) => {
-    const { name } = c.req.valid("json");
-    const created = await createApiToken(c.get("db"), { userId: c.get("user").id, name }, Date.now());
-    return c.json({ id: created.id, name: created.name, token: created.token }, 201);
+    const { name, scope, expiresInDays } = c.req.valid("json");
+    const now = Date.now();
+    const input = { userId: c.get("user").id, name, scope, expiresAt: expiresInDays === null ? null : now + expiresInDays * DAY_MS };
+    const t = await createApiToken(c.get("db"), input, now);
+    return c.json({ id: t.id, name: t.name, scope: t.scope, expiresAt: iso(t.expiresAt), token: t.token }, 201);
   })
   .get("/", async (c) => {
     const rows = await listApiTokens(c.get("db"), c.get("user").id);
     return c.json({
-      tokens: rows.map((t) => ({ id: t.id, name: t.name, createdAt: iso(t.createdAt)!, lastUsedAt: iso(t.lastUsedAt) })),
+      tokens: rows.map((t) => ({
+        id: t.id,
+        name: t.name,
+        scope: t.scope,
+        createdAt: iso(t.createdAt)!,
+        lastUsedAt: iso(t.lastUsedAt),
+        expiresAt: iso(t.expiresAt),
+      })),
     });
   })
   .delete("/:id", async (c) => {

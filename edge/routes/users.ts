@@ -1,18 +1,30 @@
 import { Hono } from "hono";
-import { createUser, listUsers } from "../../db/queries/users";
+import { createUser, listUsers, setUserDisabled, type UserRow } from "../../db/queries/users";
 import type { AppEnv } from "../env";
 import { requireAdmin, requireUser } from "../lib/auth";
-import { CreateUserBody } from "../lib/schemas";
+import { CreateUserBody, IdParam } from "../lib/schemas";
 import { validate } from "../lib/validate";
 
-/** Accounts are created by admins only (no public sign-up). */
+const iso = (ms: number | null | undefined) => (ms == null ? null : new Date(ms).toISOString());
+const present = (u: UserRow) => ({ id: u.id, email: u.email, role: u.role, createdAt: iso(u.createdAt)!, disabledAt: iso(u.disabledAt) });
+
+/** Accounts are created, listed, disabled and re-enabled by admins only (no public sign-up). */
 export const users = new Hono<AppEnv>()
   .use(requireUser, requireAdmin)
   .post("/", validate("json", CreateUserBody), async (c) => {
-    const { id, email, role } = await createUser(c.get("db"), c.req.valid("json"), Date.now());
+    const input = { ...c.req.valid("json"), pepper: c.get("config").PASSWORD_PEPPER };
+    const { id, email, role } = await createUser(c.get("db"), input, Date.now());
     return c.json({ user: { id, email, role } }, 201);
   })
   .get("/", async (c) => {
     const rows = await listUsers(c.get("db"));
-    return c.json({ users: rows.map((u) => ({ ...u, createdAt: new Date(u.createdAt).toISOString() })) });
+    return c.json({ users: rows.map(present) });
+  })
+  .post("/:id/disable", validate("param", IdParam), async (c) => {
+    const input = { actorId: c.get("user").id, userId: c.req.valid("param").id, disabled: true };
+    return c.json({ user: present(await setUserDisabled(c.get("db"), input, Date.now())) });
+  })
+  .post("/:id/enable", validate("param", IdParam), async (c) => {
+    const input = { actorId: c.get("user").id, userId: c.req.valid("param").id, disabled: false };
+    return c.json({ user: present(await setUserDisabled(c.get("db"), input, Date.now())) });
   });

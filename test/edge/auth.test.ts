@@ -34,7 +34,7 @@ describe("POST /api/auth/login", () => {
       }),
     );
     expect(res.status).toBe(200);
-    expect(res.headers.get("set-cookie")).toMatch(/; Secure/i);
+    expect(res.headers.get("set-cookie")).toMatch(/^__Host-vr_session=.*; Secure/i);
   });
 
   it("stores only a hash of the session token", async () => {

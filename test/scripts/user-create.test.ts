@@ -35,26 +35,26 @@ function run(args: string[], env: Record<string, string> = {}) {
 
 describe("npm run user:create", () => {
   it("creates a user with a hashed password against the given LIBSQL_URL (with its auth token)", async () => {
-    const res = await run(["--email", "Person@Example.com", "--password", "s3cret-pass"]);
+    const res = await run(["--email", "Person@Example.com", "--password", "s3cret-passphrase"]);
     expect(res.exitCode, res.stderr).toBe(0);
     expect(res.stdout).toContain("created user person@example.com");
     const db = createDb(url, { authToken: "user-create-secret" });
     const row = await findUserByEmail(db, "person@example.com");
     expect(row?.role).toBe("user");
-    expect(row?.passwordHash).not.toContain("s3cret-pass");
-    expect(await verifyPassword("s3cret-pass", row!.passwordHash)).toBe(true);
+    expect(row?.passwordHash).not.toContain("s3cret-passphrase");
+    expect(await verifyPassword("s3cret-passphrase", row!.passwordHash)).toBe(true);
     db.$client.close();
   });
 
   it("creates an admin with --admin", async () => {
-    const res = await run(["--email", "boss@example.com", "--password", "s3cret-pass", "--admin"]);
+    const res = await run(["--email", "boss@example.com", "--password", "s3cret-passphrase", "--admin"]);
     expect(res.exitCode, res.stderr).toBe(0);
     expect(res.stdout).toContain("created admin boss@example.com");
   });
 
   it("exits 1 with a readable message when the email is taken", async () => {
-    await run(["--email", "twice@example.com", "--password", "s3cret-pass"]);
-    const res = await run(["--email", "twice@example.com", "--password", "s3cret-pass"]);
+    await run(["--email", "twice@example.com", "--password", "s3cret-passphrase"]);
+    const res = await run(["--email", "twice@example.com", "--password", "s3cret-passphrase"]);
     expect(res.exitCode).toBe(1);
     expect(res.stderr).toContain("already exists");
   });
@@ -65,9 +65,9 @@ describe("npm run user:create", () => {
     expect(missing.stderr).toContain("usage:");
     const short = await run(["--email", "x@example.com", "--password", "short"]);
     expect(short.exitCode).toBe(2);
-    expect(short.stderr).toContain("at least 8");
+    expect(short.stderr).toContain("at least 12");
     // No LIBSQL_URL and no local stack (a data dir without edge.env).
-    const noUrl = await run(["--email", "x@example.com", "--password", "long-enough"], { LIBSQL_URL: "", DATA_DIR: await dirs.make() });
+    const noUrl = await run(["--email", "x@example.com", "--password", "long-enough-pw"], { LIBSQL_URL: "", DATA_DIR: await dirs.make() });
     expect(noUrl.exitCode).toBe(2);
     expect(noUrl.stderr).toContain("set LIBSQL_URL");
     expect(noUrl.stderr).toContain("npm start");
@@ -76,7 +76,7 @@ describe("npm run user:create", () => {
   it("uses the local stack's database from its data dir when LIBSQL_URL is not set, and says so", async () => {
     const dataDir = await dirs.make();
     await writeFile(join(dataDir, "edge.env"), `LIBSQL_URL=${url}\nLIBSQL_AUTH_TOKEN=user-create-secret\nRUNNER_TOKEN=x\n`, { mode: 0o600 });
-    const res = await run(["--email", "local@example.com", "--password", "s3cret-pass"], { LIBSQL_URL: "", LIBSQL_AUTH_TOKEN: "", DATA_DIR: dataDir });
+    const res = await run(["--email", "local@example.com", "--password", "s3cret-passphrase"], { LIBSQL_URL: "", LIBSQL_AUTH_TOKEN: "", DATA_DIR: dataDir });
     expect(res.exitCode, res.stderr).toBe(0);
     expect(res.stdout).toContain(`database ${url} (from the local stack (${join(dataDir, "edge.env")}))`);
     expect(res.stdout).toContain("created user local@example.com");
@@ -96,7 +96,7 @@ describe("npm run user:create", () => {
   });
 
   it("exits 1 when the auth token is wrong", async () => {
-    const res = await run(["--email", "y@example.com", "--password", "long-enough"], { LIBSQL_AUTH_TOKEN: "nope" });
+    const res = await run(["--email", "y@example.com", "--password", "long-enough-pw"], { LIBSQL_AUTH_TOKEN: "nope" });
     expect(res.exitCode).toBe(1);
   });
 });

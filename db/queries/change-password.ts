@@ -1,0 +1,42 @@
+import { and, eq } from "drizzle-orm";
+import type { Db } from "../client";
+import { NotFoundError, ValidationError } from "../errors";
+import { hashToken } from "../ids";
+import { hashPassword, verifyPassword } from "../passwords";
+import { users } from "../schema";
+import { ACCOUNT_RULE, accountKey, clearLoginAttempts, reserveLoginAttempt } from "./login-attempts";
+import { endOtherSessions } from "./sessions";
+
+/**
+ * Changes a user's password after checking the current one, and ends every other session of theirs (the one
+ * making the change, `keepToken`, stays). Guesses at the current password count against the same per-account
+ * throttle as logins, so a stolen session cannot be used to brute-force it. The update is a CAS on the hash that
+ * was verified: of two concurrent changes only one wins, the other sees a conflict as a wrong current password.
+ */
+export async function changePassword(
+  db: Db,
+  input: { userId: string; currentPassword: string; newPassword: string; keepToken?: string; pepper?: string },
+  now: number,
+): Promise<void> {
+  const [user] = await db.select({ email: users.email, passwordHash: users.passwordHash }).from(users).where(eq(users.id, input.userId));
+  if (!user) throw new NotFoundError("No such user");
+  const key = accountKey(user.email);
+  await reserveLoginAttempt(db, key, ACCOUNT_RULE, now);
+  if (!(await verifyPassword(input.currentPassword, user.passwordHash, input.pepper))) {
+    throw new ValidationError("currentPassword: does not match your current password", "currentPassword", "wrong_password");
+  }
+  const passwordHash = await hashPassword(input.newPassword, input.pepper);
+  const keepHash = input.keepToken ? await hashToken(input.keepToken) : "";
+  const [changed] = await db.batch([
+    db
+      .update(users)
+      .set({ passwordHash })
+      .where(and(eq(users.id, input.userId), eq(users.passwordHash, user.passwordHash)))
+      .returning({ id: users.id }),
+    endOtherSessions(db, input.userId, keepHash, passwordHash),
+  ]);
+  if (changed.length === 0) {
+    throw new ValidationError("currentPassword: the password changed meanwhile; try again", "currentPassword", "wrong_password");
+  }
+  await clearLoginAttempts(db, key);
+}
