@@ -8,6 +8,8 @@ import { internal } from "./routes/internal";
 import { securityHeaders } from "./lib/security";
 import { auth } from "./routes/auth";
 import { jobs } from "./routes/jobs";
+import { limits } from "./routes/limits";
+import { jsonBodyLimit } from "./lib/validate";
 import { me } from "./routes/me";
 import { openapi } from "./routes/openapi";
 import { tokens } from "./routes/tokens";
@@ -26,6 +28,7 @@ export function createApp() {
       c.set("db", dbFor(config));
       await next();
     })
+    .use("/api/*", jsonBodyLimit())
     .route("/api/health", health)
     .route("/api/auth", auth)
     .route("/api/me", me)
@@ -33,6 +36,7 @@ export function createApp() {
     .route("/api/tokens", tokens)
     .route("/api/uploads", uploads)
     .route("/api/jobs", jobs)
+    .route("/api/limits", limits)
     .route("/api/openapi.json", openapi)
     .route("/internal", internal)
     .route("/", pages)

@@ -1,17 +1,31 @@
 import { and, asc, eq, inArray, lt } from "drizzle-orm";
 import type { Db } from "../client";
 import { ConflictError, NotFoundError, ValidationError } from "../errors";
+import type { QuotaRequest, UserLimits } from "../limits";
 import { uploadParts, uploads } from "../schema";
+import { explainRefusal } from "./quotas/explain-refusal";
+import { isOwnerRefused, ownerIfFits } from "./quotas/usage";
 
 export type UploadRow = typeof uploads.$inferSelect;
 
+/**
+ * Records a new upload, only if it fits its owner's limits (one more open upload, `size` more bytes), checked in
+ * the insert itself so parallel starts cannot both pass; over a limit → the quota error and no row.
+ */
 export async function createUpload(
   db: Db,
-  input: Omit<UploadRow, "status" | "contentType" | "createdAt" | "completedAt">,
+  input: Omit<UploadRow, "status" | "contentType" | "createdAt" | "completedAt"> & { limits: UserLimits },
   now: number,
 ): Promise<UploadRow> {
-  const row: UploadRow = { ...input, status: "uploading", contentType: null, createdAt: now, completedAt: null };
-  await db.insert(uploads).values(row);
+  const { limits, ...fields } = input;
+  const row: UploadRow = { ...fields, status: "uploading", contentType: null, createdAt: now, completedAt: null };
+  const request: QuotaRequest = { openUploads: 1, storageBytes: row.size };
+  try {
+    await db.insert(uploads).values({ ...row, userId: ownerIfFits(row.userId, row.userId, limits, request) });
+  } catch (err) {
+    if (!isOwnerRefused(err, "uploads")) throw err;
+    throw await explainRefusal(db, row.userId, limits, request);
+  }
   return row;
 }
 

@@ -1,7 +1,9 @@
 import { ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import type { Db } from "../../db/client";
+import { exceededQuota, quotaError, type UserLimits } from "../../db/limits";
 import { abandonIngest, startIngest, touchIngest } from "../../db/queries/ingests";
+import { getUserUsage } from "../../db/queries/quotas";
 import { createJobFromIngest, getJob, type JobView, type NewSource } from "../../db/queries/jobs";
 import { MultipartReader, multipartBoundary } from "./multipart";
 import { SNIFF_BYTES, sniffVideoType } from "./sniff";
@@ -33,7 +35,14 @@ export async function storeVideo(
   bucket: R2Bucket,
   key: string,
   body: AsyncIterable<Uint8Array>,
-  opts: { name: string; maxBytes: number; partBytes?: number; onChunk?: () => Promise<void> },
+  opts: {
+    name: string;
+    maxBytes: number;
+    partBytes?: number;
+    onChunk?: () => Promise<void>;
+    /** The error for a file over `maxBytes` (default: 413 naming the file). */
+    tooLarge?: (total: number) => Error;
+  },
 ): Promise<{ size: number; contentType: string }> {
   const partBytes = opts.partBytes ?? PART_BYTES;
   let pending: Uint8Array[] = [];
@@ -67,7 +76,7 @@ export async function storeVideo(
       await opts.onChunk?.();
       total += chunk.length;
       if (total > opts.maxBytes) {
-        throw new PayloadTooLargeError(`${opts.name} is larger than the ${opts.maxBytes}-byte limit`);
+        throw opts.tooLarge?.(total) ?? new PayloadTooLargeError(`${opts.name} is larger than the ${opts.maxBytes}-byte limit`);
       }
       pending.push(chunk);
       pendingBytes += chunk.length;
@@ -97,6 +106,14 @@ export interface ReceivedForm {
   fields: Record<string, string>;
 }
 
+/** The storage a form upload may still fill, and what to throw when a file goes past it. */
+export interface FormQuota {
+  bytesLeft: number;
+  exceeded(requestedBytes: number): Error;
+  /** Before file `index` (0-based) is stored: throws when one more file does not fit (e.g. queued variations). */
+  beforeFile?(index: number): void;
+}
+
 /** Keeps a form upload's sources visible as recorded while they stream in (see createJobFromForm). */
 export interface IngestHooks {
   /** Before the first object is stored. */
@@ -120,6 +137,7 @@ export async function receiveJobForm(
     checkField?: (name: string, value: string) => void;
     partBytes?: number;
     ingest?: IngestHooks;
+    quota?: FormQuota;
   },
 ): Promise<ReceivedForm> {
   const boundary = multipartBoundary(req.headers.get("content-type"));
@@ -152,13 +170,18 @@ export async function receiveJobForm(
       }
       const id = newId();
       const name = part.filename.trim().slice(0, 255) || `video-${sources.length + 1}`;
+      opts.quota?.beforeFile?.(sources.length);
       if (sources.length === 0) await opts.ingest?.begin();
       inFlight = sourceKey(opts.jobId, id);
+      const storedBytes = sources.reduce((n, s) => n + s.size, 0);
+      const quotaLeft = opts.quota ? opts.quota.bytesLeft - storedBytes : Infinity;
+      const byQuota = quotaLeft < opts.maxFileBytes;
       const stored = await storeVideo(opts.bucket, inFlight, reader.body(), {
         name,
-        maxBytes: opts.maxFileBytes,
+        maxBytes: byQuota ? quotaLeft : opts.maxFileBytes,
         partBytes: opts.partBytes,
         onChunk: opts.ingest?.touch,
+        tooLarge: byQuota ? (total) => opts.quota!.exceeded(storedBytes + total) : undefined,
       });
       sources.push({ id, name, size: stored.size, contentType: stored.contentType, objectKey: inFlight });
       inFlight = null;
@@ -177,20 +200,48 @@ export async function receiveJobForm(
 /** How often a form upload in flight refreshes its ingest row; far below the orphan rule's one-hour age limit. */
 export const INGEST_TOUCH_MS = 5 * 60 * 1000;
 
+/** Room for the multipart framing (boundaries, part headers) in a declared Content-Length: not video bytes. */
+const FORM_OVERHEAD_BYTES = 64 * 1024;
+
 /**
- * `POST /api/jobs` as multipart/form-data: records the ingest before the first object is stored and refreshes it
- * while bytes arrive (so the orphan rule never takes a source of a slow upload), streams the videos into R2, then
- * creates the job from the ingest in one batch. When that batch fails, deleting the ingest row tells whether it
- * committed: only an ingest this request deleted itself has objects it may delete; a committed job is returned.
+ * `POST /api/jobs` as multipart/form-data: checks the user's limits before reading the body (one more active job,
+ * one more variation, the declared Content-Length against the storage left), records the ingest before the first
+ * object is stored and refreshes it while bytes arrive (so the orphan rule never takes a source of a slow upload),
+ * streams the videos into R2 within the storage left (and the queued variations left, file by file), then creates
+ * the job from the ingest in one batch, which checks every limit again atomically. When that batch fails, deleting
+ * the ingest row tells whether it committed: only an ingest this request deleted itself has objects it may delete
+ * (so a job refused over a limit leaves no source behind); a committed job is returned.
  */
 export async function createJobFromForm(
   deps: { db: Db; bucket: R2Bucket; clock?: () => number },
-  input: { req: Request; userId: string; retentionMs: number; maxFileBytes: number },
+  input: { req: Request; userId: string; retentionMs: number; maxFileBytes: number; limits: UserLimits },
 ): Promise<JobView> {
   const { db, bucket } = deps;
   const clock = deps.clock ?? Date.now;
   const jobId = newId();
   let variationsPerVideo = DEFAULT_VARIATIONS_PER_VIDEO;
+  const { limits } = input;
+  const usage = await getUserUsage(db, input.userId);
+  const declared = Number(input.req.headers.get("content-length") ?? NaN);
+  const before = exceededQuota(usage, limits, {
+    activeJobs: 1,
+    queuedVariations: 1,
+    storageBytes: Number.isFinite(declared) ? Math.max(0, declared - FORM_OVERHEAD_BYTES) : 0,
+  });
+  if (before) {
+    // Cancelling the body lets the route's lingering reader drain it politely before the answer goes out.
+    await input.req.body?.cancel().catch(() => {});
+    throw quotaError(before);
+  }
+  const quota: FormQuota = {
+    bytesLeft: limits.storageBytes - usage.storageBytes,
+    exceeded: (requestedBytes) =>
+      quotaError({ name: "storage", used: usage.storageBytes, requested: requestedBytes, limit: limits.storageBytes }),
+    beforeFile: (index) => {
+      const over = exceededQuota(usage, limits, { queuedVariations: (index + 1) * variationsPerVideo });
+      if (over) throw quotaError(over);
+    },
+  };
   let started = false;
   let touchedAt = 0;
   const ingest: IngestHooks = {
@@ -216,13 +267,21 @@ export async function createJobFromForm(
         if (name === "variations") variationsPerVideo = parseWith(VariationsCount, value, "variations");
       },
       ingest,
+      quota,
     });
   } catch (err) {
     // Its objects are deleted already; a row left behind (database down) is reaped by the orphan rule.
     if (started) await abandonIngest(db, jobId).catch(() => {});
     throw err;
   }
-  const newJob = { id: jobId, userId: input.userId, variationsPerVideo, retentionMs: input.retentionMs, sources: form.sources };
+  const newJob = {
+    id: jobId,
+    userId: input.userId,
+    variationsPerVideo,
+    retentionMs: input.retentionMs,
+    sources: form.sources,
+    limits,
+  };
   try {
     return await createJobFromIngest(db, newJob, clock());
   } catch (err) {

@@ -1,12 +1,17 @@
 import type { Db } from "../../db/client";
 import { ConflictError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
+import { exceededQuota, quotaError, type UserLimits } from "../../db/limits";
+import { getUserUsage } from "../../db/queries/quotas";
 import {
   createUpload,
+  deleteUnusedUpload,
   getCompletableParts,
   getOpenUpload,
+  markUploadAborted,
   markUploadCompleted,
   recordUploadPart,
+  type UploadRow,
 } from "../../db/queries/uploads";
 import type { SessionUser } from "../env";
 import { SNIFF_BYTES, sniffVideoType } from "./sniff";
@@ -17,26 +22,66 @@ interface Deps {
   bucket: R2Bucket;
 }
 
-/** Opens an R2 multipart upload and records it; the client then PUTs `partCount` parts of `partSize` bytes. */
+/**
+ * Opens an R2 multipart upload and records it; the client then PUTs `partCount` parts of `partSize` bytes. The
+ * declared size counts against the user's storage from here on. Over a per-user limit (open uploads, storage) it
+ * answers the quota error before touching R2; the insert checks again atomically, and a start refused there aborts
+ * the R2 upload it opened: nothing is left behind.
+ */
 export async function startUpload(
   deps: Deps,
-  input: { user: SessionUser; filename: string; size: number; maxBytes: number },
+  input: { user: SessionUser; filename: string; size: number; maxBytes: number; limits: UserLimits },
   now: number,
 ): Promise<{ id: string; partSize: number; partCount: number }> {
   if (input.size > input.maxBytes) {
     throw new PayloadTooLargeError(`${input.filename} is larger than the ${input.maxBytes}-byte limit`);
   }
+  const request = { openUploads: 1, storageBytes: input.size };
+  const over = exceededQuota(await getUserUsage(deps.db, input.user.id), input.limits, request);
+  if (over) throw quotaError(over);
   const id = newId();
   const partSize = partSizeFor(input.size);
   const partCount = Math.ceil(input.size / partSize);
   const objectKey = uploadKey(id);
   const mp = await deps.bucket.createMultipartUpload(objectKey);
-  await createUpload(
-    deps.db,
-    { id, userId: input.user.id, filename: input.filename, size: input.size, partSize, partCount, objectKey, r2UploadId: mp.uploadId },
-    now,
-  );
+  try {
+    await createUpload(
+      deps.db,
+      {
+        id,
+        userId: input.user.id,
+        filename: input.filename,
+        size: input.size,
+        partSize,
+        partCount,
+        objectKey,
+        r2UploadId: mp.uploadId,
+        limits: input.limits,
+      },
+      now,
+    );
+  } catch (err) {
+    // Refused or failed: no row records the R2 upload. (Should the insert have committed with only its reply
+    // lost, the row's parts fail from now on and the stale-upload rule removes it.)
+    await mp.abort().catch(() => {});
+    throw err;
+  }
   return { id, partSize, partCount };
+}
+
+/**
+ * Removes an upload no job uses: CAS to aborted first (so a job created at the same moment either consumed it
+ * before, and it is left alone, or cannot consume it any more), then the R2 multipart upload aborted or the object
+ * deleted, then the row. True when this call removed the row.
+ */
+export async function dropUnusedUpload(deps: Deps, upload: UploadRow): Promise<boolean> {
+  if (!(await markUploadAborted(deps.db, upload.id))) return false;
+  if (upload.status === "uploading" || upload.status === "aborted") {
+    // Aborting an already finished or aborted multipart upload throws; the object delete below covers both.
+    await deps.bucket.resumeMultipartUpload(upload.objectKey, upload.r2UploadId).abort().catch(() => {});
+  }
+  await deps.bucket.delete(upload.objectKey);
+  return deleteUnusedUpload(deps.db, upload.id);
 }
 
 /** Passes bytes through unchanged, rejecting the stream when its first bytes are not a supported video. */

@@ -1,7 +1,9 @@
-import type { ValidationTargets } from "hono";
+import type { MiddlewareHandler, ValidationTargets } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { validator } from "hono/validator";
 import type { z } from "zod";
-import { ValidationError } from "../../db/errors";
+import { PayloadTooLargeError, ValidationError } from "../../db/errors";
+import type { AppEnv } from "../env";
 
 /**
  * zod validation middleware: the first issue becomes a 400 naming the field. Malformed JSON is a 400 too
@@ -17,4 +19,25 @@ export function validate<T extends keyof ValidationTargets, S extends z.ZodType>
     }
     return result.data;
   });
+}
+
+/** Any JSON media type, parameters or not; a superset of what the JSON readers (validator, jobs) accept. */
+const JSON_TYPE = /^application\/([\w.-]+\+)?json/i;
+
+/**
+ * JSON bodies over JSON_BODY_LIMIT_BYTES → 413 `too_large`, before the handler reads them: a declared
+ * Content-Length is refused without reading a byte, a chunked body once it passes the limit. Other bodies (video
+ * uploads, parts) are not touched; the JSON readers never read a body of another type.
+ */
+export function jsonBodyLimit(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (!JSON_TYPE.test(c.req.header("content-type") ?? "")) return next();
+    const maxSize = c.get("config").JSON_BODY_LIMIT_BYTES;
+    return bodyLimit({
+      maxSize,
+      onError: () => {
+        throw new PayloadTooLargeError(`JSON bodies are limited to ${maxSize} bytes`);
+      },
+    })(c, next);
+  };
 }

@@ -1,41 +1,88 @@
-import { listEvictableJobs, storageUsage } from "../../db/queries/objects";
+import { userLimitsFrom } from "../../db/limits";
+import { listEvictableOfUser, listStorageByUser } from "../../db/queries/quotas";
 import { purgeJob } from "../lib/storage";
+import { dropUnusedUpload } from "../lib/uploads";
 import type { LifecycleDeps } from "./index";
 
 /** Eviction stops once usage is at or below this share of STORAGE_LIMIT_BYTES (hysteresis: no evict-every-tick). */
 export const STORAGE_TARGET_RATIO = 0.85;
-/** A job finished less than this long ago is never evicted: its owner has not had a chance to download it. */
+/** A job finished (or an upload started) less than this long ago is never evicted: its owner has not had a chance to use it. */
 export const EVICT_MIN_AGE_MS = 60 * 60 * 1000;
+/** How many evictable items of one user are looked at per tick. */
+const PER_USER_BATCH = 500;
+
+interface Candidate {
+  kind: "upload" | "job";
+  userId: string;
+  bytes: number;
+  /** Oldest first, within its kind. */
+  since: number;
+  /** Removes it; false when it changed meanwhile (a job consumed the upload) and stays. */
+  drop(): Promise<boolean>;
+}
 
 /**
- * Over STORAGE_LIMIT_BYTES: evict the oldest finished jobs (finished at least EVICT_MIN_AGE_MS ago) until usage is
- * under 85 % of the limit. Bytes it cannot free (active and young jobs, uploads) never cause an eviction: when they
- * alone are above the target, it only evicts down to the limit itself, and when they alone are at or above the
- * limit, evicting would delete finished work without bringing usage under it, so it evicts nothing.
+ * Over STORAGE_LIMIT_BYTES, the cap takes only from users over their own quota (USER_STORAGE_BYTES) — a user
+ * within quota never loses anything to it, whatever others upload, so no user's action can evict another's job
+ * before its expiry. From those users it takes, while each one is still over quota: first their unused uploads
+ * (oldest first), then their finished jobs (oldest finish first, across those users), never anything younger than
+ * EVICT_MIN_AGE_MS, until usage is under 85 % of the limit. Bytes it cannot free (active and young jobs, young
+ * uploads, everything of users within quota) never cause an eviction: when they alone are above the target, it only
+ * evicts down to the limit itself, and when they alone are at or above the limit, it evicts nothing.
+ *
+ * Quotas are checked on admission, so a user goes over theirs only through outputs their admitted jobs produced
+ * (or a lowered quota). When the quotas together exceed the global limit and everyone is within quota, usage may
+ * stay above STORAGE_LIMIT_BYTES: the report says so (`unfreeableBytes`), and the operator sizes the quota.
  */
 export async function enforceStorageCap(deps: LifecycleDeps, now: number): Promise<Record<string, number>> {
-  const finishedBefore = now - EVICT_MIN_AGE_MS;
-  const usage = await storageUsage(deps.db, finishedBefore);
-  let used = usage.usedBytes;
+  const before = now - EVICT_MIN_AGE_MS;
+  const quota = userLimitsFrom(deps.config).storageBytes;
+  const byUser = await listStorageByUser(deps.db);
+  let used = byUser.reduce((n, u) => n + u.bytes, 0);
   const limit = deps.config.STORAGE_LIMIT_BYTES;
-  const unfreeable = used - usage.freeableBytes;
-  if (used <= limit || unfreeable >= limit) return { evicted: 0, usedBytes: used, unfreeableBytes: unfreeable };
+  if (used <= limit) return { evicted: 0, uploadsFreed: 0, usedBytes: used, unfreeableBytes: 0 };
+
+  // What may go: per over-quota user, their evictable items in the order they would go, each only while that user
+  // is still over quota (simulated here, so `freeable` is exactly what the loop below can free).
+  const held = new Map<string, number>();
+  const uploads: Candidate[] = [];
+  const jobs: Candidate[] = [];
+  let freeable = 0;
+  for (const user of byUser.filter((u) => u.bytes > quota)) {
+    held.set(user.userId, user.bytes);
+    const items = await listEvictableOfUser(deps.db, user.userId, before, PER_USER_BATCH);
+    let left = user.bytes;
+    for (const upload of items.uploads) {
+      if (left <= quota) break;
+      const drop = () => dropUnusedUpload(deps, upload);
+      uploads.push({ kind: "upload", userId: user.userId, bytes: upload.bytes, since: upload.createdAt, drop });
+      left -= upload.bytes;
+    }
+    for (const job of items.jobs) {
+      if (left <= quota) break;
+      jobs.push({ kind: "job", userId: user.userId, bytes: job.bytes, since: job.finishedAt, drop: () => purgeJob(deps, job.id) });
+      left -= job.bytes;
+    }
+    freeable += user.bytes - left;
+  }
+  const unfreeable = used - freeable;
+  if (unfreeable >= limit) return { evicted: 0, uploadsFreed: 0, usedBytes: used, unfreeableBytes: unfreeable };
   const target = limit * STORAGE_TARGET_RATIO;
   const goal = unfreeable <= target ? target : limit;
+
+  // Unused uploads before any job; jobs oldest finish first whoever owns them (among users over quota).
+  uploads.sort((a, b) => a.since - b.since);
+  jobs.sort((a, b) => a.since - b.since);
   let evicted = 0;
-  while (used > goal) {
-    const batch = await listEvictableJobs(deps.db, finishedBefore, 20);
-    let progressed = false;
-    for (const job of batch) {
-      if (used <= goal) break;
-      if (await purgeJob(deps, job.id)) {
-        used -= job.bytes;
-        evicted++;
-        progressed = true;
-      }
-    }
-    // Nothing evictable left, or nothing could be purged this round: stop, retry next tick.
-    if (!progressed) break;
+  let uploadsFreed = 0;
+  for (const c of [...uploads, ...jobs]) {
+    if (used <= goal) break;
+    if (held.get(c.userId)! <= quota) continue;
+    if (!(await c.drop())) continue;
+    used -= c.bytes;
+    held.set(c.userId, held.get(c.userId)! - c.bytes);
+    if (c.kind === "upload") uploadsFreed++;
+    else evicted++;
   }
-  return { evicted, usedBytes: used, unfreeableBytes: unfreeable };
+  return { evicted, uploadsFreed, usedBytes: used, unfreeableBytes: unfreeable };
 }

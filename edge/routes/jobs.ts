@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { NotFoundError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
+import { userLimitsFrom } from "../../db/limits";
 import {
   assertJobDeletable,
   cancelJobs,
@@ -80,12 +81,13 @@ export const jobs = new Hono<AppEnv>()
     const config = c.get("config");
     const user = c.get("user");
     const retentionMs = config.JOB_TTL_HOURS * 60 * 60 * 1000;
+    const limits = userLimitsFrom(config);
     const contentType = c.req.header("content-type") ?? "";
 
     if (/^multipart\/form-data/i.test(contentType)) {
       const job = await createJobFromForm(
         { db, bucket: c.env.BUCKET },
-        { req: lingering(c.req.raw), userId: user.id, retentionMs, maxFileBytes: config.MAX_UPLOAD_BYTES },
+        { req: lingering(c.req.raw), userId: user.id, retentionMs, maxFileBytes: config.MAX_UPLOAD_BYTES, limits },
       );
       return c.json(job, 202);
     }
@@ -97,7 +99,7 @@ export const jobs = new Hono<AppEnv>()
       const body = parseWith(CreateJobJson, raw);
       const job = await createJobFromUploads(
         db,
-        { id: newId(), userId: user.id, variationsPerVideo: body.variations, retentionMs, uploadIds: body.uploads },
+        { id: newId(), userId: user.id, variationsPerVideo: body.variations, retentionMs, uploadIds: body.uploads, limits },
         Date.now(),
       );
       return c.json(job, 202);

@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { userLimitsFrom } from "../../db/limits";
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
 import { completeUpload, putUploadPart, startUpload } from "../lib/uploads";
@@ -11,9 +12,10 @@ export const uploads = new Hono<AppEnv>()
   .post("/", validate("json", CreateUploadBody), async (c) => {
     const body = c.req.valid("json");
     const deps = { db: c.get("db"), bucket: c.env.BUCKET };
+    const config = c.get("config");
     const created = await startUpload(
       deps,
-      { user: c.get("user"), ...body, maxBytes: c.get("config").MAX_UPLOAD_BYTES },
+      { user: c.get("user"), ...body, maxBytes: config.MAX_UPLOAD_BYTES, limits: userLimitsFrom(config) },
       Date.now(),
     );
     return c.json(created, 201);

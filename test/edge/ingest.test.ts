@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
+import type { UserLimits } from "../../db/limits";
 import { newId } from "../../db/ids";
 import { sourceKey } from "../../db/keys";
 import { createUser } from "../../db/queries/users";
@@ -13,6 +14,8 @@ import { fakeMp4, formBody, isolatedDb } from "./helpers";
 
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;
+/** Per-user limits no test here comes near (the quota tests set their own). */
+const ROOMY: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVariations: 1e6, openUploads: 1000 };
 const enc = new TextEncoder();
 
 // The orphan rule acts on every row and object: each test has a database of its own, and this file's R2 storage
@@ -80,7 +83,7 @@ describe("form uploads (POST /api/jobs multipart) and the orphan rule", () => {
 
     const job = await createJobFromForm(
       { db, bucket: env.BUCKET, clock },
-      { req, userId, retentionMs: DAY, maxFileBytes: 1e6 },
+      { req, userId, retentionMs: DAY, maxFileBytes: 1e6, limits: ROOMY },
     );
     expect(sweep).toBeDefined();
     expect(job.files.map((f) => f.name)).toEqual(["a.mp4", "b.mp4"]);
@@ -114,7 +117,7 @@ describe("form uploads (POST /api/jobs multipart) and the orphan rule", () => {
     ]);
     const req = new Request("http://edge.test/api/jobs", { method: "POST", body: form.body, headers: { "content-type": form.contentType } });
 
-    const job = await createJobFromForm({ db: flaky, bucket: env.BUCKET }, { req, userId, retentionMs: DAY, maxFileBytes: 1e6 });
+    const job = await createJobFromForm({ db: flaky, bucket: env.BUCKET }, { req, userId, retentionMs: DAY, maxFileBytes: 1e6, limits: ROOMY });
     expect(lost).toBe(true);
     expect(job).toMatchObject({ status: "queued", totalVariations: 4 });
     expect(await db.select({ id: jobs.id }).from(jobs)).toEqual([{ id: job.id }]);
@@ -160,7 +163,7 @@ describe("form uploads (POST /api/jobs multipart) and the orphan rule", () => {
         `multipart/form-data; boundary=${boundary}`,
       );
       await expect(
-        createJobFromForm({ db, bucket: env.BUCKET, clock }, { req, userId, retentionMs: DAY, maxFileBytes: 1e6 }),
+        createJobFromForm({ db, bucket: env.BUCKET, clock }, { req, userId, retentionMs: DAY, maxFileBytes: 1e6, limits: ROOMY }),
       ).rejects.toMatchObject({ status: 409, code: "upload_expired" });
       expect(await db.select().from(jobs)).toEqual([]);
       expect(await db.select().from(ingests)).toEqual([]);

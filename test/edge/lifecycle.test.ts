@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
+import type { UserLimits } from "../../db/limits";
 import { newId } from "../../db/ids";
 import { thumbnailKey } from "../../db/keys";
 import { EXPIRED_WHILE_QUEUED } from "../../db/queries/lifecycle";
@@ -28,6 +29,8 @@ import { claimAll, fakeMp4, isolatedDatabase, isolatedDb, jobRow, seedJob, varia
 
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;
+/** Per-user limits no test here comes near (the quota tests set their own). */
+const ROOMY: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVariations: 1e6, openUploads: 1000 };
 /** A fixed "now" for every rule (the rules never read the clock themselves). */
 const NOW = Date.UTC(2030, 0, 15, 12, 0, 0);
 
@@ -66,8 +69,8 @@ async function complete(jobId: string, finishedAt: number, outputBytes: number) 
 }
 
 /** A job run to completion at `finishedAt` with one stored output per variation. */
-async function finishedJob(finishedAt: number, opts: { variations?: number; outputBytes?: number } = {}) {
-  const job = await seedJob(userId, { db, variations: opts.variations ?? 1, now: finishedAt - HOUR });
+async function finishedJob(finishedAt: number, opts: { variations?: number; outputBytes?: number; owner?: string } = {}) {
+  const job = await seedJob(opts.owner ?? userId, { db, variations: opts.variations ?? 1, now: finishedAt - HOUR });
   await claimAll(job.id, `r-${job.id}`, finishedAt - HOUR, 30_000, 1000, db);
   await complete(job.id, finishedAt, opts.outputBytes ?? 200);
   return job;
@@ -172,11 +175,13 @@ describe("finalizeIdleJobs", () => {
 });
 
 describe("enforceStorageCap", () => {
-  // Sources are 1000 bytes each (seedJob), outputs 1000 here: 2000 per finished job, 1000 per queued one.
-  const make = (finishedAt: number) => finishedJob(finishedAt, { outputBytes: 1000 });
+  // Sources are 1000 bytes each (seedJob), outputs 1000 here: 2000 per finished job, 1000 per queued one. The
+  // user's quota is 1000 unless a test says otherwise: the cap takes only from users over their quota.
+  const make = (finishedAt: number, owner = userId) => finishedJob(finishedAt, { outputBytes: 1000, owner });
+  const capDeps = (limit: number, quota = 1000) => deps({ STORAGE_LIMIT_BYTES: limit, USER_STORAGE_BYTES: quota });
 
   it("evicts the oldest finished jobs until usage is under 85 % of STORAGE_LIMIT_BYTES, never active ones", async () => {
-    const local = deps({ STORAGE_LIMIT_BYTES: 6000 });
+    const local = capDeps(6000);
     const oldest = await make(NOW - 4 * HOUR);
     const middle = await make(NOW - 3 * HOUR);
     const newest = await make(NOW - 2 * HOUR);
@@ -199,7 +204,7 @@ describe("enforceStorageCap", () => {
 
     // 5000 used, limit 3500 (target 2975); the young and the active job (3000) cannot be freed: the old one goes,
     // which brings usage under the limit, and the young one stays although usage is still above the target.
-    expect(await enforceStorageCap(deps({ STORAGE_LIMIT_BYTES: 3500 }), NOW)).toMatchObject({ evicted: 1, usedBytes: 3000 });
+    expect(await enforceStorageCap(capDeps(3500), NOW)).toMatchObject({ evicted: 1, usedBytes: 3000 });
     expect(await jobRow(old.id, db)).toBeUndefined();
     expect(await jobRow(young.id, db)).toBeDefined();
     expect(await keysUnder(`outputs/${young.id}/`)).toHaveLength(1);
@@ -211,10 +216,63 @@ describe("enforceStorageCap", () => {
     const active = await seedJob(userId, { db, variations: 1, now: NOW - 5 * HOUR });
 
     // The active job alone (1000) is above a 500-byte limit: evicting the finished job would not help.
-    expect(await enforceStorageCap(deps({ STORAGE_LIMIT_BYTES: 500 }), NOW)).toMatchObject({ evicted: 0, usedBytes: 3000 });
+    expect(await enforceStorageCap(capDeps(500), NOW)).toMatchObject({ evicted: 0, usedBytes: 3000 });
     expect(await jobRow(old.id, db)).toBeDefined();
     expect(await keysUnder(`outputs/${old.id}/`)).toHaveLength(1);
     expect(await jobRow(active.id, db)).toBeDefined();
+  });
+
+  /** An unused (completed, never fed to a job) upload of `size` bytes, started at `at`. */
+  async function unusedUpload(owner: string, size: number, at: number) {
+    const user = { id: owner, email: "x@test.example", role: "user" as const };
+    const up = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "u.mp4", size, maxBytes: 1e9, limits: ROOMY }, at);
+    await env.BUCKET.put(`uploads/${up.id}`, fakeMp4(size));
+    await db.update(uploads).set({ status: "completed", completedAt: at }).where(eq(uploads.id, up.id));
+    return up.id;
+  }
+  const uploadIds = async () => (await db.select({ id: uploads.id }).from(uploads)).map((u) => u.id);
+  const otherUser = async () =>
+    (await createUser(db, { email: `lc-b-${newId()}@test.example`, password: "pw-for-lifecycle", role: "user" })).id;
+
+  it("never evicts a finished job of a user within quota, however far one user's unused uploads push usage over the limit", async () => {
+    const b = await otherUser();
+    const bJob = await make(NOW - 20 * HOUR, b);
+    // User A: 6000 bytes of unused uploads, half of them under an hour old; over a 3000-byte quota.
+    const old = await unusedUpload(userId, 3000, NOW - 2 * HOUR);
+    const young = await unusedUpload(userId, 3000, NOW - 10 * 60_000);
+
+    // 8000 used, limit 6000 (target 5100): A's old upload is all the cap may take (B is within quota, A's young
+    // upload too new); the 5000 it cannot free are under the target.
+    const report = await enforceStorageCap(capDeps(6000, 3000), NOW);
+    expect(report).toMatchObject({ evicted: 0, uploadsFreed: 1, usedBytes: 5000 });
+    expect(await uploadIds()).toEqual([young]);
+    expect(await keysUnder(`uploads/${old}`)).toEqual([]);
+    expect(await jobRow(bJob.id, db)).toBeDefined();
+    expect(await keysUnder(`outputs/${bJob.id}/`)).toHaveLength(1);
+    expect(await keysUnder(`sources/${bJob.id}/`)).toHaveLength(1);
+  });
+
+  it("frees a user's own unused uploads before any of their finished jobs, and stops once they are back within quota", async () => {
+    const b = await otherUser();
+    const bJob = await make(NOW - 20 * HOUR, b);
+    const aJob = await make(NOW - 10 * HOUR);
+    const upload = await unusedUpload(userId, 1500, NOW - 2 * HOUR);
+
+    // 5500 used, limit 5000 (target 4250); A holds 3500 over a 2500 quota: its upload goes (A is then within
+    // quota), its older job stays.
+    expect(await enforceStorageCap(capDeps(5000, 2500), NOW)).toMatchObject({ evicted: 0, uploadsFreed: 1, usedBytes: 4000 });
+    expect(await uploadIds()).not.toContain(upload);
+    expect(await jobRow(aJob.id, db)).toBeDefined();
+    expect(await jobRow(bJob.id, db)).toBeDefined();
+
+    // A newer job and a young upload: A holds 4500. Its oldest job goes, which brings A back to its quota; the
+    // 4500 the cap cannot free are above the target, so it stops at the limit. B's job stays.
+    const aNewer = await make(NOW - 5 * HOUR);
+    await unusedUpload(userId, 500, NOW - 30 * 60_000);
+    expect(await enforceStorageCap(capDeps(5000, 2500), NOW)).toMatchObject({ evicted: 1, usedBytes: 4500 });
+    expect(await jobRow(aJob.id, db)).toBeUndefined();
+    expect(await jobRow(aNewer.id, db)).toBeDefined();
+    expect(await jobRow(bJob.id, db)).toBeDefined();
   });
 });
 
@@ -248,7 +306,7 @@ describe("deleteOrphanObjects over successive ticks", () => {
     // 36 recorded uploads sort before the orphans: more than the 30 objects one tick of 10 listings sees here.
     const live: string[] = [];
     for (let i = 0; i < 36; i++) {
-      const up = await startUpload({ db, bucket: env.BUCKET }, { user, filename: `${i}.mp4`, size: 10, maxBytes: 1e9 }, NOW);
+      const up = await startUpload({ db, bucket: env.BUCKET }, { user, filename: `${i}.mp4`, size: 10, maxBytes: 1e9, limits: ROOMY }, NOW);
       const key = `uploads/${tag}-a${String(i).padStart(2, "0")}`;
       await db.update(uploads).set({ objectKey: key }).where(eq(uploads.id, up.id));
       await env.BUCKET.put(key, "live");
@@ -271,13 +329,13 @@ describe("bounded growth", () => {
   it("deletes the uploads that fed a job, with their parts, when the job is deleted, and not those of an active job", async () => {
     const user = { id: userId, email: "x@test.example", role: "user" as const };
     const jobFromUpload = async (name: string) => {
-      const up = await startUpload({ db, bucket: env.BUCKET }, { user, filename: name, size: 100, maxBytes: 1e9 }, NOW - 3 * DAY);
+      const up = await startUpload({ db, bucket: env.BUCKET }, { user, filename: name, size: 100, maxBytes: 1e9, limits: ROOMY }, NOW - 3 * DAY);
       await recordUploadPart(db, { uploadId: up.id, partNumber: 1, etag: "etag-1", size: 100, contentType: "video/mp4" });
       await env.BUCKET.put(`uploads/${up.id}`, fakeMp4(100));
       await markUploadCompleted(db, up.id, NOW - 3 * DAY);
       const job = await createJobFromUploads(
         db,
-        { id: newId(), userId, variationsPerVideo: 1, retentionMs: DAY, uploadIds: [up.id] },
+        { id: newId(), userId, variationsPerVideo: 1, retentionMs: DAY, uploadIds: [up.id], limits: ROOMY },
         NOW - 3 * DAY,
       );
       return { upload: up.id, job: job.id };
@@ -324,11 +382,11 @@ describe("bounded growth", () => {
 describe("abortStaleUploads", () => {
   it("aborts uploads never used within JOB_TTL_HOURS and deletes their rows and objects", async () => {
     const user = { id: userId, email: "x@test.example", role: "user" as const };
-    const stale = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "a.mp4", size: 100, maxBytes: 1e9 }, NOW - 25 * HOUR);
-    const done = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "b.mp4", size: 100, maxBytes: 1e9 }, NOW - 26 * HOUR);
+    const stale = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "a.mp4", size: 100, maxBytes: 1e9, limits: ROOMY }, NOW - 25 * HOUR);
+    const done = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "b.mp4", size: 100, maxBytes: 1e9, limits: ROOMY }, NOW - 26 * HOUR);
     await env.BUCKET.put(`uploads/${done.id}`, fakeMp4(100));
     await db.update(uploads).set({ status: "completed" }).where(eq(uploads.id, done.id));
-    const recent = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "c.mp4", size: 100, maxBytes: 1e9 }, NOW - HOUR);
+    const recent = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "c.mp4", size: 100, maxBytes: 1e9, limits: ROOMY }, NOW - HOUR);
 
     expect(await abortStaleUploads(deps({ JOB_TTL_HOURS: 24 }), NOW)).toEqual({ aborted: 2 });
     const left = await db.select({ id: uploads.id }).from(uploads);

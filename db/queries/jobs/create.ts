@@ -2,6 +2,9 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { ConflictError, ValidationError } from "../../errors";
 import { newId } from "../../ids";
+import type { QuotaRequest, UserLimits } from "../../limits";
+import { explainRefusal } from "../quotas/explain-refusal";
+import { isOwnerRefused, ownerIfFits } from "../quotas/usage";
 import { ingests, jobs, sources, uploads, variations } from "../../schema";
 import { presentRecord, type JobRecord, type JobRow, type JobView, type SourceRow, type VariationRow } from "./present";
 
@@ -103,69 +106,103 @@ export async function createJob(db: Db, input: NewJob & { sources: NewSource[] }
 }
 
 /**
- * Creates the job of a form upload whose sources are stored: job, sources and variations in one batch that also
- * deletes the ingest row. The job's owner is read from that row, so when the ingest was abandoned (or reaped) the
- * NOT NULL user_id fails the batch and nothing is created: a commit and an abandonIngest cannot both succeed, and
- * whoever deleted the row knows whether the objects belong to a job.
+ * The error to throw for a failed job insert: a quota error when its owner came out NULL because the job did not
+ * fit; the original error otherwise, and also when (form upload) the ingest row is gone: the caller settles that.
  */
-export async function createJobFromIngest(db: Db, input: NewJob & { sources: NewSource[] }, now: number): Promise<JobView> {
+async function refusal(db: Db, err: unknown, input: { userId: string; limits: UserLimits; request: QuotaRequest; ingestId?: string }) {
+  if (!isOwnerRefused(err, "jobs")) return err;
+  if (input.ingestId) {
+    const [row] = await db.select({ id: ingests.id }).from(ingests).where(eq(ingests.id, input.ingestId));
+    if (!row) return err;
+  }
+  return explainRefusal(db, input.userId, input.limits, input.request);
+}
+
+/**
+ * Creates the job of a form upload whose sources are stored: job, sources and variations in one batch that also
+ * deletes the ingest row. The job's owner is read from that row, and only when the job fits the owner's limits
+ * (active jobs, queued variations, storage with these sources added — checked in the insert itself), so when the
+ * ingest was abandoned (or reaped), or the job would go over a limit, the NOT NULL user_id fails the batch and
+ * nothing is created: a commit and an abandonIngest cannot both succeed, and whoever deleted the row knows whether
+ * the objects belong to a job. Over a limit: a quota error (the ingest row stays for the caller to abandon).
+ */
+export async function createJobFromIngest(
+  db: Db,
+  input: NewJob & { sources: NewSource[]; limits: UserLimits },
+  now: number,
+): Promise<JobView> {
   const record = buildRecord(input, input.sources, now);
-  const owner = sql<string>`(select ${ingests.userId} from ${ingests} where ${ingests.id} = ${input.id} and ${ingests.userId} = ${input.userId})`;
-  await db.batch([
-    db.insert(jobs).values({ ...record.job, userId: owner }),
-    db.insert(sources).values(record.sources),
-    db.insert(variations).values(record.variations),
-    db.delete(ingests).where(eq(ingests.id, input.id)),
-  ]);
+  // Its sources are stored but counted nowhere yet.
+  const storageBytes = input.sources.reduce((n, s) => n + s.size, 0);
+  const request: QuotaRequest = { activeJobs: 1, queuedVariations: record.job.totalVariations, storageBytes };
+  const ingestOwner = sql`(select ${ingests.userId} from ${ingests} where ${ingests.id} = ${input.id} and ${ingests.userId} = ${input.userId})`;
+  try {
+    await db.batch([
+      db.insert(jobs).values({ ...record.job, userId: ownerIfFits(ingestOwner, input.userId, input.limits, request) }),
+      db.insert(sources).values(record.sources),
+      db.insert(variations).values(record.variations),
+      db.delete(ingests).where(eq(ingests.id, input.id)),
+    ]);
+  } catch (err) {
+    throw await refusal(db, err, { userId: input.userId, limits: input.limits, request, ingestId: input.id });
+  }
   return presentRecord(record, now);
 }
 
 /**
- * Creates a job from completed large-file uploads. One transaction: the uploads move completed → consumed
- * (CAS, so one upload can feed only one job) and the job rows are inserted, or nothing happens.
+ * Creates a job from completed large-file uploads. One transaction: the job row is inserted only if it fits the
+ * owner's limits (checked in the insert; the uploads' bytes already count against the owner, so storage must
+ * merely not be over), the uploads move completed → consumed (CAS, so one upload can feed only one job) and the
+ * other rows are inserted, or nothing happens.
  */
 export async function createJobFromUploads(
   db: Db,
-  input: NewJob & { uploadIds: string[] },
+  input: NewJob & { uploadIds: string[]; limits: UserLimits },
   now: number,
 ): Promise<JobView> {
-  return db.transaction(async (tx) => {
-    const rows = await tx
-      .select()
-      .from(uploads)
-      .where(and(inArray(uploads.id, input.uploadIds), eq(uploads.userId, input.userId)));
-    const byId = new Map(rows.map((u) => [u.id, u]));
-    for (const id of input.uploadIds) {
-      const u = byId.get(id);
-      if (!u) throw new ValidationError(`uploads: unknown upload ${id}`, "uploads");
-      if (u.status === "uploading") throw new ConflictError("upload_incomplete", `Upload ${id} is not complete yet`);
-      if (u.status !== "completed") throw new ConflictError("upload_used", `Upload ${id} was already used or aborted`);
-    }
-    const consumed = await tx
-      .update(uploads)
-      .set({ status: "consumed" })
-      .where(and(inArray(uploads.id, input.uploadIds), eq(uploads.userId, input.userId), eq(uploads.status, "completed")))
-      .returning({ id: uploads.id });
-    if (consumed.length !== input.uploadIds.length) {
-      throw new ConflictError("upload_used", "An upload was used by another job at the same time");
-    }
-    const record = buildRecord(
-      input,
-      input.uploadIds.map((id) => {
-        const u = byId.get(id)!;
-        return {
-          id: newId(),
-          name: u.filename,
-          size: u.size,
-          contentType: u.contentType ?? "application/octet-stream",
-          objectKey: u.objectKey,
-        };
-      }),
-      now,
-    );
-    await tx.insert(jobs).values(record.job);
-    await tx.insert(sources).values(record.sources);
-    await tx.insert(variations).values(record.variations);
-    return presentRecord(record, now);
-  });
+  // The uploads still count as unused when the job row goes in: consuming them moves their bytes to sources.
+  const request: QuotaRequest = { activeJobs: 1, queuedVariations: input.uploadIds.length * input.variationsPerVideo, storageBytes: 0 };
+  try {
+    return await db.transaction(async (tx) => {
+      const rows = await tx
+        .select()
+        .from(uploads)
+        .where(and(inArray(uploads.id, input.uploadIds), eq(uploads.userId, input.userId)));
+      const byId = new Map(rows.map((u) => [u.id, u]));
+      for (const id of input.uploadIds) {
+        const u = byId.get(id);
+        if (!u) throw new ValidationError(`uploads: unknown upload ${id}`, "uploads");
+        if (u.status === "uploading") throw new ConflictError("upload_incomplete", `Upload ${id} is not complete yet`);
+        if (u.status !== "completed") throw new ConflictError("upload_used", `Upload ${id} was already used or aborted`);
+      }
+      const record = buildRecord(
+        input,
+        input.uploadIds.map((id) => {
+          const u = byId.get(id)!;
+          return {
+            id: newId(),
+            name: u.filename,
+            size: u.size,
+            contentType: u.contentType ?? "application/octet-stream",
+            objectKey: u.objectKey,
+          };
+        }),
+        now,
+      );
+      await tx.insert(jobs).values({ ...record.job, userId: ownerIfFits(input.userId, input.userId, input.limits, request) });
+      const consumed = await tx
+        .update(uploads)
+        .set({ status: "consumed" })
+        .where(and(inArray(uploads.id, input.uploadIds), eq(uploads.userId, input.userId), eq(uploads.status, "completed")))
+        .returning({ id: uploads.id });
+      if (consumed.length !== input.uploadIds.length) {
+        throw new ConflictError("upload_used", "An upload was used by another job at the same time");
+      }
+      await tx.insert(sources).values(record.sources);
+      await tx.insert(variations).values(record.variations);
+      return presentRecord(record, now);
+    });
+  } catch (err) {
+    throw await refusal(db, err, { userId: input.userId, limits: input.limits, request });
+  }
 }

@@ -1,0 +1,109 @@
+import { ConflictError, TooManyRequestsError, type AppError } from "./errors";
+
+const KiB = 1024;
+const GiB = 1024 ** 3;
+
+/**
+ * Per-user limits: the environment variable names and their defaults, written once. The edge validates them
+ * (edge/env.ts), checks them when a job or upload is admitted (db/queries/quotas) and the storage cap evicts only
+ * from users over `USER_STORAGE_BYTES`.
+ */
+export const USER_LIMIT_DEFAULTS = {
+  /** Sources + unused (uploading or completed) uploads + outputs of one user. */
+  USER_STORAGE_BYTES: 10 * GiB,
+  /** Jobs queued, processing or cancelling. */
+  USER_ACTIVE_JOBS: 5,
+  /** Variations waiting for a runner, over all of the user's jobs (one full job is 10 × 20 = 200). */
+  USER_QUEUED_VARIATIONS: 400,
+  /** Large-file uploads started and not completed yet. */
+  USER_OPEN_UPLOADS: 10,
+} as const;
+export type UserLimitName = keyof typeof USER_LIMIT_DEFAULTS;
+
+/** Largest JSON request body on /api (the largest real one, a bulk cancel of 200 ids, is about 6 KiB). */
+export const JSON_BODY_LIMIT_DEFAULT = 64 * KiB;
+
+export interface UserLimits {
+  storageBytes: number;
+  activeJobs: number;
+  queuedVariations: number;
+  openUploads: number;
+}
+
+/** What a user holds, in the units of `UserLimits`. */
+export type UserUsage = UserLimits;
+
+export type QuotaName = "storage" | "active_jobs" | "queued_variations" | "open_uploads";
+
+export function userLimitsFrom(config: Record<UserLimitName, number>): UserLimits {
+  return {
+    storageBytes: config.USER_STORAGE_BYTES,
+    activeJobs: config.USER_ACTIVE_JOBS,
+    queuedVariations: config.USER_QUEUED_VARIATIONS,
+    openUploads: config.USER_OPEN_UPLOADS,
+  };
+}
+
+/** What an admission adds to the usage: a job (1 active job, its variations, its new bytes) or an upload. */
+export interface QuotaRequest {
+  storageBytes?: number;
+  activeJobs?: number;
+  queuedVariations?: number;
+  openUploads?: number;
+}
+
+const ORDER: [QuotaName, keyof UserLimits][] = [
+  ["active_jobs", "activeJobs"],
+  ["queued_variations", "queuedVariations"],
+  ["open_uploads", "openUploads"],
+  ["storage", "storageBytes"],
+];
+
+export interface QuotaExcess {
+  name: QuotaName;
+  used: number;
+  requested: number;
+  limit: number;
+}
+
+/**
+ * The first limit `usage + request` goes over, or null when it fits every one (a limit is checked only if
+ * requested). With `orFirst`, the first limit requested instead of null: an insert refused a moment ago whose
+ * usage, read after, fits again (a parallel job finished in between).
+ */
+export function exceededQuota(usage: UserUsage, limits: UserLimits, request: QuotaRequest, orFirst?: "orFirst"): QuotaExcess | null {
+  let first: QuotaExcess | null = null;
+  for (const [name, key] of ORDER) {
+    const requested = request[key];
+    if (requested === undefined) continue;
+    const q = { name, used: usage[key], requested, limit: limits[key] };
+    if (q.used + requested > q.limit) return q;
+    first ??= q;
+  }
+  return orFirst ? first : null;
+}
+
+/** Seconds a client is told to wait when runners working through its jobs will free the limit. */
+export const QUOTA_RETRY_AFTER_SECONDS = 60;
+
+const WHAT: Record<QuotaName, string> = {
+  storage: "storage",
+  active_jobs: "active jobs",
+  queued_variations: "queued variations",
+  open_uploads: "open uploads",
+};
+
+/**
+ * The answer to an admission over a limit, code `quota_exceeded`: 429 with Retry-After when waiting frees it (active
+ * jobs and queued variations are worked off by the runners), 409 otherwise (storage: delete finished jobs or unused
+ * uploads, or wait for their expiry; open uploads: complete or let them expire; a request larger than the limit
+ * on its own never fits).
+ */
+export function quotaError(q: QuotaExcess): AppError {
+  const unit = q.name === "storage" ? " bytes" : "";
+  const message =
+    `Over your ${WHAT[q.name]} limit: ${q.used}${unit} in use + ${q.requested}${unit} requested > ${q.limit}${unit}`;
+  const waitHelps = (q.name === "active_jobs" || q.name === "queued_variations") && q.requested <= q.limit;
+  if (waitHelps) return new TooManyRequestsError(message, QUOTA_RETRY_AFTER_SECONDS, "quota_exceeded");
+  return new ConflictError("quota_exceeded", message);
+}

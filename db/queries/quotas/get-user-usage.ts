@@ -1,0 +1,19 @@
+import { sql } from "drizzle-orm";
+import type { Db } from "../../client";
+import type { UserUsage } from "../../limits";
+import { activeJobsOf, openUploadsOf, queuedVariationsOf, storageBytesOf } from "./usage";
+
+/** What one user holds now (a read: admissions check again atomically when they insert). */
+export async function getUserUsage(db: Db, userId: string): Promise<UserUsage> {
+  const [row] = await db.all<UserUsage>(sql`SELECT
+    ${storageBytesOf(userId)} AS storageBytes,
+    ${activeJobsOf(userId)} AS activeJobs,
+    ${queuedVariationsOf(userId)} AS queuedVariations,
+    ${openUploadsOf(userId)} AS openUploads`);
+  return {
+    storageBytes: Number(row?.storageBytes ?? 0),
+    activeJobs: Number(row?.activeJobs ?? 0),
+    queuedVariations: Number(row?.queuedVariations ?? 0),
+    openUploads: Number(row?.openUploads ?? 0),
+  };
+}

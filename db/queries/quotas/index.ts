@@ -1,0 +1,6 @@
+/** Per-user quotas, one operation per file: usage fragments (usage), one user's usage, storage per user, evictables. */
+export * from "./usage";
+export * from "./get-user-usage";
+export * from "./list-storage-by-user";
+export * from "./list-evictable-of-user";
+export * from "./explain-refusal";

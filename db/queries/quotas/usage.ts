@@ -1,0 +1,64 @@
+import { sql, type SQL } from "drizzle-orm";
+import type { QuotaRequest, UserLimits } from "../../limits";
+import { ACTIVE_JOB_STATUSES } from "../states";
+
+/**
+ * What a user holds, as SQL expressions of the user id, named once: the admission checks (in the same statement as
+ * the insert they guard), the usage read and the storage cap all use these. Aliased tables throughout, so the
+ * fragments can sit inside an INSERT into `jobs` or `uploads` without binding to the outer row.
+ *
+ * Cost: every subquery starts from one user's rows (jobs_user_created_idx, uploads_user_idx) and probes per job
+ * (sources_job_position_uq, variations_job_idx); no table is scanned.
+ */
+const active = [...ACTIVE_JOB_STATUSES];
+
+/** Unused upload states whose bytes are (or are about to be) stored: an uploading one counts at its declared size. */
+export const UNUSED_UPLOAD_STATUSES = ["uploading", "completed"] as const;
+
+export const storageBytesOf = (userId: string | SQL) => sql<number>`(
+  (SELECT coalesce(sum(qs.size), 0) FROM sources qs JOIN jobs qj ON qj.id = qs.job_id WHERE qj.user_id = ${userId})
+  + (SELECT coalesce(sum(qv.output_size), 0) FROM variations qv JOIN jobs qj ON qj.id = qv.job_id WHERE qj.user_id = ${userId})
+  + (SELECT coalesce(sum(qu.size), 0) FROM uploads qu WHERE qu.user_id = ${userId} AND qu.status IN ${[...UNUSED_UPLOAD_STATUSES]}))`;
+
+export const activeJobsOf = (userId: string | SQL) =>
+  sql<number>`(SELECT count(*) FROM jobs qj WHERE qj.user_id = ${userId} AND qj.status IN ${active})`;
+
+export const queuedVariationsOf = (userId: string | SQL) => sql<number>`(SELECT count(*) FROM variations qv
+  WHERE qv.status = 'queued' AND qv.job_id IN (SELECT qj.id FROM jobs qj WHERE qj.user_id = ${userId} AND qj.status IN ${active}))`;
+
+export const openUploadsOf = (userId: string | SQL) =>
+  sql<number>`(SELECT count(*) FROM uploads qu WHERE qu.user_id = ${userId} AND qu.status = 'uploading')`;
+
+/**
+ * True when `request` fits every limit it names on top of what the user holds. Put in the WHERE (or the owner
+ * column) of the insert it guards, it is evaluated with the insert: two parallel admissions cannot both fit.
+ */
+export function fitsQuota(userId: string | SQL, limits: UserLimits, request: QuotaRequest): SQL {
+  const checks: SQL[] = [];
+  if (request.activeJobs !== undefined) checks.push(sql`${activeJobsOf(userId)} + ${request.activeJobs} <= ${limits.activeJobs}`);
+  if (request.queuedVariations !== undefined) {
+    checks.push(sql`${queuedVariationsOf(userId)} + ${request.queuedVariations} <= ${limits.queuedVariations}`);
+  }
+  if (request.openUploads !== undefined) checks.push(sql`${openUploadsOf(userId)} + ${request.openUploads} <= ${limits.openUploads}`);
+  if (request.storageBytes !== undefined) {
+    checks.push(sql`${storageBytesOf(userId)} + ${request.storageBytes} <= ${limits.storageBytes}`);
+  }
+  return checks.length ? sql`(${sql.join(checks, sql` AND `)})` : sql`1`;
+}
+
+/**
+ * The owner id when `request` fits, else NULL. Used as the NOT NULL user_id of the row being inserted, it makes an
+ * admission over a limit fail the whole statement (and the batch or transaction around it): nothing is created.
+ */
+export function ownerIfFits(owner: SQL | string, userId: string, limits: UserLimits, request: QuotaRequest): SQL<string> {
+  return sql<string>`(SELECT CASE WHEN ${fitsQuota(userId, limits, request)} THEN ${owner} END)`;
+}
+
+/** The constraint error of an insert whose owner was NULL: the admission did not fit (or the owner row was gone). */
+export function isOwnerRefused(err: unknown, table: "jobs" | "uploads"): boolean {
+  const needle = `NOT NULL constraint failed: ${table}.user_id`;
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (String((e as { message?: unknown }).message ?? "").includes(needle)) return true;
+  }
+  return false;
+}
