@@ -10,6 +10,7 @@ import { auth } from "./routes/auth";
 import { jobs } from "./routes/jobs";
 import { limits } from "./routes/limits";
 import { jsonBodyLimit } from "./lib/validate";
+import { accountPage } from "./routes/account-page";
 import { me } from "./routes/me";
 import { openapi } from "./routes/openapi";
 import { tokens } from "./routes/tokens";
@@ -39,6 +40,7 @@ export function createApp() {
     .route("/api/limits", limits)
     .route("/api/openapi.json", openapi)
     .route("/internal", internal)
+    .route("/account", accountPage)
     .route("/", pages)
     .onError(onError)
     .notFound(onNotFound);

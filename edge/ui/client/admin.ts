@@ -2,7 +2,9 @@ import { api, ApiError } from "./api.js";
 import { byId, formatDateTime, h, timeEl } from "./dom.js";
 import { me } from "./session.js";
 import { showMessage } from "./ui.js";
-import type { UserRow } from "../shared/types.js";
+import type { UserRow as BaseUserRow } from "../shared/types.js";
+
+type UserRow = BaseUserRow & { disabledAt?: string | null };
 
 function requireAdmin(): boolean {
   if (me().role === "admin") return true;
@@ -43,15 +45,38 @@ export async function initUsers(): Promise<void> {
     try {
       const { data } = await api<{ users: UserRow[] }>("GET", "/api/users");
       body.replaceChildren(
-        ...data.users.map((u) =>
-          h(
+        ...data.users.map((u) => {
+          const disabled = !!u.disabledAt;
+          const self = u.id === me().id;
+          const toggle = h("button", {
+            class: `button button-small ${disabled ? "" : "button-danger-outline"}`.trim(),
+            attrs: { type: "button", disabled: self },
+            text: disabled ? "Enable" : "Disable",
+          });
+          toggle.append(h("span", { class: "visually-hidden", text: ` ${u.email}` }));
+          toggle.addEventListener("click", async () => {
+            // Disabling signs the user out everywhere and stops their API tokens at once.
+            if (!disabled && !window.confirm(`Disable ${u.email}? They are signed out and their API tokens stop working.`)) return;
+            toggle.disabled = true;
+            try {
+              await api("POST", `/api/users/${encodeURIComponent(u.id)}/${disabled ? "enable" : "disable"}`);
+              showMessage(byId("page-message"), `${disabled ? "Enabled" : "Disabled"} ${u.email}.`, "success");
+              await load();
+            } catch (err) {
+              toggle.disabled = false;
+              showMessage(byId("page-message"), err instanceof Error ? err.message : String(err));
+            }
+          });
+          return h(
             "tr",
             {},
             h("td", { text: u.email }),
             h("td", { text: u.role }),
             h("td", {}, u.createdAt ? timeEl(u.createdAt, formatDateTime(u.createdAt)) : ""),
-          ),
-        ),
+            h("td", {}, disabled ? h("span", { class: "badge badge-danger", text: "Disabled" }) : h("span", { class: "badge badge-success", text: "Active" })),
+            h("td", {}, self ? h("span", { class: "muted", text: "you" }) : toggle),
+          );
+        }),
       );
     } catch (err) {
       showMessage(byId("page-message"), err instanceof Error ? err.message : String(err));

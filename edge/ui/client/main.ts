@@ -1,3 +1,4 @@
+import { initAccount } from "./account.js";
 import { initRunners, initUsers } from "./admin.js";
 import { byId, setText } from "./dom.js";
 import { initJob } from "./job.js";
@@ -31,6 +32,8 @@ async function boot(): Promise<void> {
       return initUsers();
     case "tokens":
       return initTokens();
+    case "account":
+      return initAccount();
   }
 }
 

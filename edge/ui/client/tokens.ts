@@ -1,7 +1,9 @@
 import { api } from "./api.js";
 import { byId, formatDateTime, h, timeEl } from "./dom.js";
 import { showMessage } from "./ui.js";
-import type { TokenRow } from "../shared/types.js";
+import type { TokenRow as BaseTokenRow } from "../shared/types.js";
+
+type TokenRow = BaseTokenRow & { scope?: "full" | "read"; expiresAt?: string | null };
 
 export async function initTokens(): Promise<void> {
   const body = byId("tokens-body");
@@ -30,12 +32,22 @@ export async function initTokens(): Promise<void> {
                 "tr",
                 {},
                 h("td", { text: t.name }),
+                h("td", { text: t.scope === "read" ? "Read-only" : "Full" }),
                 h("td", {}, t.createdAt ? timeEl(t.createdAt, formatDateTime(t.createdAt)) : ""),
                 h("td", {}, t.lastUsedAt ? timeEl(t.lastUsedAt, formatDateTime(t.lastUsedAt)) : "never"),
+                h(
+                  "td",
+                  {},
+                  !t.expiresAt
+                    ? "never"
+                    : Date.parse(t.expiresAt) <= Date.now()
+                      ? h("span", { class: "badge badge-neutral", text: "Expired" })
+                      : timeEl(t.expiresAt, formatDateTime(t.expiresAt)),
+                ),
                 h("td", {}, revoke),
               );
             })
-          : [h("tr", {}, h("td", { attrs: { colspan: 4 }, class: "muted", text: "No tokens yet." }))]),
+          : [h("tr", {}, h("td", { attrs: { colspan: 6 }, class: "muted", text: "No tokens yet." }))]),
       );
     } catch (err) {
       showMessage(pageMessage, err instanceof Error ? err.message : String(err));
@@ -44,10 +56,17 @@ export async function initTokens(): Promise<void> {
   const form = byId<HTMLFormElement>("token-form");
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const name = String(new FormData(form).get("name") ?? "").trim();
+    const fields = new FormData(form);
+    const name = String(fields.get("name") ?? "").trim();
+    const scope = fields.get("scope") === "read" ? "read" : "full";
+    const days = String(fields.get("expiresInDays") ?? "");
     const created = byId("token-created");
     try {
-      const { data } = await api<{ id: string; name: string; token: string }>("POST", "/api/tokens", { name });
+      const { data } = await api<{ id: string; name: string; token: string }>("POST", "/api/tokens", {
+        name,
+        scope,
+        expiresInDays: days ? Number(days) : null,
+      });
       // Shown once: the server keeps only a hash.
       byId<HTMLInputElement>("token-value").value = data.token;
       created.hidden = false;

@@ -214,7 +214,7 @@ export function UsersPage(ctx: PageContext) {
         </div>
         <div class="field">
           <label for="new-password">Password</label>
-          <input id="new-password" name="password" type="password" autocomplete="new-password" minlength={8} required />
+          <input id="new-password" name="password" type="password" autocomplete="new-password" minlength={12} required />
         </div>
         <label class="checkbox">
           <input name="admin" type="checkbox" /> Administrator
@@ -234,6 +234,10 @@ export function UsersPage(ctx: PageContext) {
               <th scope="col">Email</th>
               <th scope="col">Role</th>
               <th scope="col">Created</th>
+              <th scope="col">Status</th>
+              <th scope="col">
+                <span class="visually-hidden">Actions</span>
+              </th>
             </tr>
           </thead>
           <tbody id="users-body"></tbody>
@@ -254,6 +258,23 @@ export function TokensPage(ctx: PageContext) {
         <div class="field">
           <label for="token-name">Token name</label>
           <input id="token-name" name="name" type="text" maxlength={100} required placeholder="e.g. nightly batch" />
+        </div>
+        <div class="field">
+          <label for="token-scope">Access</label>
+          <select id="token-scope" name="scope">
+            <option value="full">Full (read and change)</option>
+            <option value="read">Read-only</option>
+          </select>
+        </div>
+        <div class="field">
+          <label for="token-expiry">Expires</label>
+          <select id="token-expiry" name="expiresInDays">
+            <option value="">Never</option>
+            <option value="7">In 7 days</option>
+            <option value="30">In 30 days</option>
+            <option value="90">In 90 days</option>
+            <option value="365">In a year</option>
+          </select>
         </div>
         <div>
           <button type="submit" class="button button-primary">
@@ -276,8 +297,10 @@ export function TokensPage(ctx: PageContext) {
           <thead>
             <tr>
               <th scope="col">Name</th>
+              <th scope="col">Access</th>
               <th scope="col">Created</th>
               <th scope="col">Last used</th>
+              <th scope="col">Expires</th>
               <th scope="col">
                 <span class="visually-hidden">Actions</span>
               </th>
