@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Db } from "../db/client";
+import { JSON_BODY_LIMIT_DEFAULT, USER_LIMIT_DEFAULTS } from "../db/limits";
 
 /** Secrets come from `wrangler secret put` in production and `--var` from the local launcher; never from the toml. */
 export interface Secrets {
@@ -19,6 +20,11 @@ export const ConfigSchema = z.object({
   JOB_TTL_HOURS: z.coerce.number().positive().default(24),
   MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(2 * 1024 ** 3),
   STORAGE_LIMIT_BYTES: z.coerce.number().int().positive().default(50 * 1024 ** 3),
+  USER_STORAGE_BYTES: z.coerce.number().int().positive().default(USER_LIMIT_DEFAULTS.USER_STORAGE_BYTES),
+  USER_ACTIVE_JOBS: z.coerce.number().int().positive().default(USER_LIMIT_DEFAULTS.USER_ACTIVE_JOBS),
+  USER_QUEUED_VARIATIONS: z.coerce.number().int().positive().default(USER_LIMIT_DEFAULTS.USER_QUEUED_VARIATIONS),
+  USER_OPEN_UPLOADS: z.coerce.number().int().positive().default(USER_LIMIT_DEFAULTS.USER_OPEN_UPLOADS),
+  JSON_BODY_LIMIT_BYTES: z.coerce.number().int().positive().default(JSON_BODY_LIMIT_DEFAULT),
   // Mixed into every new password hash; losing or changing it makes those hashes unverifiable, so set it once.
   PASSWORD_PEPPER: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16, "PASSWORD_PEPPER must be at least 16 characters").optional()),
   SESSION_MAX_AGE_DAYS: z.coerce.number().positive().default(30),

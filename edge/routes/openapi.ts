@@ -36,6 +36,24 @@ export function buildOpenApi(version: string) {
       return [id, rest];
     }),
   );
+  const count = { type: "integer", minimum: 0 };
+  const quotas = {
+    type: "object",
+    properties: { storageBytes: count, activeJobs: count, queuedVariations: count, openUploads: count },
+    required: ["storageBytes", "activeJobs", "queuedVariations", "openUploads"],
+  };
+  schemas.Limits = {
+    type: "object",
+    properties: {
+      limits: {
+        type: "object",
+        properties: { ...quotas.properties, uploadBytes: count, jsonBodyBytes: count },
+        required: [...quotas.required, "uploadBytes", "jsonBodyBytes"],
+      },
+      usage: quotas,
+    },
+    required: ["limits", "usage"],
+  };
   schemas.Health = {
     type: "object",
     properties: { ok: { type: "boolean" }, db: { type: "string", enum: ["ok", "error"] }, version: { type: "string" } },
@@ -48,7 +66,10 @@ export function buildOpenApi(version: string) {
       version,
       description:
         "Upload videos, get N subtly different variations of each, download them as a ZIP. Times are ISO-8601 UTC. " +
-        "Errors are {error:{code,message,field?}}.",
+        "Errors are {error:{code,message,field?}}. A JSON body over JSON_BODY_LIMIT_BYTES answers 413 too_large on " +
+        "every route. Per-user limits (GET /api/limits) answer quota_exceeded: 429 with Retry-After when runners " +
+        "working off your jobs will free it (active jobs, queued variations), 409 otherwise (storage, open uploads, " +
+        "or a job larger than a limit on its own).",
     },
     servers: [{ url: "/" }],
     components: {
@@ -153,6 +174,7 @@ export function buildOpenApi(version: string) {
           responses: {
             "201": ok("Send partCount parts of partSize bytes (the last one: the rest)", "CreatedUpload"),
             "400": err("Invalid body"),
+            "409": err("Over your open-uploads limit or storage quota (code quota_exceeded); nothing is recorded"),
             "413": err("Larger than MAX_UPLOAD_BYTES"),
             ...authErrors,
           },
@@ -204,8 +226,9 @@ export function buildOpenApi(version: string) {
           responses: {
             "202": ok("Queued", "Job"),
             "400": err("Empty file or bad counts (field videos / variations / uploads)"),
-            "409": err("A form upload that stalled past its window (code upload_expired), or an upload already used or not completed (upload_used / upload_incomplete); nothing is created"),
+            "409": err("A form upload that stalled past its window (code upload_expired), an upload already used or not completed (upload_used / upload_incomplete), or over your storage quota or a job larger than a limit on its own (quota_exceeded); nothing is created"),
             "413": err("A file is larger than MAX_UPLOAD_BYTES"),
+            "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created"),
             "415": err("Not an MP4/MOV/M4V/WebM/MKV video"),
             ...authErrors,
           },
@@ -278,6 +301,12 @@ export function buildOpenApi(version: string) {
           responses: { "200": { description: "Image", content: { "image/jpeg": {} } }, "404": err("None"), ...authErrors },
         },
       },
+      "/api/limits": {
+        get: {
+          summary: "Your per-user limits and what you use of them",
+          responses: { "200": ok("Limits and usage", "Limits"), ...authErrors },
+        },
+      },
       "/api/openapi.json": { get: { summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1" } } } },
       "/api/health": {
         get: {
@@ -321,6 +350,7 @@ export const OPERATION_IDS: Record<string, string> = {
   "GET /api/jobs/{id}/download": "downloadJob",
   "GET /api/jobs/{id}/outputs/{outputId}": "getJobOutput",
   "GET /api/jobs/{id}/thumbnail": "getJobThumbnail",
+  "GET /api/limits": "getLimits",
   "GET /api/openapi.json": "getOpenApi",
   "GET /api/health": "getHealth",
 };
