@@ -1,0 +1,296 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { copyFile, open, readFile, readdir, stat } from "node:fs/promises";
+import { createServer, request, type Server } from "node:http";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { newId } from "../../db/ids";
+import { createUser } from "../../db/queries/users";
+import { makeClip } from "../helpers/clips";
+import { startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
+import { freePort } from "../helpers/ports";
+import { startRunnerProcess, type RunnerProcess } from "../helpers/runner";
+import { tempDirs } from "../helpers/tmp";
+import { readStoredZip } from "../ui/zip";
+
+/**
+ * The `video-refresher` CLI end to end: the real program (node cli/bin.js, as `npx video-refresher` runs it) against
+ * `wrangler dev` + libSQL + a runner process, with its own config dir per test.
+ */
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const temps = tempDirs("vr-cli");
+const cleanup: (() => Promise<void>)[] = [];
+let stack: EdgeStack;
+let clip: string;
+
+beforeAll(async () => {
+  [stack, clip] = await Promise.all([startEdgeStack("cli"), makeClip({ seconds: 2 })]);
+}, 120_000);
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+  await stack.settleLeftovers();
+});
+afterAll(async () => {
+  await stack?.close();
+  await temps.cleanup();
+});
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Parsed stdout (commands given --json print one JSON document). */
+  json(): any;
+}
+
+/** Environment without the caller's own VIDEO_REFRESHER_* settings; config lives in `configHome`. */
+function cliEnv(configHome: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome, HOME: configHome, ...extra };
+  for (const k of Object.keys(env)) if (k.startsWith("VIDEO_REFRESHER_") && !(k in extra)) delete env[k];
+  return env;
+}
+
+function spawnCli(args: string[], env: NodeJS.ProcessEnv, input?: string): { child: ChildProcess; done: Promise<Run>; stderr(): string } {
+  const child = spawn(process.execPath, [join(ROOT, "cli/bin.js"), ...args], { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d) => (stdout += d));
+  child.stderr!.on("data", (d) => (stderr += d));
+  child.stdin!.end(input ?? "");
+  const done = new Promise<Run>((resolve) =>
+    child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr, json: () => JSON.parse(stdout) })),
+  );
+  cleanup.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await done;
+    }
+  });
+  return { child, done, stderr: () => stderr };
+}
+
+const cli = (args: string[], env: NodeJS.ProcessEnv, input?: string) => spawnCli(args, env, input).done;
+
+async function startRunner(): Promise<RunnerProcess> {
+  const r = startRunnerProcess(stack.runnerEnv({ WORK_DIR: await stack.workDir() }));
+  cleanup.push(() => r.destroy());
+  return r;
+}
+
+async function apiToken(): Promise<string> {
+  const res = await stack.user.call("/api/tokens", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: `cli-test-${newId().slice(0, 6)}` }),
+  });
+  expect(res.status).toBe(201);
+  return ((await res.json()) as { token: string }).token;
+}
+
+/** A config dir where `login --token` has run. */
+async function loggedIn(): Promise<NodeJS.ProcessEnv> {
+  const env = cliEnv(await temps.make());
+  const login = await cli(["login", "--url", stack.edge.url, "--token", await apiToken(), "--json"], env);
+  expect(login.code, login.stderr).toBe(0);
+  return env;
+}
+
+/** An HTTP proxy in front of the edge that records "METHOD path" of every request (what the CLI really sent). */
+async function recordingProxy(): Promise<{ url: string; requests: string[] }> {
+  const target = new URL(stack.edge.url);
+  const requests: string[] = [];
+  const server: Server = createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    const upstream = request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  cleanup.push(() => new Promise<void>((r) => server.close(() => r())));
+  server.unref();
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, requests };
+}
+
+/**
+ * The test clip followed by a `free` box (ignored by every MP4 reader) so the file is large enough for three 8 MiB
+ * upload parts yet as quick to encode as the clip.
+ */
+async function paddedClip(totalBytes: number): Promise<string> {
+  const path = join(await temps.make(), "big.mp4");
+  await copyFile(clip, path);
+  const pad = totalBytes - (await stat(clip)).size;
+  const fh = await open(path, "a");
+  try {
+    const header = Buffer.alloc(8);
+    header.writeUInt32BE(pad, 0);
+    header.write("free", 4, "latin1");
+    await fh.write(header);
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (let left = pad - 8; left > 0; left -= zeros.length) await fh.write(zeros, 0, Math.min(left, zeros.length));
+  } finally {
+    await fh.close();
+  }
+  return path;
+}
+
+describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () => {
+  it("logs in with a token, submits a clip with --wait --json (exit 0, completed) and downloads a ZIP with both variations", async () => {
+    await startRunner();
+    const env = await loggedIn();
+    const configFile = join(env.XDG_CONFIG_HOME!, "video-refresher/config.json");
+    expect((await stat(configFile)).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(await readFile(configFile, "utf8"))).toMatchObject({ url: stack.edge.url });
+
+    const submit = await cli(["submit", clip, "-n", "2", "--wait", "--json", "--interval", "300"], env);
+    expect(submit.code, submit.stderr).toBe(0);
+    const { job, uploads } = submit.json();
+    expect(job).toMatchObject({ status: "completed", totalVariations: 2, completedVariations: 2 });
+    expect(uploads).toEqual([expect.objectContaining({ via: "form" })]);
+    // Not a terminal: plain progress lines on stderr, nothing but the document on stdout.
+    expect(submit.stderr).toMatch(/upload .*: 100%/);
+
+    const out = await temps.make();
+    const download = await cli(["download", job.id, "-o", out, "--json"], env);
+    expect(download.code, download.stderr).toBe(0);
+    const result = download.json();
+    expect(result).toMatchObject({ jobId: job.id, restarted: false });
+    const entries = readStoredZip(await readFile(result.file));
+    expect(entries.map((e) => e.name)).toHaveLength(2);
+    expect(entries.every((e) => /_var0[12]\.mp4$/.test(e.name))).toBe(true);
+
+    const unzipDir = await temps.make();
+    const unzip = await cli(["download", job.id, "-o", unzipDir, "--unzip", "--json"], env);
+    expect(unzip.code, unzip.stderr).toBe(0);
+    expect(unzip.json().extracted).toHaveLength(2);
+    expect((await readdir(unzipDir, { recursive: true })).filter((f) => f.endsWith(".mp4"))).toHaveLength(2);
+
+    const ls = await cli(["ls", "--status", "completed", "--json"], env);
+    expect(ls.code).toBe(0);
+    expect(ls.json().jobs.map((j: { id: string }) => j.id)).toContain(job.id);
+    const status = await cli(["status", job.id, "--watch", "--json"], env);
+    expect([status.code, status.json().status]).toEqual([0, "completed"]);
+  });
+
+  it("resumes an interrupted large upload: a re-run of submit sends only the parts the killed run did not store", async () => {
+    const proxy = await recordingProxy();
+    const configHome = await temps.make();
+    const env = cliEnv(configHome, {
+      VIDEO_REFRESHER_URL: proxy.url,
+      VIDEO_REFRESHER_TOKEN: await apiToken(),
+      VIDEO_REFRESHER_MULTIPART_BYTES: String(1024 * 1024),
+    });
+    const big = await paddedClip(17 * 1024 * 1024); // 3 parts of 8 MiB
+
+    // First run: stands still after part 1 is stored (test hook), then is killed like a crashed render node.
+    const first = spawnCli(["submit", big, "-n", "1", "--json"], { ...env, VIDEO_REFRESHER_TEST_HALT_AFTER_PARTS: "1" });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => {
+        if (/halted after 1 part/.test(first.stderr())) resolve();
+        else if (first.child.exitCode !== null) reject(new Error(`CLI exited early:\n${first.stderr()}`));
+      }, 50);
+      void first.done.finally(() => clearInterval(timer));
+      setTimeout(() => reject(new Error(`no halt line:\n${first.stderr()}`)), 60_000).unref();
+    });
+    first.child.kill("SIGKILL");
+    expect((await first.done).signal).toBe("SIGKILL");
+    const partPuts = () => proxy.requests.filter((r) => /^PUT \/api\/uploads\/[^/]+\/parts\/\d+$/.test(r));
+    expect(partPuts()).toEqual([expect.stringMatching(/\/parts\/1$/)]);
+    const state = JSON.parse(await readFile(join(configHome, "video-refresher/uploads.json"), "utf8"));
+    expect(Object.values(state)).toEqual([expect.objectContaining({ parts: [1], partCount: 3, completed: false })]);
+
+    await startRunner();
+    const second = await cli(["submit", big, "-n", "1", "--wait", "--json", "--interval", "300"], env);
+    expect(second.code, second.stderr).toBe(0);
+    const { job, uploads } = second.json();
+    expect(job.status).toBe("completed");
+    expect(uploads).toEqual([expect.objectContaining({ via: "multipart", partsSkipped: [1], partsSent: [2, 3] })]);
+    // What went over the wire: part 1 once (first run only), parts 2 and 3 once each, one upload created.
+    expect(partPuts().map((r) => r.replace(/.*\/parts\//, "")).sort()).toEqual(["1", "2", "3"]);
+    expect(proxy.requests.filter((r) => r === "POST /api/uploads")).toHaveLength(1);
+    expect(second.stderr).toMatch(/resuming upload/);
+    // The finished upload is forgotten.
+    expect(JSON.parse(await readFile(join(configHome, "video-refresher/uploads.json"), "utf8"))).toEqual({});
+  });
+
+  it("cancels a queued job with a reason, then every queued job with --all-queued; status --watch of a cancelled job exits 1", async () => {
+    // No runner here: the jobs stay queued until cancelled.
+    const env = await loggedIn();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await cli(["submit", clip, "-n", "1", "--json"], env);
+      expect(r.code, r.stderr).toBe(0);
+      ids.push(r.json().job.id);
+    }
+    const one = await cli(["cancel", ids[0]!, "--reason", "wrong cut", "--json"], env);
+    expect(one.code, one.stderr).toBe(0);
+    expect(one.json().results).toEqual([{ id: ids[0], status: "cancelled", previousStatus: "queued" }]);
+    expect(one.json().job.cancelReason).toBe("wrong cut");
+
+    const all = await cli(["cancel", "--all-queued", "--json"], env);
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.json().results.map((r: { id: string; status: string }) => [r.id, r.status]).sort()).toEqual(
+      [[ids[1], "cancelled"], [ids[2], "cancelled"]].sort(),
+    );
+
+    const watch = await cli(["status", ids[0]!, "--watch", "--json"], env);
+    expect([watch.code, watch.json().status]).toEqual([1, "cancelled"]);
+
+    const unknown = await cli(["cancel", "no-such-job"], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^video-refresher: .+/m);
+    expect(unknown.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("logs in with email and password from stdin, creating an API token that logout revokes", async () => {
+    const email = `cli-${newId().slice(0, 8)}@test.example`;
+    const password = `pw-${newId()}`;
+    await createUser(stack.db, { email, password, role: "user" });
+    const env = cliEnv(await temps.make());
+    const login = await cli(["login", "--url", stack.edge.url, "--email", email, "--json"], env, `${password}\n`);
+    expect(login.code, login.stderr).toBe(0);
+    expect(login.json()).toMatchObject({ user: { email } });
+    const configFile = join(env.XDG_CONFIG_HOME!, "video-refresher/config.json");
+    const stored = JSON.parse(await readFile(configFile, "utf8"));
+    expect(stored).toMatchObject({ url: stack.edge.url, tokenId: login.json().tokenId });
+    expect((await stat(configFile)).mode & 0o777).toBe(0o600);
+    expect((await cli(["ls", "--json"], env)).code).toBe(0);
+
+    const logout = await cli(["logout", "--json"], env);
+    expect([logout.code, logout.json()]).toEqual([0, { loggedOut: true, revoked: true }]);
+    await expect(stat(configFile)).rejects.toThrow();
+    const me = await fetch(`${stack.edge.url}/api/me`, { headers: { authorization: `Bearer ${stored.token}` } });
+    expect(me.status).toBe(401);
+
+    const wrong = await cli(["login", "--url", stack.edge.url, "--email", email, "--json"], env, "not-the-password\n");
+    expect(wrong.code).toBe(3);
+    expect(wrong.json().error.code).toBe("invalid_credentials");
+  });
+
+  it("exits 3 with the API's message for a bad token, 4 when the edge is down, 2 for a usage error", async () => {
+    const badToken = await cli(["ls", "--json"], cliEnv(await temps.make(), { VIDEO_REFRESHER_URL: stack.edge.url, VIDEO_REFRESHER_TOKEN: "not-a-token" }));
+    expect(badToken.code).toBe(3);
+    expect(badToken.json().error).toMatchObject({ status: 401 });
+    expect(badToken.stderr).toMatch(/^video-refresher: .+/m);
+    expect(badToken.stderr).not.toMatch(/\n\s+at /);
+    const badLogin = await cli(["login", "--url", stack.edge.url, "--token", "not-a-token"], cliEnv(await temps.make()));
+    expect(badLogin.code).toBe(3);
+
+    const down = `http://127.0.0.1:${await freePort()}`;
+    const offline = await cli(["status", "some-job", "--json"], cliEnv(await temps.make(), { VIDEO_REFRESHER_URL: down, VIDEO_REFRESHER_TOKEN: "t" }));
+    expect(offline.code).toBe(4);
+    expect(offline.stderr).toMatch(/cannot reach .*ECONNREFUSED/);
+    expect(offline.json().error.code).toBe("network");
+
+    const usage = await cli(["submit", clip], cliEnv(await temps.make()));
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/--variations/);
+  });
+});
