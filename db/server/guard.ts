@@ -9,8 +9,12 @@ type Token = { kind: "word" | "quoted" | "punct"; text: string };
 
 /** Keywords that open another database file. A bare word anywhere refuses the SQL, even as an identifier. */
 const FILE_KEYWORDS = new Set(["attach", "detach"]);
-/** Functions that read, write or load files (the last four exist only with some builds; refusing costs nothing). */
-const FILE_FUNCTIONS = new Set(["load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"]);
+/**
+ * Functions and table-valued functions the libsql build ships that reach outside the database: readfile/writefile
+ * and fsdir (the fileio extension), sha3_query (runs the SQL text it is given, past this check), fts3_tokenizer
+ * (takes a pointer), load_extension. Refused wherever they are named, quoted or not ("readfile"(…) is a call too).
+ */
+const FILE_FUNCTIONS = new Set(["load_extension", "readfile", "writefile", "fsdir", "sha3_query", "fts3_tokenizer"]);
 /** PRAGMAs that take a directory to write into. */
 const FILE_PRAGMAS = new Set(["temp_store_directory", "data_store_directory"]);
 
@@ -23,8 +27,8 @@ export function refuseFileAccess(sql: string): void {
     if (t.kind === "word" && FILE_KEYWORDS.has(name)) {
       refuse(`${name.toUpperCase()} is refused: this server only serves its own databases`);
     }
-    if (t.kind !== "punct" && FILE_FUNCTIONS.has(name) && tokens[i + 1]?.text === "(") {
-      refuse(`the function ${name}() is refused: this server does not touch files on behalf of clients`);
+    if (t.kind !== "punct" && FILE_FUNCTIONS.has(name)) {
+      refuse(`${name} is refused: this server does not touch files or run SQL strings on behalf of clients`);
     }
     if (t.kind === "word" && name === "vacuum") {
       for (let j = i + 1; j < tokens.length && tokens[j]!.text !== ";"; j++) {

@@ -159,9 +159,18 @@ describe("files outside the data directory", () => {
     expect(existsSync(path)).toBe(false);
   });
 
-  it("refuses functions and PRAGMAs that touch files, but not strings or identifiers that merely mention them", async () => {
+  it("refuses functions and PRAGMAs that touch files, but not strings that merely mention them", async () => {
+    const written = outside();
     expect(await query("SELECT load_extension('/tmp/x.so')")).toBe("SQLITE_AUTH");
     expect(await query(`SELECT "load_extension"('/tmp/x.so')`)).toBe("SQLITE_AUTH");
+    // libsql ships SQLite's fileio extension: these would read and write any file the server can.
+    expect(await query("SELECT readfile('/etc/hostname')")).toBe("SQLITE_AUTH");
+    expect(await query(`SELECT writefile('${written}', 'x')`)).toBe("SQLITE_AUTH");
+    expect(await query(`SELECT [writefile]('${written}', 'x')`)).toBe("SQLITE_AUTH");
+    expect(await query("SELECT name FROM fsdir('/etc')")).toBe("SQLITE_AUTH");
+    // sha3_query runs the SQL text it is given, which the lexical check never sees.
+    expect(await query(`SELECT sha3_query('ATTACH ''${written}'' AS evil')`)).toBe("SQLITE_AUTH");
+    expect(existsSync(written)).toBe(false);
     expect(await query("PRAGMA temp_store_directory = '/tmp'")).toBe("SQLITE_AUTH");
     expect(await query("DETACH DATABASE temp")).toBe("SQLITE_AUTH");
     expect(await query("SELECT 'attach database ''x'' as y' AS s, 'load_extension(1)' AS t")).toEqual([
