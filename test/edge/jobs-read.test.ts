@@ -34,7 +34,10 @@ describe("GET /api/jobs/:id", () => {
       downloadUrl: null,
       thumbnailUrl: null,
       expiresAt: null,
+      // Processing: no place in the queue any more (the ETA depends on the runners online, tested in db/).
+      queuePosition: null,
     });
+    expect(job.etaSeconds === null || Number.isInteger(job.etaSeconds)).toBe(true);
     expect(job.createdAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(job.startedAt).toMatch(/Z$/);
     const [first, second] = job.files;

@@ -7,6 +7,7 @@ export * from "./present";
 export { ownedBy } from "./load";
 export * from "./create";
 export * from "./view";
+export * from "./estimate-queue";
 export * from "./list";
 export * from "./cancel";
 export * from "./download";

@@ -2,6 +2,7 @@ import { and, count, desc, eq, inArray, lt, or, sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { ValidationError } from "../../errors";
 import { jobs, sources, variations, type JobStatus } from "../../schema";
+import { estimateQueue } from "./estimate-queue";
 import { ownedBy } from "./load";
 import { presentJob, type JobRow, type JobView, type Viewer } from "./present";
 
@@ -61,6 +62,7 @@ export async function listJobs(
       .where(inArray(variations.jobId, ids))
       .groupBy(variations.jobId, variations.sourceId, variations.status),
   ]);
+  const estimates = await estimateQueue(db, pageJobs, now);
   return {
     jobs: pageJobs.map((j) =>
       presentJob(
@@ -69,6 +71,7 @@ export async function listJobs(
         countRows.filter((c) => c.jobId === j.id),
         null,
         now,
+        estimates.get(j.id),
       ),
     ),
     nextCursor: page.length > input.limit ? encodeCursor(pageJobs[pageJobs.length - 1]!) : null,

@@ -1,5 +1,6 @@
 import { jobs, sources, variations, TERMINAL_JOB_STATUSES, type JobStatus, type VariationStatus } from "../../schema";
 import type { AuthenticatedUser } from "../sessions";
+import type { QueueEstimate } from "./estimate-queue";
 
 export type JobRow = typeof jobs.$inferSelect;
 export type SourceRow = typeof sources.$inferSelect;
@@ -49,6 +50,10 @@ export interface JobView {
   error: string | null;
   downloadUrl: string | null;
   thumbnailUrl: string | null;
+  /** Queued jobs: variations of other jobs runners will start before this job's first one; else null. */
+  queuePosition: number | null;
+  /** Queued/processing jobs: estimated seconds until done (null when there is nothing to base it on). */
+  etaSeconds: number | null;
   files: FileView[];
 }
 
@@ -141,6 +146,7 @@ export function presentJob(
   counts: StatusCount[],
   jobVariations: VariationRow[] | null,
   now: number,
+  estimate?: QueueEstimate,
 ): JobView {
   const all = tally(counts);
   const files = [...jobSources]
@@ -181,6 +187,8 @@ export function presentJob(
     error: job.error,
     downloadUrl: downloadable ? `/api/jobs/${job.id}/download` : null,
     thumbnailUrl: job.thumbnailKey ? `/api/jobs/${job.id}/thumbnail` : null,
+    queuePosition: estimate?.queuePosition ?? null,
+    etaSeconds: estimate?.etaSeconds ?? null,
     files,
   };
 }
@@ -192,7 +200,7 @@ export interface JobRecord {
   variations: VariationRow[];
 }
 
-export function presentRecord(r: JobRecord, now: number, previousStatus?: JobStatus): JobView {
-  const view = presentJob(r.job, r.sources, countsOf(r.variations), r.variations, now);
+export function presentRecord(r: JobRecord, now: number, previousStatus?: JobStatus, estimate?: QueueEstimate): JobView {
+  const view = presentJob(r.job, r.sources, countsOf(r.variations), r.variations, now, estimate);
   return previousStatus ? { ...view, previousStatus } : view;
 }

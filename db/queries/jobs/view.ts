@@ -2,11 +2,14 @@ import { and, eq } from "drizzle-orm";
 import type { Db } from "../../client";
 import { NotFoundError } from "../../errors";
 import { variations } from "../../schema";
+import { estimateQueue } from "./estimate-queue";
 import { assertNotExpired, loadJobRow, loadRecord } from "./load";
 import { presentRecord, type JobView, type Viewer } from "./present";
 
 export async function getJob(db: Db, input: { jobId: string; viewer: Viewer }, now: number): Promise<JobView> {
-  return presentRecord(await loadRecord(db, input.jobId, input.viewer), now);
+  const record = await loadRecord(db, input.jobId, input.viewer);
+  const estimate = (await estimateQueue(db, [record.job], now)).get(record.job.id);
+  return presentRecord(record, now, undefined, estimate);
 }
 
 /** One completed output (for in-page preview); the output id is the variation id. */

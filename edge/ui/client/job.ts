@@ -8,6 +8,7 @@ import { announce, badge, messageEl, showMessage, updateBadge } from "./ui.js";
 import {
   canDownloadZip,
   countLabel,
+  queueLabel,
   expiryLabel,
   fileNamesSummary,
   fileStatus,
@@ -50,6 +51,7 @@ const els = {} as {
   title: HTMLHeadingElement;
   badge: HTMLSpanElement;
   count: HTMLParagraphElement;
+  queue: HTMLParagraphElement;
   bar: HTMLProgressElement;
   zip: HTMLAnchorElement;
   error: HTMLParagraphElement;
@@ -196,6 +198,9 @@ function render(): void {
   els.root.dataset.status = job.status;
   updateBadge(els.badge, statusLabel(job), statusTone(job.status));
   setText(els.count, countLabel(job.completedVariations, job.totalVariations));
+  const queue = queueLabel(job);
+  setText(els.queue, queue ?? "");
+  els.queue.hidden = !queue;
   updateProgress(els.bar, percent(job.progress));
   els.bar.hidden = isTerminal(job.status);
   cancel.update(job.status);
@@ -264,6 +269,7 @@ export async function initJob(id: string): Promise<void> {
   els.title = byId<HTMLHeadingElement>("job-title");
   els.badge = badge("", "neutral");
   els.count = h("p", { class: "job-count" });
+  els.queue = h("p", { class: "job-queue", attrs: { id: "job-queue" } });
   els.bar = progressBar("Overall progress", 0);
   els.zip = h("a", { class: "button button-primary", attrs: { id: "download-zip", download: "" }, text: "Download ZIP" });
   els.error = messageEl();
@@ -284,6 +290,7 @@ export async function initJob(id: string): Promise<void> {
       "div",
       { class: "job-summary card" },
       h("div", { class: "job-status-line" }, els.badge, els.count),
+      els.queue,
       els.bar,
       els.error,
       h("div", { class: "job-actions" }, cancel.button, els.zip),

@@ -12,6 +12,7 @@ import {
   isCancellable,
   isTerminal,
   percent,
+  queueLabel,
   statusLabel,
   statusTone,
 } from "../shared/format.js";
@@ -44,7 +45,9 @@ function signature(job: Job): string {
 }
 
 function countText(job: Job): string {
-  return `${job.completedVariations} of ${job.totalVariations} variation${job.totalVariations === 1 ? "" : "s"}`;
+  const count = `${job.completedVariations} of ${job.totalVariations} variation${job.totalVariations === 1 ? "" : "s"}`;
+  const queue = queueLabel(job);
+  return queue ? `${count} · ${queue}` : count;
 }
 
 function buildRow(job: Job): Row {

@@ -48,6 +48,10 @@ export interface Job {
   error: string | null;
   downloadUrl: string | null;
   thumbnailUrl: string | null;
+  /** Queued jobs: variations of other jobs ahead of this one's first; else null. */
+  queuePosition: number | null;
+  /** Queued/processing jobs: estimated seconds until done; null when unknown. */
+  etaSeconds: number | null;
   files: JobFile[];
 }
 

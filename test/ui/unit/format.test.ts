@@ -6,6 +6,7 @@ import {
   fileStatus,
   isCancellable,
   percent,
+  queueLabel,
   safeNext,
   statusLabel,
   statusTone,
@@ -78,6 +79,21 @@ describe("text helpers", () => {
 
   it("names single downloads like the ZIP entries", () => {
     expect(variationFileName("My clip.final.mov", 3)).toBe("My_clip.final_var03.mp4");
+  });
+});
+
+describe("queue and time left", () => {
+  it("says how much is ahead of a queued job and about how long until it is done", () => {
+    expect(queueLabel({ status: "queued", queuePosition: 3, etaSeconds: 250 })).toBe("3 ahead in the queue · about 4 min left");
+    expect(queueLabel({ status: "queued", queuePosition: 0, etaSeconds: 30 })).toBe("Next in the queue · less than a minute left");
+    expect(queueLabel({ status: "queued", queuePosition: 12, etaSeconds: null })).toBe("12 ahead in the queue");
+    expect(queueLabel({ status: "processing", queuePosition: null, etaSeconds: 3900 })).toBe("About 1 h 5 min left");
+  });
+
+  it("says nothing for finished or cancelling jobs, or when there is no estimate", () => {
+    expect(queueLabel({ status: "completed", queuePosition: null, etaSeconds: null })).toBeNull();
+    expect(queueLabel({ status: "cancelling", queuePosition: null, etaSeconds: 40 })).toBeNull();
+    expect(queueLabel({ status: "processing", queuePosition: null, etaSeconds: null })).toBeNull();
   });
 });
 
