@@ -29,6 +29,28 @@ function maxBytes(): number {
   return Number(document.body.dataset.maxUploadBytes) || 2 * 1024 ** 3;
 }
 
+interface Quotas {
+  storageBytes: number;
+  activeJobs: number;
+  queuedVariations: number;
+  openUploads: number;
+}
+
+/** "You are using 1.2 GB of 10 GB; 2 of 5 active jobs" from GET /api/limits; hidden when it cannot be read. */
+async function showUsage(): Promise<void> {
+  const el = byId("upload-usage");
+  try {
+    const { limits, usage } = (await api<{ limits: Quotas; usage: Quotas }>("GET", "/api/limits")).data;
+    el.textContent =
+      `You are using ${formatBytes(usage.storageBytes)} of ${formatBytes(limits.storageBytes)}; ` +
+      `${usage.activeJobs} of ${limits.activeJobs} active jobs; ` +
+      `${usage.queuedVariations} of ${limits.queuedVariations} queued variations.`;
+    el.hidden = false;
+  } catch {
+    el.hidden = true;
+  }
+}
+
 function message(text: string | null, kind: "error" | "info" = "error"): void {
   showMessage(byId("upload-message"), text, kind);
 }
@@ -214,6 +236,7 @@ async function submit(ev: SubmitEvent): Promise<void> {
     }
     const text = err instanceof Error ? err.message : String(err);
     message(`Upload failed: ${text}`);
+    void showUsage();
   }
 }
 
@@ -239,4 +262,5 @@ export function initUpload(): void {
   window.addEventListener("drop", (ev) => ev.preventDefault());
   byId<HTMLFormElement>("upload-form").addEventListener("submit", (ev) => void submit(ev));
   renderList();
+  void showUsage();
 }

@@ -49,6 +49,7 @@ export function UploadPage(ctx: PageContext) {
   return (
     <Layout title="Upload" page="upload" version={ctx.version} data={{ "max-upload-bytes": ctx.maxUploadBytes }}>
       <h1>New job</h1>
+      <p id="upload-usage" class="muted" aria-live="polite" hidden></p>
       <form id="upload-form" class="card stack" novalidate>
         <fieldset id="upload-fields" class="stack">
           <legend class="visually-hidden">Videos and variations</legend>
