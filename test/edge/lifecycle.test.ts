@@ -398,8 +398,8 @@ describe("abortStaleUploads", () => {
 
 describe("pruneAuth and runLifecycle", () => {
   it("removes expired sessions", async () => {
-    const s = await createSession(db, userId, NOW - 8 * DAY);
-    const live = await createSession(db, userId, NOW - DAY);
+    const s = await createSession(db, { userId }, NOW - 8 * DAY);
+    const live = await createSession(db, { userId }, NOW - DAY);
     const report = await pruneAuth(deps(), NOW);
     expect(report.sessions).toBeGreaterThanOrEqual(1);
     const rows = await db.select({ expiresAt: sessions.expiresAt }).from(sessions);
