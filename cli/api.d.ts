@@ -55,6 +55,57 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/me/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Change your password (current one required); your other sessions end */
+        post: operations["changePassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your live sessions (current one marked) */
+        get: operations["listSessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/sessions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** End one of your sessions */
+        delete: operations["revokeSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/users": {
         parameters: {
             query?: never;
@@ -67,6 +118,40 @@ export interface paths {
         put?: never;
         /** Create an account (admin) */
         post: operations["createUser"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Disable an account (admin): its sessions and API tokens stop working at once */
+        post: operations["disableUser"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{id}/enable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Re-enable a disabled account (admin) */
+        post: operations["enableUser"];
         delete?: never;
         options?: never;
         head?: never;
@@ -280,6 +365,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/limits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your per-user limits and what you use of them */
+        get: operations["getLimits"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/openapi.json": {
         parameters: {
             query?: never;
@@ -326,6 +428,7 @@ export interface components {
         CreateUserBody: {
             /** Format: email */
             email: string;
+            /** @description At least 12 characters, not a common password */
             password: string;
             /**
              * @default user
@@ -333,8 +436,24 @@ export interface components {
              */
             role: "admin" | "user";
         };
+        ChangePasswordBody: {
+            currentPassword: string;
+            /** @description At least 12 characters, not a common password */
+            newPassword: string;
+        };
         CreateTokenBody: {
             name: string;
+            /**
+             * @description read: GET/HEAD only; state-changing requests answer 403 read_only_token
+             * @default full
+             * @enum {string}
+             */
+            scope: "full" | "read";
+            /**
+             * @description Omit or null: never expires
+             * @default null
+             */
+            expiresInDays: number | null;
         };
         CreateUploadBody: {
             filename: string;
@@ -388,21 +507,71 @@ export interface components {
                  * @description ISO-8601 UTC
                  */
                 createdAt: string;
+                disabledAt: string | null;
+            }[];
+        };
+        AdminUserEnvelope: {
+            user: {
+                id: string;
+                email: string;
+                /** @enum {string} */
+                role: "admin" | "user";
+                /**
+                 * Format: date-time
+                 * @description ISO-8601 UTC
+                 */
+                createdAt: string;
+                disabledAt: string | null;
+            };
+        };
+        SessionList: {
+            sessions: {
+                id: string;
+                /**
+                 * Format: date-time
+                 * @description ISO-8601 UTC
+                 */
+                createdAt: string;
+                /**
+                 * Format: date-time
+                 * @description ISO-8601 UTC
+                 */
+                lastSeenAt: string;
+                /**
+                 * Format: date-time
+                 * @description ISO-8601 UTC
+                 */
+                expiresAt: string;
+                userAgent: string | null;
+                /** @description The session making this request */
+                current: boolean;
             }[];
         };
         ApiToken: {
             id: string;
             name: string;
             /**
+             * @description read: GET/HEAD only; state-changing requests answer 403 read_only_token
+             * @enum {string}
+             */
+            scope: "full" | "read";
+            /**
              * Format: date-time
              * @description ISO-8601 UTC
              */
             createdAt: string;
             lastUsedAt: string | null;
+            expiresAt: string | null;
         };
         CreatedApiToken: {
             id: string;
             name: string;
+            /**
+             * @description read: GET/HEAD only; state-changing requests answer 403 read_only_token
+             * @enum {string}
+             */
+            scope: "full" | "read";
+            expiresAt: string | null;
             /** @description Shown once; send as Authorization: Bearer */
             token: string;
         };
@@ -482,6 +651,10 @@ export interface components {
             error: string | null;
             downloadUrl: string | null;
             thumbnailUrl: string | null;
+            /** @description Queued jobs: variations of other jobs runners will start before this job's first one (users take turns); null otherwise */
+            queuePosition: number | null;
+            /** @description Queued/processing jobs: estimated seconds until done, from the online runners' slots and recent encode times; null when unknown or finished */
+            etaSeconds: number | null;
             files: components["schemas"]["JobFile"][];
         };
         JobList: {
@@ -505,6 +678,22 @@ export interface components {
             };
             /** @description On 409 not_cancellable */
             job?: components["schemas"]["Job"];
+        };
+        Limits: {
+            limits: {
+                storageBytes: number;
+                activeJobs: number;
+                queuedVariations: number;
+                openUploads: number;
+                uploadBytes: number;
+                jsonBodyBytes: number;
+            };
+            usage: {
+                storageBytes: number;
+                activeJobs: number;
+                queuedVariations: number;
+                openUploads: number;
+            };
         };
         Health: {
             ok: boolean;
@@ -617,8 +806,151 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    changePassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangePasswordBody"];
+            };
+        };
+        responses: {
+            /** @description Changed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Weak new password (field newPassword) or wrong current password (code wrong_password) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many wrong current passwords (the login throttle of this account); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listSessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Sessions */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionList"];
+                };
+            };
+            /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    revokeSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ended */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unknown, or someone else's */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -655,7 +987,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -717,6 +1049,95 @@ export interface operations {
             };
         };
     };
+    disableUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Disabled (idempotent) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminUserEnvelope"];
+                };
+            };
+            /** @description Not an admin, or CSRF */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unknown user */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Your own account (code cannot_disable_self) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    enableUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Enabled (idempotent) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminUserEnvelope"];
+                };
+            };
+            /** @description Not an admin, or CSRF */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unknown user */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     listTokens: {
         parameters: {
             query?: never;
@@ -744,7 +1165,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -795,7 +1216,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -833,7 +1254,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -893,8 +1314,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over your open-uploads limit or storage quota (code quota_exceeded); nothing is recorded */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -956,7 +1386,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1032,7 +1462,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1101,7 +1531,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1153,7 +1583,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1162,7 +1592,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A form upload that stalled past its window (code upload_expired), or an upload already used or not completed (upload_used / upload_incomplete); nothing is created */
+            /** @description A form upload that stalled past its window (code upload_expired), an upload already used or not completed (upload_used / upload_incomplete), or over your storage quota or a job larger than a limit on its own (quota_exceeded); nothing is created */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1182,6 +1612,15 @@ export interface operations {
             };
             /** @description Not an MP4/MOV/M4V/WebM/MKV video */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1231,7 +1670,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1271,7 +1710,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1318,7 +1757,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1389,7 +1828,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1447,7 +1886,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1524,7 +1963,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1589,7 +2028,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1600,6 +2039,44 @@ export interface operations {
             };
             /** @description None */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getLimits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Limits and usage */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Limits"];
+                };
+            };
+            /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
