@@ -31,7 +31,7 @@ export interface LibsqlServerOptions {
 }
 
 export interface LibsqlServer {
-  /** Base URL without trailing slash; append `/<name>/` to use a separate database. */
+  /** Base URL without trailing slash; with namedDatabases, append `/<name>/` to use a separate database. */
   url: string;
   port: number;
   /** Stops accepting requests, lets in-flight ones finish, rolls back open transactions, closes databases. */
