@@ -1,0 +1,111 @@
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiOf, launchChromium, login, startUiStack, uniqueEmail, type UiStack } from "./helpers";
+
+/** Account pages in Chromium against the real stack (no runner needed): password, sessions, disable, tokens. */
+describe("account web UI", () => {
+  let ui: UiStack;
+  let browser: Browser;
+  let admin: BrowserContext;
+  let adminPage: Page;
+  const PASSWORD = "correct horse battery staple";
+
+  beforeAll(async () => {
+    [ui, browser] = await Promise.all([startUiStack({ runners: 0 }), launchChromium()]);
+    admin = await browser.newContext();
+    adminPage = await admin.newPage();
+    await login(adminPage, ui.url, ui.admin.email, ui.admin.password);
+  }, 150_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await ui?.stop();
+  });
+
+  async function newUser(tag: string, password = PASSWORD): Promise<{ email: string; context: BrowserContext; page: Page }> {
+    const email = uniqueEmail(tag);
+    await apiOf(admin, ui.url).createUser(email, password);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await login(page, ui.url, email, password, "/account");
+    return { email, context, page };
+  }
+
+  it("changes the password on /account and signs out the user's other browser, which then lands on the login page", async () => {
+    const { email, context, page } = await newUser("pw");
+    const other = await browser.newContext();
+    const otherPage = await other.newPage();
+    await login(otherPage, ui.url, email, PASSWORD, "/account");
+
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]");
+    await expect.poll(() => page.locator("#sessions-body tr").count()).toBe(2);
+    expect(await page.locator("#sessions-body").getByText("This browser").count()).toBe(1);
+
+    await page.getByLabel("Current password").fill(PASSWORD);
+    await page.getByLabel("New password").fill("an even longer new passphrase");
+    await page.getByRole("button", { name: "Change password" }).click();
+    await expect.poll(() => page.getByText("Password changed. Your other sessions were signed out.").isVisible()).toBe(true);
+    await expect.poll(() => page.locator("#sessions-body tr").count()).toBe(1);
+
+    await otherPage.goto(`${ui.url}/jobs`);
+    await otherPage.waitForURL(/\/login\?/);
+    await context.close();
+    await other.close();
+  });
+
+  it("signs out another session from the sessions list", async () => {
+    const { email, context, page } = await newUser("sess");
+    const other = await browser.newContext();
+    await login(await other.newPage(), ui.url, email, PASSWORD, "/account");
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]");
+    await page.getByRole("button", { name: /^Sign out/ }).click();
+    await expect.poll(() => page.locator("#sessions-body tr").count()).toBe(1);
+    const res = await other.request.get(`${ui.url}/api/me`);
+    expect(res.status()).toBe(401);
+    await context.close();
+    await other.close();
+  });
+
+  it("lets an admin disable a user from /admin/users: the user is signed out at once and cannot log in until enabled", async () => {
+    const { email, context, page } = await newUser("dis");
+    await adminPage.goto(`${ui.url}/admin/users`);
+    await adminPage.waitForSelector("body[data-ready=true]");
+    const row = adminPage.locator("#users-body tr", { hasText: email });
+    await expect.poll(() => row.getByText("Active").isVisible()).toBe(true);
+    adminPage.once("dialog", (d) => void d.accept());
+    await row.getByRole("button", { name: /^Disable/ }).click();
+    await expect.poll(() => row.getByText("Disabled", { exact: true }).isVisible()).toBe(true);
+
+    expect((await context.request.get(`${ui.url}/api/me`)).status()).toBe(401);
+    await page.goto(`${ui.url}/login`);
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Log in" }).click();
+    await expect.poll(() => page.getByRole("alert").filter({ hasText: "disabled" }).isVisible()).toBe(true);
+
+    await row.getByRole("button", { name: /^Enable/ }).click();
+    await expect.poll(() => row.getByText("Active").isVisible()).toBe(true);
+    await login(page, ui.url, email, PASSWORD);
+    await context.close();
+  });
+
+  it("creates a read-only token with an expiry on /tokens and lists both", async () => {
+    const { context, page } = await newUser("tok");
+    await page.goto(`${ui.url}/tokens`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.getByLabel("Token name").fill("reports");
+    await page.getByLabel("Access").selectOption("read");
+    await page.getByLabel("Expires").selectOption("7");
+    await page.getByRole("button", { name: "Create token" }).click();
+    await expect.poll(() => page.locator("#token-value").inputValue()).toMatch(/^vrt_/);
+    const row = page.locator("#tokens-body tr", { hasText: "reports" });
+    await expect.poll(() => row.getByText("Read-only").isVisible()).toBe(true);
+    expect(await row.locator("td").nth(4).textContent()).not.toBe("never");
+    const token = await page.locator("#token-value").inputValue();
+    const post = await context.request.post(`${ui.url}/api/tokens`, { headers: { authorization: `Bearer ${token}` }, data: { name: "x" } });
+    expect(post.status()).toBe(403);
+    await context.close();
+  });
+});
