@@ -220,6 +220,7 @@ export async function createJobFromForm(
   const clock = deps.clock ?? Date.now;
   const jobId = newId();
   let variationsPerVideo = DEFAULT_VARIATIONS_PER_VIDEO;
+  let countSeen = false;
   const { limits } = input;
   const usage = await getUserUsage(db, input.userId);
   const declared = Number(input.req.headers.get("content-length") ?? NaN);
@@ -238,7 +239,9 @@ export async function createJobFromForm(
     exceeded: (requestedBytes) =>
       quotaError({ name: "storage", used: usage.storageBytes, requested: requestedBytes, limit: limits.storageBytes }),
     beforeFile: (index) => {
-      const over = exceededQuota(usage, limits, { queuedVariations: (index + 1) * variationsPerVideo });
+      // Before the count arrives (it may follow the files), one variation per file is all that is certain.
+      const perVideo = countSeen ? variationsPerVideo : 1;
+      const over = exceededQuota(usage, limits, { queuedVariations: (index + 1) * perVideo });
       if (over) throw quotaError(over);
     },
   };
@@ -264,7 +267,9 @@ export async function createJobFromForm(
       jobId,
       maxFileBytes: input.maxFileBytes,
       checkField: (name, value) => {
-        if (name === "variations") variationsPerVideo = parseWith(VariationsCount, value, "variations");
+        if (name !== "variations") return;
+        variationsPerVideo = parseWith(VariationsCount, value, "variations");
+        countSeen = true;
       },
       ingest,
       quota,
