@@ -53,6 +53,7 @@ export async function startBenchStack(label: string, runners: number, runnerEnv:
     runners,
     runnerEnv,
     cronEveryMs: 0,
+    namedDatabases: true,
     log: (line) => {
       tail.push(line);
       if (tail.length > 200) tail.shift();

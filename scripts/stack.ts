@@ -27,6 +27,8 @@ export interface StackOptions {
   runnerEnv?: Record<string, string>;
   /** Fire the Cron Trigger through wrangler's /__scheduled every this many ms (0 = never); production cron is 1 min. */
   cronEveryMs: number;
+  /** Serve `/<name>/v2/pipeline` databases besides the main one (the benchmarks use throwaway ones). */
+  namedDatabases?: boolean;
   log: (line: string) => void;
 }
 
@@ -168,6 +170,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         LIBSQL_PORT: String(opts.libsqlPort),
         LIBSQL_DATA_DIR: join(dataDir, "libsql"),
         LIBSQL_AUTH_TOKEN: secrets.libsqlAuthToken,
+        ...(opts.namedDatabases ? { LIBSQL_NAMED_DATABASES: "1" } : {}),
       },
       log,
     );
