@@ -113,7 +113,12 @@ export const handlers: Handlers = {
     }
     const anonymous = apiClient(url);
     const { data: signedIn, response } = await call(url, anonymous.POST("/api/auth/login", { body: { email, password }, signal: timeout() }));
-    const cookie = (response.headers.get("set-cookie") ?? "").split(";")[0]!;
+    // The session cookie (its name depends on http/https); cookies being cleared (empty value) are left out.
+    const cookie = response.headers
+      .getSetCookie()
+      .map((c) => c.split(";")[0]!.trim())
+      .filter((kv) => kv.includes("=") && !kv.endsWith("="))
+      .join("; ");
     // Cookie-authenticated writes are CSRF-checked by Origin: this client speaks for the site's own origin.
     const session = apiClient(url, undefined, { cookie, origin: new URL(url).origin });
     try {

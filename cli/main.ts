@@ -2,7 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import { handlers as realHandlers, type Handlers, type JobStatus } from "./commands";
 import type { Ctx, Io } from "./context";
 import { EXIT, toCliError, type ExitCode } from "./errors";
-import { createProgress } from "./progress";
+import { createProgress, type Progress } from "./progress";
 
 const JOB_STATUSES: JobStatus[] = ["queued", "processing", "cancelling", "completed", "failed", "cancelled"];
 
@@ -32,7 +32,13 @@ function makeCtx(io: Io, json: boolean): Ctx {
  * The argument parser. Each action hands the parsed arguments to `handlers` and stores the exit code in
  * `state.code`; `state.json` says whether errors should also be reported as JSON on stdout.
  */
-export function buildProgram(io: Io, handlers: Handlers, state: { code: ExitCode; json: boolean }): Command {
+export interface RunState {
+  code: ExitCode;
+  json: boolean;
+  progress?: Progress;
+}
+
+export function buildProgram(io: Io, handlers: Handlers, state: RunState): Command {
   const program = new Command("video-refresher")
     .description("Submit videos to Video Refresher, follow their jobs, download the variations.")
     .exitOverride()
@@ -43,7 +49,9 @@ export function buildProgram(io: Io, handlers: Handlers, state: { code: ExitCode
 
   const run = (json: boolean | undefined, fn: (ctx: Ctx) => Promise<ExitCode>) => {
     state.json = Boolean(json);
-    return fn(makeCtx(io, state.json)).then((code) => {
+    const ctx = makeCtx(io, state.json);
+    state.progress = ctx.progress;
+    return fn(ctx).then((code) => {
       state.code = code;
     });
   };
@@ -122,7 +130,7 @@ export function buildProgram(io: Io, handlers: Handlers, state: { code: ExitCode
 
 /** Runs the CLI on `argv` (without node and script); resolves with the exit code. Never throws. */
 export async function runCli(argv: string[], io: Io, handlers: Handlers = realHandlers): Promise<ExitCode> {
-  const state: { code: ExitCode; json: boolean } = { code: EXIT.ok, json: argv.includes("--json") };
+  const state: RunState = { code: EXIT.ok, json: argv.includes("--json") };
   const program = buildProgram(io, handlers, state);
   try {
     if (argv.length === 0) {
@@ -143,11 +151,18 @@ export async function runCli(argv: string[], io: Io, handlers: Handlers = realHa
     io.stderr.write(`video-refresher: ${e.message}\n`);
     if (state.json) io.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, ...(e.status ? { status: e.status } : {}) } }, null, 2)}\n`);
     return e.exitCode;
+  } finally {
+    // Bars hide the terminal's cursor until stopped.
+    state.progress?.stop();
   }
 }
 
 /** The program (cli/bin.js): exits with the code once stdout has drained. */
 export async function main(): Promise<never> {
+  process.once("SIGINT", () => {
+    if (process.stderr.isTTY) process.stderr.write("\x1b[?25h\n");
+    process.exit(130);
+  });
   const code = await runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });
   await new Promise<void>((res) => process.stdout.write("", () => res()));
   process.exit(code);

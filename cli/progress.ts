@@ -40,8 +40,11 @@ function terminalProgress(stream: NodeJS.WritableStream): Progress {
     },
     cliProgress.Presets.shades_classic,
   );
+  let started = false;
+  let stopped = false;
   return {
     bar(name, total, format = "bytes") {
+      started = true;
       let value = 0;
       let max = total;
       const amount = () => (format === "bytes" ? `${formatBytes(value)}/${formatBytes(max)}` : "");
@@ -61,8 +64,13 @@ function terminalProgress(stream: NodeJS.WritableStream): Progress {
         },
       };
     },
-    log: (line) => multi.log(`${line}\n`),
-    stop: () => multi.stop(),
+    // MultiBar.log prints on its next redraw, which only happens while bars are shown.
+    log: (line) => (started && !stopped ? multi.log(`${line}\n`) : stream.write(`${line}\n`)),
+    stop() {
+      // Once, and only if a bar was drawn (stopping re-renders every bar and ends with a newline).
+      if (started && !stopped) multi.stop();
+      stopped = true;
+    },
   };
 }
 

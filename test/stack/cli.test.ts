@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { copyFile, open, readFile, readdir, stat } from "node:fs/promises";
+import { copyFile, open, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { createServer, request, type Server } from "node:http";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../db/ids";
 import { createUser } from "../../db/queries/users";
-import { makeClip } from "../helpers/clips";
+import { makeClip, makeNotAVideo } from "../helpers/clips";
 import { startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
 import { freePort } from "../helpers/ports";
 import { startRunnerProcess, type RunnerProcess } from "../helpers/runner";
@@ -157,11 +157,14 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     // Not a terminal: plain progress lines on stderr, nothing but the document on stdout.
     expect(submit.stderr).toMatch(/upload .*: 100%/);
 
+    // A .part left by an interrupted download is discarded (the ZIP route has no Range) and the ZIP fetched whole.
     const out = await temps.make();
+    await writeFile(join(out, `video-refresher-${job.id}.zip.part`), "half a zip");
     const download = await cli(["download", job.id, "-o", out, "--json"], env);
     expect(download.code, download.stderr).toBe(0);
     const result = download.json();
-    expect(result).toMatchObject({ jobId: job.id, restarted: false });
+    expect(result).toMatchObject({ jobId: job.id, restarted: true, file: join(out, `video-refresher-${job.id}.zip`) });
+    expect(await readdir(out)).toEqual([`video-refresher-${job.id}.zip`]);
     const entries = readStoredZip(await readFile(result.file));
     expect(entries.map((e) => e.name)).toHaveLength(2);
     expect(entries.every((e) => /_var0[12]\.mp4$/.test(e.name))).toBe(true);
@@ -177,6 +180,14 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     expect(ls.json().jobs.map((j: { id: string }) => j.id)).toContain(job.id);
     const status = await cli(["status", job.id, "--watch", "--json"], env);
     expect([status.code, status.json().status]).toEqual([0, "completed"]);
+  });
+
+  it("exits 1 when a job submitted with --wait fails, and prints the failed job", async () => {
+    await startRunner();
+    const env = await loggedIn();
+    const submit = await cli(["submit", await makeNotAVideo(), "-n", "1", "--wait", "--json", "--interval", "300"], env);
+    expect(submit.code, submit.stderr).toBe(1);
+    expect(submit.json().job).toMatchObject({ status: "failed", failedVariations: 1 });
   });
 
   it("resumes an interrupted large upload: a re-run of submit sends only the parts the killed run did not store", async () => {
