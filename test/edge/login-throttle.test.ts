@@ -6,10 +6,11 @@ import {
   accountKey,
   ADDRESS_RULE,
   LOGIN_QUIET_RESET_MS,
+  pruneLoginAttempts,
   reserveLoginAttempt,
 } from "../../db/queries/login-attempts";
 import { loginFailures } from "../../db/schema";
-import { call, db, makeUser } from "./helpers";
+import { call, db, isolatedDb, makeUser } from "./helpers";
 
 const octet = () => Math.floor(Math.random() * 250) + 1;
 const hex = () => Math.floor(Math.random() * 0xffff).toString(16);
@@ -95,7 +96,8 @@ describe("login throttle", () => {
 
   it("grows the delay after each attempt past the free ones, capped so the lock always lapses", async () => {
     const key = `account:delay-${newId()}@test.example`;
-    let now = 1_000_000_000_000;
+    // Real time, not a fixed epoch: the cron's prune (other test files, same database) must not see this row as stale.
+    let now = Date.now();
     const delays: number[] = [];
     for (let i = 0; i < 12; i++) {
       await reserveLoginAttempt(db, key, ACCOUNT_RULE, now);
@@ -111,5 +113,18 @@ describe("login throttle", () => {
     await reserveLoginAttempt(db, key, ACCOUNT_RULE, now + LOGIN_QUIET_RESET_MS + 1);
     const [row] = await db.select().from(loginFailures).where(eq(loginFailures.key, key));
     expect(row).toMatchObject({ attempts: 1, lockedUntil: 0 });
+  });
+
+  it("prunes counters quiet for an hour, but never one whose lock is still running", async () => {
+    const own = await isolatedDb();
+    const now = Date.now();
+    await own.insert(loginFailures).values([
+      { key: "account:quiet@test.example", attempts: 3, lockedUntil: 0, updatedAt: now - LOGIN_QUIET_RESET_MS - 1 },
+      { key: "account:locked@test.example", attempts: 20, lockedUntil: now + 60_000, updatedAt: now - LOGIN_QUIET_RESET_MS - 1 },
+      { key: "account:recent@test.example", attempts: 1, lockedUntil: 0, updatedAt: now - 1000 },
+    ]);
+    expect(await pruneLoginAttempts(own, now)).toBe(1);
+    const left = await own.select({ key: loginFailures.key }).from(loginFailures);
+    expect(left.map((r) => r.key).sort()).toEqual(["account:locked@test.example", "account:recent@test.example"]);
   });
 });
