@@ -51,7 +51,7 @@ describe("GET /api/openapi.json", () => {
     expect(Object.keys(job.properties!)).toEqual([
       "id", "status", "previousStatus", "createdAt", "startedAt", "completedAt", "cancelledAt", "cancelReason",
       "cancelledBy", "expiresAt", "variationsPerVideo", "totalVariations", "completedVariations", "failedVariations",
-      "cancelledVariations", "progress", "error", "downloadUrl", "thumbnailUrl", "files",
+      "cancelledVariations", "progress", "error", "downloadUrl", "thumbnailUrl", "queuePosition", "etaSeconds", "files",
     ]);
     expect(job.required).not.toContain("previousStatus");
     expect(JSON.stringify(job.properties!.status)).toContain("cancelling");
