@@ -75,7 +75,7 @@ export function buildProgram(io: Io, handlers: Handlers, state: RunState): Comma
 
   program
     .command("submit")
-    .description("Upload videos as one job (files over 64 MiB through the resumable upload API)")
+    .description("Upload videos as one job (over 64 MiB in total: through the resumable upload API)")
     .argument("<files...>", "video files (1–10)")
     .requiredOption("-n, --variations <n>", "variations per video (1–20)", intIn(1, 20, "--variations"))
     .option("--wait", "follow the job until it finishes; exit 1 if it failed or was cancelled")

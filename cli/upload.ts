@@ -6,7 +6,10 @@ import { configDir, readJson, writePrivateJson, type Env } from "./config";
 import { CliError, EXIT, isNetworkError } from "./errors";
 import type { Progress } from "./progress";
 
-/** Files above this go through the multipart upload API (POST /api/uploads …); smaller ones in one form POST. */
+/**
+ * Files totalling more than this go through the multipart upload API (POST /api/uploads …), all of them (a job is
+ * made either from a form or from uploads); less goes in one form POST, well under Cloudflare's ~100 MB body cap.
+ */
 export const DEFAULT_MULTIPART_BYTES = 64 * 1024 * 1024;
 const PART_TRIES = 5;
 const PART_TIMEOUT_MS = 5 * 60_000;
@@ -63,10 +66,10 @@ const MIME: Record<string, string> = {
 };
 const mimeOf = (name: string) => MIME[extname(name).toLowerCase()] ?? "application/octet-stream";
 
-/** Every file in one job: one multipart/form-data POST when all are small, else all through the upload API. */
+/** Every file in one job: one multipart/form-data POST when they are small together, else all through the upload API. */
 export async function uploadAndCreateJob(deps: UploadDeps, files: LocalFile[], variations: number): Promise<{ job: Job; uploads: UploadReport[] }> {
-  const threshold = multipartThreshold(deps.env);
-  if (files.every((f) => f.size <= threshold)) return createJobFromForm(deps, files, variations);
+  const total = files.reduce((n, f) => n + f.size, 0);
+  if (total <= multipartThreshold(deps.env)) return createJobFromForm(deps, files, variations);
   const uploads: UploadReport[] = [];
   for (const f of files) uploads.push(await uploadLargeFile(deps, f));
   const { data: job } = await call(
