@@ -623,12 +623,12 @@ export interface components {
         Job: {
             id: string;
             /** @enum {string} */
-            status: "queued" | "processing" | "cancelling" | "completed" | "failed" | "cancelled";
+            status: "queued" | "processing" | "paused" | "cancelling" | "completed" | "failed" | "cancelled";
             /**
              * @description On cancel replies: the status before this request
              * @enum {string}
              */
-            previousStatus?: "queued" | "processing" | "cancelling" | "completed" | "failed" | "cancelled";
+            previousStatus?: "queued" | "processing" | "paused" | "cancelling" | "completed" | "failed" | "cancelled";
             /**
              * Format: date-time
              * @description ISO-8601 UTC
@@ -664,8 +664,8 @@ export interface components {
         BulkCancelResults: {
             results: {
                 id: string;
-                status: ("queued" | "processing" | "cancelling" | "completed" | "failed" | "cancelled") | null;
-                previousStatus: ("queued" | "processing" | "cancelling" | "completed" | "failed" | "cancelled") | null;
+                status: ("queued" | "processing" | "paused" | "cancelling" | "completed" | "failed" | "cancelled") | null;
+                previousStatus: ("queued" | "processing" | "paused" | "cancelling" | "completed" | "failed" | "cancelled") | null;
                 /** @enum {string} */
                 error?: "not_found" | "not_cancellable";
             }[];
@@ -1494,7 +1494,7 @@ export interface operations {
     listJobs: {
         parameters: {
             query?: {
-                status?: "queued" | "processing" | "cancelling" | "completed" | "failed" | "cancelled";
+                status?: "queued" | "processing" | "paused" | "cancelling" | "completed" | "failed" | "cancelled";
                 limit?: number;
                 cursor?: string;
             };
