@@ -1,4 +1,5 @@
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { DEFAULT_EFFECTS_JSON } from "../effects";
 import { users } from "./users";
 
 export const JOB_STATUSES = ["queued", "processing", "paused", "cancelling", "completed", "failed", "cancelled"] as const;
@@ -32,6 +33,8 @@ export const jobs = sqliteTable(
     retentionMs: integer("retention_ms").notNull(),
     expiresAt: integer("expires_at"),
     updatedAt: integer("updated_at").notNull(),
+    /** JobEffects as JSON (db/effects.ts): read by every runner with the claim, so all derive the same look. */
+    effects: text("effects").notNull().default(DEFAULT_EFFECTS_JSON),
   },
   (t) => [
     index("jobs_user_created_idx").on(t.userId, t.createdAt),

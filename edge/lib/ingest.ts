@@ -1,3 +1,4 @@
+import type { JobEffects } from "../../db/effects";
 import { ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import type { Db } from "../../db/client";
@@ -7,7 +8,7 @@ import { getUserUsage } from "../../db/queries/quotas";
 import { createJobFromIngest, getJob, type JobView, type NewSource } from "../../db/queries/jobs";
 import { MultipartReader, multipartBoundary } from "./multipart";
 import { SNIFF_BYTES, sniffVideoType } from "./sniff";
-import { DEFAULT_VARIATIONS_PER_VIDEO, parseWith, VariationsCount } from "./schemas";
+import { DEFAULT_VARIATIONS_PER_VIDEO, EffectsField, parseWith, VariationsCount } from "./schemas";
 import { deleteKeys, PART_BYTES, sourceKey } from "./storage";
 
 export const MAX_VIDEOS = 10;
@@ -221,6 +222,7 @@ export async function createJobFromForm(
   const jobId = newId();
   let variationsPerVideo = DEFAULT_VARIATIONS_PER_VIDEO;
   let countSeen = false;
+  let effects: JobEffects | undefined;
   const { limits } = input;
   const usage = await getUserUsage(db, input.userId);
   const declared = Number(input.req.headers.get("content-length") ?? NaN);
@@ -267,6 +269,8 @@ export async function createJobFromForm(
       jobId,
       maxFileBytes: input.maxFileBytes,
       checkField: (name, value) => {
+        // Checked as the field arrives: bad effects refuse the upload before (or as soon as) anything is stored.
+        if (name === "effects") effects = parseWith(EffectsField, value, "effects");
         if (name !== "variations") return;
         variationsPerVideo = parseWith(VariationsCount, value, "variations");
         countSeen = true;
@@ -283,6 +287,7 @@ export async function createJobFromForm(
     id: jobId,
     userId: input.userId,
     variationsPerVideo,
+    effects,
     retentionMs: input.retentionMs,
     sources: form.sources,
     limits,

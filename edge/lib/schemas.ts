@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DEFAULT_EFFECTS_JSON, EFFECT_FAMILIES, EFFECT_INTENSITIES, EffectsSchema } from "../../db/effects";
 import { ValidationError } from "../../db/errors";
 import { MIN_PASSWORD_LENGTH, passwordProblem } from "../../db/passwords";
 import { JOB_STATUSES, VARIATION_STATUSES } from "../../db/schema";
@@ -127,10 +128,35 @@ export const VariationsCount = z.coerce
   .max(MAX_VARIATIONS_PER_VIDEO)
   .describe(`Variations per video (1–${MAX_VARIATIONS_PER_VIDEO})`);
 
+/** `effects` of POST /api/jobs (the contract lives in db/effects.ts; the runner derives the recipe from it). */
+export const EffectsRequest = EffectsSchema.describe(
+  `Effects every variation of the job applies; absent = ${DEFAULT_EFFECTS_JSON}`,
+).register(requestRegistry, { id: "EffectsRequest" });
+/** The multipart field: JSON text of EffectsRequest. */
+export const EffectsField = z
+  .string()
+  .transform((text, ctx) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      ctx.addIssue({ code: "custom", message: "malformed JSON" });
+      return z.NEVER;
+    }
+  })
+  .pipe(EffectsRequest);
+export const Effects = z
+  .object({ intensity: z.enum(EFFECT_INTENSITIES), families: z.array(z.enum(EFFECT_FAMILIES)) })
+  .describe("What every variation applies: families in recipe order, intensity scales their ranges")
+  .register(responseRegistry, { id: "Effects" });
+
 export const CreateJobForm = z
   .object({
     videos: z.array(z.file()).min(1).max(MAX_VIDEOS_PER_JOB).describe("1–10 video files (MP4, MOV, M4V, WebM, MKV)"),
     variations: VariationsCount.default(DEFAULT_VARIATIONS_PER_VIDEO),
+    effects: z
+      .string()
+      .optional()
+      .describe(`JSON text of EffectsRequest, e.g. {"intensity":"medium","families":["color","zoom","mirror"]}; absent = ${DEFAULT_EFFECTS_JSON}`),
   })
   .register(requestRegistry, { id: "CreateJobForm" });
 export const CreateJobJson = z
@@ -141,6 +167,7 @@ export const CreateJobJson = z
       .max(MAX_VIDEOS_PER_JOB)
       .refine((ids) => new Set(ids).size === ids.length, "upload ids must be distinct"),
     variations: VariationsCount.default(DEFAULT_VARIATIONS_PER_VIDEO),
+    effects: EffectsRequest.optional(),
   })
   .register(requestRegistry, { id: "CreateJobJson" });
 
@@ -198,6 +225,7 @@ export const Job = z
     cancelledBy: z.string().nullable().describe("Email of the user who requested the cancel"),
     expiresAt: Time.nullable().describe("When outputs are deleted (finish + JOB_TTL_HOURS)"),
     variationsPerVideo: z.number().int(),
+    effects: Effects,
     totalVariations: z.number().int(),
     completedVariations: z.number().int(),
     failedVariations: z.number().int(),

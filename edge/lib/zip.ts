@@ -1,4 +1,5 @@
 import { downloadZip } from "client-zip";
+import { parseStoredEffects } from "../../db/effects";
 import type { DownloadEntry } from "../../db/queries/jobs";
 
 const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])$/i;
@@ -16,15 +17,15 @@ export function sanitizeBaseName(filename: string): string {
   return RESERVED.test(clean) ? `_${clean}` : clean;
 }
 
-export interface NamedEntry extends DownloadEntry {
-  name: string;
-}
+export type NamedEntry<E extends NamingFields = DownloadEntry> = E & { name: string };
+
+type NamingFields = Pick<DownloadEntry, "sourceId" | "sourceName" | "sourcePosition" | "position">;
 
 /**
  * ZIP entry names `<base>/<base>_var<NN>.mp4`: one folder per source; a base name already used by an earlier
  * source (case-insensitively, as on Windows/macOS file systems) becomes `<base>-2`, `<base>-3`, …
  */
-export function nameEntries(entries: DownloadEntry[]): NamedEntry[] {
+export function nameEntries<E extends NamingFields>(entries: E[]): NamedEntry<E>[] {
   const folders = new Map<string, string>();
   const used = new Set<string>();
   const ordered = [...entries].sort((a, b) => a.sourcePosition - b.sourcePosition || a.position - b.position);
@@ -42,22 +43,120 @@ export function nameEntries(entries: DownloadEntry[]): NamedEntry[] {
   });
 }
 
+/** Quality columns the manifest already carries; measured by a later item, null until then. */
+const UNMEASURED = { ssim: null, psnr: null, distinct: null } as const;
+const HASH_PLACEHOLDER = "0".repeat(64);
+const CSV_COLUMNS = ["file", "source", "variation", "seed", "duration_ms", "bytes", "sha256", "ssim", "psnr", "distinct", "params"];
+
+function parseParams(text: string | null): Record<string, unknown> | null {
+  if (!text) return null;
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+/** The output's duration: the source's probed duration through the recorded speed change. */
+function durationOf(e: DownloadEntry, params: Record<string, unknown> | null): number | null {
+  if (e.sourceDurationMs === null) return null;
+  const speed = typeof params?.speed === "number" && params.speed > 0 ? params.speed : 1;
+  return Math.round(e.sourceDurationMs / speed);
+}
+
+function csvCell(v: unknown): string {
+  const text = v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
 /**
- * Streams a STORE (uncompressed: MP4 does not compress) ZIP of the outputs straight from R2, one object at a time.
- * The Content-Length is predicted exactly from names and sizes before the first byte is sent.
+ * manifest.json and manifest.csv for these entries with the given sha256 per entry (hex). Every field but the
+ * hashes is known before the first byte is streamed and a hash is always 64 hex characters, so the manifests built
+ * with placeholder hashes have exactly the size of the final ones: the ZIP's length is announced up front.
  */
-export function zipResponse(bucket: R2Bucket, entries: NamedEntry[], filename: string): Response {
+export function buildManifests(job: { id: string; effects: string }, entries: NamedEntry[], sha256: readonly string[]) {
+  const rows = entries.map((e, i) => {
+    const params = parseParams(e.params);
+    return {
+      file: e.name,
+      source: e.sourceName,
+      variation: e.position,
+      seed: e.seed,
+      durationMs: durationOf(e, params),
+      bytes: e.size,
+      sha256: sha256[i] ?? HASH_PLACEHOLDER,
+      ...UNMEASURED,
+      params,
+    };
+  });
+  const json = JSON.stringify({ job: job.id, effects: parseStoredEffects(job.effects), entries: rows }, null, 2) + "\n";
+  const csv = [
+    CSV_COLUMNS.join(","),
+    ...rows.map((r) =>
+      [r.file, r.source, r.variation, r.seed, r.durationMs, r.bytes, r.sha256, r.ssim, r.psnr, r.distinct, r.params].map(csvCell).join(","),
+    ),
+  ].join("\r\n") + "\r\n";
+  const enc = new TextEncoder();
+  return [
+    { name: "manifest.json", bytes: enc.encode(json) },
+    { name: "manifest.csv", bytes: enc.encode(csv) },
+  ];
+}
+
+/** Passes a stream through unchanged while hashing it (SHA-256, streaming: memory stays bounded). */
+function hashing(body: ReadableStream<Uint8Array>, done: (hex: string) => void): ReadableStream<Uint8Array> {
+  const digest = new crypto.DigestStream("SHA-256");
+  const writer = digest.getWriter();
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      async transform(chunk, controller) {
+        await writer.write(chunk);
+        controller.enqueue(chunk);
+      },
+      // Runs before the reader sees the end, so the hash is known when the ZIP writer asks for the next entry.
+      async flush() {
+        await writer.close();
+        done([...new Uint8Array(await digest.digest)].map((b) => b.toString(16).padStart(2, "0")).join(""));
+      },
+    }),
+  );
+}
+
+/**
+ * Streams a STORE (uncompressed: MP4 does not compress) ZIP of the outputs straight from R2, one object at a time,
+ * hashing each as it passes, then manifest.json and manifest.csv last (they carry those hashes). The
+ * Content-Length is predicted exactly from names and sizes before the first byte is sent.
+ */
+export function zipResponse(
+  bucket: R2Bucket,
+  entries: NamedEntry[],
+  filename: string,
+  job: { id: string; effects: string },
+): Response {
+  const lastModified = new Date(Math.max(0, ...entries.map((e) => e.finishedAt ?? 0)));
+  const placeholders = buildManifests(job, entries, []);
   async function* files() {
-    for (const e of entries) {
+    const hashes: string[] = [];
+    for (const [i, e] of entries.entries()) {
       const obj = await bucket.get(e.key);
       // A missing or resized object would break the announced length; abort the stream loudly instead.
       if (!obj) throw new Error(`output object ${e.key} is missing`);
       if (obj.size !== e.size) throw new Error(`output object ${e.key} is ${obj.size} bytes, recorded ${e.size}`);
-      yield { name: e.name, size: e.size, lastModified: new Date(e.finishedAt ?? 0), input: obj.body };
+      const input = hashing(obj.body, (hex) => (hashes[i] = hex));
+      yield { name: e.name, size: e.size, lastModified: new Date(e.finishedAt ?? 0), input };
+    }
+    if (entries.some((_, i) => hashes[i] === undefined)) throw new Error("an entry was not hashed");
+    const manifests = buildManifests(job, entries, hashes);
+    for (const [i, m] of manifests.entries()) {
+      if (m.bytes.length !== placeholders[i]!.bytes.length) throw new Error(`${m.name} changed size`);
+      yield { name: m.name, size: m.bytes.length, lastModified, input: m.bytes };
     }
   }
   const zipped = downloadZip(files(), {
-    metadata: entries.map((e) => ({ name: e.name, size: e.size })),
+    metadata: [
+      ...entries.map((e) => ({ name: e.name, size: e.size })),
+      ...placeholders.map((m) => ({ name: m.name, size: m.bytes.length })),
+    ],
     buffersAreUTF8: true,
   });
   const headers = new Headers({

@@ -99,14 +99,22 @@ export const jobs = new Hono<AppEnv>()
       const body = parseWith(CreateJobJson, raw);
       const job = await createJobFromUploads(
         db,
-        { id: newId(), userId: user.id, variationsPerVideo: body.variations, retentionMs, uploadIds: body.uploads, limits },
+        {
+          id: newId(),
+          userId: user.id,
+          variationsPerVideo: body.variations,
+          effects: body.effects,
+          retentionMs,
+          uploadIds: body.uploads,
+          limits,
+        },
         Date.now(),
       );
       return c.json(job, 202);
     }
 
     throw new UnsupportedMediaTypeError(
-      "Send multipart/form-data (videos, variations) or JSON {uploads, variations}",
+      "Send multipart/form-data (videos, variations, effects) or JSON {uploads, variations, effects}",
       "unsupported_content_type",
     );
   })
@@ -137,7 +145,7 @@ export const jobs = new Hono<AppEnv>()
       { jobId: c.req.param("id"), viewer: c.get("user") },
       Date.now(),
     );
-    return zipResponse(c.env.BUCKET, nameEntries(entries), `video-refresher-${job.id}.zip`);
+    return zipResponse(c.env.BUCKET, nameEntries(entries), `video-refresher-${job.id}.zip`, job);
   })
   .get("/:id/outputs/:outputId", async (c) => {
     const output = await getJobOutput(

@@ -272,7 +272,9 @@ describe("bad ids, other users' ids, and hostile file names", () => {
     expect(zipRes.status).toBe(200);
     expect(zipRes.headers.get("x-injected")).toBeNull();
     expect(zipRes.headers.get("content-disposition")).toBe(`attachment; filename="video-refresher-${job.id}.zip"`);
-    const entries = readZip(new Uint8Array(await zipRes.arrayBuffer())).map((e) => e.name);
+    const all = readZip(new Uint8Array(await zipRes.arrayBuffer())).map((e) => e.name);
+    expect(all.slice(-2)).toEqual(["manifest.json", "manifest.csv"]);
+    const entries = all.slice(0, -2);
     expect(entries).toHaveLength(names.length);
     for (const name of entries) {
       const [folder, file, ...rest] = name.split("/");

@@ -1,8 +1,8 @@
 import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { setJobThumbnail } from "../../db/queries/media";
-import { failVariation, finishVariation } from "../../db/queries/variations";
+import { recordSourceProbe, setJobThumbnail } from "../../db/queries/media";
+import { failVariation, finishVariation, recordVariationParams } from "../../db/queries/variations";
 import { jobs } from "../../db/schema";
 import { call, claimAll, crc32, db, fakeMp4, jobRow, readZip, sameBytes, seedJob, signIn, variationsOf } from "./helpers";
 
@@ -52,12 +52,78 @@ describe("GET /api/jobs/:id/download", () => {
         const folder = ["Beach Day", "beach day-2", "we_ird_"][sourceOf.get(v.sourceId)!]!;
         return { name: `${folder}/${folder}_var0${v.position}.mp4`, bytes: outputs.get(v.id)! };
       });
-    expect(entries.map((e) => e.name)).toEqual(expected.map((e) => e.name));
-    for (const e of entries) {
+    expect(entries.map((e) => e.name)).toEqual([...expected.map((e) => e.name), "manifest.json", "manifest.csv"]);
+    for (const e of entries.filter((x) => x.name.endsWith(".mp4"))) {
       const want = expected.find((x) => x.name === e.name)!;
       expect(e.method).toBe(0);
       expect(sameBytes(e.data, want.bytes)).toBe(true);
       expect(e.crc).toBe(crc32(want.bytes));
+    }
+  });
+
+  it("ends the zip with manifest.json and manifest.csv whose sha256, sizes, seeds and params describe each entry", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { names: ["Promo, final.mp4", "b.mov"], variations: 2 });
+    const runner = `r-${seeded.id}`;
+    await claimAll(seeded.id, runner);
+    const vars = await variationsOf(seeded.id);
+    await recordSourceProbe(db, vars[0]!.sourceId, { durationMs: 2000, width: 160, height: 120, hasAudio: true });
+    for (const [i, v] of vars.entries()) {
+      const params = { recipe: 1, zoom: 0.004, speed: i === 0 ? 1.025 : 1, brightness: -0.01 };
+      await recordVariationParams(db, { variationId: v.id, runnerId: runner, attempt: 1, params });
+      // Larger than one R2 read chunk, so the hash really runs over a stream of several chunks.
+      const bytes = fakeMp4(70_000 + i * 1013, i + 3);
+      const key = `outputs/${seeded.id}/${v.id}.mp4`;
+      await env.BUCKET.put(key, bytes);
+      await finishVariation(db, { attempt: 1, variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, now: Date.now() });
+    }
+
+    const res = await s.call(`/api/jobs/${seeded.id}/download`);
+    expect(res.status).toBe(200);
+    const zip = new Uint8Array(await res.arrayBuffer());
+    expect(Number(res.headers.get("content-length"))).toBe(zip.length);
+    const entries = readZip(zip);
+    expect(entries.slice(-2).map((e) => e.name)).toEqual(["manifest.json", "manifest.csv"]);
+    const videos = entries.slice(0, -2);
+    expect(videos).toHaveLength(4);
+
+    const sha256 = async (b: Uint8Array) =>
+      [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))].map((x) => x.toString(16).padStart(2, "0")).join("");
+    const manifest = JSON.parse(new TextDecoder().decode(entries.at(-2)!.data)) as {
+      job: string;
+      effects: unknown;
+      entries: Record<string, unknown>[];
+    };
+    expect(manifest).toMatchObject({ job: seeded.id, effects: { intensity: "subtle", families: ["color", "zoom"] } });
+    expect(manifest.entries.map((e) => e.file)).toEqual(videos.map((v) => v.name));
+    const bySource = new Map(seeded.files.map((f) => [f.id, f.name]));
+    for (const [i, e] of manifest.entries.entries()) {
+      const v = vars.find((x) => bySource.get(x.sourceId) === e.source && x.position === e.variation)!;
+      expect(e).toEqual({
+        file: videos[i]!.name,
+        source: bySource.get(v.sourceId),
+        variation: v.position,
+        seed: v.seed,
+        durationMs: v.sourceId === vars[0]!.sourceId ? Math.round(2000 / (v.id === vars[0]!.id ? 1.025 : 1)) : null,
+        bytes: videos[i]!.data.length,
+        sha256: await sha256(videos[i]!.data),
+        ssim: null,
+        psnr: null,
+        distinct: null,
+        params: { recipe: 1, zoom: 0.004, speed: v.id === vars[0]!.id ? 1.025 : 1, brightness: -0.01 },
+      });
+    }
+
+    const csv = new TextDecoder().decode(entries.at(-1)!.data).trimEnd().split("\r\n");
+    expect(csv[0]).toBe("file,source,variation,seed,duration_ms,bytes,sha256,ssim,psnr,distinct,params");
+    expect(csv).toHaveLength(5);
+    for (const [i, e] of manifest.entries.entries()) {
+      // Names with a comma are quoted; the params JSON has quotes, doubled inside its quoted cell.
+      const quoted = (x: unknown) => (String(x).includes(",") ? `"${String(x)}"` : String(x));
+      const params = `"${JSON.stringify(e.params).replaceAll('"', '""')}"`;
+      expect(csv[i + 1]).toBe(
+        [quoted(e.file), quoted(e.source), e.variation, e.seed, e.durationMs ?? "", e.bytes, e.sha256, "", "", "", params].join(","),
+      );
     }
   });
 
@@ -72,7 +138,11 @@ describe("GET /api/jobs/:id/download", () => {
     expect(await cancelled.json()).toMatchObject({ status: "cancelled", downloadUrl: `/api/jobs/${seeded.id}/download` });
     const res = await s.call(`/api/jobs/${seeded.id}/download`);
     expect(res.status).toBe(200);
-    expect(readZip(new Uint8Array(await res.arrayBuffer())).map((e) => e.name)).toEqual(["clip1/clip1_var01.mp4"]);
+    expect(readZip(new Uint8Array(await res.arrayBuffer())).map((e) => e.name)).toEqual([
+      "clip1/clip1_var01.mp4",
+      "manifest.json",
+      "manifest.csv",
+    ]);
   });
 
   it("answers 404 no_outputs for a cancelled job without completed variations and 409 while processing", async () => {

@@ -50,7 +50,7 @@ describe("GET /api/openapi.json", () => {
     const job = doc.components.schemas.Job!;
     expect(Object.keys(job.properties!)).toEqual([
       "id", "status", "previousStatus", "createdAt", "startedAt", "completedAt", "cancelledAt", "cancelReason",
-      "cancelledBy", "expiresAt", "variationsPerVideo", "totalVariations", "completedVariations", "failedVariations",
+      "cancelledBy", "expiresAt", "variationsPerVideo", "effects", "totalVariations", "completedVariations", "failedVariations",
       "cancelledVariations", "progress", "error", "downloadUrl", "thumbnailUrl", "queuePosition", "etaSeconds", "files",
     ]);
     expect(job.required).not.toContain("previousStatus");

@@ -1,5 +1,6 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../../client";
+import { DEFAULT_EFFECTS, normalizeEffects, type JobEffects } from "../../effects";
 import { ConflictError, ValidationError } from "../../errors";
 import { newId } from "../../ids";
 import type { QuotaRequest, UserLimits } from "../../limits";
@@ -22,6 +23,8 @@ export interface NewJob {
   variationsPerVideo: number;
   /** From JOB_TTL_HOURS at creation: a later config change does not move existing jobs' expiry. */
   retentionMs: number;
+  /** Validated by the caller (EffectsSchema); absent = the default look. */
+  effects?: JobEffects;
 }
 
 /** Distinct random seeds in [1, 2^31 - 1]; distinct because of the job's unique (job_id, seed) index. */
@@ -55,6 +58,7 @@ function buildRecord(input: NewJob, newSources: NewSource[], now: number): JobRe
     retentionMs: input.retentionMs,
     expiresAt: null,
     updatedAt: now,
+    effects: JSON.stringify(normalizeEffects(input.effects ?? DEFAULT_EFFECTS)),
   };
   const sourceRows: SourceRow[] = newSources.map((s, i) => ({
     ...s,

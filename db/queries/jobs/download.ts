@@ -13,6 +13,11 @@ export interface DownloadEntry {
   key: string;
   size: number;
   finishedAt: number | null;
+  seed: number;
+  /** The parameters the runner recorded for this output (JSON text), for the ZIP's manifest. */
+  params: string | null;
+  /** From the runner's probe of the source; null if it was never recorded. */
+  sourceDurationMs: number | null;
 }
 /** The completed outputs of a finished job, in source then variation order, for the ZIP download. */
 export async function getJobDownload(
@@ -34,6 +39,9 @@ export async function getJobDownload(
       key: variations.outputKey,
       size: variations.outputSize,
       finishedAt: variations.finishedAt,
+      seed: variations.seed,
+      params: variations.params,
+      sourceDurationMs: sources.durationMs,
     })
     .from(variations)
     .innerJoin(sources, eq(sources.id, variations.sourceId))

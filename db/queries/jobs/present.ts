@@ -1,3 +1,4 @@
+import { parseStoredEffects, type JobEffects } from "../../effects";
 import { jobs, sources, variations, TERMINAL_JOB_STATUSES, type JobStatus, type VariationStatus } from "../../schema";
 import type { AuthenticatedUser } from "../sessions";
 import type { QueueEstimate } from "./estimate-queue";
@@ -42,6 +43,8 @@ export interface JobView {
   cancelledBy: string | null;
   expiresAt: string | null;
   variationsPerVideo: number;
+  /** What every variation of the job applies (db/effects.ts). */
+  effects: JobEffects;
   totalVariations: number;
   completedVariations: number;
   failedVariations: number;
@@ -179,6 +182,7 @@ export function presentJob(
     cancelledBy: job.cancelledBy,
     expiresAt: iso(job.expiresAt),
     variationsPerVideo: job.variationsPerVideo,
+    effects: parseStoredEffects(job.effects),
     totalVariations: job.totalVariations,
     completedVariations: all.completed,
     failedVariations: all.failed,

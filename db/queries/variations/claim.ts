@@ -18,6 +18,11 @@ export interface ClaimedVariation {
   /** Already recorded by an earlier probe of the same source (any runner), or null. */
   sourceDurationMs: number | null;
   jobThumbnailKey: string | null;
+  /**
+   * The job's effects as stored (JobEffects JSON; read with parseStoredEffects from db/effects.ts). Part of the claim
+   * so every runner derives a variation's parameters from the same seed + effects, with no second read.
+   */
+  jobEffects: string;
 }
 
 function claimable(now: number, alias: SQL) {
@@ -92,7 +97,8 @@ export function claimStatement(db: Db, input: { runnerId: string; leaseMs: numbe
       (SELECT s.position FROM sources s WHERE s.id = source_id) AS sourcePosition,
       (SELECT s.name FROM sources s WHERE s.id = source_id) AS sourceName,
       (SELECT s.duration_ms FROM sources s WHERE s.id = source_id) AS sourceDurationMs,
-      (SELECT j.thumbnail_key FROM jobs j WHERE j.id = job_id) AS jobThumbnailKey`);
+      (SELECT j.thumbnail_key FROM jobs j WHERE j.id = job_id) AS jobThumbnailKey,
+      (SELECT j.effects FROM jobs j WHERE j.id = job_id) AS jobEffects`);
 }
 
 /** queued → processing for jobs that just got their first claim. */

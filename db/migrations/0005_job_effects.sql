@@ -1,0 +1,1 @@
+ALTER TABLE `jobs` ADD `effects` text DEFAULT '{"intensity":"subtle","families":["color","zoom"]}' NOT NULL;
