@@ -166,13 +166,14 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     expect(result).toMatchObject({ jobId: job.id, restarted: true, file: join(out, `video-refresher-${job.id}.zip`) });
     expect(await readdir(out)).toEqual([`video-refresher-${job.id}.zip`]);
     const entries = readStoredZip(await readFile(result.file));
-    expect(entries.map((e) => e.name)).toHaveLength(2);
-    expect(entries.every((e) => /_var0[12]\.mp4$/.test(e.name))).toBe(true);
+    expect(entries.map((e) => e.name)).toHaveLength(4);
+    expect(entries.slice(0, 2).every((e) => /_var0[12]\.mp4$/.test(e.name))).toBe(true);
+    expect(entries.slice(2).map((e) => e.name)).toEqual(["manifest.json", "manifest.csv"]);
 
     const unzipDir = await temps.make();
     const unzip = await cli(["download", job.id, "-o", unzipDir, "--unzip", "--json"], env);
     expect(unzip.code, unzip.stderr).toBe(0);
-    expect(unzip.json().extracted).toHaveLength(2);
+    expect(unzip.json().extracted).toHaveLength(4);
     expect((await readdir(unzipDir, { recursive: true })).filter((f) => f.endsWith(".mp4"))).toHaveLength(2);
 
     const ls = await cli(["ls", "--status", "completed", "--json"], env);

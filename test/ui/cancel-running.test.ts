@@ -121,7 +121,9 @@ describe("web UI with a real runner", () => {
       const download = await downloading;
       const zipPath = join(dir, "job.zip");
       await download.saveAs(zipPath);
-      const entries = readStoredZip(await readFile(zipPath));
+      const all = readStoredZip(await readFile(zipPath));
+      expect(all.slice(-2).map((e) => e.name)).toEqual(["manifest.json", "manifest.csv"]);
+      const entries = all.slice(0, -2);
       expect(entries.length).toBe(k);
       for (const [i, entry] of entries.entries()) {
         expect(entry.name).toMatch(/^ad-spot\/ad-spot_var0[1-4]\.mp4$/);
