@@ -112,7 +112,8 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
   it("fails a source over the runner's duration or resolution limit before any encode, with a reason naming the limit", async () => {
     const long = await stack.user.createJob([await makeClip({ seconds: 3 })], 2);
     runnerProcess({ CONCURRENCY: "1", WORK_DIR: await stack.workDir(), MAX_SOURCE_SECONDS: "2", MAX_SOURCE_DIMENSION: "200" });
-    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, long.id))?.status), 30_000);
+    // Generous: the wait covers the runner's start (tsx) on a machine the other test files keep busy.
+    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, long.id))?.status), 90_000);
     const api = await stack.user.getJob(long.id);
     expect(api.status).toBe("failed");
     expect(api.files[0].error).toBe("source is too long: 3 s; the limit is 2 s");
@@ -120,7 +121,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     expect(rows.map((r) => [r.status, r.params])).toEqual([["failed", null], ["failed", null]]);
 
     const big = await stack.user.createJob([await makeClip({ seconds: 1 })], 1);
-    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, big.id))?.status), 30_000);
+    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, big.id))?.status), 90_000);
     expect((await stack.user.getJob(big.id)).files[0].error).toBe("source resolution 320×240 is too large; the limit is 200 px on either side");
   });
 
