@@ -1,6 +1,7 @@
 import { sql, type SQL } from "drizzle-orm";
 import type { Db } from "../client";
 import type { JobStatus } from "../schema";
+import { ACTIVE_JOB_STATUS_LIST } from "./states";
 
 // The job's terminal status, decided from its variations in the same statement that writes it (so no runner or
 // edge request can act on a stale count). Order matters: every variation completed wins over a cancel request.
@@ -11,7 +12,9 @@ const FIRST_ERROR = sql`(SELECT v.error FROM variations v WHERE v.job_id = jobs.
 
 /**
  * The single compare-and-set UPDATE behind {@link finalizeJob}, as a batchable statement. `jobFilter` selects the
- * job(s) (`jobs.id = …`); the CAS only applies to active jobs with no queued or running variation left.
+ * job(s) (`jobs.id = …`); the CAS only applies to active jobs with no queued or running variation left. A paused
+ * job is active: it is finalized only once nothing of it is queued or running (its last running variations
+ * completed or failed before their runners saw the pause); while its stopped work waits in the queue, never.
  */
 export function finalizeJobStatement(db: Db, jobFilter: SQL, now: number) {
   return db.all<{ id: string; status: JobStatus }>(sql`
@@ -33,7 +36,7 @@ export function finalizeJobStatement(db: Db, jobFilter: SQL, now: number) {
       expires_at = ${now} + retention_ms,
       updated_at = ${now}
     WHERE ${jobFilter}
-      AND status IN ('queued', 'processing', 'cancelling')
+      AND status IN (${ACTIVE_JOB_STATUS_LIST})
       AND NOT EXISTS (SELECT 1 FROM variations v WHERE v.job_id = jobs.id AND v.status IN ('queued', 'running'))
     RETURNING id, status`);
 }

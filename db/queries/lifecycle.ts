@@ -63,14 +63,14 @@ export async function cancelQueuedVariationsOfCancellingJobs(db: Db, now: number
   return done.length;
 }
 
-/** Active jobs (processing or cancelling) with no queued or running variation left: they need finalizeJob. */
+/** Active jobs (processing, paused or cancelling) with no queued or running variation left: they need finalizeJob. */
 export async function listIdleActiveJobIds(db: Db, limit: number): Promise<string[]> {
   const rows = await db
     .select({ id: jobs.id })
     .from(jobs)
     .where(
       and(
-        inArray(jobs.status, ["processing", "cancelling"]),
+        inArray(jobs.status, ["processing", "paused", "cancelling"]),
         notExists(
           db
             .select({ one: sql`1` })

@@ -10,17 +10,37 @@ export const MAX_ATTEMPTS = 3;
 
 export type StopStage = "q" | "sigterm" | "sigkill";
 
-/** Job statuses in which variations can still be queued or running (and the job can still be finalized). */
-export const ACTIVE_JOB_STATUSES = ["queued", "processing", "cancelling"] as const;
+/**
+ * Job statuses in which variations can still be queued or running (and the job can still be finalized). A paused
+ * job is active: its queued variations wait for a resume and count against its owner's limits.
+ */
+export const ACTIVE_JOB_STATUSES = ["queued", "processing", "paused", "cancelling"] as const;
 /** {@link ACTIVE_JOB_STATUSES} as an SQL list, for `status IN (…)`. */
 export const ACTIVE_JOB_STATUS_LIST = sql.raw(ACTIVE_JOB_STATUSES.map((s) => `'${s}'`).join(", "));
 
 /** Job `j` accepts new claims: nobody asked to cancel it and it is not finished. */
 export const JOB_ACCEPTS_WORK = sql`(j.cancel_requested_at IS NULL AND j.status IN ('queued', 'processing'))`;
-/** The negation of {@link JOB_ACCEPTS_WORK}: running work of such a job is stopped, released work is cancelled. */
+/**
+ * The negation of {@link JOB_ACCEPTS_WORK}: running work of such a job is stopped (the runners' watch); what the
+ * stop settles to is decided by {@link JOB_CANCELS_WORK}.
+ */
 export const JOB_REFUSES_WORK = sql`(j.cancel_requested_at IS NOT NULL OR j.status NOT IN ('queued', 'processing'))`;
-/** For an UPDATE on `variations`: the row's job refuses work. */
-export const ROW_JOB_REFUSES_WORK = sql`(job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_REFUSES_WORK}))`;
+/**
+ * Job `j` refuses work for good: a cancel was requested, or it is finished. A paused job refuses work too (its
+ * runners stop), but only for now: what its runners stop or hand back goes back to the queue, never to cancelled.
+ */
+export const JOB_CANCELS_WORK = sql`(j.cancel_requested_at IS NOT NULL OR j.status NOT IN ('queued', 'processing', 'paused'))`;
+/**
+ * For an UPDATE on `variations`: the row's job cancels work. Every settle of a stopped or handed-back variation
+ * decides between cancelled (this) and queued with the attempt refunded (paused, or resumed meanwhile).
+ */
+export const ROW_JOB_CANCELS_WORK = sql`(job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_CANCELS_WORK}))`;
+
+/**
+ * For an UPDATE on `jobs`: the status a reopened job (resume, retry failed, more variations) goes back to — queued
+ * if no variation of it was ever claimed (so the claim moves it to processing as usual), else processing.
+ */
+export const REOPENED_JOB_STATUS = sql`CASE WHEN started_at IS NULL THEN 'queued' ELSE 'processing' END`;
 
 /**
  * Ownership of a running variation: the id, the runner AND the attempt. The attempt is what makes a late finisher

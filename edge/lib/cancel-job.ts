@@ -1,6 +1,7 @@
 import type { Db } from "../../db/client";
 import { ConflictError, NotFoundError } from "../../db/errors";
-import { getJob, isTerminal, requestCancel, type JobView, type Viewer } from "../../db/queries/jobs";
+import { isTerminal, requestCancel, type JobView, type Viewer } from "../../db/queries/jobs";
+import { waitForJob } from "./wait-job";
 
 export interface CancelResult {
   job: JobView;
@@ -10,8 +11,7 @@ export interface CancelResult {
 
 /**
  * Cancels one job and waits up to `waitMs` for it to reach a terminal state, polling the database (runners
- * report through it). Completed/failed jobs are a ConflictError carrying the job. The wait is HTTP behaviour (how
- * long a request may hold on before answering 202), which is why it lives here and not in db/.
+ * report through it; see waitForJob). Completed/failed jobs are a ConflictError carrying the job.
  */
 export async function cancelJob(
   db: Db,
@@ -24,11 +24,7 @@ export async function cancelJob(
   if (outcome.kind === "not_cancellable") {
     throw new ConflictError("not_cancellable", `A ${previousStatus} job cannot be cancelled`, { job: outcome.job });
   }
-  let job = outcome.job;
-  const deadline = Date.now() + opts.waitMs;
-  while (!isTerminal(job.status) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, Math.min(opts.pollMs ?? 200, Math.max(0, deadline - Date.now()))));
-    job = await getJob(db, { jobId: input.jobId, viewer: input.viewer }, Date.now());
-  }
+  const done = (job: JobView) => isTerminal(job.status);
+  const job = await waitForJob(db, { jobId: input.jobId, viewer: input.viewer }, outcome.job, done, opts);
   return { job: { ...job, previousStatus }, settled: isTerminal(job.status) };
 }

@@ -187,6 +187,10 @@ export const BulkCancelBody = z
   ])
   .register(requestRegistry, { id: "BulkCancelBody" });
 
+export const MoreVariationsBody = z
+  .object({ variations: VariationsCount.describe(`New variations per video (1–${MAX_VARIATIONS_PER_VIDEO})`) })
+  .register(requestRegistry, { id: "MoreVariationsBody" });
+
 export const OutputParams = z.object({ id: Id, outputId: Id });
 
 export const Variation = z
@@ -216,7 +220,7 @@ export const Job = z
   .object({
     id: z.string(),
     status: JobStatus,
-    previousStatus: JobStatus.optional().describe("On cancel replies: the status before this request"),
+    previousStatus: JobStatus.optional().describe("On cancel and pause replies: the status before this request"),
     createdAt: Time,
     startedAt: Time.nullable(),
     completedAt: Time.nullable(),
@@ -268,7 +272,7 @@ export const BulkCancelResults = z
 export const ErrorBody = z
   .object({
     error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
-    job: Job.optional().describe("On 409 not_cancellable"),
+    job: Job.optional().describe("On 409 not_cancellable, not_pausable, job_active, not_retryable, nothing_to_retry, not_resumable, nothing_to_resume"),
   })
   .register(responseRegistry, { id: "Error" });
 

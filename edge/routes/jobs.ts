@@ -15,6 +15,8 @@ import {
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
 import { cancelJob } from "../lib/cancel-job";
+import { pauseAndWait } from "../lib/pause-job";
+import { moreVariations, resume, retryFailed } from "../lib/reopen-job";
 import { createJobFromForm } from "../lib/ingest";
 import { serveObject } from "../lib/range";
 import {
@@ -22,13 +24,14 @@ import {
   CancelBody,
   CreateJobJson,
   ListJobsQuery,
+  MoreVariationsBody,
   parseWith,
 } from "../lib/schemas";
 import { purgeJob } from "../lib/storage";
 import { validate } from "../lib/validate";
 import { nameEntries, zipResponse } from "../lib/zip";
 
-/** How long POST /api/jobs/:id/cancel waits for runners to stop before answering 202. */
+/** How long POST /api/jobs/:id/cancel (and /pause) waits for runners to stop before answering 202. */
 export const CANCEL_WAIT_MS = 5_000;
 
 /** How much of a refused upload's remaining body is read and dropped before answering (see `lingering`). */
@@ -138,6 +141,27 @@ export const jobs = new Hono<AppEnv>()
       { now: Date.now(), waitMs: CANCEL_WAIT_MS },
     );
     return c.json(result.job, result.settled ? 200 : 202);
+  })
+  .post("/:id/pause", async (c) => {
+    const result = await pauseAndWait(
+      c.get("db"),
+      { jobId: c.req.param("id"), viewer: c.get("user") },
+      { now: Date.now(), waitMs: CANCEL_WAIT_MS },
+    );
+    return c.json(result.job, result.settled ? 200 : 202);
+  })
+  .post("/:id/resume", async (c) => {
+    const input = { jobId: c.req.param("id"), viewer: c.get("user"), limits: userLimitsFrom(c.get("config")) };
+    return c.json(await resume({ db: c.get("db"), bucket: c.env.BUCKET }, input, Date.now()));
+  })
+  .post("/:id/retry", async (c) => {
+    const input = { jobId: c.req.param("id"), viewer: c.get("user"), limits: userLimitsFrom(c.get("config")) };
+    return c.json(await retryFailed({ db: c.get("db"), bucket: c.env.BUCKET }, input, Date.now()));
+  })
+  .post("/:id/more", validate("json", MoreVariationsBody), async (c) => {
+    const { variations } = c.req.valid("json");
+    const input = { jobId: c.req.param("id"), viewer: c.get("user"), limits: userLimitsFrom(c.get("config")), perSource: variations };
+    return c.json(await moreVariations({ db: c.get("db"), bucket: c.env.BUCKET }, input, Date.now()));
   })
   .get("/:id/download", async (c) => {
     const { job, entries } = await getJobDownload(

@@ -4,7 +4,9 @@ import { readFileSync } from "node:fs";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
-import { requestCancel } from "../../db/queries/jobs";
+import { USER_LIMIT_DEFAULTS, userLimitsFrom } from "../../db/limits";
+import { addVariations, pauseJob, requestCancel, resumeJob, retryJob } from "../../db/queries/jobs";
+import { failStaleQueuedJobs } from "../../db/queries/lifecycle";
 import {
   cancelVariation,
   claimVariation,
@@ -81,6 +83,9 @@ const own = (v: string, attempt = 1) => ({ variationId: v, runnerId: R, attempt 
 const viewer = (job: SeededJob) => ({ id: job.userId, email: `${job.userId}@test.local`, role: "user" as const });
 const cancelRequested = (db: Db, jobId: string) =>
   db.run(sql`UPDATE jobs SET cancel_requested_at = ${NOW}, status = 'cancelling' WHERE id = ${jobId}`);
+const limits = userLimitsFrom(USER_LIMIT_DEFAULTS);
+const reopen = (j: SeededJob) => ({ jobId: j.jobId, viewer: viewer(j), limits });
+const pause = (db: Db, j: SeededJob, now = NOW + 1) => pauseJob(db, { jobId: j.jobId, viewer: viewer(j) }, now);
 const atCap = (db: Db, v: string) => db.run(sql`UPDATE variations SET attempts = ${MAX_ATTEMPTS} WHERE id = ${v}`);
 const finish = (db: Db, v: string, jobId: string, attempt = 1) =>
   finishVariation(db, { ...own(v, attempt), outputKey: `outputs/${jobId}/${v}.a${attempt}.mp4`, outputSize: 1, now: NOW + 5 });
@@ -139,6 +144,34 @@ const variationScenarios: Record<string, Scenario> = {
     await cancelRequested(db, j.jobId);
     const before = await vStatus(db, j.v);
     await cancelVariation(db, { ...own(j.v), stopStage: "q", now: NOW + 1 });
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → queued: cancelVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await pause(db, j);
+    const before = await vStatus(db, j.v);
+    await cancelVariation(db, { ...own(j.v), stopStage: "q", now: NOW + 2 });
+    expect((await variation(db, j.v)).attempts).toBe(0);
+    expect(await jStatus(db, j.jobId)).toBe("paused");
+    return [before, await vStatus(db, j.v)];
+  },
+  "failed → queued: retryJob": async (db) => {
+    const j = await seed(db, 2);
+    await claim(db);
+    const second = await claim(db);
+    await failVariation(db, { ...own(second.id), error: "bad", now: NOW + 1 });
+    await finish(db, j.v, j.jobId);
+    const before = await vStatus(db, second.id);
+    await retryJob(db, reopen(j), NOW + 10);
+    expect((await variation(db, second.id)).attempts).toBe(0);
+    return [before, await vStatus(db, second.id)];
+  },
+  "cancelled → queued: resumeJob": async (db) => {
+    const j = await seed(db);
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW);
+    const before = await vStatus(db, j.v);
+    await resumeJob(db, reopen(j), NOW + 1);
     return [before, await vStatus(db, j.v)];
   },
   "running → queued: releaseVariation": async (db) => {
@@ -272,6 +305,131 @@ const jobScenarios: Record<string, Scenario> = {
     await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW + 1);
     const before = await jStatus(db, j.jobId);
     await finish(db, j.v, j.jobId);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "queued → paused: pauseJob": async (db) => {
+    const j = await seed(db);
+    const before = await jStatus(db, j.jobId);
+    await pause(db, j);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → paused: pauseJob": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await jStatus(db, j.jobId);
+    await pause(db, j);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → queued: resumeJob": async (db) => {
+    const j = await seed(db);
+    await pause(db, j);
+    const before = await jStatus(db, j.jobId);
+    await resumeJob(db, reopen(j), NOW + 2);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → processing: resumeJob": async (db) => {
+    const j = await seed(db, 2);
+    await claim(db);
+    await pause(db, j);
+    await cancelVariation(db, { ...own(j.v), stopStage: "q", now: NOW + 2 });
+    const before = await jStatus(db, j.jobId);
+    await resumeJob(db, reopen(j), NOW + 3);
+    expect(await vStatus(db, j.v)).toBe("queued");
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → cancelling: requestCancel": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await pause(db, j);
+    const before = await jStatus(db, j.jobId);
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW + 2);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → cancelled: requestCancel": async (db) => {
+    const j = await seed(db, 2);
+    await pause(db, j);
+    const before = await jStatus(db, j.jobId);
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW + 2);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → completed: finishVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await pause(db, j);
+    const before = await jStatus(db, j.jobId);
+    await finish(db, j.v, j.jobId);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → failed: failVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await pause(db, j);
+    const before = await jStatus(db, j.jobId);
+    await failVariation(db, { ...own(j.v), error: "bad", now: NOW + 2 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelled → processing: resumeJob": async (db) => {
+    const j = await seed(db, 2);
+    await claim(db);
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW + 1);
+    await cancelVariation(db, { ...own(j.v), stopStage: "q", now: NOW + 2 });
+    const before = await jStatus(db, j.jobId);
+    await resumeJob(db, reopen(j), NOW + 3);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelled → queued: resumeJob": async (db) => {
+    const j = await seed(db);
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW);
+    const before = await jStatus(db, j.jobId);
+    await resumeJob(db, reopen(j), NOW + 1);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "completed → processing: retryJob": async (db) => {
+    const j = await seed(db, 2);
+    await claim(db);
+    const second = await claim(db);
+    await failVariation(db, { ...own(second.id), error: "bad", now: NOW + 1 });
+    await finish(db, j.v, j.jobId);
+    const before = await jStatus(db, j.jobId);
+    await retryJob(db, reopen(j), NOW + 10);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "failed → processing: retryJob": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await failVariation(db, { ...own(j.v), error: "bad", now: NOW + 1 });
+    const before = await jStatus(db, j.jobId);
+    await retryJob(db, reopen(j), NOW + 10);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "failed → queued: retryJob": async (db) => {
+    const j = await seed(db);
+    await failStaleQueuedJobs(db, NOW, NOW + 1);
+    const before = await jStatus(db, j.jobId);
+    await retryJob(db, reopen(j), NOW + 10);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "completed → processing: addVariations": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await finish(db, j.v, j.jobId);
+    const before = await jStatus(db, j.jobId);
+    await addVariations(db, { ...reopen(j), perSource: 2 }, NOW + 10);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "failed → processing: addVariations": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await failVariation(db, { ...own(j.v), error: "bad", now: NOW + 1 });
+    const before = await jStatus(db, j.jobId);
+    await addVariations(db, { ...reopen(j), perSource: 1 }, NOW + 10);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelled → queued: addVariations": async (db) => {
+    const j = await seed(db);
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW);
+    const before = await jStatus(db, j.jobId);
+    await addVariations(db, { ...reopen(j), perSource: 1 }, NOW + 1);
     return [before, await jStatus(db, j.jobId)];
   },
 };

@@ -13,8 +13,8 @@ export type CancelOutcome =
 
 /**
  * The cancel compare-and-set, one atomic batch: queued → cancelled (finished now, every variation cancelled);
- * processing → cancelling with the request recorded and queued variations cancelled, running ones left to their
- * runners (which stop FFmpeg and call finalizeJob). Cancelled/cancelling jobs are left as they are (idempotent).
+ * processing or paused → cancelling with the request recorded and queued variations cancelled, running ones left to
+ * their runners (which stop FFmpeg and call finalizeJob). Cancelled/cancelling jobs are left as they are (idempotent).
  * When cancelling leaves no running variation, nobody else would finalize the job, so it is finalized here.
  * Records the request and returns; waiting for runners to stop is the caller's business (edge/lib/cancel-job.ts).
  */
@@ -39,7 +39,7 @@ export async function requestCancel(
         expiresAt: sql`case when ${wasQueued} then ${now} + ${jobs.retentionMs} else null end`,
         updatedAt: now,
       })
-      .where(and(mine, inArray(jobs.status, ["queued", "processing"]))),
+      .where(and(mine, inArray(jobs.status, ["queued", "processing", "paused"]))),
     // Also sweeps variations put back to the queue by lease recovery after an earlier cancel request:
     // no runner would ever claim them, so they would keep the job cancelling forever.
     db

@@ -1,6 +1,7 @@
 /**
  * Job queries, one operation per file: create (form, ingest, uploads), view (detail, output, thumbnail), list,
- * cancel (the request only; the edge decides how long to wait), download, delete. `present` turns rows into the
+ * cancel and pause (the request only; the edge decides how long to wait), resume, retry failed, add variations
+ * (the three reopen a job: reopen.ts), download, delete. `present` turns rows into the
  * public Job, `load` holds the ownership-checked row reads they share.
  */
 export * from "./present";
@@ -10,5 +11,10 @@ export * from "./view";
 export * from "./estimate-queue";
 export * from "./list";
 export * from "./cancel";
+export * from "./pause-job";
+export * from "./resume-job";
+export * from "./retry-job";
+export * from "./add-variations";
+export * from "./source-keys";
 export * from "./download";
 export * from "./delete";

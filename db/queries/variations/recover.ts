@@ -6,8 +6,8 @@ import { runnerRoundTrip } from "./round-trip";
 
 /**
  * For the edge cron: running variations whose lease expired and that no runner took over. Attempt cap reached →
- * failed "runner lost 3 times"; job asked to cancel → cancelled; otherwise back to queued (the attempt stays
- * counted). Like every query that moves variations, it finalizes the jobs it touched (a failed or cancelled
+ * failed "runner lost 3 times"; job asked to cancel (or finished) → cancelled; otherwise — a paused job's too —
+ * back to queued (the attempt stays counted). Like every query that moves variations, it finalizes the jobs it touched (a failed or cancelled
  * variation may have been the last active one). Returns the affected jobs and those it finalized.
  */
 export async function recoverExpiredLeases(db: Db, now: number): Promise<{ jobIds: string[]; finalized: string[] }> {

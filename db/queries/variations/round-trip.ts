@@ -3,7 +3,7 @@ import type { BatchItem } from "drizzle-orm/batch";
 import type { Db } from "../../client";
 import { finalizeJobStatement } from "../finalize";
 import { runnerBeatStatement, type RunnerBeat } from "../runners";
-import { JOB_REFUSES_WORK, ROW_JOB_REFUSES_WORK } from "../states";
+import { JOB_REFUSES_WORK, ROW_JOB_CANCELS_WORK } from "../states";
 import { batchOf } from "./batch";
 import { claimStatement, jobsToProcessingStatement, reapStatement, type ClaimedVariation } from "./claim";
 
@@ -74,11 +74,11 @@ export async function runnerRoundTrip(db: Db, input: RoundTripInput): Promise<Ro
     items.push(
       db.all<{ id: string; jobId: string; status: string }>(sql`
         UPDATE variations SET
-          status = CASE WHEN ${ROW_JOB_REFUSES_WORK} THEN 'cancelled' ELSE 'queued' END,
-          attempts = CASE WHEN ${ROW_JOB_REFUSES_WORK} THEN attempts ELSE max(attempts - 1, 0) END,
-          finished_at = CASE WHEN ${ROW_JOB_REFUSES_WORK} THEN ${now} ELSE NULL END,
-          runner_id = CASE WHEN ${ROW_JOB_REFUSES_WORK} THEN runner_id ELSE NULL END,
-          started_at = CASE WHEN ${ROW_JOB_REFUSES_WORK} THEN started_at ELSE NULL END,
+          status = CASE WHEN ${ROW_JOB_CANCELS_WORK} THEN 'cancelled' ELSE 'queued' END,
+          attempts = CASE WHEN ${ROW_JOB_CANCELS_WORK} THEN attempts ELSE max(attempts - 1, 0) END,
+          finished_at = CASE WHEN ${ROW_JOB_CANCELS_WORK} THEN ${now} ELSE NULL END,
+          runner_id = CASE WHEN ${ROW_JOB_CANCELS_WORK} THEN runner_id ELSE NULL END,
+          started_at = CASE WHEN ${ROW_JOB_CANCELS_WORK} THEN started_at ELSE NULL END,
           lease_expires_at = NULL, progress = 0
         WHERE ${notInHand} AND params IS NULL
         RETURNING id, job_id AS jobId, status`),

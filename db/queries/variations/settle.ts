@@ -2,7 +2,7 @@ import { sql, type SQL } from "drizzle-orm";
 import type { Db } from "../../client";
 import type { VariationStatus } from "../../schema";
 import { finalizeJobStatement } from "../finalize";
-import { MAX_ATTEMPTS, owned, ROW_JOB_REFUSES_WORK, type Ownership, type StopStage } from "../states";
+import { MAX_ATTEMPTS, owned, ROW_JOB_CANCELS_WORK, type Ownership, type StopStage } from "../states";
 
 /**
  * Every runner-side arrow out of `running` goes through here. Each is one compare-and-set with ownership
@@ -67,63 +67,67 @@ export async function failVariation(db: Db, input: Ownership & { error: string; 
   return r.ok;
 }
 
-/** running → cancelled after the stop sequence, with the last stage that was needed. */
-export async function cancelVariation(
-  db: Db,
-  input: Ownership & { stopStage: StopStage | null; now: number },
-): Promise<boolean> {
-  const { stopStage, now } = input;
-  const r = await settle(
-    db,
-    input,
-    sql`status = 'cancelled', finished_at = ${now}, lease_expires_at = NULL, stop_stage = ${stopStage}`,
-    now,
-    (row) => row.status === "cancelled" && row.attempts === input.attempt,
-  );
-  return r.ok;
-}
-
 /**
- * running → queued without counting the attempt (shutdown, edge unavailable: nothing is wrong with the variation).
- * If its job was asked to cancel meanwhile, → cancelled instead: a queued variation of a cancelling job would
- * never be claimed and the job would never finish. The runner id stays on the row, so a retried call can tell its
- * own hand-back from another runner's claim.
+ * The end of a stop (cancel or pause seen by the runner, shutdown, edge unavailable), one compare-and-set that
+ * decides from the job, in SQL, what the stop meant: the job cancels work (cancel requested, or finished) →
+ * cancelled with `stopStage`; otherwise (paused, or resumed before the runner got here, or a plain hand-back) →
+ * queued with the attempt refunded, so a pause costs nothing and the variation is claimed again after a resume.
+ * The runner id stays on the row, so a retried call can tell its own settle from another runner's claim.
  */
-export async function releaseVariation(
-  db: Db,
-  input: Ownership & { now: number; stopStage?: StopStage | null },
-): Promise<boolean> {
+function stopSettle(db: Db, input: Ownership & { now: number; stopStage?: StopStage | null }) {
   const { now } = input;
-  const refuses = ROW_JOB_REFUSES_WORK;
-  const r = await settle(
+  const cancels = ROW_JOB_CANCELS_WORK;
+  return settle(
     db,
     input,
-    sql`status = CASE WHEN ${refuses} THEN 'cancelled' ELSE 'queued' END,
-        attempts = CASE WHEN ${refuses} THEN attempts ELSE max(attempts - 1, 0) END,
-        finished_at = CASE WHEN ${refuses} THEN ${now} ELSE NULL END,
-        stop_stage = CASE WHEN ${refuses} THEN ${input.stopStage ?? null} ELSE NULL END,
-        started_at = CASE WHEN ${refuses} THEN started_at ELSE NULL END,
+    sql`status = CASE WHEN ${cancels} THEN 'cancelled' ELSE 'queued' END,
+        attempts = CASE WHEN ${cancels} THEN attempts ELSE max(attempts - 1, 0) END,
+        finished_at = CASE WHEN ${cancels} THEN ${now} ELSE NULL END,
+        stop_stage = CASE WHEN ${cancels} THEN ${input.stopStage ?? null} ELSE NULL END,
+        started_at = CASE WHEN ${cancels} THEN started_at ELSE NULL END,
         lease_expires_at = NULL,
-        progress = CASE WHEN ${refuses} THEN progress ELSE 0 END`,
+        progress = CASE WHEN ${cancels} THEN progress ELSE 0 END`,
     now,
     (row) =>
       (row.status === "cancelled" && row.attempts === input.attempt) ||
       (row.status === "queued" && row.attempts === input.attempt - 1),
   );
-  return r.ok;
+}
+
+/**
+ * running → cancelled after the stop sequence the runner ran because the job refused work, with the last stage
+ * that was needed; → queued (attempt refunded) instead when the job was paused, not cancelled (see stopSettle).
+ */
+export async function cancelVariation(
+  db: Db,
+  input: Ownership & { stopStage: StopStage | null; now: number },
+): Promise<boolean> {
+  return (await stopSettle(db, input)).ok;
+}
+
+/**
+ * running → queued without counting the attempt (shutdown, edge unavailable: nothing is wrong with the variation).
+ * If its job was asked to cancel meanwhile, → cancelled instead: a queued variation of a cancelling job would
+ * never be claimed and the job would never finish. A paused job's variation goes back to the queue.
+ */
+export async function releaseVariation(
+  db: Db,
+  input: Ownership & { now: number; stopStage?: StopStage | null },
+): Promise<boolean> {
+  return (await stopSettle(db, input)).ok;
 }
 
 /**
  * A failure worth another attempt (transient network error, a runner-local problem, a stalled encode): back to the
  * queue with the attempt counted, or failed with `error` once the attempt cap is reached (cancelled if the job
- * refuses work). Returns the new status, or null when this attempt does not own the variation.
+ * cancels work; a paused job's variation is requeued or failed like any other). Returns the new status, or null when this attempt does not own the variation.
  */
 export async function requeueVariation(
   db: Db,
   input: Ownership & { error: string; now: number },
 ): Promise<"queued" | "failed" | "cancelled" | null> {
   const { error, now } = input;
-  const refuses = ROW_JOB_REFUSES_WORK;
+  const refuses = ROW_JOB_CANCELS_WORK;
   const atCap = sql`attempts >= ${MAX_ATTEMPTS}`;
   const r = await settle(
     db,

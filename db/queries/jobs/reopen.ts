@@ -1,0 +1,99 @@
+import { and, eq, inArray, sql, type SQL } from "drizzle-orm";
+import type { Db } from "../../client";
+import { ConflictError, type AppError } from "../../errors";
+import type { QuotaRequest, UserLimits } from "../../limits";
+import { jobs, type JobStatus } from "../../schema";
+import { explainRefusal } from "../quotas/explain-refusal";
+import { fitsQuota } from "../quotas/usage";
+import { REOPENED_JOB_STATUS } from "../states";
+import { assertNotExpired, loadRecord, ownedBy } from "./load";
+import { presentRecord, type JobRecord, type Viewer } from "./present";
+
+/**
+ * What retry, resume (of a cancelled job) and more variations share: they put work back into a finished job. The
+ * shape of each is one batch of two compare-and-sets — first the variations, guarded by the job still being in the
+ * finished status the caller saw, not expired, and the owner's limits (the same fitsQuota fragments the job
+ * admission uses, so reopening cannot bypass USER_ACTIVE_JOBS / USER_QUEUED_VARIATIONS); then the job, guarded by
+ * the same status AND by having queued work. A finished job never holds queued work, so "finished with queued
+ * work" means the first statement applied in this very batch: the two cannot come apart.
+ */
+
+/** The columns of a variation handed out afresh: attempts reset, the previous attempt's traces cleared. */
+export const FRESH_VARIATION = {
+  status: "queued",
+  progress: 0,
+  attempts: 0,
+  runnerId: null,
+  leaseExpiresAt: null,
+  stopStage: null,
+  startedAt: null,
+  finishedAt: null,
+  params: null,
+  error: null,
+  outputKey: null,
+  outputSize: null,
+} as const;
+
+/** The job is still `statuses`, not expired, and its owner can take `request` on top of what they hold. */
+export function reopenGuard(jobId: string, ownerId: string, statuses: readonly JobStatus[], limits: UserLimits, request: QuotaRequest, now: number): SQL {
+  return sql`exists (select 1 from ${jobs} where ${jobs.id} = ${jobId} and ${inArray(jobs.status, [...statuses])}
+    and (${jobs.expiresAt} is null or ${jobs.expiresAt} > ${now}) and ${fitsQuota(ownerId, limits, request)})`;
+}
+
+/** The job CAS of a reopen: status → queued/processing, finish and cancel traces cleared, expiry restarts later. */
+export function reopenJobStatement(db: Db, jobId: string, viewer: Viewer, where: SQL, now: number, extra: Record<string, unknown> = {}) {
+  return db
+    .update(jobs)
+    .set({
+      status: sql`${REOPENED_JOB_STATUS}`,
+      error: null,
+      completedAt: null,
+      expiresAt: null,
+      cancelRequestedAt: null,
+      cancelledAt: null,
+      cancelledBy: null,
+      cancelReason: null,
+      updatedAt: now,
+      ...extra,
+    })
+    .where(and(eq(jobs.id, jobId), ownedBy(viewer), where))
+    .returning({ id: jobs.id });
+}
+
+/** SQL: the job (outer `jobs` row) has queued work. */
+export const HAS_QUEUED_WORK = sql`exists (select 1 from variations qw where qw.job_id = jobs.id and qw.status = 'queued')`;
+
+/**
+ * Throws what a reopen of `record` must answer before anything is tried: 409 `job_active` while the job is active
+ * (its body carries the job), 409 `code` when its status is not one of `allowed`, 410 `expired` after expiry.
+ */
+export function assertReopenable(record: JobRecord, allowed: readonly JobStatus[], code: string, verb: string, now: number): void {
+  const { job } = record;
+  if (!allowed.includes(job.status)) {
+    const active = !["completed", "failed", "cancelled"].includes(job.status);
+    throw new ConflictError(
+      active ? "job_active" : code,
+      active ? `A ${job.status} job cannot ${verb}; wait until it is finished` : `A ${job.status} job cannot ${verb}`,
+      { job: presentRecord(record, now) },
+    );
+  }
+  assertNotExpired(job, now);
+}
+
+/**
+ * The error for a reopen whose compare-and-set did not apply, read after it: the job changed meanwhile (404, 409,
+ * 410 as {@link assertReopenable}), or else the owner's limits refused it.
+ */
+export async function reopenRefusal(
+  db: Db,
+  input: { jobId: string; viewer: Viewer; allowed: readonly JobStatus[]; code: string; verb: string; limits: UserLimits; request: QuotaRequest },
+  now: number,
+): Promise<AppError> {
+  const record = await loadRecord(db, input.jobId, input.viewer);
+  try {
+    assertReopenable(record, input.allowed, input.code, input.verb, now);
+  } catch (err) {
+    return err as AppError;
+  }
+  return explainRefusal(db, record.job.userId, input.limits, input.request);
+}

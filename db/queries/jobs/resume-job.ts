@@ -1,0 +1,59 @@
+import { and, eq, or } from "drizzle-orm";
+import type { Db } from "../../client";
+import { ConflictError } from "../../errors";
+import type { QuotaRequest, UserLimits } from "../../limits";
+import { jobs, variations } from "../../schema";
+import { loadRecord } from "./load";
+import { presentRecord, type JobView, type Viewer } from "./present";
+import { assertReopenable, FRESH_VARIATION, HAS_QUEUED_WORK, reopenGuard, reopenJobStatement, reopenRefusal } from "./reopen";
+
+/**
+ * Resume, one batch:
+ * - paused → queued/processing: its queued variations become claimable again (nothing else moves; a variation
+ *   whose runner is still stopping settles as queued, since the job no longer cancels work).
+ * - cancelled → queued/processing: its cancelled variations are queued again (attempts reset), the cancel fields
+ *   and the expiry are cleared, and the job continues; its failed variations stay failed (retry them once it has
+ *   finished). The owner's limits apply as for a new job (a paused job already counts against them).
+ * 409 `not_resumable` for other states (`job_active` while active), `nothing_to_resume` for a cancelled job with
+ * nothing cancelled in it; 410 after expiry.
+ */
+export async function resumeJob(
+  db: Db,
+  input: { jobId: string; viewer: Viewer; limits: UserLimits },
+  now: number,
+): Promise<JobView> {
+  const record = await loadRecord(db, input.jobId, input.viewer);
+  if (record.job.status !== "paused") {
+    assertReopenable(record, ["cancelled"], "not_resumable", "be resumed", now);
+  }
+  const cancelled = record.variations.filter((v) => v.status === "cancelled").length;
+  if (record.job.status === "cancelled" && cancelled === 0) {
+    throw new ConflictError("nothing_to_resume", "Nothing of this job was cancelled", { job: presentRecord(record, now) });
+  }
+  const request: QuotaRequest = { activeJobs: 1, queuedVariations: cancelled };
+  const [, reopened] = await db.batch([
+    db
+      .update(variations)
+      .set(FRESH_VARIATION)
+      .where(
+        and(
+          eq(variations.jobId, input.jobId),
+          eq(variations.status, "cancelled"),
+          reopenGuard(input.jobId, record.job.userId, ["cancelled"], input.limits, request, now),
+        ),
+      ),
+    reopenJobStatement(
+      db,
+      input.jobId,
+      input.viewer,
+      or(eq(jobs.status, "paused"), and(eq(jobs.status, "cancelled"), HAS_QUEUED_WORK))!,
+      now,
+    ),
+  ]);
+  if (reopened.length === 0) {
+    // Judged against the status this request started from: a paused job cancelled meanwhile is a conflict.
+    const allowed = [record.job.status];
+    throw await reopenRefusal(db, { ...input, allowed, code: "not_resumable", verb: "be resumed", request }, now);
+  }
+  return presentRecord(await loadRecord(db, input.jobId, input.viewer), now);
+}
