@@ -37,12 +37,6 @@ export const Schema = z
     MAX_SOURCE_DIMENSION: z.coerce.number().int().min(16).default(SOURCE_LIMIT_DEFAULTS.maxDimension),
     METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
     LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
-    /** Optional effect families on top of zoom/crop offset and eq jitter: mirror, speed, noise. */
-    EFFECT_EXTRAS: z
-      .string()
-      .default("")
-      .transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean))
-      .pipe(z.array(z.enum(["mirror", "speed", "noise"], { error: "EFFECT_EXTRAS items must be mirror, speed or noise" }))),
   })
   .refine((c) => c.LEASE_MS >= 3 * c.WATCH_MS, {
     message: "LEASE_MS must be at least 3 × WATCH_MS, or leases expire between heartbeats",

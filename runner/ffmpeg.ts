@@ -130,6 +130,18 @@ export async function makeThumbnail(
 
 const even = (n: number) => Math.max(2, 2 * Math.floor(n / 2));
 
+/**
+ * The largest centred window of the frame's aspect ratio that a rotation by `degrees` leaves free of the filled
+ * corners: the window's corners, turned back, must stay inside the source frame.
+ */
+export function rotationWindow(width: number, height: number, degrees: number): { w: number; h: number } {
+  const t = (Math.abs(degrees) * Math.PI) / 180;
+  const [c, s] = [Math.cos(t), Math.sin(t)];
+  const f = Math.min(width / (width * c + height * s), height / (width * s + height * c));
+  // 2 px less per axis: the rotate filter's interpolation blends the fill colour into the pixels along the edge.
+  return { w: Math.min(width, even(width * f - 2)), h: Math.min(height, even(height * f - 2)) };
+}
+
 export interface EncodePlan {
   args: string[];
   /** Duration the output must have (source duration adjusted for the speed change). */
@@ -138,7 +150,11 @@ export interface EncodePlan {
   geometry: { width: number; height: number; cropW: number; cropH: number; cropX: number; cropY: number };
 }
 
-/** The video filter chain and the full FFmpeg argument list for one variation (pure). */
+/**
+ * The filter chains and the full FFmpeg argument list for one variation (pure). Only effects with a non-neutral
+ * value add a filter: a job without rotate never pays for FFmpeg's (expensive) rotate filter, one without color no
+ * eq, and so on.
+ */
 export function buildEncodeArgs(input: {
   source: string;
   output: string;
@@ -149,27 +165,38 @@ export function buildEncodeArgs(input: {
   const { params: p, media } = input;
   const width = even(media.width);
   const height = even(media.height);
+  // Rotation first shrinks the usable window (centred); the zoom then crops inside that window.
+  const win = p.rotate ? rotationWindow(width, height, p.rotate) : { w: width, h: height };
   // At least 2 px of margin per axis, so even tiny test clips really get a zoom.
-  const cropW = Math.min(width - 2, even(width * (1 - p.zoom)));
-  const cropH = Math.min(height - 2, even(height * (1 - p.zoom)));
-  const cropX = Math.round((width - cropW) * p.offsetX);
-  const cropY = Math.round((height - cropH) * p.offsetY);
+  const cropW = p.zoom > 0 ? Math.min(win.w - 2, even(win.w * (1 - p.zoom))) : win.w;
+  const cropH = p.zoom > 0 ? Math.min(win.h - 2, even(win.h * (1 - p.zoom))) : win.h;
+  const cropX = Math.round((width - win.w) / 2 + (win.w - cropW) * p.offsetX);
+  const cropY = Math.round((height - win.h) / 2 + (win.h - cropH) * p.offsetY);
+  const zoomed = cropW !== width || cropH !== height;
+  const colorJitter = p.brightness !== 0 || p.contrast !== 1 || p.saturation !== 1;
   const vf = [
     ...(p.speed !== 1 ? [`setpts=PTS/${p.speed}`] : []),
     // A faster source is brought to 29.97 first, so the filters see half the frames of a 60 fps clip. Up to
     // 30 fps the output option -r does it (it drops the odd frame of a 30 fps source, like the seed recipe).
     ...(media.fps > 30.5 ? ["fps=30000/1001"] : []),
-    `crop=${cropW}:${cropH}:${cropX}:${cropY}`,
-    `scale=${width}:${height}:flags=bilinear`,
+    // Same size out (ow/oh default to the input's); the crop below removes the filled corners.
+    ...(p.rotate ? [`rotate=${((p.rotate * Math.PI) / 180).toFixed(6)}:fillcolor=black`] : []),
+    ...(zoomed ? [`crop=${cropW}:${cropH}:${cropX}:${cropY}`, `scale=${width}:${height}:flags=bilinear`] : []),
+    // Odd source sizes: H.264 4:2:0 needs even ones.
+    ...(!zoomed && (media.width !== width || media.height !== height) ? [`crop=${width}:${height}:0:0`] : []),
     "setsar=1",
     ...(p.mirror ? ["hflip"] : []),
-    `eq=brightness=${p.brightness}:contrast=${p.contrast}:saturation=${p.saturation}`,
+    ...(colorJitter ? [`eq=brightness=${p.brightness}:contrast=${p.contrast}:saturation=${p.saturation}`] : []),
+    ...(p.hue ? [`hue=h=${p.hue}`] : []),
     ...(p.noise > 0 ? [`noise=alls=${p.noise}:allf=t`] : []),
     "format=yuv420p",
   ].join(",");
-  const audio = media.hasAudio
-    ? ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", ...(p.speed !== 1 ? ["-af", `atempo=${p.speed}`] : [])]
-    : [];
+  const af = [
+    ...(p.speed !== 1 ? [`atempo=${p.speed}`] : []),
+    ...(p.volumeDb ? [`volume=${p.volumeDb}dB`] : []),
+    ...(p.eqGainDb ? [`equalizer=f=${p.eqFreq}:t=q:w=1:g=${p.eqGainDb}`] : []),
+  ].join(",");
+  const audio = media.hasAudio ? ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", ...(af ? ["-af", af] : [])] : [];
   const args = [
     "-hide_banner",
     "-loglevel", "error",

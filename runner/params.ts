@@ -1,14 +1,22 @@
+import { DEFAULT_EFFECTS, INTENSITY_SCALE, type EffectFamily, type EffectIntensity, type JobEffects } from "../db/effects";
+
 /**
- * Effect parameters of one variation, derived only from its seed (and the runner's EFFECT_EXTRAS), so a retry on
- * another runner produces the same look. Recorded as JSON on the variation row.
+ * Effect parameters of one variation, derived only from its seed and its job's effects (db/effects.ts), so a retry
+ * on another runner produces the same look. Recorded as JSON on the variation row (and in the ZIP's manifest).
  *
  * Why this recipe: the original system rotated by 0.001–0.01 rad; FFmpeg's rotate filter costs ~75 % of the encode
  * on these machines. A centred zoom of 0.2–0.8 % (crop + one bilinear scale back to the source size) moves pixels
- * about as far as that rotation does (SSIM vs the source in the same range) at a fraction of the cost.
+ * about as far as that rotation does (SSIM vs the source in the same range) at a fraction of the cost. Rotation is
+ * therefore a family of its own, applied only to jobs that ask for it.
+ *
+ * A family that is not chosen gets its neutral value (zoom 0, brightness 0, contrast 1, speed 1, …), and
+ * buildEncodeArgs adds no filter for a neutral value, so an unchosen family costs nothing.
  */
 export interface EffectParams {
   recipe: 1;
-  /** Fraction cropped away before scaling back to the source size (0.002–0.008 → zoom of 0.2–0.8 %). */
+  intensity: EffectIntensity;
+  families: EffectFamily[];
+  /** Fraction cropped away before scaling back to the source size (subtle 0.002–0.008 → zoom of 0.2–0.8 %). */
   zoom: number;
   /** Where the crop window sits inside the margin, 0 = left/top edge, 1 = right/bottom (0.35–0.65: near centre). */
   offsetX: number;
@@ -16,13 +24,20 @@ export interface EffectParams {
   brightness: number;
   contrast: number;
   saturation: number;
-  /** Extras, only when enabled by EFFECT_EXTRAS (each is off otherwise). */
+  /** Hue turn in degrees (color at medium/strong only: subtle keeps the classic look). */
+  hue: number;
+  /** Rotation in degrees, positive = clockwise; the crop then grows just enough to hide the corners. */
+  rotate: number;
   mirror: boolean;
+  /** Playback rate (1 = unchanged); audio tempo follows. */
   speed: number;
+  /** Grain strength for FFmpeg's noise filter (0 = off). */
   noise: number;
+  /** Audio: overall gain and one peaking-EQ band (0 dB = off). */
+  volumeDb: number;
+  eqFreq: number;
+  eqGainDb: number;
 }
-
-export type EffectExtra = "mirror" | "speed" | "noise";
 
 /** mulberry32: tiny, fast, good enough for effect jitter, and identical on every runner. */
 export function prng(seed: number): () => number {
@@ -38,26 +53,56 @@ export function prng(seed: number): () => number {
 
 const round = (x: number, digits: number) => Number(x.toFixed(digits));
 const between = (u: number, lo: number, hi: number) => lo + (hi - lo) * u;
+/** A range around `centre`, widened k times; k = 1 is computed exactly as before intensities existed. */
+const scaled = (u: number, lo: number, hi: number, centre: number, k: number) =>
+  k === 1 ? between(u, lo, hi) : centre + (between(u, lo, hi) - centre) * k;
+/** A signed magnitude in [lo, hi] × k from one draw: below 0.5 negative, above positive. */
+const signed = (u: number, lo: number, hi: number, k: number) =>
+  (u < 0.5 ? -1 : 1) * between(Math.abs(2 * u - 1), lo, hi) * k;
 
-export function deriveParams(seed: number, extras: readonly EffectExtra[] = []): EffectParams {
+/** The parameters of one variation: same seed and effects → same parameters, on any runner. */
+export function deriveParams(seed: number, effects: JobEffects = DEFAULT_EFFECTS): EffectParams {
   const next = prng(seed);
-  // Draw every value unconditionally so enabling an extra does not shift the base effect of the same seed.
-  const p = {
-    zoom: round(between(next(), 0.002, 0.008), 4),
-    offsetX: round(between(next(), 0.35, 0.65), 3),
-    offsetY: round(between(next(), 0.35, 0.65), 3),
-    brightness: round(between(next(), -0.03, 0.03), 3),
-    contrast: round(between(next(), 0.97, 1.03), 3),
-    saturation: round(between(next(), 0.95, 1.06), 3),
+  const on = (f: EffectFamily) => effects.families.includes(f);
+  const k = INTENSITY_SCALE[effects.intensity];
+  // Draw every value unconditionally and in a fixed order, so choosing a family never shifts another family's
+  // values for the same seed (and the default job keeps the exact parameters it had before effects were chosen).
+  const d = {
+    zoom: next(),
+    offsetX: next(),
+    offsetY: next(),
+    brightness: next(),
+    contrast: next(),
+    saturation: next(),
+    mirror: next(),
+    speed: next(),
+    noise: next(),
+    rotate: next(),
+    hue: next(),
+    volume: next(),
+    eqFreq: next(),
+    eqGain: next(),
   };
-  const mirrorDraw = next();
-  const speedDraw = next();
-  const noiseDraw = next();
+  const color = on("color");
+  const audio = on("audio");
   return {
     recipe: 1,
-    ...p,
-    mirror: extras.includes("mirror") && mirrorDraw < 0.5,
-    speed: extras.includes("speed") ? round(between(speedDraw, 0.97, 1.03), 3) : 1,
-    noise: extras.includes("noise") ? Math.round(between(noiseDraw, 1, 4)) : 0,
+    intensity: effects.intensity,
+    families: [...effects.families],
+    zoom: on("zoom") ? round(scaled(d.zoom, 0.002, 0.008, 0, k), 4) : 0,
+    offsetX: on("zoom") ? round(between(d.offsetX, 0.35, 0.65), 3) : 0.5,
+    offsetY: on("zoom") ? round(between(d.offsetY, 0.35, 0.65), 3) : 0.5,
+    brightness: color ? round(scaled(d.brightness, -0.03, 0.03, 0, k), 3) : 0,
+    contrast: color ? round(scaled(d.contrast, 0.97, 1.03, 1, k), 3) : 1,
+    saturation: color ? round(scaled(d.saturation, 0.95, 1.06, 1, k), 3) : 1,
+    hue: color && k > 1 ? round(signed(d.hue, 2, 4, k - 1), 2) : 0,
+    rotate: on("rotate") ? round(signed(d.rotate, 0.3, 1, k), 3) : 0,
+    // Its draw only keeps the sequence: a chosen mirror flips every variation.
+    mirror: on("mirror"),
+    speed: on("speed") ? round(1 + signed(d.speed, 0.01, 0.03, k), 3) : 1,
+    noise: on("noise") ? Math.round(between(d.noise, 1, 4) * k) : 0,
+    volumeDb: audio ? round(signed(d.volume, 0.5, 1.5, k), 2) : 0,
+    eqFreq: audio ? Math.round(200 * 20 ** d.eqFreq) : 0,
+    eqGainDb: audio ? round(signed(d.eqGain, 1, 2, k), 2) : 0,
   };
 }

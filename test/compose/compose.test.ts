@@ -152,7 +152,6 @@ describe("compose.yaml runner service", () => {
       RUNNER_TOKEN: example.values.RUNNER_TOKEN,
       CONCURRENCY: Number(example.values.CONCURRENCY),
       METRICS_PORT: 9464,
-      EFFECT_EXTRAS: [],
     });
     expect(result.data!.RUNNER_ID, "RUNNER_ID stays per-process (replicas must not share one)").not.toBe(env.RUNNER_ID);
     expect(runnerEnv(example.values)).not.toHaveProperty("RUNNER_ID");

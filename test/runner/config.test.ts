@@ -24,7 +24,6 @@ describe("runner configuration", () => {
       WATCH_MS: 1000,
       STOP_GRACE_MS: 2000,
       STALL_MS: 60_000,
-      EFFECT_EXTRAS: [],
     });
     expect(c.METRICS_PORT).toBeUndefined();
     expect(c.FFMPEG_PATH).toMatch(/\/ffmpeg$/);
@@ -41,7 +40,7 @@ describe("runner configuration", () => {
   });
 
   it("names every wrong variable in one readable error", () => {
-    const bad = { PATH: process.env.PATH, LIBSQL_URL: "nope", RUNNER_TOKEN: "short", CONCURRENCY: "0", EFFECT_EXTRAS: "mirror,sparkles" };
+    const bad = { PATH: process.env.PATH, LIBSQL_URL: "nope", RUNNER_TOKEN: "short", CONCURRENCY: "0", LOG_LEVEL: "chatty" };
     let message = "";
     try {
       loadRunnerConfig(bad);
@@ -49,7 +48,7 @@ describe("runner configuration", () => {
       expect(err).toBeInstanceOf(ConfigError);
       message = (err as Error).message;
     }
-    for (const name of ["LIBSQL_URL", "EDGE_URL", "RUNNER_TOKEN", "CONCURRENCY", "EFFECT_EXTRAS"]) expect(message).toContain(name);
+    for (const name of ["LIBSQL_URL", "EDGE_URL", "RUNNER_TOKEN", "CONCURRENCY", "LOG_LEVEL"]) expect(message).toContain(name);
   });
 
   it("refuses a lease that would expire between two heartbeats", () => {
