@@ -1,6 +1,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Db } from "../db/client";
+import { parseStoredEffects } from "../db/effects";
 import { isDbUnavailable } from "../db/errors";
 import { outputKey } from "../db/keys";
 import { recordSourceProbe } from "../db/queries/media";
@@ -151,7 +152,7 @@ export class VariationTask {
     try {
       try {
         await mkdir(dir, { recursive: true });
-        source = await this.ctx.sources.acquire({ sourceId: c.sourceId, jobId: c.jobId, key: c.sourceKey, ticket: this.own }, this.abort.signal);
+        source = await this.ctx.sources.acquire({ sourceId: c.sourceId, jobId: c.jobId, key: c.sourceKey }, this.abort.signal);
       } catch (err) {
         if (this.stopReason) return await this.stopped(null, out);
         if (err instanceof NotAVideoError || err instanceof SourceOverLimitError) return await this.failSource(err.message);
@@ -173,7 +174,8 @@ export class VariationTask {
       this.phase = "prepare";
       if (c.sourcePosition === 1 && !c.jobThumbnailKey) this.ctx.thumbnails.ensure(c);
 
-      const params = deriveParams(c.seed, config.EFFECT_EXTRAS);
+      // From the job's effects (returned by the claim), never from this runner's settings: every runner alike.
+      const params = deriveParams(c.seed, parseStoredEffects(c.jobEffects));
       const plan = buildEncodeArgs({ source: source.path, output: out, params, media: source.media });
       const mine = await retryDb(() => recordVariationParams(this.ctx.db, { ...this.own, params: { ...params, ...plan.geometry } }));
       if (!mine) {
@@ -233,16 +235,13 @@ export class VariationTask {
       let size: number;
       const u0 = performance.now();
       try {
-        ({ size } = await this.ctx.blobs.upload(key, out, this.abort.signal, this.own));
+        ({ size } = await this.ctx.blobs.upload(key, out, this.abort.signal));
       } catch (err) {
         // Nothing records this attempt's key yet, and no other attempt ever writes it: safe to remove.
-        await this.ctx.blobs.delete(key, this.own).catch(() => {});
+        await this.ctx.blobs.delete(key).catch(() => {});
         if (this.stopReason) return await this.stopped(null, out);
         const local = asLocalError(err, "upload failed");
         if (local) return await this.local(local, out);
-        // 403: the edge no longer sees this attempt holding the lease. Not the edge's trouble and not the video's:
-        // the requeue's ownership check settles whether the lease was lost (nothing recorded) or only ran late.
-        if (err instanceof BlobError && err.status === 403) return await this.transient(`upload failed: ${err.message}`, out);
         if (err instanceof BlobError && !err.transient) return await this.fail(`upload failed: ${err.message}`, out);
         this.ctx.onEdgeTrouble?.();
         return await this.transient(`upload failed: ${errorMessage(err)}`, out);
@@ -260,7 +259,7 @@ export class VariationTask {
         // Another attempt owns the variation (our lease expired). The key is this attempt's own, so deleting it
         // can never remove the object the owner records; the edge also refuses to delete a recorded key.
         log.warn("completion rejected: lease lost; deleting the upload", { variation: c.id, key });
-        await this.ctx.blobs.delete(key, this.own).catch((err) => log.warn("could not delete rejected upload", { key, error: errorMessage(err) }));
+        await this.ctx.blobs.delete(key).catch((err) => log.warn("could not delete rejected upload", { key, error: errorMessage(err) }));
         return "lost";
       }
       timings.settle = performance.now() - s0;
