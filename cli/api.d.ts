@@ -528,6 +528,21 @@ export interface components {
             /** @description Total bytes; at most MAX_UPLOAD_BYTES */
             size: number;
         };
+        /** @description Effects every variation of the job applies; absent = {"intensity":"subtle","families":["color","zoom"]} */
+        EffectsRequest: {
+            /**
+             * @default subtle
+             * @enum {string}
+             */
+            intensity: "subtle" | "medium" | "strong";
+            /**
+             * @default [
+             *       "color",
+             *       "zoom"
+             *     ]
+             */
+            families: ("color" | "zoom" | "rotate" | "mirror" | "speed" | "noise" | "audio")[];
+        };
         CreateJobForm: {
             /** @description 1–10 video files (MP4, MOV, M4V, WebM, MKV) */
             videos: string[];
@@ -536,6 +551,8 @@ export interface components {
              * @default 5
              */
             variations: number;
+            /** @description JSON text of EffectsRequest, e.g. {"intensity":"medium","families":["color","zoom","mirror"]}; absent = {"intensity":"subtle","families":["color","zoom"]} */
+            effects?: string;
         };
         CreateJobJson: {
             uploads: string[];
@@ -544,6 +561,7 @@ export interface components {
              * @default 5
              */
             variations: number;
+            effects?: components["schemas"]["EffectsRequest"];
         };
         CancelBody: {
             reason?: string;
@@ -665,6 +683,12 @@ export interface components {
             /** @constant */
             status: "completed";
         };
+        /** @description What every variation applies: families in recipe order, intensity scales their ranges */
+        Effects: {
+            /** @enum {string} */
+            intensity: "subtle" | "medium" | "strong";
+            families: ("color" | "zoom" | "rotate" | "mirror" | "speed" | "noise" | "audio")[];
+        };
         Variation: {
             /** @description 1-based within its file */
             index: number;
@@ -715,6 +739,7 @@ export interface components {
             /** @description When outputs are deleted (finish + JOB_TTL_HOURS) */
             expiresAt: string | null;
             variationsPerVideo: number;
+            effects: components["schemas"]["Effects"];
             totalVariations: number;
             completedVariations: number;
             failedVariations: number;
