@@ -13,3 +13,9 @@ export const outputPrefix = (jobId: string) => `outputs/${jobId}/`;
 export const outputKey = (jobId: string, variationId: string, attempt: number) =>
   `${outputPrefix(jobId)}${variationId}.a${attempt}.mp4`;
 export const thumbnailKey = (jobId: string) => `thumbs/${jobId}.jpg`;
+
+/** The inverse of {@link outputKey}: job, variation and attempt of `outputs/<job>/<variation>.a<n>.mp4`, else null. */
+export function parseOutputKey(key: string): { jobId: string; variationId: string; attempt: number } | null {
+  const m = /^outputs\/([^/]+)\/([^/]+)\.a([1-9][0-9]{0,8})\.mp4$/.exec(key);
+  return m ? { jobId: m[1]!, variationId: m[2]!, attempt: Number(m[3]) } : null;
+}

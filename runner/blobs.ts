@@ -2,6 +2,7 @@ import { asLocalError } from "./local-errors";
 import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { Readable } from "node:stream";
+import { ticketHeaders, type Ticket } from "../db/tickets";
 import { delay } from "./delay";
 
 /** An edge blob call failed. `transient` errors (network, 5xx, 429) are worth retrying; 4xx are not. */
@@ -37,7 +38,10 @@ export interface StoredObject {
 
 const MiB = 1024 * 1024;
 
-/** Client for the edge's runner-only blob endpoints (`/internal/...`, Bearer RUNNER_TOKEN). */
+/**
+ * Client for the edge's runner-only blob endpoints (`/internal/...`, Bearer RUNNER_TOKEN). Object calls carry the
+ * ticket of the variation the runner holds (db/tickets.ts): the edge serves only that variation's objects.
+ */
 export class BlobClient {
   private readonly base: string;
   readonly singlePutMaxBytes: number;
@@ -97,14 +101,18 @@ export class BlobClient {
 
   /**
    * Streams an object to `dest`. A connection that breaks mid-way is resumed with a Range request (up to 3
-   * times) instead of starting over. Returns the byte count.
+   * times) instead of starting over. Returns the byte count. `ticket` may be a function, asked before each
+   * request: a shared download resumes with the ticket of a variation still waiting for it.
    */
-  async download(key: string, dest: string, signal?: AbortSignal): Promise<number> {
+  async download(key: string, dest: string, signal?: AbortSignal, ticket?: Ticket | (() => Ticket | undefined)): Promise<number> {
     let have = 0;
     let total: number | null = null;
     for (let attempt = 0; ; attempt++) {
       try {
-        const headers: Record<string, string> = have > 0 ? { range: `bytes=${have}-` } : {};
+        const headers: Record<string, string> = {
+          ...ticketHeaders(typeof ticket === "function" ? ticket() : ticket),
+          ...(have > 0 ? { range: `bytes=${have}-` } : {}),
+        };
         // Aborted when the caller stops, or when the body stalls (no chunk for stallMs).
         const stalled = new AbortController();
         const body = new AbortController();
@@ -162,12 +170,13 @@ export class BlobClient {
   }
 
   /** Uploads a local file: one streamed PUT when small enough, else R2 multipart (aborted on failure). */
-  async upload(key: string, file: string, signal?: AbortSignal): Promise<{ size: number }> {
+  async upload(key: string, file: string, signal?: AbortSignal, ticket?: Ticket): Promise<{ size: number }> {
     const { size } = await stat(file);
+    const t = ticketHeaders(ticket);
     if (size <= this.singlePutMaxBytes) {
       await this.call(
         this.objectUrl(key),
-        { method: "PUT", body: fileBody(file, 0, size), duplex: "half", headers: { "content-length": String(size) }, signal },
+        { method: "PUT", body: fileBody(file, 0, size), duplex: "half", headers: { ...t, "content-length": String(size) }, signal },
         `upload ${key}`,
         this.uploadTimeout(size),
       );
@@ -176,7 +185,7 @@ export class BlobClient {
     const q = `key=${encodeURIComponent(key)}`;
     const created = await this.call(
       `${this.base}/internal/uploads`,
-      { method: "POST", body: JSON.stringify({ key }), headers: { "content-type": "application/json" }, signal },
+      { method: "POST", body: JSON.stringify({ key }), headers: { ...t, "content-type": "application/json" }, signal },
       `multipart create ${key}`,
     );
     const { uploadId } = (await created.json()) as { uploadId: string };
@@ -187,7 +196,7 @@ export class BlobClient {
         const len = Math.min(this.partBytes, size - offset);
         const res = await this.call(
           `${uploadUrl}/parts/${n}?${q}`,
-          { method: "PUT", body: fileBody(file, offset, len), duplex: "half", headers: { "content-length": String(len) }, signal },
+          { method: "PUT", body: fileBody(file, offset, len), duplex: "half", headers: { ...t, "content-length": String(len) }, signal },
           `multipart part ${n} of ${key}`,
           this.uploadTimeout(len),
         );
@@ -195,13 +204,13 @@ export class BlobClient {
       }
       await this.call(
         `${uploadUrl}/complete?${q}`,
-        { method: "POST", body: JSON.stringify({ parts }), headers: { "content-type": "application/json" }, signal },
+        { method: "POST", body: JSON.stringify({ parts }), headers: { ...t, "content-type": "application/json" }, signal },
         `multipart complete ${key}`,
       );
       return { size };
     } catch (err) {
       // Abort so no half-assembled upload lingers; the cron's stale-upload rule is only the backstop.
-      await this.call(`${uploadUrl}?${q}`, { method: "DELETE" }, `multipart abort ${key}`).catch(() => {});
+      await this.call(`${uploadUrl}?${q}`, { method: "DELETE", headers: t }, `multipart abort ${key}`).catch(() => {});
       throw err;
     }
   }
@@ -210,13 +219,15 @@ export class BlobClient {
     return this.stallMs + Math.ceil(bytes / MiB) * 1000;
   }
 
+  /** A job's stored outputs; the edge lists them only once the job is finished (orphan sweep). */
   async list(prefix: string): Promise<StoredObject[]> {
     const res = await this.call(`${this.base}/internal/objects?prefix=${encodeURIComponent(prefix)}`, {}, `list ${prefix}`);
     return ((await res.json()) as { objects: StoredObject[] }).objects;
   }
 
-  async delete(key: string): Promise<void> {
-    await this.call(this.objectUrl(key), { method: "DELETE" }, `delete ${key}`);
+  /** Without a ticket, the edge deletes only outputs nobody can record any more (see docs/runner.md). */
+  async delete(key: string, ticket?: Ticket): Promise<void> {
+    await this.call(this.objectUrl(key), { method: "DELETE", headers: ticketHeaders(ticket) }, `delete ${key}`);
   }
 }
 

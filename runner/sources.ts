@@ -1,5 +1,6 @@
 import { mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { Ticket } from "../db/tickets";
 import type { BlobClient } from "./blobs";
 import { sourceOverLimits, type SourceLimits } from "../db/source-limits";
 import { assertDecodable, probeMedia, type MediaInfo } from "./ffmpeg";
@@ -12,6 +13,8 @@ export interface SourceRef {
   sourceId: string;
   jobId: string;
   key: string;
+  /** The variation attempt this source is acquired for: the edge serves the source only to its holder. */
+  ticket: Ticket;
 }
 
 export interface AcquiredSource {
@@ -29,7 +32,8 @@ interface Entry {
   /** Aborts the shared download once nobody waits for it any more. */
   controller: AbortController;
   users: number;
-  waiting: number;
+  /** Tickets of the acquirers still waiting for the download, oldest first (one entry per acquire call). */
+  waiting: { ticket: Ticket }[];
   lastUsed: number;
   size: number;
   probedFresh: boolean;
@@ -67,11 +71,16 @@ export class SourceCache {
       this.entries.set(ref.sourceId, entry);
     }
     const e = entry;
+    const waiter = { ticket: ref.ticket };
     e.users++;
-    e.waiting++;
+    e.waiting.push(waiter);
+    const stopWaiting = () => {
+      const i = e.waiting.indexOf(waiter);
+      if (i >= 0) e.waiting.splice(i, 1);
+    };
     const withdraw = () => {
-      e.waiting--;
-      if (e.waiting === 0 && !e.controller.signal.aborted) e.controller.abort();
+      stopWaiting();
+      if (e.waiting.length === 0 && !e.controller.signal.aborted) e.controller.abort();
     };
     try {
       signal.throwIfAborted();
@@ -80,7 +89,7 @@ export class SourceCache {
         signal.addEventListener("abort", onAbort, { once: true });
         e.ready.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
       });
-      e.waiting--;
+      stopWaiting();
       e.lastUsed = Date.now();
       const fresh = !e.probedFresh;
       e.probedFresh = true;
@@ -119,7 +128,7 @@ export class SourceCache {
       path,
       controller,
       users: 0,
-      waiting: 0,
+      waiting: [],
       lastUsed: Date.now(),
       size: 0,
       probedFresh: false,
@@ -129,7 +138,10 @@ export class SourceCache {
       await mkdir(dir, { recursive: true });
       const t0 = performance.now();
       const part = `${path}.part`;
-      const size = await this.opts.blobs.download(ref.key, part, controller.signal);
+      // Each request of the download (a resume too) shows the ticket of a variation still waiting for it: the first
+      // acquirer may have been stopped, and its ticket refused, while others still need the file.
+      const ticket = () => entry.waiting[0]?.ticket ?? ref.ticket;
+      const size = await this.opts.blobs.download(ref.key, part, controller.signal, ticket);
       await rename(part, path);
       this.opts.log.info("source downloaded", { source: ref.sourceId, bytes: size, ms: Math.round(performance.now() - t0) });
       const media = await probeMedia(this.opts.ffprobe, path, controller.signal);

@@ -34,12 +34,14 @@ export class Thumbnails {
 
   private async make(claim: ClaimedVariation): Promise<void> {
     const { config, sources, blobs, db, log, workDir } = this.ctx();
-    const src = await sources.acquire({ sourceId: claim.sourceId, jobId: claim.jobId, key: claim.sourceKey }, this.abort.signal);
+    // The edge serves the source and takes the thumbnail only for the claim that asked for it.
+    const ticket = { variationId: claim.id, runnerId: config.RUNNER_ID, attempt: claim.attempts };
+    const src = await sources.acquire({ sourceId: claim.sourceId, jobId: claim.jobId, key: claim.sourceKey, ticket }, this.abort.signal);
     const file = join(workDir, claim.jobId, "thumb.jpg");
     try {
       await makeThumbnail(config.FFMPEG_PATH, src.path, file, src.media, this.abort.signal);
       const key = thumbnailKey(claim.jobId);
-      await blobs.upload(key, file, this.abort.signal);
+      await blobs.upload(key, file, this.abort.signal, ticket);
       if (await setJobThumbnail(db, claim.jobId, key, Date.now())) log.info("thumbnail stored", { job: claim.jobId, key });
     } finally {
       src.release();

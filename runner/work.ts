@@ -152,7 +152,7 @@ export class VariationTask {
     try {
       try {
         await mkdir(dir, { recursive: true });
-        source = await this.ctx.sources.acquire({ sourceId: c.sourceId, jobId: c.jobId, key: c.sourceKey }, this.abort.signal);
+        source = await this.ctx.sources.acquire({ sourceId: c.sourceId, jobId: c.jobId, key: c.sourceKey, ticket: this.own }, this.abort.signal);
       } catch (err) {
         if (this.stopReason) return await this.stopped(null, out);
         if (err instanceof NotAVideoError || err instanceof SourceOverLimitError) return await this.failSource(err.message);
@@ -235,13 +235,16 @@ export class VariationTask {
       let size: number;
       const u0 = performance.now();
       try {
-        ({ size } = await this.ctx.blobs.upload(key, out, this.abort.signal));
+        ({ size } = await this.ctx.blobs.upload(key, out, this.abort.signal, this.own));
       } catch (err) {
         // Nothing records this attempt's key yet, and no other attempt ever writes it: safe to remove.
-        await this.ctx.blobs.delete(key).catch(() => {});
+        await this.ctx.blobs.delete(key, this.own).catch(() => {});
         if (this.stopReason) return await this.stopped(null, out);
         const local = asLocalError(err, "upload failed");
         if (local) return await this.local(local, out);
+        // 403: the edge no longer sees this attempt holding the lease. Not the edge's trouble and not the video's:
+        // the requeue's ownership check settles whether the lease was lost (nothing recorded) or only ran late.
+        if (err instanceof BlobError && err.status === 403) return await this.transient(`upload failed: ${err.message}`, out);
         if (err instanceof BlobError && !err.transient) return await this.fail(`upload failed: ${err.message}`, out);
         this.ctx.onEdgeTrouble?.();
         return await this.transient(`upload failed: ${errorMessage(err)}`, out);
@@ -259,7 +262,7 @@ export class VariationTask {
         // Another attempt owns the variation (our lease expired). The key is this attempt's own, so deleting it
         // can never remove the object the owner records; the edge also refuses to delete a recorded key.
         log.warn("completion rejected: lease lost; deleting the upload", { variation: c.id, key });
-        await this.ctx.blobs.delete(key).catch((err) => log.warn("could not delete rejected upload", { key, error: errorMessage(err) }));
+        await this.ctx.blobs.delete(key, this.own).catch((err) => log.warn("could not delete rejected upload", { key, error: errorMessage(err) }));
         return "lost";
       }
       timings.settle = performance.now() - s0;

@@ -1,10 +1,13 @@
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { z } from "zod";
-import { AppError, ConflictError, NotFoundError, PayloadTooLargeError, ValidationError } from "../../db/errors";
+import { AppError, ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, ValidationError } from "../../db/errors";
+import { parseOutputKey } from "../../db/keys";
 import { isObjectRecorded } from "../../db/queries/is-object-recorded";
+import { findTicket, getJobOutputs, type TicketRow } from "../../db/queries/variations";
 import type { AppEnv } from "../env";
 import { parseRange } from "../lib/range";
 import { requireRunner } from "../lib/runner-auth";
+import { mayAbort, mayDelete, mayList, mayRead, mayWrite, parseTicket, type DeleteFacts, type Refusal } from "../lib/runner-scope";
 import { validate } from "../lib/validate";
 
 /** Production Workers refuse request bodies near 100 MB: bigger outputs must come in multipart parts. */
@@ -12,9 +15,6 @@ export const MAX_BODY_BYTES = 100_000_000;
 
 const SEGMENT = "[A-Za-z0-9][A-Za-z0-9._-]*";
 const KEY = new RegExp(`^(sources|uploads|outputs|thumbs)/${SEGMENT}(/${SEGMENT})*$`);
-// Runners read sources (including large files still under uploads/) and write only what they produce.
-const READABLE = ["sources", "uploads", "outputs", "thumbs"] as const;
-const WRITABLE = ["outputs", "thumbs"] as const;
 const OUTPUT_PREFIX = new RegExp(`^outputs/${SEGMENT}/$`);
 
 class LengthRequiredError extends AppError {
@@ -23,12 +23,43 @@ class LengthRequiredError extends AppError {
   }
 }
 
-function checkKey(key: string, allowed: readonly string[]): string {
+function checkKey(key: string): string {
   if (!KEY.test(key) || key.includes("..")) throw new ValidationError(`Invalid object key: ${key}`, "key");
-  if (!allowed.includes(key.slice(0, key.indexOf("/")))) {
-    throw new ValidationError(`Runners may not do this under ${key.slice(0, key.indexOf("/") + 1)}`, "key", "key_not_allowed");
-  }
   return key;
+}
+
+type Op = "read" | "write" | "delete" | "abort";
+
+/**
+ * The runner may do `op` on `key` only for the variation its ticket holds (edge/lib/runner-scope.ts decides from
+ * the rows read here); otherwise 403 not_your_work. RUNNER_TOKEN was checked before (requireRunner).
+ */
+async function checkScope(c: Context<AppEnv>, op: Op, key: string): Promise<void> {
+  const db = c.get("db");
+  const ticket = parseTicket((name) => c.req.header(name));
+  const now = Date.now();
+  const row = ticket && op !== "delete" ? await findTicket(db, ticket.variationId) : null;
+  let refusal: Refusal;
+  if (op === "read") refusal = mayRead(key, ticket, row, now);
+  else if (op === "write") refusal = mayWrite(key, ticket, row, now);
+  else if (op === "delete") refusal = mayDelete(key, ticket, await deleteFacts(c, key, row));
+  else {
+    // The delete rule's rows are read only when the write rule refuses (a runner that lost its lease mid-upload).
+    const facts = mayWrite(key, ticket, row, now) === null ? null : await deleteFacts(c, key, row);
+    refusal = mayAbort(key, ticket, row, facts, now);
+  }
+  if (refusal) throw new ForbiddenError(refusal, "not_your_work");
+}
+
+async function deleteFacts(c: Context<AppEnv>, key: string, known: TicketRow | null): Promise<DeleteFacts> {
+  const db = c.get("db");
+  const parsed = parseOutputKey(key);
+  if (parsed) {
+    const variation = known?.variationId === parsed.variationId ? known : await findTicket(db, parsed.variationId);
+    return { variation, jobStatus: null };
+  }
+  const jobId = /^outputs\/([^/]+)\//.exec(key)?.[1];
+  return { variation: null, jobStatus: jobId ? ((await getJobOutputs(db, jobId))?.status ?? null) : null };
 }
 
 function contentTypeOf(key: string): string {
@@ -76,14 +107,18 @@ const CompleteBody = z.object({
 const ListQuery = z.object({ prefix: z.string().regex(OUTPUT_PREFIX, "prefix must be outputs/<jobId>/") });
 
 /**
- * Blob endpoints for runners (Bearer RUNNER_TOKEN): runners reach the database directly but move bytes only
- * through here. Sources stream down with Range support; outputs stream up with a known length, in R2 multipart
- * parts when large; a job's outputs can be listed and deleted (orphan sweep).
+ * Blob endpoints for runners (Bearer RUNNER_TOKEN, then the ticket of the variation they hold): runners reach the
+ * database directly but move bytes only through here. Sources stream down with Range support; outputs stream up
+ * with a known length, in R2 multipart parts when large; a finished job's outputs can be listed and its unrecorded
+ * ones deleted (orphan sweep).
  */
 export const internal = new Hono<AppEnv>()
   .use(requireRunner)
   .get("/objects", validate("query", ListQuery), async (c) => {
     const { prefix } = c.req.valid("query");
+    // The orphan sweep lists a job's outputs once the job is over; while it runs, nobody needs the listing.
+    const refusal = mayList((await getJobOutputs(c.get("db"), prefix.split("/")[1]!))?.status ?? null);
+    if (refusal) throw new ForbiddenError(refusal, "not_your_work");
     const objects: { key: string; size: number; uploaded: string }[] = [];
     let cursor: string | undefined;
     do {
@@ -94,7 +129,8 @@ export const internal = new Hono<AppEnv>()
     return c.json({ objects });
   })
   .get("/objects/:key{.+}", async (c) => {
-    const key = checkKey(c.req.param("key"), READABLE);
+    const key = checkKey(c.req.param("key"));
+    await checkScope(c, "read", key);
     const rangeHeader = c.req.header("range");
     const head = rangeHeader ? await c.env.BUCKET.head(key) : null;
     if (rangeHeader && !head) throw new NotFoundError(`No object ${key}`);
@@ -118,29 +154,33 @@ export const internal = new Hono<AppEnv>()
     return c.body(obj.body, 200, headers);
   })
   .put("/objects/:key{.+}", async (c) => {
-    const key = checkKey(c.req.param("key"), WRITABLE);
+    const key = checkKey(c.req.param("key"));
+    await checkScope(c, "write", key);
     const { body, size } = sizedBody(c.req.raw);
     const obj = await c.env.BUCKET.put(key, body, { httpMetadata: { contentType: contentTypeOf(key) } });
     return c.json({ key, size: obj?.size ?? size, etag: obj?.etag ?? null }, 201);
   })
   .delete("/objects/:key{.+}", async (c) => {
-    const key = checkKey(c.req.param("key"), WRITABLE);
+    const key = checkKey(c.req.param("key"));
     // Whatever a runner believes about its lease, an object the database records stays (issue: a lost reply
     // after a committed completion once made a runner delete the output the job reported as completed).
     if (await isObjectRecorded(c.get("db"), key)) {
       throw new ConflictError("object_recorded", "The database records this object; it is not deleted");
     }
+    await checkScope(c, "delete", key);
     await c.env.BUCKET.delete(key);
     return c.body(null, 204);
   })
   .post("/uploads", validate("json", KeyBody), async (c) => {
-    const key = checkKey(c.req.valid("json").key, WRITABLE);
+    const key = checkKey(c.req.valid("json").key);
+    await checkScope(c, "write", key);
     const mp = await c.env.BUCKET.createMultipartUpload(key, { httpMetadata: { contentType: contentTypeOf(key) } });
     return c.json({ key, uploadId: mp.uploadId }, 201);
   })
   .put("/uploads/:uploadId/parts/:n", validate("param", PartParam), validate("query", KeyQuery), async (c) => {
     const { uploadId, n } = c.req.valid("param");
-    const key = checkKey(c.req.valid("query").key, WRITABLE);
+    const key = checkKey(c.req.valid("query").key);
+    await checkScope(c, "write", key);
     const { body } = sizedBody(c.req.raw);
     const part = await r2Multipart(`part ${n} of ${key}`, () =>
       c.env.BUCKET.resumeMultipartUpload(key, uploadId).uploadPart(n, body),
@@ -149,14 +189,16 @@ export const internal = new Hono<AppEnv>()
   })
   .post("/uploads/:uploadId/complete", validate("param", UploadParam), validate("query", KeyQuery), validate("json", CompleteBody), async (c) => {
     const { uploadId } = c.req.valid("param");
-    const key = checkKey(c.req.valid("query").key, WRITABLE);
+    const key = checkKey(c.req.valid("query").key);
+    await checkScope(c, "write", key);
     const parts = [...c.req.valid("json").parts].sort((a, b) => a.partNumber - b.partNumber);
     const obj = await r2Multipart(`complete ${key}`, () => c.env.BUCKET.resumeMultipartUpload(key, uploadId).complete(parts));
     return c.json({ key, size: obj.size, etag: obj.etag });
   })
   .delete("/uploads/:uploadId", validate("param", UploadParam), validate("query", KeyQuery), async (c) => {
     const { uploadId } = c.req.valid("param");
-    const key = checkKey(c.req.valid("query").key, WRITABLE);
+    const key = checkKey(c.req.valid("query").key);
+    await checkScope(c, "abort", key);
     await r2Multipart(`abort ${key}`, () => c.env.BUCKET.resumeMultipartUpload(key, uploadId).abort());
     return c.body(null, 204);
   });

@@ -94,9 +94,9 @@ describe("cancelling a running job", { timeout: 180_000 }, () => {
     const gate = new Promise<void>((r) => (openGate = r));
     // Hold the upload so the cancel lands after FFmpeg exited 0 but before the result is recorded.
     class GatedBlobs extends BlobClient {
-      override async upload(key: string, file: string, signal?: AbortSignal) {
-        if (key.startsWith("outputs/")) await gate;
-        return super.upload(key, file, signal);
+      override async upload(...args: Parameters<BlobClient["upload"]>) {
+        if (args[0].startsWith("outputs/")) await gate;
+        return super.upload(...args);
       }
     }
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);

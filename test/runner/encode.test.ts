@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { eq, sql } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../db/ids";
 import { outputKey } from "../../db/keys";
@@ -34,6 +34,18 @@ async function inProcessRunner(env: Record<string, string>): Promise<InProcessRu
   const r = await startInProcessRunner({ env: stack.runnerEnv(env) });
   cleanup.push(() => r.stop());
   return r;
+}
+
+/**
+ * Makes the test a runner holding `variationId` (attempt `attempt`, lease 60 s) so it may write that attempt's
+ * output through the edge; returns the ticket.
+ */
+async function holdAs(variationId: string, runnerId: string, attempt: number) {
+  await stack.db
+    .update(variations)
+    .set({ status: "running", runnerId, attempts: attempt, leaseExpiresAt: Date.now() + 60_000 })
+    .where(eq(variations.id, variationId));
+  return { runnerId, variationId, attempt };
 }
 
 const isCompletion = (body: string) => body.includes("status = 'completed'") && body.includes("output_key");
@@ -127,11 +139,14 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
 
   it("sweeps a stored output the database does not record once the job is finished, keeping the recorded ones", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 2);
-    // What a runner that lost its lease mid-upload would leave behind.
+    // What a runner that lost its lease mid-upload leaves behind: attempt 1's output, uploaded while it still held
+    // the lease, then the variation went back to the queue (attempt 2 records its own key).
+    const [v] = await getVariationRows(stack.db, job.id);
     const stray = join(await stack.workDir(), "stray.mp4"); // a directory no runner uses
     await writeFile(stray, "not recorded anywhere");
-    await stack.blobs.upload(`outputs/${job.id}/stray.mp4`, stray);
-    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key)).toContain(`outputs/${job.id}/stray.mp4`);
+    const strayKey = outputKey(job.id, v!.id, 1);
+    await stack.blobs.upload(strayKey, stray, undefined, await holdAs(v!.id, "ghost", 1));
+    await stack.db.update(variations).set({ status: "queued", runnerId: null, leaseExpiresAt: null }).where(eq(variations.id, v!.id));
 
     runnerProcess({ WORK_DIR: await stack.workDir() });
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
@@ -163,18 +178,18 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     const newer = outputKey(job.id, v!.id, 2);
     const file = join(await stack.workDir(), "newer.mp4");
     await writeFile(file, "attempt 2's output");
-    await stack.blobs.upload(newer, file);
-    await stack.db.update(variations).set({ runnerId: "thief", attempts: 2 }).where(eq(variations.id, v!.id));
+    await stack.blobs.upload(newer, file, undefined, await holdAs(v!.id, "thief", 2));
     release();
 
     await r.waitForLog(/completion rejected: lease lost/, 30_000);
     // The outcome is counted when the task has finished its clean-up (the delete), so wait for the count itself.
     await waitFor("the task to end as lost", async () => r.metrics.finished.get({ status: "lost" }) === 1, 10_000);
-    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key)).toEqual([newer]);
     const [after] = await getVariationRows(stack.db, job.id);
     expect(after).toMatchObject({ status: "running", runnerId: "thief", outputKey: null });
+    // The edge lists a job's outputs once the job is over.
+    await stack.settleLeftovers();
+    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key)).toEqual([newer]);
     await stack.blobs.delete(newer);
-    await stack.db.run(sql`UPDATE variations SET status = 'cancelled' WHERE id = ${v!.id}`);
   });
 
   it("keeps a completed output whose database reply was lost: recorded, listed once and downloadable", async () => {
@@ -218,8 +233,8 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     const [after] = await getVariationRows(stack.db, job.id);
     expect(after).toMatchObject({ status: "running", runnerId: "thief", stopStage: null });
     expect((await filesUnder(workDir)).filter((f) => f.endsWith(".mp4"))).toEqual([]);
+    await stack.settleLeftovers();
     expect(await stack.blobs.list(`outputs/${job.id}/`)).toEqual([]);
-    await stack.db.run(sql`UPDATE variations SET status = 'cancelled' WHERE id = ${v!.id}`);
   });
 
   it("moves a large output up in R2 multipart parts through the edge, byte for byte", async () => {
@@ -229,15 +244,18 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     await writeFile(file, data);
     // Thresholds scaled down so an 11 MB file takes the path a > 90 MB output takes in production.
     const blobs = new BlobClient({ edgeUrl: stack.edge.url, token: stack.runnerToken, singlePutMaxBytes: 1024 * 1024, partBytes: 5 * 1024 * 1024 });
+    const job = await stack.user.createJob([await makeClip({ seconds: 1 })], 1);
+    const [v] = await getVariationRows(stack.db, job.id);
+    const ticket = await holdAs(v!.id, `multipart-${newId()}`, 1);
+    const key = outputKey(job.id, v!.id, 1);
     const urls: string[] = [];
     const realFetch = globalThis.fetch;
     globalThis.fetch = (input, init) => {
       urls.push(`${init?.method ?? "GET"} ${String(input).replace(stack.edge.url, "")}`);
       return realFetch(input, init);
     };
-    const key = `outputs/${newId()}/${newId()}.mp4`;
     try {
-      expect(await blobs.upload(key, file)).toEqual({ size: data.length });
+      expect(await blobs.upload(key, file, undefined, ticket)).toEqual({ size: data.length });
     } finally {
       globalThis.fetch = realFetch;
     }
@@ -248,9 +266,13 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
       "PUT /internal/uploads/ID/parts/3",
       "POST /internal/uploads/ID/complete",
     ]);
-    const back = join(dir, "back.mp4");
-    await blobs.download(key, back);
-    expect(Buffer.compare(await readFile(back), data)).toBe(0);
-    await blobs.delete(key);
+    // Runners never read outputs back: record it and fetch it as its user does.
+    await stack.db
+      .update(variations)
+      .set({ status: "completed", outputKey: key, outputSize: data.length, leaseExpiresAt: null })
+      .where(eq(variations.id, v!.id));
+    const res = await stack.user.call(`/api/jobs/${job.id}/outputs/${v!.id}`);
+    expect(res.status).toBe(200);
+    expect(Buffer.compare(Buffer.from(await res.arrayBuffer()), data)).toBe(0);
   });
 });

@@ -167,12 +167,12 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     let failures = 0;
     // The edge answers 503 for the first three downloads (e.g. while it is being redeployed).
     class FlakyEdge extends BlobClient {
-      override async download(key: string, dest: string, signal?: AbortSignal) {
+      override async download(...args: Parameters<BlobClient["download"]>) {
         if (failures < 3) {
           failures++;
-          throw new BlobError(`download ${key}: HTTP 503 edge restarting`, 503, true);
+          throw new BlobError(`download ${args[0]}: HTTP 503 edge restarting`, 503, true);
         }
-        return super.download(key, dest, signal);
+        return super.download(...args);
       }
     }
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);

@@ -11,10 +11,13 @@ import { makeClip } from "../helpers/clips";
 import { tempDirs } from "../helpers/tmp";
 
 const TOKEN = "fake-edge-token-0123456789";
+/** The ticket of attempt 1 of `variationId` on runner r1. */
+const ticketOf = (variationId: string) => ({ runnerId: "r1", variationId, attempt: 1 });
 
 interface FakeEdge {
   url: string;
-  requests: { key: string; range: string | undefined }[];
+  /** `ticket` is `<runner>/<variation>/<attempt>` from the ticket headers. */
+  requests: { key: string; range: string | undefined; ticket: string | undefined }[];
   /** Requests whose client went away before the body was complete. */
   aborted: number;
   close(): Promise<void>;
@@ -26,16 +29,32 @@ interface FakeEdge {
  */
 async function fakeEdge(
   objects: Record<string, Buffer>,
-  opts: { dripMs?: number; cutFirstAfter?: number; stallAfter?: number; hangPuts?: boolean } = {},
+  opts: {
+    dripMs?: number;
+    cutFirstAfter?: number;
+    /** The first response sends 64 KiB, then is cut when this settles. */
+    cutFirstWhen?: Promise<void>;
+    stallAfter?: number;
+    hangPuts?: boolean;
+    /** Variation ids whose tickets the edge refuses (403), as the real edge does once a lease is gone. */
+    refused?: Set<string>;
+  } = {},
 ): Promise<FakeEdge> {
   const state: FakeEdge = { url: "", requests: [], aborted: 0, close: async () => {} };
   let cut = opts.cutFirstAfter;
+  let cutWhen = opts.cutFirstWhen;
   const server: Server = createServer((req, res) => {
     const key = decodeURIComponent((req.url ?? "").replace(/^\/internal\/objects\//, ""));
     // A wedged edge: reads the whole upload, never answers.
     if (req.method === "PUT" && opts.hangPuts) return void req.resume();
-    state.requests.push({ key, range: req.headers.range });
+    const [runner, variation, attempt] = ["x-runner-id", "x-variation-id", "x-variation-attempt"].map((h) => req.headers[h] as string | undefined);
+    const ticket = runner && variation && attempt ? `${runner}/${variation}/${attempt}` : undefined;
+    state.requests.push({ key, range: req.headers.range, ticket });
     if (req.headers.authorization !== `Bearer ${TOKEN}`) return void res.writeHead(401).end();
+    // The real edge serves an object only for the variation attempt a runner holds.
+    if (!ticket || opts.refused?.has(variation!)) {
+      return void res.writeHead(403, { "content-type": "application/json" }).end('{"error":{"code":"not_your_work","message":"no"}}');
+    }
     const body = objects[key];
     if (!body) return void res.writeHead(404, { "content-type": "application/json" }).end('{"error":{"code":"not_found","message":"no"}}');
     let start = 0;
@@ -53,6 +72,12 @@ async function fakeEdge(
     if (opts.stallAfter !== undefined) {
       // Headers and some bytes, then silence with the connection left open.
       res.write(slice.subarray(0, opts.stallAfter));
+      return;
+    }
+    if (cutWhen !== undefined) {
+      const when = cutWhen;
+      cutWhen = undefined;
+      res.write(slice.subarray(0, 64 * 1024), () => void when.then(() => res.destroy()));
       return;
     }
     if (cut !== undefined) {
@@ -108,15 +133,20 @@ describe("source cache", () => {
     const clip = await readFile(await makeClip({ seconds: 2 }));
     const { edge, cache } = await setup({ "sources/j1/s1": clip });
     const ref = { sourceId: "s1", jobId: "j1", key: "sources/j1/s1" };
-    const [a, b] = await Promise.all([cache.acquire(ref, new AbortController().signal), cache.acquire(ref, new AbortController().signal)]);
+    const [a, b] = await Promise.all([
+      cache.acquire({ ...ref, ticket: ticketOf("va") }, new AbortController().signal),
+      cache.acquire({ ...ref, ticket: ticketOf("vb") }, new AbortController().signal),
+    ]);
     expect(edge.requests).toHaveLength(1);
+    // The download shows the edge the ticket of the variation that started it.
+    expect(edge.requests[0]!.ticket).toBe("r1/va/1");
     expect(a.path).toBe(b.path);
     expect([a.fresh, b.fresh].sort()).toEqual([false, true]);
     expect(a.media).toMatchObject({ width: 320, height: 240, hasAudio: true });
     a.release();
     b.release();
     // Later variations of the same source reuse the file too.
-    const c = await cache.acquire(ref, new AbortController().signal);
+    const c = await cache.acquire({ ...ref, ticket: ticketOf("vc") }, new AbortController().signal);
     expect(edge.requests).toHaveLength(1);
     expect(c.fresh).toBe(false);
     c.release();
@@ -125,7 +155,7 @@ describe("source cache", () => {
   it("aborts a download in flight when the only variation waiting for it is stopped, and removes the partial file", async () => {
     const { edge, cache, workDir } = await setup({ "sources/j2/s2": Buffer.alloc(4 * 1024 * 1024, 1) }, { dripMs: 20 });
     const stop = new AbortController();
-    const pending = cache.acquire({ sourceId: "s2", jobId: "j2", key: "sources/j2/s2" }, stop.signal);
+    const pending = cache.acquire({ sourceId: "s2", jobId: "j2", key: "sources/j2/s2", ticket: ticketOf("v2") }, stop.signal);
     await new Promise((r) => setTimeout(r, 300));
     const t0 = performance.now();
     stop.abort();
@@ -141,8 +171,8 @@ describe("source cache", () => {
     const { edge, cache } = await setup({ "sources/j3/s3": clip }, { dripMs: 2 });
     const ref = { sourceId: "s3", jobId: "j3", key: "sources/j3/s3" };
     const stopped = new AbortController();
-    const first = cache.acquire(ref, stopped.signal);
-    const second = cache.acquire(ref, new AbortController().signal);
+    const first = cache.acquire({ ...ref, ticket: ticketOf("v3a") }, stopped.signal);
+    const second = cache.acquire({ ...ref, ticket: ticketOf("v3b") }, new AbortController().signal);
     stopped.abort();
     await expect(first).rejects.toThrow();
     const got = await second;
@@ -151,12 +181,37 @@ describe("source cache", () => {
     got.release();
   });
 
+  it("resumes a shared download with the ticket of a variation still waiting once the one that started it was stopped", async () => {
+    const clip = await readFile(await makeClip({ seconds: 2 }));
+    const refused = new Set<string>();
+    let cutNow!: () => void;
+    const cutFirstWhen = new Promise<void>((r) => (cutNow = r));
+    const { edge, cache } = await setup({ "sources/j4/s4": clip }, { cutFirstWhen, refused });
+    const ref = { sourceId: "s4", jobId: "j4", key: "sources/j4/s4" };
+    const stopped = new AbortController();
+    const first = cache.acquire({ ...ref, ticket: ticketOf("v4a") }, stopped.signal);
+    const second = cache.acquire({ ...ref, ticket: ticketOf("v4b") }, new AbortController().signal);
+    while (edge.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
+    stopped.abort();
+    await expect(first).rejects.toThrow();
+    // v4a's lease is gone: the edge refuses its ticket from now on, so the resume after the cut must not show it.
+    refused.add("v4a");
+    cutNow();
+    const got = await second;
+    expect(got.media.width).toBe(320);
+    expect(edge.requests.map((r) => [r.ticket, r.range === undefined ? "whole" : "rest"])).toEqual([
+      ["r1/v4a/1", "whole"],
+      ["r1/v4b/1", "rest"],
+    ]);
+    got.release();
+  });
+
   it("evicts sources nobody uses once the byte budget is exceeded, least recently used first", async () => {
     const clip = await readFile(await makeClip({ seconds: 2 }));
     const { cache, workDir } = await setup({ "sources/j/a": clip, "sources/j/b": clip }, {}, clip.length + 10);
-    const a = await cache.acquire({ sourceId: "a", jobId: "j", key: "sources/j/a" }, new AbortController().signal);
+    const a = await cache.acquire({ sourceId: "a", jobId: "j", key: "sources/j/a", ticket: ticketOf("va") }, new AbortController().signal);
     a.release();
-    const b = await cache.acquire({ sourceId: "b", jobId: "j", key: "sources/j/b" }, new AbortController().signal);
+    const b = await cache.acquire({ sourceId: "b", jobId: "j", key: "sources/j/b", ticket: ticketOf("vb") }, new AbortController().signal);
     b.release();
     await new Promise((r) => setTimeout(r, 50));
     expect((await filesUnder(workDir)).sort()).toEqual(["j/src-b"]);
@@ -168,8 +223,9 @@ describe("blob client downloads", () => {
     const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7) & 0xff));
     const { edge, blobs } = await setup({ "sources/j/s": data }, { cutFirstAfter: 100_000 });
     const dest = join(await tmp.make(), "file");
-    expect(await blobs.download("sources/j/s", dest)).toBe(data.length);
+    expect(await blobs.download("sources/j/s", dest, undefined, ticketOf("v"))).toBe(data.length);
     expect(edge.requests.map((r) => r.range)).toEqual([undefined, expect.stringMatching(/^bytes=\d+-$/)]);
+    expect(edge.requests.map((r) => r.ticket)).toEqual(["r1/v/1", "r1/v/1"]);
     expect(Number(/bytes=(\d+)-/.exec(edge.requests[1]!.range!)![1])).toBeGreaterThan(0);
     expect((await stat(dest)).size).toBe(data.length);
     expect(Buffer.compare(await readFile(dest), data)).toBe(0);
@@ -178,8 +234,16 @@ describe("blob client downloads", () => {
   it("does not retry a missing object", async () => {
     const { edge, blobs } = await setup({});
     const dest = join(await tmp.make(), "file");
-    await expect(blobs.download("sources/j/none", dest)).rejects.toMatchObject({ status: 404, transient: false });
+    await expect(blobs.download("sources/j/none", dest, undefined, ticketOf("v"))).rejects.toMatchObject({ status: 404, transient: false });
     expect(edge.requests).toHaveLength(1);
+  });
+
+  it("does not retry a download the edge refuses as not this runner's work", async () => {
+    const { edge, blobs } = await setup({ "sources/j/s": Buffer.alloc(1000, 1) }, { refused: new Set(["gone"]) });
+    const dest = join(await tmp.make(), "file");
+    await expect(blobs.download("sources/j/s", dest, undefined, ticketOf("gone"))).rejects.toMatchObject({ status: 403, transient: false });
+    await expect(blobs.download("sources/j/s", dest)).rejects.toMatchObject({ status: 403, transient: false });
+    expect(edge.requests.map((r) => r.ticket)).toEqual(["r1/gone/1", undefined]);
   });
 
   it("gives up on a download whose body stalls, as a transient failure, instead of waiting forever", async () => {
@@ -187,7 +251,7 @@ describe("blob client downloads", () => {
     const { edge, blobs } = await setup({ "sources/j/slow": data }, { stallAfter: 1000 }, undefined, 300);
     const dest = join(await tmp.make(), "file");
     const t0 = performance.now();
-    await expect(blobs.download("sources/j/slow", dest)).rejects.toMatchObject({ transient: true, message: expect.stringMatching(/stalled for 300 ms/) });
+    await expect(blobs.download("sources/j/slow", dest, undefined, ticketOf("v"))).rejects.toMatchObject({ transient: true, message: expect.stringMatching(/stalled for 300 ms/) });
     expect(performance.now() - t0).toBeLessThan(10_000);
     // Each retry asked only for what was missing.
     expect(edge.requests.slice(1).every((r) => /^bytes=\d+-$/.test(r.range ?? ""))).toBe(true);

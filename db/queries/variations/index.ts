@@ -2,6 +2,7 @@
 export { MAX_ATTEMPTS, type Ownership, type StopStage } from "../states";
 export * from "./claim";
 export * from "./fail-source";
+export * from "./find-ticket";
 export * from "./list-job-outputs";
 export * from "./record-params";
 export * from "./recover";
