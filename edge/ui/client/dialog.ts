@@ -4,6 +4,12 @@ export interface CancelDialogOptions {
   title: string;
   description: string;
   confirmLabel: string;
+  /** Ask for an optional reason (cancel); default true. */
+  reason?: boolean;
+  /** The safe choice's label; default "Keep it running". */
+  keepLabel?: string;
+  /** Style of the confirm button; default danger (cancel). */
+  tone?: "danger" | "primary";
 }
 
 let dialog: HTMLDialogElement | null = null;
@@ -52,7 +58,7 @@ function build(): HTMLDialogElement {
 }
 
 /**
- * Asks for confirmation with an optional reason. Resolves with the (trimmed) reason, or null when the user keeps
+ * Asks for confirmation with an optional reason (cancel), or without one (pause, resume: `reason: false`). Resolves with the (trimmed) reason, or null when the user keeps
  * the job (button, Esc, or backdrop). Focus returns to whatever opened the dialog.
  */
 export function confirmCancel(opts: CancelDialogOptions): Promise<{ reason: string } | null> {
@@ -63,9 +69,12 @@ export function confirmCancel(opts: CancelDialogOptions): Promise<{ reason: stri
   el.querySelector("#cancel-dialog-desc")!.textContent = opts.description;
   const reason = el.querySelector<HTMLTextAreaElement>("#cancel-reason")!;
   reason.value = "";
+  el.querySelector<HTMLElement>("#cancel-reason-field")!.hidden = opts.reason === false;
   const confirm = el.querySelector<HTMLButtonElement>('[data-action="confirm"]')!;
   confirm.textContent = opts.confirmLabel;
+  confirm.className = `button ${opts.tone === "primary" ? "button-primary" : "button-danger"}`;
   const keep = el.querySelector<HTMLButtonElement>('[data-action="keep"]')!;
+  keep.textContent = opts.keepLabel ?? "Keep it running";
 
   return new Promise((resolve) => {
     let result: { reason: string } | null = null;

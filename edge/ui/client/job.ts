@@ -1,5 +1,6 @@
 import { api, ApiError } from "./api.js";
 import { CancelControl } from "./cancel.js";
+import { MoreControl, PauseControl, RetryControl, type JobControlHooks } from "./job-controls.js";
 import { byId, formatDateTime, h, progressBar, setText, timeEl, updateProgress } from "./dom.js";
 import { browserHost } from "./host.js";
 import { backgroundDelay, notifyIfFinished } from "./notify.js";
@@ -45,6 +46,9 @@ interface FileView {
 let job: Job;
 let poller: Poller;
 let cancel: CancelControl;
+let pause: PauseControl;
+let retry: RetryControl;
+let more: MoreControl;
 const files = new Map<string, FileView>();
 const els = {} as {
   root: HTMLElement;
@@ -204,6 +208,9 @@ function render(): void {
   updateProgress(els.bar, percent(job.progress));
   els.bar.hidden = isTerminal(job.status);
   cancel.update(job.status);
+  pause.update(job);
+  retry.update(job);
+  more.update(job);
   const zip = canDownloadZip(job);
   els.zip.hidden = !zip;
   if (zip && els.zip.getAttribute("href") !== job.downloadUrl) els.zip.href = job.downloadUrl!;
@@ -276,14 +283,19 @@ export async function initJob(id: string): Promise<void> {
   els.times = h("dl", { class: "times" });
   els.files = h("div", { class: "files" });
   poller = new Poller({ tick, hiddenDelayMs: backgroundDelay }, browserHost);
-  cancel = new CancelControl(job.id, fileNamesSummary(job.files.map((f) => f.name)), job.status, {
+  const hooks: JobControlHooks = {
     onJob: (fresh) => {
       apply(fresh);
       if (!isTerminal(fresh.status)) poller.kick();
     },
     onRefresh: () => poller.kick(),
     onGone: () => showMessage(message, "This job no longer exists (it may have expired)."),
-  });
+  };
+  const context = fileNamesSummary(job.files.map((f) => f.name));
+  cancel = new CancelControl(job.id, context, job.status, hooks);
+  pause = new PauseControl(job, context, hooks);
+  retry = new RetryControl(job, hooks);
+  more = new MoreControl(job, hooks);
   byId("job-loading").hidden = true;
   els.root.append(
     h(
@@ -293,8 +305,11 @@ export async function initJob(id: string): Promise<void> {
       els.queue,
       els.bar,
       els.error,
-      h("div", { class: "job-actions" }, cancel.button, els.zip),
+      h("div", { class: "job-actions" }, pause.button, cancel.button, retry.button, els.zip, more.form),
       cancel.error,
+      pause.error,
+      retry.error,
+      more.error,
       els.times,
     ),
     els.files,

@@ -6,14 +6,44 @@ export function isTerminal(status: JobStatus): boolean {
   return TERMINAL_STATUSES.includes(status);
 }
 
-/** Only queued and processing jobs offer Cancel; a cancelling job already has a request in flight. */
+/** Queued, processing and paused jobs offer Cancel; a cancelling job already has a request in flight. */
 export function isCancellable(status: JobStatus): boolean {
+  return status === "queued" || status === "processing" || status === "paused";
+}
+
+/** Only queued and processing jobs offer Pause. */
+export function isPausable(status: JobStatus): boolean {
   return status === "queued" || status === "processing";
+}
+
+/** Paused jobs resume; cancelled ones continue (their cancelled variations are queued again) until they expire. */
+export function isResumable(job: Pick<Job, "status" | "cancelledVariations" | "expiresAt">, now: number): boolean {
+  if (job.status === "paused") return true;
+  return job.status === "cancelled" && job.cancelledVariations > 0 && !isExpired(job.expiresAt, now);
+}
+
+/** "Retry failed": a completed or failed job with failed variations, before it expires. */
+export function canRetryFailed(job: Pick<Job, "status" | "failedVariations" | "expiresAt">, now: number): boolean {
+  return (job.status === "completed" || job.status === "failed") && job.failedVariations > 0 && !isExpired(job.expiresAt, now);
+}
+
+/** "More variations": any finished job before it expires. */
+export function canAddVariations(job: Pick<Job, "status" | "expiresAt">, now: number): boolean {
+  return isTerminal(job.status) && !isExpired(job.expiresAt, now);
+}
+
+function isExpired(expiresAt: string | null, now: number): boolean {
+  return expiresAt !== null && Date.parse(expiresAt) <= now;
+}
+
+/** Variations running in a job read with its files' variations (a paused job's runners are still stopping). */
+export function runningVariations(job: Pick<Job, "files">): number {
+  return job.files.reduce((n, f) => n + (f.variations?.filter((v) => v.status === "running").length ?? 0), 0);
 }
 
 export type Tone = "neutral" | "info" | "success" | "danger";
 
-/** Cancelled is neutral gray on purpose: the user asked for it, it is not a failure (red). */
+/** Cancelled and paused are neutral gray on purpose: the user asked for it, it is not a failure (red). */
 export function statusTone(status: JobStatus | VariationStatus): Tone {
   switch (status) {
     case "completed":
@@ -38,6 +68,8 @@ export function statusLabel(job: Counts): string {
       return "Queued";
     case "processing":
       return "Processing";
+    case "paused":
+      return `Paused (${job.completedVariations}/${job.totalVariations})`;
     case "cancelling":
       return "Cancelling…";
     case "completed":

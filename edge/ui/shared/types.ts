@@ -2,7 +2,7 @@
  * The JSON shapes of the Edge API as the browser sees them (issue 4's contract). Kept here, DOM-free, so the
  * server-rendered pages and the client code agree on one definition.
  */
-export type JobStatus = "queued" | "processing" | "cancelling" | "completed" | "failed" | "cancelled";
+export type JobStatus = "queued" | "processing" | "paused" | "cancelling" | "completed" | "failed" | "cancelled";
 export type VariationStatus = "queued" | "running" | "completed" | "failed" | "cancelled";
 
 export interface Variation {

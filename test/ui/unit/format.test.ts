@@ -1,10 +1,14 @@
 import { describe, expect, it } from "vitest";
 import {
+  canAddVariations,
   canDownloadZip,
+  canRetryFailed,
   expiryLabel,
   fileNamesSummary,
   fileStatus,
   isCancellable,
+  isPausable,
+  isResumable,
   percent,
   queueLabel,
   safeNext,
@@ -27,9 +31,35 @@ describe("status presentation", () => {
     expect(statusTone("processing")).toBe("info");
   });
 
-  it("offers Cancel only on queued and processing jobs", () => {
-    expect(["queued", "processing"].every((s) => isCancellable(s as never))).toBe(true);
+  it("offers Cancel only on queued, processing and paused jobs", () => {
+    expect(["queued", "processing", "paused"].every((s) => isCancellable(s as never))).toBe(true);
     expect(["cancelling", "completed", "failed", "cancelled"].some((s) => isCancellable(s as never))).toBe(false);
+  });
+
+  it("labels a paused job Paused (k/N) in neutral gray", () => {
+    expect(statusLabel({ status: "paused", completedVariations: 2, totalVariations: 5 })).toBe("Paused (2/5)");
+    expect(statusTone("paused")).toBe("neutral");
+  });
+
+  it("offers Pause on queued/processing jobs, Resume on paused ones and on cancelled ones with cancelled variations until they expire", () => {
+    const now = Date.parse("2030-01-01T00:00:00Z");
+    expect(["queued", "processing"].every((s) => isPausable(s as never))).toBe(true);
+    expect(["paused", "cancelling", "completed", "failed", "cancelled"].some((s) => isPausable(s as never))).toBe(false);
+    expect(isResumable({ status: "paused", cancelledVariations: 0, expiresAt: null }, now)).toBe(true);
+    expect(isResumable({ status: "cancelled", cancelledVariations: 2, expiresAt: "2030-01-02T00:00:00Z" }, now)).toBe(true);
+    expect(isResumable({ status: "cancelled", cancelledVariations: 0, expiresAt: "2030-01-02T00:00:00Z" }, now)).toBe(false);
+    expect(isResumable({ status: "cancelled", cancelledVariations: 2, expiresAt: "2029-12-31T00:00:00Z" }, now)).toBe(false);
+  });
+
+  it("offers Retry failed on finished jobs with failed variations and More variations on any finished job before expiry", () => {
+    const now = Date.parse("2030-01-01T00:00:00Z");
+    const later = "2030-01-02T00:00:00Z";
+    expect(canRetryFailed({ status: "completed", failedVariations: 1, expiresAt: later }, now)).toBe(true);
+    expect(canRetryFailed({ status: "completed", failedVariations: 0, expiresAt: later }, now)).toBe(false);
+    expect(canRetryFailed({ status: "cancelled", failedVariations: 1, expiresAt: later }, now)).toBe(false);
+    expect(canAddVariations({ status: "cancelled", expiresAt: later }, now)).toBe(true);
+    expect(canAddVariations({ status: "paused", expiresAt: null }, now)).toBe(false);
+    expect(canAddVariations({ status: "completed", expiresAt: "2029-12-31T00:00:00Z" }, now)).toBe(false);
   });
 
   it("offers the ZIP for completed or cancelled jobs with at least one finished variation", () => {
