@@ -1,0 +1,186 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EffectFamily, EffectIntensity } from "../../db/effects";
+import { buildEncodeArgs, probeMedia, spawnFfmpeg, verifyOutput } from "../../runner/ffmpeg";
+import { deriveParams, type EffectParams } from "../../runner/params";
+import { makeClip } from "../helpers/clips";
+
+// Each family is checked on what comes out of FFmpeg (frames, durations, audio levels), not on its arguments.
+
+const run = promisify(execFile);
+const W = 160;
+const H = 120;
+let dir: string;
+let clip: string;
+/** White frame with a black 80×60 box at (40, 30): edges whose positions show zoom and rotation. */
+let boxClip: string;
+let n = 0;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "vr-effects-test-"));
+  clip = await makeClip({ seconds: 2, width: W, height: H });
+  boxClip = join(dir, "box.mp4");
+  await run("ffmpeg", [
+    "-v", "error", "-nostdin", "-y",
+    "-f", "lavfi", "-i", `color=c=white:s=${W}x${H}:r=30:d=1,drawbox=x=40:y=30:w=80:h=60:color=black:t=fill`,
+    "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p", boxClip,
+  ]);
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+/** The first seed (from 1) whose parameters satisfy `want`: tests pick a draw that makes the effect measurable. */
+function seedWhere(families: EffectFamily[], intensity: EffectIntensity, want: (p: EffectParams) => boolean): number {
+  for (let seed = 1; seed < 100_000; seed++) if (want(deriveParams(seed, { intensity, families }))) return seed;
+  throw new Error("no such seed");
+}
+
+/** Encodes like the runner: params from seed + effects, the runner's arguments, its output verification. */
+async function encode(source: string, families: EffectFamily[], intensity: EffectIntensity, seed: number) {
+  const params = deriveParams(seed, { intensity, families });
+  const media = await probeMedia("ffprobe", source);
+  const output = join(dir, `out-${++n}.mp4`);
+  const plan = buildEncodeArgs({ source, output, params, media });
+  const proc = spawnFfmpeg("ffmpeg", plan.args);
+  const exit = await proc.exited;
+  expect(exit.code, proc.stderrTail()).toBe(0);
+  await verifyOutput(output, plan.expectedDurationMs);
+  return { output, params, plan };
+}
+
+/** The first frame as raw pixels (gray: 1 plane; yuv444p: Y, U, V planes), optionally through a filter. */
+async function frame(path: string, pixFmt: "gray" | "yuv444p" = "gray", vf?: string): Promise<Buffer> {
+  const { stdout } = await run(
+    "ffmpeg",
+    ["-v", "error", "-nostdin", "-i", path, ...(vf ? ["-vf", vf] : []), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", pixFmt, "-"],
+    { encoding: "buffer", maxBuffer: 16 * 1024 * 1024 },
+  );
+  return stdout;
+}
+
+const mean = (b: Buffer) => b.reduce((s, x) => s + x, 0) / b.length;
+const meanAbsDiff = (a: Buffer, b: Buffer) => {
+  expect(a.length).toBe(b.length);
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += Math.abs(a[i]! - b[i]!);
+  return s / a.length;
+};
+/** Mean distance of the chroma planes from neutral grey (yuv444p): what eq's saturation scales. */
+const chroma = (yuv: Buffer) => {
+  const plane = yuv.length / 3;
+  let s = 0;
+  for (let i = plane; i < yuv.length; i++) s += Math.abs(yuv[i]! - 128);
+  return s / (2 * plane);
+};
+const darkness = (gray: Buffer, x: number, y: number) => (255 - gray[y * W + x]!) / 255;
+/** The box's width along row y (area of darkness: sub-pixel, robust to blurred edges). */
+const rowWidth = (gray: Buffer, y: number) => Array.from({ length: W }, (_, x) => darkness(gray, x, y)).reduce((a, b) => a + b);
+const colHeight = (gray: Buffer, x: number) => Array.from({ length: H }, (_, y) => darkness(gray, x, y)).reduce((a, b) => a + b);
+/** Where the box's top edge crosses column x (first half-dark row, interpolated). */
+function topEdge(gray: Buffer, x: number): number {
+  for (let y = 1; y < H; y++) {
+    const [a, b] = [darkness(gray, x, y - 1), darkness(gray, x, y)];
+    if (a < 0.5 && b >= 0.5) return y - 1 + (0.5 - a) / (b - a);
+  }
+  throw new Error(`no edge in column ${x}`);
+}
+
+async function durations(path: string): Promise<{ video: number; audio: number }> {
+  const { stdout } = await run("ffprobe", ["-v", "error", "-print_format", "json", "-show_streams", path]);
+  const streams = (JSON.parse(stdout) as { streams: { codec_type: string; duration: string }[] }).streams;
+  const ms = (type: string) => Number(streams.find((s) => s.codec_type === type)!.duration) * 1000;
+  return { video: ms("video"), audio: ms("audio") };
+}
+
+async function meanVolumeDb(path: string): Promise<number> {
+  const { stderr } = await run("ffmpeg", ["-nostdin", "-hide_banner", "-i", path, "-map", "0:a:0", "-af", "volumedetect", "-f", "null", "-"]);
+  return Number(/mean_volume: (-?[\d.]+) dB/.exec(stderr)![1]);
+}
+
+describe("effect families on real FFmpeg output", () => {
+  it("mirror: the output frame is the source frame flipped left to right", async () => {
+    const { output } = await encode(clip, ["mirror"], "subtle", 1);
+    const out = await frame(output);
+    expect(meanAbsDiff(out, await frame(clip, "gray", "hflip"))).toBeLessThan(4);
+    expect(meanAbsDiff(out, await frame(clip))).toBeGreaterThan(15);
+  });
+
+  it("color: brightness and saturation move the frame's mean luma and colourfulness", async () => {
+    const seed = seedWhere(["color"], "strong", (p) => p.brightness >= 0.06 && p.saturation >= 1.1);
+    const { output, params } = await encode(clip, ["color"], "strong", seed);
+    expect(params).toMatchObject({ zoom: 0, mirror: false, speed: 1 });
+    expect(mean(await frame(output))).toBeGreaterThan(mean(await frame(clip)) + 5);
+    const ratio = chroma(await frame(output, "yuv444p")) / chroma(await frame(clip, "yuv444p"));
+    expect(ratio).toBeGreaterThan(1 + (params.saturation - 1) * 0.6);
+  });
+
+  it("speed: video and audio duration change by the speed factor", async () => {
+    const seed = seedWhere(["speed"], "strong", (p) => p.speed >= 1.07);
+    const { output, params } = await encode(clip, ["speed"], "strong", seed);
+    const [out, src] = [await durations(output), await durations(clip)];
+    // Audio to within about two AAC frames; video to within 3 frames (the 29.97 fps output grid on a 2 s clip).
+    for (const [stream, slack] of [["audio", 50], ["video", 100]] as const) {
+      expect(Math.abs(out[stream] - src[stream] / params.speed), stream).toBeLessThan(slack);
+      expect(src[stream] - out[stream], stream).toBeGreaterThan(60);
+    }
+  });
+
+  it("audio: the output's level differs from the source's by about the chosen gain", async () => {
+    const seed = seedWhere(["audio"], "strong", (p) => p.volumeDb >= 3 && p.eqFreq >= 2500);
+    const { output, params } = await encode(clip, ["audio"], "strong", seed);
+    const change = (await meanVolumeDb(output)) - (await meanVolumeDb(clip));
+    expect(Math.abs(change - params.volumeDb)).toBeLessThan(1);
+    expect(change).toBeGreaterThan(2);
+  });
+
+  it("noise: grain moves the frame further from the source than a plain re-encode does", async () => {
+    const seed = seedWhere(["noise"], "strong", (p) => p.noise >= 9);
+    const noisy = await encode(clip, ["noise"], "strong", seed);
+    // No family at all: the bare transcode with the same settings.
+    const bare = await encode(clip, [], "strong", seed);
+    const source = await frame(clip);
+    expect(meanAbsDiff(await frame(noisy.output), source)).toBeGreaterThan(meanAbsDiff(await frame(bare.output), source) + 1.5);
+  });
+
+  it("zoom: the box grows by the crop's factor around the crop window", async () => {
+    const seed = seedWhere(["zoom"], "strong", (p) => p.zoom >= 0.02);
+    const { output, plan } = await encode(boxClip, ["zoom"], "strong", seed);
+    const src = await frame(boxClip);
+    const out = await frame(output);
+    const { cropW, cropH } = plan.geometry;
+    expect(rowWidth(src, 60)).toBeCloseTo(80, 0);
+    expect(Math.abs(rowWidth(out, 60) - (80 * W) / cropW)).toBeLessThan(0.8);
+    expect(Math.abs(colHeight(out, 80) - (60 * H) / cropH)).toBeLessThan(0.8);
+    expect(rowWidth(out, 60)).toBeGreaterThan(81);
+  });
+
+  it("rotate: the box's top edge tilts by the angle, and the corners stay picture (a zoom hides them) without choosing zoom", async () => {
+    const seed = seedWhere(["rotate"], "strong", (p) => p.rotate >= 2);
+    const { output, params, plan } = await encode(boxClip, ["rotate"], "strong", seed);
+    expect(params.zoom).toBe(0);
+    expect(plan.geometry.cropW).toBeLessThan(W);
+    const out = await frame(output);
+    const src = await frame(boxClip);
+    expect(Math.abs(topEdge(src, 110) - topEdge(src, 50))).toBeLessThan(0.3);
+    // Clockwise (FFmpeg's positive angle): the right end of the top edge goes down.
+    const scale = W / plan.geometry.cropW;
+    const tilt = (topEdge(out, 110) - topEdge(out, 50)) / 60;
+    expect(tilt).toBeGreaterThan(0);
+    expect(Math.abs(tilt - Math.tan((params.rotate * Math.PI) / 180))).toBeLessThan(0.02 * scale);
+    // The background is white: a filled (black) corner would show here.
+    for (const [x, y] of [[0, 0], [W - 1, 0], [0, H - 1], [W - 1, H - 1]] as const) {
+      expect(out[y * W + x], `corner ${x},${y}`).toBeGreaterThan(200);
+    }
+  });
+
+  it("keeps the filter chain to the chosen families: no rotate, eq or crop for a mirror-only job", async () => {
+    const media = await probeMedia("ffprobe", clip);
+    const { args } = buildEncodeArgs({ source: clip, output: "o.mp4", params: deriveParams(5, { intensity: "strong", families: ["mirror"] }), media });
+    const vf = args[args.indexOf("-vf") + 1]!;
+    expect(vf).toBe("setsar=1,hflip,format=yuv420p");
+    expect(args).not.toContain("-af");
+  });
+});
