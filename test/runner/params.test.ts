@@ -1,10 +1,38 @@
 import { describe, expect, it } from "vitest";
+import { EFFECT_FAMILIES, type JobEffects } from "../../db/effects";
 import { deriveParams } from "../../runner/params";
 
+const ALL: JobEffects = { intensity: "subtle", families: [...EFFECT_FAMILIES] };
+
 describe("deriveParams", () => {
-  it("derives the same parameters from the same seed, so a retry on another runner looks identical", () => {
-    expect(deriveParams(123456)).toEqual(deriveParams(123456));
-    expect(deriveParams(123456)).not.toEqual(deriveParams(123457));
+  it("derives the same parameters from the same seed and effects, so a retry on another runner looks identical", () => {
+    for (const effects of [undefined, ALL, { intensity: "strong", families: ["rotate", "audio"] } satisfies JobEffects]) {
+      expect(deriveParams(123456, effects)).toEqual(deriveParams(123456, effects));
+      expect(deriveParams(123456, effects)).not.toEqual(deriveParams(123457, effects));
+    }
+  });
+
+  it("gives the default job (subtle color + zoom) exactly the parameters a seed always had", () => {
+    // The recipe's values for seed 42 before effects were chosen per job: a change here changes existing looks.
+    expect(deriveParams(42)).toMatchObject({
+      recipe: 1,
+      zoom: 0.0056,
+      offsetX: 0.484,
+      offsetY: 0.606,
+      brightness: 0.01,
+      contrast: 0.98,
+      saturation: 1.008,
+      mirror: false,
+      speed: 1,
+      noise: 0,
+      rotate: 0,
+      hue: 0,
+      volumeDb: 0,
+      eqGainDb: 0,
+      intensity: "subtle",
+      families: ["color", "zoom"],
+    });
+    expect(deriveParams(42, { intensity: "subtle", families: ["color", "zoom"] })).toEqual(deriveParams(42));
   });
 
   it("keeps every value inside the subtle ranges over many seeds", () => {
@@ -21,7 +49,7 @@ describe("deriveParams", () => {
       expect(p.contrast).toBeLessThanOrEqual(1.03);
       expect(p.saturation).toBeGreaterThanOrEqual(0.95);
       expect(p.saturation).toBeLessThanOrEqual(1.06);
-      expect(p).toMatchObject({ mirror: false, speed: 1, noise: 0 });
+      expect(p).toMatchObject({ mirror: false, speed: 1, noise: 0, rotate: 0, hue: 0, volumeDb: 0, eqGainDb: 0 });
     }
   });
 
@@ -31,23 +59,46 @@ describe("deriveParams", () => {
     expect(Math.max(...zooms)).toBeGreaterThan(0.0075);
   });
 
-  it("turns on mirror, speed and noise only when enabled, without changing the base look of a seed", () => {
-    const base = deriveParams(99);
-    const seen = { mirror: 0, speed: 0, noise: 0 };
+  it("turns on each family only when chosen, without changing another family's values for the same seed", () => {
     for (let seed = 1; seed <= 200; seed++) {
-      const p = deriveParams(seed, ["mirror", "speed", "noise"]);
-      const b = deriveParams(seed);
-      expect({ ...p, mirror: false, speed: 1, noise: 0 }).toEqual(b);
-      if (p.mirror) seen.mirror++;
-      if (p.speed !== 1) seen.speed++;
-      expect(p.speed).toBeGreaterThanOrEqual(0.97);
-      expect(p.speed).toBeLessThanOrEqual(1.03);
-      if (p.noise > 0) seen.noise++;
+      const all = deriveParams(seed, ALL);
+      const base = deriveParams(seed);
+      expect(all).toMatchObject({ zoom: base.zoom, offsetX: base.offsetX, brightness: base.brightness, saturation: base.saturation });
+      expect(all.mirror).toBe(true);
+      expect(Math.abs(all.speed - 1)).toBeGreaterThanOrEqual(0.01);
+      expect(Math.abs(all.speed - 1)).toBeLessThanOrEqual(0.03 + 1e-9);
+      expect(all.noise).toBeGreaterThanOrEqual(1);
+      expect(all.noise).toBeLessThanOrEqual(4);
+      expect(Math.abs(all.rotate)).toBeGreaterThanOrEqual(0.3);
+      expect(Math.abs(all.rotate)).toBeLessThanOrEqual(1);
+      expect(Math.abs(all.volumeDb)).toBeGreaterThanOrEqual(0.5);
+      expect(Math.abs(all.volumeDb)).toBeLessThanOrEqual(1.5);
+      expect(all.eqFreq).toBeGreaterThanOrEqual(200);
+      expect(all.eqFreq).toBeLessThanOrEqual(4000);
+      const mirrorOnly = deriveParams(seed, { intensity: "subtle", families: ["mirror"] });
+      expect(mirrorOnly).toMatchObject({ mirror: true, zoom: 0, brightness: 0, contrast: 1, saturation: 1, speed: 1, noise: 0, rotate: 0 });
     }
-    expect(seen.mirror).toBeGreaterThan(50);
-    expect(seen.mirror).toBeLessThan(150);
-    expect(seen.speed).toBeGreaterThan(150);
-    expect(seen.noise).toBe(200);
-    expect(deriveParams(99, ["noise"])).toMatchObject({ ...base, noise: expect.any(Number) });
+  });
+
+  it("widens every range about 2× at medium and 3× at strong, around the same neutral values", () => {
+    const max = (intensity: JobEffects["intensity"], pick: (p: ReturnType<typeof deriveParams>) => number) =>
+      Math.max(...Array.from({ length: 400 }, (_, i) => pick(deriveParams(i + 1, { intensity, families: [...EFFECT_FAMILIES] }))));
+    for (const [pick, subtleMax] of [
+      [(p) => p.zoom, 0.008],
+      [(p) => Math.abs(p.brightness), 0.03],
+      [(p) => Math.abs(p.rotate), 1],
+      [(p) => Math.abs(p.speed - 1), 0.03],
+      [(p) => p.noise, 4],
+      [(p) => Math.abs(p.volumeDb), 1.5],
+    ] as [(p: ReturnType<typeof deriveParams>) => number, number][]) {
+      expect(max("subtle", pick)).toBeLessThanOrEqual(subtleMax + 1e-9);
+      expect(max("medium", pick)).toBeGreaterThan(subtleMax * 1.5);
+      expect(max("medium", pick)).toBeLessThanOrEqual(subtleMax * 2 + 1e-9);
+      expect(max("strong", pick)).toBeGreaterThan(subtleMax * 2.5);
+      expect(max("strong", pick)).toBeLessThanOrEqual(subtleMax * 3 + 1e-9);
+    }
+    // Hue stays put at subtle (the classic look) and turns at most 8° at strong.
+    expect(max("subtle", (p) => Math.abs(p.hue))).toBe(0);
+    expect(max("strong", (p) => Math.abs(p.hue))).toBeLessThanOrEqual(8);
   });
 });
