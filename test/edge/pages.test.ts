@@ -1,6 +1,7 @@
 import { exports } from "cloudflare:workers";
 import { inArray } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { DEFAULT_EFFECTS, EFFECT_FAMILIES, EFFECT_FAMILY_INFO, EFFECT_INTENSITIES } from "../../db/effects";
 import { newId } from "../../db/ids";
 import { upsertRunner } from "../../db/queries/runners";
 import { runners } from "../../db/schema";
@@ -53,6 +54,18 @@ describe("web UI page shells", () => {
     const { html } = await page("/");
     expect(html).toContain('data-max-upload-bytes="2147483648"');
     expect(html).toMatch(/accept="\.mp4,\.mov,\.m4v,\.webm,\.mkv/);
+  });
+
+  it("offers every effect family with its explanation and the intensities on the upload page, today's look preselected", async () => {
+    const { html } = await page("/");
+    for (const f of EFFECT_FAMILIES) {
+      const box = new RegExp(`<input[^>]*id="effect-${f}"[^>]*>`).exec(html)?.[0];
+      expect(box, f).toBeDefined();
+      expect(box!.includes("checked"), f).toBe(DEFAULT_EFFECTS.families.includes(f));
+      expect(html).toContain(EFFECT_FAMILY_INFO[f]);
+    }
+    for (const i of EFFECT_INTENSITIES) expect(html).toMatch(new RegExp(`<option[^>]*value="${i}"`));
+    expect(html).toMatch(/<option[^>]*value="subtle"[^>]*selected/);
   });
 
   it("keeps page shells out of caches so a logged-out browser never shows stale navigation", async () => {

@@ -22,7 +22,7 @@ import {
   variationStatusLabel,
 } from "../shared/format.js";
 import { Poller, type PollOutcome } from "../shared/poll.js";
-import type { Job, JobFile, Variation } from "../shared/types.js";
+import type { Job, JobEffects, JobFile, Variation } from "../shared/types.js";
 
 interface VariationView {
   li: HTMLLIElement;
@@ -72,8 +72,15 @@ function cancelledByText(by: string | null): string {
   return by === me().email ? "you" : by;
 }
 
+/** "Medium: color, zoom, mirror" */
+function effectsLabel(e: JobEffects): string {
+  return `${e.intensity.charAt(0).toUpperCase()}${e.intensity.slice(1)}: ${e.families.join(", ")}`;
+}
+
 function renderTimes(): void {
   const items: [string, Node | string][] = [["Created", timeEl(job.createdAt, formatDateTime(job.createdAt))]];
+  // Older API answers (a stale tab) may lack effects.
+  if (job.effects) items.push(["Effects", effectsLabel(job.effects)]);
   if (job.startedAt) items.push(["Started", timeEl(job.startedAt, formatDateTime(job.startedAt))]);
   if (job.cancelledAt) {
     const detail = h("span", {}, timeEl(job.cancelledAt, formatDateTime(job.cancelledAt)));

@@ -11,7 +11,7 @@ import {
   useMultipart,
 } from "../shared/files.js";
 import { formatBytes } from "../shared/format.js";
-import type { ApiErrorBody, Job } from "../shared/types.js";
+import type { ApiErrorBody, Job, JobEffects } from "../shared/types.js";
 
 interface Item {
   file: File;
@@ -121,9 +121,17 @@ function errorFromXhr(status: number, body: unknown): ApiError {
   return new ApiError(status, b?.error?.code ?? `http_${status}`, messageFor(status, b), b);
 }
 
+/** The job's effects as chosen on the page (the server renders the choices from db/effects.ts). */
+function chosenEffects(): JobEffects {
+  const families = [...document.querySelectorAll<HTMLInputElement>('#effects input[name="families"]:checked')].map((c) => c.value);
+  return { intensity: byId<HTMLSelectElement>("intensity").value, families };
+}
+
 /** One multipart/form-data request for small jobs; per-file bars follow the byte position of the body. */
-async function uploadSingle(variations: number): Promise<Job> {
+async function uploadSingle(variations: number, effects: JobEffects): Promise<Job> {
   const form = new FormData();
+  // Before the videos: a refused value then costs no upload.
+  form.append("effects", JSON.stringify(effects));
   for (const i of items) form.append("videos", i.file, i.file.name);
   form.append("variations", String(variations));
   const sizes = items.map((i) => i.file.size);
@@ -213,6 +221,12 @@ async function submit(ev: SubmitEvent): Promise<void> {
     message("Choose at least one video.");
     return;
   }
+  const effects = chosenEffects();
+  if (effects.families.length === 0) {
+    message("Effects: choose at least one.");
+    byId("effect-color").focus();
+    return;
+  }
   askOnce();
   setBusy(true);
   announce("Upload started.");
@@ -221,9 +235,9 @@ async function submit(ev: SubmitEvent): Promise<void> {
     if (useMultipart(items.map((i) => i.file.size))) {
       const ids: string[] = [];
       for (const item of items) ids.push(await uploadLarge(item));
-      job = (await api<Job>("POST", "/api/jobs", { uploads: ids, variations })).data;
+      job = (await api<Job>("POST", "/api/jobs", { uploads: ids, variations, effects })).data;
     } else {
-      job = await uploadSingle(variations);
+      job = await uploadSingle(variations, effects);
     }
     for (const i of items) setText(i.state, "Done");
     announce("Upload complete. Opening the job…");

@@ -1,4 +1,5 @@
 /** @jsxImportSource hono/jsx */
+import { DEFAULT_EFFECTS, EFFECT_FAMILIES, EFFECT_FAMILY_INFO, EFFECT_INTENSITIES, EFFECT_INTENSITY_INFO } from "../../../db/effects";
 import { ACCEPT_ATTRIBUTE, MAX_FILES, MAX_VARIATIONS, MIN_VARIATIONS } from "../shared/files";
 import { agoLabel } from "../shared/format";
 import { Layout } from "./layout";
@@ -74,6 +75,40 @@ export function UploadPage(ctx: PageContext) {
               {MIN_VARIATIONS}–{MAX_VARIATIONS}
             </span>
           </div>
+          <fieldset id="effects" class="stack effects">
+            <legend>Effects</legend>
+            <div class="field inline">
+              <label for="intensity">Intensity</label>
+              <select id="intensity" name="intensity" aria-describedby="intensity-hint">
+                {EFFECT_INTENSITIES.map((i) => (
+                  <option value={i} selected={i === DEFAULT_EFFECTS.intensity}>
+                    {i[0]!.toUpperCase() + i.slice(1)} — {EFFECT_INTENSITY_INFO[i]}
+                  </option>
+                ))}
+              </select>
+            </div>
+            <p id="intensity-hint" class="muted">
+              Every variation of the job gets the chosen effects, each with its own random values.
+            </p>
+            <ul class="effect-list">
+              {EFFECT_FAMILIES.map((f) => (
+                <li>
+                  <input
+                    id={`effect-${f}`}
+                    type="checkbox"
+                    name="families"
+                    value={f}
+                    checked={DEFAULT_EFFECTS.families.includes(f)}
+                    aria-describedby={`effect-${f}-hint`}
+                  />{" "}
+                  <label for={`effect-${f}`}>{f[0]!.toUpperCase() + f.slice(1)}</label>{" "}
+                  <span id={`effect-${f}-hint`} class="muted">
+                    {EFFECT_FAMILY_INFO[f]}
+                  </span>
+                </li>
+              ))}
+            </ul>
+          </fieldset>
         </fieldset>
         <p id="upload-message" class="message" role="alert" hidden></p>
         <div>

@@ -27,6 +27,11 @@ export interface JobFile {
   variations?: Variation[];
 }
 
+export interface JobEffects {
+  intensity: string;
+  families: string[];
+}
+
 export interface Job {
   id: string;
   status: JobStatus;
@@ -40,6 +45,8 @@ export interface Job {
   cancelledBy: string | null;
   expiresAt: string | null;
   variationsPerVideo: number;
+  /** What every variation applies (names and explanations: db/effects.ts). */
+  effects: JobEffects;
   totalVariations: number;
   completedVariations: number;
   failedVariations: number;
