@@ -1,0 +1,69 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { makeClip } from "../helpers/clips";
+import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { isAlive, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
+import { getJobRow, getVariationRows } from "../helpers/seed";
+
+let stack: EdgeStack;
+const cleanup: (() => Promise<void>)[] = [];
+beforeAll(async () => {
+  stack = await startEdgeStack("runner_pause");
+}, 120_000);
+afterEach(async () => {
+  for (const fn of cleanup.splice(0)) await fn();
+  await stack.settleLeftovers();
+});
+afterAll(() => stack?.close());
+
+function runnerProcess(env: Record<string, string>): RunnerProcess {
+  const r = startRunnerProcess(stack.runnerEnv(env));
+  cleanup.push(() => r.destroy());
+  return r;
+}
+
+describe("pausing and resuming a running job", { timeout: 240_000 }, () => {
+  it("stops FFmpeg on the next watch tick like a cancel, queues the stopped variation with its attempt refunded, and completes the job after the resume", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 }), await makeClip({ seconds: 60 })], 1);
+    const workDir = await stack.workDir();
+    const watchMs = 500;
+    const runner = runnerProcess({ CONCURRENCY: "2", WATCH_MS: String(watchMs), STOP_GRACE_MS: "2000", WORK_DIR: workDir });
+
+    const long = await waitFor("the long encode to be under way (short one done)", async () => {
+      const rows = await getVariationRows(stack.db, job.id);
+      const [short, long] = [rows.find((r) => r.sourceId === job.files[0]!.id), rows.find((r) => r.sourceId === job.files[1]!.id)];
+      return short?.status === "completed" && long?.status === "running" && long.progress > 0 ? long : null;
+    }, 60_000, 50);
+    const pid = Number(/pid=(\d+)/.exec(await runner.waitForLog(new RegExp(`ffmpeg started variation=${long.id}`)))![1]);
+    expect(await isAlive(pid)).toBe(true);
+
+    const t0 = performance.now();
+    const res = await stack.user.call(`/api/jobs/${job.id}/pause`, { method: "POST" });
+    const elapsed = performance.now() - t0;
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: "paused", previousStatus: "processing", completedVariations: 1, cancelledVariations: 0 });
+
+    const [stopped] = (await getVariationRows(stack.db, job.id)).filter((r) => r.id === long.id);
+    expect(stopped).toMatchObject({ status: "queued", attempts: 0, outputKey: null, progress: 0 });
+    expect(await isAlive(pid)).toBe(false);
+    // The same stop as a cancel: the watch tick plus q's exit, well before the SIGTERM stage would be needed.
+    expect(elapsed).toBeLessThan(watchMs + 2000);
+    expect((await filesUnder(workDir)).filter((f) => f.endsWith(".mp4"))).toEqual([]);
+    expect((await getJobRow(stack.db, job.id))!.status).toBe("paused");
+
+    const resumed = await stack.user.call(`/api/jobs/${job.id}/resume`, { method: "POST" });
+    expect(resumed.status).toBe(200);
+    expect(await resumed.json()).toMatchObject({ status: "processing" });
+    const done = await waitFor("the resumed job to complete", async () => {
+      const row = await getJobRow(stack.db, job.id);
+      return row && row.status !== "processing" ? row : null;
+    }, 180_000, 200);
+    expect(done.status).toBe("completed");
+    const rows = await getVariationRows(stack.db, job.id);
+    expect(rows.map((r) => r.status)).toEqual(["completed", "completed"]);
+    // Paused once, refunded: the resumed encode is its first counted attempt.
+    expect(rows.find((r) => r.id === long.id)!.attempts).toBe(1);
+    // Nothing of the stopped attempt was stored: the bucket holds exactly the two recorded outputs.
+    const stored = (await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
+    expect(stored).toEqual(rows.map((r) => r.outputKey).sort());
+  });
+});

@@ -1,0 +1,127 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiOf, launchChromium, login, makeClip, screenshot, startUiStack, uniqueEmail, until, type JobJson, type UiStack } from "./helpers";
+
+/**
+ * Pause / resume / continue a cancelled job / more variations from the job page, end to end: real stack with one
+ * real runner and real FFmpeg. The requests are held at the browser until the test has seen the in-flight label,
+ * so nothing depends on how fast the runner stops.
+ */
+describe("job controls with a real runner", () => {
+  let ui: UiStack;
+  let browser: Browser;
+  let admin: BrowserContext;
+  let dir: string;
+  const PASSWORD = "correct horse battery staple";
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "vr-ui-ctl-"));
+    [ui, browser] = await Promise.all([startUiStack({ runners: 1, runnerEnv: { POLL_MS: "200" } }), launchChromium()]);
+    admin = await browser.newContext();
+    await login(await admin.newPage(), ui.url, ui.admin.email, ui.admin.password);
+  }, 150_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await ui?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  async function newUser(tag: string): Promise<{ context: BrowserContext; page: Page }> {
+    const email = uniqueEmail(tag);
+    await apiOf(admin, ui.url).createUser(email, PASSWORD);
+    const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
+    const page = await context.newPage();
+    page.on("pageerror", (err) => console.error(`[${tag}] page error:`, err.message));
+    await login(page, ui.url, email, PASSWORD);
+    return { context, page };
+  }
+
+  const running = (job: JobJson) => job.files.flatMap((f) => f.variations ?? []).filter((v) => v.status === "running").length;
+
+  /** Holds POST /api/jobs/*\/<action> until the returned release is called. */
+  async function hold(page: Page, action: string): Promise<() => void> {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    await page.route(`**/api/jobs/*/${action}`, async (route) => {
+      await gate;
+      await route.continue();
+    });
+    return release;
+  }
+
+  async function openJob(page: Page, id: string) {
+    await page.goto(`${ui.url}/jobs/${id}`);
+    await page.waitForSelector("body[data-ready=true]");
+  }
+
+  it("pauses a running job to Paused (k/N) in gray, resumes it to Completed, then adds more variations", async () => {
+    const { context, page } = await newUser("pause");
+    const api = apiOf(context, ui.url);
+    const clip = await readFile(await makeClip(dir, "promo.mp4", 8, "640x360"));
+    const { id } = await api.createJob({ name: "promo.mp4", buffer: clip }, 3);
+    await openJob(page, id);
+    await until("a running variation", async () => ((j) => (running(j) > 0 ? j : undefined))(await api.job(id)), 90_000, 50);
+
+    const release = await hold(page, "pause");
+    await page.locator(".pause-button").click();
+    const dialog = page.getByRole("dialog", { name: "Pause this job?" });
+    await dialog.getByRole("button", { name: "Pause job" }).click();
+    const button = page.locator(".pause-button");
+    await expect.poll(() => button.textContent()).toMatch(/^Pausing…/);
+    expect(await button.isDisabled()).toBe(true);
+    release();
+
+    const badge = page.locator(".job-summary .badge");
+    await expect.poll(() => badge.textContent(), { timeout: 30_000 }).toMatch(/^Paused \([0-2]\/3\)$/);
+    expect(await badge.getAttribute("class")).toContain("badge-neutral");
+    await expect.poll(() => button.textContent(), { timeout: 30_000 }).toMatch(/^Resume/);
+    expect(running(await api.job(id))).toBe(0);
+    await screenshot(page, "detail-paused");
+    await page.unroute("**/api/jobs/*/pause");
+
+    await button.click();
+    await page.getByRole("dialog", { name: "Resume this job?" }).getByRole("button", { name: "Resume job" }).click();
+    await expect.poll(() => badge.textContent(), { timeout: 120_000 }).toBe("Completed");
+    expect((await api.job(id)).completedVariations).toBe(3);
+
+    // More variations on the finished job: numbered after the existing ones.
+    await page.getByLabel("Per video").fill("1");
+    await page.getByRole("button", { name: "More variations" }).click();
+    await expect.poll(() => page.locator(".job-summary .job-count").textContent(), { timeout: 120_000 }).toBe("4 of 4 variations completed");
+    expect(await badge.textContent()).toBe("Completed");
+    expect(await page.locator('.variation[data-index="4"]').getAttribute("data-status")).toBe("completed");
+    await context.close();
+  }, 300_000);
+
+  it("cancels a running job and continues it with Resume to Completed", async () => {
+    const { context, page } = await newUser("resume");
+    const api = apiOf(context, ui.url);
+    const clip = await readFile(await makeClip(dir, "teaser.mp4", 8, "640x360"));
+    const { id } = await api.createJob({ name: "teaser.mp4", buffer: clip }, 2);
+    await openJob(page, id);
+    await until("a running variation", async () => ((j) => (running(j) > 0 ? j : undefined))(await api.job(id)), 90_000, 50);
+
+    await page.locator(".cancel-button").click();
+    await page.getByRole("dialog", { name: "Cancel this job?" }).getByRole("button", { name: "Cancel job" }).click();
+    const badge = page.locator(".job-summary .badge");
+    await expect.poll(() => badge.textContent(), { timeout: 30_000 }).toMatch(/^Cancelled \([01]\/2\)$/);
+
+    const release = await hold(page, "resume");
+    const button = page.locator(".pause-button");
+    await expect.poll(() => button.textContent()).toMatch(/^Resume/);
+    await button.click();
+    await page.getByRole("dialog", { name: "Continue this cancelled job?" }).getByRole("button", { name: "Continue job" }).click();
+    await expect.poll(() => button.textContent()).toMatch(/^Resuming…/);
+    release();
+    await expect.poll(() => badge.textContent(), { timeout: 120_000 }).toBe("Completed");
+    const job = await api.job(id);
+    expect(job).toMatchObject({ status: "completed", completedVariations: 2, cancelledAt: null });
+    expect(await page.locator('.times dd[data-term="cancelled"]').count()).toBe(0);
+    await screenshot(page, "detail-resumed");
+    await context.close();
+  }, 300_000);
+});
