@@ -225,7 +225,7 @@ export function buildOpenApi(version: string) {
           },
           responses: {
             "202": ok("Queued", "Job"),
-            "400": err("Empty file or bad counts (field videos / variations / uploads)"),
+            "400": err("Empty file, bad counts or bad effects: unknown family or intensity, empty families, other keys, not JSON (field videos / variations / uploads / effects); nothing is created"),
             "409": err("A form upload that stalled past its window (code upload_expired), an upload already used or not completed (upload_used / upload_incomplete), or over your storage quota or a job larger than a limit on its own (quota_exceeded); nothing is created"),
             "413": err("A file is larger than MAX_UPLOAD_BYTES"),
             "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created"),
@@ -326,7 +326,7 @@ export function buildOpenApi(version: string) {
       },
       "/api/jobs/{id}/download": {
         get: {
-          summary: "ZIP (STORE) of the completed variations: <base>/<base>_varNN.mp4",
+          summary: "ZIP (STORE) of the completed variations: <base>/<base>_varNN.mp4, then manifest.json and manifest.csv (per entry: source, variation, seed, duration, bytes, sha256, params; ssim/psnr/distinct null for now)",
           parameters: [jobIdParam],
           responses: {
             "200": { description: "ZIP with exact Content-Length", content: { "application/zip": {} } },
