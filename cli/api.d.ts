@@ -389,7 +389,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** ZIP (STORE) of the completed variations: <base>/<base>_varNN.mp4 */
+        /** ZIP (STORE) of the completed variations: <base>/<base>_varNN.mp4, then manifest.json and manifest.csv (per entry: source, variation, seed, duration, bytes, sha256, params; ssim/psnr/distinct null for now) */
         get: operations["downloadJob"];
         put?: never;
         post?: never;
@@ -1662,7 +1662,7 @@ export interface operations {
                     "application/json": components["schemas"]["Job"];
                 };
             };
-            /** @description Empty file or bad counts (field videos / variations / uploads) */
+            /** @description Empty file, bad counts or bad effects: unknown family or intensity, empty families, other keys, not JSON (field videos / variations / uploads / effects); nothing is created */
             400: {
                 headers: {
                     [name: string]: unknown;
