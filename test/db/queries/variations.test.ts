@@ -18,7 +18,8 @@ import {
   requeueVariation,
   runnerRoundTrip,
 } from "../../../db/queries/variations";
-import { runners, sources, variations } from "../../../db/schema";
+import { DEFAULT_EFFECTS_JSON, parseStoredEffects } from "../../../db/effects";
+import { jobs, runners, sources, variations } from "../../../db/schema";
 import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
 import { freshDb, getJobRow, getVariationRows, requestCancelRow, seedJob } from "../../helpers/seed";
 
@@ -38,6 +39,16 @@ async function variation(db: Db, id: string) {
 }
 
 describe("claimVariation", () => {
+  it("returns the job's effects with the claim, so every runner derives the same parameters", async () => {
+    const { db } = await freshDb(server, "claim_effects");
+    const job = await seedJob(db, { sources: src, variationsPerSource: 1, createdAt: NOW - 1000 });
+    const effects = JSON.stringify({ intensity: "strong", families: ["rotate", "mirror"] });
+    await db.update(jobs).set({ effects }).where(eq(jobs.id, job.jobId));
+    const claimed = await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW });
+    expect(claimed?.jobEffects).toBe(effects);
+    expect(parseStoredEffects(claimed!.jobEffects)).toEqual({ intensity: "strong", families: ["rotate", "mirror"] });
+  });
+
   it("takes the oldest queued variation, leases it and moves its job queued → processing", async () => {
     const { db } = await freshDb(server, "claim_oldest");
     const older = await seedJob(db, { sources: src, variationsPerSource: 2, createdAt: NOW - 2000 });
@@ -56,6 +67,8 @@ describe("claimVariation", () => {
       sourcePosition: 1,
       sourceDurationMs: null,
       jobThumbnailKey: null,
+      // A job that named no effects: the default look.
+      jobEffects: DEFAULT_EFFECTS_JSON,
     });
     expect(await variation(db, older.variationIds[0]!)).toMatchObject({
       status: "running",
