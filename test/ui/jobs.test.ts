@@ -119,6 +119,37 @@ describe("web UI without a runner", () => {
     await context.close();
   });
 
+  it("sends the chosen intensity and effect families with the job and shows them on the job page; none chosen is refused before sending", async () => {
+    const { context, page } = await newUser("effects");
+    await page.goto(`${ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    // Today's look is preselected.
+    expect(await page.getByLabel("Color", { exact: true }).isChecked()).toBe(true);
+    expect(await page.getByLabel("Zoom", { exact: true }).isChecked()).toBe(true);
+    expect(await page.getByLabel("Mirror", { exact: true }).isChecked()).toBe(false);
+    expect(await page.getByLabel("Intensity").inputValue()).toBe("subtle");
+    const clipPath = join(dir, "effects-clip.mp4");
+    await writeFile(clipPath, clip);
+    await page.setInputFiles("#file-input", clipPath);
+    await expect.poll(() => page.locator(".upload-item").count()).toBe(1);
+
+    await page.getByLabel("Color", { exact: true }).uncheck();
+    await page.getByLabel("Zoom", { exact: true }).uncheck();
+    await page.getByRole("button", { name: "Start job" }).click();
+    await expect.poll(() => page.locator("#upload-message").textContent()).toBe("Effects: choose at least one.");
+    expect(page.url()).toBe(`${ui.url}/`);
+
+    await page.getByLabel("Color", { exact: true }).check();
+    await page.getByLabel("Mirror", { exact: true }).check();
+    await page.getByLabel("Intensity").selectOption("medium");
+    await page.getByLabel("Variations per video").fill("1");
+    await page.getByRole("button", { name: "Start job" }).click();
+    await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 30_000 });
+    await page.waitForSelector("body[data-ready=true]");
+    await expect.poll(() => page.locator('dd[data-term="effects"]').textContent()).toBe("Medium: color, mirror");
+    await context.close();
+  });
+
   it("cancels a queued job from the list at once: Cancelling… then Cancelled (0/3) in gray, in place", async () => {
     const { context, page } = await newUser("queued");
     const api = apiOf(context, ui.url);
