@@ -77,8 +77,10 @@ describe("the edge under concurrent requests from one client", () => {
         n++;
       },
     });
+    // A user of its own: the 40 jobs above are still cancelling and count against their owner's active-jobs limit.
+    const uploader = await signInToEdge(edge.url, db);
     const t0 = Date.now();
-    const res = await user.call("/api/jobs", {
+    const res = await uploader.call("/api/jobs", {
       method: "POST",
       body,
       headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(head.length + MIB * block.length + tail.length) },
