@@ -54,6 +54,8 @@ export async function startBenchStack(label: string, runners: number, runnerEnv:
     runnerEnv,
     cronEveryMs: 0,
     namedDatabases: true,
+    // The bench plays many jobs from one user; per-user limits are not what it measures.
+    edgeVars: { USER_ACTIVE_JOBS: "1000", USER_QUEUED_VARIATIONS: "100000" },
     log: (line) => {
       tail.push(line);
       if (tail.length > 200) tail.shift();

@@ -29,6 +29,8 @@ export interface StackOptions {
   cronEveryMs: number;
   /** Serve `/<name>/v2/pipeline` databases besides the main one (the benchmarks use throwaway ones). */
   namedDatabases?: boolean;
+  /** Extra edge variables (e.g. per-user limits raised for a drill that plays many users' worth of jobs). */
+  edgeVars?: Record<string, string>;
   log: (line: string) => void;
 }
 
@@ -203,7 +205,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const edgeEnvFile = join(dataDir, "edge.env");
     await writeFile(
       edgeEnvFile,
-      `LIBSQL_URL=${libsqlUrl}\nLIBSQL_AUTH_TOKEN=${secrets.libsqlAuthToken}\nRUNNER_TOKEN=${secrets.runnerToken}\n`,
+      `LIBSQL_URL=${libsqlUrl}\nLIBSQL_AUTH_TOKEN=${secrets.libsqlAuthToken}\nRUNNER_TOKEN=${secrets.runnerToken}\n` +
+        Object.entries(opts.edgeVars ?? {}).map(([k, v]) => `${k}=${v}\n`).join(""),
       { mode: 0o600 },
     );
     const edge = spawnChild(

@@ -70,6 +70,8 @@ export async function startFaultStack(opts: {
     runners: opts.runners,
     runnerEnv: { ...FAST_RUNNER, ...opts.runnerEnv },
     cronEveryMs: opts.cronEveryMs ?? 0,
+    // The drills play many jobs from one signed-in user; the per-user limits are not what they test.
+    edgeVars: { USER_ACTIVE_JOBS: "1000", USER_QUEUED_VARIATIONS: "100000" },
     log: (line) => {
       lines.push({ at: Date.now(), line });
       if (process.env.FAULTS_VERBOSE) console.log(line);
