@@ -784,6 +784,10 @@ export interface components {
                 openUploads: number;
                 uploadBytes: number;
                 jsonBodyBytes: number;
+                /** @description Longest source runners encode (their default), in seconds */
+                sourceSeconds: number;
+                /** @description Largest source width or height runners encode (their default), in px */
+                sourceDimension: number;
             };
             usage: {
                 storageBytes: number;

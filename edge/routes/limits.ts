@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { userLimitsFrom } from "../../db/limits";
+import { SOURCE_LIMIT_DEFAULTS } from "../../db/source-limits";
 import { getUserUsage } from "../../db/queries/quotas";
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
@@ -9,7 +10,14 @@ export const limits = new Hono<AppEnv>().use(requireUser).get("/", async (c) => 
   const config = c.get("config");
   const usage = await getUserUsage(c.get("db"), c.get("user").id);
   return c.json({
-    limits: { ...userLimitsFrom(config), uploadBytes: config.MAX_UPLOAD_BYTES, jsonBodyBytes: config.JSON_BODY_LIMIT_BYTES },
+    limits: {
+      ...userLimitsFrom(config),
+      uploadBytes: config.MAX_UPLOAD_BYTES,
+      jsonBodyBytes: config.JSON_BODY_LIMIT_BYTES,
+      // Runners check these when they probe a source (their defaults; an operator may set others per runner).
+      sourceSeconds: SOURCE_LIMIT_DEFAULTS.maxSeconds,
+      sourceDimension: SOURCE_LIMIT_DEFAULTS.maxDimension,
+    },
     usage,
   });
 });

@@ -47,8 +47,14 @@ export function buildOpenApi(version: string) {
     properties: {
       limits: {
         type: "object",
-        properties: { ...quotas.properties, uploadBytes: count, jsonBodyBytes: count },
-        required: [...quotas.required, "uploadBytes", "jsonBodyBytes"],
+        properties: {
+          ...quotas.properties,
+          uploadBytes: count,
+          jsonBodyBytes: count,
+          sourceSeconds: { ...count, description: "Longest source runners encode (their default), in seconds" },
+          sourceDimension: { ...count, description: "Largest source width or height runners encode (their default), in px" },
+        },
+        required: [...quotas.required, "uploadBytes", "jsonBodyBytes", "sourceSeconds", "sourceDimension"],
       },
       usage: quotas,
     },

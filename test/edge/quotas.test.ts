@@ -248,7 +248,7 @@ describe("GET /api/limits", () => {
     const res = await callWith({ USER_ACTIVE_JOBS: "4" }, s, "/api/limits");
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({
-      limits: { activeJobs: 4, storageBytes: 10 * 1024 ** 3, queuedVariations: 400, openUploads: 10 },
+      limits: { activeJobs: 4, storageBytes: 10 * 1024 ** 3, queuedVariations: 400, openUploads: 10, sourceSeconds: 1800, sourceDimension: 4096 },
       usage: { activeJobs: 1, queuedVariations: 3, storageBytes: 1000, openUploads: 0 },
     });
   });

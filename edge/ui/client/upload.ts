@@ -29,6 +29,11 @@ function maxBytes(): number {
   return Number(document.body.dataset.maxUploadBytes) || 2 * 1024 ** 3;
 }
 
+interface SourceCaps {
+  sourceSeconds: number;
+  sourceDimension: number;
+}
+
 interface Quotas {
   storageBytes: number;
   activeJobs: number;
@@ -40,11 +45,12 @@ interface Quotas {
 async function showUsage(): Promise<void> {
   const el = byId("upload-usage");
   try {
-    const { limits, usage } = (await api<{ limits: Quotas; usage: Quotas }>("GET", "/api/limits")).data;
+    const { limits, usage } = (await api<{ limits: Quotas & SourceCaps; usage: Quotas }>("GET", "/api/limits")).data;
     el.textContent =
       `You are using ${formatBytes(usage.storageBytes)} of ${formatBytes(limits.storageBytes)}; ` +
       `${usage.activeJobs} of ${limits.activeJobs} active jobs; ` +
-      `${usage.queuedVariations} of ${limits.queuedVariations} queued variations.`;
+      `${usage.queuedVariations} of ${limits.queuedVariations} queued variations. ` +
+      `Videos up to ${Math.round(limits.sourceSeconds / 60)} min and ${limits.sourceDimension} px on either side.`;
     el.hidden = false;
   } catch {
     el.hidden = true;
