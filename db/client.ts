@@ -1,5 +1,6 @@
 import { createClient, type Client } from "@libsql/client/web";
 import type { LibSQLDatabase } from "drizzle-orm/libsql";
+import { sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/libsql/web";
 import * as schema from "./schema";
 
@@ -59,8 +60,10 @@ function isConnectionFailure(err: unknown): boolean {
  * - it opens its own stream (no baton): a request inside a stream (an interactive transaction) would be replayed
  *   against server state the first attempt may already have moved;
  * - it closes that stream itself (last request `close`), so the first attempt, if it ran, left nothing open;
- * - every statement is a read (SELECT / WITH … SELECT / VALUES), alone or in a batch whose other steps are only
- *   BEGIN/COMMIT/ROLLBACK (a batch of reads in BEGIN IMMEDIATE takes a lock it gives back).
+ * - every statement is a read (SELECT / WITH … SELECT / VALUES), or a write its query marked {@link REPLAY_SAFE}
+ *   (running it twice leaves the same rows as once: an upsert to given values, a SET to given values), alone or
+ *   in a batch whose other steps are only BEGIN/COMMIT/ROLLBACK (a batch of reads in BEGIN IMMEDIATE takes a lock
+ *   it gives back).
  * Writes are never replayed here, compare-and-sets included: if the first attempt committed, the replay of
  * `UPDATE … WHERE status = … RETURNING` matches no row and the caller would read "lost the race" for a change it
  * made; a claim would take other rows; an upsert counter would count twice. A compare-and-set's caller recovers by
@@ -83,7 +86,7 @@ export function replaySafe(bodyText: string): boolean {
   const isRead = (stmt: HranaStmt | undefined, allowTxControl: boolean): boolean => {
     const sql = typeof stmt?.sql === "string" ? stmt.sql : stmt?.sql_id !== undefined ? stored.get(stmt.sql_id) : undefined;
     if (sql === undefined) return false;
-    return isReadOnlySql(sql) || (allowTxControl && TX_CONTROL.test(sql));
+    return isReadOnlySql(sql) || sql.startsWith(REPLAY_SAFE_MARK) || (allowTxControl && TX_CONTROL.test(sql));
   };
   return requests.every((r) => {
     switch (r.type) {
@@ -102,6 +105,14 @@ export function replaySafe(bodyText: string): boolean {
     }
   });
 }
+
+const REPLAY_SAFE_MARK = "/* replay-safe */";
+/**
+ * Prefix for a write whose second run changes nothing the first did not (see `replaySafe`): after a connection
+ * failure it is sent once more, like a read, instead of surfacing as 503 db_unavailable. Only for statements that
+ * set given values; never for counters, claims or compare-and-sets whose caller reads "no row" as "lost".
+ */
+export const REPLAY_SAFE = sql.raw(`${REPLAY_SAFE_MARK} `);
 
 interface HranaStmt {
   sql?: string;

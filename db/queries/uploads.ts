@@ -1,5 +1,5 @@
-import { and, asc, eq, inArray, lt } from "drizzle-orm";
-import type { Db } from "../client";
+import { and, asc, eq, inArray, lt, sql } from "drizzle-orm";
+import { REPLAY_SAFE, type Db } from "../client";
 import { ConflictError, NotFoundError, ValidationError } from "../errors";
 import type { QuotaRequest, UserLimits } from "../limits";
 import { uploadParts, uploads } from "../schema";
@@ -40,23 +40,23 @@ export async function getOpenUpload(db: Db, input: { uploadId: string; userId: s
   return row;
 }
 
-/** Records (or, for a retried part, replaces) a part's ETag; R2 keeps the last upload of a part number. */
+/**
+ * Records (or, for a retried part, replaces) a part's ETag; R2 keeps the last upload of a part number. Both
+ * statements set given values, so they are marked replay-safe: a pooled connection that drops under this write
+ * (workerd hands out one the server closed) is retried instead of failing a part whose bytes R2 already has.
+ */
 export async function recordUploadPart(
   db: Db,
   input: { uploadId: string; partNumber: number; etag: string; size: number; contentType?: string },
 ): Promise<void> {
-  const upsert = db
-    .insert(uploadParts)
-    .values({ uploadId: input.uploadId, partNumber: input.partNumber, etag: input.etag, size: input.size })
-    .onConflictDoUpdate({
-      target: [uploadParts.uploadId, uploadParts.partNumber],
-      set: { etag: input.etag, size: input.size },
-    });
+  const upsert = db.run(sql`${REPLAY_SAFE}INSERT INTO upload_parts (upload_id, part_number, etag, size)
+    VALUES (${input.uploadId}, ${input.partNumber}, ${input.etag}, ${input.size})
+    ON CONFLICT (upload_id, part_number) DO UPDATE SET etag = excluded.etag, size = excluded.size`);
   if (input.contentType) {
     // Part 1 carries the sniffed container type; it becomes the source's content type.
     await db.batch([
       upsert,
-      db.update(uploads).set({ contentType: input.contentType }).where(eq(uploads.id, input.uploadId)),
+      db.run(sql`${REPLAY_SAFE}UPDATE uploads SET content_type = ${input.contentType} WHERE id = ${input.uploadId}`),
     ]);
   } else {
     await upsert;

@@ -2,7 +2,7 @@ import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createDb, replaySafe, type Db } from "../../db/client";
+import { createDb, REPLAY_SAFE, replaySafe, type Db } from "../../db/client";
 import { isDbUnavailable } from "../../db/errors";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
 
@@ -85,6 +85,18 @@ describe("a read whose database connection drops", () => {
     const err = await counter().then(() => null, (e: unknown) => e);
     expect(isDbUnavailable(err)).toBe(true);
     expect(faults).toEqual([]);
+  });
+});
+
+describe("a write marked replay-safe whose connection drops", () => {
+  it("is sent once more and leaves the same row as one run, whether the server saw the first attempt or not", async () => {
+    for (const fault of ["before", "after"] as const) {
+      faults = [fault];
+      reachedServer = [];
+      await db.run(sql`${REPLAY_SAFE}UPDATE counters SET status = ${`set-${fault}`} WHERE id = 'a'`);
+      expect(reachedServer).toHaveLength(fault === "after" ? 2 : 1);
+      expect(await counter()).toEqual({ n: 0, status: `set-${fault}` });
+    }
   });
 });
 
