@@ -95,6 +95,17 @@ export const variations = sqliteTable(
     error: text("error"),
     outputKey: text("output_key"),
     outputSize: integer("output_size"),
+    /** Quality against the source on sampled frames (runner/quality): SSIM 0..1, PSNR in dB. */
+    ssim: real("ssim"),
+    psnr: real("psnr"),
+    /** Distinctness from the closest sibling of the same source (runner/quality says how it is measured). */
+    distinct: real("distinctness"),
+    /** How many times this variation was re-drawn with a new seed (too damaged or too close to a sibling). */
+    redraws: integer("redraws").notNull().default(0),
+    /** Why the last re-draw happened, for the user (no paths). */
+    redrawReason: text("redraw_reason"),
+    /** A still of the output, `thumbnails/...` (db/keys.ts). */
+    thumbnailKey: text("thumbnail_key"),
   },
   (t) => [
     uniqueIndex("variations_source_position_uq").on(t.sourceId, t.position),

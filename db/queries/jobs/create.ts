@@ -7,6 +7,7 @@ import type { QuotaRequest, UserLimits } from "../../limits";
 import { explainRefusal } from "../quotas/explain-refusal";
 import { isOwnerRefused, ownerIfFits } from "../quotas/usage";
 import { ingests, jobs, sources, uploads, variations } from "../../schema";
+import { FRESH_VARIATION } from "./reopen";
 import { presentRecord, type JobRecord, type JobRow, type JobView, type SourceRow, type VariationRow } from "./present";
 
 export interface NewSource {
@@ -79,20 +80,9 @@ function buildRecord(input: NewJob, newSources: NewSource[], now: number): JobRe
       sourceId: s.id,
       position: vi + 1,
       seed: seeds[si * input.variationsPerVideo + vi]!,
-      params: null,
-      status: "queued",
-      progress: 0,
-      attempts: 0,
-      runnerId: null,
-      leaseExpiresAt: null,
-      stopStage: null,
+      ...FRESH_VARIATION,
       // Same timestamp for the whole job; the claim order then falls back to rowid, i.e. insertion order.
       createdAt: now,
-      startedAt: null,
-      finishedAt: null,
-      error: null,
-      outputKey: null,
-      outputSize: null,
     })),
   );
   return { job, sources: sourceRows, variations: variationRows };

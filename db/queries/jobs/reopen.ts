@@ -32,6 +32,12 @@ export const FRESH_VARIATION = {
   error: null,
   outputKey: null,
   outputSize: null,
+  ssim: null,
+  psnr: null,
+  distinct: null,
+  redraws: 0,
+  redrawReason: null,
+  thumbnailKey: null,
 } as const;
 
 /** The job is still `statuses`, not expired, and its owner can take `request` on top of what they hold. */
