@@ -1,0 +1,71 @@
+import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { users } from "./users";
+
+export const WEBHOOK_EVENTS = ["job.completed", "job.cancelled", "job.failed", "job.paused"] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+/** Sent only by `POST /api/webhooks/:id/test`. */
+export const WEBHOOK_TEST_EVENT = "webhook.test";
+
+export const DELIVERY_STATUSES = ["pending", "delivered", "failed"] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+/** An endpoint a user subscribed to job events (Standard Webhooks). */
+export const webhooks = sqliteTable(
+  "webhooks",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    url: text("url").notNull(),
+    /**
+     * `whsec_<base64>`; kept as is because signing needs the key itself (unlike API tokens, a hash is useless
+     * here). Shown once at creation, never returned by the API afterwards, never logged.
+     */
+    secret: text("secret").notNull(),
+    /** JSON array of WebhookEvent; the jobs trigger (migration 0007) matches the event name against it. */
+    events: text("events").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("webhooks_user_idx").on(t.userId)],
+);
+
+/**
+ * The outbox: one row per (webhook, event occurrence). Job events are inserted by the `jobs_webhook_outbox` trigger
+ * (migration 0007) in the very statement that moves the job, wherever it runs (edge, runner, cron), so an event
+ * exists exactly when its transition committed. The row is the truth about delivery; queue messages only say
+ * "look at this row now".
+ */
+export const webhookDeliveries = sqliteTable(
+  "webhook_deliveries",
+  {
+    /** Also the `webhook-id` header: the same for every attempt, so receivers can deduplicate. */
+    id: text("id").primaryKey(),
+    webhookId: text("webhook_id")
+      .notNull()
+      .references(() => webhooks.id, { onDelete: "cascade" }),
+    /** No foreign key on purpose: the event outlives a job deleted right after it finished. Null for test events. */
+    jobId: text("job_id"),
+    event: text("event").notNull(),
+    /** When the transition happened (the job's updated_at it wrote); the payload's `timestamp`. */
+    occurredAt: integer("occurred_at").notNull(),
+    status: text("status", { enum: DELIVERY_STATUSES }).notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    /** A pending row is due from this time on (backoff after a failed attempt). */
+    nextAttemptAt: integer("next_attempt_at").notNull(),
+    /** Set while one consumer is sending it, so a duplicate queue message does not send it twice at once. */
+    leaseUntil: integer("lease_until"),
+    lastAttemptAt: integer("last_attempt_at"),
+    lastStatusCode: integer("last_status_code"),
+    lastError: text("last_error"),
+    deliveredAt: integer("delivered_at"),
+    /** The exact body of the first attempt, reused by retries and redeliveries (same id, same bytes). */
+    payload: text("payload"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("webhook_deliveries_occurrence_uq").on(t.webhookId, t.jobId, t.event, t.occurredAt),
+    index("webhook_deliveries_due_idx").on(t.status, t.nextAttemptAt),
+    index("webhook_deliveries_webhook_idx").on(t.webhookId, t.createdAt),
+  ],
+);
