@@ -96,6 +96,7 @@ export function buildOpenApi(version: string) {
             "200": ok("Signed in", "UserEnvelope"),
             "400": err("Invalid body"),
             "401": err("Wrong email or password (code invalid_credentials)"),
+            "403": err("The right password for an account an administrator disabled (code account_disabled)"),
             "429": err("Too many attempts for this account (any address) or from this address (code too_many_attempts); see Retry-After"),
           },
         },
