@@ -126,7 +126,10 @@ export function prepareStmt(conn: Conn, stmt: HranaStmt, sqls: Map<number, strin
   const sql = resolveSql(stmt, sqls);
   refuseFileAccess(sql);
   // libsql-js would silently run only the first statement; sqld refuses, so do the same (triggers contain ';').
-  if (/;\s*\S/.test(stripLiterals(sql)) && !/^\s*create\s+(temp\s+|temporary\s+)?trigger\b/i.test(sql)) {
+  // Comments are stripped first: a migration may explain its trigger in `--` lines above the CREATE TRIGGER.
+  const bare = stripLiterals(sql);
+  const oneTrigger = /^\s*create\s+(temp\s+|temporary\s+)?trigger\b[\s\S]*\bend\s*;?\s*$/i.test(bare);
+  if (/;\s*\S/.test(bare) && !oneTrigger) {
     throw new ProtoError("SQL string contains more than one statement", "SQL_MANY_STATEMENTS");
   }
   const prepared = conn.prepare(sql);

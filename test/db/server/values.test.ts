@@ -111,4 +111,20 @@ describe.each(clients)("values and arguments through %s", (label, createClient) 
     await expect(client.execute("SELECT 1; SELECT 2")).rejects.toMatchObject({ code: "SQL_MANY_STATEMENTS" });
     expect((await client.execute("SELECT 'a;b' AS v; -- trailing comment")).rows[0]?.v).toBe("a;b");
   });
+
+  it("runs a CREATE TRIGGER whose body holds statements, also under a comment, and refuses one followed by another statement", async () => {
+    await client.execute("CREATE TABLE trig_src (v INTEGER)");
+    await client.execute("CREATE TABLE trig_log (v INTEGER)");
+    await client.execute(`-- why the trigger exists; with a ';' in the comment
+      CREATE TRIGGER trig_copy AFTER INSERT ON trig_src BEGIN
+        INSERT INTO trig_log (v) VALUES (NEW.v);
+        INSERT INTO trig_log (v) VALUES (NEW.v * 10);
+      END;`);
+    await client.execute("INSERT INTO trig_src (v) VALUES (4)");
+    expect((await client.execute("SELECT v FROM trig_log ORDER BY v")).rows.map((r) => r.v)).toEqual([4n, 40n]);
+    await expect(
+      client.execute("CREATE TRIGGER trig_two AFTER INSERT ON trig_src BEGIN SELECT 1; END; DROP TABLE trig_log"),
+    ).rejects.toMatchObject({ code: "SQL_MANY_STATEMENTS" });
+    expect((await client.execute("SELECT count(*) AS n FROM trig_log")).rows[0]?.n).toBe(2n);
+  });
 });
