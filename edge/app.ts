@@ -17,6 +17,7 @@ import { tokens } from "./routes/tokens";
 import { uploads } from "./routes/uploads";
 import { users } from "./routes/users";
 import { pages } from "./routes/pages";
+import { kickWebhookDeliveries, webhooks } from "./routes/webhooks";
 
 /** Builds the Hono app: shared middleware, then one router per resource. */
 export function createApp() {
@@ -36,7 +37,9 @@ export function createApp() {
     .route("/api/users", users)
     .route("/api/tokens", tokens)
     .route("/api/uploads", uploads)
+    .use("/api/jobs/*", kickWebhookDeliveries())
     .route("/api/jobs", jobs)
+    .route("/api/webhooks", webhooks)
     .route("/api/limits", limits)
     .route("/api/openapi.json", openapi)
     .route("/internal", internal)

@@ -10,7 +10,9 @@ export interface Secrets {
   PASSWORD_PEPPER?: string;
 }
 
-export type Bindings = Env & Secrets;
+export type Bindings = Omit<Env, "WEBHOOK_QUEUE"> & Secrets & {
+  WEBHOOK_QUEUE: Queue<import("./lib/webhooks/queue").WebhookMessage>;
+};
 
 export const ConfigSchema = z.object({
   LIBSQL_URL: z.string().url("LIBSQL_URL must be an http(s):// or libsql:// URL"),
@@ -32,6 +34,11 @@ export const ConfigSchema = z.object({
   TRUSTED_PROXY: z.preprocess(
     (v) => (typeof v === "string" && v.trim() === "" ? undefined : typeof v === "string" ? v.trim().toLowerCase() : v),
     z.enum(["x-real-ip", "x-forwarded-for", "true-client-ip"], "TRUSTED_PROXY must be x-real-ip, x-forwarded-for or true-client-ip").optional(),
+  ),
+  // Local development and tests only: webhooks may then target http:// and loopback addresses (edge/lib/webhooks).
+  WEBHOOKS_ALLOW_LOCAL_HTTP: z.preprocess(
+    (v) => (v === undefined || v === "" ? "0" : typeof v === "string" ? v.trim().toLowerCase() : v),
+    z.enum(["0", "1", "true", "false"], "WEBHOOKS_ALLOW_LOCAL_HTTP must be 1 or 0").transform((v) => v === "1" || v === "true"),
   ),
 });
 export type Config = z.infer<typeof ConfigSchema>;

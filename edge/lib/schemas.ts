@@ -2,7 +2,7 @@ import { z } from "zod";
 import { DEFAULT_EFFECTS_JSON, EFFECT_FAMILIES, EFFECT_INTENSITIES, EffectsSchema } from "../../db/effects";
 import { ValidationError } from "../../db/errors";
 import { MIN_PASSWORD_LENGTH, passwordProblem } from "../../db/passwords";
-import { JOB_STATUSES, VARIATION_STATUSES } from "../../db/schema";
+import { DELIVERY_STATUSES, JOB_STATUSES, VARIATION_STATUSES, WEBHOOK_EVENTS } from "../../db/schema";
 import type { BulkCancelResult, JobView } from "../../db/queries/jobs";
 
 /**
@@ -290,3 +290,37 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown, field?
   const name = [field, ...issue.path].filter((p) => p !== undefined && p !== "").join(".") || undefined;
   throw new ValidationError(name ? `${name}: ${issue.message}` : issue.message, name);
 }
+
+// --- webhooks ---------------------------------------------------------------------------------------------------
+
+export const WebhookEvent = z.enum(WEBHOOK_EVENTS);
+export const CreateWebhookBody = z
+  .object({
+    url: z.string().trim().min(1).max(2048).describe("https:// endpoint on a public host (private, loopback and link-local targets are refused)"),
+    events: z.array(WebhookEvent).min(1).max(WEBHOOK_EVENTS.length).default([...WEBHOOK_EVENTS]).describe("Omit: every event"),
+  })
+  .register(requestRegistry, { id: "CreateWebhookBody" });
+const WebhookFields = { id: z.string(), url: z.string(), events: z.array(WebhookEvent), createdAt: Time };
+export const Webhook = z.object(WebhookFields).register(responseRegistry, { id: "Webhook" });
+export const CreatedWebhook = z
+  .object({ ...WebhookFields, secret: z.string().describe("whsec_…, shown once: verify webhook-signature with it (Standard Webhooks)") })
+  .register(responseRegistry, { id: "CreatedWebhook" });
+export const WebhookList = z.object({ webhooks: z.array(Webhook) }).register(responseRegistry, { id: "WebhookList" });
+export const WebhookDelivery = z
+  .object({
+    id: z.string().describe("The webhook-id header of every attempt"),
+    event: z.string().describe("job.completed | job.cancelled | job.failed | job.paused | webhook.test"),
+    jobId: z.string().nullable(),
+    status: z.enum(DELIVERY_STATUSES).describe("pending: being attempted (retries with backoff for 24 h); failed: gave up"),
+    attempts: z.number().int(),
+    occurredAt: Time,
+    nextAttemptAt: Time.nullable().describe("While pending"),
+    lastAttemptAt: Time.nullable(),
+    lastStatusCode: z.number().int().nullable(),
+    lastError: z.string().nullable(),
+    deliveredAt: Time.nullable(),
+  })
+  .register(responseRegistry, { id: "WebhookDelivery" });
+export const WebhookDeliveryList = z.object({ deliveries: z.array(WebhookDelivery) }).register(responseRegistry, { id: "WebhookDeliveryList" });
+export const QueuedDelivery = z.object({ id: z.string(), status: z.literal("pending") }).register(responseRegistry, { id: "QueuedDelivery" });
+export const DeliveryParams = z.object({ id: Id, deliveryId: Id });

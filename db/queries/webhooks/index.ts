@@ -1,0 +1,14 @@
+/**
+ * Webhook queries, one operation per file: the user's endpoints (create, list, delete), their delivery log (list,
+ * test event, redeliver) and the delivery engine's steps (list due, claim, record an attempt). Job events are written
+ * by the jobs_webhook_outbox trigger (migration 0007), not here.
+ */
+export * from "./create-webhook";
+export * from "./list-webhooks";
+export * from "./delete-webhook";
+export * from "./list-deliveries";
+export * from "./create-test-delivery";
+export * from "./redeliver-delivery";
+export * from "./list-due-deliveries";
+export * from "./claim-delivery";
+export * from "./record-delivery-attempt";

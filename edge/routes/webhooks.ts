@@ -1,0 +1,92 @@
+import { Hono, type MiddlewareHandler } from "hono";
+import { ValidationError } from "../../db/errors";
+import {
+  createTestDelivery,
+  createWebhook,
+  deleteWebhook,
+  listDeliveries,
+  listWebhooks,
+  redeliverDelivery,
+  type DeliveryRow,
+} from "../../db/queries/webhooks";
+import type { AppEnv } from "../env";
+import { requireUser } from "../lib/auth";
+import { CreateWebhookBody, DeliveryParams, IdParam } from "../lib/schemas";
+import { validate } from "../lib/validate";
+import { checkWebhookUrl } from "../lib/webhooks/address";
+import { enqueueDueDeliveries } from "../lib/webhooks/queue";
+
+const DELIVERY_LOG_LIMIT = 100;
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+function presentDelivery(d: DeliveryRow) {
+  return {
+    id: d.id,
+    event: d.event,
+    jobId: d.jobId,
+    status: d.status,
+    attempts: d.attempts,
+    occurredAt: iso(d.occurredAt)!,
+    nextAttemptAt: d.status === "pending" ? iso(d.nextAttemptAt) : null,
+    lastAttemptAt: iso(d.lastAttemptAt),
+    lastStatusCode: d.lastStatusCode,
+    lastError: d.lastError,
+    deliveredAt: iso(d.deliveredAt),
+  };
+}
+
+export const webhooks = new Hono<AppEnv>()
+  .use(requireUser)
+  .post("/", validate("json", CreateWebhookBody), async (c) => {
+    const { url, events } = c.req.valid("json");
+    const verdict = checkWebhookUrl(url, { allowLocalHttp: c.get("config").WEBHOOKS_ALLOW_LOCAL_HTTP });
+    if (!verdict.ok) throw new ValidationError(verdict.message, "url", verdict.code);
+    const w = await createWebhook(c.get("db"), { userId: c.get("user").id, url: verdict.url, events }, Date.now());
+    return c.json({ id: w.id, url: w.url, events: w.events, createdAt: iso(w.createdAt)!, secret: w.secret }, 201);
+  })
+  .get("/", async (c) => {
+    const rows = await listWebhooks(c.get("db"), c.get("user").id);
+    return c.json({ webhooks: rows.map((w) => ({ id: w.id, url: w.url, events: w.events, createdAt: iso(w.createdAt)! })) });
+  })
+  .delete("/:id", validate("param", IdParam), async (c) => {
+    await deleteWebhook(c.get("db"), { userId: c.get("user").id, id: c.req.valid("param").id });
+    return c.body(null, 204);
+  })
+  .get("/:id/deliveries", validate("param", IdParam), async (c) => {
+    const rows = await listDeliveries(c.get("db"), { userId: c.get("user").id, webhookId: c.req.valid("param").id, limit: DELIVERY_LOG_LIMIT });
+    return c.json({ deliveries: rows.map(presentDelivery) });
+  })
+  .post("/:id/test", validate("param", IdParam), async (c) => {
+    const id = await createTestDelivery(c.get("db"), { userId: c.get("user").id, webhookId: c.req.valid("param").id }, Date.now());
+    await c.env.WEBHOOK_QUEUE.send({ kind: "deliver", id });
+    return c.json({ id, status: "pending" as const }, 202);
+  })
+  .post("/:id/deliveries/:deliveryId/redeliver", validate("param", DeliveryParams), async (c) => {
+    const { id, deliveryId } = c.req.valid("param");
+    await redeliverDelivery(c.get("db"), { userId: c.get("user").id, webhookId: id, deliveryId }, Date.now());
+    await c.env.WEBHOOK_QUEUE.send({ kind: "deliver", id: deliveryId });
+    return c.json({ id: deliveryId, status: "pending" as const }, 202);
+  });
+
+/**
+ * After a state-changing job request the edge may just have written webhook events (a queued job cancelled, a
+ * pause, a cancel its runners settled within the wait): enqueue them now instead of at the next sweep. Runs
+ * after the response (waitUntil); a failure only leaves them to the sweep.
+ */
+export function kickWebhookDeliveries(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    await next();
+    if (c.req.method === "GET" || c.req.method === "HEAD" || c.res.status >= 400) return;
+    let ctx: ExecutionContext;
+    try {
+      ctx = c.executionCtx;
+    } catch {
+      return;
+    }
+    ctx.waitUntil(
+      enqueueDueDeliveries({ db: c.get("db"), queue: c.env.WEBHOOK_QUEUE }, Date.now()).catch((err) =>
+        console.error("webhook kick failed", err instanceof Error ? err.message : String(err)),
+      ),
+    );
+  };
+}
