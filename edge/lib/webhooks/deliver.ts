@@ -35,11 +35,13 @@ export type DeliverResult = { done: true; status: string } | { done: false; retr
  * later attempt), sign, POST without following redirects, record. Only 2xx counts as delivered.
  */
 export async function deliverOnce(deps: DeliverDeps, id: string, now: number): Promise<DeliverResult> {
+  const started = Date.now();
   const claimed = await claimDelivery(deps.db, id, now, LEASE_MS);
   if (!claimed) return { done: true, status: "skipped" };
   const body = claimed.payload ?? (await buildPayload(deps.db, claimed));
   const sent = await send(deps, claimed, body);
-  const finished = Date.now();
+  // On the caller's clock (tests pass their own `now`), advanced by the time the send took.
+  const finished = now + (Date.now() - started);
   let outcome: AttemptOutcome;
   if (sent.ok) outcome = { kind: "delivered", statusCode: sent.statusCode! };
   else if (claimed.attempts >= MAX_DELIVERY_ATTEMPTS || sent.permanent) outcome = { kind: "failed", statusCode: sent.statusCode, error: sent.error };

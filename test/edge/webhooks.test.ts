@@ -1,0 +1,186 @@
+import { and, eq } from "drizzle-orm";
+import { Webhook } from "standardwebhooks";
+import { describe, expect, it } from "vitest";
+import { pauseJob, requestCancel } from "../../db/queries/jobs";
+import { failVariation, finishVariation } from "../../db/queries/variations";
+import { webhookDeliveries } from "../../db/schema";
+import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
+import { claimAll, db, ORIGIN, seedJob, signIn, type Session } from "./helpers";
+
+const HOOK = "https://hooks.example.com/video-refresher";
+const HOUR = 3_600_000;
+
+async function createHook(s: Session, body: Record<string, unknown> = { url: HOOK }) {
+  const res = await s.call("/api/webhooks", { method: "POST", json: body });
+  expect(res.status).toBe(201);
+  return (await res.json()) as { id: string; url: string; events: string[]; secret: string; createdAt: string };
+}
+
+async function deliveriesOf(webhookId: string) {
+  return db.select().from(webhookDeliveries).where(eq(webhookDeliveries.webhookId, webhookId));
+}
+
+/** Captures what deliverOnce POSTs, answering with `status`. */
+function receiver(statuses: number[]) {
+  const seen: { url: string; headers: Record<string, string>; body: string }[] = [];
+  const fetch = (async (url: string, init: RequestInit) => {
+    seen.push({ url, headers: Object.fromEntries(new Headers(init.headers).entries()), body: String(init.body) });
+    return new Response(null, { status: statuses[Math.min(seen.length - 1, statuses.length - 1)] });
+  }) as unknown as typeof globalThis.fetch;
+  return { seen, fetch };
+}
+
+describe("POST/GET/DELETE /api/webhooks", () => {
+  it("creates a webhook with every event by default and shows its secret only once", async () => {
+    const s = await signIn();
+    const created = await createHook(s);
+    expect(created.secret).toMatch(/^whsec_/);
+    expect(created.events).toEqual(["job.completed", "job.cancelled", "job.failed", "job.paused"]);
+    const list = (await (await s.call("/api/webhooks")).json()) as { webhooks: Record<string, unknown>[] };
+    expect(list.webhooks).toEqual([{ id: created.id, url: HOOK, events: created.events, createdAt: created.createdAt }]);
+    expect(JSON.stringify(list)).not.toContain("whsec_");
+  });
+
+  it("refuses private, loopback and plain-http endpoints in production mode with a clear code", async () => {
+    const s = await signIn();
+    for (const url of ["https://127.0.0.1/hook", "https://10.0.0.5/", "https://169.254.169.254/", "https://[::1]/", "https://localhost/", "http://hooks.example.com/"]) {
+      const res = await s.call("/api/webhooks", { method: "POST", json: { url } });
+      expect(res.status, url).toBe(400);
+      expect(await res.json(), url).toMatchObject({ error: { code: "webhook_url_not_allowed", field: "url" } });
+    }
+    const bad = await s.call("/api/webhooks", { method: "POST", json: { url: HOOK, events: ["job.exploded"] } });
+    expect(bad.status).toBe(400);
+  });
+
+  it("answers 404 for another user's webhook on every route", async () => {
+    const owner = await signIn();
+    const other = await signIn();
+    const hook = await createHook(owner);
+    expect((await other.call(`/api/webhooks/${hook.id}`, { method: "DELETE" })).status).toBe(404);
+    expect((await other.call(`/api/webhooks/${hook.id}/deliveries`)).status).toBe(404);
+    expect((await other.call(`/api/webhooks/${hook.id}/test`, { method: "POST" })).status).toBe(404);
+    const test = (await (await owner.call(`/api/webhooks/${hook.id}/test`, { method: "POST" })).json()) as { id: string };
+    expect((await other.call(`/api/webhooks/${hook.id}/deliveries/${test.id}/redeliver`, { method: "POST" })).status).toBe(404);
+    expect(((await (await other.call("/api/webhooks")).json()) as { webhooks: unknown[] }).webhooks).toEqual([]);
+    expect((await owner.call(`/api/webhooks/${hook.id}`, { method: "DELETE" })).status).toBe(204);
+    expect((await owner.call(`/api/webhooks/${hook.id}`, { method: "DELETE" })).status).toBe(404);
+  });
+
+  it("checks CSRF on cookie-authenticated changes", async () => {
+    const s = await signIn();
+    const res = await s.call("/api/webhooks", { method: "POST", json: { url: HOOK }, origin: "https://evil.example" });
+    expect(res.status).toBe(403);
+    expect(ORIGIN).not.toBe("https://evil.example");
+  });
+
+  it("queues a test event that shows in the delivery log", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const res = await s.call(`/api/webhooks/${hook.id}/test`, { method: "POST" });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const log = (await (await s.call(`/api/webhooks/${hook.id}/deliveries`)).json()) as { deliveries: { id: string; event: string }[] };
+    expect(log.deliveries.map((d) => [d.id, d.event])).toEqual([[id, "webhook.test"]]);
+  });
+});
+
+describe("the webhook outbox (jobs_webhook_outbox trigger)", () => {
+  it("writes one event per subscribed webhook when a job is cancelled, paused, completed or fails, and nothing else", async () => {
+    const s = await signIn();
+    const all = await createHook(s);
+    const onlyCompleted = await createHook(s, { url: HOOK, events: ["job.completed"] });
+    const viewer = { id: s.id, email: s.email, role: s.role };
+
+    const cancelled = await seedJob(s.id);
+    await requestCancel(db, { jobId: cancelled.id, viewer }, Date.now());
+    await requestCancel(db, { jobId: cancelled.id, viewer }, Date.now()); // idempotent: no second event
+
+    const paused = await seedJob(s.id);
+    await pauseJob(db, { jobId: paused.id, viewer }, Date.now());
+
+    const completed = await seedJob(s.id, { variations: 1 });
+    const [vc] = await claimAll(completed.id, "r-wh");
+    await finishVariation(db, { variationId: vc!, runnerId: "r-wh", attempt: 1, outputKey: `outputs/${completed.id}/x.mp4`, outputSize: 1, now: Date.now() });
+    await finishVariation(db, { variationId: vc!, runnerId: "r-wh", attempt: 1, outputKey: `outputs/${completed.id}/x.mp4`, outputSize: 1, now: Date.now() });
+
+    const failed = await seedJob(s.id, { variations: 1 });
+    const [vf] = await claimAll(failed.id, "r-wh");
+    await failVariation(db, { variationId: vf!, runnerId: "r-wh", attempt: 1, error: "boom", now: Date.now() });
+
+    const events = (await deliveriesOf(all.id)).map((d) => `${d.event} ${d.jobId}`).sort();
+    expect(events).toEqual(
+      [`job.cancelled ${cancelled.id}`, `job.paused ${paused.id}`, `job.completed ${completed.id}`, `job.failed ${failed.id}`].sort(),
+    );
+    expect((await deliveriesOf(onlyCompleted.id)).map((d) => `${d.event} ${d.jobId}`)).toEqual([`job.completed ${completed.id}`]);
+    const other = await signIn();
+    const othersJob = await seedJob(other.id);
+    await requestCancel(db, { jobId: othersJob.id, viewer: { id: other.id, email: other.email, role: other.role } }, Date.now());
+    expect((await deliveriesOf(all.id)).some((d) => d.jobId === othersJob.id)).toBe(false);
+  });
+});
+
+describe("deliverOnce", () => {
+  /** A cancelled job with one pending event; delivered with `now` an hour ahead so no real sweep finds it due first. */
+  async function pendingEvent() {
+    const s = await signIn();
+    const hook = await createHook(s, { url: HOOK, events: ["job.cancelled"] });
+    const job = await seedJob(s.id);
+    const later = Date.now() + HOUR;
+    await requestCancel(db, { jobId: job.id, viewer: { id: s.id, email: s.email, role: s.role } }, later);
+    const [row] = await deliveriesOf(hook.id);
+    return { s, hook, job, row: row!, later };
+  }
+
+  it("POSTs the job exactly as GET /api/jobs/:id returns it, signed so standardwebhooks verifies it", async () => {
+    const { s, hook, job, row, later } = await pendingEvent();
+    const r = receiver([204]);
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later)).toEqual({ done: true, status: "delivered" });
+    expect(r.seen).toHaveLength(1);
+    const sent = r.seen[0]!;
+    expect(sent.url).toBe(HOOK);
+    expect(sent.headers["webhook-id"]).toBe(row.id);
+    const payload = new Webhook(hook.secret).verify(sent.body, sent.headers) as { type: string; timestamp: string; data: unknown };
+    expect(payload.type).toBe("job.cancelled");
+    expect(payload.timestamp).toBe(new Date(later).toISOString());
+    expect(payload.data).toEqual(await (await s.call(`/api/jobs/${job.id}`)).json());
+    // Delivered: a duplicate message sends nothing.
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later + HOUR)).toEqual({ done: true, status: "skipped" });
+    expect(r.seen).toHaveLength(1);
+    const log = (await (await s.call(`/api/webhooks/${hook.id}/deliveries`)).json()) as { deliveries: Record<string, unknown>[] };
+    expect(log.deliveries[0]).toMatchObject({ id: row.id, status: "delivered", attempts: 1, lastStatusCode: 204, lastError: null });
+  });
+
+  it("backs off after a failed attempt, resends the same body, and redeliver starts a new series", async () => {
+    const { s, hook, row, later } = await pendingEvent();
+    const r = receiver([503, 200]);
+    const deps = { db, policy: { allowLocalHttp: false }, fetch: r.fetch };
+    const first = await deliverOnce(deps, row.id, later);
+    expect(first).toMatchObject({ done: false });
+    const [afterFail] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, row.id));
+    expect(afterFail).toMatchObject({ status: "pending", attempts: 1, lastStatusCode: 503, lastError: "HTTP 503" });
+    // Not due yet: nothing is sent.
+    expect(await deliverOnce(deps, row.id, later)).toEqual({ done: true, status: "skipped" });
+    expect(await deliverOnce(deps, row.id, afterFail!.nextAttemptAt)).toEqual({ done: true, status: "delivered" });
+    expect(r.seen.map((x) => x.body)).toEqual([r.seen[0]!.body, r.seen[0]!.body]);
+    expect(r.seen[1]!.headers["webhook-id"]).toBe(row.id);
+
+    const pending = await s.call(`/api/webhooks/${hook.id}/deliveries/${row.id}/redeliver`, { method: "POST" });
+    expect(pending.status).toBe(202);
+    const [again] = await db.select().from(webhookDeliveries).where(and(eq(webhookDeliveries.id, row.id)));
+    expect(again).toMatchObject({ status: "pending", attempts: 0 });
+  });
+
+  it("gives up after the 24-hour series and refuses an endpoint that became disallowed", async () => {
+    expect(MAX_DELIVERY_ATTEMPTS).toBeGreaterThan(10);
+    const { row, later } = await pendingEvent();
+    await db.update(webhookDeliveries).set({ attempts: MAX_DELIVERY_ATTEMPTS - 1 }).where(eq(webhookDeliveries.id, row.id));
+    const r = receiver([500]);
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later)).toEqual({ done: true, status: "failed" });
+
+    const second = await pendingEvent();
+    await db.run(`UPDATE webhooks SET url = 'https://192.168.0.10/' WHERE id = '${second.hook.id}'` as never);
+    const r2 = receiver([200]);
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r2.fetch }, second.row.id, second.later)).toEqual({ done: true, status: "failed" });
+    expect(r2.seen).toHaveLength(0);
+  });
+});
