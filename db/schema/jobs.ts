@@ -104,8 +104,13 @@ export const variations = sqliteTable(
     redraws: integer("redraws").notNull().default(0),
     /** Why the last re-draw happened, for the user (no paths). */
     redrawReason: text("redraw_reason"),
-    /** A still of the output, `thumbnails/...` (db/keys.ts). */
+    /** A still of the output, `outputs/<job>/<variation>.a<attempt>.jpg` (variationThumbnailKey, db/keys.ts). */
     thumbnailKey: text("thumbnail_key"),
+    /**
+     * The output's sampled frames, small and gray (base64; runner/quality.ts): siblings encoded by any runner compute
+     * their distinctness from it without downloading this output. Never sent to API clients.
+     */
+    fingerprint: text("fingerprint"),
   },
   (t) => [
     uniqueIndex("variations_source_position_uq").on(t.sourceId, t.position),

@@ -38,6 +38,7 @@ export const FRESH_VARIATION = {
   redraws: 0,
   redrawReason: null,
   thumbnailKey: null,
+  fingerprint: null,
 } as const;
 
 /** The job is still `statuses`, not expired, and its owner can take `request` on top of what they hold. */
