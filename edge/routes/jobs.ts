@@ -31,6 +31,7 @@ import {
 import { purgeJob } from "../lib/storage";
 import { validate } from "../lib/validate";
 import { nameEntries, zipResponse } from "../lib/zip";
+import { answerRange, zipEtag } from "../lib/zip-resume";
 
 /** How long POST /api/jobs/:id/cancel (and /pause) waits for runners to stop before answering 202. */
 export const CANCEL_WAIT_MS = 5_000;
@@ -127,7 +128,9 @@ export const jobs = new Hono<AppEnv>()
       { jobId: c.req.param("id"), viewer: c.get("user") },
       Date.now(),
     );
-    return zipResponse(c.env.BUCKET, nameEntries(entries), `video-refresher-${job.id}.zip`, job);
+    const named = nameEntries(entries);
+    const full = zipResponse(c.env.BUCKET, named, `video-refresher-${job.id}.zip`, job);
+    return answerRange(full, await zipEtag(job, named), { range: c.req.header("range"), ifRange: c.req.header("if-range") });
   })
   .get("/:id/outputs/:outputId", async (c) => {
     const output = await getJobOutput(

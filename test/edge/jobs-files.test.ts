@@ -3,7 +3,7 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { recordSourceProbe, setJobThumbnail } from "../../db/queries/media";
 import { failVariation, finishVariation, recordVariationParams } from "../../db/queries/variations";
-import { jobs } from "../../db/schema";
+import { jobs, variations } from "../../db/schema";
 import { call, claimAll, crc32, db, fakeMp4, jobRow, readZip, sameBytes, seedJob, signIn, variationsOf } from "./helpers";
 
 /**
@@ -179,6 +179,53 @@ describe("GET /api/jobs/:id/download", () => {
     expect((await call(`/api/jobs/${seeded.id}/download`, { token: env.RUNNER_TOKEN })).status).toBe(401);
     const admin = await signIn("admin");
     expect((await admin.call(`/api/jobs/${seeded.id}/download`)).status).toBe(200);
+  });
+});
+
+describe("GET /api/jobs/:id/download, resumed", () => {
+  it("serves any byte range of the same ZIP with its ETag, so an interrupted download continues where it stopped", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { names: ["a.mp4", "b.mp4"], variations: 2 });
+    await runJob(seeded.id);
+    const fullRes = await s.call(`/api/jobs/${seeded.id}/download`);
+    const etag = fullRes.headers.get("etag");
+    expect(fullRes.headers.get("accept-ranges")).toBe("bytes");
+    expect(etag).toMatch(/^"zip-[0-9a-f]{32}"$/);
+    const full = new Uint8Array(await fullRes.arrayBuffer());
+
+    // Cut inside the second entry's data, and once more in the manifests at the end.
+    for (const start of [777, full.length - 300]) {
+      const part = await s.call(`/api/jobs/${seeded.id}/download`, { headers: { range: `bytes=${start}-`, "if-range": etag! } });
+      expect(part.status).toBe(206);
+      expect(part.headers.get("content-range")).toBe(`bytes ${start}-${full.length - 1}/${full.length}`);
+      expect(part.headers.get("etag")).toBe(etag);
+      const tail = new Uint8Array(await part.arrayBuffer());
+      expect(Number(part.headers.get("content-length"))).toBe(tail.length);
+      expect(sameBytes(tail, full.subarray(start))).toBe(true);
+    }
+    const middle = await s.call(`/api/jobs/${seeded.id}/download`, { headers: { range: "bytes=10-19" } });
+    expect(middle.status).toBe(206);
+    expect(sameBytes(new Uint8Array(await middle.arrayBuffer()), full.subarray(10, 20))).toBe(true);
+
+    const past = await s.call(`/api/jobs/${seeded.id}/download`, { headers: { range: `bytes=${full.length}-` } });
+    expect(past.status).toBe(416);
+    expect(past.headers.get("content-range")).toBe(`bytes */${full.length}`);
+  });
+
+  it("sends the whole new ZIP (200) when the job changed since the part the client holds", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { variations: 2 });
+    const { vars } = await runJob(seeded.id);
+    const first = await s.call(`/api/jobs/${seeded.id}/download`);
+    const etag = first.headers.get("etag")!;
+    await first.arrayBuffer();
+    // What a re-draw does to a finished entry: its recorded parameters (and so the manifest) change.
+    await db.update(variations).set({ params: JSON.stringify({ zoom: 1.5 }) }).where(eq(variations.id, vars[0]!.id));
+    const res = await s.call(`/api/jobs/${seeded.id}/download`, { headers: { range: "bytes=100-", "if-range": etag } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("etag")).not.toBe(etag);
+    const zip = new Uint8Array(await res.arrayBuffer());
+    expect(readZip(zip).map((e) => e.name)).toContain("manifest.json");
   });
 });
 
