@@ -334,9 +334,15 @@ export function buildOpenApi(version: string) {
       "/api/jobs/{id}/download": {
         get: {
           summary: "ZIP (STORE) of the completed variations: <base>/<base>_varNN.mp4, then manifest.json and manifest.csv (per entry: source, variation, seed, duration, bytes, sha256, params; ssim/psnr/distinct null for now)",
-          parameters: [jobIdParam],
+          parameters: [
+            jobIdParam,
+            { name: "Range", in: "header", required: false, schema: { type: "string" }, description: "bytes=<start>-[<end>]: resume an interrupted download" },
+            { name: "If-Range", in: "header", required: false, schema: { type: "string" }, description: "The ETag of the ZIP the client holds part of; a changed job answers 200 with the whole new ZIP" },
+          ],
           responses: {
-            "200": { description: "ZIP with exact Content-Length", content: { "application/zip": {} } },
+            "200": { description: "ZIP with exact Content-Length and a strong ETag", content: { "application/zip": {} } },
+            "206": { description: "The requested byte range of the same ZIP (Content-Range, ETag)", content: { "application/zip": {} } },
+            "416": { description: "Range starts past the ZIP's end (Content-Range: bytes */<length>)" },
             "404": err("Unknown, or no completed outputs (code no_outputs)"),
             "409": err("Job not finished (code not_downloadable)"),
             "410": err("Expired"),
