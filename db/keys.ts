@@ -13,6 +13,12 @@ export const outputPrefix = (jobId: string) => `outputs/${jobId}/`;
 export const outputKey = (jobId: string, variationId: string, attempt: number) =>
   `${outputPrefix(jobId)}${variationId}.a${attempt}.mp4`;
 export const thumbnailKey = (jobId: string) => `thumbs/${jobId}.jpg`;
+/**
+ * A still of one variation's output, made by the attempt that produced it: beside the output, so everything that
+ * knows a job's outputs (the runner's orphan sweep of `outputs/<job>/`, the job's purge, the orphan rule) knows it.
+ */
+export const variationThumbnailKey = (jobId: string, variationId: string, attempt: number) =>
+  `${outputPrefix(jobId)}${variationId}.a${attempt}.jpg`;
 
 /** The inverse of {@link outputKey}: job, variation and attempt of `outputs/<job>/<variation>.a<n>.mp4`, else null. */
 export function parseOutputKey(key: string): { jobId: string; variationId: string; attempt: number } | null {

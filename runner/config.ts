@@ -35,6 +35,15 @@ export const Schema = z
     MAX_SOURCE_SECONDS: z.coerce.number().int().min(1).default(SOURCE_LIMIT_DEFAULTS.maxSeconds),
     /** Largest width or height (after rotation) of a source this runner encodes, in pixels. */
     MAX_SOURCE_DIMENSION: z.coerce.number().int().min(16).default(SOURCE_LIMIT_DEFAULTS.maxDimension),
+    /**
+     * Quality floors (runner/quality.ts): an output whose SSIM against the source is below QUALITY_SSIM_FLOOR (too
+     * damaged), or whose distinctness from its closest completed sibling is below QUALITY_DISTINCT_FLOOR (mean
+     * absolute difference of sampled frames, % of the 8-bit range: too close), is re-drawn with a new seed, at most
+     * MAX_REDRAWS times; then the best draw is kept. A floor of 1 (SSIM) or 100 (distinct) forces re-draws (tests).
+     */
+    QUALITY_SSIM_FLOOR: z.coerce.number().min(0).max(1).default(0.6),
+    QUALITY_DISTINCT_FLOOR: z.coerce.number().min(0).max(100).default(0.3),
+    MAX_REDRAWS: z.coerce.number().int().min(0).max(5).default(2),
     METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
     LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   })

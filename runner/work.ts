@@ -3,14 +3,18 @@ import { join } from "node:path";
 import type { Db } from "../db/client";
 import { parseStoredEffects } from "../db/effects";
 import { isDbUnavailable } from "../db/errors";
-import { outputKey } from "../db/keys";
+import type { JobEffects } from "../db/effects";
+import { outputKey, variationThumbnailKey } from "../db/keys";
 import { recordSourceProbe } from "../db/queries/media";
 import {
   cancelVariation,
   failSourceVariations,
   failVariation,
   finishVariation,
+  listSiblingFingerprints,
+  lowerDistinctness,
   recordVariationParams,
+  redrawVariation,
   releaseVariation,
   requeueVariation,
   type ClaimedVariation,
@@ -20,11 +24,12 @@ import {
 import { BlobError, type BlobClient } from "./blobs";
 import type { RunnerConfig } from "./config";
 import { DbCallError, retryDb } from "./db-retry";
-import { buildEncodeArgs, NotAVideoError, spawnFfmpeg, verifyOutput } from "./ffmpeg";
+import { buildEncodeArgs, NotAVideoError, spawnFfmpeg, verifyOutput, type EncodePlan } from "./ffmpeg";
 import { asLocalError, ffmpegLocalError, LocalError, scrubPaths } from "./local-errors";
 import { errorMessage, type Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
-import { deriveParams } from "./params";
+import { deriveParams, type EffectParams } from "./params";
+import { closestDistance, measureQuality, sampleKeyframes, sourceSampleTimes, type QualityFigures, type SampledSource } from "./quality";
 import type { ProcessRegistry, StopReason } from "./processes";
 import { SourceOverLimitError, type AcquiredSource, type SourceCache } from "./sources";
 import type { Thumbnails } from "./thumbnails";
@@ -66,6 +71,44 @@ export const taskKey = (id: string, attempt: number) => `${id}:${attempt}`;
 
 const lastLine = (s: string) => s.trim().split("\n").filter(Boolean).pop() ?? "";
 
+/** One encode of a variation: the first draw, or a re-draw with a new seed (runner/quality.ts decides). */
+interface Draw {
+  seed: number;
+  /** The parameters as recorded on the row (with the geometry). */
+  recorded: Record<string, unknown>;
+  file: string;
+  thumbnail: string;
+  quality: QualityFigures | null;
+  /** Distance to the closest sibling completed when it was measured (null: none, or not measured). */
+  distinct: number | null;
+  /** The siblings it was compared with. */
+  seen: string[];
+  k: number;
+}
+
+const thumbnailFile = (file: string) => file.replace(/\.mp4$/, ".jpg");
+const sampleSource = (s: AcquiredSource): SampledSource => ({ path: s.path, durationMs: s.media.durationMs, fps: s.media.fps });
+
+/** The reason recorded when no draw passed: the last problem, the seeds tried and the one kept. */
+const keptReason = (problem: string, draws: readonly Draw[], kept: Draw) =>
+  `${problem}; re-draw limit reached: kept the best of ${draws.length} draws (seeds ${draws.map((d) => d.seed).join(", ")}; kept ${kept.seed})`;
+
+/**
+ * The draw to keep when none passed both floors: the smallest shortfall below the floors (relative to each floor),
+ * then the higher SSIM, then the earlier draw. A draw that passes has no shortfall, so it always wins.
+ */
+export function bestDraw<D extends { quality: { ssim: number } | null; distinct: number | null; k: number }>(
+  draws: readonly D[],
+  floors: { QUALITY_SSIM_FLOOR: number; QUALITY_DISTINCT_FLOOR: number },
+): D {
+  const shortfall = (d: D) =>
+    !d.quality
+      ? Infinity
+      : Math.max(0, floors.QUALITY_SSIM_FLOOR - d.quality.ssim) / (floors.QUALITY_SSIM_FLOOR || 1) +
+        (d.distinct === null ? 0 : Math.max(0, floors.QUALITY_DISTINCT_FLOOR - d.distinct) / (floors.QUALITY_DISTINCT_FLOOR || 1));
+  return [...draws].sort((a, b) => shortfall(a) - shortfall(b) || (b.quality?.ssim ?? 0) - (a.quality?.ssim ?? 0) || a.k - b.k)[0]!;
+}
+
 /**
  * One claimed variation (one attempt), from source to recorded output: source (shared download + probe) → params
  * → FFmpeg → verify → upload → finish. `stop()` may come at any point; what it does depends on the phase (abort
@@ -89,6 +132,10 @@ export class VariationTask {
   private readonly own: Ownership;
   private writtenProgress = 0;
   private writtenAt = 0;
+  /** Every local output of this task (one per draw), removed when it ends. */
+  private readonly files: string[] = [];
+  /** A stop was asked for at any point (even one this task ignores because FFmpeg had finished): no re-draw. */
+  private stopAsked = false;
 
   constructor(
     private readonly ctx: WorkContext,
@@ -125,6 +172,7 @@ export class VariationTask {
   }
 
   stop(reason: StopReason): void {
+    this.stopAsked = true;
     if (this.stopReason || this.phase === "settle" || this.phase === "done") return;
     const { log, processes } = this.ctx;
     if (this.phase === "finishing" && reason === "cancel") {
@@ -175,8 +223,12 @@ export class VariationTask {
       if (c.sourcePosition === 1 && !c.jobThumbnailKey) this.ctx.thumbnails.ensure(c);
 
       // From the job's effects (returned by the claim), never from this runner's settings: every runner alike.
-      const params = deriveParams(c.seed, parseStoredEffects(c.jobEffects));
-      const plan = buildEncodeArgs({ source: source.path, output: out, params, media: source.media });
+      const effects = parseStoredEffects(c.jobEffects);
+      // Where quality is sampled (the source's keyframes near fixed fractions); null = not measured this time.
+      const times = await this.sampleTimes(source);
+      let seed = c.seed;
+      let params = deriveParams(seed, effects);
+      let plan = this.plan(params, source, out, times);
       const mine = await retryDb(() => recordVariationParams(this.ctx.db, { ...this.own, params: { ...params, ...plan.geometry } }));
       if (!mine) {
         this.stopReason ??= "lost";
@@ -184,78 +236,93 @@ export class VariationTask {
       }
       if (this.stopReason) return await this.stopped(null, out);
 
-      const t0 = performance.now();
-      timings.prepare = t0 - started - timings.source!;
-      let lastMs = -1;
-      const proc = spawnFfmpeg(config.FFMPEG_PATH, plan.args, (ms) => {
-        if (ms > lastMs) {
-          lastMs = ms;
-          this.lastProgressAt = Date.now();
+      const draws: Draw[] = [];
+      let redrawReason: string | null = null;
+      for (let k = 0; ; k++) {
+        const file = k === 0 ? out : out.replace(/\.part\.mp4$/, `.r${k}.part.mp4`);
+        if (k > 0) plan = this.plan(params, source, file, times);
+        this.files.push(file);
+        const encoded = await this.encode(plan, file, timings);
+        if (encoded !== null) return encoded;
+        const v0 = performance.now();
+        try {
+          await verifyOutput(file, plan.expectedDurationMs);
+        } catch (err) {
+          return await this.fail(errorMessage(err), file);
         }
-        this.progress = Math.min(99.9, Math.max(this.progress, (ms / plan.expectedDurationMs) * 100));
-      }, config.SETPRIV_PATH);
-      this.lastProgressAt = Date.now();
-      this.ctx.processes.register(this.key, proc);
-      this.phase = "encode";
-      log.info("ffmpeg started", { variation: c.id, attempt: this.attempt, pid: proc.pid });
-      const exit = await proc.exited;
-      const stage = this.ctx.processes.stopStage(this.key);
-      this.ctx.processes.unregister(this.key);
-      if (stage) return await this.stopped(stage, out);
-      this.phase = "finishing";
-      timings.encode = performance.now() - t0;
+        timings.verify = (timings.verify ?? 0) + performance.now() - v0;
+        const m0 = performance.now();
+        const draw = await this.measure(seed, { ...params, ...plan.geometry }, params, plan, file, source, times, k);
+        timings.measure = (timings.measure ?? 0) + performance.now() - m0;
+        draws.push(draw);
+        const problem = this.problem(draw);
+        if (!problem) break;
+        // Bounded: at most MAX_REDRAWS per variation (the database holds the count across attempts); never after a
+        // stop was asked for (a cancel that came while measuring lets this finished encode complete, as before).
+        if (this.stopAsked || this.stopReason || k >= config.MAX_REDRAWS) {
+          if (draws.length > 1) redrawReason = keptReason(redrawReason ?? problem, draws, bestDraw(draws, config));
+          break;
+        }
+        const next = await this.redraw(problem, effects);
+        if (next === "lost") {
+          this.stopReason ??= "lost";
+          return await this.stopped(null, file);
+        }
+        if (next === "bound") {
+          redrawReason = keptReason(problem, draws, bestDraw(draws, config));
+          break;
+        }
+        redrawReason = problem;
+        ({ seed, params } = next);
+        log.info("variation re-drawn", { variation: c.id, reason: problem, seed, draw: k + 1 });
+        if (this.stopReason) return await this.stopped(null, file);
+      }
+      const kept = bestDraw(draws, config);
       this.ctx.onEncodeSlotFree?.(this);
-      if (this.stopReason === "cancel" || this.stopReason === "stall") {
-        // The stop raced with FFmpeg's own exit and no stage was sent: the encode finished, so it completes.
-        log.info("stop requested after FFmpeg finished: completing anyway", { variation: c.id, reason: this.stopReason });
-        this.stopReason = null;
-      }
-      if (exit.code !== 0) {
-        const stderr = proc.stderrTail();
-        const local = ffmpegLocalError(stderr, "encoding failed");
-        if (local) return await this.local(local, out);
-        // Killed from outside (e.g. the kernel's OOM killer): worth another attempt elsewhere.
-        if (exit.signal) return await this.transient(`ffmpeg was killed by ${exit.signal}`, out);
-        const detail = lastLine(stderr);
-        return await this.fail(`ffmpeg exited with code ${exit.code}${detail ? `: ${detail}` : ""}`, out);
-      }
-      log.info("ffmpeg finished", { variation: c.id, ms: Math.round(timings.encode) });
-      if (this.stopReason === "lost") return await this.stopped(null, out);
+      if (this.stopReason === "lost") return await this.stopped(null, kept.file);
 
-      const v0 = performance.now();
-      try {
-        await verifyOutput(out, plan.expectedDurationMs);
-      } catch (err) {
-        return await this.fail(errorMessage(err), out);
-      }
-      timings.verify = performance.now() - v0;
-
-      if (this.stopReason) return await this.stopped(null, out);
+      if (this.stopReason) return await this.stopped(null, kept.file);
       const key = outputKey(c.jobId, c.id, this.attempt);
       let size: number;
       const u0 = performance.now();
       try {
-        ({ size } = await this.ctx.blobs.upload(key, out, this.abort.signal, this.own));
+        ({ size } = await this.ctx.blobs.upload(key, kept.file, this.abort.signal, this.own));
       } catch (err) {
         // Nothing records this attempt's key yet, and no other attempt ever writes it: safe to remove.
         await this.ctx.blobs.delete(key, this.own).catch(() => {});
-        if (this.stopReason) return await this.stopped(null, out);
+        if (this.stopReason) return await this.stopped(null, kept.file);
         const local = asLocalError(err, "upload failed");
-        if (local) return await this.local(local, out);
+        if (local) return await this.local(local, kept.file);
         // 403: the edge no longer sees this attempt holding the lease. Not the edge's trouble and not the video's:
         // the requeue's ownership check settles whether the lease was lost (nothing recorded) or only ran late.
-        if (err instanceof BlobError && err.status === 403) return await this.transient(`upload failed: ${err.message}`, out);
-        if (err instanceof BlobError && !err.transient) return await this.fail(`upload failed: ${err.message}`, out);
+        if (err instanceof BlobError && err.status === 403) return await this.transient(`upload failed: ${err.message}`, kept.file);
+        if (err instanceof BlobError && !err.transient) return await this.fail(`upload failed: ${err.message}`, kept.file);
         this.ctx.onEdgeTrouble?.();
-        return await this.transient(`upload failed: ${errorMessage(err)}`, out);
+        return await this.transient(`upload failed: ${errorMessage(err)}`, kept.file);
       }
 
+      const thumbnailKey = await this.uploadThumbnail(kept);
       timings.upload = performance.now() - u0;
       this.phase = "settle";
       const s0 = performance.now();
       // Keep trying while the lease may still be ours (heartbeats renew it if the database answers them).
       const recorded = await retryDb(
-        () => finishVariation(this.ctx.db, { ...this.own, outputKey: key, outputSize: size, now: Date.now() }),
+        () => finishVariation(this.ctx.db, {
+            ...this.own,
+            outputKey: key,
+            outputSize: size,
+            now: Date.now(),
+            quality: {
+              seed: kept.seed,
+              params: kept.recorded,
+              ssim: kept.quality?.ssim ?? null,
+              psnr: kept.quality?.psnr ?? null,
+              distinct: kept.distinct,
+              fingerprint: kept.quality?.fingerprint ?? null,
+              thumbnailKey,
+              redrawReason,
+            },
+          }),
         { until: this.leaseExpiresAt },
       );
       if (!recorded) {
@@ -266,6 +333,7 @@ export class VariationTask {
         return "lost";
       }
       timings.settle = performance.now() - s0;
+      if (kept.quality) await this.compareLateSiblings(kept.quality.fingerprint, kept.seen);
       const ms = Object.fromEntries(Object.entries(timings).map(([k, v]) => [`${k}_ms`, Math.round(v)]));
       log.info("variation completed", { variation: c.id, job: c.jobId, bytes: size, ...ms });
       return "completed";
@@ -281,7 +349,167 @@ export class VariationTask {
       return await this.fail(`runner error: ${errorMessage(err)}`, out).catch(() => "lost" as const);
     } finally {
       source?.release();
-      await rm(out, { force: true }).catch(() => {});
+      for (const f of new Set([out, ...this.files, ...this.files.map(thumbnailFile)])) await rm(f, { force: true }).catch(() => {});
+    }
+  }
+
+  /** The encode of one draw: the runner's arguments plus keyframes at the quality samples. */
+  private plan(params: EffectParams, source: AcquiredSource, file: string, times: number[] | null): EncodePlan {
+    const plan = buildEncodeArgs({ source: source.path, output: file, params, media: source.media });
+    // Before "-f mp4 <file>": the keyframes that let the measurement decode one frame per sample.
+    if (times) plan.args.splice(plan.args.length - 3, 0, ...sampleKeyframes(times, params.speed));
+    return plan;
+  }
+
+  /** FFmpeg for one draw. Null when it exited 0 and nothing stopped it; else how the task ended. */
+  private async encode(plan: EncodePlan, file: string, timings: Record<string, number>): Promise<TaskOutcome | null> {
+    const { config, log } = this.ctx;
+    const t0 = performance.now();
+    this.progress = 0;
+    let lastMs = -1;
+    const proc = spawnFfmpeg(config.FFMPEG_PATH, plan.args, (ms) => {
+      if (ms > lastMs) {
+        lastMs = ms;
+        this.lastProgressAt = Date.now();
+      }
+      this.progress = Math.min(99.9, Math.max(this.progress, (ms / plan.expectedDurationMs) * 100));
+    }, config.SETPRIV_PATH);
+    this.lastProgressAt = Date.now();
+    this.ctx.processes.register(this.key, proc);
+    this.phase = "encode";
+    log.info("ffmpeg started", { variation: this.id, attempt: this.attempt, pid: proc.pid });
+    const exit = await proc.exited;
+    const stage = this.ctx.processes.stopStage(this.key);
+    this.ctx.processes.unregister(this.key);
+    if (stage) return await this.stopped(stage, file);
+    this.phase = "finishing";
+    timings.encode = (timings.encode ?? 0) + performance.now() - t0;
+    if (this.stopReason === "cancel" || this.stopReason === "stall") {
+      // The stop raced with FFmpeg's own exit and no stage was sent: the encode finished, so it completes.
+      log.info("stop requested after FFmpeg finished: completing anyway", { variation: this.id, reason: this.stopReason });
+      this.stopReason = null;
+    }
+    if (exit.code !== 0) {
+      const stderr = proc.stderrTail();
+      const local = ffmpegLocalError(stderr, "encoding failed");
+      if (local) return await this.local(local, file);
+      // Killed from outside (e.g. the kernel's OOM killer): worth another attempt elsewhere.
+      if (exit.signal) return await this.transient(`ffmpeg was killed by ${exit.signal}`, file);
+      const detail = lastLine(stderr);
+      return await this.fail(`ffmpeg exited with code ${exit.code}${detail ? `: ${detail}` : ""}`, file);
+    }
+    log.info("ffmpeg finished", { variation: this.id, ms: Math.round(performance.now() - t0) });
+    if (this.stopReason === "lost") return await this.stopped(null, file);
+    return null;
+  }
+
+  /** The source's sample times, or null when they cannot be had (then nothing is measured: best effort). */
+  private async sampleTimes(source: AcquiredSource): Promise<number[] | null> {
+    const { config, log } = this.ctx;
+    try {
+      return await sourceSampleTimes(config.FFPROBE_PATH, sampleSource(source), this.abort.signal);
+    } catch (err) {
+      if (!this.stopReason) log.warn("quality sampling unavailable", { variation: this.id, error: errorMessage(err) });
+      return null;
+    }
+  }
+
+  /**
+   * Quality of one draw and its distinctness from the siblings completed so far (best effort: a failed measurement
+   * leaves the figures null and never fails the variation).
+   */
+  private async measure(
+    seed: number,
+    recorded: Record<string, unknown>,
+    params: EffectParams,
+    plan: EncodePlan,
+    file: string,
+    source: AcquiredSource,
+    times: number[] | null,
+    k: number,
+  ): Promise<Draw> {
+    const { config, db, log } = this.ctx;
+    const draw: Draw = { seed, recorded, file, quality: null, distinct: null, seen: [], thumbnail: thumbnailFile(file), k };
+    if (!times) return draw;
+    try {
+      draw.quality = await measureQuality(
+        { ffmpeg: config.FFMPEG_PATH, ffprobe: config.FFPROBE_PATH },
+        { source: sampleSource(source), speed: params.speed, output: file, thumbnail: draw.thumbnail, params, geometry: plan.geometry },
+        this.abort.signal,
+      );
+      const siblings = await retryDb(() => listSiblingFingerprints(db, { sourceId: this.claim.sourceId, exceptId: this.id }));
+      draw.seen = siblings.map((x) => x.id);
+      draw.distinct = closestDistance(draw.quality.fingerprint, siblings.map((x) => x.fingerprint));
+      log.info("variation measured", { variation: this.id, seed, ssim: draw.quality.ssim, psnr: draw.quality.psnr, distinct: draw.distinct });
+    } catch (err) {
+      if (err instanceof DbCallError) throw err;
+      if (!this.stopReason) log.warn("quality measurement failed", { variation: this.id, error: errorMessage(err) });
+      draw.quality = null;
+    }
+    return draw;
+  }
+
+  /** Why this draw should be re-drawn (for the user, no paths), or null when it passes both floors. */
+  private problem(d: Draw): string | null {
+    const { QUALITY_SSIM_FLOOR: ssimFloor, QUALITY_DISTINCT_FLOOR: distinctFloor } = this.ctx.config;
+    if (!d.quality) return null;
+    if (d.quality.ssim < ssimFloor) return `SSIM ${d.quality.ssim.toFixed(3)} below the floor ${ssimFloor}`;
+    if (d.distinct !== null && d.distinct < distinctFloor) {
+      return `distinctness ${d.distinct.toFixed(2)} % below the floor ${distinctFloor} % (too close to a sibling)`;
+    }
+    return null;
+  }
+
+  /**
+   * A new seed for this variation, recorded with its parameters (CAS on ownership and the re-draw bound). Seeds are
+   * unique in the job: a clash with a sibling's seed throws in the database, and another seed is drawn.
+   */
+  private async redraw(reason: string, effects: JobEffects): Promise<{ seed: number; params: EffectParams } | "lost" | "bound"> {
+    const { config, db } = this.ctx;
+    for (let tries = 0; tries < 5; tries++) {
+      const seed = (crypto.getRandomValues(new Uint32Array(1))[0]! >>> 1) || 1;
+      const params = deriveParams(seed, effects);
+      try {
+        const r = await retryDb(() =>
+          redrawVariation(db, { ...this.own, seed, params: { ...params }, reason, maxRedraws: config.MAX_REDRAWS }),
+        );
+        return r === "redrawn" ? { seed, params } : r;
+      } catch (err) {
+        if (!/UNIQUE|constraint/i.test(errorMessage(err))) throw err;
+      }
+    }
+    throw new Error("could not draw a seed new to the job");
+  }
+
+  /** The kept draw's still, to this attempt's thumbnail key (best effort: null when it could not be stored). */
+  private async uploadThumbnail(kept: Draw): Promise<string | null> {
+    if (!kept.quality) return null;
+    const key = variationThumbnailKey(this.jobId, this.id, this.attempt);
+    try {
+      await this.ctx.blobs.upload(key, kept.thumbnail, this.abort.signal, this.own);
+      return key;
+    } catch (err) {
+      this.ctx.log.warn("variation thumbnail not stored", { variation: this.id, error: errorMessage(err) });
+      return null;
+    }
+  }
+
+  /**
+   * After the completion is recorded: siblings that completed while this one was measured were not compared yet.
+   * Compare now and lower both figures (whichever of two simultaneous siblings records second sees the first).
+   */
+  private async compareLateSiblings(fingerprint: string, seen: string[]): Promise<void> {
+    const { db, log } = this.ctx;
+    try {
+      const known = new Set(seen);
+      const late = (await listSiblingFingerprints(db, { sourceId: this.claim.sourceId, exceptId: this.id })).filter((x) => !known.has(x.id));
+      const figures = late.flatMap((x) => {
+        const d = closestDistance(fingerprint, [x.fingerprint]);
+        return d === null ? [] : [{ variationId: x.id, distinct: d }, { variationId: this.id, distinct: d }];
+      });
+      await lowerDistinctness(db, figures);
+    } catch (err) {
+      log.warn("could not compare with late siblings", { variation: this.id, error: errorMessage(err) });
     }
   }
 

@@ -3,17 +3,21 @@ import { sourceKey } from "../keys";
 import type { Db } from "../client";
 import { ingests, jobs, sources, uploads, variations, TERMINAL_JOB_STATUSES } from "../schema";
 
-/** Every object key a job's rows record: sources, outputs and the thumbnail. */
+/** Every object key a job's rows record: sources, outputs, variation thumbnails and the job's thumbnail. */
 export async function jobObjectKeys(db: Db, jobId: string): Promise<string[]> {
-  const [sourceKeys, outputKeys, jobRows] = await db.batch([
+  const [sourceKeys, outputKeys, jobRows, thumbKeys] = await db.batch([
     db.select({ key: sources.objectKey }).from(sources).where(eq(sources.jobId, jobId)),
     db
       .select({ key: variations.outputKey })
       .from(variations)
       .where(and(eq(variations.jobId, jobId), isNotNull(variations.outputKey))),
     db.select({ key: jobs.thumbnailKey }).from(jobs).where(eq(jobs.id, jobId)),
+    db
+      .select({ key: variations.thumbnailKey })
+      .from(variations)
+      .where(and(eq(variations.jobId, jobId), isNotNull(variations.thumbnailKey))),
   ]);
-  return [...sourceKeys, ...outputKeys, ...jobRows].flatMap((r) => (r.key ? [r.key] : []));
+  return [...sourceKeys, ...outputKeys, ...jobRows, ...thumbKeys].flatMap((r) => (r.key ? [r.key] : []));
 }
 
 /**
@@ -39,7 +43,7 @@ export async function deleteFinishedJobRows(db: Db, jobId: string): Promise<bool
 }
 
 /**
- * Which of `keys` some row still records (source, output, thumbnail or upload), counting the objects of a form
+ * Which of `keys` some row still records (source, output, job or variation thumbnail, upload), counting the objects of a form
  * upload in flight (an ingest touched at or after `liveIngestSince`) as recorded: its job row does not exist yet.
  */
 export async function recordedObjectKeys(db: Db, keys: string[], liveIngestSince: number): Promise<Set<string>> {
@@ -50,7 +54,7 @@ export async function recordedObjectKeys(db: Db, keys: string[], liveIngestSince
     return id && key.startsWith(sourceKey(id, "")) ? id : null;
   };
   const ingestIds = [...new Set(keys.flatMap((k) => ingestOf(k) ?? []))];
-  const [a, b, c, d, e] = await db.batch([
+  const [a, b, c, d, e, f] = await db.batch([
     db.select({ key: sources.objectKey }).from(sources).where(inArray(sources.objectKey, keys)),
     db.select({ key: variations.outputKey }).from(variations).where(inArray(variations.outputKey, keys)),
     db.select({ key: jobs.thumbnailKey }).from(jobs).where(inArray(jobs.thumbnailKey, keys)),
@@ -59,9 +63,10 @@ export async function recordedObjectKeys(db: Db, keys: string[], liveIngestSince
       .select({ id: ingests.id })
       .from(ingests)
       .where(and(inArray(ingests.id, ingestIds), gte(ingests.touchedAt, liveIngestSince))),
+    db.select({ key: variations.thumbnailKey }).from(variations).where(inArray(variations.thumbnailKey, keys)),
   ]);
   const live = new Set(e.map((r) => r.id));
-  const recorded = new Set([...a, ...b, ...c, ...d].flatMap((r) => (r.key ? [r.key] : [])));
+  const recorded = new Set([...a, ...b, ...c, ...d, ...f].flatMap((r) => (r.key ? [r.key] : [])));
   for (const k of keys) if (live.has(ingestOf(k) ?? "")) recorded.add(k);
   return recorded;
 }

@@ -1,4 +1,4 @@
-import { outputKey, parseOutputKey, thumbnailKey } from "../../db/keys";
+import { outputKey, parseOutputKey, thumbnailKey, variationThumbnailKey } from "../../db/keys";
 import type { TicketRow } from "../../db/queries/variations";
 import { TERMINAL_JOB_STATUSES, type JobStatus } from "../../db/schema";
 import { TICKET_HEADERS, type Ticket } from "../../db/tickets";
@@ -52,7 +52,8 @@ export function mayRead(key: string, ticket: Ticket | null, row: TicketRow | nul
 }
 
 /**
- * PUT of an object or a multipart upload to it: the output key of exactly the held attempt; or the job's thumbnail
+ * PUT of an object or a multipart upload to it: the output key (or the variation thumbnail key) of exactly the held
+ * attempt; or the job's thumbnail
  * while the job has none, for the runner and attempt the row still names in any status (a thumbnail may be
  * finished after its short variation).
  */
@@ -63,7 +64,8 @@ export function mayWrite(key: string, ticket: Ticket | null, row: TicketRow | nu
     return row.jobThumbnailKey === null ? null : "The job already has a thumbnail";
   }
   if (!holds(ticket, row, now)) return LEASE_NOT_HELD;
-  return key === outputKey(row.jobId, row.variationId, ticket.attempt) ? null : NOT_THIS_ATTEMPTS;
+  const own = [outputKey(row.jobId, row.variationId, ticket.attempt), variationThumbnailKey(row.jobId, row.variationId, ticket.attempt)];
+  return own.includes(key) ? null : NOT_THIS_ATTEMPTS;
 }
 
 /** What the route read for a delete: the variation an output key names, or the key's job status otherwise. */

@@ -8,3 +8,6 @@ export * from "./record-params";
 export * from "./recover";
 export * from "./round-trip";
 export * from "./settle";
+export * from "./redraw";
+export * from "./sibling-fingerprints";
+export * from "./lower-distinctness";

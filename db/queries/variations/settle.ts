@@ -33,6 +33,19 @@ async function settle(
   return { ok: mine && alreadyDone(row), status: row?.status ?? null };
 }
 
+/** What a runner measured on the output it records (runner/quality.ts); null figures when measuring failed. */
+export interface FinishQuality {
+  seed: number;
+  params: Record<string, unknown>;
+  ssim: number | null;
+  psnr: number | null;
+  distinct: number | null;
+  fingerprint: string | null;
+  thumbnailKey: string | null;
+  /** Set when the kept draw is a re-draw or the best of several: why, for the user. */
+  redrawReason: string | null;
+}
+
 /**
  * running → completed with the output this attempt uploaded. True when the database records `outputKey` for this
  * variation (now or from an earlier try of the same call); false when another attempt owns the variation — only
@@ -40,14 +53,22 @@ async function settle(
  */
 export async function finishVariation(
   db: Db,
-  input: Ownership & { outputKey: string; outputSize: number; now: number },
+  input: Ownership & { outputKey: string; outputSize: number; now: number; quality?: FinishQuality },
 ): Promise<boolean> {
   const { outputKey, outputSize, now } = input;
+  const q = input.quality;
+  // With the quality figures: the kept draw's seed and parameters (after re-draws the best one may be an earlier
+  // draw), the figures, the fingerprint and the thumbnail, all in the same compare-and-set as the completion.
+  const quality = q
+    ? sql`, seed = ${q.seed}, params = ${JSON.stringify(q.params)}, ssim = ${q.ssim}, psnr = ${q.psnr},
+        distinctness = ${q.distinct}, fingerprint = ${q.fingerprint}, thumbnail_key = ${q.thumbnailKey},
+        redraw_reason = coalesce(${q.redrawReason}, redraw_reason)`
+    : sql``;
   const r = await settle(
     db,
     input,
     sql`status = 'completed', progress = 100, finished_at = ${now}, lease_expires_at = NULL,
-      output_key = ${outputKey}, output_size = ${outputSize}, error = NULL`,
+      output_key = ${outputKey}, output_size = ${outputSize}, error = NULL${quality}`,
     now,
     (row) => row.status === "completed" && row.attempts === input.attempt && row.outputKey === outputKey,
   );

@@ -1,0 +1,30 @@
+import { sql } from "drizzle-orm";
+import type { Db } from "../../client";
+import { owned, type Ownership } from "../states";
+
+/** A variation is re-drawn at most this many times per claim history (runner config may lower it). */
+export const MAX_REDRAWS = 2;
+
+/**
+ * running → running with a new seed: this attempt's output was too damaged or too close to a sibling
+ * (runner/quality.ts), so it draws again. One compare-and-set with ownership and the bound: `redraws` grows by one
+ * only while below `maxRedraws`; the new seed's parameters are recorded with it, progress starts over. The seed
+ * must be new to the job (variations_job_seed_uq): a clash throws, and the caller draws another seed.
+ * Returns "redrawn", "bound" (this attempt owns the row but it was re-drawn `maxRedraws` times already: keep what
+ * there is) or "lost" (this attempt does not own the variation any more). A retry after a lost reply of a committed
+ * re-draw reads back the new seed: "redrawn".
+ */
+export async function redrawVariation(
+  db: Db,
+  input: Ownership & { seed: number; params: Record<string, unknown>; reason: string; maxRedraws: number },
+): Promise<"redrawn" | "bound" | "lost"> {
+  const rows = await db.all<{ id: string }>(sql`
+    UPDATE variations SET seed = ${input.seed}, params = ${JSON.stringify(input.params)}, redraws = redraws + 1,
+      redraw_reason = ${input.reason}, progress = 0
+    WHERE ${owned(input)} AND redraws < ${input.maxRedraws}
+    RETURNING id`);
+  if (rows.length > 0) return "redrawn";
+  const [row] = await db.all<{ seed: number }>(sql`SELECT seed FROM variations WHERE ${owned(input)}`);
+  if (!row) return "lost";
+  return row.seed === input.seed ? "redrawn" : "bound";
+}

@@ -1,0 +1,179 @@
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { parseStoredEffects } from "../../db/effects";
+import { variationThumbnailKey } from "../../db/keys";
+import { buildEncodeArgs, probeMedia, spawnFfmpeg, verifyOutput } from "../../runner/ffmpeg";
+import { deriveParams } from "../../runner/params";
+import {
+  closestDistance,
+  FP_SIZE,
+  fingerprintDistance,
+  measureQuality,
+  pickSampleTimes,
+  SAMPLE_FRACTIONS,
+  sampleKeyframes,
+  sourceSampleTimes,
+} from "../../runner/quality";
+import { bestDraw } from "../../runner/work";
+import { makeClip } from "../helpers/clips";
+import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { startInProcessRunner, type InProcessRunner } from "../helpers/runner";
+import { getJobRow, getVariationRows } from "../helpers/seed";
+
+describe("quality: pure parts", () => {
+  it("samples near fixed fractions, on a source keyframe when one is near (rounded up), else exactly there", () => {
+    // 30 s, keyframes every 8.33 s: 3 s and 21 s have none within 3 s.
+    expect(pickSampleTimes(30_000, [0, 8.333333, 16.666667, 25])).toEqual([0, 8.334, 16.667, 21, 25]);
+    // No keyframes known: exactly the fractions.
+    expect(pickSampleTimes(10_000, [])).toEqual(SAMPLE_FRACTIONS.map((f) => f * 10));
+    expect(sampleKeyframes([1, 2], 1.02)).toEqual(["-force_key_frames", "0.980,1.960"]);
+  });
+
+  it("distinctness is the mean absolute difference in % of the 8-bit range, against the closest sibling", () => {
+    const frame = (v: number) => Buffer.alloc(SAMPLE_FRACTIONS.length * FP_SIZE * FP_SIZE, v).toString("base64");
+    expect(fingerprintDistance(frame(10), frame(10))).toBe(0);
+    expect(fingerprintDistance(frame(0), frame(255))).toBe(100);
+    expect(fingerprintDistance(frame(0), frame(51))).toBe(20);
+    expect(closestDistance(frame(0), [frame(51), frame(5)])).toBeCloseTo(1.961, 3);
+    expect(closestDistance(frame(0), [])).toBeNull();
+    expect(fingerprintDistance(frame(0), Buffer.alloc(3).toString("base64"))).toBeNull();
+  });
+
+  it("keeps the draw with the smallest shortfall below the floors, then the higher SSIM", () => {
+    const floors = { QUALITY_SSIM_FLOOR: 0.9, QUALITY_DISTINCT_FLOOR: 1 };
+    const d = (k: number, ssim: number, distinct: number | null) => ({ k, quality: { ssim }, distinct });
+    expect(bestDraw([d(0, 0.8, 5), d(1, 0.85, 5), d(2, 0.7, 5)], floors).k).toBe(1);
+    expect(bestDraw([d(0, 0.95, 0.2), d(1, 0.95, 0.9)], floors).k).toBe(1);
+    expect(bestDraw([d(0, 0.95, 2), d(1, 0.99, 3)], floors).k).toBe(1);
+    expect(bestDraw([d(0, 0.95, 2), { k: 1, quality: null, distinct: null }], floors).k).toBe(0);
+  });
+});
+
+describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "vr-quality-test-"));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  async function encodeAndMeasure(source: string, seed: number, families: string[], intensity = "subtle") {
+    const media = await probeMedia("ffprobe", source);
+    const src = { path: source, durationMs: media.durationMs, fps: media.fps };
+    const times = await sourceSampleTimes("ffprobe", src);
+    const params = deriveParams(seed, parseStoredEffects(JSON.stringify({ intensity, families })));
+    const output = join(dir, `out-${seed}-${families.join("-")}-${intensity}.mp4`);
+    const plan = buildEncodeArgs({ source, output, params, media });
+    plan.args.splice(plan.args.length - 3, 0, ...sampleKeyframes(times, params.speed));
+    const proc = spawnFfmpeg("ffmpeg", plan.args, () => {});
+    expect((await proc.exited).code, proc.stderrTail()).toBe(0);
+    await verifyOutput(output, plan.expectedDurationMs);
+    const thumbnail = output.replace(/\.mp4$/, ".jpg");
+    const q = await measureQuality(
+      { ffmpeg: "ffmpeg", ffprobe: "ffprobe" },
+      { source: src, speed: params.speed, output, thumbnail, params, geometry: plan.geometry },
+    );
+    return { q, thumbnail };
+  }
+
+  it("SSIM in (0, 1], PSNR > 0, a thumbnail, and different seeds are distinct (> 0) while a file is not distinct from itself", async () => {
+    const clip = await makeClip({ seconds: 4, width: 320, height: 240 });
+    const a = await encodeAndMeasure(clip, 11, ["color", "zoom"]);
+    const b = await encodeAndMeasure(clip, 12, ["color", "zoom"]);
+    for (const { q, thumbnail } of [a, b]) {
+      expect(q.ssim).toBeGreaterThan(0.5);
+      expect(q.ssim).toBeLessThanOrEqual(1);
+      expect(q.psnr).toBeGreaterThan(15);
+      expect(Buffer.from(q.fingerprint, "base64").length).toBe(SAMPLE_FRACTIONS.length * FP_SIZE * FP_SIZE);
+      expect((await stat(thumbnail)).size).toBeGreaterThan(500);
+    }
+    expect(fingerprintDistance(a.q.fingerprint, b.q.fingerprint)).toBeGreaterThan(0);
+    expect(fingerprintDistance(a.q.fingerprint, a.q.fingerprint)).toBe(0);
+  });
+
+  it("a mirrored, speed-changed, rotated variation is compared with the source lined up (no collapse of SSIM)", async () => {
+    const clip = await makeClip({ seconds: 4, width: 320, height: 240 });
+    const plain = await encodeAndMeasure(clip, 21, ["color"]);
+    const moved = await encodeAndMeasure(clip, 21, ["color", "mirror", "speed", "rotate"]);
+    // Same colour draw: the geometry is undone or shared, so the figure stays in the same range, not ~0.3.
+    expect(moved.q.ssim).toBeGreaterThan(0.6);
+    expect(moved.q.ssim).toBeGreaterThan(plain.q.ssim - 0.25);
+  });
+});
+
+describe("quality: runner records figures and re-draws", { timeout: 240_000 }, () => {
+  let stack: EdgeStack;
+  const cleanup: (() => Promise<void>)[] = [];
+  beforeAll(async () => {
+    stack = await startEdgeStack("runner_quality");
+  }, 120_000);
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0)) await fn();
+    await stack.settleLeftovers();
+  });
+  afterAll(() => stack?.close());
+
+  async function runner(env: Record<string, string>): Promise<InProcessRunner> {
+    const r = await startInProcessRunner({ env: stack.runnerEnv({ WORK_DIR: await stack.workDir(), ...env }) });
+    cleanup.push(() => r.stop());
+    return r;
+  }
+
+  const done = (jobId: string) =>
+    waitFor("the job to finish", async () => {
+      const s = (await getJobRow(stack.db, jobId))?.status;
+      return s === "completed" || s === "failed" || s === "cancelled" ? s : null;
+    }, 150_000, 100);
+
+  it("every completed variation gets SSIM, PSNR, distinctness from its siblings, a fingerprint and a stored thumbnail", async () => {
+    const clip = await makeClip({ seconds: 3, width: 320, height: 240 });
+    const job = await stack.user.createJob([clip], 3);
+    await runner({ CONCURRENCY: "2" });
+    expect(await done(job.id)).toBe("completed");
+    const rows = await getVariationRows(stack.db, job.id);
+    expect(rows).toHaveLength(3);
+    for (const v of rows) {
+      expect(v.status).toBe("completed");
+      expect(v.ssim).toBeGreaterThan(0);
+      expect(v.ssim).toBeLessThanOrEqual(1);
+      expect(v.psnr).toBeGreaterThan(0);
+      // Symmetric: the first one completed has no sibling yet, later ones lower its figure.
+      expect(v.distinct).toBeGreaterThan(0);
+      expect(v.redraws).toBe(0);
+      expect(v.fingerprint).toBeTruthy();
+      expect(v.thumbnailKey).toBe(variationThumbnailKey(job.id, v.id, v.attempts));
+      const params = JSON.parse(v.params!) as Record<string, unknown>;
+      expect(params).toMatchObject(deriveParams(v.seed) as unknown as Record<string, unknown>);
+    }
+    const stored = (await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
+    expect(stored).toEqual(rows.flatMap((v) => [v.outputKey!, v.thumbnailKey!]).sort());
+  });
+
+  it("a forced re-draw (SSIM floor 1.0) draws new seeds, stops at MAX_REDRAWS, keeps the best draw and completes", async () => {
+    const clip = await makeClip({ seconds: 2, width: 320, height: 240 });
+    const job = await stack.user.createJob([clip], 1);
+    const [before] = await getVariationRows(stack.db, job.id);
+    const r = await runner({ QUALITY_SSIM_FLOOR: "1", MAX_REDRAWS: "2" });
+    expect(await done(job.id)).toBe("completed");
+    const [v] = await getVariationRows(stack.db, job.id);
+    expect(v!.status).toBe("completed");
+    expect(v!.redraws).toBe(2);
+    expect(r.lines.filter((l) => l.includes("variation re-drawn"))).toHaveLength(2);
+    // "SSIM 0.9xx below the floor 1; re-draw limit reached: kept the best of 3 draws (seeds a, b, c; kept x)"
+    const m = /^SSIM [0-9.]+ below the floor 1; re-draw limit reached: kept the best of 3 draws \(seeds (\d+), (\d+), (\d+); kept (\d+)\)$/.exec(
+      v!.redrawReason ?? "",
+    );
+    expect(m, v!.redrawReason ?? "no reason").toBeTruthy();
+    const seeds = m!.slice(1, 4).map(Number);
+    expect(seeds[0]).toBe(before!.seed);
+    expect(new Set(seeds).size).toBe(3);
+    expect(Number(m![4])).toBe(v!.seed);
+    expect(seeds).toContain(v!.seed);
+    // The row's parameters are the kept seed's, so the recorded seed still reproduces the look.
+    expect(JSON.parse(v!.params!)).toMatchObject(deriveParams(v!.seed) as unknown as Record<string, unknown>);
+    expect(v!.ssim).toBeGreaterThan(0);
+    // Only the kept draw was uploaded.
+    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort()).toEqual([v!.outputKey!, v!.thumbnailKey!].sort());
+  });
+});
