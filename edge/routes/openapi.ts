@@ -371,6 +371,56 @@ export function buildOpenApi(version: string) {
           responses: { "200": { description: "Image", content: { "image/jpeg": {} } }, "404": err("None"), ...authErrors },
         },
       },
+      "/api/webhooks": {
+        get: { summary: "List your webhooks (secrets are never shown again)", responses: { "200": ok("Webhooks", "WebhookList"), ...authErrors } },
+        post: {
+          summary: "Subscribe an endpoint to job events (Standard Webhooks; the secret is shown once)",
+          description:
+            "Events job.completed, job.cancelled, job.failed, job.paused; body {type, timestamp, data: the job as GET " +
+            "/api/jobs/{id} returns it}, signed with headers webhook-id, webhook-timestamp, webhook-signature (v1). " +
+            "At-least-once, retried with exponential backoff for 24 h. The url must be https on a public host.",
+          requestBody: { required: true, ...json("CreateWebhookBody") },
+          responses: {
+            "201": ok("Created", "CreatedWebhook"),
+            "400": err("Invalid body; invalid_webhook_url (not an http(s) URL, credentials in it) or webhook_url_not_allowed (plain http, or a private, loopback, link-local or local-only host)"),
+            "409": err("At most 10 webhooks per account (code webhook_limit)"),
+            ...authErrors,
+          },
+        },
+      },
+      "/api/webhooks/{id}": {
+        delete: {
+          summary: "Delete one of your webhooks and its delivery log",
+          parameters: [jobIdParam],
+          responses: { "204": ok("Deleted"), "404": err("Unknown webhook, or another user's"), ...authErrors },
+        },
+      },
+      "/api/webhooks/{id}/deliveries": {
+        get: {
+          summary: "The webhook's delivery log, newest first (last 100)",
+          parameters: [jobIdParam],
+          responses: { "200": ok("Deliveries", "WebhookDeliveryList"), "404": err("Unknown webhook, or another user's"), ...authErrors },
+        },
+      },
+      "/api/webhooks/{id}/test": {
+        post: {
+          summary: "Send a webhook.test event",
+          parameters: [jobIdParam],
+          responses: { "202": ok("Queued", "QueuedDelivery"), "404": err("Unknown webhook, or another user's"), ...authErrors },
+        },
+      },
+      "/api/webhooks/{id}/deliveries/{deliveryId}/redeliver": {
+        post: {
+          summary: "Send a delivered or failed event again (same webhook-id and body, a new 24 h retry series)",
+          parameters: [jobIdParam, { name: "deliveryId", in: "path", required: true, schema: { type: "string" } }],
+          responses: {
+            "202": ok("Queued", "QueuedDelivery"),
+            "404": err("Unknown webhook or delivery, or another user's"),
+            "409": err("Still being attempted (code delivery_pending)"),
+            ...authErrors,
+          },
+        },
+      },
       "/api/limits": {
         get: {
           summary: "Your per-user limits and what you use of them",
@@ -425,6 +475,12 @@ export const OPERATION_IDS: Record<string, string> = {
   "GET /api/jobs/{id}/outputs/{outputId}": "getJobOutput",
   "GET /api/jobs/{id}/thumbnail": "getJobThumbnail",
   "GET /api/limits": "getLimits",
+  "GET /api/webhooks": "listWebhooks",
+  "POST /api/webhooks": "createWebhook",
+  "DELETE /api/webhooks/{id}": "deleteWebhook",
+  "GET /api/webhooks/{id}/deliveries": "listWebhookDeliveries",
+  "POST /api/webhooks/{id}/test": "testWebhook",
+  "POST /api/webhooks/{id}/deliveries/{deliveryId}/redeliver": "redeliverWebhookDelivery",
   "GET /api/openapi.json": "getOpenApi",
   "GET /api/health": "getHealth",
 };
