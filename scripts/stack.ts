@@ -206,7 +206,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     await writeFile(
       edgeEnvFile,
       `LIBSQL_URL=${libsqlUrl}\nLIBSQL_AUTH_TOKEN=${secrets.libsqlAuthToken}\nRUNNER_TOKEN=${secrets.runnerToken}\n` +
-        Object.entries(opts.edgeVars ?? {}).map(([k, v]) => `${k}=${v}\n`).join(""),
+        // Local development: webhooks may target a receiver on this machine (http://127.0.0.1:…); never in production.
+        Object.entries({ WEBHOOKS_ALLOW_LOCAL_HTTP: "1", ...opts.edgeVars }).map(([k, v]) => `${k}=${v}\n`).join(""),
       { mode: 0o600 },
     );
     const edge = spawnChild(

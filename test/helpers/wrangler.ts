@@ -55,8 +55,10 @@ export async function startWranglerDev(opts: {
   persistTo?: string;
   vars?: Record<string, string>;
   timeoutMs?: number;
+  /** Listen on this port (a restart of an edge whose URL the test keeps); default a free one. */
+  port?: number;
 }): Promise<WranglerDev> {
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const ownDir = opts.persistTo === undefined;
   const persistTo = opts.persistTo ?? (await mkdtemp(join(tmpdir(), "vr-wrangler-")));
   const vars = { LIBSQL_URL: opts.libsqlUrl, RUNNER_TOKEN: opts.runnerToken, ...opts.vars };

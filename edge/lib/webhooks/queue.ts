@@ -29,9 +29,14 @@ export async function enqueueDueDeliveries(deps: { db: Db; queue: Queue<WebhookM
  * so these sweeps are what brings their events out within ~5 s; each is one indexed query.
  */
 export async function sweepWebhookDeliveries(deps: { db: Db; queue: Queue<WebhookMessage> }, now: number): Promise<Record<string, number>> {
-  const enqueued = await enqueueDueDeliveries(deps, now);
+  // Each step on its own: a failed sweep (database briefly unreachable) must not also cancel the minute's later
+  // sweeps, and an unknown "anyone subscribed?" answer schedules them rather than skip them.
+  const enqueued = await enqueueDueDeliveries(deps, now).catch((err) => {
+    console.error("webhook sweep failed", err instanceof Error ? err.message : String(err));
+    return 0;
+  });
   let scheduled = 0;
-  if (await hasWebhooks(deps.db)) {
+  if (await hasWebhooks(deps.db).catch(() => true)) {
     const sweeps: MessageSendRequest<WebhookMessage>[] = [];
     for (let s = SWEEP_EVERY_SECONDS; s < 60; s += SWEEP_EVERY_SECONDS) sweeps.push({ body: { kind: "sweep" }, delaySeconds: s });
     await deps.queue.sendBatch(sweeps);

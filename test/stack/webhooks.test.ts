@@ -1,0 +1,217 @@
+// Webhooks end to end on the real stack: wrangler dev (workerd, miniflare Queue), the local libSQL server, a
+// receiver on 127.0.0.1 that verifies every signature with the standardwebhooks package. Job transitions are made
+// through the API (the edge's own) or by the runner's db/ queries straight against libSQL (what a runner does).
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { eq } from "drizzle-orm";
+import { Webhook } from "standardwebhooks";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Db } from "../../db/client";
+import { claimVariations, failVariation, finishVariation } from "../../db/queries/variations";
+import { webhookDeliveries } from "../../db/schema";
+import { signInToEdge, type ApiSession } from "../helpers/api";
+import { waitFor } from "../helpers/edge-stack";
+import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
+import { freshDb, seedJob } from "../helpers/seed";
+import { startWranglerDev, type WranglerDev } from "../helpers/wrangler";
+
+const RUNNER_TOKEN = "webhooks-stack-runner-token-0123456789";
+
+interface Received {
+  id: string;
+  payload: { type: string; timestamp: string; data: { id: string; status: string } };
+}
+
+/** A webhook endpoint: answers `mode` (200, 503) or is not listening at all ("down"); keeps every verified event. */
+class Receiver {
+  server: Server | null = null;
+  port = 0;
+  mode: 200 | 503 = 200;
+  secret = "";
+  received: Received[] = [];
+  refused = 0;
+  badSignatures = 0;
+
+  async listen(): Promise<void> {
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const body = Buffer.concat(chunks).toString("utf8");
+        if (this.mode !== 200) {
+          this.refused++;
+          res.writeHead(this.mode).end();
+          return;
+        }
+        try {
+          const payload = new Webhook(this.secret).verify(body, req.headers as Record<string, string>) as Received["payload"];
+          this.received.push({ id: String(req.headers["webhook-id"]), payload });
+          res.writeHead(204).end();
+        } catch {
+          this.badSignatures++;
+          res.writeHead(400).end();
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(this.port, "127.0.0.1", resolve));
+    this.port = (server.address() as AddressInfo).port;
+    this.server = server;
+  }
+
+  async down(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (s) await new Promise<void>((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    });
+  }
+
+  of(jobId: string, type: string): Received[] {
+    return this.received.filter((r) => r.payload.data.id === jobId && r.payload.type === type);
+  }
+}
+
+let server: TestLibsqlServer;
+let db: Db;
+let libsqlUrl: string;
+let edge: WranglerDev;
+let persistTo: string;
+let user: ApiSession;
+let webhookId: string;
+let cron: NodeJS.Timeout | undefined;
+const receiver = new Receiver();
+
+// A restart keeps the port, so the signed-in session's URL stays valid.
+const startEdge = (port?: number) =>
+  startWranglerDev({ libsqlUrl, runnerToken: RUNNER_TOKEN, persistTo, port, vars: { WEBHOOKS_ALLOW_LOCAL_HTTP: "1" } });
+/** What the launcher does every CRON_EVERY_MS: the lifecycle, a sweep of the outbox, sweeps every 5 s for a minute. */
+const fireCron = () => fetch(`${edge.url}/__scheduled?cron=${encodeURIComponent("* * * * *")}`).then((r) => r.text());
+
+beforeAll(async () => {
+  persistTo = await mkdtemp(join(tmpdir(), "vr-webhooks-"));
+  server = await startTestLibsql();
+  ({ db, url: libsqlUrl } = await freshDb(server, "webhooks"));
+  edge = await startEdge();
+  user = await signInToEdge(edge.url, db);
+  await receiver.listen();
+  const res = await user.call("/api/webhooks", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ url: `http://127.0.0.1:${receiver.port}/hook` }),
+  });
+  expect(res.status).toBe(201);
+  const created = (await res.json()) as { id: string; secret: string };
+  webhookId = created.id;
+  receiver.secret = created.secret;
+  // Like the launcher (CRON_EVERY_MS) and production (every minute), slower than the 5-s sweeps each tick schedules;
+  // the tests also fire it right after a transition, so no wait depends on this interval.
+  cron = setInterval(() => void fireCron().catch(() => {}), 30_000);
+}, 120_000);
+
+afterAll(async () => {
+  clearInterval(cron);
+  await edge?.close();
+  await receiver.down();
+  await server?.close();
+  if (persistTo) await rm(persistTo, { recursive: true, force: true });
+});
+
+/** A queued one-variation job of the test user, seeded like POST /api/jobs leaves it. */
+async function queuedJob(): Promise<string> {
+  return (await seedJob(db, { userId: user.userId, sources: [{ objectKey: "sources/x/y" }] })).jobId;
+}
+
+/** The runner's path: claim (one round trip) and settle with the job's finalize in the same batch, against libSQL. */
+async function runnerSettles(jobId: string, outcome: "finish" | "fail"): Promise<void> {
+  const { claimed } = await claimVariations(db, { runnerId: "webhook-test-runner", leaseMs: 60_000, now: Date.now(), limit: 1 });
+  const v = claimed.find((c) => c.jobId === jobId);
+  expect(v, "the test job's variation was claimed").toBeTruthy();
+  const own = { variationId: v!.id, runnerId: "webhook-test-runner", attempt: v!.attempts, now: Date.now() };
+  if (outcome === "finish") expect(await finishVariation(db, { ...own, outputKey: `outputs/${jobId}/${v!.id}.mp4`, outputSize: 10 })).toBe(true);
+  else expect(await failVariation(db, { ...own, error: "test failure" })).toBe(true);
+}
+
+async function deliveryOf(jobId: string, event: string) {
+  const rows = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.jobId, jobId));
+  return rows.find((r) => r.event === event);
+}
+
+async function expectDeliveredOnce(jobId: string, type: string) {
+  const got = await waitFor(`${type} for ${jobId} at the receiver`, async () => receiver.of(jobId, type).length > 0 && receiver.of(jobId, type), 90_000, 200);
+  const row = await waitFor(`${type} for ${jobId} recorded delivered`, async () => {
+    const r = await deliveryOf(jobId, type);
+    return r?.status === "delivered" && r;
+  }, 30_000, 200);
+  // One attempt recorded and one arrival: claimDelivery counts every send, and a delivered row is never sent again.
+  expect(row.attempts).toBe(1);
+  expect(got).toHaveLength(1);
+  expect(got[0]!.id).toBe(row.id);
+  expect(got[0]!.payload.data).toEqual(await user.getJob(jobId));
+}
+
+describe("webhooks on the real stack", () => {
+  it("a job cancelled through the API is delivered once, signed, with the job as GET /api/jobs/:id shows it", async () => {
+    const jobId = await queuedJob();
+    expect((await user.call(`/api/jobs/${jobId}/cancel`, { method: "POST" })).status).toBe(200);
+    await expectDeliveredOnce(jobId, "job.cancelled");
+    expect(receiver.badSignatures).toBe(0);
+  });
+
+  it("jobs a runner completes or fails (written straight to libSQL) are delivered once each by the sweep", async () => {
+    const completed = await queuedJob();
+    await runnerSettles(completed, "finish");
+    const failed = await queuedJob();
+    await runnerSettles(failed, "fail");
+    await fireCron();
+    await expectDeliveredOnce(completed, "job.completed");
+    await expectDeliveredOnce(failed, "job.failed");
+    const log = (await (await user.call(`/api/webhooks/${webhookId}/deliveries`)).json()) as { deliveries: { jobId: string; status: string; lastStatusCode: number }[] };
+    expect(log.deliveries.find((d) => d.jobId === completed)).toMatchObject({ status: "delivered", lastStatusCode: 204 });
+  });
+
+  it("a receiver answering 503, then not listening at all, gets the event after it comes back", async () => {
+    receiver.mode = 503;
+    const jobId = await queuedJob();
+    await runnerSettles(jobId, "finish");
+    await fireCron();
+    await waitFor("a refused attempt", async () => receiver.refused > 0, 90_000, 200);
+    await receiver.down();
+    await waitFor("an attempt against the closed port", async () => {
+      const r = await deliveryOf(jobId, "job.completed");
+      return r && r.attempts >= 2 && r.lastStatusCode === null && r.lastError?.startsWith("connection failed") && r;
+    }, 90_000, 200);
+    receiver.mode = 200;
+    await receiver.listen();
+    await fireCron();
+    const got = await waitFor("delivery after the receiver came back", async () => receiver.of(jobId, "job.completed").length > 0 && receiver.of(jobId, "job.completed"), 120_000, 200);
+    expect(got).toHaveLength(1);
+    const row = await deliveryOf(jobId, "job.completed");
+    expect(row).toMatchObject({ status: "delivered", lastStatusCode: 204 });
+    expect(row!.attempts).toBeGreaterThanOrEqual(3);
+  });
+
+  it("a transition committed while the edge is down is delivered after it restarts", async () => {
+    const jobId = await queuedJob();
+    await edge.close();
+    await runnerSettles(jobId, "finish");
+    expect(await deliveryOf(jobId, "job.completed")).toMatchObject({ status: "pending", attempts: 0 });
+    edge = await startEdge(edge.port);
+    await fireCron();
+    await expectDeliveredOnce(jobId, "job.completed");
+  });
+
+  it("test events and redeliveries reach the receiver with the same webhook-id", async () => {
+    const res = await user.call(`/api/webhooks/${webhookId}/test`, { method: "POST" });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await waitFor("the test event", async () => receiver.received.some((r) => r.id === id), 60_000, 200);
+    const again = await user.call(`/api/webhooks/${webhookId}/deliveries/${id}/redeliver`, { method: "POST" });
+    expect(again.status).toBe(202);
+    await waitFor("the redelivery", async () => receiver.received.filter((r) => r.id === id).length === 2, 60_000, 200);
+    expect(receiver.received.filter((r) => r.id === id).map((r) => r.payload.type)).toEqual(["webhook.test", "webhook.test"]);
+  });
+});
