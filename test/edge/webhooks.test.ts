@@ -4,7 +4,9 @@ import { describe, expect, it } from "vitest";
 import { pauseJob, requestCancel } from "../../db/queries/jobs";
 import { failVariation, finishVariation } from "../../db/queries/variations";
 import { webhookDeliveries } from "../../db/schema";
+import { pruneDeliveries } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
+import { sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { claimAll, db, ORIGIN, seedJob, signIn, type Session } from "./helpers";
 
 const HOOK = "https://hooks.example.com/video-refresher";
@@ -182,5 +184,31 @@ describe("deliverOnce", () => {
     const r2 = receiver([200]);
     expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r2.fetch }, second.row.id, second.later)).toEqual({ done: true, status: "failed" });
     expect(r2.seen).toHaveLength(0);
+  });
+});
+
+describe("sweepWebhookDeliveries (cron)", () => {
+  it("enqueues due pending deliveries, schedules the minute's 5-s sweeps and prunes settled week-old rows", async () => {
+    const s = await signIn();
+    const hook = await createHook(s, { url: HOOK, events: ["job.cancelled"] });
+    const job = await seedJob(s.id);
+    const then = Date.now() - 8 * 24 * HOUR;
+    await requestCancel(db, { jobId: job.id, viewer: { id: s.id, email: s.email, role: s.role } }, then);
+    const [row] = await deliveriesOf(hook.id);
+    const sent: { body: WebhookMessage; delaySeconds?: number }[] = [];
+    const queue = { sendBatch: async (msgs: { body: WebhookMessage; delaySeconds?: number }[]) => void sent.push(...msgs) } as unknown as Queue<WebhookMessage>;
+
+    // Two days ahead: even if another file's request kicked the real consumer at this row and it failed (no network
+    // here), its backoff and lease are over by then, so the sweep sees it due.
+    const report = await sweepWebhookDeliveries({ db, queue }, Date.now() + 2 * 24 * HOUR);
+    expect(sent).toContainEqual({ body: { kind: "deliver", id: row!.id } });
+    const sweeps = sent.filter((m) => m.body.kind === "sweep").map((m) => m.delaySeconds);
+    expect(sweeps).toEqual([5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]);
+    expect(report.scheduled).toBe(11);
+    // Still pending: kept however old.
+    expect(await deliveriesOf(hook.id)).toHaveLength(1);
+    await db.update(webhookDeliveries).set({ status: "delivered" }).where(eq(webhookDeliveries.id, row!.id));
+    expect(await pruneDeliveries(db, Date.now() - 7 * 24 * HOUR)).toBeGreaterThanOrEqual(1);
+    expect(await deliveriesOf(hook.id)).toHaveLength(0);
   });
 });

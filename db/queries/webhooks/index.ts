@@ -12,3 +12,4 @@ export * from "./redeliver-delivery";
 export * from "./list-due-deliveries";
 export * from "./claim-delivery";
 export * from "./record-delivery-attempt";
+export * from "./prune-deliveries";

@@ -1,5 +1,5 @@
 import type { Db } from "../../../db/client";
-import { hasWebhooks, listDueDeliveries } from "../../../db/queries/webhooks";
+import { hasWebhooks, listDueDeliveries, pruneDeliveries } from "../../../db/queries/webhooks";
 import { deliverOnce, type DeliverDeps } from "./deliver";
 
 /** Queue messages only point at outbox rows; the row is the truth, so a lost or duplicated message costs nothing. */
@@ -10,6 +10,8 @@ export interface WebhookQueueDeps extends DeliverDeps {
 }
 
 const SWEEP_LIMIT = 100;
+/** How long settled deliveries stay in the log. */
+export const DELIVERY_LOG_DAYS = 7;
 /** Between two cron ticks (1 min) the cron schedules a sweep every this many seconds (runners' events wait ≤ this). */
 export const SWEEP_EVERY_SECONDS = 5;
 
@@ -42,7 +44,8 @@ export async function sweepWebhookDeliveries(deps: { db: Db; queue: Queue<Webhoo
     await deps.queue.sendBatch(sweeps);
     scheduled = sweeps.length;
   }
-  return { enqueued, scheduled };
+  const pruned = await pruneDeliveries(deps.db, now - DELIVERY_LOG_DAYS * 86_400_000).catch(() => 0);
+  return { enqueued, scheduled, pruned };
 }
 
 /**
