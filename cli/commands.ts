@@ -15,6 +15,14 @@ export interface SubmitOptions {
   variations: number;
   wait: boolean;
   intervalMs: number;
+  /** Absent: the server's default look. */
+  effects?: Schemas["EffectsRequest"];
+}
+/** The job-control routes that take a job id and answer the job. */
+export type JobAction = "pause" | "resume" | "retry";
+export interface ActionOptions {
+  wait: boolean;
+  intervalMs: number;
 }
 export interface LoginOptions {
   url: string;
@@ -39,6 +47,8 @@ export interface Handlers {
   status(ctx: Ctx, id: string, opts: { watch: boolean; intervalMs: number }): Promise<ExitCode>;
   cancel(ctx: Ctx, ids: string[], opts: CancelOptions): Promise<ExitCode>;
   download(ctx: Ctx, id: string, opts: DownloadOptions): Promise<ExitCode>;
+  control(ctx: Ctx, action: JobAction, id: string, opts: ActionOptions): Promise<ExitCode>;
+  more(ctx: Ctx, id: string, opts: ActionOptions & { variations: number }): Promise<ExitCode>;
 }
 
 async function connect(ctx: Ctx): Promise<{ api: Api; url: string }> {
@@ -166,7 +176,7 @@ export const handlers: Handlers = {
   async submit(ctx, paths, opts) {
     const files = await statFiles(paths);
     const { api, url } = await connect(ctx);
-    let { job, uploads } = await uploadAndCreateJob({ api, url, env: ctx.env, progress: ctx.progress }, files, opts.variations);
+    let { job, uploads } = await uploadAndCreateJob({ api, url, env: ctx.env, progress: ctx.progress }, files, opts.variations, opts.effects);
     ctx.note(`job ${job.id} ${job.status}: ${files.length} file(s), ${opts.variations} variation(s) each`);
     if (opts.wait) job = await watchJob(api, url, job.id, ctx.progress, { intervalMs: opts.intervalMs });
     ctx.progress.stop();
@@ -220,13 +230,36 @@ export const handlers: Handlers = {
     return data.results.some((r) => r.error) ? EXIT.failed : EXIT.ok;
   },
 
+  async control(ctx, action, id, opts) {
+    const { api, url } = await connect(ctx);
+    const path = `/api/jobs/{id}/${action}` as const;
+    const { data, response } = await call(url, api.POST(path, { params: { path: { id } }, signal: timeout() }));
+    let job = data;
+    const stopping = action === "pause" && response.status === 202 ? " (runners are still stopping)" : "";
+    ctx.note(`${job.id}: ${action} → ${job.status}${stopping}`);
+    if (opts.wait) job = await watchJob(api, url, job.id, ctx.progress, { intervalMs: opts.intervalMs });
+    ctx.progress.stop();
+    ctx.result(job, describeJob(job));
+    return opts.wait ? exitFor(job) : EXIT.ok;
+  },
+
+  async more(ctx, id, opts) {
+    const { api, url } = await connect(ctx);
+    let { data: job } = await call(url, api.POST("/api/jobs/{id}/more", { params: { path: { id } }, body: { variations: opts.variations }, signal: timeout() }));
+    ctx.note(`${job.id}: ${opts.variations} more variation(s) per video → ${job.status}`);
+    if (opts.wait) job = await watchJob(api, url, job.id, ctx.progress, { intervalMs: opts.intervalMs });
+    ctx.progress.stop();
+    ctx.result(job, describeJob(job));
+    return opts.wait ? exitFor(job) : EXIT.ok;
+  },
+
   async download(ctx, id, opts) {
     const { api, url } = await connect(ctx);
     const result = await downloadJob(api, url, id, opts.output, ctx.progress, opts.unzip);
     ctx.progress.stop();
     const text = result.extracted
       ? `Extracted ${result.extracted.length} file(s) into ${opts.output}`
-      : `Saved ${result.file} (${formatBytes(result.bytes)})`;
+      : `Saved ${result.file} (${formatBytes(result.bytes)}${result.resumedFrom ? `, resumed after ${formatBytes(result.resumedFrom)}` : ""})`;
     ctx.result(result, text);
     return EXIT.ok;
   },

@@ -1,7 +1,6 @@
 import { createWriteStream } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, normalize, resolve, sep } from "node:path";
-import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import yauzl from "yauzl";
 import { call, unreachable, type Api } from "./client";
@@ -14,50 +13,96 @@ export interface DownloadResult {
   bytes: number;
   /** With --unzip: the extracted files (the ZIP itself is removed). */
   extracted?: string[];
-  /** A .part file from an interrupted earlier run was thrown away (the ZIP route has no Range support). */
+  /** Bytes an interrupted earlier run had already saved and this one kept (0 when it started from the beginning). */
+  resumedFrom: number;
+  /** A .part file from an earlier run was thrown away: the job changed since (its ZIP is no longer the same). */
   restarted: boolean;
 }
 
+/** What an interrupted download leaves next to its .part: which ZIP the bytes belong to. */
+interface PartState {
+  etag: string;
+}
+
+async function readPartState(file: string): Promise<PartState | null> {
+  try {
+    const state = JSON.parse(await readFile(file, "utf8")) as Partial<PartState>;
+    return typeof state.etag === "string" && state.etag ? { etag: state.etag } : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
- * GET /api/jobs/:id/download into DIR/video-refresher-<id>.zip. The ZIP is streamed by the edge without Range
- * support, so an interrupted download cannot resume: bytes go to a .part file that is renamed only when complete,
- * and a later run discards a leftover .part and starts over.
+ * GET /api/jobs/:id/download into DIR/video-refresher-<id>.zip. Bytes go to a .part file (renamed only when
+ * complete) and the ZIP's ETag to a .part.json beside it; a later run asks for the rest only (`Range` from the
+ * .part's size, `If-Range` with that ETag), so an interrupted download continues where it stopped. If the job
+ * changed since (the server answers 200, not 206), the .part is replaced by the new ZIP.
  */
 export async function downloadJob(api: Api, url: string, id: string, dir: string, progress: Progress, unzip: boolean): Promise<DownloadResult> {
   const outDir = resolve(dir);
   await mkdir(outDir, { recursive: true });
   const file = join(outDir, `video-refresher-${id}.zip`);
   const part = `${file}.part`;
-  const restarted = await stat(part).then(() => true, () => false);
-  if (restarted) {
-    progress.log(`${part}: left by an interrupted download; the ZIP route cannot resume (no Range), starting over`);
-    await rm(part, { force: true });
+  const stateFile = `${part}.json`;
+  const held = await stat(part).then((st) => st.size, () => -1);
+  const state = held > 0 ? await readPartState(stateFile) : null;
+  const headers: Record<string, string> = state ? { range: `bytes=${held}-`, "if-range": state.etag } : {};
+  let res: Awaited<ReturnType<typeof requestZip>>;
+  try {
+    res = await requestZip(api, url, id, headers);
+  } catch (err) {
+    // 416: the .part already holds the whole ZIP (the earlier run was stopped between the last byte and the rename).
+    if (!(state && err instanceof CliError && err.status === 416)) throw err;
+    await rename(part, file);
+    await rm(stateFile, { force: true });
+    return finish({ jobId: id, file, bytes: held, resumedFrom: held, restarted: false }, outDir, unzip);
   }
-  const { data: body, response } = await call(url, api.GET("/api/jobs/{id}/download", { params: { path: { id } }, parseAs: "stream" }));
-  if (!body) throw new CliError("the server sent no ZIP", EXIT.failed, "empty_response");
-  const total = Number(response.headers.get("content-length") ?? 0);
+  const { body, response } = res;
+  const resumed = response.status === 206;
+  const restarted = held >= 0 && !resumed;
+  if (restarted) progress.log(`${part}: ${held > 0 ? "the job changed since the interrupted download" : "empty"}; starting over`);
+  if (resumed) progress.log(`${part}: resuming after ${held} bytes`);
+  const etag = response.headers.get("etag");
+  if (etag) await writeFile(stateFile, JSON.stringify({ etag } satisfies PartState), { mode: 0o600 });
+  const startAt = resumed ? held : 0;
+  const total = resumed ? Number(/\/(\d+)$/.exec(response.headers.get("content-range") ?? "")?.[1] ?? 0) : Number(response.headers.get("content-length") ?? 0);
   const bar = progress.bar(`download ${id}.zip`, total);
-  let bytes = 0;
-  const count = new Transform({
-    transform(chunk: Buffer, _enc, done) {
+  let bytes = startAt;
+  bar.update(bytes);
+  // Each chunk is written before the next is read: when the connection drops, every byte received is on disk for
+  // the re-run to continue after (a stream pipeline would throw away what it still buffered).
+  const out = await open(part, resumed ? "a" : "w", 0o600);
+  try {
+    for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+      await out.write(chunk);
       bytes += chunk.length;
       bar.update(bytes);
-      done(null, chunk);
-    },
-  });
-  try {
-    await pipeline(Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>), count, createWriteStream(part));
+    }
   } catch (err) {
     throw unreachable(url, err);
+  } finally {
+    await out.close();
   }
   if (total > 0 && bytes !== total) {
-    throw new CliError(`download cut short: ${bytes} of ${total} bytes (kept ${part}; run the command again)`, EXIT.network, "network");
+    throw new CliError(`download cut short: ${bytes} of ${total} bytes (kept ${part}; run the command again to continue)`, EXIT.network, "network");
   }
   await rename(part, file);
-  if (!unzip) return { jobId: id, file, bytes, restarted };
-  const extracted = await extractZip(file, outDir);
-  await rm(file, { force: true });
-  return { jobId: id, file, bytes, extracted, restarted };
+  await rm(stateFile, { force: true });
+  return finish({ jobId: id, file, bytes, resumedFrom: startAt, restarted }, outDir, unzip);
+}
+
+async function requestZip(api: Api, url: string, id: string, headers: Record<string, string>) {
+  const { data: body, response } = await call(url, api.GET("/api/jobs/{id}/download", { params: { path: { id } }, headers, parseAs: "stream" }));
+  if (!body) throw new CliError("the server sent no ZIP", EXIT.failed, "empty_response");
+  return { body, response };
+}
+
+async function finish(result: DownloadResult, outDir: string, unzip: boolean): Promise<DownloadResult> {
+  if (!unzip) return result;
+  const extracted = await extractZip(result.file, outDir);
+  await rm(result.file, { force: true });
+  return { ...result, extracted };
 }
 
 /** Extracts every entry under `dir`, refusing names that would land outside it. */

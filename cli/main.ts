@@ -1,13 +1,57 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import type { Schemas } from "./client";
 import { handlers as realHandlers, type Handlers, type JobStatus } from "./commands";
 import type { Ctx, Io } from "./context";
 import { EXIT, toCliError, type ExitCode } from "./errors";
 import { createProgress, type Progress } from "./progress";
 
+type EffectsRequest = Schemas["EffectsRequest"];
+type EffectFamily = EffectsRequest["families"][number];
+
 const JOB_STATUSES = ["queued", "processing", "paused", "cancelling", "completed", "failed", "cancelled"] as const satisfies readonly JobStatus[];
 // Every status in the API's document is offered to `ls --status`: a new one in cli/api.d.ts fails the type-check here.
 const everyStatusListed: Exclude<JobStatus, (typeof JOB_STATUSES)[number]> extends never ? true : never = true;
 void everyStatusListed;
+
+const EFFECT_FAMILIES = ["color", "zoom", "rotate", "mirror", "speed", "noise", "audio"] as const satisfies readonly EffectFamily[];
+const EFFECT_INTENSITIES = ["subtle", "medium", "strong"] as const satisfies readonly EffectsRequest["intensity"][];
+// As for statuses: a family or intensity the API adds fails the type-check here until the CLI offers it.
+const everyFamilyListed: Exclude<EffectFamily, (typeof EFFECT_FAMILIES)[number]> extends never ? true : never = true;
+const everyIntensityListed: Exclude<EffectsRequest["intensity"], (typeof EFFECT_INTENSITIES)[number]> extends never ? true : never = true;
+void everyFamilyListed;
+void everyIntensityListed;
+
+/** `--effects color,zoom,mirror` (families, comma-separated) or the API's JSON (`{"intensity":…,"families":[…]}`). */
+export function parseEffects(raw: string | undefined, intensity: string | undefined): EffectsRequest | undefined {
+  if (raw === undefined && intensity === undefined) return undefined;
+  let families: string[] = ["color", "zoom"];
+  let level = intensity;
+  if (raw !== undefined && raw.trim().startsWith("{")) {
+    let parsed: { intensity?: unknown; families?: unknown };
+    try {
+      parsed = JSON.parse(raw) as typeof parsed;
+    } catch {
+      throw new InvalidArgumentError("--effects: not valid JSON.");
+    }
+    if (!Array.isArray(parsed.families) || parsed.families.some((f) => typeof f !== "string")) {
+      throw new InvalidArgumentError('--effects: JSON needs "families": a list of family names.');
+    }
+    families = parsed.families as string[];
+    if (parsed.intensity !== undefined) {
+      if (intensity !== undefined) throw new InvalidArgumentError("give the intensity in --effects JSON or with --intensity, not both.");
+      level = String(parsed.intensity);
+    }
+  } else if (raw !== undefined) {
+    families = raw.split(",").map((f) => f.trim()).filter(Boolean);
+  }
+  const unknown = families.filter((f) => !(EFFECT_FAMILIES as readonly string[]).includes(f));
+  if (unknown.length) throw new InvalidArgumentError(`--effects: unknown famil${unknown.length > 1 ? "ies" : "y"} ${unknown.join(", ")}; use ${EFFECT_FAMILIES.join(", ")}.`);
+  if (!families.length) throw new InvalidArgumentError("--effects: choose at least one family.");
+  if (level !== undefined && !(EFFECT_INTENSITIES as readonly string[]).includes(level)) {
+    throw new InvalidArgumentError(`--intensity must be one of ${EFFECT_INTENSITIES.join(", ")}.`);
+  }
+  return { intensity: (level ?? "subtle") as EffectsRequest["intensity"], families: families as EffectFamily[] };
+}
 
 function intIn(min: number, max: number, what: string) {
   return (raw: string) => {
@@ -81,12 +125,17 @@ export function buildProgram(io: Io, handlers: Handlers, state: RunState): Comma
     .description("Upload videos as one job (over 64 MiB in total: through the resumable upload API)")
     .argument("<files...>", "video files (1–10)")
     .requiredOption("-n, --variations <n>", "variations per video (1–20)", intIn(1, 20, "--variations"))
+    .option("--effects <families>", `effect families, comma-separated (${EFFECT_FAMILIES.join(", ")}; default color,zoom), or the API's JSON`)
+    .addOption(new Option("--intensity <level>", "how strong the effects are (default subtle)").choices([...EFFECT_INTENSITIES]))
     .option("--wait", "follow the job until it finishes; exit 1 if it failed or was cancelled")
     .option("--json", "print one JSON document on stdout")
     .addOption(interval())
     .action((files: string[], opts) => {
       if (files.length > 10) throw new InvalidArgumentError("at most 10 files per job.");
-      return run(opts.json, (ctx) => handlers.submit(ctx, files, { variations: opts.variations, wait: Boolean(opts.wait), intervalMs: opts.interval }));
+      const effects = parseEffects(opts.effects, opts.intensity);
+      return run(opts.json, (ctx) =>
+        handlers.submit(ctx, files, { variations: opts.variations, wait: Boolean(opts.wait), intervalMs: opts.interval, effects }),
+      );
     });
 
   program
@@ -118,6 +167,33 @@ export function buildProgram(io: Io, handlers: Handlers, state: RunState): Comma
       if (!opts.allQueued && !ids.length) throw new InvalidArgumentError("give at least one job id, or --all-queued.");
       return run(opts.json, (ctx) => handlers.cancel(ctx, ids, { reason: opts.reason, allQueued: Boolean(opts.allQueued) }));
     });
+
+  const controls = [
+    ["pause", "Pause a queued or processing job: its running encodes stop and go back to the queue (finished ones stay)", false],
+    ["resume", "Resume a paused job, or continue a cancelled one (its unfinished variations are queued again)", true],
+    ["retry", "Queue the failed variations of a finished job again (same seeds)", true],
+  ] as const;
+  for (const [action, description, canWait] of controls) {
+    const cmd = program.command(action).description(description).argument("<id>", "job id");
+    if (canWait) cmd.option("--wait", "follow the job until it finishes (or is paused); exit 1 unless it completed").addOption(interval());
+    cmd
+      .option("--json", "print one JSON document on stdout")
+      .action((id: string, opts) =>
+        run(opts.json, (ctx) => handlers.control(ctx, action, id, { wait: Boolean(opts.wait), intervalMs: opts.interval ?? 1000 })),
+      );
+  }
+
+  program
+    .command("more")
+    .description("Add variations to a finished job (per video; new seeds, numbered after the existing ones)")
+    .argument("<id>", "job id")
+    .requiredOption("-n, --variations <n>", "more variations per video (1–20)", intIn(1, 20, "--variations"))
+    .option("--wait", "follow the job until it finishes; exit 1 unless it completed")
+    .option("--json", "print one JSON document on stdout")
+    .addOption(interval())
+    .action((id: string, opts) =>
+      run(opts.json, (ctx) => handlers.more(ctx, id, { variations: opts.variations, wait: Boolean(opts.wait), intervalMs: opts.interval })),
+    );
 
   program
     .command("download")

@@ -1,7 +1,7 @@
 import { open, stat } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { call, timeout, type Api, type Job } from "./client";
+import { call, timeout, type Api, type Job, type Schemas } from "./client";
 import { configDir, readJson, writePrivateJson, type Env } from "./config";
 import { CliError, EXIT, isNetworkError } from "./errors";
 import type { Progress } from "./progress";
@@ -67,14 +67,19 @@ const MIME: Record<string, string> = {
 const mimeOf = (name: string) => MIME[extname(name).toLowerCase()] ?? "application/octet-stream";
 
 /** Every file in one job: one multipart/form-data POST when they are small together, else all through the upload API. */
-export async function uploadAndCreateJob(deps: UploadDeps, files: LocalFile[], variations: number): Promise<{ job: Job; uploads: UploadReport[] }> {
+export async function uploadAndCreateJob(
+  deps: UploadDeps,
+  files: LocalFile[],
+  variations: number,
+  effects?: Schemas["EffectsRequest"],
+): Promise<{ job: Job; uploads: UploadReport[] }> {
   const total = files.reduce((n, f) => n + f.size, 0);
-  if (total <= multipartThreshold(deps.env)) return createJobFromForm(deps, files, variations);
+  if (total <= multipartThreshold(deps.env)) return createJobFromForm(deps, files, variations, effects);
   const uploads: UploadReport[] = [];
   for (const f of files) uploads.push(await uploadLargeFile(deps, f));
   const { data: job } = await call(
     deps.url,
-    deps.api.POST("/api/jobs", { body: { uploads: uploads.map((u) => u.uploadId!), variations }, signal: timeout() }),
+    deps.api.POST("/api/jobs", { body: { uploads: uploads.map((u) => u.uploadId!), variations, ...(effects ? { effects } : {}) }, signal: timeout() }),
   );
   const state = await UploadState.load(deps.env);
   for (const f of files) state.remove(deps.url, f);
@@ -83,15 +88,21 @@ export async function uploadAndCreateJob(deps: UploadDeps, files: LocalFile[], v
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Small files: one streamed multipart/form-data request (variations first, so a bad count is refused early).
+// Small files: one streamed multipart/form-data request (variations and effects first, so bad ones are refused early).
 
 function quoteFilename(name: string): string {
   return name.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
 }
 
-async function createJobFromForm(deps: UploadDeps, files: LocalFile[], variations: number): Promise<{ job: Job; uploads: UploadReport[] }> {
+async function createJobFromForm(
+  deps: UploadDeps,
+  files: LocalFile[],
+  variations: number,
+  effects?: Schemas["EffectsRequest"],
+): Promise<{ job: Job; uploads: UploadReport[] }> {
   const boundary = `----video-refresher-${randomBytes(12).toString("hex")}`;
-  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="variations"\r\n\r\n${variations}\r\n`);
+  const field = (name: string, value: string) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  const head = Buffer.from(field("variations", String(variations)) + (effects ? field("effects", JSON.stringify(effects)) : ""));
   const fileHeads = files.map((f) =>
     Buffer.from(
       `--${boundary}\r\nContent-Disposition: form-data; name="videos"; filename="${quoteFilename(f.name)}"\r\nContent-Type: ${mimeOf(f.name)}\r\n\r\n`,
@@ -137,7 +148,7 @@ async function createJobFromForm(deps: UploadDeps, files: LocalFile[], variation
     deps.url,
     deps.api.POST("/api/jobs", {
       // The typed body describes the form's fields; what goes on the wire is the stream built above.
-      body: { videos: files.map((f) => f.name), variations },
+      body: { videos: files.map((f) => f.name), variations, ...(effects ? { effects: JSON.stringify(effects) } : {}) },
       bodySerializer: () => body as unknown as string,
       headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(length) },
       duplex: "half",

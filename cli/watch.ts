@@ -7,7 +7,10 @@ export interface WatchOptions {
   onJob?: (job: Job) => void;
 }
 
-/** Polls GET /api/jobs/:id, one bar per source file (percent), until the job is terminal; returns the last reading. */
+/**
+ * Polls GET /api/jobs/:id, one bar per source file (percent), until the job is terminal — or paused: nothing moves
+ * until someone resumes it, so waiting on would never end. Returns the last reading.
+ */
 export async function watchJob(api: Api, url: string, id: string, progress: Progress, opts: WatchOptions): Promise<Job> {
   const bars = new Map<string, Bar>();
   let lastStatus = "";
@@ -26,7 +29,7 @@ export async function watchJob(api: Api, url: string, id: string, progress: Prog
       bar.update(Math.round(file.progress), `${file.status} ${file.completedVariations}/${file.variations?.length ?? job.variationsPerVideo}`);
     }
     opts.onJob?.(job);
-    if (TERMINAL.has(job.status)) return job;
+    if (TERMINAL.has(job.status) || job.status === "paused") return job;
     await new Promise((r) => setTimeout(r, opts.intervalMs));
   }
 }

@@ -14,7 +14,7 @@ async function parse(argv: string[]) {
       return EXIT.ok;
     };
   const handlers = Object.fromEntries(
-    ["login", "logout", "submit", "ls", "status", "cancel", "download"].map((c) => [c, record(c)]),
+    ["login", "logout", "submit", "ls", "status", "cancel", "download", "control", "more"].map((c) => [c, record(c)]),
   ) as unknown as Handlers;
   const stdout = new PassThrough();
   const stderr = new PassThrough();
@@ -31,6 +31,42 @@ describe("video-refresher argument parsing", () => {
     const r = await parse(["submit", "a.mp4", "b.mov", "-n", "3", "--wait"]);
     expect(r.code).toBe(EXIT.ok);
     expect(r.calls).toEqual([{ command: "submit", args: [["a.mp4", "b.mov"], { variations: 3, wait: true, intervalMs: 1000 }] }]);
+  });
+
+  it("passes the chosen effects to submit: families as a list or the API's JSON, with an intensity", async () => {
+    const list = await parse(["submit", "a.mp4", "-n", "2", "--effects", "color, mirror,speed", "--intensity", "strong"]);
+    expect(list.calls[0]!.args[1]).toMatchObject({ effects: { intensity: "strong", families: ["color", "mirror", "speed"] } });
+    const json = await parse(["submit", "a.mp4", "-n", "2", "--effects", '{"intensity":"medium","families":["zoom","noise"]}']);
+    expect(json.calls[0]!.args[1]).toMatchObject({ effects: { intensity: "medium", families: ["zoom", "noise"] } });
+    const onlyIntensity = await parse(["submit", "a.mp4", "-n", "2", "--intensity", "medium"]);
+    expect(onlyIntensity.calls[0]!.args[1]).toMatchObject({ effects: { intensity: "medium", families: ["color", "zoom"] } });
+    expect((await parse(["submit", "a.mp4", "-n", "2"])).calls[0]!.args[1]).not.toHaveProperty("effects.families");
+  });
+
+  it("exits 2 without calling anything for an unknown effect family or intensity, or effects JSON that is not", async () => {
+    for (const argv of [
+      ["--effects", "color,sparkle"],
+      ["--effects", ","],
+      ["--intensity", "extreme"],
+      ["--effects", "{not json"],
+      ["--effects", '{"families":"color"}'],
+      ["--effects", '{"intensity":"strong","families":["color"]}', "--intensity", "subtle"],
+    ]) {
+      const r = await parse(["submit", "a.mp4", "-n", "2", ...argv]);
+      expect(r.code, argv.join(" ")).toBe(EXIT.usage);
+      expect(r.calls).toEqual([]);
+    }
+    expect((await parse(["submit", "a.mp4", "-n", "2", "--effects", "color,sparkle"])).err).toMatch(/unknown family sparkle/);
+  });
+
+  it("passes pause, resume and retry with the job id (and --wait where the job then runs), and more with its count", async () => {
+    expect((await parse(["pause", "j1"])).calls).toEqual([{ command: "control", args: ["pause", "j1", { wait: false, intervalMs: 1000 }] }]);
+    expect((await parse(["resume", "j2", "--wait"])).calls).toEqual([{ command: "control", args: ["resume", "j2", { wait: true, intervalMs: 1000 }] }]);
+    expect((await parse(["retry", "j3", "--json"])).calls[0]!.args).toEqual(["retry", "j3", { wait: false, intervalMs: 1000 }]);
+    expect((await parse(["more", "j4", "-n", "3", "--wait"])).calls).toEqual([{ command: "more", args: ["j4", { variations: 3, wait: true, intervalMs: 1000 }] }]);
+    expect((await parse(["pause", "j1", "--wait"])).code).toBe(EXIT.usage);
+    expect((await parse(["more", "j4"])).code).toBe(EXIT.usage);
+    expect((await parse(["resume"])).code).toBe(EXIT.usage);
   });
 
   it("accepts --variations as the long form of -n", async () => {

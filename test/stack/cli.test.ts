@@ -120,6 +120,53 @@ async function recordingProxy(): Promise<{ url: string; requests: string[] }> {
 }
 
 /**
+ * A proxy in front of the edge that passes the first response's first `limit` body bytes and then stalls (as a
+ * dead connection does), then passes every later request through; records the Range header of each request.
+ */
+async function stallingProxy(limit: number): Promise<{ url: string; ranges: (string | undefined)[] }> {
+  const target = new URL(stack.edge.url);
+  const ranges: (string | undefined)[] = [];
+  let stalled = false;
+  const server: Server = createServer((req, res) => {
+    ranges.push(req.headers.range);
+    const stallThis = !stalled;
+    stalled = true;
+    const upstream = request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        if (!stallThis) return void up.pipe(res);
+        let sent = 0;
+        up.on("data", (chunk: Buffer) => {
+          const piece = chunk.subarray(0, Math.max(0, limit - sent));
+          sent += piece.length;
+          if (piece.length) res.write(piece);
+          if (sent >= limit) up.destroy();
+        });
+      },
+    );
+    upstream.on("error", () => {});
+    req.pipe(upstream);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  cleanup.push(() => new Promise<void>((r) => {
+    server.closeAllConnections();
+    server.close(() => r());
+  }));
+  server.unref();
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, ranges };
+}
+
+/** Polls `check` every 100 ms until it holds; fails after 30 s naming what it waited for. */
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (const deadline = Date.now() + 30_000; !(await check()); ) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
  * The test clip followed by a `free` box (ignored by every MP4 reader) so the file is large enough for three 8 MiB
  * upload parts yet as quick to encode as the clip.
  */
@@ -149,15 +196,15 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     expect((await stat(configFile)).mode & 0o777).toBe(0o600);
     expect(JSON.parse(await readFile(configFile, "utf8"))).toMatchObject({ url: stack.edge.url });
 
-    const submit = await cli(["submit", clip, "-n", "2", "--wait", "--json", "--interval", "300"], env);
+    const submit = await cli(["submit", clip, "-n", "2", "--effects", "color,mirror", "--intensity", "medium", "--wait", "--json", "--interval", "300"], env);
     expect(submit.code, submit.stderr).toBe(0);
     const { job, uploads } = submit.json();
-    expect(job).toMatchObject({ status: "completed", totalVariations: 2, completedVariations: 2 });
+    expect(job).toMatchObject({ status: "completed", totalVariations: 2, completedVariations: 2, effects: { intensity: "medium", families: ["color", "mirror"] } });
     expect(uploads).toEqual([expect.objectContaining({ via: "form" })]);
     // Not a terminal: plain progress lines on stderr, nothing but the document on stdout.
     expect(submit.stderr).toMatch(/upload .*: 100%/);
 
-    // A .part left by an interrupted download is discarded (the ZIP route has no Range) and the ZIP fetched whole.
+    // A .part without the state of the download that left it cannot be trusted: discarded, the ZIP fetched whole.
     const out = await temps.make();
     await writeFile(join(out, `video-refresher-${job.id}.zip.part`), "half a zip");
     const download = await cli(["download", job.id, "-o", out, "--json"], env);
@@ -170,11 +217,36 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     expect(entries.slice(0, 2).every((e) => /_var0[12]\.mp4$/.test(e.name))).toBe(true);
     expect(entries.slice(2).map((e) => e.name)).toEqual(["manifest.json", "manifest.csv"]);
 
+    // A download interrupted mid-stream (the program killed while the connection stalls) keeps every byte it
+    // received; the re-run asks for the rest only and ends with the same ZIP.
+    const cut = await stallingProxy(3000);
+    const resumeDir = await temps.make();
+    const token = await apiToken();
+    const partFile = join(resumeDir, `video-refresher-${job.id}.zip.part`);
+    const broken = spawnCli(["download", job.id, "-o", resumeDir, "--json"], { ...env, VIDEO_REFRESHER_URL: cut.url, VIDEO_REFRESHER_TOKEN: token });
+    await until(async () => (await stat(partFile).catch(() => null))?.size === 3000, "the first 3000 bytes on disk");
+    broken.child.kill("SIGKILL");
+    expect((await broken.done).signal).toBe("SIGKILL");
+    const resumed = await cli(["download", job.id, "-o", resumeDir, "--json"], { ...env, VIDEO_REFRESHER_URL: cut.url, VIDEO_REFRESHER_TOKEN: token });
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.json()).toMatchObject({ resumedFrom: 3000, restarted: false });
+    expect(cut.ranges).toEqual([undefined, "bytes=3000-"]);
+    expect(Buffer.compare(await readFile(resumed.json().file), await readFile(result.file))).toBe(0);
+    expect(await readdir(resumeDir)).toEqual([`video-refresher-${job.id}.zip`]);
+
     const unzipDir = await temps.make();
     const unzip = await cli(["download", job.id, "-o", unzipDir, "--unzip", "--json"], env);
     expect(unzip.code, unzip.stderr).toBe(0);
     expect(unzip.json().extracted).toHaveLength(4);
     expect((await readdir(unzipDir, { recursive: true })).filter((f) => f.endsWith(".mp4"))).toHaveLength(2);
+
+    // More variations for the finished job, followed to the end; retry then has nothing to do (409 → exit 1).
+    const more = await cli(["more", job.id, "-n", "1", "--wait", "--json", "--interval", "300"], env);
+    expect(more.code, more.stderr).toBe(0);
+    expect(more.json()).toMatchObject({ status: "completed", totalVariations: 3, completedVariations: 3 });
+    const retry = await cli(["retry", job.id, "--json"], env);
+    expect(retry.code).toBe(1);
+    expect(retry.json()).toMatchObject({ error: { status: 409 } });
 
     const ls = await cli(["ls", "--status", "completed", "--json"], env);
     expect(ls.code).toBe(0);
