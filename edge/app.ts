@@ -18,6 +18,7 @@ import { uploads } from "./routes/uploads";
 import { users } from "./routes/users";
 import { pages } from "./routes/pages";
 import { kickWebhookDeliveries, webhooks } from "./routes/webhooks";
+import { webhooksPage } from "./routes/webhooks-page";
 
 /** Builds the Hono app: shared middleware, then one router per resource. */
 export function createApp() {
@@ -44,6 +45,7 @@ export function createApp() {
     .route("/api/openapi.json", openapi)
     .route("/internal", internal)
     .route("/account", accountPage)
+    .route("/webhooks", webhooksPage)
     .route("/", pages)
     .onError(onError)
     .notFound(onNotFound);

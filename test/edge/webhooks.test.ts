@@ -212,3 +212,19 @@ describe("sweepWebhookDeliveries (cron)", () => {
     expect(await deliveriesOf(hook.id)).toHaveLength(0);
   });
 });
+
+describe("GET /webhooks (page)", () => {
+  it("serves the Webhooks shell, linked from the nav, without user data", async () => {
+    const s = await signIn();
+    await createHook(s);
+    const res = await s.call("/webhooks");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    const html = await res.text();
+    expect(html).toContain('data-page="webhooks"');
+    expect(html).toContain('href="/webhooks"');
+    expect(html).toContain('id="webhook-form"');
+    expect(html).not.toContain(HOOK);
+    expect(html).not.toContain("whsec_");
+  });
+});

@@ -8,6 +8,7 @@ import { initToggle } from "./notify.js";
 import { loadMe, logout } from "./session.js";
 import { initTokens } from "./tokens.js";
 import { initUpload } from "./upload.js";
+import { initWebhooks } from "./webhooks.js";
 import { showMessage } from "./ui.js";
 
 /** One entry point; the server-rendered shell says which page this is (no inline script, CSP forbids it). */
@@ -32,6 +33,8 @@ async function boot(): Promise<void> {
       return initUsers();
     case "tokens":
       return initTokens();
+    case "webhooks":
+      return initWebhooks();
     case "account":
       return initAccount();
   }

@@ -1,7 +1,7 @@
 /** @jsxImportSource hono/jsx */
 import type { Child } from "hono/jsx";
 
-export type PageName = "login" | "upload" | "jobs" | "job" | "runners" | "users" | "tokens" | "account";
+export type PageName = "login" | "upload" | "jobs" | "job" | "runners" | "users" | "tokens" | "webhooks" | "account";
 
 export interface LayoutProps {
   title: string;
@@ -19,6 +19,7 @@ const NAV: { href: string; label: string; page: PageName; admin?: boolean }[] = 
   { href: "/", label: "Upload", page: "upload" },
   { href: "/jobs", label: "Jobs", page: "jobs" },
   { href: "/tokens", label: "API tokens", page: "tokens" },
+  { href: "/webhooks", label: "Webhooks", page: "webhooks" },
   { href: "/account", label: "Account", page: "account" },
   { href: "/admin/runners", label: "Runners", page: "runners", admin: true },
   { href: "/admin/users", label: "Users", page: "users", admin: true },
