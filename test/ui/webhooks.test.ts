@@ -1,0 +1,93 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Browser, Page } from "playwright-core";
+import { Webhook } from "standardwebhooks";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchChromium, login, startUiStack, type UiStack } from "./helpers";
+
+/** The Webhooks page in Chromium against the real stack (npm start's launcher: WEBHOOKS_ALLOW_LOCAL_HTTP=1). */
+describe("webhooks web UI", () => {
+  let ui: UiStack;
+  let browser: Browser;
+  let page: Page;
+  let receiver: Server;
+  let url = "";
+  let secret = "";
+  const received: { id: string; type: string }[] = [];
+  let badSignatures = 0;
+
+  beforeAll(async () => {
+    receiver = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString("utf8")));
+      req.on("end", () => {
+        try {
+          const payload = new Webhook(secret).verify(body, req.headers as Record<string, string>) as { type: string };
+          received.push({ id: String(req.headers["webhook-id"]), type: payload.type });
+          res.writeHead(204).end();
+        } catch {
+          badSignatures++;
+          res.writeHead(400).end();
+        }
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+    url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    [ui, browser] = await Promise.all([startUiStack({ runners: 0 }), launchChromium()]);
+    page = await (await browser.newContext()).newPage();
+    await login(page, ui.url, ui.admin.email, ui.admin.password, "/webhooks");
+  }, 150_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await ui?.stop();
+    await new Promise<void>((resolve) => (receiver ? receiver.close(() => resolve()) : resolve()));
+  });
+
+  it("adds a webhook showing its secret once, sends a test event, shows it delivered, redelivers and deletes", async () => {
+    await expect.poll(() => page.locator("#webhooks-body").getByText("No webhooks yet.").isVisible()).toBe(true);
+    await page.getByLabel("Endpoint URL").fill(url);
+    await page.getByRole("button", { name: "Add webhook" }).click();
+    const secretBox = page.locator("#webhook-secret");
+    await expect.poll(() => secretBox.isVisible()).toBe(true);
+    secret = await secretBox.inputValue();
+    expect(secret).toMatch(/^whsec_/);
+    const row = page.locator("#webhooks-body tr", { hasText: url });
+    await expect.poll(() => row.isVisible()).toBe(true);
+
+    await row.getByRole("button", { name: "Send test event" }).click();
+    await expect.poll(() => received.length, { timeout: 60_000 }).toBe(1);
+    expect(received[0]!.type).toBe("webhook.test");
+    const delivery = page.locator(`#deliveries-body tr[data-delivery-id="${received[0]!.id}"]`);
+    await expect
+      .poll(
+        async () => {
+          await row.getByRole("button", { name: "Deliveries" }).click();
+          return (await delivery.textContent()) ?? "";
+        },
+        { timeout: 30_000 },
+      )
+      .toContain("delivered");
+    expect(await delivery.textContent()).toContain("HTTP 204");
+
+    await delivery.getByRole("button", { name: "Redeliver" }).click();
+    await expect.poll(() => received.length, { timeout: 60_000 }).toBe(2);
+    expect(received[1]!.id).toBe(received[0]!.id);
+    expect(badSignatures).toBe(0);
+
+    // A reload never shows the secret again.
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]");
+    expect(await page.content()).not.toContain(secret);
+
+    page.once("dialog", (d) => void d.accept());
+    await page.locator("#webhooks-body tr", { hasText: url }).getByRole("button", { name: "Delete" }).click();
+    await expect.poll(() => page.locator("#webhooks-body").getByText("No webhooks yet.").isVisible()).toBe(true);
+  });
+
+  it("shows the API's refusal of a private endpoint", async () => {
+    await page.getByLabel("Endpoint URL").fill("https://10.0.0.1/hook");
+    await page.getByRole("button", { name: "Add webhook" }).click();
+    await expect.poll(() => page.getByText(/private address/).isVisible()).toBe(true);
+  });
+});
