@@ -1,4 +1,4 @@
-import { and, asc, eq, exists, gte, inArray, isNotNull, sql, type Column } from "drizzle-orm";
+import { and, eq, exists, gte, inArray, isNotNull, sql } from "drizzle-orm";
 import { sourceKey } from "../keys";
 import type { Db } from "../client";
 import { ingests, jobs, sources, uploads, variations, TERMINAL_JOB_STATUSES } from "../schema";
@@ -71,52 +71,3 @@ export async function recordedObjectKeys(db: Db, keys: string[], liveIngestSince
   return recorded;
 }
 
-/** When a finished job counts as finished, for eviction: its finish time (or creation, for one that never ran). */
-const finishedAt = sql`coalesce(${jobs.completedAt}, ${jobs.createdAt})`;
-const evictable = (finishedBefore: number) =>
-  and(inArray(jobs.status, [...TERMINAL_JOB_STATUSES]), sql`${finishedAt} <= ${finishedBefore}`);
-
-/**
- * Bytes the recorded objects occupy (sources incl. completed uploads, plus outputs), and how many of them evicting
- * every job finished at or before `finishedBefore` would free.
- */
-export async function storageUsage(db: Db, finishedBefore: number): Promise<{ usedBytes: number; freeableBytes: number }> {
-  const sum = (col: Column) =>
-    sql<number>`coalesce(sum(${col}), 0)`.mapWith(Number);
-  const [s, v, u, fs, fv] = await db.batch([
-    db.select({ n: sum(sources.size) }).from(sources),
-    db.select({ n: sum(variations.outputSize) }).from(variations),
-    db.select({ n: sum(uploads.size) }).from(uploads).where(eq(uploads.status, "completed")),
-    db.select({ n: sum(sources.size) }).from(sources).innerJoin(jobs, eq(jobs.id, sources.jobId)).where(evictable(finishedBefore)),
-    db
-      .select({ n: sum(variations.outputSize) })
-      .from(variations)
-      .innerJoin(jobs, eq(jobs.id, variations.jobId))
-      .where(evictable(finishedBefore)),
-  ]);
-  const n = (rows: { n: number }[]) => rows[0]?.n ?? 0;
-  return { usedBytes: n(s) + n(v) + n(u), freeableBytes: n(fs) + n(fv) };
-}
-
-/** Jobs finished at or before `finishedBefore`, oldest finish first, with the bytes each one frees when evicted. */
-export async function listEvictableJobs(
-  db: Db,
-  finishedBefore: number,
-  limit: number,
-): Promise<{ id: string; bytes: number }[]> {
-  // Spelled out with aliases: drizzle leaves columns of the selected table unqualified inside select fields, and an
-  // unqualified "id" in the subquery would bind to the inner table instead of the job.
-  const rows = await db
-    .select({
-      id: jobs.id,
-      sourceBytes: sql<number>`(select coalesce(sum(s.size), 0) from sources s where s.job_id = jobs.id)`.mapWith(Number),
-      outputBytes: sql<number>`(select coalesce(sum(v.output_size), 0) from variations v where v.job_id = jobs.id)`.mapWith(
-        Number,
-      ),
-    })
-    .from(jobs)
-    .where(evictable(finishedBefore))
-    .orderBy(asc(finishedAt), asc(jobs.id))
-    .limit(limit);
-  return rows.map((r) => ({ id: r.id, bytes: r.sourceBytes + r.outputBytes }));
-}
