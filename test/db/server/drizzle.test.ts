@@ -118,7 +118,10 @@ describe("migrations against the local server", () => {
       client.close();
     }
   };
-  const appTables = ["api_tokens", "ingests", "jobs", "login_failures", "runners", "sessions", "sources", "sweep_cursors", "upload_parts", "uploads", "users", "variations"];
+  const appTables = [
+    "api_tokens", "ingests", "jobs", "login_failures", "runners", "sessions", "sources", "sweep_cursors", "upload_parts", "uploads", "users",
+    "variations", "webhook_deliveries", "webhooks",
+  ];
 
   it("applies the committed migrations with drizzle-kit migrate, and a second run changes nothing", { timeout: 120_000 }, async () => {
     const url = server.dbUrl("kit");
