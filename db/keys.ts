@@ -20,8 +20,12 @@ export const thumbnailKey = (jobId: string) => `thumbs/${jobId}.jpg`;
 export const variationThumbnailKey = (jobId: string, variationId: string, attempt: number) =>
   `${outputPrefix(jobId)}${variationId}.a${attempt}.jpg`;
 
-/** The inverse of {@link outputKey}: job, variation and attempt of `outputs/<job>/<variation>.a<n>.mp4`, else null. */
+/**
+ * The inverse of {@link outputKey} and {@link variationThumbnailKey}: job, variation and attempt of
+ * `outputs/<job>/<variation>.a<n>.mp4` (or `.jpg`), else null. Both are attempt-scoped alike: only the attempt that
+ * wrote one may delete it while it runs, and the database may record it.
+ */
 export function parseOutputKey(key: string): { jobId: string; variationId: string; attempt: number } | null {
-  const m = /^outputs\/([^/]+)\/([^/]+)\.a([1-9][0-9]{0,8})\.mp4$/.exec(key);
+  const m = /^outputs\/([^/]+)\/([^/]+)\.a([1-9][0-9]{0,8})\.(?:mp4|jpg)$/.exec(key);
   return m ? { jobId: m[1]!, variationId: m[2]!, attempt: Number(m[3]) } : null;
 }

@@ -329,7 +329,9 @@ export class VariationTask {
         // Another attempt owns the variation (our lease expired). The key is this attempt's own, so deleting it
         // can never remove the object the owner records; the edge also refuses to delete a recorded key.
         log.warn("completion rejected: lease lost; deleting the upload", { variation: c.id, key });
-        await this.ctx.blobs.delete(key, this.own).catch((err) => log.warn("could not delete rejected upload", { key, error: errorMessage(err) }));
+        for (const k of [key, ...(thumbnailKey ? [thumbnailKey] : [])]) {
+          await this.ctx.blobs.delete(k, this.own).catch((err) => log.warn("could not delete rejected upload", { key: k, error: errorMessage(err) }));
+        }
         return "lost";
       }
       timings.settle = performance.now() - s0;

@@ -202,6 +202,19 @@ export const Variation = z
     outputId: z.string().nullable().describe("For GET /api/jobs/{id}/outputs/{outputId}"),
     outputSize: z.number().int().nullable(),
     error: z.string().nullable(),
+    quality: z
+      .object({
+        ssim: z.number().nullable().describe("SSIM against the source on sampled frames, 0–1 (1 = identical)"),
+        psnr: z.number().nullable().describe("PSNR against the source on the same frames, dB (capped at 100)"),
+        distinct: z
+          .number()
+          .nullable()
+          .describe("Mean absolute pixel difference to the closest completed sibling of the same file, % of the 8-bit range"),
+      })
+      .describe("Measured by the runner after the encode; each figure null until measured"),
+    redraws: z.number().int().describe("How many times the runner re-drew this variation with a new seed"),
+    redrawReason: z.string().nullable().describe("Why the last re-draw happened (or which draw was kept)"),
+    thumbnailUrl: z.string().nullable().describe("A still of this variation: GET /api/jobs/{id}/outputs/{outputId}/thumbnail"),
   })
   .register(responseRegistry, { id: "Variation" });
 export const JobFile = z

@@ -43,8 +43,6 @@ export function nameEntries<E extends NamingFields>(entries: E[]): NamedEntry<E>
   });
 }
 
-/** Quality columns the manifest already carries; measured by a later item, null until then. */
-const UNMEASURED = { ssim: null, psnr: null, distinct: null } as const;
 const HASH_PLACEHOLDER = "0".repeat(64);
 const CSV_COLUMNS = ["file", "source", "variation", "seed", "duration_ms", "bytes", "sha256", "ssim", "psnr", "distinct", "params"];
 
@@ -85,7 +83,10 @@ export function buildManifests(job: { id: string; effects: string }, entries: Na
       durationMs: durationOf(e, params),
       bytes: e.size,
       sha256: sha256[i] ?? HASH_PLACEHOLDER,
-      ...UNMEASURED,
+      // The runner's figures (null when not measured); known before streaming, so the size stays exact.
+      ssim: e.ssim,
+      psnr: e.psnr,
+      distinct: e.distinct,
       params,
     };
   });

@@ -10,6 +10,7 @@ import {
   getJobDownload,
   getJobOutput,
   getJobThumbnailKey,
+  getVariationThumbnailKey,
   listJobs,
 } from "../../db/queries/jobs";
 import type { AppEnv } from "../env";
@@ -142,6 +143,22 @@ export const jobs = new Hono<AppEnv>()
       size: output.size,
       contentType: "video/mp4",
       rangeHeader: c.req.header("range"),
+    });
+  })
+  .get("/:id/outputs/:outputId/thumbnail", async (c) => {
+    const key = await getVariationThumbnailKey(
+      c.get("db"),
+      { jobId: c.req.param("id"), outputId: c.req.param("outputId"), viewer: c.get("user") },
+      Date.now(),
+    );
+    const obj = await c.env.BUCKET.get(key);
+    if (!obj) throw new NotFoundError("This variation has no thumbnail", "no_thumbnail");
+    return new Response(obj.body, {
+      headers: {
+        "content-type": "image/jpeg",
+        "content-length": String(obj.size),
+        "cache-control": "private, max-age=3600",
+      },
     });
   })
   .get("/:id/thumbnail", async (c) => {

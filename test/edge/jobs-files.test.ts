@@ -75,8 +75,14 @@ describe("GET /api/jobs/:id/download", () => {
       const bytes = fakeMp4(70_000 + i * 1013, i + 3);
       const key = `outputs/${seeded.id}/${v.id}.mp4`;
       await env.BUCKET.put(key, bytes);
-      await finishVariation(db, { attempt: 1, variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, now: Date.now() });
+      // The runner's quality figures, for all but the first (a variation never measured keeps nulls).
+      const quality = i === 0 ? undefined : { seed: v.seed, params, ssim: 0.9 + i / 100, psnr: 30 + i, distinct: 1.5 * i, fingerprint: null, thumbnailKey: null, redrawReason: null };
+      await finishVariation(db, { attempt: 1, variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, now: Date.now(), quality });
     }
+    const figures = (id: string) => {
+      const i = vars.findIndex((x) => x.id === id);
+      return i === 0 ? { ssim: null, psnr: null, distinct: null } : { ssim: 0.9 + i / 100, psnr: 30 + i, distinct: 1.5 * i };
+    };
 
     const res = await s.call(`/api/jobs/${seeded.id}/download`);
     expect(res.status).toBe(200);
@@ -107,9 +113,7 @@ describe("GET /api/jobs/:id/download", () => {
         durationMs: v.sourceId === vars[0]!.sourceId ? Math.round(2000 / (v.id === vars[0]!.id ? 1.025 : 1)) : null,
         bytes: videos[i]!.data.length,
         sha256: await sha256(videos[i]!.data),
-        ssim: null,
-        psnr: null,
-        distinct: null,
+        ...figures(v.id),
         params: { recipe: 1, zoom: 0.004, speed: v.id === vars[0]!.id ? 1.025 : 1, brightness: -0.01 },
       });
     }
@@ -122,7 +126,7 @@ describe("GET /api/jobs/:id/download", () => {
       const quoted = (x: unknown) => (String(x).includes(",") ? `"${String(x)}"` : String(x));
       const params = `"${JSON.stringify(e.params).replaceAll('"', '""')}"`;
       expect(csv[i + 1]).toBe(
-        [quoted(e.file), quoted(e.source), e.variation, e.seed, e.durationMs ?? "", e.bytes, e.sha256, "", "", "", params].join(","),
+        [quoted(e.file), quoted(e.source), e.variation, e.seed, e.durationMs ?? "", e.bytes, e.sha256, e.ssim ?? "", e.psnr ?? "", e.distinct ?? "", params].join(","),
       );
     }
   });
@@ -293,6 +297,43 @@ describe("GET /api/jobs/:id/thumbnail", () => {
     expect((await other.call(`/api/jobs/${seeded.id}/thumbnail`)).status).toBe(404);
     expect((await call(`/api/jobs/${seeded.id}/thumbnail`)).status).toBe(401);
     expect((await call(`/api/jobs/${seeded.id}/thumbnail`, { token: env.RUNNER_TOKEN })).status).toBe(401);
+  });
+});
+
+describe("GET /api/jobs/:id/outputs/:outputId/thumbnail", () => {
+  it("serves the still the runner recorded for a completed variation, owner-checked; 404 without one", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { variations: 2 });
+    const runner = `r-${seeded.id}`;
+    await claimAll(seeded.id, runner);
+    const [v1, v2] = await variationsOf(seeded.id);
+    const jpeg = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 9, 8, 7, 0xff, 0xd9]);
+    const thumb = `outputs/${seeded.id}/${v1!.id}.a1.jpg`;
+    await env.BUCKET.put(thumb, jpeg);
+    const quality = { seed: v1!.seed, params: {}, ssim: 0.95, psnr: 30, distinct: null, fingerprint: null, thumbnailKey: thumb, redrawReason: null };
+    await finishVariation(db, { attempt: 1, variationId: v1!.id, runnerId: runner, outputKey: `outputs/${seeded.id}/${v1!.id}.a1.mp4`, outputSize: 9, now: Date.now(), quality });
+    await finishVariation(db, { attempt: 1, variationId: v2!.id, runnerId: runner, outputKey: `outputs/${seeded.id}/${v2!.id}.a1.mp4`, outputSize: 9, now: Date.now() });
+
+    const job = (await (await s.call(`/api/jobs/${seeded.id}`)).json()) as { files: { variations: { outputId: string; thumbnailUrl: string | null }[] }[] };
+    const [a, b] = job.files[0]!.variations;
+    expect(a!.thumbnailUrl).toBe(`/api/jobs/${seeded.id}/outputs/${v1!.id}/thumbnail`);
+    expect(b!.thumbnailUrl).toBeNull();
+    const res = await s.call(a!.thumbnailUrl!);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("image/jpeg");
+    expect(new Uint8Array(await res.arrayBuffer())).toEqual(jpeg);
+    const none = await s.call(`/api/jobs/${seeded.id}/outputs/${v2!.id}/thumbnail`);
+    expect(none.status).toBe(404);
+    expect(await none.json()).toMatchObject({ error: { code: "no_thumbnail" } });
+    const other = await signIn();
+    expect((await other.call(a!.thumbnailUrl!)).status).toBe(404);
+    expect((await call(a!.thumbnailUrl!)).status).toBe(401);
+    expect((await call(a!.thumbnailUrl!, { token: env.RUNNER_TOKEN })).status).toBe(401);
+
+    // Deleting the job deletes the recorded still with the rest.
+    await s.call(`/api/jobs/${seeded.id}/cancel`, { method: "POST" });
+    expect((await s.call(`/api/jobs/${seeded.id}`, { method: "DELETE" })).status).toBe(204);
+    expect(await env.BUCKET.get(thumb)).toBeNull();
   });
 });
 

@@ -17,6 +17,16 @@ describe("GET /api/jobs/:id", () => {
       outputKey: `outputs/${seeded.id}/${v1}.mp4`,
       outputSize: 1234,
       now: Date.now(),
+      quality: {
+        seed: 77,
+        params: { recipe: 1, zoom: 0.005 },
+        ssim: 0.9512,
+        psnr: 31.4,
+        distinct: 2.25,
+        fingerprint: "AAAA",
+        thumbnailKey: `outputs/${seeded.id}/${v1}.a1.jpg`,
+        redrawReason: "SSIM 0.500 below the floor 0.6",
+      },
     });
     await failVariation(db, { attempt: 1, variationId: v2!, runnerId: runner, error: "encoder exploded", now: Date.now() });
 
@@ -46,8 +56,19 @@ describe("GET /api/jobs/:id", () => {
     expect(second).toMatchObject({ name: "clip2.mp4", status: "processing", completedVariations: 0, progress: 0 }); // running
     const done = first!.variations!.find((v) => v.status === "completed")!;
     expect(done).toMatchObject({ progress: 100, outputId: v1, outputSize: 1234, error: null });
+    // The runner's figures, the kept draw's params, the re-draw record and the variation's still; never the fingerprint.
+    expect(done).toMatchObject({
+      params: { recipe: 1, zoom: 0.005 },
+      quality: { ssim: 0.9512, psnr: 31.4, distinct: 2.25 },
+      redraws: 0,
+      redrawReason: "SSIM 0.500 below the floor 0.6",
+      thumbnailUrl: `/api/jobs/${seeded.id}/outputs/${v1}/thumbnail`,
+    });
+    expect(JSON.stringify(job)).not.toContain("fingerprint");
     const failed = first!.variations!.find((v) => v.status === "failed")!;
-    expect(failed).toMatchObject({ outputId: null, error: "encoder exploded" });
+    expect(failed).toMatchObject({ outputId: null, error: "encoder exploded", thumbnailUrl: null });
+    // Null until measured.
+    expect(failed.quality).toEqual({ ssim: null, psnr: null, distinct: null });
   });
 
   it("answers 404 for another user's job and for an unknown id, but admins see every job", async () => {

@@ -150,11 +150,12 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
 
     runnerProcess({ WORK_DIR: await stack.workDir() });
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
-    const recorded = (await getVariationRows(stack.db, job.id)).map((v) => v.outputKey).sort();
-    expect(recorded).toHaveLength(2);
+    // Each completed variation records its output and its thumbnail (both under outputs/<job>/).
+    const recorded = (await getVariationRows(stack.db, job.id)).flatMap((v) => [v.outputKey, v.thumbnailKey]).sort();
+    expect(recorded).toHaveLength(4);
     const keys = await waitFor("the orphan to be deleted", async () => {
       const list = (await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
-      return list.length === 2 ? list : null;
+      return list.length === 4 ? list : null;
     }, 10_000);
     expect(keys).toEqual(recorded);
   });
@@ -204,7 +205,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     expect(r.lines.join("\n")).not.toMatch(/completion rejected/);
     const [row] = await getVariationRows(stack.db, job.id);
     expect(row).toMatchObject({ status: "completed", attempts: 1, outputKey: outputKey(job.id, row!.id, 1) });
-    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key)).toEqual([row!.outputKey]);
+    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort()).toEqual([row!.outputKey, row!.thumbnailKey].sort());
     const api = await stack.user.getJob(job.id);
     const res = await stack.user.call(`/api/jobs/${job.id}/outputs/${api.files[0].variations[0].outputId}`);
     expect(res.status).toBe(200);
@@ -217,7 +218,8 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
     const [row] = await getVariationRows(stack.db, job.id);
     await expect(stack.blobs.delete(row!.outputKey!)).rejects.toThrow(/409/);
-    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key)).toEqual([row!.outputKey]);
+    await expect(stack.blobs.delete(row!.thumbnailKey!)).rejects.toThrow(/409/);
+    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort()).toEqual([row!.outputKey, row!.thumbnailKey].sort());
   });
 
   it("stops encoding a variation another runner took over, without recording anything", async () => {

@@ -18,6 +18,10 @@ export interface DownloadEntry {
   params: string | null;
   /** From the runner's probe of the source; null if it was never recorded. */
   sourceDurationMs: number | null;
+  /** The runner's quality figures (runner/quality.ts); null when not measured. */
+  ssim: number | null;
+  psnr: number | null;
+  distinct: number | null;
 }
 /** The completed outputs of a finished job, in source then variation order, for the ZIP download. */
 export async function getJobDownload(
@@ -42,6 +46,9 @@ export async function getJobDownload(
       seed: variations.seed,
       params: variations.params,
       sourceDurationMs: sources.durationMs,
+      ssim: variations.ssim,
+      psnr: variations.psnr,
+      distinct: variations.distinct,
     })
     .from(variations)
     .innerJoin(sources, eq(sources.id, variations.sourceId))

@@ -1,4 +1,4 @@
-import { and, eq, type SQL } from "drizzle-orm";
+import { and, eq, getTableColumns, type SQL } from "drizzle-orm";
 import type { Db } from "../../client";
 import { GoneError, NotFoundError } from "../../errors";
 import { jobs, sources, variations } from "../../schema";
@@ -9,12 +9,15 @@ export function ownedBy(viewer: Viewer): SQL | undefined {
   return viewer.role === "admin" ? undefined : eq(jobs.userId, viewer.id);
 }
 
+/** A variation's columns for presenting: all but the fingerprint (a few KB each, for runners only). */
+const { fingerprint: _fingerprint, ...presentedVariationColumns } = getTableColumns(variations);
+
 /** The job with its sources and variations, as the viewer may see it (another user's job is not found). */
 export async function loadRecord(db: Db, jobId: string, viewer: Viewer): Promise<JobRecord> {
   const [jobRows, sourceRows, variationRows] = await db.batch([
     db.select().from(jobs).where(and(eq(jobs.id, jobId), ownedBy(viewer))),
     db.select().from(sources).where(eq(sources.jobId, jobId)),
-    db.select().from(variations).where(eq(variations.jobId, jobId)),
+    db.select(presentedVariationColumns).from(variations).where(eq(variations.jobId, jobId)),
   ]);
   const job = jobRows[0];
   if (!job) throw new NotFoundError("No such job");

@@ -5,7 +5,8 @@ import type { QueueEstimate } from "./estimate-queue";
 
 export type JobRow = typeof jobs.$inferSelect;
 export type SourceRow = typeof sources.$inferSelect;
-export type VariationRow = typeof variations.$inferSelect;
+/** A variation row as presented (the fingerprint is never loaded for the API). */
+export type VariationRow = Omit<typeof variations.$inferSelect, "fingerprint">;
 /** Who is asking: ownership decides visibility (another user's job is "not found"); admins see every job. */
 export type Viewer = AuthenticatedUser;
 
@@ -19,6 +20,13 @@ export interface VariationView {
   outputId: string | null;
   outputSize: number | null;
   error: string | null;
+  /** Measured by the runner on sampled frames (runner/quality.ts); each null until measured. */
+  quality: { ssim: number | null; psnr: number | null; distinct: number | null };
+  /** How many times the runner re-drew it with a new seed, and why (the last reason). */
+  redraws: number;
+  redrawReason: string | null;
+  /** A still of this variation's output (completed variations whose runner stored one). */
+  thumbnailUrl: string | null;
 }
 export type FileStatus = "queued" | "processing" | "completed" | "failed" | "cancelled";
 export interface FileView {
@@ -136,6 +144,10 @@ function presentVariation(v: VariationRow): VariationView {
     outputId: hasOutput ? v.id : null,
     outputSize: hasOutput ? v.outputSize : null,
     error: v.error,
+    quality: { ssim: v.ssim, psnr: v.psnr, distinct: v.distinct },
+    redraws: v.redraws,
+    redrawReason: v.redrawReason,
+    thumbnailUrl: hasOutput && v.thumbnailKey ? `/api/jobs/${v.jobId}/outputs/${v.id}/thumbnail` : null,
   };
 }
 

@@ -30,6 +30,22 @@ export async function getJobOutput(
   return { key: row.key, size: row.size };
 }
 
+/** The still of one completed variation (owner-checked like its output); 404 no_thumbnail when there is none. */
+export async function getVariationThumbnailKey(
+  db: Db,
+  input: { jobId: string; outputId: string; viewer: Viewer },
+  now: number,
+): Promise<string> {
+  const job = await loadJobRow(db, input.jobId, input.viewer);
+  assertNotExpired(job, now);
+  const [row] = await db
+    .select({ key: variations.thumbnailKey })
+    .from(variations)
+    .where(and(eq(variations.id, input.outputId), eq(variations.jobId, job.id), eq(variations.status, "completed")));
+  if (!row?.key) throw new NotFoundError("This variation has no thumbnail", "no_thumbnail");
+  return row.key;
+}
+
 export async function getJobThumbnailKey(db: Db, input: { jobId: string; viewer: Viewer }): Promise<string> {
   const job = await loadJobRow(db, input.jobId, input.viewer);
   if (!job.thumbnailKey) throw new NotFoundError("This job has no thumbnail", "no_thumbnail");

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { outputKey, parseOutputKey, thumbnailKey } from "../../../db/keys";
+import { outputKey, parseOutputKey, thumbnailKey, variationThumbnailKey } from "../../../db/keys";
 import type { TicketRow } from "../../../db/queries/variations";
 import { LEASE_GRACE_MS, mayAbort, mayDelete, mayList, mayRead, mayWrite, parseTicket } from "../../../edge/lib/runner-scope";
 
@@ -21,9 +21,22 @@ const ticket = { runnerId: "r1", variationId: "v1", attempt: 2 };
 describe("runner scope", () => {
   it("parses output keys back into job, variation and attempt, and nothing else", () => {
     expect(parseOutputKey(outputKey("j1", "v1", 12))).toEqual({ jobId: "j1", variationId: "v1", attempt: 12 });
-    for (const key of ["outputs/j1/v1.mp4", "outputs/j1/v1.a0.mp4", "outputs/j1/x/v1.a1.mp4", "thumbs/j1.jpg"]) {
+    // A variation's still is attempt-scoped like its output.
+    expect(parseOutputKey(variationThumbnailKey("j1", "v1", 3))).toEqual({ jobId: "j1", variationId: "v1", attempt: 3 });
+    for (const key of ["outputs/j1/v1.mp4", "outputs/j1/v1.a0.mp4", "outputs/j1/x/v1.a1.mp4", "thumbs/j1.jpg", "outputs/j1/v1.a1.png"]) {
       expect(parseOutputKey(key), key).toBeNull();
     }
+  });
+
+  it("lets a variation's still be written only by the attempt holding the lease, and deleted like its output", () => {
+    expect(mayWrite(variationThumbnailKey("j1", "v1", 2), ticket, row(), NOW)).toBeNull();
+    expect(mayWrite(variationThumbnailKey("j1", "v1", 1), ticket, row(), NOW)).toMatch(/^Key not this attempt's/);
+    expect(mayWrite(variationThumbnailKey("j1", "v2", 2), ticket, row(), NOW)).toMatch(/^Key not this attempt's/);
+    expect(mayWrite(variationThumbnailKey("j1", "v1", 2), ticket, row({ status: "completed" }), NOW)).toMatch(/^Lease not held/);
+    const running = { variation: row(), jobStatus: "processing" as const };
+    expect(mayDelete(variationThumbnailKey("j1", "v1", 2), ticket, running)).toBeNull();
+    expect(mayDelete(variationThumbnailKey("j1", "v1", 2), { ...ticket, runnerId: "r9" }, running)).toMatch(/only its runner/);
+    expect(mayDelete(variationThumbnailKey("j1", "v1", 1), null, running)).toBeNull();
   });
 
   it("reads a ticket only when all three headers are present and the attempt is a positive integer", () => {
