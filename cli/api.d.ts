@@ -389,7 +389,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** ZIP (STORE) of the completed variations: <base>/<base>_varNN.mp4, then manifest.json and manifest.csv (per entry: source, variation, seed, duration, bytes, sha256, params; ssim/psnr/distinct null for now) */
+        /** ZIP (STORE) of the completed variations: <base>/<base>_varNN.mp4, then manifest.json and manifest.csv (per entry: source, variation, seed, duration, bytes, sha256, the runner's ssim/psnr/distinct (null when not measured), params) */
         get: operations["downloadJob"];
         put?: never;
         post?: never;
@@ -408,6 +408,23 @@ export interface paths {
         };
         /** One output video (Range supported) */
         get: operations["getJobOutput"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{id}/outputs/{outputId}/thumbnail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A still of one completed variation (made by its runner with the quality measurement, best effort) */
+        get: operations["getVariationThumbnail"];
         put?: never;
         post?: never;
         delete?: never;
@@ -806,6 +823,21 @@ export interface components {
             outputId: string | null;
             outputSize: number | null;
             error: string | null;
+            /** @description Measured by the runner after the encode; each figure null until measured */
+            quality: {
+                /** @description SSIM against the source on sampled frames, 0–1 (1 = identical) */
+                ssim: number | null;
+                /** @description PSNR against the source on the same frames, dB (capped at 100) */
+                psnr: number | null;
+                /** @description Mean absolute pixel difference to the closest completed sibling of the same file, % of the 8-bit range */
+                distinct: number | null;
+            };
+            /** @description How many times the runner re-drew this variation with a new seed */
+            redraws: number;
+            /** @description Why the last re-draw happened (or which draw was kept) */
+            redrawReason: string | null;
+            /** @description A still of this variation: GET /api/jobs/{id}/outputs/{outputId}/thumbnail */
+            thumbnailUrl: string | null;
         };
         JobFile: {
             id: string;
@@ -2595,6 +2627,65 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    getVariationThumbnail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                outputId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Image */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/jpeg": unknown;
+                };
+            };
+            /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unknown, or no thumbnail (no_thumbnail) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Expired */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };

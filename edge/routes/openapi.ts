@@ -333,7 +333,7 @@ export function buildOpenApi(version: string) {
       },
       "/api/jobs/{id}/download": {
         get: {
-          summary: "ZIP (STORE) of the completed variations: <base>/<base>_varNN.mp4, then manifest.json and manifest.csv (per entry: source, variation, seed, duration, bytes, sha256, params; ssim/psnr/distinct null for now)",
+          summary: "ZIP (STORE) of the completed variations: <base>/<base>_varNN.mp4, then manifest.json and manifest.csv (per entry: source, variation, seed, duration, bytes, sha256, the runner's ssim/psnr/distinct (null when not measured), params)",
           parameters: [
             jobIdParam,
             { name: "Range", in: "header", required: false, schema: { type: "string" }, description: "bytes=<start>-[<end>]: resume an interrupted download" },
@@ -360,6 +360,18 @@ export function buildOpenApi(version: string) {
             "404": err("Unknown"),
             "410": err("Expired"),
             "416": { description: "Range not satisfiable" },
+            ...authErrors,
+          },
+        },
+      },
+      "/api/jobs/{id}/outputs/{outputId}/thumbnail": {
+        get: {
+          summary: "A still of one completed variation (made by its runner with the quality measurement, best effort)",
+          parameters: [jobIdParam, { name: "outputId", in: "path", required: true, schema: { type: "string" } }],
+          responses: {
+            "200": { description: "Image", content: { "image/jpeg": {} } },
+            "404": err("Unknown, or no thumbnail (no_thumbnail)"),
+            "410": err("Expired"),
             ...authErrors,
           },
         },
@@ -473,6 +485,7 @@ export const OPERATION_IDS: Record<string, string> = {
   "POST /api/jobs/{id}/more": "addVariations",
   "GET /api/jobs/{id}/download": "downloadJob",
   "GET /api/jobs/{id}/outputs/{outputId}": "getJobOutput",
+  "GET /api/jobs/{id}/outputs/{outputId}/thumbnail": "getVariationThumbnail",
   "GET /api/jobs/{id}/thumbnail": "getJobThumbnail",
   "GET /api/limits": "getLimits",
   "GET /api/webhooks": "listWebhooks",
