@@ -7,6 +7,7 @@ import { webhookDeliveries } from "../../db/schema";
 import { pruneDeliveries } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
 import { sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
+import { ConfigSchema } from "../../edge/env";
 import { claimAll, db, ORIGIN, seedJob, signIn, type Session } from "./helpers";
 
 const HOOK = "https://hooks.example.com/video-refresher";
@@ -226,5 +227,19 @@ describe("GET /webhooks (page)", () => {
     expect(html).toContain('id="webhook-form"');
     expect(html).not.toContain(HOOK);
     expect(html).not.toContain("whsec_");
+  });
+});
+
+describe("WEBHOOKS_ALLOW_LOCAL_HTTP", () => {
+  const base = { LIBSQL_URL: "http://127.0.0.1:8080", RUNNER_TOKEN: "0123456789abcdef0123" };
+  it("is off unless set to 1 (or true), and any other value stops the worker with a readable message", () => {
+    expect(ConfigSchema.parse(base).WEBHOOKS_ALLOW_LOCAL_HTTP).toBe(false);
+    expect(ConfigSchema.parse({ ...base, WEBHOOKS_ALLOW_LOCAL_HTTP: "" }).WEBHOOKS_ALLOW_LOCAL_HTTP).toBe(false);
+    expect(ConfigSchema.parse({ ...base, WEBHOOKS_ALLOW_LOCAL_HTTP: "0" }).WEBHOOKS_ALLOW_LOCAL_HTTP).toBe(false);
+    expect(ConfigSchema.parse({ ...base, WEBHOOKS_ALLOW_LOCAL_HTTP: "1" }).WEBHOOKS_ALLOW_LOCAL_HTTP).toBe(true);
+    expect(ConfigSchema.parse({ ...base, WEBHOOKS_ALLOW_LOCAL_HTTP: "TRUE" }).WEBHOOKS_ALLOW_LOCAL_HTTP).toBe(true);
+    const bad = ConfigSchema.safeParse({ ...base, WEBHOOKS_ALLOW_LOCAL_HTTP: "yes" });
+    expect(bad.success).toBe(false);
+    expect(bad.error?.issues[0]?.message).toBe("WEBHOOKS_ALLOW_LOCAL_HTTP must be 1 or 0");
   });
 });
