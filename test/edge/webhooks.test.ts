@@ -1,4 +1,4 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import { pauseJob, requestCancel } from "../../db/queries/jobs";
@@ -119,6 +119,20 @@ describe("the webhook outbox (jobs_webhook_outbox trigger)", () => {
     const othersJob = await seedJob(other.id);
     await requestCancel(db, { jobId: othersJob.id, viewer: { id: other.id, email: other.email, role: other.role } }, Date.now());
     expect((await deliveriesOf(all.id)).some((d) => d.jobId === othersJob.id)).toBe(false);
+  });
+});
+
+describe("the outbox occurrence key", () => {
+  it("a replayed transition (same job, event and transition time) cannot add a second event", async () => {
+    const s = await signIn();
+    const hook = await createHook(s, { url: HOOK, events: ["job.failed"] });
+    const job = await seedJob(s.id);
+    const at = Date.now() + 5 * HOUR;
+    const fail = sql`UPDATE jobs SET status = 'failed', updated_at = ${at} WHERE id = ${job.id}`;
+    await db.run(fail);
+    await db.run(sql`UPDATE jobs SET status = 'processing' WHERE id = ${job.id}`);
+    await db.run(fail);
+    expect((await deliveriesOf(hook.id)).map((d) => [d.event, d.occurredAt])).toEqual([["job.failed", at]]);
   });
 });
 
