@@ -140,9 +140,12 @@ describe("web UI without a runner", () => {
     expect(page.url()).toBe(`${ui.url}/`);
 
     await page.getByLabel("Color", { exact: true }).check();
+    // The refusal goes with the change that answers it.
+    await expect.poll(() => page.locator("#upload-message").isVisible()).toBe(false);
     await page.getByLabel("Mirror", { exact: true }).check();
     await page.getByLabel("Intensity").selectOption("medium");
     await page.getByLabel("Variations per video").fill("1");
+    await screenshot(page, "upload-effects");
     await page.getByRole("button", { name: "Start job" }).click();
     await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 30_000 });
     await page.waitForSelector("body[data-ready=true]");

@@ -281,6 +281,10 @@ export function initUpload(): void {
   window.addEventListener("dragover", (ev) => ev.preventDefault());
   window.addEventListener("drop", (ev) => ev.preventDefault());
   byId<HTMLFormElement>("upload-form").addEventListener("submit", (ev) => void submit(ev));
+  // A refusal about the effects goes once the choice changes: it must not linger over a valid choice.
+  byId("effects").addEventListener("change", () => {
+    if (byId("upload-message").textContent?.startsWith("Effects:")) message(null);
+  });
   renderList();
   void showUsage();
 }
