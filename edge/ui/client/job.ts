@@ -22,6 +22,8 @@ import {
   variationStatusLabel,
 } from "../shared/format.js";
 import { Poller, type PollOutcome } from "../shared/poll.js";
+import { paramsInWords, qualityParts } from "../shared/variation-words.js";
+import { renderQualityChart } from "./quality-chart.js";
 import type { Job, JobEffects, JobFile, Variation } from "../shared/types.js";
 
 interface VariationView {
@@ -31,6 +33,11 @@ interface VariationView {
   error: HTMLParagraphElement;
   actions: HTMLDivElement;
   actionsFor: string | null;
+  thumb: HTMLSpanElement;
+  thumbFor: string | null;
+  params: HTMLSpanElement;
+  quality: HTMLSpanElement;
+  redraw: HTMLSpanElement;
 }
 
 interface FileView {
@@ -40,6 +47,7 @@ interface FileView {
   count: HTMLSpanElement;
   error: HTMLParagraphElement;
   list: HTMLOListElement;
+  chart: HTMLElement;
   variations: Map<number, VariationView>;
 }
 
@@ -109,13 +117,37 @@ function buildVariation(file: JobFile, v: Variation): VariationView {
     error: h("p", { class: "variation-error", attrs: { hidden: true } }),
     actions: h("div", { class: "variation-actions" }),
     actionsFor: null,
+    thumb: h("span", { class: "variation-thumb", attrs: { "aria-hidden": "true" } }),
+    thumbFor: null,
+    params: h("span", { class: "variation-params" }),
+    quality: h("span", { class: "variation-quality" }),
+    redraw: h("span", { class: "variation-redraw" }),
   };
-  view.li.append(h("span", { class: "variation-name", text: label }), view.badge, view.bar, view.actions, view.error);
+  const info = h("p", { class: "variation-info" }, view.params, view.quality, view.redraw);
+  view.li.append(view.thumb, h("span", { class: "variation-name", text: label }), view.badge, view.bar, view.actions, info, view.error);
   return view;
+}
+
+/** Thumbnail, applied parameters in words, quality figures and re-draws of one variation row (text only). */
+function renderVariationInfo(v: Variation, view: VariationView): void {
+  const thumb = v.thumbnailUrl ?? null;
+  if (thumb !== view.thumbFor) {
+    view.thumbFor = thumb;
+    view.thumb.replaceChildren(...(thumb ? [h("img", { attrs: { src: thumb, alt: "", loading: "lazy", decoding: "async" } })] : []));
+  }
+  setText(view.params, paramsInWords(v.params));
+  const q = qualityParts(v.quality);
+  setText(view.quality, q.length ? q.join(" · ") : "");
+  view.quality.hidden = q.length === 0;
+  const redraws = v.redraws ?? 0;
+  setText(view.redraw, redraws ? `re-drawn ${redraws}×` : "");
+  view.redraw.hidden = redraws === 0;
+  if (redraws && v.redrawReason) view.redraw.title = v.redrawReason;
 }
 
 function renderVariation(file: JobFile, v: Variation, view: VariationView): void {
   updateBadge(view.badge, variationStatusLabel(v.status), statusTone(v.status));
+  renderVariationInfo(v, view);
   updateProgress(view.bar, v.status === "completed" ? 100 : percent(v.progress));
   view.bar.hidden = v.status !== "running";
   view.li.dataset.status = v.status;
@@ -167,6 +199,7 @@ function buildFile(file: JobFile): FileView {
     count: h("span", { class: "file-count" }),
     error: messageEl(),
     list: h("ol", { class: "variations" }),
+    chart: h("figure", { class: "quality-chart", attrs: { hidden: true } }),
     variations: new Map(),
   };
   view.section.append(
@@ -179,6 +212,7 @@ function buildFile(file: JobFile): FileView {
     ),
     h("div", { class: "file-progress" }, view.bar, view.count),
     view.error,
+    view.chart,
     view.list,
   );
   return view;
@@ -200,6 +234,7 @@ function renderFile(file: JobFile, view: FileView): void {
     }
     renderVariation(file, v, vv);
   }
+  renderQualityChart(view.chart, file.name, file.variations ?? []);
 }
 
 function render(): void {

@@ -13,6 +13,11 @@ export interface Variation {
   outputId: string | null;
   outputSize: number | null;
   error: string | null;
+  /** Absent in answers of an older edge (a stale tab). */
+  quality?: { ssim: number | null; psnr: number | null; distinct: number | null };
+  redraws?: number;
+  redrawReason?: string | null;
+  thumbnailUrl?: string | null;
 }
 
 export interface JobFile {

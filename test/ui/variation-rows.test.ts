@@ -1,0 +1,95 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiOf, launchChromium, login, makeClip, screenshot, startUiStack, uniqueEmail, until, type UiStack } from "./helpers";
+
+/**
+ * The job page's variation rows once a real runner has measured them: thumbnail, parameters in words, SSIM / PSNR /
+ * distinct, preview and download, and the per-source chart. Real stack, one runner, real FFmpeg.
+ */
+describe("variation rows with quality", () => {
+  let ui: UiStack;
+  let browser: Browser;
+  let admin: BrowserContext;
+  let dir: string;
+  const PASSWORD = "correct horse battery staple";
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "vr-ui-rows-"));
+    [ui, browser] = await Promise.all([startUiStack({ runners: 1, runnerEnv: { POLL_MS: "200", CONCURRENCY: "2" } }), launchChromium()]);
+    admin = await browser.newContext();
+    await login(await admin.newPage(), ui.url, ui.admin.email, ui.admin.password);
+  }, 150_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await ui?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  async function newUser(tag: string, width: number): Promise<{ context: BrowserContext; page: Page }> {
+    const email = uniqueEmail(tag);
+    await apiOf(admin, ui.url).createUser(email, PASSWORD);
+    const context = await browser.newContext({ viewport: { width, height: 900 } });
+    const page = await context.newPage();
+    page.on("pageerror", (err) => console.error(`[${tag}] page error:`, err.message));
+    await login(page, ui.url, email, PASSWORD);
+    return { context, page };
+  }
+
+  it("shows each completed variation's thumbnail, parameters in words, quality figures, preview and download, and a chart per source", async () => {
+    const { context, page } = await newUser("rows", 1200);
+    const clip = await readFile(await makeClip(dir, "promo.mp4", 4, "640x360"));
+    const res = await context.request.post(`${ui.url}/api/jobs`, {
+      headers: { origin: ui.url },
+      multipart: {
+        effects: JSON.stringify({ intensity: "medium", families: ["color", "zoom", "mirror", "speed"] }),
+        variations: "3",
+        videos: { name: "promo.mp4", mimeType: "video/mp4", buffer: clip },
+      },
+    });
+    expect(res.status()).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const api = apiOf(context, ui.url);
+    await until("the job to complete", async () => ((j) => (j.status === "completed" ? j : undefined))(await api.job(id)), 150_000, 250);
+
+    await page.goto(`${ui.url}/jobs/${id}`);
+    await page.waitForSelector("body[data-ready=true]");
+    const rows = page.locator("li.variation");
+    await expect.poll(() => rows.count()).toBe(3);
+    // Thumbnails are real images served by the owner-checked route.
+    await expect
+      .poll(() => page.locator(".variation-thumb img").evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth)))
+      .toEqual([320, 320, 320]);
+    for (let i = 0; i < 3; i++) {
+      const row = rows.nth(i);
+      const sp = (s: string | null) => (s ?? "").replace(/\u00a0/g, " ");
+      const params = sp(await row.locator(".variation-params").textContent());
+      expect(params).toMatch(/^zoom [0-9.]+ %, mirrored, brightness [+−][0-9.]+ %, contrast [+−][0-9.]+ %/);
+      expect(params).toMatch(/% (faster|slower)/);
+      expect(sp(await row.locator(".variation-quality").textContent())).toMatch(/^SSIM 0\.\d{3} · PSNR \d+\.\d dB · distinct \d+\.\d %$/);
+      expect(await row.getByRole("button", { name: /^Preview/ }).count()).toBe(1);
+      expect(await row.getByRole("link", { name: /^Download/ }).getAttribute("href")).toMatch(new RegExp(`^/api/jobs/${id}/outputs/`));
+    }
+    // One chart for the source: two bars per measured variation, labelled by index.
+    const sp = (s: string | null) => (s ?? "").replace(/\u00a0/g, " ");
+    const chart = page.locator(".quality-chart svg");
+    expect(await chart.count()).toBe(1);
+    expect(await chart.locator("g[data-index]").count()).toBe(3);
+    expect(await chart.locator("rect.bar-ssim").count()).toBe(3);
+    expect(await chart.locator("rect.bar-distinct").count()).toBe(3);
+    expect(sp(await page.locator(".quality-chart figcaption").textContent())).toMatch(/SSIM vs source .* distinct from closest sibling/);
+    // The preview opens in the row.
+    await rows.nth(0).getByRole("button", { name: /^Preview/ }).click();
+    expect(await rows.nth(0).locator("video.preview").count()).toBe(1);
+    await screenshot(page, "variation-rows");
+
+    // The narrow layout keeps every piece of the row.
+    await page.setViewportSize({ width: 390, height: 900 });
+    await rows.nth(0).getByRole("button", { name: /^Hide preview/ }).click();
+    await screenshot(page, "variation-rows-narrow");
+    expect(await rows.nth(2).locator(".variation-quality").isVisible()).toBe(true);
+  });
+});
