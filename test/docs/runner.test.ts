@@ -16,6 +16,7 @@ import {
   MAX_ATTEMPTS,
   recordVariationParams,
   recoverExpiredLeases,
+  redrawVariation,
   releaseVariation,
   requeueVariation,
   runnerRoundTrip,
@@ -129,6 +130,24 @@ const variationScenarios: Record<string, Scenario> = {
     await finish(db, j.v, j.jobId);
     const before = await vStatus(db, j.v);
     expect(await finish(db, j.v, j.jobId)).toBe(true);
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → running: redrawVariation": async (db) => {
+    const j = await seed(db, 2);
+    await claim(db);
+    const before = await vStatus(db, j.v);
+    const redraw = (seed: number) => redrawVariation(db, { ...own(j.v), seed, params: { recipe: 1 }, reason: "too close", maxRedraws: 2 });
+    expect(await redraw(900_001)).toBe("redrawn");
+    // A seed another variation of the job holds is refused by the job's unique seed index.
+    const [sibling] = await db.select().from(variations).where(eq(variations.id, j.variationIds[1]!));
+    await expect(redraw(sibling!.seed)).rejects.toThrow();
+    expect(await redraw(900_002)).toBe("redrawn");
+    // Bounded: the third is refused, nothing changes.
+    expect(await redraw(900_003)).toBe("bound");
+    const [row] = await db.select().from(variations).where(eq(variations.id, j.v));
+    expect(row).toMatchObject({ status: "running", seed: 900_002, redraws: 2, redrawReason: "too close", progress: 0 });
+    // Another attempt (or runner) cannot re-draw it.
+    expect(await redrawVariation(db, { ...own(j.v, 2), seed: 900_004, params: {}, reason: "x", maxRedraws: 5 })).toBe("lost");
     return [before, await vStatus(db, j.v)];
   },
   "running → failed: failVariation": async (db) => {
