@@ -1,4 +1,4 @@
-// `npm run bench:runner [encode|db|overhead|stop]…` — prints figures; asserts nothing (targets are in the issue).
+// `npm run bench:runner [encode|quality|db|overhead|stop]…` — prints figures; asserts nothing (targets are in the issue).
 // Knobs: ENCODE_RUNS (2), OVERHEAD_ROUNDS (3), STOP_TRIALS (20).
 // Real pieces: local libSQL server, `wrangler dev` (the edge), runner processes started like `npm run runner`,
 // Debian FFmpeg on lavfi clips. Run it on a quiet machine: every figure is wall time.
@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { cancelJob } from "../edge/lib/cancel-job";
 import { buildEncodeArgs, probeMedia, spawnFfmpeg } from "../runner/ffmpeg";
 import { deriveParams, type EffectParams } from "../runner/params";
+import { buildMeasureArgs, buildSourceSampleArgs, outputTimes, parseSummaries, probeKeyframes, pickSampleTimes, sampleKeyframes } from "../runner/quality";
 import { makeClip } from "../test/helpers/clips";
 import { startEdgeStack, waitFor, type EdgeStack } from "../test/helpers/edge-stack";
 import { isAlive, startRunnerProcess, type RunnerProcess } from "../test/helpers/runner";
@@ -309,10 +310,71 @@ async function benchStop(stack: EdgeStack, trials: number): Promise<void> {
   console.log(`stop stages used: ${JSON.stringify(stages)}`);
 }
 
+/**
+ * What the quality measurement (runner/quality.ts) costs next to the encode it measures: the same FFmpeg argument
+ * lists the runner builds, timed with -benchmark. Per source once: the keyframe probe and the source's samples;
+ * per variation: the measurement. The encode runs with the sample keyframes, as in the runner (its cost is shown
+ * against the encode without them).
+ */
+async function benchQuality(): Promise<void> {
+  console.log("\n## Quality measurement cost (30 s 1080×1920, 5 variations of one source, default effects)");
+  const source = await makeClip({ seconds: 30, width: 1080, height: 1920 });
+  const media = await probeMedia("ffprobe", source);
+  const dir = await mkdtemp(join(tmpdir(), "vr-bench-quality-"));
+  const k0 = performance.now();
+  const times = pickSampleTimes(media.durationMs, await probeKeyframes("ffprobe", source));
+  const probeMs = performance.now() - k0;
+  const samples = join(dir, "src.samples.nut");
+  const sourceCost = await timedFfmpeg(buildSourceSampleArgs(source, times, media.fps, samples));
+  const strip = (args: string[]) => args.filter((a, i, all) => !(a === "-progress" || all[i - 1] === "-progress"));
+  const rows: { encode: { wallMs: number; cpuMs: number }; plain: { wallMs: number; cpuMs: number }; measure: { wallMs: number; cpuMs: number }; ssim: number; psnr: number }[] = [];
+  for (const seed of [101, 202, 303, 404, 505]) {
+    const params = deriveParams(seed);
+    const output = join(dir, `v${seed}.mp4`);
+    const plan = buildEncodeArgs({ source, output, params, media });
+    const plain = await timedFfmpeg(strip(plan.args));
+    const keyed = [...plan.args];
+    keyed.splice(keyed.length - 3, 0, ...sampleKeyframes(times, params.speed));
+    const encode = await timedFfmpeg(strip(keyed));
+    const args = buildMeasureArgs({
+      sourceSamples: samples,
+      output,
+      thumbnail: join(dir, `v${seed}.jpg`),
+      outputTimesS: outputTimes(times, params.speed),
+      params,
+      geometry: plan.geometry,
+    });
+    const t0 = performance.now();
+    const { stderr } = await run("ffmpeg", ["-benchmark", ...args], { encoding: "buffer", maxBuffer: 64 * 1024 * 1024 });
+    const wallMs = performance.now() - t0;
+    const text = stderr.toString("utf8");
+    const m = /bench: utime=([\d.]+)s stime=([\d.]+)s/.exec(text);
+    const q = parseSummaries(text);
+    rows.push({ encode, plain, measure: { wallMs, cpuMs: m ? (Number(m[1]) + Number(m[2])) * 1000 : NaN }, ...q });
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const enc = { wallMs: mean(rows.map((r) => r.encode.wallMs)), cpuMs: mean(rows.map((r) => r.encode.cpuMs)) };
+  const plainEnc = { wallMs: mean(rows.map((r) => r.plain.wallMs)), cpuMs: mean(rows.map((r) => r.plain.cpuMs)) };
+  const meas = { wallMs: mean(rows.map((r) => r.measure.wallMs)), cpuMs: mean(rows.map((r) => r.measure.cpuMs)) };
+  const pct = (a: number, b: number) => `${((a / b) * 100).toFixed(1)} %`;
+  console.log(`sample times ${times.join(", ")} s; keyframe probe ${fmt(probeMs)} wall (once per source)`);
+  console.log(`source samples (once per source): wall ${fmt(sourceCost.wallMs)}, CPU ${fmt(sourceCost.cpuMs)}`);
+  console.log(`encode (mean of 5): wall ${fmt(enc.wallMs)}, CPU ${fmt(enc.cpuMs)}; without the sample keyframes wall ${fmt(plainEnc.wallMs)}, CPU ${fmt(plainEnc.cpuMs)} (keyframes cost ${pct(enc.cpuMs - plainEnc.cpuMs, plainEnc.cpuMs)} CPU)`);
+  console.log(`measurement per variation (mean of 5): wall ${fmt(meas.wallMs)}, CPU ${fmt(meas.cpuMs)} = ${pct(meas.wallMs, enc.wallMs)} of the encode (wall), ${pct(meas.cpuMs, enc.cpuMs)} (CPU)`);
+  const once = probeMs + sourceCost.wallMs;
+  console.log(
+    `with the per-source part: 1st variation ${pct(meas.wallMs + once, enc.wallMs)} (wall); ` +
+      `over the 5 variations ${pct(5 * meas.wallMs + once, 5 * enc.wallMs)} (wall), ${pct(5 * meas.cpuMs + sourceCost.cpuMs, 5 * enc.cpuMs)} (CPU); target ≤ 15 %`,
+  );
+  console.log(`figures: SSIM ${rows.map((r) => r.ssim.toFixed(4)).join(", ")}; PSNR ${rows.map((r) => r.psnr.toFixed(1)).join(", ")} dB`);
+  await rm(dir, { recursive: true, force: true });
+}
+
 async function main(): Promise<void> {
   console.log(`# bench:runner — ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, load ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   console.log((await run("ffmpeg", ["-version"])).stdout.split("\n")[0]);
   if (want("encode")) await benchEncode();
+  if (want("quality")) await benchQuality();
   if (!["db", "overhead", "stop"].some(want)) return;
   const stack = await startEdgeStack("bench_runner");
   try {
