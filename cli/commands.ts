@@ -58,6 +58,14 @@ async function connect(ctx: Ctx): Promise<{ api: Api; url: string }> {
 
 const exitFor = (job: Job): ExitCode => (job.status === "completed" ? EXIT.ok : EXIT.failed);
 
+/** Prints the job a control route answered, after following it when asked; a followed job exits 0 only if completed. */
+async function report(ctx: Ctx, api: Api, url: string, job: Job, opts: ActionOptions): Promise<ExitCode> {
+  const final = opts.wait ? await watchJob(api, url, job.id, ctx.progress, { intervalMs: opts.intervalMs }) : job;
+  ctx.progress.stop();
+  ctx.result(final, describeJob(final));
+  return opts.wait ? exitFor(final) : EXIT.ok;
+}
+
 /** Reads answers from a terminal (password without echo) or, when stdin is not a terminal, one line each. */
 function prompter(ctx: Ctx) {
   const lines: string[] = [];
@@ -233,24 +241,17 @@ export const handlers: Handlers = {
   async control(ctx, action, id, opts) {
     const { api, url } = await connect(ctx);
     const path = `/api/jobs/{id}/${action}` as const;
-    const { data, response } = await call(url, api.POST(path, { params: { path: { id } }, signal: timeout() }));
-    let job = data;
+    const { data: job, response } = await call(url, api.POST(path, { params: { path: { id } }, signal: timeout() }));
     const stopping = action === "pause" && response.status === 202 ? " (runners are still stopping)" : "";
     ctx.note(`${job.id}: ${action} → ${job.status}${stopping}`);
-    if (opts.wait) job = await watchJob(api, url, job.id, ctx.progress, { intervalMs: opts.intervalMs });
-    ctx.progress.stop();
-    ctx.result(job, describeJob(job));
-    return opts.wait ? exitFor(job) : EXIT.ok;
+    return report(ctx, api, url, job, opts);
   },
 
   async more(ctx, id, opts) {
     const { api, url } = await connect(ctx);
-    let { data: job } = await call(url, api.POST("/api/jobs/{id}/more", { params: { path: { id } }, body: { variations: opts.variations }, signal: timeout() }));
+    const { data: job } = await call(url, api.POST("/api/jobs/{id}/more", { params: { path: { id } }, body: { variations: opts.variations }, signal: timeout() }));
     ctx.note(`${job.id}: ${opts.variations} more variation(s) per video → ${job.status}`);
-    if (opts.wait) job = await watchJob(api, url, job.id, ctx.progress, { intervalMs: opts.intervalMs });
-    ctx.progress.stop();
-    ctx.result(job, describeJob(job));
-    return opts.wait ? exitFor(job) : EXIT.ok;
+    return report(ctx, api, url, job, opts);
   },
 
   async download(ctx, id, opts) {
