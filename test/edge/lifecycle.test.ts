@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
 import type { UserLimits } from "../../db/limits";
 import { newId } from "../../db/ids";
-import { thumbnailKey } from "../../db/keys";
+import { thumbnailKey, variationThumbnailKey } from "../../db/keys";
 import { EXPIRED_WHILE_QUEUED } from "../../db/queries/lifecycle";
 import { createJobFromUploads } from "../../db/queries/jobs";
 import { deleteFinishedJobRows } from "../../db/queries/objects";
@@ -290,6 +290,24 @@ describe("deleteOrphanObjects", () => {
     expect(await keysUnder(`outputs/${job.id}/`)).toEqual([recorded]);
     expect(await keysUnder("outputs/gone-job/")).toEqual([]);
     expect(await keysUnder(`sources/${job.id}/`)).toHaveLength(1);
+  });
+
+  it("keeps a variation's recorded still and deletes one no row records (a superseded attempt's)", async () => {
+    const job = await finishedJob(NOW);
+    const [v] = await variationsOf(job.id, db);
+    const kept = variationThumbnailKey(job.id, v!.id, 2);
+    const stale = variationThumbnailKey(job.id, v!.id, 1);
+    await db.update(variations).set({ thumbnailKey: kept }).where(eq(variations.id, v!.id));
+    await env.BUCKET.put(kept, "jpeg");
+    await env.BUCKET.put(stale, "jpeg of a lost attempt");
+    await deleteOrphanObjects(deps(), Date.now() + 2 * HOUR);
+    const left = await keysUnder(`outputs/${job.id}/`);
+    expect(left).toContain(kept);
+    expect(left).not.toContain(stale);
+    // Expiry deletes the recorded still with the job's other objects.
+    await db.update(jobs).set({ expiresAt: NOW - 1 }).where(eq(jobs.id, job.id));
+    await expireFinishedJobs(deps(), NOW);
+    expect(await keysUnder(`outputs/${job.id}/`)).toEqual([]);
   });
 });
 
