@@ -41,7 +41,7 @@ export const Schema = z
      * absolute difference of sampled frames, % of the 8-bit range: too close), is re-drawn with a new seed, at most
      * MAX_REDRAWS times; then the best draw is kept. A floor of 1 (SSIM) or 100 (distinct) forces re-draws (tests).
      */
-    QUALITY_SSIM_FLOOR: z.coerce.number().min(0).max(1).default(0.6),
+    QUALITY_SSIM_FLOOR: z.coerce.number().min(0).max(1).default(0.5),
     QUALITY_DISTINCT_FLOOR: z.coerce.number().min(0).max(100).default(0.3),
     MAX_REDRAWS: z.coerce.number().int().min(0).max(5).default(2),
     METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),

@@ -439,12 +439,15 @@ export class VariationTask {
         { source: sampleSource(source), speed: params.speed, output: file, thumbnail: draw.thumbnail, params, geometry: plan.geometry },
         this.abort.signal,
       );
-      const siblings = await retryDb(() => listSiblingFingerprints(db, { sourceId: this.claim.sourceId, exceptId: this.id }));
-      draw.seen = siblings.map((x) => x.id);
-      draw.distinct = closestDistance(draw.quality.fingerprint, siblings.map((x) => x.fingerprint));
+      // A database that cannot list the siblings now costs the figure, not the encode (compareLateSiblings and
+      // later siblings still fill it in).
+      const siblings = await retryDb(() => listSiblingFingerprints(db, { sourceId: this.claim.sourceId, exceptId: this.id }), { attempts: 3 }).catch(
+        (err: unknown) => (log.warn("could not read sibling fingerprints", { variation: this.id, error: errorMessage(err) }), null),
+      );
+      draw.seen = siblings?.map((x) => x.id) ?? [];
+      draw.distinct = siblings ? closestDistance(draw.quality.fingerprint, siblings.map((x) => x.fingerprint)) : null;
       log.info("variation measured", { variation: this.id, seed, ssim: draw.quality.ssim, psnr: draw.quality.psnr, distinct: draw.distinct });
     } catch (err) {
-      if (err instanceof DbCallError) throw err;
       if (!this.stopReason) log.warn("quality measurement failed", { variation: this.id, error: errorMessage(err) });
       draw.quality = null;
     }

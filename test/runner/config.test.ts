@@ -24,6 +24,9 @@ describe("runner configuration", () => {
       WATCH_MS: 1000,
       STOP_GRACE_MS: 2000,
       STALL_MS: 60_000,
+      QUALITY_SSIM_FLOOR: 0.5,
+      QUALITY_DISTINCT_FLOOR: 0.3,
+      MAX_REDRAWS: 2,
     });
     expect(c.METRICS_PORT).toBeUndefined();
     expect(c.FFMPEG_PATH).toMatch(/\/ffmpeg$/);
@@ -49,6 +52,13 @@ describe("runner configuration", () => {
       message = (err as Error).message;
     }
     for (const name of ["LIBSQL_URL", "EDGE_URL", "RUNNER_TOKEN", "CONCURRENCY", "LOG_LEVEL"]) expect(message).toContain(name);
+  });
+
+  it("takes quality floors in range (a floor of 1 forces re-draws) and refuses others", () => {
+    expect(loadRunnerConfig({ ...GOOD, QUALITY_SSIM_FLOOR: "1", MAX_REDRAWS: "0" })).toMatchObject({ QUALITY_SSIM_FLOOR: 1, MAX_REDRAWS: 0 });
+    expect(() => loadRunnerConfig({ ...GOOD, QUALITY_SSIM_FLOOR: "1.5" })).toThrow(/QUALITY_SSIM_FLOOR/);
+    expect(() => loadRunnerConfig({ ...GOOD, QUALITY_DISTINCT_FLOOR: "-1" })).toThrow(/QUALITY_DISTINCT_FLOOR/);
+    expect(() => loadRunnerConfig({ ...GOOD, MAX_REDRAWS: "9" })).toThrow(/MAX_REDRAWS/);
   });
 
   it("refuses a lease that would expire between two heartbeats", () => {
