@@ -1,5 +1,5 @@
 // `npm run bench`: whole-system figures in one table (stdout); progress goes to stderr. Figures, not asserts.
-// Encode cost/SSIM and job overhead come from `npm run bench:runner encode overhead` (run as a child process and
+// Encode cost/SSIM and job overhead come from `npm run bench:runner encode quality overhead` (run as a child process and
 // read from its output: that script exports nothing); everything else is measured here on the real local stack.
 import { execFile, spawn } from "node:child_process";
 import { cpus, loadavg } from "node:os";
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   log(`# npm run bench — ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, load ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 
   log("\n## encode cost and job overhead (bench/runner.ts)");
-  const runnerOut = await runnerBench(["encode", "overhead"]);
+  const runnerOut = await runnerBench(["encode", "quality", "overhead"]);
 
   log("\n## stack A: one runner (CONCURRENCY 2), product defaults (POLL_MS/WATCH_MS 1000, STOP_GRACE_MS 2000, LEASE_MS 30000)");
   const a = await startBenchStack("a", 1, { CONCURRENCY: "2" });
@@ -87,6 +87,12 @@ async function main(): Promise<void> {
   );
   add("Job overhead: 6-variation job (first claim → completed) / bare FFmpeg, concurrency 2", orMissing(pick(runnerOut, /job: first claim → completed .*ratio ([\d.]+)/), "overhead ratio"), "≤ 1.05");
   add("Job overhead incl. upload and queue wait: POST → completed / bare FFmpeg", orMissing(pick(runnerOut, /job: POST \/api\/jobs → completed .*ratio ([\d.]+)/), "POST ratio"), "≤ 1.12");
+  add(
+    "Quality measurement (SSIM/PSNR, fingerprint, still) / encode, per variation · over 5 variations incl. the per-source part (CPU)",
+    `${orMissing(pick(runnerOut, /measurement per variation .*of the encode \(wall\), ([\d.]+ %) \(CPU\)/), "quality CPU")} · ` +
+      `${orMissing(pick(runnerOut, /over the 5 variations [\d.]+ % \(wall\), ([\d.]+ %) \(CPU\)/), "quality amortized")}`,
+    "≤ 15 %",
+  );
   add("Encode cost: our recipe / bare transcode with the same x264 settings (wall)", orMissing(pick(runnerOut, /ratio ours\/bare transcode = ([\d.]+)/), "bare ratio"), "≤ 1.15");
   add("DB round trips per busy runner-second (2 encodes, WATCH_MS 1000)", load.busyRoundTripsPerSecond.toFixed(2), "≤ 1");
   add("DB round trips per idle poll (POLL_MS 1000)", `${load.idleRoundTripsPerPoll.toFixed(2)} (${load.idleRoundTripsPerSecond.toFixed(2)}/s)`);
