@@ -1,9 +1,7 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Browser, BrowserContext, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiOf, launchChromium, login, makeClip, probeVideo, screenshot, startUiStack, uniqueEmail, until, type JobJson, type UiStack } from "./helpers";
+import { describe, expect, it } from "vitest";
+import { apiOf, type JobJson, makeClip, probeVideo, screenshot, uiSuite, until } from "./helpers";
 import { readStoredZip } from "./zip";
 
 /**
@@ -11,46 +9,19 @@ import { readStoredZip } from "./zip";
  * 2-core machine responsive; the runner's encode speed decides how long a variation is "running".
  */
 describe("web UI with a real runner", () => {
-  let ui: UiStack;
-  let browser: Browser;
-  let admin: BrowserContext;
-  let dir: string;
-  const PASSWORD = "correct horse battery staple";
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "vr-ui-run-"));
-    [ui, browser] = await Promise.all([startUiStack({ runners: 1, runnerEnv: { POLL_MS: "200" } }), launchChromium()]);
-    admin = await browser.newContext();
-    await login(await admin.newPage(), ui.url, ui.admin.email, ui.admin.password);
-  }, 150_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await ui?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  async function newUser(tag: string, contextOptions = {}): Promise<{ context: BrowserContext; page: Page }> {
-    const email = uniqueEmail(tag);
-    await apiOf(admin, ui.url).createUser(email, PASSWORD);
-    const context = await browser.newContext({ viewport: { width: 1200, height: 820 }, acceptDownloads: true, ...contextOptions });
-    const page = await context.newPage();
-    page.on("pageerror", (err) => console.error(`[${tag}] page error:`, err.message));
-    await login(page, ui.url, email, PASSWORD);
-    return { context, page };
-  }
+  const suite = uiSuite({ runners: 1, runnerEnv: { POLL_MS: "200" } });
 
   const running = (job: JobJson) => job.files.flatMap((f) => f.variations ?? []).filter((v) => v.status === "running").length;
 
   it(
     "uploads 4 variations, cancels from the list mid-run to Cancelled (k/4) in gray, and the ZIP holds exactly k MP4s",
     async () => {
-      const { context, page } = await newUser("run");
-      const api = apiOf(context, ui.url);
+      const { context, page } = await suite.newUser("run", { contextOptions: { acceptDownloads: true } });
+      const api = apiOf(context, suite.ui.url);
       // 640x360 × 8 s: small, but each variation encodes long enough for a person (and this test) to cancel mid-run.
-      const clip = await makeClip(dir, "ad-spot.mp4", 8, "640x360");
+      const clip = await makeClip(suite.dir, "ad-spot.mp4", 8, "640x360");
 
-      await page.goto(`${ui.url}/`);
+      await page.goto(`${suite.ui.url}/`);
       await page.waitForSelector("body[data-ready=true]");
       await page.setInputFiles("#file-input", clip);
       await page.getByLabel("Variations per video").fill("4");
@@ -62,7 +33,7 @@ describe("web UI with a real runner", () => {
       await page.locator('.variation[data-status="running"] progress').first().waitFor({ state: "visible", timeout: 60_000 });
       await screenshot(page, "detail-running");
 
-      await page.goto(`${ui.url}/jobs`);
+      await page.goto(`${suite.ui.url}/jobs`);
       await page.waitForSelector("body[data-ready=true]");
       const card = page.locator(`.job-card[data-job-id="${id}"]`);
       expect(await card.locator(".badge").textContent()).toBe("Processing");
@@ -105,7 +76,7 @@ describe("web UI with a real runner", () => {
       expect(job.completedVariations).toBe(k);
 
       await card.getByRole("link", { name: "ad-spot.mp4" }).click();
-      await page.waitForURL(`${ui.url}/jobs/${id}`);
+      await page.waitForURL(`${suite.ui.url}/jobs/${id}`);
       await page.waitForSelector("body[data-ready=true]");
       expect(await page.locator(".job-summary .badge").textContent()).toBe(`Cancelled (${k}/4)`);
       expect(await page.locator(".job-summary .job-count").textContent()).toBe(`${k} of 4 variations completed`);
@@ -119,7 +90,7 @@ describe("web UI with a real runner", () => {
       const downloading = page.waitForEvent("download");
       await page.getByRole("link", { name: "Download ZIP" }).click();
       const download = await downloading;
-      const zipPath = join(dir, "job.zip");
+      const zipPath = join(suite.dir, "job.zip");
       await download.saveAs(zipPath);
       const all = readStoredZip(await readFile(zipPath));
       expect(all.slice(-2).map((e) => e.name)).toEqual(["manifest.json", "manifest.csv"]);
@@ -127,7 +98,7 @@ describe("web UI with a real runner", () => {
       expect(entries.length).toBe(k);
       for (const [i, entry] of entries.entries()) {
         expect(entry.name).toMatch(/^ad-spot\/ad-spot_var0[1-4]\.mp4$/);
-        const out = join(dir, `entry-${i}.mp4`);
+        const out = join(suite.dir, `entry-${i}.mp4`);
         await writeFile(out, entry.data);
         const info = await probeVideo(out);
         expect(info.codec).toBe("h264");
@@ -139,7 +110,7 @@ describe("web UI with a real runner", () => {
   );
 
   it("notifies when a watched job finishes while the tab is in the background", async () => {
-    const { context, page } = await newUser("notify", { permissions: ["notifications"] });
+    const { context, page } = await suite.newUser("notify", { contextOptions: { acceptDownloads: true, permissions: ["notifications"] } });
     // Record notifications as the page creates them (the real constructor still runs).
     await context.addInitScript(() => {
       const Real = window.Notification;
@@ -154,8 +125,8 @@ describe("web UI with a real runner", () => {
       Object.defineProperty(Recorded, "permission", { get: () => Real.permission });
       window.Notification = Recorded;
     });
-    const clip = await readFile(await makeClip(dir, "short.mp4", 4));
-    await page.goto(`${ui.url}/jobs`);
+    const clip = await readFile(await makeClip(suite.dir, "short.mp4", 4));
+    await page.goto(`${suite.ui.url}/jobs`);
     await page.waitForSelector("body[data-ready=true]");
     const toggle = page.locator("#notify-toggle");
     expect(await toggle.getAttribute("aria-pressed")).toBe("true");
@@ -164,8 +135,8 @@ describe("web UI with a real runner", () => {
     await toggle.click();
     expect(await toggle.textContent()).toBe("Notifications: on");
 
-    const { id } = await apiOf(context, ui.url).createJob({ name: "short.mp4", buffer: clip }, 2);
-    await page.goto(`${ui.url}/jobs/${id}`);
+    const { id } = await apiOf(context, suite.ui.url).createJob({ name: "short.mp4", buffer: clip }, 2);
+    await page.goto(`${suite.ui.url}/jobs/${id}`);
     await page.waitForSelector("body[data-ready=true]");
     // Headless pages are always visible; this is the state a backgrounded tab reports.
     await page.evaluate(() => {
@@ -187,8 +158,8 @@ describe("web UI with a real runner", () => {
   }, 120_000);
 
   it("lists the live runner on the admin runners page", async () => {
-    const page = await admin.newPage();
-    await page.goto(`${ui.url}/admin/runners`);
+    const page = await suite.admin.newPage();
+    await page.goto(`${suite.ui.url}/admin/runners`);
     await page.waitForSelector("body[data-ready=true]");
     const rows = page.locator("#runners-body tr[data-runner-id]");
     expect(await rows.count()).toBe(1);

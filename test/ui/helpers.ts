@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll } from "vitest";
 import { ROOT, startStack, type Stack } from "../../scripts/stack";
 import { freePort } from "../helpers/ports";
 
@@ -172,3 +173,72 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined>
 }
 
 export const uniqueEmail = (tag: string) => `${tag}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}@example.com`;
+
+export interface SignedInUser {
+  email: string;
+  context: BrowserContext;
+  page: Page;
+}
+
+/** What a UI test file shares: one stack, one Chromium, an admin session, a temp dir; users are made per test. */
+export interface UiSuite {
+  readonly ui: UiStack;
+  readonly browser: Browser;
+  readonly admin: BrowserContext;
+  /** A directory of this file's own (clips, downloads), removed after the file. */
+  readonly dir: string;
+  /** A fresh user signed in in their own browser context (tests share nothing but the stack). */
+  newUser(tag: string, opts?: { password?: string; next?: string; contextOptions?: Parameters<Browser["newContext"]>[0] }): Promise<SignedInUser>;
+}
+
+export const TEST_PASSWORD = "correct horse battery staple";
+
+/**
+ * Registers the file's beforeAll/afterAll: starts the stack with `runners` runners and Chromium, signs the seeded
+ * admin in. Read the fields inside tests and hooks only (they are set by the beforeAll).
+ */
+export function uiSuite(opts: { runners: number; runnerEnv?: Record<string, string> }): UiSuite {
+  let ui: UiStack | undefined;
+  let browser: Browser | undefined;
+  let admin: BrowserContext | undefined;
+  let dir: string | undefined;
+  const ready = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new Error(`uiSuite: ${what} is only set once beforeAll has run`);
+    return value;
+  };
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "vr-ui-files-"));
+    [ui, browser] = await Promise.all([startUiStack(opts), launchChromium()]);
+    admin = await browser.newContext();
+    await login(await admin.newPage(), ui.url, ui.admin.email, ui.admin.password);
+  }, 150_000);
+  afterAll(async () => {
+    await browser?.close();
+    await ui?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+  return {
+    get ui() {
+      return ready(ui, "ui");
+    },
+    get browser() {
+      return ready(browser, "browser");
+    },
+    get admin() {
+      return ready(admin, "admin");
+    },
+    get dir() {
+      return ready(dir, "dir");
+    },
+    async newUser(tag, userOpts = {}) {
+      const { password = TEST_PASSWORD, next = "/jobs", contextOptions = {} } = userOpts;
+      const email = uniqueEmail(tag);
+      await apiOf(ready(admin, "admin"), ready(ui, "ui").url).createUser(email, password);
+      const context = await ready(browser, "browser").newContext({ viewport: { width: 1200, height: 820 }, ...contextOptions });
+      const page = await context.newPage();
+      page.on("pageerror", (err) => console.error(`[${tag}] page error:`, err.message));
+      await login(page, ready(ui, "ui").url, email, password, next);
+      return { email, context, page };
+    },
+  };
+}

@@ -1,9 +1,7 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Browser, BrowserContext, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiOf, launchChromium, login, makeClip, screenshot, startUiStack, uniqueEmail, until, type JobJson, type UiStack } from "./helpers";
+import { readFile } from "node:fs/promises";
+import type { Page } from "playwright-core";
+import { describe, expect, it } from "vitest";
+import { apiOf, type JobJson, makeClip, screenshot, uiSuite, until } from "./helpers";
 
 /**
  * Pause / resume / continue a cancelled job / more variations from the job page, end to end: real stack with one
@@ -11,34 +9,7 @@ import { apiOf, launchChromium, login, makeClip, screenshot, startUiStack, uniqu
  * so nothing depends on how fast the runner stops.
  */
 describe("job controls with a real runner", () => {
-  let ui: UiStack;
-  let browser: Browser;
-  let admin: BrowserContext;
-  let dir: string;
-  const PASSWORD = "correct horse battery staple";
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "vr-ui-ctl-"));
-    [ui, browser] = await Promise.all([startUiStack({ runners: 1, runnerEnv: { POLL_MS: "200" } }), launchChromium()]);
-    admin = await browser.newContext();
-    await login(await admin.newPage(), ui.url, ui.admin.email, ui.admin.password);
-  }, 150_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await ui?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  async function newUser(tag: string): Promise<{ context: BrowserContext; page: Page }> {
-    const email = uniqueEmail(tag);
-    await apiOf(admin, ui.url).createUser(email, PASSWORD);
-    const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
-    const page = await context.newPage();
-    page.on("pageerror", (err) => console.error(`[${tag}] page error:`, err.message));
-    await login(page, ui.url, email, PASSWORD);
-    return { context, page };
-  }
+  const suite = uiSuite({ runners: 1, runnerEnv: { POLL_MS: "200" } });
 
   const running = (job: JobJson) => job.files.flatMap((f) => f.variations ?? []).filter((v) => v.status === "running").length;
 
@@ -54,14 +25,14 @@ describe("job controls with a real runner", () => {
   }
 
   async function openJob(page: Page, id: string) {
-    await page.goto(`${ui.url}/jobs/${id}`);
+    await page.goto(`${suite.ui.url}/jobs/${id}`);
     await page.waitForSelector("body[data-ready=true]");
   }
 
   it("pauses a running job to Paused (k/N) in gray, resumes it to Completed, then adds more variations", async () => {
-    const { context, page } = await newUser("pause");
-    const api = apiOf(context, ui.url);
-    const clip = await readFile(await makeClip(dir, "promo.mp4", 8, "640x360"));
+    const { context, page } = await suite.newUser("pause");
+    const api = apiOf(context, suite.ui.url);
+    const clip = await readFile(await makeClip(suite.dir, "promo.mp4", 8, "640x360"));
     const { id } = await api.createJob({ name: "promo.mp4", buffer: clip }, 3);
     await openJob(page, id);
     await until("a running variation", async () => ((j) => (running(j) > 0 ? j : undefined))(await api.job(id)), 90_000, 50);
@@ -98,9 +69,9 @@ describe("job controls with a real runner", () => {
   }, 300_000);
 
   it("cancels a running job and continues it with Resume to Completed", async () => {
-    const { context, page } = await newUser("resume");
-    const api = apiOf(context, ui.url);
-    const clip = await readFile(await makeClip(dir, "teaser.mp4", 8, "640x360"));
+    const { context, page } = await suite.newUser("resume");
+    const api = apiOf(context, suite.ui.url);
+    const clip = await readFile(await makeClip(suite.dir, "teaser.mp4", 8, "640x360"));
     const { id } = await api.createJob({ name: "teaser.mp4", buffer: clip }, 2);
     await openJob(page, id);
     await until("a running variation", async () => ((j) => (running(j) > 0 ? j : undefined))(await api.job(id)), 90_000, 50);

@@ -1,9 +1,8 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiOf, launchChromium, login, makeClip, screenshot, startUiStack, uniqueEmail, until, writeText, type UiStack } from "./helpers";
+import type { Locator, Page } from "playwright-core";
+import { beforeAll, describe, expect, it } from "vitest";
+import { apiOf, login, makeClip, screenshot, TEST_PASSWORD, uiSuite, uniqueEmail, until, writeText } from "./helpers";
 
 /**
  * The web UI in Chromium against the real stack (local libSQL server, wrangler dev, R2 persisted by miniflare)
@@ -11,37 +10,12 @@ import { apiOf, launchChromium, login, makeClip, screenshot, startUiStack, uniqu
  * The running-job path (real runner, real FFmpeg) is in cancel-running.test.ts.
  */
 describe("web UI without a runner", () => {
-  let ui: UiStack;
-  let browser: Browser;
-  let admin: BrowserContext;
-  let dir: string;
+  const suite = uiSuite({ runners: 0 });
+  const PASSWORD = TEST_PASSWORD;
   let clip: Buffer;
-  const PASSWORD = "correct horse battery staple";
-
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "vr-ui-files-"));
-    [ui, browser] = await Promise.all([startUiStack({ runners: 0 }), launchChromium()]);
-    clip = await readFile(await makeClip(dir, "clip.mp4", 4));
-    admin = await browser.newContext();
-    await login(await admin.newPage(), ui.url, ui.admin.email, ui.admin.password);
-  }, 150_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await ui?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  /** A fresh user with their own browser session: tests share nothing but the stack. */
-  async function newUser(tag: string): Promise<{ context: BrowserContext; page: Page; email: string }> {
-    const email = uniqueEmail(tag);
-    await apiOf(admin, ui.url).createUser(email, PASSWORD);
-    const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
-    const page = await context.newPage();
-    page.on("pageerror", (err) => console.error(`[${tag}] page error:`, err.message));
-    await login(page, ui.url, email, PASSWORD);
-    return { context, page, email };
-  }
+    clip = await readFile(await makeClip(suite.dir, "clip.mp4", 4));
+  }, 60_000);
 
   function row(page: Page, jobId: string): Locator {
     return page.locator(`.job-card[data-job-id="${jobId}"]`);
@@ -55,10 +29,10 @@ describe("web UI without a runner", () => {
 
   it("sends a visitor without a session to the login page, explains bad credentials, then returns to the page asked for", async () => {
     const email = uniqueEmail("login");
-    await apiOf(admin, ui.url).createUser(email, PASSWORD);
-    const context = await browser.newContext();
+    await apiOf(suite.admin, suite.ui.url).createUser(email, PASSWORD);
+    const context = await suite.browser.newContext();
     const page = await context.newPage();
-    await page.goto(`${ui.url}/tokens`);
+    await page.goto(`${suite.ui.url}/tokens`);
     await page.waitForURL(/\/login\?next=%2Ftokens$/);
     await page.getByLabel("Email").fill(email);
     await page.getByLabel("Password").fill("not the password");
@@ -66,7 +40,7 @@ describe("web UI without a runner", () => {
     await expect.poll(() => page.getByRole("alert").filter({ hasText: "Wrong email or password." }).isVisible()).toBe(true);
     await page.getByLabel("Password").fill(PASSWORD);
     await page.getByRole("button", { name: "Log in" }).click();
-    await page.waitForURL(`${ui.url}/tokens`);
+    await page.waitForURL(`${suite.ui.url}/tokens`);
     await page.waitForSelector("body[data-ready=true]");
     expect(await page.locator("#nav-user").textContent()).toBe(email);
     // Admin links stay hidden for a plain user.
@@ -75,20 +49,20 @@ describe("web UI without a runner", () => {
   });
 
   it("refuses a text file with a clear message, then uploads a clip with 4 variations showing per-file progress", async () => {
-    const { context, page } = await newUser("upload");
-    await page.goto(`${ui.url}/`);
+    const { context, page } = await suite.newUser("upload");
+    await page.goto(`${suite.ui.url}/`);
     await page.waitForSelector("body[data-ready=true]");
-    await page.setInputFiles("#file-input", await writeText(dir, "notes.txt", "just some notes\n"));
+    await page.setInputFiles("#file-input", await writeText(suite.dir, "notes.txt", "just some notes\n"));
     const alert = page.locator("#upload-message");
     await expect.poll(() => alert.textContent()).toBe("“notes.txt” is not a supported video. Use MP4, MOV, M4V, WebM or MKV videos.");
     // Same text under a video name: refused by its content, not its name.
-    await page.setInputFiles("#file-input", await writeText(dir, "fake.mp4", "not a video at all\n"));
+    await page.setInputFiles("#file-input", await writeText(suite.dir, "fake.mp4", "not a video at all\n"));
     await expect.poll(() => alert.textContent()).toMatch(/^“fake\.mp4” does not look like a video file\./);
     expect(await page.locator(".upload-item").count()).toBe(0);
     expect(await page.getByRole("button", { name: "Start job" }).isDisabled()).toBe(true);
     await screenshot(page, "upload-refused");
 
-    const clipPath = join(dir, "progress-clip.mp4");
+    const clipPath = join(suite.dir, "progress-clip.mp4");
     await writeFile(clipPath, clip);
     await page.setInputFiles("#file-input", clipPath);
     await expect.poll(() => page.locator(".upload-item").count()).toBe(1);
@@ -120,15 +94,15 @@ describe("web UI without a runner", () => {
   });
 
   it("sends the chosen intensity and effect families with the job and shows them on the job page; none chosen is refused before sending", async () => {
-    const { context, page } = await newUser("effects");
-    await page.goto(`${ui.url}/`);
+    const { context, page } = await suite.newUser("effects");
+    await page.goto(`${suite.ui.url}/`);
     await page.waitForSelector("body[data-ready=true]");
     // Today's look is preselected.
     expect(await page.getByLabel("Color", { exact: true }).isChecked()).toBe(true);
     expect(await page.getByLabel("Zoom", { exact: true }).isChecked()).toBe(true);
     expect(await page.getByLabel("Mirror", { exact: true }).isChecked()).toBe(false);
     expect(await page.getByLabel("Intensity").inputValue()).toBe("subtle");
-    const clipPath = join(dir, "effects-clip.mp4");
+    const clipPath = join(suite.dir, "effects-clip.mp4");
     await writeFile(clipPath, clip);
     await page.setInputFiles("#file-input", clipPath);
     await expect.poll(() => page.locator(".upload-item").count()).toBe(1);
@@ -137,7 +111,7 @@ describe("web UI without a runner", () => {
     await page.getByLabel("Zoom", { exact: true }).uncheck();
     await page.getByRole("button", { name: "Start job" }).click();
     await expect.poll(() => page.locator("#upload-message").textContent()).toBe("Effects: choose at least one.");
-    expect(page.url()).toBe(`${ui.url}/`);
+    expect(page.url()).toBe(`${suite.ui.url}/`);
 
     await page.getByLabel("Color", { exact: true }).check();
     // The refusal goes with the change that answers it.
@@ -154,10 +128,10 @@ describe("web UI without a runner", () => {
   });
 
   it("cancels a queued job from the list at once: Cancelling… then Cancelled (0/3) in gray, in place", async () => {
-    const { context, page } = await newUser("queued");
-    const api = apiOf(context, ui.url);
+    const { context, page } = await suite.newUser("queued");
+    const api = apiOf(context, suite.ui.url);
     const { id } = await api.createJob({ name: "queued.mp4", buffer: clip }, 3);
-    await page.goto(`${ui.url}/jobs`);
+    await page.goto(`${suite.ui.url}/jobs`);
     await page.waitForSelector("body[data-ready=true]");
     const card = row(page, id);
     expect(await card.locator(".badge").textContent()).toBe("Queued");
@@ -184,14 +158,14 @@ describe("web UI without a runner", () => {
     expect(await isGray(card.locator(".badge"))).toBe(true);
     expect(await button.isVisible()).toBe(false);
     expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
-    expect(page.url()).toBe(`${ui.url}/jobs`);
+    expect(page.url()).toBe(`${suite.ui.url}/jobs`);
     await screenshot(page, "list-cancelled-queued");
     await page.unroute("**/api/jobs/*/cancel");
 
     const job = await api.job(id);
     expect(job.status).toBe("cancelled");
     expect(job.cancelReason).toBe("wrong source <b>file</b>");
-    await page.goto(`${ui.url}/jobs/${id}`);
+    await page.goto(`${suite.ui.url}/jobs/${id}`);
     await page.waitForSelector("body[data-ready=true]");
     const cancelled = page.locator('.times dd[data-term="cancelled"]');
     expect(await cancelled.locator("time").getAttribute("datetime")).toBe(job.cancelledAt);
@@ -203,10 +177,10 @@ describe("web UI without a runner", () => {
   });
 
   it("shows an error and re-enables Cancel when the edge answers 503, and the retry then succeeds", async () => {
-    const { context, page } = await newUser("fail503");
-    const api = apiOf(context, ui.url);
+    const { context, page } = await suite.newUser("fail503");
+    const api = apiOf(context, suite.ui.url);
     const { id } = await api.createJob({ name: "flaky.mp4", buffer: clip }, 2);
-    await page.goto(`${ui.url}/jobs`);
+    await page.goto(`${suite.ui.url}/jobs`);
     await page.waitForSelector("body[data-ready=true]");
     const card = row(page, id);
     await page.route(
@@ -238,14 +212,14 @@ describe("web UI without a runner", () => {
   });
 
   it("shows a job to its owner only: another user sees neither the list entry nor the detail page", async () => {
-    const owner = await newUser("owner");
-    const { id } = await apiOf(owner.context, ui.url).createJob({ name: "private.mp4", buffer: clip }, 1);
-    const other = await newUser("other");
-    await other.page.goto(`${ui.url}/jobs`);
+    const owner = await suite.newUser("owner");
+    const { id } = await apiOf(owner.context, suite.ui.url).createJob({ name: "private.mp4", buffer: clip }, 1);
+    const other = await suite.newUser("other");
+    await other.page.goto(`${suite.ui.url}/jobs`);
     await other.page.waitForSelector("body[data-ready=true]");
     expect(await row(other.page, id).count()).toBe(0);
     expect(await other.page.locator("#jobs-empty").isVisible()).toBe(true);
-    await other.page.goto(`${ui.url}/jobs/${id}`);
+    await other.page.goto(`${suite.ui.url}/jobs/${id}`);
     await other.page.waitForSelector("body[data-ready]");
     expect(await other.page.locator("#job-message").textContent()).toBe("Job not found. It may have expired, or it belongs to someone else.");
     expect(await other.page.getByText("private.mp4").count()).toBe(0);
@@ -254,10 +228,10 @@ describe("web UI without a runner", () => {
   });
 
   it("keeps keyboard focus inside the cancel dialog, closes it with Esc, and cancels nothing", async () => {
-    const { context, page } = await newUser("keyboard");
-    const api = apiOf(context, ui.url);
+    const { context, page } = await suite.newUser("keyboard");
+    const api = apiOf(context, suite.ui.url);
     const { id } = await api.createJob({ name: "keys.mp4", buffer: clip }, 1);
-    await page.goto(`${ui.url}/jobs/${id}`);
+    await page.goto(`${suite.ui.url}/jobs/${id}`);
     await page.waitForSelector("body[data-ready=true]");
     const opener = page.locator(".job-summary .cancel-button");
     await opener.focus();
@@ -281,12 +255,12 @@ describe("web UI without a runner", () => {
   });
 
   it("cancels several selected jobs together from the list", async () => {
-    const { context, page } = await newUser("bulk");
-    const api = apiOf(context, ui.url);
+    const { context, page } = await suite.newUser("bulk");
+    const api = apiOf(context, suite.ui.url);
     const a = await api.createJob({ name: "a.mp4", buffer: clip }, 1);
     const b = await api.createJob({ name: "b.mp4", buffer: clip }, 2);
     const keep = await api.createJob({ name: "keep.mp4", buffer: clip }, 1);
-    await page.goto(`${ui.url}/jobs`);
+    await page.goto(`${suite.ui.url}/jobs`);
     await page.waitForSelector("body[data-ready=true]");
     await row(page, a.id).getByRole("checkbox").check();
     await row(page, b.id).getByRole("checkbox").check();
@@ -303,9 +277,9 @@ describe("web UI without a runner", () => {
   });
 
   it("sends a user whose session ended to the login page and back to the same job", async () => {
-    const { context, page, email } = await newUser("expired");
-    const { id } = await apiOf(context, ui.url).createJob({ name: "later.mp4", buffer: clip }, 1);
-    await page.goto(`${ui.url}/jobs/${id}`);
+    const { context, page, email } = await suite.newUser("expired");
+    const { id } = await apiOf(context, suite.ui.url).createJob({ name: "later.mp4", buffer: clip }, 1);
+    await page.goto(`${suite.ui.url}/jobs/${id}`);
     await page.waitForSelector("body[data-ready=true]");
     await context.clearCookies();
     await page.locator(".job-summary .cancel-button").click();
@@ -315,18 +289,18 @@ describe("web UI without a runner", () => {
     await page.getByLabel("Email").fill(email);
     await page.getByLabel("Password").fill(PASSWORD);
     await page.getByRole("button", { name: "Log in" }).click();
-    await page.waitForURL(`${ui.url}/jobs/${id}`);
+    await page.waitForURL(`${suite.ui.url}/jobs/${id}`);
     await page.waitForSelector("body[data-ready=true]");
     expect(await page.locator("#job-title").textContent()).toBe("later.mp4");
     await context.close();
   });
 
   it("sends a large file through the multipart upload API and retries a part that failed", async () => {
-    const { context, page } = await newUser("multipart");
+    const { context, page } = await suite.newUser("multipart");
     // 65 MiB: a real clip followed by padding; above the single-request threshold (64 MiB).
     const big = Buffer.alloc(65 * 1024 * 1024);
     clip.copy(big);
-    const bigPath = join(dir, "big.mp4");
+    const bigPath = join(suite.dir, "big.mp4");
     await writeFile(bigPath, big);
     const partRequests: string[] = [];
     let failed = false;
@@ -340,7 +314,7 @@ describe("web UI without a runner", () => {
       }
       await route.continue();
     });
-    await page.goto(`${ui.url}/`);
+    await page.goto(`${suite.ui.url}/`);
     await page.waitForSelector("body[data-ready=true]");
     await page.setInputFiles("#file-input", bigPath);
     await page.getByLabel("Variations per video").fill("2");
@@ -351,15 +325,15 @@ describe("web UI without a runner", () => {
     expect(partRequests.filter((n) => n === "2").length).toBe(2);
     expect(new Set(partRequests).size).toBe(9); // 65 MiB in 8 MiB parts
     const id = page.url().split("/").pop()!;
-    const job = await apiOf(context, ui.url).job(id);
+    const job = await apiOf(context, suite.ui.url).job(id);
     expect(job.totalVariations).toBe(2);
     expect(await page.locator(".file .muted").first().textContent()).toBe("65 MB");
     await context.close();
   });
 
   it("lets an admin create a user on the users page, who can then log in", async () => {
-    const page = await admin.newPage();
-    await page.goto(`${ui.url}/admin/users`);
+    const page = await suite.admin.newPage();
+    await page.goto(`${suite.ui.url}/admin/users`);
     await page.waitForSelector("body[data-ready=true]");
     const email = uniqueEmail("created");
     await page.getByLabel("Email").fill(email);
@@ -369,14 +343,14 @@ describe("web UI without a runner", () => {
     await expect.poll(() => page.getByRole("cell", { name: email, exact: true }).count()).toBe(1);
     await screenshot(page, "admin-users");
     await page.close();
-    const context = await browser.newContext();
-    await login(await context.newPage(), ui.url, email, PASSWORD);
+    const context = await suite.browser.newContext();
+    await login(await context.newPage(), suite.ui.url, email, PASSWORD);
     await context.close();
   });
 
   it("creates an API token shown once that works as a Bearer token, and revokes it", async () => {
-    const { context, page } = await newUser("tokens");
-    await page.goto(`${ui.url}/tokens`);
+    const { context, page } = await suite.newUser("tokens");
+    await page.goto(`${suite.ui.url}/tokens`);
     await page.waitForSelector("body[data-ready=true]");
     await page.getByLabel("Token name").fill("nightly <batch>");
     await page.getByRole("button", { name: "Create token" }).click();
@@ -384,13 +358,13 @@ describe("web UI without a runner", () => {
     await expect.poll(() => value.inputValue()).not.toBe("");
     const token = await value.inputValue();
     await expect.poll(() => page.getByRole("cell", { name: "nightly <batch>", exact: true }).count()).toBe(1);
-    const authed = await fetch(`${ui.url}/api/jobs`, { headers: { authorization: `Bearer ${token}` } });
+    const authed = await fetch(`${suite.ui.url}/api/jobs`, { headers: { authorization: `Bearer ${token}` } });
     expect(authed.status).toBe(200);
     await screenshot(page, "tokens");
     page.once("dialog", (d) => void d.accept());
     await page.getByRole("button", { name: "Revoke token nightly <batch>" }).click();
     await expect.poll(() => page.getByText("No tokens yet.").isVisible()).toBe(true);
-    expect((await fetch(`${ui.url}/api/jobs`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+    expect((await fetch(`${suite.ui.url}/api/jobs`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
     await context.close();
   });
 });
