@@ -1,7 +1,10 @@
+import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
 import { apiOf, type JobJson, makeClip, screenshot, uiSuite, until } from "./helpers";
+import { readStoredZip } from "./zip";
 
 /**
  * Pause / resume / continue a cancelled job / more variations from the job page, end to end: real stack with one
@@ -29,12 +32,19 @@ describe("job controls with a real runner", () => {
     await page.waitForSelector("body[data-ready=true]");
   }
 
-  it("pauses a running job to Paused (k/N) in gray, resumes it to Completed, then adds more variations", async () => {
-    const { context, page } = await suite.newUser("pause");
+  it("chooses effects, pauses the running job to Paused (k/N) in gray, resumes it to Completed, downloads the ZIP with its manifest, then adds more variations", async () => {
+    const { context, page } = await suite.newUser("pause", { contextOptions: { acceptDownloads: true } });
     const api = apiOf(context, suite.ui.url);
-    const clip = await readFile(await makeClip(suite.dir, "promo.mp4", 8, "640x360"));
-    const { id } = await api.createJob({ name: "promo.mp4", buffer: clip }, 3);
-    await openJob(page, id);
+    await page.goto(`${suite.ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.setInputFiles("#file-input", await makeClip(suite.dir, "promo.mp4", 8, "640x360"));
+    await page.getByLabel("Variations per video").fill("3");
+    await page.getByLabel("Intensity").selectOption("medium");
+    await page.getByLabel("Mirror", { exact: true }).check();
+    await page.getByRole("button", { name: "Start job" }).click();
+    await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 30_000 });
+    const id = page.url().split("/").pop()!;
+    await page.waitForSelector("body[data-ready=true]");
     await until("a running variation", async () => ((j) => (running(j) > 0 ? j : undefined))(await api.job(id)), 90_000, 50);
 
     const release = await hold(page, "pause");
@@ -58,6 +68,20 @@ describe("job controls with a real runner", () => {
     await page.getByRole("dialog", { name: "Resume this job?" }).getByRole("button", { name: "Resume job" }).click();
     await expect.poll(() => badge.textContent(), { timeout: 120_000 }).toBe("Completed");
     expect((await api.job(id)).completedVariations).toBe(3);
+
+    // The ZIP: three videos, then the manifest naming the chosen effects and every entry's sha256.
+    const downloading = page.waitForEvent("download");
+    await page.getByRole("link", { name: "Download ZIP" }).click();
+    const zipPath = join(suite.dir, `${id}.zip`);
+    await (await downloading).saveAs(zipPath);
+    const entries = readStoredZip(await readFile(zipPath));
+    expect(entries.map((e) => e.name)).toEqual(["promo/promo_var01.mp4", "promo/promo_var02.mp4", "promo/promo_var03.mp4", "manifest.json", "manifest.csv"]);
+    const manifest = JSON.parse(entries[3]!.data.toString("utf8")) as { effects: unknown; entries: { file: string; sha256: string; params: { mirror?: unknown } }[] };
+    expect(manifest.effects).toEqual({ intensity: "medium", families: ["color", "zoom", "mirror"] });
+    for (const [i, e] of manifest.entries.entries()) {
+      expect(e.file).toBe(entries[i]!.name);
+      expect(e.sha256).toBe(createHash("sha256").update(entries[i]!.data).digest("hex"));
+    }
 
     // More variations on the finished job: numbered after the existing ones.
     await page.getByLabel("Per video").fill("1");
