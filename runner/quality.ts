@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { rename, rm } from "node:fs/promises";
+import { rename, rm, stat } from "node:fs/promises";
 import type { EncodePlan } from "./ffmpeg";
 import type { EffectParams } from "./params";
 
@@ -220,8 +220,9 @@ interface SourceEntry {
   file?: Promise<string>;
 }
 
-/** Per source file of this process: its sample times and its sample file. */
+/** Per source file of this process: its sample times and its sample file (the oldest forgotten beyond 256). */
 const sourceEntries = new Map<string, SourceEntry>();
+const MAX_SOURCES = 256;
 
 /** The source's sample times in seconds (pickSampleTimes on its keyframes), once per source per runner process. */
 export function sourceSampleTimes(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<number[]> {
@@ -230,6 +231,7 @@ export function sourceSampleTimes(ffprobe: string, source: SampledSource, signal
     const times = probeKeyframes(ffprobe, source.path, signal).then((k) => pickSampleTimes(source.durationMs, k));
     e = { times };
     sourceEntries.set(source.path, e);
+    while (sourceEntries.size > MAX_SOURCES) sourceEntries.delete(sourceEntries.keys().next().value!);
     const mine = e;
     times.catch(() => {
       if (sourceEntries.get(source.path) === mine) sourceEntries.delete(source.path);
@@ -245,7 +247,14 @@ export function sourceSampleTimes(ffprobe: string, source: SampledSource, signal
 export async function sourceSamples(ffmpeg: string, ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<string> {
   const times = await sourceSampleTimes(ffprobe, source, signal);
   const e = sourceEntries.get(source.path);
-  if (e?.file) return e.file;
+  if (e?.file) {
+    // The job's directory (and the file with it) is removed when the runner has nothing left of the job; a job
+    // reopened later (more variations, retry) downloads its source again and needs its samples again.
+    const made = e.file;
+    const path = await made.catch(() => null);
+    if (path && (await stat(path).then(() => true, () => false))) return path;
+    if (e.file === made) delete e.file;
+  }
   const dest = `${source.path}.samples.nut`;
   const tmp = `${dest}.${process.pid}.part`;
   const file = ffmpegRun(ffmpeg, buildSourceSampleArgs(source.path, times, source.fps, tmp), signal).then(async () => {

@@ -81,8 +81,6 @@ interface Draw {
   quality: QualityFigures | null;
   /** Distance to the closest sibling completed when it was measured (null: none, or not measured). */
   distinct: number | null;
-  /** The siblings it was compared with. */
-  seen: string[];
   k: number;
 }
 
@@ -335,7 +333,7 @@ export class VariationTask {
         return "lost";
       }
       timings.settle = performance.now() - s0;
-      if (kept.quality) await this.compareLateSiblings(kept.quality.fingerprint, kept.seen);
+      if (kept.quality) await this.compareSiblings(kept.quality.fingerprint);
       const ms = Object.fromEntries(Object.entries(timings).map(([k, v]) => [`${k}_ms`, Math.round(v)]));
       log.info("variation completed", { variation: c.id, job: c.jobId, bytes: size, ...ms });
       return "completed";
@@ -431,7 +429,7 @@ export class VariationTask {
     k: number,
   ): Promise<Draw> {
     const { config, db, log } = this.ctx;
-    const draw: Draw = { seed, recorded, file, quality: null, distinct: null, seen: [], thumbnail: thumbnailFile(file), k };
+    const draw: Draw = { seed, recorded, file, quality: null, distinct: null, thumbnail: thumbnailFile(file), k };
     if (!times) return draw;
     try {
       draw.quality = await measureQuality(
@@ -444,7 +442,6 @@ export class VariationTask {
       const siblings = await retryDb(() => listSiblingFingerprints(db, { sourceId: this.claim.sourceId, exceptId: this.id }), { attempts: 3 }).catch(
         (err: unknown) => (log.warn("could not read sibling fingerprints", { variation: this.id, error: errorMessage(err) }), null),
       );
-      draw.seen = siblings?.map((x) => x.id) ?? [];
       draw.distinct = siblings ? closestDistance(draw.quality.fingerprint, siblings.map((x) => x.fingerprint)) : null;
       log.info("variation measured", { variation: this.id, seed, ssim: draw.quality.ssim, psnr: draw.quality.psnr, distinct: draw.distinct });
     } catch (err) {
@@ -500,21 +497,23 @@ export class VariationTask {
   }
 
   /**
-   * After the completion is recorded: siblings that completed while this one was measured were not compared yet.
-   * Compare now and lower both figures (whichever of two simultaneous siblings records second sees the first).
+   * After the completion is recorded, distinctness is made symmetric: every completed sibling (those compared
+   * before, whose own figure may still be null or larger, and those that completed while this one was measured)
+   * gets its figure lowered to its distance from this one, and this one's to the closest (whichever of two
+   * simultaneous siblings records second sees the first). Best effort: a failure leaves figures that later
+   * siblings lower further.
    */
-  private async compareLateSiblings(fingerprint: string, seen: string[]): Promise<void> {
+  private async compareSiblings(fingerprint: string): Promise<void> {
     const { db, log } = this.ctx;
     try {
-      const known = new Set(seen);
-      const late = (await listSiblingFingerprints(db, { sourceId: this.claim.sourceId, exceptId: this.id })).filter((x) => !known.has(x.id));
-      const figures = late.flatMap((x) => {
+      const siblings = await listSiblingFingerprints(db, { sourceId: this.claim.sourceId, exceptId: this.id });
+      const figures = siblings.flatMap((x) => {
         const d = closestDistance(fingerprint, [x.fingerprint]);
         return d === null ? [] : [{ variationId: x.id, distinct: d }, { variationId: this.id, distinct: d }];
       });
       await lowerDistinctness(db, figures);
     } catch (err) {
-      log.warn("could not compare with late siblings", { variation: this.id, error: errorMessage(err) });
+      log.warn("could not compare with siblings", { variation: this.id, error: errorMessage(err) });
     }
   }
 

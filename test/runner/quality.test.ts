@@ -176,4 +176,30 @@ describe("quality: runner records figures and re-draws", { timeout: 240_000 }, (
     // Only the kept draw was uploaded.
     expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort()).toEqual([v!.outputKey!, v!.thumbnailKey!].sort());
   });
+
+  it("re-draws a variation too close to a completed sibling (distinct floor 100 %); one without siblings is not re-drawn", async () => {
+    const clip = await makeClip({ seconds: 2, width: 320, height: 240 });
+    const job = await stack.user.createJob([clip], 1);
+    await runner({ QUALITY_DISTINCT_FLOOR: "100", MAX_REDRAWS: "1" });
+    expect(await done(job.id)).toBe("completed");
+    const [first] = await getVariationRows(stack.db, job.id);
+    // Nothing to compare with: no re-draw, no figure yet.
+    expect(first).toMatchObject({ redraws: 0, redrawReason: null, distinct: null });
+    // One more variation: its sibling is completed before it is even queued, so it is compared for sure.
+    const more = await stack.user.call(`/api/jobs/${job.id}/more`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ variations: 1 }),
+    });
+    expect(more.status).toBe(200);
+    expect(await done(job.id)).toBe("completed");
+    const rows = await getVariationRows(stack.db, job.id);
+    const second = rows.find((v) => v.id !== first!.id)!;
+    expect(second.redraws).toBe(1);
+    expect(second.redrawReason).toMatch(/^distinctness [0-9.]+ % below the floor 100 % \(too close to a sibling\); re-draw limit reached: kept the best of 2 draws/);
+    expect(second.distinct).toBeGreaterThan(0);
+    // The later sibling lowered the first one's figure to the distance between the two.
+    const [again] = rows.filter((v) => v.id === first!.id);
+    expect(again!.distinct).toBe(second.distinct);
+  });
 });
