@@ -46,10 +46,21 @@ describe("POST/GET/DELETE /api/webhooks", () => {
 
   it("refuses private, loopback and plain-http endpoints in production mode with a clear code", async () => {
     const s = await signIn();
-    for (const url of ["https://127.0.0.1/hook", "https://10.0.0.5/", "https://169.254.169.254/", "https://[::1]/", "https://localhost/", "http://hooks.example.com/"]) {
+    for (const url of [
+      "https://127.0.0.1/hook", "https://10.0.0.5/", "https://169.254.169.254/", "https://[::1]/", "https://localhost/", "http://hooks.example.com/",
+      // Other spellings of the same addresses: decimal/octal/hex IPv4, IPv4-mapped IPv6, trailing dots (one or more).
+      "https://2130706433/", "https://0x7f.1/", "https://0177.0.0.1/", "https://[::ffff:127.0.0.1]/", "https://[::ffff:a9fe:a9fe]/",
+      "https://127.0.0.1./", "https://localhost./", "https://localhost../", "https://10.0.0.1../", "https://127.0.0.1%2E%2E/",
+      "https://169.254.169.254.../", "https://hooks..example.com/",
+    ]) {
       const res = await s.call("/api/webhooks", { method: "POST", json: { url } });
       expect(res.status, url).toBe(400);
       expect(await res.json(), url).toMatchObject({ error: { code: "webhook_url_not_allowed", field: "url" } });
+    }
+    for (const url of ["https://a@127.0.0.1/", "https://user:pass@hooks.example.com/"]) {
+      const res = await s.call("/api/webhooks", { method: "POST", json: { url } });
+      expect(res.status, url).toBe(400);
+      expect(await res.json(), url).toMatchObject({ error: { code: "invalid_webhook_url", field: "url" } });
     }
     const bad = await s.call("/api/webhooks", { method: "POST", json: { url: HOOK, events: ["job.exploded"] } });
     expect(bad.status).toBe(400);
@@ -185,6 +196,44 @@ describe("deliverOnce", () => {
     expect(pending.status).toBe(202);
     const [again] = await db.select().from(webhookDeliveries).where(and(eq(webhookDeliveries.id, row.id)));
     expect(again).toMatchObject({ status: "pending", attempts: 0 });
+  });
+
+  it("an attempt cut off mid-send (process died) is retried with the very bytes it sent, not the job as it is now", async () => {
+    const { row, later } = await pendingEvent();
+    const sent: string[] = [];
+    let reached!: () => void;
+    const inSend = new Promise<void>((r) => (reached = r));
+    // The first send never comes back (the consumer died with it): nothing after it runs.
+    const dying = (async (_url: string, init: RequestInit) => {
+      sent.push(String(init.body));
+      reached();
+      return new Promise<Response>(() => {});
+    }) as unknown as typeof fetch;
+    void deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: dying }, row.id, later);
+    await inSend;
+    // The job moves on meanwhile (here: its cancel reason changes), then the lease runs out and the row is retried.
+    await db.run(sql`UPDATE jobs SET cancel_reason = 'changed after the first attempt' WHERE id = ${row.jobId}`);
+    const r = receiver([204]);
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later + 2 * 60_000)).toEqual({ done: true, status: "delivered" });
+    expect(r.seen.map((x) => x.body)).toEqual(sent);
+    expect(r.seen[0]!.headers["webhook-id"]).toBe(row.id);
+  });
+
+  it("counts no attempt and holds no lease when the body cannot be built (database error before any send)", async () => {
+    const { row, later } = await pendingEvent();
+    // The job read (a batch) fails; the outbox statements still work.
+    const flaky = new Proxy(db, {
+      get: (t, k) => (k === "batch" ? () => Promise.reject(new Error("database unavailable")) : Reflect.get(t, k)),
+    }) as typeof db;
+    const r = receiver([204]);
+    await expect(deliverOnce({ db: flaky, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later)).rejects.toThrow("database unavailable");
+    expect(r.seen).toHaveLength(0);
+    const [after] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, row.id));
+    expect(after).toMatchObject({ status: "pending", attempts: 0, leaseUntil: null });
+    // So the queue's retry of the message (seconds later) sends it, instead of waiting out a lease.
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later + 5_000)).toEqual({ done: true, status: "delivered" });
+    const [done] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, row.id));
+    expect(done).toMatchObject({ status: "delivered", attempts: 1 });
   });
 
   it("gives up after the 24-hour series and refuses an endpoint that became disallowed", async () => {

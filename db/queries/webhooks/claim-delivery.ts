@@ -2,6 +2,17 @@ import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { webhookDeliveries, webhooks } from "../../schema";
 
+/** A delivery a consumer may attempt now: what building its body needs (peekDelivery). */
+export interface DueDelivery {
+  id: string;
+  event: string;
+  jobId: string | null;
+  occurredAt: number;
+  /** The stored body (set by the first claim, or at creation for test events); null until then. */
+  payload: string | null;
+  userId: string;
+}
+
 export interface ClaimedDelivery {
   id: string;
   event: string;
@@ -9,21 +20,39 @@ export interface ClaimedDelivery {
   occurredAt: number;
   /** This attempt's number (1-based within the current retry series): the ownership of the recordDeliveryAttempt CAS. */
   attempts: number;
-  payload: string | null;
+  /** The body every attempt of this delivery sends: stored by its first claim, never rebuilt. */
+  payload: string;
   url: string;
   secret: string;
   userId: string;
 }
 
+const claimable = (now: number) =>
+  sql`status = 'pending' AND next_attempt_at <= ${now} AND (lease_until IS NULL OR lease_until < ${now})`;
+
+/** A read: is the delivery due and free, and what does its body need. Null: not due, held, done or gone. */
+export async function peekDelivery(db: Db, id: string, now: number): Promise<DueDelivery | null> {
+  const rows = await db.all<DueDelivery>(sql`
+    SELECT d.id, d.event, d.job_id AS jobId, d.occurred_at AS occurredAt, d.payload, w.user_id AS userId
+    FROM ${webhookDeliveries} d JOIN ${webhooks} w ON w.id = d.webhook_id
+    WHERE d.id = ${id} AND d.status = 'pending' AND d.next_attempt_at <= ${now}
+      AND (d.lease_until IS NULL OR d.lease_until < ${now})`);
+  return rows[0] ?? null;
+}
+
 /**
- * Takes a due pending delivery for one send: counts the attempt and leases the row for `leaseMs`, so a second queue
- * message for it (the sweep and a retry message may both carry it) finds it taken and is dropped. A consumer that
- * dies mid-send leaves the lease to run out; the sweep then enqueues the row again. Null: not due, held, or done.
+ * Takes a due pending delivery for one send: counts the attempt, leases the row for `leaseMs` (so a second queue
+ * message for it finds it taken and is dropped) and stores `payload` as its body unless one is stored already —
+ * in the same compare-and-set, so the body is fixed before the first byte goes out and every later attempt (after
+ * a consumer died mid-send, too) sends exactly those bytes. The caller builds `payload` before claiming, so a
+ * failure to build it counts no attempt and holds no lease. A consumer that dies mid-send leaves the lease to run
+ * out; the sweep then enqueues the row again. Null: not due, held, or done.
  */
-export async function claimDelivery(db: Db, id: string, now: number, leaseMs: number): Promise<ClaimedDelivery | null> {
+export async function claimDelivery(db: Db, id: string, now: number, leaseMs: number, payload: string): Promise<ClaimedDelivery | null> {
   const rows = await db.all<ClaimedDelivery>(sql`
-    UPDATE ${webhookDeliveries} SET attempts = attempts + 1, lease_until = ${now + leaseMs}, last_attempt_at = ${now}
-    WHERE id = ${id} AND status = 'pending' AND next_attempt_at <= ${now} AND (lease_until IS NULL OR lease_until < ${now})
+    UPDATE ${webhookDeliveries} SET attempts = attempts + 1, lease_until = ${now + leaseMs}, last_attempt_at = ${now},
+      payload = coalesce(payload, ${payload})
+    WHERE id = ${id} AND ${claimable(now)}
     RETURNING id, event, job_id AS jobId, occurred_at AS occurredAt, attempts, payload,
       (SELECT w.url FROM ${webhooks} w WHERE w.id = webhook_id) AS url,
       (SELECT w.secret FROM ${webhooks} w WHERE w.id = webhook_id) AS secret,

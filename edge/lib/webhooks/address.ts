@@ -43,8 +43,12 @@ export type HostClass = "public" | "loopback" | "private" | "link-local" | "rese
 
 /** Classifies a URL hostname (as `URL.hostname` gives it: IPv6 in brackets, IPv4 canonical dotted decimal). */
 export function hostClass(hostname: string): HostClass {
-  const h = hostname.toLowerCase().replace(/\.$/, "");
+  // Any number of trailing dots names the same host (`localhost..`, `10.0.0.1..`: the URL parser keeps them and
+  // only turns a single trailing dot of an address into the address), so all of them go before judging.
+  const h = hostname.toLowerCase().replace(/\.+$/, "");
   if (h.startsWith("[") && h.endsWith("]")) return ipv6Class(h.slice(1, -1));
+  // An empty label inside the name is no DNS name at all: nothing public is reached that way.
+  if (h === "" || h.includes("..")) return "reserved";
   const v4 = parseIpv4(h);
   if (v4) return ipv4Class(v4);
   if (h === "localhost" || h.endsWith(".localhost")) return "loopback";

@@ -1,7 +1,7 @@
 import type { Db } from "../../../db/client";
 import { NotFoundError } from "../../../db/errors";
 import { getJob } from "../../../db/queries/jobs";
-import { claimDelivery, recordDeliveryAttempt, type AttemptOutcome, type ClaimedDelivery } from "../../../db/queries/webhooks";
+import { claimDelivery, peekDelivery, recordDeliveryAttempt, type AttemptOutcome, type ClaimedDelivery, type DueDelivery } from "../../../db/queries/webhooks";
 import { checkWebhookUrl, type AddressPolicy } from "./address";
 import { webhookHeaders } from "./signature";
 
@@ -31,17 +31,23 @@ export interface DeliverDeps {
 export type DeliverResult = { done: true; status: string } | { done: false; retryInMs: number };
 
 /**
- * One attempt at one delivery: claim (skip when not due, held or finished), build the body once (kept for every
- * later attempt), sign, POST without following redirects, record. Only 2xx counts as delivered.
+ * One attempt at one delivery: look (skip when not due, held or finished), build the body unless one is stored,
+ * claim (which stores the body with the attempt, so every later attempt sends the same bytes), sign, POST without
+ * following redirects, record. Only 2xx counts as delivered. Nothing that can fail before the send (reading the
+ * job) runs after the claim, so an attempt is counted only when a send follows it.
  */
 export async function deliverOnce(deps: DeliverDeps, id: string, now: number): Promise<DeliverResult> {
   const started = Date.now();
-  const claimed = await claimDelivery(deps.db, id, now, LEASE_MS);
+  // On the caller's clock (tests pass their own `now`), advanced by the time spent since.
+  const clock = () => now + (Date.now() - started);
+  const due = await peekDelivery(deps.db, id, now);
+  if (!due) return { done: true, status: "skipped" };
+  const built = due.payload ?? (await buildPayload(deps.db, due));
+  const claimed = await claimDelivery(deps.db, id, clock(), LEASE_MS, built);
   if (!claimed) return { done: true, status: "skipped" };
-  const body = claimed.payload ?? (await buildPayload(deps.db, claimed));
+  const body = claimed.payload;
   const sent = await send(deps, claimed, body);
-  // On the caller's clock (tests pass their own `now`), advanced by the time the send took.
-  const finished = now + (Date.now() - started);
+  const finished = clock();
   let outcome: AttemptOutcome;
   if (sent.ok) outcome = { kind: "delivered", statusCode: sent.statusCode! };
   else if (claimed.attempts >= MAX_DELIVERY_ATTEMPTS || sent.permanent) outcome = { kind: "failed", statusCode: sent.statusCode, error: sent.error };
@@ -52,7 +58,7 @@ export async function deliverOnce(deps: DeliverDeps, id: string, now: number): P
 }
 
 /** `{ type, timestamp, data }`, data = the job exactly as GET /api/jobs/:id shows it to its owner at the first attempt. */
-async function buildPayload(db: Db, d: ClaimedDelivery): Promise<string> {
+async function buildPayload(db: Db, d: DueDelivery): Promise<string> {
   let data: unknown;
   try {
     data = await getJob(db, { jobId: d.jobId!, viewer: { id: d.userId, email: "", role: "user" } }, Date.now());
