@@ -246,7 +246,11 @@ export class VariationTask {
         try {
           await verifyOutput(file, plan.expectedDurationMs);
         } catch (err) {
-          return await this.fail(errorMessage(err), file);
+          if (draws.length === 0) return await this.fail(errorMessage(err), file);
+          // A re-draw that did not verify: an earlier draw did, so that one is kept.
+          log.warn("re-draw output failed verification: keeping an earlier draw", { variation: c.id, error: errorMessage(err) });
+          redrawReason = `${redrawReason ?? "re-drawn"}; the re-draw failed verification, kept an earlier draw`;
+          break;
         }
         timings.verify = (timings.verify ?? 0) + performance.now() - v0;
         const m0 = performance.now();
