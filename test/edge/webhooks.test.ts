@@ -6,7 +6,7 @@ import { failVariation, finishVariation } from "../../db/queries/variations";
 import { webhookDeliveries } from "../../db/schema";
 import { pruneDeliveries } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
-import { sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
+import { consumeWebhookBatch, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
 import { claimAll, db, ORIGIN, seedJob, signIn, type Session } from "./helpers";
 
@@ -248,6 +248,47 @@ describe("deliverOnce", () => {
     const r2 = receiver([200]);
     expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r2.fetch }, second.row.id, second.later)).toEqual({ done: true, status: "failed" });
     expect(r2.seen).toHaveLength(0);
+  });
+});
+
+describe("consumeWebhookBatch (queue consumer)", () => {
+  it("one user's endpoint that never answers does not hold up the queue: the batch returns, the send goes on", async () => {
+    const later = Date.now() + HOUR;
+    const event = async (url: string) => {
+      const s = await signIn();
+      const hook = await createHook(s, { url, events: ["job.cancelled"] });
+      const job = await seedJob(s.id);
+      await requestCancel(db, { jobId: job.id, viewer: { id: s.id, email: s.email, role: s.role } }, later);
+      return (await deliveriesOf(hook.id))[0]!;
+    };
+    const slow = await event("https://slow.example.com/hook");
+    const fast = await event("https://fast.example.com/hook");
+    // The slow endpoint answers only when the attempt gives up on it (its timeout aborts the request).
+    const fetch = (async (url: string, init: RequestInit) =>
+      url.startsWith("https://fast.")
+        ? new Response(null, { status: 204 })
+        : new Promise<Response>((_, reject) => init.signal!.addEventListener("abort", () => reject(init.signal!.reason)))) as unknown as typeof globalThis.fetch;
+    const acked: string[] = [];
+    const message = (id: string) => ({ id, timestamp: new Date(), attempts: 1, body: { kind: "deliver", id } as WebhookMessage, ack: () => void acked.push(id), retry: () => {} });
+    const batch = { queue: "video-refresher-webhooks", messages: [message(slow.id), message(fast.id)], ackAll: () => {}, retryAll: () => {} } as unknown as MessageBatch<WebhookMessage>;
+    const queue = { send: async () => {}, sendBatch: async () => {} } as unknown as Queue<WebhookMessage>;
+    const background: Promise<unknown>[] = [];
+    const started = Date.now();
+    await consumeWebhookBatch(batch, { db, queue, policy: { allowLocalHttp: false }, fetch, now: () => later, waitUntil: (p) => void background.push(p) });
+    // Back well before the slow endpoint's 15-s timeout, so the queue can hand the next batch (other users') over.
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(acked).toContain(fast.id);
+    const [fastRow] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, fast.id));
+    expect(fastRow).toMatchObject({ status: "delivered", attempts: 1 });
+    // The slow attempt is still under its lease, so no other consumer sends it meanwhile.
+    const [slowRow] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, slow.id));
+    expect(slowRow).toMatchObject({ status: "pending", attempts: 1 });
+    expect(slowRow!.leaseUntil).toBeGreaterThan(later + 15_000);
+    expect(background.length).toBeGreaterThan(0);
+    // It ends at its own timeout, recorded once as a failed attempt of that same claim, retried later.
+    await Promise.all(background);
+    const [slowAfter] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, slow.id));
+    expect(slowAfter).toMatchObject({ status: "pending", attempts: 1, leaseUntil: null, lastError: "no response within 15 s" });
   });
 });
 

@@ -7,7 +7,18 @@ export type WebhookMessage = { kind: "deliver"; id: string } | { kind: "sweep" }
 
 export interface WebhookQueueDeps extends DeliverDeps {
   queue: Queue<WebhookMessage>;
+  /** The invocation's waitUntil: sends still running when the batch returns go on under it. */
+  waitUntil?: (promise: Promise<unknown>) => void;
+  /** The consumer's clock (tests); Date.now by default. */
+  now?: () => number;
 }
+
+/**
+ * How long one batch waits for its sends before it returns and leaves the rest running under waitUntil. The queue
+ * hands a consumer its next batch only once the current one has returned (locally, miniflare runs one batch at a
+ * time), so a batch held for an endpoint's full 15-s timeout would hold every other user's deliveries behind it.
+ */
+export const BATCH_WAIT_MS = 2_000;
 
 const SWEEP_LIMIT = 100;
 /** How long settled deliveries stay in the log. */
@@ -56,23 +67,42 @@ export async function sweepWebhookDeliveries(deps: { db: Db; queue: Queue<Webhoo
  * message is a hint and the sweep a complete backstop. A message whose handling threw (database down) is retried
  * by the queue, and failing that the sweep picks the row up.
  */
+/** ack/retry of a message whose batch has already returned (a send that went on under waitUntil) may throw: ignored. */
+function settle(f: () => void): void {
+  try {
+    f();
+  } catch {
+    // the batch was already settled with the invocation
+  }
+}
+
 export async function consumeWebhookBatch(batch: MessageBatch<WebhookMessage>, deps: WebhookQueueDeps): Promise<void> {
-  // Concurrently: one slow endpoint must not hold up the others' messages for its whole timeout.
-  await Promise.all(batch.messages.map(async (message) => {
+  const now = deps.now ?? Date.now;
+  // Concurrently: one slow endpoint must not hold up the others' messages in the batch for its whole timeout; and
+  // the batch itself returns after BATCH_WAIT_MS, so it does not hold up the next batch either (no user can slow
+  // down another). A send still running then goes on under waitUntil, its row leased (the lease outlasts the send
+  // timeout), and records its attempt as usual; its message counts as handled (acked with the batch), so if that
+  // late part fails, the sweep brings the row back once the lease is over.
+  const handled = Promise.all(batch.messages.map(async (message) => {
     try {
       const body = message.body;
       if (body.kind === "sweep") {
-        await enqueueDueDeliveries(deps, Date.now());
+        await enqueueDueDeliveries(deps, now());
       } else {
-        const result = await deliverOnce(deps, body.id, Date.now());
+        const result = await deliverOnce(deps, body.id, now());
         if (!result.done) {
           await deps.queue.send({ kind: "deliver", id: body.id }, { delaySeconds: Math.min(Math.ceil(result.retryInMs / 1000), 43_200) });
         }
       }
-      message.ack();
+      settle(() => message.ack());
     } catch (err) {
       console.error("webhook message failed", err instanceof Error ? err.message : String(err));
-      message.retry({ delaySeconds: 5 });
+      settle(() => message.retry({ delaySeconds: 5 }));
     }
   }));
+  if (!deps.waitUntil) return void (await handled);
+  deps.waitUntil(handled);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([handled, new Promise<void>((resolve) => (timer = setTimeout(resolve, BATCH_WAIT_MS)))]);
+  clearTimeout(timer);
 }
