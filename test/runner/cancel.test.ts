@@ -28,7 +28,8 @@ const stagesIn = (logs: string) => [...logs.matchAll(/stop stage (\w+)/g)].map((
 
 describe("cancelling a running job", { timeout: 180_000 }, () => {
   it("stops FFmpeg with q on the next watch tick, keeps the finished variation, and leaves no partial file", async () => {
-    const job = await stack.user.createJob([await makeClip({ seconds: 2 }), await makeClip({ seconds: 60 })], 1);
+    // Long enough to still be encoding when the short one is completed (measured, uploaded, recorded).
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 }), await makeClip({ seconds: 180 })], 1);
     const workDir = await stack.workDir();
     const watchMs = 500;
     const runner = runnerProcess({ CONCURRENCY: "2", WATCH_MS: String(watchMs), STOP_GRACE_MS: "2000", WORK_DIR: workDir });
@@ -105,7 +106,8 @@ describe("cancelling a running job", { timeout: 180_000 }, () => {
       blobs: (c) => new GatedBlobs({ edgeUrl: c.EDGE_URL, token: c.RUNNER_TOKEN }),
     });
     cleanup.push(() => r.stop());
-    await r.waitForLog(/ffmpeg finished/);
+    // FFmpeg exited 0 and the output is measured: what is left before the record is the (held) upload.
+    await r.waitForLog(/variation measured/);
 
     const cancel = stack.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" });
     await r.waitForLog(/cancel requested after FFmpeg finished: completing anyway/);

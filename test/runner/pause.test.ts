@@ -23,7 +23,8 @@ function runnerProcess(env: Record<string, string>): RunnerProcess {
 
 describe("pausing and resuming a running job", { timeout: 240_000 }, () => {
   it("stops FFmpeg on the next watch tick like a cancel, queues the stopped variation with its attempt refunded, and completes the job after the resume", async () => {
-    const job = await stack.user.createJob([await makeClip({ seconds: 2 }), await makeClip({ seconds: 60 })], 1);
+    // Long enough to still be encoding when the short one is completed (measured, uploaded, recorded).
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 }), await makeClip({ seconds: 180 })], 1);
     const workDir = await stack.workDir();
     const watchMs = 500;
     const runner = runnerProcess({ CONCURRENCY: "2", WATCH_MS: String(watchMs), STOP_GRACE_MS: "2000", WORK_DIR: workDir });
