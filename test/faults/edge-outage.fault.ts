@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeClip } from "../helpers/clips";
 import { startFaultProxy, type FaultProxy } from "./proxy";
 import { expectCleanEndState, report, startFaultStack, until, variationRows, type FaultStack } from "./support";
+import { recordedKeys } from "../helpers/seed";
 
 let fs: FaultStack;
 let proxy: FaultProxy;
@@ -35,7 +36,7 @@ describe("fault: the edge becomes unreachable while a runner uploads an output",
     expect(rows.map((r) => r.status)).toEqual(["completed", "completed"]);
     // Exactly one variation needed a second attempt; the requeue was counted (bounded by the attempt cap).
     expect(rows.map((r) => r.attempts).sort()).toEqual([1, 2]);
-    expect((await fs.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort()).toEqual(rows.map((r) => r.outputKey).sort());
+    expect((await fs.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort()).toEqual(recordedKeys(rows));
     const end = await expectCleanEndState(fs, [job.id]);
     report("edge unreachable during one output upload", {
       cut: `${cut[0]!.method} ${cut[0]!.path} after ${cut[0]!.bytesForwarded} bytes`,

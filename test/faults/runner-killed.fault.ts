@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeClip } from "../helpers/clips";
 import { isAlive } from "../helpers/runner";
 import { expectCleanEndState, report, startFaultStack, until, variationRows, type FaultStack } from "./support";
+import { recordedKeys } from "../helpers/seed";
 
 let fs: FaultStack;
 beforeAll(async () => {
@@ -45,7 +46,7 @@ describe("fault: a runner is SIGKILLed mid-encode while a second runner is alive
     expect(rows.every((r) => r.status === "completed")).toBe(true);
     // Exactly one object per variation under the job's prefix, each the recorded one.
     const listed = (await fs.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
-    expect(listed).toEqual(rows.map((r) => r.outputKey).sort());
+    expect(listed).toEqual(recordedKeys(rows));
     const end = await expectCleanEndState(fs, [job.id]);
     const survivorEncodeMs = /ffmpeg finished variation=\w+ ms=(\d+)/.exec(
       fs.linesOf(survivor).find((l) => l.includes(`ffmpeg finished variation=${variationId}`)) ?? "",

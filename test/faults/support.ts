@@ -138,6 +138,7 @@ export interface VariationRow {
   attempts: number;
   runnerId: string | null;
   outputKey: string | null;
+  thumbnailKey: string | null;
   outputSize: number | null;
   stopStage: string | null;
   error: string | null;
@@ -148,7 +149,7 @@ export async function variationRows(db: Db, jobIds: string[]): Promise<Variation
   if (jobIds.length === 0) return [];
   return db.all<VariationRow>(sql`
     SELECT id, job_id AS jobId, status, attempts, runner_id AS runnerId, output_key AS outputKey,
-      output_size AS outputSize, stop_stage AS stopStage, error, finished_at AS finishedAt
+      output_size AS outputSize, thumbnail_key AS thumbnailKey, stop_stage AS stopStage, error, finished_at AS finishedAt
     FROM variations WHERE job_id IN (SELECT value FROM json_each(${JSON.stringify(jobIds)})) ORDER BY rowid`);
 }
 

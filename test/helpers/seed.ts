@@ -94,6 +94,11 @@ export async function getVariationRows(db: Db, jobId: string) {
   return db.select().from(variations).where(eq(variations.jobId, jobId)).orderBy(sql`rowid`);
 }
 
+/** Every object key these variation rows record (output and its still), sorted: what `outputs/<job>/` must hold. */
+export function recordedKeys(rows: { outputKey: string | null; thumbnailKey?: string | null }[]): string[] {
+  return rows.flatMap((r) => [r.outputKey, r.thumbnailKey ?? null]).filter((k): k is string => k !== null).sort();
+}
+
 /** What the edge's cancel does for a processing job (the edge owns the real route; runners only see the row). */
 export async function requestCancelRow(db: Db, jobId: string, now = Date.now()): Promise<void> {
   await db.batch([

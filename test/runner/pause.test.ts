@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { makeClip } from "../helpers/clips";
 import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
 import { isAlive, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
-import { getJobRow, getVariationRows } from "../helpers/seed";
+import { getJobRow, getVariationRows, recordedKeys } from "../helpers/seed";
 
 let stack: EdgeStack;
 const cleanup: (() => Promise<void>)[] = [];
@@ -65,6 +65,6 @@ describe("pausing and resuming a running job", { timeout: 240_000 }, () => {
     expect(rows.find((r) => r.id === long.id)!.attempts).toBe(1);
     // Nothing of the stopped attempt was stored: the bucket holds exactly the two recorded outputs.
     const stored = (await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
-    expect(stored).toEqual(rows.map((r) => r.outputKey).sort());
+    expect(stored).toEqual(recordedKeys(rows));
   });
 });
