@@ -1,12 +1,14 @@
 // Webhooks end to end on the real stack: wrangler dev (workerd, miniflare Queue), the local libSQL server, a
 // receiver on 127.0.0.1 that verifies every signature with the standardwebhooks package. Job transitions are made
 // through the API (the edge's own) or by the runner's db/ queries straight against libSQL (what a runner does).
+import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { eq } from "drizzle-orm";
+import { fileURLToPath } from "node:url";
+import { and, eq, isNotNull } from "drizzle-orm";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
@@ -16,7 +18,9 @@ import { signInToEdge, type ApiSession } from "../helpers/api";
 import { waitFor } from "../helpers/edge-stack";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
 import { freshDb, seedJob } from "../helpers/seed";
-import { startWranglerDev, type WranglerDev } from "../helpers/wrangler";
+import { freePort } from "../helpers/ports";
+import { stopProcessGroup } from "../../runner/process-group";
+import { liveGroupMembers } from "../../scripts/stack";
 
 const RUNNER_TOKEN = "webhooks-stack-runner-token-0123456789";
 
@@ -78,16 +82,94 @@ class Receiver {
 let server: TestLibsqlServer;
 let db: Db;
 let libsqlUrl: string;
-let edge: WranglerDev;
+let edge: Edge;
 let persistTo: string;
 let user: ApiSession;
 let webhookId: string;
 let cron: NodeJS.Timeout | undefined;
 const receiver = new Receiver();
 
-// A restart keeps the port, so the signed-in session's URL stays valid.
-const startEdge = (port?: number) =>
-  startWranglerDev({ libsqlUrl, runnerToken: RUNNER_TOKEN, persistTo, port, vars: { WEBHOOKS_ALLOW_LOCAL_HTTP: "1" } });
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+interface Edge {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * wrangler.toml for this file's edge: the same Worker, bindings, queue and cron, with one change: its `[build]`
+ * (the UI's tsc, which these tests never load) becomes a no-op watching an empty directory. With the real one,
+ * every `wrangler dev` start runs that tsc twice in a row (once for the entry, once more when its watcher of
+ * edge/ui is ready: wrangler's BundlerController), 30-40 s on this 2-core machine and past the 60-s health
+ * deadline when the cores are shared (the restart below then failed with "did not become healthy in time" and no
+ * output, at --log-level warn); and any edit under edge/ui by someone else in the checkout rebuilds and reloads
+ * the Worker mid-test, dropping miniflare's in-memory queue (the 5-s sweeps, retry messages) and any send in
+ * flight. The Worker is still bundled by wrangler from edge/index.ts, once per start (no esbuild watch with a
+ * custom build), so nothing outside this test restarts it.
+ */
+async function edgeConfig(dir: string): Promise<string> {
+  const quiet = join(dir, "no-ui-build");
+  await mkdir(quiet, { recursive: true });
+  const abs = (p: string) => JSON.stringify(join(ROOT, p));
+  const toml = (await readFile(join(ROOT, "wrangler.toml"), "utf8"))
+    .replace(/^main = "(.*)"$/m, (_, p: string) => `main = ${abs(p)}`)
+    .replace(/^directory = "(.*)"$/m, (_, p: string) => `directory = ${abs(p)}`)
+    .replace(/^command = .*$/m, `command = "true"`)
+    // Relative to this config's directory: an absolute path is joined onto it by wrangler's watcher, which then
+    // reports a change of a directory that does not exist and reloads the Worker right after its first start.
+    .replace(/^watch_dir = .*$/m, `watch_dir = "no-ui-build"`);
+  if (!toml.includes(`command = "true"`) || !toml.includes(`watch_dir = "no-ui-build"`)) throw new Error("wrangler.toml: no [build] to replace");
+  const file = join(dir, "wrangler.toml");
+  await writeFile(file, toml);
+  return file;
+}
+
+/**
+ * `wrangler dev` on `port` (default a free one; a restart keeps it, so the signed-in session's URL stays valid)
+ * with this file's config, persisting under persistTo (kept across a restart). close() stops wrangler's process
+ * group and returns once every member is gone: wrangler can exit before its workerd, so "the edge is down" holds
+ * when the caller's next line runs.
+ */
+async function startEdge(port?: number): Promise<Edge> {
+  const p = port ?? (await freePort());
+  const vars = { LIBSQL_URL: libsqlUrl, RUNNER_TOKEN, WEBHOOKS_ALLOW_LOCAL_HTTP: "1" };
+  const args = [
+    "dev", "--config", await edgeConfig(persistTo), "--ip", "127.0.0.1", "--port", String(p),
+    "--persist-to", join(persistTo, "state"), "--test-scheduled", "--show-interactive-dev-session=false", "--log-level", "warn",
+    ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+  ];
+  const child = spawn(join(ROOT, "node_modules/.bin/wrangler"), args, {
+    cwd: ROOT,
+    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  let output = "";
+  child.stdout!.on("data", (d) => (output = (output + d).slice(-20_000)));
+  child.stderr!.on("data", (d) => (output = (output + d).slice(-20_000)));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const close = async () => {
+    if (child.exitCode === null && child.signalCode === null) await stopProcessGroup(child.pid!, exited, 5_000);
+    for (let i = 0; liveGroupMembers(child.pid!).length > 0; i++) {
+      if (i === 50) process.kill(-child.pid!, "SIGKILL");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const url = `http://127.0.0.1:${p}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited early (${child.exitCode}):\n${output}`);
+    const ok = await fetch(`${url}/api/health`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.status === 200, () => false);
+    if (ok) return { url, port: p, close };
+    if (Date.now() > deadline) {
+      await close();
+      throw new Error(`wrangler dev did not become healthy in time:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 /** What the launcher does every CRON_EVERY_MS: the lifecycle, a sweep of the outbox, sweeps every 5 s for a minute. */
 const fireCron = () => fetch(`${edge.url}/__scheduled?cron=${encodeURIComponent("* * * * *")}`).then((r) => r.text());
 
@@ -196,13 +278,25 @@ describe("webhooks on the real stack", () => {
     // Backoff 5, 10, 20, 40 s…: a loaded machine can push the first attempt after the return to the 40-s step.
     const got = await waitFor("delivery after the receiver came back", async () => receiver.of(jobId, "job.completed").length > 0 && receiver.of(jobId, "job.completed"), 200_000, 200);
     expect(got).toHaveLength(1);
-    const row = await deliveryOf(jobId, "job.completed");
+    // The receiver sees the POST before the edge has read its 204 and recorded it: wait for the record, never
+    // read it once (that read races the edge's write), and never leave a send in flight for the next test.
+    const row = await waitFor("the delivery recorded", async () => {
+      const r = await deliveryOf(jobId, "job.completed");
+      return r?.status === "delivered" && r;
+    }, 30_000, 200);
     expect(row).toMatchObject({ status: "delivered", lastStatusCode: 204 });
-    expect(row!.attempts).toBeGreaterThanOrEqual(3);
+    expect(row.attempts).toBeGreaterThanOrEqual(3);
   }, 360_000);
 
   it("a transition committed while the edge is down is delivered after it restarts", async () => {
     const jobId = await queuedJob();
+    // Nothing in flight when the edge stops: a send cut off between claim and record keeps its row leased (and
+    // resent) for a minute, which is the product's at-least-once, not what this test is about.
+    await waitFor("no delivery in flight", async () => {
+      const held = await db.select({ id: webhookDeliveries.id }).from(webhookDeliveries)
+        .where(and(eq(webhookDeliveries.status, "pending"), isNotNull(webhookDeliveries.leaseUntil)));
+      return held.length === 0;
+    }, 90_000, 200);
     await edge.close();
     await runnerSettles(jobId, "finish");
     expect(await deliveryOf(jobId, "job.completed")).toMatchObject({ status: "pending", attempts: 0 });
@@ -216,6 +310,12 @@ describe("webhooks on the real stack", () => {
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
     await waitFor("the test event", async () => receiver.received.some((r) => r.id === id), 60_000, 200);
+    // Redeliver takes a settled delivery only (409 delivery_pending before): the receiver has the POST before the
+    // edge has recorded its 204, so wait for the record instead of racing it.
+    await waitFor("the test event recorded delivered", async () => {
+      const [r] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, id));
+      return r?.status === "delivered";
+    }, 30_000, 200);
     const again = await user.call(`/api/webhooks/${webhookId}/deliveries/${id}/redeliver`, { method: "POST" });
     expect(again.status).toBe(202);
     await waitFor("the redelivery", async () => receiver.received.filter((r) => r.id === id).length === 2, 60_000, 200);
