@@ -200,9 +200,11 @@ export async function expectCleanEndState(fs: FaultStack, jobIds: string[], extr
   const recordedOutputs = rows.filter((r) => r.outputKey !== null);
   expect(recordedOutputs.filter((r) => r.status !== "completed")).toEqual([]);
   expect(rows.filter((r) => r.status === "completed" && r.outputKey === null)).toEqual([]);
+  // A still belongs to a completed output only (the runner records both in one compare-and-set).
+  expect(rows.filter((r) => r.thumbnailKey !== null && r.status !== "completed")).toEqual([]);
 
-  // Every key in the bucket must be recorded by some row: sources, thumbnails, outputs (uploads/ belong to the
-  // large-file API, none here).
+  // Every key in the bucket must be recorded by some row: sources, job thumbnails, outputs and their stills
+  // (uploads/ belong to the large-file API, none here).
   const objects = await fs.bucketObjects();
   const keys = objects.map((o) => o.key);
   const recorded = new Set<string>(
@@ -210,7 +212,8 @@ export async function expectCleanEndState(fs: FaultStack, jobIds: string[], extr
       await fs.db.all<{ k: string }>(sql`
         SELECT object_key AS k FROM sources
         UNION ALL SELECT thumbnail_key FROM jobs WHERE thumbnail_key IS NOT NULL
-        UNION ALL SELECT output_key FROM variations WHERE output_key IS NOT NULL`)
+        UNION ALL SELECT output_key FROM variations WHERE output_key IS NOT NULL
+        UNION ALL SELECT thumbnail_key FROM variations WHERE thumbnail_key IS NOT NULL`)
     ).map((r) => r.k),
   );
   expect(keys.filter((k) => !recorded.has(k))).toEqual([]);
