@@ -2,7 +2,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Locator, Page } from "playwright-core";
 import { beforeAll, describe, expect, it } from "vitest";
-import { apiOf, login, makeClip, screenshot, TEST_PASSWORD, uiSuite, uniqueEmail, until, writeText } from "./helpers";
+import { apiOf, login, makeClip, screenshot, TEST_PASSWORD, uiSuite, uniqueEmail, writeText } from "./helpers";
 
 /**
  * The web UI in Chromium against the real stack (local libSQL server, wrangler dev, R2 persisted by miniflare)
@@ -318,9 +318,20 @@ describe("web UI without a runner", () => {
     await page.waitForSelector("body[data-ready=true]");
     await page.setInputFiles("#file-input", bigPath);
     await page.getByLabel("Variations per video").fill("2");
+    // Every text the file's state line shows is recorded as it changes (in the page, so no poll can miss a short
+    // one); the exposed function outlives the navigation to the job page.
+    const states: string[] = [];
+    await page.exposeFunction("recordUploadState", (text: string) => void states.push(text));
+    await page.evaluate(() => {
+      const seen = (window as unknown as { recordUploadState: (t: string) => void }).recordUploadState;
+      new MutationObserver(() => {
+        const text = document.querySelector(".upload-state")?.textContent;
+        if (text) seen(text);
+      }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
     await page.getByRole("button", { name: "Start job" }).click();
-    await until("retry notice", async () => ((await page.locator(".upload-state").textContent())?.includes("retrying part 2 (attempt 2 of 5)") ? true : undefined), 20_000, 20);
-    await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 60_000 });
+    await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 120_000 });
+    expect(states.some((t) => t.includes("retrying part 2 (attempt 2 of 5)"))).toBe(true);
     await page.waitForSelector("body[data-ready=true]");
     expect(partRequests.filter((n) => n === "2").length).toBe(2);
     expect(new Set(partRequests).size).toBe(9); // 65 MiB in 8 MiB parts
