@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,6 +45,31 @@ function runToEnd(bin: string, args: string[], what: string): Promise<void> {
 }
 
 /**
+ * wrangler.toml for a test's edge: the same Worker, bindings, queue and cron, with one change: its `[build]` (the
+ * UI's tsc, which API-level tests never load) becomes a no-op watching an empty directory under `dir`. With the real
+ * one, every `wrangler dev` start runs that tsc twice in a row (once for the entry, once more when its watcher of
+ * edge/ui is ready), 30-40 s on a 2-core machine and past a 60-s health deadline when the cores are shared; and any
+ * edit under edge/ui elsewhere in the checkout would rebuild and reload the Worker mid-test, dropping miniflare's
+ * in-memory queue. The Worker itself is still bundled by wrangler from edge/index.ts at start.
+ */
+export async function testEdgeConfig(dir: string): Promise<string> {
+  const quiet = join(dir, "no-ui-build");
+  await mkdir(quiet, { recursive: true });
+  const abs = (p: string) => JSON.stringify(join(ROOT, p));
+  const toml = (await readFile(join(ROOT, "wrangler.toml"), "utf8"))
+    .replace(/^main = "(.*)"$/m, (_, p: string) => `main = ${abs(p)}`)
+    .replace(/^directory = "(.*)"$/m, (_, p: string) => `directory = ${abs(p)}`)
+    .replace(/^command = .*$/m, `command = "true"`)
+    // Relative to this config's directory: an absolute path is joined onto it by wrangler's watcher, which then
+    // reports a change of a directory that does not exist and reloads the Worker right after its first start.
+    .replace(/^watch_dir = .*$/m, `watch_dir = "no-ui-build"`);
+  if (!toml.includes(`command = "true"`) || !toml.includes(`watch_dir = "no-ui-build"`)) throw new Error("wrangler.toml: no [build] to replace");
+  const file = join(dir, "wrangler.toml");
+  await writeFile(file, toml);
+  return file;
+}
+
+/**
  * Starts `wrangler dev` (the real edge in workerd, local R2 persisted under `persistTo`) on a free port with the
  * given secrets as --var, and waits until it answers. `close()` stops wrangler and its workerd children (and
  * removes the persist directory if this function created it).
@@ -64,6 +89,7 @@ export async function startWranglerDev(opts: {
   const vars = { LIBSQL_URL: opts.libsqlUrl, RUNNER_TOKEN: opts.runnerToken, ...opts.vars };
   const args = [
     "dev",
+    "--config", await testEdgeConfig(persistTo),
     "--ip", "127.0.0.1",
     "--port", String(port),
     "--persist-to", persistTo,

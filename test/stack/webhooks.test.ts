@@ -4,7 +4,7 @@
 import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +19,7 @@ import { waitFor } from "../helpers/edge-stack";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
 import { freshDb, seedJob } from "../helpers/seed";
 import { freePort } from "../helpers/ports";
+import { testEdgeConfig } from "../helpers/wrangler";
 import { stopProcessGroup } from "../../runner/process-group";
 import { liveGroupMembers } from "../../scripts/stack";
 
@@ -98,34 +99,6 @@ interface Edge {
 }
 
 /**
- * wrangler.toml for this file's edge: the same Worker, bindings, queue and cron, with one change: its `[build]`
- * (the UI's tsc, which these tests never load) becomes a no-op watching an empty directory. With the real one,
- * every `wrangler dev` start runs that tsc twice in a row (once for the entry, once more when its watcher of
- * edge/ui is ready: wrangler's BundlerController), 30-40 s on this 2-core machine and past the 60-s health
- * deadline when the cores are shared (the restart below then failed with "did not become healthy in time" and no
- * output, at --log-level warn); and any edit under edge/ui by someone else in the checkout rebuilds and reloads
- * the Worker mid-test, dropping miniflare's in-memory queue (the 5-s sweeps, retry messages) and any send in
- * flight. The Worker is still bundled by wrangler from edge/index.ts, once per start (no esbuild watch with a
- * custom build), so nothing outside this test restarts it.
- */
-async function edgeConfig(dir: string): Promise<string> {
-  const quiet = join(dir, "no-ui-build");
-  await mkdir(quiet, { recursive: true });
-  const abs = (p: string) => JSON.stringify(join(ROOT, p));
-  const toml = (await readFile(join(ROOT, "wrangler.toml"), "utf8"))
-    .replace(/^main = "(.*)"$/m, (_, p: string) => `main = ${abs(p)}`)
-    .replace(/^directory = "(.*)"$/m, (_, p: string) => `directory = ${abs(p)}`)
-    .replace(/^command = .*$/m, `command = "true"`)
-    // Relative to this config's directory: an absolute path is joined onto it by wrangler's watcher, which then
-    // reports a change of a directory that does not exist and reloads the Worker right after its first start.
-    .replace(/^watch_dir = .*$/m, `watch_dir = "no-ui-build"`);
-  if (!toml.includes(`command = "true"`) || !toml.includes(`watch_dir = "no-ui-build"`)) throw new Error("wrangler.toml: no [build] to replace");
-  const file = join(dir, "wrangler.toml");
-  await writeFile(file, toml);
-  return file;
-}
-
-/**
  * `wrangler dev` on `port` (default a free one; a restart keeps it, so the signed-in session's URL stays valid)
  * with this file's config, persisting under persistTo (kept across a restart). close() stops wrangler's process
  * group and returns once every member is gone: wrangler can exit before its workerd, so "the edge is down" holds
@@ -135,7 +108,7 @@ async function startEdge(port?: number): Promise<Edge> {
   const p = port ?? (await freePort());
   const vars = { LIBSQL_URL: libsqlUrl, RUNNER_TOKEN, WEBHOOKS_ALLOW_LOCAL_HTTP: "1" };
   const args = [
-    "dev", "--config", await edgeConfig(persistTo), "--ip", "127.0.0.1", "--port", String(p),
+    "dev", "--config", await testEdgeConfig(persistTo), "--ip", "127.0.0.1", "--port", String(p),
     "--persist-to", join(persistTo, "state"), "--test-scheduled", "--show-interactive-dev-session=false", "--log-level", "warn",
     ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
   ];
