@@ -1,49 +1,19 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Browser, BrowserContext, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiOf, launchChromium, login, makeClip, screenshot, startUiStack, uniqueEmail, until, type UiStack } from "./helpers";
+import { readFile } from "node:fs/promises";
+import { describe, expect, it } from "vitest";
+import { apiOf, makeClip, screenshot, uiSuite, until } from "./helpers";
 
 /**
  * The job page's variation rows once a real runner has measured them: thumbnail, parameters in words, SSIM / PSNR /
  * distinct, preview and download, and the per-source chart. Real stack, one runner, real FFmpeg.
  */
 describe("variation rows with quality", () => {
-  let ui: UiStack;
-  let browser: Browser;
-  let admin: BrowserContext;
-  let dir: string;
-  const PASSWORD = "correct horse battery staple";
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "vr-ui-rows-"));
-    [ui, browser] = await Promise.all([startUiStack({ runners: 1, runnerEnv: { POLL_MS: "200", CONCURRENCY: "2" } }), launchChromium()]);
-    admin = await browser.newContext();
-    await login(await admin.newPage(), ui.url, ui.admin.email, ui.admin.password);
-  }, 150_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    await ui?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  async function newUser(tag: string, width: number): Promise<{ context: BrowserContext; page: Page }> {
-    const email = uniqueEmail(tag);
-    await apiOf(admin, ui.url).createUser(email, PASSWORD);
-    const context = await browser.newContext({ viewport: { width, height: 900 } });
-    const page = await context.newPage();
-    page.on("pageerror", (err) => console.error(`[${tag}] page error:`, err.message));
-    await login(page, ui.url, email, PASSWORD);
-    return { context, page };
-  }
+  const suite = uiSuite({ runners: 1, runnerEnv: { POLL_MS: "200", CONCURRENCY: "2" } });
 
   it("shows each completed variation's thumbnail, parameters in words, quality figures, preview and download, and a chart per source", async () => {
-    const { context, page } = await newUser("rows", 1200);
-    const clip = await readFile(await makeClip(dir, "promo.mp4", 4, "640x360"));
-    const res = await context.request.post(`${ui.url}/api/jobs`, {
-      headers: { origin: ui.url },
+    const { context, page } = await suite.newUser("rows", { contextOptions: { viewport: { width: 1200, height: 900 } } });
+    const clip = await readFile(await makeClip(suite.dir, "promo.mp4", 4, "640x360"));
+    const res = await context.request.post(`${suite.ui.url}/api/jobs`, {
+      headers: { origin: suite.ui.url },
       multipart: {
         effects: JSON.stringify({ intensity: "medium", families: ["color", "zoom", "mirror", "speed"] }),
         variations: "3",
@@ -52,10 +22,10 @@ describe("variation rows with quality", () => {
     });
     expect(res.status()).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    const api = apiOf(context, ui.url);
+    const api = apiOf(context, suite.ui.url);
     await until("the job to complete", async () => ((j) => (j.status === "completed" ? j : undefined))(await api.job(id)), 150_000, 250);
 
-    await page.goto(`${ui.url}/jobs/${id}`);
+    await page.goto(`${suite.ui.url}/jobs/${id}`);
     await page.waitForSelector("body[data-ready=true]");
     const rows = page.locator("li.variation");
     await expect.poll(() => rows.count()).toBe(3);
