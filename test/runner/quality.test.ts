@@ -131,7 +131,12 @@ describe("quality: runner records figures and re-draws", { timeout: 240_000 }, (
     const job = await stack.user.createJob([clip], 3);
     await runner({ CONCURRENCY: "2" });
     expect(await done(job.id)).toBe("completed");
-    const rows = await getVariationRows(stack.db, job.id);
+    // A later sibling lowers an earlier one's figure right after its own completion, which may be the job's last:
+    // wait for those writes instead of racing them.
+    const rows = await waitFor("every variation's distinctness", async () => {
+      const all = await getVariationRows(stack.db, job.id);
+      return all.every((v) => v.distinct !== null) ? all : null;
+    }, 30_000, 100);
     expect(rows).toHaveLength(3);
     for (const v of rows) {
       expect(v.status).toBe("completed");
@@ -198,8 +203,12 @@ describe("quality: runner records figures and re-draws", { timeout: 240_000 }, (
     expect(second.redraws).toBe(1);
     expect(second.redrawReason).toMatch(/^distinctness [0-9.]+ % below the floor 100 % \(too close to a sibling\); re-draw limit reached: kept the best of 2 draws/);
     expect(second.distinct).toBeGreaterThan(0);
-    // The later sibling lowered the first one's figure to the distance between the two.
-    const [again] = rows.filter((v) => v.id === first!.id);
-    expect(again!.distinct).toBe(second.distinct);
+    // The later sibling lowers the first one's figure to the distance between the two. That write follows the
+    // completion (the job may read completed a moment before it lands): wait for it rather than race it.
+    const lowered = await waitFor("the first variation's figure to be lowered", async () => {
+      const [again] = (await getVariationRows(stack.db, job.id)).filter((v) => v.id === first!.id);
+      return again!.distinct ?? null;
+    }, 30_000, 100);
+    expect(lowered).toBe(second.distinct);
   });
 });
