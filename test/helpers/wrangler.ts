@@ -92,6 +92,9 @@ export async function startWranglerDev(opts: {
     "--config", await testEdgeConfig(persistTo),
     "--ip", "127.0.0.1",
     "--port", String(port),
+    // An OS-chosen inspector port: the default probes 9229 upwards, and two stacks starting at the same moment (vitest
+    // workers, parallel runs) can both pick the same one; the loser exits with "Address already in use".
+    "--inspector-port", "0",
     "--persist-to", persistTo,
     "--test-scheduled",
     "--show-interactive-dev-session=false",

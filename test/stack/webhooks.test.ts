@@ -109,6 +109,7 @@ async function startEdge(port?: number): Promise<Edge> {
   const vars = { LIBSQL_URL: libsqlUrl, RUNNER_TOKEN, WEBHOOKS_ALLOW_LOCAL_HTTP: "1" };
   const args = [
     "dev", "--config", await testEdgeConfig(persistTo), "--ip", "127.0.0.1", "--port", String(p),
+    "--inspector-port", "0", // OS-chosen: see startWranglerDev
     "--persist-to", join(persistTo, "state"), "--test-scheduled", "--show-interactive-dev-session=false", "--log-level", "warn",
     ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
   ];
