@@ -186,7 +186,10 @@ export function buildEncodeArgs(input: {
     ...(!zoomed && (media.width !== width || media.height !== height) ? [`crop=${width}:${height}:0:0`] : []),
     "setsar=1",
     ...(p.mirror ? ["hflip"] : []),
-    ...(colorJitter ? [`eq=brightness=${p.brightness}:contrast=${p.contrast}:saturation=${p.saturation}`] : []),
+    // gamma ≠ 1 with zero weight: eq then builds its exact lookup table (a no-op gamma). With gamma = 1 it takes a
+    // fast path that truncates brightness to 1 % steps (−0.2 % came out as −1.6 %, and half the subtle draws
+    // collapsed onto the same few levels): the recorded parameter would not be what the viewer sees.
+    ...(colorJitter ? [`eq=brightness=${p.brightness}:contrast=${p.contrast}:saturation=${p.saturation}:gamma=1.0001:gamma_weight=0`] : []),
     ...(p.hue ? [`hue=h=${p.hue}`] : []),
     ...(p.noise > 0 ? [`noise=alls=${p.noise}:allf=t`] : []),
     "format=yuv420p",

@@ -117,6 +117,22 @@ describe("effect families on real FFmpeg output", () => {
     expect(ratio).toBeGreaterThan(1 + (params.saturation - 1) * 0.6);
   });
 
+  it("color: a subtle brightness is applied as drawn, not in 1 % steps (two draws 0.6 % apart differ by that much luma)", async () => {
+    // FFmpeg's eq truncates brightness to 1 % steps on its fast path: both of these came out 4 levels darker, the
+    // recorded parameters differed but the pixels did not (and distinctness measured 0).
+    const near1 = (p: EffectParams) => Math.abs(p.contrast - 1) <= 0.002;
+    const darker = seedWhere(["color"], "subtle", (p) => near1(p) && p.brightness <= -0.008 && p.brightness >= -0.01);
+    const lighter = seedWhere(["color"], "subtle", (p) => near1(p) && p.brightness <= -0.001 && p.brightness >= -0.003);
+    const a = await encode(clip, ["color"], "subtle", darker);
+    const b = await encode(clip, ["color"], "subtle", lighter);
+    // eq adds brightness × 255 to the (limited-range) luma; `frame` reads it back as full-range gray (× 255/219).
+    const expected = (a.params.brightness - b.params.brightness) * 255 * (255 / 219);
+    expect(expected).toBeLessThan(-1.4);
+    const ratio = (mean(await frame(a.output)) - mean(await frame(b.output))) / expected;
+    expect(ratio).toBeGreaterThan(0.8);
+    expect(ratio).toBeLessThan(1.25);
+  });
+
   it("speed: video and audio duration change by the speed factor", async () => {
     const seed = seedWhere(["speed"], "strong", (p) => p.speed >= 1.07);
     const { output, params } = await encode(clip, ["speed"], "strong", seed);
