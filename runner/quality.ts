@@ -13,13 +13,16 @@ import type { EffectParams } from "./params";
  *   flipped back, so the comparison sees what the effects and the encode did to the pixels (colour, grain, zoom
  *   resampling, compression), not a 2 % offset of every edge that nobody perceives as damage. Both are then scaled
  *   to the same small gray frame (SAMPLE_WIDTH wide, the source's aspect): SSIM on luma at a size where it is cheap.
- * - **A fingerprint** of the output as delivered: the same sampled frames at FP_SIZE × FP_SIZE gray, stored with
- *   the variation (base64 in `variations.fingerprint`), so a sibling encoded by any other runner on any other host
- *   can compute its distinctness from the database alone, without downloading outputs.
- * - **Distinctness**: the mean absolute difference of two fingerprints, in percent of the 8-bit range (0 = the
- *   same pixels). Why not a perceptual hash: these variations are meant to look the same to a person, and a
- *   perceptual hash is built to ignore exactly the changes they are made of (a 0.5 % zoom, ±3 % brightness), so
- *   most siblings would hash identically; the pixel difference of small frames still sees them.
+ * - **A fingerprint** of the output as delivered: the same sampled frames at FP_SIZE × FP_SIZE in colour (YUV 4:2:0:
+ *   the luma plane and two quarter-size chroma planes), stored with the variation (base64 in
+ *   `variations.fingerprint`), so a sibling encoded by any other runner on any other host can compute its
+ *   distinctness from the database alone, without downloading outputs. Colour, not gray: two draws that differ
+ *   only in saturation or hue look different to a person, and a gray fingerprint measured them as identical.
+ * - **Distinctness**: the mean absolute difference of two fingerprints over all their bytes (so luma weighs two
+ *   thirds, chroma one third), in percent of the 8-bit range (0 = the same pixels). Why not a perceptual hash:
+ *   these variations are meant to look the same to a person, and a perceptual hash is built to ignore exactly the
+ *   changes they are made of (a 0.5 % zoom, ±3 % brightness), so most siblings would hash identically; the pixel
+ *   difference of small frames still sees them.
  * - **A thumbnail** of the output (JPEG, THUMB_WIDTH wide) from the middle sample.
  *
  * The encode puts a keyframe at every sample time (`sampleKeyframes`), so each output sample decodes one or two
@@ -30,8 +33,10 @@ import type { EffectParams } from "./params";
 export const SAMPLE_FRACTIONS = [0.1, 0.3, 0.5, 0.7, 0.9] as const;
 /** Width of the frames SSIM/PSNR compare. */
 export const SAMPLE_WIDTH = 256;
-/** Side of each fingerprint frame (gray, one byte per pixel). */
+/** Side of each fingerprint frame (even: the chroma planes are half of it each way). */
 export const FP_SIZE = 24;
+/** Bytes of one fingerprint frame: a FP_SIZE² luma plane and two (FP_SIZE/2)² chroma planes (yuv420p). */
+export const FP_FRAME_BYTES = FP_SIZE * FP_SIZE + 2 * (FP_SIZE / 2) * (FP_SIZE / 2);
 export const THUMB_WIDTH = 320;
 /** PSNR of identical frames is infinite; recorded as this. */
 export const PSNR_CAP = 100;
@@ -39,7 +44,7 @@ export const PSNR_CAP = 100;
 export interface QualityFigures {
   ssim: number;
   psnr: number;
-  /** base64 of SAMPLE_FRACTIONS.length frames of FP_SIZE² gray bytes. */
+  /** base64 of SAMPLE_FRACTIONS.length frames of FP_FRAME_BYTES (yuv420p). */
   fingerprint: string;
 }
 
@@ -146,7 +151,7 @@ export function buildMeasureArgs(input: {
     `[oq]${p.mirror ? "hflip," : ""}scale=${w}:${h}:flags=area,setsar=1,format=gray,split[oa][ob]`,
     `[oa][sa]ssim[q1]`,
     `[ob][sb]psnr[q2]`,
-    `[of]scale=${FP_SIZE}:${FP_SIZE}:flags=area,format=gray[fp]`,
+    `[of]scale=${FP_SIZE}:${FP_SIZE}:flags=area,format=yuv420p[fp]`,
     `[ot]select=eq(n\\,${Math.floor(n / 2)}),scale=${THUMB_WIDTH}:-2,setsar=1[th]`,
   ].join(";");
   return [
@@ -159,7 +164,7 @@ export function buildMeasureArgs(input: {
     "-map", "[q1]", "-fps_mode", "passthrough", "-f", "null", "-",
     "-map", "[q2]", "-fps_mode", "passthrough", "-f", "null", "-",
     "-map", "[th]", "-frames:v", "1", "-q:v", "4", "-f", "image2", input.thumbnail,
-    "-map", "[fp]", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1",
+    "-map", "[fp]", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1",
   ];
 }
 
@@ -283,14 +288,14 @@ export async function measureQuality(
   const samples = await sourceSamples(bins.ffmpeg, bins.ffprobe, input.source, signal);
   const outputTimesS = outputTimes(await sourceSampleTimes(bins.ffprobe, input.source, signal), input.speed);
   const { stdout, stderr } = await ffmpegRun(bins.ffmpeg, buildMeasureArgs({ ...input, sourceSamples: samples, outputTimesS }), signal);
-  const expected = SAMPLE_FRACTIONS.length * FP_SIZE * FP_SIZE;
+  const expected = SAMPLE_FRACTIONS.length * FP_FRAME_BYTES;
   if (stdout.length !== expected) throw new Error(`quality measurement gave ${stdout.length} fingerprint bytes, expected ${expected}`);
   return { ...parseSummaries(stderr), fingerprint: stdout.toString("base64") };
 }
 
 /**
  * Distinctness of two fingerprints: mean absolute pixel difference in percent of the 8-bit range (0–100), or null
- * when they are not comparable (other sizes: a fingerprint of an older format).
+ * when they are not comparable (other sizes: a fingerprint of an older format, such as the gray ones of before).
  */
 export function fingerprintDistance(a: string, b: string): number | null {
   const x = Buffer.from(a, "base64");
