@@ -176,6 +176,8 @@ export function parseSummaries(stderr: string): { ssim: number; psnr: number } {
   return { ssim: Number(ssim), psnr: psnr === "inf" ? PSNR_CAP : Math.min(PSNR_CAP, Number(psnr)) };
 }
 
+const isAbort = (err: unknown) => (err as { code?: unknown } | null)?.code === "ABORT_ERR";
+
 function ffmpegRun(ffmpeg: string, args: string[], signal?: AbortSignal): Promise<{ stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
     execFile(
@@ -185,7 +187,7 @@ function ffmpegRun(ffmpeg: string, args: string[], signal?: AbortSignal): Promis
       (err, stdout, stderrBuf) => {
         const stderr = stderrBuf.toString("utf8");
         if (!err) return resolve({ stdout, stderr });
-        if ((err as { code?: unknown }).code === "ABORT_ERR") return reject(err);
+        if (isAbort(err)) return reject(err);
         const line = stderr.split("\n").map((l) => l.trim()).filter(Boolean).pop() ?? err.message;
         reject(new Error(`quality measurement failed: ${line}`));
       },
@@ -208,7 +210,10 @@ export async function probeKeyframes(ffprobe: string, path: string, signal?: Abo
       ["-v", "error", "-protocol_whitelist", "file", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags:format=start_time",
         "-of", "csv=p=0", path],
       { timeout: 60_000, killSignal: "SIGKILL", signal, maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout) => (err ? reject(new Error(`quality measurement failed: keyframes: ${err.message}`)) : resolve({ stdout })),
+      (err, stdout) =>
+        err
+          ? reject(isAbort(err) ? err : new Error(`quality measurement failed: keyframes: ${err.message}`))
+          : resolve({ stdout }),
     );
   });
   const lines = stdout.trim().split("\n");
@@ -229,8 +234,22 @@ interface SourceEntry {
 const sourceEntries = new Map<string, SourceEntry>();
 const MAX_SOURCES = 256;
 
-/** The source's sample times in seconds (pickSampleTimes on its keyframes), once per source per runner process. */
-export function sourceSampleTimes(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<number[]> {
+/**
+ * The source's sample times in seconds (pickSampleTimes on its keyframes), once per source per runner process. The
+ * probe is shared by the source's variations on this runner and runs under the first one's signal: when that one is
+ * stopped, the others probe again under their own instead of losing their figures.
+ */
+export async function sourceSampleTimes(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<number[]> {
+  for (;;) {
+    try {
+      return await sharedSampleTimes(ffprobe, source, signal);
+    } catch (err) {
+      if (!isAbort(err) || signal?.aborted) throw err;
+    }
+  }
+}
+
+function sharedSampleTimes(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<number[]> {
   let e = sourceEntries.get(source.path);
   if (!e) {
     const times = probeKeyframes(ffprobe, source.path, signal).then((k) => pickSampleTimes(source.durationMs, k));

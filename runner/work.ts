@@ -29,7 +29,7 @@ import { asLocalError, ffmpegLocalError, LocalError, scrubPaths } from "./local-
 import { errorMessage, type Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
 import { deriveParams, type EffectParams } from "./params";
-import { closestDistance, measureQuality, sampleKeyframes, sourceSampleTimes, type QualityFigures, type SampledSource } from "./quality";
+import { closestDistance, measureQuality, sampleKeyframes, sourceSamples, sourceSampleTimes, type QualityFigures, type SampledSource } from "./quality";
 import type { ProcessRegistry, StopReason } from "./processes";
 import { SourceOverLimitError, type AcquiredSource, type SourceCache } from "./sources";
 import type { Thumbnails } from "./thumbnails";
@@ -224,6 +224,10 @@ export class VariationTask {
       const effects = parseStoredEffects(c.jobEffects);
       // Where quality is sampled (the source's keyframes near fixed fractions); null = not measured this time.
       const times = await this.sampleTimes(source);
+      // The source's own samples need only the source: made while the encode runs (once per source on this runner),
+      // so the first variation of a source does not wait for them after its encode. A failure is not cached: the
+      // measurement makes them again.
+      if (times) void sourceSamples(config.FFMPEG_PATH, config.FFPROBE_PATH, sampleSource(source), this.abort.signal).catch(() => {});
       let seed = c.seed;
       let params = deriveParams(seed, effects);
       let plan = this.plan(params, source, out, times);

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { copyFile, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +14,7 @@ import {
   pickSampleTimes,
   SAMPLE_FRACTIONS,
   sampleKeyframes,
+  sourceSamples,
   sourceSampleTimes,
 } from "../../runner/quality";
 import { bestDraw } from "../../runner/work";
@@ -90,6 +91,27 @@ describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => 
     }
     expect(fingerprintDistance(a.q.fingerprint, b.q.fingerprint)).toBeGreaterThan(0);
     expect(fingerprintDistance(a.q.fingerprint, a.q.fingerprint)).toBe(0);
+  });
+
+  it("a variation stopped while its source is probed and sampled does not cost its siblings their figures", async () => {
+    // A path of its own: the probe and the samples are shared per source path in this process.
+    const source = join(dir, "shared-source.mp4");
+    await copyFile(await makeClip({ seconds: 2, width: 320, height: 240 }), source);
+    const media = await probeMedia("ffprobe", source);
+    const src = { path: source, durationMs: media.durationMs, fps: media.fps };
+    const stopped = new AbortController();
+    const first = sourceSampleTimes("ffprobe", src, stopped.signal);
+    const sibling = sourceSampleTimes("ffprobe", src);
+    stopped.abort();
+    await expect(first).rejects.toMatchObject({ code: "ABORT_ERR" });
+    expect(await sibling).toHaveLength(SAMPLE_FRACTIONS.length);
+
+    const stoppedToo = new AbortController();
+    const firstSamples = sourceSamples("ffmpeg", "ffprobe", src, stoppedToo.signal);
+    const siblingSamples = sourceSamples("ffmpeg", "ffprobe", src);
+    stoppedToo.abort();
+    await expect(firstSamples).rejects.toMatchObject({ code: "ABORT_ERR" });
+    expect((await stat(await siblingSamples)).size).toBeGreaterThan(0);
   });
 
   it("two draws that differ only in saturation are distinct (the fingerprint is in colour, not gray)", async () => {
