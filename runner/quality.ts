@@ -25,8 +25,8 @@ import type { EffectParams } from "./params";
  *   difference of small frames still sees them.
  * - **A thumbnail** of the output (JPEG, THUMB_WIDTH wide) from the middle sample.
  *
- * The encode puts a keyframe at every sample time (`sampleKeyframes`), so each output sample decodes one or two
- * frames after the seek; the source samples seek to the source's own keyframes (shared cost, small frames).
+ * The encode puts a keyframe at every sample time (`sampleKeyframes`), so each output sample is that keyframe (one
+ * frame decoded); the source samples are the source's own keyframes where there is one near (shared cost).
  */
 
 /** Fractions of the duration where frames are sampled (start and end avoided: fades, black frames). */
@@ -85,17 +85,35 @@ export function sampleKeyframes(sourceTimesS: readonly number[], speed: number):
 
 const even = (n: number) => Math.max(2, 2 * Math.round(n / 2));
 
-/** Seek a bit past the forced keyframe: the first frame at or after it is the keyframe itself or the next one. */
-const SEEK_PAST_S = 0.01;
+/**
+ * How far past a sample time the output is sought: 1.5 frames of the 29.97 fps output. The keyframe forced at the
+ * time lands on the output's frame grid within a frame of it, either side, so it is the last keyframe before this
+ * point, and a seek without `accurate_seek` starts decoding at it and returns it: one frame decoded per sample.
+ * (An accurate seek 10 ms past the time missed a keyframe that landed just after it, and decoded the output's whole
+ * previous GOP — up to 250 frames — to reach the sample.)
+ */
+export const OUTPUT_SEEK_PAST_S = 0.05;
+
+/** Where one input starts: at the keyframe before `t` (the frame FFmpeg returns first) or exactly at `t`. */
+interface Seek {
+  t: number;
+  atKeyframe: boolean;
+}
 
 /**
  * One input per sample: seek, read at most `span` seconds (so FFmpeg stops decoding that input after the frame it
  * needs), one decoder thread (one frame each: threads only cost start-up), no audio.
  */
-function seekInputs(file: string, timesS: readonly number[], spanS: number, pastS: number): string[] {
-  return timesS.flatMap((t) => [
-    "-threads", "1", "-an", "-sn", "-dn", "-ss", (t + pastS).toFixed(3), "-t", spanS.toFixed(3), "-i", file,
+function seekInputs(file: string, seeks: readonly Seek[], spanS: number): string[] {
+  return seeks.flatMap(({ t, atKeyframe }) => [
+    "-threads", "1", "-an", "-sn", "-dn", ...(atKeyframe ? ["-noaccurate_seek"] : []),
+    "-ss", t.toFixed(3), "-t", spanS.toFixed(3), "-i", file,
   ]);
+}
+
+/** Which sample times sit on a source keyframe (pickSampleTimes rounds those up to the millisecond). */
+export function onSourceKeyframe(timesS: readonly number[], keyframesS: readonly number[]): boolean[] {
+  return timesS.map((t) => keyframesS.some((k) => Math.ceil(k * 1000) / 1000 === t));
 }
 
 /** [0:v]…[n-1:v] → one stream of n single frames, renumbered 0, 1, 2 … on a common time base. */
@@ -108,15 +126,22 @@ function framesOf(first: number, label: string): string[] {
 
 /**
  * The source's frames at the sample fractions, gray, at the source's display size, in a small NUT file: made once
- * per source on a runner (the first measured variation pays the seeks into the source's GOPs) and shared by every
- * later variation of that source. Pure: the arguments only.
+ * per source on a runner and shared by every later variation of that source. A sample on a source keyframe is that
+ * keyframe (one frame decoded; the output's forced keyframe shows the same moment); one with no keyframe near is
+ * decoded from the previous keyframe to exactly its time. Pure: the arguments only.
  */
-export function buildSourceSampleArgs(source: string, timesS: readonly number[], fps: number, dest: string): string[] {
+export function buildSourceSampleArgs(
+  source: string,
+  timesS: readonly number[],
+  onKeyframe: readonly boolean[],
+  fps: number,
+  dest: string,
+): string[] {
   const span = Math.max(0.2, 3 / (fps || 1));
   return [
     "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
     "-protocol_whitelist", "file",
-    ...seekInputs(source, timesS, span, 0),
+    ...seekInputs(source, timesS.map((t, i) => ({ t, atKeyframe: onKeyframe[i] === true })), span),
     "-filter_complex", [...framesOf(0, "s"), "[s]format=gray[out]"].join(";"),
     "-map", "[out]", "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "nut", dest,
   ];
@@ -157,7 +182,7 @@ export function buildMeasureArgs(input: {
   return [
     "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-y",
     "-protocol_whitelist", "file",
-    ...seekInputs(input.output, input.outputTimesS, 0.2, SEEK_PAST_S),
+    ...seekInputs(input.output, input.outputTimesS.map((t) => ({ t: t + OUTPUT_SEEK_PAST_S, atKeyframe: true })), 0.2),
     "-threads", "1", "-i", input.sourceSamples,
     "-filter_complex", graph,
     // passthrough: the samples are frames, not a video at some rate; nothing may be duplicated or dropped.
@@ -225,8 +250,13 @@ export async function probeKeyframes(ffprobe: string, path: string, signal?: Abo
   });
 }
 
+interface SourceProbe {
+  times: number[];
+  onKeyframe: boolean[];
+}
+
 interface SourceEntry {
-  times: Promise<number[]>;
+  probe: Promise<SourceProbe>;
   file?: Promise<string>;
 }
 
@@ -240,28 +270,35 @@ const MAX_SOURCES = 256;
  * stopped, the others probe again under their own instead of losing their figures.
  */
 export async function sourceSampleTimes(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<number[]> {
+  return (await probeSource(ffprobe, source, signal)).times;
+}
+
+async function probeSource(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<SourceProbe> {
   for (;;) {
     try {
-      return await sharedSampleTimes(ffprobe, source, signal);
+      return await sharedProbe(ffprobe, source, signal);
     } catch (err) {
       if (!isAbort(err) || signal?.aborted) throw err;
     }
   }
 }
 
-function sharedSampleTimes(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<number[]> {
+function sharedProbe(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<SourceProbe> {
   let e = sourceEntries.get(source.path);
   if (!e) {
-    const times = probeKeyframes(ffprobe, source.path, signal).then((k) => pickSampleTimes(source.durationMs, k));
-    e = { times };
+    const probe = probeKeyframes(ffprobe, source.path, signal).then((k) => {
+      const times = pickSampleTimes(source.durationMs, k);
+      return { times, onKeyframe: onSourceKeyframe(times, k) };
+    });
+    e = { probe };
     sourceEntries.set(source.path, e);
     while (sourceEntries.size > MAX_SOURCES) sourceEntries.delete(sourceEntries.keys().next().value!);
     const mine = e;
-    times.catch(() => {
+    probe.catch(() => {
       if (sourceEntries.get(source.path) === mine) sourceEntries.delete(source.path);
     });
   }
-  return e.times;
+  return e.probe;
 }
 
 /**
@@ -269,7 +306,7 @@ function sharedSampleTimes(ffprobe: string, source: SampledSource, signal?: Abor
  * once per source per runner process; a failure is not cached.
  */
 export async function sourceSamples(ffmpeg: string, ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<string> {
-  const times = await sourceSampleTimes(ffprobe, source, signal);
+  const { times, onKeyframe } = await probeSource(ffprobe, source, signal);
   const e = sourceEntries.get(source.path);
   if (e?.file) {
     // The job's directory (and the file with it) is removed when the runner has nothing left of the job; a job
@@ -281,7 +318,7 @@ export async function sourceSamples(ffmpeg: string, ffprobe: string, source: Sam
   }
   const dest = `${source.path}.samples.nut`;
   const tmp = `${dest}.${process.pid}.part`;
-  const file = ffmpegRun(ffmpeg, buildSourceSampleArgs(source.path, times, source.fps, tmp), signal).then(async () => {
+  const file = ffmpegRun(ffmpeg, buildSourceSampleArgs(source.path, times, onKeyframe, source.fps, tmp), signal).then(async () => {
     await rename(tmp, dest);
     return dest;
   });

@@ -13,6 +13,9 @@ import {
   measureQuality,
   pickSampleTimes,
   SAMPLE_FRACTIONS,
+  OUTPUT_SEEK_PAST_S,
+  outputTimes,
+  probeKeyframes,
   sampleKeyframes,
   sourceSamples,
   sourceSampleTimes,
@@ -75,8 +78,26 @@ describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => 
       { ffmpeg: "ffmpeg", ffprobe: "ffprobe" },
       { source: src, speed: params.speed, output, thumbnail, params, geometry: plan.geometry },
     );
-    return { q, thumbnail };
+    return { q, thumbnail, output, params, times };
   }
+
+  it("each output sample is read from its own forced keyframe (within a frame of its time), not decoded from an earlier one", async () => {
+    // 30 s: the source's keyframes every 250 frames put a sample at 16.667 s, whose forced keyframe lands 17 ms later
+    // on the 29.97 fps output (a seek 10 ms past the time started a GOP early).
+    const clip = await makeClip({ seconds: 30, width: 320, height: 240 });
+    const speedy = (seed: number) => deriveParams(seed, parseStoredEffects(JSON.stringify({ intensity: "strong", families: ["speed"] })));
+    let seed = 1;
+    while (Math.abs(speedy(seed).speed - 1) < 0.05) seed++;
+    for (const [families, intensity] of [[["color", "zoom"], "subtle"], [["speed"], "strong"]] as const) {
+      const { output, params, times } = await encodeAndMeasure(clip, seed, [...families], intensity);
+      const keyframes = await probeKeyframes("ffprobe", output);
+      for (const t of outputTimes(times, params.speed)) {
+        // The seek starts at the last keyframe before t + OUTPUT_SEEK_PAST_S and returns it: it must be t's own.
+        const landed = Math.max(...keyframes.filter((k) => k <= t + OUTPUT_SEEK_PAST_S));
+        expect(Math.abs(landed - t), `sample at ${t} s (speed ${params.speed}) lands on ${landed} s`).toBeLessThanOrEqual(1001 / 30000 + 0.002);
+      }
+    }
+  });
 
   it("SSIM in (0, 1], PSNR > 0, a thumbnail, and different seeds are distinct (> 0) while a file is not distinct from itself", async () => {
     const clip = await makeClip({ seconds: 4, width: 320, height: 240 });
