@@ -317,8 +317,18 @@ async function benchStop(stack: EdgeStack, trials: number): Promise<void> {
  * against the encode without them).
  */
 async function benchQuality(): Promise<void> {
-  console.log("\n## Quality measurement cost (30 s 1080×1920, 5 variations of one source, default effects)");
-  const source = await makeClip({ seconds: 30, width: 1080, height: 1920 });
+  const lavfi = await makeClip({ seconds: 30, width: 1080, height: 1920 });
+  await benchQualityOf("x264's default GOP of 250 frames: a worst case", lavfi);
+  // Phone footage has a keyframe every 1–2 s: every sample then sits on one.
+  const dir = await mkdtemp(join(tmpdir(), "vr-bench-gop-"));
+  const phoneLike = join(dir, "gop60.mp4");
+  await run("ffmpeg", ["-v", "error", "-nostdin", "-y", "-i", lavfi, "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-c:a", "copy", phoneLike]);
+  await benchQualityOf("a keyframe every 2 s, like phone footage", phoneLike);
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function benchQualityOf(label: string, source: string): Promise<void> {
+  console.log(`\n## Quality measurement cost (30 s 1080×1920, ${label}; 5 variations of one source, default effects)`);
   const media = await probeMedia("ffprobe", source);
   const dir = await mkdtemp(join(tmpdir(), "vr-bench-quality-"));
   const k0 = performance.now();
