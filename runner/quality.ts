@@ -106,6 +106,9 @@ interface Seek {
  */
 function seekInputs(file: string, seeks: readonly Seek[], spanS: number): string[] {
   return seeks.flatMap(({ t, atKeyframe }) => [
+    // At a keyframe: no accurate seek, so the first frame out is that keyframe (in an open GOP too: the decoder
+    // drops the leading frames that reference the GOP before). Not `-skip_frame nokey`: it also skips an open GOP's
+    // non-IDR keyframes and lands seconds later.
     "-threads", "1", "-an", "-sn", "-dn", ...(atKeyframe ? ["-noaccurate_seek"] : []),
     "-ss", t.toFixed(3), "-t", spanS.toFixed(3), "-i", file,
   ]);

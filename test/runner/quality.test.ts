@@ -1,6 +1,8 @@
+import { execFile } from "node:child_process";
 import { copyFile, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseStoredEffects } from "../../db/effects";
 import { variationThumbnailKey } from "../../db/keys";
@@ -112,6 +114,36 @@ describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => 
     }
     expect(fingerprintDistance(a.q.fingerprint, b.q.fingerprint)).toBeGreaterThan(0);
     expect(fingerprintDistance(a.q.fingerprint, a.q.fingerprint)).toBe(0);
+  });
+
+  it("a source sample on a keyframe is that keyframe's picture, in an open GOP too (what the output's forced keyframe shows)", async () => {
+    const run = promisify(execFile);
+    const source = join(dir, "open-gop.mp4");
+    // Open GOP with B-frames: the leading frames of each keyframe reference the GOP before it.
+    await run("ffmpeg", [
+      "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=12",
+      "-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-x264-params", "open-gop=1:keyint=60:min-keyint=60:scenecut=0", source,
+    ]);
+    const media = await probeMedia("ffprobe", source);
+    const src = { path: source, durationMs: media.durationMs, fps: media.fps };
+    const keyframes = await probeKeyframes("ffprobe", source);
+    const times = await sourceSampleTimes("ffprobe", src);
+    const frameBytes = 320 * 240;
+    const gray = async (args: string[]) =>
+      (await run("ffmpeg", ["-v", "error", "-nostdin", ...args, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-"], { encoding: "buffer", maxBuffer: 64 << 20 })).stdout;
+    const samples = await gray(["-i", await sourceSamples("ffmpeg", "ffprobe", src)]);
+    // The reference: every keyframe's picture, decoded from the start of the file.
+    const pictures = await gray(["-i", source, "-vf", "select=eq(pict_type\\,I)"]);
+    expect(samples.length).toBe(SAMPLE_FRACTIONS.length * frameBytes);
+    times.forEach((t, i) => {
+      const k = keyframes.findIndex((x) => Math.ceil(x * 1000) / 1000 === t);
+      expect(k, `sample ${t} s sits on a keyframe`).toBeGreaterThanOrEqual(0);
+      const got = samples.subarray(i * frameBytes, (i + 1) * frameBytes);
+      const want = pictures.subarray(k * frameBytes, (k + 1) * frameBytes);
+      let diff = 0;
+      for (let j = 0; j < got.length; j++) diff += Math.abs(got[j]! - want[j]!);
+      expect(diff / got.length, `sample ${t} s`).toBeLessThan(0.5);
+    });
   });
 
   it("a variation stopped while its source is probed and sampled does not cost its siblings their figures", async () => {
