@@ -51,7 +51,9 @@ describe("fault: an FFmpeg that ignores q and SIGTERM", () => {
 
     // Each stage once, in order, a grace period apart.
     expect(stages.map((l) => /stop stage (\w+)/.exec(l)![1])).toEqual(["q", "sigterm", "sigkill"]);
-    expect(afterMs("q")).toBe(0);
+    // q goes out at once; "0 ms" is not asserted: a GC pause or a descheduled process between the sequence's start
+    // and its log line reads 1–2 ms on a loaded machine (CI saw 2).
+    expect(afterMs("q")).toBeLessThan(100);
     expect(afterMs("sigterm")).toBeGreaterThanOrEqual(2000);
     expect(afterMs("sigterm")).toBeLessThan(2500);
     expect(afterMs("sigkill")).toBeGreaterThanOrEqual(4000);
