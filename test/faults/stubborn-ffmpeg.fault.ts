@@ -55,13 +55,14 @@ describe("fault: an FFmpeg that ignores q and SIGTERM", () => {
     // and its log line reads 1–2 ms on a loaded machine (CI saw 2).
     expect(afterMs("q")).toBeLessThan(100);
     expect(afterMs("sigterm")).toBeGreaterThanOrEqual(2000);
-    expect(afterMs("sigterm")).toBeLessThan(2500);
+    // Upper bounds leave room for a late timer on a loaded machine, and still tell 2 s from the next multiple.
+    expect(afterMs("sigterm")).toBeLessThan(3000);
     expect(afterMs("sigkill")).toBeGreaterThanOrEqual(4000);
-    expect(afterMs("sigkill")).toBeLessThan(4600);
+    expect(afterMs("sigkill")).toBeLessThan(5500);
     expect(terms).toEqual(["TERM"]); // one SIGTERM: a second would make a real FFmpeg drop its file unfinalised
     // Cancel request → process gone: one cancel-watch period + 4 s of grace + scheduling.
     expect(goneMs).toBeGreaterThanOrEqual(4000);
-    expect(goneMs).toBeLessThan(6000);
+    expect(goneMs).toBeLessThan(7000);
     expect(row).toMatchObject({ status: "cancelled", stopStage: "sigkill", outputKey: null });
     expect(metrics.get('runner_stop_stage_total{stage="sigkill"}')).toBe(1);
     expect([200, 202]).toContain(cancel.status);
