@@ -94,8 +94,19 @@ const even = (n: number) => Math.max(2, 2 * Math.round(n / 2));
  */
 export const OUTPUT_SEEK_PAST_S = 0.05;
 
+/**
+ * The output's seeks: OUTPUT_SEEK_PAST_S past each sample time, but never past half the way to the next sample (an
+ * output shorter than about a third of a second has its samples closer than that, and would read the next one's).
+ */
+export function outputSeeks(outputTimesS: readonly number[]): Seek[] {
+  return outputTimesS.map((t, i) => {
+    const next = outputTimesS[i + 1];
+    return { t: t + (next === undefined ? OUTPUT_SEEK_PAST_S : Math.min(OUTPUT_SEEK_PAST_S, (next - t) / 2)), atKeyframe: true };
+  });
+}
+
 /** Where one input starts: at the keyframe before `t` (the frame FFmpeg returns first) or exactly at `t`. */
-interface Seek {
+export interface Seek {
   t: number;
   atKeyframe: boolean;
 }
@@ -185,7 +196,7 @@ export function buildMeasureArgs(input: {
   return [
     "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-y",
     "-protocol_whitelist", "file",
-    ...seekInputs(input.output, input.outputTimesS.map((t) => ({ t: t + OUTPUT_SEEK_PAST_S, atKeyframe: true })), 0.2),
+    ...seekInputs(input.output, outputSeeks(input.outputTimesS), 0.2),
     "-threads", "1", "-i", input.sourceSamples,
     "-filter_complex", graph,
     // passthrough: the samples are frames, not a video at some rate; nothing may be duplicated or dropped.
@@ -310,28 +321,36 @@ function sharedProbe(ffprobe: string, source: SampledSource, signal?: AbortSigna
  */
 export async function sourceSamples(ffmpeg: string, ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<string> {
   const { times, onKeyframe } = await probeSource(ffprobe, source, signal);
-  const e = sourceEntries.get(source.path);
-  if (e?.file) {
+  let e = sourceEntries.get(source.path);
+  while (e?.file) {
+    const made = e.file;
     // The job's directory (and the file with it) is removed when the runner has nothing left of the job; a job
     // reopened later (more variations, retry) downloads its source again and needs its samples again.
-    const made = e.file;
     const path = await made.catch(() => null);
     if (path && (await stat(path).then(() => true, () => false))) return path;
+    signal?.throwIfAborted();
+    // Several variations may have waited on the one that failed (its own stop aborts it): the first to get here
+    // makes it again and the others wait on that one, instead of each starting an FFmpeg of its own.
     if (e.file === made) delete e.file;
+    e = sourceEntries.get(source.path);
   }
   const dest = `${source.path}.samples.nut`;
-  const tmp = `${dest}.${process.pid}.part`;
+  // Its own temporary name: a failed run's cleanup must never remove the file of the run that replaced it.
+  const tmp = `${dest}.${process.pid}.${++samplesRuns}.part`;
   const file = ffmpegRun(ffmpeg, buildSourceSampleArgs(source.path, times, onKeyframe, source.fps, tmp), signal).then(async () => {
     await rename(tmp, dest);
     return dest;
   });
-  if (e) e.file = file;
+  const mine = e;
+  if (mine) mine.file = file;
   file.catch(() => {
-    if (e?.file === file) delete e.file;
+    if (mine?.file === file) delete mine.file;
     void rm(tmp, { force: true }).catch(() => {});
   });
   return file;
 }
+
+let samplesRuns = 0;
 
 /** Forget a source (its file is being removed): the next measurement probes and samples it again. */
 export function forgetSource(sourcePath: string): void {

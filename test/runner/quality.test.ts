@@ -16,6 +16,7 @@ import {
   pickSampleTimes,
   SAMPLE_FRACTIONS,
   OUTPUT_SEEK_PAST_S,
+  outputSeeks,
   outputTimes,
   probeKeyframes,
   sampleKeyframes,
@@ -35,6 +36,18 @@ describe("quality: pure parts", () => {
     // No keyframes known: exactly the fractions.
     expect(pickSampleTimes(10_000, [])).toEqual(SAMPLE_FRACTIONS.map((f) => f * 10));
     expect(sampleKeyframes([1, 2], 1.02)).toEqual(["-force_key_frames", "0.980,1.960"]);
+  });
+
+  it("an output's seeks stay short of the next sample, however short the output", () => {
+    for (const times of [[0, 8.334, 16.667, 21, 25], [0.03, 0.09, 0.15, 0.21, 0.27], [0, 0.01, 0.02, 0.03, 0.04]]) {
+      const seeks = outputSeeks(times);
+      seeks.forEach((s, i) => {
+        expect(s.atKeyframe).toBe(true);
+        expect(s.t).toBeGreaterThan(times[i]!);
+        expect(s.t).toBeLessThanOrEqual(times[i]! + OUTPUT_SEEK_PAST_S);
+        if (i + 1 < times.length) expect(s.t).toBeLessThan(times[i + 1]!);
+      });
+    }
   });
 
   it("distinctness is the mean absolute difference in % of the 8-bit range, against the closest sibling", () => {
@@ -159,12 +172,17 @@ describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => 
     await expect(first).rejects.toMatchObject({ code: "ABORT_ERR" });
     expect(await sibling).toHaveLength(SAMPLE_FRACTIONS.length);
 
+    // Two siblings waiting on the stopped one: one of them makes the file again and the other waits for it (two
+    // FFmpeg runs writing one temporary file made one of them fail its rename).
     const stoppedToo = new AbortController();
     const firstSamples = sourceSamples("ffmpeg", "ffprobe", src, stoppedToo.signal);
     const siblingSamples = sourceSamples("ffmpeg", "ffprobe", src);
+    const thirdSamples = sourceSamples("ffmpeg", "ffprobe", src);
     stoppedToo.abort();
     await expect(firstSamples).rejects.toMatchObject({ code: "ABORT_ERR" });
-    expect((await stat(await siblingSamples)).size).toBeGreaterThan(0);
+    const [a, b] = await Promise.all([siblingSamples, thirdSamples]);
+    expect(a).toBe(b);
+    expect((await stat(a)).size).toBeGreaterThan(0);
   });
 
   it("two draws that differ only in saturation are distinct (the fingerprint is in colour, not gray)", async () => {
@@ -175,6 +193,7 @@ describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => 
       const p = color(other);
       if (p.brightness === base.brightness && p.contrast === base.contrast && Math.abs(p.saturation - base.saturation) >= 0.05) break;
     }
+    expect(other, "a seed with the same luma parameters and another saturation").toBeLessThan(200_000);
     const clip = await makeClip({ seconds: 4, width: 320, height: 240 });
     const a = await encodeAndMeasure(clip, 1, ["color"]);
     const b = await encodeAndMeasure(clip, other, ["color"]);
