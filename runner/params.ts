@@ -51,7 +51,8 @@ export function prng(seed: number): () => number {
   };
 }
 
-const round = (x: number, digits: number) => Number(x.toFixed(digits));
+// "+ 0": a small negative draw rounds to -0, which JSON records as 0; the parameters must equal what is recorded.
+const round = (x: number, digits: number) => Number(x.toFixed(digits)) + 0;
 const between = (u: number, lo: number, hi: number) => lo + (hi - lo) * u;
 /** A range around `centre`, widened k times; k = 1 is computed exactly as before intensities existed. */
 const scaled = (u: number, lo: number, hi: number, centre: number, k: number) =>
