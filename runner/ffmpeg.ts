@@ -2,6 +2,9 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { Mp4Error, readMp4, type Mp4Summary } from "./mp4";
 import type { EffectParams } from "./params";
 
+/** Node's error for a child process killed through its AbortSignal. */
+export const isAbortError = (err: unknown): boolean => (err as { code?: unknown } | null)?.code === "ABORT_ERR";
+
 /** What the runner needs to know about a source (or an output) file. */
 export interface MediaInfo {
   durationMs: number;
@@ -50,7 +53,7 @@ function run(
       args,
       { timeout: opts.timeoutMs, killSignal: "SIGKILL", signal: opts.signal, maxBuffer: 8 * 1024 * 1024 },
       (err, stdout, stderr) => {
-        if (err && (err as { code?: unknown }).code === "ABORT_ERR") return reject(err);
+        if (isAbortError(err)) return reject(err);
         if (err && typeof (err as { code?: unknown }).code !== "number") return reject(err);
         resolve({ code: err ? Number((err as { code?: unknown }).code) : 0, stdout, stderr });
       },

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { rename, rm, stat } from "node:fs/promises";
-import type { EncodePlan } from "./ffmpeg";
+import { isAbortError, type EncodePlan } from "./ffmpeg";
 import type { EffectParams } from "./params";
 
 /**
@@ -215,8 +215,6 @@ export function parseSummaries(stderr: string): { ssim: number; psnr: number } {
   return { ssim: Number(ssim), psnr: psnr === "inf" ? PSNR_CAP : Math.min(PSNR_CAP, Number(psnr)) };
 }
 
-const isAbort = (err: unknown) => (err as { code?: unknown } | null)?.code === "ABORT_ERR";
-
 function ffmpegRun(ffmpeg: string, args: string[], signal?: AbortSignal): Promise<{ stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
     execFile(
@@ -226,7 +224,7 @@ function ffmpegRun(ffmpeg: string, args: string[], signal?: AbortSignal): Promis
       (err, stdout, stderrBuf) => {
         const stderr = stderrBuf.toString("utf8");
         if (!err) return resolve({ stdout, stderr });
-        if (isAbort(err)) return reject(err);
+        if (isAbortError(err)) return reject(err);
         const line = stderr.split("\n").map((l) => l.trim()).filter(Boolean).pop() ?? err.message;
         reject(new Error(`quality measurement failed: ${line}`));
       },
@@ -251,7 +249,7 @@ export async function probeKeyframes(ffprobe: string, path: string, signal?: Abo
       { timeout: 60_000, killSignal: "SIGKILL", signal, maxBuffer: 64 * 1024 * 1024 },
       (err, stdout) =>
         err
-          ? reject(isAbort(err) ? err : new Error(`quality measurement failed: keyframes: ${err.message}`))
+          ? reject(isAbortError(err) ? err : new Error(`quality measurement failed: keyframes: ${err.message}`))
           : resolve({ stdout }),
     );
   });
@@ -292,7 +290,7 @@ async function probeSource(ffprobe: string, source: SampledSource, signal?: Abor
     try {
       return await sharedProbe(ffprobe, source, signal);
     } catch (err) {
-      if (!isAbort(err) || signal?.aborted) throw err;
+      if (!isAbortError(err) || signal?.aborted) throw err;
     }
   }
 }

@@ -127,11 +127,6 @@ export class VariationTask {
   lastProgressAt = Date.now();
   readonly done: Promise<TaskOutcome>;
   private readonly abort = new AbortController();
-  /**
-   * Ends the source-samples read started next to the encode when this task ends, whatever stopped it (a stop during
-   * the encode does not fire `abort`): it must not outlive the task and write into a job directory being swept.
-   */
-  private readonly prefetch = new AbortController();
   private readonly own: Ownership;
   private writtenProgress = 0;
   private writtenAt = 0;
@@ -232,10 +227,7 @@ export class VariationTask {
       // The source's own samples need only the source: made while the encode runs (once per source on this runner),
       // so the first variation of a source does not wait for them after its encode. A failure is not cached: the
       // measurement makes them again.
-      if (times) {
-        const signal = AbortSignal.any([this.abort.signal, this.prefetch.signal]);
-        void sourceSamples(config.FFMPEG_PATH, config.FFPROBE_PATH, sampleSource(source), signal).catch(() => {});
-      }
+      if (times) void sourceSamples(config.FFMPEG_PATH, config.FFPROBE_PATH, sampleSource(source), this.abort.signal).catch(() => {});
       let seed = c.seed;
       let params = deriveParams(seed, effects);
       let plan = this.plan(params, source, out, times);
@@ -364,7 +356,9 @@ export class VariationTask {
       if (local) return await this.local(local, out).catch(() => "lost" as const);
       return await this.fail(`runner error: ${errorMessage(err)}`, out).catch(() => "lost" as const);
     } finally {
-      this.prefetch.abort();
+      // Whatever ended the task (a stop during the encode does not fire it): nothing it started, such as the source
+      // samples read next to the encode, may outlive it and write into a job directory being swept.
+      this.abort.abort();
       source?.release();
       for (const f of new Set([out, ...this.files, ...this.files.map(thumbnailFile)])) await rm(f, { force: true }).catch(() => {});
     }
