@@ -164,6 +164,13 @@ export function buildEncodeArgs(input: {
   params: EffectParams;
   media: MediaInfo;
   preset?: string;
+  /** Extra output options of the video (the quality samples' forced keyframes: runner/quality.ts). */
+  keyframes?: readonly string[];
+  /**
+   * A second output: `chain` (a filter chain on the decoded source, before any effect) written to `file` as raw
+   * frames. The quality measurement's source samples come out of the decode the encode does anyway.
+   */
+  samples?: { chain: string; file: string };
 }): EncodePlan {
   const { params: p, media } = input;
   const width = even(media.width);
@@ -203,6 +210,12 @@ export function buildEncodeArgs(input: {
     ...(p.eqGainDb ? [`equalizer=f=${p.eqFreq}:t=q:w=1:g=${p.eqGainDb}`] : []),
   ].join(",");
   const audio = media.hasAudio ? ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", ...(af ? ["-af", af] : [])] : [];
+  const s = input.samples;
+  const video = s
+    ? ["-filter_complex", `[0:v:0]split=2[v][s];[v]${vf}[vout];[s]${s.chain}[samples]`, "-map", "[vout]"]
+    : ["-map", "0:v:0", "-vf", vf];
+  // The samples are frames, not a video at some rate: nothing duplicated or dropped, stored as decoded.
+  const samplesOutput = s ? ["-map", "[samples]", "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "nut", s.file] : [];
   const args = [
     "-hide_banner",
     "-loglevel", "error",
@@ -211,10 +224,9 @@ export function buildEncodeArgs(input: {
     "-y",
     ...LOCAL_ONLY,
     "-i", input.source,
-    "-map", "0:v:0",
+    ...video,
     ...audio,
     "-sn", "-dn",
-    "-vf", vf,
     "-c:v", "libx264",
     "-preset", input.preset ?? "ultrafast",
     "-crf", "23",
@@ -226,8 +238,10 @@ export function buildEncodeArgs(input: {
     "-map_chapters", "-1",
     "-fflags", "+bitexact",
     "-movflags", "+faststart",
+    ...(input.keyframes ?? []),
     "-f", "mp4",
     input.output,
+    ...samplesOutput,
   ];
   return {
     args,

@@ -29,7 +29,8 @@ import { asLocalError, ffmpegLocalError, LocalError, scrubPaths } from "./local-
 import { errorMessage, type Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
 import { deriveParams, type EffectParams } from "./params";
-import { closestDistance, measureQuality, sampleKeyframes, sourceSamples, sourceSampleTimes, type QualityFigures, type SampledSource } from "./quality";
+import { closestDistance, measureQuality, type QualityFigures } from "./quality";
+import { encodeSamples, keepEncodeSamples, sampleKeyframes, sourceSampleTimes, type EncodeSamples, type SampledSource } from "./samples";
 import type { ProcessRegistry, StopReason } from "./processes";
 import { SourceOverLimitError, type AcquiredSource, type SourceCache } from "./sources";
 import type { Thumbnails } from "./thumbnails";
@@ -224,13 +225,12 @@ export class VariationTask {
       const effects = parseStoredEffects(c.jobEffects);
       // Where quality is sampled (the source's keyframes near fixed fractions); null = not measured this time.
       const times = await this.sampleTimes(source);
-      // The source's own samples need only the source: made while the encode runs (once per source on this runner),
-      // so the first variation of a source does not wait for them after its encode. A failure is not cached: the
-      // measurement makes them again.
-      if (times) void sourceSamples(config.FFMPEG_PATH, config.FFPROBE_PATH, sampleSource(source), this.abort.signal).catch(() => {});
+      // The source's samples come out of this encode's decode of the source, unless this runner has them already.
+      let samples = times ? await encodeSamples(config.FFPROBE_PATH, sampleSource(source), this.abort.signal).catch(() => null) : null;
+      if (samples) this.files.push(samples.file);
       let seed = c.seed;
       let params = deriveParams(seed, effects);
-      let plan = this.plan(params, source, out, times);
+      let plan = this.plan(params, source, out, times, samples);
       const mine = await retryDb(() => recordVariationParams(this.ctx.db, { ...this.own, params: { ...params, ...plan.geometry } }));
       if (!mine) {
         this.stopReason ??= "lost";
@@ -242,7 +242,7 @@ export class VariationTask {
       let redrawReason: string | null = null;
       for (let k = 0; ; k++) {
         const file = k === 0 ? out : out.replace(/\.part\.mp4$/, `.r${k}.part.mp4`);
-        if (k > 0) plan = this.plan(params, source, file, times);
+        if (k > 0) plan = this.plan(params, source, file, times, null);
         this.files.push(file);
         const encoded = await this.encode(plan, file, timings);
         if (encoded !== null) return encoded;
@@ -257,6 +257,14 @@ export class VariationTask {
           break;
         }
         timings.verify = (timings.verify ?? 0) + performance.now() - v0;
+        if (samples) {
+          const made = samples;
+          samples = null;
+          const kept = await keepEncodeSamples(made, { ...sampleSource(source), width: source.media.width, height: source.media.height }).catch(
+            (err: unknown) => (log.warn("source samples from the encode not kept", { variation: c.id, error: errorMessage(err) }), false),
+          );
+          log.info(kept ? "source samples kept from the encode" : "source samples incomplete: the measurement seeks for them", { variation: c.id, source: c.sourceId });
+        }
         const m0 = performance.now();
         const draw = await this.measure(seed, { ...params, ...plan.geometry }, params, plan, file, source, times, k);
         timings.measure = (timings.measure ?? 0) + performance.now() - m0;
@@ -356,20 +364,25 @@ export class VariationTask {
       if (local) return await this.local(local, out).catch(() => "lost" as const);
       return await this.fail(`runner error: ${errorMessage(err)}`, out).catch(() => "lost" as const);
     } finally {
-      // Whatever ended the task (a stop during the encode does not fire it): nothing it started, such as the source
-      // samples read next to the encode, may outlive it and write into a job directory being swept.
+      // Whatever ended the task (a stop during the encode does not fire it): nothing it started, such as a
+      // measurement's FFmpeg, may outlive it and write into a job directory being swept.
       this.abort.abort();
       source?.release();
       for (const f of new Set([out, ...this.files, ...this.files.map(thumbnailFile)])) await rm(f, { force: true }).catch(() => {});
     }
   }
 
-  /** The encode of one draw: the runner's arguments plus keyframes at the quality samples. */
-  private plan(params: EffectParams, source: AcquiredSource, file: string, times: number[] | null): EncodePlan {
-    const plan = buildEncodeArgs({ source: source.path, output: file, params, media: source.media });
-    // Before "-f mp4 <file>": the keyframes that let the measurement decode one frame per sample.
-    if (times) plan.args.splice(plan.args.length - 3, 0, ...sampleKeyframes(times, params.speed));
-    return plan;
+  /** The encode of one draw: the runner's arguments, keyframes at the quality samples, and the source's samples. */
+  private plan(params: EffectParams, source: AcquiredSource, file: string, times: number[] | null, samples: EncodeSamples | null): EncodePlan {
+    return buildEncodeArgs({
+      source: source.path,
+      output: file,
+      params,
+      media: source.media,
+      // Keyframes where the measurement samples the output: one frame decoded per sample.
+      keyframes: times ? sampleKeyframes(times, params.speed) : [],
+      samples: samples ?? undefined,
+    });
   }
 
   /** FFmpeg for one draw. Null when it exited 0 and nothing stopped it; else how the task ended. */

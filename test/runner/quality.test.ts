@@ -1,28 +1,13 @@
-import { execFile } from "node:child_process";
-import { copyFile, mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseStoredEffects } from "../../db/effects";
 import { variationThumbnailKey } from "../../db/keys";
 import { buildEncodeArgs, probeMedia, spawnFfmpeg, verifyOutput } from "../../runner/ffmpeg";
 import { deriveParams } from "../../runner/params";
-import {
-  closestDistance,
-  FP_FRAME_BYTES,
-  fingerprintDistance,
-  measureQuality,
-  pickSampleTimes,
-  SAMPLE_FRACTIONS,
-  OUTPUT_SEEK_PAST_S,
-  outputSeeks,
-  outputTimes,
-  probeKeyframes,
-  sampleKeyframes,
-  sourceSamples,
-  sourceSampleTimes,
-} from "../../runner/quality";
+import { closestDistance, FP_FRAME_BYTES, fingerprintDistance, measureQuality, OUTPUT_SEEK_PAST_S, outputSeeks } from "../../runner/quality";
+import { outputTimes, probeKeyframes, SAMPLE_FRACTIONS, sampleKeyframes, sourceSampleTimes } from "../../runner/samples";
 import { bestDraw } from "../../runner/work";
 import { makeClip } from "../helpers/clips";
 import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
@@ -30,14 +15,6 @@ import { startInProcessRunner, type InProcessRunner } from "../helpers/runner";
 import { getJobRow, getVariationRows } from "../helpers/seed";
 
 describe("quality: pure parts", () => {
-  it("samples near fixed fractions, on a source keyframe when one is near (rounded up), else exactly there", () => {
-    // 30 s, keyframes every 8.33 s: 3 s and 21 s have none within 3 s.
-    expect(pickSampleTimes(30_000, [0, 8.333333, 16.666667, 25])).toEqual([0, 8.334, 16.667, 21, 25]);
-    // No keyframes known: exactly the fractions.
-    expect(pickSampleTimes(10_000, [])).toEqual(SAMPLE_FRACTIONS.map((f) => f * 10));
-    expect(sampleKeyframes([1, 2], 1.02)).toEqual(["-force_key_frames", "0.980,1.960"]);
-  });
-
   it("an output's seeks stay short of the next sample, however short the output", () => {
     for (const times of [[0, 8.334, 16.667, 21, 25], [0.03, 0.09, 0.15, 0.21, 0.27], [0, 0.01, 0.02, 0.03, 0.04]]) {
       const seeks = outputSeeks(times);
@@ -83,8 +60,7 @@ describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => 
     const times = await sourceSampleTimes("ffprobe", src);
     const params = deriveParams(seed, parseStoredEffects(JSON.stringify({ intensity, families })));
     const output = join(dir, `out-${seed}-${families.join("-")}-${intensity}.mp4`);
-    const plan = buildEncodeArgs({ source, output, params, media });
-    plan.args.splice(plan.args.length - 3, 0, ...sampleKeyframes(times, params.speed));
+    const plan = buildEncodeArgs({ source, output, params, media, keyframes: sampleKeyframes(times, params.speed) });
     const proc = spawnFfmpeg("ffmpeg", plan.args, () => {});
     expect((await proc.exited).code, proc.stderrTail()).toBe(0);
     await verifyOutput(output, plan.expectedDurationMs);
@@ -127,62 +103,6 @@ describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => 
     }
     expect(fingerprintDistance(a.q.fingerprint, b.q.fingerprint)).toBeGreaterThan(0);
     expect(fingerprintDistance(a.q.fingerprint, a.q.fingerprint)).toBe(0);
-  });
-
-  it("a source sample on a keyframe is that keyframe's picture, in an open GOP too (what the output's forced keyframe shows)", async () => {
-    const run = promisify(execFile);
-    const source = join(dir, "open-gop.mp4");
-    // Open GOP with B-frames: the leading frames of each keyframe reference the GOP before it.
-    await run("ffmpeg", [
-      "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=12",
-      "-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-x264-params", "open-gop=1:keyint=60:min-keyint=60:scenecut=0", source,
-    ]);
-    const media = await probeMedia("ffprobe", source);
-    const src = { path: source, durationMs: media.durationMs, fps: media.fps };
-    const keyframes = await probeKeyframes("ffprobe", source);
-    const times = await sourceSampleTimes("ffprobe", src);
-    const frameBytes = 320 * 240;
-    const gray = async (args: string[]) =>
-      (await run("ffmpeg", ["-v", "error", "-nostdin", ...args, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-"], { encoding: "buffer", maxBuffer: 64 << 20 })).stdout;
-    const samples = await gray(["-i", await sourceSamples("ffmpeg", "ffprobe", src)]);
-    // The reference: every keyframe's picture, decoded from the start of the file.
-    const pictures = await gray(["-i", source, "-vf", "select=eq(pict_type\\,I)"]);
-    expect(samples.length).toBe(SAMPLE_FRACTIONS.length * frameBytes);
-    times.forEach((t, i) => {
-      const k = keyframes.findIndex((x) => Math.ceil(x * 1000) / 1000 === t);
-      expect(k, `sample ${t} s sits on a keyframe`).toBeGreaterThanOrEqual(0);
-      const got = samples.subarray(i * frameBytes, (i + 1) * frameBytes);
-      const want = pictures.subarray(k * frameBytes, (k + 1) * frameBytes);
-      let diff = 0;
-      for (let j = 0; j < got.length; j++) diff += Math.abs(got[j]! - want[j]!);
-      expect(diff / got.length, `sample ${t} s`).toBeLessThan(0.5);
-    });
-  });
-
-  it("a variation stopped while its source is probed and sampled does not cost its siblings their figures", async () => {
-    // A path of its own: the probe and the samples are shared per source path in this process.
-    const source = join(dir, "shared-source.mp4");
-    await copyFile(await makeClip({ seconds: 2, width: 320, height: 240 }), source);
-    const media = await probeMedia("ffprobe", source);
-    const src = { path: source, durationMs: media.durationMs, fps: media.fps };
-    const stopped = new AbortController();
-    const first = sourceSampleTimes("ffprobe", src, stopped.signal);
-    const sibling = sourceSampleTimes("ffprobe", src);
-    stopped.abort();
-    await expect(first).rejects.toMatchObject({ code: "ABORT_ERR" });
-    expect(await sibling).toHaveLength(SAMPLE_FRACTIONS.length);
-
-    // Two siblings waiting on the stopped one: one of them makes the file again and the other waits for it (two
-    // FFmpeg runs writing one temporary file made one of them fail its rename).
-    const stoppedToo = new AbortController();
-    const firstSamples = sourceSamples("ffmpeg", "ffprobe", src, stoppedToo.signal);
-    const siblingSamples = sourceSamples("ffmpeg", "ffprobe", src);
-    const thirdSamples = sourceSamples("ffmpeg", "ffprobe", src);
-    stoppedToo.abort();
-    await expect(firstSamples).rejects.toMatchObject({ code: "ABORT_ERR" });
-    const [a, b] = await Promise.all([siblingSamples, thirdSamples]);
-    expect(a).toBe(b);
-    expect((await stat(a)).size).toBeGreaterThan(0);
   });
 
   it("two draws that differ only in saturation are distinct (the fingerprint is in colour, not gray)", async () => {
@@ -240,8 +160,11 @@ describe("quality: runner records figures and re-draws", { timeout: 240_000 }, (
     const job = await stack.user.createJob([clip], 3);
     // Floors at 0: the seeds are random, and two subtle draws of this small synthetic clip can come out closer than
     // the default distinctness floor, which would re-draw one (that policy has its own tests below).
-    await runner({ CONCURRENCY: "2", QUALITY_SSIM_FLOOR: "0", QUALITY_DISTINCT_FLOOR: "0" });
+    const r = await runner({ CONCURRENCY: "2", QUALITY_SSIM_FLOOR: "0", QUALITY_DISTINCT_FLOOR: "0" });
     expect(await done(job.id)).toBe("completed");
+    // The source's samples came out of an encode (no FFmpeg seeking through the source for them afterwards).
+    expect(r.lines.filter((l) => l.includes("source samples incomplete"))).toEqual([]);
+    expect(r.lines.some((l) => l.includes("source samples kept from the encode"))).toBe(true);
     // A later sibling lowers an earlier one's figure right after its own completion, which may be the job's last:
     // wait for those writes instead of racing them.
     const rows = await waitFor("every variation's distinctness", async () => {
