@@ -12,7 +12,7 @@ import { cancelJob } from "../edge/lib/cancel-job";
 import { buildEncodeArgs, probeMedia, spawnFfmpeg } from "../runner/ffmpeg";
 import { deriveParams, type EffectParams } from "../runner/params";
 import { buildMeasureArgs, parseSummaries } from "../runner/quality";
-import { buildSourceSampleArgs, encodeSampleChain, onSourceKeyframe, outputTimes, pickSampleTimes, probeKeyframes, sampleKeyframes } from "../runner/samples";
+import { buildSourceSampleArgs, encodeSampleChain, outputTimes, sampleKeyframes, sampleTimes } from "../runner/samples";
 import { makeClip } from "../test/helpers/clips";
 import { startEdgeStack, waitFor, type EdgeStack } from "../test/helpers/edge-stack";
 import { isAlive, startRunnerProcess, type RunnerProcess } from "../test/helpers/runner";
@@ -323,9 +323,8 @@ async function benchStop(stack: EdgeStack, trials: number): Promise<void> {
 
 /**
  * What the quality measurement (runner/quality.ts) costs next to the encode it measures: the same FFmpeg argument
- * lists the runner builds, timed with their whole CPU (`timed`). Per source once: the keyframe probe and the
- * source's samples (picked out of the first encode's decode; seeking for them is the fallback, timed too); per
- * variation: the measurement. The encode runs with the sample keyframes, as in the runner (its cost is shown
+ * lists the runner builds, timed with their whole CPU (`timed`). Per source once: the source's samples (picked out of
+ * the first encode's decode; seeking for them is the fallback, timed too); per variation: the measurement. The encode runs with the sample keyframes, as in the runner (its cost is shown
  * against the encode without them).
  */
 async function benchQuality(): Promise<void> {
@@ -343,19 +342,9 @@ async function benchQualityOf(label: string, source: string): Promise<void> {
   console.log(`\n## Quality measurement cost (30 s 1080×1920, ${label}; 5 variations of one source, default effects)`);
   const media = await probeMedia("ffprobe", source);
   const dir = await mkdtemp(join(tmpdir(), "vr-bench-quality-"));
-  // The keyframe probe, the median of three (the runner probes a source it has just downloaded: in the page cache).
-  const probes: number[] = [];
-  let keyframes: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const k0 = performance.now();
-    keyframes = await probeKeyframes("ffprobe", source);
-    probes.push(performance.now() - k0);
-  }
-  const probeMs = percentile(probes, 50);
-  const times = pickSampleTimes(media.durationMs, keyframes);
-  const onKeyframe = onSourceKeyframe(times, keyframes);
+  const times = sampleTimes(media.durationMs);
   const samples = join(dir, "src.samples.nut");
-  const sourceCost = await timedFfmpeg(buildSourceSampleArgs(source, times, onKeyframe, media.fps, samples));
+  const sourceCost = await timedFfmpeg(buildSourceSampleArgs(source, times, media.fps, samples));
   const strip = (args: string[]) => args.filter((a, i, all) => !(a === "-progress" || all[i - 1] === "-progress"));
   const rows: { encode: { wallMs: number; cpuMs: number }; plain: { wallMs: number; cpuMs: number }; measure: { wallMs: number; cpuMs: number }; ssim: number; psnr: number }[] = [];
   for (const seed of [101, 202, 303, 404, 505]) {
@@ -380,14 +369,13 @@ async function benchQualityOf(label: string, source: string): Promise<void> {
   const plainEnc = { wallMs: mean(rows.map((r) => r.plain.wallMs)), cpuMs: mean(rows.map((r) => r.plain.cpuMs)) };
   const meas = { wallMs: mean(rows.map((r) => r.measure.wallMs)), cpuMs: mean(rows.map((r) => r.measure.cpuMs)) };
   const pct = (a: number, b: number) => `${((a / b) * 100).toFixed(1)} %`;
-  console.log(`sample times ${times.join(", ")} s; keyframe probe ${fmt(probeMs)} wall (once per source)`);
+  console.log(`sample times ${times.join(", ")} s`);
   console.log(`source samples by seeking (the fallback when no encode picked them): wall ${fmt(sourceCost.wallMs)}, CPU ${fmt(sourceCost.cpuMs)}`);
   console.log(`encode (mean of 5): wall ${fmt(enc.wallMs)}, CPU ${fmt(enc.cpuMs)}; without the sample keyframes wall ${fmt(plainEnc.wallMs)}, CPU ${fmt(plainEnc.cpuMs)} (keyframes cost ${pct(enc.cpuMs - plainEnc.cpuMs, plainEnc.cpuMs)} CPU)`);
   console.log(`measurement per variation (mean of 5): wall ${fmt(meas.wallMs)}, CPU ${fmt(meas.cpuMs)} = ${pct(meas.wallMs, enc.wallMs)} of the encode (wall), ${pct(meas.cpuMs, enc.cpuMs)} (CPU)`);
-  const once = probeMs + sourceCost.wallMs;
   console.log(
-    `with the samples sought (fallback): 1st variation ${pct(meas.wallMs + once, enc.wallMs)} (wall); ` +
-      `over the 5 variations ${pct(5 * meas.wallMs + once, 5 * enc.wallMs)} (wall), ${pct(5 * meas.cpuMs + sourceCost.cpuMs, 5 * enc.cpuMs)} (CPU)`,
+    `with the samples sought (the fallback): 1st variation ${pct(meas.wallMs + sourceCost.wallMs, enc.wallMs)} (wall); ` +
+      `over the 5 variations ${pct(5 * meas.wallMs + sourceCost.wallMs, 5 * enc.wallMs)} (wall), ${pct(5 * meas.cpuMs + sourceCost.cpuMs, 5 * enc.cpuMs)} (CPU)`,
   );
   // What the runner does: the source's first encode on a runner picks the samples out of its own decode
   // (runner/work.ts); the same encode without that second output right before, so both see the same machine.
@@ -399,17 +387,18 @@ async function benchQualityOf(label: string, source: string): Promise<void> {
   for (let i = 0; i < 3; i++) {
     runs.push({
       alone: await timedFfmpeg(first({})),
-      withSamples: await timedFfmpeg(first({ samples: { chain: encodeSampleChain(times, onKeyframe), file: samples } })),
+      withSamples: await timedFfmpeg(first({ samples: { chain: encodeSampleChain(times), file: samples } })),
     });
   }
   const fastest = (xs: { wallMs: number; cpuMs: number }[]) => ({ wallMs: Math.min(...xs.map((x) => x.wallMs)), cpuMs: Math.min(...xs.map((x) => x.cpuMs)) });
   const alone = fastest(runs.map((r) => r.alone));
   const withSamples = fastest(runs.map((r) => r.withSamples));
-  const extra = probeMs + withSamples.wallMs - alone.wallMs;
+  const extra = { wallMs: withSamples.wallMs - alone.wallMs, cpuMs: withSamples.cpuMs - alone.cpuMs };
   console.log(
-    `1st variation, samples picked out of its encode (as the runner does; fastest of 3 each): encode wall ${fmt(withSamples.wallMs)} (CPU ${fmt(withSamples.cpuMs)}) ` +
-      `vs the same encode alone ${fmt(alone.wallMs)} (CPU ${fmt(alone.cpuMs)}); with the keyframe probe and its measurement ` +
-      `${pct(extra + meas.wallMs, alone.wallMs)} (wall); over the 5 variations ${pct(extra + 5 * meas.wallMs, 5 * alone.wallMs)} (wall); target ≤ 15 %`,
+    `1st variation, samples picked out of its encode (as the runner does; fastest of 3 each): encode wall ${fmt(withSamples.wallMs)} ` +
+      `(CPU ${fmt(withSamples.cpuMs)}) vs the same encode alone ${fmt(alone.wallMs)} (CPU ${fmt(alone.cpuMs)}); with its measurement ` +
+      `${pct(extra.wallMs + meas.wallMs, alone.wallMs)} (wall), ${pct(extra.cpuMs + meas.cpuMs, alone.cpuMs)} (CPU); ` +
+      `over the 5 variations ${pct(extra.wallMs + 5 * meas.wallMs, 5 * alone.wallMs)} (wall), ${pct(extra.cpuMs + 5 * meas.cpuMs, 5 * alone.cpuMs)} (CPU); target ≤ 15 %`,
   );
   console.log(`figures: SSIM ${rows.map((r) => r.ssim.toFixed(4)).join(", ")}; PSNR ${rows.map((r) => r.psnr.toFixed(1)).join(", ")} dB`);
   await rm(dir, { recursive: true, force: true });

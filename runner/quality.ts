@@ -1,6 +1,6 @@
 import type { EncodePlan } from "./ffmpeg";
 import type { EffectParams } from "./params";
-import { ffmpegRun, framesOf, SAMPLE_FRACTIONS, seekInputs, sourceSamples, sourceSampleTimes, outputTimes, type SampledSource, type Seek } from "./samples";
+import { ffmpegRun, framesOf, outputTimes, SAMPLE_FRACTIONS, sampleTimes, seekInputs, sourceSamples, type SampledSource, type Seek } from "./samples";
 
 /**
  * Quality of one encoded variation, measured on a few sampled frames (one FFmpeg call, no full decode):
@@ -41,7 +41,7 @@ export const PSNR_CAP = 100;
 export interface QualityFigures {
   ssim: number;
   psnr: number;
-  /** base64 of SAMPLE_FRACTIONS.length frames of FP_FRAME_BYTES (yuv420p). */
+  /** base64 of FP_VERSION, then SAMPLE_FRACTIONS.length frames of FP_FRAME_BYTES (yuv420p). */
   fingerprint: string;
 }
 
@@ -122,28 +122,41 @@ export function parseSummaries(stderr: string): { ssim: number; psnr: number } {
 }
 
 
+/**
+ * Version of the fingerprint format, its first byte. 2: frames at the exact sample fractions. Fingerprints of
+ * another format compare other moments or other pixels and are not comparable: the yuv420p ones of before had no
+ * version byte (their frames sat on source keyframes near the fractions), the first ones were gray.
+ */
+export const FP_VERSION = 2;
+
 /** Measures one output against its source (see the top of this file). Writes the thumbnail to `thumbnail`. */
 export async function measureQuality(
-  bins: { ffmpeg: string; ffprobe: string },
+  ffmpeg: string,
   input: Omit<Parameters<typeof buildMeasureArgs>[0], "sourceSamples" | "outputTimesS"> & { source: SampledSource; speed: number },
   signal?: AbortSignal,
 ): Promise<QualityFigures> {
-  const samples = await sourceSamples(bins.ffmpeg, bins.ffprobe, input.source, signal);
-  const outputTimesS = outputTimes(await sourceSampleTimes(bins.ffprobe, input.source, signal), input.speed);
-  const { stdout, stderr } = await ffmpegRun(bins.ffmpeg, buildMeasureArgs({ ...input, sourceSamples: samples, outputTimesS }), signal);
+  const samples = await sourceSamples(ffmpeg, input.source, signal);
+  const outputTimesS = outputTimes(sampleTimes(input.source.durationMs), input.speed);
+  const { stdout, stderr } = await ffmpegRun(ffmpeg, buildMeasureArgs({ ...input, sourceSamples: samples, outputTimesS }), signal);
   const expected = SAMPLE_FRACTIONS.length * FP_FRAME_BYTES;
   if (stdout.length !== expected) throw new Error(`quality measurement gave ${stdout.length} fingerprint bytes, expected ${expected}`);
-  return { ...parseSummaries(stderr), fingerprint: stdout.toString("base64") };
+  return { ...parseSummaries(stderr), fingerprint: Buffer.concat([Buffer.from([FP_VERSION]), stdout]).toString("base64") };
+}
+
+/** A fingerprint's frames, or null when it is not of this format (see FP_VERSION). */
+function fingerprintFrames(fingerprint: string): Buffer | null {
+  const b = Buffer.from(fingerprint, "base64");
+  return b.length === 1 + SAMPLE_FRACTIONS.length * FP_FRAME_BYTES && b[0] === FP_VERSION ? b.subarray(1) : null;
 }
 
 /**
  * Distinctness of two fingerprints: mean absolute pixel difference in percent of the 8-bit range (0–100), or null
- * when they are not comparable (other sizes: a fingerprint of an older format, such as the gray ones of before).
+ * when they are not comparable (either is of an older format).
  */
 export function fingerprintDistance(a: string, b: string): number | null {
-  const x = Buffer.from(a, "base64");
-  const y = Buffer.from(b, "base64");
-  if (x.length === 0 || x.length !== y.length) return null;
+  const x = fingerprintFrames(a);
+  const y = fingerprintFrames(b);
+  if (!x || !y) return null;
   let sum = 0;
   for (let i = 0; i < x.length; i++) sum += Math.abs(x[i]! - y[i]!);
   return Math.round((sum / x.length / 255) * 100 * 1000) / 1000;

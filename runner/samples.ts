@@ -3,44 +3,24 @@ import { rename, rm, stat } from "node:fs/promises";
 import { isAbortError } from "./ffmpeg";
 
 /**
- * Where the quality measurement (runner/quality.ts) samples a source, and the source's sample frames.
+ * Where the quality measurement (runner/quality.ts) samples a source, and the source's frames there.
  *
- * The times are near fixed fractions of the duration, moved onto a source keyframe when one is near, derived from the
- * source file alone so that every runner picks the same ones (siblings' fingerprints compare the same moments). The
- * encode forces an output keyframe at each (`sampleKeyframes`), so reading an output sample decodes one frame. The
- * source's frames at those times come out of the encode's own decode of the source (`encodeSampleChain`): picking
- * five frames from a decode that happens anyway costs next to nothing, where seeking to them afterwards decoded up
- * to a whole GOP per sample (1.3 s of CPU for one sample of a 1080×1920 source with 8 s GOPs). Seeking
- * (`buildSourceSampleArgs`) remains the fallback.
+ * The times are fixed fractions of the duration, so every runner picks the same ones and siblings' fingerprints
+ * compare the same moments. The encode forces an output keyframe at each (`sampleKeyframes`), so reading an output
+ * sample decodes one frame. The source's frames at those times come out of the encode's own decode of the source
+ * (`encodeSampleChain`): picking five frames from a decode that happens anyway costs next to nothing. Earlier the
+ * times were moved onto the source's keyframes (an ffprobe of every packet per source) so that seeking to them
+ * afterwards decoded one frame instead of a GOP; with the frames taken from the encode neither is needed. Seeking
+ * (`buildSourceSampleArgs`) remains the fallback for a sample file the encode did not complete.
  */
 
 /** Fractions of the duration where frames are sampled (start and end avoided: fades, black frames). */
 export const SAMPLE_FRACTIONS = [0.1, 0.3, 0.5, 0.7, 0.9] as const;
 
-/**
- * Where the samples are, in source seconds: near each of SAMPLE_FRACTIONS of the duration, on the source's own
- * keyframe when one is within KEYFRAME_REACH of the duration (so reading the sample decodes one frame instead of a
- * whole GOP), else exactly there. Derived from the source file alone, so every runner picks the same times and
- * the fingerprints of siblings encoded anywhere compare the same moments.
- */
-export function pickSampleTimes(durationMs: number, keyframesS: readonly number[]): number[] {
-  const duration = durationMs / 1000;
-  const reach = duration * KEYFRAME_REACH;
-  const picked: number[] = [];
-  for (const f of SAMPLE_FRACTIONS) {
-    const target = duration * f;
-    let best: number | null = null;
-    for (const k of keyframesS) {
-      if (Math.abs(k - target) <= reach && !picked.includes(Math.ceil(k * 1000) / 1000) && (best === null || Math.abs(k - target) < Math.abs(best - target))) best = k;
-    }
-    // A keyframe's time rounded up to the millisecond: a seek to just before it would start at the previous one.
-    picked.push(best !== null ? Math.ceil(best * 1000) / 1000 : Math.floor(target * 1000) / 1000);
-  }
-  return picked.sort((a, b) => a - b);
+/** The source's sample times in seconds, to the millisecond: derived from the duration alone. */
+export function sampleTimes(durationMs: number): number[] {
+  return SAMPLE_FRACTIONS.map((f) => Math.floor(durationMs * f) / 1000);
 }
-
-/** How far (fraction of the duration) a sample may move to sit on a source keyframe. */
-export const KEYFRAME_REACH = 0.1;
 
 /** The sample times of an output: the source's, divided by the speed (the output plays `speed` times faster). */
 export function outputTimes(sourceTimesS: readonly number[], speed: number): number[] {
@@ -51,6 +31,7 @@ export function outputTimes(sourceTimesS: readonly number[], speed: number): num
 export function sampleKeyframes(sourceTimesS: readonly number[], speed: number): string[] {
   return ["-force_key_frames", outputTimes(sourceTimesS, speed).map((t) => t.toFixed(3)).join(",")];
 }
+
 /** Where one input starts: at the keyframe before `t` (the frame FFmpeg returns first) or exactly at `t`. */
 export interface Seek {
   t: number;
@@ -63,33 +44,21 @@ export interface Seek {
  */
 export function seekInputs(file: string, seeks: readonly Seek[], spanS: number): string[] {
   return seeks.flatMap(({ t, atKeyframe }) => [
-    // At a keyframe: no accurate seek, so the first frame out is that keyframe (in an open GOP too: the decoder
-    // drops the leading frames that reference the GOP before). Not `-skip_frame nokey`: it also skips an open GOP's
-    // non-IDR keyframes and lands seconds later.
     "-threads", "1", "-an", "-sn", "-dn", ...(atKeyframe ? ["-noaccurate_seek"] : []),
     "-ss", t.toFixed(3), "-t", spanS.toFixed(3), "-i", file,
   ]);
 }
 
-/** Which sample times sit on a source keyframe (pickSampleTimes rounds those up to the millisecond). */
-export function onSourceKeyframe(timesS: readonly number[], keyframesS: readonly number[]): boolean[] {
-  return timesS.map((t) => keyframesS.some((k) => Math.ceil(k * 1000) / 1000 === t));
-}
-
 /**
- * The filter chain that picks the source's samples out of a full decode of it, as the encode's second output:
- * a sample on a source keyframe is the frame at that keyframe (pickSampleTimes rounded its time up to the
- * millisecond), any other the first frame at or after its time — the frames buildSourceSampleArgs' seeks return
- * on an indexed file (MP4, MOV, MKV); on one whose seeks are approximate (MPEG-TS) only this gets them right. Gray at
- * the source's display size, numbered 0, 1, 2 … like the seeks' file, so the measurement reads either.
+ * The filter chain that picks the source's samples out of a full decode of it, as the encode's second output: for
+ * each time the first frame at or after it — the frame an accurate seek returns on an indexed file (MP4, MOV, MKV);
+ * on one whose seeks are approximate (MPEG-TS) only this gets them right. Gray at the source's display size,
+ * numbered 0, 1, 2 … like the seeks' file, so the measurement reads either.
  */
-export function encodeSampleChain(timesS: readonly number[], onKeyframe: readonly boolean[]): string {
-  // Timestamps went through decimal printing (ffprobe) and float arithmetic: a few microseconds of slack either way.
-  const e = 0.00001;
-  const at = (x: number) => x.toFixed(6);
-  const terms = timesS.map((t, i) =>
-    onKeyframe[i] ? `between(t\\,${at(t - 0.001 - e)}\\,${at(t + e)})` : `gte(t\\,${at(t - e)})*not(gte(prev_t\\,${at(t - e)}))`,
-  );
+export function encodeSampleChain(timesS: readonly number[]): string {
+  // The times are whole milliseconds; a frame's time is a float: a few microseconds of slack.
+  const at = (t: number) => (t - 0.00001).toFixed(6);
+  const terms = timesS.map((t) => `gte(t\\,${at(t)})*not(gte(prev_t\\,${at(t)}))`);
   return `select=${terms.join("+")},format=gray,settb=1/25,setpts=N`;
 }
 
@@ -104,10 +73,9 @@ export interface EncodeSamples {
  * Every encode of a source without one writes its own (two at once both do: it costs next to nothing, and either
  * stands in for the other when one is stopped); the first verified one is kept (`keepEncodeSamples`).
  */
-export async function encodeSamples(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<EncodeSamples | null> {
+export async function encodeSamples(source: SampledSource): Promise<EncodeSamples | null> {
   if (await exists(samplesFile(source.path))) return null;
-  const { times, onKeyframe } = await probeSource(ffprobe, source, signal);
-  return { chain: encodeSampleChain(times, onKeyframe), file: `${samplesFile(source.path)}.${process.pid}.${++samplesRuns}.part` };
+  return { chain: encodeSampleChain(sampleTimes(source.durationMs)), file: `${samplesFile(source.path)}.${process.pid}.${++samplesRuns}.part` };
 }
 
 /**
@@ -138,27 +106,20 @@ export function framesOf(first: number, label: string): string[] {
 }
 
 /**
- * The source's frames at the sample fractions, gray, at the source's display size, in a small NUT file, by seeking:
- * the fallback when no encode picked them out of its decode (encodeSampleChain). A sample on a source keyframe is that
- * keyframe (one frame decoded; the output's forced keyframe shows the same moment); one with no keyframe near is
- * decoded from the previous keyframe to exactly its time. Pure: the arguments only.
+ * The fallback: the source's frames at the sample times by seeking (each decoded from the keyframe before it), gray,
+ * at the source's display size, in a small NUT file. Pure: the arguments only.
  */
-export function buildSourceSampleArgs(
-  source: string,
-  timesS: readonly number[],
-  onKeyframe: readonly boolean[],
-  fps: number,
-  dest: string,
-): string[] {
+export function buildSourceSampleArgs(source: string, timesS: readonly number[], fps: number, dest: string): string[] {
   const span = Math.max(0.2, 3 / (fps || 1));
   return [
     "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
     "-protocol_whitelist", "file",
-    ...seekInputs(source, timesS.map((t, i) => ({ t, atKeyframe: onKeyframe[i] === true })), span),
+    ...seekInputs(source, timesS.map((t) => ({ t, atKeyframe: false })), span),
     "-filter_complex", [...framesOf(0, "s"), "[s]format=gray[out]"].join(";"),
     "-map", "[out]", "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "nut", dest,
   ];
 }
+
 export function ffmpegRun(ffmpeg: string, args: string[], signal?: AbortSignal): Promise<{ stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
     execFile(
@@ -183,113 +144,43 @@ export interface SampledSource {
   fps: number;
 }
 
-/** Keyframe times of the source's video (seconds from the start), from its packets: demuxing only, no decoding. */
-export async function probeKeyframes(ffprobe: string, path: string, signal?: AbortSignal): Promise<number[]> {
-  const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
-    execFile(
-      ffprobe,
-      ["-v", "error", "-protocol_whitelist", "file", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags:format=start_time",
-        "-of", "csv=p=0", path],
-      { timeout: 60_000, killSignal: "SIGKILL", signal, maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout) =>
-        err
-          ? reject(isAbortError(err) ? err : new Error(`quality measurement failed: keyframes: ${err.message}`))
-          : resolve({ stdout }),
-    );
-  });
-  const lines = stdout.trim().split("\n");
-  // The format section comes last: one number (start_time).
-  const start = Number(lines.findLast((l) => /^-?[0-9.]+$/.test(l.trim())) ?? 0) || 0;
-  return lines.flatMap((l) => {
-    const [t, flags] = l.split(",");
-    return flags?.startsWith("K") && t && Number.isFinite(Number(t)) ? [Math.max(0, Number(t) - start)] : [];
-  });
-}
-
-interface SourceProbe {
-  times: number[];
-  onKeyframe: boolean[];
-}
-
-interface SourceEntry {
-  probe: Promise<SourceProbe>;
-  file?: Promise<string>;
-}
-
-/** Per source file of this process: its sample times and its sample file (the oldest forgotten beyond 256). */
-const sourceEntries = new Map<string, SourceEntry>();
+/** Per source file of this process: the fallback's sample file being made (the oldest forgotten beyond 256). */
+const making = new Map<string, Promise<string>>();
 const MAX_SOURCES = 256;
-
-/**
- * The source's sample times in seconds (pickSampleTimes on its keyframes), once per source per runner process. The
- * probe is shared by the source's variations on this runner and runs under the first one's signal: when that one is
- * stopped, the others probe again under their own instead of losing their figures.
- */
-export async function sourceSampleTimes(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<number[]> {
-  return (await probeSource(ffprobe, source, signal)).times;
-}
-
-async function probeSource(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<SourceProbe> {
-  for (;;) {
-    try {
-      return await sharedProbe(ffprobe, source, signal);
-    } catch (err) {
-      if (!isAbortError(err) || signal?.aborted) throw err;
-    }
-  }
-}
-
-function sharedProbe(ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<SourceProbe> {
-  let e = sourceEntries.get(source.path);
-  if (!e) {
-    const probe = probeKeyframes(ffprobe, source.path, signal).then((k) => {
-      const times = pickSampleTimes(source.durationMs, k);
-      return { times, onKeyframe: onSourceKeyframe(times, k) };
-    });
-    e = { probe };
-    sourceEntries.set(source.path, e);
-    while (sourceEntries.size > MAX_SOURCES) sourceEntries.delete(sourceEntries.keys().next().value!);
-    const mine = e;
-    probe.catch(() => {
-      if (sourceEntries.get(source.path) === mine) sourceEntries.delete(source.path);
-    });
-  }
-  return e.probe;
-}
 
 /**
  * The source's sample file next to the source (`<source>.samples.nut`, removed with the job's directory): the one an
  * encode made, else made by seeking, once per source per runner process (a failure is not cached).
  */
-export async function sourceSamples(ffmpeg: string, ffprobe: string, source: SampledSource, signal?: AbortSignal): Promise<string> {
-  // Normally an encode of the source made them (keepEncodeSamples); seeking for them is the fallback.
-  if (await exists(samplesFile(source.path))) return samplesFile(source.path);
-  const { times, onKeyframe } = await probeSource(ffprobe, source, signal);
-  let e = sourceEntries.get(source.path);
-  while (e?.file) {
-    const made = e.file;
-    // The job's directory (and the file with it) is removed when the runner has nothing left of the job; a job
-    // reopened later (more variations, retry) downloads its source again and needs its samples again.
+export async function sourceSamples(ffmpeg: string, source: SampledSource, signal?: AbortSignal): Promise<string> {
+  const dest = samplesFile(source.path);
+  for (;;) {
+    // Normally an encode of the source made them (keepEncodeSamples). The job's directory (and the file with it) is
+    // removed when the runner has nothing left of the job; a job reopened later needs its samples again.
+    if (await exists(dest)) return dest;
+    const made = making.get(source.path);
+    if (!made) break;
+    // Several variations may have waited on one that failed (its own stop aborts it): the first to get here makes
+    // it again and the others wait on that one, instead of each starting an FFmpeg of its own.
     const path = await made.catch(() => null);
     if (path && (await exists(path))) return path;
     signal?.throwIfAborted();
-    // Several variations may have waited on the one that failed (its own stop aborts it): the first to get here
-    // makes it again and the others wait on that one, instead of each starting an FFmpeg of its own.
-    if (e.file === made) delete e.file;
-    e = sourceEntries.get(source.path);
+    if (making.get(source.path) === made) making.delete(source.path);
   }
-  const dest = samplesFile(source.path);
   // Its own temporary name: a failed run's cleanup must never remove the file of the run that replaced it.
   const tmp = `${dest}.${process.pid}.${++samplesRuns}.part`;
-  const file = ffmpegRun(ffmpeg, buildSourceSampleArgs(source.path, times, onKeyframe, source.fps, tmp), signal).then(async () => {
+  const args = buildSourceSampleArgs(source.path, sampleTimes(source.durationMs), source.fps, tmp);
+  const file = ffmpegRun(ffmpeg, args, signal).then(async () => {
     await rename(tmp, dest);
     return dest;
   });
-  const mine = e;
-  if (mine) mine.file = file;
-  file.catch(() => {
-    if (mine?.file === file) delete mine.file;
-    void rm(tmp, { force: true }).catch(() => {});
-  });
+  making.set(source.path, file);
+  while (making.size > MAX_SOURCES) making.delete(making.keys().next().value!);
+  file.catch(() => void rm(tmp, { force: true }).catch(() => {}));
+  // Once settled it has nothing left to share: the file itself (or its absence) answers the next caller.
+  void file.then(
+    () => making.get(source.path) === file && making.delete(source.path),
+    () => {},
+  );
   return file;
 }

@@ -30,7 +30,7 @@ import { errorMessage, type Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
 import { deriveParams, type EffectParams } from "./params";
 import { closestDistance, measureQuality, type QualityFigures } from "./quality";
-import { encodeSamples, keepEncodeSamples, sampleKeyframes, sourceSampleTimes, type EncodeSamples, type SampledSource } from "./samples";
+import { encodeSamples, keepEncodeSamples, sampleKeyframes, sampleTimes, type EncodeSamples, type SampledSource } from "./samples";
 import type { ProcessRegistry, StopReason } from "./processes";
 import { SourceOverLimitError, type AcquiredSource, type SourceCache } from "./sources";
 import type { Thumbnails } from "./thumbnails";
@@ -223,10 +223,10 @@ export class VariationTask {
 
       // From the job's effects (returned by the claim), never from this runner's settings: every runner alike.
       const effects = parseStoredEffects(c.jobEffects);
-      // Where quality is sampled (the source's keyframes near fixed fractions); null = not measured this time.
-      const times = await this.sampleTimes(source);
+      // Where quality is sampled: fixed fractions of the source's duration.
+      const times = sampleTimes(source.media.durationMs);
       // The source's samples come out of this encode's decode of the source, unless this runner has them already.
-      let samples = times ? await encodeSamples(config.FFPROBE_PATH, sampleSource(source), this.abort.signal).catch(() => null) : null;
+      let samples = await encodeSamples(sampleSource(source)).catch(() => null);
       if (samples) this.files.push(samples.file);
       let seed = c.seed;
       let params = deriveParams(seed, effects);
@@ -266,7 +266,7 @@ export class VariationTask {
           log.info(kept ? "source samples kept from the encode" : "source samples incomplete: the measurement seeks for them", { variation: c.id, source: c.sourceId });
         }
         const m0 = performance.now();
-        const draw = await this.measure(seed, { ...params, ...plan.geometry }, params, plan, file, source, times, k);
+        const draw = await this.measure(seed, { ...params, ...plan.geometry }, params, plan, file, source, k);
         timings.measure = (timings.measure ?? 0) + performance.now() - m0;
         draws.push(draw);
         const problem = this.problem(draw);
@@ -373,14 +373,14 @@ export class VariationTask {
   }
 
   /** The encode of one draw: the runner's arguments, keyframes at the quality samples, and the source's samples. */
-  private plan(params: EffectParams, source: AcquiredSource, file: string, times: number[] | null, samples: EncodeSamples | null): EncodePlan {
+  private plan(params: EffectParams, source: AcquiredSource, file: string, times: number[], samples: EncodeSamples | null): EncodePlan {
     return buildEncodeArgs({
       source: source.path,
       output: file,
       params,
       media: source.media,
       // Keyframes where the measurement samples the output: one frame decoded per sample.
-      keyframes: times ? sampleKeyframes(times, params.speed) : [],
+      keyframes: sampleKeyframes(times, params.speed),
       samples: samples ?? undefined,
     });
   }
@@ -427,17 +427,6 @@ export class VariationTask {
     return null;
   }
 
-  /** The source's sample times, or null when they cannot be had (then nothing is measured: best effort). */
-  private async sampleTimes(source: AcquiredSource): Promise<number[] | null> {
-    const { config, log } = this.ctx;
-    try {
-      return await sourceSampleTimes(config.FFPROBE_PATH, sampleSource(source), this.abort.signal);
-    } catch (err) {
-      if (!this.stopReason) log.warn("quality sampling unavailable", { variation: this.id, error: errorMessage(err) });
-      return null;
-    }
-  }
-
   /**
    * Quality of one draw and its distinctness from the siblings completed so far (best effort: a failed measurement
    * leaves the figures null and never fails the variation).
@@ -449,15 +438,13 @@ export class VariationTask {
     plan: EncodePlan,
     file: string,
     source: AcquiredSource,
-    times: number[] | null,
     k: number,
   ): Promise<Draw> {
     const { config, db, log } = this.ctx;
     const draw: Draw = { seed, recorded, file, quality: null, distinct: null, thumbnail: thumbnailFile(file), k };
-    if (!times) return draw;
     try {
       draw.quality = await measureQuality(
-        { ffmpeg: config.FFMPEG_PATH, ffprobe: config.FFPROBE_PATH },
+        config.FFMPEG_PATH,
         { source: sampleSource(source), speed: params.speed, output: file, thumbnail: draw.thumbnail, params, geometry: plan.geometry },
         this.abort.signal,
       );

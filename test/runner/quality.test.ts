@@ -1,13 +1,15 @@
+import { execFile } from "node:child_process";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseStoredEffects } from "../../db/effects";
 import { variationThumbnailKey } from "../../db/keys";
 import { buildEncodeArgs, probeMedia, spawnFfmpeg, verifyOutput } from "../../runner/ffmpeg";
 import { deriveParams } from "../../runner/params";
-import { closestDistance, FP_FRAME_BYTES, fingerprintDistance, measureQuality, OUTPUT_SEEK_PAST_S, outputSeeks } from "../../runner/quality";
-import { outputTimes, probeKeyframes, SAMPLE_FRACTIONS, sampleKeyframes, sourceSampleTimes } from "../../runner/samples";
+import { closestDistance, FP_FRAME_BYTES, FP_VERSION, fingerprintDistance, measureQuality, OUTPUT_SEEK_PAST_S, outputSeeks } from "../../runner/quality";
+import { outputTimes, SAMPLE_FRACTIONS, sampleKeyframes, sampleTimes } from "../../runner/samples";
 import { bestDraw } from "../../runner/work";
 import { makeClip } from "../helpers/clips";
 import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
@@ -27,14 +29,18 @@ describe("quality: pure parts", () => {
     }
   });
 
-  it("distinctness is the mean absolute difference in % of the 8-bit range, against the closest sibling", () => {
-    const frame = (v: number) => Buffer.alloc(SAMPLE_FRACTIONS.length * FP_FRAME_BYTES, v).toString("base64");
+  it("distinctness is the mean absolute difference in % of the 8-bit range, against the closest sibling; older fingerprints give none", () => {
+    const frames = (v: number) => Buffer.alloc(SAMPLE_FRACTIONS.length * FP_FRAME_BYTES, v);
+    const frame = (v: number) => Buffer.concat([Buffer.from([FP_VERSION]), frames(v)]).toString("base64");
     expect(fingerprintDistance(frame(10), frame(10))).toBe(0);
     expect(fingerprintDistance(frame(0), frame(255))).toBe(100);
     expect(fingerprintDistance(frame(0), frame(51))).toBe(20);
     expect(closestDistance(frame(0), [frame(51), frame(5)])).toBeCloseTo(1.961, 3);
     expect(closestDistance(frame(0), [])).toBeNull();
     expect(fingerprintDistance(frame(0), Buffer.alloc(3).toString("base64"))).toBeNull();
+    // The format before FP_VERSION 2 (no version byte, frames on source keyframes near the fractions): other moments.
+    expect(fingerprintDistance(frame(0), frames(0).toString("base64"))).toBeNull();
+    expect(closestDistance(frame(0), [frames(0).toString("base64"), frame(51)])).toBe(20);
   });
 
   it("keeps the draw with the smallest shortfall below the floors, then the higher SSIM", () => {
@@ -47,6 +53,15 @@ describe("quality: pure parts", () => {
   });
 });
 
+/** Keyframe times of a file's video, in seconds, from its packets. */
+async function keyframeTimes(path: string): Promise<number[]> {
+  const { stdout } = await promisify(execFile)("ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", path]);
+  return stdout.split("\n").flatMap((l) => {
+    const [t, flags] = l.trim().split(",");
+    return flags?.startsWith("K") && t ? [Number(t)] : [];
+  });
+}
+
 describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => {
   let dir: string;
   beforeAll(async () => {
@@ -57,7 +72,7 @@ describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => 
   async function encodeAndMeasure(source: string, seed: number, families: string[], intensity = "subtle") {
     const media = await probeMedia("ffprobe", source);
     const src = { path: source, durationMs: media.durationMs, fps: media.fps };
-    const times = await sourceSampleTimes("ffprobe", src);
+    const times = sampleTimes(src.durationMs);
     const params = deriveParams(seed, parseStoredEffects(JSON.stringify({ intensity, families })));
     const output = join(dir, `out-${seed}-${families.join("-")}-${intensity}.mp4`);
     const plan = buildEncodeArgs({ source, output, params, media, keyframes: sampleKeyframes(times, params.speed) });
@@ -66,22 +81,22 @@ describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => 
     await verifyOutput(output, plan.expectedDurationMs);
     const thumbnail = output.replace(/\.mp4$/, ".jpg");
     const q = await measureQuality(
-      { ffmpeg: "ffmpeg", ffprobe: "ffprobe" },
+      "ffmpeg",
       { source: src, speed: params.speed, output, thumbnail, params, geometry: plan.geometry },
     );
     return { q, thumbnail, output, params, times };
   }
 
   it("each output sample is read from its own forced keyframe (within a frame of its time), not decoded from an earlier one", async () => {
-    // 30 s: the source's keyframes every 250 frames put a sample at 16.667 s, whose forced keyframe lands 17 ms later
-    // on the 29.97 fps output (a seek 10 ms past the time started a GOP early).
+    // 30 s: a forced keyframe lands on the 29.97 fps output's frame grid, up to a frame after its time (at 16.667 s it
+    // landed 17 ms later, and a seek 10 ms past the time started a GOP early).
     const clip = await makeClip({ seconds: 30, width: 320, height: 240 });
     const speedy = (seed: number) => deriveParams(seed, parseStoredEffects(JSON.stringify({ intensity: "strong", families: ["speed"] })));
     let seed = 1;
     while (Math.abs(speedy(seed).speed - 1) < 0.05) seed++;
     for (const [families, intensity] of [[["color", "zoom"], "subtle"], [["speed"], "strong"]] as const) {
       const { output, params, times } = await encodeAndMeasure(clip, seed, [...families], intensity);
-      const keyframes = await probeKeyframes("ffprobe", output);
+      const keyframes = await keyframeTimes(output);
       for (const t of outputTimes(times, params.speed)) {
         // The seek starts at the last keyframe before t + OUTPUT_SEEK_PAST_S and returns it: it must be t's own.
         const landed = Math.max(...keyframes.filter((k) => k <= t + OUTPUT_SEEK_PAST_S));
@@ -98,7 +113,7 @@ describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => 
       expect(q.ssim).toBeGreaterThan(0.5);
       expect(q.ssim).toBeLessThanOrEqual(1);
       expect(q.psnr).toBeGreaterThan(15);
-      expect(Buffer.from(q.fingerprint, "base64").length).toBe(SAMPLE_FRACTIONS.length * FP_FRAME_BYTES);
+      expect(Buffer.from(q.fingerprint, "base64").length).toBe(1 + SAMPLE_FRACTIONS.length * FP_FRAME_BYTES);
       expect((await stat(thumbnail)).size).toBeGreaterThan(500);
     }
     expect(fingerprintDistance(a.q.fingerprint, b.q.fingerprint)).toBeGreaterThan(0);
