@@ -344,7 +344,7 @@ async function benchQualityOf(label: string, source: string): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "vr-bench-quality-"));
   const times = sampleTimes(media.durationMs);
   const samples = join(dir, "src.samples.nut");
-  const sourceCost = await timedFfmpeg(buildSourceSampleArgs(source, times, media.fps, samples));
+  const sourceCost = await timedFfmpeg(buildSourceSampleArgs(source, times, samples));
   const strip = (args: string[]) => args.filter((a, i, all) => !(a === "-progress" || all[i - 1] === "-progress"));
   const rows: { encode: { wallMs: number; cpuMs: number }; plain: { wallMs: number; cpuMs: number }; measure: { wallMs: number; cpuMs: number }; ssim: number; psnr: number }[] = [];
   for (const seed of [101, 202, 303, 404, 505]) {
@@ -370,11 +370,11 @@ async function benchQualityOf(label: string, source: string): Promise<void> {
   const meas = { wallMs: mean(rows.map((r) => r.measure.wallMs)), cpuMs: mean(rows.map((r) => r.measure.cpuMs)) };
   const pct = (a: number, b: number) => `${((a / b) * 100).toFixed(1)} %`;
   console.log(`sample times ${times.join(", ")} s`);
-  console.log(`source samples by seeking (the fallback when no encode picked them): wall ${fmt(sourceCost.wallMs)}, CPU ${fmt(sourceCost.cpuMs)}`);
+  console.log(`source samples by a decode of their own (the fallback when no encode left them): wall ${fmt(sourceCost.wallMs)}, CPU ${fmt(sourceCost.cpuMs)}`);
   console.log(`encode (mean of 5): wall ${fmt(enc.wallMs)}, CPU ${fmt(enc.cpuMs)}; without the sample keyframes wall ${fmt(plainEnc.wallMs)}, CPU ${fmt(plainEnc.cpuMs)} (keyframes cost ${pct(enc.cpuMs - plainEnc.cpuMs, plainEnc.cpuMs)} CPU)`);
   console.log(`measurement per variation (mean of 5): wall ${fmt(meas.wallMs)}, CPU ${fmt(meas.cpuMs)} = ${pct(meas.wallMs, enc.wallMs)} of the encode (wall), ${pct(meas.cpuMs, enc.cpuMs)} (CPU)`);
   console.log(
-    `with the samples sought (the fallback): 1st variation ${pct(meas.wallMs + sourceCost.wallMs, enc.wallMs)} (wall); ` +
+    `with the samples made by the fallback: 1st variation ${pct(meas.wallMs + sourceCost.wallMs, enc.wallMs)} (wall); ` +
       `over the 5 variations ${pct(5 * meas.wallMs + sourceCost.wallMs, 5 * enc.wallMs)} (wall), ${pct(5 * meas.cpuMs + sourceCost.cpuMs, 5 * enc.cpuMs)} (CPU)`,
   );
   // What the runner does: the source's first encode on a runner picks the samples out of its own decode

@@ -1,6 +1,6 @@
 import type { EncodePlan } from "./ffmpeg";
 import type { EffectParams } from "./params";
-import { ffmpegRun, framesOf, outputTimes, SAMPLE_FRACTIONS, sampleTimes, seekInputs, sourceSamples, type SampledSource, type Seek } from "./samples";
+import { ffmpegRun, outputTimes, SAMPLE_FRACTIONS, sampleTimes, sourceSamples, type SampledSource } from "./samples";
 
 /**
  * Quality of one encoded variation, measured on a few sampled frames (one FFmpeg call, no full decode):
@@ -57,14 +57,34 @@ const even = (n: number) => Math.max(2, 2 * Math.round(n / 2));
 export const OUTPUT_SEEK_PAST_S = 0.05;
 
 /**
- * The output's seeks: OUTPUT_SEEK_PAST_S past each sample time, but never past half the way to the next sample (an
- * output shorter than about a third of a second has its samples closer than that, and would read the next one's).
+ * The output's seek points: OUTPUT_SEEK_PAST_S past each sample time, but never past half the way to the next sample
+ * (an output shorter than about a third of a second has its samples closer than that, and would read the next one's).
  */
-export function outputSeeks(outputTimesS: readonly number[]): Seek[] {
+export function outputSeeks(outputTimesS: readonly number[]): number[] {
   return outputTimesS.map((t, i) => {
     const next = outputTimesS[i + 1];
-    return { t: t + (next === undefined ? OUTPUT_SEEK_PAST_S : Math.min(OUTPUT_SEEK_PAST_S, (next - t) / 2)), atKeyframe: true };
+    return t + (next === undefined ? OUTPUT_SEEK_PAST_S : Math.min(OUTPUT_SEEK_PAST_S, (next - t) / 2));
   });
+}
+
+/**
+ * One input per sample, each sought without accurate seeking, so the first frame out is the keyframe before the seek
+ * point: the sample's own forced keyframe. Read at most `span` seconds (FFmpeg stops decoding that input after the
+ * frame it needs), one decoder thread (one frame each: threads only cost start-up), no audio.
+ */
+function seekInputs(file: string, seeks: readonly number[], spanS: number): string[] {
+  return seeks.flatMap((t) => [
+    "-threads", "1", "-an", "-sn", "-dn", "-noaccurate_seek",
+    "-ss", t.toFixed(3), "-t", spanS.toFixed(3), "-i", file,
+  ]);
+}
+
+/** [0:v]…[n-1:v] → one stream of n single frames, renumbered 0, 1, 2 … on a common time base. */
+function framesOf(first: number, label: string): string[] {
+  const n = SAMPLE_FRACTIONS.length;
+  const ins = Array.from({ length: n }, (_, i) => `[${first + i}:v]trim=end_frame=1,setpts=PTS-STARTPTS[${label}${i}]`);
+  const list = Array.from({ length: n }, (_, i) => `[${label}${i}]`).join("");
+  return [...ins, `${list}concat=n=${n}:v=1:a=0,settb=1/25,setpts=N[${label}]`];
 }
 
 /**

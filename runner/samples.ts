@@ -8,10 +8,11 @@ import { isAbortError } from "./ffmpeg";
  * The times are fixed fractions of the duration, so every runner picks the same ones and siblings' fingerprints
  * compare the same moments. The encode forces an output keyframe at each (`sampleKeyframes`), so reading an output
  * sample decodes one frame. The source's frames at those times come out of the encode's own decode of the source
- * (`encodeSampleChain`): picking five frames from a decode that happens anyway costs next to nothing. Earlier the
- * times were moved onto the source's keyframes (an ffprobe of every packet per source) so that seeking to them
- * afterwards decoded one frame instead of a GOP; with the frames taken from the encode neither is needed. Seeking
- * (`buildSourceSampleArgs`) remains the fallback for a sample file the encode did not complete.
+ * (`encodeSampleChain`): picking five frames from a decode that happens anyway costs next to nothing. Earlier a
+ * separate FFmpeg sought to each of them (decoding up to a GOP per sample, and landing on other frames in a file
+ * without an index, such as MPEG-TS), and the times were moved onto the source's keyframes (an ffprobe of every
+ * packet per source) to keep those seeks short; neither is needed now. A decode of its own with the same chain
+ * (`buildSourceSampleArgs`) is the fallback for a sample file the encode did not complete.
  */
 
 /** Fractions of the duration where frames are sampled (start and end avoided: fades, black frames). */
@@ -32,28 +33,11 @@ export function sampleKeyframes(sourceTimesS: readonly number[], speed: number):
   return ["-force_key_frames", outputTimes(sourceTimesS, speed).map((t) => t.toFixed(3)).join(",")];
 }
 
-/** Where one input starts: at the keyframe before `t` (the frame FFmpeg returns first) or exactly at `t`. */
-export interface Seek {
-  t: number;
-  atKeyframe: boolean;
-}
-
-/**
- * One input per sample: seek, read at most `span` seconds (so FFmpeg stops decoding that input after the frame it
- * needs), one decoder thread (one frame each: threads only cost start-up), no audio.
- */
-export function seekInputs(file: string, seeks: readonly Seek[], spanS: number): string[] {
-  return seeks.flatMap(({ t, atKeyframe }) => [
-    "-threads", "1", "-an", "-sn", "-dn", ...(atKeyframe ? ["-noaccurate_seek"] : []),
-    "-ss", t.toFixed(3), "-t", spanS.toFixed(3), "-i", file,
-  ]);
-}
-
 /**
  * The filter chain that picks the source's samples out of a full decode of it, as the encode's second output: for
- * each time the first frame at or after it — the frame an accurate seek returns on an indexed file (MP4, MOV, MKV);
- * on one whose seeks are approximate (MPEG-TS) only this gets them right. Gray at the source's display size,
- * numbered 0, 1, 2 … like the seeks' file, so the measurement reads either.
+ * each time the first frame at or after it (what an accurate seek returns on an indexed file such as MP4; on one
+ * whose seeks are approximate, such as MPEG-TS, only a decode gets them right). Gray at the source's display size,
+ * numbered 0, 1, 2 … on a 1/25 time base.
  */
 export function encodeSampleChain(timesS: readonly number[]): string {
   // The times are whole milliseconds; a frame's time is a float: a few microseconds of slack.
@@ -97,35 +81,31 @@ const samplesFile = (sourcePath: string) => `${sourcePath}.samples.nut`;
 let samplesRuns = 0;
 const exists = (path: string) => stat(path).then(() => true, () => false);
 
-/** [0:v]…[n-1:v] → one stream of n single frames, renumbered 0, 1, 2 … on a common time base. */
-export function framesOf(first: number, label: string): string[] {
-  const n = SAMPLE_FRACTIONS.length;
-  const ins = Array.from({ length: n }, (_, i) => `[${first + i}:v]trim=end_frame=1,setpts=PTS-STARTPTS[${label}${i}]`);
-  const list = Array.from({ length: n }, (_, i) => `[${label}${i}]`).join("");
-  return [...ins, `${list}concat=n=${n}:v=1:a=0,settb=1/25,setpts=N[${label}]`];
-}
-
 /**
- * The fallback: the source's frames at the sample times by seeking (each decoded from the keyframe before it), gray,
- * at the source's display size, in a small NUT file. Pure: the arguments only.
+ * The fallback, when no encode left a complete sample file: the same chain on a decode of its own (the whole source,
+ * so that the frames are the encode's own; seeking for them instead got MPEG-TS wrong). Pure: the arguments only.
  */
-export function buildSourceSampleArgs(source: string, timesS: readonly number[], fps: number, dest: string): string[] {
-  const span = Math.max(0.2, 3 / (fps || 1));
+export function buildSourceSampleArgs(source: string, timesS: readonly number[], dest: string): string[] {
   return [
     "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
     "-protocol_whitelist", "file",
-    ...seekInputs(source, timesS.map((t) => ({ t, atKeyframe: false })), span),
-    "-filter_complex", [...framesOf(0, "s"), "[s]format=gray[out]"].join(";"),
-    "-map", "[out]", "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "nut", dest,
+    "-an", "-sn", "-dn", "-i", source,
+    "-map", "0:v:0", "-vf", encodeSampleChain(timesS),
+    "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "nut", dest,
   ];
 }
 
-export function ffmpegRun(ffmpeg: string, args: string[], signal?: AbortSignal): Promise<{ stdout: Buffer; stderr: string }> {
+export function ffmpegRun(
+  ffmpeg: string,
+  args: string[],
+  signal?: AbortSignal,
+  timeoutMs = 60_000,
+): Promise<{ stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
     execFile(
       ffmpeg,
       args,
-      { encoding: "buffer", timeout: 60_000, killSignal: "SIGKILL", signal, maxBuffer: 4 * 1024 * 1024 },
+      { encoding: "buffer", timeout: timeoutMs, killSignal: "SIGKILL", signal, maxBuffer: 4 * 1024 * 1024 },
       (err, stdout, stderrBuf) => {
         const stderr = stderrBuf.toString("utf8");
         if (!err) return resolve({ stdout, stderr });
@@ -150,7 +130,7 @@ const MAX_SOURCES = 256;
 
 /**
  * The source's sample file next to the source (`<source>.samples.nut`, removed with the job's directory): the one an
- * encode made, else made by seeking, once per source per runner process (a failure is not cached).
+ * encode made, else made by the fallback, once per source per runner process (a failure is not cached).
  */
 export async function sourceSamples(ffmpeg: string, source: SampledSource, signal?: AbortSignal): Promise<string> {
   const dest = samplesFile(source.path);
@@ -169,8 +149,9 @@ export async function sourceSamples(ffmpeg: string, source: SampledSource, signa
   }
   // Its own temporary name: a failed run's cleanup must never remove the file of the run that replaced it.
   const tmp = `${dest}.${process.pid}.${++samplesRuns}.part`;
-  const args = buildSourceSampleArgs(source.path, sampleTimes(source.durationMs), source.fps, tmp);
-  const file = ffmpegRun(ffmpeg, args, signal).then(async () => {
+  const args = buildSourceSampleArgs(source.path, sampleTimes(source.durationMs), tmp);
+  // A whole decode: a minute, or twice the source's duration when that is longer (a slow core, a large frame).
+  const file = ffmpegRun(ffmpeg, args, signal, Math.max(60_000, 2 * source.durationMs)).then(async () => {
     await rename(tmp, dest);
     return dest;
   });
