@@ -344,7 +344,7 @@ async function benchQualityOf(label: string, source: string): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "vr-bench-quality-"));
   const times = sampleTimes(media.durationMs);
   const samples = join(dir, "src.samples.nut");
-  const sourceCost = await timedFfmpeg(buildSourceSampleArgs(source, times, samples));
+  const sourceCost = await timedFfmpeg(buildSourceSampleArgs(source, times, media.fps, samples));
   const strip = (args: string[]) => args.filter((a, i, all) => !(a === "-progress" || all[i - 1] === "-progress"));
   const rows: { encode: { wallMs: number; cpuMs: number }; plain: { wallMs: number; cpuMs: number }; measure: { wallMs: number; cpuMs: number }; ssim: number; psnr: number }[] = [];
   for (const seed of [101, 202, 303, 404, 505]) {
@@ -382,21 +382,28 @@ async function benchQualityOf(label: string, source: string): Promise<void> {
   await rm(samples, { force: true });
   const first = (extra: Partial<Parameters<typeof buildEncodeArgs>[0]>) =>
     strip(buildEncodeArgs({ source, output: join(dir, "first.mp4"), params: deriveParams(101), media, keyframes: sampleKeyframes(times, 1), ...extra }).args);
-  // Three pairs, interleaved, the fastest of each side: a busy moment of the machine must not decide the figure.
+  // Five pairs, each side right after the other, and the median of the pairs' differences: the machine's speed
+  // drifts by more than the difference measured, but alike for the two runs of a pair.
   const runs: { alone: { wallMs: number; cpuMs: number }; withSamples: { wallMs: number; cpuMs: number } }[] = [];
-  for (let i = 0; i < 3; i++) {
-    runs.push({
-      alone: await timedFfmpeg(first({})),
-      withSamples: await timedFfmpeg(first({ samples: { chain: encodeSampleChain(times), file: samples } })),
-    });
+  for (let i = 0; i < 5; i++) {
+    // Which side runs first alternates: a drift within a pair favours neither.
+    const plain = () => timedFfmpeg(first({}));
+    const sampled = () => timedFfmpeg(first({ samples: { chain: encodeSampleChain(times, media.fps), file: samples } }));
+    if (i % 2 === 0) {
+      const a = await plain();
+      runs.push({ alone: a, withSamples: await sampled() });
+    } else {
+      const w = await sampled();
+      runs.push({ withSamples: w, alone: await plain() });
+    }
   }
-  const fastest = (xs: { wallMs: number; cpuMs: number }[]) => ({ wallMs: Math.min(...xs.map((x) => x.wallMs)), cpuMs: Math.min(...xs.map((x) => x.cpuMs)) });
-  const alone = fastest(runs.map((r) => r.alone));
-  const withSamples = fastest(runs.map((r) => r.withSamples));
-  const extra = { wallMs: withSamples.wallMs - alone.wallMs, cpuMs: withSamples.cpuMs - alone.cpuMs };
+  const median = (xs: number[]) => percentile(xs, 50);
+  const alone = { wallMs: median(runs.map((r) => r.alone.wallMs)), cpuMs: median(runs.map((r) => r.alone.cpuMs)) };
+  const withSamples = { wallMs: median(runs.map((r) => r.withSamples.wallMs)), cpuMs: median(runs.map((r) => r.withSamples.cpuMs)) };
+  const extra = { wallMs: median(runs.map((r) => r.withSamples.wallMs - r.alone.wallMs)), cpuMs: median(runs.map((r) => r.withSamples.cpuMs - r.alone.cpuMs)) };
   console.log(
-    `1st variation, samples picked out of its encode (as the runner does; fastest of 3 each): encode wall ${fmt(withSamples.wallMs)} ` +
-      `(CPU ${fmt(withSamples.cpuMs)}) vs the same encode alone ${fmt(alone.wallMs)} (CPU ${fmt(alone.cpuMs)}); with its measurement ` +
+    `1st variation, samples picked out of its encode (as the runner does; medians of 5 pairs): encode wall ${fmt(withSamples.wallMs)} ` +
+      `(CPU ${fmt(withSamples.cpuMs)}) vs the same encode alone ${fmt(alone.wallMs)} (CPU ${fmt(alone.cpuMs)}), difference ${fmt(extra.wallMs)} wall, ${fmt(extra.cpuMs)} CPU; with its measurement ` +
       `${pct(extra.wallMs + meas.wallMs, alone.wallMs)} (wall), ${pct(extra.cpuMs + meas.cpuMs, alone.cpuMs)} (CPU); ` +
       `over the 5 variations ${pct(extra.wallMs + 5 * meas.wallMs, 5 * alone.wallMs)} (wall), ${pct(extra.cpuMs + 5 * meas.cpuMs, 5 * alone.cpuMs)} (CPU); target ≤ 15 %`,
   );

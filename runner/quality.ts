@@ -1,6 +1,6 @@
 import type { EncodePlan } from "./ffmpeg";
 import type { EffectParams } from "./params";
-import { ffmpegRun, outputTimes, SAMPLE_FRACTIONS, sampleTimes, sourceSamples, type SampledSource } from "./samples";
+import { ffmpegRun, outputTimes, SAMPLE_FRACTIONS, SAMPLES_SKIP, sampleTimes, sourceSamples, type SampledSource } from "./samples";
 
 /**
  * Quality of one encoded variation, measured on a few sampled frames (one FFmpeg call, no full decode):
@@ -112,7 +112,7 @@ export function buildMeasureArgs(input: {
   const graph = [
     ...framesOf(0, "o"),
     `[o]split=3[oq][of][ot]`,
-    `[${n}:v]settb=1/25,setpts=N,${sourceAlign.join(",")},scale=${w}:${h}:flags=area,setsar=1,format=gray,split[sa][sb]`,
+    `[${n}:v]trim=start_frame=${SAMPLES_SKIP},settb=1/25,setpts=N,${sourceAlign.join(",")},scale=${w}:${h}:flags=area,setsar=1,format=gray,split[sa][sb]`,
     `[oq]${p.mirror ? "hflip," : ""}scale=${w}:${h}:flags=area,setsar=1,format=gray,split[oa][ob]`,
     `[oa][sa]ssim[q1]`,
     `[ob][sb]psnr[q2]`,

@@ -34,17 +34,27 @@ export function sampleKeyframes(sourceTimesS: readonly number[], speed: number):
 }
 
 /**
- * The filter chain that picks the source's samples out of a full decode of it, as the encode's second output: for
- * each time the first frame at or after it (what an accurate seek returns on an indexed file such as MP4; on one
- * whose seeks are approximate, such as MPEG-TS, only a decode gets them right). Gray at the source's display size,
- * numbered 0, 1, 2 … on a 1/25 time base.
+ * The filter chain that picks the source's samples out of a full decode of it, as the encode's second output. For
+ * each time the frame nearest to it: what the 29.97 fps output shows at its forced keyframe there. Gray at the source's display size, numbered 0, 1, 2 … on a 1/25 time base, after one
+ * leading frame (the source's first) that only opens the file: FFmpeg 5.1 reports no progress until every output has
+ * written its header, which a NUT file does with its first frame, so without it the encode would report nothing
+ * until 10 % of the source — long enough, on a long source, for the stall watchdog. SAMPLES_SKIP says how many to
+ * skip.
  */
-export function encodeSampleChain(timesS: readonly number[]): string {
-  // The times are whole milliseconds; a frame's time is a float: a few microseconds of slack.
-  const at = (t: number) => (t - 0.00001).toFixed(6);
+export function encodeSampleChain(timesS: readonly number[], fps: number): string {
+  // From half a frame before, that one excluded: of two frames equally near, the later, as the output's keyframe
+  // lands at or after the time. A microsecond decides the tie, far above a float's noise and far below a frame.
+  const half = fps > 0 ? 0.5 / fps : 0;
+  const at = (t: number) => Math.max(0, t - half + 0.000001).toFixed(6);
   const terms = timesS.map((t) => `gte(t\\,${at(t)})*not(gte(prev_t\\,${at(t)}))`);
-  return `select=${terms.join("+")},format=gray,settb=1/25,setpts=N`;
+  // `scale` before `format`: the branch converts on its own. Without it FFmpeg's format negotiation carried gray up
+  // through `split` into the encode's own chain whenever a filter before the split (the rotation FFmpeg inserts for a
+  // portrait phone video) accepted gray: those encodes came out without colour.
+  return `select=eq(n\\,0)+${terms.join("+")},scale,format=gray,settb=1/25,setpts=N`;
 }
+
+/** Leading frames of a sample file that are not samples (see encodeSampleChain). */
+export const SAMPLES_SKIP = 1;
 
 /** A sample file the encode writes (its own temporary name), taken as the source's once the encode is verified. */
 export interface EncodeSamples {
@@ -59,16 +69,19 @@ export interface EncodeSamples {
  */
 export async function encodeSamples(source: SampledSource): Promise<EncodeSamples | null> {
   if (await exists(samplesFile(source.path))) return null;
-  return { chain: encodeSampleChain(sampleTimes(source.durationMs)), file: `${samplesFile(source.path)}.${process.pid}.${++samplesRuns}.part` };
+  return { chain: encodeSampleChain(sampleTimes(source.durationMs), source.fps), file: `${samplesFile(source.path)}.${process.pid}.${++samplesRuns}.part` };
 }
 
 /**
- * After the encode that wrote `samples` verified: its file becomes the source's sample file, when it holds every
- * sample (a frame of width × height gray bytes each). Otherwise it is dropped and the measurement seeks for them.
+ * After the encode that wrote `samples` verified: its file becomes the source's sample file when it holds exactly the
+ * frames it should (SAMPLES_SKIP + one per sample, width × height gray bytes each, plus less than a frame of
+ * container). Otherwise it is dropped and the measurement's fallback makes them.
  */
 export async function keepEncodeSamples(samples: EncodeSamples, source: SampledSource & { width: number; height: number }): Promise<boolean> {
   const size = await stat(samples.file).then((s) => s.size, () => 0);
-  if (size < SAMPLE_FRACTIONS.length * source.width * source.height) {
+  const frames = SAMPLES_SKIP + SAMPLE_FRACTIONS.length;
+  const frame = source.width * source.height;
+  if (size < frames * frame || size >= (frames + 1) * frame) {
     await rm(samples.file, { force: true });
     return false;
   }
@@ -85,12 +98,12 @@ const exists = (path: string) => stat(path).then(() => true, () => false);
  * The fallback, when no encode left a complete sample file: the same chain on a decode of its own (the whole source,
  * so that the frames are the encode's own; seeking for them instead got MPEG-TS wrong). Pure: the arguments only.
  */
-export function buildSourceSampleArgs(source: string, timesS: readonly number[], dest: string): string[] {
+export function buildSourceSampleArgs(source: string, timesS: readonly number[], fps: number, dest: string): string[] {
   return [
     "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
     "-protocol_whitelist", "file",
     "-an", "-sn", "-dn", "-i", source,
-    "-map", "0:v:0", "-vf", encodeSampleChain(timesS),
+    "-map", "0:v:0", "-vf", encodeSampleChain(timesS, fps),
     "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "nut", dest,
   ];
 }
@@ -140,16 +153,19 @@ export async function sourceSamples(ffmpeg: string, source: SampledSource, signa
     if (await exists(dest)) return dest;
     const made = making.get(source.path);
     if (!made) break;
-    // Several variations may have waited on one that failed (its own stop aborts it): the first to get here makes
-    // it again and the others wait on that one, instead of each starting an FFmpeg of its own.
-    const path = await made.catch(() => null);
-    if (path && (await exists(path))) return path;
-    signal?.throwIfAborted();
+    try {
+      const path = await untilAborted(made, signal);
+      if (await exists(path)) return path;
+    } catch (err) {
+      // A failure of the file itself is everybody's: not made again for each waiter. A stop is only the maker's:
+      // the first waiter to get here makes it again and the others wait on that one.
+      if (!isAbortError(err) || signal?.aborted) throw err;
+    }
     if (making.get(source.path) === made) making.delete(source.path);
   }
   // Its own temporary name: a failed run's cleanup must never remove the file of the run that replaced it.
   const tmp = `${dest}.${process.pid}.${++samplesRuns}.part`;
-  const args = buildSourceSampleArgs(source.path, sampleTimes(source.durationMs), tmp);
+  const args = buildSourceSampleArgs(source.path, sampleTimes(source.durationMs), source.fps, tmp);
   // A whole decode: a minute, or twice the source's duration when that is longer (a slow core, a large frame).
   const file = ffmpegRun(ffmpeg, args, signal, Math.max(60_000, 2 * source.durationMs)).then(async () => {
     await rename(tmp, dest);
@@ -157,11 +173,27 @@ export async function sourceSamples(ffmpeg: string, source: SampledSource, signa
   });
   making.set(source.path, file);
   while (making.size > MAX_SOURCES) making.delete(making.keys().next().value!);
-  file.catch(() => void rm(tmp, { force: true }).catch(() => {}));
-  // Once settled it has nothing left to share: the file itself (or its absence) answers the next caller.
+  const forget = () => making.get(source.path) === file && making.delete(source.path);
   void file.then(
-    () => making.get(source.path) === file && making.delete(source.path),
-    () => {},
+    // Made: the file itself answers the next caller.
+    forget,
+    (err: unknown) => {
+      void rm(tmp, { force: true }).catch(() => {});
+      // Failed: those waiting now get the error, a later caller tries again (not cached). Stopped: left for a
+      // waiter to replace, so that the waiters make it once between them.
+      if (!isAbortError(err)) forget();
+    },
   );
   return file;
+}
+
+/** `p`, or an AbortError as soon as `signal` aborts: a stopped variation does not wait for a sibling's FFmpeg. */
+function untilAborted<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(Object.assign(new Error("The operation was aborted"), { name: "AbortError", code: "ABORT_ERR" }));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
