@@ -84,18 +84,26 @@ export async function dropUnusedUpload(deps: Deps, upload: UploadRow): Promise<b
   return deleteUnusedUpload(deps.db, upload.id);
 }
 
-/** Passes bytes through unchanged, rejecting the stream when its first bytes are not a supported video. */
-function sniffingStream(onType: (type: string) => void): TransformStream<Uint8Array, Uint8Array> {
+/**
+ * Passes a part's bytes through unchanged, erroring the stream with the typed error the client gets: more or fewer
+ * bytes than the part's size (counted here, so FixedLengthStream never sees a byte too many), or, for part 1, first
+ * bytes that are not a supported video.
+ */
+function checkedPart(n: number, expected: number, onType?: (type: string) => void): TransformStream<Uint8Array, Uint8Array> {
+  const wrongSize = () => new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
+  let received = 0;
   let head = new Uint8Array(0);
-  let decided = false;
+  let decided = !onType;
   const decide = (controller: TransformStreamDefaultController<Uint8Array>) => {
     decided = true;
     const type = sniffVideoType(head);
-    if (!type) controller.error(new UnsupportedMediaTypeError("The file is not an MP4, MOV, M4V, WebM or MKV video"));
-    else onType(type);
+    if (type) onType!(type);
+    else controller.error(new UnsupportedMediaTypeError("The file is not an MP4, MOV, M4V, WebM or MKV video"));
   };
   return new TransformStream({
     transform(chunk, controller) {
+      received += chunk.byteLength;
+      if (received > expected) return controller.error(wrongSize());
       if (!decided) {
         const next = new Uint8Array(head.length + chunk.length);
         next.set(head);
@@ -107,6 +115,7 @@ function sniffingStream(onType: (type: string) => void): TransformStream<Uint8Ar
     },
     flush(controller) {
       if (!decided) decide(controller);
+      if (received !== expected) controller.error(wrongSize());
     },
   });
 }
@@ -123,34 +132,31 @@ export async function putUploadPart(
   const n = input.partNumber;
   if (n > upload.partCount) throw new ValidationError(`n: this upload has ${upload.partCount} part(s)`, "n");
   const expected = n < upload.partCount ? upload.partSize : upload.size - upload.partSize * (upload.partCount - 1);
-  if (input.contentLength !== null && input.contentLength !== expected) {
-    throw new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
-  }
-  if (!input.body) throw new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
+  const wrongSize = () => new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
+  if (!input.body || (input.contentLength !== null && input.contentLength !== expected)) throw wrongSize();
 
   let contentType: string | undefined;
   let refused: unknown;
-  let stream = input.body;
-  if (n === 1) {
-    stream = stream.pipeThrough(
-      sniffingStream((t) => (contentType = t)),
-    );
-  }
+  const check = checkedPart(n, expected, n === 1 ? (t) => (contentType = t) : undefined);
   const sized = new FixedLengthStream(expected);
-  const piping = stream.pipeTo(sized.writable).catch((err: unknown) => {
-    refused = err;
-  });
+  // Both pipes end before the answer: the first one, refused, is what drains the rest of the body (lingering.ts).
+  const piping = Promise.all([
+    input.body.pipeTo(check.writable).catch(() => {}),
+    check.readable.pipeTo(sized.writable).catch((err: unknown) => {
+      refused = err;
+    }),
+  ]);
   const mp = deps.bucket.resumeMultipartUpload(upload.objectKey, upload.r2UploadId);
   let part: R2UploadedPart;
   try {
     part = await mp.uploadPart(n, sized.readable);
   } catch (err) {
     await piping;
-    if (refused instanceof UnsupportedMediaTypeError) throw refused;
-    throw new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
+    // R2 fails on a refused stream too: then the refusal is the reason. A body cut off by the client reads as short.
+    if (refused instanceof UnsupportedMediaTypeError || refused instanceof ValidationError) throw refused;
+    throw refused ? wrongSize() : err;
   }
   await piping;
-  if (refused) throw refused instanceof UnsupportedMediaTypeError ? refused : new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
   await recordUploadPart(deps.db, { uploadId: upload.id, partNumber: n, etag: part.etag, size: expected, contentType });
   return { etag: part.etag };
 }

@@ -19,7 +19,6 @@ import { cancelJob } from "../lib/cancel-job";
 import { pauseAndWait } from "../lib/pause-job";
 import { moreVariations, resume, retryFailed } from "../lib/reopen-job";
 import { createJobFromForm } from "../lib/ingest";
-import { lingering } from "../lib/lingering";
 import { serveObject } from "../lib/range";
 import {
   BulkCancelBody,
@@ -50,7 +49,7 @@ export const jobs = new Hono<AppEnv>()
     if (/^multipart\/form-data/i.test(contentType)) {
       const job = await createJobFromForm(
         { db, bucket: c.env.BUCKET },
-        { req: lingering(c.req.raw), userId: user.id, retentionMs, maxFileBytes: config.MAX_UPLOAD_BYTES, limits },
+        { req: c.req.raw, userId: user.id, retentionMs, maxFileBytes: config.MAX_UPLOAD_BYTES, limits },
       );
       return c.json(job, 202);
     }

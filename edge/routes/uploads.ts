@@ -1,7 +1,6 @@
 import { Hono } from "hono";
 import { userLimitsFrom } from "../../db/limits";
 import type { AppEnv } from "../env";
-import { lingering } from "../lib/lingering";
 import { requireUser } from "../lib/auth";
 import { completeUpload, putUploadPart, startUpload } from "../lib/uploads";
 import { CreateUploadBody, PartParams } from "../lib/schemas";
@@ -30,8 +29,7 @@ export const uploads = new Hono<AppEnv>()
         user: c.get("user"),
         uploadId: id,
         partNumber: n,
-        // A part that runs long is refused part-way: drain it first, or the next request on the connection fails.
-        body: lingering(c.req.raw).body,
+        body: c.req.raw.body,
         contentLength: length === undefined ? null : Number(length),
       },
     );
