@@ -20,17 +20,28 @@ const LINGER_MS = 5_000;
  */
 export function lingeringBodies(): MiddlewareHandler {
   return async (c, next) => {
-    if (!c.req.raw.body) return next();
+    const declared = c.req.header("content-length");
+    // A body declared longer than the bound is left exactly as workerd gives it: draining 16 MiB of it would not
+    // save the connection, and one read in part and then left (or cancelled) had its answer cut off mid-body
+    // through wrangler dev, where an untouched one gets its answer whole.
+    if (!c.req.raw.body || (declared !== undefined && Number(declared) > LINGER_BYTES)) return next();
     const { request, finish } = lingering(c.req.raw);
     c.req.raw = request;
-    await next();
-    await finish();
+    try {
+      await next();
+    } finally {
+      await finish();
+    }
   };
 }
 
 /**
  * The request with a body whose `cancel()` (what a pipe or the form reader calls when it refuses the body) first
- * drains what is left, and `finish()`, which does the same for a body nobody read to its end.
+ * drains what is left, and `finish()`, which does the same for a body nobody read to its end. Past the bounds the
+ * rest is left unread, not cancelled: cancelling a request body makes workerd reset the connection before the
+ * answer is out (the client sees ECONNRESET instead of its 4xx). A GET or HEAD with a body (workerd gives it one
+ * when it carries a Content-Length) keeps its request: no handler reads it, and a Request of those methods cannot
+ * be built with a body.
  */
 export function lingering(req: Request): { request: Request; finish: () => Promise<void> } {
   const source = req.body!.getReader();
@@ -40,7 +51,8 @@ export function lingering(req: Request): { request: Request; finish: () => Promi
   let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
   const read = () => (pending ??= source.read().finally(() => (pending = undefined)));
   let finishing: Promise<void> | undefined;
-  const finish = () => (finishing ??= drain(read).then(() => source.cancel().catch(() => {})));
+  const finish = () => (finishing ??= drain(read));
+  if (req.method === "GET" || req.method === "HEAD") return { request: req, finish };
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const { done, value } = await read();

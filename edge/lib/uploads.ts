@@ -154,7 +154,12 @@ export async function putUploadPart(
     await piping;
     // R2 fails on a refused stream too: then the refusal is the reason. A body cut off by the client reads as short.
     if (refused instanceof UnsupportedMediaTypeError || refused instanceof ValidationError) throw refused;
-    throw refused ? wrongSize() : err;
+    if (refused) throw wrongSize();
+    // The whole part arrived, but the multipart upload is gone: the stale-upload or storage rule removed it meanwhile.
+    if (/10024|does not exist|NoSuchUpload/i.test(err instanceof Error ? err.message : String(err))) {
+      throw new ConflictError("upload_closed", "This upload was completed or aborted meanwhile");
+    }
+    throw err;
   }
   await piping;
   await recordUploadPart(deps.db, { uploadId: upload.id, partNumber: n, etag: part.etag, size: expected, contentType });

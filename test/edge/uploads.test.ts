@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { sources } from "../../db/schema";
+import { sources, uploads } from "../../db/schema";
 import { Job } from "../../edge/lib/schemas";
 import { call, db, fakeMp4, sameBytes, signIn, type Session } from "./helpers";
 
@@ -84,6 +84,40 @@ describe("large-file uploads", () => {
     const text = new TextEncoder().encode("x".repeat(1000));
     const notVideo = await putPart(s, up.id, 1, text);
     expect(notVideo.status).toBe(415);
+  });
+
+  it("counts a streamed part's bytes: one byte too many or too few answers 400 naming body, the exact size 200", async () => {
+    const s = await signIn();
+    const file = fakeMp4(1000);
+    const up = await start(s, "streamed.mp4", file.length);
+    // No Content-Length: the edge only knows the size once the stream ends.
+    const streamed = (bytes: Uint8Array) =>
+      s.call(`/api/uploads/${up.id}/parts/1`, {
+        method: "PUT",
+        body: new ReadableStream({
+          start(c) {
+            c.enqueue(bytes.slice(0, 600));
+            c.enqueue(bytes.slice(600));
+            c.close();
+          },
+        }),
+        headers: { "content-type": "application/octet-stream" },
+      });
+    for (const bytes of [new Uint8Array([...file, 0]), file.subarray(0, 999)]) {
+      const res = await streamed(bytes);
+      expect([res.status, await res.json()]).toMatchObject([400, { error: { field: "body" } }]);
+    }
+    expect((await streamed(file)).status).toBe(200);
+  });
+
+  it("answers 409 upload_closed to a part whose R2 upload was removed meanwhile (the stale-upload rule)", async () => {
+    const s = await signIn();
+    const file = fakeMp4(1000);
+    const up = await start(s, "removed.mp4", file.length);
+    const [row] = await db.select().from(uploads).where(eq(uploads.id, up.id));
+    await env.BUCKET.resumeMultipartUpload(row!.objectKey, row!.r2UploadId).abort();
+    const res = await putPart(s, up.id, 1, file);
+    expect([res.status, await res.json()]).toMatchObject([409, { error: { code: "upload_closed" } }]);
   });
 
   it("answers 400 naming the missing parts on complete, and 409 when completing twice", async () => {
