@@ -5,7 +5,7 @@ import { onError, onNotFound } from "./lib/errors";
 import { loadConfig, type AppEnv } from "./env";
 import { health } from "./routes/health";
 import { internal } from "./routes/internal";
-import { lingeringBodies } from "./lib/lingering";
+import { drainUnreadBodies } from "./lib/lingering";
 import { securityHeaders } from "./lib/security";
 import { auth } from "./routes/auth";
 import { jobs } from "./routes/jobs";
@@ -24,7 +24,7 @@ import { webhooksPage } from "./routes/webhooks-page";
 /** Builds the Hono app: shared middleware, then one router per resource. */
 export function createApp() {
   return new Hono<AppEnv>()
-    .use(lingeringBodies())
+    .use(drainUnreadBodies())
     .use(requestId())
     .use(securityHeaders())
     .use(async (c, next) => {

@@ -1,30 +1,50 @@
 /*
- * Request bodies are read to their end before the answer goes out (a "lingering close"), whatever the answer: a
- * refused upload part-way (an 11th file, a non-video, a part that runs long) and an answer given without touching
- * the body (401, 404, a refused header) alike.
+ * Request bodies are read to their end before the answer goes out (a "lingering close"): a body refused part-way
+ * by a route that streams it (a form with an 11th file or a non-video, an upload part that runs long) and a body
+ * no handler touched (401, 404, a refused header) alike.
+ *
+ * Why: workerd resets the client's connection when a response goes out while the request body is unread or was
+ * cancelled half read, without a `Connection: close`; `wrangler dev`'s proxy keeps that connection in its pool and
+ * sends the next request on it, which fails (503 "Your worker restarted mid-request", as POSTs are not retried).
+ * Measured through wrangler dev: a part PUT answered 404 before its body was read broke the next request every
+ * time; a part refused for running long about one time in sixty (the drain's read collided with the pipe's pending
+ * one, below). A body read to its end leaves the connection reusable, and a client still sending gets the 4xx
+ * instead of a reset. Beyond the bounds the body is cut off as before: we do not receive gigabytes to refuse them.
  */
 import type { MiddlewareHandler } from "hono";
 
-/** How much of a refused request's remaining body is read and dropped before answering. */
+/** How much of a request's remaining body is read and dropped before answering. */
 const LINGER_BYTES = 16 * 1024 * 1024;
 const LINGER_MS = 5_000;
 
 /**
- * Why: workerd resets the client's connection when a response goes out while the request body is unread or
- * cancelled half read, without a `Connection: close`; `wrangler dev`'s proxy keeps that connection in its pool and
- * sends the next request on it, which fails (503 "Your worker restarted mid-request", as POSTs are not retried) —
- * measured through wrangler dev: a PUT answered 404 before its body was read broke the next request every time, a
- * part refused for running long about one time in thirty. A body read to its end leaves the connection reusable,
- * and a client still sending gets the 4xx instead of a reset. Beyond the bounds the body is cut off as before: we
- * do not receive gigabytes to refuse them.
+ * App-wide, outermost: a body no handler touched is read to its end before the answer. Bodies that were read
+ * (fully, or in part by a route's own `lingeringBody`) are left alone, and so is one declared longer than the
+ * bound: a 20 MB JSON body refused by its Content-Length got its 413 whole when untouched, and cut off mid-answer
+ * when 16 MiB of it were read first.
  */
-export function lingeringBodies(): MiddlewareHandler {
+export function drainUnreadBodies(): MiddlewareHandler {
   return async (c, next) => {
-    const declared = c.req.header("content-length");
-    // A body declared longer than the bound is left exactly as workerd gives it: draining 16 MiB of it would not
-    // save the connection, and one read in part and then left (or cancelled) had its answer cut off mid-body
-    // through wrangler dev, where an untouched one gets its answer whole.
-    if (!c.req.raw.body || (declared !== undefined && Number(declared) > LINGER_BYTES)) return next();
+    try {
+      await next();
+    } finally {
+      const body = c.req.raw.body;
+      const declared = c.req.header("content-length");
+      if (body && !body.locked && !c.req.raw.bodyUsed && !(declared !== undefined && Number(declared) > LINGER_BYTES)) {
+        const reader = body.getReader();
+        await drain(() => reader.read());
+      }
+    }
+  };
+}
+
+/**
+ * For a route that streams its body and may refuse it part-way (forms, upload parts): the handler reads a body
+ * whose `cancel()` first drains what is left, and whatever the handler did, the rest is drained before the answer.
+ */
+export function lingeringBody(): MiddlewareHandler {
+  return async (c, next) => {
+    if (!c.req.raw.body) return next();
     const { request, finish } = lingering(c.req.raw);
     c.req.raw = request;
     try {
@@ -35,14 +55,7 @@ export function lingeringBodies(): MiddlewareHandler {
   };
 }
 
-/**
- * The request with a body whose `cancel()` (what a pipe or the form reader calls when it refuses the body) first
- * drains what is left, and `finish()`, which does the same for a body nobody read to its end. Past the bounds the
- * rest is left unread, not cancelled: cancelling a request body makes workerd reset the connection before the
- * answer is out (the client sees ECONNRESET instead of its 4xx). A GET or HEAD with a body (workerd gives it one
- * when it carries a Content-Length) keeps its request: no handler reads it, and a Request of those methods cannot
- * be built with a body.
- */
+/** The request with that body, and `finish()`: drain (bounded), then cancel what is left. Idempotent. */
 export function lingering(req: Request): { request: Request; finish: () => Promise<void> } {
   const source = req.body!.getReader();
   // The read a pull is waiting on. A pipe cancels while one is pending (its destination refused a chunk), and
@@ -51,8 +64,7 @@ export function lingering(req: Request): { request: Request; finish: () => Promi
   let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
   const read = () => (pending ??= source.read().finally(() => (pending = undefined)));
   let finishing: Promise<void> | undefined;
-  const finish = () => (finishing ??= drain(read));
-  if (req.method === "GET" || req.method === "HEAD") return { request: req, finish };
+  const finish = () => (finishing ??= drain(read).then(() => source.cancel().catch(() => {})));
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const { done, value } = await read();

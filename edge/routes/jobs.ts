@@ -29,6 +29,7 @@ import {
   parseWith,
 } from "../lib/schemas";
 import { purgeJob } from "../lib/storage";
+import { lingeringBody } from "../lib/lingering";
 import { validate } from "../lib/validate";
 import { nameEntries, zipResponse } from "../lib/zip";
 import { answerRange, zipEtag } from "../lib/zip-resume";
@@ -38,7 +39,7 @@ export const CANCEL_WAIT_MS = 5_000;
 
 export const jobs = new Hono<AppEnv>()
   .use(requireUser)
-  .post("/", async (c) => {
+  .post("/", lingeringBody(), async (c) => {
     const db = c.get("db");
     const config = c.get("config");
     const user = c.get("user");

@@ -4,6 +4,7 @@ import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
 import { completeUpload, putUploadPart, startUpload } from "../lib/uploads";
 import { CreateUploadBody, PartParams } from "../lib/schemas";
+import { lingeringBody } from "../lib/lingering";
 import { validate } from "../lib/validate";
 
 /** Large files: R2 multipart through the edge, one request per part (each under the ~100 MB body cap). */
@@ -20,7 +21,7 @@ export const uploads = new Hono<AppEnv>()
     );
     return c.json(created, 201);
   })
-  .put("/:id/parts/:n", validate("param", PartParams), async (c) => {
+  .put("/:id/parts/:n", lingeringBody(), validate("param", PartParams), async (c) => {
     const { id, n } = c.req.valid("param");
     const length = c.req.header("content-length");
     const part = await putUploadPart(

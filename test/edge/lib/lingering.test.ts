@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
-import { lingering, lingeringBodies } from "../../../edge/lib/lingering";
+import { drainUnreadBodies, lingering, lingeringBody } from "../../../edge/lib/lingering";
 
 /**
  * A request whose body is one of workerd's own streams (one pending read at a time, like a real request body),
@@ -40,23 +40,25 @@ describe("lingering request bodies", () => {
     expect(log).toEqual(["taken a", "taken b", "taken c", "body ends", "cancelled"]);
   });
 
-  it("answers a request whose handler never read the body only after reading it to its end", async () => {
-    const app = new Hono().use(lingeringBodies()).put("/x", (c) => c.json({ error: { code: "not_found", message: "No such upload" } }, 404));
-    const log: string[] = [];
-    const fed = fedRequest(log);
-    const answered = Promise.resolve(app.request(fed.request)).then((res) => {
-      log.push(`answered ${res.status}`);
-      return res;
+  for (const [name, middleware] of [["app-wide", drainUnreadBodies], ["route", lingeringBody]] as const) {
+    it(`answers a request whose handler never read the body only after reading it to its end (${name} middleware)`, async () => {
+      const app = new Hono().use(middleware()).put("/x", (c) => c.json({ error: { code: "not_found", message: "No such upload" } }, 404));
+      const log: string[] = [];
+      const fed = fedRequest(log);
+      const answered = Promise.resolve(app.request(fed.request)).then((res) => {
+        log.push(`answered ${res.status}`);
+        return res;
+      });
+      await fed.send("part");
+      await fed.send("rest");
+      await fed.end();
+      await answered;
+      expect(log).toEqual(["taken part", "taken rest", "body ends", "answered 404"]);
     });
-    await fed.send("part");
-    await fed.send("rest");
-    await fed.end();
-    await answered;
-    expect(log).toEqual(["taken part", "taken rest", "body ends", "answered 404"]);
-  });
+  }
 
   it("passes a body through unchanged to a handler that reads it", async () => {
-    const app = new Hono().use(lingeringBodies()).put("/x", async (c) => c.text(await c.req.text()));
+    const app = new Hono().use(drainUnreadBodies()).use(lingeringBody()).put("/x", async (c) => c.text(await c.req.text()));
     const res = await app.request("http://edge.test/x", { method: "PUT", body: "every byte" });
     expect(await res.text()).toBe("every byte");
   });
