@@ -232,7 +232,7 @@ export async function createJobFromForm(
     storageBytes: Number.isFinite(declared) ? Math.max(0, declared - FORM_OVERHEAD_BYTES) : 0,
   });
   if (before) {
-    // Cancelling the body lets the app's lingering reader (lib/lingering.ts) drain it before the answer goes out.
+    // Cancelling the body lets the route's lingering wrapper (lib/lingering.ts) drain it before the answer goes out.
     await input.req.body?.cancel().catch(() => {});
     throw quotaError(before);
   }

@@ -84,13 +84,16 @@ export async function dropUnusedUpload(deps: Deps, upload: UploadRow): Promise<b
   return deleteUnusedUpload(deps.db, upload.id);
 }
 
+function wrongPartSize(n: number, expected: number): ValidationError {
+  return new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
+}
+
 /**
  * Passes a part's bytes through unchanged, erroring the stream with the typed error the client gets: more or fewer
  * bytes than the part's size (counted here, so FixedLengthStream never sees a byte too many), or, for part 1, first
  * bytes that are not a supported video.
  */
 function checkedPart(n: number, expected: number, onType?: (type: string) => void): TransformStream<Uint8Array, Uint8Array> {
-  const wrongSize = () => new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
   let received = 0;
   let head = new Uint8Array(0);
   let decided = !onType;
@@ -103,7 +106,7 @@ function checkedPart(n: number, expected: number, onType?: (type: string) => voi
   return new TransformStream({
     transform(chunk, controller) {
       received += chunk.byteLength;
-      if (received > expected) return controller.error(wrongSize());
+      if (received > expected) return controller.error(wrongPartSize(n, expected));
       if (!decided) {
         const next = new Uint8Array(head.length + chunk.length);
         next.set(head);
@@ -115,7 +118,7 @@ function checkedPart(n: number, expected: number, onType?: (type: string) => voi
     },
     flush(controller) {
       if (!decided) decide(controller);
-      if (received !== expected) controller.error(wrongSize());
+      if (received !== expected) controller.error(wrongPartSize(n, expected));
     },
   });
 }
@@ -132,8 +135,7 @@ export async function putUploadPart(
   const n = input.partNumber;
   if (n > upload.partCount) throw new ValidationError(`n: this upload has ${upload.partCount} part(s)`, "n");
   const expected = n < upload.partCount ? upload.partSize : upload.size - upload.partSize * (upload.partCount - 1);
-  const wrongSize = () => new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
-  if (!input.body || (input.contentLength !== null && input.contentLength !== expected)) throw wrongSize();
+  if (!input.body || (input.contentLength !== null && input.contentLength !== expected)) throw wrongPartSize(n, expected);
 
   let contentType: string | undefined;
   let refused: unknown;
@@ -154,7 +156,7 @@ export async function putUploadPart(
     await piping;
     // R2 fails on a refused stream too: then the refusal is the reason. A body cut off by the client reads as short.
     if (refused instanceof UnsupportedMediaTypeError || refused instanceof ValidationError) throw refused;
-    if (refused) throw wrongSize();
+    if (refused) throw wrongPartSize(n, expected);
     // The whole part arrived, but the multipart upload is gone: the stale-upload or storage rule removed it meanwhile.
     if (/10024|does not exist|NoSuchUpload/i.test(err instanceof Error ? err.message : String(err))) {
       throw new ConflictError("upload_closed", "This upload was completed or aborted meanwhile");
