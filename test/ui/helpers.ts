@@ -146,7 +146,7 @@ export interface JobJson {
   totalVariations: number;
   cancelledAt: string | null;
   cancelReason: string | null;
-  files: { variations?: { index: number; status: string }[] }[];
+  files: { variations?: { index: number; status: string; params?: Record<string, unknown> | null }[] }[];
 }
 
 export async function screenshot(page: Page, name: string): Promise<string> {

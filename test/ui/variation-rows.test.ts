@@ -23,7 +23,8 @@ describe("variation rows with quality", () => {
     expect(res.status()).toBe(202);
     const { id } = (await res.json()) as { id: string };
     const api = apiOf(context, suite.ui.url);
-    await until("the job to complete", async () => ((j) => (j.status === "completed" ? j : undefined))(await api.job(id)), 150_000, 250);
+    const done = await until("the job to complete", async () => ((j) => (j.status === "completed" ? j : undefined))(await api.job(id)), 150_000, 250);
+    const variationParams = new Map((done.files[0]?.variations ?? []).map((v) => [v.index, v.params ?? undefined] as const));
 
     await page.goto(`${suite.ui.url}/jobs/${id}`);
     await page.waitForSelector("body[data-ready=true]");
@@ -37,8 +38,18 @@ describe("variation rows with quality", () => {
       const row = rows.nth(i);
       const sp = (s: string | null) => (s ?? "").replace(/\u00a0/g, " ");
       const params = sp(await row.locator(".variation-params").textContent());
-      expect(params).toMatch(/^zoom [0-9.]+ %, mirrored, brightness [+−][0-9.]+ %, contrast [+−][0-9.]+ %/);
-      expect(params).toMatch(/% (faster|slower)/);
+      // The draws are random per job and a subtle one can round to nothing (brightness 0.000 is shown as no
+      // brightness word), so each word is checked against the parameters the runner recorded for this row.
+      const recorded = variationParams.get(Number(await row.getAttribute("data-index")));
+      expect(recorded).toBeDefined();
+      const num = (k: string) => Number(recorded![k]);
+      const p = { brightness: num("brightness"), contrast: num("contrast"), saturation: num("saturation"), speed: num("speed") };
+      expect(params).toMatch(/^zoom [0-9.]+ %, mirrored/);
+      expect(params.includes("brightness ")).toBe(p.brightness !== 0);
+      if (p.brightness !== 0) expect(params).toMatch(new RegExp(`brightness ${p.brightness < 0 ? "−" : "\\+"}[0-9.]+ %`));
+      expect(params.includes("contrast ")).toBe(p.contrast !== 1);
+      expect(params.includes("saturation ")).toBe(p.saturation !== 1);
+      if (p.speed !== 1) expect(params).toMatch(new RegExp(`% ${p.speed > 1 ? "faster" : "slower"}$`));
       expect(sp(await row.locator(".variation-quality").textContent())).toMatch(/^SSIM 0\.\d{3} · PSNR \d+\.\d dB · distinct \d+\.\d %$/);
       expect(await row.getByRole("button", { name: /^Preview/ }).count()).toBe(1);
       expect(await row.getByRole("link", { name: /^Download/ }).getAttribute("href")).toMatch(new RegExp(`^/api/jobs/${id}/outputs/`));
