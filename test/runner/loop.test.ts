@@ -1,0 +1,61 @@
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { makeClip } from "../helpers/clips";
+import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { startInProcessRunner } from "../helpers/runner";
+import { getJobRow } from "../helpers/seed";
+
+let stack: EdgeStack;
+const cleanup: (() => Promise<void>)[] = [];
+beforeAll(async () => {
+  stack = await startEdgeStack("runner_loop");
+}, 120_000);
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+  await stack.settleLeftovers();
+});
+afterAll(() => stack?.close());
+
+/**
+ * An FFmpeg whose quality measurements (the only calls with an `ssim` filter) wait until `gate` exists; every other
+ * call is the real ffmpeg. The test opens the gate, so nothing here depends on how fast either side runs.
+ */
+async function ffmpegWithGatedMeasurement(): Promise<{ path: string; gate: string }> {
+  const dir = await mkdtemp(join(tmpdir(), "vr-gated-"));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, "ffmpeg");
+  const gate = join(dir, "open");
+  await writeFile(path, `#!/bin/sh\ncase "$*" in\n  *ssim*) while [ ! -e "${gate}" ]; do sleep 0.05; done ;;\nesac\nexec ffmpeg "$@"\n`);
+  await chmod(path, 0o755);
+  return { path, gate };
+}
+
+const variationOf = (line: string) => /variation=(\S+)/.exec(line)?.[1];
+
+describe("runner loop: encode slots", { timeout: 180_000 }, () => {
+  it("starts the next variation's encode as soon as FFmpeg exits, while the finished one is still being measured", async () => {
+    const { path, gate } = await ffmpegWithGatedMeasurement();
+    const clip = await makeClip({ seconds: 4 });
+    const job = await stack.user.createJob([clip], 2);
+    // One slot, and a watch period far longer than the test: only the slot freeing up can claim the second variation.
+    const r = await startInProcessRunner({
+      env: stack.runnerEnv({ CONCURRENCY: "1", WATCH_MS: "100000", LEASE_MS: "300000", FFMPEG_PATH: path, WORK_DIR: await stack.workDir() }),
+    });
+    cleanup.push(() => r.stop());
+
+    const first = variationOf(await r.waitForLog(/ffmpeg started/, 60_000))!;
+    // The first measurement is held at the gate, so the first variation cannot have finished yet.
+    const started = await waitFor("a second encode while the first variation is being measured", async () => {
+      const lines = r.lines.filter((l) => l.includes("ffmpeg started")).map(variationOf);
+      return lines.find((v) => v !== first);
+    }, 60_000);
+    expect(started).not.toBe(first);
+    expect(r.lines.some((l) => l.includes("variation measured"))).toBe(false);
+
+    await writeFile(gate, "");
+    const done = await waitFor("the job to complete", async () => ((j) => (j?.status === "completed" ? j : null))(await getJobRow(stack.db, job.id)), 90_000);
+    expect(done.status).toBe("completed");
+  });
+});
