@@ -15,6 +15,14 @@ export function partSizeFor(size: number): number {
   return Math.max(PART_BYTES, Math.ceil(size / MAX_PARTS / mib) * mib);
 }
 
+/**
+ * R2 throws plain errors (no code property) when a multipart upload id is unknown, completed or aborted; local R2
+ * names it "does not exist" / NoSuchUpload, production R2 error 10024.
+ */
+export function isNoSuchMultipartUpload(err: unknown): boolean {
+  return /NoSuchUpload|does not exist|not found|10024/i.test(err instanceof Error ? err.message : String(err));
+}
+
 /** Deletes keys in R2's batches of at most 1,000. */
 export async function deleteKeys(bucket: R2Bucket, keys: string[]): Promise<void> {
   for (let i = 0; i < keys.length; i += 1000) await bucket.delete(keys.slice(i, i + 1000));

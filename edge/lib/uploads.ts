@@ -15,7 +15,7 @@ import {
 } from "../../db/queries/uploads";
 import type { SessionUser } from "../env";
 import { SNIFF_BYTES, sniffVideoType } from "./sniff";
-import { partSizeFor, uploadKey } from "./storage";
+import { isNoSuchMultipartUpload, partSizeFor, uploadKey } from "./storage";
 
 interface Deps {
   db: Db;
@@ -88,6 +88,10 @@ function wrongPartSize(n: number, expected: number): ValidationError {
   return new ValidationError(`body: part ${n} must be exactly ${expected} bytes`, "body");
 }
 
+function uploadClosed(): ConflictError {
+  return new ConflictError("upload_closed", "This upload was completed or aborted meanwhile");
+}
+
 /**
  * Passes a part's bytes through unchanged, erroring the stream with the typed error the client gets: more or fewer
  * bytes than the part's size (counted here, so FixedLengthStream never sees a byte too many), or, for part 1, first
@@ -158,9 +162,7 @@ export async function putUploadPart(
     if (refused instanceof UnsupportedMediaTypeError || refused instanceof ValidationError) throw refused;
     if (refused) throw wrongPartSize(n, expected);
     // The whole part arrived, but the multipart upload is gone: the stale-upload or storage rule removed it meanwhile.
-    if (/10024|does not exist|NoSuchUpload/i.test(err instanceof Error ? err.message : String(err))) {
-      throw new ConflictError("upload_closed", "This upload was completed or aborted meanwhile");
-    }
+    if (isNoSuchMultipartUpload(err)) throw uploadClosed();
     throw err;
   }
   await piping;
@@ -177,9 +179,13 @@ export async function completeUpload(
   const { upload, parts } = await getCompletableParts(deps.db, { uploadId: input.uploadId, userId: input.user.id });
   if (!upload.contentType) throw new UnsupportedMediaTypeError("The file is not an MP4, MOV, M4V, WebM or MKV video");
   const mp = deps.bucket.resumeMultipartUpload(upload.objectKey, upload.r2UploadId);
-  await mp.complete(parts);
-  if (!(await markUploadCompleted(deps.db, upload.id, now))) {
-    throw new ConflictError("upload_closed", "This upload was completed or aborted meanwhile");
+  try {
+    await mp.complete(parts);
+  } catch (err) {
+    // The stale-upload or storage rule removed the R2 upload meanwhile (or a concurrent complete won).
+    if (isNoSuchMultipartUpload(err)) throw uploadClosed();
+    throw err;
   }
+  if (!(await markUploadCompleted(deps.db, upload.id, now))) throw uploadClosed();
   return { id: upload.id, filename: upload.filename, size: upload.size, status: "completed" };
 }

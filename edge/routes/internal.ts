@@ -6,6 +6,7 @@ import { isObjectRecorded } from "../../db/queries/is-object-recorded";
 import { findTicket, getJobOutputs, type TicketRow } from "../../db/queries/variations";
 import type { AppEnv } from "../env";
 import { parseRange } from "../lib/range";
+import { isNoSuchMultipartUpload } from "../lib/storage";
 import { requireRunner } from "../lib/runner-auth";
 import { mayAbort, mayDelete, mayList, mayRead, mayWrite, parseTicket, type DeleteFacts, type Refusal } from "../lib/runner-scope";
 import { validate } from "../lib/validate";
@@ -86,8 +87,7 @@ async function r2Multipart<T>(what: string, fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (err) {
     if (err instanceof AppError) throw err;
-    const message = err instanceof Error ? err.message : String(err);
-    if (/upload|NoSuchUpload|not found|does not exist|10024/i.test(message)) {
+    if (isNoSuchMultipartUpload(err)) {
       throw new NotFoundError(`${what}: no such multipart upload`, "no_such_upload");
     }
     throw err;

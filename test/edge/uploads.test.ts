@@ -120,6 +120,19 @@ describe("large-file uploads", () => {
     expect([res.status, await res.json()]).toMatchObject([409, { error: { code: "upload_closed" } }]);
   });
 
+  it("answers 409 upload_closed to a complete whose R2 upload was removed meanwhile, and the upload is not marked completed", async () => {
+    const s = await signIn();
+    const file = fakeMp4(1000);
+    const up = await start(s, "removed-late.mp4", file.length);
+    expect((await putPart(s, up.id, 1, file)).status).toBe(200);
+    const [row] = await db.select().from(uploads).where(eq(uploads.id, up.id));
+    await env.BUCKET.resumeMultipartUpload(row!.objectKey, row!.r2UploadId).abort();
+    const res = await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" });
+    expect([res.status, await res.json()]).toMatchObject([409, { error: { code: "upload_closed" } }]);
+    const [after] = await db.select().from(uploads).where(eq(uploads.id, up.id));
+    expect(after!.status).toBe("uploading");
+  });
+
   it("answers 400 naming the missing parts on complete, and 409 when completing twice", async () => {
     const s = await signIn();
     const file = fakeMp4(8 * MiB + 10);
