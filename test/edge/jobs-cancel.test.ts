@@ -110,7 +110,13 @@ describe("POST /api/jobs/:id/cancel", () => {
     const runner = `r-${seeded.id}`;
     await claimAll(seeded.id, runner);
     const pending = s.call(`/api/jobs/${seeded.id}/cancel`, { method: "POST" });
-    await sleep(400);
+    // The cancel is recorded first (polled, not slept on), then the runner's completions race it and win.
+    let row = await jobRow(seeded.id);
+    for (let i = 0; i < 100 && row!.status !== "cancelling"; i++) {
+      await sleep(50);
+      row = await jobRow(seeded.id);
+    }
+    expect(row!.status).toBe("cancelling");
     await runnerFinishesAll(seeded.id, runner);
     const res = await pending;
     expect(res.status).toBe(200);

@@ -58,7 +58,10 @@ export async function makeNotAVideo(): Promise<string> {
   await mkdir(CLIP_DIR, { recursive: true });
   const path = join(CLIP_DIR, "not-a-video.mp4");
   const header = Buffer.from([0, 0, 0, 0x18, ...Buffer.from("ftypisom"), 0, 0, 2, 0, ...Buffer.from("isomiso2")]);
-  await writeFile(path, Buffer.concat([header, randomBytes(64 * 1024)]));
+  // Written aside and renamed: test files running in parallel read this path while another call replaces it.
+  const aside = `${path}.${process.pid}.${randomBytes(4).toString("hex")}`;
+  await writeFile(aside, Buffer.concat([header, randomBytes(64 * 1024)]));
+  await rename(aside, path);
   return path;
 }
 

@@ -223,7 +223,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
   });
 
   it("stops encoding a variation another runner took over, without recording anything", async () => {
-    const job = await stack.user.createJob([await makeClip({ seconds: 30 })], 1);
+    const job = await stack.user.createJob([await makeClip({ seconds: 180 })], 1);
     const workDir = await stack.workDir();
     const r = await inProcessRunner({ WORK_DIR: workDir });
     await r.waitForLog(/ffmpeg started/);

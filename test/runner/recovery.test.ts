@@ -78,7 +78,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
   });
 
   it("hands running work back to the queue on SIGTERM without counting an attempt, and exits 0 quickly", async () => {
-    const job = await stack.user.createJob([await makeClip({ seconds: 30 })], 1);
+    const job = await stack.user.createJob([await makeClip({ seconds: 180 })], 1);
     const workDir = await stack.workDir();
     const runner = runnerProcess({ WORK_DIR: workDir, STOP_GRACE_MS: "2000" });
     await waitFor("the encode to be under way", async () => (await getVariationRows(stack.db, job.id))[0]?.progress, 60_000, 50);
@@ -106,7 +106,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
   });
 
   it("stops FFmpeg first and exits within Docker's 10 s on SIGTERM even while the database does not answer", async () => {
-    const job = await stack.user.createJob([await makeClip({ seconds: 30 })], 1);
+    const job = await stack.user.createJob([await makeClip({ seconds: 180 })], 1);
     const proxy = await startDbProxy(stack.libsqlUrl);
     cleanup.push(() => proxy.close());
     const runner = runnerProcess({ LIBSQL_URL: proxy.url, WORK_DIR: await stack.workDir(), STOP_GRACE_MS: "2000", LEASE_MS: "30000" });

@@ -136,6 +136,11 @@ describe("web UI with a real runner", () => {
     expect(await toggle.textContent()).toBe("Notifications: on");
 
     const { id } = await apiOf(context, suite.ui.url).createJob({ name: "short.mp4", buffer: clip }, 2);
+    // Paused at once (one request, while the runner has at most started its first encode), so the job cannot
+    // finish before the page watches it from the background; the test resumes it once the tab is hidden.
+    const headers = { origin: suite.ui.url };
+    const paused = await context.request.post(`${suite.ui.url}/api/jobs/${id}/pause`, { headers });
+    expect([200, 202]).toContain(paused.status());
     await page.goto(`${suite.ui.url}/jobs/${id}`);
     await page.waitForSelector("body[data-ready=true]");
     // Headless pages are always visible; this is the state a backgrounded tab reports.
@@ -144,6 +149,7 @@ describe("web UI with a real runner", () => {
       Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
       document.dispatchEvent(new Event("visibilitychange"));
     });
+    expect((await context.request.post(`${suite.ui.url}/api/jobs/${id}/resume`, { headers })).status()).toBe(200);
     const shown = await until(
       "a notification",
       async () => {

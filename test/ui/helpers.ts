@@ -146,7 +146,9 @@ export interface JobJson {
   totalVariations: number;
   cancelledAt: string | null;
   cancelReason: string | null;
-  files: { variations?: { index: number; status: string; params?: Record<string, unknown> | null }[] }[];
+  files: {
+    variations?: { index: number; status: string; params?: Record<string, unknown> | null; quality?: { distinct: number | null } }[];
+  }[];
 }
 
 export async function screenshot(page: Page, name: string): Promise<string> {

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { apiOf, makeClip, screenshot, uiSuite, until } from "./helpers";
+import { apiOf, makeClip, screenshot, uiSuite, until, type JobJson } from "./helpers";
 
 /**
  * The job page's variation rows once a real runner has measured them: thumbnail, parameters in words, SSIM / PSNR /
@@ -23,7 +23,10 @@ describe("variation rows with quality", () => {
     expect(res.status()).toBe(202);
     const { id } = (await res.json()) as { id: string };
     const api = apiOf(context, suite.ui.url);
-    const done = await until("the job to complete", async () => ((j) => (j.status === "completed" ? j : undefined))(await api.job(id)), 150_000, 250);
+    // A later sibling fills in an earlier one's distinctness right after its own completion, which may be the job's
+    // last: wait for those writes too, or the row and the chart may be read before them.
+    const measured = (j: JobJson) => (j.files[0]?.variations ?? []).every((v) => v.quality?.distinct != null);
+    const done = await until("the job to complete and be measured", async () => ((j) => (j.status === "completed" && measured(j) ? j : undefined))(await api.job(id)), 150_000, 250);
     const variationParams = new Map((done.files[0]?.variations ?? []).map((v) => [v.index, v.params ?? undefined] as const));
 
     await page.goto(`${suite.ui.url}/jobs/${id}`);
