@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,8 +45,9 @@ function runToEnd(bin: string, args: string[], what: string): Promise<void> {
 }
 
 /**
- * wrangler.toml for a test's edge: the same Worker, bindings, queue and cron, with one change: its `[build]` (the
- * UI's tsc, which API-level tests never load) becomes a no-op watching an empty directory under `dir`. With the real
+ * wrangler.toml for a test's edge: the same Worker, bindings, queue and cron, with two changes: the static assets
+ * come from a copy (below), and its `[build]` (the UI's tsc, which API-level tests never load) becomes a no-op
+ * watching an empty directory under `dir`. With the real
  * one, every `wrangler dev` start runs that tsc twice in a row (once for the entry, once more when its watcher of
  * edge/ui is ready), 30-40 s on a 2-core machine and past a 60-s health deadline when the cores are shared; and any
  * edit under edge/ui elsewhere in the checkout would rebuild and reload the Worker mid-test, dropping miniflare's
@@ -55,10 +56,14 @@ function runToEnd(bin: string, args: string[], what: string): Promise<void> {
 export async function testEdgeConfig(dir: string): Promise<string> {
   const quiet = join(dir, "no-ui-build");
   await mkdir(quiet, { recursive: true });
+  // The static assets are served from a copy: wrangler reloads the Worker whenever its assets directory changes, and
+  // a whole-stack test elsewhere (scripts/stack.ts) rebuilds the UI into edge/public while this edge may be mid-test.
+  const assets = join(dir, "public");
+  await cp(join(ROOT, "edge/public"), assets, { recursive: true });
   const abs = (p: string) => JSON.stringify(join(ROOT, p));
   const toml = (await readFile(join(ROOT, "wrangler.toml"), "utf8"))
     .replace(/^main = "(.*)"$/m, (_, p: string) => `main = ${abs(p)}`)
-    .replace(/^directory = "(.*)"$/m, (_, p: string) => `directory = ${abs(p)}`)
+    .replace(/^directory = "(.*)"$/m, () => `directory = ${JSON.stringify(assets)}`)
     .replace(/^command = .*$/m, `command = "true"`)
     // Relative to this config's directory: an absolute path is joined onto it by wrangler's watcher, which then
     // reports a change of a directory that does not exist and reloads the Worker right after its first start.
