@@ -82,12 +82,15 @@ export async function getCompletableParts(
   return { upload, parts: parts.map((p) => ({ partNumber: p.partNumber, etag: p.etag })) };
 }
 
-/** CAS uploading → completed; false when another request completed it first. */
+/**
+ * CAS uploading → completed. Also true when it is completed already: a complete retried after its reply was lost,
+ * or two at once, both stored the same object (the first completion time is kept). False once aborted or consumed.
+ */
 export async function markUploadCompleted(db: Db, uploadId: string, now: number): Promise<boolean> {
   const done = await db
     .update(uploads)
-    .set({ status: "completed", completedAt: now })
-    .where(and(eq(uploads.id, uploadId), eq(uploads.status, "uploading")))
+    .set({ status: "completed", completedAt: sql`coalesce(${uploads.completedAt}, ${now})` })
+    .where(and(eq(uploads.id, uploadId), inArray(uploads.status, ["uploading", "completed"])))
     .returning({ id: uploads.id });
   return done.length === 1;
 }

@@ -16,11 +16,12 @@ export function partSizeFor(size: number): number {
 }
 
 /**
- * R2 throws plain errors (no code property) when a multipart upload id is unknown, completed or aborted; local R2
- * names it "does not exist" / NoSuchUpload, production R2 error 10024.
+ * R2 throws plain errors (no code property) for a multipart upload that was completed or aborted: "The specified
+ * multipart upload does not exist. (10024)" (NoSuchUpload). Other errors, e.g. 10001 "internal error, try again",
+ * stay errors: they say nothing about the upload being gone.
  */
 export function isNoSuchMultipartUpload(err: unknown): boolean {
-  return /NoSuchUpload|does not exist|not found|10024/i.test(err instanceof Error ? err.message : String(err));
+  return /\(10024\)|NoSuchUpload|multipart upload does not exist/i.test(err instanceof Error ? err.message : String(err));
 }
 
 /** Deletes keys in R2's batches of at most 1,000. */

@@ -182,9 +182,11 @@ export async function completeUpload(
   try {
     await mp.complete(parts);
   } catch (err) {
-    // The stale-upload or storage rule removed the R2 upload meanwhile (or a concurrent complete won).
-    if (isNoSuchMultipartUpload(err)) throw uploadClosed();
-    throw err;
+    if (!isNoSuchMultipartUpload(err)) throw err;
+    // R2 no longer knows the upload: an earlier complete whose answer was lost (or one running beside this) stored
+    // the object, or the stale-upload rule removed the upload. The stored object tells which.
+    const stored = await deps.bucket.head(upload.objectKey);
+    if (stored?.size !== upload.size) throw uploadClosed();
   }
   if (!(await markUploadCompleted(deps.db, upload.id, now))) throw uploadClosed();
   return { id: upload.id, filename: upload.filename, size: upload.size, status: "completed" };

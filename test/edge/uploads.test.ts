@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { sources, uploads } from "../../db/schema";
+import { sources, uploadParts, uploads } from "../../db/schema";
 import { Job } from "../../edge/lib/schemas";
 import { call, db, fakeMp4, sameBytes, signIn, type Session } from "./helpers";
 
@@ -131,6 +131,21 @@ describe("large-file uploads", () => {
     expect([res.status, await res.json()]).toMatchObject([409, { error: { code: "upload_closed" } }]);
     const [after] = await db.select().from(uploads).where(eq(uploads.id, up.id));
     expect(after!.status).toBe("uploading");
+  });
+
+  it("answers 200 to a complete retried after R2 stored the object but the first answer was lost, and the upload feeds a job", async () => {
+    const s = await signIn();
+    const file = fakeMp4(1000);
+    const up = await start(s, "retried.mp4", file.length);
+    expect((await putPart(s, up.id, 1, file)).status).toBe(200);
+    // The first complete got as far as R2 (the object is stored) and no further: no answer, the row still uploading.
+    const [row] = await db.select().from(uploads).where(eq(uploads.id, up.id));
+    const parts = await db.select().from(uploadParts).where(eq(uploadParts.uploadId, up.id));
+    await env.BUCKET.resumeMultipartUpload(row!.objectKey, row!.r2UploadId).complete(parts.map((p) => ({ partNumber: p.partNumber, etag: p.etag })));
+    const retried = await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" });
+    expect([retried.status, await retried.json()]).toEqual([200, { id: up.id, filename: "retried.mp4", size: file.length, status: "completed" }]);
+    const job = await s.call("/api/jobs", { method: "POST", json: { uploads: [up.id], variations: 1 } });
+    expect(job.status).toBe(202);
   });
 
   it("answers 400 naming the missing parts on complete, and 409 when completing twice", async () => {
