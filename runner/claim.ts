@@ -1,7 +1,11 @@
 /** What slot accounting needs from a variation in hand. */
 export interface Slotted {
   readonly phase: string;
+  /** Took a slot for a re-draw whose FFmpeg has not started yet. */
+  readonly redrawSlot?: boolean;
 }
+
+const holdsEncodeSlot = (t: Slotted) => t.phase === "source" || t.phase === "prepare" || t.phase === "encode" || t.redrawSlot === true;
 
 /**
  * How many variations to claim on the next round trip. CONCURRENCY bounds FFmpeg work: a variation that is
@@ -23,9 +27,19 @@ export class ClaimGate {
     let total = 0;
     for (const t of tasks) {
       total++;
-      if (t.phase === "source" || t.phase === "prepare" || t.phase === "encode") encoding++;
+      if (holdsEncodeSlot(t)) encoding++;
     }
     return Math.max(0, Math.min(this.concurrency - encoding, 2 * this.concurrency - total));
+  }
+
+  /**
+   * Encode slots neither held by a variation in hand nor asked for by the claim in flight: a re-draw (which encodes
+   * again after its own slot went to the next claim) may take one only when this is above 0.
+   */
+  encodeRoom(tasks: Iterable<Slotted>, claimsInFlight: number): number {
+    let encoding = 0;
+    for (const t of tasks) if (holdsEncodeSlot(t)) encoding++;
+    return this.concurrency - encoding - claimsInFlight;
   }
 
   /** Records a claim's result: fewer than asked means the queue is (momentarily) empty. */

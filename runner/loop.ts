@@ -63,6 +63,8 @@ export class Runner {
   private readonly background = new Set<Promise<unknown>>();
   private readonly gate: ClaimGate;
   private readonly edgeRefunds = new RefundBudget(EDGE_REFUNDS_PER_SOURCE);
+  /** Slots the round trip in flight asks for: a re-draw must not take one of them meanwhile. */
+  private claimsInFlight = 0;
 
   constructor(private readonly deps: RunnerDeps) {
     const { config, log, metrics, blobs } = deps;
@@ -90,6 +92,7 @@ export class Runner {
       log,
       thumbnails: this.thumbnails,
       onEncodeSlotFree: () => this.onSlotFree(),
+      mayEncode: () => this.gate.encodeRoom(this.tasks.values(), this.claimsInFlight) > 0,
       onEdgeTrouble: () => {
         const ms = this.gate.edgeTrouble(Date.now());
         log.warn("edge trouble: pausing claims", { ms });
@@ -201,6 +204,7 @@ export class Runner {
     const t0 = performance.now();
     metrics.ticks.inc();
     let result;
+    this.claimsInFlight = free;
     try {
       result = await runnerRoundTrip(db, {
         runnerId: config.RUNNER_ID,
@@ -212,6 +216,7 @@ export class Runner {
         beat: this.beat(),
       });
     } catch (err) {
+      this.claimsInFlight = 0;
       metrics.dbErrors.inc();
       if (Date.now() - this.lastDbErrorLogAt > 10_000) {
         this.lastDbErrorLogAt = Date.now();
@@ -231,6 +236,7 @@ export class Runner {
       this.gate.claimed(free, result.claim.claimed.length);
       for (const claimed of result.claim.claimed) this.startTask(claimed);
     }
+    this.claimsInFlight = 0;
     if (this.tasks.size === 0 && this.workDirDirty && !this.stopping) {
       // Idle: nothing in hand, so no local file is needed any more (except a thumbnail still being made).
       await this.sources.evictIdle();

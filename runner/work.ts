@@ -26,6 +26,7 @@ import type { RunnerConfig } from "./config";
 import { DbCallError, retryDb } from "./db-retry";
 import { buildEncodeArgs, NotAVideoError, spawnFfmpeg, verifyOutput, type EncodePlan } from "./ffmpeg";
 import { asLocalError, ffmpegLocalError, LocalError, scrubPaths } from "./local-errors";
+import { delay } from "./delay";
 import { errorMessage, type Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
 import { deriveParams, type EffectParams } from "./params";
@@ -48,6 +49,8 @@ export interface WorkContext {
   thumbnails: Thumbnails;
   /** Called when a task's FFmpeg is done (its encode slot is free while it verifies and uploads). */
   onEncodeSlotFree?: (task: VariationTask) => void;
+  /** Whether an encode slot is free right now (for a re-draw, which encodes again after its slot was given away). */
+  mayEncode?: () => boolean;
   /** The edge failed transiently (unreachable, 5xx): the runner should hold off claiming for a while. */
   onEdgeTrouble?: () => void;
   /** The edge answered a blob call fine again. */
@@ -70,6 +73,8 @@ type Phase = "source" | "prepare" | "encode" | "finishing" | "settle" | "done";
 /** A task's identity in the runner's maps: the same variation may be claimed again (a new attempt) by the same runner. */
 export const taskKey = (id: string, attempt: number) => `${id}:${attempt}`;
 
+/** How often a re-draw waiting for an encode slot looks again (slots free up when an FFmpeg exits). */
+const REDRAW_SLOT_POLL_MS = 100;
 const lastLine = (s: string) => s.trim().split("\n").filter(Boolean).pop() ?? "";
 
 /** One encode of a variation: the first draw, or a re-draw with a new seed (runner/quality.ts decides). */
@@ -135,6 +140,8 @@ export class VariationTask {
   private readonly files: string[] = [];
   /** A stop was asked for at any point (even one this task ignores because FFmpeg had finished): no re-draw. */
   private stopAsked = false;
+  /** Holds an encode slot for a re-draw between taking it and its FFmpeg starting (the phase is still "finishing"). */
+  redrawSlot = false;
 
   constructor(
     private readonly ctx: WorkContext,
@@ -273,7 +280,8 @@ export class VariationTask {
         if (!problem) break;
         // Bounded: at most MAX_REDRAWS per variation (the database holds the count across attempts); never after a
         // stop was asked for (a cancel that came while measuring lets this finished encode complete, as before).
-        if (this.stopAsked || this.stopReason || k >= config.MAX_REDRAWS) {
+        // Its encode slot went to the next claim when FFmpeg exited: a re-draw waits for one like a claim would.
+        if (this.stopAsked || this.stopReason || k >= config.MAX_REDRAWS || !(await this.takeEncodeSlot())) {
           if (draws.length > 1) redrawReason = keptReason(redrawReason ?? problem, draws, bestDraw(draws, config));
           break;
         }
@@ -283,6 +291,7 @@ export class VariationTask {
           return await this.stopped(null, file);
         }
         if (next === "bound") {
+          this.redrawSlot = false;
           redrawReason = keptReason(problem, draws, bestDraw(draws, config));
           break;
         }
@@ -400,15 +409,13 @@ export class VariationTask {
     this.lastProgressAt = Date.now();
     this.ctx.processes.register(this.key, proc);
     this.phase = "encode";
+    this.redrawSlot = false;
     log.info("ffmpeg started", { variation: this.id, attempt: this.attempt, pid: proc.pid });
     const exit = await proc.exited;
     const stage = this.ctx.processes.stopStage(this.key);
     this.ctx.processes.unregister(this.key);
     if (stage) return await this.stopped(stage, file);
-    // The encode slot is free from here: verify, measure and upload run beside the next encode instead of in front
-    // of it (on a busy runner that moved the next claim from the next tick to now, ~0.5 s per variation).
     this.phase = "finishing";
-    this.ctx.onEncodeSlotFree?.(this);
     timings.encode = (timings.encode ?? 0) + performance.now() - t0;
     if (this.stopReason === "cancel" || this.stopReason === "stall") {
       // The stop raced with FFmpeg's own exit and no stage was sent: the encode finished, so it completes.
@@ -426,6 +433,10 @@ export class VariationTask {
     }
     log.info("ffmpeg finished", { variation: this.id, ms: Math.round(performance.now() - t0) });
     if (this.stopReason === "lost") return await this.stopped(null, file);
+    // The encode slot is free from here: verify, measure and upload run beside the next encode instead of in front
+    // of it (on a busy runner that moved the next claim from the next tick to now). Only on success: a failed
+    // encode first records its local trouble (which pauses claims), then the task's end frees the slot.
+    this.ctx.onEncodeSlotFree?.(this);
     return null;
   }
 
@@ -494,6 +505,21 @@ export class VariationTask {
       }
     }
     throw new Error("could not draw a seed new to the job");
+  }
+
+  /**
+   * Waits until the runner has an encode slot free and takes it (checked and taken in one synchronous step, so two
+   * re-draws or a claim cannot both take the last one). False when a stop was asked for meanwhile.
+   */
+  private async takeEncodeSlot(): Promise<boolean> {
+    for (;;) {
+      if (this.stopAsked || this.stopReason) return false;
+      if (this.ctx.mayEncode?.() ?? true) {
+        this.redrawSlot = true;
+        return true;
+      }
+      await delay(REDRAW_SLOT_POLL_MS, this.abort.signal).catch(() => {});
+    }
   }
 
   /** The kept draw's still, to this attempt's thumbnail key (best effort: null when it could not be stored). */

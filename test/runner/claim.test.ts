@@ -15,6 +15,15 @@ describe("claim gate", () => {
     expect(gate.free(tasks("finishing", "settle", "finishing"), 0, false)).toBe(1);
   });
 
+  it("counts a finishing output that took a slot for its re-draw as encoding, and leaves a re-draw no slot a claim in flight asked for", () => {
+    const gate = new ClaimGate(2);
+    const redrawing = { phase: "finishing", redrawSlot: true };
+    expect(gate.free([redrawing, ...tasks("encode")], 0, false)).toBe(0);
+    expect(gate.encodeRoom(tasks("encode", "finishing"), 0)).toBe(1);
+    expect(gate.encodeRoom(tasks("encode", "finishing"), 1)).toBe(0);
+    expect(gate.encodeRoom([redrawing, ...tasks("finishing")], 0)).toBe(1);
+  });
+
   it("claims nothing while shutting down", () => {
     expect(new ClaimGate(4).free([], 0, true)).toBe(0);
   });

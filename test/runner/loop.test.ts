@@ -1,11 +1,11 @@
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { makeClip } from "../helpers/clips";
 import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
 import { startInProcessRunner } from "../helpers/runner";
-import { getJobRow } from "../helpers/seed";
+import { getJobRow, getVariationRows } from "../helpers/seed";
 
 let stack: EdgeStack;
 const cleanup: (() => Promise<void>)[] = [];
@@ -32,6 +32,23 @@ async function ffmpegWithGatedMeasurement(): Promise<{ path: string; gate: strin
   return { path, gate };
 }
 
+/**
+ * An FFmpeg that appends "+" when an encode (the only calls with `-progress`) starts and "-" when it exits, to
+ * `events`; the order of the lines is the order of the events, so counting needs no clock.
+ */
+async function ffmpegCountingEncodes(): Promise<{ path: string; events: string }> {
+  const dir = await mkdtemp(join(tmpdir(), "vr-counted-"));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, "ffmpeg");
+  const events = join(dir, "events");
+  await writeFile(
+    path,
+    `#!/bin/sh\ncase " $* " in\n  *" -progress "*)\n    echo + >> "${events}"\n    ffmpeg "$@"\n    code=$?\n    echo - >> "${events}"\n    exit $code ;;\nesac\nexec ffmpeg "$@"\n`,
+  );
+  await chmod(path, 0o755);
+  return { path, events };
+}
+
 const variationOf = (line: string) => /variation=(\S+)/.exec(line)?.[1];
 
 describe("runner loop: encode slots", { timeout: 180_000 }, () => {
@@ -46,16 +63,40 @@ describe("runner loop: encode slots", { timeout: 180_000 }, () => {
     cleanup.push(() => r.stop());
 
     const first = variationOf(await r.waitForLog(/ffmpeg started/, 60_000))!;
-    // The first measurement is held at the gate, so the first variation cannot have finished yet.
+    // The first measurement is held at the gate, so the first variation cannot have finished yet. (Well inside the
+    // measurement's own 60 s limit, after which the old code would have claimed the second one anyway.)
     const started = await waitFor("a second encode while the first variation is being measured", async () => {
       const lines = r.lines.filter((l) => l.includes("ffmpeg started")).map(variationOf);
       return lines.find((v) => v !== first);
-    }, 60_000);
+    }, 30_000);
     expect(started).not.toBe(first);
-    expect(r.lines.some((l) => l.includes("variation measured"))).toBe(false);
+    expect(r.lines.filter((l) => /variation measured|quality measurement failed/.test(l))).toEqual([]);
+    const rows = await getVariationRows(stack.db, job.id);
+    expect(rows.find((v) => v.id === first)).toMatchObject({ status: "running" });
 
     await writeFile(gate, "");
     const done = await waitFor("the job to complete", async () => ((j) => (j?.status === "completed" ? j : null))(await getJobRow(stack.db, job.id)), 90_000);
     expect(done.status).toBe("completed");
+  });
+
+  it("makes a re-draw wait for an encode slot: never more encodes at once than CONCURRENCY", async () => {
+    const { path, events } = await ffmpegCountingEncodes();
+    const clip = await makeClip({ seconds: 4 });
+    const job = await stack.user.createJob([clip], 3);
+    // SSIM floor 1: every draw is re-drawn up to MAX_REDRAWS, each after its slot went to the next claim.
+    const r = await startInProcessRunner({
+      env: stack.runnerEnv({ CONCURRENCY: "1", QUALITY_SSIM_FLOOR: "1", MAX_REDRAWS: "2", FFMPEG_PATH: path, WORK_DIR: await stack.workDir() }),
+    });
+    cleanup.push(() => r.stop());
+    const done = await waitFor("the job to complete", async () => ((j) => (j?.status === "completed" ? j : null))(await getJobRow(stack.db, job.id)), 150_000);
+    expect(done.status).toBe("completed");
+    expect(r.lines.filter((l) => l.includes("variation re-drawn")).length).toBe(6);
+
+    const lines = (await readFile(events, "utf8")).trim().split("\n");
+    expect(lines.filter((l) => l === "+")).toHaveLength(9);
+    let running = 0;
+    let most = 0;
+    for (const l of lines) most = Math.max(most, (running += l === "+" ? 1 : -1));
+    expect(most).toBe(1);
   });
 });
