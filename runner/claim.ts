@@ -3,9 +3,12 @@ export interface Slotted {
   readonly phase: string;
   /** Took a slot for a re-draw whose FFmpeg has not started yet. */
   readonly redrawSlot?: boolean;
+  /** Waiting for a slot for a re-draw with this place in line (lower waited longer), else null. */
+  readonly redrawWaitingSince?: number | null;
 }
 
 const holdsEncodeSlot = (t: Slotted) => t.phase === "source" || t.phase === "prepare" || t.phase === "encode" || t.redrawSlot === true;
+const waitsForSlot = (t: Slotted) => t.redrawWaitingSince != null;
 
 /**
  * How many variations to claim on the next round trip. CONCURRENCY bounds FFmpeg work: a variation that is
@@ -27,19 +30,24 @@ export class ClaimGate {
     let total = 0;
     for (const t of tasks) {
       total++;
-      if (holdsEncodeSlot(t)) encoding++;
+      // A re-draw waiting for a slot is work in hand: new claims leave it its slot.
+      if (holdsEncodeSlot(t) || waitsForSlot(t)) encoding++;
     }
     return Math.max(0, Math.min(this.concurrency - encoding, 2 * this.concurrency - total));
   }
 
   /**
-   * Encode slots neither held by a variation in hand nor asked for by the claim in flight: a re-draw (which encodes
-   * again after its own slot went to the next claim) may take one only when this is above 0.
+   * Encode slots left for `asking`'s re-draw (which encodes again after its own slot went to the next claim): not
+   * held by a variation in hand, not asked for by the claim in flight, not owed to a re-draw waiting longer.
    */
-  encodeRoom(tasks: Iterable<Slotted>, claimsInFlight: number): number {
-    let encoding = 0;
-    for (const t of tasks) if (holdsEncodeSlot(t)) encoding++;
-    return this.concurrency - encoding - claimsInFlight;
+  encodeRoom(tasks: Iterable<Slotted>, claimsInFlight: number, asking?: Slotted): number {
+    const since = asking?.redrawWaitingSince ?? Infinity;
+    let taken = claimsInFlight;
+    for (const t of tasks) {
+      if (t === asking) continue;
+      if (holdsEncodeSlot(t) || (t.redrawWaitingSince != null && t.redrawWaitingSince < since)) taken++;
+    }
+    return this.concurrency - taken;
   }
 
   /** Records a claim's result: fewer than asked means the queue is (momentarily) empty. */

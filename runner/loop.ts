@@ -92,7 +92,7 @@ export class Runner {
       log,
       thumbnails: this.thumbnails,
       onEncodeSlotFree: () => this.onSlotFree(),
-      mayEncode: () => this.gate.encodeRoom(this.tasks.values(), this.claimsInFlight) > 0,
+      mayEncode: (task) => this.gate.encodeRoom(this.tasks.values(), this.claimsInFlight, task) > 0,
       onEdgeTrouble: () => {
         const ms = this.gate.edgeTrouble(Date.now());
         log.warn("edge trouble: pausing claims", { ms });
@@ -203,40 +203,43 @@ export class Runner {
     const free = room ? this.freeSlots() : 0;
     const t0 = performance.now();
     metrics.ticks.inc();
-    let result;
+    // Slots asked for until the claimed tasks (phase "source") count themselves, on every path out of here.
     this.claimsInFlight = free;
     try {
-      result = await runnerRoundTrip(db, {
-        runnerId: config.RUNNER_ID,
-        now,
-        leaseMs: config.LEASE_MS,
-        variations: heartbeatPayload(watched, now),
-        inHand,
-        claim: free,
-        beat: this.beat(),
-      });
-    } catch (err) {
-      this.claimsInFlight = 0;
-      metrics.dbErrors.inc();
-      if (Date.now() - this.lastDbErrorLogAt > 10_000) {
-        this.lastDbErrorLogAt = Date.now();
-        log.warn("database round trip failed; retrying", { error: errorMessage(err) });
+      let result;
+      try {
+        result = await runnerRoundTrip(db, {
+          runnerId: config.RUNNER_ID,
+          now,
+          leaseMs: config.LEASE_MS,
+          variations: heartbeatPayload(watched, now),
+          inHand,
+          claim: free,
+          beat: this.beat(),
+        });
+      } catch (err) {
+        metrics.dbErrors.inc();
+        if (Date.now() - this.lastDbErrorLogAt > 10_000) {
+          this.lastDbErrorLogAt = Date.now();
+          log.warn("database round trip failed; retrying", { error: errorMessage(err) });
+        }
+        return;
       }
-      return;
-    }
-    this.lastDbOkAt = Date.now();
-    if (free > 0) metrics.claimLatency.observe((performance.now() - t0) / 1000);
+      this.lastDbOkAt = Date.now();
+      if (free > 0) metrics.claimLatency.observe((performance.now() - t0) / 1000);
 
-    for (const s of result.stranded) {
-      log.warn("handed back a variation this runner held in the database but not in hand", { variation: s.id, job: s.jobId, now: s.status });
+      for (const s of result.stranded) {
+        log.warn("handed back a variation this runner held in the database but not in hand", { variation: s.id, job: s.jobId, now: s.status });
+      }
+      if (result.heartbeat) applyHeartbeat(watched, result.heartbeat, now + config.LEASE_MS);
+      if (result.claim) {
+        for (const r of result.claim.reaped) log.info("reaped expired lease", { variation: r.id, job: r.jobId, status: r.status });
+        this.gate.claimed(free, result.claim.claimed.length);
+        for (const claimed of result.claim.claimed) this.startTask(claimed);
+      }
+    } finally {
+      this.claimsInFlight = 0;
     }
-    if (result.heartbeat) applyHeartbeat(watched, result.heartbeat, now + config.LEASE_MS);
-    if (result.claim) {
-      for (const r of result.claim.reaped) log.info("reaped expired lease", { variation: r.id, job: r.jobId, status: r.status });
-      this.gate.claimed(free, result.claim.claimed.length);
-      for (const claimed of result.claim.claimed) this.startTask(claimed);
-    }
-    this.claimsInFlight = 0;
     if (this.tasks.size === 0 && this.workDirDirty && !this.stopping) {
       // Idle: nothing in hand, so no local file is needed any more (except a thumbnail still being made).
       await this.sources.evictIdle();

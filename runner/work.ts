@@ -49,8 +49,8 @@ export interface WorkContext {
   thumbnails: Thumbnails;
   /** Called when a task's FFmpeg is done (its encode slot is free while it verifies and uploads). */
   onEncodeSlotFree?: (task: VariationTask) => void;
-  /** Whether an encode slot is free right now (for a re-draw, which encodes again after its slot was given away). */
-  mayEncode?: () => boolean;
+  /** Whether an encode slot is free right now for this task's re-draw (which encodes again after its slot was given away). */
+  mayEncode?: (task: VariationTask) => boolean;
   /** The edge failed transiently (unreachable, 5xx): the runner should hold off claiming for a while. */
   onEdgeTrouble?: () => void;
   /** The edge answered a blob call fine again. */
@@ -75,6 +75,8 @@ export const taskKey = (id: string, attempt: number) => `${id}:${attempt}`;
 
 /** How often a re-draw waiting for an encode slot looks again (slots free up when an FFmpeg exits). */
 const REDRAW_SLOT_POLL_MS = 100;
+/** Places in line for re-draws waiting for an encode slot (a counter: no two are ever equal). */
+let redrawLine = 0;
 const lastLine = (s: string) => s.trim().split("\n").filter(Boolean).pop() ?? "";
 
 /** One encode of a variation: the first draw, or a re-draw with a new seed (runner/quality.ts decides). */
@@ -142,6 +144,11 @@ export class VariationTask {
   private stopAsked = false;
   /** Holds an encode slot for a re-draw between taking it and its FFmpeg starting (the phase is still "finishing"). */
   redrawSlot = false;
+  /**
+   * Waiting for an encode slot for a re-draw with this place in line, else null. Claims leave such a
+   * slot to it: work in hand goes before new work, or a busy queue would starve the re-draw.
+   */
+  redrawWaitingSince: number | null = null;
 
   constructor(
     private readonly ctx: WorkContext,
@@ -291,6 +298,13 @@ export class VariationTask {
           return await this.stopped(null, file);
         }
         if (next === "bound") {
+          this.redrawSlot = false;
+          redrawReason = keptReason(problem, draws, bestDraw(draws, config));
+          break;
+        }
+        if (this.stopAsked && !this.stopReason) {
+          // A cancel came during the re-draw's record: completed wins with the best draw so far (the finish records
+          // that draw's seed and parameters over the re-drawn ones).
           this.redrawSlot = false;
           redrawReason = keptReason(problem, draws, bestDraw(draws, config));
           break;
@@ -512,13 +526,18 @@ export class VariationTask {
    * re-draws or a claim cannot both take the last one). False when a stop was asked for meanwhile.
    */
   private async takeEncodeSlot(): Promise<boolean> {
-    for (;;) {
-      if (this.stopAsked || this.stopReason) return false;
-      if (this.ctx.mayEncode?.() ?? true) {
-        this.redrawSlot = true;
-        return true;
+    this.redrawWaitingSince = ++redrawLine;
+    try {
+      for (;;) {
+        if (this.stopAsked || this.stopReason) return false;
+        if (this.ctx.mayEncode?.(this) ?? true) {
+          this.redrawSlot = true;
+          return true;
+        }
+        await delay(REDRAW_SLOT_POLL_MS, this.abort.signal).catch(() => {});
       }
-      await delay(REDRAW_SLOT_POLL_MS, this.abort.signal).catch(() => {});
+    } finally {
+      this.redrawWaitingSince = null;
     }
   }
 
@@ -616,8 +635,9 @@ export class VariationTask {
    * attempt — counted, so a source bigger than every runner's disk ends as failed instead of circling forever.
    */
   private async local(err: LocalError, partial?: string): Promise<TaskOutcome> {
-    if (partial) await rm(partial, { force: true }).catch(() => {});
+    // Claims pause before anything is awaited: a tick in between would claim onto the same failing disk.
     this.ctx.onLocalTrouble?.(err);
+    if (partial) await rm(partial, { force: true }).catch(() => {});
     return this.transient(err.message);
   }
 

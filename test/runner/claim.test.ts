@@ -24,6 +24,18 @@ describe("claim gate", () => {
     expect(gate.encodeRoom([redrawing, ...tasks("finishing")], 0)).toBe(1);
   });
 
+  it("leaves a re-draw waiting for a slot its slot (work in hand before new claims), first come first served", () => {
+    const gate = new ClaimGate(1);
+    const first = { phase: "finishing", redrawWaitingSince: 1 };
+    const second = { phase: "finishing", redrawWaitingSince: 2 };
+    // No claim takes the slot the waiting re-draws are owed.
+    expect(gate.free([first, ...tasks("finishing")], 0, false)).toBe(0);
+    // The one that waited longer gets it; the other does not count itself nor those behind it.
+    expect(gate.encodeRoom([first, second], 0, first)).toBe(1);
+    expect(gate.encodeRoom([first, second], 0, second)).toBe(0);
+    expect(gate.encodeRoom([first, second, ...tasks("encode")], 0, first)).toBe(0);
+  });
+
   it("claims nothing while shutting down", () => {
     expect(new ClaimGate(4).free([], 0, true)).toBe(0);
   });
