@@ -209,6 +209,16 @@ async function benchDb(stack: EdgeStack): Promise<void> {
   }
 }
 
+/** Busy CPU seconds of the whole machine so far (all cores: user, nice, system, irq, softirq), from /proc/stat; null elsewhere. */
+function machineCpu(): number | null {
+  try {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]!) / 100; // USER_HZ
+  } catch {
+    return null;
+  }
+}
+
 /** CPU seconds of a process (self) and of its reaped children, from /proc (Linux); null elsewhere. */
 function procCpu(pid: number | "self"): { self: number; children: number } | null {
   try {
@@ -234,6 +244,7 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
     for (let round = 0; round < rounds; round++) {
       const t0 = Date.now();
       const cpu0 = procCpu(r.pid);
+      const machine0 = machineCpu();
       const job = await stack.user.createJob([clip], 6);
       // The ratio uses the job's own start/completion times, so a slow poll here costs no precision but keeps
       // this process (which also hosts the libSQL server) from competing with the encodes.
@@ -242,6 +253,7 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
         return j?.status === "completed" ? j : null;
       }, 600_000, 1000);
       const cpu1 = procCpu(r.pid);
+      const machine1 = machineCpu();
       jobs.push({ processing: row.completedAt! - row.startedAt!, fromCreate: Date.now() - t0 });
 
       const dir = await mkdtemp(join(tmpdir(), "vr-bench-bare-"));
@@ -259,9 +271,15 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
       bares.push(performance.now() - b0);
       const bareCpu1 = procCpu("self");
       await rm(dir, { recursive: true, force: true });
+      // The rest of the machine's CPU while the job ran is the local stack: workerd serving the source and taking
+      // the uploads, the libSQL server (in this process), wrangler. In production those run elsewhere.
+      const rest =
+        cpu0 && cpu1 && machine0 !== null && machine1 !== null
+          ? `, rest of the machine (local edge, libSQL, bench) ${(machine1 - machine0 - (cpu1.children - cpu0.children) - (cpu1.self - cpu0.self)).toFixed(1)} s`
+          : "";
       const cpuNote =
         cpu0 && cpu1 && bareCpu0 && bareCpu1
-          ? ` | CPU: runner's FFmpeg/ffprobe ${(cpu1.children - cpu0.children).toFixed(1)} s + runner itself ${(cpu1.self - cpu0.self).toFixed(1)} s, bare FFmpeg ${(bareCpu1.children - bareCpu0.children).toFixed(1)} s`
+          ? ` | CPU: runner's FFmpeg/ffprobe ${(cpu1.children - cpu0.children).toFixed(1)} s + runner itself ${(cpu1.self - cpu0.self).toFixed(1)} s${rest}; bare FFmpeg ${(bareCpu1.children - bareCpu0.children).toFixed(1)} s`
           : "";
       console.log(`round ${round + 1}: job ${fmt(jobs[round]!.processing)} (from POST ${fmt(jobs[round]!.fromCreate)}), bare ${fmt(bares[round]!)}${cpuNote}`);
     }
