@@ -88,6 +88,11 @@ async function main(): Promise<void> {
   add("Job overhead: 6-variation job (first claim → completed) / bare FFmpeg, concurrency 2", orMissing(pick(runnerOut, /job: first claim → completed .*ratio ([\d.]+)/), "overhead ratio"), "≤ 1.05");
   add("Job overhead incl. upload and queue wait: POST → completed / bare FFmpeg", orMissing(pick(runnerOut, /job: POST \/api\/jobs → completed .*ratio ([\d.]+)/), "POST ratio"), "≤ 1.12");
   add(
+    "Job overhead vs bare FFmpeg that also measures (issue 11's measurement): first claim → completed · POST → completed",
+    `${orMissing(pick(runnerOut, /bare FFmpeg doing the measurement too .*job ratio ([\d.]+)/), "measured job ratio")} · ` +
+      orMissing(pick(runnerOut, /bare FFmpeg doing the measurement too .*POST → completed ratio ([\d.]+)/), "measured POST ratio"),
+  );
+  add(
     "Quality measurement (SSIM/PSNR, fingerprint, still) / encode, per variation · over 5 variations incl. the per-source part (CPU)",
     `${orMissing(pick(runnerOut, /measurement per variation .*of the encode \(wall\), ([\d.]+ %) \(CPU\)/), "quality CPU")} · ` +
       `${orMissing(pick(runnerOut, /over the 5 variations [\d.]+ % \(wall\), ([\d.]+ %) \(CPU\)/), "quality amortized")}`,

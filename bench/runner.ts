@@ -239,6 +239,34 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
   const r = startRunnerProcess(stack.runnerEnv({ POLL_MS: "1000", WATCH_MS: "1000", LEASE_MS: "30000", STOP_GRACE_MS: "2000", CONCURRENCY: String(concurrency), WORK_DIR: await stack.workDir() }));
   const jobs: { processing: number; fromCreate: number }[] = [];
   const bares: number[] = [];
+  const measuredBares: number[] = [];
+  /**
+   * The same FFmpeg work with the measurement issue 11 added, still with no runner, edge or database: the source's
+   * samples (once, by a decode of their own: the runner picks them out of its first encode, a little cheaper), then
+   * per variation the encode with the sample keyframes and its measurement, in a pool of `concurrency`.
+   */
+  const bareWithMeasurement = async (seeds: number[], dir: string): Promise<number> => {
+    const times = sampleTimes(media.durationMs);
+    const sampleFile = join(dir, "src.samples.nut");
+    const work = seeds.map((seed, i) => {
+      const params = deriveParams(seed);
+      const output = join(dir, `m${i}.mp4`);
+      return { params, output, i, plan: buildEncodeArgs({ source: clip, output, params, media, keyframes: sampleKeyframes(times, params.speed) }) };
+    });
+    const t0 = performance.now();
+    await timedFfmpeg(buildSourceSampleArgs(clip, times, media.fps, sampleFile));
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        for (let w = work.shift(); w; w = work.shift()) {
+          await spawnFfmpeg("ffmpeg", w.plan.args).exited;
+          const { params, output, i, plan } = w;
+          const thumbnail = join(dir, `m${i}.jpg`);
+          await timed("ffmpeg", buildMeasureArgs({ sourceSamples: sampleFile, output, thumbnail, outputTimesS: outputTimes(times, params.speed), params, geometry: plan.geometry }));
+        }
+      }),
+    );
+    return performance.now() - t0;
+  };
   try {
     await r.waitForLog(/runner started/);
     for (let round = 0; round < rounds; round++) {
@@ -257,7 +285,8 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
       jobs.push({ processing: row.completedAt! - row.startedAt!, fromCreate: Date.now() - t0 });
 
       const dir = await mkdtemp(join(tmpdir(), "vr-bench-bare-"));
-      const plans = (await getVariationRows(stack.db, job.id)).map((v, i) =>
+      const rows = await getVariationRows(stack.db, job.id);
+      const plans = rows.map((v, i) =>
         buildEncodeArgs({ source: clip, output: join(dir, `${i}.mp4`), params: deriveParams(v.seed), media }),
       );
       const b0 = performance.now();
@@ -270,6 +299,7 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
       );
       bares.push(performance.now() - b0);
       const bareCpu1 = procCpu("self");
+      measuredBares.push(await bareWithMeasurement(rows.map((v) => v.seed), dir));
       await rm(dir, { recursive: true, force: true });
       // The rest of the machine's CPU while the job ran is the local stack: workerd serving the source and taking
       // the uploads, the libSQL server (in this process), wrangler. In production those run elsewhere.
@@ -281,7 +311,10 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
         cpu0 && cpu1 && bareCpu0 && bareCpu1
           ? ` | CPU: runner's FFmpeg/ffprobe ${(cpu1.children - cpu0.children).toFixed(1)} s + runner itself ${(cpu1.self - cpu0.self).toFixed(1)} s${rest}; bare FFmpeg ${(bareCpu1.children - bareCpu0.children).toFixed(1)} s`
           : "";
-      console.log(`round ${round + 1}: job ${fmt(jobs[round]!.processing)} (from POST ${fmt(jobs[round]!.fromCreate)}), bare ${fmt(bares[round]!)}${cpuNote}`);
+      console.log(
+        `round ${round + 1}: job ${fmt(jobs[round]!.processing)} (from POST ${fmt(jobs[round]!.fromCreate)}), bare ${fmt(bares[round]!)}, ` +
+          `bare with the measurement ${fmt(measuredBares[round]!)}${cpuNote}`,
+      );
     }
     const bare = Math.min(...bares);
     const processing = Math.min(...jobs.map((j) => j.processing));
@@ -289,6 +322,11 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
     console.log(`bare FFmpeg (same args, pool of ${concurrency}), best:        ${fmt(bare)}`);
     console.log(`job: first claim → completed (started_at→completed_at), best: ${fmt(processing)} → ratio ${(processing / bare).toFixed(3)} (target ≤ 1.05)`);
     console.log(`job: POST /api/jobs → completed (incl. upload + up to POLL_MS queue wait), best: ${fmt(fromCreate)} → ratio ${(fromCreate / bare).toFixed(3)}`);
+    const measuredBare = Math.min(...measuredBares);
+    console.log(
+      `bare FFmpeg doing the measurement too (samples once; encode with sample keyframes + measure, pool of ${concurrency}), best: ${fmt(measuredBare)} → ` +
+        `job ratio ${(processing / measuredBare).toFixed(3)}, POST → completed ratio ${(fromCreate / measuredBare).toFixed(3)}`,
+    );
     // Where the runner's time went, per variation (from its "variation completed" log lines).
     const sums: Record<string, number[]> = {};
     for (const m of r.logs().matchAll(/variation completed .*/g)) {
