@@ -120,13 +120,19 @@ describe("large-file uploads", () => {
     expect([res.status, await res.json()]).toMatchObject([409, { error: { code: "upload_closed" } }]);
   });
 
-  it("answers 409 upload_closed to a complete whose R2 upload was removed meanwhile, and the upload is not marked completed", async () => {
+  /** A signed-in user's one-part upload with its part stored, and the R2 multipart upload behind it. */
+  async function uploadedOnePart(name: string) {
     const s = await signIn();
     const file = fakeMp4(1000);
-    const up = await start(s, "removed-late.mp4", file.length);
+    const up = await start(s, name, file.length);
     expect((await putPart(s, up.id, 1, file)).status).toBe(200);
     const [row] = await db.select().from(uploads).where(eq(uploads.id, up.id));
-    await env.BUCKET.resumeMultipartUpload(row!.objectKey, row!.r2UploadId).abort();
+    return { s, up, file, r2: env.BUCKET.resumeMultipartUpload(row!.objectKey, row!.r2UploadId) };
+  }
+
+  it("answers 409 upload_closed to a complete whose R2 upload was removed meanwhile, and the upload is not marked completed", async () => {
+    const { s, up, r2 } = await uploadedOnePart("removed-late.mp4");
+    await r2.abort();
     const res = await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" });
     expect([res.status, await res.json()]).toMatchObject([409, { error: { code: "upload_closed" } }]);
     const [after] = await db.select().from(uploads).where(eq(uploads.id, up.id));
@@ -134,14 +140,10 @@ describe("large-file uploads", () => {
   });
 
   it("answers 200 to a complete retried after R2 stored the object but the first answer was lost, and the upload feeds a job", async () => {
-    const s = await signIn();
-    const file = fakeMp4(1000);
-    const up = await start(s, "retried.mp4", file.length);
-    expect((await putPart(s, up.id, 1, file)).status).toBe(200);
+    const { s, up, r2, file } = await uploadedOnePart("retried.mp4");
     // The first complete got as far as R2 (the object is stored) and no further: no answer, the row still uploading.
-    const [row] = await db.select().from(uploads).where(eq(uploads.id, up.id));
     const parts = await db.select().from(uploadParts).where(eq(uploadParts.uploadId, up.id));
-    await env.BUCKET.resumeMultipartUpload(row!.objectKey, row!.r2UploadId).complete(parts.map((p) => ({ partNumber: p.partNumber, etag: p.etag })));
+    await r2.complete(parts.map((p) => ({ partNumber: p.partNumber, etag: p.etag })));
     const retried = await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" });
     expect([retried.status, await retried.json()]).toEqual([200, { id: up.id, filename: "retried.mp4", size: file.length, status: "completed" }]);
     const job = await s.call("/api/jobs", { method: "POST", json: { uploads: [up.id], variations: 1 } });
