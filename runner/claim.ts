@@ -4,11 +4,13 @@ export interface Slotted {
   /** Took a slot for a re-draw whose FFmpeg has not started yet. */
   readonly redrawSlot?: boolean;
   /** Waiting for a slot for a re-draw with this place in line (lower waited longer), else null. */
-  readonly redrawWaitingSince?: number | null;
+  readonly redrawPlace?: number | null;
 }
 
 const holdsEncodeSlot = (t: Slotted) => t.phase === "source" || t.phase === "prepare" || t.phase === "encode" || t.redrawSlot === true;
-const waitsForSlot = (t: Slotted) => t.redrawWaitingSince != null;
+/** A re-draw's place in the line for a slot; Infinity when not waiting (behind everyone). */
+const placeOf = (t: Slotted) => t.redrawPlace ?? Infinity;
+const waitsForSlot = (t: Slotted) => placeOf(t) !== Infinity;
 
 /**
  * How many variations to claim on the next round trip. CONCURRENCY bounds FFmpeg work: a variation that is
@@ -41,11 +43,11 @@ export class ClaimGate {
    * held by a variation in hand, not asked for by the claim in flight, not owed to a re-draw waiting longer.
    */
   encodeRoom(tasks: Iterable<Slotted>, claimsInFlight: number, asking?: Slotted): number {
-    const since = asking?.redrawWaitingSince ?? Infinity;
+    const place = asking ? placeOf(asking) : Infinity;
     let taken = claimsInFlight;
     for (const t of tasks) {
       if (t === asking) continue;
-      if (holdsEncodeSlot(t) || (t.redrawWaitingSince != null && t.redrawWaitingSince < since)) taken++;
+      if (holdsEncodeSlot(t) || placeOf(t) < place) taken++;
     }
     return this.concurrency - taken;
   }

@@ -148,7 +148,7 @@ export class VariationTask {
    * Waiting for an encode slot for a re-draw with this place in line, else null. Claims leave such a
    * slot to it: work in hand goes before new work, or a busy queue would starve the re-draw.
    */
-  redrawWaitingSince: number | null = null;
+  redrawPlace: number | null = null;
 
   constructor(
     private readonly ctx: WorkContext,
@@ -526,7 +526,7 @@ export class VariationTask {
    * re-draws or a claim cannot both take the last one). False when a stop was asked for meanwhile.
    */
   private async takeEncodeSlot(): Promise<boolean> {
-    this.redrawWaitingSince = ++redrawLine;
+    this.redrawPlace = ++redrawLine;
     try {
       for (;;) {
         if (this.stopAsked || this.stopReason) return false;
@@ -537,7 +537,7 @@ export class VariationTask {
         await delay(REDRAW_SLOT_POLL_MS, this.abort.signal).catch(() => {});
       }
     } finally {
-      this.redrawWaitingSince = null;
+      this.redrawPlace = null;
     }
   }
 

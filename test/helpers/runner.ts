@@ -162,21 +162,30 @@ export async function startInProcessRunner(opts: {
 }
 
 /**
+ * Writes an executable `ffmpeg` shell script into a new temporary directory: `script(dir)` gets that directory for
+ * the files the stand-in writes. Stand-ins hand every call they do not intercept to the real `ffmpeg`.
+ */
+export async function writeFfmpegStandIn(prefix: string, script: (dir: string) => string): Promise<{ dir: string; path: string }> {
+  const dir = await mkdtemp(join(tmpdir(), `vr-${prefix}-`));
+  const path = join(dir, "ffmpeg");
+  await writeFile(path, script(dir));
+  await chmod(path, 0o755);
+  return { dir, path };
+}
+
+/**
  * An FFmpeg stand-in that behaves like a wedged encode: for encodes (`-progress` in the arguments) it ignores
  * `q`, SIGTERM and SIGINT until SIGKILL; any other call (probe decode, thumbnail) runs the real ffmpeg.
  * Each SIGTERM it receives is appended to `<dir>/signals.log`, so tests can count the stages.
  */
 export async function makeStubbornFfmpeg(): Promise<{ path: string; signalsLog: string }> {
-  const dir = await mkdtemp(join(tmpdir(), "vr-stubborn-"));
-  const path = join(dir, "ffmpeg");
-  const signalsLog = join(dir, "signals.log");
-  await writeFile(
-    path,
-    `#!/bin/sh
+  const { dir, path } = await writeFfmpegStandIn(
+    "stubborn",
+    (d) => `#!/bin/sh
 case " $* " in
   *" -progress "*)
-    trap 'echo TERM >> "${signalsLog}"' TERM
-    trap 'echo INT >> "${signalsLog}"' INT
+    trap 'echo TERM >> "${join(d, "signals.log")}"' TERM
+    trap 'echo INT >> "${join(d, "signals.log")}"' INT
     echo "out_time_us=1000000"
     echo "progress=continue"
     while :; do sleep 0.05; done
@@ -185,6 +194,5 @@ esac
 exec ffmpeg "$@"
 `,
   );
-  await chmod(path, 0o755);
-  return { path, signalsLog };
+  return { path, signalsLog: join(dir, "signals.log") };
 }

@@ -26,8 +26,8 @@ describe("claim gate", () => {
 
   it("leaves a re-draw waiting for a slot its slot (work in hand before new claims), first come first served", () => {
     const gate = new ClaimGate(1);
-    const first = { phase: "finishing", redrawWaitingSince: 1 };
-    const second = { phase: "finishing", redrawWaitingSince: 2 };
+    const first = { phase: "finishing", redrawPlace: 1 };
+    const second = { phase: "finishing", redrawPlace: 2 };
     // No claim takes the slot the waiting re-draws are owed.
     expect(gate.free([first, ...tasks("finishing")], 0, false)).toBe(0);
     // The one that waited longer gets it; the other does not count itself nor those behind it.

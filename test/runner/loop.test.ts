@@ -1,10 +1,9 @@
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { makeClip } from "../helpers/clips";
 import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
-import { startInProcessRunner } from "../helpers/runner";
+import { startInProcessRunner, writeFfmpegStandIn } from "../helpers/runner";
 import { getJobRow, getVariationRows } from "../helpers/seed";
 
 let stack: EdgeStack;
@@ -23,13 +22,12 @@ afterAll(() => stack?.close());
  * call is the real ffmpeg. The test opens the gate, so nothing here depends on how fast either side runs.
  */
 async function ffmpegWithGatedMeasurement(): Promise<{ path: string; gate: string }> {
-  const dir = await mkdtemp(join(tmpdir(), "vr-gated-"));
+  const { dir, path } = await writeFfmpegStandIn(
+    "gated",
+    (d) => `#!/bin/sh\ncase "$*" in\n  *ssim*) while [ ! -e "${join(d, "open")}" ]; do sleep 0.05; done ;;\nesac\nexec ffmpeg "$@"\n`,
+  );
   cleanup.push(() => rm(dir, { recursive: true, force: true }));
-  const path = join(dir, "ffmpeg");
-  const gate = join(dir, "open");
-  await writeFile(path, `#!/bin/sh\ncase "$*" in\n  *ssim*) while [ ! -e "${gate}" ]; do sleep 0.05; done ;;\nesac\nexec ffmpeg "$@"\n`);
-  await chmod(path, 0o755);
-  return { path, gate };
+  return { path, gate: join(dir, "open") };
 }
 
 /**
@@ -37,16 +35,13 @@ async function ffmpegWithGatedMeasurement(): Promise<{ path: string; gate: strin
  * `events`; the order of the lines is the order of the events, so counting needs no clock.
  */
 async function ffmpegCountingEncodes(): Promise<{ path: string; events: string }> {
-  const dir = await mkdtemp(join(tmpdir(), "vr-counted-"));
-  cleanup.push(() => rm(dir, { recursive: true, force: true }));
-  const path = join(dir, "ffmpeg");
-  const events = join(dir, "events");
-  await writeFile(
-    path,
-    `#!/bin/sh\ncase " $* " in\n  *" -progress "*)\n    echo + >> "${events}"\n    ffmpeg "$@"\n    code=$?\n    echo - >> "${events}"\n    exit $code ;;\nesac\nexec ffmpeg "$@"\n`,
+  const { dir, path } = await writeFfmpegStandIn(
+    "counted",
+    (d) =>
+      `#!/bin/sh\ncase " $* " in\n  *" -progress "*)\n    echo + >> "${join(d, "events")}"\n    ffmpeg "$@"\n    code=$?\n    echo - >> "${join(d, "events")}"\n    exit $code ;;\nesac\nexec ffmpeg "$@"\n`,
   );
-  await chmod(path, 0o755);
-  return { path, events };
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  return { path, events: join(dir, "events") };
 }
 
 const variationOf = (line: string) => /variation=(\S+)/.exec(line)?.[1];
