@@ -1,30 +1,7 @@
 // Read-only views of the local stack that fault drills and benchmarks share (no vitest here: bench/ imports it).
 import { readdir, readFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import Database from "libsql";
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once("error", () => resolve(false));
-    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
-  });
-}
-
-/**
- * A base port with `count` consecutive free ports (runner i of the stack listens on METRICS_PORT + i, so one
- * free port is not enough for several runners).
- */
-export async function freePortRun(count: number): Promise<number> {
-  for (let tries = 0; tries < 50; tries++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = await canListen(base + i);
-    if (ok) return base;
-  }
-  throw new Error(`no run of ${count} free ports found`);
-}
 
 /**
  * Live processes that look like FFmpeg (real binary or a stand-in named ffmpeg) and whose arguments point into

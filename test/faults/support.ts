@@ -10,8 +10,8 @@ import { createDb, type Db } from "../../db/client";
 import { BlobClient } from "../../runner/blobs";
 import { startStack, type Stack } from "../../scripts/stack";
 import { signInToEdge, type ApiSession } from "../helpers/api";
-import { freePort } from "../helpers/ports";
-import { bucketObjects, ffmpegPidsUnder, freePortRun, until } from "./inspect";
+import { freePort, freePortRun } from "../helpers/ports";
+import { bucketObjects, ffmpegPidsUnder, until } from "./inspect";
 
 export { bucketObjects, ffmpegPidsUnder, until };
 
