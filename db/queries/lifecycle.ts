@@ -16,10 +16,11 @@ export async function listExpiredJobIds(db: Db, now: number, limit: number): Pro
 }
 
 /**
- * Jobs still queued (never claimed) since before `createdBefore` → failed "expired while queued", with their
- * variations failed in the same atomic batch so no runner can claim one in between. Returns the job ids.
+ * Jobs waiting in the queue (never claimed) since before `queuedBefore` → failed "expired while queued", with their
+ * variations failed in the same atomic batch so no runner can claim one in between. The wait counts from when the
+ * job last entered the queue (a retried or resumed job waits afresh), not from its creation. Returns the job ids.
  */
-export async function failStaleQueuedJobs(db: Db, createdBefore: number, now: number): Promise<string[]> {
+export async function failStaleQueuedJobs(db: Db, queuedBefore: number, now: number): Promise<string[]> {
   const [failed] = await db.batch([
     db
       .update(jobs)
@@ -30,7 +31,7 @@ export async function failStaleQueuedJobs(db: Db, createdBefore: number, now: nu
         expiresAt: sql`${now} + ${jobs.retentionMs}`,
         updatedAt: now,
       })
-      .where(and(eq(jobs.status, "queued"), lte(jobs.createdAt, createdBefore)))
+      .where(and(eq(jobs.status, "queued"), lte(sql`coalesce(${jobs.queuedAt}, ${jobs.createdAt})`, queuedBefore)))
       .returning({ id: jobs.id }),
     db
       .update(variations)

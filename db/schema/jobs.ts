@@ -23,6 +23,11 @@ export const jobs = sqliteTable(
     error: text("error"),
     thumbnailKey: text("thumbnail_key"),
     createdAt: integer("created_at").notNull(),
+    /**
+     * When the job last entered the queue: its creation, or a resume/retry/more that put it back before any claim.
+     * The "expired while queued" rule counts from here (null on rows older than the column: created_at).
+     */
+    queuedAt: integer("queued_at"),
     startedAt: integer("started_at"),
     completedAt: integer("completed_at"),
     cancelRequestedAt: integer("cancel_requested_at"),

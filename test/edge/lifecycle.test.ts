@@ -6,7 +6,7 @@ import type { UserLimits } from "../../db/limits";
 import { newId } from "../../db/ids";
 import { thumbnailKey, variationThumbnailKey } from "../../db/keys";
 import { EXPIRED_WHILE_QUEUED } from "../../db/queries/lifecycle";
-import { createJobFromUploads } from "../../db/queries/jobs";
+import { createJobFromUploads, pauseJob, resumeJob, retryJob } from "../../db/queries/jobs";
 import { deleteFinishedJobRows } from "../../db/queries/objects";
 import { upsertRunner } from "../../db/queries/runners";
 import { createSession } from "../../db/queries/sessions";
@@ -128,6 +128,24 @@ describe("failStaleQueued", () => {
     ]);
     expect((await jobRow(recent.id, db))!.status).toBe("queued");
     expect((await jobRow(busy.id, db))!.status).toBe("processing");
+  });
+
+  it("counts a reopened job's wait from its reopening: a retried expired job and a job resumed a day after its pause stay queued", async () => {
+    const viewer = { id: userId, email: "owner@test.example", role: "user" as const };
+    const expired = await seedJob(userId, { db, now: NOW - 25 * HOUR });
+    const paused = await seedJob(userId, { db, now: NOW - 25 * HOUR });
+    await pauseJob(db, { jobId: paused.id, viewer }, NOW - 24.5 * HOUR);
+    expect(await failStaleQueued(deps({ JOB_TTL_HOURS: 24 }), NOW)).toEqual({ failed: 1 });
+
+    await retryJob(db, { jobId: expired.id, viewer, limits: ROOMY }, NOW + 1000);
+    await resumeJob(db, { jobId: paused.id, viewer, limits: ROOMY }, NOW + 1000);
+    // The next tick, and the last one before a day of waiting since the reopening, leave both queued.
+    expect(await failStaleQueued(deps({ JOB_TTL_HOURS: 24 }), NOW + 60_000)).toEqual({ failed: 0 });
+    expect(await failStaleQueued(deps({ JOB_TTL_HOURS: 24 }), NOW + DAY)).toEqual({ failed: 0 });
+    expect((await jobRow(expired.id, db))!.status).toBe("queued");
+    expect((await jobRow(paused.id, db))!.status).toBe("queued");
+    // A day after the reopening they have waited as long as any new job may.
+    expect(await failStaleQueued(deps({ JOB_TTL_HOURS: 24 }), NOW + DAY + 2000)).toEqual({ failed: 2 });
   });
 });
 

@@ -50,6 +50,7 @@ function buildRecord(input: NewJob, newSources: NewSource[], now: number): JobRe
     error: null,
     thumbnailKey: null,
     createdAt: now,
+    queuedAt: now,
     startedAt: null,
     completedAt: null,
     cancelRequestedAt: null,

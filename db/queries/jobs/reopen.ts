@@ -47,12 +47,14 @@ export function reopenGuard(jobId: string, ownerId: string, statuses: readonly J
     and (${jobs.expiresAt} is null or ${jobs.expiresAt} > ${now}) and ${fitsQuota(ownerId, limits, request)})`;
 }
 
-/** The job CAS of a reopen: status → queued/processing, finish and cancel traces cleared, expiry restarts later. */
+/** The job CAS of a reopen: status → queued/processing, finish and cancel traces cleared, the queue wait restarts. */
 export function reopenJobStatement(db: Db, jobId: string, viewer: Viewer, where: SQL, now: number, extra: Record<string, unknown> = {}) {
   return db
     .update(jobs)
     .set({
       status: sql`${REOPENED_JOB_STATUS}`,
+      // A job that goes back to the queue waits a full JOB_TTL_HOURS again (unused once it has started).
+      queuedAt: now,
       error: null,
       completedAt: null,
       expiresAt: null,

@@ -1,0 +1,1 @@
+ALTER TABLE `jobs` ADD `queued_at` integer;
