@@ -2,7 +2,7 @@ import { rm, statfs } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Db } from "../db/client";
-import { removeRunner, upsertRunner, type RunnerBeat } from "../db/queries/runners";
+import { listRunners, removeRunner, upsertRunner, type RunnerBeat } from "../db/queries/runners";
 import { recoverRunnerVariations, releaseVariation, runnerRoundTrip, type ClaimedVariation } from "../db/queries/variations";
 import type { BlobClient } from "./blobs";
 import type { RunnerConfig } from "./config";
@@ -16,7 +16,7 @@ import { within } from "./delay";
 import { Thumbnails } from "./thumbnails";
 import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
 import { VariationTask, type TaskOutcome, type WorkContext } from "./work";
-import { claimWorkDir, ownWorkDir, sweepWorkDir } from "./workdir";
+import { claimWorkDir, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, sweepWorkDir } from "./workdir";
 
 export interface RunnerDeps {
   config: RunnerConfig;
@@ -123,7 +123,8 @@ export class Runner {
 
   /**
    * Start-up: take (and empty) this runner's own directory under WORK_DIR (nothing is in hand yet), register,
-   * hand back variations a previous life of this runner id left running and sweep their jobs' outputs, then tick.
+   * hand back variations a previous life of this runner id left running and sweep their jobs' outputs, remove the
+   * directories of runners gone for good (any host sharing WORK_DIR), then tick.
    */
   async start(): Promise<void> {
     const { config, db, log } = this.deps;
@@ -131,7 +132,9 @@ export class Runner {
     const now = Date.now();
     await upsertRunner(db, this.beat(), now);
     const leftovers = await recoverRunnerVariations(db, config.RUNNER_ID, now);
+    const registered = new Set((await listRunners(db)).map((r) => r.id));
     this.lastDbOkAt = Date.now();
+    await removeAbandonedWorkDirs(config.WORK_DIR, this.workDir, (id) => registered.has(id), now, log);
     if (leftovers.length) log.warn("recovered variations left by a previous run of this runner id", { jobs: leftovers.length });
     for (const jobId of leftovers) this.track(this.sweepJob(jobId));
     log.info("runner started", {
@@ -356,6 +359,7 @@ export class Runner {
     await within(this.thumbnails.close(), Math.min(1000, left()));
     await within(Promise.allSettled([...this.background]), left());
     await within(removeRunner(db, config.RUNNER_ID).catch((err) => log.warn("could not deregister", { error: errorMessage(err) })), left());
+    await within(releaseWorkDir(this.workDir, log), left());
     log.info("runner stopped");
   }
 

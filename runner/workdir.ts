@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { errorMessage, type Logger } from "./log";
@@ -58,6 +58,52 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
   const mark: Mark = { host: hostname(), pid: process.pid, runnerId };
   await writeFile(join(own, MARKER), JSON.stringify(mark));
   return own;
+}
+
+/** A runner registers seconds after marking its directory; a mark this old whose runner has no row is abandoned. */
+export const ABANDONED_MARK_MS = 60 * 60_000;
+
+/**
+ * Removes the marked directories of runners that are gone for good, whichever host they ran on: their runner id
+ * is not `registered` (deregistered at shutdown, or never seen for a day and pruned by the edge) and the mark is
+ * older than ABANDONED_MARK_MS (so a runner that has marked its directory but not registered yet keeps it). Why:
+ * a WORK_DIR volume outlives containers, and a recreated container has a new hostname, so claimWorkDir never sees
+ * a predecessor that was killed there as its own; its cached sources would fill the volume for good.
+ */
+export async function removeAbandonedWorkDirs(
+  root: string,
+  own: string,
+  registered: (runnerId: string) => boolean,
+  now: number,
+  log: Logger,
+): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    const dir = join(root, name);
+    if (!name.startsWith("runner-") || dir === own) continue;
+    const mark = await readMark(dir);
+    if (!mark || registered(mark.runnerId)) continue;
+    const markedAt = await stat(join(dir, MARKER)).then((s) => s.mtimeMs, () => now);
+    if (now - markedAt < ABANDONED_MARK_MS) continue;
+    try {
+      await rm(dir, { recursive: true, force: true });
+      removed++;
+      log.info("removed the work files of a runner that is gone", { dir: name, runner: mark.runnerId });
+    } catch (err) {
+      log.warn("could not remove a gone runner's work files", { dir: name, error: errorMessage(err) });
+    }
+  }
+  return removed;
+}
+
+/**
+ * Removes this runner's own directory at the end of a graceful shutdown (nothing is in hand any more): the next
+ * process has another runner id, so its cached sources would otherwise stay on a shared volume.
+ */
+export async function releaseWorkDir(own: string, log: Logger): Promise<void> {
+  await rm(own, { recursive: true, force: true }).catch((err) =>
+    log.warn("could not remove the work files at shutdown", { error: errorMessage(err) }),
+  );
 }
 
 async function readMark(dir: string): Promise<Mark | null> {

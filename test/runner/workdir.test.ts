@@ -1,10 +1,10 @@
 import { spawn } from "node:child_process";
-import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../runner/log";
-import { claimWorkDir, DuplicateRunnerError, MARKER, ownWorkDir, sweepWorkDir } from "../../runner/workdir";
+import { ABANDONED_MARK_MS, claimWorkDir, DuplicateRunnerError, MARKER, ownWorkDir, removeAbandonedWorkDirs, sweepWorkDir } from "../../runner/workdir";
 import { filesUnder } from "../helpers/edge-stack";
 import { tempDirs } from "../helpers/tmp";
 
@@ -75,5 +75,22 @@ describe("the runner's own WORK_DIR", () => {
     expect(await sweepWorkDir(own, new Set(["busy"]), log)).toBe(1);
     expect(await filesUnder(own)).toEqual(["busy/src"]);
     expect(await readdir(own)).toContain(MARKER);
+  });
+
+  it("removes the directory of a runner gone for good on any host (no runner row, marked over an hour ago), keeping registered and just-marked ones", async () => {
+    const root = await dirs.make();
+    const now = Date.now();
+    const markedAgo = async (dir: string, ms: number) => utimes(join(dir, MARKER), (now - ms) / 1000, (now - ms) / 1000);
+    // A container recreated on upgrade (new hostname) or killed: its runner row is gone, its files are not.
+    await markedAgo(await markedDir(root, "runner-killed", { host: "old-container", pid: 7, runnerId: "killed" }), ABANDONED_MARK_MS + 60_000);
+    await markedAgo(await markedDir(root, "runner-busy", { host: "other-container", pid: 7, runnerId: "busy" }), 3 * ABANDONED_MARK_MS);
+    await markedAgo(await markedDir(root, "runner-starting", { host: "new-container", pid: 7, runnerId: "starting" }), 5_000);
+    await writeFile(join(root, "not-ours.txt"), "keep me");
+    const own = await claimWorkDir(root, "me", log);
+
+    const registered = new Set(["me", "busy"]);
+    expect(await removeAbandonedWorkDirs(root, own, (id) => registered.has(id), now, log)).toBe(1);
+    expect((await readdir(root)).sort()).toEqual(["not-ours.txt", "runner-busy", "runner-me", "runner-starting"]);
+    expect(await filesUnder(join(root, "runner-busy"))).toEqual(["job/left.part.mp4"]);
   });
 });
