@@ -1,4 +1,5 @@
 import type { Db } from "../../db/client";
+import { sealFinishedJob } from "../../db/queries/jobs/seal";
 import { deleteFinishedJobRows, jobObjectKeys } from "../../db/queries/objects";
 
 /** R2 multipart parts: every part but the last must be ≥ 5 MiB and all the same size; 8 MiB keeps memory low. */
@@ -42,12 +43,14 @@ export async function listKeys(bucket: R2Bucket, prefix: string): Promise<string
 }
 
 /**
- * Removes a finished job: objects first (recorded keys plus anything under its output and source prefixes, e.g.
- * an upload that landed after a lost lease, and its thumbnail key even when no row records it, e.g. a thumbnail
- * stored after the job was cancelled), then the rows. If the object deletion fails the rows stay, so the
- * next attempt still knows the keys. True when the rows were deleted.
+ * Removes a finished job: sealed first (no reopen can make it active any more; one that already did leaves the job
+ * untouched), then objects (recorded keys plus anything under its output and source prefixes, e.g. an upload that
+ * landed after a lost lease, and its thumbnail key even when no row records it, e.g. a thumbnail stored after the
+ * job was cancelled), then the rows. If the object deletion fails the rows stay, so the next attempt (the expiry
+ * rule: a sealed job is expired) still knows the keys. True when the rows were deleted.
  */
 export async function purgeJob(deps: { db: Db; bucket: R2Bucket }, jobId: string): Promise<boolean> {
+  if (!(await sealFinishedJob(deps.db, jobId))) return false;
   const recorded = await jobObjectKeys(deps.db, jobId);
   const stray = [
     ...(await listKeys(deps.bucket, outputPrefix(jobId))),

@@ -176,6 +176,9 @@ export const jobs = new Hono<AppEnv>()
   .delete("/:id", async (c) => {
     const jobId = c.req.param("id");
     await assertJobDeletable(c.get("db"), { jobId, viewer: c.get("user") });
-    await purgeJob({ db: c.get("db"), bucket: c.env.BUCKET }, jobId);
+    // Not purged: reopened (retry, resume, more) or deleted since the check, so the check now answers 409 or 404.
+    if (!(await purgeJob({ db: c.get("db"), bucket: c.env.BUCKET }, jobId))) {
+      await assertJobDeletable(c.get("db"), { jobId, viewer: c.get("user") });
+    }
     return c.body(null, 204);
   });

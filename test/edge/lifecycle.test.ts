@@ -6,7 +6,7 @@ import type { UserLimits } from "../../db/limits";
 import { newId } from "../../db/ids";
 import { thumbnailKey, variationThumbnailKey } from "../../db/keys";
 import { EXPIRED_WHILE_QUEUED } from "../../db/queries/lifecycle";
-import { createJobFromUploads, pauseJob, resumeJob, retryJob } from "../../db/queries/jobs";
+import { addVariations, createJobFromUploads, pauseJob, resumeJob, retryJob } from "../../db/queries/jobs";
 import { deleteFinishedJobRows } from "../../db/queries/objects";
 import { upsertRunner } from "../../db/queries/runners";
 import { createSession } from "../../db/queries/sessions";
@@ -23,6 +23,7 @@ import { pruneAuth } from "../../edge/lifecycle/prune-auth";
 import { recoverLeases } from "../../edge/lifecycle/recover-leases";
 import { abortStaleUploads } from "../../edge/lifecycle/stale-uploads";
 import { enforceStorageCap } from "../../edge/lifecycle/storage-cap";
+import { purgeJob } from "../../edge/lib/storage";
 import { startUpload } from "../../edge/lib/uploads";
 import worker from "../../edge/index";
 import { claimAll, fakeMp4, isolatedDatabase, isolatedDb, jobRow, seedJob, variationsOf } from "./helpers";
@@ -213,6 +214,40 @@ describe("enforceStorageCap", () => {
 
     // Under the limit nothing happens.
     expect(await enforceStorageCap(local, NOW)).toMatchObject({ evicted: 0, usedBytes: 5000 });
+  });
+
+  it("never deletes the files of a job its owner reopens while the cap is evicting it: a reopen after the eviction began is told the job expired", async () => {
+    const job = await make(NOW - 3 * HOUR);
+    const viewer = { id: userId, email: "owner@test.example", role: "user" as const };
+    // The owner asks for more variations in the middle of the eviction: after the cap chose the job, while it lists
+    // the job's objects to delete them.
+    let reopen: string | null = null;
+    const racing = {
+      list: async (opts: R2ListOptions) => {
+        reopen ??= await addVariations(db, { jobId: job.id, viewer, perSource: 1, limits: ROOMY }, NOW).then(
+          () => "reopened",
+          (err: { code?: string }) => err.code ?? String(err),
+        );
+        return env.BUCKET.list(opts);
+      },
+      delete: env.BUCKET.delete.bind(env.BUCKET),
+    } as unknown as R2Bucket;
+
+    await enforceStorageCap({ ...capDeps(1500), bucket: racing }, NOW);
+    expect(reopen).toBe("expired");
+    expect(await jobRow(job.id, db)).toBeUndefined();
+    expect(await keysUnder(`sources/${job.id}/`)).toEqual([]);
+  });
+
+  it("deletes nothing of a job reopened after the cap chose it: the purge finds it active and leaves every file", async () => {
+    const job = await make(NOW - 3 * HOUR);
+    const viewer = { id: userId, email: "owner@test.example", role: "user" as const };
+    const before = [...(await keysUnder(`sources/${job.id}/`)), ...(await keysUnder(`outputs/${job.id}/`))];
+    // The cap listed the job as finished; the owner's reopen commits before the cap acts on it.
+    await addVariations(db, { jobId: job.id, viewer, perSource: 1, limits: ROOMY }, NOW);
+    expect(await purgeJob(deps(), job.id)).toBe(false);
+    expect((await jobRow(job.id, db))!.status).toBe("processing");
+    expect([...(await keysUnder(`sources/${job.id}/`)), ...(await keysUnder(`outputs/${job.id}/`))]).toEqual(before);
   });
 
   it("never evicts a job that finished less than an hour ago, evicting only down to the limit when such bytes fill the target", async () => {
