@@ -258,7 +258,11 @@ export class VariationTask {
         const file = k === 0 ? out : out.replace(/\.part\.mp4$/, `.r${k}.part.mp4`);
         if (k > 0) plan = this.plan(params, source, file, times, null);
         this.files.push(file);
-        const encoded = await this.encode(plan, file, timings);
+        const encoded = await this.encode(plan, file, timings, draws.length > 0);
+        if (encoded === "keep-earlier") {
+          redrawReason = keptReason(`${redrawReason ?? "re-drawn"}; the re-draw was stopped`, draws, bestDraw(draws, config));
+          break;
+        }
         if (encoded !== null) return encoded;
         const v0 = performance.now();
         try {
@@ -407,8 +411,17 @@ export class VariationTask {
     });
   }
 
-  /** FFmpeg for one draw. Null when it exited 0 and nothing stopped it; else how the task ended. */
-  private async encode(plan: EncodePlan, file: string, timings: Record<string, number>): Promise<TaskOutcome | null> {
+  /**
+   * FFmpeg for one draw. Null when it exited 0 and nothing stopped it; else how the task ended — except that a
+   * re-draw (`earlier`: a verified draw is in hand) stopped by a cancel or the stall watchdog answers "keep-earlier":
+   * completed wins with the draw already made, as for a cancel that comes while a first draw is measured.
+   */
+  private async encode(
+    plan: EncodePlan,
+    file: string,
+    timings: Record<string, number>,
+    earlier = false,
+  ): Promise<TaskOutcome | "keep-earlier" | null> {
     const { config, log } = this.ctx;
     const t0 = performance.now();
     this.progress = 0;
@@ -428,6 +441,13 @@ export class VariationTask {
     const exit = await proc.exited;
     const stage = this.ctx.processes.stopStage(this.key);
     this.ctx.processes.unregister(this.key);
+    if (stage && earlier && (this.stopReason === "cancel" || this.stopReason === "stall")) {
+      log.info("re-draw stopped: completing with an earlier draw", { variation: this.id, reason: this.stopReason, stage });
+      this.stopReason = null;
+      this.phase = "finishing";
+      await rm(file, { force: true }).catch(() => {});
+      return "keep-earlier";
+    }
     if (stage) return await this.stopped(stage, file);
     this.phase = "finishing";
     timings.encode = (timings.encode ?? 0) + performance.now() - t0;

@@ -1,11 +1,11 @@
 import { readFile, rm } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BlobClient } from "../../runner/blobs";
 import { makeClip } from "../helpers/clips";
 import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
-import { isAlive, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
-import { getVariationRows, recordedKeys } from "../helpers/seed";
+import { isAlive, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, writeFfmpegStandIn, type RunnerProcess } from "../helpers/runner";
+import { getJobRow, getVariationRows, recordedKeys } from "../helpers/seed";
 
 let stack: EdgeStack;
 const cleanup: (() => Promise<void>)[] = [];
@@ -118,5 +118,44 @@ describe("cancelling a running job", { timeout: 180_000 }, () => {
     expect(await res.json()).toMatchObject({ status: "completed", completedVariations: 1, cancelledVariations: 0 });
     expect(r.lines.some((l) => l.includes("stop stage"))).toBe(false);
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", stopStage: null });
+  });
+
+  it("completes a variation with its earlier draw when a cancel stops the re-draw's encode (completed wins), and so the job", async () => {
+    // The first encode is real; every later one (the re-draw) makes a little progress and then hangs until it is
+    // stopped, so the cancel always finds the re-draw encoding, however fast this machine is.
+    const { dir, path } = await writeFfmpegStandIn(
+      "redraw-hangs",
+      (d) => `#!/bin/sh
+case " $* " in
+  *" -progress "*)
+    echo + >> "${join(d, "encodes")}"
+    if [ "$(wc -l < "${join(d, "encodes")}")" -gt 1 ]; then
+      echo "out_time_us=1000000"
+      echo "progress=continue"
+      while :; do sleep 0.05; done
+    fi ;;
+esac
+exec ffmpeg "$@"
+`,
+    );
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const firstSeed = (await getVariationRows(stack.db, job.id))[0]!.seed;
+    // SSIM floor 1: the first draw is always re-drawn (once).
+    const r = await startInProcessRunner({
+      env: stack.runnerEnv({ QUALITY_SSIM_FLOOR: "1", MAX_REDRAWS: "1", STOP_GRACE_MS: "500", FFMPEG_PATH: path, WORK_DIR: await stack.workDir() }),
+    });
+    cleanup.push(() => r.stop());
+    await r.waitForLog(/variation re-drawn/, 60_000);
+    await waitFor("the re-draw's encode to run", async () => (await readFile(join(dir, "encodes"), "utf8")).trim().split("\n").length === 2, 30_000, 20);
+
+    const res = await stack.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" });
+    expect([200, 202]).toContain(res.status);
+    const done = await waitFor("the job to finish", async () => ((j) => (j && !["processing", "cancelling"].includes(j.status) ? j : null))(await getJobRow(stack.db, job.id)), 60_000);
+    expect(done.status).toBe("completed");
+    const [row] = await getVariationRows(stack.db, job.id);
+    expect(row).toMatchObject({ status: "completed", seed: firstSeed, stopStage: null });
+    expect(row!.redrawReason).toMatch(/the re-draw was stopped/);
+    expect(r.lines.some((l) => /re-draw stopped: completing with an earlier draw/.test(l))).toBe(true);
   });
 });
