@@ -2979,6 +2979,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description 10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     redeliverWebhookDelivery: {
@@ -3031,6 +3040,15 @@ export interface operations {
             };
             /** @description Still being attempted (code delivery_pending) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description 10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

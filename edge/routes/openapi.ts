@@ -418,7 +418,12 @@ export function buildOpenApi(version: string) {
         post: {
           summary: "Send a webhook.test event",
           parameters: [jobIdParam],
-          responses: { "202": ok("Queued", "QueuedDelivery"), "404": err("Unknown webhook, or another user's"), ...authErrors },
+          responses: {
+            "202": ok("Queued", "QueuedDelivery"),
+            "404": err("Unknown webhook, or another user's"),
+            "429": err("10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After"),
+            ...authErrors,
+          },
         },
       },
       "/api/webhooks/{id}/deliveries/{deliveryId}/redeliver": {
@@ -429,6 +434,7 @@ export function buildOpenApi(version: string) {
             "202": ok("Queued", "QueuedDelivery"),
             "404": err("Unknown webhook or delivery, or another user's"),
             "409": err("Still being attempted (code delivery_pending)"),
+            "429": err("10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After"),
             ...authErrors,
           },
         },

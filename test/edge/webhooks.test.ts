@@ -3,8 +3,9 @@ import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import { pauseJob, requestCancel } from "../../db/queries/jobs";
 import { failVariation, finishVariation } from "../../db/queries/variations";
+import { newId } from "../../db/ids";
 import { webhookDeliveries } from "../../db/schema";
-import { pruneDeliveries } from "../../db/queries/webhooks";
+import { listDueDeliveries, MANUAL_SEND_PENDING_LIMIT, pruneDeliveries } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
 import { consumeWebhookBatch, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
@@ -95,6 +96,66 @@ describe("POST/GET/DELETE /api/webhooks", () => {
     const { id } = (await res.json()) as { id: string };
     const log = (await (await s.call(`/api/webhooks/${hook.id}/deliveries`)).json()) as { deliveries: { id: string; event: string }[] };
     expect(log.deliveries.map((d) => [d.id, d.event])).toEqual([[id, "webhook.test"]]);
+  });
+});
+
+describe("manual sends (test, redeliver) are bounded per webhook", () => {
+  /** `n` deliveries of the webhook still being attempted (due in three days: no consumer touches them meanwhile). */
+  async function pendingBacklog(webhookId: string, n: number, status: "pending" | "failed" = "pending") {
+    const at = Date.now() + 3 * 24 * HOUR;
+    const rows = Array.from({ length: n }, () => ({
+      id: newId(), webhookId, jobId: null, event: "webhook.test", occurredAt: at,
+      status, attempts: 1, nextAttemptAt: at, payload: "{}", createdAt: at,
+    }));
+    await db.insert(webhookDeliveries).values(rows);
+    return rows.map((r) => r.id);
+  }
+
+  it("refuses a test event with 429 too_many_pending while 10 deliveries of the webhook are pending, creating nothing", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    await pendingBacklog(hook.id, MANUAL_SEND_PENDING_LIMIT - 1);
+    expect((await s.call(`/api/webhooks/${hook.id}/test`, { method: "POST" })).status).toBe(202);
+    const res = await s.call(`/api/webhooks/${hook.id}/test`, { method: "POST" });
+    expect(res.status).toBe(429);
+    expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("too_many_pending");
+    expect(await deliveriesOf(hook.id)).toHaveLength(MANUAL_SEND_PENDING_LIMIT);
+    // Another user's webhook is not affected.
+    const other = await signIn();
+    expect((await other.call(`/api/webhooks/${(await createHook(other)).id}/test`, { method: "POST" })).status).toBe(202);
+  });
+
+  it("refuses a redelivery with 429 too_many_pending while 10 deliveries of the webhook are pending", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const [failed] = await pendingBacklog(hook.id, 1, "failed");
+    await pendingBacklog(hook.id, MANUAL_SEND_PENDING_LIMIT);
+    const res = await s.call(`/api/webhooks/${hook.id}/deliveries/${failed}/redeliver`, { method: "POST" });
+    expect(res.status).toBe(429);
+    expect((await deliveriesOf(hook.id)).find((d) => d.id === failed)!.status).toBe("failed");
+  });
+});
+
+describe("listDueDeliveries (the sweep)", () => {
+  it("takes the oldest due delivery of every webhook before a second one of any: one user's backlog does not hold back another's event", async () => {
+    const [a, b] = [await signIn(), await signIn()];
+    const [hookA, hookB] = [await createHook(a), await createHook(b)];
+    const now = Date.now() + 3 * 24 * HOUR;
+    // User A: 150 due deliveries, all older than user B's one event.
+    const backlog = Array.from({ length: 150 }, (_, i) => ({
+      id: `backlog-${hookA.id}-${i}`, webhookId: hookA.id, jobId: null, event: "webhook.test", occurredAt: now - 2 * HOUR,
+      status: "pending" as const, attempts: 1, nextAttemptAt: now - HOUR + i, payload: "{}", createdAt: now - 2 * HOUR,
+    }));
+    for (let i = 0; i < backlog.length; i += 50) await db.insert(webhookDeliveries).values(backlog.slice(i, i + 50));
+    await db.insert(webhookDeliveries).values({
+      id: `event-${hookB.id}`, webhookId: hookB.id, jobId: null, event: "webhook.test", occurredAt: now - 60_000,
+      status: "pending", attempts: 0, nextAttemptAt: now - 60_000, payload: "{}", createdAt: now - 60_000,
+    });
+    const due = await listDueDeliveries(db, now, 100);
+    expect(due).toContain(`event-${hookB.id}`);
+    expect(due).toContain(`backlog-${hookA.id}-0`);
+    await db.delete(webhookDeliveries).where(sql`webhook_id IN (${hookA.id}, ${hookB.id})`);
   });
 });
 

@@ -9,6 +9,7 @@ export * from "./delete-webhook";
 export * from "./list-deliveries";
 export * from "./create-test-delivery";
 export * from "./redeliver-delivery";
+export * from "./manual-send-limit";
 export * from "./list-due-deliveries";
 export * from "./claim-delivery";
 export * from "./record-delivery-attempt";

@@ -2,10 +2,12 @@ import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { ConflictError, NotFoundError } from "../../errors";
 import { webhookDeliveries, webhooks } from "../../schema";
+import { hasRoomForManualSend, tooManyPending } from "./manual-send-limit";
 
 /**
  * A delivered or failed delivery → pending again, due now, with a fresh retry series (attempts 0); same id and
- * payload, so the receiver sees the same message. A pending one is already on its way: 409 `delivery_pending`.
+ * payload, so the receiver sees the same message. A pending one is already on its way: 409 `delivery_pending`;
+ * 429 `too_many_pending` while the webhook has MANUAL_SEND_PENDING_LIMIT deliveries pending.
  */
 export async function redeliverDelivery(
   db: Db,
@@ -18,11 +20,12 @@ export async function redeliverDelivery(
     db.all<{ id: string }>(sql`
       UPDATE ${webhookDeliveries} SET status = 'pending', attempts = 0, next_attempt_at = ${now}, lease_until = NULL,
         delivered_at = NULL
-      WHERE ${mine} AND status IN ('delivered', 'failed')
+      WHERE ${mine} AND status IN ('delivered', 'failed') AND ${hasRoomForManualSend(input.webhookId)}
       RETURNING id`),
     db.all<{ status: string }>(sql`SELECT status FROM ${webhookDeliveries} WHERE ${mine}`),
   ]);
   if (updated.length > 0) return;
   if (found.length === 0) throw new NotFoundError("No such delivery");
-  throw new ConflictError("delivery_pending", "This delivery is still being attempted");
+  if (found[0]!.status === "pending") throw new ConflictError("delivery_pending", "This delivery is still being attempted");
+  throw tooManyPending();
 }
