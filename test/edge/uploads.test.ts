@@ -56,9 +56,10 @@ describe("large-file uploads", () => {
     const [src] = await db.select().from(sources).where(eq(sources.jobId, job.id));
     expect(src).toMatchObject({ objectKey: `uploads/${up.id}`, contentType: "video/mp4" });
 
+    // The same request again (its answer was lost): 409, naming the job the upload fed, so the client can find it.
     const again = await s.call("/api/jobs", { method: "POST", json: { uploads: [up.id] } });
     expect(again.status).toBe(409);
-    expect(await again.json()).toMatchObject({ error: { code: "upload_used" } });
+    expect(await again.json()).toMatchObject({ error: { code: "upload_used" }, jobId: job.id });
   });
 
   it("plans a 2 GiB file as 256 parts of 8 MiB and refuses one byte more with 413", async () => {

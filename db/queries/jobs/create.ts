@@ -168,6 +168,11 @@ export async function createJobFromUploads(
         const u = byId.get(id);
         if (!u) throw new ValidationError(`uploads: unknown upload ${id}`, "uploads");
         if (u.status === "uploading") throw new ConflictError("upload_incomplete", `Upload ${id} is not complete yet`);
+        if (u.status === "consumed") {
+          // Most often the same request again after its answer was lost: name the job, so the client can find it.
+          const [fed] = await tx.select({ jobId: sources.jobId }).from(sources).where(eq(sources.objectKey, u.objectKey)).limit(1);
+          throw new ConflictError("upload_used", `Upload ${id} was already used by a job`, fed ? { jobId: fed.jobId } : undefined);
+        }
         if (u.status !== "completed") throw new ConflictError("upload_used", `Upload ${id} was already used or aborted`);
       }
       const record = buildRecord(
