@@ -45,6 +45,10 @@ export const jobs = sqliteTable(
     index("jobs_user_created_idx").on(t.userId, t.createdAt),
     index("jobs_status_idx").on(t.status),
     index("jobs_expires_idx").on(t.expiresAt),
+    // Object keys are looked up by value: the orphan rule asks which of a page of listed keys some row records
+    // (db/queries/objects.ts), and every runner-side delete asks first (is-object-recorded.ts). Without these, each
+    // lookup read every row of the table.
+    index("jobs_thumbnail_key_idx").on(t.thumbnailKey),
   ],
 );
 
@@ -68,7 +72,7 @@ export const sources = sqliteTable(
     error: text("error"),
     createdAt: integer("created_at").notNull(),
   },
-  (t) => [uniqueIndex("sources_job_position_uq").on(t.jobId, t.position)],
+  (t) => [uniqueIndex("sources_job_position_uq").on(t.jobId, t.position), index("sources_object_key_idx").on(t.objectKey)],
 );
 
 export const variations = sqliteTable(
@@ -123,6 +127,8 @@ export const variations = sqliteTable(
     index("variations_claim_idx").on(t.status, t.createdAt),
     index("variations_job_idx").on(t.jobId, t.status),
     index("variations_runner_idx").on(t.runnerId, t.status),
+    index("variations_output_key_idx").on(t.outputKey),
+    index("variations_thumbnail_key_idx").on(t.thumbnailKey),
   ],
 );
 
@@ -147,7 +153,11 @@ export const uploads = sqliteTable(
     createdAt: integer("created_at").notNull(),
     completedAt: integer("completed_at"),
   },
-  (t) => [index("uploads_user_idx").on(t.userId), index("uploads_status_created_idx").on(t.status, t.createdAt)],
+  (t) => [
+    index("uploads_user_idx").on(t.userId),
+    index("uploads_status_created_idx").on(t.status, t.createdAt),
+    index("uploads_object_key_idx").on(t.objectKey),
+  ],
 );
 
 export const uploadParts = sqliteTable(
