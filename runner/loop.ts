@@ -16,7 +16,7 @@ import { within } from "./delay";
 import { Thumbnails } from "./thumbnails";
 import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
 import { VariationTask, type TaskOutcome, type WorkContext } from "./work";
-import { claimWorkDir, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, sweepWorkDir } from "./workdir";
+import { claimWorkDir, MARK_TOUCH_MS, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, sweepWorkDir, touchWorkDir } from "./workdir";
 
 export interface RunnerDeps {
   config: RunnerConfig;
@@ -60,6 +60,8 @@ export class Runner {
   private readonly workDir: string;
   /** Local files may exist for jobs no longer in hand (cleared by the idle sweep). */
   private workDirDirty = false;
+  /** When this runner last told runners sharing WORK_DIR that it is alive (runner/workdir.ts). */
+  private markTouchedAt = 0;
   private readonly background = new Set<Promise<unknown>>();
   private readonly gate: ClaimGate;
   private readonly edgeRefunds = new RefundBudget(EDGE_REFUNDS_PER_SOURCE);
@@ -196,6 +198,10 @@ export class Runner {
 
   private async tick(): Promise<void> {
     const { config, db, log, metrics } = this.deps;
+    if (Date.now() - this.markTouchedAt >= MARK_TOUCH_MS) {
+      this.markTouchedAt = Date.now();
+      await touchWorkDir(this.workDir, this.markTouchedAt).catch((err) => log.warn("could not touch the work dir's mark", { error: errorMessage(err) }));
+    }
     const room = await this.hasRoom();
     // Every snapshot of the tasks is taken together, after the last await before the round trip.
     const now = Date.now();
@@ -359,7 +365,7 @@ export class Runner {
     await within(this.thumbnails.close(), Math.min(1000, left()));
     await within(Promise.allSettled([...this.background]), left());
     await within(removeRunner(db, config.RUNNER_ID).catch((err) => log.warn("could not deregister", { error: errorMessage(err) })), left());
-    await within(releaseWorkDir(this.workDir, log), left());
+    await within(releaseWorkDir(this.workDir, config.RUNNER_ID, log), left());
     log.info("runner stopped");
   }
 

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { errorMessage, type Logger } from "./log";
@@ -60,15 +60,22 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
   return own;
 }
 
-/** A runner registers seconds after marking its directory; a mark this old whose runner has no row is abandoned. */
+/** A live runner touches its mark every MARK_TOUCH_MS; a mark untouched this long belongs to a runner that is gone. */
 export const ABANDONED_MARK_MS = 60 * 60_000;
+export const MARK_TOUCH_MS = 60_000;
+
+/** Tells other runners sharing WORK_DIR that this one is alive (every tick, whether the database answers or not). */
+export async function touchWorkDir(own: string, now: number): Promise<void> {
+  await utimes(join(own, MARKER), now / 1000, now / 1000);
+}
 
 /**
- * Removes the marked directories of runners that are gone for good, whichever host they ran on: their runner id
- * is not `registered` (deregistered at shutdown, or never seen for a day and pruned by the edge) and the mark is
- * older than ABANDONED_MARK_MS (so a runner that has marked its directory but not registered yet keeps it). Why:
- * a WORK_DIR volume outlives containers, and a recreated container has a new hostname, so claimWorkDir never sees
- * a predecessor that was killed there as its own; its cached sources would fill the volume for good.
+ * Removes the marked directories of runners that are gone for good, whichever host they ran on: the mark was not
+ * touched for ABANDONED_MARK_MS (a live runner touches it every minute, even while its database is unreachable,
+ * and whatever database it uses) and the runner id is not `registered` either (deregistered at shutdown, or never
+ * seen for a day and pruned by the edge). Why: a WORK_DIR volume outlives containers, and a recreated container has
+ * a new hostname, so claimWorkDir never sees a predecessor that was killed there as its own; its cached sources
+ * would fill the volume for good.
  */
 export async function removeAbandonedWorkDirs(
   root: string,
@@ -98,9 +105,12 @@ export async function removeAbandonedWorkDirs(
 
 /**
  * Removes this runner's own directory at the end of a graceful shutdown (nothing is in hand any more): the next
- * process has another runner id, so its cached sources would otherwise stay on a shared volume.
+ * process has another runner id, so its cached sources would otherwise stay on a shared volume. Only while the mark
+ * is still this process's: with a fixed RUNNER_ID, a successor on another host may already have taken it over.
  */
-export async function releaseWorkDir(own: string, log: Logger): Promise<void> {
+export async function releaseWorkDir(own: string, runnerId: string, log: Logger): Promise<void> {
+  const mark = await readMark(own);
+  if (!mark || mark.host !== hostname() || mark.pid !== process.pid || mark.runnerId !== runnerId) return;
   await rm(own, { recursive: true, force: true }).catch((err) =>
     log.warn("could not remove the work files at shutdown", { error: errorMessage(err) }),
   );

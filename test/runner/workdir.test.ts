@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../runner/log";
-import { ABANDONED_MARK_MS, claimWorkDir, DuplicateRunnerError, MARKER, ownWorkDir, removeAbandonedWorkDirs, sweepWorkDir } from "../../runner/workdir";
+import { ABANDONED_MARK_MS, claimWorkDir, DuplicateRunnerError, MARKER, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, sweepWorkDir, touchWorkDir } from "../../runner/workdir";
 import { filesUnder } from "../helpers/edge-stack";
 import { tempDirs } from "../helpers/tmp";
 
@@ -77,20 +77,39 @@ describe("the runner's own WORK_DIR", () => {
     expect(await readdir(own)).toContain(MARKER);
   });
 
-  it("removes the directory of a runner gone for good on any host (no runner row, marked over an hour ago), keeping registered and just-marked ones", async () => {
+  it("removes the directory of a runner gone for good on any host (mark untouched for an hour, no runner row), keeping live ones whatever their database", async () => {
     const root = await dirs.make();
     const now = Date.now();
     const markedAgo = async (dir: string, ms: number) => utimes(join(dir, MARKER), (now - ms) / 1000, (now - ms) / 1000);
     // A container recreated on upgrade (new hostname) or killed: its runner row is gone, its files are not.
     await markedAgo(await markedDir(root, "runner-killed", { host: "old-container", pid: 7, runnerId: "killed" }), ABANDONED_MARK_MS + 60_000);
+    // Registered in our database, though its mark is old (it could not touch it, say).
     await markedAgo(await markedDir(root, "runner-busy", { host: "other-container", pid: 7, runnerId: "busy" }), 3 * ABANDONED_MARK_MS);
-    await markedAgo(await markedDir(root, "runner-starting", { host: "new-container", pid: 7, runnerId: "starting" }), 5_000);
+    // Alive (touched its mark a minute ago) but unknown to our database: another deployment's runner, or one that
+    // has just started and not registered yet.
+    const elsewhere = await markedDir(root, "runner-elsewhere", { host: "staging-box", pid: 7, runnerId: "elsewhere" });
+    await markedAgo(elsewhere, 3 * ABANDONED_MARK_MS);
+    await touchWorkDir(elsewhere, now - 60_000);
     await writeFile(join(root, "not-ours.txt"), "keep me");
     const own = await claimWorkDir(root, "me", log);
 
     const registered = new Set(["me", "busy"]);
     expect(await removeAbandonedWorkDirs(root, own, (id) => registered.has(id), now, log)).toBe(1);
-    expect((await readdir(root)).sort()).toEqual(["not-ours.txt", "runner-busy", "runner-me", "runner-starting"]);
-    expect(await filesUnder(join(root, "runner-busy"))).toEqual(["job/left.part.mp4"]);
+    expect((await readdir(root)).sort()).toEqual(["not-ours.txt", "runner-busy", "runner-elsewhere", "runner-me"]);
+    expect(await filesUnder(join(root, "runner-elsewhere"))).toEqual(["job/left.part.mp4"]);
+  });
+
+  it("removes its own directory at shutdown, but not one a successor with the same RUNNER_ID has taken over", async () => {
+    const root = await dirs.make();
+    const own = await claimWorkDir(root, "fixed-id", log);
+    await writeFile(join(own, "cached-source"), "x");
+    await releaseWorkDir(own, "fixed-id", log);
+    expect(await readdir(root)).toEqual([]);
+
+    const again = await claimWorkDir(root, "fixed-id", log);
+    await writeFile(join(again, MARKER), JSON.stringify({ host: "new-host", pid: 7, runnerId: "fixed-id" }));
+    await writeFile(join(again, "successor-file"), "x");
+    await releaseWorkDir(again, "fixed-id", log);
+    expect(await filesUnder(again)).toEqual(["successor-file"]);
   });
 });
