@@ -142,6 +142,8 @@ export class VariationTask {
   private readonly files: string[] = [];
   /** A stop was asked for at any point (even one this task ignores because FFmpeg had finished): no re-draw. */
   private stopAsked = false;
+  /** A shutdown or a lost lease was asked for at some point (a later stop is not recorded in stopReason). */
+  private mustLeave = false;
   /** Holds an encode slot for a re-draw between taking it and its FFmpeg starting (the phase is still "finishing"). */
   redrawSlot = false;
   /**
@@ -186,6 +188,7 @@ export class VariationTask {
 
   stop(reason: StopReason): void {
     this.stopAsked = true;
+    if (reason === "shutdown" || reason === "lost") this.mustLeave = true;
     if (this.stopReason || this.phase === "settle" || this.phase === "done") return;
     const { log, processes } = this.ctx;
     if (this.phase === "finishing" && reason === "cancel") {
@@ -441,10 +444,12 @@ export class VariationTask {
     const exit = await proc.exited;
     const stage = this.ctx.processes.stopStage(this.key);
     this.ctx.processes.unregister(this.key);
-    if (stage && earlier && (this.stopReason === "cancel" || this.stopReason === "stall")) {
+    // Not when a shutdown or a lost lease came meanwhile (during the cancel's stop sequence): then it must leave.
+    if (stage && earlier && !this.mustLeave && (this.stopReason === "cancel" || this.stopReason === "stall")) {
       log.info("re-draw stopped: completing with an earlier draw", { variation: this.id, reason: this.stopReason, stage });
       this.stopReason = null;
       this.phase = "finishing";
+      this.ctx.onEncodeSlotFree?.(this);
       await rm(file, { force: true }).catch(() => {});
       return "keep-earlier";
     }
