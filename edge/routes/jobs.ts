@@ -176,9 +176,12 @@ export const jobs = new Hono<AppEnv>()
   .delete("/:id", async (c) => {
     const jobId = c.req.param("id");
     await assertJobDeletable(c.get("db"), { jobId, viewer: c.get("user") });
-    // Not purged: reopened (retry, resume, more) or deleted since the check, so the check now answers 409 or 404.
     if (!(await purgeJob({ db: c.get("db"), bucket: c.env.BUCKET }, jobId))) {
-      await assertJobDeletable(c.get("db"), { jobId, viewer: c.get("user") });
+      // Not purged: reopened since the check (retry, resume, more: 409 job_active), or deleted meanwhile by a
+      // second click or the expiry rule — then this delete's outcome holds (204).
+      await assertJobDeletable(c.get("db"), { jobId, viewer: c.get("user") }).catch((err: unknown) => {
+        if (!(err instanceof NotFoundError)) throw err;
+      });
     }
     return c.body(null, 204);
   });

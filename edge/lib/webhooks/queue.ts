@@ -39,7 +39,8 @@ export async function enqueueDueDeliveries(deps: { db: Db; queue: Queue<WebhookM
 /**
  * For the cron (every minute): sweep now, and when anyone has a webhook, schedule delayed sweeps every
  * SWEEP_EVERY_SECONDS until the next tick. Runners write job events straight into libSQL and never call the edge,
- * so these sweeps are what brings their events out within ~5 s; each is one indexed query.
+ * so these sweeps are what brings their events out within ~5 s; each is one query over the due rows (found
+ * through an index).
  */
 export async function sweepWebhookDeliveries(deps: { db: Db; queue: Queue<WebhookMessage> }, now: number): Promise<Record<string, number>> {
   // Each step on its own: a failed sweep (database briefly unreachable) must not also cancel the minute's later
