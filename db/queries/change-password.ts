@@ -4,13 +4,13 @@ import { NotFoundError, ValidationError } from "../errors";
 import { hashToken } from "../ids";
 import { hashPassword, verifyPassword } from "../passwords";
 import { users } from "../schema";
-import { ACCOUNT_RULE, accountKey, clearLoginAttempts, reserveLoginAttempt } from "./login-attempts";
+import { ACCOUNT_RULE, clearLoginAttempts, passwordChangeKey, reserveLoginAttempt } from "./login-attempts";
 import { endOtherSessions } from "./sessions";
 
 /**
  * Changes a user's password after checking the current one, and ends every other session of theirs (the one
- * making the change, `keepToken`, stays). Guesses at the current password count against the same per-account
- * throttle as logins, so a stolen session cannot be used to brute-force it. The update is a CAS on the hash that
+ * making the change, `keepToken`, stays). Guesses at the current password are throttled like logins (a counter per
+ * user), so a stolen session cannot be used to brute-force it. The update is a CAS on the hash that
  * was verified: of two concurrent changes only one wins, the other sees a conflict as a wrong current password.
  */
 export async function changePassword(
@@ -20,7 +20,8 @@ export async function changePassword(
 ): Promise<void> {
   const [user] = await db.select({ email: users.email, passwordHash: users.passwordHash }).from(users).where(eq(users.id, input.userId));
   if (!user) throw new NotFoundError("No such user");
-  const key = accountKey(user.email);
+  // Its own counter (same rule): guesses at the account's login from elsewhere must not stop its owner changing it.
+  const key = passwordChangeKey(input.userId);
   await reserveLoginAttempt(db, key, ACCOUNT_RULE, now);
   if (!(await verifyPassword(input.currentPassword, user.passwordHash, input.pepper))) {
     throw new ValidationError("currentPassword: does not match your current password", "currentPassword", "wrong_password");

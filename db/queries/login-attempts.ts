@@ -12,9 +12,9 @@ export interface ThrottleRule {
 }
 
 /**
- * Per account, across every address: 5 attempts, then 30 s, 1 min, 2 min … capped at 15 min. The cap is what keeps
- * someone guessing at an account from locking its owner out for good: the lock always lapses, and a correct
- * password at that moment signs in (and resets the counter).
+ * Per account, across every address: 5 attempts, then 30 s, 1 min, 2 min … capped at 15 min. Someone guessing at an
+ * account can keep this lock on (one wrong guess each time it lapses), so a browser that signed in to the account
+ * before is not judged by it: it has a counter of its own under the same rule (deviceKey).
  */
 export const ACCOUNT_RULE: ThrottleRule = { free: 5, baseDelayMs: 30_000, maxDelayMs: 15 * 60_000 };
 /** Per client address (IPv6: per /64), across accounts; successful logins are refunded, so this counts failures. */
@@ -23,6 +23,10 @@ export const ADDRESS_RULE: ThrottleRule = { free: 20, baseDelayMs: 30_000, maxDe
 export const LOGIN_QUIET_RESET_MS = 60 * 60_000;
 
 export const accountKey = (email: string) => `account:${email}`;
+/** A browser that signed in to the account before (db/queries/find-login-device.ts): its own counter, same rule. */
+export const deviceKey = (deviceId: string) => `device:${deviceId}`;
+/** Guesses at the current password on POST /api/me/password: only holders of a session of the user can add to it. */
+export const passwordChangeKey = (userId: string) => `password-change:${userId}`;
 export const addressKey = (group: string) => `address:${group}`;
 
 /**

@@ -6,12 +6,15 @@ import { users } from "../schema";
 import {
   ACCOUNT_RULE,
   accountKey,
+  deviceKey,
   ADDRESS_RULE,
   addressKey,
   clearLoginAttempts,
   refundLoginAttempt,
   reserveLoginAttempt,
 } from "./login-attempts";
+import { findLoginDevice } from "./find-login-device";
+import { rememberLoginDevice } from "./remember-login-device";
 import { createSession, deleteSession, type AuthenticatedUser, type NewSession } from "./sessions";
 import { findUserByEmail, normalizeEmail } from "./users";
 
@@ -24,6 +27,8 @@ export interface LoginInput {
   address: string | null;
   /** The session cookie the browser already had: a login replaces it (session fixation). */
   previousToken?: string;
+  /** The browser's `vr_device` cookie, if any (a browser that signed in before: see findLoginDevice). */
+  deviceToken?: string;
   userAgent?: string | null;
   pepper?: string;
   maxAgeMs?: number;
@@ -35,9 +40,15 @@ export interface LoginInput {
  * being evaluated. An unknown email still pays for one PBKDF2 verification so response time does not reveal
  * which accounts exist. A hash weaker than today's (fewer iterations, no pepper) is replaced on success.
  */
-export async function login(db: Db, input: LoginInput, now: number): Promise<{ user: AuthenticatedUser; session: NewSession }> {
+export async function login(
+  db: Db,
+  input: LoginInput,
+  now: number,
+): Promise<{ user: AuthenticatedUser; session: NewSession; deviceToken: string | null }> {
   const email = normalizeEmail(input.email);
-  const account = accountKey(email);
+  // A browser that signed in to this account before counts on its own: guesses from elsewhere cannot lock it out.
+  const deviceId = input.deviceToken ? await findLoginDevice(db, input.deviceToken, email) : null;
+  const account = deviceId ? deviceKey(deviceId) : accountKey(email);
   const address = input.address ? addressKey(input.address) : null;
   // Address first: a client already throttled by address cannot push anyone's account counter.
   if (address) await reserveLoginAttempt(db, address, ADDRESS_RULE, now);
@@ -68,5 +79,6 @@ export async function login(db: Db, input: LoginInput, now: number): Promise<{ u
   }
   if (input.previousToken) await deleteSession(db, input.previousToken);
   const session = await createSession(db, { userId: user.id, userAgent: input.userAgent, maxAgeMs: input.maxAgeMs }, now);
-  return { user: { id: user.id, email: user.email, role: user.role }, session };
+  const deviceToken = await rememberLoginDevice(db, user.id, deviceId, now);
+  return { user: { id: user.id, email: user.email, role: user.role }, session, deviceToken };
 }

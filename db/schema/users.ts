@@ -51,8 +51,27 @@ export const apiTokens = sqliteTable(
 );
 
 /**
- * Login throttle counters, one row per key: `account:<email>` (all addresses together) or `address:<ip or /64>`
- * (all accounts together). An attempt is reserved here before the password is checked, so concurrent guesses
+ * Browsers that signed in to an account before (the `vr_device` cookie holds the token; only its hash is kept). A
+ * login presenting one is throttled on its own counter instead of the account's, so someone guessing at an account
+ * from elsewhere cannot lock its owner out (the "device cookie" defence). At most LOGIN_DEVICES_PER_USER per user.
+ */
+export const loginDevices = sqliteTable(
+  "login_devices",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    tokenHash: text("token_hash").notNull().unique("login_devices_token_hash_uq"),
+    createdAt: integer("created_at").notNull(),
+    lastUsedAt: integer("last_used_at").notNull(),
+  },
+  (t) => [index("login_devices_user_idx").on(t.userId, t.lastUsedAt)],
+);
+
+/**
+ * Login throttle counters, one row per key: `account:<email>` (all addresses together), `address:<ip or /64>`
+ * (all accounts together), `device:<login device id>` (a browser that signed in before) or `password-change:<user>`. An attempt is reserved here before the password is checked, so concurrent guesses
  * cannot all be evaluated; past the free attempts each one sets `locked_until` further out (growing delay).
  * The table keeps its historical name so existing databases migrate in place.
  */

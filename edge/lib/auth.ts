@@ -34,6 +34,24 @@ export function sessionToken(c: Context<AppEnv>): string | undefined {
   return isHttps(c) ? getCookie(c, SESSION_COOKIE, "host") : getCookie(c, SESSION_COOKIE);
 }
 
+export const DEVICE_COOKIE = "vr_device";
+const DEVICE_MAX_AGE_S = 365 * 24 * 60 * 60;
+
+/**
+ * The "this browser signed in to this account before" cookie (db/queries/remember-login-device.ts): it exempts the
+ * browser from the account-wide login throttle, so guesses from elsewhere cannot lock its owner out. HttpOnly,
+ * SameSite=Strict, __Host- on https like the session cookie.
+ */
+export function setDeviceCookie(c: Context<AppEnv>, token: string): void {
+  const options = { path: "/", httpOnly: true, sameSite: "Strict", maxAge: DEVICE_MAX_AGE_S } as const;
+  if (isHttps(c)) setCookie(c, DEVICE_COOKIE, token, { ...options, secure: true, prefix: "host" });
+  else setCookie(c, DEVICE_COOKIE, token, options);
+}
+
+export function deviceToken(c: Context<AppEnv>): string | undefined {
+  return isHttps(c) ? getCookie(c, DEVICE_COOKIE, "host") : getCookie(c, DEVICE_COOKIE);
+}
+
 /** The absolute session lifetime (SESSION_MAX_AGE_DAYS) in ms. */
 export function sessionMaxAgeMs(c: Context<AppEnv>): number {
   return c.get("config").SESSION_MAX_AGE_DAYS * DAY_MS;

@@ -3,7 +3,7 @@ import { ForbiddenError } from "../../db/errors";
 import { login } from "../../db/queries/login";
 import { deleteSession } from "../../db/queries/sessions";
 import type { AppEnv } from "../env";
-import { clearSessionCookie, sessionMaxAgeMs, sessionToken, setSessionCookie } from "../lib/auth";
+import { clearSessionCookie, deviceToken, sessionMaxAgeMs, sessionToken, setDeviceCookie, setSessionCookie } from "../lib/auth";
 import { clientAddress } from "../lib/client-address";
 import { isSameOrigin } from "../lib/csrf";
 import { LoginBody } from "../lib/schemas";
@@ -18,12 +18,13 @@ export const auth = new Hono<AppEnv>()
     }
     const body = c.req.valid("json");
     const config = c.get("config");
-    const { user, session } = await login(
+    const { user, session, deviceToken: newDevice } = await login(
       c.get("db"),
       {
         ...body,
         address: clientAddress(c.req.raw, config.TRUSTED_PROXY),
         previousToken: sessionToken(c),
+        deviceToken: deviceToken(c),
         userAgent: c.req.header("user-agent") ?? null,
         pepper: config.PASSWORD_PEPPER,
         maxAgeMs: sessionMaxAgeMs(c),
@@ -31,6 +32,7 @@ export const auth = new Hono<AppEnv>()
       Date.now(),
     );
     setSessionCookie(c, session.token, session.expiresAt);
+    if (newDevice) setDeviceCookie(c, newDevice);
     return c.json({ user });
   })
   .post("/logout", async (c) => {

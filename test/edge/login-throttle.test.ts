@@ -10,12 +10,13 @@ import {
   reserveLoginAttempt,
 } from "../../db/queries/login-attempts";
 import { loginFailures } from "../../db/schema";
-import { call, db, isolatedDb, makeUser } from "./helpers";
+import { call, db, isolatedDb, loginCookie, makeUser } from "./helpers";
 
 const octet = () => Math.floor(Math.random() * 250) + 1;
 const hex = () => Math.floor(Math.random() * 0xffff).toString(16);
 
 function attempt(email: string, password: string, headers: Record<string, string> = {}) {
+  // A cookie header goes in as a header: call() would also add an Origin for cookie-authenticated calls.
   return call("/api/auth/login", { method: "POST", json: { email, password }, headers });
 }
 
@@ -84,6 +85,48 @@ describe("login throttle", () => {
     // Counter reset: the free attempts are available again.
     for (let i = 0; i < ACCOUNT_RULE.free - 1; i++) expect((await attempt(user.email, `wrong-${i}`)).status).toBe(401);
     expect((await attempt(user.email, user.password)).status).toBe(200);
+  });
+
+  it("lets a browser that signed in before sign in while guesses from elsewhere keep the account locked", async () => {
+    const user = await makeUser();
+    const first = await attempt(user.email, user.password, { "cf-connecting-ip": `192.0.2.${octet()}` });
+    expect(first.status).toBe(200);
+    const device = /vr_device=([^;]+)/.exec(first.headers.get("set-cookie") ?? "")?.[1];
+    expect(device).toBeTruthy();
+    // Someone else guesses from address after address, and once more each time the lock lapses.
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < ACCOUNT_RULE.free; i++) await attempt(user.email, `guess-${round}-${i}`, { "cf-connecting-ip": `198.51.100.${octet()}` });
+      await letLockLapse(user.email);
+    }
+    await attempt(user.email, "one-more-guess", { "cf-connecting-ip": `198.51.100.${octet()}` });
+    // A browser without the cookie, even with the right password, waits for the lock …
+    expect((await attempt(user.email, user.password, { "cf-connecting-ip": `203.0.113.${octet()}` })).status).toBe(429);
+    // … the owner's browser does not.
+    const owner = await attempt(user.email, user.password, { "cf-connecting-ip": `203.0.113.${octet()}`, cookie: `vr_device=${device}` });
+    expect(owner.status).toBe(200);
+    // The account's lock is the guesser's: the owner's success does not lift it for everyone.
+    expect((await attempt(user.email, user.password, { "cf-connecting-ip": `203.0.113.${octet()}` })).status).toBe(429);
+  });
+
+  it("counts a remembered browser's own wrong passwords on its own counter, and its cookie speaks for no other account", async () => {
+    const [user, other] = [await makeUser(), await makeUser()];
+    const res = await attempt(user.email, user.password);
+    const cookie = `vr_device=${/vr_device=([^;]+)/.exec(res.headers.get("set-cookie") ?? "")![1]}`;
+    for (let i = 0; i < ACCOUNT_RULE.free; i++) expect((await attempt(user.email, `wrong-${i}`, { cookie })).status).toBe(401);
+    expect((await attempt(user.email, user.password, { cookie })).status).toBe(429);
+    // The account-wide counter saw none of it: another browser still gets in.
+    expect((await attempt(user.email, user.password)).status).toBe(200);
+    // Presented for another account, the cookie changes nothing: that account's own lock applies.
+    for (let i = 0; i < ACCOUNT_RULE.free; i++) await attempt(other.email, `wrong-${i}`);
+    expect((await attempt(other.email, other.password, { cookie })).status).toBe(429);
+  });
+
+  it("lets a signed-in owner change the password while guesses at the account's login keep it locked", async () => {
+    const user = await makeUser();
+    const session = await loginCookie(user);
+    for (let i = 0; i < ACCOUNT_RULE.free + 1; i++) await attempt(user.email, `guess-${i}`, { "cf-connecting-ip": `198.51.100.${octet()}` });
+    const res = await call("/api/me/password", { method: "POST", cookie: session, json: { currentPassword: user.password, newPassword: "an entirely new passphrase" } });
+    expect(res.status).toBeLessThan(300);
   });
 
   it("without a known client address, locks only the guessed account, never a shared key", async () => {
