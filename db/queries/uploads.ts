@@ -29,6 +29,16 @@ export async function createUpload(
   return row;
 }
 
+/** The caller's upload in any status; someone else's upload is NotFound like an unknown one. */
+export async function getOwnUpload(db: Db, input: { uploadId: string; userId: string }): Promise<UploadRow> {
+  const [row] = await db
+    .select()
+    .from(uploads)
+    .where(and(eq(uploads.id, input.uploadId), eq(uploads.userId, input.userId)));
+  if (!row) throw new NotFoundError("No such upload");
+  return row;
+}
+
 /** The caller's upload that still accepts parts; someone else's upload is NotFound like an unknown one. */
 export async function getOpenUpload(db: Db, input: { uploadId: string; userId: string }): Promise<UploadRow> {
   const [row] = await db

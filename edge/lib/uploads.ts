@@ -8,6 +8,7 @@ import {
   deleteUnusedUpload,
   getCompletableParts,
   getOpenUpload,
+  getOwnUpload,
   markUploadAborted,
   markUploadCompleted,
   recordUploadPart,
@@ -82,6 +83,21 @@ export async function dropUnusedUpload(deps: Deps, upload: UploadRow): Promise<b
   }
   await deps.bucket.delete(upload.objectKey);
   return deleteUnusedUpload(deps.db, upload.id);
+}
+
+/**
+ * DELETE /api/uploads/:id: the owner drops an upload no job uses (open or completed), so an abandoned one stops
+ * counting against their open uploads and storage at once instead of after JOB_TTL_HOURS. 409 `upload_used` once a
+ * job consumed it (delete the job instead); a second delete of a dropped upload finds nothing (404).
+ */
+export async function dropOwnUpload(deps: Deps, input: { user: SessionUser; uploadId: string }): Promise<void> {
+  const used = () => new ConflictError("upload_used", "This upload feeds a job; delete the job to free it");
+  const upload = await getOwnUpload(deps.db, { uploadId: input.uploadId, userId: input.user.id });
+  if (upload.status === "consumed") throw used();
+  if (await dropUnusedUpload(deps, upload)) return;
+  // Not dropped here: a job consumed it meanwhile (409), or a concurrent delete or the cron removed it (done).
+  const now = await getOwnUpload(deps.db, { uploadId: input.uploadId, userId: input.user.id }).catch(() => null);
+  if (now?.status === "consumed") throw used();
 }
 
 function wrongPartSize(n: number, expected: number): ValidationError {

@@ -202,6 +202,18 @@ export function buildOpenApi(version: string) {
           },
         },
       },
+      "/api/uploads/{id}": {
+        delete: {
+          summary: "Drop an upload no job uses (open or completed): its parts and bytes go, and it stops counting against your limits",
+          parameters: [jobIdParam],
+          responses: {
+            "204": ok("Dropped"),
+            "404": err("Unknown upload, or another user's"),
+            "409": err("A job uses it (code upload_used): delete the job instead"),
+            ...authErrors,
+          },
+        },
+      },
       "/api/uploads/{id}/complete": {
         post: {
           summary: "Complete the upload once all parts are stored",
@@ -479,6 +491,7 @@ export const OPERATION_IDS: Record<string, string> = {
   "POST /api/uploads": "createUpload",
   "PUT /api/uploads/{id}/parts/{n}": "uploadPart",
   "POST /api/uploads/{id}/complete": "completeUpload",
+  "DELETE /api/uploads/{id}": "deleteUpload",
   "GET /api/jobs": "listJobs",
   "POST /api/jobs": "createJob",
   "POST /api/jobs/cancel": "cancelJobs",

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { userLimitsFrom } from "../../db/limits";
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
-import { completeUpload, putUploadPart, startUpload } from "../lib/uploads";
+import { completeUpload, dropOwnUpload, putUploadPart, startUpload } from "../lib/uploads";
 import { CreateUploadBody, PartParams } from "../lib/schemas";
 import { lingeringBody } from "../lib/lingering";
 import { validate } from "../lib/validate";
@@ -35,6 +35,10 @@ export const uploads = new Hono<AppEnv>()
       },
     );
     return c.json(part);
+  })
+  .delete("/:id", async (c) => {
+    await dropOwnUpload({ db: c.get("db"), bucket: c.env.BUCKET }, { user: c.get("user"), uploadId: c.req.param("id") });
+    return c.body(null, 204);
   })
   .post("/:id/complete", async (c) => {
     const done = await completeUpload(

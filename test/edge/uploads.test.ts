@@ -202,6 +202,44 @@ describe("large-file uploads", () => {
     }
   });
 
+  it("drops an abandoned upload at its owner's request, so it stops counting against their open uploads at once", async () => {
+    const s = await signIn();
+    const open: Created[] = [];
+    for (;;) {
+      const res = await s.call("/api/uploads", { method: "POST", json: { filename: `take-${open.length}.mp4`, size: 9 * MiB } });
+      if (res.status !== 201) {
+        expect(res.status).toBe(409);
+        break;
+      }
+      open.push((await res.json()) as Created);
+      expect(open.length).toBeLessThanOrEqual(50);
+    }
+    // One upload got part 1 before its tab was closed: its R2 multipart upload holds bytes.
+    expect((await putPart(s, open[0]!.id, 1, fakeMp4(8 * MiB))).status).toBe(200);
+    const dropped = await s.call(`/api/uploads/${open[0]!.id}`, { method: "DELETE" });
+    expect(dropped.status).toBe(204);
+    expect(await db.select().from(uploads).where(eq(uploads.id, open[0]!.id))).toEqual([]);
+    expect((await s.call("/api/uploads", { method: "POST", json: { filename: "again.mp4", size: 9 * MiB } })).status).toBe(201);
+    // A part for the dropped upload finds nothing; a second delete too.
+    expect((await putPart(s, open[0]!.id, 2, fakeMp4(MiB))).status).toBe(404);
+    expect((await s.call(`/api/uploads/${open[0]!.id}`, { method: "DELETE" })).status).toBe(404);
+  });
+
+  it("keeps an upload a job uses (409 upload_used) and another user's (404), and checks CSRF", async () => {
+    const [s, other] = [await signIn(), await signIn()];
+    const up = await start(s, "used.mp4", 1000);
+    expect((await putPart(s, up.id, 1, fakeMp4(1000))).status).toBe(200);
+    expect((await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" })).status).toBe(200);
+    expect((await other.call(`/api/uploads/${up.id}`, { method: "DELETE" })).status).toBe(404);
+    expect((await s.call(`/api/uploads/${up.id}`, { method: "DELETE", origin: "https://evil.example" })).status).toBe(403);
+    const job = await s.call("/api/jobs", { method: "POST", json: { uploads: [up.id] } });
+    expect(job.status).toBe(202);
+    const res = await s.call(`/api/uploads/${up.id}`, { method: "DELETE" });
+    expect(res.status).toBe(409);
+    expect(await res.json()).toMatchObject({ error: { code: "upload_used" } });
+    expect(await env.BUCKET.head(`uploads/${up.id}`)).not.toBeNull();
+  });
+
   it("answers 401 without a session or with the runner token, 403 cross-origin", async () => {
     const json = { filename: "a.mp4", size: 10 };
     expect((await call("/api/uploads", { method: "POST", json })).status).toBe(401);

@@ -159,11 +159,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * Large file through the multipart upload API: parts go up three at a time and each part is retried on its own
  * (network drop, 5xx, 429) with exponential back-off, so a blip costs one part, not the whole file.
  */
-async function uploadLarge(item: Item): Promise<string> {
+async function uploadLarge(item: Item, started: string[]): Promise<string> {
   const { data: up } = await api<{ id: string; partSize: number; partCount: number }>("POST", "/api/uploads", {
     filename: item.file.name,
     size: item.file.size,
   });
+  started.push(up.id);
   const loaded = new Array<number>(up.partCount).fill(0);
   // Parts being retried stay visible in the state text until they succeed (progress of other parts keeps coming).
   const retrying = new Map<number, number>();
@@ -236,11 +237,14 @@ async function submit(ev: SubmitEvent): Promise<void> {
   askOnce();
   setBusy(true);
   announce("Upload started.");
+  // Uploads this attempt started: dropped if it fails, so they do not hold the user's open uploads and storage
+  // for a day (a job that was created after all keeps its uploads: the server refuses to drop a used one).
+  const started: string[] = [];
   try {
     let job: Job;
     if (useMultipart(items.map((i) => i.file.size))) {
       const ids: string[] = [];
-      for (const item of items) ids.push(await uploadLarge(item));
+      for (const item of items) ids.push(await uploadLarge(item, started));
       job = (await api<Job>("POST", "/api/jobs", { uploads: ids, variations, effects })).data;
     } else {
       job = await uploadSingle(variations, effects);
@@ -256,7 +260,7 @@ async function submit(ev: SubmitEvent): Promise<void> {
     }
     const text = err instanceof Error ? err.message : String(err);
     message(`Upload failed: ${text}`);
-    void showUsage();
+    void Promise.allSettled(started.map((id) => api("DELETE", `/api/uploads/${encodeURIComponent(id)}`))).then(() => showUsage());
   }
 }
 
