@@ -56,6 +56,8 @@ export interface AppEnv {
     db: Db;
     requestId: string;
     user: SessionUser;
+    /** When the API token this request came with expires (null: never); unset for a session. */
+    tokenExpiresAt?: number | null;
   };
 }
 

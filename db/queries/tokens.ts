@@ -60,7 +60,7 @@ export async function authenticateApiToken(
   db: Db,
   token: string,
   now: number,
-): Promise<(AuthenticatedUser & { scope: TokenScope }) | null> {
+): Promise<(AuthenticatedUser & { scope: TokenScope; expiresAt: number | null }) | null> {
   const tokenHash = await hashToken(token);
   const [row] = await db
     .select({
@@ -68,6 +68,7 @@ export async function authenticateApiToken(
       email: users.email,
       role: users.role,
       scope: apiTokens.scope,
+      expiresAt: apiTokens.expiresAt,
       tokenId: apiTokens.id,
       lastUsedAt: apiTokens.lastUsedAt,
     })
@@ -92,5 +93,5 @@ export async function authenticateApiToken(
         ),
       );
   }
-  return { id: row.id, email: row.email, role: row.role, scope: row.scope };
+  return { id: row.id, email: row.email, role: row.role, scope: row.scope, expiresAt: row.expiresAt };
 }

@@ -88,6 +88,7 @@ export const requireUser: MiddlewareHandler<AppEnv> = async (c, next) => {
       throw new ForbiddenError("This API token is read-only", "read_only_token");
     }
     c.set("user", { id: auth.id, email: auth.email, role: auth.role });
+    c.set("tokenExpiresAt", auth.expiresAt);
     return next();
   }
   const token = sessionToken(c);

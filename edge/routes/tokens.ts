@@ -13,7 +13,12 @@ export const tokens = new Hono<AppEnv>()
   .post("/", validate("json", CreateTokenBody), async (c) => {
     const { name, scope, expiresInDays } = c.req.valid("json");
     const now = Date.now();
-    const input = { userId: c.get("user").id, name, scope, expiresAt: expiresInDays === null ? null : now + expiresInDays * DAY_MS };
+    // A token made with an expiring token expires no later than it: a leaked short-lived token cannot mint a
+    // permanent one.
+    const caller = c.get("tokenExpiresAt") ?? null;
+    const asked = expiresInDays === null ? null : now + expiresInDays * DAY_MS;
+    const expiresAt = caller === null ? asked : Math.min(asked ?? caller, caller);
+    const input = { userId: c.get("user").id, name, scope, expiresAt };
     const t = await createApiToken(c.get("db"), input, now);
     return c.json({ id: t.id, name: t.name, scope: t.scope, expiresAt: iso(t.expiresAt), token: t.token }, 201);
   })

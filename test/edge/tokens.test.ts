@@ -33,6 +33,20 @@ describe("API tokens", () => {
     expect(JSON.stringify(tokens)).not.toContain(created.token);
   });
 
+  it("never lets an expiring token mint one that outlives it: the new token expires no later than its maker", async () => {
+    const s = await signIn();
+    const short = (await (await s.call("/api/tokens", { method: "POST", json: { name: "ci", expiresInDays: 1 } })).json()) as Created & { expiresAt: string };
+    for (const expiresInDays of [null, 30]) {
+      const res = await call("/api/tokens", { method: "POST", token: short.token, json: { name: "minted", expiresInDays } });
+      expect(res.status).toBe(201);
+      expect(((await res.json()) as { expiresAt: string | null }).expiresAt).toBe(short.expiresAt);
+    }
+    // A non-expiring token (or a session) may still make one that never expires.
+    const lasting = (await (await s.call("/api/tokens", { method: "POST", json: { name: "server" } })).json()) as Created;
+    const res = await call("/api/tokens", { method: "POST", token: lasting.token, json: { name: "minted", expiresInDays: null } });
+    expect(((await res.json()) as { expiresAt: string | null }).expiresAt).toBeNull();
+  });
+
   it("revokes a token so it stops working", async () => {
     const s = await signIn();
     const created = (await (await s.call("/api/tokens", { method: "POST", json: { name: "ci" } })).json()) as Created;
