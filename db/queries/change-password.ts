@@ -1,9 +1,9 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../client";
 import { NotFoundError, ValidationError } from "../errors";
 import { hashToken } from "../ids";
 import { hashPassword, verifyPassword } from "../passwords";
-import { users } from "../schema";
+import { loginDevices, users } from "../schema";
 import { ACCOUNT_RULE, clearLoginAttempts, passwordChangeKey, reserveLoginAttempt } from "./login-attempts";
 import { endOtherSessions } from "./sessions";
 
@@ -35,6 +35,9 @@ export async function changePassword(
       .where(and(eq(users.id, input.userId), eq(users.passwordHash, user.passwordHash)))
       .returning({ id: users.id }),
     endOtherSessions(db, input.userId, keepHash, passwordHash),
+    // Browsers remembered under the old password stop being exempt from the account's login throttle (someone who
+    // knew it may hold their cookies); the owner's browser is remembered again at its next sign-in.
+    db.delete(loginDevices).where(sql`${loginDevices.userId} = ${input.userId} AND EXISTS (SELECT 1 FROM users WHERE id = ${input.userId} AND password_hash = ${passwordHash})`),
   ]);
   if (changed.length === 0) {
     throw new ValidationError("currentPassword: the password changed meanwhile; try again", "currentPassword", "wrong_password");

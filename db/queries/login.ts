@@ -47,7 +47,7 @@ export async function login(
 ): Promise<{ user: AuthenticatedUser; session: NewSession; deviceToken: string | null }> {
   const email = normalizeEmail(input.email);
   // A browser that signed in to this account before counts on its own: guesses from elsewhere cannot lock it out.
-  const deviceId = input.deviceToken ? await findLoginDevice(db, input.deviceToken, email) : null;
+  const deviceId = input.deviceToken ? await findLoginDevice(db, input.deviceToken, email, now) : null;
   const account = deviceId ? deviceKey(deviceId) : accountKey(email);
   const address = input.address ? addressKey(input.address) : null;
   // Address first: a client already throttled by address cannot push anyone's account counter.
@@ -79,6 +79,7 @@ export async function login(
   }
   if (input.previousToken) await deleteSession(db, input.previousToken);
   const session = await createSession(db, { userId: user.id, userAgent: input.userAgent, maxAgeMs: input.maxAgeMs }, now);
-  const deviceToken = await rememberLoginDevice(db, user.id, deviceId, now);
+  // The cookie to set: a new device's token, or the recognised one again (its lifetime starts over).
+  const deviceToken = (await rememberLoginDevice(db, user.id, deviceId, now)) ?? input.deviceToken ?? null;
   return { user: { id: user.id, email: user.email, role: user.role }, session, deviceToken };
 }

@@ -41,11 +41,7 @@ export async function getOwnUpload(db: Db, input: { uploadId: string; userId: st
 
 /** The caller's upload that still accepts parts; someone else's upload is NotFound like an unknown one. */
 export async function getOpenUpload(db: Db, input: { uploadId: string; userId: string }): Promise<UploadRow> {
-  const [row] = await db
-    .select()
-    .from(uploads)
-    .where(and(eq(uploads.id, input.uploadId), eq(uploads.userId, input.userId)));
-  if (!row) throw new NotFoundError("No such upload");
+  const row = await getOwnUpload(db, input);
   if (row.status !== "uploading") throw new ConflictError("upload_closed", `This upload is already ${row.status}`);
   return row;
 }
@@ -58,19 +54,21 @@ export async function getOpenUpload(db: Db, input: { uploadId: string; userId: s
 export async function recordUploadPart(
   db: Db,
   input: { uploadId: string; partNumber: number; etag: string; size: number; contentType?: string },
-): Promise<void> {
-  const upsert = db.run(sql`${REPLAY_SAFE}INSERT INTO upload_parts (upload_id, part_number, etag, size)
-    VALUES (${input.uploadId}, ${input.partNumber}, ${input.etag}, ${input.size})
-    ON CONFLICT (upload_id, part_number) DO UPDATE SET etag = excluded.etag, size = excluded.size`);
-  if (input.contentType) {
-    // Part 1 carries the sniffed container type; it becomes the source's content type.
-    await db.batch([
-      upsert,
-      db.run(sql`${REPLAY_SAFE}UPDATE uploads SET content_type = ${input.contentType} WHERE id = ${input.uploadId}`),
-    ]);
-  } else {
-    await upsert;
-  }
+): Promise<boolean> {
+  // Only while the upload still takes parts: its owner may have dropped it (or the cron aborted it) while this
+  // part's bytes were on their way. False then (the caller answers upload_closed), instead of a foreign-key error.
+  const upsert = db.all<{ n: number }>(sql`${REPLAY_SAFE}INSERT INTO upload_parts (upload_id, part_number, etag, size)
+    SELECT ${input.uploadId}, ${input.partNumber}, ${input.etag}, ${input.size}
+    WHERE EXISTS (SELECT 1 FROM uploads WHERE id = ${input.uploadId} AND status = 'uploading')
+    ON CONFLICT (upload_id, part_number) DO UPDATE SET etag = excluded.etag, size = excluded.size
+    RETURNING part_number AS n`);
+  if (!input.contentType) return (await upsert).length > 0;
+  // Part 1 carries the sniffed container type; it becomes the source's content type.
+  const [recorded] = await db.batch([
+    upsert,
+    db.run(sql`${REPLAY_SAFE}UPDATE uploads SET content_type = ${input.contentType} WHERE id = ${input.uploadId}`),
+  ]);
+  return recorded.length > 0;
 }
 
 export async function listUploadParts(db: Db, uploadId: string) {

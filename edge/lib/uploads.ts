@@ -94,6 +94,8 @@ export async function dropOwnUpload(deps: Deps, input: { user: SessionUser; uplo
   const used = () => new ConflictError("upload_used", "This upload feeds a job; delete the job to free it");
   const upload = await getOwnUpload(deps.db, { uploadId: input.uploadId, userId: input.user.id });
   if (upload.status === "consumed") throw used();
+  // A complete racing this delete may still store the object after it is deleted: then no row records it, and the
+  // orphan rule removes it after an hour (uploads/ is one of its prefixes).
   if (await dropUnusedUpload(deps, upload)) return;
   // Not dropped here: a job consumed it meanwhile (409), or a concurrent delete or the cron removed it (done).
   const now = await getOwnUpload(deps.db, { uploadId: input.uploadId, userId: input.user.id }).catch(() => null);
@@ -182,7 +184,9 @@ export async function putUploadPart(
     throw err;
   }
   await piping;
-  await recordUploadPart(deps.db, { uploadId: upload.id, partNumber: n, etag: part.etag, size: expected, contentType });
+  if (!(await recordUploadPart(deps.db, { uploadId: upload.id, partNumber: n, etag: part.etag, size: expected, contentType }))) {
+    throw uploadClosed();
+  }
   return { etag: part.etag };
 }
 

@@ -114,11 +114,29 @@ describe("login throttle", () => {
     const cookie = `vr_device=${/vr_device=([^;]+)/.exec(res.headers.get("set-cookie") ?? "")![1]}`;
     for (let i = 0; i < ACCOUNT_RULE.free; i++) expect((await attempt(user.email, `wrong-${i}`, { cookie })).status).toBe(401);
     expect((await attempt(user.email, user.password, { cookie })).status).toBe(429);
-    // The account-wide counter saw none of it: another browser still gets in.
-    expect((await attempt(user.email, user.password)).status).toBe(200);
-    // Presented for another account, the cookie changes nothing: that account's own lock applies.
+    // The account-wide counter saw none of it: another browser still gets in (and is remembered in turn).
+    const second = await attempt(user.email, user.password);
+    expect(second.status).toBe(200);
+    const fresh = `vr_device=${/vr_device=([^;]+)/.exec(second.headers.get("set-cookie") ?? "")![1]}`;
+    // Presented for another account, a (fresh, unlocked) cookie changes nothing: that account's own lock applies.
     for (let i = 0; i < ACCOUNT_RULE.free; i++) await attempt(other.email, `wrong-${i}`);
-    expect((await attempt(other.email, other.password, { cookie })).status).toBe(429);
+    expect((await attempt(other.email, other.password, { cookie: fresh })).status).toBe(429);
+    // It still works for its own account, and the answer renews it.
+    const again = await attempt(user.email, user.password, { cookie: fresh });
+    expect(again.status).toBe(200);
+    expect(again.headers.get("set-cookie")).toContain(fresh);
+  });
+
+  it("forgets the account's remembered browsers when its password changes", async () => {
+    const user = await makeUser();
+    const first = await attempt(user.email, user.password);
+    const cookie = `vr_device=${/vr_device=([^;]+)/.exec(first.headers.get("set-cookie") ?? "")![1]}`;
+    const session = first.headers.get("set-cookie")!.split(";")[0]!;
+    const newPassword = "a brand new passphrase";
+    const changed = await call("/api/me/password", { method: "POST", cookie: session, json: { currentPassword: user.password, newPassword } });
+    expect(changed.status).toBeLessThan(300);
+    for (let i = 0; i < ACCOUNT_RULE.free; i++) await attempt(user.email, `guess-${i}`, { "cf-connecting-ip": `198.51.100.${octet()}` });
+    expect((await attempt(user.email, newPassword, { cookie })).status).toBe(429);
   });
 
   it("lets a signed-in owner change the password while guesses at the account's login keep it locked", async () => {

@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { recordUploadPart } from "../../db/queries/uploads";
 import { sources, uploadParts, uploads } from "../../db/schema";
 import { Job } from "../../edge/lib/schemas";
 import { call, db, fakeMp4, sameBytes, signIn, type Session } from "./helpers";
@@ -216,10 +217,15 @@ describe("large-file uploads", () => {
     }
     // One upload got part 1 before its tab was closed: its R2 multipart upload holds bytes.
     expect((await putPart(s, open[0]!.id, 1, fakeMp4(8 * MiB))).status).toBe(200);
+    const [row] = await db.select().from(uploads).where(eq(uploads.id, open[0]!.id));
     const dropped = await s.call(`/api/uploads/${open[0]!.id}`, { method: "DELETE" });
     expect(dropped.status).toBe(204);
     expect(await db.select().from(uploads).where(eq(uploads.id, open[0]!.id))).toEqual([]);
+    // R2's multipart upload is aborted with it: its stored part is gone and it takes no more.
+    await expect(env.BUCKET.resumeMultipartUpload(row!.objectKey, row!.r2UploadId).uploadPart(2, fakeMp4(MiB))).rejects.toThrow();
     expect((await s.call("/api/uploads", { method: "POST", json: { filename: "again.mp4", size: 9 * MiB } })).status).toBe(201);
+    // A part whose bytes were already on their way when the upload was dropped is refused, not a foreign-key error.
+    expect(await recordUploadPart(db, { uploadId: open[0]!.id, partNumber: 2, etag: "late", size: 8 * MiB })).toBe(false);
     // A part for the dropped upload finds nothing; a second delete too.
     expect((await putPart(s, open[0]!.id, 2, fakeMp4(MiB))).status).toBe(404);
     expect((await s.call(`/api/uploads/${open[0]!.id}`, { method: "DELETE" })).status).toBe(404);

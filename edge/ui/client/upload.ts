@@ -174,9 +174,10 @@ async function uploadLarge(item: Item, started: string[]): Promise<string> {
     const notes = [...retrying].map(([n, attempt]) => `retrying part ${n} (attempt ${attempt} of ${PART_ATTEMPTS})`);
     setText(item.state, [`${p} %`, ...notes].join(" · "));
   };
-  const next = { n: 1 };
+  const next = { n: 1, failed: false };
   const worker = async () => {
-    while (next.n <= up.partCount) {
+    // Once one part has failed for good, the others take no new part: the upload is about to be dropped.
+    while (!next.failed && next.n <= up.partCount) {
       const n = next.n++;
       const start = (n - 1) * up.partSize;
       const blob = item.file.slice(start, Math.min(item.file.size, start + up.partSize));
@@ -201,7 +202,11 @@ async function uploadLarge(item: Item, started: string[]): Promise<string> {
         }
         loaded[n - 1] = 0;
         report();
-        if (!failure.retryable || attempt >= PART_ATTEMPTS) throw failure;
+        if (!failure.retryable || attempt >= PART_ATTEMPTS) {
+          next.failed = true;
+          throw failure;
+        }
+        if (next.failed) return;
         retrying.set(n, attempt + 1);
         report();
         await sleep(Math.min(16_000, 1000 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2));
@@ -253,6 +258,8 @@ async function submit(ev: SubmitEvent): Promise<void> {
     announce("Upload complete. Opening the job…");
     location.assign(`/jobs/${encodeURIComponent(job.id)}`);
   } catch (err) {
+    // Dropped before the form is usable again, so a resubmit does not find them still holding the open uploads.
+    await Promise.allSettled(started.map((id) => api("DELETE", `/api/uploads/${encodeURIComponent(id)}`)));
     setBusy(false);
     for (const i of items) {
       updateProgress(i.bar, 0);
@@ -260,7 +267,7 @@ async function submit(ev: SubmitEvent): Promise<void> {
     }
     const text = err instanceof Error ? err.message : String(err);
     message(`Upload failed: ${text}`);
-    void Promise.allSettled(started.map((id) => api("DELETE", `/api/uploads/${encodeURIComponent(id)}`))).then(() => showUsage());
+    void showUsage();
   }
 }
 
