@@ -27,7 +27,8 @@ function runnerProcess(env: Record<string, string>): RunnerProcess {
   return r;
 }
 
-const claimedIn = (logs: string) => [...logs.matchAll(/claimed variation variation=(\w+)/g)].map((m) => m[1]!);
+/** Every claim a runner logged, as `<variation>:<attempt>`. */
+const claimedIn = (logs: string) => [...logs.matchAll(/claimed variation variation=(\w+) .*?attempt=(\d+)/g)].map((m) => `${m[1]}:${m[2]}`);
 
 describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }, () => {
   it("never hands one variation to two runners sharing a database", async () => {
@@ -39,10 +40,18 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 120_000, 200);
 
     const rows = await getVariationRows(stack.db, job.id);
-    expect(rows.every((r) => r.status === "completed" && r.attempts === 1)).toBe(true);
+    expect(rows.filter((r) => r.status !== "completed")).toEqual([]);
+    // On a loaded machine an attempt may end in a retryable error (the edge answering too slowly, say): the
+    // variation is then claimed again as its next attempt, by either runner. What must never happen is one attempt
+    // handed to both: every (variation, attempt) claimed exactly once, and every attempt the rows count was claimed.
     const claims = [...claimedIn(a.logs()), ...claimedIn(b.logs())];
-    expect(claims).toHaveLength(16);
-    expect(new Set(claims).size).toBe(16);
+    if (claims.length > 16) {
+      const why = (a.logs() + b.logs()).split("\n").filter((l) => /retryable|lost|handed back|edge unavailable/.test(l));
+      console.log(`variations claimed again (${claims.length} claims):\n${why.join("\n")}`);
+    }
+    expect(claims.length - new Set(claims).size).toBe(0);
+    expect(claims.length).toBe(rows.reduce((n, r) => n + r.attempts, 0));
+    expect(new Set(claims.map((c) => c.split(":")[0])).size).toBe(16);
     const keys = (await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
     expect(keys).toEqual(recordedKeys(rows));
   });
