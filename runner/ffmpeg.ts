@@ -1,6 +1,10 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { promisify } from "node:util";
+import { eqFilter } from "./eq";
 import { Mp4Error, readMp4, type Mp4Summary } from "./mp4";
 import type { EffectParams } from "./params";
+
+const execFileP = promisify(execFile);
 
 /** Node's error for a child process killed through its AbortSignal. */
 export const isAbortError = (err: unknown): boolean => (err as { code?: unknown } | null)?.code === "ABORT_ERR";
@@ -145,6 +149,22 @@ export function rotationWindow(width: number, height: number, degrees: number): 
   return { w: Math.min(width, even(width * f - 2)), h: Math.min(height, even(height * f - 2)) };
 }
 
+/** What scales a zoom's crop back: zimg's resizer costs about two thirds of swscale's bilinear here (same SSIM). */
+export type ZoomScaler = "zscale" | "scale";
+
+/**
+ * Whether this FFmpeg has zscale (libzimg; Debian's and most static builds do). Any failure answers "scale",
+ * which every build has: a runner never fails to start over it.
+ */
+export async function detectZoomScaler(ffmpeg: string): Promise<ZoomScaler> {
+  try {
+    const { stdout } = await execFileP(ffmpeg, ["-hide_banner", "-filters"], { timeout: 10_000, maxBuffer: 4 * 1024 * 1024 });
+    return /^\s*\S+\s+zscale\s/m.test(stdout) ? "zscale" : "scale";
+  } catch {
+    return "scale";
+  }
+}
+
 export interface EncodePlan {
   args: string[];
   /** Duration the output must have (source duration adjusted for the speed change). */
@@ -164,6 +184,8 @@ export function buildEncodeArgs(input: {
   params: EffectParams;
   media: MediaInfo;
   preset?: string;
+  /** The filter that scales a zoom's crop back to the source size ("zscale" where this FFmpeg has it: detectZoomScaler). */
+  scaler?: ZoomScaler;
   /** Extra output options of the video (the quality samples' forced keyframes: runner/quality.ts). */
   keyframes?: readonly string[];
   /**
@@ -183,7 +205,8 @@ export function buildEncodeArgs(input: {
   const cropX = Math.round((width - win.w) / 2 + (win.w - cropW) * p.offsetX);
   const cropY = Math.round((height - win.h) / 2 + (win.h - cropH) * p.offsetY);
   const zoomed = cropW !== width || cropH !== height;
-  const colorJitter = p.brightness !== 0 || p.contrast !== 1 || p.saturation !== 1;
+  const colorJitter = p.families.includes("color") || p.brightness !== 0 || p.contrast !== 1 || p.saturation !== 1;
+  const scaleBack = input.scaler === "zscale" ? `zscale=w=${width}:h=${height}:filter=bilinear` : `scale=${width}:${height}:flags=bilinear`;
   const vf = [
     ...(p.speed !== 1 ? [`setpts=PTS/${p.speed}`] : []),
     // A faster source is brought to 29.97 first, so the filters see half the frames of a 60 fps clip. Up to
@@ -191,15 +214,14 @@ export function buildEncodeArgs(input: {
     ...(media.fps > 30.5 ? ["fps=30000/1001"] : []),
     // Same size out (ow/oh default to the input's); the crop below removes the filled corners.
     ...(p.rotate ? [`rotate=${((p.rotate * Math.PI) / 180).toFixed(6)}:fillcolor=black`] : []),
-    ...(zoomed ? [`crop=${cropW}:${cropH}:${cropX}:${cropY}`, `scale=${width}:${height}:flags=bilinear`] : []),
+    ...(zoomed ? [`crop=${cropW}:${cropH}:${cropX}:${cropY}`, scaleBack] : []),
     // Odd source sizes: H.264 4:2:0 needs even ones.
     ...(!zoomed && (media.width !== width || media.height !== height) ? [`crop=${width}:${height}:0:0`] : []),
     "setsar=1",
     ...(p.mirror ? ["hflip"] : []),
-    // gamma ≠ 1 with zero weight: eq then builds its exact lookup table (a no-op gamma). With gamma = 1 it takes a
-    // fast path that truncates brightness to 1 % steps (−0.2 % came out as −1.6 %, and half the subtle draws
-    // collapsed onto the same few levels): the recorded parameter would not be what the viewer sees.
-    ...(colorJitter ? [`eq=brightness=${p.brightness}:contrast=${p.contrast}:saturation=${p.saturation}:gamma=1.0001:gamma_weight=0`] : []),
+    // eq's fast path, whose brightness moves in 1 % steps: the recorded brightness is the applied step's
+    // (runner/eq.ts), so the option names that step instead of the value.
+    ...(colorJitter ? [eqFilter(p)] : []),
     ...(p.hue ? [`hue=h=${p.hue}`] : []),
     ...(p.noise > 0 ? [`noise=alls=${p.noise}:allf=t`] : []),
     "format=yuv420p",

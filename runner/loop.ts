@@ -9,6 +9,7 @@ import type { RunnerConfig } from "./config";
 import { errorMessage, type Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
 import { ProcessRegistry } from "./processes";
+import { detectZoomScaler } from "./ffmpeg";
 import { SourceCache } from "./sources";
 import { sweepJobOutputs } from "./sweep";
 import { ClaimGate, RefundBudget } from "./claim";
@@ -139,6 +140,7 @@ export class Runner {
     await removeAbandonedWorkDirs(config.WORK_DIR, this.workDir, (id) => registered.has(id), now, log);
     if (leftovers.length) log.warn("recovered variations left by a previous run of this runner id", { jobs: leftovers.length });
     for (const jobId of leftovers) this.track(this.sweepJob(jobId));
+    this.ctx.zoomScaler = await detectZoomScaler(config.FFMPEG_PATH);
     log.info("runner started", {
       id: config.RUNNER_ID,
       concurrency: config.CONCURRENCY,
@@ -146,6 +148,7 @@ export class Runner {
       poll_ms: config.POLL_MS,
       watch_ms: config.WATCH_MS,
       lease_ms: config.LEASE_MS,
+      zoom_scaler: this.ctx.zoomScaler,
     });
     this.runTick();
   }

@@ -1,3 +1,4 @@
+import { appliedBrightness, brightnessStep } from "./eq";
 import { DEFAULT_EFFECTS, INTENSITY_SCALE, type EffectFamily, type EffectIntensity, type JobEffects } from "../db/effects";
 
 /**
@@ -13,7 +14,11 @@ import { DEFAULT_EFFECTS, INTENSITY_SCALE, type EffectFamily, type EffectIntensi
  * buildEncodeArgs adds no filter for a neutral value, so an unchosen family costs nothing.
  */
 export interface EffectParams {
-  recipe: 1;
+  /**
+   * 2: brightness is recorded as applied by eq's fast path (runner/eq.ts: 1 % steps, the draw rounded to the
+   * nearest) and the zoom may scale with zscale. 1 (earlier outputs): brightness as drawn, exact lookup table.
+   */
+  recipe: 2;
   intensity: EffectIntensity;
   families: EffectFamily[];
   /** Fraction cropped away before scaling back to the source size (subtle 0.002–0.008 → zoom of 0.2–0.8 %). */
@@ -86,15 +91,18 @@ export function deriveParams(seed: number, effects: JobEffects = DEFAULT_EFFECTS
   };
   const color = on("color");
   const audio = on("audio");
+  const contrast = color ? round(scaled(d.contrast, 0.97, 1.03, 1, k), 3) : 1;
+  // The brightness eq really applies (nearest 1 % step), not the draw: what is recorded is what the viewer sees.
+  const brightness = color ? round(appliedBrightness(brightnessStep(scaled(d.brightness, -0.03, 0.03, 0, k), contrast), contrast), 4) : 0;
   return {
-    recipe: 1,
+    recipe: 2,
     intensity: effects.intensity,
     families: [...effects.families],
     zoom: on("zoom") ? round(scaled(d.zoom, 0.002, 0.008, 0, k), 4) : 0,
     offsetX: on("zoom") ? round(between(d.offsetX, 0.35, 0.65), 3) : 0.5,
     offsetY: on("zoom") ? round(between(d.offsetY, 0.35, 0.65), 3) : 0.5,
-    brightness: color ? round(scaled(d.brightness, -0.03, 0.03, 0, k), 3) : 0,
-    contrast: color ? round(scaled(d.contrast, 0.97, 1.03, 1, k), 3) : 1,
+    brightness,
+    contrast,
     saturation: color ? round(scaled(d.saturation, 0.95, 1.06, 1, k), 3) : 1,
     hue: color && k > 1 ? round(signed(d.hue, 2, 4, k - 1), 2) : 0,
     rotate: on("rotate") ? round(signed(d.rotate, 0.3, 1, k), 3) : 0,

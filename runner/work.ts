@@ -24,7 +24,7 @@ import {
 import { BlobError, type BlobClient } from "./blobs";
 import type { RunnerConfig } from "./config";
 import { DbCallError, retryDb } from "./db-retry";
-import { buildEncodeArgs, NotAVideoError, spawnFfmpeg, verifyOutput, type EncodePlan } from "./ffmpeg";
+import { buildEncodeArgs, NotAVideoError, spawnFfmpeg, verifyOutput, type EncodePlan, type ZoomScaler } from "./ffmpeg";
 import { asLocalError, ffmpegLocalError, LocalError, scrubPaths } from "./local-errors";
 import { delay } from "./delay";
 import { errorMessage, type Logger } from "./log";
@@ -38,6 +38,8 @@ import type { Thumbnails } from "./thumbnails";
 
 export interface WorkContext {
   config: RunnerConfig;
+  /** How a zoom scales back (detected once at start-up; "scale" until then). */
+  zoomScaler?: ZoomScaler;
   /** This runner's own marked directory under WORK_DIR. */
   workDir: string;
   db: Db;
@@ -408,6 +410,7 @@ export class VariationTask {
       output: file,
       params,
       media: source.media,
+      scaler: this.ctx.zoomScaler,
       // Keyframes where the measurement samples the output: one frame decoded per sample.
       keyframes: sampleKeyframes(times, params.speed),
       samples: samples ?? undefined,

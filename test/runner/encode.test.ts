@@ -79,7 +79,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     // Downloads are checked in a directory of the test's own: the runner's WORK_DIR is the runner's to sweep.
     const checkDir = await stack.workDir();
     for (const v of api.files[0].variations) {
-      expect(v.params).toMatchObject({ recipe: 1, zoom: expect.any(Number), brightness: expect.any(Number), width: 320, height: 240 });
+      expect(v.params).toMatchObject({ recipe: 2, zoom: expect.any(Number), brightness: expect.any(Number), width: 320, height: 240 });
       const res = await stack.user.call(`/api/jobs/${job.id}/outputs/${v.outputId}`);
       expect(res.status).toBe(200);
       const file = join(checkDir, `check-${v.index}.mp4`);

@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   buildEncodeArgs,
+  detectZoomScaler,
   NotAVideoError,
   probeMedia,
   spawnFfmpeg,
@@ -88,6 +89,23 @@ describe("buildEncodeArgs", () => {
     expect(fast.args.join(" ")).toContain("atempo=1.02");
     expect(fast.args[fast.args.indexOf("-vf") + 1]).toMatch(/^setpts=PTS\/1\.02,crop=/);
     expect(fast.expectedDurationMs).toBe(Math.round(10_000 / 1.02));
+  });
+});
+
+describe("detectZoomScaler", () => {
+  it("scales a zoom back with zscale when this FFmpeg lists it, and with scale when it does not or fails to answer", async () => {
+    const standIn = async (name: string, body: string) => {
+      const path = join(dir, name);
+      await writeFile(path, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+      return path;
+    };
+    const listing = (names: string[]) => `echo "Filters:"; ${names.map((n) => `echo " T.C ${n}            V->V       A filter."`).join("; ")}`;
+    expect(await detectZoomScaler(await standIn("with", listing(["scale", "zscale", "eq"])))).toBe("zscale");
+    expect(await detectZoomScaler(await standIn("without", listing(["scale", "zscale_cuda", "eq"])))).toBe("scale");
+    expect(await detectZoomScaler(await standIn("broken", "exit 1"))).toBe("scale");
+    expect(await detectZoomScaler(join(dir, "no-such-ffmpeg"))).toBe("scale");
+    const { args } = buildEncodeArgs({ source: "i", output: "o", params: deriveParams(1), media, scaler: "zscale" });
+    expect(args[args.indexOf("-vf") + 1]).toMatch(/,zscale=w=1080:h=1920:filter=bilinear,/);
   });
 });
 
