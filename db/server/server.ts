@@ -36,6 +36,11 @@ export interface LibsqlServer {
   port: number;
   /** Stops accepting requests, lets in-flight ones finish, rolls back open transactions, closes databases. */
   close(): Promise<void>;
+  /**
+   * What the server is doing right now: requests waiting for a write lock, and how many requests so far saw their
+   * client close the connection before the reply. Tests wait on these instead of sleeping.
+   */
+  activity(): { waitingForLock: number; clientsGone: number };
 }
 
 const MAX_BODY_BYTES = 50 * 1024 * 1024;
@@ -68,6 +73,7 @@ export async function startLibsqlServer(opts: LibsqlServerOptions = {}): Promise
   });
   const inFlight = new Set<Promise<void>>();
   let closing: Promise<void> | undefined;
+  let clientsGone = 0;
 
   const server = createServer((req, res) => {
     const done = handle(req, res).catch((err) => {
@@ -123,7 +129,9 @@ export async function startLibsqlServer(opts: LibsqlServerOptions = {}): Promise
     // 8 s), a worker isolate that went away, a killed process.
     const gone = new AbortController();
     res.once("close", () => {
-      if (!res.writableFinished) gone.abort();
+      if (res.writableFinished) return;
+      clientsGone++;
+      gone.abort();
     });
     try {
       const body = parsePipelineBody(await readBody(req));
@@ -150,6 +158,7 @@ export async function startLibsqlServer(opts: LibsqlServerOptions = {}): Promise
   return {
     url,
     port,
+    activity: () => ({ waitingForLock: engine.waitingForLock(), clientsGone }),
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));

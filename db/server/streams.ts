@@ -99,6 +99,10 @@ class DbHandle {
     for (const wake of [...this.lockWaiters]) wake();
   }
 
+  get waitingForLock(): number {
+    return this.lockWaiters.size;
+  }
+
   /** Closes a connection that must not be reused (a statement on it may still be active). */
   discard(conn: Conn): void {
     this.open.delete(conn);
@@ -161,6 +165,13 @@ export class Engine {
     // Without a data directory the databases live in a private temporary directory (removed on close): separate
     // connections cannot share an in-memory database the way WAL files are shared.
     this.dir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "libsql-server-"));
+  }
+
+  /** Requests of every database waiting for a write lock right now. */
+  waitingForLock(): number {
+    let n = 0;
+    for (const db of this.dbs.values()) n += db.waitingForLock;
+    return n;
   }
 
   private database(name: string): DbHandle {

@@ -27,6 +27,14 @@ function timedClient(url: string, timeoutMs: number): Client {
   });
 }
 
+/** Polls a condition on the in-process server (every 5 ms, up to 10 s). */
+async function until(what: string, ok: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 10_000; !ok(); ) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 async function freshDb(): Promise<{ url: string; admin: Client }> {
   const url = server.dbUrl(`abandoned_${++n}`);
   const admin = timedClient(url, 10_000);
@@ -76,9 +84,11 @@ describe("requests whose HTTP client went away", () => {
     await holder.execute("INSERT INTO t (name) VALUES ('held')");
     // The client saw a timeout error, so the write must not happen behind its back later.
     const impatient = timedClient(url, CLIENT_TIMEOUT_MS);
+    const goneBefore = server.activity().clientsGone;
     await expect(impatient.execute("INSERT INTO t (name) VALUES ('gave up')")).rejects.toThrow(/abort|timeout/i);
-    // Let the server see the closed connection first (a commit racing the FIN by microseconds cannot know).
-    await new Promise((r) => setTimeout(r, 100));
+    // The server must have seen the closed connection before the commit (a commit racing the FIN by microseconds
+    // cannot know): wait for exactly that, not for a fixed time.
+    await until("the server to see the client go", () => server.activity().clientsGone > goneBefore);
     await holder.commit();
     expect((await admin.execute("SELECT name FROM t ORDER BY id")).rows.map((r) => r.name)).toEqual(["held"]);
     admin.close();

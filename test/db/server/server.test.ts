@@ -235,7 +235,11 @@ describe("graceful shutdown", () => {
       const open = await postPipeline(url, { requests: [exec("BEGIN IMMEDIATE"), exec("INSERT INTO t VALUES ('uncommitted')")] });
       expect(open.body.baton).toEqual(expect.any(String));
       const queued = postPipeline(url, { requests: [exec("INSERT INTO t VALUES ('queued')"), { type: "close" }] });
-      await new Promise((r) => setTimeout(r, 100)); // let the queued request reach the server and wait
+      // The queued request must be waiting on the server before the close (not merely sent).
+      for (const deadline = Date.now() + 10_000; server.activity().waitingForLock < 1; ) {
+        if (Date.now() > deadline) throw new Error("the queued request never reached the server");
+        await new Promise((r) => setTimeout(r, 5));
+      }
       const started = Date.now();
       await server.close();
       expect(Date.now() - started).toBeLessThan(5_000); // did not wait for the 60 s TTL
