@@ -250,7 +250,7 @@ export async function benchClaims(b: BenchStack, shape: ClaimBenchShape = {}): P
         const v = await claimVariation(mine, { runnerId, leaseMs: 60_000, now: Date.now() });
         if (!v) break;
         seen.set(v.id, (seen.get(v.id) ?? 0) + 1);
-        await finishVariation(mine, { variationId: v.id, runnerId, attempt: v.attempts, outputKey: outputKey(v.jobId, v.id, v.attempts), outputSize: 1, now: Date.now() });
+        await finishVariation(mine, { variationId: v.id, runnerId, attempt: v.attempt, outputKey: outputKey(v.jobId, v.id, v.attempt), outputSize: 1, now: Date.now() });
       }
       mine.$client.close();
     }),

@@ -170,7 +170,7 @@ export interface EncodePlan {
   /** Duration the output must have (source duration adjusted for the speed change). */
   expectedDurationMs: number;
   /** The geometry actually used, for the recorded params. */
-  geometry: { width: number; height: number; cropW: number; cropH: number; cropX: number; cropY: number };
+  geometry: { width: number; height: number; cropW: number; cropH: number; cropX: number; cropY: number; scaler?: ZoomScaler };
 }
 
 /**
@@ -206,8 +206,13 @@ export function buildEncodeArgs(input: {
   const cropY = Math.round((height - win.h) / 2 + (win.h - cropH) * p.offsetY);
   const zoomed = cropW !== width || cropH !== height;
   const colorJitter = p.families.includes("color") || p.brightness !== 0 || p.contrast !== 1 || p.saturation !== 1;
-  const scaleBack = input.scaler === "zscale" ? `zscale=w=${width}:h=${height}:filter=bilinear` : `scale=${width}:${height}:flags=bilinear`;
+  const scaler: ZoomScaler = zoomed && input.scaler === "zscale" ? "zscale" : "scale";
+  const scaleBack = scaler === "zscale" ? `zscale=w=${width}:h=${height}:filter=bilinear` : `scale=${width}:${height}:flags=bilinear`;
   const vf = [
+    // zimg refuses RGB sources ("YUV color family cannot have RGB matrix coefficients") and keeps a full-range
+    // source full range; swscale converted both to limited-range 4:2:0 on its way. Converting first (a no-op for the
+    // usual yuv420p source, and the conversion the final format= would do anyway) gives every path the same output.
+    ...(scaler === "zscale" ? ["format=yuv420p"] : []),
     ...(p.speed !== 1 ? [`setpts=PTS/${p.speed}`] : []),
     // A faster source is brought to 29.97 first, so the filters see half the frames of a 60 fps clip. Up to
     // 30 fps the output option -r does it (it drops the odd frame of a 30 fps source, like the seed recipe).
@@ -268,7 +273,7 @@ export function buildEncodeArgs(input: {
   return {
     args,
     expectedDurationMs: Math.round(media.durationMs / p.speed),
-    geometry: { width, height, cropW, cropH, cropX, cropY },
+    geometry: { width, height, cropW, cropH, cropX, cropY, ...(zoomed ? { scaler } : {}) },
   };
 }
 

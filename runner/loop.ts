@@ -131,6 +131,8 @@ export class Runner {
    */
   async start(): Promise<void> {
     const { config, db, log } = this.deps;
+    // Before registering: a stop asked meanwhile finds nothing half started.
+    this.ctx.zoomScaler = await detectZoomScaler(config.FFMPEG_PATH);
     await claimWorkDir(config.WORK_DIR, config.RUNNER_ID, log);
     const now = Date.now();
     await upsertRunner(db, this.beat(), now);
@@ -140,7 +142,6 @@ export class Runner {
     await removeAbandonedWorkDirs(config.WORK_DIR, this.workDir, (id) => registered.has(id), now, log);
     if (leftovers.length) log.warn("recovered variations left by a previous run of this runner id", { jobs: leftovers.length });
     for (const jobId of leftovers) this.track(this.sweepJob(jobId));
-    this.ctx.zoomScaler = await detectZoomScaler(config.FFMPEG_PATH);
     log.info("runner started", {
       id: config.RUNNER_ID,
       concurrency: config.CONCURRENCY,
@@ -294,7 +295,7 @@ export class Runner {
     if (this.stopping) {
       // A claim that raced with shutdown: give it straight back.
       this.track(
-        releaseVariation(db, { variationId: claimed.id, runnerId: config.RUNNER_ID, attempt: claimed.attempts, now: Date.now() }).catch((err) =>
+        releaseVariation(db, { variationId: claimed.id, runnerId: config.RUNNER_ID, attempt: claimed.attempt, now: Date.now() }).catch((err) =>
           log.warn("could not release a claim made during shutdown", { variation: claimed.id, error: errorMessage(err) }),
         ),
       );

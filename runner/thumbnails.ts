@@ -35,7 +35,7 @@ export class Thumbnails {
   private async make(claim: ClaimedVariation): Promise<void> {
     const { config, sources, blobs, db, log, workDir } = this.ctx();
     // The edge serves the source and takes the thumbnail only for the claim that asked for it.
-    const ticket = { variationId: claim.id, runnerId: config.RUNNER_ID, attempt: claim.attempts };
+    const ticket = { variationId: claim.id, runnerId: config.RUNNER_ID, attempt: claim.attempt };
     const src = await sources.acquire({ sourceId: claim.sourceId, jobId: claim.jobId, key: claim.sourceKey, ticket }, this.abort.signal);
     const file = join(workDir, claim.jobId, "thumb.jpg");
     try {

@@ -160,9 +160,9 @@ export class VariationTask {
   ) {
     this.id = claim.id;
     this.jobId = claim.jobId;
-    this.attempt = claim.attempts;
-    this.key = taskKey(claim.id, claim.attempts);
-    this.own = { variationId: claim.id, runnerId: ctx.config.RUNNER_ID, attempt: claim.attempts };
+    this.attempt = claim.attempt;
+    this.key = taskKey(claim.id, claim.attempt);
+    this.own = { variationId: claim.id, runnerId: ctx.config.RUNNER_ID, attempt: claim.attempt };
     this.leaseExpiresAt = claim.leaseExpiresAt;
     this.done = this.run().then(
       (outcome) => {

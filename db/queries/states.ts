@@ -43,16 +43,17 @@ export const ROW_JOB_CANCELS_WORK = sql`(job_id IN (SELECT j.id FROM jobs j WHER
 export const REOPENED_JOB_STATUS = sql`CASE WHEN started_at IS NULL THEN 'queued' ELSE 'processing' END`;
 
 /**
- * Ownership of a running variation: the id, the runner AND the attempt. The attempt is what makes a late finisher
- * harmless: after a lease expiry the same runner may claim the same variation again, and only the newest attempt
- * may move the row (or own the object key `…a<attempt>…`).
+ * Ownership of a running variation: the id, the runner AND the attempt — the claim's number (`claims`, which only
+ * ever grows). The attempt is what makes a late finisher harmless: after a lease expiry, a hand-back or a reopen
+ * the same runner may claim the same variation again, and only the newest claim may move the row (or own the
+ * object key `…a<attempt>…`). `attempts`, the cap counter, is refunded and reset, so it cannot be the token.
  */
 export const owned = (o: { variationId: string; runnerId: string; attempt: number }) =>
-  sql`(id = ${o.variationId} AND runner_id = ${o.runnerId} AND attempts = ${o.attempt} AND status = 'running')`;
+  sql`(id = ${o.variationId} AND runner_id = ${o.runnerId} AND claims = ${o.attempt} AND status = 'running')`;
 
 export interface Ownership {
   variationId: string;
   runnerId: string;
-  /** The attempt number the claim returned (`attempts` after the claim). */
+  /** The attempt number the claim returned (`claims` after the claim: unique per variation). */
   attempt: number;
 }

@@ -93,7 +93,13 @@ export const variations = sqliteTable(
     status: text("status", { enum: VARIATION_STATUSES }).notNull().default("queued"),
     /** 0..100 */
     progress: real("progress").notNull().default(0),
+    /** Attempts counted against MAX_ATTEMPTS in the current series: a hand-back refunds one, a reopen starts at 0. */
     attempts: integer("attempts").notNull().default(0),
+    /**
+     * How often this variation was ever claimed: never refunded, never reset. A claim's number is its ownership
+     * token (with the runner id) and names its objects (`…a<n>.mp4`, db/keys.ts), so no two claims share a key.
+     */
+    claims: integer("claims").notNull().default(0),
     runnerId: text("runner_id"),
     leaseExpiresAt: integer("lease_expires_at"),
     /** Last stop stage the runner had to use: q | sigterm | sigkill. */

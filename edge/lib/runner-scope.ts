@@ -38,7 +38,7 @@ function holds(ticket: Ticket, row: TicketRow | null, now: number): row is Ticke
     row.variationId === ticket.variationId &&
     row.status === "running" &&
     row.runnerId === ticket.runnerId &&
-    row.attempts === ticket.attempt &&
+    row.attempt === ticket.attempt &&
     row.leaseExpiresAt !== null &&
     row.leaseExpiresAt > now - LEASE_GRACE_MS
   );
@@ -60,7 +60,7 @@ export function mayRead(key: string, ticket: Ticket | null, row: TicketRow | nul
 export function mayWrite(key: string, ticket: Ticket | null, row: TicketRow | null, now: number): Refusal {
   if (!ticket) return NO_TICKET;
   if (row && row.variationId === ticket.variationId && key === thumbnailKey(row.jobId)) {
-    if (row.runnerId !== ticket.runnerId || row.attempts !== ticket.attempt) return LEASE_NOT_HELD;
+    if (row.runnerId !== ticket.runnerId || row.attempt !== ticket.attempt) return LEASE_NOT_HELD;
     return row.jobThumbnailKey === null ? null : "The job already has a thumbnail";
   }
   if (!holds(ticket, row, now)) return LEASE_NOT_HELD;
@@ -90,9 +90,9 @@ export function mayDelete(key: string, ticket: Ticket | null, facts: DeleteFacts
   }
   const v = facts.variation;
   // Recorded keys are always outputKey(v.jobId, v.id, attempt): a key naming another job is never recorded.
-  if (!v || v.jobId !== parsed.jobId || v.status !== "running" || v.attempts !== parsed.attempt) return null;
+  if (!v || v.jobId !== parsed.jobId || v.status !== "running" || v.attempt !== parsed.attempt) return null;
   if (!ticket) return NO_TICKET;
-  const holder = ticket.variationId === v.variationId && ticket.runnerId === v.runnerId && ticket.attempt === v.attempts;
+  const holder = ticket.variationId === v.variationId && ticket.runnerId === v.runnerId && ticket.attempt === v.attempt;
   return holder ? null : "That attempt is still running: only its runner may delete its output";
 }
 

@@ -87,6 +87,7 @@ const cancelRequested = (db: Db, jobId: string) =>
 const limits = userLimitsFrom(USER_LIMIT_DEFAULTS);
 const reopen = (j: SeededJob) => ({ jobId: j.jobId, viewer: viewer(j), limits });
 const pause = (db: Db, j: SeededJob, now = NOW + 1) => pauseJob(db, { jobId: j.jobId, viewer: viewer(j) }, now);
+/** The cap count only: the running claim (attempt 1) keeps its number. */
 const atCap = (db: Db, v: string) => db.run(sql`UPDATE variations SET attempts = ${MAX_ATTEMPTS} WHERE id = ${v}`);
 const finish = (db: Db, v: string, jobId: string, attempt = 1) =>
   finishVariation(db, { ...own(v, attempt), outputKey: `outputs/${jobId}/${v}.a${attempt}.mp4`, outputSize: 1, now: NOW + 5 });
@@ -222,7 +223,7 @@ const variationScenarios: Record<string, Scenario> = {
     await claim(db);
     await atCap(db, j.v);
     const before = await vStatus(db, j.v);
-    await requeueVariation(db, { ...own(j.v, MAX_ATTEMPTS), error: "encode stalled", now: NOW + 1 });
+    await requeueVariation(db, { ...own(j.v), error: "encode stalled", now: NOW + 1 });
     return [before, await vStatus(db, j.v)];
   },
   "running → queued: runnerRoundTrip: stranded": async (db) => {

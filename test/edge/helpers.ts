@@ -141,7 +141,7 @@ export async function claimAll(
   const [claimed] = await dbh.batch([
     dbh
       .update(variations)
-      .set({ status: "running", runnerId, leaseExpiresAt: now + leaseMs, attempts: sql`${variations.attempts} + 1`, startedAt: now })
+      .set({ status: "running", runnerId, leaseExpiresAt: now + leaseMs, attempts: sql`${variations.attempts} + 1`, claims: sql`${variations.claims} + 1`, startedAt: now })
       .where(and(eq(variations.status, "queued"), inArray(variations.id, pick)))
       .returning({ id: variations.id }),
     dbh

@@ -43,7 +43,7 @@ async function holdVariation(opts: { attempt?: number; leaseExpiresAt?: number }
   const runnerId = `runner-${newId()}`;
   await db
     .update(variations)
-    .set({ status: "running", runnerId, attempts: attempt, leaseExpiresAt: opts.leaseExpiresAt ?? Date.now() + 30_000, startedAt: Date.now() })
+    .set({ status: "running", runnerId, attempts: attempt, claims: attempt, leaseExpiresAt: opts.leaseExpiresAt ?? Date.now() + 30_000, startedAt: Date.now() })
     .where(eq(variations.id, rows[0]!.id));
   await db.update(jobs).set({ status: "processing" }).where(eq(jobs.id, job.id));
   return {
@@ -441,7 +441,7 @@ describe("multipart uploads for large outputs", () => {
     const created = await createUpload(held.output, held.ticket);
     const { uploadId } = (await created.json()) as { uploadId: string };
     // Attempt 2 (another runner) took the variation over: attempt 1's key can never be recorded.
-    await setVariation(held.variationId, { runnerId: "heir", attempts: 2 });
+    await setVariation(held.variationId, { runnerId: "heir", attempts: 2, claims: 2 });
     const abort = await internal(`/uploads/${encodeURIComponent(uploadId)}?key=${encodeURIComponent(held.output)}`, {
       method: "DELETE",
       ticket: held.ticket,

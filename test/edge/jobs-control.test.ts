@@ -14,7 +14,7 @@ const post = (s: Session, path: string, json?: unknown) => s.call(path, { method
 async function runnerStops(jobId: string, runnerId: string) {
   for (const v of await variationsOf(jobId)) {
     if (v.status === "running") {
-      await cancelVariation(db, { attempt: v.attempts, variationId: v.id, runnerId, stopStage: "q", now: Date.now() });
+      await cancelVariation(db, { attempt: v.claims, variationId: v.id, runnerId, stopStage: "q", now: Date.now() });
     }
   }
 }
@@ -25,9 +25,9 @@ async function runAll(jobId: string, runnerId: string, fail = 0) {
   let failed = 0;
   for (const v of await variationsOf(jobId)) {
     if (v.status !== "running") continue;
-    const own = { variationId: v.id, runnerId, attempt: v.attempts, now: Date.now() };
+    const own = { variationId: v.id, runnerId, attempt: v.claims, now: Date.now() };
     if (failed++ < fail) await failVariation(db, { ...own, error: "ffmpeg exited with code 1" });
-    else await finishVariation(db, { ...own, outputKey: `outputs/${jobId}/${v.id}.a${v.attempts}.mp4`, outputSize: 10 });
+    else await finishVariation(db, { ...own, outputKey: `outputs/${jobId}/${v.id}.a${v.claims}.mp4`, outputSize: 10 });
   }
 }
 

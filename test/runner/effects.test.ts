@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EffectFamily, EffectIntensity } from "../../db/effects";
-import { buildEncodeArgs, probeMedia, spawnFfmpeg, verifyOutput, type ZoomScaler } from "../../runner/ffmpeg";
+import { buildEncodeArgs, detectZoomScaler, probeMedia, spawnFfmpeg, verifyOutput, type ZoomScaler } from "../../runner/ffmpeg";
 import { deriveParams, type EffectParams } from "../../runner/params";
 import { makeClip } from "../helpers/clips";
 
@@ -31,6 +31,9 @@ beforeAll(async () => {
   ]);
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
+
+/** Both ways a zoom is scaled back, where this FFmpeg has zscale (the runner picks it then: detectZoomScaler). */
+const SCALERS: ZoomScaler[] = (await detectZoomScaler("ffmpeg")) === "zscale" ? ["scale", "zscale"] : ["scale"];
 
 /** The first seed (from 1) whose parameters satisfy `want`: tests pick a draw that makes the effect measurable. */
 function seedWhere(families: EffectFamily[], intensity: EffectIntensity, want: (p: EffectParams) => boolean): number {
@@ -161,7 +164,7 @@ describe("effect families on real FFmpeg output", () => {
     expect(meanAbsDiff(await frame(noisy.output), source)).toBeGreaterThan(meanAbsDiff(await frame(bare.output), source) + 1.5);
   });
 
-  it.each(["scale", "zscale"] as const)("zoom (%s): the box grows by the crop's factor around the crop window", async (scaler) => {
+  it.each(SCALERS)("zoom (%s): the box grows by the crop's factor around the crop window", async (scaler) => {
     const seed = seedWhere(["zoom"], "strong", (p) => p.zoom >= 0.02);
     const { output, plan } = await encode(boxClip, ["zoom"], "strong", seed, scaler);
     expect(plan.args.join(" ")).toContain(`${scaler}=`);
@@ -178,6 +181,17 @@ describe("effect families on real FFmpeg output", () => {
     const cy = centre(Array.from({ length: H }, (_, y) => darkness(out, 80, y)));
     expect(Math.abs(cx - ((80 - cropX) * W) / cropW)).toBeLessThan(0.5);
     expect(Math.abs(cy - ((60 - cropY) * H) / cropH)).toBeLessThan(0.5);
+  });
+
+  it.each(SCALERS)("zoom (%s): an RGB source and a full-range source come out limited-range yuv420p, as bright as the source", async (scaler) => {
+    for (const [name, encoder] of [["rgb", ["-c:v", "libx264rgb"]], ["full-range", ["-pix_fmt", "yuvj420p", "-c:v", "libx264"]]] as const) {
+      const source = join(dir, `${name}.mp4`);
+      await run("ffmpeg", ["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", `testsrc2=s=${W}x${H}:r=30:d=1`, ...encoder, source]);
+      const { output } = await encode(source, ["zoom"], "subtle", 1, scaler);
+      const { stdout } = await run("ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=pix_fmt,color_range", "-of", "csv=p=0", output]);
+      expect(stdout.trim(), `${name} source`).toMatch(/^yuv420p,(tv|unknown)$/);
+      expect(Math.abs(mean(await frame(output)) - mean(await frame(source))), `${name} source`).toBeLessThan(1.5);
+    }
   });
 
   it("rotate: the box's top edge tilts by the angle, and the corners stay picture (a zoom hides them) without choosing zoom", async () => {

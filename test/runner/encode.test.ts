@@ -43,7 +43,7 @@ async function inProcessRunner(env: Record<string, string>): Promise<InProcessRu
 async function holdAs(variationId: string, runnerId: string, attempt: number) {
   await stack.db
     .update(variations)
-    .set({ status: "running", runnerId, attempts: attempt, leaseExpiresAt: Date.now() + 60_000 })
+    .set({ status: "running", runnerId, attempts: attempt, claims: attempt, leaseExpiresAt: Date.now() + 60_000 })
     .where(eq(variations.id, variationId));
   return { runnerId, variationId, attempt };
 }
@@ -228,7 +228,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     const r = await inProcessRunner({ WORK_DIR: workDir });
     await r.waitForLog(/ffmpeg started/);
     const [v] = await getVariationRows(stack.db, job.id);
-    await stack.db.update(variations).set({ runnerId: "thief", attempts: 2 }).where(eq(variations.id, v!.id));
+    await stack.db.update(variations).set({ runnerId: "thief", attempts: 2, claims: 2 }).where(eq(variations.id, v!.id));
 
     await r.waitForLog(/variation lost to another runner; dropped/, 10_000);
     expect(r.lines.join("\n")).toMatch(/stop stage q .*reason=lost/);

@@ -197,7 +197,7 @@ describe("quality: runner records figures and re-draws", { timeout: 240_000 }, (
       expect(v.distinct).toBeGreaterThan(0);
       expect(v.redraws).toBe(0);
       expect(v.fingerprint).toBeTruthy();
-      expect(v.thumbnailKey).toBe(variationThumbnailKey(job.id, v.id, v.attempts));
+      expect(v.thumbnailKey).toBe(variationThumbnailKey(job.id, v.id, v.claims));
       const params = JSON.parse(v.params!) as Record<string, unknown>;
       expect(params).toMatchObject(deriveParams(v.seed) as unknown as Record<string, unknown>);
     }

@@ -43,14 +43,15 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     expect(rows.filter((r) => r.status !== "completed")).toEqual([]);
     // On a loaded machine an attempt may end in a retryable error (the edge answering too slowly, say): the
     // variation is then claimed again as its next attempt, by either runner. What must never happen is one attempt
-    // handed to both: every (variation, attempt) claimed exactly once, and every attempt the rows count was claimed.
+    // handed out twice: every (variation, attempt) claimed exactly once — also after a hand-back, which refunds the
+    // cap's count but never the attempt number — and no runner heard of more claims than the rows count.
     const claims = [...claimedIn(a.logs()), ...claimedIn(b.logs())];
     if (claims.length > 16) {
       const why = (a.logs() + b.logs()).split("\n").filter((l) => /retryable|lost|handed back|edge unavailable/.test(l));
       console.log(`variations claimed again (${claims.length} claims):\n${why.join("\n")}`);
     }
     expect(claims.length - new Set(claims).size).toBe(0);
-    expect(claims.length).toBe(rows.reduce((n, r) => n + r.attempts, 0));
+    expect(claims.length).toBeLessThanOrEqual(rows.reduce((n, r) => n + r.claims, 0));
     expect(new Set(claims.map((c) => c.split(":")[0])).size).toBe(16);
     const keys = (await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
     expect(keys).toEqual(recordedKeys(rows));

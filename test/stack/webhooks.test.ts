@@ -186,7 +186,7 @@ async function runnerSettles(jobId: string, outcome: "finish" | "fail"): Promise
   const { claimed } = await claimVariations(db, { runnerId: "webhook-test-runner", leaseMs: 60_000, now: Date.now(), limit: 1 });
   const v = claimed.find((c) => c.jobId === jobId);
   expect(v, "the test job's variation was claimed").toBeTruthy();
-  const own = { variationId: v!.id, runnerId: "webhook-test-runner", attempt: v!.attempts, now: Date.now() };
+  const own = { variationId: v!.id, runnerId: "webhook-test-runner", attempt: v!.attempt, now: Date.now() };
   if (outcome === "finish") expect(await finishVariation(db, { ...own, outputKey: `outputs/${jobId}/${v!.id}.mp4`, outputSize: 10 })).toBe(true);
   else expect(await failVariation(db, { ...own, error: "test failure" })).toBe(true);
 }

@@ -82,6 +82,7 @@ function buildRecord(input: NewJob, newSources: NewSource[], now: number): JobRe
       position: vi + 1,
       seed: seeds[si * input.variationsPerVideo + vi]!,
       ...FRESH_VARIATION,
+      claims: 0,
       // Same timestamp for the whole job; the claim order then falls back to rowid, i.e. insertion order.
       createdAt: now,
     })),

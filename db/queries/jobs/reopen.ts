@@ -18,7 +18,11 @@ import { presentRecord, type JobRecord, type Viewer } from "./present";
  * work" means the first statement applied in this very batch: the two cannot come apart.
  */
 
-/** The columns of a variation handed out afresh: attempts reset, the previous attempt's traces cleared. */
+/**
+ * The columns of a variation handed out afresh: attempts reset, the previous attempt's traces cleared. Not
+ * `claims`: the next claim's number must differ from every earlier one (a late finisher of the last series keeps
+ * its own key and cannot pass the ownership check).
+ */
 export const FRESH_VARIATION = {
   status: "queued",
   progress: 0,

@@ -9,8 +9,11 @@ export interface ClaimedVariation {
   sourceId: string;
   position: number;
   seed: number;
-  /** The attempt this claim is (1-based): part of the ownership and of the output key. */
-  attempts: number;
+  /**
+   * This claim's number (`claims` after it, 1-based, never reused for this variation): part of the ownership and of
+   * the output key. Not the cap counter `attempts`, which hand-backs refund and reopens reset.
+   */
+  attempt: number;
   leaseExpiresAt: number;
   sourceKey: string;
   sourcePosition: number;
@@ -85,6 +88,7 @@ export function claimStatement(db: Db, input: { runnerId: string; leaseMs: numbe
       runner_id = ${runnerId},
       lease_expires_at = ${now + leaseMs},
       attempts = attempts + 1,
+      claims = claims + 1,
       started_at = ${now},
       finished_at = NULL,
       progress = 0,
@@ -98,7 +102,7 @@ export function claimStatement(db: Db, input: { runnerId: string; leaseMs: numbe
         LIMIT 1)
       AND ${claimable(now, sql`variations`)}
       AND job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_ACCEPTS_WORK})
-    RETURNING id, job_id AS jobId, source_id AS sourceId, position, seed, attempts,
+    RETURNING id, job_id AS jobId, source_id AS sourceId, position, seed, claims AS attempt,
       lease_expires_at AS leaseExpiresAt,
       (SELECT s.object_key FROM sources s WHERE s.id = source_id) AS sourceKey,
       (SELECT s.position FROM sources s WHERE s.id = source_id) AS sourcePosition,

@@ -8,7 +8,8 @@ export interface TicketRow {
   jobId: string;
   status: VariationStatus;
   runnerId: string | null;
-  attempts: number;
+  /** The current claim's number (`claims`): what a ticket's attempt must equal. */
+  attempt: number;
   leaseExpiresAt: number | null;
   /** The variation's source object (`sources/…` or `uploads/…`). */
   sourceKey: string;
@@ -19,7 +20,7 @@ export interface TicketRow {
 /** The variation's lease, its source key and its job's status and thumbnail, or null when the variation is gone. */
 export async function findTicket(db: Db, variationId: string): Promise<TicketRow | null> {
   const [row] = await db.all<TicketRow>(sql`
-    SELECT v.id AS variationId, v.job_id AS jobId, v.status AS status, v.runner_id AS runnerId, v.attempts AS attempts,
+    SELECT v.id AS variationId, v.job_id AS jobId, v.status AS status, v.runner_id AS runnerId, v.claims AS attempt,
       v.lease_expires_at AS leaseExpiresAt, s.object_key AS sourceKey, j.status AS jobStatus,
       j.thumbnail_key AS jobThumbnailKey
     FROM variations v JOIN sources s ON s.id = v.source_id JOIN jobs j ON j.id = v.job_id

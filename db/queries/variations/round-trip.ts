@@ -69,7 +69,7 @@ export async function runnerRoundTrip(db: Db, input: RoundTripInput): Promise<Ro
   if (input.inHand) {
     const json = JSON.stringify(input.inHand.map(key));
     const notInHand = sql`runner_id = ${runnerId} AND status = 'running'
-      AND (id || ':' || attempts) NOT IN (SELECT value FROM json_each(${json}))`;
+      AND (id || ':' || claims) NOT IN (SELECT value FROM json_each(${json}))`;
     // Never started: nothing was spent, the attempt is given back. Started: its lease ends now.
     items.push(
       db.all<{ id: string; jobId: string; status: string }>(sql`
@@ -99,8 +99,8 @@ export async function runnerRoundTrip(db: Db, input: RoundTripInput): Promise<Ro
           lease_expires_at = ${now + leaseMs},
           progress = coalesce((SELECT json_extract(b.value, '$.p') FROM json_each(${json}) b WHERE b.key = variations.id), progress)
         WHERE runner_id = ${runnerId} AND status = 'running'
-          AND attempts = (SELECT json_extract(b.value, '$.a') FROM json_each(${json}) b WHERE b.key = variations.id)
-        RETURNING id, attempts AS attempt`),
+          AND claims = (SELECT json_extract(b.value, '$.a') FROM json_each(${json}) b WHERE b.key = variations.id)
+        RETURNING id, claims AS attempt`),
       db.all<{ jobId: string }>(sql`
         SELECT DISTINCT v.job_id AS jobId FROM variations v JOIN jobs j ON j.id = v.job_id
         WHERE v.runner_id = ${runnerId} AND v.status = 'running' AND ${JOB_REFUSES_WORK}`),

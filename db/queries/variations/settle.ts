@@ -20,16 +20,17 @@ async function settle(
   set: SQL,
   now: number,
   /** Given the row read back (still carrying this runner's id): did this very attempt already settle it so? */
-  alreadyDone: (row: { status: VariationStatus; attempts: number; outputKey: string | null }) => boolean,
+  alreadyDone: (row: { status: VariationStatus; claims: number; outputKey: string | null }) => boolean,
 ): Promise<{ ok: boolean; status: VariationStatus | null }> {
   const [rows] = await db.batch([
     db.all<{ status: VariationStatus }>(sql`UPDATE variations SET ${set} WHERE ${owned(o)} RETURNING status`),
     finalizeJobStatement(db, sql`jobs.id = (SELECT job_id FROM variations WHERE id = ${o.variationId})`, now),
   ]);
   if (rows[0]) return { ok: true, status: rows[0].status };
-  const [row] = await db.all<{ status: VariationStatus; runnerId: string | null; attempts: number; outputKey: string | null }>(sql`
-    SELECT status, runner_id AS runnerId, attempts, output_key AS outputKey FROM variations WHERE id = ${o.variationId}`);
-  const mine = !!row && row.runnerId === o.runnerId;
+  // No later claim (claims unchanged) and still this runner's id: the row is as this attempt left it.
+  const [row] = await db.all<{ status: VariationStatus; runnerId: string | null; claims: number; outputKey: string | null }>(sql`
+    SELECT status, runner_id AS runnerId, claims, output_key AS outputKey FROM variations WHERE id = ${o.variationId}`);
+  const mine = !!row && row.runnerId === o.runnerId && row.claims === o.attempt;
   return { ok: mine && alreadyDone(row), status: row?.status ?? null };
 }
 
@@ -70,7 +71,7 @@ export async function finishVariation(
     sql`status = 'completed', progress = 100, finished_at = ${now}, lease_expires_at = NULL,
       output_key = ${outputKey}, output_size = ${outputSize}, error = NULL${quality}`,
     now,
-    (row) => row.status === "completed" && row.attempts === input.attempt && row.outputKey === outputKey,
+    (row) => row.status === "completed" && row.outputKey === outputKey,
   );
   return r.ok;
 }
@@ -83,7 +84,7 @@ export async function failVariation(db: Db, input: Ownership & { error: string; 
     input,
     sql`status = 'failed', finished_at = ${now}, lease_expires_at = NULL, error = ${error}`,
     now,
-    (row) => row.status === "failed" && row.attempts === input.attempt,
+    (row) => row.status === "failed",
   );
   return r.ok;
 }
@@ -109,9 +110,7 @@ function stopSettle(db: Db, input: Ownership & { now: number; stopStage?: StopSt
         lease_expires_at = NULL,
         progress = CASE WHEN ${cancels} THEN progress ELSE 0 END`,
     now,
-    (row) =>
-      (row.status === "cancelled" && row.attempts === input.attempt) ||
-      (row.status === "queued" && row.attempts === input.attempt - 1),
+    (row) => row.status === "cancelled" || row.status === "queued",
   );
 }
 
@@ -159,7 +158,7 @@ export async function requeueVariation(
         lease_expires_at = NULL,
         progress = 0`,
     now,
-    (row) => row.attempts === input.attempt && (row.status === "queued" || row.status === "failed" || row.status === "cancelled"),
+    (row) => row.status === "queued" || row.status === "failed" || row.status === "cancelled",
   );
   return r.ok ? (r.status as "queued" | "failed" | "cancelled") : null;
 }

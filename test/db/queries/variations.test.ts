@@ -19,6 +19,9 @@ import {
   runnerRoundTrip,
 } from "../../../db/queries/variations";
 import { DEFAULT_EFFECTS_JSON, parseStoredEffects } from "../../../db/effects";
+import { outputKey } from "../../../db/keys";
+import { USER_LIMIT_DEFAULTS, userLimitsFrom } from "../../../db/limits";
+import { retryJob } from "../../../db/queries/jobs";
 import { jobs, runners, sources, variations } from "../../../db/schema";
 import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
 import { freshDb, getJobRow, getVariationRows, requestCancelRow, seedJob } from "../../helpers/seed";
@@ -61,7 +64,7 @@ describe("claimVariation", () => {
       jobId: older.jobId,
       sourceId: older.sourceIds[0],
       position: 1,
-      attempts: 1,
+      attempt: 1,
       leaseExpiresAt: NOW + LEASE,
       sourceKey: "sources/j/s",
       sourcePosition: 1,
@@ -106,7 +109,7 @@ describe("claimVariation", () => {
     await claimVariation(db, { runnerId: "dead", leaseMs: LEASE, now: NOW });
     expect(await claimVariation(db, { runnerId: "r2", leaseMs: LEASE, now: NOW + LEASE - 1 })).toBeNull();
     const taken = await claimVariation(db, { runnerId: "r2", leaseMs: LEASE, now: NOW + LEASE + 1 });
-    expect(taken).toMatchObject({ id: job.variationIds[0], attempts: 2 });
+    expect(taken).toMatchObject({ id: job.variationIds[0], attempt: 2 });
     expect(await variation(db, job.variationIds[0]!)).toMatchObject({ runnerId: "r2", status: "running" });
   });
 
@@ -181,7 +184,7 @@ describe("fair share between users", () => {
     let now = NOW + 300;
     for (let turn = 0; turn < 20; turn++) {
       const done = slots.shift()!;
-      await finishVariation(db, { variationId: done.id, runnerId: "r1", attempt: done.attempts, outputKey: `outputs/${done.jobId}/${done.id}`, outputSize: 1, now: now++ });
+      await finishVariation(db, { variationId: done.id, runnerId: "r1", attempt: done.attempt, outputKey: `outputs/${done.jobId}/${done.id}`, outputSize: 1, now: now++ });
       if (done.jobId === b.jobId) break;
       aCompleted++;
       slots.push((await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: now++ }))!);
@@ -321,7 +324,9 @@ describe("settling a variation", () => {
       leaseExpiresAt: null,
       startedAt: null,
     });
-    expect((await claimVariation(db, { runnerId: "r2", leaseMs: LEASE, now: NOW + 2 }))?.attempts).toBe(1);
+    // The refund gives the cap its attempt back; the next claim is still a new attempt number (its own output key).
+    expect((await claimVariation(db, { runnerId: "r2", leaseMs: LEASE, now: NOW + 2 }))?.attempt).toBe(2);
+    expect(await variation(db, job.variationIds[0]!)).toMatchObject({ status: "running", attempts: 1, claims: 2 });
   });
 
   it("cancels instead of releasing when the job was asked to cancel, so the job can finish", async () => {
@@ -339,7 +344,7 @@ describe("settling a variation", () => {
     const job = await seedJob(db, { sources: src, variationsPerSource: 1 });
     const id = job.variationIds[0]!;
     for (let i = 1; i <= 3; i++) {
-      expect((await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW + i }))?.attempts).toBe(i);
+      expect((await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW + i }))?.attempt).toBe(i);
       const status = await requeueVariation(db, { variationId: id, runnerId: "r1", attempt: i, error: "edge unreachable", now: NOW + i });
       expect(status).toBe(i < 3 ? "queued" : "failed");
     }
@@ -425,7 +430,7 @@ describe("ownership is per attempt, and settling is idempotent", () => {
     const job = await seedJob(db, { sources: src, variationsPerSource: 1 });
     const v = (await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW }))!;
     const finish = (outputKey: string) =>
-      finishVariation(db, { variationId: v.id, runnerId: "r1", attempt: v.attempts, outputKey, outputSize: 9, now: NOW + 5 });
+      finishVariation(db, { variationId: v.id, runnerId: "r1", attempt: v.attempt, outputKey, outputSize: 9, now: NOW + 5 });
     const key = `outputs/${job.jobId}/${v.id}.a1.mp4`;
     expect(await finish(key)).toBe(true);
     // The same call again, as the runner's retry after a dropped reply: the row already says so.
@@ -436,12 +441,39 @@ describe("ownership is per attempt, and settling is idempotent", () => {
     expect((await getJobRow(db, job.jobId))?.status).toBe("completed");
   });
 
+  it("never hands out an attempt number twice — not after a hand-back, not after a retry — so a late finisher of an earlier claim can neither settle the variation nor share the new claim's output key", async () => {
+    const { db } = await freshDb(server, "attempt_unique");
+    const job = await seedJob(db, { sources: src, variationsPerSource: 1 });
+    const id = job.variationIds[0]!;
+    const claim = async (now: number) => (await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now }))!;
+    const first = await claim(NOW);
+    // A hand-back (edge trouble, shutdown) refunds the cap's attempt; the same runner claims the variation again.
+    expect(await releaseVariation(db, { variationId: id, runnerId: "r1", attempt: first.attempt, now: NOW + 1 })).toBe(true);
+    const second = await claim(NOW + 2);
+    expect(second.attempt).not.toBe(first.attempt);
+    // The first claim's task, late (its upload went out before the hand-back): nothing it does may count.
+    const late = { variationId: id, runnerId: "r1", attempt: first.attempt, outputSize: 1, now: NOW + 3 };
+    expect(await finishVariation(db, { ...late, outputKey: outputKey(job.jobId, id, first.attempt) })).toBe(false);
+    expect(await variation(db, id)).toMatchObject({ status: "running", outputKey: null, attempts: 1 });
+    // The job fails, the user retries it: a new series of attempts (the cap counts from 0), new attempt numbers.
+    expect(await failVariation(db, { variationId: id, runnerId: "r1", attempt: second.attempt, error: "boom", now: NOW + 4 })).toBe(true);
+    const viewer = { id: job.userId, email: `${job.userId}@test.local`, role: "user" as const };
+    await retryJob(db, { jobId: job.jobId, viewer, limits: userLimitsFrom(USER_LIMIT_DEFAULTS) }, NOW + 5);
+    expect(await variation(db, id)).toMatchObject({ status: "queued", attempts: 0 });
+    const third = await claim(NOW + 6);
+    expect(new Set([first.attempt, second.attempt, third.attempt]).size).toBe(3);
+    const stale = { variationId: id, runnerId: "r1", attempt: second.attempt, outputSize: 1, now: NOW + 7 };
+    expect(await finishVariation(db, { ...stale, outputKey: outputKey(job.jobId, id, second.attempt) })).toBe(false);
+    expect(await finishVariation(db, { ...stale, attempt: third.attempt, outputKey: outputKey(job.jobId, id, third.attempt) })).toBe(true);
+    expect(await variation(db, id)).toMatchObject({ status: "completed", attempts: 1, outputKey: outputKey(job.jobId, id, third.attempt) });
+  });
+
   it("lets only the newest attempt move a variation, even when the same runner claimed it again", async () => {
     const { db } = await freshDb(server, "attempt_owner");
     await seedJob(db, { sources: src, variationsPerSource: 1 });
     const first = (await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW }))!;
     const second = (await claimVariation(db, { runnerId: "r1", leaseMs: LEASE, now: NOW + LEASE + 1 }))!;
-    expect([first.attempts, second.attempts]).toEqual([1, 2]);
+    expect([first.attempt, second.attempt]).toEqual([1, 2]);
     const hb = await heartbeatVariations(db, {
       runnerId: "r1",
       now: NOW + LEASE + 2,
@@ -480,7 +512,10 @@ describe("ownership is per attempt, and settling is idempotent", () => {
     expect(await variation(db, lostStarted.id)).toMatchObject({ status: "running", attempts: 1, leaseExpiresAt: NOW + 999 });
     // Both are available to the next claim at once, without waiting for LEASE_MS.
     const next = await claimVariations(db, { runnerId: "r2", leaseMs: LEASE, now: NOW + 1001, limit: 3 });
-    expect(next.claimed.map((c) => [c.id, c.attempts]).sort()).toEqual([[lostNew.id, 1], [lostStarted.id, 2]].sort());
+    // Both are new claims (attempt 2 each); only the never-started one had its cap attempt given back.
+    expect(next.claimed.map((c) => [c.id, c.attempt]).sort()).toEqual([[lostNew.id, 2], [lostStarted.id, 2]].sort());
+    expect(await variation(db, lostNew.id)).toMatchObject({ attempts: 1, claims: 2 });
+    expect(await variation(db, lostStarted.id)).toMatchObject({ attempts: 2, claims: 2 });
     expect((await getJobRow(db, job.jobId))?.status).toBe("processing");
   });
 });

@@ -9,7 +9,7 @@ const row = (over: Partial<TicketRow> = {}): TicketRow => ({
   jobId: "j1",
   status: "running",
   runnerId: "r1",
-  attempts: 2,
+  attempt: 2,
   leaseExpiresAt: NOW + 10_000,
   sourceKey: "sources/j1/s1",
   jobStatus: "processing",
@@ -57,7 +57,7 @@ describe("runner scope", () => {
   it("lets a thumbnail through for the row's runner and attempt in any status, while the job has none", () => {
     const thumb = thumbnailKey("j1");
     expect(mayWrite(thumb, ticket, row({ status: "completed", leaseExpiresAt: null }), NOW)).toBeNull();
-    expect(mayWrite(thumb, ticket, row({ attempts: 3 }), NOW)).toMatch(/^Lease not held/);
+    expect(mayWrite(thumb, ticket, row({ attempt: 3 }), NOW)).toMatch(/^Lease not held/);
     expect(mayWrite(thumb, ticket, row({ jobThumbnailKey: thumb }), NOW)).toMatch(/already has a thumbnail/);
     expect(mayWrite(thumbnailKey("j2"), ticket, row(), NOW)).toMatch(/^Key not this attempt's/);
   });
@@ -79,7 +79,7 @@ describe("runner scope", () => {
 
   it("lets a runner that lost its lease abort its own multipart upload, but not anyone abort a running attempt's", () => {
     const mine = outputKey("j1", "v1", 1);
-    const taken = row({ runnerId: "r2", attempts: 2 });
+    const taken = row({ runnerId: "r2", attempt: 2 });
     expect(mayAbort(mine, { ...ticket, attempt: 1 }, taken, { variation: taken, jobStatus: null }, NOW)).toBeNull();
     const running = outputKey("j1", "v1", 2);
     expect(mayAbort(running, { ...ticket, attempt: 1 }, taken, { variation: taken, jobStatus: null }, NOW)).toMatch(/^Lease not held/);

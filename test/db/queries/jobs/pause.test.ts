@@ -102,7 +102,9 @@ describe("stopping a paused job's variations", () => {
     await resumeJob(db, { jobId: j.jobId, viewer: viewer(j), limits }, NOW + 5);
     expect((await getJobRow(db, j.jobId))!.status).toBe("processing");
     const again = await claimVariation(db, { runnerId: "r2", leaseMs: LEASE, now: NOW + 6 });
-    expect(again).toMatchObject({ id: v, attempts: 1 });
+    // A new claim (its own attempt number), and the pause cost nothing: one attempt counted against the cap.
+    expect(again).toMatchObject({ id: v, attempt: 2 });
+    expect(await variation(db, v)).toMatchObject({ status: "running", attempts: 1 });
   });
 
   it("settles a stop that lands after the resume as queued too (the job no longer cancels work)", async () => {
