@@ -216,7 +216,7 @@ export interface ClaimBenchShape {
 /**
  * Concurrent claim loops (each its own client and runner id, as that many runners would be) over no-op variations
  * in a database of their own on the stack's libSQL server: claim → finish at once, until the queue is empty.
- * Double claims: a variation handed out more than once (by the loops' own tally and by `attempts`).
+ * Double claims: a variation handed out more than once (by the loops' own tally and by `claims`, which every claim increments).
  */
 export async function benchClaims(b: BenchStack, shape: ClaimBenchShape = {}): Promise<ClaimFigures> {
   const { loops = 16, users = 1, jobsPerUser = 20, variationsPerJob = 100, historyJobs = 0 } = shape;
@@ -257,7 +257,7 @@ export async function benchClaims(b: BenchStack, shape: ClaimBenchShape = {}): P
   );
   const seconds = (performance.now() - t0) / 1000;
   const [row] = await db.all<{ twice: number; left: number }>(sql`
-    SELECT sum(CASE WHEN attempts > 1 THEN 1 ELSE 0 END) AS twice, sum(CASE WHEN status <> 'completed' THEN 1 ELSE 0 END) AS left
+    SELECT sum(CASE WHEN claims > 1 THEN 1 ELSE 0 END) AS twice, sum(CASE WHEN status <> 'completed' THEN 1 ELSE 0 END) AS left
     FROM variations`);
   db.$client.close();
   const byTally = [...seen.values()].filter((n) => n > 1).length;

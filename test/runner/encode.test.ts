@@ -117,8 +117,8 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     const rows = await getVariationRows(stack.db, job.id);
     expect(rows.map((r) => r.status)).toEqual(["failed", "failed", "failed"]);
     // Failed at the first look: nothing was claimed a second time.
-    expect(Math.max(...rows.map((r) => r.attempts))).toBe(1);
-    expect(rows.filter((r) => r.attempts === 1)).toHaveLength(1);
+    expect(Math.max(...rows.map((r) => r.claims))).toBe(1);
+    expect(rows.filter((r) => r.claims === 1)).toHaveLength(1);
   });
 
   it("fails a source over the runner's duration or resolution limit before any encode, with a reason naming the limit", async () => {

@@ -68,7 +68,7 @@ describe("files that pass the sniff but are not usable video", () => {
     const { view, rows } = await runToEnd(file);
     expect(view.status).toBe("failed");
     // One probe fails every variation of the source at once: no retries, at most one claim.
-    expect(rows.every((r) => r.status === "failed" && r.attempts <= 1)).toBe(true);
+    expect(rows.every((r) => r.status === "failed" && r.claims <= 1)).toBe(true);
     expect(rows[0]!.error).toMatch(/^not a decodable video: .+/);
     expect(view.files[0].error ?? view.files[0].variations[0].error).toMatch(/not a decodable video/);
     expect(view.error).toMatch(/All 2 variations failed: not a decodable video/);
@@ -82,7 +82,7 @@ describe("files that pass the sniff but are not usable video", () => {
     await writeFile(file, bytes.subarray(0, Math.floor(bytes.length * 0.5)));
     const { view, rows } = await runToEnd(file);
     expect(view.status).toBe("failed");
-    expect(rows.every((r) => r.status === "failed" && r.attempts <= 1)).toBe(true);
+    expect(rows.every((r) => r.status === "failed" && r.claims <= 1)).toBe(true);
     // Whatever the stage that notices (probe, decode, or the output's duration check), the reason says what is wrong.
     expect(rows[0]!.error).toMatch(/decodable|incomplete|duration|Invalid data|truncat|ffmpeg exited/i);
     console.log(`[bad-input] half an MP4 with its moov first → ${rows[0]!.error}`);
@@ -104,7 +104,7 @@ describe("files that pass the sniff but are not usable video", () => {
     for (const file of [mp4, webm]) {
       const { view, rows } = await runToEnd(file);
       expect(view.status).toBe("failed");
-      expect(rows.every((r) => r.status === "failed" && r.attempts <= 1 && /^not a decodable video: .{3,}/.test(r.error ?? ""))).toBe(true);
+      expect(rows.every((r) => r.status === "failed" && r.claims <= 1 && /^not a decodable video: .{3,}/.test(r.error ?? ""))).toBe(true);
     }
   });
 });

@@ -88,7 +88,9 @@ export function claimStatement(db: Db, input: { runnerId: string; leaseMs: numbe
       runner_id = ${runnerId},
       lease_expires_at = ${now + leaseMs},
       attempts = attempts + 1,
-      claims = claims + 1,
+      -- max(): a runner of the previous release (which only counted attempts) may have claimed after the
+      -- migration; the next number must still be one no claim has used.
+      claims = max(claims, attempts) + 1,
       started_at = ${now},
       finished_at = NULL,
       progress = 0,
