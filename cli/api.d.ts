@@ -1348,7 +1348,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Not an admin, or CSRF */
+            /** @description Not an admin, CSRF, or an API token that expires (code expiring_token: an account would outlive it) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1810,7 +1810,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Completed; pass the id to POST /api/jobs */
+            /** @description Completed (also when it already was: a complete retried after a lost answer); pass the id to POST /api/jobs */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1855,7 +1855,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Already completed or aborted */
+            /** @description Aborted, or already used by a job (code upload_closed) */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -41,7 +41,10 @@ export async function getOwnUpload(db: Db, input: { uploadId: string; userId: st
 
 /** The caller's upload that still accepts parts; someone else's upload is NotFound like an unknown one. */
 export async function getOpenUpload(db: Db, input: { uploadId: string; userId: string }): Promise<UploadRow> {
-  const row = await getOwnUpload(db, input);
+  return open(await getOwnUpload(db, input));
+}
+
+function open(row: UploadRow): UploadRow {
   if (row.status !== "uploading") throw new ConflictError("upload_closed", `This upload is already ${row.status}`);
   return row;
 }
@@ -79,8 +82,11 @@ export async function listUploadParts(db: Db, uploadId: string) {
 export async function getCompletableParts(
   db: Db,
   input: { uploadId: string; userId: string },
-): Promise<{ upload: UploadRow; parts: { partNumber: number; etag: string }[] }> {
-  const upload = await getOpenUpload(db, input);
+): Promise<{ upload: UploadRow; parts: { partNumber: number; etag: string }[] | "completed" }> {
+  const own = await getOwnUpload(db, input);
+  // Completed already: a complete retried after its answer was lost (or sent twice) is answered like the first.
+  if (own.status === "completed") return { upload: own, parts: "completed" };
+  const upload = open(own);
   const parts = await listUploadParts(db, upload.id);
   const missing: number[] = [];
   for (let n = 1; n <= upload.partCount; n++) if (!parts.some((p) => p.partNumber === n)) missing.push(n);

@@ -197,6 +197,7 @@ export async function completeUpload(
   now: number,
 ): Promise<{ id: string; filename: string; size: number; status: "completed" }> {
   const { upload, parts } = await getCompletableParts(deps.db, { uploadId: input.uploadId, userId: input.user.id });
+  if (parts === "completed") return { id: upload.id, filename: upload.filename, size: upload.size, status: "completed" };
   if (!upload.contentType) throw new UnsupportedMediaTypeError("The file is not an MP4, MOV, M4V, WebM or MKV video");
   const mp = deps.bucket.resumeMultipartUpload(upload.objectKey, upload.r2UploadId);
   try {

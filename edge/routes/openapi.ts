@@ -135,7 +135,7 @@ export function buildOpenApi(version: string) {
           responses: {
             "201": ok("Created", "UserEnvelope"),
             "400": err("Invalid body"),
-            "403": err("Not an admin, or CSRF"),
+            "403": err("Not an admin, CSRF, or an API token that expires (code expiring_token: an account would outlive it)"),
             "409": err("Email taken (code email_taken)"),
           },
         },
@@ -219,10 +219,10 @@ export function buildOpenApi(version: string) {
           summary: "Complete the upload once all parts are stored",
           parameters: [jobIdParam],
           responses: {
-            "200": ok("Completed; pass the id to POST /api/jobs", "CompletedUpload"),
+            "200": ok("Completed (also when it already was: a complete retried after a lost answer); pass the id to POST /api/jobs", "CompletedUpload"),
             "400": err("Missing parts (field parts)"),
             "404": err("Unknown upload"),
-            "409": err("Already completed or aborted"),
+            "409": err("Aborted, or already used by a job (code upload_closed)"),
             ...authErrors,
           },
         },

@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { ForbiddenError } from "../../db/errors";
 import { createUser, listUsers, setUserDisabled, type UserRow } from "../../db/queries/users";
 import type { AppEnv } from "../env";
 import { requireAdmin, requireUser } from "../lib/auth";
@@ -12,6 +13,11 @@ const present = (u: UserRow) => ({ id: u.id, email: u.email, role: u.role, creat
 export const users = new Hono<AppEnv>()
   .use(requireUser, requireAdmin)
   .post("/", validate("json", CreateUserBody), async (c) => {
+    // An account never expires: made with an expiring token, a leaked short-lived admin token would leave its finder
+    // a permanent way in (as a token made with one is capped at its expiry: routes/tokens.ts).
+    if (c.get("tokenExpiresAt") != null) {
+      throw new ForbiddenError("An expiring API token cannot create accounts; sign in, or use a token without expiry", "expiring_token");
+    }
     const input = { ...c.req.valid("json"), pepper: c.get("config").PASSWORD_PEPPER };
     const { id, email, role } = await createUser(c.get("db"), input, Date.now());
     return c.json({ user: { id, email, role } }, 201);

@@ -16,6 +16,19 @@ describe("POST /api/users", () => {
     expect(await loginCookie({ email, password: "long enough pw" })).toMatch(/^vr_session=/);
   });
 
+  it("refuses to create an account with an expiring API token (403 expiring_token, nothing created), and allows it with a lasting one", async () => {
+    const admin = await signIn("admin");
+    const token = async (expiresInDays: number | null) =>
+      ((await (await admin.call("/api/tokens", { method: "POST", json: { name: "t", expiresInDays } })).json()) as { token: string }).token;
+    const email = newEmail();
+    const refused = await call("/api/users", { method: "POST", token: await token(1), json: { email, password: "long enough pw", role: "admin" } });
+    expect([refused.status, await refused.json()]).toMatchObject([403, { error: { code: "expiring_token" } }]);
+    const listed = (await (await admin.call("/api/users")).json()) as { users: { email: string }[] };
+    expect(listed.users.map((u) => u.email)).not.toContain(email);
+    const made = await call("/api/users", { method: "POST", token: await token(null), json: { email, password: "long enough pw" } });
+    expect(made.status).toBe(201);
+  });
+
   it("creates admins when asked", async () => {
     const admin = await signIn("admin");
     const res = await admin.call("/api/users", { method: "POST", json: { email: newEmail(), password: "long enough pw", role: "admin" } });
