@@ -1437,7 +1437,7 @@ export interface operations {
                     "application/json": components["schemas"]["AdminUserEnvelope"];
                 };
             };
-            /** @description Not an admin, or CSRF */
+            /** @description Not an admin, CSRF, or an API token that expires (code expiring_token) */
             403: {
                 headers: {
                     [name: string]: unknown;

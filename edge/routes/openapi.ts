@@ -156,7 +156,7 @@ export function buildOpenApi(version: string) {
         post: {
           summary: "Re-enable a disabled account (admin)",
           parameters: [jobIdParam],
-          responses: { "200": ok("Enabled (idempotent)", "AdminUserEnvelope"), "403": err("Not an admin, or CSRF"), "404": err("Unknown user") },
+          responses: { "200": ok("Enabled (idempotent)", "AdminUserEnvelope"), "403": err("Not an admin, CSRF, or an API token that expires (code expiring_token)"), "404": err("Unknown user") },
         },
       },
       "/api/tokens": {

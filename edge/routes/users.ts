@@ -1,4 +1,4 @@
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { ForbiddenError } from "../../db/errors";
 import { createUser, listUsers, setUserDisabled, type UserRow } from "../../db/queries/users";
 import type { AppEnv } from "../env";
@@ -9,15 +9,21 @@ import { validate } from "../lib/validate";
 const iso = (ms: number | null | undefined) => (ms == null ? null : new Date(ms).toISOString());
 const present = (u: UserRow) => ({ id: u.id, email: u.email, role: u.role, createdAt: iso(u.createdAt)!, disabledAt: iso(u.disabledAt) });
 
+/**
+ * An account never expires: created (or re-enabled) with an expiring API token, a leaked short-lived admin token
+ * would leave its finder a permanent way in — as a token made with one is capped at its expiry (routes/tokens.ts).
+ */
+const lastingCredential: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (c.get("tokenExpiresAt") != null) {
+    throw new ForbiddenError("An expiring API token cannot create or re-enable accounts; sign in, or use a token without expiry", "expiring_token");
+  }
+  await next();
+};
+
 /** Accounts are created, listed, disabled and re-enabled by admins only (no public sign-up). */
 export const users = new Hono<AppEnv>()
   .use(requireUser, requireAdmin)
-  .post("/", validate("json", CreateUserBody), async (c) => {
-    // An account never expires: made with an expiring token, a leaked short-lived admin token would leave its finder
-    // a permanent way in (as a token made with one is capped at its expiry: routes/tokens.ts).
-    if (c.get("tokenExpiresAt") != null) {
-      throw new ForbiddenError("An expiring API token cannot create accounts; sign in, or use a token without expiry", "expiring_token");
-    }
+  .post("/", lastingCredential, validate("json", CreateUserBody), async (c) => {
     const input = { ...c.req.valid("json"), pepper: c.get("config").PASSWORD_PEPPER };
     const { id, email, role } = await createUser(c.get("db"), input, Date.now());
     return c.json({ user: { id, email, role } }, 201);
@@ -30,7 +36,7 @@ export const users = new Hono<AppEnv>()
     const input = { actorId: c.get("user").id, userId: c.req.valid("param").id, disabled: true };
     return c.json({ user: present(await setUserDisabled(c.get("db"), input, Date.now())) });
   })
-  .post("/:id/enable", validate("param", IdParam), async (c) => {
+  .post("/:id/enable", lastingCredential, validate("param", IdParam), async (c) => {
     const input = { actorId: c.get("user").id, userId: c.req.valid("param").id, disabled: false };
     return c.json({ user: present(await setUserDisabled(c.get("db"), input, Date.now())) });
   });

@@ -16,7 +16,7 @@ describe("POST /api/users", () => {
     expect(await loginCookie({ email, password: "long enough pw" })).toMatch(/^vr_session=/);
   });
 
-  it("refuses to create an account with an expiring API token (403 expiring_token, nothing created), and allows it with a lasting one", async () => {
+  it("refuses to create or re-enable an account with an expiring API token (403 expiring_token, nothing created), and allows it with a lasting one", async () => {
     const admin = await signIn("admin");
     const token = async (expiresInDays: number | null) =>
       ((await (await admin.call("/api/tokens", { method: "POST", json: { name: "t", expiresInDays } })).json()) as { token: string }).token;
@@ -27,6 +27,11 @@ describe("POST /api/users", () => {
     expect(listed.users.map((u) => u.email)).not.toContain(email);
     const made = await call("/api/users", { method: "POST", token: await token(null), json: { email, password: "long enough pw" } });
     expect(made.status).toBe(201);
+    // Nor may it re-enable a disabled account (a way back in for whoever knows its password).
+    const { user } = (await made.json()) as { user: { id: string } };
+    expect((await admin.call(`/api/users/${user.id}/disable`, { method: "POST" })).status).toBe(200);
+    const enable = await call(`/api/users/${user.id}/enable`, { method: "POST", token: await token(1) });
+    expect([enable.status, await enable.json()]).toMatchObject([403, { error: { code: "expiring_token" } }]);
   });
 
   it("creates admins when asked", async () => {
