@@ -23,26 +23,23 @@ function eqOffset(step: number, c: number): number {
   return Math.floor((step * 511) / 200) - 128 - Math.floor(c / 32);
 }
 
-/** Mean of `floor(src × C / 4096)` minus the neutral contrast mapping, over 16–235: independent of the step. */
-function contrastBias(c: number): number {
+/**
+ * Mean of what eq outputs for offset `b` minus the neutral contrast mapping, over 16–235 (units of levels). With
+ * `clip` the output is clipped to 0–255 as FFmpeg does; without, the figure is `b` plus a bias independent of `b`.
+ */
+function meanOffset(c: number, b: number, clip: boolean): number {
   let sum = 0;
-  for (let src = LO; src <= HI; src++) sum += Math.floor((src * c) / 4096) - ((c / 4096) * (src - 127.5) + 127.5);
+  for (let src = LO; src <= HI; src++) {
+    const raw = Math.floor((src * c) / 4096) + b;
+    sum += (clip ? Math.min(255, Math.max(0, raw)) : raw) - ((c / 4096) * (src - 127.5) + 127.5);
+  }
   return sum / (HI - LO + 1);
 }
 
-/**
- * The brightness (units of 255) that step `step` really applies with this contrast: the mean of what eq outputs
- * (clipped to 0–255, as FFmpeg does) minus the neutral contrast mapping, over 16–235.
- */
+/** The brightness (units of 255) that step `step` really applies with this contrast. */
 export function appliedBrightness(step: number, contrast: number): number {
   const c = eqContrastInt(contrast);
-  const b = eqOffset(step, c);
-  let sum = 0;
-  for (let src = LO; src <= HI; src++) {
-    const out = Math.min(255, Math.max(0, Math.floor((src * c) / 4096) + b));
-    sum += out - ((c / 4096) * (src - 127.5) + 127.5);
-  }
-  return sum / (HI - LO + 1) / 255;
+  return meanOffset(c, eqOffset(step, c), true) / 255;
 }
 
 /**
@@ -52,7 +49,7 @@ export function appliedBrightness(step: number, contrast: number): number {
  */
 export function brightnessStep(brightness: number, contrast: number): number {
   const c = eqContrastInt(contrast);
-  const bias = contrastBias(c);
+  const bias = meanOffset(c, 0, false);
   let guess = 100;
   let guessErr = Infinity;
   for (let step = 1; step <= 199; step++) {

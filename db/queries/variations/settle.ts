@@ -20,7 +20,7 @@ async function settle(
   set: SQL,
   now: number,
   /** Given the row read back (still carrying this runner's id): did this very attempt already settle it so? */
-  alreadyDone: (row: { status: VariationStatus; claims: number; outputKey: string | null }) => boolean,
+  alreadyDone: (row: { status: VariationStatus; outputKey: string | null }) => boolean,
 ): Promise<{ ok: boolean; status: VariationStatus | null }> {
   const [rows] = await db.batch([
     db.all<{ status: VariationStatus }>(sql`UPDATE variations SET ${set} WHERE ${owned(o)} RETURNING status`),
