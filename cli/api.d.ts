@@ -1920,7 +1920,10 @@ export interface operations {
     createJob: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer and get the job the first request created (202, header Idempotent-Replayed: true; the body is not read again) instead of a second job. Per user; lasts as long as that job */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1931,7 +1934,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Queued */
+            /** @description Queued (or, with an Idempotency-Key already used, the job that key created: header Idempotent-Replayed: true) */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -1940,7 +1943,7 @@ export interface operations {
                     "application/json": components["schemas"]["Job"];
                 };
             };
-            /** @description Empty file, bad counts or bad effects: unknown family or intensity, empty families, other keys, not JSON (field videos / variations / uploads / effects); nothing is created */
+            /** @description Empty file, bad counts or bad effects: unknown family or intensity, empty families, other keys, not JSON (field videos / variations / uploads / effects), or a malformed Idempotency-Key; nothing is created */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1967,7 +1970,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A form upload that stalled past its window (code upload_expired), an upload already used or not completed (upload_used / upload_incomplete), or over your storage quota or a job larger than a limit on its own (quota_exceeded); nothing is created */
+            /** @description A form upload that stalled past its window (code upload_expired), an upload already used or not completed (upload_used / upload_incomplete), over your storage quota or a job larger than a limit on its own (quota_exceeded), or a request with the same Idempotency-Key still in progress (idempotency_key_in_use); nothing is created */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -74,12 +74,21 @@ export async function uploadAndCreateJob(
   effects?: Schemas["EffectsRequest"],
 ): Promise<{ job: Job; uploads: UploadReport[] }> {
   const total = files.reduce((n, f) => n + f.size, 0);
-  if (total <= multipartThreshold(deps.env)) return createJobFromForm(deps, files, variations, effects);
+  // One key for every try of this job's POST: a try whose answer was lost made the job, and the next one is
+  // answered with it (Idempotent-Replayed) instead of making a second.
+  const key = randomBytes(16).toString("hex");
+  if (total <= multipartThreshold(deps.env)) return createJobFromForm(deps, files, variations, effects, key);
   const uploads: UploadReport[] = [];
   for (const f of files) uploads.push(await uploadLargeFile(deps, f));
-  const { data: job } = await call(
-    deps.url,
-    deps.api.POST("/api/jobs", { body: { uploads: uploads.map((u) => u.uploadId!), variations, ...(effects ? { effects } : {}) }, signal: timeout() }),
+  const { data: job } = await createWithRetries(deps, () =>
+    call(
+      deps.url,
+      deps.api.POST("/api/jobs", {
+        body: { uploads: uploads.map((u) => u.uploadId!), variations, ...(effects ? { effects } : {}) },
+        headers: { "Idempotency-Key": key },
+        signal: timeout(),
+      }),
+    ),
   );
   const state = await UploadState.load(deps.env);
   for (const f of files) state.remove(deps.url, f);
@@ -94,11 +103,30 @@ function quoteFilename(name: string): string {
   return name.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
 }
 
+/** Tries of a job-creating POST; retries are safe because every try carries the same Idempotency-Key. */
+const CREATE_TRIES = 3;
+
+/**
+ * A job-creating POST, tried again on network trouble, 5xx and 429, and while an earlier try with the same key is
+ * still being handled by the edge (409 idempotency_key_in_use: it ends with a job, which the next try gets, or
+ * without one, which frees the key).
+ */
+function createWithRetries<T>(deps: UploadDeps, send: () => Promise<T>): Promise<T> {
+  return withRetries(send, {
+      retryIf: (err) => retryable(err) || (err instanceof CliError && err.code === "idempotency_key_in_use"),
+      tries: CREATE_TRIES,
+      baseMs: 1000,
+      sleep: deps.sleep ?? realSleep,
+      onRetry: (attempt, err) => deps.progress.log(`creating the job: ${(err as Error).message}; trying again (${attempt + 1} of ${CREATE_TRIES})`),
+  });
+}
+
 async function createJobFromForm(
   deps: UploadDeps,
   files: LocalFile[],
   variations: number,
-  effects?: Schemas["EffectsRequest"],
+  effects: Schemas["EffectsRequest"] | undefined,
+  key: string,
 ): Promise<{ job: Job; uploads: UploadReport[] }> {
   const boundary = `----video-refresher-${randomBytes(12).toString("hex")}`;
   const field = (name: string, value: string) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
@@ -133,27 +161,33 @@ async function createJobFromForm(
     }
     yield tail;
   }
-  const iterator = chunks();
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const next = await iterator.next();
-      if (next.done) controller.close();
-      else controller.enqueue(next.value);
-    },
-    async cancel() {
-      await iterator.return(undefined);
-    },
+  // A stream is read once: every try streams the files again.
+  const stream = () => {
+    const iterator = chunks();
+    return new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const next = await iterator.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      },
+      async cancel() {
+        await iterator.return(undefined);
+      },
+    });
+  };
+  const { data: job } = await createWithRetries(deps, () => {
+    const body = stream();
+    return call(
+      deps.url,
+      deps.api.POST("/api/jobs", {
+        // The typed body describes the form's fields; what goes on the wire is the stream built above.
+        body: { videos: files.map((f) => f.name), variations, ...(effects ? { effects: JSON.stringify(effects) } : {}) },
+        bodySerializer: () => body as unknown as string,
+        headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(length), "Idempotency-Key": key },
+        duplex: "half",
+      } as Parameters<Api["POST"]>[1] & { duplex: "half" }),
+    );
   });
-  const { data: job } = await call(
-    deps.url,
-    deps.api.POST("/api/jobs", {
-      // The typed body describes the form's fields; what goes on the wire is the stream built above.
-      body: { videos: files.map((f) => f.name), variations, ...(effects ? { effects: JSON.stringify(effects) } : {}) },
-      bodySerializer: () => body as unknown as string,
-      headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(length) },
-      duplex: "half",
-    } as Parameters<Api["POST"]>[1] & { duplex: "half" }),
-  );
   return { job, uploads: files.map((f) => ({ file: f.path, via: "form" as const, size: f.size })) };
 }
 
@@ -223,13 +257,20 @@ export function retryable(err: unknown): boolean {
 /** Runs `fn` up to `tries` times with exponential backoff (baseMs, 2×, 4×, … plus jitter) on retryable errors. */
 export async function withRetries<T>(
   fn: (attempt: number) => Promise<T>,
-  opts: { tries: number; baseMs: number; sleep: (ms: number) => Promise<void>; onRetry?: (attempt: number, err: unknown, waitMs: number) => void },
+  opts: {
+    tries: number;
+    baseMs: number;
+    sleep: (ms: number) => Promise<void>;
+    onRetry?: (attempt: number, err: unknown, waitMs: number) => void;
+    /** Which errors are worth another try (default: `retryable`). */
+    retryIf?: (err: unknown) => boolean;
+  },
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
-      if (attempt >= opts.tries || !retryable(err)) throw err;
+      if (attempt >= opts.tries || !(opts.retryIf ?? retryable)(err)) throw err;
       const waitMs = opts.baseMs * 2 ** (attempt - 1) * (1 + Math.random() * 0.2);
       opts.onRetry?.(attempt, err, waitMs);
       await opts.sleep(waitMs);

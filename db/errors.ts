@@ -76,3 +76,22 @@ export function isDbUnavailable(err: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * True when a statement failed on this constraint, e.g. `UNIQUE constraint failed: jobs.user_id, jobs.idempotency_key`
+ * (`needle` is any part of SQLite's message). Walks the causes: drizzle and the libSQL client wrap the original.
+ */
+export function isConstraintFailure(err: unknown, needle: string): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (String((e as { message?: unknown }).message ?? "").includes(needle)) return true;
+  }
+  return false;
+}
+
+/** A request whose `Idempotency-Key` names another request of the same user that has not finished yet. */
+export function idempotencyKeyInUse(): ConflictError {
+  return new ConflictError(
+    "idempotency_key_in_use",
+    "A request with this Idempotency-Key is still in progress; send it again once that one has answered",
+  );
+}

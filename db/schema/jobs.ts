@@ -40,9 +40,16 @@ export const jobs = sqliteTable(
     updatedAt: integer("updated_at").notNull(),
     /** JobEffects as JSON (db/effects.ts): read by every runner with the claim, so all derive the same look. */
     effects: text("effects").notNull().default(DEFAULT_EFFECTS_JSON),
+    /**
+     * The client's `Idempotency-Key` of the request that created the job (null without one): the same key from
+     * the same user again answers this job instead of creating a second (a retry after a lost answer).
+     */
+    idempotencyKey: text("idempotency_key"),
   },
   (t) => [
     index("jobs_user_created_idx").on(t.userId, t.createdAt),
+    // One job per key and user; NULLs (no key) never collide in SQLite's unique indexes.
+    uniqueIndex("jobs_user_idempotency_key_idx").on(t.userId, t.idempotencyKey),
     index("jobs_status_idx").on(t.status),
     index("jobs_expires_idx").on(t.expiresAt),
     // Object keys are looked up by value: the orphan rule asks which of a page of listed keys some row records
@@ -204,8 +211,13 @@ export const ingests = sqliteTable(
       .references(() => users.id, { onDelete: "cascade" }),
     createdAt: integer("created_at").notNull(),
     touchedAt: integer("touched_at").notNull(),
+    /** The request's `Idempotency-Key`: a second request with it while this one is in flight is refused, not doubled. */
+    idempotencyKey: text("idempotency_key"),
   },
-  (t) => [index("ingests_touched_idx").on(t.touchedAt)],
+  (t) => [
+    index("ingests_touched_idx").on(t.touchedAt),
+    uniqueIndex("ingests_user_idempotency_key_idx").on(t.userId, t.idempotencyKey),
+  ],
 );
 
 /** Where a lifecycle rule that walks the bucket over several ticks stopped (the last key it looked at). */

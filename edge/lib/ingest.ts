@@ -1,11 +1,11 @@
 import type { JobEffects } from "../../db/effects";
-import { ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
+import { ConflictError, idempotencyKeyInUse, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import type { Db } from "../../db/client";
 import { exceededQuota, quotaError, type UserLimits } from "../../db/limits";
 import { abandonIngest, startIngest, touchIngest } from "../../db/queries/ingests";
 import { getUserUsage } from "../../db/queries/quotas";
-import { createJobFromIngest, getJob, type JobView, type NewSource } from "../../db/queries/jobs";
+import { createJobFromIngest, findJobByIdempotencyKey, getJob, type JobView, type NewSource } from "../../db/queries/jobs";
 import { MultipartReader, multipartBoundary } from "./multipart";
 import { SNIFF_BYTES, sniffVideoType } from "./sniff";
 import { DEFAULT_VARIATIONS_PER_VIDEO, EffectsField, parseWith, VariationsCount } from "./schemas";
@@ -215,7 +215,15 @@ const FORM_OVERHEAD_BYTES = 64 * 1024;
  */
 export async function createJobFromForm(
   deps: { db: Db; bucket: R2Bucket; clock?: () => number },
-  input: { req: Request; userId: string; retentionMs: number; maxFileBytes: number; limits: UserLimits },
+  input: {
+    req: Request;
+    userId: string;
+    retentionMs: number;
+    maxFileBytes: number;
+    limits: UserLimits;
+    /** Validated by the caller (lib/idempotency.ts), which also answers a key whose job exists already. */
+    idempotencyKey?: string | null;
+  },
 ): Promise<JobView> {
   const { db, bucket } = deps;
   const clock = deps.clock ?? Date.now;
@@ -252,8 +260,14 @@ export async function createJobFromForm(
   const ingest: IngestHooks = {
     begin: async () => {
       touchedAt = clock();
-      await startIngest(db, { id: jobId, userId: input.userId }, touchedAt);
+      const idempotencyKey = input.idempotencyKey ?? null;
+      await startIngest(db, { id: jobId, userId: input.userId, idempotencyKey }, touchedAt);
       started = true;
+      // A twin with the same key may have created its job between the caller's look and this ingest (its ingest
+      // row, gone now, would otherwise have refused this one): storing the files again would be wasted.
+      if (idempotencyKey !== null && (await findJobByIdempotencyKey(db, { userId: input.userId, key: idempotencyKey }, touchedAt))) {
+        throw idempotencyKeyInUse();
+      }
     },
     touch: async () => {
       const now = clock();
@@ -291,6 +305,7 @@ export async function createJobFromForm(
     retentionMs: input.retentionMs,
     sources: form.sources,
     limits,
+    idempotencyKey: input.idempotencyKey ?? null,
   };
   try {
     return await createJobFromIngest(db, newJob, clock());

@@ -337,3 +337,16 @@ export const WebhookDelivery = z
 export const WebhookDeliveryList = z.object({ deliveries: z.array(WebhookDelivery) }).register(responseRegistry, { id: "WebhookDeliveryList" });
 export const QueuedDelivery = z.object({ id: z.string(), status: z.literal("pending") }).register(responseRegistry, { id: "QueuedDelivery" });
 export const DeliveryParams = z.object({ id: Id, deliveryId: Id });
+
+// --- idempotency ------------------------------------------------------------------------------------------------
+
+/**
+ * The `Idempotency-Key` request header of POST /api/jobs: any 1–255 visible ASCII characters (a UUID is typical).
+ * Keys are per user and last as long as the job they created.
+ */
+export const IdempotencyKey = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[\x21-\x7e]+$/, "use 1–255 visible ASCII characters, e.g. a UUID")
+  .describe("Names one job creation: the same key again answers the job it created instead of creating another");

@@ -12,6 +12,7 @@ import {
   getJobThumbnailKey,
   getVariationThumbnailKey,
   listJobs,
+  type JobView,
 } from "../../db/queries/jobs";
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
@@ -30,6 +31,7 @@ import {
 } from "../lib/schemas";
 import { purgeJob } from "../lib/storage";
 import { lingeringBody } from "../lib/lingering";
+import { createJobOnce, idempotencyKeyOf, REPLAYED_HEADER } from "../lib/idempotency";
 import { validate } from "../lib/validate";
 import { nameEntries, zipResponse } from "../lib/zip";
 import { answerRange, zipEtag } from "../lib/zip-resume";
@@ -46,40 +48,31 @@ export const jobs = new Hono<AppEnv>()
     const retentionMs = config.JOB_TTL_HOURS * 60 * 60 * 1000;
     const limits = userLimitsFrom(config);
     const contentType = c.req.header("content-type") ?? "";
+    const key = idempotencyKeyOf(c.req.raw);
 
-    if (/^multipart\/form-data/i.test(contentType)) {
-      const job = await createJobFromForm(
-        { db, bucket: c.env.BUCKET },
-        { req: c.req.raw, userId: user.id, retentionMs, maxFileBytes: config.MAX_UPLOAD_BYTES, limits },
+    const create = async (): Promise<JobView> => {
+      if (/^multipart\/form-data/i.test(contentType)) {
+        return await createJobFromForm(
+          { db, bucket: c.env.BUCKET },
+          { req: c.req.raw, userId: user.id, retentionMs, maxFileBytes: config.MAX_UPLOAD_BYTES, limits, idempotencyKey: key },
+        );
+      }
+      if (/^application\/json/i.test(contentType)) {
+        const raw = await c.req.json().catch(() => {
+          throw new ValidationError("body: malformed JSON", "body");
+        });
+        const body = parseWith(CreateJobJson, raw);
+        const input = { id: newId(), userId: user.id, variationsPerVideo: body.variations, effects: body.effects, retentionMs, uploadIds: body.uploads, limits, idempotencyKey: key };
+        return await createJobFromUploads(db, input, Date.now());
+      }
+      throw new UnsupportedMediaTypeError(
+        "Send multipart/form-data (videos, variations, effects) or JSON {uploads, variations, effects}",
+        "unsupported_content_type",
       );
-      return c.json(job, 202);
-    }
-
-    if (/^application\/json/i.test(contentType)) {
-      const raw = await c.req.json().catch(() => {
-        throw new ValidationError("body: malformed JSON", "body");
-      });
-      const body = parseWith(CreateJobJson, raw);
-      const job = await createJobFromUploads(
-        db,
-        {
-          id: newId(),
-          userId: user.id,
-          variationsPerVideo: body.variations,
-          effects: body.effects,
-          retentionMs,
-          uploadIds: body.uploads,
-          limits,
-        },
-        Date.now(),
-      );
-      return c.json(job, 202);
-    }
-
-    throw new UnsupportedMediaTypeError(
-      "Send multipart/form-data (videos, variations, effects) or JSON {uploads, variations, effects}",
-      "unsupported_content_type",
-    );
+    };
+    const { job, replayed } = await createJobOnce({ db }, { userId: user.id, key, request: c.req.raw }, create);
+    if (replayed) c.header(REPLAYED_HEADER, "true");
+    return c.json(job, 202);
   })
   .get("/", validate("query", ListJobsQuery), async (c) => {
     const q = c.req.valid("query");

@@ -158,6 +158,51 @@ async function stallingProxy(limit: number): Promise<{ url: string; ranges: (str
   return { url: `http://127.0.0.1:${port}`, ranges };
 }
 
+/**
+ * A proxy in front of the edge that lets the first `POST /api/jobs` reach the edge and complete there, then drops
+ * the connection instead of passing the answer on (a reply lost after the commit); records that request's
+ * Idempotency-Key, job id and the later ones' keys and replay headers.
+ */
+async function replyDroppingProxy(): Promise<{ url: string; posts: { key: string | undefined; jobId?: string; replayed?: string; dropped: boolean }[] }> {
+  const target = new URL(stack.edge.url);
+  type Post = { key: string | undefined; jobId?: string; replayed?: string; dropped: boolean };
+  const posts: Post[] = [];
+  const server: Server = createServer((req, res) => {
+    const isCreate = req.method === "POST" && req.url === "/api/jobs";
+    const post: Post | null = isCreate ? { key: req.headers["idempotency-key"] as string | undefined, dropped: posts.length === 0 } : null;
+    if (post) posts.push(post);
+    // Uncompressed, so the dropped answer's job id can be read here.
+    const { "accept-encoding": _encoding, ...headers } = req.headers;
+    const upstream = request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...headers, host: target.host } },
+      (up) => {
+        if (post?.dropped) {
+          const chunks: Buffer[] = [];
+          up.on("data", (c: Buffer) => chunks.push(c));
+          up.on("end", () => {
+            post.jobId = (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { id?: string }).id;
+            res.socket?.destroy();
+          });
+          return;
+        }
+        if (post) post.replayed = up.headers["idempotent-replayed"] as string | undefined;
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  cleanup.push(() => new Promise<void>((r) => {
+    server.closeAllConnections();
+    server.close(() => r());
+  }));
+  server.unref();
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, posts };
+}
+
 /** Polls `check` every 100 ms until it holds; fails after 30 s naming what it waited for. */
 async function until(check: () => Promise<boolean>, what: string): Promise<void> {
   for (const deadline = Date.now() + 30_000; !(await check()); ) {
@@ -302,6 +347,23 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     expect(second.stderr).toMatch(/resuming upload/);
     // The finished upload is forgotten.
     expect(JSON.parse(await readFile(join(configHome, "video-refresher/uploads.json"), "utf8"))).toEqual({});
+  });
+
+  it("submits once when the answer to its job POST is lost: the retry carries the same Idempotency-Key and prints the job the first made", async () => {
+    const proxy = await replyDroppingProxy();
+    const env = cliEnv(await temps.make(), { VIDEO_REFRESHER_URL: proxy.url, VIDEO_REFRESHER_TOKEN: await apiToken() });
+    const submit = await cli(["submit", clip, "-n", "1", "--json"], env);
+    expect(submit.code, submit.stderr).toBe(0);
+    expect(submit.stderr).toMatch(/creating the job: .*trying again \(2 of 3\)/);
+    const [first, retry, ...more] = proxy.posts;
+    expect(more).toEqual([]);
+    expect(first).toMatchObject({ dropped: true, key: expect.stringMatching(/^[0-9a-f]{32}$/), jobId: expect.any(String) });
+    expect(retry).toMatchObject({ dropped: false, key: first!.key, replayed: "true" });
+    expect(submit.json().job.id).toBe(first!.jobId);
+    const res = await stack.user.call("/api/jobs?limit=100");
+    const listed = ((await res.json()) as { jobs: { id: string; files: { name: string }[]; createdAt: string }[] }).jobs;
+    const since = Date.parse(listed.find((j) => j.id === first!.jobId)!.createdAt);
+    expect(listed.filter((j) => Date.parse(j.createdAt) >= since).map((j) => j.id)).toEqual([first!.jobId]);
   });
 
   it("cancels a queued job with a reason, then every queued job with --all-queued; status --watch of a cancelled job exits 1", async () => {

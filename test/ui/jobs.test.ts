@@ -93,6 +93,44 @@ describe("web UI without a runner", () => {
     await context.close();
   });
 
+  it("retries a job upload whose answer was lost with the same Idempotency-Key and opens the one job it made", async () => {
+    const { context, page } = await suite.newUser("lost-answer");
+    const clipPath = join(suite.dir, "lost-answer.mp4");
+    await writeFile(clipPath, clip);
+    // Paused once the edge has answered (the job is created by then); the first answer is then dropped as a reset
+    // connection would drop it, the later ones go through.
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Fetch.enable", { patterns: [{ urlPattern: "*/api/jobs", requestStage: "Response" }] });
+    const keys: string[] = [];
+    let createdId: string | null = null;
+    cdp.on("Fetch.requestPaused", (ev) => {
+      void (async () => {
+        if (ev.request.method !== "POST") return cdp.send("Fetch.continueRequest", { requestId: ev.requestId });
+        const header = Object.entries(ev.request.headers).find(([name]) => name.toLowerCase() === "idempotency-key");
+        keys.push(header?.[1] ?? "");
+        if (createdId) return cdp.send("Fetch.continueRequest", { requestId: ev.requestId });
+        const { body, base64Encoded } = await cdp.send("Fetch.getResponseBody", { requestId: ev.requestId });
+        createdId = (JSON.parse(base64Encoded ? Buffer.from(body, "base64").toString("utf8") : body) as { id: string }).id;
+        await cdp.send("Fetch.failRequest", { requestId: ev.requestId, errorReason: "ConnectionReset" });
+      })();
+    });
+    await page.goto(`${suite.ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.setInputFiles("#file-input", clipPath);
+    await page.getByLabel("Variations per video").fill("2");
+    await page.getByRole("button", { name: "Start job" }).click();
+    await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 30_000 });
+    expect(createdId).not.toBeNull();
+    expect(page.url()).toBe(`${suite.ui.url}/jobs/${createdId}`);
+    expect(keys).toHaveLength(2);
+    expect(keys[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(keys[1]).toBe(keys[0]);
+    await cdp.send("Fetch.disable");
+    const listed = await page.evaluate(async () => ((await (await fetch("/api/jobs")).json()) as { jobs: { id: string }[] }).jobs.map((j) => j.id));
+    expect(listed).toEqual([createdId]);
+    await context.close();
+  });
+
   it("sends the chosen intensity and effect families with the job and shows them on the job page; none chosen is refused before sending", async () => {
     const { context, page } = await suite.newUser("effects");
     await page.goto(`${suite.ui.url}/`);

@@ -26,6 +26,8 @@ export interface NewJob {
   retentionMs: number;
   /** Validated by the caller (EffectsSchema); absent = the default look. */
   effects?: JobEffects;
+  /** The request's `Idempotency-Key` (validated by the caller): at most one job per user and key. */
+  idempotencyKey?: string | null;
 }
 
 /** Distinct random seeds in [1, 2^31 - 1]; distinct because of the job's unique (job_id, seed) index. */
@@ -61,6 +63,7 @@ function buildRecord(input: NewJob, newSources: NewSource[], now: number): JobRe
     expiresAt: null,
     updatedAt: now,
     effects: JSON.stringify(normalizeEffects(input.effects ?? DEFAULT_EFFECTS)),
+    idempotencyKey: input.idempotencyKey ?? null,
   };
   const sourceRows: SourceRow[] = newSources.map((s, i) => ({
     ...s,

@@ -7,6 +7,7 @@
 export * from "./present";
 export { ownedBy } from "./load";
 export * from "./create";
+export * from "./find-by-idempotency-key";
 export * from "./view";
 export * from "./estimate-queue";
 export * from "./list";

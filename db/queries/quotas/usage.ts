@@ -1,4 +1,5 @@
 import { sql, type SQL } from "drizzle-orm";
+import { isConstraintFailure } from "../../errors";
 import type { QuotaRequest, UserLimits } from "../../limits";
 import { ACTIVE_JOB_STATUSES } from "../states";
 
@@ -56,9 +57,5 @@ export function ownerIfFits(owner: SQL | string, userId: string, limits: UserLim
 
 /** The constraint error of an insert whose owner was NULL: the admission did not fit (or the owner row was gone). */
 export function isOwnerRefused(err: unknown, table: "jobs" | "uploads"): boolean {
-  const needle = `NOT NULL constraint failed: ${table}.user_id`;
-  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (String((e as { message?: unknown }).message ?? "").includes(needle)) return true;
-  }
-  return false;
+  return isConstraintFailure(err, `NOT NULL constraint failed: ${table}.user_id`);
 }

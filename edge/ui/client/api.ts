@@ -21,6 +21,7 @@ export class ApiError extends Error {
 export interface ApiResponse<T> {
   status: number;
   data: T;
+  headers: Headers;
 }
 
 /**
@@ -57,6 +58,8 @@ export interface ApiOptions {
   /** Login form: a 401 there means bad credentials, not an expired session. */
   allow401?: boolean;
   signal?: AbortSignal;
+  /** Extra request headers (e.g. Idempotency-Key). */
+  headers?: Record<string, string>;
 }
 
 /** JSON API call. Resolves for 2xx with the status (200 vs 202 matters for cancel); throws ApiError otherwise. */
@@ -65,7 +68,11 @@ export async function api<T>(method: string, path: string, body?: unknown, opts:
   try {
     res = await fetch(path, {
       method,
-      headers: body === undefined ? { accept: "application/json" } : { accept: "application/json", "content-type": "application/json" },
+      headers: {
+        accept: "application/json",
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+        ...opts.headers,
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: "same-origin",
       signal: opts.signal,
@@ -80,12 +87,14 @@ export async function api<T>(method: string, path: string, body?: unknown, opts:
     throw err;
   }
   const data = res.status === 204 ? (undefined as T) : ((await res.json().catch(() => undefined)) as T);
-  return { status: res.status, data };
+  return { status: res.status, data, headers: res.headers };
 }
 
 export interface XhrResult {
   status: number;
   body: unknown;
+  /** A response header, or null. */
+  header(name: string): string | null;
 }
 
 /**
@@ -98,11 +107,13 @@ export function xhrSend(
   body: XMLHttpRequestBodyInit,
   onProgress: (loaded: number, total: number) => void,
   signal?: AbortSignal,
+  headers: Record<string, string> = {},
 ): Promise<XhrResult> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open(method, url);
     xhr.setRequestHeader("accept", "application/json");
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
     xhr.upload.addEventListener("progress", (ev) => {
       if (ev.lengthComputable) onProgress(ev.loaded, ev.total);
     });
@@ -113,7 +124,7 @@ export function xhrSend(
       } catch {
         parsed = null;
       }
-      resolve({ status: xhr.status, body: parsed });
+      resolve({ status: xhr.status, body: parsed, header: (name) => xhr.getResponseHeader(name) });
     });
     xhr.addEventListener("error", () => reject(new ApiError(0, "network", messageFor(0, null))));
     xhr.addEventListener("abort", () => reject(new ApiError(0, "aborted", "Upload cancelled.")));

@@ -133,8 +133,52 @@ function chosenEffects(): JobEffects {
   return { intensity: byId<HTMLSelectElement>("intensity").value, families };
 }
 
+/** A job-creating POST's answer: the job, and whether it was made by an earlier request with the same key. */
+interface Created {
+  job: Job;
+  replayed: boolean;
+}
+
+/** Tries of one job-creating POST: safe to repeat, as every try carries the same Idempotency-Key. */
+const CREATE_ATTEMPTS = 3;
+
+/**
+ * The Idempotency-Key of the job this page is creating, kept as long as the choice (files, count, effects) stays the
+ * same: a retry, or a second click after an answer was lost, gets the job the first request created instead of a
+ * second job. A changed choice is a new job and gets a new key.
+ */
+let pending: { choice: string; key: string } | null = null;
+
+function keyFor(variations: number, effects: JobEffects): string {
+  const choice = JSON.stringify([variations, effects, items.map((i) => [i.file.name, i.file.size, i.file.lastModified])]);
+  if (pending?.choice !== choice) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    pending = { choice, key: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
+  }
+  return pending.key;
+}
+
+/**
+ * Sends a job-creating POST up to CREATE_ATTEMPTS times while the failure is worth retrying: no answer (the job may
+ * exist: the key makes the retry answer it), a server error, or the same key still being handled by a request the
+ * browser gave up on.
+ */
+async function createWithRetries(send: () => Promise<Created>): Promise<Created> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      const again = err instanceof ApiError && (err.retryable || err.code === "idempotency_key_in_use");
+      if (!again || attempt >= CREATE_ATTEMPTS) throw err;
+      for (const i of items) setText(i.state, `No answer yet: trying again (${attempt + 1} of ${CREATE_ATTEMPTS})`);
+      announce("The connection dropped; trying again.");
+      await sleep(1000 * 2 ** (attempt - 1));
+    }
+  }
+}
+
 /** One multipart/form-data request for small jobs; per-file bars follow the byte position of the body. */
-async function uploadSingle(variations: number, effects: JobEffects): Promise<Job> {
+async function uploadSingle(variations: number, effects: JobEffects, key: string): Promise<Created> {
   const form = new FormData();
   // Before the videos: a refused value then costs no upload.
   form.append("effects", JSON.stringify(effects));
@@ -147,10 +191,10 @@ async function uploadSingle(variations: number, effects: JobEffects): Promise<Jo
       updateProgress(item.bar, Math.round(p));
       setText(item.state, p >= 100 ? "Sent" : `${Math.round(p)} %`);
     });
-  });
+  }, undefined, { "Idempotency-Key": key });
   if (res.status === 401) redirectToLogin();
   if (res.status !== 202 && res.status !== 200 && res.status !== 201) throw errorFromXhr(res.status, res.body);
-  return res.body as Job;
+  return { job: res.body as Job, replayed: res.header("Idempotent-Replayed") === "true" };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -245,14 +289,21 @@ async function submit(ev: SubmitEvent): Promise<void> {
   // Uploads this attempt started: dropped if it fails, so they do not hold the user's open uploads and storage
   // for a day (a job that was created after all keeps its uploads: the server refuses to drop a used one).
   const started: string[] = [];
+  const key = keyFor(variations, effects);
   try {
     let job: Job;
     if (useMultipart(items.map((i) => i.file.size))) {
       const ids: string[] = [];
       for (const item of items) ids.push(await uploadLarge(item, started));
-      job = (await api<Job>("POST", "/api/jobs", { uploads: ids, variations, effects })).data;
+      const created = await createWithRetries(async () => {
+        const res = await api<Job>("POST", "/api/jobs", { uploads: ids, variations, effects }, { headers: { "Idempotency-Key": key } });
+        return { job: res.data, replayed: res.headers.get("Idempotent-Replayed") === "true" };
+      });
+      job = created.job;
+      // The job came from an earlier click whose answer was lost: the uploads made since are not part of it.
+      if (created.replayed) await Promise.allSettled(started.map((id) => api("DELETE", `/api/uploads/${encodeURIComponent(id)}`)));
     } else {
-      job = await uploadSingle(variations, effects);
+      job = (await createWithRetries(() => uploadSingle(variations, effects, key))).job;
     }
     for (const i of items) setText(i.state, "Done");
     announce("Upload complete. Opening the job…");
