@@ -1921,7 +1921,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer and get the job the first request created (202, header Idempotent-Replayed: true; the body is not read again) instead of a second job. Per user; lasts as long as that job */
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer and get the job the first request created (202, header Idempotent-Replayed: true; nothing of the body is stored) instead of a second job, also when both are sent at once. Per user; lasts as long as that job */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -1970,7 +1970,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A form upload that stalled past its window (code upload_expired), an upload already used or not completed (upload_used / upload_incomplete), over your storage quota or a job larger than a limit on its own (quota_exceeded), or a request with the same Idempotency-Key still in progress (idempotency_key_in_use); nothing is created */
+            /** @description A form upload that stalled past its window (code upload_expired), an upload already used or not completed (upload_used / upload_incomplete), or over your storage quota or a job larger than a limit on its own (quota_exceeded); nothing is created */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -106,18 +106,13 @@ function quoteFilename(name: string): string {
 /** Tries of a job-creating POST; retries are safe because every try carries the same Idempotency-Key. */
 const CREATE_TRIES = 3;
 
-/**
- * A job-creating POST, tried again on network trouble, 5xx and 429, and while an earlier try with the same key is
- * still being handled by the edge (409 idempotency_key_in_use: it ends with a job, which the next try gets, or
- * without one, which frees the key).
- */
+/** A job-creating POST, tried again on network trouble, 408, 429 and 5xx (`retryable`). */
 function createWithRetries<T>(deps: UploadDeps, send: () => Promise<T>): Promise<T> {
   return withRetries(send, {
-      retryIf: (err) => retryable(err) || (err instanceof CliError && err.code === "idempotency_key_in_use"),
-      tries: CREATE_TRIES,
-      baseMs: 1000,
-      sleep: deps.sleep ?? realSleep,
-      onRetry: (attempt, err) => deps.progress.log(`creating the job: ${(err as Error).message}; trying again (${attempt + 1} of ${CREATE_TRIES})`),
+    tries: CREATE_TRIES,
+    baseMs: 1000,
+    sleep: deps.sleep ?? realSleep,
+    onRetry: (attempt, err) => deps.progress.log(`creating the job: ${(err as Error).message}; trying again (${attempt + 1} of ${CREATE_TRIES})`),
   });
 }
 
@@ -257,20 +252,13 @@ export function retryable(err: unknown): boolean {
 /** Runs `fn` up to `tries` times with exponential backoff (baseMs, 2×, 4×, … plus jitter) on retryable errors. */
 export async function withRetries<T>(
   fn: (attempt: number) => Promise<T>,
-  opts: {
-    tries: number;
-    baseMs: number;
-    sleep: (ms: number) => Promise<void>;
-    onRetry?: (attempt: number, err: unknown, waitMs: number) => void;
-    /** Which errors are worth another try (default: `retryable`). */
-    retryIf?: (err: unknown) => boolean;
-  },
+  opts: { tries: number; baseMs: number; sleep: (ms: number) => Promise<void>; onRetry?: (attempt: number, err: unknown, waitMs: number) => void },
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
-      if (attempt >= opts.tries || !(opts.retryIf ?? retryable)(err)) throw err;
+      if (attempt >= opts.tries || !retryable(err)) throw err;
       const waitMs = opts.baseMs * 2 ** (attempt - 1) * (1 + Math.random() * 0.2);
       opts.onRetry?.(attempt, err, waitMs);
       await opts.sleep(waitMs);

@@ -87,11 +87,3 @@ export function isConstraintFailure(err: unknown, needle: string): boolean {
   }
   return false;
 }
-
-/** A request whose `Idempotency-Key` names another request of the same user that has not finished yet. */
-export function idempotencyKeyInUse(): ConflictError {
-  return new ConflictError(
-    "idempotency_key_in_use",
-    "A request with this Idempotency-Key is still in progress; send it again once that one has answered",
-  );
-}

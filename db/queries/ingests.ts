@@ -1,6 +1,5 @@
 import { eq, lt } from "drizzle-orm";
 import type { Db } from "../client";
-import { idempotencyKeyInUse, isConstraintFailure } from "../errors";
 import { ingests } from "../schema";
 
 /**
@@ -8,14 +7,8 @@ import { ingests } from "../schema";
  * within the orphan rule's age limit) the objects under its `sources/<id>/` prefix count as recorded. The job is
  * created from it by createJobFromIngest, which deletes the row in the same batch.
  */
-export async function startIngest(db: Db, input: { id: string; userId: string; idempotencyKey?: string | null }, now: number): Promise<void> {
-  try {
-    await db.insert(ingests).values({ id: input.id, userId: input.userId, createdAt: now, touchedAt: now, idempotencyKey: input.idempotencyKey ?? null });
-  } catch (err) {
-    // The same user's request with the same key is still storing its files: a second copy would double them.
-    if (isConstraintFailure(err, "ingests.idempotency_key")) throw idempotencyKeyInUse();
-    throw err;
-  }
+export async function startIngest(db: Db, input: { id: string; userId: string }, now: number): Promise<void> {
+  await db.insert(ingests).values({ id: input.id, userId: input.userId, createdAt: now, touchedAt: now });
 }
 
 /** Marks the ingest as still receiving bytes; false when it is gone (reaped as stale, or already a job). */

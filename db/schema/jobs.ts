@@ -211,13 +211,8 @@ export const ingests = sqliteTable(
       .references(() => users.id, { onDelete: "cascade" }),
     createdAt: integer("created_at").notNull(),
     touchedAt: integer("touched_at").notNull(),
-    /** The request's `Idempotency-Key`: a second request with it while this one is in flight is refused, not doubled. */
-    idempotencyKey: text("idempotency_key"),
   },
-  (t) => [
-    index("ingests_touched_idx").on(t.touchedAt),
-    uniqueIndex("ingests_user_idempotency_key_idx").on(t.userId, t.idempotencyKey),
-  ],
+  (t) => [index("ingests_touched_idx").on(t.touchedAt)],
 );
 
 /** Where a lifecycle rule that walks the bucket over several ticks stopped (the last key it looked at). */

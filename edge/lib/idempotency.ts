@@ -7,6 +7,29 @@ export const IDEMPOTENCY_HEADER = "Idempotency-Key";
 /** Set on an answer that names the job an earlier request with the same key created. */
 export const REPLAYED_HEADER = "Idempotent-Replayed";
 
+/** How much of a replayed request's body is read and dropped (a form re-sent whole); past it, the body is cut off. */
+const REPLAY_DISCARD_BYTES = 128 * 1024 * 1024;
+
+/**
+ * Reads a replayed request's body to its end, storing nothing. Not a cancel: workerd resets the connection of an
+ * answer sent while the body is half read (lib/lingering.ts), and the lingering drain stops at 16 MiB, so a client
+ * re-sending a 40 MiB form would get a reset instead of its job. Bounded: production caps a body near 100 MB.
+ */
+async function discard(body: ReadableStream<Uint8Array> | null): Promise<void> {
+  if (!body) return;
+  const reader = body.getReader();
+  try {
+    for (let read = 0; read <= REPLAY_DISCARD_BYTES; ) {
+      const next = await reader.read();
+      if (next.done) return;
+      read += next.value.byteLength;
+    }
+    await reader.cancel();
+  } catch {
+    // The client went away: nobody is left to answer.
+  }
+}
+
 /** The validated key of a request, or null without one (400 for a malformed one, before the body is read). */
 export function idempotencyKeyOf(req: Request): string | null {
   const raw = req.headers.get(IDEMPOTENCY_HEADER);
@@ -15,9 +38,10 @@ export function idempotencyKeyOf(req: Request): string | null {
 
 /**
  * Creates a job at most once per user and key: a retry after a lost answer gets the job the first request created
- * (`replayed`), without reading its body again. A request that fails is looked up once more, because its failure may
- * come from its twin having won: the uploads it names were consumed by it (upload_used), its job row collided on
- * the key's unique index, or (form upload) its twin's job committed between the first look and its ingest.
+ * (`replayed`), storing nothing of its body. A request that fails is looked up once more, because its failure may
+ * come from a twin with the same key having won: the uploads it names were consumed by it (upload_used), or its job
+ * row collided on the key's unique index (two forms at once: the loser's files are deleted as for any job not
+ * created). The key is held by the job row alone, so a request that died mid-way never locks it.
  */
 export async function createJobOnce(
   deps: { db: Db; clock?: () => number },
@@ -29,8 +53,7 @@ export async function createJobOnce(
   if (key === null) return { job: await create(), replayed: false };
   const earlier = await findJobByIdempotencyKey(db, { userId, key }, clock());
   if (earlier) {
-    // The route's lingering wrapper drains what the client still sends; none of it is stored.
-    await input.request.body?.cancel().catch(() => {});
+    await discard(input.request.body);
     return { job: earlier, replayed: true };
   }
   try {

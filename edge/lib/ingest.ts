@@ -1,11 +1,11 @@
 import type { JobEffects } from "../../db/effects";
-import { ConflictError, idempotencyKeyInUse, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
+import { ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import type { Db } from "../../db/client";
 import { exceededQuota, quotaError, type UserLimits } from "../../db/limits";
 import { abandonIngest, startIngest, touchIngest } from "../../db/queries/ingests";
 import { getUserUsage } from "../../db/queries/quotas";
-import { createJobFromIngest, findJobByIdempotencyKey, getJob, type JobView, type NewSource } from "../../db/queries/jobs";
+import { createJobFromIngest, getJob, ownerViewer, type JobView, type NewSource } from "../../db/queries/jobs";
 import { MultipartReader, multipartBoundary } from "./multipart";
 import { SNIFF_BYTES, sniffVideoType } from "./sniff";
 import { DEFAULT_VARIATIONS_PER_VIDEO, EffectsField, parseWith, VariationsCount } from "./schemas";
@@ -221,7 +221,11 @@ export async function createJobFromForm(
     retentionMs: number;
     maxFileBytes: number;
     limits: UserLimits;
-    /** Validated by the caller (lib/idempotency.ts), which also answers a key whose job exists already. */
+    /**
+     * Validated by the caller (lib/idempotency.ts), which answers a key whose job exists already. A twin with the
+     * same key that commits first makes this job's insert fail on the key's unique index: its files are then
+     * deleted as for any job not created, and the caller answers the twin's job.
+     */
     idempotencyKey?: string | null;
   },
 ): Promise<JobView> {
@@ -260,14 +264,8 @@ export async function createJobFromForm(
   const ingest: IngestHooks = {
     begin: async () => {
       touchedAt = clock();
-      const idempotencyKey = input.idempotencyKey ?? null;
-      await startIngest(db, { id: jobId, userId: input.userId, idempotencyKey }, touchedAt);
+      await startIngest(db, { id: jobId, userId: input.userId }, touchedAt);
       started = true;
-      // A twin with the same key may have created its job between the caller's look and this ingest (its ingest
-      // row, gone now, would otherwise have refused this one): storing the files again would be wasted.
-      if (idempotencyKey !== null && (await findJobByIdempotencyKey(db, { userId: input.userId, key: idempotencyKey }, touchedAt))) {
-        throw idempotencyKeyInUse();
-      }
     },
     touch: async () => {
       const now = clock();
@@ -317,9 +315,7 @@ export async function createJobFromForm(
     let reply = err;
     if (abandoned === false) {
       // The row is gone: the batch committed and only its reply was lost, or the ingest was reaped as stale.
-      // getJob filters by owner only, so the uploader as a plain viewer reads their own job.
-      const viewer = { id: input.userId, email: "", role: "user" as const };
-      const job = await getJob(db, { jobId, viewer }, clock()).catch((e: unknown) => (e instanceof NotFoundError ? null : undefined));
+      const job = await getJob(db, { jobId, viewer: ownerViewer(input.userId) }, clock()).catch((e: unknown) => (e instanceof NotFoundError ? null : undefined));
       if (job) return job;
       if (job === null) {
         nobodys = true;

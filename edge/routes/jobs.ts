@@ -62,8 +62,20 @@ export const jobs = new Hono<AppEnv>()
           throw new ValidationError("body: malformed JSON", "body");
         });
         const body = parseWith(CreateJobJson, raw);
-        const input = { id: newId(), userId: user.id, variationsPerVideo: body.variations, effects: body.effects, retentionMs, uploadIds: body.uploads, limits, idempotencyKey: key };
-        return await createJobFromUploads(db, input, Date.now());
+        return await createJobFromUploads(
+          db,
+          {
+            id: newId(),
+            userId: user.id,
+            variationsPerVideo: body.variations,
+            effects: body.effects,
+            retentionMs,
+            uploadIds: body.uploads,
+            limits,
+            idempotencyKey: key,
+          },
+          Date.now(),
+        );
       }
       throw new UnsupportedMediaTypeError(
         "Send multipart/form-data (videos, variations, effects) or JSON {uploads, variations, effects}",

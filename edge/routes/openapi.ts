@@ -243,7 +243,7 @@ export function buildOpenApi(version: string) {
               schema: { type: "string", minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7e]+$" },
               description:
                 "Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer and get the job the first request created " +
-                "(202, header Idempotent-Replayed: true; the body is not read again) instead of a second job. Per user; lasts as long as that job",
+                "(202, header Idempotent-Replayed: true; nothing of the body is stored) instead of a second job, also when both are sent at once. Per user; lasts as long as that job",
             },
           ],
           requestBody: {
@@ -256,7 +256,7 @@ export function buildOpenApi(version: string) {
           responses: {
             "202": ok("Queued (or, with an Idempotency-Key already used, the job that key created: header Idempotent-Replayed: true)", "Job"),
             "400": err("Empty file, bad counts or bad effects: unknown family or intensity, empty families, other keys, not JSON (field videos / variations / uploads / effects), or a malformed Idempotency-Key; nothing is created"),
-            "409": err("A form upload that stalled past its window (code upload_expired), an upload already used or not completed (upload_used / upload_incomplete), over your storage quota or a job larger than a limit on its own (quota_exceeded), or a request with the same Idempotency-Key still in progress (idempotency_key_in_use); nothing is created"),
+            "409": err("A form upload that stalled past its window (code upload_expired), an upload already used or not completed (upload_used / upload_incomplete), or over your storage quota or a job larger than a limit on its own (quota_exceeded); nothing is created"),
             "413": err("A file is larger than MAX_UPLOAD_BYTES"),
             "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created"),
             "415": err("Not an MP4/MOV/M4V/WebM/MKV video"),

@@ -62,6 +62,30 @@ describe("POST /api/jobs with an Idempotency-Key", () => {
     expect((await jobIdsOf(s.id)).sort()).toEqual([job.id, Job.parse(await other.json()).id].sort());
   });
 
+  it("lets a retry through at once when the first request with the key died mid-body: nothing holds the key", async () => {
+    const s = await signIn();
+    const key = crypto.randomUUID();
+    const { body, contentType } = form(fakeMp4(64 * 1024, 6));
+    let sent = false;
+    const broken = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent) return controller.error(new Error("connection lost"));
+        sent = true;
+        controller.enqueue(body.subarray(0, body.length >> 1));
+      },
+    });
+    const dead = await s
+      .call("/api/jobs", { method: "POST", body: broken, headers: { "content-type": contentType, [KEY]: key }, duplex: "half" } as RequestInit)
+      .catch(() => null);
+    expect(dead?.status ?? 0).not.toBe(202);
+    expect(await jobIdsOf(s.id)).toEqual([]);
+
+    const retry = await postForm(s, key);
+    expect(retry.status).toBe(202);
+    expect(retry.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(await jobIdsOf(s.id)).toEqual([Job.parse(await retry.json()).id]);
+  });
+
   it("keeps keys per user: another user's request with the same key creates that user's own job", async () => {
     const [a, b] = [await signIn(), await signIn()];
     const key = `shared-${crypto.randomUUID()}`;
@@ -101,12 +125,12 @@ describe("POST /api/jobs with an Idempotency-Key", () => {
     expect((await sourceObjects()).sort()).toEqual(before.sort());
   });
 
-  it("refuses a second request with the key while the first is still sending (409 idempotency_key_in_use), then answers the first's job", async () => {
+  it("makes one job of two form POSTs with the same key at once: the one that commits second answers the first's job and its files are deleted", async () => {
     const s = await signIn();
     const key = crypto.randomUUID();
     const before = await sourceObjects();
     const { body, contentType } = form(fakeMp4(64 * 1024, 5));
-    // The first request sends half its body, then waits for the test.
+    // The first request sends half its body, then waits for the test: its twin overtakes it.
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const half = body.length >> 1;
@@ -129,24 +153,23 @@ describe("POST /api/jobs with an Idempotency-Key", () => {
       headers: { "content-type": contentType, [KEY]: key },
       duplex: "half",
     } as RequestInit);
-    // The first request's ingest is recorded before its first object: from then on the key is taken.
+    // The first request is storing its file (its ingest is recorded before its first object).
     for (let i = 0; i < 500 && !(await db.select().from(ingests).where(eq(ingests.userId, s.id))).length; i++) {
       await new Promise((r) => setTimeout(r, 10));
     }
     expect(await db.select().from(ingests).where(eq(ingests.userId, s.id))).toHaveLength(1);
 
     const twin = await postForm(s, key);
-    expect(twin.status).toBe(409);
-    expect(await twin.json()).toMatchObject({ error: { code: "idempotency_key_in_use" } });
+    expect(twin.status).toBe(202);
+    const job = Job.parse(await twin.json());
 
     release();
     const first = await firstAnswer;
     expect(first.status).toBe(202);
-    const job = Job.parse(await first.json());
-    const after = await postForm(s, key);
-    expect(after.status).toBe(202);
-    expect(Job.parse(await after.json()).id).toBe(job.id);
+    expect(first.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(Job.parse(await first.json()).id).toBe(job.id);
     expect(await jobIdsOf(s.id)).toEqual([job.id]);
+    expect(await db.select().from(ingests).where(eq(ingests.userId, s.id))).toEqual([]);
     const added = (await sourceObjects()).filter((k) => !before.includes(k));
     expect(added.length).toBe(1);
     expect(added.every((k) => k.startsWith(`sources/${job.id}/`))).toBe(true);

@@ -352,7 +352,10 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
   it("submits once when the answer to its job POST is lost: the retry carries the same Idempotency-Key and prints the job the first made", async () => {
     const proxy = await replyDroppingProxy();
     const env = cliEnv(await temps.make(), { VIDEO_REFRESHER_URL: proxy.url, VIDEO_REFRESHER_TOKEN: await apiToken() });
-    const submit = await cli(["submit", clip, "-n", "1", "--json"], env);
+    // 20 MiB: one form POST (under the 64 MiB threshold), and more than the edge drains of a body it does not read:
+    // the retry is answered only if the edge reads the re-sent form to its end.
+    const file = await paddedClip(20 * 1024 * 1024);
+    const submit = await cli(["submit", file, "-n", "1", "--json"], env);
     expect(submit.code, submit.stderr).toBe(0);
     expect(submit.stderr).toMatch(/creating the job: .*trying again \(2 of 3\)/);
     const [first, retry, ...more] = proxy.posts;

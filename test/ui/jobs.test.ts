@@ -333,6 +333,50 @@ describe("web UI without a runner", () => {
     await context.close();
   });
 
+  it("answers a second click after a large job's create got no answer with the job it made, without uploading the file again", async () => {
+    const { context, page } = await suite.newUser("lost-large");
+    const big = Buffer.alloc(65 * 1024 * 1024); // above the single-request threshold (64 MiB)
+    clip.copy(big);
+    const bigPath = join(suite.dir, "lost-large.mp4");
+    await writeFile(bigPath, big);
+    const parts: string[] = [];
+    page.on("request", (r) => {
+      if (r.method() === "PUT" && /\/api\/uploads\/[^/]+\/parts\/\d+$/.test(r.url())) parts.push(r.url());
+    });
+    // Every create of the first click reaches the edge and loses its answer (the first makes the job).
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Fetch.enable", { patterns: [{ urlPattern: "*/api/jobs", requestStage: "Response" }] });
+    let createdId: string | null = null;
+    let dropping = true;
+    cdp.on("Fetch.requestPaused", (ev) => {
+      void (async () => {
+        if (ev.request.method !== "POST" || !dropping) return cdp.send("Fetch.continueRequest", { requestId: ev.requestId });
+        const { body, base64Encoded } = await cdp.send("Fetch.getResponseBody", { requestId: ev.requestId });
+        createdId ??= (JSON.parse(base64Encoded ? Buffer.from(body, "base64").toString("utf8") : body) as { id: string }).id;
+        await cdp.send("Fetch.failRequest", { requestId: ev.requestId, errorReason: "ConnectionReset" });
+      })();
+    });
+    await page.goto(`${suite.ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.setInputFiles("#file-input", bigPath);
+    await page.getByLabel("Variations per video").fill("2");
+    await page.getByRole("button", { name: "Start job" }).click();
+    const alert = page.locator("#upload-message");
+    await expect.poll(() => alert.textContent(), { timeout: 120_000 }).toMatch(/^Upload failed: Could not reach the server/);
+    expect(createdId).not.toBeNull();
+    const sent = parts.length;
+    expect(sent).toBe(9); // 65 MiB in 8 MiB parts
+
+    dropping = false;
+    await page.getByRole("button", { name: "Start job" }).click();
+    await page.waitForURL(`${suite.ui.url}/jobs/${createdId}`, { timeout: 30_000 });
+    expect(parts.length).toBe(sent);
+    await cdp.send("Fetch.disable");
+    const listed = await page.evaluate(async () => ((await (await fetch("/api/jobs")).json()) as { jobs: { id: string }[] }).jobs.map((j) => j.id));
+    expect(listed).toEqual([createdId]);
+    await context.close();
+  });
+
   it("sends a large file through the multipart upload API and retries a part that failed", async () => {
     const { context, page } = await suite.newUser("multipart");
     // 65 MiB: a real clip followed by padding; above the single-request threshold (64 MiB).

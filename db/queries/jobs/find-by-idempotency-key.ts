@@ -2,6 +2,7 @@ import { and, eq } from "drizzle-orm";
 import type { Db } from "../../client";
 import { NotFoundError } from "../../errors";
 import { jobs } from "../../schema";
+import { ownerViewer } from "./load";
 import { getJob } from "./view";
 import type { JobView } from "./present";
 
@@ -16,7 +17,7 @@ export async function findJobByIdempotencyKey(db: Db, input: { userId: string; k
     .where(and(eq(jobs.userId, input.userId), eq(jobs.idempotencyKey, input.key)));
   if (!row) return null;
   // Deleted between the two reads: the key is free again.
-  return await getJob(db, { jobId: row.id, viewer: { id: input.userId, email: "", role: "user" } }, now).catch((err: unknown) => {
+  return await getJob(db, { jobId: row.id, viewer: ownerViewer(input.userId) }, now).catch((err: unknown) => {
     if (err instanceof NotFoundError) return null;
     throw err;
   });

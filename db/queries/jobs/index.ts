@@ -5,7 +5,7 @@
  * public Job, `load` holds the ownership-checked row reads they share.
  */
 export * from "./present";
-export { ownedBy } from "./load";
+export { ownedBy, ownerViewer } from "./load";
 export * from "./create";
 export * from "./find-by-idempotency-key";
 export * from "./view";

@@ -4,6 +4,11 @@ import { GoneError, NotFoundError } from "../../errors";
 import { jobs, sources, variations } from "../../schema";
 import type { JobRecord, JobRow, Viewer } from "./present";
 
+/** The owner as a plain viewer, for reading back a job the request itself created (sees only their own jobs). */
+export function ownerViewer(userId: string): Viewer {
+  return { id: userId, email: "", role: "user" };
+}
+
 /** Ownership as SQL: a plain user only ever touches rows of their own jobs. */
 export function ownedBy(viewer: Viewer): SQL | undefined {
   return viewer.role === "admin" ? undefined : eq(jobs.userId, viewer.id);

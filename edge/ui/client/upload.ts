@@ -147,7 +147,7 @@ const CREATE_ATTEMPTS = 3;
  * same: a retry, or a second click after an answer was lost, gets the job the first request created instead of a
  * second job. A changed choice is a new job and gets a new key.
  */
-let pending: { choice: string; key: string } | null = null;
+let pending: { choice: string; key: string; uploads?: string[] } | null = null;
 
 function keyFor(variations: number, effects: JobEffects): string {
   const choice = JSON.stringify([variations, effects, items.map((i) => [i.file.name, i.file.size, i.file.lastModified])]);
@@ -160,21 +160,25 @@ function keyFor(variations: number, effects: JobEffects): string {
 
 /**
  * Sends a job-creating POST up to CREATE_ATTEMPTS times while the failure is worth retrying: no answer (the job may
- * exist: the key makes the retry answer it), a server error, or the same key still being handled by a request the
- * browser gave up on.
+ * exist: the key makes the retry answer it) or a server error.
  */
 async function createWithRetries(send: () => Promise<Created>): Promise<Created> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await send();
     } catch (err) {
-      const again = err instanceof ApiError && (err.retryable || err.code === "idempotency_key_in_use");
-      if (!again || attempt >= CREATE_ATTEMPTS) throw err;
+      if (!(err instanceof ApiError && err.retryable) || attempt >= CREATE_ATTEMPTS) throw err;
       for (const i of items) setText(i.state, `No answer yet: trying again (${attempt + 1} of ${CREATE_ATTEMPTS})`);
       announce("The connection dropped; trying again.");
       await sleep(1000 * 2 ** (attempt - 1));
     }
   }
+}
+
+/** `POST /api/jobs` from completed uploads, with the key. */
+async function createFromUploads(uploads: string[], variations: number, effects: JobEffects, key: string): Promise<Created> {
+  const res = await api<Job>("POST", "/api/jobs", { uploads, variations, effects }, { headers: { "Idempotency-Key": key } });
+  return { job: res.data, replayed: res.headers.get("Idempotent-Replayed") === "true" };
 }
 
 /** One multipart/form-data request for small jobs; per-file bars follow the byte position of the body. */
@@ -293,23 +297,33 @@ async function submit(ev: SubmitEvent): Promise<void> {
   try {
     let job: Job;
     if (useMultipart(items.map((i) => i.file.size))) {
-      const ids: string[] = [];
-      for (const item of items) ids.push(await uploadLarge(item, started));
-      const created = await createWithRetries(async () => {
-        const res = await api<Job>("POST", "/api/jobs", { uploads: ids, variations, effects }, { headers: { "Idempotency-Key": key } });
-        return { job: res.data, replayed: res.headers.get("Idempotent-Replayed") === "true" };
-      });
-      job = created.job;
-      // The job came from an earlier click whose answer was lost: the uploads made since are not part of it.
-      if (created.replayed) await Promise.allSettled(started.map((id) => api("DELETE", `/api/uploads/${encodeURIComponent(id)}`)));
+      // An earlier click with this choice stored its files but got no answer to its create: that create may have
+      // made the job, so ask with its key before storing gigabytes again (a 4xx: its uploads are gone, start over).
+      const earlier = pending?.uploads;
+      const replay = earlier
+        ? await createFromUploads(earlier, variations, effects, key).catch((err: unknown) => {
+            if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 401) return null;
+            throw err;
+          })
+        : null;
+      if (replay) job = replay.job;
+      else {
+        const ids: string[] = [];
+        for (const item of items) ids.push(await uploadLarge(item, started));
+        pending!.uploads = ids;
+        job = (await createWithRetries(() => createFromUploads(ids, variations, effects, key))).job;
+      }
     } else {
       job = (await createWithRetries(() => uploadSingle(variations, effects, key))).job;
     }
+    // Done: the same choice on this page again (back/forward cache) is a new job.
+    pending = null;
     for (const i of items) setText(i.state, "Done");
     announce("Upload complete. Opening the job…");
     location.assign(`/jobs/${encodeURIComponent(job.id)}`);
   } catch (err) {
     // Dropped before the form is usable again, so a resubmit does not find them still holding the open uploads.
+    // A job that the lost answer created keeps them: the server refuses to drop an upload a job uses.
     await Promise.allSettled(started.map((id) => api("DELETE", `/api/uploads/${encodeURIComponent(id)}`)));
     setBusy(false);
     for (const i of items) {
