@@ -1,7 +1,7 @@
 import { open, stat } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { call, timeout, type Api, type Job, type Schemas } from "./client";
+import { call, REQUEST_TIMEOUT_MS, timeout, type Api, type Job, type Schemas } from "./client";
 import { configDir, readJson, writePrivateJson, type Env } from "./config";
 import { CliError, EXIT, isNetworkError } from "./errors";
 import type { Progress } from "./progress";
@@ -103,6 +103,15 @@ function quoteFilename(name: string): string {
   return name.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
 }
 
+/** How long a form upload may send no byte, or wait for its answer after the last (VIDEO_REFRESHER_FORM_STALL_MS). */
+function formStallMs(env: Env): number {
+  const raw = env.VIDEO_REFRESHER_FORM_STALL_MS;
+  if (raw === undefined || raw === "") return REQUEST_TIMEOUT_MS;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new CliError(`VIDEO_REFRESHER_FORM_STALL_MS must be a positive integer, not ${raw}`, EXIT.usage, "usage");
+  return n;
+}
+
 /** Tries of a job-creating POST; retries are safe because every try carries the same Idempotency-Key. */
 const CREATE_TRIES = 3;
 
@@ -156,11 +165,21 @@ async function createJobFromForm(
     }
     yield tail;
   }
-  // A stream is read once: every try streams the files again.
-  const stream = () => {
+  const stallMs = formStallMs(deps.env);
+  const { data: job } = await createWithRetries(deps, async () => {
+    // A stream is read once: every try streams the files again. A try that takes no byte for stallMs, or gets no
+    // answer that long after its last byte, is given up as a timeout (a wedged edge must not hold the command
+    // forever) and tried again like a dropped connection: the key makes that safe.
+    const stalled = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => stalled.abort(new DOMException(`no progress for ${stallMs} ms`, "TimeoutError")), stallMs);
+    };
     const iterator = chunks();
-    return new ReadableStream<Uint8Array>({
+    const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
+        arm();
         const next = await iterator.next();
         if (next.done) controller.close();
         else controller.enqueue(next.value);
@@ -169,19 +188,22 @@ async function createJobFromForm(
         await iterator.return(undefined);
       },
     });
-  };
-  const { data: job } = await createWithRetries(deps, () => {
-    const body = stream();
-    return call(
-      deps.url,
-      deps.api.POST("/api/jobs", {
-        // The typed body describes the form's fields; what goes on the wire is the stream built above.
-        body: { videos: files.map((f) => f.name), variations, ...(effects ? { effects: JSON.stringify(effects) } : {}) },
-        bodySerializer: () => body as unknown as string,
-        headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(length), "Idempotency-Key": key },
-        duplex: "half",
-      } as Parameters<Api["POST"]>[1] & { duplex: "half" }),
-    );
+    arm();
+    try {
+      return await call(
+        deps.url,
+        deps.api.POST("/api/jobs", {
+          // The typed body describes the form's fields; what goes on the wire is the stream built above.
+          body: { videos: files.map((f) => f.name), variations, ...(effects ? { effects: JSON.stringify(effects) } : {}) },
+          bodySerializer: () => body as unknown as string,
+          headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(length), "Idempotency-Key": key },
+          duplex: "half",
+          signal: stalled.signal,
+        } as Parameters<Api["POST"]>[1] & { duplex: "half" }),
+      );
+    } finally {
+      clearTimeout(timer);
+    }
   });
   return { job, uploads: files.map((f) => ({ file: f.path, via: "form" as const, size: f.size })) };
 }

@@ -96,6 +96,17 @@ async function loggedIn(): Promise<NodeJS.ProcessEnv> {
   return env;
 }
 
+/** Starts a test proxy on a free local port, closed (with its open connections) after the test; its URL. */
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  cleanup.push(() => new Promise<void>((r) => {
+    server.closeAllConnections();
+    server.close(() => r());
+  }));
+  server.unref();
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
 /** An HTTP proxy in front of the edge that records "METHOD path" of every request (what the CLI really sent). */
 async function recordingProxy(): Promise<{ url: string; requests: string[] }> {
   const target = new URL(stack.edge.url);
@@ -112,11 +123,7 @@ async function recordingProxy(): Promise<{ url: string; requests: string[] }> {
     upstream.on("error", () => res.destroy());
     req.pipe(upstream);
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  cleanup.push(() => new Promise<void>((r) => server.close(() => r())));
-  server.unref();
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}`, requests };
+  return { url: await listen(server), requests };
 }
 
 /**
@@ -148,22 +155,17 @@ async function stallingProxy(limit: number): Promise<{ url: string; ranges: (str
     upstream.on("error", () => {});
     req.pipe(upstream);
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  cleanup.push(() => new Promise<void>((r) => {
-    server.closeAllConnections();
-    server.close(() => r());
-  }));
-  server.unref();
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}`, ranges };
+  return { url: await listen(server), ranges };
 }
 
 /**
  * A proxy in front of the edge that lets the first `POST /api/jobs` reach the edge and complete there, then drops
- * the connection instead of passing the answer on (a reply lost after the commit); records that request's
- * Idempotency-Key, job id and the later ones' keys and replay headers.
+ * the connection instead of passing the answer on (a reply lost after the commit) — or, with "swallow", takes its
+ * body and never answers; records that request's Idempotency-Key, job id and the later ones' keys and replay headers.
  */
-async function replyDroppingProxy(): Promise<{ url: string; posts: { key: string | undefined; jobId?: string; replayed?: string; dropped: boolean }[] }> {
+async function replyDroppingProxy(
+  first: "drop-answer" | "swallow" = "drop-answer",
+): Promise<{ url: string; posts: { key: string | undefined; jobId?: string; replayed?: string; dropped: boolean }[] }> {
   const target = new URL(stack.edge.url);
   type Post = { key: string | undefined; jobId?: string; replayed?: string; dropped: boolean };
   const posts: Post[] = [];
@@ -171,6 +173,11 @@ async function replyDroppingProxy(): Promise<{ url: string; posts: { key: string
     const isCreate = req.method === "POST" && req.url === "/api/jobs";
     const post: Post | null = isCreate ? { key: req.headers["idempotency-key"] as string | undefined, dropped: posts.length === 0 } : null;
     if (post) posts.push(post);
+    if (post?.dropped && first === "swallow") {
+      // A wedged edge: the body is taken, no answer ever comes (the request never reaches the edge).
+      req.resume();
+      return;
+    }
     // Uncompressed, so the dropped answer's job id can be read here.
     const { "accept-encoding": _encoding, ...headers } = req.headers;
     const upstream = request(
@@ -193,14 +200,7 @@ async function replyDroppingProxy(): Promise<{ url: string; posts: { key: string
     upstream.on("error", () => res.destroy());
     req.pipe(upstream);
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  cleanup.push(() => new Promise<void>((r) => {
-    server.closeAllConnections();
-    server.close(() => r());
-  }));
-  server.unref();
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}`, posts };
+  return { url: await listen(server), posts };
 }
 
 /** Polls `check` every 100 ms until it holds; fails after 30 s naming what it waited for. */
@@ -367,6 +367,28 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     const listed = ((await res.json()) as { jobs: { id: string; files: { name: string }[]; createdAt: string }[] }).jobs;
     const since = Date.parse(listed.find((j) => j.id === first!.jobId)!.createdAt);
     expect(listed.filter((j) => Date.parse(j.createdAt) >= since).map((j) => j.id)).toEqual([first!.jobId]);
+  });
+
+  it("gives up a form POST the edge never answers after VIDEO_REFRESHER_FORM_STALL_MS and tries again with the same key", async () => {
+    const proxy = await replyDroppingProxy("swallow");
+    const env = cliEnv(await temps.make(), {
+      VIDEO_REFRESHER_URL: proxy.url,
+      VIDEO_REFRESHER_TOKEN: await apiToken(),
+      VIDEO_REFRESHER_FORM_STALL_MS: "3000",
+    });
+    const submit = await cli(["submit", clip, "-n", "1", "--json"], env);
+    expect(submit.code, submit.stderr).toBe(0);
+    expect(submit.stderr).toMatch(/creating the job: .*timed out.*trying again \(2 of 3\)/);
+    // Every try carries the first one's key (a slow edge may make a second try time out too: its job is then
+    // answered to the third, still one job).
+    const [first, ...later] = proxy.posts;
+    expect(first).toMatchObject({ dropped: true, key: expect.stringMatching(/^[0-9a-f]{32}$/) });
+    expect(later.length).toBeGreaterThanOrEqual(1);
+    expect(later.every((p) => p.key === first!.key)).toBe(true);
+    const { job } = submit.json();
+    expect(job).toMatchObject({ status: "queued", totalVariations: 1 });
+    const listed = ((await (await stack.user.call("/api/jobs?limit=100")).json()) as { jobs: { id: string; createdAt: string }[] }).jobs;
+    expect(listed.filter((j) => Date.parse(j.createdAt) >= Date.parse(job.createdAt)).map((j) => j.id)).toEqual([job.id]);
   });
 
   it("cancels a queued job with a reason, then every queued job with --all-queued; status --watch of a cancelled job exits 1", async () => {

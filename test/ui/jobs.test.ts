@@ -1,6 +1,6 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Locator, Page } from "playwright-core";
+import type { BrowserContext, Locator, Page } from "playwright-core";
 import { beforeAll, describe, expect, it } from "vitest";
 import { apiOf, login, makeClip, screenshot, TEST_PASSWORD, uiSuite, uniqueEmail, writeText } from "./helpers";
 
@@ -16,6 +16,34 @@ describe("web UI without a runner", () => {
   beforeAll(async () => {
     clip = await readFile(await makeClip(suite.dir, "clip.mp4", 4));
   }, 60_000);
+
+  /**
+   * Pauses each `POST /api/jobs` once the edge has answered it (the job exists by then) and drops the answers `drop`
+   * picks (n counts the creates from 1) as a reset connection would; records each create's Idempotency-Key and the
+   * id of the first job created.
+   */
+  async function loseCreateAnswers(context: BrowserContext, page: Page, drop: (n: number) => boolean) {
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Fetch.enable", { patterns: [{ urlPattern: "*/api/jobs", requestStage: "Response" }] });
+    const seen = { keys: [] as string[], createdId: null as string | null, stop: () => cdp.send("Fetch.disable") };
+    cdp.on("Fetch.requestPaused", (ev) => {
+      void (async () => {
+        if (ev.request.method !== "POST") return cdp.send("Fetch.continueRequest", { requestId: ev.requestId });
+        const header = Object.entries(ev.request.headers).find(([name]) => name.toLowerCase() === "idempotency-key");
+        seen.keys.push(header?.[1] ?? "");
+        if (!drop(seen.keys.length)) return cdp.send("Fetch.continueRequest", { requestId: ev.requestId });
+        const { body, base64Encoded } = await cdp.send("Fetch.getResponseBody", { requestId: ev.requestId });
+        seen.createdId ??= (JSON.parse(base64Encoded ? Buffer.from(body, "base64").toString("utf8") : body) as { id: string }).id;
+        await cdp.send("Fetch.failRequest", { requestId: ev.requestId, errorReason: "ConnectionReset" });
+      })();
+    });
+    return seen;
+  }
+
+  /** The signed-in user's job ids, as GET /api/jobs lists them. */
+  async function jobIds(page: Page): Promise<string[]> {
+    return page.evaluate(async () => ((await (await fetch("/api/jobs")).json()) as { jobs: { id: string }[] }).jobs.map((j) => j.id));
+  }
 
   function row(page: Page, jobId: string): Locator {
     return page.locator(`.job-card[data-job-id="${jobId}"]`);
@@ -97,37 +125,21 @@ describe("web UI without a runner", () => {
     const { context, page } = await suite.newUser("lost-answer");
     const clipPath = join(suite.dir, "lost-answer.mp4");
     await writeFile(clipPath, clip);
-    // Paused once the edge has answered (the job is created by then); the first answer is then dropped as a reset
-    // connection would drop it, the later ones go through.
-    const cdp = await context.newCDPSession(page);
-    await cdp.send("Fetch.enable", { patterns: [{ urlPattern: "*/api/jobs", requestStage: "Response" }] });
-    const keys: string[] = [];
-    let createdId: string | null = null;
-    cdp.on("Fetch.requestPaused", (ev) => {
-      void (async () => {
-        if (ev.request.method !== "POST") return cdp.send("Fetch.continueRequest", { requestId: ev.requestId });
-        const header = Object.entries(ev.request.headers).find(([name]) => name.toLowerCase() === "idempotency-key");
-        keys.push(header?.[1] ?? "");
-        if (createdId) return cdp.send("Fetch.continueRequest", { requestId: ev.requestId });
-        const { body, base64Encoded } = await cdp.send("Fetch.getResponseBody", { requestId: ev.requestId });
-        createdId = (JSON.parse(base64Encoded ? Buffer.from(body, "base64").toString("utf8") : body) as { id: string }).id;
-        await cdp.send("Fetch.failRequest", { requestId: ev.requestId, errorReason: "ConnectionReset" });
-      })();
-    });
+    // The first answer is dropped as a reset connection would drop it; the later ones go through.
+    const creates = await loseCreateAnswers(context, page, (n) => n === 1);
     await page.goto(`${suite.ui.url}/`);
     await page.waitForSelector("body[data-ready=true]");
     await page.setInputFiles("#file-input", clipPath);
     await page.getByLabel("Variations per video").fill("2");
     await page.getByRole("button", { name: "Start job" }).click();
     await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 30_000 });
-    expect(createdId).not.toBeNull();
-    expect(page.url()).toBe(`${suite.ui.url}/jobs/${createdId}`);
-    expect(keys).toHaveLength(2);
-    expect(keys[0]).toMatch(/^[0-9a-f]{32}$/);
-    expect(keys[1]).toBe(keys[0]);
-    await cdp.send("Fetch.disable");
-    const listed = await page.evaluate(async () => ((await (await fetch("/api/jobs")).json()) as { jobs: { id: string }[] }).jobs.map((j) => j.id));
-    expect(listed).toEqual([createdId]);
+    expect(creates.createdId).not.toBeNull();
+    expect(page.url()).toBe(`${suite.ui.url}/jobs/${creates.createdId}`);
+    expect(creates.keys).toHaveLength(2);
+    expect(creates.keys[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(creates.keys[1]).toBe(creates.keys[0]);
+    await creates.stop();
+    expect(await jobIds(page)).toEqual([creates.createdId]);
     await context.close();
   });
 
@@ -344,18 +356,8 @@ describe("web UI without a runner", () => {
       if (r.method() === "PUT" && /\/api\/uploads\/[^/]+\/parts\/\d+$/.test(r.url())) parts.push(r.url());
     });
     // Every create of the first click reaches the edge and loses its answer (the first makes the job).
-    const cdp = await context.newCDPSession(page);
-    await cdp.send("Fetch.enable", { patterns: [{ urlPattern: "*/api/jobs", requestStage: "Response" }] });
-    let createdId: string | null = null;
     let dropping = true;
-    cdp.on("Fetch.requestPaused", (ev) => {
-      void (async () => {
-        if (ev.request.method !== "POST" || !dropping) return cdp.send("Fetch.continueRequest", { requestId: ev.requestId });
-        const { body, base64Encoded } = await cdp.send("Fetch.getResponseBody", { requestId: ev.requestId });
-        createdId ??= (JSON.parse(base64Encoded ? Buffer.from(body, "base64").toString("utf8") : body) as { id: string }).id;
-        await cdp.send("Fetch.failRequest", { requestId: ev.requestId, errorReason: "ConnectionReset" });
-      })();
-    });
+    const creates = await loseCreateAnswers(context, page, () => dropping);
     await page.goto(`${suite.ui.url}/`);
     await page.waitForSelector("body[data-ready=true]");
     await page.setInputFiles("#file-input", bigPath);
@@ -363,17 +365,16 @@ describe("web UI without a runner", () => {
     await page.getByRole("button", { name: "Start job" }).click();
     const alert = page.locator("#upload-message");
     await expect.poll(() => alert.textContent(), { timeout: 120_000 }).toMatch(/^Upload failed: Could not reach the server/);
-    expect(createdId).not.toBeNull();
+    expect(creates.createdId).not.toBeNull();
     const sent = parts.length;
     expect(sent).toBe(9); // 65 MiB in 8 MiB parts
 
     dropping = false;
     await page.getByRole("button", { name: "Start job" }).click();
-    await page.waitForURL(`${suite.ui.url}/jobs/${createdId}`, { timeout: 30_000 });
+    await page.waitForURL(`${suite.ui.url}/jobs/${creates.createdId}`, { timeout: 30_000 });
     expect(parts.length).toBe(sent);
-    await cdp.send("Fetch.disable");
-    const listed = await page.evaluate(async () => ((await (await fetch("/api/jobs")).json()) as { jobs: { id: string }[] }).jobs.map((j) => j.id));
-    expect(listed).toEqual([createdId]);
+    await creates.stop();
+    expect(await jobIds(page)).toEqual([creates.createdId]);
     await context.close();
   });
 
