@@ -1,5 +1,7 @@
 import { asLocalError } from "./local-errors";
-import { open, stat, type FileHandle } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { open, stat } from "node:fs/promises";
+import { Readable } from "node:stream";
 import { ticketHeaders, type Ticket } from "../db/tickets";
 import { delay } from "./delay";
 
@@ -229,38 +231,8 @@ export class BlobClient {
   }
 }
 
-/**
- * `length` bytes of a file from `start`, as a stream: with a known Content-Length, R2's put() takes it and nothing is
- * buffered whole. Each chunk is read into a buffer of its own and handed over as it is (`Readable.toWeb` copied
- * every chunk once more, and the garbage of those copies came with it).
- */
 function fileBody(file: string, start: number, length: number): BodyInit {
-  let fh: FileHandle | undefined;
-  let at = start;
-  const end = start + length;
-  const close = async () => {
-    const h = fh;
-    fh = undefined;
-    await h?.close().catch(() => {});
-  };
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        fh ??= await open(file, "r");
-        if (at >= end) {
-          await close();
-          return controller.close();
-        }
-        const chunk = Buffer.allocUnsafe(Math.min(MiB, end - at));
-        const { bytesRead } = await fh.read(chunk, 0, chunk.length, at);
-        if (bytesRead === 0) throw new Error(`${file} ended ${end - at} bytes early`);
-        at += bytesRead;
-        controller.enqueue(bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead));
-      } catch (err) {
-        await close();
-        throw err;
-      }
-    },
-    cancel: close,
-  });
+  // A known Content-Length plus a streamed body: R2's put() needs the length and nothing is buffered whole.
+  const stream = createReadStream(file, { start, end: start + length - 1, highWaterMark: MiB });
+  return Readable.toWeb(stream) as unknown as BodyInit;
 }
