@@ -103,7 +103,7 @@ function quoteFilename(name: string): string {
   return name.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
 }
 
-/** How long a form upload may send no byte, or wait for its answer after the last (VIDEO_REFRESHER_FORM_STALL_MS). */
+/** How long a form upload may take no chunk, or wait for its answer after the last (VIDEO_REFRESHER_FORM_STALL_MS). */
 function formStallMs(env: Env): number {
   const raw = env.VIDEO_REFRESHER_FORM_STALL_MS;
   if (raw === undefined || raw === "") return REQUEST_TIMEOUT_MS;
@@ -167,28 +167,32 @@ async function createJobFromForm(
   }
   const stallMs = formStallMs(deps.env);
   const { data: job } = await createWithRetries(deps, async () => {
-    // A stream is read once: every try streams the files again. A try that takes no byte for stallMs, or gets no
-    // answer that long after its last byte, is given up as a timeout (a wedged edge must not hold the command
+    // A stream is read once: every try streams the files again. A try that takes no chunk for stallMs, or gets no
+    // answer that long (plus a second per MiB) after its last chunk, is given up as a timeout (a wedged edge must not hold the command
     // forever) and tried again like a dropped connection: the key makes that safe.
     const stalled = new AbortController();
     let timer: NodeJS.Timeout | undefined;
-    const arm = () => {
+    let settled = false;
+    const arm = (ms: number) => {
       clearTimeout(timer);
-      timer = setTimeout(() => stalled.abort(new DOMException(`no progress for ${stallMs} ms`, "TimeoutError")), stallMs);
+      if (!settled) timer = setTimeout(() => stalled.abort(new DOMException(`no progress for ${ms} ms`, "TimeoutError")), ms);
     };
     const iterator = chunks();
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
-        arm();
+        arm(stallMs);
         const next = await iterator.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
+        if (next.done) {
+          // What the socket still buffers has to go out and the edge has to store the files: a second per MiB more.
+          arm(stallMs + Math.ceil(length / (1024 * 1024)) * 1000);
+          controller.close();
+        } else controller.enqueue(next.value);
       },
       async cancel() {
         await iterator.return(undefined);
       },
     });
-    arm();
+    arm(stallMs);
     try {
       return await call(
         deps.url,
@@ -202,6 +206,7 @@ async function createJobFromForm(
         } as Parameters<Api["POST"]>[1] & { duplex: "half" }),
       );
     } finally {
+      settled = true;
       clearTimeout(timer);
     }
   });

@@ -62,7 +62,7 @@ describe("POST /api/jobs with an Idempotency-Key", () => {
     expect((await jobIdsOf(s.id)).sort()).toEqual([job.id, Job.parse(await other.json()).id].sort());
   });
 
-  it("lets a retry through at once when the first request with the key died mid-body: nothing holds the key", async () => {
+  it("creates the job on a retry when the first request with the key broke off mid-body (no job, no replay, no refusal)", async () => {
     const s = await signIn();
     const key = crypto.randomUUID();
     const { body, contentType } = form(fakeMp4(64 * 1024, 6));

@@ -374,7 +374,8 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     const env = cliEnv(await temps.make(), {
       VIDEO_REFRESHER_URL: proxy.url,
       VIDEO_REFRESHER_TOKEN: await apiToken(),
-      VIDEO_REFRESHER_FORM_STALL_MS: "3000",
+      // Long enough for a loaded machine's edge to answer a healthy try; short enough for a test.
+      VIDEO_REFRESHER_FORM_STALL_MS: "10000",
     });
     const submit = await cli(["submit", clip, "-n", "1", "--json"], env);
     expect(submit.code, submit.stderr).toBe(0);

@@ -298,11 +298,12 @@ async function submit(ev: SubmitEvent): Promise<void> {
     let job: Job;
     if (useMultipart(items.map((i) => i.file.size))) {
       // An earlier click with this choice stored its files but got no answer to its create: that create may have
-      // made the job, so ask with its key before storing gigabytes again (a 4xx: its uploads are gone, start over).
+      // made the job, so ask with its key before storing gigabytes again. Its uploads unknown (400, dropped when it
+      // failed) or unusable (409 upload_*): start over. Any other refusal (quota) would refuse the new ones too.
       const earlier = pending?.uploads;
       const replay = earlier
         ? await createFromUploads(earlier, variations, effects, key).catch((err: unknown) => {
-            if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 401) return null;
+            if (err instanceof ApiError && (err.status === 400 || (err.status === 409 && err.code.startsWith("upload_")))) return null;
             throw err;
           })
         : null;
