@@ -39,7 +39,11 @@ export async function call<T>(baseUrl: string, request: Promise<Result<T>>): Pro
 }
 
 export function unreachable(baseUrl: string, err: unknown): CliError {
-  if (err instanceof CliError) return err;
+  // fetch reports a failure of the request's own body (a file that changed while it was read) as "fetch failed"
+  // with that failure as the cause: it is the reason, not the network.
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof CliError) return e;
+  }
   if (isNetworkError(err)) return new CliError(`cannot reach ${baseUrl}: ${networkReason(err)}`, EXIT.network, "network");
   return new CliError((err as Error)?.message ?? String(err));
 }

@@ -154,6 +154,8 @@ async function createJobFromForm(
         for await (const chunk of fh.createReadStream({ highWaterMark: 256 * 1024 })) {
           const buf = chunk as Buffer;
           sent += buf.length;
+          // A file that grew would overrun the announced Content-Length: stop before sending a byte too many.
+          if (sent > f.size) break;
           bars[i]!.update(sent);
           yield buf;
         }
