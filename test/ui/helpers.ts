@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, afterEach, beforeAll } from "vitest";
 import { ROOT, startStack, type Stack } from "../../scripts/stack";
 import { freePort } from "../helpers/ports";
 
@@ -34,8 +34,8 @@ export interface UiStack {
   url: string;
   admin: { email: string; password: string };
   dir: string;
-  /** Last lines of every child's output, for failure messages. */
-  logTail(): string;
+  /** Last lines of every child's output (wrangler's request log included), for failure messages. */
+  logTail(lines?: number): string;
   stop(): Promise<void>;
 }
 
@@ -68,7 +68,7 @@ export async function startUiStack(opts: { runners: number; runnerEnv?: Record<s
     url: stack.edgeUrl,
     admin: stack.admin,
     dir,
-    logTail: () => lines.slice(-80).join("\n"),
+    logTail: (n = 80) => lines.slice(-n).join("\n"),
     async stop() {
       await stack.stop();
       await rm(dir, { recursive: true, force: true });
@@ -214,6 +214,11 @@ export function uiSuite(opts: { runners: number; runnerEnv?: Record<string, stri
     admin = await browser.newContext();
     await login(await admin.newPage(), ui.url, ui.admin.email, ui.admin.password);
   }, 150_000);
+  // A failed test shows what the stack's processes said last: whether the edge saw a request that got no answer,
+  // what the runner was doing. A failure that happens once in many runs is otherwise not explainable afterwards.
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === "fail" && ui) console.error(`[ui stack] last lines of the stack's output:\n${ui.logTail(200)}`);
+  });
   afterAll(async () => {
     await browser?.close();
     await ui?.stop();
