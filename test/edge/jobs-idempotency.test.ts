@@ -113,6 +113,19 @@ describe("POST /api/jobs with an Idempotency-Key", () => {
     expect(await jobIdsOf(s.id)).toEqual([job.id]);
   });
 
+  it("makes one job of two JSON POSTs with the same key and uploads sent at once: both answer 202 with it, one as a replay", async () => {
+    const s = await signIn();
+    const upload = await completedUpload(s);
+    const key = crypto.randomUUID();
+    const body = { uploads: [upload], variations: 2 };
+    const answers = await Promise.all([0, 1].map(() => s.call("/api/jobs", { method: "POST", json: body, headers: { [KEY]: key } })));
+    expect(answers.map((a) => a.status)).toEqual([202, 202]);
+    const ids = await Promise.all(answers.map(async (a) => Job.parse(await a.json()).id));
+    expect(ids[0]).toBe(ids[1]);
+    expect(answers.map((a) => a.headers.get("Idempotent-Replayed")).sort()).toEqual(["true", null].sort());
+    expect(await jobIdsOf(s.id)).toEqual([ids[0]]);
+  });
+
   it("refuses a malformed key with 400 naming the header, creating and storing nothing", async () => {
     const s = await signIn();
     const before = await sourceObjects();
