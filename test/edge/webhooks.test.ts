@@ -1,4 +1,4 @@
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import { pauseJob, requestCancel } from "../../db/queries/jobs";
@@ -7,7 +7,7 @@ import { newId } from "../../db/ids";
 import { webhookDeliveries } from "../../db/schema";
 import { listDueDeliveries, MANUAL_SEND_PENDING_LIMIT, pruneDeliveries } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
-import { consumeWebhookBatch, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
+import { consumeWebhookBatch, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
 import { claimAll, db, ORIGIN, seedJob, signIn, type Session } from "./helpers";
 
@@ -350,6 +350,35 @@ describe("consumeWebhookBatch (queue consumer)", () => {
     await Promise.all(background);
     const [slowAfter] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, slow.id));
     expect(slowAfter).toMatchObject({ status: "pending", attempts: 1, leaseUntil: null, lastError: "no response within 15 s" });
+  });
+});
+
+describe("consumeWebhookBatch under the platform's connection limit", () => {
+  it("sends at most 4 of a batch at once (an invocation has 6 connections), keeping 2 for the database, and delivers them all", async () => {
+    const later = Date.now() + HOUR;
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const s = await signIn();
+      const hook = await createHook(s, { url: `https://receiver-${i}.example.com/hook`, events: ["job.cancelled"] });
+      const job = await seedJob(s.id);
+      await requestCancel(db, { jobId: job.id, viewer: { id: s.id, email: s.email, role: s.role } }, later);
+      ids.push((await deliveriesOf(hook.id))[0]!.id);
+    }
+    let inFlight = 0;
+    let most = 0;
+    const fetch = (async () => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setTimeout(r, 100));
+      inFlight--;
+      return new Response(null, { status: 204 });
+    }) as unknown as typeof globalThis.fetch;
+    const message = (id: string) => ({ id, timestamp: new Date(), attempts: 1, body: { kind: "deliver", id } as WebhookMessage, ack: () => {}, retry: () => {} });
+    const batch = { queue: "video-refresher-webhooks", messages: ids.map(message), ackAll: () => {}, retryAll: () => {} } as unknown as MessageBatch<WebhookMessage>;
+    const queue = { send: async () => {}, sendBatch: async () => {} } as unknown as Queue<WebhookMessage>;
+    await consumeWebhookBatch(batch, { db, queue, policy: { allowLocalHttp: false }, fetch, now: () => later });
+    expect(most).toBe(MAX_CONCURRENT_MESSAGES);
+    const rows = await db.select().from(webhookDeliveries).where(inArray(webhookDeliveries.id, ids));
+    expect(rows.map((r) => r.status)).toEqual(ids.map(() => "delivered"));
   });
 });
 

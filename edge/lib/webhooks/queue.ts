@@ -20,6 +20,15 @@ export interface WebhookQueueDeps extends DeliverDeps {
  */
 export const BATCH_WAIT_MS = 2_000;
 
+/**
+ * Messages of one batch handled at once. A Worker invocation has six connections waiting for response headers at a
+ * time, database calls included (libSQL over HTTP); a seventh fetch waits for a slot while its own timeout runs. Six
+ * sends to an endpoint that never answers would then time out another user's healthy send queued behind them, and
+ * starve the database calls that record attempts. Four leaves two for the database. wrangler.toml's max_batch_size
+ * is the same number, so a batch's messages all start at once; this bound holds whatever the queue hands over.
+ */
+export const MAX_CONCURRENT_MESSAGES = 4;
+
 const SWEEP_LIMIT = 100;
 /** How long settled deliveries stay in the log. */
 export const DELIVERY_LOG_DAYS = 7;
@@ -84,7 +93,7 @@ export async function consumeWebhookBatch(batch: MessageBatch<WebhookMessage>, d
   // down another). A send still running then goes on under waitUntil, its row leased (the lease outlasts the send
   // timeout), and records its attempt as usual; its message counts as handled (acked with the batch), so if that
   // late part fails, the sweep brings the row back once the lease is over.
-  const handled = Promise.all(batch.messages.map(async (message) => {
+  const handled = eachAtMost(MAX_CONCURRENT_MESSAGES, batch.messages, async (message) => {
     try {
       const body = message.body;
       if (body.kind === "sweep") {
@@ -100,10 +109,19 @@ export async function consumeWebhookBatch(batch: MessageBatch<WebhookMessage>, d
       console.error("webhook message failed", err instanceof Error ? err.message : String(err));
       settle(() => message.retry({ delaySeconds: 5 }));
     }
-  }));
+  });
   if (!deps.waitUntil) return void (await handled);
   deps.waitUntil(handled);
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([handled, new Promise<void>((resolve) => (timer = setTimeout(resolve, BATCH_WAIT_MS)))]);
   clearTimeout(timer);
+}
+
+/** Runs `fn` over `items`, never more than `limit` at once, in order of the items. */
+async function eachAtMost<T>(limit: number, items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
