@@ -1596,7 +1596,10 @@ export interface operations {
     createUpload: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer and get the upload the first request opened (201, header Idempotent-Replayed: true) instead of a second one counting against your open uploads and storage, also when both are sent at once. Per user; lasts as long as that upload */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1606,7 +1609,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Send partCount parts of partSize bytes (the last one: the rest) */
+            /** @description Send partCount parts of partSize bytes (the last one: the rest); with an Idempotency-Key already used, the upload that key opened (header Idempotent-Replayed: true) */
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -1615,7 +1618,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedUpload"];
                 };
             };
-            /** @description Invalid body */
+            /** @description Invalid body, or a malformed Idempotency-Key; nothing is recorded */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -115,13 +115,13 @@ function formStallMs(env: Env): number {
 /** Tries of a job-creating POST; retries are safe because every try carries the same Idempotency-Key. */
 const CREATE_TRIES = 3;
 
-/** A job-creating POST, tried again on network trouble, 408, 429 and 5xx (`retryable`). */
-function createWithRetries<T>(deps: UploadDeps, send: () => Promise<T>): Promise<T> {
+/** A creating POST (a job, an upload) with an Idempotency-Key, tried again on network trouble, 408, 429 and 5xx (`retryable`). */
+function createWithRetries<T>(deps: UploadDeps, send: () => Promise<T>, what = "creating the job"): Promise<T> {
   return withRetries(send, {
     tries: CREATE_TRIES,
     baseMs: 1000,
     sleep: deps.sleep ?? realSleep,
-    onRetry: (attempt, err) => deps.progress.log(`creating the job: ${(err as Error).message}; trying again (${attempt + 1} of ${CREATE_TRIES})`),
+    onRetry: (attempt, err) => deps.progress.log(`${what}: ${(err as Error).message}; trying again (${attempt + 1} of ${CREATE_TRIES})`),
   });
 }
 
@@ -303,7 +303,13 @@ async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false
   let entry = state.get(url, f);
   const resumed = entry !== undefined;
   if (!entry) {
-    const { data } = await call(url, api.POST("/api/uploads", { body: { filename: f.name, size: f.size }, signal: timeout() }));
+    // One key for every try: a try whose answer was lost opened the upload, and the next is answered with it
+    // instead of opening a second that would count against the open uploads and storage for a day.
+    const key = randomBytes(16).toString("hex");
+    const { data } = await createWithRetries(deps, () =>
+      call(url, api.POST("/api/uploads", { body: { filename: f.name, size: f.size }, headers: { "Idempotency-Key": key }, signal: timeout() })),
+      `starting the upload of ${f.name}`,
+    );
     entry = { uploadId: data.id, partSize: data.partSize, partCount: data.partCount, parts: [], completed: false, startedAt: new Date().toISOString() };
     state.set(url, f, entry);
     await state.save();

@@ -29,6 +29,26 @@ export async function createUpload(
   return row;
 }
 
+/**
+ * The upload a POST /api/uploads with this `Idempotency-Key` opened for this user, or the one with this id (the
+ * request's own row, when only the reply to its insert was lost); null when neither exists. Keys are per user.
+ */
+export async function findUpload(db: Db, input: { userId: string; key: string | null; id?: string }): Promise<UploadRow | null> {
+  if (input.id !== undefined) {
+    const [own] = await db
+      .select()
+      .from(uploads)
+      .where(and(eq(uploads.id, input.id), eq(uploads.userId, input.userId)));
+    if (own) return own;
+  }
+  if (input.key === null) return null;
+  const [keyed] = await db
+    .select()
+    .from(uploads)
+    .where(and(eq(uploads.userId, input.userId), eq(uploads.idempotencyKey, input.key)));
+  return keyed ?? null;
+}
+
 /** The caller's upload in any status; someone else's upload is NotFound like an unknown one. */
 export async function getOwnUpload(db: Db, input: { uploadId: string; userId: string }): Promise<UploadRow> {
   const [row] = await db

@@ -165,9 +165,12 @@ export const uploads = sqliteTable(
     contentType: text("content_type"),
     createdAt: integer("created_at").notNull(),
     completedAt: integer("completed_at"),
+    /** The `Idempotency-Key` of the POST /api/uploads that opened it: a retry after a lost answer gets this upload. */
+    idempotencyKey: text("idempotency_key"),
   },
   (t) => [
     index("uploads_user_idx").on(t.userId),
+    uniqueIndex("uploads_user_idempotency_key_idx").on(t.userId, t.idempotencyKey),
     index("uploads_status_created_idx").on(t.status, t.createdAt),
     index("uploads_object_key_idx").on(t.objectKey),
   ],

@@ -341,7 +341,7 @@ export const DeliveryParams = z.object({ id: Id, deliveryId: Id });
 // --- idempotency ------------------------------------------------------------------------------------------------
 
 /**
- * The `Idempotency-Key` request header of POST /api/jobs: any 1–255 visible ASCII characters (a UUID is typical).
+ * The `Idempotency-Key` request header of POST /api/jobs and POST /api/uploads: any 1–255 visible ASCII characters (a UUID is typical).
  * Keys are per user and last as long as the job they created.
  */
 export const IdempotencyKey = z

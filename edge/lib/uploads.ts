@@ -6,6 +6,7 @@ import { getUserUsage } from "../../db/queries/quotas";
 import {
   createUpload,
   deleteUnusedUpload,
+  findUpload,
   getCompletableParts,
   getOpenUpload,
   getOwnUpload,
@@ -31,9 +32,16 @@ interface Deps {
  */
 export async function startUpload(
   deps: Deps,
-  input: { user: SessionUser; filename: string; size: number; maxBytes: number; limits: UserLimits },
+  input: { user: SessionUser; filename: string; size: number; maxBytes: number; limits: UserLimits; idempotencyKey?: string | null },
   now: number,
-): Promise<{ id: string; partSize: number; partCount: number }> {
+): Promise<{ id: string; partSize: number; partCount: number; replayed: boolean }> {
+  const key = input.idempotencyKey ?? null;
+  const described = (u: UploadRow, replayed: boolean) => ({ id: u.id, partSize: u.partSize, partCount: u.partCount, replayed });
+  // The same request again (its answer was lost): the upload it opened, before any limit is counted again.
+  if (key !== null) {
+    const earlier = await findUpload(deps.db, { userId: input.user.id, key });
+    if (earlier) return described(earlier, true);
+  }
   if (input.size > input.maxBytes) {
     throw new PayloadTooLargeError(`${input.filename} is larger than the ${input.maxBytes}-byte limit`);
   }
@@ -57,17 +65,22 @@ export async function startUpload(
         partCount,
         objectKey,
         r2UploadId: mp.uploadId,
+        idempotencyKey: key,
         limits: input.limits,
       },
       now,
     );
   } catch (err) {
-    // Refused or failed: no row records the R2 upload. (Should the insert have committed with only its reply
-    // lost, the row's parts fail from now on and the stale-upload rule removes it.)
+    // The insert may have committed with only its reply lost (then the row is ours and the R2 upload stays), or a
+    // twin request with the same key may have won the key's unique index (then the twin's upload is the answer and
+    // ours is not recorded). Only when no row answers is the R2 upload aborted and the failure passed on.
+    const found = await findUpload(deps.db, { userId: input.user.id, key, id }).catch(() => null);
+    if (found?.id === id) return described(found, false);
     await mp.abort().catch(() => {});
+    if (found) return described(found, true);
     throw err;
   }
-  return { id, partSize, partCount };
+  return { id, partSize, partCount, replayed: false };
 }
 
 /**

@@ -177,10 +177,21 @@ export function buildOpenApi(version: string) {
       "/api/uploads": {
         post: {
           summary: "Start a large-file upload (R2 multipart)",
+          parameters: [
+            {
+              name: "Idempotency-Key",
+              in: "header",
+              required: false,
+              schema: { type: "string", minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7e]+$" },
+              description:
+                "Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer and get the upload the first request opened " +
+                "(201, header Idempotent-Replayed: true) instead of a second one counting against your open uploads and storage, also when both are sent at once. Per user; lasts as long as that upload",
+            },
+          ],
           requestBody: { required: true, ...json("CreateUploadBody") },
           responses: {
-            "201": ok("Send partCount parts of partSize bytes (the last one: the rest)", "CreatedUpload"),
-            "400": err("Invalid body"),
+            "201": ok("Send partCount parts of partSize bytes (the last one: the rest); with an Idempotency-Key already used, the upload that key opened (header Idempotent-Replayed: true)", "CreatedUpload"),
+            "400": err("Invalid body, or a malformed Idempotency-Key; nothing is recorded"),
             "409": err("Over your open-uploads limit or storage quota (code quota_exceeded); nothing is recorded"),
             "413": err("Larger than MAX_UPLOAD_BYTES"),
             ...authErrors,

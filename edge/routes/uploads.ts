@@ -4,6 +4,7 @@ import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
 import { completeUpload, dropOwnUpload, putUploadPart, startUpload } from "../lib/uploads";
 import { CreateUploadBody, PartParams } from "../lib/schemas";
+import { idempotencyKeyOf, REPLAYED_HEADER } from "../lib/idempotency";
 import { lingeringBody } from "../lib/lingering";
 import { validate } from "../lib/validate";
 
@@ -12,13 +13,15 @@ export const uploads = new Hono<AppEnv>()
   .use(requireUser)
   .post("/", validate("json", CreateUploadBody), async (c) => {
     const body = c.req.valid("json");
+    const idempotencyKey = idempotencyKeyOf(c.req.raw);
     const deps = { db: c.get("db"), bucket: c.env.BUCKET };
     const config = c.get("config");
-    const created = await startUpload(
+    const { replayed, ...created } = await startUpload(
       deps,
-      { user: c.get("user"), ...body, maxBytes: config.MAX_UPLOAD_BYTES, limits: userLimitsFrom(config) },
+      { user: c.get("user"), ...body, maxBytes: config.MAX_UPLOAD_BYTES, limits: userLimitsFrom(config), idempotencyKey },
       Date.now(),
     );
+    if (replayed) c.header(REPLAYED_HEADER, "true");
     return c.json(created, 201);
   })
   .put("/:id/parts/:n", lingeringBody(), validate("param", PartParams), async (c) => {

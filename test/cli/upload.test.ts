@@ -72,3 +72,49 @@ describe("CLI form upload", () => {
     expect(server.posts()).toBe(1);
   });
 });
+
+describe("CLI multipart upload", () => {
+  it("starts a large file's upload once when the first answer is lost: the retry carries the same Idempotency-Key", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "vr-cli-upload-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, "big.mp4");
+    await writeFile(path, Buffer.alloc(64 * 1024, 7));
+    const keys: (string | undefined)[] = [];
+    const opened = new Map<string, string>();
+    // A server that keeps its promise like the edge: one upload per key. Its first answer to a start is lost.
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+        if (req.method === "POST" && req.url === "/api/uploads") {
+          const key = req.headers["idempotency-key"] as string | undefined;
+          keys.push(key);
+          if (!opened.has(key ?? "")) opened.set(key ?? "", `u${opened.size + 1}`);
+          if (keys.length === 1) return req.socket.destroy();
+          return json(201, { id: opened.get(key ?? ""), partSize: 64 * 1024, partCount: 1 });
+        }
+        if (req.method === "PUT" && req.url?.startsWith("/api/uploads/")) return json(200, { partNumber: 1, etag: "e1" });
+        if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { id: "u1", size: 64 * 1024 });
+        if (req.method === "POST" && req.url === "/api/jobs") return json(202, { id: "j1", uploads: JSON.parse(Buffer.concat(chunks).toString()).uploads });
+        json(404, { error: { code: "not_found", message: "no" } });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+
+    const { job, uploads } = await uploadAndCreateJob(
+      { api: apiClient(url, "token"), url, env: { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" }, progress: quiet, sleep: async () => {} },
+      await statFiles([path]),
+      1,
+    );
+
+    expect(keys).toHaveLength(2);
+    expect(keys[0]).toMatch(/^[\x21-\x7e]{16,}$/);
+    expect(keys[1]).toBe(keys[0]);
+    expect(opened.size).toBe(1);
+    expect(uploads.map((u) => u.uploadId)).toEqual(["u1"]);
+    expect(job).toMatchObject({ id: "j1", uploads: ["u1"] });
+  });
+});
