@@ -22,9 +22,9 @@ describe("web UI without a runner", () => {
    * picks (n counts the creates from 1) as a reset connection would; records each create's Idempotency-Key and the
    * id of the first job created.
    */
-  async function loseCreateAnswers(context: BrowserContext, page: Page, drop: (n: number) => boolean) {
+  async function loseCreateAnswers(context: BrowserContext, page: Page, drop: (n: number) => boolean, urlPattern = "*/api/jobs") {
     const cdp = await context.newCDPSession(page);
-    await cdp.send("Fetch.enable", { patterns: [{ urlPattern: "*/api/jobs", requestStage: "Response" }] });
+    await cdp.send("Fetch.enable", { patterns: [{ urlPattern, requestStage: "Response" }] });
     const seen = { keys: [] as string[], createdId: null as string | null, stop: () => cdp.send("Fetch.disable") };
     cdp.on("Fetch.requestPaused", (ev) => {
       void (async () => {
@@ -422,6 +422,28 @@ describe("web UI without a runner", () => {
     const job = await apiOf(context, suite.ui.url).job(id);
     expect(job.totalVariations).toBe(2);
     expect(await page.locator(".file .muted").first().textContent()).toBe("65 MB");
+    await context.close();
+  });
+
+  it("starts a large file's upload once when the first answer is lost: the retry carries the same Idempotency-Key", async () => {
+    const { context, page } = await suite.newUser("lost-upload-start");
+    const big = Buffer.alloc(65 * 1024 * 1024);
+    clip.copy(big);
+    const bigPath = join(suite.dir, "big-lost-start.mp4");
+    await writeFile(bigPath, big);
+    const starts = await loseCreateAnswers(context, page, (n) => n === 1, "*/api/uploads");
+    await page.goto(`${suite.ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.setInputFiles("#file-input", bigPath);
+    await page.getByLabel("Variations per video").fill("1");
+    await page.getByRole("button", { name: "Start job" }).click();
+    await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 120_000 });
+    await starts.stop();
+    expect(starts.keys).toHaveLength(2);
+    expect(starts.keys[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(starts.keys[1]).toBe(starts.keys[0]);
+    expect(starts.createdId).not.toBeNull();
+    expect(await jobIds(page)).toHaveLength(1);
     await context.close();
   });
 

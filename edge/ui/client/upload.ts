@@ -151,18 +151,20 @@ let pending: { choice: string; key: string; uploads?: string[] } | null = null;
 
 function keyFor(variations: number, effects: JobEffects): string {
   const choice = JSON.stringify([variations, effects, items.map((i) => [i.file.name, i.file.size, i.file.lastModified])]);
-  if (pending?.choice !== choice) {
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
-    pending = { choice, key: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
-  }
+  if (pending?.choice !== choice) pending = { choice, key: newKey() };
   return pending.key;
 }
 
+function newKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /**
- * Sends a job-creating POST up to CREATE_ATTEMPTS times while the failure is worth retrying: no answer (the job may
- * exist: the key makes the retry answer it) or a server error.
+ * Sends a creating POST (a job, an upload) up to CREATE_ATTEMPTS times while the failure is worth retrying: no answer
+ * (what it creates may exist: the key makes the retry answer it) or a server error.
  */
-async function createWithRetries(send: () => Promise<Created>): Promise<Created> {
+async function createWithRetries<T>(send: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await send();
@@ -208,10 +210,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * (network drop, 5xx, 429) with exponential back-off, so a blip costs one part, not the whole file.
  */
 async function uploadLarge(item: Item, started: string[]): Promise<string> {
-  const { data: up } = await api<{ id: string; partSize: number; partCount: number }>("POST", "/api/uploads", {
-    filename: item.file.name,
-    size: item.file.size,
-  });
+  // One key for every try: a start whose answer was lost is answered with the upload it opened, not a second one.
+  const key = newKey();
+  const { data: up } = await createWithRetries(() =>
+    api<{ id: string; partSize: number; partCount: number }>(
+      "POST",
+      "/api/uploads",
+      { filename: item.file.name, size: item.file.size },
+      { headers: { "Idempotency-Key": key } },
+    ),
+  );
   started.push(up.id);
   const loaded = new Array<number>(up.partCount).fill(0);
   // Parts being retried stay visible in the state text until they succeed (progress of other parts keeps coming).
