@@ -55,6 +55,12 @@ export const webhookDeliveries = sqliteTable(
     nextAttemptAt: integer("next_attempt_at").notNull(),
     /** Set while one consumer is sending it, so a duplicate queue message does not send it twice at once. */
     leaseUntil: integer("lease_until"),
+    /**
+     * A sweep put a queue message for it on the queue and sweeps leave it alone until then: without it, every sweep
+     * (every 5 s, and after each job-changing request) queued the same waiting rows again, so a queue that fell
+     * behind was fed more duplicates the further behind it was. A hint only: claims ignore it.
+     */
+    enqueuedUntil: integer("enqueued_until"),
     lastAttemptAt: integer("last_attempt_at"),
     lastStatusCode: integer("last_status_code"),
     lastError: text("last_error"),

@@ -5,7 +5,7 @@ import { pauseJob, requestCancel } from "../../db/queries/jobs";
 import { failVariation, finishVariation } from "../../db/queries/variations";
 import { newId } from "../../db/ids";
 import { webhookDeliveries } from "../../db/schema";
-import { listDueDeliveries, MANUAL_SEND_PENDING_LIMIT, pruneDeliveries } from "../../db/queries/webhooks";
+import { ENQUEUE_HOLD_MS, MANUAL_SEND_PENDING_LIMIT, pruneDeliveries, takeDueDeliveries } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
 import { consumeWebhookBatch, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
@@ -137,7 +137,7 @@ describe("manual sends (test, redeliver) are bounded per webhook", () => {
   });
 });
 
-describe("listDueDeliveries (the sweep)", () => {
+describe("takeDueDeliveries (the sweep)", () => {
   it("takes the oldest due delivery of every webhook before a second one of any: one user's backlog does not hold back another's event", async () => {
     const [a, b] = [await signIn(), await signIn()];
     const [hookA, hookB] = [await createHook(a), await createHook(b)];
@@ -152,10 +152,29 @@ describe("listDueDeliveries (the sweep)", () => {
       id: `event-${hookB.id}`, webhookId: hookB.id, jobId: null, event: "webhook.test", occurredAt: now - 60_000,
       status: "pending", attempts: 0, nextAttemptAt: now - 60_000, payload: "{}", createdAt: now - 60_000,
     });
-    const due = await listDueDeliveries(db, now, 100);
+    const due = await takeDueDeliveries(db, now, 100);
     expect(due).toContain(`event-${hookB.id}`);
     expect(due).toContain(`backlog-${hookA.id}-0`);
     await db.delete(webhookDeliveries).where(sql`webhook_id IN (${hookA.id}, ${hookB.id})`);
+  });
+
+  it("takes a waiting row once: later sweeps leave it to its queued message until ENQUEUE_HOLD_MS, then take it again", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const now = Date.now() + 4 * 24 * HOUR;
+    const ids = [0, 1, 2].map((i) => `waiting-${hook.id}-${i}`);
+    await db.insert(webhookDeliveries).values(ids.map((id, i) => ({
+      id, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: now - HOUR,
+      status: "pending" as const, attempts: 0, nextAttemptAt: now - HOUR + i, payload: "{}", createdAt: now - HOUR,
+    })));
+    const ours = (taken: string[]) => taken.filter((id) => ids.includes(id)).sort();
+    expect(ours(await takeDueDeliveries(db, now, 1000))).toEqual(ids);
+    // The next sweeps (every 5 s, and after job-changing requests) find them queued already.
+    expect(ours(await takeDueDeliveries(db, now + 5_000, 1000))).toEqual([]);
+    expect(ours(await takeDueDeliveries(db, now + ENQUEUE_HOLD_MS - 1, 1000))).toEqual([]);
+    // A message lost on the way: the row is taken again once the hold is over.
+    expect(ours(await takeDueDeliveries(db, now + ENQUEUE_HOLD_MS, 1000))).toEqual(ids);
+    await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 });
 

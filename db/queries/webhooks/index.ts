@@ -1,6 +1,6 @@
 /**
  * Webhook queries, one operation per file: the user's endpoints (create, list, delete), their delivery log (list,
- * test event, redeliver) and the delivery engine's steps (list due, claim, record an attempt). Job events are written
+ * test event, redeliver) and the delivery engine's steps (take due, claim, record an attempt). Job events are written
  * by the jobs_webhook_outbox trigger (migration 0007), not here.
  */
 export * from "./create-webhook";
@@ -10,7 +10,7 @@ export * from "./list-deliveries";
 export * from "./create-test-delivery";
 export * from "./redeliver-delivery";
 export * from "./manual-send-limit";
-export * from "./list-due-deliveries";
+export * from "./take-due-deliveries";
 export * from "./claim-delivery";
 export * from "./record-delivery-attempt";
 export * from "./prune-deliveries";

@@ -18,7 +18,7 @@ export async function redeliverDelivery(
     AND webhook_id IN (SELECT w.id FROM ${webhooks} w WHERE w.user_id = ${input.userId})`;
   const [updated, found] = await db.batch([
     db.all<{ id: string }>(sql`
-      UPDATE ${webhookDeliveries} SET status = 'pending', attempts = 0, next_attempt_at = ${now}, lease_until = NULL,
+      UPDATE ${webhookDeliveries} SET status = 'pending', attempts = 0, next_attempt_at = ${now}, lease_until = NULL, enqueued_until = NULL,
         delivered_at = NULL
       WHERE ${mine} AND status IN ('delivered', 'failed') AND ${hasRoomForManualSend(input.webhookId)}
       RETURNING id`),

@@ -1,5 +1,5 @@
 import type { Db } from "../../../db/client";
-import { hasWebhooks, listDueDeliveries, pruneDeliveries } from "../../../db/queries/webhooks";
+import { hasWebhooks, pruneDeliveries, takeDueDeliveries } from "../../../db/queries/webhooks";
 import { deliverOnce, type DeliverDeps } from "./deliver";
 
 /** Queue messages only point at outbox rows; the row is the truth, so a lost or duplicated message costs nothing. */
@@ -36,11 +36,12 @@ export const DELIVERY_LOG_DAYS = 7;
 export const SWEEP_EVERY_SECONDS = 5;
 
 /**
- * Enqueues every due pending delivery (new events from any writer, retries whose message was lost, rows an edge
- * that died mid-send left leased). Duplicates are harmless: claimDelivery lets one consumer send a row at a time.
+ * Enqueues due pending deliveries no sweep queued lately (new events from any writer, retries whose message was
+ * lost, rows an edge that died mid-send left leased). Duplicates are harmless (claimDelivery lets one consumer send
+ * a row at a time) but cost queue operations and reads, so a row waiting in the queue is not queued again.
  */
 export async function enqueueDueDeliveries(deps: { db: Db; queue: Queue<WebhookMessage> }, now: number): Promise<number> {
-  const ids = await listDueDeliveries(deps.db, now, SWEEP_LIMIT);
+  const ids = await takeDueDeliveries(deps.db, now, SWEEP_LIMIT);
   if (ids.length > 0) await deps.queue.sendBatch(ids.map((id) => ({ body: { kind: "deliver", id } as WebhookMessage })));
   return ids.length;
 }
