@@ -1597,7 +1597,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer and get the upload the first request opened (201, header Idempotent-Replayed: true) instead of a second one counting against your open uploads and storage, also when both are sent at once. Per user; lasts as long as that upload */
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the upload the first request opened (201, header Idempotent-Replayed: true) instead of a second one counting against your open uploads and storage. Per user; lasts as long as that upload */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -1924,7 +1924,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer and get the job the first request created (202, header Idempotent-Replayed: true; nothing of the body is stored) instead of a second job, also when both are sent at once. Per user; lasts as long as that job */
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the job the first request created (202, header Idempotent-Replayed: true; nothing of the body is stored) instead of a second job. Per user; lasts as long as that job */
                 "Idempotency-Key"?: string;
             };
             path?: never;

@@ -13,6 +13,14 @@ const authErrors = {
   "403": err("CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token)"),
 };
 const jobIdParam = { name: "id", in: "path", required: true, schema: { type: "string" } };
+/** The optional `Idempotency-Key` header of a creating POST (edge/lib/idempotency.ts); `what` it answers on a repeat. */
+const idempotencyKeyParam = (what: string, lasts: string) => ({
+  name: "Idempotency-Key",
+  in: "header",
+  required: false,
+  schema: { type: "string", minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7e]+$" },
+  description: `Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get ${what}. Per user; lasts as long as ${lasts}`,
+});
 
 function queryParameters(schema: z.ZodObject) {
   const js = z.toJSONSchema(schema, { io: "input" }) as { properties: Record<string, object>; required?: string[] };
@@ -178,15 +186,10 @@ export function buildOpenApi(version: string) {
         post: {
           summary: "Start a large-file upload (R2 multipart)",
           parameters: [
-            {
-              name: "Idempotency-Key",
-              in: "header",
-              required: false,
-              schema: { type: "string", minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7e]+$" },
-              description:
-                "Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer and get the upload the first request opened " +
-                "(201, header Idempotent-Replayed: true) instead of a second one counting against your open uploads and storage, also when both are sent at once. Per user; lasts as long as that upload",
-            },
+            idempotencyKeyParam(
+              "the upload the first request opened (201, header Idempotent-Replayed: true) instead of a second one counting against your open uploads and storage",
+              "that upload",
+            ),
           ],
           requestBody: { required: true, ...json("CreateUploadBody") },
           responses: {
@@ -247,15 +250,10 @@ export function buildOpenApi(version: string) {
         post: {
           summary: "Create a job from uploaded videos (streamed to storage) or from completed uploads",
           parameters: [
-            {
-              name: "Idempotency-Key",
-              in: "header",
-              required: false,
-              schema: { type: "string", minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7e]+$" },
-              description:
-                "Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer and get the job the first request created " +
-                "(202, header Idempotent-Replayed: true; nothing of the body is stored) instead of a second job, also when both are sent at once. Per user; lasts as long as that job",
-            },
+            idempotencyKeyParam(
+              "the job the first request created (202, header Idempotent-Replayed: true; nothing of the body is stored) instead of a second job",
+              "that job",
+            ),
           ],
           requestBody: {
             required: true,

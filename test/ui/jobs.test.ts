@@ -40,6 +40,15 @@ describe("web UI without a runner", () => {
     return seen;
   }
 
+  /** 65 MiB: a real clip followed by padding, above the single-request threshold (64 MiB): it goes up in parts. */
+  async function bigClip(name: string): Promise<string> {
+    const big = Buffer.alloc(65 * 1024 * 1024);
+    clip.copy(big);
+    const path = join(suite.dir, name);
+    await writeFile(path, big);
+    return path;
+  }
+
   /** The signed-in user's job ids, as GET /api/jobs lists them. */
   async function jobIds(page: Page): Promise<string[]> {
     return page.evaluate(async () => ((await (await fetch("/api/jobs")).json()) as { jobs: { id: string }[] }).jobs.map((j) => j.id));
@@ -347,10 +356,7 @@ describe("web UI without a runner", () => {
 
   it("answers a second click after a large job's create got no answer with the job it made, without uploading the file again", async () => {
     const { context, page } = await suite.newUser("lost-large");
-    const big = Buffer.alloc(65 * 1024 * 1024); // above the single-request threshold (64 MiB)
-    clip.copy(big);
-    const bigPath = join(suite.dir, "lost-large.mp4");
-    await writeFile(bigPath, big);
+    const bigPath = await bigClip("lost-large.mp4");
     const parts: string[] = [];
     page.on("request", (r) => {
       if (r.method() === "PUT" && /\/api\/uploads\/[^/]+\/parts\/\d+$/.test(r.url())) parts.push(r.url());
@@ -380,11 +386,7 @@ describe("web UI without a runner", () => {
 
   it("sends a large file through the multipart upload API and retries a part that failed", async () => {
     const { context, page } = await suite.newUser("multipart");
-    // 65 MiB: a real clip followed by padding; above the single-request threshold (64 MiB).
-    const big = Buffer.alloc(65 * 1024 * 1024);
-    clip.copy(big);
-    const bigPath = join(suite.dir, "big.mp4");
-    await writeFile(bigPath, big);
+    const bigPath = await bigClip("big.mp4");
     const partRequests: string[] = [];
     let failed = false;
     await page.route("**/api/uploads/*/parts/*", async (route) => {
@@ -427,10 +429,7 @@ describe("web UI without a runner", () => {
 
   it("starts a large file's upload once when the first answer is lost: the retry carries the same Idempotency-Key", async () => {
     const { context, page } = await suite.newUser("lost-upload-start");
-    const big = Buffer.alloc(65 * 1024 * 1024);
-    clip.copy(big);
-    const bigPath = join(suite.dir, "big-lost-start.mp4");
-    await writeFile(bigPath, big);
+    const bigPath = await bigClip("big-lost-start.mp4");
     const starts = await loseCreateAnswers(context, page, (n) => n === 1, "*/api/uploads");
     await page.goto(`${suite.ui.url}/`);
     await page.waitForSelector("body[data-ready=true]");
