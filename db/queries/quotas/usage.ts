@@ -27,14 +27,8 @@ export const activeJobsOf = (userId: string | SQL) =>
 export const queuedVariationsOf = (userId: string | SQL) => sql<number>`(SELECT count(*) FROM variations qv
   WHERE qv.status = 'queued' AND qv.job_id IN (SELECT qj.id FROM jobs qj WHERE qj.user_id = ${userId} AND qj.status IN ${active}))`;
 
-/**
- * Uploads no job has used yet, uploading or completed. Completed ones count too: otherwise a user could pile up
- * any number of tiny completed uploads, and the stale-upload rule, which removes a bounded number a tick for
- * everyone, would fall behind on other users' abandoned ones (which keep counting against those users' limits).
- * A job takes at most as many files as this limit's default, so a job's own uploads always fit.
- */
 export const openUploadsOf = (userId: string | SQL) =>
-  sql<number>`(SELECT count(*) FROM uploads qu WHERE qu.user_id = ${userId} AND qu.status IN ${[...UNUSED_UPLOAD_STATUSES]})`;
+  sql<number>`(SELECT count(*) FROM uploads qu WHERE qu.user_id = ${userId} AND qu.status = 'uploading')`;
 
 /**
  * True when `request` fits every limit it names on top of what the user holds. Put in the WHERE (or the owner
