@@ -47,7 +47,12 @@ export async function startUpload(
   }
   const request = { openUploads: 1, storageBytes: input.size };
   const over = exceededQuota(await getUserUsage(deps.db, input.user.id), input.limits, request);
-  if (over) throw quotaError(over);
+  if (over) {
+    // A twin with the same key may have just opened the upload that fills the limit: that upload is the answer.
+    const twin = key === null ? null : await findUpload(deps.db, { userId: input.user.id, key });
+    if (twin) return described(twin, true);
+    throw quotaError(over);
+  }
   const id = newId();
   const partSize = partSizeFor(input.size);
   const partCount = Math.ceil(input.size / partSize);
@@ -74,7 +79,11 @@ export async function startUpload(
     // The insert may have committed with only its reply lost (then the row is ours and the R2 upload stays), or a
     // twin request with the same key may have won the key's unique index (then the twin's upload is the answer and
     // ours is not recorded). Only when no row answers is the R2 upload aborted and the failure passed on.
-    const found = await findUpload(deps.db, { userId: input.user.id, key, id }).catch(() => null);
+    // A look-up that fails too says nothing: the row may exist, so its R2 upload is left alone. If it does, the
+    // stale-upload rule removes both in time; if not, the multipart upload holds no object and R2's default
+    // lifecycle rule aborts incomplete ones.
+    const found = await findUpload(deps.db, { userId: input.user.id, key, id }).catch(() => undefined);
+    if (found === undefined) throw err;
     if (found?.id === id) return described(found, false);
     await mp.abort().catch(() => {});
     if (found) return described(found, true);

@@ -7,7 +7,7 @@ import { newId } from "../../db/ids";
 import { webhookDeliveries } from "../../db/schema";
 import { ENQUEUE_HOLD_MS, MANUAL_SEND_PENDING_LIMIT, pruneDeliveries, takeDueDeliveries } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
-import { consumeWebhookBatch, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
+import { consumeWebhookBatch, enqueueDueDeliveries, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
 import { claimAll, db, ORIGIN, seedJob, signIn, type Session } from "./helpers";
 
@@ -155,6 +155,8 @@ describe("takeDueDeliveries (the sweep)", () => {
     const due = await takeDueDeliveries(db, now, 100);
     expect(due).toContain(`event-${hookB.id}`);
     expect(due).toContain(`backlog-${hookA.id}-0`);
+    // In that order too (the queue sends the first first): every webhook's first before anyone's second.
+    expect(due.indexOf(`event-${hookB.id}`)).toBeLessThan(due.indexOf(`backlog-${hookA.id}-1`));
     await db.delete(webhookDeliveries).where(sql`webhook_id IN (${hookA.id}, ${hookB.id})`);
   });
 
@@ -174,6 +176,21 @@ describe("takeDueDeliveries (the sweep)", () => {
     expect(ours(await takeDueDeliveries(db, now + ENQUEUE_HOLD_MS - 1, 1000))).toEqual([]);
     // A message lost on the way: the row is taken again once the hold is over.
     expect(ours(await takeDueDeliveries(db, now + ENQUEUE_HOLD_MS, 1000))).toEqual(ids);
+    await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
+  });
+
+  it("leaves rows whose queue messages could not be sent to the next sweep, not to the end of the hold", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const now = Date.now() + 5 * 24 * HOUR;
+    const id = `unsent-${hook.id}`;
+    await db.insert(webhookDeliveries).values({
+      id, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: now - HOUR,
+      status: "pending", attempts: 0, nextAttemptAt: now - HOUR, payload: "{}", createdAt: now - HOUR,
+    });
+    const refusing = { sendBatch: async () => { throw new Error("queue unavailable"); } } as unknown as Queue<WebhookMessage>;
+    await expect(enqueueDueDeliveries({ db, queue: refusing }, now)).rejects.toThrow("queue unavailable");
+    expect(await takeDueDeliveries(db, now + 5_000, 1000)).toContain(id);
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 });

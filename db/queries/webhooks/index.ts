@@ -10,6 +10,7 @@ export * from "./list-deliveries";
 export * from "./create-test-delivery";
 export * from "./redeliver-delivery";
 export * from "./manual-send-limit";
+export * from "./release-enqueued-deliveries";
 export * from "./take-due-deliveries";
 export * from "./claim-delivery";
 export * from "./record-delivery-attempt";

@@ -13,7 +13,7 @@ export const ENQUEUE_HOLD_MS = 60_000;
  * lost costs ENQUEUE_HOLD_MS: the row is taken again after it.
  */
 export async function takeDueDeliveries(db: Db, now: number, limit: number): Promise<string[]> {
-  const rows = await db.all<{ id: string }>(sql`
+  const rows = await db.all<Taken>(sql`
     UPDATE ${webhookDeliveries} SET enqueued_until = ${now + ENQUEUE_HOLD_MS}
     WHERE id IN (
       SELECT id FROM (
@@ -24,8 +24,22 @@ export async function takeDueDeliveries(db: Db, now: number, limit: number): Pro
           AND (enqueued_until IS NULL OR enqueued_until <= ${now})
       )
       ORDER BY turn, next_attempt_at LIMIT ${limit})
-    RETURNING id`);
-  return rows.map((r) => r.id);
+    RETURNING id, webhook_id AS webhookId, next_attempt_at AS nextAttemptAt`);
+  return roundRobin(rows).map((r) => r.id);
+}
+
+type Taken = { id: string; webhookId: string; nextAttemptAt: number };
+
+/** RETURNING gives no order: the round-robin order again, for the queue (its first batches go out first). */
+function roundRobin(rows: Taken[]): Taken[] {
+  const byAge = [...rows].sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const seen = new Map<string, number>();
+  const turns = byAge.map((r) => {
+    const turn = (seen.get(r.webhookId) ?? 0) + 1;
+    seen.set(r.webhookId, turn);
+    return { r, turn };
+  });
+  return turns.sort((a, b) => a.turn - b.turn || a.r.nextAttemptAt - b.r.nextAttemptAt).map((t) => t.r);
 }
 
 /** Whether anyone has a webhook at all (the cron skips the between-minute sweeps when nobody does). */

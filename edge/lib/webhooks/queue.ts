@@ -1,5 +1,5 @@
 import type { Db } from "../../../db/client";
-import { hasWebhooks, pruneDeliveries, takeDueDeliveries } from "../../../db/queries/webhooks";
+import { hasWebhooks, pruneDeliveries, releaseEnqueuedDeliveries, takeDueDeliveries } from "../../../db/queries/webhooks";
 import { deliverOnce, type DeliverDeps } from "./deliver";
 
 /** Queue messages only point at outbox rows; the row is the truth, so a lost or duplicated message costs nothing. */
@@ -42,7 +42,13 @@ export const SWEEP_EVERY_SECONDS = 5;
  */
 export async function enqueueDueDeliveries(deps: { db: Db; queue: Queue<WebhookMessage> }, now: number): Promise<number> {
   const ids = await takeDueDeliveries(deps.db, now, SWEEP_LIMIT);
-  if (ids.length > 0) await deps.queue.sendBatch(ids.map((id) => ({ body: { kind: "deliver", id } as WebhookMessage })));
+  if (ids.length === 0) return 0;
+  try {
+    await deps.queue.sendBatch(ids.map((id) => ({ body: { kind: "deliver", id } as WebhookMessage })));
+  } catch (err) {
+    await releaseEnqueuedDeliveries(deps.db, ids).catch(() => {});
+    throw err;
+  }
   return ids.length;
 }
 
