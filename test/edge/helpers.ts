@@ -1,5 +1,6 @@
 /// <reference types="vite/client" />
 import { env, exports } from "cloudflare:workers";
+import { vi } from "vitest";
 import { and, eq, inArray, sql } from "drizzle-orm";
 import { createDb, type Db } from "../../db/client";
 import { newId } from "../../db/ids";
@@ -265,4 +266,20 @@ export async function isolatedDatabase(): Promise<{ db: Db; url: string }> {
 
 export async function isolatedDb(): Promise<Db> {
   return (await isolatedDatabase()).db;
+}
+
+/**
+ * Faults between the edge (or test) and the database: its client posts Hrana pipelines with fetch, and `hook` sees
+ * each request body first — send it, send it and lose the reply (the statement committed), or fail it unsent. Undo
+ * with vi.unstubAllGlobals().
+ */
+export function onDatabaseRequest(hook: (body: string) => Promise<"send" | "lose-reply" | "fail">) {
+  const realFetch = globalThis.fetch;
+  vi.stubGlobal("fetch", async (input: RequestInfo | URL, init?: RequestInit) => {
+    const action = typeof init?.body === "string" ? await hook(init.body) : "send";
+    if (action === "fail") throw new TypeError("Network connection lost.");
+    const res = await realFetch(input, init);
+    if (action === "lose-reply") throw new TypeError("Network connection lost.");
+    return res;
+  });
 }

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { UserLimits } from "../../../db/limits";
 import { uploads } from "../../../db/schema";
 import { startUpload } from "../../../edge/lib/uploads";
-import { db, makeUser } from "../helpers";
+import { db, makeUser, onDatabaseRequest } from "../helpers";
 
 const MiB = 1024 * 1024;
 const ONE_OPEN: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVariations: 1e6, openUploads: 1 };
@@ -12,18 +12,6 @@ const ONE_OPEN: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVaria
 afterEach(() => {
   vi.unstubAllGlobals();
 });
-
-/** The database client's Hrana pipelines go through fetch: `hook` sees each request body before it is sent. */
-function onDatabaseRequest(hook: (body: string) => Promise<"send" | "lose-reply" | "fail">) {
-  const realFetch = globalThis.fetch;
-  vi.stubGlobal("fetch", async (input: RequestInfo | URL, init?: RequestInit) => {
-    const action = typeof init?.body === "string" ? await hook(init.body) : "send";
-    if (action === "fail") throw new TypeError("Network connection lost.");
-    const res = await realFetch(input, init);
-    if (action === "lose-reply") throw new TypeError("Network connection lost.");
-    return res;
-  });
-}
 
 describe("startUpload with an Idempotency-Key", () => {
   it("answers the twin's upload when the twin filled the open-uploads limit between this request's look and its quota check", async () => {
