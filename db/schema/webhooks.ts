@@ -68,10 +68,17 @@ export const webhookDeliveries = sqliteTable(
     /** The exact body of the first attempt, reused by retries and redeliveries (same id, same bytes). */
     payload: text("payload"),
     createdAt: integer("created_at").notNull(),
+    /**
+     * Start of the current 24-hour delivery window (a redelivery starts a new one); null: created_at. A row still
+     * pending at its end fails, whether it was attempted or waited behind its endpoint's failures the whole time.
+     */
+    seriesStartedAt: integer("series_started_at"),
   },
   (t) => [
     uniqueIndex("webhook_deliveries_occurrence_uq").on(t.webhookId, t.jobId, t.event, t.occurredAt),
     index("webhook_deliveries_due_idx").on(t.status, t.nextAttemptAt),
     index("webhook_deliveries_webhook_idx").on(t.webhookId, t.createdAt),
+    // An endpoint's pending rows (is one in flight or backing off?), without reading its settled log.
+    index("webhook_deliveries_webhook_status_idx").on(t.webhookId, t.status),
   ],
 );

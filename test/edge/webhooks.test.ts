@@ -5,7 +5,7 @@ import { pauseJob, requestCancel } from "../../db/queries/jobs";
 import { failVariation, finishVariation } from "../../db/queries/variations";
 import { newId } from "../../db/ids";
 import { webhookDeliveries } from "../../db/schema";
-import { ENQUEUE_HOLD_MS, MANUAL_SEND_PENDING_LIMIT, pruneDeliveries, takeDueDeliveries } from "../../db/queries/webhooks";
+import { ENQUEUE_HOLD_MS, EXPIRED_ERROR, expireDeliveries, MANUAL_SEND_PENDING_LIMIT, pruneDeliveries, takeDueDeliveries } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
 import { consumeWebhookBatch, enqueueDueDeliveries, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
@@ -138,44 +138,48 @@ describe("manual sends (test, redeliver) are bounded per webhook", () => {
 });
 
 describe("takeDueDeliveries (the sweep)", () => {
-  it("takes the oldest due delivery of every webhook before a second one of any: one user's backlog does not hold back another's event", async () => {
+  it("takes one due delivery per endpoint, every user's first endpoint before anyone's second: neither a backlog nor ten endpoints hold back another user's event", async () => {
     const [a, b] = [await signIn(), await signIn()];
-    const [hookA, hookB] = [await createHook(a), await createHook(b)];
+    const hooksA = [await createHook(a), await createHook(a), await createHook(a)];
+    const hookB = await createHook(b);
     const now = Date.now() + 3 * 24 * HOUR;
-    // User A: 150 due deliveries, all older than user B's one event.
-    const backlog = Array.from({ length: 150 }, (_, i) => ({
-      id: `backlog-${hookA.id}-${i}`, webhookId: hookA.id, jobId: null, event: "webhook.test", occurredAt: now - 2 * HOUR,
-      status: "pending" as const, attempts: 1, nextAttemptAt: now - HOUR + i, payload: "{}", createdAt: now - 2 * HOUR,
-    }));
-    for (let i = 0; i < backlog.length; i += 50) await db.insert(webhookDeliveries).values(backlog.slice(i, i + 50));
+    // User A: 50 due deliveries on each of three endpoints, all older than user B's one event.
+    for (const [h, hook] of hooksA.entries()) {
+      await db.insert(webhookDeliveries).values(Array.from({ length: 50 }, (_, i) => ({
+        id: `backlog-${hook.id}-${i}`, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: now - 2 * HOUR,
+        status: "pending" as const, attempts: 0, nextAttemptAt: now - HOUR + h * 100 + i, payload: "{}", createdAt: now - 2 * HOUR,
+      })));
+    }
     await db.insert(webhookDeliveries).values({
       id: `event-${hookB.id}`, webhookId: hookB.id, jobId: null, event: "webhook.test", occurredAt: now - 60_000,
       status: "pending", attempts: 0, nextAttemptAt: now - 60_000, payload: "{}", createdAt: now - 60_000,
     });
-    const due = await takeDueDeliveries(db, now, 100);
-    expect(due).toContain(`event-${hookB.id}`);
-    expect(due).toContain(`backlog-${hookA.id}-0`);
-    // In that order too (the queue sends the first first): every webhook's first before anyone's second.
-    expect(due.indexOf(`event-${hookB.id}`)).toBeLessThan(due.indexOf(`backlog-${hookA.id}-1`));
-    await db.delete(webhookDeliveries).where(sql`webhook_id IN (${hookA.id}, ${hookB.id})`);
+    // (Other tests' rows may be due too: only ours are looked at, in the order taken.)
+    const ours = (ids: string[]) => ids.filter((id) => id.startsWith("backlog-") || id === `event-${hookB.id}`);
+    const due = ours(await takeDueDeliveries(db, now, 1000));
+    // One per endpoint, the oldest of each; in the order the queue sends them: user B's right after A's first.
+    expect(due).toEqual([`backlog-${hooksA[0]!.id}-0`, `event-${hookB.id}`, `backlog-${hooksA[1]!.id}-0`, `backlog-${hooksA[2]!.id}-0`]);
+    // Nothing more of those endpoints while their rows wait in the queue.
+    expect(ours(await takeDueDeliveries(db, now + 5_000, 1000))).toEqual([]);
+    await db.delete(webhookDeliveries).where(inArray(webhookDeliveries.webhookId, [...hooksA.map((h) => h.id), hookB.id]));
   });
 
   it("takes a waiting row once: later sweeps leave it to its queued message until ENQUEUE_HOLD_MS, then take it again", async () => {
     const s = await signIn();
     const hook = await createHook(s);
     const now = Date.now() + 4 * 24 * HOUR;
-    const ids = [0, 1, 2].map((i) => `waiting-${hook.id}-${i}`);
-    await db.insert(webhookDeliveries).values(ids.map((id, i) => ({
+    const id = `waiting-${hook.id}`;
+    await db.insert(webhookDeliveries).values({
       id, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: now - HOUR,
-      status: "pending" as const, attempts: 0, nextAttemptAt: now - HOUR + i, payload: "{}", createdAt: now - HOUR,
-    })));
-    const ours = (taken: string[]) => taken.filter((id) => ids.includes(id)).sort();
-    expect(ours(await takeDueDeliveries(db, now, 1000))).toEqual(ids);
-    // The next sweeps (every 5 s, and after job-changing requests) find them queued already.
+      status: "pending" as const, attempts: 0, nextAttemptAt: now - HOUR, payload: "{}", createdAt: now - HOUR,
+    });
+    const ours = (ids: string[]) => ids.filter((x) => x === id);
+    expect(ours(await takeDueDeliveries(db, now, 1000))).toEqual([id]);
+    // The next sweeps (every 5 s, and after job-changing requests) find it queued already.
     expect(ours(await takeDueDeliveries(db, now + 5_000, 1000))).toEqual([]);
     expect(ours(await takeDueDeliveries(db, now + ENQUEUE_HOLD_MS - 1, 1000))).toEqual([]);
     // A message lost on the way: the row is taken again once the hold is over.
-    expect(ours(await takeDueDeliveries(db, now + ENQUEUE_HOLD_MS, 1000))).toEqual(ids);
+    expect(ours(await takeDueDeliveries(db, now + ENQUEUE_HOLD_MS, 1000))).toEqual([id]);
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 
@@ -259,7 +263,7 @@ describe("deliverOnce", () => {
   it("POSTs the job exactly as GET /api/jobs/:id returns it, signed so standardwebhooks verifies it", async () => {
     const { s, hook, job, row, later } = await pendingEvent();
     const r = receiver([204]);
-    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later)).toEqual({ done: true, status: "delivered" });
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later)).toMatchObject({ done: true, status: "delivered" });
     expect(r.seen).toHaveLength(1);
     const sent = r.seen[0]!;
     expect(sent.url).toBe(HOOK);
@@ -285,7 +289,7 @@ describe("deliverOnce", () => {
     expect(afterFail).toMatchObject({ status: "pending", attempts: 1, lastStatusCode: 503, lastError: "HTTP 503" });
     // Not due yet: nothing is sent.
     expect(await deliverOnce(deps, row.id, later)).toEqual({ done: true, status: "skipped" });
-    expect(await deliverOnce(deps, row.id, afterFail!.nextAttemptAt)).toEqual({ done: true, status: "delivered" });
+    expect(await deliverOnce(deps, row.id, afterFail!.nextAttemptAt)).toMatchObject({ done: true, status: "delivered" });
     expect(r.seen.map((x) => x.body)).toEqual([r.seen[0]!.body, r.seen[0]!.body]);
     expect(r.seen[1]!.headers["webhook-id"]).toBe(row.id);
 
@@ -311,7 +315,7 @@ describe("deliverOnce", () => {
     // The job moves on meanwhile (here: its cancel reason changes), then the lease runs out and the row is retried.
     await db.run(sql`UPDATE jobs SET cancel_reason = 'changed after the first attempt' WHERE id = ${row.jobId}`);
     const r = receiver([204]);
-    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later + 2 * 60_000)).toEqual({ done: true, status: "delivered" });
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later + 2 * 60_000)).toMatchObject({ done: true, status: "delivered" });
     expect(r.seen.map((x) => x.body)).toEqual(sent);
     expect(r.seen[0]!.headers["webhook-id"]).toBe(row.id);
   });
@@ -328,7 +332,7 @@ describe("deliverOnce", () => {
     const [after] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, row.id));
     expect(after).toMatchObject({ status: "pending", attempts: 0, leaseUntil: null });
     // So the queue's retry of the message (seconds later) sends it, instead of waiting out a lease.
-    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later + 5_000)).toEqual({ done: true, status: "delivered" });
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later + 5_000)).toMatchObject({ done: true, status: "delivered" });
     const [done] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, row.id));
     expect(done).toMatchObject({ status: "delivered", attempts: 1 });
   });
@@ -338,13 +342,157 @@ describe("deliverOnce", () => {
     const { row, later } = await pendingEvent();
     await db.update(webhookDeliveries).set({ attempts: MAX_DELIVERY_ATTEMPTS - 1 }).where(eq(webhookDeliveries.id, row.id));
     const r = receiver([500]);
-    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later)).toEqual({ done: true, status: "failed" });
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later)).toMatchObject({ done: true, status: "failed" });
 
     const second = await pendingEvent();
     await db.run(`UPDATE webhooks SET url = 'https://192.168.0.10/' WHERE id = '${second.hook.id}'` as never);
     const r2 = receiver([200]);
-    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r2.fetch }, second.row.id, second.later)).toEqual({ done: true, status: "failed" });
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r2.fetch }, second.row.id, second.later)).toMatchObject({ done: true, status: "failed" });
     expect(r2.seen).toHaveLength(0);
+  });
+});
+
+describe("one send at a time per endpoint, and a failing endpoint waits as a whole", () => {
+  /** `n` due test deliveries of the webhook, oldest first, created `at`. */
+  async function dueRows(webhookId: string, n: number, at: number) {
+    const rows = Array.from({ length: n }, (_, i) => ({
+      id: newId(), webhookId, jobId: null, event: "webhook.test", occurredAt: at,
+      status: "pending" as const, attempts: 0, nextAttemptAt: at + i, payload: `{"n":${i}}`, createdAt: at,
+    }));
+    await db.insert(webhookDeliveries).values(rows);
+    return rows.map((r) => r.id);
+  }
+  const policy = { allowLocalHttp: false };
+  const rowOf = async (id: string) => (await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, id)))[0]!;
+  const queueInto = (sent: WebhookMessage[]) =>
+    ({
+      send: async (body: WebhookMessage) => void sent.push(body),
+      sendBatch: async (msgs: { body: WebhookMessage }[]) => void sent.push(...msgs.map((m) => m.body)),
+    }) as unknown as Queue<WebhookMessage>;
+  const batchOf = (messages: WebhookMessage[]) =>
+    ({
+      queue: "video-refresher-webhooks",
+      messages: messages.map((body, i) => ({ id: String(i), timestamp: new Date(), attempts: 1, body, ack: () => {}, retry: () => {} })),
+      ackAll: () => {},
+      retryAll: () => {},
+    }) as unknown as MessageBatch<WebhookMessage>;
+
+  it("holds an endpoint's other deliveries while one backs off after a failure; a test send that gets a 2xx frees them at once", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const t0 = Date.now() + 6 * 24 * HOUR;
+    const [r1, r2] = await dueRows(hook.id, 2, t0 - 60_000);
+    const r = receiver([503, 204, 204]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r1!, t0)).toMatchObject({ done: false });
+    // The endpoint is failing: its other row is neither taken by a sweep nor sent by a message for it.
+    expect(await takeDueDeliveries(db, t0 + 1_000, 1000, { webhookId: hook.id })).toEqual([]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 1_000)).toEqual({ done: true, status: "skipped" });
+    expect(r.seen).toHaveLength(1);
+    // The user sends a test event (a manual send skips the backoff): the endpoint answers, so the failed row is due now.
+    const test = ((await (await s.call(`/api/webhooks/${hook.id}/test`, { method: "POST" })).json()) as { id: string }).id;
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, test, t0 + 1_000, { manual: true })).toMatchObject({ done: true, status: "delivered", settled: { webhookId: hook.id } });
+    expect((await rowOf(r1!)).nextAttemptAt).toBeLessThan(t0 + 5_000);
+    // Next goes the row that failed before (the endpoint's probe), then the rest, one at a time.
+    expect(await takeDueDeliveries(db, t0 + 2_000, 1000, { webhookId: hook.id })).toEqual([r1]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r1!, t0 + 2_000)).toMatchObject({ done: true, status: "delivered" });
+    await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
+  });
+
+  it("sends nothing else to an endpoint while one send to it is in flight", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const t0 = Date.now() + 6 * 24 * HOUR;
+    const [r1, r2] = await dueRows(hook.id, 2, t0 - 60_000);
+    let reached!: () => void;
+    const inSend = new Promise<void>((res) => (reached = res));
+    const hanging = (async () => (reached(), new Promise<Response>(() => {}))) as unknown as typeof fetch;
+    void deliverOnce({ db, policy, fetch: hanging }, r1!, t0);
+    await inSend;
+    const r = receiver([204]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 1_000)).toEqual({ done: true, status: "skipped" });
+    // A manual send waits too, and looks again shortly instead of being dropped.
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 1_000, { manual: true })).toEqual({ done: false, retryInMs: 5_000, busy: true });
+    expect(await takeDueDeliveries(db, t0 + 1_000, 1000, { webhookId: hook.id })).toEqual([]);
+    expect(r.seen).toHaveLength(0);
+    // The hanging send's lease runs out (its consumer died): the endpoint is free again.
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 2 * 60_000)).toMatchObject({ done: true, status: "delivered" });
+    await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
+  });
+
+  it("drains a healthy endpoint's backlog one send after another, each 2xx queueing the next without waiting for a sweep", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const t0 = Date.now() + 7 * 24 * HOUR;
+    const ids = await dueRows(hook.id, 4, t0 - 60_000);
+    const r = receiver([204]);
+    const sent: WebhookMessage[] = [];
+    const queue = queueInto(sent);
+    expect(await takeDueDeliveries(db, t0, 1000, { webhookId: hook.id })).toEqual([ids[0]]);
+    sent.push({ kind: "deliver", id: ids[0]! });
+    for (let i = 0; i < ids.length; i++) {
+      const message = sent.shift()!;
+      await consumeWebhookBatch(batchOf([message]), { db, queue, policy, fetch: r.fetch, now: () => t0 + i });
+    }
+    expect(sent).toEqual([]);
+    expect(r.seen.map((x) => JSON.parse(x.body))).toEqual([{ n: 0 }, { n: 1 }, { n: 2 }, { n: 3 }]);
+    expect((await deliveriesOf(hook.id)).map((d) => d.status)).toEqual(ids.map(() => "delivered"));
+  });
+
+  it("a user whose ten endpoints all fail costs one attempt per endpoint per backoff, and another user's event still goes out", async () => {
+    const a = await signIn();
+    const b = await signIn();
+    const t0 = Date.now() + 8 * 24 * HOUR;
+    const hooksA = [];
+    const ids = new Set<string>();
+    for (let i = 0; i < 10; i++) {
+      const hook = await createHook(a, { url: `https://down-${i}.example.com/hook` });
+      for (const id of await dueRows(hook.id, 20, t0 - HOUR)) ids.add(id);
+      hooksA.push(hook.id);
+    }
+    const hookB = await createHook(b, { url: "https://up.example.com/hook" });
+    const [eventB] = await dueRows(hookB.id, 1, t0 - 1_000);
+    ids.add(eventB!);
+    const sent: WebhookMessage[] = [];
+    const queue = queueInto(sent);
+    const fetch = (async (url: string) => new Response(null, { status: url.startsWith("https://up.") ? 204 : 503 })) as unknown as typeof globalThis.fetch;
+    const mine = (m: WebhookMessage) => m.kind === "deliver" && ids.has(m.id);
+    await enqueueDueDeliveries({ db, queue }, t0);
+    const first = sent.filter(mine);
+    // 11 messages, not 201: one per endpoint. User B's among the first two (A's first endpoint, then B).
+    expect(first).toHaveLength(11);
+    expect(first.findIndex((m) => m.kind === "deliver" && m.id === eventB)).toBeLessThan(2);
+    sent.length = 0;
+    await consumeWebhookBatch(batchOf(first), { db, queue, policy, fetch, now: () => t0 });
+    expect((await rowOf(eventB!)).status).toBe("delivered");
+    // A's ten endpoints each failed once and now back off: the next sweeps take nothing of A until then.
+    for (const id of hooksA) expect((await deliveriesOf(id)).reduce((n, d) => n + d.attempts, 0)).toBe(1);
+    sent.length = 0;
+    await enqueueDueDeliveries({ db, queue }, t0 + 1_000);
+    expect(sent.filter(mine)).toEqual([]);
+    await db.delete(webhookDeliveries).where(inArray(webhookDeliveries.webhookId, [...hooksA, hookB.id]));
+  });
+
+  it("fails a delivery still pending 24 hours after its event, even one that waited behind its failing endpoint; a redelivery gets a new window", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const now = Date.now();
+    const [old] = await dueRows(hook.id, 1, now - 25 * HOUR);
+    // An hour old and backing off: inside its window.
+    const fresh = `fresh-${hook.id}`;
+    await db.insert(webhookDeliveries).values({
+      id: fresh, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: now - HOUR,
+      status: "pending", attempts: 3, nextAttemptAt: now + HOUR, payload: "{}", createdAt: now - HOUR,
+    });
+    expect(await expireDeliveries(db, now)).toBeGreaterThanOrEqual(1);
+    expect(await rowOf(old!)).toMatchObject({ status: "failed", lastError: EXPIRED_ERROR });
+    expect((await rowOf(fresh)).status).toBe("pending");
+    const log = (await (await s.call(`/api/webhooks/${hook.id}/deliveries`)).json()) as { deliveries: { id: string; status: string; lastError: string | null }[] };
+    expect(log.deliveries.find((d) => d.id === old)).toMatchObject({ status: "failed", lastError: EXPIRED_ERROR });
+    await db.delete(webhookDeliveries).where(eq(webhookDeliveries.id, fresh));
+    expect((await s.call(`/api/webhooks/${hook.id}/deliveries/${old}/redeliver`, { method: "POST" })).status).toBe(202);
+    await expireDeliveries(db, Date.now());
+    expect((await rowOf(old!)).status).toBe("pending");
+    await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 });
 
@@ -419,28 +567,32 @@ describe("consumeWebhookBatch under the platform's connection limit", () => {
 });
 
 describe("sweepWebhookDeliveries (cron)", () => {
-  it("enqueues due pending deliveries, schedules the minute's 5-s sweeps and prunes settled week-old rows", async () => {
-    const s = await signIn();
-    const hook = await createHook(s, { url: HOOK, events: ["job.cancelled"] });
-    const job = await seedJob(s.id);
-    const then = Date.now() - 8 * 24 * HOUR;
-    await requestCancel(db, { jobId: job.id, viewer: { id: s.id, email: s.email, role: s.role } }, then);
-    const [row] = await deliveriesOf(hook.id);
+  it("enqueues due pending deliveries, schedules the minute's 5-s sweeps, fails those past their 24-hour window and prunes settled week-old rows", async () => {
+    const sweepAt = Date.now() + 2 * 24 * HOUR;
+    const pendingEvent = async (at: number) => {
+      const s = await signIn();
+      const hook = await createHook(s, { url: HOOK, events: ["job.cancelled"] });
+      const job = await seedJob(s.id);
+      await requestCancel(db, { jobId: job.id, viewer: { id: s.id, email: s.email, role: s.role } }, at);
+      return { hook, row: (await deliveriesOf(hook.id))[0]! };
+    };
+    const recent = await pendingEvent(sweepAt - HOUR);
+    const stale = await pendingEvent(sweepAt - 25 * HOUR);
     const sent: { body: WebhookMessage; delaySeconds?: number }[] = [];
     const queue = { sendBatch: async (msgs: { body: WebhookMessage; delaySeconds?: number }[]) => void sent.push(...msgs) } as unknown as Queue<WebhookMessage>;
 
-    // Two days ahead: even if another file's request kicked the real consumer at this row and it failed (no network
-    // here), its backoff and lease are over by then, so the sweep sees it due.
-    const report = await sweepWebhookDeliveries({ db, queue }, Date.now() + 2 * 24 * HOUR);
-    expect(sent).toContainEqual({ body: { kind: "deliver", id: row!.id } });
+    const report = await sweepWebhookDeliveries({ db, queue }, sweepAt);
+    expect(sent).toContainEqual({ body: { kind: "deliver", id: recent.row.id } });
     const sweeps = sent.filter((m) => m.body.kind === "sweep").map((m) => m.delaySeconds);
     expect(sweeps).toEqual([5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]);
     expect(report.scheduled).toBe(11);
-    // Still pending: kept however old.
-    expect(await deliveriesOf(hook.id)).toHaveLength(1);
-    await db.update(webhookDeliveries).set({ status: "delivered" }).where(eq(webhookDeliveries.id, row!.id));
+    expect(report.expired).toBeGreaterThanOrEqual(1);
+    expect((await deliveriesOf(recent.hook.id))[0]!.status).toBe("pending");
+    expect((await deliveriesOf(stale.hook.id))[0]).toMatchObject({ status: "failed", lastError: EXPIRED_ERROR });
+    // Settled rows leave the log after 7 days.
+    await db.update(webhookDeliveries).set({ status: "delivered", createdAt: Date.now() - 8 * 24 * HOUR }).where(eq(webhookDeliveries.id, recent.row.id));
     expect(await pruneDeliveries(db, Date.now() - 7 * 24 * HOUR)).toBeGreaterThanOrEqual(1);
-    expect(await deliveriesOf(hook.id)).toHaveLength(0);
+    expect(await deliveriesOf(recent.hook.id)).toHaveLength(0);
   });
 });
 

@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { webhookDeliveries, webhooks } from "../../schema";
+import { endpointFreeFor } from "./endpoint-hold";
 
 /** A delivery a consumer may attempt now: what building its body needs (peekDelivery). */
 export interface DueDelivery {
@@ -15,6 +16,7 @@ export interface DueDelivery {
 
 export interface ClaimedDelivery {
   id: string;
+  webhookId: string;
   event: string;
   jobId: string | null;
   occurredAt: number;
@@ -22,6 +24,8 @@ export interface ClaimedDelivery {
   attempts: number;
   /** The body every attempt of this delivery sends: stored by its first claim, never rebuilt. */
   payload: string;
+  /** Start of its 24-hour delivery window (creation, or the last redelivery). */
+  seriesStartedAt: number;
   url: string;
   secret: string;
   userId: string;
@@ -46,14 +50,24 @@ export async function peekDelivery(db: Db, id: string, now: number): Promise<Due
  * in the same compare-and-set, so the body is fixed before the first byte goes out and every later attempt (after
  * a consumer died mid-send, too) sends exactly those bytes. The caller builds `payload` before claiming, so a
  * failure to build it counts no attempt and holds no lease. A consumer that dies mid-send leaves the lease to run
- * out; the sweep then enqueues the row again. Null: not due, held, or done.
+ * out; the sweep then enqueues the row again. Its endpoint must be free too (endpoint-hold.ts): nothing else of
+ * it being sent, nor — unless `manual` (the user's own test or redelivery) — backing off after a failure. Null: not
+ * due, held, done, or its endpoint busy.
  */
-export async function claimDelivery(db: Db, id: string, now: number, leaseMs: number, payload: string): Promise<ClaimedDelivery | null> {
+export async function claimDelivery(
+  db: Db,
+  id: string,
+  now: number,
+  leaseMs: number,
+  payload: string,
+  opts: { manual?: boolean } = {},
+): Promise<ClaimedDelivery | null> {
   const rows = await db.all<ClaimedDelivery>(sql`
     UPDATE ${webhookDeliveries} SET attempts = attempts + 1, lease_until = ${now + leaseMs}, last_attempt_at = ${now},
       payload = coalesce(payload, ${payload})
-    WHERE id = ${id} AND ${claimable(now)}
-    RETURNING id, event, job_id AS jobId, occurred_at AS occurredAt, attempts, payload,
+    WHERE id = ${id} AND ${claimable(now)} AND ${endpointFreeFor(id, sql`webhook_deliveries.webhook_id`, now, opts.manual ?? false)}
+    RETURNING id, webhook_id AS webhookId, event, job_id AS jobId, occurred_at AS occurredAt, attempts, payload,
+      coalesce(series_started_at, created_at) AS seriesStartedAt,
       (SELECT w.url FROM ${webhooks} w WHERE w.id = webhook_id) AS url,
       (SELECT w.secret FROM ${webhooks} w WHERE w.id = webhook_id) AS secret,
       (SELECT w.user_id FROM ${webhooks} w WHERE w.id = webhook_id) AS userId`);

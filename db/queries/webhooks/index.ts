@@ -1,6 +1,7 @@
 /**
  * Webhook queries, one operation per file: the user's endpoints (create, list, delete), their delivery log (list,
- * test event, redeliver) and the delivery engine's steps (take due, claim, record an attempt). Job events are written
+ * test event, redeliver) and the delivery engine's steps (take due, claim, record an attempt, expire), with the
+ * per-endpoint hold they share (endpoint-hold.ts). Job events are written
  * by the jobs_webhook_outbox trigger (migration 0007), not here.
  */
 export * from "./create-webhook";
@@ -15,3 +16,4 @@ export * from "./take-due-deliveries";
 export * from "./claim-delivery";
 export * from "./record-delivery-attempt";
 export * from "./prune-deliveries";
+export * from "./expire-deliveries";

@@ -5,7 +5,7 @@ import { webhookDeliveries, webhooks } from "../../schema";
 import { hasRoomForManualSend, tooManyPending } from "./manual-send-limit";
 
 /**
- * A delivered or failed delivery → pending again, due now, with a fresh retry series (attempts 0); same id and
+ * A delivered or failed delivery → pending again, due now, with a fresh retry series (attempts 0, a new 24-hour window); same id and
  * payload, so the receiver sees the same message. A pending one is already on its way: 409 `delivery_pending`;
  * 429 `too_many_pending` while the webhook has MANUAL_SEND_PENDING_LIMIT deliveries pending.
  */
@@ -19,7 +19,7 @@ export async function redeliverDelivery(
   const [updated, found] = await db.batch([
     db.all<{ id: string }>(sql`
       UPDATE ${webhookDeliveries} SET status = 'pending', attempts = 0, next_attempt_at = ${now}, lease_until = NULL, enqueued_until = NULL,
-        delivered_at = NULL
+        delivered_at = NULL, series_started_at = ${now}
       WHERE ${mine} AND status IN ('delivered', 'failed') AND ${hasRoomForManualSend(input.webhookId)}
       RETURNING id`),
     db.all<{ status: string }>(sql`SELECT status FROM ${webhookDeliveries} WHERE ${mine}`),

@@ -1,42 +1,50 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { webhookDeliveries } from "../../schema";
+import { heldEndpoints } from "./endpoint-hold";
 
 /** How long a row a sweep queued is left out of later sweeps: far more than a queue takes to hand a message over. */
 export const ENQUEUE_HOLD_MS = 60_000;
 
 /**
- * Takes pending deliveries that are due, that no consumer holds and that no sweep queued within ENQUEUE_HOLD_MS, for
- * the sweep to queue, and marks them queued (one statement, so two sweeps at once take different rows). Round-robin
- * over webhooks — the oldest due one of every webhook, then the second of every webhook, … — so one endpoint's
- * backlog (a receiver that is down) never fills a sweep ahead of another user's event. A queued message that is
- * lost costs ENQUEUE_HOLD_MS: the row is taken again after it.
+ * Takes due pending deliveries for the queue and marks them queued for ENQUEUE_HOLD_MS (one statement, so two
+ * sweeps at once take different rows). At most one per endpoint, and none of an endpoint that is held (a row being
+ * sent, queued or backing off: endpoint-hold.ts); of an endpoint's due rows the one with the most failed attempts
+ * goes first (it is the endpoint's probe), then the oldest. Round-robin over users — every user's first endpoint,
+ * then every user's second, … — so neither one endpoint's backlog nor one user's ten endpoints fill a sweep ahead of
+ * another user's event. `webhookId`: only that endpoint (its next row, right after a send to it settled). A queued
+ * message that is lost costs ENQUEUE_HOLD_MS: the row is taken again after it.
  */
-export async function takeDueDeliveries(db: Db, now: number, limit: number): Promise<string[]> {
+export async function takeDueDeliveries(db: Db, now: number, limit: number, only?: { webhookId: string }): Promise<string[]> {
   const rows = await db.all<Taken>(sql`
     UPDATE ${webhookDeliveries} SET enqueued_until = ${now + ENQUEUE_HOLD_MS}
     WHERE id IN (
       SELECT id FROM (
-        SELECT id, next_attempt_at,
-          row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS turn
-        FROM ${webhookDeliveries}
-        WHERE status = 'pending' AND next_attempt_at <= ${now} AND (lease_until IS NULL OR lease_until < ${now})
-          AND (enqueued_until IS NULL OR enqueued_until <= ${now})
+        SELECT id, next_attempt_at, row_number() OVER (PARTITION BY user_id ORDER BY next_attempt_at, id) AS turn
+        FROM (
+          SELECT d.id, d.next_attempt_at, w.user_id,
+            row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.attempts DESC, d.next_attempt_at, d.id) AS pick
+          FROM ${webhookDeliveries} d JOIN webhooks w ON w.id = d.webhook_id
+          WHERE d.status = 'pending' AND d.next_attempt_at <= ${now} AND (d.lease_until IS NULL OR d.lease_until < ${now})
+            AND (d.enqueued_until IS NULL OR d.enqueued_until <= ${now})
+            ${only ? sql`AND d.webhook_id = ${only.webhookId}` : sql``}
+            AND d.webhook_id NOT IN (${heldEndpoints(now)})
+        ) WHERE pick = 1
       )
       ORDER BY turn, next_attempt_at LIMIT ${limit})
-    RETURNING id, webhook_id AS webhookId, next_attempt_at AS nextAttemptAt`);
+    RETURNING id, next_attempt_at AS nextAttemptAt, (SELECT w.user_id FROM webhooks w WHERE w.id = webhook_id) AS userId`);
   return roundRobin(rows).map((r) => r.id);
 }
 
-type Taken = { id: string; webhookId: string; nextAttemptAt: number };
+type Taken = { id: string; userId: string; nextAttemptAt: number };
 
 /** RETURNING gives no order: the round-robin order again, for the queue (its first batches go out first). */
 function roundRobin(rows: Taken[]): Taken[] {
   const byAge = [...rows].sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const seen = new Map<string, number>();
   const turns = byAge.map((r) => {
-    const turn = (seen.get(r.webhookId) ?? 0) + 1;
-    seen.set(r.webhookId, turn);
+    const turn = (seen.get(r.userId) ?? 0) + 1;
+    seen.set(r.userId, turn);
     return { r, turn };
   });
   return turns.sort((a, b) => a.turn - b.turn || a.r.nextAttemptAt - b.r.nextAttemptAt).map((t) => t.r);

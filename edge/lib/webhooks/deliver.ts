@@ -1,7 +1,15 @@
 import type { Db } from "../../../db/client";
 import { NotFoundError } from "../../../db/errors";
 import { getJob } from "../../../db/queries/jobs";
-import { claimDelivery, peekDelivery, recordDeliveryAttempt, type AttemptOutcome, type ClaimedDelivery, type DueDelivery } from "../../../db/queries/webhooks";
+import {
+  claimDelivery,
+  DELIVERY_WINDOW_MS,
+  peekDelivery,
+  recordDeliveryAttempt,
+  type AttemptOutcome,
+  type ClaimedDelivery,
+  type DueDelivery,
+} from "../../../db/queries/webhooks";
 import { checkWebhookUrl, type AddressPolicy } from "./address";
 import { webhookHeaders } from "./signature";
 
@@ -27,33 +35,53 @@ export interface DeliverDeps {
   fetch?: typeof fetch;
 }
 
-/** What the consumer does next with the row: nothing, or look again after `retryInMs`. */
-export type DeliverResult = { done: true; status: string } | { done: false; retryInMs: number };
+/**
+ * What the consumer does next with the row: nothing, or look again after `retryInMs`. `settled`: this attempt ended
+ * the delivery (delivered or failed) and its endpoint is free for its next row.
+ */
+export type DeliverResult =
+  | { done: true; status: string; settled?: { webhookId: string } }
+  | { done: false; retryInMs: number; /** Not attempted: its endpoint was busy. */ busy?: true };
+
+/** A send the user asked for (test, redelivery) that found its endpoint busy with another send looks again after this. */
+const BUSY_RETRY_MS = 5_000;
 
 /**
  * One attempt at one delivery: look (skip when not due, held or finished), build the body unless one is stored,
  * claim (which stores the body with the attempt, so every later attempt sends the same bytes), sign, POST without
  * following redirects, record. Only 2xx counts as delivered. Nothing that can fail before the send (reading the
- * job) runs after the claim, so an attempt is counted only when a send follows it.
+ * job) runs after the claim, so an attempt is counted only when a send follows it. One send per endpoint at a time,
+ * and an endpoint backing off after a failure waits as a whole (db/queries/webhooks/endpoint-hold.ts); `manual`
+ * (the user's own test or redelivery) skips the backoff, not the one-at-a-time.
  */
-export async function deliverOnce(deps: DeliverDeps, id: string, now: number): Promise<DeliverResult> {
+export async function deliverOnce(deps: DeliverDeps, id: string, now: number, opts: { manual?: boolean } = {}): Promise<DeliverResult> {
   const started = Date.now();
   // On the caller's clock (tests pass their own `now`), advanced by the time spent since.
   const clock = () => now + (Date.now() - started);
   const due = await peekDelivery(deps.db, id, now);
   if (!due) return { done: true, status: "skipped" };
   const built = due.payload ?? (await buildPayload(deps.db, due));
-  const claimed = await claimDelivery(deps.db, id, clock(), LEASE_MS, built);
-  if (!claimed) return { done: true, status: "skipped" };
+  const claimed = await claimDelivery(deps.db, id, clock(), LEASE_MS, built, { manual: opts.manual });
+  // Not claimed: a duplicate message's row is taken, or its endpoint is busy. A sweep brings a row back once its
+  // endpoint is free; a send the user asked for looks again soon instead (a duplicate then finds nothing to do).
+  if (!claimed) return opts.manual ? { done: false, retryInMs: BUSY_RETRY_MS, busy: true } : { done: true, status: "skipped" };
   const body = claimed.payload;
   const sent = await send(deps, claimed, body);
   const finished = clock();
   let outcome: AttemptOutcome;
   if (sent.ok) outcome = { kind: "delivered", statusCode: sent.statusCode! };
-  else if (claimed.attempts >= MAX_DELIVERY_ATTEMPTS || sent.permanent) outcome = { kind: "failed", statusCode: sent.statusCode, error: sent.error };
-  else outcome = { kind: "retry", statusCode: sent.statusCode, error: sent.error, nextAttemptAt: finished + backoffMs(claimed.attempts) };
-  const status = await recordDeliveryAttempt(deps.db, { id, attempt: claimed.attempts, payload: body, outcome }, finished);
+  else if (
+    claimed.attempts >= MAX_DELIVERY_ATTEMPTS ||
+    sent.permanent ||
+    finished + backoffMs(claimed.attempts) >= claimed.seriesStartedAt + DELIVERY_WINDOW_MS
+  ) {
+    outcome = { kind: "failed", statusCode: sent.statusCode, error: sent.error };
+  } else {
+    outcome = { kind: "retry", statusCode: sent.statusCode, error: sent.error, nextAttemptAt: finished + backoffMs(claimed.attempts) };
+  }
+  const status = await recordDeliveryAttempt(deps.db, { id, webhookId: claimed.webhookId, attempt: claimed.attempts, payload: body, outcome }, finished);
   if (outcome.kind === "retry" && status === "pending") return { done: false, retryInMs: outcome.nextAttemptAt - finished };
+  if (status === "delivered" || status === "failed") return { done: true, status, settled: { webhookId: claimed.webhookId } };
   return { done: true, status: status ?? "superseded" };
 }
 

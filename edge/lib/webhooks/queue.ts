@@ -1,9 +1,12 @@
 import type { Db } from "../../../db/client";
-import { hasWebhooks, pruneDeliveries, releaseEnqueuedDeliveries, takeDueDeliveries } from "../../../db/queries/webhooks";
+import { expireDeliveries, hasWebhooks, pruneDeliveries, releaseEnqueuedDeliveries, takeDueDeliveries } from "../../../db/queries/webhooks";
 import { deliverOnce, type DeliverDeps } from "./deliver";
 
-/** Queue messages only point at outbox rows; the row is the truth, so a lost or duplicated message costs nothing. */
-export type WebhookMessage = { kind: "deliver"; id: string } | { kind: "sweep" };
+/**
+ * Queue messages only point at outbox rows; the row is the truth, so a lost or duplicated message costs nothing.
+ * `manual`: a send the user asked for (test event, redelivery), which does not wait out its endpoint's backoff.
+ */
+export type WebhookMessage = { kind: "deliver"; id: string; manual?: true } | { kind: "sweep" };
 
 export interface WebhookQueueDeps extends DeliverDeps {
   queue: Queue<WebhookMessage>;
@@ -40,8 +43,12 @@ export const SWEEP_EVERY_SECONDS = 5;
  * lost, rows an edge that died mid-send left leased). Duplicates are harmless (claimDelivery lets one consumer send
  * a row at a time) but cost queue operations and reads, so a row waiting in the queue is not queued again.
  */
-export async function enqueueDueDeliveries(deps: { db: Db; queue: Queue<WebhookMessage> }, now: number): Promise<number> {
-  const ids = await takeDueDeliveries(deps.db, now, SWEEP_LIMIT);
+export async function enqueueDueDeliveries(
+  deps: { db: Db; queue: Queue<WebhookMessage> },
+  now: number,
+  only?: { webhookId: string },
+): Promise<number> {
+  const ids = await takeDueDeliveries(deps.db, now, only ? 1 : SWEEP_LIMIT, only);
   if (ids.length === 0) return 0;
   try {
     await deps.queue.sendBatch(ids.map((id) => ({ body: { kind: "deliver", id } as WebhookMessage })));
@@ -72,8 +79,9 @@ export async function sweepWebhookDeliveries(deps: { db: Db; queue: Queue<Webhoo
     await deps.queue.sendBatch(sweeps);
     scheduled = sweeps.length;
   }
+  const expired = await expireDeliveries(deps.db, now).catch(() => 0);
   const pruned = await pruneDeliveries(deps.db, now - DELIVERY_LOG_DAYS * 86_400_000).catch(() => 0);
-  return { enqueued, scheduled, pruned };
+  return { enqueued, scheduled, expired, pruned };
 }
 
 /**
@@ -106,9 +114,15 @@ export async function consumeWebhookBatch(batch: MessageBatch<WebhookMessage>, d
       if (body.kind === "sweep") {
         await enqueueDueDeliveries(deps, now());
       } else {
-        const result = await deliverOnce(deps, body.id, now());
+        const result = await deliverOnce(deps, body.id, now(), { manual: body.manual });
         if (!result.done) {
-          await deps.queue.send({ kind: "deliver", id: body.id }, { delaySeconds: Math.min(Math.ceil(result.retryInMs / 1000), 43_200) });
+          // A retry after a failure waits with its endpoint like any row; only a busy manual send stays manual.
+          const again: WebhookMessage = result.busy ? body : { kind: "deliver", id: body.id };
+          await deps.queue.send(again, { delaySeconds: Math.min(Math.ceil(result.retryInMs / 1000), 43_200) });
+        } else if (result.settled) {
+          // Its endpoint is free again: its next due row goes now, not at the next sweep (a backlog drains at the
+          // endpoint's pace, one send at a time).
+          await enqueueDueDeliveries(deps, now(), result.settled);
         }
       }
       settle(() => message.ack());
