@@ -1858,7 +1858,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Aborted, or already used by a job (code upload_closed) */
+            /** @description Aborted, or already used by a job (code upload_closed); a part sent twice at once with different bytes (code part_mismatch: send it again) */
             409: {
                 headers: {
                     [name: string]: unknown;

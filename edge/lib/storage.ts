@@ -25,6 +25,11 @@ export function isNoSuchMultipartUpload(err: unknown): boolean {
   return /\(10024\)|NoSuchUpload|multipart upload does not exist/i.test(err instanceof Error ? err.message : String(err));
 }
 
+/** R2 refused a complete() because a part's ETag is not the one it holds for that part number (InvalidPart). */
+export function isInvalidPart(err: unknown): boolean {
+  return /\(10025\)|InvalidPart|specified parts could not be found/i.test(err instanceof Error ? err.message : String(err));
+}
+
 /** Deletes keys in R2's batches of at most 1,000. */
 export async function deleteKeys(bucket: R2Bucket, keys: string[]): Promise<void> {
   for (let i = 0; i < keys.length; i += 1000) await bucket.delete(keys.slice(i, i + 1000));

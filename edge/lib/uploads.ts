@@ -17,7 +17,7 @@ import {
 } from "../../db/queries/uploads";
 import type { SessionUser } from "../env";
 import { SNIFF_BYTES, sniffVideoType } from "./sniff";
-import { isNoSuchMultipartUpload, partSizeFor, uploadKey } from "./storage";
+import { isInvalidPart, isNoSuchMultipartUpload, partSizeFor, uploadKey } from "./storage";
 
 interface Deps {
   db: Db;
@@ -132,6 +132,13 @@ function uploadClosed(): ConflictError {
   return new ConflictError("upload_closed", "This upload was completed or aborted meanwhile");
 }
 
+function partMismatch(): ConflictError {
+  return new ConflictError(
+    "part_mismatch",
+    "A part was sent twice at the same time with different bytes, so storage and the upload's record disagree. Send that part again (one request per part at a time), then complete.",
+  );
+}
+
 /**
  * Passes a part's bytes through unchanged, erroring the stream with the typed error the client gets: more or fewer
  * bytes than the part's size (counted here, so FixedLengthStream never sees a byte too many), or, for part 1, first
@@ -225,6 +232,10 @@ export async function completeUpload(
   try {
     await mp.complete(parts);
   } catch (err) {
+    // The same part sent twice at once with different bytes: R2 keeps the upload that finished last, the database
+    // the ETag recorded last, and those need not be the same one. Nothing is lost; sending the part again (alone)
+    // makes them agree.
+    if (isInvalidPart(err)) throw partMismatch();
     if (!isNoSuchMultipartUpload(err)) throw err;
     // R2 no longer knows the upload: an earlier complete whose answer was lost (or one running beside this) stored
     // the object, or the stale-upload rule removed the upload. The stored object tells which.

@@ -236,7 +236,7 @@ export function buildOpenApi(version: string) {
             "200": ok("Completed (also when it already was: a complete retried after a lost answer); pass the id to POST /api/jobs", "CompletedUpload"),
             "400": err("Missing parts (field parts)"),
             "404": err("Unknown upload"),
-            "409": err("Aborted, or already used by a job (code upload_closed)"),
+            "409": err("Aborted, or already used by a job (code upload_closed); a part sent twice at once with different bytes (code part_mismatch: send it again)"),
             ...authErrors,
           },
         },

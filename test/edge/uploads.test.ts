@@ -141,6 +141,24 @@ describe("large-file uploads", () => {
     expect(after!.status).toBe("uploading");
   });
 
+  it("answers 409 part_mismatch (not 500) when a part sent twice at once left storage and the record disagreeing, and completes once the part is sent again", async () => {
+    const { s, up, file } = await uploadedOnePart("sent-twice.mp4");
+    const [first] = await db.select().from(uploadParts).where(eq(uploadParts.uploadId, up.id));
+    // Two PUTs of part 1 at once with different bytes: R2 keeps the one that finished last, the database the ETag
+    // recorded last — here the other one.
+    const other = fakeMp4(file.length, 7);
+    expect((await putPart(s, up.id, 1, other)).status).toBe(200);
+    await db.update(uploadParts).set({ etag: first!.etag }).where(eq(uploadParts.uploadId, up.id));
+    const res = await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" });
+    expect([res.status, await res.json()]).toMatchObject([409, { error: { code: "part_mismatch" } }]);
+    const [after] = await db.select().from(uploads).where(eq(uploads.id, up.id));
+    expect(after!.status).toBe("uploading");
+    // The client sends the part again; complete then stores exactly those bytes.
+    expect((await putPart(s, up.id, 1, file)).status).toBe(200);
+    expect((await s.call(`/api/uploads/${up.id}/complete`, { method: "POST" })).status).toBe(200);
+    expect(sameBytes(new Uint8Array(await (await env.BUCKET.get(`uploads/${up.id}`))!.arrayBuffer()), file)).toBe(true);
+  });
+
   it("answers 200 to a complete retried after R2 stored the object but the first answer was lost, and the upload feeds a job", async () => {
     const { s, up, r2, file } = await uploadedOnePart("retried.mp4");
     // The first complete got as far as R2 (the object is stored) and no further: no answer, the row still uploading.
