@@ -991,6 +991,7 @@ export interface components {
                 activeJobs: number;
                 queuedVariations: number;
                 openUploads: number;
+                unusedUploads: number;
                 uploadBytes: number;
                 jsonBodyBytes: number;
                 /** @description Longest source runners encode (their default), in seconds */
@@ -1003,6 +1004,7 @@ export interface components {
                 activeJobs: number;
                 queuedVariations: number;
                 openUploads: number;
+                unusedUploads: number;
             };
         };
         Health: {

@@ -3,6 +3,9 @@ import { ConflictError, TooManyRequestsError, type AppError } from "./errors";
 const KiB = 1024;
 const GiB = 1024 ** 3;
 
+/** Videos in one job (form files or uploads). */
+export const MAX_VIDEOS_PER_JOB = 10;
+
 /**
  * Per-user limits: the environment variable names and their defaults, written once. The edge validates them
  * (edge/env.ts), checks them when a job or upload is admitted (db/queries/quotas) and the storage cap evicts only
@@ -17,6 +20,12 @@ export const USER_LIMIT_DEFAULTS = {
   USER_QUEUED_VARIATIONS: 400,
   /** Large-file uploads started and not completed yet. */
   USER_OPEN_UPLOADS: 10,
+  /**
+   * Large-file uploads no job uses yet, open or completed. Bounds the rows one user can pile up (tiny completed
+   * uploads are cheap to make, and every admission and the stale-upload rule read them); at least the files of
+   * one job (edge/env.ts checks), and the CLI reuses its completed uploads when a submit is run again.
+   */
+  USER_UNUSED_UPLOADS: 100,
 } as const;
 export type UserLimitName = keyof typeof USER_LIMIT_DEFAULTS;
 
@@ -28,12 +37,13 @@ export interface UserLimits {
   activeJobs: number;
   queuedVariations: number;
   openUploads: number;
+  unusedUploads: number;
 }
 
 /** What a user holds, in the units of `UserLimits`. */
 export type UserUsage = UserLimits;
 
-export type QuotaName = "storage" | "active_jobs" | "queued_variations" | "open_uploads";
+export type QuotaName = "storage" | "active_jobs" | "queued_variations" | "open_uploads" | "unused_uploads";
 
 export function userLimitsFrom(config: Record<UserLimitName, number>): UserLimits {
   return {
@@ -41,6 +51,7 @@ export function userLimitsFrom(config: Record<UserLimitName, number>): UserLimit
     activeJobs: config.USER_ACTIVE_JOBS,
     queuedVariations: config.USER_QUEUED_VARIATIONS,
     openUploads: config.USER_OPEN_UPLOADS,
+    unusedUploads: config.USER_UNUSED_UPLOADS,
   };
 }
 
@@ -50,12 +61,14 @@ export interface QuotaRequest {
   activeJobs?: number;
   queuedVariations?: number;
   openUploads?: number;
+  unusedUploads?: number;
 }
 
 const ORDER: [QuotaName, keyof UserLimits][] = [
   ["active_jobs", "activeJobs"],
   ["queued_variations", "queuedVariations"],
   ["open_uploads", "openUploads"],
+  ["unused_uploads", "unusedUploads"],
   ["storage", "storageBytes"],
 ];
 
@@ -91,12 +104,13 @@ const WHAT: Record<QuotaName, string> = {
   active_jobs: "active jobs",
   queued_variations: "queued variations",
   open_uploads: "open uploads",
+  unused_uploads: "unused uploads",
 };
 
 /**
  * The answer to an admission over a limit, code `quota_exceeded`: 429 with Retry-After when waiting frees it (active
  * jobs and queued variations are worked off by the runners), 409 otherwise (storage: delete finished jobs or unused
- * uploads, or wait for their expiry; open uploads: complete or let them expire; a request larger than the limit
+ * uploads, or wait for their expiry; open uploads: complete or let them expire; unused uploads: start a job with them or delete them; a request larger than the limit
  * on its own never fits).
  */
 export function quotaError(q: QuotaExcess): AppError {

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Db } from "../db/client";
-import { JSON_BODY_LIMIT_DEFAULT, USER_LIMIT_DEFAULTS } from "../db/limits";
+import { JSON_BODY_LIMIT_DEFAULT, MAX_VIDEOS_PER_JOB, USER_LIMIT_DEFAULTS } from "../db/limits";
 
 /** Secrets come from `wrangler secret put` in production and `--var` from the local launcher; never from the toml. */
 export interface Secrets {
@@ -26,6 +26,12 @@ export const ConfigSchema = z.object({
   USER_ACTIVE_JOBS: z.coerce.number().int().positive().default(USER_LIMIT_DEFAULTS.USER_ACTIVE_JOBS),
   USER_QUEUED_VARIATIONS: z.coerce.number().int().positive().default(USER_LIMIT_DEFAULTS.USER_QUEUED_VARIATIONS),
   USER_OPEN_UPLOADS: z.coerce.number().int().positive().default(USER_LIMIT_DEFAULTS.USER_OPEN_UPLOADS),
+  // At least one job's files: a job of MAX_VIDEOS_PER_JOB large files needs that many unused uploads at once.
+  USER_UNUSED_UPLOADS: z.coerce
+    .number()
+    .int()
+    .min(MAX_VIDEOS_PER_JOB, `USER_UNUSED_UPLOADS must be at least ${MAX_VIDEOS_PER_JOB} (the files of one job)`)
+    .default(USER_LIMIT_DEFAULTS.USER_UNUSED_UPLOADS),
   JSON_BODY_LIMIT_BYTES: z.coerce.number().int().positive().default(JSON_BODY_LIMIT_DEFAULT),
   // Mixed into every new password hash; losing or changing it makes those hashes unverifiable, so set it once.
   PASSWORD_PEPPER: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16, "PASSWORD_PEPPER must be at least 16 characters").optional()),

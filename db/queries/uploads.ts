@@ -19,7 +19,7 @@ export async function createUpload(
 ): Promise<UploadRow> {
   const { limits, ...fields } = input;
   const row: UploadRow = { ...fields, status: "uploading", contentType: null, createdAt: now, completedAt: null };
-  const request: QuotaRequest = { openUploads: 1, storageBytes: row.size };
+  const request: QuotaRequest = { openUploads: 1, unusedUploads: 1, storageBytes: row.size };
   try {
     await db.insert(uploads).values({ ...row, userId: ownerIfFits(row.userId, row.userId, limits, request) });
   } catch (err) {

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { DEFAULT_EFFECTS_JSON, EFFECT_FAMILIES, EFFECT_INTENSITIES, EffectsSchema } from "../../db/effects";
 import { ValidationError } from "../../db/errors";
+import { MAX_VIDEOS_PER_JOB } from "../../db/limits";
 import { MIN_PASSWORD_LENGTH, passwordProblem } from "../../db/passwords";
 import { DELIVERY_STATUSES, JOB_STATUSES, VARIATION_STATUSES, WEBHOOK_EVENTS } from "../../db/schema";
 import type { BulkCancelResult, JobView } from "../../db/queries/jobs";
@@ -14,7 +15,7 @@ import type { BulkCancelResult, JobView } from "../../db/queries/jobs";
 export const requestRegistry = z.registry<{ id: string }>();
 export const responseRegistry = z.registry<{ id: string }>();
 
-export const MAX_VIDEOS_PER_JOB = 10;
+export { MAX_VIDEOS_PER_JOB };
 export const MAX_VARIATIONS_PER_VIDEO = 20;
 export const DEFAULT_VARIATIONS_PER_VIDEO = 5;
 

@@ -45,7 +45,7 @@ export async function startUpload(
   if (input.size > input.maxBytes) {
     throw new PayloadTooLargeError(`${input.filename} is larger than the ${input.maxBytes}-byte limit`);
   }
-  const request = { openUploads: 1, storageBytes: input.size };
+  const request = { openUploads: 1, unusedUploads: 1, storageBytes: input.size };
   const over = exceededQuota(await getUserUsage(deps.db, input.user.id), input.limits, request);
   if (over) {
     // A twin with the same key may have just opened the upload that fills the limit: that upload is the answer.

@@ -47,8 +47,8 @@ export function buildOpenApi(version: string) {
   const count = { type: "integer", minimum: 0 };
   const quotas = {
     type: "object",
-    properties: { storageBytes: count, activeJobs: count, queuedVariations: count, openUploads: count },
-    required: ["storageBytes", "activeJobs", "queuedVariations", "openUploads"],
+    properties: { storageBytes: count, activeJobs: count, queuedVariations: count, openUploads: count, unusedUploads: count },
+    required: ["storageBytes", "activeJobs", "queuedVariations", "openUploads", "unusedUploads"],
   };
   schemas.Limits = {
     type: "object",

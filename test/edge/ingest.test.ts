@@ -15,7 +15,7 @@ import { fakeMp4, formBody, isolatedDb } from "./helpers";
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;
 /** Per-user limits no test here comes near (the quota tests set their own). */
-const ROOMY: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVariations: 1e6, openUploads: 1000 };
+const ROOMY: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVariations: 1e6, openUploads: 1000, unusedUploads: 1000 };
 const enc = new TextEncoder();
 
 // The orphan rule acts on every row and object: each test has a database of its own, and this file's R2 storage

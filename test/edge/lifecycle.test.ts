@@ -31,7 +31,7 @@ import { claimAll, fakeMp4, isolatedDatabase, isolatedDb, jobRow, seedJob, varia
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;
 /** Per-user limits no test here comes near (the quota tests set their own). */
-const ROOMY: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVariations: 1e6, openUploads: 1000 };
+const ROOMY: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVariations: 1e6, openUploads: 1000, unusedUploads: 1000 };
 /** A fixed "now" for every rule (the rules never read the clock themselves). */
 const NOW = Date.UTC(2030, 0, 15, 12, 0, 0);
 

@@ -177,7 +177,7 @@ describe("the commit-time check (createJobFromIngest)", () => {
   it("creates one of two jobs committed in parallel when only one fits, whatever the reads before said", async () => {
     const own: Db = await isolatedDb();
     const userId = (await createUser(own, { email: `q-${newId()}@test.example`, password: "pw-for-quotas", role: "user" })).id;
-    const limits: UserLimits = { storageBytes: 1e9, activeJobs: 1, queuedVariations: 100, openUploads: 10 };
+    const limits: UserLimits = { storageBytes: 1e9, activeJobs: 1, queuedVariations: 100, openUploads: 10, unusedUploads: 100 };
     const attempt = async () => {
       const id = newId();
       await startIngest(own, { id, userId }, Date.now());
@@ -210,6 +210,42 @@ describe("per-user limits on POST /api/uploads", () => {
     expect(big.status).toBe(409);
     expect(await big.json()).toMatchObject({ error: { code: "quota_exceeded", message: expect.stringContaining("storage") } });
     expect(await footprint(s.id)).toEqual(before);
+  });
+});
+
+describe("unused uploads (USER_UNUSED_UPLOADS)", () => {
+  it("answers 409 quota_exceeded naming unused uploads once a user holds that many uploads no job uses, open or completed; a job using some or a delete makes room", async () => {
+    const s = await signIn();
+    const vars = { USER_UNUSED_UPLOADS: "10" };
+    const completed: string[] = [];
+    for (let i = 0; i < 9; i++) completed.push(await completedUpload(s));
+    const start = () => callWith(vars, s, "/api/uploads", { method: "POST", json: { filename: "more.mp4", size: 1000 } });
+    expect((await start()).status).toBe(201);
+    const before = await footprint(s.id);
+    const refused = await start();
+    expect(refused.status).toBe(409);
+    expect(await refused.json()).toMatchObject({ error: { code: "quota_exceeded", message: expect.stringContaining("unused uploads") } });
+    expect(await footprint(s.id)).toEqual(before);
+    // Another user is not affected.
+    expect((await callWith(vars, await signIn(), "/api/uploads", { method: "POST", json: { filename: "x.mp4", size: 1000 } })).status).toBe(201);
+    // Deleting one makes room for one.
+    expect((await s.call(`/api/uploads/${completed.pop()}`, { method: "DELETE" })).status).toBe(204);
+    expect((await start()).status).toBe(201);
+    expect((await start()).status).toBe(409);
+    // So does starting a job with some: used uploads are not unused.
+    const job = await callWith(vars, s, "/api/jobs", { method: "POST", json: { uploads: completed.slice(0, 2), variations: 1 } });
+    expect(job.status).toBe(202);
+    expect((await start()).status).toBe(201);
+    const limits = (await (await callWith(vars, s, "/api/limits")).json()) as { limits: { unusedUploads: number }; usage: { unusedUploads: number } };
+    expect([limits.limits.unusedUploads, limits.usage.unusedUploads]).toEqual([10, 9]);
+  });
+
+  it("refuses a setting below the files of one job with a readable message", async () => {
+    const { ConfigSchema } = await import("../../edge/env");
+    const base = { LIBSQL_URL: "http://127.0.0.1:8080", RUNNER_TOKEN: "0123456789abcdef0123" };
+    expect(ConfigSchema.parse(base).USER_UNUSED_UPLOADS).toBe(100);
+    const bad = ConfigSchema.safeParse({ ...base, USER_UNUSED_UPLOADS: "5" });
+    expect(bad.error?.issues[0]?.message).toBe("USER_UNUSED_UPLOADS must be at least 10 (the files of one job)");
   });
 });
 
@@ -248,8 +284,8 @@ describe("GET /api/limits", () => {
     const res = await callWith({ USER_ACTIVE_JOBS: "4" }, s, "/api/limits");
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({
-      limits: { activeJobs: 4, storageBytes: 10 * 1024 ** 3, queuedVariations: 400, openUploads: 10, sourceSeconds: 1800, sourceDimension: 4096 },
-      usage: { activeJobs: 1, queuedVariations: 3, storageBytes: 1000, openUploads: 0 },
+      limits: { activeJobs: 4, storageBytes: 10 * 1024 ** 3, queuedVariations: 400, openUploads: 10, unusedUploads: 100, sourceSeconds: 1800, sourceDimension: 4096 },
+      usage: { activeJobs: 1, queuedVariations: 3, storageBytes: 1000, openUploads: 0, unusedUploads: 0 },
     });
   });
 });

@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import type { UserUsage } from "../../limits";
-import { activeJobsOf, openUploadsOf, queuedVariationsOf, storageBytesOf } from "./usage";
+import { activeJobsOf, openUploadsOf, queuedVariationsOf, storageBytesOf, unusedUploadsOf } from "./usage";
 
 /** What one user holds now (a read: admissions check again atomically when they insert). */
 export async function getUserUsage(db: Db, userId: string): Promise<UserUsage> {
@@ -9,11 +9,13 @@ export async function getUserUsage(db: Db, userId: string): Promise<UserUsage> {
     ${storageBytesOf(userId)} AS storageBytes,
     ${activeJobsOf(userId)} AS activeJobs,
     ${queuedVariationsOf(userId)} AS queuedVariations,
-    ${openUploadsOf(userId)} AS openUploads`);
+    ${openUploadsOf(userId)} AS openUploads,
+    ${unusedUploadsOf(userId)} AS unusedUploads`);
   return {
     storageBytes: Number(row?.storageBytes ?? 0),
     activeJobs: Number(row?.activeJobs ?? 0),
     queuedVariations: Number(row?.queuedVariations ?? 0),
     openUploads: Number(row?.openUploads ?? 0),
+    unusedUploads: Number(row?.unusedUploads ?? 0),
   };
 }

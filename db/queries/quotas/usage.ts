@@ -30,6 +30,9 @@ export const queuedVariationsOf = (userId: string | SQL) => sql<number>`(SELECT 
 export const openUploadsOf = (userId: string | SQL) =>
   sql<number>`(SELECT count(*) FROM uploads qu WHERE qu.user_id = ${userId} AND qu.status = 'uploading')`;
 
+export const unusedUploadsOf = (userId: string | SQL) =>
+  sql<number>`(SELECT count(*) FROM uploads qu WHERE qu.user_id = ${userId} AND qu.status IN ${[...UNUSED_UPLOAD_STATUSES]})`;
+
 /**
  * True when `request` fits every limit it names on top of what the user holds. Put in the WHERE (or the owner
  * column) of the insert it guards, it is evaluated with the insert: two parallel admissions cannot both fit.
@@ -41,6 +44,9 @@ export function fitsQuota(userId: string | SQL, limits: UserLimits, request: Quo
     checks.push(sql`${queuedVariationsOf(userId)} + ${request.queuedVariations} <= ${limits.queuedVariations}`);
   }
   if (request.openUploads !== undefined) checks.push(sql`${openUploadsOf(userId)} + ${request.openUploads} <= ${limits.openUploads}`);
+  if (request.unusedUploads !== undefined) {
+    checks.push(sql`${unusedUploadsOf(userId)} + ${request.unusedUploads} <= ${limits.unusedUploads}`);
+  }
   if (request.storageBytes !== undefined) {
     checks.push(sql`${storageBytesOf(userId)} + ${request.storageBytes} <= ${limits.storageBytes}`);
   }

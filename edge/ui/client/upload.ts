@@ -39,6 +39,7 @@ interface Quotas {
   activeJobs: number;
   queuedVariations: number;
   openUploads: number;
+  unusedUploads: number;
 }
 
 /** "You are using 1.2 GB of 10 GB; 2 of 5 active jobs" from GET /api/limits; hidden when it cannot be read. */

@@ -10,7 +10,7 @@ import { createJobFromForm } from "../../../edge/lib/ingest";
 import { db, fakeMp4, formBody, makeUser } from "../helpers";
 
 const DAY = 24 * 60 * 60 * 1000;
-const ROOMY: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVariations: 1e6, openUploads: 1000 };
+const ROOMY: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVariations: 1e6, openUploads: 1000, unusedUploads: 1000 };
 
 function formRequest(): Request {
   const { body, contentType } = formBody([

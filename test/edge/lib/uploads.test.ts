@@ -7,7 +7,7 @@ import { startUpload } from "../../../edge/lib/uploads";
 import { db, makeUser, onDatabaseRequest } from "../helpers";
 
 const MiB = 1024 * 1024;
-const ONE_OPEN: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVariations: 1e6, openUploads: 1 };
+const ONE_OPEN: UserLimits = { storageBytes: 1e12, activeJobs: 1000, queuedVariations: 1e6, openUploads: 1, unusedUploads: 1000 };
 
 afterEach(() => {
   vi.unstubAllGlobals();
