@@ -26,6 +26,13 @@ export const webhooks = sqliteTable(
     /** JSON array of WebhookEvent; the jobs trigger (migration 0007) matches the event name against it. */
     events: text("events").notNull(),
     createdAt: integer("created_at").notNull(),
+    /**
+     * Attempts in a row that failed at the endpoint (no answer, 5xx, 408, 429), across its deliveries; a 2xx or
+     * any other answer resets it. The endpoint's backoff grows with it (db/queries/webhooks/endpoint-hold.ts).
+     */
+    failures: integer("failures").notNull().default(0),
+    /** The endpoint is failing: nothing is sent to it before this time (except what its user sends by hand). */
+    heldUntil: integer("held_until"),
   },
   (t) => [index("webhooks_user_idx").on(t.userId)],
 );

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { pauseJob, requestCancel } from "../../db/queries/jobs";
 import { failVariation, finishVariation } from "../../db/queries/variations";
 import { newId } from "../../db/ids";
-import { webhookDeliveries } from "../../db/schema";
+import { webhookDeliveries, webhooks } from "../../db/schema";
 import { ENQUEUE_HOLD_MS, EXPIRED_ERROR, expireDeliveries, MANUAL_SEND_PENDING_LIMIT, pruneDeliveries, takeDueDeliveries } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
 import { consumeWebhookBatch, enqueueDueDeliveries, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
@@ -377,28 +377,77 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
       retryAll: () => {},
     }) as unknown as MessageBatch<WebhookMessage>;
 
-  it("holds an endpoint's other deliveries while one backs off after a failure; a test send that gets a 2xx frees them at once", async () => {
+  const hookRow = async (id: string) => (await db.select().from(webhooks).where(eq(webhooks.id, id)))[0]!;
+
+  it("holds a failing endpoint as a whole, backing off with its failures in a row whichever delivery is tried", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const t0 = Date.now() + 6 * 24 * HOUR;
+    const [r1, r2, r3] = await dueRows(hook.id, 3, t0 - 60_000);
+    const r = receiver([503]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r1!, t0)).toMatchObject({ done: false });
+    const first = await hookRow(hook.id);
+    expect(first.failures).toBe(1);
+    expect(first.heldUntil! - t0).toBeGreaterThanOrEqual(5_000);
+    // Held: its other rows are neither taken by a sweep nor sent by a message for them.
+    expect(await takeDueDeliveries(db, t0 + 1_000, 1000, { webhookId: hook.id })).toEqual([]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 1_000)).toEqual({ done: true, status: "skipped" });
+    expect(r.seen).toHaveLength(1);
+    // Once the hold is over, the oldest goes (not the one that failed: one payload cannot hold the rest back), and
+    // its failure doubles the endpoint's backoff.
+    const t1 = first.heldUntil! + 1;
+    expect(await takeDueDeliveries(db, t1, 1000, { webhookId: hook.id })).toEqual([r2]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t1)).toMatchObject({ done: false });
+    const second = await hookRow(hook.id);
+    expect(second.failures).toBe(2);
+    expect(second.heldUntil! - t1).toBeGreaterThanOrEqual(10_000);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r3!, t1 + 5_000)).toEqual({ done: true, status: "skipped" });
+    expect(r.seen).toHaveLength(2);
+    await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
+  });
+
+  it("a test send that gets a 2xx frees a held endpoint at once: its waiting deliveries go, one after another", async () => {
     const s = await signIn();
     const hook = await createHook(s);
     const t0 = Date.now() + 6 * 24 * HOUR;
     const [r1, r2] = await dueRows(hook.id, 2, t0 - 60_000);
-    const r = receiver([503, 204, 204]);
+    const r = receiver([503, 204, 204, 204]);
     expect(await deliverOnce({ db, policy, fetch: r.fetch }, r1!, t0)).toMatchObject({ done: false });
-    // The endpoint is failing: its other row is neither taken by a sweep nor sent by a message for it.
-    expect(await takeDueDeliveries(db, t0 + 1_000, 1000, { webhookId: hook.id })).toEqual([]);
-    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 1_000)).toEqual({ done: true, status: "skipped" });
-    expect(r.seen).toHaveLength(1);
-    // The user sends a test event (a manual send skips the backoff): the endpoint answers, so the failed row is due now.
-    const test = ((await (await s.call(`/api/webhooks/${hook.id}/test`, { method: "POST" })).json()) as { id: string }).id;
-    expect(await deliverOnce({ db, policy, fetch: r.fetch }, test, t0 + 1_000, { manual: true })).toMatchObject({ done: true, status: "delivered", settled: { webhookId: hook.id } });
+    // The user fixed the endpoint and sends a test event (a manual send skips the hold). Written here rather than
+    // through POST /test: the route's message would reach this file's real consumer, on the real clock.
+    const test = newId();
+    await db.insert(webhookDeliveries).values({
+      id: test, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: t0 + 500,
+      status: "pending", attempts: 0, nextAttemptAt: t0 + 500, payload: "{}", createdAt: t0 + 500,
+    });
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, test, t0 + 1_000, { manual: true })).toMatchObject({
+      done: true, status: "delivered", next: { webhookId: hook.id },
+    });
+    expect(await hookRow(hook.id)).toMatchObject({ failures: 0, heldUntil: null });
     expect((await rowOf(r1!)).nextAttemptAt).toBeLessThan(t0 + 5_000);
-    // Next goes the row that failed before (the endpoint's probe), then the rest, one at a time.
-    expect(await takeDueDeliveries(db, t0 + 2_000, 1000, { webhookId: hook.id })).toEqual([r1]);
-    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r1!, t0 + 2_000)).toMatchObject({ done: true, status: "delivered" });
+    const t1 = t0 + 2_000;
+    expect(await takeDueDeliveries(db, t1, 1000, { webhookId: hook.id })).toEqual([r2]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t1)).toMatchObject({ done: true, status: "delivered" });
+    expect(await takeDueDeliveries(db, t1, 1000, { webhookId: hook.id })).toEqual([r1]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r1!, t1)).toMatchObject({ done: true, status: "delivered" });
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 
-  it("sends nothing else to an endpoint while one send to it is in flight", async () => {
+  it("a delivery the receiver rejects (4xx) retries on its own and holds nothing: the endpoint's other deliveries go", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const t0 = Date.now() + 6 * 24 * HOUR;
+    const [r1, r2] = await dueRows(hook.id, 2, t0 - 60_000);
+    const r = receiver([400, 204]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r1!, t0)).toMatchObject({ done: false, next: { webhookId: hook.id } });
+    expect(await hookRow(hook.id)).toMatchObject({ failures: 0, heldUntil: null });
+    expect(await takeDueDeliveries(db, t0 + 1_000, 1000, { webhookId: hook.id })).toEqual([r2]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 1_000)).toMatchObject({ done: true, status: "delivered" });
+    expect(await rowOf(r1!)).toMatchObject({ status: "pending", lastStatusCode: 400 });
+    await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
+  });
+
+  it("sends nothing else to an endpoint while one send to it is in flight, not even a manual one", async () => {
     const s = await signIn();
     const hook = await createHook(s);
     const t0 = Date.now() + 6 * 24 * HOUR;
@@ -410,8 +459,7 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
     await inSend;
     const r = receiver([204]);
     expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 1_000)).toEqual({ done: true, status: "skipped" });
-    // A manual send waits too, and looks again shortly instead of being dropped.
-    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 1_000, { manual: true })).toEqual({ done: false, retryInMs: 5_000, busy: true });
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 1_000, { manual: true })).toEqual({ done: true, status: "skipped" });
     expect(await takeDueDeliveries(db, t0 + 1_000, 1000, { webhookId: hook.id })).toEqual([]);
     expect(r.seen).toHaveLength(0);
     // The hanging send's lease runs out (its consumer died): the endpoint is free again.
@@ -455,34 +503,34 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
     const sent: WebhookMessage[] = [];
     const queue = queueInto(sent);
     const fetch = (async (url: string) => new Response(null, { status: url.startsWith("https://up.") ? 204 : 503 })) as unknown as typeof globalThis.fetch;
-    const mine = (m: WebhookMessage) => m.kind === "deliver" && ids.has(m.id);
-    await enqueueDueDeliveries({ db, queue }, t0);
-    const first = sent.filter(mine);
-    // 11 messages, not 201: one per endpoint. User B's among the first two (A's first endpoint, then B).
+    // (Other tests' rows may be due too: only ours are looked at, in the order taken.)
+    const ours = (taken: string[]) => taken.filter((id) => ids.has(id));
+    const first = ours(await takeDueDeliveries(db, t0, 1000));
+    // 11 rows, not 201: one per endpoint. User B's among the first two (A's first endpoint, then B).
     expect(first).toHaveLength(11);
-    expect(first.findIndex((m) => m.kind === "deliver" && m.id === eventB)).toBeLessThan(2);
-    sent.length = 0;
-    await consumeWebhookBatch(batchOf(first), { db, queue, policy, fetch, now: () => t0 });
+    expect(first.indexOf(eventB!)).toBeLessThan(2);
+    await consumeWebhookBatch(batchOf(first.map((id) => ({ kind: "deliver", id }))), { db, queue, policy, fetch, now: () => t0 });
     expect((await rowOf(eventB!)).status).toBe("delivered");
-    // A's ten endpoints each failed once and now back off: the next sweeps take nothing of A until then.
+    // A's ten endpoints each failed once and are held: nothing of A is taken until the hold is over, then one each.
     for (const id of hooksA) expect((await deliveriesOf(id)).reduce((n, d) => n + d.attempts, 0)).toBe(1);
-    sent.length = 0;
-    await enqueueDueDeliveries({ db, queue }, t0 + 1_000);
-    expect(sent.filter(mine)).toEqual([]);
+    expect(ours(await takeDueDeliveries(db, t0 + 1_000, 1000))).toEqual([]);
+    expect(ours(await takeDueDeliveries(db, t0 + 6_000, 1000))).toHaveLength(10);
     await db.delete(webhookDeliveries).where(inArray(webhookDeliveries.webhookId, [...hooksA, hookB.id]));
   });
 
   it("fails a delivery still pending 24 hours after its event, even one that waited behind its failing endpoint; a redelivery gets a new window", async () => {
     const s = await signIn();
     const hook = await createHook(s);
-    const now = Date.now();
+    const now = Date.now() + 9 * 24 * HOUR;
     const [old] = await dueRows(hook.id, 1, now - 25 * HOUR);
     // An hour old and backing off: inside its window.
-    const fresh = `fresh-${hook.id}`;
+    const fresh = newId();
     await db.insert(webhookDeliveries).values({
       id: fresh, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: now - HOUR,
       status: "pending", attempts: 3, nextAttemptAt: now + HOUR, payload: "{}", createdAt: now - HOUR,
     });
+    // Outside its window, nothing takes it any more.
+    expect(await takeDueDeliveries(db, now, 1000, { webhookId: hook.id })).toEqual([]);
     expect(await expireDeliveries(db, now)).toBeGreaterThanOrEqual(1);
     expect(await rowOf(old!)).toMatchObject({ status: "failed", lastError: EXPIRED_ERROR });
     expect((await rowOf(fresh)).status).toBe("pending");

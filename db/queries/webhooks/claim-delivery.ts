@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { webhookDeliveries, webhooks } from "../../schema";
 import { endpointFreeFor } from "./endpoint-hold";
+import { withinWindow } from "./expire-deliveries";
 
 /** A delivery a consumer may attempt now: what building its body needs (peekDelivery). */
 export interface DueDelivery {
@@ -26,6 +27,8 @@ export interface ClaimedDelivery {
   payload: string;
   /** Start of its 24-hour delivery window (creation, or the last redelivery). */
   seriesStartedAt: number;
+  /** Its endpoint's failed attempts in a row so far (the hold after another failure backs off with it). */
+  endpointFailures: number;
   url: string;
   secret: string;
   userId: string;
@@ -51,8 +54,9 @@ export async function peekDelivery(db: Db, id: string, now: number): Promise<Due
  * a consumer died mid-send, too) sends exactly those bytes. The caller builds `payload` before claiming, so a
  * failure to build it counts no attempt and holds no lease. A consumer that dies mid-send leaves the lease to run
  * out; the sweep then enqueues the row again. Its endpoint must be free too (endpoint-hold.ts): nothing else of
- * it being sent, nor — unless `manual` (the user's own test or redelivery) — backing off after a failure. Null: not
- * due, held, done, or its endpoint busy.
+ * it being sent, nor — unless `manual` (the user's own test or redelivery) — held after a failure; and the row inside
+ * its 24-hour window. Clears the row's queued mark (its message arrived), so a sweep may take the endpoint's next row
+ * as soon as this send settles. Null: not due, held, done, expired, or its endpoint busy.
  */
 export async function claimDelivery(
   db: Db,
@@ -64,12 +68,14 @@ export async function claimDelivery(
 ): Promise<ClaimedDelivery | null> {
   const rows = await db.all<ClaimedDelivery>(sql`
     UPDATE ${webhookDeliveries} SET attempts = attempts + 1, lease_until = ${now + leaseMs}, last_attempt_at = ${now},
-      payload = coalesce(payload, ${payload})
-    WHERE id = ${id} AND ${claimable(now)} AND ${endpointFreeFor(id, sql`webhook_deliveries.webhook_id`, now, opts.manual ?? false)}
+      enqueued_until = NULL, payload = coalesce(payload, ${payload})
+    WHERE id = ${id} AND ${claimable(now)} AND ${withinWindow(sql`webhook_deliveries`, now)}
+      AND ${endpointFreeFor(id, sql`webhook_deliveries.webhook_id`, now, opts.manual ?? false)}
     RETURNING id, webhook_id AS webhookId, event, job_id AS jobId, occurred_at AS occurredAt, attempts, payload,
       coalesce(series_started_at, created_at) AS seriesStartedAt,
       (SELECT w.url FROM ${webhooks} w WHERE w.id = webhook_id) AS url,
       (SELECT w.secret FROM ${webhooks} w WHERE w.id = webhook_id) AS secret,
-      (SELECT w.user_id FROM ${webhooks} w WHERE w.id = webhook_id) AS userId`);
+      (SELECT w.user_id FROM ${webhooks} w WHERE w.id = webhook_id) AS userId,
+      (SELECT w.failures FROM ${webhooks} w WHERE w.id = webhook_id) AS endpointFailures`);
   return rows[0] ?? null;
 }

@@ -1,11 +1,15 @@
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import type { Db } from "../../client";
 import { webhookDeliveries } from "../../schema";
 
 /** A delivery is attempted for this long from its event (or from a redelivery); then it fails. */
 export const DELIVERY_WINDOW_MS = 24 * 3_600_000;
 
-export const EXPIRED_ERROR = "not delivered within 24 hours: the endpoint kept failing";
+export const EXPIRED_ERROR = "not delivered within 24 hours";
+
+/** SQL: the delivery row `d` is inside its 24-hour window at `now` (sweeps and claims take nothing outside it). */
+export const withinWindow = (d: SQL, now: number): SQL =>
+  sql`coalesce(${d}.series_started_at, ${d}.created_at) > ${now - DELIVERY_WINDOW_MS}`;
 
 /**
  * Fails pending deliveries whose 24-hour window is over and that no consumer is sending. Rows behind an endpoint
@@ -15,11 +19,14 @@ export const EXPIRED_ERROR = "not delivered within 24 hours: the endpoint kept f
 export async function expireDeliveries(db: Db, now: number, limit = 1000): Promise<number> {
   const rows = await db.all<{ id: string }>(sql`
     UPDATE ${webhookDeliveries} SET status = 'failed', lease_until = NULL, enqueued_until = NULL,
-      last_error = coalesce(last_error || '; ', '') || ${EXPIRED_ERROR}
+      last_error = CASE
+        WHEN last_error IS NULL THEN ${EXPIRED_ERROR}
+        WHEN last_error LIKE '%' || ${EXPIRED_ERROR} THEN last_error
+        ELSE last_error || '; ' || ${EXPIRED_ERROR} END
     WHERE id IN (
-      SELECT id FROM ${webhookDeliveries}
-      WHERE status = 'pending' AND coalesce(series_started_at, created_at) <= ${now - DELIVERY_WINDOW_MS}
-        AND (lease_until IS NULL OR lease_until < ${now})
+      SELECT d.id FROM ${webhookDeliveries} d
+      WHERE d.status = 'pending' AND NOT ${withinWindow(sql`d`, now)}
+        AND (d.lease_until IS NULL OR d.lease_until < ${now})
       LIMIT ${limit})
     RETURNING id`);
   return rows.length;

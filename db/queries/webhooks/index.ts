@@ -17,3 +17,4 @@ export * from "./claim-delivery";
 export * from "./record-delivery-attempt";
 export * from "./prune-deliveries";
 export * from "./expire-deliveries";
+export { isEndpointFailure } from "./endpoint-hold";

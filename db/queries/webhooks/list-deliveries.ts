@@ -1,4 +1,4 @@
-import { and, desc, eq, sql } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import type { Db } from "../../client";
 import { NotFoundError } from "../../errors";
 import { webhookDeliveries, webhooks, type DeliveryStatus } from "../../schema";
@@ -19,12 +19,15 @@ export interface DeliveryRow {
 
 /**
  * The delivery log of one of the user's webhooks, newest first (another user's webhook is NotFound). A pending row
- * waiting behind its endpoint's backoff (endpoint-hold.ts) shows the endpoint's next attempt, not its own past due
- * time.
+ * waiting while its endpoint is held after failures (endpoint-hold.ts) shows the endpoint's next attempt, not its
+ * own past due time.
  */
 export async function listDeliveries(db: Db, input: { userId: string; webhookId: string; limit: number }): Promise<DeliveryRow[]> {
-  const [owner, rows, hold] = await db.batch([
-    db.select({ id: webhooks.id }).from(webhooks).where(and(eq(webhooks.id, input.webhookId), eq(webhooks.userId, input.userId))),
+  const [owner, rows] = await db.batch([
+    db
+      .select({ id: webhooks.id, heldUntil: webhooks.heldUntil })
+      .from(webhooks)
+      .where(and(eq(webhooks.id, input.webhookId), eq(webhooks.userId, input.userId))),
     db
       .select({
         id: webhookDeliveries.id,
@@ -44,11 +47,8 @@ export async function listDeliveries(db: Db, input: { userId: string; webhookId:
       .where(and(eq(webhookDeliveries.webhookId, input.webhookId), eq(webhooks.userId, input.userId)))
       .orderBy(desc(webhookDeliveries.createdAt), desc(webhookDeliveries.id))
       .limit(input.limit),
-    db.all<{ until: number | null }>(sql`
-      SELECT max(next_attempt_at) AS until FROM ${webhookDeliveries}
-      WHERE webhook_id = ${input.webhookId} AND status = 'pending' AND attempts > 0`),
   ]);
   if (owner.length === 0) throw new NotFoundError("No such webhook");
-  const until = hold[0]?.until ?? null;
+  const until = owner[0]!.heldUntil;
   return rows.map((r) => (r.status === "pending" && until !== null && until > r.nextAttemptAt ? { ...r, nextAttemptAt: until } : r));
 }

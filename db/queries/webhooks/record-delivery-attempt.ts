@@ -1,25 +1,29 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import type { DeliveryStatus } from "../../schema";
-import { webhookDeliveries } from "../../schema";
+import { webhookDeliveries, webhooks } from "../../schema";
+import { failedAtEndpoint } from "./endpoint-hold";
 
 export type AttemptOutcome =
   | { kind: "delivered"; statusCode: number }
   | { kind: "retry"; statusCode: number | null; error: string; nextAttemptAt: number }
   | { kind: "failed"; statusCode: number | null; error: string };
 
+/** What the attempt said about the endpoint itself (endpoint-hold.ts): it answered, or it is failing until `heldUntil`. */
+export type EndpointVerdict = { answered: true } | { answered: false; heldUntil: number };
+
 /**
  * Records how the claimed attempt went, compare-and-set on (id, pending, attempts = the claim's attempt): a row
  * redelivered or re-claimed meanwhile is not overwritten. Keeps the first attempt's payload for every later one.
  * Returns the status written, or null when the CAS did not apply.
  *
- * A 2xx also frees the endpoint (endpoint-hold.ts): its other rows backing off after failed attempts are due now —
- * it answers again, so they need not wait out backoffs of up to an hour. Whether or not this row's CAS applied: the
- * endpoint answered 2xx either way.
+ * In the same batch, the endpoint's state (endpoint-hold.ts), whether or not the row's CAS applied — the endpoint
+ * did answer (or not) either way: an answer clears its hold and failure count and makes its deliveries that were
+ * waiting out an endpoint failure due now; a failure counts and holds it until `heldUntil`.
  */
 export async function recordDeliveryAttempt(
   db: Db,
-  input: { id: string; webhookId: string; attempt: number; payload: string; outcome: AttemptOutcome },
+  input: { id: string; webhookId: string; attempt: number; payload: string; outcome: AttemptOutcome; endpoint: EndpointVerdict },
   now: number,
 ): Promise<DeliveryStatus | null> {
   const o = input.outcome;
@@ -35,12 +39,21 @@ export async function recordDeliveryAttempt(
       payload = coalesce(payload, ${input.payload})
     WHERE id = ${input.id} AND status = 'pending' AND attempts = ${input.attempt}
     RETURNING status`);
-  if (o.kind !== "delivered") return (await record)[0]?.status ?? null;
-  const [rows] = await db.batch([
-    record,
-    db.run(sql`
-      UPDATE ${webhookDeliveries} SET next_attempt_at = ${now}
-      WHERE webhook_id = ${input.webhookId} AND status = 'pending' AND attempts > 0 AND next_attempt_at > ${now}`),
-  ]);
+  const e = input.endpoint;
+  const [rows] = e.answered
+    ? await db.batch([
+        record,
+        db.run(sql`UPDATE ${webhooks} SET failures = 0, held_until = NULL WHERE id = ${input.webhookId}`),
+        db.run(sql`
+          UPDATE ${webhookDeliveries} SET next_attempt_at = ${now}
+          WHERE webhook_id = ${input.webhookId} AND status = 'pending' AND next_attempt_at > ${now}
+            AND ${failedAtEndpoint(sql`webhook_deliveries`)}`),
+      ])
+    : await db.batch([
+        record,
+        db.run(sql`
+          UPDATE ${webhooks} SET failures = failures + 1, held_until = max(coalesce(held_until, 0), ${e.heldUntil})
+          WHERE id = ${input.webhookId}`),
+      ]);
   return rows[0]?.status ?? null;
 }

@@ -1,19 +1,20 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { webhookDeliveries } from "../../schema";
-import { heldEndpoints } from "./endpoint-hold";
+import { busyEndpoints, notHeld, sentByHand } from "./endpoint-hold";
+import { withinWindow } from "./expire-deliveries";
 
 /** How long a row a sweep queued is left out of later sweeps: far more than a queue takes to hand a message over. */
 export const ENQUEUE_HOLD_MS = 60_000;
 
 /**
  * Takes due pending deliveries for the queue and marks them queued for ENQUEUE_HOLD_MS (one statement, so two
- * sweeps at once take different rows). At most one per endpoint, and none of an endpoint that is held (a row being
- * sent, queued or backing off: endpoint-hold.ts); of an endpoint's due rows the one with the most failed attempts
- * goes first (it is the endpoint's probe), then the oldest. Round-robin over users — every user's first endpoint,
- * then every user's second, … — so neither one endpoint's backlog nor one user's ten endpoints fill a sweep ahead of
- * another user's event. `webhookId`: only that endpoint (its next row, right after a send to it settled). A queued
- * message that is lost costs ENQUEUE_HOLD_MS: the row is taken again after it.
+ * sweeps at once take different rows). At most one per endpoint, and none of an endpoint that is held after a
+ * failure or has a row being sent or queued (endpoint-hold.ts); of an endpoint's due rows, what its user sent by hand
+ * goes first, then the oldest. Round-robin over users — every user's first endpoint, then every user's second, … —
+ * so neither one endpoint's backlog nor one user's ten endpoints fill a sweep ahead of another user's event.
+ * `webhookId`: only that endpoint (its next row, right after a send to it settled). A queued message that is lost
+ * costs ENQUEUE_HOLD_MS: the row (and so its endpoint) is taken again after it.
  */
 export async function takeDueDeliveries(db: Db, now: number, limit: number, only?: { webhookId: string }): Promise<string[]> {
   const rows = await db.all<Taken>(sql`
@@ -23,12 +24,13 @@ export async function takeDueDeliveries(db: Db, now: number, limit: number, only
         SELECT id, next_attempt_at, row_number() OVER (PARTITION BY user_id ORDER BY next_attempt_at, id) AS turn
         FROM (
           SELECT d.id, d.next_attempt_at, w.user_id,
-            row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.attempts DESC, d.next_attempt_at, d.id) AS pick
+            row_number() OVER (PARTITION BY d.webhook_id ORDER BY ${sentByHand(sql`d`)} DESC, d.next_attempt_at, d.id) AS pick
           FROM ${webhookDeliveries} d JOIN webhooks w ON w.id = d.webhook_id
           WHERE d.status = 'pending' AND d.next_attempt_at <= ${now} AND (d.lease_until IS NULL OR d.lease_until < ${now})
-            AND (d.enqueued_until IS NULL OR d.enqueued_until <= ${now})
+            AND (d.enqueued_until IS NULL OR d.enqueued_until <= ${now}) AND ${withinWindow(sql`d`, now)}
             ${only ? sql`AND d.webhook_id = ${only.webhookId}` : sql``}
-            AND d.webhook_id NOT IN (${heldEndpoints(now)})
+            AND ${notHeld(sql`w`, now)}
+            AND d.webhook_id NOT IN (${busyEndpoints(now, only?.webhookId)})
         ) WHERE pick = 1
       )
       ORDER BY turn, next_attempt_at LIMIT ${limit})

@@ -4,11 +4,15 @@ import { getJob } from "../../../db/queries/jobs";
 import {
   claimDelivery,
   DELIVERY_WINDOW_MS,
+  EXPIRED_ERROR,
+  isEndpointFailure,
   peekDelivery,
   recordDeliveryAttempt,
+  releaseEnqueuedDeliveries,
   type AttemptOutcome,
   type ClaimedDelivery,
   type DueDelivery,
+  type EndpointVerdict,
 } from "../../../db/queries/webhooks";
 import { checkWebhookUrl, type AddressPolicy } from "./address";
 import { webhookHeaders } from "./signature";
@@ -36,23 +40,19 @@ export interface DeliverDeps {
 }
 
 /**
- * What the consumer does next with the row: nothing, or look again after `retryInMs`. `settled`: this attempt ended
- * the delivery (delivered or failed) and its endpoint is free for its next row.
+ * What the consumer does next: with the row, nothing (`done`) or look again after `retryInMs`; with its endpoint,
+ * `next` when the endpoint answered, so its next due row may go right away.
  */
-export type DeliverResult =
-  | { done: true; status: string; settled?: { webhookId: string } }
-  | { done: false; retryInMs: number; /** Not attempted: its endpoint was busy. */ busy?: true };
-
-/** A send the user asked for (test, redelivery) that found its endpoint busy with another send looks again after this. */
-const BUSY_RETRY_MS = 5_000;
+export type DeliverResult = ({ done: true } | { done: false; retryInMs: number }) & { status: string; next?: { webhookId: string } };
 
 /**
  * One attempt at one delivery: look (skip when not due, held or finished), build the body unless one is stored,
  * claim (which stores the body with the attempt, so every later attempt sends the same bytes), sign, POST without
  * following redirects, record. Only 2xx counts as delivered. Nothing that can fail before the send (reading the
  * job) runs after the claim, so an attempt is counted only when a send follows it. One send per endpoint at a time,
- * and an endpoint backing off after a failure waits as a whole (db/queries/webhooks/endpoint-hold.ts); `manual`
- * (the user's own test or redelivery) skips the backoff, not the one-at-a-time.
+ * and an endpoint that fails is held as a whole, backing off with its failures in a row
+ * (db/queries/webhooks/endpoint-hold.ts); `manual` (the user's own test or redelivery) skips the hold, not the
+ * one-at-a-time.
  */
 export async function deliverOnce(deps: DeliverDeps, id: string, now: number, opts: { manual?: boolean } = {}): Promise<DeliverResult> {
   const started = Date.now();
@@ -62,27 +62,33 @@ export async function deliverOnce(deps: DeliverDeps, id: string, now: number, op
   if (!due) return { done: true, status: "skipped" };
   const built = due.payload ?? (await buildPayload(deps.db, due));
   const claimed = await claimDelivery(deps.db, id, clock(), LEASE_MS, built, { manual: opts.manual });
-  // Not claimed: a duplicate message's row is taken, or its endpoint is busy. A sweep brings a row back once its
-  // endpoint is free; a send the user asked for looks again soon instead (a duplicate then finds nothing to do).
-  if (!claimed) return opts.manual ? { done: false, retryInMs: BUSY_RETRY_MS, busy: true } : { done: true, status: "skipped" };
+  if (!claimed) {
+    // A duplicate message (the row is taken), or its endpoint is busy or held. Its queued mark goes, so the next
+    // sweep — or the settling send's look for its endpoint's next row, which takes what the user sent by hand
+    // first — takes it once the endpoint is free, instead of after the mark's minute.
+    await releaseEnqueuedDeliveries(deps.db, [id]);
+    return { done: true, status: "skipped" };
+  }
   const body = claimed.payload;
   const sent = await send(deps, claimed, body);
   const finished = clock();
+  const endpointDown = !sent.ok && !sent.permanent && isEndpointFailure(sent.statusCode);
+  // The endpoint's own backoff when it failed (whichever of its deliveries was tried), else this delivery's.
+  const retryAt = finished + backoffMs(endpointDown ? claimed.endpointFailures + 1 : claimed.attempts);
+  const windowEnd = claimed.seriesStartedAt + DELIVERY_WINDOW_MS;
   let outcome: AttemptOutcome;
   if (sent.ok) outcome = { kind: "delivered", statusCode: sent.statusCode! };
-  else if (
-    claimed.attempts >= MAX_DELIVERY_ATTEMPTS ||
-    sent.permanent ||
-    finished + backoffMs(claimed.attempts) >= claimed.seriesStartedAt + DELIVERY_WINDOW_MS
-  ) {
-    outcome = { kind: "failed", statusCode: sent.statusCode, error: sent.error };
+  else if (claimed.attempts >= MAX_DELIVERY_ATTEMPTS || sent.permanent || retryAt >= windowEnd) {
+    const error = !sent.permanent && retryAt >= windowEnd ? `${sent.error}; ${EXPIRED_ERROR}` : sent.error;
+    outcome = { kind: "failed", statusCode: sent.statusCode, error };
   } else {
-    outcome = { kind: "retry", statusCode: sent.statusCode, error: sent.error, nextAttemptAt: finished + backoffMs(claimed.attempts) };
+    outcome = { kind: "retry", statusCode: sent.statusCode, error: sent.error, nextAttemptAt: retryAt };
   }
-  const status = await recordDeliveryAttempt(deps.db, { id, webhookId: claimed.webhookId, attempt: claimed.attempts, payload: body, outcome }, finished);
-  if (outcome.kind === "retry" && status === "pending") return { done: false, retryInMs: outcome.nextAttemptAt - finished };
-  if (status === "delivered" || status === "failed") return { done: true, status, settled: { webhookId: claimed.webhookId } };
-  return { done: true, status: status ?? "superseded" };
+  const endpoint: EndpointVerdict = endpointDown ? { answered: false, heldUntil: retryAt } : { answered: true };
+  const status = await recordDeliveryAttempt(deps.db, { id, webhookId: claimed.webhookId, attempt: claimed.attempts, payload: body, outcome, endpoint }, finished);
+  const next = endpointDown ? {} : { next: { webhookId: claimed.webhookId } };
+  if (outcome.kind === "retry" && status === "pending") return { done: false, retryInMs: outcome.nextAttemptAt - finished, status, ...next };
+  return { done: true, status: status ?? "superseded", ...next };
 }
 
 /** `{ type, timestamp, data }`, data = the job exactly as GET /api/jobs/:id shows it to its owner at the first attempt. */

@@ -116,14 +116,11 @@ export async function consumeWebhookBatch(batch: MessageBatch<WebhookMessage>, d
       } else {
         const result = await deliverOnce(deps, body.id, now(), { manual: body.manual });
         if (!result.done) {
-          // A retry after a failure waits with its endpoint like any row; only a busy manual send stays manual.
-          const again: WebhookMessage = result.busy ? body : { kind: "deliver", id: body.id };
-          await deps.queue.send(again, { delaySeconds: Math.min(Math.ceil(result.retryInMs / 1000), 43_200) });
-        } else if (result.settled) {
-          // Its endpoint is free again: its next due row goes now, not at the next sweep (a backlog drains at the
-          // endpoint's pace, one send at a time).
-          await enqueueDueDeliveries(deps, now(), result.settled);
+          await deps.queue.send({ kind: "deliver", id: body.id }, { delaySeconds: Math.min(Math.ceil(result.retryInMs / 1000), 43_200) });
         }
+        // The endpoint answered: its next due row goes now, not at the next sweep (a backlog drains at the
+        // endpoint's own pace, one send at a time).
+        if (result.next) await enqueueDueDeliveries(deps, now(), result.next);
       }
       settle(() => message.ack());
     } catch (err) {
