@@ -58,13 +58,13 @@ export const webhooks = new Hono<AppEnv>()
   })
   .post("/:id/test", validate("param", IdParam), async (c) => {
     const id = await createTestDelivery(c.get("db"), { userId: c.get("user").id, webhookId: c.req.valid("param").id }, Date.now());
-    await c.env.WEBHOOK_QUEUE.send({ kind: "deliver", id, manual: true });
+    await c.env.WEBHOOK_QUEUE.send({ kind: "deliver", id });
     return c.json({ id, status: "pending" as const }, 202);
   })
   .post("/:id/deliveries/:deliveryId/redeliver", validate("param", DeliveryParams), async (c) => {
     const { id, deliveryId } = c.req.valid("param");
     await redeliverDelivery(c.get("db"), { userId: c.get("user").id, webhookId: id, deliveryId }, Date.now());
-    await c.env.WEBHOOK_QUEUE.send({ kind: "deliver", id: deliveryId, manual: true });
+    await c.env.WEBHOOK_QUEUE.send({ kind: "deliver", id: deliveryId });
     return c.json({ id: deliveryId, status: "pending" as const }, 202);
   });
 

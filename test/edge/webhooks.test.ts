@@ -5,7 +5,15 @@ import { pauseJob, requestCancel } from "../../db/queries/jobs";
 import { failVariation, finishVariation } from "../../db/queries/variations";
 import { newId } from "../../db/ids";
 import { webhookDeliveries, webhooks } from "../../db/schema";
-import { ENQUEUE_HOLD_MS, EXPIRED_ERROR, expireDeliveries, MANUAL_SEND_PENDING_LIMIT, pruneDeliveries, takeDueDeliveries } from "../../db/queries/webhooks";
+import {
+  ENQUEUE_HOLD_MS,
+  EXPIRED_ERROR,
+  expireDeliveries,
+  MANUAL_SEND_PENDING_LIMIT,
+  pruneDeliveries,
+  redeliverDelivery,
+  takeDueDeliveries,
+} from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
 import { consumeWebhookBatch, enqueueDueDeliveries, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
@@ -284,7 +292,8 @@ describe("deliverOnce", () => {
     const r = receiver([503, 200]);
     const deps = { db, policy: { allowLocalHttp: false }, fetch: r.fetch };
     const first = await deliverOnce(deps, row.id, later);
-    expect(first).toMatchObject({ done: false });
+    // Failed at the endpoint: held (the sweep picks the endpoint's next try once the hold is over).
+    expect(first).toEqual({ done: true, status: "held" });
     const [afterFail] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, row.id));
     expect(afterFail).toMatchObject({ status: "pending", attempts: 1, lastStatusCode: 503, lastError: "HTTP 503" });
     // Not due yet: nothing is sent.
@@ -353,10 +362,10 @@ describe("deliverOnce", () => {
 });
 
 describe("one send at a time per endpoint, and a failing endpoint waits as a whole", () => {
-  /** `n` due test deliveries of the webhook, oldest first, created `at`. */
+  /** `n` due job events of the webhook (bodies stored already), oldest first, created `at`. */
   async function dueRows(webhookId: string, n: number, at: number) {
     const rows = Array.from({ length: n }, (_, i) => ({
-      id: newId(), webhookId, jobId: null, event: "webhook.test", occurredAt: at,
+      id: newId(), webhookId, jobId: newId(), event: "job.completed", occurredAt: at,
       status: "pending" as const, attempts: 0, nextAttemptAt: at + i, payload: `{"n":${i}}`, createdAt: at,
     }));
     await db.insert(webhookDeliveries).values(rows);
@@ -385,7 +394,8 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
     const t0 = Date.now() + 6 * 24 * HOUR;
     const [r1, r2, r3] = await dueRows(hook.id, 3, t0 - 60_000);
     const r = receiver([503]);
-    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r1!, t0)).toMatchObject({ done: false });
+    // Held: no message of r1's own is queued for the end of the hold (the sweep picks the endpoint's next try).
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r1!, t0)).toEqual({ done: true, status: "held" });
     const first = await hookRow(hook.id);
     expect(first.failures).toBe(1);
     expect(first.heldUntil! - t0).toBeGreaterThanOrEqual(5_000);
@@ -397,12 +407,18 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
     // its failure doubles the endpoint's backoff.
     const t1 = first.heldUntil! + 1;
     expect(await takeDueDeliveries(db, t1, 1000, { webhookId: hook.id })).toEqual([r2]);
-    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t1)).toMatchObject({ done: false });
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t1)).toEqual({ done: true, status: "held" });
     const second = await hookRow(hook.id);
     expect(second.failures).toBe(2);
     expect(second.heldUntil! - t1).toBeGreaterThanOrEqual(10_000);
     expect(await deliverOnce({ db, policy, fetch: r.fetch }, r3!, t1 + 5_000)).toEqual({ done: true, status: "skipped" });
     expect(r.seen).toHaveLength(2);
+    // Then the one never tried, then the one tried longest ago: the tries rotate.
+    const t2 = second.heldUntil! + 1;
+    expect(await takeDueDeliveries(db, t2, 1000, { webhookId: hook.id })).toEqual([r3]);
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r3!, t2)).toEqual({ done: true, status: "held" });
+    const t3 = (await hookRow(hook.id)).heldUntil! + 1;
+    expect(await takeDueDeliveries(db, t3, 1000, { webhookId: hook.id })).toEqual([r1]);
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 
@@ -412,7 +428,7 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
     const t0 = Date.now() + 6 * 24 * HOUR;
     const [r1, r2] = await dueRows(hook.id, 2, t0 - 60_000);
     const r = receiver([503, 204, 204, 204]);
-    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r1!, t0)).toMatchObject({ done: false });
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r1!, t0)).toEqual({ done: true, status: "held" });
     // The user fixed the endpoint and sends a test event (a manual send skips the hold). Written here rather than
     // through POST /test: the route's message would reach this file's real consumer, on the real clock.
     const test = newId();
@@ -420,12 +436,13 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
       id: test, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: t0 + 500,
       status: "pending", attempts: 0, nextAttemptAt: t0 + 500, payload: "{}", createdAt: t0 + 500,
     });
-    expect(await deliverOnce({ db, policy, fetch: r.fetch }, test, t0 + 1_000, { manual: true })).toMatchObject({
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, test, t0 + 1_000)).toMatchObject({
       done: true, status: "delivered", next: { webhookId: hook.id },
     });
     expect(await hookRow(hook.id)).toMatchObject({ failures: 0, heldUntil: null });
     expect((await rowOf(r1!)).nextAttemptAt).toBeLessThan(t0 + 5_000);
-    const t1 = t0 + 2_000;
+    // Well after that (whatever the sends took): r2 was never tried, so it goes before r1.
+    const t1 = t0 + 60_000;
     expect(await takeDueDeliveries(db, t1, 1000, { webhookId: hook.id })).toEqual([r2]);
     expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t1)).toMatchObject({ done: true, status: "delivered" });
     expect(await takeDueDeliveries(db, t1, 1000, { webhookId: hook.id })).toEqual([r1]);
@@ -447,7 +464,7 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 
-  it("sends nothing else to an endpoint while one send to it is in flight, not even a manual one", async () => {
+  it("sends nothing else to an endpoint while one send to it is in flight, not even the user's own test", async () => {
     const s = await signIn();
     const hook = await createHook(s);
     const t0 = Date.now() + 6 * 24 * HOUR;
@@ -459,11 +476,36 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
     await inSend;
     const r = receiver([204]);
     expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 1_000)).toEqual({ done: true, status: "skipped" });
-    expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 1_000, { manual: true })).toEqual({ done: true, status: "skipped" });
+    // Not even the user's own (untried) test event.
+    const test = newId();
+    await db.insert(webhookDeliveries).values({
+      id: test, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: t0, status: "pending", attempts: 0, nextAttemptAt: t0, payload: "{}", createdAt: t0,
+    });
+    expect(await deliverOnce({ db, policy, fetch: r.fetch }, test, t0 + 1_000)).toEqual({ done: true, status: "skipped" });
     expect(await takeDueDeliveries(db, t0 + 1_000, 1000, { webhookId: hook.id })).toEqual([]);
     expect(r.seen).toHaveLength(0);
     // The hanging send's lease runs out (its consumer died): the endpoint is free again.
     expect(await deliverOnce({ db, policy, fetch: r.fetch }, r2!, t0 + 2 * 60_000)).toMatchObject({ done: true, status: "delivered" });
+    await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
+  });
+
+  it("takes what the user sent by hand before the endpoint's waiting job events, even while the endpoint is held, and counts only those toward the 10", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const t0 = Date.now() + 6 * 24 * HOUR;
+    // Twelve job events waiting (an outage), older than anything the user sends now.
+    const events = Array.from({ length: 12 }, (_, i) => ({
+      id: newId(), webhookId: hook.id, jobId: newId(), event: "job.completed", occurredAt: t0 - HOUR,
+      status: "pending" as const, attempts: i === 0 ? 1 : 0, lastStatusCode: null, nextAttemptAt: t0 - HOUR + i, payload: "{}", createdAt: t0 - HOUR,
+    }));
+    await db.insert(webhookDeliveries).values(events);
+    await db.update(webhooks).set({ failures: 3, heldUntil: t0 + HOUR }).where(eq(webhooks.id, hook.id));
+    // The job events do not use up the user's test sends.
+    const res = await s.call(`/api/webhooks/${hook.id}/test`, { method: "POST" });
+    expect(res.status).toBe(202);
+    const test = ((await res.json()) as { id: string }).id;
+    await db.update(webhookDeliveries).set({ nextAttemptAt: t0, createdAt: t0, enqueuedUntil: null, leaseUntil: null, attempts: 0, status: "pending" }).where(eq(webhookDeliveries.id, test));
+    expect(await takeDueDeliveries(db, t0 + 1, 1000, { webhookId: hook.id })).toEqual([test]);
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 
@@ -511,10 +553,13 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
     expect(first.indexOf(eventB!)).toBeLessThan(2);
     await consumeWebhookBatch(batchOf(first.map((id) => ({ kind: "deliver", id }))), { db, queue, policy, fetch, now: () => t0 });
     expect((await rowOf(eventB!)).status).toBe("delivered");
-    // A's ten endpoints each failed once and are held: nothing of A is taken until the hold is over, then one each.
+    // A's ten endpoints each failed once and are held: no retry message was queued, nothing of A is taken until the
+    // holds are over, then one each.
+    expect(sent.filter((m) => m.kind === "deliver" && ids.has(m.id))).toEqual([]);
     for (const id of hooksA) expect((await deliveriesOf(id)).reduce((n, d) => n + d.attempts, 0)).toBe(1);
     expect(ours(await takeDueDeliveries(db, t0 + 1_000, 1000))).toEqual([]);
-    expect(ours(await takeDueDeliveries(db, t0 + 6_000, 1000))).toHaveLength(10);
+    const holdsEnd = Math.max(...(await Promise.all(hooksA.map(async (id) => (await hookRow(id)).heldUntil!))));
+    expect(ours(await takeDueDeliveries(db, holdsEnd + 1, 1000))).toHaveLength(10);
     await db.delete(webhookDeliveries).where(inArray(webhookDeliveries.webhookId, [...hooksA, hookB.id]));
   });
 
@@ -537,9 +582,13 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
     const log = (await (await s.call(`/api/webhooks/${hook.id}/deliveries`)).json()) as { deliveries: { id: string; status: string; lastError: string | null }[] };
     expect(log.deliveries.find((d) => d.id === old)).toMatchObject({ status: "failed", lastError: EXPIRED_ERROR });
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.id, fresh));
-    expect((await s.call(`/api/webhooks/${hook.id}/deliveries/${old}/redeliver`, { method: "POST" })).status).toBe(202);
-    await expireDeliveries(db, Date.now());
+    // A redelivery starts a new 24 hours.
+    await redeliverDelivery(db, { userId: s.id, webhookId: hook.id, deliveryId: old! }, now);
+    await expireDeliveries(db, now + HOUR);
     expect((await rowOf(old!)).status).toBe("pending");
+    expect(await takeDueDeliveries(db, now + HOUR, 1000, { webhookId: hook.id })).toEqual([old]);
+    await expireDeliveries(db, now + 24 * HOUR + 1);
+    expect((await rowOf(old!)).status).toBe("failed");
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 });

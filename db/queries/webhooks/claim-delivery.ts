@@ -54,7 +54,7 @@ export async function peekDelivery(db: Db, id: string, now: number): Promise<Due
  * a consumer died mid-send, too) sends exactly those bytes. The caller builds `payload` before claiming, so a
  * failure to build it counts no attempt and holds no lease. A consumer that dies mid-send leaves the lease to run
  * out; the sweep then enqueues the row again. Its endpoint must be free too (endpoint-hold.ts): nothing else of
- * it being sent, nor — unless `manual` (the user's own test or redelivery) — held after a failure; and the row inside
+ * it being sent, nor — unless the row is the user's own untried test or redelivery — held after a failure; and the row inside
  * its 24-hour window. Clears the row's queued mark (its message arrived), so a sweep may take the endpoint's next row
  * as soon as this send settles. Null: not due, held, done, expired, or its endpoint busy.
  */
@@ -64,13 +64,12 @@ export async function claimDelivery(
   now: number,
   leaseMs: number,
   payload: string,
-  opts: { manual?: boolean } = {},
 ): Promise<ClaimedDelivery | null> {
   const rows = await db.all<ClaimedDelivery>(sql`
     UPDATE ${webhookDeliveries} SET attempts = attempts + 1, lease_until = ${now + leaseMs}, last_attempt_at = ${now},
       enqueued_until = NULL, payload = coalesce(payload, ${payload})
     WHERE id = ${id} AND ${claimable(now)} AND ${withinWindow(sql`webhook_deliveries`, now)}
-      AND ${endpointFreeFor(id, sql`webhook_deliveries.webhook_id`, now, opts.manual ?? false)}
+      AND ${endpointFreeFor(id, sql`webhook_deliveries`, now)}
     RETURNING id, webhook_id AS webhookId, event, job_id AS jobId, occurred_at AS occurredAt, attempts, payload,
       coalesce(series_started_at, created_at) AS seriesStartedAt,
       (SELECT w.url FROM ${webhooks} w WHERE w.id = webhook_id) AS url,

@@ -9,8 +9,8 @@ import { WEBHOOK_TEST_EVENT } from "../../schema";
  * pause/resume loop make one fast — kept the shared consumers busy with sends that could not succeed while other
  * users' events queued behind them. Any other answer (a 4xx for one payload, a redirect) says the endpoint is up:
  * that delivery retries on its own schedule and holds nothing, so one payload a receiver rejects cannot block the
- * rest. A 2xx or such an answer clears the hold; the user's own sends (a test, a redelivery) skip it, which is how
- * they check that a fixed endpoint answers again.
+ * rest. A 2xx or such an answer clears the hold; the user's own sends (a test, a redelivery) skip it once
+ * (skipsHold).
  */
 
 /** Whether an attempt's outcome says the endpoint itself is failing (null: no answer). */
@@ -40,14 +40,29 @@ export const busyEndpoints = (now: number, only?: string): SQL => sql`
   WHERE h.status = 'pending' AND (${beingSent(sql`h`, now)} OR ${queued(sql`h`, now)})
     ${only === undefined ? sql`` : sql`AND h.webhook_id = ${only}`}`;
 
-/**
- * For a claim of delivery `id`: no other row of its endpoint is being sent, and (unless `manual`: the user's own
- * test or redelivery) the endpoint is not held. A queued row does not stop a claim: it is not in flight yet.
- */
-export const endpointFreeFor = (id: string, webhookId: SQL, now: number, manual: boolean): SQL => sql`
-  NOT EXISTS (SELECT 1 FROM webhook_deliveries o
-    WHERE o.webhook_id = ${webhookId} AND o.status = 'pending' AND o.id <> ${id} AND ${beingSent(sql`o`, now)})
-  ${manual ? sql`` : sql`AND NOT EXISTS (SELECT 1 FROM webhooks hw WHERE hw.id = ${webhookId} AND NOT ${notHeld(sql`hw`, now)})`}`;
-
 /** SQL: a row the user sent by hand (a test event, or a redelivery: only those have series_started_at). */
 export const sentByHand = (d: SQL): SQL => sql`(${d}.event = ${WEBHOOK_TEST_EVENT} OR ${d}.series_started_at IS NOT NULL)`;
+
+/**
+ * SQL: row `d` may go to an endpoint that is held — the user's own test or redelivery, not tried yet. That is how
+ * they check that a fixed endpoint answers again; once tried it waits like any row. Bounded by
+ * MANUAL_SEND_PENDING_LIMIT pending hand-sent rows per webhook.
+ */
+export const skipsHold = (d: SQL): SQL => sql`(${sentByHand(d)} AND ${d}.attempts = 0)`;
+
+/**
+ * SQL: which of an endpoint's due rows goes first: what the user sent by hand and was not tried yet, then rows never
+ * tried (oldest first), then the one tried longest ago. Rotating through tried rows means no single delivery —
+ * a payload the receiver answers 500 or times out on — is the endpoint's only probe for a day while the rest wait.
+ */
+export const pickOrder = (d: SQL): SQL =>
+  sql`${skipsHold(d)} DESC, ${d}.last_attempt_at IS NOT NULL, ${d}.last_attempt_at, ${d}.next_attempt_at, ${d}.id`;
+
+/**
+ * For a claim of delivery `id`: no other row of its endpoint is being sent, and the endpoint is not held unless the
+ * row skips holds (skipsHold). A queued row does not stop a claim: it is not in flight yet.
+ */
+export const endpointFreeFor = (id: string, d: SQL, now: number): SQL => sql`
+  NOT EXISTS (SELECT 1 FROM webhook_deliveries o
+    WHERE o.webhook_id = ${d}.webhook_id AND o.status = 'pending' AND o.id <> ${id} AND ${beingSent(sql`o`, now)})
+  AND (${skipsHold(d)} OR NOT EXISTS (SELECT 1 FROM webhooks hw WHERE hw.id = ${d}.webhook_id AND NOT ${notHeld(sql`hw`, now)}))`;

@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { webhookDeliveries } from "../../schema";
-import { busyEndpoints, notHeld, sentByHand } from "./endpoint-hold";
+import { busyEndpoints, notHeld, pickOrder, skipsHold } from "./endpoint-hold";
 import { withinWindow } from "./expire-deliveries";
 
 /** How long a row a sweep queued is left out of later sweeps: far more than a queue takes to hand a message over. */
@@ -10,8 +10,8 @@ export const ENQUEUE_HOLD_MS = 60_000;
 /**
  * Takes due pending deliveries for the queue and marks them queued for ENQUEUE_HOLD_MS (one statement, so two
  * sweeps at once take different rows). At most one per endpoint, and none of an endpoint that is held after a
- * failure or has a row being sent or queued (endpoint-hold.ts); of an endpoint's due rows, what its user sent by hand
- * goes first, then the oldest. Round-robin over users — every user's first endpoint, then every user's second, … —
+ * failure (unless the row skips holds) or has a row being sent or queued (endpoint-hold.ts); of an endpoint's due
+ * rows, `pickOrder` decides. Round-robin over users — every user's first endpoint, then every user's second, … —
  * so neither one endpoint's backlog nor one user's ten endpoints fill a sweep ahead of another user's event.
  * `webhookId`: only that endpoint (its next row, right after a send to it settled). A queued message that is lost
  * costs ENQUEUE_HOLD_MS: the row (and so its endpoint) is taken again after it.
@@ -24,12 +24,12 @@ export async function takeDueDeliveries(db: Db, now: number, limit: number, only
         SELECT id, next_attempt_at, row_number() OVER (PARTITION BY user_id ORDER BY next_attempt_at, id) AS turn
         FROM (
           SELECT d.id, d.next_attempt_at, w.user_id,
-            row_number() OVER (PARTITION BY d.webhook_id ORDER BY ${sentByHand(sql`d`)} DESC, d.next_attempt_at, d.id) AS pick
+            row_number() OVER (PARTITION BY d.webhook_id ORDER BY ${pickOrder(sql`d`)}) AS pick
           FROM ${webhookDeliveries} d JOIN webhooks w ON w.id = d.webhook_id
           WHERE d.status = 'pending' AND d.next_attempt_at <= ${now} AND (d.lease_until IS NULL OR d.lease_until < ${now})
             AND (d.enqueued_until IS NULL OR d.enqueued_until <= ${now}) AND ${withinWindow(sql`d`, now)}
             ${only ? sql`AND d.webhook_id = ${only.webhookId}` : sql``}
-            AND ${notHeld(sql`w`, now)}
+            AND (${notHeld(sql`w`, now)} OR ${skipsHold(sql`d`)})
             AND d.webhook_id NOT IN (${busyEndpoints(now, only?.webhookId)})
         ) WHERE pick = 1
       )

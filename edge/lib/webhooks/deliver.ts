@@ -51,17 +51,17 @@ export type DeliverResult = ({ done: true } | { done: false; retryInMs: number }
  * following redirects, record. Only 2xx counts as delivered. Nothing that can fail before the send (reading the
  * job) runs after the claim, so an attempt is counted only when a send follows it. One send per endpoint at a time,
  * and an endpoint that fails is held as a whole, backing off with its failures in a row
- * (db/queries/webhooks/endpoint-hold.ts); `manual` (the user's own test or redelivery) skips the hold, not the
+ * (db/queries/webhooks/endpoint-hold.ts); the user's own untried test or redelivery skips the hold, not the
  * one-at-a-time.
  */
-export async function deliverOnce(deps: DeliverDeps, id: string, now: number, opts: { manual?: boolean } = {}): Promise<DeliverResult> {
+export async function deliverOnce(deps: DeliverDeps, id: string, now: number): Promise<DeliverResult> {
   const started = Date.now();
   // On the caller's clock (tests pass their own `now`), advanced by the time spent since.
   const clock = () => now + (Date.now() - started);
   const due = await peekDelivery(deps.db, id, now);
   if (!due) return { done: true, status: "skipped" };
   const built = due.payload ?? (await buildPayload(deps.db, due));
-  const claimed = await claimDelivery(deps.db, id, clock(), LEASE_MS, built, { manual: opts.manual });
+  const claimed = await claimDelivery(deps.db, id, clock(), LEASE_MS, built);
   if (!claimed) {
     // A duplicate message (the row is taken), or its endpoint is busy or held. Its queued mark goes, so the next
     // sweep — or the settling send's look for its endpoint's next row, which takes what the user sent by hand
@@ -86,9 +86,12 @@ export async function deliverOnce(deps: DeliverDeps, id: string, now: number, op
   }
   const endpoint: EndpointVerdict = endpointDown ? { answered: false, heldUntil: retryAt } : { answered: true };
   const status = await recordDeliveryAttempt(deps.db, { id, webhookId: claimed.webhookId, attempt: claimed.attempts, payload: body, outcome, endpoint }, finished);
-  const next = endpointDown ? {} : { next: { webhookId: claimed.webhookId } };
-  if (outcome.kind === "retry" && status === "pending") return { done: false, retryInMs: outcome.nextAttemptAt - finished, status, ...next };
-  return { done: true, status: status ?? "superseded", ...next };
+  // The endpoint failed: no message of this row's own is queued for when the hold ends. The sweep then picks the
+  // endpoint's next try (pickOrder), so a payload it cannot take is not its only probe for the rest of the day.
+  if (endpointDown) return { done: true, status: status === "pending" ? "held" : (status ?? "superseded") };
+  const next = { webhookId: claimed.webhookId };
+  if (outcome.kind === "retry" && status === "pending") return { done: false, retryInMs: outcome.nextAttemptAt - finished, status, next };
+  return { done: true, status: status ?? "superseded", next };
 }
 
 /** `{ type, timestamp, data }`, data = the job exactly as GET /api/jobs/:id shows it to its owner at the first attempt. */

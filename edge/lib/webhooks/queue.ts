@@ -2,11 +2,8 @@ import type { Db } from "../../../db/client";
 import { expireDeliveries, hasWebhooks, pruneDeliveries, releaseEnqueuedDeliveries, takeDueDeliveries } from "../../../db/queries/webhooks";
 import { deliverOnce, type DeliverDeps } from "./deliver";
 
-/**
- * Queue messages only point at outbox rows; the row is the truth, so a lost or duplicated message costs nothing.
- * `manual`: a send the user asked for (test event, redelivery), which does not wait out its endpoint's backoff.
- */
-export type WebhookMessage = { kind: "deliver"; id: string; manual?: true } | { kind: "sweep" };
+/** Queue messages only point at outbox rows; the row is the truth, so a lost or duplicated message costs nothing. */
+export type WebhookMessage = { kind: "deliver"; id: string } | { kind: "sweep" };
 
 export interface WebhookQueueDeps extends DeliverDeps {
   queue: Queue<WebhookMessage>;
@@ -85,8 +82,10 @@ export async function sweepWebhookDeliveries(deps: { db: Db; queue: Queue<Webhoo
 }
 
 /**
- * The queue consumer. Retries are the outbox's: a failed attempt writes next_attempt_at (exponential backoff) and
- * sends a fresh message delayed until then, and the message is acked. Chosen over message.retry({delaySeconds}):
+ * The queue consumer. Retries are the outbox's: an attempt the endpoint answered with an error writes the row's
+ * next_attempt_at (exponential backoff) and sends a fresh message delayed until then; one that failed at the
+ * endpoint holds the endpoint and sends none (the sweep picks its next try when the hold is over); either way the
+ * message is acked. Chosen over message.retry({delaySeconds}):
  * a queue's max_retries (≤ 100) and delay (≤ 12 h) bound what it can carry, a message can be lost with an edge
  * deploy or a queue incident, and the sweep must find stuck rows anyway; with the database as the only state, the
  * message is a hint and the sweep a complete backstop. A message whose handling threw (database down) is retried
@@ -114,7 +113,7 @@ export async function consumeWebhookBatch(batch: MessageBatch<WebhookMessage>, d
       if (body.kind === "sweep") {
         await enqueueDueDeliveries(deps, now());
       } else {
-        const result = await deliverOnce(deps, body.id, now(), { manual: body.manual });
+        const result = await deliverOnce(deps, body.id, now());
         if (!result.done) {
           await deps.queue.send({ kind: "deliver", id: body.id }, { delaySeconds: Math.min(Math.ceil(result.retryInMs / 1000), 43_200) });
         }
