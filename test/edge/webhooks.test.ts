@@ -422,6 +422,20 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 
+  it("forgets an endpoint's failures in a row an hour after its last hold ended, but not sooner", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const t0 = Date.now() + 6 * 24 * HOUR;
+    const r = receiver([503]);
+    for (const [heldUntil, failures] of [[t0 - 2 * HOUR, 1], [t0 - 10 * 60_000, 7]] as const) {
+      await db.update(webhooks).set({ failures: 6, heldUntil }).where(eq(webhooks.id, hook.id));
+      const [row] = await dueRows(hook.id, 1, t0 - 60_000);
+      expect(await deliverOnce({ db, policy, fetch: r.fetch }, row!, t0)).toEqual({ done: true, status: "held" });
+      expect((await hookRow(hook.id)).failures).toBe(failures);
+      await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
+    }
+  });
+
   it("a test send that gets a 2xx frees a held endpoint at once: its waiting deliveries go, one after another", async () => {
     const s = await signIn();
     const hook = await createHook(s);
@@ -500,11 +514,20 @@ describe("one send at a time per endpoint, and a failing endpoint waits as a who
     }));
     await db.insert(webhookDeliveries).values(events);
     await db.update(webhooks).set({ failures: 3, heldUntil: t0 + HOUR }).where(eq(webhooks.id, hook.id));
-    // The job events do not use up the user's test sends.
+    // The job events do not use up the user's test sends. (That row goes to this file's real consumer on the real
+    // clock: it is dropped, and the one looked at below is written on the test's clock.)
     const res = await s.call(`/api/webhooks/${hook.id}/test`, { method: "POST" });
     expect(res.status).toBe(202);
-    const test = ((await res.json()) as { id: string }).id;
-    await db.update(webhookDeliveries).set({ nextAttemptAt: t0, createdAt: t0, enqueuedUntil: null, leaseUntil: null, attempts: 0, status: "pending" }).where(eq(webhookDeliveries.id, test));
+    await db.delete(webhookDeliveries).where(eq(webhookDeliveries.id, ((await res.json()) as { id: string }).id));
+    const test = newId();
+    await db.insert(webhookDeliveries).values({
+      id: test, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: t0, status: "pending", attempts: 0, nextAttemptAt: t0, payload: "{}", createdAt: t0,
+    });
+    // Held: only the user's untried test may go.
+    expect(await takeDueDeliveries(db, t0 + 1, 1000, { webhookId: hook.id })).toEqual([test]);
+    // Not held: it still goes before the older job events.
+    await db.update(webhookDeliveries).set({ enqueuedUntil: null }).where(eq(webhookDeliveries.id, test));
+    await db.update(webhooks).set({ failures: 0, heldUntil: null }).where(eq(webhooks.id, hook.id));
     expect(await takeDueDeliveries(db, t0 + 1, 1000, { webhookId: hook.id })).toEqual([test]);
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });

@@ -29,6 +29,8 @@ export interface ClaimedDelivery {
   seriesStartedAt: number;
   /** Its endpoint's failed attempts in a row so far (the hold after another failure backs off with it). */
   endpointFailures: number;
+  /** Its endpoint's hold, if it ever had one that no answer has cleared since (possibly long past). */
+  endpointHeldUntil: number | null;
   url: string;
   secret: string;
   userId: string;
@@ -75,6 +77,7 @@ export async function claimDelivery(
       (SELECT w.url FROM ${webhooks} w WHERE w.id = webhook_id) AS url,
       (SELECT w.secret FROM ${webhooks} w WHERE w.id = webhook_id) AS secret,
       (SELECT w.user_id FROM ${webhooks} w WHERE w.id = webhook_id) AS userId,
-      (SELECT w.failures FROM ${webhooks} w WHERE w.id = webhook_id) AS endpointFailures`);
+      (SELECT w.failures FROM ${webhooks} w WHERE w.id = webhook_id) AS endpointFailures,
+      (SELECT w.held_until FROM ${webhooks} w WHERE w.id = webhook_id) AS endpointHeldUntil`);
   return rows[0] ?? null;
 }

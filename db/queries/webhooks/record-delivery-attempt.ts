@@ -9,8 +9,11 @@ export type AttemptOutcome =
   | { kind: "retry"; statusCode: number | null; error: string; nextAttemptAt: number }
   | { kind: "failed"; statusCode: number | null; error: string };
 
-/** What the attempt said about the endpoint itself (endpoint-hold.ts): it answered, or it is failing until `heldUntil`. */
-export type EndpointVerdict = { answered: true } | { answered: false; heldUntil: number };
+/**
+ * What the attempt said about the endpoint itself (endpoint-hold.ts): it answered, or it is failing — `failures` in
+ * a row now, held until `heldUntil`.
+ */
+export type EndpointVerdict = { answered: true } | { answered: false; failures: number; heldUntil: number };
 
 /**
  * Records how the claimed attempt went, compare-and-set on (id, pending, attempts = the claim's attempt): a row
@@ -52,7 +55,7 @@ export async function recordDeliveryAttempt(
     : await db.batch([
         record,
         db.run(sql`
-          UPDATE ${webhooks} SET failures = failures + 1, held_until = max(coalesce(held_until, 0), ${e.heldUntil})
+          UPDATE ${webhooks} SET failures = ${e.failures}, held_until = max(coalesce(held_until, 0), ${e.heldUntil})
           WHERE id = ${input.webhookId}`),
       ]);
   return rows[0]?.status ?? null;

@@ -20,6 +20,8 @@ import { webhookHeaders } from "./signature";
 /** One attempt may take this long; the lease outlasts it so no second consumer sends the row meanwhile. */
 const SEND_TIMEOUT_MS = 15_000;
 const LEASE_MS = 60_000;
+/** An endpoint's failures in a row are forgotten this long after its last hold ended. */
+const ENDPOINT_FAILURES_FORGOTTEN_MS = 3_600_000;
 
 /** Backoff before attempt n+1 after attempt n failed: 5 s doubling, at most 1 h. */
 export function backoffMs(attempt: number): number {
@@ -74,7 +76,11 @@ export async function deliverOnce(deps: DeliverDeps, id: string, now: number): P
   const finished = clock();
   const endpointDown = !sent.ok && !sent.permanent && isEndpointFailure(sent.statusCode);
   // The endpoint's own backoff when it failed (whichever of its deliveries was tried), else this delivery's.
-  const retryAt = finished + backoffMs(endpointDown ? claimed.endpointFailures + 1 : claimed.attempts);
+  // Failures in a row count from scratch once the last hold is an hour past: an endpoint that failed long ago and
+  // then had nothing to receive is not held for the full hour by its next single hiccup.
+  const stale = claimed.endpointHeldUntil !== null && finished - claimed.endpointHeldUntil > ENDPOINT_FAILURES_FORGOTTEN_MS;
+  const failures = (stale ? 0 : claimed.endpointFailures) + 1;
+  const retryAt = finished + backoffMs(endpointDown ? failures : claimed.attempts);
   const windowEnd = claimed.seriesStartedAt + DELIVERY_WINDOW_MS;
   let outcome: AttemptOutcome;
   if (sent.ok) outcome = { kind: "delivered", statusCode: sent.statusCode! };
@@ -84,7 +90,7 @@ export async function deliverOnce(deps: DeliverDeps, id: string, now: number): P
   } else {
     outcome = { kind: "retry", statusCode: sent.statusCode, error: sent.error, nextAttemptAt: retryAt };
   }
-  const endpoint: EndpointVerdict = endpointDown ? { answered: false, heldUntil: retryAt } : { answered: true };
+  const endpoint: EndpointVerdict = endpointDown ? { answered: false, failures, heldUntil: retryAt } : { answered: true };
   const status = await recordDeliveryAttempt(deps.db, { id, webhookId: claimed.webhookId, attempt: claimed.attempts, payload: body, outcome, endpoint }, finished);
   // The endpoint failed: no message of this row's own is queued for when the hold ends. The sweep then picks the
   // endpoint's next try (pickOrder), so a payload it cannot take is not its only probe for the rest of the day.
