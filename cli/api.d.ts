@@ -505,6 +505,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/webhooks/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give the webhook a new signing secret (shown once); the replaced one keeps signing for a while
+         * @description Until previousSecretsValidUntil every delivery carries one signature per secret in webhook-signature (space-separated, as Standard Webhooks allows), so a receiver holding either verifies while it switches. The body is optional. keepPreviousSeconds 0 stops every old secret at once (a leaked secret). Secrets replaced by earlier rotations that still sign keep signing (a repeated rotation whose reply was lost drops nothing the receiver has), at most 5.
+         */
+        post: operations["rotateWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/webhooks/{id}/deliveries": {
         parameters: {
             query?: never;
@@ -714,6 +734,13 @@ export interface components {
              *     ]
              */
             events: ("job.completed" | "job.cancelled" | "job.failed" | "job.paused")[];
+        };
+        RotateWebhookSecretBody: {
+            /**
+             * @description How long the replaced secret keeps signing next to the new one (default a day); 0 stops every old secret now
+             * @default 86400
+             */
+            keepPreviousSeconds: number;
         };
         UserEnvelope: {
             user: {
@@ -949,6 +976,13 @@ export interface components {
             createdAt: string;
             /** @description whsec_…, shown once: verify webhook-signature with it (Standard Webhooks) */
             secret: string;
+        };
+        RotatedWebhookSecret: {
+            id: string;
+            /** @description The new whsec_…, shown once */
+            secret: string;
+            /** @description Until then deliveries carry a signature by the replaced secret(s) too; null: none */
+            previousSecretsValidUntil: string | null;
         };
         WebhookList: {
             webhooks: components["schemas"]["Webhook"][];
@@ -2955,6 +2989,86 @@ export interface operations {
             };
             /** @description Unknown webhook, or another user's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    rotateWebhookSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RotateWebhookSecretBody"];
+            };
+        };
+        responses: {
+            /** @description Rotated */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RotatedWebhookSecret"];
+                };
+            };
+            /** @description Invalid body (keepPreviousSeconds: an integer from 0 to 604800) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unknown webhook, or another user's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Other rotations of this webhook were under way at the same time (code rotation_conflict); try again */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A body that is not JSON (code unsupported_content_type) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -23,6 +23,12 @@ export const webhooks = sqliteTable(
      * here). Shown once at creation, never returned by the API afterwards, never logged.
      */
     secret: text("secret").notNull(),
+    /**
+     * Secrets replaced by a rotation that still sign every delivery until their time is up, so a receiver keeps
+     * verifying while it switches to the new one: JSON `[{ "secret", "until" }]`, newest first (retiring-secrets.ts).
+     * Null: none.
+     */
+    retiringSecrets: text("retiring_secrets"),
     /** JSON array of WebhookEvent; the jobs trigger (migration 0007) matches the event name against it. */
     events: text("events").notNull(),
     createdAt: integer("created_at").notNull(),

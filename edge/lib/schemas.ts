@@ -5,6 +5,7 @@ import { MAX_VIDEOS_PER_JOB } from "../../db/limits";
 import { MIN_PASSWORD_LENGTH, passwordProblem } from "../../db/passwords";
 import { DELIVERY_STATUSES, JOB_STATUSES, VARIATION_STATUSES, WEBHOOK_EVENTS } from "../../db/schema";
 import type { BulkCancelResult, JobView } from "../../db/queries/jobs";
+import { RETIRING_SECRET_DEFAULT_MS, RETIRING_SECRET_MAX_MS } from "../../db/queries/webhooks/retiring-secrets";
 
 /**
  * The API's request and response schemas. Requests are validated with them (edge/lib/validate.ts) and
@@ -319,6 +320,25 @@ export const Webhook = z.object(WebhookFields).register(responseRegistry, { id: 
 export const CreatedWebhook = z
   .object({ ...WebhookFields, secret: z.string().describe("whsec_…, shown once: verify webhook-signature with it (Standard Webhooks)") })
   .register(responseRegistry, { id: "CreatedWebhook" });
+export const RotateWebhookSecretBody = z
+  .object({
+    keepPreviousSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(RETIRING_SECRET_MAX_MS / 1000)
+      .default(RETIRING_SECRET_DEFAULT_MS / 1000)
+      .describe("How long the replaced secret keeps signing next to the new one (default a day); 0 stops every old secret now"),
+  })
+  .strict()
+  .register(requestRegistry, { id: "RotateWebhookSecretBody" });
+export const RotatedWebhookSecret = z
+  .object({
+    id: z.string(),
+    secret: z.string().describe("The new whsec_…, shown once"),
+    previousSecretsValidUntil: Time.nullable().describe("Until then deliveries carry a signature by the replaced secret(s) too; null: none"),
+  })
+  .register(responseRegistry, { id: "RotatedWebhookSecret" });
 export const WebhookList = z.object({ webhooks: z.array(Webhook) }).register(responseRegistry, { id: "WebhookList" });
 export const WebhookDelivery = z
   .object({

@@ -2,7 +2,7 @@ import type { MiddlewareHandler, ValidationTargets } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { validator } from "hono/validator";
 import type { z } from "zod";
-import { PayloadTooLargeError, ValidationError } from "../../db/errors";
+import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import type { AppEnv } from "../env";
 
 /**
@@ -39,5 +39,21 @@ export function jsonBodyLimit(): MiddlewareHandler<AppEnv> {
         throw new PayloadTooLargeError(`JSON bodies are limited to ${maxSize} bytes`);
       },
     })(c, next);
+  };
+}
+
+/**
+ * For routes whose JSON body is optional: no body is `{}`, a JSON body is validated, and any other body is a 415.
+ * Hono's json validator reads a body of another type as `{}`, so `keepPreviousSeconds: 0` sent as text/plain would
+ * silently get the defaults — the opposite of what was asked.
+ */
+export function optionalJsonBody(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const length = c.req.header("content-length");
+    const hasBody = (length !== undefined && length !== "0") || c.req.header("transfer-encoding") !== undefined;
+    if (hasBody && !JSON_TYPE.test(c.req.header("content-type") ?? "")) {
+      throw new UnsupportedMediaTypeError("Send no body, or a JSON one (Content-Type: application/json)", "unsupported_content_type");
+    }
+    return next();
   };
 }

@@ -439,6 +439,27 @@ export function buildOpenApi(version: string) {
           responses: { "204": ok("Deleted"), "404": err("Unknown webhook, or another user's"), ...authErrors },
         },
       },
+      "/api/webhooks/{id}/rotate-secret": {
+        post: {
+          summary: "Give the webhook a new signing secret (shown once); the replaced one keeps signing for a while",
+          description:
+            "Until previousSecretsValidUntil every delivery carries one signature per secret in webhook-signature " +
+            "(space-separated, as Standard Webhooks allows), so a receiver holding either verifies while it switches. " +
+            "The body is optional. keepPreviousSeconds 0 stops every old secret at once (a leaked secret). Secrets " +
+            "replaced by earlier rotations that still sign keep signing (a repeated rotation whose reply was lost drops " +
+            "nothing the receiver has), at most 5.",
+          parameters: [jobIdParam],
+          requestBody: { required: false, ...json("RotateWebhookSecretBody") },
+          responses: {
+            "200": ok("Rotated", "RotatedWebhookSecret"),
+            "400": err("Invalid body (keepPreviousSeconds: an integer from 0 to 604800)"),
+            "404": err("Unknown webhook, or another user's"),
+            "409": err("Other rotations of this webhook were under way at the same time (code rotation_conflict); try again"),
+            "415": err("A body that is not JSON (code unsupported_content_type)"),
+            ...authErrors,
+          },
+        },
+      },
       "/api/webhooks/{id}/deliveries": {
         get: {
           summary: "The webhook's delivery log, newest first (last 100)",
@@ -530,6 +551,7 @@ export const OPERATION_IDS: Record<string, string> = {
   "GET /api/webhooks": "listWebhooks",
   "POST /api/webhooks": "createWebhook",
   "DELETE /api/webhooks/{id}": "deleteWebhook",
+  "POST /api/webhooks/{id}/rotate-secret": "rotateWebhookSecret",
   "GET /api/webhooks/{id}/deliveries": "listWebhookDeliveries",
   "POST /api/webhooks/{id}/test": "testWebhook",
   "POST /api/webhooks/{id}/deliveries/{deliveryId}/redeliver": "redeliverWebhookDelivery",

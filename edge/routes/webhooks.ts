@@ -7,12 +7,13 @@ import {
   listDeliveries,
   listWebhooks,
   redeliverDelivery,
+  rotateWebhookSecret,
   type DeliveryRow,
 } from "../../db/queries/webhooks";
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
-import { CreateWebhookBody, DeliveryParams, IdParam } from "../lib/schemas";
-import { validate } from "../lib/validate";
+import { CreateWebhookBody, DeliveryParams, IdParam, RotateWebhookSecretBody } from "../lib/schemas";
+import { optionalJsonBody, validate } from "../lib/validate";
 import { checkWebhookUrl } from "../lib/webhooks/address";
 import { enqueueDueDeliveries } from "../lib/webhooks/queue";
 
@@ -51,6 +52,12 @@ export const webhooks = new Hono<AppEnv>()
   .delete("/:id", validate("param", IdParam), async (c) => {
     await deleteWebhook(c.get("db"), { userId: c.get("user").id, id: c.req.valid("param").id });
     return c.body(null, 204);
+  })
+  .post("/:id/rotate-secret", validate("param", IdParam), optionalJsonBody(), validate("json", RotateWebhookSecretBody), async (c) => {
+    const { id } = c.req.valid("param");
+    const input = { userId: c.get("user").id, webhookId: id, keepPreviousMs: c.req.valid("json").keepPreviousSeconds * 1000 };
+    const rotated = await rotateWebhookSecret(c.get("db"), input, Date.now());
+    return c.json({ id, secret: rotated.secret, previousSecretsValidUntil: iso(rotated.previousSecretsValidUntil) });
   })
   .get("/:id/deliveries", validate("param", IdParam), async (c) => {
     const rows = await listDeliveries(c.get("db"), { userId: c.get("user").id, webhookId: c.req.valid("param").id, limit: DELIVERY_LOG_LIMIT });

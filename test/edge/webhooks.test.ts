@@ -14,6 +14,7 @@ import {
   redeliverDelivery,
   takeDueDeliveries,
 } from "../../db/queries/webhooks";
+import { createTestDelivery } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
 import { consumeWebhookBatch, enqueueDueDeliveries, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
@@ -82,6 +83,7 @@ describe("POST/GET/DELETE /api/webhooks", () => {
     expect((await other.call(`/api/webhooks/${hook.id}`, { method: "DELETE" })).status).toBe(404);
     expect((await other.call(`/api/webhooks/${hook.id}/deliveries`)).status).toBe(404);
     expect((await other.call(`/api/webhooks/${hook.id}/test`, { method: "POST" })).status).toBe(404);
+    expect((await other.call(`/api/webhooks/${hook.id}/rotate-secret`, { method: "POST" })).status).toBe(404);
     const test = (await (await owner.call(`/api/webhooks/${hook.id}/test`, { method: "POST" })).json()) as { id: string };
     expect((await other.call(`/api/webhooks/${hook.id}/deliveries/${test.id}/redeliver`, { method: "POST" })).status).toBe(404);
     expect(((await (await other.call("/api/webhooks")).json()) as { webhooks: unknown[] }).webhooks).toEqual([]);
@@ -93,6 +95,9 @@ describe("POST/GET/DELETE /api/webhooks", () => {
     const s = await signIn();
     const res = await s.call("/api/webhooks", { method: "POST", json: { url: HOOK }, origin: "https://evil.example" });
     expect(res.status).toBe(403);
+    const hook = await createHook(s);
+    expect((await s.call(`/api/webhooks/${hook.id}/rotate-secret`, { method: "POST", origin: "https://evil.example" })).status).toBe(403);
+    expect((await db.select({ secret: webhooks.secret }).from(webhooks).where(eq(webhooks.id, hook.id)))[0]!.secret).toBe(hook.secret);
     expect(ORIGIN).not.toBe("https://evil.example");
   });
 
@@ -104,6 +109,107 @@ describe("POST/GET/DELETE /api/webhooks", () => {
     const { id } = (await res.json()) as { id: string };
     const log = (await (await s.call(`/api/webhooks/${hook.id}/deliveries`)).json()) as { deliveries: { id: string; event: string }[] };
     expect(log.deliveries.map((d) => [d.id, d.event])).toEqual([[id, "webhook.test"]]);
+  });
+});
+
+describe("POST /api/webhooks/:id/rotate-secret", () => {
+  type Rotated = { id: string; secret: string; previousSecretsValidUntil: string | null };
+  async function rotate(s: Session, hookId: string, json?: Record<string, unknown>): Promise<Rotated> {
+    const res = await s.call(`/api/webhooks/${hookId}/rotate-secret`, { method: "POST", ...(json ? { json } : {}) });
+    expect(res.status).toBe(200);
+    return (await res.json()) as Rotated;
+  }
+  /** A test event sent at `at` (a later `at` keeps the real sweep away from it), as a receiver gets it. */
+  async function sendTest(s: Session, hookId: string, at = Date.now()) {
+    const id = await createTestDelivery(db, { userId: s.id, webhookId: hookId }, at);
+    const r = receiver([204]);
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, id, at)).toMatchObject({ status: "delivered" });
+    const sent = r.seen[0]!;
+    return {
+      signatures: sent.headers["webhook-signature"]!.split(" ").length,
+      verifies: (secret: string) => {
+        try {
+          new Webhook(secret).verify(sent.body, sent.headers);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+    };
+  }
+
+  it("gives a new secret, shown once; for a day deliveries verify with the new or the replaced secret, then with the new one only", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const t0 = Date.now();
+    const rotated = await rotate(s, hook.id);
+    expect(rotated.id).toBe(hook.id);
+    expect(rotated.secret).toMatch(/^whsec_/);
+    expect(rotated.secret).not.toBe(hook.secret);
+    const until = Date.parse(rotated.previousSecretsValidUntil!);
+    expect(until).toBeGreaterThanOrEqual(t0 + 24 * HOUR);
+    expect(until).toBeLessThanOrEqual(Date.now() + 24 * HOUR);
+    expect(JSON.stringify(await (await s.call("/api/webhooks")).json())).not.toContain("whsec_");
+
+    const now = await sendTest(s, hook.id);
+    expect([now.verifies(rotated.secret), now.verifies(hook.secret), now.signatures]).toEqual([true, true, 2]);
+    const dayLater = await sendTest(s, hook.id, until + 1);
+    expect([dayLater.verifies(rotated.secret), dayLater.verifies(hook.secret), dayLater.signatures]).toEqual([true, false, 1]);
+  });
+
+  it("a rotation repeated because its reply was lost leaves the secret the receiver has signing; at most five old secrets sign", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    await rotate(s, hook.id); // its reply never arrived: nobody knows this secret
+    const again = await rotate(s, hook.id);
+    const sent = await sendTest(s, hook.id);
+    expect([sent.verifies(hook.secret), sent.verifies(again.secret), sent.signatures]).toEqual([true, true, 3]);
+
+    const latest = [];
+    for (let i = 0; i < 5; i++) latest.push(await rotate(s, hook.id));
+    const capped = await sendTest(s, hook.id);
+    expect(capped.signatures).toBe(6);
+    expect(capped.verifies(latest.at(-1)!.secret)).toBe(true);
+    expect(capped.verifies(latest[0]!.secret)).toBe(true);
+    expect(capped.verifies(hook.secret)).toBe(false);
+  });
+
+  it("keepPreviousSeconds 0 stops every old secret at once (a leaked secret)", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const first = await rotate(s, hook.id);
+    const leaked = await rotate(s, hook.id, { keepPreviousSeconds: 0 });
+    expect(leaked.previousSecretsValidUntil).toBeNull();
+    const sent = await sendTest(s, hook.id);
+    expect([sent.verifies(leaked.secret), sent.verifies(first.secret), sent.verifies(hook.secret), sent.signatures]).toEqual([true, false, false, 1]);
+  });
+
+  it("two rotations at once both happen, and neither drops the secret the other replaced", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const [a, b] = await Promise.all([rotate(s, hook.id), rotate(s, hook.id)]);
+    expect(a.secret).not.toBe(b.secret);
+    const sent = await sendTest(s, hook.id);
+    expect([sent.verifies(hook.secret), sent.verifies(a.secret), sent.verifies(b.secret), sent.signatures]).toEqual([true, true, true, 3]);
+  });
+
+  it("refuses a bad body with a clear error and keeps the secret as it was", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const path = `/api/webhooks/${hook.id}/rotate-secret`;
+    for (const json of [{ keepPreviousSeconds: -1 }, { keepPreviousSeconds: 604_801 }, { keepPreviousSeconds: 1.5 }, { keepPreviousSeconds: "60" }, { keep: 60 }]) {
+      const res = await s.call(path, { method: "POST", json });
+      expect(res.status, JSON.stringify(json)).toBe(400);
+      expect(((await res.json()) as { error: { code: string; message: string } }).error.code).toBe("invalid_request");
+    }
+    const malformed = await s.call(path, { method: "POST", body: "{", headers: { "content-type": "application/json" } });
+    expect(malformed.status).toBe(400);
+    // Not read as "no body" (which would keep the old secret signing for a day when 0 was asked).
+    const text = await s.call(path, { method: "POST", body: JSON.stringify({ keepPreviousSeconds: 0 }), headers: { "content-type": "text/plain" } });
+    expect(text.status).toBe(415);
+    expect(((await text.json()) as { error: { code: string } }).error.code).toBe("unsupported_content_type");
+    const [row] = await db.select({ secret: webhooks.secret, retiring: webhooks.retiringSecrets }).from(webhooks).where(eq(webhooks.id, hook.id));
+    expect(row).toEqual({ secret: hook.secret, retiring: null });
   });
 });
 

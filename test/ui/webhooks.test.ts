@@ -13,22 +13,33 @@ describe("webhooks web UI", () => {
   let receiver: Server;
   let url = "";
   let secret = "";
-  const received: { id: string; type: string }[] = [];
+  /** The secret a rotation replaced (it should still sign next to the new one). */
+  let replaced = "";
+  const received: { id: string; type: string; replacedVerifies: boolean }[] = [];
   let badSignatures = 0;
+  const verifies = (key: string, body: string, headers: Record<string, string>) => {
+    try {
+      new Webhook(key).verify(body, headers);
+      return true;
+    } catch {
+      return false;
+    }
+  };
 
   beforeAll(async () => {
     receiver = createServer((req, res) => {
       let body = "";
       req.on("data", (c: Buffer) => (body += c.toString("utf8")));
       req.on("end", () => {
-        try {
-          const payload = new Webhook(secret).verify(body, req.headers as Record<string, string>) as { type: string };
-          received.push({ id: String(req.headers["webhook-id"]), type: payload.type });
-          res.writeHead(204).end();
-        } catch {
+        const headers = req.headers as Record<string, string>;
+        if (!verifies(secret, body, headers)) {
           badSignatures++;
           res.writeHead(400).end();
+          return;
         }
+        const payload = JSON.parse(body) as { type: string };
+        received.push({ id: String(req.headers["webhook-id"]), type: payload.type, replacedVerifies: replaced !== "" && verifies(replaced, body, headers) });
+        res.writeHead(204).end();
       });
     });
     await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
@@ -44,7 +55,7 @@ describe("webhooks web UI", () => {
     await new Promise<void>((resolve) => (receiver ? receiver.close(() => resolve()) : resolve()));
   });
 
-  it("adds a webhook showing its secret once, sends a test event, shows it delivered, redelivers and deletes", async () => {
+  it("adds a webhook showing its secret once, sends a test event, shows it delivered, redelivers, rotates the secret and deletes", async () => {
     await expect.poll(() => page.locator("#webhooks-body").getByText("No webhooks yet.").isVisible()).toBe(true);
     await page.getByLabel("Endpoint URL").fill(url);
     await page.getByRole("button", { name: "Add webhook" }).click();
@@ -75,10 +86,24 @@ describe("webhooks web UI", () => {
     expect(received[1]!.id).toBe(received[0]!.id);
     expect(badSignatures).toBe(0);
 
-    // A reload never shows the secret again.
+    // A new secret, shown once; the next event is signed with it and with the one it replaced.
+    page.once("dialog", (d) => void d.accept());
+    await row.getByRole("button", { name: "Rotate secret" }).click();
+    await expect.poll(() => secretBox.inputValue()).not.toBe(secret);
+    const rotated = await secretBox.inputValue();
+    expect(rotated).toMatch(/^whsec_/);
+    expect(await page.locator("#webhook-secret-label").textContent()).toContain(`New signing secret for ${url}`);
+    [replaced, secret] = [secret, rotated];
+    await row.getByRole("button", { name: "Send test event" }).click();
+    await expect.poll(() => received.length, { timeout: 60_000 }).toBe(3);
+    expect(received[2]).toMatchObject({ type: "webhook.test", replacedVerifies: true });
+    expect(badSignatures).toBe(0);
+
+    // A reload never shows a secret again.
     await page.reload();
     await page.waitForSelector("body[data-ready=true]");
     expect(await page.content()).not.toContain(secret);
+    expect(await page.content()).not.toContain(replaced);
 
     page.once("dialog", (d) => void d.accept());
     await page.locator("#webhooks-body tr", { hasText: url }).getByRole("button", { name: "Delete" }).click();

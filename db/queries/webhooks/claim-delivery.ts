@@ -33,6 +33,8 @@ export interface ClaimedDelivery {
   endpointHeldUntil: number | null;
   url: string;
   secret: string;
+  /** `webhooks.retiring_secrets`: replaced secrets that may still sign (signingSecrets). */
+  retiringSecrets: string | null;
   userId: string;
 }
 
@@ -76,6 +78,7 @@ export async function claimDelivery(
       coalesce(series_started_at, created_at) AS seriesStartedAt,
       (SELECT w.url FROM ${webhooks} w WHERE w.id = webhook_id) AS url,
       (SELECT w.secret FROM ${webhooks} w WHERE w.id = webhook_id) AS secret,
+      (SELECT w.retiring_secrets FROM ${webhooks} w WHERE w.id = webhook_id) AS retiringSecrets,
       (SELECT w.user_id FROM ${webhooks} w WHERE w.id = webhook_id) AS userId,
       (SELECT w.failures FROM ${webhooks} w WHERE w.id = webhook_id) AS endpointFailures,
       (SELECT w.held_until FROM ${webhooks} w WHERE w.id = webhook_id) AS endpointHeldUntil`);

@@ -13,6 +13,7 @@ import {
   type ClaimedDelivery,
   type DueDelivery,
   type EndpointVerdict,
+  signingSecrets,
 } from "../../../db/queries/webhooks";
 import { checkWebhookUrl, type AddressPolicy } from "./address";
 import { webhookHeaders } from "./signature";
@@ -72,7 +73,7 @@ export async function deliverOnce(deps: DeliverDeps, id: string, now: number): P
     return { done: true, status: "skipped" };
   }
   const body = claimed.payload;
-  const sent = await send(deps, claimed, body);
+  const sent = await send(deps, claimed, body, signingSecrets(claimed.secret, claimed.retiringSecrets, clock()));
   const finished = clock();
   const endpointDown = !sent.ok && !sent.permanent && isEndpointFailure(sent.statusCode);
   // The endpoint's own backoff when it failed (whichever of its deliveries was tried), else this delivery's.
@@ -117,6 +118,7 @@ async function send(
   deps: DeliverDeps,
   d: ClaimedDelivery,
   body: string,
+  secrets: readonly string[],
 ): Promise<{ ok: boolean; statusCode: number | null; error: string; permanent?: boolean }> {
   // Checked again at every attempt: the policy may have changed since the webhook was created.
   const verdict = checkWebhookUrl(d.url, deps.policy);
@@ -124,7 +126,7 @@ async function send(
   try {
     const res = await (deps.fetch ?? fetch)(verdict.url, {
       method: "POST",
-      headers: await webhookHeaders(d.secret, d.id, Date.now(), body),
+      headers: await webhookHeaders(secrets, d.id, Date.now(), body),
       body,
       redirect: "manual",
       signal: AbortSignal.timeout(SEND_TIMEOUT_MS),

@@ -11,14 +11,19 @@ export async function signWebhook(secret: string, id: string, timestampSeconds: 
   return `v1,${btoa(bin)}`;
 }
 
-/** The three headers of one attempt; the timestamp is the attempt's (receivers reject stale ones), the id is the event's. */
-export async function webhookHeaders(secret: string, id: string, nowMs: number, body: string): Promise<Record<string, string>> {
+/**
+ * The three headers of one attempt; the timestamp is the attempt's (receivers reject stale ones), the id is the
+ * event's. One `v1,<signature>` per secret, space-separated (Standard Webhooks): after a rotation the replaced secret
+ * signs too until it retires, so a receiver holding either verifies.
+ */
+export async function webhookHeaders(secrets: readonly string[], id: string, nowMs: number, body: string): Promise<Record<string, string>> {
   const timestamp = Math.floor(nowMs / 1000);
+  const signatures = await Promise.all(secrets.map((secret) => signWebhook(secret, id, timestamp, body)));
   return {
     "content-type": "application/json",
     "user-agent": "video-refresher-webhooks/1",
     "webhook-id": id,
     "webhook-timestamp": String(timestamp),
-    "webhook-signature": await signWebhook(secret, id, timestamp, body),
+    "webhook-signature": signatures.join(" "),
   };
 }

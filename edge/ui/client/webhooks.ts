@@ -85,6 +85,22 @@ export async function initWebhooks(): Promise<void> {
                   fail(err);
                 }
               });
+              const rotate = h("button", { class: "button button-small", attrs: { type: "button" }, text: "Rotate secret" });
+              rotate.addEventListener("click", async () => {
+                const ask = `Give ${w.url} a new signing secret? The current one keeps signing next to it for 24 hours: switch your endpoint to the new one before then.`;
+                if (!window.confirm(ask)) return;
+                try {
+                  const { data } = await api<{ secret: string; previousSecretsValidUntil: string | null }>(
+                    "POST",
+                    `/api/webhooks/${encodeURIComponent(w.id)}/rotate-secret`,
+                  );
+                  const until = data.previousSecretsValidUntil ? ` The old one signs too until ${formatDateTime(data.previousSecretsValidUntil)}.` : "";
+                  showSecret(data.secret, `New signing secret for ${w.url} — copy it now, it will not be shown again.${until}`);
+                  showMessage(pageMessage, null);
+                } catch (err) {
+                  fail(err);
+                }
+              });
               const del = h("button", { class: "button button-small button-danger-outline", attrs: { type: "button" }, text: "Delete" });
               del.addEventListener("click", async () => {
                 if (!window.confirm(`Delete the webhook to ${w.url}? Its delivery log goes with it.`)) return;
@@ -103,7 +119,7 @@ export async function initWebhooks(): Promise<void> {
                 h("td", {}, h("code", { text: w.url })),
                 h("td", { text: w.events.join(", ") }),
                 h("td", {}, timeEl(w.createdAt, formatDateTime(w.createdAt))),
-                h("td", { class: "inline" }, log, test, del),
+                h("td", { class: "inline" }, log, test, rotate, del),
               );
             })
           : [h("tr", {}, h("td", { attrs: { colspan: 4 }, class: "muted", text: "No webhooks yet." }))]),
@@ -111,6 +127,14 @@ export async function initWebhooks(): Promise<void> {
     } catch (err) {
       fail(err);
     }
+  };
+
+  /** Shown once: the API never returns a secret again. Text only (the label names the user's URL). */
+  const showSecret = (secret: string, label: string) => {
+    byId("webhook-secret-label").textContent = label;
+    byId<HTMLInputElement>("webhook-secret").value = secret;
+    byId("webhook-created").hidden = false;
+    byId<HTMLInputElement>("webhook-secret").select();
   };
 
   const form = byId<HTMLFormElement>("webhook-form");
@@ -123,10 +147,7 @@ export async function initWebhooks(): Promise<void> {
         url: String(fields.get("url") ?? "").trim(),
         events: fields.getAll("events").map(String),
       });
-      // Shown once: it is never returned by the API again.
-      byId<HTMLInputElement>("webhook-secret").value = data.secret;
-      created.hidden = false;
-      byId<HTMLInputElement>("webhook-secret").select();
+      showSecret(data.secret, "Signing secret — copy it now, it will not be shown again");
       form.reset();
       showMessage(pageMessage, null);
       await load();

@@ -3,7 +3,7 @@ import { WEBHOOK_EVENTS } from "../../../db/schema/webhooks";
 import { Layout } from "./layout";
 import type { PageContext } from "./pages";
 
-/** The user's webhooks: create (secret shown once), delete, delivery log with test event and redeliver. */
+/** The user's webhooks: create (secret shown once), rotate the secret, delete, delivery log with test event and redeliver. */
 export function WebhooksPage(ctx: PageContext) {
   return (
     <Layout title="Webhooks" page="webhooks" version={ctx.version}>
@@ -34,7 +34,9 @@ export function WebhooksPage(ctx: PageContext) {
         </div>
       </form>
       <div id="webhook-created" class="card stack" hidden>
-        <label for="webhook-secret">Signing secret — copy it now, it will not be shown again</label>
+        <label id="webhook-secret-label" for="webhook-secret">
+          Signing secret — copy it now, it will not be shown again
+        </label>
         <div class="inline">
           <input id="webhook-secret" type="text" readonly class="mono" />
         </div>

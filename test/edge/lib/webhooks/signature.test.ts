@@ -8,7 +8,7 @@ describe("webhook signer", () => {
     const secret = newWebhookSecret();
     expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]+=*$/);
     const body = JSON.stringify({ type: "job.completed", timestamp: new Date().toISOString(), data: { id: "j1", name: "é ✓" } });
-    const headers = await webhookHeaders(secret, "msg1", Date.now(), body);
+    const headers = await webhookHeaders([secret], "msg1", Date.now(), body);
     expect(new Webhook(secret).verify(body, headers)).toEqual(JSON.parse(body));
   });
 
@@ -21,9 +21,19 @@ describe("webhook signer", () => {
 
   it("a changed body, id or secret does not verify", async () => {
     const secret = newWebhookSecret();
-    const headers = await webhookHeaders(secret, "msg2", Date.now(), '{"a":1}');
+    const headers = await webhookHeaders([secret], "msg2", Date.now(), '{"a":1}');
     expect(() => new Webhook(secret).verify('{"a":2}', headers)).toThrow();
     expect(() => new Webhook(secret).verify('{"a":1}', { ...headers, "webhook-id": "msg3" })).toThrow();
     expect(() => new Webhook(newWebhookSecret()).verify('{"a":1}', headers)).toThrow();
+  });
+
+  it("signs with every secret given, so a receiver holding any one of them verifies, and one holding none does not", async () => {
+    const [current, replaced] = [newWebhookSecret(), newWebhookSecret()];
+    const body = '{"type":"webhook.test"}';
+    const headers = await webhookHeaders([current, replaced], "msg4", Date.now(), body);
+    expect(headers["webhook-signature"]!.split(" ")).toHaveLength(2);
+    expect(new Webhook(current).verify(body, headers)).toEqual(JSON.parse(body));
+    expect(new Webhook(replaced).verify(body, headers)).toEqual(JSON.parse(body));
+    expect(() => new Webhook(newWebhookSecret()).verify(body, headers)).toThrow();
   });
 });
