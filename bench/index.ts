@@ -5,6 +5,7 @@ import { execFile, spawn } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { promisify } from "node:util";
 import { benchClaims, benchRunnerLoad, benchStopLatency, benchWorkerdMemory, log, percentile, startBenchStack } from "./system";
+import { benchWebhookSweep } from "./webhooks";
 
 const run = promisify(execFile);
 const STOP_TRIALS = Number(process.env.STOP_TRIALS ?? 20);
@@ -61,6 +62,7 @@ async function main(): Promise<void> {
   let fair;
   let fairHistory;
   let memory;
+  let sweep;
   try {
     claims = await benchClaims(b);
     log(`  claims: ${claims.variations} in ${claims.seconds.toFixed(1)} s by ${claims.loops} loops, ${claims.doubleClaims} double`);
@@ -71,6 +73,8 @@ async function main(): Promise<void> {
     fairHistory = await benchClaims(b, { users: 50, jobsPerUser: 2, variationsPerJob: 20, historyJobs: 1000 });
     log(`  claims, 50 users + history: ${fairHistory.variations} in ${fairHistory.seconds.toFixed(1)} s, ${fairHistory.doubleClaims} double`);
     memory = await benchWorkerdMemory(b);
+    sweep = await benchWebhookSweep(b);
+    log(`  webhook sweep: ${sweep.emptyMs.toFixed(1)} ms empty, ${sweep.heldMs.toFixed(1)} ms with ${sweep.backlog} rows behind a held endpoint`);
   } finally {
     await b.stop();
   }
@@ -105,6 +109,11 @@ async function main(): Promise<void> {
   add(`Claim throughput, fair share: ${fair.loops} loops, ${fair.users} users × 2 jobs × 20 variations`, `${fair.claimsPerSecond.toFixed(0)} claims/s (${fair.seconds.toFixed(1)} s)`);
   add(`… the same with ${fairHistory.historyJobs} finished jobs in the history`, `${fairHistory.claimsPerSecond.toFixed(0)} claims/s (${fairHistory.seconds.toFixed(1)} s)`, "flat as jobs grow");
   add("Double claims / variations left unclaimed (all three claim runs)", `${claims.doubleClaims + fair.doubleClaims + fairHistory.doubleClaims} / ${claims.unclaimed + fair.unclaimed + fairHistory.unclaimed}`, "0 / 0");
+  add(
+    `Webhook sweep (libSQL over HTTP, median of 5): no backlog · ${sweep.backlog.toLocaleString("en")} rows behind another user's held endpoint · that backlog's next row once it answers`,
+    `${sweep.emptyMs.toFixed(1)} ms · ${sweep.heldMs.toFixed(1)} ms · ${sweep.nextRowMs.toFixed(1)} ms${sweep.otherTaken ? "" : " [the other user's event was NOT taken]"}`,
+    "flat as the backlog grows",
+  );
   add(
     "workerd RSS (wrangler dev, local) streaming a 1 GiB upload (POST /api/jobs multipart)",
     `${memory.upload.baselineMiB.toFixed(0)} → peak ${memory.upload.peakMiB.toFixed(0)} MiB (HTTP ${memory.upload.status}, ${(memory.upload.bytes / 2 ** 20 / memory.upload.seconds).toFixed(0)} MiB/s)` +

@@ -479,7 +479,7 @@ export interface paths {
         put?: never;
         /**
          * Subscribe an endpoint to job events (Standard Webhooks; the secret is shown once)
-         * @description Events job.completed, job.cancelled, job.failed, job.paused; body {type, timestamp, data: the job as GET /api/jobs/{id} returns it}, signed with headers webhook-id, webhook-timestamp, webhook-signature (v1). At-least-once, retried with exponential backoff for 24 h. The url must be https on a public host.
+         * @description Events job.completed, job.cancelled, job.failed, job.paused; body {type, timestamp, data: the job as GET /api/jobs/{id} returns it}, signed with headers webhook-id, webhook-timestamp, webhook-signature (v1; a space-separated list, one signature per secret while a rotated secret still signs). At-least-once, retried with exponential backoff for 24 h. The url must be https on a public host.
          */
         post: operations["createWebhook"];
         delete?: never;
@@ -516,7 +516,7 @@ export interface paths {
         put?: never;
         /**
          * Give the webhook a new signing secret (shown once); the replaced one keeps signing for a while
-         * @description Until previousSecretsValidUntil every delivery carries one signature per secret in webhook-signature (space-separated, as Standard Webhooks allows), so a receiver holding either verifies while it switches. The body is optional. keepPreviousSeconds 0 stops every old secret at once (a leaked secret). Secrets replaced by earlier rotations that still sign keep signing (a repeated rotation whose reply was lost drops nothing the receiver has), at most 5.
+         * @description Until previousSecretsValidUntil every delivery carries one signature per secret in webhook-signature (space-separated, as Standard Webhooks allows), so a receiver holding either verifies while it switches. The body is optional. keepPreviousSeconds 0 stops every old secret at once (a leaked secret). Secrets replaced by earlier rotations that still sign keep signing, at least until previousSecretsValidUntil too (a repeated rotation whose reply was lost drops nothing the receiver has), at most 5.
          */
         post: operations["rotateWebhookSecret"];
         delete?: never;
@@ -3022,7 +3022,7 @@ export interface operations {
                     "application/json": components["schemas"]["RotatedWebhookSecret"];
                 };
             };
-            /** @description Invalid body (keepPreviousSeconds: an integer from 0 to 604800) */
+            /** @description Invalid body: keepPreviousSeconds not an integer from 0 to 604800, an unknown field, or malformed JSON (an empty body is no body) */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -87,3 +87,21 @@ export function isConstraintFailure(err: unknown, needle: string): boolean {
   }
   return false;
 }
+
+/**
+ * An error as it may be logged: name and message, and its causes', without the bound values of a failed query.
+ * drizzle's DrizzleQueryError puts the statement's parameters in its message, and those carry secrets (a webhook's
+ * signing secret when it is created or rotated, password hashes); the SQL text and the driver's reason stay.
+ */
+export function loggable(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (!(e instanceof Error)) {
+      parts.push(String(e));
+      break;
+    }
+    const query = (e as { query?: unknown }).query;
+    parts.push(typeof query === "string" && "params" in e ? `${e.name}: failed query: ${query} (parameters not logged)` : `${e.name}: ${e.message}`);
+  }
+  return parts.join(" ← caused by ");
+}

@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import { users } from "./users";
 
@@ -91,7 +92,17 @@ export const webhookDeliveries = sqliteTable(
     uniqueIndex("webhook_deliveries_occurrence_uq").on(t.webhookId, t.jobId, t.event, t.occurredAt),
     index("webhook_deliveries_due_idx").on(t.status, t.nextAttemptAt),
     index("webhook_deliveries_webhook_idx").on(t.webhookId, t.createdAt),
-    // An endpoint's pending rows (is one in flight or backing off?), without reading its settled log.
-    index("webhook_deliveries_webhook_status_idx").on(t.webhookId, t.status),
+    // An endpoint's pending rows in pick order (endpoint-hold.ts pickOrder): its next try without sorting its backlog.
+    index("webhook_deliveries_pick_idx").on(t.webhookId, t.status, t.lastAttemptAt, t.nextAttemptAt, t.id),
+    // Rows with a lease or a queued mark (few: settles, claims and releases clear them): is an endpoint busy?
+    index("webhook_deliveries_marked_idx")
+      .on(t.webhookId)
+      .where(sql`status = 'pending' AND (lease_until IS NOT NULL OR enqueued_until IS NOT NULL)`),
+    // The user's untried tests and redeliveries, which go even to a held endpoint: found without its backlog.
+    index("webhook_deliveries_by_hand_idx")
+      .on(t.webhookId)
+      .where(sql`status = 'pending' AND attempts = 0 AND (event = 'webhook.test' OR series_started_at IS NOT NULL)`),
+    // Pending rows by the start of their 24-hour window: the expiry finds the few past it without reading the rest.
+    index("webhook_deliveries_window_idx").on(t.status, sql`coalesce(series_started_at, created_at)`),
   ],
 );

@@ -1,7 +1,7 @@
 import type { ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { AppError, isDbUnavailable, TooManyRequestsError } from "../../db/errors";
+import { AppError, isDbUnavailable, loggable, TooManyRequestsError } from "../../db/errors";
 import type { AppEnv } from "../env";
 
 /** The one place that turns thrown errors into `{ error: { code, message } }`. */
@@ -20,7 +20,7 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
   if (isDbUnavailable(err)) {
     return c.json({ error: { code: "db_unavailable", message: "The database is unreachable; try again shortly" } }, 503);
   }
-  console.error(`[${c.get("requestId") ?? "-"}] unhandled error`, err);
+  console.error(`[${c.get("requestId") ?? "-"}] unhandled error`, loggable(err), stackFrames(err));
   return c.json({ error: { code: "internal", message: "Something went wrong on our side" } }, 500);
 };
 
@@ -34,4 +34,10 @@ function httpCode(status: number): string {
   if (status === 404) return "not_found";
   if (status === 413) return "too_large";
   return "http_error";
+}
+
+/** The first frames of an error's stack, without its message (which loggable already gave, cleaned). */
+function stackFrames(err: unknown): string {
+  const stack = err instanceof Error ? (err.stack ?? "") : "";
+  return stack.split("\n").filter((line) => /^\s+at /.test(line)).slice(0, 5).join("\n");
 }

@@ -1,3 +1,4 @@
+import { loggable } from "../../db/errors";
 import type { Db } from "../../db/client";
 import type { Config } from "../env";
 import { expireFinishedJobs } from "./expire-jobs";
@@ -45,7 +46,7 @@ export async function runLifecycle(deps: LifecycleDeps, now: number): Promise<Re
       report[name] = await rule(deps, now);
     } catch (err) {
       report[name] = { error: err instanceof Error ? err.message : String(err) };
-      console.error(`lifecycle rule ${name} failed`, err);
+      console.error(`lifecycle rule ${name} failed`, loggable(err));
     }
   }
   return report;

@@ -421,7 +421,8 @@ export function buildOpenApi(version: string) {
           summary: "Subscribe an endpoint to job events (Standard Webhooks; the secret is shown once)",
           description:
             "Events job.completed, job.cancelled, job.failed, job.paused; body {type, timestamp, data: the job as GET " +
-            "/api/jobs/{id} returns it}, signed with headers webhook-id, webhook-timestamp, webhook-signature (v1). " +
+            "/api/jobs/{id} returns it}, signed with headers webhook-id, webhook-timestamp, webhook-signature (v1; a space-separated list, " +
+            "one signature per secret while a rotated secret still signs). " +
             "At-least-once, retried with exponential backoff for 24 h. The url must be https on a public host.",
           requestBody: { required: true, ...json("CreateWebhookBody") },
           responses: {
@@ -446,13 +447,13 @@ export function buildOpenApi(version: string) {
             "Until previousSecretsValidUntil every delivery carries one signature per secret in webhook-signature " +
             "(space-separated, as Standard Webhooks allows), so a receiver holding either verifies while it switches. " +
             "The body is optional. keepPreviousSeconds 0 stops every old secret at once (a leaked secret). Secrets " +
-            "replaced by earlier rotations that still sign keep signing (a repeated rotation whose reply was lost drops " +
-            "nothing the receiver has), at most 5.",
+            "replaced by earlier rotations that still sign keep signing, at least until previousSecretsValidUntil too (a " +
+            "repeated rotation whose reply was lost drops nothing the receiver has), at most 5.",
           parameters: [jobIdParam],
           requestBody: { required: false, ...json("RotateWebhookSecretBody") },
           responses: {
             "200": ok("Rotated", "RotatedWebhookSecret"),
-            "400": err("Invalid body (keepPreviousSeconds: an integer from 0 to 604800)"),
+            "400": err("Invalid body: keepPreviousSeconds not an integer from 0 to 604800, an unknown field, or malformed JSON (an empty body is no body)"),
             "404": err("Unknown webhook, or another user's"),
             "409": err("Other rotations of this webhook were under way at the same time (code rotation_conflict); try again"),
             "415": err("A body that is not JSON (code unsupported_content_type)"),

@@ -1,5 +1,5 @@
 import { Hono, type MiddlewareHandler } from "hono";
-import { ValidationError } from "../../db/errors";
+import { loggable, ValidationError } from "../../db/errors";
 import {
   createTestDelivery,
   createWebhook,
@@ -13,7 +13,7 @@ import {
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
 import { CreateWebhookBody, DeliveryParams, IdParam, RotateWebhookSecretBody } from "../lib/schemas";
-import { optionalJsonBody, validate } from "../lib/validate";
+import { readOptionalJson, validate } from "../lib/validate";
 import { checkWebhookUrl } from "../lib/webhooks/address";
 import { enqueueDueDeliveries } from "../lib/webhooks/queue";
 
@@ -53,9 +53,10 @@ export const webhooks = new Hono<AppEnv>()
     await deleteWebhook(c.get("db"), { userId: c.get("user").id, id: c.req.valid("param").id });
     return c.body(null, 204);
   })
-  .post("/:id/rotate-secret", validate("param", IdParam), optionalJsonBody(), validate("json", RotateWebhookSecretBody), async (c) => {
+  .post("/:id/rotate-secret", validate("param", IdParam), async (c) => {
     const { id } = c.req.valid("param");
-    const input = { userId: c.get("user").id, webhookId: id, keepPreviousMs: c.req.valid("json").keepPreviousSeconds * 1000 };
+    const { keepPreviousSeconds } = await readOptionalJson(c.req.raw, RotateWebhookSecretBody);
+    const input = { userId: c.get("user").id, webhookId: id, keepPreviousMs: keepPreviousSeconds * 1000 };
     const rotated = await rotateWebhookSecret(c.get("db"), input, Date.now());
     return c.json({ id, secret: rotated.secret, previousSecretsValidUntil: iso(rotated.previousSecretsValidUntil) });
   })
@@ -92,7 +93,7 @@ export function kickWebhookDeliveries(): MiddlewareHandler<AppEnv> {
     }
     ctx.waitUntil(
       enqueueDueDeliveries({ db: c.get("db"), queue: c.env.WEBHOOK_QUEUE }, Date.now()).catch((err) =>
-        console.error("webhook kick failed", err instanceof Error ? err.message : String(err)),
+        console.error("webhook kick failed", loggable(err)),
       ),
     );
   };

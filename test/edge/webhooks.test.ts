@@ -14,7 +14,7 @@ import {
   redeliverDelivery,
   takeDueDeliveries,
 } from "../../db/queries/webhooks";
-import { createTestDelivery } from "../../db/queries/webhooks";
+import { createTestDelivery, rotateWebhookSecret } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
 import { consumeWebhookBatch, enqueueDueDeliveries, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
@@ -119,8 +119,11 @@ describe("POST /api/webhooks/:id/rotate-secret", () => {
     expect(res.status).toBe(200);
     return (await res.json()) as Rotated;
   }
-  /** A test event sent at `at` (a later `at` keeps the real sweep away from it), as a receiver gets it. */
-  async function sendTest(s: Session, hookId: string, at = Date.now()) {
+  /**
+   * A test event sent at `at`, as a receiver gets it. `at` is at least an hour ahead: the real sweep and consumer
+   * of this worker (and other files' kicks) send any row due now, and deliverOnce would find it taken.
+   */
+  async function sendTest(s: Session, hookId: string, at = Date.now() + HOUR) {
     const id = await createTestDelivery(db, { userId: s.id, webhookId: hookId }, at);
     const r = receiver([204]);
     expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, id, at)).toMatchObject({ status: "delivered" });
@@ -184,13 +187,56 @@ describe("POST /api/webhooks/:id/rotate-secret", () => {
     expect([sent.verifies(leaked.secret), sent.verifies(first.secret), sent.verifies(hook.secret), sent.signatures]).toEqual([true, false, false, 1]);
   });
 
-  it("two rotations at once both happen, and neither drops the secret the other replaced", async () => {
+  it("a rotation that another one overtakes between its read and its write reads again: neither drops the secret the other replaced", async () => {
     const s = await signIn();
     const hook = await createHook(s);
-    const [a, b] = await Promise.all([rotate(s, hook.id), rotate(s, hook.id)]);
-    expect(a.secret).not.toBe(b.secret);
+    let overtaken: Rotated | null = null;
+    // The other rotation lands right before this one's first write: the compare-and-set must see the changed secret.
+    const racing = new Proxy(db, {
+      get(target, prop, receiver) {
+        if (prop !== "update" || overtaken) return Reflect.get(target, prop, receiver);
+        return (table: typeof webhooks) => ({
+          set: (values: Record<string, unknown>) => ({
+            where: (where: ReturnType<typeof eq>) => ({
+              returning: async (fields: Record<string, unknown>) => {
+                overtaken = await rotate(s, hook.id);
+                return target.update(table).set(values).where(where).returning(fields as never);
+              },
+            }),
+          }),
+        });
+      },
+    });
+    const mine = await rotateWebhookSecret(racing, { userId: s.id, webhookId: hook.id, keepPreviousMs: 24 * HOUR }, Date.now());
+    expect(overtaken).not.toBeNull();
     const sent = await sendTest(s, hook.id);
-    expect([sent.verifies(hook.secret), sent.verifies(a.secret), sent.verifies(b.secret), sent.signatures]).toEqual([true, true, true, 3]);
+    expect([sent.verifies(mine.secret), sent.verifies(overtaken!.secret), sent.verifies(hook.secret), sent.signatures]).toEqual([true, true, true, 3]);
+  });
+
+  it("the time a rotation answers holds for every old secret, the receiver's too when a rotation is repeated later", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const rotateAt = (at: number, keepPreviousMs: number) => rotateWebhookSecret(db, { userId: s.id, webhookId: hook.id, keepPreviousMs }, at);
+    const t0 = Date.now();
+    await rotateAt(t0, HOUR); // its answer was lost: the receiver still has the first secret, good for an hour
+    const again = await rotateAt(t0 + HOUR / 2, HOUR);
+    expect(again.previousSecretsValidUntil).toBe(t0 + 1.5 * HOUR);
+    const before = await sendTest(s, hook.id, t0 + 1.5 * HOUR - 1000);
+    expect([before.verifies(hook.secret), before.verifies(again.secret)]).toEqual([true, true]);
+    const after = await sendTest(s, hook.id, t0 + 1.5 * HOUR);
+    expect([after.verifies(hook.secret), after.verifies(again.secret), after.signatures]).toEqual([false, true, 1]);
+  });
+
+  it("an empty body, with or without a JSON content type, rotates with the defaults", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const path = `/api/webhooks/${hook.id}/rotate-secret`;
+    for (const init of [{}, { body: "", headers: { "content-type": "application/json" } }, { body: " \n", headers: { "content-type": "application/json; charset=utf-8" } }]) {
+      const t0 = Date.now();
+      const res = await s.call(path, { method: "POST", ...init });
+      expect(res.status, JSON.stringify(init)).toBe(200);
+      expect(Date.parse(((await res.json()) as Rotated).previousSecretsValidUntil!)).toBeGreaterThanOrEqual(t0 + 24 * HOUR);
+    }
   });
 
   it("refuses a bad body with a clear error and keeps the secret as it was", async () => {
@@ -205,9 +251,11 @@ describe("POST /api/webhooks/:id/rotate-secret", () => {
     const malformed = await s.call(path, { method: "POST", body: "{", headers: { "content-type": "application/json" } });
     expect(malformed.status).toBe(400);
     // Not read as "no body" (which would keep the old secret signing for a day when 0 was asked).
-    const text = await s.call(path, { method: "POST", body: JSON.stringify({ keepPreviousSeconds: 0 }), headers: { "content-type": "text/plain" } });
-    expect(text.status).toBe(415);
-    expect(((await text.json()) as { error: { code: string } }).error.code).toBe("unsupported_content_type");
+    for (const type of ["text/plain", "application/json5", "application/x-www-form-urlencoded"]) {
+      const other = await s.call(path, { method: "POST", body: JSON.stringify({ keepPreviousSeconds: 0 }), headers: { "content-type": type } });
+      expect(other.status, type).toBe(415);
+      expect(((await other.json()) as { error: { code: string } }).error.code, type).toBe("unsupported_content_type");
+    }
     const [row] = await db.select({ secret: webhooks.secret, retiring: webhooks.retiringSecrets }).from(webhooks).where(eq(webhooks.id, hook.id));
     expect(row).toEqual({ secret: hook.secret, retiring: null });
   });

@@ -10,6 +10,8 @@ export const EXPIRED_ERROR = "not delivered within 24 hours";
 /** SQL: the delivery row `d` is inside its 24-hour window at `now` (sweeps and claims take nothing outside it). */
 export const withinWindow = (d: SQL, now: number): SQL =>
   sql`coalesce(${d}.series_started_at, ${d}.created_at) > ${now - DELIVERY_WINDOW_MS}`;
+/** SQL: the opposite, as a range on the expression webhook_deliveries_window_idx indexes (status, then it). */
+const pastWindow = (d: SQL, now: number): SQL => sql`coalesce(${d}.series_started_at, ${d}.created_at) <= ${now - DELIVERY_WINDOW_MS}`;
 
 /**
  * Fails pending deliveries whose 24-hour window is over and that no consumer is sending. Rows behind an endpoint
@@ -25,7 +27,7 @@ export async function expireDeliveries(db: Db, now: number, limit = 1000): Promi
         ELSE last_error || '; ' || ${EXPIRED_ERROR} END
     WHERE id IN (
       SELECT d.id FROM ${webhookDeliveries} d
-      WHERE d.status = 'pending' AND NOT ${withinWindow(sql`d`, now)}
+      WHERE d.status = 'pending' AND ${pastWindow(sql`d`, now)}
         AND (d.lease_until IS NULL OR d.lease_until < ${now})
       LIMIT ${limit})
     RETURNING id`);

@@ -10,8 +10,9 @@ const ROTATE_TRIES = 3;
 
 /**
  * Gives one of the user's webhooks a new signing secret, returned only here. The replaced secret keeps signing for
- * `keepPreviousMs` (with those replaced before it that still sign, see retiring-secrets.ts); 0 stops every old
- * secret at once (a leaked secret). A compare-and-set on the secret it read: two rotations at once both happen,
+ * `keepPreviousMs`, and so do those replaced before it that still sign (at least that long; see retiring-secrets.ts);
+ * `previousSecretsValidUntil` is the end of that time, which holds for each of them. 0 stops every old secret at
+ * once (a leaked secret). A compare-and-set on the secret it read: two rotations at once both happen,
  * one after the other, and neither drops the secret the other replaced. Someone else's webhook is NotFound.
  */
 export async function rotateWebhookSecret(
@@ -23,10 +24,16 @@ export async function rotateWebhookSecret(
   for (let i = 0; i < ROTATE_TRIES; i++) {
     const [row] = await db.select({ secret: webhooks.secret, retiring: webhooks.retiringSecrets }).from(webhooks).where(mine);
     if (!row) throw new NotFoundError("No such webhook");
+    // Every old secret signs at least as long as the one just replaced: the answer's time then holds for whichever
+    // of them the receiver has (after a repeated rotation it has an older one), not only for the last.
+    const until = now + input.keepPreviousMs;
     const retiring =
       input.keepPreviousMs === 0
         ? []
-        : [{ secret: row.secret, until: now + input.keepPreviousMs }, ...liveRetiringSecrets(row.retiring, now)].slice(0, MAX_RETIRING_SECRETS);
+        : [{ secret: row.secret, until }, ...liveRetiringSecrets(row.retiring, now).map((r) => ({ ...r, until: Math.max(r.until, until) }))].slice(
+            0,
+            MAX_RETIRING_SECRETS,
+          );
     const secret = newWebhookSecret();
     const moved = await db
       .update(webhooks)
@@ -34,7 +41,7 @@ export async function rotateWebhookSecret(
       .where(and(mine, eq(webhooks.secret, row.secret)))
       .returning({ id: webhooks.id });
     if (moved.length === 1) {
-      return { secret, previousSecretsValidUntil: retiring.length ? Math.max(...retiring.map((r) => r.until)) : null };
+      return { secret, previousSecretsValidUntil: retiring.length ? until : null };
     }
   }
   throw new ConflictError("rotation_conflict", "The secret was being rotated by other requests at the same time; try again");

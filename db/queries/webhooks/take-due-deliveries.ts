@@ -1,11 +1,16 @@
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import type { Db } from "../../client";
-import { webhookDeliveries } from "../../schema";
-import { busyEndpoints, notHeld, pickOrder, skipsHold } from "./endpoint-hold";
+import { webhookDeliveries, webhooks } from "../../schema";
+import { endpointBusy, notHeld, pickOrder, skipsHold } from "./endpoint-hold";
 import { withinWindow } from "./expire-deliveries";
 
 /** How long a row a sweep queued is left out of later sweeps: far more than a queue takes to hand a message over. */
 export const ENQUEUE_HOLD_MS = 60_000;
+
+/** SQL: pending row `d` may be sent now, its endpoint aside: due, not leased, not queued, inside its window. */
+const dueNow = (d: SQL, now: number): SQL => sql`${d}.status = 'pending' AND ${d}.next_attempt_at <= ${now}
+  AND (${d}.lease_until IS NULL OR ${d}.lease_until < ${now}) AND (${d}.enqueued_until IS NULL OR ${d}.enqueued_until <= ${now})
+  AND ${withinWindow(d, now)}`;
 
 /**
  * Takes due pending deliveries for the queue and marks them queued for ENQUEUE_HOLD_MS (one statement, so two
@@ -15,23 +20,29 @@ export const ENQUEUE_HOLD_MS = 60_000;
  * so neither one endpoint's backlog nor one user's ten endpoints fill a sweep ahead of another user's event.
  * `webhookId`: only that endpoint (its next row, right after a send to it settled). A queued message that is lost
  * costs ENQUEUE_HOLD_MS: the row (and so its endpoint) is taken again after it.
+ *
+ * Driven by endpoints, each answered from indexes: its untried hand-sent row, else (not held) the first due row in
+ * pick order, then whether it is busy. So a sweep's cost does not grow with the rows waiting behind an endpoint: a
+ * user whose endpoints are down with a large backlog (a pause/resume loop makes one fast) no longer makes every
+ * sweep — and every send's look for its endpoint's next row — read and sort all of it.
  */
 export async function takeDueDeliveries(db: Db, now: number, limit: number, only?: { webhookId: string }): Promise<string[]> {
+  // Each lookup names its index (INDEXED BY): without statistics SQLite prefers the wider pick index for both, and
+  // would read a held endpoint's whole backlog looking for its few hand-sent rows.
+  const firstOf = (index: string, where: SQL) => sql`(SELECT d.id FROM ${webhookDeliveries} d INDEXED BY ${sql.raw(index)}
+    WHERE d.webhook_id = w.id AND ${where} AND ${dueNow(sql`d`, now)} ORDER BY ${pickOrder(sql`d`)} LIMIT 1)`;
   const rows = await db.all<Taken>(sql`
     UPDATE ${webhookDeliveries} SET enqueued_until = ${now + ENQUEUE_HOLD_MS}
     WHERE id IN (
       SELECT id FROM (
-        SELECT id, next_attempt_at, row_number() OVER (PARTITION BY user_id ORDER BY next_attempt_at, id) AS turn
+        SELECT c.id, c.next_attempt_at, row_number() OVER (PARTITION BY p.user_id ORDER BY c.next_attempt_at, c.id) AS turn
         FROM (
-          SELECT d.id, d.next_attempt_at, w.user_id,
-            row_number() OVER (PARTITION BY d.webhook_id ORDER BY ${pickOrder(sql`d`)}) AS pick
-          FROM ${webhookDeliveries} d JOIN webhooks w ON w.id = d.webhook_id
-          WHERE d.status = 'pending' AND d.next_attempt_at <= ${now} AND (d.lease_until IS NULL OR d.lease_until < ${now})
-            AND (d.enqueued_until IS NULL OR d.enqueued_until <= ${now}) AND ${withinWindow(sql`d`, now)}
-            ${only ? sql`AND d.webhook_id = ${only.webhookId}` : sql``}
-            AND (${notHeld(sql`w`, now)} OR ${skipsHold(sql`d`)})
-            AND d.webhook_id NOT IN (${busyEndpoints(now, only?.webhookId)})
-        ) WHERE pick = 1
+          SELECT w.id AS webhook_id, w.user_id,
+            coalesce(${firstOf("webhook_deliveries_by_hand_idx", skipsHold(sql`d`))},
+              CASE WHEN ${notHeld(sql`w`, now)} THEN ${firstOf("webhook_deliveries_pick_idx", sql`d.status = 'pending'`)} END) AS id
+          FROM ${webhooks} w ${only ? sql`WHERE w.id = ${only.webhookId}` : sql``}
+        ) p JOIN ${webhookDeliveries} c ON c.id = p.id
+        WHERE NOT ${endpointBusy(sql`p.webhook_id`, now)}
       )
       ORDER BY turn, next_attempt_at LIMIT ${limit})
     RETURNING id, next_attempt_at AS nextAttemptAt, (SELECT w.user_id FROM webhooks w WHERE w.id = webhook_id) AS userId`);

@@ -1,3 +1,4 @@
+import { loggable } from "../../../db/errors";
 import type { Db } from "../../../db/client";
 import { expireDeliveries, hasWebhooks, pruneDeliveries, releaseEnqueuedDeliveries, takeDueDeliveries } from "../../../db/queries/webhooks";
 import { deliverOnce, type DeliverDeps } from "./deliver";
@@ -66,7 +67,7 @@ export async function sweepWebhookDeliveries(deps: { db: Db; queue: Queue<Webhoo
   // Each step on its own: a failed sweep (database briefly unreachable) must not also cancel the minute's later
   // sweeps, and an unknown "anyone subscribed?" answer schedules them rather than skip them.
   const enqueued = await enqueueDueDeliveries(deps, now).catch((err) => {
-    console.error("webhook sweep failed", err instanceof Error ? err.message : String(err));
+    console.error("webhook sweep failed", loggable(err));
     return 0;
   });
   let scheduled = 0;
@@ -123,7 +124,7 @@ export async function consumeWebhookBatch(batch: MessageBatch<WebhookMessage>, d
       }
       settle(() => message.ack());
     } catch (err) {
-      console.error("webhook message failed", err instanceof Error ? err.message : String(err));
+      console.error("webhook message failed", loggable(err));
       settle(() => message.retry({ delaySeconds: 5 }));
     }
   });
