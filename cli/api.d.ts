@@ -2894,7 +2894,10 @@ export interface operations {
     createWebhook: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the webhook it created, with its current secret, instead of a second one. Per user; lasts as long as the webhook */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2904,7 +2907,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Created */
+            /** @description Created (or, with an Idempotency-Key already used, the webhook that key created: header Idempotent-Replayed: true) */
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -2913,7 +2916,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedWebhook"];
                 };
             };
-            /** @description Invalid body; invalid_webhook_url (not an http(s) URL, credentials in it) or webhook_url_not_allowed (plain http, or a private, loopback, link-local or local-only host) */
+            /** @description Invalid body, or a malformed Idempotency-Key; invalid_webhook_url (not an http(s) URL, credentials in it) or webhook_url_not_allowed (plain http, or a private, loopback, link-local or local-only host) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2942,6 +2945,15 @@ export interface operations {
             };
             /** @description At most 10 webhooks per account (code webhook_limit) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The Idempotency-Key already created a webhook with another url or events (code idempotency_key_reused); nothing is created */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -44,6 +44,11 @@ export class GoneError extends AppError {
     super(410, code, message);
   }
 }
+export class UnprocessableError extends AppError {
+  constructor(code: string, message: string) {
+    super(422, code, message);
+  }
+}
 export class PayloadTooLargeError extends AppError {
   constructor(message: string, code = "too_large") {
     super(413, code, message);

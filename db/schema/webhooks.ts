@@ -40,8 +40,10 @@ export const webhooks = sqliteTable(
     failures: integer("failures").notNull().default(0),
     /** The endpoint is failing: nothing is sent to it before this time (except what its user sends by hand). */
     heldUntil: integer("held_until"),
+    /** The `Idempotency-Key` of the POST that created it: a retry after a lost answer gets this webhook back. */
+    idempotencyKey: text("idempotency_key"),
   },
-  (t) => [index("webhooks_user_idx").on(t.userId)],
+  (t) => [index("webhooks_user_idx").on(t.userId), uniqueIndex("webhooks_user_idempotency_key_idx").on(t.userId, t.idempotencyKey)],
 );
 
 /**

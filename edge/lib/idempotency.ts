@@ -37,12 +37,33 @@ export function idempotencyKeyOf(req: Request): string | null {
 }
 
 /**
- * Creates a job at most once per user and key: a retry after a lost answer gets the job the first request created
- * (`replayed`), storing nothing of its body. A request that fails is looked up once more, because its failure may
- * come from a twin with the same key having won: the uploads it names were consumed by it (upload_used), or its job
- * row collided on the key's unique index (two forms at once: the loser's files are deleted as for any job not
- * created). The key is held by the job row alone, so a request that died mid-way never locks it.
+ * Creates something at most once per user and key: a retry after a lost answer gets what the first request created
+ * (`replayed`). A request that fails is looked up once more, because its failure may come from a twin with the same
+ * key having won (its insert collided on the key's unique index, or consumed what this one needed). The key is held
+ * by the created row alone, so a request that died mid-way never locks it. `request`: a replay's body is read to its
+ * end and dropped (see discard).
  */
+export async function createOnce<T>(
+  input: { key: string | null; request?: Request },
+  find: () => Promise<T | null>,
+  create: () => Promise<T>,
+): Promise<{ value: T; replayed: boolean }> {
+  if (input.key === null) return { value: await create(), replayed: false };
+  const earlier = await find();
+  if (earlier !== null) {
+    if (input.request) await discard(input.request.body);
+    return { value: earlier, replayed: true };
+  }
+  try {
+    return { value: await create(), replayed: false };
+  } catch (err) {
+    const twin = await find().catch(() => null);
+    if (twin !== null) return { value: twin, replayed: true };
+    throw err;
+  }
+}
+
+/** createOnce for jobs: the upload ids of a JSON body or the files of a form (lib/ingest.ts) make the job. */
 export async function createJobOnce(
   deps: { db: Db; clock?: () => number },
   input: { userId: string; key: string | null; request: Request },
@@ -50,17 +71,7 @@ export async function createJobOnce(
 ): Promise<{ job: JobView; replayed: boolean }> {
   const { db, clock = Date.now } = deps;
   const { key, userId } = input;
-  if (key === null) return { job: await create(), replayed: false };
-  const earlier = await findJobByIdempotencyKey(db, { userId, key }, clock());
-  if (earlier) {
-    await discard(input.request.body);
-    return { job: earlier, replayed: true };
-  }
-  try {
-    return { job: await create(), replayed: false };
-  } catch (err) {
-    const twin = await findJobByIdempotencyKey(db, { userId, key }, clock()).catch(() => null);
-    if (twin) return { job: twin, replayed: true };
-    throw err;
-  }
+  const find = () => (key === null ? Promise.resolve(null) : findJobByIdempotencyKey(db, { userId, key }, clock()));
+  const { value, replayed } = await createOnce({ key, request: input.request }, find, create);
+  return { job: value, replayed };
 }

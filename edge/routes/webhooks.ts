@@ -1,9 +1,10 @@
 import { Hono, type MiddlewareHandler } from "hono";
-import { loggable, ValidationError } from "../../db/errors";
+import { loggable, UnprocessableError, ValidationError } from "../../db/errors";
 import {
   createTestDelivery,
   createWebhook,
   deleteWebhook,
+  findWebhookByIdempotencyKey,
   listDeliveries,
   listWebhooks,
   redeliverDelivery,
@@ -12,6 +13,7 @@ import {
 } from "../../db/queries/webhooks";
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
+import { createOnce, idempotencyKeyOf, REPLAYED_HEADER } from "../lib/idempotency";
 import { CreateWebhookBody, DeliveryParams, IdParam, RotateWebhookSecretBody } from "../lib/schemas";
 import { readOptionalJson, validate } from "../lib/validate";
 import { checkWebhookUrl } from "../lib/webhooks/address";
@@ -42,7 +44,20 @@ export const webhooks = new Hono<AppEnv>()
     const { url, events } = c.req.valid("json");
     const verdict = checkWebhookUrl(url, { allowLocalHttp: c.get("config").WEBHOOKS_ALLOW_LOCAL_HTTP });
     if (!verdict.ok) throw new ValidationError(verdict.message, "url", verdict.code);
-    const w = await createWebhook(c.get("db"), { userId: c.get("user").id, url: verdict.url, events }, Date.now());
+    const key = idempotencyKeyOf(c.req.raw);
+    const [db, userId] = [c.get("db"), c.get("user").id];
+    const { value: w, replayed } = await createOnce(
+      { key },
+      () => (key === null ? Promise.resolve(null) : findWebhookByIdempotencyKey(db, { userId, key })),
+      () => createWebhook(db, { userId, url: verdict.url, events, idempotencyKey: key }, Date.now()),
+    );
+    if (replayed) {
+      // The key names one subscription: the same key with another url or events is a client bug, not a retry.
+      if (w.url !== verdict.url || [...new Set(w.events)].sort().join() !== [...new Set(events)].sort().join()) {
+        throw new UnprocessableError("idempotency_key_reused", "This Idempotency-Key already created a webhook with another url or events; use a new key");
+      }
+      c.header(REPLAYED_HEADER, "true");
+    }
     return c.json({ id: w.id, url: w.url, events: w.events, createdAt: iso(w.createdAt)!, secret: w.secret }, 201);
   })
   .get("/", async (c) => {

@@ -14,7 +14,7 @@ import {
   redeliverDelivery,
   takeDueDeliveries,
 } from "../../db/queries/webhooks";
-import { createTestDelivery, rotateWebhookSecret } from "../../db/queries/webhooks";
+import { createTestDelivery, createWebhook, rotateWebhookSecret } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
 import { consumeWebhookBatch, enqueueDueDeliveries, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
@@ -109,6 +109,70 @@ describe("POST/GET/DELETE /api/webhooks", () => {
     const { id } = (await res.json()) as { id: string };
     const log = (await (await s.call(`/api/webhooks/${hook.id}/deliveries`)).json()) as { deliveries: { id: string; event: string }[] };
     expect(log.deliveries.map((d) => [d.id, d.event])).toEqual([[id, "webhook.test"]]);
+  });
+});
+
+describe("POST /api/webhooks with an Idempotency-Key", () => {
+  const create = (s: Session, key: string, json: Record<string, unknown> = { url: HOOK }) =>
+    s.call("/api/webhooks", { method: "POST", json, headers: { "idempotency-key": key } });
+  const count = async (s: Session) => ((await (await s.call("/api/webhooks")).json()) as { webhooks: unknown[] }).webhooks.length;
+
+  it("a create repeated after its answer was lost gets the same webhook and secret back, and the URL is subscribed once", async () => {
+    const s = await signIn();
+    const key = crypto.randomUUID();
+    const first = await create(s, key, { url: HOOK, events: ["job.cancelled"] }); // this answer never arrived
+    expect(first.status).toBe(201);
+    const again = await create(s, key, { url: HOOK, events: ["job.cancelled"] });
+    expect(again.status).toBe(201);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(await again.json()).toEqual(await first.json());
+    expect(await count(s)).toBe(1);
+    // One subscription: a job event is one delivery, not two under different ids.
+    const job = await seedJob(s.id);
+    await requestCancel(db, { jobId: job.id, viewer: { id: s.id, email: s.email, role: s.role } }, Date.now() + HOUR);
+    const rows = await db.select().from(webhookDeliveries).innerJoin(webhooks, eq(webhooks.id, webhookDeliveries.webhookId)).where(eq(webhooks.userId, s.id));
+    expect(rows).toHaveLength(1);
+  });
+
+  it("a twin that committed first makes the insert fail on the key, and the request answers the twin's webhook", async () => {
+    const s = await signIn();
+    const key = crypto.randomUUID();
+    const twin = await createWebhook(db, { userId: s.id, url: HOOK, events: ["job.completed"], idempotencyKey: key }, Date.now());
+    await expect(createWebhook(db, { userId: s.id, url: HOOK, events: ["job.completed"], idempotencyKey: key }, Date.now())).rejects.toThrow();
+    const res = await create(s, key, { url: HOOK, events: ["job.completed"] });
+    expect(res.status).toBe(201);
+    expect(await res.json()).toMatchObject({ id: twin.id, secret: twin.secret });
+    expect(await count(s)).toBe(1);
+  });
+
+  it("answers a replay even at the 10-webhook limit, and keys are per user", async () => {
+    const s = await signIn();
+    const key = crypto.randomUUID();
+    const first = (await (await create(s, key)).json()) as { id: string };
+    for (let i = 1; i < 10; i++) await createHook(s, { url: `${HOOK}/${i}` });
+    const replay = await create(s, key);
+    expect(replay.status).toBe(201);
+    expect(((await replay.json()) as { id: string }).id).toBe(first.id);
+    const other = await signIn();
+    const theirs = await create(other, key);
+    expect(theirs.status).toBe(201);
+    expect(theirs.headers.get("idempotent-replayed")).toBeNull();
+    expect(((await theirs.json()) as { id: string }).id).not.toBe(first.id);
+  });
+
+  it("refuses the same key with another url or events (422) and a malformed key (400), creating nothing", async () => {
+    const s = await signIn();
+    const key = crypto.randomUUID();
+    expect((await create(s, key, { url: HOOK, events: ["job.completed", "job.failed"] })).status).toBe(201);
+    expect((await create(s, key, { url: HOOK, events: ["job.failed", "job.completed"] })).status).toBe(201);
+    for (const json of [{ url: `${HOOK}/other`, events: ["job.completed", "job.failed"] }, { url: HOOK, events: ["job.completed"] }]) {
+      const res = await create(s, key, json);
+      expect(res.status, JSON.stringify(json)).toBe(422);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("idempotency_key_reused");
+    }
+    const bad = await create(s, "not a key");
+    expect(bad.status).toBe(400);
+    expect(await count(s)).toBe(1);
   });
 });
 

@@ -15,13 +15,15 @@ export const WEBHOOKS_PER_USER = 10;
  */
 export async function createWebhook(
   db: Db,
-  input: { userId: string; url: string; events: readonly WebhookEvent[] },
+  input: { userId: string; url: string; events: readonly WebhookEvent[]; idempotencyKey?: string | null },
   now: number,
 ): Promise<WebhookRow & { secret: string }> {
   const row = { id: newId(), userId: input.userId, url: input.url, secret: newWebhookSecret(), events: JSON.stringify(input.events), createdAt: now };
+  // A twin request with the same key that committed first makes this insert fail on the key's unique index; the
+  // caller then finds that webhook (findWebhookByIdempotencyKey).
   const inserted = await db.all<{ id: string }>(sql`
-    INSERT INTO ${webhooks} (id, user_id, url, secret, events, created_at)
-    SELECT ${row.id}, ${row.userId}, ${row.url}, ${row.secret}, ${row.events}, ${row.createdAt}
+    INSERT INTO ${webhooks} (id, user_id, url, secret, events, created_at, idempotency_key)
+    SELECT ${row.id}, ${row.userId}, ${row.url}, ${row.secret}, ${row.events}, ${row.createdAt}, ${input.idempotencyKey ?? null}
     WHERE (SELECT count(*) FROM ${webhooks} WHERE user_id = ${row.userId}) < ${WEBHOOKS_PER_USER}
     RETURNING id`);
   if (inserted.length === 0) {

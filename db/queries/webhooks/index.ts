@@ -5,6 +5,7 @@
  * by the jobs_webhook_outbox trigger (migration 0007), not here.
  */
 export * from "./create-webhook";
+export * from "./find-webhook-by-idempotency-key";
 export * from "./list-webhooks";
 export * from "./delete-webhook";
 export * from "./rotate-webhook-secret";
