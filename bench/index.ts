@@ -5,7 +5,7 @@ import { execFile, spawn } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { promisify } from "node:util";
 import { benchClaims, benchRunnerLoad, benchStopLatency, benchWorkerdMemory, log, percentile, startBenchStack } from "./system";
-import { benchWebhookSweep } from "./webhooks";
+import { benchWebhookSweep, IDLE_WEBHOOKS } from "./webhooks";
 
 const run = promisify(execFile);
 const STOP_TRIALS = Number(process.env.STOP_TRIALS ?? 20);
@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   add(`… the same with ${fairHistory.historyJobs} finished jobs in the history`, `${fairHistory.claimsPerSecond.toFixed(0)} claims/s (${fairHistory.seconds.toFixed(1)} s)`, "flat as jobs grow");
   add("Double claims / variations left unclaimed (all three claim runs)", `${claims.doubleClaims + fair.doubleClaims + fairHistory.doubleClaims} / ${claims.unclaimed + fair.unclaimed + fairHistory.unclaimed}`, "0 / 0");
   add(
-    `Webhook sweep (libSQL over HTTP, median of 5): no backlog · ${sweep.backlog.toLocaleString("en")} rows behind another user's held endpoint · that backlog's next row once it answers`,
+    `Webhook sweep (libSQL over HTTP, median of 5; ${IDLE_WEBHOOKS.toLocaleString("en")} idle webhooks): nothing pending · ${sweep.backlog.toLocaleString("en")} rows behind another user's held endpoint · that backlog's next row once it answers`,
     `${sweep.emptyMs.toFixed(1)} ms · ${sweep.heldMs.toFixed(1)} ms · ${sweep.nextRowMs.toFixed(1)} ms${sweep.otherTaken ? "" : " [the other user's event was NOT taken]"}`,
     "flat as the backlog grows",
   );

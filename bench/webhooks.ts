@@ -6,6 +6,9 @@ import { migrateDb } from "../db/migrate";
 import { takeDueDeliveries } from "../db/queries/webhooks";
 import type { BenchStack } from "./system";
 
+/** Webhooks of other users with nothing pending, present in every figure. */
+export const IDLE_WEBHOOKS = 10_000;
+
 export interface SweepFigures {
   backlog: number;
   /** Median ms of one sweep (takeDueDeliveries, limit 100) with no backlog, then with `backlog` rows behind a held endpoint. */
@@ -30,8 +33,9 @@ async function timedRuns(n: number, work: (i: number) => Promise<unknown>): Prom
 }
 
 /**
- * Seeds, in a database of its own on the stack's libSQL server: user A's endpoint held after failures with `backlog`
- * pending job events (half of them tried), and user B's endpoint with one due event. Each sweep runs a minute after
+ * Seeds, in a database of its own on the stack's libSQL server: IDLE_WEBHOOKS webhooks with nothing to send, user A's
+ * endpoint held after failures with `backlog` pending job events (half of them tried), and user B's endpoint with
+ * one due event. Each sweep runs a minute after
  * the last (past the queued mark), so every one does the whole look again.
  */
 export async function benchWebhookSweep(b: BenchStack, backlog = 100_000): Promise<SweepFigures> {
@@ -43,6 +47,11 @@ export async function benchWebhookSweep(b: BenchStack, backlog = 100_000): Promi
   await db.run(sql`INSERT INTO users (id, email, password_hash, role, created_at) VALUES ('ua', 'a@bench', 'x', 'user', 0), ('ub', 'b@bench', 'x', 'user', 0)`);
   await db.run(sql`INSERT INTO webhooks (id, user_id, url, secret, events, created_at, failures, held_until)
     VALUES ('wa', 'ua', 'https://a.example/hook', 'whsec_x', '[]', 0, 8, ${now + 24 * 3_600_000}), ('wb', 'ub', 'https://b.example/hook', 'whsec_y', '[]', 0, 0, NULL)`);
+  // Other users' webhooks with nothing to send: a sweep should not pay for them.
+  await db.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${IDLE_WEBHOOKS / 10})
+    INSERT INTO users (id, email, password_hash, role, created_at) SELECT 'idle' || i, 'idle' || i || '@bench', 'x', 'user', 0 FROM n`);
+  await db.run(sql`WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${IDLE_WEBHOOKS - 1})
+    INSERT INTO webhooks (id, user_id, url, secret, events, created_at) SELECT 'idle-w' || i, 'idle' || (i / 10 + 1), 'https://idle.example/' || i, 'whsec_z', '[]', 0 FROM n`);
   const emptyMs = await timedRuns(5, (i) => takeDueDeliveries(db, minute(i), 100));
   await db.run(sql`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${backlog})
     INSERT INTO webhook_deliveries (id, webhook_id, job_id, event, occurred_at, status, attempts, next_attempt_at, created_at, last_attempt_at, last_status_code)

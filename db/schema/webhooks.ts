@@ -94,16 +94,24 @@ export const webhookDeliveries = sqliteTable(
     uniqueIndex("webhook_deliveries_occurrence_uq").on(t.webhookId, t.jobId, t.event, t.occurredAt),
     index("webhook_deliveries_due_idx").on(t.status, t.nextAttemptAt),
     index("webhook_deliveries_webhook_idx").on(t.webhookId, t.createdAt),
-    // An endpoint's pending rows in pick order (endpoint-hold.ts pickOrder): its next try without sorting its backlog.
-    index("webhook_deliveries_pick_idx").on(t.webhookId, t.status, t.lastAttemptAt, t.nextAttemptAt, t.id),
+    // An endpoint's pending rows in pick order (endpoint-hold.ts pickOrder): its next try without sorting its
+    // backlog; and which endpoints have pending rows at all (the sweep visits only those).
+    index("webhook_deliveries_pending_idx")
+      .on(t.webhookId, t.lastAttemptAt, t.nextAttemptAt, t.id)
+      .where(sql`status = 'pending'`),
     // Rows with a lease or a queued mark (few: settles, claims and releases clear them): is an endpoint busy?
     index("webhook_deliveries_marked_idx")
       .on(t.webhookId)
       .where(sql`status = 'pending' AND (lease_until IS NOT NULL OR enqueued_until IS NOT NULL)`),
-    // The user's untried tests and redeliveries, which go even to a held endpoint: found without its backlog.
-    index("webhook_deliveries_by_hand_idx")
+    // The user's pending tests and redeliveries (at most MANUAL_SEND_PENDING_LIMIT per endpoint): the untried ones go
+    // even to a held endpoint, and they are counted for the limit, both without reading the endpoint's backlog.
+    index("webhook_deliveries_hand_sent_idx")
       .on(t.webhookId)
-      .where(sql`status = 'pending' AND attempts = 0 AND (event = 'webhook.test' OR series_started_at IS NOT NULL)`),
+      .where(sql`status = 'pending' AND (event = 'webhook.test' OR series_started_at IS NOT NULL)`),
+    // Rows waiting out an endpoint failure (endpoint-hold.ts failedAtEndpoint): made due when the endpoint answers.
+    index("webhook_deliveries_endpoint_failed_idx")
+      .on(t.webhookId)
+      .where(sql`status = 'pending' AND attempts > 0 AND (last_status_code IS NULL OR last_status_code >= 500 OR last_status_code IN (408, 429))`),
     // Pending rows by the start of their 24-hour window: the expiry finds the few past it without reading the rest.
     index("webhook_deliveries_window_idx").on(t.status, sql`coalesce(series_started_at, created_at)`),
   ],

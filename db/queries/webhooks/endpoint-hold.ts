@@ -19,6 +19,7 @@ export function isEndpointFailure(statusCode: number | null): boolean {
 }
 
 /** SQL: the delivery row `d`'s last attempt failed at the endpoint (see isEndpointFailure). */
+// Its terms are those of the partial index webhook_deliveries_endpoint_failed_idx (with status = 'pending').
 export const failedAtEndpoint = (d: SQL): SQL =>
   sql`(${d}.attempts > 0 AND (${d}.last_status_code IS NULL OR ${d}.last_status_code >= 500 OR ${d}.last_status_code IN (408, 429)))`;
 
@@ -47,7 +48,7 @@ export const endpointBusy = (webhookId: SQL, now: number): SQL => sql`EXISTS (
     AND (${beingSent(sql`h`, now)} OR ${queued(sql`h`, now)}))`;
 
 /** SQL: a row the user sent by hand (a test event, or a redelivery: only those have series_started_at). */
-// The event name is written into the SQL, not bound: SQLite uses the partial index webhook_deliveries_by_hand_idx
+// The event name is written into the SQL, not bound: SQLite uses the partial index webhook_deliveries_hand_sent_idx
 // only for a term it can see equals the index's.
 export const sentByHand = (d: SQL): SQL =>
   sql`(${d}.event = ${sql.raw(`'${WEBHOOK_TEST_EVENT}'`)} OR ${d}.series_started_at IS NOT NULL)`;
@@ -55,17 +56,17 @@ export const sentByHand = (d: SQL): SQL =>
 /**
  * SQL: row `d` may go to an endpoint that is held — the user's own test or redelivery, pending and not tried yet.
  * That is how they check that a fixed endpoint answers again; once tried it waits like any row. Bounded by
- * MANUAL_SEND_PENDING_LIMIT pending hand-sent rows per webhook; the terms are those of the partial index
- * webhook_deliveries_by_hand_idx, so a held endpoint's backlog is not read to find them.
+ * MANUAL_SEND_PENDING_LIMIT pending hand-sent rows per webhook; its terms include those of the partial index
+ * webhook_deliveries_hand_sent_idx, so a held endpoint's backlog is not read to find them.
  */
-export const skipsHold = (d: SQL): SQL => sql`${d}.status = 'pending' AND ${d}.attempts = 0 AND ${sentByHand(d)}`;
+export const skipsHold = (d: SQL): SQL => sql`(${d}.status = 'pending' AND ${d}.attempts = 0 AND ${sentByHand(d)})`;
 
 /**
  * SQL ORDER BY: which of an endpoint's due rows goes first — what the user sent by hand and was not tried yet is
  * looked up before the rest (skipsHold); then rows never tried (last_attempt_at is NULL, and SQLite sorts NULL
  * first), oldest first, then the one tried longest ago. Rotating through tried rows means no single delivery — a
  * payload the receiver answers 500 or times out on — is the endpoint's only probe for a day while the rest wait.
- * The index webhook_deliveries_pick_idx walks an endpoint's pending rows in this order, so the pick stops at the first
+ * The index webhook_deliveries_pending_idx walks an endpoint's pending rows in this order, so the pick stops at the first
  * due row instead of sorting the backlog.
  */
 export const pickOrder = (d: SQL): SQL => sql`${d}.last_attempt_at, ${d}.next_attempt_at, ${d}.id`;
@@ -77,4 +78,4 @@ export const pickOrder = (d: SQL): SQL => sql`${d}.last_attempt_at, ${d}.next_at
 export const endpointFreeFor = (id: string, d: SQL, now: number): SQL => sql`
   NOT EXISTS (SELECT 1 FROM webhook_deliveries o INDEXED BY webhook_deliveries_marked_idx
     WHERE o.webhook_id = ${d}.webhook_id AND o.status = 'pending' AND ${marked(sql`o`)} AND o.id <> ${id} AND ${beingSent(sql`o`, now)})
-  AND ((${skipsHold(d)}) OR NOT EXISTS (SELECT 1 FROM webhooks hw WHERE hw.id = ${d}.webhook_id AND NOT ${notHeld(sql`hw`, now)}))`;
+  AND (${skipsHold(d)} OR NOT EXISTS (SELECT 1 FROM webhooks hw WHERE hw.id = ${d}.webhook_id AND NOT ${notHeld(sql`hw`, now)}))`;

@@ -11,9 +11,10 @@ import { sentByHand } from "./endpoint-hold";
  */
 export const MANUAL_SEND_PENDING_LIMIT = 10;
 
-/** SQL: the webhook `webhookId` (a column or a value) has room for one more manual send. */
+/** SQL: the webhook `webhookId` (a column or a value) has room for one more manual send (read off its hand-sent rows' index). */
 export const hasRoomForManualSend = (webhookId: SQL | string): SQL =>
-  sql`(SELECT count(*) FROM ${webhookDeliveries} p WHERE p.webhook_id = ${webhookId} AND p.status = 'pending' AND ${sentByHand(sql`p`)})
+  sql`(SELECT count(*) FROM ${webhookDeliveries} p INDEXED BY webhook_deliveries_hand_sent_idx
+      WHERE p.webhook_id = ${webhookId} AND p.status = 'pending' AND ${sentByHand(sql`p`)})
     < ${MANUAL_SEND_PENDING_LIMIT}`;
 
 export const tooManyPending = () =>

@@ -47,8 +47,9 @@ export async function recordDeliveryAttempt(
     ? await db.batch([
         record,
         db.run(sql`UPDATE ${webhooks} SET failures = 0, held_until = NULL WHERE id = ${input.webhookId}`),
+        // Through the index of rows waiting out an endpoint failure (few), not the due index over every user's rows.
         db.run(sql`
-          UPDATE ${webhookDeliveries} SET next_attempt_at = ${now}
+          UPDATE ${webhookDeliveries} INDEXED BY webhook_deliveries_endpoint_failed_idx SET next_attempt_at = ${now}
           WHERE webhook_id = ${input.webhookId} AND status = 'pending' AND next_attempt_at > ${now}
             AND ${failedAtEndpoint(sql`webhook_deliveries`)}`),
       ])

@@ -21,26 +21,34 @@ const dueNow = (d: SQL, now: number): SQL => sql`${d}.status = 'pending' AND ${d
  * `webhookId`: only that endpoint (its next row, right after a send to it settled). A queued message that is lost
  * costs ENQUEUE_HOLD_MS: the row (and so its endpoint) is taken again after it.
  *
- * Driven by endpoints, each answered from indexes: its untried hand-sent row, else (not held) the first due row in
- * pick order, then whether it is busy. So a sweep's cost does not grow with the rows waiting behind an endpoint: a
- * user whose endpoints are down with a large backlog (a pause/resume loop makes one fast) no longer makes every
- * sweep — and every send's look for its endpoint's next row — read and sort all of it.
+ * Driven by the endpoints that have pending rows, each answered from indexes: its untried hand-sent row, else (not
+ * held) the first due row in pick order, then whether it is busy. So a sweep's cost grows with the endpoints that
+ * have something to send, not with the rows waiting behind them nor with idle webhooks: a user whose endpoints are
+ * down with a large backlog (a pause/resume loop makes one fast) no longer makes every sweep — and every send's look
+ * for its endpoint's next row — read and sort all of it.
  */
 export async function takeDueDeliveries(db: Db, now: number, limit: number, only?: { webhookId: string }): Promise<string[]> {
-  // Each lookup names its index (INDEXED BY): without statistics SQLite prefers the wider pick index for both, and
-  // would read a held endpoint's whole backlog looking for its few hand-sent rows.
+  // Each lookup names its index (INDEXED BY): without statistics SQLite prefers another index, and would read a held
+  // endpoint's whole backlog looking for its few hand-sent rows.
   const firstOf = (index: string, where: SQL) => sql`(SELECT d.id FROM ${webhookDeliveries} d INDEXED BY ${sql.raw(index)}
     WHERE d.webhook_id = w.id AND ${where} AND ${dueNow(sql`d`, now)} ORDER BY ${pickOrder(sql`d`)} LIMIT 1)`;
+  // The endpoints with pending rows, one index seek each (a skip scan over the pending index): a sweep costs nothing
+  // for the many webhooks with nothing to send.
+  const nextEndpoint = (after: SQL | null) => sql`(SELECT min(x.webhook_id) FROM ${webhookDeliveries} x INDEXED BY webhook_deliveries_pending_idx
+    WHERE x.status = 'pending' ${after === null ? sql`` : sql`AND x.webhook_id > ${after}`})`;
   const rows = await db.all<Taken>(sql`
+    WITH RECURSIVE endpoints(id) AS (
+      ${only ? sql`SELECT ${only.webhookId}` : sql`SELECT ${nextEndpoint(null)} UNION ALL SELECT ${nextEndpoint(sql`e.id`)} FROM endpoints e WHERE e.id IS NOT NULL`}
+    )
     UPDATE ${webhookDeliveries} SET enqueued_until = ${now + ENQUEUE_HOLD_MS}
     WHERE id IN (
       SELECT id FROM (
         SELECT c.id, c.next_attempt_at, row_number() OVER (PARTITION BY p.user_id ORDER BY c.next_attempt_at, c.id) AS turn
         FROM (
           SELECT w.id AS webhook_id, w.user_id,
-            coalesce(${firstOf("webhook_deliveries_by_hand_idx", skipsHold(sql`d`))},
-              CASE WHEN ${notHeld(sql`w`, now)} THEN ${firstOf("webhook_deliveries_pick_idx", sql`d.status = 'pending'`)} END) AS id
-          FROM ${webhooks} w ${only ? sql`WHERE w.id = ${only.webhookId}` : sql``}
+            coalesce(${firstOf("webhook_deliveries_hand_sent_idx", skipsHold(sql`d`))},
+              CASE WHEN ${notHeld(sql`w`, now)} THEN ${firstOf("webhook_deliveries_pending_idx", sql`d.status = 'pending'`)} END) AS id
+          FROM endpoints e JOIN ${webhooks} w ON w.id = e.id
         ) p JOIN ${webhookDeliveries} c ON c.id = p.id
         WHERE NOT ${endpointBusy(sql`p.webhook_id`, now)}
       )
