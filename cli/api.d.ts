@@ -502,7 +502,11 @@ export interface paths {
         delete: operations["deleteWebhook"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change a webhook's url, events or both, keeping its id, secret and delivery log
+         * @description Deliveries still pending go to the new url; a new url starts with no failure hold (rows that were waiting one out are tried now). New events apply to job changes from now on. Sending the same change again changes nothing.
+         */
+        patch: operations["updateWebhook"];
         trace?: never;
     };
     "/api/webhooks/{id}/rotate-secret": {
@@ -734,6 +738,12 @@ export interface components {
              *     ]
              */
             events: ("job.completed" | "job.cancelled" | "job.failed" | "job.paused")[];
+        };
+        UpdateWebhookBody: {
+            /** @description https:// endpoint on a public host (private, loopback and link-local targets are refused) */
+            url?: string;
+            /** @description Replaces the list; omit to keep it */
+            events?: ("job.completed" | "job.cancelled" | "job.failed" | "job.paused")[];
         };
         RotateWebhookSecretBody: {
             /**
@@ -2980,6 +2990,68 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unknown webhook, or another user's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    updateWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhookBody"];
+            };
+        };
+        responses: {
+            /** @description Changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            /** @description Invalid body (neither url nor events, an unknown field, bad events); invalid_webhook_url or webhook_url_not_allowed as for POST */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
             /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
             401: {

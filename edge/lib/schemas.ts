@@ -315,6 +315,14 @@ export const CreateWebhookBody = z
     events: z.array(WebhookEvent).min(1).max(WEBHOOK_EVENTS.length).default([...WEBHOOK_EVENTS]).describe("Omit: every event"),
   })
   .register(requestRegistry, { id: "CreateWebhookBody" });
+export const UpdateWebhookBody = z
+  .object({
+    url: CreateWebhookBody.shape.url.optional(),
+    events: z.array(WebhookEvent).min(1).max(WEBHOOK_EVENTS.length).optional().describe("Replaces the list; omit to keep it"),
+  })
+  .strict()
+  .refine((b) => b.url !== undefined || b.events !== undefined, { message: "Send url, events or both" })
+  .register(requestRegistry, { id: "UpdateWebhookBody" });
 const WebhookFields = { id: z.string(), url: z.string(), events: z.array(WebhookEvent), createdAt: Time };
 export const Webhook = z.object(WebhookFields).register(responseRegistry, { id: "Webhook" });
 export const CreatedWebhook = z

@@ -436,6 +436,20 @@ export function buildOpenApi(version: string) {
         },
       },
       "/api/webhooks/{id}": {
+        patch: {
+          summary: "Change a webhook's url, events or both, keeping its id, secret and delivery log",
+          description:
+            "Deliveries still pending go to the new url; a new url starts with no failure hold (rows that were waiting " +
+            "one out are tried now). New events apply to job changes from now on. Sending the same change again changes nothing.",
+          parameters: [jobIdParam],
+          requestBody: { required: true, ...json("UpdateWebhookBody") },
+          responses: {
+            "200": ok("Changed", "Webhook"),
+            "400": err("Invalid body (neither url nor events, an unknown field, bad events); invalid_webhook_url or webhook_url_not_allowed as for POST"),
+            "404": err("Unknown webhook, or another user's"),
+            ...authErrors,
+          },
+        },
         delete: {
           summary: "Delete one of your webhooks and its delivery log",
           parameters: [jobIdParam],
@@ -554,6 +568,7 @@ export const OPERATION_IDS: Record<string, string> = {
   "GET /api/webhooks": "listWebhooks",
   "POST /api/webhooks": "createWebhook",
   "DELETE /api/webhooks/{id}": "deleteWebhook",
+  "PATCH /api/webhooks/{id}": "updateWebhook",
   "POST /api/webhooks/{id}/rotate-secret": "rotateWebhookSecret",
   "GET /api/webhooks/{id}/deliveries": "listWebhookDeliveries",
   "POST /api/webhooks/{id}/test": "testWebhook",

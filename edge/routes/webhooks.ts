@@ -9,12 +9,13 @@ import {
   listWebhooks,
   redeliverDelivery,
   rotateWebhookSecret,
+  updateWebhook,
   type DeliveryRow,
 } from "../../db/queries/webhooks";
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
 import { createOnce, idempotencyKeyOf, REPLAYED_HEADER } from "../lib/idempotency";
-import { CreateWebhookBody, DeliveryParams, IdParam, RotateWebhookSecretBody } from "../lib/schemas";
+import { CreateWebhookBody, DeliveryParams, IdParam, RotateWebhookSecretBody, UpdateWebhookBody } from "../lib/schemas";
 import { readOptionalJson, validate } from "../lib/validate";
 import { checkWebhookUrl } from "../lib/webhooks/address";
 import { enqueueDueDeliveries } from "../lib/webhooks/queue";
@@ -63,6 +64,14 @@ export const webhooks = new Hono<AppEnv>()
   .get("/", async (c) => {
     const rows = await listWebhooks(c.get("db"), c.get("user").id);
     return c.json({ webhooks: rows.map((w) => ({ id: w.id, url: w.url, events: w.events, createdAt: iso(w.createdAt)! })) });
+  })
+  .patch("/:id", validate("param", IdParam), validate("json", UpdateWebhookBody), async (c) => {
+    const { url, events } = c.req.valid("json");
+    const verdict = url === undefined ? null : checkWebhookUrl(url, { allowLocalHttp: c.get("config").WEBHOOKS_ALLOW_LOCAL_HTTP });
+    if (verdict && !verdict.ok) throw new ValidationError(verdict.message, "url", verdict.code);
+    const input = { userId: c.get("user").id, id: c.req.valid("param").id, url: verdict?.url, events };
+    const w = await updateWebhook(c.get("db"), input, Date.now());
+    return c.json({ id: w.id, url: w.url, events: w.events, createdAt: iso(w.createdAt)! });
   })
   .delete("/:id", validate("param", IdParam), async (c) => {
     await deleteWebhook(c.get("db"), { userId: c.get("user").id, id: c.req.valid("param").id });

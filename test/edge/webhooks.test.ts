@@ -84,6 +84,7 @@ describe("POST/GET/DELETE /api/webhooks", () => {
     expect((await other.call(`/api/webhooks/${hook.id}/deliveries`)).status).toBe(404);
     expect((await other.call(`/api/webhooks/${hook.id}/test`, { method: "POST" })).status).toBe(404);
     expect((await other.call(`/api/webhooks/${hook.id}/rotate-secret`, { method: "POST" })).status).toBe(404);
+    expect((await other.call(`/api/webhooks/${hook.id}`, { method: "PATCH", json: { events: ["job.failed"] } })).status).toBe(404);
     const test = (await (await owner.call(`/api/webhooks/${hook.id}/test`, { method: "POST" })).json()) as { id: string };
     expect((await other.call(`/api/webhooks/${hook.id}/deliveries/${test.id}/redeliver`, { method: "POST" })).status).toBe(404);
     expect(((await (await other.call("/api/webhooks")).json()) as { webhooks: unknown[] }).webhooks).toEqual([]);
@@ -97,6 +98,7 @@ describe("POST/GET/DELETE /api/webhooks", () => {
     expect(res.status).toBe(403);
     const hook = await createHook(s);
     expect((await s.call(`/api/webhooks/${hook.id}/rotate-secret`, { method: "POST", origin: "https://evil.example" })).status).toBe(403);
+    expect((await s.call(`/api/webhooks/${hook.id}`, { method: "PATCH", json: { url: `${HOOK}/evil` }, origin: "https://evil.example" })).status).toBe(403);
     expect((await db.select({ secret: webhooks.secret }).from(webhooks).where(eq(webhooks.id, hook.id)))[0]!.secret).toBe(hook.secret);
     expect(ORIGIN).not.toBe("https://evil.example");
   });
@@ -109,6 +111,80 @@ describe("POST/GET/DELETE /api/webhooks", () => {
     const { id } = (await res.json()) as { id: string };
     const log = (await (await s.call(`/api/webhooks/${hook.id}/deliveries`)).json()) as { deliveries: { id: string; event: string }[] };
     expect(log.deliveries.map((d) => [d.id, d.event])).toEqual([[id, "webhook.test"]]);
+  });
+});
+
+describe("PATCH /api/webhooks/:id", () => {
+  const patch = (s: Session, id: string, json: Record<string, unknown>) => s.call(`/api/webhooks/${id}`, { method: "PATCH", json });
+  const rowOf = async (id: string) => (await db.select().from(webhooks).where(eq(webhooks.id, id)))[0]!;
+
+  it("changes the url and events in place: same id and secret, and a pending delivery goes to the new url", async () => {
+    const s = await signIn();
+    const hook = await createHook(s, { url: HOOK, events: ["job.cancelled"] });
+    const job = await seedJob(s.id);
+    const later = Date.now() + HOUR;
+    await requestCancel(db, { jobId: job.id, viewer: { id: s.id, email: s.email, role: s.role } }, later);
+    const res = await patch(s, hook.id, { url: `${HOOK}/moved`, events: ["job.cancelled", "job.completed"] });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ id: hook.id, url: `${HOOK}/moved`, events: ["job.cancelled", "job.completed"], createdAt: hook.createdAt });
+    const [row] = await deliveriesOf(hook.id);
+    const r = receiver([204]);
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row!.id, later)).toMatchObject({ status: "delivered" });
+    expect(r.seen[0]!.url).toBe(`${HOOK}/moved`);
+    expect(() => new Webhook(hook.secret).verify(r.seen[0]!.body, r.seen[0]!.headers)).not.toThrow();
+    // Only events: the url stays.
+    expect(await (await patch(s, hook.id, { events: ["job.failed"] })).json()).toMatchObject({ url: `${HOOK}/moved`, events: ["job.failed"] });
+  });
+
+  it("a new url starts without the old endpoint's failure hold and tries its waiting rows now; the same url keeps the hold", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const now = Date.now();
+    const heldUntil = now + HOUR;
+    await db.update(webhooks).set({ failures: 6, heldUntil }).where(eq(webhooks.id, hook.id));
+    const waiting = newId();
+    await db.insert(webhookDeliveries).values({
+      id: waiting, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: now, status: "pending", attempts: 1,
+      nextAttemptAt: heldUntil, lastAttemptAt: now, lastStatusCode: 503, lastError: "HTTP 503", createdAt: now, payload: "{}",
+    });
+    expect((await patch(s, hook.id, { url: HOOK })).status).toBe(200);
+    expect(await rowOf(hook.id)).toMatchObject({ failures: 6, heldUntil });
+    expect((await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, waiting)))[0]!.nextAttemptAt).toBe(heldUntil);
+    const t0 = Date.now();
+    expect((await patch(s, hook.id, { url: `${HOOK}/fixed` })).status).toBe(200);
+    expect(await rowOf(hook.id)).toMatchObject({ failures: 0, heldUntil: null, url: `${HOOK}/fixed` });
+    const due = (await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, waiting)))[0]!.nextAttemptAt;
+    expect(due).toBeGreaterThanOrEqual(t0);
+    expect(due).toBeLessThanOrEqual(Date.now());
+  });
+
+  it("new events apply to job changes from then on", async () => {
+    const s = await signIn();
+    const hook = await createHook(s, { url: HOOK, events: ["job.cancelled"] });
+    expect((await patch(s, hook.id, { events: ["job.completed"] })).status).toBe(200);
+    const job = await seedJob(s.id);
+    await requestCancel(db, { jobId: job.id, viewer: { id: s.id, email: s.email, role: s.role } }, Date.now() + HOUR);
+    expect(await deliveriesOf(hook.id)).toEqual([]);
+  });
+
+  it("refuses a bad change with a clear error and changes nothing", async () => {
+    const s = await signIn();
+    const hook = await createHook(s, { url: HOOK, events: ["job.cancelled"] });
+    const before = await rowOf(hook.id);
+    for (const [json, code] of [
+      [{}, "invalid_request"],
+      [{ url: HOOK, secret: "whsec_mine" }, "invalid_request"],
+      [{ events: [] }, "invalid_request"],
+      [{ events: ["job.exploded"] }, "invalid_request"],
+      [{ url: "https://10.0.0.1/hook" }, "webhook_url_not_allowed"],
+      [{ url: "https://user:pw@hooks.example.com/" }, "invalid_webhook_url"],
+    ] as const) {
+      const res = await patch(s, hook.id, json);
+      expect(res.status, JSON.stringify(json)).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code, JSON.stringify(json)).toBe(code);
+    }
+    expect(await rowOf(hook.id)).toEqual(before);
+    expect((await patch(s, newId(), { events: ["job.failed"] })).status).toBe(404);
   });
 });
 

@@ -15,7 +15,7 @@ describe("webhooks web UI", () => {
   let secret = "";
   /** The secret a rotation replaced (it should still sign next to the new one). */
   let replaced = "";
-  const received: { id: string; type: string; replacedVerifies: boolean }[] = [];
+  const received: { id: string; type: string; path: string; replacedVerifies: boolean }[] = [];
   let badSignatures = 0;
   const verifies = (key: string, body: string, headers: Record<string, string>) => {
     try {
@@ -38,7 +38,12 @@ describe("webhooks web UI", () => {
           return;
         }
         const payload = JSON.parse(body) as { type: string };
-        received.push({ id: String(req.headers["webhook-id"]), type: payload.type, replacedVerifies: replaced !== "" && verifies(replaced, body, headers) });
+        received.push({
+          id: String(req.headers["webhook-id"]),
+          type: payload.type,
+          path: req.url ?? "",
+          replacedVerifies: replaced !== "" && verifies(replaced, body, headers),
+        });
         res.writeHead(204).end();
       });
     });
@@ -55,7 +60,7 @@ describe("webhooks web UI", () => {
     await new Promise<void>((resolve) => (receiver ? receiver.close(() => resolve()) : resolve()));
   });
 
-  it("adds a webhook showing its secret once, sends a test event, shows it delivered, redelivers, rotates the secret and deletes", async () => {
+  it("adds a webhook showing its secret once, sends a test event, shows it delivered, redelivers, rotates the secret, edits and deletes", async () => {
     await expect.poll(() => page.locator("#webhooks-body").getByText("No webhooks yet.").isVisible()).toBe(true);
     await page.getByLabel("Endpoint URL").fill(url);
     await page.getByRole("button", { name: "Add webhook" }).click();
@@ -99,6 +104,21 @@ describe("webhooks web UI", () => {
     expect(received[2]).toMatchObject({ type: "webhook.test", replacedVerifies: true });
     expect(badSignatures).toBe(0);
 
+    // Edited in place: a new URL and fewer events, the same webhook and secret.
+    await row.getByRole("button", { name: "Edit" }).click();
+    expect(await page.getByLabel("Endpoint URL").inputValue()).toBe(url);
+    await page.getByLabel("Endpoint URL").fill(`${url}/moved`);
+    await page.locator('input[name="events"][value="job.paused"]').uncheck();
+    await page.getByRole("button", { name: "Save changes" }).click();
+    const moved = page.locator("#webhooks-body tr", { hasText: `${url}/moved` });
+    await expect.poll(() => moved.isVisible()).toBe(true);
+    expect(await moved.textContent()).not.toContain("job.paused");
+    expect(await page.locator("#webhooks-body tr").count()).toBe(1);
+    await moved.getByRole("button", { name: "Send test event" }).click();
+    await expect.poll(() => received.length, { timeout: 60_000 }).toBe(4);
+    expect(received[3]).toMatchObject({ type: "webhook.test", path: "/hook/moved" });
+    expect(badSignatures).toBe(0);
+
     // A reload never shows a secret again.
     await page.reload();
     await page.waitForSelector("body[data-ready=true]");
@@ -106,7 +126,7 @@ describe("webhooks web UI", () => {
     expect(await page.content()).not.toContain(replaced);
 
     page.once("dialog", (d) => void d.accept());
-    await page.locator("#webhooks-body tr", { hasText: url }).getByRole("button", { name: "Delete" }).click();
+    await page.locator("#webhooks-body tr", { hasText: `${url}/moved` }).getByRole("button", { name: "Delete" }).click();
     await expect.poll(() => page.locator("#webhooks-body").getByText("No webhooks yet.").isVisible()).toBe(true);
   });
 
@@ -114,5 +134,30 @@ describe("webhooks web UI", () => {
     await page.getByLabel("Endpoint URL").fill("https://10.0.0.1/hook");
     await page.getByRole("button", { name: "Add webhook" }).click();
     await expect.poll(() => page.getByText(/private address/).isVisible()).toBe(true);
+  });
+
+  it("a create whose answer was lost, submitted again, adds one webhook and shows its secret", async () => {
+    const lostUrl = `${url}/lost-answer`;
+    // The edge creates the webhook, but its answer never reaches the page.
+    await page.route("**/api/webhooks", async (route) => {
+      if (route.request().method() !== "POST") return route.fallback();
+      await route.fetch();
+      await route.abort("connectionreset");
+    }, { times: 1 });
+    await page.getByLabel("Endpoint URL").fill(lostUrl);
+    await page.getByRole("button", { name: "Add webhook" }).click();
+    await expect.poll(() => page.getByText(/Could not reach the server/).isVisible()).toBe(true);
+    await page.getByRole("button", { name: "Add webhook" }).click();
+    const secretBox = page.locator("#webhook-secret");
+    await expect.poll(() => secretBox.isVisible()).toBe(true);
+    expect(await secretBox.inputValue()).toMatch(/^whsec_/);
+    const rows = page.locator("#webhooks-body tr", { hasText: lostUrl });
+    await expect.poll(() => rows.count()).toBe(1);
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]");
+    await expect.poll(() => page.locator("#webhooks-body tr", { hasText: lostUrl }).count()).toBe(1);
+    page.once("dialog", (d) => void d.accept());
+    await page.locator("#webhooks-body tr", { hasText: lostUrl }).getByRole("button", { name: "Delete" }).click();
+    await expect.poll(() => page.locator("#webhooks-body tr", { hasText: lostUrl }).count()).toBe(0);
   });
 });

@@ -101,12 +101,15 @@ export async function initWebhooks(): Promise<void> {
                   fail(err);
                 }
               });
+              const edit = h("button", { class: "button button-small", attrs: { type: "button" }, text: "Edit" });
+              edit.addEventListener("click", () => startEditing(w));
               const del = h("button", { class: "button button-small button-danger-outline", attrs: { type: "button" }, text: "Delete" });
               del.addEventListener("click", async () => {
                 if (!window.confirm(`Delete the webhook to ${w.url}? Its delivery log goes with it.`)) return;
                 try {
                   await api("DELETE", `/api/webhooks/${encodeURIComponent(w.id)}`);
                   if (shown?.id === w.id) byId("deliveries").hidden = true;
+                  if (editing?.id === w.id) stopEditing();
                   showMessage(pageMessage, "Webhook deleted.", "success");
                   await load();
                 } catch (err) {
@@ -119,7 +122,7 @@ export async function initWebhooks(): Promise<void> {
                 h("td", {}, h("code", { text: w.url })),
                 h("td", { text: w.events.join(", ") }),
                 h("td", {}, timeEl(w.createdAt, formatDateTime(w.createdAt))),
-                h("td", { class: "inline" }, log, test, rotate, del),
+                h("td", { class: "inline" }, log, test, edit, rotate, del),
               );
             })
           : [h("tr", {}, h("td", { attrs: { colspan: 4 }, class: "muted", text: "No webhooks yet." }))]),
@@ -138,21 +141,57 @@ export async function initWebhooks(): Promise<void> {
   };
 
   const form = byId<HTMLFormElement>("webhook-form");
+  const submit = byId<HTMLButtonElement>("webhook-submit");
+  const cancelEdit = byId<HTMLButtonElement>("webhook-edit-cancel");
+  /** The webhook the form is changing; null: the form adds one. */
+  let editing: WebhookRow | null = null;
+  /**
+   * The Idempotency-Key of the webhook this form is adding: the same for every try of one submission, so a try whose
+   * answer was lost and is sent again gets that webhook (and its secret) back instead of a second subscription.
+   * A new one once it was created, or when the form changes to another webhook.
+   */
+  let createKey = crypto.randomUUID();
+  const stopEditing = () => {
+    editing = null;
+    form.reset();
+    submit.textContent = "Add webhook";
+    cancelEdit.hidden = true;
+    createKey = crypto.randomUUID();
+  };
+  const startEditing = (w: WebhookRow) => {
+    editing = w;
+    byId<HTMLInputElement>("webhook-url").value = w.url;
+    for (const box of form.querySelectorAll<HTMLInputElement>('input[name="events"]')) box.checked = w.events.includes(box.value);
+    submit.textContent = "Save changes";
+    cancelEdit.hidden = false;
+    byId("webhook-created").hidden = true;
+    byId<HTMLInputElement>("webhook-url").focus();
+  };
+  cancelEdit.addEventListener("click", stopEditing);
+  form.addEventListener("input", () => {
+    if (!editing) createKey = crypto.randomUUID();
+  });
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const fields = new FormData(form);
+    const body = { url: String(fields.get("url") ?? "").trim(), events: fields.getAll("events").map(String) };
     const created = byId("webhook-created");
     try {
-      const { data } = await api<{ secret: string }>("POST", "/api/webhooks", {
-        url: String(fields.get("url") ?? "").trim(),
-        events: fields.getAll("events").map(String),
-      });
-      showSecret(data.secret, "Signing secret — copy it now, it will not be shown again");
-      form.reset();
-      showMessage(pageMessage, null);
+      if (editing) {
+        await api("PATCH", `/api/webhooks/${encodeURIComponent(editing.id)}`, body);
+        const changed = editing;
+        stopEditing();
+        if (shown?.id === changed.id) byId("deliveries").hidden = true;
+        showMessage(pageMessage, "Webhook changed.", "success");
+      } else {
+        const { data } = await api<{ secret: string }>("POST", "/api/webhooks", body, { headers: { "Idempotency-Key": createKey } });
+        showSecret(data.secret, "Signing secret — copy it now, it will not be shown again");
+        stopEditing();
+        showMessage(pageMessage, null);
+      }
       await load();
     } catch (err) {
-      created.hidden = true;
+      if (!editing) created.hidden = true;
       fail(err);
     }
   });

@@ -3,7 +3,7 @@ import { WEBHOOK_EVENTS } from "../../../db/schema/webhooks";
 import { Layout } from "./layout";
 import type { PageContext } from "./pages";
 
-/** The user's webhooks: create (secret shown once), rotate the secret, delete, delivery log with test event and redeliver. */
+/** The user's webhooks: create (secret shown once), edit, rotate the secret, delete, delivery log with test event and redeliver. */
 export function WebhooksPage(ctx: PageContext) {
   return (
     <Layout title="Webhooks" page="webhooks" version={ctx.version}>
@@ -27,9 +27,12 @@ export function WebhooksPage(ctx: PageContext) {
             </label>
           ))}
         </fieldset>
-        <div>
-          <button type="submit" class="button button-primary">
+        <div class="inline">
+          <button id="webhook-submit" type="submit" class="button button-primary">
             Add webhook
+          </button>
+          <button id="webhook-edit-cancel" type="button" class="button" hidden>
+            Cancel
           </button>
         </div>
       </form>
