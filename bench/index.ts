@@ -110,8 +110,8 @@ async function main(): Promise<void> {
   add(`… the same with ${fairHistory.historyJobs} finished jobs in the history`, `${fairHistory.claimsPerSecond.toFixed(0)} claims/s (${fairHistory.seconds.toFixed(1)} s)`, "flat as jobs grow");
   add("Double claims / variations left unclaimed (all three claim runs)", `${claims.doubleClaims + fair.doubleClaims + fairHistory.doubleClaims} / ${claims.unclaimed + fair.unclaimed + fairHistory.unclaimed}`, "0 / 0");
   add(
-    `Webhook sweep (libSQL over HTTP, median of 5; ${IDLE_WEBHOOKS.toLocaleString("en")} idle webhooks): nothing pending · ${sweep.backlog.toLocaleString("en")} rows behind another user's held endpoint · that backlog's next row once it answers`,
-    `${sweep.emptyMs.toFixed(1)} ms · ${sweep.heldMs.toFixed(1)} ms · ${sweep.nextRowMs.toFixed(1)} ms${sweep.otherTaken ? "" : " [the other user's event was NOT taken]"}`,
+    `Webhook sweep (libSQL over HTTP, median of 5; ${IDLE_WEBHOOKS.toLocaleString("en")} idle webhooks): nothing pending · ${sweep.backlog.toLocaleString("en")} rows behind another user's held endpoint · that backlog's next row once it answers · the backlog all backing off after 4xx`,
+    `${sweep.emptyMs.toFixed(1)} ms · ${sweep.heldMs.toFixed(1)} ms · ${sweep.nextRowMs.toFixed(1)} ms · ${sweep.backoffMs.toFixed(1)} ms${sweep.otherTaken ? "" : " [the other user's event was NOT taken]"}`,
     "flat as the backlog grows",
   );
   add(

@@ -16,6 +16,8 @@ export interface SweepFigures {
   heldMs: number;
   /** Median ms of the look for an open endpoint's next row (a send settled) with `backlog` rows waiting on it. */
   nextRowMs: number;
+  /** Median ms of one sweep with the backlog on an endpoint that is up, every row waiting out its own backoff (4xx). */
+  backoffMs: number;
   /** The other user's due event was taken by every sweep with the backlog. */
   otherTaken: boolean;
 }
@@ -71,6 +73,10 @@ export async function benchWebhookSweep(b: BenchStack, backlog = 100_000): Promi
     const [id] = await takeDueDeliveries(db, minute(i + 10), 1, { webhookId: "wa" });
     if (id) await db.run(sql`UPDATE webhook_deliveries SET status = 'delivered', enqueued_until = NULL WHERE id = ${id}`);
   });
+  // The same backlog answered 4xx, every row waiting out its own backoff: nothing is due, the sweep should see so at once.
+  await db.run(sql`UPDATE webhook_deliveries SET attempts = 3, last_attempt_at = ${now}, last_status_code = 400, next_attempt_at = ${now + 24 * 3_600_000}
+    WHERE webhook_id = 'wa' AND status = 'pending'`);
+  const backoffMs = await timedRuns(5, (i) => takeDueDeliveries(db, minute(i + 15), 100));
   db.$client.close();
-  return { backlog, emptyMs, heldMs, nextRowMs, otherTaken };
+  return { backlog, emptyMs, heldMs, nextRowMs, backoffMs, otherTaken };
 }

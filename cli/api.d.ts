@@ -2905,7 +2905,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the webhook it created, with its current secret, instead of a second one. Per user; lasts as long as the webhook */
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the webhook it created, with its current secret, instead of a second one. Per user; lasts as long as the webhook, answering for 24 hours */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -2962,7 +2962,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The Idempotency-Key already created a webhook with another url or events (code idempotency_key_reused); nothing is created */
+            /** @description The Idempotency-Key already created a webhook from a request with another url or events (code idempotency_key_reused), or did so more than 24 hours ago (code idempotency_key_expired); nothing is created */
             422: {
                 headers: {
                     [name: string]: unknown;

@@ -42,6 +42,8 @@ export const webhooks = sqliteTable(
     heldUntil: integer("held_until"),
     /** The `Idempotency-Key` of the POST that created it: a retry after a lost answer gets this webhook back. */
     idempotencyKey: text("idempotency_key"),
+    /** What that POST asked for (normalised url, sorted events): a repeat of the key must ask the same, edits aside. */
+    idempotencyFingerprint: text("idempotency_fingerprint"),
   },
   (t) => [index("webhooks_user_idx").on(t.userId), uniqueIndex("webhooks_user_idempotency_key_idx").on(t.userId, t.idempotencyKey)],
 );
@@ -98,6 +100,11 @@ export const webhookDeliveries = sqliteTable(
     // backlog; and which endpoints have pending rows at all (the sweep visits only those).
     index("webhook_deliveries_pending_idx")
       .on(t.webhookId, t.lastAttemptAt, t.nextAttemptAt, t.id)
+      .where(sql`status = 'pending'`),
+    // An endpoint's pending rows by when they are due: does it have a due row at all (rows that each wait out their own
+    // backoff — a receiver answering 4xx to everything — are not walked in pick order to find there is none)?
+    index("webhook_deliveries_pending_due_idx")
+      .on(t.webhookId, t.nextAttemptAt)
       .where(sql`status = 'pending'`),
     // Rows with a lease or a queued mark (few: settles, claims and releases clear them): is an endpoint busy?
     index("webhook_deliveries_marked_idx")

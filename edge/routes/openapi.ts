@@ -424,13 +424,13 @@ export function buildOpenApi(version: string) {
             "/api/jobs/{id} returns it}, signed with headers webhook-id, webhook-timestamp, webhook-signature (v1; a space-separated list, " +
             "one signature per secret while a rotated secret still signs). " +
             "At-least-once, retried with exponential backoff for 24 h. The url must be https on a public host.",
-          parameters: [idempotencyKeyParam("the webhook it created, with its current secret, instead of a second one", "the webhook")],
+          parameters: [idempotencyKeyParam("the webhook it created, with its current secret, instead of a second one", "the webhook, answering for 24 hours")],
           requestBody: { required: true, ...json("CreateWebhookBody") },
           responses: {
             "201": ok("Created (or, with an Idempotency-Key already used, the webhook that key created: header Idempotent-Replayed: true)", "CreatedWebhook"),
             "400": err("Invalid body, or a malformed Idempotency-Key; invalid_webhook_url (not an http(s) URL, credentials in it) or webhook_url_not_allowed (plain http, or a private, loopback, link-local or local-only host)"),
             "409": err("At most 10 webhooks per account (code webhook_limit)"),
-            "422": err("The Idempotency-Key already created a webhook with another url or events (code idempotency_key_reused); nothing is created"),
+            "422": err("The Idempotency-Key already created a webhook from a request with another url or events (code idempotency_key_reused), or did so more than 24 hours ago (code idempotency_key_expired); nothing is created"),
             ...authErrors,
           },
         },

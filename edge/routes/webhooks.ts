@@ -10,6 +10,8 @@ import {
   redeliverDelivery,
   rotateWebhookSecret,
   updateWebhook,
+  WEBHOOK_KEY_REPLAY_MS,
+  webhookFingerprint,
   type DeliveryRow,
 } from "../../db/queries/webhooks";
 import type { AppEnv } from "../env";
@@ -53,8 +55,12 @@ export const webhooks = new Hono<AppEnv>()
       () => createWebhook(db, { userId, url: verdict.url, events, idempotencyKey: key }, Date.now()),
     );
     if (replayed) {
-      // The key names one subscription: the same key with another url or events is a client bug, not a retry.
-      if (w.url !== verdict.url || [...new Set(w.events)].sort().join() !== [...new Set(events)].sort().join()) {
+      if (Date.now() - w.createdAt > WEBHOOK_KEY_REPLAY_MS) {
+        throw new UnprocessableError("idempotency_key_expired", "This Idempotency-Key created a webhook more than 24 hours ago; use a new key");
+      }
+      // The key names one request: the same key asking for another url or events is a client bug, not a retry.
+      // Compared with what that request asked, so a retry still replays after the webhook was edited.
+      if ((w.fingerprint ?? webhookFingerprint(w.url, w.events)) !== webhookFingerprint(verdict.url, events)) {
         throw new UnprocessableError("idempotency_key_reused", "This Idempotency-Key already created a webhook with another url or events; use a new key");
       }
       c.header(REPLAYED_HEADER, "true");

@@ -210,7 +210,7 @@ describe("POST /api/webhooks with an Idempotency-Key", () => {
     expect(rows).toHaveLength(1);
   });
 
-  it("a twin that committed first makes the insert fail on the key, and the request answers the twin's webhook", async () => {
+  it("a webhook created with the key before the request arrived is answered, and a second insert with the key fails on its unique index", async () => {
     const s = await signIn();
     const key = crypto.randomUUID();
     const twin = await createWebhook(db, { userId: s.id, url: HOOK, events: ["job.completed"], idempotencyKey: key }, Date.now());
@@ -234,6 +234,23 @@ describe("POST /api/webhooks with an Idempotency-Key", () => {
     expect(theirs.status).toBe(201);
     expect(theirs.headers.get("idempotent-replayed")).toBeNull();
     expect(((await theirs.json()) as { id: string }).id).not.toBe(first.id);
+  });
+
+  it("a retry still replays after the webhook was edited, and not after 24 hours (no standing way to read the secret)", async () => {
+    const s = await signIn();
+    const key = crypto.randomUUID();
+    const first = (await (await create(s, key)).json()) as { id: string };
+    expect((await s.call(`/api/webhooks/${first.id}`, { method: "PATCH", json: { url: `${HOOK}/edited`, events: ["job.failed"] } })).status).toBe(200);
+    const retry = await create(s, key);
+    expect(retry.status).toBe(201);
+    expect(await retry.json()).toMatchObject({ id: first.id, url: `${HOOK}/edited` });
+    await db.update(webhooks).set({ createdAt: Date.now() - 24 * HOUR - 1000 }).where(eq(webhooks.id, first.id));
+    const late = await create(s, key);
+    expect(late.status).toBe(422);
+    const body = (await late.json()) as { error: { code: string } };
+    expect(body.error.code).toBe("idempotency_key_expired");
+    expect(JSON.stringify(body)).not.toContain("whsec_");
+    expect(await count(s)).toBe(1);
   });
 
   it("refuses the same key with another url or events (422) and a malformed key (400), creating nothing", async () => {

@@ -32,6 +32,11 @@ export async function takeDueDeliveries(db: Db, now: number, limit: number, only
   // endpoint's whole backlog looking for its few hand-sent rows.
   const firstOf = (index: string, where: SQL) => sql`(SELECT d.id FROM ${webhookDeliveries} d INDEXED BY ${sql.raw(index)}
     WHERE d.webhook_id = w.id AND ${where} AND ${dueNow(sql`d`, now)} ORDER BY ${pickOrder(sql`d`)} LIMIT 1)`;
+  // Whether the endpoint has a due row at all, from its rows in due order (those due but leased, queued or past their
+  // window are few): without it, an endpoint whose every row waits out its own backoff would be walked in pick order
+  // to the end on every sweep.
+  const hasDueRow = sql`EXISTS (SELECT 1 FROM ${webhookDeliveries} d INDEXED BY webhook_deliveries_pending_due_idx
+    WHERE d.webhook_id = w.id AND ${dueNow(sql`d`, now)})`;
   // The endpoints with pending rows, one index seek each (a skip scan over the pending index): a sweep costs nothing
   // for the many webhooks with nothing to send.
   const nextEndpoint = (after: SQL | null) => sql`(SELECT min(x.webhook_id) FROM ${webhookDeliveries} x INDEXED BY webhook_deliveries_pending_idx
@@ -47,7 +52,7 @@ export async function takeDueDeliveries(db: Db, now: number, limit: number, only
         FROM (
           SELECT w.id AS webhook_id, w.user_id,
             coalesce(${firstOf("webhook_deliveries_hand_sent_idx", skipsHold(sql`d`))},
-              CASE WHEN ${notHeld(sql`w`, now)} THEN ${firstOf("webhook_deliveries_pending_idx", sql`d.status = 'pending'`)} END) AS id
+              CASE WHEN ${notHeld(sql`w`, now)} AND ${hasDueRow} THEN ${firstOf("webhook_deliveries_pending_idx", sql`d.status = 'pending'`)} END) AS id
           FROM endpoints e JOIN ${webhooks} w ON w.id = e.id
         ) p JOIN ${webhookDeliveries} c ON c.id = p.id
         WHERE NOT ${endpointBusy(sql`p.webhook_id`, now)}

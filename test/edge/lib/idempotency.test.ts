@@ -5,7 +5,8 @@ import { newId } from "../../../db/ids";
 import type { UserLimits } from "../../../db/limits";
 import { createJob, createJobFromUploads } from "../../../db/queries/jobs";
 import { ingests, jobs, uploads } from "../../../db/schema";
-import { createJobOnce } from "../../../edge/lib/idempotency";
+import { createJobOnce, createOnce } from "../../../edge/lib/idempotency";
+import { createWebhook, findWebhookByIdempotencyKey } from "../../../db/queries/webhooks";
 import { createJobFromForm } from "../../../edge/lib/ingest";
 import { db, fakeMp4, formBody, makeUser } from "../helpers";
 
@@ -93,3 +94,34 @@ describe("createJobOnce (Idempotency-Key)", () => {
     await expect(createJobOnce({ db }, { userId, key: crypto.randomUUID(), request: new Request("http://edge.test/") }, async () => { throw boom; })).rejects.toBe(boom);
   });
 });
+
+describe("createOnce for webhooks", () => {
+  it("answers the twin's webhook when the twin committed after the first look: the insert fails on the key, the second look finds it", async () => {
+    const { id: userId } = await makeUser();
+    const key = crypto.randomUUID();
+    const input = { userId, url: "https://hooks.example.com/twin", events: ["job.completed"] as const, idempotencyKey: key };
+    let looks = 0;
+    let twin: Awaited<ReturnType<typeof createWebhook>> | null = null;
+    const result = await createOnce(
+      { key },
+      async () => {
+        // The first look finds nothing; the twin commits right after it.
+        if (looks++ === 0) {
+          twin = await createWebhook(db, input, Date.now());
+          return null;
+        }
+        return findWebhookByIdempotencyKey(db, { userId, key });
+      },
+      () => createWebhook(db, input, Date.now()),
+    );
+    expect(looks).toBe(2);
+    expect(result.replayed).toBe(true);
+    expect(result.value).toMatchObject({ id: twin!.id, secret: twin!.secret });
+  });
+
+  it("passes on a failure no twin explains", async () => {
+    const boom = new Error("boom");
+    await expect(createOnce({ key: crypto.randomUUID() }, async () => null, async () => { throw boom; })).rejects.toBe(boom);
+  });
+});
+

@@ -1,0 +1,2 @@
+ALTER TABLE `webhooks` ADD `idempotency_fingerprint` text;--> statement-breakpoint
+CREATE INDEX `webhook_deliveries_pending_due_idx` ON `webhook_deliveries` (`webhook_id`,`next_attempt_at`) WHERE status = 'pending';
