@@ -16,7 +16,7 @@ import {
 } from "../../db/queries/webhooks";
 import { createTestDelivery, createWebhook, rotateWebhookSecret } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
-import { consumeWebhookBatch, enqueueDueDeliveries, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
+import { consumeWebhookBatch, enqueueDueDeliveries, EXPIRE_BATCH, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
 import { claimAll, db, ORIGIN, seedJob, signIn, type Session } from "./helpers";
 
@@ -1024,6 +1024,24 @@ describe("sweepWebhookDeliveries (cron)", () => {
     await db.update(webhookDeliveries).set({ status: "delivered", createdAt: Date.now() - 8 * 24 * HOUR }).where(eq(webhookDeliveries.id, recent.row.id));
     expect(await pruneDeliveries(db, Date.now() - 7 * 24 * HOUR)).toBeGreaterThanOrEqual(1);
     expect(await deliveriesOf(recent.hook.id)).toHaveLength(0);
+  });
+});
+
+describe("sweepWebhookDeliveries expiry", () => {
+  it("fails a backlog bigger than one expiry batch within one cron run: rows past their window are not left in every sweep's way for hours", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const sweepAt = Date.now() + 3 * 24 * HOUR;
+    const stale = sweepAt - 25 * HOUR;
+    const n = EXPIRE_BATCH + 500;
+    await db.run(sql`WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ${n})
+      INSERT INTO webhook_deliveries (id, webhook_id, job_id, event, occurred_at, status, attempts, next_attempt_at, created_at)
+      SELECT ${hook.id} || '-' || i, ${hook.id}, 'job-' || i, 'job.paused', ${stale}, 'pending', 0, ${stale}, ${stale} FROM k`);
+    const queue = { sendBatch: async () => {} } as unknown as Queue<WebhookMessage>;
+    const report = await sweepWebhookDeliveries({ db, queue }, sweepAt);
+    expect(report.expired).toBeGreaterThanOrEqual(n);
+    const left = await db.select({ n: sql<number>`count(*)` }).from(webhookDeliveries).where(and(eq(webhookDeliveries.webhookId, hook.id), eq(webhookDeliveries.status, "pending")));
+    expect(left[0]!.n).toBe(0);
   });
 });
 

@@ -57,6 +57,10 @@ export async function enqueueDueDeliveries(
   return ids.length;
 }
 
+/** Rows the cron fails per expiry statement, and statements per minute at most (so up to 20,000 rows a minute). */
+export const EXPIRE_BATCH = 1000;
+export const EXPIRE_BATCHES_PER_MINUTE = 20;
+
 /**
  * For the cron (every minute): sweep now, and when anyone has a webhook, schedule delayed sweeps every
  * SWEEP_EVERY_SECONDS until the next tick. Runners write job events straight into libSQL and never call the edge,
@@ -77,7 +81,15 @@ export async function sweepWebhookDeliveries(deps: { db: Db; queue: Queue<Webhoo
     await deps.queue.sendBatch(sweeps);
     scheduled = sweeps.length;
   }
-  const expired = await expireDeliveries(deps.db, now).catch(() => 0);
+  // In batches until the expiry is caught up (bounded per minute): rows past their window still sit first in their
+  // endpoint's due order, and every sweep reads them until they are failed, so a day-long outage's backlog must not
+  // take hours to expire at one batch a minute.
+  let expired = 0;
+  for (let batch = 0; batch < EXPIRE_BATCHES_PER_MINUTE; batch++) {
+    const n = await expireDeliveries(deps.db, now, EXPIRE_BATCH).catch(() => 0);
+    expired += n;
+    if (n < EXPIRE_BATCH) break;
+  }
   const pruned = await pruneDeliveries(deps.db, now - DELIVERY_LOG_DAYS * 86_400_000).catch(() => 0);
   return { enqueued, scheduled, expired, pruned };
 }
