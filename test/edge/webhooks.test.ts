@@ -147,8 +147,13 @@ describe("PATCH /api/webhooks/:id", () => {
       id: waiting, webhookId: hook.id, jobId: null, event: "webhook.test", occurredAt: now, status: "pending", attempts: 1,
       nextAttemptAt: heldUntil, lastAttemptAt: now, lastStatusCode: 503, lastError: "HTTP 503", createdAt: now, payload: "{}",
     });
-    expect((await patch(s, hook.id, { url: HOOK })).status).toBe(200);
-    expect(await rowOf(hook.id)).toMatchObject({ failures: 6, heldUntil });
+    // The same endpoint, however it is written (a fragment is never sent, a bare "?" asks for nothing).
+    for (const same of [HOOK, `${HOOK}#retry`, `${HOOK}?`]) {
+      const res = await patch(s, hook.id, { url: same });
+      expect(res.status, same).toBe(200);
+      expect(((await res.json()) as { url: string }).url, same).toBe(HOOK);
+      expect(await rowOf(hook.id), same).toMatchObject({ failures: 6, heldUntil });
+    }
     expect((await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, waiting)))[0]!.nextAttemptAt).toBe(heldUntil);
     const t0 = Date.now();
     expect((await patch(s, hook.id, { url: `${HOOK}/fixed` })).status).toBe(200);
@@ -156,6 +161,20 @@ describe("PATCH /api/webhooks/:id", () => {
     const due = (await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, waiting)))[0]!.nextAttemptAt;
     expect(due).toBeGreaterThanOrEqual(t0);
     expect(due).toBeLessThanOrEqual(Date.now());
+  });
+
+  it("an attempt to the old URL that fails after the URL changed does not hold the new one", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const later = Date.now() + HOUR;
+    const id = await createTestDelivery(db, { userId: s.id, webhookId: hook.id }, later);
+    // The user fixes the URL while a send to the broken one is under way; that send then fails.
+    const slowFailure = (async () => {
+      expect((await patch(s, hook.id, { url: `${HOOK}/fixed` })).status).toBe(200);
+      return new Response(null, { status: 503 });
+    }) as unknown as typeof globalThis.fetch;
+    expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: slowFailure }, id, later)).toMatchObject({ done: true });
+    expect(await rowOf(hook.id)).toMatchObject({ url: `${HOOK}/fixed`, failures: 0, heldUntil: null });
   });
 
   it("new events apply to job changes from then on", async () => {

@@ -26,7 +26,16 @@ export type EndpointVerdict = { answered: true } | { answered: false; failures: 
  */
 export async function recordDeliveryAttempt(
   db: Db,
-  input: { id: string; webhookId: string; attempt: number; payload: string; outcome: AttemptOutcome; endpoint: EndpointVerdict },
+  input: {
+    id: string;
+    webhookId: string;
+    /** The URL the attempt went to: the endpoint verdict is about it, not about a URL the webhook was changed to since. */
+    url: string;
+    attempt: number;
+    payload: string;
+    outcome: AttemptOutcome;
+    endpoint: EndpointVerdict;
+  },
   now: number,
 ): Promise<DeliveryStatus | null> {
   const o = input.outcome;
@@ -46,7 +55,7 @@ export async function recordDeliveryAttempt(
   const [rows] = e.answered
     ? await db.batch([
         record,
-        db.run(sql`UPDATE ${webhooks} SET failures = 0, held_until = NULL WHERE id = ${input.webhookId}`),
+        db.run(sql`UPDATE ${webhooks} SET failures = 0, held_until = NULL WHERE id = ${input.webhookId} AND url = ${input.url}`),
         // Through the index of rows waiting out an endpoint failure (few), not the due index over every user's rows.
         db.run(sql`
           UPDATE ${webhookDeliveries} INDEXED BY webhook_deliveries_endpoint_failed_idx SET next_attempt_at = ${now}
@@ -57,7 +66,7 @@ export async function recordDeliveryAttempt(
         record,
         db.run(sql`
           UPDATE ${webhooks} SET failures = ${e.failures}, held_until = max(coalesce(held_until, 0), ${e.heldUntil})
-          WHERE id = ${input.webhookId}`),
+          WHERE id = ${input.webhookId} AND url = ${input.url}`),
       ]);
   return rows[0]?.status ?? null;
 }

@@ -31,7 +31,9 @@ export async function updateWebhook(
       })
       .where(mine)
       .returning({ id: webhooks.id, url: webhooks.url, events: webhooks.events, createdAt: webhooks.createdAt }),
-    // After the webhook row changed, so this sees whether its hold is gone (cleared by a new URL, or over already).
+    // After the webhook row changed (one batch, in order), so this sees whether a new URL cleared the hold; rows
+    // waiting out a hold that is over are due already. An attempt in flight to the old URL records its verdict on
+    // the endpoint only while the webhook still has that URL (recordDeliveryAttempt), so it cannot hold the new one.
     db.run(sql`
       UPDATE ${webhookDeliveries} INDEXED BY webhook_deliveries_endpoint_failed_idx SET next_attempt_at = ${now}
       WHERE webhook_id = ${input.id} AND status = 'pending' AND next_attempt_at > ${now}

@@ -36,6 +36,10 @@ export function checkWebhookUrl(raw: string, policy: AddressPolicy): UrlVerdict 
   if (host !== "public" && !localOk) {
     return { ok: false, code: "webhook_url_not_allowed", message: `url points to a ${host} address; webhooks go to public hosts only` };
   }
+  // One spelling per endpoint: a fragment is never sent, and a bare `?` asks for nothing. Writing the same endpoint
+  // differently must not pass for a new one (a new URL clears the endpoint's failure hold).
+  url.hash = "";
+  if (url.search === "") url.search = "";
   return { ok: true, url: url.toString() };
 }
 

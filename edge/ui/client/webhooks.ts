@@ -164,7 +164,6 @@ export async function initWebhooks(): Promise<void> {
     for (const box of form.querySelectorAll<HTMLInputElement>('input[name="events"]')) box.checked = w.events.includes(box.value);
     submit.textContent = "Save changes";
     cancelEdit.hidden = false;
-    byId("webhook-created").hidden = true;
     byId<HTMLInputElement>("webhook-url").focus();
   };
   cancelEdit.addEventListener("click", stopEditing);
