@@ -1,4 +1,4 @@
-import { Hono, type MiddlewareHandler } from "hono";
+import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { loggable, UnprocessableError, ValidationError } from "../../db/errors";
 import {
   createTestDelivery,
@@ -41,28 +41,41 @@ function presentDelivery(d: DeliveryRow) {
   };
 }
 
+/** The endpoint URL in its one spelling, or a 400 naming why it is refused (checked again at every attempt). */
+function allowedUrl(c: Context<AppEnv>, url: string): string {
+  const verdict = checkWebhookUrl(url, { allowLocalHttp: c.get("config").WEBHOOKS_ALLOW_LOCAL_HTTP });
+  if (!verdict.ok) throw new ValidationError(verdict.message, "url", verdict.code);
+  return verdict.url;
+}
+
+/**
+ * A repeat of a create's Idempotency-Key answers its webhook only within WEBHOOK_KEY_REPLAY_MS (the answer carries
+ * the secret) and only for the same request: the same key asking for another url or events is a client bug, not a
+ * retry. Compared with what the first request asked, so a retry still replays after the webhook was edited.
+ */
+function assertReplayable(w: { createdAt: number; url: string; events: string[]; fingerprint: string | null }, asked: string, now: number): void {
+  if (now - w.createdAt > WEBHOOK_KEY_REPLAY_MS) {
+    throw new UnprocessableError("idempotency_key_expired", "This Idempotency-Key created a webhook more than 24 hours ago; use a new key");
+  }
+  if ((w.fingerprint ?? webhookFingerprint(w.url, w.events)) !== asked) {
+    throw new UnprocessableError("idempotency_key_reused", "This Idempotency-Key already created a webhook with another url or events; use a new key");
+  }
+}
+
 export const webhooks = new Hono<AppEnv>()
   .use(requireUser)
   .post("/", validate("json", CreateWebhookBody), async (c) => {
     const { url, events } = c.req.valid("json");
-    const verdict = checkWebhookUrl(url, { allowLocalHttp: c.get("config").WEBHOOKS_ALLOW_LOCAL_HTTP });
-    if (!verdict.ok) throw new ValidationError(verdict.message, "url", verdict.code);
+    const endpoint = allowedUrl(c, url);
     const key = idempotencyKeyOf(c.req.raw);
     const [db, userId] = [c.get("db"), c.get("user").id];
     const { value: w, replayed } = await createOnce(
       { key },
       () => (key === null ? Promise.resolve(null) : findWebhookByIdempotencyKey(db, { userId, key })),
-      () => createWebhook(db, { userId, url: verdict.url, events, idempotencyKey: key }, Date.now()),
+      () => createWebhook(db, { userId, url: endpoint, events, idempotencyKey: key }, Date.now()),
     );
     if (replayed) {
-      if (Date.now() - w.createdAt > WEBHOOK_KEY_REPLAY_MS) {
-        throw new UnprocessableError("idempotency_key_expired", "This Idempotency-Key created a webhook more than 24 hours ago; use a new key");
-      }
-      // The key names one request: the same key asking for another url or events is a client bug, not a retry.
-      // Compared with what that request asked, so a retry still replays after the webhook was edited.
-      if ((w.fingerprint ?? webhookFingerprint(w.url, w.events)) !== webhookFingerprint(verdict.url, events)) {
-        throw new UnprocessableError("idempotency_key_reused", "This Idempotency-Key already created a webhook with another url or events; use a new key");
-      }
+      assertReplayable(w, webhookFingerprint(endpoint, events), Date.now());
       c.header(REPLAYED_HEADER, "true");
     }
     return c.json({ id: w.id, url: w.url, events: w.events, createdAt: iso(w.createdAt)!, secret: w.secret }, 201);
@@ -73,9 +86,7 @@ export const webhooks = new Hono<AppEnv>()
   })
   .patch("/:id", validate("param", IdParam), validate("json", UpdateWebhookBody), async (c) => {
     const { url, events } = c.req.valid("json");
-    const verdict = url === undefined ? null : checkWebhookUrl(url, { allowLocalHttp: c.get("config").WEBHOOKS_ALLOW_LOCAL_HTTP });
-    if (verdict && !verdict.ok) throw new ValidationError(verdict.message, "url", verdict.code);
-    const input = { userId: c.get("user").id, id: c.req.valid("param").id, url: verdict?.url, events };
+    const input = { userId: c.get("user").id, id: c.req.valid("param").id, url: url === undefined ? undefined : allowedUrl(c, url), events };
     const w = await updateWebhook(c.get("db"), input, Date.now());
     return c.json({ id: w.id, url: w.url, events: w.events, createdAt: iso(w.createdAt)! });
   })

@@ -79,3 +79,13 @@ export const endpointFreeFor = (id: string, d: SQL, now: number): SQL => sql`
   NOT EXISTS (SELECT 1 FROM webhook_deliveries o INDEXED BY webhook_deliveries_marked_idx
     WHERE o.webhook_id = ${d}.webhook_id AND o.status = 'pending' AND ${marked(sql`o`)} AND o.id <> ${id} AND ${beingSent(sql`o`, now)})
   AND (${skipsHold(d)} OR NOT EXISTS (SELECT 1 FROM webhooks hw WHERE hw.id = ${d}.webhook_id AND NOT ${notHeld(sql`hw`, now)}))`;
+
+/**
+ * Statement: the endpoint's rows waiting out its failure hold become due now — when it answered again, or its URL
+ * changed. Through the small index of such rows (webhook_deliveries_endpoint_failed_idx), not the due index over
+ * every user's rows. `onlyIf`: a further condition (SQL) for the whole statement.
+ */
+export const makeWaitingRowsDue = (webhookId: string, now: number, onlyIf: SQL = sql`1`): SQL => sql`
+  UPDATE webhook_deliveries INDEXED BY webhook_deliveries_endpoint_failed_idx SET next_attempt_at = ${now}
+  WHERE webhook_id = ${webhookId} AND status = 'pending' AND next_attempt_at > ${now}
+    AND ${failedAtEndpoint(sql`webhook_deliveries`)} AND ${onlyIf}`;

@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import type { DeliveryStatus } from "../../schema";
 import { webhookDeliveries, webhooks } from "../../schema";
-import { failedAtEndpoint } from "./endpoint-hold";
+import { makeWaitingRowsDue } from "./endpoint-hold";
 
 export type AttemptOutcome =
   | { kind: "delivered"; statusCode: number }
@@ -56,11 +56,7 @@ export async function recordDeliveryAttempt(
     ? await db.batch([
         record,
         db.run(sql`UPDATE ${webhooks} SET failures = 0, held_until = NULL WHERE id = ${input.webhookId} AND url = ${input.url}`),
-        // Through the index of rows waiting out an endpoint failure (few), not the due index over every user's rows.
-        db.run(sql`
-          UPDATE ${webhookDeliveries} INDEXED BY webhook_deliveries_endpoint_failed_idx SET next_attempt_at = ${now}
-          WHERE webhook_id = ${input.webhookId} AND status = 'pending' AND next_attempt_at > ${now}
-            AND ${failedAtEndpoint(sql`webhook_deliveries`)}`),
+        db.run(makeWaitingRowsDue(input.webhookId, now)),
       ])
     : await db.batch([
         record,

@@ -1,8 +1,8 @@
 import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { NotFoundError } from "../../errors";
-import { webhookDeliveries, webhooks, type WebhookEvent } from "../../schema";
-import { failedAtEndpoint } from "./endpoint-hold";
+import { webhooks, type WebhookEvent } from "../../schema";
+import { makeWaitingRowsDue } from "./endpoint-hold";
 import { parseEvents, type WebhookRow } from "./list-webhooks";
 
 /**
@@ -34,11 +34,9 @@ export async function updateWebhook(
     // After the webhook row changed (one batch, in order), so this sees whether a new URL cleared the hold; rows
     // waiting out a hold that is over are due already. An attempt in flight to the old URL records its verdict on
     // the endpoint only while the webhook still has that URL (recordDeliveryAttempt), so it cannot hold the new one.
-    db.run(sql`
-      UPDATE ${webhookDeliveries} INDEXED BY webhook_deliveries_endpoint_failed_idx SET next_attempt_at = ${now}
-      WHERE webhook_id = ${input.id} AND status = 'pending' AND next_attempt_at > ${now}
-        AND ${failedAtEndpoint(sql`webhook_deliveries`)}
-        AND EXISTS (SELECT 1 FROM ${webhooks} w WHERE w.id = ${input.id} AND w.user_id = ${input.userId} AND w.held_until IS NULL)`),
+    db.run(
+      makeWaitingRowsDue(input.id, now, sql`EXISTS (SELECT 1 FROM ${webhooks} w WHERE w.id = ${input.id} AND w.user_id = ${input.userId} AND w.held_until IS NULL)`),
+    ),
   ]);
   const [row] = rows;
   if (!row) throw new NotFoundError("No such webhook");
