@@ -41,9 +41,15 @@ describe("web UI with a real runner", () => {
       await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
       let release!: () => void;
       const gate = new Promise<void>((r) => (release = r));
+      // The cancel's answer is held too, until the list has shown the end: what the list shows meanwhile comes from
+      // its polls alone (the answer can come before or after them otherwise; the cancel waits for the runner).
+      let answer!: () => void;
+      const answerGate = new Promise<void>((r) => (answer = r));
       await page.route("**/api/jobs/*/cancel", async (route) => {
         await gate;
-        await route.continue();
+        const response = await route.fetch();
+        await answerGate;
+        await route.fulfill({ response });
       });
       // Right after the first variation completes, with the next one running: the widest window before the
       // remaining encodes could finish (which would make it Completed). Seen through the API the page polls.
@@ -67,8 +73,12 @@ describe("web UI with a real runner", () => {
       const [r, g, b] = (await badge.evaluate((el) => getComputedStyle(el).backgroundColor)).match(/\d+/g)!.map(Number) as [number, number, number];
       expect(Math.max(r, g, b) - Math.min(r, g, b)).toBeLessThanOrEqual(12); // gray, not red/green
       expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+      // The job ended: no "Cancelling…" button beside it, though the page's own cancel request has no answer yet.
       expect(await button.isVisible()).toBe(false);
       await screenshot(page, "list-cancelled");
+      const answered = page.waitForResponse((res) => res.url().endsWith("/cancel"));
+      answer();
+      await answered;
       await page.unroute("**/api/jobs/*/cancel");
 
       const job = await api.job(id);

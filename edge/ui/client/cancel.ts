@@ -2,7 +2,7 @@ import { api, ApiError } from "./api.js";
 import { confirmCancel } from "./dialog.js";
 import { h, setText } from "./dom.js";
 import { announce, messageEl, showMessage } from "./ui.js";
-import { isCancellable, statusLabel } from "../shared/format.js";
+import { isCancellable, isTerminal, statusLabel } from "../shared/format.js";
 import type { BulkCancelResult, Job, JobStatus } from "../shared/types.js";
 
 export type CancelOutcome =
@@ -91,7 +91,10 @@ export class CancelControl {
   }
 
   private render(): void {
-    const cancelling = this.busy || this.status === "cancelling";
+    // Our request in flight keeps "Cancelling…" against a poll that still says processing; but a poll that says the
+    // job ended wins: there is nothing left to cancel, and a disabled "Cancelling…" beside "Cancelled (2/4)" would
+    // stay until our own answer came back (the cancel waits for the runners before answering).
+    const cancelling = !isTerminal(this.status) && (this.busy || this.status === "cancelling");
     this.button.hidden = !cancelling && !isCancellable(this.status);
     this.button.disabled = cancelling;
     setText(this.text, cancelling ? "Cancelling…" : "Cancel");
