@@ -49,7 +49,10 @@ export async function login(
   // A browser that signed in to this account before counts on its own: guesses from elsewhere cannot lock it out.
   const deviceId = input.deviceToken ? await findLoginDevice(db, input.deviceToken, email, now) : null;
   const account = deviceId ? deviceKey(deviceId) : accountKey(email);
-  const address = input.address ? addressKey(input.address) : null;
+  // A recognised browser skips the address rule too: its own counter already bounds its guesses (for this one
+  // account), and otherwise anyone behind the same NAT, VPN exit or IPv6 /64 could lock its owner out with
+  // 20 guesses at made-up emails.
+  const address = input.address && !deviceId ? addressKey(input.address) : null;
   // Address first: a client already throttled by address cannot push anyone's account counter.
   if (address) await reserveLoginAttempt(db, address, ADDRESS_RULE, now);
   try {

@@ -108,6 +108,21 @@ describe("login throttle", () => {
     expect((await attempt(user.email, user.password, { "cf-connecting-ip": `203.0.113.${octet()}` })).status).toBe(429);
   });
 
+  it("lets a browser that signed in before sign in from an address that someone else's guesses have locked", async () => {
+    const user = await makeUser();
+    const shared = `100.64.${octet()}.${octet()}`;
+    const first = await attempt(user.email, user.password, { "cf-connecting-ip": shared });
+    expect(first.status).toBe(200);
+    const device = /vr_device=([^;]+)/.exec(first.headers.get("set-cookie") ?? "")![1];
+    // Another person behind the same NAT guesses at made-up accounts until the address is locked.
+    for (let i = 0; i < ADDRESS_RULE.free; i++) await attempt(`nobody-${newId()}@test.example`, "wrong", { "cf-connecting-ip": shared });
+    expect((await attempt(user.email, user.password, { "cf-connecting-ip": shared })).status).toBe(429);
+    // The owner's browser still gets in from there …
+    expect((await attempt(user.email, user.password, { "cf-connecting-ip": shared, cookie: `vr_device=${device}` })).status).toBe(200);
+    // … without lifting the address's lock for anyone else.
+    expect((await attempt(`nobody-${newId()}@test.example`, "wrong", { "cf-connecting-ip": shared })).status).toBe(429);
+  });
+
   it("counts a remembered browser's own wrong passwords on its own counter, and its cookie speaks for no other account", async () => {
     const [user, other] = [await makeUser(), await makeUser()];
     const res = await attempt(user.email, user.password);
