@@ -1,5 +1,5 @@
 import { userLimitsFrom } from "../../db/limits";
-import { listEvictableOfUser, listStorageByUser } from "../../db/queries/quotas";
+import { getUserUsage, listEvictableOfUser, listStorageByUser } from "../../db/queries/quotas";
 import { purgeJob } from "../lib/storage";
 import { dropUnusedUpload } from "../lib/uploads";
 import type { LifecycleDeps } from "./index";
@@ -75,10 +75,24 @@ export async function enforceStorageCap(deps: LifecycleDeps, now: number): Promi
   jobs.sort((a, b) => a.since - b.since);
   let evicted = 0;
   let uploadsFreed = 0;
+  // The owner's bytes are read again before each drop and after a drop that found its item changed: the owner may
+  // have deleted jobs or uploads since the list above, or an overlapping tick (a slow one runs into the next
+  // minute) may have evicted the same items. Counting on the first read, the cap went on evicting until its own
+  // sums said "done": up to twice the excess, and jobs of a user already back within quota.
+  const refresh = async (userId: string) => {
+    const now = (await getUserUsage(deps.db, userId)).storageBytes;
+    used -= held.get(userId)! - now;
+    held.set(userId, now);
+  };
   for (const c of [...uploads, ...jobs]) {
     if (used <= goal) break;
+    await refresh(c.userId);
+    if (used <= goal) break;
     if (held.get(c.userId)! <= quota) continue;
-    if (!(await c.drop())) continue;
+    if (!(await c.drop())) {
+      await refresh(c.userId);
+      continue;
+    }
     used -= c.bytes;
     held.set(c.userId, held.get(c.userId)! - c.bytes);
     if (c.kind === "upload") uploadsFreed++;

@@ -275,6 +275,53 @@ describe("enforceStorageCap", () => {
     expect(await jobRow(active.id, db)).toBeDefined();
   });
 
+  it("stops taking from an owner who deletes jobs of their own while the cap evicts, once they are within quota", async () => {
+    const b = await otherUser();
+    const bJob = await make(NOW - 20 * HOUR, b);
+    const [first, second, third] = [await make(NOW - 6 * HOUR), await make(NOW - 5 * HOUR), await make(NOW - 4 * HOUR)];
+    // 8000 used (A 6000 over a 2500 quota, B 2000 within it), limit 5000, target 4250: the cap chooses A's first two
+    // jobs. While it deletes the first one's files, A deletes the third (the purge DELETE /api/jobs/:id runs).
+    let ownerDeleted = false;
+    const racing = {
+      list: async (opts: R2ListOptions) => {
+        if (!ownerDeleted) {
+          ownerDeleted = true;
+          expect(await purgeJob(deps(), third.id)).toBe(true);
+        }
+        return env.BUCKET.list(opts);
+      },
+      delete: env.BUCKET.delete.bind(env.BUCKET),
+    } as unknown as R2Bucket;
+
+    const report = await enforceStorageCap({ ...capDeps(5000, 2500), bucket: racing }, NOW);
+    // A holds 2000 after those two: within quota, so the second job stays.
+    expect(report).toMatchObject({ evicted: 1, usedBytes: 4000 });
+    expect(await jobRow(first.id, db)).toBeUndefined();
+    expect(await jobRow(second.id, db)).toBeDefined();
+    expect(await keysUnder(`outputs/${second.id}/`)).toHaveLength(1);
+    expect(await jobRow(bJob.id, db)).toBeDefined();
+  });
+
+  it("does not evict twice the excess when two ticks overlap: the second counts what the first freed", async () => {
+    const [first, second, third] = [await make(NOW - 6 * HOUR), await make(NOW - 5 * HOUR), await make(NOW - 4 * HOUR)];
+    // 6000 used, quota 3500, limit 5000 (target 4250): one job must go. A slow tick B read the usage and chose the
+    // first job; tick A runs whole before B acts, and evicts it.
+    let tickA: Record<string, number> | null = null;
+    const slow = {
+      list: async (opts: R2ListOptions) => {
+        tickA ??= await enforceStorageCap(capDeps(5000, 3500), NOW);
+        return env.BUCKET.list(opts);
+      },
+      delete: env.BUCKET.delete.bind(env.BUCKET),
+    } as unknown as R2Bucket;
+    const tickB = await enforceStorageCap({ ...capDeps(5000, 3500), bucket: slow }, NOW);
+
+    expect(tickA).toMatchObject({ evicted: 1, usedBytes: 4000 });
+    expect(tickB).toMatchObject({ evicted: 0, usedBytes: 4000 });
+    expect(await jobRow(first.id, db)).toBeUndefined();
+    for (const j of [second, third]) expect(await jobRow(j.id, db)).toBeDefined();
+  });
+
   /** An unused (completed, never fed to a job) upload of `size` bytes, started at `at`. */
   async function unusedUpload(owner: string, size: number, at: number) {
     const user = { id: owner, email: "x@test.example", role: "user" as const };
