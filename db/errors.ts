@@ -83,6 +83,20 @@ export function isDbUnavailable(err: unknown): boolean {
 }
 
 /**
+ * True when the database refused a statement because another writer held the lock past its busy timeout
+ * (SQLITE_BUSY, as sqld and the local server answer). Nothing of the statement (or of its batch) was applied, so
+ * it may be sent again: the same as a database that was briefly unreachable, but it did answer.
+ */
+export function isDbBusy(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, message } = e as { code?: string; message?: string };
+    if (typeof code === "string" && code.startsWith("SQLITE_BUSY")) return true;
+    if (/SQLITE_BUSY|database is locked/.test(message ?? "")) return true;
+  }
+  return false;
+}
+
+/**
  * True when a statement failed on this constraint, e.g. `UNIQUE constraint failed: jobs.user_id, jobs.idempotency_key`
  * (`needle` is any part of SQLite's message). Walks the causes: drizzle and the libSQL client wrap the original.
  */

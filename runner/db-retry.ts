@@ -1,4 +1,4 @@
-import { isDbUnavailable } from "../db/errors";
+import { isDbBusy, isDbUnavailable } from "../db/errors";
 import { delay } from "./delay";
 import { errorMessage } from "./log";
 
@@ -6,7 +6,7 @@ import { errorMessage } from "./log";
 export class DbCallError extends Error {}
 
 /**
- * Retries a database call while the database is unreachable (a finished upload is worth recording). Safe because
+ * Retries a database call while the database is unreachable or busy (a finished upload is worth recording). Safe because
  * every settle is a compare-and-set that reads the row back: a retry after a lost reply finds its own outcome.
  * By default it rides out a database restart (~20 s: backoff 250 ms doubling to at most 2 s); `until` (a time)
  * keeps trying longer, e.g. while this attempt's lease may still be valid. Other errors become DbCallError.
@@ -17,7 +17,9 @@ export async function retryDb<T>(fn: () => Promise<T>, opts: { attempts?: number
     try {
       return await fn();
     } catch (err) {
-      if (!isDbUnavailable(err)) throw new DbCallError(errorMessage(err), { cause: err });
+      // A busy database (another writer held the lock past its timeout) applied nothing: retried like an outage.
+      // As a DbCallError it made a finished, uploaded draw "lost" and the next claim paid an attempt for it.
+      if (!isDbUnavailable(err) && !isDbBusy(err)) throw new DbCallError(errorMessage(err), { cause: err });
       if (i >= attempts - 1 && Date.now() >= (opts.until ?? 0)) throw err;
       await delay(Math.min(2000, 250 * 2 ** Math.min(i, 3)));
     }

@@ -2,7 +2,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Db } from "../db/client";
 import { parseStoredEffects } from "../db/effects";
-import { isDbUnavailable } from "../db/errors";
+import { isDbBusy, isDbUnavailable } from "../db/errors";
 import type { JobEffects } from "../db/effects";
 import { outputKey, variationThumbnailKey } from "../db/keys";
 import { recordSourceProbe } from "../db/queries/media";
@@ -390,7 +390,7 @@ export class VariationTask {
       // An unreachable (or erroring) database says nothing about the variation: failing it would throw finished
       // work away for good, with a database message as its reason. Drop it: the next successful round trip hands
       // it back as stranded.
-      if (isDbUnavailable(err) || err instanceof DbCallError) return "lost";
+      if (isDbUnavailable(err) || isDbBusy(err) || err instanceof DbCallError) return "lost";
       const local = asLocalError(err, "runner error");
       if (local) return await this.local(local, out).catch(() => "lost" as const);
       return await this.fail(`runner error: ${errorMessage(err)}`, out).catch(() => "lost" as const);

@@ -1,7 +1,7 @@
 import type { ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { AppError, isDbUnavailable, loggable, TooManyRequestsError } from "../../db/errors";
+import { AppError, isDbBusy, isDbUnavailable, loggable, TooManyRequestsError } from "../../db/errors";
 import type { AppEnv } from "../env";
 
 /** The one place that turns thrown errors into `{ error: { code, message } }`. */
@@ -19,6 +19,11 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
   }
   if (isDbUnavailable(err)) {
     return c.json({ error: { code: "db_unavailable", message: "The database is unreachable; try again shortly" } }, 503);
+  }
+  if (isDbBusy(err)) {
+    // Nothing was applied: the client may send the request again at once (a 500 said "our bug", and was logged as one).
+    c.header("Retry-After", "1");
+    return c.json({ error: { code: "db_busy", message: "The database is busy; try again in a moment" } }, 503);
   }
   console.error(`[${c.get("requestId") ?? "-"}] unhandled error`, loggable(err), stackFrames(err));
   return c.json({ error: { code: "internal", message: "Something went wrong on our side" } }, 500);
