@@ -311,6 +311,8 @@ export interface FfmpegExit {
   signal: NodeJS.Signals | null;
   /** performance.now() at exit. */
   at: number;
+  /** Set when FFmpeg never started (spawn failed: EAGAIN, ENOMEM, EMFILE, ENOENT …); code and signal are then null. */
+  spawnError?: NodeJS.ErrnoException;
 }
 
 export interface FfmpegProcess {
@@ -362,7 +364,7 @@ export function spawnFfmpeg(
   });
   const exited = new Promise<FfmpegExit>((resolve) => {
     child.once("exit", (code, signal) => resolve({ code, signal, at: performance.now() }));
-    child.once("error", () => resolve({ code: null, signal: null, at: performance.now() }));
+    child.once("error", (spawnError: NodeJS.ErrnoException) => resolve({ code: null, signal: null, at: performance.now(), spawnError }));
   });
   return { child, pid: child.pid ?? -1, exited, stderrTail: () => stderr.trim() };
 }

@@ -264,8 +264,9 @@ export class VariationTask {
         if (k > 0) plan = this.plan(params, source, file, times, null);
         this.files.push(file);
         const encoded = await this.encode(plan, file, timings, draws.length > 0);
-        if (encoded === "keep-earlier") {
-          redrawReason = keptReason(`${redrawReason ?? "re-drawn"}; the re-draw was stopped`, draws, bestDraw(draws, config));
+        if (encoded === "keep-earlier" || encoded === "keep-earlier-failed") {
+          const how = encoded === "keep-earlier" ? "was stopped" : "failed";
+          redrawReason = keptReason(`${redrawReason ?? "re-drawn"}; the re-draw ${how}`, draws, bestDraw(draws, config));
           break;
         }
         if (encoded !== null) return encoded;
@@ -419,15 +420,16 @@ export class VariationTask {
 
   /**
    * FFmpeg for one draw. Null when it exited 0 and nothing stopped it; else how the task ended — except that a
-   * re-draw (`earlier`: a verified draw is in hand) stopped by a cancel or the stall watchdog answers "keep-earlier":
-   * completed wins with the draw already made, as for a cancel that comes while a first draw is measured.
+   * re-draw (`earlier`: a verified draw is in hand) stopped by a cancel or the stall watchdog answers "keep-earlier",
+   * and one whose FFmpeg failed "keep-earlier-failed": completed wins with the draw already made, as for a cancel
+   * that comes while a first draw is measured.
    */
   private async encode(
     plan: EncodePlan,
     file: string,
     timings: Record<string, number>,
     earlier = false,
-  ): Promise<TaskOutcome | "keep-earlier" | null> {
+  ): Promise<TaskOutcome | "keep-earlier" | "keep-earlier-failed" | null> {
     const { config, log } = this.ctx;
     const t0 = performance.now();
     this.progress = 0;
@@ -466,8 +468,21 @@ export class VariationTask {
     }
     if (exit.code !== 0) {
       const stderr = proc.stderrTail();
-      const local = ffmpegLocalError(stderr, "encoding failed");
+      const local = exit.spawnError ? asLocalError(exit.spawnError, "encoding failed") : ffmpegLocalError(stderr, "encoding failed");
+      if (earlier && !this.mustLeave) {
+        // A verified draw is in hand: a re-draw that failed (its disk filled with two outputs on it, the OOM killer,
+        // a filter the new seed's parameters broke) leaves it, like a re-draw that fails verification. Failing or
+        // requeueing here threw a good encode away.
+        if (local) this.ctx.onLocalTrouble?.(local);
+        log.warn("re-draw failed: completing with an earlier draw", { variation: this.id, code: exit.code, signal: exit.signal, error: local?.message ?? lastLine(stderr) });
+        this.phase = "finishing";
+        this.ctx.onEncodeSlotFree?.(this);
+        await rm(file, { force: true }).catch(() => {});
+        return "keep-earlier-failed";
+      }
       if (local) return await this.local(local, file);
+      // FFmpeg never started (no process slot or memory on this machine): nothing is wrong with the video.
+      if (exit.spawnError) return await this.transient(`the runner could not start FFmpeg (${exit.spawnError.code ?? "spawn failed"})`, file);
       // Killed from outside (e.g. the kernel's OOM killer): worth another attempt elsewhere.
       if (exit.signal) return await this.transient(`ffmpeg was killed by ${exit.signal}`, file);
       const detail = lastLine(stderr);

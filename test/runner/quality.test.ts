@@ -13,7 +13,7 @@ import { outputTimes, SAMPLE_FRACTIONS, sampleKeyframes, sampleTimes } from "../
 import { bestDraw } from "../../runner/work";
 import { makeClip } from "../helpers/clips";
 import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
-import { startInProcessRunner, type InProcessRunner } from "../helpers/runner";
+import { startInProcessRunner, writeFfmpegStandIn, type InProcessRunner } from "../helpers/runner";
 import { getJobRow, getVariationRows } from "../helpers/seed";
 
 describe("quality: pure parts", () => {
@@ -229,6 +229,35 @@ describe("quality: runner records figures and re-draws", { timeout: 240_000 }, (
     expect(JSON.parse(v!.params!)).toMatchObject(deriveParams(v!.seed) as unknown as Record<string, unknown>);
     expect(v!.ssim).toBeGreaterThan(0);
     // Only the kept draw was uploaded.
+    expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort()).toEqual([v!.outputKey!, v!.thumbnailKey!].sort());
+  });
+
+  it("completes with the earlier draw when the re-draw's FFmpeg fails, instead of failing a variation that has a good encode", async () => {
+    // The first encode is real; the re-draw's FFmpeg fails the way a filter error or a full disk does (exit 1).
+    const { dir, path } = await writeFfmpegStandIn(
+      "redraw-fails",
+      (d) => `#!/bin/sh
+case " $* " in
+  *" -progress "*)
+    echo + >> "${join(d, "encodes")}"
+    if [ "$(wc -l < "${join(d, "encodes")}")" -gt 1 ]; then
+      echo "Error while filtering: Cannot allocate memory" >&2
+      exit 1
+    fi ;;
+esac
+exec ffmpeg "$@"
+`,
+    );
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const job = await stack.user.createJob([await makeClip({ seconds: 2, width: 320, height: 240 })], 1);
+    const [before] = await getVariationRows(stack.db, job.id);
+    // SSIM floor 1: the first draw is always re-drawn (once).
+    const r = await runner({ QUALITY_SSIM_FLOOR: "1", MAX_REDRAWS: "1", FFMPEG_PATH: path });
+    expect(await done(job.id)).toBe("completed");
+    const [v] = await getVariationRows(stack.db, job.id);
+    expect(v).toMatchObject({ status: "completed", seed: before!.seed, attempts: 1, error: null });
+    expect(v!.redrawReason).toMatch(/the re-draw failed/);
+    expect(r.lines.some((l) => l.includes("re-draw failed: completing with an earlier draw"))).toBe(true);
     expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort()).toEqual([v!.outputKey!, v!.thumbnailKey!].sort());
   });
 
