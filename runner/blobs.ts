@@ -37,6 +37,9 @@ export interface StoredObject {
 }
 
 const MiB = 1024 * 1024;
+/** Tries of one upload PUT (see sendBody): with the backoff, about 3.5 s of edge trouble is ridden out in place. */
+export const UPLOAD_TRIES = 4;
+const UPLOAD_BACKOFF_MS = 500;
 
 /**
  * Client for the edge's runner-only blob endpoints (`/internal/...`, Bearer RUNNER_TOKEN). Object calls carry the
@@ -71,7 +74,13 @@ export class BlobClient {
     const ctl = new AbortController();
     const caller = init.signal;
     if (caller?.aborted) ctl.abort(caller.reason);
-    caller?.addEventListener("abort", () => ctl.abort(caller.reason), { once: true });
+    const onAbort = () => ctl.abort(caller!.reason);
+    caller?.addEventListener("abort", onAbort, { once: true });
+    // A GET's body is read after this returns (a download watches it chunk by chunk), so its caller's abort must
+    // still reach the fetch then; its signal is the download's own, short-lived. Any other call is done here, and
+    // its caller's signal may live as long as the runner (the job thumbnails'): a listener left on it per call grew
+    // without bound.
+    const bodyReadLater = (init.method ?? "GET") === "GET";
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -85,6 +94,7 @@ export class BlobClient {
       throw new BlobError(`${what}: edge unreachable (${(err as Error).message})`, null, true);
     } finally {
       clearTimeout(timer);
+      if (!bodyReadLater) caller?.removeEventListener("abort", onAbort);
     }
     if (!res.ok) {
       let detail = "";
@@ -174,9 +184,9 @@ export class BlobClient {
     const { size } = await stat(file);
     const t = ticketHeaders(ticket);
     if (size <= this.singlePutMaxBytes) {
-      await this.call(
+      await this.sendBody(
         this.objectUrl(key),
-        { method: "PUT", body: fileBody(file, 0, size), duplex: "half", headers: { ...t, "content-length": String(size) }, signal },
+        () => ({ method: "PUT", body: fileBody(file, 0, size), duplex: "half", headers: { ...t, "content-length": String(size) }, signal }),
         `upload ${key}`,
         this.uploadTimeout(size),
       );
@@ -194,9 +204,9 @@ export class BlobClient {
       const parts: { partNumber: number; etag: string }[] = [];
       for (let offset = 0, n = 1; offset < size; offset += this.partBytes, n++) {
         const len = Math.min(this.partBytes, size - offset);
-        const res = await this.call(
+        const res = await this.sendBody(
           `${uploadUrl}/parts/${n}?${q}`,
-          { method: "PUT", body: fileBody(file, offset, len), duplex: "half", headers: { ...t, "content-length": String(len) }, signal },
+          () => ({ method: "PUT", body: fileBody(file, offset, len), duplex: "half", headers: { ...t, "content-length": String(len) }, signal }),
           `multipart part ${n} of ${key}`,
           this.uploadTimeout(len),
         );
@@ -212,6 +222,30 @@ export class BlobClient {
       // Abort so no half-assembled upload lingers; the cron's stale-upload rule is only the backstop.
       await this.call(`${uploadUrl}?${q}`, { method: "DELETE", headers: t }, `multipart abort ${key}`).catch(() => {});
       throw err;
+    }
+  }
+
+  /**
+   * One PUT of a file's bytes (a whole object or one part), sent again after a transient failure (a reset
+   * connection, a 5xx, no answer): UPLOAD_TRIES in all, UPLOAD_BACKOFF_MS doubling in between, so a blip or a short
+   * edge restart is ridden out in place. Before, one reset threw a verified encode away and requeued it. Safe to
+   * repeat: the key is this attempt's own (db/keys.ts) and a part number names its part, so a PUT that did land is
+   * only written again with the same bytes. A 403 (the lease is gone) or another 4xx is not retried.
+   */
+  private async sendBody(
+    url: string,
+    init: () => RequestInit & { duplex?: "half" },
+    what: string,
+    timeoutMs: number,
+  ): Promise<Response> {
+    for (let i = 1; ; i++) {
+      const req = init();
+      try {
+        return await this.call(url, req, what, timeoutMs);
+      } catch (err) {
+        if (req.signal?.aborted || !(err instanceof BlobError) || !err.transient || i >= UPLOAD_TRIES) throw err;
+        await delay(UPLOAD_BACKOFF_MS * 2 ** (i - 1), req.signal ?? undefined);
+      }
     }
   }
 

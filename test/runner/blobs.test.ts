@@ -1,0 +1,84 @@
+import { getEventListeners } from "node:events";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BlobClient, BlobError, UPLOAD_TRIES } from "../../runner/blobs";
+
+/** A stand-in for the edge's object endpoint: each PUT is answered by the next scripted verdict. */
+let server: Server;
+let url: string;
+let dir: string;
+let script: ("reset" | 200 | 403 | 503)[] = [];
+const received: { bytes: number; verdict: string }[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "vr-blobs-test-"));
+  server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const verdict = script.shift() ?? 200;
+    let bytes = 0;
+    req.on("data", (c: Buffer) => {
+      bytes += c.length;
+      // A connection that breaks mid-body, as when the edge restarts under an upload.
+      if (verdict === "reset" && bytes > 0) req.socket.destroy();
+    });
+    req.on("end", () => {
+      received.push({ bytes, verdict: String(verdict) });
+      if (verdict === "reset") return;
+      res.writeHead(verdict, { "content-type": "application/json" }).end(verdict === 200 ? "{}" : '{"error":{"code":"x","message":"refused"}}');
+    });
+    req.on("close", () => verdict === "reset" && received.push({ bytes, verdict }));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  await new Promise((r) => server.close(r));
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function file(bytes: number): Promise<string> {
+  const f = join(dir, `f-${bytes}-${Math.random()}`);
+  await writeFile(f, Buffer.alloc(bytes, 7));
+  return f;
+}
+
+describe("BlobClient uploads", () => {
+  it("sends an upload again when the connection breaks mid-body, so a finished encode is not thrown away for a blip", async () => {
+    script = ["reset", 503, 200];
+    received.length = 0;
+    const blobs = new BlobClient({ edgeUrl: url, token: "t" });
+    const f = await file(256 * 1024);
+    await expect(blobs.upload("outputs/j/v.a1.mp4", f)).resolves.toEqual({ size: 256 * 1024 });
+    expect(received.map((r) => r.verdict)).toEqual(["reset", "503", "200"]);
+    expect(received.at(-1)!.bytes).toBe(256 * 1024);
+  });
+
+  it("gives up after UPLOAD_TRIES on an edge that stays down, and never retries a refusal (403: the lease is gone)", async () => {
+    script = Array(UPLOAD_TRIES + 2).fill(503);
+    received.length = 0;
+    const blobs = new BlobClient({ edgeUrl: url, token: "t" });
+    const f = await file(1024);
+    await expect(blobs.upload("outputs/j/v.a1.mp4", f)).rejects.toMatchObject({ status: 503, transient: true });
+    expect(received).toHaveLength(UPLOAD_TRIES);
+
+    script = [403, 200];
+    received.length = 0;
+    const refused = await blobs.upload("outputs/j/v.a1.mp4", f).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(BlobError);
+    expect((refused as BlobError).status).toBe(403);
+    expect(received).toHaveLength(1);
+    script = [];
+  });
+
+  it("leaves no listener on a long-lived caller signal after each upload (the runner's thumbnails share one)", async () => {
+    script = [];
+    const blobs = new BlobClient({ edgeUrl: url, token: "t" });
+    const lifetime = new AbortController();
+    const f = await file(1024);
+    for (let i = 0; i < 15; i++) await blobs.upload(`thumbs/j${i}.jpg`, f, lifetime.signal);
+    expect(getEventListeners(lifetime.signal, "abort")).toHaveLength(0);
+  });
+});
