@@ -139,6 +139,9 @@ const variationScenarios: Record<string, Scenario> = {
     const before = await vStatus(db, j.v);
     const redraw = (seed: number) => redrawVariation(db, { ...own(j.v), seed, params: { recipe: 1 }, reason: "too close", maxRedraws: 2 });
     expect(await redraw(900_001)).toBe("redrawn");
+    // The same re-draw sent again (its reply was lost) reads back as done and spends nothing more of the bound.
+    expect(await redraw(900_001)).toBe("redrawn");
+    expect((await db.select().from(variations).where(eq(variations.id, j.v)))[0]!.redraws).toBe(1);
     // A seed another variation of the job holds is refused by the job's unique seed index.
     const [sibling] = await db.select().from(variations).where(eq(variations.id, j.variationIds[1]!));
     await expect(redraw(sibling!.seed)).rejects.toThrow();

@@ -12,7 +12,8 @@ export const MAX_REDRAWS = 2;
  * must be new to the job (variations_job_seed_uq): a clash throws, and the caller draws another seed.
  * Returns "redrawn", "bound" (this attempt owns the row but it was re-drawn `maxRedraws` times already: keep what
  * there is) or "lost" (this attempt does not own the variation any more). A retry after a lost reply of a committed
- * re-draw reads back the new seed: "redrawn".
+ * re-draw reads back the new seed: "redrawn". The seed in the WHERE makes that retry a no-op: sent again as is, the
+ * UPDATE matched once more and spent a second re-draw of the bound on the same seed.
  */
 export async function redrawVariation(
   db: Db,
@@ -21,7 +22,7 @@ export async function redrawVariation(
   const rows = await db.all<{ id: string }>(sql`
     UPDATE variations SET seed = ${input.seed}, params = ${JSON.stringify(input.params)}, redraws = redraws + 1,
       redraw_reason = ${input.reason}, progress = 0
-    WHERE ${owned(input)} AND redraws < ${input.maxRedraws}
+    WHERE ${owned(input)} AND redraws < ${input.maxRedraws} AND seed <> ${input.seed}
     RETURNING id`);
   if (rows.length > 0) return "redrawn";
   const [row] = await db.all<{ seed: number }>(sql`SELECT seed FROM variations WHERE ${owned(input)}`);
