@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { accessSync, constants } from "node:fs";
 import { hostname, tmpdir } from "node:os";
-import { delimiter, isAbsolute, join } from "node:path";
+import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { SOURCE_LIMIT_DEFAULTS } from "../db/source-limits";
 
@@ -94,6 +94,7 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv): RunnerConfig {
   if (problems.length) throw new ConfigError(`Invalid runner configuration:\n${problems.join("\n")}`);
   // Stable across restarts (no pid), so a restarted runner finds and removes what its predecessor left. It may be
   // shared: each runner works in its own marked subdirectory and deletes nothing else (runner/workdir.ts).
-  const workDir = c.WORK_DIR ?? join(tmpdir(), "video-refresher");
+  // Absolute: FFmpeg's messages name files under it, and only absolute paths are scrubbed from users' reasons.
+  const workDir = resolve(c.WORK_DIR ?? join(tmpdir(), "video-refresher"));
   return { ...c, WORK_DIR: workDir, FFMPEG_PATH: ffmpeg!, FFPROBE_PATH: ffprobe!, SETPRIV_PATH: resolveExecutable("setpriv") };
 }

@@ -53,9 +53,15 @@ export function ffmpegLocalError(stderr: string, what: string): LocalError | nul
  * Removes what is internal from a message that may reach a user: absolute paths ("/tmp/x/y.mp4: Invalid data" →
  * "y.mp4: …"), object keys ("outputs/j/v.a1.mp4" → "the stored file") and URLs ("http://edge:8787/…" → "the
  * service"). A path must start the message or follow a space, quote, parenthesis or "=", so ordinary words with a
- * slash in them are left alone.
+ * slash in them are left alone. `privateDirs` (the runner's WORK_DIR) are removed wherever they appear.
  */
-export function scrubPaths(message: string): string {
+export function scrubPaths(message: string, privateDirs: readonly string[] = []): string {
+  // A directory of the runner's own is removed literally first, with the folders under it: a WORK_DIR with a space
+  // in it ("/srv/video refresher") slipped past the pattern below, which stops at whitespace.
+  for (const dir of privateDirs) {
+    const escaped = dir.replace(/\/+$/, "").replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    if (escaped) message = message.replace(new RegExp(`${escaped}/(?:[^\\s/'"]+/)*`, "g"), "");
+  }
   return message
     .replace(/\bhttps?:\/\/[^\s'"()]*[^\s'"():,.]/g, "the service")
     .replace(/(^|[\s'"(=])\/(?:[^\s/'"]+\/)+([^\s/'"]+)/g, (_m, pre: string, base: string) => `${pre}${base}`)

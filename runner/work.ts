@@ -647,7 +647,7 @@ export class VariationTask {
   private async fail(error: string, partial?: string): Promise<TaskOutcome> {
     const { db, log } = this.ctx;
     if (partial) await rm(partial, { force: true }).catch(() => {});
-    const reason = scrubPaths(error);
+    const reason = scrubPaths(error, [this.ctx.config.WORK_DIR]);
     log.warn("variation failed", { variation: this.id, job: this.jobId, error });
     const ok = await retryDb(() => failVariation(db, { ...this.own, error: reason, now: Date.now() }));
     return ok ? "failed" : "lost";
@@ -656,7 +656,7 @@ export class VariationTask {
   private async failSource(error: string): Promise<TaskOutcome> {
     const { db, log } = this.ctx;
     log.warn("source is not usable: failing all its variations", { source: this.claim.sourceId, job: this.jobId, error });
-    await retryDb(() => failSourceVariations(db, { sourceId: this.claim.sourceId, error: scrubPaths(error), now: Date.now() }));
+    await retryDb(() => failSourceVariations(db, { sourceId: this.claim.sourceId, error: scrubPaths(error, [this.ctx.config.WORK_DIR]), now: Date.now() }));
     return "failed";
   }
 
@@ -687,7 +687,7 @@ export class VariationTask {
   private async transient(error: string, partial?: string): Promise<TaskOutcome> {
     const { db, log } = this.ctx;
     if (partial) await rm(partial, { force: true }).catch(() => {});
-    const status = await retryDb(() => requeueVariation(db, { ...this.own, error: scrubPaths(error), now: Date.now() }));
+    const status = await retryDb(() => requeueVariation(db, { ...this.own, error: scrubPaths(error, [this.ctx.config.WORK_DIR]), now: Date.now() }));
     log.warn("variation hit a retryable error", { variation: this.id, attempt: this.attempt, error, now: status ?? "not owned" });
     return status === "failed" ? "failed" : status === null ? "lost" : "requeued";
   }

@@ -36,6 +36,10 @@ describe("runner configuration", () => {
     expect(c.SETPRIV_PATH).toMatch(/\/setpriv$/);
   });
 
+  it("makes a relative WORK_DIR absolute, so the paths FFmpeg prints under it are scrubbed from users' reasons", () => {
+    expect(loadRunnerConfig({ ...GOOD, WORK_DIR: "./work" }).WORK_DIR).toBe(join(process.cwd(), "work"));
+  });
+
   it("treats empty variables as unset", () => {
     const c = loadRunnerConfig({ ...GOOD, METRICS_PORT: "", CONCURRENCY: "" });
     expect(c.METRICS_PORT).toBeUndefined();

@@ -28,4 +28,12 @@ describe("local errors", () => {
     expect(scrubPaths("upload failed: http://10.0.0.5:8787/internal/objects/x: HTTP 500")).toBe("upload failed: the service: HTTP 500");
     expect(scrubPaths("contrast/brightness out of range")).toBe("contrast/brightness out of range");
   });
+
+  it("removes the runner's work directory even when its name has a space, which the path pattern stops at", () => {
+    const dir = "/srv/video refresher";
+    expect(scrubPaths("not a decodable video: /srv/video refresher/runner-h-1/j1/src-1: Invalid data", [dir])).toBe(
+      "not a decodable video: src-1: Invalid data",
+    );
+    expect(scrubPaths("Error opening output /srv/video refresher/runner-h-1/j1/v.part.mp4.", [`${dir}/`])).toBe("Error opening output v.part.mp4.");
+  });
 });
