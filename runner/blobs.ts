@@ -174,6 +174,9 @@ export class BlobClient {
         } catch {
           have = 0;
         }
+        // Every byte arrived and only the end of the stream broke: a Range for the rest would ask past the end (416,
+        // not transient) and fail a source that is complete on disk.
+        if (total !== null && Number.isFinite(total) && have === total) return have;
         await delay(200 * 2 ** attempt);
       }
     }
