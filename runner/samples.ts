@@ -89,7 +89,8 @@ export async function keepEncodeSamples(samples: EncodeSamples, source: SampledS
   return true;
 }
 
-const samplesFile = (sourcePath: string) => `${sourcePath}.samples.nut`;
+/** The source's sample file, next to it: the source cache removes (and counts) it with the source. */
+export const samplesFile = (sourcePath: string) => `${sourcePath}.samples.nut`;
 /** Numbers the temporary sample files of this process: a failed run's cleanup never removes another run's file. */
 let samplesRuns = 0;
 const exists = (path: string) => stat(path).then(() => true, () => false);

@@ -1,10 +1,11 @@
-import { mkdir, rename, rm } from "node:fs/promises";
+import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Ticket } from "../db/tickets";
 import type { BlobClient } from "./blobs";
 import { sourceOverLimits, type SourceLimits } from "../db/source-limits";
 import { assertDecodable, probeMedia, type MediaInfo } from "./ffmpeg";
 import type { Logger } from "./log";
+import { samplesFile } from "./samples";
 
 /** The source is a valid video but over this runner's limits (duration, resolution): retrying will not help. */
 export class SourceOverLimitError extends Error {}
@@ -158,11 +159,15 @@ export class SourceCache {
 
   private async evict(): Promise<void> {
     const budget = this.opts.maxBytes ?? 4 * 1024 ** 3;
-    let total = [...this.entries.values()].reduce((n, e) => n + e.size, 0);
-    const idle = [...this.entries.values()].filter((e) => e.users === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    // A source's sample file (quality samples, up to ~100 MB at 4K) sits beside it and goes with it, so it counts
+    // against the budget too: uncounted and left behind, a runner that is never idle filled its disk with them.
+    const entries = [...this.entries.values()];
+    const bytes = new Map(await Promise.all(entries.map(async (e) => [e, e.size + (await sizeOf(samplesFile(e.path)))] as const)));
+    let total = [...bytes.values()].reduce((n, b) => n + b, 0);
+    const idle = entries.filter((e) => e.users === 0).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const e of idle) {
       if (total <= budget) break;
-      total -= e.size;
+      total -= bytes.get(e)!;
       await this.drop(e);
     }
   }
@@ -171,6 +176,7 @@ export class SourceCache {
     if (this.entries.get(e.ref.sourceId) === e) this.entries.delete(e.ref.sourceId);
     e.controller.abort();
     await rm(e.path, { force: true }).catch(() => {});
+    await rm(samplesFile(e.path), { force: true }).catch(() => {});
   }
 
   /** Forgets a job's sources nobody is using (its directory is about to be removed). */
@@ -193,3 +199,5 @@ export class SourceCache {
     return new Set([...this.entries.values()].filter((e) => e.users > 0).map((e) => e.ref.jobId));
   }
 }
+
+const sizeOf = (file: string) => stat(file).then((s) => s.size, () => 0);

@@ -152,6 +152,21 @@ describe("source cache", () => {
     c.release();
   });
 
+  it("counts a source's sample file against the cache's budget and removes it with the source", async () => {
+    const clip = await readFile(await makeClip({ seconds: 2 }));
+    // Room for both sources, but not for a source with its (large) sample file.
+    const { cache } = await setup({ "sources/j1/s1": clip, "sources/j2/s2": clip }, {}, clip.length * 2 + 1000);
+    const first = await cache.acquire({ sourceId: "s1", jobId: "j1", key: "sources/j1/s1", ticket: ticketOf("va") }, new AbortController().signal);
+    const samples = `${first.path}.samples.nut`;
+    await writeFile(samples, Buffer.alloc(clip.length, 1));
+    first.release();
+    const second = await cache.acquire({ sourceId: "s2", jobId: "j2", key: "sources/j2/s2", ticket: ticketOf("vb") }, new AbortController().signal);
+    second.release();
+    await waitFor("the first source to be evicted", async () => !(await stat(first.path).then(() => true, () => false)), 5000, 20);
+    expect(await stat(samples).then(() => true, () => false)).toBe(false);
+    expect((await stat(second.path)).size).toBe(clip.length);
+  });
+
   it("aborts a download in flight when the only variation waiting for it is stopped, and removes the partial file", async () => {
     const { edge, cache, workDir } = await setup({ "sources/j2/s2": Buffer.alloc(4 * 1024 * 1024, 1) }, { dripMs: 20 });
     const stop = new AbortController();
