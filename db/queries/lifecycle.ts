@@ -1,17 +1,24 @@
-import { and, asc, eq, inArray, isNotNull, lte, notExists, sql } from "drizzle-orm";
+import { and, eq, inArray, isNotNull, lte, notExists, sql } from "drizzle-orm";
 import type { Db } from "../client";
 import { jobs, variations, TERMINAL_JOB_STATUSES } from "../schema";
 
 export const EXPIRED_WHILE_QUEUED = "expired while queued";
 
-/** Finished jobs whose retention ended at or before `now`, oldest first. */
+/**
+ * Finished jobs whose retention ended at or before `now`: each user's oldest first, then each user's second, …
+ * (oldest expiry first within a round). Taken in plain expiry order, one user who piles up short-lived jobs put
+ * every other user's expired jobs behind a backlog of theirs: still stored, still counted in their owners' quota.
+ */
 export async function listExpiredJobIds(db: Db, now: number, limit: number): Promise<string[]> {
-  const rows = await db
-    .select({ id: jobs.id })
-    .from(jobs)
-    .where(and(inArray(jobs.status, [...TERMINAL_JOB_STATUSES]), isNotNull(jobs.expiresAt), lte(jobs.expiresAt, now)))
-    .orderBy(asc(jobs.expiresAt))
-    .limit(limit);
+  const rows = await db.all<{ id: string }>(sql`
+    SELECT id FROM (
+      SELECT ${jobs.id} AS id, ${jobs.expiresAt} AS expires_at,
+        row_number() OVER (PARTITION BY ${jobs.userId} ORDER BY ${jobs.expiresAt}) AS turn
+      FROM ${jobs}
+      WHERE ${and(inArray(jobs.status, [...TERMINAL_JOB_STATUSES]), isNotNull(jobs.expiresAt), lte(jobs.expiresAt, now))}
+    )
+    ORDER BY turn, expires_at
+    LIMIT ${limit}`);
   return rows.map((r) => r.id);
 }
 

@@ -5,7 +5,7 @@ import type { Db } from "../../db/client";
 import type { UserLimits } from "../../db/limits";
 import { newId } from "../../db/ids";
 import { thumbnailKey, variationThumbnailKey } from "../../db/keys";
-import { EXPIRED_WHILE_QUEUED } from "../../db/queries/lifecycle";
+import { EXPIRED_WHILE_QUEUED, listExpiredJobIds } from "../../db/queries/lifecycle";
 import { addVariations, createJobFromUploads, pauseJob, resumeJob, retryJob } from "../../db/queries/jobs";
 import { deleteFinishedJobRows } from "../../db/queries/objects";
 import { upsertRunner } from "../../db/queries/runners";
@@ -15,7 +15,7 @@ import { createUser } from "../../db/queries/users";
 import { jobs, runners, sessions, uploadParts, uploads, variations } from "../../db/schema";
 import { loadConfig } from "../../edge/env";
 import { runLifecycle, type LifecycleDeps } from "../../edge/lifecycle";
-import { expireFinishedJobs } from "../../edge/lifecycle/expire-jobs";
+import { EXPIRE_BATCH, expireFinishedJobs } from "../../edge/lifecycle/expire-jobs";
 import { failStaleQueued } from "../../edge/lifecycle/fail-stale-queued";
 import { finalizeIdleJobs } from "../../edge/lifecycle/finalize-idle";
 import { deleteOrphanObjects } from "../../edge/lifecycle/orphan-objects";
@@ -101,6 +101,20 @@ describe("expireFinishedJobs", () => {
     expect(await jobRow(fresh.id, db)).toBeDefined();
     expect(await keysUnder(`outputs/${fresh.id}/`)).toHaveLength(1);
     expect(await jobRow(queued.id, db)).toBeDefined();
+  });
+
+  it("catches up with a backlog in one run: every job past its expiry goes, not one batch of them", async () => {
+    const expired = await Promise.all(Array.from({ length: EXPIRE_BATCH * 2 + 5 }, () => finishedJob(NOW - DAY - HOUR)));
+    expect(await expireFinishedJobs(deps(), NOW)).toEqual({ expired: expired.length });
+    expect(await db.select({ id: jobs.id }).from(jobs)).toEqual([]);
+  });
+
+  it("takes every user's oldest expired job before anyone's second, so one user's backlog does not hold others' storage", async () => {
+    const other = (await createUser(db, { email: `lc-v-${newId()}@test.example`, password: "pw-for-lifecycle", role: "user" })).id;
+    // The backlog's jobs expired first; the other user's job an hour after them.
+    for (let i = 0; i < 3; i++) await finishedJob(NOW - DAY - 3 * HOUR + i);
+    const victims = await finishedJob(NOW - DAY - HOUR, { owner: other });
+    expect(await listExpiredJobIds(db, NOW, 2)).toContain(victims.id);
   });
 
   it("keeps the rows when deleting the objects fails, so the next tick can retry", async () => {
