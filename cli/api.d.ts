@@ -2671,12 +2671,14 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Range starts past the ZIP's end (Content-Range: bytes *\/<length>) */
+            /** @description Range starts past the ZIP's end (code range_not_satisfiable; Content-Range: bytes *\/<length>) */
             416: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };
@@ -2746,12 +2748,14 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Range not satisfiable */
+            /** @description Range outside the video (code range_not_satisfiable; Content-Range: bytes *\/<size>) */
             416: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };

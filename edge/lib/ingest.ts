@@ -198,7 +198,10 @@ export async function receiveJobForm(
   }
 }
 
-/** How often a form upload in flight refreshes its ingest row; far below the orphan rule's one-hour age limit. */
+/**
+ * How often a form upload in flight refreshes its ingest row; far below the orphan rule's one-hour age limit, which
+ * allows for this much lag between the last bytes and the last recorded touch (INGEST_STALE_MS).
+ */
 export const INGEST_TOUCH_MS = 5 * 60 * 1000;
 
 /** Room for the multipart framing (boundaries, part headers) in a declared Content-Length: not video bytes. */

@@ -26,6 +26,28 @@ export function parseRange(header: string | undefined | null, size: number): Byt
   return { start, end };
 }
 
+/**
+ * The 416 answer: the project's JSON error body plus the unsatisfied Content-Range with the size (RFC 9110). Of
+ * the file's headers only ETag and Accept-Ranges carry over: its content type, Content-Disposition and caching
+ * would label this error as the file, and a browser may save it as an empty download under the file's name.
+ */
+export function rangeNotSatisfiable(size: number, keep: Headers = new Headers()): Response {
+  const headers = new Headers();
+  for (const name of ["etag", "accept-ranges"]) {
+    const value = keep.get(name);
+    if (value !== null) headers.set(name, value);
+  }
+  headers.set("content-type", "application/json");
+  headers.set("content-range", `bytes */${size}`);
+  const body = {
+    error: {
+      code: "range_not_satisfiable",
+      message: `The requested range lies outside the file, which is ${size} bytes long`,
+    },
+  };
+  return new Response(JSON.stringify(body), { status: 416, headers });
+}
+
 /** Streams an R2 object, honouring Range for seeking in `<video>` previews. */
 export async function serveObject(
   bucket: R2Bucket,
@@ -39,10 +61,7 @@ export async function serveObject(
     "cache-control": "private, max-age=3600",
   });
   if (opts.filename) headers.set("content-disposition", `inline; filename="${opts.filename}"`);
-  if (range === "unsatisfiable") {
-    headers.set("content-range", `bytes */${opts.size}`);
-    return new Response(null, { status: 416, headers });
-  }
+  if (range === "unsatisfiable") return rangeNotSatisfiable(opts.size, headers);
   const obj = await bucket.get(key, range ? { range: { offset: range.start, length: range.end - range.start + 1 } } : {});
   if (!obj) throw new NotFoundError("The file is gone");
   if (range) {

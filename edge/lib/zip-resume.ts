@@ -1,5 +1,5 @@
 import { buildManifests, type NamedEntry } from "./zip";
-import { parseRange } from "./range";
+import { parseRange, rangeNotSatisfiable } from "./range";
 
 /**
  * Resumable ZIP downloads (Range + If-Range on GET /api/jobs/:id/download).
@@ -69,10 +69,10 @@ export function answerRange(full: Response, etag: string, req: { range?: string 
   const range = fresh ? parseRange(req.range, length) : null;
   if (range === null) return new Response(full.body, { status: 200, headers });
   if (range === "unsatisfiable") {
-    void full.body?.cancel();
-    headers.delete("content-length");
-    headers.set("content-range", `bytes */${length}`);
-    return new Response(null, { status: 416, headers });
+    // The ZIP already being generated is left unread, not cancelled: cancelling makes the ZIP writer's R2 and
+    // hashing streams reject where nothing can catch it (see sliceStream). Unread, backpressure stalls it after the
+    // first chunk, and it is dropped with the request.
+    return rangeNotSatisfiable(length, headers);
   }
   const size = range.end - range.start + 1;
   // As for the full ZIP: workerd only announces a length for a FixedLengthStream body.

@@ -2,7 +2,12 @@ import { downloadZip } from "client-zip";
 import { parseStoredEffects } from "../../db/effects";
 import type { DownloadEntry } from "../../db/queries/jobs";
 
-const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])$/i;
+/**
+ * Windows device names. Windows matches the part before the first dot, trailing spaces ignored, so `NUL.tar` or
+ * `con .x` open the device as surely as `nul` (and COM/LPT take superscript digits too): such a folder or file
+ * cannot be created when the ZIP is extracted.
+ */
+const RESERVED = /^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²³]) *(\..*)?$/i;
 
 /** A file-name-safe base name: no extension, path separators, control or Windows-reserved characters. */
 export function sanitizeBaseName(filename: string): string {
@@ -62,8 +67,17 @@ function durationOf(e: DownloadEntry, params: Record<string, unknown> | null): n
   return Math.round(e.sourceDurationMs / speed);
 }
 
+/** What a spreadsheet runs as a formula when a cell starts with it (OWASP "CSV injection"). */
+const FORMULA_START = /^[=+\-@\t\r]/;
+/** Text that a spreadsheet reads as a number anyway: "-0.5" is data, and a quote prefix would turn it into text. */
+const PLAIN_NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$/i;
+
 function csvCell(v: unknown): string {
-  const text = v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+  let text = v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+  // Only text can carry a formula: file and source names come from the uploader, while numbers and the params
+  // object (its JSON starts with "{") cannot. The "'" makes spreadsheets show the cell as text; manifest.json keeps
+  // the name as it is.
+  if (typeof v === "string" && FORMULA_START.test(text) && !PLAIN_NUMBER.test(text)) text = `'${text}`;
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 

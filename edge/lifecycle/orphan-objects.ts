@@ -2,6 +2,7 @@ import { KEY_PREFIXES } from "../../db/keys";
 import { deleteStaleIngests } from "../../db/queries/ingests";
 import { recordedObjectKeys } from "../../db/queries/objects";
 import { readSweepCursor, saveSweepCursor } from "../../db/queries/sweep-cursors";
+import { INGEST_TOUCH_MS } from "../lib/ingest";
 import { deleteKeys } from "../lib/storage";
 import type { LifecycleDeps } from "./index";
 
@@ -10,6 +11,13 @@ import type { LifecycleDeps } from "./index";
  * sources are protected for as long as its ingest row is touched within this age, however long the POST takes.
  */
 export const ORPHAN_MIN_AGE_MS = 60 * 60 * 1000;
+/**
+ * An ingest counts as dead once its recorded touch is older than the hour plus one touch interval. A live upload
+ * records a touch only when bytes arrive INGEST_TOUCH_MS after the last recorded one, so the row can lag its last
+ * bytes by up to that much; without the margin an upload silent for 55 minutes could be dropped, while the API
+ * promises an hour.
+ */
+export const INGEST_STALE_MS = ORPHAN_MIN_AGE_MS + INGEST_TOUCH_MS;
 /** Objects per listing (R2's maximum) and listings per tick: one tick stays short, the next goes on from there. */
 export const ORPHAN_PAGE_SIZE = 1000;
 export const ORPHAN_PAGES_PER_TICK = 10;
@@ -29,10 +37,11 @@ function position(lastKey: string): { prefixIndex: number; startAfter: string | 
  * Deletes stored objects that no row records and that are older than an hour. The bucket is walked prefix by
  * prefix over successive ticks (ORPHAN_PAGES_PER_TICK listings each), resuming after the last key handled, so
  * every object is eventually looked at however many live objects sort before it; a full pass ends the tick.
- * First, ingests not touched for an hour are dropped: their request died, and what they stored is now an orphan.
+ * First, ingests silent for an hour (INGEST_STALE_MS) are dropped: their request died, and what they stored is now
+ * an orphan.
  */
 export async function deleteOrphanObjects(deps: LifecycleDeps, now: number): Promise<Record<string, number>> {
-  const staleIngests = await deleteStaleIngests(deps.db, now - ORPHAN_MIN_AGE_MS);
+  const staleIngests = await deleteStaleIngests(deps.db, now - INGEST_STALE_MS);
   let lastKey = await readSweepCursor(deps.db, CURSOR);
   let scanned = 0;
   let deleted = 0;
@@ -44,7 +53,8 @@ export async function deleteOrphanObjects(deps: LifecycleDeps, now: number): Pro
       const listing = await deps.bucket.list({ prefix, startAfter, limit: ORPHAN_PAGE_SIZE });
       scanned += listing.objects.length;
       const old = listing.objects.filter((o) => o.uploaded.getTime() <= now - ORPHAN_MIN_AGE_MS).map((o) => o.key);
-      const recorded = await recordedObjectKeys(deps.db, old, now - ORPHAN_MIN_AGE_MS);
+      // The same cutoff as the ingest delete above: a kept ingest must keep protecting what it stored.
+      const recorded = await recordedObjectKeys(deps.db, old, now - INGEST_STALE_MS);
       const orphans = old.filter((k) => !recorded.has(k));
       await deleteKeys(deps.bucket, orphans);
       deleted += orphans.length;

@@ -374,7 +374,7 @@ export function buildOpenApi(version: string) {
           responses: {
             "200": { description: "ZIP with exact Content-Length and a strong ETag", content: { "application/zip": {} } },
             "206": { description: "The requested byte range of the same ZIP (Content-Range, ETag)", content: { "application/zip": {} } },
-            "416": { description: "Range starts past the ZIP's end (Content-Range: bytes */<length>)" },
+            "416": err("Range starts past the ZIP's end (code range_not_satisfiable; Content-Range: bytes */<length>)"),
             "404": err("Unknown, or no completed outputs (code no_outputs)"),
             "409": err("Job not finished (code not_downloadable)"),
             "410": err("Expired"),
@@ -391,7 +391,7 @@ export function buildOpenApi(version: string) {
             "206": { description: "Partial content", content: { "video/mp4": {} } },
             "404": err("Unknown"),
             "410": err("Expired"),
-            "416": { description: "Range not satisfiable" },
+            "416": err("Range outside the video (code range_not_satisfiable; Content-Range: bytes */<size>)"),
             ...authErrors,
           },
         },

@@ -8,7 +8,7 @@ import { sourceKey } from "../../db/keys";
 import { createUser } from "../../db/queries/users";
 import { ingests, jobs, sources } from "../../db/schema";
 import { loadConfig } from "../../edge/env";
-import { createJobFromForm } from "../../edge/lib/ingest";
+import { createJobFromForm, INGEST_TOUCH_MS } from "../../edge/lib/ingest";
 import { deleteOrphanObjects } from "../../edge/lifecycle/orphan-objects";
 import { fakeMp4, formBody, isolatedDb } from "./helpers";
 
@@ -141,6 +141,23 @@ describe("form uploads (POST /api/jobs multipart) and the orphan rule", () => {
     expect(await env.BUCKET.head(sourceKey(dead, "s1"))).toBeNull();
     expect(await env.BUCKET.head(sourceKey(live, "s1"))).not.toBeNull();
     expect((await db.select({ id: ingests.id }).from(ingests)).map((r) => r.id)).toEqual([live]);
+  });
+
+  it("never drops a form upload after less than an hour without bytes: a touch 61 minutes old stays, one past the hour plus the refresh interval goes", async () => {
+    const later = Date.now() + 2 * HOUR;
+    const lagging = newId();
+    const dead = newId();
+    await db.insert(ingests).values([
+      { id: lagging, userId, createdAt: later - 3 * HOUR, touchedAt: later - HOUR - 60_000 },
+      { id: dead, userId, createdAt: later - 3 * HOUR, touchedAt: later - HOUR - INGEST_TOUCH_MS - 1000 },
+    ]);
+    await env.BUCKET.put(sourceKey(lagging, "s1"), fakeMp4(100));
+    await env.BUCKET.put(sourceKey(dead, "s1"), fakeMp4(100));
+
+    expect(await deleteOrphanObjects(lifecycleDeps(), later)).toMatchObject({ staleIngests: 1 });
+    expect((await db.select({ id: ingests.id }).from(ingests)).map((r) => r.id)).toEqual([lagging]);
+    expect(await env.BUCKET.head(sourceKey(lagging, "s1"))).not.toBeNull();
+    expect(await env.BUCKET.head(sourceKey(dead, "s1"))).toBeNull();
   });
 
   for (const when of ["while bytes still arrive", "when the last bytes arrive"] as const) {

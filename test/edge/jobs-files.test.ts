@@ -29,6 +29,26 @@ async function runJob(jobId: string, opts: { fail?: number[]; cancelAfter?: numb
   return { outputs, vars };
 }
 
+/** Rows of a CSV as RFC 4180 has them (quoted cells, doubled quotes, CRLF), to read cells the way a spreadsheet does. */
+function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') (cell += '"'), i++;
+      else if (ch === '"') quoted = false;
+      else cell += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ",") row.push(cell), (cell = "");
+    else if (ch === "\r" && text[i + 1] === "\n") row.push(cell), rows.push(row), (row = []), (cell = ""), i++;
+    else cell += ch;
+  }
+  return rows;
+}
+
 describe("GET /api/jobs/:id/download", () => {
   it("streams a STORE zip of the completed outputs with exact names, bytes and Content-Length", async () => {
     const s = await signIn();
@@ -131,6 +151,52 @@ describe("GET /api/jobs/:id/download", () => {
     }
   });
 
+  it("writes source names that look like spreadsheet formulas into manifest.csv as text, and keeps numbers numbers", async () => {
+    const names = ['=HYPERLINK("http://evil","x").mp4', "@SUM(A1).mov", "+cmd.mp4", "-2+3.mp4", "plain.mp4"];
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { names, variations: 1 });
+    const runner = `r-${seeded.id}`;
+    await claimAll(seeded.id, runner);
+    const params = { recipe: 1, brightness: -0.01 };
+    for (const v of await variationsOf(seeded.id)) {
+      await recordVariationParams(db, { variationId: v.id, runnerId: runner, attempt: 1, params });
+      const bytes = fakeMp4(400);
+      const key = `outputs/${seeded.id}/${v.id}.mp4`;
+      await env.BUCKET.put(key, bytes);
+      // A negative SSIM is a real (if rare) measurement: it must stay a number, not become text.
+      const quality = { seed: v.seed, params, ssim: -0.25, psnr: 12, distinct: 3, fingerprint: null, thumbnailKey: null, redrawReason: null };
+      await finishVariation(db, { attempt: 1, variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, now: Date.now(), quality });
+    }
+
+    const entries = readZip(new Uint8Array(await (await s.call(`/api/jobs/${seeded.id}/download`)).arrayBuffer()));
+    const manifest = JSON.parse(new TextDecoder().decode(entries.at(-2)!.data)) as { entries: { file: string; source: string }[] };
+    expect(manifest.entries.map((e) => e.source)).toEqual(names);
+    const rows = parseCsv(new TextDecoder().decode(entries.at(-1)!.data)).slice(1);
+    expect(rows.map((r) => r[1])).toEqual(names.map((n) => (n === "plain.mp4" ? n : `'${n}`)));
+    for (const [i, r] of rows.entries()) {
+      const file = manifest.entries[i]!.file;
+      expect(r[0]).toBe(/^[=+\-@]/.test(file) ? `'${file}` : file);
+      expect(r.slice(7, 10)).toEqual(["-0.25", "12", "3"]);
+      expect(r[10]).toBe(JSON.stringify(params));
+    }
+    expect(rows.map((r) => r[0])).toContain("'+cmd/+cmd_var01.mp4");
+  });
+
+  it("gives sources named like Windows devices before any dot (nul.tar.mp4, CON.x.mov) folders Windows can create", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { names: ["nul.tar.mp4", "CON.x.mov", "aux .tar.mp4", "console.mp4"], variations: 1 });
+    await runJob(seeded.id);
+    const res = await s.call(`/api/jobs/${seeded.id}/download`);
+    expect(readZip(new Uint8Array(await res.arrayBuffer())).map((e) => e.name)).toEqual([
+      "_nul.tar/_nul.tar_var01.mp4",
+      "_CON.x/_CON.x_var01.mp4",
+      "_aux .tar/_aux .tar_var01.mp4",
+      "console/console_var01.mp4",
+      "manifest.json",
+      "manifest.csv",
+    ]);
+  });
+
   it("allows cancelled jobs with completed variations", async () => {
     const s = await signIn();
     const seeded = await seedJob(s.id, { variations: 2 });
@@ -216,6 +282,26 @@ describe("GET /api/jobs/:id/download, resumed", () => {
     expect(past.headers.get("content-range")).toBe(`bytes */${full.length}`);
   });
 
+  it("explains a resume past the ZIP's end as a JSON error instead of an empty .zip attachment", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { variations: 1 });
+    await runJob(seeded.id);
+    const fullRes = await s.call(`/api/jobs/${seeded.id}/download`);
+    const etag = fullRes.headers.get("etag")!;
+    const length = (await fullRes.arrayBuffer()).byteLength;
+
+    const past = await s.call(`/api/jobs/${seeded.id}/download`, { headers: { range: `bytes=${length + 10}-`, "if-range": etag } });
+    expect(past.status).toBe(416);
+    expect(past.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(past.headers.get("content-disposition")).toBeNull();
+    expect(past.headers.get("content-range")).toBe(`bytes */${length}`);
+    expect(past.headers.get("etag")).toBe(etag);
+    expect(past.headers.get("accept-ranges")).toBe("bytes");
+    const body = (await past.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("range_not_satisfiable");
+    expect(body.error.message).toContain(String(length));
+  });
+
   it("sends the whole new ZIP (200) when the job changed since the part the client holds", async () => {
     const s = await signIn();
     const seeded = await seedJob(s.id, { variations: 2 });
@@ -263,6 +349,24 @@ describe("GET /api/jobs/:id/outputs/:outputId", () => {
     const beyond = await s.call(`/api/jobs/${seeded.id}/outputs/${id}`, { headers: { range: `bytes=${bytes.length}-` } });
     expect(beyond.status).toBe(416);
     expect(beyond.headers.get("content-range")).toBe(`bytes */${bytes.length}`);
+  });
+
+  it("explains a range outside an output video as a JSON error naming the video's size", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { variations: 1 });
+    const { outputs, vars } = await runJob(seeded.id);
+    const id = vars[0]!.id;
+    const size = outputs.get(id)!.length;
+
+    const res = await s.call(`/api/jobs/${seeded.id}/outputs/${id}`, { headers: { range: "bytes=999999999-" } });
+    expect(res.status).toBe(416);
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(res.headers.get("content-disposition")).toBeNull();
+    expect(res.headers.get("content-range")).toBe(`bytes */${size}`);
+    expect(res.headers.get("accept-ranges")).toBe("bytes");
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("range_not_satisfiable");
+    expect(body.error.message).toContain(`${size} bytes`);
   });
 
   it("answers 404 for an unknown output, another user's job or an output of another job", async () => {

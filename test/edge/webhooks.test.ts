@@ -16,7 +16,15 @@ import {
 } from "../../db/queries/webhooks";
 import { createTestDelivery, createWebhook, rotateWebhookSecret } from "../../db/queries/webhooks";
 import { deliverOnce, MAX_DELIVERY_ATTEMPTS } from "../../edge/lib/webhooks/deliver";
-import { consumeWebhookBatch, enqueueDueDeliveries, EXPIRE_BATCH, MAX_CONCURRENT_MESSAGES, sweepWebhookDeliveries, type WebhookMessage } from "../../edge/lib/webhooks/queue";
+import {
+  consumeWebhookBatch,
+  enqueueDueDeliveries,
+  EXPIRE_BATCH,
+  MAX_CONCURRENT_MESSAGES,
+  PRUNE_BATCH,
+  sweepWebhookDeliveries,
+  type WebhookMessage,
+} from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
 import { claimAll, db, ORIGIN, seedJob, signIn, type Session } from "./helpers";
 
@@ -1061,6 +1069,24 @@ describe("sweepWebhookDeliveries expiry", () => {
     expect(report.expired).toBeGreaterThanOrEqual(n);
     const left = await db.select({ n: sql<number>`count(*)` }).from(webhookDeliveries).where(and(eq(webhookDeliveries.webhookId, hook.id), eq(webhookDeliveries.status, "pending")));
     expect(left[0]!.n).toBe(0);
+  });
+});
+
+describe("sweepWebhookDeliveries log prune", () => {
+  it("removes a delivery log backlog bigger than one prune batch within one cron run: the log does not outgrow its 7 days", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const sweepAt = Date.now() + 3 * 24 * HOUR;
+    const old = sweepAt - 8 * 24 * HOUR;
+    const n = PRUNE_BATCH + 500;
+    await db.run(sql`WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ${n})
+      INSERT INTO webhook_deliveries (id, webhook_id, job_id, event, occurred_at, status, attempts, next_attempt_at, created_at)
+      SELECT ${hook.id} || '-' || i, ${hook.id}, 'job-' || i, 'job.paused', ${old},
+        CASE WHEN i % 2 = 0 THEN 'delivered' ELSE 'failed' END, 1, ${old}, ${old} FROM k`);
+    const queue = { sendBatch: async () => {} } as unknown as Queue<WebhookMessage>;
+    const report = await sweepWebhookDeliveries({ db, queue }, sweepAt);
+    expect(report.pruned).toBeGreaterThanOrEqual(n);
+    expect(await deliveriesOf(hook.id)).toHaveLength(0);
   });
 });
 

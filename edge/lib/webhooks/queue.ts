@@ -60,6 +60,9 @@ export async function enqueueDueDeliveries(
 /** Rows the cron fails per expiry statement, and statements per minute at most (so up to 20,000 rows a minute). */
 export const EXPIRE_BATCH = 1000;
 export const EXPIRE_BATCHES_PER_MINUTE = 20;
+/** Settled log rows the cron deletes per prune statement, and statements per minute at most (as for the expiry). */
+export const PRUNE_BATCH = 1000;
+export const PRUNE_BATCHES_PER_MINUTE = 20;
 
 /**
  * For the cron (every minute): sweep now, and when anyone has a webhook, schedule delayed sweeps every
@@ -90,7 +93,14 @@ export async function sweepWebhookDeliveries(deps: { db: Db; queue: Queue<Webhoo
     expired += n;
     if (n < EXPIRE_BATCH) break;
   }
-  const pruned = await pruneDeliveries(deps.db, now - DELIVERY_LOG_DAYS * 86_400_000).catch(() => 0);
+  // Likewise for the log: settled rows arrive at up to the expiry's pace (a whole backlog fails at once, and
+  // leaves the log together 7 days later), so one batch a minute would let the table grow without bound.
+  let pruned = 0;
+  for (let batch = 0; batch < PRUNE_BATCHES_PER_MINUTE; batch++) {
+    const n = await pruneDeliveries(deps.db, now - DELIVERY_LOG_DAYS * 86_400_000, PRUNE_BATCH).catch(() => 0);
+    pruned += n;
+    if (n < PRUNE_BATCH) break;
+  }
   return { enqueued, scheduled, expired, pruned };
 }
 
