@@ -300,6 +300,32 @@ describe("POST /api/jobs/:id/more", () => {
     expect((await postWith({ USER_QUEUED_VARIATIONS: "5" }, s, `/api/jobs/${seeded.id}/more`, { variations: 1 })).status).toBe(200);
   });
 
+  it("refuses more variations, a retry and a resume to a user already over their storage quota, as a new job would be", async () => {
+    const s = await signIn();
+    const done = await seedJob(s.id, { files: 1, variations: 1 });
+    await runAll(done.id, "r-sq");
+    const failed = await seedJob(s.id, { files: 1, variations: 2 });
+    await runAll(failed.id, "r-sq2", 1);
+    const cancelled = await seedJob(s.id, { files: 1, variations: 1 });
+    await post(s, `/api/jobs/${cancelled.id}/cancel`);
+    // The sources alone (3 × 1000 bytes) are over a 2000-byte quota.
+    const over = { USER_STORAGE_BYTES: "2000" };
+    for (const [job, path, body] of [
+      [done, "more", { variations: 1 }],
+      [failed, "retry", {}],
+      [cancelled, "resume", {}],
+    ] as const) {
+      const res = await postWith(over, s, `/api/jobs/${job.id}/${path}`, body);
+      expect(res.status, path).toBe(409);
+      expect(await res.json()).toMatchObject({ error: { code: "quota_exceeded", message: expect.stringMatching(/storage/i) } });
+    }
+    expect((await variationsOf(done.id)).map((v) => v.status)).toEqual(["completed"]);
+    expect((await jobRow(failed.id))!.status).toBe("completed");
+    expect((await jobRow(cancelled.id))!.status).toBe("cancelled");
+    // With room, the same requests go through.
+    expect((await postWith({ USER_STORAGE_BYTES: "100000" }, s, `/api/jobs/${done.id}/more`, { variations: 1 })).status).toBe(200);
+  });
+
   it("applies the limits to retry and resume too", async () => {
     const s = await signIn();
     const seeded = await seedJob(s.id, { files: 1, variations: 2 });

@@ -51,7 +51,7 @@ export async function addVariations(
       seed: seeds[si * input.perSource + k]!,
     })),
   );
-  const request: QuotaRequest = { activeJobs: 1, queuedVariations: rows.length };
+  const request: QuotaRequest = { activeJobs: 1, queuedVariations: rows.length, storageBytes: 0 };
   const guard = reopenGuard(input.jobId, record.job.userId, [record.job.status], input.limits, request, now);
   // json_each keeps the order of the array, and with it the claim order (created_at ties fall back to rowid).
   const [, reopened] = await db.batch([

@@ -13,7 +13,8 @@ import { presentRecord, type JobRecord, type Viewer } from "./present";
  * What retry, resume (of a cancelled job) and more variations share: they put work back into a finished job. The
  * shape of each is one batch of two compare-and-sets — first the variations, guarded by the job still being in the
  * finished status the caller saw, not expired, and the owner's limits (the same fitsQuota fragments the job
- * admission uses, so reopening cannot bypass USER_ACTIVE_JOBS / USER_QUEUED_VARIATIONS); then the job, guarded by
+ * admission uses, so reopening cannot bypass USER_ACTIVE_JOBS / USER_QUEUED_VARIATIONS, nor USER_STORAGE_BYTES: a
+ * reopen makes outputs, so a user already over their storage quota is refused as a new job would be); then the job, guarded by
  * the same status AND by having queued work. A finished job never holds queued work, so "finished with queued
  * work" means the first statement applied in this very batch: the two cannot come apart.
  */

@@ -30,7 +30,7 @@ export async function resumeJob(
   if (record.job.status === "cancelled" && cancelled === 0) {
     throw new ConflictError("nothing_to_resume", "Nothing of this job was cancelled", { job: presentRecord(record, now) });
   }
-  const request: QuotaRequest = { activeJobs: 1, queuedVariations: cancelled };
+  const request: QuotaRequest = { activeJobs: 1, queuedVariations: cancelled, storageBytes: 0 };
   const [, reopened] = await db.batch([
     db
       .update(variations)

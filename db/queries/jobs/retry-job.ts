@@ -30,7 +30,7 @@ export async function retryJob(
   if (failed === 0) {
     throw new ConflictError("nothing_to_retry", "No variation of this job failed", { job: presentRecord(record, now) });
   }
-  const request: QuotaRequest = { activeJobs: 1, queuedVariations: failed };
+  const request: QuotaRequest = { activeJobs: 1, queuedVariations: failed, storageBytes: 0 };
   const guard = reopenGuard(input.jobId, record.job.userId, RETRYABLE, input.limits, request, now);
   const [, reopened] = await db.batch([
     db
