@@ -84,8 +84,8 @@ export function isDbUnavailable(err: unknown): boolean {
 
 /**
  * True when the database refused a statement because another writer held the lock past its busy timeout
- * (SQLITE_BUSY, as sqld and the local server answer). Nothing of the statement (or of its batch) was applied, so
- * it may be sent again: the same as a database that was briefly unreachable, but it did answer.
+ * (SQLITE_BUSY, as sqld and the local server answer). Nothing of that statement (or of its batch) was applied,
+ * so it may be sent again: the same as a database that was briefly unreachable, but it did answer.
  */
 export function isDbBusy(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {

@@ -69,17 +69,18 @@ export class BlobClient {
     timeoutMs = this.stallMs,
   ): Promise<Response> {
     let res: Response;
-    // The timeout covers sending the body and waiting for the answer's headers, not reading the answer's body
-    // (a download of a large source may take long; its progress is watched chunk by chunk instead).
+    // The timeout covers sending the body and waiting for the answer's headers, and reading the answer of any call
+    // but a successful GET: a download of a large source may take long, and its progress is watched chunk by chunk
+    // instead.
     const ctl = new AbortController();
     const caller = init.signal;
     if (caller?.aborted) ctl.abort(caller.reason);
     const onAbort = () => ctl.abort(caller!.reason);
     caller?.addEventListener("abort", onAbort, { once: true });
     // A GET's body is read after this returns (a download watches it chunk by chunk), so its caller's abort must
-    // still reach the fetch then; its signal is the download's own, short-lived. Any other call is done here, and
-    // its caller's signal may live as long as the runner (the job thumbnails'): a listener left on it per call grew
-    // without bound.
+    // still reach the fetch then; its signal is the download's own, short-lived. Any other call's answer (small JSON)
+    // is read here, under the timeout and the caller's abort, and the listener is removed: the caller's signal may
+    // live as long as the runner (the job thumbnails'), and a listener left on it per call grew without bound.
     const bodyReadLater = (init.method ?? "GET") === "GET";
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -88,6 +89,7 @@ export class BlobClient {
     }, timeoutMs);
     try {
       res = await fetch(url, { ...init, signal: ctl.signal, headers: { authorization: `Bearer ${this.opts.token}`, ...init.headers } });
+      if (!bodyReadLater || !res.ok) res = await buffered(res);
     } catch (err) {
       if (caller?.aborted) throw err;
       if (timedOut) throw new BlobError(`${what}: no answer from the edge within ${timeoutMs} ms`, null, true);
@@ -272,4 +274,11 @@ function fileBody(file: string, start: number, length: number): BodyInit {
   // A known Content-Length plus a streamed body: R2's put() needs the length and nothing is buffered whole.
   const stream = createReadStream(file, { start, end: start + length - 1, highWaterMark: MiB });
   return Readable.toWeb(stream) as unknown as BodyInit;
+}
+
+/** The same answer with its body read: an edge that stalls mid-answer then hits the caller's timeout or abort. */
+async function buffered(res: Response): Promise<Response> {
+  const body = await res.arrayBuffer();
+  const init = { status: res.status, statusText: res.statusText, headers: res.headers };
+  return new Response([101, 204, 205, 304].includes(res.status) ? null : body, init);
 }

@@ -309,7 +309,9 @@ export class Runner {
   }
 
   private onTaskDone(task: VariationTask, outcome: TaskOutcome): void {
-    if (outcome === "completed") this.gate.localOk();
+    // A completion after local trouble (a re-draw that failed on a full disk, completed with its earlier draw) is
+    // not a sign the machine is fine again: the claim pause keeps growing.
+    if (outcome === "completed" && !task.hadLocalTrouble) this.gate.localOk();
     if (this.tasks.get(task.key) === task) this.tasks.delete(task.key);
     this.deps.metrics.active.set(this.tasks.size);
     this.deps.log.debug("task done", { variation: task.id, outcome });

@@ -24,7 +24,7 @@ import {
 import { BlobError, type BlobClient } from "./blobs";
 import type { RunnerConfig } from "./config";
 import { DbCallError, retryDb } from "./db-retry";
-import { buildEncodeArgs, NotAVideoError, spawnFfmpeg, verifyOutput, type EncodePlan, type ZoomScaler } from "./ffmpeg";
+import { buildEncodeArgs, NotAVideoError, spawnFfmpeg, verifyOutput, type EncodePlan, type FfmpegProcess, type ZoomScaler } from "./ffmpeg";
 import { asLocalError, ffmpegLocalError, LocalError, scrubPaths } from "./local-errors";
 import { delay } from "./delay";
 import { errorMessage, type Logger } from "./log";
@@ -80,6 +80,8 @@ const REDRAW_SLOT_POLL_MS = 100;
 /** Places in line for re-draws waiting for an encode slot (a counter: no two are ever equal). */
 let redrawLine = 0;
 const lastLine = (s: string) => s.trim().split("\n").filter(Boolean).pop() ?? "";
+/** FFmpeg could not be started on this machine: not the video's fault (its reason names no path). */
+const spawnTrouble = (err: NodeJS.ErrnoException) => new LocalError("ESPAWN", `encoding failed (${err.code ?? "spawn error"})`);
 
 /** One encode of a variation: the first draw, or a re-draw with a new seed (runner/quality.ts decides). */
 interface Draw {
@@ -146,6 +148,8 @@ export class VariationTask {
   private stopAsked = false;
   /** A shutdown or a lost lease was asked for at some point (a later stop is not recorded in stopReason). */
   private mustLeave = false;
+  /** This task met trouble of the runner's own machine (see keepEarlierAfterFailure): its completion is no all-clear. */
+  hadLocalTrouble = false;
   /** Holds an encode slot for a re-draw between taking it and its FFmpeg starting (the phase is still "finishing"). */
   redrawSlot = false;
   /**
@@ -434,13 +438,22 @@ export class VariationTask {
     const t0 = performance.now();
     this.progress = 0;
     let lastMs = -1;
-    const proc = spawnFfmpeg(config.FFMPEG_PATH, plan.args, (ms) => {
-      if (ms > lastMs) {
-        lastMs = ms;
-        this.lastProgressAt = Date.now();
-      }
-      this.progress = Math.min(99.9, Math.max(this.progress, (ms / plan.expectedDurationMs) * 100));
-    }, config.SETPRIV_PATH);
+    let proc: FfmpegProcess;
+    try {
+      proc = spawnFfmpeg(config.FFMPEG_PATH, plan.args, (ms) => {
+        if (ms > lastMs) {
+          lastMs = ms;
+          this.lastProgressAt = Date.now();
+        }
+        this.progress = Math.min(99.9, Math.max(this.progress, (ms / plan.expectedDurationMs) * 100));
+      }, config.SETPRIV_PATH);
+    } catch (err) {
+      // Node throws some spawn failures (ENOMEM, E2BIG) instead of emitting them: the same trouble as an emitted one.
+      this.redrawSlot = false;
+      const local = spawnTrouble(err as NodeJS.ErrnoException);
+      if (earlier && !this.mustLeave) return await this.keepEarlierAfterFailure(local, errorMessage(err), file);
+      return await this.local(local, file);
+    }
     this.lastProgressAt = Date.now();
     this.ctx.processes.register(this.key, proc);
     this.phase = "encode";
@@ -468,21 +481,11 @@ export class VariationTask {
     }
     if (exit.code !== 0) {
       const stderr = proc.stderrTail();
-      const local = exit.spawnError ? asLocalError(exit.spawnError, "encoding failed") : ffmpegLocalError(stderr, "encoding failed");
-      if (earlier && !this.mustLeave) {
-        // A verified draw is in hand: a re-draw that failed (its disk filled with two outputs on it, the OOM killer,
-        // a filter the new seed's parameters broke) leaves it, like a re-draw that fails verification. Failing or
-        // requeueing here threw a good encode away.
-        if (local) this.ctx.onLocalTrouble?.(local);
-        log.warn("re-draw failed: completing with an earlier draw", { variation: this.id, code: exit.code, signal: exit.signal, error: local?.message ?? lastLine(stderr) });
-        this.phase = "finishing";
-        this.ctx.onEncodeSlotFree?.(this);
-        await rm(file, { force: true }).catch(() => {});
-        return "keep-earlier-failed";
-      }
+      // FFmpeg that never started (no process slot or memory, not executable) is this machine's trouble, like a full
+      // disk: claims pause, so a runner that cannot start FFmpeg does not spend every queued variation's attempts.
+      const local = exit.spawnError ? spawnTrouble(exit.spawnError) : ffmpegLocalError(stderr, "encoding failed");
+      if (earlier && !this.mustLeave) return await this.keepEarlierAfterFailure(local, `exit ${exit.code ?? exit.signal}: ${lastLine(stderr)}`, file);
       if (local) return await this.local(local, file);
-      // FFmpeg never started (no process slot or memory on this machine): nothing is wrong with the video.
-      if (exit.spawnError) return await this.transient(`the runner could not start FFmpeg (${exit.spawnError.code ?? "spawn failed"})`, file);
       // Killed from outside (e.g. the kernel's OOM killer): worth another attempt elsewhere.
       if (exit.signal) return await this.transient(`ffmpeg was killed by ${exit.signal}`, file);
       const detail = lastLine(stderr);
@@ -495,6 +498,24 @@ export class VariationTask {
     // encode first records its local trouble (which pauses claims), then the task's end frees the slot.
     this.ctx.onEncodeSlotFree?.(this);
     return null;
+  }
+
+  /**
+   * A verified draw is in hand: a re-draw whose FFmpeg failed (its disk filled with two outputs on it, the OOM
+   * killer, a filter the new seed's parameters broke, no process slot) leaves it, like a re-draw that fails
+   * verification. Failing or requeueing here threw a good encode away. Local trouble still pauses claims, and the
+   * completion that follows must not reset that pause (`hadLocalTrouble`).
+   */
+  private async keepEarlierAfterFailure(local: LocalError | null, detail: string, file: string): Promise<"keep-earlier-failed"> {
+    if (local) {
+      this.hadLocalTrouble = true;
+      this.ctx.onLocalTrouble?.(local);
+    }
+    this.ctx.log.warn("re-draw failed: completing with an earlier draw", { variation: this.id, error: local?.message ?? detail });
+    this.phase = "finishing";
+    this.ctx.onEncodeSlotFree?.(this);
+    await rm(file, { force: true }).catch(() => {});
+    return "keep-earlier-failed";
   }
 
   /**

@@ -21,7 +21,8 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
     return c.json({ error: { code: "db_unavailable", message: "The database is unreachable; try again shortly" } }, 503);
   }
   if (isDbBusy(err)) {
-    // Nothing was applied: the client may send the request again at once (a 500 said "our bug", and was logged as one).
+    // The statement that met the lock was refused (a batch as a whole), so the request may be sent again shortly, as
+    // after db_unavailable; a 500 said "our bug", and was logged as one.
     c.header("Retry-After", "1");
     return c.json({ error: { code: "db_busy", message: "The database is busy; try again in a moment" } }, 503);
   }

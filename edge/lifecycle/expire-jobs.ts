@@ -15,7 +15,7 @@ export const EXPIRE_BUDGET_MS = 15_000;
  * half-way leaves rows that still name the objects for the next tick. Batch after batch, every user's oldest first
  * (listExpiredJobIds), until none is left or the budget is spent.
  */
-export async function expireFinishedJobs(deps: LifecycleDeps, now: number): Promise<Record<string, number>> {
+export async function expireFinishedJobs(deps: LifecycleDeps, now: number, budgetMs = EXPIRE_BUDGET_MS): Promise<Record<string, number>> {
   // Elapsed time of this run, not "now": the rules take their business time as an argument.
   const started = performance.now();
   let deleted = 0;
@@ -25,7 +25,7 @@ export async function expireFinishedJobs(deps: LifecycleDeps, now: number): Prom
     for (const id of ids) if (await purgeJob(deps, id)) batch++;
     deleted += batch;
     // A batch that removed nothing would come back the same: stop (the next tick retries).
-    if (ids.length < EXPIRE_BATCH || batch === 0 || performance.now() - started > EXPIRE_BUDGET_MS) break;
+    if (ids.length < EXPIRE_BATCH || batch === 0 || performance.now() - started > budgetMs) break;
   }
   return { expired: deleted };
 }

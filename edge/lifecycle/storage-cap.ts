@@ -1,5 +1,5 @@
 import { userLimitsFrom } from "../../db/limits";
-import { getUserUsage, listEvictableOfUser, listStorageByUser } from "../../db/queries/quotas";
+import { getStorageBytes, listEvictableOfUser, listStorageByUser } from "../../db/queries/quotas";
 import { purgeJob } from "../lib/storage";
 import { dropUnusedUpload } from "../lib/uploads";
 import type { LifecycleDeps } from "./index";
@@ -80,12 +80,13 @@ export async function enforceStorageCap(deps: LifecycleDeps, now: number): Promi
   // minute) may have evicted the same items. Counting on the first read, the cap went on evicting until its own
   // sums said "done": up to twice the excess, and jobs of a user already back within quota.
   const refresh = async (userId: string) => {
-    const now = (await getUserUsage(deps.db, userId)).storageBytes;
+    const now = await getStorageBytes(deps.db, userId);
     used -= held.get(userId)! - now;
     held.set(userId, now);
   };
   for (const c of [...uploads, ...jobs]) {
     if (used <= goal) break;
+    if (held.get(c.userId)! <= quota) continue;
     await refresh(c.userId);
     if (used <= goal) break;
     if (held.get(c.userId)! <= quota) continue;

@@ -105,7 +105,8 @@ describe("expireFinishedJobs", () => {
 
   it("catches up with a backlog in one run: every job past its expiry goes, not one batch of them", async () => {
     const expired = await Promise.all(Array.from({ length: EXPIRE_BATCH * 2 + 5 }, () => finishedJob(NOW - DAY - HOUR)));
-    expect(await expireFinishedJobs(deps(), NOW)).toEqual({ expired: expired.length });
+    // No time budget here: what is tested is that a run goes on past one batch, not how fast this machine is.
+    expect(await expireFinishedJobs(deps(), NOW, Infinity)).toEqual({ expired: expired.length });
     expect(await db.select({ id: jobs.id }).from(jobs)).toEqual([]);
   });
 

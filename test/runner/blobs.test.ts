@@ -11,7 +11,7 @@ import { BlobClient, BlobError, UPLOAD_TRIES } from "../../runner/blobs";
 let server: Server;
 let url: string;
 let dir: string;
-let script: ("reset" | 200 | 403 | 503)[] = [];
+let script: ("reset" | "stall" | 200 | 403 | 503)[] = [];
 const received: { bytes: number; verdict: string }[] = [];
 
 beforeAll(async () => {
@@ -27,6 +27,8 @@ beforeAll(async () => {
     req.on("end", () => {
       received.push({ bytes, verdict: String(verdict) });
       if (verdict === "reset") return;
+      // Headers and half an answer, then nothing: an edge wedged mid-reply.
+      if (verdict === "stall") return void res.writeHead(200, { "content-type": "application/json" }).write('{"part');
       res.writeHead(verdict, { "content-type": "application/json" }).end(verdict === 200 ? "{}" : '{"error":{"code":"x","message":"refused"}}');
     });
     req.on("close", () => verdict === "reset" && received.push({ bytes, verdict }));
@@ -35,6 +37,7 @@ beforeAll(async () => {
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
 afterAll(async () => {
+  server.closeAllConnections();
   await new Promise((r) => server.close(r));
   await rm(dir, { recursive: true, force: true });
 });
@@ -70,6 +73,20 @@ describe("BlobClient uploads", () => {
     expect(refused).toBeInstanceOf(BlobError);
     expect((refused as BlobError).status).toBe(403);
     expect(received).toHaveLength(1);
+    script = [];
+  });
+
+  it("gives up on an answer that stalls after its headers as soon as the caller stops (a cancel or a shutdown)", async () => {
+    script = ["stall"];
+    // Multipart: the create's answer (the upload id) is read as JSON, and that answer stalls.
+    const blobs = new BlobClient({ edgeUrl: url, token: "t", singlePutMaxBytes: 512 });
+    const stop = new AbortController();
+    const f = await file(1024);
+    const upload = blobs.upload("outputs/j/v.a1.mp4", f, stop.signal);
+    await new Promise((r) => setTimeout(r, 200));
+    stop.abort(new Error("cancelled"));
+    const settled = await Promise.race([upload.then(() => "resolved", () => "rejected"), new Promise((r) => setTimeout(() => r("still waiting"), 5000))]);
+    expect(settled).toBe("rejected");
     script = [];
   });
 

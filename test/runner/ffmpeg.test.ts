@@ -147,6 +147,17 @@ describe("encoding with real FFmpeg", () => {
   });
 });
 
+describe("spawnFfmpeg", () => {
+  it("reports an FFmpeg that could not be started as a spawn error on its exit, instead of a code the runner would take for the video's", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "vr-spawn-"));
+    const notExecutable = join(dir, "ffmpeg");
+    await writeFile(notExecutable, "#!/bin/sh\nexit 0\n", { mode: 0o644 });
+    const exit = await spawnFfmpeg(notExecutable, ["-version"]).exited;
+    expect(exit).toMatchObject({ code: null, signal: null, spawnError: { code: "EACCES" } });
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
 describe("probeMedia", () => {
   it("reports duration, size and audio of a clip", async () => {
     const clip = await makeClip({ seconds: 3, width: 320, height: 240 });
