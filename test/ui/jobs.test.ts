@@ -427,6 +427,77 @@ describe("web UI without a runner", () => {
     await context.close();
   });
 
+  it("ignores a video dropped on the page while an upload is under way: Start job stays disabled and one job is made", async () => {
+    const { context, page } = await suite.newUser("drop-while-busy");
+    const clipPath = join(suite.dir, "drop-busy.mp4");
+    await writeFile(clipPath, clip);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await page.route("**/api/jobs", async (route) => {
+      if (route.request().method() !== "POST") return route.continue();
+      await held;
+      await route.continue();
+    });
+    await page.goto(`${suite.ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.setInputFiles("#file-input", clipPath);
+    await page.getByLabel("Variations per video").fill("1");
+    await page.getByRole("button", { name: "Start job" }).click();
+    await page.getByRole("button", { name: "Uploading…" }).waitFor();
+    // A second video, with a real video's first bytes, dropped on the zone while the first request is held.
+    await page.evaluate(async (head) => {
+      const file = new File([new Uint8Array(head)], "second.mp4", { type: "video/mp4" });
+      const dt = new DataTransfer();
+      dt.items.add(file);
+      document.getElementById("dropzone")!.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+      await new Promise((r) => setTimeout(r, 200));
+    }, [...clip.subarray(0, 4096)]);
+    expect(await page.locator(".upload-item").count()).toBe(1);
+    expect(await page.getByRole("button", { name: "Uploading…" }).isDisabled()).toBe(true);
+    release();
+    await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 60_000 });
+    expect(await jobIds(page)).toHaveLength(1);
+    await context.close();
+  });
+
+  it("continues a large upload where it stopped after the connection dropped: the next click sends only the missing parts", async () => {
+    const { context, page } = await suite.newUser("resume-upload");
+    const bigPath = await bigClip("big-resume.mp4");
+    const starts: string[] = [];
+    const sentParts: string[] = [];
+    let dropPart3 = true;
+    await page.route("**/api/uploads", async (route) => {
+      if (route.request().method() === "POST") starts.push(route.request().url());
+      await route.continue();
+    });
+    await page.route("**/api/uploads/*/parts/*", async (route) => {
+      const n = route.request().url().split("/").pop()!;
+      // Part 3 meets a dead connection every time until the network is "back".
+      if (n === "3" && dropPart3) return route.abort("connectionreset");
+      const res = await route.fetch();
+      if (res.status() === 200) sentParts.push(n);
+      await route.fulfill({ response: res });
+    });
+    await page.goto(`${suite.ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.setInputFiles("#file-input", bigPath);
+    await page.getByLabel("Variations per video").fill("1");
+    await page.getByRole("button", { name: "Start job" }).click();
+    await page.getByText(/Upload stopped: .*continue where it stopped/).waitFor({ timeout: 90_000 });
+    expect(await page.locator(".upload-state").first().textContent()).toMatch(/^Paused at \d+ %$/);
+    const before = [...sentParts];
+    expect(before).not.toContain("3");
+
+    dropPart3 = false;
+    await page.getByRole("button", { name: "Start job" }).click();
+    await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 120_000 });
+    // One upload for the file; every part went up exactly once, the ones sent before the drop were not sent again.
+    expect(starts).toHaveLength(1);
+    expect([...sentParts].sort()).toEqual(["1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    expect(await jobIds(page)).toHaveLength(1);
+    await context.close();
+  });
+
   it("starts a large file's upload once when the first answer is lost: the retry carries the same Idempotency-Key", async () => {
     const { context, page } = await suite.newUser("lost-upload-start");
     const bigPath = await bigClip("big-lost-start.mp4");

@@ -66,7 +66,12 @@ async function head(file: File): Promise<Uint8Array> {
   return new Uint8Array(await file.slice(0, 16).arrayBuffer());
 }
 
+/** True while a submit is under way: the drop zone is not part of the disabled fieldset, so it checks this. */
+let busy = false;
+
 async function addFiles(list: FileList | File[]): Promise<void> {
+  // A file dropped during an upload would re-enable Start job and, clicked, make a second job with another key.
+  if (busy) return;
   const problems: string[] = [];
   for (const file of Array.from(list)) {
     if (items.some((i) => i.file.name === file.name && i.file.size === file.size && i.file.lastModified === file.lastModified)) continue;
@@ -97,6 +102,7 @@ function buildItem(file: File): Item {
   };
   remove.addEventListener("click", () => {
     items.splice(items.indexOf(item), 1);
+    dropOpenUpload(file);
     renderList();
     byId("file-input").focus();
   });
@@ -112,11 +118,12 @@ function buildItem(file: File): Item {
 
 function renderList(): void {
   byId("upload-list").replaceChildren(...items.map((i) => i.li));
-  byId<HTMLButtonElement>("upload-submit").disabled = items.length === 0;
+  byId<HTMLButtonElement>("upload-submit").disabled = busy || items.length === 0;
   setText(byId("upload-summary"), items.length ? `${items.length} video${items.length === 1 ? "" : "s"} selected` : "No videos selected yet.");
 }
 
-function setBusy(busy: boolean): void {
+function setBusy(on: boolean): void {
+  busy = on;
   byId<HTMLFieldSetElement>("upload-fields").disabled = busy;
   byId<HTMLButtonElement>("upload-submit").disabled = busy || items.length === 0;
   setText(byId("upload-submit"), busy ? "Uploading…" : "Start job");
@@ -207,22 +214,60 @@ async function uploadSingle(variations: number, effects: JobEffects, key: string
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * A large file's upload that a click on this page opened, with the parts the server took: a click after the network
+ * dropped sends only the missing parts of the same upload. Before, every failure deleted the uploads and the next
+ * click sent every byte again (2 GB for one lost part), and an upload the delete could not reach while offline kept
+ * holding the user's open-upload slots and storage for a day.
+ */
+interface OpenUpload {
+  id: string;
+  partSize: number;
+  partCount: number;
+  sent: Set<number>;
+  completed: boolean;
+}
+const openUploads = new Map<string, OpenUpload>();
+const fileKey = (f: File) => JSON.stringify([f.name, f.size, f.lastModified]);
+
+/** Drops an upload of a file no longer chosen (best effort: the stale-upload rule is the backstop). */
+function dropOpenUpload(file: File): void {
+  const up = openUploads.get(fileKey(file));
+  if (!up) return;
+  openUploads.delete(fileKey(file));
+  void api("DELETE", `/api/uploads/${encodeURIComponent(up.id)}`).catch(() => {});
+}
+
+/** Drops every upload this page holds that no job used (the server refuses to drop a used one). */
+async function dropOpenUploads(): Promise<void> {
+  const ids = [...openUploads.values()].map((u) => u.id);
+  openUploads.clear();
+  if (pending) pending.uploads = undefined;
+  await Promise.allSettled(ids.map((id) => api("DELETE", `/api/uploads/${encodeURIComponent(id)}`)));
+}
+
+/**
  * Large file through the multipart upload API: parts go up three at a time and each part is retried on its own
  * (network drop, 5xx, 429) with exponential back-off, so a blip costs one part, not the whole file.
  */
-async function uploadLarge(item: Item, started: string[]): Promise<string> {
-  // One key for every try: a start whose answer was lost is answered with the upload it opened, not a second one.
-  const key = newKey();
-  const { data: up } = await createWithRetries(() =>
-    api<{ id: string; partSize: number; partCount: number }>(
-      "POST",
-      "/api/uploads",
-      { filename: item.file.name, size: item.file.size },
-      { headers: { "Idempotency-Key": key } },
-    ),
-  );
-  started.push(up.id);
-  const loaded = new Array<number>(up.partCount).fill(0);
+async function uploadLarge(item: Item): Promise<string> {
+  let up = openUploads.get(fileKey(item.file));
+  if (!up) {
+    // One key for every try: a start whose answer was lost is answered with the upload it opened, not a second one.
+    const key = newKey();
+    const { data } = await createWithRetries(() =>
+      api<{ id: string; partSize: number; partCount: number }>(
+        "POST",
+        "/api/uploads",
+        { filename: item.file.name, size: item.file.size },
+        { headers: { "Idempotency-Key": key } },
+      ),
+    );
+    up = { id: data.id, partSize: data.partSize, partCount: data.partCount, sent: new Set(), completed: false };
+    openUploads.set(fileKey(item.file), up);
+  }
+  const open = up;
+  const partBytes = (n: number) => Math.min(item.file.size, n * open.partSize) - (n - 1) * open.partSize;
+  const loaded = Array.from({ length: open.partCount }, (_, i) => (open.sent.has(i + 1) ? partBytes(i + 1) : 0));
   // Parts being retried stay visible in the state text until they succeed (progress of other parts keeps coming).
   const retrying = new Map<number, number>();
   const report = () => {
@@ -231,22 +276,25 @@ async function uploadLarge(item: Item, started: string[]): Promise<string> {
     const notes = [...retrying].map(([n, attempt]) => `retrying part ${n} (attempt ${attempt} of ${PART_ATTEMPTS})`);
     setText(item.state, [`${p} %`, ...notes].join(" · "));
   };
-  const next = { n: 1, failed: false };
+  report();
+  const todo = Array.from({ length: open.partCount }, (_, i) => i + 1).filter((n) => !open.sent.has(n));
+  const next = { i: 0, failed: false };
   const worker = async () => {
-    // Once one part has failed for good, the others take no new part: the upload is about to be dropped.
-    while (!next.failed && next.n <= up.partCount) {
-      const n = next.n++;
-      const start = (n - 1) * up.partSize;
-      const blob = item.file.slice(start, Math.min(item.file.size, start + up.partSize));
+    // Once one part has failed for good, the others take no new part: the click is over (what was sent is kept).
+    while (!next.failed && next.i < todo.length) {
+      const n = todo[next.i++]!;
+      const start = (n - 1) * open.partSize;
+      const blob = item.file.slice(start, start + partBytes(n));
       for (let attempt = 1; ; attempt++) {
         let failure: ApiError;
         try {
-          const res = await xhrSend("PUT", `/api/uploads/${encodeURIComponent(up.id)}/parts/${n}`, blob, (l) => {
+          const res = await xhrSend("PUT", `/api/uploads/${encodeURIComponent(open.id)}/parts/${n}`, blob, (l) => {
             loaded[n - 1] = l;
             report();
           });
           if (res.status === 200) {
             loaded[n - 1] = blob.size;
+            open.sent.add(n);
             retrying.delete(n);
             report();
             break;
@@ -270,10 +318,18 @@ async function uploadLarge(item: Item, started: string[]): Promise<string> {
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(PART_CONCURRENCY, up.partCount) }, worker));
-  await api("POST", `/api/uploads/${encodeURIComponent(up.id)}/complete`, {});
+  if (!open.completed) {
+    // Every worker's part in flight finishes before this click ends: one still sending during the next click would
+    // be sent twice, and its bytes would be missing from what this click reports as kept.
+    const results = await Promise.allSettled(Array.from({ length: Math.min(PART_CONCURRENCY, todo.length) }, worker));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+    // Completing twice answers the same (a retry after a lost answer).
+    await createWithRetries(() => api("POST", `/api/uploads/${encodeURIComponent(open.id)}/complete`, {}));
+    open.completed = true;
+  }
   setText(item.state, "Sent");
-  return up.id;
+  return open.id;
 }
 
 async function submit(ev: SubmitEvent): Promise<void> {
@@ -299,9 +355,6 @@ async function submit(ev: SubmitEvent): Promise<void> {
   askOnce();
   setBusy(true);
   announce("Upload started.");
-  // Uploads this attempt started: dropped if it fails, so they do not hold the user's open uploads and storage
-  // for a day (a job that was created after all keeps its uploads: the server refuses to drop a used one).
-  const started: string[] = [];
   const key = keyFor(variations, effects);
   try {
     let job: Job;
@@ -318,30 +371,43 @@ async function submit(ev: SubmitEvent): Promise<void> {
         : null;
       if (replay) job = replay.job;
       else {
+        // Those uploads cannot make a job (gone, or not usable): start over with new ones.
+        if (earlier) await dropOpenUploads();
         const ids: string[] = [];
-        for (const item of items) ids.push(await uploadLarge(item, started));
+        for (const item of items) ids.push(await uploadLarge(item));
         pending!.uploads = ids;
         job = (await createWithRetries(() => createFromUploads(ids, variations, effects, key))).job;
       }
     } else {
       job = (await createWithRetries(() => uploadSingle(variations, effects, key))).job;
     }
-    // Done: the same choice on this page again (back/forward cache) is a new job.
+    // Done: the same choice on this page again (back/forward cache) is a new job, with new uploads.
     pending = null;
+    openUploads.clear();
     for (const i of items) setText(i.state, "Done");
     announce("Upload complete. Opening the job…");
     location.assign(`/jobs/${encodeURIComponent(job.id)}`);
   } catch (err) {
-    // Dropped before the form is usable again, so a resubmit does not find them still holding the open uploads.
-    // A job that the lost answer created keeps them: the server refuses to drop an upload a job uses.
-    await Promise.allSettled(started.map((id) => api("DELETE", `/api/uploads/${encodeURIComponent(id)}`)));
+    const text = err instanceof Error ? err.message : String(err);
+    // The connection or the service failed: what the server took is kept, and the next click goes on from there.
+    const resumable = err instanceof ApiError && err.retryable && openUploads.size > 0;
+    if (!resumable) {
+      // A refusal: dropped before the form is usable again, so a resubmit does not find them still holding the open
+      // uploads. A job that a lost answer created keeps them: the server refuses to drop an upload a job uses.
+      await dropOpenUploads();
+    }
     setBusy(false);
     for (const i of items) {
-      updateProgress(i.bar, 0);
-      setText(i.state, "Ready");
+      const up = openUploads.get(fileKey(i.file));
+      const sent = up ? (up.completed ? i.file.size : [...up.sent].reduce((n, p) => n + Math.min(up.partSize, i.file.size - (p - 1) * up.partSize), 0)) : 0;
+      updateProgress(i.bar, Math.round((sent / i.file.size) * 100));
+      setText(i.state, up ? (up.completed ? "Sent" : `Paused at ${Math.round((sent / i.file.size) * 100)} %`) : "Ready");
     }
-    const text = err instanceof Error ? err.message : String(err);
-    message(`Upload failed: ${text}`);
+    message(
+      resumable
+        ? `Upload stopped: ${text}. Start job again to continue where it stopped; what was sent is kept.`
+        : `Upload failed: ${text}`,
+    );
     void showUsage();
   }
 }
@@ -367,6 +433,15 @@ export function initUpload(): void {
   window.addEventListener("dragover", (ev) => ev.preventDefault());
   window.addEventListener("drop", (ev) => ev.preventDefault());
   byId<HTMLFormElement>("upload-form").addEventListener("submit", (ev) => void submit(ev));
+  // Leaving with uploads held for a next click: drop them, so they do not hold the user's open uploads and storage
+  // for a day (keepalive: the request outlives the page; a job that used one keeps it, the server refuses).
+  window.addEventListener("pagehide", () => {
+    for (const up of openUploads.values()) {
+      void fetch(`/api/uploads/${encodeURIComponent(up.id)}`, { method: "DELETE", keepalive: true, credentials: "same-origin" }).catch(() => {});
+    }
+    openUploads.clear();
+    if (pending) pending.uploads = undefined;
+  });
   // A refusal about the effects goes once the choice changes: it must not linger over a valid choice.
   byId("effects").addEventListener("change", () => {
     if (byId("upload-message").textContent?.startsWith("Effects:")) message(null);
