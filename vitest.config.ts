@@ -46,6 +46,9 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 120_000,
+          // A page that shows its new state after 1 s (vitest's default) on a loaded machine is still right: the
+          // assertions wait for what a user would see, and fail only when it never comes.
+          expect: { poll: { timeout: 15_000 } },
         },
       },
     ],

@@ -108,4 +108,39 @@ describe("account web UI", () => {
     expect(post.status()).toBe(403);
     await context.close();
   });
+
+  it("makes one token from a double click on Create token and a repeated Enter while the answer is on its way", async () => {
+    const { context, page } = await newUser("tok2");
+    await page.goto(`${ui.url}/tokens`);
+    await page.waitForSelector("body[data-ready=true]");
+    const posts: string[] = [];
+    page.on("request", (req) => {
+      if (req.method() === "POST" && req.url().endsWith("/api/tokens")) posts.push(req.url());
+    });
+    // The answer is held until the second click and the Enters have happened, whatever this machine's speed.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    await page.route("**/api/tokens", async (route) => {
+      if (route.request().method() !== "POST") return route.continue();
+      await gate;
+      await route.continue();
+    });
+
+    await page.getByLabel("Token name").fill("deploys");
+    const create = page.getByRole("button", { name: "Create token" });
+    await create.dblclick();
+    await page.getByLabel("Token name").press("Enter");
+    await page.getByLabel("Token name").press("Enter");
+    const disabledWhileWaiting = await create.isDisabled();
+    release();
+
+    await expect.poll(() => page.locator("#token-value").inputValue(), { timeout: 10_000 }).toMatch(/^vrt_/);
+    await expect.poll(() => create.isEnabled()).toBe(true);
+    const listed = (await (await context.request.get(`${ui.url}/api/tokens`)).json()) as { tokens: { name: string }[] };
+    expect(listed.tokens.map((t) => t.name)).toEqual(["deploys"]);
+    expect(posts).toHaveLength(1);
+    expect(disabledWhileWaiting).toBe(true);
+    await page.unroute("**/api/tokens");
+    await context.close();
+  });
 });

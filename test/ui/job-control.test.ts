@@ -32,7 +32,7 @@ describe("job controls with a real runner", () => {
     await page.waitForSelector("body[data-ready=true]");
   }
 
-  it("chooses effects, pauses the running job to Paused (k/N) in gray, resumes it to Completed, downloads the ZIP with its manifest, then adds more variations", async () => {
+  it("chooses effects, pauses the running job to Paused (k/N) in gray with Tab and Shift+Tab wrapping between the dialog's buttons, resumes it to Completed, downloads the ZIP with its manifest, then adds more variations", async () => {
     const { context, page } = await suite.newUser("pause", { contextOptions: { acceptDownloads: true } });
     const api = apiOf(context, suite.ui.url);
     await page.goto(`${suite.ui.url}/`);
@@ -50,6 +50,16 @@ describe("job controls with a real runner", () => {
     const release = await hold(page, "pause");
     await page.locator(".pause-button").click();
     const dialog = page.getByRole("dialog", { name: "Pause this job?" });
+    // The pause dialog hides its reason field; keyboard focus must wrap over the two buttons it does show.
+    const focused = () => page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.action ?? document.activeElement?.tagName);
+    await expect.poll(focused).toBe("keep");
+    await page.keyboard.press("Tab");
+    expect(await focused()).toBe("confirm");
+    await page.keyboard.press("Tab");
+    expect(await focused()).toBe("keep");
+    await page.keyboard.press("Shift+Tab");
+    expect(await focused()).toBe("confirm");
+    expect(await dialog.isVisible()).toBe(true);
     await dialog.getByRole("button", { name: "Pause job" }).click();
     const button = page.locator(".pause-button");
     await expect.poll(() => button.textContent()).toMatch(/^Pausing…/);

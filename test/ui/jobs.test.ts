@@ -370,7 +370,8 @@ describe("web UI without a runner", () => {
     await page.getByLabel("Variations per video").fill("2");
     await page.getByRole("button", { name: "Start job" }).click();
     const alert = page.locator("#upload-message");
-    await expect.poll(() => alert.textContent(), { timeout: 120_000 }).toMatch(/^Upload failed: Could not reach the server/);
+    // The uploads are kept for the next click (a network failure, not a refusal).
+    await expect.poll(() => alert.textContent(), { timeout: 120_000 }).toMatch(/^Upload stopped: Could not reach the server/);
     expect(creates.createdId).not.toBeNull();
     const sent = parts.length;
     expect(new Set(parts).size).toBe(9); // 65 MiB in 8 MiB parts (a part may have been retried)

@@ -1,6 +1,6 @@
 import { api } from "./api.js";
 import { byId, formatDateTime, h, timeEl } from "./dom.js";
-import { showMessage } from "./ui.js";
+import { showMessage, submitOnce } from "./ui.js";
 
 interface SessionRow {
   id: string;
@@ -54,17 +54,20 @@ export async function initAccount(): Promise<void> {
     ev.preventDefault();
     const data = new FormData(form);
     const message = byId("password-message");
-    try {
-      await api("POST", "/api/me/password", {
-        currentPassword: String(data.get("currentPassword") ?? ""),
-        newPassword: String(data.get("newPassword") ?? ""),
-      });
-      form.reset();
-      showMessage(message, "Password changed. Your other sessions were signed out.", "success");
-      await load();
-    } catch (err) {
-      showMessage(message, errorText(err));
-    }
+    await submitOnce(form, async () => {
+      showMessage(message, null);
+      try {
+        await api("POST", "/api/me/password", {
+          currentPassword: String(data.get("currentPassword") ?? ""),
+          newPassword: String(data.get("newPassword") ?? ""),
+        });
+        form.reset();
+        showMessage(message, "Password changed. Your other sessions were signed out.", "success");
+        await load();
+      } catch (err) {
+        showMessage(message, errorText(err));
+      }
+    });
   });
   await load();
 }

@@ -1,7 +1,7 @@
 import { api, ApiError } from "./api.js";
 import { byId, formatDateTime, h, timeEl } from "./dom.js";
 import { me } from "./session.js";
-import { showMessage } from "./ui.js";
+import { showMessage, submitOnce } from "./ui.js";
 import type { UserRow as BaseUserRow } from "../shared/types.js";
 
 type UserRow = BaseUserRow & { disabledAt?: string | null };
@@ -87,19 +87,22 @@ export async function initUsers(): Promise<void> {
     ev.preventDefault();
     const data = new FormData(form);
     const message = byId("user-message");
-    try {
-      const { data: created } = await api<{ user?: UserRow } & Partial<UserRow>>("POST", "/api/users", {
-        email: String(data.get("email") ?? ""),
-        password: String(data.get("password") ?? ""),
-        role: data.get("admin") ? "admin" : "user",
-      });
-      const email = created.user?.email ?? created.email ?? String(data.get("email"));
-      showMessage(message, `Created ${email}.`, "success");
-      form.reset();
-      await load();
-    } catch (err) {
-      showMessage(message, err instanceof ApiError || err instanceof Error ? err.message : String(err));
-    }
+    await submitOnce(form, async () => {
+      showMessage(message, null);
+      try {
+        const { data: created } = await api<{ user?: UserRow } & Partial<UserRow>>("POST", "/api/users", {
+          email: String(data.get("email") ?? ""),
+          password: String(data.get("password") ?? ""),
+          role: data.get("admin") ? "admin" : "user",
+        });
+        const email = created.user?.email ?? created.email ?? String(data.get("email"));
+        showMessage(message, `Created ${email}.`, "success");
+        form.reset();
+        await load();
+      } catch (err) {
+        showMessage(message, err instanceof ApiError || err instanceof Error ? err.message : String(err));
+      }
+    });
   });
   await load();
 }

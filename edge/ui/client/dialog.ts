@@ -41,7 +41,9 @@ function build(): HTMLDialogElement {
   // so keyboard users stay on the choice they have to make.
   el.addEventListener("keydown", (ev) => {
     if (ev.key !== "Tab") return;
-    const items = Array.from(el.querySelectorAll<HTMLElement>(FOCUSABLE));
+    // The reason field is hidden for pause and resume; a hidden control cannot take focus, so wrapping to it would
+    // leave focus where it was (or let it escape the dialog).
+    const items = Array.from(el.querySelectorAll<HTMLElement>(FOCUSABLE)).filter((item) => !item.closest("[hidden]"));
     const first = items[0];
     const last = items[items.length - 1];
     if (!first || !last) return;

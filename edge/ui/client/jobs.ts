@@ -118,16 +118,10 @@ function renderRow(row: Row): void {
   row.checkbox.parentElement?.toggleAttribute("data-disabled", !selectable);
 }
 
-/** Updates a job's row in place; returns whether anything the user cares about changed. */
+/** Updates a loaded job's row in place; returns whether anything the user cares about changed. */
 function applyJob(job: Job): boolean {
   const row = rows.get(job.id);
-  if (!row) {
-    const fresh = buildRow(job);
-    rows.set(job.id, fresh);
-    list.prepend(fresh.li);
-    byId("jobs-empty").hidden = true;
-    return true;
-  }
+  if (!row) return false;
   const before = row.job;
   const changed = signature(before) !== signature(job);
   // List responses carry no variations; keep the job's files as the list sent them.
@@ -151,16 +145,51 @@ function anyActive(): boolean {
   return false;
 }
 
+/** The API's order (newest first): by creation time, then by id. */
+function isNewer(a: Job, b: Job): boolean {
+  const at = Date.parse(a.createdAt);
+  const bt = Date.parse(b.createdAt);
+  return at !== bt ? at > bt : a.id > b.id;
+}
+
+function newestLoaded(): Job | null {
+  let newest: Job | null = null;
+  for (const row of rows.values()) if (!newest || isNewer(row.job, newest)) newest = row.job;
+  return newest;
+}
+
+/**
+ * Merges the newest jobs (API order) into the list: loaded rows are updated, jobs newer than every loaded row (made
+ * in another tab) go on top. The window reaches further back than the first page, so a job older than the newest
+ * loaded row that is not loaded sits below the loaded ones: prepending it would put old jobs above new ones, and
+ * Load more brings it in its place.
+ */
+function mergeNewest(jobs: Job[], seen?: Set<string>): boolean {
+  const newest = newestLoaded();
+  let changed = false;
+  // Oldest first, so each newer job lands above the one before it.
+  for (const job of [...jobs].reverse()) {
+    seen?.add(job.id);
+    if (rows.has(job.id)) {
+      if (applyJob(job)) changed = true;
+    } else if (!newest || isNewer(job, newest)) {
+      const row = buildRow(job);
+      rows.set(job.id, row);
+      list.prepend(row.li);
+      byId("jobs-empty").hidden = true;
+      changed = true;
+      if (!isTerminal(job.status)) ensurePolling();
+    }
+  }
+  if (changed) updateSelection();
+  return changed;
+}
+
 async function tick(): Promise<PollOutcome> {
   if (!anyActive()) return "terminal";
   const { data } = await api<JobPage>("GET", `/api/jobs?limit=${POLL_WINDOW}`);
-  let changed = false;
   const seen = new Set<string>();
-  // Oldest first so jobs created in another tab are prepended in the right order.
-  for (const job of [...data.jobs].reverse()) {
-    seen.add(job.id);
-    if (applyJob(job)) changed = true;
-  }
+  let changed = mergeNewest(data.jobs, seen);
   for (const row of rows.values()) {
     if (seen.has(row.job.id) || isTerminal(row.job.status)) continue;
     try {
@@ -176,6 +205,31 @@ async function tick(): Promise<PollOutcome> {
   }
   showMessage(byId("jobs-message"), null);
   return anyActive() ? (changed ? "changed" : "unchanged") : "terminal";
+}
+
+let refreshingShown = false;
+
+/**
+ * The poller stops once every job is finished, and a stopped poller ignores the tab coming back; without this a
+ * job started in another tab (or by a script) never shows here until a reload.
+ */
+async function refreshWhenShown(): Promise<void> {
+  if (document.visibilityState !== "visible" || poller.running || refreshingShown) return;
+  refreshingShown = true;
+  try {
+    if (rows.size === 0) {
+      // An empty list has no Load more cursor yet; the first page sets it as on arrival.
+      await loadPage(null);
+      return;
+    }
+    const { data } = await api<JobPage>("GET", `/api/jobs?limit=${POLL_WINDOW}`);
+    mergeNewest(data.jobs);
+    if (anyActive()) ensurePolling();
+  } catch (err) {
+    showMessage(byId("jobs-message"), `Could not refresh the list: ${err instanceof Error ? err.message : String(err)}`, "info");
+  } finally {
+    refreshingShown = false;
+  }
 }
 
 function selectedIds(): string[] {
@@ -277,6 +331,9 @@ export async function initJobs(): Promise<void> {
     for (const row of rows.values()) if (isCancellable(row.job.status)) row.checkbox.checked = on;
     updateSelection();
   });
+  document.addEventListener("visibilitychange", () => void refreshWhenShown());
+  // Another window coming to the front leaves this tab "visible" throughout; focus is the only sign of return.
+  window.addEventListener("focus", () => void refreshWhenShown());
   byId("jobs-more").addEventListener("click", (ev) => void loadPage((ev.currentTarget as HTMLElement).dataset.cursor || null));
   // Countdowns and "ago" labels move without any request.
   window.setInterval(() => {

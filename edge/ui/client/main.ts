@@ -18,7 +18,8 @@ async function boot(): Promise<void> {
   const user = await loadMe();
   setText(byId("nav-user"), user.email);
   for (const el of document.querySelectorAll<HTMLElement>("[data-admin-only]")) el.hidden = user.role !== "admin";
-  byId("logout").addEventListener("click", () => void logout());
+  const logoutButton = byId<HTMLButtonElement>("logout");
+  logoutButton.addEventListener("click", () => void logout(logoutButton));
   initToggle(byId<HTMLButtonElement>("notify-toggle"));
   switch (page) {
     case "upload":

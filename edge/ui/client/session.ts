@@ -1,4 +1,6 @@
-import { api } from "./api.js";
+import { api, ApiError } from "./api.js";
+import { byId } from "./dom.js";
+import { showMessage } from "./ui.js";
 import type { ApiErrorBody, Me } from "../shared/types.js";
 
 let current: Me["user"] | null = null;
@@ -24,7 +26,25 @@ export async function loadMe(): Promise<Me["user"]> {
   return current;
 }
 
-export async function logout(): Promise<void> {
-  await api("POST", "/api/auth/logout").catch(() => undefined);
-  location.assign("/login");
+/**
+ * Leaves for the login page only once the session is gone (204, or 401: it had already ended). On any other answer
+ * the session is still valid, so the user stays and is told, rather than landing on a login page while still
+ * signed in.
+ */
+export async function logout(button: HTMLButtonElement): Promise<void> {
+  const message = byId("page-message");
+  showMessage(message, null);
+  button.disabled = true;
+  let status: number;
+  try {
+    status = (await api("POST", "/api/auth/logout", undefined, { allow401: true })).status;
+  } catch (err) {
+    status = err instanceof ApiError ? err.status : 0;
+  }
+  if (status === 204 || status === 401) {
+    location.assign("/login");
+    return;
+  }
+  button.disabled = false;
+  showMessage(message, "Could not log out; try again.");
 }

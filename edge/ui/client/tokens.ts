@@ -1,6 +1,6 @@
 import { api } from "./api.js";
 import { byId, formatDateTime, h, timeEl } from "./dom.js";
-import { showMessage } from "./ui.js";
+import { showMessage, submitOnce } from "./ui.js";
 import type { TokenRow as BaseTokenRow } from "../shared/types.js";
 
 type TokenRow = BaseTokenRow & { scope?: "full" | "read"; expiresAt?: string | null };
@@ -61,23 +61,25 @@ export async function initTokens(): Promise<void> {
     const scope = fields.get("scope") === "read" ? "read" : "full";
     const days = String(fields.get("expiresInDays") ?? "");
     const created = byId("token-created");
-    try {
-      const { data } = await api<{ id: string; name: string; token: string }>("POST", "/api/tokens", {
-        name,
-        scope,
-        expiresInDays: days ? Number(days) : null,
-      });
-      // Shown once: the server keeps only a hash.
-      byId<HTMLInputElement>("token-value").value = data.token;
-      created.hidden = false;
-      byId<HTMLInputElement>("token-value").select();
-      form.reset();
+    await submitOnce(form, async () => {
       showMessage(pageMessage, null);
-      await load();
-    } catch (err) {
-      created.hidden = true;
-      showMessage(pageMessage, err instanceof Error ? err.message : String(err));
-    }
+      try {
+        const { data } = await api<{ id: string; name: string; token: string }>("POST", "/api/tokens", {
+          name,
+          scope,
+          expiresInDays: days ? Number(days) : null,
+        });
+        // Shown once: the server keeps only a hash.
+        byId<HTMLInputElement>("token-value").value = data.token;
+        created.hidden = false;
+        byId<HTMLInputElement>("token-value").select();
+        form.reset();
+        await load();
+      } catch (err) {
+        created.hidden = true;
+        showMessage(pageMessage, err instanceof Error ? err.message : String(err));
+      }
+    });
   });
   byId("token-copy").addEventListener("click", async () => {
     const value = byId<HTMLInputElement>("token-value").value;

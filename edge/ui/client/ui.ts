@@ -39,3 +39,23 @@ export function updateBadge(el: HTMLElement, label: string, tone: string): void 
   const cls = `badge badge-${tone}`;
   if (el.className !== cls) el.className = cls;
 }
+
+const submitting = new WeakSet<HTMLFormElement>();
+
+/**
+ * Runs a form's request once at a time: its submit buttons are disabled until the answer is in (success or error),
+ * so a double click or a second Enter does not send it twice (two tokens, one of them never shown). The flag also
+ * covers submits that do not go through a button.
+ */
+export async function submitOnce(form: HTMLFormElement, work: () => Promise<void>): Promise<void> {
+  if (submitting.has(form)) return;
+  submitting.add(form);
+  const buttons = Array.from(form.querySelectorAll<HTMLButtonElement>('button[type="submit"]')).filter((b) => !b.disabled);
+  for (const b of buttons) b.disabled = true;
+  try {
+    await work();
+  } finally {
+    submitting.delete(form);
+    for (const b of buttons) b.disabled = false;
+  }
+}
