@@ -1,14 +1,58 @@
-import { eq, lt } from "drizzle-orm";
+import { and, eq, lt } from "drizzle-orm";
 import type { Db } from "../client";
+import type { UserLimits } from "../limits";
 import { ingests } from "../schema";
+import { explainRefusal } from "./quotas/explain-refusal";
+import { fitsQuota, isOwnerRefused, ownerIfFits } from "./quotas/usage";
 
 /**
  * A form upload in flight, recorded before its first source object is stored: while the row is live (touched
  * within the orphan rule's age limit) the objects under its `sources/<id>/` prefix count as recorded. The job is
  * created from it by createJobFromIngest, which deletes the row in the same batch.
+ *
+ * The row also holds `reservedBytes` of the owner's storage quota, admitted in the insert itself: two uploads
+ * started at once cannot both be let in on the same room (each read alone, they could store up to twice the quota
+ * before their creates refused all but one). Throws the quota error when it does not fit.
  */
-export async function startIngest(db: Db, input: { id: string; userId: string }, now: number): Promise<void> {
-  await db.insert(ingests).values({ id: input.id, userId: input.userId, createdAt: now, touchedAt: now });
+export async function startIngest(
+  db: Db,
+  input: { id: string; userId: string; reservedBytes?: number; limits?: UserLimits },
+  now: number,
+): Promise<void> {
+  const reservedBytes = input.reservedBytes ?? 0;
+  const request = { storageBytes: reservedBytes };
+  const userId = input.limits ? ownerIfFits(input.userId, input.userId, input.limits, request) : input.userId;
+  try {
+    await db.insert(ingests).values({ id: input.id, userId, createdAt: now, touchedAt: now, reservedBytes });
+  } catch (err) {
+    if (!input.limits || !isOwnerRefused(err, "ingests")) throw err;
+    throw await explainRefusal(db, input.userId, input.limits, request);
+  }
+}
+
+/**
+ * Resizes an ingest's room to `reservedBytes` (and touches it), only when the owner's storage, with this ingest
+ * counted at the new size instead of the old, stays within the quota. "gone": reaped as stale, or already a job.
+ */
+export async function reserveIngest(
+  db: Db,
+  input: { id: string; userId: string; reservedBytes: number; limits: UserLimits },
+  now: number,
+): Promise<"reserved" | "over" | "gone"> {
+  const rows = await db
+    .update(ingests)
+    .set({ reservedBytes: input.reservedBytes, touchedAt: now })
+    .where(
+      and(
+        eq(ingests.id, input.id),
+        eq(ingests.userId, input.userId),
+        fitsQuota(input.userId, input.limits, { storageBytes: input.reservedBytes }, input.id),
+      ),
+    )
+    .returning({ id: ingests.id });
+  if (rows.length === 1) return "reserved";
+  const [row] = await db.select({ id: ingests.id }).from(ingests).where(eq(ingests.id, input.id));
+  return row ? "over" : "gone";
 }
 
 /** Marks the ingest as still receiving bytes; false when it is gone (reaped as stale, or already a job). */

@@ -214,8 +214,13 @@ export const ingests = sqliteTable(
       .references(() => users.id, { onDelete: "cascade" }),
     createdAt: integer("created_at").notNull(),
     touchedAt: integer("touched_at").notNull(),
+    /**
+     * Bytes this upload holds of its owner's storage quota while in flight (its declared length, or what it has
+     * stored plus a step): counted with what the owner stores, so parallel uploads cannot each fill the same room.
+     */
+    reservedBytes: integer("reserved_bytes").notNull().default(0),
   },
-  (t) => [index("ingests_touched_idx").on(t.touchedAt)],
+  (t) => [index("ingests_touched_idx").on(t.touchedAt), index("ingests_user_idx").on(t.userId)],
 );
 
 /** Where a lifecycle rule that walks the bucket over several ticks stopped (the last key it looked at). */

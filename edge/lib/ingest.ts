@@ -3,7 +3,7 @@ import { ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTyp
 import { newId } from "../../db/ids";
 import type { Db } from "../../db/client";
 import { exceededQuota, quotaError, type UserLimits } from "../../db/limits";
-import { abandonIngest, startIngest, touchIngest } from "../../db/queries/ingests";
+import { abandonIngest, reserveIngest, startIngest, touchIngest } from "../../db/queries/ingests";
 import { getUserUsage } from "../../db/queries/quotas";
 import { createJobFromIngest, getJob, ownerViewer, type JobView, type NewSource } from "../../db/queries/jobs";
 import { MultipartReader, multipartBoundary } from "./multipart";
@@ -40,7 +40,8 @@ export async function storeVideo(
     name: string;
     maxBytes: number;
     partBytes?: number;
-    onChunk?: () => Promise<void>;
+    /** After each chunk is counted (bytes of this file so far), before it is stored. */
+    onChunk?: (fileBytes: number) => Promise<void>;
     /** The error for a file over `maxBytes` (default: 413 naming the file). */
     tooLarge?: (total: number) => Error;
   },
@@ -74,11 +75,11 @@ export async function storeVideo(
 
   try {
     for await (const chunk of body) {
-      await opts.onChunk?.();
       total += chunk.length;
       if (total > opts.maxBytes) {
         throw opts.tooLarge?.(total) ?? new PayloadTooLargeError(`${opts.name} is larger than the ${opts.maxBytes}-byte limit`);
       }
+      await opts.onChunk?.(total);
       pending.push(chunk);
       pendingBytes += chunk.length;
       if (!contentType && pendingBytes >= SNIFF_BYTES) sniff();
@@ -119,8 +120,11 @@ export interface FormQuota {
 export interface IngestHooks {
   /** Before the first object is stored. */
   begin(): Promise<void>;
-  /** As bytes arrive (the hook decides how often it writes). */
-  touch(): Promise<void>;
+  /**
+   * As bytes arrive, before they are stored: `storedBytes` is the form's video bytes so far, this chunk included
+   * (the hook decides how often it writes, and throws when they no longer fit the room the upload holds).
+   */
+  touch(storedBytes: number): Promise<void>;
 }
 
 /**
@@ -181,7 +185,7 @@ export async function receiveJobForm(
         name,
         maxBytes: byQuota ? quotaLeft : opts.maxFileBytes,
         partBytes: opts.partBytes,
-        onChunk: opts.ingest?.touch,
+        onChunk: opts.ingest ? (fileBytes) => opts.ingest!.touch(storedBytes + fileBytes) : undefined,
         tooLarge: byQuota ? (total) => opts.quota!.exceeded(storedBytes + total) : undefined,
       });
       sources.push({ id, name, size: stored.size, contentType: stored.contentType, objectKey: inFlight });
@@ -206,6 +210,12 @@ export const INGEST_TOUCH_MS = 5 * 60 * 1000;
 
 /** Room for the multipart framing (boundaries, part headers) in a declared Content-Length: not video bytes. */
 const FORM_OVERHEAD_BYTES = 64 * 1024;
+
+/**
+ * How far ahead of its stored bytes a form upload holds room when its length is unknown (no Content-Length), or
+ * when its framing was smaller than FORM_OVERHEAD_BYTES: one database write per step.
+ */
+export const RESERVE_STEP_BYTES = 16 * 1024 * 1024;
 
 /**
  * `POST /api/jobs` as multipart/form-data: checks the user's limits before reading the body (one more active job,
@@ -264,14 +274,36 @@ export async function createJobFromForm(
   };
   let started = false;
   let touchedAt = 0;
+  // The room this upload holds of the storage quota (ingests.reserved_bytes): its declared length up front, so a
+  // second upload started meanwhile sees it taken; grown ahead of the bytes when the length was not declared.
+  const ceiling = Number.isFinite(declared) ? declared : Infinity;
+  // The whole declared length (framing included) where it fits: a second upload must not fit into the margin.
+  let reserved = Number.isFinite(declared) ? Math.max(0, Math.min(declared, quota.bytesLeft)) : 0;
+  const grow = async (storedBytes: number, now: number) => {
+    const ahead = Math.max(storedBytes, Math.min(storedBytes + RESERVE_STEP_BYTES, ceiling, quota.bytesLeft));
+    const reserve = (reservedBytes: number) =>
+      reserveIngest(db, { id: jobId, userId: input.userId, reservedBytes, limits }, now);
+    let size = ahead;
+    let outcome = await reserve(size);
+    // Room ahead is a convenience: the bytes themselves may still fit what others left.
+    if (outcome === "over" && ahead > storedBytes) outcome = await reserve((size = storedBytes));
+    if (outcome === "gone") throw stalled();
+    if (outcome === "over") throw quota.exceeded(storedBytes);
+    reserved = size;
+  };
   const ingest: IngestHooks = {
     begin: async () => {
       touchedAt = clock();
-      await startIngest(db, { id: jobId, userId: input.userId }, touchedAt);
+      await startIngest(db, { id: jobId, userId: input.userId, reservedBytes: reserved, limits }, touchedAt);
       started = true;
     },
-    touch: async () => {
+    touch: async (storedBytes) => {
       const now = clock();
+      if (storedBytes > reserved) {
+        await grow(storedBytes, now);
+        touchedAt = now;
+        return;
+      }
       if (now - touchedAt < INGEST_TOUCH_MS) return;
       touchedAt = now;
       if (!(await touchIngest(db, jobId, now))) throw stalled();

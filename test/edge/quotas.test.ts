@@ -5,6 +5,7 @@ import type { Db } from "../../db/client";
 import { newId } from "../../db/ids";
 import type { UserLimits } from "../../db/limits";
 import { startIngest } from "../../db/queries/ingests";
+import { getUserUsage } from "../../db/queries/quotas";
 import { createJobFromIngest } from "../../db/queries/jobs";
 import { createUser } from "../../db/queries/users";
 import { ingests, jobs, uploads } from "../../db/schema";
@@ -171,6 +172,43 @@ describe("per-user limits on POST /api/jobs", () => {
       (await env.BUCKET.list({ prefix: `sources/${created.id}/` })).objects.map((o) => o.key),
     );
   });
+});
+
+describe("storage held by form uploads in flight", () => {
+  for (const declared of [true, false]) {
+    it(`refuses a second form upload while the first${declared ? "" : " (no Content-Length)"} still streams into the room both would need, and creates the first`, async () => {
+      const s = await signIn();
+      const vars = { USER_STORAGE_BYTES: "10000" };
+      const first = formBody([{ name: "videos", filename: "a.mp4", bytes: fakeMp4(6000, 1) }]);
+      let sender!: ReadableStreamDefaultController<Uint8Array>;
+      const held = new ReadableStream<Uint8Array>({ start: (c) => void (sender = c) });
+      sender.enqueue(first.body.slice(0, 2048));
+      const headers: Record<string, string> = { "content-type": first.contentType };
+      if (declared) headers["content-length"] = String(first.body.length);
+      // @ts-expect-error workerd needs duplex for a streamed request body
+      const pending = callWith(vars, s, "/api/jobs", { method: "POST", body: held, headers, duplex: "half" });
+      // The first upload has begun: its ingest is recorded and its first bytes have arrived.
+      const holding = async () => ((await db.select().from(ingests).where(eq(ingests.userId, s.id)))[0]?.reservedBytes ?? 0) > 0;
+      for (let i = 0; !(await holding()); i++) {
+        if (i === 1000) throw new Error("the first upload holds no room after 10 s");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+
+      const second = await postForm(vars, s, [{ name: "videos", filename: "b.mp4", bytes: fakeMp4(6000, 2) }]);
+      expect(second.status).toBe(409);
+      expect(await second.json()).toMatchObject({ error: { code: "quota_exceeded", message: expect.stringContaining("storage") } });
+      expect((await footprint(s.id)).ingests).toBe(1);
+
+      sender.enqueue(first.body.slice(2048));
+      sender.close();
+      const created = await pending;
+      expect(created.status).toBe(202);
+      const after = await footprint(s.id);
+      expect([after.jobs, after.ingests, after.objects.length]).toEqual([1, 0, 1]);
+      // The room it held is given back for what it stored.
+      expect((await getUserUsage(db, s.id)).storageBytes).toBe(6000);
+    });
+  }
 });
 
 describe("the commit-time check (createJobFromIngest)", () => {

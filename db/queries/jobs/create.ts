@@ -110,11 +110,14 @@ export async function createJob(db: Db, input: NewJob & { sources: NewSource[] }
  */
 async function refusal(db: Db, err: unknown, input: { userId: string; limits: UserLimits; request: QuotaRequest; ingestId?: string }) {
   if (!isOwnerRefused(err, "jobs")) return err;
+  let request = input.request;
   if (input.ingestId) {
-    const [row] = await db.select({ id: ingests.id }).from(ingests).where(eq(ingests.id, input.ingestId));
+    const [row] = await db.select({ reservedBytes: ingests.reservedBytes }).from(ingests).where(eq(ingests.id, input.ingestId));
     if (!row) return err;
+    // The usage read counts the ingest's own room, which the job would have given back for its sources.
+    request = { ...request, storageBytes: (request.storageBytes ?? 0) - row.reservedBytes };
   }
-  return explainRefusal(db, input.userId, input.limits, input.request);
+  return explainRefusal(db, input.userId, input.limits, request);
 }
 
 /**
@@ -137,7 +140,8 @@ export async function createJobFromIngest(
   const ingestOwner = sql`(select ${ingests.userId} from ${ingests} where ${ingests.id} = ${input.id} and ${ingests.userId} = ${input.userId})`;
   try {
     await db.batch([
-      db.insert(jobs).values({ ...record.job, userId: ownerIfFits(ingestOwner, input.userId, input.limits, request) }),
+      // Storage: the ingest's room is given back for its sources in the same batch, so it is not counted.
+      db.insert(jobs).values({ ...record.job, userId: ownerIfFits(ingestOwner, input.userId, input.limits, request, input.id) }),
       db.insert(sources).values(record.sources),
       db.insert(variations).values(record.variations),
       db.delete(ingests).where(eq(ingests.id, input.id)),

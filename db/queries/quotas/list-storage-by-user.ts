@@ -3,7 +3,7 @@ import type { Db } from "../../client";
 import { UNUSED_UPLOAD_STATUSES } from "./usage";
 
 /**
- * Stored bytes per user (sources, outputs, unused uploads — what `storageBytesOf` counts for one user), for every
+ * Stored bytes per user (sources, outputs, unused uploads — what `storedBytesOf` counts for one user), for every
  * user holding any. One pass over the three tables: the storage cap's once-a-minute view of the whole bucket.
  */
 export async function listStorageByUser(db: Db): Promise<{ userId: string; bytes: number }[]> {

@@ -16,10 +16,19 @@ const active = [...ACTIVE_JOB_STATUSES];
 /** Unused upload states whose bytes are (or are about to be) stored: an uploading one counts at its declared size. */
 export const UNUSED_UPLOAD_STATUSES = ["uploading", "completed"] as const;
 
-export const storageBytesOf = (userId: string | SQL) => sql<number>`(
+/** Bytes the user has stored (sources, outputs, unused uploads): what the storage cap can free. */
+export const storedBytesOf = (userId: string | SQL) => sql<number>`(
   (SELECT coalesce(sum(qs.size), 0) FROM sources qs JOIN jobs qj ON qj.id = qs.job_id WHERE qj.user_id = ${userId})
   + (SELECT coalesce(sum(qv.output_size), 0) FROM variations qv JOIN jobs qj ON qj.id = qv.job_id WHERE qj.user_id = ${userId})
   + (SELECT coalesce(sum(qu.size), 0) FROM uploads qu WHERE qu.user_id = ${userId} AND qu.status IN ${[...UNUSED_UPLOAD_STATUSES]}))`;
+
+/**
+ * What counts against the storage quota: the stored bytes and the room form uploads in flight hold
+ * (`ingests.reserved_bytes`). `exceptIngest`: that ingest's own room, left out where it is being traded for its
+ * stored sources (the job insert) or resized (reserveIngest).
+ */
+export const storageBytesOf = (userId: string | SQL, exceptIngest?: string) => sql<number>`(${storedBytesOf(userId)}
+  + (SELECT coalesce(sum(qi.reserved_bytes), 0) FROM ingests qi WHERE qi.user_id = ${userId}${exceptIngest === undefined ? sql`` : sql` AND qi.id <> ${exceptIngest}`}))`;
 
 export const activeJobsOf = (userId: string | SQL) =>
   sql<number>`(SELECT count(*) FROM jobs qj WHERE qj.user_id = ${userId} AND qj.status IN ${active})`;
@@ -37,7 +46,7 @@ export const unusedUploadsOf = (userId: string | SQL) =>
  * True when `request` fits every limit it names on top of what the user holds. Put in the WHERE (or the owner
  * column) of the insert it guards, it is evaluated with the insert: two parallel admissions cannot both fit.
  */
-export function fitsQuota(userId: string | SQL, limits: UserLimits, request: QuotaRequest): SQL {
+export function fitsQuota(userId: string | SQL, limits: UserLimits, request: QuotaRequest, exceptIngest?: string): SQL {
   const checks: SQL[] = [];
   if (request.activeJobs !== undefined) checks.push(sql`${activeJobsOf(userId)} + ${request.activeJobs} <= ${limits.activeJobs}`);
   if (request.queuedVariations !== undefined) {
@@ -48,7 +57,7 @@ export function fitsQuota(userId: string | SQL, limits: UserLimits, request: Quo
     checks.push(sql`${unusedUploadsOf(userId)} + ${request.unusedUploads} <= ${limits.unusedUploads}`);
   }
   if (request.storageBytes !== undefined) {
-    checks.push(sql`${storageBytesOf(userId)} + ${request.storageBytes} <= ${limits.storageBytes}`);
+    checks.push(sql`${storageBytesOf(userId, exceptIngest)} + ${request.storageBytes} <= ${limits.storageBytes}`);
   }
   return checks.length ? sql`(${sql.join(checks, sql` AND `)})` : sql`1`;
 }
@@ -57,11 +66,11 @@ export function fitsQuota(userId: string | SQL, limits: UserLimits, request: Quo
  * The owner id when `request` fits, else NULL. Used as the NOT NULL user_id of the row being inserted, it makes an
  * admission over a limit fail the whole statement (and the batch or transaction around it): nothing is created.
  */
-export function ownerIfFits(owner: SQL | string, userId: string, limits: UserLimits, request: QuotaRequest): SQL<string> {
-  return sql<string>`(SELECT CASE WHEN ${fitsQuota(userId, limits, request)} THEN ${owner} END)`;
+export function ownerIfFits(owner: SQL | string, userId: string, limits: UserLimits, request: QuotaRequest, exceptIngest?: string): SQL<string> {
+  return sql<string>`(SELECT CASE WHEN ${fitsQuota(userId, limits, request, exceptIngest)} THEN ${owner} END)`;
 }
 
 /** The constraint error of an insert whose owner was NULL: the admission did not fit (or the owner row was gone). */
-export function isOwnerRefused(err: unknown, table: "jobs" | "uploads"): boolean {
+export function isOwnerRefused(err: unknown, table: "jobs" | "uploads" | "ingests"): boolean {
   return isConstraintFailure(err, `NOT NULL constraint failed: ${table}.user_id`);
 }

@@ -277,12 +277,12 @@ async function uploadLarge(item: Item): Promise<string> {
     setText(item.state, [`${p} %`, ...notes].join(" · "));
   };
   report();
-  const todo = Array.from({ length: open.partCount }, (_, i) => i + 1).filter((n) => !open.sent.has(n));
+  const missing = Array.from({ length: open.partCount }, (_, i) => i + 1).filter((n) => !open.sent.has(n));
   const next = { i: 0, failed: false };
   const worker = async () => {
     // Once one part has failed for good, the others take no new part: the click is over (what was sent is kept).
-    while (!next.failed && next.i < todo.length) {
-      const n = todo[next.i++]!;
+    while (!next.failed && next.i < missing.length) {
+      const n = missing[next.i++]!;
       const start = (n - 1) * open.partSize;
       const blob = item.file.slice(start, start + partBytes(n));
       for (let attempt = 1; ; attempt++) {
@@ -321,7 +321,7 @@ async function uploadLarge(item: Item): Promise<string> {
   if (!open.completed) {
     // Every worker's part in flight finishes before this click ends: one still sending during the next click would
     // be sent twice, and its bytes would be missing from what this click reports as kept.
-    const results = await Promise.allSettled(Array.from({ length: Math.min(PART_CONCURRENCY, todo.length) }, worker));
+    const results = await Promise.allSettled(Array.from({ length: Math.min(PART_CONCURRENCY, missing.length) }, worker));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
     // Completing twice answers the same (a retry after a lost answer).
