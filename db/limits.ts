@@ -96,6 +96,19 @@ export function exceededQuota(usage: UserUsage, limits: UserLimits, request: Quo
   return orFirst ? first : null;
 }
 
+/**
+ * How often a form upload in flight refreshes its ingest row (when bytes arrive): far below the orphan rule's
+ * one-hour age limit, which allows for this much lag between the last bytes and the last recorded touch.
+ */
+export const INGEST_TOUCH_MS = 60 * 1000;
+/**
+ * How long after its last touch a form upload's room still counts against its owner's storage quota: a request
+ * that died without giving its room back (a lost reply, a dropped connection, the database down) holds it this
+ * long, not until the orphan rule reaps the row an hour later. A live upload that stalls longer loses its hold,
+ * never its files: the job insert checks the quota again.
+ */
+export const INGEST_HOLD_MS = 5 * INGEST_TOUCH_MS;
+
 /** Seconds a client is told to wait when runners working through its jobs will free the limit. */
 export const QUOTA_RETRY_AFTER_SECONDS = 60;
 

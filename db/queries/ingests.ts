@@ -1,9 +1,9 @@
-import { and, eq, lt } from "drizzle-orm";
+import { and, eq, lt, sql } from "drizzle-orm";
 import type { Db } from "../client";
 import type { UserLimits } from "../limits";
 import { ingests } from "../schema";
 import { explainRefusal } from "./quotas/explain-refusal";
-import { fitsQuota, isOwnerRefused, ownerIfFits } from "./quotas/usage";
+import { isOwnerRefused, ownerIfFits, storageBytesOf } from "./quotas/usage";
 
 /**
  * A form upload in flight, recorded before its first source object is stored: while the row is live (touched
@@ -12,7 +12,8 @@ import { fitsQuota, isOwnerRefused, ownerIfFits } from "./quotas/usage";
  *
  * The row also holds `reservedBytes` of the owner's storage quota, admitted in the insert itself: two uploads
  * started at once cannot both be let in on the same room (each read alone, they could store up to twice the quota
- * before their creates refused all but one). Throws the quota error when it does not fit.
+ * before their creates refused all but one). The room counts while the row is touched within INGEST_HOLD_MS. Throws
+ * the quota error when it does not fit.
  */
 export async function startIngest(
   db: Db,
@@ -31,28 +32,26 @@ export async function startIngest(
 }
 
 /**
- * Resizes an ingest's room to `reservedBytes` (and touches it), only when the owner's storage, with this ingest
- * counted at the new size instead of the old, stays within the quota. "gone": reaped as stale, or already a job.
+ * Grows an ingest's room (and touches it) to `aheadBytes`, or to what the owner's quota has left when that is less,
+ * as long as it has at least `neededBytes` left: one statement, so a contested quota costs no extra round trips.
+ * Returns the room now held, or "gone" (reaped as stale, or already a job); throws the quota error when even
+ * `neededBytes` does not fit next to what the owner stores and the other uploads in flight hold.
  */
 export async function reserveIngest(
   db: Db,
-  input: { id: string; userId: string; reservedBytes: number; limits: UserLimits },
+  input: { id: string; userId: string; neededBytes: number; aheadBytes: number; limits: UserLimits },
   now: number,
-): Promise<"reserved" | "over" | "gone"> {
+): Promise<number | "gone"> {
+  const left = sql<number>`(${input.limits.storageBytes} - ${storageBytesOf(input.userId, input.id)})`;
   const rows = await db
     .update(ingests)
-    .set({ reservedBytes: input.reservedBytes, touchedAt: now })
-    .where(
-      and(
-        eq(ingests.id, input.id),
-        eq(ingests.userId, input.userId),
-        fitsQuota(input.userId, input.limits, { storageBytes: input.reservedBytes }, input.id),
-      ),
-    )
-    .returning({ id: ingests.id });
-  if (rows.length === 1) return "reserved";
+    .set({ reservedBytes: sql`min(${input.aheadBytes}, ${left})`, touchedAt: now })
+    .where(and(eq(ingests.id, input.id), eq(ingests.userId, input.userId), sql`${left} >= ${input.neededBytes}`))
+    .returning({ reservedBytes: ingests.reservedBytes });
+  if (rows[0]) return rows[0].reservedBytes;
   const [row] = await db.select({ id: ingests.id }).from(ingests).where(eq(ingests.id, input.id));
-  return row ? "over" : "gone";
+  if (!row) return "gone";
+  throw await explainRefusal(db, input.userId, input.limits, { storageBytes: input.neededBytes }, input.id);
 }
 
 /** Marks the ingest as still receiving bytes; false when it is gone (reaped as stale, or already a job). */

@@ -2,7 +2,7 @@ import type { JobEffects } from "../../db/effects";
 import { ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import type { Db } from "../../db/client";
-import { exceededQuota, quotaError, type UserLimits } from "../../db/limits";
+import { exceededQuota, INGEST_TOUCH_MS, quotaError, type UserLimits } from "../../db/limits";
 import { abandonIngest, reserveIngest, startIngest, touchIngest } from "../../db/queries/ingests";
 import { getUserUsage } from "../../db/queries/quotas";
 import { createJobFromIngest, getJob, ownerViewer, type JobView, type NewSource } from "../../db/queries/jobs";
@@ -202,18 +202,15 @@ export async function receiveJobForm(
   }
 }
 
-/**
- * How often a form upload in flight refreshes its ingest row; far below the orphan rule's one-hour age limit, which
- * allows for this much lag between the last bytes and the last recorded touch (INGEST_STALE_MS).
- */
-export const INGEST_TOUCH_MS = 5 * 60 * 1000;
+/** How often a form upload in flight refreshes its ingest row (see db/limits.ts). */
+export { INGEST_TOUCH_MS };
 
 /** Room for the multipart framing (boundaries, part headers) in a declared Content-Length: not video bytes. */
 const FORM_OVERHEAD_BYTES = 64 * 1024;
 
 /**
- * How far ahead of its stored bytes a form upload holds room when its length is unknown (no Content-Length), or
- * when its framing was smaller than FORM_OVERHEAD_BYTES: one database write per step.
+ * How far ahead of its stored bytes a form upload without a Content-Length holds room (one database write per step;
+ * a declared length is held whole from the start).
  */
 export const RESERVE_STEP_BYTES = 16 * 1024 * 1024;
 
@@ -280,22 +277,17 @@ export async function createJobFromForm(
   // The whole declared length (framing included) where it fits: a second upload must not fit into the margin.
   let reserved = Number.isFinite(declared) ? Math.max(0, Math.min(declared, quota.bytesLeft)) : 0;
   const grow = async (storedBytes: number, now: number) => {
-    const ahead = Math.max(storedBytes, Math.min(storedBytes + RESERVE_STEP_BYTES, ceiling, quota.bytesLeft));
-    const reserve = (reservedBytes: number) =>
-      reserveIngest(db, { id: jobId, userId: input.userId, reservedBytes, limits }, now);
-    let size = ahead;
-    let outcome = await reserve(size);
-    // Room ahead is a convenience: the bytes themselves may still fit what others left.
-    if (outcome === "over" && ahead > storedBytes) outcome = await reserve((size = storedBytes));
-    if (outcome === "gone") throw stalled();
-    if (outcome === "over") throw quota.exceeded(storedBytes);
-    reserved = size;
+    const ahead = Math.max(storedBytes, Math.min(storedBytes + RESERVE_STEP_BYTES, ceiling));
+    const held = await reserveIngest(db, { id: jobId, userId: input.userId, neededBytes: storedBytes, aheadBytes: ahead, limits }, now);
+    if (held === "gone") throw stalled();
+    reserved = held;
   };
   const ingest: IngestHooks = {
     begin: async () => {
       touchedAt = clock();
-      await startIngest(db, { id: jobId, userId: input.userId, reservedBytes: reserved, limits }, touchedAt);
+      // Before the insert: a reply lost after it committed still leaves a row to abandon (and its room to give back).
       started = true;
+      await startIngest(db, { id: jobId, userId: input.userId, reservedBytes: reserved, limits }, touchedAt);
     },
     touch: async (storedBytes) => {
       const now = clock();

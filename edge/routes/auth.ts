@@ -44,5 +44,8 @@ export const auth = new Hono<AppEnv>()
       await deleteSession(c.get("db"), token);
     }
     clearSessionCookie(c);
+    // Outputs and thumbnails are cached for an hour (`private`: this browser only); on a shared computer the next
+    // person could open them from the cache without signing in. The cache goes with the session.
+    c.header("Clear-Site-Data", '"cache"');
     return c.body(null, 204);
   });

@@ -76,4 +76,25 @@ describe("variation rows with quality", () => {
     await screenshot(page, "variation-rows-narrow");
     expect(await rows.nth(2).locator(".variation-quality").isVisible()).toBe(true);
   });
+
+  it("leaves none of a user's thumbnails in the browser's cache once they log out (a shared computer)", async () => {
+    const { context, page } = await suite.newUser("cache");
+    const clip = await readFile(await makeClip(suite.dir, "shared.mp4", 2, "320x240"));
+    const { id } = await apiOf(context, suite.ui.url).createJob({ name: "shared.mp4", buffer: clip }, 1);
+    const api = apiOf(context, suite.ui.url);
+    await until("the job to complete", async () => ((j) => (j.status === "completed" ? j : undefined))(await api.job(id)), 150_000, 250);
+    await page.goto(`${suite.ui.url}/jobs/${id}`);
+    await page.waitForSelector("body[data-ready=true]");
+    const thumb = page.locator(".variation-thumb img");
+    await expect.poll(() => thumb.evaluate((i) => (i as HTMLImageElement).naturalWidth)).toBe(320);
+    const src = (await thumb.getAttribute("src"))!;
+    // What the next person at this browser could read without signing in: the cached copy, if any.
+    const cached = () => page.evaluate(async (url) => (await fetch(url, { cache: "force-cache" })).status, src);
+    expect(await cached()).toBe(200);
+
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.waitForURL(`${suite.ui.url}/login`);
+    expect(await cached()).toBe(401);
+    await context.close();
+  });
 });

@@ -110,14 +110,12 @@ export async function createJob(db: Db, input: NewJob & { sources: NewSource[] }
  */
 async function refusal(db: Db, err: unknown, input: { userId: string; limits: UserLimits; request: QuotaRequest; ingestId?: string }) {
   if (!isOwnerRefused(err, "jobs")) return err;
-  let request = input.request;
   if (input.ingestId) {
-    const [row] = await db.select({ reservedBytes: ingests.reservedBytes }).from(ingests).where(eq(ingests.id, input.ingestId));
+    const [row] = await db.select({ id: ingests.id }).from(ingests).where(eq(ingests.id, input.ingestId));
     if (!row) return err;
-    // The usage read counts the ingest's own room, which the job would have given back for its sources.
-    request = { ...request, storageBytes: (request.storageBytes ?? 0) - row.reservedBytes };
   }
-  return explainRefusal(db, input.userId, input.limits, request);
+  // Without the ingest's own room, as the insert counted: the job would have given it back for its sources.
+  return explainRefusal(db, input.userId, input.limits, input.request, input.ingestId);
 }
 
 /**

@@ -3,10 +3,13 @@ import type { Db } from "../../client";
 import type { UserUsage } from "../../limits";
 import { activeJobsOf, openUploadsOf, queuedVariationsOf, storageBytesOf, unusedUploadsOf } from "./usage";
 
-/** What one user holds now (a read: admissions check again atomically when they insert). */
-export async function getUserUsage(db: Db, userId: string): Promise<UserUsage> {
+/**
+ * What one user holds now (a read: admissions check again atomically when they insert). `exceptIngest`: leave that
+ * form upload's room out (see storageBytesOf).
+ */
+export async function getUserUsage(db: Db, userId: string, exceptIngest?: string): Promise<UserUsage> {
   const [row] = await db.all<UserUsage>(sql`SELECT
-    ${storageBytesOf(userId)} AS storageBytes,
+    ${storageBytesOf(userId, exceptIngest)} AS storageBytes,
     ${activeJobsOf(userId)} AS activeJobs,
     ${queuedVariationsOf(userId)} AS queuedVariations,
     ${openUploadsOf(userId)} AS openUploads,

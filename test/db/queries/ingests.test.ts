@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../db/ids";
-import type { UserLimits } from "../../../db/limits";
-import { abandonIngest, reserveIngest, startIngest } from "../../../db/queries/ingests";
+import { INGEST_HOLD_MS, type UserLimits } from "../../../db/limits";
+import { abandonIngest, reserveIngest, startIngest, touchIngest } from "../../../db/queries/ingests";
 import { getStorageBytes, getUserUsage } from "../../../db/queries/quotas";
 import { createUser } from "../../../db/queries/users";
 import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
@@ -15,28 +15,50 @@ afterAll(() => server.close());
 
 const limits: UserLimits = { storageBytes: 10_000, activeJobs: 10, queuedVariations: 100, openUploads: 10, unusedUploads: 100 };
 
+async function userOf(name: string) {
+  const { db } = await freshDb(server, name);
+  const userId = (await createUser(db, { email: `i-${newId()}@test.example`, password: "pw-for-ingests", role: "user" })).id;
+  return { db, userId };
+}
+
 describe("the storage room form uploads in flight hold", () => {
-  it("admits an upload's room only while it fits next to the others', and gives it back when the upload is abandoned", async () => {
-    const { db } = await freshDb(server, "ingest_rooms");
-    const userId = (await createUser(db, { email: `i-${newId()}@test.example`, password: "pw-for-ingests", role: "user" })).id;
+  it("admits an upload's room only while it fits next to the others', grows it up to what is left, and gives it back when the upload is abandoned", async () => {
+    const { db, userId } = await userOf("ingest_rooms");
+    const now = Date.now();
     const [a, b, c] = [newId(), newId(), newId()];
-    await startIngest(db, { id: a, userId, reservedBytes: 6000, limits }, 1);
+    await startIngest(db, { id: a, userId, reservedBytes: 6000, limits }, now);
     // 6000 + 5000 > 10 000: refused with the quota error, nothing recorded.
-    await expect(startIngest(db, { id: b, userId, reservedBytes: 5000, limits }, 2)).rejects.toMatchObject({ code: "quota_exceeded" });
-    await startIngest(db, { id: b, userId, reservedBytes: 0, limits }, 2);
+    await expect(startIngest(db, { id: b, userId, reservedBytes: 5000, limits }, now)).rejects.toMatchObject({ code: "quota_exceeded" });
+    await startIngest(db, { id: b, userId, reservedBytes: 0, limits }, now);
     expect((await getUserUsage(db, userId)).storageBytes).toBe(6000);
 
-    // b grows: past the room a holds it is refused, up to it admitted; a's own room never counts against a.
-    expect(await reserveIngest(db, { id: b, userId, reservedBytes: 4001, limits }, 3)).toBe("over");
-    expect(await reserveIngest(db, { id: b, userId, reservedBytes: 4000, limits }, 3)).toBe("reserved");
-    expect(await reserveIngest(db, { id: a, userId, reservedBytes: 6000, limits }, 3)).toBe("reserved");
+    // b needs 4001 where a holds 6000 of 10 000: refused. Asking 3000 with 9000 ahead gets all that is left.
+    await expect(reserveIngest(db, { id: b, userId, neededBytes: 4001, aheadBytes: 9000, limits }, now)).rejects.toMatchObject({
+      code: "quota_exceeded",
+      message: expect.stringContaining("storage"),
+    });
+    expect(await reserveIngest(db, { id: b, userId, neededBytes: 3000, aheadBytes: 9000, limits }, now)).toBe(4000);
+    // An upload's own room never counts against its own growth.
+    expect(await reserveIngest(db, { id: a, userId, neededBytes: 6000, aheadBytes: 6000, limits }, now)).toBe(6000);
     expect((await getUserUsage(db, userId)).storageBytes).toBe(10_000);
     // Held room is not stored bytes: the storage cap has nothing to free for it.
     expect(await getStorageBytes(db, userId)).toBe(0);
 
     expect(await abandonIngest(db, a)).toBe(true);
-    expect(await reserveIngest(db, { id: a, userId, reservedBytes: 1, limits }, 4)).toBe("gone");
-    await startIngest(db, { id: c, userId, reservedBytes: 6000, limits }, 4);
+    expect(await reserveIngest(db, { id: a, userId, neededBytes: 1, aheadBytes: 1, limits }, now)).toBe("gone");
+    await startIngest(db, { id: c, userId, reservedBytes: 6000, limits }, now);
     expect((await getUserUsage(db, userId)).storageBytes).toBe(10_000);
+  });
+
+  it("stops counting the room of an upload that has not been touched for INGEST_HOLD_MS (its request died), and counts it again once touched", async () => {
+    const { db, userId } = await userOf("ingest_hold");
+    const dead = newId();
+    const longAgo = Date.now() - INGEST_HOLD_MS - 60_000;
+    await startIngest(db, { id: dead, userId, reservedBytes: 8000, limits }, longAgo);
+    expect((await getUserUsage(db, userId)).storageBytes).toBe(0);
+    await startIngest(db, { id: newId(), userId, reservedBytes: 9000, limits }, Date.now());
+    expect((await getUserUsage(db, userId)).storageBytes).toBe(9000);
+    expect(await touchIngest(db, dead, Date.now())).toBe(true);
+    expect((await getUserUsage(db, userId)).storageBytes).toBe(17_000);
   });
 });
