@@ -1,6 +1,7 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
 import { eqFilter } from "./eq";
+import { LocalError } from "./local-errors";
 import { Mp4Error, readMp4, type Mp4Summary } from "./mp4";
 import type { EffectParams } from "./params";
 
@@ -46,10 +47,23 @@ interface ProbeJson {
   }[];
 }
 
+/**
+ * Exit statuses of a program that never ran: 126 found but not executable, 127 not found or its shared libraries
+ * missing (the dynamic loader's and setpriv's convention). FFmpeg itself exits 1 on an error.
+ */
+export const neverRan = (code: number | null | undefined) => code === 126 || code === 127;
+
+/** A spawn failure (ENOENT, EACCES, ENOMEM, EAGAIN …), as opposed to an error of the program's run. */
+const isSpawnError = (err: unknown) => /^spawn\b/.test(String((err as { syscall?: unknown } | null)?.syscall ?? ""));
+
+/**
+ * Runs a short FFmpeg/ffprobe command. A program that could not be started (or whose binary or libraries are broken)
+ * is this runner's trouble, never a verdict on the video: a LocalError("ESPAWN", what), not an exit code.
+ */
 function run(
   bin: string,
   args: string[],
-  opts: { timeoutMs: number; signal?: AbortSignal },
+  opts: { timeoutMs: number; signal?: AbortSignal; what: string },
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     execFile(
@@ -58,6 +72,9 @@ function run(
       { timeout: opts.timeoutMs, killSignal: "SIGKILL", signal: opts.signal, maxBuffer: 8 * 1024 * 1024 },
       (err, stdout, stderr) => {
         if (isAbortError(err)) return reject(err);
+        if (err && (isSpawnError(err) || neverRan((err as { code?: unknown }).code as number))) {
+          return reject(new LocalError("ESPAWN", opts.what, firstLine(String(stderr)) || (err as Error).message));
+        }
         if (err && typeof (err as { code?: unknown }).code !== "number") return reject(err);
         resolve({ code: err ? Number((err as { code?: unknown }).code) : 0, stdout, stderr });
       },
@@ -85,7 +102,7 @@ export async function probeMedia(ffprobe: string, path: string, signal?: AbortSi
   const { code, stdout, stderr } = await run(
     ffprobe,
     ["-v", "error", ...LOCAL_ONLY, "-print_format", "json", "-show_format", "-show_streams", path],
-    { timeoutMs: 60_000, signal },
+    { timeoutMs: 60_000, signal, what: "checking the video failed" },
   );
   if (code !== 0) throw new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffprobe exited ${code}`}`);
   const info = JSON.parse(stdout) as ProbeJson;
@@ -113,7 +130,7 @@ export async function assertDecodable(ffmpeg: string, path: string, signal?: Abo
   const { code, stderr } = await run(
     ffmpeg,
     ["-v", "error", "-nostdin", ...LOCAL_ONLY, "-i", path, "-map", "0:v:0", "-frames:v", "1", "-f", "null", "-"],
-    { timeoutMs: 60_000, signal },
+    { timeoutMs: 60_000, signal, what: "checking the video failed" },
   );
   if (code !== 0) throw new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffmpeg exited ${code}`}`);
 }
@@ -130,7 +147,7 @@ export async function makeThumbnail(
   const { code, stderr } = await run(
     ffmpeg,
     ["-v", "error", "-nostdin", "-y", ...LOCAL_ONLY, "-ss", at, "-i", input, "-frames:v", "1", "-vf", "scale=480:-2", "-q:v", "4", "-f", "image2", output],
-    { timeoutMs: 20_000, signal },
+    { timeoutMs: 20_000, signal, what: "the thumbnail failed" },
   );
   if (code !== 0) throw new Error(`thumbnail failed: ${firstLine(stderr)}`);
 }

@@ -28,6 +28,8 @@ export class LocalError extends Error {
   constructor(
     readonly code: string,
     what: string,
+    /** What went wrong in the runner's own words (stderr, an errno), for its log only: it may hold paths. */
+    readonly detail?: string,
   ) {
     super(`${what}: ${LOCAL_CODES[code] ?? code}`);
   }

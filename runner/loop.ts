@@ -103,7 +103,7 @@ export class Runner {
       onEdgeOk: () => this.gate.edgeOk(),
       onLocalTrouble: (err) => {
         const ms = this.gate.localTrouble(Date.now());
-        log.warn("local trouble: pausing claims", { ms, error: err.message });
+        log.warn("local trouble: pausing claims", { ms, error: err.message, ...(err.detail ? { detail: err.detail } : {}) });
       },
       mayRefund: (sourceId) => this.edgeRefunds.take(sourceId),
     };

@@ -24,7 +24,7 @@ import {
 import { BlobError, type BlobClient } from "./blobs";
 import type { RunnerConfig } from "./config";
 import { DbCallError, retryDb } from "./db-retry";
-import { buildEncodeArgs, NotAVideoError, spawnFfmpeg, verifyOutput, type EncodePlan, type FfmpegProcess, type ZoomScaler } from "./ffmpeg";
+import { buildEncodeArgs, neverRan, NotAVideoError, spawnFfmpeg, verifyOutput, type EncodePlan, type FfmpegProcess, type ZoomScaler } from "./ffmpeg";
 import { asLocalError, ffmpegLocalError, LocalError, scrubPaths } from "./local-errors";
 import { delay } from "./delay";
 import { errorMessage, type Logger } from "./log";
@@ -483,7 +483,12 @@ export class VariationTask {
       const stderr = proc.stderrTail();
       // FFmpeg that never started (no process slot or memory, not executable) is this machine's trouble, like a full
       // disk: claims pause, so a runner that cannot start FFmpeg does not spend every queued variation's attempts.
-      const local = exit.spawnError ? spawnTrouble(exit.spawnError) : ffmpegLocalError(stderr, "encoding failed");
+      // Exit 126/127: setpriv could not start FFmpeg, or FFmpeg's binary or libraries are broken on this machine.
+      const local = exit.spawnError
+        ? spawnTrouble(exit.spawnError)
+        : neverRan(exit.code)
+          ? new LocalError("ESPAWN", "encoding failed", lastLine(stderr))
+          : ffmpegLocalError(stderr, "encoding failed");
       if (earlier && !this.mustLeave) return await this.keepEarlierAfterFailure(local, `exit ${exit.code ?? exit.signal}: ${lastLine(stderr)}`, file);
       if (local) return await this.local(local, file);
       // Killed from outside (e.g. the kernel's OOM killer): worth another attempt elsewhere.

@@ -1,5 +1,5 @@
-import { rm } from "node:fs/promises";
-import { dirname } from "node:path";
+import { rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runners } from "../../db/schema";
@@ -7,7 +7,7 @@ import { makeClip } from "../helpers/clips";
 import { startDbProxy } from "../helpers/db-proxy";
 import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
 import { BlobClient, BlobError } from "../../runner/blobs";
-import { isAlive, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
+import { isAlive, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, writeFfmpegStandIn, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows, recordedKeys } from "../helpers/seed";
 
 let stack: EdgeStack;
@@ -200,4 +200,43 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     const pauses = r.lines.filter((l) => l.includes("edge trouble: pausing claims")).map((l) => Number(/ms=(\d+)/.exec(l)![1]));
     expect(pauses).toEqual([1000, 2000, 4000]);
   });
+
+  for (const broken of ["every call", "encodes"] as const) {
+    it(`hands a video back, instead of failing it, when this runner's FFmpeg cannot run (${broken}: exit 127, a missing library), and completes it once FFmpeg works`, async () => {
+      // A stand-in that fails like an FFmpeg whose shared libraries are gone (a bad image, a half-done upgrade) while
+      // the marker file exists, and is the real FFmpeg otherwise.
+      const { dir, path } = await writeFfmpegStandIn(
+        "broken",
+        (d) => `#!/bin/sh
+if [ -e "${join(d, "broken")}" ]${broken === "encodes" ? ` && case " $* " in *" -progress "*) true;; *) false;; esac` : ""}; then
+  echo "ffmpeg: error while loading shared libraries: libx264.so.164: cannot open shared object file: No such file or directory" >&2
+  exit 127
+fi
+exec ffmpeg "$@"
+`,
+      );
+      cleanup.push(() => rm(dir, { recursive: true, force: true }));
+      const runner = runnerProcess({ FFMPEG_PATH: path, POLL_MS: "200", WORK_DIR: await stack.workDir() });
+      await runner.waitForLog(/runner started/);
+      await writeFile(join(dir, "broken"), "");
+      const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+      await runner.waitForLog(/local trouble: pausing claims/);
+      // Not a verdict on the video: the attempt goes back to the queue (claims pause first, the hand-back follows).
+      const handedBack = await waitFor("the variation to be handed back", async () => {
+        const [row] = await getVariationRows(stack.db, job.id);
+        return row?.status !== "running" && row?.error ? row : null;
+      }, 30_000, 50);
+      expect(handedBack.status).toBe("queued");
+      expect((await getJobRow(stack.db, job.id))?.status).not.toBe("failed");
+      // What the user reads names no library or path; the runner's log keeps FFmpeg's own words for its operator.
+      expect(handedBack.error).toMatch(/^(checking the video|encoding) failed: the runner could not start FFmpeg$/);
+      expect(runner.logs()).toMatch(/local trouble: pausing claims .*detail=.*error while loading shared libraries/);
+
+      await rm(join(dir, "broken"));
+      await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
+      const [row] = await getVariationRows(stack.db, job.id);
+      expect(row).toMatchObject({ status: "completed" });
+      expect(row!.attempts).toBeGreaterThanOrEqual(2);
+    });
+  }
 });
