@@ -5,19 +5,23 @@ import { hashToken } from "../ids";
 import { hashPassword, verifyPassword } from "../passwords";
 import { loginDevices, users } from "../schema";
 import { ACCOUNT_RULE, clearLoginAttempts, passwordChangeKey, reserveLoginAttempt } from "./login-attempts";
+import { rememberLoginDevice } from "./remember-login-device";
 import { endOtherSessions } from "./sessions";
 
 /**
  * Changes a user's password after checking the current one, and ends every other session of theirs (the one
- * making the change, `keepToken`, stays). Guesses at the current password are throttled like logins (a counter per
+ * making the change, `keepToken`, stays). Remembered browsers are forgotten, except the one making the change (its
+ * `vr_device` token, `deviceToken`), which just proved the password: forgetting it too left its owner under the
+ * account's login lock everywhere, the moment they reacted to guesses at it. A browser session without a device
+ * cookie gets a new one (returned, for the cookie). Guesses at the current password are throttled like logins (a counter per
  * user), so a stolen session cannot be used to brute-force it. The update is a CAS on the hash that
  * was verified: of two concurrent changes only one wins, the other sees a conflict as a wrong current password.
  */
 export async function changePassword(
   db: Db,
-  input: { userId: string; currentPassword: string; newPassword: string; keepToken?: string; pepper?: string },
+  input: { userId: string; currentPassword: string; newPassword: string; keepToken?: string; deviceToken?: string; pepper?: string },
   now: number,
-): Promise<void> {
+): Promise<{ deviceToken: string | null }> {
   const [user] = await db.select({ email: users.email, passwordHash: users.passwordHash }).from(users).where(eq(users.id, input.userId));
   if (!user) throw new NotFoundError("No such user");
   // Its own counter (same rule): guesses at the account's login from elsewhere must not stop its owner changing it.
@@ -28,6 +32,7 @@ export async function changePassword(
   }
   const passwordHash = await hashPassword(input.newPassword, input.pepper);
   const keepHash = input.keepToken ? await hashToken(input.keepToken) : "";
+  const keepDeviceHash = input.deviceToken ? await hashToken(input.deviceToken) : "";
   const [changed] = await db.batch([
     db
       .update(users)
@@ -37,10 +42,19 @@ export async function changePassword(
     endOtherSessions(db, input.userId, keepHash, passwordHash),
     // Browsers remembered under the old password stop being exempt from the account's login throttle (someone who
     // knew it may hold their cookies); the owner's browser is remembered again at its next sign-in.
-    db.delete(loginDevices).where(sql`${loginDevices.userId} = ${input.userId} AND EXISTS (SELECT 1 FROM users WHERE id = ${input.userId} AND password_hash = ${passwordHash})`),
+    db.delete(loginDevices).where(
+      sql`${loginDevices.userId} = ${input.userId} AND ${loginDevices.tokenHash} <> ${keepDeviceHash}
+        AND EXISTS (SELECT 1 FROM users WHERE id = ${input.userId} AND password_hash = ${passwordHash})`,
+    ),
   ]);
   if (changed.length === 0) {
     throw new ValidationError("currentPassword: the password changed meanwhile; try again", "currentPassword", "wrong_password");
   }
   await clearLoginAttempts(db, key);
+  // An API token changed it: no browser to remember.
+  if (!input.keepToken) return { deviceToken: null };
+  const [kept] = keepDeviceHash
+    ? await db.select({ id: loginDevices.id }).from(loginDevices).where(and(eq(loginDevices.userId, input.userId), eq(loginDevices.tokenHash, keepDeviceHash)))
+    : [];
+  return { deviceToken: kept ? null : await rememberLoginDevice(db, input.userId, null, now) };
 }

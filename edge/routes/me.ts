@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { changePassword } from "../../db/queries/change-password";
 import { listSessions, revokeSession } from "../../db/queries/sessions";
 import type { AppEnv } from "../env";
-import { requireUser, sessionToken } from "../lib/auth";
+import { deviceToken, requireUser, sessionToken, setDeviceCookie } from "../lib/auth";
 import { ChangePasswordBody, IdParam } from "../lib/schemas";
 import { validate } from "../lib/validate";
 
@@ -14,11 +14,12 @@ export const me = new Hono<AppEnv>()
   .get("/", (c) => c.json({ user: c.get("user") }))
   .post("/password", validate("json", ChangePasswordBody), async (c) => {
     const body = c.req.valid("json");
-    await changePassword(
+    const changed = await changePassword(
       c.get("db"),
-      { ...body, userId: c.get("user").id, keepToken: sessionToken(c), pepper: c.get("config").PASSWORD_PEPPER },
+      { ...body, userId: c.get("user").id, keepToken: sessionToken(c), deviceToken: deviceToken(c), pepper: c.get("config").PASSWORD_PEPPER },
       Date.now(),
     );
+    if (changed.deviceToken) setDeviceCookie(c, changed.deviceToken);
     return c.body(null, 204);
   })
   .get("/sessions", async (c) => {

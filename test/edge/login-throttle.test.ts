@@ -154,6 +154,30 @@ describe("login throttle", () => {
     expect((await attempt(user.email, newPassword, { cookie })).status).toBe(429);
   });
 
+  it("keeps the browser that changed the password remembered (or remembers it), so guesses from elsewhere do not lock its owner out", async () => {
+    for (const hadDevice of [true, false]) {
+      const user = await makeUser();
+      const first = await attempt(user.email, user.password);
+      const set = first.headers.get("set-cookie") ?? "";
+      const device = `vr_device=${/vr_device=([^;]+)/.exec(set)![1]}`;
+      const session = set.split(";")[0]!;
+      const newPassword = "a brand new passphrase";
+      const changed = await call("/api/me/password", {
+        method: "POST",
+        cookie: hadDevice ? `${session}; ${device}` : session,
+        json: { currentPassword: user.password, newPassword },
+      });
+      expect(changed.status).toBe(204);
+      // Without a device cookie the change hands out a new one; with one, that one stays.
+      const given = /vr_device=([^;]+)/.exec(changed.headers.get("set-cookie") ?? "")?.[1];
+      expect(given === undefined).toBe(hadDevice);
+      const mine = hadDevice ? device : `vr_device=${given}`;
+      for (let i = 0; i < ACCOUNT_RULE.free + 1; i++) await attempt(user.email, `guess-${i}`, { "cf-connecting-ip": `198.51.100.${octet()}` });
+      expect((await attempt(user.email, newPassword)).status).toBe(429);
+      expect((await attempt(user.email, newPassword, { cookie: mine })).status).toBe(200);
+    }
+  });
+
   it("lets a signed-in owner change the password while guesses at the account's login keep it locked", async () => {
     const user = await makeUser();
     const session = await loginCookie(user);
