@@ -157,7 +157,33 @@ export class SourceCache {
     return entry;
   }
 
-  private async evict(): Promise<void> {
+  /** The eviction pass running, if any; `evictAgain`: a release came during it, so one more pass follows. */
+  private evicting: Promise<void> | null = null;
+  private evictAgain = false;
+
+  /**
+   * One pass at a time: passes started by releases close together each counted the same bytes, and together removed
+   * more than the budget asked.
+   */
+  private evict(): Promise<void> {
+    if (this.evicting) {
+      this.evictAgain = true;
+      return this.evicting;
+    }
+    this.evicting = (async () => {
+      try {
+        do {
+          this.evictAgain = false;
+          await this.evictPass();
+        } while (this.evictAgain);
+      } finally {
+        this.evicting = null;
+      }
+    })();
+    return this.evicting;
+  }
+
+  private async evictPass(): Promise<void> {
     const budget = this.opts.maxBytes ?? 4 * 1024 ** 3;
     // A source's sample file (quality samples, up to ~100 MB at 4K) sits beside it and goes with it, so it counts
     // against the budget too: uncounted and left behind, a runner that is never idle filled its disk with them.
@@ -167,16 +193,22 @@ export class SourceCache {
     const idle = entries.filter((e) => e.users === 0).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const e of idle) {
       if (total <= budget) break;
-      total -= bytes.get(e)!;
-      await this.drop(e);
+      if (await this.drop(e)) total -= bytes.get(e)!;
     }
   }
 
-  private async drop(e: Entry): Promise<void> {
-    if (this.entries.get(e.ref.sourceId) === e) this.entries.delete(e.ref.sourceId);
+  /**
+   * Removes an entry and its files, unless a task acquired it since the caller saw it idle (the pass above awaits
+   * between entries: deleting a file a new task had just been handed failed that variation for good), or it is no
+   * longer the current entry of its source (a newer one may be downloading to the same path). Checked with no await
+   * before the map change; both removals are issued at once, before any other task can run.
+   */
+  private async drop(e: Entry): Promise<boolean> {
+    if (e.users > 0 || this.entries.get(e.ref.sourceId) !== e) return false;
+    this.entries.delete(e.ref.sourceId);
     e.controller.abort();
-    await rm(e.path, { force: true }).catch(() => {});
-    await rm(samplesFile(e.path), { force: true }).catch(() => {});
+    await Promise.all([rm(e.path, { force: true }).catch(() => {}), rm(samplesFile(e.path), { force: true }).catch(() => {})]);
+    return true;
   }
 
   /** Forgets a job's sources nobody is using (its directory is about to be removed). */

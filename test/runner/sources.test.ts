@@ -235,6 +235,43 @@ describe("source cache", () => {
   });
 });
 
+describe("source cache eviction against new claims", () => {
+  it("never deletes a source a task acquired while an eviction pass was busy removing another one", async () => {
+    const clip = await readFile(await makeClip({ seconds: 2 }));
+    const objects = { "sources/j/a": clip, "sources/j/b": clip, "sources/j/c": clip };
+    // Room for one source: with c in use, a and b (both idle) are over the budget and both due for eviction.
+    const { cache } = await setup(objects, {}, clip.length + 10);
+    const signal = new AbortController().signal;
+    const get = (id: string) => cache.acquire({ sourceId: id, jobId: "j", key: `sources/j/${id}`, ticket: ticketOf(`v${id}`) }, signal);
+    const [a, b] = [await get("a"), await get("b")];
+    // The pass's removal of a is held (a slow disk) until b has been handed to a new task.
+    let letGo!: () => void;
+    const held = new Promise<void>((r) => (letGo = r));
+    const drop = (cache as unknown as { drop: (e: { path: string }) => Promise<boolean> }).drop.bind(cache);
+    let removingA!: () => void;
+    const aBeingRemoved = new Promise<void>((r) => (removingA = r));
+    (cache as unknown as { drop: typeof drop }).drop = async (e) => {
+      if (e.path === a.path) {
+        removingA();
+        await held;
+      }
+      return drop(e);
+    };
+    const c = await get("c");
+    a.release();
+    b.release();
+    await aBeingRemoved;
+    const bAgain = await get("b");
+    letGo();
+    await waitFor("a to be evicted", async () => !(await stat(a.path).then(() => true, () => false)), 5000, 20);
+    // Once the pass is over, the file b's new task holds is still there, whole.
+    await (cache as unknown as { evicting: Promise<void> | null }).evicting;
+    expect((await stat(bAgain.path)).size).toBe(clip.length);
+    bAgain.release();
+    c.release();
+  });
+});
+
 describe("blob client downloads", () => {
   it("resumes a download cut off mid-way with a Range request instead of starting over", async () => {
     const data = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7) & 0xff));
