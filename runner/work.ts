@@ -14,6 +14,7 @@ import {
   listSiblingFingerprints,
   lowerDistinctness,
   recordVariationParams,
+  isSeedTaken,
   redrawVariation,
   releaseVariation,
   requeueVariation,
@@ -584,7 +585,8 @@ export class VariationTask {
         );
         return r === "redrawn" ? { seed, params } : r;
       } catch (err) {
-        if (!/UNIQUE|constraint/i.test(errorMessage(err))) throw err;
+        // The seed is a sibling's (1 in ~2^31 per draw): draw another.
+        if (!isSeedTaken(err)) throw err;
       }
     }
     throw new Error("could not draw a seed new to the job");

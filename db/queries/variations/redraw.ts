@@ -1,6 +1,13 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
+import { isConstraintFailure } from "../../errors";
 import { owned, type Ownership } from "../states";
+
+/**
+ * True when a re-draw failed because another variation of the job holds the seed (variations_job_seed_uq). Walks the
+ * error's causes: drizzle's wrapper (and the runner's DbCallError) carry only the statement in their own message.
+ */
+export const isSeedTaken = (err: unknown) => isConstraintFailure(err, "UNIQUE constraint failed: variations.job_id, variations.seed");
 
 /** A variation is re-drawn at most this many times per claim history (runner config may lower it). */
 export const MAX_REDRAWS = 2;
