@@ -39,6 +39,11 @@ export interface StoredObject {
 const MiB = 1024 * 1024;
 /** Tries of one upload PUT (see sendBody): with the backoff, about 3.5 s of edge trouble is ridden out in place. */
 export const UPLOAD_TRIES = 4;
+/**
+ * How long a cleanup call (deleting or aborting this attempt's unrecorded upload) may wait: a stop, e.g. a shutdown
+ * inside Docker's 10 s, must not wait on an edge that hangs; what it leaves behind is the orphan rules' to remove.
+ */
+export const CLEANUP_TIMEOUT_MS = 2000;
 const UPLOAD_BACKOFF_MS = 500;
 
 /**
@@ -225,7 +230,7 @@ export class BlobClient {
       return { size };
     } catch (err) {
       // Abort so no half-assembled upload lingers; the cron's stale-upload rule is only the backstop.
-      await this.call(`${uploadUrl}?${q}`, { method: "DELETE", headers: t }, `multipart abort ${key}`).catch(() => {});
+      await this.call(`${uploadUrl}?${q}`, { method: "DELETE", headers: t }, `multipart abort ${key}`, CLEANUP_TIMEOUT_MS).catch(() => {});
       throw err;
     }
   }
@@ -265,8 +270,8 @@ export class BlobClient {
   }
 
   /** Without a ticket, the edge deletes only outputs nobody can record any more (see docs/runner.md). */
-  async delete(key: string, ticket?: Ticket): Promise<void> {
-    await this.call(this.objectUrl(key), { method: "DELETE", headers: ticketHeaders(ticket) }, `delete ${key}`);
+  async delete(key: string, ticket?: Ticket, timeoutMs = this.stallMs): Promise<void> {
+    await this.call(this.objectUrl(key), { method: "DELETE", headers: ticketHeaders(ticket) }, `delete ${key}`, timeoutMs);
   }
 }
 

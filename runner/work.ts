@@ -22,7 +22,7 @@ import {
   type Ownership,
   type StopStage,
 } from "../db/queries/variations";
-import { BlobError, type BlobClient } from "./blobs";
+import { BlobError, CLEANUP_TIMEOUT_MS, type BlobClient } from "./blobs";
 import type { RunnerConfig } from "./config";
 import { DbCallError, retryDb } from "./db-retry";
 import { buildEncodeArgs, neverRan, NotAVideoError, spawnFfmpeg, verifyOutput, type EncodePlan, type FfmpegProcess, type ZoomScaler } from "./ffmpeg";
@@ -339,8 +339,9 @@ export class VariationTask {
       try {
         ({ size } = await this.ctx.blobs.upload(key, kept.file, this.abort.signal, this.own));
       } catch (err) {
-        // Nothing records this attempt's key yet, and no other attempt ever writes it: safe to remove.
-        await this.ctx.blobs.delete(key, this.own).catch(() => {});
+        // Nothing records this attempt's key yet, and no other attempt ever writes it: safe to remove. Bounded: the
+        // hand-back of a stop (a shutdown has 7 s) comes after it.
+        await this.ctx.blobs.delete(key, this.own, CLEANUP_TIMEOUT_MS).catch(() => {});
         if (this.stopReason) return await this.stopped(null, kept.file);
         const local = asLocalError(err, "upload failed");
         if (local) return await this.local(local, kept.file);
@@ -381,7 +382,9 @@ export class VariationTask {
         // can never remove the object the owner records; the edge also refuses to delete a recorded key.
         log.warn("completion rejected: lease lost; deleting the upload", { variation: c.id, key });
         for (const k of [key, ...(thumbnailKey ? [thumbnailKey] : [])]) {
-          await this.ctx.blobs.delete(k, this.own).catch((err) => log.warn("could not delete rejected upload", { key: k, error: errorMessage(err) }));
+          await this.ctx.blobs
+            .delete(k, this.own, CLEANUP_TIMEOUT_MS)
+            .catch((err) => log.warn("could not delete rejected upload", { key: k, error: errorMessage(err) }));
         }
         return "lost";
       }

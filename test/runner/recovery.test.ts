@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { eq } from "drizzle-orm";
@@ -115,6 +117,40 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     runnerProcess({ WORK_DIR: await stack.workDir() });
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 90_000, 200);
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1 });
+  });
+
+  it("hands back a variation stopped in its upload on shutdown, within the budget, while the edge hangs the upload and the cleanup delete", async () => {
+    // An edge that takes the connection and never answers: where the upload's cleanup DELETE goes.
+    const blackhole = createServer(() => {});
+    await new Promise<void>((r) => blackhole.listen(0, "127.0.0.1", () => r()));
+    cleanup.push(() => new Promise<void>((r) => (blackhole.closeAllConnections(), blackhole.close(() => r()))));
+    const hangingUrl = `http://127.0.0.1:${(blackhole.address() as AddressInfo).port}`;
+    let uploading!: () => void;
+    const inUpload = new Promise<void>((r) => (uploading = r));
+    class HangingEdge extends BlobClient {
+      readonly hanging = new BlobClient({ edgeUrl: hangingUrl, token: "x" });
+      // The output's upload hangs until the stop aborts it (the job's thumbnail goes up as usual).
+      override async upload(...args: Parameters<BlobClient["upload"]>): Promise<{ size: number }> {
+        const [key, , signal] = args;
+        if (!/^outputs\/.*\.mp4$/.test(key)) return super.upload(...args);
+        uploading();
+        return new Promise((_, reject) => signal?.addEventListener("abort", () => reject(signal.reason), { once: true }));
+      }
+      override delete(...args: Parameters<BlobClient["delete"]>) {
+        return this.hanging.delete(...args);
+      }
+    }
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const r = await startInProcessRunner({
+      env: stack.runnerEnv({ WORK_DIR: await stack.workDir() }),
+      blobs: (c) => new HangingEdge({ edgeUrl: c.EDGE_URL, token: c.RUNNER_TOKEN }),
+    });
+    await inUpload;
+    const t0 = performance.now();
+    await r.stop();
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    // Handed back without counting an attempt, not left running until its lease runs out.
+    expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "queued", attempts: 0, leaseExpiresAt: null });
   });
 
   it("stops FFmpeg first and exits within Docker's 10 s on SIGTERM even while the database does not answer", async () => {
