@@ -5,6 +5,12 @@
  */
 
 /** Top-level prefixes, in the order the orphan rule walks them. */
+/**
+ * The error code of the edge's `/internal/objects/<key>` 404 for a key the bucket does not hold. Any other 404 (a
+ * route that is not there: a wrong EDGE_URL) says nothing about the object, and must not fail a user's video.
+ */
+export const NO_SUCH_OBJECT = "no_such_object";
+
 export const KEY_PREFIXES = ["outputs/", "thumbs/", "sources/", "uploads/"] as const;
 
 export const sourceKey = (jobId: string, sourceId: string) => `sources/${jobId}/${sourceId}`;

@@ -11,6 +11,8 @@ export class BlobError extends Error {
     message: string,
     readonly status: number | null,
     readonly transient: boolean,
+    /** The edge's error code (`{ error: { code } }`), when it answered with one. */
+    readonly code?: string,
   ) {
     super(message);
   }
@@ -105,13 +107,15 @@ export class BlobClient {
     }
     if (!res.ok) {
       let detail = "";
+      let code: string | undefined;
       try {
-        const body = (await res.json()) as { error?: { message?: string } };
+        const body = (await res.json()) as { error?: { message?: string; code?: string } };
         detail = body.error?.message ?? "";
+        code = typeof body.error?.code === "string" ? body.error.code : undefined;
       } catch {
         // not JSON
       }
-      throw new BlobError(`${what}: HTTP ${res.status}${detail ? ` ${detail}` : ""}`, res.status, res.status >= 500 || res.status === 429);
+      throw new BlobError(`${what}: HTTP ${res.status}${detail ? ` ${detail}` : ""}`, res.status, res.status >= 500 || res.status === 429, code);
     }
     return res;
   }

@@ -4,7 +4,7 @@ import type { Db } from "../db/client";
 import { parseStoredEffects } from "../db/effects";
 import { isDbBusy, isDbUnavailable } from "../db/errors";
 import type { JobEffects } from "../db/effects";
-import { outputKey, variationThumbnailKey } from "../db/keys";
+import { NO_SUCH_OBJECT, outputKey, variationThumbnailKey } from "../db/keys";
 import { recordSourceProbe } from "../db/queries/media";
 import {
   cancelVariation,
@@ -227,7 +227,13 @@ export class VariationTask {
       } catch (err) {
         if (this.stopReason) return await this.stopped(null, out);
         if (err instanceof NotAVideoError || err instanceof SourceOverLimitError) return await this.failSource(err.message);
-        if (err instanceof BlobError && err.status === 404) return await this.failSource("source file is missing from storage");
+        if (err instanceof BlobError && err.status === 404 && err.code === NO_SUCH_OBJECT) {
+          return await this.failSource("source file is missing from storage");
+        }
+        // Any other 404 is a route the edge does not have (a wrong EDGE_URL): this runner's setup, not the video.
+        if (err instanceof BlobError && err.status === 404 && (this.ctx.mayRefund?.(c.sourceId) ?? true)) {
+          return await this.edgeDown(`source download failed: ${err.message}`);
+        }
         const local = asLocalError(err, "source download failed");
         if (local) return await this.local(local);
         if (err instanceof BlobError && err.transient && (this.ctx.mayRefund?.(c.sourceId) ?? true)) {

@@ -1,7 +1,7 @@
 import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { AppError, ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError, ValidationError } from "../../db/errors";
-import { parseOutputKey } from "../../db/keys";
+import { NO_SUCH_OBJECT, parseOutputKey } from "../../db/keys";
 import { isObjectRecorded } from "../../db/queries/is-object-recorded";
 import { findTicket, getJobOutputs, type TicketRow } from "../../db/queries/variations";
 import type { AppEnv } from "../env";
@@ -133,13 +133,13 @@ export const internal = new Hono<AppEnv>()
     await checkScope(c, "read", key);
     const rangeHeader = c.req.header("range");
     const head = rangeHeader ? await c.env.BUCKET.head(key) : null;
-    if (rangeHeader && !head) throw new NotFoundError(`No object ${key}`);
+    if (rangeHeader && !head) throw new NotFoundError(`No object ${key}`, NO_SUCH_OBJECT);
     const range = head ? parseRange(rangeHeader, head.size) : null;
     if (range === "unsatisfiable") {
       return c.body(null, 416, { "content-range": `bytes */${head!.size}` });
     }
     const obj = await c.env.BUCKET.get(key, range ? { range: { offset: range.start, length: range.end - range.start + 1 } } : {});
-    if (!obj) throw new NotFoundError(`No object ${key}`);
+    if (!obj) throw new NotFoundError(`No object ${key}`, NO_SUCH_OBJECT);
     const headers: Record<string, string> = {
       "content-type": obj.httpMetadata?.contentType ?? contentTypeOf(key),
       "accept-ranges": "bytes",

@@ -164,7 +164,11 @@ describe("GET /internal/objects/:key", () => {
     await env.BUCKET.delete(held.sourceKey);
     const res = await internal(`/objects/${held.sourceKey}`, { ticket: held.ticket });
     expect(res.status).toBe(404);
-    expect(await res.json()).toMatchObject({ error: { code: "not_found" } });
+    // Its own code: the runner fails a source for this 404 only, not for a route the edge does not have.
+    expect(await res.json()).toMatchObject({ error: { code: "no_such_object" } });
+    const noRoute = await internal(`/no-such-route/${held.sourceKey}`, { ticket: held.ticket });
+    expect(noRoute.status).toBe(404);
+    expect(await noRoute.json()).not.toMatchObject({ error: { code: "no_such_object" } });
   });
 
   it("rejects keys outside the known prefixes or with dot-dot segments", async () => {

@@ -11,7 +11,7 @@ import { makeClip, makeNotAVideo, probeFile } from "../helpers/clips";
 import { dropFirstReply, startDbProxy } from "../helpers/db-proxy";
 import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
 import { startInProcessRunner, startRunnerProcess, type InProcessRunner, type RunnerProcess } from "../helpers/runner";
-import { getJobRow, getVariationRows } from "../helpers/seed";
+import { getJobRow, getVariationRows, seedJob } from "../helpers/seed";
 
 let stack: EdgeStack;
 const cleanup: (() => Promise<void>)[] = [];
@@ -119,6 +119,30 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     // Failed at the first look: nothing was claimed a second time.
     expect(Math.max(...rows.map((r) => r.claims))).toBe(1);
     expect(rows.filter((r) => r.claims === 1)).toHaveLength(1);
+  });
+
+  it("fails a source whose object is gone from storage, with a clear reason", async () => {
+    const job = await seedJob(stack.db, { sources: [{ objectKey: `sources/gone/${newId()}` }], variationsPerSource: 2 });
+    runnerProcess({ WORK_DIR: await stack.workDir() });
+    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, job.jobId))?.status), 30_000);
+    const rows = await getVariationRows(stack.db, job.jobId);
+    expect(rows.map((r) => [r.status, r.error])).toEqual([
+      ["failed", "source file is missing from storage"],
+      ["failed", "source file is missing from storage"],
+    ]);
+  });
+
+  it("does not fail anybody's video when a runner's EDGE_URL points at a path the edge does not serve (404 for the route)", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const edgeUrl = stack.runnerEnv().EDGE_URL!;
+    const wrong = runnerProcess({ EDGE_URL: `${edgeUrl}/api/`, WORK_DIR: await stack.workDir() });
+    await wrong.waitForLog(/edge unavailable: variation handed back/);
+    await wrong.destroy();
+    expect((await getJobRow(stack.db, job.id))?.status).not.toBe("failed");
+    expect((await getVariationRows(stack.db, job.id))[0]!.status).not.toBe("failed");
+    // A runner set up right does the work.
+    runnerProcess({ WORK_DIR: await stack.workDir() });
+    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
   });
 
   it("fails a source over the runner's duration or resolution limit before any encode, with a reason naming the limit", async () => {
