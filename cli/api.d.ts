@@ -2563,7 +2563,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Still active (code job_active), or quota_exceeded */
+            /** @description Still active (code job_active), past 100 variations per video in all (too_many_variations), or quota_exceeded */
             409: {
                 headers: {
                     [name: string]: unknown;

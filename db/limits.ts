@@ -7,6 +7,13 @@ const GiB = 1024 ** 3;
 export const MAX_VIDEOS_PER_JOB = 10;
 
 /**
+ * Variations one job may hold per video, over all its "more variations" rounds (5 rounds of the 20 one request may
+ * ask for). Without a bound, cancel + more in a loop grew a job by 200 rows a round, for ever: every cancel and every
+ * view of it reads them all, in the shared database's write lock, and every webhook event copies the job.
+ */
+export const MAX_VARIATIONS_PER_VIDEO_PER_JOB = 100;
+
+/**
  * Per-user limits: the environment variable names and their defaults, written once. The edge validates them
  * (edge/env.ts), checks them when a job or upload is admitted (db/queries/quotas) and the storage cap evicts only
  * from users over `USER_STORAGE_BYTES`.

@@ -356,7 +356,7 @@ export function buildOpenApi(version: string) {
             "200": ok("Queued or processing again, with the new variations", "Job"),
             "400": err("Bad count (field variations)"),
             "404": err("Unknown, or another user's"),
-            "409": err("Still active (code job_active), or quota_exceeded"),
+            "409": err("Still active (code job_active), past 100 variations per video in all (too_many_variations), or quota_exceeded"),
             "410": err("Expired (code expired) or a source video is gone (code source_gone)"),
             "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After"),
             ...authErrors,

@@ -284,6 +284,21 @@ describe("POST /api/jobs/:id/more", () => {
     await expectError(await post(s, `/api/jobs/${seeded.id}/more`, { variations: 1 }), 410, "expired");
   });
 
+  it("refuses more past 100 variations per video (409 too_many_variations), so cancel + more in a loop cannot grow a job for ever", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { files: 1, variations: 20 });
+    for (let round = 0; round < 4; round++) {
+      await post(s, `/api/jobs/${seeded.id}/cancel`);
+      expect((await post(s, `/api/jobs/${seeded.id}/more`, { variations: 20 })).status).toBe(200);
+    }
+    await post(s, `/api/jobs/${seeded.id}/cancel`);
+    const refused = await post(s, `/api/jobs/${seeded.id}/more`, { variations: 1 });
+    expect(refused.status).toBe(409);
+    expect(await refused.json()).toMatchObject({ error: { code: "too_many_variations", message: expect.stringContaining("at most 100 variations per video") } });
+    expect(await variationsOf(seeded.id)).toHaveLength(100);
+    expect((await jobRow(seeded.id))!.status).toBe("cancelled");
+  });
+
   it("applies the queued-variations limit like a new job: 429 quota_exceeded with Retry-After, nothing added", async () => {
     const s = await signIn();
     const seeded = await seedJob(s.id, { files: 2, variations: 1 });

@@ -1,7 +1,8 @@
 import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { newId } from "../../ids";
-import type { QuotaRequest, UserLimits } from "../../limits";
+import { ConflictError } from "../../errors";
+import { MAX_VARIATIONS_PER_VIDEO_PER_JOB, type QuotaRequest, type UserLimits } from "../../limits";
 import { jobs, type JobStatus } from "../../schema";
 import { loadRecord } from "./load";
 import { presentRecord, type JobView, type Viewer } from "./present";
@@ -29,7 +30,8 @@ function freshSeeds(n: number, taken: Set<number>): number[] {
  * reopen.ts): the insert is guarded by the job still being finished as read, not expired, and the owner's limits
  * (one more active job, the new variations queued); a concurrent reopen makes the job active first, so positions
  * and seeds read here cannot collide. Whether the source objects still exist is the edge's check (it has the bucket).
- * 409 `job_active`, 410 expired, quota errors as for a new job.
+ * 409 `job_active`, 409 `too_many_variations` past MAX_VARIATIONS_PER_VIDEO_PER_JOB, 410 expired, quota errors as for
+ * a new job.
  */
 export async function addVariations(
   db: Db,
@@ -38,6 +40,16 @@ export async function addVariations(
 ): Promise<JobView> {
   const record = await loadRecord(db, input.jobId, input.viewer);
   assertReopenable(record, EXTENDABLE, "job_active", "get more variations", now);
+  // Read, not guarded in the batch: a concurrent reopen makes the job active first, and this batch then fails.
+  const room = MAX_VARIATIONS_PER_VIDEO_PER_JOB - record.job.variationsPerVideo;
+  if (input.perSource > room) {
+    throw new ConflictError(
+      "too_many_variations",
+      `A job holds at most ${MAX_VARIATIONS_PER_VIDEO_PER_JOB} variations per video; this one has ${record.job.variationsPerVideo}` +
+        (room > 0 ? `, so ask for at most ${room} more` : "") + ". Start a new job for more.",
+      { field: "variations" },
+    );
+  }
   const taken = new Set(record.variations.map((v) => v.seed));
   const last = new Map<string, number>();
   for (const v of record.variations) last.set(v.sourceId, Math.max(last.get(v.sourceId) ?? 0, v.position));
