@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, isNull, lt, ne, sql } from "drizzle-orm";
+import { and, desc, eq, gt, isNull, lt, ne, notInArray, sql } from "drizzle-orm";
 import type { Db } from "../client";
 import { NotFoundError } from "../errors";
 import { hashToken, newId, newToken } from "../ids";
@@ -14,6 +14,12 @@ export const SESSION_MAX_AGE_MS = 30 * 24 * 60 * 60 * 1000;
  * rather than one per request.
  */
 export const SESSION_SLIDE_EVERY_MS = 60 * 60 * 1000;
+
+/**
+ * Sessions one user keeps; a sign-in past it ends the least recently used. Each successful login adds one, and a
+ * script that signs in without keeping its cookie piled them up without bound.
+ */
+export const SESSIONS_PER_USER = 50;
 
 export interface AuthenticatedUser {
   id: string;
@@ -34,15 +40,26 @@ export async function createSession(
 ): Promise<NewSession> {
   const token = newToken("vrs_");
   const expiresAt = now + Math.min(SESSION_TTL_MS, input.maxAgeMs ?? SESSION_MAX_AGE_MS);
-  await db.insert(sessions).values({
-    id: newId(),
-    tokenHash: await hashToken(token),
-    userId: input.userId,
-    createdAt: now,
-    lastSeenAt: now,
-    expiresAt,
-    userAgent: input.userAgent?.slice(0, 200) ?? null,
-  });
+  const id = newId();
+  const newest = db
+    .select({ id: sessions.id })
+    .from(sessions)
+    .where(eq(sessions.userId, input.userId))
+    .orderBy(desc(sessions.lastSeenAt), desc(sessions.createdAt))
+    .limit(SESSIONS_PER_USER);
+  await db.batch([
+    db.insert(sessions).values({
+      id,
+      tokenHash: await hashToken(token),
+      userId: input.userId,
+      createdAt: now,
+      lastSeenAt: now,
+      expiresAt,
+      userAgent: input.userAgent?.slice(0, 200) ?? null,
+    }),
+    // The least recently used beyond the limit end (the new one is the most recent).
+    db.delete(sessions).where(and(eq(sessions.userId, input.userId), notInArray(sessions.id, newest), ne(sessions.id, id))),
+  ]);
   return { token, expiresAt };
 }
 

@@ -1,6 +1,6 @@
-import { and, desc, eq, gt, isNull, lt, or } from "drizzle-orm";
+import { and, desc, eq, gt, isNull, lt, or, sql } from "drizzle-orm";
 import type { Db } from "../client";
-import { NotFoundError } from "../errors";
+import { ConflictError, isConstraintFailure, NotFoundError } from "../errors";
 import { hashToken, newId, newToken } from "../ids";
 import { apiTokens, users } from "../schema";
 import type { AuthenticatedUser } from "./sessions";
@@ -19,7 +19,16 @@ export interface ApiTokenRow {
   expiresAt: number | null;
 }
 
-/** Creates an API token; the raw token is returned only here (stored hashed). */
+/**
+ * Tokens one user may hold (expired ones count until revoked): every request with a token reads by its hash, but the
+ * list and the rows were unbounded, one POST each.
+ */
+export const API_TOKENS_PER_USER = 100;
+
+/**
+ * Creates an API token; the raw token is returned only here (stored hashed). The count is checked in the insert (its
+ * owner is NULL past the limit), so parallel creations cannot pass it together. 409 `too_many_tokens` past it.
+ */
 export async function createApiToken(
   db: Db,
   input: { userId: string; name: string; scope?: TokenScope; expiresAt?: number | null },
@@ -27,7 +36,13 @@ export async function createApiToken(
 ): Promise<ApiTokenRow & { token: string }> {
   const token = newToken("vrt_");
   const row = { id: newId(), name: input.name, scope: input.scope ?? "full", createdAt: now, lastUsedAt: null, expiresAt: input.expiresAt ?? null };
-  await db.insert(apiTokens).values({ ...row, userId: input.userId, tokenHash: await hashToken(token) });
+  const owner = sql<string>`(SELECT CASE WHEN count(*) < ${API_TOKENS_PER_USER} THEN ${input.userId} END FROM api_tokens WHERE user_id = ${input.userId})`;
+  try {
+    await db.insert(apiTokens).values({ ...row, userId: owner, tokenHash: await hashToken(token) });
+  } catch (err) {
+    if (!isConstraintFailure(err, "NOT NULL constraint failed: api_tokens.user_id")) throw err;
+    throw new ConflictError("too_many_tokens", `You have ${API_TOKENS_PER_USER} API tokens, the most an account may hold; revoke ones you no longer use`);
+  }
   return { ...row, token };
 }
 

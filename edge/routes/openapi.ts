@@ -172,7 +172,12 @@ export function buildOpenApi(version: string) {
         post: {
           summary: "Create an API token (the token is shown once)",
           requestBody: { required: true, ...json("CreateTokenBody") },
-          responses: { "201": ok("Created", "CreatedApiToken"), "400": err("Invalid body"), ...authErrors },
+          responses: {
+            "201": ok("Created", "CreatedApiToken"),
+            "400": err("Invalid body"),
+            "409": err("The account holds 100 tokens already (code too_many_tokens): revoke unused ones"),
+            ...authErrors,
+          },
         },
       },
       "/api/tokens/{id}": {

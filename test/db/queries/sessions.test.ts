@@ -1,0 +1,25 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { newId } from "../../../db/ids";
+import { authenticateSession, createSession, SESSIONS_PER_USER } from "../../../db/queries/sessions";
+import { createUser } from "../../../db/queries/users";
+import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { freshDb } from "../../helpers/seed";
+
+let server: TestLibsqlServer;
+beforeAll(async () => {
+  server = await startTestLibsql();
+});
+afterAll(() => server.close());
+
+describe("sessions", () => {
+  it(`keeps at most ${SESSIONS_PER_USER} sessions per account: a sign-in past that ends the least recently used one`, async () => {
+    const { db } = await freshDb(server, "session_limit");
+    const userId = (await createUser(db, { email: `s-${newId()}@test.example`, password: "pw-for-sessions", role: "user" })).id;
+    const start = Date.now();
+    const tokens: string[] = [];
+    for (let i = 0; i <= SESSIONS_PER_USER; i++) tokens.push((await createSession(db, { userId }, start + i)).token);
+    const live = async (token: string) => (await authenticateSession(db, token, start + SESSIONS_PER_USER + 1)) !== null;
+    expect(await live(tokens[0]!)).toBe(false);
+    for (const t of tokens.slice(1)) expect(await live(t)).toBe(true);
+  });
+});
