@@ -1,7 +1,7 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
-import { pauseJob, requestCancel } from "../../db/queries/jobs";
+import { pauseJob, requestCancel, resumeJob } from "../../db/queries/jobs";
 import { failVariation, finishVariation } from "../../db/queries/variations";
 import { newId } from "../../db/ids";
 import { webhookDeliveries, webhooks } from "../../db/schema";
@@ -546,6 +546,26 @@ describe("takeDueDeliveries (the sweep)", () => {
 });
 
 describe("the webhook outbox (jobs_webhook_outbox trigger)", () => {
+  it("writes no second event of a kind for a job while one still waits for its first try (pause/resume in a loop), and writes the next once it was tried", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const viewer = { id: s.id, email: s.email, role: s.role };
+    const job = await seedJob(s.id);
+    const limits = { storageBytes: 1e12, activeJobs: 100, queuedVariations: 10_000, openUploads: 10, unusedUploads: 100 };
+    let now = Date.now();
+    for (let round = 0; round < 5; round++) {
+      await pauseJob(db, { jobId: job.id, viewer }, (now += 10));
+      await resumeJob(db, { jobId: job.id, viewer, limits }, (now += 10));
+    }
+    const paused = (await deliveriesOf(hook.id)).filter((d) => d.event === "job.paused" && d.jobId === job.id);
+    expect(paused).toHaveLength(1);
+    // Tried once (and failed): the next pause is a new event.
+    await db.update(webhookDeliveries).set({ attempts: 1 }).where(eq(webhookDeliveries.id, paused[0]!.id));
+    await pauseJob(db, { jobId: job.id, viewer }, (now += 10));
+    expect((await deliveriesOf(hook.id)).filter((d) => d.event === "job.paused" && d.jobId === job.id)).toHaveLength(2);
+    await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
+  });
+
   it("writes one event per subscribed webhook when a job is cancelled, paused, completed or fails, and nothing else", async () => {
     const s = await signIn();
     const all = await createHook(s);
