@@ -27,10 +27,25 @@ const alive = (pid: number) => {
 /** This runner's own directory under WORK_DIR. */
 export const ownWorkDir = (root: string, runnerId: string) => join(root, `runner-${runnerId.replace(/[^A-Za-z0-9._-]/g, "_")}`);
 
+/** When the mark of a directory under WORK_DIR was last touched (0 when it cannot be read). */
+const markedAt = (dir: string) => stat(join(dir, MARKER)).then((s) => s.mtimeMs, () => 0);
+
+/**
+ * A mark of this host whose pid is ours or not alive looks like a predecessor's, but a container beside this one on
+ * host networking shares the hostname, has pids of its own namespace (tini's child: often ours) and may share the
+ * WORK_DIR volume: its runner is alive. Only a mark nobody touched for this long (a live runner touches its own every
+ * MARK_TOUCH_MS) is a predecessor's; removing a live neighbour's directory failed its encodes for good.
+ */
+export const PREDECESSOR_QUIET_MS = 3 * 60_000;
+
+/** A mark of this host that a dead runner left: its pid is ours (a previous life of this container) or gone. */
+const looksLikePredecessor = (mark: Mark) => mark.host === hostname() && (mark.pid === process.pid || !alive(mark.pid));
+
 /**
  * Takes this runner's own directory under WORK_DIR (`WORK_DIR/runner-<id>/`, created and marked here) and empties
  * it: nothing is in hand at start. Also removes the marked directories of runners that ran on this host and are
- * dead (a restart with a new pid, hence a new default id), so a crash never leaves files behind for good.
+ * dead (a restart with a new pid, hence a new default id) once their marks are quiet (PREDECESSOR_QUIET_MS; a
+ * fresher one goes with removeAbandonedWorkDirs a few minutes later), so a crash never leaves files behind for good.
  * WORK_DIR itself may be shared (even `/tmp`): only marked directories are touched.
  */
 export async function claimWorkDir(root: string, runnerId: string, log: Logger): Promise<string> {
@@ -46,8 +61,9 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
       // Two live runners with one RUNNER_ID would hand back each other's work every tick: refuse to start.
       throw new DuplicateRunnerError(`RUNNER_ID ${runnerId} is already used by a live runner (pid ${mark.pid}) on this host`);
     }
-    // Same pid as ours = a previous life of this very container (pids are not shared by live processes).
-    const predecessor = dir === own || (here && (mark.pid === process.pid || !alive(mark.pid)));
+    // Same pid as ours = a previous life of this very container, or a neighbour container's live runner: the
+    // mark's quiet tells them apart.
+    const predecessor = dir === own || (looksLikePredecessor(mark) && Date.now() - (await markedAt(dir)) >= PREDECESSOR_QUIET_MS);
     if (!predecessor) continue;
     await rm(dir, { recursive: true, force: true }).catch((err) =>
       log.warn("could not remove a previous runner's work files", { dir: name, error: errorMessage(err) }),
@@ -73,7 +89,8 @@ export async function touchWorkDir(own: string, now: number): Promise<void> {
  * Removes the marked directories of runners that are gone for good, whichever host they ran on: the mark was not
  * touched for ABANDONED_MARK_MS (a live runner touches it every minute, even while its database is unreachable,
  * and whatever database it uses) and the runner id is not `registered` either (deregistered at shutdown, or never
- * seen for a day and pruned by the edge). Why: a WORK_DIR volume outlives containers, and a recreated container has
+ * seen for a day and pruned by the edge). A dead predecessor on this host (see claimWorkDir) goes once its mark is
+ * quiet for PREDECESSOR_QUIET_MS, registered or not (a crashed runner's row stays for a day). Why: a WORK_DIR volume outlives containers, and a recreated container has
  * a new hostname, so claimWorkDir never sees a predecessor that was killed there as its own; its cached sources
  * would fill the volume for good.
  */
@@ -89,9 +106,10 @@ export async function removeAbandonedWorkDirs(
     const dir = join(root, name);
     if (!name.startsWith("runner-") || dir === own) continue;
     const mark = await readMark(dir);
-    if (!mark || registered(mark.runnerId)) continue;
-    const markedAt = await stat(join(dir, MARKER)).then((s) => s.mtimeMs, () => now);
-    if (now - markedAt < ABANDONED_MARK_MS) continue;
+    if (!mark) continue;
+    const quietMs = now - ((await markedAt(dir)) || now);
+    const predecessor = looksLikePredecessor(mark) && quietMs >= PREDECESSOR_QUIET_MS;
+    if (!predecessor && (registered(mark.runnerId) || quietMs < ABANDONED_MARK_MS)) continue;
     try {
       await rm(dir, { recursive: true, force: true });
       removed++;

@@ -4,7 +4,18 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../runner/log";
-import { ABANDONED_MARK_MS, claimWorkDir, DuplicateRunnerError, MARKER, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, sweepWorkDir, touchWorkDir } from "../../runner/workdir";
+import {
+  ABANDONED_MARK_MS,
+  claimWorkDir,
+  DuplicateRunnerError,
+  MARKER,
+  ownWorkDir,
+  PREDECESSOR_QUIET_MS,
+  releaseWorkDir,
+  removeAbandonedWorkDirs,
+  sweepWorkDir,
+  touchWorkDir,
+} from "../../runner/workdir";
 import { filesUnder } from "../helpers/edge-stack";
 import { tempDirs } from "../helpers/tmp";
 
@@ -17,6 +28,12 @@ async function deadPid(): Promise<number> {
   const child = spawn("true");
   await new Promise((r) => child.once("exit", r));
   return child.pid!;
+}
+
+/** Makes a directory's mark look untouched since PREDECESSOR_QUIET_MS and a minute. */
+async function quiet(dir: string): Promise<void> {
+  const t = (Date.now() - PREDECESSOR_QUIET_MS - 60_000) / 1000;
+  await utimes(join(dir, MARKER), t, t);
 }
 
 async function markedDir(root: string, name: string, mark: object, file = "left.part.mp4"): Promise<string> {
@@ -41,12 +58,24 @@ describe("the runner's own WORK_DIR", () => {
 
   it("removes what a dead predecessor on this host left (a restart with a new pid), but not a live neighbour's files", async () => {
     const root = await dirs.make();
-    await markedDir(root, "runner-old", { host: hostname(), pid: await deadPid(), runnerId: "old" });
+    await quiet(await markedDir(root, "runner-old", { host: hostname(), pid: await deadPid(), runnerId: "old" }));
     await markedDir(root, "runner-neighbour", { host: hostname(), pid: process.ppid, runnerId: "neighbour" });
     await markedDir(root, "runner-elsewhere", { host: "another-host", pid: await deadPid(), runnerId: "elsewhere" });
     await claimWorkDir(root, "new", log);
     expect((await readdir(root)).sort()).toEqual(["runner-elsewhere", "runner-neighbour", "runner-new"]);
     expect(await filesUnder(join(root, "runner-neighbour"))).toEqual(["job/left.part.mp4"]);
+  });
+
+  it("keeps the directory of a runner in a neighbour container on host networking (same hostname, a pid that is ours or not alive here) while its mark is fresh, and removes it once quiet", async () => {
+    const root = await dirs.make();
+    const samePid = await markedDir(root, "runner-neighbour-a", { host: hostname(), pid: process.pid, runnerId: "neighbour-a" });
+    const otherNs = await markedDir(root, "runner-neighbour-b", { host: hostname(), pid: await deadPid(), runnerId: "neighbour-b" });
+    const own = await claimWorkDir(root, "me", log);
+    expect(await filesUnder(samePid)).toEqual(["job/left.part.mp4"]);
+    expect(await filesUnder(otherNs)).toEqual(["job/left.part.mp4"]);
+    // Still registered (a crashed runner's row stays for a day), but nobody touched the marks for minutes: gone.
+    expect(await removeAbandonedWorkDirs(root, own, () => true, Date.now() + PREDECESSOR_QUIET_MS + 1000, log)).toBe(2);
+    expect(await readdir(root)).toEqual(["runner-me"]);
   });
 
   it("refuses to start when a live process on this host already runs with the same RUNNER_ID", async () => {
@@ -56,9 +85,9 @@ describe("the runner's own WORK_DIR", () => {
     expect(await filesUnder(twin)).toEqual(["job/left.part.mp4"]);
   });
 
-  it("takes over the directory of its own previous life in the same container (same pid, another id)", async () => {
+  it("takes over the directory of its own previous life in the same container (same pid, another id, a quiet mark)", async () => {
     const root = await dirs.make();
-    await markedDir(root, "runner-before-restart", { host: hostname(), pid: process.pid, runnerId: "before-restart" });
+    await quiet(await markedDir(root, "runner-before-restart", { host: hostname(), pid: process.pid, runnerId: "before-restart" }));
     await claimWorkDir(root, "after-restart", log);
     expect(await readdir(root)).toEqual(["runner-after-restart"]);
   });
