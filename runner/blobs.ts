@@ -207,10 +207,13 @@ export class BlobClient {
       return { size };
     }
     const q = `key=${encodeURIComponent(key)}`;
-    const created = await this.call(
+    // Sent again after a blip like the parts: a create whose answer was lost leaves an upload nobody completes,
+    // which the cron's stale-upload rule aborts.
+    const created = await this.sendBody(
       `${this.base}/internal/uploads`,
-      { method: "POST", body: JSON.stringify({ key }), headers: { ...t, "content-type": "application/json" }, signal },
+      () => ({ method: "POST", body: JSON.stringify({ key }), headers: { ...t, "content-type": "application/json" }, signal }),
       `multipart create ${key}`,
+      this.stallMs,
     );
     const { uploadId } = (await created.json()) as { uploadId: string };
     const uploadUrl = `${this.base}/internal/uploads/${encodeURIComponent(uploadId)}`;
@@ -226,10 +229,14 @@ export class BlobClient {
         );
         parts.push((await res.json()) as { partNumber: number; etag: string });
       }
-      await this.call(
+      // Sent again after a blip too. One that landed but whose answer was lost is answered no_such_upload the next
+      // time: this attempt then fails (its cleanup removes the object nobody records) rather than record an output
+      // it cannot see.
+      await this.sendBody(
         `${uploadUrl}/complete?${q}`,
-        { method: "POST", body: JSON.stringify({ parts }), headers: { ...t, "content-type": "application/json" }, signal },
+        () => ({ method: "POST", body: JSON.stringify({ parts }), headers: { ...t, "content-type": "application/json" }, signal }),
         `multipart complete ${key}`,
+        this.stallMs,
       );
       return { size };
     } catch (err) {
@@ -240,8 +247,8 @@ export class BlobClient {
   }
 
   /**
-   * One PUT of a file's bytes (a whole object or one part), sent again after a transient failure (a reset
-   * connection, a 5xx, no answer): UPLOAD_TRIES in all, UPLOAD_BACKOFF_MS doubling in between, so a blip or a short
+   * One request of an upload (a PUT of a file's bytes — a whole object or one part —, a multipart create or
+   * complete), sent again after a transient failure (a reset connection, a 5xx, no answer): UPLOAD_TRIES in all, UPLOAD_BACKOFF_MS doubling in between, so a blip or a short
    * edge restart is ridden out in place. Before, one reset threw a verified encode away and requeued it. Safe to
    * repeat: the key is this attempt's own (db/keys.ts) and a part number names its part, so a PUT that did land is
    * only written again with the same bytes. A 403 (the lease is gone) or another 4xx is not retried.
