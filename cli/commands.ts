@@ -141,8 +141,14 @@ export const handlers: Handlers = {
     const session = apiClient(url, undefined, { cookie, origin: new URL(url).origin });
     try {
       const name = `video-refresher CLI on ${hostname()} (${new Date().toISOString().slice(0, 10)})`;
+      const before = await readConfig(ctx.env).catch(() => null);
       const { data: created } = await call(url, session.POST("/api/tokens", { body: { name } as Schemas["CreateTokenBody"], signal: timeout() }));
       await writeConfig(ctx.env, { url, token: created.token, tokenId: created.id, email: signedIn.user.email });
+      // The token this config held for the same server is replaced: revoked (best effort), so a CI that logs in on
+      // every build does not pile up tokens until the account's limit refuses the next login.
+      if (before?.tokenId && before.url === url && before.tokenId !== created.id) {
+        await session.DELETE("/api/tokens/{id}", { params: { path: { id: before.tokenId } }, signal: timeout() }).catch(() => {});
+      }
       ctx.result(
         { url, user: signedIn.user, tokenId: created.id, configFile: configFile(ctx.env) },
         `Logged in to ${url} as ${signedIn.user.email}; API token "${name}" saved in ${configFile(ctx.env)}`,

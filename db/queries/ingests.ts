@@ -1,4 +1,4 @@
-import { and, eq, lt, sql } from "drizzle-orm";
+import { and, eq, gt, lt, sql } from "drizzle-orm";
 import type { Db } from "../client";
 import type { UserLimits } from "../limits";
 import { ingests } from "../schema";
@@ -12,8 +12,9 @@ import { isOwnerRefused, ownerIfFits, storageBytesOf } from "./quotas/usage";
  *
  * The row also holds `reservedBytes` of the owner's storage quota, admitted in the insert itself: two uploads
  * started at once cannot both be let in on the same room (each read alone, they could store up to twice the quota
- * before their creates refused all but one). The room counts while the row is touched within INGEST_HOLD_MS. Throws
- * the quota error when it does not fit.
+ * before their creates refused all but one). An upload not touched for INGEST_HOLD_MS gives its room back
+ * (releaseIdleIngestRooms, from the cron); it gets room again only through reserveIngest, which checks the quota.
+ * Throws the quota error when it does not fit.
  */
 export async function startIngest(
   db: Db,
@@ -54,10 +55,28 @@ export async function reserveIngest(
   throw await explainRefusal(db, input.userId, input.limits, { storageBytes: input.neededBytes }, input.id);
 }
 
-/** Marks the ingest as still receiving bytes; false when it is gone (reaped as stale, or already a job). */
-export async function touchIngest(db: Db, id: string, now: number): Promise<boolean> {
-  const rows = await db.update(ingests).set({ touchedAt: now }).where(eq(ingests.id, id)).returning({ id: ingests.id });
-  return rows.length === 1;
+/**
+ * Marks the ingest as still receiving bytes. Returns the room it holds now (less than before when the cron gave it
+ * back after a silence: the caller asks for it again with reserveIngest), or null when it is gone (reaped as stale,
+ * or already a job).
+ */
+export async function touchIngest(db: Db, id: string, now: number): Promise<number | null> {
+  const rows = await db.update(ingests).set({ touchedAt: now }).where(eq(ingests.id, id)).returning({ reservedBytes: ingests.reservedBytes });
+  return rows[0]?.reservedBytes ?? null;
+}
+
+/**
+ * Gives back the room of form uploads not touched since `touchedBefore` (a live one touches every INGEST_TOUCH_MS):
+ * a request that died without saying so (a dropped connection, a lost reply) stops holding its owner's quota within
+ * minutes, not when the orphan rule reaps its row an hour later. Returns how many.
+ */
+export async function releaseIdleIngestRooms(db: Db, touchedBefore: number): Promise<number> {
+  const rows = await db
+    .update(ingests)
+    .set({ reservedBytes: 0 })
+    .where(and(lt(ingests.touchedAt, touchedBefore), gt(ingests.reservedBytes, 0)))
+    .returning({ id: ingests.id });
+  return rows.length;
 }
 
 /**

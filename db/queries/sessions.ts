@@ -41,12 +41,15 @@ export async function createSession(
   const token = newToken("vrs_");
   const expiresAt = now + Math.min(SESSION_TTL_MS, input.maxAgeMs ?? SESSION_MAX_AGE_MS);
   const id = newId();
-  const newest = db
+  // Kept: the sessions in use, most recently used first, then the never-used ones (a script signing in without
+  // keeping its cookie), newest first. last_seen_at moves only hourly, so a browser in use could look older than a
+  // burst of fresh sign-ins; its first use is recorded (authenticateSession), which sets it apart from them.
+  const kept = db
     .select({ id: sessions.id })
     .from(sessions)
-    .where(eq(sessions.userId, input.userId))
-    .orderBy(desc(sessions.lastSeenAt), desc(sessions.createdAt))
-    .limit(SESSIONS_PER_USER);
+    .where(and(eq(sessions.userId, input.userId), ne(sessions.id, id)))
+    .orderBy(sql`${sessions.lastSeenAt} = ${sessions.createdAt}`, desc(sessions.lastSeenAt), desc(sessions.createdAt))
+    .limit(SESSIONS_PER_USER - 1);
   await db.batch([
     db.insert(sessions).values({
       id,
@@ -57,8 +60,7 @@ export async function createSession(
       expiresAt,
       userAgent: input.userAgent?.slice(0, 200) ?? null,
     }),
-    // The least recently used beyond the limit end (the new one is the most recent).
-    db.delete(sessions).where(and(eq(sessions.userId, input.userId), notInArray(sessions.id, newest), ne(sessions.id, id))),
+    db.delete(sessions).where(and(eq(sessions.userId, input.userId), notInArray(sessions.id, kept), ne(sessions.id, id))),
   ]);
   return { token, expiresAt };
 }
@@ -94,7 +96,10 @@ export async function authenticateSession(
     );
   if (!row) return null;
   const user = { id: row.id, email: row.email, role: row.role };
-  if (now - row.lastSeenAt < SESSION_SLIDE_EVERY_MS) return { user, renewedUntil: null };
+  // Written hourly, and once at the first use: a session used since sign-in is then told apart from one never used
+  // (createSession ends those first).
+  const firstUse = row.lastSeenAt === row.createdAt && now > row.createdAt;
+  if (now - row.lastSeenAt < SESSION_SLIDE_EVERY_MS && !firstUse) return { user, renewedUntil: null };
   const expiresAt = Math.min(now + SESSION_TTL_MS, row.createdAt + maxAgeMs);
   // CAS on last_seen_at: of two concurrent requests only one writes; both carry the same user either way.
   const renewed = await db

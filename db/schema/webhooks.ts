@@ -49,8 +49,9 @@ export const webhooks = sqliteTable(
 );
 
 /**
- * The outbox: one row per (webhook, event occurrence). Job events are inserted by the `jobs_webhook_outbox` trigger
- * (migration 0007) in the very statement that moves the job, wherever it runs (edge, runner, cron), so an event
+ * The outbox: one row per (webhook, event occurrence); a row of a job's event still waiting for its first try is
+ * replaced by the next occurrence of the same kind. Job events are inserted by the `jobs_webhook_outbox` trigger
+ * (migrations 0007, 0024) in the very statement that moves the job, wherever it runs (edge, runner, cron), so an event
  * exists exactly when its transition committed. The row is the truth about delivery; queue messages only say
  * "look at this row now".
  */

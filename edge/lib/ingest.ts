@@ -298,7 +298,14 @@ export async function createJobFromForm(
       }
       if (now - touchedAt < INGEST_TOUCH_MS) return;
       touchedAt = now;
-      if (!(await touchIngest(db, jobId, now))) throw stalled();
+      const held = await touchIngest(db, jobId, now);
+      if (held === null) throw stalled();
+      // The cron gave the room back after a silence: ask for it again, through the quota check (another upload may
+      // have been let in on it meanwhile, and keeps it).
+      if (held < reserved) {
+        reserved = held;
+        if (storedBytes > held) await grow(storedBytes, now);
+      }
     },
   };
   let form: ReceivedForm;

@@ -1,5 +1,6 @@
 import { KEY_PREFIXES } from "../../db/keys";
-import { deleteStaleIngests } from "../../db/queries/ingests";
+import { INGEST_HOLD_MS } from "../../db/limits";
+import { deleteStaleIngests, releaseIdleIngestRooms } from "../../db/queries/ingests";
 import { recordedObjectKeys } from "../../db/queries/objects";
 import { readSweepCursor, saveSweepCursor } from "../../db/queries/sweep-cursors";
 import { INGEST_TOUCH_MS } from "../lib/ingest";
@@ -38,10 +39,11 @@ function position(lastKey: string): { prefixIndex: number; startAfter: string | 
  * prefix over successive ticks (ORPHAN_PAGES_PER_TICK listings each), resuming after the last key handled, so
  * every object is eventually looked at however many live objects sort before it; a full pass ends the tick.
  * First, ingests silent for an hour (INGEST_STALE_MS) are dropped: their request died, and what they stored is now
- * an orphan.
+ * an orphan; those silent for INGEST_HOLD_MS give their room in the storage quota back.
  */
 export async function deleteOrphanObjects(deps: LifecycleDeps, now: number): Promise<Record<string, number>> {
   const staleIngests = await deleteStaleIngests(deps.db, now - INGEST_STALE_MS);
+  const idleRooms = await releaseIdleIngestRooms(deps.db, now - INGEST_HOLD_MS);
   let lastKey = await readSweepCursor(deps.db, CURSOR);
   let scanned = 0;
   let deleted = 0;
@@ -72,5 +74,5 @@ export async function deleteOrphanObjects(deps: LifecycleDeps, now: number): Pro
   } finally {
     await saveSweepCursor(deps.db, CURSOR, lastKey, now);
   }
-  return { scanned, deleted, passes, staleIngests };
+  return { scanned, deleted, passes, staleIngests, idleRooms };
 }

@@ -546,23 +546,39 @@ describe("takeDueDeliveries (the sweep)", () => {
 });
 
 describe("the webhook outbox (jobs_webhook_outbox trigger)", () => {
-  it("writes no second event of a kind for a job while one still waits for its first try (pause/resume in a loop), and writes the next once it was tried", async () => {
+  it("replaces an event still waiting for its first try when the job reaches that state again (pause/resume in a loop), keeping the order of events and anything tried or redelivered", async () => {
     const s = await signIn();
     const hook = await createHook(s);
     const viewer = { id: s.id, email: s.email, role: s.role };
     const job = await seedJob(s.id);
     const limits = { storageBytes: 1e12, activeJobs: 100, queuedVariations: 10_000, openUploads: 10, unusedUploads: 100 };
-    let now = Date.now();
+    // Ten days ahead: no sweep of the shared test database takes these events while the test looks at them.
+    let now = Date.now() + 10 * 86_400_000;
+    const pause = async () => pauseJob(db, { jobId: job.id, viewer }, (now += 10));
+    const resume = async () => resumeJob(db, { jobId: job.id, viewer, limits }, (now += 10));
+    const events = async () =>
+      (await deliveriesOf(hook.id)).filter((d) => d.jobId === job.id).sort((a, b) => a.createdAt - b.createdAt);
     for (let round = 0; round < 5; round++) {
-      await pauseJob(db, { jobId: job.id, viewer }, (now += 10));
-      await resumeJob(db, { jobId: job.id, viewer, limits }, (now += 10));
+      await pause();
+      await resume();
     }
-    const paused = (await deliveriesOf(hook.id)).filter((d) => d.event === "job.paused" && d.jobId === job.id);
-    expect(paused).toHaveLength(1);
-    // Tried once (and failed): the next pause is a new event.
-    await db.update(webhookDeliveries).set({ attempts: 1 }).where(eq(webhookDeliveries.id, paused[0]!.id));
-    await pauseJob(db, { jobId: job.id, viewer }, (now += 10));
-    expect((await deliveriesOf(hook.id)).filter((d) => d.event === "job.paused" && d.jobId === job.id)).toHaveLength(2);
+    const [only, ...none] = await events();
+    expect(none).toEqual([]);
+    // The newest occurrence: the last pause.
+    expect(only).toMatchObject({ event: "job.paused", occurredAt: now - 10 });
+
+    // Events keep their order: paused, then cancelled, then paused again is last.
+    await requestCancel(db, { jobId: job.id, viewer }, (now += 10));
+    await resume();
+    await pause();
+    expect((await events()).map((d) => d.event)).toEqual(["job.cancelled", "job.paused"]);
+
+    // Tried once, or redelivered by hand with its bytes: kept, and the next pause is an event of its own.
+    const waiting = (await events()).at(-1)!;
+    await db.update(webhookDeliveries).set({ payload: "{}" }).where(eq(webhookDeliveries.id, waiting.id));
+    await resume();
+    await pause();
+    expect((await events()).map((d) => d.event)).toEqual(["job.cancelled", "job.paused", "job.paused"]);
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 

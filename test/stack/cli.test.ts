@@ -435,10 +435,20 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     expect((await stat(configFile)).mode & 0o777).toBe(0o600);
     expect((await cli(["ls", "--json"], env)).code).toBe(0);
 
+    // Logging in again replaces the token: the old one is revoked, so repeated logins (a CI) do not pile tokens up.
+    const again = await cli(["login", "--url", stack.edge.url, "--email", email, "--json"], env, `${password}\n`);
+    expect(again.code, again.stderr).toBe(0);
+    const replaced = await fetch(`${stack.edge.url}/api/me`, { headers: { authorization: `Bearer ${stored.token}` } });
+    expect(replaced.status).toBe(401);
+    const current = JSON.parse(await readFile(configFile, "utf8"));
+    expect(current.tokenId).toBe(again.json().tokenId);
+    const tokens = await fetch(`${stack.edge.url}/api/tokens`, { headers: { authorization: `Bearer ${current.token}` } });
+    expect(((await tokens.json()) as { tokens: { id: string }[] }).tokens.map((t) => t.id)).toEqual([current.tokenId]);
+
     const logout = await cli(["logout", "--json"], env);
     expect([logout.code, logout.json()]).toEqual([0, { loggedOut: true, revoked: true }]);
     await expect(stat(configFile)).rejects.toThrow();
-    const me = await fetch(`${stack.edge.url}/api/me`, { headers: { authorization: `Bearer ${stored.token}` } });
+    const me = await fetch(`${stack.edge.url}/api/me`, { headers: { authorization: `Bearer ${current.token}` } });
     expect(me.status).toBe(401);
 
     const wrong = await cli(["login", "--url", stack.edge.url, "--email", email, "--json"], env, "not-the-password\n");

@@ -1,6 +1,6 @@
 import { sql, type SQL } from "drizzle-orm";
 import { isConstraintFailure } from "../../errors";
-import { INGEST_HOLD_MS, type QuotaRequest, type UserLimits } from "../../limits";
+import type { QuotaRequest, UserLimits } from "../../limits";
 import { ACTIVE_JOB_STATUSES } from "../states";
 
 /**
@@ -24,12 +24,12 @@ export const storedBytesOf = (userId: string | SQL) => sql<number>`(
 
 /**
  * What counts against the storage quota: the stored bytes and the room form uploads in flight hold
- * (`ingests.reserved_bytes`, while touched within INGEST_HOLD_MS by the database's clock). `exceptIngest`: that
- * ingest's own room, left out where it is traded for its stored sources (the job insert) or resized (reserveIngest).
+ * (`ingests.reserved_bytes`; the cron gives back the room of one not touched for INGEST_HOLD_MS). `exceptIngest`:
+ * that ingest's own room, left out where it is traded for its stored sources (the job insert) or resized
+ * (reserveIngest).
  */
 export const storageBytesOf = (userId: string | SQL, exceptIngest?: string) => sql<number>`(${storedBytesOf(userId)}
-  + (SELECT coalesce(sum(qi.reserved_bytes), 0) FROM ingests qi WHERE qi.user_id = ${userId}
-     AND qi.touched_at > unixepoch('subsec') * 1000 - ${INGEST_HOLD_MS}${exceptIngest === undefined ? sql`` : sql` AND qi.id <> ${exceptIngest}`}))`;
+  + (SELECT coalesce(sum(qi.reserved_bytes), 0) FROM ingests qi WHERE qi.user_id = ${userId}${exceptIngest === undefined ? sql`` : sql` AND qi.id <> ${exceptIngest}`}))`;
 
 export const activeJobsOf = (userId: string | SQL) =>
   sql<number>`(SELECT count(*) FROM jobs qj WHERE qj.user_id = ${userId} AND qj.status IN ${active})`;

@@ -2,7 +2,7 @@
  * Webhook queries, one operation per file: the user's endpoints (create, list, change, delete, rotate the secret), their delivery log (list,
  * test event, redeliver) and the delivery engine's steps (take due, claim, record an attempt, expire), with the
  * per-endpoint hold they share (endpoint-hold.ts). Job events are written
- * by the jobs_webhook_outbox trigger (migration 0007), not here.
+ * by the jobs_webhook_outbox trigger (migrations 0007, 0024), not here.
  */
 export * from "./create-webhook";
 export * from "./find-webhook-by-idempotency-key";

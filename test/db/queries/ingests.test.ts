@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../db/ids";
 import { INGEST_HOLD_MS, type UserLimits } from "../../../db/limits";
-import { abandonIngest, reserveIngest, startIngest, touchIngest } from "../../../db/queries/ingests";
+import { abandonIngest, releaseIdleIngestRooms, reserveIngest, startIngest, touchIngest } from "../../../db/queries/ingests";
 import { getStorageBytes, getUserUsage } from "../../../db/queries/quotas";
 import { createUser } from "../../../db/queries/users";
 import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
@@ -50,15 +50,21 @@ describe("the storage room form uploads in flight hold", () => {
     expect((await getUserUsage(db, userId)).storageBytes).toBe(10_000);
   });
 
-  it("stops counting the room of an upload that has not been touched for INGEST_HOLD_MS (its request died), and counts it again once touched", async () => {
+  it("gives back the room of an upload not touched for INGEST_HOLD_MS (its request died); touched again, it must ask for room through the quota check", async () => {
     const { db, userId } = await userOf("ingest_hold");
-    const dead = newId();
-    const longAgo = Date.now() - INGEST_HOLD_MS - 60_000;
-    await startIngest(db, { id: dead, userId, reservedBytes: 8000, limits }, longAgo);
-    expect((await getUserUsage(db, userId)).storageBytes).toBe(0);
-    await startIngest(db, { id: newId(), userId, reservedBytes: 9000, limits }, Date.now());
-    expect((await getUserUsage(db, userId)).storageBytes).toBe(9000);
-    expect(await touchIngest(db, dead, Date.now())).toBe(true);
-    expect((await getUserUsage(db, userId)).storageBytes).toBe(17_000);
+    const now = Date.now();
+    const [dead, live] = [newId(), newId()];
+    await startIngest(db, { id: dead, userId, reservedBytes: 8000, limits }, now - INGEST_HOLD_MS - 60_000);
+    await startIngest(db, { id: live, userId, reservedBytes: 1000, limits }, now);
+    expect(await releaseIdleIngestRooms(db, now - INGEST_HOLD_MS)).toBe(1);
+    expect((await getUserUsage(db, userId)).storageBytes).toBe(1000);
+    // Another upload is let in on the room meanwhile…
+    const other = newId();
+    await startIngest(db, { id: other, userId, reservedBytes: 8000, limits }, now);
+    // …so the silent one, back, holds nothing and cannot take it again.
+    expect(await touchIngest(db, dead, now)).toBe(0);
+    await expect(reserveIngest(db, { id: dead, userId, neededBytes: 2000, aheadBytes: 8000, limits }, now)).rejects.toMatchObject({ code: "quota_exceeded" });
+    expect(await reserveIngest(db, { id: dead, userId, neededBytes: 500, aheadBytes: 8000, limits }, now)).toBe(1000);
+    expect((await getUserUsage(db, userId)).storageBytes).toBe(10_000);
   });
 });

@@ -22,4 +22,15 @@ describe("sessions", () => {
     expect(await live(tokens[0]!)).toBe(false);
     for (const t of tokens.slice(1)) expect(await live(t)).toBe(true);
   });
+
+  it("ends never-used sessions before one in use when sign-ins pile up (a script signing in without keeping its cookie)", async () => {
+    const { db } = await freshDb(server, "session_in_use");
+    const userId = (await createUser(db, { email: `s-${newId()}@test.example`, password: "pw-for-sessions", role: "user" })).id;
+    const start = Date.now();
+    const mine = (await createSession(db, { userId }, start)).token;
+    // The owner's browser uses its session once; its last use is not written again for an hour.
+    expect(await authenticateSession(db, mine, start + 1000)).not.toBeNull();
+    for (let i = 0; i < SESSIONS_PER_USER * 2; i++) await createSession(db, { userId }, start + 2000 + i);
+    expect(await authenticateSession(db, mine, start + 10_000)).not.toBeNull();
+  });
 });
