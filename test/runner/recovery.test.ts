@@ -1,10 +1,11 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { rm, writeFile } from "node:fs/promises";
+import { readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runners } from "../../db/schema";
+import { MARKER, PREDECESSOR_QUIET_MS } from "../../runner/workdir";
 import { makeClip } from "../helpers/clips";
 import { startDbProxy } from "../helpers/db-proxy";
 import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
@@ -82,8 +83,13 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     expect(row!.runnerId).toBe(/\[(test-\w+)\]/.exec(heir.logs())![1]);
     expect((await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort()).toEqual(recordedKeys([row!]));
 
-    // The dead runner's partial file is still on its disk; restarted there, it sweeps it at start-up.
+    // The dead runner's partial file is still on its disk; a runner started there once the dead one's mark is
+    // quiet (a live runner touches its own every minute) sweeps it at start-up.
     expect((await filesUnder(deadDir)).some((f) => f.endsWith(".part.mp4"))).toBe(true);
+    const quietSince = (Date.now() - PREDECESSOR_QUIET_MS - 60_000) / 1000;
+    for (const name of await readdir(deadDir)) {
+      if (name.startsWith("runner-")) await utimes(join(deadDir, name, MARKER), quietSince, quietSince);
+    }
     const restarted = runnerProcess(env);
     await restarted.waitForLog(/runner started/);
     expect(await filesUnder(deadDir)).toEqual([]);
