@@ -579,6 +579,12 @@ describe("the webhook outbox (jobs_webhook_outbox trigger)", () => {
     await resume();
     await pause();
     expect((await events()).map((d) => d.event)).toEqual(["job.cancelled", "job.paused", "job.paused"]);
+
+    // Unsubscribed from job.paused meanwhile: the waiting event (from while it was subscribed) stays, none is added.
+    await db.update(webhooks).set({ events: JSON.stringify(["job.completed"]) }).where(eq(webhooks.id, hook.id));
+    await resume();
+    await pause();
+    expect((await events()).map((d) => d.event)).toEqual(["job.cancelled", "job.paused", "job.paused"]);
     await db.delete(webhookDeliveries).where(eq(webhookDeliveries.webhookId, hook.id));
   });
 
