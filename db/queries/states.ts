@@ -1,4 +1,4 @@
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 
 /**
  * The state machine's constants and the SQL fragments every query shares, named once (pg-boss keeps its states
@@ -18,13 +18,26 @@ export const ACTIVE_JOB_STATUSES = ["queued", "processing", "paused", "cancellin
 /** {@link ACTIVE_JOB_STATUSES} as an SQL list, for `status IN (…)`. */
 export const ACTIVE_JOB_STATUS_LIST = sql.raw(ACTIVE_JOB_STATUSES.map((s) => `'${s}'`).join(", "));
 
-/** Job `j` accepts new claims: nobody asked to cancel it and it is not finished. */
-export const JOB_ACCEPTS_WORK = sql`(j.cancel_requested_at IS NULL AND j.status IN ('queued', 'processing'))`;
+/** The account `userId` (an SQL expression) is disabled: its work is held and its webhooks stay quiet. */
+export function accountDisabled(userId: SQL): SQL {
+  return sql`EXISTS (SELECT 1 FROM users du WHERE du.id = ${userId} AND du.disabled_at IS NOT NULL)`;
+}
+
+/**
+ * Job `j`'s owner is disabled (admin action). Such an account's work is held like a paused job's — nothing handed
+ * out, running encodes stopped and handed back with the attempt refunded — without touching its jobs' statuses, so
+ * re-enabling the account resumes it. A disabled account spent the runners' shared capacity (and its webhooks kept
+ * firing) for as long as its queue lasted.
+ */
+export const JOB_OWNER_DISABLED = accountDisabled(sql`j.user_id`);
+
+/** Job `j` accepts new claims: nobody asked to cancel it, it is not finished, and its owner is not disabled. */
+export const JOB_ACCEPTS_WORK = sql`(j.cancel_requested_at IS NULL AND j.status IN ('queued', 'processing') AND NOT ${JOB_OWNER_DISABLED})`;
 /**
  * The negation of {@link JOB_ACCEPTS_WORK}: running work of such a job is stopped (the runners' watch); what the
  * stop settles to is decided by {@link JOB_CANCELS_WORK}.
  */
-export const JOB_REFUSES_WORK = sql`(j.cancel_requested_at IS NOT NULL OR j.status NOT IN ('queued', 'processing'))`;
+export const JOB_REFUSES_WORK = sql`(j.cancel_requested_at IS NOT NULL OR j.status NOT IN ('queued', 'processing') OR ${JOB_OWNER_DISABLED})`;
 /**
  * Job `j` refuses work for good: a cancel was requested, or it is finished. A paused job refuses work too (its
  * runners stop), but only for now: what its runners stop or hand back goes back to the queue, never to cancelled.

@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { webhookDeliveries, webhooks } from "../../schema";
 import { endpointFreeFor } from "./endpoint-hold";
+import { accountDisabled } from "../states";
 import { withinWindow } from "./expire-deliveries";
 
 /** A delivery a consumer may attempt now: what building its body needs (peekDelivery). */
@@ -47,7 +48,7 @@ export async function peekDelivery(db: Db, id: string, now: number): Promise<Due
     SELECT d.id, d.event, d.job_id AS jobId, d.occurred_at AS occurredAt, d.payload, w.user_id AS userId
     FROM ${webhookDeliveries} d JOIN ${webhooks} w ON w.id = d.webhook_id
     WHERE d.id = ${id} AND d.status = 'pending' AND d.next_attempt_at <= ${now}
-      AND (d.lease_until IS NULL OR d.lease_until < ${now})`);
+      AND (d.lease_until IS NULL OR d.lease_until < ${now}) AND NOT ${accountDisabled(sql`w.user_id`)}`);
   return rows[0] ?? null;
 }
 
@@ -74,6 +75,8 @@ export async function claimDelivery(
       enqueued_until = NULL, payload = coalesce(payload, ${payload})
     WHERE id = ${id} AND ${claimable(now)} AND ${withinWindow(sql`webhook_deliveries`, now)}
       AND ${endpointFreeFor(id, sql`webhook_deliveries`, now)}
+      -- A message queued before its owner was disabled sends nothing; the sweep takes the row again once re-enabled.
+      AND NOT ${accountDisabled(sql`(SELECT w.user_id FROM ${webhooks} w WHERE w.id = webhook_deliveries.webhook_id)`)}
     RETURNING id, webhook_id AS webhookId, event, job_id AS jobId, occurred_at AS occurredAt, attempts, payload,
       coalesce(series_started_at, created_at) AS seriesStartedAt,
       (SELECT w.url FROM ${webhooks} w WHERE w.id = webhook_id) AS url,

@@ -2,6 +2,7 @@ import { sql, type SQL } from "drizzle-orm";
 import type { Db } from "../../client";
 import { webhookDeliveries, webhooks } from "../../schema";
 import { endpointBusy, notHeld, pickOrder, skipsHold } from "./endpoint-hold";
+import { accountDisabled } from "../states";
 import { withinWindow } from "./expire-deliveries";
 
 /** How long a row a sweep queued is left out of later sweeps: far more than a queue takes to hand a message over. */
@@ -54,6 +55,8 @@ export async function takeDueDeliveries(db: Db, now: number, limit: number, only
             coalesce(${firstOf("webhook_deliveries_hand_sent_idx", skipsHold(sql`d`))},
               CASE WHEN ${notHeld(sql`w`, now)} AND ${hasDueRow} THEN ${firstOf("webhook_deliveries_pending_idx", sql`d.status = 'pending'`)} END) AS id
           FROM endpoints e JOIN ${webhooks} w ON w.id = e.id
+          -- A disabled account's rows wait (its window still runs): re-enabled within it, they go out.
+          WHERE NOT ${accountDisabled(sql`w.user_id`)}
         ) p JOIN ${webhookDeliveries} c ON c.id = p.id
         WHERE NOT ${endpointBusy(sql`p.webhook_id`, now)}
       )
