@@ -229,12 +229,12 @@ export class BlobClient {
         );
         parts.push((await res.json()) as { partNumber: number; etag: string });
       }
-      // Sent again after a blip too. One that landed but whose answer was lost is answered no_such_upload the next
-      // time: this attempt then fails (its cleanup removes the object nobody records) rather than record an output
-      // it cannot see.
+      // Sent again after a blip too. One that landed but whose answer was lost is recognised by the edge from the
+      // object of this size at this attempt's key; without such an object it answers no_such_upload and this attempt
+      // fails (its cleanup removes anything unrecorded) rather than record an output it cannot see.
       await this.sendBody(
         `${uploadUrl}/complete?${q}`,
-        () => ({ method: "POST", body: JSON.stringify({ parts }), headers: { ...t, "content-type": "application/json" }, signal }),
+        () => ({ method: "POST", body: JSON.stringify({ parts, size }), headers: { ...t, "content-type": "application/json" }, signal }),
         `multipart complete ${key}`,
         this.stallMs,
       );

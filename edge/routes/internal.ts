@@ -103,6 +103,11 @@ const CompleteBody = z.object({
     .array(z.object({ partNumber: z.number().int().min(1).max(10_000), etag: z.string().min(1) }))
     .min(1)
     .max(10_000),
+  /**
+   * The whole object's length. Optional for runners of the previous release. With it, a complete sent again after
+   * the first one landed (its answer lost) is recognised: see the route.
+   */
+  size: z.number().int().min(0).optional(),
 });
 const ListQuery = z.object({ prefix: z.string().regex(OUTPUT_PREFIX, "prefix must be outputs/<jobId>/") });
 
@@ -191,9 +196,21 @@ export const internal = new Hono<AppEnv>()
     const { uploadId } = c.req.valid("param");
     const key = checkKey(c.req.valid("query").key);
     await checkScope(c, "write", key);
-    const parts = [...c.req.valid("json").parts].sort((a, b) => a.partNumber - b.partNumber);
-    const obj = await r2Multipart(`complete ${key}`, () => c.env.BUCKET.resumeMultipartUpload(key, uploadId).complete(parts));
-    return c.json({ key, size: obj.size, etag: obj.etag });
+    const { parts: unsorted, size } = c.req.valid("json");
+    const parts = [...unsorted].sort((a, b) => a.partNumber - b.partNumber);
+    try {
+      const obj = await r2Multipart(`complete ${key}`, () => c.env.BUCKET.resumeMultipartUpload(key, uploadId).complete(parts));
+      return c.json({ key, size: obj.size, etag: obj.etag });
+    } catch (err) {
+      // A complete that landed but whose answer was lost is answered no_such_upload when the runner sends it again.
+      // The key is this attempt's own (checkScope): only this attempt's upload of this file can have stored an
+      // object there, so one of the declared size is that upload's result. Failing here cost the attempt and
+      // deleted a verified encode as unrecorded.
+      if (!(err instanceof AppError && err.code === "no_such_upload") || size === undefined) throw err;
+      const head = await c.env.BUCKET.head(key);
+      if (!head || head.size !== size) throw err;
+      return c.json({ key, size: head.size, etag: head.etag });
+    }
   })
   .delete("/uploads/:uploadId", validate("param", UploadParam), validate("query", KeyQuery), async (c) => {
     const { uploadId } = c.req.valid("param");

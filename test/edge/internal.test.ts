@@ -407,6 +407,30 @@ describe("multipart uploads for large outputs", () => {
     expect(await digest(stored.slice(first.length))).toBe(await digest(last));
   });
 
+  it("answers a complete sent again after the first one landed (its answer lost) with the stored object, when the runner names its size", async () => {
+    const held = await holdVariation();
+    const key = held.output;
+    const data = bytes(5 * MiB + 11, 3);
+    const { uploadId } = (await (await createUpload(key, held.ticket)).json()) as { uploadId: string };
+    const q = `key=${encodeURIComponent(key)}`;
+    const id = encodeURIComponent(uploadId);
+    const put = await internal(`/uploads/${id}/parts/1?${q}`, {
+      method: "PUT", body: data, headers: { "content-length": String(data.length) }, ticket: held.ticket,
+    });
+    const parts = [await put.json()];
+    const complete = (body: unknown) =>
+      internal(`/uploads/${id}/complete?${q}`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" }, ticket: held.ticket });
+    expect((await complete({ parts, size: data.length })).status).toBe(200);
+    // The runner never saw that answer and sends the same complete again.
+    const again = await complete({ parts, size: data.length });
+    expect([again.status, await again.json()]).toMatchObject([200, { key, size: data.length }]);
+    // Another length is not this upload's result; nor is a retry that names none (a runner of the previous release).
+    const wrong = await complete({ parts, size: data.length - 1 });
+    expect([wrong.status, await wrong.json()]).toMatchObject([404, { error: { code: "no_such_upload" } }]);
+    expect((await complete({ parts })).status).toBe(404);
+    expect((await env.BUCKET.head(key))!.size).toBe(data.length);
+  });
+
   it("aborts an upload so nothing is stored and a later complete answers 404 no_such_upload", async () => {
     const held = await holdVariation();
     const key = held.output;
