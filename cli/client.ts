@@ -9,12 +9,46 @@ export type Api = Client<paths>;
 /** How long one JSON request may take (cancel waits up to 5 s on the server). */
 export const REQUEST_TIMEOUT_MS = 60_000;
 
-/** A typed client for the API (types generated from its OpenAPI document: cli/api.d.ts). */
-export function apiClient(baseUrl: string, token?: string, headers: Record<string, string> = {}): Api {
+/**
+ * A typed client for the API (types generated from its OpenAPI document: cli/api.d.ts). `newerToken`: see
+ * {@link followingLogin}.
+ */
+export function apiClient(
+  baseUrl: string,
+  token?: string,
+  headers: Record<string, string> = {},
+  newerToken?: (used: string) => Promise<string | null>,
+): Api {
   return createClient<paths>({
     baseUrl,
     headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
+    ...(token && newerToken ? { fetch: followingLogin(token, newerToken) } : {}),
   });
+}
+
+/**
+ * A fetch that follows a newer `login`: another CLI process sharing this config may log in meanwhile, and login
+ * revokes the token it replaces — which a long `submit --wait` or `download` of this process still sends. A 401 is
+ * then sent again, once, with the token the config holds now (`newerToken` answers null when it holds the same one,
+ * or another server's). A 401 means the edge did nothing with the request, so sending it again is safe. Only requests
+ * whose body can be sent again are: none, or JSON; a streamed upload body is not held in memory for it.
+ */
+export function followingLogin(token: string, newerToken: (used: string) => Promise<string | null>) {
+  let current = token;
+  return async (request: Request, init?: RequestInit): Promise<Response> => {
+    const replayable = request.body === null || (request.headers.get("content-type") ?? "").startsWith("application/json");
+    const spare = replayable ? request.clone() : null;
+    const used = current;
+    request.headers.set("authorization", `Bearer ${used}`);
+    const res = await fetch(request, init);
+    if (res.status !== 401 || !spare) return res;
+    const newer = current !== used ? current : await newerToken(used).catch(() => null);
+    if (!newer || newer === used) return res;
+    current = newer;
+    await res.body?.cancel().catch(() => {});
+    spare.headers.set("authorization", `Bearer ${newer}`);
+    return fetch(spare, init);
+  };
 }
 
 interface Result<T> {

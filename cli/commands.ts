@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { createInterface } from "node:readline";
 import { apiClient, call, timeout, type Api, type Job, type Schemas } from "./client";
-import { configFile, deleteConfig, normaliseUrl, readConfig, resolveAuth, writeConfig } from "./config";
+import { configFile, deleteConfig, normaliseUrl, readConfig, resolveAuth, storedTokenFor, writeConfig } from "./config";
 import type { Ctx } from "./context";
 import { downloadJob } from "./download";
 import { CliError, EXIT, type ExitCode } from "./errors";
@@ -53,7 +53,9 @@ export interface Handlers {
 
 async function connect(ctx: Ctx): Promise<{ api: Api; url: string }> {
   const { url, token } = await resolveAuth(ctx.env);
-  return { api: apiClient(url, token), url };
+  // A token from the environment is the caller's to manage; one from the config follows a newer login's.
+  const newer = ctx.env.VIDEO_REFRESHER_TOKEN ? undefined : () => storedTokenFor(ctx.env, url);
+  return { api: apiClient(url, token, {}, newer), url };
 }
 
 const exitFor = (job: Job): ExitCode => (job.status === "completed" ? EXIT.ok : EXIT.failed);

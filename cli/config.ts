@@ -75,3 +75,14 @@ export async function resolveAuth(env: Env): Promise<Auth> {
   }
   return { url: normaliseUrl(url), token };
 }
+
+/** The token the config holds now for `url` (another process may have logged in since this one read it), or null. */
+export async function storedTokenFor(env: Env, url: string): Promise<string | null> {
+  const stored = await readConfig(env);
+  if (!stored) return null;
+  try {
+    return normaliseUrl(stored.url) === url ? stored.token : null;
+  } catch {
+    return null;
+  }
+}
