@@ -52,9 +52,11 @@ export interface Handlers {
 }
 
 async function connect(ctx: Ctx): Promise<{ api: Api; url: string }> {
+  const was = await readConfig(ctx.env);
   const { url, token } = await resolveAuth(ctx.env);
-  // A token from the environment is the caller's to manage; one from the config follows a newer login's.
-  const newer = ctx.env.VIDEO_REFRESHER_TOKEN ? undefined : () => storedTokenFor(ctx.env, url);
+  // A token from the environment is the caller's to manage; one from the config follows a newer login's into the
+  // same account.
+  const newer = ctx.env.VIDEO_REFRESHER_TOKEN ? undefined : () => storedTokenFor(ctx.env, url, was);
   return { api: apiClient(url, token, {}, newer), url };
 }
 

@@ -76,10 +76,13 @@ export async function resolveAuth(env: Env): Promise<Auth> {
   return { url: normaliseUrl(url), token };
 }
 
-/** The token the config holds now for `url` (another process may have logged in since this one read it), or null. */
-export async function storedTokenFor(env: Env, url: string): Promise<string | null> {
+/**
+ * The token the config holds now for the same server and account as `was` (another process may have logged in
+ * since this one read it), or null. Never another account's: a command following it would act in that account.
+ */
+export async function storedTokenFor(env: Env, url: string, was: StoredConfig | undefined): Promise<string | null> {
   const stored = await readConfig(env);
-  if (!stored) return null;
+  if (!stored || !was?.email || stored.email !== was.email) return null;
   try {
     return normaliseUrl(stored.url) === url ? stored.token : null;
   } catch {

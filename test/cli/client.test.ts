@@ -35,14 +35,17 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** What this process read at its start. */
+const was = { url: "", token: "old-token", email: "me@test.example" };
+
 describe("a CLI command whose token a newer login replaced", () => {
   it("goes on with the token the config holds now: the refused request is sent again once, its JSON body intact", async () => {
     const env = { XDG_CONFIG_HOME: join(dir, "a") };
     // This process read "old-token"; another process's login has since stored "new-token" (and revoked the old one).
-    await writeConfig(env, { url, token: "new-token" });
+    await writeConfig(env, { url, token: "new-token", email: "me@test.example" });
     valid = "new-token";
     seen.length = 0;
-    const api = apiClient(url, "old-token", {}, () => storedTokenFor(env, url));
+    const api = apiClient(url, "old-token", {}, () => storedTokenFor(env, url, was));
     const posted = await api.POST("/api/jobs/{id}/cancel", { params: { path: { id: "j1" } }, body: { reason: "stop" } as never });
     expect(posted.response.status).toBe(200);
     expect(seen).toEqual([
@@ -55,13 +58,19 @@ describe("a CLI command whose token a newer login replaced", () => {
     expect(seen).toHaveLength(3);
   });
 
-  it("still answers 401 when the config holds the same token, another server's, or none", async () => {
-    valid = "somebody-else";
-    for (const stored of [{ url, token: "old-token" }, { url: "http://other.test", token: "x" }, null]) {
+  it("still answers 401 when the config holds the same token, another server's, another account's, or none", async () => {
+    for (const stored of [
+      { url, token: "old-token", email: was.email },
+      { url: "http://other.test", token: "new-token", email: was.email },
+      // A login into another account: following it would make this command act there (a submit would create its job).
+      { url, token: "new-token", email: "someone-else@test.example" },
+      null,
+    ]) {
+      valid = stored?.token === "old-token" ? "somebody-else" : "new-token";
       const env = { XDG_CONFIG_HOME: join(dir, `b-${Math.random()}`) };
       if (stored) await writeConfig(env, stored);
       seen.length = 0;
-      const api = apiClient(url, "old-token", {}, () => storedTokenFor(env, url));
+      const api = apiClient(url, "old-token", {}, () => storedTokenFor(env, url, was));
       expect((await api.GET("/api/jobs")).response.status).toBe(401);
       expect(seen).toHaveLength(1);
     }
@@ -69,10 +78,10 @@ describe("a CLI command whose token a newer login replaced", () => {
 
   it("never sends a streamed upload body twice (it would have to hold it all in memory)", async () => {
     const env = { XDG_CONFIG_HOME: join(dir, "c") };
-    await writeConfig(env, { url, token: "new-token" });
+    await writeConfig(env, { url, token: "new-token", email: was.email });
     valid = "new-token";
     seen.length = 0;
-    const api = apiClient(url, "old-token", {}, () => storedTokenFor(env, url));
+    const api = apiClient(url, "old-token", {}, () => storedTokenFor(env, url, was));
     const stream = new ReadableStream<Uint8Array>({
       start(c) {
         c.enqueue(new TextEncoder().encode("--b\r\n"));
