@@ -141,3 +141,10 @@ export function quotaError(q: QuotaExcess): AppError {
   if (waitHelps) return new TooManyRequestsError(message, QUOTA_RETRY_AFTER_SECONDS, "quota_exceeded");
   return new ConflictError("quota_exceeded", message);
 }
+
+/**
+ * How long a disabled account's active jobs are held for a re-enable (its work paused, nothing claimed). After
+ * that the cron cancels them, so they end and expire like any finished job instead of holding their sources and
+ * outputs for ever; a re-enabled owner can still resume a cancelled job.
+ */
+export const DISABLED_WORK_HOLD_MS = 7 * 24 * 3600_000;

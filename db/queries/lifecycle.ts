@@ -1,6 +1,7 @@
 import { and, eq, inArray, isNotNull, lte, notExists, sql } from "drizzle-orm";
 import type { Db } from "../client";
 import { jobs, variations, TERMINAL_JOB_STATUSES } from "../schema";
+import { accountDisabled } from "./states";
 
 export const EXPIRED_WHILE_QUEUED = "expired while queued";
 
@@ -22,6 +23,26 @@ export async function listExpiredJobIds(db: Db, now: number, limit: number): Pro
   return rows.map((r) => r.id);
 }
 
+export const ACCOUNT_DISABLED_REASON = "the account was disabled";
+
+/**
+ * Active jobs of accounts disabled since before `disabledBefore` (DISABLED_WORK_HOLD_MS) → cancelling, with the
+ * reason recorded; finalizeIdleJobs then cancels their queued variations and ends them (their runners stopped their
+ * encodes when the account was disabled). Without this a never re-enabled account's jobs stayed active for ever,
+ * their sources and outputs never expiring nor evictable. Returns the job ids.
+ */
+export async function cancelJobsOfDisabledAccounts(db: Db, disabledBefore: number, now: number, limit = 500): Promise<string[]> {
+  const rows = await db.all<{ id: string }>(sql`
+    UPDATE jobs SET status = 'cancelling', cancel_requested_at = coalesce(cancel_requested_at, ${now}),
+      cancel_reason = coalesce(cancel_reason, ${ACCOUNT_DISABLED_REASON}), updated_at = ${now}
+    WHERE id IN (
+      SELECT j.id FROM jobs j JOIN users u ON u.id = j.user_id
+      WHERE u.disabled_at IS NOT NULL AND u.disabled_at <= ${disabledBefore} AND j.status IN ('queued', 'processing', 'paused')
+      LIMIT ${limit})
+    RETURNING id`);
+  return rows.map((r) => r.id);
+}
+
 /**
  * Jobs waiting in the queue (never claimed) since before `queuedBefore` → failed "expired while queued", with their
  * variations failed in the same atomic batch so no runner can claim one in between. The wait counts from when the
@@ -38,7 +59,14 @@ export async function failStaleQueuedJobs(db: Db, queuedBefore: number, now: num
         expiresAt: sql`${now} + ${jobs.retentionMs}`,
         updatedAt: now,
       })
-      .where(and(eq(jobs.status, "queued"), lte(sql`coalesce(${jobs.queuedAt}, ${jobs.createdAt})`, queuedBefore)))
+      // A disabled account's jobs are held, not waiting for a runner: re-enabling restarts their wait.
+      .where(
+        and(
+          eq(jobs.status, "queued"),
+          lte(sql`coalesce(${jobs.queuedAt}, ${jobs.createdAt})`, queuedBefore),
+          sql`NOT ${accountDisabled(sql`jobs.user_id`)}`,
+        ),
+      )
       .returning({ id: jobs.id }),
     db
       .update(variations)

@@ -1,4 +1,4 @@
-import { and, asc, count, eq, isNotNull, isNull } from "drizzle-orm";
+import { and, asc, count, eq, isNotNull, isNull, sql } from "drizzle-orm";
 import type { Db } from "../client";
 import { ConflictError, NotFoundError } from "../errors";
 import { newId } from "../ids";
@@ -80,11 +80,17 @@ export async function setUserDisabled(
     ]);
     if (updated[0]) return updated[0];
   } else {
-    const updated = await db
-      .update(users)
-      .set({ disabledAt: null })
-      .where(and(eq(users.id, input.userId), isNotNull(users.disabledAt)))
-      .returning(columns);
+    const [, updated] = await db.batch([
+      // Its never-started jobs were held, not waiting for a runner: their wait for one starts now (before the CAS,
+      // and only while the account is still disabled, so a repeated enable changes nothing).
+      db.run(sql`UPDATE jobs SET queued_at = ${now} WHERE user_id = ${input.userId} AND status = 'queued'
+        AND EXISTS (SELECT 1 FROM users u WHERE u.id = ${input.userId} AND u.disabled_at IS NOT NULL)`),
+      db
+        .update(users)
+        .set({ disabledAt: null })
+        .where(and(eq(users.id, input.userId), isNotNull(users.disabledAt)))
+        .returning(columns),
+    ]);
     if (updated[0]) return updated[0];
   }
   // Nothing changed: either no such account, or it is already in the asked state (idempotent).

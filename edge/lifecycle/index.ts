@@ -1,6 +1,7 @@
 import { loggable } from "../../db/errors";
 import type { Db } from "../../db/client";
 import type { Config } from "../env";
+import { endDisabledAccountsWork } from "./disabled-accounts";
 import { expireFinishedJobs } from "./expire-jobs";
 import { failStaleQueued } from "./fail-stale-queued";
 import { finalizeIdleJobs } from "./finalize-idle";
@@ -26,6 +27,7 @@ export type LifecycleRule = (deps: LifecycleDeps, now: number) => Promise<Record
  */
 export const rules: Record<string, LifecycleRule> = {
   recoverLeases,
+  endDisabledAccountsWork,
   finalizeIdleJobs,
   failStaleQueued,
   expireFinishedJobs,

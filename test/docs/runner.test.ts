@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
 import { USER_LIMIT_DEFAULTS, userLimitsFrom } from "../../db/limits";
 import { addVariations, pauseJob, requestCancel, resumeJob, retryJob } from "../../db/queries/jobs";
-import { failStaleQueuedJobs } from "../../db/queries/lifecycle";
+import { cancelJobsOfDisabledAccounts, failStaleQueuedJobs } from "../../db/queries/lifecycle";
+import { setUserDisabled } from "../../db/queries/users";
 import {
   cancelVariation,
   claimVariation,
@@ -452,6 +453,29 @@ const jobScenarios: Record<string, Scenario> = {
     await failVariation(db, { ...own(j.v), error: "bad", now: NOW + 1 });
     const before = await jStatus(db, j.jobId);
     await addVariations(db, { ...reopen(j), perSource: 1 }, NOW + 10);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "queued → cancelling: cancelJobsOfDisabledAccounts": async (db) => {
+    const j = await seed(db);
+    await setUserDisabled(db, { actorId: "admin", userId: j.userId, disabled: true }, NOW);
+    const before = await jStatus(db, j.jobId);
+    await cancelJobsOfDisabledAccounts(db, NOW, NOW + 1);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → cancelling: cancelJobsOfDisabledAccounts": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await setUserDisabled(db, { actorId: "admin", userId: j.userId, disabled: true }, NOW + 1);
+    const before = await jStatus(db, j.jobId);
+    await cancelJobsOfDisabledAccounts(db, NOW + 1, NOW + 2);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → cancelling: cancelJobsOfDisabledAccounts": async (db) => {
+    const j = await seed(db);
+    await pauseJob(db, { jobId: j.jobId, viewer: viewer(j) }, NOW);
+    await setUserDisabled(db, { actorId: "admin", userId: j.userId, disabled: true }, NOW + 1);
+    const before = await jStatus(db, j.jobId);
+    await cancelJobsOfDisabledAccounts(db, NOW + 1, NOW + 2);
     return [before, await jStatus(db, j.jobId)];
   },
   "cancelled → queued: addVariations": async (db) => {

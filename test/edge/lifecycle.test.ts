@@ -5,19 +5,20 @@ import type { Db } from "../../db/client";
 import type { UserLimits } from "../../db/limits";
 import { newId } from "../../db/ids";
 import { thumbnailKey, variationThumbnailKey } from "../../db/keys";
-import { EXPIRED_WHILE_QUEUED, listExpiredJobIds } from "../../db/queries/lifecycle";
+import { ACCOUNT_DISABLED_REASON, EXPIRED_WHILE_QUEUED, listExpiredJobIds } from "../../db/queries/lifecycle";
 import { addVariations, createJobFromUploads, pauseJob, resumeJob, retryJob } from "../../db/queries/jobs";
 import { deleteFinishedJobRows } from "../../db/queries/objects";
 import { upsertRunner } from "../../db/queries/runners";
 import { createSession } from "../../db/queries/sessions";
 import { markUploadCompleted, recordUploadPart } from "../../db/queries/uploads";
-import { createUser } from "../../db/queries/users";
+import { createUser, setUserDisabled } from "../../db/queries/users";
 import { jobs, runners, sessions, uploadParts, uploads, variations } from "../../db/schema";
 import { loadConfig } from "../../edge/env";
 import { runLifecycle, type LifecycleDeps } from "../../edge/lifecycle";
 import { EXPIRE_BATCH, expireFinishedJobs } from "../../edge/lifecycle/expire-jobs";
 import { failStaleQueued } from "../../edge/lifecycle/fail-stale-queued";
 import { finalizeIdleJobs } from "../../edge/lifecycle/finalize-idle";
+import { endDisabledAccountsWork } from "../../edge/lifecycle/disabled-accounts";
 import { deleteOrphanObjects } from "../../edge/lifecycle/orphan-objects";
 import { pruneAuth } from "../../edge/lifecycle/prune-auth";
 import { recoverLeases } from "../../edge/lifecycle/recover-leases";
@@ -162,6 +163,43 @@ describe("failStaleQueued", () => {
     expect((await jobRow(paused.id, db))!.status).toBe("queued");
     // A day after the reopening they have waited as long as any new job may.
     expect(await failStaleQueued(deps({ JOB_TTL_HOURS: 24 }), NOW + DAY + 2000)).toEqual({ failed: 2 });
+  });
+});
+
+describe("a disabled account's held jobs", () => {
+  const setDisabled = (disabled: boolean, now: number) => setUserDisabled(db, { actorId: "an-admin", userId, disabled }, now);
+
+  it("do not expire while queued as long as it is disabled, and wait afresh from its re-enabling", async () => {
+    const held = await seedJob(userId, { db, now: NOW - 25 * HOUR });
+    await setDisabled(true, NOW - 24.5 * HOUR);
+    expect(await failStaleQueued(deps({ JOB_TTL_HOURS: 24 }), NOW)).toEqual({ failed: 0 });
+    await setDisabled(false, NOW + 1000);
+    expect(await failStaleQueued(deps({ JOB_TTL_HOURS: 24 }), NOW + DAY)).toEqual({ failed: 0 });
+    expect((await jobRow(held.id, db))!.status).toBe("queued");
+    expect(await failStaleQueued(deps({ JOB_TTL_HOURS: 24 }), NOW + DAY + 2000)).toEqual({ failed: 1 });
+  });
+
+  it("end cancelled a week after the disable, keeping what completed, so they expire like any finished job", async () => {
+    const started = await seedJob(userId, { db, variations: 2, now: NOW - 9 * DAY });
+    await claimAll(started.id, "r-x", NOW - 9 * DAY, 30_000, 1000, db);
+    const [done, stopped] = await variationsOf(started.id, db);
+    await db.update(variations).set({ status: "completed", outputKey: "outputs/x.mp4", outputSize: 1, finishedAt: NOW - 8.5 * DAY }).where(eq(variations.id, done!.id));
+    // Its runner stopped the other when the account was disabled: back in the queue.
+    await db.update(variations).set({ status: "queued", runnerId: null, leaseExpiresAt: null, attempts: 0 }).where(eq(variations.id, stopped!.id));
+    const neverStarted = await seedJob(userId, { db, now: NOW - 9 * DAY });
+    await setDisabled(true, NOW - 8 * DAY);
+    const other = (await createUser(db, { email: `lc-other-${newId()}@test.example`, password: "pw-for-lifecycle", role: "user" })).id;
+    const untouched = await seedJob(other, { db, now: NOW - 9 * DAY });
+    await setUserDisabled(db, { actorId: "an-admin", userId: other, disabled: true }, NOW - 6 * DAY);
+
+    // The rules as the cron runs them: this rule, then finalizeIdleJobs in the same tick.
+    expect(await endDisabledAccountsWork(deps(), NOW)).toEqual({ cancelled: 2 });
+    await finalizeIdleJobs(deps(), NOW);
+    expect(await jobRow(started.id, db)).toMatchObject({ status: "cancelled", cancelReason: ACCOUNT_DISABLED_REASON, expiresAt: NOW + DAY });
+    expect((await variationsOf(started.id, db)).map((v) => v.status).sort()).toEqual(["cancelled", "completed"]);
+    expect(await jobRow(neverStarted.id, db)).toMatchObject({ status: "cancelled", cancelReason: ACCOUNT_DISABLED_REASON });
+    // Disabled for less than the hold: still held for a re-enable.
+    expect((await jobRow(untouched.id, db))!.status).toBe("queued");
   });
 });
 
@@ -545,6 +583,7 @@ describe("pruneAuth and runLifecycle", () => {
     const report = await runLifecycle({ ...deps(), bucket: broken }, NOW);
     expect(Object.keys(report)).toEqual([
       "recoverLeases",
+      "endDisabledAccountsWork",
       "finalizeIdleJobs",
       "failStaleQueued",
       "expireFinishedJobs",
