@@ -202,11 +202,12 @@ export const internal = new Hono<AppEnv>()
       const obj = await r2Multipart(`complete ${key}`, () => c.env.BUCKET.resumeMultipartUpload(key, uploadId).complete(parts));
       return c.json({ key, size: obj.size, etag: obj.etag });
     } catch (err) {
-      // A complete that landed but whose answer was lost is answered no_such_upload when the runner sends it again.
-      // The key is this attempt's own (checkScope): only this attempt's upload of this file can have stored an
-      // object there, so one of the declared size is that upload's result. Failing here cost the attempt and
-      // deleted a verified encode as unrecorded.
-      if (!(err instanceof AppError && err.code === "no_such_upload") || size === undefined) throw err;
+      // A complete that landed but whose answer was lost fails when the runner sends it again (no_such_upload in
+      // miniflare; R2's exact error for it is not documented, so any failure of the call is checked). For an
+      // attempt-scoped key (an output or its still: not the job's shared thumbnail) only this attempt's upload of
+      // this file can have stored an object there, so one of the declared size is that upload's result. Failing
+      // here cost the attempt and deleted a verified encode as unrecorded.
+      if (size === undefined || !parseOutputKey(key)) throw err;
       const head = await c.env.BUCKET.head(key);
       if (!head || head.size !== size) throw err;
       return c.json({ key, size: head.size, etag: head.etag });
