@@ -14,11 +14,11 @@ export type UploadRow = typeof uploads.$inferSelect;
  */
 export async function createUpload(
   db: Db,
-  input: Omit<UploadRow, "status" | "contentType" | "createdAt" | "completedAt"> & { limits: UserLimits },
+  input: Omit<UploadRow, "status" | "contentType" | "createdAt" | "completedAt" | "touchedAt"> & { limits: UserLimits },
   now: number,
 ): Promise<UploadRow> {
   const { limits, ...fields } = input;
-  const row: UploadRow = { ...fields, status: "uploading", contentType: null, createdAt: now, completedAt: null };
+  const row: UploadRow = { ...fields, status: "uploading", contentType: null, createdAt: now, completedAt: null, touchedAt: null };
   const request: QuotaRequest = { openUploads: 1, unusedUploads: 1, storageBytes: row.size };
   try {
     await db.insert(uploads).values({ ...row, userId: ownerIfFits(row.userId, row.userId, limits, request) });
@@ -76,7 +76,7 @@ function open(row: UploadRow): UploadRow {
  */
 export async function recordUploadPart(
   db: Db,
-  input: { uploadId: string; partNumber: number; etag: string; size: number; contentType?: string },
+  input: { uploadId: string; partNumber: number; etag: string; size: number; contentType?: string; now: number },
 ): Promise<boolean> {
   // Only while the upload still takes parts: its owner may have dropped it (or the cron aborted it) while this
   // part's bytes were on their way. False then (the caller answers upload_closed), instead of a foreign-key error.
@@ -85,11 +85,13 @@ export async function recordUploadPart(
     WHERE EXISTS (SELECT 1 FROM uploads WHERE id = ${input.uploadId} AND status = 'uploading')
     ON CONFLICT (upload_id, part_number) DO UPDATE SET etag = excluded.etag, size = excluded.size
     RETURNING part_number AS n`);
-  if (!input.contentType) return (await upsert).length > 0;
-  // Part 1 carries the sniffed container type; it becomes the source's content type.
+  // Part 1 carries the sniffed container type; it becomes the source's content type. Every part marks the upload
+  // as in use (the storage cap leaves uploads touched within its hour alone).
   const [recorded] = await db.batch([
     upsert,
-    db.run(sql`${REPLAY_SAFE}UPDATE uploads SET content_type = ${input.contentType} WHERE id = ${input.uploadId}`),
+    db.run(sql`${REPLAY_SAFE}UPDATE uploads SET touched_at = max(coalesce(touched_at, 0), ${input.now}),
+      content_type = coalesce(${input.contentType ?? null}, content_type)
+      WHERE id = ${input.uploadId} AND status = 'uploading'`),
   ]);
   return recorded.length > 0;
 }

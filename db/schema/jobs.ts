@@ -165,6 +165,11 @@ export const uploads = sqliteTable(
     contentType: text("content_type"),
     createdAt: integer("created_at").notNull(),
     completedAt: integer("completed_at"),
+    /**
+     * When its last part was stored: an upload still sending (a 2 GiB file takes well over the storage cap's hour)
+     * is in use, whenever it was opened. Null: no part yet.
+     */
+    touchedAt: integer("touched_at"),
     /** The `Idempotency-Key` of the POST /api/uploads that opened it: a retry after a lost answer gets this upload. */
     idempotencyKey: text("idempotency_key"),
   },

@@ -213,7 +213,9 @@ export async function putUploadPart(
     throw err;
   }
   await piping;
-  if (!(await recordUploadPart(deps.db, { uploadId: upload.id, partNumber: n, etag: part.etag, size: expected, contentType }))) {
+  // The clock after the part's bytes arrived: the upload was in use until now.
+  const stored = { uploadId: upload.id, partNumber: n, etag: part.etag, size: expected, contentType, now: Date.now() };
+  if (!(await recordUploadPart(deps.db, stored))) {
     throw uploadClosed();
   }
   return { etag: part.etag };

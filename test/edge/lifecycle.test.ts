@@ -405,6 +405,21 @@ describe("enforceStorageCap", () => {
     expect(await keysUnder(`sources/${bJob.id}/`)).toHaveLength(1);
   });
 
+  it("never takes an upload still in use: opened hours ago but sending parts, or finished minutes ago with its job not yet made", async () => {
+    const user = { id: userId, email: "x@test.example", role: "user" as const };
+    // Over quota (3000 of 1000) and the bucket over its limit (2500): only the upload quiet for over an hour may go.
+    const sending = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "big.mp4", size: 1000, maxBytes: 1e9, limits: ROOMY }, NOW - 5 * HOUR);
+    await recordUploadPart(db, { uploadId: sending.id, partNumber: 1, etag: "e1", size: 500, now: NOW - 10 * 60_000 });
+    const justDone = await unusedUpload(userId, 1000, NOW - 4 * HOUR);
+    await db.update(uploads).set({ completedAt: NOW - 5 * 60_000, touchedAt: NOW - 5 * 60_000 }).where(eq(uploads.id, justDone));
+    // Opened last, but quiet for two hours: the only one that may go.
+    const forgotten = await unusedUpload(userId, 1000, NOW - 2 * HOUR);
+
+    expect(await enforceStorageCap(capDeps(2500), NOW)).toMatchObject({ uploadsFreed: 1 });
+    expect((await uploadIds()).sort()).toEqual([sending.id, justDone].sort());
+    expect(await uploadIds()).not.toContain(forgotten);
+  });
+
   it("frees a user's own unused uploads before any of their finished jobs, and stops once they are back within quota", async () => {
     const b = await otherUser();
     const bJob = await make(NOW - 20 * HOUR, b);
@@ -501,7 +516,7 @@ describe("bounded growth", () => {
     const user = { id: userId, email: "x@test.example", role: "user" as const };
     const jobFromUpload = async (name: string) => {
       const up = await startUpload({ db, bucket: env.BUCKET }, { user, filename: name, size: 100, maxBytes: 1e9, limits: ROOMY }, NOW - 3 * DAY);
-      await recordUploadPart(db, { uploadId: up.id, partNumber: 1, etag: "etag-1", size: 100, contentType: "video/mp4" });
+      await recordUploadPart(db, { uploadId: up.id, partNumber: 1, etag: "etag-1", size: 100, contentType: "video/mp4", now: NOW });
       await env.BUCKET.put(`uploads/${up.id}`, fakeMp4(100));
       await markUploadCompleted(db, up.id, NOW - 3 * DAY);
       const job = await createJobFromUploads(

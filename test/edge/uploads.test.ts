@@ -245,7 +245,7 @@ describe("large-file uploads", () => {
     await expect(env.BUCKET.resumeMultipartUpload(row!.objectKey, row!.r2UploadId).uploadPart(2, fakeMp4(MiB))).rejects.toThrow();
     expect((await s.call("/api/uploads", { method: "POST", json: { filename: "again.mp4", size: 9 * MiB } })).status).toBe(201);
     // A part whose bytes were already on their way when the upload was dropped is refused, not a foreign-key error.
-    expect(await recordUploadPart(db, { uploadId: open[0]!.id, partNumber: 2, etag: "late", size: 8 * MiB })).toBe(false);
+    expect(await recordUploadPart(db, { uploadId: open[0]!.id, partNumber: 2, etag: "late", size: 8 * MiB, now: Date.now() })).toBe(false);
     // A part for the dropped upload finds nothing; a second delete too.
     expect((await putPart(s, open[0]!.id, 2, fakeMp4(MiB))).status).toBe(404);
     expect((await s.call(`/api/uploads/${open[0]!.id}`, { method: "DELETE" })).status).toBe(404);

@@ -8,7 +8,7 @@ import { UNUSED_UPLOAD_STATUSES } from "./usage";
 const finishedAt = sql<number>`coalesce(${jobs.completedAt}, ${jobs.createdAt})`;
 
 export interface EvictableOfUser {
-  /** Unused uploads (uploading, completed, or aborted and not yet removed) created at or before the cut, oldest first. */
+  /** Unused uploads (uploading, completed, or aborted and not yet removed) last used at or before the cut, oldest first. */
   uploads: (UploadRow & { bytes: number })[];
   /** Finished jobs finished at or before the cut, oldest finish first, with the bytes each frees. */
   jobs: { id: string; finishedAt: number; bytes: number }[];
@@ -27,7 +27,9 @@ export async function listEvictableOfUser(db: Db, userId: string, before: number
         and(
           eq(uploads.userId, userId),
           inArray(uploads.status, [...UNUSED_UPLOAD_STATUSES, "aborted"]),
-          lte(uploads.createdAt, before),
+          // Opened, sent to and finished before the cut: a large upload opened over an hour ago may still be sending,
+          // or have just finished with its job about to be created.
+          lte(sql`max(${uploads.createdAt}, coalesce(${uploads.touchedAt}, 0), coalesce(${uploads.completedAt}, 0))`, before),
         ),
       )
       .orderBy(asc(uploads.createdAt), asc(uploads.id))
