@@ -9,6 +9,8 @@ export class CliError extends Error {
     readonly exitCode: ExitCode = EXIT.failed,
     readonly code = "error",
     readonly status?: number,
+    /** Fields for the `--json` error object beside code and message (e.g. the job a failed wait was watching). */
+    readonly extra?: Record<string, unknown>,
   ) {
     super(message);
   }

@@ -228,7 +228,7 @@ export async function runCli(argv: string[], io: Io, handlers: Handlers = realHa
     }
     const e = toCliError(err);
     io.stderr.write(`video-refresher: ${e.message}\n`);
-    if (state.json) io.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, ...(e.status ? { status: e.status } : {}) } }, null, 2)}\n`);
+    if (state.json) io.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, ...(e.status ? { status: e.status } : {}), ...e.extra } }, null, 2)}\n`);
     return e.exitCode;
   } finally {
     // Bars hide the terminal's cursor until stopped.

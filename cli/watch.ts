@@ -1,11 +1,23 @@
 import { call, TERMINAL, timeout, type Api, type Job } from "./client";
+import { CliError, toCliError } from "./errors";
+import { retryable } from "./upload";
 import type { Bar, Progress } from "./progress";
 
 export interface WatchOptions {
   intervalMs: number;
   /** Called with every reading (after the bars are updated). */
   onJob?: (job: Job) => void;
+  /** How long polls may keep failing (network, 408, 429, 5xx) before the watch gives up (default WATCH_OUTAGE_MS). */
+  outageMs?: number;
+  sleep?: (ms: number) => Promise<void>;
 }
+
+/**
+ * A watch rides out an edge or network outage this long: a `submit --wait` of a two-hour job must not end as
+ * "failed" (exit 1) over one 503 or a deploy, and a script that then submits again makes a second job.
+ */
+export const WATCH_OUTAGE_MS = 10 * 60_000;
+const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Polls GET /api/jobs/:id, one bar per source file (percent), until the job is terminal — or paused: nothing moves
@@ -13,9 +25,25 @@ export interface WatchOptions {
  */
 export async function watchJob(api: Api, url: string, id: string, progress: Progress, opts: WatchOptions): Promise<Job> {
   const bars = new Map<string, Bar>();
+  const sleep = opts.sleep ?? realSleep;
+  const outageMs = opts.outageMs ?? WATCH_OUTAGE_MS;
   let lastStatus = "";
-  for (;;) {
-    const { data: job } = await call(url, api.GET("/api/jobs/{id}", { params: { path: { id } }, signal: timeout() }));
+  let failingSince: number | null = null;
+  for (let failures = 0; ; ) {
+    let job: Job;
+    try {
+      job = (await call(url, api.GET("/api/jobs/{id}", { params: { path: { id } }, signal: timeout() }))).data;
+    } catch (err) {
+      failingSince ??= Date.now();
+      if (!retryable(err) || Date.now() - failingSince >= outageMs) throw stillOnServer(err, id);
+      failures++;
+      const waitMs = Math.min(30_000, Math.max(opts.intervalMs, 1000 * 2 ** (failures - 1)));
+      progress.log(`job ${id}: ${(err as Error).message}; polling again in ${Math.round(waitMs / 1000)} s`);
+      await sleep(waitMs);
+      continue;
+    }
+    failingSince = null;
+    failures = 0;
     if (job.status !== lastStatus) {
       progress.log(`job ${job.id}: ${job.status}`);
       lastStatus = job.status;
@@ -30,8 +58,14 @@ export async function watchJob(api: Api, url: string, id: string, progress: Prog
     }
     opts.onJob?.(job);
     if (TERMINAL.has(job.status) || job.status === "paused") return job;
-    await new Promise((r) => setTimeout(r, opts.intervalMs));
+    await sleep(opts.intervalMs);
   }
+}
+
+/** A watch that gave up says which job it was watching: the job itself goes on on the server. */
+function stillOnServer(err: unknown, id: string): CliError {
+  const e = toCliError(err);
+  return new CliError(`${e.message} (job ${id} goes on on the server: video-refresher status ${id} --watch)`, e.exitCode, e.code, e.status, { ...e.extra, jobId: id });
 }
 
 /** One line per job for people: status, progress, variations. */
