@@ -21,7 +21,10 @@ export function apiError(status: number, body: unknown): CliError {
   const err = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
   const code = typeof err?.code === "string" ? err.code : `http_${status}`;
   const message = typeof err?.message === "string" ? err.message : `HTTP ${status}`;
-  return new CliError(message, status === 401 || status === 403 ? EXIT.auth : EXIT.failed, code, status);
+  // A refusal may name the job it is about beside the error (409 upload_used: the job the upload fed).
+  const jobId = (body as { jobId?: unknown } | undefined)?.jobId;
+  const extra = typeof jobId === "string" ? { jobId } : undefined;
+  return new CliError(message, status === 401 || status === 403 ? EXIT.auth : EXIT.failed, code, status, extra);
 }
 
 const NETWORK_CODES = new Set([

@@ -29,6 +29,8 @@ export interface UploadReport {
   /** Multipart only: parts sent by this run, and parts a previous run had already stored (resumed). */
   partsSent?: number[];
   partsSkipped?: number[];
+  /** Multipart only: this run went on with an upload an earlier run recorded (uploads.json). */
+  resumed?: boolean;
 }
 
 export interface UploadDeps {
@@ -78,22 +80,50 @@ export async function uploadAndCreateJob(
   // answered with it (Idempotent-Replayed) instead of making a second.
   const key = randomBytes(16).toString("hex");
   if (total <= multipartThreshold(deps.env)) return createJobFromForm(deps, files, variations, effects, key);
-  const uploads: UploadReport[] = [];
-  for (const f of files) uploads.push(await uploadLargeFile(deps, f));
-  const { data: job } = await createWithRetries(deps, () =>
-    call(
-      deps.url,
-      deps.api.POST("/api/jobs", {
-        body: { uploads: uploads.map((u) => u.uploadId!), variations, ...(effects ? { effects } : {}) },
-        headers: { "Idempotency-Key": key },
-        signal: timeout(),
-      }),
-    ),
-  );
-  const state = await UploadState.load(deps.env);
-  for (const f of files) state.remove(deps.url, f);
-  await state.save();
+  const uploadAll = async () => {
+    const out: UploadReport[] = [];
+    for (const f of files) out.push(await uploadLargeFile(deps, f));
+    return out;
+  };
+  const create = (ups: UploadReport[], idempotencyKey: string) =>
+    createWithRetries(deps, () =>
+      call(
+        deps.url,
+        deps.api.POST("/api/jobs", {
+          body: { uploads: ups.map((u) => u.uploadId!), variations, ...(effects ? { effects } : {}) },
+          headers: { "Idempotency-Key": idempotencyKey },
+          signal: timeout(),
+        }),
+      ),
+    );
+  const forget = async () => {
+    const state = await UploadState.load(deps.env);
+    for (const f of files) state.remove(deps.url, f);
+    await state.save();
+  };
+  let uploads = await uploadAll();
+  let job: Job;
+  try {
+    job = (await create(uploads, key)).data;
+  } catch (err) {
+    // A completed upload recorded by an earlier run that never got its job made (refused, say over quota, or
+    // interrupted after the server made it) is used (409) or, a day later, gone (400): every later submit of the
+    // file was refused the same way, for good. Forget those records and send the files once more.
+    if (!uploads.some((u) => u.resumed) || !staleUpload(err)) throw err;
+    const earlier = (err as CliError).extra?.jobId;
+    deps.progress.log(`an earlier run's upload can no longer feed a job (${(err as Error).message}${earlier ? `; it fed job ${earlier}` : ""}); uploading again`);
+    await forget();
+    uploads = await uploadAll();
+    job = (await create(uploads, randomBytes(16).toString("hex"))).data;
+  }
+  await forget();
   return { job, uploads };
+}
+
+/** The job POST refused an upload as used by a job, or unknown (the cron deleted it). */
+function staleUpload(err: unknown): boolean {
+  if (!(err instanceof CliError)) return false;
+  return err.code === "upload_used" || (err.status === 400 && /unknown upload/.test(err.message));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -390,5 +420,5 @@ async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false
     await state.save();
   }
   bar.update(f.size, "stored");
-  return { file: f.path, via: "multipart", size: f.size, uploadId: entry.uploadId, partsSent: sent.sort((a, b) => a - b), partsSkipped: skipped };
+  return { file: f.path, via: "multipart", size: f.size, uploadId: entry.uploadId, partsSent: sent.sort((a, b) => a - b), partsSkipped: skipped, resumed };
 }

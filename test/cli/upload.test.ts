@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { apiClient } from "../../cli/client";
 import { CliError, EXIT } from "../../cli/errors";
 import type { Progress } from "../../cli/progress";
-import { statFiles, uploadAndCreateJob } from "../../cli/upload";
+import { statFiles, uploadAndCreateJob, UploadState } from "../../cli/upload";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -116,5 +116,54 @@ describe("CLI multipart upload", () => {
     expect(opened.size).toBe(1);
     expect(uploads.map((u) => u.uploadId)).toEqual(["u1"]);
     expect(job).toMatchObject({ id: "j1", uploads: ["u1"] });
+  });
+
+  it("uploads a file again when the upload an earlier run recorded already fed a job (or is gone), instead of being refused for good", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "vr-cli-upload-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, "big.mp4");
+    await writeFile(path, Buffer.alloc(64 * 1024, 7));
+    const requests: string[] = [];
+    let opened = 0;
+    // The edge: upload u1 was made into job "earlier" by a run that was interrupted before it saw the answer.
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+        requests.push(`${req.method} ${req.url}`);
+        if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: `u${++opened + 1}`, partSize: 64 * 1024, partCount: 1 });
+        if (req.method === "PUT" && req.url?.startsWith("/api/uploads/")) return json(200, { partNumber: 1, etag: "e1" });
+        if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { size: 64 * 1024 });
+        if (req.method === "POST" && req.url === "/api/jobs") {
+          const ups = JSON.parse(Buffer.concat(chunks).toString()).uploads as string[];
+          if (ups.includes("u1")) return json(409, { error: { code: "upload_used", message: "Upload u1 was already used by a job" }, jobId: "earlier" });
+          return json(202, { id: "j2", uploads: ups });
+        }
+        json(404, { error: { code: "not_found", message: "no" } });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const files = await statFiles([path]);
+    const env = { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" };
+    // What that run left in uploads.json: u1, completed.
+    const state = await UploadState.load(env);
+    state.set(url, files[0]!, { uploadId: "u1", partSize: 64 * 1024, partCount: 1, parts: [1], completed: true, startedAt: new Date().toISOString() });
+    await state.save();
+    const logged: string[] = [];
+
+    const { job, uploads } = await uploadAndCreateJob(
+      { api: apiClient(url, "token"), url, env, progress: { ...quiet, log: (l) => logged.push(l) }, sleep: async () => {} },
+      files,
+      1,
+    );
+
+    expect(job).toMatchObject({ id: "j2", uploads: ["u2"] });
+    expect(uploads.map((u) => u.uploadId)).toEqual(["u2"]);
+    expect(requests.filter((r) => r === "POST /api/jobs")).toHaveLength(2);
+    expect(logged.join("\n")).toMatch(/it fed job earlier/);
+    expect((await UploadState.load(env)).get(url, files[0]!)).toBeUndefined();
   });
 });
