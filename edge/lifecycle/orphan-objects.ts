@@ -48,31 +48,30 @@ export async function deleteOrphanObjects(deps: LifecycleDeps, now: number): Pro
   let scanned = 0;
   let deleted = 0;
   let passes = 0;
-  try {
-    for (let page = 0; page < ORPHAN_PAGES_PER_TICK; page++) {
-      const { prefixIndex, startAfter } = position(lastKey);
-      const prefix = KEY_PREFIXES[prefixIndex]!;
-      const listing = await deps.bucket.list({ prefix, startAfter, limit: ORPHAN_PAGE_SIZE });
-      scanned += listing.objects.length;
-      const old = listing.objects.filter((o) => o.uploaded.getTime() <= now - ORPHAN_MIN_AGE_MS).map((o) => o.key);
-      // The same cutoff as the ingest delete above: a kept ingest must keep protecting what it stored.
-      const recorded = await recordedObjectKeys(deps.db, old, now - INGEST_STALE_MS);
-      const orphans = old.filter((k) => !recorded.has(k));
-      await deleteKeys(deps.bucket, orphans);
-      deleted += orphans.length;
-      const last = listing.objects.at(-1)?.key;
-      if (listing.truncated && last) {
-        lastKey = last;
-      } else if (prefixIndex + 1 < KEY_PREFIXES.length) {
-        lastKey = KEY_PREFIXES[prefixIndex + 1]!;
-      } else {
-        lastKey = "";
-        passes++;
-        break;
-      }
+  for (let page = 0; page < ORPHAN_PAGES_PER_TICK; page++) {
+    const { prefixIndex, startAfter } = position(lastKey);
+    const prefix = KEY_PREFIXES[prefixIndex]!;
+    const listing = await deps.bucket.list({ prefix, startAfter, limit: ORPHAN_PAGE_SIZE });
+    scanned += listing.objects.length;
+    const old = listing.objects.filter((o) => o.uploaded.getTime() <= now - ORPHAN_MIN_AGE_MS).map((o) => o.key);
+    // The same cutoff as the ingest delete above: a kept ingest must keep protecting what it stored.
+    const recorded = await recordedObjectKeys(deps.db, old, now - INGEST_STALE_MS);
+    const orphans = old.filter((k) => !recorded.has(k));
+    await deleteKeys(deps.bucket, orphans);
+    deleted += orphans.length;
+    const last = listing.objects.at(-1)?.key;
+    if (listing.truncated && last) {
+      lastKey = last;
+    } else if (prefixIndex + 1 < KEY_PREFIXES.length) {
+      lastKey = KEY_PREFIXES[prefixIndex + 1]!;
+    } else {
+      lastKey = "";
+      passes++;
     }
-  } finally {
+    // After every page, not once at the end: a tick the platform ends (time or subrequest limit) runs no finally,
+    // and every later tick would walk the same first pages again, never reaching the prefixes after them.
     await saveSweepCursor(deps.db, CURSOR, lastKey, now);
+    if (lastKey === "") break;
   }
   return { scanned, deleted, passes, staleIngests, idleRooms };
 }

@@ -509,7 +509,45 @@ describe("deleteOrphanObjects over successive ticks", () => {
     expect(await keysUnder(`uploads/${tag}-z`)).toEqual([]);
     expect(await keysUnder(`uploads/${tag}-a`)).toEqual(live);
   });
+
+  it("keeps the ground a tick covered when the platform ends it mid-walk: the next tick goes on from its last page", async () => {
+    for (let i = 0; i < 7; i++) await env.BUCKET.put(`outputs/${newId()}/v.a1.mp4`, "x");
+    let lists = 0;
+    const seen: (string | undefined)[] = [];
+    // Two listings of three objects, then a listing that never answers: the invocation is ended there, no finally runs.
+    const dying = {
+      ...env.BUCKET,
+      list: (o?: R2ListOptions) => {
+        seen.push(o?.startAfter);
+        return ++lists > 2 ? new Promise<never>(() => {}) : env.BUCKET.list({ ...o, limit: 3 });
+      },
+      delete: env.BUCKET.delete.bind(env.BUCKET),
+    } as unknown as R2Bucket;
+    const tick = deleteOrphanObjects({ ...deps(), bucket: dying }, NOW);
+    await waitUntilCalled(() => lists === 3);
+    void tick;
+
+    const resumed: (string | undefined)[] = [];
+    const watching = {
+      ...env.BUCKET,
+      list: (o?: R2ListOptions) => {
+        resumed.push(o?.startAfter);
+        return env.BUCKET.list(o);
+      },
+      delete: env.BUCKET.delete.bind(env.BUCKET),
+    } as unknown as R2Bucket;
+    await deleteOrphanObjects({ ...deps(), bucket: watching }, NOW + 60_000);
+    // It starts where the dead tick's third listing started: after the second page, not from the bucket's start.
+    expect(seen[2]).toMatch(/^outputs\//);
+    expect(resumed[0]).toBe(seen[2]);
+  });
 });
+
+/** Polls (real time, short) until `done` holds: for a call made by work the test started but does not await. */
+async function waitUntilCalled(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(done()).toBe(true);
+}
 
 describe("bounded growth", () => {
   it("deletes the uploads that fed a job, with their parts, when the job is deleted, and not those of an active job", async () => {
