@@ -1,5 +1,5 @@
 import type { Db } from "../../db/client";
-import { sealFinishedJob } from "../../db/queries/jobs/seal";
+import { sealFinishedJob, type PurgeReason } from "../../db/queries/jobs/seal";
 import { deleteFinishedJobRows, jobObjectKeys } from "../../db/queries/objects";
 
 /** R2 multipart parts: every part but the last must be ≥ 5 MiB and all the same size; 8 MiB keeps memory low. */
@@ -54,8 +54,8 @@ export async function listKeys(bucket: R2Bucket, prefix: string): Promise<string
  * job was cancelled), then the rows. If the object deletion fails the rows stay, so the next attempt (the expiry
  * rule: a sealed job is expired) still knows the keys. True when the rows were deleted.
  */
-export async function purgeJob(deps: { db: Db; bucket: R2Bucket }, jobId: string): Promise<boolean> {
-  if (!(await sealFinishedJob(deps.db, jobId))) return false;
+export async function purgeJob(deps: { db: Db; bucket: R2Bucket }, jobId: string, still?: PurgeReason): Promise<boolean> {
+  if (!(await sealFinishedJob(deps.db, jobId, still))) return false;
   const recorded = await jobObjectKeys(deps.db, jobId);
   const stray = [
     ...(await listKeys(deps.bucket, outputPrefix(jobId))),

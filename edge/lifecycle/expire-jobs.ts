@@ -22,7 +22,7 @@ export async function expireFinishedJobs(deps: LifecycleDeps, now: number, budge
   for (;;) {
     const ids = await listExpiredJobIds(deps.db, now, EXPIRE_BATCH);
     let batch = 0;
-    for (const id of ids) if (await purgeJob(deps, id)) batch++;
+    for (const id of ids) if (await purgeJob(deps, id, { expiredBy: now })) batch++;
     deleted += batch;
     // A batch that removed nothing would come back the same: stop (the next tick retries).
     if (ids.length < EXPIRE_BATCH || batch === 0 || performance.now() - started > budgetMs) break;

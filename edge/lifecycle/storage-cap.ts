@@ -60,7 +60,7 @@ export async function enforceStorageCap(deps: LifecycleDeps, now: number): Promi
     }
     for (const job of items.jobs) {
       if (left <= quota) break;
-      jobs.push({ kind: "job", userId: user.userId, bytes: job.bytes, since: job.finishedAt, drop: () => purgeJob(deps, job.id) });
+      jobs.push({ kind: "job", userId: user.userId, bytes: job.bytes, since: job.finishedAt, drop: () => purgeJob(deps, job.id, { finishedBy: before }) });
       left -= job.bytes;
     }
     freeable += user.bytes - left;

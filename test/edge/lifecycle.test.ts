@@ -303,6 +303,25 @@ describe("enforceStorageCap", () => {
     expect([...(await keysUnder(`sources/${job.id}/`)), ...(await keysUnder(`outputs/${job.id}/`))]).toEqual(before);
   });
 
+  it("deletes nothing of a job reopened and finished again after a rule chose it: a new finish has its own hour and expiry", async () => {
+    const job = await make(NOW - 3 * HOUR);
+    const viewer = { id: userId, email: "owner@test.example", role: "user" as const };
+    // The cap (and the expiry rule, for a job past its expiry) listed it; the owner retried it, and it finished again
+    // a minute before the rule acts on it.
+    await db.update(jobs).set({ expiresAt: NOW - 1000 }).where(eq(jobs.id, job.id));
+    await addVariations(db, { jobId: job.id, viewer, perSource: 1, limits: ROOMY }, NOW - 2 * 60_000);
+    await db.update(variations).set({ status: "completed", finishedAt: NOW - 60_000 }).where(eq(variations.jobId, job.id));
+    await db.update(jobs).set({ status: "completed", completedAt: NOW - 60_000, expiresAt: NOW - 60_000 + DAY }).where(eq(jobs.id, job.id));
+    const before = [...(await keysUnder(`sources/${job.id}/`)), ...(await keysUnder(`outputs/${job.id}/`))];
+
+    expect(await purgeJob(deps(), job.id, { finishedBy: NOW - HOUR })).toBe(false);
+    expect(await purgeJob(deps(), job.id, { expiredBy: NOW })).toBe(false);
+    expect(await jobRow(job.id, db)).toMatchObject({ status: "completed", expiresAt: NOW - 60_000 + DAY });
+    expect([...(await keysUnder(`sources/${job.id}/`)), ...(await keysUnder(`outputs/${job.id}/`))]).toEqual(before);
+    // What the rules chose it for still holding, it goes.
+    expect(await purgeJob(deps(), job.id, { finishedBy: NOW })).toBe(true);
+  });
+
   it("never evicts a job that finished less than an hour ago, evicting only down to the limit when such bytes fill the target", async () => {
     const old = await make(NOW - 3 * HOUR);
     const young = await make(NOW - 30 * 60_000);
