@@ -11,9 +11,11 @@ export default {
   scheduled(controller, env, ctx) {
     const config = loadConfig(env);
     const db = dbFor(config);
-    const lifecycle = runLifecycle({ db, bucket: env.BUCKET, config }, controller.scheduledTime);
-    // After the lifecycle rules: the jobs they finished have just written their webhook events.
-    ctx.waitUntil(lifecycle.finally(() => sweepWebhookDeliveries({ db, queue: env.WEBHOOK_QUEUE }, Date.now())));
+    ctx.waitUntil(runLifecycle({ db, bucket: env.BUCKET, config }, controller.scheduledTime));
+    // Beside the lifecycle rules, not after them: a long rule (a storage-cap backlog) held every user's webhooks for
+    // its whole run, and a tick the platform ended mid-rule sent none. The events the rules write go out with the
+    // sweep this one schedules SWEEP_EVERY_SECONDS later.
+    ctx.waitUntil(sweepWebhookDeliveries({ db, queue: env.WEBHOOK_QUEUE }, Date.now()));
   },
   async queue(batch, env, ctx) {
     const config = loadConfig(env);

@@ -322,6 +322,15 @@ describe("enforceStorageCap", () => {
     expect(await purgeJob(deps(), job.id, { finishedBy: NOW })).toBe(true);
   });
 
+  it("leaves what its time budget did not reach to the next tick, so the rules after it still run", async () => {
+    const old = await make(NOW - 3 * HOUR);
+    // A spent budget: the tick stops before its first eviction, and reports usage as it found it.
+    expect(await enforceStorageCap(capDeps(1000), NOW, 0)).toMatchObject({ evicted: 0, usedBytes: 2000 });
+    expect(await jobRow(old.id, db)).toBeDefined();
+    expect(await enforceStorageCap(capDeps(1000), NOW + 60_000)).toMatchObject({ evicted: 1 });
+    expect(await jobRow(old.id, db)).toBeUndefined();
+  });
+
   it("never evicts a job that finished less than an hour ago, evicting only down to the limit when such bytes fill the target", async () => {
     const old = await make(NOW - 3 * HOUR);
     const young = await make(NOW - 30 * 60_000);

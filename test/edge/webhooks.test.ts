@@ -1112,6 +1112,21 @@ describe("sweepWebhookDeliveries expiry", () => {
     const left = await db.select({ n: sql<number>`count(*)` }).from(webhookDeliveries).where(and(eq(webhookDeliveries.webhookId, hook.id), eq(webhookDeliveries.status, "pending")));
     expect(left[0]!.n).toBe(0);
   });
+
+  it("still expires the minute's backlog when the queue refuses the scheduled sweeps", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const sweepAt = Date.now() + 3 * 24 * HOUR;
+    const stale = sweepAt - 25 * HOUR;
+    await db.run(sql`INSERT INTO webhook_deliveries (id, webhook_id, job_id, event, occurred_at, status, attempts, next_attempt_at, created_at)
+      VALUES (${hook.id} || '-x', ${hook.id}, 'job-x', 'job.paused', ${stale}, 'pending', 0, ${stale}, ${stale})`);
+    const refusing = { sendBatch: async () => Promise.reject(new Error("queue unavailable")) } as unknown as Queue<WebhookMessage>;
+    const report = await sweepWebhookDeliveries({ db, queue: refusing }, sweepAt);
+    expect(report).toMatchObject({ scheduled: 0 });
+    expect(report.expired).toBeGreaterThanOrEqual(1);
+    const [row] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, `${hook.id}-x`));
+    expect(row!.status).toBe("failed");
+  });
 });
 
 describe("sweepWebhookDeliveries log prune", () => {

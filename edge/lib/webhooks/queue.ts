@@ -81,8 +81,14 @@ export async function sweepWebhookDeliveries(deps: { db: Db; queue: Queue<Webhoo
   if (await hasWebhooks(deps.db).catch(() => true)) {
     const sweeps: MessageSendRequest<WebhookMessage>[] = [];
     for (let s = SWEEP_EVERY_SECONDS; s < 60; s += SWEEP_EVERY_SECONDS) sweeps.push({ body: { kind: "sweep" }, delaySeconds: s });
-    await deps.queue.sendBatch(sweeps);
-    scheduled = sweeps.length;
+    // A queue refusing them must not also skip the minute's expiry and pruning below.
+    scheduled = await deps.queue.sendBatch(sweeps).then(
+      () => sweeps.length,
+      (err: unknown) => {
+        console.error("webhook sweeps not scheduled", loggable(err));
+        return 0;
+      },
+    );
   }
   // In batches until the expiry is caught up (bounded per minute): rows past their window still sit first in their
   // endpoint's due order, and every sweep reads them until they are failed, so a day-long outage's backlog must not
