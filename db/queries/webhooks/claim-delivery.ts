@@ -22,8 +22,13 @@ export interface ClaimedDelivery {
   event: string;
   jobId: string | null;
   occurredAt: number;
-  /** This attempt's number (1-based within the current retry series): the ownership of the recordDeliveryAttempt CAS. */
+  /** This attempt's number (1-based within the current retry series): with `claimedAt`, the ownership of the recordDeliveryAttempt CAS. */
   attempts: number;
+  /**
+   * When this claim took the row (its `last_attempt_at`). The attempt number alone is not unique: a redelivery starts
+   * a new series at 0, so a consumer that stalled past its lease could record over the new series' first attempt.
+   */
+  claimedAt: number;
   /** The body every attempt of this delivery sends: stored by its first claim, never rebuilt. */
   payload: string;
   /** Start of its 24-hour delivery window (creation, or the last redelivery). */
@@ -78,6 +83,7 @@ export async function claimDelivery(
       -- A message queued before its owner was disabled sends nothing; the sweep takes the row again once re-enabled.
       AND NOT ${accountDisabled(sql`(SELECT w.user_id FROM ${webhooks} w WHERE w.id = webhook_deliveries.webhook_id)`)}
     RETURNING id, webhook_id AS webhookId, event, job_id AS jobId, occurred_at AS occurredAt, attempts, payload,
+      last_attempt_at AS claimedAt,
       coalesce(series_started_at, created_at) AS seriesStartedAt,
       (SELECT w.url FROM ${webhooks} w WHERE w.id = webhook_id) AS url,
       (SELECT w.secret FROM ${webhooks} w WHERE w.id = webhook_id) AS secret,

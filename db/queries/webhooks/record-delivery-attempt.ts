@@ -16,7 +16,7 @@ export type AttemptOutcome =
 export type EndpointVerdict = { answered: true } | { answered: false; failures: number; heldUntil: number };
 
 /**
- * Records how the claimed attempt went, compare-and-set on (id, pending, attempts = the claim's attempt): a row
+ * Records how the claimed attempt went, compare-and-set on (id, pending, the claim's attempt and time): a row
  * redelivered or re-claimed meanwhile is not overwritten. Keeps the first attempt's payload for every later one.
  * Returns the status written, or null when the CAS did not apply.
  *
@@ -32,6 +32,8 @@ export async function recordDeliveryAttempt(
     /** The URL the attempt went to: the endpoint verdict is about it, not about a URL the webhook was changed to since. */
     url: string;
     attempt: number;
+    /** The claim's `claimedAt`: with `attempt`, which claim this is (a redelivery restarts the attempt count). */
+    claimedAt: number;
     payload: string;
     outcome: AttemptOutcome;
     endpoint: EndpointVerdict;
@@ -49,7 +51,7 @@ export async function recordDeliveryAttempt(
       delivered_at = ${o.kind === "delivered" ? now : null},
       next_attempt_at = ${o.kind === "retry" ? o.nextAttemptAt : now},
       payload = coalesce(payload, ${input.payload})
-    WHERE id = ${input.id} AND status = 'pending' AND attempts = ${input.attempt}
+    WHERE id = ${input.id} AND status = 'pending' AND attempts = ${input.attempt} AND last_attempt_at = ${input.claimedAt}
     RETURNING status`);
   const e = input.endpoint;
   const [rows] = e.answered

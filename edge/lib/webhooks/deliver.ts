@@ -92,7 +92,7 @@ export async function deliverOnce(deps: DeliverDeps, id: string, now: number): P
     outcome = { kind: "retry", statusCode: sent.statusCode, error: sent.error, nextAttemptAt: retryAt };
   }
   const endpoint: EndpointVerdict = endpointDown ? { answered: false, failures, heldUntil: retryAt } : { answered: true };
-  const status = await recordDeliveryAttempt(deps.db, { id, webhookId: claimed.webhookId, url: claimed.url, attempt: claimed.attempts, payload: body, outcome, endpoint }, finished);
+  const status = await recordDeliveryAttempt(deps.db, { id, webhookId: claimed.webhookId, url: claimed.url, attempt: claimed.attempts, claimedAt: claimed.claimedAt, payload: body, outcome, endpoint }, finished);
   // The endpoint failed: no message of this row's own is queued for when the hold ends. The sweep then picks the
   // endpoint's next try (pickOrder), so a payload it cannot take is not its only probe for the rest of the day.
   if (endpointDown) return { done: true, status: status === "pending" ? "held" : (status ?? "superseded") };
