@@ -31,6 +31,24 @@ describe("account web UI", () => {
     return { email, context, page };
   }
 
+  it("renders every page without a Content-Security-Policy violation (no inline script or style anywhere)", async () => {
+    const context = await browser.newContext();
+    await context.addInitScript(() => {
+      const seen: string[] = [];
+      (window as unknown as { cspViolations: string[] }).cspViolations = seen;
+      document.addEventListener("securitypolicyviolation", (e) => seen.push(`${e.violatedDirective} ${e.blockedURI}`));
+    });
+    const page = await context.newPage();
+    const violations: string[] = [];
+    await login(page, ui.url, ui.admin.email, ui.admin.password);
+    for (const path of ["/", "/jobs", "/account", "/webhooks", "/tokens", "/admin/users", "/admin/runners", "/jobs/no-such-job"]) {
+      await page.goto(`${ui.url}${path}`, { waitUntil: "networkidle" });
+      for (const v of await page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations)) violations.push(`${path}: ${v}`);
+    }
+    await context.close();
+    expect(violations).toEqual([]);
+  });
+
   it("changes the password on /account and signs out the user's other browser, which then lands on the login page", async () => {
     const { email, context, page } = await newUser("pw");
     const other = await browser.newContext();

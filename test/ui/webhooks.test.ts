@@ -130,6 +130,38 @@ describe("webhooks web UI", () => {
     await expect.poll(() => page.locator("#webhooks-body").getByText("No webhooks yet.").isVisible()).toBe(true);
   });
 
+  it("shows the deliveries of the webhook clicked last, even when an earlier click's answer arrives after it", async () => {
+    const make = (hookUrl: string) =>
+      page.evaluate(async (u) => {
+        const res = await fetch("/api/webhooks", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ url: u, events: ["job.completed"] }) });
+        return ((await res.json()) as { id: string }).id;
+      }, hookUrl);
+    const a = await make(`${url}/race-a`);
+    const b = await make(`${url}/race-b`);
+    expect((await page.evaluate(async (id) => (await fetch(`/api/webhooks/${id}/test`, { method: "POST" })).status, a)) < 300).toBe(true);
+    await page.reload();
+
+    // A's list answers only when the test lets it, after B's has been shown.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await page.route(`**/api/webhooks/${a}/deliveries`, async (route) => {
+      await held;
+      await route.continue();
+    });
+    await page.locator("#webhooks-body tr", { hasText: `${url}/race-a` }).getByRole("button", { name: "Deliveries" }).click();
+    await page.locator("#webhooks-body tr", { hasText: `${url}/race-b` }).getByRole("button", { name: "Deliveries" }).click();
+    await expect.poll(() => page.locator("#deliveries-body").getByText("No deliveries yet.").isVisible()).toBe(true);
+    const late = page.waitForResponse((r) => r.url().endsWith(`/api/webhooks/${a}/deliveries`));
+    release();
+    await late;
+    // The late answer was read and dropped: B's title and B's (empty) list stay.
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 50))));
+    expect(await page.locator("#deliveries-title").textContent()).toBe(`Deliveries to ${url}/race-b`);
+    expect(await page.locator("#deliveries-body").textContent()).toContain("No deliveries yet.");
+    await page.unroute(`**/api/webhooks/${a}/deliveries`);
+    for (const id of [a, b]) await page.evaluate(async (i) => void (await fetch(`/api/webhooks/${i}`, { method: "DELETE" })), id);
+  });
+
   it("shows the API's refusal of a private endpoint", async () => {
     await page.getByLabel("Endpoint URL").fill("https://10.0.0.1/hook");
     await page.getByRole("button", { name: "Add webhook" }).click();

@@ -28,13 +28,18 @@ export async function initWebhooks(): Promise<void> {
   const pageMessage = byId("page-message");
   const fail = (err: unknown) => showMessage(pageMessage, err instanceof Error ? err.message : String(err));
   let shown: WebhookRow | null = null;
+  // Only the newest load may fill the table: "Deliveries" on A then on B, with A's answer arriving last, showed
+  // A's rows under B's title.
+  let loads = 0;
 
   const loadDeliveries = async (w: WebhookRow) => {
     shown = w;
+    const mine = ++loads;
     const section = byId("deliveries");
     byId("deliveries-title").textContent = `Deliveries to ${w.url}`;
     section.hidden = false;
     const { data } = await api<{ deliveries: DeliveryRow[] }>("GET", `/api/webhooks/${encodeURIComponent(w.id)}/deliveries`);
+    if (mine !== loads) return;
     byId("deliveries-body").replaceChildren(
       ...(data.deliveries.length
         ? data.deliveries.map((d) => {
