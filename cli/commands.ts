@@ -119,8 +119,20 @@ export const handlers: Handlers = {
   async login(ctx, opts) {
     const url = normaliseUrl(opts.url);
     if (opts.token) {
-      const { data } = await call(url, apiClient(url, opts.token).GET("/api/me", { signal: timeout() }));
-      await writeConfig(ctx.env, { url, token: opts.token, email: data.user.email });
+      // `--token -` reads it from stdin (asked for without echo on a terminal): a token on the command line is in
+      // the shell's history and, while the command runs, in every user's `ps`.
+      let token = opts.token;
+      if (token === "-") {
+        const ask = prompter(ctx);
+        try {
+          token = (await ask.ask("API token: ", true)).trim();
+        } finally {
+          ask.close();
+        }
+        if (!token) throw new CliError("no API token on stdin", EXIT.usage, "usage");
+      }
+      const { data } = await call(url, apiClient(url, token).GET("/api/me", { signal: timeout() }));
+      await writeConfig(ctx.env, { url, token, email: data.user.email });
       ctx.result({ url, user: data.user, configFile: configFile(ctx.env) }, `Logged in to ${url} as ${data.user.email} (token saved in ${configFile(ctx.env)})`);
       return EXIT.ok;
     }

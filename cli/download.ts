@@ -60,6 +60,15 @@ export async function downloadJob(api: Api, url: string, id: string, dir: string
   }
   const { body, response } = res;
   const resumed = response.status === 206;
+  // A 206 must continue exactly where the .part ends: appending a range that starts elsewhere (a proxy or server
+  // that ignored part of the Range) would leave a ZIP with bytes missing or doubled, unzipped without complaint.
+  const rangeStart = Number(/^bytes (\d+)-/.exec(response.headers.get("content-range") ?? "")?.[1] ?? NaN);
+  if (resumed && rangeStart !== held) {
+    await (body as ReadableStream).cancel().catch(() => {});
+    await rm(part, { force: true });
+    await rm(stateFile, { force: true });
+    throw new CliError(`the server resumed at byte ${rangeStart}, not ${held}; the partial file was discarded: run the command again`, EXIT.network, "network");
+  }
   const restarted = held >= 0 && !resumed;
   if (restarted) progress.log(`${part}: ${held > 0 ? "the job changed since the interrupted download" : "empty"}; starting over`);
   if (resumed) progress.log(`${part}: resuming after ${held} bytes`);

@@ -109,7 +109,7 @@ export function buildProgram(io: Io, handlers: Handlers, state: RunState): Comma
     .command("login")
     .description("Sign in and store the server URL and an API token (email/password create a token through the API)")
     .requiredOption("--url <url>", "server, e.g. https://video-refresher.example.com")
-    .option("--token <token>", "use an existing API token instead of email/password")
+    .option("--token <token>", "use an existing API token instead of email/password; `-` reads it from stdin (keeps it out of ps and shell history)")
     .option("--email <email>", "account email (asked for when missing)")
     .option("--json", "print one JSON document on stdout")
     .action((opts) => run(opts.json, (ctx) => handlers.login(ctx, { url: opts.url, token: opts.token, email: opts.email })));

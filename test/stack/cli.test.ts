@@ -464,6 +464,13 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     expect(badToken.stderr).not.toMatch(/\n\s+at /);
     const badLogin = await cli(["login", "--url", stack.edge.url, "--token", "not-a-token"], cliEnv(await temps.make()));
     expect(badLogin.code).toBe(3);
+    // `--token -` takes it from stdin (out of ps and shell history): a bad one is refused the same way, a good one stored.
+    expect((await cli(["login", "--url", stack.edge.url, "--token", "-"], cliEnv(await temps.make()), "not-a-token\n")).code).toBe(3);
+    const token = await apiToken();
+    const stdinEnv = cliEnv(await temps.make());
+    const fromStdin = await cli(["login", "--url", stack.edge.url, "--token", "-", "--json"], stdinEnv, `${token}\n`);
+    expect(fromStdin.code, fromStdin.stderr).toBe(0);
+    expect(JSON.parse(await readFile(join(stdinEnv.XDG_CONFIG_HOME!, "video-refresher/config.json"), "utf8"))).toMatchObject({ token });
 
     const down = `http://127.0.0.1:${await freePort()}`;
     const offline = await cli(["status", "some-job", "--json"], cliEnv(await temps.make(), { VIDEO_REFRESHER_URL: down, VIDEO_REFRESHER_TOKEN: "t" }));
