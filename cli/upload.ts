@@ -5,6 +5,7 @@ import { call, REQUEST_TIMEOUT_MS, timeout, type Api, type Job, type Schemas } f
 import { configDir, readJson, writePrivateJson, type Env } from "./config";
 import { CliError, EXIT, isNetworkError } from "./errors";
 import type { Progress } from "./progress";
+import { SubmitKeys, submitFingerprint } from "./submit-keys";
 
 /**
  * Files totalling more than this go through the multipart upload API (POST /api/uploads …), all of them (a job is
@@ -76,10 +77,23 @@ export async function uploadAndCreateJob(
   effects?: Schemas["EffectsRequest"],
 ): Promise<{ job: Job; uploads: UploadReport[] }> {
   const total = files.reduce((n, f) => n + f.size, 0);
-  // One key for every try of this job's POST: a try whose answer was lost made the job, and the next one is
-  // answered with it (Idempotent-Replayed) instead of making a second.
-  const key = randomBytes(16).toString("hex");
-  if (total <= multipartThreshold(deps.env)) return createJobFromForm(deps, files, variations, effects, key);
+  // One key for every try of this job's POST, and for a re-run of this command after an interrupted one: a try whose
+  // answer was lost made the job, and the next one is answered with it (Idempotent-Replayed) instead of making a
+  // second.
+  const fingerprint = submitFingerprint(deps.url, files, variations, effects);
+  const keys = await SubmitKeys.load(deps.env);
+  const key = keys.keyFor(fingerprint);
+  await keys.save();
+  const answered = async () => {
+    const now = await SubmitKeys.load(deps.env);
+    now.done(fingerprint, key);
+    await now.save();
+  };
+  if (total <= multipartThreshold(deps.env)) {
+    const made = await createJobFromForm(deps, files, variations, effects, key);
+    await answered();
+    return made;
+  }
   const uploadAll = async () => {
     const out: UploadReport[] = [];
     for (const f of files) out.push(await uploadLargeFile(deps, f));
@@ -117,6 +131,7 @@ export async function uploadAndCreateJob(
     job = (await create(uploads, randomBytes(16).toString("hex"))).data;
   }
   await forget();
+  await answered();
   return { job, uploads };
 }
 

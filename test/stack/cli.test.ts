@@ -165,12 +165,16 @@ async function stallingProxy(limit: number): Promise<{ url: string; ranges: (str
  */
 async function replyDroppingProxy(
   first: "drop-answer" | "swallow" = "drop-answer",
-): Promise<{ url: string; posts: { key: string | undefined; jobId?: string; replayed?: string; dropped: boolean }[] }> {
+  /** Swallow every later job POST too (never answered) until `open()`: a first run that cannot finish on its own. */
+  holdLater = false,
+): Promise<{ url: string; posts: { key: string | undefined; jobId?: string; replayed?: string; dropped: boolean }[]; open(): void }> {
   const target = new URL(stack.edge.url);
   type Post = { key: string | undefined; jobId?: string; replayed?: string; dropped: boolean };
   const posts: Post[] = [];
+  let holding = holdLater;
   const server: Server = createServer((req, res) => {
     const isCreate = req.method === "POST" && req.url === "/api/jobs";
+    if (isCreate && holding && posts.length > 0) return void req.resume();
     const post: Post | null = isCreate ? { key: req.headers["idempotency-key"] as string | undefined, dropped: posts.length === 0 } : null;
     if (post) posts.push(post);
     if (post?.dropped && first === "swallow") {
@@ -200,7 +204,7 @@ async function replyDroppingProxy(
     upstream.on("error", () => res.destroy());
     req.pipe(upstream);
   });
-  return { url: await listen(server), posts };
+  return { url: await listen(server), posts, open: () => void (holding = false) };
 }
 
 /** Polls `check` every 100 ms until it holds; fails after 30 s naming what it waited for. */
@@ -367,6 +371,26 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     const listed = ((await res.json()) as { jobs: { id: string; files: { name: string }[]; createdAt: string }[] }).jobs;
     const since = Date.parse(listed.find((j) => j.id === first!.jobId)!.createdAt);
     expect(listed.filter((j) => Date.parse(j.createdAt) >= since).map((j) => j.id)).toEqual([first!.jobId]);
+  });
+
+  it("a re-run of a submit killed before it saw its job's answer prints the job the first run made, not a second one", async () => {
+    const proxy = await replyDroppingProxy("drop-answer", true);
+    const env = cliEnv(await temps.make(), { VIDEO_REFRESHER_URL: proxy.url, VIDEO_REFRESHER_TOKEN: await apiToken() });
+    // The first run's POST made the job but its answer was lost; its retries are never answered; then it is killed.
+    const first = spawnCli(["submit", clip, "-n", "1", "--json"], env);
+    await until(async () => proxy.posts[0]?.jobId !== undefined, "the first run's job");
+    first.child.kill("SIGKILL");
+    expect((await first.done).signal).toBe("SIGKILL");
+    proxy.open();
+
+    const again = await cli(["submit", clip, "-n", "1", "--json"], env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.json().job.id).toBe(proxy.posts[0]!.jobId);
+    expect(proxy.posts.at(-1)).toMatchObject({ key: proxy.posts[0]!.key, replayed: "true" });
+    // Answered: the key is done, so the next submit of the same file is a new job.
+    const third = await cli(["submit", clip, "-n", "1", "--json"], env);
+    expect(third.code, third.stderr).toBe(0);
+    expect(third.json().job.id).not.toBe(proxy.posts[0]!.jobId);
   });
 
   it("gives up a form POST the edge never answers after VIDEO_REFRESHER_FORM_STALL_MS and tries again with the same key", async () => {
