@@ -31,12 +31,18 @@ export function apiClient(
  * revokes the token it replaces — which a long `submit --wait` or `download` of this process still sends. A 401 is
  * then sent again, once, with the token the config holds now (`newerToken` answers null when it holds the same one,
  * or another server's). A 401 means the edge did nothing with the request, so sending it again is safe. Only requests
- * whose body can be sent again are: none, or JSON; a streamed upload body is not held in memory for it.
+ * whose body can be sent again are: none, JSON, or an upload part of known length (held in memory up to
+ * MAX_REPLAY_BYTES); a streamed form body is not held in memory for it.
  */
+const MAX_REPLAY_BYTES = 16 * 1024 * 1024;
 export function followingLogin(token: string, newerToken: (used: string) => Promise<string | null>) {
   let current = token;
   return async (request: Request, init?: RequestInit): Promise<Response> => {
-    const replayable = request.body === null || (request.headers.get("content-type") ?? "").startsWith("application/json");
+    const type = request.headers.get("content-type") ?? "";
+    const length = Number(request.headers.get("content-length") ?? NaN);
+    // A part of a large upload (a buffer of at most a part's size) can be sent again too; a form's stream cannot.
+    const replayable =
+      request.body === null || type.startsWith("application/json") || (type === "application/octet-stream" && length <= MAX_REPLAY_BYTES);
     const spare = replayable ? request.clone() : null;
     const used = current;
     request.headers.set("authorization", `Bearer ${used}`);

@@ -94,11 +94,6 @@ export async function uploadAndCreateJob(
     await answered();
     return made;
   }
-  const uploadAll = async () => {
-    const out: UploadReport[] = [];
-    for (const f of files) out.push(await uploadLargeFile(deps, f));
-    return out;
-  };
   const create = (ups: UploadReport[], idempotencyKey: string) =>
     createWithRetries(deps, () =>
       call(
@@ -115,7 +110,8 @@ export async function uploadAndCreateJob(
     for (const f of files) state.remove(deps.url, f);
     await state.save();
   };
-  let uploads = await uploadAll();
+  let uploads: UploadReport[] = [];
+  for (const f of files) uploads.push(await uploadLargeFile(deps, f));
   let job: Job;
   try {
     job = (await create(uploads, key)).data;
@@ -126,8 +122,14 @@ export async function uploadAndCreateJob(
     if (!uploads.some((u) => u.resumed) || !staleUpload(err)) throw err;
     const earlier = (err as CliError).extra?.jobId;
     deps.progress.log(`an earlier run's upload can no longer feed a job (${(err as Error).message}${earlier ? `; it fed job ${earlier}` : ""}); uploading again`);
-    await forget();
-    uploads = await uploadAll();
+    // Only the files whose upload an earlier run recorded: this run's own fresh uploads are still unused, and
+    // sending them again would leave the first copies counting against the owner's quota for a day.
+    const state = await UploadState.load(deps.env);
+    for (const [i, f] of files.entries()) if (uploads[i]!.resumed) state.remove(deps.url, f);
+    await state.save();
+    const again: UploadReport[] = [];
+    for (const [i, f] of files.entries()) again.push(uploads[i]!.resumed ? await uploadLargeFile(deps, f) : uploads[i]!);
+    uploads = again;
     job = (await create(uploads, randomBytes(16).toString("hex"))).data;
   }
   await forget();
@@ -383,7 +385,8 @@ async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false
                 params: { path: { id: entry.uploadId, n } },
                 body: bytes as unknown as string,
                 bodySerializer: (b) => b as unknown as string,
-                headers: { "content-type": "application/octet-stream" },
+                // The length lets a 401 after a newer login send the part again (cli/client.ts followingLogin).
+                headers: { "content-type": "application/octet-stream", "content-length": String(bytes.length) },
                 signal: timeout(PART_TIMEOUT_MS),
               }),
             ),

@@ -35,7 +35,8 @@ export async function watchJob(api: Api, url: string, id: string, progress: Prog
       job = (await call(url, api.GET("/api/jobs/{id}", { params: { path: { id } }, signal: timeout() }))).data;
     } catch (err) {
       failingSince ??= Date.now();
-      if (!retryable(err) || Date.now() - failingSince >= outageMs) throw stillOnServer(err, id);
+      if (!retryable(err)) throw aboutJob(err, id, "");
+      if (Date.now() - failingSince >= outageMs) throw aboutJob(err, id, ` (job ${id} goes on on the server: video-refresher status ${id} --watch)`);
       failures++;
       const waitMs = Math.min(30_000, Math.max(opts.intervalMs, 1000 * 2 ** (failures - 1)));
       progress.log(`job ${id}: ${(err as Error).message}; polling again in ${Math.round(waitMs / 1000)} s`);
@@ -62,10 +63,10 @@ export async function watchJob(api: Api, url: string, id: string, progress: Prog
   }
 }
 
-/** A watch that gave up says which job it was watching: the job itself goes on on the server. */
-function stillOnServer(err: unknown, id: string): CliError {
+/** A watch that gave up says which job it was watching (and, after an outage, that the job goes on regardless). */
+function aboutJob(err: unknown, id: string, note: string): CliError {
   const e = toCliError(err);
-  return new CliError(`${e.message} (job ${id} goes on on the server: video-refresher status ${id} --watch)`, e.exitCode, e.code, e.status, { ...e.extra, jobId: id });
+  return new CliError(`${e.message}${note}`, e.exitCode, e.code, e.status, { ...e.extra, jobId: id });
 }
 
 /** One line per job for people: status, progress, variations. */

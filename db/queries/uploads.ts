@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, lt, lte, sql } from "drizzle-orm";
 import { REPLAY_SAFE, type Db } from "../client";
 import { ConflictError, NotFoundError, ValidationError } from "../errors";
 import type { QuotaRequest, UserLimits } from "../limits";
@@ -151,11 +151,21 @@ export async function deleteUnusedUpload(db: Db, uploadId: string): Promise<bool
 }
 
 /** CAS to aborted before the R2 abort, so a concurrent `complete` cannot win after we decided to drop it. */
-export async function markUploadAborted(db: Db, uploadId: string): Promise<boolean> {
+export async function markUploadAborted(db: Db, uploadId: string, quietSince?: number): Promise<boolean> {
   const done = await db
     .update(uploads)
     .set({ status: "aborted" })
-    .where(and(eq(uploads.id, uploadId), inArray(uploads.status, ["uploading", "completed", "aborted"])))
+    .where(
+      and(
+        eq(uploads.id, uploadId),
+        inArray(uploads.status, ["uploading", "completed", "aborted"]),
+        // The storage cap's choice re-checked: a part or a complete since its listing makes the upload in use.
+        quietSince === undefined ? undefined : lte(UPLOAD_LAST_USED, quietSince),
+      ),
+    )
     .returning({ id: uploads.id });
   return done.length === 1;
 }
+
+/** When an upload was last used: opened, a part stored, or completed (the storage cap's one-hour floor counts from it). */
+export const UPLOAD_LAST_USED = sql`max(${uploads.createdAt}, coalesce(${uploads.touchedAt}, 0), coalesce(${uploads.completedAt}, 0))`;

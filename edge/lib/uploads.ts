@@ -95,10 +95,10 @@ export async function startUpload(
 /**
  * Removes an upload no job uses: CAS to aborted first (so a job created at the same moment either consumed it
  * before, and it is left alone, or cannot consume it any more), then the R2 multipart upload aborted or the object
- * deleted, then the row. True when this call removed the row.
+ * deleted, then the row. True when this call removed the row. `quietSince`: only if not used since then (the cap).
  */
-export async function dropUnusedUpload(deps: Deps, upload: UploadRow): Promise<boolean> {
-  if (!(await markUploadAborted(deps.db, upload.id))) return false;
+export async function dropUnusedUpload(deps: Deps, upload: UploadRow, quietSince?: number): Promise<boolean> {
+  if (!(await markUploadAborted(deps.db, upload.id, quietSince))) return false;
   if (upload.status === "uploading" || upload.status === "aborted") {
     // Aborting an already finished or aborted multipart upload throws; the object delete below covers both.
     await deps.bucket.resumeMultipartUpload(upload.objectKey, upload.r2UploadId).abort().catch(() => {});

@@ -62,7 +62,7 @@ export async function enforceStorageCap(deps: LifecycleDeps, now: number, budget
     let left = user.bytes;
     for (const upload of items.uploads) {
       if (left <= quota) break;
-      const drop = () => dropUnusedUpload(deps, upload);
+      const drop = () => dropUnusedUpload(deps, upload, before);
       uploads.push({ kind: "upload", userId: user.userId, bytes: upload.bytes, since: upload.createdAt, drop });
       left -= upload.bytes;
     }

@@ -58,6 +58,26 @@ describe("a CLI command whose token a newer login replaced", () => {
     expect(seen).toHaveLength(3);
   });
 
+  it("sends a large upload's part again too: its bytes are in memory, and a part refused with 401 must not end the upload", async () => {
+    const env = { XDG_CONFIG_HOME: join(dir, "d") };
+    await writeConfig(env, { url, token: "new-token", email: was.email });
+    valid = "new-token";
+    seen.length = 0;
+    const api = apiClient(url, "old-token", {}, () => storedTokenFor(env, url, was));
+    const bytes = Buffer.from("part-bytes");
+    const res = await api.PUT("/api/uploads/{id}/parts/{n}", {
+      params: { path: { id: "u1", n: 1 } },
+      body: bytes as unknown as string,
+      bodySerializer: (b) => b as unknown as string,
+      headers: { "content-type": "application/octet-stream", "content-length": String(bytes.length) },
+    });
+    expect(res.response.status).toBe(200);
+    expect(seen.map((r) => [r.auth, r.body])).toEqual([
+      ["Bearer old-token", "part-bytes"],
+      ["Bearer new-token", "part-bytes"],
+    ]);
+  });
+
   it("still answers 401 when the config holds the same token, another server's, another account's, or none", async () => {
     for (const stored of [
       { url, token: "old-token", email: was.email },

@@ -25,7 +25,7 @@ import { recoverLeases } from "../../edge/lifecycle/recover-leases";
 import { abortStaleUploads } from "../../edge/lifecycle/stale-uploads";
 import { enforceStorageCap } from "../../edge/lifecycle/storage-cap";
 import { purgeJob } from "../../edge/lib/storage";
-import { startUpload } from "../../edge/lib/uploads";
+import { dropUnusedUpload, startUpload } from "../../edge/lib/uploads";
 import worker from "../../edge/index";
 import { claimAll, fakeMp4, isolatedDatabase, isolatedDb, jobRow, seedJob, variationsOf } from "./helpers";
 
@@ -446,6 +446,13 @@ describe("enforceStorageCap", () => {
     expect(await enforceStorageCap(capDeps(2500), NOW)).toMatchObject({ uploadsFreed: 1 });
     expect((await uploadIds()).sort()).toEqual([sending.id, justDone].sort());
     expect(await uploadIds()).not.toContain(forgotten);
+
+    // Chosen while quiet, then a part arrives before the drop: the drop re-checks and leaves it.
+    const resumed = await unusedUpload(userId, 1000, NOW - 3 * HOUR);
+    const [row] = await db.select().from(uploads).where(eq(uploads.id, resumed));
+    await db.update(uploads).set({ touchedAt: NOW - 1000 }).where(eq(uploads.id, resumed));
+    expect(await dropUnusedUpload({ db, bucket: env.BUCKET }, row!, NOW - HOUR)).toBe(false);
+    expect(await uploadIds()).toContain(resumed);
   });
 
   it("frees a user's own unused uploads before any of their finished jobs, and stops once they are back within quota", async () => {

@@ -40,6 +40,8 @@ describe("account web UI", () => {
     });
     const page = await context.newPage();
     const violations: string[] = [];
+    await page.goto(`${ui.url}/login`, { waitUntil: "networkidle" });
+    for (const v of await page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations)) violations.push(`/login: ${v}`);
     await login(page, ui.url, ui.admin.email, ui.admin.password);
     for (const path of ["/", "/jobs", "/account", "/webhooks", "/tokens", "/admin/users", "/admin/runners", "/jobs/no-such-job"]) {
       await page.goto(`${ui.url}${path}`, { waitUntil: "networkidle" });

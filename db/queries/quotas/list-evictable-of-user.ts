@@ -1,7 +1,7 @@
 import { and, asc, eq, inArray, lte, sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { jobs, uploads, TERMINAL_JOB_STATUSES } from "../../schema";
-import type { UploadRow } from "../uploads";
+import { UPLOAD_LAST_USED, type UploadRow } from "../uploads";
 import { UNUSED_UPLOAD_STATUSES } from "./usage";
 
 /** When a finished job counts as finished, for eviction: its finish time (or creation, for one that never ran). */
@@ -29,7 +29,7 @@ export async function listEvictableOfUser(db: Db, userId: string, before: number
           inArray(uploads.status, [...UNUSED_UPLOAD_STATUSES, "aborted"]),
           // Opened, sent to and finished before the cut: a large upload opened over an hour ago may still be sending,
           // or have just finished with its job about to be created.
-          lte(sql`max(${uploads.createdAt}, coalesce(${uploads.touchedAt}, 0), coalesce(${uploads.completedAt}, 0))`, before),
+          lte(UPLOAD_LAST_USED, before),
         ),
       )
       .orderBy(asc(uploads.createdAt), asc(uploads.id))
