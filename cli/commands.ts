@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { createInterface } from "node:readline";
 import { apiClient, call, timeout, type Api, type Job, type Schemas } from "./client";
-import { configFile, deleteConfig, normaliseUrl, readConfig, resolveAuth, storedTokenFor, writeConfig } from "./config";
+import { configFile, deleteConfig, normaliseUrl, readConfig, requireSafeTransport, resolveAuth, storedTokenFor, writeConfig } from "./config";
 import type { Ctx } from "./context";
 import { downloadJob } from "./download";
 import { CliError, EXIT, type ExitCode } from "./errors";
@@ -29,6 +29,10 @@ export interface LoginOptions {
   token?: string;
   email?: string;
 }
+export interface LogoutOptions {
+  /** Remove the stored credentials even when the token could not be revoked. */
+  forget?: boolean;
+}
 export interface CancelOptions {
   reason?: string;
   allQueued: boolean;
@@ -41,7 +45,7 @@ export interface DownloadOptions {
 /** The command implementations; main.ts wires them to the argument parser (tests can pass fakes). */
 export interface Handlers {
   login(ctx: Ctx, opts: LoginOptions): Promise<ExitCode>;
-  logout(ctx: Ctx): Promise<ExitCode>;
+  logout(ctx: Ctx, opts: LogoutOptions): Promise<ExitCode>;
   submit(ctx: Ctx, files: string[], opts: SubmitOptions): Promise<ExitCode>;
   ls(ctx: Ctx, opts: { status?: JobStatus; limit: number }): Promise<ExitCode>;
   status(ctx: Ctx, id: string, opts: { watch: boolean; intervalMs: number }): Promise<ExitCode>;
@@ -118,6 +122,7 @@ function prompter(ctx: Ctx) {
 export const handlers: Handlers = {
   async login(ctx, opts) {
     const url = normaliseUrl(opts.url);
+    requireSafeTransport(url, ctx.env);
     if (opts.token) {
       // `--token -` reads it from stdin (asked for without echo on a terminal): a token on the command line is in
       // the shell's history and, while the command runs, in every user's `ps`.
@@ -176,7 +181,7 @@ export const handlers: Handlers = {
     return EXIT.ok;
   },
 
-  async logout(ctx) {
+  async logout(ctx, opts) {
     const stored = await readConfig(ctx.env);
     if (!stored) {
       ctx.result({ loggedOut: false, revoked: false, reason: "not logged in" }, "Not logged in.");
@@ -189,10 +194,18 @@ export const handlers: Handlers = {
         await call(stored.url, apiClient(stored.url, stored.token).DELETE("/api/tokens/{id}", { params: { path: { id: stored.tokenId } }, signal: timeout() }));
         revoked = true;
       } catch (err) {
-        const e = err as CliError;
+        const e = err instanceof CliError ? err : new CliError(err instanceof Error ? err.message : String(err));
         // 401/404: the token is already gone.
         if (e.status === 401 || e.status === 404) revoked = true;
-        else reason = `could not revoke the token: ${e.message}`;
+        else if (!opts.forget) {
+          // Deleting the file now would leave a working token on the server that nothing here can name any more.
+          throw new CliError(
+            `could not revoke the API token (${e.message}); you are still logged in: run logout again, or logout --forget to remove the stored credentials without revoking`,
+            e.exitCode,
+            e.code,
+            e.status,
+          );
+        } else reason = `the API token was not revoked (${e.message}); revoke it on the tokens page`;
       }
     } else {
       reason = "the token was given with --token; revoke it on the tokens page if it should stop working";

@@ -61,6 +61,26 @@ export function normaliseUrl(raw: string): string {
   return url.href.replace(/\/+$/, "");
 }
 
+/** A host whose traffic never leaves this machine: plain http to it exposes no password or token. */
+function isLoopback(hostname: string): boolean {
+  const h = hostname.toLowerCase();
+  return h === "localhost" || h.endsWith(".localhost") || h === "[::1]" || /^127(\.\d{1,3}){3}$/.test(h);
+}
+
+/**
+ * A password or token sent over plain http to another machine can be read by anyone on the path, so the CLI speaks
+ * http only to this machine unless VIDEO_REFRESHER_ALLOW_HTTP=1 says the network is trusted (a private lab).
+ */
+export function requireSafeTransport(url: string, env: Env): void {
+  const { protocol, hostname } = new URL(url);
+  if (protocol === "https:" || isLoopback(hostname) || env.VIDEO_REFRESHER_ALLOW_HTTP === "1") return;
+  throw new CliError(
+    `refusing to send credentials over plain http to ${hostname}: use https:// (or set VIDEO_REFRESHER_ALLOW_HTTP=1 on a network you trust)`,
+    EXIT.usage,
+    "insecure_url",
+  );
+}
+
 /** VIDEO_REFRESHER_URL / VIDEO_REFRESHER_TOKEN override what `login` stored. */
 export async function resolveAuth(env: Env): Promise<Auth> {
   const stored = await readConfig(env);
@@ -73,7 +93,9 @@ export async function resolveAuth(env: Env): Promise<Auth> {
       "not_logged_in",
     );
   }
-  return { url: normaliseUrl(url), token };
+  const safe = normaliseUrl(url);
+  requireSafeTransport(safe, env);
+  return { url: safe, token };
 }
 
 /**

@@ -117,8 +117,9 @@ export function buildProgram(io: Io, handlers: Handlers, state: RunState): Comma
   program
     .command("logout")
     .description("Revoke the stored API token (when the CLI created it) and delete the stored credentials")
+    .option("--forget", "delete the stored credentials even when the server cannot revoke the token")
     .option("--json", "print one JSON document on stdout")
-    .action((opts) => run(opts.json, (ctx) => handlers.logout(ctx)));
+    .action((opts) => run(opts.json, (ctx) => handlers.logout(ctx, { forget: opts.forget })));
 
   program
     .command("submit")

@@ -33,10 +33,23 @@ describe("CLI configuration", () => {
 
   it("is overridden by VIDEO_REFRESHER_URL and VIDEO_REFRESHER_TOKEN", async () => {
     const env: Record<string, string> = { XDG_CONFIG_HOME: await tempDir() };
-    await writeConfig(env, { url: "http://file.test", token: "from-file" });
-    expect(await resolveAuth(env)).toEqual({ url: "http://file.test", token: "from-file" });
-    expect(await resolveAuth({ ...env, VIDEO_REFRESHER_TOKEN: "from-env" })).toEqual({ url: "http://file.test", token: "from-env" });
-    expect(await resolveAuth({ ...env, VIDEO_REFRESHER_URL: "http://env.test/" })).toEqual({ url: "http://env.test", token: "from-file" });
+    await writeConfig(env, { url: "https://file.test", token: "from-file" });
+    expect(await resolveAuth(env)).toEqual({ url: "https://file.test", token: "from-file" });
+    expect(await resolveAuth({ ...env, VIDEO_REFRESHER_TOKEN: "from-env" })).toEqual({ url: "https://file.test", token: "from-env" });
+    expect(await resolveAuth({ ...env, VIDEO_REFRESHER_URL: "https://env.test/" })).toEqual({ url: "https://env.test", token: "from-file" });
+  });
+
+  it("sends a token over plain http only to this machine, unless VIDEO_REFRESHER_ALLOW_HTTP=1", async () => {
+    const env: Record<string, string> = { XDG_CONFIG_HOME: await tempDir(), VIDEO_REFRESHER_TOKEN: "t" };
+    for (const local of ["http://localhost:8787", "http://127.0.0.1:8787", "http://[::1]:8787", "http://app.localhost"]) {
+      expect((await resolveAuth({ ...env, VIDEO_REFRESHER_URL: local })).url).toBe(local);
+    }
+    const err = await resolveAuth({ ...env, VIDEO_REFRESHER_URL: "http://video.example.com" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CliError);
+    expect([(err as CliError).exitCode, (err as CliError).code]).toEqual([EXIT.usage, "insecure_url"]);
+    expect((err as CliError).message).toMatch(/https:\/\//);
+    const allowed = await resolveAuth({ ...env, VIDEO_REFRESHER_URL: "http://video.example.com", VIDEO_REFRESHER_ALLOW_HTTP: "1" });
+    expect(allowed.url).toBe("http://video.example.com");
   });
 
   it("without a login or environment, is an authentication error (exit 3)", async () => {

@@ -1,0 +1,100 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readConfig, writeConfig } from "../../cli/config";
+import { EXIT } from "../../cli/errors";
+import { runCli } from "../../cli/main";
+
+/** A stand-in edge whose answer to the token revocation the test sets; it records the revocations it saw. */
+let server: Server;
+let url: string;
+let dir: string;
+let answer: "down" | "gone" | "ok" = "down";
+const revocations: string[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "vr-cli-commands-"));
+  server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      if (req.method === "DELETE") revocations.push(req.url ?? "");
+      const [status, body] =
+        answer === "down"
+          ? [503, '{"error":{"code":"db_unavailable","message":"The database is unavailable; try again"}}']
+          : answer === "gone"
+            ? [404, '{"error":{"code":"not_found","message":"Not found"}}']
+            : [200, '{"revoked":true}'];
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function cli(argv: string[], env: Record<string, string>) {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = "";
+  let err = "";
+  stdout.on("data", (d) => (out += d));
+  stderr.on("data", (d) => (err += d));
+  const code = await runCli(argv, { stdout, stderr, stdin: new PassThrough(), env });
+  return { code, out, err };
+}
+
+describe("video-refresher logout", () => {
+  it("keeps the login when the server cannot revoke the token, so a later logout still can", async () => {
+    const env = { XDG_CONFIG_HOME: join(dir, "a") };
+    await writeConfig(env, { url, token: "tok-a", tokenId: "t-a", email: "me@test.example" });
+    answer = "down";
+    const failed = await cli(["logout"], env);
+    expect(failed.code).toBe(EXIT.failed);
+    expect(failed.err).toMatch(/could not revoke the API token.*still logged in.*logout --forget/);
+    expect(await readConfig(env)).toMatchObject({ token: "tok-a", tokenId: "t-a" });
+
+    answer = "ok";
+    const done = await cli(["logout", "--json"], env);
+    expect([done.code, JSON.parse(done.out)]).toEqual([EXIT.ok, { loggedOut: true, revoked: true }]);
+    expect(await readConfig(env)).toBeUndefined();
+    expect(revocations.slice(-2)).toEqual(["/api/tokens/t-a", "/api/tokens/t-a"]);
+  });
+
+  it("with --forget, removes the login anyway and says the token still works", async () => {
+    const env = { XDG_CONFIG_HOME: join(dir, "b") };
+    await writeConfig(env, { url, token: "tok-b", tokenId: "t-b" });
+    answer = "down";
+    const r = await cli(["logout", "--forget", "--json"], env);
+    expect(r.code).toBe(EXIT.ok);
+    expect(JSON.parse(r.out)).toMatchObject({ loggedOut: true, revoked: false, reason: expect.stringMatching(/not revoked.*tokens page/) });
+    expect(await readConfig(env)).toBeUndefined();
+  });
+
+  it("counts a token the server no longer knows as revoked", async () => {
+    const env = { XDG_CONFIG_HOME: join(dir, "c") };
+    await writeConfig(env, { url, token: "tok-c", tokenId: "t-c" });
+    answer = "gone";
+    const r = await cli(["logout", "--json"], env);
+    expect([r.code, JSON.parse(r.out)]).toEqual([EXIT.ok, { loggedOut: true, revoked: true }]);
+    expect(await readConfig(env)).toBeUndefined();
+  });
+});
+
+describe("video-refresher login", () => {
+  it("refuses to send a password over plain http to another machine, before asking for it", async () => {
+    const env = { XDG_CONFIG_HOME: join(dir, "d") };
+    const r = await cli(["login", "--url", "http://video.example.com", "--email", "me@test.example"], env);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.err).toMatch(/refusing to send credentials over plain http to video\.example\.com: use https:\/\//);
+    expect(await readConfig(env)).toBeUndefined();
+  });
+});
