@@ -18,6 +18,9 @@ export class BlobError extends Error {
   }
 }
 
+/** The edge refused the runner's own token (a rotated or mistyped RUNNER_TOKEN): the runner's setup, never the video's. */
+export const isTokenRefused = (err: unknown): err is BlobError => err instanceof BlobError && err.status === 401;
+
 export interface BlobClientOptions {
   edgeUrl: string;
   token: string;
@@ -57,6 +60,9 @@ export class BlobClient {
   readonly singlePutMaxBytes: number;
   readonly partBytes: number;
   readonly stallMs: number;
+
+  /** The edge's last answer refused this runner's token (until an answer accepts it): /healthz reports it. */
+  tokenRefused = false;
 
   constructor(private readonly opts: BlobClientOptions) {
     this.base = opts.edgeUrl.replace(/\/+$/, "");
@@ -115,8 +121,10 @@ export class BlobClient {
       } catch {
         // not JSON
       }
+      if (res.status === 401) this.tokenRefused = true;
       throw new BlobError(`${what}: HTTP ${res.status}${detail ? ` ${detail}` : ""}`, res.status, res.status >= 500 || res.status === 429, code);
     }
+    this.tokenRefused = false;
     return res;
   }
 

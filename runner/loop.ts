@@ -154,12 +154,13 @@ export class Runner {
     this.runTick();
   }
 
-  health(): { ok: boolean; runnerId: string; active: number; ffmpeg: number; stopping: boolean; lastDbOkMsAgo: number } {
-    const { config } = this.deps;
+  health(): { ok: boolean; runnerId: string; active: number; ffmpeg: number; stopping: boolean; lastDbOkMsAgo: number; edgeRefusesToken: boolean } {
+    const { config, blobs } = this.deps;
     const ago = Date.now() - this.lastDbOkAt;
     const limit = Math.max(config.LEASE_MS, 5 * Math.max(config.POLL_MS, config.WATCH_MS));
     return {
-      ok: this.lastDbOkAt > 0 && ago < limit && !this.stopping,
+      ok: this.lastDbOkAt > 0 && ago < limit && !this.stopping && !blobs.tokenRefused,
+      edgeRefusesToken: blobs.tokenRefused,
       runnerId: config.RUNNER_ID,
       active: this.tasks.size,
       ffmpeg: this.processes.size,

@@ -22,7 +22,7 @@ import {
   type Ownership,
   type StopStage,
 } from "../db/queries/variations";
-import { BlobError, CLEANUP_TIMEOUT_MS, type BlobClient } from "./blobs";
+import { BlobError, CLEANUP_TIMEOUT_MS, isTokenRefused, type BlobClient } from "./blobs";
 import type { RunnerConfig } from "./config";
 import { DbCallError, retryDb } from "./db-retry";
 import { buildEncodeArgs, neverRan, NotAVideoError, spawnFfmpeg, verifyOutput, type EncodePlan, type FfmpegProcess, type ZoomScaler } from "./ffmpeg";
@@ -226,6 +226,7 @@ export class VariationTask {
         source = await this.ctx.sources.acquire({ sourceId: c.sourceId, jobId: c.jobId, key: c.sourceKey, ticket: this.own }, this.abort.signal);
       } catch (err) {
         if (this.stopReason) return await this.stopped(null, out);
+        if (isTokenRefused(err)) return await this.tokenRefused(`source download failed: ${err.message}`);
         if (err instanceof NotAVideoError || err instanceof SourceOverLimitError) return await this.failSource(err.message);
         if (err instanceof BlobError && err.status === 404 && err.code === NO_SUCH_OBJECT) {
           return await this.failSource("source file is missing from storage");
@@ -285,6 +286,9 @@ export class VariationTask {
         try {
           await verifyOutput(file, plan.expectedDurationMs);
         } catch (err) {
+          // Reading the file hit this machine (too many open files, an I/O error): not the encode's fault.
+          const local = asLocalError(err, "checking the output failed");
+          if (local) return await this.local(local, file);
           if (draws.length === 0) return await this.fail(errorMessage(err), file);
           // A re-draw that did not verify: an earlier draw did, so that one is kept.
           log.warn("re-draw output failed verification: keeping an earlier draw", { variation: c.id, error: errorMessage(err) });
@@ -351,6 +355,7 @@ export class VariationTask {
         if (this.stopReason) return await this.stopped(null, kept.file);
         const local = asLocalError(err, "upload failed");
         if (local) return await this.local(local, kept.file);
+        if (isTokenRefused(err)) return await this.tokenRefused(`upload failed: ${err.message}`, kept.file);
         // 403: the edge no longer sees this attempt holding the lease. Not the edge's trouble and not the video's:
         // the requeue's ownership check settles whether the lease was lost (nothing recorded) or only ran late.
         if (err instanceof BlobError && err.status === 403) return await this.transient(`upload failed: ${err.message}`, kept.file);
@@ -707,6 +712,21 @@ export class VariationTask {
     this.ctx.onEdgeTrouble?.();
     const ok = await retryDb(() => releaseVariation(db, { ...this.own, now: Date.now() }));
     log.warn("edge unavailable: variation handed back", { variation: this.id, error });
+    return ok ? "released" : "lost";
+  }
+
+  /**
+   * The edge refused this runner's token (RUNNER_TOKEN rotated on the edge first, or mistyped on this host): nothing
+   * is wrong with the variation and a runner with the right token can do it, so it goes back to the queue without
+   * counting an attempt — counted, one misconfigured runner failed the whole queue within seconds — and this runner
+   * pauses claims (/healthz answers 503 until the edge accepts its token again).
+   */
+  private async tokenRefused(error: string, partial?: string): Promise<TaskOutcome> {
+    const { db, log } = this.ctx;
+    this.ctx.onEdgeTrouble?.();
+    if (partial) await rm(partial, { force: true }).catch(() => {});
+    const ok = await retryDb(() => releaseVariation(db, { ...this.own, now: Date.now() }));
+    log.error("the edge refused this runner's RUNNER_TOKEN: variation handed back", { variation: this.id, error });
     return ok ? "released" : "lost";
   }
 

@@ -243,6 +243,51 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     expect(pauses).toEqual([1000, 2000, 4000]);
   });
 
+  it("hands work back without counting attempts while the edge refuses this runner's token, reports itself unhealthy, and leaves the work to a runner with the right token", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    // RUNNER_TOKEN rotated on the edge before this host was updated.
+    const stale = runnerProcess({ RUNNER_TOKEN: "rotated-away-runner-token", METRICS_PORT: "0", WORK_DIR: await stack.workDir() });
+    const port = Number(/metrics listening port=(\d+)/.exec(await stale.waitForLog(/metrics listening/))![1]);
+    // Three refusals: counted, they would have reached the attempt cap (3) and failed the video for good.
+    await waitFor("three hand-backs", async () => (stale.logs().match(/refused this runner's RUNNER_TOKEN/g) ?? []).length >= 3, 30_000, 100);
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(health.status).toBe(503);
+    expect(await health.json()).toMatchObject({ ok: false, edgeRefusesToken: true });
+    const pauses = [...stale.logs().matchAll(/edge trouble: pausing claims ms=(\d+)/g)].map((m) => Number(m[1]));
+    expect(pauses.slice(0, 3)).toEqual([1000, 2000, 4000]);
+    await stale.destroy();
+    const [held] = await getVariationRows(stack.db, job.id);
+    expect(held).toMatchObject({ status: "queued", error: null });
+
+    runnerProcess({ WORK_DIR: await stack.workDir() });
+    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
+    expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1 });
+  });
+
+  it("hands a finished encode back, instead of failing it, when the edge refuses the runner's token at the upload", async () => {
+    let refusals = 0;
+    class RotatedToken extends BlobClient {
+      override async upload(...args: Parameters<BlobClient["upload"]>) {
+        // The variation's output (the job's thumbnail goes up through the same client, best effort).
+        if (refusals < 1 && args[0].endsWith(".mp4")) {
+          refusals++;
+          throw new BlobError(`upload ${args[0]}: HTTP 401 This endpoint is for runners`, 401, false, "runner_unauthorized");
+        }
+        return super.upload(...args);
+      }
+    }
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const r = await startInProcessRunner({
+      env: stack.runnerEnv({ WORK_DIR: await stack.workDir() }),
+      blobs: (c) => new RotatedToken({ edgeUrl: c.EDGE_URL, token: c.RUNNER_TOKEN }),
+    });
+    cleanup.push(() => r.stop());
+    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
+    expect(refusals).toBe(1);
+    expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1, error: null });
+    expect(r.lines.some((l) => l.includes("refused this runner's RUNNER_TOKEN: variation handed back"))).toBe(true);
+  });
+
   for (const broken of ["every call", "encodes"] as const) {
     it(`hands a video back, instead of failing it, when this runner's FFmpeg cannot run (${broken}: exit 127, a missing library), and completes it once FFmpeg works`, async () => {
       // A stand-in that fails like an FFmpeg whose shared libraries are gone (a bad image, a half-done upgrade) while
