@@ -1,5 +1,5 @@
 import type { Db } from "../../db/client";
-import { ConflictError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
+import { ConflictError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import { exceededQuota, quotaError, type UserLimits } from "../../db/limits";
 import { getUserUsage } from "../../db/queries/quotas";
@@ -205,12 +205,13 @@ export async function putUploadPart(
     part = await mp.uploadPart(n, sized.readable);
   } catch (err) {
     await piping;
-    // R2 fails on a refused stream too: then the refusal is the reason. A body cut off by the client reads as short.
+    // R2 fails on a refused stream too: then the refusal is the reason (a short or long body, not a video).
     if (refused instanceof UnsupportedMediaTypeError || refused instanceof ValidationError) throw refused;
-    if (refused) throw wrongPartSize(n, expected);
-    // The whole part arrived, but the multipart upload is gone: the stale-upload or storage rule removed it meanwhile.
+    // The multipart upload is gone: the stale-upload or storage rule (or a DELETE) removed it meanwhile.
     if (isNoSuchMultipartUpload(err)) throw uploadClosed();
-    throw err;
+    // Anything else failed on the storage side (or the client went away, and hears nothing). Never "wrong size":
+    // clients take a 4xx as final, and the web UI then drops the whole upload over one transient storage error.
+    throw new ServiceUnavailableError("Storage did not take this part; send it again", "storage_unavailable");
   }
   await piping;
   // The clock after the part's bytes arrived: the upload was in use until now.

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { recordUploadPart } from "../../db/queries/uploads";
 import { sources, uploadParts, uploads } from "../../db/schema";
 import { Job } from "../../edge/lib/schemas";
+import { putUploadPart } from "../../edge/lib/uploads";
 import { call, db, fakeMp4, sameBytes, signIn, type Session } from "./helpers";
 
 const MiB = 1024 * 1024;
@@ -120,6 +121,38 @@ describe("large-file uploads", () => {
     await env.BUCKET.resumeMultipartUpload(row!.objectKey, row!.r2UploadId).abort();
     const res = await putPart(s, up.id, 1, file);
     expect([res.status, await res.json()]).toMatchObject([409, { error: { code: "upload_closed" } }]);
+  });
+
+  it("answers 503 storage_unavailable (retryable, never 400 wrong size) when storage fails while taking a part, and the part can be sent again", async () => {
+    const s = await signIn();
+    const file = fakeMp4(1000);
+    const up = await start(s, "storage hiccup.mp4", file.length);
+    // R2 reads the first chunk, then fails (an internal error, a reset) and cancels the rest of the stream.
+    const hiccup = {
+      resumeMultipartUpload: () => ({
+        async uploadPart(_n: number, body: ReadableStream<Uint8Array>) {
+          const reader = body.getReader();
+          await reader.read();
+          await reader.cancel(new Error("storage went away"));
+          throw new Error("uploadPart: We encountered an internal error. Please try again. (10001)");
+        },
+      }),
+    } as unknown as R2Bucket;
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(file.slice(0, 500));
+        c.enqueue(file.slice(500));
+        c.close();
+      },
+    });
+    const err = await putUploadPart(
+      { db, bucket: hiccup },
+      { user: { id: s.id, email: s.email, role: "user" }, uploadId: up.id, partNumber: 1, body, contentLength: file.length },
+    ).catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 503, code: "storage_unavailable" });
+    // Nothing was recorded; the same part sent again through the API is taken.
+    expect(await db.select().from(uploadParts).where(eq(uploadParts.uploadId, up.id))).toEqual([]);
+    expect((await putPart(s, up.id, 1, file)).status).toBe(200);
   });
 
   /** A signed-in user's one-part upload with its part stored, and the R2 multipart upload behind it. */
