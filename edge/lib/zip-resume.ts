@@ -1,4 +1,4 @@
-import { buildManifests, type NamedEntry } from "./zip";
+import { buildManifests, ZIP_LAYOUT, type NamedEntry } from "./zip";
 import { parseRange, rangeNotSatisfiable } from "./range";
 
 /**
@@ -13,7 +13,7 @@ import { parseRange, rangeNotSatisfiable } from "./range";
 export async function zipEtag(job: { id: string; effects: string }, entries: NamedEntry[]): Promise<string> {
   // The manifests with placeholder hashes hold every field of every entry (name, seed, params, bytes, quality…).
   const manifests = buildManifests(job, entries, []);
-  const text = JSON.stringify([entries.map((e) => [e.key, e.size, e.finishedAt ?? 0]), manifests.map((m) => [...m.bytes])]);
+  const text = JSON.stringify([ZIP_LAYOUT, entries.map((e) => [e.key, e.size, e.finishedAt ?? 0]), manifests.map((m) => [...m.bytes])]);
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
   return `"zip-${hex.slice(0, 32)}"`;

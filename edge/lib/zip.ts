@@ -1,4 +1,12 @@
 import { downloadZip } from "client-zip";
+
+/**
+ * How this code lays a ZIP out: the ZIP writer's version and this file's own layout. Part of the download's ETag
+ * (zip-resume.ts), so a resume across a deploy that changed the bytes gets the new ZIP whole instead of a splice.
+ * Bump the number on any change to the container (entry fields, order, ZIP64); test/edge/lib/zip.test.ts fails when
+ * the writer's version here is not the installed one.
+ */
+export const ZIP_LAYOUT = "client-zip@2.5.1;1";
 import { parseStoredEffects } from "../../db/effects";
 import type { DownloadEntry } from "../../db/queries/jobs";
 
