@@ -2,6 +2,7 @@ import { rm, statfs } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Db } from "../db/client";
+import { readDbClock } from "../db/queries/db-clock";
 import { listRunners, removeRunner, upsertRunner, type RunnerBeat } from "../db/queries/runners";
 import { recoverRunnerVariations, releaseVariation, runnerRoundTrip, type ClaimedVariation } from "../db/queries/variations";
 import type { BlobClient } from "./blobs";
@@ -13,6 +14,7 @@ import { detectZoomScaler } from "./ffmpeg";
 import { SourceCache } from "./sources";
 import { sweepJobOutputs } from "./sweep";
 import { ClaimGate, RefundBudget } from "./claim";
+import { ClockCheck } from "./clock";
 import { within } from "./delay";
 import { Thumbnails } from "./thumbnails";
 import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
@@ -66,6 +68,7 @@ export class Runner {
   private readonly background = new Set<Promise<unknown>>();
   private readonly gate: ClaimGate;
   private readonly edgeRefunds = new RefundBudget(EDGE_REFUNDS_PER_SOURCE);
+  private readonly clock: ClockCheck;
   /** Slots the round trip in flight asks for: a re-draw must not take one of them meanwhile. */
   private claimsInFlight = 0;
 
@@ -83,6 +86,7 @@ export class Runner {
     });
     this.thumbnails = new Thumbnails(() => this.ctx);
     this.gate = new ClaimGate(config.CONCURRENCY);
+    this.clock = new ClockCheck(config.LEASE_MS, log);
     this.workDir = ownWorkDir(config.WORK_DIR, config.RUNNER_ID);
     this.ctx = {
       config,
@@ -138,6 +142,10 @@ export class Runner {
     await upsertRunner(db, this.beat(), now);
     const leftovers = await recoverRunnerVariations(db, config.RUNNER_ID, now);
     const registered = new Set((await listRunners(db)).map((r) => r.id));
+    // Before the first claim, which writes leases with this machine's clock.
+    const sent = Date.now();
+    const dbNow = await readDbClock(db);
+    this.clock.observe(sent, Date.now(), dbNow);
     this.lastDbOkAt = Date.now();
     await removeAbandonedWorkDirs(config.WORK_DIR, this.workDir, (id) => registered.has(id), now, log);
     if (leftovers.length) log.warn("recovered variations left by a previous run of this runner id", { jobs: leftovers.length });
@@ -154,13 +162,23 @@ export class Runner {
     this.runTick();
   }
 
-  health(): { ok: boolean; runnerId: string; active: number; ffmpeg: number; stopping: boolean; lastDbOkMsAgo: number; edgeRefusesToken: boolean } {
+  health(): {
+    ok: boolean;
+    runnerId: string;
+    active: number;
+    ffmpeg: number;
+    stopping: boolean;
+    lastDbOkMsAgo: number;
+    edgeRefusesToken: boolean;
+    clockSkewMs: number | null;
+  } {
     const { config, blobs } = this.deps;
     const ago = Date.now() - this.lastDbOkAt;
     const limit = Math.max(config.LEASE_MS, 5 * Math.max(config.POLL_MS, config.WATCH_MS));
     return {
-      ok: this.lastDbOkAt > 0 && ago < limit && !this.stopping && !blobs.tokenRefused,
+      ok: this.lastDbOkAt > 0 && ago < limit && !this.stopping && !blobs.tokenRefused && !this.clock.off,
       edgeRefusesToken: blobs.tokenRefused,
+      clockSkewMs: this.clock.skewMs,
       runnerId: config.RUNNER_ID,
       active: this.tasks.size,
       ffmpeg: this.processes.size,
@@ -221,6 +239,7 @@ export class Runner {
     this.claimsInFlight = free;
     try {
       let result;
+      const sent = Date.now();
       try {
         result = await runnerRoundTrip(db, {
           runnerId: config.RUNNER_ID,
@@ -240,6 +259,7 @@ export class Runner {
         return;
       }
       this.lastDbOkAt = Date.now();
+      if (result.dbNow !== null) this.clock.observe(sent, this.lastDbOkAt, result.dbNow);
       if (free > 0) metrics.claimLatency.observe((performance.now() - t0) / 1000);
 
       for (const s of result.stranded) {
@@ -282,6 +302,8 @@ export class Runner {
   }
 
   private freeSlots(): number {
+    // A clock far off from the database's would write leases that take over other runners' work, or lose its own.
+    if (this.clock.off) return 0;
     return this.gate.free(this.tasks.values(), Date.now(), this.stopping);
   }
 

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { eq } from "drizzle-orm";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { runners } from "../../db/schema";
 import { MARKER, PREDECESSOR_QUIET_MS } from "../../runner/workdir";
 import { makeClip } from "../helpers/clips";
@@ -262,6 +262,28 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     runnerProcess({ WORK_DIR: await stack.workDir() });
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1 });
+  });
+
+  it("claims nothing while this machine's clock is a minute off from the database's, says so on /healthz, and claims once it is back in step", async () => {
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    // A minute ahead: its leases would look expired to it a minute early, and it would take over other runners' work.
+    const realNow = Date.now.bind(Date);
+    const ahead = vi.spyOn(Date, "now").mockImplementation(() => realNow() + 60_000);
+    cleanup.push(async () => ahead.mockRestore());
+    const r = await startInProcessRunner({ env: stack.runnerEnv({ WORK_DIR: await stack.workDir() }) });
+    cleanup.push(() => r.stop());
+    // It ticks every 100 ms with a free slot and a queued variation: two seconds is twenty chances to claim.
+    await new Promise((res) => setTimeout(res, 2000));
+    const health = r.runner.health();
+    expect(health.ok).toBe(false);
+    expect(Math.abs(health.clockSkewMs! + 60_000)).toBeLessThan(2000);
+    expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "queued", attempts: 0 });
+    expect(r.lines.filter((l) => l.includes("clock is off from the database's"))).toHaveLength(1);
+
+    ahead.mockRestore();
+    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
+    expect(r.lines.some((l) => l.includes("clock in step with the database's again"))).toBe(true);
+    expect(r.runner.health()).toMatchObject({ ok: true });
   });
 
   it("hands a finished encode back, instead of failing it, when the edge refuses the runner's token at the upload", async () => {
