@@ -80,6 +80,8 @@ export class BlobClient {
     init: RequestInit & { duplex?: "half" },
     what: string,
     timeoutMs = this.stallMs,
+    /** Set for a body that reports its progress: the timeout then counts from the last chunk sent, not from the start. */
+    progress?: Progress,
   ): Promise<Response> {
     let res: Response;
     // The timeout covers sending the body and waiting for the answer's headers, and reading the answer of any call
@@ -96,19 +98,29 @@ export class BlobClient {
     // live as long as the runner (the job thumbnails'), and a listener left on it per call grew without bound.
     const bodyReadLater = (init.method ?? "GET") === "GET";
     let timedOut = false;
-    const timer = setTimeout(() => {
+    const fire = () => {
       timedOut = true;
       ctl.abort();
-    }, timeoutMs);
+    };
+    let timer = setTimeout(fire, timeoutMs);
+    // A slow uplink is not a wedged edge: every chunk the body hands to the connection starts the wait again.
+    if (progress) {
+      progress.onChunk = () => {
+        if (timedOut) return;
+        clearTimeout(timer);
+        timer = setTimeout(fire, timeoutMs);
+      };
+    }
     try {
       res = await fetch(url, { ...init, signal: ctl.signal, headers: { authorization: `Bearer ${this.opts.token}`, ...init.headers } });
       if (!bodyReadLater || !res.ok) res = await buffered(res);
     } catch (err) {
       if (caller?.aborted) throw err;
-      if (timedOut) throw new BlobError(`${what}: no answer from the edge within ${timeoutMs} ms`, null, true);
+      if (timedOut) throw new BlobError(`${what}: no ${progress ? "progress" : "answer"} from the edge within ${timeoutMs} ms`, null, true);
       throw new BlobError(`${what}: edge unreachable (${(err as Error).message})`, null, true);
     } finally {
       clearTimeout(timer);
+      if (progress) progress.onChunk = () => {};
       if (!bodyReadLater) caller?.removeEventListener("abort", onAbort);
     }
     if (!res.ok) {
@@ -208,9 +220,8 @@ export class BlobClient {
     if (size <= this.singlePutMaxBytes) {
       await this.sendBody(
         this.objectUrl(key),
-        () => ({ method: "PUT", body: fileBody(file, 0, size), duplex: "half", headers: { ...t, "content-length": String(size) }, signal }),
+        (progress) => ({ method: "PUT", body: fileBody(file, 0, size, progress), duplex: "half", headers: { ...t, "content-length": String(size) }, signal }),
         `upload ${key}`,
-        this.uploadTimeout(size),
       );
       return { size };
     }
@@ -221,7 +232,6 @@ export class BlobClient {
       `${this.base}/internal/uploads`,
       () => ({ method: "POST", body: JSON.stringify({ key }), headers: { ...t, "content-type": "application/json" }, signal }),
       `multipart create ${key}`,
-      this.stallMs,
     );
     const { uploadId } = (await created.json()) as { uploadId: string };
     const uploadUrl = `${this.base}/internal/uploads/${encodeURIComponent(uploadId)}`;
@@ -231,9 +241,8 @@ export class BlobClient {
         const len = Math.min(this.partBytes, size - offset);
         const res = await this.sendBody(
           `${uploadUrl}/parts/${n}?${q}`,
-          () => ({ method: "PUT", body: fileBody(file, offset, len), duplex: "half", headers: { ...t, "content-length": String(len) }, signal }),
+          (progress) => ({ method: "PUT", body: fileBody(file, offset, len, progress), duplex: "half", headers: { ...t, "content-length": String(len) }, signal }),
           `multipart part ${n} of ${key}`,
-          this.uploadTimeout(len),
         );
         parts.push((await res.json()) as { partNumber: number; etag: string });
       }
@@ -244,7 +253,6 @@ export class BlobClient {
         `${uploadUrl}/complete?${q}`,
         () => ({ method: "POST", body: JSON.stringify({ parts, size }), headers: { ...t, "content-type": "application/json" }, signal }),
         `multipart complete ${key}`,
-        this.stallMs,
       );
       return { size };
     } catch (err) {
@@ -263,23 +271,21 @@ export class BlobClient {
    */
   private async sendBody(
     url: string,
-    init: () => RequestInit & { duplex?: "half" },
+    init: (progress: Progress) => RequestInit & { duplex?: "half" },
     what: string,
-    timeoutMs: number,
   ): Promise<Response> {
     for (let i = 1; ; i++) {
-      const req = init();
+      const progress: Progress = { onChunk: () => {} };
+      const req = init(progress);
       try {
-        return await this.call(url, req, what, timeoutMs);
+        // stallMs without a chunk sent, or after the last one without an answer: the time a part may take is
+        // not capped (before, a total of stallMs + 1 s per MiB failed every large output on an uplink under 1 MiB/s).
+        return await this.call(url, req, what, this.stallMs, progress);
       } catch (err) {
         if (req.signal?.aborted || !(err instanceof BlobError) || !err.transient || i >= UPLOAD_TRIES) throw err;
         await delay(UPLOAD_BACKOFF_MS * 2 ** (i - 1), req.signal ?? undefined);
       }
     }
-  }
-
-  private uploadTimeout(bytes: number): number {
-    return this.stallMs + Math.ceil(bytes / MiB) * 1000;
   }
 
   /** A job's stored outputs; the edge lists them only once the job is finished (orphan sweep). */
@@ -294,10 +300,24 @@ export class BlobClient {
   }
 }
 
-function fileBody(file: string, start: number, length: number): BodyInit {
+/** Told of each chunk of a request body as the connection takes it (BlobClient's upload timeout). */
+interface Progress {
+  onChunk: () => void;
+}
+
+function fileBody(file: string, start: number, length: number, progress?: Progress): BodyInit {
   // A known Content-Length plus a streamed body: R2's put() needs the length and nothing is buffered whole.
   const stream = createReadStream(file, { start, end: start + length - 1, highWaterMark: MiB });
-  return Readable.toWeb(stream) as unknown as BodyInit;
+  const web = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
+  if (!progress) return web as unknown as BodyInit;
+  return web.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        progress.onChunk();
+        controller.enqueue(chunk);
+      },
+    }),
+  ) as unknown as BodyInit;
 }
 
 /** The same answer with its body read: an edge that stalls mid-answer then hits the caller's timeout or abort. */

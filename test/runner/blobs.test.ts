@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { BlobClient, BlobError, UPLOAD_TRIES } from "../../runner/blobs";
 
 /** A stand-in for the edge's object endpoint: each PUT is answered by the next scripted verdict. */
@@ -103,6 +103,53 @@ describe("BlobClient uploads", () => {
     expect(received.map((r) => r.verdict)).toEqual(["reset", "503", "200"]);
     expect(received.at(-1)!.bytes).toBe(256 * 1024);
   });
+
+  it("sends an output as slowly as the uplink takes it: the wait counts from the last chunk sent, not from the start", async () => {
+    // An uplink that takes a 1 MiB chunk every 2.2 s (~0.45 MiB/s): the 6 MiB output needs 15 s; the edge answers
+    // when the last byte is in. Before, the whole PUT had stallMs + 1 s per MiB (here 5 + 6 = 11 s) and every try
+    // timed out, so large outputs never went up on a slow link. Each gap (2.2 s) is well inside stallMs (5 s).
+    const sent: number[] = [];
+    const slowLink = vi.fn(async (_url: string | URL | Request, init?: RequestInit) => {
+      const reader = (init!.body as ReadableStream<Uint8Array>).getReader();
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 2200));
+        // As fetch does: the client's timeout aborts the request.
+        if (init!.signal!.aborted) throw new DOMException("This operation was aborted", "AbortError");
+        const { done, value } = await reader.read();
+        if (done) break;
+        sent.push(value.length);
+      }
+      return new Response("{}", { status: 200, headers: { "content-type": "application/json" } });
+    });
+    vi.stubGlobal("fetch", slowLink);
+    try {
+      const blobs = new BlobClient({ edgeUrl: url, token: "t", stallMs: 5000 });
+      const f = await file(6 * 1024 * 1024);
+      await expect(blobs.upload("outputs/j/v.a1.mp4", f)).resolves.toEqual({ size: 6 * 1024 * 1024 });
+      expect(slowLink).toHaveBeenCalledTimes(1);
+      expect(sent.reduce((a, b) => a + b, 0)).toBe(6 * 1024 * 1024);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  }, 60_000);
+
+  it("still gives up on an edge that takes no byte of the body for stallMs", async () => {
+    const wedged = vi.fn(async (_url: string | URL | Request, init?: RequestInit) => {
+      // Never reads the body and never answers, until the client gives up.
+      await new Promise((_, reject) => init!.signal!.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
+      return new Response(null);
+    });
+    vi.stubGlobal("fetch", wedged);
+    try {
+      const blobs = new BlobClient({ edgeUrl: url, token: "t", stallMs: 300 });
+      const f = await file(1024);
+      const err = await blobs.upload("outputs/j/v.a1.mp4", f).catch((e: unknown) => e);
+      expect(err).toMatchObject({ transient: true, message: expect.stringMatching(/no progress from the edge within 300 ms/) });
+      expect(wedged).toHaveBeenCalledTimes(UPLOAD_TRIES);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  }, 30_000);
 
   it("gives up after UPLOAD_TRIES on an edge that stays down, and never retries a refusal (403: the lease is gone)", async () => {
     script = Array(UPLOAD_TRIES + 2).fill(503);

@@ -319,7 +319,7 @@ describe("blob client uploads", () => {
     await writeFile(file, Buffer.alloc(10_000, 1));
     await expect(blobs.upload("outputs/j/v.mp4", file)).rejects.toMatchObject({
       transient: true,
-      message: expect.stringMatching(/no answer from the edge within 1300 ms/),
+      message: expect.stringMatching(/no progress from the edge within 300 ms/),
     });
   });
 });
