@@ -1,4 +1,4 @@
-import { and, eq, gt, lt, sql } from "drizzle-orm";
+import { and, eq, gt, lt, ne, sql } from "drizzle-orm";
 import type { Db } from "../client";
 import type { UserLimits } from "../limits";
 import { ingests } from "../schema";
@@ -18,14 +18,15 @@ import { isOwnerRefused, ownerIfFits, storageBytesOf } from "./quotas/usage";
  */
 export async function startIngest(
   db: Db,
-  input: { id: string; userId: string; reservedBytes?: number; limits?: UserLimits },
+  input: { id: string; userId: string; reservedBytes?: number; limits?: UserLimits; idempotencyKey?: string | null },
   now: number,
 ): Promise<void> {
   const reservedBytes = input.reservedBytes ?? 0;
   const request = { storageBytes: reservedBytes };
   const userId = input.limits ? ownerIfFits(input.userId, input.userId, input.limits, request) : input.userId;
+  const idempotencyKey = input.idempotencyKey ?? null;
   try {
-    await db.insert(ingests).values({ id: input.id, userId, createdAt: now, touchedAt: now, reservedBytes });
+    await db.insert(ingests).values({ id: input.id, userId, createdAt: now, touchedAt: now, reservedBytes, idempotencyKey });
   } catch (err) {
     if (!input.limits || !isOwnerRefused(err, "ingests")) throw err;
     throw await explainRefusal(db, input.userId, input.limits, request);
@@ -96,4 +97,28 @@ export async function abandonIngest(db: Db, id: string): Promise<boolean> {
 export async function deleteStaleIngests(db: Db, touchedBefore: number): Promise<number> {
   const rows = await db.delete(ingests).where(lt(ingests.touchedAt, touchedBefore)).returning({ id: ingests.id });
   return rows.length;
+}
+
+/**
+ * Whether a form upload of this user with this Idempotency-Key is still in flight (touched since `touchedAfter`):
+ * a request with the same key is then its retry, and should wait for it rather than be refused for its room.
+ */
+export async function isIngestInFlight(
+  db: Db,
+  input: { userId: string; idempotencyKey: string; exceptId: string },
+  touchedAfter: number,
+): Promise<boolean> {
+  const [row] = await db
+    .select({ id: ingests.id })
+    .from(ingests)
+    .where(
+      and(
+        eq(ingests.userId, input.userId),
+        eq(ingests.idempotencyKey, input.idempotencyKey),
+        ne(ingests.id, input.exceptId),
+        gt(ingests.touchedAt, touchedAfter),
+      ),
+    )
+    .limit(1);
+  return row !== undefined;
 }

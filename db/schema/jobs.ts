@@ -224,6 +224,11 @@ export const ingests = sqliteTable(
      * stored plus a step): counted with what the owner stores, so parallel uploads cannot each fill the same room.
      */
     reservedBytes: integer("reserved_bytes").notNull().default(0),
+    /**
+     * The request's Idempotency-Key: a retry of it that arrives while this upload is still in flight is told to
+     * wait (429) instead of being refused for the room this one holds (409 quota_exceeded).
+     */
+    idempotencyKey: text("idempotency_key"),
   },
   (t) => [index("ingests_touched_idx").on(t.touchedAt), index("ingests_user_idx").on(t.userId)],
 );

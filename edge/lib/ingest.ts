@@ -1,9 +1,9 @@
 import type { JobEffects } from "../../db/effects";
-import { ConflictError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
+import { AppError, ConflictError, NotFoundError, PayloadTooLargeError, TooManyRequestsError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import type { Db } from "../../db/client";
-import { exceededQuota, INGEST_TOUCH_MS, quotaError, type UserLimits } from "../../db/limits";
-import { abandonIngest, reserveIngest, startIngest, touchIngest } from "../../db/queries/ingests";
+import { exceededQuota, INGEST_HOLD_MS, INGEST_TOUCH_MS, quotaError, type UserLimits } from "../../db/limits";
+import { abandonIngest, isIngestInFlight, reserveIngest, startIngest, touchIngest } from "../../db/queries/ingests";
 import { getUserUsage } from "../../db/queries/quotas";
 import { createJobFromIngest, getJob, ownerViewer, type JobView, type NewSource } from "../../db/queries/jobs";
 import { MultipartReader, multipartBoundary } from "./multipart";
@@ -109,6 +109,9 @@ export interface ReceivedForm {
 }
 
 /** The storage a form upload may still fill, and what to throw when a file goes past it. */
+/** How long a retry of a form upload still in flight is asked to wait before asking again. */
+const TWIN_RETRY_AFTER_SECONDS = 5;
+
 export interface FormQuota {
   bytesLeft: number;
   exceeded(requestedBytes: number): Error;
@@ -223,25 +226,43 @@ export const RESERVE_STEP_BYTES = 16 * 1024 * 1024;
  * the ingest row tells whether it committed: only an ingest this request deleted itself has objects it may delete
  * (so a job refused over a limit leaves no source behind); a committed job is returned.
  */
-export async function createJobFromForm(
-  deps: { db: Db; bucket: R2Bucket; clock?: () => number },
-  input: {
-    req: Request;
-    userId: string;
-    retentionMs: number;
-    maxFileBytes: number;
-    limits: UserLimits;
-    /**
-     * Validated by the caller (lib/idempotency.ts), which answers a key whose job exists already. A twin with the
-     * same key that commits first makes this job's insert fail on the key's unique index: its files are then
-     * deleted as for any job not created, and the caller answers the twin's job.
-     */
-    idempotencyKey?: string | null;
-  },
-): Promise<JobView> {
+type FormDeps = { db: Db; bucket: R2Bucket; clock?: () => number };
+interface FormInput {
+  req: Request;
+  userId: string;
+  retentionMs: number;
+  maxFileBytes: number;
+  limits: UserLimits;
+  /**
+   * Validated by the caller (lib/idempotency.ts), which answers a key whose job exists already. A twin with the
+   * same key that commits first makes this job's insert fail on the key's unique index: its files are then
+   * deleted as for any job not created, and the caller answers the twin's job.
+   */
+  idempotencyKey?: string | null;
+}
+
+export async function createJobFromForm(deps: FormDeps, input: FormInput): Promise<JobView> {
+  const jobId = newId();
+  try {
+    return await ingestForm(deps, input, jobId);
+  } catch (err) {
+    // A retry of a request still uploading (the client took its answer for lost) is refused for the room that
+    // very request holds. It is told to wait instead: once the first has made the job, asking again answers it.
+    const key = input.idempotencyKey;
+    if (!key || !(err instanceof AppError) || err.code !== "quota_exceeded") throw err;
+    const since = (deps.clock ?? Date.now)() - INGEST_HOLD_MS;
+    if (!(await isIngestInFlight(deps.db, { userId: input.userId, idempotencyKey: key, exceptId: jobId }, since).catch(() => false))) throw err;
+    throw new TooManyRequestsError(
+      "The first request with this Idempotency-Key is still being uploaded; ask again shortly for the job it makes",
+      TWIN_RETRY_AFTER_SECONDS,
+      "request_in_progress",
+    );
+  }
+}
+
+async function ingestForm(deps: FormDeps, input: FormInput, jobId: string): Promise<JobView> {
   const { db, bucket } = deps;
   const clock = deps.clock ?? Date.now;
-  const jobId = newId();
   let variationsPerVideo = DEFAULT_VARIATIONS_PER_VIDEO;
   let countSeen = false;
   let effects: JobEffects | undefined;
@@ -287,7 +308,7 @@ export async function createJobFromForm(
       touchedAt = clock();
       // Before the insert: a reply lost after it committed still leaves a row to abandon (and its room to give back).
       started = true;
-      await startIngest(db, { id: jobId, userId: input.userId, reservedBytes: reserved, limits }, touchedAt);
+      await startIngest(db, { id: jobId, userId: input.userId, reservedBytes: reserved, limits, idempotencyKey: input.idempotencyKey }, touchedAt);
     },
     touch: async (storedBytes) => {
       const now = clock();

@@ -211,6 +211,45 @@ describe("storage held by form uploads in flight", () => {
   }
 });
 
+describe("a retry of a form upload still in flight (same Idempotency-Key)", () => {
+  it("is told to wait (429 request_in_progress), not refused for the room the first holds, and then gets the first's job", async () => {
+    const s = await signIn();
+    const vars = { USER_STORAGE_BYTES: "10000" };
+    const form = formBody([{ name: "videos", filename: "a.mp4", bytes: fakeMp4(6000, 1) }]);
+    let sender!: ReadableStreamDefaultController<Uint8Array>;
+    const held = new ReadableStream<Uint8Array>({ start: (c) => void (sender = c) });
+    sender.enqueue(form.body.slice(0, 2048));
+    const headers = { "content-type": form.contentType, "content-length": String(form.body.length), "idempotency-key": "retry-me-1" };
+    // @ts-expect-error workerd needs duplex for a streamed request body
+    const pending = callWith(vars, s, "/api/jobs", { method: "POST", body: held, headers, duplex: "half" });
+    const holding = async () => ((await db.select().from(ingests).where(eq(ingests.userId, s.id)))[0]?.reservedBytes ?? 0) > 0;
+    for (let i = 0; !(await holding()); i++) {
+      if (i === 1000) throw new Error("the first upload holds no room after 10 s");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+
+    // The client's retry (it took the first for lost): the same form, the same key.
+    const retry = () => callWith(vars, s, "/api/jobs", { method: "POST", body: form.body, headers });
+    const waiting = await retry();
+    expect(waiting.status).toBe(429);
+    expect(waiting.headers.get("retry-after")).toBe("5");
+    expect(await waiting.json()).toMatchObject({ error: { code: "request_in_progress" } });
+    // Another key is another job: that one is over the quota, as before.
+    const other = await callWith(vars, s, "/api/jobs", { method: "POST", body: form.body, headers: { ...headers, "idempotency-key": "another-2" } });
+    expect([other.status, ((await other.json()) as { error: { code: string } }).error.code]).toEqual([409, "quota_exceeded"]);
+
+    sender.enqueue(form.body.slice(2048));
+    sender.close();
+    const created = await pending;
+    expect(created.status).toBe(202);
+    const { id } = (await created.json()) as { id: string };
+    const again = await retry();
+    expect([again.status, again.headers.get("idempotent-replayed")]).toEqual([202, "true"]);
+    expect(((await again.json()) as { id: string }).id).toBe(id);
+    expect((await footprint(s.id)).jobs).toBe(1);
+  });
+});
+
 describe("the commit-time check (createJobFromIngest)", () => {
   it("creates one of two jobs committed in parallel when only one fits, whatever the reads before said", async () => {
     const own: Db = await isolatedDb();

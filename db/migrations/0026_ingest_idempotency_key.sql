@@ -1,0 +1,1 @@
+ALTER TABLE `ingests` ADD `idempotency_key` text;
