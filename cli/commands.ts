@@ -189,7 +189,21 @@ export const handlers: Handlers = {
     }
     let revoked = false;
     let reason: string | undefined;
-    if (stored.tokenId) {
+    // A login stored before http was refused: sending the token again in clear, to revoke it, exposes it once more.
+    const clear = (() => {
+      try {
+        requireSafeTransport(stored.url, ctx.env);
+        return null;
+      } catch (err) {
+        return err as CliError;
+      }
+    })();
+    if (clear && !opts.forget) {
+      throw new CliError(`${clear.message}; logout --forget removes the stored credentials without revoking the token`, clear.exitCode, clear.code);
+    }
+    if (clear) {
+      reason = "the API token was not revoked (its server is plain http); revoke it on the tokens page";
+    } else if (stored.tokenId) {
       try {
         await call(stored.url, apiClient(stored.url, stored.token).DELETE("/api/tokens/{id}", { params: { path: { id: stored.tokenId } }, signal: timeout() }));
         revoked = true;

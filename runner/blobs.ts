@@ -288,6 +288,15 @@ export class BlobClient {
     }
   }
 
+  /** The edge's clock (Unix ms); a 401 here says the edge refuses this runner's token, like any other call. */
+  async edgeClock(timeoutMs = 10_000): Promise<number> {
+    // Its own signal: a GET's answer is read after call() returns, and a stalled one must not hang the probe.
+    const res = await this.call(`${this.base}/internal/clock`, { method: "GET", signal: AbortSignal.timeout(timeoutMs) }, "clock", timeoutMs);
+    const { now } = (await res.json()) as { now: unknown };
+    if (typeof now !== "number" || !Number.isFinite(now)) throw new BlobError("clock: the edge answered no time", res.status, true);
+    return now;
+  }
+
   /** A job's stored outputs; the edge lists them only once the job is finished (orphan sweep). */
   async list(prefix: string): Promise<StoredObject[]> {
     const res = await this.call(`${this.base}/internal/objects?prefix=${encodeURIComponent(prefix)}`, {}, `list ${prefix}`);

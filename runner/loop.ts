@@ -2,7 +2,6 @@ import { rm, statfs } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Db } from "../db/client";
-import { readDbClock } from "../db/queries/db-clock";
 import { listRunners, removeRunner, upsertRunner, type RunnerBeat } from "../db/queries/runners";
 import { recoverRunnerVariations, releaseVariation, runnerRoundTrip, type ClaimedVariation } from "../db/queries/variations";
 import type { BlobClient } from "./blobs";
@@ -43,6 +42,11 @@ const SHUTDOWN_BUDGET_MS = 7000;
 /** Edge failures per source this runner hands back without counting an attempt. */
 const EDGE_REFUNDS_PER_SOURCE = 5;
 
+/** How often the edge's clock and the token's acceptance are checked; more often while either is wrong. */
+const EDGE_CHECK_MS = 60_000;
+const EDGE_RECHECK_MS = 10_000;
+const EDGE_CHECK_AT_START_MS = 3_000;
+
 export class Runner {
   readonly processes: ProcessRegistry;
   readonly sources: SourceCache;
@@ -69,6 +73,8 @@ export class Runner {
   private readonly gate: ClaimGate;
   private readonly edgeRefunds = new RefundBudget(EDGE_REFUNDS_PER_SOURCE);
   private readonly clock: ClockCheck;
+  private edgeCheck: Promise<void> | null = null;
+  private edgeCheckedAt = 0;
   /** Slots the round trip in flight asks for: a re-draw must not take one of them meanwhile. */
   private claimsInFlight = 0;
 
@@ -142,10 +148,10 @@ export class Runner {
     await upsertRunner(db, this.beat(), now);
     const leftovers = await recoverRunnerVariations(db, config.RUNNER_ID, now);
     const registered = new Set((await listRunners(db)).map((r) => r.id));
-    // Before the first claim, which writes leases with this machine's clock.
-    const sent = Date.now();
-    const dbNow = await readDbClock(db);
-    this.clock.observe(sent, Date.now(), dbNow);
+    // Before the first claim, which writes leases with this machine's clock and needs the edge to take its token;
+    // bounded, so an edge that hangs does not hold the start-up (the check then finishes, or not, in the background).
+    this.edgeCheck = this.checkEdge().finally(() => (this.edgeCheck = null));
+    await within(this.edgeCheck, EDGE_CHECK_AT_START_MS);
     this.lastDbOkAt = Date.now();
     await removeAbandonedWorkDirs(config.WORK_DIR, this.workDir, (id) => registered.has(id), now, log);
     if (leftovers.length) log.warn("recovered variations left by a previous run of this runner id", { jobs: leftovers.length });
@@ -225,6 +231,11 @@ export class Runner {
       this.markTouchedAt = Date.now();
       await touchWorkDir(this.workDir, this.markTouchedAt).catch((err) => log.warn("could not touch the work dir's mark", { error: errorMessage(err) }));
     }
+    const suspect = this.clock.off || this.deps.blobs.tokenRefused;
+    if (!this.edgeCheck && performance.now() - this.edgeCheckedAt >= (suspect ? EDGE_RECHECK_MS : EDGE_CHECK_MS)) {
+      // In the background: a slow edge must not stretch the cancel-watch period.
+      this.edgeCheck = this.checkEdge().finally(() => (this.edgeCheck = null));
+    }
     const room = await this.hasRoom();
     // Every snapshot of the tasks is taken together, after the last await before the round trip.
     const now = Date.now();
@@ -239,7 +250,6 @@ export class Runner {
     this.claimsInFlight = free;
     try {
       let result;
-      const sent = Date.now();
       try {
         result = await runnerRoundTrip(db, {
           runnerId: config.RUNNER_ID,
@@ -259,7 +269,6 @@ export class Runner {
         return;
       }
       this.lastDbOkAt = Date.now();
-      if (result.dbNow !== null) this.clock.observe(sent, this.lastDbOkAt, result.dbNow);
       if (free > 0) metrics.claimLatency.observe((performance.now() - t0) / 1000);
 
       for (const s of result.stranded) {
@@ -283,6 +292,24 @@ export class Runner {
     }
   }
 
+  /**
+   * Reads the edge's clock (an authenticated call): this runner's clock against it (runner/clock.ts), and whether
+   * the edge takes RUNNER_TOKEN (the blob client keeps the answer). Either one wrong stops claims; /healthz says which.
+   */
+  private async checkEdge(): Promise<void> {
+    const { blobs, log } = this.deps;
+    // Monotonic: the wall clock is what is being checked, and a step of it back must not put the next check off.
+    this.edgeCheckedAt = performance.now();
+    const sent = Date.now();
+    try {
+      const edgeNow = await blobs.edgeClock();
+      this.clock.observe(sent, Date.now(), edgeNow);
+    } catch (err) {
+      if (blobs.tokenRefused) log.error("the edge refuses this runner's RUNNER_TOKEN: not claiming", { error: errorMessage(err) });
+      else log.warn("could not read the edge's clock", { error: errorMessage(err) });
+    }
+  }
+
   /** A runner whose disk is (nearly) full claims nothing: every claim would fail for lack of room. */
   private async hasRoom(): Promise<boolean> {
     const { config, log } = this.deps;
@@ -302,8 +329,9 @@ export class Runner {
   }
 
   private freeSlots(): number {
-    // A clock far off from the database's would write leases that take over other runners' work, or lose its own.
-    if (this.clock.off) return 0;
+    // A clock far off from the edge's would write leases that take over other runners' work, or lose its own; a
+    // token the edge refuses would fail every download and upload.
+    if (this.clock.off || this.deps.blobs.tokenRefused) return 0;
     return this.gate.free(this.tasks.values(), Date.now(), this.stopping);
   }
 

@@ -242,7 +242,8 @@ export class VariationTask {
         }
         return await this.transient(`source download failed: ${errorMessage(err)}`);
       }
-      this.ctx.onEdgeOk?.();
+      // Only a real download says the edge is fine again: a cached source asked it nothing.
+      if (source.fresh) this.ctx.onEdgeOk?.();
       if (source.fresh && c.sourceDurationMs === null) {
         await recordSourceProbe(this.ctx.db, c.sourceId, source.media).catch((err) =>
           log.warn("could not record source probe", { source: c.sourceId, error: errorMessage(err) }),
@@ -364,6 +365,7 @@ export class VariationTask {
         return await this.transient(`upload failed: ${errorMessage(err)}`, kept.file);
       }
 
+      this.ctx.onEdgeOk?.();
       const thumbnailKey = await this.uploadThumbnail(kept);
       timings.upload = performance.now() - u0;
       this.phase = "settle";
@@ -718,8 +720,9 @@ export class VariationTask {
   /**
    * The edge refused this runner's token (RUNNER_TOKEN rotated on the edge first, or mistyped on this host): nothing
    * is wrong with the variation and a runner with the right token can do it, so it goes back to the queue without
-   * counting an attempt — counted, one misconfigured runner failed the whole queue within seconds — and this runner
-   * pauses claims (/healthz answers 503 until the edge accepts its token again).
+   * counting an attempt — counted, one misconfigured runner failed the whole queue within seconds. The runner claims
+   * nothing more until a check of the edge accepts the token again (runner/loop.ts), so this happens at most once
+   * per variation in hand when the token is rotated; /healthz answers 503 meanwhile.
    */
   private async tokenRefused(error: string, partial?: string): Promise<TaskOutcome> {
     const { db, log } = this.ctx;

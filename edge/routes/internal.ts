@@ -119,6 +119,9 @@ const ListQuery = z.object({ prefix: z.string().regex(OUTPUT_PREFIX, "prefix mus
  */
 export const internal = new Hono<AppEnv>()
   .use(requireRunner)
+  // The edge's clock (its cron and its lease checks use it): a runner compares its own with it, and the call tells
+  // it whether its RUNNER_TOKEN is accepted, before its first claim and while it is idle.
+  .get("/clock", (c) => c.json({ now: Date.now() }))
   .get("/objects", validate("query", ListQuery), async (c) => {
     const { prefix } = c.req.valid("query");
     // The orphan sweep lists a job's outputs once the job is over; while it runs, nobody needs the listing.

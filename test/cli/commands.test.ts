@@ -89,6 +89,20 @@ describe("video-refresher logout", () => {
   });
 });
 
+describe("video-refresher logout of a login stored over plain http to another machine", () => {
+  it("does not send the token in clear to revoke it; --forget removes it here and says to revoke it on the tokens page", async () => {
+    const env = { XDG_CONFIG_HOME: join(dir, "e") };
+    await writeConfig(env, { url: "http://video.example.com", token: "tok-e", tokenId: "t-e" });
+    const refused = await cli(["logout"], env);
+    expect(refused.code).toBe(EXIT.usage);
+    expect(refused.err).toMatch(/plain http.*logout --forget/);
+    expect(await readConfig(env)).toMatchObject({ token: "tok-e" });
+    const forgot = await cli(["logout", "--forget", "--json"], env);
+    expect([forgot.code, JSON.parse(forgot.out)]).toEqual([EXIT.ok, { loggedOut: true, revoked: false, reason: expect.stringMatching(/plain http.*tokens page/) }]);
+    expect(await readConfig(env)).toBeUndefined();
+  });
+});
+
 describe("video-refresher login", () => {
   it("refuses to send a password over plain http to another machine, before asking for it", async () => {
     const env = { XDG_CONFIG_HOME: join(dir, "d") };

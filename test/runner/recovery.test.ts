@@ -243,28 +243,29 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     expect(pauses).toEqual([1000, 2000, 4000]);
   });
 
-  it("hands work back without counting attempts while the edge refuses this runner's token, reports itself unhealthy, and leaves the work to a runner with the right token", async () => {
+  it("claims nothing while the edge refuses this runner's token, says so on /healthz, and leaves the work to a runner with the right token", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
-    // RUNNER_TOKEN rotated on the edge before this host was updated.
+    // RUNNER_TOKEN rotated on the edge before this host was updated. Claimed, every variation would fail here (before:
+    // each refusal counted an attempt, and three failed the video for good).
     const stale = runnerProcess({ RUNNER_TOKEN: "rotated-away-runner-token", METRICS_PORT: "0", WORK_DIR: await stack.workDir() });
     const port = Number(/metrics listening port=(\d+)/.exec(await stale.waitForLog(/metrics listening/))![1]);
-    // Three refusals: counted, they would have reached the attempt cap (3) and failed the video for good.
-    await waitFor("three hand-backs", async () => (stale.logs().match(/refused this runner's RUNNER_TOKEN/g) ?? []).length >= 3, 30_000, 100);
+    await stale.waitForLog(/runner started/);
+    await stale.waitForLog(/refuses this runner's RUNNER_TOKEN: not claiming/);
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(health.status).toBe(503);
     expect(await health.json()).toMatchObject({ ok: false, edgeRefusesToken: true });
-    const pauses = [...stale.logs().matchAll(/edge trouble: pausing claims ms=(\d+)/g)].map((m) => Number(m[1]));
-    expect(pauses.slice(0, 3)).toEqual([1000, 2000, 4000]);
+    // It ticks every 100 ms with a free slot and a queued variation: a second is ten chances to claim. (An edge slower
+    // to answer than the start-up waits could let a first claim through: that one is handed back, attempt refunded.)
+    await new Promise((res) => setTimeout(res, 1000));
     await stale.destroy();
-    const [held] = await getVariationRows(stack.db, job.id);
-    expect(held).toMatchObject({ status: "queued", error: null });
+    expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "queued", attempts: 0, error: null });
 
     runnerProcess({ WORK_DIR: await stack.workDir() });
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1 });
   });
 
-  it("claims nothing while this machine's clock is a minute off from the database's, says so on /healthz, and claims once it is back in step", async () => {
+  it("claims nothing while this machine's clock is a minute off from the edge's, says so on /healthz, and claims once it is back in step", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
     // A minute ahead: its leases would look expired to it a minute early, and it would take over other runners' work.
     const realNow = Date.now.bind(Date);
@@ -278,11 +279,12 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     expect(health.ok).toBe(false);
     expect(Math.abs(health.clockSkewMs! + 60_000)).toBeLessThan(2000);
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "queued", attempts: 0 });
-    expect(r.lines.filter((l) => l.includes("clock is off from the database's"))).toHaveLength(1);
+    expect(r.lines.filter((l) => l.includes("clock is off from the edge's"))).toHaveLength(1);
 
+    // Synced: the next check of the edge (every 10 s while the clock is off) lets it claim again.
     ahead.mockRestore();
     await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
-    expect(r.lines.some((l) => l.includes("clock in step with the database's again"))).toBe(true);
+    expect(r.lines.some((l) => l.includes("clock in step with the edge's again"))).toBe(true);
     expect(r.runner.health()).toMatchObject({ ok: true });
   });
 

@@ -1,7 +1,6 @@
 import { sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Db } from "../../client";
-import { dbClockStatement } from "../db-clock";
 import { finalizeJobStatement } from "../finalize";
 import { runnerBeatStatement, type RunnerBeat } from "../runners";
 import { JOB_REFUSES_WORK, ROW_JOB_CANCELS_WORK } from "../states";
@@ -53,8 +52,6 @@ export interface RoundTripResult {
   claim: ClaimResult | null;
   /** Running rows of this runner that were not in hand, handed back. */
   stranded: { id: string; jobId: string; status: string }[];
-  /** The database's clock during the round trip (null when nothing was sent): the runner checks its own against it. */
-  dbNow: number | null;
 }
 
 const key = (v: InHand) => `${v.id}:${v.attempt}`;
@@ -116,12 +113,9 @@ export async function runnerRoundTrip(db: Db, input: RoundTripInput): Promise<Ro
     items.push(jobsToProcessingStatement(db, now));
   }
   if (input.beat) items.push(runnerBeatStatement(db, input.beat, now));
-  if (items.length === 0) return { heartbeat: null, claim: null, stranded: [], dbNow: null };
-  // Last, so the indexes below stay as they are: free (no table), and it rides on the round trip the tick makes anyway.
-  items.push(dbClockStatement(db));
+  if (items.length === 0) return { heartbeat: null, claim: null, stranded: [] };
 
   const results = await batchOf(db, items);
-  const dbNow = Number((results[results.length - 1] as { dbNow: number }[])[0]!.dbNow);
   let i = 0;
   const stranded: RoundTripResult["stranded"] = [];
   if (input.inHand) stranded.push(...(results[i++] as RoundTripResult["stranded"]), ...(results[i++] as RoundTripResult["stranded"]));
@@ -144,7 +138,7 @@ export async function runnerRoundTrip(db: Db, input: RoundTripInput): Promise<Ro
   // must not lose the claims that committed (the runner would strand them): the edge cron's finalizeIdleJobs is
   // the backstop for a job left active with nothing active in it.
   for (const jobId of touched) await finalizeJobStatement(db, sql`jobs.id = ${jobId}`, now).catch(() => {});
-  return { heartbeat, claim, stranded, dbNow };
+  return { heartbeat, claim, stranded };
 }
 
 /** Claims up to `limit` variations in one round trip (see {@link runnerRoundTrip}). */

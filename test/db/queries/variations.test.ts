@@ -160,17 +160,6 @@ describe("claimVariation", () => {
   });
 });
 
-describe("runnerRoundTrip", () => {
-  it("reports the database's own clock, whatever time the runner sent, so a runner can tell that its clock is off", async () => {
-    const { db } = await freshDb(server, "round_trip_clock");
-    const before = Date.now();
-    // A runner an hour ahead: the database's clock is what comes back, not the runner's.
-    const { dbNow } = await runnerRoundTrip(db, { runnerId: "r1", now: before + 3_600_000, leaseMs: LEASE, inHand: [] });
-    expect(dbNow).toBeGreaterThanOrEqual(before - 1000);
-    expect(dbNow).toBeLessThanOrEqual(Date.now() + 1000);
-  });
-});
-
 describe("fair share between users", () => {
   it("gives a freed runner slot to another user's small job before a user's big backlog", async () => {
     const { db } = await freshDb(server, "fair_small_job");
