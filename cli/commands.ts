@@ -198,10 +198,11 @@ export const handlers: Handlers = {
         return err as CliError;
       }
     })();
-    if (clear && !opts.forget) {
+    // Only a token the CLI made is sent (to revoke it); one given with --token is only forgotten here.
+    if (clear && stored.tokenId && !opts.forget) {
       throw new CliError(`${clear.message}; logout --forget removes the stored credentials without revoking the token`, clear.exitCode, clear.code);
     }
-    if (clear) {
+    if (clear && stored.tokenId) {
       reason = "the API token was not revoked (its server is plain http); revoke it on the tokens page";
     } else if (stored.tokenId) {
       try {

@@ -291,7 +291,14 @@ export class BlobClient {
   /** The edge's clock (Unix ms); a 401 here says the edge refuses this runner's token, like any other call. */
   async edgeClock(timeoutMs = 10_000): Promise<number> {
     // Its own signal: a GET's answer is read after call() returns, and a stalled one must not hang the probe.
-    const res = await this.call(`${this.base}/internal/clock`, { method: "GET", signal: AbortSignal.timeout(timeoutMs) }, "clock", timeoutMs);
+    let res: Response;
+    try {
+      res = await this.call(`${this.base}/internal/clock`, { method: "GET", signal: AbortSignal.timeout(timeoutMs) }, "clock", timeoutMs);
+    } catch (err) {
+      // An edge older than this route answers 404 from behind its token check: the token was taken.
+      if (err instanceof BlobError && err.status === 404) this.tokenRefused = false;
+      throw err;
+    }
     const { now } = (await res.json()) as { now: unknown };
     if (typeof now !== "number" || !Number.isFinite(now)) throw new BlobError("clock: the edge answered no time", res.status, true);
     return now;

@@ -75,6 +75,10 @@ export class Runner {
   private readonly clock: ClockCheck;
   private edgeCheck: Promise<void> | null = null;
   private edgeCheckedAt = 0;
+  /** The first check of the edge has settled: claims wait for it (it bounds itself to about 10 s). */
+  private edgeChecked = false;
+  private edgeTrouble: string | null = null;
+  private edgeTroubleLoggedAt = 0;
   /** Slots the round trip in flight asks for: a re-draw must not take one of them meanwhile. */
   private claimsInFlight = 0;
 
@@ -231,7 +235,7 @@ export class Runner {
       this.markTouchedAt = Date.now();
       await touchWorkDir(this.workDir, this.markTouchedAt).catch((err) => log.warn("could not touch the work dir's mark", { error: errorMessage(err) }));
     }
-    const suspect = this.clock.off || this.deps.blobs.tokenRefused;
+    const suspect = this.clock.off || this.deps.blobs.tokenRefused || this.clock.skewMs === null;
     if (!this.edgeCheck && performance.now() - this.edgeCheckedAt >= (suspect ? EDGE_RECHECK_MS : EDGE_CHECK_MS)) {
       // In the background: a slow edge must not stretch the cancel-watch period.
       this.edgeCheck = this.checkEdge().finally(() => (this.edgeCheck = null));
@@ -304,9 +308,17 @@ export class Runner {
     try {
       const edgeNow = await blobs.edgeClock();
       this.clock.observe(sent, Date.now(), edgeNow);
+      this.edgeTrouble = null;
     } catch (err) {
-      if (blobs.tokenRefused) log.error("the edge refuses this runner's RUNNER_TOKEN: not claiming", { error: errorMessage(err) });
-      else log.warn("could not read the edge's clock", { error: errorMessage(err) });
+      // Said when it changes, else every 5 minutes: a mistyped token is checked every 10 s until it is fixed.
+      const trouble = blobs.tokenRefused ? "the edge refuses this runner's RUNNER_TOKEN: not claiming" : "could not read the edge's clock";
+      if (trouble !== this.edgeTrouble || performance.now() - this.edgeTroubleLoggedAt > 300_000) {
+        this.edgeTrouble = trouble;
+        this.edgeTroubleLoggedAt = performance.now();
+        (blobs.tokenRefused ? log.error : log.warn)(trouble, { error: errorMessage(err) });
+      }
+    } finally {
+      this.edgeChecked = true;
     }
   }
 
@@ -331,7 +343,7 @@ export class Runner {
   private freeSlots(): number {
     // A clock far off from the edge's would write leases that take over other runners' work, or lose its own; a
     // token the edge refuses would fail every download and upload.
-    if (this.clock.off || this.deps.blobs.tokenRefused) return 0;
+    if (!this.edgeChecked || this.clock.off || this.deps.blobs.tokenRefused) return 0;
     return this.gate.free(this.tasks.values(), Date.now(), this.stopping);
   }
 

@@ -103,6 +103,16 @@ describe("video-refresher logout of a login stored over plain http to another ma
   });
 });
 
+describe("video-refresher logout of a token given with --token", () => {
+  it("only forgets it (nothing is sent), even when its server is plain http to another machine", async () => {
+    const env = { XDG_CONFIG_HOME: join(dir, "f") };
+    await writeConfig(env, { url: "http://video.example.com", token: "tok-f" });
+    const r = await cli(["logout", "--json"], env);
+    expect([r.code, JSON.parse(r.out)]).toEqual([EXIT.ok, { loggedOut: true, revoked: false, reason: expect.stringMatching(/--token/) }]);
+    expect(await readConfig(env)).toBeUndefined();
+  });
+});
+
 describe("video-refresher login", () => {
   it("refuses to send a password over plain http to another machine, before asking for it", async () => {
     const env = { XDG_CONFIG_HOME: join(dir, "d") };

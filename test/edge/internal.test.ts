@@ -120,6 +120,19 @@ describe("runner authentication on /internal", () => {
   });
 });
 
+describe("GET /internal/clock", () => {
+  it("answers the edge's clock to the runner token, and 401 to anyone else", async () => {
+    const before = Date.now();
+    const res = await internal("/clock");
+    expect(res.status).toBe(200);
+    const { now } = (await res.json()) as { now: number };
+    expect(now).toBeGreaterThanOrEqual(before - 1000);
+    expect(now).toBeLessThanOrEqual(Date.now() + 1000);
+    const refused = await internal("/clock", { token: "not-the-runner-token-at-all" });
+    expect([refused.status, ((await refused.json()) as { error: { code: string } }).error.code]).toEqual([401, "runner_unauthorized"]);
+  });
+});
+
 describe("GET /internal/objects/:key", () => {
   it("streams the held variation's source with its length", async () => {
     const held = await holdVariation();

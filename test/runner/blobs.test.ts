@@ -191,3 +191,34 @@ describe("BlobClient uploads", () => {
     expect(getEventListeners(lifetime.signal, "abort")).toHaveLength(0);
   });
 });
+
+describe("BlobClient.edgeClock", () => {
+  it("reads the edge's clock and keeps whether the edge takes the runner's token: refused on 401, taken on an answer, taken on an older edge's 404", async () => {
+    const answers: [number, string][] = [
+      [401, '{"error":{"code":"runner_unauthorized","message":"no"}}'],
+      [200, '{"now":1234567}'],
+      [401, '{"error":{"code":"runner_unauthorized","message":"no"}}'],
+      [404, '{"error":{"code":"not_found","message":"Not found"}}'],
+    ];
+    const edge = createServer((req, res) => {
+      const [status, body] = answers.shift()!;
+      req.resume();
+      res.writeHead(status, { "content-type": "application/json" }).end(body);
+    });
+    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
+    try {
+      const blobs = new BlobClient({ edgeUrl: `http://127.0.0.1:${(edge.address() as AddressInfo).port}`, token: "t" });
+      await expect(blobs.edgeClock()).rejects.toMatchObject({ status: 401 });
+      expect(blobs.tokenRefused).toBe(true);
+      await expect(blobs.edgeClock()).resolves.toBe(1234567);
+      expect(blobs.tokenRefused).toBe(false);
+      await expect(blobs.edgeClock()).rejects.toMatchObject({ status: 401 });
+      expect(blobs.tokenRefused).toBe(true);
+      await expect(blobs.edgeClock()).rejects.toMatchObject({ status: 404 });
+      expect(blobs.tokenRefused).toBe(false);
+    } finally {
+      edge.closeAllConnections();
+      await new Promise((r) => edge.close(r));
+    }
+  });
+});
