@@ -1,8 +1,7 @@
-import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import type { Handlers } from "../../cli/commands";
 import { EXIT } from "../../cli/errors";
-import { runCli } from "../../cli/main";
+import { runCapturedCli } from "../helpers/cli";
 
 /** Runs the real argument parser with handlers that only record what they were given. */
 async function parse(argv: string[]) {
@@ -16,13 +15,7 @@ async function parse(argv: string[]) {
   const handlers = Object.fromEntries(
     ["login", "logout", "submit", "ls", "status", "cancel", "download", "control", "more"].map((c) => [c, record(c)]),
   ) as unknown as Handlers;
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = "";
-  let err = "";
-  stdout.on("data", (d) => (out += d));
-  stderr.on("data", (d) => (err += d));
-  const code = await runCli(argv, { stdout, stderr, stdin: new PassThrough(), env: {} }, handlers);
+  const { code, out, err } = await runCapturedCli(argv, {}, handlers);
   return { code, calls, out, err };
 }
 

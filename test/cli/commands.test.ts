@@ -3,11 +3,10 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readConfig, writeConfig } from "../../cli/config";
 import { EXIT } from "../../cli/errors";
-import { runCli } from "../../cli/main";
+import { runCapturedCli } from "../helpers/cli";
 
 /** A stand-in edge whose answer to the token revocation the test sets; it records the revocations it saw. */
 let server: Server;
@@ -41,16 +40,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function cli(argv: string[], env: Record<string, string>) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = "";
-  let err = "";
-  stdout.on("data", (d) => (out += d));
-  stderr.on("data", (d) => (err += d));
-  const code = await runCli(argv, { stdout, stderr, stdin: new PassThrough(), env });
-  return { code, out, err };
-}
+const cli = (argv: string[], env: Record<string, string>) => runCapturedCli(argv, env);
 
 describe("video-refresher logout", () => {
   it("keeps the login when the server cannot revoke the token, so a later logout still can", async () => {

@@ -174,34 +174,45 @@ describe("per-user limits on POST /api/jobs", () => {
   });
 });
 
+/**
+ * Starts a form upload of `form` whose body stops after its first 2 KiB, and waits until the edge holds room for it
+ * (its ingest is recorded and its first bytes arrived). `finish` sends the rest; `answer` is the request's answer.
+ */
+async function heldFormUpload(vars: Record<string, string>, s: Session, form: ReturnType<typeof formBody>, headers: Record<string, string>) {
+  let sender!: ReadableStreamDefaultController<Uint8Array>;
+  const held = new ReadableStream<Uint8Array>({ start: (c) => void (sender = c) });
+  sender.enqueue(form.body.slice(0, 2048));
+  // @ts-expect-error workerd needs duplex for a streamed request body
+  const answer = callWith(vars, s, "/api/jobs", { method: "POST", body: held, headers, duplex: "half" });
+  const holding = async () => ((await db.select().from(ingests).where(eq(ingests.userId, s.id)))[0]?.reservedBytes ?? 0) > 0;
+  for (let i = 0; !(await holding()); i++) {
+    if (i === 1000) throw new Error("the first upload holds no room after 10 s");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const finish = () => {
+    sender.enqueue(form.body.slice(2048));
+    sender.close();
+  };
+  return { answer, finish };
+}
+
 describe("storage held by form uploads in flight", () => {
   for (const declared of [true, false]) {
     it(`refuses a second form upload while the first${declared ? "" : " (no Content-Length)"} still streams into the room both would need, and creates the first`, async () => {
       const s = await signIn();
       const vars = { USER_STORAGE_BYTES: "10000" };
       const first = formBody([{ name: "videos", filename: "a.mp4", bytes: fakeMp4(6000, 1) }]);
-      let sender!: ReadableStreamDefaultController<Uint8Array>;
-      const held = new ReadableStream<Uint8Array>({ start: (c) => void (sender = c) });
-      sender.enqueue(first.body.slice(0, 2048));
       const headers: Record<string, string> = { "content-type": first.contentType };
       if (declared) headers["content-length"] = String(first.body.length);
-      // @ts-expect-error workerd needs duplex for a streamed request body
-      const pending = callWith(vars, s, "/api/jobs", { method: "POST", body: held, headers, duplex: "half" });
-      // The first upload has begun: its ingest is recorded and its first bytes have arrived.
-      const holding = async () => ((await db.select().from(ingests).where(eq(ingests.userId, s.id)))[0]?.reservedBytes ?? 0) > 0;
-      for (let i = 0; !(await holding()); i++) {
-        if (i === 1000) throw new Error("the first upload holds no room after 10 s");
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      const pending = await heldFormUpload(vars, s, first, headers);
 
       const second = await postForm(vars, s, [{ name: "videos", filename: "b.mp4", bytes: fakeMp4(6000, 2) }]);
       expect(second.status).toBe(409);
       expect(await second.json()).toMatchObject({ error: { code: "quota_exceeded", message: expect.stringContaining("storage") } });
       expect((await footprint(s.id)).ingests).toBe(1);
 
-      sender.enqueue(first.body.slice(2048));
-      sender.close();
-      const created = await pending;
+      pending.finish();
+      const created = await pending.answer;
       expect(created.status).toBe(202);
       const after = await footprint(s.id);
       expect([after.jobs, after.ingests, after.objects.length]).toEqual([1, 0, 1]);
@@ -216,17 +227,8 @@ describe("a retry of a form upload still in flight (same Idempotency-Key)", () =
     const s = await signIn();
     const vars = { USER_STORAGE_BYTES: "10000" };
     const form = formBody([{ name: "videos", filename: "a.mp4", bytes: fakeMp4(6000, 1) }]);
-    let sender!: ReadableStreamDefaultController<Uint8Array>;
-    const held = new ReadableStream<Uint8Array>({ start: (c) => void (sender = c) });
-    sender.enqueue(form.body.slice(0, 2048));
     const headers = { "content-type": form.contentType, "content-length": String(form.body.length), "idempotency-key": "retry-me-1" };
-    // @ts-expect-error workerd needs duplex for a streamed request body
-    const pending = callWith(vars, s, "/api/jobs", { method: "POST", body: held, headers, duplex: "half" });
-    const holding = async () => ((await db.select().from(ingests).where(eq(ingests.userId, s.id)))[0]?.reservedBytes ?? 0) > 0;
-    for (let i = 0; !(await holding()); i++) {
-      if (i === 1000) throw new Error("the first upload holds no room after 10 s");
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    const pending = await heldFormUpload(vars, s, form, headers);
 
     // The client's retry (it took the first for lost): the same form, the same key.
     const retry = () => callWith(vars, s, "/api/jobs", { method: "POST", body: form.body, headers });
@@ -238,9 +240,8 @@ describe("a retry of a form upload still in flight (same Idempotency-Key)", () =
     const other = await callWith(vars, s, "/api/jobs", { method: "POST", body: form.body, headers: { ...headers, "idempotency-key": "another-2" } });
     expect([other.status, ((await other.json()) as { error: { code: string } }).error.code]).toEqual([409, "quota_exceeded"]);
 
-    sender.enqueue(form.body.slice(2048));
-    sender.close();
-    const created = await pending;
+    pending.finish();
+    const created = await pending.answer;
     expect(created.status).toBe(202);
     const { id } = (await created.json()) as { id: string };
     const again = await retry();
