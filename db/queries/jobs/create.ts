@@ -151,10 +151,34 @@ export async function createJobFromIngest(
 }
 
 /**
- * Creates a job from completed large-file uploads. One transaction: the job row is inserted only if it fits the
- * owner's limits (checked in the insert; the uploads' bytes already count against the owner, so storage must
- * merely not be over), the uploads move completed → consumed (CAS, so one upload can feed only one job) and the
- * other rows are inserted, or nothing happens.
+ * Why the job cannot be made of these uploads, read from their rows: unknown (or another user's), still uploading,
+ * already consumed (naming the job it fed: most often the same request again after its answer was lost) or aborted.
+ * Null when every one is completed.
+ */
+async function uploadsRefusal(db: Db, userId: string, uploadIds: string[]): Promise<Error | null> {
+  const rows = await db.select().from(uploads).where(and(inArray(uploads.id, uploadIds), eq(uploads.userId, userId)));
+  const byId = new Map(rows.map((u) => [u.id, u]));
+  for (const id of uploadIds) {
+    const u = byId.get(id);
+    if (!u) return new ValidationError(`uploads: unknown upload ${id}`, "uploads");
+    if (u.status === "uploading") return new ConflictError("upload_incomplete", `Upload ${id} is not complete yet`);
+    if (u.status === "consumed") {
+      const [fed] = await db.select({ jobId: sources.jobId }).from(sources).where(eq(sources.objectKey, u.objectKey)).limit(1);
+      return new ConflictError("upload_used", `Upload ${id} was already used by a job`, fed ? { jobId: fed.jobId } : undefined);
+    }
+    if (u.status !== "completed") return new ConflictError("upload_used", `Upload ${id} was already used or aborted`);
+  }
+  return null;
+}
+
+/**
+ * Creates a job from completed large-file uploads, in one batch (one round trip, so the database's write lock is
+ * never held while the Worker waits: an interactive transaction here held it across five round trips, and a
+ * request cancelled midway left every other user's writes waiting for the server to expire its stream). The job
+ * row's owner is NULL — failing the batch, so nothing is created — unless the job fits the owner's limits and every
+ * upload is still the owner's and completed when the batch runs; the uploads then move completed → consumed in
+ * the same batch, so one upload feeds one job. The rows read beforehand only name the sources; after a failure they
+ * are read again to say why.
  */
 export async function createJobFromUploads(
   db: Db,
@@ -163,52 +187,32 @@ export async function createJobFromUploads(
 ): Promise<JobView> {
   // The uploads still count as unused when the job row goes in: consuming them moves their bytes to sources.
   const request: QuotaRequest = { activeJobs: 1, queuedVariations: input.uploadIds.length * input.variationsPerVideo, storageBytes: 0 };
+  const ids = [...new Set(input.uploadIds)];
+  const rows = await db.select().from(uploads).where(and(inArray(uploads.id, ids), eq(uploads.userId, input.userId)));
+  const refused = await uploadsRefusal(db, input.userId, input.uploadIds);
+  if (refused) throw refused;
+  const byId = new Map(rows.map((u) => [u.id, u]));
+  const record = buildRecord(
+    input,
+    input.uploadIds.map((id) => {
+      const u = byId.get(id)!;
+      return { id: newId(), name: u.filename, size: u.size, contentType: u.contentType ?? "application/octet-stream", objectKey: u.objectKey };
+    }),
+    now,
+  );
+  const stillCompleted = and(inArray(uploads.id, ids), eq(uploads.userId, input.userId), eq(uploads.status, "completed"));
+  const owner = sql`(select ${input.userId} where (select count(*) from ${uploads} where ${stillCompleted}) = ${ids.length})`;
   try {
-    return await db.transaction(async (tx) => {
-      const rows = await tx
-        .select()
-        .from(uploads)
-        .where(and(inArray(uploads.id, input.uploadIds), eq(uploads.userId, input.userId)));
-      const byId = new Map(rows.map((u) => [u.id, u]));
-      for (const id of input.uploadIds) {
-        const u = byId.get(id);
-        if (!u) throw new ValidationError(`uploads: unknown upload ${id}`, "uploads");
-        if (u.status === "uploading") throw new ConflictError("upload_incomplete", `Upload ${id} is not complete yet`);
-        if (u.status === "consumed") {
-          // Most often the same request again after its answer was lost: name the job, so the client can find it.
-          const [fed] = await tx.select({ jobId: sources.jobId }).from(sources).where(eq(sources.objectKey, u.objectKey)).limit(1);
-          throw new ConflictError("upload_used", `Upload ${id} was already used by a job`, fed ? { jobId: fed.jobId } : undefined);
-        }
-        if (u.status !== "completed") throw new ConflictError("upload_used", `Upload ${id} was already used or aborted`);
-      }
-      const record = buildRecord(
-        input,
-        input.uploadIds.map((id) => {
-          const u = byId.get(id)!;
-          return {
-            id: newId(),
-            name: u.filename,
-            size: u.size,
-            contentType: u.contentType ?? "application/octet-stream",
-            objectKey: u.objectKey,
-          };
-        }),
-        now,
-      );
-      await tx.insert(jobs).values({ ...record.job, userId: ownerIfFits(input.userId, input.userId, input.limits, request) });
-      const consumed = await tx
-        .update(uploads)
-        .set({ status: "consumed" })
-        .where(and(inArray(uploads.id, input.uploadIds), eq(uploads.userId, input.userId), eq(uploads.status, "completed")))
-        .returning({ id: uploads.id });
-      if (consumed.length !== input.uploadIds.length) {
-        throw new ConflictError("upload_used", "An upload was used by another job at the same time");
-      }
-      await tx.insert(sources).values(record.sources);
-      await tx.insert(variations).values(record.variations);
-      return presentRecord(record, now);
-    });
+    await db.batch([
+      db.insert(jobs).values({ ...record.job, userId: ownerIfFits(owner, input.userId, input.limits, request) }),
+      db.update(uploads).set({ status: "consumed" }).where(stillCompleted),
+      db.insert(sources).values(record.sources),
+      db.insert(variations).values(record.variations),
+    ]);
   } catch (err) {
-    throw await refusal(db, err, { userId: input.userId, limits: input.limits, request });
+    if (!isOwnerRefused(err, "jobs")) throw err;
+    // An upload used, aborted or dropped meanwhile; otherwise the limits refused the job.
+    throw (await uploadsRefusal(db, input.userId, input.uploadIds)) ?? (await refusal(db, err, { userId: input.userId, limits: input.limits, request }));
   }
+  return presentRecord(record, now);
 }
