@@ -16,6 +16,8 @@ export interface DbProxy {
   /** Bodies of requests whose reply was dropped / that were held, in order. */
   dropped: string[];
   held: string[];
+  /** Size in bytes of every reply forwarded to the client, in order. */
+  replyBytes: number[];
   close(): Promise<void>;
 }
 
@@ -33,6 +35,7 @@ export async function startDbProxy(target: string, rule: DbProxyRule = () => "pa
   const upstream = new URL(target);
   const dropped: string[] = [];
   const held: string[] = [];
+  const replyBytes: number[] = [];
   const timers = new Set<NodeJS.Timeout>();
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -55,8 +58,10 @@ export async function startDbProxy(target: string, rule: DbProxyRule = () => "pa
                 return;
               }
               if (res.destroyed) return;
+              const reply = Buffer.concat(parts);
+              replyBytes.push(reply.length);
               res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-              res.end(Buffer.concat(parts));
+              res.end(reply);
             });
           },
         );
@@ -84,6 +89,7 @@ export async function startDbProxy(target: string, rule: DbProxyRule = () => "pa
     setRule: (r) => (rule = r),
     dropped,
     held,
+    replyBytes,
     close: () =>
       new Promise<void>((r) => {
         for (const t of timers) clearTimeout(t);

@@ -2,7 +2,7 @@ import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { jobs, sources, variations, type JobStatus } from "../../schema";
 import { finalizeJob } from "../finalize";
-import { loadRecord, ownedBy } from "./load";
+import { loadRecord, ownedBy, presentedVariationColumns } from "./load";
 import { presentRecord, type JobRecord, type JobView, type Viewer } from "./present";
 
 /** What a cancel request found and did; `job` is the job right after it (with the status it had before). */
@@ -54,7 +54,7 @@ export async function requestCancel(
       ),
     db.select().from(jobs).where(mine),
     db.select().from(sources).where(eq(sources.jobId, input.jobId)),
-    db.select().from(variations).where(eq(variations.jobId, input.jobId)),
+    db.select(presentedVariationColumns).from(variations).where(eq(variations.jobId, input.jobId)),
   ]);
   const previousStatus = before[0]?.status;
   const job = afterJob[0];

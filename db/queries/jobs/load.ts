@@ -16,6 +16,7 @@ export function ownedBy(viewer: Viewer): SQL | undefined {
 
 /** A variation's columns for presenting: all but the fingerprint (a few KB each, for runners only). */
 const { fingerprint: _fingerprint, ...presentedVariationColumns } = getTableColumns(variations);
+export { presentedVariationColumns };
 
 /** The job with its sources and variations, as the viewer may see it (another user's job is not found). */
 export async function loadRecord(db: Db, jobId: string, viewer: Viewer): Promise<JobRecord> {

@@ -2,7 +2,7 @@ import { and, eq, inArray, isNull } from "drizzle-orm";
 import type { Db } from "../../client";
 import { ConflictError, NotFoundError } from "../../errors";
 import { jobs, sources, variations, type JobStatus } from "../../schema";
-import { ownedBy } from "./load";
+import { ownedBy, presentedVariationColumns } from "./load";
 import { presentRecord, type JobView, type Viewer } from "./present";
 
 /**
@@ -28,7 +28,7 @@ export async function pauseJob(
       .returning({ id: jobs.id }),
     db.select().from(jobs).where(mine),
     db.select().from(sources).where(eq(sources.jobId, input.jobId)),
-    db.select().from(variations).where(eq(variations.jobId, input.jobId)),
+    db.select(presentedVariationColumns).from(variations).where(eq(variations.jobId, input.jobId)),
   ]);
   const previousStatus = before[0]?.status;
   const job = after[0];
