@@ -84,6 +84,15 @@ describe("POST /api/jobs/:id/pause and /resume", () => {
     expect(Job.parse(await res.json())).toMatchObject({ status: "paused" });
   });
 
+  it("answers a pause sent again (a retry after a lost answer) with the paused job, not a refusal", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { files: 1, variations: 2 });
+    expect((await post(s, `/api/jobs/${seeded.id}/pause`)).status).toBe(200);
+    const again = await post(s, `/api/jobs/${seeded.id}/pause`);
+    expect(again.status).toBe(200);
+    expect(Job.parse(await again.json())).toMatchObject({ status: "paused", previousStatus: "paused" });
+  });
+
   it("refuses to pause a finished job (409 not_pausable with the job) and hides another user's job (404)", async () => {
     const s = await signIn();
     const seeded = await seedJob(s.id, { files: 1, variations: 1 });

@@ -11,7 +11,8 @@ import { presentRecord, type JobView, type Viewer } from "./present";
  * stop settles each running variation back to queued with the attempt refunded (stopSettle decides it from the
  * job's status); completed variations stay; queued ones stay queued, not claimable while the job is paused.
  * Returns the job right after (with the status it had before); waiting for runners is the caller's business.
- * 409 `not_pausable` (body carries the job) for any other status.
+ * An already paused job is answered the same way (a retry after a lost answer); 409 `not_pausable` (body carries
+ * the job) for any other status.
  */
 export async function pauseJob(
   db: Db,
@@ -34,7 +35,8 @@ export async function pauseJob(
   const job = after[0];
   if (!previousStatus || !job) throw new NotFoundError("No such job");
   const view = presentRecord({ job, sources: sourceRows, variations: variationRows }, now, previousStatus);
-  if (paused.length === 0) {
+  // Already paused: most often the same request again after its answer was lost — answer it as cancel does.
+  if (paused.length === 0 && previousStatus !== "paused") {
     throw new ConflictError("not_pausable", `A ${previousStatus} job cannot be paused`, { job: view });
   }
   return { job: view, previousStatus };
