@@ -1,6 +1,6 @@
 import { and, asc, count, eq, isNotNull, isNull, sql } from "drizzle-orm";
 import type { Db } from "../client";
-import { ConflictError, NotFoundError } from "../errors";
+import { ConflictError, ForbiddenError, NotFoundError } from "../errors";
 import { newId } from "../ids";
 import { hashPassword } from "../passwords";
 import { sessions, users } from "../schema";
@@ -74,11 +74,18 @@ export async function setUserDisabled(
   }
   const columns = { id: users.id, email: users.email, role: users.role, createdAt: users.createdAt, disabledAt: users.disabledAt };
   if (input.disabled) {
+    // The actor must still be an enabled admin when the row changes: two admins disabling each other at the same
+    // moment both passed their sign-in check, and without this both succeeded and no admin was left.
+    const actorEnabled = sql`EXISTS (SELECT 1 FROM users a WHERE a.id = ${input.actorId} AND a.role = 'admin' AND a.disabled_at IS NULL)`;
     const [updated] = await db.batch([
-      db.update(users).set({ disabledAt: now }).where(and(eq(users.id, input.userId), isNull(users.disabledAt))).returning(columns),
-      db.delete(sessions).where(eq(sessions.userId, input.userId)),
+      db.update(users).set({ disabledAt: now }).where(and(eq(users.id, input.userId), isNull(users.disabledAt), actorEnabled)).returning(columns),
+      db
+        .delete(sessions)
+        .where(and(eq(sessions.userId, input.userId), sql`EXISTS (SELECT 1 FROM users u WHERE u.id = ${input.userId} AND u.disabled_at IS NOT NULL)`)),
     ]);
     if (updated[0]) return updated[0];
+    const [target] = await db.select(columns).from(users).where(eq(users.id, input.userId));
+    if (target && target.disabledAt === null) throw new ForbiddenError("Your account can no longer disable accounts");
   } else {
     const [, updated] = await db.batch([
       // Its never-started jobs were held, not waiting for a runner: their wait for one starts now (before the CAS,

@@ -167,7 +167,11 @@ describe("failStaleQueued", () => {
 });
 
 describe("a disabled account's held jobs", () => {
-  const setDisabled = (disabled: boolean, now: number) => setUserDisabled(db, { actorId: "an-admin", userId, disabled }, now);
+  let adminId: string;
+  beforeEach(async () => {
+    adminId = (await createUser(db, { email: `lc-admin-${newId()}@test.example`, password: "pw-for-lifecycle", role: "admin" })).id;
+  });
+  const setDisabled = (disabled: boolean, now: number) => setUserDisabled(db, { actorId: adminId, userId, disabled }, now);
 
   it("do not expire while queued as long as it is disabled, and wait afresh from its re-enabling", async () => {
     const held = await seedJob(userId, { db, now: NOW - 25 * HOUR });
@@ -190,7 +194,7 @@ describe("a disabled account's held jobs", () => {
     await setDisabled(true, NOW - 8 * DAY);
     const other = (await createUser(db, { email: `lc-other-${newId()}@test.example`, password: "pw-for-lifecycle", role: "user" })).id;
     const untouched = await seedJob(other, { db, now: NOW - 9 * DAY });
-    await setUserDisabled(db, { actorId: "an-admin", userId: other, disabled: true }, NOW - 6 * DAY);
+    await setUserDisabled(db, { actorId: adminId, userId: other, disabled: true }, NOW - 6 * DAY);
 
     // The rules as the cron runs them: this rule, then finalizeIdleJobs in the same tick.
     expect(await endDisabledAccountsWork(deps(), NOW)).toEqual({ cancelled: 2 });

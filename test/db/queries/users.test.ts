@@ -7,7 +7,7 @@ import { listIdleActiveJobIds } from "../../../db/queries/lifecycle";
 import { setUserDisabled } from "../../../db/queries/users";
 import { cancelVariation, claimVariation, claimVariations, heartbeatVariations } from "../../../db/queries/variations";
 import { claimDelivery, createWebhook, peekDelivery, takeDueDeliveries } from "../../../db/queries/webhooks";
-import { variations, webhookDeliveries } from "../../../db/schema";
+import { sessions, users, variations, webhookDeliveries } from "../../../db/schema";
 import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
 import { freshDb, getJobRow, seedJob } from "../../helpers/seed";
 
@@ -28,7 +28,14 @@ async function variation(db: Db, id: string) {
   return row!;
 }
 
-const disable = (db: Db, userId: string, now: number) => setUserDisabled(db, { actorId: ADMIN, userId, disabled: true }, now);
+/** The acting admin must be an enabled admin of the same database. */
+async function asAdmin(db: Db) {
+  await db.insert(users).values({ id: ADMIN, email: `${ADMIN}@test.local`, passwordHash: "x", role: "admin", createdAt: NOW }).onConflictDoNothing();
+}
+const disable = async (db: Db, userId: string, now: number) => {
+  await asAdmin(db);
+  return setUserDisabled(db, { actorId: ADMIN, userId, disabled: true }, now);
+};
 const enable = (db: Db, userId: string, now: number) => setUserDisabled(db, { actorId: ADMIN, userId, disabled: false }, now);
 
 describe("setUserDisabled holds a disabled account's work until it is re-enabled", () => {
@@ -93,5 +100,26 @@ describe("setUserDisabled holds a disabled account's work until it is re-enabled
     await enable(db, job.userId, NOW + 3);
     expect(await takeDueDeliveries(db, NOW + 4, 10)).toEqual([id]);
     expect(await claimDelivery(db, id, NOW + 5, 30_000, "{}")).toMatchObject({ id, attempts: 1 });
+  });
+});
+
+describe("setUserDisabled by two admins at once", () => {
+  it("does not let an admin disabled a moment ago disable the other: one admin is always left", async () => {
+    const { db } = await freshDb(server, "admins_race");
+    const a = newId();
+    const b = newId();
+    await db.insert(users).values([
+      { id: a, email: `${a}@test.local`, passwordHash: "x", role: "admin", createdAt: NOW },
+      { id: b, email: `${b}@test.local`, passwordHash: "x", role: "admin", createdAt: NOW },
+    ]);
+    await db.insert(sessions).values({ id: newId(), tokenHash: newId(), userId: b, createdAt: NOW, expiresAt: NOW + 3600_000, lastSeenAt: NOW });
+    // Both requests passed their sign-in check; B's disable of A commits first.
+    await setUserDisabled(db, { actorId: b, userId: a, disabled: true }, NOW);
+    await expect(setUserDisabled(db, { actorId: a, userId: b, disabled: true }, NOW + 1)).rejects.toMatchObject({ status: 403 });
+    const rows = await db.select({ id: users.id, disabledAt: users.disabledAt }).from(users);
+    expect(rows.find((r) => r.id === b)!.disabledAt).toBeNull();
+    expect(rows.find((r) => r.id === a)!.disabledAt).toBe(NOW);
+    // B stays signed in: the refused disable ends none of B's sessions.
+    expect(await db.select().from(sessions).where(eq(sessions.userId, b))).toHaveLength(1);
   });
 });
