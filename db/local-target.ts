@@ -11,6 +11,29 @@ export interface DbTarget {
   source: string;
 }
 
+/** The local stack's data directory: DATA_DIR (relative to the repository) or .data. */
+export function localDataDir(env: NodeJS.ProcessEnv): string {
+  const dataDir = env.DATA_DIR || ".data";
+  return isAbsolute(dataDir) ? dataDir : join(ROOT, dataDir);
+}
+
+/** `KEY=value` lines of a file `npm start` wrote; null when there is no such file. */
+export async function readEnvFile(file: string): Promise<Record<string, string> | null> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch {
+    return null;
+  }
+  return Object.fromEntries(
+    text
+      .split("\n")
+      .map((l) => /^([A-Z_]+)=(.*)$/.exec(l.trim()))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => [m[1]!, m[2]!]),
+  );
+}
+
 /**
  * The database a developer script talks to: LIBSQL_URL (+ LIBSQL_AUTH_TOKEN) when set, else the local stack's
  * (`npm start` writes its URL and token to DATA_DIR/edge.env, default .data/). Null when neither exists.
@@ -19,21 +42,9 @@ export interface DbTarget {
 export async function resolveDbTarget(env: NodeJS.ProcessEnv): Promise<DbTarget | null> {
   if (env.LIBSQL_URL) return { url: env.LIBSQL_URL, authToken: env.LIBSQL_AUTH_TOKEN || undefined, source: "LIBSQL_URL" };
   const dataDir = env.DATA_DIR || ".data";
-  const file = isAbsolute(dataDir) ? join(dataDir, "edge.env") : join(ROOT, dataDir, "edge.env");
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch {
-    return null;
-  }
-  const vars = Object.fromEntries(
-    text
-      .split("\n")
-      .map((l) => /^([A-Z_]+)=(.*)$/.exec(l.trim()))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => [m[1]!, m[2]!]),
-  );
-  if (!vars.LIBSQL_URL) return null;
+  const file = join(localDataDir(env), "edge.env");
+  const vars = await readEnvFile(file);
+  if (!vars?.LIBSQL_URL) return null;
   const shown = isAbsolute(dataDir) ? file : relative(ROOT, file);
   return { url: vars.LIBSQL_URL, authToken: vars.LIBSQL_AUTH_TOKEN || undefined, source: `the local stack (${shown})` };
 }

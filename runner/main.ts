@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { createDb } from "../db/client";
 import { BlobClient } from "./blobs";
 import { ConfigError, loadRunnerConfig } from "./config";
+import { withLocalStack } from "./local-stack";
 import { createLogger, errorMessage } from "./log";
 import { Runner } from "./loop";
 import { RunnerMetrics, startMetricsServer, type MetricsServer } from "./metrics";
@@ -13,8 +14,9 @@ const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.
 
 async function main(): Promise<void> {
   let config;
+  const { env, source } = await withLocalStack(process.env);
   try {
-    config = loadRunnerConfig(process.env);
+    config = loadRunnerConfig(env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -23,6 +25,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger({ prefix: config.RUNNER_ID, level: config.LOG_LEVEL });
+  if (source) log.info("settings from the local stack (npm start)", { file: source, edge: config.EDGE_URL });
   const metrics = new RunnerMetrics();
   const db = createDb(config.LIBSQL_URL, {
     authToken: config.LIBSQL_AUTH_TOKEN,

@@ -210,6 +210,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         Object.entries({ WEBHOOKS_ALLOW_LOCAL_HTTP: "1", ...opts.edgeVars }).map(([k, v]) => `${k}=${v}\n`).join(""),
       { mode: 0o600 },
     );
+    // What `npm run runner` started beside this stack connects with (runner/local-stack.ts).
+    await writeFile(
+      join(dataDir, "runner.env"),
+      `LIBSQL_URL=${libsqlUrl}\nLIBSQL_AUTH_TOKEN=${secrets.libsqlAuthToken}\nEDGE_URL=${edgeUrl}\nRUNNER_TOKEN=${secrets.runnerToken}\n`,
+      { mode: 0o600 },
+    );
     const edge = spawnChild(
       "edge",
       [

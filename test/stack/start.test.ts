@@ -68,6 +68,29 @@ describe("npm start launcher", () => {
     expect(groupAlive(pids.runner!)).toBe(true);
   });
 
+  it("lets `npm run runner` join the running stack with no settings of its own, and stop cleanly", async () => {
+    const metricsPort = await freePort();
+    const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir, METRICS_PORT: String(metricsPort) };
+    for (const k of ["LIBSQL_URL", "LIBSQL_AUTH_TOKEN", "EDGE_URL", "RUNNER_TOKEN", "WORK_DIR"]) delete env[k];
+    // What `npm run runner` runs.
+    const extra = spawn(process.execPath, ["--import", "tsx", "runner/main.ts"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    let log = "";
+    extra.stdout!.on("data", (d) => (log += d));
+    extra.stderr!.on("data", (d) => (log += d));
+    const exited = new Promise<number | null>((r) => extra.once("exit", (code) => r(code)));
+    try {
+      // Healthy means: the database answered, and the edge took its token and its clock.
+      await expect
+        .poll(async () => (await fetch(`http://127.0.0.1:${metricsPort}/healthz`).catch(() => null))?.status, { timeout: 60_000, interval: 250 })
+        .toBe(200);
+      expect(log).toContain("settings from the local stack");
+      extra.kill("SIGTERM");
+      expect(await exited).toBe(0);
+    } finally {
+      if (extra.exitCode === null) extra.kill("SIGKILL");
+    }
+  }, 90_000);
+
   // One scenario, because both steps end the stack this file shares.
   it("answers 503 quickly once the libSQL server is gone, then stops every child on SIGINT leaving no process", async () => {
     process.kill(-pids.db!, "SIGTERM");
