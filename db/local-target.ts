@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { isAbsolute, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { isDbUnavailable } from "./errors";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -51,3 +52,18 @@ export async function resolveDbTarget(env: NodeJS.ProcessEnv): Promise<DbTarget 
 
 export const NO_DB_TARGET =
   "no database: set LIBSQL_URL (and LIBSQL_AUTH_TOKEN) to the database URL, or start the local stack with `npm start`";
+
+/**
+ * One line for a script's database failure: where it could not reach, or the database's own reason. Never the
+ * failed statement: drizzle's message carries the SQL and its parameters (user:create's is a password hash).
+ */
+export function dbFailureMessage(err: unknown, target: DbTarget): string {
+  if (isDbUnavailable(err)) {
+    const hint = target.source === "LIBSQL_URL" ? "check LIBSQL_URL" : "is `npm start` running?";
+    return `cannot reach the database at ${target.url} (${hint})`;
+  }
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e instanceof Error && e.cause instanceof Error; depth++) e = e.cause;
+  const message = e instanceof Error ? e.message : String(e);
+  return /^Failed query:/.test(message) ? "the database refused the statement" : message;
+}

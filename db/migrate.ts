@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { createDb } from "./client";
-import { NO_DB_TARGET, resolveDbTarget } from "./local-target";
+import { dbFailureMessage, NO_DB_TARGET, resolveDbTarget } from "./local-target";
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations", import.meta.url));
 
@@ -25,7 +25,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   await migrateDb(target.url, target.authToken)
     .then(() => console.log(`db:migrate: ${target.url} is up to date`))
     .catch((err) => {
-      console.error(`db:migrate failed: ${err instanceof Error ? err.message : String(err)}`);
+      console.error(`db:migrate failed: ${dbFailureMessage(err, target)}`);
       process.exit(1);
     });
 }

@@ -9,13 +9,15 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { createDb } from "../db/client";
 import { AppError } from "../db/errors";
-import { NO_DB_TARGET, resolveDbTarget } from "../db/local-target";
+import { dbFailureMessage, NO_DB_TARGET, resolveDbTarget } from "../db/local-target";
 import { passwordProblem } from "../db/passwords";
 import { createUser } from "../db/queries/users";
 
+const USAGE = "usage: npm run user:create -- --email E --password P [--admin]";
+
 const Args = z.object({
-  email: z.email("--email must be an email address"),
-  password: z.string().superRefine((pw, ctx) => {
+  email: z.email({ error: (i) => (i.input === undefined ? "--email is missing" : "--email must be an email address") }),
+  password: z.string({ error: "--password is missing" }).superRefine((pw, ctx) => {
     const problem = passwordProblem(pw);
     if (problem) ctx.addIssue({ code: "custom", message: `--password: ${problem}` });
   }),
@@ -30,13 +32,23 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: { email: { type: "string" }, password: { type: "string" }, admin: { type: "boolean", default: false } },
+      options: {
+        email: { type: "string" },
+        password: { type: "string" },
+        admin: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
       strict: true,
     }));
   } catch (err) {
     console.error(`user:create: ${err instanceof Error ? err.message : String(err)}`);
-    console.error("usage: npm run user:create -- --email E --password P [--admin]");
+    console.error(USAGE);
     return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    console.log("Creates an account in the database at LIBSQL_URL (+ LIBSQL_AUTH_TOKEN), or in the running local stack's.");
+    return 0;
   }
   const target = await resolveDbTarget(env);
   // The worker's PASSWORD_PEPPER when it has one; without it the hash is unpeppered and peppered at first login.
@@ -44,7 +56,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   const parsed = Args.safeParse({ ...values, url: target?.url, authToken: target?.authToken, pepper });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) console.error(`user:create: ${issue.message}`);
-    console.error("usage: npm run user:create -- --email E --password P [--admin]");
+    console.error(USAGE);
     return 2;
   }
   const { email, password, admin, url, authToken, pepper: pepperOk } = parsed.data;
@@ -55,7 +67,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     console.log(`user:create: created ${user.role} ${user.email} (id ${user.id})`);
     return 0;
   } catch (err) {
-    console.error(`user:create: ${err instanceof AppError ? err.message : `failed: ${err instanceof Error ? err.message : String(err)}`}`);
+    console.error(`user:create: ${err instanceof AppError ? err.message : `failed: ${dbFailureMessage(err, target!)}`}`);
     return 1;
   } finally {
     db.$client.close();

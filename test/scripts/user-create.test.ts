@@ -8,6 +8,7 @@ import { migrateDb } from "../../db/migrate";
 import { verifyPassword } from "../../db/passwords";
 import { findUserByEmail } from "../../db/queries/users";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
+import { freePort } from "../helpers/ports";
 import { tempDirs } from "../helpers/tmp";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -95,8 +96,32 @@ describe("npm run user:create", () => {
     expect(res.stdout).toContain("from the local stack");
   });
 
-  it("exits 1 when the auth token is wrong", async () => {
+  it("exits 1 when the auth token is wrong, showing neither the statement nor the password hash", async () => {
     const res = await run(["--email", "y@example.com", "--password", "long-enough-pw"], { LIBSQL_AUTH_TOKEN: "nope" });
     expect(res.exitCode).toBe(1);
+    expect(res.stderr).not.toMatch(/insert into|pbkdf2|params:/i);
+  });
+
+  it("says the database cannot be reached when it is down (and prints no statement or hash), as does db:migrate", async () => {
+    const down = `http://127.0.0.1:${await freePort()}`;
+    const res = await run(["--email", "z@example.com", "--password", "long-enough-pw"], { LIBSQL_URL: down });
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toContain(`cannot reach the database at ${down}`);
+    expect(res.stderr).not.toMatch(/insert into|pbkdf2|params:/i);
+    const migrate = await execa("npm", ["run", "--silent", "db:migrate"], { cwd: root, reject: false, env: { LIBSQL_URL: down } });
+    expect(migrate.exitCode).toBe(1);
+    expect(migrate.stderr).toContain(`cannot reach the database at ${down}`);
+    expect(migrate.stderr).not.toMatch(/create table/i);
+  });
+
+  it("prints its usage for --help and -h (exit 0), and names a missing option", async () => {
+    for (const flag of ["--help", "-h"]) {
+      const res = await run([flag]);
+      expect(res.exitCode).toBe(0);
+      expect(res.stdout).toContain("usage: npm run user:create -- --email E --password P [--admin]");
+    }
+    const noPassword = await run(["--email", "x@example.com"]);
+    expect(noPassword.exitCode).toBe(2);
+    expect(noPassword.stderr).toContain("--password is missing");
   });
 });
