@@ -30,6 +30,14 @@ const server = await startLibsqlServer({
   authToken,
   namedDatabases: LIBSQL_NAMED_DATABASES === "1",
   log: (msg) => console.log(msg),
+}).catch((err: unknown) => {
+  if ((err as { code?: string }).code !== "EADDRINUSE") throw err;
+  // Most often `npm start` is running: its stack already serves this port (and this data directory).
+  console.error(
+    `db:server: ${LIBSQL_HOST}:${LIBSQL_PORT} is already in use — is \`npm start\` (or another db:server) running? ` +
+      "Its database is the one to use; for a separate server set LIBSQL_PORT and LIBSQL_DATA_DIR.",
+  );
+  process.exit(1);
 });
 console.log(
   `libsql server listening on ${server.url} (data: ${LIBSQL_DATA_DIR}, auth: bearer token${LIBSQL_AUTH_TOKEN ? " from LIBSQL_AUTH_TOKEN" : ""}` +
