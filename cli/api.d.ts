@@ -340,7 +340,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Pause a queued/processing job: runners stop its encodes (like a cancel) and put them back in the queue; waits up to 5 s */
+        /** Pause a queued/processing job: runners stop its encodes (like a cancel) and put them back in the queue; waits up to 5 s. Pausing a paused job answers it again (a retry after a lost answer) */
         post: operations["pauseJob"];
         delete?: never;
         options?: never;
@@ -2349,7 +2349,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Not queued or processing (code not_pausable, body carries job) */
+            /** @description Not queued, processing or already paused (code not_pausable, body carries job); a paused job answers 200/202 again */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -313,13 +313,13 @@ export function buildOpenApi(version: string) {
       },
       "/api/jobs/{id}/pause": {
         post: {
-          summary: "Pause a queued/processing job: runners stop its encodes (like a cancel) and put them back in the queue; waits up to 5 s",
+          summary: "Pause a queued/processing job: runners stop its encodes (like a cancel) and put them back in the queue; waits up to 5 s. Pausing a paused job answers it again (a retry after a lost answer)",
           parameters: [jobIdParam],
           responses: {
             "200": ok("Paused and nothing runs any more (or the job finished first)", "Job"),
             "202": ok("Paused; runners are still stopping", "Job"),
             "404": err("Unknown, or another user's"),
-            "409": err("Not queued or processing (code not_pausable, body carries job)"),
+            "409": err("Not queued, processing or already paused (code not_pausable, body carries job); a paused job answers 200/202 again"),
             ...authErrors,
           },
         },

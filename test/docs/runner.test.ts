@@ -23,7 +23,7 @@ import {
   requeueVariation,
   runnerRoundTrip,
 } from "../../db/queries/variations";
-import { jobs, variations } from "../../db/schema";
+import { jobs, users, variations } from "../../db/schema";
 import { DbCallError, retryDb } from "../../runner/db-retry";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
 import { freshDb, seedJob, type SeededJob } from "../helpers/seed";
@@ -37,6 +37,12 @@ afterAll(() => server.close());
 const NOW = 1_700_000_000_000;
 const LEASE = 30_000;
 const R = "r1";
+
+/** Disables a user as an enabled admin of the same database would (the disable checks its actor). */
+async function disableAsAdmin(db: Db, userId: string, now: number) {
+  await db.insert(users).values({ id: "admin", email: "admin@test.local", passwordHash: "x", role: "admin", createdAt: NOW }).onConflictDoNothing();
+  await setUserDisabled(db, { actorId: "admin", userId, disabled: true }, now);
+}
 
 interface Row {
   from: string;
@@ -457,7 +463,7 @@ const jobScenarios: Record<string, Scenario> = {
   },
   "queued → cancelling: cancelJobsOfDisabledAccounts": async (db) => {
     const j = await seed(db);
-    await setUserDisabled(db, { actorId: "admin", userId: j.userId, disabled: true }, NOW);
+    await disableAsAdmin(db, j.userId, NOW);
     const before = await jStatus(db, j.jobId);
     await cancelJobsOfDisabledAccounts(db, NOW, NOW + 1);
     return [before, await jStatus(db, j.jobId)];
@@ -465,7 +471,7 @@ const jobScenarios: Record<string, Scenario> = {
   "processing → cancelling: cancelJobsOfDisabledAccounts": async (db) => {
     const j = await seed(db);
     await claim(db);
-    await setUserDisabled(db, { actorId: "admin", userId: j.userId, disabled: true }, NOW + 1);
+    await disableAsAdmin(db, j.userId, NOW + 1);
     const before = await jStatus(db, j.jobId);
     await cancelJobsOfDisabledAccounts(db, NOW + 1, NOW + 2);
     return [before, await jStatus(db, j.jobId)];
@@ -473,7 +479,7 @@ const jobScenarios: Record<string, Scenario> = {
   "paused → cancelling: cancelJobsOfDisabledAccounts": async (db) => {
     const j = await seed(db);
     await pauseJob(db, { jobId: j.jobId, viewer: viewer(j) }, NOW);
-    await setUserDisabled(db, { actorId: "admin", userId: j.userId, disabled: true }, NOW + 1);
+    await disableAsAdmin(db, j.userId, NOW + 1);
     const before = await jStatus(db, j.jobId);
     await cancelJobsOfDisabledAccounts(db, NOW + 1, NOW + 2);
     return [before, await jStatus(db, j.jobId)];
