@@ -17,5 +17,6 @@ export async function withLocalStack(env: NodeJS.ProcessEnv): Promise<{ env: Nod
   const vars = await readEnvFile(file);
   if (!vars) return { env, source: null };
   const given = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
-  return { env: { WORK_DIR: join(dir, "runner", "extra"), ...vars, ...given }, source: relative(process.cwd(), file) || file };
+  const shown = relative(process.cwd(), file);
+  return { env: { WORK_DIR: join(dir, "runner", "extra"), ...vars, ...given }, source: shown.startsWith("..") ? file : shown };
 }

@@ -55,9 +55,14 @@ async function main(): Promise<void> {
       await runner.start();
       break;
     } catch (err) {
+      if (source && attempt >= 3 && !(err instanceof DuplicateRunnerError)) {
+        // The settings are those a local stack left behind; it is most likely not running any more.
+        process.stderr.write(`runner: the local stack's database (${config.LIBSQL_URL}, from ${source}) does not answer — is \`npm start\` running?\n`);
+        process.exit(1);
+      }
       if (attempt >= 30 || err instanceof DuplicateRunnerError) throw err;
       log.warn("cannot reach the database yet; retrying", { attempt, error: errorMessage(err) });
-      await delay(1000);
+      await delay(1000, undefined, { keepAlive: true });
     }
   }
 }
