@@ -39,7 +39,7 @@ console.log(`Video Refresher is running at ${stack.edgeUrl}`);
 if (stack.admin) {
   console.log(`Admin account (shown once, stored hashed): ${stack.admin.email} / ${stack.admin.password}`);
 } else {
-  console.log("Admin account: created on the first run (see that run's output, or `npm run user:create`).");
+  console.log("Admin account: created on the first run (see that run's output; lost its password? `npm run user:create -- --email E --password P --reset`).");
 }
 console.log(`libSQL server: ${stack.libsqlUrl} · stack pids: ${JSON.stringify(stack.pids)}`);
 console.log("Press Ctrl-C to stop.");

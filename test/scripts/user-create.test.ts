@@ -7,6 +7,9 @@ import { createDb } from "../../db/client";
 import { migrateDb } from "../../db/migrate";
 import { verifyPassword } from "../../db/passwords";
 import { findUserByEmail } from "../../db/queries/users";
+import { apiTokens, loginFailures, sessions } from "../../db/schema";
+import { newId } from "../../db/ids";
+import { eq } from "drizzle-orm";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
 import { freePort } from "../helpers/ports";
 import { tempDirs } from "../helpers/tmp";
@@ -51,6 +54,34 @@ describe("npm run user:create", () => {
     const res = await run(["--email", "boss@example.com", "--password", "s3cret-passphrase", "--admin"]);
     expect(res.exitCode, res.stderr).toBe(0);
     expect(res.stdout).toContain("created admin boss@example.com");
+  });
+
+  it("sets a new password for an existing account with --reset: its sessions end, its login lock lifts, its tokens stay", async () => {
+    expect((await run(["--email", "forgot@example.com", "--password", "first-passphrase", "--admin"])).exitCode).toBe(0);
+    const db = createDb(url, { authToken: "user-create-secret" });
+    try {
+      const user = (await findUserByEmail(db, "forgot@example.com"))!;
+      await db.insert(sessions).values({ id: newId(), tokenHash: newId(), userId: user.id, createdAt: 1, lastSeenAt: 1, expiresAt: Date.now() + 3600_000 });
+      await db.insert(apiTokens).values({ id: newId(), userId: user.id, name: "ci", tokenHash: newId(), scope: "full", createdAt: 1 });
+      await db.insert(loginFailures).values({ key: "account:forgot@example.com", attempts: 9, lockedUntil: Date.now() + 900_000, updatedAt: Date.now() });
+
+      const res = await run(["--email", "Forgot@Example.com", "--password", "second-passphrase", "--reset"]);
+      expect(res.exitCode, res.stderr).toBe(0);
+      expect(res.stdout).toContain("new password set for admin forgot@example.com");
+      const after = (await findUserByEmail(db, "forgot@example.com"))!;
+      expect(await verifyPassword("second-passphrase", after.passwordHash)).toBe(true);
+      expect(after.role).toBe("admin");
+      expect(await db.select().from(sessions).where(eq(sessions.userId, user.id))).toEqual([]);
+      expect(await db.select().from(loginFailures).where(eq(loginFailures.key, "account:forgot@example.com"))).toEqual([]);
+      expect(await db.select().from(apiTokens).where(eq(apiTokens.userId, user.id))).toHaveLength(1);
+    } finally {
+      db.$client.close();
+    }
+    const unknown = await run(["--email", "nobody@example.com", "--password", "second-passphrase", "--reset"]);
+    expect(unknown.exitCode).toBe(1);
+    expect(unknown.stderr).toContain("No account for nobody@example.com");
+    const both = await run(["--email", "forgot@example.com", "--password", "second-passphrase", "--reset", "--admin"]);
+    expect(both.exitCode).toBe(2);
   });
 
   it("exits 1 with a readable message when the email is taken", async () => {
@@ -118,7 +149,7 @@ describe("npm run user:create", () => {
     for (const flag of ["--help", "-h"]) {
       const res = await run([flag]);
       expect(res.exitCode).toBe(0);
-      expect(res.stdout).toContain("usage: npm run user:create -- --email E --password P [--admin]");
+      expect(res.stdout).toContain("usage: npm run user:create -- --email E --password P [--admin | --reset]");
     }
     const noPassword = await run(["--email", "x@example.com"]);
     expect(noPassword.exitCode).toBe(2);
