@@ -55,6 +55,8 @@ export const CreateUserBody = z
   })
   .register(requestRegistry, { id: "CreateUserBody" });
 
+export const SetUserPasswordBody = z.object({ password: NewPassword }).register(requestRegistry, { id: "SetUserPasswordBody" });
+
 export const ChangePasswordBody = z
   .object({ currentPassword: z.string().min(1).max(1024), newPassword: NewPassword })
   .register(requestRegistry, { id: "ChangePasswordBody" });

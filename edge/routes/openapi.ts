@@ -167,6 +167,20 @@ export function buildOpenApi(version: string) {
           responses: { "200": ok("Enabled (idempotent)", "AdminUserEnvelope"), "403": err("Not an admin, CSRF, or an API token that expires (code expiring_token)"), "404": err("Unknown user") },
         },
       },
+      "/api/users/{id}/password": {
+        post: {
+          summary: "Set a new password for a user who lost theirs (admin): their sessions end, their API tokens stay",
+          parameters: [jobIdParam],
+          requestBody: { required: true, ...json("SetUserPasswordBody") },
+          responses: {
+            "204": ok("Set"),
+            "400": err("Weak password (field password)"),
+            "403": err("Not an admin, CSRF, or an API token that expires (code expiring_token)"),
+            "404": err("Unknown user"),
+            "409": err("Your own account (code cannot_reset_self: change it on /account, with the current password)"),
+          },
+        },
+      },
       "/api/tokens": {
         get: { summary: "List your API tokens", responses: { "200": ok("Tokens", "ApiTokenList"), ...authErrors } },
         post: {
@@ -546,6 +560,7 @@ export const OPERATION_IDS: Record<string, string> = {
   "DELETE /api/me/sessions/{id}": "revokeSession",
   "POST /api/users/{id}/disable": "disableUser",
   "POST /api/users/{id}/enable": "enableUser",
+  "POST /api/users/{id}/password": "setUserPassword",
   "GET /api/users": "listUsers",
   "POST /api/users": "createUser",
   "GET /api/tokens": "listTokens",

@@ -1,9 +1,10 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import { ForbiddenError } from "../../db/errors";
+import { resetPassword } from "../../db/queries/reset-password";
 import { createUser, listUsers, setUserDisabled, type UserRow } from "../../db/queries/users";
 import type { AppEnv } from "../env";
 import { requireAdmin, requireUser } from "../lib/auth";
-import { CreateUserBody, IdParam } from "../lib/schemas";
+import { CreateUserBody, IdParam, SetUserPasswordBody } from "../lib/schemas";
 import { validate } from "../lib/validate";
 
 const iso = (ms: number | null | undefined) => (ms == null ? null : new Date(ms).toISOString());
@@ -15,12 +16,18 @@ const present = (u: UserRow) => ({ id: u.id, email: u.email, role: u.role, creat
  */
 const lastingCredential: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.get("tokenExpiresAt") != null) {
-    throw new ForbiddenError("An expiring API token cannot create or re-enable accounts; sign in, or use a token without expiry", "expiring_token");
+    throw new ForbiddenError(
+      "An expiring API token cannot create or re-enable accounts or set their passwords; sign in, or use a token without expiry",
+      "expiring_token",
+    );
   }
   await next();
 };
 
-/** Accounts are created, listed, disabled and re-enabled by admins only (no public sign-up). */
+/**
+ * Accounts are created, listed, disabled and re-enabled by admins only (no public sign-up); an admin sets a new
+ * password for a user who lost theirs (and a lost admin password is reset from a shell: user:create --reset).
+ */
 export const users = new Hono<AppEnv>()
   .use(requireUser, requireAdmin)
   .post("/", lastingCredential, validate("json", CreateUserBody), async (c) => {
@@ -39,4 +46,11 @@ export const users = new Hono<AppEnv>()
   .post("/:id/enable", lastingCredential, validate("param", IdParam), async (c) => {
     const input = { actorId: c.get("user").id, userId: c.req.valid("param").id, disabled: false };
     return c.json({ user: present(await setUserDisabled(c.get("db"), input, Date.now())) });
+  })
+  // A password set this way is a credential that outlives the token: no expiring token may set one.
+  .post("/:id/password", lastingCredential, validate("param", IdParam), validate("json", SetUserPasswordBody), async (c) => {
+    const { password } = c.req.valid("json");
+    const input = { actorId: c.get("user").id, userId: c.req.valid("param").id, password, pepper: c.get("config").PASSWORD_PEPPER };
+    await resetPassword(c.get("db"), input);
+    return c.body(null, 204);
   });

@@ -81,3 +81,33 @@ describe("GET /api/users", () => {
     expect((await user.call("/api/users")).status).toBe(403);
   });
 });
+
+describe("POST /api/users/:id/password", () => {
+  it("lets an admin set a new password for a user who lost theirs: the user's sessions end, the new password signs in", async () => {
+    const admin = await signIn("admin");
+    const user = await signIn();
+    const res = await admin.call(`/api/users/${user.id}/password`, { method: "POST", json: { password: "a brand new passphrase" } });
+    expect(res.status).toBe(204);
+    expect((await user.call("/api/me")).status).toBe(401);
+    expect((await call("/api/auth/login", { method: "POST", json: { email: user.email, password: user.password } })).status).toBe(401);
+    expect(await loginCookie({ email: user.email, password: "a brand new passphrase" })).toMatch(/^vr_session=/);
+  });
+
+  it("refuses a weak password (400), an unknown user (404), the admin's own account (409), non-admins (403) and expiring tokens (403)", async () => {
+    const admin = await signIn("admin");
+    const user = await signIn();
+    const weak = await admin.call(`/api/users/${user.id}/password`, { method: "POST", json: { password: "short" } });
+    expect([weak.status, await weak.json()]).toMatchObject([400, { error: { field: "password" } }]);
+    expect((await admin.call(`/api/users/${newId()}/password`, { method: "POST", json: { password: "a brand new passphrase" } })).status).toBe(404);
+    const self = await admin.call(`/api/users/${admin.id}/password`, { method: "POST", json: { password: "a brand new passphrase" } });
+    expect([self.status, await self.json()]).toMatchObject([409, { error: { code: "cannot_reset_self" } }]);
+    const other = await signIn();
+    expect((await other.call(`/api/users/${user.id}/password`, { method: "POST", json: { password: "a brand new passphrase" } })).status).toBe(403);
+    const { token } = (await (await admin.call("/api/tokens", { method: "POST", json: { name: "t", expiresInDays: 1 } })).json()) as { token: string };
+    const expiring = await call(`/api/users/${user.id}/password`, { method: "POST", token, json: { password: "a brand new passphrase" } });
+    expect([expiring.status, await expiring.json()]).toMatchObject([403, { error: { code: "expiring_token" } }]);
+    // None of the refusals changed anything: the user is still signed in with the old password.
+    expect((await user.call("/api/me")).status).toBe(200);
+    expect(await loginCookie(user)).toMatch(/^vr_session=/);
+  });
+});

@@ -111,6 +111,29 @@ describe("account web UI", () => {
     await context.close();
   });
 
+  it("lets an admin set a new password for a user who lost theirs from /admin/users: the user is signed out and signs in with it", async () => {
+    const { email, context, page } = await newUser("reset");
+    await adminPage.goto(`${ui.url}/admin/users`);
+    await adminPage.waitForSelector("body[data-ready=true]");
+    const row = adminPage.locator("#users-body tr", { hasText: email });
+    await row.getByRole("button", { name: `Set password for ${email}` }).click();
+    const dialog = adminPage.getByRole("dialog", { name: "Set a new password" });
+    await expect.poll(() => dialog.isVisible()).toBe(true);
+    expect(await dialog.textContent()).toContain(email);
+    // A password the server refuses keeps the dialog open with the reason.
+    await dialog.getByLabel("New password").fill("password1234");
+    await dialog.getByRole("button", { name: "Set password" }).click();
+    await expect.poll(() => dialog.getByRole("alert").isVisible()).toBe(true);
+    await dialog.getByLabel("New password").fill("a fresh long passphrase");
+    await dialog.getByRole("button", { name: "Set password" }).click();
+    await expect.poll(() => dialog.isVisible()).toBe(false);
+    await expect.poll(() => adminPage.getByText(`New password set for ${email}`).isVisible()).toBe(true);
+
+    expect((await context.request.get(`${ui.url}/api/me`)).status()).toBe(401);
+    await login(page, ui.url, email, "a fresh long passphrase");
+    await context.close();
+  });
+
   it("creates a read-only token with an expiry on /tokens and lists both", async () => {
     const { context, page } = await newUser("tok");
     await page.goto(`${ui.url}/tokens`);

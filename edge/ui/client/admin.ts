@@ -1,4 +1,5 @@
 import { api, ApiError } from "./api.js";
+import { keepTabInside } from "./dialog.js";
 import { byId, formatDateTime, h, timeEl } from "./dom.js";
 import { me } from "./session.js";
 import { showMessage, submitOnce } from "./ui.js";
@@ -38,9 +39,53 @@ export function initRunners(): void {
   window.setInterval(() => void refresh(), 10_000);
 }
 
+/**
+ * The "Set password" dialog for a user who lost theirs: the admin types a new one (never shown back), the user's
+ * sessions end. Resolves when the dialog closes; `onSet` runs after a password was set.
+ */
+function passwordDialog(onSet: (u: UserRow) => void): (u: UserRow) => void {
+  const el = byId<HTMLDialogElement>("password-dialog");
+  const form = byId<HTMLFormElement>("password-form");
+  const input = byId<HTMLInputElement>("reset-password");
+  const message = byId("password-message");
+  keepTabInside(el);
+  let target: UserRow | null = null;
+  let opener: HTMLElement | null = null;
+  el.querySelector('[data-action="keep"]')!.addEventListener("click", () => el.close());
+  el.addEventListener("close", () => {
+    input.value = "";
+    if (opener && document.contains(opener)) opener.focus();
+  });
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const user = target;
+    if (!user) return;
+    await submitOnce(form, async () => {
+      showMessage(message, null);
+      try {
+        await api("POST", `/api/users/${encodeURIComponent(user.id)}/password`, { password: input.value });
+        el.close();
+        onSet(user);
+      } catch (err) {
+        showMessage(message, err instanceof Error ? err.message : String(err));
+      }
+    });
+  });
+  return (u) => {
+    target = u;
+    opener = document.activeElement as HTMLElement | null;
+    byId("password-dialog-desc").textContent = `For ${u.email}. They are signed out everywhere and sign in with the new password; their API tokens keep working.`;
+    showMessage(message, null);
+    input.value = "";
+    el.showModal();
+    input.focus();
+  };
+}
+
 export async function initUsers(): Promise<void> {
   if (!requireAdmin()) return;
   const body = byId("users-body");
+  const askPassword = passwordDialog((u) => showMessage(byId("page-message"), `New password set for ${u.email}; they were signed out.`, "success"));
   const load = async () => {
     try {
       const { data } = await api<{ users: UserRow[] }>("GET", "/api/users");
@@ -54,6 +99,9 @@ export async function initUsers(): Promise<void> {
             text: disabled ? "Enable" : "Disable",
           });
           toggle.append(h("span", { class: "visually-hidden", text: ` ${u.email}` }));
+          const setPassword = h("button", { class: "button button-small", attrs: { type: "button" }, text: "Set password" });
+          setPassword.append(h("span", { class: "visually-hidden", text: ` for ${u.email}` }));
+          setPassword.addEventListener("click", () => askPassword(u));
           toggle.addEventListener("click", async () => {
             // Disabling signs the user out everywhere and stops their API tokens at once.
             if (!disabled && !window.confirm(`Disable ${u.email}? They are signed out and their API tokens stop working.`)) return;
@@ -74,7 +122,7 @@ export async function initUsers(): Promise<void> {
             h("td", { text: u.role }),
             h("td", {}, u.createdAt ? timeEl(u.createdAt, formatDateTime(u.createdAt)) : ""),
             h("td", {}, disabled ? h("span", { class: "badge badge-danger", text: "Disabled" }) : h("span", { class: "badge badge-success", text: "Active" })),
-            h("td", {}, self ? h("span", { class: "muted", text: "you" }) : toggle),
+            h("td", {}, self ? h("span", { class: "muted", text: "you" }) : h("div", { class: "inline" }, setPassword, toggle)),
           );
         }),
       );

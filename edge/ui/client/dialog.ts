@@ -37,8 +37,16 @@ function build(): HTMLDialogElement {
     ),
     h("div", { class: "dialog-actions" }, keep, confirm),
   );
-  // showModal() makes the page inert, but Tab can still leave for the browser chrome; wrap it inside the dialog
-  // so keyboard users stay on the choice they have to make.
+  keepTabInside(el);
+  document.body.appendChild(el);
+  return el;
+}
+
+/**
+ * showModal() makes the page inert, but Tab can still leave for the browser chrome; wrap it inside the dialog so
+ * keyboard users stay on the choice they have to make.
+ */
+export function keepTabInside(el: HTMLDialogElement): void {
   el.addEventListener("keydown", (ev) => {
     if (ev.key !== "Tab") return;
     // The reason field is hidden for pause and resume; a hidden control cannot take focus, so wrapping to it would
@@ -55,8 +63,6 @@ function build(): HTMLDialogElement {
       first.focus();
     }
   });
-  document.body.appendChild(el);
-  return el;
 }
 
 /**

@@ -279,6 +279,25 @@ export function UsersPage(ctx: PageContext) {
           <tbody id="users-body"></tbody>
         </table>
       </div>
+      <dialog id="password-dialog" class="dialog" aria-labelledby="password-dialog-title" aria-describedby="password-dialog-desc">
+        <form id="password-form" method="dialog">
+          <h2 id="password-dialog-title">Set a new password</h2>
+          <p id="password-dialog-desc"></p>
+          <div class="field">
+            <label for="reset-password">New password</label>
+            <input id="reset-password" name="password" type="password" autocomplete="new-password" minlength={12} required />
+          </div>
+          <p id="password-message" class="message" role="alert" hidden></p>
+          <div class="dialog-actions">
+            <button type="button" class="button" data-action="keep">
+              Cancel
+            </button>
+            <button type="submit" class="button button-primary">
+              Set password
+            </button>
+          </div>
+        </form>
+      </dialog>
     </Layout>
   );
 }
