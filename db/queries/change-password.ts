@@ -16,7 +16,6 @@ import { endOtherSessions } from "./sessions";
  * cookie gets a new one (returned, for the cookie). Guesses at the current password are throttled like logins (a counter per
  * user), so a stolen session cannot be used to brute-force it. The update is a CAS on the hash that
  * was verified: of two concurrent changes only one wins, the other sees a conflict as a wrong current password.
- * The same change sent again (its answer lost) succeeds again instead of reporting a wrong current password.
  */
 export async function changePassword(
   db: Db,
@@ -28,18 +27,12 @@ export async function changePassword(
   // Its own counter (same rule): guesses at the account's login from elsewhere must not stop its owner changing it.
   const key = passwordChangeKey(input.userId);
   await reserveLoginAttempt(db, key, ACCOUNT_RULE, now);
-  const keepDeviceHash = input.deviceToken ? await hashToken(input.deviceToken) : "";
   if (!(await verifyPassword(input.currentPassword, user.passwordHash, input.pepper))) {
-    // The same change sent again after its answer was lost: the new password is already the one stored. Answer it
-    // as done (this request counted as an attempt like any guess, so it is no cheaper oracle than one).
-    if (input.currentPassword !== input.newPassword && (await verifyPassword(input.newPassword, user.passwordHash, input.pepper))) {
-      await clearLoginAttempts(db, key);
-      return { deviceToken: await deviceTokenFor(db, input, keepDeviceHash, now) };
-    }
     throw new ValidationError("currentPassword: does not match your current password", "currentPassword", "wrong_password");
   }
   const passwordHash = await hashPassword(input.newPassword, input.pepper);
   const keepHash = input.keepToken ? await hashToken(input.keepToken) : "";
+  const keepDeviceHash = input.deviceToken ? await hashToken(input.deviceToken) : "";
   const [changed] = await db.batch([
     db
       .update(users)
@@ -58,14 +51,10 @@ export async function changePassword(
     throw new ValidationError("currentPassword: the password changed meanwhile; try again", "currentPassword", "wrong_password");
   }
   await clearLoginAttempts(db, key);
-  return { deviceToken: await deviceTokenFor(db, input, keepDeviceHash, now) };
-}
-
-/** A new device token for the browser that made the change unless it is remembered already; none for an API token. */
-async function deviceTokenFor(db: Db, input: { userId: string; keepToken?: string }, keepDeviceHash: string, now: number): Promise<string | null> {
-  if (!input.keepToken) return null;
+  // An API token changed it: no browser to remember.
+  if (!input.keepToken) return { deviceToken: null };
   const [kept] = keepDeviceHash
     ? await db.select({ id: loginDevices.id }).from(loginDevices).where(and(eq(loginDevices.userId, input.userId), eq(loginDevices.tokenHash, keepDeviceHash)))
     : [];
-  return kept ? null : await rememberLoginDevice(db, input.userId, null, now);
+  return { deviceToken: kept ? null : await rememberLoginDevice(db, input.userId, null, now) };
 }

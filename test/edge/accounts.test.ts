@@ -97,19 +97,6 @@ describe("POST /api/me/password", () => {
     expect(await loginCookie({ email: user.email, password: "a much longer new secret" })).toMatch(/^vr_session=/);
   });
 
-  it("answers the same change sent again (its answer lost) as done, not as a wrong current password", async () => {
-    const s = await signIn();
-    const change = { currentPassword: s.password, newPassword: "a much longer new secret" };
-    expect((await s.call("/api/me/password", { method: "POST", json: change })).status).toBe(204);
-    const again = await s.call("/api/me/password", { method: "POST", json: change });
-    expect(again.status).toBe(204);
-    expect(await loginCookie({ email: s.email, password: "a much longer new secret" })).toMatch(/^vr_session=/);
-    // Anything else with the old password still is a wrong current password.
-    const other = await s.call("/api/me/password", { method: "POST", json: { currentPassword: s.password, newPassword: "yet another long secret" } });
-    expect(other.status).toBe(400);
-    expect(await other.json()).toMatchObject({ error: { code: "wrong_password" } });
-  });
-
   it("refuses a wrong current password and a weak new one, changing nothing", async () => {
     const s = await signIn();
     const wrong = await s.call("/api/me/password", { method: "POST", json: { currentPassword: "nope", newPassword: "a much longer new secret" } });
