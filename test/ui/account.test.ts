@@ -134,6 +134,42 @@ describe("account web UI", () => {
     await context.close();
   });
 
+  it("leaves the Set password dialog opened for another user alone when an earlier answer arrives late", async () => {
+    const a = await newUser("reset-a");
+    const b = await newUser("reset-b");
+    await adminPage.goto(`${ui.url}/admin/users`);
+    await adminPage.waitForSelector("body[data-ready=true]");
+    // A's answer is held until the dialog has been reopened for B.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await adminPage.route("**/api/users/*/password", async (route) => {
+      await held;
+      await route.continue();
+    });
+    try {
+      const dialog = adminPage.getByRole("dialog", { name: "Set a new password" });
+      await adminPage.locator("#users-body tr", { hasText: a.email }).getByRole("button", { name: `Set password for ${a.email}` }).click();
+      await dialog.getByLabel("New password").fill("a fresh long passphrase");
+      await dialog.getByRole("button", { name: "Set password" }).click();
+      await adminPage.keyboard.press("Escape");
+      await expect.poll(() => dialog.isVisible()).toBe(false);
+      await adminPage.locator("#users-body tr", { hasText: b.email }).getByRole("button", { name: `Set password for ${b.email}` }).click();
+      await dialog.getByLabel("New password").fill("typed for b, not sent");
+      release();
+      await expect.poll(() => adminPage.getByText(`New password set for ${a.email}`).isVisible()).toBe(true);
+      expect(await dialog.isVisible()).toBe(true);
+      expect(await dialog.textContent()).toContain(b.email);
+      expect(await dialog.getByLabel("New password").inputValue()).toBe("typed for b, not sent");
+    } finally {
+      release();
+      await adminPage.unroute("**/api/users/*/password");
+      await adminPage.keyboard.press("Escape");
+    }
+    await login(a.page, ui.url, a.email, "a fresh long passphrase");
+    await a.context.close();
+    await b.context.close();
+  });
+
   it("creates a read-only token with an expiry on /tokens and lists both", async () => {
     const { context, page } = await newUser("tok");
     await page.goto(`${ui.url}/tokens`);

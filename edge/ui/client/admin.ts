@@ -62,12 +62,17 @@ function passwordDialog(onSet: (u: UserRow) => void): (u: UserRow) => void {
     if (!user) return;
     await submitOnce(form, async () => {
       showMessage(message, null);
+      // The dialog may have been closed, or opened for another user, while this answer was on its way: then the
+      // answer goes to the page, and the dialog (with what the admin is typing for someone else) is left alone.
+      const stillFor = () => el.open && target === user;
       try {
         await api("POST", `/api/users/${encodeURIComponent(user.id)}/password`, { password: input.value });
-        el.close();
+        if (stillFor()) el.close();
         onSet(user);
       } catch (err) {
-        showMessage(message, err instanceof Error ? err.message : String(err));
+        const text = err instanceof Error ? err.message : String(err);
+        if (stillFor()) showMessage(message, text);
+        else showMessage(byId("page-message"), `Setting a password for ${user.email} failed: ${text}`);
       }
     });
   });
