@@ -524,7 +524,7 @@ describe("web UI without a runner", () => {
     await page.waitForSelector("body[data-ready=true]");
     const email = uniqueEmail("created");
     await page.getByLabel("Email").fill(email);
-    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
     await page.getByRole("button", { name: "Create user" }).click();
     await expect.poll(() => page.locator("#user-message").textContent()).toBe(`Created ${email}.`);
     await expect.poll(() => page.getByRole("cell", { name: email, exact: true }).count()).toBe(1);
