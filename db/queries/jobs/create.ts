@@ -150,13 +150,19 @@ export async function createJobFromIngest(
   return presentRecord(record, now);
 }
 
+type UploadRow = typeof uploads.$inferSelect;
+
+/** The user's rows among these uploads (another user's are not there: they are unknown to this user). */
+function readUploads(db: Db, userId: string, uploadIds: string[]): Promise<UploadRow[]> {
+  return db.select().from(uploads).where(and(inArray(uploads.id, uploadIds), eq(uploads.userId, userId)));
+}
+
 /**
  * Why the job cannot be made of these uploads, read from their rows: unknown (or another user's), still uploading,
  * already consumed (naming the job it fed: most often the same request again after its answer was lost) or aborted.
  * Null when every one is completed.
  */
-async function uploadsRefusal(db: Db, userId: string, uploadIds: string[]): Promise<Error | null> {
-  const rows = await db.select().from(uploads).where(and(inArray(uploads.id, uploadIds), eq(uploads.userId, userId)));
+async function uploadsRefusal(db: Db, rows: UploadRow[], uploadIds: string[]): Promise<Error | null> {
   const byId = new Map(rows.map((u) => [u.id, u]));
   for (const id of uploadIds) {
     const u = byId.get(id);
@@ -188,8 +194,8 @@ export async function createJobFromUploads(
   // The uploads still count as unused when the job row goes in: consuming them moves their bytes to sources.
   const request: QuotaRequest = { activeJobs: 1, queuedVariations: input.uploadIds.length * input.variationsPerVideo, storageBytes: 0 };
   const ids = [...new Set(input.uploadIds)];
-  const rows = await db.select().from(uploads).where(and(inArray(uploads.id, ids), eq(uploads.userId, input.userId)));
-  const refused = await uploadsRefusal(db, input.userId, input.uploadIds);
+  const rows = await readUploads(db, input.userId, ids);
+  const refused = await uploadsRefusal(db, rows, input.uploadIds);
   if (refused) throw refused;
   const byId = new Map(rows.map((u) => [u.id, u]));
   const record = buildRecord(
@@ -212,7 +218,7 @@ export async function createJobFromUploads(
   } catch (err) {
     if (!isOwnerRefused(err, "jobs")) throw err;
     // An upload used, aborted or dropped meanwhile; otherwise the limits refused the job.
-    throw (await uploadsRefusal(db, input.userId, input.uploadIds)) ?? (await refusal(db, err, { userId: input.userId, limits: input.limits, request }));
+    throw (await uploadsRefusal(db, await readUploads(db, input.userId, ids), input.uploadIds)) ?? (await refusal(db, err, { userId: input.userId, limits: input.limits, request }));
   }
   return presentRecord(record, now);
 }
