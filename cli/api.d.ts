@@ -1625,7 +1625,10 @@ export interface operations {
     createToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same request again with the same key after a lost answer and get the token it made with a new secret (the lost one stops working: secrets are stored hashed), instead of a second token. Per user; for 24 hours, while that token was never used */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1635,7 +1638,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Created */
+            /** @description Created (or, with an Idempotency-Key already used, the token that key made, with a new secret: header Idempotent-Replayed: true) */
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -1644,7 +1647,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedApiToken"];
                 };
             };
-            /** @description Invalid body */
+            /** @description Invalid body, or a malformed Idempotency-Key; nothing is created */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1671,8 +1674,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The account holds 100 tokens already (code too_many_tokens): revoke unused ones */
+            /** @description The account holds 100 tokens already (code too_many_tokens): revoke unused ones; the Idempotency-Key's token has been used since (code token_already_used: its answer was not lost) or another request with it is being answered (code idempotency_key_in_flight) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The Idempotency-Key already made a token with another name, scope or expiry (code idempotency_key_reused), or did so more than 24 hours ago (code idempotency_key_expired); nothing is created */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

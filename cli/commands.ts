@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { createInterface } from "node:readline";
 import { apiClient, call, timeout, type Api, type Job, type Schemas } from "./client";
@@ -6,7 +7,7 @@ import type { Ctx } from "./context";
 import { downloadJob } from "./download";
 import { CliError, EXIT, type ExitCode } from "./errors";
 import { formatBytes } from "./progress";
-import { statFiles, uploadAndCreateJob } from "./upload";
+import { statFiles, uploadAndCreateJob, withRetries } from "./upload";
 import { describeJob, watchJob } from "./watch";
 
 export type JobStatus = Job["status"];
@@ -163,7 +164,13 @@ export const handlers: Handlers = {
     try {
       const name = `video-refresher CLI on ${hostname()} (${new Date().toISOString().slice(0, 10)})`;
       const before = await readConfig(ctx.env).catch(() => null);
-      const { data: created } = await call(url, session.POST("/api/tokens", { body: { name } as Schemas["CreateTokenBody"], signal: timeout() }));
+      // One key for every try: a try whose answer was lost made the token, and the next gets that token with a new
+      // secret instead of leaving a second, never-seen token on the account.
+      const key = randomBytes(16).toString("hex");
+      const { data: created } = await withRetries(
+        () => call(url, session.POST("/api/tokens", { body: { name } as Schemas["CreateTokenBody"], headers: { "Idempotency-Key": key }, signal: timeout() })),
+        { tries: 3, baseMs: 1000, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), onRetry: (attempt, err) => ctx.note(`creating the API token: ${(err as Error).message}; trying again (${attempt + 1} of 3)`) },
+      );
       await writeConfig(ctx.env, { url, token: created.token, tokenId: created.id, email: signedIn.user.email });
       // The token this config held for the same server is replaced: revoked (best effort), so a CI that logs in on
       // every build does not pile up tokens until the account's limit refuses the next login.

@@ -6,7 +6,7 @@ import { loadConfig, type AppEnv } from "./env";
 import { health } from "./routes/health";
 import { internal } from "./routes/internal";
 import { drainUnreadBodies } from "./lib/lingering";
-import { securityHeaders } from "./lib/security";
+import { privateApiAnswers, securityHeaders } from "./lib/security";
 import { auth } from "./routes/auth";
 import { jobs } from "./routes/jobs";
 import { limits } from "./routes/limits";
@@ -34,6 +34,7 @@ export function createApp() {
       await next();
     })
     .use("/api/*", jsonBodyLimit())
+    .use("/api/*", privateApiAnswers())
     .route("/api/health", health)
     .route("/api/auth", auth)
     .route("/api/me", me)

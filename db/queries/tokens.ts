@@ -28,18 +28,26 @@ export const API_TOKENS_PER_USER = 100;
 /**
  * Creates an API token; the raw token is returned only here (stored hashed). The count is checked in the insert (its
  * owner is NULL past the limit), so parallel creations cannot pass it together. 409 `too_many_tokens` past it.
+ * With an `idempotencyKey`, a twin request holding the same key that committed first makes this insert collide on the
+ * key's unique index: 409 `idempotency_key_in_flight`, and that twin's token is left alone (its answer may be the one
+ * the client reads); the client's next try finds it (reissueApiToken).
  */
 export async function createApiToken(
   db: Db,
-  input: { userId: string; name: string; scope?: TokenScope; expiresAt?: number | null },
+  input: { userId: string; name: string; scope?: TokenScope; expiresAt?: number | null; idempotencyKey?: string | null; fingerprint?: string | null },
   now: number,
 ): Promise<ApiTokenRow & { token: string }> {
   const token = newToken("vrt_");
   const row = { id: newId(), name: input.name, scope: input.scope ?? "full", createdAt: now, lastUsedAt: null, expiresAt: input.expiresAt ?? null };
+  const key = input.idempotencyKey ?? null;
+  const idempotency = { idempotencyKey: key, idempotencyFingerprint: key === null ? null : (input.fingerprint ?? null) };
   const owner = sql<string>`(SELECT CASE WHEN count(*) < ${API_TOKENS_PER_USER} THEN ${input.userId} END FROM api_tokens WHERE user_id = ${input.userId})`;
   try {
-    await db.insert(apiTokens).values({ ...row, userId: owner, tokenHash: await hashToken(token) });
+    await db.insert(apiTokens).values({ ...row, ...idempotency, userId: owner, tokenHash: await hashToken(token) });
   } catch (err) {
+    if (key !== null && isConstraintFailure(err, "UNIQUE constraint failed: api_tokens.user_id, api_tokens.idempotency_key")) {
+      throw new ConflictError("idempotency_key_in_flight", "Another request with this Idempotency-Key is being answered; send this one again");
+    }
     if (!isConstraintFailure(err, "NOT NULL constraint failed: api_tokens.user_id")) throw err;
     throw new ConflictError("too_many_tokens", `You have ${API_TOKENS_PER_USER} API tokens, the most an account may hold; revoke ones you no longer use`);
   }

@@ -46,8 +46,15 @@ export const apiTokens = sqliteTable(
     expiresAt: integer("expires_at"),
     /** `read`: safe methods only (GET/HEAD/OPTIONS). */
     scope: text("scope", { enum: ["full", "read"] }).notNull().default("full"),
+    /**
+     * The `Idempotency-Key` of the POST that made it: the same key sent again after a lost answer gets this token with
+     * a new secret (reissueApiToken) instead of a second token nobody ever saw.
+     */
+    idempotencyKey: text("idempotency_key"),
+    /** What that POST asked for (name, scope, expiry): a repeat of its key must ask the same. */
+    idempotencyFingerprint: text("idempotency_fingerprint"),
   },
-  (t) => [index("api_tokens_user_idx").on(t.userId)],
+  (t) => [index("api_tokens_user_idx").on(t.userId), uniqueIndex("api_tokens_user_idempotency_key_idx").on(t.userId, t.idempotencyKey)],
 );
 
 /**

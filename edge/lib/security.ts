@@ -1,3 +1,4 @@
+import type { MiddlewareHandler } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 
 /**
@@ -26,3 +27,13 @@ export const securityHeaders = () =>
     // HSTS only matters on https; browsers ignore it on http, so it is harmless for local dev.
     strictTransportSecurity: "max-age=31536000; includeSubDomains",
   });
+
+/**
+ * API answers are one user's data, and some carry secrets shown once (a new API token, a webhook's signing secret):
+ * no browser or proxy may keep them, unless the route chose its own caching (outputs and thumbnails: private, for
+ * previews; the ZIP: no-store already).
+ */
+export const privateApiAnswers = (): MiddlewareHandler => async (c, next) => {
+  await next();
+  if (!c.res.headers.has("Cache-Control")) c.res.headers.set("Cache-Control", "no-store");
+};

@@ -185,11 +185,24 @@ export function buildOpenApi(version: string) {
         get: { summary: "List your API tokens", responses: { "200": ok("Tokens", "ApiTokenList"), ...authErrors } },
         post: {
           summary: "Create an API token (the token is shown once)",
+          parameters: [
+            {
+              ...idempotencyKeyParam("the token it made", "24 hours"),
+              description:
+                "Any 1–255 visible ASCII characters (a UUID): send the same request again with the same key after a lost answer and get " +
+                "the token it made with a new secret (the lost one stops working: secrets are stored hashed), instead of a second token. " +
+                "Per user; for 24 hours, while that token was never used",
+            },
+          ],
           requestBody: { required: true, ...json("CreateTokenBody") },
           responses: {
-            "201": ok("Created", "CreatedApiToken"),
-            "400": err("Invalid body"),
-            "409": err("The account holds 100 tokens already (code too_many_tokens): revoke unused ones"),
+            "201": ok("Created (or, with an Idempotency-Key already used, the token that key made, with a new secret: header Idempotent-Replayed: true)", "CreatedApiToken"),
+            "400": err("Invalid body, or a malformed Idempotency-Key; nothing is created"),
+            "409": err(
+              "The account holds 100 tokens already (code too_many_tokens): revoke unused ones; the Idempotency-Key's token has been used " +
+                "since (code token_already_used: its answer was not lost) or another request with it is being answered (code idempotency_key_in_flight)",
+            ),
+            "422": err("The Idempotency-Key already made a token with another name, scope or expiry (code idempotency_key_reused), or did so more than 24 hours ago (code idempotency_key_expired); nothing is created"),
             ...authErrors,
           },
         },

@@ -1,7 +1,9 @@
 import { Hono } from "hono";
+import { reissueApiToken, tokenFingerprint } from "../../db/queries/reissue-api-token";
 import { createApiToken, deleteApiToken, listApiTokens } from "../../db/queries/tokens";
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
+import { idempotencyKeyOf, REPLAYED_HEADER } from "../lib/idempotency";
 import { CreateTokenBody } from "../lib/schemas";
 import { validate } from "../lib/validate";
 
@@ -18,8 +20,16 @@ export const tokens = new Hono<AppEnv>()
     const caller = c.get("tokenExpiresAt") ?? null;
     const asked = expiresInDays === null ? null : now + expiresInDays * DAY_MS;
     const expiresAt = caller === null ? asked : Math.min(asked ?? caller, caller);
-    const input = { userId: c.get("user").id, name, scope, expiresAt };
-    const t = await createApiToken(c.get("db"), input, now);
+    const key = idempotencyKeyOf(c.req.raw);
+    const [db, userId] = [c.get("db"), c.get("user").id];
+    const fingerprint = tokenFingerprint({ name, scope, expiresInDays });
+    // A retry after a lost answer gets the same token with a new secret, not a second token nobody ever saw. Unlike
+    // createOnce, a create that collides with a twin holding the key answers 409 instead of reissuing: reissuing
+    // would void the secret in the twin's answer, which may be the one the client reads.
+    const earlier = key === null ? null : await reissueApiToken(db, { userId, key, fingerprint, notAfter: caller }, now);
+    const t = earlier ?? (await createApiToken(db, { userId, name, scope, expiresAt, idempotencyKey: key, fingerprint }, now));
+    const replayed = earlier !== null;
+    if (replayed) c.header(REPLAYED_HEADER, "true");
     return c.json({ id: t.id, name: t.name, scope: t.scope, expiresAt: iso(t.expiresAt), token: t.token }, 201);
   })
   .get("/", async (c) => {

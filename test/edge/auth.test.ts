@@ -167,6 +167,13 @@ describe("security headers", () => {
     expect(res.headers.get("x-content-type-options")).toBe("nosniff");
     expect(res.headers.get("x-frame-options")).toBe("DENY");
   });
+
+  it("tells browsers and proxies to keep no API answer (one user's data, secrets shown once), errors included", async () => {
+    const s = await signIn();
+    for (const res of [await s.call("/api/me"), await s.call("/api/jobs"), await s.call("/api/jobs/no-such-job"), await call("/api/me")]) {
+      expect(res.headers.get("cache-control"), res.url).toBe("no-store");
+    }
+  });
 });
 
 describe("CSRF on cookie-authenticated requests", () => {

@@ -332,6 +332,8 @@ describe("GET /api/jobs/:id/outputs/:outputId", () => {
     expect(full.headers.get("content-type")).toBe("video/mp4");
     expect(full.headers.get("accept-ranges")).toBe("bytes");
     expect(Number(full.headers.get("content-length"))).toBe(bytes.length);
+    // Kept by the browser for previews (its own choice, not the API's no-store).
+    expect(full.headers.get("cache-control")).toMatch(/^private, max-age=/);
     expect(sameBytes(new Uint8Array(await full.arrayBuffer()), bytes)).toBe(true);
 
     const part = await s.call(`/api/jobs/${seeded.id}/outputs/${id}`, { headers: { range: "bytes=10-19" } });

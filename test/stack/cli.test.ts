@@ -167,13 +167,15 @@ async function replyDroppingProxy(
   first: "drop-answer" | "swallow" = "drop-answer",
   /** Swallow every later job POST too (never answered) until `open()`: a first run that cannot finish on its own. */
   holdLater = false,
+  /** The creating POST it acts on (its answer's `id` is recorded as `jobId`). */
+  path = "/api/jobs",
 ): Promise<{ url: string; posts: { key: string | undefined; jobId?: string; replayed?: string; dropped: boolean }[]; open(): void }> {
   const target = new URL(stack.edge.url);
   type Post = { key: string | undefined; jobId?: string; replayed?: string; dropped: boolean };
   const posts: Post[] = [];
   let holding = holdLater;
   const server: Server = createServer((req, res) => {
-    const isCreate = req.method === "POST" && req.url === "/api/jobs";
+    const isCreate = req.method === "POST" && req.url === path;
     if (isCreate && holding && posts.length > 0) return void req.resume();
     const post: Post | null = isCreate ? { key: req.headers["idempotency-key"] as string | undefined, dropped: posts.length === 0 } : null;
     if (post) posts.push(post);
@@ -185,7 +187,8 @@ async function replyDroppingProxy(
     // Uncompressed, so the dropped answer's job id can be read here.
     const { "accept-encoding": _encoding, ...headers } = req.headers;
     const upstream = request(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...headers, host: target.host } },
+      // A signed-in CLI sends its site's Origin (the proxy's): the edge sees its own, as behind a real front end.
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...headers, host: target.host, ...(headers.origin ? { origin: target.origin } : {}) } },
       (up) => {
         if (post?.dropped) {
           const chunks: Buffer[] = [];
@@ -443,6 +446,24 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/^video-refresher: .+/m);
     expect(unknown.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("logs in once when the token's answer is lost: the retry gets that token, so the account holds one token and it works", async () => {
+    const email = `cli-${newId().slice(0, 8)}@test.example`;
+    const password = `pw-${newId()}`;
+    await createUser(stack.db, { email, password, role: "user" });
+    const proxy = await replyDroppingProxy("drop-answer", false, "/api/tokens");
+    const env = cliEnv(await temps.make());
+    const login = await cli(["login", "--url", proxy.url, "--email", email, "--json"], env, `${password}\n`);
+    expect(login.code, login.stderr).toBe(0);
+    expect(login.stderr).toMatch(/creating the API token: .*trying again \(2 of 3\)/);
+    expect(proxy.posts.map((p) => [p.dropped, p.replayed])).toEqual([[true, undefined], [false, "true"]]);
+    expect(proxy.posts[1]!.key).toBe(proxy.posts[0]!.key);
+    const stored = JSON.parse(await readFile(join(env.XDG_CONFIG_HOME!, "video-refresher/config.json"), "utf8")) as { token: string; tokenId: string };
+    expect(stored.tokenId).toBe(proxy.posts[0]!.jobId);
+    const tokens = await fetch(`${stack.edge.url}/api/tokens`, { headers: { authorization: `Bearer ${stored.token}` } });
+    expect(tokens.status).toBe(200);
+    expect(((await tokens.json()) as { tokens: { id: string }[] }).tokens.map((t) => t.id)).toEqual([stored.tokenId]);
   });
 
   it("logs in with email and password from stdin, creating an API token that logout revokes", async () => {

@@ -222,4 +222,34 @@ describe("account web UI", () => {
     await page.unroute("**/api/tokens");
     await context.close();
   });
+
+  it("shows the token a lost answer made when Create token is pressed again, and leaves one token listed whose shown secret works", async () => {
+    const { context, page } = await newUser("tok3");
+    await page.goto(`${ui.url}/tokens`);
+    await page.waitForSelector("body[data-ready=true]");
+    // The server makes the token, then the answer is lost on its way to the page.
+    let dropped = 0;
+    await page.route("**/api/tokens", async (route) => {
+      if (route.request().method() !== "POST" || dropped > 0) return route.continue();
+      dropped++;
+      await route.fetch();
+      await route.abort("connectionreset");
+    });
+    await page.getByLabel("Token name").fill("nightly");
+    const create = page.getByRole("button", { name: "Create token" });
+    await create.click();
+    await expect.poll(() => page.locator("#page-message").textContent()).not.toBe("");
+    expect(await page.locator("#token-created").isVisible()).toBe(false);
+    await expect.poll(() => create.isEnabled()).toBe(true);
+    await create.click();
+    await expect.poll(() => page.locator("#token-value").inputValue(), { timeout: 10_000 }).toMatch(/^vrt_/);
+    const token = await page.locator("#token-value").inputValue();
+    const listed = (await (await context.request.get(`${ui.url}/api/tokens`)).json()) as { tokens: { name: string }[] };
+    expect(listed.tokens.map((t) => t.name)).toEqual(["nightly"]);
+    const me = await context.request.get(`${ui.url}/api/me`, { headers: { authorization: `Bearer ${token}` } });
+    expect(me.status()).toBe(200);
+    expect(dropped).toBe(1);
+    await page.unroute("**/api/tokens");
+    await context.close();
+  });
 });

@@ -54,6 +54,15 @@ export async function initTokens(): Promise<void> {
     }
   };
   const form = byId<HTMLFormElement>("token-form");
+  /**
+   * The Idempotency-Key of the token this form is making: the same for every try of one submission, so a try whose
+   * answer was lost and is sent again gets that token (with a new secret) instead of a second one nobody saw. A new
+   * one once a token was shown, or when the form changes.
+   */
+  let createKey = crypto.randomUUID();
+  form.addEventListener("input", () => {
+    createKey = crypto.randomUUID();
+  });
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const fields = new FormData(form);
@@ -68,7 +77,8 @@ export async function initTokens(): Promise<void> {
           name,
           scope,
           expiresInDays: days ? Number(days) : null,
-        });
+        }, { headers: { "Idempotency-Key": createKey } });
+        createKey = crypto.randomUUID();
         // Shown once: the server keeps only a hash.
         byId<HTMLInputElement>("token-value").value = data.token;
         created.hidden = false;
