@@ -12,7 +12,7 @@ const LOCAL_CODES: Record<string, string> = {
   EROFS: "the runner's work directory is read-only",
   EMFILE: "the runner has too many open files",
   ENFILE: "the runner has too many open files",
-  // Not an errno: FFmpeg could not be started (ENOMEM, EAGAIN, EACCES … at spawn), see runner/work.ts.
+  // Not an errno: FFmpeg could not be started (ENOMEM, EAGAIN, EACCES … at spawn), see runner/encode.ts.
   ESPAWN: "the runner could not start FFmpeg",
 };
 
