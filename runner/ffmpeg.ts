@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
+import { childEnv } from "./child-env";
 import { eqFilter } from "./eq";
 import { LocalError } from "./local-errors";
 import { Mp4Error, readMp4, type Mp4Summary } from "./mp4";
@@ -69,7 +70,7 @@ function run(
     execFile(
       bin,
       args,
-      { timeout: opts.timeoutMs, killSignal: "SIGKILL", signal: opts.signal, maxBuffer: 8 * 1024 * 1024 },
+      { timeout: opts.timeoutMs, killSignal: "SIGKILL", signal: opts.signal, maxBuffer: 8 * 1024 * 1024, env: childEnv() },
       (err, stdout, stderr) => {
         if (isAbortError(err)) return reject(err);
         if (err && (isSpawnError(err) || neverRan((err as { code?: unknown }).code as number))) {
@@ -175,7 +176,7 @@ export type ZoomScaler = "zscale" | "scale";
  */
 export async function detectZoomScaler(ffmpeg: string): Promise<ZoomScaler> {
   try {
-    const { stdout } = await execFileP(ffmpeg, ["-hide_banner", "-filters"], { timeout: 10_000, maxBuffer: 4 * 1024 * 1024 });
+    const { stdout } = await execFileP(ffmpeg, ["-hide_banner", "-filters"], { timeout: 10_000, maxBuffer: 4 * 1024 * 1024, env: childEnv() });
     return /^\s*\S+\s+zscale\s/m.test(stdout) ? "zscale" : "scale";
   } catch {
     return "scale";
@@ -355,7 +356,7 @@ export function spawnFfmpeg(
   // --pdeathsig SIGKILL` execs FFmpeg in place (same pid, same process group) with the kernel's parent-death
   // signal set, so it dies with the runner.
   const [cmd, argv] = setpriv ? [setpriv, ["--pdeathsig", "SIGKILL", "--", bin, ...args]] : [bin, args];
-  const child = spawn(cmd, argv, { stdio: ["pipe", "pipe", "pipe"], detached: true });
+  const child = spawn(cmd, argv, { stdio: ["pipe", "pipe", "pipe"], detached: true, env: childEnv() });
   // Writing `q` after FFmpeg exited gives EPIPE; that must not crash the runner.
   child.stdin?.on("error", () => {});
   let stderr = "";

@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { rename, rm, stat } from "node:fs/promises";
+import { childEnv } from "./child-env";
 import { isAbortError } from "./ffmpeg";
 
 /**
@@ -119,7 +120,7 @@ export function ffmpegRun(
     execFile(
       ffmpeg,
       args,
-      { encoding: "buffer", timeout: timeoutMs, killSignal: "SIGKILL", signal, maxBuffer: 4 * 1024 * 1024 },
+      { encoding: "buffer", timeout: timeoutMs, killSignal: "SIGKILL", signal, maxBuffer: 4 * 1024 * 1024, env: childEnv() },
       (err, stdout, stderrBuf) => {
         const stderr = stderrBuf.toString("utf8");
         if (!err) return resolve({ stdout, stderr });
