@@ -5,7 +5,7 @@ import type { RunnerConfig } from "./config";
 import { retryDb } from "./db-retry";
 import type { EncodePlan } from "./ffmpeg";
 import { errorMessage, type Logger } from "./log";
-import { deriveParams, type EffectParams } from "./params";
+import { deriveParams, seedMovesPicture, type EffectParams } from "./params";
 import type { StopReason } from "./processes";
 import { closestDistance, measureQuality, type QualityFigures } from "./quality";
 import type { SampledSource } from "./samples";
@@ -64,12 +64,20 @@ export function bestDraw<D extends { quality: { ssim: number } | null; distinct:
   return [...draws].sort((a, b) => shortfall(a) - shortfall(b) || (b.quality?.ssim ?? 0) - (a.quality?.ssim ?? 0) || a.k - b.k)[0]!;
 }
 
-/** Why this draw should be re-drawn (for the user, no paths), or null when it passes both floors. */
-export function drawProblem(config: Pick<RunnerConfig, "QUALITY_SSIM_FLOOR" | "QUALITY_DISTINCT_FLOOR">, d: Draw): string | null {
+/**
+ * Why this draw should be re-drawn (for the user, no paths), or null when it passes both floors — or when only the
+ * distinctness floor fails and no seed can move this job's picture (seedMovesPicture): every re-draw would measure
+ * the same, so it would only spend an encode slot, up to MAX_REDRAWS times per variation, that other jobs wait for.
+ */
+export function drawProblem(
+  config: Pick<RunnerConfig, "QUALITY_SSIM_FLOOR" | "QUALITY_DISTINCT_FLOOR">,
+  d: Pick<Draw, "quality" | "distinct">,
+  effects: JobEffects,
+): string | null {
   const { QUALITY_SSIM_FLOOR: ssimFloor, QUALITY_DISTINCT_FLOOR: distinctFloor } = config;
   if (!d.quality) return null;
   if (d.quality.ssim < ssimFloor) return `SSIM ${d.quality.ssim.toFixed(3)} below the floor ${ssimFloor}`;
-  if (d.distinct !== null && d.distinct < distinctFloor) {
+  if (d.distinct !== null && d.distinct < distinctFloor && seedMovesPicture(effects)) {
     return `distinctness ${d.distinct.toFixed(2)} % below the floor ${distinctFloor} % (too close to a sibling)`;
   }
   return null;

@@ -240,7 +240,7 @@ export class VariationTask {
         const draw = await measure(this.ctx, this, seed, { ...params, ...plan.geometry }, params, plan, file, source, k);
         timings.measure = (timings.measure ?? 0) + performance.now() - m0;
         draws.push(draw);
-        const problem = drawProblem(config, draw);
+        const problem = drawProblem(config, draw, effects);
         if (!problem) break;
         // Bounded: at most MAX_REDRAWS per variation (the database holds the count across attempts); never after a
         // stop was asked for (a cancel that came while measuring lets this finished encode complete, as before).

@@ -10,7 +10,8 @@ export interface ApiSession {
   /** fetch against the edge with this user's session cookie (and a same-site Origin for writes). */
   call(path: string, init?: RequestInit): Promise<Response>;
   /** POST /api/jobs with local files as `videos`; returns the 202 Job body. */
-  createJob(files: string[], variations: number): Promise<{ id: string; files: { id: string }[] }>;
+  /** `effects`: the job's effects as the API takes them (absent: the server's default look). */
+  createJob(files: string[], variations: number, effects?: { intensity?: string; families?: string[] }): Promise<{ id: string; files: { id: string }[] }>;
   getJob(id: string): Promise<any>;
 }
 
@@ -39,10 +40,11 @@ export async function signInToEdge(edgeUrl: string, db: Db, role: "admin" | "use
     userId: user.id,
     email,
     call,
-    async createJob(files, variations) {
+    async createJob(files, variations, effects) {
       const form = new FormData();
       for (const f of files) form.append("videos", new Blob([await readFile(f)], { type: "video/mp4" }), basename(f));
       form.append("variations", String(variations));
+      if (effects) form.append("effects", JSON.stringify(effects));
       const res = await call("/api/jobs", { method: "POST", body: form });
       if (res.status !== 202) throw new Error(`POST /api/jobs: ${res.status} ${await res.text()}`);
       return (await res.json()) as { id: string; files: { id: string }[] };

@@ -290,4 +290,24 @@ exec ffmpeg "$@"
     }, 30_000, 100);
     expect(lowered).toBe(second.distinct);
   });
+
+  it("does not re-draw for distinctness a job whose families no seed can move in the picture (mirror, audio): every draw measures the same", async () => {
+    const clip = await makeClip({ seconds: 2, width: 320, height: 240 });
+    const job = await stack.user.createJob([clip], 1, { intensity: "strong", families: ["mirror", "audio"] });
+    await runner({ MAX_REDRAWS: "2" });
+    expect(await done(job.id)).toBe("completed");
+    const more = await stack.user.call(`/api/jobs/${job.id}/more`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ variations: 1 }),
+    });
+    expect(more.status).toBe(200);
+    expect(await done(job.id)).toBe("completed");
+    const rows = await getVariationRows(stack.db, job.id);
+    const second = rows.find((v) => v.redraws > 0 || v.distinct !== null)!;
+    // What made a re-draw pointless: two seeds give the same picture (only the encode could differ).
+    expect(second.distinct).not.toBeNull();
+    expect(second.distinct!).toBeLessThan(0.3);
+    expect(rows.map((v) => [v.redraws, v.redrawReason])).toEqual([[0, null], [0, null]]);
+  });
 });
