@@ -4,6 +4,7 @@ import { createInterface } from "node:readline";
 import { apiClient, call, timeout, type Api, type Job, type Schemas } from "./client";
 import { configFile, deleteConfig, normaliseUrl, readConfig, requireSafeTransport, resolveAuth, storedTokenFor, writeConfig } from "./config";
 import type { Ctx } from "./context";
+import { deviceCookie, deviceCookieOf, saveDeviceCookie } from "./devices";
 import { downloadJob } from "./download";
 import { CliError, EXIT, type ExitCode } from "./errors";
 import { formatBytes } from "./progress";
@@ -151,8 +152,11 @@ export const handlers: Handlers = {
     } finally {
       ask.close();
     }
-    const anonymous = apiClient(url);
+    const device = await deviceCookie(ctx.env, url, email);
+    const anonymous = apiClient(url, undefined, device ? { cookie: device } : {});
     const { data: signedIn, response } = await call(url, anonymous.POST("/api/auth/login", { body: { email, password }, signal: timeout() }));
+    const newDevice = deviceCookieOf(response.headers.getSetCookie());
+    if (newDevice) await saveDeviceCookie(ctx.env, url, email, newDevice).catch(() => {});
     // The session cookie (its name depends on http/https); cookies being cleared (empty value) are left out.
     const cookie = response.headers
       .getSetCookie()

@@ -501,6 +501,34 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     expect(wrong.json().error.code).toBe("invalid_credentials");
   });
 
+  it("still logs in where it signed in before while someone else's wrong guesses have the account locked (device cookie kept across logout)", async () => {
+    const email = `cli-${newId().slice(0, 8)}@test.example`;
+    const password = `pw-${newId()}`;
+    await createUser(stack.db, { email, password, role: "user" });
+    const env = cliEnv(await temps.make());
+    const first = await cli(["login", "--url", stack.edge.url, "--email", email, "--json"], env, `${password}\n`);
+    expect(first.code, first.stderr).toBe(0);
+    expect((await cli(["logout", "--json"], env)).code).toBe(0);
+    // Someone else guesses until the account's counter locks it.
+    let status = 0;
+    for (let i = 0; i < 10 && status !== 429; i++) {
+      const res = await fetch(`${stack.edge.url}/api/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email, password: `guess-${i}` }),
+      });
+      status = res.status;
+      await res.body?.cancel();
+    }
+    expect(status).toBe(429);
+    // A CLI that never signed in here is locked out with the right password; the one that did is not.
+    const elsewhere = await cli(["login", "--url", stack.edge.url, "--email", email, "--json"], cliEnv(await temps.make()), `${password}\n`);
+    expect(elsewhere.json().error).toMatchObject({ status: 429 });
+    const again = await cli(["login", "--url", stack.edge.url, "--email", email, "--json"], env, `${password}\n`);
+    expect(again.code, again.stderr).toBe(0);
+    expect((await stat(join(env.XDG_CONFIG_HOME!, "video-refresher/devices.json"))).mode & 0o777).toBe(0o600);
+  });
+
   it("exits 3 with the API's message for a bad token, 4 when the edge is down, 2 for a usage error", async () => {
     const badToken = await cli(["ls", "--json"], cliEnv(await temps.make(), { VIDEO_REFRESHER_URL: stack.edge.url, VIDEO_REFRESHER_TOKEN: "not-a-token" }));
     expect(badToken.code).toBe(3);

@@ -1,0 +1,45 @@
+import { join } from "node:path";
+import { configDir, readJson, writePrivateJson, type Env } from "./config";
+
+/** Accounts remembered per config dir; the oldest go first past it. */
+const MAX_DEVICES = 50;
+
+interface DeviceEntry {
+  /** The `vr_device` cookie as a request sends it (`name=value`). */
+  cookie: string;
+  savedAt: number;
+}
+
+const keyOf = (url: string, email: string) => `${url} ${email.trim().toLowerCase()}`;
+const fileOf = (env: Env) => join(configDir(env), "devices.json");
+
+/**
+ * `devices.json` (0600) in the config dir: the server's "this device signed in to this account before" cookie per
+ * server and account, as a browser keeps it. With it, `login` is throttled on this device's own counter instead of
+ * the account's, so someone guessing at the account from elsewhere cannot lock its owner's CLI out (the edge's device
+ * cookie defence). Kept across logout, as a browser keeps the cookie; it is no credential by itself (the password
+ * is still asked).
+ */
+export async function deviceCookie(env: Env, url: string, email: string): Promise<string | null> {
+  const all = (await readJson<Record<string, DeviceEntry>>(fileOf(env)).catch(() => undefined)) ?? {};
+  return all[keyOf(url, email)]?.cookie ?? null;
+}
+
+export async function saveDeviceCookie(env: Env, url: string, email: string, cookie: string, now = Date.now()): Promise<void> {
+  const all = (await readJson<Record<string, DeviceEntry>>(fileOf(env)).catch(() => undefined)) ?? {};
+  all[keyOf(url, email)] = { cookie, savedAt: now };
+  const kept = Object.entries(all)
+    .sort(([, a], [, b]) => b.savedAt - a.savedAt)
+    .slice(0, MAX_DEVICES);
+  await writePrivateJson(fileOf(env), Object.fromEntries(kept));
+}
+
+/** The device cookie a login answer set (`vr_device`, or `__Host-vr_device` on https), as `name=value`; else null. */
+export function deviceCookieOf(setCookies: readonly string[]): string | null {
+  for (const c of setCookies) {
+    const pair = c.split(";")[0]!.trim();
+    const name = pair.slice(0, pair.indexOf("="));
+    if ((name === "vr_device" || name === "__Host-vr_device") && !pair.endsWith("=")) return pair;
+  }
+  return null;
+}
