@@ -33,6 +33,9 @@ export const auth = new Hono<AppEnv>()
     );
     setSessionCookie(c, session.token, session.expiresAt);
     if (newDevice) setDeviceCookie(c, newDevice);
+    // Outputs and thumbnails are cached `private` for an hour (see logout): a browser whose last account's session
+    // just expired, without a logout, still holds them for whoever signs in next.
+    c.header("Clear-Site-Data", '"cache"');
     return c.json({ user });
   })
   .post("/logout", async (c) => {

@@ -132,6 +132,14 @@ describe("GET /api/me and POST /api/auth/logout", () => {
     expect(out.status).toBe(204);
     expect(out.headers.get("set-cookie")).toMatch(/vr_session=;/);
     expect((await s.call("/api/me")).status).toBe(401);
+    expect(out.headers.get("clear-site-data")).toBe('"cache"');
+  });
+
+  it("clears the browser's cache at sign-in too: outputs the previous account cached (its session expired, no logout) are not left for the next person", async () => {
+    const user = await makeUser();
+    const res = await call("/api/auth/login", { method: "POST", json: { email: user.email, password: user.password } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("clear-site-data")).toBe('"cache"');
   });
 
   it("refuses a cross-origin logout (CSRF) and keeps the session", async () => {
