@@ -1626,7 +1626,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Any 1–255 visible ASCII characters (a UUID): send the same request again with the same key after a lost answer and get the token it made with a new secret (the lost one stops working: secrets are stored hashed), instead of a second token. Per user; for 24 hours, while that token was never used */
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same request again with the same key after a lost answer and get the token it made with a new secret (the lost one stops working: secrets are stored hashed), instead of a second token. Each reissue voids the secret the one before gave: keep the one that works. Per user; for 24 hours, while that token was never used and has not expired; a key whose token was revoked makes a new one */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -1665,7 +1665,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
+            /** @description CSRF (code csrf), a read-only API token (code read_only_token), or, with an Idempotency-Key, an API token that expires sooner than the token the key made (code expiring_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1674,7 +1674,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The account holds 100 tokens already (code too_many_tokens): revoke unused ones; the Idempotency-Key's token has been used since (code token_already_used: its answer was not lost) or another request with it is being answered (code idempotency_key_in_flight) */
+            /** @description The account holds 100 tokens already (code too_many_tokens): revoke unused ones; the Idempotency-Key's token has been used since (code token_already_used: its answer was not lost) or has expired (code token_expired), or another request with it is being answered (code idempotency_key_in_flight: send it again) */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -6,7 +6,7 @@ import { configFile, deleteConfig, normaliseUrl, readConfig, requireSafeTranspor
 import type { Ctx } from "./context";
 import { deviceCookie, deviceCookieOf, saveDeviceCookie } from "./devices";
 import { downloadJob } from "./download";
-import { CliError, EXIT, type ExitCode } from "./errors";
+import { apiError, CliError, EXIT, type ExitCode } from "./errors";
 import { formatBytes } from "./progress";
 import { statFiles, uploadAndCreateJob, withRetries } from "./upload";
 import { describeJob, watchJob } from "./watch";
@@ -169,11 +169,27 @@ export const handlers: Handlers = {
       const name = `video-refresher CLI on ${hostname()} (${new Date().toISOString().slice(0, 10)})`;
       const before = await readConfig(ctx.env).catch(() => null);
       // One key for every try: a try whose answer was lost made the token, and the next gets that token with a new
-      // secret instead of leaving a second, never-seen token on the account.
+      // secret instead of leaving a second, never-seen token on the account. Each try's secret voids the one before,
+      // and a try given up on (its timeout) may still land after a later one: a secret is kept only once it works,
+      // and that first use (lastUsedAt) ends reissuing, so no late try can void it afterwards.
       const key = randomBytes(16).toString("hex");
       const { data: created } = await withRetries(
-        () => call(url, session.POST("/api/tokens", { body: { name } as Schemas["CreateTokenBody"], headers: { "Idempotency-Key": key }, signal: timeout() })),
-        { tries: 3, baseMs: 1000, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), onRetry: (attempt, err) => ctx.note(`creating the API token: ${(err as Error).message}; trying again (${attempt + 1} of 3)`) },
+        async () => {
+          const made = await call(url, session.POST("/api/tokens", { body: { name } as Schemas["CreateTokenBody"], headers: { "Idempotency-Key": key }, signal: timeout() }));
+          const me = await apiClient(url, made.data.token).GET("/api/me", { signal: timeout() });
+          if (me.response.status === 401) throw new CliError("a later try of this login replaced the token's secret", EXIT.failed, "token_replaced");
+          if (!me.response.ok) throw apiError(me.response.status, me.error);
+          return made;
+        },
+        {
+          tries: 3,
+          baseMs: 1000,
+          sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+          // A twin of this key still being answered (a try given up on): the edge says to send it again; or that
+          // twin landed after this try and voided its secret: the next try reissues it once more.
+          alsoRetry: (err) => err instanceof CliError && (err.code === "idempotency_key_in_flight" || err.code === "token_replaced"),
+          onRetry: (attempt, err) => ctx.note(`creating the API token: ${(err as Error).message}; trying again (${attempt + 1} of 3)`),
+        },
       );
       await writeConfig(ctx.env, { url, token: created.token, tokenId: created.id, email: signedIn.user.email });
       // The token this config held for the same server is replaced: revoked (best effort), so a CI that logs in on

@@ -328,13 +328,20 @@ export function retryable(err: unknown): boolean {
 /** Runs `fn` up to `tries` times with exponential backoff (baseMs, 2×, 4×, … plus jitter) on retryable errors. */
 export async function withRetries<T>(
   fn: (attempt: number) => Promise<T>,
-  opts: { tries: number; baseMs: number; sleep: (ms: number) => Promise<void>; onRetry?: (attempt: number, err: unknown, waitMs: number) => void },
+  opts: {
+    tries: number;
+    baseMs: number;
+    sleep: (ms: number) => Promise<void>;
+    onRetry?: (attempt: number, err: unknown, waitMs: number) => void;
+    /** Worth another try besides what `retryable` says (e.g. a code one route uses for "send it again"). */
+    alsoRetry?: (err: unknown) => boolean;
+  },
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
-      if (attempt >= opts.tries || !retryable(err)) throw err;
+      if (attempt >= opts.tries || !(retryable(err) || opts.alsoRetry?.(err))) throw err;
       const waitMs = opts.baseMs * 2 ** (attempt - 1) * (1 + Math.random() * 0.2);
       opts.onRetry?.(attempt, err, waitMs);
       await opts.sleep(waitMs);

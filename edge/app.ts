@@ -33,8 +33,8 @@ export function createApp() {
       c.set("db", dbFor(config));
       await next();
     })
-    .use("/api/*", jsonBodyLimit())
     .use("/api/*", privateApiAnswers())
+    .use("/api/*", jsonBodyLimit())
     .route("/api/health", health)
     .route("/api/auth", auth)
     .route("/api/me", me)

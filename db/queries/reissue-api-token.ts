@@ -1,4 +1,4 @@
-import { and, eq, gt, isNotNull, isNull, lte } from "drizzle-orm";
+import { and, eq, gt, isNotNull, isNull, lte, or } from "drizzle-orm";
 import type { Db } from "../client";
 import { ConflictError, ForbiddenError, UnprocessableError } from "../errors";
 import { hashToken, newToken } from "../ids";
@@ -18,13 +18,15 @@ export function tokenFingerprint(input: { name: string; scope: TokenScope; expir
 
 /**
  * The token an earlier POST /api/tokens with this Idempotency-Key made for this user, with a **new secret** (the raw
- * token is stored only hashed, so the lost answer's one cannot be sent again; the earlier secret stops working), or
- * null when the key made none (or its token was revoked). One compare-and-set: only the same request, within
- * TOKEN_KEY_REPLAY_MS, and only while the token was never used — a used token proves its answer arrived, and
- * replacing its secret would break whatever uses it (409 `token_already_used`). 422 `idempotency_key_reused` for the
- * same key asking for another token, `idempotency_key_expired` past the window. `notAfter`: the expiry of the API token
- * asking (null: a session or a token that never expires); a token that outlives it is not reissued to it (403
- * `expiring_token`), as a short-lived token may not make one that outlives it (POST /api/tokens).
+ * token is stored only hashed, so the lost answer's one cannot be sent again; each reissue voids the secret the one
+ * before gave), or null when the key made none — or its token was revoked: the key is free again, and the request
+ * makes a new token. One compare-and-set, refused when:
+ * - another token was asked for with the key: 422 `idempotency_key_reused`; past TOKEN_KEY_REPLAY_MS: 422
+ *   `idempotency_key_expired`;
+ * - the asking API token expires sooner than this token (`notAfter`; null: a session or a lasting token): 403
+ *   `expiring_token`, as a short-lived token may not make one that outlives it (POST /api/tokens);
+ * - the token expired: 409 `token_expired` (its secret could not work);
+ * - the token was used: 409 `token_already_used` — its answer arrived, and a new secret would break what uses it.
  */
 export async function reissueApiToken(
   db: Db,
@@ -51,6 +53,7 @@ export async function reissueApiToken(
         eq(apiTokens.idempotencyFingerprint, input.fingerprint),
         isNull(apiTokens.lastUsedAt),
         gt(apiTokens.createdAt, now - TOKEN_KEY_REPLAY_MS),
+        or(isNull(apiTokens.expiresAt), gt(apiTokens.expiresAt, now)),
         notAfter === null ? undefined : and(isNotNull(apiTokens.expiresAt), lte(apiTokens.expiresAt, notAfter)),
       ),
     )
@@ -70,6 +73,9 @@ export async function reissueApiToken(
   }
   if (notAfter !== null && (earlier.expiresAt === null || earlier.expiresAt > notAfter)) {
     throw new ForbiddenError("This Idempotency-Key's token outlives the API token asking; send the request again signed in, or with a token that lasts as long", "expiring_token");
+  }
+  if (earlier.expiresAt !== null && earlier.expiresAt <= now) {
+    throw new ConflictError("token_expired", "The token this Idempotency-Key made has expired; use a new key for a new token");
   }
   throw new ConflictError("token_already_used", "The token this Idempotency-Key made has been used since, so it is not issued again; use a new key for a new token");
 }

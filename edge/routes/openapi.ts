@@ -191,7 +191,8 @@ export function buildOpenApi(version: string) {
               description:
                 "Any 1–255 visible ASCII characters (a UUID): send the same request again with the same key after a lost answer and get " +
                 "the token it made with a new secret (the lost one stops working: secrets are stored hashed), instead of a second token. " +
-                "Per user; for 24 hours, while that token was never used",
+                "Each reissue voids the secret the one before gave: keep the one that works. Per user; for 24 hours, while that token was never used and has not expired; " +
+                "a key whose token was revoked makes a new one",
             },
           ],
           requestBody: { required: true, ...json("CreateTokenBody") },
@@ -200,10 +201,15 @@ export function buildOpenApi(version: string) {
             "400": err("Invalid body, or a malformed Idempotency-Key; nothing is created"),
             "409": err(
               "The account holds 100 tokens already (code too_many_tokens): revoke unused ones; the Idempotency-Key's token has been used " +
-                "since (code token_already_used: its answer was not lost) or another request with it is being answered (code idempotency_key_in_flight)",
+                "since (code token_already_used: its answer was not lost) or has expired (code token_expired), or another request with it is being answered " +
+                "(code idempotency_key_in_flight: send it again)",
             ),
             "422": err("The Idempotency-Key already made a token with another name, scope or expiry (code idempotency_key_reused), or did so more than 24 hours ago (code idempotency_key_expired); nothing is created"),
             ...authErrors,
+            "403": err(
+              "CSRF (code csrf), a read-only API token (code read_only_token), or, with an Idempotency-Key, an API token that expires sooner " +
+                "than the token the key made (code expiring_token)",
+            ),
           },
         },
       },

@@ -3,9 +3,11 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readConfig, writeConfig } from "../../cli/config";
 import { EXIT } from "../../cli/errors";
+import { runCli } from "../../cli/main";
 import { runCapturedCli } from "../helpers/cli";
 
 /** A stand-in edge whose answer to the token revocation the test sets; it records the revocations it saw. */
@@ -110,5 +112,55 @@ describe("video-refresher login", () => {
     expect(r.code).toBe(EXIT.usage);
     expect(r.err).toMatch(/refusing to send credentials over plain http to video\.example\.com: use https:\/\//);
     expect(await readConfig(env)).toBeUndefined();
+  });
+});
+
+describe("video-refresher login whose token tries race each other", () => {
+  it("sends a try the edge calls in flight again with the same key, and keeps only a secret that works", async () => {
+    // A stand-in edge: the first token POST collides with a twin (409 in flight); the second's secret is voided by a
+    // late twin before the CLI uses it (401); the third's works.
+    const posts: (string | undefined)[] = [];
+    const edge = createServer((req, res) => {
+      let body = "";
+      req.on("data", (d) => (body += d));
+      req.on("end", () => {
+        const send = (status: number, value: unknown, headers: Record<string, string> = {}) => {
+          res.writeHead(status, { "content-type": "application/json", ...headers });
+          res.end(value === null ? undefined : JSON.stringify(value));
+        };
+        const user = { id: "u1", email: "me@test.example", role: "user" };
+        if (req.url === "/api/auth/login") return send(200, { user }, { "set-cookie": "vr_session=s1; Path=/; HttpOnly" });
+        if (req.url === "/api/auth/logout") return send(204, null);
+        if (req.url === "/api/me") return req.headers.authorization === "Bearer tok-works" ? send(200, { user }) : send(401, { error: { code: "invalid_token", message: "Invalid or expired token" } });
+        if (req.url === "/api/tokens" && req.method === "POST") {
+          posts.push(req.headers["idempotency-key"] as string | undefined);
+          if (posts.length === 1) return send(409, { error: { code: "idempotency_key_in_flight", message: "Another request with this Idempotency-Key is being answered; send this one again" } });
+          const token = posts.length === 2 ? "tok-voided" : "tok-works";
+          return send(201, { id: "t1", name: "cli", scope: "full", expiresAt: null, token }, { "idempotent-replayed": "true" });
+        }
+        send(404, { error: { code: "not_found", message: "Not found" } });
+      });
+    });
+    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
+    try {
+      const edgeUrl = `http://127.0.0.1:${(edge.address() as AddressInfo).port}`;
+      const env = { XDG_CONFIG_HOME: join(dir, "g") };
+      const stdin = new PassThrough();
+      stdin.end("the-password\n");
+      let err = "";
+      const stderr = new PassThrough();
+      stderr.on("data", (d) => (err += d));
+      const code = await runCli(["login", "--url", edgeUrl, "--email", "me@test.example", "--json"], { stdout: new PassThrough(), stderr, stdin, env });
+      expect(code, err).toBe(EXIT.ok);
+      expect(await readConfig(env)).toMatchObject({ token: "tok-works", tokenId: "t1" });
+      expect(posts).toHaveLength(3);
+      expect(new Set(posts).size).toBe(1);
+      expect(posts[0]).toMatch(/^[0-9a-f]{32}$/);
+      expect(err).toMatch(/being answered; send this one again; trying again \(2 of 3\)/);
+      expect(err).toMatch(/replaced the token's secret; trying again \(3 of 3\)/);
+    } finally {
+      edge.closeAllConnections();
+      await new Promise((r) => edge.close(r));
+    }
   });
 });

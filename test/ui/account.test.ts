@@ -252,4 +252,37 @@ describe("account web UI", () => {
     await page.unroute("**/api/tokens");
     await context.close();
   });
+
+  it("sends the same Idempotency-Key again after a 5xx, and a new one after a refusal no retry changes (its token was used)", async () => {
+    const { context, page } = await newUser("tok4");
+    await page.goto(`${ui.url}/tokens`);
+    await page.waitForSelector("body[data-ready=true]");
+    const keys: (string | undefined)[] = [];
+    const answers = [
+      { status: 503, code: "db_unavailable", message: "The database is unavailable; try again" },
+      { status: 409, code: "token_already_used", message: "The token this Idempotency-Key made has been used since" },
+    ];
+    await page.route("**/api/tokens", async (route) => {
+      if (route.request().method() !== "POST") return route.continue();
+      keys.push(route.request().headers()["idempotency-key"]);
+      const answer = answers.shift();
+      if (!answer) return route.continue();
+      await route.fulfill({ status: answer.status, contentType: "application/json", body: JSON.stringify({ error: { code: answer.code, message: answer.message } }) });
+    });
+    await page.getByLabel("Token name").fill("builds");
+    const create = page.getByRole("button", { name: "Create token" });
+    for (let i = 0; i < 2; i++) {
+      await create.click();
+      await expect.poll(() => keys.length).toBe(i + 1);
+      await expect.poll(() => create.isEnabled()).toBe(true);
+    }
+    await create.click();
+    await expect.poll(() => page.locator("#token-value").inputValue(), { timeout: 10_000 }).toMatch(/^vrt_/);
+    expect(keys).toHaveLength(3);
+    expect(keys[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(keys[1]).toBe(keys[0]);
+    expect(keys[2]).not.toBe(keys[1]);
+    await page.unroute("**/api/tokens");
+    await context.close();
+  });
 });

@@ -1,4 +1,4 @@
-import { api } from "./api.js";
+import { api, ApiError } from "./api.js";
 import { byId, formatDateTime, h, timeEl } from "./dom.js";
 import { showMessage, submitOnce } from "./ui.js";
 import type { TokenRow as BaseTokenRow } from "../shared/types.js";
@@ -87,6 +87,11 @@ export async function initTokens(): Promise<void> {
         await load();
       } catch (err) {
         created.hidden = true;
+        // A refusal no retry of this key changes (its token was used or expired, the key is too old): the next press
+        // makes a new token. A lost answer, a 5xx or a twin in flight keeps the key, so the next press gets its token.
+        if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429 && err.code !== "idempotency_key_in_flight") {
+          createKey = crypto.randomUUID();
+        }
         showMessage(pageMessage, err instanceof Error ? err.message : String(err));
       }
     });

@@ -60,4 +60,14 @@ describe("API tokens", () => {
     expect(await authenticateApiToken(db, again!.token, t0)).toMatchObject({ id: userId });
     expect(await reissueApiToken(db, { userId, key: "unknown", fingerprint }, t0)).toBeNull();
   });
+
+  it("never reissues a token that has expired (409 token_expired): its new secret could not work", async () => {
+    const { db } = await freshDb(server, "token_reissue_expired");
+    const userId = (await createUser(db, { email: `t-${newId()}@test.example`, password: "pw-for-tokens", role: "user" })).id;
+    const fingerprint = tokenFingerprint({ name: "ci", scope: "full", expiresInDays: 1 });
+    const t0 = Date.now();
+    await createApiToken(db, { userId, name: "ci", expiresAt: t0 + 60_000, idempotencyKey: "k3", fingerprint }, t0);
+    expect(await reissueApiToken(db, { userId, key: "k3", fingerprint }, t0 + 30_000)).not.toBeNull();
+    await expect(reissueApiToken(db, { userId, key: "k3", fingerprint }, t0 + 60_000)).rejects.toMatchObject({ status: 409, code: "token_expired" });
+  });
 });
