@@ -65,9 +65,10 @@ export function bestDraw<D extends { quality: { ssim: number } | null; distinct:
 }
 
 /**
- * Why this draw should be re-drawn (for the user, no paths), or null when it passes both floors — or when only the
- * distinctness floor fails and no seed can move this job's picture (seedMovesPicture): every re-draw would measure
- * the same, so it would only spend an encode slot, up to MAX_REDRAWS times per variation, that other jobs wait for.
+ * Why this draw should be re-drawn (for the user, no paths), or null when it passes both floors — or when no seed can
+ * move this job's picture (seedMovesPicture: mirror/audio only): every re-draw would give the same picture, so the same
+ * SSIM and fingerprint, and would only spend an encode slot, up to MAX_REDRAWS times per variation, that other jobs
+ * wait for.
  */
 export function drawProblem(
   config: Pick<RunnerConfig, "QUALITY_SSIM_FLOOR" | "QUALITY_DISTINCT_FLOOR">,
@@ -75,9 +76,9 @@ export function drawProblem(
   effects: JobEffects,
 ): string | null {
   const { QUALITY_SSIM_FLOOR: ssimFloor, QUALITY_DISTINCT_FLOOR: distinctFloor } = config;
-  if (!d.quality) return null;
+  if (!d.quality || !seedMovesPicture(effects)) return null;
   if (d.quality.ssim < ssimFloor) return `SSIM ${d.quality.ssim.toFixed(3)} below the floor ${ssimFloor}`;
-  if (d.distinct !== null && d.distinct < distinctFloor && seedMovesPicture(effects)) {
+  if (d.distinct !== null && d.distinct < distinctFloor) {
     return `distinctness ${d.distinct.toFixed(2)} % below the floor ${distinctFloor} % (too close to a sibling)`;
   }
   return null;

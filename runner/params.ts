@@ -66,7 +66,6 @@ const scaled = (u: number, lo: number, hi: number, centre: number, k: number) =>
 const signed = (u: number, lo: number, hi: number, k: number) =>
   (u < 0.5 ? -1 : 1) * between(Math.abs(2 * u - 1), lo, hi) * k;
 
-/** The parameters of one variation: same seed and effects → same parameters, on any runner. */
 /**
  * Families whose drawn parameters can change what the distinctness fingerprint sees (runner/quality.ts: five frames at
  * fixed fractions of the duration, 24 × 24 in colour). Two cannot: a mirror flips every variation alike, and audio is
@@ -79,6 +78,7 @@ export const PICTURE_DRAW_FAMILIES: readonly EffectFamily[] = ["color", "zoom", 
 /** Whether a new seed can change a variation's fingerprint (see PICTURE_DRAW_FAMILIES). */
 export const seedMovesPicture = (effects: JobEffects) => effects.families.some((f) => PICTURE_DRAW_FAMILIES.includes(f));
 
+/** The parameters of one variation: same seed and effects → same parameters, on any runner. */
 export function deriveParams(seed: number, effects: JobEffects = DEFAULT_EFFECTS): EffectParams {
   const next = prng(seed);
   const on = (f: EffectFamily) => effects.families.includes(f);
