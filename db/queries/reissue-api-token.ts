@@ -3,7 +3,7 @@ import type { Db } from "../client";
 import { ConflictError, ForbiddenError, UnprocessableError } from "../errors";
 import { hashToken, newToken } from "../ids";
 import { apiTokens } from "../schema";
-import type { ApiTokenRow, TokenScope } from "./tokens";
+import { apiTokenColumns, type ApiTokenRow, type TokenScope } from "./tokens";
 
 /**
  * How long a repeat of a token creation's Idempotency-Key gets that token back: long enough for any retry after a lost
@@ -36,14 +36,6 @@ export async function reissueApiToken(
   const token = newToken("vrt_");
   const notAfter = input.notAfter ?? null;
   const mine = and(eq(apiTokens.userId, input.userId), eq(apiTokens.idempotencyKey, input.key));
-  const columns = {
-    id: apiTokens.id,
-    name: apiTokens.name,
-    scope: apiTokens.scope,
-    createdAt: apiTokens.createdAt,
-    lastUsedAt: apiTokens.lastUsedAt,
-    expiresAt: apiTokens.expiresAt,
-  };
   const [row] = await db
     .update(apiTokens)
     .set({ tokenHash: await hashToken(token) })
@@ -57,11 +49,11 @@ export async function reissueApiToken(
         notAfter === null ? undefined : and(isNotNull(apiTokens.expiresAt), lte(apiTokens.expiresAt, notAfter)),
       ),
     )
-    .returning(columns);
+    .returning(apiTokenColumns);
   if (row) return { ...row, token };
   // Nothing changed: say why from the row as it is now.
   const [earlier] = await db
-    .select({ ...columns, fingerprint: apiTokens.idempotencyFingerprint })
+    .select({ ...apiTokenColumns, fingerprint: apiTokens.idempotencyFingerprint })
     .from(apiTokens)
     .where(mine);
   if (!earlier) return null;

@@ -163,6 +163,17 @@ describe("quality: runner records figures and re-draws", { timeout: 240_000 }, (
     return r;
   }
 
+  /** Adds one variation to a completed job and waits for it: compared with a sibling completed before it was queued. */
+  async function oneMoreVariation(jobId: string): Promise<void> {
+    const more = await stack.user.call(`/api/jobs/${jobId}/more`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ variations: 1 }),
+    });
+    expect(more.status).toBe(200);
+    expect(await done(jobId)).toBe("completed");
+  }
+
   const done = (jobId: string) =>
     waitFor("the job to finish", async () => {
       const s = (await getJobRow(stack.db, jobId))?.status;
@@ -270,13 +281,7 @@ exec ffmpeg "$@"
     // Nothing to compare with: no re-draw, no figure yet.
     expect(first).toMatchObject({ redraws: 0, redrawReason: null, distinct: null });
     // One more variation: its sibling is completed before it is even queued, so it is compared for sure.
-    const more = await stack.user.call(`/api/jobs/${job.id}/more`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ variations: 1 }),
-    });
-    expect(more.status).toBe(200);
-    expect(await done(job.id)).toBe("completed");
+    await oneMoreVariation(job.id);
     const rows = await getVariationRows(stack.db, job.id);
     const second = rows.find((v) => v.id !== first!.id)!;
     expect(second.redraws).toBe(1);
@@ -297,13 +302,7 @@ exec ffmpeg "$@"
     // The SSIM floor of 1 re-draws every other job's variations (see "re-draws … SSIM floor" above).
     await runner({ MAX_REDRAWS: "2", QUALITY_SSIM_FLOOR: "1" });
     expect(await done(job.id)).toBe("completed");
-    const more = await stack.user.call(`/api/jobs/${job.id}/more`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ variations: 1 }),
-    });
-    expect(more.status).toBe(200);
-    expect(await done(job.id)).toBe("completed");
+    await oneMoreVariation(job.id);
     const rows = await getVariationRows(stack.db, job.id);
     const second = rows.find((v) => v.redraws > 0 || v.distinct !== null)!;
     // What made a re-draw pointless: two seeds give the same picture (only the encode could differ).
