@@ -90,4 +90,7 @@ export function unreachable(baseUrl: string, err: unknown): CliError {
 
 export const timeout = (ms = REQUEST_TIMEOUT_MS) => AbortSignal.timeout(ms);
 
+/** The CLI's one wait (tests pass their own where a command takes a `sleep`). */
+export const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
 export const TERMINAL: ReadonlySet<Job["status"]> = new Set(["completed", "failed", "cancelled"]);

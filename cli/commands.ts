@@ -184,7 +184,6 @@ export const handlers: Handlers = {
         {
           tries: 3,
           baseMs: 1000,
-          sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
           // A twin of this key still being answered (a try given up on): the edge says to send it again; or that
           // twin landed after this try and voided its secret: the next try reissues it once more.
           alsoRetry: (err) => err instanceof CliError && (err.code === "idempotency_key_in_flight" || err.code === "token_replaced"),

@@ -1,7 +1,7 @@
 import { open, stat } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { call, REQUEST_TIMEOUT_MS, timeout, type Api, type Job, type Schemas } from "./client";
+import { call, realSleep, REQUEST_TIMEOUT_MS, timeout, type Api, type Job, type Schemas } from "./client";
 import { configDir, readJson, writePrivateJson, type Env } from "./config";
 import { CliError, EXIT, isNetworkError } from "./errors";
 import type { Progress } from "./progress";
@@ -331,7 +331,8 @@ export async function withRetries<T>(
   opts: {
     tries: number;
     baseMs: number;
-    sleep: (ms: number) => Promise<void>;
+    /** Default: a real wait. */
+    sleep?: (ms: number) => Promise<void>;
     onRetry?: (attempt: number, err: unknown, waitMs: number) => void;
     /** Worth another try besides what `retryable` says (e.g. a code one route uses for "send it again"). */
     alsoRetry?: (err: unknown) => boolean;
@@ -344,12 +345,10 @@ export async function withRetries<T>(
       if (attempt >= opts.tries || !(retryable(err) || opts.alsoRetry?.(err))) throw err;
       const waitMs = opts.baseMs * 2 ** (attempt - 1) * (1 + Math.random() * 0.2);
       opts.onRetry?.(attempt, err, waitMs);
-      await opts.sleep(waitMs);
+      await (opts.sleep ?? realSleep)(waitMs);
     }
   }
 }
-
-const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false): Promise<UploadReport> {
   const { api, url, progress } = deps;

@@ -1,4 +1,4 @@
-import { call, TERMINAL, timeout, type Api, type Job } from "./client";
+import { call, realSleep, TERMINAL, timeout, type Api, type Job } from "./client";
 import { CliError, toCliError } from "./errors";
 import { retryable } from "./upload";
 import type { Bar, Progress } from "./progress";
@@ -17,7 +17,6 @@ export interface WatchOptions {
  * "failed" (exit 1) over one 503 or a deploy, and a script that then submits again makes a second job.
  */
 export const WATCH_OUTAGE_MS = 10 * 60_000;
-const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Polls GET /api/jobs/:id, one bar per source file (percent), until the job is terminal — or paused: nothing moves

@@ -28,8 +28,7 @@ export const tokens = new Hono<AppEnv>()
     // would void the secret in the twin's answer, which may be the one the client reads.
     const earlier = key === null ? null : await reissueApiToken(db, { userId, key, fingerprint, notAfter: caller }, now);
     const t = earlier ?? (await createApiToken(db, { userId, name, scope, expiresAt, idempotencyKey: key, fingerprint }, now));
-    const replayed = earlier !== null;
-    if (replayed) c.header(REPLAYED_HEADER, "true");
+    if (earlier) c.header(REPLAYED_HEADER, "true");
     return c.json({ id: t.id, name: t.name, scope: t.scope, expiresAt: iso(t.expiresAt), token: t.token }, 201);
   })
   .get("/", async (c) => {
