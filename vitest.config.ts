@@ -11,8 +11,9 @@ export default defineConfig({
         test: {
           name: "node",
           environment: "node",
+          // *.node.test.ts under test/edge: edge code that needs tools only Node can start (unzip, Python).
           include: ["test/**/*.test.ts"],
-          exclude: ["test/edge/**", "test/stack/**", "test/ui/**", "node_modules/**"],
+          exclude: ["test/edge/**/!(*.node).test.ts", "test/stack/**", "test/ui/**", "node_modules/**"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },
@@ -32,6 +33,7 @@ export default defineConfig({
         test: {
           name: "edge",
           include: ["test/edge/**/*.test.ts"],
+          exclude: ["test/edge/**/*.node.test.ts"],
           globalSetup: ["./test/setup/libsql-global.ts"],
           testTimeout: 30_000,
           hookTimeout: 30_000,

@@ -1,7 +1,8 @@
 import { outputKey, variationThumbnailKey } from "../db/keys";
-import { finishVariation, type ClaimedVariation } from "../db/queries/variations";
+import { finishVariation, type ClaimedVariation, type OutputDigest } from "../db/queries/variations";
 import { BlobError, CLEANUP_TIMEOUT_MS, isTokenRefused, type BlobClient } from "./blobs";
 import { retryDb } from "./db-retry";
+import { digestFile } from "./digest";
 import { compareSiblings, type Draw } from "./draws";
 import { asLocalError } from "./local-errors";
 import { errorMessage } from "./log";
@@ -38,8 +39,10 @@ export async function finish(
   const c = task.claim;
   const key = outputKey(c.jobId, c.id, task.attempt);
   let size: number;
+  let digest: OutputDigest;
   const u0 = performance.now();
   try {
+    digest = await digestFile(kept.file, task.signal);
     ({ size } = await ctx.blobs.upload(key, kept.file, task.signal, task.own));
   } catch (err) {
     // Nothing records this attempt's key yet, and no other attempt ever writes it: safe to remove. Bounded: the
@@ -68,6 +71,7 @@ export async function finish(
         ...task.own,
         outputKey: key,
         outputSize: size,
+        digest,
         now: Date.now(),
         quality: {
           seed: kept.seed,

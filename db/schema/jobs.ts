@@ -117,6 +117,13 @@ export const variations = sqliteTable(
     error: text("error"),
     outputKey: text("output_key"),
     outputSize: integer("output_size"),
+    /**
+     * The output's SHA-256 (hex) and CRC-32, computed by the runner from the file it uploaded and recorded with the
+     * completion: the ZIP download lays out every header, manifest and byte range from them without reading a byte
+     * of any output it does not send. Null for outputs recorded before they were kept (filled on first download).
+     */
+    outputSha256: text("output_sha256"),
+    outputCrc32: integer("output_crc32"),
     /** Quality against the source on sampled frames (runner/quality): SSIM 0..1, PSNR in dB. */
     ssim: real("ssim"),
     psnr: real("psnr"),

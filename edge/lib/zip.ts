@@ -1,14 +1,14 @@
-import { downloadZip } from "client-zip";
-
-/**
- * How this code lays a ZIP out: the ZIP writer's version and this file's own layout. Part of the download's ETag
- * (zip-resume.ts), so a resume across a deploy that changed the bytes gets the new ZIP whole instead of a splice.
- * Bump the number on any change to the container (entry fields, order, ZIP64); test/edge/lib/zip.test.ts fails when
- * the writer's version here is not the installed one.
- */
-export const ZIP_LAYOUT = "client-zip@2.5.1;1";
 import { parseStoredEffects } from "../../db/effects";
 import type { DownloadEntry } from "../../db/queries/jobs";
+import { crc32 } from "./crc32";
+import type { ZipFile } from "./zip-writer";
+
+/**
+ * How this code lays a ZIP out (zip-writer.ts and the file order here). Part of the download's ETag (zip-resume.ts),
+ * so a resume across a deploy that changed the bytes gets the new ZIP whole instead of a splice. Bump the number on
+ * any change to the container (entry fields, order, ZIP64).
+ */
+export const ZIP_LAYOUT = "zip-writer;2";
 
 /**
  * Windows device names. Windows matches the part before the first dot, trailing spaces ignored, so `NUL.tar` or
@@ -56,7 +56,6 @@ export function nameEntries<E extends NamingFields>(entries: E[]): NamedEntry<E>
   });
 }
 
-const HASH_PLACEHOLDER = "0".repeat(64);
 const CSV_COLUMNS = ["file", "source", "variation", "seed", "duration_ms", "bytes", "sha256", "ssim", "psnr", "distinct", "params"];
 
 function parseParams(text: string | null): Record<string, unknown> | null {
@@ -89,13 +88,9 @@ function csvCell(v: unknown): string {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-/**
- * manifest.json and manifest.csv for these entries with the given sha256 per entry (hex). Every field but the
- * hashes is known before the first byte is streamed and a hash is always 64 hex characters, so the manifests built
- * with placeholder hashes have exactly the size of the final ones: the ZIP's length is announced up front.
- */
-export function buildManifests(job: { id: string; effects: string }, entries: NamedEntry[], sha256: readonly string[]) {
-  const rows = entries.map((e, i) => {
+/** manifest.json and manifest.csv for these entries: what each file is, how it was made, and its recorded SHA-256. */
+export function buildManifests(job: { id: string; effects: string }, entries: DigestedEntry[]) {
+  const rows = entries.map((e) => {
     const params = parseParams(e.params);
     return {
       file: e.name,
@@ -104,7 +99,7 @@ export function buildManifests(job: { id: string; effects: string }, entries: Na
       seed: e.seed,
       durationMs: durationOf(e, params),
       bytes: e.size,
-      sha256: sha256[i] ?? HASH_PLACEHOLDER,
+      sha256: e.sha256,
       // The runner's figures (null when not measured); known before streaming, so the size stays exact.
       ssim: e.ssim,
       psnr: e.psnr,
@@ -126,72 +121,18 @@ export function buildManifests(job: { id: string; effects: string }, entries: Na
   ];
 }
 
-/** Passes a stream through unchanged while hashing it (SHA-256, streaming: memory stays bounded). */
-function hashing(body: ReadableStream<Uint8Array>, done: (hex: string) => void): ReadableStream<Uint8Array> {
-  const digest = new crypto.DigestStream("SHA-256");
-  const writer = digest.getWriter();
-  return body.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      async transform(chunk, controller) {
-        await writer.write(chunk);
-        controller.enqueue(chunk);
-      },
-      // Runs before the reader sees the end, so the hash is known when the ZIP writer asks for the next entry.
-      async flush() {
-        await writer.close();
-        done([...new Uint8Array(await digest.digest)].map((b) => b.toString(16).padStart(2, "0")).join(""));
-      },
-    }),
-  );
-}
+/** An entry whose output digest is known (recorded by the runner, or computed once: output-digests.ts). */
+export type DigestedEntry = NamedEntry & { sha256: string; crc32: number };
 
 /**
- * Streams a STORE (uncompressed: MP4 does not compress) ZIP of the outputs straight from R2, one object at a time,
- * hashing each as it passes, then manifest.json and manifest.csv last (they carry those hashes). The
- * Content-Length is predicted exactly from names and sizes before the first byte is sent.
+ * The archive's files: the outputs as recorded (bytes straight from R2), then manifest.json and manifest.csv, which
+ * carry the recorded hashes — so every header and both manifests are known before a byte of any output is read.
  */
-export function zipResponse(
-  bucket: R2Bucket,
-  entries: NamedEntry[],
-  filename: string,
-  job: { id: string; effects: string },
-): Response {
+export function zipFiles(job: { id: string; effects: string }, entries: DigestedEntry[]): ZipFile[] {
   const lastModified = new Date(Math.max(0, ...entries.map((e) => e.finishedAt ?? 0)));
-  const placeholders = buildManifests(job, entries, []);
-  async function* files() {
-    const hashes: string[] = [];
-    for (const [i, e] of entries.entries()) {
-      const obj = await bucket.get(e.key);
-      // A missing or resized object would break the announced length; abort the stream loudly instead.
-      if (!obj) throw new Error(`output object ${e.key} is missing`);
-      if (obj.size !== e.size) throw new Error(`output object ${e.key} is ${obj.size} bytes, recorded ${e.size}`);
-      const input = hashing(obj.body, (hex) => (hashes[i] = hex));
-      yield { name: e.name, size: e.size, lastModified: new Date(e.finishedAt ?? 0), input };
-    }
-    if (entries.some((_, i) => hashes[i] === undefined)) throw new Error("an entry was not hashed");
-    const manifests = buildManifests(job, entries, hashes);
-    for (const [i, m] of manifests.entries()) {
-      if (m.bytes.length !== placeholders[i]!.bytes.length) throw new Error(`${m.name} changed size`);
-      yield { name: m.name, size: m.bytes.length, lastModified, input: m.bytes };
-    }
-  }
-  const zipped = downloadZip(files(), {
-    metadata: [
-      ...entries.map((e) => ({ name: e.name, size: e.size })),
-      ...placeholders.map((m) => ({ name: m.name, size: m.bytes.length })),
-    ],
-    buffersAreUTF8: true,
-  });
-  const headers = new Headers({
-    "content-type": "application/zip",
-    "content-disposition": `attachment; filename="${filename}"`,
-    "cache-control": "private, no-store",
-  });
-  const length = Number(zipped.headers.get("content-length"));
-  // workerd sends a plain stream chunked and drops a hand-set Content-Length; a FixedLengthStream makes it send the
-  // announced length (and fails the response if the bytes ever disagree with it).
-  const sized = new FixedLengthStream(length);
-  zipped.body!.pipeTo(sized.writable).catch((err: unknown) => console.error("zip stream aborted", err));
-  headers.set("content-length", String(length));
-  return new Response(sized.readable, { status: 200, headers });
+  const manifests = buildManifests(job, entries);
+  return [
+    ...entries.map((e) => ({ name: e.name, size: e.size, crc32: e.crc32, modified: new Date(e.finishedAt ?? 0), body: { key: e.key } })),
+    ...manifests.map((m) => ({ name: m.name, size: m.bytes.length, crc32: crc32(m.bytes), modified: lastModified, body: { bytes: m.bytes } })),
+  ];
 }

@@ -33,8 +33,9 @@ import { purgeJob } from "../lib/storage";
 import { lingeringBody } from "../lib/lingering";
 import { createJobOnce, idempotencyKeyOf, REPLAYED_HEADER } from "../lib/idempotency";
 import { validate } from "../lib/validate";
-import { nameEntries, zipResponse } from "../lib/zip";
-import { answerRange, zipEtag } from "../lib/zip-resume";
+import { withOutputDigests } from "../lib/output-digests";
+import { nameEntries } from "../lib/zip";
+import { answerZip } from "../lib/zip-resume";
 
 /** How long POST /api/jobs/:id/cancel (and /pause) waits for runners to stop before answering 202. */
 export const CANCEL_WAIT_MS = 5_000;
@@ -134,9 +135,8 @@ export const jobs = new Hono<AppEnv>()
       { jobId: c.req.param("id"), viewer: c.get("user") },
       Date.now(),
     );
-    const named = nameEntries(entries);
-    const full = zipResponse(c.env.BUCKET, named, `video-refresher-${job.id}.zip`, job);
-    return answerRange(full, await zipEtag(job, named), { range: c.req.header("range"), ifRange: c.req.header("if-range") });
+    const digested = await withOutputDigests({ db: c.get("db"), bucket: c.env.BUCKET }, job.id, nameEntries(entries));
+    return answerZip(c.env.BUCKET, job, digested, { range: c.req.header("range"), ifRange: c.req.header("if-range") });
   })
   .get("/:id/outputs/:outputId", async (c) => {
     const output = await getJobOutput(

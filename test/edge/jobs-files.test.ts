@@ -6,11 +6,15 @@ import { failVariation, finishVariation, recordVariationParams } from "../../db/
 import { jobs, variations } from "../../db/schema";
 import { call, claimAll, crc32, db, fakeMp4, jobRow, readZip, sameBytes, seedJob, signIn, variationsOf } from "./helpers";
 
+async function sha256Hex(b: Uint8Array): Promise<string> {
+  return [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+
 /**
  * Runs a seeded job like a runner would: claims every variation, stores an output for each except the ones listed
  * in `fail`, and settles them (the last settle finalizes the job).
  */
-async function runJob(jobId: string, opts: { fail?: number[]; cancelAfter?: number } = {}) {
+async function runJob(jobId: string, opts: { fail?: number[]; cancelAfter?: number; withoutDigests?: boolean } = {}) {
   const runner = `r-${jobId}`;
   await claimAll(jobId, runner);
   const outputs = new Map<string, Uint8Array>();
@@ -24,7 +28,9 @@ async function runJob(jobId: string, opts: { fail?: number[]; cancelAfter?: numb
     const key = `outputs/${jobId}/${v.id}.mp4`;
     await env.BUCKET.put(key, bytes);
     outputs.set(v.id, bytes);
-    await finishVariation(db, { attempt: 1, variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, now: Date.now() });
+    // A runner records the output's digest; outputs recorded before runners did have none.
+    const digest = opts.withoutDigests ? undefined : { sha256: await sha256Hex(bytes), crc32: crc32(bytes) };
+    await finishVariation(db, { attempt: 1, variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, digest, now: Date.now() });
   }
   return { outputs, vars };
 }
@@ -113,8 +119,6 @@ describe("GET /api/jobs/:id/download", () => {
     const videos = entries.slice(0, -2);
     expect(videos).toHaveLength(4);
 
-    const sha256 = async (b: Uint8Array) =>
-      [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))].map((x) => x.toString(16).padStart(2, "0")).join("");
     const manifest = JSON.parse(new TextDecoder().decode(entries.at(-2)!.data)) as {
       job: string;
       effects: unknown;
@@ -132,7 +136,7 @@ describe("GET /api/jobs/:id/download", () => {
         seed: v.seed,
         durationMs: v.sourceId === vars[0]!.sourceId ? Math.round(2000 / (v.id === vars[0]!.id ? 1.025 : 1)) : null,
         bytes: videos[i]!.data.length,
-        sha256: await sha256(videos[i]!.data),
+        sha256: await sha256Hex(videos[i]!.data),
         ...figures(v.id),
         params: { recipe: 1, zoom: 0.004, speed: v.id === vars[0]!.id ? 1.025 : 1, brightness: -0.01 },
       });
@@ -316,6 +320,58 @@ describe("GET /api/jobs/:id/download, resumed", () => {
     expect(res.headers.get("etag")).not.toBe(etag);
     const zip = new Uint8Array(await res.arrayBuffer());
     expect(readZip(zip).map((e) => e.name)).toContain("manifest.json");
+  });
+});
+
+describe("GET /api/jobs/:id/download, laid out from recorded digests", () => {
+  it("serves a resume from the outputs it covers alone: an earlier output that is gone does not break it", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { names: ["a.mp4", "b.mp4"], variations: 2 });
+    const { vars } = await runJob(seeded.id);
+    const fullRes = await s.call(`/api/jobs/${seeded.id}/download`);
+    const etag = fullRes.headers.get("etag")!;
+    const full = new Uint8Array(await fullRes.arrayBuffer());
+    const entries = readZip(full);
+    const last = entries[3]!;
+    const lastStart = last.data.byteOffset - full.byteOffset;
+
+    // Before, every range was cut from a ZIP generated again from byte 0, reading (and hashing) every output
+    // before it: a resume near the end cost the whole job's reads, and a lost first output broke every resume.
+    const [first] = await variationsOf(seeded.id);
+    await env.BUCKET.delete(first!.outputKey!);
+    expect(vars.length).toBe(4);
+    for (const start of [lastStart + 3, full.length - 200]) {
+      const part = await s.call(`/api/jobs/${seeded.id}/download`, { headers: { range: `bytes=${start}-`, "if-range": etag } });
+      expect(part.status).toBe(206);
+      expect(sameBytes(new Uint8Array(await part.arrayBuffer()), full.subarray(start))).toBe(true);
+    }
+    // The whole ZIP needs that output: it breaks off rather than send other bytes under the announced length.
+    const broken = await s.call(`/api/jobs/${seeded.id}/download`);
+    expect(broken.status).toBe(200);
+    await expect(broken.arrayBuffer()).rejects.toThrow();
+  });
+
+  it("keeps the digest of an output recorded without one on its first download, and serves the same ZIP after", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { variations: 2 });
+    const { outputs } = await runJob(seeded.id, { withoutDigests: true });
+    expect((await variationsOf(seeded.id)).map((v) => v.outputSha256)).toEqual([null, null]);
+
+    const first = await s.call(`/api/jobs/${seeded.id}/download`);
+    const zip = new Uint8Array(await first.arrayBuffer());
+    for (const v of await variationsOf(seeded.id)) {
+      const bytes = outputs.get(v.id)!;
+      expect(v).toMatchObject({ outputSha256: await sha256Hex(bytes), outputCrc32: crc32(bytes) });
+    }
+    const again = await s.call(`/api/jobs/${seeded.id}/download`);
+    expect(again.headers.get("etag")).toBe(first.headers.get("etag"));
+    expect(sameBytes(new Uint8Array(await again.arrayBuffer()), zip)).toBe(true);
+    expect(readZip(zip).map((e) => [e.name, e.crc === crc32(e.data)])).toEqual([
+      ["clip1/clip1_var01.mp4", true],
+      ["clip1/clip1_var02.mp4", true],
+      ["manifest.json", true],
+      ["manifest.csv", true],
+    ]);
   });
 });
 

@@ -1,6 +1,9 @@
-import { randomBytes } from "node:crypto";
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
+import { crc32 } from "node:zlib";
 import { eq } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../db/ids";
@@ -78,6 +81,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
 
     // Downloads are checked in a directory of the test's own: the runner's WORK_DIR is the runner's to sweep.
     const checkDir = await stack.workDir();
+    const rows = await getVariationRows(stack.db, job.id);
     for (const v of api.files[0].variations) {
       expect(v.params).toMatchObject({ recipe: 2, zoom: expect.any(Number), brightness: expect.any(Number), width: 320, height: 240 });
       const res = await stack.user.call(`/api/jobs/${job.id}/outputs/${v.outputId}`);
@@ -85,6 +89,9 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
       const file = join(checkDir, `check-${v.index}.mp4`);
       const bytes = new Uint8Array(await res.arrayBuffer());
       expect(bytes.length).toBe(v.outputSize);
+      // The digest recorded with the completion is the one of the bytes served: the ZIP's headers come from it.
+      const row = rows.find((r) => r.id === v.outputId);
+      expect(row).toMatchObject({ outputSha256: createHash("sha256").update(bytes).digest("hex"), outputCrc32: crc32(bytes) });
       await writeFile(file, bytes);
       const out = await probeFile(file);
       expect(out.streams.map((s) => s.codec_name).sort()).toEqual(["aac", "h264"]);
@@ -92,6 +99,10 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
       expect(Math.abs(out.durationMs - 30_000)).toBeLessThan(600);
       expect(out.faststart).toBe(true);
     }
+    // The ZIP, laid out from those recorded digests without the edge reading the outputs first, passes unzip's check.
+    const zipFile = join(checkDir, "job.zip");
+    await writeFile(zipFile, new Uint8Array(await (await stack.user.call(`/api/jobs/${job.id}/download`)).arrayBuffer()));
+    expect((await promisify(execFile)("unzip", ["-t", zipFile])).stdout).toContain("No errors detected");
     const rising = [...seen.values()].filter((list) => list.length >= 2 && list.every((p, i) => i === 0 || p > list[i - 1]!));
     expect(rising.length, JSON.stringify([...seen.values()])).toBeGreaterThan(0);
 

@@ -18,7 +18,7 @@ export function readStoredZip(buf: Buffer): ZipEntry[] {
   if (eocd < 0) throw new Error("not a zip: no end of central directory record");
   let count = buf.readUInt16LE(eocd + 10);
   let cdOffset = buf.readUInt32LE(eocd + 16);
-  // ZIP64 (client-zip writes it for large archives): the real values live in the ZIP64 EOCD record.
+  // ZIP64 (edge/lib/zip-writer.ts writes it for large archives): the real values live in the ZIP64 EOCD record.
   if (cdOffset === 0xffffffff || count === 0xffff) {
     const locator = eocd - 20;
     if (buf.readUInt32LE(locator) !== 0x07064b50) throw new Error("zip64 locator missing");

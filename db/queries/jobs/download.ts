@@ -12,6 +12,9 @@ export interface DownloadEntry {
   position: number;
   key: string;
   size: number;
+  /** Recorded with the output (null for outputs recorded before digests were kept: computed on first download). */
+  sha256: string | null;
+  crc32: number | null;
   finishedAt: number | null;
   seed: number;
   /** The parameters the runner recorded for this output (JSON text), for the ZIP's manifest. */
@@ -42,6 +45,8 @@ export async function getJobDownload(
       position: variations.position,
       key: variations.outputKey,
       size: variations.outputSize,
+      sha256: variations.outputSha256,
+      crc32: variations.outputCrc32,
       finishedAt: variations.finishedAt,
       seed: variations.seed,
       params: variations.params,

@@ -37,6 +37,8 @@ export const FRESH_VARIATION = {
   error: null,
   outputKey: null,
   outputSize: null,
+  outputSha256: null,
+  outputCrc32: null,
   ssim: null,
   psnr: null,
   distinct: null,

@@ -5,6 +5,7 @@ export * from "./fail-source";
 export * from "./find-ticket";
 export * from "./list-job-outputs";
 export * from "./record-params";
+export * from "./record-output-digest";
 export * from "./recover";
 export * from "./round-trip";
 export * from "./settle";

@@ -47,6 +47,14 @@ export interface FinishQuality {
   redrawReason: string | null;
 }
 
+/** Of the bytes the runner uploaded: what the ZIP download needs to lay out its headers without reading them. */
+export interface OutputDigest {
+  /** 64 lowercase hex characters. */
+  sha256: string;
+  /** Unsigned, 0 ≤ crc32 < 2³². */
+  crc32: number;
+}
+
 /**
  * running → completed with the output this attempt uploaded. True when the database records `outputKey` for this
  * variation (now or from an earlier try of the same call); false when another attempt owns the variation — only
@@ -54,9 +62,10 @@ export interface FinishQuality {
  */
 export async function finishVariation(
   db: Db,
-  input: Ownership & { outputKey: string; outputSize: number; now: number; quality?: FinishQuality },
+  input: Ownership & { outputKey: string; outputSize: number; digest?: OutputDigest; now: number; quality?: FinishQuality },
 ): Promise<boolean> {
   const { outputKey, outputSize, now } = input;
+  const digest = input.digest ?? { sha256: null, crc32: null };
   const q = input.quality;
   // With the quality figures: the kept draw's seed and parameters (after re-draws the best one may be an earlier
   // draw), the figures, the fingerprint and the thumbnail, all in the same compare-and-set as the completion.
@@ -69,7 +78,8 @@ export async function finishVariation(
     db,
     input,
     sql`status = 'completed', progress = 100, finished_at = ${now}, lease_expires_at = NULL,
-      output_key = ${outputKey}, output_size = ${outputSize}, error = NULL${quality}`,
+      output_key = ${outputKey}, output_size = ${outputSize}, output_sha256 = ${digest.sha256},
+      output_crc32 = ${digest.crc32}, error = NULL${quality}`,
     now,
     (row) => row.status === "completed" && row.outputKey === outputKey,
   );

@@ -1,0 +1,18 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { crc32 } from "node:zlib";
+import type { OutputDigest } from "../db/queries/variations";
+
+/**
+ * SHA-256 and CRC-32 of a file in one streaming read. Recorded with the completion, they let the edge write the ZIP
+ * download's headers and manifests (and serve any byte range of it) without reading the outputs it does not send.
+ */
+export async function digestFile(path: string, signal?: AbortSignal): Promise<OutputDigest> {
+  const hash = createHash("sha256");
+  let crc = 0;
+  for await (const chunk of createReadStream(path, { signal, highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    crc = crc32(chunk, crc);
+  }
+  return { sha256: hash.digest("hex"), crc32: crc >>> 0 };
+}
