@@ -112,16 +112,20 @@ export function layoutZip(files: readonly ZipFile[], opts: { forceZip64?: boolea
     const localExtra = zip64Extra(bigSize ? [f.size, f.size] : []);
     const local = new Writer(30 + name.length + localExtra.length);
     local.u32(0x04034b50);
-    local.u16(version);
-    local.u16(UTF8_NAMES);
-    local.u16(0); // STORE
-    local.u16(time);
-    local.u16(date);
-    local.u32(f.crc32);
-    local.u32(bigSize ? U32 : f.size);
-    local.u32(bigSize ? U32 : f.size);
-    local.u16(name.length);
-    local.u16(localExtra.length);
+    // From "version needed" to the extra field's length, the local and central headers hold the same fields.
+    const shared = (w: Writer, extra: Uint8Array) => {
+      w.u16(version);
+      w.u16(UTF8_NAMES);
+      w.u16(0); // STORE
+      w.u16(time);
+      w.u16(date);
+      w.u32(f.crc32);
+      w.u32(bigSize ? U32 : f.size);
+      w.u32(bigSize ? U32 : f.size);
+      w.u16(name.length);
+      w.u16(extra.length);
+    };
+    shared(local, localExtra);
     local.raw(name);
     local.raw(localExtra);
     push({ length: local.bytes.length, bytes: local.done() });
@@ -134,16 +138,7 @@ export function layoutZip(files: readonly ZipFile[], opts: { forceZip64?: boolea
     const c = new Writer(46 + name.length + centralExtra.length);
     c.u32(0x02014b50);
     c.u16(MADE_BY);
-    c.u16(version);
-    c.u16(UTF8_NAMES);
-    c.u16(0);
-    c.u16(time);
-    c.u16(date);
-    c.u32(f.crc32);
-    c.u32(bigSize ? U32 : f.size);
-    c.u32(bigSize ? U32 : f.size);
-    c.u16(name.length);
-    c.u16(centralExtra.length);
+    shared(c, centralExtra);
     c.u16(0); // comment
     c.u16(0); // disk
     c.u16(0); // internal attributes
