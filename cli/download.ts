@@ -6,6 +6,7 @@ import yauzl from "yauzl";
 import { call, unreachable, type Api } from "./client";
 import { CliError, EXIT } from "./errors";
 import type { Progress } from "./progress";
+import { DamagedZip, verifyJobZip } from "./verify-zip";
 
 export interface DownloadResult {
   jobId: string;
@@ -54,8 +55,7 @@ export async function downloadJob(api: Api, url: string, id: string, dir: string
   } catch (err) {
     // 416: the .part already holds the whole ZIP (the earlier run was stopped between the last byte and the rename).
     if (!(state && err instanceof CliError && err.status === 416)) throw err;
-    await rename(part, file);
-    await rm(stateFile, { force: true });
+    await keepVerified(part, file, stateFile);
     return finish({ jobId: id, file, bytes: held, resumedFrom: held, restarted: false }, outDir, unzip);
   }
   const { body, response } = res;
@@ -96,9 +96,25 @@ export async function downloadJob(api: Api, url: string, id: string, dir: string
   if (total > 0 && bytes !== total) {
     throw new CliError(`download cut short: ${bytes} of ${total} bytes (kept ${part}; run the command again to continue)`, EXIT.network, "network");
   }
+  await keepVerified(part, file, stateFile);
+  return finish({ jobId: id, file, bytes, resumedFrom: startAt, restarted }, outDir, unzip);
+}
+
+/**
+ * The .part becomes the ZIP only when every entry matches its checksum and manifest.json (cli/verify-zip.ts). A
+ * damaged one is removed with its state: resuming it would keep the bad bytes, so the next run starts over.
+ */
+async function keepVerified(part: string, file: string, stateFile: string): Promise<void> {
+  try {
+    await verifyJobZip(part);
+  } catch (err) {
+    if (!(err instanceof DamagedZip)) throw err;
+    await rm(part, { force: true });
+    await rm(stateFile, { force: true });
+    throw new CliError(`the downloaded ZIP is damaged (${err.message}); it was removed: run the command again`, EXIT.network, "damaged_download");
+  }
   await rename(part, file);
   await rm(stateFile, { force: true });
-  return finish({ jobId: id, file, bytes, resumedFrom: startAt, restarted }, outDir, unzip);
 }
 
 async function requestZip(api: Api, url: string, id: string, headers: Record<string, string>) {

@@ -1,6 +1,8 @@
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { crc32 } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,9 +10,23 @@ import { apiClient } from "../../cli/client";
 import { downloadJob } from "../../cli/download";
 import { CliError } from "../../cli/errors";
 import type { Progress } from "../../cli/progress";
+import { layoutZip } from "../../edge/lib/zip-writer";
 
-/** The whole "ZIP" a stand-in edge serves, and where its 206 claims its range starts (`start`). */
-const ZIP = Buffer.from("0123456789abcdefghij");
+/** A job ZIP as the edge lays it out: one video and the manifest that records its SHA-256 (or `sha256`). */
+function jobZip(video: Buffer, sha256 = createHash("sha256").update(video).digest("hex")): Buffer {
+  const manifest = Buffer.from(JSON.stringify({ job: "j1", effects: {}, entries: [{ file: "clip/clip_var01.mp4", bytes: video.length, sha256 }] }));
+  const when = new Date(Date.UTC(2026, 0, 1));
+  const layout = layoutZip([
+    { name: "clip/clip_var01.mp4", size: video.length, crc32: crc32(video), modified: when, body: { bytes: video } },
+    { name: "manifest.json", size: manifest.length, crc32: crc32(manifest), modified: when, body: { bytes: manifest } },
+  ]);
+  return Buffer.concat(layout.parts.map((p) => ("bytes" in p ? p.bytes : Buffer.alloc(0))));
+}
+
+const VIDEO = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 7) & 0xff));
+/** The whole ZIP a stand-in edge serves; `ranged` is what its 206 sends from where it claims to start (`start`). */
+let ZIP = jobZip(VIDEO);
+let ranged = ZIP;
 let start = 10;
 let server: Server;
 let url: string;
@@ -20,7 +36,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "vr-cli-download-"));
   server = createServer((req, res) => {
     if (!req.headers.range) return void res.writeHead(200, { "content-length": String(ZIP.length), etag: '"z1"' }).end(ZIP);
-    const body = ZIP.subarray(start);
+    const body = ranged.subarray(start);
     res.writeHead(206, { "content-range": `bytes ${start}-${ZIP.length - 1}/${ZIP.length}`, "content-length": String(body.length), etag: '"z1"' }).end(body);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -49,7 +65,7 @@ describe("resuming a download", () => {
     await interrupted(out);
     start = 10;
     const result = await downloadJob(apiClient(url, "t"), url, "j1", out, quiet, false);
-    expect(result).toMatchObject({ resumedFrom: 10, bytes: 20 });
+    expect(result).toMatchObject({ resumedFrom: 10, bytes: ZIP.length });
     expect(await readFile(join(out, "video-refresher-j1.zip"))).toEqual(ZIP);
   });
 
@@ -64,7 +80,48 @@ describe("resuming a download", () => {
     await expect(stat(part)).rejects.toThrow();
     await expect(stat(join(out, "video-refresher-j1.zip"))).rejects.toThrow();
     // The next run starts from the beginning and gets it right.
-    expect((await downloadJob(apiClient(url, "t"), url, "j1", out, quiet, false)).bytes).toBe(20);
+    expect((await downloadJob(apiClient(url, "t"), url, "j1", out, quiet, false)).bytes).toBe(ZIP.length);
     expect(await readFile(join(out, "video-refresher-j1.zip"))).toEqual(ZIP);
+  });
+});
+
+describe("checking a downloaded ZIP", () => {
+  it("removes a resumed download whose rest came back with a changed byte, and the next run starts over and gets it right", async () => {
+    const out = join(dir, "flipped");
+    await mkdir(out, { recursive: true });
+    const part = await interrupted(out);
+    start = 10;
+    // The range answer continues at the right byte, but one byte inside the video differs.
+    ranged = Buffer.from(ZIP);
+    ranged[ZIP.indexOf(VIDEO) + 100] ^= 0xff;
+    try {
+      const err = await downloadJob(apiClient(url, "t"), url, "j1", out, quiet, false).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CliError);
+      expect(err).toMatchObject({ exitCode: 4, code: "damaged_download" });
+      expect((err as Error).message).toBe(
+        "the downloaded ZIP is damaged (clip/clip_var01.mp4: its bytes do not match the ZIP's checksum); it was removed: run the command again",
+      );
+      expect(await readdir(out)).toEqual([]);
+      await expect(stat(part)).rejects.toThrow();
+    } finally {
+      ranged = ZIP;
+    }
+    expect((await downloadJob(apiClient(url, "t"), url, "j1", out, quiet, false)).resumedFrom).toBe(0);
+    expect(await readFile(join(out, "video-refresher-j1.zip"))).toEqual(ZIP);
+  });
+
+  it("refuses a ZIP whose video is not the one manifest.json records, even when the ZIP's own checksums agree", async () => {
+    const out = join(dir, "manifest");
+    await mkdir(out, { recursive: true });
+    const good = ZIP;
+    ZIP = ranged = jobZip(VIDEO, "0".repeat(64));
+    try {
+      const err = await downloadJob(apiClient(url, "t"), url, "j1", out, quiet, true).catch((e: unknown) => e);
+      expect(err).toMatchObject({ exitCode: 4, code: "damaged_download" });
+      expect((err as Error).message).toContain("clip/clip_var01.mp4: its bytes do not match the SHA-256 in manifest.json");
+      expect(await readdir(out)).toEqual([]);
+    } finally {
+      ZIP = ranged = good;
+    }
   });
 });
