@@ -134,7 +134,9 @@ export class BlobClient {
         // not JSON
       }
       if (res.status === 401) this.tokenRefused = true;
-      throw new BlobError(`${what}: HTTP ${res.status}${detail ? ` ${detail}` : ""}`, res.status, res.status >= 500 || res.status === 429, code);
+      // digest_mismatch: the bytes the edge received are not the file's (changed on the way): sending again can fix it.
+      const transient = res.status >= 500 || res.status === 429 || code === "digest_mismatch";
+      throw new BlobError(`${what}: HTTP ${res.status}${detail ? ` ${detail}` : ""}`, res.status, transient, code);
     }
     this.tokenRefused = false;
     return res;
@@ -214,13 +216,15 @@ export class BlobClient {
   }
 
   /** Uploads a local file: one streamed PUT when small enough, else R2 multipart (aborted on failure). */
-  async upload(key: string, file: string, signal?: AbortSignal, ticket?: Ticket): Promise<{ size: number }> {
+  /** `sha256`: the file's digest; on a single PUT the edge has R2 refuse bytes that differ (digest_mismatch, sent again). */
+  async upload(key: string, file: string, signal?: AbortSignal, ticket?: Ticket, sha256?: string): Promise<{ size: number }> {
     const { size } = await stat(file);
     const t = ticketHeaders(ticket);
     if (size <= this.singlePutMaxBytes) {
+      const checked: Record<string, string> = sha256 ? { "x-content-sha256": sha256 } : {};
       await this.sendBody(
         this.objectUrl(key),
-        (progress) => ({ method: "PUT", body: fileBody(file, 0, size, progress), duplex: "half", headers: { ...t, "content-length": String(size) }, signal }),
+        (progress) => ({ method: "PUT", body: fileBody(file, 0, size, progress), duplex: "half", headers: { ...t, ...checked, "content-length": String(size) }, signal }),
         `upload ${key}`,
       );
       return { size };

@@ -38,12 +38,19 @@ export async function finish(
   const { log } = ctx;
   const c = task.claim;
   const key = outputKey(c.jobId, c.id, task.attempt);
-  let size: number;
-  let digest: OutputDigest;
   const u0 = performance.now();
+  let digest: OutputDigest & { bytes: number };
   try {
     digest = await digestFile(kept.file, task.signal);
-    ({ size } = await ctx.blobs.upload(key, kept.file, task.signal, task.own));
+  } catch (err) {
+    if (task.stopReason) return await stopped(ctx, task, null, kept.file);
+    const trouble = asLocalError(err, "reading the output failed");
+    if (trouble) return await local(ctx, task, trouble, kept.file);
+    throw err;
+  }
+  let size: number;
+  try {
+    ({ size } = await ctx.blobs.upload(key, kept.file, task.signal, task.own, digest.sha256));
   } catch (err) {
     // Nothing records this attempt's key yet, and no other attempt ever writes it: safe to remove. Bounded: the
     // hand-back of a stop (a shutdown has 7 s) comes after it.
@@ -61,6 +68,12 @@ export async function finish(
   }
 
   ctx.onEdgeOk?.();
+  // The digest is recorded for the bytes uploaded (a multipart upload is not checked by R2): a file that changed
+  // between the two reads is not recorded.
+  if (size !== digest.bytes) {
+    await ctx.blobs.delete(key, task.own, CLEANUP_TIMEOUT_MS).catch(() => {});
+    return await transient(ctx, task, "upload failed: the output changed while it was uploaded", kept.file);
+  }
   const thumbnailKey = await uploadThumbnail(ctx, task, kept);
   timings.upload = performance.now() - u0;
   task.phase = "settle";
@@ -71,7 +84,7 @@ export async function finish(
         ...task.own,
         outputKey: key,
         outputSize: size,
-        digest,
+        digest: { sha256: digest.sha256, crc32: digest.crc32 },
         now: Date.now(),
         quality: {
           seed: kept.seed,

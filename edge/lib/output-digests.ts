@@ -1,4 +1,5 @@
 import type { Db } from "../../db/client";
+import { NotFoundError } from "../../db/errors";
 import { recordOutputDigest } from "../../db/queries/variations";
 import { crc32 } from "./crc32";
 import type { DigestedEntry, NamedEntry } from "./zip";
@@ -19,22 +20,31 @@ export async function withOutputDigests(
       out.push({ ...e, sha256: e.sha256, crc32: e.crc32 });
       continue;
     }
-    const obj = await deps.bucket.get(e.key);
-    if (!obj) throw new Error(`output object ${e.key} is missing`);
-    const sha = new crypto.DigestStream("SHA-256");
-    const writer = sha.getWriter();
-    let crc = 0;
-    let size = 0;
-    for await (const chunk of obj.body as unknown as AsyncIterable<Uint8Array>) {
-      crc = crc32(chunk, crc);
-      size += chunk.length;
-      await writer.write(chunk);
-    }
-    await writer.close();
-    if (size !== e.size) throw new Error(`output object ${e.key} is ${size} bytes, recorded ${e.size}`);
-    const digest = { sha256: [...new Uint8Array(await sha.digest)].map((b) => b.toString(16).padStart(2, "0")).join(""), crc32: crc };
-    await recordOutputDigest(deps.db, { jobId, outputKey: e.key, digest });
+    const digest = await digestObject(deps.bucket, e);
+    // Keeping it only saves the next download this read: this one goes on with the digest in hand either way.
+    await recordOutputDigest(deps.db, { jobId, outputKey: e.key, outputSize: e.size, digest }).catch((err: unknown) =>
+      console.error("output digest not kept", e.key, err),
+    );
     out.push({ ...e, ...digest });
   }
   return out;
+}
+
+async function digestObject(bucket: R2Bucket, e: NamedEntry): Promise<{ sha256: string; crc32: number }> {
+  const obj = await bucket.get(e.key);
+  if (!obj || obj.size !== e.size) {
+    await obj?.body.cancel();
+    console.error("recorded output missing or resized", e.key, obj?.size ?? null, e.size);
+    throw new NotFoundError(`${e.name} is no longer in storage`, "output_missing");
+  }
+  const sha = new crypto.DigestStream("SHA-256");
+  const writer = sha.getWriter();
+  let crc = 0;
+  for await (const chunk of obj.body as unknown as AsyncIterable<Uint8Array>) {
+    crc = crc32(chunk, crc);
+    await writer.write(chunk);
+  }
+  await writer.close();
+  const sha256 = [...new Uint8Array(await sha.digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return { sha256, crc32: crc };
 }

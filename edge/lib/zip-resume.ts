@@ -1,19 +1,29 @@
 import { parseRange, rangeNotSatisfiable } from "./range";
-import { ZIP_LAYOUT, zipFiles, type DigestedEntry } from "./zip";
-import { layoutZip, streamZipRange } from "./zip-writer";
+import { zipFiles, type DigestedEntry } from "./zip";
+import { layoutZip, streamZipRange, type ZipLayout } from "./zip-writer";
 
 /**
  * The job's ZIP download, whole or any byte range of it (Range + If-Range on GET /api/jobs/:id/download).
  *
  * The archive is laid out from recorded fields only (attempt-scoped output keys, which never change bytes once
  * recorded, with their sizes, digests and times), so the same job state gives the same bytes, and a range costs
- * R2 reads of just the outputs it covers: a download resumed near the end reads no output before it. The ETag is a
- * hash of exactly those inputs; a client resuming with `If-Range: <etag>` after the job changed (more variations, a
- * re-draw, expiry of some outputs) gets the whole new ZIP with 200 instead of a splice of two different files.
+ * R2 reads of just the outputs it covers: a download resumed near the end reads no output before it. A client
+ * resuming with `If-Range: <etag>` after the job changed (more variations, a re-draw, expiry of some outputs) gets
+ * the whole new ZIP with 200 instead of a splice of two different files.
+ *
+ * The ETag hashes the layout itself — every byte this code writes (headers, manifests, central directory) and the
+ * key and length of every object slice — so no change of code or data that moves a byte can keep it.
  */
-export async function zipEtag(job: { id: string; effects: string }, entries: DigestedEntry[]): Promise<string> {
-  const text = JSON.stringify([ZIP_LAYOUT, job.id, job.effects, entries.map((e) => [e.name, e.key, e.size, e.sha256, e.crc32, e.finishedAt ?? 0, e.seed, e.params, e.sourceName, e.sourceDurationMs, e.ssim, e.psnr, e.distinct])]);
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+export async function zipEtag(layout: ZipLayout): Promise<string> {
+  const enc = new TextEncoder();
+  const pieces = layout.parts.map((p) => ("bytes" in p ? p.bytes : enc.encode(`\0${p.key}\0${p.offset}\0${p.length}\0`)));
+  const all = new Uint8Array(pieces.reduce((n, b) => n + b.length, 0));
+  let at = 0;
+  for (const b of pieces) {
+    all.set(b, at);
+    at += b.length;
+  }
+  const digest = await crypto.subtle.digest("SHA-256", all);
   const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
   return `"zip-${hex.slice(0, 32)}"`;
 }
@@ -29,7 +39,7 @@ export async function answerZip(
   req: { range?: string | null; ifRange?: string | null },
 ): Promise<Response> {
   const layout = layoutZip(zipFiles(job, entries));
-  const etag = await zipEtag(job, entries);
+  const etag = await zipEtag(layout);
   const headers = new Headers({
     "content-type": "application/zip",
     "content-disposition": `attachment; filename="video-refresher-${job.id}.zip"`,

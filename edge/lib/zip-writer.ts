@@ -193,7 +193,12 @@ export class ZipSourceError extends Error {}
  * Bytes [start, end] (inclusive) of the archive. Reads only the objects the range overlaps, each with an R2 range
  * read of just the overlapping bytes; an object that is gone or resized aborts the stream loudly.
  */
-export function streamZipRange(bucket: R2Bucket, layout: ZipLayout, start: number, end: number): ReadableStream<Uint8Array> {
+/** The part of R2Bucket the archive is read through (a range read of one object). */
+export interface ObjectRanges {
+  get(key: string, opts: { range: { offset: number; length: number } }): Promise<{ size: number; body: ReadableStream<Uint8Array> } | null>;
+}
+
+export function streamZipRange(bucket: ObjectRanges, layout: ZipLayout, start: number, end: number): ReadableStream<Uint8Array> {
   const wanted = layout.parts.filter((p) => p.at + p.length > start && p.at <= end);
   async function* chunks(): AsyncGenerator<Uint8Array> {
     for (const p of wanted) {

@@ -4,13 +4,6 @@ import { crc32 } from "./crc32";
 import type { ZipFile } from "./zip-writer";
 
 /**
- * How this code lays a ZIP out (zip-writer.ts and the file order here). Part of the download's ETag (zip-resume.ts),
- * so a resume across a deploy that changed the bytes gets the new ZIP whole instead of a splice. Bump the number on
- * any change to the container (entry fields, order, ZIP64).
- */
-export const ZIP_LAYOUT = "zip-writer;2";
-
-/**
  * Windows device names. Windows matches the part before the first dot, trailing spaces ignored, so `NUL.tar` or
  * `con .x` open the device as surely as `nul` (and COM/LPT take superscript digits too): such a folder or file
  * cannot be created when the ZIP is extracted.

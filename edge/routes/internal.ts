@@ -24,6 +24,19 @@ class LengthRequiredError extends AppError {
   }
 }
 
+class DigestMismatchError extends AppError {
+  constructor() {
+    super(400, "digest_mismatch", "The body's SHA-256 is not the one in X-Content-SHA256; nothing was stored");
+  }
+}
+
+/** R2's refusal of a body whose checksum is not the one given (error 10037, BadDigest). */
+function isBadDigest(err: unknown): boolean {
+  return err instanceof Error && /\b10037\b|checksum you specified did not match/i.test(err.message);
+}
+
+const PutHeaders = z.object({ "x-content-sha256": z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex characters").optional() });
+
 function checkKey(key: string): string {
   if (!KEY.test(key) || key.includes("..")) throw new ValidationError(`Invalid object key: ${key}`, "key");
   return key;
@@ -161,11 +174,18 @@ export const internal = new Hono<AppEnv>()
     headers["content-length"] = String(obj.size);
     return c.body(obj.body, 200, headers);
   })
-  .put("/objects/:key{.+}", async (c) => {
+  .put("/objects/:key{.+}", validate("header", PutHeaders), async (c) => {
     const key = checkKey(c.req.param("key"));
     await checkScope(c, "write", key);
     const { body, size } = sizedBody(c.req.raw);
-    const obj = await c.env.BUCKET.put(key, body, { httpMetadata: { contentType: contentTypeOf(key) } });
+    const sha256 = c.req.valid("header")["x-content-sha256"];
+    // With the runner's digest, R2 itself refuses bytes that are not the ones the runner will record.
+    const obj = await c.env.BUCKET.put(key, body, { httpMetadata: { contentType: contentTypeOf(key) }, ...(sha256 ? { sha256 } : {}) }).catch(
+      (err: unknown) => {
+        if (sha256 && isBadDigest(err)) throw new DigestMismatchError();
+        throw err;
+      },
+    );
     return c.json({ key, size: obj?.size ?? size, etag: obj?.etag ?? null }, 201);
   })
   .delete("/objects/:key{.+}", async (c) => {

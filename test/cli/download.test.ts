@@ -93,7 +93,8 @@ describe("checking a downloaded ZIP", () => {
     start = 10;
     // The range answer continues at the right byte, but one byte inside the video differs.
     ranged = Buffer.from(ZIP);
-    ranged[ZIP.indexOf(VIDEO) + 100] ^= 0xff;
+    const at = ZIP.indexOf(VIDEO) + 100;
+    ranged.writeUInt8(ranged.readUInt8(at) ^ 0xff, at);
     try {
       const err = await downloadJob(apiClient(url, "t"), url, "j1", out, quiet, false).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(CliError);

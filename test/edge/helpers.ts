@@ -6,6 +6,7 @@ import { createDb, type Db } from "../../db/client";
 import { newId } from "../../db/ids";
 import { createJob, type JobView } from "../../db/queries/jobs";
 import { createUser, type Role } from "../../db/queries/users";
+import { failVariation, finishVariation } from "../../db/queries/variations";
 import { jobs, variations } from "../../db/schema";
 
 export const ORIGIN = "http://edge.test";
@@ -157,6 +158,35 @@ export async function variationsOf(jobId: string, dbh: Db = db) {
   return dbh.select().from(variations).where(eq(variations.jobId, jobId)).orderBy(variations.sourceId, variations.position);
 }
 
+export async function sha256Hex(b: Uint8Array): Promise<string> {
+  return [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Runs a seeded job like a runner would: claims every variation, stores an output for each except the ones listed
+ * in `fail`, and settles them (the last settle finalizes the job).
+ */
+export async function runJob(jobId: string, opts: { fail?: number[]; cancelAfter?: number; withoutDigests?: boolean } = {}) {
+  const runner = `r-${jobId}`;
+  await claimAll(jobId, runner);
+  const outputs = new Map<string, Uint8Array>();
+  const vars = await variationsOf(jobId);
+  for (const [i, v] of vars.entries()) {
+    if (opts.fail?.includes(i)) {
+      await failVariation(db, { attempt: 1, variationId: v.id, runnerId: runner, error: "bad", now: Date.now() });
+      continue;
+    }
+    const bytes = fakeMp4(500 + i * 17, i + 1);
+    const key = `outputs/${jobId}/${v.id}.mp4`;
+    await env.BUCKET.put(key, bytes);
+    outputs.set(v.id, bytes);
+    // A runner records the output's digest; outputs recorded before runners did have none.
+    const digest = opts.withoutDigests ? undefined : { sha256: await sha256Hex(bytes), crc32: crc32(bytes) };
+    await finishVariation(db, { attempt: 1, variationId: v.id, runnerId: runner, outputKey: key, outputSize: bytes.length, digest, now: Date.now() });
+  }
+  return { outputs, vars };
+}
+
 export async function jobRow(jobId: string, dbh: Db = db) {
   const [row] = await dbh.select().from(jobs).where(eq(jobs.id, jobId));
   return row;
@@ -201,9 +231,18 @@ export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-// The edge's own CRC-32; the ZIP writer's output is checked against zlib's by unzip and Python in
-// test/edge/lib/zip-writer.node.test.ts.
-export { crc32 } from "../../edge/lib/crc32";
+// A CRC-32 of the tests' own (the edge uses workerd's node:zlib), so a ZIP's checksums are checked independently.
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+export function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
 
 export interface ZipEntry {
   name: string;

@@ -238,6 +238,28 @@ describe("PUT and DELETE /internal/objects/:key", () => {
     expect(await digest(await stored!.arrayBuffer())).toBe(await digest(data));
   });
 
+  it("stores a body whose SHA-256 is the one the runner sends, and refuses one that differs without storing it", async () => {
+    const held = await holdVariation();
+    const data = bytes(300_000);
+    const right = await digest(data);
+    const send = (sha: string) =>
+      internal(`/objects/${held.output}`, { method: "PUT", body: data, headers: { "content-length": String(data.length), "x-content-sha256": sha }, ticket: held.ticket });
+
+    const wrong = await send(right.replace(/^./, (ch) => (ch === "0" ? "1" : "0")));
+    expect(wrong.status).toBe(400);
+    expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe("digest_mismatch");
+    expect(await env.BUCKET.head(held.output)).toBeNull();
+
+    const malformed = await send("ABC");
+    expect(malformed.status).toBe(400);
+    expect(((await malformed.json()) as { error: { message: string } }).error.message).toMatch(/^x-content-sha256: /);
+    expect(await env.BUCKET.head(held.output)).toBeNull();
+
+    const ok = await send(right);
+    expect(ok.status).toBe(201);
+    expect(await digest(await (await env.BUCKET.get(held.output))!.arrayBuffer())).toBe(right);
+  });
+
   it("refuses a body without Content-Length with 411", async () => {
     const held = await holdVariation();
     const stream = new ReadableStream({

@@ -112,9 +112,12 @@ describe("the ZIP writer", () => {
       [first.at + first.length + 1, layout.length - 1],
       [layout.length - 1, layout.length - 1],
     ];
-    for (let i = 0; i < 20; i++) {
-      const a = Math.floor(Math.random() * layout.length);
-      ranges.push([a, a + Math.floor(Math.random() * (layout.length - a))]);
+    // Seeded, so a failing range comes back on the next run.
+    let seed = 20261204;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 40; i++) {
+      const a = Math.floor(next() * layout.length);
+      ranges.push([a, a + Math.floor(next() * (layout.length - a))]);
     }
     for (const [start, end] of ranges) {
       const { bucket, reads } = bucketOf(objects);
@@ -146,10 +149,8 @@ describe("the ZIP writer", () => {
 
   it("lays out outputs past 4 GiB with ZIP64 sizes and offsets that Python reads (a sparse 5 GiB file)", async () => {
     const big = 5 * 2 ** 30;
-    // CRC-32 of 5 GiB of zeros, which is what the sparse file holds where the big output goes.
-    const zeros = Buffer.alloc(64 * 2 ** 20);
-    let bigCrc = 0;
-    for (let n = 0; n < big / zeros.length; n++) bigCrc = crc32(zeros, bigCrc);
+    // The big entry is only listed, never read (its CRC is not checked); the small one after it is read and checked.
+    const bigCrc = 0;
     const small = new TextEncoder().encode("after the big one");
     const when = new Date(Date.UTC(2026, 0, 2, 3, 4, 6));
     const layout = layoutZip([
@@ -175,5 +176,5 @@ with zipfile.ZipFile(sys.argv[1]) as z:
       ["small.txt", small.length, layout.parts[layout.parts.findIndex((p) => "bytes" in p && p.bytes === small) - 1]!.at],
     ]);
     expect(out.small).toBe("after the big one");
-  }, 120_000);
+  });
 });
