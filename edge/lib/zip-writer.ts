@@ -50,6 +50,10 @@ class Writer {
     this.bytes = new Uint8Array(size);
     this.view = new DataView(this.bytes.buffer);
   }
+  u8(v: number) {
+    this.view.setUint8(this.at, v);
+    this.at += 1;
+  }
   u16(v: number) {
     this.view.setUint16(this.at, v, true);
     this.at += 2;
@@ -83,6 +87,27 @@ function zip64Extra(fields: number[]): Uint8Array {
 }
 
 /**
+ * Extended timestamp (0x5455, "UT"): the modification time in Unix seconds, UTC. The DOS time fields have no zone,
+ * so without it Info-ZIP, 7-Zip and macOS would show every file shifted by the user's offset from UTC.
+ */
+function mtimeExtra(d: Date): Uint8Array {
+  const ms = Number.isNaN(d.getTime()) ? 0 : d.getTime();
+  const w = new Writer(9);
+  w.u16(0x5455);
+  w.u16(5);
+  w.u8(1); // flags: the modification time is present
+  w.u32(Math.min(Math.max(Math.floor(ms / 1000), 0), 0xffffffff));
+  return w.done();
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/**
  * The layout of the archive of `files`, in that order. `forceZip64` writes every size and offset through ZIP64
  * records (tests use it to check those records with real unzip tools without 4 GiB of data).
  */
@@ -109,7 +134,8 @@ export function layoutZip(files: readonly ZipFile[], opts: { forceZip64?: boolea
     const version = bigSize || bigOffset ? 45 : 20;
 
     // Local header: with a ZIP64 size, both size fields say "see the extra field", which holds both.
-    const localExtra = zip64Extra(bigSize ? [f.size, f.size] : []);
+    const mtime = mtimeExtra(f.modified);
+    const localExtra = concat(zip64Extra(bigSize ? [f.size, f.size] : []), mtime);
     const local = new Writer(30 + name.length + localExtra.length);
     local.u32(0x04034b50);
     // From "version needed" to the extra field's length, the local and central headers hold the same fields.
@@ -134,7 +160,7 @@ export function layoutZip(files: readonly ZipFile[], opts: { forceZip64?: boolea
       else push({ length: f.size, key: f.body.key, offset: 0, objectSize: f.size });
     }
 
-    const centralExtra = zip64Extra([...(bigSize ? [f.size, f.size] : []), ...(bigOffset ? [offset] : [])]);
+    const centralExtra = concat(zip64Extra([...(bigSize ? [f.size, f.size] : []), ...(bigOffset ? [offset] : [])]), mtime);
     const c = new Writer(46 + name.length + centralExtra.length);
     c.u32(0x02014b50);
     c.u16(MADE_BY);
