@@ -1,6 +1,6 @@
 import { createWriteStream } from "node:fs";
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, join, normalize, resolve, sep } from "node:path";
+import { basename, dirname, join, normalize, resolve, sep } from "node:path";
 import { pipeline } from "node:stream/promises";
 import yauzl from "yauzl";
 import { call, unreachable, type Api } from "./client";
@@ -55,7 +55,7 @@ export async function downloadJob(api: Api, url: string, id: string, dir: string
   } catch (err) {
     // 416: the .part already holds the whole ZIP (the earlier run was stopped between the last byte and the rename).
     if (!(state && err instanceof CliError && err.status === 416)) throw err;
-    await keepVerified(part, file, stateFile);
+    await keepVerified(part, file, stateFile, true);
     return finish({ jobId: id, file, bytes: held, resumedFrom: held, restarted: false }, outDir, unzip);
   }
   const { body, response } = res;
@@ -96,22 +96,30 @@ export async function downloadJob(api: Api, url: string, id: string, dir: string
   if (total > 0 && bytes !== total) {
     throw new CliError(`download cut short: ${bytes} of ${total} bytes (kept ${part}; run the command again to continue)`, EXIT.network, "network");
   }
-  await keepVerified(part, file, stateFile);
+  await keepVerified(part, file, stateFile, startAt > 0);
   return finish({ jobId: id, file, bytes, resumedFrom: startAt, restarted }, outDir, unzip);
 }
 
 /**
- * The .part becomes the ZIP only when every entry matches its checksum and manifest.json (cli/verify-zip.ts). A
- * damaged one is removed with its state: resuming it would keep the bad bytes, so the next run starts over.
+ * The .part becomes the ZIP only when every entry matches its checksum and manifest.json (cli/verify-zip.ts).
+ * A damaged one that was glued from two requests is removed with its state: resuming would keep the bad bytes,
+ * and the next run fetches it whole (exit 4). One fetched whole in one answer came damaged from the server (or its
+ * storage): fetching it again would only repeat that, so it is kept aside as `<name>.damaged.zip` for a report
+ * (exit 1). A disk error while checking is neither, and leaves everything in place.
  */
-async function keepVerified(part: string, file: string, stateFile: string): Promise<void> {
+async function keepVerified(part: string, file: string, stateFile: string, glued: boolean): Promise<void> {
   try {
     await verifyJobZip(part);
   } catch (err) {
     if (!(err instanceof DamagedZip)) throw err;
-    await rm(part, { force: true });
     await rm(stateFile, { force: true });
-    throw new CliError(`the downloaded ZIP is damaged (${err.message}); it was removed: run the command again`, EXIT.network, "damaged_download");
+    if (glued) {
+      await rm(part, { force: true });
+      throw new CliError(`the downloaded ZIP is damaged (${err.message}); it was removed: run the command again`, EXIT.network, "damaged_download");
+    }
+    const aside = file.replace(/\.zip$/, ".damaged.zip");
+    await rename(part, aside);
+    throw new CliError(`the server sent a damaged ZIP (${err.message}); kept as ${basename(aside)} — please report it`, EXIT.failed, "damaged_download");
   }
   await rename(part, file);
   await rm(stateFile, { force: true });

@@ -6,6 +6,15 @@ import yauzl from "yauzl";
 /** What is wrong with a downloaded ZIP, for the user (entry names are theirs; no local paths). */
 export class DamagedZip extends Error {}
 
+/**
+ * A reading error means damage unless it is this machine's own (an errno such as EACCES or EIO: yauzl's format
+ * errors carry none) — a disk that cannot be read is not a reason to throw the download away.
+ */
+function damage(err: unknown, where: string): unknown {
+  if (err instanceof DamagedZip || typeof (err as { code?: unknown } | null)?.code === "string") return err;
+  return new DamagedZip(`${where}${err instanceof Error ? err.message : String(err)}`);
+}
+
 interface Read {
   crc: number;
   sha256: string;
@@ -15,7 +24,7 @@ interface Read {
 function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Read & { text?: string }> {
   return new Promise((resolve, reject) => {
     zip.openReadStream(entry, (err, stream: Readable) => {
-      if (err) return reject(err);
+      if (err) return reject(damage(err, `${entry.fileName}: `));
       const hash = createHash("sha256");
       const keep = entry.fileName === "manifest.json" ? ([] as Buffer[]) : null;
       let crc = 0;
@@ -26,7 +35,7 @@ function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Read & { tex
         bytes += chunk.length;
         keep?.push(chunk);
       });
-      stream.on("error", reject);
+      stream.on("error", (e) => reject(damage(e, `${entry.fileName}: `)));
       stream.on("end", () =>
         resolve({ crc: crc >>> 0, sha256: hash.digest("hex"), bytes, ...(keep ? { text: Buffer.concat(keep).toString("utf8") } : {}) }),
       );
@@ -42,13 +51,13 @@ function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Read & { tex
  */
 export async function verifyJobZip(file: string): Promise<{ entries: number }> {
   const zip = await new Promise<yauzl.ZipFile>((res, rej) =>
-    yauzl.open(file, { lazyEntries: true, autoClose: false }, (e, z) => (e ? rej(new DamagedZip(`not a readable ZIP (${e.message})`)) : res(z))),
+    yauzl.open(file, { lazyEntries: true, autoClose: false }, (e, z) => (e ? rej(damage(e, "not a readable ZIP: ")) : res(z))),
   );
   const read = new Map<string, Read>();
   let manifest: string | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
-      zip.on("error", (e: Error) => reject(new DamagedZip(`not a readable ZIP (${e.message})`)));
+      zip.on("error", (e: Error) => reject(damage(e, "not a readable ZIP: ")));
       zip.on("end", () => resolve());
       zip.on("entry", (entry: yauzl.Entry) => {
         readEntry(zip, entry).then((r) => {
@@ -71,10 +80,14 @@ export async function verifyJobZip(file: string): Promise<{ entries: number }> {
   } catch {
     throw new DamagedZip("manifest.json is not the job's manifest");
   }
+  const unlisted = new Set([...read.keys()].filter((name) => name !== "manifest.json" && name !== "manifest.csv"));
   for (const e of listed) {
     const got = typeof e.file === "string" ? read.get(e.file) : undefined;
     if (!got) throw new DamagedZip(`${String(e.file)} is listed in manifest.json but not in the ZIP`);
     if (got.bytes !== e.bytes || got.sha256 !== e.sha256) throw new DamagedZip(`${String(e.file)}: its bytes do not match the SHA-256 in manifest.json`);
+    unlisted.delete(e.file as string);
   }
+  const [stray] = unlisted;
+  if (stray !== undefined) throw new DamagedZip(`${stray} is in the ZIP but not in manifest.json`);
   return { entries: read.size };
 }

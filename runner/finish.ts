@@ -4,7 +4,7 @@ import { BlobError, CLEANUP_TIMEOUT_MS, isTokenRefused, type BlobClient } from "
 import { retryDb } from "./db-retry";
 import { digestFile } from "./digest";
 import { compareSiblings, type Draw } from "./draws";
-import { asLocalError } from "./local-errors";
+import { asLocalError, LocalError } from "./local-errors";
 import { errorMessage } from "./log";
 import { fail, local, stopped, tokenRefused, transient, type Held, type OutcomeContext, type Phase, type TaskOutcome } from "./outcomes";
 
@@ -44,9 +44,9 @@ export async function finish(
     digest = await digestFile(kept.file, task.signal);
   } catch (err) {
     if (task.stopReason) return await stopped(ctx, task, null, kept.file);
-    const trouble = asLocalError(err, "reading the output failed");
-    if (trouble) return await local(ctx, task, trouble, kept.file);
-    throw err;
+    // Reading a file this runner just wrote and verified can only fail on this machine: counted, and retried.
+    const trouble = asLocalError(err, "reading the output failed") ?? new LocalError("EIO", "reading the output failed", errorMessage(err));
+    return await local(ctx, task, trouble, kept.file);
   }
   let size: number;
   try {
@@ -62,6 +62,8 @@ export async function finish(
     // 403: the edge no longer sees this attempt holding the lease. Not the edge's trouble and not the video's:
     // the requeue's ownership check settles whether the lease was lost (nothing recorded) or only ran late.
     if (err instanceof BlobError && err.status === 403) return await transient(ctx, task, `upload failed: ${err.message}`, kept.file);
+    // The edge received other bytes than this file's, every time it was sent: nothing says the edge is down.
+    if (err instanceof BlobError && err.code === "digest_mismatch") return await transient(ctx, task, `upload failed: ${err.message}`, kept.file);
     if (err instanceof BlobError && !err.transient) return await fail(ctx, task, `upload failed: ${err.message}`, kept.file);
     ctx.onEdgeTrouble?.();
     return await transient(ctx, task, `upload failed: ${errorMessage(err)}`, kept.file);

@@ -12,6 +12,7 @@ const LOCAL_CODES: Record<string, string> = {
   EROFS: "the runner's work directory is read-only",
   EMFILE: "the runner has too many open files",
   ENFILE: "the runner has too many open files",
+  EIO: "the runner's disk failed to read or write (I/O error)",
   // Not an errno: FFmpeg could not be started (ENOMEM, EAGAIN, EACCES … at spawn), see runner/encode.ts.
   ESPAWN: "the runner could not start FFmpeg",
 };

@@ -16,7 +16,10 @@ import { layoutZip, streamZipRange, type ZipLayout } from "./zip-writer";
  */
 export async function zipEtag(layout: ZipLayout): Promise<string> {
   const enc = new TextEncoder();
-  const pieces = layout.parts.map((p) => ("bytes" in p ? p.bytes : enc.encode(`\0${p.key}\0${p.offset}\0${p.length}\0`)));
+  // Each part tagged with its kind and length, so no written bytes can read as an object slice or the reverse.
+  const pieces = layout.parts.flatMap((p) =>
+    "bytes" in p ? [enc.encode(`b${p.length}:`), p.bytes] : [enc.encode(`o${p.length}:${p.offset}:${p.key.length}:${p.key}`)],
+  );
   const all = new Uint8Array(pieces.reduce((n, b) => n + b.length, 0));
   let at = 0;
   for (const b of pieces) {

@@ -91,12 +91,14 @@ function zip64Extra(fields: number[]): Uint8Array {
  * so without it Info-ZIP, 7-Zip and macOS would show every file shifted by the user's offset from UTC.
  */
 function mtimeExtra(d: Date): Uint8Array {
-  const ms = Number.isNaN(d.getTime()) ? 0 : d.getTime();
+  const seconds = Math.floor(d.getTime() / 1000);
+  // Readers take the field as signed 32-bit: outside 1980 (the DOS floor) … 2038 it is left out, not wrapped.
+  if (!Number.isFinite(seconds) || seconds < Date.UTC(1980, 0, 1) / 1000 || seconds > 0x7fffffff) return new Uint8Array(0);
   const w = new Writer(9);
   w.u16(0x5455);
   w.u16(5);
   w.u8(1); // flags: the modification time is present
-  w.u32(Math.min(Math.max(Math.floor(ms / 1000), 0), 0xffffffff));
+  w.u32(seconds);
   return w.done();
 }
 

@@ -12,7 +12,8 @@ const RESERVED = /^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²�
 
 /** A file-name-safe base name: no extension, path separators, control or Windows-reserved characters. */
 export function sanitizeBaseName(filename: string): string {
-  const base = filename.replace(/^.*[\\/]/, "").replace(/\.[^.]{1,8}$/, "");
+  // A lone UTF-16 surrogate would be U+FFFD in the entry's UTF-8 name but itself in manifest.json: make it U+FFFD.
+  const base = filename.replace(/\p{Cs}/gu, "\uFFFD").replace(/^.*[\\/]/, "").replace(/\.[^.]{1,8}$/, "");
   let clean = base
     .normalize("NFC")
     .replace(/[\u0000-\u001f\u007f<>:"/\\|?*]+/g, "_")

@@ -36,6 +36,11 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "vr-cli-download-"));
   server = createServer((req, res) => {
     if (!req.headers.range) return void res.writeHead(200, { "content-length": String(ZIP.length), etag: '"z1"' }).end(ZIP);
+    // Like the edge: a resume from the ZIP's end asks for nothing left.
+    if (Number(/^bytes=(\d+)-/.exec(req.headers.range)?.[1]) >= ZIP.length) {
+      const body = JSON.stringify({ error: { code: "range_not_satisfiable", message: "past the end" } });
+      return void res.writeHead(416, { "content-type": "application/json", "content-range": `bytes */${ZIP.length}`, etag: '"z1"' }).end(body);
+    }
     const body = ranged.subarray(start);
     res.writeHead(206, { "content-range": `bytes ${start}-${ZIP.length - 1}/${ZIP.length}`, "content-length": String(body.length), etag: '"z1"' }).end(body);
   });
@@ -111,18 +116,38 @@ describe("checking a downloaded ZIP", () => {
     expect(await readFile(join(out, "video-refresher-j1.zip"))).toEqual(ZIP);
   });
 
-  it("refuses a ZIP whose video is not the one manifest.json records, even when the ZIP's own checksums agree", async () => {
+  it("keeps aside a ZIP the server sent whole whose video is not the one manifest.json records, instead of fetching it forever", async () => {
     const out = join(dir, "manifest");
     await mkdir(out, { recursive: true });
     const good = ZIP;
     ZIP = ranged = jobZip(VIDEO, "0".repeat(64));
     try {
       const err = await downloadJob(apiClient(url, "t"), url, "j1", out, quiet, true).catch((e: unknown) => e);
-      expect(err).toMatchObject({ exitCode: 4, code: "damaged_download" });
-      expect((err as Error).message).toContain("clip/clip_var01.mp4: its bytes do not match the SHA-256 in manifest.json");
-      expect(await readdir(out)).toEqual([]);
+      // Fetching it again would get the same bytes: exit 1 (not 4, "run again"), and the file is there to report.
+      expect(err).toMatchObject({ exitCode: 1, code: "damaged_download" });
+      expect((err as Error).message).toBe(
+        "the server sent a damaged ZIP (clip/clip_var01.mp4: its bytes do not match the SHA-256 in manifest.json); kept as video-refresher-j1.damaged.zip — please report it",
+      );
+      expect(await readdir(out)).toEqual(["video-refresher-j1.damaged.zip"]);
+      expect(await readFile(join(out, "video-refresher-j1.damaged.zip"))).toEqual(ZIP);
     } finally {
       ZIP = ranged = good;
     }
+  });
+
+  it("removes a finished .part whose header was damaged on disk, found when the server has nothing left to send (416)", async () => {
+    const out = join(dir, "header");
+    await mkdir(out, { recursive: true });
+    const part = join(out, "video-refresher-j1.zip.part");
+    const damaged = Buffer.from(ZIP);
+    damaged.writeUInt8(damaged.readUInt8(0) ^ 0xff, 0);
+    await writeFile(part, damaged);
+    await writeFile(`${part}.json`, JSON.stringify({ etag: '"z1"' }));
+    const err = await downloadJob(apiClient(url, "t"), url, "j1", out, quiet, false).catch((e: unknown) => e);
+    expect(err).toMatchObject({ exitCode: 4, code: "damaged_download" });
+    expect(await readdir(out)).toEqual([]);
+    // Before, a format error escaped as a plain error and the .part stayed: every run met the same 416 and failed.
+    expect((await downloadJob(apiClient(url, "t"), url, "j1", out, quiet, false)).resumedFrom).toBe(0);
+    expect(await readFile(join(out, "video-refresher-j1.zip"))).toEqual(ZIP);
   });
 });

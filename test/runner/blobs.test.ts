@@ -11,8 +11,8 @@ import { BlobClient, BlobError, UPLOAD_TRIES } from "../../runner/blobs";
 let server: Server;
 let url: string;
 let dir: string;
-let script: ("reset" | "stall" | 200 | 403 | 503)[] = [];
-const received: { bytes: number; verdict: string; call: string; text?: string }[] = [];
+let script: ("reset" | "stall" | "digest" | 200 | 403 | 503)[] = [];
+const received: { bytes: number; verdict: string; call: string; text?: string; sha256?: string }[] = [];
 
 /** What the edge answers a successful call: a multipart create its upload id, a part its number and etag. */
 function answerOf(req: IncomingMessage): string {
@@ -41,7 +41,8 @@ beforeAll(async () => {
     // The body of a complete (small JSON): what the edge needs to recognise a retry of one that landed.
     let text = "";
     const log = () => {
-      if (!logged) received.push({ bytes, verdict: String(verdict), call: callOf(req), ...(callOf(req) === "complete" ? { text } : {}) });
+      const sha256 = req.headers["x-content-sha256"] as string | undefined;
+      if (!logged) received.push({ bytes, verdict: String(verdict), call: callOf(req), ...(callOf(req) === "complete" ? { text } : {}), ...(sha256 ? { sha256 } : {}) });
       logged = true;
     };
     req.on("data", (c: Buffer) => {
@@ -55,6 +56,8 @@ beforeAll(async () => {
       if (verdict === "reset") return;
       // Headers and half an answer, then nothing: an edge wedged mid-reply.
       if (verdict === "stall") return void res.writeHead(200, { "content-type": "application/json" }).write('{"part');
+      // What the edge answers when R2 refused the body for another SHA-256 than the one sent.
+      if (verdict === "digest") return void res.writeHead(400, { "content-type": "application/json" }).end('{"error":{"code":"digest_mismatch","message":"other bytes"}}');
       res.writeHead(verdict, { "content-type": "application/json" }).end(verdict === 200 ? answerOf(req) : '{"error":{"code":"x","message":"refused"}}');
     });
     req.on("close", () => verdict === "reset" && log());
@@ -92,6 +95,26 @@ describe("BlobClient uploads", () => {
     ]);
     // Every complete names the object's length, so a retry of one that landed (its answer lost) is answered 200.
     expect(JSON.parse(received.at(-1)!.text!)).toEqual({ parts: [{ partNumber: 1, etag: "e1" }, { partNumber: 2, etag: "e2" }], size: 150 * 1024 });
+  });
+
+  it("sends the output's SHA-256 with a single PUT, and the body again when the edge received other bytes", async () => {
+    script = ["digest", 200];
+    received.length = 0;
+    const blobs = new BlobClient({ edgeUrl: url, token: "t" });
+    const f = await file(4096);
+    await expect(blobs.upload("outputs/j/v.a1.mp4", f, undefined, undefined, "c".repeat(64))).resolves.toEqual({ size: 4096 });
+    expect(received.map((r) => [r.verdict, r.sha256])).toEqual([
+      ["digest", "c".repeat(64)],
+      ["200", "c".repeat(64)],
+    ]);
+    // Every try refused: given up as a transient trouble, carrying the code the runner tells apart from an outage.
+    script = Array(UPLOAD_TRIES).fill("digest");
+    await expect(blobs.upload("outputs/j/v.a1.mp4", f, undefined, undefined, "c".repeat(64))).rejects.toMatchObject({
+      status: 400,
+      transient: true,
+      code: "digest_mismatch",
+    });
+    script = [];
   });
 
   it("sends an upload again when the connection breaks mid-body, so a finished encode is not thrown away for a blip", async () => {
