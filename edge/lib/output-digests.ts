@@ -1,5 +1,6 @@
 import type { Db } from "../../db/client";
 import { NotFoundError } from "../../db/errors";
+import { toHex } from "../../db/ids";
 import { recordOutputDigest } from "../../db/queries/variations";
 import { crc32 } from "./crc32";
 import type { DigestedEntry, NamedEntry } from "./zip";
@@ -45,6 +46,5 @@ async function digestObject(bucket: R2Bucket, e: NamedEntry): Promise<{ sha256: 
     await writer.write(chunk);
   }
   await writer.close();
-  const sha256 = [...new Uint8Array(await sha.digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return { sha256, crc32: crc };
+  return { sha256: toHex(await sha.digest), crc32: crc };
 }

@@ -1,3 +1,4 @@
+import { toHex } from "../../db/ids";
 import { parseRange, rangeNotSatisfiable } from "./range";
 import { zipFiles, type DigestedEntry } from "./zip";
 import { layoutZip, streamZipRange, type ZipLayout } from "./zip-writer";
@@ -26,9 +27,7 @@ export async function zipEtag(layout: ZipLayout): Promise<string> {
     all.set(b, at);
     at += b.length;
   }
-  const digest = await crypto.subtle.digest("SHA-256", all);
-  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return `"zip-${hex.slice(0, 32)}"`;
+  return `"zip-${toHex(await crypto.subtle.digest("SHA-256", all)).slice(0, 32)}"`;
 }
 
 /**
