@@ -1201,6 +1201,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     changePassword: {
@@ -1250,7 +1259,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many wrong current passwords (the login throttle of this account); see Retry-After */
+            /** @description Too many wrong current passwords (the login throttle of this account); see Retry-After; or over the account's request budget (code rate_limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1290,6 +1299,15 @@ export interface operations {
             };
             /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1344,6 +1362,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listUsers: {
@@ -1375,6 +1402,15 @@ export interface operations {
             };
             /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1620,6 +1656,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     createToken: {
@@ -1692,6 +1737,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deleteToken: {
@@ -1732,6 +1786,15 @@ export interface operations {
             };
             /** @description Unknown token */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1804,6 +1867,15 @@ export interface operations {
             };
             /** @description Larger than MAX_UPLOAD_BYTES */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1892,6 +1964,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deleteUpload: {
@@ -1941,6 +2022,15 @@ export interface operations {
             };
             /** @description A job uses it (code upload_used): delete the job instead */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2015,6 +2105,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listJobs: {
@@ -2059,6 +2158,15 @@ export interface operations {
             };
             /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2148,7 +2256,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created */
+            /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created; or over the account's request budget (code rate_limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2208,6 +2316,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getJob: {
@@ -2250,6 +2367,15 @@ export interface operations {
             };
             /** @description Unknown, or another user's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2306,6 +2432,15 @@ export interface operations {
             };
             /** @description Still active (code job_active) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2384,6 +2519,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pauseJob: {
@@ -2444,6 +2588,15 @@ export interface operations {
             };
             /** @description Not queued, processing or already paused (code not_pausable, body carries job); a paused job answers 200/202 again */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2518,7 +2671,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After */
+            /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2594,7 +2747,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After */
+            /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2683,7 +2836,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After */
+            /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2782,6 +2935,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getJobOutput: {
@@ -2859,6 +3021,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getVariationThumbnail: {
@@ -2918,6 +3089,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getJobThumbnail: {
@@ -2967,6 +3147,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listWebhooks: {
@@ -2998,6 +3187,15 @@ export interface operations {
             };
             /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3077,6 +3275,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deleteWebhook: {
@@ -3117,6 +3324,15 @@ export interface operations {
             };
             /** @description Unknown webhook, or another user's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3179,6 +3395,15 @@ export interface operations {
             };
             /** @description Unknown webhook, or another user's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3266,6 +3491,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listWebhookDeliveries: {
@@ -3308,6 +3542,15 @@ export interface operations {
             };
             /** @description Unknown webhook, or another user's */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3364,7 +3607,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description 10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After */
+            /** @description 10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After; or over the account's request budget (code rate_limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3432,7 +3675,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description 10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After */
+            /** @description 10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After; or over the account's request budget (code rate_limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3472,6 +3715,15 @@ export interface operations {
             };
             /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

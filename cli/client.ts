@@ -22,8 +22,48 @@ export function apiClient(
   return createClient<paths>({
     baseUrl,
     headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
-    ...(token && newerToken ? { fetch: followingLogin(token, newerToken) } : {}),
+    fetch: waitingOutRateLimit(token && newerToken ? followingLogin(token, newerToken) : (r, init) => fetch(r, init)),
   });
+}
+
+/** Whether a request's body can be sent again: none, JSON, or an upload part of known length held in memory. */
+const MAX_REPLAY_BYTES = 16 * 1024 * 1024;
+function replayable(request: Request): boolean {
+  const type = request.headers.get("content-type") ?? "";
+  const length = Number(request.headers.get("content-length") ?? NaN);
+  // A part of a large upload (a buffer of at most a part's size) can be sent again too; a form's stream cannot.
+  return request.body === null || type.startsWith("application/json") || (type === "application/octet-stream" && length <= MAX_REPLAY_BYTES);
+}
+
+type Fetch = (request: Request, init?: RequestInit) => Promise<Response>;
+
+/** Tries of one request refused with `rate_limited` (the account's request budget, edge/lib/request-limit.ts). */
+export const RATE_LIMITED_TRIES = 4;
+
+/**
+ * A fetch that waits out the account's request limit: a 429 `rate_limited` is sent again after its Retry-After (at
+ * most 15 s, so three waits stay inside one request's REQUEST_TIMEOUT_MS), up to RATE_LIMITED_TRIES in all. The edge refuses it before the route does anything, so sending it
+ * again is safe; another process of the same account (a second `download`, a script) spends the same budget, which
+ * is why one refusal must not end a long command. Other 429s (quota_exceeded) are answers, not waits: returned as is.
+ */
+export function waitingOutRateLimit(inner: Fetch, sleep: (ms: number) => Promise<void> = realSleep): Fetch {
+  return async (request, init) => {
+    for (let attempt = 1; ; attempt++) {
+      const spare = replayable(request) ? request.clone() : null;
+      const res = await inner(request, init);
+      if (res.status !== 429 || !spare || attempt >= RATE_LIMITED_TRIES) return res;
+      const code = await res
+        .clone()
+        .json()
+        .then((b: { error?: { code?: unknown } }) => b?.error?.code)
+        .catch(() => null);
+      if (code !== "rate_limited") return res;
+      await res.body?.cancel().catch(() => {});
+      const seconds = Number(res.headers.get("retry-after"));
+      await sleep(Math.min(15, Number.isFinite(seconds) && seconds > 0 ? seconds : 10) * 1000);
+      request = spare;
+    }
+  };
 }
 
 /**
@@ -34,16 +74,10 @@ export function apiClient(
  * whose body can be sent again are: none, JSON, or an upload part of known length (held in memory up to
  * MAX_REPLAY_BYTES); a streamed form body is not held in memory for it.
  */
-const MAX_REPLAY_BYTES = 16 * 1024 * 1024;
-export function followingLogin(token: string, newerToken: (used: string) => Promise<string | null>) {
+export function followingLogin(token: string, newerToken: (used: string) => Promise<string | null>): Fetch {
   let current = token;
   return async (request: Request, init?: RequestInit): Promise<Response> => {
-    const type = request.headers.get("content-type") ?? "";
-    const length = Number(request.headers.get("content-length") ?? NaN);
-    // A part of a large upload (a buffer of at most a part's size) can be sent again too; a form's stream cannot.
-    const replayable =
-      request.body === null || type.startsWith("application/json") || (type === "application/octet-stream" && length <= MAX_REPLAY_BYTES);
-    const spare = replayable ? request.clone() : null;
+    const spare = replayable(request) ? request.clone() : null;
     const used = current;
     request.headers.set("authorization", `Bearer ${used}`);
     const res = await fetch(request, init);

@@ -116,6 +116,14 @@ export const INGEST_TOUCH_MS = 60 * 1000;
  */
 export const INGEST_HOLD_MS = 5 * INGEST_TOUCH_MS;
 
+/**
+ * Requests one user may make per window, over every route behind sign-in (the `USER_REQUESTS` rate-limit binding in
+ * wrangler.toml holds the same figures: Cloudflare reads them from there, a test keeps the two equal). About 60 a
+ * second: far above a person, the web UI (one list poll a few seconds apart, lazy thumbnails) or the CLI (parts a few
+ * at a time), far below a loop that would make the shared database slow for everyone.
+ */
+export const USER_REQUEST_LIMIT = { requests: 600, periodSeconds: 10 } as const;
+
 /** Seconds a client is told to wait when runners working through its jobs will free the limit. */
 export const QUOTA_RETRY_AFTER_SECONDS = 60;
 

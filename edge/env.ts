@@ -78,6 +78,11 @@ export function loadConfig(env: Bindings): Config {
       const detail = result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
       throw new Error(`Invalid worker configuration: ${detail}`);
     }
+    // A binding, not a var: zod has nothing to parse, but a deployment without it would silently drop the per-user
+    // request limit (edge/lib/request-limit.ts), so it fails here like a bad var does.
+    if (typeof (env as Partial<Bindings>).USER_REQUESTS?.limit !== "function") {
+      throw new Error("Invalid worker configuration: USER_REQUESTS: the rate-limit binding is missing (wrangler.toml [[ratelimits]])");
+    }
     config = result.data;
     parsed.set(env, config);
   }

@@ -5,6 +5,7 @@ import { authenticateSession } from "../../db/queries/sessions";
 import { authenticateApiToken } from "../../db/queries/tokens";
 import type { AppEnv } from "../env";
 import { assertSameOrigin, isSafeMethod } from "./csrf";
+import { countCredentialRequest, countUserRequest } from "./request-limit";
 
 export const SESSION_COOKIE = "vr_session";
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -82,8 +83,10 @@ export const requireUser: MiddlewareHandler<AppEnv> = async (c, next) => {
     if (sameSecret(m[1]!, c.get("config").RUNNER_TOKEN)) {
       throw new UnauthorizedError("The runner token is not valid on user endpoints", "invalid_token");
     }
+    await countCredentialRequest(c, m[1]!);
     const auth = await authenticateApiToken(db, m[1]!, now);
     if (!auth) throw new UnauthorizedError("Unknown, expired or revoked API token", "invalid_token");
+    await countUserRequest(c, auth.id);
     if (auth.scope === "read" && !isSafeMethod(c.req.method)) {
       throw new ForbiddenError("This API token is read-only", "read_only_token");
     }
@@ -94,9 +97,11 @@ export const requireUser: MiddlewareHandler<AppEnv> = async (c, next) => {
   const token = sessionToken(c);
   if (!token) throw new UnauthorizedError();
   assertSameOrigin(c.req.raw);
+  await countCredentialRequest(c, token);
   const auth = await authenticateSession(db, token, now, sessionMaxAgeMs(c));
   if (!auth) throw new UnauthorizedError("Your session has ended; sign in again", "session_expired");
   if (auth.renewedUntil) setSessionCookie(c, token, auth.renewedUntil);
+  await countUserRequest(c, auth.user.id);
   c.set("user", auth.user);
   await next();
 };

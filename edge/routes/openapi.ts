@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { USER_REQUEST_LIMIT } from "../../db/limits";
 import type { AppEnv } from "../env";
 import { ListJobsQuery, requestRegistry, responseRegistry } from "../lib/schemas";
 
@@ -11,7 +12,10 @@ const err = (description: string) => ok(description, "Error");
 const authErrors = {
   "401": err("Not signed in, or a bad/revoked token (the runner token is refused here)"),
   "403": err("CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token)"),
+  "429": err(`Over the account's request budget (code rate_limited: ${USER_REQUEST_LIMIT.requests} requests every ${USER_REQUEST_LIMIT.periodSeconds} s); see Retry-After. Nothing was done`),
 };
+/** For routes that document a 429 of their own (which names rate_limited too where the route is counted). */
+const { "429": _rateLimited, ...authErrorsWithOwn429 } = authErrors;
 const jobIdParam = { name: "id", in: "path", required: true, schema: { type: "string" } };
 /** The optional `Idempotency-Key` header of a creating POST (edge/lib/idempotency.ts); `what` it answers on a repeat. */
 const idempotencyKeyParam = (what: string, lasts: string) => ({
@@ -83,7 +87,9 @@ export function buildOpenApi(version: string) {
         "Errors are {error:{code,message,field?}}. A JSON body over JSON_BODY_LIMIT_BYTES answers 413 too_large on " +
         "every route. Per-user limits (GET /api/limits) answer quota_exceeded: 429 with Retry-After when runners " +
         "working off your jobs will free it (active jobs, queued variations), 409 otherwise (storage, open uploads, " +
-        "or a job larger than a limit on its own).",
+        "or a job larger than a limit on its own). Every signed-in request counts against its account's budget " +
+        `(${USER_REQUEST_LIMIT.requests} every ${USER_REQUEST_LIMIT.periodSeconds} s, all its tokens and sessions together): over it, 429 rate_limited with Retry-After, before the ` +
+        "route does anything.",
     },
     servers: [{ url: "/" }],
     components: {
@@ -120,8 +126,8 @@ export function buildOpenApi(version: string) {
           responses: {
             "204": ok("Changed"),
             "400": err("Weak new password (field newPassword) or wrong current password (code wrong_password)"),
-            "429": err("Too many wrong current passwords (the login throttle of this account); see Retry-After"),
-            ...authErrors,
+            "429": err("Too many wrong current passwords (the login throttle of this account); see Retry-After; or over the account's request budget (code rate_limited)"),
+            ...authErrorsWithOwn429,
           },
         },
       },
@@ -305,9 +311,9 @@ export function buildOpenApi(version: string) {
             "400": err("Empty file, bad counts or bad effects: unknown family or intensity, empty families, other keys, not JSON (field videos / variations / uploads / effects), or a malformed Idempotency-Key; nothing is created"),
             "409": err("A form upload that stalled past its window (code upload_expired), an upload already used or not completed (upload_used / upload_incomplete), or over your storage quota or a job larger than a limit on its own (quota_exceeded); nothing is created"),
             "413": err("A file is larger than MAX_UPLOAD_BYTES"),
-            "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created"),
+            "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created; or over the account's request budget (code rate_limited)"),
             "415": err("Not an MP4/MOV/M4V/WebM/MKV video"),
-            ...authErrors,
+            ...authErrorsWithOwn429,
           },
         },
       },
@@ -366,8 +372,8 @@ export function buildOpenApi(version: string) {
             "404": err("Unknown, or another user's"),
             "409": err("Not paused or cancelled (code job_active / not_resumable), nothing cancelled (nothing_to_resume), or over your storage quota / a limit on its own (quota_exceeded)"),
             "410": err("Expired (code expired) or a source video is gone (code source_gone)"),
-            "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After"),
-            ...authErrors,
+            "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited)"),
+            ...authErrorsWithOwn429,
           },
         },
       },
@@ -380,8 +386,8 @@ export function buildOpenApi(version: string) {
             "404": err("Unknown, or another user's"),
             "409": err("Active (code job_active), cancelled (not_retryable: resume it), nothing failed (nothing_to_retry), or quota_exceeded"),
             "410": err("Expired (code expired) or a source video is gone (code source_gone)"),
-            "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After"),
-            ...authErrors,
+            "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited)"),
+            ...authErrorsWithOwn429,
           },
         },
       },
@@ -396,8 +402,8 @@ export function buildOpenApi(version: string) {
             "404": err("Unknown, or another user's"),
             "409": err("Still active (code job_active), past 100 variations per video in all (too_many_variations), or quota_exceeded"),
             "410": err("Expired (code expired) or a source video is gone (code source_gone)"),
-            "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After"),
-            ...authErrors,
+            "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited)"),
+            ...authErrorsWithOwn429,
           },
         },
       },
@@ -529,8 +535,8 @@ export function buildOpenApi(version: string) {
           responses: {
             "202": ok("Queued", "QueuedDelivery"),
             "404": err("Unknown webhook, or another user's"),
-            "429": err("10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After"),
-            ...authErrors,
+            "429": err("10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After; or over the account's request budget (code rate_limited)"),
+            ...authErrorsWithOwn429,
           },
         },
       },
@@ -542,8 +548,8 @@ export function buildOpenApi(version: string) {
             "202": ok("Queued", "QueuedDelivery"),
             "404": err("Unknown webhook or delivery, or another user's"),
             "409": err("Still being attempted (code delivery_pending)"),
-            "429": err("10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After"),
-            ...authErrors,
+            "429": err("10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After; or over the account's request budget (code rate_limited)"),
+            ...authErrorsWithOwn429,
           },
         },
       },

@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiClient } from "../../cli/client";
+import { apiClient, RATE_LIMITED_TRIES, waitingOutRateLimit } from "../../cli/client";
 import { storedTokenFor, writeConfig } from "../../cli/config";
 
 /** A stand-in edge that accepts only the token in `valid`, and records what each request carried. */
@@ -116,5 +116,63 @@ describe("a CLI command whose token a newer login replaced", () => {
     } as never);
     expect(res.response.status).toBe(401);
     expect(seen).toHaveLength(1);
+  });
+});
+
+describe("a CLI command over its account's request limit", () => {
+  /** A stand-in edge that refuses the first `refusals` requests with `code` and then answers 200. */
+  async function refusing(refusals: number, code: string, retryAfter: string) {
+    const bodies: string[] = [];
+    const srv = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString("utf8")));
+      req.on("end", () => {
+        bodies.push(body);
+        if (bodies.length <= refusals) {
+          res.writeHead(429, { "content-type": "application/json", "retry-after": retryAfter });
+          res.end(JSON.stringify({ error: { code, message: "slow down" } }));
+        } else {
+          res.writeHead(200, { "content-type": "application/json" });
+          res.end(JSON.stringify({ job: { id: "j1" } }));
+        }
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    return { base, bodies, close: () => new Promise((r) => srv.close(r)) };
+  }
+  const post = (base: string, f: (r: Request) => Promise<Response>) =>
+    f(new Request(`${base}/api/jobs/j1/cancel`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"reason":"stop"}' }));
+
+  it("waits Retry-After and sends the refused request again, its body intact, until it goes through", async () => {
+    const edge = await refusing(2, "rate_limited", "7");
+    const waits: number[] = [];
+    try {
+      const f = waitingOutRateLimit((r) => fetch(r), async (ms) => void waits.push(ms));
+      const res = await post(edge.base, f);
+      expect(res.status).toBe(200);
+      expect(waits).toEqual([7000, 7000]);
+      expect(edge.bodies).toEqual(['{"reason":"stop"}', '{"reason":"stop"}', '{"reason":"stop"}']);
+    } finally {
+      await edge.close();
+    }
+  });
+
+  it("gives up after RATE_LIMITED_TRIES, and answers other 429s (a quota) at once", async () => {
+    const limited = await refusing(100, "rate_limited", "10");
+    const quota = await refusing(100, "quota_exceeded", "60");
+    const waits: number[] = [];
+    try {
+      const f = waitingOutRateLimit((r) => fetch(r), async (ms) => void waits.push(ms));
+      expect((await post(limited.base, f)).status).toBe(429);
+      expect(limited.bodies).toHaveLength(RATE_LIMITED_TRIES);
+      waits.length = 0;
+      const refused = await post(quota.base, f);
+      expect([refused.status, ((await refused.json()) as { error: { code: string } }).error.code]).toEqual([429, "quota_exceeded"]);
+      expect([quota.bodies.length, waits]).toEqual([1, []]);
+    } finally {
+      await limited.close();
+      await quota.close();
+    }
   });
 });
