@@ -36,6 +36,7 @@ import { validate } from "../lib/validate";
 import { withOutputDigests } from "../lib/output-digests";
 import { nameEntries } from "../lib/zip";
 import { answerZip } from "../lib/zip-resume";
+import { queueSnapshot } from "../lib/queue-snapshot";
 
 /** How long POST /api/jobs/:id/cancel (and /pause) waits for runners to stop before answering 202. */
 export const CANCEL_WAIT_MS = 5_000;
@@ -89,7 +90,7 @@ export const jobs = new Hono<AppEnv>()
   })
   .get("/", validate("query", ListJobsQuery), async (c) => {
     const q = c.req.valid("query");
-    return c.json(await listJobs(c.get("db"), { viewer: c.get("user"), ...q }, Date.now()));
+    return c.json(await listJobs(c.get("db"), { viewer: c.get("user"), ...q }, Date.now(), queueSnapshot(c.get("config").LIBSQL_URL)));
   })
   .post("/cancel", validate("json", BulkCancelBody), async (c) => {
     const body = c.req.valid("json");
@@ -97,7 +98,8 @@ export const jobs = new Hono<AppEnv>()
     return c.json({ results });
   })
   .get("/:id", async (c) => {
-    return c.json(await getJob(c.get("db"), { jobId: c.req.param("id"), viewer: c.get("user") }, Date.now()));
+    const queue = queueSnapshot(c.get("config").LIBSQL_URL);
+    return c.json(await getJob(c.get("db"), { jobId: c.req.param("id"), viewer: c.get("user") }, Date.now(), queue));
   })
   .post("/:id/cancel", validate("json", CancelBody), async (c) => {
     const { reason } = c.req.valid("json");

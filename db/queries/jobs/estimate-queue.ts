@@ -28,23 +28,41 @@ interface Pending {
   runningLeft: number;
 }
 
-/**
- * Estimates for the given jobs (those that are queued or processing; others get nulls), from three reads:
- * the pending work of every job that accepts work (bounded by the per-user limits), the mean encode time of
- * recently completed variations, and the slots of online runners.
- *
- * The model follows the claim (db/queries/variations/claim.ts): users take turns, one user's jobs go oldest
- * first. So before this job's first variation a runner starts this user's older queued work, and from every other
- * user about as many (at most all they have queued, plus one turn when they hold an older job). The ETA adds the
- * work left in running encodes and divides by the throughput slots / mean encode time; never below one mean
- * encode for what this job still has to do.
- */
-export async function estimateQueue(db: Db, targets: JobRow[], now: number): Promise<Map<string, QueueEstimate>> {
-  const out = new Map<string, QueueEstimate>();
-  const active = targets.filter((j) => j.status === "queued" || j.status === "processing");
-  for (const j of targets) out.set(j.id, { queuePosition: null, etaSeconds: null });
-  if (active.length === 0) return out;
+/** The shared half of every estimate: each job's pending work, the recent throughput and the online slots. */
+export interface QueueSnapshot {
+  pending: Pending[];
+  meanMs: number;
+  slots: number;
+}
 
+/** Where an estimate gets its snapshot: a fresh read by default; the edge passes one it shares for a moment. */
+export type QueueSnapshotSource = (db: Db, now: number) => Promise<QueueSnapshot>;
+
+/** A job's own pending work, read with the job itself: fresher than a shared snapshot. */
+export interface OwnWork {
+  queued: number;
+  running: number;
+  runningLeft: number;
+}
+
+/** Own work from a job's variations (status and progress, as the view loads them). */
+export function ownWorkOf(rows: readonly { status: string; progress: number | null }[]): OwnWork {
+  const own = { queued: 0, running: 0, runningLeft: 0 };
+  for (const v of rows) {
+    if (v.status === "queued") own.queued++;
+    if (v.status === "running") {
+      own.running++;
+      own.runningLeft += 1 - Math.min(v.progress ?? 0, 100) / 100;
+    }
+  }
+  return own;
+}
+
+/**
+ * The three reads behind every estimate: the pending work of every job that accepts work (bounded by the per-user
+ * limits, but every user's), the mean encode time of recently completed variations, and the slots of online runners.
+ */
+export async function readQueueSnapshot(db: Db, now: number): Promise<QueueSnapshot> {
   const [pendingRows, encodeRows, slotRows] = await db.batch([
     db.all<Pending>(sql`
       SELECT j.id AS id, j.user_id AS userId, j.created_at AS createdAt, j.rowid AS seq,
@@ -63,16 +81,67 @@ export async function estimateQueue(db: Db, targets: JobRow[], now: number): Pro
     db.all<{ slots: number }>(sql`
       SELECT coalesce(sum(concurrency), 0) AS slots FROM runners WHERE last_seen_at > ${now - RUNNER_ONLINE_MS}`),
   ]);
-  const pending = pendingRows.map((p) => ({
-    ...p,
-    createdAt: Number(p.createdAt),
-    seq: Number(p.seq),
-    queued: Number(p.queued),
-    running: Number(p.running),
-    runningLeft: Number(p.runningLeft),
-  }));
-  const meanMs = Number(encodeRows[0]?.meanMs ?? 0);
-  const slots = Number(slotRows[0]?.slots ?? 0);
+  return {
+    pending: pendingRows.map((p) => ({
+      ...p,
+      createdAt: Number(p.createdAt),
+      seq: Number(p.seq),
+      queued: Number(p.queued),
+      running: Number(p.running),
+      runningLeft: Number(p.runningLeft),
+    })),
+    meanMs: Number(encodeRows[0]?.meanMs ?? 0),
+    slots: Number(slotRows[0]?.slots ?? 0),
+  };
+}
+
+/**
+ * Estimates for the given jobs (those that are queued or processing; others get nulls). The snapshot comes from
+ * `opts.snapshot` (the edge shares one for a moment: its first read covers every user's pending work, so reading it
+ * per poll of every user would grow with the square of the users); `opts.own`, each target's own work read with it,
+ * replaces the snapshot's, so a job never looks as it did before it was created, resumed or cancelled.
+ */
+export async function estimateQueue(
+  db: Db,
+  targets: JobRow[],
+  now: number,
+  opts: { snapshot?: QueueSnapshotSource; own?: ReadonlyMap<string, OwnWork> } = {},
+): Promise<Map<string, QueueEstimate>> {
+  if (!targets.some(isEstimated)) return estimateFrom({ pending: [], meanMs: 0, slots: 0 }, targets);
+  return estimateFrom(await (opts.snapshot ?? readQueueSnapshot)(db, now), targets, opts.own);
+}
+
+const isEstimated = (j: JobRow) => j.status === "queued" || j.status === "processing";
+
+/**
+ * The estimates from a snapshot (pure).
+ *
+ * The model follows the claim (db/queries/variations/claim.ts): users take turns, one user's jobs go oldest
+ * first. So before this job's first variation a runner starts this user's older queued work, and from every other
+ * user about as many (at most all they have queued, plus one turn when they hold an older job). The ETA adds the
+ * work left in running encodes and divides by the throughput slots / mean encode time; never below one mean
+ * encode for what this job still has to do.
+ */
+export function estimateFrom(snapshot: QueueSnapshot, targets: JobRow[], own?: ReadonlyMap<string, OwnWork>): Map<string, QueueEstimate> {
+  const out = new Map<string, QueueEstimate>();
+  const active = targets.filter(isEstimated);
+  for (const j of targets) out.set(j.id, { queuePosition: null, etaSeconds: null });
+  if (active.length === 0) return out;
+
+  let pending = snapshot.pending;
+  if (own?.size) {
+    const byId = new Map(pending.map((p) => [p.id, p]));
+    for (const j of active) {
+      const w = own.get(j.id);
+      if (!w) continue;
+      const was = byId.get(j.id);
+      // A job asked to stop takes no more claims (JOB_ACCEPTS_WORK); one the snapshot has not seen yet is the newest.
+      if (j.cancelRequestedAt !== null) byId.delete(j.id);
+      else byId.set(j.id, { id: j.id, userId: j.userId, createdAt: j.createdAt, seq: was?.seq ?? Number.MAX_SAFE_INTEGER, ...w });
+    }
+    pending = [...byId.values()];
+  }
+  const { meanMs, slots } = snapshot;
   const perSecond = meanMs > 0 && slots > 0 ? slots / (meanMs / 1000) : null;
 
   for (const job of active) {

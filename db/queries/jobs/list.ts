@@ -2,7 +2,7 @@ import { and, count, desc, eq, inArray, lt, or, sql } from "drizzle-orm";
 import type { Db } from "../../client";
 import { ValidationError } from "../../errors";
 import { jobs, sources, variations, type JobStatus } from "../../schema";
-import { estimateQueue } from "./estimate-queue";
+import { estimateQueue, type OwnWork, type QueueSnapshotSource } from "./estimate-queue";
 import { ownedBy } from "./load";
 import { presentJob, type JobRow, type JobView, type Viewer } from "./present";
 
@@ -29,6 +29,7 @@ export async function listJobs(
   db: Db,
   input: { viewer: Viewer; status?: JobStatus; limit: number; cursor?: string },
   now: number,
+  queue?: QueueSnapshotSource,
 ): Promise<{ jobs: JobView[]; nextCursor: string | null }> {
   const after = input.cursor ? decodeCursor(input.cursor) : undefined;
   const page = await db
@@ -62,7 +63,20 @@ export async function listJobs(
       .where(inArray(variations.jobId, ids))
       .groupBy(variations.jobId, variations.sourceId, variations.status),
   ]);
-  const estimates = await estimateQueue(db, pageJobs, now);
+  const own = new Map<string, OwnWork>();
+  for (const r of countRows) {
+    if (r.status !== "queued" && r.status !== "running") continue;
+    const w = own.get(r.jobId) ?? { queued: 0, running: 0, runningLeft: 0 };
+    if (r.status === "queued") w.queued += r.n;
+    else {
+      w.running += r.n;
+      w.runningLeft += Math.max(0, r.n - r.progressSum / 100);
+    }
+    own.set(r.jobId, w);
+  }
+  // A page job with nothing pending has no row above: its own work is none, whatever the snapshot remembers.
+  for (const j of pageJobs) if (!own.has(j.id)) own.set(j.id, { queued: 0, running: 0, runningLeft: 0 });
+  const estimates = await estimateQueue(db, pageJobs, now, { snapshot: queue, own });
   return {
     jobs: pageJobs.map((j) =>
       presentJob(

@@ -2,13 +2,15 @@ import { and, eq } from "drizzle-orm";
 import type { Db } from "../../client";
 import { NotFoundError } from "../../errors";
 import { variations } from "../../schema";
-import { estimateQueue } from "./estimate-queue";
+import { estimateQueue, ownWorkOf, type QueueSnapshotSource } from "./estimate-queue";
 import { assertNotExpired, loadJobRow, loadRecord } from "./load";
 import { presentRecord, type JobView, type Viewer } from "./present";
 
-export async function getJob(db: Db, input: { jobId: string; viewer: Viewer }, now: number): Promise<JobView> {
+/** The job as its owner (or an admin) sees it. `queue`: where its estimate's shared half comes from (see estimateQueue). */
+export async function getJob(db: Db, input: { jobId: string; viewer: Viewer }, now: number, queue?: QueueSnapshotSource): Promise<JobView> {
   const record = await loadRecord(db, input.jobId, input.viewer);
-  const estimate = (await estimateQueue(db, [record.job], now)).get(record.job.id);
+  const own = new Map([[record.job.id, ownWorkOf(record.variations)]]);
+  const estimate = (await estimateQueue(db, [record.job], now, { snapshot: queue, own })).get(record.job.id);
   return presentRecord(record, now, undefined, estimate);
 }
 

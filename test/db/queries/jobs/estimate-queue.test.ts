@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../../../db/client";
-import { estimateQueue } from "../../../../db/queries/jobs";
+import { estimateQueue, ownWorkOf, readQueueSnapshot } from "../../../../db/queries/jobs";
 import { startTestLibsql, type TestLibsqlServer } from "../../../helpers/libsql";
 import { freshDb, getJobRow, seedJob } from "../../../helpers/seed";
 
@@ -79,5 +79,32 @@ describe("estimateQueue", () => {
     await db.run(sql`UPDATE variations SET finished_at = ${NOW - 3 * 3600_000} WHERE status = 'completed'`);
     est = await estimateQueue(db, await rows(db, [queued.jobId]), NOW);
     expect(est.get(queued.jobId)?.etaSeconds).toBeNull();
+  });
+
+  it("takes each job's own work from the read of the job, not from an older shared snapshot", async () => {
+    const { db } = await freshDb(server, "eta_own");
+    await runnerOnline(db, "r1", 2);
+    await recentEncodes(db, 2, 10_000);
+    const a1 = await seedJob(db, { sources: src, variationsPerSource: 4, createdAt: NOW - 1000 });
+    const a2 = await seedJob(db, { sources: src, variationsPerSource: 1, createdAt: NOW - 900, userId: a1.userId });
+    const before = await readQueueSnapshot(db, NOW);
+    // After the snapshot: another user's job is created, and A asks to cancel its first job.
+    const b1 = await seedJob(db, { sources: src, variationsPerSource: 2, createdAt: NOW - 100 });
+    await db.run(sql`UPDATE jobs SET cancel_requested_at = ${NOW - 50} WHERE id = ${a1.jobId}`);
+    const ownOf = async (jobId: string) => ownWorkOf(await db.all<{ status: string; progress: number }>(sql`SELECT status, progress FROM variations WHERE job_id = ${jobId}`));
+    const stale = { snapshot: async () => before };
+
+    const [b1Row] = await rows(db, [b1.jobId]);
+    // The snapshot has never seen B's job: without its own work it would be due at once (0 s).
+    expect((await estimateQueue(db, [b1Row!], NOW, stale)).get(b1.jobId)?.etaSeconds).toBe(0);
+    const b1Own = new Map([[b1.jobId, await ownOf(b1.jobId)]]);
+    // With it: one A turn per B variation (2) + its own 2, at 0.2 variations/s → 20 s.
+    expect((await estimateQueue(db, [b1Row!], NOW, { ...stale, own: b1Own })).get(b1.jobId)?.etaSeconds).toBe(20);
+
+    // A's list: the first job, asked to stop after the snapshot, no longer holds A's second back.
+    const aRows = await rows(db, [a1.jobId, a2.jobId]);
+    expect((await estimateQueue(db, aRows, NOW, stale)).get(a2.jobId)?.queuePosition).toBe(4);
+    const aOwn = new Map([[a1.jobId, await ownOf(a1.jobId)], [a2.jobId, await ownOf(a2.jobId)]]);
+    expect((await estimateQueue(db, aRows, NOW, { ...stale, own: aOwn })).get(a2.jobId)?.queuePosition).toBe(0);
   });
 });
