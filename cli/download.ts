@@ -55,7 +55,8 @@ export async function downloadJob(api: Api, url: string, id: string, dir: string
   } catch (err) {
     // 416: the .part already holds the whole ZIP (the earlier run was stopped between the last byte and the rename).
     if (!(state && err instanceof CliError && err.status === 416)) throw err;
-    await keepVerified(part, file, stateFile, true);
+    const check = progress.bar(`check ${id}.zip`, held);
+    await keepVerified(part, file, stateFile, true, (n) => check.update(n));
     return finish({ jobId: id, file, bytes: held, resumedFrom: held, restarted: false }, outDir, unzip);
   }
   const { body, response } = res;
@@ -96,7 +97,9 @@ export async function downloadJob(api: Api, url: string, id: string, dir: string
   if (total > 0 && bytes !== total) {
     throw new CliError(`download cut short: ${bytes} of ${total} bytes (kept ${part}; run the command again to continue)`, EXIT.network, "network");
   }
-  await keepVerified(part, file, stateFile, startAt > 0);
+  // Checking hashes every byte once more (seconds per gigabyte): a bar, so a long check does not look like a hang.
+  const check = progress.bar(`check ${id}.zip`, bytes);
+  await keepVerified(part, file, stateFile, startAt > 0, (n) => check.update(n));
   return finish({ jobId: id, file, bytes, resumedFrom: startAt, restarted }, outDir, unzip);
 }
 
@@ -107,9 +110,9 @@ export async function downloadJob(api: Api, url: string, id: string, dir: string
  * storage): fetching it again would only repeat that, so it is kept aside as `<name>.damaged.zip` for a report
  * (exit 1). A disk error while checking is neither, and leaves everything in place.
  */
-async function keepVerified(part: string, file: string, stateFile: string, glued: boolean): Promise<void> {
+async function keepVerified(part: string, file: string, stateFile: string, glued: boolean, onProgress: (bytesRead: number) => void): Promise<void> {
   try {
-    await verifyJobZip(part);
+    await verifyJobZip(part, onProgress);
   } catch (err) {
     if (!(err instanceof DamagedZip)) throw err;
     await rm(stateFile, { force: true });

@@ -21,7 +21,7 @@ interface Read {
   bytes: number;
 }
 
-function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Read & { text?: string }> {
+function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry, onBytes: (n: number) => void): Promise<Read & { text?: string }> {
   return new Promise((resolve, reject) => {
     zip.openReadStream(entry, (err, stream: Readable) => {
       if (err) return reject(damage(err, `${entry.fileName}: `));
@@ -33,6 +33,7 @@ function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Read & { tex
         hash.update(chunk);
         crc = crc32(chunk, crc);
         bytes += chunk.length;
+        onBytes(chunk.length);
         keep?.push(chunk);
       });
       stream.on("error", (e) => reject(damage(e, `${entry.fileName}: `)));
@@ -48,19 +49,22 @@ function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Read & { tex
  * manifest.json records (the runner's digest of the file it uploaded). A resumed download is two requests glued
  * together; anything between them that changed a byte — a proxy that ignored part of a Range, a disk that lost a
  * write — is caught here instead of in the user's editor. Throws DamagedZip naming the first bad entry.
+ * `onProgress` gets the entry bytes read so far (a job's ZIP is mostly its videos: gigabytes take a while to hash).
  */
-export async function verifyJobZip(file: string): Promise<{ entries: number }> {
+export async function verifyJobZip(file: string, onProgress: (bytesRead: number) => void = () => {}): Promise<{ entries: number }> {
   const zip = await new Promise<yauzl.ZipFile>((res, rej) =>
     yauzl.open(file, { lazyEntries: true, autoClose: false }, (e, z) => (e ? rej(damage(e, "not a readable ZIP: ")) : res(z))),
   );
   const read = new Map<string, Read>();
   let manifest: string | undefined;
+  let bytesRead = 0;
+  const onBytes = (n: number) => onProgress((bytesRead += n));
   try {
     await new Promise<void>((resolve, reject) => {
       zip.on("error", (e: Error) => reject(damage(e, "not a readable ZIP: ")));
       zip.on("end", () => resolve());
       zip.on("entry", (entry: yauzl.Entry) => {
-        readEntry(zip, entry).then((r) => {
+        readEntry(zip, entry, onBytes).then((r) => {
           if (r.crc !== entry.crc32 >>> 0) return reject(new DamagedZip(`${entry.fileName}: its bytes do not match the ZIP's checksum`));
           if (r.text !== undefined) manifest = r.text;
           read.set(entry.fileName, r);

@@ -34,6 +34,16 @@ describe("verifyJobZip", () => {
     expect(await verifyJobZip(await zipOf("ok.zip", [a, b]))).toEqual({ entries: 3 });
   });
 
+  it("reports the bytes it has checked as it goes, up to every entry's bytes", async () => {
+    const seen: number[] = [];
+    await verifyJobZip(await zipOf("progress.zip", [a, b]), (n) => seen.push(n));
+    expect(seen.length).toBeGreaterThanOrEqual(3);
+    expect(seen).toEqual([...seen].sort((x, y) => x - y));
+    const manifestBytes = seen.at(-1)! - a[1].length - b[1].length;
+    expect(manifestBytes).toBeGreaterThan(0);
+    expect(seen).toContain(a[1].length);
+  });
+
   it("refuses a video in the ZIP that manifest.json does not list", async () => {
     const err = await verifyJobZip(await zipOf("stray.zip", [a, b], [a])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DamagedZip);

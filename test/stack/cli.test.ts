@@ -261,6 +261,8 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     await writeFile(join(out, `video-refresher-${job.id}.zip.part`), "half a zip");
     const download = await cli(["download", job.id, "-o", out, "--json"], env);
     expect(download.code, download.stderr).toBe(0);
+    // The check of every byte after the download shows as progress of its own, to its end.
+    expect(download.stderr).toMatch(new RegExp(`check ${job.id}\\.zip: 100%`));
     const result = download.json();
     expect(result).toMatchObject({ jobId: job.id, restarted: true, file: join(out, `video-refresher-${job.id}.zip`) });
     expect(await readdir(out)).toEqual([`video-refresher-${job.id}.zip`]);

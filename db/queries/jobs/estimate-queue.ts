@@ -98,8 +98,10 @@ export async function readQueueSnapshot(db: Db, now: number): Promise<QueueSnaps
 /**
  * Estimates for the given jobs (those that are queued or processing; others get nulls). The snapshot comes from
  * `opts.snapshot` (the edge shares one for a moment: its first read covers every user's pending work, so reading it
- * per poll of every user would grow with the square of the users); `opts.own`, each target's own work read with it,
- * replaces the snapshot's, so a job never looks as it did before it was created, resumed or cancelled.
+ * per poll of every user would grow with the square of the users). With `opts.own` (each target's own work, read with
+ * it) the targets are current in it, whatever the snapshot remembers: their own work replaces the snapshot's, and one
+ * that does not take work now (paused, cancelling, finished, its owner disabled: JOB_ACCEPTS_WORK, read here by id) is
+ * taken out, so neither it nor a job behind it looks as it did before it was created, resumed, paused or cancelled.
  */
 export async function estimateQueue(
   db: Db,
@@ -108,7 +110,15 @@ export async function estimateQueue(
   opts: { snapshot?: QueueSnapshotSource; own?: ReadonlyMap<string, OwnWork> } = {},
 ): Promise<Map<string, QueueEstimate>> {
   if (!targets.some(isEstimated)) return estimateFrom({ pending: [], meanMs: 0, slots: 0 }, targets);
-  return estimateFrom(await (opts.snapshot ?? readQueueSnapshot)(db, now), targets, opts.own);
+  const ids = targets.map((j) => j.id);
+  const [snapshot, accepting] = await Promise.all([
+    (opts.snapshot ?? readQueueSnapshot)(db, now),
+    opts.own
+      ? db.all<{ id: string }>(sql`SELECT j.id AS id FROM jobs j WHERE j.id IN ${ids} AND ${JOB_ACCEPTS_WORK}`)
+      : Promise.resolve(null),
+  ]);
+  const current = opts.own && accepting ? { own: opts.own, accepting: new Set(accepting.map((r) => r.id)) } : undefined;
+  return estimateFrom(snapshot, targets, current);
 }
 
 const isEstimated = (j: JobRow) => j.status === "queued" || j.status === "processing";
@@ -122,22 +132,25 @@ const isEstimated = (j: JobRow) => j.status === "queued" || j.status === "proces
  * work left in running encodes and divides by the throughput slots / mean encode time; never below one mean
  * encode for what this job still has to do.
  */
-export function estimateFrom(snapshot: QueueSnapshot, targets: JobRow[], own?: ReadonlyMap<string, OwnWork>): Map<string, QueueEstimate> {
+export function estimateFrom(
+  snapshot: QueueSnapshot,
+  targets: JobRow[],
+  current?: { own: ReadonlyMap<string, OwnWork>; accepting: ReadonlySet<string> },
+): Map<string, QueueEstimate> {
   const out = new Map<string, QueueEstimate>();
   const active = targets.filter(isEstimated);
   for (const j of targets) out.set(j.id, { queuePosition: null, etaSeconds: null });
   if (active.length === 0) return out;
 
   let pending = snapshot.pending;
-  if (own?.size) {
+  if (current) {
     const byId = new Map(pending.map((p) => [p.id, p]));
-    for (const j of active) {
-      const w = own.get(j.id);
-      if (!w) continue;
+    for (const j of targets) {
+      const w = current.own.get(j.id);
       const was = byId.get(j.id);
-      // A job asked to stop takes no more claims (JOB_ACCEPTS_WORK); one the snapshot has not seen yet is the newest.
-      if (j.cancelRequestedAt !== null) byId.delete(j.id);
-      else byId.set(j.id, { id: j.id, userId: j.userId, createdAt: j.createdAt, seq: was?.seq ?? Number.MAX_SAFE_INTEGER, ...w });
+      // One the snapshot has not seen yet (created or resumed since) is the newest.
+      if (current.accepting.has(j.id) && w) byId.set(j.id, { id: j.id, userId: j.userId, createdAt: j.createdAt, seq: was?.seq ?? Number.MAX_SAFE_INTEGER, ...w });
+      else if (!current.accepting.has(j.id)) byId.delete(j.id);
     }
     pending = [...byId.values()];
   }

@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../../../db/client";
-import { estimateQueue, ownWorkOf, readQueueSnapshot } from "../../../../db/queries/jobs";
+import { estimateQueue, listJobs, ownWorkOf, readQueueSnapshot } from "../../../../db/queries/jobs";
 import { startTestLibsql, type TestLibsqlServer } from "../../../helpers/libsql";
 import { freshDb, getJobRow, seedJob } from "../../../helpers/seed";
 
@@ -86,25 +86,64 @@ describe("estimateQueue", () => {
     await runnerOnline(db, "r1", 2);
     await recentEncodes(db, 2, 10_000);
     const a1 = await seedJob(db, { sources: src, variationsPerSource: 4, createdAt: NOW - 1000 });
-    const a2 = await seedJob(db, { sources: src, variationsPerSource: 1, createdAt: NOW - 900, userId: a1.userId });
     const before = await readQueueSnapshot(db, NOW);
-    // After the snapshot: another user's job is created, and A asks to cancel its first job.
-    const b1 = await seedJob(db, { sources: src, variationsPerSource: 2, createdAt: NOW - 100 });
-    await db.run(sql`UPDATE jobs SET cancel_requested_at = ${NOW - 50} WHERE id = ${a1.jobId}`);
-    const ownOf = async (jobId: string) => ownWorkOf(await db.all<{ status: string; progress: number }>(sql`SELECT status, progress FROM variations WHERE job_id = ${jobId}`));
     const stale = { snapshot: async () => before };
-
+    // After the snapshot: another user's job is created.
+    const b1 = await seedJob(db, { sources: src, variationsPerSource: 2, createdAt: NOW - 100 });
     const [b1Row] = await rows(db, [b1.jobId]);
     // The snapshot has never seen B's job: without its own work it would be due at once (0 s).
     expect((await estimateQueue(db, [b1Row!], NOW, stale)).get(b1.jobId)?.etaSeconds).toBe(0);
-    const b1Own = new Map([[b1.jobId, await ownOf(b1.jobId)]]);
-    // With it: one A turn per B variation (2) + its own 2, at 0.2 variations/s → 20 s.
+    // With it: one A turn per B variation (2) + its own 2, at 0.2 variations/s → 20 s, as a fresh read says.
+    const b1Own = new Map([[b1.jobId, await ownOf(db, b1.jobId)]]);
     expect((await estimateQueue(db, [b1Row!], NOW, { ...stale, own: b1Own })).get(b1.jobId)?.etaSeconds).toBe(20);
+    expect(await estimateQueue(db, [b1Row!], NOW, { own: b1Own })).toEqual(await estimateQueue(db, [b1Row!], NOW));
+  });
 
-    // A's list: the first job, asked to stop after the snapshot, no longer holds A's second back.
-    const aRows = await rows(db, [a1.jobId, a2.jobId]);
-    expect((await estimateQueue(db, aRows, NOW, stale)).get(a2.jobId)?.queuePosition).toBe(4);
-    const aOwn = new Map([[a1.jobId, await ownOf(a1.jobId)], [a2.jobId, await ownOf(a2.jobId)]]);
-    expect((await estimateQueue(db, aRows, NOW, { ...stale, own: aOwn })).get(a2.jobId)?.queuePosition).toBe(0);
+  it("takes a job that stopped taking work since the snapshot out of it: paused, cancelling, or its owner disabled", async () => {
+    const stops = {
+      paused: (db: Db, id: string) => db.run(sql`UPDATE jobs SET status = 'paused' WHERE id = ${id}`),
+      cancelling: (db: Db, id: string) => db.run(sql`UPDATE jobs SET status = 'cancelling', cancel_requested_at = ${NOW - 50} WHERE id = ${id}`),
+      "owner disabled": (db: Db, id: string) =>
+        db.run(sql`UPDATE users SET disabled_at = ${NOW - 50} WHERE id = (SELECT user_id FROM jobs WHERE id = ${id})`),
+    };
+    for (const [name, stop] of Object.entries(stops)) {
+      const { db } = await freshDb(server, `eta_stop_${name.replace(" ", "_")}`);
+      await runnerOnline(db, "r1", 2);
+      await recentEncodes(db, 2, 10_000);
+      const a1 = await seedJob(db, { sources: src, variationsPerSource: 4, createdAt: NOW - 1000 });
+      const a2 = await seedJob(db, { sources: src, variationsPerSource: 1, createdAt: NOW - 900, userId: a1.userId });
+      const b1 = await seedJob(db, { sources: src, variationsPerSource: 1, createdAt: NOW - 800 });
+      const before = await readQueueSnapshot(db, NOW);
+      await stop(db, name === "owner disabled" ? b1.jobId : a1.jobId);
+      // An admin's page (every user's jobs): the estimates from the old snapshot plus each job's own read equal a fresh read's.
+      const all = await rows(db, [a1.jobId, a2.jobId, b1.jobId]);
+      const own = new Map(await Promise.all(all.map(async (j) => [j.id, await ownOf(db, j.id)] as const)));
+      const fresh = await estimateQueue(db, all, NOW);
+      const fromStale = await estimateQueue(db, all, NOW, { snapshot: async () => before, own });
+      expect(fromStale, name).toEqual(fresh);
+      expect(await estimateQueue(db, all, NOW, { snapshot: async () => before }), `${name}: the stale snapshot alone differs`).not.toEqual(fresh);
+    }
+  });
+
+  it("lists a user's jobs with estimates as current as a fresh read, from a stale snapshot", async () => {
+    const { db } = await freshDb(server, "eta_list");
+    await runnerOnline(db, "r1", 2);
+    await recentEncodes(db, 2, 10_000);
+    const a1 = await seedJob(db, { sources: src, variationsPerSource: 4, createdAt: NOW - 1000 });
+    const before = await readQueueSnapshot(db, NOW);
+    const a2 = await seedJob(db, { sources: src, variationsPerSource: 3, createdAt: NOW - 900, userId: a1.userId });
+    await db.run(sql`UPDATE jobs SET status = 'processing' WHERE id = ${a1.jobId}`);
+    await db.run(sql`UPDATE variations SET status = 'running', progress = 40, runner_id = 'r1', attempts = 1,
+      lease_expires_at = ${NOW + 30_000} WHERE id = ${a1.variationIds[0]}`);
+    const viewer = { id: a1.userId, email: "", role: "user" as const };
+    const listed = await listJobs(db, { viewer, limit: 10 }, NOW, async () => before);
+    const fresh = await listJobs(db, { viewer, limit: 10 }, NOW);
+    const pick = (p: typeof listed) => p.jobs.map((j) => [j.id, j.queuePosition, j.etaSeconds]);
+    expect(pick(listed)).toEqual(pick(fresh));
+    expect(pick(fresh)).toContainEqual([a2.jobId, 3, expect.any(Number)]);
   });
 });
+
+async function ownOf(db: Db, jobId: string) {
+  return ownWorkOf(await db.all<{ status: string; progress: number }>(sql`SELECT status, progress FROM variations WHERE job_id = ${jobId}`));
+}
