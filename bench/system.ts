@@ -5,10 +5,13 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { createHash } from "node:crypto";
+import { crc32 } from "node:zlib";
 import { sql } from "drizzle-orm";
 import { createDb, type Db } from "../db/client";
 import { newId } from "../db/ids";
 import { outputKey } from "../db/keys";
+import { ticketHeaders } from "../db/tickets";
 import { migrateDb } from "../db/migrate";
 import { claimVariation, finishVariation } from "../db/queries/variations";
 import { startStack, type Stack } from "../scripts/stack";
@@ -157,7 +160,7 @@ export async function benchRunnerLoad(b: BenchStack, queuedTrials: number): Prom
   const idleTicks = (c.runner_ticks_total ?? NaN) - (a.runner_ticks_total ?? NaN);
 
   // Two long 1080×1920 encodes hold both slots for the whole measurement (checked before and after).
-  const blocker = await b.user.createJob([await makeClip({ seconds: 30, width: 1080, height: 1920 })], 2);
+  const blocker = await b.user.createJob([await makeClip({ seconds: 120, width: 1080, height: 1920 })], 2);
   const encoding = async () => (await ffmpegPidsUnder([b.dir], { encodesOnly: true })).length === 2;
   await until("both slots encoding", encoding, 120_000, 50);
   await sleep(1500);
@@ -367,18 +370,35 @@ export async function benchWorkerdMemory(b: BenchStack): Promise<MemoryFigures> 
   if (up.result.status === 202) await b.user.call(`/api/jobs/${up.result.jobId}/cancel`, { method: "POST" }).then((r) => r.arrayBuffer());
   log(`  1 GiB upload: ${up.result.status} in ${up.result.seconds.toFixed(1)} s, workerd RSS ${up.baselineMiB.toFixed(0)} → peak ${up.peakMiB.toFixed(0)} MiB`);
 
-  // A completed job whose 16 outputs of 64 MiB are put through the runner endpoint (as runners upload them).
-  const seeded = await seedJob(b.db, { sources: [{ objectKey: "sources/bench/none" }], variationsPerSource: 16, userId: b.user.userId, status: "completed", thumbnailKey: "none" });
+  // A completed job whose 16 outputs of 64 MiB are put through the runner endpoint as runners upload them: each
+  // variation held by a runner (running, attempt 1, a live lease), its attempt's key, the ticket headers, the
+  // SHA-256 for R2 to check; then recorded completed with its digest, as finishVariation records it.
+  const seeded = await seedJob(b.db, { sources: [{ objectKey: "sources/bench/none" }], variationsPerSource: 16, userId: b.user.userId, thumbnailKey: "none" });
+  const runnerId = "bench-seeder";
+  await b.db.run(sql`UPDATE jobs SET status = 'processing' WHERE id = ${seeded.jobId}`);
+  await b.db.run(sql`UPDATE variations SET status = 'running', runner_id = ${runnerId}, claims = 1, attempts = 1,
+    started_at = ${Date.now()}, lease_expires_at = ${Date.now() + 30 * 60_000} WHERE job_id = ${seeded.jobId}`);
   const part = 64 * MiB;
+  const digest = { sha256: createHash("sha256"), crc: 0 };
+  for await (const chunk of mp4ish(part)) {
+    digest.sha256.update(chunk);
+    digest.crc = crc32(chunk, digest.crc);
+  }
+  const sha256 = digest.sha256.digest("hex");
   let retries = 0;
   for (const id of seeded.variationIds) {
-    const key = `outputs/${seeded.jobId}/${id}.mp4`;
+    const key = outputKey(seeded.jobId, id, 1);
     // One retry, as a runner would: a PUT through wrangler dev once stalled without an answer in these runs.
     for (let attempt = 1; ; attempt++) {
       const res = await fetch(`${b.stack.edgeUrl}/internal/objects/${key}`, {
         method: "PUT",
         body: Readable.toWeb(Readable.from(mp4ish(part))) as unknown as BodyInit,
-        headers: { authorization: `Bearer ${b.stack.runnerToken}`, "content-length": String(part) },
+        headers: {
+          authorization: `Bearer ${b.stack.runnerToken}`,
+          "content-length": String(part),
+          ...ticketHeaders({ runnerId, variationId: id, attempt: 1 }),
+          "x-content-sha256": sha256,
+        },
         duplex: "half",
         signal: AbortSignal.timeout(60_000),
       } as RequestInit).catch((err: unknown) => err as Error);
@@ -389,9 +409,9 @@ export async function benchWorkerdMemory(b: BenchStack): Promise<MemoryFigures> 
       log(`  output PUT ${key} failed (${why}); retrying`);
     }
     await b.db.run(sql`UPDATE variations SET status = 'completed', progress = 100, output_key = ${key}, output_size = ${part},
-      finished_at = ${Date.now()} WHERE id = ${id}`);
+      output_sha256 = ${sha256}, output_crc32 = ${digest.crc >>> 0}, lease_expires_at = NULL, finished_at = ${Date.now()} WHERE id = ${id}`);
   }
-  await b.db.run(sql`UPDATE jobs SET completed_at = ${Date.now()}, expires_at = ${Date.now() + 86_400_000} WHERE id = ${seeded.jobId}`);
+  await b.db.run(sql`UPDATE jobs SET status = 'completed', completed_at = ${Date.now()}, expires_at = ${Date.now() + 86_400_000} WHERE id = ${seeded.jobId}`);
   const zip = await sampled(b, async () => {
     const t0 = performance.now();
     const res = await b.user.call(`/api/jobs/${seeded.jobId}/download`);
