@@ -1,8 +1,21 @@
+import { execFile } from "node:child_process";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const execFileP = promisify(execFile);
+
 /**
- * The environment FFmpeg and ffprobe run with. They parse untrusted uploads with a large decoder surface; the runner's
+ * How the runner starts FFmpeg and ffprobe. They parse untrusted uploads with a large decoder surface; the runner's
  * own environment holds the database credential (LIBSQL_AUTH_TOKEN) and RUNNER_TOKEN, which reach every user's data.
- * A child gets only what locating binaries and libraries, temporary files and locale need, so a decoder bug that
- * reads its environment finds no secret there.
+ *
+ * - A child gets only what locating binaries and libraries, temporary files and locale need, so a decoder bug that
+ *   reads its environment finds no secret there.
+ * - Through util-linux `setpriv` (when present) it dies with the runner (`--pdeathsig`): a SIGKILLed runner's
+ *   FFmpeg would otherwise encode on to the end.
+ * - With FFMPEG_USER it runs as that unprivileged user, with no supplementary groups, no capabilities and no way to
+ *   gain any. Stripping the environment alone is not enough: a process of the runner's own uid can read the
+ *   runner's initial environment in /proc/<pid>/environ, and the secrets are there for the runner's whole life.
  */
 const PASSED = ["PATH", "LD_LIBRARY_PATH", "TMPDIR", "LANG", "LC_ALL", "TZ"] as const;
 
@@ -10,4 +23,66 @@ export function childEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEn
   const out: NodeJS.ProcessEnv = {};
   for (const name of PASSED) if (env[name] !== undefined) out[name] = env[name];
   return out;
+}
+
+export interface ChildUser {
+  uid: number;
+  gid: number;
+}
+
+export interface ChildLaunch {
+  /** Absolute path of `setpriv`, or null (then children neither die with the runner nor change user). */
+  setpriv: string | null;
+  /** The user FFmpeg runs as (needs `setpriv` and a runner started as root), or null for the runner's own. */
+  user: ChildUser | null;
+}
+
+// Set once when a runner starts (from its validated config), like the process-wide environment it replaces: every
+// FFmpeg/ffprobe of the process is started the same way, wherever in the runner it is spawned.
+let launch: ChildLaunch = { setpriv: null, user: null };
+
+export function configureChildren(next: ChildLaunch): void {
+  if (next.user && !next.setpriv) throw new Error("running FFmpeg as another user needs setpriv");
+  launch = next;
+}
+
+export function childLaunch(): ChildLaunch {
+  return launch;
+}
+
+/** The command line and environment that start `bin args` as configured. `setpriv` execs in place: same pid. */
+export function childCommand(bin: string, args: string[]): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
+  const { setpriv, user } = launch;
+  if (!setpriv) return { file: bin, args, env: childEnv() };
+  // setpriv sets the parent-death signal after it changes the credentials (a change clears it in the kernel).
+  const drop = user
+    ? [`--reuid=${user.uid}`, `--regid=${user.gid}`, "--clear-groups", "--inh-caps=-all", "--no-new-privs"]
+    : [];
+  return { file: setpriv, args: [...drop, "--pdeathsig", "SIGKILL", "--", bin, ...args], env: childEnv() };
+}
+
+/** FFmpeg cannot run as FFMPEG_USER, or cannot work in the runner's directory as that user. Not worth retrying. */
+export class FfmpegUserError extends Error {}
+
+/**
+ * Start-up check with FFMPEG_USER: FFmpeg, started as every encode is, writes a tiny file in the runner's own
+ * directory. It fails when setpriv cannot switch user (no CAP_SETUID/CAP_SETGID) or when WORK_DIR or a parent is
+ * not searchable by that user: better a runner that refuses to start than one whose every encode fails.
+ */
+export async function checkFfmpegUser(ffmpeg: string, own: string): Promise<void> {
+  const { user } = launch;
+  if (!user) return;
+  const file = join(own, ".ffmpeg-user-check.png");
+  const args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=black:s=16x16:d=0.04", "-frames:v", "1", "-y", file];
+  const cmd = childCommand(ffmpeg, args);
+  try {
+    await execFileP(cmd.file, cmd.args, { timeout: 30_000, killSignal: "SIGKILL", env: cmd.env });
+  } catch (err) {
+    const why = String((err as { stderr?: unknown }).stderr ?? "").trim().split("\n").pop() || (err as Error).message;
+    throw new FfmpegUserError(
+      `FFmpeg cannot work as FFMPEG_USER ${user.uid}:${user.gid} in ${own} (${why}); WORK_DIR and its parents must be searchable by that user`,
+    );
+  } finally {
+    await rm(file, { force: true });
+  }
 }

@@ -4,6 +4,9 @@ import { hostname, tmpdir } from "node:os";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { SOURCE_LIMIT_DEFAULTS } from "../db/source-limits";
+import type { ChildUser } from "./child-env";
+
+const uid = () => process.getuid?.() ?? -1;
 
 const ms = (def: number, min: number) => z.coerce.number().int().min(min).default(def);
 
@@ -23,6 +26,19 @@ export const Schema = z
     WORK_DIR: z.string().optional(),
     FFMPEG_PATH: z.string().default("ffmpeg"),
     FFPROBE_PATH: z.string().default("ffprobe"),
+    /**
+     * `<uid>:<gid>` FFmpeg and ffprobe run as (numeric, neither 0): they parse untrusted uploads, and a process of
+     * the runner's own uid can read the runner's secrets. Needs a runner started as root and util-linux `setpriv`.
+     */
+    FFMPEG_USER: z
+      .string()
+      .regex(/^\d{1,10}:\d{1,10}$/, "FFMPEG_USER must be <uid>:<gid>, both numeric (e.g. 990:990)")
+      .transform((s) => {
+        const [uid, gid] = s.split(":").map(Number) as [number, number];
+        return { uid, gid };
+      })
+      .refine((u) => u.uid > 0 && u.gid > 0, "FFMPEG_USER must not be root (uid 0 or gid 0)")
+      .optional(),
     POLL_MS: ms(1000, 10),
     LEASE_MS: ms(30_000, 100),
     WATCH_MS: ms(1000, 10),
@@ -52,10 +68,12 @@ export const Schema = z
     path: ["LEASE_MS"],
   });
 
-export type RunnerConfig = Omit<z.infer<typeof Schema>, "WORK_DIR"> & {
+export type RunnerConfig = Omit<z.infer<typeof Schema>, "WORK_DIR" | "FFMPEG_USER"> & {
   WORK_DIR: string;
   /** util-linux `setpriv`, when present: FFmpeg is started through it so the kernel kills it with the runner. */
   SETPRIV_PATH: string | null;
+  /** The user FFmpeg runs as; null: the runner's own. */
+  FFMPEG_USER: ChildUser | null;
 };
 
 export class ConfigError extends Error {}
@@ -91,10 +109,17 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv): RunnerConfig {
   const ffprobe = resolveExecutable(c.FFPROBE_PATH);
   if (!ffmpeg) problems.push(`  FFMPEG_PATH: "${c.FFMPEG_PATH}" is not an executable (install ffmpeg or set FFMPEG_PATH)`);
   if (!ffprobe) problems.push(`  FFPROBE_PATH: "${c.FFPROBE_PATH}" is not an executable (install ffmpeg or set FFPROBE_PATH)`);
+  const setpriv = resolveExecutable("setpriv");
+  if (c.FFMPEG_USER) {
+    // Switching user needs CAP_SETUID/CAP_SETGID, and stopping, reading and removing what FFmpeg made as that user
+    // needs CAP_KILL and CAP_DAC_OVERRIDE: root (in a container, its default capabilities) has them all.
+    if (uid() !== 0) problems.push(`  FFMPEG_USER: the runner must start as root to run FFmpeg as another user (it runs as uid ${uid()})`);
+    if (!setpriv) problems.push("  FFMPEG_USER: needs util-linux `setpriv` on PATH");
+  }
   if (problems.length) throw new ConfigError(`Invalid runner configuration:\n${problems.join("\n")}`);
   // Stable across restarts (no pid), so a restarted runner finds and removes what its predecessor left. It may be
   // shared: each runner works in its own marked subdirectory and deletes nothing else (runner/workdir.ts).
   // Absolute: FFmpeg's messages name files under it, and only absolute paths are scrubbed from users' reasons.
   const workDir = resolve(c.WORK_DIR ?? join(tmpdir(), "video-refresher"));
-  return { ...c, WORK_DIR: workDir, FFMPEG_PATH: ffmpeg!, FFPROBE_PATH: ffprobe!, SETPRIV_PATH: resolveExecutable("setpriv") };
+  return { ...c, WORK_DIR: workDir, FFMPEG_PATH: ffmpeg!, FFPROBE_PATH: ffprobe!, SETPRIV_PATH: setpriv, FFMPEG_USER: c.FFMPEG_USER ?? null };
 }

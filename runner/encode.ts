@@ -12,7 +12,7 @@ import type { AcquiredSource } from "./sources";
 
 /** What an encode needs from the runner (a WorkContext has it all). */
 export interface EncodeContext<T> extends OutcomeContext {
-  config: Pick<RunnerConfig, "WORK_DIR" | "STALL_MS" | "FFMPEG_PATH" | "SETPRIV_PATH">;
+  config: Pick<RunnerConfig, "WORK_DIR" | "STALL_MS" | "FFMPEG_PATH">;
   processes: ProcessRegistry;
   /** Called when a task's FFmpeg is done (its encode slot is free while it verifies and uploads). */
   onEncodeSlotFree?: (task: T) => void;
@@ -92,7 +92,7 @@ export async function encode<T extends Encoding>(
         task.lastProgressAt = Date.now();
       }
       task.progress = Math.min(99.9, Math.max(task.progress, (ms / plan.expectedDurationMs) * 100));
-    }, config.SETPRIV_PATH);
+    });
   } catch (err) {
     // Node throws some spawn failures (ENOMEM, E2BIG) instead of emitting them: the same trouble as an emitted one.
     task.redrawSlot = false;

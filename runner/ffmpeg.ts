@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
-import { childEnv } from "./child-env";
+import { childCommand } from "./child-env";
 import { eqFilter } from "./eq";
 import { LocalError } from "./local-errors";
 import { Mp4Error, readMp4, type Mp4Summary } from "./mp4";
@@ -67,10 +67,11 @@ function run(
   opts: { timeoutMs: number; signal?: AbortSignal; what: string },
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
+    const cmd = childCommand(bin, args);
     execFile(
-      bin,
-      args,
-      { timeout: opts.timeoutMs, killSignal: "SIGKILL", signal: opts.signal, maxBuffer: 8 * 1024 * 1024, env: childEnv() },
+      cmd.file,
+      cmd.args,
+      { timeout: opts.timeoutMs, killSignal: "SIGKILL", signal: opts.signal, maxBuffer: 8 * 1024 * 1024, env: cmd.env },
       (err, stdout, stderr) => {
         if (isAbortError(err)) return reject(err);
         if (err && (isSpawnError(err) || neverRan((err as { code?: unknown }).code as number))) {
@@ -176,7 +177,8 @@ export type ZoomScaler = "zscale" | "scale";
  */
 export async function detectZoomScaler(ffmpeg: string): Promise<ZoomScaler> {
   try {
-    const { stdout } = await execFileP(ffmpeg, ["-hide_banner", "-filters"], { timeout: 10_000, maxBuffer: 4 * 1024 * 1024, env: childEnv() });
+    const cmd = childCommand(ffmpeg, ["-hide_banner", "-filters"]);
+    const { stdout } = await execFileP(cmd.file, cmd.args, { timeout: 10_000, maxBuffer: 4 * 1024 * 1024, env: cmd.env });
     return /^\s*\S+\s+zscale\s/m.test(stdout) ? "zscale" : "scale";
   } catch {
     return "scale";
@@ -350,13 +352,11 @@ export function spawnFfmpeg(
   bin: string,
   args: string[],
   onProgress?: (outTimeMs: number) => void,
-  setpriv: string | null = null,
 ): FfmpegProcess {
-  // A child does not die with its parent: a SIGKILLed runner's FFmpeg would encode on to the end. `setpriv
-  // --pdeathsig SIGKILL` execs FFmpeg in place (same pid, same process group) with the kernel's parent-death
-  // signal set, so it dies with the runner.
-  const [cmd, argv] = setpriv ? [setpriv, ["--pdeathsig", "SIGKILL", "--", bin, ...args]] : [bin, args];
-  const child = spawn(cmd, argv, { stdio: ["pipe", "pipe", "pipe"], detached: true, env: childEnv() });
+  // Started as every media child is (runner/child-env.ts): through setpriv it dies with the runner and may run as
+  // FFMPEG_USER; setpriv execs FFmpeg in place, so the pid and process group are FFmpeg's.
+  const cmd = childCommand(bin, args);
+  const child = spawn(cmd.file, cmd.args, { stdio: ["pipe", "pipe", "pipe"], detached: true, env: cmd.env });
   // Writing `q` after FFmpeg exited gives EPIPE; that must not crash the runner.
   child.stdin?.on("error", () => {});
   let stderr = "";

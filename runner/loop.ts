@@ -18,6 +18,7 @@ import { within } from "./delay";
 import { Thumbnails } from "./thumbnails";
 import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
 import { VariationTask, type TaskOutcome, type WorkContext } from "./work";
+import { configureChildren, checkFfmpegUser } from "./child-env";
 import { claimWorkDir, MARK_TOUCH_MS, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, sweepWorkDir, touchWorkDir } from "./workdir";
 
 export interface RunnerDeps {
@@ -145,9 +146,11 @@ export class Runner {
    */
   async start(): Promise<void> {
     const { config, db, log } = this.deps;
+    configureChildren({ setpriv: config.SETPRIV_PATH, user: config.FFMPEG_USER });
     // Before registering: a stop asked meanwhile finds nothing half started.
     this.ctx.zoomScaler = await detectZoomScaler(config.FFMPEG_PATH);
-    await claimWorkDir(config.WORK_DIR, config.RUNNER_ID, log);
+    const own = await claimWorkDir(config.WORK_DIR, config.RUNNER_ID, log, config.FFMPEG_USER?.gid ?? null);
+    await checkFfmpegUser(config.FFMPEG_PATH, own);
     const now = Date.now();
     await upsertRunner(db, this.beat(), now);
     const leftovers = await recoverRunnerVariations(db, config.RUNNER_ID, now);
@@ -168,7 +171,11 @@ export class Runner {
       watch_ms: config.WATCH_MS,
       lease_ms: config.LEASE_MS,
       zoom_scaler: this.ctx.zoomScaler,
+      ffmpeg_user: config.FFMPEG_USER ? `${config.FFMPEG_USER.uid}:${config.FFMPEG_USER.gid}` : "runner's own",
     });
+    if (!config.FFMPEG_USER && process.getuid?.() === 0) {
+      log.warn("FFmpeg runs as root, with access to this runner's secrets: set FFMPEG_USER to run it as an unprivileged user");
+    }
     this.runTick();
   }
 

@@ -8,7 +8,11 @@ import { Runner } from "./loop";
 import { RunnerMetrics, startMetricsServer, type MetricsServer } from "./metrics";
 import { installSignalHandlers } from "./shutdown";
 import { DuplicateRunnerError } from "./workdir";
+import { FfmpegUserError } from "./child-env";
 import { delay } from "./delay";
+
+/** Start-up failures a retry cannot mend: the configuration or the machine must change. */
+const fatalAtStart = (err: unknown) => err instanceof DuplicateRunnerError || err instanceof FfmpegUserError;
 
 const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
@@ -55,12 +59,12 @@ async function main(): Promise<void> {
       await runner.start();
       break;
     } catch (err) {
-      if (source && attempt >= 3 && !(err instanceof DuplicateRunnerError)) {
+      if (source && attempt >= 3 && !fatalAtStart(err)) {
         // The settings are those a local stack left behind; it is most likely not running any more.
         process.stderr.write(`runner: the local stack's database (${config.LIBSQL_URL}, from ${source}) does not answer — is \`npm start\` running?\n`);
         process.exit(1);
       }
-      if (attempt >= 30 || err instanceof DuplicateRunnerError) throw err;
+      if (attempt >= 30 || fatalAtStart(err)) throw err;
       log.warn("cannot reach the database yet; retrying", { attempt, error: errorMessage(err) });
       await delay(1000, undefined, { keepAlive: true });
     }

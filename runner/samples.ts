@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { rename, rm, stat } from "node:fs/promises";
-import { childEnv } from "./child-env";
+import { childCommand } from "./child-env";
 import { isAbortError } from "./ffmpeg";
 
 /**
@@ -117,10 +117,11 @@ export function ffmpegRun(
   timeoutMs = 60_000,
 ): Promise<{ stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
+    const cmd = childCommand(ffmpeg, args);
     execFile(
-      ffmpeg,
-      args,
-      { encoding: "buffer", timeout: timeoutMs, killSignal: "SIGKILL", signal, maxBuffer: 4 * 1024 * 1024, env: childEnv() },
+      cmd.file,
+      cmd.args,
+      { encoding: "buffer", timeout: timeoutMs, killSignal: "SIGKILL", signal, maxBuffer: 4 * 1024 * 1024, env: cmd.env },
       (err, stdout, stderrBuf) => {
         const stderr = stderrBuf.toString("utf8");
         if (!err) return resolve({ stdout, stderr });

@@ -1,4 +1,4 @@
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Ticket } from "../db/tickets";
 import type { BlobClient } from "./blobs";
@@ -6,6 +6,7 @@ import { sourceOverLimits, type SourceLimits } from "../db/source-limits";
 import { assertDecodable, probeMedia, type MediaInfo } from "./ffmpeg";
 import type { Logger } from "./log";
 import { samplesFile } from "./samples";
+import { makeJobDir } from "./workdir";
 
 /** The source is a valid video but over this runner's limits (duration, resolution): retrying will not help. */
 export class SourceOverLimitError extends Error {}
@@ -136,7 +137,7 @@ export class SourceCache {
       ready: Promise.resolve({ media: null as unknown as MediaInfo, size: 0 }),
     };
     entry.ready = (async () => {
-      await mkdir(dir, { recursive: true });
+      await makeJobDir(dir);
       const t0 = performance.now();
       const part = `${path}.part`;
       // Each request of the download (a resume too) shows the ticket of a variation still waiting for it: the first

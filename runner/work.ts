@@ -1,4 +1,4 @@
-import { mkdir, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Db } from "../db/client";
 import { parseStoredEffects } from "../db/effects";
@@ -21,6 +21,7 @@ import { encodeSamples, keepEncodeSamples, sampleTimes } from "./samples";
 import type { ProcessRegistry, StopReason } from "./processes";
 import type { AcquiredSource, SourceCache } from "./sources";
 import type { Thumbnails } from "./thumbnails";
+import { makeJobDir } from "./workdir";
 
 // Re-exported: the runner and the tests import them from here, where a variation task is run.
 export { bestDraw } from "./draws";
@@ -168,7 +169,7 @@ export class VariationTask {
     log.info("claimed variation", { variation: c.id, job: c.jobId, source: c.sourceId, attempt: this.attempt });
     try {
       try {
-        await mkdir(dir, { recursive: true });
+        await makeJobDir(dir);
         source = await this.ctx.sources.acquire({ sourceId: c.sourceId, jobId: c.jobId, key: c.sourceKey, ticket: this.own }, this.abort.signal);
       } catch (err) {
         return await sourceFailed(this.ctx, this, err, out);

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { errorMessage, type Logger } from "./log";
@@ -48,7 +48,7 @@ const looksLikePredecessor = (mark: Mark) => mark.host === hostname() && (mark.p
  * fresher one goes with removeAbandonedWorkDirs a few minutes later), so a crash never leaves files behind for good.
  * WORK_DIR itself may be shared (even `/tmp`): only marked directories are touched.
  */
-export async function claimWorkDir(root: string, runnerId: string, log: Logger): Promise<string> {
+export async function claimWorkDir(root: string, runnerId: string, log: Logger, ffmpegGid: number | null = null): Promise<string> {
   await mkdir(root, { recursive: true });
   const own = ownWorkDir(root, runnerId);
   for (const name of await readdir(root).catch(() => [] as string[])) {
@@ -71,9 +71,21 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
     if (dir !== own) log.info("removed the work files of a runner that is gone", { dir: name, runner: mark.runnerId });
   }
   await mkdir(own, { recursive: true });
+  // Shared with FFmpeg's group only (FFMPEG_USER): it reads the sources and writes the outputs the runner handles.
+  // The set-group-id bit gives every job directory and file made beneath it that group; nobody else gets in.
+  if (ffmpegGid !== null) await chown(own, process.getuid?.() ?? 0, ffmpegGid);
+  await chmod(own, SHARED_DIR_MODE);
   const mark: Mark = { host: hostname(), pid: process.pid, runnerId };
   await writeFile(join(own, MARKER), JSON.stringify(mark));
   return own;
+}
+
+const SHARED_DIR_MODE = 0o2770;
+
+/** A job's directory under the runner's own, writable by FFmpeg's group (mkdir alone would leave it 755). */
+export async function makeJobDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await chmod(dir, SHARED_DIR_MODE);
 }
 
 /** A live runner touches its mark every MARK_TOUCH_MS; a mark untouched this long belongs to a runner that is gone. */

@@ -179,17 +179,17 @@ describe("compose.yaml runner service", () => {
     expect(Number(interpolate(String(runner.deploy!.replicas), example.values))).toBeGreaterThanOrEqual(1);
   });
 
-  it("keeps WORK_DIR on a named volume the runner user owns", () => {
+  it("keeps WORK_DIR on a named volume, used by a runner started as root that runs FFmpeg as the image's own user", () => {
     const workDir = runnerEnv(example.values).WORK_DIR!;
     const mount = runner.volumes?.find((v) => (typeof v === "string" ? v.split(":")[1] : v.target) === workDir);
     expect(mount, `a volume mounted at WORK_DIR ${workDir}`).toBeDefined();
     const volume = typeof mount === "string" ? mount.split(":")[0]! : mount!.source!;
     expect(compose.volumes).toHaveProperty(volume);
-    const init = compose.services.workdir!;
-    expect(init.volumes).toContain(`${volume}:${workDir}`);
-    expect(init.entrypoint).toEqual(["chown", "node:node", workDir]);
-    expect(init.image).toBe(runner.image);
-    expect(runner.depends_on).toMatchObject({ workdir: { condition: "service_completed_successfully" } });
+    // The runner must be root in the container to switch FFmpeg to FFMPEG_USER (runner/config.ts refuses otherwise).
+    expect(runner.user ?? "root").toBe("root");
+    expect(read("Dockerfile.runner")).not.toMatch(/^USER /m);
+    expect(imageEnv().FFMPEG_USER).toBe("990:990");
+    expect(read("Dockerfile.runner")).toMatch(/useradd --system --uid 990 --gid 990 .*ffmpeg/);
   });
 
   it("has a healthcheck on the runner's metrics port, a restart policy and a stop grace above the shutdown budget", () => {

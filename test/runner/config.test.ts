@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ConfigError, loadRunnerConfig } from "../../runner/config";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -38,6 +38,21 @@ describe("runner configuration", () => {
 
   it("makes a relative WORK_DIR absolute, so the paths FFmpeg prints under it are scrubbed from users' reasons", () => {
     expect(loadRunnerConfig({ ...GOOD, WORK_DIR: "./work" }).WORK_DIR).toBe(join(process.cwd(), "work"));
+  });
+
+  it("takes FFMPEG_USER as numeric <uid>:<gid>, never root, and only for a runner started as root", () => {
+    const asRoot = vi.spyOn(process, "getuid").mockReturnValue(0);
+    try {
+      expect(loadRunnerConfig(GOOD).FFMPEG_USER).toBeNull();
+      expect(loadRunnerConfig({ ...GOOD, FFMPEG_USER: "990:991" }).FFMPEG_USER).toEqual({ uid: 990, gid: 991 });
+      for (const bad of ["ffmpeg", "990", "0:990", "990:0", "-1:5"]) {
+        expect(() => loadRunnerConfig({ ...GOOD, FFMPEG_USER: bad }), bad).toThrow(/FFMPEG_USER/);
+      }
+      asRoot.mockReturnValue(1000);
+      expect(() => loadRunnerConfig({ ...GOOD, FFMPEG_USER: "990:990" })).toThrow(/FFMPEG_USER: the runner must start as root .*uid 1000/);
+    } finally {
+      asRoot.mockRestore();
+    }
   });
 
   it("treats empty variables as unset", () => {

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -178,10 +178,14 @@ describe("probeMedia", () => {
 describe("FFmpeg is confined to the runner", () => {
   const ROOT = new URL("../..", import.meta.url).pathname;
 
-  async function orphanAfterParentKilled(setpriv: string): Promise<{ pid: number; aliveAfterMs: (ms: number) => Promise<boolean> }> {
+  async function orphanAfterParentKilled(setpriv: string, user?: string): Promise<{ pid: number; uid: number; aliveAfterMs: (ms: number) => Promise<boolean> }> {
     const { spawn } = await import("node:child_process");
     const { isAlive, killGroup } = await import("../helpers/runner");
-    const parent = spawn(process.execPath, ["--import", "tsx", "test/runner/fixtures/spawn-parent.ts", setpriv, join(dir, `orphan-${setpriv === "none" ? "plain" : "pdeath"}.mp4`)], {
+    // FFMPEG_USER's FFmpeg must be able to write its output.
+    const outDir = user ? await mkdtemp(join(dir, "as-user-")) : dir;
+    if (user) await chmod(outDir, 0o777);
+    const out = join(outDir, `orphan-${setpriv === "none" ? "plain" : "pdeath"}.mp4`);
+    const parent = spawn(process.execPath, ["--import", "tsx", "test/runner/fixtures/spawn-parent.ts", setpriv, out, ...(user ? [user] : [])], {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "inherit"],
     });
@@ -194,10 +198,15 @@ describe("FFmpeg is confined to the runner", () => {
       });
       parent.once("exit", () => reject(new Error(`parent exited early: ${out}`)));
     });
+    // Read while the parent still lives (FFmpeg may be gone a moment after the kill), and once setpriv has switched
+    // user and exec'd FFmpeg in place.
+    for (let i = 0; i < 200 && (await readFile(`/proc/${pid}/comm`, "utf8")).trim() !== "ffmpeg"; i++) await new Promise((r) => setTimeout(r, 50));
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, "utf8"))?.[1]);
     parent.kill("SIGKILL");
     await new Promise((r) => parent.once("exit", r));
     return {
       pid,
+      uid,
       aliveAfterMs: async (ms) => {
         const until = performance.now() + ms;
         while (performance.now() < until && (await isAlive(pid))) await new Promise((r) => setTimeout(r, 50));
@@ -210,6 +219,13 @@ describe("FFmpeg is confined to the runner", () => {
 
   it("dies with its runner when started through setpriv --pdeathsig (a SIGKILLed runner leaves no encode behind)", async () => {
     const orphan = await orphanAfterParentKilled("/usr/bin/setpriv");
+    expect(await orphan.aliveAfterMs(2000)).toBe(false);
+  });
+
+  // The kernel clears a parent-death signal when credentials change: setpriv must set it after switching user.
+  it.skipIf(process.getuid?.() !== 0)("dies with its runner when it runs as FFMPEG_USER too", async () => {
+    const orphan = await orphanAfterParentKilled("/usr/bin/setpriv", "65534:65534");
+    expect(orphan.uid).toBe(65534);
     expect(await orphan.aliveAfterMs(2000)).toBe(false);
   });
 
