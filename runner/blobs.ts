@@ -1,9 +1,9 @@
 import { asLocalError } from "./local-errors";
-import { createReadStream } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import { open, stat, type FileHandle } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { ticketHeaders, type Ticket } from "../db/tickets";
 import { delay } from "./delay";
+import { openRegularFile } from "./workdir";
 
 /** An edge blob call failed. `transient` errors (network, 5xx, 429) are worth retrying; 4xx are not. */
 export class BlobError extends Error {
@@ -218,7 +218,17 @@ export class BlobClient {
   /** Uploads a local file: one streamed PUT when small enough, else R2 multipart (aborted on failure). */
   /** `sha256`: the file's digest; on a single PUT the edge has R2 refuse bytes that differ (digest_mismatch, sent again). */
   async upload(key: string, file: string, signal?: AbortSignal, ticket?: Ticket, sha256?: string): Promise<{ size: number }> {
-    const { size } = await stat(file);
+    // FFmpeg made the file: only a regular file is read, and every request reads this one opened file.
+    const fh = await openRegularFile(file);
+    try {
+      return await this.uploadFrom(fh, key, signal, ticket, sha256);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private async uploadFrom(file: FileHandle, key: string, signal?: AbortSignal, ticket?: Ticket, sha256?: string): Promise<{ size: number }> {
+    const { size } = await file.stat();
     const t = ticketHeaders(ticket);
     if (size <= this.singlePutMaxBytes) {
       const checked: Record<string, string> = sha256 ? { "x-content-sha256": sha256 } : {};
@@ -325,9 +335,9 @@ interface Progress {
   onChunk: () => void;
 }
 
-function fileBody(file: string, start: number, length: number, progress?: Progress): BodyInit {
+function fileBody(file: FileHandle, start: number, length: number, progress?: Progress): BodyInit {
   // A known Content-Length plus a streamed body: R2's put() needs the length and nothing is buffered whole.
-  const stream = createReadStream(file, { start, end: start + length - 1, highWaterMark: MiB });
+  const stream = file.createReadStream({ start, end: start + length - 1, highWaterMark: MiB, autoClose: false });
   const web = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
   if (!progress) return web as unknown as BodyInit;
   return web.pipeThrough(

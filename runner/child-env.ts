@@ -1,9 +1,4 @@
 import { execFile } from "node:child_process";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
-import { promisify } from "node:util";
-
-const execFileP = promisify(execFile);
 
 /**
  * How the runner starts FFmpeg and ffprobe. They parse untrusted uploads with a large decoder surface; the runner's
@@ -61,28 +56,13 @@ export function childCommand(bin: string, args: string[]): { file: string; args:
   return { file: setpriv, args: [...drop, "--pdeathsig", "SIGKILL", "--", bin, ...args], env: childEnv() };
 }
 
-/** FFmpeg cannot run as FFMPEG_USER, or cannot work in the runner's directory as that user. Not worth retrying. */
-export class FfmpegUserError extends Error {}
-
-/**
- * Start-up check with FFMPEG_USER: FFmpeg, started as every encode is, writes a tiny file in the runner's own
- * directory. It fails when setpriv cannot switch user (no CAP_SETUID/CAP_SETGID) or when WORK_DIR or a parent is
- * not searchable by that user: better a runner that refuses to start than one whose every encode fails.
- */
-export async function checkFfmpegUser(ffmpeg: string, own: string): Promise<void> {
-  const { user } = launch;
-  if (!user) return;
-  const file = join(own, ".ffmpeg-user-check.png");
-  const args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=black:s=16x16:d=0.04", "-frames:v", "1", "-y", file];
-  const cmd = childCommand(ffmpeg, args);
-  try {
-    await execFileP(cmd.file, cmd.args, { timeout: 30_000, killSignal: "SIGKILL", env: cmd.env });
-  } catch (err) {
-    const why = String((err as { stderr?: unknown }).stderr ?? "").trim().split("\n").pop() || (err as Error).message;
-    throw new FfmpegUserError(
-      `FFmpeg cannot work as FFMPEG_USER ${user.uid}:${user.gid} in ${own} (${why}); WORK_DIR and its parents must be searchable by that user`,
-    );
-  } finally {
-    await rm(file, { force: true });
-  }
+/** Runs `bin args` as a media child (as configured) and waits for it; its exit status is the answer. */
+export function runChild(bin: string, args: string[], timeoutMs: number): Promise<{ code: number; stderr: string }> {
+  const cmd = childCommand(bin, args);
+  return new Promise((resolve) => {
+    execFile(cmd.file, cmd.args, { timeout: timeoutMs, killSignal: "SIGKILL", env: cmd.env }, (err, _stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1) : 0;
+      resolve({ code, stderr: String(stderr) || (err ? err.message : "") });
+    });
+  });
 }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { crc32 } from "node:zlib";
 import type { OutputDigest } from "../db/queries/variations";
+import { openRegularFile } from "./workdir";
 
 /**
  * SHA-256 and CRC-32 of a file in one streaming read. Recorded with the completion, they let the edge write the ZIP
@@ -11,10 +11,15 @@ export async function digestFile(path: string, signal?: AbortSignal): Promise<Ou
   const hash = createHash("sha256");
   let crc = 0;
   let bytes = 0;
-  for await (const chunk of createReadStream(path, { signal, highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    crc = crc32(chunk, crc);
-    bytes += chunk.length;
+  const fh = await openRegularFile(path);
+  try {
+    for await (const chunk of fh.createReadStream({ signal, highWaterMark: 1 << 20, autoClose: false }) as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      crc = crc32(chunk, crc);
+      bytes += chunk.length;
+    }
+  } finally {
+    await fh.close();
   }
   return { sha256: hash.digest("hex"), crc32: crc >>> 0, bytes };
 }

@@ -1,4 +1,4 @@
-import { rm, statfs } from "node:fs/promises";
+import { statfs } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Db } from "../db/client";
@@ -18,8 +18,8 @@ import { within } from "./delay";
 import { Thumbnails } from "./thumbnails";
 import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
 import { VariationTask, type TaskOutcome, type WorkContext } from "./work";
-import { configureChildren, checkFfmpegUser } from "./child-env";
-import { claimWorkDir, MARK_TOUCH_MS, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, sweepWorkDir, touchWorkDir } from "./workdir";
+import { configureChildren } from "./child-env";
+import { checkFfmpegUser, claimWorkDir, MARK_TOUCH_MS, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, removeTree, sweepWorkDir, touchWorkDir } from "./workdir";
 
 export interface RunnerDeps {
   config: RunnerConfig;
@@ -397,7 +397,7 @@ export class Runner {
       const { terminal } = await sweepJobOutputs({ db, blobs, log }, jobId);
       if (!terminal || [...this.tasks.values()].some((t) => t.jobId === jobId)) return;
       await this.sources.evictJob(jobId);
-      if (!this.sources.jobsInUse().has(jobId)) await rm(join(this.workDir, jobId), { recursive: true, force: true });
+      if (!this.sources.jobsInUse().has(jobId)) await removeTree(join(this.workDir, jobId));
       this.thumbnails.forget(jobId);
     } catch (err) {
       log.warn("job sweep failed (the next sweep or the edge cron retries)", { job: jobId, error: errorMessage(err) });

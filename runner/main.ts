@@ -7,8 +7,7 @@ import { createLogger, errorMessage } from "./log";
 import { Runner } from "./loop";
 import { RunnerMetrics, startMetricsServer, type MetricsServer } from "./metrics";
 import { installSignalHandlers } from "./shutdown";
-import { DuplicateRunnerError } from "./workdir";
-import { FfmpegUserError } from "./child-env";
+import { DuplicateRunnerError, FfmpegUserError } from "./workdir";
 import { delay } from "./delay";
 
 /** Start-up failures a retry cannot mend: the configuration or the machine must change. */

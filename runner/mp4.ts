@@ -1,4 +1,4 @@
-import { open } from "node:fs/promises";
+import { openRegularFile } from "./workdir";
 
 /**
  * What an MP4 we wrote ourselves says about itself, read from its box structure: no second process. Verifying an
@@ -85,7 +85,7 @@ export function parseMoov(buf: Buffer, moov: Box): Mp4Summary {
  * parses its `moov`. Only headers and the `moov` itself are read, so the cost does not grow with the media data.
  */
 export async function readMp4(path: string, maxMoovBytes = 64 * 2 ** 20): Promise<Mp4Summary> {
-  const file = await open(path, "r");
+  const file = await openRegularFile(path);
   try {
     const { size } = await file.stat();
     if (size === 0) throw new Mp4Error("empty file");

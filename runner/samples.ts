@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { rename, rm, stat } from "node:fs/promises";
 import { childCommand } from "./child-env";
 import { isAbortError } from "./ffmpeg";
+import { ffmpegOutPath } from "./workdir";
 
 /**
  * Where the quality measurement (runner/quality.ts) samples a source, and the source's frames there.
@@ -70,7 +71,7 @@ export interface EncodeSamples {
  */
 export async function encodeSamples(source: SampledSource): Promise<EncodeSamples | null> {
   if (await exists(samplesFile(source.path))) return null;
-  return { chain: encodeSampleChain(sampleTimes(source.durationMs), source.fps), file: `${samplesFile(source.path)}.${process.pid}.${++samplesRuns}.part` };
+  return { chain: encodeSampleChain(sampleTimes(source.durationMs), source.fps), file: ffmpegOutPath(`${samplesFile(source.path)}.${process.pid}.${++samplesRuns}.part`) };
 }
 
 /**
@@ -167,7 +168,7 @@ export async function sourceSamples(ffmpeg: string, source: SampledSource, signa
     if (making.get(source.path) === made) making.delete(source.path);
   }
   // Its own temporary name: a failed run's cleanup must never remove the file of the run that replaced it.
-  const tmp = `${dest}.${process.pid}.${++samplesRuns}.part`;
+  const tmp = ffmpegOutPath(`${dest}.${process.pid}.${++samplesRuns}.part`);
   const args = buildSourceSampleArgs(source.path, sampleTimes(source.durationMs), source.fps, tmp);
   // A whole decode: a minute, or twice the source's duration when that is longer (a slow core, a large frame).
   const file = ffmpegRun(ffmpeg, args, signal, Math.max(60_000, 2 * source.durationMs)).then(async () => {

@@ -6,6 +6,7 @@ import type { ClaimedVariation } from "../db/queries/variations";
 import { makeThumbnail } from "./ffmpeg";
 import { errorMessage } from "./log";
 import type { WorkContext } from "./work";
+import { FFMPEG_OUT } from "./workdir";
 
 /** Jobs remembered as "thumbnail already attempted"; beyond this the oldest are forgotten (a retry is harmless). */
 const MAX_REMEMBERED = 1000;
@@ -37,7 +38,7 @@ export class Thumbnails {
     // The edge serves the source and takes the thumbnail only for the claim that asked for it.
     const ticket = { variationId: claim.id, runnerId: config.RUNNER_ID, attempt: claim.attempt };
     const src = await sources.acquire({ sourceId: claim.sourceId, jobId: claim.jobId, key: claim.sourceKey, ticket }, this.abort.signal);
-    const file = join(workDir, claim.jobId, "thumb.jpg");
+    const file = join(workDir, claim.jobId, FFMPEG_OUT, "thumb.jpg");
     try {
       await makeThumbnail(config.FFMPEG_PATH, src.path, file, src.media, this.abort.signal);
       const key = thumbnailKey(claim.jobId);

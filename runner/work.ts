@@ -21,7 +21,7 @@ import { encodeSamples, keepEncodeSamples, sampleTimes } from "./samples";
 import type { ProcessRegistry, StopReason } from "./processes";
 import type { AcquiredSource, SourceCache } from "./sources";
 import type { Thumbnails } from "./thumbnails";
-import { makeJobDir } from "./workdir";
+import { FFMPEG_OUT, makeJobDir } from "./workdir";
 
 // Re-exported: the runner and the tests import them from here, where a variation task is run.
 export { bestDraw } from "./draws";
@@ -162,7 +162,7 @@ export class VariationTask {
     const c = this.claim;
     const dir = join(workDir, c.jobId);
     // The attempt is in the name: an older attempt of the same variation winding down never removes this one's file.
-    const out = join(dir, `${c.id}.a${this.attempt}.part.mp4`);
+    const out = join(dir, FFMPEG_OUT, `${c.id}.a${this.attempt}.part.mp4`);
     let source: AcquiredSource | null = null;
     const started = performance.now();
     const timings: Record<string, number> = {};

@@ -1,6 +1,8 @@
-import { chmod, chown, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, rmdir, stat, utimes, writeFile, type FileHandle } from "node:fs/promises";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import { childLaunch, runChild } from "./child-env";
 import { errorMessage, type Logger } from "./log";
 
 /** Another live process on this host runs with the same RUNNER_ID. Not worth retrying. */
@@ -65,27 +67,60 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger, 
     // mark's quiet tells them apart.
     const predecessor = dir === own || (looksLikePredecessor(mark) && Date.now() - (await markedAt(dir)) >= PREDECESSOR_QUIET_MS);
     if (!predecessor) continue;
-    await rm(dir, { recursive: true, force: true }).catch((err) =>
+    await removeTree(dir).catch((err) =>
       log.warn("could not remove a previous runner's work files", { dir: name, error: errorMessage(err) }),
     );
     if (dir !== own) log.info("removed the work files of a runner that is gone", { dir: name, runner: mark.runnerId });
   }
   await mkdir(own, { recursive: true });
-  // Shared with FFmpeg's group only (FFMPEG_USER): it reads the sources and writes the outputs the runner handles.
-  // The set-group-id bit gives every job directory and file made beneath it that group; nobody else gets in.
-  if (ffmpegGid !== null) await chown(own, process.getuid?.() ?? 0, ffmpegGid);
-  await chmod(own, SHARED_DIR_MODE);
+  // Shared with FFmpeg's group only (FFMPEG_USER), read-only: the set-group-id bit gives every directory and file
+  // made beneath it that group; nobody else gets in. See makeJobDir for where FFmpeg may write.
+  if (ffmpegGid !== null) {
+    await chown(own, process.getuid?.() ?? 0, ffmpegGid).catch((err: Error) => {
+      throw new FfmpegUserError(`cannot give the work directory to FFMPEG_USER's group ${ffmpegGid}: ${err.message}`);
+    });
+  }
+  await chmod(own, READ_ONLY_DIR);
   const mark: Mark = { host: hostname(), pid: process.pid, runnerId };
   await writeFile(join(own, MARKER), JSON.stringify(mark));
   return own;
 }
 
-const SHARED_DIR_MODE = 0o2770;
+const READ_ONLY_DIR = 0o2750;
+const WRITABLE_DIR = 0o2770;
 
-/** A job's directory under the runner's own, writable by FFmpeg's group (mkdir alone would leave it 755). */
+/** The subdirectory of a job's directory where FFmpeg writes (outputs, thumbnail, sample files being made). */
+export const FFMPEG_OUT = "out";
+
+/** Where FFmpeg writes a file that ends up at `path` (a file of a job's directory). */
+export const ffmpegOutPath = (path: string) => join(dirname(path), FFMPEG_OUT, basename(path));
+
+/**
+ * A job's directory under the runner's own, and its `out/` for FFmpeg. With FFMPEG_USER, FFmpeg runs as another
+ * user than the runner (root) and may be running code an upload smuggled in: it can read the job's directory but
+ * write only in `out/`. So nothing it makes can stand where the runner writes (the source download, its sample
+ * file), and every file of `out/` the runner reads is opened with openRegularFile (no symlink, no FIFO).
+ */
 export async function makeJobDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await chmod(dir, SHARED_DIR_MODE);
+  await mkdir(join(dir, FFMPEG_OUT), { recursive: true });
+  await chmod(dir, READ_ONLY_DIR);
+  await chmod(join(dir, FFMPEG_OUT), WRITABLE_DIR);
+}
+
+/**
+ * Opens a file FFmpeg wrote for reading, refusing anything but a regular file: under FFMPEG_USER it could have
+ * replaced its output with a symlink to a file only the runner may read (the runner would upload it as a video), or
+ * with a FIFO that blocks the runner's read forever.
+ */
+export async function openRegularFile(path: string): Promise<FileHandle> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    if (!(await fh.stat()).isFile()) throw Object.assign(new Error(`not a regular file: ${path}`), { code: "EINVAL" });
+    return fh;
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
 }
 
 /** A live runner touches its mark every MARK_TOUCH_MS; a mark untouched this long belongs to a runner that is gone. */
@@ -123,7 +158,7 @@ export async function removeAbandonedWorkDirs(
     const predecessor = looksLikePredecessor(mark) && quietMs >= PREDECESSOR_QUIET_MS;
     if (!predecessor && (registered(mark.runnerId) || quietMs < ABANDONED_MARK_MS)) continue;
     try {
-      await rm(dir, { recursive: true, force: true });
+      await removeTree(dir);
       removed++;
       log.info("removed the work files of a runner that is gone", { dir: name, runner: mark.runnerId });
     } catch (err) {
@@ -141,7 +176,7 @@ export async function removeAbandonedWorkDirs(
 export async function releaseWorkDir(own: string, runnerId: string, log: Logger): Promise<void> {
   const mark = await readMark(own);
   if (!mark || mark.host !== hostname() || mark.pid !== process.pid || mark.runnerId !== runnerId) return;
-  await rm(own, { recursive: true, force: true }).catch((err) =>
+  await removeTree(own).catch((err) =>
     log.warn("could not remove the work files at shutdown", { error: errorMessage(err) }),
   );
 }
@@ -163,9 +198,73 @@ export async function sweepWorkDir(own: string, keepJobIds: Set<string>, log: Lo
   let removed = 0;
   for (const name of await readdir(own).catch(() => [] as string[])) {
     if (name === MARKER || keepJobIds.has(name)) continue;
-    await rm(join(own, name), { recursive: true, force: true });
-    removed++;
+    try {
+      await removeTree(join(own, name));
+      removed++;
+    } catch (err) {
+      log.warn("could not remove local work files (the next sweep tries again)", { entry: name, error: errorMessage(err) });
+    }
   }
   if (removed) log.info("swept local work files", { entries: removed });
   return removed;
+}
+
+/** FFmpeg cannot run as FFMPEG_USER, or cannot work in the runner's directory as that user. Not worth retrying. */
+export class FfmpegUserError extends Error {}
+
+// A 16×16 gray image: what the start-up check has FFmpeg read, as it reads the sources the runner downloads.
+const CHECK_IMAGE = Buffer.concat([Buffer.from("P5\n16 16\n255\n"), Buffer.alloc(256, 128)]);
+
+/**
+ * Start-up check with FFMPEG_USER: FFmpeg, started as every encode is, reads a file the runner wrote in a job
+ * directory and writes one in its `out/`. It fails when setpriv cannot switch user (no CAP_SETUID/CAP_SETGID), when
+ * WORK_DIR or a parent is not searchable by that user, or when the runner's umask keeps its group from reading:
+ * better a runner that refuses to start than one whose every encode fails.
+ */
+export async function checkFfmpegUser(ffmpeg: string, own: string): Promise<void> {
+  const { user } = childLaunch();
+  if (!user) return;
+  const dir = join(own, ".ffmpeg-user-check");
+  try {
+    await makeJobDir(dir);
+    await writeFile(join(dir, "in.pgm"), CHECK_IMAGE);
+    const args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-i", join(dir, "in.pgm"), "-frames:v", "1", "-y", join(dir, FFMPEG_OUT, "out.png")];
+    const { code, stderr } = await runChild(ffmpeg, args, 30_000);
+    if (code !== 0) {
+      const why = stderr.trim().split("\n").pop() || `exit ${code}`;
+      throw new FfmpegUserError(
+        `FFmpeg cannot work as FFMPEG_USER ${user.uid}:${user.gid} in ${own} (${why}); WORK_DIR and its parents must be searchable by that user, and the runner's umask must let its group read`,
+      );
+    }
+  } finally {
+    await removeTree(dir).catch(() => {});
+  }
+}
+
+/**
+ * Removes a runner's directory or a job's directory. Each job's `out/` (FFmpeg's, see makeJobDir) is emptied by
+ * FFmpeg's user and then removed only if empty: the runner, root, never walks a directory FFmpeg can change, where a
+ * subdirectory swapped for a symlink mid-walk would aim root's deletions anywhere. Throws when an `out/` could not
+ * be emptied (something of that user is still writing there); a later sweep tries again.
+ */
+export async function removeTree(path: string): Promise<void> {
+  if (childLaunch().user) {
+    for (const out of await outDirsUnder(path)) {
+      // Its own rm fails only on `out/` itself (the job's directory is not the user's to change): root removes that.
+      await runChild("rm", ["-rf", "--", out], 60_000);
+      await rmdir(out).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== "ENOENT") throw err;
+      });
+    }
+  }
+  await rm(path, { recursive: true, force: true });
+}
+
+/** The `out/` of a job's directory, or of each job's directory in a runner's directory (no symlink followed). */
+async function outDirsUnder(path: string): Promise<string[]> {
+  const isDir = (p: string) => lstat(p).then((s) => s.isDirectory(), () => false);
+  if (await isDir(join(path, FFMPEG_OUT))) return [join(path, FFMPEG_OUT)];
+  const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
+  const outs = entries.filter((e) => e.isDirectory()).map((e) => join(path, e.name, FFMPEG_OUT));
+  return (await Promise.all(outs.map(async (o) => ((await isDir(o)) ? o : null)))).filter((o): o is string => o !== null);
 }

@@ -177,13 +177,20 @@ describe("probeMedia", () => {
 
 describe("FFmpeg is confined to the runner", () => {
   const ROOT = new URL("../..", import.meta.url).pathname;
+  const outDirs: string[] = [];
+  afterAll(async () => {
+    for (const d of outDirs) await rm(d, { recursive: true, force: true });
+  });
 
   async function orphanAfterParentKilled(setpriv: string, user?: string): Promise<{ pid: number; uid: number; aliveAfterMs: (ms: number) => Promise<boolean> }> {
     const { spawn } = await import("node:child_process");
     const { isAlive, killGroup } = await import("../helpers/runner");
-    // FFMPEG_USER's FFmpeg must be able to write its output.
-    const outDir = user ? await mkdtemp(join(dir, "as-user-")) : dir;
-    if (user) await chmod(outDir, 0o777);
+    // FFMPEG_USER's FFmpeg must be able to reach and write its output (`dir` is mkdtemp's 0700).
+    const outDir = user ? await mkdtemp(join(tmpdir(), "vr-as-user-")) : dir;
+    if (user) {
+      await chmod(outDir, 0o777);
+      outDirs.push(outDir);
+    }
     const out = join(outDir, `orphan-${setpriv === "none" ? "plain" : "pdeath"}.mp4`);
     const parent = spawn(process.execPath, ["--import", "tsx", "test/runner/fixtures/spawn-parent.ts", setpriv, out, ...(user ? [user] : [])], {
       cwd: ROOT,
@@ -195,12 +202,11 @@ describe("FFmpeg is confined to the runner", () => {
         out += d.toString();
         const m = /ffmpeg pid=(\d+)/.exec(out);
         if (m) resolve(Number(m[1]));
+        else if (/ffmpeg exited/.test(out)) reject(new Error(`FFmpeg ended before encoding: ${out}`));
       });
       parent.once("exit", () => reject(new Error(`parent exited early: ${out}`)));
     });
-    // Read while the parent still lives (FFmpeg may be gone a moment after the kill), and once setpriv has switched
-    // user and exec'd FFmpeg in place.
-    for (let i = 0; i < 200 && (await readFile(`/proc/${pid}/comm`, "utf8")).trim() !== "ffmpeg"; i++) await new Promise((r) => setTimeout(r, 50));
+    // FFmpeg reported progress, so it is encoding (as its user) until the parent dies: read it while the parent lives.
     const uid = Number(/^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, "utf8"))?.[1]);
     parent.kill("SIGKILL");
     await new Promise((r) => parent.once("exit", r));

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeJobDir } from "../../runner/workdir";
 import { buildEncodeArgs, probeMedia, spawnFfmpeg, verifyOutput } from "../../runner/ffmpeg";
 import { parseStoredEffects } from "../../db/effects";
 import { deriveParams, type EffectParams } from "../../runner/params";
@@ -25,6 +26,8 @@ describe("samples: the source's frames at the sample times", { timeout: 120_000 
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "vr-samples-test-"));
+    // Laid out as a job's directory of the runner: sample files are made in its out/, where FFmpeg writes.
+    await makeJobDir(dir);
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 

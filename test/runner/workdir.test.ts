@@ -1,24 +1,33 @@
-import { spawn } from "node:child_process";
-import { mkdir, readdir, utimes, writeFile } from "node:fs/promises";
+import { execFile, spawn } from "node:child_process";
+import { chmod, mkdir, readdir, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import { configureChildren } from "../../runner/child-env";
+import { resolveExecutable } from "../../runner/config";
 import { createLogger } from "../../runner/log";
+import { ffmpegRun } from "../../runner/samples";
 import {
   ABANDONED_MARK_MS,
   claimWorkDir,
   DuplicateRunnerError,
+  FFMPEG_OUT,
+  makeJobDir,
   MARKER,
+  openRegularFile,
   ownWorkDir,
   PREDECESSOR_QUIET_MS,
   releaseWorkDir,
   removeAbandonedWorkDirs,
+  removeTree,
   sweepWorkDir,
   touchWorkDir,
 } from "../../runner/workdir";
 import { filesUnder } from "../helpers/edge-stack";
 import { tempDirs } from "../helpers/tmp";
 
+const execFileP = promisify(execFile);
 const dirs = tempDirs("vr-workdir-test");
 afterAll(() => dirs.cleanup());
 const log = createLogger({ level: "error" });
@@ -141,4 +150,80 @@ describe("the runner's own WORK_DIR", () => {
     await releaseWorkDir(again, "fixed-id", log);
     expect(await filesUnder(again)).toEqual(["successor-file"]);
   });
+});
+
+describe("what FFmpeg may touch in a runner's directory", () => {
+  it("opens a file FFmpeg made only when it is a regular file: never through a symlink, never blocked by a FIFO", async () => {
+    const dir = await dirs.make();
+    const output = join(dir, "v.a1.part.mp4");
+    await writeFile(output, "an output");
+    const fh = await openRegularFile(output);
+    expect((await fh.readFile()).toString()).toBe("an output");
+    await fh.close();
+    // An FFmpeg running code from an upload swaps its output for a link to what only the runner may read: the
+    // runner would upload it as the user's video.
+    const secret = join(dir, "runner-only");
+    await writeFile(secret, "LIBSQL_AUTH_TOKEN=…", { mode: 0o600 });
+    const link = join(dir, "v.a2.part.mp4");
+    await symlink(secret, link);
+    await expect(openRegularFile(link)).rejects.toMatchObject({ code: "ELOOP" });
+    // …or for a FIFO nobody writes: a plain open for reading would wait forever.
+    const fifo = join(dir, "v.a3.part.mp4");
+    await execFileP("mkfifo", [fifo]);
+    await expect(openRegularFile(fifo)).rejects.toMatchObject({ code: "EINVAL" });
+  });
+
+  // FFMPEG_USER needs a runner started as root and setpriv.
+  it.skipIf(process.getuid?.() !== 0 || !resolveExecutable("setpriv"))(
+    "lets FFmpeg as FFMPEG_USER read a job's files and write only in its out/, nowhere the runner writes",
+    async () => {
+      const root = await dirs.make();
+      await chmod(root, 0o755);
+      const own = await claimWorkDir(join(root, "work"), "shared", log, 65534);
+      const job = join(own, "job-1");
+      await makeJobDir(job);
+      await writeFile(join(job, "src-1"), "the source");
+      configureChildren({ setpriv: resolveExecutable("setpriv"), user: { uid: 65534, gid: 65534 } });
+      try {
+        expect((await ffmpegRun("/bin/cat", [join(job, "src-1")])).stdout.toString()).toBe("the source");
+        await ffmpegRun("/usr/bin/touch", [join(job, FFMPEG_OUT, "v.a1.part.mp4")]);
+        // Where the runner downloads sources and keeps sample files, and its own directory: no new entry, no
+        // symlink waiting for the runner's next write, no rename of the runner's files.
+        await expect(ffmpegRun("/usr/bin/touch", [join(job, "src-2.part")])).rejects.toThrow(/Permission denied/);
+        await expect(ffmpegRun("/bin/ln", ["-s", "/etc/passwd", join(own, "job-2")])).rejects.toThrow(/Permission denied/);
+        await expect(ffmpegRun("/bin/mv", [join(job, "src-1"), join(job, FFMPEG_OUT, "src-1")])).rejects.toThrow(/Permission denied/);
+      } finally {
+        configureChildren({ setpriv: null, user: null });
+      }
+      expect((await filesUnder(job)).sort()).toEqual(["out/v.a1.part.mp4", "src-1"]);
+    },
+  );
+
+  it.skipIf(process.getuid?.() !== 0 || !resolveExecutable("setpriv"))(
+    "removes a job's out/ with FFmpeg's user's rights only: what that user could not delete, the runner does not delete for it",
+    async () => {
+      // Why: FFmpeg (running code from an upload) can swap a directory of out/ for a symlink while root walks it,
+      // and aim root's deletions anywhere. A root-owned directory in out/ stands in for such a target here.
+      const root = await dirs.make();
+      await chmod(root, 0o755);
+      const own = await claimWorkDir(join(root, "work"), "remover", log, 65534);
+      const job = join(own, "job-1");
+      await makeJobDir(job);
+      await writeFile(join(job, "src-1"), "the source");
+      configureChildren({ setpriv: resolveExecutable("setpriv"), user: { uid: 65534, gid: 65534 } });
+      try {
+        await ffmpegRun("/usr/bin/touch", [join(job, FFMPEG_OUT, "v.a1.part.mp4")]);
+        await mkdir(join(job, FFMPEG_OUT, "elsewhere"), { mode: 0o755 });
+        await writeFile(join(job, FFMPEG_OUT, "elsewhere", "not-ffmpegs"), "x");
+        await expect(removeTree(job)).rejects.toMatchObject({ code: "ENOTEMPTY" });
+        expect((await filesUnder(job)).sort()).toEqual(["out/elsewhere/not-ffmpegs", "src-1"]);
+
+        await rm(join(job, FFMPEG_OUT, "elsewhere"), { recursive: true });
+        await removeTree(own);
+        expect(await readdir(join(root, "work"))).toEqual([]);
+      } finally {
+        configureChildren({ setpriv: null, user: null });
+      }
+    },
+  );
 });
