@@ -397,8 +397,8 @@ export class Runner {
       const { terminal } = await sweepJobOutputs({ db, blobs, log }, jobId);
       if (!terminal || [...this.tasks.values()].some((t) => t.jobId === jobId)) return;
       await this.sources.evictJob(jobId);
-      if (!this.sources.jobsInUse().has(jobId)) await removeTree(join(this.workDir, jobId));
       this.thumbnails.forget(jobId);
+      if (!this.sources.jobsInUse().has(jobId)) await removeTree(join(this.workDir, jobId));
     } catch (err) {
       log.warn("job sweep failed (the next sweep or the edge cron retries)", { job: jobId, error: errorMessage(err) });
     }

@@ -71,7 +71,7 @@ export interface EncodeSamples {
  */
 export async function encodeSamples(source: SampledSource): Promise<EncodeSamples | null> {
   if (await exists(samplesFile(source.path))) return null;
-  return { chain: encodeSampleChain(sampleTimes(source.durationMs), source.fps), file: ffmpegOutPath(`${samplesFile(source.path)}.${process.pid}.${++samplesRuns}.part`) };
+  return { chain: encodeSampleChain(sampleTimes(source.durationMs), source.fps), file: `${samplesFile(source.path)}.${process.pid}.${++samplesRuns}.part` };
 }
 
 /**
@@ -91,8 +91,12 @@ export async function keepEncodeSamples(samples: EncodeSamples, source: SampledS
   return true;
 }
 
-/** The source's sample file, next to it: the source cache removes (and counts) it with the source. */
-export const samplesFile = (sourcePath: string) => `${sourcePath}.samples.nut`;
+/**
+ * The source's sample file, in the `out/` beside the source: FFmpeg makes it, and it stays where FFmpeg writes (a
+ * rename into the job's directory would let FFMPEG_USER put a directory or symlink of its own where the runner, as
+ * root, walks). The source cache removes (and counts) it with the source.
+ */
+export const samplesFile = (sourcePath: string) => ffmpegOutPath(`${sourcePath}.samples.nut`);
 /** Numbers the temporary sample files of this process: a failed run's cleanup never removes another run's file. */
 let samplesRuns = 0;
 const exists = (path: string) => stat(path).then(() => true, () => false);
@@ -146,7 +150,7 @@ const making = new Map<string, Promise<string>>();
 const MAX_SOURCES = 256;
 
 /**
- * The source's sample file next to the source (`<source>.samples.nut`, removed with the job's directory): the one an
+ * The source's sample file in the job's `out/` (`<source>.samples.nut`, removed with the job's directory): the one an
  * encode made, else made by the fallback, once per source per runner process (a failure is not cached).
  */
 export async function sourceSamples(ffmpeg: string, source: SampledSource, signal?: AbortSignal): Promise<string> {
@@ -168,7 +172,7 @@ export async function sourceSamples(ffmpeg: string, source: SampledSource, signa
     if (making.get(source.path) === made) making.delete(source.path);
   }
   // Its own temporary name: a failed run's cleanup must never remove the file of the run that replaced it.
-  const tmp = ffmpegOutPath(`${dest}.${process.pid}.${++samplesRuns}.part`);
+  const tmp = `${dest}.${process.pid}.${++samplesRuns}.part`;
   const args = buildSourceSampleArgs(source.path, sampleTimes(source.durationMs), source.fps, tmp);
   // A whole decode: a minute, or twice the source's duration when that is longer (a slow core, a large frame).
   const file = ffmpegRun(ffmpeg, args, signal, Math.max(60_000, 2 * source.durationMs)).then(async () => {

@@ -1,4 +1,4 @@
-import { rename, rm, stat } from "node:fs/promises";
+import { lstat, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Ticket } from "../db/tickets";
 import type { BlobClient } from "./blobs";
@@ -233,4 +233,5 @@ export class SourceCache {
   }
 }
 
-const sizeOf = (file: string) => stat(file).then((s) => s.size, () => 0);
+// lstat: a sample file lives where FFMPEG_USER writes, and a symlink there must not count some other file's size.
+const sizeOf = (file: string) => lstat(file).then((s) => s.size, () => 0);

@@ -2,7 +2,8 @@ import { constants } from "node:fs";
 import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, rmdir, stat, utimes, writeFile, type FileHandle } from "node:fs/promises";
 import { hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { childLaunch, runChild } from "./child-env";
+import { spawn } from "node:child_process";
+import { childEnv, childLaunch, runChild } from "./child-env";
 import { errorMessage, type Logger } from "./log";
 
 /** Another live process on this host runs with the same RUNNER_ID. Not worth retrying. */
@@ -98,8 +99,9 @@ export const ffmpegOutPath = (path: string) => join(dirname(path), FFMPEG_OUT, b
 /**
  * A job's directory under the runner's own, and its `out/` for FFmpeg. With FFMPEG_USER, FFmpeg runs as another
  * user than the runner (root) and may be running code an upload smuggled in: it can read the job's directory but
- * write only in `out/`. So nothing it makes can stand where the runner writes (the source download, its sample
- * file), and every file of `out/` the runner reads is opened with openRegularFile (no symlink, no FIFO).
+ * write only in `out/` (outputs, thumbnail, the source's sample file). So nothing it makes can stand where the runner
+ * writes (the source download), every file of `out/` the runner reads is opened with openRegularFile (no symlink,
+ * no FIFO), nothing of `out/` is moved out of it, and `out/` is removed with removeTree.
  */
 export async function makeJobDir(dir: string): Promise<void> {
   await mkdir(join(dir, FFMPEG_OUT), { recursive: true });
@@ -115,7 +117,9 @@ export async function makeJobDir(dir: string): Promise<void> {
 export async function openRegularFile(path: string): Promise<FileHandle> {
   const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
-    if (!(await fh.stat()).isFile()) throw Object.assign(new Error(`not a regular file: ${path}`), { code: "EINVAL" });
+    // One link only: a hard link FFmpeg's user made to a file it may not read (where the kernel allows that).
+    const st = await fh.stat();
+    if (!st.isFile() || st.nlink !== 1) throw Object.assign(new Error(`not a regular file of its own: ${path}`), { code: "EINVAL" });
     return fh;
   } catch (err) {
     await fh.close();
@@ -242,22 +246,37 @@ export async function checkFfmpegUser(ffmpeg: string, own: string): Promise<void
 }
 
 /**
- * Removes a runner's directory or a job's directory. Each job's `out/` (FFmpeg's, see makeJobDir) is emptied by
- * FFmpeg's user and then removed only if empty: the runner, root, never walks a directory FFmpeg can change, where a
- * subdirectory swapped for a symlink mid-walk would aim root's deletions anywhere. Throws when an `out/` could not
- * be emptied (something of that user is still writing there); a later sweep tries again.
+ * Removes a runner's directory or a job's directory. With FFMPEG_USER, each job's `out/` (FFmpeg's, see makeJobDir)
+ * goes first, through coreutils `rm`, whose walk holds each directory open and checks every step: FFmpeg's user can
+ * swap a directory of `out/` for a symlink while root walks it, and Node's fs.rm, which walks by path, then deletes
+ * wherever the link points (a review reproduced it: most of a root-only directory gone). Throws when an `out/` could
+ * not be removed (something of that user still writing there); a later sweep tries again. The rest of the tree is
+ * root's own (2750: nothing of FFmpeg's in it).
  */
 export async function removeTree(path: string): Promise<void> {
   if (childLaunch().user) {
     for (const out of await outDirsUnder(path)) {
-      // Its own rm fails only on `out/` itself (the job's directory is not the user's to change): root removes that.
-      await runChild("rm", ["-rf", "--", out], 60_000);
-      await rmdir(out).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== "ENOENT") throw err;
-      });
+      const why = await removeWithCoreutils(out);
+      if (why !== null) throw Object.assign(new Error(`could not remove ${out}: ${why}`), { code: "ENOTEMPTY" });
     }
   }
   await rm(path, { recursive: true, force: true });
+}
+
+/** `rm -rf --one-file-system -- dir` as the runner: null when it succeeded, else the last line it printed. */
+function removeWithCoreutils(dir: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const child = spawn("rm", ["-rf", "--one-file-system", "--", dir], { stdio: ["ignore", "ignore", "pipe"], env: childEnv() });
+    let tail = "";
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (d: string) => (tail = (tail + d).slice(-2000)));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.once("error", (err) => (clearTimeout(timer), resolve(err.message)));
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve(code === 0 ? null : tail.trim().split("\n").pop() || `rm ended ${signal ?? `with ${code}`}`);
+    });
+  });
 }
 
 /** The `out/` of a job's directory, or of each job's directory in a runner's directory (no symlink followed). */

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -196,6 +197,12 @@ describe("FFmpeg is confined to the runner", () => {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "inherit"],
     });
+    // The stand-in runner waits forever: never leave it behind when the test fails before killing it.
+    const exited = new Promise((r) => parent.once("exit", r));
+    const fail = (err: unknown) => {
+      parent.kill("SIGKILL");
+      throw err;
+    };
     const pid = await new Promise<number>((resolve, reject) => {
       let out = "";
       parent.stdout!.on("data", (d: Buffer) => {
@@ -205,11 +212,11 @@ describe("FFmpeg is confined to the runner", () => {
         else if (/ffmpeg exited/.test(out)) reject(new Error(`FFmpeg ended before encoding: ${out}`));
       });
       parent.once("exit", () => reject(new Error(`parent exited early: ${out}`)));
-    });
+    }).catch(fail);
     // FFmpeg reported progress, so it is encoding (as its user) until the parent dies: read it while the parent lives.
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, "utf8"))?.[1]);
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, "utf8").catch(fail))?.[1]);
     parent.kill("SIGKILL");
-    await new Promise((r) => parent.once("exit", r));
+    await exited;
     return {
       pid,
       uid,
@@ -229,7 +236,7 @@ describe("FFmpeg is confined to the runner", () => {
   });
 
   // The kernel clears a parent-death signal when credentials change: setpriv must set it after switching user.
-  it.skipIf(process.getuid?.() !== 0)("dies with its runner when it runs as FFMPEG_USER too", async () => {
+  it.skipIf(process.getuid?.() !== 0 || !existsSync("/usr/bin/setpriv"))("dies with its runner when it runs as FFMPEG_USER too", async () => {
     const orphan = await orphanAfterParentKilled("/usr/bin/setpriv", "65534:65534");
     expect(orphan.uid).toBe(65534);
     expect(await orphan.aliveAfterMs(2000)).toBe(false);

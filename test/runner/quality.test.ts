@@ -1,7 +1,8 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { copyFile, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseStoredEffects } from "../../db/effects";
@@ -11,6 +12,7 @@ import { deriveParams } from "../../runner/params";
 import { closestDistance, FP_FRAME_BYTES, FP_VERSION, fingerprintDistance, measureQuality, OUTPUT_SEEK_PAST_S, outputSeeks } from "../../runner/quality";
 import { outputTimes, SAMPLE_FRACTIONS, sampleKeyframes, sampleTimes } from "../../runner/samples";
 import { bestDraw } from "../../runner/work";
+import { makeJobDir } from "../../runner/workdir";
 import { makeClip } from "../helpers/clips";
 import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
 import { startInProcessRunner, writeFfmpegStandIn, type InProcessRunner } from "../helpers/runner";
@@ -65,10 +67,22 @@ describe("quality: measured on real FFmpeg output", { timeout: 120_000 }, () => 
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "vr-quality-test-"));
+    // Laid out as a job's directory of the runner: sample files are made in its out/, where FFmpeg writes.
+    await makeJobDir(dir);
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
-  async function encodeAndMeasure(source: string, seed: number, families: string[], intensity = "subtle") {
+  /** A copy of a clip in this file's job directory, where the runner keeps sources (their sample files go to out/). */
+  async function inJobDir(clip: string): Promise<string> {
+    const path = join(dir, basename(clip));
+    await copyFile(clip, path, constants.COPYFILE_EXCL).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "EEXIST") throw err;
+    });
+    return path;
+  }
+
+  async function encodeAndMeasure(clip: string, seed: number, families: string[], intensity = "subtle") {
+    const source = await inJobDir(clip);
     const media = await probeMedia("ffprobe", source);
     const src = { path: source, durationMs: media.durationMs, fps: media.fps };
     const times = sampleTimes(src.durationMs);

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeJobDir } from "../../runner/workdir";
+import { FFMPEG_OUT, makeJobDir } from "../../runner/workdir";
 import { buildEncodeArgs, probeMedia, spawnFfmpeg, verifyOutput } from "../../runner/ffmpeg";
 import { parseStoredEffects } from "../../db/effects";
 import { deriveParams, type EffectParams } from "../../runner/params";
@@ -173,6 +173,9 @@ describe("samples: the source's frames at the sample times", { timeout: 120_000 
     expect(await encodeSamples(src)).toBeNull();
     const kept = await sourceSamples("/nonexistent/ffmpeg", src);
     expect((await stat(kept)).size).toBeGreaterThanOrEqual(size);
+    // It stays where FFmpeg writes: under FFMPEG_USER, a file of FFmpeg's moved into the job's directory could be a
+    // directory or symlink of that user's where the runner, root, walks.
+    expect(kept).toBe(join(dir, FFMPEG_OUT, "kept-samples.mp4.samples.nut"));
   });
 
   it("siblings waiting on a stopped variation's fallback samples make them once between them, and get them", async () => {

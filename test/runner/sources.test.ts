@@ -6,6 +6,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { BlobClient } from "../../runner/blobs";
 import { createLogger } from "../../runner/log";
 import { SourceCache } from "../../runner/sources";
+import { samplesFile } from "../../runner/samples";
 import { filesUnder, waitFor } from "../helpers/edge-stack";
 import { makeClip } from "../helpers/clips";
 import { tempDirs } from "../helpers/tmp";
@@ -157,7 +158,7 @@ describe("source cache", () => {
     // Room for both sources, but not for a source with its (large) sample file.
     const { cache } = await setup({ "sources/j1/s1": clip, "sources/j2/s2": clip }, {}, clip.length * 2 + 1000);
     const first = await cache.acquire({ sourceId: "s1", jobId: "j1", key: "sources/j1/s1", ticket: ticketOf("va") }, new AbortController().signal);
-    const samples = `${first.path}.samples.nut`;
+    const samples = samplesFile(first.path);
     await writeFile(samples, Buffer.alloc(clip.length, 1));
     first.release();
     const second = await cache.acquire({ sourceId: "s2", jobId: "j2", key: "sources/j2/s2", ticket: ticketOf("vb") }, new AbortController().signal);

@@ -28,6 +28,11 @@ import { filesUnder } from "../helpers/edge-stack";
 import { tempDirs } from "../helpers/tmp";
 
 const execFileP = promisify(execFile);
+
+async function waitForText(text: () => string, wanted: string): Promise<void> {
+  for (let i = 0; i < 600 && !text().includes(wanted); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!text().includes(wanted)) throw new Error(`never said ${wanted}: ${text()}`);
+}
 const dirs = tempDirs("vr-workdir-test");
 afterAll(() => dirs.cleanup());
 const log = createLogger({ level: "error" });
@@ -200,30 +205,50 @@ describe("what FFmpeg may touch in a runner's directory", () => {
   );
 
   it.skipIf(process.getuid?.() !== 0 || !resolveExecutable("setpriv"))(
-    "removes a job's out/ with FFmpeg's user's rights only: what that user could not delete, the runner does not delete for it",
+    "removes a job's out/ without following a directory FFmpeg's user swaps for a symlink mid-removal, and one it locked",
     async () => {
-      // Why: FFmpeg (running code from an upload) can swap a directory of out/ for a symlink while root walks it,
-      // and aim root's deletions anywhere. A root-owned directory in out/ stands in for such a target here.
       const root = await dirs.make();
       await chmod(root, 0o755);
+      // What only root may touch, with as many files as the swapped directory: Node's fs.rm, walking by path, deleted
+      // most of such a directory once the swap landed mid-walk.
+      const victim = await dirs.make();
+      const N = 3000;
+      for (let i = 0; i < N; i++) await writeFile(join(victim, `f${i}`), "root's");
       const own = await claimWorkDir(join(root, "work"), "remover", log, 65534);
       const job = join(own, "job-1");
       await makeJobDir(job);
       await writeFile(join(job, "src-1"), "the source");
+      // FFmpeg's user (code from an upload): fills out/d/sub, then swaps sub for a symlink to the victim as soon as
+      // the removal has started on it. Whoever wins that race, nothing of the victim may go.
+      const attacker = `
+        const fs = require("node:fs");
+        process.chdir(${JSON.stringify(join(job, FFMPEG_OUT))});
+        fs.mkdirSync("locked"); fs.writeFileSync("locked/x", ""); fs.chmodSync("locked", 0);
+        fs.mkdirSync("d/sub", { recursive: true });
+        for (let i = 0; i < ${N}; i++) fs.writeFileSync("d/sub/f" + i, "");
+        console.log("ready");
+        try { while (fs.readdirSync("d/sub").length === ${N}) {} } catch { process.exit(0); }
+        fs.renameSync("d/sub", "d/subx");
+        fs.symlinkSync(${JSON.stringify(victim)}, "d/sub");
+        console.log("swapped");`;
+      const child = spawn("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--", process.execPath, "-e", attacker], { stdio: ["ignore", "pipe", "inherit"] });
+      const done = new Promise((r) => child.once("exit", r));
+      let said = "";
+      child.stdout!.on("data", (d: Buffer) => (said += d.toString()));
+      await waitForText(() => said, "ready");
       configureChildren({ setpriv: resolveExecutable("setpriv"), user: { uid: 65534, gid: 65534 } });
       try {
-        await ffmpegRun("/usr/bin/touch", [join(job, FFMPEG_OUT, "v.a1.part.mp4")]);
-        await mkdir(join(job, FFMPEG_OUT, "elsewhere"), { mode: 0o755 });
-        await writeFile(join(job, FFMPEG_OUT, "elsewhere", "not-ffmpegs"), "x");
-        await expect(removeTree(job)).rejects.toMatchObject({ code: "ENOTEMPTY" });
-        expect((await filesUnder(job)).sort()).toEqual(["out/elsewhere/not-ffmpegs", "src-1"]);
-
-        await rm(join(job, FFMPEG_OUT, "elsewhere"), { recursive: true });
-        await removeTree(own);
-        expect(await readdir(join(root, "work"))).toEqual([]);
+        // The first removal may meet the swap (coreutils rm then reports the tree changed under it); the next one
+        // removes what is left, the symlink itself included.
+        await removeTree(job).catch(() => {});
+        await done;
+        await removeTree(job);
       } finally {
         configureChildren({ setpriv: null, user: null });
+        child.kill("SIGKILL");
       }
+      expect((await readdir(victim)).length).toBe(N);
+      expect(await readdir(own)).toEqual([MARKER]);
     },
   );
 });
