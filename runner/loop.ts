@@ -19,7 +19,7 @@ import { Thumbnails } from "./thumbnails";
 import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
 import { VariationTask, type TaskOutcome, type WorkContext } from "./work";
 import { configureChildren } from "./child-env";
-import { checkFfmpegUser, claimWorkDir, MARK_TOUCH_MS, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, removeTree, sweepWorkDir, touchWorkDir } from "./workdir";
+import { checkFfmpegUser, claimWorkDir, DuplicateRunnerError, FfmpegUserError, WorkDirError, MARK_TOUCH_MS, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, removeTree, sweepWorkDir, touchWorkDir } from "./workdir";
 
 export interface RunnerDeps {
   config: RunnerConfig;
@@ -149,8 +149,13 @@ export class Runner {
     configureChildren({ setpriv: config.SETPRIV_PATH, user: config.FFMPEG_USER });
     // Before registering: a stop asked meanwhile finds nothing half started.
     this.ctx.zoomScaler = await detectZoomScaler(config.FFMPEG_PATH);
-    const own = await claimWorkDir(config.WORK_DIR, config.RUNNER_ID, log, config.FFMPEG_USER?.gid ?? null);
-    await checkFfmpegUser(config.FFMPEG_PATH, own);
+    try {
+      const own = await claimWorkDir(config.WORK_DIR, config.RUNNER_ID, log);
+      await checkFfmpegUser(config.FFMPEG_PATH, own);
+    } catch (err) {
+      if (err instanceof DuplicateRunnerError || err instanceof FfmpegUserError) throw err;
+      throw new WorkDirError(`cannot use WORK_DIR ${config.WORK_DIR}: ${errorMessage(err)}`);
+    }
     const now = Date.now();
     await upsertRunner(db, this.beat(), now);
     const leftovers = await recoverRunnerVariations(db, config.RUNNER_ID, now);

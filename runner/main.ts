@@ -7,11 +7,11 @@ import { createLogger, errorMessage } from "./log";
 import { Runner } from "./loop";
 import { RunnerMetrics, startMetricsServer, type MetricsServer } from "./metrics";
 import { installSignalHandlers } from "./shutdown";
-import { DuplicateRunnerError, FfmpegUserError } from "./workdir";
+import { DuplicateRunnerError, FfmpegUserError, WorkDirError } from "./workdir";
 import { delay } from "./delay";
 
 /** Start-up failures a retry cannot mend: the configuration or the machine must change. */
-const fatalAtStart = (err: unknown) => err instanceof DuplicateRunnerError || err instanceof FfmpegUserError;
+const fatalAtStart = (err: unknown) => err instanceof DuplicateRunnerError || err instanceof FfmpegUserError || err instanceof WorkDirError;
 
 const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 

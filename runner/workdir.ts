@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, rmdir, stat, utimes, writeFile, type FileHandle } from "node:fs/promises";
+import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, stat, utimes, writeFile, type FileHandle } from "node:fs/promises";
 import { hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { spawn } from "node:child_process";
@@ -51,7 +51,7 @@ const looksLikePredecessor = (mark: Mark) => mark.host === hostname() && (mark.p
  * fresher one goes with removeAbandonedWorkDirs a few minutes later), so a crash never leaves files behind for good.
  * WORK_DIR itself may be shared (even `/tmp`): only marked directories are touched.
  */
-export async function claimWorkDir(root: string, runnerId: string, log: Logger, ffmpegGid: number | null = null): Promise<string> {
+export async function claimWorkDir(root: string, runnerId: string, log: Logger): Promise<string> {
   await mkdir(root, { recursive: true });
   const own = ownWorkDir(root, runnerId);
   for (const name of await readdir(root).catch(() => [] as string[])) {
@@ -76,12 +76,13 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger, 
   await mkdir(own, { recursive: true });
   // Shared with FFmpeg's group only (FFMPEG_USER), read-only: the set-group-id bit gives every directory and file
   // made beneath it that group; nobody else gets in. See makeJobDir for where FFmpeg may write.
-  if (ffmpegGid !== null) {
+  const ffmpegGid = childLaunch().user?.gid;
+  if (ffmpegGid !== undefined) {
     await chown(own, process.getuid?.() ?? 0, ffmpegGid).catch((err: Error) => {
       throw new FfmpegUserError(`cannot give the work directory to FFMPEG_USER's group ${ffmpegGid}: ${err.message}`);
     });
+    await chmod(own, READ_ONLY_DIR);
   }
-  await chmod(own, READ_ONLY_DIR);
   const mark: Mark = { host: hostname(), pid: process.pid, runnerId };
   await writeFile(join(own, MARKER), JSON.stringify(mark));
   return own;
@@ -105,9 +106,14 @@ export const ffmpegOutPath = (path: string) => join(dirname(path), FFMPEG_OUT, b
  */
 export async function makeJobDir(dir: string): Promise<void> {
   await mkdir(join(dir, FFMPEG_OUT), { recursive: true });
+  // Modes only matter to another user; left alone otherwise (a filesystem that refuses chmod still works).
+  if (!childLaunch().user) return;
   await chmod(dir, READ_ONLY_DIR);
   await chmod(join(dir, FFMPEG_OUT), WRITABLE_DIR);
 }
+
+/** WORK_DIR cannot be used (created, marked, given its modes). Not worth retrying as if the database were down. */
+export class WorkDirError extends Error {}
 
 /**
  * Opens a file FFmpeg wrote for reading, refusing anything but a regular file: under FFMPEG_USER it could have
@@ -231,7 +237,9 @@ export async function checkFfmpegUser(ffmpeg: string, own: string): Promise<void
   const dir = join(own, ".ffmpeg-user-check");
   try {
     await makeJobDir(dir);
-    await writeFile(join(dir, "in.pgm"), CHECK_IMAGE);
+    await writeFile(join(dir, "in.pgm"), CHECK_IMAGE).catch((err: Error) => {
+      throw new FfmpegUserError(`cannot prepare the FFMPEG_USER check in ${own}: ${err.message}`);
+    });
     const args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-i", join(dir, "in.pgm"), "-frames:v", "1", "-y", join(dir, FFMPEG_OUT, "out.png")];
     const { code, stderr } = await runChild(ffmpeg, args, 30_000);
     if (code !== 0) {

@@ -50,4 +50,19 @@ describe("runner start-up", () => {
       await stale.destroy();
     }
   }, 60_000);
+
+  it("exits 1 at once, naming WORK_DIR, when it cannot use its work directory (not retried as a database outage)", async () => {
+    const blocked = join(await dirs.make(), "a-file");
+    await writeFile(blocked, "WORK_DIR cannot be made under a file");
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const r = startRunnerProcess({ LIBSQL_URL: `${dead}/`, EDGE_URL: dead, RUNNER_TOKEN: "runner-main-test-token", WORK_DIR: join(blocked, "work"), METRICS_PORT: "" });
+    try {
+      const { code } = await r.exited;
+      expect(code).toBe(1);
+      expect(r.logs()).toContain(`cannot use WORK_DIR ${join(blocked, "work")}`);
+      expect(r.logs()).not.toContain("cannot reach the database yet");
+    } finally {
+      await r.destroy();
+    }
+  }, 60_000);
 });

@@ -184,12 +184,12 @@ describe("what FFmpeg may touch in a runner's directory", () => {
     async () => {
       const root = await dirs.make();
       await chmod(root, 0o755);
-      const own = await claimWorkDir(join(root, "work"), "shared", log, 65534);
-      const job = join(own, "job-1");
-      await makeJobDir(job);
-      await writeFile(join(job, "src-1"), "the source");
       configureChildren({ setpriv: resolveExecutable("setpriv"), user: { uid: 65534, gid: 65534 } });
       try {
+        const own = await claimWorkDir(join(root, "work"), "shared", log);
+        const job = join(own, "job-1");
+        await makeJobDir(job);
+        await writeFile(join(job, "src-1"), "the source");
         expect((await ffmpegRun("/bin/cat", [join(job, "src-1")])).stdout.toString()).toBe("the source");
         await ffmpegRun("/usr/bin/touch", [join(job, FFMPEG_OUT, "v.a1.part.mp4")]);
         // Where the runner downloads sources and keeps sample files, and its own directory: no new entry, no
@@ -197,10 +197,10 @@ describe("what FFmpeg may touch in a runner's directory", () => {
         await expect(ffmpegRun("/usr/bin/touch", [join(job, "src-2.part")])).rejects.toThrow(/Permission denied/);
         await expect(ffmpegRun("/bin/ln", ["-s", "/etc/passwd", join(own, "job-2")])).rejects.toThrow(/Permission denied/);
         await expect(ffmpegRun("/bin/mv", [join(job, "src-1"), join(job, FFMPEG_OUT, "src-1")])).rejects.toThrow(/Permission denied/);
+        expect((await filesUnder(job)).sort()).toEqual(["out/v.a1.part.mp4", "src-1"]);
       } finally {
         configureChildren({ setpriv: null, user: null });
       }
-      expect((await filesUnder(job)).sort()).toEqual(["out/v.a1.part.mp4", "src-1"]);
     },
   );
 
@@ -214,7 +214,8 @@ describe("what FFmpeg may touch in a runner's directory", () => {
       const victim = await dirs.make();
       const N = 3000;
       for (let i = 0; i < N; i++) await writeFile(join(victim, `f${i}`), "root's");
-      const own = await claimWorkDir(join(root, "work"), "remover", log, 65534);
+      configureChildren({ setpriv: resolveExecutable("setpriv"), user: { uid: 65534, gid: 65534 } });
+      const own = await claimWorkDir(join(root, "work"), "remover", log);
       const job = join(own, "job-1");
       await makeJobDir(job);
       await writeFile(join(job, "src-1"), "the source");
@@ -227,17 +228,17 @@ describe("what FFmpeg may touch in a runner's directory", () => {
         fs.mkdirSync("d/sub", { recursive: true });
         for (let i = 0; i < ${N}; i++) fs.writeFileSync("d/sub/f" + i, "");
         console.log("ready");
-        try { while (fs.readdirSync("d/sub").length === ${N}) {} } catch { process.exit(0); }
+        const end = Date.now() + 30000;
+        try { while (fs.readdirSync("d/sub").length === ${N}) if (Date.now() > end) process.exit(1); } catch { process.exit(0); }
         fs.renameSync("d/sub", "d/subx");
         fs.symlinkSync(${JSON.stringify(victim)}, "d/sub");
         console.log("swapped");`;
-      const child = spawn("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--", process.execPath, "-e", attacker], { stdio: ["ignore", "pipe", "inherit"] });
+      const child = spawn("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--pdeathsig", "SIGKILL", "--", process.execPath, "-e", attacker], { stdio: ["ignore", "pipe", "inherit"] });
       const done = new Promise((r) => child.once("exit", r));
       let said = "";
       child.stdout!.on("data", (d: Buffer) => (said += d.toString()));
-      await waitForText(() => said, "ready");
-      configureChildren({ setpriv: resolveExecutable("setpriv"), user: { uid: 65534, gid: 65534 } });
       try {
+        await waitForText(() => said, "ready");
         // The first removal may meet the swap (coreutils rm then reports the tree changed under it); the next one
         // removes what is left, the symlink itself included.
         await removeTree(job).catch(() => {});
