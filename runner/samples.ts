@@ -1,8 +1,9 @@
 import { execFile } from "node:child_process";
 import { rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { childCommand } from "./child-env";
 import { isAbortError } from "./ffmpeg";
-import { ffmpegOutPath } from "./workdir";
+import { FFMPEG_OUT } from "./workdir";
 
 /**
  * Where the quality measurement (runner/quality.ts) samples a source, and the source's frames there.
@@ -96,7 +97,7 @@ export async function keepEncodeSamples(samples: EncodeSamples, source: SampledS
  * rename into the job's directory would let FFMPEG_USER put a directory or symlink of its own where the runner, as
  * root, walks). The source cache removes (and counts) it with the source.
  */
-export const samplesFile = (sourcePath: string) => ffmpegOutPath(`${sourcePath}.samples.nut`);
+export const samplesFile = (sourcePath: string) => join(dirname(sourcePath), FFMPEG_OUT, `${basename(sourcePath)}.samples.nut`);
 /** Numbers the temporary sample files of this process: a failed run's cleanup never removes another run's file. */
 let samplesRuns = 0;
 const exists = (path: string) => stat(path).then(() => true, () => false);

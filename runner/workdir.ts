@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, stat, utimes, writeFile, type FileHandle } from "node:fs/promises";
 import { hostname } from "node:os";
-import { basename, dirname, join } from "node:path";
+import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { childEnv, childLaunch, runChild } from "./child-env";
 import { errorMessage, type Logger } from "./log";
@@ -93,9 +93,6 @@ const WRITABLE_DIR = 0o2770;
 
 /** The subdirectory of a job's directory where FFmpeg writes (outputs, thumbnail, sample files being made). */
 export const FFMPEG_OUT = "out";
-
-/** Where FFmpeg writes a file that ends up at `path` (a file of a job's directory). */
-export const ffmpegOutPath = (path: string) => join(dirname(path), FFMPEG_OUT, basename(path));
 
 /**
  * A job's directory under the runner's own, and its `out/` for FFmpeg. With FFMPEG_USER, FFmpeg runs as another
