@@ -27,17 +27,21 @@ export const Schema = z
     FFMPEG_PATH: z.string().default("ffmpeg"),
     FFPROBE_PATH: z.string().default("ffprobe"),
     /**
-     * `<uid>:<gid>` FFmpeg and ffprobe run as (numeric, neither 0): they parse untrusted uploads, and a process of
-     * the runner's own uid can read the runner's secrets. Needs a runner started as root and util-linux `setpriv`.
+     * `<uid>:<gid>` or `<first>-<last>:<gid>` FFmpeg and ffprobe run as (numeric, none 0): they parse untrusted
+     * uploads, and a process of the runner's own uid can read the runner's secrets. With a range, each child runs
+     * as a uid no other running child has, and everything of that uid is killed when it exits (runner/child-env.ts).
+     * Needs a runner started as root and util-linux `setpriv`.
      */
     FFMPEG_USER: z
       .string()
-      .regex(/^\d{1,10}:\d{1,10}$/, "FFMPEG_USER must be <uid>:<gid>, both numeric (e.g. 990:990)")
+      .regex(/^\d{1,10}(-\d{1,10})?:\d{1,10}$/, "FFMPEG_USER must be <uid>:<gid> or <first uid>-<last uid>:<gid>, all numeric (e.g. 990:990)")
       .transform((s) => {
-        const [uid, gid] = s.split(":").map(Number) as [number, number];
-        return { uid, gid };
+        const [uids, gid] = s.split(":") as [string, string];
+        const [uid, last] = uids.split("-").map(Number) as [number, number | undefined];
+        return { uid, lastUid: last ?? uid, gid: Number(gid) };
       })
       .refine((u) => u.uid > 0 && u.gid > 0, "FFMPEG_USER must not be root (uid 0 or gid 0)")
+      .refine((u) => u.lastUid >= u.uid && u.lastUid - u.uid < 65_536, "FFMPEG_USER's range must run from a lower uid to a higher one (at most 65536 uids)")
       .optional(),
     POLL_MS: ms(1000, 10),
     LEASE_MS: ms(30_000, 100),
@@ -62,6 +66,12 @@ export const Schema = z
     MAX_REDRAWS: z.coerce.number().int().min(0).max(5).default(2),
     METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
     LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
+  })
+  // Each encode holds a uid for its whole run: one per encode slot, and one more so that probes, measurements and
+  // thumbnails are never queued behind every encode.
+  .refine((c) => !c.FFMPEG_USER || c.FFMPEG_USER.lastUid === c.FFMPEG_USER.uid || c.FFMPEG_USER.lastUid - c.FFMPEG_USER.uid >= c.CONCURRENCY, {
+    message: "a range of FFMPEG_USER uids needs at least CONCURRENCY + 1 of them",
+    path: ["FFMPEG_USER"],
   })
   .refine((c) => c.LEASE_MS >= 3 * c.WATCH_MS, {
     message: "LEASE_MS must be at least 3 × WATCH_MS, or leases expire between heartbeats",

@@ -1,4 +1,5 @@
 import { rm } from "node:fs/promises";
+import { leaseChild } from "./child-env";
 import type { RunnerConfig } from "./config";
 import { delay } from "./delay";
 import { buildEncodeArgs, neverRan, spawnFfmpeg, type EncodePlan, type FfmpegProcess, type ZoomScaler } from "./ffmpeg";
@@ -85,17 +86,33 @@ export async function encode<T extends Encoding>(
   task.progress = 0;
   let lastMs = -1;
   let proc: FfmpegProcess;
+  // FFmpeg's uid (FFMPEG_USER): a wait only while every uid of a range is busy. A stop that comes meanwhile finds
+  // no process to stop (it aborts the task's signal instead), so it is looked at here, before anything starts. A
+  // re-draw's cancel is no stop reason (an earlier draw completes, see VariationTask.stop) but starts nothing either.
+  const lease = await leaseChild(task.signal).catch(() => null);
+  if (!lease || task.stopReason || (earlier && task.stopAsked)) {
+    task.redrawSlot = false;
+    await lease?.release();
+    if (earlier && !task.mustLeave) return await keepEarlier(ctx, task, null, file);
+    return await stopped(ctx, task, null, file);
+  }
   try {
-    proc = spawnFfmpeg(config.FFMPEG_PATH, plan.args, (ms) => {
-      if (ms > lastMs) {
-        lastMs = ms;
-        task.lastProgressAt = Date.now();
-      }
-      task.progress = Math.min(99.9, Math.max(task.progress, (ms / plan.expectedDurationMs) * 100));
-    });
+    proc = spawnFfmpeg(
+      config.FFMPEG_PATH,
+      plan.args,
+      (ms) => {
+        if (ms > lastMs) {
+          lastMs = ms;
+          task.lastProgressAt = Date.now();
+        }
+        task.progress = Math.min(99.9, Math.max(task.progress, (ms / plan.expectedDurationMs) * 100));
+      },
+      lease,
+    );
   } catch (err) {
     // Node throws some spawn failures (ENOMEM, E2BIG) instead of emitting them: the same trouble as an emitted one.
     task.redrawSlot = false;
+    await lease.release();
     const trouble = spawnTrouble(err as NodeJS.ErrnoException);
     if (earlier && !task.mustLeave) return await keepEarlierAfterFailure(ctx, task, trouble, errorMessage(err), file);
     return await local(ctx, task, trouble, file);
@@ -106,17 +123,12 @@ export async function encode<T extends Encoding>(
   task.redrawSlot = false;
   log.info("ffmpeg started", { variation: task.id, attempt: task.attempt, pid: proc.pid });
   const exit = await proc.exited;
+  // Before anything reads the output: whatever else FFmpeg's uid left running is killed (with a range of uids).
+  await lease.release();
   const stage = ctx.processes.stopStage(task.key);
   ctx.processes.unregister(task.key);
   // Not when a shutdown or a lost lease came meanwhile (during the cancel's stop sequence): then it must leave.
-  if (stage && earlier && !task.mustLeave && (task.stopReason === "cancel" || task.stopReason === "stall")) {
-    log.info("re-draw stopped: completing with an earlier draw", { variation: task.id, reason: task.stopReason, stage });
-    task.stopReason = null;
-    task.phase = "finishing";
-    ctx.onEncodeSlotFree?.(task);
-    await rm(file, { force: true }).catch(() => {});
-    return "keep-earlier";
-  }
+  if (stage && earlier && !task.mustLeave && (task.stopReason === "cancel" || task.stopReason === "stall")) return await keepEarlier(ctx, task, stage, file);
   if (stage) return await stopped(ctx, task, stage, file);
   task.phase = "finishing";
   timings.encode = (timings.encode ?? 0) + performance.now() - t0;
@@ -149,6 +161,16 @@ export async function encode<T extends Encoding>(
   // encode first records its local trouble (which pauses claims), then the task's end frees the slot.
   ctx.onEncodeSlotFree?.(task);
   return null;
+}
+
+/** A re-draw stopped by a cancel or the stall watchdog (`stage` null: before its FFmpeg started): the earlier draw completes. */
+async function keepEarlier<T extends Encoding>(ctx: EncodeContext<T>, task: T, stage: string | null, file: string): Promise<"keep-earlier"> {
+  ctx.log.info("re-draw stopped: completing with an earlier draw", { variation: task.id, reason: task.stopReason, stage: stage ?? "none" });
+  task.stopReason = null;
+  task.phase = "finishing";
+  ctx.onEncodeSlotFree?.(task);
+  await rm(file, { force: true }).catch(() => {});
+  return "keep-earlier";
 }
 
 /**

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
-import { childCommand } from "./child-env";
+import { childCommand, withChild, type ChildLease } from "./child-env";
 import { eqFilter } from "./eq";
 import { LocalError } from "./local-errors";
 import { Mp4Error, readMp4, type Mp4Summary } from "./mp4";
@@ -66,8 +66,8 @@ function run(
   args: string[],
   opts: { timeoutMs: number; signal?: AbortSignal; what: string },
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const cmd = childCommand(bin, args);
+  return withChild(opts.signal, (lease) => new Promise((resolve, reject) => {
+    const cmd = childCommand(bin, args, lease);
     execFile(
       cmd.file,
       cmd.args,
@@ -81,7 +81,7 @@ function run(
         resolve({ code: err ? Number((err as { code?: unknown }).code) : 0, stdout, stderr });
       },
     );
-  });
+  }));
 }
 
 /** "30000/1001" → 29.97; anything unparsable → 0. */
@@ -177,8 +177,10 @@ export type ZoomScaler = "zscale" | "scale";
  */
 export async function detectZoomScaler(ffmpeg: string): Promise<ZoomScaler> {
   try {
-    const cmd = childCommand(ffmpeg, ["-hide_banner", "-filters"]);
-    const { stdout } = await execFileP(cmd.file, cmd.args, { timeout: 10_000, maxBuffer: 4 * 1024 * 1024, env: cmd.env });
+    const { stdout } = await withChild(undefined, (lease) => {
+      const cmd = childCommand(ffmpeg, ["-hide_banner", "-filters"], lease);
+      return execFileP(cmd.file, cmd.args, { timeout: 10_000, maxBuffer: 4 * 1024 * 1024, env: cmd.env });
+    });
     return /^\s*\S+\s+zscale\s/m.test(stdout) ? "zscale" : "scale";
   } catch {
     return "scale";
@@ -352,10 +354,11 @@ export function spawnFfmpeg(
   bin: string,
   args: string[],
   onProgress?: (outTimeMs: number) => void,
+  lease?: ChildLease,
 ): FfmpegProcess {
   // Started as every media child is (runner/child-env.ts): through setpriv it dies with the runner and may run as
-  // FFMPEG_USER; setpriv execs FFmpeg in place, so the pid and process group are FFmpeg's.
-  const cmd = childCommand(bin, args);
+  // FFMPEG_USER (`lease`'s uid); setpriv execs FFmpeg in place, so the pid and process group are FFmpeg's.
+  const cmd = childCommand(bin, args, lease);
   const child = spawn(cmd.file, cmd.args, { stdio: ["pipe", "pipe", "pipe"], detached: true, env: cmd.env });
   // Writing `q` after FFmpeg exited gives EPIPE; that must not crash the runner.
   child.stdin?.on("error", () => {});

@@ -18,7 +18,7 @@ import { within } from "./delay";
 import { Thumbnails } from "./thumbnails";
 import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
 import { VariationTask, type TaskOutcome, type WorkContext } from "./work";
-import { configureChildren } from "./child-env";
+import { configureChildren, describeUser, killLeftovers } from "./child-env";
 import { checkFfmpegUser, claimWorkDir, DuplicateRunnerError, FfmpegUserError, WorkDirError, MARK_TOUCH_MS, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, removeTree, sweepWorkDir, touchWorkDir } from "./workdir";
 
 export interface RunnerDeps {
@@ -146,7 +146,9 @@ export class Runner {
    */
   async start(): Promise<void> {
     const { config, db, log } = this.deps;
-    configureChildren({ setpriv: config.SETPRIV_PATH, user: config.FFMPEG_USER });
+    configureChildren({ setpriv: config.SETPRIV_PATH, user: config.FFMPEG_USER, onWaiting: (n) => this.deps.metrics.childrenWaiting.set(n) });
+    // What a previous life of this runner's children left running as the range's uids (it still writes in WORK_DIR).
+    await killLeftovers();
     // Before registering: a stop asked meanwhile finds nothing half started.
     this.ctx.zoomScaler = await detectZoomScaler(config.FFMPEG_PATH);
     try {
@@ -176,7 +178,7 @@ export class Runner {
       watch_ms: config.WATCH_MS,
       lease_ms: config.LEASE_MS,
       zoom_scaler: this.ctx.zoomScaler,
-      ffmpeg_user: config.FFMPEG_USER ? `${config.FFMPEG_USER.uid}:${config.FFMPEG_USER.gid}` : "runner's own",
+      ffmpeg_user: config.FFMPEG_USER ? describeUser(config.FFMPEG_USER) : "runner's own",
     });
     if (!config.FFMPEG_USER && process.getuid?.() === 0) {
       log.warn("FFmpeg runs as root, with access to this runner's secrets: set FFMPEG_USER to run it as an unprivileged user");

@@ -60,6 +60,11 @@ export class RunnerMetrics {
   readonly finished = new Counter("runner_variations_finished_total", "Variations this runner stopped working on, by outcome");
   readonly claimed = new Counter("runner_variations_claimed_total", "Variations claimed by this runner");
   readonly ffmpegRunning = new Counter("runner_ffmpeg_processes", "FFmpeg processes running now", "gauge");
+  readonly childrenWaiting = new Counter(
+    "runner_children_waiting_for_uid",
+    "FFmpeg/ffprobe runs waiting for a free uid of FFMPEG_USER's range (often above 0: the range is too small)",
+    "gauge",
+  );
   readonly active = new Counter("runner_active_variations", "Variations in hand (downloading, encoding or uploading)", "gauge");
   readonly stopStages = new Counter("runner_stop_stage_total", "Stop-sequence stages sent, by stage (q, sigterm, sigkill)");
   readonly stopDuration = new Histogram(

@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { childCommand } from "./child-env";
+import { childCommand, withChild } from "./child-env";
 import { isAbortError } from "./ffmpeg";
 import { FFMPEG_OUT } from "./workdir";
 
@@ -122,8 +122,8 @@ export function ffmpegRun(
   signal?: AbortSignal,
   timeoutMs = 60_000,
 ): Promise<{ stdout: Buffer; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const cmd = childCommand(ffmpeg, args);
+  return withChild(signal, (lease) => new Promise((resolve, reject) => {
+    const cmd = childCommand(ffmpeg, args, lease);
     execFile(
       cmd.file,
       cmd.args,
@@ -136,7 +136,7 @@ export function ffmpegRun(
         reject(new Error(`quality measurement failed: ${line}`));
       },
     );
-  });
+  }));
 }
 
 /** The source as the measurement needs it. */

@@ -3,7 +3,7 @@ import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, stat, utimes, 
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
-import { childEnv, childLaunch, runChild } from "./child-env";
+import { childEnv, childLaunch, describeUser, runChild } from "./child-env";
 import { errorMessage, type Logger } from "./log";
 
 /** Another live process on this host runs with the same RUNNER_ID. Not worth retrying. */
@@ -89,7 +89,9 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
 }
 
 const READ_ONLY_DIR = 0o2750;
-const WRITABLE_DIR = 0o2770;
+// Sticky: with a range of FFMPEG_USER uids, a child may remove or rename only the files of its own uid, so no other
+// encode running beside it can swap a finished output (the runner's umask keeps them from writing into one).
+const WRITABLE_DIR = 0o3770;
 
 /** The subdirectory of a job's directory where FFmpeg writes (outputs, thumbnail, sample files being made). */
 export const FFMPEG_OUT = "out";
@@ -242,7 +244,7 @@ export async function checkFfmpegUser(ffmpeg: string, own: string): Promise<void
     if (code !== 0) {
       const why = stderr.trim().split("\n").pop() || `exit ${code}`;
       throw new FfmpegUserError(
-        `FFmpeg cannot work as FFMPEG_USER ${user.uid}:${user.gid} in ${own} (${why}); WORK_DIR and its parents must be searchable by that user, and the runner's umask must let its group read`,
+        `FFmpeg cannot work as FFMPEG_USER ${describeUser(user)} in ${own} (${why}); WORK_DIR and its parents must be searchable by that user, and the runner's umask must let its group read`,
       );
     }
   } finally {

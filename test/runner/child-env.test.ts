@@ -2,13 +2,17 @@ import { chmod, copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { configureChildren } from "../../runner/child-env";
+import { execFile } from "node:child_process";
+import { configureChildren, killLeftovers, leaseChild, withChild } from "../../runner/child-env";
 import { resolveExecutable } from "../../runner/config";
 import { probeMedia, spawnFfmpeg } from "../../runner/ffmpeg";
 import { ffmpegRun } from "../../runner/samples";
 import { makeClip } from "../helpers/clips";
 import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
-import { startRunnerProcess, writeFfmpegStandIn, type RunnerProcess } from "../helpers/runner";
+import { startInProcessRunner, startRunnerProcess, writeFfmpegStandIn, type RunnerProcess } from "../helpers/runner";
+import { getVariationRows } from "../helpers/seed";
+import { eq } from "drizzle-orm";
+import { jobs } from "../../db/schema";
 
 let dir: string;
 let standIn: string;
@@ -68,6 +72,81 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
     expect(encode.stderrTail()).toMatch(/Permission denied/);
   });
 
+  // A process that is gone, or a zombie nobody reaped yet (dead: it runs no code).
+  const running = async (pid: number) => {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
+    return stat !== null && stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  };
+  // Code an upload smuggled into FFmpeg: a process in a session of its own (out of FFmpeg's process group, so the
+  // stop sequence and the parent-death signal miss it) that outlives its parent.
+  const escape = "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!; id -u";
+  const range = { uid: 62000, lastUid: 62003, gid: 65534 };
+  const leftover: number[] = [];
+  afterAll(() => leftover.forEach((pid) => void running(pid).then((yes) => yes && process.kill(pid, "SIGKILL"))));
+
+  it("with a range of uids, kills whatever a child left running once it exits; with one uid for all it lives on", async () => {
+    const setpriv = resolveExecutable("setpriv")!;
+    configureChildren({ setpriv, user: nobody });
+    const [kept] = (await ffmpegRun("/bin/sh", ["-c", escape])).stdout.toString().split("\n").map(Number) as [number];
+    leftover.push(kept);
+    expect(await running(kept)).toBe(true);
+
+    configureChildren({ setpriv, user: range });
+    for (let i = 0; i < 3; i++) {
+      const [pid, uid] = (await ffmpegRun("/bin/sh", ["-c", escape])).stdout.toString().split("\n").map(Number) as [number, number];
+      leftover.push(pid);
+      expect(uid).toBeGreaterThanOrEqual(62000);
+      expect(uid).toBeLessThanOrEqual(62003);
+      expect(await running(pid)).toBe(false);
+    }
+    expect(await running(kept)).toBe(true); // another uid's processes are not touched
+  });
+
+  it("gives children running at once uids of their own, and makes one wait while every uid is busy", async () => {
+    configureChildren({ setpriv: resolveExecutable("setpriv")!, user: { uid: 62000, lastUid: 62001, gid: 65534 } });
+    const go = join(dir, "go");
+    await rm(go, { force: true });
+    await chmod(dir, 0o755); // the children look for `go` here
+    const hold = () => ffmpegRun("/bin/sh", ["-c", `id -u; while [ ! -e ${go} ]; do sleep 0.05; done`]);
+    const first = [hold(), hold()];
+    let thirdStarted = false;
+    const third = leaseChild().then((lease) => ((thirdStarted = true), lease));
+    // Both uids are held until `go` exists, so the third cannot have one, however long this waits.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(thirdStarted).toBe(false);
+    await writeFile(go, "");
+    const uids = (await Promise.all(first)).map((r) => Number(r.stdout.toString().trim()));
+    expect(new Set(uids)).toEqual(new Set([62000, 62001]));
+    const lease = await third;
+    expect(uids).toContain(lease.uid);
+    await lease.release();
+
+    // A wait given up (its task stopped) takes no uid with it.
+    const held = [await leaseChild(), await leaseChild()];
+    const stop = new AbortController();
+    const waiting = leaseChild(stop.signal);
+    stop.abort();
+    await expect(waiting).rejects.toMatchObject({ code: "ABORT_ERR" });
+    await Promise.all(held.map((l) => l.release()));
+    expect((await withChild(undefined, async (l) => l.uid)) !== null).toBe(true);
+    const again = [await leaseChild(), await leaseChild()];
+    expect(new Set(again.map((l) => l.uid))).toEqual(new Set([62000, 62001]));
+    await Promise.all(again.map((l) => l.release()));
+  });
+
+  it("kills at a runner's start what an earlier life left running as the range's uids", async () => {
+    const setpriv = resolveExecutable("setpriv")!;
+    const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) =>
+      execFile(setpriv, ["--reuid=62002", "--regid=65534", "--clear-groups", "--", "/bin/sh", "-c", escape], (err, stdout) => (err ? reject(err) : resolve({ stdout }))),
+    );
+    const pid = Number(stdout.split("\n")[0]);
+    leftover.push(pid);
+    expect(await running(pid)).toBe(true);
+    configureChildren({ setpriv, user: range });
+    await killLeftovers();
+    expect(await running(pid)).toBe(false);
+  });
+
   describe("a runner with FFMPEG_USER", { timeout: 180_000 }, () => {
     let stack: EdgeStack;
     let runner: RunnerProcess | undefined;
@@ -83,35 +162,103 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
     });
     afterAll(() => stack?.close());
 
-    it("completes a job whose every FFmpeg and ffprobe ran as that user, and its outputs download", async () => {
-      // A stand-in that records who it runs as and whether the runner's environment is readable, then execs the
-      // real program. Its directory must be searchable (to exec it) and writable (for the record) by that user.
+    it("completes a job whose every FFmpeg and ffprobe ran as a uid of the range, leaving nothing of theirs running, and its outputs download", async () => {
+      // A stand-in that records who it runs as and whether the runner's environment is readable, leaves a process
+      // in a session of its own running (as code from an upload could), then execs the real program. Its directory
+      // must be searchable (to exec it) by those uids, and the record writable.
       const { dir, path: ffmpeg } = await writeFfmpegStandIn(
         "as-user",
         (d) =>
-          `#!/bin/sh\nif cat /proc/$PPID/environ > /dev/null 2>&1; then r=readable; else r=denied; fi\necho "$(basename "$0") $(id -u):$(id -g) environ=$r" >> "${join(d, "calls")}"\nexec "$(basename "$0")" "$@"\n`,
+          `#!/bin/sh\nif cat /proc/$PPID/environ > /dev/null 2>&1; then r=readable; else r=denied; fi\nsetsid sleep 300 </dev/null >/dev/null 2>&1 &\necho "$(basename "$0") $(id -u):$(id -g) environ=$r escapee=$!" >> "${join(d, "calls")}"\nexec "$(basename "$0")" "$@"\n`,
       );
       cleanups.push(() => rm(dir, { recursive: true, force: true }));
       await copyFile(ffmpeg, join(dir, "ffprobe"));
-      await chmod(dir, 0o777);
+      await chmod(dir, 0o755);
+      await writeFile(join(dir, "calls"), "");
+      await chmod(join(dir, "calls"), 0o666);
       const workDir = await stack.workDir();
       await chmod(workDir, 0o755);
       const clip = await makeClip({ seconds: 2 });
       const job = await stack.user.createJob([clip], 2);
       runner = startRunnerProcess(
-        stack.runnerEnv({ FFMPEG_USER: "65534:65534", FFMPEG_PATH: ffmpeg, FFPROBE_PATH: join(dir, "ffprobe"), WORK_DIR: workDir }),
+        stack.runnerEnv({ FFMPEG_USER: "62000-62003:65534", FFMPEG_PATH: ffmpeg, FFPROBE_PATH: join(dir, "ffprobe"), WORK_DIR: workDir }),
       );
       const done = await waitFor("the job to end", async () => ((j) => (["completed", "failed"].includes(j.status) ? j : null))(await stack.user.getJob(job.id)), 120_000);
       expect(done.status, runner.logs()).toBe("completed");
 
       const calls = (await readFile(join(dir, "calls"), "utf8")).trim().split("\n");
+      const escapees = calls.map((c) => Number(c.replace(/.*escapee=/, "")));
+      leftover.push(...escapees);
       expect(calls.some((c) => c.startsWith("ffprobe "))).toBe(true);
       expect(calls.filter((c) => c.startsWith("ffmpeg ")).length).toBeGreaterThanOrEqual(4); // 2 encodes + 2 measurements at least
-      expect(new Set(calls.map((c) => c.replace(/^\S+ /, "")))).toEqual(new Set(["65534:65534 environ=denied"]));
+      for (const call of calls) expect(call).toMatch(/^(ffmpeg|ffprobe) 6200[0-3]:65534 environ=denied escapee=\d+$/);
+      expect(new Set(calls.map((c) => c.split(" ")[1])).size).toBeGreaterThan(1);
+      // Each child's leftover is killed when that child exits (the job's thumbnail may still be in the making).
+      await waitFor("every child's leftover process to be gone", async () => ((await Promise.all(escapees.map(running))).some(Boolean) ? null : true), 15_000);
 
       const zip = await stack.user.call(`/api/jobs/${job.id}/download`);
       expect(zip.status).toBe(200);
       expect((await zip.arrayBuffer()).byteLength).toBeGreaterThan(10_000);
+    });
+
+    it("ends a variation cancelled while its encode waits for a uid of the range as cancelled, with no FFmpeg started for it", async () => {
+      const workDir = await stack.workDir();
+      await chmod(workDir, 0o755);
+      const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+      // A thumbnail in place already: the job's children are then the probe, the decode check and the encode, in turn.
+      await stack.db.update(jobs).set({ thumbnailKey: `thumbnails/${job.id}.jpg` }).where(eq(jobs.id, job.id));
+      const inProcess = await startInProcessRunner({ env: stack.runnerEnv({ FFMPEG_USER: "62000-62001:65534", WORK_DIR: workDir, CONCURRENCY: "1" }) });
+      cleanups.push(() => inProcess.stop());
+      // This test process is the runner's: it holds both uids (before the first claim's reply can arrive), as two
+      // long encodes would, and lets the probe and the decode check have one in turn, so the encode finds none free.
+      const held = [await leaseChild(), await leaseChild()];
+      cleanups.push(async () => void (await Promise.all(held.map((l) => l.release()))));
+      const waitingOne = async () => inProcess.metrics.childrenWaiting.get() === 1;
+      for (const what of ["probe", "decode check"]) {
+        await waitFor(`the ${what} to wait for a uid`, waitingOne);
+        const release = held[0]!.release();
+        held[0] = await Promise.all([leaseChild(), release]).then(([lease]) => lease); // taken back once it is done
+      }
+      await waitFor("the encode to wait for a uid", waitingOne);
+
+      expect((await stack.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" })).ok).toBe(true);
+      const done = await waitFor("the job to end", async () => ((j) => (["cancelled", "completed", "failed"].includes(j.status) ? j : null))(await stack.user.getJob(job.id)), 30_000);
+      const logs = inProcess.lines.join("\n");
+      expect(done.status, logs).toBe("cancelled");
+      expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "cancelled", outputKey: null });
+      expect(logs).toMatch(/stopping variation .*reason=cancel phase=prepare/);
+      expect(logs).not.toMatch(/ffmpeg started/);
+      expect(inProcess.metrics.childrenWaiting.get()).toBe(0);
+    });
+
+    it("starts no re-draw whose encode was waiting for a uid when the job was cancelled: the earlier draw completes", async () => {
+      const workDir = await stack.workDir();
+      await chmod(workDir, 0o755);
+      const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+      await stack.db.update(jobs).set({ thumbnailKey: `thumbnails/${job.id}.jpg` }).where(eq(jobs.id, job.id));
+      const inProcess = await startInProcessRunner({
+        env: stack.runnerEnv({ FFMPEG_USER: "62000-62001:65534", WORK_DIR: workDir, CONCURRENCY: "1", QUALITY_SSIM_FLOOR: "1", MAX_REDRAWS: "1" }),
+      });
+      cleanups.push(() => inProcess.stop());
+      const held = [await leaseChild(), await leaseChild()];
+      cleanups.push(async () => void (await Promise.all(held.map((l) => l.release()))));
+      const logs = () => inProcess.lines.join("\n");
+      // One uid at a time for each child in turn (probe, decode check, encode, measurement…) until the re-draw's
+      // encode is the one waiting: it is logged as re-drawn before it asks for a uid.
+      for (;;) {
+        await waitFor("a child to wait for a uid", async () => inProcess.metrics.childrenWaiting.get() === 1);
+        if (/variation re-drawn/.test(logs())) break;
+        const release = held[0]!.release();
+        held[0] = await Promise.all([leaseChild(), release]).then(([lease]) => lease);
+      }
+      expect((await stack.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" })).ok).toBe(true);
+      await inProcess.waitForLog(/cancel requested after FFmpeg finished: completing anyway/);
+      await Promise.all(held.splice(0).map((l) => l.release()));
+
+      const done = await waitFor("the job to end", async () => ((j) => (["cancelled", "completed", "failed"].includes(j.status) ? j : null))(await stack.user.getJob(job.id)), 30_000);
+      expect(done.status, logs()).toBe("completed");
+      expect(logs().match(/ffmpeg started/g)).toHaveLength(1);
+      expect((await getVariationRows(stack.db, job.id))[0]!.redrawReason).toMatch(/the re-draw was stopped/);
     });
 
     it("refuses to start, once and readably, when that user cannot reach WORK_DIR", async () => {

@@ -1,10 +1,10 @@
 import { execFile, spawn } from "node:child_process";
-import { chmod, mkdir, readdir, rm, symlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { configureChildren } from "../../runner/child-env";
+import { childCommand, configureChildren, leaseChild, type ChildLease } from "../../runner/child-env";
 import { resolveExecutable } from "../../runner/config";
 import { createLogger } from "../../runner/log";
 import { ffmpegRun } from "../../runner/samples";
@@ -198,6 +198,40 @@ describe("what FFmpeg may touch in a runner's directory", () => {
         await expect(ffmpegRun("/bin/ln", ["-s", "/etc/passwd", join(own, "job-2")])).rejects.toThrow(/Permission denied/);
         await expect(ffmpegRun("/bin/mv", [join(job, "src-1"), join(job, FFMPEG_OUT, "src-1")])).rejects.toThrow(/Permission denied/);
         expect((await filesUnder(job)).sort()).toEqual(["out/v.a1.part.mp4", "src-1"]);
+      } finally {
+        configureChildren({ setpriv: null, user: null });
+      }
+    },
+  );
+
+  it.skipIf(process.getuid?.() !== 0 || !resolveExecutable("setpriv"))(
+    "with a range of FFMPEG_USER uids, keeps a finished output from being removed, renamed or rewritten by a child of another uid",
+    async () => {
+      const root = await dirs.make();
+      await chmod(root, 0o755);
+      configureChildren({ setpriv: resolveExecutable("setpriv"), user: { uid: 62000, lastUid: 62001, gid: 65534 } });
+      try {
+        const own = await claimWorkDir(join(root, "work"), "sticky", log);
+        const job = join(own, "job-1");
+        await makeJobDir(job);
+        const output = join(job, FFMPEG_OUT, "v.a1.part.mp4");
+        // Two children at once: the encode that wrote the output, and another one beside it (code from another
+        // upload), which shares the group that may write in out/.
+        const [encode, other] = [await leaseChild(), await leaseChild()];
+        const as = (lease: ChildLease, bin: string, args: string[]) => {
+          const cmd = childCommand(bin, args, lease);
+          return execFileP(cmd.file, cmd.args, { env: cmd.env });
+        };
+        expect(encode.uid).not.toBe(other.uid);
+        await as(encode, "/bin/sh", ["-c", `echo finished > ${output}`]);
+        await expect(as(other, "/bin/rm", ["-f", output])).rejects.toThrow(/Operation not permitted/);
+        await expect(as(other, "/bin/mv", [output, `${output}.x`])).rejects.toThrow(/Operation not permitted/);
+        await expect(as(other, "/bin/sh", ["-c", `echo swapped > ${output}`])).rejects.toThrow(/Permission denied/);
+        await Promise.all([encode.release(), other.release()]);
+        expect(await readFile(output, "utf8")).toBe("finished\n");
+        // …while the runner (root) still removes all of it.
+        await removeTree(job);
+        expect(await readdir(own)).toEqual([MARKER]);
       } finally {
         configureChildren({ setpriv: null, user: null });
       }
