@@ -1,4 +1,7 @@
 import { execFile } from "node:child_process";
+import { constants } from "node:fs";
+import { open, unlink } from "node:fs/promises";
+import { UidPool } from "./uid-pool";
 
 /**
  * How the runner starts FFmpeg and ffprobe. They parse untrusted uploads with a large decoder surface; the runner's
@@ -35,6 +38,8 @@ export interface ChildLaunch {
   user: ChildUser | null;
   /** Told how many children wait for a uid of the range, whenever that changes (a metric). */
   onWaiting?: (waiting: number) => void;
+  /** A uid of the range whose processes could not be killed; it is never handed out again. */
+  onQuarantine?: (uid: number, survivors: number[]) => void;
 }
 
 /** FFMPEG_USER as written: `990:990` or `61000-61063:990`. */
@@ -58,9 +63,11 @@ let pool: UidPool | null = null;
 export function configureChildren(next: ChildLaunch): void {
   if (next.user && !next.setpriv) throw new Error("running FFmpeg as another user needs setpriv");
   launch = next;
-  pool = next.user && next.setpriv && lastUid(next.user) > next.user.uid ? new UidPool(next.setpriv, next.user, next.onWaiting) : null;
+  pool = next.user && lastUid(next.user) > next.user.uid
+    ? new UidPool({ uid: next.user.uid, lastUid: lastUid(next.user) }, { onWaiting: next.onWaiting, onQuarantine: next.onQuarantine })
+    : null;
   if (next.user) {
-    // What FFmpeg makes is never writable by its group: with a range, another child's uid shares that group.
+    // Nothing FFmpeg makes is writable by its group (the other uids of a range share it).
     const old = process.umask(0o022);
     process.umask(old | 0o022);
   }
@@ -71,24 +78,45 @@ export function childLaunch(): ChildLaunch {
 }
 
 /**
- * The user the next media child runs as. With a range of uids (FFMPEG_USER=`<first>-<last>:<gid>`) each child gets
- * a uid no other running child has, and release() kills every process of that uid before another child may use it:
- * code an upload smuggled into FFmpeg could otherwise start a process in a session of its own, which escapes both
- * the process-group stop and the parent-death signal, and keep reading and writing the work directory after the
- * encode ended (with one uid for all, there is no telling its processes from a running encode's). Waits while every
- * uid is in use; children never hold one lease while waiting for another, so a small range only serializes.
+ * The user the next media child runs as, with the files it will write (`writes`) made ready for it. With a range of
+ * uids (runner/uid-pool.ts) each child gets a uid no other running child has, and release() kills every process
+ * of that uid before another child may use it. Waits while every uid is in use; children never hold one lease
+ * while waiting for another, so a small range only serializes.
+ *
+ * With FFMPEG_USER, the runner (root) creates each file the child will write, exclusively, owned by the child's uid
+ * and mode 0600, and when the child is done seals it (root's, group-readable) or removes it when nothing was
+ * written. So nobody else can have made the name first (another upload's run could otherwise create an encode's
+ * output name in `out/`, let the encode write into its file and rewrite it afterwards), no run beside it can write
+ * into it, and no later run of the same uid can change it.
  */
-export async function leaseChild(signal?: AbortSignal): Promise<ChildLease> {
-  if (!pool) return { uid: launch.user?.uid ?? null, release: async () => {} };
+export async function leaseChild(signal?: AbortSignal, writes: readonly string[] = []): Promise<ChildLease> {
+  const user = launch.user;
+  if (!user) return { uid: null, release: async () => {} };
   const p = pool;
-  const uid = await p.take(signal);
+  const uid = p ? await p.take(signal) : user.uid;
+  try {
+    for (const path of writes) await prepareWrite(path, uid, user.gid);
+  } catch (err) {
+    await sealWrites(writes, uid, user.gid);
+    await p?.release(uid);
+    throw err;
+  }
   let released: Promise<void> | null = null;
-  return { uid, release: () => (released ??= p.killAll(uid).then(() => p.put(uid))) };
+  const release = async () => {
+    // Killed first: nothing of that uid may still hold a file open for writing when it is sealed.
+    if (p) await p.release(uid);
+    await sealWrites(writes, uid, user.gid);
+  };
+  return { uid, release: () => (released ??= release()) };
 }
 
-/** Runs `fn` with a child's lease, released (its uid's processes killed) once `fn` settled. */
-export async function withChild<T>(signal: AbortSignal | undefined, fn: (lease: ChildLease) => Promise<T>): Promise<T> {
-  const lease = await leaseChild(signal);
+/** Runs `fn` with a child's lease (see leaseChild), released once `fn` settled. */
+export async function withChild<T>(
+  signal: AbortSignal | undefined,
+  fn: (lease: ChildLease) => Promise<T>,
+  writes: readonly string[] = [],
+): Promise<T> {
+  const lease = await leaseChild(signal, writes);
   try {
     return await fn(lease);
   } finally {
@@ -96,70 +124,50 @@ export async function withChild<T>(signal: AbortSignal | undefined, fn: (lease: 
   }
 }
 
-/**
- * Kills every process of the range's uids: what a runner killed with SIGKILL left behind (its escaped processes
- * outlive it; its direct children die with it). Called at start, before any child of this runner runs.
- */
-export async function killLeftovers(): Promise<void> {
-  const p = pool;
-  if (!p) return;
-  for (let uid = p.user.uid; uid <= lastUid(p.user); uid++) await p.killAll(uid);
+/** Kills what a previous life of this runner left running as the range's uids (its direct children died with it). */
+export async function killLeftovers(): Promise<number[]> {
+  return (await pool?.clearAll()) ?? [];
 }
 
-// Shaped like the error an aborted execFile gives (code ABORT_ERR), which callers already tell apart from failures.
-const abortError = (signal: AbortSignal) =>
-  Object.assign(new Error("The operation was aborted", { cause: signal.reason }), { name: "AbortError", code: "ABORT_ERR" });
+/** A file a child could not be given to write (something stands at its name that root cannot replace). */
+export class ChildWriteError extends Error {}
 
-class UidPool {
-  private readonly free: number[] = [];
-  private readonly waiting: ((uid: number) => void)[] = [];
-  constructor(
-    private readonly setpriv: string,
-    readonly user: ChildUser,
-    private readonly onWaiting: (waiting: number) => void = () => {},
-  ) {
-    for (let uid = user.uid; uid <= lastUid(user); uid++) this.free.push(uid);
-  }
-
-  /**
-   * kill(-1, SIGKILL) sent as `uid`: the kernel signals every process that uid may signal (its own, whatever their
-   * session or process group) except the sender, in one pass that a fork cannot outrun. Only the runner's own PID
-   * namespace is reached, so runners sharing one (not separate containers) need ranges of their own.
-   */
-  killAll(uid: number): Promise<void> {
-    const drop = [`--reuid=${uid}`, `--regid=${this.user.gid}`, "--clear-groups", "--inh-caps=-all", "--no-new-privs"];
-    return new Promise((resolve) => {
-      execFile(this.setpriv, [...drop, "--", "/bin/sh", "-c", "kill -KILL -1 2>/dev/null; exit 0"], { timeout: 10_000, killSignal: "SIGKILL", env: childEnv() }, () => resolve());
+async function prepareWrite(path: string, uid: number, gid: number): Promise<void> {
+  try {
+    // Whatever stands there (another run's file, a symlink) goes first; root may remove anything in `out/`.
+    await unlink(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
     });
+    const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      await fh.chown(uid, gid);
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    // The errno stays (a full disk is this machine's trouble like any other: runner/local-errors.ts).
+    throw Object.assign(new ChildWriteError(`cannot make ${path} ready for FFmpeg: ${(err as Error).message}`), { code: (err as NodeJS.ErrnoException).code });
   }
+}
 
-  take(signal?: AbortSignal): Promise<number> {
-    if (signal?.aborted) return Promise.reject(abortError(signal));
-    const uid = this.free.shift();
-    if (uid !== undefined) return Promise.resolve(uid);
-    return new Promise((resolve, reject) => {
-      const give = (u: number) => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve(u);
-      };
-      const onAbort = () => {
-        const i = this.waiting.indexOf(give);
-        if (i >= 0) this.waiting.splice(i, 1);
-        this.onWaiting(this.waiting.length);
-        reject(abortError(signal!));
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.waiting.push(give);
-      this.onWaiting(this.waiting.length);
-    });
-  }
-
-  // The uid just killed goes to the back: the processes it signalled have a moment to be gone before it is reused.
-  put(uid: number): void {
-    const next = this.waiting.shift();
-    if (!next) return void this.free.push(uid);
-    this.onWaiting(this.waiting.length);
-    next(uid);
+async function sealWrites(paths: readonly string[], uid: number, gid: number): Promise<void> {
+  for (const path of paths) {
+    const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => null);
+    if (!fh) continue;
+    try {
+      const st = await fh.stat();
+      // Anything else at the name (the child's own doing) is left for openRegularFile to refuse.
+      if (!st.isFile() || st.uid !== uid) continue;
+      if (st.size === 0) {
+        // Nothing written (the child failed early): no file, as before it was made ready.
+        await unlink(path).catch(() => {});
+        continue;
+      }
+      await fh.chown(process.getuid?.() ?? 0, gid);
+      await fh.chmod(0o640);
+    } finally {
+      await fh.close();
+    }
   }
 }
 
@@ -180,7 +188,7 @@ export function childCommand(bin: string, args: string[], lease?: ChildLease): {
 }
 
 /** Runs `bin args` as a media child (as configured) and waits for it; its exit status is the answer. */
-export function runChild(bin: string, args: string[], timeoutMs: number): Promise<{ code: number; stderr: string }> {
+export function runChild(bin: string, args: string[], timeoutMs: number, writes: string[] = []): Promise<{ code: number; stderr: string }> {
   return withChild(undefined, (lease) => {
     const cmd = childCommand(bin, args, lease);
     return new Promise((resolve) => {
@@ -189,5 +197,5 @@ export function runChild(bin: string, args: string[], timeoutMs: number): Promis
         resolve({ code, stderr: String(stderr) || (err ? err.message : "") });
       });
     });
-  });
+  }, writes);
 }

@@ -5,8 +5,11 @@ import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { SOURCE_LIMIT_DEFAULTS } from "../db/source-limits";
 import type { ChildUser } from "./child-env";
+import { SETRESUID } from "./uid-pool";
 
 const uid = () => process.getuid?.() ?? -1;
+/** Ids above this are not ids to every tool (signed 32-bit), and 2^32 - 1 is none at all. */
+const MAX_ID = 2 ** 31 - 1;
 
 const ms = (def: number, min: number) => z.coerce.number().int().min(min).default(def);
 
@@ -41,6 +44,8 @@ export const Schema = z
         return { uid, lastUid: last ?? uid, gid: Number(gid) };
       })
       .refine((u) => u.uid > 0 && u.gid > 0, "FFMPEG_USER must not be root (uid 0 or gid 0)")
+      // 2^32 - 1 means "unchanged" to setpriv and larger ones wrap round to 0: FFmpeg would run as root.
+      .refine((u) => u.lastUid <= MAX_ID && u.gid <= MAX_ID, `FFMPEG_USER's ids must be at most ${MAX_ID}`)
       .refine((u) => u.lastUid >= u.uid && u.lastUid - u.uid < 65_536, "FFMPEG_USER's range must run from a lower uid to a higher one (at most 65536 uids)")
       .optional(),
     POLL_MS: ms(1000, 10),
@@ -67,10 +72,10 @@ export const Schema = z
     METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
     LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   })
-  // Each encode holds a uid for its whole run: one per encode slot, and one more so that probes, measurements and
-  // thumbnails are never queued behind every encode.
-  .refine((c) => !c.FFMPEG_USER || c.FFMPEG_USER.lastUid === c.FFMPEG_USER.uid || c.FFMPEG_USER.lastUid - c.FFMPEG_USER.uid >= c.CONCURRENCY, {
-    message: "a range of FFMPEG_USER uids needs at least CONCURRENCY + 1 of them",
+  // Each encode holds a uid for its whole run: one per encode slot, one more so that probes, measurements and
+  // thumbnails are never queued behind every encode, and the last one is the killer's (runner/uid-pool.ts).
+  .refine((c) => !c.FFMPEG_USER || c.FFMPEG_USER.lastUid === c.FFMPEG_USER.uid || c.FFMPEG_USER.lastUid - c.FFMPEG_USER.uid + 1 >= c.CONCURRENCY + 2, {
+    message: "a range of FFMPEG_USER uids needs at least CONCURRENCY + 2 of them",
     path: ["FFMPEG_USER"],
   })
   .refine((c) => c.LEASE_MS >= 3 * c.WATCH_MS, {
@@ -125,6 +130,11 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv): RunnerConfig {
     // needs CAP_KILL and CAP_DAC_OVERRIDE: root (in a container, its default capabilities) has them all.
     if (uid() !== 0) problems.push(`  FFMPEG_USER: the runner must start as root to run FFmpeg as another user (it runs as uid ${uid()})`);
     if (!setpriv) problems.push("  FFMPEG_USER: needs util-linux `setpriv` on PATH");
+    if (c.FFMPEG_USER.lastUid > c.FFMPEG_USER.uid) {
+      // The killer of a uid's leftovers (runner/uid-pool.ts) is a perl one-liner making a raw setresuid syscall.
+      if (!resolveExecutable("perl")) problems.push("  FFMPEG_USER: a range of uids needs `perl` on PATH (Debian's perl-base)");
+      if (SETRESUID === null) problems.push(`  FFMPEG_USER: a range of uids is supported on x64 and arm64 only (this is ${process.arch})`);
+    }
   }
   if (problems.length) throw new ConfigError(`Invalid runner configuration:\n${problems.join("\n")}`);
   // Stable across restarts (no pid), so a restarted runner finds and removes what its predecessor left. It may be

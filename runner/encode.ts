@@ -1,9 +1,9 @@
 import { rm } from "node:fs/promises";
-import { leaseChild } from "./child-env";
+import { leaseChild, type ChildLease } from "./child-env";
 import type { RunnerConfig } from "./config";
 import { delay } from "./delay";
-import { buildEncodeArgs, neverRan, spawnFfmpeg, type EncodePlan, type FfmpegProcess, type ZoomScaler } from "./ffmpeg";
-import { ffmpegLocalError, LocalError } from "./local-errors";
+import { buildEncodeArgs, isAbortError, neverRan, spawnFfmpeg, type EncodePlan, type FfmpegProcess, type ZoomScaler } from "./ffmpeg";
+import { asLocalError, ffmpegLocalError, LocalError } from "./local-errors";
 import { errorMessage } from "./log";
 import { fail, local, stopped, transient, type Held, type OutcomeContext, type Phase, type TaskOutcome } from "./outcomes";
 import type { EffectParams } from "./params";
@@ -89,7 +89,18 @@ export async function encode<T extends Encoding>(
   // FFmpeg's uid (FFMPEG_USER): a wait only while every uid of a range is busy. A stop that comes meanwhile finds
   // no process to stop (it aborts the task's signal instead), so it is looked at here, before anything starts. A
   // re-draw's cancel is no stop reason (an earlier draw completes, see VariationTask.stop) but starts nothing either.
-  const lease = await leaseChild(task.signal).catch(() => null);
+  let lease: ChildLease | null = null;
+  try {
+    lease = await leaseChild(task.signal, plan.writes);
+  } catch (err) {
+    if (!isAbortError(err)) {
+      // Its output could not be made ready (runner/child-env.ts): this machine's trouble, like a spawn failure.
+      task.redrawSlot = false;
+      const trouble = asLocalError(err, "encoding failed") ?? new LocalError("EPERM", "encoding failed", errorMessage(err));
+      if (earlier && !task.mustLeave) return await keepEarlierAfterFailure(ctx, task, trouble, errorMessage(err), file);
+      return await local(ctx, task, trouble, file);
+    }
+  }
   if (!lease || task.stopReason || (earlier && task.stopAsked)) {
     task.redrawSlot = false;
     await lease?.release();

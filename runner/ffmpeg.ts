@@ -64,7 +64,7 @@ const isSpawnError = (err: unknown) => /^spawn\b/.test(String((err as { syscall?
 function run(
   bin: string,
   args: string[],
-  opts: { timeoutMs: number; signal?: AbortSignal; what: string },
+  opts: { timeoutMs: number; signal?: AbortSignal; what: string; writes?: string[] },
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return withChild(opts.signal, (lease) => new Promise((resolve, reject) => {
     const cmd = childCommand(bin, args, lease);
@@ -81,7 +81,7 @@ function run(
         resolve({ code: err ? Number((err as { code?: unknown }).code) : 0, stdout, stderr });
       },
     );
-  }));
+  }), opts.writes);
 }
 
 /** "30000/1001" → 29.97; anything unparsable → 0. */
@@ -149,7 +149,7 @@ export async function makeThumbnail(
   const { code, stderr } = await run(
     ffmpeg,
     ["-v", "error", "-nostdin", "-y", ...LOCAL_ONLY, "-ss", at, "-i", input, "-frames:v", "1", "-vf", "scale=480:-2", "-q:v", "4", "-f", "image2", output],
-    { timeoutMs: 20_000, signal, what: "the thumbnail failed" },
+    { timeoutMs: 20_000, signal, what: "the thumbnail failed", writes: [output] },
   );
   if (code !== 0) throw new Error(`thumbnail failed: ${firstLine(stderr)}`);
 }
@@ -193,6 +193,8 @@ export interface EncodePlan {
   expectedDurationMs: number;
   /** The geometry actually used, for the recorded params. */
   geometry: { width: number; height: number; cropW: number; cropH: number; cropX: number; cropY: number; scaler?: ZoomScaler };
+  /** The files FFmpeg writes (the output, the samples): made ready for its user before it starts (leaseChild). */
+  writes: string[];
 }
 
 /**
@@ -296,6 +298,7 @@ export function buildEncodeArgs(input: {
     args,
     expectedDurationMs: Math.round(media.durationMs / p.speed),
     geometry: { width, height, cropW, cropH, cropX, cropY, ...(zoomed ? { scaler } : {}) },
+    writes: [input.output, ...(input.samples ? [input.samples.file] : [])],
   };
 }
 

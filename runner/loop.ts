@@ -146,9 +146,16 @@ export class Runner {
    */
   async start(): Promise<void> {
     const { config, db, log } = this.deps;
-    configureChildren({ setpriv: config.SETPRIV_PATH, user: config.FFMPEG_USER, onWaiting: (n) => this.deps.metrics.childrenWaiting.set(n) });
+    configureChildren({
+      setpriv: config.SETPRIV_PATH,
+      user: config.FFMPEG_USER,
+      onWaiting: (n) => this.deps.metrics.childrenWaiting.set(n),
+      onQuarantine: (uid, survivors) =>
+        log.error("processes of an FFmpeg uid survived SIGKILL: that uid is not used again", { uid, pids: survivors.join(",") }),
+    });
     // What a previous life of this runner's children left running as the range's uids (it still writes in WORK_DIR).
-    await killLeftovers();
+    const kept = await killLeftovers();
+    if (kept.length) log.error("processes of FFMPEG_USER's range survived SIGKILL at start", { uids: kept.join(",") });
     // Before registering: a stop asked meanwhile finds nothing half started.
     this.ctx.zoomScaler = await detectZoomScaler(config.FFMPEG_PATH);
     try {

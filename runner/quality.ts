@@ -157,7 +157,7 @@ export async function measureQuality(
 ): Promise<QualityFigures> {
   const samples = await sourceSamples(ffmpeg, input.source, signal);
   const outputTimesS = outputTimes(sampleTimes(input.source.durationMs), input.speed);
-  const { stdout, stderr } = await ffmpegRun(ffmpeg, buildMeasureArgs({ ...input, sourceSamples: samples, outputTimesS }), signal);
+  const { stdout, stderr } = await ffmpegRun(ffmpeg, buildMeasureArgs({ ...input, sourceSamples: samples, outputTimesS }), signal, undefined, [input.thumbnail]);
   const expected = SAMPLE_FRACTIONS.length * FP_FRAME_BYTES;
   if (stdout.length !== expected) throw new Error(`quality measurement gave ${stdout.length} fingerprint bytes, expected ${expected}`);
   return { ...parseSummaries(stderr), fingerprint: Buffer.concat([Buffer.from([FP_VERSION]), stdout]).toString("base64") };

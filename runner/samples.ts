@@ -121,6 +121,7 @@ export function ffmpegRun(
   args: string[],
   signal?: AbortSignal,
   timeoutMs = 60_000,
+  writes: string[] = [],
 ): Promise<{ stdout: Buffer; stderr: string }> {
   return withChild(signal, (lease) => new Promise((resolve, reject) => {
     const cmd = childCommand(ffmpeg, args, lease);
@@ -136,7 +137,7 @@ export function ffmpegRun(
         reject(new Error(`quality measurement failed: ${line}`));
       },
     );
-  }));
+  }), writes);
 }
 
 /** The source as the measurement needs it. */
@@ -176,7 +177,7 @@ export async function sourceSamples(ffmpeg: string, source: SampledSource, signa
   const tmp = `${dest}.${process.pid}.${++samplesRuns}.part`;
   const args = buildSourceSampleArgs(source.path, sampleTimes(source.durationMs), source.fps, tmp);
   // A whole decode: a minute, or twice the source's duration when that is longer (a slow core, a large frame).
-  const file = ffmpegRun(ffmpeg, args, signal, Math.max(60_000, 2 * source.durationMs)).then(async () => {
+  const file = ffmpegRun(ffmpeg, args, signal, Math.max(60_000, 2 * source.durationMs), [tmp]).then(async () => {
     await rename(tmp, dest);
     return dest;
   });

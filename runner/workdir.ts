@@ -239,8 +239,12 @@ export async function checkFfmpegUser(ffmpeg: string, own: string): Promise<void
     await writeFile(join(dir, "in.pgm"), CHECK_IMAGE).catch((err: Error) => {
       throw new FfmpegUserError(`cannot prepare the FFMPEG_USER check in ${own}: ${err.message}`);
     });
-    const args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-i", join(dir, "in.pgm"), "-frames:v", "1", "-y", join(dir, FFMPEG_OUT, "out.png")];
-    const { code, stderr } = await runChild(ffmpeg, args, 30_000);
+    const out = join(dir, FFMPEG_OUT, "out.png");
+    const args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-i", join(dir, "in.pgm"), "-frames:v", "1", "-y", out];
+    const { code, stderr } = await runChild(ffmpeg, args, 30_000, [out]).catch((err: Error) => {
+      // Root could not give the file to that user (no CAP_CHOWN, a filesystem that refuses chown).
+      throw new FfmpegUserError(`cannot prepare the FFMPEG_USER check in ${own}: ${err.message}`);
+    });
     if (code !== 0) {
       const why = stderr.trim().split("\n").pop() || `exit ${code}`;
       throw new FfmpegUserError(

@@ -188,12 +188,12 @@ describe("compose.yaml runner service", () => {
     // The runner must be root in the container to switch FFmpeg to FFMPEG_USER (runner/config.ts refuses otherwise).
     expect(runner.user ?? "root").toBe("root");
     expect(read("Dockerfile.runner")).not.toMatch(/^USER /m);
-    // A uid per running child (runner/child-env.ts), enough for the largest CONCURRENCY it accepts below 64.
+    // A uid per running child (runner/uid-pool.ts): enough for any CONCURRENCY up to 62.
     expect(imageEnv().FFMPEG_USER).toBe("61000-61063:990");
     expect(read("Dockerfile.runner")).toMatch(/groupadd --system --gid 990 ffmpeg/);
     const withImage = (concurrency: number) => RunnerSchema.safeParse({ ...imageEnv(), ...cleaned(runnerEnv(envExample().values)), CONCURRENCY: String(concurrency) });
-    expect(withImage(63).data?.FFMPEG_USER).toEqual({ uid: 61000, lastUid: 61063, gid: 990 });
-    expect(withImage(64).success).toBe(false);
+    expect(withImage(62).data?.FFMPEG_USER).toEqual({ uid: 61000, lastUid: 61063, gid: 990 });
+    expect(withImage(63).success).toBe(false);
   });
 
   it("has a healthcheck on the runner's metrics port, a restart policy and a stop grace above the shutdown budget", () => {

@@ -1,9 +1,9 @@
-import { chmod, copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
-import { configureChildren, killLeftovers, leaseChild, withChild } from "../../runner/child-env";
+import { childCommand, configureChildren, killLeftovers, leaseChild } from "../../runner/child-env";
 import { resolveExecutable } from "../../runner/config";
 import { probeMedia, spawnFfmpeg } from "../../runner/ffmpeg";
 import { ffmpegRun } from "../../runner/samples";
@@ -80,9 +80,12 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
   // Code an upload smuggled into FFmpeg: a process in a session of its own (out of FFmpeg's process group, so the
   // stop sequence and the parent-death signal miss it) that outlives its parent.
   const escape = "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!; id -u";
+  // 62003, the range's last uid, is the killer's own (runner/uid-pool.ts): children get 62000–62002.
   const range = { uid: 62000, lastUid: 62003, gid: 65534 };
   const leftover: number[] = [];
-  afterAll(() => leftover.forEach((pid) => void running(pid).then((yes) => yes && process.kill(pid, "SIGKILL"))));
+  afterAll(async () => {
+    for (const pid of leftover) if (await running(pid)) process.kill(pid, "SIGKILL");
+  });
 
   it("with a range of uids, kills whatever a child left running once it exits; with one uid for all it lives on", async () => {
     const setpriv = resolveExecutable("setpriv")!;
@@ -92,18 +95,47 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
     expect(await running(kept)).toBe(true);
 
     configureChildren({ setpriv, user: range });
-    for (let i = 0; i < 3; i++) {
+    const uids = new Set<number>();
+    for (let i = 0; i < 4; i++) {
       const [pid, uid] = (await ffmpegRun("/bin/sh", ["-c", escape])).stdout.toString().split("\n").map(Number) as [number, number];
       leftover.push(pid);
-      expect(uid).toBeGreaterThanOrEqual(62000);
-      expect(uid).toBeLessThanOrEqual(62003);
+      uids.add(uid);
+      // Dead by the time the run's promise settles: release waits until /proc shows it gone.
       expect(await running(pid)).toBe(false);
     }
+    expect([...uids].sort()).toEqual([62000, 62001, 62002]);
     expect(await running(kept)).toBe(true); // another uid's processes are not touched
   });
 
+  it("kills a leftover that keeps sending SIGKILL to every process of its uid, and hands that uid out again", async () => {
+    const quarantined: number[] = [];
+    configureChildren({ setpriv: resolveExecutable("setpriv")!, user: range, onQuarantine: (uid) => quarantined.push(uid) });
+    const spot = join(dir, "fighter");
+    await rm(spot, { recursive: true, force: true });
+    await mkdir(spot, { mode: 0o777 });
+    await chmod(dir, 0o755);
+    await chmod(spot, 0o777);
+    const pidFile = join(spot, "pid");
+    const lease = await leaseChild();
+    // The "FFmpeg" leaves a process in a session of its own that kills everything of its uid, over and over: its
+    // parent first (the run ends), then whatever of that uid comes to kill it.
+    const cmd = childCommand("/bin/sh", ["-c", `setsid sh -c 'echo $$ > ${pidFile}; while :; do kill -KILL -1 2>/dev/null; done' </dev/null >/dev/null 2>&1 & sleep 300`], lease);
+    const run = await new Promise<Error | null>((resolve) => execFile(cmd.file, cmd.args, { env: cmd.env }, (err) => resolve(err)));
+    expect(run).toMatchObject({ signal: "SIGKILL" }); // killed by its own leftover, which is looping now
+    const fighter = Number((await readFile(pidFile, "utf8")).trim());
+    leftover.push(fighter);
+    expect(await running(fighter)).toBe(true);
+    await lease.release();
+    expect(await running(fighter)).toBe(false);
+    expect(quarantined).toEqual([]);
+    // The uid is in use again (the pool's order: the released one is last in line).
+    const next = [await leaseChild(), await leaseChild(), await leaseChild()];
+    expect(next.map((l) => l.uid)).toContain(lease.uid);
+    await Promise.all(next.map((l) => l.release()));
+  });
+
   it("gives children running at once uids of their own, and makes one wait while every uid is busy", async () => {
-    configureChildren({ setpriv: resolveExecutable("setpriv")!, user: { uid: 62000, lastUid: 62001, gid: 65534 } });
+    configureChildren({ setpriv: resolveExecutable("setpriv")!, user: { uid: 62000, lastUid: 62002, gid: 65534 } });
     const go = join(dir, "go");
     await rm(go, { force: true });
     await chmod(dir, 0o755); // the children look for `go` here
@@ -128,7 +160,6 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
     stop.abort();
     await expect(waiting).rejects.toMatchObject({ code: "ABORT_ERR" });
     await Promise.all(held.map((l) => l.release()));
-    expect((await withChild(undefined, async (l) => l.uid)) !== null).toBe(true);
     const again = [await leaseChild(), await leaseChild()];
     expect(new Set(again.map((l) => l.uid))).toEqual(new Set([62000, 62001]));
     await Promise.all(again.map((l) => l.release()));
@@ -143,7 +174,7 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
     leftover.push(pid);
     expect(await running(pid)).toBe(true);
     configureChildren({ setpriv, user: range });
-    await killLeftovers();
+    expect(await killLeftovers()).toEqual([]);
     expect(await running(pid)).toBe(false);
   });
 
@@ -191,7 +222,7 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
       leftover.push(...escapees);
       expect(calls.some((c) => c.startsWith("ffprobe "))).toBe(true);
       expect(calls.filter((c) => c.startsWith("ffmpeg ")).length).toBeGreaterThanOrEqual(4); // 2 encodes + 2 measurements at least
-      for (const call of calls) expect(call).toMatch(/^(ffmpeg|ffprobe) 6200[0-3]:65534 environ=denied escapee=\d+$/);
+      for (const call of calls) expect(call).toMatch(/^(ffmpeg|ffprobe) 6200[0-2]:65534 environ=denied escapee=\d+$/);
       expect(new Set(calls.map((c) => c.split(" ")[1])).size).toBeGreaterThan(1);
       // Each child's leftover is killed when that child exits (the job's thumbnail may still be in the making).
       await waitFor("every child's leftover process to be gone", async () => ((await Promise.all(escapees.map(running))).some(Boolean) ? null : true), 15_000);
@@ -207,7 +238,7 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
       const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
       // A thumbnail in place already: the job's children are then the probe, the decode check and the encode, in turn.
       await stack.db.update(jobs).set({ thumbnailKey: `thumbnails/${job.id}.jpg` }).where(eq(jobs.id, job.id));
-      const inProcess = await startInProcessRunner({ env: stack.runnerEnv({ FFMPEG_USER: "62000-62001:65534", WORK_DIR: workDir, CONCURRENCY: "1" }) });
+      const inProcess = await startInProcessRunner({ env: stack.runnerEnv({ FFMPEG_USER: "62000-62002:65534", WORK_DIR: workDir, CONCURRENCY: "1" }) });
       cleanups.push(() => inProcess.stop());
       // This test process is the runner's: it holds both uids (before the first claim's reply can arrive), as two
       // long encodes would, and lets the probe and the decode check have one in turn, so the encode finds none free.
@@ -237,7 +268,7 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
       const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
       await stack.db.update(jobs).set({ thumbnailKey: `thumbnails/${job.id}.jpg` }).where(eq(jobs.id, job.id));
       const inProcess = await startInProcessRunner({
-        env: stack.runnerEnv({ FFMPEG_USER: "62000-62001:65534", WORK_DIR: workDir, CONCURRENCY: "1", QUALITY_SSIM_FLOOR: "1", MAX_REDRAWS: "1" }),
+        env: stack.runnerEnv({ FFMPEG_USER: "62000-62002:65534", WORK_DIR: workDir, CONCURRENCY: "1", QUALITY_SSIM_FLOOR: "1", MAX_REDRAWS: "1" }),
       });
       cleanups.push(() => inProcess.stop());
       const held = [await leaseChild(), await leaseChild()];

@@ -46,12 +46,13 @@ describe("runner configuration", () => {
       expect(loadRunnerConfig(GOOD).FFMPEG_USER).toBeNull();
       expect(loadRunnerConfig({ ...GOOD, FFMPEG_USER: "990:991" }).FFMPEG_USER).toEqual({ uid: 990, lastUid: 990, gid: 991 });
       expect(loadRunnerConfig({ ...GOOD, FFMPEG_USER: "61000-61063:990" }).FFMPEG_USER).toEqual({ uid: 61000, lastUid: 61063, gid: 990 });
-      for (const bad of ["ffmpeg", "990", "0:990", "990:0", "-1:5", "0-5:990", "991-990:990", "990-:990", "1-70000:990"]) {
+      for (const bad of ["ffmpeg", "990", "0:990", "990:0", "-1:5", "0-5:990", "991-990:990", "990-:990", "1-70000:990", "4294967295:990", "4294967296-4294967299:990", "990:4294967296"]) {
         expect(() => loadRunnerConfig({ ...GOOD, FFMPEG_USER: bad }), bad).toThrow(/FFMPEG_USER/);
       }
-      // A uid per running encode, and one more for what runs beside them (probes, measurements, thumbnails).
-      expect(loadRunnerConfig({ ...GOOD, CONCURRENCY: "3", FFMPEG_USER: "61000-61003:990" }).CONCURRENCY).toBe(3);
-      expect(() => loadRunnerConfig({ ...GOOD, CONCURRENCY: "4", FFMPEG_USER: "61000-61003:990" })).toThrow(/FFMPEG_USER: .*at least CONCURRENCY \+ 1/);
+      // A uid per running encode, one more for what runs beside them (probes, measurements, thumbnails), and the
+      // killer's own.
+      expect(loadRunnerConfig({ ...GOOD, CONCURRENCY: "3", FFMPEG_USER: "61000-61004:990" }).CONCURRENCY).toBe(3);
+      expect(() => loadRunnerConfig({ ...GOOD, CONCURRENCY: "3", FFMPEG_USER: "61000-61003:990" })).toThrow(/FFMPEG_USER: .*at least CONCURRENCY \+ 2/);
       asRoot.mockReturnValue(1000);
       expect(() => loadRunnerConfig({ ...GOOD, FFMPEG_USER: "990:990" })).toThrow(/FFMPEG_USER: the runner must start as root .*uid 1000/);
     } finally {

@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { chmod, mkdir, readdir, readFile, rm, symlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -205,31 +205,45 @@ describe("what FFmpeg may touch in a runner's directory", () => {
   );
 
   it.skipIf(process.getuid?.() !== 0 || !resolveExecutable("setpriv"))(
-    "with a range of FFMPEG_USER uids, keeps a finished output from being removed, renamed or rewritten by a child of another uid",
+    "gives each FFmpeg run its output file: no run beside it can have made it first, write, remove or rename it, and nothing changes it once sealed",
     async () => {
       const root = await dirs.make();
       await chmod(root, 0o755);
-      configureChildren({ setpriv: resolveExecutable("setpriv"), user: { uid: 62000, lastUid: 62001, gid: 65534 } });
+      // Children get 62010 and 62011 (62012 is the killer's own: runner/uid-pool.ts); other test files use other uids.
+      configureChildren({ setpriv: resolveExecutable("setpriv"), user: { uid: 62010, lastUid: 62012, gid: 65534 } });
+      const as = (lease: ChildLease, bin: string, args: string[]) => {
+        const cmd = childCommand(bin, args, lease);
+        return execFileP(cmd.file, cmd.args, { env: cmd.env });
+      };
       try {
         const own = await claimWorkDir(join(root, "work"), "sticky", log);
         const job = join(own, "job-1");
         await makeJobDir(job);
         const output = join(job, FFMPEG_OUT, "v.a1.part.mp4");
-        // Two children at once: the encode that wrote the output, and another one beside it (code from another
-        // upload), which shares the group that may write in out/.
-        const [encode, other] = [await leaseChild(), await leaseChild()];
-        const as = (lease: ChildLease, bin: string, args: string[]) => {
-          const cmd = childCommand(bin, args, lease);
-          return execFileP(cmd.file, cmd.args, { env: cmd.env });
-        };
+        // Another upload's run, beside the encode, shares the group that may write in out/: it makes the encode's
+        // output name first, writable by all, to rewrite whatever the encode writes into it.
+        const other = await leaseChild();
+        await as(other, "/bin/sh", ["-c", `echo planted > ${output}; chmod 666 ${output}`]);
+        const encode = await leaseChild(undefined, [output]);
         expect(encode.uid).not.toBe(other.uid);
         await as(encode, "/bin/sh", ["-c", `echo finished > ${output}`]);
+        await expect(as(other, "/bin/sh", ["-c", `echo swapped > ${output}`])).rejects.toThrow(/Permission denied/);
         await expect(as(other, "/bin/rm", ["-f", output])).rejects.toThrow(/Operation not permitted/);
         await expect(as(other, "/bin/mv", [output, `${output}.x`])).rejects.toThrow(/Operation not permitted/);
-        await expect(as(other, "/bin/sh", ["-c", `echo swapped > ${output}`])).rejects.toThrow(/Permission denied/);
-        await Promise.all([encode.release(), other.release()]);
+        await encode.release();
+        // Sealed: root's and read-only to the group, so the next run of the same uid cannot change it either.
+        expect(await stat(output)).toMatchObject({ uid: 0, gid: 65534, mode: 0o100640 });
+        const later = await leaseChild();
+        expect(later.uid).toBe(encode.uid);
+        await expect(as(later, "/bin/sh", ["-c", `echo rewritten > ${output}`])).rejects.toThrow(/Permission denied/);
         expect(await readFile(output, "utf8")).toBe("finished\n");
-        // …while the runner (root) still removes all of it.
+        await Promise.all([other.release(), later.release()]);
+
+        // A run that wrote nothing (FFmpeg failed early) leaves no file behind, as before its file was made ready.
+        const unwritten = join(job, FFMPEG_OUT, "v.a2.part.mp4");
+        await (await leaseChild(undefined, [unwritten])).release();
+        expect((await filesUnder(job)).sort()).toEqual(["out/v.a1.part.mp4"]);
+        // …and the runner (root) still removes all of it.
         await removeTree(job);
         expect(await readdir(own)).toEqual([MARKER]);
       } finally {

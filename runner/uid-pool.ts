@@ -1,0 +1,140 @@
+import { execFile } from "node:child_process";
+import { readdir, readFile } from "node:fs/promises";
+
+/**
+ * The uids of FFMPEG_USER's range (`<first>-<last>:<gid>`) and what makes one safe to hand out again. Each media
+ * child runs as a uid no other running child has (take); when it has exited, every process still running as that
+ * uid is killed (clear) before another child gets it (put). Code an upload smuggled into FFmpeg can start a process
+ * in a session of its own, which escapes the process-group stop and the parent-death signal: without this it would
+ * outlive its run and be there, same uid, when the uid's next run writes another user's output.
+ *
+ * The last uid of the range is never given to a child: it is the killer's real uid (see KILL_SCRIPT).
+ */
+export class UidPool {
+  private readonly free: number[] = [];
+  private readonly waiting: ((uid: number) => void)[] = [];
+  /** Killers share one real uid and would kill each other: one at a time. */
+  private killing: Promise<unknown> = Promise.resolve();
+  readonly first: number;
+  readonly last: number;
+  private readonly killer: number;
+
+  constructor(
+    range: { uid: number; lastUid: number },
+    private readonly hooks: {
+      onWaiting?: (waiting: number) => void;
+      /** A uid whose processes could not be killed: never handed out again. */
+      onQuarantine?: (uid: number, survivors: number[]) => void;
+    } = {},
+  ) {
+    this.first = range.uid;
+    this.last = range.lastUid;
+    this.killer = range.lastUid;
+    for (let uid = this.first; uid < this.killer; uid++) this.free.push(uid);
+  }
+
+  take(signal?: AbortSignal): Promise<number> {
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const uid = this.free.shift();
+    if (uid !== undefined) return Promise.resolve(uid);
+    return new Promise((resolve, reject) => {
+      const give = (u: number) => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(u);
+      };
+      const onAbort = () => {
+        const i = this.waiting.indexOf(give);
+        if (i >= 0) this.waiting.splice(i, 1);
+        this.hooks.onWaiting?.(this.waiting.length);
+        reject(abortError(signal!));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.waiting.push(give);
+      this.hooks.onWaiting?.(this.waiting.length);
+    });
+  }
+
+  /** After its child exited: kills what is left of `uid`, then hands it out again, or never when that failed. */
+  async release(uid: number): Promise<void> {
+    const survivors = await this.clear(uid);
+    if (survivors.length) return this.hooks.onQuarantine?.(uid, survivors);
+    // To the back of the line: the most time before it is reused.
+    const next = this.waiting.shift();
+    if (!next) return void this.free.push(uid);
+    this.hooks.onWaiting?.(this.waiting.length);
+    next(uid);
+  }
+
+  /** Kills every process of every uid of the range (a previous life's leftovers); the uids that kept some. */
+  async clearAll(): Promise<number[]> {
+    const kept: number[] = [];
+    for (let uid = this.first; uid <= this.last; uid++) if ((await this.clear(uid)).length) kept.push(uid);
+    return kept;
+  }
+
+  /**
+   * Sends SIGKILL to every process of `uid` and waits until /proc shows none running (a zombie runs no code), a few
+   * rounds at most; the pids still running after that. The scan only reads: signalling by pid could hit a pid reused
+   * meanwhile by somebody else's process.
+   */
+  private async clear(uid: number): Promise<number[]> {
+    let survivors: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      // The kernel's own answer: nothing of that uid (not even a zombie) was there to signal. The usual case.
+      if ((await this.kill(uid)) === "none") return [];
+      for (let waited = 0; waited < 2000; waited += 20) {
+        survivors = await runningAs(uid);
+        if (!survivors.length) return [];
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    return survivors;
+  }
+
+  private kill(uid: number): Promise<"none" | "signalled" | "failed"> {
+    const run = this.killing.then(
+      () =>
+        new Promise<"none" | "signalled" | "failed">((resolve) => {
+          const args = ["-e", KILL_SCRIPT, String(SETRESUID), String(this.killer), String(uid)];
+          execFile("perl", args, { timeout: 10_000, killSignal: "SIGKILL", env: { PATH: process.env.PATH } }, (err) => {
+            const code = err ? (err as { code?: unknown }).code : 0;
+            resolve(code === 0 ? "none" : code === SIGNALLED ? "signalled" : "failed");
+          });
+        }),
+    );
+    this.killing = run;
+    return run;
+  }
+}
+
+/**
+ * kill(-1, SIGKILL) with effective uid U signals every process whose real or saved uid is U, whatever its session
+ * or process group, in one pass a fork cannot outrun (the kernel holds the task list). It is sent by a process that
+ * the processes of U can neither signal nor trace: started as root, it sets real and saved uid to the range's
+ * reserved uid (no process ever runs as it) and only the effective uid to U (setresuid, a syscall of its own: no
+ * exec after it, which would copy U into the saved uid). A helper started as U (setpriv, then `kill`) was killed
+ * first by a leftover that looped `kill -KILL -1`, and the leftover lived on.
+ */
+const KILL_SCRIPT = `my ($nr, $x, $u) = map { $_ + 0 } @ARGV; syscall($nr, $x, $u, $x) == 0 or exit 2; exit(kill("KILL", -1) ? 10 : 0)`;
+/** The killer's exit status when kill(-1) reached some process (then /proc is read until they are gone). */
+const SIGNALLED = 10;
+
+/** setresuid's syscall number; null where this runner does not know it (then a range cannot be used). */
+export const SETRESUID: number | null = ({ x64: 117, arm64: 147 } as Record<string, number>)[process.arch] ?? null;
+
+/** Pids of processes (not zombies) whose real, effective or saved uid is `uid`. */
+async function runningAs(uid: number): Promise<number[]> {
+  const found: number[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const status = await readFile(`/proc/${name}/status`, "utf8").catch(() => "");
+    const uids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
+    if (!uids || /^State:\s+Z/m.test(status)) continue;
+    if (uids.slice(1, 4).some((u) => Number(u) === uid)) found.push(Number(name));
+  }
+  return found;
+}
+
+// Shaped like the error an aborted execFile gives (code ABORT_ERR), which callers already tell apart from failures.
+const abortError = (signal: AbortSignal) =>
+  Object.assign(new Error("The operation was aborted", { cause: signal.reason }), { name: "AbortError", code: "ABORT_ERR" });
