@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { constants } from "node:fs";
-import { open, unlink } from "node:fs/promises";
+import { open, rmdir, unlink } from "node:fs/promises";
 import { UidPool } from "./uid-pool";
 
 /**
@@ -97,16 +97,14 @@ export async function leaseChild(signal?: AbortSignal, writes: readonly string[]
   try {
     for (const path of writes) await prepareWrite(path, uid, user.gid);
   } catch (err) {
-    await sealWrites(writes, uid, user.gid);
-    await p?.release(uid);
+    if (p) await p.release(uid, () => sealWrites(writes, uid, user.gid));
+    else await sealWrites(writes, uid, user.gid);
     throw err;
   }
   let released: Promise<void> | null = null;
-  const release = async () => {
-    // Killed first: nothing of that uid may still hold a file open for writing when it is sealed.
-    if (p) await p.release(uid);
-    await sealWrites(writes, uid, user.gid);
-  };
+  // Killed first (nothing of that uid may still hold a file open for writing when it is sealed), sealed before the
+  // uid is anybody else's.
+  const release = () => (p ? p.release(uid, () => sealWrites(writes, uid, user.gid)) : sealWrites(writes, uid, user.gid));
   return { uid, release: () => (released ??= release()) };
 }
 
@@ -135,8 +133,11 @@ export class ChildWriteError extends Error {}
 async function prepareWrite(path: string, uid: number, gid: number): Promise<void> {
   try {
     // Whatever stands there (another run's file, a symlink) goes first; root may remove anything in `out/`.
-    await unlink(path).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== "ENOENT") throw err;
+    await unlink(path).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return;
+      // An empty directory another run made there goes too; one with something in it stays (the run fails).
+      if (err.code === "EISDIR") return await rmdir(path);
+      throw err;
     });
     const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {

@@ -94,11 +94,13 @@ export async function encode<T extends Encoding>(
     lease = await leaseChild(task.signal, plan.writes);
   } catch (err) {
     if (!isAbortError(err)) {
-      // Its output could not be made ready (runner/child-env.ts): this machine's trouble, like a spawn failure.
+      // Its output could not be made ready (runner/child-env.ts). A full disk is this machine's trouble (claims
+      // pause); anything else at the name is another run's doing, which must not pause this runner for everybody.
       task.redrawSlot = false;
-      const trouble = asLocalError(err, "encoding failed") ?? new LocalError("EPERM", "encoding failed", errorMessage(err));
-      if (earlier && !task.mustLeave) return await keepEarlierAfterFailure(ctx, task, trouble, errorMessage(err), file);
-      return await local(ctx, task, trouble, file);
+      const trouble = asLocalError(err, "encoding failed");
+      if (earlier && !task.mustLeave) return await keepEarlierAfterFailure(ctx, task, trouble?.diskFull ? trouble : null, errorMessage(err), file);
+      if (trouble?.diskFull) return await local(ctx, task, trouble, file);
+      return await transient(ctx, task, "encoding failed: its output file could not be prepared", file);
     }
   }
   if (!lease || task.stopReason || (earlier && task.stopAsked)) {

@@ -155,7 +155,8 @@ export class Runner {
     });
     // What a previous life of this runner's children left running as the range's uids (it still writes in WORK_DIR).
     const kept = await killLeftovers();
-    if (kept.length) log.error("processes of FFMPEG_USER's range survived SIGKILL at start", { uids: kept.join(",") });
+    // Something of the range that cannot be killed would share a uid with the uploads' FFmpeg (or the killer's).
+    if (kept.length) throw new FfmpegUserError(`processes running as FFMPEG_USER's uids ${kept.join(", ")} survive SIGKILL; the runner will not use that range`);
     // Before registering: a stop asked meanwhile finds nothing half started.
     this.ctx.zoomScaler = await detectZoomScaler(config.FFMPEG_PATH);
     try {

@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
-import { rename, rm, stat } from "node:fs/promises";
+import { lstat, rename, rm, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { childCommand, withChild } from "./child-env";
+import { childCommand, childLaunch, withChild } from "./child-env";
 import { isAbortError } from "./ffmpeg";
 import { FFMPEG_OUT } from "./workdir";
 
@@ -100,7 +100,18 @@ export async function keepEncodeSamples(samples: EncodeSamples, source: SampledS
 export const samplesFile = (sourcePath: string) => join(dirname(sourcePath), FFMPEG_OUT, `${basename(sourcePath)}.samples.nut`);
 /** Numbers the temporary sample files of this process: a failed run's cleanup never removes another run's file. */
 let samplesRuns = 0;
-const exists = (path: string) => stat(path).then(() => true, () => false);
+/**
+ * The source's sample file is in place: a regular file the runner put there. It lives in `out/`, where every run of
+ * FFMPEG_USER may create names, and the runner only ever renames a sealed (root's) file to it: anything else at
+ * that name another run made, to steer this source's measurements, and it is removed.
+ */
+async function exists(path: string): Promise<boolean> {
+  const st = await lstat(path).catch(() => null);
+  if (!st) return false;
+  if (!childLaunch().user || (st.isFile() && st.uid === (process.getuid?.() ?? 0) && st.nlink === 1)) return true;
+  await unlink(path).catch(() => {});
+  return false;
+}
 
 /**
  * The fallback, when no encode left a complete sample file: the same chain on a decode of its own (the whole source,

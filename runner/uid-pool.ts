@@ -54,9 +54,23 @@ export class UidPool {
     });
   }
 
-  /** After its child exited: kills what is left of `uid`, then hands it out again, or never when that failed. */
-  async release(uid: number): Promise<void> {
-    const survivors = await this.clear(uid);
+  /**
+   * After its child exited: kills what is left of `uid`, runs `beforeReuse` (the run's files are sealed there: the
+   * next run of this uid must find them no longer its own), then hands the uid out again, or never when the kill
+   * failed.
+   */
+  async release(uid: number, beforeReuse: () => Promise<void> = async () => {}): Promise<void> {
+    let survivors: number[];
+    try {
+      survivors = await this.clear(uid);
+    } catch (err) {
+      // /proc could not be read (too many open files…): no telling whether anything of the uid lives on.
+      survivors = [-1];
+      this.hooks.onQuarantine?.(uid, survivors);
+      await beforeReuse();
+      throw err;
+    }
+    await beforeReuse();
     if (survivors.length) return this.hooks.onQuarantine?.(uid, survivors);
     // To the back of the line: the most time before it is reused.
     const next = this.waiting.shift();
@@ -75,31 +89,30 @@ export class UidPool {
   /**
    * Sends SIGKILL to every process of `uid` and waits until /proc shows none running (a zombie runs no code), a few
    * rounds at most; the pids still running after that. The scan only reads: signalling by pid could hit a pid reused
-   * meanwhile by somebody else's process.
+   * meanwhile by somebody else's process. (kill(-1)'s own answer says nothing: it succeeds whenever any other
+   * process exists, signalled or not.)
    */
   private async clear(uid: number): Promise<number[]> {
     let survivors: number[] = [];
     for (let round = 0; round < 3; round++) {
-      // The kernel's own answer: nothing of that uid (not even a zombie) was there to signal. The usual case.
-      if ((await this.kill(uid)) === "none") return [];
-      for (let waited = 0; waited < 2000; waited += 20) {
+      await this.kill(uid);
+      const deadline = Date.now() + 2000;
+      for (;;) {
         survivors = await runningAs(uid);
-        if (!survivors.length) return [];
+        if (!survivors.length || Date.now() > deadline) break;
         await new Promise((r) => setTimeout(r, 20));
       }
+      if (!survivors.length) return [];
     }
     return survivors;
   }
 
-  private kill(uid: number): Promise<"none" | "signalled" | "failed"> {
+  private kill(uid: number): Promise<void> {
     const run = this.killing.then(
       () =>
-        new Promise<"none" | "signalled" | "failed">((resolve) => {
+        new Promise<void>((resolve) => {
           const args = ["-e", KILL_SCRIPT, String(SETRESUID), String(this.killer), String(uid)];
-          execFile("perl", args, { timeout: 10_000, killSignal: "SIGKILL", env: { PATH: process.env.PATH } }, (err) => {
-            const code = err ? (err as { code?: unknown }).code : 0;
-            resolve(code === 0 ? "none" : code === SIGNALLED ? "signalled" : "failed");
-          });
+          execFile("perl", args, { timeout: 10_000, killSignal: "SIGKILL", env: { PATH: process.env.PATH } }, () => resolve());
         }),
     );
     this.killing = run;
@@ -115,24 +128,23 @@ export class UidPool {
  * exec after it, which would copy U into the saved uid). A helper started as U (setpriv, then `kill`) was killed
  * first by a leftover that looped `kill -KILL -1`, and the leftover lived on.
  */
-const KILL_SCRIPT = `my ($nr, $x, $u) = map { $_ + 0 } @ARGV; syscall($nr, $x, $u, $x) == 0 or exit 2; exit(kill("KILL", -1) ? 10 : 0)`;
-/** The killer's exit status when kill(-1) reached some process (then /proc is read until they are gone). */
-const SIGNALLED = 10;
+const KILL_SCRIPT = `my ($nr, $x, $u) = map { $_ + 0 } @ARGV; syscall($nr, $x, $u, $x) == 0 or exit 2; kill("KILL", -1); exit 0`;
 
 /** setresuid's syscall number; null where this runner does not know it (then a range cannot be used). */
 export const SETRESUID: number | null = ({ x64: 117, arm64: 147 } as Record<string, number>)[process.arch] ?? null;
 
-/** Pids of processes (not zombies) whose real, effective or saved uid is `uid`. */
+/** Pids of processes (not zombies) whose real, effective or saved uid is `uid`. All read at once: a release waits on it. */
 async function runningAs(uid: number): Promise<number[]> {
-  const found: number[] = [];
-  for (const name of await readdir("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    const status = await readFile(`/proc/${name}/status`, "utf8").catch(() => "");
-    const uids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
-    if (!uids || /^State:\s+Z/m.test(status)) continue;
-    if (uids.slice(1, 4).some((u) => Number(u) === uid)) found.push(Number(name));
-  }
-  return found;
+  const pids = (await readdir("/proc")).filter((name) => /^\d+$/.test(name));
+  const found = await Promise.all(
+    pids.map(async (pid) => {
+      const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+      const uids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
+      if (!uids || /^State:\s+Z/m.test(status)) return null;
+      return uids.slice(1, 4).some((u) => Number(u) === uid) ? Number(pid) : null;
+    }),
+  );
+  return found.filter((pid): pid is number => pid !== null);
 }
 
 // Shaped like the error an aborted execFile gives (code ABORT_ERR), which callers already tell apart from failures.

@@ -74,8 +74,9 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
     if (dir !== own) log.info("removed the work files of a runner that is gone", { dir: name, runner: mark.runnerId });
   }
   await mkdir(own, { recursive: true });
-  // Shared with FFmpeg's group only (FFMPEG_USER), read-only: the set-group-id bit gives every directory and file
-  // made beneath it that group; nobody else gets in. See makeJobDir for where FFmpeg may write.
+  // Shared with FFmpeg's group only (FFMPEG_USER), searchable but neither listable nor writable: the set-group-id
+  // bit gives every directory and file made beneath it that group; nobody else gets in. See makeJobDir for where
+  // FFmpeg may write.
   const ffmpegGid = childLaunch().user?.gid;
   if (ffmpegGid !== undefined) {
     await chown(own, process.getuid?.() ?? 0, ffmpegGid).catch((err: Error) => {
@@ -88,7 +89,9 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
   return own;
 }
 
-const READ_ONLY_DIR = 0o2750;
+// Searchable, not listable, by FFmpeg's group: a run opens its files by the full paths the runner gives it, and a
+// run on another runner sharing the volume cannot list the job directories there to find other jobs' `out/`.
+const READ_ONLY_DIR = 0o2710;
 // Sticky: with a range of FFMPEG_USER uids, a child may remove or rename only the files of its own uid, so no other
 // encode running beside it can swap a finished output (the runner's umask keeps them from writing into one).
 const WRITABLE_DIR = 0o3770;
@@ -98,7 +101,7 @@ export const FFMPEG_OUT = "out";
 
 /**
  * A job's directory under the runner's own, and its `out/` for FFmpeg. With FFMPEG_USER, FFmpeg runs as another
- * user than the runner (root) and may be running code an upload smuggled in: it can read the job's directory but
+ * user than the runner (root) and may be running code an upload smuggled in: it can open the job's files by path but
  * write only in `out/` (outputs, thumbnail, the source's sample file). So nothing it makes can stand where the runner
  * writes (the source download), every file of `out/` the runner reads is opened with openRegularFile (no symlink,
  * no FIFO), nothing of `out/` is moved out of it, and `out/` is removed with removeTree.
@@ -262,7 +265,7 @@ export async function checkFfmpegUser(ffmpeg: string, own: string): Promise<void
  * swap a directory of `out/` for a symlink while root walks it, and Node's fs.rm, which walks by path, then deletes
  * wherever the link points (a review reproduced it: most of a root-only directory gone). Throws when an `out/` could
  * not be removed (something of that user still writing there); a later sweep tries again. The rest of the tree is
- * root's own (2750: nothing of FFmpeg's in it).
+ * root's own (2710: nothing of FFmpeg's in it).
  */
 export async function removeTree(path: string): Promise<void> {
   if (childLaunch().user) {

@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -84,7 +85,11 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
   const range = { uid: 62000, lastUid: 62003, gid: 65534 };
   const leftover: number[] = [];
   afterAll(async () => {
-    for (const pid of leftover) if (await running(pid)) process.kill(pid, "SIGKILL");
+    // Only while the pid is still one of this test's uids: a pid long gone may be somebody else's by now.
+    for (const pid of leftover) {
+      const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+      if (/^Uid:\s+(6200[0-3]|65534)\s/m.test(status) && (await running(pid))) process.kill(pid, "SIGKILL");
+    }
   });
 
   it("with a range of uids, kills whatever a child left running once it exits; with one uid for all it lives on", async () => {
@@ -121,9 +126,9 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
     // parent first (the run ends), then whatever of that uid comes to kill it.
     const cmd = childCommand("/bin/sh", ["-c", `setsid sh -c 'echo $$ > ${pidFile}; while :; do kill -KILL -1 2>/dev/null; done' </dev/null >/dev/null 2>&1 & sleep 300`], lease);
     const run = await new Promise<Error | null>((resolve) => execFile(cmd.file, cmd.args, { env: cmd.env }, (err) => resolve(err)));
-    expect(run).toMatchObject({ signal: "SIGKILL" }); // killed by its own leftover, which is looping now
     const fighter = Number((await readFile(pidFile, "utf8")).trim());
     leftover.push(fighter);
+    expect(run).toMatchObject({ signal: "SIGKILL" }); // killed by its own leftover, which is looping now
     expect(await running(fighter)).toBe(true);
     await lease.release();
     expect(await running(fighter)).toBe(false);
@@ -132,6 +137,27 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
     const next = [await leaseChild(), await leaseChild(), await leaseChild()];
     expect(next.map((l) => l.uid)).toContain(lease.uid);
     await Promise.all(next.map((l) => l.release()));
+  });
+
+  it("seals what a run wrote before its uid goes to the next run waiting for one", async () => {
+    configureChildren({ setpriv: resolveExecutable("setpriv")!, user: { uid: 62000, lastUid: 62002, gid: 65534 } });
+    const spot = join(dir, "seal");
+    await rm(spot, { recursive: true, force: true });
+    await mkdir(spot);
+    await chmod(dir, 0o755);
+    await chmod(spot, 0o1777);
+    const output = join(spot, "v.a1.part.mp4");
+    const busy = await leaseChild();
+    const encode = await leaseChild(undefined, [output]);
+    const cmd = childCommand("/bin/sh", ["-c", `echo finished > ${output}`], encode);
+    await new Promise((resolve, reject) => execFile(cmd.file, cmd.args, { env: cmd.env }, (err) => (err ? reject(err) : resolve(null))));
+    // The next run waits for a uid; the moment it gets the encode's, the file must no longer be that uid's.
+    const next = leaseChild().then((lease) => ({ lease, stat: statSync(output) })); // synchronously, at the hand-over
+    await encode.release();
+    const { lease, stat: st } = await next;
+    expect(lease.uid).toBe(encode.uid);
+    expect(st).toMatchObject({ uid: 0, mode: 0o100640 });
+    await Promise.all([busy.release(), lease.release()]);
   });
 
   it("gives children running at once uids of their own, and makes one wait while every uid is busy", async () => {

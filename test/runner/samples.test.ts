@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { chmod, copyFile, mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { chmod, chown, copyFile, mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -9,7 +9,9 @@ import { buildEncodeArgs, probeMedia, spawnFfmpeg, verifyOutput } from "../../ru
 import { parseStoredEffects } from "../../db/effects";
 import { deriveParams, type EffectParams } from "../../runner/params";
 import { measureQuality } from "../../runner/quality";
-import { encodeSamples, keepEncodeSamples, SAMPLE_FRACTIONS, SAMPLES_SKIP, sampleKeyframes, sampleTimes, sourceSamples } from "../../runner/samples";
+import { encodeSamples, keepEncodeSamples, SAMPLE_FRACTIONS, SAMPLES_SKIP, sampleKeyframes, samplesFile, sampleTimes, sourceSamples } from "../../runner/samples";
+import { configureChildren } from "../../runner/child-env";
+import { resolveExecutable } from "../../runner/config";
 import { makeClip } from "../helpers/clips";
 import { waitFor } from "../helpers/edge-stack";
 
@@ -228,3 +230,28 @@ describe("samples: the source's frames at the sample times", { timeout: 120_000 
     await expect(making).rejects.toMatchObject({ code: "ABORT_ERR" });
   });
 });
+
+// A run of FFMPEG_USER may create names in out/, where a source's sample file lives; only root can switch users.
+describe.skipIf(process.getuid?.() !== 0 || !resolveExecutable("setpriv"))("samples: with FFMPEG_USER", () => {
+  it("does not take a sample file another run put at the source's sample name for the source's: it is removed and made again", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "vr-samples-planted-"));
+    configureChildren({ setpriv: resolveExecutable("setpriv"), user: { uid: 65534, gid: 65534 } });
+    try {
+      await makeJobDir(dir);
+      const src = { path: join(dir, "src-1"), durationMs: 2000, fps: 25 };
+      // What another upload's run can do in out/: make the name first, with frames of its choosing.
+      const planted = samplesFile(src.path);
+      await writeFile(planted, "frames chosen to steer this source's quality figures");
+      await chown(planted, 65534, 65534);
+      expect(await encodeSamples(src), "the planted file is not the source's").not.toBeNull();
+      await expect(stat(planted)).rejects.toMatchObject({ code: "ENOENT" });
+      // The runner's own (sealed: root's) is taken as it is.
+      await writeFile(planted, "the runner's");
+      expect(await encodeSamples(src)).toBeNull();
+    } finally {
+      configureChildren({ setpriv: null, user: null });
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
