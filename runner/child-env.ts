@@ -94,17 +94,16 @@ export async function leaseChild(signal?: AbortSignal, writes: readonly string[]
   if (!user) return { uid: null, release: async () => {} };
   const p = pool;
   const uid = p ? await p.take(signal) : user.uid;
-  try {
-    for (const path of writes) await prepareWrite(path, uid, user.gid);
-  } catch (err) {
-    if (p) await p.release(uid, () => sealWrites(writes, uid, user.gid));
-    else await sealWrites(writes, uid, user.gid);
-    throw err;
-  }
-  let released: Promise<void> | null = null;
   // Killed first (nothing of that uid may still hold a file open for writing when it is sealed), sealed before the
   // uid is anybody else's.
   const release = () => (p ? p.release(uid, () => sealWrites(writes, uid, user.gid)) : sealWrites(writes, uid, user.gid));
+  try {
+    for (const path of writes) await prepareWrite(path, uid, user.gid);
+  } catch (err) {
+    await release().catch(() => {});
+    throw err;
+  }
+  let released: Promise<void> | null = null;
   return { uid, release: () => (released ??= release()) };
 }
 

@@ -94,12 +94,14 @@ export async function encode<T extends Encoding>(
     lease = await leaseChild(task.signal, plan.writes);
   } catch (err) {
     if (!isAbortError(err)) {
-      // Its output could not be made ready (runner/child-env.ts). A full disk is this machine's trouble (claims
-      // pause); anything else at the name is another run's doing, which must not pause this runner for everybody.
+      // Its output could not be made ready (runner/child-env.ts). Something standing at the name is another run's
+      // doing, which must not pause this runner for everybody: a retry. Anything else (a full or read-only disk,
+      // too many open files) is this machine's trouble, like a spawn failure: claims pause.
       task.redrawSlot = false;
-      const trouble = asLocalError(err, "encoding failed");
-      if (earlier && !task.mustLeave) return await keepEarlierAfterFailure(ctx, task, trouble?.diskFull ? trouble : null, errorMessage(err), file);
-      if (trouble?.diskFull) return await local(ctx, task, trouble, file);
+      const blocked = ["EEXIST", "EISDIR", "ENOTEMPTY"].includes(String((err as { code?: unknown }).code));
+      const trouble = blocked ? null : (asLocalError(err, "encoding failed") ?? new LocalError("EPERM", "encoding failed", errorMessage(err)));
+      if (earlier && !task.mustLeave) return await keepEarlierAfterFailure(ctx, task, trouble, errorMessage(err), file);
+      if (trouble) return await local(ctx, task, trouble, file);
       return await transient(ctx, task, "encoding failed: its output file could not be prepared", file);
     }
   }

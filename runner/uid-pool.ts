@@ -60,17 +60,18 @@ export class UidPool {
    * failed.
    */
   async release(uid: number, beforeReuse: () => Promise<void> = async () => {}): Promise<void> {
+    // Anything that leaves the uid in doubt keeps it out of the pool, said once, instead of losing it unsaid.
     let survivors: number[];
     try {
       survivors = await this.clear(uid);
-    } catch (err) {
-      // /proc could not be read (too many open files…): no telling whether anything of the uid lives on.
-      survivors = [-1];
-      this.hooks.onQuarantine?.(uid, survivors);
-      await beforeReuse();
-      throw err;
+    } catch {
+      survivors = [-1]; // /proc could not be read: no telling whether anything of the uid lives on
     }
-    await beforeReuse();
+    try {
+      await beforeReuse();
+    } catch {
+      survivors = survivors.length ? survivors : [-1]; // a file of the run's may still be its own
+    }
     if (survivors.length) return this.hooks.onQuarantine?.(uid, survivors);
     // To the back of the line: the most time before it is reused.
     const next = this.waiting.shift();
@@ -133,12 +134,19 @@ const KILL_SCRIPT = `my ($nr, $x, $u) = map { $_ + 0 } @ARGV; syscall($nr, $x, $
 /** setresuid's syscall number; null where this runner does not know it (then a range cannot be used). */
 export const SETRESUID: number | null = ({ x64: 117, arm64: 147 } as Record<string, number>)[process.arch] ?? null;
 
-/** Pids of processes (not zombies) whose real, effective or saved uid is `uid`. All read at once: a release waits on it. */
+/**
+ * Pids of processes (not zombies) whose real, effective or saved uid is `uid`. All read at once (a release waits on
+ * it); throws when /proc cannot be read.
+ */
 async function runningAs(uid: number): Promise<number[]> {
   const pids = (await readdir("/proc")).filter((name) => /^\d+$/.test(name));
   const found = await Promise.all(
     pids.map(async (pid) => {
-      const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+      // Gone meanwhile is gone; any other failure (too many open files) must not pass for "not running".
+      const status = await readFile(`/proc/${pid}/status`, "utf8").catch((err: NodeJS.ErrnoException) => {
+        if (err.code === "ENOENT" || err.code === "ESRCH") return "";
+        throw err;
+      });
       const uids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
       if (!uids || /^State:\s+Z/m.test(status)) return null;
       return uids.slice(1, 4).some((u) => Number(u) === uid) ? Number(pid) : null;

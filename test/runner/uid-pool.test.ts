@@ -1,0 +1,23 @@
+import { describe, expect, it } from "vitest";
+import { resolveExecutable } from "../../runner/config";
+import { UidPool } from "../../runner/uid-pool";
+
+// The killer switches uids: root only. Uids of their own (other test files use 62000–62012).
+describe.skipIf(process.getuid?.() !== 0 || !resolveExecutable("perl"))("the uid pool of FFMPEG_USER's range", () => {
+  it("keeps a uid whose run's files could not be sealed out of the pool, and says so, instead of losing it unsaid", async () => {
+    const quarantined: number[] = [];
+    const pool = new UidPool({ uid: 62020, lastUid: 62022 }, { onQuarantine: (uid) => quarantined.push(uid) });
+    const [a, b] = [await pool.take(), await pool.take()];
+    await pool.release(a, async () => {
+      throw Object.assign(new Error("EIO: i/o error, fchown"), { code: "EIO" });
+    });
+    expect(quarantined).toEqual([a]);
+    await pool.release(b);
+    // Only b comes back: a third take waits for ever (until aborted) rather than getting a.
+    expect(await pool.take()).toBe(b);
+    const stop = new AbortController();
+    const waiting = pool.take(stop.signal);
+    stop.abort();
+    await expect(waiting).rejects.toMatchObject({ code: "ABORT_ERR" });
+  });
+});
