@@ -11,6 +11,7 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 240_000,
     hookTimeout: 120_000,
+    setupFiles: ["./test/setup/fault-logs.ts"],
     reporters: ["default", "./test/setup/summary-reporter.ts"],
   },
 });

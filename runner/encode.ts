@@ -1,8 +1,9 @@
 import { rm } from "node:fs/promises";
+import { isAbortError } from "./abort";
 import { leaseChild, type ChildLease } from "./child-env";
 import type { RunnerConfig } from "./config";
 import { delay } from "./delay";
-import { buildEncodeArgs, isAbortError, neverRan, spawnFfmpeg, type EncodePlan, type FfmpegProcess, type ZoomScaler } from "./ffmpeg";
+import { buildEncodeArgs, neverRan, spawnFfmpeg, type EncodePlan, type FfmpegProcess, type ZoomScaler } from "./ffmpeg";
 import { asLocalError, ffmpegLocalError, LocalError } from "./local-errors";
 import { errorMessage } from "./log";
 import { fail, local, stopped, transient, type Held, type OutcomeContext, type Phase, type TaskOutcome } from "./outcomes";

@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
+import { isAbortError } from "./abort";
 import { childCommand, withChild, type ChildLease } from "./child-env";
 import { eqFilter } from "./eq";
 import { LocalError } from "./local-errors";
@@ -8,8 +9,6 @@ import type { EffectParams } from "./params";
 
 const execFileP = promisify(execFile);
 
-/** Node's error for a child process killed through its AbortSignal. */
-export const isAbortError = (err: unknown): boolean => (err as { code?: unknown } | null)?.code === "ABORT_ERR";
 
 /** What the runner needs to know about a source (or an output) file. */
 export interface MediaInfo {

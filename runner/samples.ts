@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { lstat, rename, rm, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { childCommand, childLaunch, withChild } from "./child-env";
-import { isAbortError } from "./ffmpeg";
+import { isAbortError, untilAborted } from "./abort";
 import { FFMPEG_OUT } from "./workdir";
 
 /**
@@ -206,15 +206,4 @@ export async function sourceSamples(ffmpeg: string, source: SampledSource, signa
     },
   );
   return file;
-}
-
-/** `p`, or an AbortError as soon as `signal` aborts: a stopped variation does not wait for a sibling's FFmpeg. */
-function untilAborted<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
-  if (!signal) return p;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(Object.assign(new Error("The operation was aborted"), { name: "AbortError", code: "ABORT_ERR" }));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
+import { abortError } from "./abort";
 
 /**
  * The uids of FFMPEG_USER's range (`<first>-<last>:<gid>`) and what makes one safe to hand out again. Each media
@@ -154,7 +155,3 @@ async function runningAs(uid: number): Promise<number[]> {
   );
   return found.filter((pid): pid is number => pid !== null);
 }
-
-// Shaped like the error an aborted execFile gives (code ABORT_ERR), which callers already tell apart from failures.
-const abortError = (signal: AbortSignal) =>
-  Object.assign(new Error("The operation was aborted", { cause: signal.reason }), { name: "AbortError", code: "ABORT_ERR" });

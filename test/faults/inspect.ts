@@ -51,13 +51,27 @@ export async function bucketObjects(persistTo: string): Promise<{ key: string; s
   return objects.sort((a, b) => a.key.localeCompare(b.key));
 }
 
-/** Polls `fn` until it returns something truthy (returned) or the timeout passes (throws naming `what`). */
+const NO_ANSWER = Symbol("no answer");
+
+/**
+ * Polls `fn` until it returns something truthy (returned) or the timeout passes (throws naming `what`). Each call
+ * is raced against the deadline: a check that never answers (a request the edge holds open) must fail this step by
+ * name, not hold the whole test until vitest's own timeout, which names nothing.
+ */
 export async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
   for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<typeof NO_ANSWER>((r) => (timer = setTimeout(() => r(NO_ANSWER), Math.max(0, deadline - Date.now()))));
+    const v = await Promise.race([fn().catch((err: unknown) => ((lastError = err), null)), expired]);
+    clearTimeout(timer);
+    if (v && v !== NO_ANSWER) return v;
+    if (Date.now() >= deadline) {
+      const hung = v === NO_ANSWER ? "; the last check was still unanswered" : "";
+      const err = lastError === undefined ? "" : `; last error: ${lastError instanceof Error ? lastError.message : String(lastError)}`;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${hung}${err}`);
+    }
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

@@ -46,6 +46,9 @@ export interface FaultStack {
   stop(): Promise<void>;
 }
 
+/** Stacks started and not yet stopped: a failed drill prints their last log lines (test/setup/fault-logs.ts). */
+export const liveFaultStacks = new Set<FaultStack>();
+
 /** Settings that make leases, polls and grace periods fit a drill measured in seconds. */
 export const FAST_RUNNER = { POLL_MS: "200", WATCH_MS: "200", LEASE_MS: "3000", STOP_GRACE_MS: "1000" };
 
@@ -91,7 +94,7 @@ export async function startFaultStack(opts: {
   const user = await signInToEdge(stack.edgeUrl, db);
   const blobs = new BlobClient({ edgeUrl: stack.edgeUrl, token: stack.runnerToken });
 
-  return {
+  const fs: FaultStack = {
     stack,
     dir,
     dataDir,
@@ -124,11 +127,14 @@ export async function startFaultStack(opts: {
     ffmpegPids: (extraRoots = []) => ffmpegPidsUnder([dir, ...extraRoots]),
     bucketObjects: () => bucketObjects(join(dataDir, "wrangler")),
     async stop() {
+      liveFaultStacks.delete(fs);
       db.$client.close();
       await stack.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };
+  liveFaultStacks.add(fs);
+  return fs;
 }
 
 export interface VariationRow {

@@ -34,7 +34,8 @@ export async function signInToEdge(edgeUrl: string, db: Db, role: "admin" | "use
     const headers = new Headers(init.headers);
     headers.set("cookie", cookie);
     headers.set("origin", edgeUrl);
-    return fetch(`${edgeUrl}${path}`, { ...init, headers });
+    // Bounded so a request the edge never answers fails the step that made it instead of the whole test file.
+    return fetch(`${edgeUrl}${path}`, { signal: AbortSignal.timeout(60_000), ...init, headers });
   };
   return {
     userId: user.id,
