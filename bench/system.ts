@@ -23,6 +23,8 @@ import { seedJob } from "../test/helpers/seed";
 import { ffmpegPidsUnder, until } from "../test/faults/inspect";
 
 const MiB = 1024 * 1024;
+/** A 1 GiB upload or ZIP download: bounded (a hung edge must not hold the bench forever), but far above a slow machine's time. */
+const BIG_TRANSFER_MS = 20 * 60_000;
 export const log = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -356,6 +358,8 @@ export async function benchWorkerdMemory(b: BenchStack): Promise<MemoryFigures> 
         body: Readable.toWeb(Readable.from(body())) as unknown as BodyInit,
         headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(head.length + GiB + tail.length) },
         duplex: "half",
+        // 1 GiB each way: the session's 60 s default would cut a slow machine's measurement short.
+        signal: AbortSignal.timeout(BIG_TRANSFER_MS),
       } as RequestInit);
       const text = await res.text();
       const seconds = (performance.now() - t0) / 1000;
@@ -414,7 +418,7 @@ export async function benchWorkerdMemory(b: BenchStack): Promise<MemoryFigures> 
   await b.db.run(sql`UPDATE jobs SET status = 'completed', completed_at = ${Date.now()}, expires_at = ${Date.now() + 86_400_000} WHERE id = ${seeded.jobId}`);
   const zip = await sampled(b, async () => {
     const t0 = performance.now();
-    const res = await b.user.call(`/api/jobs/${seeded.jobId}/download`);
+    const res = await b.user.call(`/api/jobs/${seeded.jobId}/download`, { signal: AbortSignal.timeout(BIG_TRANSFER_MS) });
     let bytes = 0;
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) bytes += chunk.length;
     return { status: res.status, bytes, seconds: (performance.now() - t0) / 1000 };

@@ -35,7 +35,7 @@ export async function signInToEdge(edgeUrl: string, db: Db, role: "admin" | "use
     headers.set("cookie", cookie);
     headers.set("origin", edgeUrl);
     // Bounded so a request the edge never answers fails the step that made it instead of the whole test file.
-    return fetch(`${edgeUrl}${path}`, { signal: AbortSignal.timeout(60_000), ...init, headers });
+    return fetch(`${edgeUrl}${path}`, { ...init, headers, signal: init.signal ?? AbortSignal.timeout(60_000) });
   };
   return {
     userId: user.id,
