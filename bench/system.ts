@@ -20,7 +20,8 @@ import { makeClip } from "../test/helpers/clips";
 import { freePort } from "../test/helpers/ports";
 import { isAlive } from "../test/helpers/runner";
 import { seedJob } from "../test/helpers/seed";
-import { ffmpegPidsUnder, until } from "../test/faults/inspect";
+import { ffmpegPidsUnder } from "../test/faults/inspect";
+import { until } from "../test/helpers/until";
 
 const MiB = 1024 * 1024;
 /** A 1 GiB upload or ZIP download: bounded (a hung edge must not hold the bench forever), but far above a slow machine's time. */

@@ -9,7 +9,6 @@ import type { EffectParams } from "./params";
 
 const execFileP = promisify(execFile);
 
-
 /** What the runner needs to know about a source (or an output) file. */
 export interface MediaInfo {
   durationMs: number;

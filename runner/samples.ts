@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
 import { lstat, rename, rm, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { childCommand, childLaunch, withChild } from "./child-env";
 import { isAbortError, untilAborted } from "./abort";
+import { childCommand, childLaunch, withChild } from "./child-env";
 import { FFMPEG_OUT } from "./workdir";
 
 /**

@@ -31,6 +31,11 @@ export interface StackOptions {
   namedDatabases?: boolean;
   /** Extra edge variables (e.g. per-user limits raised for a drill that plays many users' worth of jobs). */
   edgeVars?: Record<string, string>;
+  /**
+   * Another wrangler.toml for the edge (tests: test/helpers/wrangler.ts `testEdgeConfig`, which skips the UI build
+   * and serves a private copy of the assets, so a UI rebuild elsewhere in the checkout cannot reload it mid-test).
+   */
+  wranglerConfig?: string;
   log: (line: string) => void;
 }
 
@@ -221,6 +226,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       [
         join(ROOT, "node_modules/wrangler/bin/wrangler.js"),
         "dev",
+        ...(opts.wranglerConfig ? ["--config", opts.wranglerConfig] : []),
         "--ip", opts.host,
         "--port", String(opts.edgePort),
         "--inspector-port", "0",

@@ -11,7 +11,9 @@ import { BlobClient } from "../../runner/blobs";
 import { startStack, type Stack } from "../../scripts/stack";
 import { signInToEdge, type ApiSession } from "../helpers/api";
 import { freePort, freePortRun } from "../helpers/ports";
-import { bucketObjects, ffmpegPidsUnder, until } from "./inspect";
+import { testEdgeConfig } from "../helpers/wrangler";
+import { until } from "../helpers/until";
+import { bucketObjects, ffmpegPidsUnder } from "./inspect";
 
 export { bucketObjects, ffmpegPidsUnder, until };
 
@@ -46,6 +48,15 @@ export interface FaultStack {
   stop(): Promise<void>;
 }
 
+/** The last `n` of a stack's log lines, each with its time since the stack's first line: a drill's evidence. */
+export function logTail(lines: readonly LogLine[], n: number): string {
+  const t0 = lines[0]?.at ?? 0;
+  return lines
+    .slice(-n)
+    .map((l) => `+${((l.at - t0) / 1000).toFixed(1)}s ${l.line}`)
+    .join("\n");
+}
+
 /** Stacks started and not yet stopped: a failed drill prints their last log lines (test/setup/fault-logs.ts). */
 export const liveFaultStacks = new Set<FaultStack>();
 
@@ -75,6 +86,10 @@ export async function startFaultStack(opts: {
     cronEveryMs: opts.cronEveryMs ?? 0,
     // The drills play many jobs from one signed-in user; the per-user limits are not what they test.
     edgeVars: { USER_ACTIVE_JOBS: "1000", USER_QUEUED_VARIATIONS: "100000" },
+    // No UI build (the drills drive the API) and assets of its own: another stack starting in this checkout (the
+    // UI tests, `npm start`, a second drill run) rebuilds edge/public, which reloads every edge serving it and
+    // dropped a drill's upload mid-request (EPIPE).
+    wranglerConfig: await testEdgeConfig(dir),
     log: (line) => {
       lines.push({ at: Date.now(), line });
       if (process.env.FAULTS_VERBOSE) console.log(line);
@@ -86,7 +101,7 @@ export async function startFaultStack(opts: {
       }
     },
   }).catch(async (err: unknown) => {
-    const tail = lines.slice(-60).map((l) => l.line).join("\n");
+    const tail = logTail(lines, 60);
     await rm(dir, { recursive: true, force: true });
     throw new Error(`stack did not start: ${err instanceof Error ? err.message : String(err)}\n${tail}`);
   });
@@ -110,7 +125,7 @@ export async function startFaultStack(opts: {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
           waiters.splice(waiters.findIndex((w) => w.re === re), 1);
-          reject(new Error(`no log line matching ${re} within ${timeoutMs} ms:\n${lines.slice(-40).map((l) => l.line).join("\n")}`));
+          reject(new Error(`no log line matching ${re} within ${timeoutMs} ms:\n${logTail(lines, 40)}`));
         }, timeoutMs);
         waiters.push({ re, resolve: (l) => (clearTimeout(timer), resolve(l)) });
       });

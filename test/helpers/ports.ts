@@ -16,6 +16,26 @@ function ephemeralLow(): number {
 
 const LOWEST = 20_000;
 
+/**
+ * Ports this process already handed out. A port is only checked free, not held, until whatever it is for binds it
+ * (a runner's metrics port binds seconds later, after the stack started): without this, the libSQL server of one
+ * drill once got the port just handed to its own runner, which then failed with EADDRINUSE.
+ */
+const handedOut = new Set<number>();
+
+/**
+ * Parallel test workers (vitest's VITEST_POOL_ID, 1..n) draw from disjoint slices of the range, so two workers'
+ * stacks starting at the same time cannot pick the same port either.
+ */
+const SLICES = 8;
+function slice(): { low: number; high: number } {
+  const top = Math.max(LOWEST + 8_000, ephemeralLow());
+  const width = Math.floor((top - LOWEST) / SLICES);
+  const pool = Number(process.env.VITEST_POOL_ID);
+  const i = Number.isInteger(pool) && pool > 0 ? (pool - 1) % SLICES : 0;
+  return { low: LOWEST + i * width, high: LOWEST + (i + 1) * width };
+}
+
 function canListen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = createServer();
@@ -30,14 +50,19 @@ function canListen(port: number): Promise<boolean> {
  * (runner i of a stack listens on METRICS_PORT + i, so one free port is not always enough).
  */
 export async function freePortRun(count: number): Promise<number> {
-  const highest = Math.max(LOWEST + 1_000, ephemeralLow()) - count;
-  for (let tries = 0; tries < 100; tries++) {
-    const base = LOWEST + Math.floor(Math.random() * (highest - LOWEST));
+  const { low, high } = slice();
+  for (let tries = 0; tries < 200; tries++) {
+    const base = low + Math.floor(Math.random() * (high - count - low));
+    const run = Array.from({ length: count }, (_, i) => base + i);
+    if (run.some((p) => handedOut.has(p))) continue;
+    // Reserved before the first await, so two concurrent calls in this process cannot check the same run.
+    for (const p of run) handedOut.add(p);
     let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = await canListen(base + i);
+    for (let i = 0; i < count && ok; i++) ok = await canListen(run[i]!);
     if (ok) return base;
+    for (const p of run) handedOut.delete(p);
   }
-  throw new Error(`no run of ${count} free ports found between ${LOWEST} and ${highest + count}`);
+  throw new Error(`no run of ${count} free ports found between ${low} and ${high}`);
 }
 
 /** A TCP port that was free a moment ago on 127.0.0.1, outside the ephemeral range. */
