@@ -240,7 +240,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       log,
     );
     children.push(edge);
-    // wrangler dev builds the UI (tsc) twice before it answers: 30-40 s on 2 cores, more when they are shared.
+    // With the real wrangler.toml, wrangler dev builds the UI (tsc) twice before it answers: 30-40 s on 2 cores,
+    // more when they are shared.
     await waitFor("wrangler dev", edge, async () => (await fetch(`${edgeUrl}/api/health`)).status === 200, 100_000);
 
     for (let i = 0; i < opts.runners; i++) {

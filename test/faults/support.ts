@@ -73,11 +73,23 @@ export async function startFaultStack(opts: {
   const dataDir = join(dir, "data");
   const lines: LogLine[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-  const metricsPort = await freePortRun(Math.max(1, opts.runners));
-  const stack = await startStack({
-    host: "127.0.0.1",
+  const setup = async () => ({
+    metricsPort: await freePortRun(Math.max(1, opts.runners)),
     edgePort: await freePort(),
     libsqlPort: await freePort(),
+    // No UI build (the drills drive the API) and assets of its own: a stack started with the real wrangler.toml in
+    // this checkout (the UI tests, `npm start`) rebuilds edge/public, which reloads every edge serving it and
+    // dropped a drill's upload mid-request (EPIPE).
+    wranglerConfig: await testEdgeConfig(dir),
+  });
+  const { metricsPort, edgePort, libsqlPort, wranglerConfig } = await setup().catch(async (err: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  });
+  const stack = await startStack({
+    host: "127.0.0.1",
+    edgePort,
+    libsqlPort,
     metricsPort,
     dataDir,
     adminEmail: "admin@example.com",
@@ -86,10 +98,7 @@ export async function startFaultStack(opts: {
     cronEveryMs: opts.cronEveryMs ?? 0,
     // The drills play many jobs from one signed-in user; the per-user limits are not what they test.
     edgeVars: { USER_ACTIVE_JOBS: "1000", USER_QUEUED_VARIATIONS: "100000" },
-    // No UI build (the drills drive the API) and assets of its own: another stack starting in this checkout (the
-    // UI tests, `npm start`, a second drill run) rebuilds edge/public, which reloads every edge serving it and
-    // dropped a drill's upload mid-request (EPIPE).
-    wranglerConfig: await testEdgeConfig(dir),
+    wranglerConfig,
     log: (line) => {
       lines.push({ at: Date.now(), line });
       if (process.env.FAULTS_VERBOSE) console.log(line);

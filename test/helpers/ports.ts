@@ -6,7 +6,7 @@ import { createServer } from "node:net";
  * range can be taken by some process's outgoing connection between our check and the server's bind, so test ports
  * come from below it, where only another explicit bind can take them.
  */
-function ephemeralLow(): number {
+export function ephemeralLow(): number {
   try {
     return Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || 32_768;
   } catch {
@@ -24,15 +24,17 @@ const LOWEST = 20_000;
 const handedOut = new Set<number>();
 
 /**
- * Parallel test workers (vitest's VITEST_POOL_ID, 1..n) draw from disjoint slices of the range, so two workers'
- * stacks starting at the same time cannot pick the same port either.
+ * The workers of one vitest run (VITEST_POOL_ID 1..n, one parent process) draw from disjoint slices of the range,
+ * so two of its stacks starting at the same time cannot pick the same port. Separate runs (`npm test` beside
+ * `npm run test:faults` or the bench) are spread by their parent's pid rather than all starting at slice 0. Up to
+ * SLICES workers get a slice each; more would share.
  */
 const SLICES = 8;
 function slice(): { low: number; high: number } {
   const top = Math.max(LOWEST + 8_000, ephemeralLow());
   const width = Math.floor((top - LOWEST) / SLICES);
   const pool = Number(process.env.VITEST_POOL_ID);
-  const i = Number.isInteger(pool) && pool > 0 ? (pool - 1) % SLICES : 0;
+  const i = ((Number.isInteger(pool) && pool > 0 ? pool - 1 : 0) + process.ppid) % SLICES;
   return { low: LOWEST + i * width, high: LOWEST + (i + 1) * width };
 }
 
@@ -51,6 +53,7 @@ function canListen(port: number): Promise<boolean> {
  */
 export async function freePortRun(count: number): Promise<number> {
   const { low, high } = slice();
+  if (count < 1 || count >= high - low) throw new Error(`a run of ${count} ports does not fit ${low}..${high}`);
   for (let tries = 0; tries < 200; tries++) {
     const base = low + Math.floor(Math.random() * (high - count - low));
     const run = Array.from({ length: count }, (_, i) => base + i);

@@ -18,12 +18,15 @@ describe("until", () => {
 
   it("tells a slow condition from a hung check, and reports the last check's own error", async () => {
     let n = 0;
-    const failing = until("a condition", async () => {
-      n++;
-      if (n % 2) throw new Error(`refused ${n}`);
-      return false;
-    }, 100, 1);
-    await expect(failing).rejects.toThrow(/^timed out after 100 ms waiting for a condition(; last error: refused \d+)?$/);
+    await expect(until("a refusing service", async () => { throw new Error(`refused ${++n}`); }, 100, 1)).rejects.toThrow(
+      new RegExp(`^timed out after 100 ms waiting for a refusing service; last error: refused \\d+$`),
+    );
+    expect(String(await until("x", async () => undefined, 30, 1).catch((e: Error) => e.message))).not.toMatch(/had not answered/);
+    // An error followed by clean (falsy) answers is not reported: the last check did not fail.
+    let m = 0;
+    await expect(until("a recovering condition", async () => { if (++m === 1) throw new Error("early"); return false; }, 100, 1)).rejects.toThrow(
+      /^timed out after 100 ms waiting for a recovering condition$/,
+    );
     await expect(until("a throwing probe", () => { throw new Error("sync boom"); }, 30, 1)).rejects.toThrow(
       /waiting for a throwing probe; last error: sync boom$/,
     );
