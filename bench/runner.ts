@@ -14,7 +14,8 @@ import { deriveParams, type EffectParams } from "../runner/params";
 import { buildMeasureArgs, parseSummaries } from "../runner/quality";
 import { buildSourceSampleArgs, encodeSampleChain, outputTimes, sampleKeyframes, sampleTimes } from "../runner/samples";
 import { makeClip } from "../test/helpers/clips";
-import { startEdgeStack, waitFor, type EdgeStack } from "../test/helpers/edge-stack";
+import { startEdgeStack, type EdgeStack } from "../test/helpers/edge-stack";
+import { until } from "../test/helpers/until";
 import { isAlive, startRunnerProcess, type RunnerProcess } from "../test/helpers/runner";
 import { getJobRow, getVariationRows } from "../test/helpers/seed";
 
@@ -197,7 +198,7 @@ async function benchDb(stack: EdgeStack): Promise<void> {
 
     // Big enough that both encodes outlast the 8 s window on a fast machine (a small clip finished inside it).
     const job = await stack.user.createJob([await makeClip({ seconds: 60, width: 1080, height: 1920 })], 2);
-    await waitFor("both variations encoding", async () => {
+    await until("both variations encoding", async () => {
       const rows = await getVariationRows(stack.db, job.id);
       return rows.length === 2 && rows.every((v) => v.status === "running" && v.progress > 0);
     }, 60_000, 100);
@@ -288,15 +289,16 @@ async function benchOverhead(stack: EdgeStack, rounds = Number(process.env.OVERH
       const cpu0 = procCpu(r.pid);
       const machine0 = machineCpu();
       const job = await stack.user.createJob([clip], 6);
-      // The ratio uses the job's own start/completion times, so a slow poll here costs no precision but keeps
-      // this process (which also hosts the libSQL server) from competing with the encodes.
-      const row = await waitFor("the job to complete", async () => {
+      // Both ratios use the job's own recorded completion time (this machine's clock, like t0), so a slow poll here
+      // costs no precision but keeps this process (which also hosts the libSQL server) from competing with the
+      // encodes. (Before, POST → completed was read at the poll that saw it: up to a whole second late.)
+      const row = await until("the job to complete", async () => {
         const j = await getJobRow(stack.db, job.id);
         return j?.status === "completed" ? j : null;
       }, 600_000, 1000);
       const cpu1 = procCpu(r.pid);
       const machine1 = machineCpu();
-      jobs.push({ processing: row.completedAt! - row.startedAt!, fromCreate: Date.now() - t0 });
+      jobs.push({ processing: row.completedAt! - row.startedAt!, fromCreate: row.completedAt! - t0 });
 
       const dir = await mkdtemp(join(tmpdir(), "vr-bench-bare-"));
       const rows = await getVariationRows(stack.db, job.id);
@@ -368,7 +370,7 @@ async function benchStop(stack: EdgeStack, trials: number): Promise<void> {
     for (let i = 0; i < trials; i++) {
       const known = new Set(r.ffmpegPids());
       const job = await stack.user.createJob([clip], 2);
-      const pids = await waitFor("both FFmpeg processes", async () => {
+      const pids = await until("both FFmpeg processes", async () => {
         const fresh = r.ffmpegPids().filter((p) => !known.has(p));
         return fresh.length === 2 ? fresh : null;
       }, 60_000, 20);
@@ -378,7 +380,7 @@ async function benchStop(stack: EdgeStack, trials: number): Promise<void> {
       await cancelJob(stack.db, { jobId: job.id, viewer }, { now: Date.now(), waitMs: 0 });
       while ((await Promise.all(pids.map(isAlive))).some(Boolean)) await new Promise((res) => setTimeout(res, 5));
       latencies.push(performance.now() - t0);
-      await waitFor("the job to be cancelled", async () => (await getJobRow(stack.db, job.id))?.status === "cancelled", 30_000, 50);
+      await until("the job to be cancelled", async () => (await getJobRow(stack.db, job.id))?.status === "cancelled", 30_000, 50);
       for (const v of await getVariationRows(stack.db, job.id)) stages[v.stopStage ?? "none"] = (stages[v.stopStage ?? "none"] ?? 0) + 1;
     }
   } finally {

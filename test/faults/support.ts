@@ -1,17 +1,14 @@
 // Shared pieces of the fault drills: the real local stack (scripts/stack.ts) on free ports and a throwaway data
 // dir, log capture, runner metrics, the bucket's real object list, live FFmpeg processes, and the end-state
 // invariants every drill checks.
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import { expect } from "vitest";
 import { createDb, type Db } from "../../db/client";
 import { BlobClient } from "../../runner/blobs";
-import { startStack, type Stack } from "../../scripts/stack";
+import type { Stack } from "../../scripts/stack";
 import { signInToEdge, type ApiSession } from "../helpers/api";
-import { freePort, freePortRun } from "../helpers/ports";
-import { testEdgeConfig } from "../helpers/wrangler";
+import { startTestStack } from "../helpers/test-stack";
 import { until } from "../helpers/until";
 import { bucketObjects, ffmpegPidsUnder } from "./inspect";
 
@@ -69,36 +66,15 @@ export async function startFaultStack(opts: {
   runnerEnv?: Record<string, string>;
   cronEveryMs?: number;
 }): Promise<FaultStack> {
-  const dir = await mkdtemp(join(tmpdir(), `vr-fault-${opts.label}-`));
-  const dataDir = join(dir, "data");
   const lines: LogLine[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-  const setup = async () => ({
-    metricsPort: await freePortRun(Math.max(1, opts.runners)),
-    edgePort: await freePort(),
-    libsqlPort: await freePort(),
-    // No UI build (the drills drive the API) and assets of its own: a stack started with the real wrangler.toml in
-    // this checkout (the UI tests, `npm start`) rebuilds edge/public, which reloads every edge serving it and
-    // dropped a drill's upload mid-request (EPIPE).
-    wranglerConfig: await testEdgeConfig(dir),
-  });
-  const { metricsPort, edgePort, libsqlPort, wranglerConfig } = await setup().catch(async (err: unknown) => {
-    await rm(dir, { recursive: true, force: true });
-    throw err;
-  });
-  const stack = await startStack({
-    host: "127.0.0.1",
-    edgePort,
-    libsqlPort,
-    metricsPort,
-    dataDir,
-    adminEmail: "admin@example.com",
+  const started = await startTestStack({
+    prefix: `vr-fault-${opts.label}-`,
     runners: opts.runners,
     runnerEnv: { ...FAST_RUNNER, ...opts.runnerEnv },
-    cronEveryMs: opts.cronEveryMs ?? 0,
+    cronEveryMs: opts.cronEveryMs,
     // The drills play many jobs from one signed-in user; the per-user limits are not what they test.
     edgeVars: { USER_ACTIVE_JOBS: "1000", USER_QUEUED_VARIATIONS: "100000" },
-    wranglerConfig,
     log: (line) => {
       lines.push({ at: Date.now(), line });
       if (process.env.FAULTS_VERBOSE) console.log(line);
@@ -109,14 +85,18 @@ export async function startFaultStack(opts: {
         }
       }
     },
-  }).catch(async (err: unknown) => {
-    const tail = logTail(lines, 60);
-    await rm(dir, { recursive: true, force: true });
-    throw new Error(`stack did not start: ${err instanceof Error ? err.message : String(err)}\n${tail}`);
+    logTail: () => logTail(lines, 60),
   });
+  const { stack, dir, dataDir, metricsPort } = started;
   const db = createDb(stack.libsqlUrl, { authToken: stack.libsqlAuthToken, timeoutMs: 5_000 });
-  const user = await signInToEdge(stack.edgeUrl, db);
-  const blobs = new BlobClient({ edgeUrl: stack.edgeUrl, token: stack.runnerToken });
+  // A stack that started but cannot sign in is stopped here, with its evidence: no drill holds it to clean up.
+  const signedIn = async () => ({ user: await signInToEdge(stack.edgeUrl, db), blobs: new BlobClient({ edgeUrl: stack.edgeUrl, token: stack.runnerToken }) });
+  const { user, blobs } = await signedIn().catch(async (err: unknown) => {
+    const tail = logTail(lines, 60);
+    db.$client.close();
+    await started.stop();
+    throw new Error(`signing in to the drill's edge failed: ${err instanceof Error ? err.message : String(err)}\n${tail}`);
+  });
 
   const fs: FaultStack = {
     stack,
@@ -153,8 +133,7 @@ export async function startFaultStack(opts: {
     async stop() {
       liveFaultStacks.delete(fs);
       db.$client.close();
-      await stack.stop();
-      await rm(dir, { recursive: true, force: true });
+      await started.stop();
     },
   };
   liveFaultStacks.add(fs);

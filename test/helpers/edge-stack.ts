@@ -79,17 +79,6 @@ export async function startEdgeStack(label: string): Promise<EdgeStack> {
   };
 }
 
-/** Polls `fn` until it returns a truthy value (returned) or the timeout passes (throws with `what`). */
-export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /** Files left anywhere under a directory (recursive), relative paths. */
 export async function filesUnder(dir: string): Promise<string[]> {
   try {

@@ -1,5 +1,5 @@
 /**
- * The one way tests wait for a condition of a live system (fault drills, UI tests): poll, race each check against
+ * The one way tests and the bench wait for a condition of a live system: poll, race each check against
  * the deadline, and fail naming the step.
  */
 const NO_ANSWER = Symbol("no answer");

@@ -3,7 +3,8 @@ import { dirname, join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BlobClient } from "../../runner/blobs";
 import { makeClip } from "../helpers/clips";
-import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { filesUnder, startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 import { isAlive, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, writeFfmpegStandIn, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows, recordedKeys } from "../helpers/seed";
 
@@ -34,7 +35,7 @@ describe("cancelling a running job", { timeout: 180_000 }, () => {
     const watchMs = 500;
     const runner = runnerProcess({ CONCURRENCY: "2", WATCH_MS: String(watchMs), STOP_GRACE_MS: "2000", WORK_DIR: workDir });
 
-    const long = await waitFor("the long encode to be under way (short one done)", async () => {
+    const long = await until("the long encode to be under way (short one done)", async () => {
       const rows = await getVariationRows(stack.db, job.id);
       const [short, long] = [rows.find((r) => r.sourceId === job.files[0]!.id), rows.find((r) => r.sourceId === job.files[1]!.id)];
       return short?.status === "completed" && long?.status === "running" && long.progress > 0 ? long : null;
@@ -147,11 +148,11 @@ exec ffmpeg "$@"
     });
     cleanup.push(() => r.stop());
     await r.waitForLog(/variation re-drawn/, 60_000);
-    await waitFor("the re-draw's encode to run", async () => (await readFile(join(dir, "encodes"), "utf8")).trim().split("\n").length === 2, 30_000, 20);
+    await until("the re-draw's encode to run", async () => (await readFile(join(dir, "encodes"), "utf8")).trim().split("\n").length === 2, 30_000, 20);
 
     const res = await stack.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" });
     expect([200, 202]).toContain(res.status);
-    const done = await waitFor("the job to finish", async () => ((j) => (j && !["processing", "cancelling"].includes(j.status) ? j : null))(await getJobRow(stack.db, job.id)), 60_000);
+    const done = await until("the job to finish", async () => ((j) => (j && !["processing", "cancelling"].includes(j.status) ? j : null))(await getJobRow(stack.db, job.id)), 60_000);
     expect(done.status).toBe("completed");
     const [row] = await getVariationRows(stack.db, job.id);
     expect(row).toMatchObject({ status: "completed", seed: firstSeed, stopStage: null });

@@ -12,7 +12,8 @@ import { variations } from "../../db/schema";
 import { BlobClient } from "../../runner/blobs";
 import { makeClip, makeNotAVideo, probeFile } from "../helpers/clips";
 import { dropFirstReply, startDbProxy } from "../helpers/db-proxy";
-import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { filesUnder, startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 import { startInProcessRunner, startRunnerProcess, type InProcessRunner, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows, seedJob } from "../helpers/seed";
 
@@ -63,7 +64,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
 
     // Sample progress from the database while the encodes run: it must rise, not jump from 0 to 100.
     const seen = new Map<string, number[]>();
-    await waitFor("the job to finish", async () => {
+    await until("the job to finish", async () => {
       for (const v of await getVariationRows(stack.db, job.id)) {
         const list = seen.get(v.id) ?? [];
         if (v.status === "running" && v.progress > 0 && list.at(-1) !== v.progress) list.push(v.progress);
@@ -114,13 +115,13 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     expect(metrics).toMatch(/runner_db_round_trips_total \d+/);
     expect(metrics).toContain("runner_ffmpeg_processes 0");
     // Local files are gone once the job is finished.
-    await waitFor("the work dir to be swept", async () => (await filesUnder(workDir)).length === 0, 10_000);
+    await until("the work dir to be swept", async () => (await filesUnder(workDir)).length === 0, 10_000);
   });
 
   it("fails every variation of a source that is not decodable video at once, with a clear reason and no retries", async () => {
     const job = await stack.user.createJob([await makeNotAVideo()], 3);
     runnerProcess({ CONCURRENCY: "1", WORK_DIR: await stack.workDir() });
-    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, job.id))?.status), 30_000);
+    await until("the job to fail", async () => terminal((await getJobRow(stack.db, job.id))?.status), 30_000);
     const api = await stack.user.getJob(job.id);
     expect(api.status).toBe("failed");
     expect(api.error).toMatch(/^All 3 variations failed: not a decodable video/);
@@ -135,7 +136,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
   it("fails a source whose object is gone from storage, with a clear reason", async () => {
     const job = await seedJob(stack.db, { sources: [{ objectKey: `sources/gone/${newId()}` }], variationsPerSource: 2 });
     runnerProcess({ WORK_DIR: await stack.workDir() });
-    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, job.jobId))?.status), 30_000);
+    await until("the job to fail", async () => terminal((await getJobRow(stack.db, job.jobId))?.status), 30_000);
     const rows = await getVariationRows(stack.db, job.jobId);
     expect(rows.map((r) => [r.status, r.error])).toEqual([
       ["failed", "source file is missing from storage"],
@@ -153,14 +154,14 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     expect((await getVariationRows(stack.db, job.id))[0]!.status).not.toBe("failed");
     // A runner set up right does the work.
     runnerProcess({ WORK_DIR: await stack.workDir() });
-    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
   });
 
   it("fails a source over the runner's duration or resolution limit before any encode, with a reason naming the limit", async () => {
     const long = await stack.user.createJob([await makeClip({ seconds: 3 })], 2);
     runnerProcess({ CONCURRENCY: "1", WORK_DIR: await stack.workDir(), MAX_SOURCE_SECONDS: "2", MAX_SOURCE_DIMENSION: "200" });
     // Generous: the wait covers the runner's start (tsx) on a machine the other test files keep busy.
-    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, long.id))?.status), 90_000);
+    await until("the job to fail", async () => terminal((await getJobRow(stack.db, long.id))?.status), 90_000);
     const api = await stack.user.getJob(long.id);
     expect(api.status).toBe("failed");
     expect(api.files[0].error).toBe("source is too long: 3 s; the limit is 2 s");
@@ -168,7 +169,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     expect(rows.map((r) => [r.status, r.params])).toEqual([["failed", null], ["failed", null]]);
 
     const big = await stack.user.createJob([await makeClip({ seconds: 1 })], 1);
-    await waitFor("the job to fail", async () => terminal((await getJobRow(stack.db, big.id))?.status), 90_000);
+    await until("the job to fail", async () => terminal((await getJobRow(stack.db, big.id))?.status), 90_000);
     expect((await stack.user.getJob(big.id)).files[0].error).toBe("source resolution 320×240 is too large; the limit is 200 px on either side");
   });
 
@@ -184,11 +185,11 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     await stack.db.update(variations).set({ status: "queued", runnerId: null, leaseExpiresAt: null }).where(eq(variations.id, v!.id));
 
     runnerProcess({ WORK_DIR: await stack.workDir() });
-    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
     // Each completed variation records its output and its thumbnail (both under outputs/<job>/).
     const recorded = (await getVariationRows(stack.db, job.id)).flatMap((v) => [v.outputKey, v.thumbnailKey]).sort();
     expect(recorded).toHaveLength(4);
-    const keys = await waitFor("the orphan to be deleted", async () => {
+    const keys = await until("the orphan to be deleted", async () => {
       const list = (await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
       return list.length === 4 ? list : null;
     }, 10_000);
@@ -208,7 +209,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     });
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
     const r = await inProcessRunner({ LIBSQL_URL: proxy.url, LEASE_MS: "60000", WORK_DIR: await stack.workDir() });
-    await waitFor("the completion to reach the database proxy", async () => proxy.held.length > 0, 60_000, 20);
+    await until("the completion to reach the database proxy", async () => proxy.held.length > 0, 60_000, 20);
     const [v] = await getVariationRows(stack.db, job.id);
     // Attempt 2 (another runner) took it over and already stored its own output under its own key.
     const newer = outputKey(job.id, v!.id, 2);
@@ -219,7 +220,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
 
     await r.waitForLog(/completion rejected: lease lost/, 30_000);
     // The outcome is counted when the task has finished its clean-up (the delete), so wait for the count itself.
-    await waitFor("the task to end as lost", async () => r.metrics.finished.get({ status: "lost" }) === 1, 10_000);
+    await until("the task to end as lost", async () => r.metrics.finished.get({ status: "lost" }) === 1, 10_000);
     const [after] = await getVariationRows(stack.db, job.id);
     expect(after).toMatchObject({ status: "running", runnerId: "thief", outputKey: null });
     // The edge lists a job's outputs once the job is over.
@@ -234,8 +235,8 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     const proxy = await startDbProxy(stack.libsqlUrl, dropFirstReply(isCompletion));
     cleanup.push(() => proxy.close());
     const r = await inProcessRunner({ LIBSQL_URL: proxy.url, WORK_DIR: await stack.workDir() });
-    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
-    await waitFor("the task to end", async () => r.runner.active === 0, 10_000);
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
+    await until("the task to end", async () => r.runner.active === 0, 10_000);
     expect(proxy.dropped).toHaveLength(1);
     expect(r.lines.join("\n")).not.toMatch(/completion rejected/);
     const [row] = await getVariationRows(stack.db, job.id);
@@ -250,7 +251,7 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
   it("refuses, at the edge, to delete an object the database records", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
     await inProcessRunner({ WORK_DIR: await stack.workDir() });
-    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
     const [row] = await getVariationRows(stack.db, job.id);
     await expect(stack.blobs.delete(row!.outputKey!)).rejects.toThrow(/409/);
     await expect(stack.blobs.delete(row!.thumbnailKey!)).rejects.toThrow(/409/);

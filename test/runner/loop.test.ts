@@ -2,7 +2,8 @@ import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { makeClip } from "../helpers/clips";
-import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 import { startInProcessRunner, writeFfmpegStandIn } from "../helpers/runner";
 import { getJobRow, getVariationRows } from "../helpers/seed";
 
@@ -60,7 +61,7 @@ describe("runner loop: encode slots", { timeout: 180_000 }, () => {
     const first = variationOf(await r.waitForLog(/ffmpeg started/, 60_000))!;
     // The first measurement is held at the gate, so the first variation cannot have finished yet. (Well inside the
     // measurement's own 60 s limit, after which the old code would have claimed the second one anyway.)
-    const started = await waitFor("a second encode while the first variation is being measured", async () => {
+    const started = await until("a second encode while the first variation is being measured", async () => {
       const lines = r.lines.filter((l) => l.includes("ffmpeg started")).map(variationOf);
       return lines.find((v) => v !== first);
     }, 30_000);
@@ -70,7 +71,7 @@ describe("runner loop: encode slots", { timeout: 180_000 }, () => {
     expect(rows.find((v) => v.id === first)).toMatchObject({ status: "running" });
 
     await writeFile(gate, "");
-    const done = await waitFor("the job to complete", async () => ((j) => (j?.status === "completed" ? j : null))(await getJobRow(stack.db, job.id)), 90_000);
+    const done = await until("the job to complete", async () => ((j) => (j?.status === "completed" ? j : null))(await getJobRow(stack.db, job.id)), 90_000);
     expect(done.status).toBe("completed");
   });
 
@@ -92,7 +93,7 @@ describe("runner loop: encode slots", { timeout: 180_000 }, () => {
       }),
     });
     cleanup.push(() => r.stop());
-    const done = await waitFor("the job to complete", async () => ((j) => (j?.status === "completed" ? j : null))(await getJobRow(stack.db, job.id)), 150_000);
+    const done = await until("the job to complete", async () => ((j) => (j?.status === "completed" ? j : null))(await getJobRow(stack.db, job.id)), 150_000);
     expect(done.status).toBe("completed");
     const redraws = r.lines.filter((l) => l.includes("variation re-drawn")).length;
     expect(redraws).toBeGreaterThan(0);

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { makeClip } from "../helpers/clips";
-import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { filesUnder, startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 import { isAlive, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows, recordedKeys } from "../helpers/seed";
 
@@ -29,7 +30,7 @@ describe("pausing and resuming a running job", { timeout: 240_000 }, () => {
     const watchMs = 500;
     const runner = runnerProcess({ CONCURRENCY: "2", WATCH_MS: String(watchMs), STOP_GRACE_MS: "2000", WORK_DIR: workDir });
 
-    const long = await waitFor("the long encode to be under way (short one done)", async () => {
+    const long = await until("the long encode to be under way (short one done)", async () => {
       const rows = await getVariationRows(stack.db, job.id);
       const [short, long] = [rows.find((r) => r.sourceId === job.files[0]!.id), rows.find((r) => r.sourceId === job.files[1]!.id)];
       return short?.status === "completed" && long?.status === "running" && long.progress > 0 ? long : null;
@@ -54,7 +55,7 @@ describe("pausing and resuming a running job", { timeout: 240_000 }, () => {
     const resumed = await stack.user.call(`/api/jobs/${job.id}/resume`, { method: "POST" });
     expect(resumed.status).toBe(200);
     expect(await resumed.json()).toMatchObject({ status: "processing" });
-    const done = await waitFor("the resumed job to complete", async () => {
+    const done = await until("the resumed job to complete", async () => {
       const row = await getJobRow(stack.db, job.id);
       return row && row.status !== "processing" ? row : null;
     }, 180_000, 200);

@@ -14,7 +14,8 @@ import { outputTimes, SAMPLE_FRACTIONS, sampleKeyframes, sampleTimes } from "../
 import { bestDraw } from "../../runner/work";
 import { makeJobDir } from "../../runner/workdir";
 import { makeClip } from "../helpers/clips";
-import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 import { startInProcessRunner, writeFfmpegStandIn, type InProcessRunner } from "../helpers/runner";
 import { getJobRow, getVariationRows } from "../helpers/seed";
 
@@ -189,7 +190,7 @@ describe("quality: runner records figures and re-draws", { timeout: 240_000 }, (
   }
 
   const done = (jobId: string) =>
-    waitFor("the job to finish", async () => {
+    until("the job to finish", async () => {
       const s = (await getJobRow(stack.db, jobId))?.status;
       return s === "completed" || s === "failed" || s === "cancelled" ? s : null;
     }, 150_000, 100);
@@ -206,7 +207,7 @@ describe("quality: runner records figures and re-draws", { timeout: 240_000 }, (
     expect(r.lines.some((l) => l.includes("source samples kept from the encode"))).toBe(true);
     // A later sibling lowers an earlier one's figure right after its own completion, which may be the job's last:
     // wait for those writes instead of racing them.
-    const rows = await waitFor("every variation's distinctness", async () => {
+    const rows = await until("every variation's distinctness", async () => {
       const all = await getVariationRows(stack.db, job.id);
       return all.every((v) => v.distinct !== null) ? all : null;
     }, 30_000, 100);
@@ -303,7 +304,7 @@ exec ffmpeg "$@"
     expect(second.distinct).toBeGreaterThan(0);
     // The later sibling lowers the first one's figure to the distance between the two. That write follows the
     // completion (the job may read completed a moment before it lands): wait for it rather than race it.
-    const lowered = await waitFor("the first variation's figure to be lowered", async () => {
+    const lowered = await until("the first variation's figure to be lowered", async () => {
       const [again] = (await getVariationRows(stack.db, job.id)).filter((v) => v.id === first!.id);
       return again!.distinct ?? null;
     }, 30_000, 100);

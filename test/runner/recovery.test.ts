@@ -8,7 +8,8 @@ import { runners } from "../../db/schema";
 import { MARKER, PREDECESSOR_QUIET_MS } from "../../runner/workdir";
 import { makeClip } from "../helpers/clips";
 import { startDbProxy } from "../helpers/db-proxy";
-import { filesUnder, startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { filesUnder, startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 import { BlobClient, BlobError } from "../../runner/blobs";
 import { isAlive, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, writeFfmpegStandIn, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows, recordedKeys } from "../helpers/seed";
@@ -40,7 +41,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     const env = { CONCURRENCY: "2", POLL_MS: "50", LEASE_MS: "15000" };
     const a = runnerProcess({ ...env, WORK_DIR: await stack.workDir() });
     const b = runnerProcess({ ...env, WORK_DIR: await stack.workDir() });
-    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 120_000, 200);
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 120_000, 200);
 
     const rows = await getVariationRows(stack.db, job.id);
     expect(rows.filter((r) => r.status !== "completed")).toEqual([]);
@@ -65,7 +66,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     const deadDir = await stack.workDir();
     const env = { LEASE_MS: "1500", WORK_DIR: deadDir };
     const doomed = runnerProcess(env);
-    const [first] = await waitFor("the encode to be under way", async () => {
+    const [first] = await until("the encode to be under way", async () => {
       const rows = await getVariationRows(stack.db, job.id);
       return rows[0]?.progress ? rows : null;
     }, 60_000, 50);
@@ -74,10 +75,10 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     doomed.child.kill("SIGKILL");
     await doomed.exited;
     // FFmpeg sits in its own process group, but its progress pipe broke with the runner: it must not keep encoding.
-    await waitFor("the orphaned FFmpeg to exit", async () => !(await isAlive(pid)), 5_000);
+    await until("the orphaned FFmpeg to exit", async () => !(await isAlive(pid)), 5_000);
 
     const heir = runnerProcess({ WORK_DIR: await stack.workDir() });
-    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 90_000, 200);
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 90_000, 200);
     const [row] = await getVariationRows(stack.db, job.id);
     expect(row).toMatchObject({ id: first!.id, status: "completed", attempts: 2 });
     expect(row!.runnerId).toBe(/\[(test-\w+)\]/.exec(heir.logs())![1]);
@@ -99,7 +100,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     const job = await stack.user.createJob([await makeClip({ seconds: 180 })], 1);
     const workDir = await stack.workDir();
     const runner = runnerProcess({ WORK_DIR: workDir, STOP_GRACE_MS: "2000" });
-    await waitFor("the encode to be under way", async () => (await getVariationRows(stack.db, job.id))[0]?.progress, 60_000, 50);
+    await until("the encode to be under way", async () => (await getVariationRows(stack.db, job.id))[0]?.progress, 60_000, 50);
     const runnerId = /\[(test-\w+)\]/.exec(runner.logs())![1]!;
     const pid = runner.ffmpegPids()[0]!;
     expect(await stack.db.select().from(runners).where(eq(runners.id, runnerId))).toHaveLength(1);
@@ -121,7 +122,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
 
     // The work is really back: the next runner does it as a first attempt.
     runnerProcess({ WORK_DIR: await stack.workDir() });
-    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 90_000, 200);
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 90_000, 200);
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1 });
   });
 
@@ -164,15 +165,15 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     const proxy = await startDbProxy(stack.libsqlUrl);
     cleanup.push(() => proxy.close());
     const runner = runnerProcess({ LIBSQL_URL: proxy.url, WORK_DIR: await stack.workDir(), STOP_GRACE_MS: "2000", LEASE_MS: "30000" });
-    await waitFor("the encode to be under way", async () => (await getVariationRows(stack.db, job.id))[0]?.progress, 60_000, 50);
+    await until("the encode to be under way", async () => (await getVariationRows(stack.db, job.id))[0]?.progress, 60_000, 50);
     const pid = runner.ffmpegPids()[0]!;
     // From now on every database request hangs for a minute: the tick in flight, the hand-back, the deregistration.
     proxy.setRule(() => ({ holdMs: 60_000 }));
-    await waitFor("a request to be held", async () => proxy.held.length > 0, 10_000, 20);
+    await until("a request to be held", async () => proxy.held.length > 0, 10_000, 20);
 
     const t0 = performance.now();
     runner.child.kill("SIGTERM");
-    await waitFor("FFmpeg to be gone", async () => !(await isAlive(pid)), 6_000, 20);
+    await until("FFmpeg to be gone", async () => !(await isAlive(pid)), 6_000, 20);
     const ffmpegGoneMs = performance.now() - t0;
     const exit = await runner.exited;
     const elapsed = performance.now() - t0;
@@ -188,7 +189,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     cleanup.push(() => rm(dirname(wedged.path), { recursive: true, force: true }));
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
     const runner = runnerProcess({ FFMPEG_PATH: wedged.path, STALL_MS: "1500", STOP_GRACE_MS: "300", WORK_DIR: await stack.workDir() });
-    await waitFor("the job to end", async () => (await getJobRow(stack.db, job.id))?.status === "failed", 60_000, 100);
+    await until("the job to end", async () => (await getJobRow(stack.db, job.id))?.status === "failed", 60_000, 100);
     const [row] = await getVariationRows(stack.db, job.id);
     expect(row).toMatchObject({ status: "failed", attempts: 3, error: "encode stalled (no progress for 2 s)" });
     expect((await stack.user.getJob(job.id)).error).toMatch(/encode stalled/);
@@ -235,7 +236,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
       blobs: (c) => new FlakyEdge({ edgeUrl: c.EDGE_URL, token: c.RUNNER_TOKEN }),
     });
     cleanup.push(() => r.stop());
-    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
     expect(failures).toBe(3);
     // Three failed tries would have hit the attempt cap if they counted.
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1 });
@@ -261,7 +262,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "queued", attempts: 0, error: null });
 
     runnerProcess({ WORK_DIR: await stack.workDir() });
-    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1 });
   });
 
@@ -283,7 +284,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
 
     // Synced: the next check of the edge (every 10 s while the clock is off) lets it claim again.
     ahead.mockRestore();
-    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
     expect(r.lines.some((l) => l.includes("clock in step with the edge's again"))).toBe(true);
     expect(r.runner.health()).toMatchObject({ ok: true });
   });
@@ -306,7 +307,7 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
       blobs: (c) => new RotatedToken({ edgeUrl: c.EDGE_URL, token: c.RUNNER_TOKEN }),
     });
     cleanup.push(() => r.stop());
-    await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
     expect(refusals).toBe(1);
     expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1, error: null });
     expect(r.lines.some((l) => l.includes("refused this runner's RUNNER_TOKEN: variation handed back"))).toBe(true);
@@ -333,7 +334,7 @@ exec ffmpeg "$@"
       const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
       await runner.waitForLog(/local trouble: pausing claims/);
       // Not a verdict on the video: the attempt goes back to the queue (claims pause first, the hand-back follows).
-      const handedBack = await waitFor("the variation to be handed back", async () => {
+      const handedBack = await until("the variation to be handed back", async () => {
         const [row] = await getVariationRows(stack.db, job.id);
         return row?.status !== "running" && row?.error ? row : null;
       }, 30_000, 50);
@@ -344,7 +345,7 @@ exec ffmpeg "$@"
       expect(runner.logs()).toMatch(/local trouble: pausing claims .*detail=.*error while loading shared libraries/);
 
       await rm(join(dir, "broken"));
-      await waitFor("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
+      await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000, 100);
       const [row] = await getVariationRows(stack.db, job.id);
       expect(row).toMatchObject({ status: "completed" });
       expect(row!.attempts).toBeGreaterThanOrEqual(2);

@@ -13,7 +13,7 @@ import { encodeSamples, keepEncodeSamples, SAMPLE_FRACTIONS, SAMPLES_SKIP, sampl
 import { configureChildren } from "../../runner/child-env";
 import { resolveExecutable } from "../../runner/config";
 import { makeClip } from "../helpers/clips";
-import { waitFor } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 
 describe("samples: pure parts", () => {
   it("samples at fixed fractions of the duration, to the millisecond, from the duration alone", () => {
@@ -196,7 +196,7 @@ describe("samples: the source's frames at the sample times", { timeout: 120_000 
     const stopped = new AbortController();
     const firstSamples = sourceSamples(ffmpeg, src, stopped.signal);
     // The siblings come once the first one's FFmpeg runs: they wait on it instead of making their own.
-    await waitFor("the first FFmpeg to run", async () => ((await runs()) === 1 ? true : null), 10_000, 20);
+    await until("the first FFmpeg to run", async () => ((await runs()) === 1 ? true : null), 10_000, 20);
     const siblingSamples = sourceSamples(ffmpeg, src);
     const thirdSamples = sourceSamples(ffmpeg, src);
     // Whenever their checks land (before the stop, after it, after the remake), two runs in all: the stopped one and
@@ -221,7 +221,7 @@ describe("samples: the source's frames at the sample times", { timeout: 120_000 
     await chmod(ffmpeg, 0o755);
     const maker = new AbortController();
     const making = sourceSamples(ffmpeg, src, maker.signal);
-    await waitFor("the sibling's FFmpeg to run", async () => (await stat(started).then(() => true, () => null)), 10_000, 20);
+    await until("the sibling's FFmpeg to run", async () => (await stat(started).then(() => true, () => null)), 10_000, 20);
     const waiter = new AbortController();
     const waiting = sourceSamples(ffmpeg, src, waiter.signal);
     waiter.abort();

@@ -7,7 +7,8 @@ import { BlobClient } from "../../runner/blobs";
 import { createLogger } from "../../runner/log";
 import { SourceCache } from "../../runner/sources";
 import { samplesFile } from "../../runner/samples";
-import { filesUnder, waitFor } from "../helpers/edge-stack";
+import { filesUnder } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 import { makeClip } from "../helpers/clips";
 import { tempDirs } from "../helpers/tmp";
 
@@ -163,7 +164,7 @@ describe("source cache", () => {
     first.release();
     const second = await cache.acquire({ sourceId: "s2", jobId: "j2", key: "sources/j2/s2", ticket: ticketOf("vb") }, new AbortController().signal);
     second.release();
-    await waitFor("the first source to be evicted", async () => !(await stat(first.path).then(() => true, () => false)), 5000, 20);
+    await until("the first source to be evicted", async () => !(await stat(first.path).then(() => true, () => false)), 5000, 20);
     expect(await stat(samples).then(() => true, () => false)).toBe(false);
     expect((await stat(second.path)).size).toBe(clip.length);
   });
@@ -178,8 +179,8 @@ describe("source cache", () => {
     await expect(pending).rejects.toThrow();
     // The drip takes ~20 s for the whole source: seconds, not the rest of the download, is what "aborted" means.
     expect(performance.now() - t0).toBeLessThan(5000);
-    await waitFor("the edge to see the download aborted", async () => edge.aborted === 1, 10_000, 20);
-    await waitFor("the partial file to be removed", async () => (await filesUnder(workDir)).length === 0, 10_000, 20);
+    await until("the edge to see the download aborted", async () => edge.aborted === 1, 10_000, 20);
+    await until("the partial file to be removed", async () => (await filesUnder(workDir)).length === 0, 10_000, 20);
     expect(edge.aborted).toBe(1);
   });
 
@@ -231,7 +232,7 @@ describe("source cache", () => {
     const b = await cache.acquire({ sourceId: "b", jobId: "j", key: "sources/j/b", ticket: ticketOf("vb") }, new AbortController().signal);
     b.release();
     // Eviction runs in the background after the release.
-    await waitFor("a to be evicted", async () => (await filesUnder(workDir)).length === 1, 10_000, 20);
+    await until("a to be evicted", async () => (await filesUnder(workDir)).length === 1, 10_000, 20);
     expect((await filesUnder(workDir)).sort()).toEqual(["j/src-b"]);
   });
 });
@@ -264,7 +265,7 @@ describe("source cache eviction against new claims", () => {
     await aBeingRemoved;
     const bAgain = await get("b");
     letGo();
-    await waitFor("a to be evicted", async () => !(await stat(a.path).then(() => true, () => false)), 5000, 20);
+    await until("a to be evicted", async () => !(await stat(a.path).then(() => true, () => false)), 5000, 20);
     // Once the pass is over, the file b's new task holds is still there, whole.
     await (cache as unknown as { evicting: Promise<void> | null }).evicting;
     expect((await stat(bAgain.path)).size).toBe(clip.length);

@@ -25,14 +25,11 @@ import {
   touchWorkDir,
 } from "../../runner/workdir";
 import { filesUnder } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 import { tempDirs } from "../helpers/tmp";
 
 const execFileP = promisify(execFile);
 
-async function waitForText(text: () => string, wanted: string): Promise<void> {
-  for (let i = 0; i < 600 && !text().includes(wanted); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!text().includes(wanted)) throw new Error(`never said ${wanted}: ${text()}`);
-}
 const dirs = tempDirs("vr-workdir-test");
 afterAll(() => dirs.cleanup());
 const log = createLogger({ level: "error" });
@@ -286,7 +283,7 @@ describe("what FFmpeg may touch in a runner's directory", () => {
       let said = "";
       child.stdout!.on("data", (d: Buffer) => (said += d.toString()));
       try {
-        await waitForText(() => said, "ready");
+        await until("the swapper to say ready", async () => said.includes("ready"), 30_000, 50);
         // The first removal may meet the swap (coreutils rm then reports the tree changed under it); the next one
         // removes what is left, the symlink itself included.
         await removeTree(job).catch(() => {});

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
 import { signInToEdge, type ApiSession } from "../helpers/api";
 import { makeClip } from "../helpers/clips";
-import { waitFor } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
 import { FAST, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
 import { freshDb, getVariationRows } from "../helpers/seed";
@@ -49,7 +49,7 @@ afterAll(async () => {
 /** Creates a job from one local file and waits for it to finish; returns the API view and the rows. */
 async function runToEnd(file: string) {
   const job = await user.createJob([file], 2);
-  const view = await waitFor("the job to finish", async () => {
+  const view = await until("the job to finish", async () => {
     const v = await user.getJob(job.id);
     return ["completed", "failed", "cancelled"].includes(v.status) && v;
   }, 60_000, 200);
@@ -189,7 +189,7 @@ describe("HTTP framing through wrangler dev", () => {
     expect([res.status, reply.error.code]).toEqual([413, "too_large"]);
     expect(Date.now() - t0).toBeLessThan(10_000);
     // What the refused request had already written to R2 is gone again, and no job row exists.
-    await waitFor("the partial source to be deleted", async () =>
+    await until("the partial source to be deleted", async () =>
       JSON.stringify((await bucketObjects(edge.persistTo)).filter((o) => o.key.startsWith("sources/"))) === JSON.stringify(sourcesBefore), 10_000, 100);
     expect(await jobCount()).toBe(jobsBefore);
     // The refused body was read to its end before the answer, so the connection stays usable: no 503 next.

@@ -11,6 +11,7 @@ import { startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
 import { freePort } from "../helpers/ports";
 import { startRunnerProcess, type RunnerProcess } from "../helpers/runner";
 import { tempDirs } from "../helpers/tmp";
+import { until } from "../helpers/until";
 import { readStoredZip } from "../ui/zip";
 
 /**
@@ -210,14 +211,6 @@ async function replyDroppingProxy(
   return { url: await listen(server), posts, open: () => void (holding = false) };
 }
 
-/** Polls `check` every 100 ms until it holds; fails after 30 s naming what it waited for. */
-async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (const deadline = Date.now() + 30_000; !(await check()); ) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /**
  * The test clip followed by a `free` box (ignored by every MP4 reader) so the file is large enough for three 8 MiB
  * upload parts yet as quick to encode as the clip.
@@ -278,7 +271,7 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     const token = await apiToken();
     const partFile = join(resumeDir, `video-refresher-${job.id}.zip.part`);
     const broken = spawnCli(["download", job.id, "-o", resumeDir, "--json"], { ...env, VIDEO_REFRESHER_URL: cut.url, VIDEO_REFRESHER_TOKEN: token });
-    await until(async () => (await stat(partFile).catch(() => null))?.size === 3000, "the first 3000 bytes on disk");
+    await until("the first 3000 bytes on disk", async () => (await stat(partFile).catch(() => null))?.size === 3000, 30_000);
     broken.child.kill("SIGKILL");
     expect((await broken.done).signal).toBe("SIGKILL");
     const resumed = await cli(["download", job.id, "-o", resumeDir, "--json"], { ...env, VIDEO_REFRESHER_URL: cut.url, VIDEO_REFRESHER_TOKEN: token });
@@ -383,7 +376,7 @@ describe("video-refresher CLI against the real stack", { timeout: 180_000 }, () 
     const env = cliEnv(await temps.make(), { VIDEO_REFRESHER_URL: proxy.url, VIDEO_REFRESHER_TOKEN: await apiToken() });
     // The first run's POST made the job but its answer was lost; its retries are never answered; then it is killed.
     const first = spawnCli(["submit", clip, "-n", "1", "--json"], env);
-    await until(async () => proxy.posts[0]?.jobId !== undefined, "the first run's job");
+    await until("the first run's job", async () => proxy.posts[0]?.jobId !== undefined, 30_000);
     first.child.kill("SIGKILL");
     expect((await first.done).signal).toBe("SIGKILL");
     proxy.open();

@@ -15,7 +15,7 @@ import type { Db } from "../../db/client";
 import { claimVariations, failVariation, finishVariation } from "../../db/queries/variations";
 import { webhookDeliveries } from "../../db/schema";
 import { signInToEdge, type ApiSession } from "../helpers/api";
-import { waitFor } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
 import { freshDb, seedJob } from "../helpers/seed";
 import { freePort } from "../helpers/ports";
@@ -197,8 +197,8 @@ async function deliveryOf(jobId: string, event: string) {
 }
 
 async function expectDeliveredOnce(jobId: string, type: string) {
-  const got = await waitFor(`${type} for ${jobId} at the receiver`, async () => receiver.of(jobId, type).length > 0 && receiver.of(jobId, type), 90_000, 200);
-  const row = await waitFor(`${type} for ${jobId} recorded delivered`, async () => {
+  const got = await until(`${type} for ${jobId} at the receiver`, async () => receiver.of(jobId, type).length > 0 && receiver.of(jobId, type), 90_000, 200);
+  const row = await until(`${type} for ${jobId} recorded delivered`, async () => {
     const r = await deliveryOf(jobId, type);
     return r?.status === "delivered" && r;
   }, 30_000, 200);
@@ -240,9 +240,9 @@ describe("webhooks on the real stack", () => {
     const jobId = await queuedJob();
     await runnerSettles(jobId, "finish");
     await fireCron();
-    await waitFor("a refused attempt", async () => receiver.refused > 0, 90_000, 200);
+    await until("a refused attempt", async () => receiver.refused > 0, 90_000, 200);
     await receiver.down();
-    await waitFor("an attempt against the closed port", async () => {
+    await until("an attempt against the closed port", async () => {
       const r = await deliveryOf(jobId, "job.completed");
       return r && r.attempts >= 2 && r.lastStatusCode === null && r.lastError?.startsWith("connection failed") && r;
     }, 90_000, 200);
@@ -250,11 +250,11 @@ describe("webhooks on the real stack", () => {
     await receiver.listen();
     await fireCron();
     // Backoff 5, 10, 20, 40 s…: a loaded machine can push the first attempt after the return to the 40-s step.
-    const got = await waitFor("delivery after the receiver came back", async () => receiver.of(jobId, "job.completed").length > 0 && receiver.of(jobId, "job.completed"), 200_000, 200);
+    const got = await until("delivery after the receiver came back", async () => receiver.of(jobId, "job.completed").length > 0 && receiver.of(jobId, "job.completed"), 200_000, 200);
     expect(got).toHaveLength(1);
     // The receiver sees the POST before the edge has read its 204 and recorded it: wait for the record, never
     // read it once (that read races the edge's write), and never leave a send in flight for the next test.
-    const row = await waitFor("the delivery recorded", async () => {
+    const row = await until("the delivery recorded", async () => {
       const r = await deliveryOf(jobId, "job.completed");
       return r?.status === "delivered" && r;
     }, 30_000, 200);
@@ -266,7 +266,7 @@ describe("webhooks on the real stack", () => {
     const jobId = await queuedJob();
     // Nothing in flight when the edge stops: a send cut off between claim and record keeps its row leased (and
     // resent) for a minute, which is the product's at-least-once, not what this test is about.
-    await waitFor("no delivery in flight", async () => {
+    await until("no delivery in flight", async () => {
       const held = await db.select({ id: webhookDeliveries.id }).from(webhookDeliveries)
         .where(and(eq(webhookDeliveries.status, "pending"), isNotNull(webhookDeliveries.leaseUntil)));
       return held.length === 0;
@@ -283,16 +283,16 @@ describe("webhooks on the real stack", () => {
     const res = await user.call(`/api/webhooks/${webhookId}/test`, { method: "POST" });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    await waitFor("the test event", async () => receiver.received.some((r) => r.id === id), 60_000, 200);
+    await until("the test event", async () => receiver.received.some((r) => r.id === id), 60_000, 200);
     // Redeliver takes a settled delivery only (409 delivery_pending before): the receiver has the POST before the
     // edge has recorded its 204, so wait for the record instead of racing it.
-    await waitFor("the test event recorded delivered", async () => {
+    await until("the test event recorded delivered", async () => {
       const [r] = await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, id));
       return r?.status === "delivered";
     }, 30_000, 200);
     const again = await user.call(`/api/webhooks/${webhookId}/deliveries/${id}/redeliver`, { method: "POST" });
     expect(again.status).toBe(202);
-    await waitFor("the redelivery", async () => receiver.received.filter((r) => r.id === id).length === 2, 60_000, 200);
+    await until("the redelivery", async () => receiver.received.filter((r) => r.id === id).length === 2, 60_000, 200);
     expect(receiver.received.filter((r) => r.id === id).map((r) => r.payload.type)).toEqual(["webhook.test", "webhook.test"]);
   });
 });

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll } from "vitest";
-import { ROOT, startStack, type Stack } from "../../scripts/stack";
-import { freePort } from "../helpers/ports";
+import { ROOT, type Stack } from "../../scripts/stack";
+import { startTestStack } from "../helpers/test-stack";
 
 const run = promisify(execFile);
 
@@ -39,40 +39,32 @@ export interface UiStack {
   stop(): Promise<void>;
 }
 
-/** The same launcher as `npm start` (scripts/stack.ts) on free ports and a throwaway data dir. */
+/** The same launcher as `npm start` (scripts/stack.ts) on free ports and a throwaway dir, with its own UI build. */
 export async function startUiStack(opts: { runners: number; runnerEnv?: Record<string, string> }): Promise<UiStack> {
-  const dir = await mkdtemp(join(tmpdir(), "vr-ui-"));
   const lines: string[] = [];
-  const stack = await startStack({
-    host: "127.0.0.1",
-    edgePort: await freePort(),
-    libsqlPort: await freePort(),
-    metricsPort: await freePort(),
-    dataDir: join(dir, "data"),
-    adminEmail: "admin@example.com",
+  const { stack, dir, stop } = await startTestStack({
+    prefix: "vr-ui-",
     runners: opts.runners,
     runnerEnv: opts.runnerEnv,
-    cronEveryMs: 0,
+    ui: true,
     log: (line) => {
       lines.push(line);
       if (lines.length > 400) lines.shift();
       if (process.env.UI_TEST_VERBOSE) console.log(line);
     },
-  }).catch(async (err: unknown) => {
-    await rm(dir, { recursive: true, force: true });
-    throw new Error(`stack did not start: ${err instanceof Error ? err.message : String(err)}\n${lines.slice(-60).join("\n")}`);
+    logTail: () => lines.slice(-60).join("\n"),
   });
-  if (!stack.admin) throw new Error("a fresh data dir must seed the admin account");
+  if (!stack.admin) {
+    await stop();
+    throw new Error("a fresh data dir must seed the admin account");
+  }
   return {
     stack,
     url: stack.edgeUrl,
     admin: stack.admin,
     dir,
     logTail: (n = 80) => lines.slice(-n).join("\n"),
-    async stop() {
-      await stack.stop();
-      await rm(dir, { recursive: true, force: true });
-    },
+    stop,
   };
 }
 

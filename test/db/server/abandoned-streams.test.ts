@@ -1,6 +1,7 @@
 import { createClient, type Client } from "@libsql/client/web";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { until } from "../../helpers/until";
 
 // Scaled-down version of production timings: the edge aborts a database round trip after 8 s and the server
 // rolls back an idle transaction after 10 s. Here: client timeout 300 ms, TTL 800 ms.
@@ -25,14 +26,6 @@ function timedClient(url: string, timeoutMs: number): Client {
       return input instanceof Request ? fetch(new Request(input, { signal })) : fetch(input, { ...init, signal });
     },
   });
-}
-
-/** Polls a condition on the in-process server (every 5 ms, up to 10 s). */
-async function until(what: string, ok: () => boolean): Promise<void> {
-  for (const deadline = Date.now() + 10_000; !ok(); ) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 async function freshDb(): Promise<{ url: string; admin: Client }> {
@@ -88,7 +81,7 @@ describe("requests whose HTTP client went away", () => {
     await expect(impatient.execute("INSERT INTO t (name) VALUES ('gave up')")).rejects.toThrow(/abort|timeout/i);
     // The server must have seen the closed connection before the commit (a commit racing the FIN by microseconds
     // cannot know): wait for exactly that, not for a fixed time.
-    await until("the server to see the client go", () => server.activity().clientsGone > goneBefore);
+    await until("the server to see the client go", async () => server.activity().clientsGone > goneBefore, 10_000, 5);
     await holder.commit();
     expect((await admin.execute("SELECT name FROM t ORDER BY id")).rows.map((r) => r.name)).toEqual(["held"]);
     admin.close();
