@@ -36,6 +36,11 @@ export interface ChildLaunch {
   setpriv: string | null;
   /** The user(s) FFmpeg runs as (needs `setpriv` and a runner started as root), or null for the runner's own. */
   user: ChildUser | null;
+  /**
+   * With `user`: the most processes and threads its uid may have (RLIMIT_NPROC, set by util-linux `prlimit`). Root
+   * is exempt from the limit, so it bounds nothing without `user`.
+   */
+  nproc?: { prlimit: string; max: number };
   /** Told how many children wait for a uid of the range, whenever that changes (a metric). */
   onWaiting?: (waiting: number) => void;
   /** A uid of the range whose processes could not be killed; it is never handed out again. */
@@ -176,7 +181,7 @@ async function sealWrites(paths: readonly string[], uid: number, gid: number): P
  * `setpriv` execs in place: same pid.
  */
 export function childCommand(bin: string, args: string[], lease?: ChildLease): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
-  const { setpriv, user } = launch;
+  const { setpriv, user, nproc } = launch;
   if (!setpriv) return { file: bin, args, env: childEnv() };
   if (pool && (lease?.uid ?? null) === null) throw new Error("a media child needs a lease when FFMPEG_USER is a range");
   const uid = lease?.uid ?? user?.uid;
@@ -184,7 +189,11 @@ export function childCommand(bin: string, args: string[], lease?: ChildLease): {
   const drop = user
     ? [`--reuid=${uid}`, `--regid=${user.gid}`, "--clear-groups", "--inh-caps=-all", "--no-new-privs"]
     : [];
-  return { file: setpriv, args: [...drop, "--pdeathsig", "SIGKILL", "--", bin, ...args], env: childEnv() };
+  const run = [...drop, "--pdeathsig", "SIGKILL", "--", bin, ...args];
+  // prlimit and setpriv both exec in place (same pid: the stop sequence and the uid's kill still reach FFmpeg). The
+  // limit counts the real uid's tasks, checked when setpriv switches to it: a fresh uid of a range starts at one.
+  if (user && nproc) return { file: nproc.prlimit, args: [`--nproc=${nproc.max}`, "--", setpriv, ...run], env: childEnv() };
+  return { file: setpriv, args: run, env: childEnv() };
 }
 
 /** Runs `bin args` as a media child (as configured) and waits for it; its exit status is the answer. */

@@ -48,6 +48,12 @@ export const Schema = z
       .refine((u) => u.lastUid <= MAX_ID && u.gid <= MAX_ID, `FFMPEG_USER's ids must be at most ${MAX_ID}`)
       .refine((u) => u.lastUid >= u.uid && u.lastUid - u.uid < 65_536, "FFMPEG_USER's range must run from a lower uid to a higher one (at most 65536 uids)")
       .optional(),
+    /**
+     * Most processes and threads one FFmpeg or ffprobe run may have at once (RLIMIT_NPROC of its uid, through
+     * util-linux `prlimit`; only with FFMPEG_USER): code an upload smuggled into a decoder cannot fork until the host
+     * has no pids left. With one uid for every child the uid gets this times (CONCURRENCY + 2).
+     */
+    FFMPEG_MAX_PROCESSES: z.coerce.number().int().min(64).max(4_194_304).default(1024),
     POLL_MS: ms(1000, 10),
     LEASE_MS: ms(30_000, 100),
     WATCH_MS: ms(1000, 10),
@@ -87,6 +93,8 @@ export type RunnerConfig = Omit<z.infer<typeof Schema>, "WORK_DIR" | "FFMPEG_USE
   WORK_DIR: string;
   /** util-linux `setpriv`, when present: FFmpeg is started through it so the kernel kills it with the runner. */
   SETPRIV_PATH: string | null;
+  /** util-linux `prlimit`, when present: with FFMPEG_USER, each child's process limit is set through it. */
+  PRLIMIT_PATH: string | null;
   /** The user FFmpeg runs as; null: the runner's own. */
   FFMPEG_USER: ChildUser | null;
 };
@@ -125,11 +133,13 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv): RunnerConfig {
   if (!ffmpeg) problems.push(`  FFMPEG_PATH: "${c.FFMPEG_PATH}" is not an executable (install ffmpeg or set FFMPEG_PATH)`);
   if (!ffprobe) problems.push(`  FFPROBE_PATH: "${c.FFPROBE_PATH}" is not an executable (install ffmpeg or set FFPROBE_PATH)`);
   const setpriv = resolveExecutable("setpriv");
+  const prlimit = resolveExecutable("prlimit");
   if (c.FFMPEG_USER) {
     // Switching user needs CAP_SETUID/CAP_SETGID, and stopping, reading and removing what FFmpeg made as that user
     // needs CAP_KILL and CAP_DAC_OVERRIDE: root (in a container, its default capabilities) has them all.
     if (uid() !== 0) problems.push(`  FFMPEG_USER: the runner must start as root to run FFmpeg as another user (it runs as uid ${uid()})`);
     if (!setpriv) problems.push("  FFMPEG_USER: needs util-linux `setpriv` on PATH");
+    if (!prlimit) problems.push("  FFMPEG_USER: needs util-linux `prlimit` on PATH (FFMPEG_MAX_PROCESSES)");
     if (c.FFMPEG_USER.lastUid > c.FFMPEG_USER.uid) {
       // The killer of a uid's leftovers (runner/uid-pool.ts) is a perl one-liner making a raw setresuid syscall.
       if (!resolveExecutable("perl")) problems.push("  FFMPEG_USER: a range of uids needs `perl` on PATH (Debian's perl-base)");
@@ -141,5 +151,5 @@ export function loadRunnerConfig(env: NodeJS.ProcessEnv): RunnerConfig {
   // shared: each runner works in its own marked subdirectory and deletes nothing else (runner/workdir.ts).
   // Absolute: FFmpeg's messages name files under it, and only absolute paths are scrubbed from users' reasons.
   const workDir = resolve(c.WORK_DIR ?? join(tmpdir(), "video-refresher"));
-  return { ...c, WORK_DIR: workDir, FFMPEG_PATH: ffmpeg!, FFPROBE_PATH: ffprobe!, SETPRIV_PATH: setpriv, FFMPEG_USER: c.FFMPEG_USER ?? null };
+  return { ...c, WORK_DIR: workDir, FFMPEG_PATH: ffmpeg!, FFPROBE_PATH: ffprobe!, SETPRIV_PATH: setpriv, PRLIMIT_PATH: prlimit, FFMPEG_USER: c.FFMPEG_USER ?? null };
 }

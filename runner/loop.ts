@@ -149,6 +149,10 @@ export class Runner {
     configureChildren({
       setpriv: config.SETPRIV_PATH,
       user: config.FFMPEG_USER,
+      // A range gives every child a uid of its own; one uid is shared by every child of this runner at once.
+      nproc: config.PRLIMIT_PATH && config.FFMPEG_USER
+        ? { prlimit: config.PRLIMIT_PATH, max: config.FFMPEG_MAX_PROCESSES * ((config.FFMPEG_USER.lastUid ?? config.FFMPEG_USER.uid) > config.FFMPEG_USER.uid ? 1 : config.CONCURRENCY + 2) }
+        : undefined,
       onWaiting: (n) => this.deps.metrics.childrenWaiting.set(n),
       onQuarantine: (uid, survivors) =>
         log.error("processes of an FFmpeg uid survived SIGKILL: that uid is not used again", { uid, pids: survivors.join(",") }),

@@ -9,7 +9,8 @@ import { resolveExecutable } from "../../runner/config";
 import { probeMedia, spawnFfmpeg } from "../../runner/ffmpeg";
 import { ffmpegRun } from "../../runner/samples";
 import { makeClip } from "../helpers/clips";
-import { startEdgeStack, waitFor, type EdgeStack } from "../helpers/edge-stack";
+import { startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
+import { until } from "../helpers/until";
 import { startInProcessRunner, startRunnerProcess, writeFfmpegStandIn, type RunnerProcess } from "../helpers/runner";
 import { getVariationRows } from "../helpers/seed";
 import { eq } from "drizzle-orm";
@@ -139,6 +140,31 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
     await Promise.all(next.map((l) => l.release()));
   });
 
+  it("stops a run that forks without end at its process limit, and its uid's processes die with the run", async () => {
+    configureChildren({ setpriv: resolveExecutable("setpriv")!, user: range, nproc: { prlimit: resolveExecutable("prlimit")!, max: 8 } });
+    const lease = await leaseChild();
+    // Code an upload smuggled into FFmpeg starting sleepers until the host has no pids left; each one it got is
+    // counted on stdout. dash gives up at the first fork the kernel refuses.
+    const bomb = "grep '^Max processes' /proc/self/limits; i=0; while [ $i -lt 40 ]; do sleep 300 </dev/null >/dev/null 2>&1 & i=$((i+1)); echo started $i; done";
+    const cmd = childCommand("/bin/sh", ["-c", bomb], lease);
+    const { stdout, stderr } = await new Promise<{ stdout: string; stderr: string }>((resolve) =>
+      execFile(cmd.file, cmd.args, { env: cmd.env, timeout: 30_000 }, (_err, stdout, stderr) => resolve({ stdout: String(stdout), stderr: String(stderr) })),
+    );
+    expect(stdout).toMatch(/^Max processes\s+8\s+8\s/m);
+    const started = stdout.split("\n").filter((l) => l.startsWith("started ")).length;
+    expect(started).toBeGreaterThan(0);
+    expect(started).toBeLessThan(8); // the shell itself is one of the uid's 8
+    expect(stderr).toMatch(/fork/i);
+    // Running ones: a killed sleeper stays a zombie until whoever adopted it reaps it.
+    const uidProcesses = async () => {
+      const { stdout: ps } = await new Promise<{ stdout: string }>((resolve) => execFile("ps", ["-o", "stat=", "-u", String(lease.uid)], (_e, stdout) => resolve({ stdout: String(stdout) })));
+      return ps.split("\n").filter((l) => l.trim() && !l.trim().startsWith("Z")).length;
+    };
+    expect(await uidProcesses()).toBe(started); // the sleepers outlived their shell
+    await lease.release();
+    expect(await uidProcesses()).toBe(0);
+  });
+
   it("seals what a run wrote before its uid goes to the next run waiting for one", async () => {
     configureChildren({ setpriv: resolveExecutable("setpriv")!, user: { uid: 62000, lastUid: 62002, gid: 65534 } });
     const spot = join(dir, "seal");
@@ -220,13 +246,13 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
     afterAll(() => stack?.close());
 
     it("completes a job whose every FFmpeg and ffprobe ran as a uid of the range, leaving nothing of theirs running, and its outputs download", async () => {
-      // A stand-in that records who it runs as and whether the runner's environment is readable, leaves a process
+      // A stand-in that records who it runs as, its process limit and whether the runner's environment is readable, leaves a process
       // in a session of its own running (as code from an upload could), then execs the real program. Its directory
       // must be searchable (to exec it) by those uids, and the record writable.
       const { dir, path: ffmpeg } = await writeFfmpegStandIn(
         "as-user",
         (d) =>
-          `#!/bin/sh\nif cat /proc/$PPID/environ > /dev/null 2>&1; then r=readable; else r=denied; fi\nsetsid sleep 300 </dev/null >/dev/null 2>&1 &\necho "$(basename "$0") $(id -u):$(id -g) environ=$r escapee=$!" >> "${join(d, "calls")}"\nexec "$(basename "$0")" "$@"\n`,
+          `#!/bin/sh\nif cat /proc/$PPID/environ > /dev/null 2>&1; then r=readable; else r=denied; fi\nsetsid sleep 300 </dev/null >/dev/null 2>&1 &\nn=$(sed -n "s/^Max processes *\\([0-9]*\\).*/\\1/p" /proc/self/limits)\necho "$(basename "$0") $(id -u):$(id -g) environ=$r nproc=$n escapee=$!" >> "${join(d, "calls")}"\nexec "$(basename "$0")" "$@"\n`,
       );
       cleanups.push(() => rm(dir, { recursive: true, force: true }));
       await copyFile(ffmpeg, join(dir, "ffprobe"));
@@ -238,9 +264,9 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
       const clip = await makeClip({ seconds: 2 });
       const job = await stack.user.createJob([clip], 2);
       runner = startRunnerProcess(
-        stack.runnerEnv({ FFMPEG_USER: "62000-62003:65534", FFMPEG_PATH: ffmpeg, FFPROBE_PATH: join(dir, "ffprobe"), WORK_DIR: workDir }),
+        stack.runnerEnv({ FFMPEG_USER: "62000-62003:65534", FFMPEG_MAX_PROCESSES: "300", FFMPEG_PATH: ffmpeg, FFPROBE_PATH: join(dir, "ffprobe"), WORK_DIR: workDir }),
       );
-      const done = await waitFor("the job to end", async () => ((j) => (["completed", "failed"].includes(j.status) ? j : null))(await stack.user.getJob(job.id)), 120_000);
+      const done = await until("the job to end", async () => ((j) => (["completed", "failed"].includes(j.status) ? j : null))(await stack.user.getJob(job.id)), 120_000);
       expect(done.status, runner.logs()).toBe("completed");
 
       const calls = (await readFile(join(dir, "calls"), "utf8")).trim().split("\n");
@@ -248,10 +274,10 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
       leftover.push(...escapees);
       expect(calls.some((c) => c.startsWith("ffprobe "))).toBe(true);
       expect(calls.filter((c) => c.startsWith("ffmpeg ")).length).toBeGreaterThanOrEqual(4); // 2 encodes + 2 measurements at least
-      for (const call of calls) expect(call).toMatch(/^(ffmpeg|ffprobe) 6200[0-2]:65534 environ=denied escapee=\d+$/);
+      for (const call of calls) expect(call).toMatch(/^(ffmpeg|ffprobe) 6200[0-2]:65534 environ=denied nproc=300 escapee=\d+$/);
       expect(new Set(calls.map((c) => c.split(" ")[1])).size).toBeGreaterThan(1);
       // Each child's leftover is killed when that child exits (the job's thumbnail may still be in the making).
-      await waitFor("every child's leftover process to be gone", async () => ((await Promise.all(escapees.map(running))).some(Boolean) ? null : true), 15_000);
+      await until("every child's leftover process to be gone", async () => ((await Promise.all(escapees.map(running))).some(Boolean) ? null : true), 15_000);
 
       const zip = await stack.user.call(`/api/jobs/${job.id}/download`);
       expect(zip.status).toBe(200);
@@ -272,14 +298,14 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
       cleanups.push(async () => void (await Promise.all(held.map((l) => l.release()))));
       const waitingOne = async () => inProcess.metrics.childrenWaiting.get() === 1;
       for (const what of ["probe", "decode check"]) {
-        await waitFor(`the ${what} to wait for a uid`, waitingOne);
+        await until(`the ${what} to wait for a uid`, waitingOne);
         const release = held[0]!.release();
         held[0] = await Promise.all([leaseChild(), release]).then(([lease]) => lease); // taken back once it is done
       }
-      await waitFor("the encode to wait for a uid", waitingOne);
+      await until("the encode to wait for a uid", waitingOne);
 
       expect((await stack.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" })).ok).toBe(true);
-      const done = await waitFor("the job to end", async () => ((j) => (["cancelled", "completed", "failed"].includes(j.status) ? j : null))(await stack.user.getJob(job.id)), 30_000);
+      const done = await until("the job to end", async () => ((j) => (["cancelled", "completed", "failed"].includes(j.status) ? j : null))(await stack.user.getJob(job.id)), 30_000);
       const logs = inProcess.lines.join("\n");
       expect(done.status, logs).toBe("cancelled");
       expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "cancelled", outputKey: null });
@@ -303,7 +329,7 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
       // One uid at a time for each child in turn (probe, decode check, encode, measurement…) until the re-draw's
       // encode is the one waiting: it is logged as re-drawn before it asks for a uid.
       for (;;) {
-        await waitFor("a child to wait for a uid", async () => inProcess.metrics.childrenWaiting.get() === 1);
+        await until("a child to wait for a uid", async () => inProcess.metrics.childrenWaiting.get() === 1);
         if (/variation re-drawn/.test(logs())) break;
         const release = held[0]!.release();
         held[0] = await Promise.all([leaseChild(), release]).then(([lease]) => lease);
@@ -312,7 +338,7 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
       await inProcess.waitForLog(/cancel requested after FFmpeg finished: completing anyway/);
       await Promise.all(held.splice(0).map((l) => l.release()));
 
-      const done = await waitFor("the job to end", async () => ((j) => (["cancelled", "completed", "failed"].includes(j.status) ? j : null))(await stack.user.getJob(job.id)), 30_000);
+      const done = await until("the job to end", async () => ((j) => (["cancelled", "completed", "failed"].includes(j.status) ? j : null))(await stack.user.getJob(job.id)), 30_000);
       expect(done.status, logs()).toBe("completed");
       expect(logs().match(/ffmpeg started/g)).toHaveLength(1);
       expect((await getVariationRows(stack.db, job.id))[0]!.redrawReason).toMatch(/the re-draw was stopped/);

@@ -27,6 +27,7 @@ describe("runner configuration", () => {
       QUALITY_SSIM_FLOOR: 0.5,
       QUALITY_DISTINCT_FLOOR: 0.3,
       MAX_REDRAWS: 2,
+      FFMPEG_MAX_PROCESSES: 1024,
     });
     expect(c.METRICS_PORT).toBeUndefined();
     expect(c.FFMPEG_PATH).toMatch(/\/ffmpeg$/);
@@ -34,6 +35,12 @@ describe("runner configuration", () => {
     // Stable across restarts (no pid in it): a restarted runner finds what its predecessor left.
     expect(c.WORK_DIR).toBe(join(tmpdir(), "video-refresher"));
     expect(c.SETPRIV_PATH).toMatch(/\/setpriv$/);
+    expect(c.PRLIMIT_PATH).toMatch(/\/prlimit$/);
+  });
+
+  it("takes FFMPEG_MAX_PROCESSES as a whole number no lower than an FFmpeg's own threads need", () => {
+    expect(loadRunnerConfig({ ...GOOD, FFMPEG_MAX_PROCESSES: "4096" }).FFMPEG_MAX_PROCESSES).toBe(4096);
+    for (const bad of ["10", "1.5", "lots", "0"]) expect(() => loadRunnerConfig({ ...GOOD, FFMPEG_MAX_PROCESSES: bad }), bad).toThrow(/FFMPEG_MAX_PROCESSES/);
   });
 
   it("makes a relative WORK_DIR absolute, so the paths FFmpeg prints under it are scrubbed from users' reasons", () => {
