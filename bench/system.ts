@@ -1,9 +1,7 @@
 // Whole-system benchmarks on the real local stack (scripts/stack.ts: libSQL server, wrangler dev, runners,
 // Debian FFmpeg). Each function measures one thing and returns figures; bench/index.ts prints the table.
 // Nothing here asserts: these are measurements, run them on a quiet machine.
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
@@ -14,10 +12,10 @@ import { outputKey } from "../db/keys";
 import { ticketHeaders } from "../db/tickets";
 import { migrateDb } from "../db/migrate";
 import { claimVariation, finishVariation } from "../db/queries/variations";
-import { startStack, type Stack } from "../scripts/stack";
+import type { Stack } from "../scripts/stack";
+import { startTestStack } from "../test/helpers/test-stack";
 import { signInToEdge, type ApiSession } from "../test/helpers/api";
 import { makeClip } from "../test/helpers/clips";
-import { freePort } from "../test/helpers/ports";
 import { isAlive } from "../test/helpers/runner";
 import { seedJob } from "../test/helpers/seed";
 import { ffmpegPidsUnder } from "../test/faults/inspect";
@@ -44,21 +42,13 @@ export interface BenchStack {
   stop(): Promise<void>;
 }
 
-/** The launcher `npm start` uses, on free ports and a throwaway data dir, with product defaults unless overridden. */
+/** The launcher `npm start` uses (through the tests' startTestStack), with product defaults unless overridden. */
 export async function startBenchStack(label: string, runners: number, runnerEnv: Record<string, string> = {}): Promise<BenchStack> {
-  const dir = await mkdtemp(join(tmpdir(), `vr-bench-${label}-`));
-  const metricsPort = await freePort();
   const tail: string[] = [];
-  const stack = await startStack({
-    host: "127.0.0.1",
-    edgePort: await freePort(),
-    libsqlPort: await freePort(),
-    metricsPort,
-    dataDir: join(dir, "data"),
-    adminEmail: "admin@example.com",
+  const started = await startTestStack({
+    prefix: `vr-bench-${label}-`,
     runners,
     runnerEnv,
-    cronEveryMs: 0,
     namedDatabases: true,
     // The bench plays many jobs from one user; per-user limits are not what it measures.
     edgeVars: { USER_ACTIVE_JOBS: "1000", USER_QUEUED_VARIATIONS: "100000" },
@@ -67,10 +57,9 @@ export async function startBenchStack(label: string, runners: number, runnerEnv:
       if (tail.length > 200) tail.shift();
       if (process.env.BENCH_VERBOSE) log(line);
     },
-  }).catch(async (err: unknown) => {
-    await rm(dir, { recursive: true, force: true });
-    throw new Error(`stack did not start: ${String(err)}\n${tail.join("\n")}`);
+    logTail: () => tail.join("\n"),
   });
+  const { stack, dir, metricsPort } = started;
   const db = createDb(stack.libsqlUrl, { authToken: stack.libsqlAuthToken });
   const user = await signInToEdge(stack.edgeUrl, db);
   return {
@@ -90,8 +79,7 @@ export async function startBenchStack(label: string, runners: number, runnerEnv:
     },
     async stop() {
       db.$client.close();
-      await stack.stop();
-      await rm(dir, { recursive: true, force: true });
+      await started.stop();
     },
   };
 }

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { constants } from "node:fs";
+import { constants, readFileSync } from "node:fs";
 import { open, rmdir, unlink } from "node:fs/promises";
 import { UidPool } from "./uid-pool";
 
@@ -37,10 +37,12 @@ export interface ChildLaunch {
   /** The user(s) FFmpeg runs as (needs `setpriv` and a runner started as root), or null for the runner's own. */
   user: ChildUser | null;
   /**
-   * With `user`: the most processes and threads its uid may have (RLIMIT_NPROC, set by util-linux `prlimit`). Root
-   * is exempt from the limit, so it bounds nothing without `user`.
+   * With `user`: the most processes and threads one run may have (RLIMIT_NPROC, set by util-linux `prlimit`). The
+   * kernel counts them per uid, host-wide, zombies included: with a range each run has its uid to itself, with one
+   * uid every child of the runner shares it (`perRun × sharedBy`). Without `user` it would count the runner's own
+   * processes (or nothing, for root), so it is not applied.
    */
-  nproc?: { prlimit: string; max: number };
+  nproc?: { prlimit: string; perRun: number; sharedBy: number };
   /** Told how many children wait for a uid of the range, whenever that changes (a metric). */
   onWaiting?: (waiting: number) => void;
   /** A uid of the range whose processes could not be killed; it is never handed out again. */
@@ -64,6 +66,8 @@ export interface ChildLease {
 // FFmpeg/ffprobe of the process is started the same way, wherever in the runner it is spawned.
 let launch: ChildLaunch = { setpriv: null, user: null };
 let pool: UidPool | null = null;
+/** The RLIMIT_NPROC every media child gets, or null for none. */
+let nprocMax: number | null = null;
 
 export function configureChildren(next: ChildLaunch): void {
   if (next.user && !next.setpriv) throw new Error("running FFmpeg as another user needs setpriv");
@@ -71,10 +75,23 @@ export function configureChildren(next: ChildLaunch): void {
   pool = next.user && lastUid(next.user) > next.user.uid
     ? new UidPool({ uid: next.user.uid, lastUid: lastUid(next.user) }, { onWaiting: next.onWaiting, onQuarantine: next.onQuarantine })
     : null;
+  // Never above the runner's own hard limit: raising it needs CAP_SYS_RESOURCE (not among Docker's defaults), and
+  // prlimit would refuse, failing every child.
+  nprocMax = next.user && next.nproc ? Math.min(next.nproc.perRun * (pool ? 1 : next.nproc.sharedBy), ownHardNproc()) : null;
   if (next.user) {
     // Nothing FFmpeg makes is writable by its group (the other uids of a range share it).
     const old = process.umask(0o022);
     process.umask(old | 0o022);
+  }
+}
+
+/** This process's hard RLIMIT_NPROC (Infinity when unlimited or unreadable: not Linux). */
+function ownHardNproc(): number {
+  try {
+    const hard = /^Max processes\s+\S+\s+(\S+)/m.exec(readFileSync("/proc/self/limits", "utf8"))?.[1];
+    return hard && /^\d+$/.test(hard) ? Number(hard) : Infinity;
+  } catch {
+    return Infinity;
   }
 }
 
@@ -191,8 +208,9 @@ export function childCommand(bin: string, args: string[], lease?: ChildLease): {
     : [];
   const run = [...drop, "--pdeathsig", "SIGKILL", "--", bin, ...args];
   // prlimit and setpriv both exec in place (same pid: the stop sequence and the uid's kill still reach FFmpeg). The
-  // limit counts the real uid's tasks, checked when setpriv switches to it: a fresh uid of a range starts at one.
-  if (user && nproc) return { file: nproc.prlimit, args: [`--nproc=${nproc.max}`, "--", setpriv, ...run], env: childEnv() };
+  // kernel checks the limit at every fork and thread the child starts, against everything its uid has on the host:
+  // a refused thread fails the run as the runner's trouble (EAGAIN, runner/local-errors.ts), never the video's.
+  if (nproc && nprocMax !== null) return { file: nproc.prlimit, args: [`--nproc=${nprocMax}`, "--", setpriv, ...run], env: childEnv() };
   return { file: setpriv, args: run, env: childEnv() };
 }
 

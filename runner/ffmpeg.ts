@@ -3,7 +3,7 @@ import { promisify } from "node:util";
 import { isAbortError } from "./abort";
 import { childCommand, withChild, type ChildLease } from "./child-env";
 import { eqFilter } from "./eq";
-import { LocalError } from "./local-errors";
+import { ffmpegLocalError, LocalError } from "./local-errors";
 import { Mp4Error, readMp4, type Mp4Summary } from "./mp4";
 import type { EffectParams } from "./params";
 
@@ -104,7 +104,8 @@ export async function probeMedia(ffprobe: string, path: string, signal?: AbortSi
     ["-v", "error", ...LOCAL_ONLY, "-print_format", "json", "-show_format", "-show_streams", path],
     { timeoutMs: 60_000, signal, what: "checking the video failed" },
   );
-  if (code !== 0) throw new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffprobe exited ${code}`}`);
+  // A thread the kernel refused or a disk error is this runner's trouble, not a verdict on the video (that one is final).
+  if (code !== 0) throw ffmpegLocalError(stderr, "checking the video failed") ?? new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffprobe exited ${code}`}`);
   const info = JSON.parse(stdout) as ProbeJson;
   const video = info.streams?.find((s) => s.codec_type === "video" && !s.disposition?.attached_pic);
   if (!video || !video.width || !video.height) throw new NotAVideoError("not a decodable video: no video stream");
@@ -132,7 +133,7 @@ export async function assertDecodable(ffmpeg: string, path: string, signal?: Abo
     ["-v", "error", "-nostdin", ...LOCAL_ONLY, "-i", path, "-map", "0:v:0", "-frames:v", "1", "-f", "null", "-"],
     { timeoutMs: 60_000, signal, what: "checking the video failed" },
   );
-  if (code !== 0) throw new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffmpeg exited ${code}`}`);
+  if (code !== 0) throw ffmpegLocalError(stderr, "checking the video failed") ?? new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffmpeg exited ${code}`}`);
 }
 
 /** A JPEG poster frame (best effort; short-lived, so it is not part of the stop sequence). */

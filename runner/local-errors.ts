@@ -13,6 +13,9 @@ const LOCAL_CODES: Record<string, string> = {
   EMFILE: "the runner has too many open files",
   ENFILE: "the runner has too many open files",
   EIO: "the runner's disk failed to read or write (I/O error)",
+  // FFmpeg could not start a thread or process: its uid's process limit (FFMPEG_MAX_PROCESSES), which another run
+  // of the same uid can use up, or the machine's.
+  EAGAIN: "the runner had no room for FFmpeg's threads (resource temporarily unavailable)",
   // Not an errno: FFmpeg could not be started (ENOMEM, EAGAIN, EACCES … at spawn), see runner/encode.ts.
   ESPAWN: "the runner could not start FFmpeg",
 };
@@ -23,6 +26,7 @@ const FFMPEG_LOCAL = [
   { re: /Disk quota exceeded/i, code: "EDQUOT" },
   { re: /Permission denied/i, code: "EACCES" },
   { re: /Read-only file system/i, code: "EROFS" },
+  { re: /Resource temporarily unavailable/i, code: "EAGAIN" },
 ];
 
 export class LocalError extends Error {

@@ -149,10 +149,8 @@ export class Runner {
     configureChildren({
       setpriv: config.SETPRIV_PATH,
       user: config.FFMPEG_USER,
-      // A range gives every child a uid of its own; one uid is shared by every child of this runner at once.
-      nproc: config.PRLIMIT_PATH && config.FFMPEG_USER
-        ? { prlimit: config.PRLIMIT_PATH, max: config.FFMPEG_MAX_PROCESSES * ((config.FFMPEG_USER.lastUid ?? config.FFMPEG_USER.uid) > config.FFMPEG_USER.uid ? 1 : config.CONCURRENCY + 2) }
-        : undefined,
+      // One uid for all is shared by the encodes and what runs beside them (probes, measurements, thumbnails).
+      nproc: config.PRLIMIT_PATH ? { prlimit: config.PRLIMIT_PATH, perRun: config.FFMPEG_MAX_PROCESSES, sharedBy: config.CONCURRENCY + 2 } : undefined,
       onWaiting: (n) => this.deps.metrics.childrenWaiting.set(n),
       onQuarantine: (uid, survivors) =>
         log.error("processes of an FFmpeg uid survived SIGKILL: that uid is not used again", { uid, pids: survivors.join(",") }),

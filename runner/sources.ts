@@ -1,4 +1,4 @@
-import { lstat, rename, rm, stat } from "node:fs/promises";
+import { lstat, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Ticket } from "../db/tickets";
 import type { BlobClient } from "./blobs";

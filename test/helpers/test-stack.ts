@@ -18,6 +18,8 @@ export interface TestStackOptions {
   cronEveryMs?: number;
   /** Build the web UI into this stack's own assets (UI tests). Without it the edge serves no client scripts. */
   ui?: boolean;
+  /** Serve throwaway databases besides the main one (the bench's claim runs). */
+  namedDatabases?: boolean;
   log(line: string): void;
   /** The last lines logged, for the error of a stack that did not start. */
   logTail(): string;
@@ -46,7 +48,14 @@ export async function startTestStack(opts: TestStackOptions): Promise<TestStack>
     const wranglerConfig = await testEdgeConfig(dir);
     // The config's own [build] is a no-op: one tsc here instead of the two a wrangler dev start runs (30-40 s on
     // two cores), into this stack's copy of the assets.
-    if (opts.ui) await run(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(ROOT, "tsconfig.ui.json"), "--outDir", join(dir, "public/assets/js")], { cwd: ROOT });
+    if (opts.ui) {
+      await run(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(ROOT, "tsconfig.ui.json"), "--outDir", join(dir, "public/assets/js")], { cwd: ROOT }).catch(
+        (err: { stdout?: string; message?: string }) => {
+          // tsc prints its errors on stdout.
+          throw new Error(`building the UI failed: ${err.message ?? String(err)}\n${err.stdout ?? ""}`);
+        },
+      );
+    }
     return { wranglerConfig, metricsPort: await freePortRun(Math.max(1, opts.runners)), edgePort: await freePort(), libsqlPort: await freePort() };
   };
   const { wranglerConfig, metricsPort, edgePort, libsqlPort } = await setup().catch(async (err: unknown) => {
@@ -65,6 +74,7 @@ export async function startTestStack(opts: TestStackOptions): Promise<TestStack>
     runnerEnv: opts.runnerEnv,
     cronEveryMs: opts.cronEveryMs ?? 0,
     edgeVars: opts.edgeVars,
+    namedDatabases: opts.namedDatabases,
     wranglerConfig,
     log: opts.log,
   }).catch(async (err: unknown) => {
@@ -78,8 +88,11 @@ export async function startTestStack(opts: TestStackOptions): Promise<TestStack>
     dataDir,
     metricsPort,
     async stop() {
-      await stack.stop();
-      await removeDir();
+      try {
+        await stack.stop();
+      } finally {
+        await removeDir();
+      }
     },
   };
 }

@@ -46,7 +46,8 @@ function runToEnd(bin: string, args: string[], what: string): Promise<void> {
 
 /**
  * wrangler.toml for a test's edge: the same Worker, bindings, queue and cron, with two changes: the static assets
- * come from a copy (below), and its `[build]` (the UI's tsc, which API-level tests never load) becomes a no-op
+ * come from a copy (below), and its `[build]` (the UI's tsc; a UI test builds into its copy once, see
+ * test/helpers/test-stack.ts) becomes a no-op
  * watching an empty directory under `dir`. With the real
  * one, every `wrangler dev` start runs that tsc twice in a row (once for the entry, once more when its watcher of
  * edge/ui is ready), 30-40 s on a 2-core machine and past a 60-s health deadline when the cores are shared; and any
@@ -57,9 +58,11 @@ export async function testEdgeConfig(dir: string): Promise<string> {
   const quiet = join(dir, "no-ui-build");
   await mkdir(quiet, { recursive: true });
   // The static assets are served from a copy: wrangler reloads the Worker whenever its assets directory changes, and
-  // a whole-stack test elsewhere (scripts/stack.ts) rebuilds the UI into edge/public while this edge may be mid-test.
+  // `npm start` in this checkout rebuilds the UI into edge/public while this edge may be mid-test. The client scripts
+  // `npm start` built there are left out: a UI test serves its own build, never a stale one.
   const assets = join(dir, "public");
-  await cp(join(ROOT, "edge/public"), assets, { recursive: true });
+  const built = join(ROOT, "edge/public/assets/js");
+  await cp(join(ROOT, "edge/public"), assets, { recursive: true, filter: (src) => src !== built && !src.startsWith(`${built}/`) });
   const abs = (p: string) => JSON.stringify(join(ROOT, p));
   const toml = (await readFile(join(ROOT, "wrangler.toml"), "utf8"))
     .replace(/^main = "(.*)"$/m, (_, p: string) => `main = ${abs(p)}`)

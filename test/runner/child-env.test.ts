@@ -6,7 +6,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { childCommand, configureChildren, killLeftovers, leaseChild } from "../../runner/child-env";
 import { resolveExecutable } from "../../runner/config";
-import { probeMedia, spawnFfmpeg } from "../../runner/ffmpeg";
+import { assertDecodable, probeMedia, spawnFfmpeg } from "../../runner/ffmpeg";
+import { LocalError } from "../../runner/local-errors";
 import { ffmpegRun } from "../../runner/samples";
 import { makeClip } from "../helpers/clips";
 import { startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
@@ -49,10 +50,26 @@ describe("FFmpeg and ffprobe started by the runner", () => {
       expect(env).not.toContain("runner-secret-for-the-test");
     }
   });
+
+  it("get a process limit per run with a range of uids, and one for every child at once when they share a uid", () => {
+    const nproc = { prlimit: "/usr/bin/prlimit", perRun: 100, sharedBy: 3 };
+    try {
+      configureChildren({ setpriv: "/usr/bin/setpriv", user: { uid: 990, gid: 990 }, nproc });
+      expect(childCommand("ffmpeg", ["-version"]).args.slice(0, 3)).toEqual(["--nproc=300", "--", "/usr/bin/setpriv"]);
+      configureChildren({ setpriv: "/usr/bin/setpriv", user: { uid: 62000, lastUid: 62003, gid: 990 }, nproc });
+      expect(childCommand("ffmpeg", ["-version"], { uid: 62000, release: async () => {} }).args[0]).toBe("--nproc=100");
+      // Without a user of its own the limit would count the runner's processes: none is set.
+      configureChildren({ setpriv: "/usr/bin/setpriv", user: null, nproc });
+      expect(childCommand("ffmpeg", ["-version"]).file).toBe("/usr/bin/setpriv");
+    } finally {
+      configureChildren({ setpriv: null, user: null });
+    }
+  });
 });
 
-// Switching FFmpeg to another user needs a runner started as root (as in the Docker image) and util-linux setpriv.
-const canSwitchUser = process.getuid?.() === 0 && resolveExecutable("setpriv") !== null;
+// Switching FFmpeg to another user needs a runner started as root (as in the Docker image) and util-linux setpriv
+// and prlimit.
+const canSwitchUser = process.getuid?.() === 0 && resolveExecutable("setpriv") !== null && resolveExecutable("prlimit") !== null;
 
 describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root)", () => {
   const nobody = { uid: 65534, gid: 65534 };
@@ -141,28 +158,44 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
   });
 
   it("stops a run that forks without end at its process limit, and its uid's processes die with the run", async () => {
-    configureChildren({ setpriv: resolveExecutable("setpriv")!, user: range, nproc: { prlimit: resolveExecutable("prlimit")!, max: 8 } });
+    // A range no other test here uses: killed processes stay zombies (and count against the limit) until reaped.
+    configureChildren({ setpriv: resolveExecutable("setpriv")!, user: { uid: 62010, lastUid: 62011, gid: 65534 }, nproc: { prlimit: resolveExecutable("prlimit")!, perRun: 8, sharedBy: 3 } });
     const lease = await leaseChild();
-    // Code an upload smuggled into FFmpeg starting sleepers until the host has no pids left; each one it got is
-    // counted on stdout. dash gives up at the first fork the kernel refuses.
-    const bomb = "grep '^Max processes' /proc/self/limits; i=0; while [ $i -lt 40 ]; do sleep 300 </dev/null >/dev/null 2>&1 & i=$((i+1)); echo started $i; done";
-    const cmd = childCommand("/bin/sh", ["-c", bomb], lease);
-    const { stdout, stderr } = await new Promise<{ stdout: string; stderr: string }>((resolve) =>
-      execFile(cmd.file, cmd.args, { env: cmd.env, timeout: 30_000 }, (_err, stdout, stderr) => resolve({ stdout: String(stdout), stderr: String(stderr) })),
-    );
-    expect(stdout).toMatch(/^Max processes\s+8\s+8\s/m);
-    const started = stdout.split("\n").filter((l) => l.startsWith("started ")).length;
-    expect(started).toBeGreaterThan(0);
-    expect(started).toBeLessThan(8); // the shell itself is one of the uid's 8
-    expect(stderr).toMatch(/fork/i);
     // Running ones: a killed sleeper stays a zombie until whoever adopted it reaps it.
     const uidProcesses = async () => {
       const { stdout: ps } = await new Promise<{ stdout: string }>((resolve) => execFile("ps", ["-o", "stat=", "-u", String(lease.uid)], (_e, stdout) => resolve({ stdout: String(stdout) })));
       return ps.split("\n").filter((l) => l.trim() && !l.trim().startsWith("Z")).length;
     };
-    expect(await uidProcesses()).toBe(started); // the sleepers outlived their shell
-    await lease.release();
+    try {
+      // Code an upload smuggled into FFmpeg starting sleepers until the host has no pids left; each one it got is
+      // counted on stdout. dash gives up at the first fork the kernel refuses.
+      const bomb = "grep '^Max processes' /proc/self/limits; i=0; while [ $i -lt 40 ]; do sleep 300 </dev/null >/dev/null 2>&1 & i=$((i+1)); echo started $i; done";
+      const cmd = childCommand("/bin/sh", ["-c", bomb], lease);
+      const { stdout, stderr } = await new Promise<{ stdout: string; stderr: string }>((resolve) =>
+        execFile(cmd.file, cmd.args, { env: cmd.env, timeout: 30_000 }, (_err, stdout, stderr) => resolve({ stdout: String(stdout), stderr: String(stderr) })),
+      );
+      expect(stdout).toMatch(/^Max processes\s+8\s+8\s/m);
+      const started = stdout.split("\n").filter((l) => l.startsWith("started ")).length;
+      expect(started).toBeGreaterThan(0);
+      expect(started).toBeLessThan(8); // the shell itself is one of the uid's 8
+      expect(stderr).toMatch(/fork/i);
+      expect(await uidProcesses()).toBe(started); // the sleepers outlived their shell
+    } finally {
+      await lease.release();
+    }
     expect(await uidProcesses()).toBe(0);
+  });
+
+  it("reports a decoder the process limit refused threads as the runner's trouble, not as an undecodable video", async () => {
+    configureChildren({ setpriv: resolveExecutable("setpriv")!, user: { uid: 62020, lastUid: 62021, gid: 65534 }, nproc: { prlimit: resolveExecutable("prlimit")!, perRun: 2, sharedBy: 3 } });
+    const clip = await makeClip({ seconds: 1 });
+    // Another run of the same uid (or another runner's, on the same host) has used the budget up: here, a tiny one.
+    const err = await assertDecodable("ffmpeg", clip).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LocalError);
+    expect(err).toMatchObject({ code: "EAGAIN", message: "checking the video failed: the runner had no room for FFmpeg's threads (resource temporarily unavailable)" });
+    // With room, the same file decodes.
+    configureChildren({ setpriv: resolveExecutable("setpriv")!, user: { uid: 62020, lastUid: 62021, gid: 65534 }, nproc: { prlimit: resolveExecutable("prlimit")!, perRun: 1024, sharedBy: 3 } });
+    await expect(assertDecodable("ffmpeg", clip)).resolves.toBeUndefined();
   });
 
   it("seals what a run wrote before its uid goes to the next run waiting for one", async () => {
