@@ -18,6 +18,11 @@ describe("local errors", () => {
     expect(ffmpegLocalError("Invalid data found when processing input", "encoding failed")).toBeNull();
   });
 
+  it("recognises a thread FFmpeg could not start (its uid's process limit) as the runner's trouble", () => {
+    const stderr = "Error while opening decoder for input stream #0:0 : Resource temporarily unavailable";
+    expect(ffmpegLocalError(stderr, "encoding failed")).toMatchObject({ code: "EAGAIN", diskFull: false });
+  });
+
   it("removes absolute paths from reasons shown to users", () => {
     expect(scrubPaths("/tmp/video-refresher/runner-x/j/src-1: Invalid data found")).toBe("src-1: Invalid data found");
     expect(scrubPaths("ffmpeg exited with code 1: Error opening output /work/dir/out.mp4.")).toBe("ffmpeg exited with code 1: Error opening output out.mp4.");
