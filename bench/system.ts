@@ -61,7 +61,11 @@ export async function startBenchStack(label: string, runners: number, runnerEnv:
   });
   const { stack, dir, metricsPort } = started;
   const db = createDb(stack.libsqlUrl, { authToken: stack.libsqlAuthToken });
-  const user = await signInToEdge(stack.edgeUrl, db);
+  const user = await signInToEdge(stack.edgeUrl, db).catch(async (err: unknown) => {
+    db.$client.close();
+    await started.stop();
+    throw err;
+  });
   return {
     stack,
     dir,

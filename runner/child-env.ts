@@ -69,7 +69,11 @@ let pool: UidPool | null = null;
 /** The RLIMIT_NPROC every media child gets, or null for none. */
 let nprocMax: number | null = null;
 
-export function configureChildren(next: ChildLaunch): void {
+/**
+ * Sets how every media child is started. Answers the process limit each run gets (null: none) and the one asked
+ * for, which is more when the runner's own hard limit is lower.
+ */
+export function configureChildren(next: ChildLaunch): { nproc: number | null; nprocAsked: number | null } {
   if (next.user && !next.setpriv) throw new Error("running FFmpeg as another user needs setpriv");
   launch = next;
   pool = next.user && lastUid(next.user) > next.user.uid
@@ -77,12 +81,14 @@ export function configureChildren(next: ChildLaunch): void {
     : null;
   // Never above the runner's own hard limit: raising it needs CAP_SYS_RESOURCE (not among Docker's defaults), and
   // prlimit would refuse, failing every child.
-  nprocMax = next.user && next.nproc ? Math.min(next.nproc.perRun * (pool ? 1 : next.nproc.sharedBy), ownHardNproc()) : null;
+  const asked = next.user && next.nproc ? next.nproc.perRun * (pool ? 1 : next.nproc.sharedBy) : null;
+  nprocMax = asked === null ? null : Math.min(asked, ownHardNproc());
   if (next.user) {
     // Nothing FFmpeg makes is writable by its group (the other uids of a range share it).
     const old = process.umask(0o022);
     process.umask(old | 0o022);
   }
+  return { nproc: nprocMax, nprocAsked: asked };
 }
 
 /** This process's hard RLIMIT_NPROC (Infinity when unlimited or unreadable: not Linux). */

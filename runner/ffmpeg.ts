@@ -95,6 +95,13 @@ const firstLine = (s: string) =>
     .find(Boolean) ?? "";
 
 /**
+ * A check of the source that failed for this runner's own reason (a thread its uid's process limit refused: another
+ * run of the uid may hold it), not the video's: that verdict is final, this one is retried. Only that reason: a
+ * check writes nothing, and the rest of stderr can quote the input.
+ */
+const checkTrouble = (stderr: string) => ffmpegLocalError(stderr, "checking the video failed", ["EAGAIN"]);
+
+/**
  * ffprobe a file: duration, display size, audio presence. Throws NotAVideoError for anything without a decodable
  * video stream (not media at all, audio only, a still image, zero duration).
  */
@@ -104,8 +111,7 @@ export async function probeMedia(ffprobe: string, path: string, signal?: AbortSi
     ["-v", "error", ...LOCAL_ONLY, "-print_format", "json", "-show_format", "-show_streams", path],
     { timeoutMs: 60_000, signal, what: "checking the video failed" },
   );
-  // A thread the kernel refused or a disk error is this runner's trouble, not a verdict on the video (that one is final).
-  if (code !== 0) throw ffmpegLocalError(stderr, "checking the video failed") ?? new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffprobe exited ${code}`}`);
+  if (code !== 0) throw checkTrouble(stderr) ?? new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffprobe exited ${code}`}`);
   const info = JSON.parse(stdout) as ProbeJson;
   const video = info.streams?.find((s) => s.codec_type === "video" && !s.disposition?.attached_pic);
   if (!video || !video.width || !video.height) throw new NotAVideoError("not a decodable video: no video stream");
@@ -133,7 +139,7 @@ export async function assertDecodable(ffmpeg: string, path: string, signal?: Abo
     ["-v", "error", "-nostdin", ...LOCAL_ONLY, "-i", path, "-map", "0:v:0", "-frames:v", "1", "-f", "null", "-"],
     { timeoutMs: 60_000, signal, what: "checking the video failed" },
   );
-  if (code !== 0) throw ffmpegLocalError(stderr, "checking the video failed") ?? new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffmpeg exited ${code}`}`);
+  if (code !== 0) throw checkTrouble(stderr) ?? new NotAVideoError(`not a decodable video: ${firstLine(stderr) || `ffmpeg exited ${code}`}`);
 }
 
 /** A JPEG poster frame (best effort; short-lived, so it is not part of the stop sequence). */

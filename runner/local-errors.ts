@@ -26,7 +26,8 @@ const FFMPEG_LOCAL = [
   { re: /Disk quota exceeded/i, code: "EDQUOT" },
   { re: /Permission denied/i, code: "EACCES" },
   { re: /Read-only file system/i, code: "EROFS" },
-  { re: /Resource temporarily unavailable/i, code: "EAGAIN" },
+  // FFmpeg's own line ending (a file name an input quotes ends in a quote, not here).
+  { re: /: Resource temporarily unavailable$/im, code: "EAGAIN" },
 ];
 
 export class LocalError extends Error {
@@ -52,10 +53,18 @@ export function asLocalError(err: unknown, what: string): LocalError | null {
   return null;
 }
 
-/** A LocalError when FFmpeg's stderr names a local problem (e.g. writing its output hit a full disk), else null. */
-export function ffmpegLocalError(stderr: string, what: string): LocalError | null {
-  const hit = FFMPEG_LOCAL.find((x) => x.re.test(stderr));
-  return hit ? new LocalError(hit.code, what) : null;
+/**
+ * A LocalError when FFmpeg's stderr names a local problem (e.g. writing its output hit a full disk), else null.
+ * `only`: the codes that can be this run's own trouble (a probe writes nothing, so a full disk in its stderr can only
+ * be text from the input). The matching line is the error's detail, for the runner's log.
+ */
+export function ffmpegLocalError(stderr: string, what: string, only?: readonly string[]): LocalError | null {
+  for (const x of FFMPEG_LOCAL) {
+    if (only && !only.includes(x.code)) continue;
+    const m = x.re.exec(stderr);
+    if (m) return new LocalError(x.code, what, stderr.slice(stderr.lastIndexOf("\n", m.index) + 1).split("\n")[0]);
+  }
+  return null;
 }
 
 /**

@@ -146,7 +146,7 @@ export class Runner {
    */
   async start(): Promise<void> {
     const { config, db, log } = this.deps;
-    configureChildren({
+    const limits = configureChildren({
       setpriv: config.SETPRIV_PATH,
       user: config.FFMPEG_USER,
       // One uid for all is shared by the encodes and what runs beside them (probes, measurements, thumbnails).
@@ -189,7 +189,14 @@ export class Runner {
       lease_ms: config.LEASE_MS,
       zoom_scaler: this.ctx.zoomScaler,
       ffmpeg_user: config.FFMPEG_USER ? describeUser(config.FFMPEG_USER) : "runner's own",
+      ffmpeg_max_processes: limits.nproc ?? "none",
     });
+    if (limits.nproc !== null && limits.nprocAsked !== null && limits.nproc < limits.nprocAsked) {
+      log.warn("FFmpeg gets a lower process limit than FFMPEG_MAX_PROCESSES asks: the runner's own hard limit (raise the container's nproc ulimit)", {
+        asked: limits.nprocAsked,
+        applied: limits.nproc,
+      });
+    }
     if (!config.FFMPEG_USER && process.getuid?.() === 0) {
       log.warn("FFmpeg runs as root, with access to this runner's secrets: set FFMPEG_USER to run it as an unprivileged user");
     }

@@ -20,7 +20,11 @@ describe("local errors", () => {
 
   it("recognises a thread FFmpeg could not start (its uid's process limit) as the runner's trouble", () => {
     const stderr = "Error while opening decoder for input stream #0:0 : Resource temporarily unavailable";
-    expect(ffmpegLocalError(stderr, "encoding failed")).toMatchObject({ code: "EAGAIN", diskFull: false });
+    expect(ffmpegLocalError(stderr, "encoding failed")).toMatchObject({ code: "EAGAIN", diskFull: false, detail: stderr });
+    // An input can make FFmpeg quote a name with those words in it (an ffconcat entry): that is not this runner's.
+    expect(ffmpegLocalError("[concat @ 0x5] Unsafe file name 'x: Resource temporarily unavailable'", "checking the video failed")).toBeNull();
+    // A check of the source reads only: a full disk in its stderr can only be quoted from the input.
+    expect(ffmpegLocalError("x.mp4: No space left on device", "checking the video failed", ["EAGAIN"])).toBeNull();
   });
 
   it("removes absolute paths from reasons shown to users", () => {

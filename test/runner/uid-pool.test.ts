@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { resolveExecutable } from "../../runner/config";
 import { UidPool } from "../../runner/uid-pool";
 
-// The killer switches uids: root only. Uids of their own (other test files use 62000–62012).
+// The killer switches uids: root only. Uids of their own (other test files use 62000–62012 and 62100–62111).
 describe.skipIf(process.getuid?.() !== 0 || !resolveExecutable("perl"))("the uid pool of FFMPEG_USER's range", () => {
   it("keeps a uid whose run's files could not be sealed out of the pool, and says so, instead of losing it unsaid", async () => {
     const quarantined: number[] = [];
