@@ -1,6 +1,6 @@
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { apiOf, launchChromium, login, startUiStack, uniqueEmail, type UiStack } from "./helpers";
+import { apiOf, launchChromium, login, startUiStack, uniqueEmail, type UiStack, requestOf } from "./helpers";
 
 /** Account pages in Chromium against the real stack (no runner needed): password, sessions, disable, tokens. */
 describe("account web UI", () => {
@@ -82,7 +82,7 @@ describe("account web UI", () => {
     await page.waitForSelector("body[data-ready=true]");
     await page.getByRole("button", { name: /^Sign out/ }).click();
     await expect.poll(() => page.locator("#sessions-body tr").count()).toBe(1);
-    const res = await other.request.get(`${ui.url}/api/me`);
+    const res = await requestOf(other).get(`${ui.url}/api/me`);
     expect(res.status()).toBe(401);
     await context.close();
     await other.close();
@@ -98,7 +98,7 @@ describe("account web UI", () => {
     await row.getByRole("button", { name: /^Disable/ }).click();
     await expect.poll(() => row.getByText("Disabled", { exact: true }).isVisible()).toBe(true);
 
-    expect((await context.request.get(`${ui.url}/api/me`)).status()).toBe(401);
+    expect((await requestOf(context).get(`${ui.url}/api/me`)).status()).toBe(401);
     await page.goto(`${ui.url}/login`);
     await page.getByLabel("Email").fill(email);
     await page.getByLabel("Password").fill(PASSWORD);
@@ -129,7 +129,7 @@ describe("account web UI", () => {
     await expect.poll(() => dialog.isVisible()).toBe(false);
     await expect.poll(() => adminPage.getByText(`New password set for ${email}`).isVisible()).toBe(true);
 
-    expect((await context.request.get(`${ui.url}/api/me`)).status()).toBe(401);
+    expect((await requestOf(context).get(`${ui.url}/api/me`)).status()).toBe(401);
     await login(page, ui.url, email, "a fresh long passphrase");
     await context.close();
   });
@@ -183,7 +183,7 @@ describe("account web UI", () => {
     await expect.poll(() => row.getByText("Read-only").isVisible()).toBe(true);
     expect(await row.locator("td").nth(4).textContent()).not.toBe("never");
     const token = await page.locator("#token-value").inputValue();
-    const post = await context.request.post(`${ui.url}/api/tokens`, { headers: { authorization: `Bearer ${token}` }, data: { name: "x" } });
+    const post = await requestOf(context).post(`${ui.url}/api/tokens`, { headers: { authorization: `Bearer ${token}` }, data: { name: "x" } });
     expect(post.status()).toBe(403);
     await context.close();
   });
@@ -215,7 +215,7 @@ describe("account web UI", () => {
 
     await expect.poll(() => page.locator("#token-value").inputValue(), { timeout: 10_000 }).toMatch(/^vrt_/);
     await expect.poll(() => create.isEnabled()).toBe(true);
-    const listed = (await (await context.request.get(`${ui.url}/api/tokens`)).json()) as { tokens: { name: string }[] };
+    const listed = (await (await requestOf(context).get(`${ui.url}/api/tokens`)).json()) as { tokens: { name: string }[] };
     expect(listed.tokens.map((t) => t.name)).toEqual(["deploys"]);
     expect(posts).toHaveLength(1);
     expect(disabledWhileWaiting).toBe(true);
@@ -244,9 +244,9 @@ describe("account web UI", () => {
     await create.click();
     await expect.poll(() => page.locator("#token-value").inputValue(), { timeout: 10_000 }).toMatch(/^vrt_/);
     const token = await page.locator("#token-value").inputValue();
-    const listed = (await (await context.request.get(`${ui.url}/api/tokens`)).json()) as { tokens: { name: string }[] };
+    const listed = (await (await requestOf(context).get(`${ui.url}/api/tokens`)).json()) as { tokens: { name: string }[] };
     expect(listed.tokens.map((t) => t.name)).toEqual(["nightly"]);
-    const me = await context.request.get(`${ui.url}/api/me`, { headers: { authorization: `Bearer ${token}` } });
+    const me = await requestOf(context).get(`${ui.url}/api/me`, { headers: { authorization: `Bearer ${token}` } });
     expect(me.status()).toBe(200);
     expect(dropped).toBe(1);
     await page.unroute("**/api/tokens");

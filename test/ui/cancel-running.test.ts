@@ -1,7 +1,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { apiOf, type JobJson, makeClip, probeVideo, screenshot, uiSuite, until } from "./helpers";
+import { apiOf, type JobJson, makeClip, probeVideo, screenshot, uiSuite, until, requestOf } from "./helpers";
 import { readStoredZip } from "./zip";
 
 /**
@@ -149,7 +149,7 @@ describe("web UI with a real runner", () => {
     // Paused at once (one request, while the runner has at most started its first encode), so the job cannot
     // finish before the page watches it from the background; the test resumes it once the tab is hidden.
     const headers = { origin: suite.ui.url };
-    const paused = await context.request.post(`${suite.ui.url}/api/jobs/${id}/pause`, { headers });
+    const paused = await requestOf(context).post(`${suite.ui.url}/api/jobs/${id}/pause`, { headers });
     expect([200, 202]).toContain(paused.status());
     await page.goto(`${suite.ui.url}/jobs/${id}`);
     await page.waitForSelector("body[data-ready=true]");
@@ -159,7 +159,7 @@ describe("web UI with a real runner", () => {
       Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
       document.dispatchEvent(new Event("visibilitychange"));
     });
-    expect((await context.request.post(`${suite.ui.url}/api/jobs/${id}/resume`, { headers })).status()).toBe(200);
+    expect((await requestOf(context).post(`${suite.ui.url}/api/jobs/${id}/resume`, { headers })).status()).toBe(200);
     const shown = await until(
       "a notification",
       async () => {

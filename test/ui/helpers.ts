@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { chromium, type APIRequestContext, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll } from "vitest";
 import { ROOT, type Stack } from "../../scripts/stack";
 import { startTestStack } from "../helpers/test-stack";
@@ -108,11 +108,25 @@ export async function login(page: Page, url: string, email: string, password: st
 }
 
 /** Cookie-authenticated API calls from the test, as the page's user; Origin satisfies the CSRF check. */
+/**
+ * API calls with a browser context's cookies, each on a connection of its own. Playwright's request agent keeps idle
+ * connections open for good, and the local edge closes one after 5 s idle without a Keep-Alive hint: a call made
+ * about 5 s after the previous one could go out on a connection the edge was closing at that moment (ECONNRESET,
+ * "socket hang up", CI run 187). No call through here leaves a connection to reuse.
+ */
+export function requestOf(context: Pick<BrowserContext, "request">) {
+  const fresh = <O extends { headers?: Record<string, string> }>(o?: O) => ({ ...o, headers: { ...o?.headers, connection: "close" } });
+  return {
+    get: (url: string, o?: Parameters<APIRequestContext["get"]>[1]) => context.request.get(url, fresh(o)),
+    post: (url: string, o?: Parameters<APIRequestContext["post"]>[1]) => context.request.post(url, fresh(o)),
+  };
+}
+
 export function apiOf(context: BrowserContext, url: string) {
   const headers = { origin: url };
   return {
     async createJob(file: { name: string; buffer: Buffer }, variations: number): Promise<{ id: string }> {
-      const res = await context.request.post(`${url}/api/jobs`, {
+      const res = await requestOf(context).post(`${url}/api/jobs`, {
         headers,
         multipart: { videos: { name: file.name, mimeType: "video/mp4", buffer: file.buffer }, variations: String(variations) },
       });
@@ -120,12 +134,12 @@ export function apiOf(context: BrowserContext, url: string) {
       return (await res.json()) as { id: string };
     },
     async job(id: string): Promise<JobJson> {
-      const res = await context.request.get(`${url}/api/jobs/${id}`);
+      const res = await requestOf(context).get(`${url}/api/jobs/${id}`);
       if (!res.ok()) throw new Error(`GET /api/jobs/${id} answered ${res.status()}`);
       return (await res.json()) as JobJson;
     },
     async createUser(email: string, password: string): Promise<void> {
-      const res = await context.request.post(`${url}/api/users`, { headers, data: { email, password, role: "user" } });
+      const res = await requestOf(context).post(`${url}/api/users`, { headers, data: { email, password, role: "user" } });
       if (res.status() !== 201) throw new Error(`POST /api/users answered ${res.status()}: ${await res.text()}`);
     },
   };

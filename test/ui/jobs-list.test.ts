@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDb, type Db } from "../../db/client";
 import { jobs, variations } from "../../db/schema";
 import { seedJob } from "../helpers/seed";
-import { apiOf, makeClip, uiSuite } from "./helpers";
+import { apiOf, makeClip, uiSuite, requestOf } from "./helpers";
 
 /**
  * The jobs list against the real stack without a runner: queued jobs stay queued, so "active" is under the test's
@@ -21,7 +21,7 @@ describe("jobs list", () => {
   afterAll(() => db?.$client.close());
 
   async function userId(context: BrowserContext): Promise<string> {
-    const res = await context.request.get(`${suite.ui.url}/api/me`);
+    const res = await requestOf(context).get(`${suite.ui.url}/api/me`);
     return ((await res.json()) as { user: { id: string } }).user.id;
   }
 
@@ -107,7 +107,7 @@ describe("jobs list", () => {
     expect(await row.locator(".badge").textContent()).toBe("Queued");
 
     // Polling runs again for the active job: its cancel (made outside this page) shows in place.
-    const cancel = await context.request.post(`${suite.ui.url}/api/jobs/${id}/cancel`, { headers: { origin: suite.ui.url }, data: {} });
+    const cancel = await requestOf(context).post(`${suite.ui.url}/api/jobs/${id}/cancel`, { headers: { origin: suite.ui.url }, data: {} });
     expect(cancel.status()).toBe(200);
     await expect.poll(() => row.locator(".badge").textContent(), { timeout: 30_000 }).toBe("Cancelled (0/1)");
     await context.close();

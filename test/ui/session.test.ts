@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { uiSuite } from "./helpers";
+import { uiSuite, requestOf } from "./helpers";
 
 /** Signing out from the top bar against the real stack (no runner needed). */
 describe("session web UI", () => {
@@ -26,12 +26,12 @@ describe("session web UI", () => {
     expect(await message.textContent()).toBe("Could not log out; try again.");
     expect(page.url()).toBe(jobsUrl);
     expect(await button.isEnabled()).toBe(true);
-    expect((await context.request.get(`${suite.ui.url}/api/me`)).status()).toBe(200);
+    expect((await requestOf(context).get(`${suite.ui.url}/api/me`)).status()).toBe(200);
 
     await button.click();
     await page.waitForURL(`${suite.ui.url}/login`);
     expect(logouts).toEqual([503, 204]);
-    expect((await context.request.get(`${suite.ui.url}/api/me`)).status()).toBe(401);
+    expect((await requestOf(context).get(`${suite.ui.url}/api/me`)).status()).toBe(401);
     await context.close();
   }, 60_000);
 });

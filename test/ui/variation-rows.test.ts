@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { apiOf, makeClip, screenshot, uiSuite, until, type JobJson } from "./helpers";
+import { apiOf, makeClip, screenshot, uiSuite, until, type JobJson, requestOf } from "./helpers";
 
 /**
  * The job page's variation rows once a real runner has measured them: thumbnail, parameters in words, SSIM / PSNR /
@@ -12,7 +12,7 @@ describe("variation rows with quality", () => {
   it("shows each completed variation's thumbnail, parameters in words, quality figures, preview and download, and a chart per source", async () => {
     const { context, page } = await suite.newUser("rows", { contextOptions: { viewport: { width: 1200, height: 900 } } });
     const clip = await readFile(await makeClip(suite.dir, "promo.mp4", 4, "640x360"));
-    const res = await context.request.post(`${suite.ui.url}/api/jobs`, {
+    const res = await requestOf(context).post(`${suite.ui.url}/api/jobs`, {
       headers: { origin: suite.ui.url },
       multipart: {
         effects: JSON.stringify({ intensity: "medium", families: ["color", "zoom", "mirror", "speed"] }),
