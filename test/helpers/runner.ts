@@ -32,10 +32,12 @@ export interface RunnerProcess {
 
 /**
  * Starts a runner exactly as `npm run runner` and the Docker image do (`node --import tsx runner/main.ts`) with
- * the given environment on top of this process's.
+ * the given environment on top of this process's. `launcher`: a command that execs the runner in its place (e.g.
+ * `prlimit … --`), so the pid is still the runner's.
  */
-export function startRunnerProcess(env: Record<string, string>): RunnerProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", "runner/main.ts"], {
+export function startRunnerProcess(env: Record<string, string>, launcher: string[] = []): RunnerProcess {
+  const command = [...launcher, process.execPath, "--import", "tsx", "runner/main.ts"];
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],

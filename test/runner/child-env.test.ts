@@ -389,5 +389,18 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
       expect(runner.logs()).toMatch(/FFmpeg cannot work as FFMPEG_USER 65534:65534 in .*WORK_DIR and its parents must be searchable by that user/);
       expect(runner.logs()).not.toMatch(/retrying/);
     });
+
+    it("gives FFmpeg the runner's own hard process limit, and says so at start, when FFMPEG_MAX_PROCESSES asks for more", async () => {
+      const workDir = await stack.workDir();
+      await chmod(workDir, 0o755);
+      // Root may start processes past its own limit (the kernel exempts it), so the runner starts and works as in a
+      // container whose nproc ulimit is lower than the setting asks.
+      runner = startRunnerProcess(
+        stack.runnerEnv({ FFMPEG_USER: "62120-62123:65534", FFMPEG_MAX_PROCESSES: "300", WORK_DIR: workDir }),
+        [resolveExecutable("prlimit")!, "--nproc=200:200", "--"],
+      );
+      expect(await runner.waitForLog(/runner started/)).toMatch(/ ffmpeg_max_processes=200( |$)/);
+      expect(await runner.waitForLog(/lower process limit/)).toMatch(/ asked=300 applied=200( |$)/);
+    });
   });
 });

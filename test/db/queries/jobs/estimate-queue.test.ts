@@ -85,7 +85,7 @@ describe("estimateQueue", () => {
     const { db } = await freshDb(server, "eta_own");
     await runnerOnline(db, "r1", 2);
     await recentEncodes(db, 2, 10_000);
-    const a1 = await seedJob(db, { sources: src, variationsPerSource: 4, createdAt: NOW - 1000 });
+    await seedJob(db, { sources: src, variationsPerSource: 4, createdAt: NOW - 1000 });
     const before = await readQueueSnapshot(db, NOW);
     const stale = { snapshot: async () => before };
     // After the snapshot: another user's job is created.
