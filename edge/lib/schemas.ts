@@ -24,6 +24,14 @@ const Id = z.string().regex(/^[0-9a-z]{1,40}$/, "not an id");
 const Time = z.iso.datetime().describe("ISO-8601 UTC");
 const Email = z.email().max(254);
 
+/**
+ * A count: a JSON number, or the decimal digits of a form field, query or path. Not z.coerce, which takes `true`,
+ * `[7]`, "0x10" and "1e1" for numbers and so creates work from input nobody meant as a count.
+ */
+function countOf(n: z.ZodNumber) {
+  return z.union([z.number(), z.string().regex(/^\s*[0-9]{1,9}\s*$/, "Expected a whole number").transform(Number)]).pipe(n);
+}
+
 // --- accounts ---------------------------------------------------------------------------------------------------
 
 export const Role = z.enum(["admin", "user"]);
@@ -116,7 +124,7 @@ export const CreateUploadBody = z
 export const CreatedUpload = z
   .object({ id: z.string(), partSize: z.number().int(), partCount: z.number().int() })
   .register(responseRegistry, { id: "CreatedUpload" });
-export const PartParams = z.object({ id: Id, n: z.coerce.number().int().min(1).max(10_000) });
+export const PartParams = z.object({ id: Id, n: countOf(z.number().int().min(1).max(10_000)) });
 export const UploadedPart = z.object({ etag: z.string() }).register(responseRegistry, { id: "UploadedPart" });
 export const CompletedUpload = z
   .object({ id: z.string(), filename: z.string(), size: z.number().int(), status: z.literal("completed") })
@@ -125,11 +133,7 @@ export const CompletedUpload = z
 // --- jobs -------------------------------------------------------------------------------------------------------
 
 export const JobStatus = z.enum(JOB_STATUSES);
-export const VariationsCount = z.coerce
-  .number()
-  .int()
-  .min(1)
-  .max(MAX_VARIATIONS_PER_VIDEO)
+export const VariationsCount = countOf(z.number().int().min(1).max(MAX_VARIATIONS_PER_VIDEO))
   .describe(`Variations per video (1–${MAX_VARIATIONS_PER_VIDEO})`);
 
 /** `effects` of POST /api/jobs (the contract lives in db/effects.ts; the runner derives the recipe from it). */
@@ -177,7 +181,7 @@ export const CreateJobJson = z
 
 export const ListJobsQuery = z.object({
   status: JobStatus.optional(),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
+  limit: countOf(z.number().int().min(1).max(100)).default(20),
   cursor: z.string().max(200).optional(),
 });
 

@@ -40,12 +40,13 @@ export const auth = new Hono<AppEnv>()
   })
   .post("/logout", async (c) => {
     const token = sessionToken(c);
-    if (token) {
-      if (!isSameOrigin(c.req.raw)) {
-        throw new ForbiddenError("Cross-origin request refused (Origin does not match this site)", "csrf");
-      }
-      await deleteSession(c.get("db"), token);
+    // With no session cookie the check still applies to a browser (it sends Origin on every POST): a foreign page's
+    // form is sent without the Lax cookie, and answering it would clear the cookie all the same — signing the
+    // user out from another site, and an upload in another tab with them. Scripts without a cookie may call it.
+    if ((token || c.req.header("origin") !== undefined) && !isSameOrigin(c.req.raw)) {
+      throw new ForbiddenError("Cross-origin request refused (Origin does not match this site)", "csrf");
     }
+    if (token) await deleteSession(c.get("db"), token);
     clearSessionCookie(c);
     // Outputs and thumbnails are cached for an hour (`private`: this browser only); on a shared computer the next
     // person could open them from the cache without signing in. The cache goes with the session.

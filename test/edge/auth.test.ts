@@ -149,6 +149,14 @@ describe("GET /api/me and POST /api/auth/logout", () => {
     expect((await s.call("/api/me")).status).toBe(200);
   });
 
+  it("refuses a cross-origin logout that carries no cookie (a foreign form: SameSite keeps the cookie back) and clears nothing", async () => {
+    const res = await call("/api/auth/logout", { method: "POST", origin: "https://evil.example" });
+    expect(res.status).toBe(403);
+    expect(await res.json()).toMatchObject({ error: { code: "csrf" } });
+    expect(res.headers.get("set-cookie")).toBeNull();
+    expect(res.headers.get("clear-site-data")).toBeNull();
+  });
+
   it("slides the session expiry forward when it is used after an hour", async () => {
     const user = await makeUser();
     const cookie = await loginCookie(user);

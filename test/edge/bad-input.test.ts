@@ -87,7 +87,8 @@ describe("bad input to POST /api/jobs (multipart)", () => {
     await expectNothingLeft(s, before);
   });
 
-  for (const bad of ["0", "21", "-1", "abc", "2.5", ""]) {
+  // Not counts though z.coerce.number() reads them as 16, 10 and 1: nothing may be made of them.
+  for (const bad of ["0", "21", "-1", "abc", "2.5", "", "0x10", "1e1", "true"]) {
     it(`refuses variations=${JSON.stringify(bad)} with 400 naming variations`, async () => {
       const s = await signIn();
       const before = await sourceKeys();
@@ -140,6 +141,15 @@ describe("bad input to POST /api/jobs (JSON) and the upload API", () => {
       await expectClean4xx(await s.call("/api/jobs", { method: "POST", json }), 400, { field: /^uploads(\.\d+)?$/ });
     }
     await expectNothingLeft(s, await sourceKeys());
+  });
+
+  it("refuses a variations count that is not a number (true, [7], \"0x10\") with 400 naming variations", async () => {
+    const s = await signIn();
+    const before = await sourceKeys();
+    for (const variations of [true, [7], "0x10", "1e1", 2.5]) {
+      await expectClean4xx(await s.call("/api/jobs", { method: "POST", json: { uploads: ["nosuchupload0000"], variations } }), 400, { field: "variations" });
+    }
+    await expectNothingLeft(s, before);
   });
 
   it("refuses unknown upload ids and another user's upload with 400 naming uploads", async () => {

@@ -276,7 +276,7 @@ describe("POST /api/jobs/:id/more", () => {
   it("validates n (400), refuses an active job (409), an expired one or one whose source is gone (410), and another user's (404)", async () => {
     const s = await signIn();
     const seeded = await seedJob(s.id, { files: 1, variations: 1 });
-    for (const bad of [0, 21, "many", null]) {
+    for (const bad of [0, 21, "many", null, true, [7], "0x10"]) {
       const res = await post(s, `/api/jobs/${seeded.id}/more`, { variations: bad });
       expect(res.status).toBe(400);
       expect(await res.json()).toMatchObject({ error: { field: "variations" } });
