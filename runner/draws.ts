@@ -3,7 +3,7 @@ import type { JobEffects } from "../db/effects";
 import { isSeedTaken, listSiblingFingerprints, lowerDistinctness, redrawVariation, type ClaimedVariation, type Ownership } from "../db/queries/variations";
 import type { RunnerConfig } from "./config";
 import { retryDb } from "./db-retry";
-import type { EncodePlan } from "./ffmpeg";
+import { pictureMs, type EncodePlan } from "./ffmpeg";
 import { errorMessage, type Logger } from "./log";
 import { deriveParams, seedMovesPicture, type EffectParams } from "./params";
 import type { StopReason } from "./processes";
@@ -42,7 +42,7 @@ export interface Drawing {
 }
 
 export const thumbnailFile = (file: string) => file.replace(/\.mp4$/, ".jpg");
-export const sampleSource = (s: AcquiredSource): SampledSource => ({ path: s.path, durationMs: s.media.durationMs, fps: s.media.fps });
+export const sampleSource = (s: AcquiredSource): SampledSource => ({ path: s.path, durationMs: pictureMs(s.media), fps: s.media.fps });
 
 /** The reason recorded when no draw passed: the last problem, the seeds tried and the one kept. */
 export const keptReason = (problem: string, draws: readonly Draw[], kept: Draw) =>

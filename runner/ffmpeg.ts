@@ -11,7 +11,13 @@ const execFileP = promisify(execFile);
 
 /** What the runner needs to know about a source (or an output) file. */
 export interface MediaInfo {
+  /** The container's: the longest stream's. */
   durationMs: number;
+  /**
+   * The video stream's own, when the file states it and it is shorter (audio that runs on past the picture, common
+   * in edited clips): outputs keep that audio, so their video track is this long, not durationMs.
+   */
+  videoMs?: number;
   /** Display size, i.e. after the rotation FFmpeg applies automatically. */
   width: number;
   height: number;
@@ -38,7 +44,7 @@ interface ProbeJson {
     width?: number;
     height?: number;
     duration?: string;
-    tags?: { rotate?: string };
+    tags?: { rotate?: string; DURATION?: string };
     avg_frame_rate?: string;
     r_frame_rate?: string;
     side_data_list?: { rotation?: number }[];
@@ -120,16 +126,35 @@ export async function probeMedia(ffprobe: string, path: string, signal?: AbortSi
   }
   const durationS = Number(info.format?.duration ?? video.duration ?? NaN);
   if (!Number.isFinite(durationS) || durationS <= 0) throw new NotAVideoError("not a decodable video: unknown or zero duration");
+  const videoS = streamSeconds(video);
   const rotation = Number(video.side_data_list?.find((d) => d.rotation !== undefined)?.rotation ?? video.tags?.rotate ?? 0);
   const quarterTurn = Math.abs(Math.round(rotation / 90)) % 2 === 1;
   return {
     durationMs: Math.round(durationS * 1000),
+    ...(videoS !== null && videoS < durationS ? { videoMs: Math.round(videoS * 1000) } : {}),
     width: quarterTurn ? video.height : video.width,
     height: quarterTurn ? video.width : video.height,
     hasAudio: info.streams?.some((s) => s.codec_type === "audio") ?? false,
     videoCodec: video.codec_name ?? "unknown",
     fps: rate(video.avg_frame_rate) || rate(video.r_frame_rate),
   };
+}
+
+/** A stream's duration in seconds: `duration` (MP4, MOV, TS…), or Matroska's `DURATION` tag ("00:00:10.010000000"). */
+function streamSeconds(stream: NonNullable<ProbeJson["streams"]>[number]): number | null {
+  const tag = /^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$/.exec(stream.tags?.DURATION ?? "");
+  const s = stream.duration !== undefined ? Number(stream.duration) : tag ? Number(tag[1]) * 3600 + Number(tag[2]) * 60 + Number(tag[3]) : NaN;
+  return Number.isFinite(s) && s > 0 ? s : null;
+}
+
+/**
+ * How much of a source has pictures: the span its quality samples are taken from. The container's duration unless
+ * the video stops clearly earlier (by more than the duration check's tolerance), so samples of an ordinary source
+ * (streams ending within a frame or two of each other) stay where they always were, fingerprints included.
+ */
+export function pictureMs(media: Pick<MediaInfo, "durationMs" | "videoMs">): number {
+  const v = media.videoMs;
+  return v !== undefined && media.durationMs - v > durationTolerance(media.durationMs) ? v : media.durationMs;
 }
 
 /** Decodes the first video frame: a header that probes fine can still hold garbage. */
@@ -196,6 +221,8 @@ export interface EncodePlan {
   args: string[];
   /** Duration the output must have (source duration adjusted for the speed change). */
   expectedDurationMs: number;
+  /** Of the output's video track, when the source's video is shorter than its audio (MediaInfo.videoMs). */
+  expectedVideoMs?: number;
   /** The geometry actually used, for the recorded params. */
   geometry: { width: number; height: number; cropW: number; cropH: number; cropX: number; cropY: number; scaler?: ZoomScaler };
   /** The files FFmpeg writes (the output, the samples): made ready for its user before it starts (leaseChild). */
@@ -302,6 +329,7 @@ export function buildEncodeArgs(input: {
   return {
     args,
     expectedDurationMs: Math.round(media.durationMs / p.speed),
+    ...(media.videoMs !== undefined ? { expectedVideoMs: Math.round(media.videoMs / p.speed) } : {}),
     geometry: { width, height, cropW, cropH, cropX, cropY, ...(zoomed ? { scaler } : {}) },
     writes: [input.output, ...(input.samples ? [input.samples.file] : [])],
   };
@@ -317,7 +345,7 @@ export function durationTolerance(expectedMs: number): number {
  * file's own MP4 boxes (no second process). Exit code 0 alone proves nothing: an early `q` or a stalled input
  * also exit 0, with a short file or one that was never finalised (no `moov`).
  */
-export async function verifyOutput(path: string, expectedMs: number): Promise<Mp4Summary> {
+export async function verifyOutput(path: string, expectedMs: number, expectedVideoMs = expectedMs): Promise<Mp4Summary> {
   let info: Mp4Summary;
   try {
     info = await readMp4(path);
@@ -328,10 +356,12 @@ export async function verifyOutput(path: string, expectedMs: number): Promise<Mp
   const video = info.tracks.find((t) => t.handler === "vide");
   if (!video) throw new Error("output is not a valid video (no video track)");
   if (video.format !== "avc1") throw new Error(`output video codec is ${video.format || "unknown"}, expected h264`);
-  for (const durationMs of [info.durationMs, video.durationMs]) {
-    if (Math.abs(durationMs - expectedMs) > durationTolerance(expectedMs)) {
-      throw new Error(`output is incomplete: ${durationMs} ms of ${expectedMs} ms`);
-    }
+  const near = (ms: number, expected: number) => Math.abs(ms - expected) <= durationTolerance(expected);
+  if (!near(info.durationMs, expectedMs)) throw new Error(`output is incomplete: ${info.durationMs} ms of ${expectedMs} ms`);
+  // The video track as long as the source's video, or (a stream duration the file misstates) as the whole: a stopped
+  // or truncated encode is short of both.
+  if (!near(video.durationMs, expectedVideoMs) && !near(video.durationMs, expectedMs)) {
+    throw new Error(`output is incomplete: ${video.durationMs} ms of ${expectedVideoMs} ms of video`);
   }
   return info;
 }

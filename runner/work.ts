@@ -10,7 +10,7 @@ import type { RunnerConfig } from "./config";
 import { DbCallError, retryDb } from "./db-retry";
 import { bestDraw, drawProblem, keptReason, measure, redraw, sampleSource, thumbnailFile, type Draw } from "./draws";
 import { encode, planEncode, takeEncodeSlot } from "./encode";
-import { verifyOutput, type ZoomScaler } from "./ffmpeg";
+import { pictureMs, verifyOutput, type ZoomScaler } from "./ffmpeg";
 import { finish } from "./finish";
 import { asLocalError, type LocalError } from "./local-errors";
 import { errorMessage, type Logger } from "./log";
@@ -188,7 +188,7 @@ export class VariationTask {
       // From the job's effects (returned by the claim), never from this runner's settings: every runner alike.
       const effects = parseStoredEffects(c.jobEffects);
       // Where quality is sampled: fixed fractions of the source's duration.
-      const times = sampleTimes(source.media.durationMs);
+      const times = sampleTimes(pictureMs(source.media));
       // The source's samples come out of this encode's decode of the source, unless this runner has them already.
       let samples = await encodeSamples(sampleSource(source)).catch(() => null);
       if (samples) this.files.push(samples.file);
@@ -217,7 +217,7 @@ export class VariationTask {
         if (encoded !== null) return encoded;
         const v0 = performance.now();
         try {
-          await verifyOutput(file, plan.expectedDurationMs);
+          await verifyOutput(file, plan.expectedDurationMs, plan.expectedVideoMs);
         } catch (err) {
           // Reading the file hit this machine (too many open files, an I/O error): not the encode's fault.
           const trouble = asLocalError(err, "checking the output failed");

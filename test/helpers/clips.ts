@@ -16,6 +16,8 @@ export interface ClipSpec {
   height?: number;
   fps?: number;
   audio?: boolean;
+  /** The tone's length when it is not the picture's (a source whose audio runs on past its video). */
+  audioSeconds?: number;
 }
 
 const inFlight = new Map<string, Promise<string>>();
@@ -25,8 +27,8 @@ const inFlight = new Map<string, Promise<string>>();
  * callers (even in other processes) are safe: the file is written under a temporary name and renamed.
  */
 export function makeClip(spec: ClipSpec): Promise<string> {
-  const { seconds, width = 320, height = 240, fps = 30, audio = true } = spec;
-  const name = `testsrc2_${width}x${height}_${fps}fps_${seconds}s${audio ? "_a" : ""}.mp4`;
+  const { seconds, width = 320, height = 240, fps = 30, audio = true, audioSeconds } = spec;
+  const name = `testsrc2_${width}x${height}_${fps}fps_${seconds}s${audio ? `_a${audioSeconds ?? ""}` : ""}.mp4`;
   const path = join(CLIP_DIR, name);
   let p = inFlight.get(path);
   if (!p) {
@@ -37,9 +39,9 @@ export function makeClip(spec: ClipSpec): Promise<string> {
       await run("ffmpeg", [
         "-v", "error", "-nostdin", "-y",
         "-f", "lavfi", "-i", `testsrc2=s=${width}x${height}:r=${fps}:d=${seconds}`,
-        ...(audio ? ["-f", "lavfi", "-i", `sine=f=440:d=${seconds}`] : []),
+        ...(audio ? ["-f", "lavfi", "-i", `sine=f=440:d=${audioSeconds ?? seconds}`] : []),
         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-        ...(audio ? ["-c:a", "aac", "-shortest"] : []),
+        ...(audio ? ["-c:a", "aac", ...(audioSeconds === undefined ? ["-shortest"] : [])] : []),
         "-f", "mp4", tmp,
       ]);
       await rename(tmp, path);

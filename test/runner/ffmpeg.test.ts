@@ -9,6 +9,7 @@ import {
   buildEncodeArgs,
   detectZoomScaler,
   NotAVideoError,
+  pictureMs,
   probeMedia,
   spawnFfmpeg,
   verifyOutput,
@@ -138,6 +139,27 @@ describe("encoding with real FFmpeg", () => {
     proc.child.stdin!.write("q\n");
     expect((await proc.exited).code).toBe(0);
     await expect(verifyOutput(output, plan.expectedDurationMs)).rejects.toThrow(/not a valid video|incomplete/);
+  });
+
+  it("accepts the encode of a source whose audio runs on past its video (the output keeps both lengths), and still rejects it cut short", async () => {
+    const clip = await makeClip({ seconds: 2, audioSeconds: 3.5 });
+    const source = await probeMedia("ffprobe", clip);
+    expect(source.durationMs).toBeGreaterThanOrEqual(3450);
+    expect(source.videoMs).toBeGreaterThanOrEqual(1950);
+    expect(source.videoMs).toBeLessThanOrEqual(2050);
+    const plan = buildEncodeArgs({ source: clip, output: join(dir, "long-audio.mp4"), params: deriveParams(11), media: source });
+    expect((await spawnFfmpeg("ffmpeg", plan.args).exited).code).toBe(0);
+    await verifyOutput(join(dir, "long-audio.mp4"), plan.expectedDurationMs, plan.expectedVideoMs);
+
+    const cut = join(dir, "long-audio-cut.mp4");
+    await run("ffmpeg", ["-v", "error", "-y", "-i", join(dir, "long-audio.mp4"), "-t", "1", "-c", "copy", cut]);
+    await expect(verifyOutput(cut, plan.expectedDurationMs, plan.expectedVideoMs)).rejects.toThrow(/incomplete/);
+  });
+
+  it("takes quality samples within the picture: the container's span for ordinary sources, the video's when the audio runs on", () => {
+    expect(pictureMs({ durationMs: 3020 })).toBe(3020);
+    expect(pictureMs({ durationMs: 3020, videoMs: 3000 })).toBe(3020);
+    expect(pictureMs({ durationMs: 3500, videoMs: 2000 })).toBe(2000);
   });
 
   it("rejects an output shorter than the source", async () => {

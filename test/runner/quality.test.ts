@@ -231,6 +231,18 @@ describe("quality: runner records figures and re-draws", { timeout: 240_000 }, (
     expect(stored).toEqual(rows.flatMap((v) => [v.outputKey!, v.thumbnailKey!]).sort());
   });
 
+  it("completes, measured, a source whose audio runs on 1.5 s past its video (edited clips)", async () => {
+    const clip = await makeClip({ seconds: 2, audioSeconds: 3.5 });
+    const job = await stack.user.createJob([clip], 2);
+    await runner({ CONCURRENCY: "2", QUALITY_SSIM_FLOOR: "0", QUALITY_DISTINCT_FLOOR: "0" });
+    expect(await done(job.id)).toBe("completed");
+    for (const v of await getVariationRows(stack.db, job.id)) {
+      expect(v.status).toBe("completed");
+      expect(v.ssim).toBeGreaterThan(0.5);
+      expect(v.fingerprint).toBeTruthy();
+    }
+  });
+
   it("a forced re-draw (SSIM floor 1.0) draws new seeds, stops at MAX_REDRAWS, keeps the best draw and completes", async () => {
     const clip = await makeClip({ seconds: 2, width: 320, height: 240 });
     const job = await stack.user.createJob([clip], 1);
