@@ -44,10 +44,12 @@ export const JOB_REFUSES_WORK = sql`(j.cancel_requested_at IS NOT NULL OR j.stat
  */
 export const JOB_CANCELS_WORK = sql`(j.cancel_requested_at IS NOT NULL OR j.status NOT IN ('queued', 'processing', 'paused'))`;
 /**
- * For an UPDATE on `variations`: the row's job cancels work. Every settle of a stopped or handed-back variation
- * decides between cancelled (this) and queued with the attempt refunded (paused, or resumed meanwhile).
+ * For an UPDATE on `variations` (not aliased): the row's job cancels work. Every settle of a stopped or handed-back
+ * variation decides between cancelled (this) and queued with the attempt refunded (paused, or resumed meanwhile).
+ * Correlated on purpose: `job_id IN (SELECT … WHERE <cancels>)` does not depend on the row, so SQLite built the list
+ * of every finished job in history (a scan of jobs) wherever it appeared — six times per settle, under the write lock.
  */
-export const ROW_JOB_CANCELS_WORK = sql`(job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_CANCELS_WORK}))`;
+export const ROW_JOB_CANCELS_WORK = sql`EXISTS (SELECT 1 FROM jobs j WHERE j.id = variations.job_id AND ${JOB_CANCELS_WORK})`;
 
 /**
  * For an UPDATE on `jobs`: the status a reopened job (resume, retry failed, more variations) goes back to — queued

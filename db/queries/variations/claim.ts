@@ -1,6 +1,6 @@
 import { sql, type SQL } from "drizzle-orm";
 import type { Db } from "../../client";
-import { ACTIVE_JOB_STATUS_LIST, JOB_ACCEPTS_WORK, JOB_CANCELS_WORK, MAX_ATTEMPTS } from "../states";
+import { ACTIVE_JOB_STATUS_LIST, JOB_ACCEPTS_WORK, MAX_ATTEMPTS, ROW_JOB_CANCELS_WORK } from "../states";
 
 /** What a runner needs to start work, returned by the claim itself (no second read). */
 export interface ClaimedVariation {
@@ -43,13 +43,13 @@ function claimable(now: number, alias: SQL) {
 export function reapStatement(db: Db, now: number, extra: SQL = sql`1`) {
   return db.all<{ id: string; jobId: string; status: string }>(sql`
     UPDATE variations SET
-      status = CASE WHEN job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_CANCELS_WORK}) THEN 'cancelled' ELSE 'failed' END,
-      error = CASE WHEN job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_CANCELS_WORK}) THEN error
+      status = CASE WHEN ${ROW_JOB_CANCELS_WORK} THEN 'cancelled' ELSE 'failed' END,
+      error = CASE WHEN ${ROW_JOB_CANCELS_WORK} THEN error
         ELSE 'runner lost ' || attempts || ' times (lease expired); giving up' END,
       finished_at = ${now},
       lease_expires_at = NULL
     WHERE status = 'running' AND lease_expires_at < ${now} AND ${extra}
-      AND (attempts >= ${MAX_ATTEMPTS} OR job_id IN (SELECT j.id FROM jobs j WHERE ${JOB_CANCELS_WORK}))
+      AND (attempts >= ${MAX_ATTEMPTS} OR ${ROW_JOB_CANCELS_WORK})
     RETURNING id, job_id AS jobId, status`);
 }
 

@@ -1,38 +1,16 @@
-import type { InStatement } from "@libsql/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../../db/client";
 import { isObjectRecorded } from "../../../db/queries/is-object-recorded";
-import { recordedObjectKeys } from "../../../db/queries/objects";
+import { deleteFinishedJobRows, recordedObjectKeys } from "../../../db/queries/objects";
 import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
-import { freshDb } from "../../helpers/seed";
+import { freshDb, seedJob } from "../../helpers/seed";
+import { fullScans, planOf, statementsOf } from "../../helpers/statements";
 
 let server: TestLibsqlServer;
 beforeAll(async () => {
   server = await startTestLibsql();
 });
 afterAll(() => server.close());
-
-/** Every statement `run` sends through `db`, as SQL text with its arguments. */
-async function statementsOf(db: Db, run: () => Promise<unknown>): Promise<{ sql: string; args: unknown[] }[]> {
-  const seen: { sql: string; args: unknown[] }[] = [];
-  const record = (s: InStatement) => void seen.push(typeof s === "string" ? { sql: s, args: [] } : { sql: s.sql, args: (s.args ?? []) as unknown[] });
-  const client = db.$client;
-  const [batch, execute] = [client.batch.bind(client), client.execute.bind(client)];
-  client.batch = (async (stmts: InStatement[], mode?: never) => (stmts.forEach(record), batch(stmts, mode))) as typeof client.batch;
-  client.execute = (async (stmt: InStatement) => (record(stmt), execute(stmt))) as typeof client.execute;
-  try {
-    await run();
-  } finally {
-    Object.assign(client, { batch, execute });
-  }
-  return seen;
-}
-
-/** Tables a statement reads in full (SQLite's "SCAN <table>", with or without an index). */
-async function fullScans(db: Db, stmt: { sql: string; args: unknown[] }): Promise<string[]> {
-  const plan = await db.$client.execute({ sql: `EXPLAIN QUERY PLAN ${stmt.sql}`, args: stmt.args as never });
-  return plan.rows.map((r) => String(r.detail)).filter((d) => /^SCAN (?!CONSTANT ROW)/.test(d));
-}
 
 describe("object key lookups", () => {
   it("read no table in full: the orphan rule's page of keys and a runner's check before a delete use indexes", async () => {
@@ -51,5 +29,19 @@ describe("object key lookups", () => {
       if (found.length) scans.set(s.sql, found);
     }
     expect(Object.fromEntries(scans)).toEqual({});
+  });
+});
+
+describe("deleteFinishedJobRows", () => {
+  it("finds a finished job's consumed uploads by their key, not among every consumed upload of every user", async () => {
+    const { db } = await freshDb(server, "purge_plan");
+    const { db: plans } = await freshDb(server, "purge_plan_explained");
+    const job = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1, status: "completed" });
+    const statements = await statementsOf(db, () => deleteFinishedJobRows(db, job.jobId));
+    const uploadsDelete = statements.find((s) => /^\s*delete from "uploads"/i.test(s.sql));
+    expect(uploadsDelete).toBeDefined();
+    // Without statistics (nothing runs ANALYZE) SQLite took the status index: every consumed upload of every user.
+    expect((await planOf(plans, uploadsDelete!)).filter((d) => /\buploads\b/.test(d))).toEqual([expect.stringMatching(/^SEARCH uploads USING INDEX uploads_object_key_idx \(object_key=\?\)$/)]);
+    for (const s of statements) expect(await fullScans(plans, s), s.sql).toEqual([]);
   });
 });
