@@ -6,7 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
 import { USER_LIMIT_DEFAULTS, userLimitsFrom } from "../../db/limits";
 import { addVariations, pauseJob, requestCancel, resumeJob, retryJob } from "../../db/queries/jobs";
-import { cancelJobsOfDisabledAccounts, failStaleQueuedJobs } from "../../db/queries/lifecycle";
+import { finalizeJob } from "../../db/queries/finalize";
+import {
+  cancelJobsOfDisabledAccounts,
+  cancelQueuedVariationsOfCancellingJobs,
+  failStaleQueuedJobs,
+  listIdleActiveJobIds,
+} from "../../db/queries/lifecycle";
 import { setUserDisabled } from "../../db/queries/users";
 import {
   cancelVariation,
@@ -16,6 +22,7 @@ import {
   finishVariation,
   MAX_ATTEMPTS,
   recordVariationParams,
+  reapStatement,
   recoverExpiredLeases,
   isSeedTaken,
   redrawVariation,
@@ -100,6 +107,45 @@ const pause = (db: Db, j: SeededJob, now = NOW + 1) => pauseJob(db, { jobId: j.j
 const atCap = (db: Db, v: string) => db.run(sql`UPDATE variations SET attempts = ${MAX_ATTEMPTS} WHERE id = ${v}`);
 const finish = (db: Db, v: string, jobId: string, attempt = 1) =>
   finishVariation(db, { ...own(v, attempt), outputKey: `outputs/${jobId}/${v}.a${attempt}.mp4`, outputSize: 1, now: NOW + 5 });
+const cancel = (db: Db, j: SeededJob, now = NOW + 1) => requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, now);
+/** Past the lease of a claim made at NOW. */
+const EXPIRED = NOW + LEASE + 1;
+/** Another runner's claim round trip once the lease has run out: its reap runs before its claim. */
+const reap = (db: Db) => runnerRoundTrip(db, { runnerId: "r2", now: EXPIRED, leaseMs: LEASE, claim: 1 });
+/**
+ * A job whose only active variation is the second of two, running, with the first completed: whatever ends the
+ * second ends the job completed, failed ones counted.
+ */
+async function oneCompleted(db: Db): Promise<SeededJob & { v: string; last: string }> {
+  const j = await seed(db, 2);
+  await claim(db);
+  const last = (await claim(db)).id;
+  expect(await finish(db, j.v, j.jobId)).toBe(true);
+  return { ...j, last };
+}
+/** As {@link oneCompleted}, with the two variations from two sources, so a source verdict reaches only the last. */
+async function oneCompletedTwoSources(db: Db): Promise<SeededJob & { last: string; lastSource: string }> {
+  const j = await seedJob(db, { sources: [{ objectKey: "sources/j/a" }, { objectKey: "sources/j/b" }], createdAt: NOW - 1000 });
+  await claim(db);
+  const last = await claim(db);
+  expect(await finish(db, j.variationIds[0]!, j.jobId)).toBe(true);
+  return { ...j, last: last.id, lastSource: last.sourceId };
+}
+/**
+ * The reap committed but the finalize after its batch was lost (round-trip.ts swallows a failing one): the job is
+ * active with nothing queued or running, the state only the cron's finalizeIdleJobs repairs.
+ */
+const reapWithoutFinalize = (db: Db) => reapStatement(db, EXPIRED);
+/**
+ * The edge cron's finalizeIdleJobs (edge/lifecycle/finalize-idle.ts) through the queries it calls: edge code does
+ * not typecheck under this project's Node types, so it cannot be imported here.
+ */
+async function finalizeIdle(db: Db, jobId: string, now = EXPIRED + 1) {
+  await cancelQueuedVariationsOfCancellingJobs(db, now);
+  expect(await listIdleActiveJobIds(db, 10)).toEqual([jobId]);
+  await finalizeJob(db, jobId, now);
+}
+const admin = { id: "admin", email: "admin@test.local", role: "admin" as const };
 
 /** Each scenario puts its subject in `from`, performs the arrow and returns [status before, status after]. */
 type Scenario = (db: Db) => Promise<[string, string]>;
@@ -287,6 +333,65 @@ const variationScenarios: Record<string, Scenario> = {
     await claim(db);
     const before = await vStatus(db, j.v);
     await failSourceVariations(db, { sourceId: j.sourceIds[0]!, error: "not a decodable video", now: NOW + 1 });
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → running: runnerRoundTrip: claim": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await vStatus(db, j.v);
+    await runnerRoundTrip(db, { runnerId: "r2", now: EXPIRED, leaseMs: LEASE, claim: 1 });
+    expect(await variation(db, j.v)).toMatchObject({ runnerId: "r2", claims: 2, attempts: 2 });
+    // The first runner may still be encoding: the attempt in its ownership is what keeps its late settle out.
+    expect(await failVariation(db, { ...own(j.v), error: "late", now: EXPIRED + 1 })).toBe(false);
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → failed: runnerRoundTrip: reap": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await atCap(db, j.v);
+    const before = await vStatus(db, j.v);
+    await reap(db);
+    expect((await variation(db, j.v)).error).toBe(`runner lost ${MAX_ATTEMPTS} times (lease expired); giving up`);
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → cancelled: runnerRoundTrip: reap": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancelRequested(db, j.jobId);
+    const before = await vStatus(db, j.v);
+    await reap(db);
+    return [before, await vStatus(db, j.v)];
+  },
+  "queued → cancelled: cancelQueuedVariationsOfCancellingJobs": async (db) => {
+    const j = await seed(db);
+    await disableAsAdmin(db, j.userId, NOW);
+    // The cron cancels a held account's job without touching its variations: no runner claims them any more.
+    await cancelJobsOfDisabledAccounts(db, NOW, NOW + 1);
+    const before = await vStatus(db, j.v);
+    await cancelQueuedVariationsOfCancellingJobs(db, NOW + 2);
+    return [before, await vStatus(db, j.v)];
+  },
+  "queued → failed: failStaleQueuedJobs": async (db) => {
+    const j = await seed(db);
+    const before = await vStatus(db, j.v);
+    await failStaleQueuedJobs(db, NOW, NOW + 1);
+    expect((await variation(db, j.v)).error).toBe("expired while queued");
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → cancelled: requeueVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancelRequested(db, j.jobId);
+    const before = await vStatus(db, j.v);
+    expect(await requeueVariation(db, { ...own(j.v), error: "edge unreachable", now: NOW + 1 })).toBe("cancelled");
+    return [before, await vStatus(db, j.v)];
+  },
+  "running → cancelled: runnerRoundTrip: stranded": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancelRequested(db, j.jobId);
+    const before = await vStatus(db, j.v);
+    await runnerRoundTrip(db, { runnerId: R, now: NOW + 1, leaseMs: LEASE, inHand: [] });
     return [before, await vStatus(db, j.v)];
   },
 };
@@ -489,6 +594,289 @@ const jobScenarios: Record<string, Scenario> = {
     await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW);
     const before = await jStatus(db, j.jobId);
     await addVariations(db, { ...reopen(j), perSource: 1 }, NOW + 1);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelled → processing: addVariations": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancel(db, j);
+    await cancelVariation(db, { ...own(j.v), stopStage: "q", now: NOW + 2 });
+    const before = await jStatus(db, j.jobId);
+    await addVariations(db, { ...reopen(j), perSource: 1 }, NOW + 3);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "failed → queued: addVariations": async (db) => {
+    const j = await seed(db);
+    await failStaleQueuedJobs(db, NOW, NOW + 1);
+    const before = await jStatus(db, j.jobId);
+    await addVariations(db, { ...reopen(j), perSource: 1 }, NOW + 10);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "queued → failed: failStaleQueuedJobs": async (db) => {
+    const j = await seed(db);
+    const before = await jStatus(db, j.jobId);
+    await failStaleQueuedJobs(db, NOW, NOW + 1);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → cancelled: requestCancel": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await releaseVariation(db, { ...own(j.v), now: NOW + 1 });
+    const before = await jStatus(db, j.jobId);
+    await cancel(db, j, NOW + 2);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → cancelled: requestCancel": async (db) => {
+    const j = await seed(db);
+    await disableAsAdmin(db, j.userId, NOW);
+    await cancelJobsOfDisabledAccounts(db, NOW, NOW + 1);
+    const before = await jStatus(db, j.jobId);
+    await requestCancel(db, { jobId: j.jobId, viewer: admin }, NOW + 2);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → cancelled: finishVariation": async (db) => {
+    const j = await seed(db, 2);
+    await claim(db);
+    await cancel(db, j);
+    const before = await jStatus(db, j.jobId);
+    expect(await finish(db, j.v, j.jobId)).toBe(true);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → completed: failVariation": async (db) => {
+    const j = await oneCompleted(db);
+    const before = await jStatus(db, j.jobId);
+    await failVariation(db, { ...own(j.last), error: "bad", now: NOW + 6 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → completed: failVariation": async (db) => {
+    const j = await oneCompleted(db);
+    await pause(db, j, NOW + 6);
+    const before = await jStatus(db, j.jobId);
+    await failVariation(db, { ...own(j.last), error: "bad", now: NOW + 7 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → cancelled: failVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancel(db, j);
+    const before = await jStatus(db, j.jobId);
+    await failVariation(db, { ...own(j.v), error: "bad", now: NOW + 2 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → cancelled: releaseVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancel(db, j);
+    const before = await jStatus(db, j.jobId);
+    await releaseVariation(db, { ...own(j.v), now: NOW + 2 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → cancelled: requeueVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancel(db, j);
+    const before = await jStatus(db, j.jobId);
+    await requeueVariation(db, { ...own(j.v), error: "edge unreachable", now: NOW + 2 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → failed: requeueVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await atCap(db, j.v);
+    const before = await jStatus(db, j.jobId);
+    await requeueVariation(db, { ...own(j.v), error: "encode stalled", now: NOW + 1 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → completed: requeueVariation": async (db) => {
+    const j = await oneCompleted(db);
+    await atCap(db, j.last);
+    const before = await jStatus(db, j.jobId);
+    await requeueVariation(db, { ...own(j.last), error: "encode stalled", now: NOW + 6 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → failed: requeueVariation": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await atCap(db, j.v);
+    await pause(db, j);
+    const before = await jStatus(db, j.jobId);
+    await requeueVariation(db, { ...own(j.v), error: "encode stalled", now: NOW + 2 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → completed: requeueVariation": async (db) => {
+    const j = await oneCompleted(db);
+    await atCap(db, j.last);
+    await pause(db, j, NOW + 6);
+    const before = await jStatus(db, j.jobId);
+    await requeueVariation(db, { ...own(j.last), error: "encode stalled", now: NOW + 7 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → failed: failSourceVariations": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    const before = await jStatus(db, j.jobId);
+    await failSourceVariations(db, { sourceId: j.sourceIds[0]!, error: "not a decodable video", now: NOW + 1 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → completed: failSourceVariations": async (db) => {
+    const j = await oneCompletedTwoSources(db);
+    const before = await jStatus(db, j.jobId);
+    await failSourceVariations(db, { sourceId: j.lastSource, error: "not a decodable video", now: NOW + 6 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → failed: failSourceVariations": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await pause(db, j);
+    const before = await jStatus(db, j.jobId);
+    await failSourceVariations(db, { sourceId: j.sourceIds[0]!, error: "not a decodable video", now: NOW + 2 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → completed: failSourceVariations": async (db) => {
+    const j = await oneCompletedTwoSources(db);
+    await pause(db, j, NOW + 6);
+    const before = await jStatus(db, j.jobId);
+    await failSourceVariations(db, { sourceId: j.lastSource, error: "not a decodable video", now: NOW + 7 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → cancelled: failSourceVariations": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancel(db, j);
+    const before = await jStatus(db, j.jobId);
+    await failSourceVariations(db, { sourceId: j.sourceIds[0]!, error: "not a decodable video", now: NOW + 2 });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → failed: runnerRoundTrip: reap": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await atCap(db, j.v);
+    const before = await jStatus(db, j.jobId);
+    await reap(db);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → completed: runnerRoundTrip: reap": async (db) => {
+    const j = await oneCompleted(db);
+    await atCap(db, j.last);
+    const before = await jStatus(db, j.jobId);
+    await reap(db);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → failed: runnerRoundTrip: reap": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await atCap(db, j.v);
+    await pause(db, j);
+    const before = await jStatus(db, j.jobId);
+    await reap(db);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → completed: runnerRoundTrip: reap": async (db) => {
+    const j = await oneCompleted(db);
+    await atCap(db, j.last);
+    await pause(db, j, NOW + 6);
+    const before = await jStatus(db, j.jobId);
+    await reap(db);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → cancelled: runnerRoundTrip: reap": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancel(db, j);
+    const before = await jStatus(db, j.jobId);
+    await reap(db);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → cancelled: runnerRoundTrip: stranded": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancel(db, j);
+    const before = await jStatus(db, j.jobId);
+    await runnerRoundTrip(db, { runnerId: R, now: NOW + 2, leaseMs: LEASE, inHand: [] });
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → failed: recoverExpiredLeases": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await atCap(db, j.v);
+    const before = await jStatus(db, j.jobId);
+    await recoverExpiredLeases(db, EXPIRED);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → completed: recoverExpiredLeases": async (db) => {
+    const j = await oneCompleted(db);
+    await atCap(db, j.last);
+    const before = await jStatus(db, j.jobId);
+    await recoverExpiredLeases(db, EXPIRED);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → failed: recoverExpiredLeases": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await atCap(db, j.v);
+    await pause(db, j);
+    const before = await jStatus(db, j.jobId);
+    await recoverExpiredLeases(db, EXPIRED);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → completed: recoverExpiredLeases": async (db) => {
+    const j = await oneCompleted(db);
+    await atCap(db, j.last);
+    await pause(db, j, NOW + 6);
+    const before = await jStatus(db, j.jobId);
+    await recoverExpiredLeases(db, EXPIRED);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → cancelled: recoverExpiredLeases": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await cancel(db, j);
+    const before = await jStatus(db, j.jobId);
+    await recoverExpiredLeases(db, EXPIRED);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → failed: finalizeJob": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await atCap(db, j.v);
+    await reapWithoutFinalize(db);
+    const before = await jStatus(db, j.jobId);
+    await finalizeIdle(db, j.jobId);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "processing → completed: finalizeJob": async (db) => {
+    const j = await oneCompleted(db);
+    await atCap(db, j.last);
+    await reapWithoutFinalize(db);
+    const before = await jStatus(db, j.jobId);
+    await finalizeIdle(db, j.jobId);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → failed: finalizeJob": async (db) => {
+    const j = await seed(db);
+    await claim(db);
+    await atCap(db, j.v);
+    await pause(db, j);
+    await reapWithoutFinalize(db);
+    const before = await jStatus(db, j.jobId);
+    await finalizeIdle(db, j.jobId);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "paused → completed: finalizeJob": async (db) => {
+    const j = await oneCompleted(db);
+    await atCap(db, j.last);
+    await pause(db, j, NOW + 6);
+    await reapWithoutFinalize(db);
+    const before = await jStatus(db, j.jobId);
+    await finalizeIdle(db, j.jobId);
+    return [before, await jStatus(db, j.jobId)];
+  },
+  "cancelling → cancelled: finalizeJob": async (db) => {
+    const j = await seed(db);
+    await disableAsAdmin(db, j.userId, NOW);
+    await cancelJobsOfDisabledAccounts(db, NOW, NOW + 1);
+    const before = await jStatus(db, j.jobId);
+    await finalizeIdle(db, j.jobId, NOW + 2);
     return [before, await jStatus(db, j.jobId)];
   },
 };
