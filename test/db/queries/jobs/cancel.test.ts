@@ -1,11 +1,12 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDb, type Db } from "../../../../db/client";
-import { pauseJob, requestCancel } from "../../../../db/queries/jobs";
+import { cancelJobs, pauseJob, requestCancel } from "../../../../db/queries/jobs";
 import { variations } from "../../../../db/schema";
 import { startDbProxy } from "../../../helpers/db-proxy";
 import { startTestLibsql, type TestLibsqlServer } from "../../../helpers/libsql";
-import { freshDb, seedJob } from "../../../helpers/seed";
+import { freshDb, getJobRow, seedJob } from "../../../helpers/seed";
+import { statementsOf } from "../../../helpers/statements";
 
 let server: TestLibsqlServer;
 beforeAll(async () => {
@@ -45,3 +46,28 @@ describe("stopping a job reads what it shows, not what runners compare", () => {
     }
   });
 });
+
+describe("bulk cancel", () => {
+  it("costs one read for ids that are unknown, another user's, finished or repeated, and cancels each of the caller's active jobs once", async () => {
+    const { db } = await freshDb(server, "bulk-cancel-reads");
+    const mine = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1, createdAt: NOW - 1000 });
+    const viewer = { id: mine.userId, email: `${mine.userId}@test.local`, role: "user" as const };
+    const done = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1, createdAt: NOW - 900, userId: mine.userId, status: "completed" });
+    const theirs = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1, createdAt: NOW - 800 });
+    const madeUp = Array.from({ length: 150 }, (_, i) => `nosuchjob${String(i).padStart(7, "0")}`);
+    const ids = [...madeUp, theirs.jobId, done.jobId, mine.jobId, mine.jobId];
+    let results: Awaited<ReturnType<typeof cancelJobs>> = [];
+    const statements = await statementsOf(db, async () => {
+      results = await cancelJobs(db, { viewer, ids }, NOW);
+    });
+    expect(results.map((r) => r.id)).toEqual(ids);
+    expect(results.slice(0, 151).every((r) => r.error === "not_found")).toBe(true);
+    expect(results[151]).toEqual({ id: done.jobId, status: "completed", previousStatus: "completed", error: "not_cancellable" });
+    expect(results[152]).toEqual({ id: mine.jobId, status: "cancelled", previousStatus: "queued" });
+    expect(results[153]).toEqual(results[152]);
+    expect((await getJobRow(db, theirs.jobId))?.status).toBe("queued");
+    // The read, then the caller's one job's cancel batch (and nothing for the other 153 ids).
+    expect(statements.filter((s) => /^\s*update\b/i.test(s.sql))).toHaveLength(2);
+  });
+});
+
