@@ -28,13 +28,18 @@ export type NamedEntry<E extends NamingFields = DownloadEntry> = E & { name: str
 
 type NamingFields = Pick<DownloadEntry, "sourceId" | "sourceName" | "sourcePosition" | "position">;
 
+/** The files at the root of every job ZIP, beside one folder per source. */
+export const MANIFEST_FILES = ["manifest.json", "manifest.csv"] as const;
+
 /**
  * ZIP entry names `<base>/<base>_var<NN>.mp4`: one folder per source; a base name already used by an earlier
  * source (case-insensitively, as on Windows/macOS file systems) becomes `<base>-2`, `<base>-3`, …
  */
 export function nameEntries<E extends NamingFields>(entries: E[]): NamedEntry<E>[] {
   const folders = new Map<string, string>();
-  const used = new Set<string>();
+  // The root's own files too: a source named `manifest.json.mp4` made a folder `manifest.json/` beside the manifest
+  // file, and extracting the ZIP failed (unzip: "Is a directory") or lost the manifest.
+  const used = new Set<string>(MANIFEST_FILES.map((n) => n.toLowerCase()));
   const ordered = [...entries].sort((a, b) => a.sourcePosition - b.sourcePosition || a.position - b.position);
   for (const e of ordered) {
     if (folders.has(e.sourceId)) continue;
@@ -110,8 +115,8 @@ export function buildManifests(job: { id: string; effects: string }, entries: Di
   ].join("\r\n") + "\r\n";
   const enc = new TextEncoder();
   return [
-    { name: "manifest.json", bytes: enc.encode(json) },
-    { name: "manifest.csv", bytes: enc.encode(csv) },
+    { name: MANIFEST_FILES[0], bytes: enc.encode(json) },
+    { name: MANIFEST_FILES[1], bytes: enc.encode(csv) },
   ];
 }
 

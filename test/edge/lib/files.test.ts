@@ -54,6 +54,14 @@ describe("ZIP entry names", () => {
       "clip-2-2/clip-2-2_var01.mp4",
     ]);
   });
+
+  it("never names a folder like a file at the ZIP's root (the manifests), in any case", () => {
+    const named = nameEntries([
+      { sourceId: "s1", sourceName: "manifest.json.mp4", sourcePosition: 1, position: 1 },
+      { sourceId: "s2", sourceName: "Manifest.CSV.mov", sourcePosition: 2, position: 1 },
+    ]);
+    expect(named.map((n) => n.name)).toEqual(["manifest.json-2/manifest.json-2_var01.mp4", "Manifest.CSV-2/Manifest.CSV-2_var01.mp4"]);
+  });
 });
 
 describe("parseRange", () => {
