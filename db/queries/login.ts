@@ -73,15 +73,21 @@ export async function login(
   if (address) await refundLoginAttempt(db, address, ADDRESS_RULE);
   // Only after the password proved it is the owner: a disabled account says so instead of "wrong password".
   if (user.disabledAt !== null) throw new ForbiddenError("This account is disabled; ask an administrator", "account_disabled");
+  // The hash the password was checked against: the session is made only while the account still has it (or its
+  // stronger re-hash, below), so a password change or reset racing this sign-in wins and no session outlives it.
+  let checked = user.passwordHash;
   if (needsRehash(user.passwordHash, input.pepper)) {
-    // CAS on the old hash: a password change racing this login wins.
-    await db
+    const stronger = await hashPassword(input.password, input.pepper);
+    const moved = await db
       .update(users)
-      .set({ passwordHash: await hashPassword(input.password, input.pepper) })
-      .where(and(eq(users.id, user.id), eq(users.passwordHash, user.passwordHash)));
+      .set({ passwordHash: stronger })
+      .where(and(eq(users.id, user.id), eq(users.passwordHash, user.passwordHash)))
+      .returning({ id: users.id });
+    if (moved.length === 1) checked = stronger;
   }
   if (input.previousToken) await deleteSession(db, input.previousToken);
-  const session = await createSession(db, { userId: user.id, userAgent: input.userAgent, maxAgeMs: input.maxAgeMs }, now);
+  const session = await createSession(db, { userId: user.id, userAgent: input.userAgent, maxAgeMs: input.maxAgeMs, ifPasswordHash: checked }, now);
+  if (!session) throw new UnauthorizedError("Wrong email or password", "invalid_credentials");
   // The cookie to set: a new device's token, or the recognised one again (its lifetime starts over).
   const deviceToken = (await rememberLoginDevice(db, user.id, deviceId, now)) ?? input.deviceToken ?? null;
   return { user: { id: user.id, email: user.email, role: user.role }, session, deviceToken };

@@ -37,7 +37,22 @@ export async function createSession(
   db: Db,
   input: { userId: string; userAgent?: string | null; maxAgeMs?: number },
   now: number,
-): Promise<NewSession> {
+): Promise<NewSession>;
+/**
+ * With `ifPasswordHash`: only while the account still has that password hash and is not disabled (a sign-in's
+ * compare-and-set), else null. A sign-in checks the password it read, then creates its session: a password change
+ * or reset between the two ended every session but could not end this one, which outlived the old password.
+ */
+export async function createSession(
+  db: Db,
+  input: { userId: string; userAgent?: string | null; maxAgeMs?: number; ifPasswordHash: string },
+  now: number,
+): Promise<NewSession | null>;
+export async function createSession(
+  db: Db,
+  input: { userId: string; userAgent?: string | null; maxAgeMs?: number; ifPasswordHash?: string },
+  now: number,
+): Promise<NewSession | null> {
   const token = newToken("vrs_");
   const expiresAt = now + Math.min(SESSION_TTL_MS, input.maxAgeMs ?? SESSION_MAX_AGE_MS);
   const id = newId();
@@ -50,19 +65,28 @@ export async function createSession(
     .where(and(eq(sessions.userId, input.userId), ne(sessions.id, id)))
     .orderBy(sql`${sessions.lastSeenAt} = ${sessions.createdAt}`, desc(sessions.lastSeenAt), desc(sessions.createdAt))
     .limit(SESSIONS_PER_USER - 1);
-  await db.batch([
-    db.insert(sessions).values({
-      id,
-      tokenHash: await hashToken(token),
-      userId: input.userId,
-      createdAt: now,
-      lastSeenAt: now,
-      expiresAt,
-      userAgent: input.userAgent?.slice(0, 200) ?? null,
-    }),
-    db.delete(sessions).where(and(eq(sessions.userId, input.userId), notInArray(sessions.id, kept), ne(sessions.id, id))),
+  const tokenHash = await hashToken(token);
+  const userAgent = input.userAgent?.slice(0, 200) ?? null;
+  const guard = input.ifPasswordHash;
+  const [inserted] = await db.batch([
+    guard === undefined
+      ? db.insert(sessions).values({ id, tokenHash, userId: input.userId, createdAt: now, lastSeenAt: now, expiresAt, userAgent }).returning({ id: sessions.id })
+      : db.all<{ id: string }>(sql`
+          INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, user_agent)
+          SELECT ${id}, ${tokenHash}, u.id, ${now}, ${now}, ${expiresAt}, ${userAgent} FROM users u
+          WHERE u.id = ${input.userId} AND u.password_hash = ${guard} AND u.disabled_at IS NULL
+          RETURNING id`),
+    // Only beside a session really made: a refused sign-in must not end the owner's least recently used one.
+    db.delete(sessions).where(
+      and(
+        eq(sessions.userId, input.userId),
+        notInArray(sessions.id, kept),
+        ne(sessions.id, id),
+        sql`EXISTS (SELECT 1 FROM sessions s WHERE s.id = ${id})`,
+      ),
+    ),
   ]);
-  return { token, expiresAt };
+  return inserted.length === 1 ? { token, expiresAt } : null;
 }
 
 export interface SessionAuth {
