@@ -19,7 +19,7 @@ import { Thumbnails } from "./thumbnails";
 import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
 import { VariationTask, type TaskOutcome, type WorkContext } from "./work";
 import { configureChildren, describeUser, killLeftovers } from "./child-env";
-import { checkFfmpegUser, claimWorkDir, DuplicateRunnerError, FfmpegUserError, WorkDirError, MARK_TOUCH_MS, ownWorkDir, releaseWorkDir, removeAbandonedWorkDirs, removeTree, sweepWorkDir, touchWorkDir } from "./workdir";
+import { checkFfmpegUser, claimWorkDir, DuplicateRunnerError, FfmpegUserError, WorkDirError, MARK_TOUCH_MS, ownWorkDir, PREDECESSOR_QUIET_MS, releaseWorkDir, removeAbandonedWorkDirs, removeTree, sweepWorkDir, touchWorkDir } from "./workdir";
 
 export interface RunnerDeps {
   config: RunnerConfig;
@@ -30,6 +30,8 @@ export interface RunnerDeps {
   version: string;
   /** Source cache budget in bytes (default 4 GiB). */
   sourceCacheBytes?: number;
+  /** How often WORK_DIR is looked through for dead predecessors' directories (default PREDECESSOR_QUIET_MS). */
+  predecessorSweepMs?: number;
 }
 
 
@@ -70,6 +72,8 @@ export class Runner {
   private workDirDirty = false;
   /** When this runner last told runners sharing WORK_DIR that it is alive (runner/workdir.ts). */
   private markTouchedAt = 0;
+  private predecessorsSweptAt = 0;
+  private sweepingPredecessors: Promise<unknown> | null = null;
   private readonly background = new Set<Promise<unknown>>();
   private readonly gate: ClaimGate;
   private readonly edgeRefunds = new RefundBudget(EDGE_REFUNDS_PER_SOURCE);
@@ -178,6 +182,7 @@ export class Runner {
     await within(this.edgeCheck, EDGE_CHECK_AT_START_MS);
     this.lastDbOkAt = Date.now();
     await removeAbandonedWorkDirs(config.WORK_DIR, this.workDir, (id) => registered.has(id), now, log);
+    this.predecessorsSweptAt = Date.now();
     if (leftovers.length) log.warn("recovered variations left by a previous run of this runner id", { jobs: leftovers.length });
     for (const jobId of leftovers) this.track(this.sweepJob(jobId));
     log.info("runner started", {
@@ -265,6 +270,16 @@ export class Runner {
     if (Date.now() - this.markTouchedAt >= MARK_TOUCH_MS) {
       this.markTouchedAt = Date.now();
       await touchWorkDir(this.workDir, this.markTouchedAt).catch((err) => log.warn("could not touch the work dir's mark", { error: errorMessage(err) }));
+    }
+    // A predecessor that died moments before this start (a container restarted at once: same host, often the same
+    // pid) still had a fresh mark then, so the start-up sweep left its files; nothing else would look again, and its
+    // cached sources would hold the disk until the next restart. Dead predecessors of this host only: that needs no
+    // database read (the registry decides about other hosts' runners, at start). In the background: it may be slow.
+    if (!this.sweepingPredecessors && Date.now() - this.predecessorsSweptAt >= (this.deps.predecessorSweepMs ?? PREDECESSOR_QUIET_MS)) {
+      this.predecessorsSweptAt = Date.now();
+      this.sweepingPredecessors = removeAbandonedWorkDirs(config.WORK_DIR, this.workDir, () => true, this.predecessorsSweptAt, log)
+        .catch((err) => log.warn("could not look for dead runners' work files", { error: errorMessage(err) }))
+        .finally(() => (this.sweepingPredecessors = null));
     }
     const suspect = this.clock.off || this.deps.blobs.tokenRefused || this.clock.skewMs === null;
     if (!this.edgeCheck && performance.now() - this.edgeCheckedAt >= (suspect ? EDGE_RECHECK_MS : EDGE_CHECK_MS)) {

@@ -123,6 +123,8 @@ export async function startInProcessRunner(opts: {
   env: Record<string, string>;
   blobs?: (config: RunnerConfig) => BlobClient;
   level?: LogLevel;
+  /** How often the runner looks for dead predecessors' directories (RunnerDeps.predecessorSweepMs). */
+  predecessorSweepMs?: number;
 }): Promise<InProcessRunner> {
   const config = loadRunnerConfig({ PATH: process.env.PATH, ...opts.env });
   const metrics = new RunnerMetrics();
@@ -143,7 +145,7 @@ export async function startInProcessRunner(opts: {
     },
   });
   const blobs = opts.blobs?.(config) ?? new BlobClient({ edgeUrl: config.EDGE_URL, token: config.RUNNER_TOKEN });
-  const runner = new Runner({ config, db, blobs, metrics, log, version: "test" });
+  const runner = new Runner({ config, db, blobs, metrics, log, version: "test", predecessorSweepMs: opts.predecessorSweepMs });
   await runner.start();
   return {
     runner,

@@ -1,6 +1,8 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { readdir, rm, utimes, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdir, readdir, rm, utimes, writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
@@ -94,6 +96,34 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     const restarted = runnerProcess(env);
     await restarted.waitForLog(/runner started/);
     expect(await filesUnder(deadDir)).toEqual([]);
+  });
+
+  it("removes the files of a predecessor that died just before its start once its mark goes quiet, without waiting for a restart; a live neighbour's stay", async () => {
+    const workDir = await stack.workDir();
+    const runner = await startInProcessRunner({ env: stack.runnerEnv({ WORK_DIR: workDir }), predecessorSweepMs: 200 });
+    cleanup.push(() => runner.stop());
+    // A container restarted at once: the dead runner's mark was touched seconds before this start, so the start-up
+    // sweep kept it. A pid that has exited is the dead runner's.
+    const dead = join(workDir, "runner-dead-predecessor");
+    const exited = spawn("true");
+    await new Promise((resolve) => exited.once("exit", resolve));
+    const neighbour = join(workDir, "runner-live-neighbour");
+    for (const [dir, mark] of [
+      [dead, { host: hostname(), pid: exited.pid!, runnerId: "dead-predecessor" }],
+      [neighbour, { host: "another-host", pid: 1, runnerId: "live-neighbour" }],
+    ] as const) {
+      await mkdir(join(dir, "job1"), { recursive: true });
+      await writeFile(join(dir, "job1", "source"), "cached source bytes");
+      await writeFile(join(dir, MARKER), JSON.stringify(mark));
+    }
+    // Several sweeps (one per 200 ms) leave a dead runner's directory alone while its mark is fresh.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect((await filesUnder(dead)).length).toBeGreaterThan(0);
+    // Its mark goes quiet while this runner runs.
+    const quietSince = (Date.now() - PREDECESSOR_QUIET_MS - 1000) / 1000;
+    await utimes(join(dead, MARKER), quietSince, quietSince);
+    await until("the dead predecessor's files to be removed", async () => ((await filesUnder(dead)).length === 0 ? true : null), 15_000);
+    expect(await filesUnder(neighbour)).toEqual(expect.arrayContaining([expect.stringContaining("source")]));
   });
 
   it("hands running work back to the queue on SIGTERM without counting an attempt, leaves no file in WORK_DIR and exits 0 quickly", async () => {
