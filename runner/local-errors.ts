@@ -28,6 +28,7 @@ const FFMPEG_LOCAL = [
   { re: /Read-only file system/i, code: "EROFS" },
   // FFmpeg's own line ending (a file name an input quotes ends in a quote, not here).
   { re: /: Resource temporarily unavailable$/im, code: "EAGAIN" },
+  { re: /: Too many open files( in system)?$/im, code: "EMFILE" },
 ];
 
 export class LocalError extends Error {

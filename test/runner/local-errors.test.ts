@@ -27,6 +27,12 @@ describe("local errors", () => {
     expect(ffmpegLocalError("x.mp4: No space left on device", "checking the video failed", ["EAGAIN"])).toBeNull();
   });
 
+  it("recognises FFmpeg's full file table as the runner's trouble (retried elsewhere), not a name an input quotes", () => {
+    const full = "/work/runner-a/j/v.a1.part.mp4: Too many open files";
+    expect(ffmpegLocalError(`x\n${full}\n`, "encoding failed")).toMatchObject({ code: "EMFILE", detail: full, message: "encoding failed: the runner has too many open files" });
+    expect(ffmpegLocalError("Impossible to open 'x: Too many open files'", "encoding failed")).toBeNull();
+  });
+
   it("removes absolute paths from reasons shown to users", () => {
     expect(scrubPaths("/tmp/video-refresher/runner-x/j/src-1: Invalid data found")).toBe("src-1: Invalid data found");
     expect(scrubPaths("ffmpeg exited with code 1: Error opening output /work/dir/out.mp4.")).toBe("ffmpeg exited with code 1: Error opening output out.mp4.");
