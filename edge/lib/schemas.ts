@@ -28,8 +28,10 @@ const Email = z.email().max(254);
  * A count: a JSON number, or the decimal digits of a form field, query or path. Not z.coerce, which takes `true`,
  * `[7]`, "0x10" and "1e1" for numbers and so creates work from input nobody meant as a count.
  */
-function countOf(n: z.ZodNumber) {
-  return z.union([z.number(), z.string().regex(/^\s*[0-9]{1,9}\s*$/, "Expected a whole number").transform(Number)]).pipe(n);
+function countOf<T extends z.ZodType<number | undefined>>(n: T) {
+  // A preprocess, not a union: the OpenAPI document (and the CLI's types generated from it) keeps the integer with
+  // its bounds and default.
+  return z.preprocess((v) => (typeof v === "string" && /^\s*[0-9]{1,9}\s*$/.test(v) ? Number(v) : v), n);
 }
 
 // --- accounts ---------------------------------------------------------------------------------------------------
@@ -133,8 +135,11 @@ export const CompletedUpload = z
 // --- jobs -------------------------------------------------------------------------------------------------------
 
 export const JobStatus = z.enum(JOB_STATUSES);
-export const VariationsCount = countOf(z.number().int().min(1).max(MAX_VARIATIONS_PER_VIDEO))
-  .describe(`Variations per video (1–${MAX_VARIATIONS_PER_VIDEO})`);
+const VARIATIONS_DESCRIPTION = `Variations per video (1–${MAX_VARIATIONS_PER_VIDEO})`;
+const variationsNumber = () => z.number().int().min(1).max(MAX_VARIATIONS_PER_VIDEO);
+export const VariationsCount = countOf(variationsNumber()).describe(VARIATIONS_DESCRIPTION);
+/** The count of POST /api/jobs, DEFAULT_VARIATIONS_PER_VIDEO when absent. */
+const VariationsCountOrDefault = countOf(variationsNumber().default(DEFAULT_VARIATIONS_PER_VIDEO)).describe(VARIATIONS_DESCRIPTION);
 
 /** `effects` of POST /api/jobs (the contract lives in db/effects.ts; the runner derives the recipe from it). */
 export const EffectsRequest = EffectsSchema.describe(
@@ -160,7 +165,7 @@ export const Effects = z
 export const CreateJobForm = z
   .object({
     videos: z.array(z.file()).min(1).max(MAX_VIDEOS_PER_JOB).describe("1–10 video files (MP4, MOV, M4V, WebM, MKV)"),
-    variations: VariationsCount.default(DEFAULT_VARIATIONS_PER_VIDEO),
+    variations: VariationsCountOrDefault,
     effects: z
       .string()
       .optional()
@@ -174,14 +179,14 @@ export const CreateJobJson = z
       .min(1)
       .max(MAX_VIDEOS_PER_JOB)
       .refine((ids) => new Set(ids).size === ids.length, "upload ids must be distinct"),
-    variations: VariationsCount.default(DEFAULT_VARIATIONS_PER_VIDEO),
+    variations: VariationsCountOrDefault,
     effects: EffectsRequest.optional(),
   })
   .register(requestRegistry, { id: "CreateJobJson" });
 
 export const ListJobsQuery = z.object({
   status: JobStatus.optional(),
-  limit: countOf(z.number().int().min(1).max(100)).default(20),
+  limit: countOf(z.number().int().min(1).max(100).default(20)),
   cursor: z.string().max(200).optional(),
 });
 
