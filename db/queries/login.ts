@@ -84,6 +84,12 @@ export async function login(
       .where(and(eq(users.id, user.id), eq(users.passwordHash, user.passwordHash)))
       .returning({ id: users.id });
     if (moved.length === 1) checked = stronger;
+    else {
+      // Another sign-in of this password re-hashed it first (a double-submitted form, the CLI beside a browser):
+      // the hash now stored still takes this password. A password change took it: refused below.
+      const [stored] = await db.select({ passwordHash: users.passwordHash }).from(users).where(eq(users.id, user.id));
+      if (stored && (await verifyPassword(input.password, stored.passwordHash, input.pepper))) checked = stored.passwordHash;
+    }
   }
   if (input.previousToken) await deleteSession(db, input.previousToken);
   const session = await createSession(db, { userId: user.id, userAgent: input.userAgent, maxAgeMs: input.maxAgeMs, ifPasswordHash: checked }, now);

@@ -15,20 +15,20 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 
-/** Runs `meanwhile` right before the first batch of `db` that inserts a session is sent, then sends it. */
-function beforeSessionInsert(db: Db, meanwhile: () => Promise<unknown>): () => void {
+/** Runs `meanwhile` right before the first statement `db` sends whose SQL matches `re`, then sends it. */
+function before(db: Db, re: RegExp, meanwhile: () => Promise<unknown>): () => void {
   const client = db.$client;
-  const batch = client.batch.bind(client);
+  const [batch, execute] = [client.batch.bind(client), client.execute.bind(client)];
   let done = false;
-  client.batch = (async (stmts: InStatement[], mode?: never) => {
-    const sqlOf = (s: InStatement) => (typeof s === "string" ? s : s.sql);
-    if (!done && stmts.some((s) => /insert into "?sessions"?/i.test(sqlOf(s)))) {
+  const hold = async (stmts: InStatement[]) => {
+    if (!done && stmts.some((s) => re.test(typeof s === "string" ? s : s.sql))) {
       done = true;
       await meanwhile();
     }
-    return batch(stmts, mode);
-  }) as typeof client.batch;
-  return () => void Object.assign(client, { batch });
+  };
+  client.batch = (async (stmts: InStatement[], mode?: never) => (await hold(stmts), batch(stmts, mode))) as typeof client.batch;
+  client.execute = (async (stmt: InStatement) => (await hold([stmt]), execute(stmt))) as typeof client.execute;
+  return () => void Object.assign(client, { batch, execute });
 }
 
 describe("login", () => {
@@ -36,7 +36,7 @@ describe("login", () => {
     const { db } = await freshDb(server, "login_vs_change");
     const email = `l-${newId()}@test.example`;
     const user = await createUser(db, { email, password: "old-password-1", role: "user" });
-    const restore = beforeSessionInsert(db, () =>
+    const restore = before(db, /insert into "?sessions"?/i, () =>
       changePassword(db, { userId: user.id, currentPassword: "old-password-1", newPassword: "new-password-2" }, Date.now()),
     );
     try {
@@ -48,5 +48,24 @@ describe("login", () => {
     expect(await authenticateSession(db, fresh.session.token, Date.now())).not.toBeNull();
     const rows = await db.$client.execute({ sql: "SELECT count(*) AS n FROM sessions WHERE user_id = ?", args: [user.id] });
     expect(Number(rows.rows[0]!.n)).toBe(1);
+  });
+
+  it("signs in both of two sign-ins that race to re-hash the same password (the later one finds the stronger hash still takes it)", async () => {
+    const { db } = await freshDb(server, "login_rehash_race");
+    const email = `l-${newId()}@test.example`;
+    // Hashed without the pepper the sign-ins use: the first of them to succeed re-hashes it.
+    const user = await createUser(db, { email, password: "the-password-1", role: "user" });
+    const pepper = "pepper-for-the-test";
+    let second: Awaited<ReturnType<typeof login>> | undefined;
+    const restore = before(db, /^\s*update "users" set "password_hash"/i, async () => {
+      second = await login(db, { email, password: "the-password-1", address: null, pepper }, Date.now());
+    });
+    let first: Awaited<ReturnType<typeof login>>;
+    try {
+      first = await login(db, { email, password: "the-password-1", address: null, pepper }, Date.now());
+    } finally {
+      restore();
+    }
+    for (const signedIn of [first, second!]) expect(await authenticateSession(db, signedIn.session.token, Date.now())).toMatchObject({ user: { id: user.id } });
   });
 });
