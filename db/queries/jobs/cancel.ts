@@ -115,6 +115,11 @@ export async function cancelJobs(
       outcomes.set(id, { id, status: seen, previousStatus: seen, error: "not_cancellable" });
       continue;
     }
+    // Already what was asked: as requestCancel would answer it, without its write.
+    if (seen === "cancelled") {
+      outcomes.set(id, { id, status: seen, previousStatus: seen });
+      continue;
+    }
     // The compare-and-set decides; the read above only spared it the hopeless ids.
     const outcome = await requestCancel(db, { jobId: id, viewer: input.viewer, reason: input.reason }, now);
     outcomes.set(

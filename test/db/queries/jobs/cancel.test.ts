@@ -48,14 +48,15 @@ describe("stopping a job reads what it shows, not what runners compare", () => {
 });
 
 describe("bulk cancel", () => {
-  it("costs one read for ids that are unknown, another user's, finished or repeated, and cancels each of the caller's active jobs once", async () => {
+  it("costs one read for ids that are unknown, another user's, finished, already cancelled or repeated, and cancels each of the caller's active jobs once", async () => {
     const { db } = await freshDb(server, "bulk-cancel-reads");
     const mine = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1, createdAt: NOW - 1000 });
     const viewer = { id: mine.userId, email: `${mine.userId}@test.local`, role: "user" as const };
     const done = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1, createdAt: NOW - 900, userId: mine.userId, status: "completed" });
     const theirs = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1, createdAt: NOW - 800 });
+    const cancelled = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1, createdAt: NOW - 700, userId: mine.userId, status: "cancelled" });
     const madeUp = Array.from({ length: 150 }, (_, i) => `nosuchjob${String(i).padStart(7, "0")}`);
-    const ids = [...madeUp, theirs.jobId, done.jobId, mine.jobId, mine.jobId];
+    const ids = [...madeUp, theirs.jobId, done.jobId, cancelled.jobId, mine.jobId, mine.jobId];
     let results: Awaited<ReturnType<typeof cancelJobs>> = [];
     const statements = await statementsOf(db, async () => {
       results = await cancelJobs(db, { viewer, ids }, NOW);
@@ -63,10 +64,11 @@ describe("bulk cancel", () => {
     expect(results.map((r) => r.id)).toEqual(ids);
     expect(results.slice(0, 151).every((r) => r.error === "not_found")).toBe(true);
     expect(results[151]).toEqual({ id: done.jobId, status: "completed", previousStatus: "completed", error: "not_cancellable" });
-    expect(results[152]).toEqual({ id: mine.jobId, status: "cancelled", previousStatus: "queued" });
-    expect(results[153]).toEqual(results[152]);
+    expect(results[152]).toEqual({ id: cancelled.jobId, status: "cancelled", previousStatus: "cancelled" });
+    expect(results[153]).toEqual({ id: mine.jobId, status: "cancelled", previousStatus: "queued" });
+    expect(results[154]).toEqual(results[153]);
     expect((await getJobRow(db, theirs.jobId))?.status).toBe("queued");
-    // The read, then the caller's one job's cancel batch (and nothing for the other 153 ids).
+    // The read, then the caller's one active job's cancel batch (and nothing for the other 154 ids).
     expect(statements.filter((s) => /^\s*update\b/i.test(s.sql))).toHaveLength(2);
   });
 });
