@@ -32,6 +32,8 @@ export interface RunnerDeps {
   sourceCacheBytes?: number;
   /** How often WORK_DIR is looked through for dead predecessors' directories (default PREDECESSOR_QUIET_MS). */
   predecessorSweepMs?: number;
+  /** How often the runner touches its directory's mark (default MARK_TOUCH_MS). */
+  markTouchMs?: number;
 }
 
 
@@ -71,7 +73,7 @@ export class Runner {
   /** Local files may exist for jobs no longer in hand (cleared by the idle sweep). */
   private workDirDirty = false;
   /** When this runner last told runners sharing WORK_DIR that it is alive (runner/workdir.ts). */
-  private markTouchedAt = 0;
+  private markTimer: NodeJS.Timeout | null = null;
   private predecessorsSweptAt = 0;
   private sweepingPredecessors: Promise<unknown> | null = null;
   private readonly background = new Set<Promise<unknown>>();
@@ -183,6 +185,12 @@ export class Runner {
     this.lastDbOkAt = Date.now();
     await removeAbandonedWorkDirs(config.WORK_DIR, this.workDir, (id) => registered.has(id), now, log);
     this.predecessorsSweptAt = Date.now();
+    // On a timer of its own, not in the tick: a tick waits POLL_MS (unbounded) or a slow database, and a mark left
+    // quiet that long makes this live runner's directory look like a dead predecessor's to its neighbours.
+    this.markTimer = setInterval(() => {
+      touchWorkDir(this.workDir, Date.now()).catch((err) => log.warn("could not touch the work dir's mark", { error: errorMessage(err) }));
+    }, this.deps.markTouchMs ?? MARK_TOUCH_MS);
+    this.markTimer.unref();
     if (leftovers.length) log.warn("recovered variations left by a previous run of this runner id", { jobs: leftovers.length });
     for (const jobId of leftovers) this.track(this.sweepJob(jobId));
     log.info("runner started", {
@@ -267,10 +275,6 @@ export class Runner {
 
   private async tick(): Promise<void> {
     const { config, db, log, metrics } = this.deps;
-    if (Date.now() - this.markTouchedAt >= MARK_TOUCH_MS) {
-      this.markTouchedAt = Date.now();
-      await touchWorkDir(this.workDir, this.markTouchedAt).catch((err) => log.warn("could not touch the work dir's mark", { error: errorMessage(err) }));
-    }
     // A predecessor that died moments before this start (a container restarted at once: same host, often the same
     // pid) still had a fresh mark then, so the start-up sweep left its files; nothing else would look again, and its
     // cached sources would hold the disk until the next restart. Dead predecessors of this host only: that needs no
@@ -480,6 +484,7 @@ export class Runner {
     await within(this.thumbnails.close(), Math.min(1000, left()));
     await within(Promise.allSettled([...this.background]), left());
     await within(removeRunner(db, config.RUNNER_ID).catch((err) => log.warn("could not deregister", { error: errorMessage(err) })), left());
+    if (this.markTimer) clearInterval(this.markTimer);
     await within(releaseWorkDir(this.workDir, config.RUNNER_ID, log), left());
     log.info("runner stopped");
   }

@@ -139,7 +139,7 @@ export async function openRegularFile(path: string): Promise<FileHandle> {
 export const ABANDONED_MARK_MS = 60 * 60_000;
 export const MARK_TOUCH_MS = 60_000;
 
-/** Tells other runners sharing WORK_DIR that this one is alive (every tick, whether the database answers or not). */
+/** Tells other runners sharing WORK_DIR that this one is alive (every MARK_TOUCH_MS on a timer of its own, whatever its ticks or database do). */
 export async function touchWorkDir(own: string, now: number): Promise<void> {
   await utimes(join(own, MARKER), now / 1000, now / 1000);
 }
@@ -169,6 +169,10 @@ export async function removeAbandonedWorkDirs(
     const quietMs = now - ((await markedAt(dir)) || now);
     const predecessor = looksLikePredecessor(mark) && quietMs >= PREDECESSOR_QUIET_MS;
     if (!predecessor && (registered(mark.runnerId) || quietMs < ABANDONED_MARK_MS)) continue;
+    // Looked at again right before it goes: a runner restarting with a fixed RUNNER_ID may have taken the directory
+    // over (a fresh mark) while the checks above awaited.
+    const again = await readMark(dir);
+    if (!again || JSON.stringify(again) !== JSON.stringify(mark) || now - ((await markedAt(dir)) || now) < quietMs) continue;
     try {
       await removeTree(dir);
       removed++;

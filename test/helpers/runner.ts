@@ -125,6 +125,8 @@ export async function startInProcessRunner(opts: {
   level?: LogLevel;
   /** How often the runner looks for dead predecessors' directories (RunnerDeps.predecessorSweepMs). */
   predecessorSweepMs?: number;
+  /** How often it touches its directory's mark (RunnerDeps.markTouchMs). */
+  markTouchMs?: number;
 }): Promise<InProcessRunner> {
   const config = loadRunnerConfig({ PATH: process.env.PATH, ...opts.env });
   const metrics = new RunnerMetrics();
@@ -145,7 +147,7 @@ export async function startInProcessRunner(opts: {
     },
   });
   const blobs = opts.blobs?.(config) ?? new BlobClient({ edgeUrl: config.EDGE_URL, token: config.RUNNER_TOKEN });
-  const runner = new Runner({ config, db, blobs, metrics, log, version: "test", predecessorSweepMs: opts.predecessorSweepMs });
+  const runner = new Runner({ config, db, blobs, metrics, log, version: "test", predecessorSweepMs: opts.predecessorSweepMs, markTouchMs: opts.markTouchMs });
   await runner.start();
   return {
     runner,

@@ -1,7 +1,6 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { spawn } from "node:child_process";
-import { mkdir, readdir, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { eq } from "drizzle-orm";
@@ -103,13 +102,13 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     const runner = await startInProcessRunner({ env: stack.runnerEnv({ WORK_DIR: workDir }), predecessorSweepMs: 200 });
     cleanup.push(() => runner.stop());
     // A container restarted at once: the dead runner's mark was touched seconds before this start, so the start-up
-    // sweep kept it. A pid that has exited is the dead runner's.
+    // sweep kept it.
     const dead = join(workDir, "runner-dead-predecessor");
-    const exited = spawn("true");
-    await new Promise((resolve) => exited.once("exit", resolve));
+    // Above the kernel's pid_max: no process can have it, now or later.
+    const deadPid = Number(await readFile("/proc/sys/kernel/pid_max", "utf8")) + 1;
     const neighbour = join(workDir, "runner-live-neighbour");
     for (const [dir, mark] of [
-      [dead, { host: hostname(), pid: exited.pid!, runnerId: "dead-predecessor" }],
+      [dead, { host: hostname(), pid: deadPid, runnerId: "dead-predecessor" }],
       [neighbour, { host: "another-host", pid: 1, runnerId: "live-neighbour" }],
     ] as const) {
       await mkdir(join(dir, "job1"), { recursive: true });
@@ -124,6 +123,17 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     await utimes(join(dead, MARKER), quietSince, quietSince);
     await until("the dead predecessor's files to be removed", async () => ((await filesUnder(dead)).length === 0 ? true : null), 15_000);
     expect(await filesUnder(neighbour)).toEqual(expect.arrayContaining([expect.stringContaining("source")]));
+  });
+
+  it("keeps its own directory's mark fresh while idle however long its poll interval, so neighbours never take it for a dead predecessor's", async () => {
+    const workDir = await stack.workDir();
+    const runner = await startInProcessRunner({ env: stack.runnerEnv({ WORK_DIR: workDir, POLL_MS: "600000" }), markTouchMs: 100 });
+    cleanup.push(() => runner.stop());
+    const mark = join(workDir, (await readdir(workDir)).find((n) => n.startsWith("runner-"))!, MARKER);
+    const hourAgo = (Date.now() - 3_600_000) / 1000;
+    await utimes(mark, hourAgo, hourAgo);
+    // No tick comes for 10 minutes: the touch does not wait for one.
+    await until("the mark to be touched again", async () => (Date.now() - (await stat(mark)).mtimeMs < 60_000 ? true : null), 10_000);
   });
 
   it("hands running work back to the queue on SIGTERM without counting an attempt, leaves no file in WORK_DIR and exits 0 quickly", async () => {
