@@ -18,6 +18,11 @@ export interface MediaInfo {
    * in edited clips): outputs keep that audio, so their video track is this long, not durationMs.
    */
   videoMs?: number;
+  /**
+   * The longest of the streams an output keeps (the video and the first audio), when the file states both and the
+   * container runs clearly longer (a second audio track or subtitles past them, which outputs leave out).
+   */
+  keptMs?: number;
   /** Display size, i.e. after the rotation FFmpeg applies automatically. */
   width: number;
   height: number;
@@ -127,11 +132,15 @@ export async function probeMedia(ffprobe: string, path: string, signal?: AbortSi
   const durationS = Number(info.format?.duration ?? video.duration ?? NaN);
   if (!Number.isFinite(durationS) || durationS <= 0) throw new NotAVideoError("not a decodable video: unknown or zero duration");
   const videoS = streamSeconds(video);
+  const audio = info.streams?.find((st) => st.codec_type === "audio");
+  const audioS = audio ? streamSeconds(audio) : null;
+  const keptS = videoS !== null && (!audio || audioS !== null) ? Math.max(videoS, audioS ?? 0) : null;
   const rotation = Number(video.side_data_list?.find((d) => d.rotation !== undefined)?.rotation ?? video.tags?.rotate ?? 0);
   const quarterTurn = Math.abs(Math.round(rotation / 90)) % 2 === 1;
   return {
     durationMs: Math.round(durationS * 1000),
     ...(videoS !== null && videoS < durationS ? { videoMs: Math.round(videoS * 1000) } : {}),
+    ...(keptS !== null && (durationS - keptS) * 1000 > durationTolerance(durationS * 1000) ? { keptMs: Math.round(keptS * 1000) } : {}),
     width: quarterTurn ? video.height : video.width,
     height: quarterTurn ? video.width : video.height,
     hasAudio: info.streams?.some((s) => s.codec_type === "audio") ?? false,
@@ -175,7 +184,7 @@ export async function makeThumbnail(
   media: MediaInfo,
   signal?: AbortSignal,
 ): Promise<void> {
-  const at = Math.min(1, media.durationMs / 2000).toFixed(3);
+  const at = Math.min(1, pictureMs(media) / 2000).toFixed(3);
   const { code, stderr } = await run(
     ffmpeg,
     ["-v", "error", "-nostdin", "-y", ...LOCAL_ONLY, "-ss", at, "-i", input, "-frames:v", "1", "-vf", "scale=480:-2", "-q:v", "4", "-f", "image2", output],
@@ -223,6 +232,8 @@ export interface EncodePlan {
   expectedDurationMs: number;
   /** Of the output's video track, when the source's video is shorter than its audio (MediaInfo.videoMs). */
   expectedVideoMs?: number;
+  /** Of the output as a whole, when the source has streams the output leaves out that run longer (MediaInfo.keptMs). */
+  expectedKeptMs?: number;
   /** The geometry actually used, for the recorded params. */
   geometry: { width: number; height: number; cropW: number; cropH: number; cropX: number; cropY: number; scaler?: ZoomScaler };
   /** The files FFmpeg writes (the output, the samples): made ready for its user before it starts (leaseChild). */
@@ -330,6 +341,7 @@ export function buildEncodeArgs(input: {
     args,
     expectedDurationMs: Math.round(media.durationMs / p.speed),
     ...(media.videoMs !== undefined ? { expectedVideoMs: Math.round(media.videoMs / p.speed) } : {}),
+    ...(media.keptMs !== undefined ? { expectedKeptMs: Math.round(media.keptMs / p.speed) } : {}),
     geometry: { width, height, cropW, cropH, cropX, cropY, ...(zoomed ? { scaler } : {}) },
     writes: [input.output, ...(input.samples ? [input.samples.file] : [])],
   };
@@ -345,7 +357,7 @@ export function durationTolerance(expectedMs: number): number {
  * file's own MP4 boxes (no second process). Exit code 0 alone proves nothing: an early `q` or a stalled input
  * also exit 0, with a short file or one that was never finalised (no `moov`).
  */
-export async function verifyOutput(path: string, expectedMs: number, expectedVideoMs = expectedMs): Promise<Mp4Summary> {
+export async function verifyOutput(path: string, expectedMs: number, expectedVideoMs = expectedMs, expectedKeptMs = expectedMs): Promise<Mp4Summary> {
   let info: Mp4Summary;
   try {
     info = await readMp4(path);
@@ -357,7 +369,10 @@ export async function verifyOutput(path: string, expectedMs: number, expectedVid
   if (!video) throw new Error("output is not a valid video (no video track)");
   if (video.format !== "avc1") throw new Error(`output video codec is ${video.format || "unknown"}, expected h264`);
   const near = (ms: number, expected: number) => Math.abs(ms - expected) <= durationTolerance(expected);
-  if (!near(info.durationMs, expectedMs)) throw new Error(`output is incomplete: ${info.durationMs} ms of ${expectedMs} ms`);
+  // The whole as long as the streams it keeps, or (stream durations the file misstates) as the source's container.
+  if (!near(info.durationMs, expectedKeptMs) && !near(info.durationMs, expectedMs)) {
+    throw new Error(`output is incomplete: ${info.durationMs} ms of ${expectedKeptMs} ms`);
+  }
   // The video track as long as the source's video, or (a stream duration the file misstates) as the whole: a stopped
   // or truncated encode is short of both.
   if (!near(video.durationMs, expectedVideoMs) && !near(video.durationMs, expectedMs)) {

@@ -217,7 +217,7 @@ export class VariationTask {
         if (encoded !== null) return encoded;
         const v0 = performance.now();
         try {
-          await verifyOutput(file, plan.expectedDurationMs, plan.expectedVideoMs);
+          await verifyOutput(file, plan.expectedDurationMs, plan.expectedVideoMs, plan.expectedKeptMs);
         } catch (err) {
           // Reading the file hit this machine (too many open files, an I/O error): not the encode's fault.
           const trouble = asLocalError(err, "checking the output failed");

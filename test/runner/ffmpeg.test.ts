@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   buildEncodeArgs,
   detectZoomScaler,
+  makeThumbnail,
   NotAVideoError,
   pictureMs,
   probeMedia,
@@ -154,6 +155,24 @@ describe("encoding with real FFmpeg", () => {
     const cut = join(dir, "long-audio-cut.mp4");
     await run("ffmpeg", ["-v", "error", "-y", "-i", join(dir, "long-audio.mp4"), "-t", "1", "-c", "copy", cut]);
     await expect(verifyOutput(cut, plan.expectedDurationMs, plan.expectedVideoMs)).rejects.toThrow(/incomplete/);
+  });
+
+  it("accepts the encode of a source with a second audio track longer than the streams it keeps, and makes a poster frame of a picture shorter than its audio", async () => {
+    const clip = join(dir, "two-tracks.mp4");
+    await run("ffmpeg", [
+      "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=2", "-f", "lavfi", "-i", "sine=f=440:d=2", "-f", "lavfi", "-i", "sine=f=660:d=4",
+      "-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", clip,
+    ]);
+    const source = await probeMedia("ffprobe", clip);
+    expect(source.durationMs).toBeGreaterThanOrEqual(3950);
+    expect(source.keptMs).toBeLessThanOrEqual(2100);
+    const plan = buildEncodeArgs({ source: clip, output: join(dir, "two-tracks-out.mp4"), params: deriveParams(12), media: source });
+    expect((await spawnFfmpeg("ffmpeg", plan.args).exited).code).toBe(0);
+    await verifyOutput(join(dir, "two-tracks-out.mp4"), plan.expectedDurationMs, plan.expectedVideoMs, plan.expectedKeptMs);
+
+    const short = await makeClip({ seconds: 0.6, audioSeconds: 3 });
+    await makeThumbnail("ffmpeg", short, join(dir, "poster.jpg"), await probeMedia("ffprobe", short));
+    expect((await readFile(join(dir, "poster.jpg"))).subarray(0, 2)).toEqual(Buffer.from([0xff, 0xd8]));
   });
 
   it("takes quality samples within the picture: the container's span for ordinary sources, the video's when the audio runs on", () => {
