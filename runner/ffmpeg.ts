@@ -42,13 +42,14 @@ const LOCAL_ONLY = ["-protocol_whitelist", "file"];
 export class NotAVideoError extends Error {}
 
 interface ProbeJson {
-  format?: { duration?: string; format_name?: string };
+  format?: { duration?: string; format_name?: string; start_time?: string };
   streams?: {
     codec_type?: string;
     codec_name?: string;
     width?: number;
     height?: number;
     duration?: string;
+    start_time?: string;
     tags?: { rotate?: string; DURATION?: string };
     avg_frame_rate?: string;
     r_frame_rate?: string;
@@ -133,8 +134,14 @@ export async function probeMedia(ffprobe: string, path: string, signal?: AbortSi
   if (!Number.isFinite(durationS) || durationS <= 0) throw new NotAVideoError("not a decodable video: unknown or zero duration");
   const videoS = streamSeconds(video);
   const audio = info.streams?.find((st) => st.codec_type === "audio");
-  const audioS = audio ? streamSeconds(audio) : null;
-  const keptS = videoS !== null && (!audio || audioS !== null) ? Math.max(videoS, audioS ?? 0) : null;
+  // Where the kept streams end, not how long they are: a stream that starts late (delayed audio) covers more of
+  // the output than its length, and taking its length would accept an output cut short of its end.
+  const t0 = Number(info.format?.start_time ?? 0) || 0;
+  const endOf = (st: NonNullable<ProbeJson["streams"]>[number], len: number | null) =>
+    len === null ? null : Math.max(0, (Number(st.start_time ?? t0) || t0) - t0) + len;
+  const videoEnd = endOf(video, videoS);
+  const audioEnd = audio ? endOf(audio, streamSeconds(audio)) : null;
+  const keptS = videoEnd !== null && (!audio || audioEnd !== null) ? Math.max(videoEnd, audioEnd ?? 0) : null;
   const rotation = Number(video.side_data_list?.find((d) => d.rotation !== undefined)?.rotation ?? video.tags?.rotate ?? 0);
   const quarterTurn = Math.abs(Math.round(rotation / 90)) % 2 === 1;
   return {

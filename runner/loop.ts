@@ -186,11 +186,14 @@ export class Runner {
     await removeAbandonedWorkDirs(config.WORK_DIR, this.workDir, (id) => registered.has(id), now, log);
     this.predecessorsSweptAt = Date.now();
     // On a timer of its own, not in the tick: a tick waits POLL_MS (unbounded) or a slow database, and a mark left
-    // quiet that long makes this live runner's directory look like a dead predecessor's to its neighbours.
-    this.markTimer = setInterval(() => {
-      touchWorkDir(this.workDir, Date.now()).catch((err) => log.warn("could not touch the work dir's mark", { error: errorMessage(err) }));
-    }, this.deps.markTouchMs ?? MARK_TOUCH_MS);
-    this.markTimer.unref();
+    // quiet that long makes this live runner's directory look like a dead predecessor's to its neighbours. Not after
+    // a shutdown that came during the start: it has released the directory and would never clear the timer.
+    if (!this.stopping) {
+      this.markTimer = setInterval(() => {
+        touchWorkDir(this.workDir, Date.now()).catch((err) => log.warn("could not touch the work dir's mark", { error: errorMessage(err) }));
+      }, this.deps.markTouchMs ?? MARK_TOUCH_MS);
+      this.markTimer.unref();
+    }
     if (leftovers.length) log.warn("recovered variations left by a previous run of this runner id", { jobs: leftovers.length });
     for (const jobId of leftovers) this.track(this.sweepJob(jobId));
     log.info("runner started", {

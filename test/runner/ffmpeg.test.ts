@@ -175,6 +175,23 @@ describe("encoding with real FFmpeg", () => {
     expect((await readFile(join(dir, "poster.jpg"))).subarray(0, 2)).toEqual(Buffer.from([0xff, 0xd8]));
   });
 
+  it("expects an output to reach where a late-starting audio track ends, not just its length, and refuses one cut short of it", async () => {
+    const clip = join(dir, "late-audio.mp4");
+    // 2 s of video, 1.5 s of audio starting at 1 s: the source ends at 2.5 s, though no stream is that long.
+    await run("ffmpeg", [
+      "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=2", "-itsoffset", "1", "-f", "lavfi", "-i", "sine=f=440:d=1.5",
+      "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", clip,
+    ]);
+    const source = await probeMedia("ffprobe", clip);
+    expect(source.keptMs).toBeUndefined();
+    const plan = buildEncodeArgs({ source: clip, output: join(dir, "late-audio-out.mp4"), params: deriveParams(13), media: source });
+    expect((await spawnFfmpeg("ffmpeg", plan.args).exited).code).toBe(0);
+    await verifyOutput(join(dir, "late-audio-out.mp4"), plan.expectedDurationMs, plan.expectedVideoMs, plan.expectedKeptMs);
+    const cut = join(dir, "late-audio-cut.mp4");
+    await run("ffmpeg", ["-v", "error", "-y", "-i", join(dir, "late-audio-out.mp4"), "-t", "2.05", "-c", "copy", cut]);
+    await expect(verifyOutput(cut, plan.expectedDurationMs, plan.expectedVideoMs, plan.expectedKeptMs)).rejects.toThrow(/incomplete/);
+  });
+
   it("takes quality samples within the picture: the container's span for ordinary sources, the video's when the audio runs on", () => {
     expect(pictureMs({ durationMs: 3020 })).toBe(3020);
     expect(pictureMs({ durationMs: 3020, videoMs: 3000 })).toBe(3020);
