@@ -1,18 +1,31 @@
 import type { InStatement } from "@libsql/client";
 import type { Db } from "../../db/client";
 
+/**
+ * Calls `onSend` with the statements of every batch and execute `db` sends, before they go (awaited: a test can run
+ * something of its own in between). Returns the function that puts the client back.
+ */
+export function interceptStatements(db: Db, onSend: (stmts: InStatement[]) => unknown): () => void {
+  const client = db.$client;
+  const [batch, execute] = [client.batch.bind(client), client.execute.bind(client)];
+  client.batch = (async (stmts: InStatement[], mode?: never) => (await onSend(stmts), batch(stmts, mode))) as typeof client.batch;
+  client.execute = (async (stmt: InStatement) => (await onSend([stmt]), execute(stmt))) as typeof client.execute;
+  return () => void Object.assign(client, { batch, execute });
+}
+
+/** The SQL text of a statement. */
+export const sqlOf = (s: InStatement) => (typeof s === "string" ? s : s.sql);
+
 /** Every statement `run` sends through `db`, as SQL text with its arguments. */
 export async function statementsOf(db: Db, run: () => Promise<unknown>): Promise<{ sql: string; args: unknown[] }[]> {
   const seen: { sql: string; args: unknown[] }[] = [];
-  const record = (s: InStatement) => void seen.push(typeof s === "string" ? { sql: s, args: [] } : { sql: s.sql, args: (s.args ?? []) as unknown[] });
-  const client = db.$client;
-  const [batch, execute] = [client.batch.bind(client), client.execute.bind(client)];
-  client.batch = (async (stmts: InStatement[], mode?: never) => (stmts.forEach(record), batch(stmts, mode))) as typeof client.batch;
-  client.execute = (async (stmt: InStatement) => (record(stmt), execute(stmt))) as typeof client.execute;
+  const restore = interceptStatements(db, (stmts) => {
+    for (const s of stmts) seen.push({ sql: sqlOf(s), args: typeof s === "string" ? [] : ((s.args ?? []) as unknown[]) });
+  });
   try {
     await run();
   } finally {
-    Object.assign(client, { batch, execute });
+    restore();
   }
   return seen;
 }

@@ -1,4 +1,3 @@
-import type { InStatement } from "@libsql/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../../db/client";
 import { newId } from "../../../db/ids";
@@ -8,6 +7,7 @@ import { authenticateSession } from "../../../db/queries/sessions";
 import { createUser } from "../../../db/queries/users";
 import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
 import { freshDb } from "../../helpers/seed";
+import { interceptStatements, sqlOf } from "../../helpers/statements";
 
 let server: TestLibsqlServer;
 beforeAll(async () => {
@@ -17,18 +17,13 @@ afterAll(() => server.close());
 
 /** Runs `meanwhile` right before the first statement `db` sends whose SQL matches `re`, then sends it. */
 function before(db: Db, re: RegExp, meanwhile: () => Promise<unknown>): () => void {
-  const client = db.$client;
-  const [batch, execute] = [client.batch.bind(client), client.execute.bind(client)];
   let done = false;
-  const hold = async (stmts: InStatement[]) => {
-    if (!done && stmts.some((s) => re.test(typeof s === "string" ? s : s.sql))) {
+  return interceptStatements(db, async (stmts) => {
+    if (!done && stmts.some((s) => re.test(sqlOf(s)))) {
       done = true;
       await meanwhile();
     }
-  };
-  client.batch = (async (stmts: InStatement[], mode?: never) => (await hold(stmts), batch(stmts, mode))) as typeof client.batch;
-  client.execute = (async (stmt: InStatement) => (await hold([stmt]), execute(stmt))) as typeof client.execute;
-  return () => void Object.assign(client, { batch, execute });
+  });
 }
 
 describe("login", () => {
