@@ -67,15 +67,13 @@ export async function createSession(
     .limit(SESSIONS_PER_USER - 1);
   const tokenHash = await hashToken(token);
   const userAgent = input.userAgent?.slice(0, 200) ?? null;
-  const guard = input.ifPasswordHash;
+  const guard = input.ifPasswordHash ?? null;
   const [inserted] = await db.batch([
-    guard === undefined
-      ? db.insert(sessions).values({ id, tokenHash, userId: input.userId, createdAt: now, lastSeenAt: now, expiresAt, userAgent }).returning({ id: sessions.id })
-      : db.all<{ id: string }>(sql`
-          INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, user_agent)
-          SELECT ${id}, ${tokenHash}, u.id, ${now}, ${now}, ${expiresAt}, ${userAgent} FROM users u
-          WHERE u.id = ${input.userId} AND u.password_hash = ${guard} AND u.disabled_at IS NULL
-          RETURNING id`),
+    db.all<{ id: string }>(sql`
+      INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, user_agent)
+      SELECT ${id}, ${tokenHash}, u.id, ${now}, ${now}, ${expiresAt}, ${userAgent} FROM users u
+      WHERE u.id = ${input.userId} AND (${guard} IS NULL OR (u.password_hash = ${guard} AND u.disabled_at IS NULL))
+      RETURNING id`),
     // Only beside a session really made: a refused sign-in must not end the owner's least recently used one.
     db.delete(sessions).where(
       and(
@@ -86,7 +84,9 @@ export async function createSession(
       ),
     ),
   ]);
-  return inserted.length === 1 ? { token, expiresAt } : null;
+  if (inserted.length === 1) return { token, expiresAt };
+  if (guard === null) throw new NotFoundError("No such user");
+  return null;
 }
 
 export interface SessionAuth {
