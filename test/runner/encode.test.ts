@@ -10,12 +10,17 @@ import { newId } from "../../db/ids";
 import { outputKey } from "../../db/keys";
 import { variations } from "../../db/schema";
 import { BlobClient } from "../../runner/blobs";
+import { encode, type Encoding } from "../../runner/encode";
+import { createLogger } from "../../runner/log";
+import { RunnerMetrics } from "../../runner/metrics";
+import { ProcessRegistry } from "../../runner/processes";
 import { makeClip, makeNotAVideo, probeFile } from "../helpers/clips";
 import { dropFirstReply, startDbProxy } from "../helpers/db-proxy";
 import { filesUnder, startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
 import { until } from "../helpers/until";
 import { startInProcessRunner, startRunnerProcess, type InProcessRunner, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows, seedJob } from "../helpers/seed";
+import { tempDirs } from "../helpers/tmp";
 
 let stack: EdgeStack;
 const cleanup: (() => Promise<void>)[] = [];
@@ -312,5 +317,57 @@ describe("runner: claim → encode → complete", { timeout: 180_000 }, () => {
     const res = await stack.user.call(`/api/jobs/${job.id}/outputs/${v!.id}`);
     expect(res.status).toBe(200);
     expect(Buffer.compare(Buffer.from(await res.arrayBuffer()), data)).toBe(0);
+  });
+});
+
+describe("an encode stopped for a shutdown", () => {
+  const dirs = tempDirs("vr-encode-stop");
+  afterAll(() => dirs.cleanup());
+
+  it("hands the variation back as soon as FFmpeg's uid is released when the shutdown came during that release, instead of verifying and measuring past the shutdown", async () => {
+    const job = await seedJob(stack.db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1 });
+    const variationId = job.variationIds[0]!;
+    const own = await holdAs(variationId, "runner-shutdown-release", 1);
+    const workDir = await dirs.make();
+    const file = join(workDir, "out.mp4");
+    const log = createLogger({ sink: () => {} });
+    const task: Encoding & { stopReason: Encoding["stopReason"]; mustLeave: boolean } = {
+      id: variationId,
+      jobId: job.jobId,
+      attempt: 1,
+      own,
+      claim: { sourceId: job.sourceIds[0]! },
+      key: `${variationId}.a1`,
+      progress: 0,
+      lastProgressAt: 0,
+      phase: "prepare",
+      stopReason: null,
+      hadLocalTrouble: false,
+      redrawSlot: false,
+      redrawPlace: null,
+      stopAsked: false,
+      mustLeave: false,
+      signal: new AbortController().signal,
+    };
+    // The shutdown lands after FFmpeg exited on its own and before the encode looks at how it ended (while its uid
+    // is released): VariationTask.stop finds no process to stop, so all it leaves is the stop reason.
+    class ShutdownDuringRelease extends ProcessRegistry {
+      override stopStage(key: string) {
+        task.stopReason = "shutdown";
+        task.mustLeave = true;
+        return super.stopStage(key);
+      }
+    }
+    const processes = new ShutdownDuringRelease({ graceMs: 2000, log, metrics: new RunnerMetrics() });
+    const args = ["-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=10:duration=0.5", "-c:v", "mpeg4", file];
+    const outcome = await encode(
+      { config: { WORK_DIR: workDir, STALL_MS: 60_000, FFMPEG_PATH: "ffmpeg" }, db: stack.db, log, processes },
+      task,
+      { args, expectedDurationMs: 500, geometry: { width: 64, height: 64, cropW: 64, cropH: 64, cropX: 0, cropY: 0 }, writes: [file] },
+      file,
+      {},
+    );
+    expect(outcome).toBe("released");
+    expect((await getVariationRows(stack.db, job.jobId))[0]).toMatchObject({ status: "queued" });
   });
 });
