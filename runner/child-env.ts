@@ -135,6 +135,9 @@ export async function leaseChild(signal?: AbortSignal, writes: readonly string[]
   return { uid, release: () => (released ??= release()) };
 }
 
+/** Uids of FFMPEG_USER's range that may still run a child (none: this runner can run no FFmpeg); null without a range. */
+export const childUidsLeft = (): number | null => pool?.usable ?? null;
+
 /** Runs `fn` with a child's lease (see leaseChild), released once `fn` settled. */
 export async function withChild<T>(
   signal: AbortSignal | undefined,

@@ -16,6 +16,8 @@ const LOCAL_CODES: Record<string, string> = {
   // FFmpeg could not start a thread or process: its uid's process limit (FFMPEG_MAX_PROCESSES), which another run
   // of the same uid can use up, or the machine's.
   EAGAIN: "the runner had no room for FFmpeg's threads (resource temporarily unavailable)",
+  // Not an errno: every uid of FFMPEG_USER's range kept processes SIGKILL could not end (runner/uid-pool.ts).
+  ENOUID: "the runner has no FFmpeg user left to run it as",
   // Not an errno: FFmpeg could not be started (ENOMEM, EAGAIN, EACCES … at spawn), see runner/encode.ts.
   ESPAWN: "the runner could not start FFmpeg",
 };

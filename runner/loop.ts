@@ -18,7 +18,7 @@ import { within } from "./delay";
 import { Thumbnails } from "./thumbnails";
 import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
 import { VariationTask, type TaskOutcome, type WorkContext } from "./work";
-import { configureChildren, describeUser, killLeftovers } from "./child-env";
+import { childUidsLeft, configureChildren, describeUser, killLeftovers } from "./child-env";
 import { checkFfmpegUser, claimWorkDir, DuplicateRunnerError, FfmpegUserError, WorkDirError, MARK_TOUCH_MS, ownWorkDir, PREDECESSOR_QUIET_MS, releaseWorkDir, removeAbandonedWorkDirs, removeTree, sweepWorkDir, touchWorkDir } from "./workdir";
 
 export interface RunnerDeps {
@@ -158,8 +158,10 @@ export class Runner {
       // One uid for all is shared by the encodes and what runs beside them (probes, measurements, thumbnails).
       nproc: config.PRLIMIT_PATH ? { prlimit: config.PRLIMIT_PATH, perRun: config.FFMPEG_MAX_PROCESSES, sharedBy: config.CONCURRENCY + 2 } : undefined,
       onWaiting: (n) => this.deps.metrics.childrenWaiting.set(n),
-      onQuarantine: (uid, survivors) =>
-        log.error("processes of an FFmpeg uid survived SIGKILL: that uid is not used again", { uid, pids: survivors.join(",") }),
+      onQuarantine: (uid, survivors) => {
+        log.error("processes of an FFmpeg uid survived SIGKILL: that uid is not used again", { uid, pids: survivors.join(",") });
+        if (childUidsLeft() === 0) log.error("no FFmpeg uid left: this runner claims nothing more and /healthz answers 503 (restart it, or its host)");
+      },
     });
     // What a previous life of this runner's children left running as the range's uids (it still writes in WORK_DIR).
     const kept = await killLeftovers();
@@ -228,14 +230,17 @@ export class Runner {
     lastDbOkMsAgo: number;
     edgeRefusesToken: boolean;
     clockSkewMs: number | null;
+    ffmpegUidsLeft: number | null;
   } {
     const { config, blobs } = this.deps;
     const ago = Date.now() - this.lastDbOkAt;
     const limit = Math.max(config.LEASE_MS, 5 * Math.max(config.POLL_MS, config.WATCH_MS));
+    const uidsLeft = childUidsLeft();
     return {
-      ok: this.lastDbOkAt > 0 && ago < limit && !this.stopping && !blobs.tokenRefused && !this.clock.off,
+      ok: this.lastDbOkAt > 0 && ago < limit && !this.stopping && !blobs.tokenRefused && !this.clock.off && uidsLeft !== 0,
       edgeRefusesToken: blobs.tokenRefused,
       clockSkewMs: this.clock.skewMs,
+      ffmpegUidsLeft: uidsLeft,
       runnerId: config.RUNNER_ID,
       active: this.tasks.size,
       ffmpeg: this.processes.size,
@@ -395,8 +400,8 @@ export class Runner {
 
   private freeSlots(): number {
     // A clock far off from the edge's would write leases that take over other runners' work, or lose its own; a
-    // token the edge refuses would fail every download and upload.
-    if (!this.edgeChecked || this.clock.off || this.deps.blobs.tokenRefused) return 0;
+    // token the edge refuses would fail every download and upload; without a uid left for FFmpeg nothing can run.
+    if (!this.edgeChecked || this.clock.off || this.deps.blobs.tokenRefused || childUidsLeft() === 0) return 0;
     return this.gate.free(this.tasks.values(), Date.now(), this.stopping);
   }
 

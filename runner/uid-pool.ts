@@ -3,6 +3,13 @@ import { readdir, readFile } from "node:fs/promises";
 import { abortError } from "./abort";
 
 /**
+ * Every uid of the range is quarantined: no media child can run on this runner any more. Its code is a local one
+ * (runner/local-errors.ts): the variation that asked counts an attempt elsewhere, like a full disk, and the runner
+ * claims nothing more (/healthz 503) instead of holding variations that wait for a uid forever.
+ */
+export const noUidLeft = () => Object.assign(new Error("no uid of FFMPEG_USER's range is left"), { code: "ENOUID" });
+
+/**
  * The uids of FFMPEG_USER's range (`<first>-<last>:<gid>`) and what makes one safe to hand out again. Each media
  * child runs as a uid no other running child has (take); when it has exited, every process still running as that
  * uid is killed (clear) before another child gets it (put). Code an upload smuggled into FFmpeg can start a process
@@ -13,7 +20,8 @@ import { abortError } from "./abort";
  */
 export class UidPool {
   private readonly free: number[] = [];
-  private readonly waiting: ((uid: number) => void)[] = [];
+  private readonly waiting: { give: (uid: number) => void; fail: (err: Error) => void }[] = [];
+  private quarantined = 0;
   /** Killers share one real uid and would kill each other: one at a time. */
   private killing: Promise<unknown> = Promise.resolve();
   readonly first: number;
@@ -34,23 +42,35 @@ export class UidPool {
     for (let uid = this.first; uid < this.killer; uid++) this.free.push(uid);
   }
 
+  /** Uids that may still be handed out (free or in use), the killer's not counted. */
+  get usable(): number {
+    return this.killer - this.first - this.quarantined;
+  }
+
   take(signal?: AbortSignal): Promise<number> {
     if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (this.usable === 0) return Promise.reject(noUidLeft());
     const uid = this.free.shift();
     if (uid !== undefined) return Promise.resolve(uid);
     return new Promise((resolve, reject) => {
-      const give = (u: number) => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve(u);
+      const waiter = {
+        give: (u: number) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(u);
+        },
+        fail: (err: Error) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
       };
       const onAbort = () => {
-        const i = this.waiting.indexOf(give);
+        const i = this.waiting.indexOf(waiter);
         if (i >= 0) this.waiting.splice(i, 1);
         this.hooks.onWaiting?.(this.waiting.length);
         reject(abortError(signal!));
       };
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.waiting.push(give);
+      this.waiting.push(waiter);
       this.hooks.onWaiting?.(this.waiting.length);
     });
   }
@@ -73,12 +93,19 @@ export class UidPool {
     } catch {
       survivors = survivors.length ? survivors : [-1]; // a file of the run's may still be its own
     }
-    if (survivors.length) return this.hooks.onQuarantine?.(uid, survivors);
+    if (survivors.length) {
+      this.quarantined++;
+      this.hooks.onQuarantine?.(uid, survivors);
+      // The last one: whoever waits would wait for ever.
+      if (this.usable > 0) return;
+      for (const w of this.waiting.splice(0)) w.fail(noUidLeft());
+      return this.hooks.onWaiting?.(0);
+    }
     // To the back of the line: the most time before it is reused.
     const next = this.waiting.shift();
     if (!next) return void this.free.push(uid);
     this.hooks.onWaiting?.(this.waiting.length);
-    next(uid);
+    next.give(uid);
   }
 
   /** Kills every process of every uid of the range (a previous life's leftovers); the uids that kept some. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { resolveExecutable } from "../../runner/config";
+import { asLocalError } from "../../runner/local-errors";
 import { UidPool } from "../../runner/uid-pool";
 
 // The killer switches uids: root only. Uids of their own (other test files use 62000–62012 and 62100–62111).
@@ -19,5 +20,25 @@ describe.skipIf(process.getuid?.() !== 0 || !resolveExecutable("perl"))("the uid
     const waiting = pool.take(stop.signal);
     stop.abort();
     await expect(waiting).rejects.toMatchObject({ code: "ABORT_ERR" });
+  });
+
+  it("fails a child waiting for a uid, and every later one, as the runner's own trouble once the last uid is quarantined, instead of leaving them waiting for ever", async () => {
+    const quarantined: number[] = [];
+    const pool = new UidPool({ uid: 62020, lastUid: 62022 }, { onQuarantine: (uid) => quarantined.push(uid) });
+    const unsealable = async () => {
+      throw Object.assign(new Error("EIO: i/o error, fchown"), { code: "EIO" });
+    };
+    const [a, b] = [await pool.take(), await pool.take()];
+    const waiting = pool.take();
+    await pool.release(a, unsealable);
+    expect(pool.usable).toBe(1);
+    await pool.release(b, unsealable);
+    expect(quarantined).toEqual([a, b]);
+    expect(pool.usable).toBe(0);
+    const err = await waiting.catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "ENOUID" });
+    // What a user reads on the variation (it counts an attempt, like a full disk): no uid, no path.
+    expect(asLocalError(err, "encoding failed")?.message).toBe("encoding failed: the runner has no FFmpeg user left to run it as");
+    await expect(pool.take()).rejects.toMatchObject({ code: "ENOUID" });
   });
 });
