@@ -2609,7 +2609,10 @@ export interface operations {
     resumeJob: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the job as it is now instead of 409 job_active (or, for more, a second batch of variations). Per job; lasts as long as the job's next keyed reopen */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 id: string;
             };
@@ -2617,13 +2620,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Queued or processing again */
+            /** @description Queued or processing again (or, with the Idempotency-Key of the job's last keyed reopen, the job as it is now: header Idempotent-Replayed: true) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description A malformed Idempotency-Key */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
@@ -2671,6 +2683,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The Idempotency-Key already asked this job for something else (code idempotency_key_reused); nothing changes */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited) */
             429: {
                 headers: {
@@ -2685,7 +2706,10 @@ export interface operations {
     retryJob: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the job as it is now instead of 409 job_active (or, for more, a second batch of variations). Per job; lasts as long as the job's next keyed reopen */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 id: string;
             };
@@ -2693,13 +2717,22 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Queued or processing again */
+            /** @description Queued or processing again (or, with the Idempotency-Key of the job's last keyed reopen, the job as it is now: header Idempotent-Replayed: true) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description A malformed Idempotency-Key */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
@@ -2747,6 +2780,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The Idempotency-Key already asked this job for something else (code idempotency_key_reused); nothing changes */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited) */
             429: {
                 headers: {
@@ -2761,7 +2803,10 @@ export interface operations {
     addVariations: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the job as it is now instead of 409 job_active (or, for more, a second batch of variations). Per job; lasts as long as the job's next keyed reopen */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 id: string;
             };
@@ -2773,7 +2818,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Queued or processing again, with the new variations */
+            /** @description Queued or processing again, with the new variations (or, with the Idempotency-Key of the job's last keyed reopen, the job as it is now, nothing added: header Idempotent-Replayed: true) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2782,7 +2827,7 @@ export interface operations {
                     "application/json": components["schemas"]["Job"];
                 };
             };
-            /** @description Bad count (field variations) */
+            /** @description Bad count (field variations), or a malformed Idempotency-Key */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2829,6 +2874,15 @@ export interface operations {
             };
             /** @description Expired (code expired) or a source video is gone (code source_gone) */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The Idempotency-Key already asked this job for something else (code idempotency_key_reused); nothing changes */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

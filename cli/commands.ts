@@ -317,7 +317,9 @@ export const handlers: Handlers = {
   async control(ctx, action, id, opts) {
     const { api, url } = await connect(ctx);
     const path = `/api/jobs/{id}/${action}` as const;
-    const { data: job, response } = await call(url, api.POST(path, { params: { path: { id } }, signal: timeout() }));
+    // Pause answers a repeat with the paused job; resume and retry need the key to (see actionTries).
+    const headers = action === "pause" ? {} : { "Idempotency-Key": randomBytes(16).toString("hex") };
+    const { data: job, response } = await actionTries(ctx, action, () => call(url, api.POST(path, { params: { path: { id } }, headers, signal: timeout() })));
     const stopping = action === "pause" && response.status === 202 ? " (runners are still stopping)" : "";
     ctx.note(`${job.id}: ${action} → ${job.status}${stopping}`);
     return report(ctx, api, url, job, opts);
@@ -325,7 +327,9 @@ export const handlers: Handlers = {
 
   async more(ctx, id, opts) {
     const { api, url } = await connect(ctx);
-    const { data: job } = await call(url, api.POST("/api/jobs/{id}/more", { params: { path: { id } }, body: { variations: opts.variations }, signal: timeout() }));
+    const headers = { "Idempotency-Key": randomBytes(16).toString("hex") };
+    const body = { variations: opts.variations };
+    const { data: job } = await actionTries(ctx, "more", () => call(url, api.POST("/api/jobs/{id}/more", { params: { path: { id } }, body, headers, signal: timeout() })));
     ctx.note(`${job.id}: ${opts.variations} more variation(s) per video → ${job.status}`);
     return report(ctx, api, url, job, opts);
   },
@@ -342,3 +346,15 @@ export const handlers: Handlers = {
   },
 };
 
+/**
+ * Up to 3 tries on network trouble, 408, 429 and 5xx. One Idempotency-Key for every try of a resume, retry or more:
+ * a try whose answer was lost did the work, and the next is answered with the job instead of 409 job_active (or,
+ * for more, a second batch of variations).
+ */
+function actionTries<T>(ctx: Ctx, action: string, fn: () => Promise<T>): Promise<T> {
+  return withRetries(fn, {
+    tries: 3,
+    baseMs: 1000,
+    onRetry: (attempt, err) => ctx.note(`${action}: ${(err as Error).message}; trying again (${attempt + 1} of 3)`),
+  });
+}

@@ -45,6 +45,13 @@ export const jobs = sqliteTable(
      * the same user again answers this job instead of creating a second (a retry after a lost answer).
      */
     idempotencyKey: text("idempotency_key"),
+    /**
+     * The `Idempotency-Key` of the last keyed resume, retry or more that reopened the job, and what it asked
+     * (`resume`, `retry`, `more:<n>`; db/queries/jobs/reopen.ts): the same request again is answered with the job,
+     * not refused as `job_active` or, for more, done twice.
+     */
+    reopenKey: text("reopen_key"),
+    reopenRequest: text("reopen_request"),
   },
   (t) => [
     index("jobs_user_created_idx").on(t.userId, t.createdAt),

@@ -1,7 +1,7 @@
 import type { Db } from "../../db/client";
 import { GoneError } from "../../db/errors";
 import type { UserLimits } from "../../db/limits";
-import { addVariations, getJobSourceKeys, resumeJob, retryJob, type JobView, type Viewer } from "../../db/queries/jobs";
+import { addVariations, getJobSourceKeys, resumeJob, retryJob, type Reopened, type Viewer } from "../../db/queries/jobs";
 
 interface Deps {
   db: Db;
@@ -11,6 +11,8 @@ interface Input {
   jobId: string;
   viewer: Viewer;
   limits: UserLimits;
+  /** The request's Idempotency-Key: a repeat answers the job (`replayed`) instead of 409 or a second reopen. */
+  idempotencyKey: string | null;
 }
 
 /**
@@ -27,19 +29,19 @@ export async function assertSourcesStored(deps: Deps, input: { jobId: string; vi
 }
 
 /** POST /api/jobs/:id/retry: the sources are checked, then the failed variations re-queued (db/queries/jobs). */
-export async function retryFailed(deps: Deps, input: Input, now: number): Promise<JobView> {
+export async function retryFailed(deps: Deps, input: Input, now: number): Promise<Reopened> {
   await assertSourcesStored(deps, input, now);
   return retryJob(deps.db, input, now);
 }
 
 /** POST /api/jobs/:id/resume (paused or cancelled job). */
-export async function resume(deps: Deps, input: Input, now: number): Promise<JobView> {
+export async function resume(deps: Deps, input: Input, now: number): Promise<Reopened> {
   await assertSourcesStored(deps, input, now);
   return resumeJob(deps.db, input, now);
 }
 
 /** POST /api/jobs/:id/more. */
-export async function moreVariations(deps: Deps, input: Input & { perSource: number }, now: number): Promise<JobView> {
+export async function moreVariations(deps: Deps, input: Input & { perSource: number }, now: number): Promise<Reopened> {
   await assertSourcesStored(deps, input, now);
   return addVariations(deps.db, input, now);
 }

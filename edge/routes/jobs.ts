@@ -1,4 +1,4 @@
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { NotFoundError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import { userLimitsFrom } from "../../db/limits";
@@ -13,6 +13,7 @@ import {
   getVariationThumbnailKey,
   listJobs,
   type JobView,
+  type Reopened,
 } from "../../db/queries/jobs";
 import type { AppEnv } from "../env";
 import { requireUser } from "../lib/auth";
@@ -40,6 +41,12 @@ import { queueSnapshot } from "../lib/queue-snapshot";
 
 /** How long POST /api/jobs/:id/cancel (and /pause) waits for runners to stop before answering 202. */
 export const CANCEL_WAIT_MS = 5_000;
+
+/** A reopen's answer: the job, marked when it answers an earlier request with the same Idempotency-Key. */
+function reopened(c: Context<AppEnv>, r: Reopened) {
+  if (r.replayed) c.header(REPLAYED_HEADER, "true");
+  return c.json(r.job);
+}
 
 export const jobs = new Hono<AppEnv>()
   .use(requireUser)
@@ -119,17 +126,18 @@ export const jobs = new Hono<AppEnv>()
     return c.json(result.job, result.settled ? 200 : 202);
   })
   .post("/:id/resume", async (c) => {
-    const input = { jobId: c.req.param("id"), viewer: c.get("user"), limits: userLimitsFrom(c.get("config")) };
-    return c.json(await resume({ db: c.get("db"), bucket: c.env.BUCKET }, input, Date.now()));
+    const input = { jobId: c.req.param("id"), viewer: c.get("user"), limits: userLimitsFrom(c.get("config")), idempotencyKey: idempotencyKeyOf(c.req.raw) };
+    return reopened(c, await resume({ db: c.get("db"), bucket: c.env.BUCKET }, input, Date.now()));
   })
   .post("/:id/retry", async (c) => {
-    const input = { jobId: c.req.param("id"), viewer: c.get("user"), limits: userLimitsFrom(c.get("config")) };
-    return c.json(await retryFailed({ db: c.get("db"), bucket: c.env.BUCKET }, input, Date.now()));
+    const input = { jobId: c.req.param("id"), viewer: c.get("user"), limits: userLimitsFrom(c.get("config")), idempotencyKey: idempotencyKeyOf(c.req.raw) };
+    return reopened(c, await retryFailed({ db: c.get("db"), bucket: c.env.BUCKET }, input, Date.now()));
   })
   .post("/:id/more", validate("json", MoreVariationsBody), async (c) => {
     const { variations } = c.req.valid("json");
-    const input = { jobId: c.req.param("id"), viewer: c.get("user"), limits: userLimitsFrom(c.get("config")), perSource: variations };
-    return c.json(await moreVariations({ db: c.get("db"), bucket: c.env.BUCKET }, input, Date.now()));
+    const limits = userLimitsFrom(c.get("config"));
+    const input = { jobId: c.req.param("id"), viewer: c.get("user"), limits, perSource: variations, idempotencyKey: idempotencyKeyOf(c.req.raw) };
+    return reopened(c, await moreVariations({ db: c.get("db"), bucket: c.env.BUCKET }, input, Date.now()));
   })
   .get("/:id/download", async (c) => {
     const { job, entries } = await getJobDownload(

@@ -17,14 +17,20 @@ const authErrors = {
 /** For routes that document a 429 of their own (which names rate_limited too where the route is counted). */
 const { "429": _rateLimited, ...authErrorsWithOwn429 } = authErrors;
 const jobIdParam = { name: "id", in: "path", required: true, schema: { type: "string" } };
-/** The optional `Idempotency-Key` header of a creating POST (edge/lib/idempotency.ts); `what` it answers on a repeat. */
-const idempotencyKeyParam = (what: string, lasts: string) => ({
+/**
+ * The optional `Idempotency-Key` header of a creating POST (edge/lib/idempotency.ts) or a reopen (resume, retry,
+ * more: db/queries/jobs/reopen.ts); `what` it answers on a repeat.
+ */
+const idempotencyKeyParam = (what: string, lasts: string, per = "user") => ({
   name: "Idempotency-Key",
   in: "header",
   required: false,
   schema: { type: "string", minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7e]+$" },
-  description: `Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get ${what}. Per user; lasts as long as ${lasts}`,
+  description: `Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get ${what}. Per ${per}; lasts as long as ${lasts}`,
 });
+
+/** Resume, retry and more: a repeat of the job's last keyed reopen answers the job instead of 409 or a second reopen. */
+const reopenKeyParam = idempotencyKeyParam("the job as it is now instead of 409 job_active (or, for more, a second batch of variations)", "the job's next keyed reopen", "job");
 
 function queryParameters(schema: z.ZodObject) {
   const js = z.toJSONSchema(schema, { io: "input" }) as { properties: Record<string, object>; required?: string[] };
@@ -366,12 +372,14 @@ export function buildOpenApi(version: string) {
       "/api/jobs/{id}/resume": {
         post: {
           summary: "Resume a paused job, or continue a cancelled one (its cancelled variations are queued again)",
-          parameters: [jobIdParam],
+          parameters: [jobIdParam, reopenKeyParam],
           responses: {
-            "200": ok("Queued or processing again", "Job"),
+            "200": ok("Queued or processing again (or, with the Idempotency-Key of the job's last keyed reopen, the job as it is now: header Idempotent-Replayed: true)", "Job"),
+            "400": err("A malformed Idempotency-Key"),
             "404": err("Unknown, or another user's"),
             "409": err("Not paused or cancelled (code job_active / not_resumable), nothing cancelled (nothing_to_resume), or over your storage quota / a limit on its own (quota_exceeded)"),
             "410": err("Expired (code expired) or a source video is gone (code source_gone)"),
+            "422": err("The Idempotency-Key already asked this job for something else (code idempotency_key_reused); nothing changes"),
             "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited)"),
             ...authErrorsWithOwn429,
           },
@@ -380,12 +388,14 @@ export function buildOpenApi(version: string) {
       "/api/jobs/{id}/retry": {
         post: {
           summary: "Retry the failed variations of a completed or failed job (same seeds, attempts reset)",
-          parameters: [jobIdParam],
+          parameters: [jobIdParam, reopenKeyParam],
           responses: {
-            "200": ok("Queued or processing again", "Job"),
+            "200": ok("Queued or processing again (or, with the Idempotency-Key of the job's last keyed reopen, the job as it is now: header Idempotent-Replayed: true)", "Job"),
+            "400": err("A malformed Idempotency-Key"),
             "404": err("Unknown, or another user's"),
             "409": err("Active (code job_active), cancelled (not_retryable: resume it), nothing failed (nothing_to_retry), or quota_exceeded"),
             "410": err("Expired (code expired) or a source video is gone (code source_gone)"),
+            "422": err("The Idempotency-Key already asked this job for something else (code idempotency_key_reused); nothing changes"),
             "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited)"),
             ...authErrorsWithOwn429,
           },
@@ -394,14 +404,15 @@ export function buildOpenApi(version: string) {
       "/api/jobs/{id}/more": {
         post: {
           summary: "Add N more variations per video to a finished (completed, cancelled or failed) job",
-          parameters: [jobIdParam],
+          parameters: [jobIdParam, reopenKeyParam],
           requestBody: { required: true, ...json("MoreVariationsBody") },
           responses: {
-            "200": ok("Queued or processing again, with the new variations", "Job"),
-            "400": err("Bad count (field variations)"),
+            "200": ok("Queued or processing again, with the new variations (or, with the Idempotency-Key of the job's last keyed reopen, the job as it is now, nothing added: header Idempotent-Replayed: true)", "Job"),
+            "400": err("Bad count (field variations), or a malformed Idempotency-Key"),
             "404": err("Unknown, or another user's"),
             "409": err("Still active (code job_active), past 100 variations per video in all (too_many_variations), or quota_exceeded"),
             "410": err("Expired (code expired) or a source video is gone (code source_gone)"),
+            "422": err("The Idempotency-Key already asked this job for something else (code idempotency_key_reused); nothing changes"),
             "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited)"),
             ...authErrorsWithOwn429,
           },

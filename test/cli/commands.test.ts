@@ -164,3 +164,38 @@ describe("video-refresher login whose token tries race each other", () => {
     }
   });
 });
+
+describe("video-refresher more and resume whose first answer is lost", () => {
+  it("send the request again with the same Idempotency-Key, so the edge answers with the job instead of doing it twice", async () => {
+    const seen: { url: string; key: string | undefined }[] = [];
+    const edge = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        seen.push({ url: req.url ?? "", key: req.headers["idempotency-key"] as string | undefined });
+        // The first try of each reopen: done, but the answer never arrives.
+        if (seen.filter((s) => s.url === req.url).length === 1) return req.socket.destroy();
+        const job = { id: "j1", status: "queued", totalVariations: 4, completedVariations: 0, failedVariations: 0, cancelledVariations: 0, files: [] };
+        res.writeHead(200, { "content-type": "application/json", "idempotent-replayed": "true" }).end(JSON.stringify(job));
+      });
+    });
+    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
+    try {
+      const env = { XDG_CONFIG_HOME: join(dir, "reopen") };
+      await writeConfig(env, { url: `http://127.0.0.1:${(edge.address() as AddressInfo).port}`, token: "tok-r" });
+      for (const argv of [["more", "j1", "-n", "2"], ["resume", "j1"], ["retry", "j1"]]) {
+        const r = await cli([...argv, "--json"], env);
+        expect(r.code, r.err).toBe(EXIT.ok);
+        expect(JSON.parse(r.out)).toMatchObject({ id: "j1", status: "queued" });
+      }
+      for (const path of ["/api/jobs/j1/more", "/api/jobs/j1/resume", "/api/jobs/j1/retry"]) {
+        const tries = seen.filter((s) => s.url === path);
+        expect(tries).toHaveLength(2);
+        expect(tries[0]!.key).toMatch(/^[\x21-\x7e]{16,}$/);
+        expect(tries[1]!.key).toBe(tries[0]!.key);
+      }
+    } finally {
+      edge.closeAllConnections();
+      await new Promise((r) => edge.close(r));
+    }
+  });
+});

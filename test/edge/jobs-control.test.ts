@@ -360,3 +360,77 @@ describe("POST /api/jobs/:id/more", () => {
     expect((await variationsOf(seeded.id)).filter((v) => v.status === "failed")).toHaveLength(1);
   });
 });
+
+describe("Idempotency-Key on resume, retry and more (a retry after a lost answer)", () => {
+  const keyed = (s: Session, path: string, key: string, json?: unknown) =>
+    s.call(path, { method: "POST", json: json ?? {}, headers: { "Idempotency-Key": key } });
+
+  it("answers more sent again with the same key with the job it made, once: no second batch of variations, even after the job finished again", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { files: 2, variations: 2 });
+    await runAll(seeded.id, "r-more-key");
+    const key = crypto.randomUUID();
+    const first = await keyed(s, `/api/jobs/${seeded.id}/more`, key, { variations: 3 });
+    expect(first.status).toBe(200);
+    expect(first.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(Job.parse(await first.json())).toMatchObject({ status: "processing", totalVariations: 10 });
+
+    const again = await keyed(s, `/api/jobs/${seeded.id}/more`, key, { variations: 3 });
+    expect(again.status).toBe(200);
+    expect(again.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(Job.parse(await again.json())).toMatchObject({ id: seeded.id, totalVariations: 10 });
+
+    await runAll(seeded.id, "r-more-key2");
+    const late = await keyed(s, `/api/jobs/${seeded.id}/more`, key, { variations: 3 });
+    expect(late.status).toBe(200);
+    expect(Job.parse(await late.json())).toMatchObject({ status: "completed", totalVariations: 10 });
+    expect(await variationsOf(seeded.id)).toHaveLength(10);
+    // Without a key, a repeat is a new request: refused while the job runs, as before.
+    await post(s, `/api/jobs/${seeded.id}/more`, { variations: 1 });
+    await expectError(await post(s, `/api/jobs/${seeded.id}/more`, { variations: 1 }), 409, "job_active");
+  });
+
+  it("adds one batch when two requests with the same key race, answering both with the job", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { files: 1, variations: 2 });
+    await runAll(seeded.id, "r-more-twins");
+    const key = crypto.randomUUID();
+    const answers = await Promise.all([1, 2].map(() => keyed(s, `/api/jobs/${seeded.id}/more`, key, { variations: 2 })));
+    expect(answers.map((r) => r.status)).toEqual([200, 200]);
+    expect(await variationsOf(seeded.id)).toHaveLength(4);
+    expect((await jobRow(seeded.id))!.totalVariations).toBe(4);
+  });
+
+  it("answers resume and retry sent again with the same key with the job instead of 409 job_active", async () => {
+    const s = await signIn();
+    const paused = await seedJob(s.id, { files: 1, variations: 2 });
+    expect((await post(s, `/api/jobs/${paused.id}/pause`)).status).toBe(200);
+    const resumeKey = crypto.randomUUID();
+    expect((await keyed(s, `/api/jobs/${paused.id}/resume`, resumeKey)).status).toBe(200);
+    const resumed = await keyed(s, `/api/jobs/${paused.id}/resume`, resumeKey);
+    expect(resumed.status).toBe(200);
+    expect(resumed.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(Job.parse(await resumed.json())).toMatchObject({ id: paused.id, status: "queued" });
+
+    const failed = await seedJob(s.id, { files: 1, variations: 2 });
+    await runAll(failed.id, "r-retry-key", 1);
+    const retryKey = crypto.randomUUID();
+    expect((await keyed(s, `/api/jobs/${failed.id}/retry`, retryKey)).status).toBe(200);
+    const retried = await keyed(s, `/api/jobs/${failed.id}/retry`, retryKey);
+    expect(retried.status).toBe(200);
+    expect(retried.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(Job.parse(await retried.json())).toMatchObject({ id: failed.id, status: "processing" });
+  });
+
+  it("refuses a key that asked the job for something else (422 idempotency_key_reused) and a malformed one (400), changing nothing", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { files: 1, variations: 2 });
+    await runAll(seeded.id, "r-more-reused");
+    const key = crypto.randomUUID();
+    expect((await keyed(s, `/api/jobs/${seeded.id}/more`, key, { variations: 1 })).status).toBe(200);
+    await expectError(await keyed(s, `/api/jobs/${seeded.id}/more`, key, { variations: 2 }), 422, "idempotency_key_reused");
+    await expectError(await keyed(s, `/api/jobs/${seeded.id}/retry`, key), 422, "idempotency_key_reused");
+    await expectError(await keyed(s, `/api/jobs/${seeded.id}/more`, "not a key", { variations: 1 }), 400, "invalid_request");
+    expect(await variationsOf(seeded.id)).toHaveLength(3);
+  });
+});

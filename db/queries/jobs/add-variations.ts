@@ -5,8 +5,8 @@ import { ConflictError } from "../../errors";
 import { MAX_VARIATIONS_PER_VIDEO_PER_JOB, type QuotaRequest, type UserLimits } from "../../limits";
 import { jobs, type JobStatus } from "../../schema";
 import { loadRecord } from "./load";
-import { presentRecord, type JobView, type Viewer } from "./present";
-import { assertReopenable, HAS_QUEUED_WORK, reopenGuard, reopenJobStatement, reopenRefusal } from "./reopen";
+import { presentRecord, type Viewer } from "./present";
+import { afterRefusedReopen, assertReopenable, HAS_QUEUED_WORK, reopenGuard, reopenJobStatement, reopenKeyColumns, replayOf, type Reopened } from "./reopen";
 
 /** Finished jobs get more variations: completed, cancelled, and failed too (a failed source fails them again). */
 const EXTENDABLE: readonly JobStatus[] = ["completed", "cancelled", "failed"];
@@ -31,14 +31,17 @@ function freshSeeds(n: number, taken: Set<number>): number[] {
  * (one more active job, the new variations queued); a concurrent reopen makes the job active first, so positions
  * and seeds read here cannot collide. Whether the source objects still exist is the edge's check (it has the bucket).
  * 409 `job_active`, 409 `too_many_variations` past MAX_VARIATIONS_PER_VIDEO_PER_JOB, 410 expired, quota errors as for
- * a new job.
+ * a new job. With `idempotencyKey`, a repeat answers the job (see replayOf): no second batch.
  */
 export async function addVariations(
   db: Db,
-  input: { jobId: string; viewer: Viewer; perSource: number; limits: UserLimits },
+  input: { jobId: string; viewer: Viewer; perSource: number; limits: UserLimits; idempotencyKey?: string | null },
   now: number,
-): Promise<JobView> {
+): Promise<Reopened> {
+  const idem = input.idempotencyKey ? { key: input.idempotencyKey, request: `more:${input.perSource}` } : null;
   const record = await loadRecord(db, input.jobId, input.viewer);
+  const replay = replayOf(record, idem, now);
+  if (replay) return replay;
   assertReopenable(record, EXTENDABLE, "job_active", "get more variations", now);
   // Read, not guarded in the batch: a concurrent reopen makes the job active first, and this batch then fails.
   const room = MAX_VARIATIONS_PER_VIDEO_PER_JOB - record.job.variationsPerVideo;
@@ -77,11 +80,12 @@ export async function addVariations(
     reopenJobStatement(db, input.jobId, input.viewer, and(eq(jobs.status, record.job.status), HAS_QUEUED_WORK)!, now, {
       totalVariations: sql`${jobs.totalVariations} + ${rows.length}`,
       variationsPerVideo: sql`${jobs.variationsPerVideo} + ${input.perSource}`,
+      ...reopenKeyColumns(idem),
     }),
   ]);
   if (reopened.length === 0) {
     const allowed = [record.job.status];
-    throw await reopenRefusal(db, { ...input, allowed, code: "job_active", verb: "get more variations", request }, now);
+    return await afterRefusedReopen(db, { ...input, allowed, code: "job_active", verb: "get more variations", request, idem }, now);
   }
-  return presentRecord(await loadRecord(db, input.jobId, input.viewer), now);
+  return { job: presentRecord(await loadRecord(db, input.jobId, input.viewer), now), replayed: false };
 }

@@ -64,6 +64,8 @@ function buildRecord(input: NewJob, newSources: NewSource[], now: number): JobRe
     updatedAt: now,
     effects: JSON.stringify(normalizeEffects(input.effects ?? DEFAULT_EFFECTS)),
     idempotencyKey: input.idempotencyKey ?? null,
+    reopenKey: null,
+    reopenRequest: null,
   };
   const sourceRows: SourceRow[] = newSources.map((s, i) => ({
     ...s,

@@ -16,6 +16,7 @@ export * from "./pause-job";
 export * from "./resume-job";
 export * from "./retry-job";
 export * from "./add-variations";
+export type { Reopened } from "./reopen";
 export * from "./source-keys";
 export * from "./download";
 export * from "./delete";

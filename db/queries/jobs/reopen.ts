@@ -1,13 +1,13 @@
 import { and, eq, inArray, sql, type SQL } from "drizzle-orm";
 import type { Db } from "../../client";
-import { ConflictError, type AppError } from "../../errors";
+import { ConflictError, UnprocessableError, type AppError } from "../../errors";
 import type { QuotaRequest, UserLimits } from "../../limits";
 import { jobs, type JobStatus } from "../../schema";
 import { explainRefusal } from "../quotas/explain-refusal";
 import { fitsQuota } from "../quotas/usage";
 import { REOPENED_JOB_STATUS } from "../states";
 import { assertNotExpired, loadRecord, ownedBy } from "./load";
-import { presentRecord, type JobRecord, type Viewer } from "./present";
+import { presentRecord, type JobRecord, type JobView, type Viewer } from "./present";
 
 /**
  * What retry, resume (of a cancelled job) and more variations share: they put work back into a finished job. The
@@ -76,6 +76,35 @@ export function reopenJobStatement(db: Db, jobId: string, viewer: Viewer, where:
     .returning({ id: jobs.id });
 }
 
+/** A reopen's optional Idempotency-Key, and what the request asks (`resume`, `retry`, `more:<n>`). */
+export interface ReopenKey {
+  key: string;
+  request: string;
+}
+
+/** What a reopen answers: the job, and whether that is the answer to an earlier request with the same key. */
+export interface Reopened {
+  job: JobView;
+  replayed: boolean;
+}
+
+/** The columns a keyed reopen writes with its job compare-and-set (nothing without a key). */
+export const reopenKeyColumns = (idem: ReopenKey | null) => (idem ? { reopenKey: idem.key, reopenRequest: idem.request } : {});
+
+/**
+ * A repeat of the keyed reopen this job last took (its answer was lost, or a twin sent at the same time won): the job
+ * as it is now, instead of 409 `job_active` or, for more, a second batch of variations. The key is written by the
+ * reopen's own compare-and-set, so a request that failed never holds it. 422 `idempotency_key_reused` when the key
+ * asked this job for something else. Null: no such earlier request.
+ */
+export function replayOf(record: JobRecord, idem: ReopenKey | null, now: number): Reopened | null {
+  if (!idem || record.job.reopenKey !== idem.key) return null;
+  if (record.job.reopenRequest !== idem.request) {
+    throw new UnprocessableError("idempotency_key_reused", `This Idempotency-Key already asked this job for ${record.job.reopenRequest}; use a new key`);
+  }
+  return { job: presentRecord(record, now), replayed: true };
+}
+
 /** SQL: the job (outer `jobs` row) has queued work. */
 export const HAS_QUEUED_WORK = sql`exists (select 1 from variations qw where qw.job_id = jobs.id and qw.status = 'queued')`;
 
@@ -97,19 +126,27 @@ export function assertReopenable(record: JobRecord, allowed: readonly JobStatus[
 }
 
 /**
- * The error for a reopen whose compare-and-set did not apply, read after it: the job changed meanwhile (404, 409,
- * 410 as {@link assertReopenable}), or else the owner's limits refused it.
+ * After a reopen whose compare-and-set did not apply, read again: a twin with the same key won (its answer, see
+ * {@link replayOf}); else throws why — the job changed meanwhile (404, 409, 410 as {@link assertReopenable}) or the
+ * owner's limits refused it.
  */
-export async function reopenRefusal(
+export async function afterRefusedReopen(
   db: Db,
-  input: { jobId: string; viewer: Viewer; allowed: readonly JobStatus[]; code: string; verb: string; limits: UserLimits; request: QuotaRequest },
+  input: {
+    jobId: string;
+    viewer: Viewer;
+    allowed: readonly JobStatus[];
+    code: string;
+    verb: string;
+    limits: UserLimits;
+    request: QuotaRequest;
+    idem: ReopenKey | null;
+  },
   now: number,
-): Promise<AppError> {
+): Promise<Reopened> {
   const record = await loadRecord(db, input.jobId, input.viewer);
-  try {
-    assertReopenable(record, input.allowed, input.code, input.verb, now);
-  } catch (err) {
-    return err as AppError;
-  }
-  return explainRefusal(db, record.job.userId, input.limits, input.request);
+  const replay = replayOf(record, input.idem, now);
+  if (replay) return replay;
+  assertReopenable(record, input.allowed, input.code, input.verb, now);
+  throw (await explainRefusal(db, record.job.userId, input.limits, input.request)) satisfies AppError;
 }

@@ -4,8 +4,8 @@ import { ConflictError } from "../../errors";
 import type { QuotaRequest, UserLimits } from "../../limits";
 import { jobs, variations } from "../../schema";
 import { loadRecord } from "./load";
-import { presentRecord, type JobView, type Viewer } from "./present";
-import { assertReopenable, FRESH_VARIATION, HAS_QUEUED_WORK, reopenGuard, reopenJobStatement, reopenRefusal } from "./reopen";
+import { presentRecord, type Viewer } from "./present";
+import { afterRefusedReopen, assertReopenable, FRESH_VARIATION, HAS_QUEUED_WORK, reopenGuard, reopenJobStatement, reopenKeyColumns, replayOf, type Reopened } from "./reopen";
 
 /**
  * Resume, one batch:
@@ -15,14 +15,17 @@ import { assertReopenable, FRESH_VARIATION, HAS_QUEUED_WORK, reopenGuard, reopen
  *   and the expiry are cleared, and the job continues; its failed variations stay failed (retry them once it has
  *   finished). The owner's limits apply as for a new job (a paused job already counts against them).
  * 409 `not_resumable` for other states (`job_active` while active), `nothing_to_resume` for a cancelled job with
- * nothing cancelled in it; 410 after expiry.
+ * nothing cancelled in it; 410 after expiry. With `idempotencyKey`, a repeat answers the job (see replayOf).
  */
 export async function resumeJob(
   db: Db,
-  input: { jobId: string; viewer: Viewer; limits: UserLimits },
+  input: { jobId: string; viewer: Viewer; limits: UserLimits; idempotencyKey?: string | null },
   now: number,
-): Promise<JobView> {
+): Promise<Reopened> {
+  const idem = input.idempotencyKey ? { key: input.idempotencyKey, request: "resume" } : null;
   const record = await loadRecord(db, input.jobId, input.viewer);
+  const replay = replayOf(record, idem, now);
+  if (replay) return replay;
   if (record.job.status !== "paused") {
     assertReopenable(record, ["cancelled"], "not_resumable", "be resumed", now);
   }
@@ -48,12 +51,13 @@ export async function resumeJob(
       input.viewer,
       or(eq(jobs.status, "paused"), and(eq(jobs.status, "cancelled"), HAS_QUEUED_WORK))!,
       now,
+      reopenKeyColumns(idem),
     ),
   ]);
   if (reopened.length === 0) {
     // Judged against the status this request started from: a paused job cancelled meanwhile is a conflict.
     const allowed = [record.job.status];
-    throw await reopenRefusal(db, { ...input, allowed, code: "not_resumable", verb: "be resumed", request }, now);
+    return await afterRefusedReopen(db, { ...input, allowed, code: "not_resumable", verb: "be resumed", request, idem }, now);
   }
-  return presentRecord(await loadRecord(db, input.jobId, input.viewer), now);
+  return { job: presentRecord(await loadRecord(db, input.jobId, input.viewer), now), replayed: false };
 }

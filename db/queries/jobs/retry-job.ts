@@ -4,8 +4,8 @@ import { ConflictError } from "../../errors";
 import type { QuotaRequest, UserLimits } from "../../limits";
 import { jobs, variations, type JobStatus } from "../../schema";
 import { loadRecord } from "./load";
-import { presentRecord, type JobView, type Viewer } from "./present";
-import { assertReopenable, FRESH_VARIATION, HAS_QUEUED_WORK, reopenGuard, reopenJobStatement, reopenRefusal } from "./reopen";
+import { presentRecord, type Viewer } from "./present";
+import { afterRefusedReopen, assertReopenable, FRESH_VARIATION, HAS_QUEUED_WORK, reopenGuard, reopenJobStatement, reopenKeyColumns, replayOf, type Reopened } from "./reopen";
 
 /**
  * A cancelled job is continued with resume (which re-queues what the cancel stopped); retry is for jobs that
@@ -18,13 +18,17 @@ const RETRYABLE: readonly JobStatus[] = ["completed", "failed"];
  * (attempts reset, error/params/output cleared) and the job back to processing — queued if none of it ever started
  * — with its finish time and expiry cleared (the expiry restarts when it finishes again). One batch (see reopen.ts);
  * the owner's limits apply as for a new job. 409 `job_active` / `not_retryable` / `nothing_to_retry`, 410 expired.
+ * With `idempotencyKey`, a repeat answers the job (see replayOf).
  */
 export async function retryJob(
   db: Db,
-  input: { jobId: string; viewer: Viewer; limits: UserLimits },
+  input: { jobId: string; viewer: Viewer; limits: UserLimits; idempotencyKey?: string | null },
   now: number,
-): Promise<JobView> {
+): Promise<Reopened> {
+  const idem = input.idempotencyKey ? { key: input.idempotencyKey, request: "retry" } : null;
   const record = await loadRecord(db, input.jobId, input.viewer);
+  const replay = replayOf(record, idem, now);
+  if (replay) return replay;
   assertReopenable(record, RETRYABLE, "not_retryable", "be retried (resume it instead)", now);
   const failed = record.variations.filter((v) => v.status === "failed").length;
   if (failed === 0) {
@@ -37,14 +41,14 @@ export async function retryJob(
       .update(variations)
       .set(FRESH_VARIATION)
       .where(and(eq(variations.jobId, input.jobId), eq(variations.status, "failed"), guard)),
-    reopenJobStatement(db, input.jobId, input.viewer, and(inArray(jobs.status, [...RETRYABLE]), HAS_QUEUED_WORK)!, now),
+    reopenJobStatement(db, input.jobId, input.viewer, and(inArray(jobs.status, [...RETRYABLE]), HAS_QUEUED_WORK)!, now, reopenKeyColumns(idem)),
   ]);
   if (reopened.length === 0) {
-    throw await reopenRefusal(
+    return await afterRefusedReopen(
       db,
-      { ...input, allowed: RETRYABLE, code: "not_retryable", verb: "be retried (resume it instead)", request },
+      { ...input, allowed: RETRYABLE, code: "not_retryable", verb: "be retried (resume it instead)", request, idem },
       now,
     );
   }
-  return presentRecord(await loadRecord(db, input.jobId, input.viewer), now);
+  return { job: presentRecord(await loadRecord(db, input.jobId, input.viewer), now), replayed: false };
 }

@@ -1,0 +1,2 @@
+ALTER TABLE `jobs` ADD `reopen_key` text;--> statement-breakpoint
+ALTER TABLE `jobs` ADD `reopen_request` text;
