@@ -298,7 +298,10 @@ export class Runner {
       // In the background: a slow edge must not stretch the cancel-watch period.
       this.edgeCheck = this.checkEdge().finally(() => (this.edgeCheck = null));
     }
-    const room = await this.hasRoom();
+    let room = await this.hasRoom();
+    // The sources kept for later variations are this runner's own to give back: a runner that is never idle (a long
+    // encode in hand) otherwise held them, and claimed nothing, until every task it had ended.
+    if (!room && (await this.sources.evictIdle()) > 0) room = await this.hasRoom();
     // Every snapshot of the tasks is taken together, after the last await before the round trip.
     const now = Date.now();
     stopExpired(this.tasks.values(), now);

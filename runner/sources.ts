@@ -217,9 +217,11 @@ export class SourceCache {
     for (const e of [...this.entries.values()]) if (e.ref.jobId === jobId && e.users === 0) await this.drop(e);
   }
 
-  /** Forgets every source nobody is using. */
-  async evictIdle(): Promise<void> {
-    for (const e of [...this.entries.values()]) if (e.users === 0) await this.drop(e);
+  /** Forgets every source nobody is using; how many went. */
+  async evictIdle(): Promise<number> {
+    let dropped = 0;
+    for (const e of [...this.entries.values()]) if (e.users === 0 && (await this.drop(e))) dropped++;
+    return dropped;
   }
 
   /** Aborts every download (shutdown). */

@@ -1,11 +1,16 @@
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, stat, statfs, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
+import { eq } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { makeClip } from "../helpers/clips";
 import { startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
 import { until } from "../helpers/until";
 import { startInProcessRunner, writeFfmpegStandIn } from "../helpers/runner";
 import { getJobRow, getVariationRows } from "../helpers/seed";
+import { variations } from "../../db/schema";
 
 let stack: EdgeStack;
 const cleanup: (() => Promise<void>)[] = [];
@@ -104,5 +109,54 @@ describe("runner loop: encode slots", { timeout: 180_000 }, () => {
     let most = 0;
     for (const l of lines) most = Math.max(most, (running += l === "+" ? 1 : -1));
     expect(most).toBeLessThanOrEqual(concurrency);
+  });
+});
+
+describe.skipIf(process.getuid?.() !== 0)("runner loop: a disk short of room", { timeout: 180_000 }, () => {
+  it("gives back the sources it keeps for later variations and claims again while a long encode is still in hand", async () => {
+    const MiB = 1024 * 1024;
+    // A small disk of the test's own (root: mount), so its free space moves only with what this runner writes.
+    const disk = await mkdtemp(join(tmpdir(), "vr-loop-disk-"));
+    await promisify(execFile)("mount", ["-t", "tmpfs", "-o", "size=32m,mode=0777", "tmpfs", disk]);
+    cleanup.push(async () => {
+      await promisify(execFile)("umount", [disk]);
+      await rm(disk, { recursive: true, force: true });
+    });
+    await mkdir(join(disk, "work"));
+    // Job A's encode waits for the test's gate: the runner is never idle (idle, it empties its cache anyway).
+    const { dir: ffDir, path } = await writeFfmpegStandIn(
+      "held",
+      (d) => `#!/bin/sh\ncase " $* " in\n  *" -progress "*)\n    case "$*" in *"$(cat "${join(d, "hold")}")"*) while [ ! -e "${join(d, "open")}" ]; do sleep 0.05; done ;; esac ;;\nesac\nexec ffmpeg "$@"\n`,
+    );
+    cleanup.push(() => rm(ffDir, { recursive: true, force: true }));
+    const jobA = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    await writeFile(join(ffDir, "hold"), jobA.id);
+    // Job B's second variation is another runner's: B does not finish, so its source stays in this runner's cache.
+    const bClip = await makeClip({ seconds: 12 });
+    const jobB = await stack.user.createJob([bClip], 2);
+    const [, elsewhere] = await getVariationRows(stack.db, jobB.id);
+    await stack.db
+      .update(variations)
+      .set({ status: "running", runnerId: "runner-elsewhere", attempts: 1, claims: 1, leaseExpiresAt: Date.now() + 600_000 })
+      .where(eq(variations.id, elsewhere!.id));
+
+    const minFree = 4 * MiB;
+    const r = await startInProcessRunner({
+      env: stack.runnerEnv({ CONCURRENCY: "2", STALL_MS: "600000", MIN_FREE_BYTES: String(minFree), FFMPEG_PATH: path, WORK_DIR: join(disk, "work") }),
+    });
+    cleanup.push(() => r.stop());
+    await until("B's first variation to complete", async () => (await getVariationRows(stack.db, jobB.id)).some((v) => v.status === "completed"), 60_000);
+    await until("only A's encode in hand", async () => r.runner.active === 1, 10_000);
+
+    // Less free space than MIN_FREE_BYTES, unless B's cached source (and its samples) go.
+    const { bavail, bsize } = await statfs(disk);
+    const sourceBytes = (await stat(bClip)).size;
+    await writeFile(join(disk, "filler"), Buffer.alloc(bavail * bsize - (minFree - Math.floor(sourceBytes / 2))));
+    const jobC = await stack.user.createJob([await makeClip({ seconds: 1 })], 1);
+    await until("C to complete while A's encode is still held", async () => (await getJobRow(stack.db, jobC.id))?.status === "completed", 60_000);
+    expect((await getVariationRows(stack.db, jobA.id))[0]).toMatchObject({ status: "running" });
+
+    await writeFile(join(ffDir, "open"), "");
+    await until("A to complete", async () => (await getJobRow(stack.db, jobA.id))?.status === "completed", 60_000);
   });
 });
