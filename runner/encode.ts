@@ -36,6 +36,8 @@ export interface Encoding extends Held {
   readonly stopAsked: boolean;
   /** A shutdown or a lost lease was asked for at some point (a later stop is not recorded in stopReason). */
   readonly mustLeave: boolean;
+  /** Which of the two (a lost lease over a shutdown). */
+  readonly leaveReason: "shutdown" | "lost" | null;
   readonly signal: AbortSignal;
 }
 
@@ -171,9 +173,13 @@ export async function encode<T extends Encoding>(
     return await fail(ctx, task, `ffmpeg exited with code ${exit.code}${detail ? `: ${detail}` : ""}`, file);
   }
   log.info("ffmpeg finished", { variation: task.id, ms: Math.round(performance.now() - t0) });
-  // A shutdown or a lost lease that came after FFmpeg's own exit (while its uid was released) sent no stage: the
-  // task must leave now, not verify and measure first (past Docker's stop budget, only to hand the work back).
-  if (task.stopReason === "lost" || task.stopReason === "shutdown") return await stopped(ctx, task, null, file);
+  // A shutdown or a lost lease that came after FFmpeg's own exit (while its uid was released; perhaps after a cancel
+  // that found the encode finished, which keeps its place as the stop reason) sent no stage: the task must leave
+  // now, not verify and measure first (past Docker's stop budget, only to hand the work back).
+  if (task.leaveReason) {
+    task.stopReason = task.leaveReason;
+    return await stopped(ctx, task, null, file);
+  }
   // The encode slot is free from here: verify, measure and upload run beside the next encode instead of in front
   // of it (on a busy runner that moved the next claim from the next tick to now). Only on success: a failed
   // encode first records its local trouble (which pauses claims), then the task's end frees the slot.

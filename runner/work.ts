@@ -91,8 +91,14 @@ export class VariationTask {
   private readonly files: string[] = [];
   /** A stop was asked for at any point (even one this task ignores because FFmpeg had finished): no re-draw. */
   stopAsked = false;
-  /** A shutdown or a lost lease was asked for at some point (a later stop is not recorded in stopReason). */
-  mustLeave = false;
+  /**
+   * A shutdown or a lost lease was asked for at some point (a later stop is not recorded in stopReason): which one,
+   * a lost lease over a shutdown (nothing may then be recorded).
+   */
+  leaveReason: "shutdown" | "lost" | null = null;
+  get mustLeave(): boolean {
+    return this.leaveReason !== null;
+  }
   /**
    * This task met trouble of the runner's own machine (see keepEarlierAfterFailure, runner/encode.ts): its completion
    * is no all-clear.
@@ -142,7 +148,7 @@ export class VariationTask {
 
   stop(reason: StopReason): void {
     this.stopAsked = true;
-    if (reason === "shutdown" || reason === "lost") this.mustLeave = true;
+    if (reason === "lost" || (reason === "shutdown" && !this.leaveReason)) this.leaveReason = reason;
     if (this.stopReason || this.phase === "settle" || this.phase === "done") return;
     const { log, processes } = this.ctx;
     if (this.phase === "finishing" && reason === "cancel") {

@@ -324,14 +324,19 @@ describe("an encode stopped for a shutdown", () => {
   const dirs = tempDirs("vr-encode-stop");
   afterAll(() => dirs.cleanup());
 
-  it("hands the variation back as soon as FFmpeg's uid is released when the shutdown came during that release, instead of verifying and measuring past the shutdown", async () => {
+  it.each([
+    { case: "alone", before: null },
+    { case: "after a cancel that found FFmpeg finished", before: "cancel" as const },
+    { case: "after the stall watchdog found FFmpeg finished", before: "stall" as const },
+  ])("hands the variation back as soon as FFmpeg's uid is released when a shutdown came during that release ($case), instead of verifying and measuring past the shutdown", async ({ before }) => {
     const job = await seedJob(stack.db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1 });
     const variationId = job.variationIds[0]!;
     const own = await holdAs(variationId, "runner-shutdown-release", 1);
     const workDir = await dirs.make();
     const file = join(workDir, "out.mp4");
     const log = createLogger({ sink: () => {} });
-    const task: Encoding & { stopReason: Encoding["stopReason"]; mustLeave: boolean } = {
+    type Mutable = Encoding & { stopReason: Encoding["stopReason"]; mustLeave: boolean; leaveReason: Encoding["leaveReason"] };
+    const task: Mutable = {
       id: variationId,
       jobId: job.jobId,
       attempt: 1,
@@ -347,18 +352,21 @@ describe("an encode stopped for a shutdown", () => {
       redrawPlace: null,
       stopAsked: false,
       mustLeave: false,
+      leaveReason: null,
       signal: new AbortController().signal,
     };
-    // The shutdown lands after FFmpeg exited on its own and before the encode looks at how it ended (while its uid
-    // is released): VariationTask.stop finds no process to stop, so all it leaves is the stop reason.
-    class ShutdownDuringRelease extends ProcessRegistry {
+    // The stops land after FFmpeg exited on its own and before the encode looks at how it ended (while its uid is
+    // released): VariationTask.stop finds no process to stop, so all they leave is their reasons. The first stop
+    // keeps its place as the stop reason; a shutdown after it is only recorded as the reason to leave.
+    class StopsDuringRelease extends ProcessRegistry {
       override stopStage(key: string) {
-        task.stopReason = "shutdown";
+        task.stopReason = before ?? "shutdown";
         task.mustLeave = true;
+        task.leaveReason = "shutdown";
         return super.stopStage(key);
       }
     }
-    const processes = new ShutdownDuringRelease({ graceMs: 2000, log, metrics: new RunnerMetrics() });
+    const processes = new StopsDuringRelease({ graceMs: 2000, log, metrics: new RunnerMetrics() });
     const args = ["-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=10:duration=0.5", "-c:v", "mpeg4", file];
     const outcome = await encode(
       { config: { WORK_DIR: workDir, STALL_MS: 60_000, FFMPEG_PATH: "ffmpeg" }, db: stack.db, log, processes },
