@@ -42,6 +42,10 @@ export class LocalError extends Error {
   ) {
     super(`${what}: ${LOCAL_CODES[code] ?? code}`);
   }
+  /** No uid of FFMPEG_USER's range is left: this runner can run no FFmpeg and claims nothing more. */
+  get runnerGone(): boolean {
+    return this.code === "ENOUID";
+  }
   /** The disk is full (or over quota): the runner should stop claiming until it has room. */
   get diskFull(): boolean {
     return this.code === "ENOSPC" || this.code === "EDQUOT";

@@ -143,12 +143,20 @@ export async function tokenRefused(ctx: OutcomeContext, task: Held, error: strin
 
 /**
  * This runner's own machine failed (disk full, permissions): unlike an edge outage, that is a cost of this
- * attempt — counted, so a source bigger than every runner's disk ends as failed instead of circling forever.
+ * attempt — counted, so a source bigger than every runner's disk ends as failed instead of circling forever. Not
+ * when the runner has no FFmpeg user left (it claims nothing more).
  */
 export async function local(ctx: OutcomeContext, task: Held, err: LocalError, partial?: string): Promise<TaskOutcome> {
   // Claims pause before anything is awaited: a tick in between would claim onto the same failing disk.
   ctx.onLocalTrouble?.(err);
   if (partial) await rm(partial, { force: true }).catch(() => {});
+  if (err.runnerGone) {
+    // This runner can run no FFmpeg any more and claims nothing more: no variation can circle through it, so
+    // counting an attempt would only fail videos near the cap for one broken host. Back to the queue as it was.
+    const ok = await retryDb(() => releaseVariation(ctx.db, { ...task.own, now: Date.now() }));
+    ctx.log.warn("this runner can run no FFmpeg: variation handed back", { variation: task.id, error: err.message });
+    return ok ? "released" : "lost";
+  }
   return transient(ctx, task, err.message);
 }
 

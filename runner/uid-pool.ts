@@ -4,8 +4,8 @@ import { abortError } from "./abort";
 
 /**
  * Every uid of the range is quarantined: no media child can run on this runner any more. Its code is a local one
- * (runner/local-errors.ts): the variation that asked counts an attempt elsewhere, like a full disk, and the runner
- * claims nothing more (/healthz 503) instead of holding variations that wait for a uid forever.
+ * (runner/local-errors.ts): the variation that asked goes back to the queue for another runner, and this one claims
+ * nothing more (/healthz 503) instead of holding variations that wait for a uid forever.
  */
 export const noUidLeft = () => Object.assign(new Error("no uid of FFMPEG_USER's range is left"), { code: "ENOUID" });
 

@@ -29,15 +29,15 @@ describe.skipIf(process.getuid?.() !== 0 || !resolveExecutable("perl"))("the uid
       throw Object.assign(new Error("EIO: i/o error, fchown"), { code: "EIO" });
     };
     const [a, b] = [await pool.take(), await pool.take()];
-    const waiting = pool.take();
+    const waiting = pool.take().catch((e: unknown) => e);
     await pool.release(a, unsealable);
     expect(pool.usable).toBe(1);
     await pool.release(b, unsealable);
     expect(quarantined).toEqual([a, b]);
     expect(pool.usable).toBe(0);
-    const err = await waiting.catch((e: unknown) => e);
+    const err = await waiting;
     expect(err).toMatchObject({ code: "ENOUID" });
-    // What a user reads on the variation (it counts an attempt, like a full disk): no uid, no path.
+    // A local failure of its own (runner/outcomes.ts hands the variation back uncounted): no uid, no path.
     expect(asLocalError(err, "encoding failed")?.message).toBe("encoding failed: the runner has no FFmpeg user left to run it as");
     await expect(pool.take()).rejects.toMatchObject({ code: "ENOUID" });
   });

@@ -1,0 +1,45 @@
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MAX_ATTEMPTS } from "../../db/queries/states";
+import { variations } from "../../db/schema";
+import { LocalError } from "../../runner/local-errors";
+import { createLogger } from "../../runner/log";
+import { local } from "../../runner/outcomes";
+import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
+import { freshDb, getVariationRows, seedJob } from "../helpers/seed";
+
+let server: TestLibsqlServer;
+beforeAll(async () => {
+  server = await startTestLibsql();
+});
+afterAll(() => server.close());
+
+/** A variation on its last attempt, held by `runnerId`: what a local failure does to it decides whether it fails. */
+async function onLastAttempt(label: string) {
+  const { db } = await freshDb(server, label);
+  const j = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1 });
+  const id = j.variationIds[0]!;
+  await db
+    .update(variations)
+    .set({ status: "running", runnerId: "runner-local", attempts: MAX_ATTEMPTS, claims: MAX_ATTEMPTS, leaseExpiresAt: Date.now() + 60_000 })
+    .where(eq(variations.id, id));
+  const task = { id, jobId: j.jobId, attempt: MAX_ATTEMPTS, own: { variationId: id, runnerId: "runner-local", attempt: MAX_ATTEMPTS }, claim: { sourceId: j.sourceIds[0]! }, stopReason: null };
+  const troubles: string[] = [];
+  const ctx = { config: { WORK_DIR: "/nonexistent", STALL_MS: 60_000 }, db, log: createLogger({ sink: () => {} }), onLocalTrouble: (e: LocalError) => troubles.push(e.code) };
+  return { db, jobId: j.jobId, task, ctx, troubles };
+}
+
+describe("a failure of the runner's own machine", () => {
+  it("hands a variation back without counting an attempt when the runner has no FFmpeg user left, so one broken host fails no video", async () => {
+    const { db, jobId, task, ctx, troubles } = await onLastAttempt("local-nouid");
+    expect(await local(ctx, task, new LocalError("ENOUID", "encoding failed"))).toBe("released");
+    expect((await getVariationRows(db, jobId))[0]).toMatchObject({ status: "queued", error: null });
+    expect(troubles).toEqual(["ENOUID"]);
+  });
+
+  it("counts the attempt for a full disk, so a source too big for every runner ends as failed with a readable reason", async () => {
+    const { db, jobId, task, ctx } = await onLastAttempt("local-enospc");
+    expect(await local(ctx, task, new LocalError("ENOSPC", "source download failed"))).toBe("failed");
+    expect((await getVariationRows(db, jobId))[0]).toMatchObject({ status: "failed", error: "source download failed: the runner ran out of disk space" });
+  });
+});
