@@ -2610,7 +2610,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the job as it is now instead of 409 job_active (or, for more, a second batch of variations). Per job; lasts as long as the job's next keyed reopen */
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the job as it is now instead of 409 job_active (or, for more, a second batch of variations). Per job; lasts as long as the job's next reopen, 24 hours at most */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -2707,7 +2707,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the job as it is now instead of 409 job_active (or, for more, a second batch of variations). Per job; lasts as long as the job's next keyed reopen */
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the job as it is now instead of 409 job_active (or, for more, a second batch of variations). Per job; lasts as long as the job's next reopen, 24 hours at most */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -2804,7 +2804,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the job as it is now instead of 409 job_active (or, for more, a second batch of variations). Per job; lasts as long as the job's next keyed reopen */
+                /** @description Any 1–255 visible ASCII characters (a UUID): send the same key again after a lost answer, or twice at once, and get the job as it is now instead of 409 job_active (or, for more, a second batch of variations). Per job; lasts as long as the job's next reopen, 24 hours at most */
                 "Idempotency-Key"?: string;
             };
             path: {

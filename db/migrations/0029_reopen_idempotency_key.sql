@@ -1,2 +1,3 @@
 ALTER TABLE `jobs` ADD `reopen_key` text;--> statement-breakpoint
-ALTER TABLE `jobs` ADD `reopen_request` text;
+ALTER TABLE `jobs` ADD `reopen_request` text;--> statement-breakpoint
+ALTER TABLE `jobs` ADD `reopened_at` integer;

@@ -46,12 +46,13 @@ export const jobs = sqliteTable(
      */
     idempotencyKey: text("idempotency_key"),
     /**
-     * The `Idempotency-Key` of the last keyed resume, retry or more that reopened the job, and what it asked
-     * (`resume`, `retry`, `more:<n>`; db/queries/jobs/reopen.ts): the same request again is answered with the job,
-     * not refused as `job_active` or, for more, done twice.
+     * The `Idempotency-Key` of the last resume, retry or more that reopened the job (null if that one had none),
+     * what it asked (`resume`, `retry`, `more:<n>`) and when (db/queries/jobs/reopen.ts): the same request again
+     * is answered with the job, not refused as `job_active` or, for more, done twice.
      */
     reopenKey: text("reopen_key"),
     reopenRequest: text("reopen_request"),
+    reopenedAt: integer("reopened_at"),
   },
   (t) => [
     index("jobs_user_created_idx").on(t.userId, t.createdAt),

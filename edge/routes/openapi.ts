@@ -30,7 +30,7 @@ const idempotencyKeyParam = (what: string, lasts: string, per = "user") => ({
 });
 
 /** Resume, retry and more: a repeat of the job's last keyed reopen answers the job instead of 409 or a second reopen. */
-const reopenKeyParam = idempotencyKeyParam("the job as it is now instead of 409 job_active (or, for more, a second batch of variations)", "the job's next keyed reopen", "job");
+const reopenKeyParam = idempotencyKeyParam("the job as it is now instead of 409 job_active (or, for more, a second batch of variations)", "the job's next reopen, 24 hours at most", "job");
 
 function queryParameters(schema: z.ZodObject) {
   const js = z.toJSONSchema(schema, { io: "input" }) as { properties: Record<string, object>; required?: string[] };

@@ -80,7 +80,7 @@ export async function addVariations(
     reopenJobStatement(db, input.jobId, input.viewer, and(eq(jobs.status, record.job.status), HAS_QUEUED_WORK)!, now, {
       totalVariations: sql`${jobs.totalVariations} + ${rows.length}`,
       variationsPerVideo: sql`${jobs.variationsPerVideo} + ${input.perSource}`,
-      ...reopenKeyColumns(idem),
+      ...reopenKeyColumns(idem, now),
     }),
   ]);
   if (reopened.length === 0) {

@@ -66,6 +66,7 @@ function buildRecord(input: NewJob, newSources: NewSource[], now: number): JobRe
     idempotencyKey: input.idempotencyKey ?? null,
     reopenKey: null,
     reopenRequest: null,
+    reopenedAt: null,
   };
   const sourceRows: SourceRow[] = newSources.map((s, i) => ({
     ...s,

@@ -88,17 +88,28 @@ export interface Reopened {
   replayed: boolean;
 }
 
-/** The columns a keyed reopen writes with its job compare-and-set (nothing without a key). */
-export const reopenKeyColumns = (idem: ReopenKey | null) => (idem ? { reopenKey: idem.key, reopenRequest: idem.request } : {});
+/**
+ * How long a reopen's key answers for its job: every retry after a lost answer is long over by then, and a client
+ * that reuses one key for a later request (a nightly resume) gets that request done instead of a replay.
+ */
+export const REOPEN_KEY_REPLAY_MS = 24 * 3_600_000;
+
+/** What every reopen writes with its job compare-and-set: its key, or none (a later repeat of an older key is new). */
+export const reopenKeyColumns = (idem: ReopenKey | null, now: number) => ({
+  reopenKey: idem?.key ?? null,
+  reopenRequest: idem?.request ?? null,
+  reopenedAt: idem ? now : null,
+});
 
 /**
- * A repeat of the keyed reopen this job last took (its answer was lost, or a twin sent at the same time won): the job
- * as it is now, instead of 409 `job_active` or, for more, a second batch of variations. The key is written by the
- * reopen's own compare-and-set, so a request that failed never holds it. 422 `idempotency_key_reused` when the key
- * asked this job for something else. Null: no such earlier request.
+ * A repeat of the reopen this job last took, within REOPEN_KEY_REPLAY_MS (its answer was lost, or a twin sent at the
+ * same time won): the job as it is now, instead of 409 `job_active` or, for more, a second batch of variations. The
+ * key is written by the reopen's own compare-and-set, so a request that failed never holds it. 422
+ * `idempotency_key_reused` when the key asked this job for something else. Null: no such earlier request.
  */
 export function replayOf(record: JobRecord, idem: ReopenKey | null, now: number): Reopened | null {
-  if (!idem || record.job.reopenKey !== idem.key) return null;
+  const { reopenKey, reopenedAt } = record.job;
+  if (!idem || reopenKey !== idem.key || reopenedAt === null || reopenedAt <= now - REOPEN_KEY_REPLAY_MS) return null;
   if (record.job.reopenRequest !== idem.request) {
     throw new UnprocessableError("idempotency_key_reused", `This Idempotency-Key already asked this job for ${record.job.reopenRequest}; use a new key`);
   }

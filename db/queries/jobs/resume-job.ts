@@ -51,7 +51,7 @@ export async function resumeJob(
       input.viewer,
       or(eq(jobs.status, "paused"), and(eq(jobs.status, "cancelled"), HAS_QUEUED_WORK))!,
       now,
-      reopenKeyColumns(idem),
+      reopenKeyColumns(idem, now),
     ),
   ]);
   if (reopened.length === 0) {

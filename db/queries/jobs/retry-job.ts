@@ -41,7 +41,7 @@ export async function retryJob(
       .update(variations)
       .set(FRESH_VARIATION)
       .where(and(eq(variations.jobId, input.jobId), eq(variations.status, "failed"), guard)),
-    reopenJobStatement(db, input.jobId, input.viewer, and(inArray(jobs.status, [...RETRYABLE]), HAS_QUEUED_WORK)!, now, reopenKeyColumns(idem)),
+    reopenJobStatement(db, input.jobId, input.viewer, and(inArray(jobs.status, [...RETRYABLE]), HAS_QUEUED_WORK)!, now, reopenKeyColumns(idem, now)),
   ]);
   if (reopened.length === 0) {
     return await afterRefusedReopen(
