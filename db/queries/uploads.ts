@@ -131,12 +131,23 @@ export async function markUploadCompleted(db: Db, uploadId: string, now: number)
   return done.length === 1;
 }
 
-/** Uploads never turned into a job (still uploading, or completed but unused) created before `before`. */
+/**
+ * Uploads never turned into a job (still uploading, or completed but unused) not used since before `before`: a
+ * large upload may still be sending parts, or have just completed, long after it was opened. Drop them with
+ * `quietSince: before`, so a part or a complete that lands after this listing keeps the upload.
+ */
 export async function listStaleUploads(db: Db, before: number, limit: number): Promise<UploadRow[]> {
   return db
     .select()
     .from(uploads)
-    .where(and(inArray(uploads.status, ["uploading", "completed", "aborted"]), lt(uploads.createdAt, before)))
+    .where(
+      and(
+        inArray(uploads.status, ["uploading", "completed", "aborted"]),
+        // Implied by the last use, but lets the listing range on uploads_status_created_idx.
+        lt(uploads.createdAt, before),
+        lt(UPLOAD_LAST_USED, before),
+      ),
+    )
     .orderBy(asc(uploads.createdAt))
     .limit(limit);
 }
@@ -159,7 +170,8 @@ export async function markUploadAborted(db: Db, uploadId: string, quietSince?: n
       and(
         eq(uploads.id, uploadId),
         inArray(uploads.status, ["uploading", "completed", "aborted"]),
-        // The storage cap's choice re-checked: a part or a complete since its listing makes the upload in use.
+        // The storage cap's or stale-upload rule's choice re-checked: a part or a complete since its listing makes
+        // the upload in use.
         quietSince === undefined ? undefined : lte(UPLOAD_LAST_USED, quietSince),
       ),
     )

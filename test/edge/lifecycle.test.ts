@@ -27,6 +27,7 @@ import { enforceStorageCap } from "../../edge/lifecycle/storage-cap";
 import { purgeJob } from "../../edge/lib/storage";
 import { dropUnusedUpload, startUpload } from "../../edge/lib/uploads";
 import worker from "../../edge/index";
+import { interceptStatements } from "../helpers/statements";
 import { claimAll, fakeMp4, isolatedDatabase, isolatedDb, jobRow, seedJob, variationsOf } from "./helpers";
 
 const HOUR = 60 * 60 * 1000;
@@ -656,6 +657,45 @@ describe("abortStaleUploads", () => {
     expect(left.map((u) => u.id)).toEqual([recent.id]);
     expect(await keysUnder(`uploads/${done.id}`)).toEqual([]);
     expect(stale.id).not.toBe(recent.id);
+  });
+
+  it("keeps an upload used within JOB_TTL_HOURS however long ago it was opened: still sending parts, just completed, or a part arriving as the rule drops it", async () => {
+    const user = { id: userId, email: "x@test.example", role: "user" as const };
+    const open = (at: number) => startUpload({ db, bucket: env.BUCKET }, { user, filename: "big.mp4", size: 1000, maxBytes: 1e9, limits: ROOMY }, at);
+    const sending = await open(NOW - 30 * HOUR);
+    await recordUploadPart(db, { uploadId: sending.id, partNumber: 1, etag: "e1", size: 500, now: NOW - 10 * 60_000 });
+    const justDone = await open(NOW - 26 * HOUR);
+    await env.BUCKET.put(`uploads/${justDone.id}`, fakeMp4(1000));
+    expect(await markUploadCompleted(db, justDone.id, NOW - 5 * 60_000)).toBe(true);
+    const forgotten = await open(NOW - 25 * HOUR);
+    await recordUploadPart(db, { uploadId: forgotten.id, partNumber: 1, etag: "e1", size: 500, now: NOW - 25 * HOUR + 60_000 });
+    // Quiet for a day when listed; its next part is recorded just before the rule's compare-and-set reaches it.
+    const racing = await open(NOW - 27 * HOUR);
+    let partSent = false;
+    const restore = interceptStatements(db, async (stmts) => {
+      const s = stmts[0]!;
+      if (partSent || typeof s === "string" || !/^update "uploads" set "status"/i.test(s.sql) || !(s.args as unknown[]).includes(racing.id)) return;
+      partSent = true;
+      await recordUploadPart(db, { uploadId: racing.id, partNumber: 1, etag: "e1", size: 500, now: NOW - 1000 });
+    });
+    try {
+      expect(await abortStaleUploads(deps({ JOB_TTL_HOURS: 24 }), NOW)).toEqual({ aborted: 1 });
+    } finally {
+      restore();
+    }
+    expect(partSent).toBe(true);
+    const left = (await db.select({ id: uploads.id, status: uploads.status }).from(uploads)).sort((a, b) => a.id.localeCompare(b.id));
+    expect(left).toEqual(
+      [
+        { id: sending.id, status: "uploading" },
+        { id: justDone.id, status: "completed" },
+        { id: racing.id, status: "uploading" },
+      ].sort((a, b) => a.id.localeCompare(b.id)),
+    );
+    expect(await keysUnder(`uploads/${justDone.id}`)).toEqual([`uploads/${justDone.id}`]);
+
+    // A day after their last use they go like any other.
+    expect(await abortStaleUploads(deps({ JOB_TTL_HOURS: 24 }), NOW + DAY)).toEqual({ aborted: 3 });
   });
 });
 
