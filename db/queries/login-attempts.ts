@@ -70,11 +70,13 @@ export async function clearLoginAttempts(db: Db, key: string): Promise<void> {
   await db.delete(t).where(eq(t.key, key));
 }
 
-/** Forgets counters that have been quiet long enough to reset anyway and hold no lock; returns how many. */
-export async function pruneLoginAttempts(db: Db, now: number): Promise<number> {
-  const gone = await db
-    .delete(t)
-    .where(sql`${lt(t.updatedAt, now - LOGIN_QUIET_RESET_MS)} and ${t.lockedUntil} <= ${now}`)
-    .returning({ key: t.key });
-  return gone.length;
+/**
+ * Forgets up to `limit` counters that have been quiet long enough to reset anyway and hold no lock; returns how
+ * many. Bounded because anyone can add rows (a login reserves `account:<email>` for any email, before the user is
+ * looked up): one delete of all of them held the write lock for as long as the pile was big.
+ */
+export async function pruneLoginAttempts(db: Db, now: number, limit = 1000): Promise<number> {
+  const done = await db.run(sql`DELETE FROM ${t} WHERE ${t.key} IN (
+    SELECT ${t.key} FROM ${t} WHERE ${lt(t.updatedAt, now - LOGIN_QUIET_RESET_MS)} AND ${t.lockedUntil} <= ${now} LIMIT ${limit})`);
+  return done.rowsAffected;
 }

@@ -12,7 +12,7 @@ import { upsertRunner } from "../../db/queries/runners";
 import { createSession } from "../../db/queries/sessions";
 import { markUploadCompleted, recordUploadPart } from "../../db/queries/uploads";
 import { createUser, setUserDisabled } from "../../db/queries/users";
-import { jobs, runners, sessions, uploadParts, uploads, variations } from "../../db/schema";
+import { jobs, loginFailures, runners, sessions, uploadParts, uploads, variations } from "../../db/schema";
 import { loadConfig } from "../../edge/env";
 import { runLifecycle, type LifecycleDeps } from "../../edge/lifecycle";
 import { EXPIRE_BATCH, expireFinishedJobs } from "../../edge/lifecycle/expire-jobs";
@@ -708,6 +708,20 @@ describe("pruneAuth and runLifecycle", () => {
     const rows = await db.select({ expiresAt: sessions.expiresAt }).from(sessions);
     expect(rows.map((r) => r.expiresAt)).toContain(live.expiresAt);
     expect(rows.map((r) => r.expiresAt)).not.toContain(s.expiresAt);
+  });
+
+  it("prunes a pile of expired sessions and quiet login counters a bounded batch at a time, the rest on later ticks", async () => {
+    for (let i = 0; i < 5; i++) await createSession(db, { userId }, NOW - 8 * DAY - i);
+    const live = await createSession(db, { userId }, NOW - DAY);
+    const quiet = Array.from({ length: 5 }, (_, i) => ({ key: `account:nobody-${i}@test.example`, attempts: 1, lockedUntil: 0, updatedAt: NOW - 2 * HOUR }));
+    await db.insert(loginFailures).values([...quiet, { key: "account:locked@test.example", attempts: 9, lockedUntil: NOW + HOUR, updatedAt: NOW - 2 * HOUR }]);
+
+    // Two statements of two rows each per kind: a tick that meets a backlog ends, and the next one goes on.
+    expect(await pruneAuth(deps(), NOW, { batch: 2, batches: 2 })).toEqual({ sessions: 4, loginAttempts: 4 });
+    expect(await pruneAuth(deps(), NOW + 60_000, { batch: 2, batches: 2 })).toEqual({ sessions: 1, loginAttempts: 1 });
+    expect(await pruneAuth(deps(), NOW + 120_000, { batch: 2, batches: 2 })).toEqual({ sessions: 0, loginAttempts: 0 });
+    expect((await db.select({ expiresAt: sessions.expiresAt }).from(sessions)).map((r) => r.expiresAt)).toEqual([live.expiresAt]);
+    expect((await db.select({ key: loginFailures.key }).from(loginFailures)).map((r) => r.key)).toEqual(["account:locked@test.example"]);
   });
 
   it("runs every rule and reports each one, a failing rule not stopping the others", async () => {
