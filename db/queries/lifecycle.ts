@@ -55,7 +55,20 @@ export async function cancelJobsOfDisabledAccounts(db: Db, disabledBefore: numbe
  * job last entered the queue (a retried or resumed job waits afresh), not from its creation. Returns the job ids.
  */
 export async function failStaleQueuedJobs(db: Db, queuedBefore: number, now: number): Promise<string[]> {
-  const [failed] = await db.batch([
+  const stale = and(
+    eq(jobs.status, "queued"),
+    lte(sql`coalesce(${jobs.queuedAt}, ${jobs.createdAt})`, queuedBefore),
+    // A disabled account's jobs are held, not waiting for a runner: re-enabling restarts their wait.
+    sql`NOT ${accountDisabled(sql`jobs.user_id`)}`,
+  );
+  const [, failed] = await db.batch([
+    // The variations first, picked by the very condition the job update tests, in the same transaction: found
+    // afterwards by the failure it records, the jobs to reach were every job that ever expired while queued and
+    // is still retained, read every minute under the write lock.
+    db
+      .update(variations)
+      .set({ status: "failed", error: EXPIRED_WHILE_QUEUED, finishedAt: now, leaseExpiresAt: null })
+      .where(and(eq(variations.status, "queued"), inArray(variations.jobId, db.select({ id: jobs.id }).from(jobs).where(stale)))),
     db
       .update(jobs)
       .set({
@@ -65,24 +78,8 @@ export async function failStaleQueuedJobs(db: Db, queuedBefore: number, now: num
         expiresAt: sql`${now} + ${jobs.retentionMs}`,
         updatedAt: now,
       })
-      // A disabled account's jobs are held, not waiting for a runner: re-enabling restarts their wait.
-      .where(
-        and(
-          eq(jobs.status, "queued"),
-          lte(sql`coalesce(${jobs.queuedAt}, ${jobs.createdAt})`, queuedBefore),
-          sql`NOT ${accountDisabled(sql`jobs.user_id`)}`,
-        ),
-      )
+      .where(stale)
       .returning({ id: jobs.id }),
-    db
-      .update(variations)
-      .set({ status: "failed", error: EXPIRED_WHILE_QUEUED, finishedAt: now, leaseExpiresAt: null })
-      .where(
-        and(
-          eq(variations.status, "queued"),
-          sql`${variations.jobId} in (select ${jobs.id} from ${jobs} where ${jobs.status} = 'failed' and ${jobs.error} = ${EXPIRED_WHILE_QUEUED})`,
-        ),
-      ),
   ]);
   return failed.map((r) => r.id);
 }
