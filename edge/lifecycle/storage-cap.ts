@@ -56,7 +56,14 @@ export async function enforceStorageCap(deps: LifecycleDeps, now: number, budget
   const uploads: Candidate[] = [];
   const jobs: Candidate[] = [];
   let freeable = 0;
-  for (const user of byUser.filter((u) => u.bytes > quota)) {
+  const overQuota = byUser.filter((u) => u.bytes > quota);
+  for (const [i, user] of overQuota.entries()) {
+    // The budget holds here too: with many users over quota (a lowered quota) the listing alone outran it, and the
+    // eviction loop below, finding it spent, then evicted nothing anyway. Nothing is evicted on a partial listing:
+    // what it leaves out cannot be weighed, and the next tick lists afresh.
+    if (performance.now() - started >= budgetMs) {
+      return { evicted: 0, uploadsFreed: 0, usedBytes: used, usersNotListed: overQuota.length - i };
+    }
     held.set(user.userId, user.bytes);
     const items = await listEvictableOfUser(deps.db, user.userId, before, PER_USER_BATCH);
     let left = user.bytes;

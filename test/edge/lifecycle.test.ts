@@ -336,6 +336,24 @@ describe("enforceStorageCap", () => {
     expect(await jobRow(old.id, db)).toBeUndefined();
   });
 
+  it("keeps to its time budget while it lists what each user over quota could lose, not only while it evicts", async () => {
+    const owners = [userId, await otherUser(), await otherUser()];
+    for (const owner of owners) await make(NOW - 3 * HOUR, owner);
+    // A budget spent from the start: the listing of every over-quota user's items is left to the next tick, so a
+    // tick's time does not grow with how many users are over quota.
+    const perUser: string[] = [];
+    const restore = interceptStatements(db, (stmts) => {
+      for (const st of stmts) if (typeof st !== "string" && owners.some((o) => (st.args as unknown[] | undefined)?.includes(o))) perUser.push(st.sql);
+    });
+    try {
+      expect(await enforceStorageCap(capDeps(5000), NOW, 0)).toMatchObject({ evicted: 0, usedBytes: 6000 });
+    } finally {
+      restore();
+    }
+    expect(perUser).toEqual([]);
+    expect(await enforceStorageCap(capDeps(5000), NOW + 60_000)).toMatchObject({ evicted: 1, usedBytes: 4000 });
+  });
+
   it("never evicts a job that finished less than an hour ago, evicting only down to the limit when such bytes fill the target", async () => {
     const old = await make(NOW - 3 * HOUR);
     const young = await make(NOW - 30 * 60_000);
