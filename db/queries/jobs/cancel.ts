@@ -105,10 +105,12 @@ export async function cancelJobs(
     : [];
   const statusOf = new Map(found.map((r) => [r.id, r.status]));
   const outcomes = new Map<string, BulkCancelResult>();
+  // Unknown, another user's, or deleted between the read and the compare-and-set.
+  const notFound = (id: string): BulkCancelResult => ({ id, status: null, previousStatus: null, error: "not_found" });
   for (const id of unique) {
     const seen = statusOf.get(id);
     if (seen === undefined) {
-      outcomes.set(id, { id, status: null, previousStatus: null, error: "not_found" });
+      outcomes.set(id, notFound(id));
       continue;
     }
     if (seen === "completed" || seen === "failed") {
@@ -125,7 +127,7 @@ export async function cancelJobs(
     outcomes.set(
       id,
       outcome.kind === "not_found"
-        ? { id, status: null, previousStatus: null, error: "not_found" }
+        ? notFound(id)
         : {
             id,
             status: outcome.job.status,
