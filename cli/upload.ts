@@ -137,6 +137,8 @@ export async function uploadAndCreateJob(
   return { job, uploads };
 }
 
+const fileChanged = (f: LocalFile) => new CliError(`${f.name} changed while it was being sent`, EXIT.failed, "file_changed");
+
 /** The job POST refused an upload as used by a job, or unknown (the cron deleted it). */
 function staleUpload(err: unknown): boolean {
   if (!(err instanceof CliError)) return false;
@@ -206,7 +208,7 @@ async function createJobFromForm(
           bars[i]!.update(sent);
           yield buf;
         }
-        if (sent !== f.size) throw new CliError(`${f.name} changed while it was being sent`, EXIT.failed, "file_changed");
+        if (sent !== f.size) throw fileChanged(f);
       } finally {
         await fh.close();
       }
@@ -382,7 +384,7 @@ async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false
       const sendPart = async (n: number) => {
         const bytes = Buffer.alloc(partBytes(n));
         const { bytesRead } = await fh.read(bytes, 0, bytes.length, (n - 1) * entry.partSize);
-        if (bytesRead !== bytes.length) throw new CliError(`${f.name} changed while it was being sent`, EXIT.failed, "file_changed");
+        if (bytesRead !== bytes.length) throw fileChanged(f);
         await withRetries(
           () =>
             call(
@@ -420,7 +422,19 @@ async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false
         for (let n = queue.shift(); n !== undefined; n = queue.shift()) await sendPart(n);
       });
       await Promise.all(workers);
+      // Parts are read at the offsets the first size gave: a file that grew (a recording still being written) or
+      // was rewritten meanwhile would be completed cut short or mixed, and the job made from it would exit 0.
+      const now = await fh.stat();
+      if (now.size !== f.size || Math.trunc(now.mtimeMs) !== f.mtimeMs) throw fileChanged(f);
     } catch (err) {
+      if (err instanceof CliError && err.code === "file_changed") {
+        // Its record can never match the file again (the key holds the old size and mtime), and the upload would
+        // hold storage until the stale-upload rule removes it: drop both (the server's side at best effort).
+        state.remove(url, f);
+        await state.save();
+        await api.DELETE("/api/uploads/{id}", { params: { path: { id: entry.uploadId } }, signal: timeout() }).catch(() => {});
+        throw err;
+      }
       // An upload the server no longer knows (aborted by the cron after JOB_TTL_HOURS): start over once.
       if (resumed && !restarted && err instanceof CliError && (err.status === 404 || err.code === "upload_closed")) {
         progress.log(`${f.name}: the server no longer has upload ${entry.uploadId}; starting again`);

@@ -167,3 +167,47 @@ describe("CLI multipart upload", () => {
     expect((await UploadState.load(env)).get(url, files[0]!)).toBeUndefined();
   });
 });
+
+describe("CLI multipart upload of a file that changes while it is sent", () => {
+  it("fails with file_changed (exit 1) when the file grew, instead of completing an upload cut at the first size", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "vr-cli-upload-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, "big.mp4");
+    await writeFile(path, Buffer.alloc(128 * 1024, 7));
+    const requests: string[] = [];
+    // The edge; while part 1 is on its way, whatever writes the file appends to it (a recording still running).
+    const server: Server = createServer((req, res) => {
+      req.resume();
+      req.on("end", async () => {
+        const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+        requests.push(`${req.method} ${req.url}`);
+        if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: "u1", partSize: 64 * 1024, partCount: 2 });
+        if (req.method === "PUT" && req.url === "/api/uploads/u1/parts/1") {
+          await appendFile(path, Buffer.alloc(64 * 1024, 8));
+          return json(200, { etag: "e1" });
+        }
+        if (req.method === "PUT") return json(200, { etag: "e2" });
+        if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { id: "u1", filename: "big.mp4", size: 128 * 1024, status: "completed" });
+        if (req.method === "DELETE") return res.writeHead(204).end();
+        if (req.method === "POST" && req.url === "/api/jobs") return json(202, { id: "j1" });
+        json(404, { error: { code: "not_found", message: "no" } });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const env = { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1", VIDEO_REFRESHER_PART_CONCURRENCY: "1" };
+    const files = await statFiles([path]);
+
+    const err = await uploadAndCreateJob({ api: apiClient(url, "token"), url, env, progress: quiet, sleep: async () => {} }, files, 1).then(
+      () => null,
+      (e: unknown) => e,
+    );
+
+    expect(err).toMatchObject({ code: "file_changed", exitCode: EXIT.failed, message: "big.mp4 changed while it was being sent" });
+    expect(requests).not.toContain("POST /api/uploads/u1/complete");
+    expect(requests).not.toContain("POST /api/jobs");
+    // The half-sent upload is dropped rather than left holding storage for a day.
+    expect(requests).toContain("DELETE /api/uploads/u1");
+  });
+});
