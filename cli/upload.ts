@@ -327,6 +327,14 @@ export function retryable(err: unknown): boolean {
   return isNetworkError(err);
 }
 
+/**
+ * `retryable` without 429: for routes whose 429 is an answer (quota_exceeded: active jobs or queued variations, freed
+ * only as runners work) — a `rate_limited` 429 the client has already waited out (cli/client.ts waitingOutRateLimit).
+ */
+export function transient(err: unknown): boolean {
+  return retryable(err) && !(err instanceof CliError && err.status === 429);
+}
+
 /** Runs `fn` up to `tries` times with exponential backoff (baseMs, 2×, 4×, … plus jitter) on retryable errors. */
 export async function withRetries<T>(
   fn: (attempt: number) => Promise<T>,
@@ -336,15 +344,18 @@ export async function withRetries<T>(
     /** Default: a real wait. */
     sleep?: (ms: number) => Promise<void>;
     onRetry?: (attempt: number, err: unknown, waitMs: number) => void;
-    /** Worth another try besides what `retryable` says (e.g. a code one route uses for "send it again"). */
+    /** Which errors are worth another try (default `retryable`). */
+    retryOn?: (err: unknown) => boolean;
+    /** Worth another try besides what `retryOn` says (e.g. a code one route uses for "send it again"). */
     alsoRetry?: (err: unknown) => boolean;
   },
 ): Promise<T> {
+  const retryOn = opts.retryOn ?? retryable;
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
-      if (attempt >= opts.tries || !(retryable(err) || opts.alsoRetry?.(err))) throw err;
+      if (attempt >= opts.tries || !(retryOn(err) || opts.alsoRetry?.(err))) throw err;
       const waitMs = opts.baseMs * 2 ** (attempt - 1) * (1 + Math.random() * 0.2);
       opts.onRetry?.(attempt, err, waitMs);
       await (opts.sleep ?? realSleep)(waitMs);
@@ -449,13 +460,43 @@ async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false
     }
 
     try {
-      await call(url, api.POST("/api/uploads/{id}/complete", { params: { path: { id: entry.uploadId } }, signal: timeout() }));
+      // Safe to repeat: the edge answers a complete of a completed upload like the first (200), so a lost answer or
+      // a 5xx must not fail a submit of gigabytes.
+      await withRetries(
+        () => call(url, api.POST("/api/uploads/{id}/complete", { params: { path: { id: entry.uploadId } }, signal: timeout() })),
+        {
+          tries: PART_TRIES,
+          baseMs: Number(deps.env.VIDEO_REFRESHER_RETRY_BASE_MS || 500),
+          sleep: deps.sleep ?? realSleep,
+          retryOn: transient,
+          onRetry: (attempt, err, waitMs) =>
+            progress.log(`${f.name}: completing the upload failed (${(err as Error).message}); try ${attempt + 1}/${PART_TRIES} in ${(waitMs / 1000).toFixed(1)} s`),
+        },
+      );
+      entry.completed = true;
+      await state.save();
     } catch (err) {
-      // 409: a previous run completed it and stopped before creating the job.
-      if (!(err instanceof CliError && err.status === 409 && entry.parts.length === entry.partCount)) throw err;
+      if (!(err instanceof CliError)) throw err;
+      if (resumed && !restarted && err.status === 404) {
+        // Every part was stored by an earlier run, but the cron has removed the upload since: start over once.
+        progress.log(`${f.name}: the server no longer has upload ${entry.uploadId}; starting again`);
+        state.remove(url, f);
+        await state.save();
+        return uploadLargeFile(deps, f, true);
+      }
+      if (err.code === "part_mismatch") {
+        // Storage and the upload's record disagree on a part the edge does not name: the parts this run counts as
+        // stored are not all good, so the next run sends every part again (the last upload of a part wins).
+        entry.parts = [];
+        await state.save();
+        throw new CliError(`${f.name}: ${err.message} (run the command again: it sends every part again)`, err.exitCode, err.code, err.status);
+      }
+      // upload_closed: a job uses it (an earlier run's, whose answer was lost) or the cron aborted it. Not completed
+      // by this run, so not recorded as completed; the job request says which: its key answers with that job, or
+      // upload_used has the file sent again.
+      if (err.code !== "upload_closed") throw err;
+      progress.log(`${f.name}: upload ${entry.uploadId} can no longer be completed (${err.message})`);
     }
-    entry.completed = true;
-    await state.save();
   }
   bar.update(f.size, "stored");
   return { file: f.path, via: "multipart", size: f.size, uploadId: entry.uploadId, partsSent: sent.sort((a, b) => a - b), partsSkipped: skipped, resumed };

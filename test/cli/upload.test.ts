@@ -211,3 +211,72 @@ describe("CLI multipart upload of a file that changes while it is sent", () => {
     expect(requests).toContain("DELETE /api/uploads/u1");
   });
 });
+
+describe("CLI multipart upload: completing it", () => {
+  /** A stand-in edge for one 1-part upload whose answers to complete the test scripts (then 200). */
+  async function completeEdge(completeAnswers: (number | { status: number; code: string })[]) {
+    const requests: string[] = [];
+    let opened = 0;
+    let completed = false;
+    const server: Server = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+        requests.push(`${req.method} ${req.url}`);
+        if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: `u${++opened}`, partSize: 64 * 1024, partCount: 1 });
+        if (req.method === "PUT") return json(200, { etag: "e1" });
+        if (req.method === "POST" && req.url?.endsWith("/complete")) {
+          const next = completeAnswers.shift();
+          if (next === undefined) {
+            completed = true;
+            return json(200, { id: "u1", filename: "big.mp4", size: 64 * 1024, status: "completed" });
+          }
+          const { status, code } = typeof next === "number" ? { status: next, code: "storage_unavailable" } : next;
+          return json(status, { error: { code, message: `complete refused: ${code}` } });
+        }
+        if (req.method === "POST" && req.url === "/api/jobs") {
+          return completed ? json(202, { id: "j1" }) : json(409, { error: { code: "upload_incomplete", message: "Upload u1 is not complete yet" } });
+        }
+        json(404, { error: { code: "not_found", message: "no" } });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, requests };
+  }
+
+  async function bigFile() {
+    const dir = await mkdtemp(join(tmpdir(), "vr-cli-upload-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, "big.mp4");
+    await writeFile(path, Buffer.alloc(64 * 1024, 7));
+    return { dir, path, env: { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" } };
+  }
+
+  it("sends complete again after 5xx answers (it is safe to repeat), instead of failing the submit", async () => {
+    const { path, env } = await bigFile();
+    const edge = await completeEdge([503, 502]);
+    const { job } = await uploadAndCreateJob(
+      { api: apiClient(edge.url, "token"), url: edge.url, env, progress: quiet, sleep: async () => {} },
+      await statFiles([path]),
+      1,
+    );
+    expect(job).toMatchObject({ id: "j1" });
+    expect(edge.requests.filter((r) => r === "POST /api/uploads/u1/complete")).toHaveLength(3);
+  });
+
+  it("does not take a part_mismatch for done: the run fails, and the next run sends the parts again and completes", async () => {
+    const { path, env } = await bigFile();
+    const edge = await completeEdge([{ status: 409, code: "part_mismatch" }]);
+    const deps = { api: apiClient(edge.url, "token"), url: edge.url, env, progress: quiet, sleep: async () => {} };
+    const files = await statFiles([path]);
+
+    const err = await uploadAndCreateJob(deps, files, 1).then(() => null, (e: unknown) => e);
+    expect(err).toMatchObject({ code: "part_mismatch", status: 409 });
+    expect(edge.requests).not.toContain("POST /api/jobs");
+
+    const { job } = await uploadAndCreateJob(deps, files, 1);
+    expect(job).toMatchObject({ id: "j1" });
+    expect(edge.requests.filter((r) => r === "PUT /api/uploads/u1/parts/1")).toHaveLength(2);
+  });
+});
