@@ -130,7 +130,9 @@ export async function uploadAndCreateJob(
     const again: UploadReport[] = [];
     for (const [i, f] of files.entries()) again.push(uploads[i]!.resumed ? await uploadLargeFile(deps, f) : uploads[i]!);
     uploads = again;
-    job = (await create(uploads, randomBytes(16).toString("hex"))).data;
+    // The same key: the refused POST recorded nothing under it (only a job holds a key), and it is the one saved in
+    // submits.json, so a re-run after this create's answer is lost is answered with this job, not a second one.
+    job = (await create(uploads, key)).data;
   }
   await forget();
   await answered();

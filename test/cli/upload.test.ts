@@ -280,3 +280,61 @@ describe("CLI multipart upload: completing it", () => {
     expect(edge.requests.filter((r) => r === "PUT /api/uploads/u1/parts/1")).toHaveLength(2);
   });
 });
+
+describe("CLI multipart upload sent again after an earlier run's upload was used", () => {
+  it("creates the job under the submit's saved key, so a re-run after a lost answer gets that job instead of a second", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "vr-cli-upload-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, "big.mp4");
+    await writeFile(path, Buffer.alloc(64 * 1024, 7));
+    // The edge's promises: one job per key (a repeat is answered with it), each upload feeds one job.
+    const jobsByKey = new Map<string, string>();
+    const usedBy = new Map<string, string>([["u1", "earlier"]]);
+    let opened = 1;
+    let dropJobAnswers = false;
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+          res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(body));
+        if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: `u${++opened}`, partSize: 64 * 1024, partCount: 1 });
+        if (req.method === "PUT") return json(200, { etag: "e1" });
+        if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { status: "completed" });
+        if (req.method === "POST" && req.url === "/api/jobs") {
+          const key = req.headers["idempotency-key"] as string;
+          const ups = JSON.parse(Buffer.concat(chunks).toString()).uploads as string[];
+          const known = jobsByKey.get(key);
+          const used = ups.find((u) => usedBy.has(u));
+          if (!known && used) return json(409, { error: { code: "upload_used", message: `Upload ${used} was already used by a job` }, jobId: usedBy.get(used) });
+          const id = known ?? `j${jobsByKey.size + 1}`;
+          jobsByKey.set(key, id);
+          for (const u of ups) usedBy.set(u, id);
+          // The job is made (or found), but the answer never arrives.
+          if (dropJobAnswers) return req.socket.destroy();
+          return json(202, { id, uploads: ups }, known ? { "idempotent-replayed": "true" } : {});
+        }
+        json(404, { error: { code: "not_found", message: "no" } });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const files = await statFiles([path]);
+    const env = { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" };
+    // An earlier run recorded u1, which fed job "earlier" made by a submit of other options.
+    const state = await UploadState.load(env);
+    state.set(url, files[0]!, { uploadId: "u1", partSize: 64 * 1024, partCount: 1, parts: [1], completed: true, startedAt: new Date().toISOString() });
+    await state.save();
+    const deps = { api: apiClient(url, "token"), url, env, progress: quiet, sleep: async () => {} };
+
+    dropJobAnswers = true;
+    const lost = await uploadAndCreateJob(deps, files, 1).then(() => null, (e: unknown) => e);
+    expect(lost).toMatchObject({ exitCode: EXIT.network });
+    dropJobAnswers = false;
+    const { job } = await uploadAndCreateJob(deps, files, 1);
+
+    expect(job.id).toBe("j1");
+    expect([...jobsByKey.values()]).toEqual(["j1"]);
+  });
+});
