@@ -10,8 +10,12 @@ interface KeyEntry {
   createdAt: number;
 }
 
-/** An unanswered submit's key is reused this long (the server keeps a job's key as long as the job). */
-const KEEP_MS = 7 * 24 * 3600_000;
+/**
+ * An unanswered submit's key is reused this long. The server keeps a key as long as its job, but the same command
+ * run days later is most likely a new request, not a retry: a day matches JOB_TTL_HOURS (24 h), after which the
+ * uploads an interrupted run left are gone too. A replay within it is said on stderr (cli/upload.ts).
+ */
+const KEEP_MS = 24 * 3600_000;
 
 /**
  * `submits.json` in the config dir: the Idempotency-Key of each submit whose job POST has not been answered yet, by

@@ -89,10 +89,19 @@ export async function uploadAndCreateJob(
     now.done(fingerprint, key);
     await now.save();
   };
+  // The same command days apart is two requests to its user: a job the key found rather than made is said so.
+  const noteReplay = (job: Job, response: Response) => {
+    if (response.headers.get("idempotent-replayed") !== "true") return;
+    deps.progress.log(
+      `job ${job.id} was created at ${job.createdAt} by an earlier try of this submit whose answer was lost (same server, files and options); ` +
+        "no new job was made: run the command again for another one",
+    );
+  };
   if (total <= multipartThreshold(deps.env)) {
-    const made = await createJobFromForm(deps, files, variations, effects, key);
+    const { job, response } = await createJobFromForm(deps, files, variations, effects, key);
+    noteReplay(job, response);
     await answered();
-    return made;
+    return { job, uploads: files.map((f) => ({ file: f.path, via: "form" as const, size: f.size })) };
   }
   const create = (ups: UploadReport[], idempotencyKey: string) =>
     createWithRetries(deps, () =>
@@ -112,9 +121,9 @@ export async function uploadAndCreateJob(
   };
   let uploads: UploadReport[] = [];
   for (const f of files) uploads.push(await uploadLargeFile(deps, f));
-  let job: Job;
+  let made: { data: Job; response: Response };
   try {
-    job = (await create(uploads, key)).data;
+    made = await create(uploads, key);
   } catch (err) {
     // A completed upload recorded by an earlier run that never got its job made (refused, say over quota, or
     // interrupted after the server made it) is used (409) or, a day later, gone (400): every later submit of the
@@ -132,8 +141,10 @@ export async function uploadAndCreateJob(
     uploads = again;
     // The same key: the refused POST recorded nothing under it (only a job holds a key), and it is the one saved in
     // submits.json, so a re-run after this create's answer is lost is answered with this job, not a second one.
-    job = (await create(uploads, key)).data;
+    made = await create(uploads, key);
   }
+  const job = made.data;
+  noteReplay(job, made.response);
   await forget();
   await answered();
   return { job, uploads };
@@ -182,7 +193,7 @@ async function createJobFromForm(
   variations: number,
   effects: Schemas["EffectsRequest"] | undefined,
   key: string,
-): Promise<{ job: Job; uploads: UploadReport[] }> {
+): Promise<{ job: Job; response: Response }> {
   const boundary = `----video-refresher-${randomBytes(12).toString("hex")}`;
   const field = (name: string, value: string) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
   const head = Buffer.from(field("variations", String(variations)) + (effects ? field("effects", JSON.stringify(effects)) : ""));
@@ -219,7 +230,7 @@ async function createJobFromForm(
     yield tail;
   }
   const stallMs = formStallMs(deps.env);
-  const { data: job } = await createWithRetries(deps, async () => {
+  const { data: job, response } = await createWithRetries(deps, async () => {
     // A stream is read once: every try streams the files again. A try that takes no chunk for stallMs, or gets no
     // answer that long (plus a second per MiB) after its last chunk, is given up as a timeout (a wedged edge must not hold the command
     // forever) and tried again like a dropped connection: the key makes that safe.
@@ -263,7 +274,7 @@ async function createJobFromForm(
       clearTimeout(timer);
     }
   });
-  return { job, uploads: files.map((f) => ({ file: f.path, via: "form" as const, size: f.size })) };
+  return { job, response };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

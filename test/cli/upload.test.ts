@@ -1,11 +1,12 @@
 import { createServer, type Server } from "node:http";
-import { appendFile, mkdtemp, rm, truncate, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, mkdtemp, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { apiClient } from "../../cli/client";
 import { CliError, EXIT } from "../../cli/errors";
 import type { Progress } from "../../cli/progress";
+import { submitFingerprint } from "../../cli/submit-keys";
 import { statFiles, uploadAndCreateJob, UploadState } from "../../cli/upload";
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -336,5 +337,62 @@ describe("CLI multipart upload sent again after an earlier run's upload was used
 
     expect(job.id).toBe("j1");
     expect([...jobsByKey.values()]).toEqual(["j1"]);
+  });
+});
+
+describe("CLI submit whose earlier run's answer was lost", () => {
+  /** A form edge that answers every job POST with job "j-old", as a replay when the key is the one it knows. */
+  async function replayingEdge(knownKey: string) {
+    const keys: string[] = [];
+    const server: Server = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        const key = req.headers["idempotency-key"] as string;
+        keys.push(key);
+        const replay = key === knownKey;
+        res
+          .writeHead(202, { "content-type": "application/json", ...(replay ? { "idempotent-replayed": "true" } : {}) })
+          .end(JSON.stringify({ id: replay ? "j-old" : "j-new", status: "queued", createdAt: "2031-01-02T03:04:05.000Z" }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, keys };
+  }
+
+  async function leftKey(ageMs: number) {
+    const dir = await mkdtemp(join(tmpdir(), "vr-cli-upload-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, "clip.mp4");
+    await writeFile(path, Buffer.alloc(1024, 7));
+    const edge = await replayingEdge("k-left");
+    const files = await statFiles([path]);
+    // What the interrupted run left in submits.json (an ended process's key).
+    await mkdir(join(dir, "video-refresher"), { recursive: true });
+    await writeFile(
+      join(dir, "video-refresher", "submits.json"),
+      JSON.stringify({ [submitFingerprint(edge.url, files, 2, undefined)]: { key: "k-left", pid: 2 ** 30, createdAt: Date.now() - ageMs } }),
+    );
+    return { edge, files, env: { XDG_CONFIG_HOME: dir } };
+  }
+
+  it("says on stderr that the job is the earlier run's, naming when it was created", async () => {
+    const { edge, files, env } = await leftKey(2 * 3600_000);
+    const logged: string[] = [];
+    const { job } = await uploadAndCreateJob(
+      { api: apiClient(edge.url, "token"), url: edge.url, env, progress: { ...quiet, log: (l) => logged.push(l) }, sleep: async () => {} },
+      files,
+      2,
+    );
+    expect([job.id, edge.keys]).toEqual(["j-old", ["k-left"]]);
+    expect(logged.join("\n")).toMatch(/job j-old was created at 2031-01-02T03:04:05\.000Z by an earlier try of this submit whose answer was lost/);
+  });
+
+  it("does not reuse a key left more than a day ago: the same command then makes a new job", async () => {
+    const { edge, files, env } = await leftKey(25 * 3600_000);
+    const { job } = await uploadAndCreateJob({ api: apiClient(edge.url, "token"), url: edge.url, env, progress: quiet, sleep: async () => {} }, files, 2);
+    expect(job.id).toBe("j-new");
+    expect(edge.keys).toHaveLength(1);
+    expect(edge.keys[0]).not.toBe("k-left");
   });
 });
