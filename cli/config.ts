@@ -1,6 +1,7 @@
-import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
-import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { homedir, hostname } from "node:os";
+import { dirname, join } from "node:path";
 import { CliError, EXIT } from "./errors";
 
 export type Env = Record<string, string | undefined>;
@@ -30,7 +31,8 @@ export const configFile = (env: Env) => join(configDir(env), "config.json");
 export async function writePrivateJson(file: string, value: unknown): Promise<void> {
   const dir = file.slice(0, file.lastIndexOf("/"));
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
+  // Unique per write: two writers in one process must not share (and rename away) each other's temporary file.
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
   await writeFile(tmp, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
   await chmod(tmp, 0o600);
   await rename(tmp, file);
@@ -42,6 +44,74 @@ export async function readJson<T>(file: string): Promise<T | undefined> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new CliError(`cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A lock is held for one read and one write of a small file; one this old was left by a process that stopped
+ * holding it (killed, machine asleep, another host sharing the directory), not one still working.
+ */
+const LOCK_STALE_MS = 10_000;
+
+/**
+ * Re-reads `file`, lets `change` edit what it holds now and writes it back (atomically), under `<file>.lock`
+ * (created with O_EXCL): several CLI processes sharing a config dir (parallel `submit`s) each change their own
+ * entries, and none writes back a stale copy over another's. A lock whose process is gone (same host) or that is
+ * older than LOCK_STALE_MS is broken.
+ */
+export async function updatePrivateJson<T>(file: string, change: (current: T | undefined) => T): Promise<T> {
+  const lock = `${file}.lock`;
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  const mine = JSON.stringify({ pid: process.pid, host: hostname(), nonce: randomBytes(8).toString("hex") });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fh = await open(lock, "wx", 0o600);
+      try {
+        await fh.writeFile(mine);
+      } finally {
+        await fh.close();
+      }
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const held = await readFile(lock, "utf8").catch(() => null);
+    if (held !== null && (await lockAbandoned(lock, held))) {
+      // Only the lock judged abandoned: if another process broke it and took the lock meanwhile, its content differs.
+      if ((await readFile(lock, "utf8").catch(() => null)) === held) await rm(lock, { force: true });
+      continue;
+    }
+    await new Promise((r) => setTimeout(r, Math.min(50, 2 + attempt) * (1 + Math.random())));
+  }
+  try {
+    const value = change(await readJson<T>(file));
+    await writePrivateJson(file, value);
+    return value;
+  } finally {
+    // Not a lock someone broke while this process was stopped past LOCK_STALE_MS and now holds.
+    if ((await readFile(lock, "utf8").catch(() => null)) === mine) await rm(lock, { force: true });
+  }
+}
+
+async function lockAbandoned(lock: string, held: string): Promise<boolean> {
+  const since = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+  if (since > LOCK_STALE_MS) return true;
+  try {
+    const { pid, host } = JSON.parse(held) as { pid?: unknown; host?: unknown };
+    return host === hostname() && typeof pid === "number" && !processAlive(pid);
+  } catch {
+    // Created but not written yet (its process is between the two steps), or cut short: only age tells.
+    return false;
+  }
+}
+
+/** Whether a process of this machine still runs (EPERM: it does, under another user). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { configDir, readJson, writePrivateJson, type Env } from "./config";
+import { configDir, processAlive, updatePrivateJson, type Env } from "./config";
 
 /** A submit's Idempotency-Key, kept until its job POST is answered. */
 interface KeyEntry {
   key: string;
-  /** The process that sends it: a key in use by a live process is not reused (see `keyFor`). */
+  /** The process that sends it: a key in use by a live process is not reused (see `claim`). */
   pid: number;
   createdAt: number;
 }
@@ -22,43 +22,39 @@ const KEEP_MS = 24 * 3600_000;
  * what it asks for (server, files, variations, effects). A re-run of the same command after an interrupted one —
  * Ctrl-C, a crash, a lost answer after the server made the job — sends the same key, and the server answers with the
  * job the first run made instead of making a second. A submit of the same files running at the same time in another
- * process gets a key of its own: two such commands mean two jobs.
+ * process gets a key of its own: two such commands mean two jobs. Every change re-reads the file under its lock
+ * (config.ts updatePrivateJson), so parallel submits keep each other's keys.
  */
-export class SubmitKeys {
-  private constructor(
-    private readonly file: string,
-    private readonly entries: Record<string, KeyEntry>,
-  ) {}
-
-  static async load(env: Env, now = Date.now()): Promise<SubmitKeys> {
-    const file = join(configDir(env), "submits.json");
-    const all = (await readJson<Record<string, KeyEntry>>(file)) ?? {};
-    const fresh = Object.fromEntries(Object.entries(all).filter(([, e]) => now - e.createdAt < KEEP_MS));
-    return new SubmitKeys(file, fresh);
-  }
-
+export const SubmitKeys = {
   /** The key for this request: the one an earlier, ended run left, else a new one recorded for this process. */
-  keyFor(fingerprint: string, now = Date.now()): string {
-    const earlier = this.entries[fingerprint];
-    if (earlier && (earlier.pid === process.pid || !alive(earlier.pid))) {
-      this.entries[fingerprint] = { ...earlier, pid: process.pid };
-      return earlier.key;
-    }
-    if (earlier) return randomBytes(16).toString("hex");
-    const key = randomBytes(16).toString("hex");
-    this.entries[fingerprint] = { key, pid: process.pid, createdAt: now };
+  async claim(env: Env, fingerprint: string, now = Date.now()): Promise<string> {
+    let key = "";
+    await updatePrivateJson<Record<string, KeyEntry>>(fileOf(env), (all = {}) => {
+      const fresh = Object.fromEntries(Object.entries(all).filter(([, e]) => now - e.createdAt < KEEP_MS));
+      const earlier = fresh[fingerprint];
+      if (earlier && (earlier.pid === process.pid || !processAlive(earlier.pid))) {
+        fresh[fingerprint] = { ...earlier, pid: process.pid };
+        key = earlier.key;
+      } else {
+        key = randomBytes(16).toString("hex");
+        // A live process's key stays its own; this run's is not recorded then.
+        if (!earlier) fresh[fingerprint] = { key, pid: process.pid, createdAt: now };
+      }
+      return fresh;
+    });
     return key;
-  }
+  },
 
   /** The job POST was answered (a job, or a refusal no retry changes): the key is done. */
-  done(fingerprint: string, key: string): void {
-    if (this.entries[fingerprint]?.key === key) delete this.entries[fingerprint];
-  }
+  async done(env: Env, fingerprint: string, key: string): Promise<void> {
+    await updatePrivateJson<Record<string, KeyEntry>>(fileOf(env), (all = {}) => {
+      if (all[fingerprint]?.key === key) delete all[fingerprint];
+      return all;
+    });
+  },
+};
 
-  save(): Promise<void> {
-    return writePrivateJson(this.file, this.entries);
-  }
-}
+const fileOf = (env: Env) => join(configDir(env), "submits.json");
 
 /** What a submit asks for, as a key of submits.json. */
 export function submitFingerprint(
@@ -68,14 +64,4 @@ export function submitFingerprint(
   effects: unknown,
 ): string {
   return JSON.stringify([url, variations, effects ?? null, files.map((f) => [f.path, f.size, f.mtimeMs])]);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }

@@ -2,7 +2,7 @@ import { open, stat } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { call, realSleep, REQUEST_TIMEOUT_MS, timeout, type Api, type Job, type Schemas } from "./client";
-import { configDir, readJson, writePrivateJson, type Env } from "./config";
+import { configDir, readJson, updatePrivateJson, type Env } from "./config";
 import { CliError, EXIT, isNetworkError } from "./errors";
 import type { Progress } from "./progress";
 import { SubmitKeys, submitFingerprint } from "./submit-keys";
@@ -81,14 +81,8 @@ export async function uploadAndCreateJob(
   // answer was lost made the job, and the next one is answered with it (Idempotent-Replayed) instead of making a
   // second.
   const fingerprint = submitFingerprint(deps.url, files, variations, effects);
-  const keys = await SubmitKeys.load(deps.env);
-  const key = keys.keyFor(fingerprint);
-  await keys.save();
-  const answered = async () => {
-    const now = await SubmitKeys.load(deps.env);
-    now.done(fingerprint, key);
-    await now.save();
-  };
+  const key = await SubmitKeys.claim(deps.env, fingerprint);
+  const answered = () => SubmitKeys.done(deps.env, fingerprint, key);
   // The same command days apart is two requests to its user: a job the key found rather than made is said so.
   const noteReplay = (job: Job, response: Response) => {
     if (response.headers.get("idempotent-replayed") !== "true") return;
@@ -292,6 +286,9 @@ interface UploadEntry {
 }
 
 export class UploadState {
+  /** The records this process read for change, set or removed: the only ones its saves write. */
+  private readonly touched = new Set<string>();
+
   private constructor(
     private readonly file: string,
     private readonly entries: Record<string, UploadEntry>,
@@ -306,25 +303,45 @@ export class UploadState {
     return `${url} ${f.path} ${f.size} ${f.mtimeMs}`;
   }
 
+  /** The record, to be changed in place and saved. */
   get(url: string, f: LocalFile): UploadEntry | undefined {
-    return this.entries[UploadState.key(url, f)];
+    const key = UploadState.key(url, f);
+    if (this.entries[key]) this.touched.add(key);
+    return this.entries[key];
   }
 
   set(url: string, f: LocalFile, entry: UploadEntry): void {
-    this.entries[UploadState.key(url, f)] = entry;
+    const key = UploadState.key(url, f);
+    this.entries[key] = entry;
+    this.touched.add(key);
   }
 
   remove(url: string, f: LocalFile): void {
-    delete this.entries[UploadState.key(url, f)];
+    const key = UploadState.key(url, f);
+    delete this.entries[key];
+    this.touched.add(key);
   }
 
-  private saving: Promise<void> = Promise.resolve();
+  private saving: Promise<unknown> = Promise.resolve();
 
-  /** Saves are serialised: parts finishing together must not interleave their writes. */
+  /**
+   * Writes this process's records into what the file holds now: another `submit` running beside this one records
+   * its own uploads there meanwhile, and a copy read at this one's start must not overwrite them. Serialised too:
+   * parts finishing together must not interleave their writes.
+   */
   save(): Promise<void> {
-    const snapshot = JSON.parse(JSON.stringify(this.entries)) as Record<string, UploadEntry>;
-    this.saving = this.saving.then(() => writePrivateJson(this.file, snapshot));
-    return this.saving;
+    const mine = Object.fromEntries([...this.touched].map((k) => [k, this.entries[k] ? structuredClone(this.entries[k]) : null]));
+    const next = this.saving.then(() =>
+      updatePrivateJson<Record<string, UploadEntry>>(this.file, (now = {}) => {
+        for (const [k, e] of Object.entries(mine)) {
+          if (e) now[k] = e;
+          else delete now[k];
+        }
+        return now;
+      }),
+    );
+    this.saving = next.catch(() => {});
+    return next.then(() => {});
   }
 }
 

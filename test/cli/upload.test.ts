@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import { appendFile, mkdir, mkdtemp, rm, truncate, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { apiClient } from "../../cli/client";
@@ -394,5 +394,77 @@ describe("CLI submit whose earlier run's answer was lost", () => {
     expect(job.id).toBe("j-new");
     expect(edge.keys).toHaveLength(1);
     expect(edge.keys[0]).not.toBe("k-left");
+  });
+});
+
+describe("CLI submits running side by side", () => {
+  it("keep each other's upload records: a run that failed beside a longer one resumes without sending its file again", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "vr-cli-upload-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const long = join(dir, "long.mp4");
+    const short = join(dir, "short.mp4");
+    await writeFile(long, Buffer.alloc(128 * 1024, 7));
+    await writeFile(short, Buffer.alloc(64 * 1024, 8));
+    // A lock a crashed run left behind (its process is gone) must not hold anyone up.
+    await mkdir(join(dir, "video-refresher"), { recursive: true });
+    await writeFile(join(dir, "video-refresher", "uploads.json.lock"), JSON.stringify({ pid: 2 ** 30, host: hostname() }));
+    const requests: string[] = [];
+    let releaseLongPart2!: () => void;
+    const longPart2Held = new Promise<void>((r) => (releaseLongPart2 = r));
+    let longPart2Arrived!: () => void;
+    const longPart2Seen = new Promise<void>((r) => (longPart2Arrived = r));
+    let shortJobRefused = true;
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", async () => {
+        const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+        requests.push(`${req.method} ${req.url}`);
+        const body = req.method === "POST" && chunks.length ? JSON.parse(Buffer.concat(chunks).toString()) : {};
+        if (req.method === "POST" && req.url === "/api/uploads") {
+          return body.filename === "long.mp4"
+            ? json(201, { id: "u-long", partSize: 64 * 1024, partCount: 2 })
+            : json(201, { id: "u-short", partSize: 64 * 1024, partCount: 1 });
+        }
+        if (req.method === "PUT" && req.url === "/api/uploads/u-long/parts/2") {
+          longPart2Arrived();
+          await longPart2Held;
+        }
+        if (req.method === "PUT") return json(200, { etag: "e" });
+        if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { status: "completed" });
+        if (req.method === "POST" && req.url === "/api/jobs") {
+          if (body.uploads.includes("u-short") && shortJobRefused) return json(503, { error: { code: "db_unavailable", message: "The database is unavailable" } });
+          return json(202, { id: `job-of-${body.uploads[0]}` });
+        }
+        json(404, { error: { code: "not_found", message: "no" } });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => (server.close(() => r()), server.closeAllConnections())));
+    // Run first: a test that failed half-way must not leave the held part keeping the server open.
+    cleanups.push(async () => releaseLongPart2());
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const deps = {
+      api: apiClient(url, "token"),
+      url,
+      env: { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1", VIDEO_REFRESHER_PART_CONCURRENCY: "1" },
+      progress: quiet,
+      sleep: async () => {},
+    };
+
+    // The long run has read uploads.json and stored part 1; while its part 2 is on the way, the short run uploads its
+    // file and fails at the job (the database is down): its completed upload is what its re-run needs.
+    const longRun = uploadAndCreateJob(deps, await statFiles([long]), 1);
+    await longPart2Seen;
+    const shortFailed = await uploadAndCreateJob(deps, await statFiles([short]), 1).then(() => null, (e: unknown) => e);
+    expect(shortFailed).toMatchObject({ status: 503 });
+    releaseLongPart2();
+    expect((await longRun).job.id).toBe("job-of-u-long");
+
+    shortJobRefused = false;
+    const before = requests.length;
+    const again = await uploadAndCreateJob(deps, await statFiles([short]), 1);
+    expect(again.job.id).toBe("job-of-u-short");
+    expect(requests.slice(before)).toEqual(["POST /api/jobs"]);
   });
 });
