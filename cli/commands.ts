@@ -8,7 +8,7 @@ import { deviceCookie, deviceCookieOf, saveDeviceCookie } from "./devices";
 import { downloadJob } from "./download";
 import { apiError, CliError, EXIT, type ExitCode } from "./errors";
 import { formatBytes } from "./progress";
-import { statFiles, uploadAndCreateJob, withRetries } from "./upload";
+import { statFiles, transient, uploadAndCreateJob, withRetries } from "./upload";
 import { describeJob, watchJob } from "./watch";
 
 export type JobStatus = Job["status"];
@@ -347,14 +347,16 @@ export const handlers: Handlers = {
 };
 
 /**
- * Up to 3 tries on network trouble, 408, 429 and 5xx. One Idempotency-Key for every try of a resume, retry or more:
+ * Up to 3 tries on network trouble, 408 and 5xx. One Idempotency-Key for every try of a resume, retry or more:
  * a try whose answer was lost did the work, and the next is answered with the job instead of 409 job_active (or,
- * for more, a second batch of variations).
+ * for more, a second batch of variations). Not on 429: quota_exceeded (active jobs, queued variations) lasts as long
+ * as runners take, and rate_limited the client has already waited out.
  */
 function actionTries<T>(ctx: Ctx, action: string, fn: () => Promise<T>): Promise<T> {
   return withRetries(fn, {
     tries: 3,
     baseMs: 1000,
+    retryOn: transient,
     onRetry: (attempt, err) => ctx.note(`${action}: ${(err as Error).message}; trying again (${attempt + 1} of 3)`),
   });
 }

@@ -199,3 +199,34 @@ describe("video-refresher more and resume whose first answer is lost", () => {
     }
   });
 });
+
+describe("video-refresher resume refused over quota", () => {
+  it("reports the 429 quota_exceeded at once (one request): waiting a second or two frees nothing", async () => {
+    const seen: string[] = [];
+    const edge = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        seen.push(`${req.method} ${req.url}`);
+        res
+          .writeHead(429, { "content-type": "application/json", "retry-after": "600" })
+          .end(JSON.stringify({ error: { code: "quota_exceeded", message: "Active jobs limit reached (5 of 5)" } }));
+      });
+    });
+    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
+    try {
+      const env = { XDG_CONFIG_HOME: join(dir, "quota") };
+      await writeConfig(env, { url: `http://127.0.0.1:${(edge.address() as AddressInfo).port}`, token: "tok-q" });
+      for (const argv of [["resume", "j1"], ["more", "j1", "-n", "2"]]) {
+        seen.length = 0;
+        const r = await cli([...argv, "--json"], env);
+        expect(r.code).toBe(EXIT.failed);
+        expect(JSON.parse(r.out)).toMatchObject({ error: { code: "quota_exceeded", status: 429 } });
+        expect(r.err).not.toMatch(/trying again/);
+        expect(seen).toHaveLength(1);
+      }
+    } finally {
+      edge.closeAllConnections();
+      await new Promise((r) => edge.close(r));
+    }
+  });
+});
