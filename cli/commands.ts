@@ -7,6 +7,7 @@ import type { Ctx } from "./context";
 import { deviceCookie, deviceCookieOf, saveDeviceCookie } from "./devices";
 import { downloadJob } from "./download";
 import { apiError, CliError, EXIT, type ExitCode } from "./errors";
+import { printable } from "./printable";
 import { formatBytes } from "./progress";
 import { statFiles, transient, uploadAndCreateJob, withRetries } from "./upload";
 import { describeJob, watchJob } from "./watch";
@@ -271,8 +272,10 @@ export const handlers: Handlers = {
   async ls(ctx, opts) {
     const { api, url } = await connect(ctx);
     const { data } = await call(url, api.GET("/api/jobs", { params: { query: { status: opts.status, limit: opts.limit } }, signal: timeout() }));
+    // Cell by cell (see printable): an admin lists other users' file names, and a line break in one must not
+    // start a row of its own.
     const rows = data.jobs.map((j) =>
-      [j.id, j.status, `${Math.round(j.progress)}%`, `${j.completedVariations}/${j.totalVariations}`, j.createdAt, j.files.map((f) => f.name).join(", ")],
+      [j.id, j.status, `${Math.round(j.progress)}%`, `${j.completedVariations}/${j.totalVariations}`, j.createdAt, j.files.map((f) => f.name).join(", ")].map(printable),
     );
     const header = ["ID", "STATUS", "PROGRESS", "DONE", "CREATED", "FILES"];
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -308,7 +311,7 @@ export const handlers: Handlers = {
     const body: Schemas["BulkCancelBody"] = opts.allQueued ? { status: "queued", reason } : { ids, reason };
     const { data } = await call(url, api.POST("/api/jobs/cancel", { body, signal: timeout() }));
     const text = data.results.length
-      ? data.results.map((r) => `${r.id}: ${r.error ? `not cancelled (${r.error})` : `${r.previousStatus} → ${r.status}`}`).join("\n")
+      ? data.results.map((r) => printable(`${r.id}: ${r.error ? `not cancelled (${r.error})` : `${r.previousStatus} → ${r.status}`}`)).join("\n")
       : "No queued jobs.";
     ctx.result(data, text);
     return data.results.some((r) => r.error) ? EXIT.failed : EXIT.ok;

@@ -3,6 +3,7 @@ import type { Schemas } from "./client";
 import { handlers as realHandlers, type Handlers, type JobStatus } from "./commands";
 import type { Ctx, Io } from "./context";
 import { EXIT, toCliError, type ExitCode } from "./errors";
+import { printable, printableLines } from "./printable";
 import { createProgress, type Progress } from "./progress";
 
 type EffectsRequest = Schemas["EffectsRequest"];
@@ -69,9 +70,9 @@ function makeCtx(io: Io, json: boolean): Ctx {
     json,
     progress: createProgress(io.stderr),
     result(value, text) {
-      io.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+      io.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${printableLines(text)}\n`);
     },
-    note: (line) => io.stderr.write(`${line}\n`),
+    note: (line) => io.stderr.write(`${printable(line)}\n`),
   };
 }
 
@@ -228,7 +229,7 @@ export async function runCli(argv: string[], io: Io, handlers: Handlers = realHa
       return EXIT.usage;
     }
     const e = toCliError(err);
-    io.stderr.write(`video-refresher: ${e.message}\n`);
+    io.stderr.write(`video-refresher: ${printable(e.message)}\n`);
     if (state.json) io.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, ...(e.status ? { status: e.status } : {}), ...e.extra } }, null, 2)}\n`);
     return e.exitCode;
   } finally {

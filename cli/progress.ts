@@ -1,3 +1,4 @@
+import { printable } from "./printable";
 import cliProgress from "cli-progress";
 
 export interface Bar {
@@ -24,7 +25,17 @@ export function formatBytes(n: number): string {
 }
 
 export function createProgress(stderr: NodeJS.WritableStream & { isTTY?: boolean }): Progress {
-  return stderr.isTTY ? terminalProgress(stderr) : lineProgress(stderr);
+  const inner = stderr.isTTY ? terminalProgress(stderr) : lineProgress(stderr);
+  // Bar names (file names) and log lines carry what the server sent: see printable.
+  return {
+    bar(name, total, format) {
+      const b = inner.bar(printable(name), total, format);
+      const info = (i: string | undefined) => (i === undefined ? undefined : printable(i));
+      return { update: (v, i) => b.update(v, info(i)), increment: (d, i) => b.increment(d, info(i)), setTotal: (t) => b.setTotal(t) };
+    },
+    log: (line) => inner.log(printable(line)),
+    stop: () => inner.stop(),
+  };
 }
 
 function terminalProgress(stream: NodeJS.WritableStream): Progress {

@@ -1,5 +1,6 @@
 import { call, realSleep, TERMINAL, timeout, type Api, type Job } from "./client";
 import { CliError, toCliError } from "./errors";
+import { printable } from "./printable";
 import { retryable } from "./upload";
 import type { Bar, Progress } from "./progress";
 
@@ -73,12 +74,14 @@ export function describeJob(job: Job): string {
   const counts = `${job.completedVariations}/${job.totalVariations} done` +
     (job.failedVariations ? `, ${job.failedVariations} failed` : "") +
     (job.cancelledVariations ? `, ${job.cancelledVariations} cancelled` : "");
-  const lines = [`${job.id}  ${job.status}  ${Math.round(job.progress)}%  (${counts})`];
-  if (job.error) lines.push(`  error: ${job.error}`);
-  if (job.cancelReason) lines.push(`  cancel reason: ${job.cancelReason}${job.cancelledBy ? ` (by ${job.cancelledBy})` : ""}`);
+  // Each field printable on its own: a line break in a file name must not start a line of its own.
+  const p = printable;
+  const lines = [`${p(job.id)}  ${p(job.status)}  ${Math.round(job.progress)}%  (${counts})`];
+  if (job.error) lines.push(`  error: ${p(job.error)}`);
+  if (job.cancelReason) lines.push(`  cancel reason: ${p(job.cancelReason)}${job.cancelledBy ? ` (by ${p(job.cancelledBy)})` : ""}`);
   for (const f of job.files) {
-    lines.push(`  ${f.name}  ${f.status}  ${Math.round(f.progress)}%  ${f.completedVariations} done${f.error ? `  error: ${f.error}` : ""}`);
+    lines.push(`  ${p(f.name)}  ${p(f.status)}  ${Math.round(f.progress)}%  ${f.completedVariations} done${f.error ? `  error: ${p(f.error)}` : ""}`);
   }
-  if (job.downloadUrl) lines.push(`  download: video-refresher download ${job.id}`);
+  if (job.downloadUrl) lines.push(`  download: video-refresher download ${p(job.id)}`);
   return lines.join("\n");
 }

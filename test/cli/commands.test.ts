@@ -230,3 +230,43 @@ describe("video-refresher resume refused over quota", () => {
     }
   });
 });
+
+describe("human-readable output of what the server sent", () => {
+  it("shows control characters as \\xNN, so a job's file name, reason or error cannot drive the terminal; --json is unchanged", async () => {
+    // Another user's upload, as an admin's `ls` lists it: OSC 52 (write the clipboard) and a screen clear.
+    const name = "clip\u001b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\u0007\u001b[2J\nfake line.mp4";
+    const job = {
+      id: "j1", status: "cancelled", progress: 0, createdAt: "2030-01-01T00:00:00.000Z", variationsPerVideo: 1,
+      totalVariations: 1, completedVariations: 0, failedVariations: 0, cancelledVariations: 1,
+      error: "bad \u009b31m", cancelReason: "because\u001b[8m", cancelledBy: "admin\u0007",
+      files: [{ id: "f1", name, status: "cancelled", progress: 0, completedVariations: 0, error: null }],
+    };
+    const edge = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        const send = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+        if (req.url?.startsWith("/api/jobs?")) return send(200, { jobs: [job] });
+        if (req.url === "/api/jobs/j1") return send(200, job);
+        send(409, { error: { code: "not_cancellable", message: `Job ${name} cannot be cancelled` } });
+      });
+    });
+    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
+    try {
+      const env = { XDG_CONFIG_HOME: join(dir, "escapes") };
+      await writeConfig(env, { url: `http://127.0.0.1:${(edge.address() as AddressInfo).port}`, token: "tok-x" });
+      const runs = [await cli(["ls"], env), await cli(["status", "j1"], env), await cli(["status", "j1", "--watch", "--interval", "200"], env), await cli(["cancel", "j1"], env)];
+      const shown = runs.map((r) => r.out + r.err).join("\n");
+      expect(shown).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+      expect(shown).toContain("clip\\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\\x07\\x1b[2J\\x0afake line.mp4");
+      expect(shown).toContain("cancel reason: because\\x1b[8m (by admin\\x07)");
+      expect(shown).toContain("error: bad \\x9b31m");
+      expect(shown).not.toMatch(/^fake line/m);
+
+      const json = await cli(["ls", "--json"], env);
+      expect(JSON.parse(json.out).jobs[0].files[0].name).toBe(name);
+    } finally {
+      edge.closeAllConnections();
+      await new Promise((r) => edge.close(r));
+    }
+  });
+});
