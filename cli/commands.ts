@@ -82,12 +82,19 @@ function prompter(ctx: Ctx) {
   const lines: string[] = [];
   const waiting: ((line: string | undefined) => void)[] = [];
   let ended = false;
+  let interrupted = false;
   let rl: ReturnType<typeof createInterface> | undefined;
   const tty = Boolean(ctx.stdin.isTTY);
   const start = () => {
     if (rl) return;
     rl = createInterface({ input: ctx.stdin, output: tty ? ctx.stderr : undefined, terminal: tty });
     rl.on("line", (line) => (waiting.length ? waiting.shift()!(line) : lines.push(line)));
+    // A terminal in raw mode hands Ctrl-C to readline, not to the process's SIGINT handler (cli/main.ts): without
+    // this, readline just closes and the missing answer would read as a usage error.
+    rl.on("SIGINT", () => {
+      interrupted = true;
+      rl?.close();
+    });
     rl.on("close", () => {
       ended = true;
       for (const w of waiting.splice(0)) w(undefined);
@@ -115,6 +122,7 @@ function prompter(ctx: Ctx) {
         r._writeToOutput = original;
         ctx.stderr.write("\n");
       }
+      if (answer === undefined && interrupted) throw new CliError("interrupted", EXIT.interrupted, "interrupted");
       if (answer === undefined) throw new CliError(`no answer for "${question.trim()}" on standard input`, EXIT.usage, "usage");
       return answer.trim();
     },

@@ -1,5 +1,5 @@
 /** Exit codes, documented in docs/api.md ("Command-line client"). */
-export const EXIT = { ok: 0, failed: 1, usage: 2, auth: 3, network: 4 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, auth: 3, network: 4, interrupted: 130 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 /** An error the CLI reports as one line (never a stack trace) and turns into an exit code. */

@@ -129,7 +129,7 @@ export function buildProgram(io: Io, handlers: Handlers, state: RunState): Comma
     .requiredOption("-n, --variations <n>", "variations per video (1–20)", intIn(1, 20, "--variations"))
     .option("--effects <families>", `effect families, comma-separated (${EFFECT_FAMILIES.join(", ")}; default color,zoom), or the API's JSON`)
     .addOption(new Option("--intensity <level>", "how strong the effects are (default subtle)").choices([...EFFECT_INTENSITIES]))
-    .option("--wait", "follow the job until it finishes; exit 1 if it failed or was cancelled")
+    .option("--wait", "follow the job until it finishes or is paused; exit 1 unless it completed")
     .option("--json", "print one JSON document on stdout")
     .addOption(interval())
     .action((files: string[], opts) => {
@@ -152,7 +152,7 @@ export function buildProgram(io: Io, handlers: Handlers, state: RunState): Comma
     .command("status")
     .description("Show a job; --watch follows it live until it finishes")
     .argument("<id>", "job id")
-    .option("--watch", "follow until the job is terminal; exit 1 if it failed or was cancelled")
+    .option("--watch", "follow until the job is terminal or paused; exit 1 unless it completed")
     .option("--json", "print one JSON document on stdout")
     .addOption(interval())
     .action((id: string, opts) => run(opts.json, (ctx) => handlers.status(ctx, id, { watch: Boolean(opts.watch), intervalMs: opts.interval })));
@@ -190,7 +190,7 @@ export function buildProgram(io: Io, handlers: Handlers, state: RunState): Comma
     .description("Add variations to a finished job (per video; new seeds, numbered after the existing ones)")
     .argument("<id>", "job id")
     .requiredOption("-n, --variations <n>", "more variations per video (1–20)", intIn(1, 20, "--variations"))
-    .option("--wait", "follow the job until it finishes; exit 1 unless it completed")
+    .option("--wait", "follow the job until it finishes or is paused; exit 1 unless it completed")
     .option("--json", "print one JSON document on stdout")
     .addOption(interval())
     .action((id: string, opts) =>
@@ -242,7 +242,7 @@ export async function runCli(argv: string[], io: Io, handlers: Handlers = realHa
 export async function main(): Promise<never> {
   process.once("SIGINT", () => {
     if (process.stderr.isTTY) process.stderr.write("\x1b[?25h\n");
-    process.exit(130);
+    process.exit(EXIT.interrupted);
   });
   const code = await runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });
   await new Promise<void>((res) => process.stdout.write("", () => res()));

@@ -270,3 +270,20 @@ describe("human-readable output of what the server sent", () => {
     }
   });
 });
+
+describe("video-refresher login interrupted at its prompt", () => {
+  it("exits 130, as Ctrl-C anywhere else does, not 2 (usage)", async () => {
+    const env = { XDG_CONFIG_HOME: join(dir, "ctrl-c") };
+    // A terminal: readline reads keys in raw mode, so Ctrl-C arrives as the byte 0x03, not as SIGINT.
+    const stdin = Object.assign(new PassThrough(), { isTTY: true, setRawMode: () => stdin });
+    const stderr = new PassThrough();
+    let err = "";
+    stderr.on("data", (d) => {
+      err += d;
+      if (err.includes("Password: ")) stdin.write("\u0003");
+    });
+    const code = await runCli(["login", "--url", url, "--email", "me@test.example"], { stdout: new PassThrough(), stderr, stdin, env });
+    expect(code).toBe(130);
+    expect(await readConfig(env)).toBeUndefined();
+  });
+});
