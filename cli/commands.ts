@@ -2,11 +2,11 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { createInterface } from "node:readline";
 import { apiClient, call, timeout, type Api, type Job, type Schemas } from "./client";
-import { configFile, deleteConfig, normaliseUrl, readConfig, requireSafeTransport, resolveAuth, storedTokenFor, writeConfig } from "./config";
+import { configFile, deleteConfig, normaliseUrl, readConfig, requireSafeTransport, resolveAuth, storedTokenFor, writeConfig, type StoredConfig } from "./config";
 import type { Ctx } from "./context";
 import { deviceCookie, deviceCookieOf, saveDeviceCookie } from "./devices";
 import { downloadJob } from "./download";
-import { apiError, CliError, EXIT, type ExitCode } from "./errors";
+import { apiError, CliError, EXIT, toCliError, type ExitCode } from "./errors";
 import { printable } from "./printable";
 import { formatBytes } from "./progress";
 import { statFiles, transient, uploadAndCreateJob, withRetries } from "./upload";
@@ -148,7 +148,9 @@ export const handlers: Handlers = {
         if (!token) throw new CliError("no API token on stdin", EXIT.usage, "usage");
       }
       const { data } = await call(url, apiClient(url, token).GET("/api/me", { signal: timeout() }));
+      const before = await readConfig(ctx.env).catch(() => null);
       await writeConfig(ctx.env, { url, token, email: data.user.email });
+      await revokeReplaced(ctx, before, token);
       ctx.result({ url, user: data.user, configFile: configFile(ctx.env) }, `Logged in to ${url} as ${data.user.email} (token saved in ${configFile(ctx.env)})`);
       return EXIT.ok;
     }
@@ -200,11 +202,7 @@ export const handlers: Handlers = {
         },
       );
       await writeConfig(ctx.env, { url, token: created.token, tokenId: created.id, email: signedIn.user.email });
-      // The token this config held for the same server is replaced: revoked (best effort), so a CI that logs in on
-      // every build does not pile up tokens until the account's limit refuses the next login.
-      if (before?.tokenId && before.url === url && before.tokenId !== created.id) {
-        await session.DELETE("/api/tokens/{id}", { params: { path: { id: before.tokenId } }, signal: timeout() }).catch(() => {});
-      }
+      await revokeReplaced(ctx, before, created.token);
       ctx.result(
         { url, user: signedIn.user, tokenId: created.id, configFile: configFile(ctx.env) },
         `Logged in to ${url} as ${signedIn.user.email}; API token "${name}" saved in ${configFile(ctx.env)}`,
@@ -356,6 +354,36 @@ export const handlers: Handlers = {
     return EXIT.ok;
   },
 };
+
+/**
+ * Revokes the token the config held before a login replaced it, when the CLI made it (one given with --token is the
+ * user's to manage): nothing here can name it afterwards, and a CI that logs in on every build would pile tokens up
+ * until the account's limit refuses the next login. It is revoked with itself, as `logout` does, so it works whatever
+ * server or account the new login is for (a session of another account gets 404 for it). When that fails the user
+ * is told that it still works, and its id.
+ */
+async function revokeReplaced(ctx: Ctx, before: StoredConfig | null | undefined, token: string): Promise<void> {
+  if (!before?.tokenId || before.token === token) return;
+  let why: string;
+  try {
+    // A login stored over plain http to another machine: sending the token again in clear would expose it again.
+    requireSafeTransport(before.url, ctx.env);
+    await call(
+      before.url,
+      apiClient(before.url, before.token).DELETE("/api/tokens/{id}", { params: { path: { id: before.tokenId } }, signal: timeout(REVOKE_TIMEOUT_MS) }),
+    );
+    return;
+  } catch (err) {
+    const e = toCliError(err, before.url);
+    // Already gone: revoked, expired, or deleted with its account.
+    if (e.status === 401 || e.status === 404) return;
+    why = e.message;
+  }
+  ctx.note(`the API token ${before.tokenId} that this CLI made for ${before.url} before was not revoked (${why}) and still works: revoke it on the tokens page`);
+}
+
+/** The previous server may be down or gone: a login is not held up long by tidying after it. */
+const REVOKE_TIMEOUT_MS = 10_000;
 
 /**
  * Up to 3 tries on network trouble, 408 and 5xx. One Idempotency-Key for every try of a resume, retry or more:

@@ -287,3 +287,70 @@ describe("video-refresher login interrupted at its prompt", () => {
     expect(await readConfig(env)).toBeUndefined();
   });
 });
+
+describe("video-refresher login over a login the CLI made before", () => {
+  /** A stand-in edge: a token is revoked only by a request of its own account (else 404, as the edge answers). */
+  async function tokenEdge() {
+    const state = { revoked: [] as string[], revokeDown: false };
+    const edge = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        const send = (status: number, value: unknown, headers: Record<string, string> = {}) =>
+          res.writeHead(status, { "content-type": "application/json", ...headers }).end(value === null ? undefined : JSON.stringify(value));
+        const auth = req.headers.authorization;
+        if (req.url === "/api/me") return auth === "Bearer tok-new" ? send(200, { user: { id: "u2", email: "other@test.example", role: "user" } }) : send(401, { error: { code: "invalid_token", message: "Invalid token" } });
+        if (req.url === "/api/auth/login") return send(200, { user: { id: "u2", email: "other@test.example", role: "user" } }, { "set-cookie": "vr_session=s2; Path=/; HttpOnly" });
+        if (req.url === "/api/auth/logout") return send(204, null);
+        if (req.url === "/api/tokens" && req.method === "POST") return send(201, { id: "t-new", name: "cli", scope: "full", expiresAt: null, token: "tok-new" });
+        if (req.method === "DELETE" && req.url === "/api/tokens/t-old") {
+          if (state.revokeDown) return send(503, { error: { code: "db_unavailable", message: "The database is unavailable" } });
+          if (auth !== "Bearer tok-old") return send(404, { error: { code: "not_found", message: "Not found" } });
+          state.revoked.push("t-old");
+          return send(200, { revoked: true });
+        }
+        send(404, { error: { code: "not_found", message: "Not found" } });
+      });
+    });
+    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
+    return { state, edge, url: `http://127.0.0.1:${(edge.address() as AddressInfo).port}` };
+  }
+
+  it("revokes the token it made before, for --token and for a password login to another account", async () => {
+    const { state, edge, url: edgeUrl } = await tokenEdge();
+    try {
+      const env = { XDG_CONFIG_HOME: join(dir, "relogin") };
+      await writeConfig(env, { url: edgeUrl, token: "tok-old", tokenId: "t-old", email: "me@test.example" });
+      const byToken = await cli(["login", "--url", edgeUrl, "--token", "tok-new"], env);
+      expect(byToken.code, byToken.err).toBe(EXIT.ok);
+      expect(state.revoked).toEqual(["t-old"]);
+
+      state.revoked.length = 0;
+      await writeConfig(env, { url: edgeUrl, token: "tok-old", tokenId: "t-old", email: "me@test.example" });
+      const stdin = new PassThrough();
+      stdin.end("the-password\n");
+      const code = await runCli(["login", "--url", edgeUrl, "--email", "other@test.example"], { stdout: new PassThrough(), stderr: new PassThrough(), stdin, env });
+      expect(code).toBe(EXIT.ok);
+      expect(state.revoked).toEqual(["t-old"]);
+      expect(await readConfig(env)).toMatchObject({ token: "tok-new", tokenId: "t-new" });
+    } finally {
+      edge.closeAllConnections();
+      await new Promise((r) => edge.close(r));
+    }
+  });
+
+  it("says the old token still works, naming it, when the server cannot revoke it", async () => {
+    const { state, edge, url: edgeUrl } = await tokenEdge();
+    try {
+      const env = { XDG_CONFIG_HOME: join(dir, "relogin-down") };
+      await writeConfig(env, { url: edgeUrl, token: "tok-old", tokenId: "t-old", email: "me@test.example" });
+      state.revokeDown = true;
+      const r = await cli(["login", "--url", edgeUrl, "--token", "tok-new"], env);
+      expect(r.code).toBe(EXIT.ok);
+      expect(r.err).toMatch(/API token t-old .*was not revoked \(The database is unavailable\) and still works/);
+      expect(await readConfig(env)).toMatchObject({ token: "tok-new" });
+    } finally {
+      edge.closeAllConnections();
+      await new Promise((r) => edge.close(r));
+    }
+  });
+});
