@@ -1,4 +1,4 @@
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { appendFile, mkdir, mkdtemp, rm, truncate, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +15,27 @@ afterEach(async () => {
 });
 
 const quiet: Progress = { bar: () => ({ update() {}, increment() {}, setTotal() {} }), log() {}, stop() {} };
+
+type Answer = (status: number, body: unknown, headers?: Record<string, string>) => void;
+
+/**
+ * A stand-in edge on a free port, closed after the test: `handle` gets each request once its body has arrived (the
+ * body, and a JSON answer to send). Its URL.
+ */
+async function standInEdge(handle: (req: IncomingMessage, body: Buffer, json: Answer, res: ServerResponse) => unknown): Promise<string> {
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("error", () => {});
+    req.on("end", () => {
+      const json: Answer = (status, body, headers = {}) => void res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(body));
+      void handle(req, Buffer.concat(chunks), json, res);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  cleanups.push(() => new Promise<void>((r) => (server.close(() => r()), server.closeAllConnections())));
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
 
 /** A server that reads every POST /api/jobs body to its end and answers 202; counts the requests it got. */
 async function jobsServer(): Promise<{ url: string; posts: () => number }> {
@@ -83,27 +104,19 @@ describe("CLI multipart upload", () => {
     const keys: (string | undefined)[] = [];
     const opened = new Map<string, string>();
     // A server that keeps its promise like the edge: one upload per key. Its first answer to a start is lost.
-    const server: Server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-        if (req.method === "POST" && req.url === "/api/uploads") {
-          const key = req.headers["idempotency-key"] as string | undefined;
-          keys.push(key);
-          if (!opened.has(key ?? "")) opened.set(key ?? "", `u${opened.size + 1}`);
-          if (keys.length === 1) return req.socket.destroy();
-          return json(201, { id: opened.get(key ?? ""), partSize: 64 * 1024, partCount: 1 });
-        }
-        if (req.method === "PUT" && req.url?.startsWith("/api/uploads/")) return json(200, { partNumber: 1, etag: "e1" });
-        if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { id: "u1", size: 64 * 1024 });
-        if (req.method === "POST" && req.url === "/api/jobs") return json(202, { id: "j1", uploads: JSON.parse(Buffer.concat(chunks).toString()).uploads });
-        json(404, { error: { code: "not_found", message: "no" } });
-      });
+    const url = await standInEdge((req, body, json) => {
+      if (req.method === "POST" && req.url === "/api/uploads") {
+        const key = req.headers["idempotency-key"] as string | undefined;
+        keys.push(key);
+        if (!opened.has(key ?? "")) opened.set(key ?? "", `u${opened.size + 1}`);
+        if (keys.length === 1) return req.socket.destroy();
+        return json(201, { id: opened.get(key ?? ""), partSize: 64 * 1024, partCount: 1 });
+      }
+      if (req.method === "PUT" && req.url?.startsWith("/api/uploads/")) return json(200, { partNumber: 1, etag: "e1" });
+      if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { id: "u1", size: 64 * 1024 });
+      if (req.method === "POST" && req.url === "/api/jobs") return json(202, { id: "j1", uploads: JSON.parse(body.toString()).uploads });
+      json(404, { error: { code: "not_found", message: "no" } });
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
 
     const { job, uploads } = await uploadAndCreateJob(
       { api: apiClient(url, "token"), url, env: { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" }, progress: quiet, sleep: async () => {} },
@@ -127,26 +140,18 @@ describe("CLI multipart upload", () => {
     const requests: string[] = [];
     let opened = 0;
     // The edge: upload u1 was made into job "earlier" by a run that was interrupted before it saw the answer.
-    const server: Server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-        requests.push(`${req.method} ${req.url}`);
-        if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: `u${++opened + 1}`, partSize: 64 * 1024, partCount: 1 });
-        if (req.method === "PUT" && req.url?.startsWith("/api/uploads/")) return json(200, { partNumber: 1, etag: "e1" });
-        if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { size: 64 * 1024 });
-        if (req.method === "POST" && req.url === "/api/jobs") {
-          const ups = JSON.parse(Buffer.concat(chunks).toString()).uploads as string[];
-          if (ups.includes("u1")) return json(409, { error: { code: "upload_used", message: "Upload u1 was already used by a job" }, jobId: "earlier" });
-          return json(202, { id: "j2", uploads: ups });
-        }
-        json(404, { error: { code: "not_found", message: "no" } });
-      });
+    const url = await standInEdge((req, body, json) => {
+      requests.push(`${req.method} ${req.url}`);
+      if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: `u${++opened + 1}`, partSize: 64 * 1024, partCount: 1 });
+      if (req.method === "PUT" && req.url?.startsWith("/api/uploads/")) return json(200, { partNumber: 1, etag: "e1" });
+      if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { size: 64 * 1024 });
+      if (req.method === "POST" && req.url === "/api/jobs") {
+        const ups = JSON.parse(body.toString()).uploads as string[];
+        if (ups.includes("u1")) return json(409, { error: { code: "upload_used", message: "Upload u1 was already used by a job" }, jobId: "earlier" });
+        return json(202, { id: "j2", uploads: ups });
+      }
+      json(404, { error: { code: "not_found", message: "no" } });
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     const files = await statFiles([path]);
     const env = { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" };
     // What that run left in uploads.json: u1, completed.
@@ -177,26 +182,19 @@ describe("CLI multipart upload of a file that changes while it is sent", () => {
     await writeFile(path, Buffer.alloc(128 * 1024, 7));
     const requests: string[] = [];
     // The edge; while part 1 is on its way, whatever writes the file appends to it (a recording still running).
-    const server: Server = createServer((req, res) => {
-      req.resume();
-      req.on("end", async () => {
-        const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-        requests.push(`${req.method} ${req.url}`);
-        if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: "u1", partSize: 64 * 1024, partCount: 2 });
-        if (req.method === "PUT" && req.url === "/api/uploads/u1/parts/1") {
-          await appendFile(path, Buffer.alloc(64 * 1024, 8));
-          return json(200, { etag: "e1" });
-        }
-        if (req.method === "PUT") return json(200, { etag: "e2" });
-        if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { id: "u1", filename: "big.mp4", size: 128 * 1024, status: "completed" });
-        if (req.method === "DELETE") return res.writeHead(204).end();
-        if (req.method === "POST" && req.url === "/api/jobs") return json(202, { id: "j1" });
-        json(404, { error: { code: "not_found", message: "no" } });
-      });
+    const url = await standInEdge(async (req, body, json, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: "u1", partSize: 64 * 1024, partCount: 2 });
+      if (req.method === "PUT" && req.url === "/api/uploads/u1/parts/1") {
+        await appendFile(path, Buffer.alloc(64 * 1024, 8));
+        return json(200, { etag: "e1" });
+      }
+      if (req.method === "PUT") return json(200, { etag: "e2" });
+      if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { id: "u1", filename: "big.mp4", size: 128 * 1024, status: "completed" });
+      if (req.method === "DELETE") return res.writeHead(204).end();
+      if (req.method === "POST" && req.url === "/api/jobs") return json(202, { id: "j1" });
+      json(404, { error: { code: "not_found", message: "no" } });
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     const env = { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1", VIDEO_REFRESHER_PART_CONCURRENCY: "1" };
     const files = await statFiles([path]);
 
@@ -219,31 +217,25 @@ describe("CLI multipart upload: completing it", () => {
     const requests: string[] = [];
     let opened = 0;
     let completed = false;
-    const server: Server = createServer((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-        requests.push(`${req.method} ${req.url}`);
-        if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: `u${++opened}`, partSize: 64 * 1024, partCount: 1 });
-        if (req.method === "PUT") return json(200, { etag: "e1" });
-        if (req.method === "POST" && req.url?.endsWith("/complete")) {
-          const next = completeAnswers.shift();
-          if (next === undefined) {
-            completed = true;
-            return json(200, { id: "u1", filename: "big.mp4", size: 64 * 1024, status: "completed" });
-          }
-          const { status, code } = typeof next === "number" ? { status: next, code: "storage_unavailable" } : next;
-          return json(status, { error: { code, message: `complete refused: ${code}` } });
+    const url = await standInEdge((req, _body, json) => {
+      requests.push(`${req.method} ${req.url}`);
+      if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: `u${++opened}`, partSize: 64 * 1024, partCount: 1 });
+      if (req.method === "PUT") return json(200, { etag: "e1" });
+      if (req.method === "POST" && req.url?.endsWith("/complete")) {
+        const next = completeAnswers.shift();
+        if (next === undefined) {
+          completed = true;
+          return json(200, { id: "u1", filename: "big.mp4", size: 64 * 1024, status: "completed" });
         }
-        if (req.method === "POST" && req.url === "/api/jobs") {
-          return completed ? json(202, { id: "j1" }) : json(409, { error: { code: "upload_incomplete", message: "Upload u1 is not complete yet" } });
-        }
-        json(404, { error: { code: "not_found", message: "no" } });
-      });
+        const { status, code } = typeof next === "number" ? { status: next, code: "storage_unavailable" } : next;
+        return json(status, { error: { code, message: `complete refused: ${code}` } });
+      }
+      if (req.method === "POST" && req.url === "/api/jobs") {
+        return completed ? json(202, { id: "j1" }) : json(409, { error: { code: "upload_incomplete", message: "Upload u1 is not complete yet" } });
+      }
+      json(404, { error: { code: "not_found", message: "no" } });
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-    return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, requests };
+    return { url: url, requests };
   }
 
   async function bigFile() {
@@ -293,34 +285,25 @@ describe("CLI multipart upload sent again after an earlier run's upload was used
     const usedBy = new Map<string, string>([["u1", "earlier"]]);
     let opened = 1;
     let dropJobAnswers = false;
-    const server: Server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
-          res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(body));
-        if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: `u${++opened}`, partSize: 64 * 1024, partCount: 1 });
-        if (req.method === "PUT") return json(200, { etag: "e1" });
-        if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { status: "completed" });
-        if (req.method === "POST" && req.url === "/api/jobs") {
-          const key = req.headers["idempotency-key"] as string;
-          const ups = JSON.parse(Buffer.concat(chunks).toString()).uploads as string[];
-          const known = jobsByKey.get(key);
-          const used = ups.find((u) => usedBy.has(u));
-          if (!known && used) return json(409, { error: { code: "upload_used", message: `Upload ${used} was already used by a job` }, jobId: usedBy.get(used) });
-          const id = known ?? `j${jobsByKey.size + 1}`;
-          jobsByKey.set(key, id);
-          for (const u of ups) usedBy.set(u, id);
-          // The job is made (or found), but the answer never arrives.
-          if (dropJobAnswers) return req.socket.destroy();
-          return json(202, { id, uploads: ups }, known ? { "idempotent-replayed": "true" } : {});
-        }
-        json(404, { error: { code: "not_found", message: "no" } });
-      });
+    const url = await standInEdge((req, body, json) => {
+      if (req.method === "POST" && req.url === "/api/uploads") return json(201, { id: `u${++opened}`, partSize: 64 * 1024, partCount: 1 });
+      if (req.method === "PUT") return json(200, { etag: "e1" });
+      if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { status: "completed" });
+      if (req.method === "POST" && req.url === "/api/jobs") {
+        const key = req.headers["idempotency-key"] as string;
+        const ups = JSON.parse(body.toString()).uploads as string[];
+        const known = jobsByKey.get(key);
+        const used = ups.find((u) => usedBy.has(u));
+        if (!known && used) return json(409, { error: { code: "upload_used", message: `Upload ${used} was already used by a job` }, jobId: usedBy.get(used) });
+        const id = known ?? `j${jobsByKey.size + 1}`;
+        jobsByKey.set(key, id);
+        for (const u of ups) usedBy.set(u, id);
+        // The job is made (or found), but the answer never arrives.
+        if (dropJobAnswers) return req.socket.destroy();
+        return json(202, { id, uploads: ups }, known ? { "idempotent-replayed": "true" } : {});
+      }
+      json(404, { error: { code: "not_found", message: "no" } });
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     const files = await statFiles([path]);
     const env = { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" };
     // An earlier run recorded u1, which fed job "earlier" made by a submit of other options.
@@ -344,20 +327,15 @@ describe("CLI submit whose earlier run's answer was lost", () => {
   /** A form edge that answers every job POST with job "j-old", as a replay when the key is the one it knows. */
   async function replayingEdge(knownKey: string) {
     const keys: string[] = [];
-    const server: Server = createServer((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        const key = req.headers["idempotency-key"] as string;
-        keys.push(key);
-        const replay = key === knownKey;
-        res
-          .writeHead(202, { "content-type": "application/json", ...(replay ? { "idempotent-replayed": "true" } : {}) })
-          .end(JSON.stringify({ id: replay ? "j-old" : "j-new", status: "queued", createdAt: "2031-01-02T03:04:05.000Z" }));
-      });
+    const url = await standInEdge((req, body, json, res) => {
+      const key = req.headers["idempotency-key"] as string;
+      keys.push(key);
+      const replay = key === knownKey;
+      res
+        .writeHead(202, { "content-type": "application/json", ...(replay ? { "idempotent-replayed": "true" } : {}) })
+        .end(JSON.stringify({ id: replay ? "j-old" : "j-new", status: "queued", createdAt: "2031-01-02T03:04:05.000Z" }));
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-    return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, keys };
+    return { url: url, keys };
   }
 
   async function leftKey(ageMs: number) {
@@ -414,36 +392,28 @@ describe("CLI submits running side by side", () => {
     let longPart2Arrived!: () => void;
     const longPart2Seen = new Promise<void>((r) => (longPart2Arrived = r));
     let shortJobRefused = true;
-    const server: Server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", async () => {
-        const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-        requests.push(`${req.method} ${req.url}`);
-        const body = req.method === "POST" && chunks.length ? JSON.parse(Buffer.concat(chunks).toString()) : {};
-        if (req.method === "POST" && req.url === "/api/uploads") {
-          return body.filename === "long.mp4"
-            ? json(201, { id: "u-long", partSize: 64 * 1024, partCount: 2 })
-            : json(201, { id: "u-short", partSize: 64 * 1024, partCount: 1 });
-        }
-        if (req.method === "PUT" && req.url === "/api/uploads/u-long/parts/2") {
-          longPart2Arrived();
-          await longPart2Held;
-        }
-        if (req.method === "PUT") return json(200, { etag: "e" });
-        if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { status: "completed" });
-        if (req.method === "POST" && req.url === "/api/jobs") {
-          if (body.uploads.includes("u-short") && shortJobRefused) return json(503, { error: { code: "db_unavailable", message: "The database is unavailable" } });
-          return json(202, { id: `job-of-${body.uploads[0]}` });
-        }
-        json(404, { error: { code: "not_found", message: "no" } });
-      });
+    const url = await standInEdge(async (req, raw, json) => {
+      requests.push(`${req.method} ${req.url}`);
+      const body = req.method === "POST" && raw.length ? JSON.parse(raw.toString()) : {};
+      if (req.method === "POST" && req.url === "/api/uploads") {
+        return body.filename === "long.mp4"
+          ? json(201, { id: "u-long", partSize: 64 * 1024, partCount: 2 })
+          : json(201, { id: "u-short", partSize: 64 * 1024, partCount: 1 });
+      }
+      if (req.method === "PUT" && req.url === "/api/uploads/u-long/parts/2") {
+        longPart2Arrived();
+        await longPart2Held;
+      }
+      if (req.method === "PUT") return json(200, { etag: "e" });
+      if (req.method === "POST" && req.url?.endsWith("/complete")) return json(200, { status: "completed" });
+      if (req.method === "POST" && req.url === "/api/jobs") {
+        if (body.uploads.includes("u-short") && shortJobRefused) return json(503, { error: { code: "db_unavailable", message: "The database is unavailable" } });
+        return json(202, { id: `job-of-${body.uploads[0]}` });
+      }
+      json(404, { error: { code: "not_found", message: "no" } });
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    cleanups.push(() => new Promise<void>((r) => (server.close(() => r()), server.closeAllConnections())));
     // Run first: a test that failed half-way must not leave the held part keeping the server open.
     cleanups.push(async () => releaseLongPart2());
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     const deps = {
       api: apiClient(url, "token"),
       url,
