@@ -235,7 +235,7 @@ describe("CLI multipart upload: completing it", () => {
       }
       json(404, { error: { code: "not_found", message: "no" } });
     });
-    return { url: url, requests };
+    return { url, requests };
   }
 
   async function bigFile() {
@@ -335,7 +335,7 @@ describe("CLI submit whose earlier run's answer was lost", () => {
         .writeHead(202, { "content-type": "application/json", ...(replay ? { "idempotent-replayed": "true" } : {}) })
         .end(JSON.stringify({ id: replay ? "j-old" : "j-new", status: "queued", createdAt: "2031-01-02T03:04:05.000Z" }));
     });
-    return { url: url, keys };
+    return { url, keys };
   }
 
   async function leftKey(ageMs: number) {
