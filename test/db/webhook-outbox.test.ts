@@ -1,13 +1,9 @@
 import { readFileSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
+import { describe, expect, it } from "vitest";
+import { useTestLibsql } from "../helpers/libsql";
 import { freshDb } from "../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 /** The DELETE in the newest jobs_webhook_outbox trigger, with NEW.<column> as a bound value. */
 function triggerDelete(): { sql: string; args: string[] } {

@@ -2,7 +2,7 @@
 // libSQL server) and its result checked, and every scenario this file knows must be a row of a table.
 import { readFileSync } from "node:fs";
 import { eq, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
 import { USER_LIMIT_DEFAULTS, userLimitsFrom } from "../../db/limits";
 import { addVariations, pauseJob, requestCancel, resumeJob, retryJob } from "../../db/queries/jobs";
@@ -32,14 +32,10 @@ import {
 } from "../../db/queries/variations";
 import { jobs, users, variations } from "../../db/schema";
 import { DbCallError, retryDb } from "../../runner/db-retry";
-import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
+import { useTestLibsql } from "../helpers/libsql";
 import { freshDb, seedJob, type SeededJob } from "../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 const LEASE = 30_000;

@@ -1,18 +1,14 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { MAX_ATTEMPTS } from "../../db/queries/states";
 import { variations } from "../../db/schema";
 import { LocalError } from "../../runner/local-errors";
 import { createLogger } from "../../runner/log";
 import { local } from "../../runner/outcomes";
-import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
+import { useTestLibsql } from "../helpers/libsql";
 import { freshDb, getVariationRows, seedJob } from "../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 /** A variation on its last attempt, held by `runnerId`: what a local failure does to it decides whether it fails. */
 async function onLastAttempt(label: string) {

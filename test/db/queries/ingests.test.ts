@@ -1,17 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { newId } from "../../../db/ids";
 import { INGEST_HOLD_MS, type UserLimits } from "../../../db/limits";
 import { abandonIngest, releaseIdleIngestRooms, reserveIngest, startIngest, touchIngest } from "../../../db/queries/ingests";
 import { getStorageBytes, getUserUsage } from "../../../db/queries/quotas";
 import { createUser } from "../../../db/queries/users";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb } from "../../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const limits: UserLimits = { storageBytes: 10_000, activeJobs: 10, queuedVariations: 100, openUploads: 10, unusedUploads: 100 };
 

@@ -1,17 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Db } from "../../../db/client";
 import { newId } from "../../../db/ids";
 import { cancelJobs, createJob, getJob, listJobs, requestCancel } from "../../../db/queries/jobs";
 import { claimVariation } from "../../../db/queries/variations";
 import { createUser } from "../../../db/queries/users";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb, getJobRow, getVariationRows } from "../../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 async function owner(db: Db) {
   const u = await createUser(db, { email: `q-${newId()}@test.example`, password: "pw-for-queries", role: "user" });

@@ -1,16 +1,12 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { EXPIRED_WHILE_QUEUED, failStaleQueuedJobs, listExpiredJobIds } from "../../../db/queries/lifecycle";
 import { jobs } from "../../../db/schema";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb, getJobRow, getVariationRows, seedJob } from "../../helpers/seed";
 import { fullScans, planOf, statementsOf } from "../../helpers/statements";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 const HOUR = 3_600_000;

@@ -1,19 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Db } from "../../../db/client";
 import { newId } from "../../../db/ids";
 import { changePassword } from "../../../db/queries/change-password";
 import { login } from "../../../db/queries/login";
 import { authenticateSession } from "../../../db/queries/sessions";
 import { createUser } from "../../../db/queries/users";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb } from "../../helpers/seed";
 import { interceptStatements, sqlOf } from "../../helpers/statements";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 /** Runs `meanwhile` right before the first statement `db` sends whose SQL matches `re`, then sends it. */
 function before(db: Db, re: RegExp, meanwhile: () => Promise<unknown>): () => void {

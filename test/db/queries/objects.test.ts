@@ -1,16 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Db } from "../../../db/client";
 import { isObjectRecorded } from "../../../db/queries/is-object-recorded";
 import { deleteFinishedJobRows, recordedObjectKeys } from "../../../db/queries/objects";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb, seedJob } from "../../helpers/seed";
 import { fullScans, planOf, statementsOf } from "../../helpers/statements";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 describe("object key lookups", () => {
   it("read no table in full: the orphan rule's page of keys and a runner's check before a delete use indexes", async () => {

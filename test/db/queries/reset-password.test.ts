@@ -1,16 +1,12 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { newId } from "../../../db/ids";
 import { resetPassword } from "../../../db/queries/reset-password";
 import { sessions, users } from "../../../db/schema";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb } from "../../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 

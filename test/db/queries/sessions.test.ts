@@ -1,15 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { newId } from "../../../db/ids";
 import { authenticateSession, createSession, SESSIONS_PER_USER } from "../../../db/queries/sessions";
 import { createUser } from "../../../db/queries/users";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb } from "../../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 describe("sessions", () => {
   it(`keeps at most ${SESSIONS_PER_USER} sessions per account: a sign-in past that ends the least recently used one`, async () => {

@@ -1,16 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { newId } from "../../../db/ids";
 import { reissueApiToken, TOKEN_KEY_REPLAY_MS, tokenFingerprint } from "../../../db/queries/reissue-api-token";
 import { API_TOKENS_PER_USER, authenticateApiToken, createApiToken, listApiTokens } from "../../../db/queries/tokens";
 import { createUser } from "../../../db/queries/users";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb } from "../../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 describe("API tokens", () => {
   it(`refuses a token past ${API_TOKENS_PER_USER} per account with 409 too_many_tokens, also when created in parallel, and leaves other accounts alone`, async () => {

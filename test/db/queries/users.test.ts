@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Db } from "../../../db/client";
 import { newId } from "../../../db/ids";
 import { estimateQueue } from "../../../db/queries/jobs/estimate-queue";
@@ -8,14 +8,10 @@ import { setUserDisabled } from "../../../db/queries/users";
 import { cancelVariation, claimVariation, claimVariations, heartbeatVariations } from "../../../db/queries/variations";
 import { claimDelivery, createWebhook, peekDelivery, takeDueDeliveries } from "../../../db/queries/webhooks";
 import { sessions, users, variations, webhookDeliveries } from "../../../db/schema";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb, getJobRow, seedJob } from "../../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 const LEASE = 30_000;

@@ -1,5 +1,5 @@
 import { eq, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Db } from "../../../db/client";
 import { createDb } from "../../../db/client";
 import {
@@ -23,14 +23,10 @@ import { outputKey } from "../../../db/keys";
 import { USER_LIMIT_DEFAULTS, userLimitsFrom } from "../../../db/limits";
 import { retryJob } from "../../../db/queries/jobs";
 import { jobs, runners, sources, variations } from "../../../db/schema";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb, getJobRow, getVariationRows, requestCancelRow, seedJob } from "../../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 const LEASE = 30_000;

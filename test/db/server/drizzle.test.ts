@@ -6,17 +6,13 @@ import { eq, sql } from "drizzle-orm";
 import { drizzle as drizzleNode } from "drizzle-orm/libsql";
 import { drizzle as drizzleWeb } from "drizzle-orm/libsql/web";
 import { integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { migrateDb } from "../../../db/migrate";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 
 const run = promisify(execFile);
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const items = sqliteTable("items", {
   id: integer().primaryKey({ autoIncrement: true }),

@@ -1,13 +1,9 @@
 import { createClient as createNodeClient, type Client, type Config } from "@libsql/client";
 import { createClient as createWebClient } from "@libsql/client/web";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestLibsql, type TestLibsqlServer } from "../../helpers/libsql";
+import { useTestLibsql } from "../../helpers/libsql";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const clients: [string, (config: Config) => Client][] = [
   ["@libsql/client (Node)", createNodeClient],

@@ -1,18 +1,14 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createDb, type Db } from "../../../../db/client";
 import { cancelJobs, pauseJob, requestCancel } from "../../../../db/queries/jobs";
 import { variations } from "../../../../db/schema";
 import { startDbProxy } from "../../../helpers/db-proxy";
-import { startTestLibsql, type TestLibsqlServer } from "../../../helpers/libsql";
+import { useTestLibsql } from "../../../helpers/libsql";
 import { freshDb, getJobRow, seedJob } from "../../../helpers/seed";
 import { statementsOf } from "../../../helpers/statements";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 /** About what a runner records per completed variation (5 sampled frames). */

@@ -1,19 +1,15 @@
 import { eq, inArray } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createDb, type Db } from "../../../../db/client";
 import { newId } from "../../../../db/ids";
 import { createJobFromUploads } from "../../../../db/queries/jobs";
 import { USER_LIMIT_DEFAULTS, userLimitsFrom } from "../../../../db/limits";
 import { jobs, uploads, users } from "../../../../db/schema";
 import { startDbProxy } from "../../../helpers/db-proxy";
-import { startTestLibsql, type TestLibsqlServer } from "../../../helpers/libsql";
+import { useTestLibsql } from "../../../helpers/libsql";
 import { freshDb } from "../../../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 const limits = userLimitsFrom(USER_LIMIT_DEFAULTS);

@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Db } from "../../../../db/client";
 import { finalizeJob } from "../../../../db/queries/finalize";
 import { pauseJob, resumeJob } from "../../../../db/queries/jobs";
@@ -16,14 +16,10 @@ import {
 } from "../../../../db/queries/variations";
 import { USER_LIMIT_DEFAULTS, userLimitsFrom } from "../../../../db/limits";
 import { variations } from "../../../../db/schema";
-import { startTestLibsql, type TestLibsqlServer } from "../../../helpers/libsql";
+import { useTestLibsql } from "../../../helpers/libsql";
 import { freshDb, getJobRow, seedJob, type SeededJob } from "../../../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 const LEASE = 30_000;

@@ -1,20 +1,16 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createDb } from "../../../../db/client";
 import { USER_LIMIT_DEFAULTS, userLimitsFrom } from "../../../../db/limits";
 import { addVariations, pauseJob, resumeJob, type Reopened } from "../../../../db/queries/jobs";
 import { REOPEN_KEY_REPLAY_MS } from "../../../../db/queries/jobs/reopen";
 import { variations } from "../../../../db/schema";
 import { dropFirstReply, startDbProxy } from "../../../helpers/db-proxy";
-import { startTestLibsql, type TestLibsqlServer } from "../../../helpers/libsql";
+import { useTestLibsql } from "../../../helpers/libsql";
 import { freshDb, getJobRow, getVariationRows, seedJob } from "../../../helpers/seed";
 import { interceptStatements, sqlOf } from "../../../helpers/statements";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 const limits = userLimitsFrom(USER_LIMIT_DEFAULTS);

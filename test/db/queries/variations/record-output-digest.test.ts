@@ -1,13 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { claimVariations, finishVariation, recordOutputDigest } from "../../../../db/queries/variations";
-import { startTestLibsql, type TestLibsqlServer } from "../../../helpers/libsql";
+import { useTestLibsql } from "../../../helpers/libsql";
 import { freshDb, getVariationRows, seedJob } from "../../../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 const A = { sha256: "a".repeat(64), crc32: 1 };

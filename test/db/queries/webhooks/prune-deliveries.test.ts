@@ -1,16 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { newId } from "../../../../db/ids";
 import { createWebhook, pruneDeliveries } from "../../../../db/queries/webhooks";
 import { webhookDeliveries, type DeliveryStatus } from "../../../../db/schema";
-import { startTestLibsql, type TestLibsqlServer } from "../../../helpers/libsql";
+import { useTestLibsql } from "../../../helpers/libsql";
 import { freshDb, seedJob } from "../../../helpers/seed";
 import { planOf, statementsOf } from "../../../helpers/statements";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 const DAY = 86_400_000;

@@ -1,17 +1,13 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { newId } from "../../../../db/ids";
 import { claimDelivery, createWebhook, redeliverDelivery } from "../../../../db/queries/webhooks";
 import { recordDeliveryAttempt } from "../../../../db/queries/webhooks/record-delivery-attempt";
 import { webhookDeliveries } from "../../../../db/schema";
-import { startTestLibsql, type TestLibsqlServer } from "../../../helpers/libsql";
+import { useTestLibsql } from "../../../helpers/libsql";
 import { freshDb, seedJob } from "../../../helpers/seed";
 
-let server: TestLibsqlServer;
-beforeAll(async () => {
-  server = await startTestLibsql();
-});
-afterAll(() => server.close());
+const server = useTestLibsql();
 
 const NOW = 1_700_000_000_000;
 const LEASE = 60_000;
