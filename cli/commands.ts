@@ -149,7 +149,9 @@ export const handlers: Handlers = {
       }
       const { data } = await call(url, apiClient(url, token).GET("/api/me", { signal: timeout() }));
       const before = await readConfig(ctx.env).catch(() => null);
-      await writeConfig(ctx.env, { url, token, email: data.user.email });
+      // The same token given again keeps its id: a later login or logout can still revoke it.
+      const tokenId = before?.token === token && before.url === url ? before.tokenId : undefined;
+      await writeConfig(ctx.env, { url, token, email: data.user.email, ...(tokenId ? { tokenId } : {}) });
       await revokeReplaced(ctx, before, token);
       ctx.result({ url, user: data.user, configFile: configFile(ctx.env) }, `Logged in to ${url} as ${data.user.email} (token saved in ${configFile(ctx.env)})`);
       return EXIT.ok;

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { homedir, hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { CliError, EXIT } from "./errors";
@@ -63,6 +63,24 @@ export async function updatePrivateJson<T>(file: string, change: (current: T | u
   const lock = `${file}.lock`;
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   const mine = JSON.stringify({ pid: process.pid, host: hostname(), nonce: randomBytes(8).toString("hex") });
+  const stillMine = async () => (await readFile(lock, "utf8").catch(() => null)) === mine;
+  for (;;) {
+    await takeLock(lock, mine);
+    try {
+      const value = change(await readJson<T>(file));
+      // A holder stopped past LOCK_STALE_MS (Ctrl-Z, a sleeping laptop) may have lost the lock meanwhile: its copy
+      // is stale then, and written back it would undo the new holder's change. Read and change again instead.
+      if (await stillMine()) {
+        await writePrivateJson(file, value);
+        return value;
+      }
+    } finally {
+      if (await stillMine()) await rm(lock, { force: true });
+    }
+  }
+}
+
+async function takeLock(lock: string, mine: string): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
       const fh = await open(lock, "wx", 0o600);
@@ -71,25 +89,23 @@ export async function updatePrivateJson<T>(file: string, change: (current: T | u
       } finally {
         await fh.close();
       }
-      break;
+      return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
     const held = await readFile(lock, "utf8").catch(() => null);
     if (held !== null && (await lockAbandoned(lock, held))) {
-      // Only the lock judged abandoned: if another process broke it and took the lock meanwhile, its content differs.
-      if ((await readFile(lock, "utf8").catch(() => null)) === held) await rm(lock, { force: true });
+      // Broken by a rename, which one process wins: two that both judged it abandoned must not both remove it (the
+      // second would remove the lock the first then took). What the rename took is checked: a live lock taken by
+      // mistake goes back (link: only if nobody took the name meanwhile).
+      const taken = `${lock}.${randomBytes(6).toString("hex")}.broken`;
+      if (await rename(lock, taken).then(() => true, () => false)) {
+        if ((await readFile(taken, "utf8").catch(() => null)) !== held) await link(taken, lock).catch(() => {});
+        await rm(taken, { force: true });
+      }
       continue;
     }
     await new Promise((r) => setTimeout(r, Math.min(50, 2 + attempt) * (1 + Math.random())));
-  }
-  try {
-    const value = change(await readJson<T>(file));
-    await writePrivateJson(file, value);
-    return value;
-  } finally {
-    // Not a lock someone broke while this process was stopped past LOCK_STALE_MS and now holds.
-    if ((await readFile(lock, "utf8").catch(() => null)) === mine) await rm(lock, { force: true });
   }
 }
 

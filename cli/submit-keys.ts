@@ -26,15 +26,20 @@ const KEEP_MS = 24 * 3600_000;
  * (config.ts updatePrivateJson), so parallel submits keep each other's keys.
  */
 export const SubmitKeys = {
-  /** The key for this request: the one an earlier, ended run left, else a new one recorded for this process. */
-  async claim(env: Env, fingerprint: string, now = Date.now()): Promise<string> {
+  /**
+   * The key for this request: the one an earlier, ended run left (`reused`), else a new one recorded for this
+   * process.
+   */
+  async claim(env: Env, fingerprint: string, now = Date.now()): Promise<{ key: string; reused: boolean }> {
     let key = "";
+    let reused = false;
     await updatePrivateJson<Record<string, KeyEntry>>(fileOf(env), (all = {}) => {
       const fresh = Object.fromEntries(Object.entries(all).filter(([, e]) => now - e.createdAt < KEEP_MS));
       const earlier = fresh[fingerprint];
       if (earlier && (earlier.pid === process.pid || !processAlive(earlier.pid))) {
         fresh[fingerprint] = { ...earlier, pid: process.pid };
         key = earlier.key;
+        reused = true;
       } else {
         key = randomBytes(16).toString("hex");
         // A live process's key stays its own; this run's is not recorded then.
@@ -42,7 +47,7 @@ export const SubmitKeys = {
       }
       return fresh;
     });
-    return key;
+    return { key, reused };
   },
 
   /** The job POST was answered (a job, or a refusal no retry changes): the key is done. */

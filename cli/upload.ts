@@ -81,11 +81,12 @@ export async function uploadAndCreateJob(
   // answer was lost made the job, and the next one is answered with it (Idempotent-Replayed) instead of making a
   // second.
   const fingerprint = submitFingerprint(deps.url, files, variations, effects);
-  const key = await SubmitKeys.claim(deps.env, fingerprint);
+  const { key, reused } = await SubmitKeys.claim(deps.env, fingerprint);
   const answered = () => SubmitKeys.done(deps.env, fingerprint, key);
-  // The same command days apart is two requests to its user: a job the key found rather than made is said so.
+  // The same command run again is a new request to its user: a job an earlier run's key found rather than made is
+  // said so (not one this run's own lost try made: that is the job asked for).
   const noteReplay = (job: Job, response: Response) => {
-    if (response.headers.get("idempotent-replayed") !== "true") return;
+    if (!reused || response.headers.get("idempotent-replayed") !== "true") return;
     deps.progress.log(
       `job ${job.id} was created at ${job.createdAt} by an earlier try of this submit whose answer was lost (same server, files and options); ` +
         "no new job was made: run the command again for another one",

@@ -238,7 +238,7 @@ describe("human-readable output of what the server sent", () => {
     const job = {
       id: "j1", status: "cancelled", progress: 0, createdAt: "2030-01-01T00:00:00.000Z", variationsPerVideo: 1,
       totalVariations: 1, completedVariations: 0, failedVariations: 0, cancelledVariations: 1,
-      error: "bad \u009b31m", cancelReason: "because\u001b[8m", cancelledBy: "admin\u0007",
+      error: "bad \u009b31m", cancelReason: "because\u001b[8m\u202eevil", cancelledBy: "admin\u0007",
       files: [{ id: "f1", name, status: "cancelled", progress: 0, completedVariations: 0, error: null }],
     };
     const edge = createServer((req, res) => {
@@ -258,7 +258,7 @@ describe("human-readable output of what the server sent", () => {
       const shown = runs.map((r) => r.out + r.err).join("\n");
       expect(shown).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
       expect(shown).toContain("clip\\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\\x07\\x1b[2J\\x0afake line.mp4");
-      expect(shown).toContain("cancel reason: because\\x1b[8m (by admin\\x07)");
+      expect(shown).toContain("cancel reason: because\\x1b[8m\\u202eevil (by admin\\x07)");
       expect(shown).toContain("error: bad \\x9b31m");
       expect(shown).not.toMatch(/^fake line/m);
 
@@ -348,6 +348,30 @@ describe("video-refresher login over a login the CLI made before", () => {
       expect(r.code).toBe(EXIT.ok);
       expect(r.err).toMatch(/API token t-old .*was not revoked \(The database is unavailable\) and still works/);
       expect(await readConfig(env)).toMatchObject({ token: "tok-new" });
+    } finally {
+      edge.closeAllConnections();
+      await new Promise((r) => edge.close(r));
+    }
+  });
+});
+
+describe("video-refresher login --token with the token it already holds", () => {
+  it("keeps the token's id, so a later logout can still revoke it", async () => {
+    const edge = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        if (req.url === "/api/me") return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ user: { id: "u1", email: "me@test.example", role: "user" } }));
+        res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: "not_found", message: "no" } }));
+      });
+    });
+    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
+    try {
+      const url = `http://127.0.0.1:${(edge.address() as AddressInfo).port}`;
+      const env = { XDG_CONFIG_HOME: join(dir, "same-token") };
+      await writeConfig(env, { url, token: "tok-same", tokenId: "t-same", email: "me@test.example" });
+      const r = await cli(["login", "--url", url, "--token", "tok-same"], env);
+      expect(r.code, r.err).toBe(EXIT.ok);
+      expect(await readConfig(env)).toMatchObject({ url, token: "tok-same", tokenId: "t-same" });
     } finally {
       edge.closeAllConnections();
       await new Promise((r) => edge.close(r));

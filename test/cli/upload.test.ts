@@ -373,6 +373,30 @@ describe("CLI submit whose earlier run's answer was lost", () => {
     expect(edge.keys).toHaveLength(1);
     expect(edge.keys[0]).not.toBe("k-left");
   });
+
+  it("says nothing when the job is the one this run's own lost try made: that is the job asked for", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "vr-cli-upload-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, "clip.mp4");
+    await writeFile(path, Buffer.alloc(1024, 7));
+    const keys: string[] = [];
+    // The first try's job is made but its answer never arrives; the retry, same key, is answered with that job.
+    const url = await standInEdge((req, _body, json) => {
+      keys.push(req.headers["idempotency-key"] as string);
+      if (keys.length === 1) return req.socket.destroy();
+      json(202, { id: "j-1", status: "queued", createdAt: "2031-01-02T03:04:05.000Z" }, { "idempotent-replayed": "true" });
+    });
+    const logged: string[] = [];
+    const { job } = await uploadAndCreateJob(
+      { api: apiClient(url, "token"), url, env: { XDG_CONFIG_HOME: dir }, progress: { ...quiet, log: (l) => logged.push(l) }, sleep: async () => {} },
+      await statFiles([path]),
+      2,
+    );
+    expect(job.id).toBe("j-1");
+    expect(keys).toHaveLength(2);
+    expect(keys[1]).toBe(keys[0]);
+    expect(logged.join("\n")).not.toMatch(/earlier try/);
+  });
 });
 
 describe("CLI submits running side by side", () => {

@@ -29,7 +29,7 @@ describe("a failure of the runner's own machine", () => {
   it("hands a variation back without counting an attempt when the runner has no FFmpeg user left, so one broken host fails no video", async () => {
     const { db, jobId, task, ctx, troubles } = await onLastAttempt("local-nouid");
     expect(await local(ctx, task, new LocalError("ENOUID", "encoding failed"))).toBe("released");
-    expect((await getVariationRows(db, jobId))[0]).toMatchObject({ status: "queued", error: null });
+    expect((await getVariationRows(db, jobId))[0]).toMatchObject({ status: "queued", error: null, attempts: MAX_ATTEMPTS - 1 });
     expect(troubles).toEqual(["ENOUID"]);
   });
 
