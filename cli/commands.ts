@@ -9,7 +9,7 @@ import { downloadJob } from "./download";
 import { apiError, CliError, EXIT, toCliError, type ExitCode } from "./errors";
 import { printable } from "./printable";
 import { formatBytes } from "./progress";
-import { statFiles, transient, uploadAndCreateJob, withRetries } from "./upload";
+import { statFiles, uploadAndCreateJob, withKeyedRetries, withRetries } from "./upload";
 import { describeJob, watchJob } from "./watch";
 
 export type JobStatus = Job["status"];
@@ -328,9 +328,11 @@ export const handlers: Handlers = {
   async control(ctx, action, id, opts) {
     const { api, url } = await connect(ctx);
     const path = `/api/jobs/{id}/${action}` as const;
-    // Pause answers a repeat with the paused job; resume and retry need the key to (see actionTries).
+    // One key for every try: a try whose answer was lost did the work, and the next is answered with the job instead
+    // of 409 job_active. Pause answers a repeat with the paused job by itself.
     const headers = action === "pause" ? {} : { "Idempotency-Key": randomBytes(16).toString("hex") };
-    const { data: job, response } = await actionTries(ctx, action, () => call(url, api.POST(path, { params: { path: { id } }, headers, signal: timeout() })));
+    const send = () => call(url, api.POST(path, { params: { path: { id } }, headers, signal: timeout() }));
+    const { data: job, response } = await withKeyedRetries(send, { what: action, log: ctx.note });
     const stopping = action === "pause" && response.status === 202 ? " (runners are still stopping)" : "";
     ctx.note(`${job.id}: ${action} → ${job.status}${stopping}`);
     return report(ctx, api, url, job, opts);
@@ -340,7 +342,9 @@ export const handlers: Handlers = {
     const { api, url } = await connect(ctx);
     const headers = { "Idempotency-Key": randomBytes(16).toString("hex") };
     const body = { variations: opts.variations };
-    const { data: job } = await actionTries(ctx, "more", () => call(url, api.POST("/api/jobs/{id}/more", { params: { path: { id } }, body, headers, signal: timeout() })));
+    // One key for every try: a lost answer's try is answered with the job, never a second batch of variations.
+    const send = () => call(url, api.POST("/api/jobs/{id}/more", { params: { path: { id } }, body, headers, signal: timeout() }));
+    const { data: job } = await withKeyedRetries(send, { what: "more", log: ctx.note });
     ctx.note(`${job.id}: ${opts.variations} more variation(s) per video → ${job.status}`);
     return report(ctx, api, url, job, opts);
   },
@@ -387,17 +391,3 @@ async function revokeReplaced(ctx: Ctx, before: StoredConfig | null | undefined,
 /** The previous server may be down or gone: a login is not held up long by tidying after it. */
 const REVOKE_TIMEOUT_MS = 10_000;
 
-/**
- * Up to 3 tries on network trouble, 408 and 5xx. One Idempotency-Key for every try of a resume, retry or more:
- * a try whose answer was lost did the work, and the next is answered with the job instead of 409 job_active (or,
- * for more, a second batch of variations). Not on 429: quota_exceeded (active jobs, queued variations) lasts as long
- * as runners take, and rate_limited the client has already waited out.
- */
-function actionTries<T>(ctx: Ctx, action: string, fn: () => Promise<T>): Promise<T> {
-  return withRetries(fn, {
-    tries: 3,
-    baseMs: 1000,
-    retryOn: transient,
-    onRetry: (attempt, err) => ctx.note(`${action}: ${(err as Error).message}; trying again (${attempt + 1} of 3)`),
-  });
-}

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, link, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { homedir, hostname } from "node:os";
 import { dirname, join } from "node:path";
+import { realSleep } from "./client";
 import { CliError, EXIT } from "./errors";
 
 export type Env = Record<string, string | undefined>;
@@ -105,7 +106,7 @@ async function takeLock(lock: string, mine: string): Promise<void> {
       }
       continue;
     }
-    await new Promise((r) => setTimeout(r, Math.min(50, 2 + attempt) * (1 + Math.random())));
+    await realSleep(Math.min(50, 2 + attempt) * (1 + Math.random()));
   }
 }
 

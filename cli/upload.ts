@@ -169,18 +169,24 @@ function formStallMs(env: Env): number {
   return n;
 }
 
-/** Tries of a job-creating POST; retries are safe because every try carries the same Idempotency-Key. */
-const CREATE_TRIES = 3;
+/** Tries of a request that names its work (an Idempotency-Key, or a pause: a repeat is answered, not done twice). */
+const KEYED_TRIES = 3;
 
-/** A creating POST (a job, an upload) with an Idempotency-Key, tried again on network trouble, 408, 429 and 5xx (`retryable`). */
-function createWithRetries<T>(deps: UploadDeps, send: () => Promise<T>, what = "creating the job"): Promise<T> {
+/**
+ * A request every try of which is the same request (it carries an Idempotency-Key: a job, an upload, a reopen; or a
+ * pause), tried again as `retryable` says; each retry is said through `log`.
+ */
+export function withKeyedRetries<T>(send: () => Promise<T>, opts: { what: string; log: (line: string) => void; sleep?: (ms: number) => Promise<void> }): Promise<T> {
   return withRetries(send, {
-    tries: CREATE_TRIES,
+    tries: KEYED_TRIES,
     baseMs: 1000,
-    sleep: deps.sleep ?? realSleep,
-    onRetry: (attempt, err) => deps.progress.log(`${what}: ${(err as Error).message}; trying again (${attempt + 1} of ${CREATE_TRIES})`),
+    sleep: opts.sleep ?? realSleep,
+    onRetry: (attempt, err) => opts.log(`${opts.what}: ${(err as Error).message}; trying again (${attempt + 1} of ${KEYED_TRIES})`),
   });
 }
+
+const createWithRetries = <T>(deps: UploadDeps, send: () => Promise<T>, what = "creating the job") =>
+  withKeyedRetries(send, { what, log: (line) => deps.progress.log(line), sleep: deps.sleep });
 
 async function createJobFromForm(
   deps: UploadDeps,
@@ -352,18 +358,17 @@ function partConcurrency(env: Env): number {
   return Number.isInteger(n) && n >= 1 && n <= 16 ? n : 3;
 }
 
-/** Whether a failed part request is worth another try: network trouble, 408, 429 and 5xx. */
-export function retryable(err: unknown): boolean {
-  if (err instanceof CliError) return err.exitCode === EXIT.network || (err.status !== undefined && (err.status >= 500 || err.status === 408 || err.status === 429));
-  return isNetworkError(err);
-}
-
 /**
- * `retryable` without 429: for routes whose 429 is an answer (quota_exceeded: active jobs or queued variations, freed
- * only as runners work) — a `rate_limited` 429 the client has already waited out (cli/client.ts waitingOutRateLimit).
+ * Whether a failed request is worth another try: network trouble, 408, 5xx and a 429 that asks to wait
+ * (`rate_limited`, a twin's `request_in_progress`). Not 429 `quota_exceeded`: an answer (active jobs, queued
+ * variations, storage) that only runners' work changes, not a short wait.
  */
-export function transient(err: unknown): boolean {
-  return retryable(err) && !(err instanceof CliError && err.status === 429);
+export function retryable(err: unknown): boolean {
+  if (err instanceof CliError) {
+    const s = err.status;
+    return err.exitCode === EXIT.network || (s !== undefined && (s >= 500 || s === 408 || (s === 429 && err.code !== "quota_exceeded")));
+  }
+  return isNetworkError(err);
 }
 
 /** Runs `fn` up to `tries` times with exponential backoff (baseMs, 2×, 4×, … plus jitter) on retryable errors. */
@@ -375,18 +380,15 @@ export async function withRetries<T>(
     /** Default: a real wait. */
     sleep?: (ms: number) => Promise<void>;
     onRetry?: (attempt: number, err: unknown, waitMs: number) => void;
-    /** Which errors are worth another try (default `retryable`). */
-    retryOn?: (err: unknown) => boolean;
-    /** Worth another try besides what `retryOn` says (e.g. a code one route uses for "send it again"). */
+    /** Worth another try besides what `retryable` says (e.g. a code one route uses for "send it again"). */
     alsoRetry?: (err: unknown) => boolean;
   },
 ): Promise<T> {
-  const retryOn = opts.retryOn ?? retryable;
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
-      if (attempt >= opts.tries || !(retryOn(err) || opts.alsoRetry?.(err))) throw err;
+      if (attempt >= opts.tries || !(retryable(err) || opts.alsoRetry?.(err))) throw err;
       const waitMs = opts.baseMs * 2 ** (attempt - 1) * (1 + Math.random() * 0.2);
       opts.onRetry?.(attempt, err, waitMs);
       await (opts.sleep ?? realSleep)(waitMs);
@@ -499,7 +501,6 @@ async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false
           tries: PART_TRIES,
           baseMs: Number(deps.env.VIDEO_REFRESHER_RETRY_BASE_MS || 500),
           sleep: deps.sleep ?? realSleep,
-          retryOn: transient,
           onRetry: (attempt, err, waitMs) =>
             progress.log(`${f.name}: completing the upload failed (${(err as Error).message}); try ${attempt + 1}/${PART_TRIES} in ${(waitMs / 1000).toFixed(1)} s`),
         },

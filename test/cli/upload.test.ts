@@ -95,6 +95,26 @@ describe("CLI form upload", () => {
   });
 });
 
+describe("CLI submit refused by a limit", () => {
+  it("reports 429 quota_exceeded at once instead of sending the job again: only runners' work frees the room", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "vr-cli-upload-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, "clip.mp4");
+    await writeFile(path, Buffer.alloc(1024, 7));
+    let posts = 0;
+    const url = await standInEdge((_req, _body, json) => {
+      posts++;
+      json(429, { error: { code: "quota_exceeded", message: "You have 5 active jobs (the limit is 5)" } }, { "retry-after": "60" });
+    });
+    const err = await uploadAndCreateJob({ api: apiClient(url, "token"), url, env: { XDG_CONFIG_HOME: dir }, progress: quiet, sleep: async () => {} }, await statFiles([path]), 2).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: "quota_exceeded" });
+    expect(posts).toBe(1);
+  });
+});
+
 describe("CLI multipart upload", () => {
   it("starts a large file's upload once when the first answer is lost: the retry carries the same Idempotency-Key", async () => {
     const dir = await mkdtemp(join(tmpdir(), "vr-cli-upload-"));
