@@ -118,11 +118,16 @@ export async function failSource(ctx: OutcomeContext, task: Held, error: string)
  * not burn through the attempt cap of every queued variation. The runner backs off claiming meanwhile.
  */
 export async function edgeDown(ctx: OutcomeContext, task: Held, error: string): Promise<TaskOutcome> {
-  const { db, log } = ctx;
   ctx.onEdgeTrouble?.();
-  const ok = await retryDb(() => releaseVariation(db, { ...task.own, now: Date.now() }));
-  log.warn("edge unavailable: variation handed back", { variation: task.id, error });
-  return ok ? "released" : "lost";
+  const outcome = await handBack(ctx, task);
+  ctx.log.warn("edge unavailable: variation handed back", { variation: task.id, error });
+  return outcome;
+}
+
+/** Back to the queue without counting an attempt: "released", or "lost" when this attempt no longer holds it. */
+async function handBack(ctx: OutcomeContext, task: Held, partial?: string): Promise<TaskOutcome> {
+  if (partial) await rm(partial, { force: true }).catch(() => {});
+  return (await retryDb(() => releaseVariation(ctx.db, { ...task.own, now: Date.now() }))) ? "released" : "lost";
 }
 
 /**
@@ -133,12 +138,10 @@ export async function edgeDown(ctx: OutcomeContext, task: Held, error: string): 
  * per variation in hand when the token is rotated; /healthz answers 503 meanwhile.
  */
 export async function tokenRefused(ctx: OutcomeContext, task: Held, error: string, partial?: string): Promise<TaskOutcome> {
-  const { db, log } = ctx;
   ctx.onEdgeTrouble?.();
-  if (partial) await rm(partial, { force: true }).catch(() => {});
-  const ok = await retryDb(() => releaseVariation(db, { ...task.own, now: Date.now() }));
-  log.error("the edge refused this runner's RUNNER_TOKEN: variation handed back", { variation: task.id, error });
-  return ok ? "released" : "lost";
+  const outcome = await handBack(ctx, task, partial);
+  ctx.log.error("the edge refused this runner's RUNNER_TOKEN: variation handed back", { variation: task.id, error });
+  return outcome;
 }
 
 /**
@@ -147,16 +150,15 @@ export async function tokenRefused(ctx: OutcomeContext, task: Held, error: strin
  * when the runner has no FFmpeg user left (it claims nothing more).
  */
 export async function local(ctx: OutcomeContext, task: Held, err: LocalError, partial?: string): Promise<TaskOutcome> {
+  if (err.runnerGone) {
+    // This runner can run no FFmpeg any more and claims nothing more (loop.ts freeSlots): no variation can circle
+    // through it, so counting an attempt would only fail videos near the cap for one broken host.
+    ctx.log.warn("this runner can run no FFmpeg: variation handed back", { variation: task.id, error: err.message });
+    return await handBack(ctx, task, partial);
+  }
   // Claims pause before anything is awaited: a tick in between would claim onto the same failing disk.
   ctx.onLocalTrouble?.(err);
   if (partial) await rm(partial, { force: true }).catch(() => {});
-  if (err.runnerGone) {
-    // This runner can run no FFmpeg any more and claims nothing more: no variation can circle through it, so
-    // counting an attempt would only fail videos near the cap for one broken host. Back to the queue as it was.
-    const ok = await retryDb(() => releaseVariation(ctx.db, { ...task.own, now: Date.now() }));
-    ctx.log.warn("this runner can run no FFmpeg: variation handed back", { variation: task.id, error: err.message });
-    return ok ? "released" : "lost";
-  }
   return transient(ctx, task, err.message);
 }
 

@@ -1,5 +1,6 @@
 import { pruneLoginAttempts } from "../../db/queries/login-attempts";
 import { deleteExpiredSessions } from "../../db/queries/sessions";
+import { inBatches } from "../lib/in-batches";
 import type { LifecycleDeps } from "./index";
 
 /** Rows deleted per statement: each one holds the database's write lock, which every sign-in waits behind. */
@@ -16,17 +17,8 @@ export async function pruneAuth(
   now: number,
   bounds: { batch: number; batches: number } = { batch: PRUNE_AUTH_BATCH, batches: PRUNE_AUTH_BATCHES_PER_TICK },
 ): Promise<Record<string, number>> {
-  const inBatches = async (prune: (limit: number) => Promise<number>) => {
-    let total = 0;
-    for (let i = 0; i < bounds.batches; i++) {
-      const n = await prune(bounds.batch);
-      total += n;
-      if (n < bounds.batch) break;
-    }
-    return total;
-  };
   return {
-    sessions: await inBatches((limit) => deleteExpiredSessions(deps.db, now, limit)),
-    loginAttempts: await inBatches((limit) => pruneLoginAttempts(deps.db, now, limit)),
+    sessions: await inBatches((limit) => deleteExpiredSessions(deps.db, now, limit), bounds.batch, bounds.batches),
+    loginAttempts: await inBatches((limit) => pruneLoginAttempts(deps.db, now, limit), bounds.batch, bounds.batches),
   };
 }

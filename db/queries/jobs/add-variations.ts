@@ -6,7 +6,7 @@ import { MAX_VARIATIONS_PER_VIDEO_PER_JOB, type QuotaRequest, type UserLimits } 
 import { jobs, type JobStatus } from "../../schema";
 import { loadRecord } from "./load";
 import { presentRecord, type Viewer } from "./present";
-import { afterRefusedReopen, assertReopenable, HAS_QUEUED_WORK, reopenGuard, reopenJobStatement, reopenKeyColumns, replayOf, type Reopened } from "./reopen";
+import { afterRefusedReopen, assertReopenable, HAS_QUEUED_WORK, loadForReopen, reopenGuard, reopenJobStatement, reopenKeyColumns, type Reopened } from "./reopen";
 
 /** Finished jobs get more variations: completed, cancelled, and failed too (a failed source fails them again). */
 const EXTENDABLE: readonly JobStatus[] = ["completed", "cancelled", "failed"];
@@ -38,9 +38,7 @@ export async function addVariations(
   input: { jobId: string; viewer: Viewer; perSource: number; limits: UserLimits; idempotencyKey?: string | null },
   now: number,
 ): Promise<Reopened> {
-  const idem = input.idempotencyKey ? { key: input.idempotencyKey, request: `more:${input.perSource}` } : null;
-  const record = await loadRecord(db, input.jobId, input.viewer);
-  const replay = replayOf(record, idem, now);
+  const { record, idem, replay } = await loadForReopen(db, input, `more:${input.perSource}`, now);
   if (replay) return replay;
   assertReopenable(record, EXTENDABLE, "job_active", "get more variations", now);
   // Read, not guarded in the batch: a concurrent reopen makes the job active first, and this batch then fails.

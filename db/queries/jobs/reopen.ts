@@ -116,6 +116,21 @@ export function replayOf(record: JobRecord, idem: ReopenKey | null, now: number)
   return { job: presentRecord(record, now), replayed: true };
 }
 
+/**
+ * A reopen's start: the job as `viewer` may see it (404 otherwise) and this request's key, or the answer to an
+ * earlier request with the same key (`replay`, see replayOf).
+ */
+export async function loadForReopen(
+  db: Db,
+  input: { jobId: string; viewer: Viewer; idempotencyKey?: string | null },
+  request: string,
+  now: number,
+): Promise<{ record: JobRecord; idem: ReopenKey | null; replay: Reopened | null }> {
+  const idem = input.idempotencyKey ? { key: input.idempotencyKey, request } : null;
+  const record = await loadRecord(db, input.jobId, input.viewer);
+  return { record, idem, replay: replayOf(record, idem, now) };
+}
+
 /** SQL: the job (outer `jobs` row) has queued work. */
 export const HAS_QUEUED_WORK = sql`exists (select 1 from variations qw where qw.job_id = jobs.id and qw.status = 'queued')`;
 

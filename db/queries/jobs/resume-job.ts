@@ -5,7 +5,7 @@ import type { QuotaRequest, UserLimits } from "../../limits";
 import { jobs, variations } from "../../schema";
 import { loadRecord } from "./load";
 import { presentRecord, type Viewer } from "./present";
-import { afterRefusedReopen, assertReopenable, FRESH_VARIATION, HAS_QUEUED_WORK, reopenGuard, reopenJobStatement, reopenKeyColumns, replayOf, type Reopened } from "./reopen";
+import { afterRefusedReopen, assertReopenable, FRESH_VARIATION, HAS_QUEUED_WORK, loadForReopen, reopenGuard, reopenJobStatement, reopenKeyColumns, type Reopened } from "./reopen";
 
 /**
  * Resume, one batch:
@@ -22,9 +22,7 @@ export async function resumeJob(
   input: { jobId: string; viewer: Viewer; limits: UserLimits; idempotencyKey?: string | null },
   now: number,
 ): Promise<Reopened> {
-  const idem = input.idempotencyKey ? { key: input.idempotencyKey, request: "resume" } : null;
-  const record = await loadRecord(db, input.jobId, input.viewer);
-  const replay = replayOf(record, idem, now);
+  const { record, idem, replay } = await loadForReopen(db, input, "resume", now);
   if (replay) return replay;
   if (record.job.status !== "paused") {
     assertReopenable(record, ["cancelled"], "not_resumable", "be resumed", now);

@@ -5,7 +5,7 @@ import type { QuotaRequest, UserLimits } from "../../limits";
 import { jobs, variations, type JobStatus } from "../../schema";
 import { loadRecord } from "./load";
 import { presentRecord, type Viewer } from "./present";
-import { afterRefusedReopen, assertReopenable, FRESH_VARIATION, HAS_QUEUED_WORK, reopenGuard, reopenJobStatement, reopenKeyColumns, replayOf, type Reopened } from "./reopen";
+import { afterRefusedReopen, assertReopenable, FRESH_VARIATION, HAS_QUEUED_WORK, loadForReopen, reopenGuard, reopenJobStatement, reopenKeyColumns, type Reopened } from "./reopen";
 
 /**
  * A cancelled job is continued with resume (which re-queues what the cancel stopped); retry is for jobs that
@@ -25,9 +25,7 @@ export async function retryJob(
   input: { jobId: string; viewer: Viewer; limits: UserLimits; idempotencyKey?: string | null },
   now: number,
 ): Promise<Reopened> {
-  const idem = input.idempotencyKey ? { key: input.idempotencyKey, request: "retry" } : null;
-  const record = await loadRecord(db, input.jobId, input.viewer);
-  const replay = replayOf(record, idem, now);
+  const { record, idem, replay } = await loadForReopen(db, input, "retry", now);
   if (replay) return replay;
   assertReopenable(record, RETRYABLE, "not_retryable", "be retried (resume it instead)", now);
   const failed = record.variations.filter((v) => v.status === "failed").length;

@@ -2,6 +2,7 @@ import { loggable } from "../../../db/errors";
 import type { Db } from "../../../db/client";
 import { expireDeliveries, hasWebhooks, pruneDeliveries, releaseEnqueuedDeliveries, takeDueDeliveries } from "../../../db/queries/webhooks";
 import { deliverOnce, type DeliverDeps } from "./deliver";
+import { inBatches } from "../in-batches";
 
 /** Queue messages only point at outbox rows; the row is the truth, so a lost or duplicated message costs nothing. */
 export type WebhookMessage = { kind: "deliver"; id: string } | { kind: "sweep" };
@@ -93,20 +94,11 @@ export async function sweepWebhookDeliveries(deps: { db: Db; queue: Queue<Webhoo
   // In batches until the expiry is caught up (bounded per minute): rows past their window still sit first in their
   // endpoint's due order, and every sweep reads them until they are failed, so a day-long outage's backlog must not
   // take hours to expire at one batch a minute.
-  let expired = 0;
-  for (let batch = 0; batch < EXPIRE_BATCHES_PER_MINUTE; batch++) {
-    const n = await expireDeliveries(deps.db, now, EXPIRE_BATCH).catch(() => 0);
-    expired += n;
-    if (n < EXPIRE_BATCH) break;
-  }
+  const expired = await inBatches((limit) => expireDeliveries(deps.db, now, limit).catch(() => 0), EXPIRE_BATCH, EXPIRE_BATCHES_PER_MINUTE);
   // Likewise for the log: settled rows arrive at up to the expiry's pace (a whole backlog fails at once, and
   // leaves the log together 7 days later), so one batch a minute would let the table grow without bound.
-  let pruned = 0;
-  for (let batch = 0; batch < PRUNE_BATCHES_PER_MINUTE; batch++) {
-    const n = await pruneDeliveries(deps.db, now - DELIVERY_LOG_DAYS * 86_400_000, PRUNE_BATCH).catch(() => 0);
-    pruned += n;
-    if (n < PRUNE_BATCH) break;
-  }
+  const before = now - DELIVERY_LOG_DAYS * 86_400_000;
+  const pruned = await inBatches((limit) => pruneDeliveries(deps.db, before, limit).catch(() => 0), PRUNE_BATCH, PRUNE_BATCHES_PER_MINUTE);
   return { enqueued, scheduled, expired, pruned };
 }
 
