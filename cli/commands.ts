@@ -240,23 +240,17 @@ export const handlers: Handlers = {
     if (clear && stored.tokenId) {
       reason = "the API token was not revoked (its server is plain http); revoke it on the tokens page";
     } else if (stored.tokenId) {
-      try {
-        await call(stored.url, apiClient(stored.url, stored.token).DELETE("/api/tokens/{id}", { params: { path: { id: stored.tokenId } }, signal: timeout() }));
-        revoked = true;
-      } catch (err) {
-        const e = err instanceof CliError ? err : new CliError(err instanceof Error ? err.message : String(err));
-        // 401/404: the token is already gone.
-        if (e.status === 401 || e.status === 404) revoked = true;
-        else if (!opts.forget) {
-          // Deleting the file now would leave a working token on the server that nothing here can name any more.
-          throw new CliError(
-            `could not revoke the API token (${e.message}); you are still logged in: run logout again, or logout --forget to remove the stored credentials without revoking`,
-            e.exitCode,
-            e.code,
-            e.status,
-          );
-        } else reason = `the API token was not revoked (${e.message}); revoke it on the tokens page`;
-      }
+      const e = await revokeStoredToken(stored.url, stored.token, stored.tokenId, timeout());
+      if (!e) revoked = true;
+      else if (!opts.forget) {
+        // Deleting the file now would leave a working token on the server that nothing here can name any more.
+        throw new CliError(
+          `could not revoke the API token (${e.message}); you are still logged in: run logout again, or logout --forget to remove the stored credentials without revoking`,
+          e.exitCode,
+          e.code,
+          e.status,
+        );
+      } else reason = `the API token was not revoked (${e.message}); revoke it on the tokens page`;
     } else {
       reason = "the token was given with --token; revoke it on the tokens page if it should stop working";
     }
@@ -374,18 +368,24 @@ async function revokeReplaced(ctx: Ctx, before: StoredConfig | null | undefined,
   try {
     // A login stored over plain http to another machine: sending the token again in clear would expose it again.
     requireSafeTransport(before.url, ctx.env);
-    await call(
-      before.url,
-      apiClient(before.url, before.token).DELETE("/api/tokens/{id}", { params: { path: { id: before.tokenId } }, signal: timeout(REVOKE_TIMEOUT_MS) }),
-    );
-    return;
-  } catch (err) {
-    const e = toCliError(err, before.url);
-    // Already gone: revoked, expired, or deleted with its account.
-    if (e.status === 401 || e.status === 404) return;
+    const e = await revokeStoredToken(before.url, before.token, before.tokenId, timeout(REVOKE_TIMEOUT_MS));
+    if (!e) return;
     why = e.message;
+  } catch (err) {
+    why = toCliError(err, before.url).message;
   }
   ctx.note(`the API token ${before.tokenId} that this CLI made for ${before.url} before was not revoked (${why}) and still works: revoke it on the tokens page`);
+}
+
+/** DELETEs a token the CLI made, sent with itself: null once it is gone (401/404: already revoked, expired or deleted with its account), else why not. */
+async function revokeStoredToken(url: string, token: string, tokenId: string, signal: AbortSignal): Promise<CliError | null> {
+  try {
+    await call(url, apiClient(url, token).DELETE("/api/tokens/{id}", { params: { path: { id: tokenId } }, signal }));
+    return null;
+  } catch (err) {
+    const e = toCliError(err, url);
+    return e.status === 401 || e.status === 404 ? null : e;
+  }
 }
 
 /** The previous server may be down or gone: a login is not held up long by tidying after it. */
