@@ -361,7 +361,7 @@ function partConcurrency(env: Env): number {
 /**
  * Whether a failed request is worth another try: network trouble, 408, 5xx and a 429 that asks to wait
  * (`rate_limited`, a twin's `request_in_progress`). Not 429 `quota_exceeded`: an answer (active jobs, queued
- * variations, storage) that only runners' work changes, not a short wait.
+ * variations) that only runners' work changes, not a short wait.
  */
 export function retryable(err: unknown): boolean {
   if (err instanceof CliError) {

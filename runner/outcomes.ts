@@ -153,8 +153,9 @@ export async function local(ctx: OutcomeContext, task: Held, err: LocalError, pa
   if (err.runnerGone) {
     // This runner can run no FFmpeg any more and claims nothing more (loop.ts freeSlots): no variation can circle
     // through it, so counting an attempt would only fail videos near the cap for one broken host.
+    const outcome = await handBack(ctx, task, partial);
     ctx.log.warn("this runner can run no FFmpeg: variation handed back", { variation: task.id, error: err.message });
-    return await handBack(ctx, task, partial);
+    return outcome;
   }
   // Claims pause before anything is awaited: a tick in between would claim onto the same failing disk.
   ctx.onLocalTrouble?.(err);

@@ -107,7 +107,7 @@ export const reopenKeyColumns = (idem: ReopenKey | null, now: number) => ({
  * key is written by the reopen's own compare-and-set, so a request that failed never holds it. 422
  * `idempotency_key_reused` when the key asked this job for something else. Null: no such earlier request.
  */
-export function replayOf(record: JobRecord, idem: ReopenKey | null, now: number): Reopened | null {
+function replayOf(record: JobRecord, idem: ReopenKey | null, now: number): Reopened | null {
   const { reopenKey, reopenedAt } = record.job;
   if (!idem || reopenKey !== idem.key || reopenedAt === null || reopenedAt <= now - REOPEN_KEY_REPLAY_MS) return null;
   if (record.job.reopenRequest !== idem.request) {
