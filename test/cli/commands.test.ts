@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readConfig, writeConfig } from "../../cli/config";
 import { EXIT } from "../../cli/errors";
 import { runCli } from "../../cli/main";
-import { runCapturedCli } from "../helpers/cli";
+import { runCapturedCli, standInEdge } from "../helpers/cli";
 
 /** A stand-in edge whose answer to the token revocation the test sets; it records the revocations it saw. */
 let server: Server;
@@ -120,82 +120,58 @@ describe("video-refresher login whose token tries race each other", () => {
     // A stand-in edge: the first token POST collides with a twin (409 in flight); the second's secret is voided by a
     // late twin before the CLI uses it (401); the third's works.
     const posts: (string | undefined)[] = [];
-    const edge = createServer((req, res) => {
-      let body = "";
-      req.on("data", (d) => (body += d));
-      req.on("end", () => {
-        const send = (status: number, value: unknown, headers: Record<string, string> = {}) => {
-          res.writeHead(status, { "content-type": "application/json", ...headers });
-          res.end(value === null ? undefined : JSON.stringify(value));
-        };
-        const user = { id: "u1", email: "me@test.example", role: "user" };
-        if (req.url === "/api/auth/login") return send(200, { user }, { "set-cookie": "vr_session=s1; Path=/; HttpOnly" });
-        if (req.url === "/api/auth/logout") return send(204, null);
-        if (req.url === "/api/me") return req.headers.authorization === "Bearer tok-works" ? send(200, { user }) : send(401, { error: { code: "invalid_token", message: "Invalid or expired token" } });
-        if (req.url === "/api/tokens" && req.method === "POST") {
-          posts.push(req.headers["idempotency-key"] as string | undefined);
-          if (posts.length === 1) return send(409, { error: { code: "idempotency_key_in_flight", message: "Another request with this Idempotency-Key is being answered; send this one again" } });
-          const token = posts.length === 2 ? "tok-voided" : "tok-works";
-          return send(201, { id: "t1", name: "cli", scope: "full", expiresAt: null, token }, { "idempotent-replayed": "true" });
-        }
-        send(404, { error: { code: "not_found", message: "Not found" } });
-      });
+    const edgeUrl = await standInEdge((req, _body, send) => {
+      const user = { id: "u1", email: "me@test.example", role: "user" };
+      if (req.url === "/api/auth/login") return send(200, { user }, { "set-cookie": "vr_session=s1; Path=/; HttpOnly" });
+      if (req.url === "/api/auth/logout") return send(204, null);
+      if (req.url === "/api/me") return req.headers.authorization === "Bearer tok-works" ? send(200, { user }) : send(401, { error: { code: "invalid_token", message: "Invalid or expired token" } });
+      if (req.url === "/api/tokens" && req.method === "POST") {
+        posts.push(req.headers["idempotency-key"] as string | undefined);
+        if (posts.length === 1) return send(409, { error: { code: "idempotency_key_in_flight", message: "Another request with this Idempotency-Key is being answered; send this one again" } });
+        const token = posts.length === 2 ? "tok-voided" : "tok-works";
+        return send(201, { id: "t1", name: "cli", scope: "full", expiresAt: null, token }, { "idempotent-replayed": "true" });
+      }
+      send(404, { error: { code: "not_found", message: "Not found" } });
     });
-    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
-    try {
-      const edgeUrl = `http://127.0.0.1:${(edge.address() as AddressInfo).port}`;
-      const env = { XDG_CONFIG_HOME: join(dir, "g") };
-      const stdin = new PassThrough();
-      stdin.end("the-password\n");
-      let err = "";
-      const stderr = new PassThrough();
-      stderr.on("data", (d) => (err += d));
-      const code = await runCli(["login", "--url", edgeUrl, "--email", "me@test.example", "--json"], { stdout: new PassThrough(), stderr, stdin, env });
-      expect(code, err).toBe(EXIT.ok);
-      expect(await readConfig(env)).toMatchObject({ token: "tok-works", tokenId: "t1" });
-      expect(posts).toHaveLength(3);
-      expect(new Set(posts).size).toBe(1);
-      expect(posts[0]).toMatch(/^[0-9a-f]{32}$/);
-      expect(err).toMatch(/being answered; send this one again; trying again \(2 of 3\)/);
-      expect(err).toMatch(/replaced the token's secret; trying again \(3 of 3\)/);
-    } finally {
-      edge.closeAllConnections();
-      await new Promise((r) => edge.close(r));
-    }
+    const env = { XDG_CONFIG_HOME: join(dir, "g") };
+    const stdin = new PassThrough();
+    stdin.end("the-password\n");
+    let err = "";
+    const stderr = new PassThrough();
+    stderr.on("data", (d) => (err += d));
+    const code = await runCli(["login", "--url", edgeUrl, "--email", "me@test.example", "--json"], { stdout: new PassThrough(), stderr, stdin, env });
+    expect(code, err).toBe(EXIT.ok);
+    expect(await readConfig(env)).toMatchObject({ token: "tok-works", tokenId: "t1" });
+    expect(posts).toHaveLength(3);
+    expect(new Set(posts).size).toBe(1);
+    expect(posts[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(err).toMatch(/being answered; send this one again; trying again \(2 of 3\)/);
+    expect(err).toMatch(/replaced the token's secret; trying again \(3 of 3\)/);
   });
 });
 
 describe("video-refresher more and resume whose first answer is lost", () => {
   it("send the request again with the same Idempotency-Key, so the edge answers with the job instead of doing it twice", async () => {
     const seen: { url: string; key: string | undefined }[] = [];
-    const edge = createServer((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        seen.push({ url: req.url ?? "", key: req.headers["idempotency-key"] as string | undefined });
-        // The first try of each reopen: done, but the answer never arrives.
-        if (seen.filter((s) => s.url === req.url).length === 1) return req.socket.destroy();
-        const job = { id: "j1", status: "queued", totalVariations: 4, completedVariations: 0, failedVariations: 0, cancelledVariations: 0, files: [] };
-        res.writeHead(200, { "content-type": "application/json", "idempotent-replayed": "true" }).end(JSON.stringify(job));
-      });
+    const edgeUrl = await standInEdge((req, _body, json) => {
+      seen.push({ url: req.url ?? "", key: req.headers["idempotency-key"] as string | undefined });
+      // The first try of each reopen: done, but the answer never arrives.
+      if (seen.filter((s) => s.url === req.url).length === 1) return req.socket.destroy();
+      const job = { id: "j1", status: "queued", totalVariations: 4, completedVariations: 0, failedVariations: 0, cancelledVariations: 0, files: [] };
+      json(200, job, { "idempotent-replayed": "true" });
     });
-    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
-    try {
-      const env = { XDG_CONFIG_HOME: join(dir, "reopen") };
-      await writeConfig(env, { url: `http://127.0.0.1:${(edge.address() as AddressInfo).port}`, token: "tok-r" });
-      for (const argv of [["more", "j1", "-n", "2"], ["resume", "j1"], ["retry", "j1"]]) {
-        const r = await cli([...argv, "--json"], env);
-        expect(r.code, r.err).toBe(EXIT.ok);
-        expect(JSON.parse(r.out)).toMatchObject({ id: "j1", status: "queued" });
-      }
-      for (const path of ["/api/jobs/j1/more", "/api/jobs/j1/resume", "/api/jobs/j1/retry"]) {
-        const tries = seen.filter((s) => s.url === path);
-        expect(tries).toHaveLength(2);
-        expect(tries[0]!.key).toMatch(/^[\x21-\x7e]{16,}$/);
-        expect(tries[1]!.key).toBe(tries[0]!.key);
-      }
-    } finally {
-      edge.closeAllConnections();
-      await new Promise((r) => edge.close(r));
+    const env = { XDG_CONFIG_HOME: join(dir, "reopen") };
+    await writeConfig(env, { url: edgeUrl, token: "tok-r" });
+    for (const argv of [["more", "j1", "-n", "2"], ["resume", "j1"], ["retry", "j1"]]) {
+      const r = await cli([...argv, "--json"], env);
+      expect(r.code, r.err).toBe(EXIT.ok);
+      expect(JSON.parse(r.out)).toMatchObject({ id: "j1", status: "queued" });
+    }
+    for (const path of ["/api/jobs/j1/more", "/api/jobs/j1/resume", "/api/jobs/j1/retry"]) {
+      const tries = seen.filter((s) => s.url === path);
+      expect(tries).toHaveLength(2);
+      expect(tries[0]!.key).toMatch(/^[\x21-\x7e]{16,}$/);
+      expect(tries[1]!.key).toBe(tries[0]!.key);
     }
   });
 });
@@ -203,30 +179,19 @@ describe("video-refresher more and resume whose first answer is lost", () => {
 describe("video-refresher resume refused over quota", () => {
   it("reports the 429 quota_exceeded at once (one request): waiting a second or two frees nothing", async () => {
     const seen: string[] = [];
-    const edge = createServer((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        seen.push(`${req.method} ${req.url}`);
-        res
-          .writeHead(429, { "content-type": "application/json", "retry-after": "600" })
-          .end(JSON.stringify({ error: { code: "quota_exceeded", message: "Active jobs limit reached (5 of 5)" } }));
-      });
+    const edgeUrl = await standInEdge((req, _body, json) => {
+      seen.push(`${req.method} ${req.url}`);
+      json(429, { error: { code: "quota_exceeded", message: "Active jobs limit reached (5 of 5)" } }, { "retry-after": "600" });
     });
-    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
-    try {
-      const env = { XDG_CONFIG_HOME: join(dir, "quota") };
-      await writeConfig(env, { url: `http://127.0.0.1:${(edge.address() as AddressInfo).port}`, token: "tok-q" });
-      for (const argv of [["resume", "j1"], ["more", "j1", "-n", "2"]]) {
-        seen.length = 0;
-        const r = await cli([...argv, "--json"], env);
-        expect(r.code).toBe(EXIT.failed);
-        expect(JSON.parse(r.out)).toMatchObject({ error: { code: "quota_exceeded", status: 429 } });
-        expect(r.err).not.toMatch(/trying again/);
-        expect(seen).toHaveLength(1);
-      }
-    } finally {
-      edge.closeAllConnections();
-      await new Promise((r) => edge.close(r));
+    const env = { XDG_CONFIG_HOME: join(dir, "quota") };
+    await writeConfig(env, { url: edgeUrl, token: "tok-q" });
+    for (const argv of [["resume", "j1"], ["more", "j1", "-n", "2"]]) {
+      seen.length = 0;
+      const r = await cli([...argv, "--json"], env);
+      expect(r.code).toBe(EXIT.failed);
+      expect(JSON.parse(r.out)).toMatchObject({ error: { code: "quota_exceeded", status: 429 } });
+      expect(r.err).not.toMatch(/trying again/);
+      expect(seen).toHaveLength(1);
     }
   });
 });
@@ -241,33 +206,23 @@ describe("human-readable output of what the server sent", () => {
       error: "bad \u009b31m", cancelReason: "because\u001b[8m\u202eevil", cancelledBy: "admin\u0007",
       files: [{ id: "f1", name, status: "cancelled", progress: 0, completedVariations: 0, error: null }],
     };
-    const edge = createServer((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        const send = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-        if (req.url?.startsWith("/api/jobs?")) return send(200, { jobs: [job] });
-        if (req.url === "/api/jobs/j1") return send(200, job);
-        send(409, { error: { code: "not_cancellable", message: `Job ${name} cannot be cancelled` } });
-      });
+    const edgeUrl = await standInEdge((req, _body, send) => {
+      if (req.url?.startsWith("/api/jobs?")) return send(200, { jobs: [job] });
+      if (req.url === "/api/jobs/j1") return send(200, job);
+      send(409, { error: { code: "not_cancellable", message: `Job ${name} cannot be cancelled` } });
     });
-    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
-    try {
-      const env = { XDG_CONFIG_HOME: join(dir, "escapes") };
-      await writeConfig(env, { url: `http://127.0.0.1:${(edge.address() as AddressInfo).port}`, token: "tok-x" });
-      const runs = [await cli(["ls"], env), await cli(["status", "j1"], env), await cli(["status", "j1", "--watch", "--interval", "200"], env), await cli(["cancel", "j1"], env)];
-      const shown = runs.map((r) => r.out + r.err).join("\n");
-      expect(shown).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
-      expect(shown).toContain("clip\\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\\x07\\x1b[2J\\x0afake line.mp4");
-      expect(shown).toContain("cancel reason: because\\x1b[8m\\u202eevil (by admin\\x07)");
-      expect(shown).toContain("error: bad \\x9b31m");
-      expect(shown).not.toMatch(/^fake line/m);
+    const env = { XDG_CONFIG_HOME: join(dir, "escapes") };
+    await writeConfig(env, { url: edgeUrl, token: "tok-x" });
+    const runs = [await cli(["ls"], env), await cli(["status", "j1"], env), await cli(["status", "j1", "--watch", "--interval", "200"], env), await cli(["cancel", "j1"], env)];
+    const shown = runs.map((r) => r.out + r.err).join("\n");
+    expect(shown).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    expect(shown).toContain("clip\\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\\x07\\x1b[2J\\x0afake line.mp4");
+    expect(shown).toContain("cancel reason: because\\x1b[8m\\u202eevil (by admin\\x07)");
+    expect(shown).toContain("error: bad \\x9b31m");
+    expect(shown).not.toMatch(/^fake line/m);
 
-      const json = await cli(["ls", "--json"], env);
-      expect(JSON.parse(json.out).jobs[0].files[0].name).toBe(name);
-    } finally {
-      edge.closeAllConnections();
-      await new Promise((r) => edge.close(r));
-    }
+    const json = await cli(["ls", "--json"], env);
+    expect(JSON.parse(json.out).jobs[0].files[0].name).toBe(name);
   });
 });
 
@@ -292,32 +247,25 @@ describe("video-refresher login over a login the CLI made before", () => {
   /** A stand-in edge: a token is revoked only by a request of its own account (else 404, as the edge answers). */
   async function tokenEdge() {
     const state = { revoked: [] as string[], revokeDown: false };
-    const edge = createServer((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        const send = (status: number, value: unknown, headers: Record<string, string> = {}) =>
-          res.writeHead(status, { "content-type": "application/json", ...headers }).end(value === null ? undefined : JSON.stringify(value));
-        const auth = req.headers.authorization;
-        if (req.url === "/api/me") return auth === "Bearer tok-new" ? send(200, { user: { id: "u2", email: "other@test.example", role: "user" } }) : send(401, { error: { code: "invalid_token", message: "Invalid token" } });
-        if (req.url === "/api/auth/login") return send(200, { user: { id: "u2", email: "other@test.example", role: "user" } }, { "set-cookie": "vr_session=s2; Path=/; HttpOnly" });
-        if (req.url === "/api/auth/logout") return send(204, null);
-        if (req.url === "/api/tokens" && req.method === "POST") return send(201, { id: "t-new", name: "cli", scope: "full", expiresAt: null, token: "tok-new" });
-        if (req.method === "DELETE" && req.url === "/api/tokens/t-old") {
-          if (state.revokeDown) return send(503, { error: { code: "db_unavailable", message: "The database is unavailable" } });
-          if (auth !== "Bearer tok-old") return send(404, { error: { code: "not_found", message: "Not found" } });
-          state.revoked.push("t-old");
-          return send(200, { revoked: true });
-        }
-        send(404, { error: { code: "not_found", message: "Not found" } });
-      });
+    const url = await standInEdge((req, _body, send) => {
+      const auth = req.headers.authorization;
+      if (req.url === "/api/me") return auth === "Bearer tok-new" ? send(200, { user: { id: "u2", email: "other@test.example", role: "user" } }) : send(401, { error: { code: "invalid_token", message: "Invalid token" } });
+      if (req.url === "/api/auth/login") return send(200, { user: { id: "u2", email: "other@test.example", role: "user" } }, { "set-cookie": "vr_session=s2; Path=/; HttpOnly" });
+      if (req.url === "/api/auth/logout") return send(204, null);
+      if (req.url === "/api/tokens" && req.method === "POST") return send(201, { id: "t-new", name: "cli", scope: "full", expiresAt: null, token: "tok-new" });
+      if (req.method === "DELETE" && req.url === "/api/tokens/t-old") {
+        if (state.revokeDown) return send(503, { error: { code: "db_unavailable", message: "The database is unavailable" } });
+        if (auth !== "Bearer tok-old") return send(404, { error: { code: "not_found", message: "Not found" } });
+        state.revoked.push("t-old");
+        return send(200, { revoked: true });
+      }
+      send(404, { error: { code: "not_found", message: "Not found" } });
     });
-    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
-    return { state, edge, url: `http://127.0.0.1:${(edge.address() as AddressInfo).port}` };
+    return { state, url };
   }
 
   it("revokes the token it made before, for --token and for a password login to another account", async () => {
-    const { state, edge, url: edgeUrl } = await tokenEdge();
-    try {
+    const { state, url: edgeUrl } = await tokenEdge();
       const env = { XDG_CONFIG_HOME: join(dir, "relogin") };
       await writeConfig(env, { url: edgeUrl, token: "tok-old", tokenId: "t-old", email: "me@test.example" });
       const byToken = await cli(["login", "--url", edgeUrl, "--token", "tok-new"], env);
@@ -332,15 +280,10 @@ describe("video-refresher login over a login the CLI made before", () => {
       expect(code).toBe(EXIT.ok);
       expect(state.revoked).toEqual(["t-old"]);
       expect(await readConfig(env)).toMatchObject({ token: "tok-new", tokenId: "t-new" });
-    } finally {
-      edge.closeAllConnections();
-      await new Promise((r) => edge.close(r));
-    }
   });
 
   it("says the old token still works, naming it, when the server cannot revoke it", async () => {
-    const { state, edge, url: edgeUrl } = await tokenEdge();
-    try {
+    const { state, url: edgeUrl } = await tokenEdge();
       const env = { XDG_CONFIG_HOME: join(dir, "relogin-down") };
       await writeConfig(env, { url: edgeUrl, token: "tok-old", tokenId: "t-old", email: "me@test.example" });
       state.revokeDown = true;
@@ -348,33 +291,19 @@ describe("video-refresher login over a login the CLI made before", () => {
       expect(r.code).toBe(EXIT.ok);
       expect(r.err).toMatch(/API token t-old .*was not revoked \(The database is unavailable\) and still works/);
       expect(await readConfig(env)).toMatchObject({ token: "tok-new" });
-    } finally {
-      edge.closeAllConnections();
-      await new Promise((r) => edge.close(r));
-    }
   });
 });
 
 describe("video-refresher login --token with the token it already holds", () => {
   it("keeps the token's id, so a later logout can still revoke it", async () => {
-    const edge = createServer((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        if (req.url === "/api/me") return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ user: { id: "u1", email: "me@test.example", role: "user" } }));
-        res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: "not_found", message: "no" } }));
-      });
+    const url = await standInEdge((req, _body, json) => {
+      if (req.url === "/api/me") return json(200, { user: { id: "u1", email: "me@test.example", role: "user" } });
+      json(404, { error: { code: "not_found", message: "no" } });
     });
-    await new Promise<void>((r) => edge.listen(0, "127.0.0.1", r));
-    try {
-      const url = `http://127.0.0.1:${(edge.address() as AddressInfo).port}`;
-      const env = { XDG_CONFIG_HOME: join(dir, "same-token") };
-      await writeConfig(env, { url, token: "tok-same", tokenId: "t-same", email: "me@test.example" });
-      const r = await cli(["login", "--url", url, "--token", "tok-same"], env);
-      expect(r.code, r.err).toBe(EXIT.ok);
-      expect(await readConfig(env)).toMatchObject({ url, token: "tok-same", tokenId: "t-same" });
-    } finally {
-      edge.closeAllConnections();
-      await new Promise((r) => edge.close(r));
-    }
+    const env = { XDG_CONFIG_HOME: join(dir, "same-token") };
+    await writeConfig(env, { url, token: "tok-same", tokenId: "t-same", email: "me@test.example" });
+    const r = await cli(["login", "--url", url, "--token", "tok-same"], env);
+    expect(r.code, r.err).toBe(EXIT.ok);
+    expect(await readConfig(env)).toMatchObject({ url, token: "tok-same", tokenId: "t-same" });
   });
 });

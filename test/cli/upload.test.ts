@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type Server } from "node:http";
 import { appendFile, mkdir, mkdtemp, rm, truncate, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,7 +7,8 @@ import { apiClient } from "../../cli/client";
 import { CliError, EXIT } from "../../cli/errors";
 import type { Progress } from "../../cli/progress";
 import { submitFingerprint } from "../../cli/submit-keys";
-import { statFiles, uploadAndCreateJob, UploadState } from "../../cli/upload";
+import { type LocalFile, statFiles, uploadAndCreateJob, UploadState } from "../../cli/upload";
+import { standInEdge } from "../helpers/cli";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -16,25 +17,11 @@ afterEach(async () => {
 
 const quiet: Progress = { bar: () => ({ update() {}, increment() {}, setTotal() {} }), log() {}, stop() {} };
 
-type Answer = (status: number, body: unknown, headers?: Record<string, string>) => void;
-
-/**
- * A stand-in edge on a free port, closed after the test: `handle` gets each request once its body has arrived (the
- * body, and a JSON answer to send). Its URL.
- */
-async function standInEdge(handle: (req: IncomingMessage, body: Buffer, json: Answer, res: ServerResponse) => unknown): Promise<string> {
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("error", () => {});
-    req.on("end", () => {
-      const json: Answer = (status, body, headers = {}) => void res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(body));
-      void handle(req, Buffer.concat(chunks), json, res);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  cleanups.push(() => new Promise<void>((r) => (server.close(() => r()), server.closeAllConnections())));
-  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+/** What an earlier run left in uploads.json for this file: upload u1, completed. */
+async function seedCompletedUpload(env: Record<string, string>, url: string, file: LocalFile): Promise<void> {
+  const state = await UploadState.load(env);
+  state.set(url, file, { uploadId: "u1", partSize: 64 * 1024, partCount: 1, parts: [1], completed: true, startedAt: new Date().toISOString() });
+  await state.save();
 }
 
 /** A server that reads every POST /api/jobs body to its end and answers 202; counts the requests it got. */
@@ -174,10 +161,7 @@ describe("CLI multipart upload", () => {
     });
     const files = await statFiles([path]);
     const env = { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" };
-    // What that run left in uploads.json: u1, completed.
-    const state = await UploadState.load(env);
-    state.set(url, files[0]!, { uploadId: "u1", partSize: 64 * 1024, partCount: 1, parts: [1], completed: true, startedAt: new Date().toISOString() });
-    await state.save();
+    await seedCompletedUpload(env, url, files[0]!);
     const logged: string[] = [];
 
     const { job, uploads } = await uploadAndCreateJob(
@@ -326,10 +310,8 @@ describe("CLI multipart upload sent again after an earlier run's upload was used
     });
     const files = await statFiles([path]);
     const env = { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" };
-    // An earlier run recorded u1, which fed job "earlier" made by a submit of other options.
-    const state = await UploadState.load(env);
-    state.set(url, files[0]!, { uploadId: "u1", partSize: 64 * 1024, partCount: 1, parts: [1], completed: true, startedAt: new Date().toISOString() });
-    await state.save();
+    // u1 fed job "earlier", made by a submit of other options.
+    await seedCompletedUpload(env, url, files[0]!);
     const deps = { api: apiClient(url, "token"), url, env, progress: quiet, sleep: async () => {} };
 
     dropJobAnswers = true;
