@@ -1,5 +1,6 @@
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { configDir, readJson, writePrivateJson, type Env } from "./config";
+import { configDir, readJson, updatePrivateJson, type Env } from "./config";
 
 /** Accounts remembered per config dir; the oldest go first past it. */
 const MAX_DEVICES = 50;
@@ -26,12 +27,18 @@ export async function deviceCookie(env: Env, url: string, email: string): Promis
 }
 
 export async function saveDeviceCookie(env: Env, url: string, email: string, cookie: string, now = Date.now()): Promise<void> {
-  const all = (await readJson<Record<string, DeviceEntry>>(fileOf(env)).catch(() => undefined)) ?? {};
-  all[keyOf(url, email)] = { cookie, savedAt: now };
-  const kept = Object.entries(all)
-    .sort(([, a], [, b]) => b.savedAt - a.savedAt)
-    .slice(0, MAX_DEVICES);
-  await writePrivateJson(fileOf(env), Object.fromEntries(kept));
+  const file = fileOf(env);
+  // A file that cannot be read (cut off, edited by hand) is started over: it holds nothing but these cookies.
+  if (await readJson(file).then(() => false, () => true)) await rm(file, { force: true });
+  // Under the state files' lock: two logins at once (to two accounts) would otherwise each write back a copy without
+  // the other's cookie, and the lost one's account is throttled on its shared counter again.
+  await updatePrivateJson<Record<string, DeviceEntry>>(file, (all = {}) => {
+    all[keyOf(url, email)] = { cookie, savedAt: now };
+    const kept = Object.entries(all)
+      .sort(([, a], [, b]) => b.savedAt - a.savedAt)
+      .slice(0, MAX_DEVICES);
+    return Object.fromEntries(kept);
+  });
 }
 
 /** The device cookie a login answer set (`vr_device`, or `__Host-vr_device` on https), as `name=value`; else null. */
