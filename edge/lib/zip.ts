@@ -10,6 +10,10 @@ import type { ZipFile } from "./zip-writer";
  */
 const RESERVED = /^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²³]) *(\..*)?$/i;
 
+const utf8 = new TextEncoder();
+/** Leaves room in 255 bytes for a `-NN` folder suffix and `_varNNN.mp4`. */
+const MAX_BASE_BYTES = 200;
+
 /** A file-name-safe base name: no extension, path separators, control or Windows-reserved characters. */
 export function sanitizeBaseName(filename: string): string {
   // A lone UTF-16 surrogate would be U+FFFD in the entry's UTF-8 name but itself in manifest.json: make it U+FFFD.
@@ -19,7 +23,16 @@ export function sanitizeBaseName(filename: string): string {
     .replace(/[\u0000-\u001f\u007f<>:"/\\|?*]+/g, "_")
     .replace(/\s+/g, " ")
     .replace(/^[\s.]+|[\s.]+$/g, "");
-  clean = [...clean].slice(0, 100).join("").trim();
+  // 100 characters, and at most MAX_BASE_BYTES of UTF-8: file systems count a name's bytes (255 on ext4, xfs,
+  // btrfs), and 100 CJK characters (300 bytes) made entries that unzip and `download --unzip` could not extract.
+  let bytes = 0;
+  const kept: string[] = [];
+  for (const ch of clean) {
+    bytes += utf8.encode(ch).length;
+    if (kept.length === 100 || bytes > MAX_BASE_BYTES) break;
+    kept.push(ch);
+  }
+  clean = kept.join("").replace(/[\s.]+$/, "");
   if (!clean) return "video";
   return RESERVED.test(clean) ? `_${clean}` : clean;
 }

@@ -181,9 +181,10 @@ export function safeNext(next: string | null | undefined, fallback = "/jobs"): s
   return next;
 }
 
-/** Entry file name inside the ZIP and for a single download: `<base>_var01.mp4`. */
+/** The name one variation downloads as from the job page: `<base>_var01.mp4`. */
 export function variationFileName(sourceName: string, index: number): string {
-  const base = sourceName.replace(/\.[^./\\]+$/, "").replace(/[^\w.-]+/g, "_") || "video";
+  // ASCII only, and short enough for a file system's 255-byte names.
+  const base = sourceName.replace(/\.[^./\\]+$/, "").replace(/[^\w.-]+/g, "_").slice(0, 200) || "video";
   return `${base}_var${String(index).padStart(2, "0")}.mp4`;
 }
 

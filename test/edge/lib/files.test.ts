@@ -35,6 +35,21 @@ describe("ZIP entry names", () => {
     expect([...sanitizeBaseName("é".repeat(300) + ".mp4")]).toHaveLength(100);
   });
 
+  it("keeps every entry's folder and file name within 255 bytes, so long CJK or emoji names still extract", () => {
+    const e = (sourceId: string, sourceName: string, sourcePosition: number, position: number) => ({
+      sourceId, sourceName, sourcePosition, position, key: "k", size: 1, finishedAt: 0,
+    });
+    const names = ["日本語のタイトル".repeat(20) + ".mp4", "🎬".repeat(120) + ".mov", "a".repeat(99) + "日本" + ".mp4"];
+    const named = nameEntries(names.flatMap((n, i) => [e(`s${i}`, n, i, 1), e(`s${i}b`, n, i + 10, 100)]));
+    const utf8 = new TextEncoder();
+    for (const { name } of named) for (const part of name.split("/")) expect(utf8.encode(part).length).toBeLessThanOrEqual(255);
+    // Cut on a character, never inside one.
+    expect(named[0]!.name).toMatch(/^(日本語のタイトル)+[日本語のタイトル]*\/.*_var01\.mp4$/u);
+    expect(named.find((n) => n.sourceId === "s1b")!.name).toMatch(/^(🎬)+-2\/(🎬)+-2_var100\.mp4$/u);
+    expect(sanitizeBaseName("a".repeat(99) + "日本.mp4")).toBe("a".repeat(99) + "日");
+    expect(sanitizeBaseName("日".repeat(66) + ". x.mp4")).toBe("日".repeat(66));
+  });
+
   it("numbers variations with two digits and suffixes repeated base names -2, -3", () => {
     const e = (sourceId: string, sourceName: string, sourcePosition: number, position: number) => ({
       sourceId, sourceName, sourcePosition, position, key: "k", size: 1, finishedAt: 0,

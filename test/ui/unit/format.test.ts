@@ -109,6 +109,7 @@ describe("text helpers", () => {
 
   it("names single downloads like the ZIP entries", () => {
     expect(variationFileName("My clip.final.mov", 3)).toBe("My_clip.final_var03.mp4");
+    expect(variationFileName("x".repeat(400) + ".mov", 3)).toBe("x".repeat(200) + "_var03.mp4");
   });
 });
 
