@@ -56,5 +56,6 @@ export async function changePassword(
   const [kept] = keepDeviceHash
     ? await db.select({ id: loginDevices.id }).from(loginDevices).where(and(eq(loginDevices.userId, input.userId), eq(loginDevices.tokenHash, keepDeviceHash)))
     : [];
-  return { deviceToken: kept ? null : await rememberLoginDevice(db, input.userId, null, now) };
+  // Not remembered when a reset came right after this change (that forgets every browser).
+  return { deviceToken: kept ? null : await rememberLoginDevice(db, input.userId, null, now, passwordHash) };
 }

@@ -95,6 +95,9 @@ export async function login(
   const session = await createSession(db, { userId: user.id, userAgent: input.userAgent, maxAgeMs: input.maxAgeMs, ifPasswordHash: checked }, now);
   if (!session) throw new UnauthorizedError("Wrong email or password", "invalid_credentials");
   // The cookie to set: a new device's token, or the recognised one again (its lifetime starts over).
-  const deviceToken = (await rememberLoginDevice(db, user.id, deviceId, now)) ?? input.deviceToken ?? null;
+  const newDevice = await rememberLoginDevice(db, user.id, deviceId, now, checked);
+  // Refused only when a reset or change came after the session was made: it ended that session too.
+  if (!deviceId && !newDevice) throw new UnauthorizedError("Wrong email or password", "invalid_credentials");
+  const deviceToken = newDevice ?? input.deviceToken ?? null;
   return { user: { id: user.id, email: user.email, role: user.role }, session, deviceToken };
 }

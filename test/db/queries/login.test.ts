@@ -41,6 +41,24 @@ describe("login", () => {
     expect(Number(rows.rows[0]!.n)).toBe(1);
   });
 
+  it("remembers no browser for a sign-in with the old password that a reset or change overtook after its session was made", async () => {
+    const { db } = await freshDb(server, "login_device_vs_change");
+    const email = `l-${newId()}@test.example`;
+    const user = await createUser(db, { email, password: "old-password-1", role: "user" });
+    const restore = before(db, /insert into "?login_devices"?/i, () =>
+      changePassword(db, { userId: user.id, currentPassword: "old-password-1", newPassword: "new-password-2" }, Date.now()),
+    );
+    try {
+      await expect(login(db, { email, password: "old-password-1", address: null }, Date.now())).rejects.toMatchObject({ code: "invalid_credentials" });
+    } finally {
+      restore();
+    }
+    const rows = await db.$client.execute({ sql: "SELECT (SELECT count(*) FROM login_devices WHERE user_id = ?) AS devices, (SELECT count(*) FROM sessions WHERE user_id = ?) AS sessions", args: [user.id, user.id] });
+    expect({ devices: Number(rows.rows[0]!.devices), sessions: Number(rows.rows[0]!.sessions) }).toEqual({ devices: 0, sessions: 0 });
+    // The owner's own sign-in with the new password is remembered as before.
+    expect((await login(db, { email, password: "new-password-2", address: null }, Date.now())).deviceToken).toMatch(/^vrd_/);
+  });
+
   it("signs in both of two sign-ins that race to re-hash the same password (the later one finds the stronger hash still takes it)", async () => {
     const { db } = await freshDb(server, "login_rehash_race");
     const email = `l-${newId()}@test.example`;
