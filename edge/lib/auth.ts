@@ -111,3 +111,15 @@ export const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.get("user").role !== "admin") throw new ForbiddenError("Only administrators can do this");
   await next();
 };
+
+/**
+ * Refuses an API token that expires (403 `expiring_token`) for what would outlive it: an account, a re-enabled
+ * account, a password set, a webhook's address. A leaked short-lived token must not leave its finder a lasting way
+ * in, nor a lasting copy of the owner's job events — as a token made with one is capped at its expiry
+ * (routes/tokens.ts). `what` completes "An expiring API token cannot …".
+ */
+export function refuseExpiringToken(c: Context<AppEnv>, what: string): void {
+  if (c.get("tokenExpiresAt") != null) {
+    throw new ForbiddenError(`An expiring API token cannot ${what}; sign in, or use a token without expiry`, "expiring_token");
+  }
+}

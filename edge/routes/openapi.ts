@@ -487,6 +487,7 @@ export function buildOpenApi(version: string) {
             "409": err("At most 10 webhooks per account (code webhook_limit)"),
             "422": err("The Idempotency-Key already created a webhook from a request with another url or events (code idempotency_key_reused), or did so more than 24 hours ago (code idempotency_key_expired); nothing is created"),
             ...authErrors,
+            "403": err(`${authErrors["403"].description}, or an API token that expires (code expiring_token: the webhook would send your job events after it expired)`),
           },
         },
       },
@@ -503,6 +504,7 @@ export function buildOpenApi(version: string) {
             "400": err("Invalid body (neither url nor events, an unknown field, bad events); invalid_webhook_url or webhook_url_not_allowed as for POST"),
             "404": err("Unknown webhook, or another user's"),
             ...authErrors,
+            "403": err(`${authErrors["403"].description}, or a new url with an API token that expires (code expiring_token)`),
           },
         },
         delete: {

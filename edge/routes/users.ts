@@ -1,26 +1,17 @@
 import { Hono, type MiddlewareHandler } from "hono";
-import { ForbiddenError } from "../../db/errors";
 import { resetPassword } from "../../db/queries/reset-password";
 import { createUser, listUsers, setUserDisabled, type UserRow } from "../../db/queries/users";
 import type { AppEnv } from "../env";
-import { requireAdmin, requireUser } from "../lib/auth";
+import { refuseExpiringToken, requireAdmin, requireUser } from "../lib/auth";
 import { CreateUserBody, IdParam, SetUserPasswordBody } from "../lib/schemas";
 import { validate } from "../lib/validate";
 
 const iso = (ms: number | null | undefined) => (ms == null ? null : new Date(ms).toISOString());
 const present = (u: UserRow) => ({ id: u.id, email: u.email, role: u.role, createdAt: iso(u.createdAt)!, disabledAt: iso(u.disabledAt) });
 
-/**
- * An account never expires: created (or re-enabled) with an expiring API token, a leaked short-lived admin token
- * would leave its finder a permanent way in — as a token made with one is capped at its expiry (routes/tokens.ts).
- */
+/** An account never expires, so an expiring token does not make or re-open one. */
 const lastingCredential: MiddlewareHandler<AppEnv> = async (c, next) => {
-  if (c.get("tokenExpiresAt") != null) {
-    throw new ForbiddenError(
-      "An expiring API token cannot create or re-enable accounts or set their passwords; sign in, or use a token without expiry",
-      "expiring_token",
-    );
-  }
+  refuseExpiringToken(c, "create or re-enable accounts or set their passwords");
   await next();
 };
 

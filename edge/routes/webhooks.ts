@@ -15,7 +15,7 @@ import {
   type DeliveryRow,
 } from "../../db/queries/webhooks";
 import type { AppEnv } from "../env";
-import { requireUser } from "../lib/auth";
+import { refuseExpiringToken, requireUser } from "../lib/auth";
 import { createOnce, idempotencyKeyOf, REPLAYED_HEADER } from "../lib/idempotency";
 import { CreateWebhookBody, DeliveryParams, IdParam, RotateWebhookSecretBody, UpdateWebhookBody } from "../lib/schemas";
 import { readOptionalJson, validate } from "../lib/validate";
@@ -62,9 +62,13 @@ function assertReplayable(w: { createdAt: number; url: string; events: string[];
   }
 }
 
+/** A webhook keeps sending the owner's job events (file names, reasons) to its address after the token that set it expired. */
+const WEBHOOK_ADDRESS = "create a webhook or change its address";
+
 export const webhooks = new Hono<AppEnv>()
   .use(requireUser)
   .post("/", validate("json", CreateWebhookBody), async (c) => {
+    refuseExpiringToken(c, WEBHOOK_ADDRESS);
     const { url, events } = c.req.valid("json");
     const endpoint = allowedUrl(c, url);
     const key = idempotencyKeyOf(c.req.raw);
@@ -86,6 +90,7 @@ export const webhooks = new Hono<AppEnv>()
   })
   .patch("/:id", validate("param", IdParam), validate("json", UpdateWebhookBody), async (c) => {
     const { url, events } = c.req.valid("json");
+    if (url !== undefined) refuseExpiringToken(c, WEBHOOK_ADDRESS);
     const input = { userId: c.get("user").id, id: c.req.valid("param").id, url: url === undefined ? undefined : allowedUrl(c, url), events };
     const w = await updateWebhook(c.get("db"), input, Date.now());
     return c.json({ id: w.id, url: w.url, events: w.events, createdAt: iso(w.createdAt)! });

@@ -26,7 +26,7 @@ import {
   type WebhookMessage,
 } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
-import { claimAll, db, ORIGIN, seedJob, signIn, type Session } from "./helpers";
+import { call, claimAll, db, ORIGIN, seedJob, signIn, type Session } from "./helpers";
 
 const HOOK = "https://hooks.example.com/video-refresher";
 const HOUR = 3_600_000;
@@ -82,6 +82,24 @@ describe("POST/GET/DELETE /api/webhooks", () => {
     }
     const bad = await s.call("/api/webhooks", { method: "POST", json: { url: HOOK, events: ["job.exploded"] } });
     expect(bad.status).toBe(400);
+  });
+
+  it("refuses an API token that expires a new endpoint or a new address (403 expiring_token, nothing changed): the events would outlive it", async () => {
+    const s = await signIn();
+    const token = async (expiresInDays: number | null) =>
+      ((await (await s.call("/api/tokens", { method: "POST", json: { name: "t", expiresInDays } })).json()) as { token: string }).token;
+    const expiring = await token(1);
+    const refused = await call("/api/webhooks", { method: "POST", token: expiring, json: { url: HOOK } });
+    expect([refused.status, await refused.json()]).toMatchObject([403, { error: { code: "expiring_token" } }]);
+    const hook = await createHook(s);
+    const moved = await call(`/api/webhooks/${hook.id}`, { method: "PATCH", token: expiring, json: { url: "https://elsewhere.example.com/h" } });
+    expect([moved.status, await moved.json()]).toMatchObject([403, { error: { code: "expiring_token" } }]);
+    // Choosing fewer events gives nothing away: allowed.
+    const narrowed = await call(`/api/webhooks/${hook.id}`, { method: "PATCH", token: expiring, json: { events: ["job.failed"] } });
+    expect(narrowed.status).toBe(200);
+    const list = (await (await s.call("/api/webhooks")).json()) as { webhooks: { url: string; events: string[] }[] };
+    expect(list.webhooks).toEqual([expect.objectContaining({ url: HOOK, events: ["job.failed"] })]);
+    expect((await call("/api/webhooks", { method: "POST", token: await token(null), json: { url: HOOK } })).status).toBe(201);
   });
 
   it("answers 404 for another user's webhook on every route", async () => {
