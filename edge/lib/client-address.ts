@@ -8,9 +8,14 @@ export function clientAddress(req: Request, trustedProxy?: string): string | nul
   const header = trustedProxy ?? "cf-connecting-ip";
   const raw = req.headers.get(header);
   if (!raw) return null;
-  // A trusted proxy appends the peer it saw to X-Forwarded-For; entries to its left came from the client.
-  const value = header === "x-forwarded-for" ? raw.split(",").at(-1)! : raw;
-  return throttleGroup(value.trim());
+  if (header !== "x-forwarded-for") return throttleGroup(raw.trim());
+  // A trusted proxy appends the peer it saw to X-Forwarded-For; entries to its left came from the client. Cloudflare,
+  // between that proxy and the Worker, appends the proxy's own address (its CF-Connecting-IP) after it: read as the
+  // client, that put every user behind one address, and 20 wrong logins locked everyone's sign-in.
+  const entries = raw.split(",").map((e) => e.trim());
+  const connecting = req.headers.get("cf-connecting-ip")?.trim();
+  if (entries.length > 1 && connecting && entries.at(-1) === connecting) entries.pop();
+  return throttleGroup(entries.at(-1)!);
 }
 
 /**

@@ -15,6 +15,14 @@ describe("clientAddress", () => {
     expect(clientAddress(req({ "cf-connecting-ip": "192.0.2.7" }), "x-real-ip")).toBeNull();
   });
 
+  it("behind Cloudflare, skips the proxy's own address Cloudflare appended to X-Forwarded-For, so users behind the proxy are not one address", () => {
+    const viaCloudflare = (xff: string) => req({ "x-forwarded-for": xff, "cf-connecting-ip": "198.51.100.20" });
+    expect(clientAddress(viaCloudflare("6.6.6.6, 203.0.113.9, 198.51.100.20"), "x-forwarded-for")).toBe("203.0.113.9");
+    expect(clientAddress(viaCloudflare("203.0.113.10, 198.51.100.20"), "x-forwarded-for")).toBe("203.0.113.10");
+    // Nothing before Cloudflare's entry: the proxy's address is all there is.
+    expect(clientAddress(viaCloudflare("198.51.100.20"), "x-forwarded-for")).toBe("198.51.100.20");
+  });
+
   it("answers null for a value that is not an IP address", () => {
     expect(clientAddress(req({ "cf-connecting-ip": "unknown" }))).toBeNull();
   });
