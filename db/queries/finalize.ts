@@ -51,3 +51,15 @@ export async function finalizeJob(db: Db, jobId: string, now: number): Promise<J
   const rows = await finalizeJobStatement(db, sql`jobs.id = ${jobId}`, now);
   return rows[0]?.status ?? null;
 }
+
+/**
+ * {@link finalizeJobStatement} for several jobs in one statement: a runner's tick or the cron that touched K jobs
+ * paid K round trips one after another, and on a slow database those held the tick (heartbeat and cancel watch
+ * with it) long enough for the runner's own leases to run out. The ids of those that ended.
+ */
+export async function finalizeJobs(db: Db, jobIds: Iterable<string>, now: number): Promise<string[]> {
+  const ids = [...new Set(jobIds)];
+  if (ids.length === 0) return [];
+  const rows = await finalizeJobStatement(db, sql`jobs.id IN (SELECT value FROM json_each(${JSON.stringify(ids)}))`, now);
+  return rows.map((r) => r.id);
+}

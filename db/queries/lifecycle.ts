@@ -85,8 +85,9 @@ export async function failStaleQueuedJobs(db: Db, queuedBefore: number, now: num
 }
 
 /**
- * Cancelling jobs can hold queued variations only when lease recovery put a running one back after the cancel
- * request; no runner claims those, so they are cancelled here. Returns how many.
+ * Cancelling jobs hold queued variations when cancelJobsOfDisabledAccounts marked a job cancelling without
+ * touching its variations (lease recovery cannot: it cancels a cancelling job's expired ones before it requeues);
+ * no runner claims those, so they are cancelled here. Returns how many.
  */
 export async function cancelQueuedVariationsOfCancellingJobs(db: Db, now: number): Promise<number> {
   const done = await db

@@ -1,4 +1,4 @@
-import { finalizeJob } from "../../db/queries/finalize";
+import { finalizeJobs } from "../../db/queries/finalize";
 import { cancelQueuedVariationsOfCancellingJobs, listIdleActiveJobIds } from "../../db/queries/lifecycle";
 import type { LifecycleDeps } from "./index";
 
@@ -11,7 +11,6 @@ const FINALIZE_BATCH = 200;
 export async function finalizeIdleJobs(deps: LifecycleDeps, now: number): Promise<Record<string, number>> {
   const swept = await cancelQueuedVariationsOfCancellingJobs(deps.db, now);
   const ids = await listIdleActiveJobIds(deps.db, FINALIZE_BATCH);
-  let finalized = 0;
-  for (const id of ids) if (await finalizeJob(deps.db, id, now)) finalized++;
+  const finalized = (await finalizeJobs(deps.db, ids, now)).length;
   return { finalized, cancelledQueued: swept };
 }

@@ -40,8 +40,8 @@ export async function requestCancel(
         updatedAt: now,
       })
       .where(and(mine, inArray(jobs.status, ["queued", "processing", "paused"]))),
-    // Also sweeps variations put back to the queue by lease recovery after an earlier cancel request:
-    // no runner would ever claim them, so they would keep the job cancelling forever.
+    // Also sweeps the queued variations of a job already cancelling (the cron's cancel of a disabled account's jobs
+    // leaves them queued): no runner would ever claim them, so they would keep the job cancelling forever.
     db
       .update(variations)
       .set({ status: "cancelled", finishedAt: now, leaseExpiresAt: null })

@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../../client";
-import { finalizeJobStatement } from "../finalize";
+import { finalizeJobs } from "../finalize";
 import { reapStatement } from "./claim";
 import { runnerRoundTrip } from "./round-trip";
 
@@ -18,10 +18,7 @@ export async function recoverExpiredLeases(db: Db, now: number): Promise<{ jobId
       WHERE status = 'running' AND lease_expires_at < ${now}
       RETURNING job_id AS jobId`),
   ]);
-  const finalized: string[] = [];
-  for (const jobId of new Set(reaped.map((r) => r.jobId))) {
-    if ((await finalizeJobStatement(db, sql`jobs.id = ${jobId}`, now)).length > 0) finalized.push(jobId);
-  }
+  const finalized = await finalizeJobs(db, reaped.map((r) => r.jobId), now);
   return { jobIds: [...new Set([...reaped.map((r) => r.jobId), ...requeued.map((r) => r.jobId)])], finalized };
 }
 

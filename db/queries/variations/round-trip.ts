@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Db } from "../../client";
-import { finalizeJobStatement } from "../finalize";
+import { finalizeJobs } from "../finalize";
 import { runnerBeatStatement, type RunnerBeat } from "../runners";
 import { JOB_REFUSES_WORK, ROW_JOB_CANCELS_WORK } from "../states";
 import { batchOf } from "./batch";
@@ -137,7 +137,7 @@ export async function runnerRoundTrip(db: Db, input: RoundTripInput): Promise<Ro
   // After the batch, not in it: which jobs were touched is only known from its reply. A finalize that fails here
   // must not lose the claims that committed (the runner would strand them): the edge cron's finalizeIdleJobs is
   // the backstop for a job left active with nothing active in it.
-  for (const jobId of touched) await finalizeJobStatement(db, sql`jobs.id = ${jobId}`, now).catch(() => {});
+  await finalizeJobs(db, touched, now).catch(() => {});
   return { heartbeat, claim, stranded };
 }
 

@@ -25,6 +25,7 @@ import { retryJob } from "../../../db/queries/jobs";
 import { jobs, runners, sources, variations } from "../../../db/schema";
 import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb, getJobRow, getVariationRows, requestCancelRow, seedJob } from "../../helpers/seed";
+import { statementsOf } from "../../helpers/statements";
 
 const server = useTestLibsql();
 
@@ -404,6 +405,17 @@ describe("lease recovery", () => {
     expect(await variation(db, plain.variationIds[0]!)).toMatchObject({ status: "queued", runnerId: null, attempts: 1 });
     expect((await variation(db, capped.variationIds[0]!)).status).toBe("failed");
     expect((await variation(db, cancelling.variationIds[0]!)).status).toBe("cancelled");
+  });
+
+  it("finalizes every job a reap ended in one statement, so a slow database holds a runner's tick for one round trip, not one per job", async () => {
+    const { db } = await freshDb(server, "reap_finalize_once");
+    const ended = [];
+    for (let i = 0; i < 3; i++) ended.push(await seedJob(db, { sources: src, variationsPerSource: 1, createdAt: NOW - 10 + i }));
+    await claimVariations(db, { runnerId: "dead", leaseMs: LEASE, now: NOW, limit: 3 });
+    await db.run(sql`UPDATE variations SET attempts = 3`);
+    const sent = await statementsOf(db, () => claimVariations(db, { runnerId: "alive", leaseMs: LEASE, now: NOW + LEASE + 1 }));
+    expect(sent.filter((s) => /^\s*UPDATE jobs SET\s+status = CASE/i.test(s.sql))).toHaveLength(1);
+    for (const job of ended) expect(await getJobRow(db, job.jobId)).toMatchObject({ status: "failed", completedAt: NOW + LEASE + 1 });
   });
 
   it("treats variations left registered to a restarted runner id as lost right away", async () => {
