@@ -111,8 +111,9 @@ export const INGEST_TOUCH_MS = 60 * 1000;
 /**
  * How long after its last touch a form upload keeps its room in its owner's storage quota: a request that died
  * without giving it back (a lost reply, a dropped connection, the database down) holds it this long (and up to a
- * cron minute more), not until the orphan rule reaps the row an hour later. A live upload that stalls longer loses
- * its room, never its files: it asks for room again, through the quota check, when its bytes resume.
+ * cron minute more), not until the orphan rule reaps the row an hour later. What it stored stays counted (those
+ * objects are in the bucket). A live upload that stalls longer loses the room ahead of its bytes, never its files:
+ * it asks for more, through the quota check, when its bytes resume.
  */
 export const INGEST_HOLD_MS = 5 * INGEST_TOUCH_MS;
 

@@ -47,7 +47,7 @@ export async function reserveIngest(
   const left = sql<number>`(${input.limits.storageBytes} - ${storageBytesOf(input.userId, input.id)})`;
   const rows = await db
     .update(ingests)
-    .set({ reservedBytes: sql`min(${input.aheadBytes}, ${left})`, touchedAt: now })
+    .set({ reservedBytes: sql`min(${input.aheadBytes}, ${left})`, storedBytes: sql`max(${ingests.storedBytes}, ${input.neededBytes})`, touchedAt: now })
     .where(and(eq(ingests.id, input.id), eq(ingests.userId, input.userId), sql`${left} >= ${input.neededBytes}`))
     .returning({ reservedBytes: ingests.reservedBytes });
   if (rows[0]) return rows[0].reservedBytes;
@@ -57,25 +57,31 @@ export async function reserveIngest(
 }
 
 /**
- * Marks the ingest as still receiving bytes. Returns the room it holds now (less than before when the cron gave it
- * back after a silence: the caller asks for it again with reserveIngest), or null when it is gone (reaped as stale,
- * or already a job).
+ * Marks the ingest as still receiving bytes, with the bytes it has stored so far. Returns the room it holds now (less
+ * than before when the cron gave it back after a silence: the caller asks for it again with reserveIngest), or null
+ * when it is gone (reaped as stale, or already a job).
  */
-export async function touchIngest(db: Db, id: string, now: number): Promise<number | null> {
-  const rows = await db.update(ingests).set({ touchedAt: now }).where(eq(ingests.id, id)).returning({ reservedBytes: ingests.reservedBytes });
+export async function touchIngest(db: Db, id: string, storedBytes: number, now: number): Promise<number | null> {
+  const rows = await db
+    .update(ingests)
+    .set({ touchedAt: now, storedBytes: sql`max(${ingests.storedBytes}, ${storedBytes})` })
+    .where(eq(ingests.id, id))
+    .returning({ reservedBytes: ingests.reservedBytes });
   return rows[0]?.reservedBytes ?? null;
 }
 
 /**
- * Gives back the room of form uploads not touched since `touchedBefore` (a live one touches every INGEST_TOUCH_MS):
- * a request that died without saying so (a dropped connection, a lost reply) stops holding its owner's quota within
- * minutes, not when the orphan rule reaps its row an hour later. Returns how many.
+ * Gives back the room ahead of their stored bytes of form uploads not touched since `touchedBefore` (a live one
+ * touches every INGEST_TOUCH_MS): a request that died without saying so (a dropped connection, a lost reply) stops
+ * holding its owner's quota within minutes, not when the orphan rule reaps its row an hour later. What they stored
+ * stays counted: it is in the bucket until the upload ends or the orphan rule takes it, and counted as nothing, an
+ * upload that stalled on purpose let its owner store past the quota. Returns how many.
  */
 export async function releaseIdleIngestRooms(db: Db, touchedBefore: number): Promise<number> {
   const rows = await db
     .update(ingests)
-    .set({ reservedBytes: 0 })
-    .where(and(lt(ingests.touchedAt, touchedBefore), gt(ingests.reservedBytes, 0)))
+    .set({ reservedBytes: ingests.storedBytes })
+    .where(and(lt(ingests.touchedAt, touchedBefore), gt(ingests.reservedBytes, ingests.storedBytes)))
     .returning({ id: ingests.id });
   return rows.length;
 }

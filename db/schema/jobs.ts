@@ -240,6 +240,11 @@ export const ingests = sqliteTable(
      */
     reservedBytes: integer("reserved_bytes").notNull().default(0),
     /**
+     * What it had stored when last touched: the room it keeps after a silence (releaseIdleIngestRooms), since those
+     * objects stay in the bucket until the upload ends or the orphan rule takes them.
+     */
+    storedBytes: integer("stored_bytes").notNull().default(0),
+    /**
      * The request's Idempotency-Key: a retry of it that arrives while this upload is still in flight is told to
      * wait (429) instead of being refused for the room this one holds (409 quota_exceeded).
      */

@@ -297,7 +297,10 @@ async function ingestForm(deps: FormDeps, input: FormInput, jobId: string): Prom
   const ceiling = Number.isFinite(declared) ? declared : Infinity;
   // The whole declared length (framing included) where it fits: a second upload must not fit into the margin.
   let reserved = Number.isFinite(declared) ? Math.max(0, Math.min(declared, quota.bytesLeft)) : 0;
+  // The stored bytes the ingest row last recorded.
+  let recorded = 0;
   const grow = async (storedBytes: number, now: number) => {
+    recorded = storedBytes;
     const ahead = Math.max(storedBytes, Math.min(storedBytes + RESERVE_STEP_BYTES, ceiling));
     const held = await reserveIngest(db, { id: jobId, userId: input.userId, neededBytes: storedBytes, aheadBytes: ahead, limits }, now);
     if (held === "gone") throw stalled();
@@ -317,9 +320,11 @@ async function ingestForm(deps: FormDeps, input: FormInput, jobId: string): Prom
         touchedAt = now;
         return;
       }
-      if (now - touchedAt < INGEST_TOUCH_MS) return;
+      // Also every RESERVE_STEP_BYTES stored: what the row says is stored is the room a silence leaves it.
+      if (now - touchedAt < INGEST_TOUCH_MS && storedBytes - recorded < RESERVE_STEP_BYTES) return;
       touchedAt = now;
-      const held = await touchIngest(db, jobId, now);
+      recorded = storedBytes;
+      const held = await touchIngest(db, jobId, storedBytes, now);
       if (held === null) throw stalled();
       // The cron gave the room back after a silence: ask for it again, through the quota check (another upload may
       // have been let in on it meanwhile, and keeps it).

@@ -58,9 +58,27 @@ describe("the storage room form uploads in flight hold", () => {
     const other = newId();
     await startIngest(db, { id: other, userId, reservedBytes: 8000, limits }, now);
     // …so the silent one, back, holds nothing and cannot take it again.
-    expect(await touchIngest(db, dead, now)).toBe(0);
+    expect(await touchIngest(db, dead, 0, now)).toBe(0);
     await expect(reserveIngest(db, { id: dead, userId, neededBytes: 2000, aheadBytes: 8000, limits }, now)).rejects.toMatchObject({ code: "quota_exceeded" });
     expect(await reserveIngest(db, { id: dead, userId, neededBytes: 500, aheadBytes: 8000, limits }, now)).toBe(1000);
     expect((await getUserUsage(db, userId)).storageBytes).toBe(10_000);
+  });
+
+  it("keeps counting what a silent upload already stored, giving back only the room ahead of it: stalling cannot store past the quota", async () => {
+    const { db, userId } = await userOf("ingest_stall");
+    const now = Date.now();
+    const silent = newId();
+    const then = now - INGEST_HOLD_MS - 60_000;
+    await startIngest(db, { id: silent, userId, reservedBytes: 8000, limits }, then);
+    expect(await touchIngest(db, silent, 5000, then)).toBe(8000);
+    expect(await releaseIdleIngestRooms(db, now - INGEST_HOLD_MS)).toBe(1);
+    expect((await getUserUsage(db, userId)).storageBytes).toBe(5000);
+    expect(await releaseIdleIngestRooms(db, now - INGEST_HOLD_MS)).toBe(0);
+    // Its 5000 bytes are still in the bucket: another upload gets only the rest.
+    await expect(startIngest(db, { id: newId(), userId, reservedBytes: 6000, limits }, now)).rejects.toMatchObject({ code: "quota_exceeded" });
+    await startIngest(db, { id: newId(), userId, reservedBytes: 5000, limits }, now);
+    // Back, it holds what it stored and asks for more through the quota check.
+    expect(await touchIngest(db, silent, 5000, now)).toBe(5000);
+    await expect(reserveIngest(db, { id: silent, userId, neededBytes: 5001, aheadBytes: 8000, limits }, now)).rejects.toMatchObject({ code: "quota_exceeded" });
   });
 });
