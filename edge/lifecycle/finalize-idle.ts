@@ -6,7 +6,7 @@ const FINALIZE_BATCH = 200;
 
 /**
  * Jobs left processing/cancelling with nothing queued or running (e.g. the runner that finished the last variation
- * crashed before finalizing): finalizeJob decides their terminal status with its usual rules.
+ * crashed before finalizing): finalizeJobs decides their terminal status with its usual rules, in one statement.
  */
 export async function finalizeIdleJobs(deps: LifecycleDeps, now: number): Promise<Record<string, number>> {
   const swept = await cancelQueuedVariationsOfCancellingJobs(deps.db, now);

@@ -61,7 +61,7 @@ const key = (v: InHand) => `${v.id}:${v.attempt}`;
  * hand back stranded rows; extend leases and write progress for exactly the listed (id, attempt) pairs; which of
  * its jobs were asked to cancel; reap expired leases that must not be retried; claim up to `claim` variations and
  * move their jobs queued → processing; refresh the registry row. Jobs touched by the reap or the hand-back are
- * finalized afterwards (rare: an extra round trip per such job).
+ * finalized afterwards (rare: one extra round trip for all of them).
  */
 export async function runnerRoundTrip(db: Db, input: RoundTripInput): Promise<RoundTripResult> {
   const { runnerId, now, leaseMs } = input;
