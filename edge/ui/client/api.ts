@@ -7,15 +7,33 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly body: ApiErrorBody | null = null,
+    /** The answer's Retry-After, in ms (null without one). */
+    readonly retryAfterMs: number | null = null,
   ) {
     super(message);
     this.name = "ApiError";
   }
 
-  /** Worth retrying: the request may not have reached the edge, or the edge had a transient problem. */
+  /**
+   * Worth retrying: the request may not have reached the edge, or the edge had a transient problem, or asked to wait
+   * (429). Not a 429 quota_exceeded: only finished or deleted jobs free that room, never a second or two.
+   */
   get retryable(): boolean {
-    return this.status === 0 || this.status === 429 || this.status >= 500;
+    if (this.status === 429) return this.code !== "quota_exceeded";
+    return this.status === 0 || this.status >= 500;
   }
+}
+
+/** A Retry-After header (delay in seconds) in ms, or null. */
+export function retryAfterMs(value: string | null): number | null {
+  const s = value === null ? NaN : Number(value);
+  return Number.isFinite(s) && s >= 0 ? s * 1000 : null;
+}
+
+/** An ApiError from an answer's status, parsed body and Retry-After header. */
+export function errorOf(status: number, body: unknown, retryAfter: string | null): ApiError {
+  const b = (body ?? null) as ApiErrorBody | null;
+  return new ApiError(status, b?.error?.code ?? `http_${status}`, messageFor(status, b), b, retryAfterMs(retryAfter));
 }
 
 export interface ApiResponse<T> {
@@ -51,7 +69,7 @@ export async function parseError(res: Response): Promise<ApiError> {
   } catch {
     // Non-JSON error (a proxy's HTML page): the status alone has to do.
   }
-  return new ApiError(res.status, body?.error?.code ?? `http_${res.status}`, messageFor(res.status, body), body);
+  return errorOf(res.status, body, res.headers.get("retry-after"));
 }
 
 export interface ApiOptions {

@@ -9,22 +9,28 @@ export type ActionOutcome =
   | { kind: "ok"; job: Job; status: number }
   | { kind: "conflict"; job: Job | null; message: string }
   | { kind: "gone" }
-  | { kind: "error"; message: string };
+  | { kind: "error"; message: string; retryable: boolean };
 
 /**
  * POST /api/jobs/:id/<action> (pause, resume, retry, more). 409 carries the job when the job's state is the reason
  * (re-rendered in place, with the server's message); 404 means it is gone; anything else (410 expired, 429 over a
- * limit) is shown as the API's message.
+ * limit) is shown as the API's message. `idempotencyKey` goes with resume, retry and more (see Control.reopen).
  */
-export async function jobAction(id: string, action: "pause" | "resume" | "retry" | "more", body: unknown = {}): Promise<ActionOutcome> {
+export async function jobAction(
+  id: string,
+  action: "pause" | "resume" | "retry" | "more",
+  body: unknown = {},
+  idempotencyKey?: string,
+): Promise<ActionOutcome> {
   try {
-    const res = await api<Job>("POST", `/api/jobs/${encodeURIComponent(id)}/${action}`, body);
+    const headers = idempotencyKey ? { "Idempotency-Key": idempotencyKey } : undefined;
+    const res = await api<Job>("POST", `/api/jobs/${encodeURIComponent(id)}/${action}`, body, { headers });
     return { kind: "ok", job: res.data, status: res.status };
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
     if (err.status === 409) return { kind: "conflict", job: err.body?.job ?? null, message: err.message };
     if (err.status === 404) return { kind: "gone" };
-    return { kind: "error", message: err.message };
+    return { kind: "error", message: err.message, retryable: err.retryable };
   }
 }
 
@@ -42,6 +48,12 @@ abstract class Control {
   readonly error: HTMLParagraphElement = messageEl("job-control-error");
   protected busy = false;
   protected job: Job;
+  /**
+   * The Idempotency-Key of a reopen whose answer never came, for the same request on the job as the page still
+   * shows it: sent again, the edge answers with what the first one did instead of adding a second batch. Once the
+   * page shows the job changed (the first one did go through), the same click is a new request with a new key.
+   */
+  private unanswered: { intent: string; key: string } | null = null;
 
   constructor(job: Job, protected readonly hooks: JobControlHooks, private readonly failure: string) {
     this.job = job;
@@ -54,6 +66,19 @@ abstract class Control {
 
   protected abstract render(): void;
   protected abstract focusTarget(): HTMLElement;
+
+  /** Resume, retry or more, with the key of an unanswered try of the same request on the same job state. */
+  protected reopen(action: "resume" | "retry" | "more", body: unknown = {}): () => Promise<ActionOutcome> {
+    const j = this.job;
+    const intent = JSON.stringify([j.id, action, body, j.status, j.totalVariations, j.completedVariations, j.failedVariations, j.cancelledVariations]);
+    if (this.unanswered?.intent !== intent) this.unanswered = { intent, key: crypto.randomUUID() };
+    const { key } = this.unanswered;
+    return async () => {
+      const outcome = await jobAction(j.id, action, body, key);
+      if (outcome.kind !== "error" || !outcome.retryable) this.unanswered = null;
+      return outcome;
+    };
+  }
 
   protected async run(request: () => Promise<ActionOutcome>): Promise<void> {
     showMessage(this.error, null);
@@ -86,6 +111,9 @@ abstract class Control {
         this.render();
         showMessage(this.error, `${this.failure}: ${outcome.message}`);
         this.focusTarget().focus();
+        // The request may have been done without its answer arriving: the page learns the job's real state (a
+        // finished job's page no longer polls) instead of showing the old one while runners work on it.
+        this.hooks.onRefresh();
         break;
     }
   }
@@ -163,7 +191,7 @@ export class PauseControl extends Control {
     );
     if (!choice) return;
     this.pending = action;
-    await this.run(() => jobAction(this.job.id, action));
+    await this.run(action === "resume" ? this.reopen("resume") : () => jobAction(this.job.id, action));
     this.pending = null;
     this.render();
   }
@@ -178,7 +206,7 @@ export class RetryControl extends Control {
     super(job, hooks, "Could not retry");
     this.text = h("span", { text: "Retry failed" });
     this.button = h("button", { class: "button retry-button", attrs: { type: "button" } }, this.text);
-    this.button.addEventListener("click", () => void this.run(() => jobAction(this.job.id, "retry")));
+    this.button.addEventListener("click", () => void this.run(this.reopen("retry")));
     this.render();
   }
 
@@ -221,7 +249,7 @@ export class MoreControl extends Control {
         this.input.focus();
         return;
       }
-      void this.run(() => jobAction(this.job.id, "more", { variations: n }));
+      void this.run(this.reopen("more", { variations: n }));
     });
     this.render();
   }

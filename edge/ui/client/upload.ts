@@ -1,4 +1,4 @@
-import { api, ApiError, messageFor, redirectToLogin, xhrSend } from "./api.js";
+import { api, ApiError, errorOf, redirectToLogin, xhrSend } from "./api.js";
 import { byId, h, progressBar, setText, updateProgress } from "./dom.js";
 import { askOnce } from "./notify.js";
 import { announce, showMessage } from "./ui.js";
@@ -11,7 +11,7 @@ import {
   useMultipart,
 } from "../shared/files.js";
 import { formatBytes } from "../shared/format.js";
-import type { ApiErrorBody, Job, JobEffects } from "../shared/types.js";
+import type { Job, JobEffects } from "../shared/types.js";
 
 interface Item {
   file: File;
@@ -130,11 +130,6 @@ function setBusy(on: boolean): void {
   for (const i of items) i.remove.hidden = busy;
 }
 
-function errorFromXhr(status: number, body: unknown): ApiError {
-  const b = (body ?? null) as ApiErrorBody | null;
-  return new ApiError(status, b?.error?.code ?? `http_${status}`, messageFor(status, b), b);
-}
-
 /** The job's effects as chosen on the page (the server renders the choices from db/effects.ts). */
 function chosenEffects(): JobEffects {
   const families = [...document.querySelectorAll<HTMLInputElement>('#effects input[name="families"]:checked')].map((c) => c.value);
@@ -170,7 +165,8 @@ function newKey(): string {
 
 /**
  * Sends a creating POST (a job, an upload) up to CREATE_ATTEMPTS times while the failure is worth retrying: no answer
- * (what it creates may exist: the key makes the retry answer it) or a server error.
+ * (what it creates may exist: the key makes the retry answer it), a server error, or a 429 that asks to wait (after
+ * its Retry-After, not before: a try inside the wait is refused again). A 429 quota_exceeded is reported at once.
  */
 async function createWithRetries<T>(send: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -178,9 +174,13 @@ async function createWithRetries<T>(send: () => Promise<T>): Promise<T> {
       return await send();
     } catch (err) {
       if (!(err instanceof ApiError && err.retryable) || attempt >= CREATE_ATTEMPTS) throw err;
-      for (const i of items) setText(i.state, `No answer yet: trying again (${attempt + 1} of ${CREATE_ATTEMPTS})`);
-      announce("The connection dropped; trying again.");
-      await sleep(1000 * 2 ** (attempt - 1));
+      const wait = Math.max(1000 * 2 ** (attempt - 1), err.retryAfterMs ?? 0);
+      const busy = err.status === 429;
+      for (const i of items) {
+        setText(i.state, busy ? `Server busy: trying again in ${Math.ceil(wait / 1000)} s (${attempt + 1} of ${CREATE_ATTEMPTS})` : `No answer yet: trying again (${attempt + 1} of ${CREATE_ATTEMPTS})`);
+      }
+      announce(busy ? "The server asked to wait; trying again." : "The connection dropped; trying again.");
+      await sleep(wait);
     }
   }
 }
@@ -207,7 +207,7 @@ async function uploadSingle(variations: number, effects: JobEffects, key: string
     });
   }, undefined, { "Idempotency-Key": key });
   if (res.status === 401) redirectToLogin();
-  if (res.status !== 202 && res.status !== 200 && res.status !== 201) throw errorFromXhr(res.status, res.body);
+  if (res.status !== 202 && res.status !== 200 && res.status !== 201) throw errorOf(res.status, res.body, res.header("retry-after"));
   return { job: res.body as Job, replayed: res.header("Idempotent-Replayed") === "true" };
 }
 
@@ -300,7 +300,7 @@ async function uploadLarge(item: Item): Promise<string> {
             break;
           }
           if (res.status === 401) redirectToLogin();
-          failure = errorFromXhr(res.status, res.body);
+          failure = errorOf(res.status, res.body, res.header("retry-after"));
         } catch (err) {
           if (!(err instanceof ApiError)) throw err;
           failure = err;
@@ -314,7 +314,7 @@ async function uploadLarge(item: Item): Promise<string> {
         if (next.failed) return;
         retrying.set(n, attempt + 1);
         report();
-        await sleep(Math.min(16_000, 1000 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2));
+        await sleep(Math.max(failure.retryAfterMs ?? 0, Math.min(16_000, 1000 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2)));
       }
     }
   };
@@ -391,6 +391,8 @@ async function submit(ev: SubmitEvent): Promise<void> {
     const text = err instanceof Error ? err.message : String(err);
     // The connection or the service failed: what the server took is kept, and the next click goes on from there.
     const resumable = err instanceof ApiError && err.retryable && openUploads.size > 0;
+    // No answer to the job's create (the form path holds no open uploads): it may have been made all the same.
+    const maybeMade = !resumable && err instanceof ApiError && (err.status === 0 || err.status >= 500);
     if (!resumable) {
       // A refusal: dropped before the form is usable again, so a resubmit does not find them still holding the open
       // uploads. A job that a lost answer created keeps them: the server refuses to drop an upload a job uses.
@@ -406,7 +408,9 @@ async function submit(ev: SubmitEvent): Promise<void> {
     message(
       resumable
         ? `Upload stopped: ${text}. Start job again to continue where it stopped; what was sent is kept.`
-        : `Upload failed: ${text}`,
+        : maybeMade
+          ? `No answer from the server: ${text} The job may have been made anyway: Start job again with the same videos and settings, and you get that job, not a second one.`
+          : `Upload failed: ${text}`,
     );
     void showUsage();
   }
