@@ -111,11 +111,18 @@ export const INGEST_TOUCH_MS = 60 * 1000;
 /**
  * How long after its last touch a form upload keeps its room in its owner's storage quota: a request that died
  * without giving it back (a lost reply, a dropped connection, the database down) holds it this long (and up to a
- * cron minute more), not until the orphan rule reaps the row an hour later. What it stored stays counted (those
- * objects are in the bucket). A live upload that stalls longer loses the room ahead of its bytes, never its files:
- * it asks for more, through the quota check, when its bytes resume.
+ * cron minute more), not until the orphan rule reaps the row an hour later. What it may have stored stays counted
+ * (releaseIdleIngestRooms: those objects are in the bucket). A live upload that stalls longer loses the room ahead
+ * of that, never its files: it asks for more, through the quota check, when its bytes resume.
  */
 export const INGEST_HOLD_MS = 5 * INGEST_TOUCH_MS;
+
+/**
+ * How far ahead of its stored bytes a form upload without a Content-Length holds room (one database write per step;
+ * a declared length is held whole from the start), and how often, in bytes, an upload records what it stored: so
+ * what it stored is never more than its record plus this.
+ */
+export const RESERVE_STEP_BYTES = 16 * 1024 * 1024;
 
 /**
  * Requests one user may make per window, over every route behind sign-in (the `USER_REQUESTS` rate-limit binding in

@@ -1,6 +1,6 @@
 import { and, eq, gt, lt, ne, sql } from "drizzle-orm";
 import type { Db } from "../client";
-import type { UserLimits } from "../limits";
+import { RESERVE_STEP_BYTES, type UserLimits } from "../limits";
 import { ingests } from "../schema";
 import { explainRefusal } from "./quotas/explain-refusal";
 import { isOwnerRefused, ownerIfFits, storageBytesOf } from "./quotas/usage";
@@ -74,14 +74,17 @@ export async function touchIngest(db: Db, id: string, storedBytes: number, now: 
  * Gives back the room ahead of their stored bytes of form uploads not touched since `touchedBefore` (a live one
  * touches every INGEST_TOUCH_MS): a request that died without saying so (a dropped connection, a lost reply) stops
  * holding its owner's quota within minutes, not when the orphan rule reaps its row an hour later. What they stored
- * stays counted: it is in the bucket until the upload ends or the orphan rule takes it, and counted as nothing, an
- * upload that stalled on purpose let its owner store past the quota. Returns how many.
+ * stays counted: it is in the bucket until the upload ends or the orphan rule takes it, and counted as nothing,
+ * uploads that stalled on purpose let their owner store past the quota. An upload records its stored bytes at
+ * least every RESERVE_STEP_BYTES, so it keeps its record plus that much (within what it held); a record above its
+ * room (the request died between the two writes) becomes its room. Returns how many.
  */
 export async function releaseIdleIngestRooms(db: Db, touchedBefore: number): Promise<number> {
+  const kept = sql`max(${ingests.storedBytes}, min(${ingests.reservedBytes}, ${ingests.storedBytes} + ${RESERVE_STEP_BYTES}))`;
   const rows = await db
     .update(ingests)
-    .set({ reservedBytes: ingests.storedBytes })
-    .where(and(lt(ingests.touchedAt, touchedBefore), gt(ingests.reservedBytes, ingests.storedBytes)))
+    .set({ reservedBytes: kept })
+    .where(and(lt(ingests.touchedAt, touchedBefore), ne(ingests.reservedBytes, kept)))
     .returning({ id: ingests.id });
   return rows.length;
 }

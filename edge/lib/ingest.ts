@@ -2,7 +2,7 @@ import type { JobEffects } from "../../db/effects";
 import { AppError, ConflictError, NotFoundError, PayloadTooLargeError, TooManyRequestsError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import type { Db } from "../../db/client";
-import { exceededQuota, INGEST_HOLD_MS, INGEST_TOUCH_MS, quotaError, type UserLimits } from "../../db/limits";
+import { exceededQuota, INGEST_HOLD_MS, INGEST_TOUCH_MS, quotaError, RESERVE_STEP_BYTES, type UserLimits } from "../../db/limits";
 import { abandonIngest, isIngestInFlight, reserveIngest, startIngest, touchIngest } from "../../db/queries/ingests";
 import { getUserUsage } from "../../db/queries/quotas";
 import { createJobFromIngest, getJob, ownerViewer, type JobView, type NewSource } from "../../db/queries/jobs";
@@ -211,11 +211,6 @@ export { INGEST_TOUCH_MS };
 /** Room for the multipart framing (boundaries, part headers) in a declared Content-Length: not video bytes. */
 const FORM_OVERHEAD_BYTES = 64 * 1024;
 
-/**
- * How far ahead of its stored bytes a form upload without a Content-Length holds room (one database write per step;
- * a declared length is held whole from the start).
- */
-export const RESERVE_STEP_BYTES = 16 * 1024 * 1024;
 
 /**
  * `POST /api/jobs` as multipart/form-data: checks the user's limits before reading the body (one more active job,

@@ -39,8 +39,8 @@ function position(lastKey: string): { prefixIndex: number; startAfter: string | 
  * prefix over successive ticks (ORPHAN_PAGES_PER_TICK listings each), resuming after the last key handled, so
  * every object is eventually looked at however many live objects sort before it; a full pass ends the tick.
  * First, ingests silent for an hour (INGEST_STALE_MS) are dropped: their request died, and what they stored is now
- * an orphan; those silent for INGEST_HOLD_MS give back the room they hold in the storage quota ahead of what they
- * stored (releaseIdleIngestRooms).
+ * an orphan; those silent for INGEST_HOLD_MS give back the room they hold in the storage quota beyond what they may
+ * have stored (releaseIdleIngestRooms).
  */
 export async function deleteOrphanObjects(deps: LifecycleDeps, now: number): Promise<Record<string, number>> {
   const staleIngests = await deleteStaleIngests(deps.db, now - INGEST_STALE_MS);

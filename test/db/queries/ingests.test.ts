@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { newId } from "../../../db/ids";
-import { INGEST_HOLD_MS, type UserLimits } from "../../../db/limits";
+import { INGEST_HOLD_MS, RESERVE_STEP_BYTES, type UserLimits } from "../../../db/limits";
 import { abandonIngest, releaseIdleIngestRooms, reserveIngest, startIngest, touchIngest } from "../../../db/queries/ingests";
 import { getStorageBytes, getUserUsage } from "../../../db/queries/quotas";
 import { createUser } from "../../../db/queries/users";
@@ -8,6 +8,7 @@ import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb } from "../../helpers/seed";
 
 const server = useTestLibsql();
+const MiB = 1024 * 1024;
 
 const limits: UserLimits = { storageBytes: 10_000, activeJobs: 10, queuedVariations: 100, openUploads: 10, unusedUploads: 100 };
 
@@ -46,39 +47,50 @@ describe("the storage room form uploads in flight hold", () => {
     expect((await getUserUsage(db, userId)).storageBytes).toBe(10_000);
   });
 
-  it("gives back the room of an upload not touched for INGEST_HOLD_MS (its request died); touched again, it must ask for room through the quota check", async () => {
+  it("gives back the room of an upload not touched for INGEST_HOLD_MS (its request died) beyond what it may have stored; touched again, it must ask for room through the quota check", async () => {
     const { db, userId } = await userOf("ingest_hold");
+    const big: UserLimits = { ...limits, storageBytes: 100 * MiB };
     const now = Date.now();
     const [dead, live] = [newId(), newId()];
-    await startIngest(db, { id: dead, userId, reservedBytes: 8000, limits }, now - INGEST_HOLD_MS - 60_000);
-    await startIngest(db, { id: live, userId, reservedBytes: 1000, limits }, now);
+    await startIngest(db, { id: dead, userId, reservedBytes: 80 * MiB, limits: big }, now - INGEST_HOLD_MS - 60_000);
+    await startIngest(db, { id: live, userId, reservedBytes: 10 * MiB, limits: big }, now);
     expect(await releaseIdleIngestRooms(db, now - INGEST_HOLD_MS)).toBe(1);
-    expect((await getUserUsage(db, userId)).storageBytes).toBe(1000);
+    // It recorded nothing stored, and records at least every RESERVE_STEP_BYTES: it keeps that much.
+    expect((await getUserUsage(db, userId)).storageBytes).toBe(10 * MiB + RESERVE_STEP_BYTES);
+    expect(await releaseIdleIngestRooms(db, now - INGEST_HOLD_MS)).toBe(0);
     // Another upload is let in on the room meanwhile…
-    const other = newId();
-    await startIngest(db, { id: other, userId, reservedBytes: 8000, limits }, now);
-    // …so the silent one, back, holds nothing and cannot take it again.
-    expect(await touchIngest(db, dead, 0, now)).toBe(0);
-    await expect(reserveIngest(db, { id: dead, userId, neededBytes: 2000, aheadBytes: 8000, limits }, now)).rejects.toMatchObject({ code: "quota_exceeded" });
-    expect(await reserveIngest(db, { id: dead, userId, neededBytes: 500, aheadBytes: 8000, limits }, now)).toBe(1000);
-    expect((await getUserUsage(db, userId)).storageBytes).toBe(10_000);
+    await startIngest(db, { id: newId(), userId, reservedBytes: 100 * MiB - 10 * MiB - RESERVE_STEP_BYTES, limits: big }, now);
+    // …so the silent one, back, holds only what it kept and cannot take more.
+    expect(await touchIngest(db, dead, RESERVE_STEP_BYTES, now)).toBe(RESERVE_STEP_BYTES);
+    await expect(reserveIngest(db, { id: dead, userId, neededBytes: RESERVE_STEP_BYTES + 1, aheadBytes: 80 * MiB, limits: big }, now)).rejects.toMatchObject({ code: "quota_exceeded" });
+    expect(await reserveIngest(db, { id: dead, userId, neededBytes: RESERVE_STEP_BYTES, aheadBytes: 80 * MiB, limits: big }, now)).toBe(RESERVE_STEP_BYTES);
+    expect((await getUserUsage(db, userId)).storageBytes).toBe(100 * MiB);
   });
 
-  it("keeps counting what a silent upload already stored, giving back only the room ahead of it: stalling cannot store past the quota", async () => {
+  it("keeps counting what silent uploads stored, so many stalled uploads cannot store past the quota", async () => {
     const { db, userId } = await userOf("ingest_stall");
+    const big: UserLimits = { ...limits, storageBytes: 100 * MiB };
     const now = Date.now();
-    const silent = newId();
     const then = now - INGEST_HOLD_MS - 60_000;
-    await startIngest(db, { id: silent, userId, reservedBytes: 8000, limits }, then);
-    expect(await touchIngest(db, silent, 5000, then)).toBe(8000);
+    // Three uploads, each stalled after storing just under a step, and one that stored 40 MiB of the 80 it declared.
+    const small = [newId(), newId(), newId()];
+    for (const id of small) await startIngest(db, { id, userId, reservedBytes: 15 * MiB, limits: big }, then);
+    const large = newId();
+    await startIngest(db, { id: large, userId, reservedBytes: 50 * MiB, limits: big }, then);
+    expect(await touchIngest(db, large, 20 * MiB, then)).toBe(50 * MiB);
     expect(await releaseIdleIngestRooms(db, now - INGEST_HOLD_MS)).toBe(1);
-    expect((await getUserUsage(db, userId)).storageBytes).toBe(5000);
-    expect(await releaseIdleIngestRooms(db, now - INGEST_HOLD_MS)).toBe(0);
-    // Its 5000 bytes are still in the bucket: another upload gets only the rest.
-    await expect(startIngest(db, { id: newId(), userId, reservedBytes: 6000, limits }, now)).rejects.toMatchObject({ code: "quota_exceeded" });
-    await startIngest(db, { id: newId(), userId, reservedBytes: 5000, limits }, now);
-    // Back, it holds what it stored and asks for more through the quota check.
-    expect(await touchIngest(db, silent, 5000, now)).toBe(5000);
-    await expect(reserveIngest(db, { id: silent, userId, neededBytes: 5001, aheadBytes: 8000, limits }, now)).rejects.toMatchObject({ code: "quota_exceeded" });
+    // 3 × 15 MiB (each may have stored that much unrecorded) + 20 MiB recorded + one step past it.
+    expect((await getUserUsage(db, userId)).storageBytes).toBe(45 * MiB + 20 * MiB + RESERVE_STEP_BYTES);
+    await expect(startIngest(db, { id: newId(), userId, reservedBytes: 20 * MiB, limits: big }, now)).rejects.toMatchObject({ code: "quota_exceeded" });
+  });
+
+  it("makes a recorded size above an upload's room its room (the request died between recording and growing)", async () => {
+    const { db, userId } = await userOf("ingest_record_above");
+    const now = Date.now();
+    const id = newId();
+    await startIngest(db, { id, userId, reservedBytes: 1000, limits }, now - INGEST_HOLD_MS - 60_000);
+    await touchIngest(db, id, 3000, now - INGEST_HOLD_MS - 60_000);
+    expect(await releaseIdleIngestRooms(db, now - INGEST_HOLD_MS)).toBe(1);
+    expect((await getUserUsage(db, userId)).storageBytes).toBe(3000);
   });
 });
