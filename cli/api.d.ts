@@ -3509,7 +3509,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
+            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token), or an API token that expires (code expiring_token: the new secret would sign for the webhook after it expired) */
             403: {
                 headers: {
                     [name: string]: unknown;

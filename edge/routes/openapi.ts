@@ -531,6 +531,7 @@ export function buildOpenApi(version: string) {
             "409": err("Other rotations of this webhook were under way at the same time (code rotation_conflict); try again"),
             "415": err("A body that is not JSON (code unsupported_content_type)"),
             ...authErrors,
+            "403": err(`${authErrors["403"].description}, or an API token that expires (code expiring_token: the new secret would sign for the webhook after it expired)`),
           },
         },
       },

@@ -62,8 +62,12 @@ function assertReplayable(w: { createdAt: number; url: string; events: string[];
   }
 }
 
-/** A webhook keeps sending the owner's job events (file names, reasons) to its address after the token that set it expired. */
+/**
+ * A webhook keeps sending the owner's job events (file names, reasons) to its address, and its secret keeps signing
+ * what the owner's receiver trusts, after the token that set them expired.
+ */
 const WEBHOOK_ADDRESS = "create a webhook or change its address";
+const WEBHOOK_SECRET = "rotate a webhook's secret";
 
 export const webhooks = new Hono<AppEnv>()
   .use(requireUser)
@@ -100,6 +104,7 @@ export const webhooks = new Hono<AppEnv>()
     return c.body(null, 204);
   })
   .post("/:id/rotate-secret", validate("param", IdParam), async (c) => {
+    refuseExpiringToken(c, WEBHOOK_SECRET);
     const { id } = c.req.valid("param");
     const { keepPreviousSeconds } = await readOptionalJson(c.req.raw, RotateWebhookSecretBody);
     const input = { userId: c.get("user").id, webhookId: id, keepPreviousMs: keepPreviousSeconds * 1000 };

@@ -84,7 +84,7 @@ describe("POST/GET/DELETE /api/webhooks", () => {
     expect(bad.status).toBe(400);
   });
 
-  it("refuses an API token that expires a new endpoint or a new address (403 expiring_token, nothing changed): the events would outlive it", async () => {
+  it("refuses an API token that expires a new endpoint, a new address or a new secret (403 expiring_token, nothing changed): they would outlive it", async () => {
     const s = await signIn();
     const token = async (expiresInDays: number | null) =>
       ((await (await s.call("/api/tokens", { method: "POST", json: { name: "t", expiresInDays } })).json()) as { token: string }).token;
@@ -94,6 +94,8 @@ describe("POST/GET/DELETE /api/webhooks", () => {
     const hook = await createHook(s);
     const moved = await call(`/api/webhooks/${hook.id}`, { method: "PATCH", token: expiring, json: { url: "https://elsewhere.example.com/h" } });
     expect([moved.status, await moved.json()]).toMatchObject([403, { error: { code: "expiring_token" } }]);
+    const rotated = await call(`/api/webhooks/${hook.id}/rotate-secret`, { method: "POST", token: expiring });
+    expect([rotated.status, await rotated.json()]).toMatchObject([403, { error: { code: "expiring_token" } }]);
     // Choosing fewer events gives nothing away: allowed.
     const narrowed = await call(`/api/webhooks/${hook.id}`, { method: "PATCH", token: expiring, json: { events: ["job.failed"] } });
     expect(narrowed.status).toBe(200);
