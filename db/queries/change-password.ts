@@ -57,5 +57,5 @@ export async function changePassword(
     ? await db.select({ id: loginDevices.id }).from(loginDevices).where(and(eq(loginDevices.userId, input.userId), eq(loginDevices.tokenHash, keepDeviceHash)))
     : [];
   // Not remembered when a reset came right after this change (that forgets every browser).
-  return { deviceToken: kept ? null : await rememberLoginDevice(db, input.userId, null, now, passwordHash) };
+  return { deviceToken: kept ? null : await rememberLoginDevice(db, input.userId, now, passwordHash) };
 }

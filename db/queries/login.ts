@@ -14,7 +14,7 @@ import {
   reserveLoginAttempt,
 } from "./login-attempts";
 import { findLoginDevice } from "./find-login-device";
-import { rememberLoginDevice } from "./remember-login-device";
+import { touchLoginDevice } from "./remember-login-device";
 import { createSession, deleteSession, type AuthenticatedUser, type NewSession } from "./sessions";
 import { findUserByEmail, normalizeEmail } from "./users";
 
@@ -92,12 +92,14 @@ export async function login(
     }
   }
   if (input.previousToken) await deleteSession(db, input.previousToken);
-  const session = await createSession(db, { userId: user.id, userAgent: input.userAgent, maxAgeMs: input.maxAgeMs, ifPasswordHash: checked }, now);
+  const session = await createSession(
+    db,
+    { userId: user.id, userAgent: input.userAgent, maxAgeMs: input.maxAgeMs, ifPasswordHash: checked, newDevice: !deviceId },
+    now,
+  );
   if (!session) throw new UnauthorizedError("Wrong email or password", "invalid_credentials");
+  if (deviceId) await touchLoginDevice(db, user.id, deviceId, now);
   // The cookie to set: a new device's token, or the recognised one again (its lifetime starts over).
-  const newDevice = await rememberLoginDevice(db, user.id, deviceId, now, checked);
-  // Refused only when a reset or change came after the session was made: it ended that session too.
-  if (!deviceId && !newDevice) throw new UnauthorizedError("Wrong email or password", "invalid_credentials");
-  const deviceToken = newDevice ?? input.deviceToken ?? null;
+  const deviceToken = session.deviceToken ?? input.deviceToken ?? null;
   return { user: { id: user.id, email: user.email, role: user.role }, session, deviceToken };
 }

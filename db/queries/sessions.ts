@@ -3,6 +3,7 @@ import type { Db } from "../client";
 import { NotFoundError } from "../errors";
 import { hashToken, newId, newToken } from "../ids";
 import { sessions, users } from "../schema";
+import { newLoginDevice } from "./remember-login-device";
 import type { Role } from "./users";
 
 /** Sessions live 7 days after their last use (sliding expiry)… */
@@ -31,6 +32,8 @@ export interface NewSession {
   /** The raw cookie value; only its hash is stored. */
   token: string;
   expiresAt: number;
+  /** With `newDevice`: the `vr_device` cookie of the browser remembered with the session. */
+  deviceToken?: string;
 }
 
 export async function createSession(
@@ -42,15 +45,18 @@ export async function createSession(
  * With `ifPasswordHash`: only while the account still has that password hash and is not disabled (a sign-in's
  * compare-and-set), else null. A sign-in checks the password it read, then creates its session: a password change
  * or reset between the two ended every session but could not end this one, which outlived the old password.
+ * With `newDevice`, the browser is remembered in the same batch, only beside the session: a change or reset that
+ * wins forgets it as surely (remembered after it, its cookie would take guesses at the new password off the
+ * account's lock).
  */
 export async function createSession(
   db: Db,
-  input: { userId: string; userAgent?: string | null; maxAgeMs?: number; ifPasswordHash: string },
+  input: { userId: string; userAgent?: string | null; maxAgeMs?: number; ifPasswordHash: string; newDevice?: boolean },
   now: number,
 ): Promise<NewSession | null>;
 export async function createSession(
   db: Db,
-  input: { userId: string; userAgent?: string | null; maxAgeMs?: number; ifPasswordHash?: string },
+  input: { userId: string; userAgent?: string | null; maxAgeMs?: number; ifPasswordHash?: string; newDevice?: boolean },
   now: number,
 ): Promise<NewSession | null> {
   const token = newToken("vrs_");
@@ -68,7 +74,8 @@ export async function createSession(
   const tokenHash = await hashToken(token);
   const userAgent = input.userAgent?.slice(0, 200) ?? null;
   const guard = input.ifPasswordHash ?? null;
-  const [inserted] = await db.batch([
+  const device = input.newDevice ? await newLoginDevice(db, input.userId, now, sql`EXISTS (SELECT 1 FROM sessions s WHERE s.id = ${id})`) : null;
+  const [inserted, , remembered] = await db.batch([
     db.all<{ id: string }>(sql`
       INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, user_agent)
       SELECT ${id}, ${tokenHash}, u.id, ${now}, ${now}, ${expiresAt}, ${userAgent} FROM users u
@@ -83,8 +90,9 @@ export async function createSession(
         sql`EXISTS (SELECT 1 FROM sessions s WHERE s.id = ${id})`,
       ),
     ),
+    ...(device?.statements ?? []),
   ]);
-  if (inserted.length === 1) return { token, expiresAt };
+  if (inserted.length === 1) return { token, expiresAt, ...(device && remembered?.length === 1 ? { deviceToken: device.token } : {}) };
   if (guard === null) throw new NotFoundError("No such user");
   return null;
 }

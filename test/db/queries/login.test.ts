@@ -3,6 +3,7 @@ import type { Db } from "../../../db/client";
 import { newId } from "../../../db/ids";
 import { changePassword } from "../../../db/queries/change-password";
 import { login } from "../../../db/queries/login";
+import { resetPassword } from "../../../db/queries/reset-password";
 import { authenticateSession } from "../../../db/queries/sessions";
 import { createUser } from "../../../db/queries/users";
 import { useTestLibsql } from "../../helpers/libsql";
@@ -41,7 +42,7 @@ describe("login", () => {
     expect(Number(rows.rows[0]!.n)).toBe(1);
   });
 
-  it("remembers no browser for a sign-in with the old password that a reset or change overtook after its session was made", async () => {
+  it("remembers no browser for a sign-in with the old password that a password change overtook (the browser goes with the session, or not at all)", async () => {
     const { db } = await freshDb(server, "login_device_vs_change");
     const email = `l-${newId()}@test.example`;
     const user = await createUser(db, { email, password: "old-password-1", role: "user" });
@@ -57,6 +58,23 @@ describe("login", () => {
     expect({ devices: Number(rows.rows[0]!.devices), sessions: Number(rows.rows[0]!.sessions) }).toEqual({ devices: 0, sessions: 0 });
     // The owner's own sign-in with the new password is remembered as before.
     expect((await login(db, { email, password: "new-password-2", address: null }, Date.now())).deviceToken).toMatch(/^vrd_/);
+  });
+
+  it("remembers no browser for a password change that a reset overtook right after it", async () => {
+    const { db } = await freshDb(server, "change_device_vs_reset");
+    const email = `l-${newId()}@test.example`;
+    const user = await createUser(db, { email, password: "old-password-1", role: "user" });
+    const { session } = await login(db, { email, password: "old-password-1", address: null }, Date.now());
+    const restore = before(db, /insert into "?login_devices"?/i, () => resetPassword(db, { email, password: "reset-password-3" }));
+    let changed: Awaited<ReturnType<typeof changePassword>>;
+    try {
+      changed = await changePassword(db, { userId: user.id, currentPassword: "old-password-1", newPassword: "new-password-2", keepToken: session.token }, Date.now());
+    } finally {
+      restore();
+    }
+    expect(changed.deviceToken).toBeNull();
+    const rows = await db.$client.execute({ sql: "SELECT count(*) AS n FROM login_devices WHERE user_id = ?", args: [user.id] });
+    expect(Number(rows.rows[0]!.n)).toBe(0);
   });
 
   it("signs in both of two sign-ins that race to re-hash the same password (the later one finds the stronger hash still takes it)", async () => {
