@@ -58,9 +58,14 @@ const LOCK_STALE_MS = 10_000;
  * Re-reads `file`, lets `change` edit what it holds now and writes it back (atomically), under `<file>.lock`
  * (created with O_EXCL): several CLI processes sharing a config dir (parallel `submit`s) each change their own
  * entries, and none writes back a stale copy over another's. A lock whose process is gone (same host) or that is
- * older than LOCK_STALE_MS is broken.
+ * older than LOCK_STALE_MS is broken. With `startOverIfUnreadable`, a file that cannot be parsed (cut off, edited by
+ * hand) counts as absent — decided under the lock, so a process that judged it so cannot remove another's good copy.
  */
-export async function updatePrivateJson<T>(file: string, change: (current: T | undefined) => T): Promise<T> {
+export async function updatePrivateJson<T>(
+  file: string,
+  change: (current: T | undefined) => T,
+  opts: { startOverIfUnreadable?: boolean } = {},
+): Promise<T> {
   const lock = `${file}.lock`;
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   const mine = JSON.stringify({ pid: process.pid, host: hostname(), nonce: randomBytes(8).toString("hex") });
@@ -68,7 +73,8 @@ export async function updatePrivateJson<T>(file: string, change: (current: T | u
   for (;;) {
     await takeLock(lock, mine);
     try {
-      const value = change(await readJson<T>(file));
+      const read = readJson<T>(file);
+      const value = change(await (opts.startOverIfUnreadable ? read.catch(() => undefined) : read));
       // A holder stopped past LOCK_STALE_MS (Ctrl-Z, a sleeping laptop) may have lost the lock meanwhile: its copy
       // is stale then, and written back it would undo the new holder's change. Read and change again instead.
       if (await stillMine()) {

@@ -1,4 +1,3 @@
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { configDir, readJson, updatePrivateJson, type Env } from "./config";
 
@@ -27,18 +26,17 @@ export async function deviceCookie(env: Env, url: string, email: string): Promis
 }
 
 export async function saveDeviceCookie(env: Env, url: string, email: string, cookie: string, now = Date.now()): Promise<void> {
-  const file = fileOf(env);
-  // A file that cannot be read (cut off, edited by hand) is started over: it holds nothing but these cookies.
-  if (await readJson(file).then(() => false, () => true)) await rm(file, { force: true });
   // Under the state files' lock: two logins at once (to two accounts) would otherwise each write back a copy without
-  // the other's cookie, and the lost one's account is throttled on its shared counter again.
-  await updatePrivateJson<Record<string, DeviceEntry>>(file, (all = {}) => {
+  // the other's cookie, and the lost one's account is throttled on its shared counter again. A file that cannot be
+  // read is started over: it holds nothing but these cookies.
+  const startOver = { startOverIfUnreadable: true };
+  await updatePrivateJson<Record<string, DeviceEntry>>(fileOf(env), (all = {}) => {
     all[keyOf(url, email)] = { cookie, savedAt: now };
     const kept = Object.entries(all)
       .sort(([, a], [, b]) => b.savedAt - a.savedAt)
       .slice(0, MAX_DEVICES);
     return Object.fromEntries(kept);
-  });
+  }, startOver);
 }
 
 /** The device cookie a login answer set (`vr_device`, or `__Host-vr_device` on https), as `name=value`; else null. */

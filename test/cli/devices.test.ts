@@ -28,5 +28,9 @@ describe("the CLI's device cookies", () => {
     await saveDeviceCookie(env, "http://a", "Me@X ", "vr_device=new");
     expect(await deviceCookie(env, "http://a", "me@x")).toBe("vr_device=new");
     expect(JSON.parse(await readFile(file, "utf8"))).toEqual({ "http://a me@x": { cookie: "vr_device=new", savedAt: expect.any(Number) } });
+    // Several logins finding it unreadable at once: each starts it over under the lock, none removes another's save.
+    await writeFile(file, "{");
+    await Promise.all(["a", "b", "c"].map((n) => saveDeviceCookie(env, "http://a", `${n}@x`, `vr_device=${n}`)));
+    for (const n of ["a", "b", "c"]) expect(await deviceCookie(env, "http://a", `${n}@x`)).toBe(`vr_device=${n}`);
   });
 });
