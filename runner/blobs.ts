@@ -178,7 +178,7 @@ export class BlobClient {
         try {
           for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
             clearTimeout(stallTimer);
-            await fh.write(chunk);
+            await writeFully(fh, chunk);
             have += chunk.length;
             stallTimer = setTimeout(() => stalled.abort(), this.stallMs);
           }
@@ -195,6 +195,7 @@ export class BlobClient {
         if (Number.isFinite(total) && have !== total) {
           throw new BlobError(`download ${key}: got ${have} of ${total} bytes`, null, true);
         }
+        await assertSizeOnDisk(dest, have, `download ${key}`);
         return have;
       } catch (err) {
         if (signal?.aborted) throw err;
@@ -328,6 +329,25 @@ export class BlobClient {
   async delete(key: string, ticket?: Ticket, timeoutMs = this.stallMs): Promise<void> {
     await this.call(this.objectUrl(key), { method: "DELETE", headers: ticketHeaders(ticket) }, `delete ${key}`, timeoutMs);
   }
+}
+
+/**
+ * Writes all of `data`: a write on a disk that fills mid-chunk stores part of it and reports no error, only a
+ * shorter count. Ignoring that count left a truncated download taken for the whole source, then failed for good as
+ * "not a decodable video"; writing the rest makes the disk's ENOSPC surface as the runner's own error.
+ */
+async function writeFully(fh: Pick<FileHandle, "write">, data: Uint8Array): Promise<void> {
+  for (let done = 0; done < data.byteLength; ) {
+    const { bytesWritten } = await fh.write(data, done, data.byteLength - done);
+    if (bytesWritten <= 0) throw Object.assign(new Error("the disk took no bytes of a write"), { code: "EIO" });
+    done += bytesWritten;
+  }
+}
+
+/** What counted as written must be what the disk holds: anything else is this machine's fault, never the video's. */
+async function assertSizeOnDisk(path: string, expected: number, what: string): Promise<void> {
+  const { size } = await stat(path);
+  if (size !== expected) throw Object.assign(new Error(`${what}: ${size} bytes on disk of ${expected} written`), { code: "EIO" });
 }
 
 /** Told of each chunk of a request body as the connection takes it (BlobClient's upload timeout). */

@@ -1,11 +1,31 @@
 import { getEventListeners } from "node:events";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile, type FileHandle } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { BlobClient, BlobError, UPLOAD_TRIES } from "../../runner/blobs";
+
+/** How many writes of the files the runner opens are cut short (half their bytes taken), as on a disk filling up. */
+const disk = vi.hoisted(() => ({ shortWrites: 0 }));
+vi.mock("node:fs/promises", async (importOriginal) => {
+  const fs = await importOriginal<typeof import("node:fs/promises")>();
+  const open = async (...args: Parameters<typeof fs.open>) => shortOnDemand(await fs.open(...args));
+  return { ...fs, open };
+});
+
+function shortOnDemand(fh: FileHandle): FileHandle {
+  const write = fh.write.bind(fh) as (data: Uint8Array, offset?: number, length?: number) => Promise<{ bytesWritten: number }>;
+  Object.assign(fh, {
+    write: (data: Uint8Array, offset = 0, length = data.byteLength - offset) =>
+      write(data, offset, disk.shortWrites-- > 0 ? Math.ceil(length / 2) : length),
+  });
+  return fh;
+}
+
+/** What the stand-in edge serves to any GET: a stored object's bytes. */
+const OBJECT = Buffer.from(Array.from({ length: 50_000 }, (_, i) => (i * 13) & 0xff));
 
 /** A stand-in for the edge's object endpoint: each PUT is answered by the next scripted verdict. */
 let server: Server;
@@ -58,6 +78,7 @@ beforeAll(async () => {
       if (verdict === "stall") return void res.writeHead(200, { "content-type": "application/json" }).write('{"part');
       // What the edge answers when R2 refused the body for another SHA-256 than the one sent.
       if (verdict === "digest") return void res.writeHead(400, { "content-type": "application/json" }).end('{"error":{"code":"digest_mismatch","message":"other bytes"}}');
+      if (req.method === "GET" && verdict === 200) return void res.writeHead(200, { "content-length": String(OBJECT.length) }).end(OBJECT);
       res.writeHead(verdict, { "content-type": "application/json" }).end(verdict === 200 ? answerOf(req) : '{"error":{"code":"x","message":"refused"}}');
     });
     req.on("close", () => verdict === "reset" && log());
@@ -212,6 +233,16 @@ describe("BlobClient uploads", () => {
     const f = await file(1024);
     for (let i = 0; i < 15; i++) await blobs.upload(`thumbs/j${i}.jpg`, f, lifetime.signal);
     expect(getEventListeners(lifetime.signal, "abort")).toHaveLength(0);
+  });
+});
+
+describe("BlobClient downloads", () => {
+  it("stores every byte of a chunk whose write the disk took only in part", async () => {
+    const dest = join(dir, `download-${Math.random()}`);
+    disk.shortWrites = 1;
+    const size = await new BlobClient({ edgeUrl: url, token: "t" }).download("sources/j/s", dest).finally(() => (disk.shortWrites = 0));
+    expect(size).toBe(OBJECT.length);
+    expect(Buffer.compare(await readFile(dest), OBJECT)).toBe(0);
   });
 });
 

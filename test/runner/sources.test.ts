@@ -1,7 +1,9 @@
+import { execFile } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { BlobClient } from "../../runner/blobs";
 import { createLogger } from "../../runner/log";
@@ -311,6 +313,27 @@ describe("blob client downloads", () => {
     expect(performance.now() - t0).toBeLessThan(10_000);
     // Each retry asked only for what was missing.
     expect(edge.requests.slice(1).every((r) => /^bytes=\d+-$/.test(r.range ?? ""))).toBe(true);
+  });
+});
+
+describe.skipIf(process.getuid?.() !== 0)("blob client downloads: a disk that fills during the last chunk", () => {
+  it("rejects the download as the runner's full disk and caches no source, rather than keep a truncated file as the video", async () => {
+    // A tmpfs of the test's own (root: mount), so its free space moves only with what this download writes.
+    const disk = await tmp.make();
+    await promisify(execFile)("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", disk]);
+    closers.push(() => promisify(execFile)("umount", [disk]).then(() => {}));
+    const workDir = join(disk, "work");
+    await mkdir(workDir);
+    // A few bytes past the free space: the write of the last chunk is the one the kernel cuts short, without an error.
+    const { bavail, bsize } = await statfs(disk);
+    const data = Buffer.alloc(bavail * bsize + 100, 9);
+    const edge = await fakeEdge({ "sources/j/s": data });
+    closers.push(() => edge.close());
+    const blobs = new BlobClient({ edgeUrl: edge.url, token: TOKEN });
+    const cache = new SourceCache({ workDir, blobs, ffmpeg: "ffmpeg", ffprobe: "ffprobe", log: createLogger({ sink: () => {} }) });
+    const ref = { sourceId: "s", jobId: "j", key: "sources/j/s", ticket: ticketOf("v") };
+    await expect(cache.acquire(ref, new AbortController().signal)).rejects.toMatchObject({ code: "ENOSPC" });
+    expect(await filesUnder(workDir)).toEqual([]);
   });
 });
 
