@@ -173,7 +173,7 @@ export class Runner {
       const own = await claimWorkDir(config.WORK_DIR, config.RUNNER_ID, log);
       await checkFfmpegUser(config.FFMPEG_PATH, own);
     } catch (err) {
-      if (err instanceof DuplicateRunnerError || err instanceof FfmpegUserError) throw err;
+      if (err instanceof DuplicateRunnerError || err instanceof FfmpegUserError || err instanceof WorkDirError) throw err;
       throw new WorkDirError(`cannot use WORK_DIR ${config.WORK_DIR}: ${errorMessage(err)}`);
     }
     const now = Date.now();

@@ -71,6 +71,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  process.stderr.write(`runner: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  // A start-up refusal is the operator's to mend from its message; the runner's own stack would only bury it.
+  const told = fatalAtStart(err) ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+  process.stderr.write(`runner: fatal: ${told}\n`);
   process.exit(1);
 });

@@ -53,7 +53,10 @@ const looksLikePredecessor = (mark: Mark) => mark.host === hostname() && (mark.p
  */
 export async function claimWorkDir(root: string, runnerId: string, log: Logger): Promise<string> {
   await mkdir(root, { recursive: true });
+  await refuseUnlessOwnDir(root, root, true);
   const own = ownWorkDir(root, runnerId);
+  // Before the predecessor pass below, which empties `own` when it holds this runner's mark.
+  await refuseUnlessOwnDir(own, root, false);
   for (const name of await readdir(root).catch(() => [] as string[])) {
     if (!name.startsWith("runner-")) continue;
     const dir = join(root, name);
@@ -74,6 +77,9 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
     if (dir !== own) log.info("removed the work files of a runner that is gone", { dir: name, runner: mark.runnerId });
   }
   await mkdir(own, { recursive: true });
+  // Again after mkdir, which takes whatever directory or link to one stands at the name; the identity is what every
+  // later sweep must find there.
+  claimedDirs.set(own, (await refuseUnlessOwnDir(own, root, false))!);
   // Shared with FFmpeg's group only (FFMPEG_USER), searchable but neither listable nor writable: the set-group-id
   // bit gives every directory and file made beneath it that group; nobody else gets in. See makeJobDir for where
   // FFmpeg may write.
@@ -87,6 +93,51 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
   const mark: Mark = { host: hostname(), pid: process.pid, runnerId };
   await writeFile(join(own, MARKER), JSON.stringify(mark));
   return own;
+}
+
+/** A directory's identity: another directory, or a link, put at the same name later has another one. */
+interface DirId {
+  dev: bigint;
+  ino: bigint;
+}
+
+/** The identity of each directory claimWorkDir took, by path. */
+const claimedDirs = new Map<string, DirId>();
+
+/**
+ * The runner (root, beside FFMPEG_USER) chowns and empties its own directory: a local user who could put a symlink
+ * there, or in a WORK_DIR they may write into, would have it chown and empty any directory, /etc included. So
+ * WORK_DIR and the runner's directory must be real directories of the runner's user or root, and a WORK_DIR others
+ * may write into must be sticky (nobody else can then rename or remove the runner's directory in it). Returns the
+ * directory's identity, or null when it does not exist yet.
+ */
+async function refuseUnlessOwnDir(path: string, root: string, isRoot: boolean): Promise<DirId | null> {
+  const st = await lstat(path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return null;
+    throw err;
+  });
+  if (!st) return null;
+  const refuse = (why: string) => new WorkDirError(`cannot use WORK_DIR ${root}: ${isRoot ? "it" : `the runner's directory ${path}`} ${why}`);
+  if (st.isSymbolicLink()) throw refuse(`is a symbolic link (${isRoot ? "point WORK_DIR at a real directory" : "remove it: the runner makes its own"})`);
+  if (!st.isDirectory()) throw refuse("is not a directory");
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== BigInt(uid) && st.uid !== 0n) throw refuse(`belongs to uid ${st.uid}, neither the runner's (${uid}) nor root's`);
+  if (isRoot && (st.mode & 0o022n) !== 0n && (st.mode & 0o1000n) === 0n) {
+    throw refuse("may be written by other users but has no sticky bit (chmod o-w,g-w or chmod +t)");
+  }
+  return { dev: st.dev, ino: st.ino };
+}
+
+/**
+ * Whether `own` is still the directory claimWorkDir took, and no link or other directory put at its name since:
+ * the sweeps remove whatever they find in it.
+ */
+async function stillClaimed(own: string, log: Logger): Promise<boolean> {
+  const id = claimedDirs.get(own);
+  const st = await lstat(own, { bigint: true }).catch(() => null);
+  if (id && st?.isDirectory() && st.dev === id.dev && st.ino === id.ino) return true;
+  log.error("the runner's work directory is not the one it claimed (replaced, or a symbolic link): nothing removed there", { dir: own });
+  return false;
 }
 
 // Searchable, not listable, by FFmpeg's group: a run opens its files by the full paths the runner gives it, and a
@@ -190,10 +241,12 @@ export async function removeAbandonedWorkDirs(
  * is still this process's: with a fixed RUNNER_ID, a successor on another host may already have taken it over.
  */
 export async function releaseWorkDir(own: string, runnerId: string, log: Logger): Promise<void> {
+  if (!(await stillClaimed(own, log))) return;
   const mark = await readMark(own);
   if (!mark || mark.host !== hostname() || mark.pid !== process.pid || mark.runnerId !== runnerId) return;
-  await removeTree(own).catch((err) =>
-    log.warn("could not remove the work files at shutdown", { error: errorMessage(err) }),
+  await removeTree(own).then(
+    () => claimedDirs.delete(own),
+    (err) => log.warn("could not remove the work files at shutdown", { error: errorMessage(err) }),
   );
 }
 
@@ -211,6 +264,7 @@ async function readMark(dir: string): Promise<Mark | null> {
  * so anything not under a job in `keepJobIds` goes, except the marker.
  */
 export async function sweepWorkDir(own: string, keepJobIds: Set<string>, log: Logger): Promise<number> {
+  if (!(await stillClaimed(own, log))) return 0;
   let removed = 0;
   for (const name of await readdir(own).catch(() => [] as string[])) {
     if (name === MARKER || keepJobIds.has(name)) continue;

@@ -1,4 +1,4 @@
-import { writeFile } from "node:fs/promises";
+import { readdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { migrateDb } from "../../db/migrate";
@@ -61,6 +61,24 @@ describe("runner start-up", () => {
       expect(code).toBe(1);
       expect(r.logs()).toContain(`cannot use WORK_DIR ${join(blocked, "work")}`);
       expect(r.logs()).not.toContain("cannot reach the database yet");
+    } finally {
+      await r.destroy();
+    }
+  }, 60_000);
+
+  it("exits 1 naming WORK_DIR, with no stack, when its own directory there is a symbolic link, and leaves the link's target alone", async () => {
+    const workDir = await dirs.make();
+    const target = await dirs.make();
+    await writeFile(join(target, "precious"), "keep me");
+    await symlink(target, join(workDir, "runner-main-link"));
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const r = startRunnerProcess({ LIBSQL_URL: `${dead}/`, EDGE_URL: dead, RUNNER_TOKEN: "runner-main-test-token", RUNNER_ID: "main-link", WORK_DIR: workDir, METRICS_PORT: "" });
+    try {
+      const { code } = await r.exited;
+      expect(code).toBe(1);
+      expect(r.logs()).toContain(`cannot use WORK_DIR ${workDir}: the runner's directory ${join(workDir, "runner-main-link")} is a symbolic link`);
+      expect(r.logs()).not.toMatch(/\n\s+at /);
+      expect(await readdir(target)).toEqual(["precious"]);
     } finally {
       await r.destroy();
     }

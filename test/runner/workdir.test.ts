@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { chmod, mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readdir, readFile, rename, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -23,6 +23,7 @@ import {
   removeTree,
   sweepWorkDir,
   touchWorkDir,
+  WorkDirError,
 } from "../../runner/workdir";
 import { filesUnder } from "../helpers/edge-stack";
 import { until } from "../helpers/until";
@@ -151,6 +152,60 @@ describe("the runner's own WORK_DIR", () => {
     await writeFile(join(again, "successor-file"), "x");
     await releaseWorkDir(again, "fixed-id", log);
     expect(await filesUnder(again)).toEqual(["successor-file"]);
+  });
+});
+
+describe("a WORK_DIR another local user could steer", () => {
+  /** A directory the runner must never touch, with a file in it. */
+  async function bystander(): Promise<string> {
+    const dir = await dirs.make();
+    await writeFile(join(dir, "precious"), "keep me");
+    return dir;
+  }
+
+  it("refuses to start when its own directory is a symbolic link, leaving the link's target untouched", async () => {
+    const root = await dirs.make();
+    const target = await bystander();
+    const { mode } = await stat(target);
+    await symlink(target, ownWorkDir(root, "r1"));
+    await expect(claimWorkDir(root, "r1", log)).rejects.toThrow(WorkDirError);
+    await expect(claimWorkDir(root, "r1", log)).rejects.toThrow(`cannot use WORK_DIR ${root}: the runner's directory ${ownWorkDir(root, "r1")} is a symbolic link`);
+    expect(await readdir(target)).toEqual(["precious"]);
+    expect((await stat(target)).mode).toBe(mode);
+  });
+
+  it("sweeps and releases nothing through its own directory once it is swapped for a symbolic link after the claim", async () => {
+    const root = await dirs.make();
+    const own = await claimWorkDir(root, "r1", log);
+    // The link's target carries a copy of the runner's mark, as whoever swapped the directory could make.
+    const target = await bystander();
+    await writeFile(join(target, MARKER), await readFile(join(own, MARKER)));
+    await rename(own, join(root, "moved-away"));
+    await symlink(target, own);
+    expect(await sweepWorkDir(own, new Set(), log)).toBe(0);
+    await releaseWorkDir(own, "r1", log);
+    expect((await readdir(target)).sort()).toEqual([MARKER, "precious"]);
+  });
+
+  it("refuses a WORK_DIR that is a symbolic link, or that other users may write into without the sticky bit", async () => {
+    const real = await dirs.make();
+    const link = join(await dirs.make(), "work");
+    await symlink(real, link);
+    await expect(claimWorkDir(link, "r1", log)).rejects.toThrow(`cannot use WORK_DIR ${link}: it is a symbolic link`);
+    const open = await dirs.make();
+    await chmod(open, 0o777);
+    await expect(claimWorkDir(open, "r1", log)).rejects.toThrow(`cannot use WORK_DIR ${open}: it may be written by other users but has no sticky bit`);
+    // Like /tmp: others may add their own entries but not rename or remove the runner's.
+    await chmod(open, 0o1777);
+    expect(await claimWorkDir(open, "r1", log)).toBe(ownWorkDir(open, "r1"));
+    expect(await readdir(real)).toEqual([]);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)("refuses its own directory when another user owns it", async () => {
+    const root = await dirs.make();
+    await mkdir(ownWorkDir(root, "r1"));
+    await chown(ownWorkDir(root, "r1"), 12345, 12345);
+    await expect(claimWorkDir(root, "r1", log)).rejects.toThrow("belongs to uid 12345, neither the runner's (0) nor root's");
   });
 });
 
