@@ -127,6 +127,7 @@ export class Runner {
         log.warn("local trouble: pausing claims", { ms, error: err.message, ...(err.detail ? { detail: err.detail } : {}) });
       },
       mayRefund: (sourceId) => this.edgeRefunds.take(sourceId),
+      jobFilesRemoved: (jobId) => this.jobFilesRemoved(jobId),
     };
     metrics.info.set(1, { runner_id: config.RUNNER_ID, version: deps.version });
   }
@@ -449,13 +450,43 @@ export class Runner {
     const { db, blobs, log } = this.deps;
     try {
       const { terminal } = await sweepJobOutputs({ db, blobs, log }, jobId);
+      // No await between this look and removeJobFiles registering its removal: a task started after it waits.
       if (!terminal || [...this.tasks.values()].some((t) => t.jobId === jobId)) return;
-      await this.sources.evictJob(jobId);
-      this.thumbnails.forget(jobId);
-      if (!this.sources.jobsInUse().has(jobId)) await removeTree(join(this.workDir, jobId));
+      await this.removeJobFiles(jobId);
     } catch (err) {
       log.warn("job sweep failed (the next sweep or the edge cron retries)", { job: jobId, error: errorMessage(err) });
     }
+  }
+
+  /** Removals of finished jobs' local files under way, by job: each one after the job's earlier one. */
+  private readonly jobRemovals = new Map<string, Promise<void>>();
+
+  /**
+   * Removes a finished job's local files. A task claimed for the same job meanwhile (more variations added) waits
+   * for it before making its directory (jobFilesRemoved): checking for such a task first was not enough, as one
+   * claimed during the removal's awaits had its directory and download removed under it.
+   */
+  private removeJobFiles(jobId: string): Promise<void> {
+    const before = this.jobRemovals.get(jobId);
+    const removal = (async () => {
+      await before?.catch(() => {});
+      await this.sources.evictJob(jobId);
+      this.thumbnails.forget(jobId);
+      if (!this.sources.jobsInUse().has(jobId)) await removeTree(join(this.workDir, jobId));
+    })();
+    this.jobRemovals.set(jobId, removal);
+    void removal.catch(() => {}).finally(() => {
+      if (this.jobRemovals.get(jobId) === removal) this.jobRemovals.delete(jobId);
+    });
+    return removal;
+  }
+
+  /** Resolves once no removal of the job's local files is under way (it never rejects: a failed one is logged). */
+  private async jobFilesRemoved(jobId: string): Promise<void> {
+    const removal = this.jobRemovals.get(jobId);
+    if (!removal) return;
+    this.deps.log.debug("waiting for the job's local files to be removed", { job: jobId });
+    await removal.catch(() => {});
   }
 
   private track(p: Promise<unknown>): void {

@@ -56,6 +56,8 @@ export interface WorkContext {
    * serve ends as failed instead of circling forever.
    */
   mayRefund?: (sourceId: string) => boolean;
+  /** Resolves once a removal of the job's local files (its sweep) is no longer under way; never rejects. */
+  jobFilesRemoved?: (jobId: string) => Promise<void>;
 }
 
 /** A task's identity in the runner's maps: the same variation may be claimed again (a new attempt) by the same runner. */
@@ -175,6 +177,7 @@ export class VariationTask {
     log.info("claimed variation", { variation: c.id, job: c.jobId, source: c.sourceId, attempt: this.attempt });
     try {
       try {
+        await this.ctx.jobFilesRemoved?.(c.jobId);
         await makeJobDir(dir);
         source = await this.ctx.sources.acquire({ sourceId: c.sourceId, jobId: c.jobId, key: c.sourceKey, ticket: this.own }, this.abort.signal);
       } catch (err) {

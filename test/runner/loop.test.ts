@@ -1,16 +1,36 @@
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, stat, statfs, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { eq } from "drizzle-orm";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { makeClip } from "../helpers/clips";
 import { startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
 import { until } from "../helpers/until";
 import { startInProcessRunner, writeFfmpegStandIn } from "../helpers/runner";
 import { getJobRow, getVariationRows } from "../helpers/seed";
 import { variations } from "../../db/schema";
+import { ownWorkDir } from "../../runner/workdir";
+
+/**
+ * A removal of `dir` held by the test: the runner's next removeTree of that directory tells `held`, waits for
+ * `gate`, removes, then tells `done`. Every other call is the real one.
+ */
+const removal = vi.hoisted(() => ({ hold: null as null | { dir: string; held: () => void; gate: Promise<void>; done: () => void } }));
+vi.mock("../../runner/workdir", async (importOriginal) => {
+  const real = await importOriginal<typeof import("../../runner/workdir")>();
+  const removeTree = async (path: string) => {
+    const h = removal.hold;
+    if (!h || path !== h.dir) return real.removeTree(path);
+    removal.hold = null;
+    h.held();
+    await h.gate;
+    await real.removeTree(path);
+    h.done();
+  };
+  return { ...real, removeTree };
+});
 
 let stack: EdgeStack;
 const cleanup: (() => Promise<void>)[] = [];
@@ -109,6 +129,54 @@ describe("runner loop: encode slots", { timeout: 180_000 }, () => {
     let most = 0;
     for (const l of lines) most = Math.max(most, (running += l === "+" ? 1 : -1));
     expect(most).toBeLessThanOrEqual(concurrency);
+  });
+});
+
+describe("runner loop: a finished job's sweep", { timeout: 180_000 }, () => {
+  it("never removes the directory of a task claimed for the same job while the sweep was removing it (more variations added)", async () => {
+    // Encodes of the held job wait for the test's gate; until `hold` names the job, nothing is held.
+    const { dir: ffDir, path } = await writeFfmpegStandIn(
+      "held-more",
+      (d) => `#!/bin/sh\ncase " $* " in\n  *" -progress "*)\n    case "$*" in *"$(cat "${join(d, "hold")}")"*) while [ ! -e "${join(d, "open")}" ]; do sleep 0.05; done ;; esac ;;\nesac\nexec ffmpeg "$@"\n`,
+    );
+    cleanup.push(() => rm(ffDir, { recursive: true, force: true }));
+    await writeFile(join(ffDir, "hold"), "nothing-is-held");
+    const workDir = await stack.workDir();
+    const env = stack.runnerEnv({ CONCURRENCY: "1", WORK_DIR: workDir, FFMPEG_PATH: path });
+    const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    const jobDir = join(ownWorkDir(workDir, env.RUNNER_ID!), job.id);
+    let held = false;
+    let openGate!: () => void;
+    let removed!: () => void;
+    const removalDone = new Promise<void>((r) => (removed = r));
+    removal.hold = { dir: jobDir, held: () => (held = true), gate: new Promise<void>((r) => (openGate = r)), done: removed };
+    cleanup.push(async () => {
+      removal.hold = null;
+      openGate();
+    });
+
+    const r = await startInProcessRunner({ env });
+    cleanup.push(() => r.stop());
+    await until("the job to complete", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
+    await until("the job sweep's removal of its directory to be under way", async () => held, 30_000);
+    await writeFile(join(ffDir, "hold"), job.id);
+    const more = await stack.user.call(`/api/jobs/${job.id}/more`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ variations: 1 }) });
+    expect(more.status).toBe(200);
+
+    // The new task either went ahead into the directory being removed (its source is there) or waits for the removal.
+    const hasSource = async () => (await readdir(jobDir).catch(() => [] as string[])).some((n) => /^src-[^.]+$/.test(n));
+    const waits = () => r.lines.some((l) => l.includes("waiting for the job's local files to be removed"));
+    await until("the new task to have its source or to wait for the sweep", async () => waits() || (await hasSource()), 60_000);
+    openGate();
+    await removalDone;
+    await writeFile(join(ffDir, "open"), "");
+
+    await until("the job to complete again", async () => (await getJobRow(stack.db, job.id))?.status === "completed", 60_000);
+    const rows = await getVariationRows(stack.db, job.id);
+    expect(rows.map((v) => ({ status: v.status, attempts: v.attempts }))).toEqual([
+      { status: "completed", attempts: 1 },
+      { status: "completed", attempts: 1 },
+    ]);
   });
 });
 
