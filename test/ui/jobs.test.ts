@@ -152,6 +152,103 @@ describe("web UI without a runner", () => {
     await context.close();
   });
 
+  it("tells a user whose job's create got no answer on any try that the job may exist, and the next Start job opens that one job", async () => {
+    const { context, page } = await suite.newUser("lost-every");
+    const clipPath = join(suite.dir, "lost-every.mp4");
+    await writeFile(clipPath, clip);
+    // Every try of the first click reaches the edge (the first one makes the job) and loses its answer.
+    let dropping = true;
+    const creates = await loseCreateAnswers(context, page, () => dropping);
+    await page.goto(`${suite.ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.setInputFiles("#file-input", clipPath);
+    await page.getByLabel("Variations per video").fill("2");
+    await page.getByRole("button", { name: "Start job" }).click();
+    const alert = page.locator("#upload-message");
+    await expect.poll(() => alert.textContent(), { timeout: 30_000 }).toMatch(
+      /^No answer from the server: Could not reach the server\..* The job may have been made anyway: Start job again with the same videos and settings, and you get that job, not a second one\.$/,
+    );
+    expect(creates.keys).toHaveLength(3);
+    expect(creates.createdId).not.toBeNull();
+
+    dropping = false;
+    await page.getByRole("button", { name: "Start job" }).click();
+    await page.waitForURL(`${suite.ui.url}/jobs/${creates.createdId}`, { timeout: 30_000 });
+    expect(creates.keys).toHaveLength(4);
+    expect(new Set(creates.keys).size).toBe(1);
+    await creates.stop();
+    expect(await jobIds(page)).toEqual([creates.createdId]);
+    await context.close();
+  });
+
+  it("reports a job refused for the storage quota (429 quota_exceeded) at once with the server's message, without trying again", async () => {
+    const { context, page } = await suite.newUser("quota");
+    const clipPath = join(suite.dir, "quota.mp4");
+    await writeFile(clipPath, clip);
+    const creates: number[] = [];
+    await page.route(`${suite.ui.url}/api/jobs`, (route) => {
+      if (route.request().method() !== "POST") return route.fallback();
+      creates.push(Date.now());
+      return route.fulfill({
+        status: 429,
+        contentType: "application/json",
+        body: JSON.stringify({ error: { code: "quota_exceeded", message: "Storage quota reached: delete finished jobs to make room." } }),
+      });
+    });
+    await page.goto(`${suite.ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.setInputFiles("#file-input", clipPath);
+    await page.getByRole("button", { name: "Start job" }).click();
+    const alert = page.locator("#upload-message");
+    await expect.poll(() => alert.textContent(), { timeout: 15_000 }).toBe("Upload failed: Storage quota reached: delete finished jobs to make room.");
+    // The message comes after the last try: one request means none was retried.
+    expect(creates).toHaveLength(1);
+    expect(await page.locator(".upload-item").textContent()).not.toContain("trying again");
+    expect(await page.getByRole("button", { name: "Start job" }).isEnabled()).toBe(true);
+    await page.unroute(`${suite.ui.url}/api/jobs`);
+    expect(await jobIds(page)).toEqual([]);
+    await context.close();
+  });
+
+  it("waits for a 429's Retry-After before sending the job's create again, then opens the job", async () => {
+    const { context, page } = await suite.newUser("busy");
+    const clipPath = join(suite.dir, "busy.mp4");
+    await writeFile(clipPath, clip);
+    const sent: number[] = [];
+    let refusedAt = 0;
+    await page.route(`${suite.ui.url}/api/jobs`, async (route) => {
+      if (route.request().method() !== "POST") return route.fallback();
+      sent.push(Date.now());
+      if (sent.length > 1) return route.fallback();
+      await route.fulfill({
+        status: 429,
+        headers: { "retry-after": "2" },
+        contentType: "application/json",
+        body: JSON.stringify({ error: { code: "rate_limited", message: "Too many requests." } }),
+      });
+      // The page cannot have had the answer before this point: its wait starts no sooner.
+      refusedAt = Date.now();
+    });
+    await page.goto(`${suite.ui.url}/`);
+    await page.waitForSelector("body[data-ready=true]");
+    await page.setInputFiles("#file-input", clipPath);
+    await page.getByRole("button", { name: "Start job" }).click();
+    // Shown while it waits (checked after the timing, which is what matters).
+    const state = page.locator(".upload-item .upload-state");
+    const waitShown = expect.poll(() => state.textContent().catch(() => null), { timeout: 10_000 }).toBe("Server busy: trying again in 2 s (2 of 3)");
+    waitShown.catch(() => {}); // awaited below; not an unhandled rejection if a check before it fails
+    await page.waitForURL(/\/jobs\/[0-9a-z]+$/, { timeout: 30_000 });
+    expect(sent).toHaveLength(2);
+    expect(refusedAt).toBeGreaterThan(0);
+    // The page's wait starts once it has the answer; the margin covers only the time between the browser taking the
+    // answer and playwright saying so (a wait of the old 1 s would be 1 s short).
+    expect(sent[1]! - refusedAt).toBeGreaterThanOrEqual(1_950);
+    await waitShown;
+    const id = page.url().split("/").pop()!;
+    expect(await jobIds(page)).toEqual([id]);
+    await context.close();
+  });
+
   it("sends the chosen intensity and effect families with the job and shows them on the job page; none chosen is refused before sending", async () => {
     const { context, page } = await suite.newUser("effects");
     await page.goto(`${suite.ui.url}/`);
