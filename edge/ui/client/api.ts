@@ -36,6 +36,27 @@ export function errorOf(status: number, body: unknown, retryAfter: string | null
   return new ApiError(status, b?.error?.code ?? `http_${status}`, messageFor(status, b), b, retryAfterMs(retryAfter));
 }
 
+/**
+ * Runs `request` again while its failure is worth retrying (ApiError.retryable: no answer, a server error, a 429
+ * other than quota_exceeded), up to `attempts` tries: waits `baseMs`, then twice as long each time, or the answer's
+ * Retry-After when that is longer. A Retry-After beyond `maxWaitMs` ends the tries at once (better said than waited).
+ */
+export async function withRetries<T>(
+  request: () => Promise<T>,
+  { attempts = 4, baseMs = 500, maxWaitMs = 10_000 }: { attempts?: number; baseMs?: number; maxWaitMs?: number } = {},
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await request();
+    } catch (err) {
+      if (!(err instanceof ApiError && err.retryable) || attempt >= attempts) throw err;
+      const wait = Math.max(baseMs * 2 ** (attempt - 1), err.retryAfterMs ?? 0);
+      if (wait > maxWaitMs) throw err;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
 export interface ApiResponse<T> {
   status: number;
   data: T;

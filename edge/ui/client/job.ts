@@ -5,7 +5,7 @@ import { byId, formatDateTime, h, progressBar, setText, timeEl, updateProgress }
 import { browserHost } from "./host.js";
 import { backgroundDelay, notifyIfFinished } from "./notify.js";
 import { me } from "./session.js";
-import { announce, badge, messageEl, showMessage, updateBadge } from "./ui.js";
+import { announce, badge, loadOrOffer, messageEl, showMessage, updateBadge } from "./ui.js";
 import {
   canDownloadZip,
   countLabel,
@@ -305,12 +305,13 @@ export async function initJob(id: string): Promise<void> {
   const message = byId("job-message");
   let first: Job;
   try {
-    first = (await api<Job>("GET", `/api/jobs/${encodeURIComponent(id)}`)).data;
+    // No answer, a server error or a 429: tried again, then explained with a Try again button (loadOrOffer).
+    first = await loadOrOffer(message, async () => (await api<Job>("GET", `/api/jobs/${encodeURIComponent(id)}`)).data, byId("job-loading"));
   } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
     byId("job-loading").hidden = true;
     // Another user's job answers 404 too: the page must not hint that it exists.
-    const text = err instanceof ApiError && err.status === 404 ? "Job not found. It may have expired, or it belongs to someone else." : err instanceof Error ? err.message : String(err);
-    showMessage(message, text);
+    showMessage(message, err.status === 404 ? "Job not found. It may have expired, or it belongs to someone else." : err.message);
     return;
   }
   job = first;

@@ -1,4 +1,5 @@
 import { initAccount } from "./account.js";
+import { ApiError } from "./api.js";
 import { initRunners, initUsers } from "./admin.js";
 import { byId, setText } from "./dom.js";
 import { initJob } from "./job.js";
@@ -44,7 +45,9 @@ async function boot(): Promise<void> {
 boot()
   .then(() => document.body.setAttribute("data-ready", "true"))
   .catch((err: unknown) => {
+    // An API refusal reads as the API's message; anything else is a fault of this page, not for the user to decode.
+    if (!(err instanceof ApiError)) console.error(err);
     const el = document.getElementById("page-message");
-    if (el) showMessage(el, err instanceof Error ? err.message : String(err));
+    if (el) showMessage(el, err instanceof ApiError ? err.message : "This page could not be loaded. Reload it to try again.");
     document.body.setAttribute("data-ready", "error");
   });

@@ -1,6 +1,6 @@
-import { api, ApiError } from "./api.js";
+import { api, ApiError, messageFor, parseError } from "./api.js";
 import { byId } from "./dom.js";
-import { showMessage } from "./ui.js";
+import { loadOrOffer, showMessage } from "./ui.js";
 import type { ApiErrorBody, Me } from "../shared/types.js";
 
 let current: Me["user"] | null = null;
@@ -10,10 +10,24 @@ export function me(): Me["user"] {
   return current;
 }
 
-/** Loads the signed-in user; without a session the page hands over to the login form (and comes back after). */
+/**
+ * Loads the signed-in user; without a session the page hands over to the login form (and comes back after). No
+ * answer, a server error or a 429 is tried again, then explained in #page-message with a Try again button
+ * (loadOrOffer); the promise settles once the user is known.
+ */
 export async function loadMe(): Promise<Me["user"]> {
-  const res = await fetch("/api/me", { headers: { accept: "application/json" }, credentials: "same-origin" }).catch(() => null);
-  if (res?.status === 401) {
+  current = await loadOrOffer(byId("page-message"), fetchMe);
+  return current;
+}
+
+async function fetchMe(): Promise<Me["user"]> {
+  let res: Response;
+  try {
+    res = await fetch("/api/me", { headers: { accept: "application/json" }, credentials: "same-origin" });
+  } catch {
+    throw new ApiError(0, "network", messageFor(0, null));
+  }
+  if (res.status === 401) {
     const code = ((await res.json().catch(() => null)) as ApiErrorBody | null)?.error?.code;
     const params = new URLSearchParams({ next: location.pathname + location.search });
     // Only a session that existed and ran out is "expired"; a first visit just asks to log in.
@@ -21,9 +35,8 @@ export async function loadMe(): Promise<Me["user"]> {
     location.replace(`/login?${params.toString()}`);
     return new Promise(() => {}); // navigation is under way; nothing else should render
   }
-  if (!res || !res.ok) throw new Error(res ? `GET /api/me answered ${res.status}` : "Could not reach the server.");
-  current = ((await res.json()) as Me).user;
-  return current;
+  if (!res.ok) throw await parseError(res);
+  return ((await res.json()) as Me).user;
 }
 
 /**

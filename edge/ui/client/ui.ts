@@ -1,3 +1,4 @@
+import { ApiError, withRetries } from "./api.js";
 import { h, setText } from "./dom.js";
 
 /**
@@ -58,4 +59,46 @@ export async function submitOnce(form: HTMLFormElement, work: () => Promise<void
     submitting.delete(form);
     for (const b of buttons) b.disabled = false;
   }
+}
+
+/**
+ * A page's first load (the signed-in user, the job of a job page): tried again a few times while the failure is
+ * worth retrying (withRetries), then said in `message` in words, with a Try again button that runs the load again.
+ * Resolves once a load succeeds, so the page goes on building as if the first try had worked; a failure that no
+ * retry can fix (a 404, a refusal) is thrown to the caller. While the page waits for Try again, body[data-ready]
+ * is "error", as for a page that failed to load; `loading` (the page's "Loading…" line) is hidden meanwhile and
+ * shown again while a Try again runs.
+ */
+export function loadOrOffer<T>(message: HTMLElement, load: () => Promise<T>, loading?: HTMLElement): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const attempt = async (clicked: boolean): Promise<void> => {
+      let value: T;
+      try {
+        value = await withRetries(load);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.retryable)) {
+          reject(err);
+          return;
+        }
+        if (loading) loading.hidden = true;
+        const button = h("button", { class: "button button-small try-again", attrs: { type: "button" }, text: "Try again" });
+        button.addEventListener("click", () => {
+          button.disabled = true;
+          setText(button, "Trying again…");
+          document.body.removeAttribute("data-ready");
+          if (loading) loading.hidden = false;
+          void attempt(true);
+        });
+        showMessage(message, `Could not load this page: ${err.message}`);
+        message.append(" ", button);
+        document.body.setAttribute("data-ready", "error");
+        // A keyboard user who pressed Try again stays on it; a first failure does not take the focus away.
+        if (clicked) button.focus();
+        return;
+      }
+      showMessage(message, null);
+      resolve(value);
+    };
+    void attempt(false);
+  });
 }
