@@ -79,6 +79,53 @@ describe("jobs list", () => {
     await context.close();
   }, 120_000);
 
+  it("shows the jobs a bulk cancel finished as Cancelled (0/N) with their expiry, in place, when no other job is active", async () => {
+    const { context, page } = await suite.newUser("bulk-last");
+    const owner = await userId(context);
+    const now = Date.now();
+    const seedQueued = async (name: string, perSource: number, createdAt: number) =>
+      (await seedJob(db, { userId: owner, sources: [{ objectKey: `uploads/${owner}/${name}`, name }], variationsPerSource: perSource, createdAt })).jobId;
+    const one = await seedQueued("one.mp4", 1, now - 60_000);
+    const two = await seedQueued("two.mp4", 2, now - 30_000);
+
+    // Until the edge has done the cancel, every read of the jobs fails: what the rows show at the end can only come
+    // from a read made after it (a poll that happened to be under way at the click cannot fill them in).
+    let cancelled = false;
+    let rowsLoaded = false;
+    await page.route(
+      (url) => url.pathname === "/api/jobs" || url.pathname.startsWith("/api/jobs/"),
+      async (route) => {
+        const req = route.request();
+        if (req.method() === "POST" && new URL(req.url()).pathname === "/api/jobs/cancel") {
+          const res = await route.fetch();
+          cancelled = true;
+          return route.fulfill({ response: res });
+        }
+        if (req.method() === "GET" && !cancelled && rowsLoaded) return route.abort("connectionreset");
+        return route.fallback();
+      },
+    );
+    await openJobs(page);
+    rowsLoaded = true;
+    expect(await listedIds(page)).toEqual([two, one]);
+    const row = (id: string) => page.locator(`#job-list > li[data-job-id="${id}"]`);
+    for (const id of [one, two]) {
+      expect(await row(id).locator(".badge").textContent()).toBe("Queued");
+      expect(await row(id).locator(".job-expiry").textContent()).toBe("");
+      await row(id).getByRole("checkbox").check();
+    }
+    await page.getByRole("button", { name: "Cancel selected (2)" }).click();
+    await page.getByRole("dialog", { name: "Cancel 2 jobs?" }).getByRole("button", { name: "Cancel 2 jobs" }).click();
+
+    for (const [id, n] of [[one, 1], [two, 2]] as const) {
+      await expect.poll(() => row(id).locator(".job-expiry").textContent(), { timeout: 10_000 }).toMatch(/^ · Expires in \d+ h \d+ min$/);
+      expect(await row(id).locator(".badge").textContent()).toBe(`Cancelled (0/${n})`);
+    }
+    expect(cancelled).toBe(true);
+    expect(page.url()).toBe(`${suite.ui.url}/jobs`);
+    await context.close();
+  }, 60_000);
+
   it("shows a job started elsewhere once the tab is shown again, even when nothing was running, and follows it from then on", async () => {
     const { context, page } = await suite.newUser("elsewhere");
     const owner = await userId(context);

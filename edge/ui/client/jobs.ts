@@ -1,4 +1,4 @@
-import { api, ApiError } from "./api.js";
+import { api, ApiError, withRetries } from "./api.js";
 import { CancelControl, cancelJobs } from "./cancel.js";
 import { confirmCancel } from "./dialog.js";
 import { byId, h, progressBar, setText, timeEl, updateProgress } from "./dom.js";
@@ -192,19 +192,41 @@ async function tick(): Promise<PollOutcome> {
   let changed = mergeNewest(data.jobs, seen);
   for (const row of rows.values()) {
     if (seen.has(row.job.id) || isTerminal(row.job.status)) continue;
-    try {
-      const { data: job } = await api<Job>("GET", `/api/jobs/${encodeURIComponent(row.job.id)}`);
-      if (applyJob(job)) changed = true;
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 404) {
-        row.li.remove();
-        rows.delete(row.job.id);
-        changed = true;
-      } else throw err;
-    }
+    if (await refreshRow(row.job.id)) changed = true;
   }
   showMessage(byId("jobs-message"), null);
   return anyActive() ? (changed ? "changed" : "unchanged") : "terminal";
+}
+
+/** Reads one loaded job again and applies it (a 404 drops its row); returns whether its row changed. */
+async function refreshRow(id: string, request: (path: string) => Promise<Job> = async (path) => (await api<Job>("GET", path)).data): Promise<boolean> {
+  try {
+    return applyJob(await request(`/api/jobs/${encodeURIComponent(id)}`));
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 404)) throw err;
+    rows.get(id)?.li.remove();
+    rows.delete(id);
+    return true;
+  }
+}
+
+/**
+ * Reads the jobs a bulk cancel touched and applies them: its answer has each job's status, not its counts ("Cancelled
+ * (k/N)") or expiry, and the poll cannot be left to bring them: with no job left active it stops without a request.
+ * The newest jobs come in one list request, older ones one by one (a few at a time); each read is tried again on no
+ * answer or a server error.
+ */
+async function refreshCancelled(ids: string[]): Promise<void> {
+  const { data } = await withRetries(() => api<JobPage>("GET", `/api/jobs?limit=${POLL_WINDOW}`));
+  const seen = new Set<string>();
+  mergeNewest(data.jobs, seen);
+  const rest = ids.filter((id) => rows.has(id) && !seen.has(id));
+  const read = (path: string) => withRetries(async () => (await api<Job>("GET", path)).data);
+  const worker = async () => {
+    for (let id = rest.shift(); id !== undefined; id = rest.shift()) await refreshRow(id, read);
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  updateSelection();
 }
 
 let refreshingShown = false;
@@ -279,8 +301,13 @@ async function cancelSelected(): Promise<void> {
   }
   updateSelection();
   announce(`Cancel requested for ${result.results.length} job${result.results.length === 1 ? "" : "s"}.`);
-  // The bulk answer has statuses but not counts: fetch the full rows now for "Cancelled (k/N)".
-  poller.kick();
+  try {
+    await refreshCancelled(result.results.map((r) => r.id));
+  } catch (err) {
+    showMessage(message, `Cancel requested; could not refresh the list: ${err instanceof Error ? err.message : String(err)} Reload to see the jobs' counts.`, "info");
+  }
+  // Jobs still stopping their runners (Cancelling…): watch closely, they finish within seconds.
+  if (anyActive()) poller.kick();
 }
 
 async function loadPage(cursor: string | null): Promise<void> {
