@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { chromium, type APIRequestContext, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { chromium, type APIRequestContext, type Browser, type BrowserContext, type Page, type Route } from "playwright-core";
 import { afterAll, afterEach, beforeAll } from "vitest";
 import { ROOT, type Stack } from "../../scripts/stack";
 import { startTestStack } from "../helpers/test-stack";
@@ -241,3 +241,12 @@ export function uiSuite(opts: { runners: number; runnerEnv?: Record<string, stri
     },
   };
 }
+
+/** Answers a routed request as the edge does when a request budget is spent: 429 rate_limited, Retry-After 2 s. */
+export const fulfillRateLimited = (route: Route) =>
+  route.fulfill({
+    status: 429,
+    headers: { "retry-after": "2" },
+    contentType: "application/json",
+    body: JSON.stringify({ error: { code: "rate_limited", message: "Too many requests." } }),
+  });

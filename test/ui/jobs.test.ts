@@ -2,7 +2,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { BrowserContext, Locator, Page } from "playwright-core";
 import { beforeAll, describe, expect, it } from "vitest";
-import { apiOf, login, makeClip, screenshot, TEST_PASSWORD, uiSuite, uniqueEmail, writeText } from "./helpers";
+import { apiOf, fulfillRateLimited, login, makeClip, screenshot, TEST_PASSWORD, uiSuite, uniqueEmail, writeText } from "./helpers";
 
 /**
  * The web UI in Chromium against the real stack (local libSQL server, wrangler dev, R2 persisted by miniflare)
@@ -220,12 +220,7 @@ describe("web UI without a runner", () => {
       if (route.request().method() !== "POST") return route.fallback();
       sent.push(Date.now());
       if (sent.length > 1) return route.fallback();
-      await route.fulfill({
-        status: 429,
-        headers: { "retry-after": "2" },
-        contentType: "application/json",
-        body: JSON.stringify({ error: { code: "rate_limited", message: "Too many requests." } }),
-      });
+      await fulfillRateLimited(route);
       // The page cannot have had the answer before this point: its wait starts no sooner.
       refusedAt = Date.now();
     });

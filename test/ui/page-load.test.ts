@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { Page, Route } from "playwright-core";
 import { beforeAll, describe, expect, it } from "vitest";
-import { apiOf, makeClip, uiSuite } from "./helpers";
+import { apiOf, fulfillRateLimited, makeClip, uiSuite } from "./helpers";
 
 /**
  * A page's first requests (the signed-in user, the job on a job page) meeting an edge in trouble, against the real
@@ -44,12 +44,7 @@ describe("loading a page while the edge is in trouble", () => {
     await page.route(
       `${suite.ui.url}/api/me`,
       async (route) => {
-        await route.fulfill({
-          status: 429,
-          headers: { "retry-after": "2" },
-          contentType: "application/json",
-          body: JSON.stringify({ error: { code: "rate_limited", message: "Too many requests." } }),
-        });
+        await fulfillRateLimited(route);
         refusedAt = Date.now();
       },
       { times: 1 },
