@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, stat, utimes, writeFile, type FileHandle } from "node:fs/promises";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { spawn } from "node:child_process";
 import { childEnv, childLaunch, describeUser, runChild } from "./child-env";
 import { errorMessage, type Logger } from "./log";
@@ -108,23 +108,32 @@ const claimedDirs = new Map<string, DirId>();
  * The runner (root, beside FFMPEG_USER) chowns and empties its own directory: a local user who could put a symlink
  * there, or in a WORK_DIR they may write into, would have it chown and empty any directory, /etc included. So
  * WORK_DIR and the runner's directory must be real directories of the runner's user or root, and a WORK_DIR others
- * may write into must be sticky (nobody else can then rename or remove the runner's directory in it). Returns the
- * directory's identity, or null when it does not exist yet.
+ * may write into must be sticky (nobody else can then rename or remove the runner's directory in it). WORK_DIR
+ * itself may be a link the operator made (onto a bigger disk) while nobody else can replace it: a link of the
+ * runner's user or root, in a directory others cannot write into (or a sticky one); its target is checked as
+ * WORK_DIR. Returns the directory's identity, or null when it does not exist yet.
  */
 async function refuseUnlessOwnDir(path: string, root: string, isRoot: boolean): Promise<DirId | null> {
-  const st = await lstat(path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+  let st = await lstat(path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
     if (err.code === "ENOENT") return null;
     throw err;
   });
   if (!st) return null;
   const refuse = (why: string) => new WorkDirError(`cannot use WORK_DIR ${root}: ${isRoot ? "it" : `the runner's directory ${path}`} ${why}`);
-  if (st.isSymbolicLink()) throw refuse(`is a symbolic link (${isRoot ? "point WORK_DIR at a real directory" : "remove it: the runner makes its own"})`);
-  if (!st.isDirectory()) throw refuse("is not a directory");
   const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== BigInt(uid) && st.uid !== 0n) throw refuse(`belongs to uid ${st.uid}, neither the runner's (${uid}) nor root's`);
-  if (isRoot && (st.mode & 0o022n) !== 0n && (st.mode & 0o1000n) === 0n) {
-    throw refuse("may be written by other users but has no sticky bit (chmod o-w,g-w or chmod +t)");
+  const ours = (s: { uid: bigint }) => uid === undefined || s.uid === BigInt(uid) || s.uid === 0n;
+  const othersMayReplace = (s: { mode: bigint }) => (s.mode & 0o022n) !== 0n && (s.mode & 0o1000n) === 0n;
+  if (st.isSymbolicLink()) {
+    if (!isRoot) throw refuse("is a symbolic link (remove it: the runner makes its own)");
+    if (!ours(st)) throw refuse(`is a symbolic link of uid ${st.uid}, neither the runner's (${uid}) nor root's`);
+    if (othersMayReplace(await lstat(dirname(path), { bigint: true }))) {
+      throw refuse("is a symbolic link in a directory other users may write into (point WORK_DIR at the real directory)");
+    }
+    st = await stat(path, { bigint: true });
   }
+  if (!st.isDirectory()) throw refuse("is not a directory");
+  if (!ours(st)) throw refuse(`belongs to uid ${st.uid}, neither the runner's (${uid}) nor root's`);
+  if (isRoot && othersMayReplace(st)) throw refuse("may be written by other users but has no sticky bit (chmod o-w,g-w or chmod +t)");
   return { dev: st.dev, ino: st.ino };
 }
 

@@ -187,18 +187,26 @@ describe("a WORK_DIR another local user could steer", () => {
     expect((await readdir(target)).sort()).toEqual([MARKER, "precious"]);
   });
 
-  it("refuses a WORK_DIR that is a symbolic link, or that other users may write into without the sticky bit", async () => {
+  it("takes a WORK_DIR that is the operator's link (onto a bigger disk), not one in a directory others may write into", async () => {
     const real = await dirs.make();
-    const link = join(await dirs.make(), "work");
+    const parent = await dirs.make();
+    const link = join(parent, "work");
     await symlink(real, link);
-    await expect(claimWorkDir(link, "r1", log)).rejects.toThrow(`cannot use WORK_DIR ${link}: it is a symbolic link`);
+    expect(await claimWorkDir(link, "r1", log)).toBe(ownWorkDir(link, "r1"));
+    expect(await readdir(real)).toEqual(["runner-r1"]);
+    // Anyone who may write into the link's directory could point it elsewhere.
+    await chmod(parent, 0o777);
+    await expect(claimWorkDir(link, "r1", log)).rejects.toThrow(`cannot use WORK_DIR ${link}: it is a symbolic link in a directory other users may write into`);
+    await chmod(parent, 0o700);
+  });
+
+  it("refuses a WORK_DIR that other users may write into without the sticky bit", async () => {
     const open = await dirs.make();
     await chmod(open, 0o777);
     await expect(claimWorkDir(open, "r1", log)).rejects.toThrow(`cannot use WORK_DIR ${open}: it may be written by other users but has no sticky bit`);
     // Like /tmp: others may add their own entries but not rename or remove the runner's.
     await chmod(open, 0o1777);
     expect(await claimWorkDir(open, "r1", log)).toBe(ownWorkDir(open, "r1"));
-    expect(await readdir(real)).toEqual([]);
   });
 
   it.skipIf(process.getuid?.() !== 0)("refuses its own directory when another user owns it", async () => {
