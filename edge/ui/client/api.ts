@@ -40,11 +40,13 @@ export function errorOf(status: number, body: unknown, retryAfter: string | null
  * Runs `request` again while its failure is worth retrying (ApiError.retryable: no answer, a server error, a 429
  * other than quota_exceeded), up to `attempts` tries: waits `baseMs`, then twice as long each time, or the answer's
  * Retry-After when that is longer. A Retry-After beyond `maxWaitMs` ends the tries at once (better said than waited).
+ * `onRetry` hears of each wait before it starts (the try about to come, counted from 1).
  */
 export async function withRetries<T>(
   request: () => Promise<T>,
-  { attempts = 4, baseMs = 500, maxWaitMs = 10_000 }: { attempts?: number; baseMs?: number; maxWaitMs?: number } = {},
+  opts: { attempts?: number; baseMs?: number; maxWaitMs?: number; onRetry?: (err: ApiError, next: number, waitMs: number) => void } = {},
 ): Promise<T> {
+  const { attempts = 4, baseMs = 500, maxWaitMs = 10_000 } = opts;
   for (let attempt = 1; ; attempt++) {
     try {
       return await request();
@@ -52,6 +54,7 @@ export async function withRetries<T>(
       if (!(err instanceof ApiError && err.retryable) || attempt >= attempts) throw err;
       const wait = Math.max(baseMs * 2 ** (attempt - 1), err.retryAfterMs ?? 0);
       if (wait > maxWaitMs) throw err;
+      opts.onRetry?.(err, attempt + 1, wait);
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }

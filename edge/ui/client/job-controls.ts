@@ -43,6 +43,9 @@ export interface JobControlHooks {
   onGone(): void;
 }
 
+/** What a reopen's key is kept for: the job as the page shows it. */
+const stateOf = (j: Job) => JSON.stringify([j.id, j.status, j.totalVariations, j.completedVariations, j.failedVariations, j.cancelledVariations]);
+
 /** Shared by the controls below: one request at a time, its outcome rendered in place, errors on one line. */
 abstract class Control {
   readonly error: HTMLParagraphElement = messageEl("job-control-error");
@@ -53,7 +56,7 @@ abstract class Control {
    * shows it: sent again, the edge answers with what the first one did instead of adding a second batch. Once the
    * page shows the job changed (the first one did go through), the same click is a new request with a new key.
    */
-  private unanswered: { intent: string; key: string } | null = null;
+  private unanswered: { state: string; intent: string; key: string } | null = null;
 
   constructor(job: Job, protected readonly hooks: JobControlHooks, private readonly failure: string) {
     this.job = job;
@@ -61,6 +64,9 @@ abstract class Control {
 
   update(job: Job): void {
     this.job = job;
+    // The job moved on (the unanswered try went through, or something else changed it): a click from now on is a
+    // new request, even once the job is back in the same state (a retry whose variations failed again).
+    if (this.unanswered && this.unanswered.state !== stateOf(job)) this.unanswered = null;
     this.render();
   }
 
@@ -70,8 +76,9 @@ abstract class Control {
   /** Resume, retry or more, with the key of an unanswered try of the same request on the same job state. */
   protected reopen(action: "resume" | "retry" | "more", body: unknown = {}): () => Promise<ActionOutcome> {
     const j = this.job;
-    const intent = JSON.stringify([j.id, action, body, j.status, j.totalVariations, j.completedVariations, j.failedVariations, j.cancelledVariations]);
-    if (this.unanswered?.intent !== intent) this.unanswered = { intent, key: crypto.randomUUID() };
+    const state = stateOf(j);
+    const intent = JSON.stringify([action, body]);
+    if (this.unanswered?.state !== state || this.unanswered.intent !== intent) this.unanswered = { state, intent, key: crypto.randomUUID() };
     const { key } = this.unanswered;
     return async () => {
       const outcome = await jobAction(j.id, action, body, key);

@@ -1,7 +1,7 @@
-import { api, ApiError, messageFor, parseError } from "./api.js";
+import { api, ApiError } from "./api.js";
 import { byId } from "./dom.js";
 import { loadOrOffer, showMessage } from "./ui.js";
-import type { ApiErrorBody, Me } from "../shared/types.js";
+import type { Me } from "../shared/types.js";
 
 let current: Me["user"] | null = null;
 
@@ -21,22 +21,16 @@ export async function loadMe(): Promise<Me["user"]> {
 }
 
 async function fetchMe(): Promise<Me["user"]> {
-  let res: Response;
   try {
-    res = await fetch("/api/me", { headers: { accept: "application/json" }, credentials: "same-origin" });
-  } catch {
-    throw new ApiError(0, "network", messageFor(0, null));
-  }
-  if (res.status === 401) {
-    const code = ((await res.json().catch(() => null)) as ApiErrorBody | null)?.error?.code;
+    return (await api<Me>("GET", "/api/me", undefined, { allow401: true })).data.user;
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) throw err;
     const params = new URLSearchParams({ next: location.pathname + location.search });
     // Only a session that existed and ran out is "expired"; a first visit just asks to log in.
-    if (code === "session_expired") params.set("expired", "1");
+    if (err.code === "session_expired") params.set("expired", "1");
     location.replace(`/login?${params.toString()}`);
     return new Promise(() => {}); // navigation is under way; nothing else should render
   }
-  if (!res.ok) throw await parseError(res);
-  return ((await res.json()) as Me).user;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { api, ApiError, errorOf, redirectToLogin, xhrSend } from "./api.js";
+import { api, ApiError, errorOf, redirectToLogin, withRetries, xhrSend } from "./api.js";
 import { byId, h, progressBar, setText, updateProgress } from "./dom.js";
 import { askOnce } from "./notify.js";
 import { announce, showMessage } from "./ui.js";
@@ -168,21 +168,20 @@ function newKey(): string {
  * (what it creates may exist: the key makes the retry answer it), a server error, or a 429 that asks to wait (after
  * its Retry-After, not before: a try inside the wait is refused again). A 429 quota_exceeded is reported at once.
  */
-async function createWithRetries<T>(send: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await send();
-    } catch (err) {
-      if (!(err instanceof ApiError && err.retryable) || attempt >= CREATE_ATTEMPTS) throw err;
-      const wait = Math.max(1000 * 2 ** (attempt - 1), err.retryAfterMs ?? 0);
+function createWithRetries<T>(send: () => Promise<T>): Promise<T> {
+  return withRetries(send, {
+    attempts: CREATE_ATTEMPTS,
+    baseMs: 1000,
+    // However long the edge asks to wait: the rows say so, and the form stays as it is meanwhile.
+    maxWaitMs: Infinity,
+    onRetry: (err, next, wait) => {
       const busy = err.status === 429;
       for (const i of items) {
-        setText(i.state, busy ? `Server busy: trying again in ${Math.ceil(wait / 1000)} s (${attempt + 1} of ${CREATE_ATTEMPTS})` : `No answer yet: trying again (${attempt + 1} of ${CREATE_ATTEMPTS})`);
+        setText(i.state, busy ? `Server busy: trying again in ${Math.ceil(wait / 1000)} s (${next} of ${CREATE_ATTEMPTS})` : `No answer yet: trying again (${next} of ${CREATE_ATTEMPTS})`);
       }
       announce(busy ? "The server asked to wait; trying again." : "The connection dropped; trying again.");
-      await sleep(wait);
-    }
-  }
+    },
+  });
 }
 
 /** `POST /api/jobs` from completed uploads, with the key. */
@@ -356,6 +355,8 @@ async function submit(ev: SubmitEvent): Promise<void> {
   setBusy(true);
   announce("Upload started.");
   const key = keyFor(variations, effects);
+  // Whether the job's create was sent: only then can a try without an answer have made it.
+  let createSent = false;
   try {
     let job: Job;
     if (useMultipart(items.map((i) => i.file.size))) {
@@ -379,6 +380,7 @@ async function submit(ev: SubmitEvent): Promise<void> {
         job = (await createWithRetries(() => createFromUploads(ids, variations, effects, key))).job;
       }
     } else {
+      createSent = true;
       job = (await createWithRetries(() => uploadSingle(variations, effects, key))).job;
     }
     // Done: the same choice on this page again (back/forward cache) is a new job, with new uploads.
@@ -392,7 +394,7 @@ async function submit(ev: SubmitEvent): Promise<void> {
     // The connection or the service failed: what the server took is kept, and the next click goes on from there.
     const resumable = err instanceof ApiError && err.retryable && openUploads.size > 0;
     // No answer to the job's create (the form path holds no open uploads): it may have been made all the same.
-    const maybeMade = !resumable && err instanceof ApiError && (err.status === 0 || err.status >= 500);
+    const maybeMade = createSent && !resumable && err instanceof ApiError && (err.status === 0 || err.status >= 500);
     if (!resumable) {
       // A refusal: dropped before the form is usable again, so a resubmit does not find them still holding the open
       // uploads. A job that a lost answer created keeps them: the server refuses to drop an upload a job uses.
