@@ -59,23 +59,32 @@ describe("loading a page while the edge is in trouble", () => {
     await context.close();
   }, 60_000);
 
-  it("explains in words that the page could not be loaded while the edge answers 503, and loads it with Try again once it recovers", async () => {
-    const { context, page, email } = await suite.newUser("me-down");
-    await page.route(`${suite.ui.url}/api/me`, unavailable);
-    const mes = requestsOf(page, "/api/me");
-    await page.goto(`${suite.ui.url}/jobs`);
+  /**
+   * Opens `pagePath` while `apiPath` answers 503: the page, after its retries, explains it in words in `messageSel`
+   * (no route strings); once the edge recovers, Try again loads the page and the message goes.
+   */
+  async function downThenTryAgain(page: Page, apiPath: string, pagePath: string, messageSel: string) {
+    const api = `${suite.ui.url}${apiPath}`;
+    await page.route(api, unavailable);
+    const tries = requestsOf(page, apiPath);
+    await page.goto(`${suite.ui.url}${pagePath}`);
     await page.waitForSelector("body[data-ready=error]", { timeout: 30_000 });
-    const message = page.locator("#page-message");
+    const message = page.locator(messageSel);
     expect(await message.isVisible()).toBe(true);
     const text = (await message.textContent()) ?? "";
     expect(text).toMatch(/^Could not load this page: The server had a problem \(503\)\. Please try again\./);
     expect(text).not.toContain("/api");
-    expect(mes.length).toBeGreaterThan(1);
+    expect(tries.length).toBeGreaterThan(1);
 
-    await page.unroute(`${suite.ui.url}/api/me`);
+    await page.unroute(api);
     await message.getByRole("button", { name: "Try again" }).click();
     await page.waitForSelector("body[data-ready=true]", { timeout: 20_000 });
     expect(await message.isVisible()).toBe(false);
+  }
+
+  it("explains in words that the page could not be loaded while the edge answers 503, and loads it with Try again once it recovers", async () => {
+    const { context, page, email } = await suite.newUser("me-down");
+    await downThenTryAgain(page, "/api/me", "/jobs", "#page-message");
     expect(await page.locator("#nav-user").textContent()).toBe(email);
     await expect.poll(() => page.locator("#jobs-empty").isVisible()).toBe(true);
     await context.close();
@@ -84,22 +93,7 @@ describe("loading a page while the edge is in trouble", () => {
   it("explains in words that a job could not be loaded while the edge answers 503, and shows it with Try again once it recovers", async () => {
     const { context, page } = await suite.newUser("job-down");
     const { id } = await apiOf(context, suite.ui.url).createJob({ name: "load.mp4", buffer: clip }, 1);
-    const jobApi = `${suite.ui.url}/api/jobs/${id}`;
-    await page.route(jobApi, unavailable);
-    const gets = requestsOf(page, `/api/jobs/${id}`);
-    await page.goto(`${suite.ui.url}/jobs/${id}`);
-    await page.waitForSelector("body[data-ready=error]", { timeout: 30_000 });
-    const message = page.locator("#job-message");
-    expect(await message.isVisible()).toBe(true);
-    const text = (await message.textContent()) ?? "";
-    expect(text).toMatch(/^Could not load this page: The server had a problem \(503\)\. Please try again\./);
-    expect(text).not.toContain("/api");
-    expect(gets.length).toBeGreaterThan(1);
-
-    await page.unroute(jobApi);
-    await message.getByRole("button", { name: "Try again" }).click();
-    await page.waitForSelector("body[data-ready=true]", { timeout: 20_000 });
-    expect(await message.isVisible()).toBe(false);
+    await downThenTryAgain(page, `/api/jobs/${id}`, `/jobs/${id}`, "#job-message");
     expect(await page.locator("#job-title").textContent()).toBe("load.mp4");
     expect(await page.locator(".job-summary .badge").textContent()).toBe("Queued");
     await context.close();

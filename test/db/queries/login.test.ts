@@ -23,19 +23,28 @@ function before(db: Db, re: RegExp, meanwhile: () => Promise<unknown>): () => vo
   });
 }
 
+/**
+ * A user signing in with "old-password-1" while a change to "new-password-2" lands right before the sign-in's
+ * statement matching `re`: the sign-in is refused as invalid_credentials. The database and the user.
+ */
+async function signInOvertakenByChange(name: string, re: RegExp) {
+  const { db } = await freshDb(server, name);
+  const email = `l-${newId()}@test.example`;
+  const user = await createUser(db, { email, password: "old-password-1", role: "user" });
+  const restore = before(db, re, () =>
+    changePassword(db, { userId: user.id, currentPassword: "old-password-1", newPassword: "new-password-2" }, Date.now()),
+  );
+  try {
+    await expect(login(db, { email, password: "old-password-1", address: null }, Date.now())).rejects.toMatchObject({ code: "invalid_credentials" });
+  } finally {
+    restore();
+  }
+  return { db, email, user };
+}
+
 describe("login", () => {
   it("gets no session when the password changes between its password check and its session (the change ends every session, this one too)", async () => {
-    const { db } = await freshDb(server, "login_vs_change");
-    const email = `l-${newId()}@test.example`;
-    const user = await createUser(db, { email, password: "old-password-1", role: "user" });
-    const restore = before(db, /insert into "?sessions"?/i, () =>
-      changePassword(db, { userId: user.id, currentPassword: "old-password-1", newPassword: "new-password-2" }, Date.now()),
-    );
-    try {
-      await expect(login(db, { email, password: "old-password-1", address: null }, Date.now())).rejects.toMatchObject({ code: "invalid_credentials" });
-    } finally {
-      restore();
-    }
+    const { db, email, user } = await signInOvertakenByChange("login_vs_change", /insert into "?sessions"?/i);
     const fresh = await login(db, { email, password: "new-password-2", address: null }, Date.now());
     expect(await authenticateSession(db, fresh.session.token, Date.now())).not.toBeNull();
     const rows = await db.$client.execute({ sql: "SELECT count(*) AS n FROM sessions WHERE user_id = ?", args: [user.id] });
@@ -43,17 +52,7 @@ describe("login", () => {
   });
 
   it("remembers no browser for a sign-in with the old password that a password change overtook (the browser goes with the session, or not at all)", async () => {
-    const { db } = await freshDb(server, "login_device_vs_change");
-    const email = `l-${newId()}@test.example`;
-    const user = await createUser(db, { email, password: "old-password-1", role: "user" });
-    const restore = before(db, /insert into "?login_devices"?/i, () =>
-      changePassword(db, { userId: user.id, currentPassword: "old-password-1", newPassword: "new-password-2" }, Date.now()),
-    );
-    try {
-      await expect(login(db, { email, password: "old-password-1", address: null }, Date.now())).rejects.toMatchObject({ code: "invalid_credentials" });
-    } finally {
-      restore();
-    }
+    const { db, email, user } = await signInOvertakenByChange("login_device_vs_change", /insert into "?login_devices"?/i);
     const rows = await db.$client.execute({ sql: "SELECT (SELECT count(*) FROM login_devices WHERE user_id = ?) AS devices, (SELECT count(*) FROM sessions WHERE user_id = ?) AS sessions", args: [user.id, user.id] });
     expect({ devices: Number(rows.rows[0]!.devices), sessions: Number(rows.rows[0]!.sessions) }).toEqual({ devices: 0, sessions: 0 });
     // The owner's own sign-in with the new password is remembered as before.
