@@ -56,6 +56,9 @@ export const jobs = sqliteTable(
   },
   (t) => [
     index("jobs_user_created_idx").on(t.userId, t.createdAt),
+    // A user's active jobs without visiting their finished history: the admission checks count them under the
+    // write lock (db/queries/quotas/usage.ts).
+    index("jobs_user_status_idx").on(t.userId, t.status),
     // One job per key and user; NULLs (no key) never collide in SQLite's unique indexes.
     uniqueIndex("jobs_user_idempotency_key_idx").on(t.userId, t.idempotencyKey),
     index("jobs_status_idx").on(t.status),
@@ -189,7 +192,8 @@ export const uploads = sqliteTable(
     idempotencyKey: text("idempotency_key"),
   },
   (t) => [
-    index("uploads_user_idx").on(t.userId),
+    // By status too: the admission checks count a user's open and unused uploads, not every consumed one.
+    index("uploads_user_status_idx").on(t.userId, t.status),
     uniqueIndex("uploads_user_idempotency_key_idx").on(t.userId, t.idempotencyKey),
     index("uploads_status_created_idx").on(t.status, t.createdAt),
     index("uploads_object_key_idx").on(t.objectKey),

@@ -10,6 +10,13 @@ export const users = sqliteTable(
     createdAt: integer("created_at").notNull(),
     /** Set while an admin has disabled the account: its sessions are deleted and its tokens stop authenticating. */
     disabledAt: integer("disabled_at"),
+    /**
+     * Bytes the user has stored: sources, outputs and unused uploads (`storedBytesOf`). Kept by triggers on those
+     * tables (migration 0031), never by application code: every admission reads it under the write lock, and the sum
+     * it replaces visited every row of the user's history (a user who made a million cancelled variations slowed
+     * every other user's writes).
+     */
+    storedBytes: integer("stored_bytes").notNull().default(0),
   },
   (t) => [uniqueIndex("users_email_uq").on(t.email)],
 );

@@ -8,19 +8,21 @@ import { ACTIVE_JOB_STATUSES } from "../states";
  * the insert they guard), the usage read and the storage cap all use these. Aliased tables throughout, so the
  * fragments can sit inside an INSERT into `jobs` or `uploads` without binding to the outer row.
  *
- * Cost: every subquery starts from one user's rows (jobs_user_created_idx, uploads_user_idx) and probes per job
- * (sources_job_position_uq, variations_job_idx); no table is scanned.
+ * Cost: the stored bytes are one row; every other subquery starts from one user's live rows (active jobs, open
+ * uploads, ingests in flight: all bounded by the user's limits); none visits the user's finished history.
  */
 const active = [...ACTIVE_JOB_STATUSES];
 
 /** Unused upload states whose bytes are (or are about to be) stored: an uploading one counts at its declared size. */
 export const UNUSED_UPLOAD_STATUSES = ["uploading", "completed"] as const;
 
-/** Bytes the user has stored (sources, outputs, unused uploads): what the storage cap can free. */
-export const storedBytesOf = (userId: string | SQL) => sql<number>`(
-  (SELECT coalesce(sum(qs.size), 0) FROM sources qs JOIN jobs qj ON qj.id = qs.job_id WHERE qj.user_id = ${userId})
-  + (SELECT coalesce(sum(qv.output_size), 0) FROM variations qv JOIN jobs qj ON qj.id = qv.job_id WHERE qj.user_id = ${userId})
-  + (SELECT coalesce(sum(qu.size), 0) FROM uploads qu WHERE qu.user_id = ${userId} AND qu.status IN ${[...UNUSED_UPLOAD_STATUSES]}))`;
+/**
+ * Bytes the user has stored (sources, outputs, unused uploads): what the storage cap can free. `users.stored_bytes`,
+ * kept by triggers (migration 0031): one row read, whatever the user's history — admissions evaluate this under the
+ * write lock, where a sum over every variation the user ever made held up every other user's writes.
+ */
+export const storedBytesOf = (userId: string | SQL) =>
+  sql<number>`(SELECT coalesce((SELECT qb.stored_bytes FROM users qb WHERE qb.id = ${userId}), 0))`;
 
 /**
  * What counts against the storage quota: the stored bytes and the room form uploads in flight hold
