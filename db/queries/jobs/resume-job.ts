@@ -1,4 +1,4 @@
-import { and, eq, or } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import type { Db } from "../../client";
 import { ConflictError } from "../../errors";
 import type { QuotaRequest, UserLimits } from "../../limits";
@@ -32,26 +32,29 @@ export async function resumeJob(
     throw new ConflictError("nothing_to_resume", "Nothing of this job was cancelled", { job: presentRecord(record, now) });
   }
   const request: QuotaRequest = { activeJobs: 1, queuedVariations: cancelled, storageBytes: 0 };
-  const [, reopened] = await db.batch([
-    db
-      .update(variations)
-      .set(FRESH_VARIATION)
-      .where(
-        and(
-          eq(variations.jobId, input.jobId),
-          eq(variations.status, "cancelled"),
-          reopenGuard(input.jobId, record.job.userId, ["cancelled"], input.limits, request, now),
-        ),
-      ),
-    reopenJobStatement(
-      db,
-      input.jobId,
-      input.viewer,
-      or(eq(jobs.status, "paused"), and(eq(jobs.status, "cancelled"), HAS_QUEUED_WORK))!,
-      now,
-      reopenKeyColumns(idem, now),
-    ),
-  ]);
+  const keyColumns = reopenKeyColumns(idem, now);
+  // Every statement is guarded by the status this request read. A paused job cancelled (and finalized) before the
+  // batch ran matched the cancelled-job arm: its cancelled variations were queued again past the owner's limits
+  // (the check had counted none) and the cancel the other tab was told about was undone.
+  const reopened =
+    record.job.status === "paused"
+      ? // Already active and counted against the owner's limits: only the job moves.
+        await reopenJobStatement(db, input.jobId, input.viewer, eq(jobs.status, "paused"), now, keyColumns)
+      : (
+          await db.batch([
+            db
+              .update(variations)
+              .set(FRESH_VARIATION)
+              .where(
+                and(
+                  eq(variations.jobId, input.jobId),
+                  eq(variations.status, "cancelled"),
+                  reopenGuard(input.jobId, record.job.userId, ["cancelled"], input.limits, request, now),
+                ),
+              ),
+            reopenJobStatement(db, input.jobId, input.viewer, and(eq(jobs.status, "cancelled"), HAS_QUEUED_WORK)!, now, keyColumns),
+          ])
+        )[1];
   if (reopened.length === 0) {
     // Judged against the status this request started from: a paused job cancelled meanwhile is a conflict.
     const allowed = [record.job.status];

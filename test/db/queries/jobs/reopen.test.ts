@@ -2,7 +2,7 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../../../../db/client";
 import { USER_LIMIT_DEFAULTS, userLimitsFrom } from "../../../../db/limits";
-import { addVariations, pauseJob, resumeJob, type Reopened } from "../../../../db/queries/jobs";
+import { addVariations, pauseJob, requestCancel, resumeJob, type Reopened } from "../../../../db/queries/jobs";
 import { REOPEN_KEY_REPLAY_MS } from "../../../../db/queries/jobs/reopen";
 import { variations } from "../../../../db/schema";
 import { dropFirstReply, startDbProxy } from "../../../helpers/db-proxy";
@@ -87,5 +87,33 @@ describe("a reopen's key", () => {
     await resume(null, NOW + 3 + REOPEN_KEY_REPLAY_MS);
     // The unkeyed resume replaced it: a late repeat of the key is a new request, refused while the job runs.
     await expect(resume("nightly", NOW + 4 + REOPEN_KEY_REPLAY_MS)).rejects.toMatchObject({ code: "job_active" });
+  });
+});
+
+describe("a resume racing a cancel", () => {
+  it("leaves a paused job cancelled when another tab cancels it after the resume read it, and queues nothing past the owner's limits", async () => {
+    const { db, url } = await freshDb(server, "resume-vs-cancel");
+    const few = { ...limits, queuedVariations: 3 };
+    const j = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 3, createdAt: NOW - 1000 });
+    const viewer = { id: j.userId, email: `${j.userId}@test.local`, role: "user" as const };
+    await pauseJob(db, { jobId: j.jobId, viewer }, NOW);
+    // Between the resume's read (paused) and its batch: the other tab cancels (nothing runs, so the job is cancelled
+    // at once) and the owner starts another job that fills the queued-variations limit.
+    let cancelled = false;
+    const restore = interceptStatements(db, async (stmts) => {
+      if (cancelled || !stmts.some((s) => /update "jobs" set "status"/.test(sqlOf(s)))) return;
+      cancelled = true;
+      const other = createDb(url);
+      expect(await requestCancel(other, { jobId: j.jobId, viewer }, NOW + 1)).toMatchObject({ job: { status: "cancelled" } });
+      await seedJob(other, { userId: j.userId, sources: [{ objectKey: "sources/k/s" }], variationsPerSource: 3, createdAt: NOW + 1 });
+    });
+    try {
+      await expect(resumeJob(db, { jobId: j.jobId, viewer, limits: few }, NOW + 2)).rejects.toMatchObject({ code: "not_resumable" });
+    } finally {
+      restore();
+    }
+    expect(cancelled).toBe(true);
+    expect(await getJobRow(db, j.jobId)).toMatchObject({ status: "cancelled", cancelledAt: NOW + 1 });
+    expect((await getVariationRows(db, j.jobId)).map((v) => v.status)).toEqual(["cancelled", "cancelled", "cancelled"]);
   });
 });
