@@ -1,5 +1,5 @@
 import type { Db } from "../../db/client";
-import { findJobByIdempotencyKey, type JobView } from "../../db/queries/jobs";
+import { findJobByIdempotencyKey, type JobView, type QueueSnapshotSource } from "../../db/queries/jobs";
 import { IdempotencyKey, parseWith } from "./schemas";
 
 /** The request header that names one job creation (draft-ietf-httpapi-idempotency-key-header). */
@@ -65,13 +65,15 @@ export async function createOnce<T>(
 
 /** createOnce for jobs: the upload ids of a JSON body or the files of a form (lib/ingest.ts) make the job. */
 export async function createJobOnce(
-  deps: { db: Db; clock?: () => number },
+  deps: { db: Db; clock?: () => number; queue?: QueueSnapshotSource },
   input: { userId: string; key: string | null; request: Request },
   create: () => Promise<JobView>,
 ): Promise<{ job: JobView; replayed: boolean }> {
   const { db, clock = Date.now } = deps;
   const { key, userId } = input;
-  const find = () => (key === null ? Promise.resolve(null) : findJobByIdempotencyKey(db, { userId, key }, clock()));
+  // `queue`: the isolate's shared snapshot. A replay answers the job with its queue estimate, and a client looping
+  // one key read every user's pending work per request without it.
+  const find = () => (key === null ? Promise.resolve(null) : findJobByIdempotencyKey(db, { userId, key }, clock(), deps.queue));
   const { value, replayed } = await createOnce({ key, request: input.request }, find, create);
   return { job: value, replayed };
 }

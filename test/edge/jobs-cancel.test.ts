@@ -50,6 +50,21 @@ describe("POST /api/jobs/:id/cancel", () => {
     expect((await variationsOf(seeded.id)).every((v) => v.status === "cancelled")).toBe(true);
   });
 
+  it("cancels with an empty JSON body, refuses a reason it cannot read as JSON, and cancels nothing then", async () => {
+    const s = await signIn();
+    const empty = await seedJob(s.id);
+    const res = await s.call(`/api/jobs/${empty.id}/cancel`, { method: "POST", headers: { "content-type": "application/json" } });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: "cancelled", cancelReason: null });
+
+    // A reason sent as text/plain was dropped without a word: the job was cancelled with no reason.
+    const plain = await seedJob(s.id);
+    const refused = await s.call(`/api/jobs/${plain.id}/cancel`, { method: "POST", headers: { "content-type": "text/plain" }, body: '{"reason":"wrong clips"}' });
+    expect(refused.status).toBe(415);
+    expect(await refused.json()).toMatchObject({ error: { code: "unsupported_content_type" } });
+    expect((await variationsOf(plain.id)).every((v) => v.status === "queued")).toBe(true);
+  });
+
   it("accepts a request without a body", async () => {
     const s = await signIn();
     const seeded = await seedJob(s.id);

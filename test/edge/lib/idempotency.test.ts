@@ -3,11 +3,12 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { newId } from "../../../db/ids";
 import type { UserLimits } from "../../../db/limits";
-import { createJob, createJobFromUploads } from "../../../db/queries/jobs";
+import { createJob, createJobFromUploads, readQueueSnapshot } from "../../../db/queries/jobs";
 import { ingests, jobs, uploads } from "../../../db/schema";
 import { createJobOnce, createOnce } from "../../../edge/lib/idempotency";
 import { createWebhook, findWebhookByIdempotencyKey } from "../../../db/queries/webhooks";
 import { createJobFromForm } from "../../../edge/lib/ingest";
+import { sharedQueueSnapshots } from "../../../edge/lib/queue-snapshot";
 import { db, fakeMp4, formBody, makeUser } from "../helpers";
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -86,6 +87,19 @@ describe("createJobOnce (Idempotency-Key)", () => {
     const result = await createJobOnce({ db }, { userId, key, request: new Request("http://edge.test/") }, () => createJobFromUploads(db, input, Date.now()));
     expect(result).toMatchObject({ replayed: true, job: { id: twin.id } });
     expect((await db.select({ id: jobs.id }).from(jobs).where(eq(jobs.userId, userId))).map((j) => j.id)).toEqual([twin.id]);
+  });
+
+  it("answers repeats of a key with the job's queue estimate from the shared snapshot: one read of every user's pending work, not one per repeat", async () => {
+    const { id: userId } = await makeUser();
+    const key = crypto.randomUUID();
+    await twinJob(userId, key);
+    let reads = 0;
+    const queue = sharedQueueSnapshots(async (d, now) => (reads++, readQueueSnapshot(d, now)))("idempotency-test");
+    for (let i = 0; i < 3; i++) {
+      const again = await createJobOnce({ db, queue }, { userId, key, request: new Request("http://edge.test/") }, () => Promise.reject(new Error("not made twice")));
+      expect(again).toMatchObject({ replayed: true, job: { status: "queued", queuePosition: expect.any(Number) } });
+    }
+    expect(reads).toBe(1);
   });
 
   it("passes a failure through when no job has the key", async () => {
