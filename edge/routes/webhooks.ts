@@ -129,8 +129,11 @@ export const webhooks = new Hono<AppEnv>()
 
 /**
  * After a state-changing job request the edge may just have written webhook events (a queued job cancelled, a
- * pause, a cancel its runners settled within the wait): enqueue them now instead of at the next sweep. Runs
- * after the response (waitUntil); a failure only leaves them to the sweep.
+ * pause, a cancel its runners settled within the wait): enqueue them now instead of at the next sweep. Only the
+ * requester's endpoints: a request that changed nothing (a second pause, a replay) still kicks, and a kick over
+ * every user's pending endpoints made one client's loop a write over everyone's backlog per request. Another
+ * owner's events (an admin's cancel) wait for the sweep, seconds away. Runs after the response (waitUntil); a
+ * failure only leaves them to the sweep.
  */
 export function kickWebhookDeliveries(): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
@@ -143,7 +146,7 @@ export function kickWebhookDeliveries(): MiddlewareHandler<AppEnv> {
       return;
     }
     ctx.waitUntil(
-      enqueueDueDeliveries({ db: c.get("db"), queue: c.env.WEBHOOK_QUEUE }, Date.now()).catch((err) =>
+      enqueueDueDeliveries({ db: c.get("db"), queue: c.env.WEBHOOK_QUEUE }, Date.now(), { userId: c.get("user").id }).catch((err) =>
         console.error("webhook kick failed", loggable(err)),
       ),
     );

@@ -19,7 +19,8 @@ const dueNow = (d: SQL, now: number): SQL => sql`${d}.status = 'pending' AND ${d
  * failure (unless the row skips holds) or has a row being sent or queued (endpoint-hold.ts); of an endpoint's due
  * rows, `pickOrder` decides. Round-robin over users — every user's first endpoint, then every user's second, … —
  * so neither one endpoint's backlog nor one user's ten endpoints fill a sweep ahead of another user's event.
- * `webhookId`: only that endpoint (its next row, right after a send to it settled). A queued message that is lost
+ * `webhookId`: only that endpoint (its next row, right after a send to it settled). `userId`: only that user's
+ * endpoints (the kick after one user's job request: its cost is that user's endpoints, not everyone's). A queued message that is lost
  * costs ENQUEUE_HOLD_MS: the row (and so its endpoint) is taken again after it.
  *
  * Driven by the endpoints that have pending rows, each answered from indexes: its untried hand-sent row, else (not
@@ -28,7 +29,7 @@ const dueNow = (d: SQL, now: number): SQL => sql`${d}.status = 'pending' AND ${d
  * down with a large backlog (a pause/resume loop makes one fast) no longer makes every sweep — and every send's look
  * for its endpoint's next row — read and sort all of it.
  */
-export async function takeDueDeliveries(db: Db, now: number, limit: number, only?: { webhookId: string }): Promise<string[]> {
+export async function takeDueDeliveries(db: Db, now: number, limit: number, only?: { webhookId: string } | { userId: string }): Promise<string[]> {
   // Each lookup names its index (INDEXED BY): without statistics SQLite prefers another index, and would read a held
   // endpoint's whole backlog looking for its few hand-sent rows.
   const firstOf = (index: string, where: SQL) => sql`(SELECT d.id FROM ${webhookDeliveries} d INDEXED BY ${sql.raw(index)}
@@ -44,7 +45,13 @@ export async function takeDueDeliveries(db: Db, now: number, limit: number, only
     WHERE x.status = 'pending' ${after === null ? sql`` : sql`AND x.webhook_id > ${after}`})`;
   const rows = await db.all<Taken>(sql`
     WITH RECURSIVE endpoints(id) AS (
-      ${only ? sql`SELECT ${only.webhookId}` : sql`SELECT ${nextEndpoint(null)} UNION ALL SELECT ${nextEndpoint(sql`e.id`)} FROM endpoints e WHERE e.id IS NOT NULL`}
+      ${
+        only === undefined
+          ? sql`SELECT ${nextEndpoint(null)} UNION ALL SELECT ${nextEndpoint(sql`e.id`)} FROM endpoints e WHERE e.id IS NOT NULL`
+          : "webhookId" in only
+            ? sql`SELECT ${only.webhookId}`
+            : sql`SELECT uw.id FROM ${webhooks} uw WHERE uw.user_id = ${only.userId}`
+      }
     )
     UPDATE ${webhookDeliveries} SET enqueued_until = ${now + ENQUEUE_HOLD_MS}
     WHERE id IN (

@@ -45,9 +45,9 @@ export const SWEEP_EVERY_SECONDS = 5;
 export async function enqueueDueDeliveries(
   deps: { db: Db; queue: Queue<WebhookMessage> },
   now: number,
-  only?: { webhookId: string },
+  only?: { webhookId: string } | { userId: string },
 ): Promise<number> {
-  const ids = await takeDueDeliveries(deps.db, now, only ? 1 : SWEEP_LIMIT, only);
+  const ids = await takeDueDeliveries(deps.db, now, only && "webhookId" in only ? 1 : SWEEP_LIMIT, only);
   if (ids.length === 0) return 0;
   try {
     await deps.queue.sendBatch(ids.map((id) => ({ body: { kind: "deliver", id } as WebhookMessage })));
