@@ -32,25 +32,19 @@ export async function listJobs(
   queue?: QueueSnapshotSource,
 ): Promise<{ jobs: JobView[]; nextCursor: string | null }> {
   const after = input.cursor ? decodeCursor(input.cursor) : undefined;
-  const page = await db
-    .select()
-    .from(jobs)
-    .where(
-      and(
-        ownedBy(input.viewer),
-        input.status ? eq(jobs.status, input.status) : undefined,
-        after
-          ? or(lt(jobs.createdAt, after.createdAt), and(eq(jobs.createdAt, after.createdAt), lt(jobs.id, after.id)))
-          : undefined,
-      ),
-    )
-    .orderBy(desc(jobs.createdAt), desc(jobs.id))
-    .limit(input.limit + 1);
-  const pageJobs = page.slice(0, input.limit);
-  if (pageJobs.length === 0) return { jobs: [], nextCursor: null };
-  const ids = pageJobs.map((j) => j.id);
-  const [sourceRows, countRows] = await db.batch([
-    db.select().from(sources).where(inArray(sources.jobId, ids)),
+  const onPage = and(
+    ownedBy(input.viewer),
+    input.status ? eq(jobs.status, input.status) : undefined,
+    after ? or(lt(jobs.createdAt, after.createdAt), and(eq(jobs.createdAt, after.createdAt), lt(jobs.id, after.id))) : undefined,
+  );
+  const newestFirst = [desc(jobs.createdAt), desc(jobs.id)] as const;
+  const pageIds = db.select({ id: jobs.id }).from(jobs).where(onPage).orderBy(...newestFirst).limit(input.limit);
+  // One batch, one read transaction: the page and its sources and counts are one moment. Read in two round trips,
+  // a retry or more committing in between showed a job's status and total from before it and its counts from after
+  // (completed at 100 % with queued work; counts adding up to more than the total).
+  const [page, sourceRows, countRows] = await db.batch([
+    db.select().from(jobs).where(onPage).orderBy(...newestFirst).limit(input.limit + 1),
+    db.select().from(sources).where(inArray(sources.jobId, pageIds)),
     db
       .select({
         jobId: variations.jobId,
@@ -60,9 +54,11 @@ export async function listJobs(
         progressSum: sql<number>`coalesce(sum(${variations.progress}), 0)`.mapWith(Number),
       })
       .from(variations)
-      .where(inArray(variations.jobId, ids))
+      .where(inArray(variations.jobId, pageIds))
       .groupBy(variations.jobId, variations.sourceId, variations.status),
   ]);
+  const pageJobs = page.slice(0, input.limit);
+  if (pageJobs.length === 0) return { jobs: [], nextCursor: null };
   const own = new Map<string, OwnWork>();
   for (const r of countRows) {
     if (r.status !== "queued" && r.status !== "running") continue;
