@@ -68,7 +68,10 @@ export async function runnerRoundTrip(db: Db, input: RoundTripInput): Promise<Ro
   const items: BatchItem<"sqlite">[] = [];
   if (input.inHand) {
     const json = JSON.stringify(input.inHand.map(key));
-    const notInHand = sql`runner_id = ${runnerId} AND status = 'running'
+    // Only rows claimed at or before this round trip's `now` (a claim sets started_at to its own `now`): the list is
+    // what was in hand when this round trip was sent, and a round trip the runner gave up on may still execute after
+    // its next one, whose claims that list cannot name. Those are the later round trip's to judge.
+    const notInHand = sql`runner_id = ${runnerId} AND status = 'running' AND started_at <= ${now}
       AND (id || ':' || claims) NOT IN (SELECT value FROM json_each(${json}))`;
     // Never started: nothing was spent, the attempt is given back. Started: its lease ends now.
     items.push(
@@ -96,7 +99,9 @@ export async function runnerRoundTrip(db: Db, input: RoundTripInput): Promise<Ro
     items.push(
       db.all<InHand>(sql`
         UPDATE variations SET
-          lease_expires_at = ${now + leaseMs},
+          -- Never shortened: a late round trip (executed after the runner's next one) must not move back the lease the
+          -- later heartbeat wrote.
+          lease_expires_at = max(coalesce(lease_expires_at, 0), ${now + leaseMs}),
           progress = coalesce((SELECT json_extract(b.value, '$.p') FROM json_each(${json}) b WHERE b.key = variations.id), progress)
         WHERE runner_id = ${runnerId} AND status = 'running'
           AND claims = (SELECT json_extract(b.value, '$.a') FROM json_each(${json}) b WHERE b.key = variations.id)
