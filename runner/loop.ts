@@ -522,7 +522,10 @@ export class Runner {
       this.processes.killAll();
     }
     if (!(await within(all(), left()))) log.warn("hand-back not confirmed before the deadline; leases expire instead", { active: this.tasks.size });
-    await within(this.inFlight ?? Promise.resolve(), Math.min(1000, left()));
+    // Against the whole deadline: a claim whose reply came after the exit was never handed back (a fresh RUNNER_ID
+    // each start: no stranded rule finds it), so it sat out LEASE_MS and then cost an attempt. One that arrives now is
+    // handed straight back by startTask, and that release is among the background work waited for below.
+    await within(this.inFlight ?? Promise.resolve(), left());
     await within(this.thumbnails.close(), Math.min(1000, left()));
     await within(Promise.allSettled([...this.background]), left());
     await within(removeRunner(db, config.RUNNER_ID).catch((err) => log.warn("could not deregister", { error: errorMessage(err) })), left());
