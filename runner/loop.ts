@@ -19,7 +19,7 @@ import { Thumbnails } from "./thumbnails";
 import { applyHeartbeat, heartbeatPayload, inHandOf, stopExpired, stopStalled, watchedOf } from "./watch";
 import { VariationTask, type TaskOutcome, type WorkContext } from "./work";
 import { childUidsLeft, configureChildren, describeUser, killLeftovers } from "./child-env";
-import { checkFfmpegUser, claimWorkDir, DuplicateRunnerError, FfmpegUserError, WorkDirError, MARK_TOUCH_MS, ownWorkDir, PREDECESSOR_QUIET_MS, releaseWorkDir, removeAbandonedWorkDirs, removeTree, sweepWorkDir, touchWorkDir } from "./workdir";
+import { checkFfmpegUser, claimWorkDir, DuplicateRunnerError, refuseDuplicateRunner, FfmpegUserError, WorkDirError, MARK_TOUCH_MS, ownWorkDir, PREDECESSOR_QUIET_MS, releaseWorkDir, removeAbandonedWorkDirs, removeTree, sweepWorkDir, touchWorkDir } from "./workdir";
 
 export interface RunnerDeps {
   config: RunnerConfig;
@@ -164,6 +164,9 @@ export class Runner {
         if (childUidsLeft() === 0) log.error("no FFmpeg uid left: this runner claims nothing more and /healthz answers 503 (restart it, or its host)");
       },
     });
+    // First: a second start with the id of a live runner on this host must leave that runner's FFmpeg alone (the
+    // kill below takes every process of the range's uids, whoever started it).
+    await refuseDuplicateRunner(config.WORK_DIR, config.RUNNER_ID);
     // What a previous life of this runner's children left running as the range's uids (it still writes in WORK_DIR).
     const kept = await killLeftovers();
     // Something of the range that cannot be killed would share a uid with the uploads' FFmpeg (or the killer's).

@@ -45,6 +45,19 @@ export const PREDECESSOR_QUIET_MS = 3 * 60_000;
 const looksLikePredecessor = (mark: Mark) => mark.host === hostname() && (mark.pid === process.pid || !alive(mark.pid));
 
 /**
+ * Refuses to start when a live process on this host already runs with this RUNNER_ID (its mark in our directory
+ * names it). Only reads: the runner calls it before anything it does at start can touch the live runner's work —
+ * killing a previous life's leftovers (runner/child-env.ts) would otherwise SIGKILL the live runner's FFmpeg first.
+ */
+export async function refuseDuplicateRunner(root: string, runnerId: string): Promise<void> {
+  const mark = await readMark(ownWorkDir(root, runnerId));
+  if (mark && mark.host === hostname() && mark.pid !== process.pid && alive(mark.pid)) {
+    // Two live runners with one RUNNER_ID would hand back each other's work every tick: refuse to start.
+    throw new DuplicateRunnerError(`RUNNER_ID ${runnerId} is already used by a live runner (pid ${mark.pid}) on this host`);
+  }
+}
+
+/**
  * Takes this runner's own directory under WORK_DIR (`WORK_DIR/runner-<id>/`, created and marked here) and empties
  * it: nothing is in hand at start. Also removes the marked directories of runners that ran on this host and are
  * dead (a restart with a new pid, hence a new default id) once their marks are quiet (PREDECESSOR_QUIET_MS; a
@@ -64,7 +77,7 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
     if (!mark) continue;
     const here = mark.host === hostname();
     if (dir === own && here && mark.pid !== process.pid && alive(mark.pid)) {
-      // Two live runners with one RUNNER_ID would hand back each other's work every tick: refuse to start.
+      // As refuseDuplicateRunner, again: a twin may have marked the directory since.
       throw new DuplicateRunnerError(`RUNNER_ID ${runnerId} is already used by a live runner (pid ${mark.pid}) on this host`);
     }
     // Same pid as ours = a previous life of this very container, or a neighbour container's live runner: the

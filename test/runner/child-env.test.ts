@@ -381,6 +381,39 @@ describe.skipIf(!canSwitchUser)("FFmpeg with FFMPEG_USER (runner started as root
       expect((await getVariationRows(stack.db, job.id))[0]!.redrawReason).toMatch(/the re-draw was stopped/);
     });
 
+    it("refuses a second start with the same RUNNER_ID before killing anything: the live runner's encode runs on and completes", async () => {
+      // The live runner's encode waits for the test's gate, so it is surely running as a uid of the range while the
+      // second start comes and goes.
+      const { dir, path: ffmpeg } = await writeFfmpegStandIn(
+        "held-twin",
+        (d) => `#!/bin/sh\ncase " $* " in\n  *" -progress "*) while [ ! -e "${join(d, "open")}" ]; do sleep 0.05; done ;;\nesac\nexec ffmpeg "$@"\n`,
+      );
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      await chmod(dir, 0o755); // the range's uids run the stand-in and look for the gate there
+      const workDir = await stack.workDir();
+      await chmod(workDir, 0o755);
+      const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+      // Its own range (62130–62133): no other test's children are running as these uids.
+      const env = stack.runnerEnv({ FFMPEG_USER: "62130-62133:65534", FFMPEG_PATH: ffmpeg, WORK_DIR: workDir, CONCURRENCY: "1" });
+      runner = startRunnerProcess(env);
+      await runner.waitForLog(/ffmpeg started/, 60_000);
+      const [encode] = runner.ffmpegPids() as [number];
+      expect(await running(encode)).toBe(true);
+
+      const twin = startRunnerProcess(env);
+      cleanups.push(() => twin.destroy());
+      expect((await twin.exited).code, twin.logs()).toBe(1);
+      expect(twin.logs()).toContain(`RUNNER_ID ${env.RUNNER_ID} is already used by a live runner (pid ${runner.pid}) on this host`);
+      // Its start-up kill of a previous life's leftovers would have taken the live runner's FFmpeg with it.
+      expect(await running(encode), twin.logs()).toBe(true);
+
+      await writeFile(join(dir, "open"), "");
+      const done = await until("the job to end", async () => ((j) => (["completed", "failed"].includes(j.status) ? j : null))(await stack.user.getJob(job.id)), 60_000);
+      expect(done.status, runner.logs()).toBe("completed");
+      expect((await getVariationRows(stack.db, job.id))[0]).toMatchObject({ status: "completed", attempts: 1, claims: 1 });
+      expect(runner.ffmpegPids()[0]).toBe(encode);
+    });
+
     it("refuses to start, once and readably, when that user cannot reach WORK_DIR", async () => {
       const workDir = await stack.workDir(); // mkdtemp: 0700, so nobody else may enter
       runner = startRunnerProcess(stack.runnerEnv({ FFMPEG_USER: "65534:65534", WORK_DIR: workDir }));
