@@ -317,6 +317,11 @@ export function buildEncodeArgs(input: {
     : ["-map", "0:v:0", "-vf", vf];
   // The samples are frames, not a video at some rate: nothing duplicated or dropped, stored as decoded.
   const samplesOutput = s ? ["-map", "[samples]", "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "nut", s.file] : [];
+  const expectedDurationMs = Math.round(media.durationMs / p.speed);
+  // An input option, in the source's time: every output (the samples' branch too) ends there, and FFmpeg stops
+  // reading. MAX_SOURCE_SECONDS judges the probed duration, and a file can declare 2 s in its header over hours of
+  // frames: encoded whole, it held a slot for hours (progress stuck at 99.9 %, never a stall) to fail as "incomplete".
+  const readS = ((encodeLimitMs(expectedDurationMs) * p.speed) / 1000).toFixed(3);
   const args = [
     "-hide_banner",
     "-loglevel", "error",
@@ -324,6 +329,7 @@ export function buildEncodeArgs(input: {
     "-progress", "pipe:1",
     "-y",
     ...LOCAL_ONLY,
+    "-t", readS,
     "-i", input.source,
     ...video,
     ...audio,
@@ -346,7 +352,7 @@ export function buildEncodeArgs(input: {
   ];
   return {
     args,
-    expectedDurationMs: Math.round(media.durationMs / p.speed),
+    expectedDurationMs,
     ...(media.videoMs !== undefined ? { expectedVideoMs: Math.round(media.videoMs / p.speed) } : {}),
     ...(media.keptMs !== undefined ? { expectedKeptMs: Math.round(media.keptMs / p.speed) } : {}),
     geometry: { width, height, cropW, cropH, cropX, cropY, ...(zoomed ? { scaler } : {}) },
@@ -357,6 +363,16 @@ export function buildEncodeArgs(input: {
 /** How far an output's duration may be from the expected one (frame-rate resampling, AAC priming). */
 export function durationTolerance(expectedMs: number): number {
   return Math.max(250, expectedMs * 0.02);
+}
+
+/**
+ * How far into the source an encode reads, in the output's time: the probed (expected) duration plus half the
+ * tolerance verifyOutput allows. An honest source ends before it (its streams end within a frame or two of its
+ * duration), so no output of one is cut; a source holding more than it declares gives an output of the declared
+ * length that verifies (the last frame or AAC packet past the cut stays well inside the other half).
+ */
+export function encodeLimitMs(expectedMs: number): number {
+  return expectedMs + durationTolerance(expectedMs) / 2;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   buildEncodeArgs,
   detectZoomScaler,
+  durationTolerance,
   makeThumbnail,
   NotAVideoError,
   pictureMs,
@@ -17,7 +18,9 @@ import {
   type MediaInfo,
 } from "../../runner/ffmpeg";
 import { deriveParams } from "../../runner/params";
+import { encodeSampleChain, keepEncodeSamples, sampleKeyframes, sampleTimes } from "../../runner/samples";
 import { makeClip, makeNotAVideo, probeFile } from "../helpers/clips";
+import { writeFfmpegStandIn } from "../helpers/runner";
 
 const run = promisify(execFile);
 let dir: string;
@@ -25,6 +28,46 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "vr-ffmpeg-test-"));
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
+
+/**
+ * Rewrites the durations an MP4 declares (mvhd, and every track's tkhd and mdhd) to `seconds`, leaving its samples
+ * and edit lists alone: ffprobe then reports `seconds` (so the source passes MAX_SOURCE_SECONDS), while a decode
+ * still finds every frame the file holds.
+ */
+async function declareDuration(src: string, dest: string, seconds: number): Promise<void> {
+  const b = await readFile(src);
+  let movieScale = 0;
+  const walk = (start: number, end: number) => {
+    for (let at = start; at + 8 <= end; ) {
+      let size = b.readUInt32BE(at);
+      const type = b.toString("latin1", at + 4, at + 8);
+      let header = 8;
+      if (size === 1) {
+        size = Number(b.readBigUInt64BE(at + 8));
+        header = 16;
+      } else if (size === 0) {
+        size = end - at;
+      }
+      const body = at + header;
+      const v1 = b[body] === 1;
+      const put = (offset: number, value: number) => (v1 ? b.writeBigUInt64BE(BigInt(value), body + offset) : b.writeUInt32BE(value, body + offset));
+      if (type === "moov" || type === "trak" || type === "mdia") {
+        walk(body, at + size);
+      } else if (type === "mvhd" || type === "mdhd") {
+        // version/flags, creation and modification times, timescale, duration.
+        const scale = b.readUInt32BE(body + (v1 ? 20 : 12));
+        if (type === "mvhd") movieScale = scale;
+        put(v1 ? 24 : 16, Math.round(seconds * scale));
+      } else if (type === "tkhd") {
+        // version/flags, creation and modification times, track id, reserved, duration in the movie's timescale.
+        put(v1 ? 28 : 20, Math.round(seconds * movieScale));
+      }
+      at += size;
+    }
+  };
+  walk(0, b.length);
+  await writeFile(dest, b);
+}
 
 const media: MediaInfo = { durationMs: 10_000, width: 1080, height: 1920, hasAudio: true, videoCodec: "h264", fps: 30 };
 
@@ -196,6 +239,42 @@ describe("encoding with real FFmpeg", () => {
     expect(pictureMs({ durationMs: 3020 })).toBe(3020);
     expect(pictureMs({ durationMs: 3020, videoMs: 3000 })).toBe(3020);
     expect(pictureMs({ durationMs: 3500, videoMs: 2000 })).toBe(2000);
+  });
+
+  it("ends the encode of a source holding far more than its header declares at the declared length, without decoding the rest", async () => {
+    // 300 s of frames (a cached 30 s clip looped, no re-encode) in a file whose header says 2 s.
+    const held = join(dir, "held-300s.mp4");
+    await run("ffmpeg", ["-v", "error", "-y", "-stream_loop", "9", "-i", await makeClip({ seconds: 30 }), "-c", "copy", held]);
+    const lying = join(dir, "declares-2s.mp4");
+    await declareDuration(held, lying, 2);
+    const source = await probeMedia("ffprobe", lying);
+    expect(source.durationMs).toBe(2000);
+    const output = join(dir, "declared-length.mp4");
+    // With the source's samples as a second output, as a source's first encode on a runner has: that branch, too,
+    // would otherwise go on decoding to the end of the file.
+    const times = sampleTimes(source.durationMs);
+    const params = deriveParams(21);
+    const samples = { chain: encodeSampleChain(times, source.fps), file: join(dir, "declares-2s.samples.nut.part") };
+    const plan = buildEncodeArgs({ source: lying, output, params, media: source, keyframes: sampleKeyframes(times, params.speed), samples });
+    // FFmpeg gets a few CPU seconds (its own, whatever else the machine runs): far more than 2 s of this clip takes,
+    // far less than decoding and encoding all 300 s. Past it the kernel stops FFmpeg (SIGXCPU, then SIGKILL).
+    const { dir: limitDir, path: limited } = await writeFfmpegStandIn("cpu-limited", () => '#!/bin/sh\nulimit -t 5\nexec ffmpeg "$@"\n');
+    const progress: number[] = [];
+    try {
+      const proc = spawnFfmpeg(limited, plan.args, (ms) => progress.push(ms));
+      expect(await proc.exited, proc.stderrTail()).toMatchObject({ code: 0, signal: null });
+    } finally {
+      await rm(limitDir, { recursive: true, force: true });
+    }
+    // What the user gets: a completed variation of the length the source declared.
+    await verifyOutput(output, plan.expectedDurationMs, plan.expectedVideoMs, plan.expectedKeptMs);
+    const out = await probeFile(output);
+    const limit = plan.expectedDurationMs + durationTolerance(plan.expectedDurationMs);
+    expect(out.durationMs).toBeLessThanOrEqual(limit);
+    expect(Math.max(...progress)).toBeLessThanOrEqual(limit);
+    // The samples, all within the declared length, are every one there (kept as the source's, in `out/` beside it).
+    await mkdir(join(dir, "out"), { recursive: true });
+    expect(await keepEncodeSamples(samples, { ...source, path: lying })).toBe(true);
   });
 
   it("rejects an output shorter than the source", async () => {
