@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmod, mkdtemp, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -201,4 +201,28 @@ exec ffmpeg "$@"
 `,
   );
   return { path, signalsLog: join(dir, "signals.log") };
+}
+
+/**
+ * An FFmpeg stand-in whose encodes (`-progress` in the arguments) read their source no faster than it plays (`-re`)
+ * while real time is on: an encode then lasts as long as its clip however fast or idle this machine is, so a test can
+ * act on a running encode without racing its end. Every other call (probe decode, measurement, thumbnail) runs the
+ * real ffmpeg unchanged, at full speed. Real time is on from the start; `fullSpeed()` turns it off for the encodes
+ * started after it (one already running stays at real time), `realTime()` turns it on again. Its directory is 0700:
+ * not for an FFMPEG_USER other than the test's own.
+ */
+export async function makeRealTimeFfmpeg(): Promise<{ dir: string; path: string; fullSpeed(): Promise<void>; realTime(): Promise<void> }> {
+  const { dir, path } = await writeFfmpegStandIn(
+    "realtime",
+    (d) => `#!/bin/sh
+case " $* " in
+  *" -progress "*) [ -e "${join(d, "realtime")}" ] && exec ffmpeg -re "$@" ;;
+esac
+exec ffmpeg "$@"
+`,
+  );
+  const flag = join(dir, "realtime");
+  const realTime = () => writeFile(flag, "");
+  await realTime();
+  return { dir, path, fullSpeed: () => rm(flag, { force: true }), realTime };
 }

@@ -5,7 +5,7 @@ import { BlobClient } from "../../runner/blobs";
 import { makeClip } from "../helpers/clips";
 import { filesUnder, startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
 import { until } from "../helpers/until";
-import { isAlive, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, writeFfmpegStandIn, type RunnerProcess } from "../helpers/runner";
+import { isAlive, makeRealTimeFfmpeg, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, writeFfmpegStandIn, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows, recordedKeys } from "../helpers/seed";
 
 let stack: EdgeStack;
@@ -28,12 +28,15 @@ function runnerProcess(env: Record<string, string>): RunnerProcess {
 const stagesIn = (logs: string) => [...logs.matchAll(/stop stage (\w+)/g)].map((m) => m[1]);
 
 describe("cancelling a running job", { timeout: 180_000 }, () => {
-  it("stops FFmpeg with q on the next watch tick, keeps the finished variation, and leaves no partial file", async () => {
-    // Long enough to still be encoding when the short one is completed (measured, uploaded, recorded).
+  it("stops FFmpeg with q alone, answers the cancel as done, keeps the finished variation, and leaves no partial file", async () => {
+    // Encodes read their source in real time (-re), so the long one is still encoding when the short one is
+    // completed (measured, uploaded, recorded) however fast this machine encodes: 180 s, not the 2-3 s of a fast core.
     const job = await stack.user.createJob([await makeClip({ seconds: 2 }), await makeClip({ seconds: 180 })], 1);
     const workDir = await stack.workDir();
-    const watchMs = 500;
-    const runner = runnerProcess({ CONCURRENCY: "2", WATCH_MS: String(watchMs), STOP_GRACE_MS: "2000", WORK_DIR: workDir });
+    const ffmpeg = await makeRealTimeFfmpeg();
+    const runner = runnerProcess({ CONCURRENCY: "2", WATCH_MS: "500", STOP_GRACE_MS: "2000", FFMPEG_PATH: ffmpeg.path, WORK_DIR: workDir });
+    // After the runner is gone (cleanups run in order): it must not find its FFmpeg missing.
+    cleanup.push(() => rm(ffmpeg.dir, { recursive: true, force: true }));
 
     const long = await until("the long encode to be under way (short one done)", async () => {
       const rows = await getVariationRows(stack.db, job.id);
@@ -43,9 +46,8 @@ describe("cancelling a running job", { timeout: 180_000 }, () => {
     const pid = Number(/pid=(\d+)/.exec(await runner.waitForLog(new RegExp(`ffmpeg started variation=${long.id}`)))![1]);
     expect(await isAlive(pid)).toBe(true);
 
-    const t0 = performance.now();
     const res = await stack.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" });
-    const elapsed = performance.now() - t0;
+    // 200: the job was terminal within the edge's wait (CANCEL_WAIT_MS), not left cancelling (202).
     expect(res.status).toBe(200);
     const body = await res.json();
     expect(body).toMatchObject({
@@ -59,10 +61,9 @@ describe("cancelling a running job", { timeout: 180_000 }, () => {
 
     const [after] = (await getVariationRows(stack.db, job.id)).filter((r) => r.id === long.id);
     expect(after).toMatchObject({ status: "cancelled", stopStage: "q", outputKey: null });
+    // q alone: FFmpeg exited within STOP_GRACE_MS of it, before the SIGTERM stage was needed.
     expect(stagesIn(runner.logs())).toEqual(["q"]);
     expect(await isAlive(pid)).toBe(false);
-    // The watch tick plus q's exit: well before the SIGTERM stage would have been needed.
-    expect(elapsed).toBeLessThan(watchMs + 2000);
     expect((await filesUnder(workDir)).filter((f) => f.endsWith(".mp4"))).toEqual([]);
     const stored = (await stack.blobs.list(`outputs/${job.id}/`)).map((o) => o.key).sort();
     const completed = (await getVariationRows(stack.db, job.id)).filter((r) => r.status === "completed");
@@ -76,8 +77,9 @@ describe("cancelling a running job", { timeout: 180_000 }, () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
     const workDir = await stack.workDir();
     const runner = runnerProcess({ FFMPEG_PATH: stub.path, STOP_GRACE_MS: "300", WORK_DIR: workDir });
-    await runner.waitForLog(/ffmpeg started/);
-    const pid = runner.ffmpegPids()[0]!;
+    const pid = Number(/pid=(\d+)/.exec(await runner.waitForLog(/ffmpeg started/))![1]);
+    // The stand-in reports progress only once its traps are set: a SIGTERM before that would kill the shell outright.
+    await until("the stand-in to report progress", async () => ((await getVariationRows(stack.db, job.id))[0]?.progress ?? 0) > 0, 30_000, 20);
 
     const res = await stack.user.call(`/api/jobs/${job.id}/cancel`, { method: "POST" });
     expect(res.status).toBe(200);
