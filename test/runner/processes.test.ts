@@ -59,9 +59,13 @@ describe("stop sequence", () => {
     const stub = await makeStubbornFfmpeg();
     stubDirs.push(dirname(stub.path));
     const { reg, lines } = registry(300);
-    const proc = spawnFfmpeg(stub.path, ["-progress", "pipe:1", "-i", "x", "y.mp4"]);
+    // The stand-in prints its progress only after its traps are set: stopped earlier, its shell would die of the
+    // SIGTERM and the test would see a stage the runner never needed.
+    let trapsSet!: () => void;
+    const ready = new Promise<void>((r) => (trapsSet = r));
+    const proc = spawnFfmpeg(stub.path, ["-progress", "pipe:1", "-i", "x", "y.mp4"], () => trapsSet());
     reg.register("v2", proc);
-    await new Promise((r) => setTimeout(r, 200));
+    await ready;
     const t0 = performance.now();
     const outcome = await reg.stop("v2", "cancel")!;
     const elapsed = performance.now() - t0;
