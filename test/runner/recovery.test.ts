@@ -12,7 +12,7 @@ import { startDbProxy } from "../helpers/db-proxy";
 import { filesUnder, startEdgeStack, type EdgeStack } from "../helpers/edge-stack";
 import { until } from "../helpers/until";
 import { BlobClient, BlobError } from "../../runner/blobs";
-import { isAlive, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, writeFfmpegStandIn, type RunnerProcess } from "../helpers/runner";
+import { isAlive, makeRealTimeFfmpeg, makeStubbornFfmpeg, startInProcessRunner, startRunnerProcess, writeFfmpegStandIn, type RunnerProcess } from "../helpers/runner";
 import { getJobRow, getVariationRows, recordedKeys } from "../helpers/seed";
 
 let stack: EdgeStack;
@@ -66,12 +66,17 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     const job = await stack.user.createJob([await makeClip({ seconds: 30 })], 1);
     const deadDir = await stack.workDir();
     const env = { LEASE_MS: "1500", WORK_DIR: deadDir };
-    const doomed = runnerProcess(env);
+    // The doomed runner's encode runs in real time (-re): 30 s, so FFmpeg is still encoding when its runner dies
+    // however fast this machine encodes (the heir's runs at full speed).
+    const realTime = await makeRealTimeFfmpeg();
+    const doomed = runnerProcess({ ...env, FFMPEG_PATH: realTime.path });
+    cleanup.push(() => rm(realTime.dir, { recursive: true, force: true }));
+    const pid = Number(/pid=(\d+)/.exec(await doomed.waitForLog(/ffmpeg started/, 60_000))![1]);
     const [first] = await until("the encode to be under way", async () => {
       const rows = await getVariationRows(stack.db, job.id);
       return rows[0]?.progress ? rows : null;
     }, 60_000, 50);
-    const pid = doomed.ffmpegPids()[0]!;
+    expect(await isAlive(pid)).toBe(true);
 
     doomed.child.kill("SIGKILL");
     await doomed.exited;
@@ -139,10 +144,14 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
   it("hands running work back to the queue on SIGTERM without counting an attempt, leaves no file in WORK_DIR and exits 0 quickly", async () => {
     const job = await stack.user.createJob([await makeClip({ seconds: 180 })], 1);
     const workDir = await stack.workDir();
-    const runner = runnerProcess({ WORK_DIR: workDir, STOP_GRACE_MS: "2000" });
+    // In real time (-re): still encoding when the SIGTERM comes however fast this machine encodes.
+    const realTime = await makeRealTimeFfmpeg();
+    const runner = runnerProcess({ WORK_DIR: workDir, STOP_GRACE_MS: "2000", FFMPEG_PATH: realTime.path });
+    cleanup.push(() => rm(realTime.dir, { recursive: true, force: true }));
+    const pid = Number(/pid=(\d+)/.exec(await runner.waitForLog(/ffmpeg started/, 60_000))![1]);
     await until("the encode to be under way", async () => (await getVariationRows(stack.db, job.id))[0]?.progress, 60_000, 50);
     const runnerId = /\[(test-\w+)\]/.exec(runner.logs())![1]!;
-    const pid = runner.ffmpegPids()[0]!;
+    expect(await isAlive(pid)).toBe(true);
     expect(await stack.db.select().from(runners).where(eq(runners.id, runnerId))).toHaveLength(1);
 
     const t0 = performance.now();
@@ -204,9 +213,13 @@ describe("several runners, crashes, outages and shutdowns", { timeout: 180_000 }
     const job = await stack.user.createJob([await makeClip({ seconds: 180 })], 1);
     const proxy = await startDbProxy(stack.libsqlUrl);
     cleanup.push(() => proxy.close());
-    const runner = runnerProcess({ LIBSQL_URL: proxy.url, WORK_DIR: await stack.workDir(), STOP_GRACE_MS: "2000", LEASE_MS: "30000" });
+    // In real time (-re): still encoding when the SIGTERM comes however fast this machine encodes.
+    const realTime = await makeRealTimeFfmpeg();
+    const runner = runnerProcess({ LIBSQL_URL: proxy.url, WORK_DIR: await stack.workDir(), STOP_GRACE_MS: "2000", LEASE_MS: "30000", FFMPEG_PATH: realTime.path });
+    cleanup.push(() => rm(realTime.dir, { recursive: true, force: true }));
+    const pid = Number(/pid=(\d+)/.exec(await runner.waitForLog(/ffmpeg started/, 60_000))![1]);
     await until("the encode to be under way", async () => (await getVariationRows(stack.db, job.id))[0]?.progress, 60_000, 50);
-    const pid = runner.ffmpegPids()[0]!;
+    expect(await isAlive(pid)).toBe(true);
     // From now on every database request hangs for a minute: the tick in flight, the hand-back, the deregistration.
     proxy.setRule(() => ({ holdMs: 60_000 }));
     await until("a request to be held", async () => proxy.held.length > 0, 10_000, 20);
