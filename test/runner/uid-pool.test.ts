@@ -3,7 +3,7 @@ import { resolveExecutable } from "../../runner/config";
 import { asLocalError } from "../../runner/local-errors";
 import { UidPool } from "../../runner/uid-pool";
 
-// The killer switches uids: root only. Uids of their own (other test files use 62000–62012 and 62100–62111).
+// The killer switches uids: root only. Uids of their own (other test files use 62000–62012, 62100–62111 and 62120–62123).
 describe.skipIf(process.getuid?.() !== 0 || !resolveExecutable("perl"))("the uid pool of FFMPEG_USER's range", () => {
   it("keeps a uid whose run's files could not be sealed out of the pool, and says so, instead of losing it unsaid", async () => {
     const quarantined: number[] = [];
