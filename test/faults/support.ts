@@ -162,9 +162,11 @@ export async function variationRows(db: Db, jobIds: string[]): Promise<Variation
     FROM variations WHERE job_id IN (SELECT value FROM json_each(${JSON.stringify(jobIds)})) ORDER BY rowid`);
 }
 
+/** The jobs' rows, with their completed variations counted as the API counts them (read without spending requests). */
 export async function jobRows(db: Db, jobIds: string[]) {
-  return db.all<{ id: string; status: string; cancelRequestedAt: number | null; totalVariations: number; error: string | null }>(sql`
-    SELECT id, status, cancel_requested_at AS cancelRequestedAt, total_variations AS totalVariations, error
+  return db.all<{ id: string; status: string; cancelRequestedAt: number | null; totalVariations: number; completedVariations: number; error: string | null }>(sql`
+    SELECT id, status, cancel_requested_at AS cancelRequestedAt, total_variations AS totalVariations,
+      (SELECT count(*) FROM variations v WHERE v.job_id = jobs.id AND v.status = 'completed') AS completedVariations, error
     FROM jobs WHERE id IN (SELECT value FROM json_each(${JSON.stringify(jobIds)}))`);
 }
 
