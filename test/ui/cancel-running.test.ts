@@ -6,10 +6,11 @@ import { readStoredZip } from "./zip";
 
 /**
  * The cancel story of issue 5 end to end: real stack with ONE real runner and real FFmpeg. Small clips keep the
- * 2-core machine responsive; the runner's encode speed decides how long a variation is "running".
+ * 2-core machine responsive; encodes read their source in real time, so a variation is "running" for as long as its
+ * clip plays, not for as long as this machine happens to take to encode it.
  */
 describe("web UI with a real runner", () => {
-  const suite = uiSuite({ runners: 1, runnerEnv: { POLL_MS: "200" } });
+  const suite = uiSuite({ runners: 1, runnerEnv: { POLL_MS: "200" }, realTimeEncodes: true });
 
   const running = (job: JobJson) => job.files.flatMap((f) => f.variations ?? []).filter((v) => v.status === "running").length;
 
@@ -18,7 +19,8 @@ describe("web UI with a real runner", () => {
     async () => {
       const { context, page } = await suite.newUser("run", { contextOptions: { acceptDownloads: true } });
       const api = apiOf(context, suite.ui.url);
-      // 640x360 × 8 s: small, but each variation encodes long enough for a person (and this test) to cancel mid-run.
+      // 640x360 × 8 s: small, and each variation encodes for 8 s (real time), long enough for a person (and this test)
+      // to cancel mid-run.
       const clip = await makeClip(suite.dir, "ad-spot.mp4", 8, "640x360");
 
       await page.goto(`${suite.ui.url}/`);
@@ -51,8 +53,8 @@ describe("web UI with a real runner", () => {
         await answerGate;
         await route.fulfill({ response });
       });
-      // Right after the first variation completes, with the next one running: the widest window before the
-      // remaining encodes could finish (which would make it Completed). Seen through the API the page polls.
+      // Right after the first variation completes, with the next one running: at least two more encodes of 8 s each
+      // before the job could be Completed. Seen through the API the page polls.
       await until("one completed and one running variation", async () => {
         const job = await api.job(id);
         return job.completedVariations >= 1 && running(job) >= 1 ? job : undefined;

@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { chromium, type APIRequestContext, type Browser, type BrowserContext, type Page, type Route } from "playwright-core";
 import { afterAll, afterEach, beforeAll } from "vitest";
 import { ROOT, type Stack } from "../../scripts/stack";
+import { makeRealTimeFfmpeg } from "../helpers/runner";
 import { startTestStack } from "../helpers/test-stack";
 
 const run = promisify(execFile);
@@ -189,20 +190,25 @@ export const TEST_PASSWORD = "correct horse battery staple";
 
 /**
  * Registers the file's beforeAll/afterAll: starts the stack with `runners` runners and Chromium, signs the seeded
- * admin in. Read the fields inside tests and hooks only (they are set by the beforeAll).
+ * admin in. Read the fields inside tests and hooks only (they are set by the beforeAll). `realTimeEncodes`: the
+ * runners' encodes read their source in real time (test/helpers/runner.ts, makeRealTimeFfmpeg), so a variation is
+ * running for as long as its clip plays however fast this machine encodes: for tests that act on a running job.
  */
-export function uiSuite(opts: { runners: number; runnerEnv?: Record<string, string> }): UiSuite {
+export function uiSuite(opts: { runners: number; runnerEnv?: Record<string, string>; realTimeEncodes?: boolean }): UiSuite {
   let ui: UiStack | undefined;
   let browser: Browser | undefined;
   let admin: BrowserContext | undefined;
   let dir: string | undefined;
+  let ffmpeg: Awaited<ReturnType<typeof makeRealTimeFfmpeg>> | undefined;
   const ready = <T>(value: T | undefined, what: string): T => {
     if (value === undefined) throw new Error(`uiSuite: ${what} is only set once beforeAll has run`);
     return value;
   };
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "vr-ui-files-"));
-    [ui, browser] = await Promise.all([startUiStack(opts), launchChromium()]);
+    if (opts.realTimeEncodes) ffmpeg = await makeRealTimeFfmpeg();
+    const runnerEnv = { ...opts.runnerEnv, ...(ffmpeg ? { FFMPEG_PATH: ffmpeg.path } : {}) };
+    [ui, browser] = await Promise.all([startUiStack({ runners: opts.runners, runnerEnv }), launchChromium()]);
     admin = await browser.newContext();
     await login(await admin.newPage(), ui.url, ui.admin.email, ui.admin.password);
   }, 150_000);
@@ -215,6 +221,8 @@ export function uiSuite(opts: { runners: number; runnerEnv?: Record<string, stri
     await browser?.close();
     await ui?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
+    // After the stack: its runners must not find their FFmpeg gone.
+    if (ffmpeg) await rm(ffmpeg.dir, { recursive: true, force: true });
   });
   return {
     get ui() {

@@ -9,10 +9,11 @@ import { readStoredZip } from "./zip";
 /**
  * Pause / resume / continue a cancelled job / more variations from the job page, end to end: real stack with one
  * real runner and real FFmpeg. The requests are held at the browser until the test has seen the in-flight label,
- * so nothing depends on how fast the runner stops.
+ * so nothing depends on how fast the runner stops; encodes read their source in real time (8 s per variation), so
+ * the job is still running when the pause or cancel lands, however fast this machine encodes.
  */
 describe("job controls with a real runner", () => {
-  const suite = uiSuite({ runners: 1, runnerEnv: { POLL_MS: "200" } });
+  const suite = uiSuite({ runners: 1, runnerEnv: { POLL_MS: "200" }, realTimeEncodes: true });
 
   const running = (job: JobJson) => job.files.flatMap((f) => f.variations ?? []).filter((v) => v.status === "running").length;
 
