@@ -4,11 +4,11 @@ import { ValidationError } from "../../errors";
 import { jobs, sources, variations, type JobStatus } from "../../schema";
 import { estimateQueue, type OwnWork, type QueueSnapshotSource } from "./estimate-queue";
 import { ownedBy } from "./load";
-import { presentJob, type JobRow, type JobView, type Viewer } from "./present";
+import { presentJob, type JobView, type Viewer } from "./present";
 
 export const JOB_PAGE_MAX = 100;
 
-function encodeCursor(job: JobRow): string {
+function encodeCursor(job: { createdAt: number; id: string }): string {
   return btoa(`${job.createdAt}:${job.id}`).replace(/=+$/, "");
 }
 
@@ -38,13 +38,15 @@ export async function listJobs(
     after ? or(lt(jobs.createdAt, after.createdAt), and(eq(jobs.createdAt, after.createdAt), lt(jobs.id, after.id))) : undefined,
   );
   const newestFirst = [desc(jobs.createdAt), desc(jobs.id)] as const;
-  const pageIds = db.select({ id: jobs.id }).from(jobs).where(onPage).orderBy(...newestFirst).limit(input.limit);
-  // One batch, one read transaction: the page and its sources and counts are one moment. Read in two round trips,
-  // a retry or more committing in between showed a job's status and total from before it and its counts from after
-  // (completed at 100 % with queued work; counts adding up to more than the total).
-  const [page, sourceRows, countRows] = await db.batch([
-    db.select().from(jobs).where(onPage).orderBy(...newestFirst).limit(input.limit + 1),
-    db.select().from(sources).where(inArray(sources.jobId, pageIds)),
+  const page = await db.select({ id: jobs.id, createdAt: jobs.createdAt }).from(jobs).where(onPage).orderBy(...newestFirst).limit(input.limit + 1);
+  const ids = page.slice(0, input.limit).map((j) => j.id);
+  if (ids.length === 0) return { jobs: [], nextCursor: null };
+  // The rows shown, their sources and their counts in one batch, one read transaction: one moment. Read in separate
+  // round trips, a retry or more committing in between showed a job's status and total from before it and its
+  // counts from after (completed at 100 % with a file still processing).
+  const [pageJobs, sourceRows, countRows] = await db.batch([
+    db.select().from(jobs).where(inArray(jobs.id, ids)).orderBy(...newestFirst),
+    db.select().from(sources).where(inArray(sources.jobId, ids)),
     db
       .select({
         jobId: variations.jobId,
@@ -54,11 +56,10 @@ export async function listJobs(
         progressSum: sql<number>`coalesce(sum(${variations.progress}), 0)`.mapWith(Number),
       })
       .from(variations)
-      .where(inArray(variations.jobId, pageIds))
+      .where(inArray(variations.jobId, ids))
       .groupBy(variations.jobId, variations.sourceId, variations.status),
   ]);
-  const pageJobs = page.slice(0, input.limit);
-  if (pageJobs.length === 0) return { jobs: [], nextCursor: null };
+  // A job deleted between the two reads is left out; the cursor still follows the page read.
   const own = new Map<string, OwnWork>();
   for (const r of countRows) {
     if (r.status !== "queued" && r.status !== "running") continue;
@@ -84,6 +85,6 @@ export async function listJobs(
         estimates.get(j.id),
       ),
     ),
-    nextCursor: page.length > input.limit ? encodeCursor(pageJobs[pageJobs.length - 1]!) : null,
+    nextCursor: page.length > input.limit ? encodeCursor(page[input.limit - 1]!) : null,
   };
 }
