@@ -527,8 +527,9 @@ export class Runner {
     if (!(await within(all(), left()))) log.warn("hand-back not confirmed before the deadline; leases expire instead", { active: this.tasks.size });
     // Against the whole deadline: a claim whose reply came after the exit was never handed back (a fresh RUNNER_ID
     // each start: no stranded rule finds it), so it sat out LEASE_MS and then cost an attempt. One that arrives now is
-    // handed straight back by startTask, and that release is among the background work waited for below.
-    await within(this.inFlight ?? Promise.resolve(), left());
+    // handed straight back by startTask, and that release is among the background work waited for below: the last
+    // second is kept for it and the local clean-up (deregistering, the work directory).
+    await within(this.inFlight ?? Promise.resolve(), Math.max(0, left() - 1000));
     await within(this.thumbnails.close(), Math.min(1000, left()));
     await within(Promise.allSettled([...this.background]), left());
     await within(removeRunner(db, config.RUNNER_ID).catch((err) => log.warn("could not deregister", { error: errorMessage(err) })), left());

@@ -50,9 +50,12 @@ const looksLikePredecessor = (mark: Mark) => mark.host === hostname() && (mark.p
  * killing a previous life's leftovers (runner/child-env.ts) would otherwise SIGKILL the live runner's FFmpeg first.
  */
 export async function refuseDuplicateRunner(root: string, runnerId: string): Promise<void> {
-  const mark = await readMark(ownWorkDir(root, runnerId));
+  refuseLiveTwin(await readMark(ownWorkDir(root, runnerId)), runnerId);
+}
+
+/** Two live runners with one RUNNER_ID would hand back each other's work every tick: refuse to start. */
+function refuseLiveTwin(mark: Mark | null | undefined, runnerId: string): void {
   if (mark && mark.host === hostname() && mark.pid !== process.pid && alive(mark.pid)) {
-    // Two live runners with one RUNNER_ID would hand back each other's work every tick: refuse to start.
     throw new DuplicateRunnerError(`RUNNER_ID ${runnerId} is already used by a live runner (pid ${mark.pid}) on this host`);
   }
 }
@@ -76,10 +79,8 @@ export async function claimWorkDir(root: string, runnerId: string, log: Logger):
     const mark = await readMark(dir);
     if (!mark) continue;
     const here = mark.host === hostname();
-    if (dir === own && here && mark.pid !== process.pid && alive(mark.pid)) {
-      // As refuseDuplicateRunner, again: a twin may have marked the directory since.
-      throw new DuplicateRunnerError(`RUNNER_ID ${runnerId} is already used by a live runner (pid ${mark.pid}) on this host`);
-    }
+    // As refuseDuplicateRunner, again: a twin may have marked the directory since.
+    if (dir === own) refuseLiveTwin(mark, runnerId);
     // Same pid as ours = a previous life of this very container, or a neighbour container's live runner: the
     // mark's quiet tells them apart.
     const predecessor = dir === own || (looksLikePredecessor(mark) && Date.now() - (await markedAt(dir)) >= PREDECESSOR_QUIET_MS);
