@@ -2483,6 +2483,15 @@ export interface operations {
                     "application/json": components["schemas"]["Job"];
                 };
             };
+            /** @description Invalid body: reason longer than 500 characters, or malformed JSON (an empty body is no body) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
             401: {
                 headers: {
@@ -2512,6 +2521,15 @@ export interface operations {
             };
             /** @description Completed or failed (code not_cancellable, body carries job); a paused job can be cancelled */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A body that is not JSON (code unsupported_content_type) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

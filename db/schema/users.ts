@@ -14,7 +14,8 @@ export const users = sqliteTable(
      * Bytes the user has stored: sources, outputs and unused uploads (`storedBytesOf`). Kept by triggers on those
      * tables (migration 0031), never by application code: every admission reads it under the write lock, and the sum
      * it replaces visited every row of the user's history (a user who made a million cancelled variations slowed
-     * every other user's writes).
+     * every other user's writes). A migration that rebuilds sources, variations, uploads, jobs or users must create
+     * the triggers again (drizzle-kit does not know them); test/db/queries/quotas/usage.test.ts fails without them.
      */
     storedBytes: integer("stored_bytes").notNull().default(0),
   },

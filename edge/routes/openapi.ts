@@ -350,8 +350,10 @@ export function buildOpenApi(version: string) {
           responses: {
             "200": ok("Terminal: cancelled, or completed when every variation finished first", "Job"),
             "202": ok("Still cancelling (runners are stopping)", "Job"),
+            "400": err("Invalid body: reason longer than 500 characters, or malformed JSON (an empty body is no body)"),
             "404": err("Unknown"),
             "409": err("Completed or failed (code not_cancellable, body carries job); a paused job can be cancelled"),
+            "415": err("A body that is not JSON (code unsupported_content_type)"),
             ...authErrors,
           },
         },

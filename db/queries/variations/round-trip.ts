@@ -26,7 +26,8 @@ export interface RoundTripInput {
    * Everything the runner holds in memory (watched or not). When given, running rows of this runner that are NOT
    * in it are stranded — a claim whose reply was lost, or a task the runner dropped — and are handed back in the
    * same transaction: never started (no params recorded) → queued with the attempt refunded; started → lease
-   * expired now, so the claim (attempt counted) or the reap takes over without waiting for LEASE_MS.
+   * expired now, so the claim (attempt counted) or the reap takes over without waiting for LEASE_MS. Only rows
+   * claimed at or before this round trip's `now`: a later round trip's claims are not in a list sent before them.
    */
   inHand?: InHand[];
   /** How many variations to claim (0 = none). */
