@@ -21,7 +21,7 @@ describe("startUpload with an Idempotency-Key", () => {
     let twin: Promise<{ id: string }> | null = null;
     // This request's usage read waits for a twin with the same key to open its upload first.
     onDatabaseRequest(async (body) => {
-      if (twin === null && body.includes("coalesce(sum(qs.size)")) {
+      if (twin === null && body.includes("qb.stored_bytes")) {
         twin = startUpload({ db, bucket: env.BUCKET }, input, Date.now());
         await twin;
       }
