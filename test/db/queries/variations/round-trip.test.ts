@@ -1,10 +1,10 @@
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import type { Db } from "../../db/client";
-import { claimVariations, recordVariationParams, runnerRoundTrip } from "../../db/queries/variations";
-import { variations } from "../../db/schema";
-import { useTestLibsql } from "../helpers/libsql";
-import { freshDb, seedJob } from "../helpers/seed";
+import type { Db } from "../../../../db/client";
+import { claimVariations, recordVariationParams, runnerRoundTrip } from "../../../../db/queries/variations";
+import { variations } from "../../../../db/schema";
+import { useTestLibsql } from "../../../helpers/libsql";
+import { freshDb, seedJob } from "../../../helpers/seed";
 
 const server = useTestLibsql();
 
