@@ -16,6 +16,9 @@ import { endOtherSessions } from "./sessions";
  * cookie gets a new one (returned, for the cookie). Guesses at the current password are throttled like logins (a counter per
  * user), so a stolen session cannot be used to brute-force it. The update is a CAS on the hash that
  * was verified: of two concurrent changes only one wins, the other sees a conflict as a wrong current password.
+ * A change whose new password is already the account's is answered as done (nothing written): the same request
+ * sent again after its reply was lost, or twice at once, must not tell its sender the password they just proved is
+ * wrong. It reveals nothing a guess at `currentPassword` would not: both go through the same throttle.
  */
 export async function changePassword(
   db: Db,
@@ -28,6 +31,7 @@ export async function changePassword(
   const key = passwordChangeKey(input.userId);
   await reserveLoginAttempt(db, key, ACCOUNT_RULE, now);
   if (!(await verifyPassword(input.currentPassword, user.passwordHash, input.pepper))) {
+    if (await verifyPassword(input.newPassword, user.passwordHash, input.pepper)) return alreadyDone(db, key);
     throw new ValidationError("currentPassword: does not match your current password", "currentPassword", "wrong_password");
   }
   const passwordHash = await hashPassword(input.newPassword, input.pepper);
@@ -48,6 +52,8 @@ export async function changePassword(
     ),
   ]);
   if (changed.length === 0) {
+    const [current] = await db.select({ passwordHash: users.passwordHash }).from(users).where(eq(users.id, input.userId));
+    if (current && (await verifyPassword(input.newPassword, current.passwordHash, input.pepper))) return alreadyDone(db, key);
     throw new ValidationError("currentPassword: the password changed meanwhile; try again", "currentPassword", "wrong_password");
   }
   await clearLoginAttempts(db, key);
@@ -58,4 +64,9 @@ export async function changePassword(
     : [];
   // Not remembered when a reset came right after this change (that forgets every browser).
   return { deviceToken: kept ? null : await rememberLoginDevice(db, input.userId, now, passwordHash) };
+}
+
+async function alreadyDone(db: Db, key: string): Promise<{ deviceToken: null }> {
+  await clearLoginAttempts(db, key);
+  return { deviceToken: null };
 }
