@@ -118,8 +118,23 @@ class DbHandle {
     const conns = [...this.open];
     // libsql-js has no finalize(): close() is deferred until prepared statements are garbage-collected, so
     // checkpoint now to leave a self-contained .db file behind.
-    if (conns[0]) conns[0].exec("PRAGMA wal_checkpoint(TRUNCATE)");
-    for (const conn of conns) conn.close();
+    // Best effort: a connection whose failed statement is not yet collected keeps a table locked, and the checkpoint
+    // failing must not stop the other connections (and databases) from closing.
+    for (const conn of conns) {
+      try {
+        conn.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        break;
+      } catch {
+        // try the next connection; the WAL is replayed at the next open anyway
+      }
+    }
+    for (const conn of conns) {
+      try {
+        conn.close();
+      } catch {
+        // already unusable
+      }
+    }
     this.open.clear();
     this.idle = [];
   }
@@ -278,7 +293,15 @@ export class Engine {
       try {
         return f();
       } catch (err) {
-        if ((err as { code?: unknown }).code !== "SQLITE_BUSY") throw err;
+        const code = (err as { code?: unknown }).code;
+        if (typeof code !== "string" || !code.startsWith("SQLITE_BUSY")) throw err;
+        // SQLITE_BUSY_SNAPSHOT (a deferred transaction's read snapshot went stale) and the other variants cannot be
+        // waited out, and their failed statement keeps the old snapshot on the connection even after ROLLBACK: back
+        // in the pool it served stale reads and refused every write until garbage collection.
+        if (code !== "SQLITE_BUSY") {
+          this.giveUp(stream, wasInTx);
+          throw err;
+        }
         const remaining = deadline - Date.now();
         if (remaining > 0 && !gone?.aborted) {
           if (!wasInTx && conn.inTransaction) conn.exec("ROLLBACK");

@@ -191,6 +191,33 @@ describe.each(clients)("transactions through the %s client", (kind, createClient
   });
 });
 
+describe("a deferred transaction whose snapshot another stream's commit made stale", () => {
+  it("refuses its write with SQLITE_BUSY and leaves no connection behind that serves the old snapshot or refuses writes", async () => {
+    const stale = await startTestLibsql({ busyTimeoutMs: 200, txTtlMs: 60_000 });
+    const url = stale.dbUrl("stale_snapshot");
+    const c = createNodeClient({ url, intMode: "number" });
+    const other = createNodeClient({ url, intMode: "number" });
+    try {
+      await c.executeMultiple("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);");
+      const tx = await c.transaction("deferred");
+      await tx.execute("SELECT count(*) FROM t");
+      await other.execute("INSERT INTO t VALUES (2)");
+      await expect(tx.execute("INSERT INTO t VALUES (3)")).rejects.toMatchObject({ code: "SQLITE_BUSY" });
+      await tx.rollback();
+      // Every later request gets a connection from the pool: none may read as of before row 2, or refuse a write.
+      for (let i = 0; i < 4; i++) {
+        expect((await other.execute("SELECT group_concat(x) AS v FROM t")).rows[0]?.v).toMatch(/^1,2/);
+        await other.execute({ sql: "INSERT INTO t VALUES (?)", args: [10 + i] });
+      }
+    } finally {
+      c.close();
+      other.close();
+    }
+    // Shutdown checkpoints the database: a connection still holding the failed statement made that throw.
+    await expect(stale.close()).resolves.toBeUndefined();
+  });
+});
+
 describe("a write that waits longer than the busy timeout", () => {
   let busy: TestLibsqlServer;
   beforeAll(async () => {
