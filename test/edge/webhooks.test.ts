@@ -668,7 +668,7 @@ describe("deliverOnce", () => {
     return { s, hook, job, row: row!, later };
   }
 
-  it("POSTs the job exactly as GET /api/jobs/:id returns it, signed so standardwebhooks verifies it", async () => {
+  it("POSTs the job exactly as GET /api/jobs/:id returns it (its fields at the top level and under data), signed so standardwebhooks verifies it", async () => {
     const { s, hook, job, row, later } = await pendingEvent();
     const r = receiver([204]);
     expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later)).toMatchObject({ done: true, status: "delivered" });
@@ -679,7 +679,10 @@ describe("deliverOnce", () => {
     const payload = new Webhook(hook.secret).verify(sent.body, sent.headers) as { type: string; timestamp: string; data: unknown };
     expect(payload.type).toBe("job.cancelled");
     expect(payload.timestamp).toBe(new Date(later).toISOString());
-    expect(payload.data).toEqual(await (await s.call(`/api/jobs/${job.id}`)).json());
+    const shown = (await (await s.call(`/api/jobs/${job.id}`)).json()) as Record<string, unknown>;
+    expect(payload.data).toEqual(shown);
+    // The job's own fields at the top level too: the body is the job as GET /api/jobs/:id returns it, plus the envelope.
+    expect(payload).toEqual({ ...shown, type: "job.cancelled", timestamp: new Date(later).toISOString(), data: shown });
     // Delivered: a duplicate message sends nothing.
     expect(await deliverOnce({ db, policy: { allowLocalHttp: false }, fetch: r.fetch }, row.id, later + HOUR)).toEqual({ done: true, status: "skipped" });
     expect(r.seen).toHaveLength(1);

@@ -101,9 +101,13 @@ export async function deliverOnce(deps: DeliverDeps, id: string, now: number): P
   return { done: true, status: status ?? "superseded", next };
 }
 
-/** `{ type, timestamp, data }`, data = the job exactly as GET /api/jobs/:id shows it to its owner at the first attempt. */
+/**
+ * The job exactly as GET /api/jobs/:id shows it to its owner at the first attempt, in the Standard Webhooks envelope
+ * `{ type, timestamp, data }`: its fields both at the top level (the contract: "payload = the job") and under `data`
+ * (what Standard Webhooks consumers read). A Job has no field of the envelope's names, so neither hides the other.
+ */
 async function buildPayload(db: Db, d: DueDelivery): Promise<string> {
-  let data: unknown;
+  let data: object;
   try {
     data = await getJob(db, { jobId: d.jobId!, viewer: { id: d.userId, email: "", role: "user" } }, Date.now());
   } catch (err) {
@@ -111,7 +115,7 @@ async function buildPayload(db: Db, d: DueDelivery): Promise<string> {
     if (!(err instanceof NotFoundError)) throw err;
     data = { id: d.jobId, status: d.event.replace(/^job\./, ""), deleted: true };
   }
-  return JSON.stringify({ type: d.event, timestamp: new Date(d.occurredAt).toISOString(), data });
+  return JSON.stringify({ ...data, type: d.event, timestamp: new Date(d.occurredAt).toISOString(), data });
 }
 
 async function send(
