@@ -151,15 +151,16 @@ export function durationLabel(ms: number): string {
 }
 
 /**
- * Where a waiting or running job stands, in words: "3 ahead in the queue · about 4 min left", "Next in the
- * queue", "About 12 min left"; null for finished jobs or when the API has nothing to say.
+ * Where a waiting or running job stands, in words: "3 ahead in the queue · about 4 min left", "next in the
+ * queue", "about 12 min left"; null for finished jobs or when the API has nothing to say. Lower-case: the list
+ * shows it after the variation count, and the detail page capitalises its line with CSS.
  */
 export function queueLabel(job: Pick<Job, "status" | "queuePosition" | "etaSeconds">): string | null {
   if (isTerminal(job.status) || job.status === "cancelling") return null;
   const eta = job.etaSeconds === null ? null : job.etaSeconds < 60 ? "less than a minute left" : `about ${durationLabel(job.etaSeconds * 1000)} left`;
   const place = job.queuePosition === null ? null : job.queuePosition === 0 ? "next in the queue" : `${job.queuePosition} ahead in the queue`;
   const text = [place, eta].filter(Boolean).join(" · ");
-  return text ? text[0]!.toUpperCase() + text.slice(1) : null;
+  return text || null;
 }
 
 /** "5 min ago" style, for created times in the list (the exact time goes in a tooltip / datetime attribute). */

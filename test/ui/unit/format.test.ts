@@ -116,9 +116,9 @@ describe("text helpers", () => {
 describe("queue and time left", () => {
   it("says how much is ahead of a queued job and about how long until it is done", () => {
     expect(queueLabel({ status: "queued", queuePosition: 3, etaSeconds: 250 })).toBe("3 ahead in the queue · about 4 min left");
-    expect(queueLabel({ status: "queued", queuePosition: 0, etaSeconds: 30 })).toBe("Next in the queue · less than a minute left");
+    expect(queueLabel({ status: "queued", queuePosition: 0, etaSeconds: 30 })).toBe("next in the queue · less than a minute left");
     expect(queueLabel({ status: "queued", queuePosition: 12, etaSeconds: null })).toBe("12 ahead in the queue");
-    expect(queueLabel({ status: "processing", queuePosition: null, etaSeconds: 3900 })).toBe("About 1 h 5 min left");
+    expect(queueLabel({ status: "processing", queuePosition: null, etaSeconds: 3900 })).toBe("about 1 h 5 min left");
   });
 
   it("says nothing for finished or cancelling jobs, or when there is no estimate", () => {
