@@ -2683,7 +2683,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Not paused or cancelled (code job_active / not_resumable), nothing cancelled (nothing_to_resume), or over your storage quota / a limit on its own (quota_exceeded) */
+            /** @description Not paused or cancelled (code job_active / not_resumable), nothing left to do in a cancelled job (nothing_to_resume), or over your storage quota / a limit on its own (quota_exceeded) */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -379,7 +379,7 @@ export function buildOpenApi(version: string) {
             "200": ok("Queued or processing again (or, with the Idempotency-Key of the job's last keyed reopen, the job as it is now: header Idempotent-Replayed: true)", "Job"),
             "400": err("A malformed Idempotency-Key"),
             "404": err("Unknown, or another user's"),
-            "409": err("Not paused or cancelled (code job_active / not_resumable), nothing cancelled (nothing_to_resume), or over your storage quota / a limit on its own (quota_exceeded)"),
+            "409": err("Not paused or cancelled (code job_active / not_resumable), nothing left to do in a cancelled job (nothing_to_resume), or over your storage quota / a limit on its own (quota_exceeded)"),
             "410": err("Expired (code expired) or a source video is gone (code source_gone)"),
             "422": err("The Idempotency-Key already asked this job for something else (code idempotency_key_reused); nothing changes"),
             "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited)"),

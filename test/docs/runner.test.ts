@@ -252,6 +252,16 @@ const variationScenarios: Record<string, Scenario> = {
     await resumeJob(db, reopen(j), NOW + 1);
     return [before, await vStatus(db, j.v)];
   },
+  "failed → queued: resumeJob": async (db) => {
+    const j = await seed(db, 2);
+    await claim(db);
+    await failVariation(db, { ...own(j.v), error: "bad", now: NOW + 1 });
+    await requestCancel(db, { jobId: j.jobId, viewer: viewer(j) }, NOW + 2);
+    const before = await vStatus(db, j.v);
+    await resumeJob(db, reopen(j), NOW + 3);
+    expect((await variation(db, j.v)).attempts).toBe(0);
+    return [before, await vStatus(db, j.v)];
+  },
   "running → queued: releaseVariation": async (db) => {
     const j = await seed(db);
     await claim(db);

@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { cancelVariation, failVariation, finishVariation } from "../../db/queries/variations";
-import { jobs, sources } from "../../db/schema";
+import { jobs, sources, variations } from "../../db/schema";
 import worker from "../../edge/index";
 import { Job } from "../../edge/lib/schemas";
 import { claimAll, db, jobRow, ORIGIN, seedJob, signIn, variationsOf, type Session } from "./helpers";
@@ -161,6 +161,35 @@ describe("POST /api/jobs/:id/resume on a cancelled job", () => {
     const after = await jobRow(seeded.id);
     expect(after).toMatchObject({ status: "completed" });
     expect(after!.expiresAt).toBeGreaterThan(Date.now());
+  });
+
+  it("queues its failed variations again too (every not-completed one), so the resumed job ends with every output", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { files: 1, variations: 3 });
+    await claimAll(seeded.id, "r-cf", Date.now(), 30_000, 1);
+    const [first] = (await variationsOf(seeded.id)).filter((v) => v.status === "running");
+    await failVariation(db, { variationId: first!.id, runnerId: "r-cf", attempt: 1, error: "ffmpeg exited with code 1", now: Date.now() });
+    expect(Job.parse(await (await post(s, `/api/jobs/${seeded.id}/cancel`)).json())).toMatchObject({ status: "cancelled", failedVariations: 1, cancelledVariations: 2 });
+
+    const res = await post(s, `/api/jobs/${seeded.id}/resume`);
+    expect(res.status).toBe(200);
+    expect(Job.parse(await res.json())).toMatchObject({ status: expect.stringMatching(/^(queued|processing)$/), failedVariations: 0, cancelledVariations: 0 });
+    expect((await variationsOf(seeded.id)).map((v) => [v.status, v.attempts, v.error])).toEqual([
+      ["queued", 0, null],
+      ["queued", 0, null],
+      ["queued", 0, null],
+    ]);
+    await runAll(seeded.id, "r-cf2");
+    expect(await jobRow(seeded.id)).toMatchObject({ status: "completed" });
+    expect((await variationsOf(seeded.id)).map((v) => v.status)).toEqual(["completed", "completed", "completed"]);
+  });
+
+  it("answers nothing_to_resume for a cancelled job whose every variation completed before the cancel landed", async () => {
+    const s = await signIn();
+    const seeded = await seedJob(s.id, { files: 1, variations: 1 });
+    await post(s, `/api/jobs/${seeded.id}/cancel`);
+    await db.update(variations).set({ status: "completed" }).where(eq(variations.jobId, seeded.id));
+    await expectError(await post(s, `/api/jobs/${seeded.id}/resume`), 409, "nothing_to_resume");
   });
 
   it("answers 410 expired once the job's expiry passed", async () => {

@@ -1,21 +1,25 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, inArray } from "drizzle-orm";
 import type { Db } from "../../client";
 import { ConflictError } from "../../errors";
 import type { QuotaRequest, UserLimits } from "../../limits";
-import { jobs, variations } from "../../schema";
+import { jobs, variations, type VariationStatus } from "../../schema";
 import { loadRecord } from "./load";
 import { presentRecord, type Viewer } from "./present";
 import { afterRefusedReopen, assertReopenable, FRESH_VARIATION, HAS_QUEUED_WORK, loadForReopen, reopenGuard, reopenJobStatement, reopenKeyColumns, type Reopened } from "./reopen";
+
+/** What resuming a cancelled job queues again: everything it did not complete. */
+const RESUMED: readonly VariationStatus[] = ["cancelled", "failed"];
 
 /**
  * Resume, one batch:
  * - paused → queued/processing: its queued variations become claimable again (nothing else moves; a variation
  *   whose runner is still stopping settles as queued, since the job no longer cancels work).
- * - cancelled → queued/processing: its cancelled variations are queued again (attempts reset), the cancel fields
- *   and the expiry are cleared, and the job continues; its failed variations stay failed (retry them once it has
- *   finished). The owner's limits apply as for a new job (a paused job already counts against them).
+ * - cancelled → queued/processing: every variation it did not complete (cancelled, and failed: retry refuses a
+ *   cancelled job, so resume is the one way to finish it) is queued again (attempts reset), the cancel fields and
+ *   the expiry are cleared, and the job continues. The owner's limits apply as for a new job (a paused job already
+ *   counts against them).
  * 409 `not_resumable` for other states (`job_active` while active), `nothing_to_resume` for a cancelled job with
- * nothing cancelled in it; 410 after expiry. With `idempotencyKey`, a repeat answers the job (see replayOf).
+ * nothing left to do; 410 after expiry. With `idempotencyKey`, a repeat answers the job (see replayOf).
  */
 export async function resumeJob(
   db: Db,
@@ -27,11 +31,11 @@ export async function resumeJob(
   if (record.job.status !== "paused") {
     assertReopenable(record, ["cancelled"], "not_resumable", "be resumed", now);
   }
-  const cancelled = record.variations.filter((v) => v.status === "cancelled").length;
-  if (record.job.status === "cancelled" && cancelled === 0) {
-    throw new ConflictError("nothing_to_resume", "Nothing of this job was cancelled", { job: presentRecord(record, now) });
+  const unfinished = record.variations.filter((v) => RESUMED.includes(v.status)).length;
+  if (record.job.status === "cancelled" && unfinished === 0) {
+    throw new ConflictError("nothing_to_resume", "Every variation of this job completed", { job: presentRecord(record, now) });
   }
-  const request: QuotaRequest = { activeJobs: 1, queuedVariations: cancelled, storageBytes: 0 };
+  const request: QuotaRequest = { activeJobs: 1, queuedVariations: unfinished, storageBytes: 0 };
   const keyColumns = reopenKeyColumns(idem, now);
   // Every statement is guarded by the status this request read. A paused job cancelled (and finalized) before the
   // batch ran matched the cancelled-job arm: its cancelled variations were queued again past the owner's limits
@@ -48,7 +52,7 @@ export async function resumeJob(
               .where(
                 and(
                   eq(variations.jobId, input.jobId),
-                  eq(variations.status, "cancelled"),
+                  inArray(variations.status, [...RESUMED]),
                   reopenGuard(input.jobId, record.job.userId, ["cancelled"], input.limits, request, now),
                 ),
               ),

@@ -128,7 +128,7 @@ abstract class Control {
 
 /**
  * Pause and Resume share one button, like Cancel: confirm → "Pausing…" (also while a paused job's runners are still
- * stopping) → the status in place; "Resume" on a paused job and on a cancelled one that has cancelled variations.
+ * stopping) → the status in place; "Resume" on a paused job and on a cancelled one with cancelled or failed variations.
  */
 export class PauseControl extends Control {
   readonly button: HTMLButtonElement;
@@ -188,7 +188,7 @@ export class PauseControl extends Control {
         : {
             title: cancelled ? "Continue this cancelled job?" : "Resume this job?",
             description: cancelled
-              ? "Its cancelled variations are queued again; finished ones are kept. The job is kept until it finishes again."
+              ? "Its cancelled and failed variations are queued again; finished ones are kept. The job is kept until it finishes again."
               : "Its queued variations are handed to runners again.",
             confirmLabel: cancelled ? "Continue job" : "Resume job",
             keepLabel: cancelled ? "Leave it cancelled" : "Keep it paused",

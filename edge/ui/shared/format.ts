@@ -17,9 +17,9 @@ export function isPausable(status: JobStatus): boolean {
 }
 
 /** Paused jobs resume; cancelled ones continue (their cancelled variations are queued again) until they expire. */
-export function isResumable(job: Pick<Job, "status" | "cancelledVariations" | "expiresAt">, now: number): boolean {
+export function isResumable(job: Pick<Job, "status" | "cancelledVariations" | "failedVariations" | "expiresAt">, now: number): boolean {
   if (job.status === "paused") return true;
-  return job.status === "cancelled" && job.cancelledVariations > 0 && !isExpired(job.expiresAt, now);
+  return job.status === "cancelled" && job.cancelledVariations + job.failedVariations > 0 && !isExpired(job.expiresAt, now);
 }
 
 /** "Retry failed": a completed or failed job with failed variations, before it expires. */

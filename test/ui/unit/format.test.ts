@@ -41,14 +41,15 @@ describe("status presentation", () => {
     expect(statusTone("paused")).toBe("neutral");
   });
 
-  it("offers Pause on queued/processing jobs, Resume on paused ones and on cancelled ones with cancelled variations until they expire", () => {
+  it("offers Pause on queued/processing jobs, Resume on paused ones and on cancelled ones with cancelled or failed variations until they expire", () => {
     const now = Date.parse("2030-01-01T00:00:00Z");
     expect(["queued", "processing"].every((s) => isPausable(s as never))).toBe(true);
     expect(["paused", "cancelling", "completed", "failed", "cancelled"].some((s) => isPausable(s as never))).toBe(false);
-    expect(isResumable({ status: "paused", cancelledVariations: 0, expiresAt: null }, now)).toBe(true);
-    expect(isResumable({ status: "cancelled", cancelledVariations: 2, expiresAt: "2030-01-02T00:00:00Z" }, now)).toBe(true);
-    expect(isResumable({ status: "cancelled", cancelledVariations: 0, expiresAt: "2030-01-02T00:00:00Z" }, now)).toBe(false);
-    expect(isResumable({ status: "cancelled", cancelledVariations: 2, expiresAt: "2029-12-31T00:00:00Z" }, now)).toBe(false);
+    expect(isResumable({ status: "paused", cancelledVariations: 0, failedVariations: 0, expiresAt: null }, now)).toBe(true);
+    expect(isResumable({ status: "cancelled", cancelledVariations: 2, failedVariations: 0, expiresAt: "2030-01-02T00:00:00Z" }, now)).toBe(true);
+    expect(isResumable({ status: "cancelled", cancelledVariations: 0, failedVariations: 1, expiresAt: "2030-01-02T00:00:00Z" }, now)).toBe(true);
+    expect(isResumable({ status: "cancelled", cancelledVariations: 0, failedVariations: 0, expiresAt: "2030-01-02T00:00:00Z" }, now)).toBe(false);
+    expect(isResumable({ status: "cancelled", cancelledVariations: 2, failedVariations: 0, expiresAt: "2029-12-31T00:00:00Z" }, now)).toBe(false);
   });
 
   it("offers Retry failed on finished jobs with failed variations and More variations on any finished job before expiry", () => {
