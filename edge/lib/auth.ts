@@ -11,28 +11,34 @@ export const SESSION_COOKIE = "vr_session";
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 /**
- * On https the cookie is `__Host-vr_session`: browsers then insist on Secure, Path=/ and no Domain, so neither a
- * sibling subdomain nor a plain-http page can plant or overwrite it. Over plain http (local `npm start` on
- * 127.0.0.1) a __Host- cookie would be refused, so there it is `vr_session` without Secure.
+ * The cookie is `__Host-vr_session` on https and on loopback http (`npm start` on 127.0.0.1 or localhost, which
+ * browsers treat as a secure context and let set Secure cookies): browsers then insist on Secure, Path=/ and no
+ * Domain, so neither a sibling subdomain nor a plain-http page can plant or overwrite it. Over any other plain http
+ * a __Host- cookie would be refused, so there it is `vr_session` without Secure.
  */
-function isHttps(c: Context<AppEnv>): boolean {
-  return new URL(c.req.url).protocol === "https:";
+function hostPrefixed(c: Context<AppEnv>): boolean {
+  const url = new URL(c.req.url);
+  return url.protocol === "https:" || isLoopback(url.hostname);
 }
 
-/** HttpOnly + SameSite=Lax always; Secure and the __Host- prefix on https. */
+function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname.endsWith(".localhost") || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+/** HttpOnly + SameSite=Lax always; Secure and the __Host- prefix where browsers take them. */
 export function setSessionCookie(c: Context<AppEnv>, token: string, expiresAt: number): void {
   const options = { path: "/", httpOnly: true, sameSite: "Lax", expires: new Date(expiresAt) } as const;
-  if (isHttps(c)) setCookie(c, SESSION_COOKIE, token, { ...options, secure: true, prefix: "host" });
+  if (hostPrefixed(c)) setCookie(c, SESSION_COOKIE, token, { ...options, secure: true, prefix: "host" });
   else setCookie(c, SESSION_COOKIE, token, options);
 }
 
 export function clearSessionCookie(c: Context<AppEnv>): void {
-  if (isHttps(c)) deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true, prefix: "host" });
+  if (hostPrefixed(c)) deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true, prefix: "host" });
   else deleteCookie(c, SESSION_COOKIE, { path: "/" });
 }
 
 export function sessionToken(c: Context<AppEnv>): string | undefined {
-  return isHttps(c) ? getCookie(c, SESSION_COOKIE, "host") : getCookie(c, SESSION_COOKIE);
+  return hostPrefixed(c) ? getCookie(c, SESSION_COOKIE, "host") : getCookie(c, SESSION_COOKIE);
 }
 
 export const DEVICE_COOKIE = "vr_device";
@@ -41,16 +47,16 @@ const DEVICE_MAX_AGE_S = 365 * 24 * 60 * 60;
 /**
  * The "this browser signed in to this account before" cookie (db/queries/remember-login-device.ts): it exempts the
  * browser from the account-wide login throttle, so guesses from elsewhere cannot lock its owner out. HttpOnly,
- * SameSite=Strict, __Host- on https like the session cookie.
+ * SameSite=Strict, __Host- where the session cookie is.
  */
 export function setDeviceCookie(c: Context<AppEnv>, token: string): void {
   const options = { path: "/", httpOnly: true, sameSite: "Strict", maxAge: DEVICE_MAX_AGE_S } as const;
-  if (isHttps(c)) setCookie(c, DEVICE_COOKIE, token, { ...options, secure: true, prefix: "host" });
+  if (hostPrefixed(c)) setCookie(c, DEVICE_COOKIE, token, { ...options, secure: true, prefix: "host" });
   else setCookie(c, DEVICE_COOKIE, token, options);
 }
 
 export function deviceToken(c: Context<AppEnv>): string | undefined {
-  return isHttps(c) ? getCookie(c, DEVICE_COOKIE, "host") : getCookie(c, DEVICE_COOKIE);
+  return hostPrefixed(c) ? getCookie(c, DEVICE_COOKIE, "host") : getCookie(c, DEVICE_COOKIE);
 }
 
 /** The absolute session lifetime (SESSION_MAX_AGE_DAYS) in ms. */

@@ -101,7 +101,7 @@ export function buildOpenApi(version: string) {
     components: {
       schemas,
       securitySchemes: {
-        session: { type: "apiKey", in: "cookie", name: "__Host-vr_session", description: "vr_session over plain http (local)" },
+        session: { type: "apiKey", in: "cookie", name: "__Host-vr_session", description: "vr_session over plain http other than loopback" },
         token: { type: "http", scheme: "bearer", description: "API token from POST /api/tokens" },
       },
     },

@@ -37,6 +37,30 @@ describe("POST /api/auth/login", () => {
     expect(res.headers.get("set-cookie")).toMatch(/^__Host-vr_session=.*; Secure/i);
   });
 
+  it("uses the __Host- cookie, Secure, on loopback http too (npm start on 127.0.0.1 or localhost), where browsers take it", async () => {
+    const { exports } = await import("cloudflare:workers");
+    for (const origin of ["http://127.0.0.1:8787", "http://localhost:8787"]) {
+      const user = await makeUser();
+      const res = await exports.default.fetch(
+        new Request(`${origin}/api/auth/login`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "cf-connecting-ip": ip() },
+          body: JSON.stringify({ email: user.email, password: user.password }),
+        }),
+      );
+      expect(res.status).toBe(200);
+      // One header, cookies joined by ", " (an Expires date has a comma too, never followed by "name=").
+      const cookies = (res.headers.get("set-cookie") ?? "").split(/,\s*(?=[\w-]+=)/);
+      const session = cookies.find((c) => c.startsWith("__Host-vr_session="))!;
+      expect(session).toMatch(/; Secure/i);
+      expect(session).toMatch(/HttpOnly/i);
+      expect(session).toMatch(/Path=\//);
+      expect(cookies.find((c) => c.startsWith("__Host-vr_device="))).toMatch(/; Secure/i);
+      const me = await exports.default.fetch(new Request(`${origin}/api/me`, { headers: { cookie: session.split(";")[0]! } }));
+      expect(me.status).toBe(200);
+    }
+  });
+
   it("stores only a hash of the session token", async () => {
     const user = await makeUser();
     const cookie = await loginCookie(user);
