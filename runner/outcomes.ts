@@ -134,7 +134,7 @@ async function handBack(ctx: OutcomeContext, task: Held, partial?: string): Prom
  * The edge refused this runner's token (RUNNER_TOKEN rotated on the edge first, or mistyped on this host): nothing
  * is wrong with the variation and a runner with the right token can do it, so it goes back to the queue without
  * counting an attempt — counted, one misconfigured runner failed the whole queue within seconds. The runner claims
- * nothing more until a check of the edge accepts the token again (runner/loop.ts), so this happens at most once
+ * nothing more until a check of the edge accepts the token again (runner/edge-check.ts), so this happens at most once
  * per variation in hand when the token is rotated; /healthz answers 503 meanwhile.
  */
 export async function tokenRefused(ctx: OutcomeContext, task: Held, error: string, partial?: string): Promise<TaskOutcome> {
