@@ -1127,8 +1127,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The right password for an account an administrator disabled (code account_disabled) */
+            /** @description The right password for an account an administrator disabled (code account_disabled), or an Origin header of another site (code csrf) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1138,6 +1147,15 @@ export interface operations {
             };
             /** @description Too many attempts for this account (any address) or from this address (code too_many_attempts); see Retry-After */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1162,6 +1180,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description From a page of another site, with or without the session cookie (code csrf): nothing is signed out */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };
@@ -1203,6 +1239,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1259,8 +1304,26 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many wrong current passwords (the login throttle of this account); see Retry-After; or over the account's request budget (code rate_limited) */
+            /** @description A JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many wrong current passwords (the login throttle of this account; code too_many_attempts); see Retry-After; or over the account's request budget (code rate_limited) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1315,6 +1378,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     revokeSession: {
@@ -1334,6 +1406,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description A malformed id in the path (not 1–40 lowercase letters and digits; field id) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
             /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
             401: {
@@ -1371,6 +1452,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listUsers: {
@@ -1400,7 +1490,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token) */
+            /** @description Not an admin (code forbidden), CSRF (code csrf), or a read-only API token (code read_only_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1411,6 +1501,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1451,7 +1550,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Not an admin, CSRF, or an API token that expires (code expiring_token: an account would outlive it) */
+            /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not an admin (code forbidden), CSRF (code csrf), or a read-only API token (code read_only_token), or an API token that expires (code expiring_token: an account would outlive it) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1462,6 +1570,33 @@ export interface operations {
             };
             /** @description Email taken (code email_taken) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1491,7 +1626,25 @@ export interface operations {
                     "application/json": components["schemas"]["AdminUserEnvelope"];
                 };
             };
-            /** @description Not an admin, or CSRF */
+            /** @description A malformed id in the path (not 1–40 lowercase letters and digits; field id) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not an admin (code forbidden), CSRF (code csrf), or a read-only API token (code read_only_token), or the acting admin was disabled meanwhile (code forbidden) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1511,6 +1664,24 @@ export interface operations {
             };
             /** @description Your own account (code cannot_disable_self) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1540,7 +1711,25 @@ export interface operations {
                     "application/json": components["schemas"]["AdminUserEnvelope"];
                 };
             };
-            /** @description Not an admin, CSRF, or an API token that expires (code expiring_token) */
+            /** @description A malformed id in the path (not 1–40 lowercase letters and digits; field id) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not an admin (code forbidden), CSRF (code csrf), or a read-only API token (code read_only_token), or an API token that expires (code expiring_token) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1551,6 +1740,24 @@ export interface operations {
             };
             /** @description Unknown user */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1582,7 +1789,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Weak password (field password) */
+            /** @description Weak password (field password), or a malformed id in the path (not 1–40 lowercase letters and digits; field id) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1591,7 +1798,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Not an admin, CSRF, or an API token that expires (code expiring_token) */
+            /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not an admin (code forbidden), CSRF (code csrf), or a read-only API token (code read_only_token), an API token that expires (code expiring_token), or the acting admin was disabled meanwhile (code forbidden) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1611,6 +1827,33 @@ export interface operations {
             };
             /** @description Your own account (code cannot_reset_self: change it on /account, with the current password) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1658,6 +1901,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1728,6 +1980,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description The Idempotency-Key already made a token with another name, scope or expiry (code idempotency_key_reused), or did so more than 24 hours ago (code idempotency_key_expired); nothing is created */
             422: {
                 headers: {
@@ -1739,6 +2000,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1795,6 +2065,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1865,7 +2144,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Larger than MAX_UPLOAD_BYTES */
+            /** @description Larger than MAX_UPLOAD_BYTES (code too_large), or a JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1876,6 +2155,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1910,7 +2198,7 @@ export interface operations {
                     "application/json": components["schemas"]["UploadedPart"];
                 };
             };
-            /** @description Wrong part number or size */
+            /** @description Wrong part number (field n) or size (field body), or a malformed upload id or part number in the path */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1946,7 +2234,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Upload already completed or aborted */
+            /** @description Upload already completed or aborted (code upload_closed) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1966,6 +2254,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Storage did not take the part (code storage_unavailable), or the database is unreachable (code db_unavailable) or busy (code db_busy): send the part again */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2031,6 +2328,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2105,8 +2411,26 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Part 1 was never recognised as a supported video */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2167,6 +2491,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2238,7 +2571,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A file is larger than MAX_UPLOAD_BYTES */
+            /** @description A file is larger than MAX_UPLOAD_BYTES (code too_large), or a JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2247,7 +2580,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Not an MP4/MOV/M4V/WebM/MKV video */
+            /** @description Not an MP4/MOV/M4V/WebM/MKV video, or a body neither multipart/form-data nor JSON (code unsupported_content_type) */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -2256,8 +2589,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created; or over the account's request budget (code rate_limited) */
+            /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created; or, for a form sent again with the Idempotency-Key of one still uploading, over your storage quota only by the room that first request holds (code request_in_progress, Retry-After: 5: ask again for the job it makes); or over the account's request budget (code rate_limited) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2316,8 +2658,26 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2383,6 +2743,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deleteJob: {
@@ -2430,7 +2799,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Still active (code job_active) */
+            /** @description Not finished: queued, processing, paused or cancelling (code job_active), also when a reopen won the race */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2441,6 +2810,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2528,6 +2906,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description A body that is not JSON (code unsupported_content_type) */
             415: {
                 headers: {
@@ -2539,6 +2926,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2615,6 +3011,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2719,6 +3124,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     retryJob: {
@@ -2816,6 +3230,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     addVariations: {
@@ -2899,6 +3322,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description The Idempotency-Key already asked this job for something else (code idempotency_key_reused); nothing changes */
             422: {
                 headers: {
@@ -2910,6 +3342,15 @@ export interface operations {
             };
             /** @description At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2971,7 +3412,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unknown, or no completed outputs (code no_outputs) */
+            /** @description Unknown, no completed outputs (code no_outputs), or an output without a recorded digest gone from storage (code output_missing, naming its ZIP entry) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2980,7 +3421,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Job not finished (code not_downloadable) */
+            /** @description Job not completed or cancelled: queued, processing, paused, cancelling or failed (code not_downloadable) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2989,7 +3430,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Expired */
+            /** @description Expired (code expired) */
             410: {
                 headers: {
                     [name: string]: unknown;
@@ -3009,6 +3450,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3066,7 +3516,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unknown */
+            /** @description Unknown, or its file is gone from storage */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3095,6 +3545,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3170,6 +3629,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getJobThumbnail: {
@@ -3228,6 +3696,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listWebhooks: {
@@ -3268,6 +3745,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3338,6 +3824,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description The Idempotency-Key already created a webhook from a request with another url or events (code idempotency_key_reused), or did so more than 24 hours ago (code idempotency_key_expired); nothing is created */
             422: {
                 headers: {
@@ -3349,6 +3844,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3375,6 +3879,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description A malformed id in the path (not 1–40 lowercase letters and digits; field id) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
             /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
             401: {
@@ -3412,6 +3925,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     updateWebhook: {
@@ -3438,7 +3960,7 @@ export interface operations {
                     "application/json": components["schemas"]["Webhook"];
                 };
             };
-            /** @description Invalid body (neither url nor events, an unknown field, bad events); invalid_webhook_url or webhook_url_not_allowed as for POST */
+            /** @description Invalid body (neither url nor events, an unknown field, bad events); invalid_webhook_url or webhook_url_not_allowed as for POST; or a malformed id in the path */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3474,8 +3996,26 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3509,7 +4049,7 @@ export interface operations {
                     "application/json": components["schemas"]["RotatedWebhookSecret"];
                 };
             };
-            /** @description Invalid body: keepPreviousSeconds not an integer from 0 to 604800, an unknown field, or malformed JSON (an empty body is no body) */
+            /** @description Invalid body: keepPreviousSeconds not an integer from 0 to 604800, an unknown field, or malformed JSON (an empty body is no body); or a malformed id in the path */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3554,6 +4094,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description A body that is not JSON (code unsupported_content_type) */
             415: {
                 headers: {
@@ -3565,6 +4114,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3592,6 +4150,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["WebhookDeliveryList"];
+                };
+            };
+            /** @description A malformed id in the path (not 1–40 lowercase letters and digits; field id) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
@@ -3630,6 +4197,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     testWebhook: {
@@ -3650,6 +4226,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["QueuedDelivery"];
+                };
+            };
+            /** @description A malformed id in the path (not 1–40 lowercase letters and digits; field id) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
@@ -3688,6 +4273,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     redeliverWebhookDelivery: {
@@ -3709,6 +4303,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["QueuedDelivery"];
+                };
+            };
+            /** @description A malformed webhook or delivery id in the path (not 1–40 lowercase letters and digits; field id or deliveryId) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Not signed in, or a bad/revoked token (the runner token is refused here) */
@@ -3756,6 +4359,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getLimits: {
@@ -3796,6 +4408,15 @@ export interface operations {
             };
             /** @description Over the account's request budget (code rate_limited: 600 requests every 10 s); see Retry-After. Nothing was done */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -9,13 +9,30 @@ const json = (id: string) => ({ content: { "application/json": { schema: ref(id)
 const ok = (description: string, id?: string) => ({ description, ...(id ? json(id) : {}) });
 const err = (description: string) => ok(description, "Error");
 
+/** Every route that asks the database (all but this document): onError's answer when it cannot (edge/lib/errors.ts). */
+const dbErrors = {
+  "503": err("The database is unreachable (code db_unavailable) or busy (code db_busy, Retry-After: 1); send the request again shortly"),
+};
+/** requireUser's answers (edge/lib/auth.ts), for every route behind sign-in. */
 const authErrors = {
   "401": err("Not signed in, or a bad/revoked token (the runner token is refused here)"),
   "403": err("CSRF: cookie-authenticated state change from another origin (code csrf), or a read-only API token on a state-changing route (code read_only_token)"),
   "429": err(`Over the account's request budget (code rate_limited: ${USER_REQUEST_LIMIT.requests} requests every ${USER_REQUEST_LIMIT.periodSeconds} s); see Retry-After. Nothing was done`),
+  ...dbErrors,
 };
 /** For routes that document a 429 of their own (which names rate_limited too where the route is counted). */
 const { "429": _rateLimited, ...authErrorsWithOwn429 } = authErrors;
+/** /api/users: requireUser, then requireAdmin. */
+const adminErrors = {
+  ...authErrors,
+  "403": err("Not an admin (code forbidden), CSRF (code csrf), or a read-only API token (code read_only_token)"),
+};
+/** jsonBodyLimit (edge/lib/validate.ts), in front of every /api route: listed where a route takes a JSON body. */
+const JSON_TOO_LARGE = "JSON body over JSON_BODY_LIMIT_BYTES (code too_large), refused before it is read";
+const jsonTooLarge = { "413": err(`A ${JSON_TOO_LARGE}`) };
+/** A path id validated with IdParam (edge/lib/schemas.ts). */
+const MALFORMED_ID = "malformed id in the path (not 1–40 lowercase letters and digits; field id)";
+const malformedId = { "400": err(`A ${MALFORMED_ID}`) };
 const jobIdParam = { name: "id", in: "path", required: true, schema: { type: "string" } };
 /**
  * The optional `Idempotency-Key` header of a creating POST (edge/lib/idempotency.ts) or a reopen (resume, retry,
@@ -116,13 +133,23 @@ export function buildOpenApi(version: string) {
             "200": ok("Signed in", "UserEnvelope"),
             "400": err("Invalid body"),
             "401": err("Wrong email or password (code invalid_credentials)"),
-            "403": err("The right password for an account an administrator disabled (code account_disabled)"),
+            "403": err("The right password for an account an administrator disabled (code account_disabled), or an Origin header of another site (code csrf)"),
+            ...jsonTooLarge,
             "429": err("Too many attempts for this account (any address) or from this address (code too_many_attempts); see Retry-After"),
+            ...dbErrors,
           },
         },
       },
       "/api/auth/logout": {
-        post: { summary: "Sign out", security: [], responses: { "204": ok("Signed out") } },
+        post: {
+          summary: "Sign out",
+          security: [],
+          responses: {
+            "204": ok("Signed out"),
+            "403": err("From a page of another site, with or without the session cookie (code csrf): nothing is signed out"),
+            ...dbErrors,
+          },
+        },
       },
       "/api/me": { get: { summary: "The signed-in user", responses: { "200": ok("User", "UserEnvelope"), ...authErrors } } },
       "/api/me/password": {
@@ -132,7 +159,8 @@ export function buildOpenApi(version: string) {
           responses: {
             "204": ok("Changed"),
             "400": err("Weak new password (field newPassword) or wrong current password (code wrong_password)"),
-            "429": err("Too many wrong current passwords (the login throttle of this account); see Retry-After; or over the account's request budget (code rate_limited)"),
+            ...jsonTooLarge,
+            "429": err("Too many wrong current passwords (the login throttle of this account; code too_many_attempts); see Retry-After; or over the account's request budget (code rate_limited)"),
             ...authErrorsWithOwn429,
           },
         },
@@ -144,19 +172,21 @@ export function buildOpenApi(version: string) {
         delete: {
           summary: "End one of your sessions",
           parameters: [jobIdParam],
-          responses: { "204": ok("Ended"), "404": err("Unknown, or someone else's"), ...authErrors },
+          responses: { "204": ok("Ended"), ...malformedId, "404": err("Unknown, or someone else's"), ...authErrors },
         },
       },
       "/api/users": {
-        get: { summary: "List accounts (admin)", responses: { "200": ok("Users", "UserList"), ...authErrors } },
+        get: { summary: "List accounts (admin)", responses: { "200": ok("Users", "UserList"), ...adminErrors } },
         post: {
           summary: "Create an account (admin)",
           requestBody: { required: true, ...json("CreateUserBody") },
           responses: {
             "201": ok("Created", "UserEnvelope"),
             "400": err("Invalid body"),
-            "403": err("Not an admin, CSRF, or an API token that expires (code expiring_token: an account would outlive it)"),
             "409": err("Email taken (code email_taken)"),
+            ...jsonTooLarge,
+            ...adminErrors,
+            "403": err(`${adminErrors["403"].description}, or an API token that expires (code expiring_token: an account would outlive it)`),
           },
         },
       },
@@ -166,9 +196,11 @@ export function buildOpenApi(version: string) {
           parameters: [jobIdParam],
           responses: {
             "200": ok("Disabled (idempotent)", "AdminUserEnvelope"),
-            "403": err("Not an admin, or CSRF"),
+            ...malformedId,
             "404": err("Unknown user"),
             "409": err("Your own account (code cannot_disable_self)"),
+            ...adminErrors,
+            "403": err(`${adminErrors["403"].description}, or the acting admin was disabled meanwhile (code forbidden)`),
           },
         },
       },
@@ -176,7 +208,13 @@ export function buildOpenApi(version: string) {
         post: {
           summary: "Re-enable a disabled account (admin)",
           parameters: [jobIdParam],
-          responses: { "200": ok("Enabled (idempotent)", "AdminUserEnvelope"), "403": err("Not an admin, CSRF, or an API token that expires (code expiring_token)"), "404": err("Unknown user") },
+          responses: {
+            "200": ok("Enabled (idempotent)", "AdminUserEnvelope"),
+            ...malformedId,
+            "404": err("Unknown user"),
+            ...adminErrors,
+            "403": err(`${adminErrors["403"].description}, or an API token that expires (code expiring_token)`),
+          },
         },
       },
       "/api/users/{id}/password": {
@@ -186,10 +224,12 @@ export function buildOpenApi(version: string) {
           requestBody: { required: true, ...json("SetUserPasswordBody") },
           responses: {
             "204": ok("Set"),
-            "400": err("Weak password (field password)"),
-            "403": err("Not an admin, CSRF, or an API token that expires (code expiring_token)"),
+            "400": err(`Weak password (field password), or a ${MALFORMED_ID}`),
             "404": err("Unknown user"),
             "409": err("Your own account (code cannot_reset_self: change it on /account, with the current password)"),
+            ...jsonTooLarge,
+            ...adminErrors,
+            "403": err(`${adminErrors["403"].description}, an API token that expires (code expiring_token), or the acting admin was disabled meanwhile (code forbidden)`),
           },
         },
       },
@@ -217,6 +257,7 @@ export function buildOpenApi(version: string) {
                 "(code idempotency_key_in_flight: send it again)",
             ),
             "422": err("The Idempotency-Key already made a token with another name, scope or expiry (code idempotency_key_reused), or did so more than 24 hours ago (code idempotency_key_expired); nothing is created"),
+            ...jsonTooLarge,
             ...authErrors,
             "403": err(
               "CSRF (code csrf), a read-only API token (code read_only_token), or, with an Idempotency-Key, an API token that expires sooner " +
@@ -246,7 +287,7 @@ export function buildOpenApi(version: string) {
             "201": ok("Send partCount parts of partSize bytes (the last one: the rest); with an Idempotency-Key already used, the upload that key opened (header Idempotent-Replayed: true)", "CreatedUpload"),
             "400": err("Invalid body, or a malformed Idempotency-Key; nothing is recorded"),
             "409": err("Over your open-uploads limit or storage quota (code quota_exceeded); nothing is recorded"),
-            "413": err("Larger than MAX_UPLOAD_BYTES"),
+            "413": err(`Larger than MAX_UPLOAD_BYTES (code too_large), or a ${JSON_TOO_LARGE}`),
             ...authErrors,
           },
         },
@@ -258,11 +299,12 @@ export function buildOpenApi(version: string) {
           requestBody: { required: true, content: { "application/octet-stream": { schema: { type: "string", contentMediaType: "application/octet-stream" } } } },
           responses: {
             "200": ok("Stored", "UploadedPart"),
-            "400": err("Wrong part number or size"),
+            "400": err("Wrong part number (field n) or size (field body), or a malformed upload id or part number in the path"),
             "404": err("Unknown upload"),
-            "409": err("Upload already completed or aborted"),
+            "409": err("Upload already completed or aborted (code upload_closed)"),
             "415": err("Part 1 is not a supported video"),
             ...authErrors,
+            "503": err("Storage did not take the part (code storage_unavailable), or the database is unreachable (code db_unavailable) or busy (code db_busy): send the part again"),
           },
         },
       },
@@ -287,6 +329,7 @@ export function buildOpenApi(version: string) {
             "400": err("Missing parts (field parts)"),
             "404": err("Unknown upload"),
             "409": err("Aborted, or already used by a job (code upload_closed); a part sent twice at once with different bytes (code part_mismatch: send it again)"),
+            "415": err("Part 1 was never recognised as a supported video"),
             ...authErrors,
           },
         },
@@ -316,9 +359,13 @@ export function buildOpenApi(version: string) {
             "202": ok("Queued (or, with an Idempotency-Key already used, the job that key created: header Idempotent-Replayed: true)", "Job"),
             "400": err("Empty file, bad counts or bad effects: unknown family or intensity, empty families, other keys, not JSON (field videos / variations / uploads / effects), or a malformed Idempotency-Key; nothing is created"),
             "409": err("A form upload that stalled past its window (code upload_expired), an upload already used or not completed (upload_used / upload_incomplete), or over your storage quota or a job larger than a limit on its own (quota_exceeded); nothing is created"),
-            "413": err("A file is larger than MAX_UPLOAD_BYTES"),
-            "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created; or over the account's request budget (code rate_limited)"),
-            "415": err("Not an MP4/MOV/M4V/WebM/MKV video"),
+            "413": err(`A file is larger than MAX_UPLOAD_BYTES (code too_large), or a ${JSON_TOO_LARGE}`),
+            "429": err(
+              "At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; nothing is created; or, for a form sent again " +
+                "with the Idempotency-Key of one still uploading, over your storage quota only by the room that first request holds (code request_in_progress, " +
+                "Retry-After: 5: ask again for the job it makes); or over the account's request budget (code rate_limited)",
+            ),
+            "415": err("Not an MP4/MOV/M4V/WebM/MKV video, or a body neither multipart/form-data nor JSON (code unsupported_content_type)"),
             ...authErrorsWithOwn429,
           },
         },
@@ -327,7 +374,7 @@ export function buildOpenApi(version: string) {
         post: {
           summary: "Cancel several jobs (by ids, or all of yours in a status); does not wait",
           requestBody: { required: true, ...json("BulkCancelBody") },
-          responses: { "200": ok("Per-job outcome", "BulkCancelResults"), "400": err("Invalid body"), ...authErrors },
+          responses: { "200": ok("Per-job outcome", "BulkCancelResults"), "400": err("Invalid body"), ...jsonTooLarge, ...authErrors },
         },
       },
       "/api/jobs/{id}": {
@@ -339,7 +386,12 @@ export function buildOpenApi(version: string) {
         delete: {
           summary: "Delete a finished job with its files",
           parameters: [jobIdParam],
-          responses: { "204": ok("Deleted"), "404": err("Unknown"), "409": err("Still active (code job_active)"), ...authErrors },
+          responses: {
+            "204": ok("Deleted"),
+            "404": err("Unknown"),
+            "409": err("Not finished: queued, processing, paused or cancelling (code job_active), also when a reopen won the race"),
+            ...authErrors,
+          },
         },
       },
       "/api/jobs/{id}/cancel": {
@@ -353,6 +405,7 @@ export function buildOpenApi(version: string) {
             "400": err("Invalid body: reason longer than 500 characters, or malformed JSON (an empty body is no body)"),
             "404": err("Unknown"),
             "409": err("Completed or failed (code not_cancellable, body carries job); a paused job can be cancelled"),
+            ...jsonTooLarge,
             "415": err("A body that is not JSON (code unsupported_content_type)"),
             ...authErrors,
           },
@@ -415,6 +468,7 @@ export function buildOpenApi(version: string) {
             "409": err("Still active (code job_active), past 100 variations per video in all (too_many_variations), or quota_exceeded"),
             "410": err("Expired (code expired) or a source video is gone (code source_gone)"),
             "422": err("The Idempotency-Key already asked this job for something else (code idempotency_key_reused); nothing changes"),
+            ...jsonTooLarge,
             "429": err("At your active-jobs or queued-variations limit (code quota_exceeded); see Retry-After; or over the account's request budget (code rate_limited)"),
             ...authErrorsWithOwn429,
           },
@@ -432,9 +486,9 @@ export function buildOpenApi(version: string) {
             "200": { description: "ZIP with exact Content-Length and a strong ETag", content: { "application/zip": {} } },
             "206": { description: "The requested byte range of the same ZIP (Content-Range, ETag)", content: { "application/zip": {} } },
             "416": err("Range starts past the ZIP's end (code range_not_satisfiable; Content-Range: bytes */<length>)"),
-            "404": err("Unknown, or no completed outputs (code no_outputs)"),
-            "409": err("Job not finished (code not_downloadable)"),
-            "410": err("Expired"),
+            "404": err("Unknown, no completed outputs (code no_outputs), or an output without a recorded digest gone from storage (code output_missing, naming its ZIP entry)"),
+            "409": err("Job not completed or cancelled: queued, processing, paused, cancelling or failed (code not_downloadable)"),
+            "410": err("Expired (code expired)"),
             ...authErrors,
           },
         },
@@ -446,7 +500,7 @@ export function buildOpenApi(version: string) {
           responses: {
             "200": { description: "video/mp4", content: { "video/mp4": {} } },
             "206": { description: "Partial content", content: { "video/mp4": {} } },
-            "404": err("Unknown"),
+            "404": err("Unknown, or its file is gone from storage"),
             "410": err("Expired"),
             "416": err("Range outside the video (code range_not_satisfiable; Content-Range: bytes */<size>)"),
             ...authErrors,
@@ -488,6 +542,7 @@ export function buildOpenApi(version: string) {
             "400": err("Invalid body, or a malformed Idempotency-Key; invalid_webhook_url (not an http(s) URL, credentials in it) or webhook_url_not_allowed (plain http, or a private, loopback, link-local or local-only host)"),
             "409": err("At most 10 webhooks per account (code webhook_limit)"),
             "422": err("The Idempotency-Key already created a webhook from a request with another url or events (code idempotency_key_reused), or did so more than 24 hours ago (code idempotency_key_expired); nothing is created"),
+            ...jsonTooLarge,
             ...authErrors,
             "403": err(`${authErrors["403"].description}, or an API token that expires (code expiring_token: the webhook would send your job events after it expired)`),
           },
@@ -503,8 +558,9 @@ export function buildOpenApi(version: string) {
           requestBody: { required: true, ...json("UpdateWebhookBody") },
           responses: {
             "200": ok("Changed", "Webhook"),
-            "400": err("Invalid body (neither url nor events, an unknown field, bad events); invalid_webhook_url or webhook_url_not_allowed as for POST"),
+            "400": err("Invalid body (neither url nor events, an unknown field, bad events); invalid_webhook_url or webhook_url_not_allowed as for POST; or a malformed id in the path"),
             "404": err("Unknown webhook, or another user's"),
+            ...jsonTooLarge,
             ...authErrors,
             "403": err(`${authErrors["403"].description}, or a new url with an API token that expires (code expiring_token)`),
           },
@@ -512,7 +568,7 @@ export function buildOpenApi(version: string) {
         delete: {
           summary: "Delete one of your webhooks and its delivery log",
           parameters: [jobIdParam],
-          responses: { "204": ok("Deleted"), "404": err("Unknown webhook, or another user's"), ...authErrors },
+          responses: { "204": ok("Deleted"), ...malformedId, "404": err("Unknown webhook, or another user's"), ...authErrors },
         },
       },
       "/api/webhooks/{id}/rotate-secret": {
@@ -528,9 +584,10 @@ export function buildOpenApi(version: string) {
           requestBody: { required: false, ...json("RotateWebhookSecretBody") },
           responses: {
             "200": ok("Rotated", "RotatedWebhookSecret"),
-            "400": err("Invalid body: keepPreviousSeconds not an integer from 0 to 604800, an unknown field, or malformed JSON (an empty body is no body)"),
+            "400": err("Invalid body: keepPreviousSeconds not an integer from 0 to 604800, an unknown field, or malformed JSON (an empty body is no body); or a malformed id in the path"),
             "404": err("Unknown webhook, or another user's"),
             "409": err("Other rotations of this webhook were under way at the same time (code rotation_conflict); try again"),
+            ...jsonTooLarge,
             "415": err("A body that is not JSON (code unsupported_content_type)"),
             ...authErrors,
             "403": err(`${authErrors["403"].description}, or an API token that expires (code expiring_token: the new secret would sign for the webhook after it expired)`),
@@ -541,7 +598,7 @@ export function buildOpenApi(version: string) {
         get: {
           summary: "The webhook's delivery log, newest first (last 100)",
           parameters: [jobIdParam],
-          responses: { "200": ok("Deliveries", "WebhookDeliveryList"), "404": err("Unknown webhook, or another user's"), ...authErrors },
+          responses: { "200": ok("Deliveries", "WebhookDeliveryList"), ...malformedId, "404": err("Unknown webhook, or another user's"), ...authErrors },
         },
       },
       "/api/webhooks/{id}/test": {
@@ -550,6 +607,7 @@ export function buildOpenApi(version: string) {
           parameters: [jobIdParam],
           responses: {
             "202": ok("Queued", "QueuedDelivery"),
+            ...malformedId,
             "404": err("Unknown webhook, or another user's"),
             "429": err("10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After; or over the account's request budget (code rate_limited)"),
             ...authErrorsWithOwn429,
@@ -562,6 +620,7 @@ export function buildOpenApi(version: string) {
           parameters: [jobIdParam, { name: "deliveryId", in: "path", required: true, schema: { type: "string" } }],
           responses: {
             "202": ok("Queued", "QueuedDelivery"),
+            "400": err("A malformed webhook or delivery id in the path (not 1–40 lowercase letters and digits; field id or deliveryId)"),
             "404": err("Unknown webhook or delivery, or another user's"),
             "409": err("Still being attempted (code delivery_pending)"),
             "429": err("10 deliveries of this webhook are still being attempted (code too_many_pending); see Retry-After; or over the account's request budget (code rate_limited)"),
