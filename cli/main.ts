@@ -162,7 +162,7 @@ export function buildProgram(io: Io, handlers: Handlers, state: RunState): Comma
     .description("Cancel jobs (finished variations stay downloadable)")
     .argument("[ids...]", "job ids")
     .option("--reason <reason>", "recorded with the cancel (≤ 500 characters)")
-    .option("--all-queued", "cancel every queued job of yours")
+    .option("--all-queued", "cancel the queued jobs you can see, up to 200 at a time: yours, or every user's when you are an admin")
     .option("--json", "print one JSON document on stdout")
     .action((ids: string[], opts) => {
       if (opts.allQueued && ids.length) throw new InvalidArgumentError("give job ids or --all-queued, not both.");

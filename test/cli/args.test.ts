@@ -122,6 +122,14 @@ describe("video-refresher argument parsing", () => {
     expect((await parse(["cancel"])).code).toBe(EXIT.usage);
   });
 
+  it("says in cancel --help that --all-queued reaches every user's queued jobs when an admin runs it", async () => {
+    const r = await parse(["cancel", "--help"]);
+    expect(r.code).toBe(EXIT.ok);
+    const help = r.out.replace(/\s+/g, " ");
+    expect(help).toContain("every user's when you are an admin");
+    expect(help).not.toContain("every queued job of yours");
+  });
+
   it("passes status --watch, and download -o with --unzip", async () => {
     expect((await parse(["status", "j1", "--watch"])).calls[0]!.args).toEqual(["j1", { watch: true, intervalMs: 1000 }]);
     expect((await parse(["download", "j1", "-o", "out", "--unzip"])).calls[0]!.args).toEqual(["j1", { output: "out", unzip: true }]);
