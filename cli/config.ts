@@ -3,9 +3,8 @@ import { chmod, link, mkdir, open, readFile, rename, rm, stat, writeFile } from 
 import { homedir, hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { realSleep } from "./client";
+import type { CliEnv, ConfigPlace } from "./env";
 import { CliError, EXIT } from "./errors";
-
-export type Env = Record<string, string | undefined>;
 
 /** What `login` stores (0600): the server and an API token; `tokenId` when the CLI created the token itself. */
 export interface StoredConfig {
@@ -21,12 +20,12 @@ export interface Auth {
 }
 
 /** `$XDG_CONFIG_HOME/video-refresher`, else `~/.config/video-refresher`. */
-export function configDir(env: Env): string {
+export function configDir(env: ConfigPlace): string {
   const base = env.XDG_CONFIG_HOME && env.XDG_CONFIG_HOME.startsWith("/") ? env.XDG_CONFIG_HOME : join(env.HOME || homedir(), ".config");
   return join(base, "video-refresher");
 }
 
-export const configFile = (env: Env) => join(configDir(env), "config.json");
+export const configFile = (env: ConfigPlace) => join(configDir(env), "config.json");
 
 /** Writes a private file atomically (temporary name, then rename), 0600 in a 0700 directory. */
 export async function writePrivateJson(file: string, value: unknown): Promise<void> {
@@ -138,9 +137,9 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-export const readConfig = (env: Env) => readJson<StoredConfig>(configFile(env));
-export const writeConfig = (env: Env, config: StoredConfig) => writePrivateJson(configFile(env), config);
-export const deleteConfig = (env: Env) => rm(configFile(env), { force: true });
+export const readConfig = (env: ConfigPlace) => readJson<StoredConfig>(configFile(env));
+export const writeConfig = (env: ConfigPlace, config: StoredConfig) => writePrivateJson(configFile(env), config);
+export const deleteConfig = (env: ConfigPlace) => rm(configFile(env), { force: true });
 
 /** Normalises a server URL: http(s) only, no trailing slash. */
 export function normaliseUrl(raw: string): string {
@@ -164,9 +163,9 @@ function isLoopback(hostname: string): boolean {
  * A password or token sent over plain http to another machine can be read by anyone on the path, so the CLI speaks
  * http only to this machine unless VIDEO_REFRESHER_ALLOW_HTTP=1 says the network is trusted (a private lab).
  */
-export function requireSafeTransport(url: string, env: Env): void {
+export function requireSafeTransport(url: string, env: Pick<CliEnv, "VIDEO_REFRESHER_ALLOW_HTTP">): void {
   const { protocol, hostname } = new URL(url);
-  if (protocol === "https:" || isLoopback(hostname) || env.VIDEO_REFRESHER_ALLOW_HTTP === "1") return;
+  if (protocol === "https:" || isLoopback(hostname) || env.VIDEO_REFRESHER_ALLOW_HTTP) return;
   throw new CliError(
     `refusing to send credentials over plain http to ${hostname}: use https:// (or set VIDEO_REFRESHER_ALLOW_HTTP=1 on a network you trust)`,
     EXIT.usage,
@@ -175,7 +174,9 @@ export function requireSafeTransport(url: string, env: Env): void {
 }
 
 /** VIDEO_REFRESHER_URL / VIDEO_REFRESHER_TOKEN override what `login` stored. */
-export async function resolveAuth(env: Env): Promise<Auth> {
+export async function resolveAuth(
+  env: ConfigPlace & Pick<CliEnv, "VIDEO_REFRESHER_URL" | "VIDEO_REFRESHER_TOKEN" | "VIDEO_REFRESHER_ALLOW_HTTP">,
+): Promise<Auth> {
   const stored = await readConfig(env);
   const url = env.VIDEO_REFRESHER_URL || stored?.url;
   const token = env.VIDEO_REFRESHER_TOKEN || stored?.token;
@@ -195,7 +196,7 @@ export async function resolveAuth(env: Env): Promise<Auth> {
  * The token the config holds now for the same server and account as `was` (another process may have logged in
  * since this one read it), or null. Never another account's: a command following it would act in that account.
  */
-export async function storedTokenFor(env: Env, url: string, was: StoredConfig | undefined): Promise<string | null> {
+export async function storedTokenFor(env: ConfigPlace, url: string, was: StoredConfig | undefined): Promise<string | null> {
   const stored = await readConfig(env);
   if (!stored || !was?.email || stored.email !== was.email) return null;
   try {

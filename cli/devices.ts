@@ -1,5 +1,6 @@
 import { join } from "node:path";
-import { configDir, readJson, updatePrivateJson, type Env } from "./config";
+import { configDir, readJson, updatePrivateJson } from "./config";
+import type { ConfigPlace } from "./env";
 
 /** Accounts remembered per config dir; the oldest go first past it. */
 const MAX_DEVICES = 50;
@@ -11,7 +12,7 @@ interface DeviceEntry {
 }
 
 const keyOf = (url: string, email: string) => `${url} ${email.trim().toLowerCase()}`;
-const fileOf = (env: Env) => join(configDir(env), "devices.json");
+const fileOf = (env: ConfigPlace) => join(configDir(env), "devices.json");
 
 /**
  * `devices.json` (0600) in the config dir: the server's "this device signed in to this account before" cookie per
@@ -20,12 +21,12 @@ const fileOf = (env: Env) => join(configDir(env), "devices.json");
  * cookie defence). Kept across logout, as a browser keeps the cookie; it is no credential by itself (the password
  * is still asked).
  */
-export async function deviceCookie(env: Env, url: string, email: string): Promise<string | null> {
+export async function deviceCookie(env: ConfigPlace, url: string, email: string): Promise<string | null> {
   const all = (await readJson<Record<string, DeviceEntry>>(fileOf(env)).catch(() => undefined)) ?? {};
   return all[keyOf(url, email)]?.cookie ?? null;
 }
 
-export async function saveDeviceCookie(env: Env, url: string, email: string, cookie: string, now = Date.now()): Promise<void> {
+export async function saveDeviceCookie(env: ConfigPlace, url: string, email: string, cookie: string, now = Date.now()): Promise<void> {
   // Under the state files' lock: two logins at once (to two accounts) would otherwise each write back a copy without
   // the other's cookie, and the lost one's account is throttled on its shared counter again. A file that cannot be
   // read is started over: it holds nothing but these cookies.

@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import type { Schemas } from "./client";
 import { handlers as realHandlers, type Handlers, type JobStatus } from "./commands";
 import type { Ctx, Io } from "./context";
+import { parseCliEnv } from "./env";
 import { EXIT, toCliError, type ExitCode } from "./errors";
 import { printable, printableLines } from "./printable";
 import { createProgress, type Progress } from "./progress";
@@ -67,6 +68,8 @@ function intIn(min: number, max: number, what: string) {
 function makeCtx(io: Io, json: boolean): Ctx {
   return {
     ...io,
+    // Once, before the command does anything: a bad value is a usage error (exit 2), not a default or a NaN later.
+    env: parseCliEnv(io.env),
     json,
     progress: createProgress(io.stderr),
     result(value, text) {

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { configDir, processAlive, updatePrivateJson, type Env } from "./config";
+import { configDir, processAlive, updatePrivateJson } from "./config";
+import type { ConfigPlace } from "./env";
 
 /** A submit's Idempotency-Key, kept until its job POST is answered. */
 interface KeyEntry {
@@ -30,7 +31,7 @@ export const SubmitKeys = {
    * The key for this request: the one an earlier, ended run left (`reused`), else a new one recorded for this
    * process.
    */
-  async claim(env: Env, fingerprint: string, now = Date.now()): Promise<{ key: string; reused: boolean }> {
+  async claim(env: ConfigPlace, fingerprint: string, now = Date.now()): Promise<{ key: string; reused: boolean }> {
     let key = "";
     let reused = false;
     await updatePrivateJson<Record<string, KeyEntry>>(fileOf(env), (all = {}) => {
@@ -51,7 +52,7 @@ export const SubmitKeys = {
   },
 
   /** The job POST was answered (a job, or a refusal no retry changes): the key is done. */
-  async done(env: Env, fingerprint: string, key: string): Promise<void> {
+  async done(env: ConfigPlace, fingerprint: string, key: string): Promise<void> {
     await updatePrivateJson<Record<string, KeyEntry>>(fileOf(env), (all = {}) => {
       if (all[fingerprint]?.key === key) delete all[fingerprint];
       return all;
@@ -59,7 +60,7 @@ export const SubmitKeys = {
   },
 };
 
-const fileOf = (env: Env) => join(configDir(env), "submits.json");
+const fileOf = (env: ConfigPlace) => join(configDir(env), "submits.json");
 
 /** What a submit asks for, as a key of submits.json. */
 export function submitFingerprint(

@@ -1,17 +1,13 @@
 import { open, stat } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { call, realSleep, REQUEST_TIMEOUT_MS, timeout, type Api, type Job, type Schemas } from "./client";
-import { configDir, readJson, updatePrivateJson, type Env } from "./config";
+import { call, realSleep, timeout, type Api, type Job, type Schemas } from "./client";
+import { configDir, readJson, updatePrivateJson } from "./config";
+import type { CliEnv, ConfigPlace } from "./env";
 import { CliError, EXIT, isNetworkError } from "./errors";
 import type { Progress } from "./progress";
 import { SubmitKeys, submitFingerprint } from "./submit-keys";
 
-/**
- * Files totalling more than this go through the multipart upload API (POST /api/uploads …), all of them (a job is
- * made either from a form or from uploads); less goes in one form POST, well under Cloudflare's ~100 MB body cap.
- */
-export const DEFAULT_MULTIPART_BYTES = 64 * 1024 * 1024;
 const PART_TRIES = 5;
 const PART_TIMEOUT_MS = 5 * 60_000;
 
@@ -37,7 +33,8 @@ export interface UploadReport {
 export interface UploadDeps {
   api: Api;
   url: string;
-  env: Env;
+  /** Parsed once when the command started (cli/env.ts). */
+  env: CliEnv;
   progress: Progress;
   /** Waits between retries (tests pass a fake). */
   sleep?: (ms: number) => Promise<void>;
@@ -54,14 +51,6 @@ export async function statFiles(paths: string[]): Promise<LocalFile[]> {
       return { path, name: basename(path), size: s.size, mtimeMs: Math.trunc(s.mtimeMs) };
     }),
   );
-}
-
-export function multipartThreshold(env: Env): number {
-  const raw = env.VIDEO_REFRESHER_MULTIPART_BYTES;
-  if (raw === undefined || raw === "") return DEFAULT_MULTIPART_BYTES;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new CliError(`VIDEO_REFRESHER_MULTIPART_BYTES must be a positive integer, not ${raw}`, EXIT.usage, "usage");
-  return n;
 }
 
 const MIME: Record<string, string> = {
@@ -92,7 +81,8 @@ export async function uploadAndCreateJob(
         "no new job was made: run the command again for another one",
     );
   };
-  if (total <= multipartThreshold(deps.env)) {
+  // Over VIDEO_REFRESHER_MULTIPART_BYTES (64 MiB unless set): every file through the upload API.
+  if (total <= deps.env.VIDEO_REFRESHER_MULTIPART_BYTES) {
     const { job, response } = await createJobFromForm(deps, files, variations, effects, key);
     noteReplay(job, response);
     await answered();
@@ -160,15 +150,6 @@ function quoteFilename(name: string): string {
   return name.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
 }
 
-/** How long a form upload may take no chunk, or wait for its answer after the last (VIDEO_REFRESHER_FORM_STALL_MS). */
-function formStallMs(env: Env): number {
-  const raw = env.VIDEO_REFRESHER_FORM_STALL_MS;
-  if (raw === undefined || raw === "") return REQUEST_TIMEOUT_MS;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new CliError(`VIDEO_REFRESHER_FORM_STALL_MS must be a positive integer, not ${raw}`, EXIT.usage, "usage");
-  return n;
-}
-
 /** Tries of a request that names its work (an Idempotency-Key, or a pause: a repeat is answered, not done twice). */
 const KEYED_TRIES = 3;
 
@@ -230,7 +211,8 @@ async function createJobFromForm(
     }
     yield tail;
   }
-  const stallMs = formStallMs(deps.env);
+  // How long a form upload may take no chunk, or wait for its answer after the last.
+  const stallMs = deps.env.VIDEO_REFRESHER_FORM_STALL_MS;
   const { data: job, response } = await createWithRetries(deps, async () => {
     // A stream is read once: every try streams the files again. A try that takes no chunk for stallMs, or gets no
     // answer that long (plus a second per MiB) after its last chunk, is given up as a timeout (a wedged edge must not hold the command
@@ -301,7 +283,7 @@ export class UploadState {
     private readonly entries: Record<string, UploadEntry>,
   ) {}
 
-  static async load(env: Env): Promise<UploadState> {
+  static async load(env: ConfigPlace): Promise<UploadState> {
     const file = join(configDir(env), "uploads.json");
     return new UploadState(file, (await readJson<Record<string, UploadEntry>>(file)) ?? {});
   }
@@ -352,10 +334,9 @@ export class UploadState {
   }
 }
 
-function partConcurrency(env: Env): number {
-  if (env.VIDEO_REFRESHER_TEST_HALT_AFTER_PARTS) return 1;
-  const n = Number(env.VIDEO_REFRESHER_PART_CONCURRENCY ?? 3);
-  return Number.isInteger(n) && n >= 1 && n <= 16 ? n : 3;
+/** Parts sent at once: VIDEO_REFRESHER_PART_CONCURRENCY, or one at a time when the test hook is to halt after N. */
+function partConcurrency(env: CliEnv): number {
+  return env.VIDEO_REFRESHER_TEST_HALT_AFTER_PARTS > 0 ? 1 : env.VIDEO_REFRESHER_PART_CONCURRENCY;
 }
 
 /**
@@ -422,7 +403,7 @@ async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false
   const sent: number[] = [];
   if (!entry.completed) {
     const todo = Array.from({ length: entry.partCount }, (_, i) => i + 1).filter((n) => !entry.parts.includes(n));
-    const haltAfter = Number(deps.env.VIDEO_REFRESHER_TEST_HALT_AFTER_PARTS || 0);
+    const haltAfter = deps.env.VIDEO_REFRESHER_TEST_HALT_AFTER_PARTS;
     const fh = await open(f.path, "r");
     try {
       const sendPart = async (n: number) => {
@@ -444,7 +425,7 @@ async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false
             ),
           {
             tries: PART_TRIES,
-            baseMs: Number(deps.env.VIDEO_REFRESHER_RETRY_BASE_MS || 500),
+            baseMs: deps.env.VIDEO_REFRESHER_RETRY_BASE_MS,
             sleep: deps.sleep ?? realSleep,
             onRetry: (attempt, err, waitMs) =>
               progress.log(`${f.name}: part ${n} failed (${(err as Error).message}); try ${attempt + 1}/${PART_TRIES} in ${(waitMs / 1000).toFixed(1)} s`),
@@ -499,7 +480,7 @@ async function uploadLargeFile(deps: UploadDeps, f: LocalFile, restarted = false
         () => call(url, api.POST("/api/uploads/{id}/complete", { params: { path: { id: entry.uploadId } }, signal: timeout() })),
         {
           tries: PART_TRIES,
-          baseMs: Number(deps.env.VIDEO_REFRESHER_RETRY_BASE_MS || 500),
+          baseMs: deps.env.VIDEO_REFRESHER_RETRY_BASE_MS,
           sleep: deps.sleep ?? realSleep,
           onRetry: (attempt, err, waitMs) =>
             progress.log(`${f.name}: completing the upload failed (${(err as Error).message}); try ${attempt + 1}/${PART_TRIES} in ${(waitMs / 1000).toFixed(1)} s`),

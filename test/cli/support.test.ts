@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { configDir, readConfig, resolveAuth, writeConfig } from "../../cli/config";
 import { apiError, CliError, EXIT, isNetworkError, toCliError } from "../../cli/errors";
-import { multipartThreshold, withRetries } from "../../cli/upload";
+import { parseCliEnv } from "../../cli/env";
+import { withRetries } from "../../cli/upload";
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -34,26 +35,26 @@ describe("CLI configuration", () => {
   it("is overridden by VIDEO_REFRESHER_URL and VIDEO_REFRESHER_TOKEN", async () => {
     const env: Record<string, string> = { XDG_CONFIG_HOME: await tempDir() };
     await writeConfig(env, { url: "https://file.test", token: "from-file" });
-    expect(await resolveAuth(env)).toEqual({ url: "https://file.test", token: "from-file" });
-    expect(await resolveAuth({ ...env, VIDEO_REFRESHER_TOKEN: "from-env" })).toEqual({ url: "https://file.test", token: "from-env" });
-    expect(await resolveAuth({ ...env, VIDEO_REFRESHER_URL: "https://env.test/" })).toEqual({ url: "https://env.test", token: "from-file" });
+    expect(await resolveAuth(parseCliEnv(env))).toEqual({ url: "https://file.test", token: "from-file" });
+    expect(await resolveAuth(parseCliEnv({ ...env, VIDEO_REFRESHER_TOKEN: "from-env" }))).toEqual({ url: "https://file.test", token: "from-env" });
+    expect(await resolveAuth(parseCliEnv({ ...env, VIDEO_REFRESHER_URL: "https://env.test/" }))).toEqual({ url: "https://env.test", token: "from-file" });
   });
 
   it("sends a token over plain http only to this machine, unless VIDEO_REFRESHER_ALLOW_HTTP=1", async () => {
     const env: Record<string, string> = { XDG_CONFIG_HOME: await tempDir(), VIDEO_REFRESHER_TOKEN: "t" };
     for (const local of ["http://localhost:8787", "http://127.0.0.1:8787", "http://[::1]:8787", "http://app.localhost"]) {
-      expect((await resolveAuth({ ...env, VIDEO_REFRESHER_URL: local })).url).toBe(local);
+      expect((await resolveAuth(parseCliEnv({ ...env, VIDEO_REFRESHER_URL: local }))).url).toBe(local);
     }
-    const err = await resolveAuth({ ...env, VIDEO_REFRESHER_URL: "http://video.example.com" }).catch((e: unknown) => e);
+    const err = await resolveAuth(parseCliEnv({ ...env, VIDEO_REFRESHER_URL: "http://video.example.com" })).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CliError);
     expect([(err as CliError).exitCode, (err as CliError).code]).toEqual([EXIT.usage, "insecure_url"]);
     expect((err as CliError).message).toMatch(/https:\/\//);
-    const allowed = await resolveAuth({ ...env, VIDEO_REFRESHER_URL: "http://video.example.com", VIDEO_REFRESHER_ALLOW_HTTP: "1" });
+    const allowed = await resolveAuth(parseCliEnv({ ...env, VIDEO_REFRESHER_URL: "http://video.example.com", VIDEO_REFRESHER_ALLOW_HTTP: "1" }));
     expect(allowed.url).toBe("http://video.example.com");
   });
 
   it("without a login or environment, is an authentication error (exit 3)", async () => {
-    const err = await resolveAuth({ XDG_CONFIG_HOME: await tempDir() }).catch((e: unknown) => e);
+    const err = await resolveAuth(parseCliEnv({ XDG_CONFIG_HOME: await tempDir() })).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CliError);
     expect((err as CliError).exitCode).toBe(EXIT.auth);
   });
@@ -119,13 +120,5 @@ describe("part retries", () => {
       { tries: 5, baseMs: 1, sleep: async () => {} },
     );
     expect([v, calls]).toEqual(["ok", 3]);
-  });
-});
-
-describe("multipart threshold", () => {
-  it("is 64 MiB unless VIDEO_REFRESHER_MULTIPART_BYTES says otherwise", () => {
-    expect(multipartThreshold({})).toBe(64 * 1024 * 1024);
-    expect(multipartThreshold({ VIDEO_REFRESHER_MULTIPART_BYTES: "1000" })).toBe(1000);
-    expect(() => multipartThreshold({ VIDEO_REFRESHER_MULTIPART_BYTES: "lots" })).toThrow(CliError);
   });
 });

@@ -4,6 +4,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { apiClient } from "../../cli/client";
+import { parseCliEnv, type ConfigPlace } from "../../cli/env";
 import { CliError, EXIT } from "../../cli/errors";
 import type { Progress } from "../../cli/progress";
 import { submitFingerprint } from "../../cli/submit-keys";
@@ -18,7 +19,7 @@ afterEach(async () => {
 const quiet: Progress = { bar: () => ({ update() {}, increment() {}, setTotal() {} }), log() {}, stop() {} };
 
 /** What an earlier run left in uploads.json for this file: upload u1, completed. */
-async function seedCompletedUpload(env: Record<string, string>, url: string, file: LocalFile): Promise<void> {
+async function seedCompletedUpload(env: ConfigPlace, url: string, file: LocalFile): Promise<void> {
   const state = await UploadState.load(env);
   state.set(url, file, { uploadId: "u1", partSize: 64 * 1024, partCount: 1, parts: [1], completed: true, startedAt: new Date().toISOString() });
   await state.save();
@@ -51,7 +52,7 @@ describe("CLI form upload", () => {
     const server = await jobsServer();
 
     const err = await uploadAndCreateJob(
-      { api: apiClient(server.url, "token"), url: server.url, env: { XDG_CONFIG_HOME: dir }, progress: quiet, sleep: async () => {} },
+      { api: apiClient(server.url, "token"), url: server.url, env: parseCliEnv({ XDG_CONFIG_HOME: dir }), progress: quiet, sleep: async () => {} },
       files,
       2,
     ).then(() => null, (e: unknown) => e);
@@ -72,7 +73,7 @@ describe("CLI form upload", () => {
     const server = await jobsServer();
 
     const err = await uploadAndCreateJob(
-      { api: apiClient(server.url, "token"), url: server.url, env: { XDG_CONFIG_HOME: dir }, progress: quiet, sleep: async () => {} },
+      { api: apiClient(server.url, "token"), url: server.url, env: parseCliEnv({ XDG_CONFIG_HOME: dir }), progress: quiet, sleep: async () => {} },
       files,
       2,
     ).then(() => null, (e: unknown) => e);
@@ -93,7 +94,7 @@ describe("CLI submit refused by a limit", () => {
       posts++;
       json(429, { error: { code: "quota_exceeded", message: "You have 5 active jobs (the limit is 5)" } }, { "retry-after": "60" });
     });
-    const err = await uploadAndCreateJob({ api: apiClient(url, "token"), url, env: { XDG_CONFIG_HOME: dir }, progress: quiet, sleep: async () => {} }, await statFiles([path]), 2).then(
+    const err = await uploadAndCreateJob({ api: apiClient(url, "token"), url, env: parseCliEnv({ XDG_CONFIG_HOME: dir }), progress: quiet, sleep: async () => {} }, await statFiles([path]), 2).then(
       () => null,
       (e: unknown) => e,
     );
@@ -126,7 +127,7 @@ describe("CLI multipart upload", () => {
     });
 
     const { job, uploads } = await uploadAndCreateJob(
-      { api: apiClient(url, "token"), url, env: { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" }, progress: quiet, sleep: async () => {} },
+      { api: apiClient(url, "token"), url, env: parseCliEnv({ XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" }), progress: quiet, sleep: async () => {} },
       await statFiles([path]),
       1,
     );
@@ -160,7 +161,7 @@ describe("CLI multipart upload", () => {
       json(404, { error: { code: "not_found", message: "no" } });
     });
     const files = await statFiles([path]);
-    const env = { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" };
+    const env = parseCliEnv({ XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" });
     await seedCompletedUpload(env, url, files[0]!);
     const logged: string[] = [];
 
@@ -199,7 +200,7 @@ describe("CLI multipart upload of a file that changes while it is sent", () => {
       if (req.method === "POST" && req.url === "/api/jobs") return json(202, { id: "j1" });
       json(404, { error: { code: "not_found", message: "no" } });
     });
-    const env = { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1", VIDEO_REFRESHER_PART_CONCURRENCY: "1" };
+    const env = parseCliEnv({ XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1", VIDEO_REFRESHER_PART_CONCURRENCY: "1" });
     const files = await statFiles([path]);
 
     const err = await uploadAndCreateJob({ api: apiClient(url, "token"), url, env, progress: quiet, sleep: async () => {} }, files, 1).then(
@@ -247,7 +248,7 @@ describe("CLI multipart upload: completing it", () => {
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const path = join(dir, "big.mp4");
     await writeFile(path, Buffer.alloc(64 * 1024, 7));
-    return { dir, path, env: { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" } };
+    return { dir, path, env: parseCliEnv({ XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" }) };
   }
 
   it("sends complete again after 5xx answers (it is safe to repeat), instead of failing the submit", async () => {
@@ -309,7 +310,7 @@ describe("CLI multipart upload sent again after an earlier run's upload was used
       json(404, { error: { code: "not_found", message: "no" } });
     });
     const files = await statFiles([path]);
-    const env = { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" };
+    const env = parseCliEnv({ XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1" });
     // u1 fed job "earlier", made by a submit of other options.
     await seedCompletedUpload(env, url, files[0]!);
     const deps = { api: apiClient(url, "token"), url, env, progress: quiet, sleep: async () => {} };
@@ -353,7 +354,7 @@ describe("CLI submit whose earlier run's answer was lost", () => {
       join(dir, "video-refresher", "submits.json"),
       JSON.stringify({ [submitFingerprint(edge.url, files, 2, undefined)]: { key: "k-left", pid: 2 ** 30, createdAt: Date.now() - ageMs } }),
     );
-    return { edge, files, env: { XDG_CONFIG_HOME: dir } };
+    return { edge, files, env: parseCliEnv({ XDG_CONFIG_HOME: dir }) };
   }
 
   it("says on stderr that the job is the earlier run's, naming when it was created", async () => {
@@ -390,7 +391,7 @@ describe("CLI submit whose earlier run's answer was lost", () => {
     });
     const logged: string[] = [];
     const { job } = await uploadAndCreateJob(
-      { api: apiClient(url, "token"), url, env: { XDG_CONFIG_HOME: dir }, progress: { ...quiet, log: (l) => logged.push(l) }, sleep: async () => {} },
+      { api: apiClient(url, "token"), url, env: parseCliEnv({ XDG_CONFIG_HOME: dir }), progress: { ...quiet, log: (l) => logged.push(l) }, sleep: async () => {} },
       await statFiles([path]),
       2,
     );
@@ -443,7 +444,7 @@ describe("CLI submits running side by side", () => {
     const deps = {
       api: apiClient(url, "token"),
       url,
-      env: { XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1", VIDEO_REFRESHER_PART_CONCURRENCY: "1" },
+      env: parseCliEnv({ XDG_CONFIG_HOME: dir, VIDEO_REFRESHER_MULTIPART_BYTES: "1", VIDEO_REFRESHER_PART_CONCURRENCY: "1" }),
       progress: quiet,
       sleep: async () => {},
     };
