@@ -1,6 +1,6 @@
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -77,16 +77,55 @@ async function loadSecrets(dataDir: string): Promise<Secrets> {
 }
 
 /**
- * Processes of a group that are still running. Zombies do not count: an orphaned workerd is reparented to PID 1,
- * which in some containers never reaps it, yet it holds no port and does no work.
+ * Processes of a group that are still running, read from /proc (no `ps`: slim images lack procps). Zombies do not
+ * count: an orphaned workerd is reparented to PID 1, which in some containers never reaps it, yet it holds no port
+ * and does no work.
  */
 export function liveGroupMembers(pgid: number): number[] {
-  const out = execFileSync("ps", ["-eo", "pid=,pgid=,stat="], { encoding: "utf8" });
-  return out
-    .split("\n")
-    .map((line) => line.trim().split(/\s+/))
-    .filter(([pid, group, stat]) => pid && Number(group) === pgid && !stat?.startsWith("Z"))
-    .map(([pid]) => Number(pid));
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    // No /proc (macOS): whether anything of the group can still be signalled, zombies included.
+    try {
+      process.kill(-pgid, 0);
+      return [pgid];
+    } catch {
+      return [];
+    }
+  }
+  const members: number[] = [];
+  for (const name of entries) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, "utf8");
+    } catch (err) {
+      // Gone meanwhile is gone; any other failure must not pass for "not running".
+      if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "ESRCH") continue;
+      throw err;
+    }
+    // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses, so the fields count from its last ")".
+    const [state, , group] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(group) === pgid && state !== "Z") members.push(Number(name));
+  }
+  return members;
+}
+
+/**
+ * Stops groups of children one group after another, the members of a group together. A child whose stop fails
+ * skips nothing: the rest of its group and every later group are still stopped (a skipped one would keep running
+ * and hold its port), and then the failures are thrown together, each naming its child.
+ */
+export async function stopInOrder(groups: { name: string; stop(): Promise<void> }[][]): Promise<void> {
+  const failures: string[] = [];
+  for (const group of groups) {
+    const results = await Promise.allSettled(group.map((c) => c.stop()));
+    results.forEach((r, i) => {
+      if (r.status === "rejected") failures.push(`${group[i]!.name}: ${r.reason instanceof Error ? r.reason.message : String(r.reason)}`);
+    });
+  }
+  if (failures.length > 0) throw new Error(`could not stop every child of the stack (${failures.join("; ")})`);
 }
 
 class Child {
@@ -159,10 +198,13 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   let cronTimer: NodeJS.Timeout | undefined;
   const stop = async () => {
     clearInterval(cronTimer);
+    const stopping = (c: Child) => ({ name: c.name, stop: () => c.stop(c.name.startsWith("runner") ? 12_000 : 5_000) });
     // Runners first (they hand work back through the database), then the edge, then the database.
-    for (const group of [children.filter((c) => c.name.startsWith("runner")), children.filter((c) => c.name === "edge"), children.filter((c) => c.name === "db")]) {
-      await Promise.all(group.map((c) => c.stop(c.name.startsWith("runner") ? 12_000 : 5_000)));
-    }
+    await stopInOrder([
+      children.filter((c) => c.name.startsWith("runner")).map(stopping),
+      children.filter((c) => c.name === "edge").map(stopping),
+      children.filter((c) => c.name === "db").map(stopping),
+    ]);
   };
 
   const startDb = async () => {
@@ -281,7 +323,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       stop,
     };
   } catch (err) {
-    await stop();
-    throw err;
+    // The start's own error is the one to tell; a failure to clean up after it is told beside it, not instead.
+    const cleanup = await stop().then(
+      () => "",
+      (stopErr: unknown) => `; then ${stopErr instanceof Error ? stopErr.message : String(stopErr)}`,
+    );
+    if (!cleanup) throw err;
+    throw new Error(`${err instanceof Error ? err.message : String(err)}${cleanup}`, { cause: err });
   }
 }

@@ -52,7 +52,10 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
     console.log(`\n${sig}: stopping the stack…`);
     stack.stop().then(
       () => process.exit(0),
-      () => process.exit(1),
+      (err: unknown) => {
+        console.error(`npm start: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(1);
+      },
     );
   });
 }
