@@ -128,17 +128,39 @@ export async function stopInOrder(groups: { name: string; stop(): Promise<void> 
   if (failures.length > 0) throw new Error(`could not stop every child of the stack (${failures.join("; ")})`);
 }
 
+/** How many of a child's last output lines an error about it quotes. */
+const TAIL_LINES = 12;
+
 class Child {
   readonly exited: Promise<number | null>;
+  /** Resolves once the child has exited and its output has been read to the end. */
+  readonly closed: Promise<void>;
+  private readonly last: string[] = [];
   constructor(
     readonly name: string,
     readonly proc: ChildProcess,
     log: (line: string) => void,
   ) {
     for (const stream of [proc.stdout, proc.stderr]) {
-      if (stream) createInterface({ input: stream }).on("line", (line) => log(`[${name}] ${line}`));
+      if (!stream) continue;
+      createInterface({ input: stream }).on("line", (line) => {
+        this.last.push(line);
+        if (this.last.length > TAIL_LINES) this.last.shift();
+        log(`[${name}] ${line}`);
+      });
     }
     this.exited = new Promise((res) => proc.once("exit", (code, signal) => res(code ?? (signal ? -1 : null))));
+    this.closed = new Promise((res) => proc.once("close", () => res()));
+  }
+
+  /** Its last output lines, indented, for an error saying why it did not start. */
+  tail(): string {
+    return this.last.map((line) => `  ${line}`).join("\n");
+  }
+
+  /** "exited with code 1" / "was killed by SIGKILL". */
+  get how(): string {
+    return this.proc.signalCode ? `was killed by ${this.proc.signalCode}` : `exited with code ${this.proc.exitCode}`;
   }
 
   get running(): boolean {
@@ -169,14 +191,22 @@ function spawnChild(name: string, args: string[], env: Record<string, string>, l
   return new Child(name, proc, log);
 }
 
+/**
+ * Polls `probe` until it holds. A child that exits first fails this at once, and either failure quotes the child's
+ * last lines: they say why (a runner's "Invalid runner configuration: FFMPEG_PATH …").
+ */
 async function waitFor(what: string, child: Child, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (!child.running) throw new Error(`${what} exited before it was ready`);
+    if (!child.running) {
+      // Its last words may still be in the pipe.
+      await Promise.race([child.closed, delay(2_000)]);
+      throw new Error(`${what} ${child.how} before it was ready${child.tail() ? `:\n${child.tail()}` : ""}`);
+    }
     if (await probe().catch(() => false)) return;
     await delay(200);
   }
-  throw new Error(`${what} was not ready within ${timeoutMs / 1000} s`);
+  throw new Error(`${what} was not ready within ${timeoutMs / 1000} s${child.tail() ? `; its last lines:\n${child.tail()}` : ""}`);
 }
 
 /**
@@ -286,23 +316,26 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     // more when they are shared.
     await waitFor("wrangler dev", edge, async () => (await fetch(`${edgeUrl}/api/health`)).status === 200, 100_000);
 
+    const runners: Promise<void>[] = [];
     for (let i = 0; i < opts.runners; i++) {
-      const runner = spawnChild(
-        opts.runners === 1 ? "runner" : `runner-${i + 1}`,
-        ["--import", "tsx", "runner/main.ts"],
-        {
-          LIBSQL_URL: libsqlUrl,
-          LIBSQL_AUTH_TOKEN: secrets.libsqlAuthToken,
-          EDGE_URL: edgeUrl,
-          RUNNER_TOKEN: secrets.runnerToken,
-          WORK_DIR: join(dataDir, "runner", String(i + 1)),
-          METRICS_PORT: String(opts.metricsPort + i),
-          ...opts.runnerEnv,
-        },
-        log,
-      );
+      const env = {
+        LIBSQL_URL: libsqlUrl,
+        LIBSQL_AUTH_TOKEN: secrets.libsqlAuthToken,
+        EDGE_URL: edgeUrl,
+        RUNNER_TOKEN: secrets.runnerToken,
+        WORK_DIR: join(dataDir, "runner", String(i + 1)),
+        METRICS_PORT: String(opts.metricsPort + i),
+        ...opts.runnerEnv,
+      };
+      const runner = spawnChild(opts.runners === 1 ? "runner" : `runner-${i + 1}`, ["--import", "tsx", "runner/main.ts"], env, log);
       children.push(runner);
+      // Healthy: it reached the database and the edge took its token. A runner that cannot start (no FFmpeg, a bad
+      // setting) exits at once with the reason, which must not be followed by "Video Refresher is running".
+      const healthz = `http://127.0.0.1:${env.METRICS_PORT}/healthz`;
+      runners.push(waitFor(runner.name, runner, async () => (await fetch(healthz)).ok, 60_000));
     }
+    // The first failure fails the start at once (the catch below stops every child, the runners still starting too).
+    await Promise.all(runners);
 
     if (opts.cronEveryMs > 0) {
       // wrangler dev never fires Cron Triggers by itself; this stands in for Cloudflare's scheduler.

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -107,4 +108,82 @@ describe("npm start launcher", () => {
     expect(await exited).toBe(0);
     for (const [name, pid] of Object.entries(pids)) expect(groupAlive(pid), `${name} group alive`).toBe(false);
   }, 40_000);
+});
+
+/** Live (not zombie) processes whose environment carries `DATA_DIR=<dataDir>`: everything a launcher started. */
+function processesOf(dataDir: string): number[] {
+  const mark = Buffer.from(`\0DATA_DIR=${dataDir}\0`);
+  const found: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z") continue;
+      if (Buffer.concat([Buffer.from([0]), readFileSync(`/proc/${name}/environ`)]).includes(mark)) found.push(Number(name));
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
+
+describe("npm start when its runner cannot start", () => {
+  let dataDir: string;
+  let launcher: ChildProcess;
+  let stdout = "";
+  let stderr = "";
+  let ports: { edge: number; libsql: number };
+  let exitCode: number | null | undefined;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), "vr-stack-"));
+    ports = { edge: await freePort(), libsql: await freePort() };
+    launcher = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        PORT: String(ports.edge),
+        LIBSQL_PORT: String(ports.libsql),
+        METRICS_PORT: String(await freePort()),
+        DATA_DIR: dataDir,
+        // What a machine without FFmpeg looks like to the runner.
+        FFMPEG_PATH: join(dataDir, "no-ffmpeg-here"),
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    launcher.stdout!.on("data", (d) => (stdout += d));
+    launcher.stderr!.on("data", (d) => (stderr += d));
+    // Bounded: the edge's start (the UI built twice) and then the runner's, which exits at once.
+    exitCode = await new Promise<number | null | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), 150_000);
+      launcher.once("exit", (code) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+    });
+  }, 170_000);
+
+  afterAll(async () => {
+    if (launcher.exitCode === null && launcher.signalCode === null) {
+      const exited = new Promise((r) => launcher.once("exit", r));
+      launcher.kill("SIGINT");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 30_000))]);
+    }
+    for (const pid of processesOf(dataDir)) try { process.kill(pid, "SIGKILL"); } catch {}
+    await rm(dataDir, { recursive: true, force: true });
+  }, 40_000);
+
+  it("fails with the runner's own reason instead of saying the stack is running", () => {
+    expect(exitCode, `the launcher did not exit\n${stdout}\n${stderr}`).toBe(1);
+    expect(stdout).not.toContain("Video Refresher is running");
+    expect(stderr).toMatch(/npm start failed: runner exited with code 1 before it was ready/);
+    expect(stderr).toContain(`FFMPEG_PATH: "${join(dataDir, "no-ffmpeg-here")}" is not an executable`);
+  });
+
+  it("leaves nothing running: no process of the stack, no port held", async () => {
+    expect(processesOf(dataDir)).toEqual([]);
+    for (const port of [ports.edge, ports.libsql]) {
+      expect(await fetch(`http://127.0.0.1:${port}/`).then(() => "answered", () => "refused"), `port ${port}`).toBe("refused");
+    }
+  });
 });
