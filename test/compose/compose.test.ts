@@ -24,6 +24,7 @@ interface Service {
   ports?: string[];
   entrypoint?: string | string[];
   user?: string;
+  pids_limit?: number | string;
 }
 interface ComposeFile {
   services: Record<string, Service>;
@@ -116,6 +117,9 @@ const requiredRunnerVariables = Object.entries(RunnerSchema.shape)
   .filter(([, field]) => !field.safeParse(undefined).success)
   .map(([name]) => name);
 
+/** Processes and threads of a runner container besides its FFmpeg children: tini, Node's threads, healthchecks. */
+const RUNNER_OWN_PIDS = 256;
+
 const durationMs = (d: string) => {
   const parts = [...d.matchAll(/(\d+(?:\.\d+)?)(ms|us|h|m|s)/g)];
   expect(parts.map((p) => p[0]).join(""), `duration "${d}"`).toBe(d);
@@ -204,6 +208,17 @@ describe("compose.yaml runner service", () => {
     const grace = durationMs(runner.stop_grace_period!);
     expect(grace, "room to exit after the shutdown budget").toBeGreaterThanOrEqual(budget + 2000);
     expect(grace, "no longer than Docker's default: the runner is built for it").toBeLessThanOrEqual(10_000);
+  });
+
+  it("caps the container's processes and threads (pids_limit) with room for every FFmpeg uid's own limit and the runner", () => {
+    expect(runner.pids_limit, "compose.yaml runner: pids_limit").toBeDefined();
+    const limit = Number(interpolate(String(runner.pids_limit), example.values));
+    expect(Number.isInteger(limit) && limit > 0, `pids_limit ${limit}: a number, not unlimited (0, -1)`).toBe(true);
+    const config = RunnerSchema.parse({ ...imageEnv(), ...cleaned(runnerEnv(example.values)) });
+    // A runner holds at most CONCURRENCY + 2 uids at once, each allowed FFMPEG_MAX_PROCESSES (docs/runner.md): a
+    // leftover of each at its limit must still leave the killer and the runner room to run, or it kills nothing.
+    const children = (config.CONCURRENCY + 2) * config.FFMPEG_MAX_PROCESSES;
+    expect(limit, `(CONCURRENCY ${config.CONCURRENCY} + 2) × FFMPEG_MAX_PROCESSES ${config.FFMPEG_MAX_PROCESSES} + the runner's own`).toBeGreaterThanOrEqual(children + RUNNER_OWN_PIDS);
   });
 });
 
