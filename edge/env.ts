@@ -17,7 +17,11 @@ export type Bindings = Omit<Env, "WEBHOOK_QUEUE"> & Secrets & {
 export const ConfigSchema = z.object({
   LIBSQL_URL: z.string().url("LIBSQL_URL must be an http(s):// or libsql:// URL"),
   LIBSQL_AUTH_TOKEN: z.string().optional(),
-  RUNNER_TOKEN: z.string().min(16, "RUNNER_TOKEN must be at least 16 characters"),
+  RUNNER_TOKEN: z
+    .string()
+    .min(16, "RUNNER_TOKEN must be at least 16 characters")
+    // .env.example's placeholder (the runners' side) is long enough; as the edge's secret, anyone could guess it.
+    .refine((v) => !v.startsWith("replace-with-"), "RUNNER_TOKEN is still a placeholder (replace-with-…): set it to a random secret, the same as the runners'"),
   APP_VERSION: z.string().default("0.0.0"),
   JOB_TTL_HOURS: z.coerce.number().positive().default(24),
   MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(2 * 1024 ** 3),

@@ -18,7 +18,12 @@ export const Schema = z
     LIBSQL_URL: z.string().regex(/^(https?|libsql|wss?):\/\//, "LIBSQL_URL must be an http(s):// or libsql:// URL"),
     LIBSQL_AUTH_TOKEN: z.string().optional(),
     EDGE_URL: z.string().regex(/^https?:\/\//, "EDGE_URL must be the edge's http(s):// base URL"),
-    RUNNER_TOKEN: z.string().min(16, "RUNNER_TOKEN must be at least 16 characters (the same secret as the edge's)"),
+    RUNNER_TOKEN: z
+      .string()
+      .min(16, "RUNNER_TOKEN must be at least 16 characters (the same secret as the edge's)")
+      // .env.example's placeholder is long enough: a copy never filled in would otherwise start, and every call to
+      // the edge would be refused (or, on an edge holding the same placeholder, accepted).
+      .refine((v) => !v.startsWith("replace-with-"), "RUNNER_TOKEN is still a placeholder (replace-with-…): set it to the edge's RUNNER_TOKEN secret"),
     RUNNER_ID: z
       .string()
       .regex(/^[A-Za-z0-9._:-]{1,128}$/, "RUNNER_ID may only use letters, digits and . _ : -")

@@ -3,7 +3,7 @@
 // zod schema on top of the image's ENV defaults; every variable it sets must be one the runner reads; every
 // ${VAR} the file references must be documented in .env.example (and nothing there may be stale).
 import { execFileSync } from "node:child_process";
-import { createPublicKey, verify } from "node:crypto";
+import { createPublicKey, randomBytes, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -35,8 +35,11 @@ const compose = parse(read("compose.yaml")) as ComposeFile;
 const runner = compose.services.runner!;
 const sqld = compose.services.sqld!;
 
-/** .env.example: values of the active lines, and every name documented (active or as a commented `# NAME=`). */
-function envExample(): { values: Record<string, string>; documented: Set<string> } {
+/**
+ * .env.example: values of the active lines; the same with every `replace-with-…` placeholder replaced, as an
+ * operator following it would (`filled`); and every name documented (active or as a commented `# NAME=`).
+ */
+function envExample(): { values: Record<string, string>; filled: Record<string, string>; documented: Set<string> } {
   const values: Record<string, string> = {};
   const documented = new Set<string>();
   for (const line of read(".env.example").split("\n")) {
@@ -45,7 +48,8 @@ function envExample(): { values: Record<string, string>; documented: Set<string>
     documented.add(m[2]!);
     if (!m[1]) values[m[2]!] = m[3]!;
   }
-  return { values, documented };
+  const filled = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v.startsWith("replace-with-") ? randomBytes(32).toString("hex") : v]));
+  return { values, filled, documented };
 }
 
 /** Compose interpolation ($$, $VAR, ${VAR}, ${VAR:-d}, ${VAR-d}, ${VAR:?e}, ${VAR?e}, ${VAR:+r}, ${VAR+r}). */
@@ -135,56 +139,62 @@ describe("compose.yaml runner service", () => {
   });
 
   it("sets only variables the runner reads", () => {
-    const unknown = Object.keys(runnerEnv(example.values)).filter((k) => !runnerVariables.includes(k));
+    const unknown = Object.keys(runnerEnv(example.filled)).filter((k) => !runnerVariables.includes(k));
     expect(unknown, "not in the runner's config schema (runner/config.ts)").toEqual([]);
     expect(Object.keys(imageEnv()).filter((k) => k !== "NODE_ENV" && !runnerVariables.includes(k))).toEqual([]);
   });
 
   it("sets every required runner variable", () => {
     expect(requiredRunnerVariables.sort()).toEqual(["EDGE_URL", "LIBSQL_URL", "RUNNER_TOKEN"]);
-    const env = runnerEnv(example.values);
+    const env = runnerEnv(example.filled);
     for (const name of requiredRunnerVariables) expect(env[name], name).toBeTruthy();
   });
 
   it("parses with the runner's schema, with .env.example's values and the image's defaults", () => {
-    const env = { ...imageEnv(), ...cleaned(runnerEnv(example.values)) };
+    const env = { ...imageEnv(), ...cleaned(runnerEnv(example.filled)) };
     const result = RunnerSchema.safeParse(env);
     expect(result.error?.issues ?? []).toEqual([]);
     expect(result.data).toMatchObject({
       LIBSQL_URL: "http://sqld:8080",
-      EDGE_URL: example.values.EDGE_URL,
-      RUNNER_TOKEN: example.values.RUNNER_TOKEN,
-      CONCURRENCY: Number(example.values.CONCURRENCY),
+      EDGE_URL: example.filled.EDGE_URL,
+      RUNNER_TOKEN: example.filled.RUNNER_TOKEN,
+      CONCURRENCY: Number(example.filled.CONCURRENCY),
       METRICS_PORT: 9464,
     });
     expect(result.data!.RUNNER_ID, "RUNNER_ID stays per-process (replicas must not share one)").not.toBe(env.RUNNER_ID);
-    expect(runnerEnv(example.values)).not.toHaveProperty("RUNNER_ID");
+    expect(runnerEnv(example.filled)).not.toHaveProperty("RUNNER_ID");
+  });
+
+  it("refuses to start with .env.example's placeholders left in (RUNNER_TOKEN is long enough to pass otherwise)", () => {
+    const result = RunnerSchema.safeParse({ ...imageEnv(), ...cleaned(runnerEnv(example.values)) });
+    expect(result.error?.issues.map((i) => i.path.join("."))).toEqual(["RUNNER_TOKEN"]);
+    expect(result.error?.issues[0]?.message).toMatch(/still a placeholder/);
   });
 
   it("stops Compose with a message when a required secret is missing", () => {
     for (const name of ["EDGE_URL", "RUNNER_TOKEN", "LIBSQL_AUTH_TOKEN"]) {
-      const { [name]: _, ...rest } = example.values;
+      const { [name]: _, ...rest } = example.filled;
       expect(() => runnerEnv(rest), name).toThrow(new RegExp(`${name}: set ${name} in \\.env`));
     }
   });
 
   it("points at the compose sqld by default and at any other libSQL URL when LIBSQL_URL is set", () => {
     const turso = "libsql://vr-example.turso.io";
-    expect(RunnerSchema.safeParse({ ...imageEnv(), ...cleaned(runnerEnv({ ...example.values, LIBSQL_URL: turso })) }).data?.LIBSQL_URL).toBe(turso);
-    const url = new URL(runnerEnv(example.values).LIBSQL_URL!);
+    expect(RunnerSchema.safeParse({ ...imageEnv(), ...cleaned(runnerEnv({ ...example.filled, LIBSQL_URL: turso })) }).data?.LIBSQL_URL).toBe(turso);
+    const url = new URL(runnerEnv(example.filled).LIBSQL_URL!);
     expect(compose.services[url.hostname], `service "${url.hostname}"`).toBe(sqld);
-    const listen = interpolate(String((sqld.environment as Record<string, string>).SQLD_HTTP_LISTEN_ADDR), example.values);
+    const listen = interpolate(String((sqld.environment as Record<string, string>).SQLD_HTTP_LISTEN_ADDR), example.filled);
     expect(listen).toBe(`0.0.0.0:${url.port}`);
     expect(runner.depends_on).toMatchObject({ sqld: { condition: "service_healthy" } });
   });
 
   it("runs N replicas (RUNNERS, or --scale runner=N)", () => {
     expect(String(runner.deploy?.replicas)).toBe("${RUNNERS:-2}");
-    expect(Number(interpolate(String(runner.deploy!.replicas), example.values))).toBeGreaterThanOrEqual(1);
+    expect(Number(interpolate(String(runner.deploy!.replicas), example.filled))).toBeGreaterThanOrEqual(1);
   });
 
   it("keeps WORK_DIR on a named volume, used by a runner started as root that runs FFmpeg as the image's own user", () => {
-    const workDir = runnerEnv(example.values).WORK_DIR!;
+    const workDir = runnerEnv(example.filled).WORK_DIR!;
     const mount = runner.volumes?.find((v) => (typeof v === "string" ? v.split(":")[1] : v.target) === workDir);
     expect(mount, `a volume mounted at WORK_DIR ${workDir}`).toBeDefined();
     const volume = typeof mount === "string" ? mount.split(":")[0]! : mount!.source!;
@@ -195,13 +205,13 @@ describe("compose.yaml runner service", () => {
     // A uid per running child (runner/uid-pool.ts): enough for any CONCURRENCY up to 62.
     expect(imageEnv().FFMPEG_USER).toBe("61000-61063:990");
     expect(read("Dockerfile.runner")).toMatch(/groupadd --system --gid 990 ffmpeg/);
-    const withImage = (concurrency: number) => RunnerSchema.safeParse({ ...imageEnv(), ...cleaned(runnerEnv(envExample().values)), CONCURRENCY: String(concurrency) });
+    const withImage = (concurrency: number) => RunnerSchema.safeParse({ ...imageEnv(), ...cleaned(runnerEnv(envExample().filled)), CONCURRENCY: String(concurrency) });
     expect(withImage(62).data?.FFMPEG_USER).toEqual({ uid: 61000, lastUid: 61063, gid: 990 });
     expect(withImage(63).success).toBe(false);
   });
 
   it("has a healthcheck on the runner's metrics port, a restart policy and a stop grace above the shutdown budget", () => {
-    const port = runnerEnv(example.values).METRICS_PORT;
+    const port = runnerEnv(example.filled).METRICS_PORT;
     expect(JSON.stringify(runner.healthcheck?.test)).toContain(`http://127.0.0.1:${port}/healthz`);
     expect(runner.restart).toBe("unless-stopped");
     const budget = Number(/const SHUTDOWN_BUDGET_MS = ([\d_]+);/.exec(read("runner/loop.ts"))![1]!.replace(/_/g, ""));
@@ -212,9 +222,9 @@ describe("compose.yaml runner service", () => {
 
   it("caps the container's processes and threads (pids_limit) with room for every FFmpeg uid's own limit and the runner", () => {
     expect(runner.pids_limit, "compose.yaml runner: pids_limit").toBeDefined();
-    const limit = Number(interpolate(String(runner.pids_limit), example.values));
+    const limit = Number(interpolate(String(runner.pids_limit), example.filled));
     expect(Number.isInteger(limit) && limit > 0, `pids_limit ${limit}: a number, not unlimited (0, -1)`).toBe(true);
-    const config = RunnerSchema.parse({ ...imageEnv(), ...cleaned(runnerEnv(example.values)) });
+    const config = RunnerSchema.parse({ ...imageEnv(), ...cleaned(runnerEnv(example.filled)) });
     // A runner holds at most CONCURRENCY + 2 uids at once, each allowed FFMPEG_MAX_PROCESSES (docs/runner.md): a
     // leftover of each at its limit must still leave the killer and the runner room to run, or it kills nothing.
     const children = (config.CONCURRENCY + 2) * config.FFMPEG_MAX_PROCESSES;

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -94,6 +95,17 @@ describe("runner configuration", () => {
 
   it("refuses a lease that would expire between two heartbeats", () => {
     expect(() => loadRunnerConfig({ ...GOOD, LEASE_MS: "2000", WATCH_MS: "1000" })).toThrow(/LEASE_MS must be at least 3 × WATCH_MS/);
+  });
+
+  it("refuses a RUNNER_TOKEN still holding .env.example's placeholder, with a message saying so", () => {
+    const example = /^RUNNER_TOKEN=(.*)$/m.exec(readFileSync(join(ROOT, ".env.example"), "utf8"))![1]!;
+    expect(example.length, "long enough to pass the length check alone").toBeGreaterThanOrEqual(16);
+    for (const token of [example, "replace-with-anything-at-all"]) {
+      expect(() => loadRunnerConfig({ ...GOOD, RUNNER_TOKEN: token }), token).toThrow(
+        "RUNNER_TOKEN: RUNNER_TOKEN is still a placeholder (replace-with-…): set it to the edge's RUNNER_TOKEN secret",
+      );
+    }
+    expect(loadRunnerConfig({ ...GOOD, RUNNER_TOKEN: "my-replace-with-token-xyz" }).RUNNER_TOKEN).toBe("my-replace-with-token-xyz");
   });
 
   it("refuses an FFmpeg path that is not an executable", () => {
