@@ -2,7 +2,10 @@ import { z } from "zod";
 import type { Db } from "../db/client";
 import { JSON_BODY_LIMIT_DEFAULT, MAX_VIDEOS_PER_JOB, USER_LIMIT_DEFAULTS } from "../db/limits";
 
-/** Secrets come from `wrangler secret put` in production and `--var` from the local launcher; never from the toml. */
+/**
+ * Secrets come from `wrangler secret put` in production and, locally, from the 0600 `--env-file` the launcher writes
+ * (scripts/stack.ts; not `--var`, which would show them in `ps`); never from the toml.
+ */
 export interface Secrets {
   LIBSQL_URL: string;
   LIBSQL_AUTH_TOKEN?: string;
