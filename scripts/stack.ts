@@ -329,8 +329,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       };
       const runner = spawnChild(opts.runners === 1 ? "runner" : `runner-${i + 1}`, ["--import", "tsx", "runner/main.ts"], env, log);
       children.push(runner);
-      // Healthy: it reached the database and the edge took its token. A runner that cannot start (no FFmpeg, a bad
-      // setting) exits at once with the reason, which must not be followed by "Video Refresher is running".
+      // Healthy: it reached the database and the edge did not refuse its token. A runner that cannot start (no
+      // FFmpeg, a bad setting) exits at once with the reason, which must not be followed by "Video Refresher is running".
       const healthz = `http://127.0.0.1:${env.METRICS_PORT}/healthz`;
       runners.push(waitFor(runner.name, runner, async () => (await fetch(healthz)).ok, 60_000));
     }
