@@ -11,34 +11,49 @@ export const SESSION_COOKIE = "vr_session";
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 /**
- * The cookie is `__Host-vr_session` on https and on loopback http (`npm start` on 127.0.0.1 or localhost, which
- * browsers treat as a secure context and let set Secure cookies): browsers then insist on Secure, Path=/ and no
- * Domain, so neither a sibling subdomain nor a plain-http page can plant or overwrite it. Over any other plain http
- * a __Host- cookie would be refused, so there it is `vr_session` without Secure.
+ * Which forms of a cookie to set and read. On https the `__Host-` form only: browsers then insist on Secure,
+ * Path=/ and no Domain, so neither a sibling subdomain nor a plain-http page can plant or overwrite it. On loopback
+ * http (`npm start` on 127.0.0.1 or localhost) both: Chromium and Firefox take a Secure `__Host-` cookie there,
+ * Safari refuses it and keeps the plain one beside it (no other site can reach a loopback origin's cookies). On any
+ * other plain http the plain form only: every browser refuses a `__Host-` cookie there.
  */
-function hostPrefixed(c: Context<AppEnv>): boolean {
+function cookieForms(c: Context<AppEnv>): { host: boolean; plain: boolean } {
   const url = new URL(c.req.url);
-  return url.protocol === "https:" || isLoopback(url.hostname);
+  if (url.protocol === "https:") return { host: true, plain: false };
+  return { host: isLoopback(url.hostname), plain: true };
 }
 
 function isLoopback(hostname: string): boolean {
   return hostname === "localhost" || hostname.endsWith(".localhost") || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
+type CookieOptions = { path: "/"; httpOnly: true; sameSite: "Lax" | "Strict"; expires?: Date; maxAge?: number };
+
+function setAppCookie(c: Context<AppEnv>, name: string, value: string, options: CookieOptions): void {
+  const forms = cookieForms(c);
+  // The __Host- form first: a client that keeps one of them (the CLI's device store) keeps that one.
+  if (forms.host) setCookie(c, name, value, { ...options, secure: true, prefix: "host" });
+  if (forms.plain) setCookie(c, name, value, options);
+}
+
+function readAppCookie(c: Context<AppEnv>, name: string): string | undefined {
+  const forms = cookieForms(c);
+  return (forms.host ? getCookie(c, name, "host") : undefined) ?? (forms.plain ? getCookie(c, name) : undefined);
+}
+
 /** HttpOnly + SameSite=Lax always; Secure and the __Host- prefix where browsers take them. */
 export function setSessionCookie(c: Context<AppEnv>, token: string, expiresAt: number): void {
-  const options = { path: "/", httpOnly: true, sameSite: "Lax", expires: new Date(expiresAt) } as const;
-  if (hostPrefixed(c)) setCookie(c, SESSION_COOKIE, token, { ...options, secure: true, prefix: "host" });
-  else setCookie(c, SESSION_COOKIE, token, options);
+  setAppCookie(c, SESSION_COOKIE, token, { path: "/", httpOnly: true, sameSite: "Lax", expires: new Date(expiresAt) });
 }
 
 export function clearSessionCookie(c: Context<AppEnv>): void {
-  if (hostPrefixed(c)) deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true, prefix: "host" });
-  else deleteCookie(c, SESSION_COOKIE, { path: "/" });
+  const forms = cookieForms(c);
+  if (forms.host) deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true, prefix: "host" });
+  if (forms.plain) deleteCookie(c, SESSION_COOKIE, { path: "/" });
 }
 
 export function sessionToken(c: Context<AppEnv>): string | undefined {
-  return hostPrefixed(c) ? getCookie(c, SESSION_COOKIE, "host") : getCookie(c, SESSION_COOKIE);
+  return readAppCookie(c, SESSION_COOKIE);
 }
 
 export const DEVICE_COOKIE = "vr_device";
@@ -47,16 +62,14 @@ const DEVICE_MAX_AGE_S = 365 * 24 * 60 * 60;
 /**
  * The "this browser signed in to this account before" cookie (db/queries/remember-login-device.ts): it exempts the
  * browser from the account-wide login throttle, so guesses from elsewhere cannot lock its owner out. HttpOnly,
- * SameSite=Strict, __Host- where the session cookie is.
+ * SameSite=Strict, in the same forms as the session cookie.
  */
 export function setDeviceCookie(c: Context<AppEnv>, token: string): void {
-  const options = { path: "/", httpOnly: true, sameSite: "Strict", maxAge: DEVICE_MAX_AGE_S } as const;
-  if (hostPrefixed(c)) setCookie(c, DEVICE_COOKIE, token, { ...options, secure: true, prefix: "host" });
-  else setCookie(c, DEVICE_COOKIE, token, options);
+  setAppCookie(c, DEVICE_COOKIE, token, { path: "/", httpOnly: true, sameSite: "Strict", maxAge: DEVICE_MAX_AGE_S });
 }
 
 export function deviceToken(c: Context<AppEnv>): string | undefined {
-  return hostPrefixed(c) ? getCookie(c, DEVICE_COOKIE, "host") : getCookie(c, DEVICE_COOKIE);
+  return readAppCookie(c, DEVICE_COOKIE);
 }
 
 /** The absolute session lifetime (SESSION_MAX_AGE_DAYS) in ms. */
