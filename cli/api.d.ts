@@ -374,7 +374,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Resume a paused job, or continue a cancelled one (its cancelled variations are queued again) */
+        /** Resume a paused job, or continue a cancelled one (every variation it did not complete, cancelled or failed, is queued again) */
         post: operations["resumeJob"];
         delete?: never;
         options?: never;
@@ -496,7 +496,7 @@ export interface paths {
         put?: never;
         /**
          * Subscribe an endpoint to job events (Standard Webhooks; the secret is shown once)
-         * @description Events job.completed, job.cancelled, job.failed, job.paused; body {type, timestamp, data: the job as GET /api/jobs/{id} returns it}, signed with headers webhook-id, webhook-timestamp, webhook-signature (v1; a space-separated list, one signature per secret while a rotated secret still signs). At-least-once, retried with exponential backoff for 24 h. The url must be https on a public host.
+         * @description Events job.completed, job.cancelled, job.failed, job.paused; body: the job as GET /api/jobs/{id} returns it, with {type, timestamp, data: the same job} beside its fields, signed with headers webhook-id, webhook-timestamp, webhook-signature (v1; a space-separated list, one signature per secret while a rotated secret still signs). At-least-once, retried with exponential backoff for 24 h. The url must be https on a public host.
          */
         post: operations["createWebhook"];
         delete?: never;

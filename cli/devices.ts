@@ -40,7 +40,7 @@ export async function saveDeviceCookie(env: ConfigPlace, url: string, email: str
   }, startOver);
 }
 
-/** The device cookie a login answer set (`vr_device`, or `__Host-vr_device` on https), as `name=value`; else null. */
+/** The device cookie a login answer set (`vr_device`, or `__Host-vr_device` on https and loopback: the first one), as `name=value`; else null. */
 export function deviceCookieOf(setCookies: readonly string[]): string | null {
   for (const c of setCookies) {
     const pair = c.split(";")[0]!.trim();

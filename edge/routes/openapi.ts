@@ -118,7 +118,7 @@ export function buildOpenApi(version: string) {
     components: {
       schemas,
       securitySchemes: {
-        session: { type: "apiKey", in: "cookie", name: "__Host-vr_session", description: "vr_session over plain http other than loopback" },
+        session: { type: "apiKey", in: "cookie", name: "__Host-vr_session", description: "On loopback http also vr_session beside it; over other plain http vr_session only" },
         token: { type: "http", scheme: "bearer", description: "API token from POST /api/tokens" },
       },
     },
@@ -426,7 +426,7 @@ export function buildOpenApi(version: string) {
       },
       "/api/jobs/{id}/resume": {
         post: {
-          summary: "Resume a paused job, or continue a cancelled one (its cancelled variations are queued again)",
+          summary: "Resume a paused job, or continue a cancelled one (every variation it did not complete, cancelled or failed, is queued again)",
           parameters: [jobIdParam, reopenKeyParam],
           responses: {
             "200": ok("Queued or processing again (or, with the Idempotency-Key of the job's last keyed reopen, the job as it is now: header Idempotent-Replayed: true)", "Job"),
@@ -531,8 +531,8 @@ export function buildOpenApi(version: string) {
         post: {
           summary: "Subscribe an endpoint to job events (Standard Webhooks; the secret is shown once)",
           description:
-            "Events job.completed, job.cancelled, job.failed, job.paused; body {type, timestamp, data: the job as GET " +
-            "/api/jobs/{id} returns it}, signed with headers webhook-id, webhook-timestamp, webhook-signature (v1; a space-separated list, " +
+            "Events job.completed, job.cancelled, job.failed, job.paused; body: the job as GET /api/jobs/{id} returns it, " +
+            "with {type, timestamp, data: the same job} beside its fields, signed with headers webhook-id, webhook-timestamp, webhook-signature (v1; a space-separated list, " +
             "one signature per secret while a rotated secret still signs). " +
             "At-least-once, retried with exponential backoff for 24 h. The url must be https on a public host.",
           parameters: [idempotencyKeyParam("the webhook it created, with its current secret, instead of a second one", "the webhook, answering for 24 hours")],

@@ -16,7 +16,7 @@ export function isPausable(status: JobStatus): boolean {
   return status === "queued" || status === "processing";
 }
 
-/** Paused jobs resume; cancelled ones continue (their cancelled variations are queued again) until they expire. */
+/** Paused jobs resume; cancelled ones continue (their cancelled and failed variations are queued again) until they expire. */
 export function isResumable(job: Pick<Job, "status" | "cancelledVariations" | "failedVariations" | "expiresAt">, now: number): boolean {
   if (job.status === "paused") return true;
   return job.status === "cancelled" && job.cancelledVariations + job.failedVariations > 0 && !isExpired(job.expiresAt, now);
