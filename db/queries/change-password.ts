@@ -18,7 +18,7 @@ import { endOtherSessions } from "./sessions";
  * was verified: of two concurrent changes only one wins, the other sees a conflict as a wrong current password.
  * A change whose new password is already the account's is answered as done (nothing written): the same request
  * sent again after its reply was lost, or twice at once, must not tell its sender the password they just proved is
- * wrong. It reveals nothing a guess at `currentPassword` would not: both go through the same throttle.
+ * wrong. That check is a guess at the password like `currentPassword`, so it takes an attempt of the same throttle.
  */
 export async function changePassword(
   db: Db,
@@ -31,6 +31,9 @@ export async function changePassword(
   const key = passwordChangeKey(input.userId);
   await reserveLoginAttempt(db, key, ACCOUNT_RULE, now);
   if (!(await verifyPassword(input.currentPassword, user.passwordHash, input.pepper))) {
+    // A second guess (at newPassword): it takes an attempt of its own, or a stolen session would test two
+    // passwords per throttled attempt.
+    await reserveLoginAttempt(db, key, ACCOUNT_RULE, now);
     if (await verifyPassword(input.newPassword, user.passwordHash, input.pepper)) return alreadyDone(db, key);
     throw new ValidationError("currentPassword: does not match your current password", "currentPassword", "wrong_password");
   }

@@ -8,6 +8,7 @@ import { useTestLibsql } from "../../helpers/libsql";
 import { freshDb } from "../../helpers/seed";
 
 const server = useTestLibsql();
+const NOW = Date.now();
 
 async function userWithSession(name: string) {
   const { db } = await freshDb(server, name);
@@ -35,6 +36,15 @@ describe("changePassword", () => {
     const results = await Promise.allSettled([changePassword(db, change, Date.now()), changePassword(db, change, Date.now())]);
     expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled"]);
     expect(await authenticateSession(db, session.token, Date.now())).not.toBeNull();
+  });
+
+  it("counts the check of the new password as a guess of its own: a stolen session tests one password per throttled attempt", async () => {
+    const { db, user, session } = await userWithSession("change_pw_guesses");
+    const guess = (n: number) => changePassword(db, { userId: user.id, currentPassword: `guess-a-${n}-xx`, newPassword: `guess-b-${n}-xx`, keepToken: session.token }, NOW);
+    // ACCOUNT_RULE lets 5 guesses through before its lock: two requests of two guesses each, then the fifth guess locks.
+    await expect(guess(1)).rejects.toMatchObject({ code: "wrong_password" });
+    await expect(guess(2)).rejects.toMatchObject({ code: "wrong_password" });
+    await expect(guess(3)).rejects.toMatchObject({ code: "too_many_attempts" });
   });
 
   it("still refuses a wrong current password when the new one is not the password either", async () => {
