@@ -195,7 +195,7 @@ function spawnChild(name: string, args: string[], env: Record<string, string>, l
  * Polls `probe` until it holds. A child that exits first fails this at once, and either failure quotes the child's
  * last lines: they say why (a runner's "Invalid runner configuration: FFMPEG_PATH …").
  */
-async function waitFor(what: string, child: Child, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+async function waitFor(what: string, child: Child, probe: (signal: AbortSignal) => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!child.running) {
@@ -203,7 +203,8 @@ async function waitFor(what: string, child: Child, probe: () => Promise<boolean>
       await Promise.race([child.closed, delay(2_000)]);
       throw new Error(`${what} ${child.how} before it was ready${child.tail() ? `:\n${child.tail()}` : ""}`);
     }
-    if (await probe().catch(() => false)) return;
+    // Each probe bounded too: a port that takes the connection and never answers must not hold the start past its limit.
+    if (await probe(AbortSignal.timeout(Math.max(1, Math.min(5_000, deadline - Date.now())))).catch(() => false)) return;
     await delay(200);
   }
   throw new Error(`${what} was not ready within ${timeoutMs / 1000} s${child.tail() ? `; its last lines:\n${child.tail()}` : ""}`);
@@ -255,7 +256,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     );
     children.push(db);
     pids.db = db.proc.pid!;
-    await waitFor("libSQL server", db, async () => (await fetch(`${libsqlUrl}/health`)).ok, 30_000);
+    await waitFor("libSQL server", db, async (signal) => (await fetch(`${libsqlUrl}/health`, { signal })).ok, 30_000);
   };
   const stopDb = async (signal: "SIGTERM" | "SIGKILL" = "SIGTERM") => {
     const db = children.find((c) => c.name === "db");
@@ -314,7 +315,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     children.push(edge);
     // With the real wrangler.toml, wrangler dev builds the UI (tsc) twice before it answers: 30-40 s on 2 cores,
     // more when they are shared.
-    await waitFor("wrangler dev", edge, async () => (await fetch(`${edgeUrl}/api/health`)).status === 200, 100_000);
+    await waitFor("wrangler dev", edge, async (signal) => (await fetch(`${edgeUrl}/api/health`, { signal })).status === 200, 100_000);
 
     const runners: Promise<void>[] = [];
     for (let i = 0; i < opts.runners; i++) {
@@ -332,7 +333,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       // Healthy: it reached the database and the edge did not refuse its token. A runner that cannot start (no
       // FFmpeg, a bad setting) exits at once with the reason, which must not be followed by "Video Refresher is running".
       const healthz = `http://127.0.0.1:${env.METRICS_PORT}/healthz`;
-      runners.push(waitFor(runner.name, runner, async () => (await fetch(healthz)).ok, 60_000));
+      runners.push(waitFor(runner.name, runner, async (signal) => (await fetch(healthz, { signal })).ok, 60_000));
     }
     // The first failure fails the start at once (the catch below stops every child, the runners still starting too).
     await Promise.all(runners);
