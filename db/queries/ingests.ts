@@ -1,5 +1,5 @@
 import { and, eq, gt, lt, ne, sql } from "drizzle-orm";
-import type { Db } from "../client";
+import { REPLAY_SAFE, type Db } from "../client";
 import { RESERVE_STEP_BYTES, type UserLimits } from "../limits";
 import { ingests } from "../schema";
 import { explainRefusal } from "./quotas/explain-refusal";
@@ -60,13 +60,15 @@ export async function reserveIngest(
  * Marks the ingest as still receiving bytes, with the bytes it has stored so far. Returns the room it holds now (less
  * than before when the cron gave it back after a silence: the caller asks for it again with reserveIngest), or null
  * when it is gone (reaped as stale, or already a job).
+ *
+ * Replay-safe: it sets given values (`max` keeps the larger record), so a pooled connection that dropped it is
+ * sent it again instead of failing an upload that may have streamed gigabytes.
  */
 export async function touchIngest(db: Db, id: string, storedBytes: number, now: number): Promise<number | null> {
-  const rows = await db
-    .update(ingests)
-    .set({ touchedAt: now, storedBytes: sql`max(${ingests.storedBytes}, ${storedBytes})` })
-    .where(eq(ingests.id, id))
-    .returning({ reservedBytes: ingests.reservedBytes });
+  const rows = await db.all<{ reservedBytes: number }>(sql`${REPLAY_SAFE}UPDATE ingests
+    SET touched_at = ${now}, stored_bytes = max(stored_bytes, ${storedBytes})
+    WHERE id = ${id}
+    RETURNING reserved_bytes AS reservedBytes`);
   return rows[0]?.reservedBytes ?? null;
 }
 

@@ -1,5 +1,5 @@
 import type { JobEffects } from "../../db/effects";
-import { AppError, ConflictError, NotFoundError, PayloadTooLargeError, TooManyRequestsError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
+import { AppError, ConflictError, isDbBusy, isDbUnavailable, NotFoundError, PayloadTooLargeError, TooManyRequestsError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
 import type { Db } from "../../db/client";
 import { exceededQuota, INGEST_HOLD_MS, INGEST_TOUCH_MS, quotaError, RESERVE_STEP_BYTES, type UserLimits } from "../../db/limits";
@@ -317,9 +317,17 @@ async function ingestForm(deps: FormDeps, input: FormInput, jobId: string): Prom
       }
       // Also every RESERVE_STEP_BYTES stored: what the row says is stored is the room a silence leaves it.
       if (now - touchedAt < INGEST_TOUCH_MS && storedBytes - recorded < RESERVE_STEP_BYTES) return;
+      let held: number | null;
+      try {
+        held = await touchIngest(db, jobId, storedBytes, now);
+      } catch (err) {
+        // The row only needs a touch within INGEST_HOLD_MS (minutes): a database that did not answer this one is
+        // asked again at the next chunk, instead of throwing away everything this upload has stored.
+        if (isDbUnavailable(err) || isDbBusy(err)) return;
+        throw err;
+      }
       touchedAt = now;
       recorded = storedBytes;
-      const held = await touchIngest(db, jobId, storedBytes, now);
       if (held === null) throw stalled();
       // The cron gave the room back after a silence: ask for it again, through the quota check (another upload may
       // have been let in on it meanwhile, and keeps it).

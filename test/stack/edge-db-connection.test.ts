@@ -9,9 +9,13 @@ import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
 import { freshDb } from "../helpers/seed";
 import { startWranglerDev, type WranglerDev } from "../helpers/wrangler";
 import { startFaultProxy, type FaultProxy } from "../faults/proxy";
+import { startDbProxy, type DbProxy } from "../helpers/db-proxy";
 
 let server: TestLibsqlServer;
 let proxy: FaultProxy;
+/** Behind `proxy`: drops replies after the server committed (`dropTouches` of them, for an upload's touches). */
+let dbProxy: DbProxy;
+let dropTouches = 0;
 let edge: WranglerDev;
 let dir: string;
 let user: ApiSession;
@@ -22,8 +26,9 @@ beforeAll(async () => {
   server = await startTestLibsql();
   const fresh = await freshDb(server, "edge_db_connection");
   // The edge reaches the database only through the proxy; the test seeds it directly.
+  dbProxy = await startDbProxy(server.url, (body) => (dropTouches > 0 && /update\W+ingests\W+set\W+touched_at/i.test(body.replace(/\\[nt]/g, " ")) && dropTouches-- > 0 ? "drop-reply" : "pass"));
   proxy = await startFaultProxy();
-  proxy.setTarget(server.url);
+  proxy.setTarget(dbProxy.url);
   proxy.setRule((req) => (cutNext > 0 && /\/v[23]\/pipeline$/.test(req.url ?? "") && cutNext-- > 0 ? { cutAfterBytes: 0 } : "pass"));
   const libsqlUrl = new URL(new URL(fresh.url).pathname, proxy.url).href;
   edge = await startWranglerDev({ libsqlUrl, runnerToken: "edge-db-connection-runner-token-0123", persistTo: join(dir, "r2") });
@@ -32,6 +37,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await edge?.close();
   await proxy?.close();
+  await dbProxy?.close();
   await server?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -78,5 +84,50 @@ describe("the edge's connection to the database", () => {
     const res = await user.call("/api/jobs");
     expect([res.status, (await res.json()).error.code]).toEqual([503, "db_unavailable"]);
     expect(cutNext).toBe(0);
+  });
+});
+
+describe("a long form upload while the database drops replies", () => {
+  it("creates the job when the upload's progress writes lose their replies, instead of throwing away what it stored", async () => {
+    // 40 MiB with a declared length: the edge records the upload's progress every 16 MiB stored. The first such
+    // write loses its reply twice (the write and its one replay: the database is unreachable for that moment), the
+    // second once (its replay gets through). Before, the first lost reply answered 503 db_unavailable and deleted
+    // everything stored so far.
+    const boundary = "----vrtouch";
+    const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="variations"\r\n\r\n1\r\n--${boundary}\r\nContent-Disposition: form-data; name="videos"; filename="long.mp4"\r\nContent-Type: video/mp4\r\n\r\n`);
+    const block = Buffer.alloc(1024 * 1024, 7);
+    block.set([0, 0, 0, 0x18, ...Buffer.from("ftypisom"), 0, 0, 2, 0, ...Buffer.from("isomiso2")], 0);
+    const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+    const MIB = 40;
+    let n = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (n === 0) c.enqueue(head);
+        else if (n <= MIB) c.enqueue(block);
+        else {
+          c.enqueue(tail);
+          c.close();
+        }
+        n++;
+      },
+    });
+    const droppedBefore = dbProxy.dropped.length;
+    dropTouches = 3;
+    try {
+      const res = await user.call("/api/jobs", {
+        method: "POST",
+        body,
+        headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(head.length + MIB * block.length + tail.length) },
+        duplex: "half",
+      } as RequestInit);
+      const text = await res.text();
+      expect({ status: res.status, text: text.slice(0, 200) }).toMatchObject({ status: 202 });
+      expect(dbProxy.dropped.length - droppedBefore).toBe(3);
+      const job = JSON.parse(text);
+      const read = await user.call(`/api/jobs/${job.id}`);
+      expect([read.status, (await read.json()).totalVariations]).toEqual([200, 1]);
+    } finally {
+      dropTouches = 0;
+    }
   });
 });
