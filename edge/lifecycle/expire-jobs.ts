@@ -19,13 +19,19 @@ export async function expireFinishedJobs(deps: LifecycleDeps, now: number, budge
   // Elapsed time of this run, not "now": the rules take their business time as an argument.
   const started = performance.now();
   let deleted = 0;
+  const spent = () => performance.now() - started > budgetMs;
   for (;;) {
     const ids = await listExpiredJobIds(deps.db, now, EXPIRE_BATCH);
     let batch = 0;
-    for (const id of ids) if (await purgeJob(deps, id, { expiredBy: now })) batch++;
+    // The budget is checked after every job, not every batch: each purge is several database and R2 round trips in
+    // a row, so a slow database or bucket made one batch of 50 last minutes, and the rules after this one waited.
+    for (const id of ids) {
+      if (await purgeJob(deps, id, { expiredBy: now })) batch++;
+      if (spent()) break;
+    }
     deleted += batch;
     // A batch that removed nothing would come back the same: stop (the next tick retries).
-    if (ids.length < EXPIRE_BATCH || batch === 0 || performance.now() - started > budgetMs) break;
+    if (ids.length < EXPIRE_BATCH || batch === 0 || spent()) break;
   }
   return { expired: deleted };
 }

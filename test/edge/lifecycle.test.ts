@@ -79,6 +79,21 @@ async function finishedJob(finishedAt: number, opts: { variations?: number; outp
   return job;
 }
 
+/** The test bucket, with every delete taking `ms` longer: R2 (or the database behind a rule) answering slowly. */
+function slowDeletes(ms: number): R2Bucket {
+  return new Proxy(env.BUCKET, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop) as unknown;
+      if (typeof value !== "function") return value;
+      if (prop !== "delete") return value.bind(target);
+      return async (...args: unknown[]) => {
+        await new Promise((r) => setTimeout(r, ms));
+        return value.apply(target, args);
+      };
+    },
+  });
+}
+
 async function keysUnder(prefix: string): Promise<string[]> {
   return (await env.BUCKET.list({ prefix })).objects.map((o) => o.key);
 }
@@ -118,6 +133,16 @@ describe("expireFinishedJobs", () => {
     for (let i = 0; i < 3; i++) await finishedJob(NOW - DAY - 3 * HOUR + i);
     const victims = await finishedJob(NOW - DAY - HOUR, { owner: other });
     expect(await listExpiredJobIds(db, NOW, 2)).toContain(victims.id);
+  });
+
+  it("stops at its time budget between two jobs, not after a whole batch, when R2 answers slowly", async () => {
+    const expired = await Promise.all(Array.from({ length: 3 }, () => finishedJob(NOW - DAY - HOUR)));
+    // Each purge takes at least 150 ms: past the 100 ms budget after the first job. Before, the budget was checked
+    // only after a batch of 50 purges, which a slow database or bucket stretched to minutes.
+    expect(await expireFinishedJobs({ ...deps(), bucket: slowDeletes(150) }, NOW, 100)).toEqual({ expired: 1 });
+    expect(await db.select({ id: jobs.id }).from(jobs)).toHaveLength(expired.length - 1);
+    // The next tick takes the rest.
+    expect(await expireFinishedJobs(deps(), NOW, Infinity)).toEqual({ expired: 2 });
   });
 
   it("keeps the rows when deleting the objects fails, so the next tick can retry", async () => {
@@ -714,6 +739,22 @@ describe("abortStaleUploads", () => {
 
     // A day after their last use they go like any other.
     expect(await abortStaleUploads(deps({ JOB_TTL_HOURS: 24 }), NOW + DAY)).toEqual({ aborted: 3 });
+  });
+});
+
+describe("abortStaleUploads against a slow bucket", () => {
+  it("stops at its time budget and leaves the other stale uploads to the next tick, so the rules after it run", async () => {
+    const user = { id: userId, email: "x@test.example", role: "user" as const };
+    for (let i = 0; i < 3; i++) {
+      const done = await startUpload({ db, bucket: env.BUCKET }, { user, filename: `d${i}.mp4`, size: 100, maxBytes: 1e9, limits: ROOMY }, NOW - 26 * HOUR);
+      await env.BUCKET.put(`uploads/${done.id}`, fakeMp4(100));
+      await db.update(uploads).set({ status: "completed", touchedAt: NOW - 26 * HOUR }).where(eq(uploads.id, done.id));
+    }
+    // Each drop deletes its object in at least 150 ms: past the 100 ms budget after the first. Before, the rule
+    // had no budget and went through up to 100 of them.
+    expect(await abortStaleUploads({ ...deps({ JOB_TTL_HOURS: 24 }), bucket: slowDeletes(150) }, NOW, 100)).toEqual({ aborted: 1 });
+    expect(await db.select({ id: uploads.id }).from(uploads)).toHaveLength(2);
+    expect(await abortStaleUploads(deps({ JOB_TTL_HOURS: 24 }), NOW)).toEqual({ aborted: 2 });
   });
 });
 
