@@ -20,7 +20,7 @@ import { createOnce, idempotencyKeyOf, REPLAYED_HEADER } from "../lib/idempotenc
 import { CreateWebhookBody, DeliveryParams, IdParam, RotateWebhookSecretBody, UpdateWebhookBody } from "../lib/schemas";
 import { readOptionalJson, validate } from "../lib/validate";
 import { checkWebhookUrl } from "../lib/webhooks/address";
-import { enqueueDueDeliveries } from "../lib/webhooks/queue";
+import { enqueueDueDeliveries, type WebhookMessage } from "../lib/webhooks/queue";
 
 const DELIVERY_LOG_LIMIT = 100;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -117,15 +117,29 @@ export const webhooks = new Hono<AppEnv>()
   })
   .post("/:id/test", validate("param", IdParam), async (c) => {
     const id = await createTestDelivery(c.get("db"), { userId: c.get("user").id, webhookId: c.req.valid("param").id }, Date.now());
-    await c.env.WEBHOOK_QUEUE.send({ kind: "deliver", id });
+    await enqueueOrLeaveToSweep(c.env.WEBHOOK_QUEUE, id);
     return c.json({ id, status: "pending" as const }, 202);
   })
   .post("/:id/deliveries/:deliveryId/redeliver", validate("param", DeliveryParams), async (c) => {
     const { id, deliveryId } = c.req.valid("param");
     await redeliverDelivery(c.get("db"), { userId: c.get("user").id, webhookId: id, deliveryId }, Date.now());
-    await c.env.WEBHOOK_QUEUE.send({ kind: "deliver", id: deliveryId });
+    await enqueueOrLeaveToSweep(c.env.WEBHOOK_QUEUE, deliveryId);
     return c.json({ id: deliveryId, status: "pending" as const }, 202);
   });
+
+/**
+ * Sends a delivery the request just committed as pending to the queue, for a send within a second. A queue that
+ * refuses it changes nothing the user asked for: the row is pending, and the outbox sweep (every few seconds)
+ * enqueues it. Answering that with an error made the user retry work that was done: a second test event, or a
+ * redelivery refused with 409 delivery_pending.
+ */
+async function enqueueOrLeaveToSweep(queue: Queue<WebhookMessage>, id: string): Promise<void> {
+  try {
+    await queue.send({ kind: "deliver", id });
+  } catch (err) {
+    console.error("webhook enqueue failed; the sweep sends it", loggable(err));
+  }
+}
 
 /**
  * After a state-changing job request the edge may just have written webhook events (a queued job cancelled, a

@@ -27,6 +27,8 @@ import {
 } from "../../edge/lib/webhooks/queue";
 import { ConfigSchema } from "../../edge/env";
 import { call, claimAll, db, ORIGIN, seedJob, signIn, type Session } from "./helpers";
+import { env } from "cloudflare:workers";
+import worker from "../../edge/index";
 
 const HOOK = "https://hooks.example.com/video-refresher";
 const HOUR = 3_600_000;
@@ -462,6 +464,27 @@ describe("POST /api/webhooks/:id/rotate-secret", () => {
     }
     const [row] = await db.select({ secret: webhooks.secret, retiring: webhooks.retiringSecrets }).from(webhooks).where(eq(webhooks.id, hook.id));
     expect(row).toEqual({ secret: hook.secret, retiring: null });
+  });
+});
+
+describe("manual sends when the queue refuses the message", () => {
+  const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
+  const refusing = { send: async () => { throw new Error("queue unavailable"); }, sendBatch: async () => { throw new Error("queue unavailable"); } };
+  const postRefused = (s: Session, path: string) =>
+    worker.fetch(new Request(ORIGIN + path, { method: "POST", headers: { cookie: s.cookie, origin: ORIGIN } }), { ...env, WEBHOOK_QUEUE: refusing } as never, ctx);
+
+  it("answers a test event and a redelivery 202, with the delivery pending for the sweep to send, instead of an error for work that was done", async () => {
+    const s = await signIn();
+    const hook = await createHook(s);
+    const test = await postRefused(s, `/api/webhooks/${hook.id}/test`);
+    expect(test.status).toBe(202);
+    const { id } = (await test.json()) as { id: string };
+    expect((await deliveriesOf(hook.id)).map((d) => [d.id, d.status])).toEqual([[id, "pending"]]);
+    // Sent by the consumer and failed for good: a redelivery while the queue refuses still answers 202 and is pending.
+    await db.update(webhookDeliveries).set({ status: "failed", attempts: MAX_DELIVERY_ATTEMPTS }).where(eq(webhookDeliveries.id, id));
+    const again = await postRefused(s, `/api/webhooks/${hook.id}/deliveries/${id}/redeliver`);
+    expect(again.status).toBe(202);
+    expect((await deliveriesOf(hook.id)).map((d) => [d.id, d.status])).toEqual([[id, "pending"]]);
   });
 });
 
