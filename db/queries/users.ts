@@ -1,8 +1,8 @@
-import { and, asc, count, eq, isNotNull, isNull, sql } from "drizzle-orm";
+import { and, asc, count, eq, gte, isNotNull, isNull, sql } from "drizzle-orm";
 import type { Db } from "../client";
 import { ConflictError, ForbiddenError, NotFoundError } from "../errors";
 import { newId } from "../ids";
-import { hashPassword } from "../passwords";
+import { hashPassword, verifyPassword } from "../passwords";
 import { sessions, users } from "../schema";
 
 export type Role = "admin" | "user";
@@ -18,7 +18,17 @@ export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();
 }
 
-/** Creates an account; a taken email is a ConflictError (decided by the unique index, not a prior read). */
+/** How long after an account's creation the same request again is answered with it (see createUser). */
+export const CREATE_REPEAT_MS = 15 * 60 * 1000;
+
+/**
+ * Creates an account; a taken email is a ConflictError (decided by the unique index, not a prior read).
+ *
+ * The same request again — its reply was lost after the insert committed, or a double submit — is answered with the
+ * account it made: same email, role and password, within CREATE_REPEAT_MS of the creation, still enabled. Before,
+ * the admin read "already exists" for an account that had just been created as asked, and could reset its password
+ * to be sure, signing the new user out.
+ */
 export async function createUser(
   db: Db,
   input: { email: string; password: string; role: Role; pepper?: string },
@@ -31,8 +41,15 @@ export async function createUser(
     .values({ ...row, passwordHash })
     .onConflictDoNothing({ target: users.email })
     .returning({ id: users.id });
-  if (inserted.length === 0) throw new ConflictError("email_taken", `An account for ${row.email} already exists`);
-  return row;
+  if (inserted.length > 0) return row;
+  const [made] = await db
+    .select({ id: users.id, email: users.email, role: users.role, createdAt: users.createdAt, passwordHash: users.passwordHash })
+    .from(users)
+    .where(and(eq(users.email, row.email), eq(users.role, input.role), isNull(users.disabledAt), gte(users.createdAt, now - CREATE_REPEAT_MS)));
+  if (made && (await verifyPassword(input.password, made.passwordHash, input.pepper))) {
+    return { id: made.id, email: made.email, role: made.role, createdAt: made.createdAt };
+  }
+  throw new ConflictError("email_taken", `An account for ${row.email} already exists`);
 }
 
 export async function countUsers(db: Db): Promise<number> {

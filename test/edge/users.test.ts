@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { newId } from "../../db/ids";
-import { call, loginCookie, signIn } from "./helpers";
+import { call, loginCookie, onDatabaseRequest, signIn } from "./helpers";
 
 const newEmail = () => `new-${newId()}@test.example`;
 
@@ -45,6 +45,26 @@ describe("POST /api/users", () => {
     const res = await admin.call("/api/users", { method: "POST", json: { email: admin.email.toUpperCase(), password: "long enough pw" } });
     expect(res.status).toBe(409);
     expect(await res.json()).toMatchObject({ error: { code: "email_taken" } });
+  });
+
+  it("answers the same request again, after a reply lost behind the commit, with 201 and the account it made; a different password or role still gets 409", async () => {
+    const admin = await signIn("admin");
+    const email = newEmail();
+    let dropped = 0;
+    onDatabaseRequest(async (body) => (dropped === 0 && body.includes('insert into \\"users\\"') ? (dropped++, "lose-reply") : "send"));
+    const first = await admin.call("/api/users", { method: "POST", json: { email, password: "long enough pw" } });
+    vi.unstubAllGlobals();
+    expect([dropped, first.status]).toEqual([1, 503]);
+    const again = await admin.call("/api/users", { method: "POST", json: { email, password: "long enough pw" } });
+    expect(again.status).toBe(201);
+    const { user } = (await again.json()) as { user: { id: string; email: string; role: string } };
+    expect(user).toMatchObject({ email, role: "user" });
+    const listed = ((await (await admin.call("/api/users")).json()) as { users: { id: string; email: string }[] }).users.filter((u) => u.email === email);
+    expect(listed.map((u) => u.id)).toEqual([user.id]);
+    for (const json of [{ email, password: "another long pw" }, { email, password: "long enough pw", role: "admin" }]) {
+      const res = await admin.call("/api/users", { method: "POST", json });
+      expect([res.status, ((await res.json()) as { error: { code: string } }).error.code]).toEqual([409, "email_taken"]);
+    }
   });
 
   it("answers 400 naming the field for a short password or a bad role", async () => {
