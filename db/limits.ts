@@ -164,3 +164,10 @@ export function quotaError(q: QuotaExcess): AppError {
  * outputs for ever; a re-enabled owner can still resume a cancelled job.
  */
 export const DISABLED_WORK_HOLD_MS = 7 * 24 * 3600_000;
+
+/**
+ * How long a multipart upload the edge opened (a runner's output, a form upload's source) may stay neither completed
+ * nor aborted before the lifecycle rule aborts it: far beyond any upload in progress (a runner's lease, one request's
+ * body), and far below R2's own expiry of unfinished uploads.
+ */
+export const MULTIPART_ABANDON_MS = 24 * 60 * 60 * 1000;

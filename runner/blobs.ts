@@ -241,8 +241,8 @@ export class BlobClient {
       return { size };
     }
     const q = `key=${encodeURIComponent(key)}`;
-    // Sent again after a blip like the parts: a create whose answer was lost leaves an upload nobody completes,
-    // which the cron's stale-upload rule aborts.
+    // Sent again after a blip like the parts: a create whose answer was lost leaves an upload nobody completes, which
+    // the edge has on record (multipart_uploads) and its lifecycle rule aborts a day later.
     const created = await this.sendBody(
       `${this.base}/internal/uploads`,
       () => ({ method: "POST", body: JSON.stringify({ key }), headers: { ...t, "content-type": "application/json" }, signal }),
@@ -271,7 +271,7 @@ export class BlobClient {
       );
       return { size };
     } catch (err) {
-      // Abort so no half-assembled upload lingers; the cron's stale-upload rule is only the backstop.
+      // Abort so no half-assembled upload lingers; the edge's abandoned-multipart rule is only the backstop.
       await this.call(`${uploadUrl}?${q}`, { method: "DELETE", headers: t }, `multipart abort ${key}`, CLEANUP_TIMEOUT_MS).catch(() => {});
       throw err;
     }

@@ -257,6 +257,23 @@ export const ingests = sqliteTable(
   (t) => [index("ingests_touched_idx").on(t.touchedAt), index("ingests_user_idx").on(t.userId)],
 );
 
+/**
+ * An R2 multipart upload the edge opened for a runner's output or a form upload's source, until it is completed or
+ * aborted. R2 lists no unfinished upload, so neither the orphan rule nor anything else could find one that was left
+ * open (a runner killed mid-upload, an abort that failed, a create whose answer was lost and was sent again): its
+ * parts stayed stored, outside every quota, until R2's own expiry. abortAbandonedMultiparts aborts what is still
+ * here after MULTIPART_ABANDON_MS. (The upload API's uploads keep their R2 id in `uploads`.)
+ */
+export const multipartUploads = sqliteTable(
+  "multipart_uploads",
+  {
+    uploadId: text("upload_id").primaryKey(),
+    objectKey: text("object_key").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("multipart_uploads_created_idx").on(t.createdAt)],
+);
+
 /** Where a lifecycle rule that walks the bucket over several ticks stopped (the last key it looked at). */
 export const sweepCursors = sqliteTable("sweep_cursors", {
   name: text("name").primaryKey(),

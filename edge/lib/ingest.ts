@@ -7,6 +7,7 @@ import { abandonIngest, isIngestInFlight, reserveIngest, startIngest, touchInges
 import { getUserUsage } from "../../db/queries/quotas";
 import { createJobFromIngest, getJob, ownerViewer, type JobView, type NewSource } from "../../db/queries/jobs";
 import { MultipartReader, multipartBoundary } from "./multipart";
+import { multipartBook, type MultipartBook } from "./multipart-book";
 import { SNIFF_BYTES, sniffVideoType } from "./sniff";
 import { DEFAULT_VARIATIONS_PER_VIDEO, EffectsField, parseWith, VariationsCount } from "./schemas";
 import { deleteKeys, PART_BYTES, sourceKey } from "./storage";
@@ -44,6 +45,8 @@ export async function storeVideo(
     onChunk?: (fileBytes: number) => Promise<void>;
     /** The error for a file over `maxBytes` (default: 413 naming the file). */
     tooLarge?: (total: number) => Error;
+    /** Opens the R2 multipart upload of a file larger than a part on the record (none: opened directly, in tests). */
+    book?: MultipartBook;
   },
 ): Promise<{ size: number; contentType: string }> {
   const partBytes = opts.partBytes ?? PART_BYTES;
@@ -69,7 +72,8 @@ export async function storeVideo(
     const rest = all.subarray(partBytes);
     pending = rest.length ? [rest] : [];
     pendingBytes = rest.length;
-    mp.upload ??= await bucket.createMultipartUpload(key, { httpMetadata: { contentType: contentType! } });
+    const options = { httpMetadata: { contentType: contentType! } };
+    mp.upload ??= await (opts.book ? opts.book.open(bucket, key, options) : bucket.createMultipartUpload(key, options));
     parts.push(await mp.upload.uploadPart(parts.length + 1, part));
   };
 
@@ -92,12 +96,14 @@ export async function storeVideo(
     if (mp.upload) {
       parts.push(await mp.upload.uploadPart(parts.length + 1, last));
       await mp.upload.complete(parts);
+      await opts.book?.closed(mp.upload.uploadId);
     } else {
       await bucket.put(key, last, { httpMetadata: { contentType: contentType! } });
     }
     return { size: total, contentType: contentType! };
   } catch (err) {
-    if (mp.upload) await mp.upload.abort().catch(() => {});
+    // Aborted here when R2 lets it; otherwise (R2 failing, the Worker ended first) its row stays for the lifecycle rule.
+    if (mp.upload && (await mp.upload.abort().then(() => true, () => false))) await opts.book?.closed(mp.upload.uploadId);
     throw err;
   }
 }
@@ -146,6 +152,7 @@ export async function receiveJobForm(
     partBytes?: number;
     ingest?: IngestHooks;
     quota?: FormQuota;
+    book?: MultipartBook;
   },
 ): Promise<ReceivedForm> {
   const boundary = multipartBoundary(req.headers.get("content-type"));
@@ -190,6 +197,7 @@ export async function receiveJobForm(
         partBytes: opts.partBytes,
         onChunk: opts.ingest ? (fileBytes) => opts.ingest!.touch(storedBytes + fileBytes) : undefined,
         tooLarge: byQuota ? (total) => opts.quota!.exceeded(storedBytes + total) : undefined,
+        book: opts.book,
       });
       sources.push({ id, name, size: stored.size, contentType: stored.contentType, objectKey: inFlight });
       inFlight = null;
@@ -352,6 +360,7 @@ async function ingestForm(deps: FormDeps, input: FormInput, jobId: string): Prom
       },
       ingest,
       quota,
+      book: multipartBook(db, clock),
     });
   } catch (err) {
     // Its objects are deleted already; a row left behind (database down) is reaped by the orphan rule.

@@ -9,6 +9,7 @@ import { deleteOrphanObjects } from "./orphan-objects";
 import { pruneAuth } from "./prune-auth";
 import { pruneRunners } from "./prune-runners";
 import { recoverLeases } from "./recover-leases";
+import { abortAbandonedMultiparts } from "./abandoned-multiparts";
 import { abortStaleUploads } from "./stale-uploads";
 import { enforceStorageCap } from "./storage-cap";
 
@@ -34,6 +35,7 @@ export const rules: Record<string, LifecycleRule> = {
   enforceStorageCap,
   deleteOrphanObjects,
   abortStaleUploads,
+  abortAbandonedMultiparts,
   pruneAuth,
   pruneRunners,
 };

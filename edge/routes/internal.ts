@@ -6,6 +6,7 @@ import { isObjectRecorded } from "../../db/queries/is-object-recorded";
 import { findTicket, getJobOutputs, type TicketRow } from "../../db/queries/variations";
 import type { AppEnv } from "../env";
 import { parseRange } from "../lib/range";
+import { multipartBook } from "../lib/multipart-book";
 import { isNoSuchMultipartUpload } from "../lib/storage";
 import { requireRunner } from "../lib/runner-auth";
 import { mayAbort, mayDelete, mayList, mayRead, mayWrite, parseTicket, type DeleteFacts, type Refusal } from "../lib/runner-scope";
@@ -202,7 +203,9 @@ export const internal = new Hono<AppEnv>()
   .post("/uploads", validate("json", KeyBody), async (c) => {
     const key = checkKey(c.req.valid("json").key);
     await checkScope(c, "write", key);
-    const mp = await c.env.BUCKET.createMultipartUpload(key, { httpMetadata: { contentType: contentTypeOf(key) } });
+    // On the record: a runner killed mid-upload (or whose abort failed, or whose create was sent again after a lost
+    // answer) leaves an upload only the lifecycle rule can find.
+    const mp = await multipartBook(c.get("db")).open(c.env.BUCKET, key, { httpMetadata: { contentType: contentTypeOf(key) } });
     return c.json({ key, uploadId: mp.uploadId }, 201);
   })
   .put("/uploads/:uploadId/parts/:n", validate("param", PartParam), validate("query", KeyQuery), async (c) => {
@@ -221,8 +224,10 @@ export const internal = new Hono<AppEnv>()
     await checkScope(c, "write", key);
     const { parts: unsorted, size } = c.req.valid("json");
     const parts = [...unsorted].sort((a, b) => a.partNumber - b.partNumber);
+    const book = multipartBook(c.get("db"));
     try {
       const obj = await r2Multipart(`complete ${key}`, () => c.env.BUCKET.resumeMultipartUpload(key, uploadId).complete(parts));
+      await book.closed(uploadId);
       return c.json({ key, size: obj.size, etag: obj.etag });
     } catch (err) {
       // A complete that landed but whose answer was lost fails when the runner sends it again (no_such_upload in
@@ -233,6 +238,7 @@ export const internal = new Hono<AppEnv>()
       if (size === undefined || !parseOutputKey(key)) throw err;
       const head = await c.env.BUCKET.head(key);
       if (!head || head.size !== size) throw err;
+      await book.closed(uploadId);
       return c.json({ key, size: head.size, etag: head.etag });
     }
   })
@@ -241,5 +247,6 @@ export const internal = new Hono<AppEnv>()
     const key = checkKey(c.req.valid("query").key);
     await checkScope(c, "abort", key);
     await r2Multipart(`abort ${key}`, () => c.env.BUCKET.resumeMultipartUpload(key, uploadId).abort());
+    await multipartBook(c.get("db")).closed(uploadId);
     return c.body(null, 204);
   });

@@ -6,7 +6,7 @@ import type { UserLimits } from "../../db/limits";
 import { newId } from "../../db/ids";
 import { sourceKey } from "../../db/keys";
 import { createUser } from "../../db/queries/users";
-import { ingests, jobs, sources } from "../../db/schema";
+import { ingests, jobs, multipartUploads, sources } from "../../db/schema";
 import { loadConfig } from "../../edge/env";
 import { createJobFromForm, INGEST_TOUCH_MS } from "../../edge/lib/ingest";
 import { deleteOrphanObjects } from "../../edge/lifecycle/orphan-objects";
@@ -56,6 +56,44 @@ function pacedRequest(items: (Uint8Array | (() => Promise<void>))[], contentType
   // receiveJobForm reads only the headers and the body; a plain object keeps workerd from buffering the stream.
   return { headers: new Headers({ "content-type": contentType }), body } as unknown as Request;
 }
+
+describe("form uploads larger than one R2 part", () => {
+  const MiB = 1024 * 1024;
+  /** A form of one video of `size` bytes, sent 1 MiB at a time; `at(mib)` runs once that many MiB are sent. */
+  function oneVideo(size: number, at: Record<number, () => Promise<void>>) {
+    const boundary = `----parts${newId()}`;
+    const video = fakeMp4(size, 3);
+    const items: (Uint8Array | (() => Promise<void>))[] = [
+      enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="videos"; filename="big.mp4"\r\nContent-Type: video/mp4\r\n\r\n`),
+    ];
+    for (let off = 0, mib = 1; off < size; off += MiB, mib++) {
+      items.push(video.subarray(off, off + MiB));
+      if (at[mib]) items.push(at[mib]!);
+    }
+    items.push(enc.encode(`\r\n--${boundary}--\r\n`));
+    return pacedRequest(items, `multipart/form-data; boundary=${boundary}`);
+  }
+  const onRecord = async () => (await db.select().from(multipartUploads)).map((r) => r.objectKey);
+
+  it("keeps its R2 multipart upload on record while it is open, and forgets it once completed", async () => {
+    let open: string[] = [];
+    const req = oneVideo(10 * MiB, { 10: async () => void (open = await onRecord()) });
+    const job = await createJobFromForm({ db, bucket: env.BUCKET }, { req, userId, retentionMs: DAY, maxFileBytes: 1e9, limits: ROOMY });
+    const [row] = await db.select().from(sources).where(eq(sources.jobId, job.id));
+    expect(open).toEqual([row!.objectKey]);
+    expect(await onRecord()).toEqual([]);
+    expect((await env.BUCKET.head(row!.objectKey))?.size).toBe(10 * MiB);
+  });
+
+  it("aborts and forgets the multipart upload of a file refused part-way", async () => {
+    let open: string[] = [];
+    const req = oneVideo(12 * MiB, { 10: async () => void (open = await onRecord()) });
+    await expect(createJobFromForm({ db, bucket: env.BUCKET }, { req, userId, retentionMs: DAY, maxFileBytes: 11 * MiB, limits: ROOMY })).rejects.toMatchObject({ status: 413 });
+    expect(open).toHaveLength(1);
+    expect(await onRecord()).toEqual([]);
+    expect((await env.BUCKET.list()).objects).toEqual([]);
+  });
+});
 
 describe("form uploads (POST /api/jobs multipart) and the orphan rule", () => {
   it("keeps the first file of a slow multi-file upload while later files are still arriving, hours later", async () => {

@@ -3,7 +3,7 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { newId } from "../../db/ids";
 import { outputKey, thumbnailKey } from "../../db/keys";
-import { jobs, sources, variations } from "../../db/schema";
+import { jobs, multipartUploads, sources, variations } from "../../db/schema";
 import { ticketHeaders, type Ticket } from "../../db/tickets";
 import { db, makeUser, seedJob, signIn } from "./helpers";
 
@@ -403,6 +403,38 @@ function createUpload(key: string, ticket: Ticket | null): Promise<Response> {
     ticket,
   });
 }
+
+/** The multipart uploads the edge has on record as neither completed nor aborted, of this key. */
+async function openOnRecord(key: string): Promise<string[]> {
+  return (await db.select().from(multipartUploads).where(eq(multipartUploads.objectKey, key))).map((r) => r.uploadId);
+}
+
+describe("multipart uploads on record", () => {
+  it("records an upload a runner opens until it is completed, so one whose create was sent again is left for the lifecycle rule", async () => {
+    const held = await holdVariation();
+    const q = `key=${encodeURIComponent(held.output)}`;
+    const open = async () => ((await (await createUpload(held.output, held.ticket)).json()) as { uploadId: string }).uploadId;
+    // A create whose answer was lost and was sent again: two uploads, the runner only knows the second.
+    const lost = await open();
+    const used = await open();
+    expect((await openOnRecord(held.output)).sort()).toEqual([lost, used].sort());
+    const data = bytes(5 * MiB + 1, 4);
+    const part = await internal(`/uploads/${encodeURIComponent(used)}/parts/1?${q}`, { method: "PUT", body: data, headers: { "content-length": String(data.length) }, ticket: held.ticket });
+    const done = await internal(`/uploads/${encodeURIComponent(used)}/complete?${q}`, {
+      method: "POST", body: JSON.stringify({ parts: [await part.json()], size: data.length }), headers: { "content-type": "application/json" }, ticket: held.ticket,
+    });
+    expect(done.status).toBe(200);
+    expect(await openOnRecord(held.output)).toEqual([lost]);
+  });
+
+  it("forgets an upload the runner aborts", async () => {
+    const held = await holdVariation();
+    const { uploadId } = (await (await createUpload(held.output, held.ticket)).json()) as { uploadId: string };
+    const res = await internal(`/uploads/${encodeURIComponent(uploadId)}?key=${encodeURIComponent(held.output)}`, { method: "DELETE", ticket: held.ticket });
+    expect(res.status).toBe(204);
+    expect(await openOnRecord(held.output)).toEqual([]);
+  });
+});
 
 describe("multipart uploads for large outputs", () => {
   it("assembles parts into one object and the result is byte-exact", async () => {

@@ -2,7 +2,9 @@ import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Db } from "../../db/client";
-import type { UserLimits } from "../../db/limits";
+import { MULTIPART_ABANDON_MS, type UserLimits } from "../../db/limits";
+import { recordMultipartUpload } from "../../db/queries/multiparts";
+import { abortAbandonedMultiparts } from "../../edge/lifecycle/abandoned-multiparts";
 import { newId } from "../../db/ids";
 import { thumbnailKey, variationThumbnailKey } from "../../db/keys";
 import { ACCOUNT_DISABLED_REASON, EXPIRED_WHILE_QUEUED, listExpiredJobIds } from "../../db/queries/lifecycle";
@@ -12,7 +14,7 @@ import { upsertRunner } from "../../db/queries/runners";
 import { createSession } from "../../db/queries/sessions";
 import { markUploadCompleted, recordUploadPart } from "../../db/queries/uploads";
 import { createUser, setUserDisabled } from "../../db/queries/users";
-import { jobs, loginFailures, runners, sessions, uploadParts, uploads, variations } from "../../db/schema";
+import { jobs, loginFailures, multipartUploads, runners, sessions, uploadParts, uploads, variations } from "../../db/schema";
 import { loadConfig } from "../../edge/env";
 import { runLifecycle, type LifecycleDeps } from "../../edge/lifecycle";
 import { EXPIRE_BATCH, expireFinishedJobs } from "../../edge/lifecycle/expire-jobs";
@@ -758,6 +760,34 @@ describe("abortStaleUploads against a slow bucket", () => {
   });
 });
 
+describe("abortAbandonedMultiparts", () => {
+  it("aborts a multipart upload left open a day (its parts stop being stored), forgets one that was completed, and leaves a recent one alone", async () => {
+    const open = async (key: string, at: number) => {
+      const upload = await env.BUCKET.createMultipartUpload(key);
+      await recordMultipartUpload(db, { uploadId: upload.uploadId, objectKey: key }, at);
+      return upload;
+    };
+    const jobId = newId();
+    const left = await open(`outputs/${jobId}/${newId()}.a1.mp4`, NOW - MULTIPART_ABANDON_MS - HOUR);
+    await left.uploadPart(1, new Uint8Array(5 * 1024 * 1024));
+    const completedKey = `outputs/${jobId}/${newId()}.a1.mp4`;
+    const completed = await open(completedKey, NOW - MULTIPART_ABANDON_MS - HOUR);
+    await completed.complete([await completed.uploadPart(1, fakeMp4(1000))]);
+    const recent = await open(`sources/${jobId}/${newId()}`, NOW - HOUR);
+
+    // R2 answers an abort of a completed upload "no such upload" (gone); miniflare's local R2 takes it (aborted).
+    const { aborted = 0, gone = 0 } = await abortAbandonedMultiparts(deps(), NOW);
+    expect(aborted + gone).toBe(2);
+    expect(aborted).toBeGreaterThanOrEqual(1);
+    await expect(env.BUCKET.resumeMultipartUpload(left.key, left.uploadId).uploadPart(2, fakeMp4(10))).rejects.toThrow(/does not exist|NoSuchUpload|10024/i);
+    // The completed upload's object is untouched; the recent upload still takes parts.
+    expect((await env.BUCKET.head(completedKey))?.size).toBe(1000);
+    await recent.uploadPart(1, fakeMp4(10));
+    expect((await db.select().from(multipartUploads)).map((r) => r.uploadId)).toEqual([recent.uploadId]);
+    expect(await abortAbandonedMultiparts(deps(), NOW)).toEqual({ aborted: 0, gone: 0 });
+  });
+});
+
 describe("pruneAuth and runLifecycle", () => {
   it("removes expired sessions", async () => {
     const s = await createSession(db, { userId }, NOW - 8 * DAY);
@@ -795,6 +825,7 @@ describe("pruneAuth and runLifecycle", () => {
       "enforceStorageCap",
       "deleteOrphanObjects",
       "abortStaleUploads",
+      "abortAbandonedMultiparts",
       "pruneAuth",
       "pruneRunners",
     ]);

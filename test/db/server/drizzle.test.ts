@@ -115,7 +115,7 @@ describe("migrations against the local server", () => {
     }
   };
   const appTables = [
-    "api_tokens", "ingests", "jobs", "login_devices", "login_failures", "runners", "sessions", "sources", "sweep_cursors", "upload_parts", "uploads", "users",
+    "api_tokens", "ingests", "jobs", "login_devices", "login_failures", "multipart_uploads", "runners", "sessions", "sources", "sweep_cursors", "upload_parts", "uploads", "users",
     "variations", "webhook_deliveries", "webhooks",
   ];
 

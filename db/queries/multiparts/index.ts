@@ -1,0 +1,3 @@
+export { forgetMultipartUpload } from "./forget-multipart-upload";
+export { listAbandonedMultipartUploads } from "./list-abandoned-multipart-uploads";
+export { recordMultipartUpload } from "./record-multipart-upload";
