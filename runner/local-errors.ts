@@ -1,8 +1,9 @@
 /**
  * Failures of the runner's own machine (its disk, its permissions) are not edge outages and say nothing about the
  * video: they count an attempt (another runner may have room) and end as failed after the cap, with a reason a
- * user can read — except ENOUID (no FFmpeg uid left), handed back uncounted (runner/outcomes.ts `local`). Reasons
- * are shown to users, so they never carry the runner's internal paths.
+ * user can read — except ENOUID (no FFmpeg uid left), and a full disk that giving back the runner's idle cached
+ * sources made room on (`diskFull`), handed back uncounted (runner/outcomes.ts `local`). Reasons are shown to users,
+ * so they never carry the runner's internal paths.
  */
 
 const LOCAL_CODES: Record<string, string> = {

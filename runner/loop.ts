@@ -43,6 +43,11 @@ export interface RunnerDeps {
 const SHUTDOWN_BUDGET_MS = 7000;
 /** Edge failures per source this runner hands back without counting an attempt. */
 const EDGE_REFUNDS_PER_SOURCE = 5;
+/**
+ * Full disks per source this runner hands back uncounted after giving back its idle cached sources: each needs bytes
+ * the cache really gave back, and this bounds even a source whose cache keeps being refilled by other jobs' claims.
+ */
+const DISK_REFUNDS_PER_SOURCE = 2;
 
 /**
  * The runner's main loop. One tick = one database round trip: heartbeat for the variations in hand (lease,
@@ -69,6 +74,7 @@ export class Runner {
   private readonly background = new Set<Promise<unknown>>();
   private readonly gate: ClaimGate;
   private readonly edgeRefunds = new RefundBudget(EDGE_REFUNDS_PER_SOURCE);
+  private readonly diskRefunds = new RefundBudget(DISK_REFUNDS_PER_SOURCE);
   private readonly clock: ClockCheck;
   private readonly edge: EdgeCheck;
   /** Slots the round trip in flight asks for: a re-draw must not take one of them meanwhile. */
@@ -130,6 +136,11 @@ export class Runner {
         log.warn("local trouble: pausing claims", { ms, error: err.message, ...(err.detail ? { detail: err.detail } : {}) });
       },
       mayRefund: (sourceId) => this.edgeRefunds.take(sourceId),
+      roomFromCache: (task) => {
+        const mark = task.cacheMark ?? this.sources.freedBytes;
+        const { removed } = this.sources.dropIdle();
+        return { refund: this.sources.freedBytes > mark && this.diskRefunds.take(task.claim.sourceId), removed };
+      },
       jobFilesRemoved: (jobId) => this.jobFiles.jobFilesRemoved(jobId),
     };
     metrics.info.set(1, { runner_id: config.RUNNER_ID, version: deps.version });

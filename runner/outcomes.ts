@@ -37,6 +37,16 @@ export interface OutcomeContext {
   onLocalTrouble?: (err: LocalError) => void;
   /** May this edge failure be handed back without counting an attempt? (WorkContext.mayRefund) */
   mayRefund?: (sourceId: string) => boolean;
+  /** The disk filled up: give back the runner's idle cached sources; was the cache to blame? (WorkContext.roomFromCache) */
+  roomFromCache?: (task: Held) => CacheRoom;
+}
+
+/** What giving back the idle cached sources after a full disk did (decided synchronously). */
+export interface CacheRoom {
+  /** The runner's own cache gave bytes back during this attempt: hand the variation back uncounted. */
+  refund: boolean;
+  /** The removal of the given-back files (never rejects). */
+  removed: Promise<void>;
 }
 
 /** The variation in hand (one attempt) being settled: a VariationTask. */
@@ -47,6 +57,8 @@ export interface Held {
   readonly own: Ownership;
   readonly claim: Pick<ClaimedVariation, "sourceId">;
   readonly stopReason: StopReason | null;
+  /** The source cache's freedBytes when this attempt began (runner/sources.ts); unknown: only a new eviction counts. */
+  readonly cacheMark?: number;
 }
 
 /** Which outcome a failed source download (or probe) means: the video's fault, the edge's, or this machine's. */
@@ -147,7 +159,8 @@ export async function tokenRefused(ctx: OutcomeContext, task: Held, error: strin
 /**
  * This runner's own machine failed (disk full, permissions): unlike an edge outage, that is a cost of this
  * attempt — counted, so a source bigger than every runner's disk ends as failed instead of circling forever. Not
- * when the runner has no FFmpeg user left (it claims nothing more).
+ * when the runner has no FFmpeg user left (it claims nothing more), nor when a full disk was made room on by giving
+ * back the runner's idle cached sources (a few times per source at most: WorkContext.roomFromCache).
  */
 export async function local(ctx: OutcomeContext, task: Held, err: LocalError, partial?: string): Promise<TaskOutcome> {
   if (err.runnerGone) {
@@ -155,6 +168,17 @@ export async function local(ctx: OutcomeContext, task: Held, err: LocalError, pa
     // through it, so counting an attempt would only fail videos near the cap for one broken host.
     const outcome = await handBack(ctx, task, partial);
     ctx.log.warn("this runner can run no FFmpeg: variation handed back", { variation: task.id, error: err.message });
+    return outcome;
+  }
+  // A disk full of sources this runner keeps for other jobs' later variations is the runner's own doing, not the
+  // job's: once they are given back the variation is handed back uncounted, and claims go on (the room is there
+  // now). Counted, one runner that was never idle failed a source its cache crowded out after the attempts cap.
+  // Decided synchronously (roomFromCache never awaits), like the pause below.
+  const room = err.diskFull ? ctx.roomFromCache?.(task) : undefined;
+  if (room?.refund) {
+    await room.removed;
+    const outcome = await handBack(ctx, task, partial);
+    ctx.log.warn("disk full: gave back cached sources not in use; variation handed back", { variation: task.id, error: err.message });
     return outcome;
   }
   // Claims pause before anything is awaited: a tick in between would claim onto the same failing disk.

@@ -48,6 +48,8 @@ interface Entry {
  */
 export class SourceCache {
   private entries = new Map<string, Entry>();
+  /** See freedBytes. */
+  private freed = 0;
 
   constructor(
     private readonly opts: {
@@ -205,11 +207,27 @@ export class SourceCache {
    * before the map change; both removals are issued at once, before any other task can run.
    */
   private async drop(e: Entry): Promise<boolean> {
-    if (e.users > 0 || this.entries.get(e.ref.sourceId) !== e) return false;
+    const removed = this.forget(e);
+    if (!removed) return false;
+    await removed;
+    return true;
+  }
+
+  /** drop's synchronous part: the entry leaves the map at once, and the removal of its files is returned (or null). */
+  private forget(e: Entry): Promise<void> | null {
+    if (e.users > 0 || this.entries.get(e.ref.sourceId) !== e) return null;
     this.entries.delete(e.ref.sourceId);
     e.controller.abort();
-    await Promise.all([rm(e.path, { force: true }).catch(() => {}), rm(samplesFile(e.path), { force: true }).catch(() => {})]);
-    return true;
+    this.freed += e.size;
+    return Promise.all([rm(e.path, { force: true }).catch(() => {}), rm(samplesFile(e.path), { force: true }).catch(() => {})]).then(() => {});
+  }
+
+  /**
+   * Source bytes this cache has given back to the disk since it was made (only ever grows; samples not counted).
+   * A variation compares it with its value at the attempt's start: did the runner's own cache make room meanwhile?
+   */
+  get freedBytes(): number {
+    return this.freed;
   }
 
   /** Forgets a job's sources nobody is using (its directory is about to be removed). */
@@ -217,10 +235,19 @@ export class SourceCache {
     for (const e of [...this.entries.values()]) if (e.ref.jobId === jobId && e.users === 0) await this.drop(e);
   }
 
+  /**
+   * Forgets every source nobody is using, all in one synchronous step (a full disk's outcome decides on it before
+   * anything else can run, runner/outcomes.ts `local`): how many went, and the removal of their files (never rejects).
+   */
+  dropIdle(): { dropped: number; removed: Promise<void> } {
+    const removals = [...this.entries.values()].filter((e) => e.users === 0).map((e) => this.forget(e)).filter((p) => p !== null);
+    return { dropped: removals.length, removed: Promise.all(removals).then(() => {}) };
+  }
+
   /** Forgets every source nobody is using; how many went. */
   async evictIdle(): Promise<number> {
-    let dropped = 0;
-    for (const e of [...this.entries.values()]) if (e.users === 0 && (await this.drop(e))) dropped++;
+    const { dropped, removed } = this.dropIdle();
+    await removed;
     return dropped;
   }
 

@@ -15,7 +15,7 @@ import { finish } from "./finish";
 import { asLocalError, type LocalError } from "./local-errors";
 import { errorMessage, type Logger } from "./log";
 import type { RunnerMetrics } from "./metrics";
-import { fail, local, sourceFailed, stopped, type Phase, type TaskOutcome } from "./outcomes";
+import { fail, local, sourceFailed, stopped, type CacheRoom, type Held, type Phase, type TaskOutcome } from "./outcomes";
 import { deriveParams } from "./params";
 import { encodeSamples, keepEncodeSamples, sampleTimes } from "./samples";
 import type { ProcessRegistry, StopReason } from "./processes";
@@ -56,6 +56,13 @@ export interface WorkContext {
    * serve ends as failed instead of circling forever.
    */
   mayRefund?: (sourceId: string) => boolean;
+  /**
+   * The disk filled up: gives back every cached source no task uses, in one synchronous step, and says whether the
+   * variation is handed back uncounted — yes when the cache gave bytes back during this attempt (now, or a tick's
+   * eviction that ran between the error and its outcome), a few times per source at most (a source the cache keeps
+   * crowding out ends counted, not circling).
+   */
+  roomFromCache?: (task: Held) => CacheRoom;
   /** Resolves once a removal of the job's local files (its sweep) is no longer under way; never rejects. */
   jobFilesRemoved?: (jobId: string) => Promise<void>;
 }
@@ -113,6 +120,8 @@ export class VariationTask {
    * slot to it: work in hand goes before new work, or a busy queue would starve the re-draw.
    */
   redrawPlace: number | null = null;
+  /** The source cache's freedBytes when this attempt began: did the cache make room during it? (roomFromCache) */
+  readonly cacheMark: number;
 
   constructor(
     private readonly ctx: WorkContext,
@@ -124,6 +133,7 @@ export class VariationTask {
     this.key = taskKey(claim.id, claim.attempt);
     this.own = { variationId: claim.id, runnerId: ctx.config.RUNNER_ID, attempt: claim.attempt };
     this.leaseExpiresAt = claim.leaseExpiresAt;
+    this.cacheMark = ctx.sources.freedBytes;
     this.done = this.run().then(
       (outcome) => {
         this.phase = "done";

@@ -227,4 +227,57 @@ describe.skipIf(process.getuid?.() !== 0)("runner loop: a disk short of room", {
     await writeFile(join(ffDir, "open"), "");
     await until("A to complete", async () => (await getJobRow(stack.db, jobA.id))?.status === "completed", 60_000);
   });
+
+  it("completes a job whose source did not fit beside other jobs' cached sources, by evicting them, without counting an attempt", async () => {
+    const KiB = 1024;
+    // A small disk of the test's own (root: mount), so its free space moves only with what this runner writes.
+    const disk = await mkdtemp(join(tmpdir(), "vr-loop-disk-"));
+    await promisify(execFile)("mount", ["-t", "tmpfs", "-o", "size=32m,mode=0777", "tmpfs", disk]);
+    cleanup.push(async () => {
+      await promisify(execFile)("umount", [disk]);
+      await rm(disk, { recursive: true, force: true });
+    });
+    await mkdir(join(disk, "work"));
+    // Job A's encode waits for the test's gate: the runner is never idle (idle, it empties its cache anyway).
+    const { dir: ffDir, path } = await writeFfmpegStandIn(
+      "held-fit",
+      (d) => `#!/bin/sh\ncase " $* " in\n  *" -progress "*)\n    case "$*" in *"$(cat "${join(d, "hold")}")"*) while [ ! -e "${join(d, "open")}" ]; do sleep 0.05; done ;; esac ;;\nesac\nexec ffmpeg "$@"\n`,
+    );
+    cleanup.push(() => rm(ffDir, { recursive: true, force: true }));
+    const jobA = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
+    await writeFile(join(ffDir, "hold"), jobA.id);
+    // Job B's second variation is another runner's: B does not finish, so its (larger) source stays in this cache.
+    const jobB = await stack.user.createJob([await makeClip({ seconds: 30 })], 2);
+    const [, elsewhere] = await getVariationRows(stack.db, jobB.id);
+    await stack.db
+      .update(variations)
+      .set({ status: "running", runnerId: "runner-elsewhere", attempts: 1, claims: 1, leaseExpiresAt: Date.now() + 600_000 })
+      .where(eq(variations.id, elsewhere!.id));
+
+    const minFree = 256 * KiB;
+    const env = stack.runnerEnv({ CONCURRENCY: "2", STALL_MS: "600000", MIN_FREE_BYTES: String(minFree), FFMPEG_PATH: path, WORK_DIR: join(disk, "work") });
+    const r = await startInProcessRunner({ env });
+    cleanup.push(() => r.stop());
+    await until("B's first variation to complete", async () => (await getVariationRows(stack.db, jobB.id)).some((v) => v.status === "completed"), 60_000);
+    await until("only A's encode in hand", async () => r.runner.active === 1, 10_000);
+
+    // Room to claim (above MIN_FREE_BYTES), but only for half of C's source unless B's cached source goes.
+    const cClip = await makeClip({ seconds: 12 });
+    const cBytes = (await stat(cClip)).size;
+    const { bavail, bsize } = await statfs(disk);
+    await writeFile(join(disk, "filler"), Buffer.alloc(bavail * bsize - (minFree + Math.floor(cBytes / 2))));
+    const jobC = await stack.user.createJob([cClip], 1);
+    const ended = await until("C to end while A's encode is still held", async () => {
+      const j = await getJobRow(stack.db, jobC.id);
+      return j?.status === "completed" || j?.status === "failed" ? j : null;
+    }, 90_000);
+    const [c] = await getVariationRows(stack.db, jobC.id);
+    expect({ job: ended.status, status: c!.status, attempts: c!.attempts, error: c!.error }).toEqual({ job: "completed", status: "completed", attempts: 1, error: null });
+    // It took B's cached source going (not some room of its own): the source is gone from B's directory.
+    expect(await readdir(join(ownWorkDir(join(disk, "work"), env.RUNNER_ID!), jobB.id)).catch(() => [])).not.toContain(`src-${elsewhere!.sourceId}`);
+    expect((await getVariationRows(stack.db, jobA.id))[0]).toMatchObject({ status: "running" });
+
+    await writeFile(join(ffDir, "open"), "");
+    await until("A to complete", async () => (await getJobRow(stack.db, jobA.id))?.status === "completed", 60_000);
+  });
 });

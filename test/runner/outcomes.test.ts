@@ -38,4 +38,30 @@ describe("a failure of the runner's own machine", () => {
     expect(await local(ctx, task, new LocalError("ENOSPC", "source download failed"))).toBe("failed");
     expect((await getVariationRows(db, jobId))[0]).toMatchObject({ status: "failed", error: "source download failed: the runner ran out of disk space" });
   });
+
+  it("hands a full-disk variation back uncounted, without pausing claims, once giving back the runner's idle cached sources made room", async () => {
+    const { db, jobId, task, ctx, troubles } = await onLastAttempt("local-enospc-cache");
+    let removedAwaited = false;
+    const asked: string[] = [];
+    const roomFromCache = (t: { id: string }) => {
+      asked.push(t.id);
+      return { refund: true, removed: new Promise<void>((r) => setTimeout(r, 10)).then(() => void (removedAwaited = true)) };
+    };
+    expect(await local({ ...ctx, roomFromCache }, task, new LocalError("ENOSPC", "source download failed"))).toBe("released");
+    expect((await getVariationRows(db, jobId))[0]).toMatchObject({ status: "queued", error: null, attempts: MAX_ATTEMPTS - 1 });
+    expect({ asked, removedAwaited, troubles }).toEqual({ asked: [task.id], removedAwaited: true, troubles: [] });
+  });
+
+  it("counts a full disk when the runner's cache gave nothing back, and asks the cache only about a full disk", async () => {
+    const { db, jobId, task, ctx, troubles } = await onLastAttempt("local-enospc-nothing");
+    const asked: string[] = [];
+    const roomFromCache = () => (asked.push("asked"), { refund: false, removed: Promise.resolve() });
+    expect(await local({ ...ctx, roomFromCache }, task, new LocalError("EDQUOT", "encoding failed"))).toBe("failed");
+    expect((await getVariationRows(db, jobId))[0]).toMatchObject({ status: "failed", error: "encoding failed: the runner ran out of disk quota" });
+    expect({ asked, troubles }).toEqual({ asked: ["asked"], troubles: ["EDQUOT"] });
+
+    const other = await onLastAttempt("local-eacces");
+    expect(await local({ ...other.ctx, roomFromCache }, other.task, new LocalError("EACCES", "source download failed"))).toBe("failed");
+    expect(asked).toEqual(["asked"]);
+  });
 });

@@ -237,6 +237,23 @@ describe("source cache", () => {
     await until("a to be evicted", async () => (await filesUnder(workDir)).length === 1, 10_000, 20);
     expect((await filesUnder(workDir)).sort()).toEqual(["j/src-b"]);
   });
+
+  it("gives back every source nobody uses in one step, keeps the ones in use, and counts the bytes it gave back", async () => {
+    const clip = await readFile(await makeClip({ seconds: 2 }));
+    const { cache, workDir } = await setup({ "sources/j/a": clip, "sources/j/b": clip });
+    const a = await cache.acquire({ sourceId: "a", jobId: "j", key: "sources/j/a", ticket: ticketOf("va") }, new AbortController().signal);
+    const b = await cache.acquire({ sourceId: "b", jobId: "j", key: "sources/j/b", ticket: ticketOf("vb") }, new AbortController().signal);
+    a.release();
+    expect(cache.freedBytes).toBe(0);
+    const { dropped, removed } = cache.dropIdle();
+    // Counted at once, before the files are gone: a full disk's outcome decides on it without awaiting.
+    expect({ dropped, freed: cache.freedBytes }).toEqual({ dropped: 1, freed: clip.length });
+    await removed;
+    expect(await filesUnder(workDir)).toEqual(["j/src-b"]);
+    expect(cache.dropIdle().dropped).toBe(0);
+    expect(cache.freedBytes).toBe(clip.length);
+    b.release();
+  });
 });
 
 describe("source cache eviction against new claims", () => {
