@@ -262,7 +262,7 @@ export const ingests = sqliteTable(
  * aborted. R2 lists no unfinished upload, so neither the orphan rule nor anything else could find one that was left
  * open (a runner killed mid-upload, an abort that failed, a create whose answer was lost and was sent again): its
  * parts stayed stored, outside every quota, until R2's own expiry. abortAbandonedMultiparts aborts what is still
- * here after MULTIPART_ABANDON_MS. (The upload API's uploads keep their R2 id in `uploads`.)
+ * here after MULTIPART_ABANDON_MS. (The upload API's uploads keep their R2 id in `uploads`, and come here only when a drop could not abort them.)
  */
 export const multipartUploads = sqliteTable(
   "multipart_uploads",

@@ -1,7 +1,8 @@
 import type { Db } from "../../db/client";
 import { ConflictError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
-import { exceededQuota, quotaError, type UserLimits } from "../../db/limits";
+import { exceededQuota, MULTIPART_ABANDON_MS, quotaError, type UserLimits } from "../../db/limits";
+import { recordMultipartUpload } from "../../db/queries/multiparts";
 import { getUserUsage } from "../../db/queries/quotas";
 import {
   createUpload,
@@ -100,8 +101,16 @@ export async function startUpload(
 export async function dropUnusedUpload(deps: Deps, upload: UploadRow, quietSince?: number): Promise<boolean> {
   if (!(await markUploadAborted(deps.db, upload.id, quietSince))) return false;
   if (upload.status === "uploading" || upload.status === "aborted") {
-    // Aborting an already finished or aborted multipart upload throws; the object delete below covers both.
-    await deps.bucket.resumeMultipartUpload(upload.objectKey, upload.r2UploadId).abort().catch(() => {});
+    await deps.bucket
+      .resumeMultipartUpload(upload.objectKey, upload.r2UploadId)
+      .abort()
+      .catch(async (err) => {
+        // An already finished or aborted multipart upload answers "no such upload"; the object delete below covers
+        // both. Any other failure left it open with its parts, and the row deleted below is the only record of its
+        // R2 id: it goes on record for the abandoned-multipart rule first, due at its next tick.
+        if (isNoSuchMultipartUpload(err)) return;
+        await recordMultipartUpload(deps.db, { uploadId: upload.r2UploadId, objectKey: upload.objectKey }, Date.now() - MULTIPART_ABANDON_MS);
+      });
   }
   await deps.bucket.delete(upload.objectKey);
   return deleteUnusedUpload(deps.db, upload.id);

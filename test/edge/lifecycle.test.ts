@@ -784,7 +784,50 @@ describe("abortAbandonedMultiparts", () => {
     expect((await env.BUCKET.head(completedKey))?.size).toBe(1000);
     await recent.uploadPart(1, fakeMp4(10));
     expect((await db.select().from(multipartUploads)).map((r) => r.uploadId)).toEqual([recent.uploadId]);
-    expect(await abortAbandonedMultiparts(deps(), NOW)).toEqual({ aborted: 0, gone: 0 });
+    expect(await abortAbandonedMultiparts(deps(), NOW)).toEqual({ aborted: 0, gone: 0, failed: 0 });
+  });
+});
+
+describe("multipart uploads whose abort fails", () => {
+  /** The test bucket, with the abort of these upload ids failing as R2 does when it errs. */
+  function failingAborts(ids: Set<string>): R2Bucket {
+    return new Proxy(env.BUCKET, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop) as unknown;
+        if (prop !== "resumeMultipartUpload") return typeof value === "function" ? value.bind(target) : value;
+        return (key: string, uploadId: string) => {
+          const upload = env.BUCKET.resumeMultipartUpload(key, uploadId);
+          if (!ids.has(uploadId)) return upload;
+          return { ...upload, uploadPart: upload.uploadPart.bind(upload), complete: upload.complete.bind(upload), abort: async () => { throw new Error("internal error (10001)"); } };
+        };
+      },
+    });
+  }
+
+  it("goes on past a row whose abort keeps failing, and tries that one again an hour later", async () => {
+    const older = await env.BUCKET.createMultipartUpload(`outputs/${newId()}/${newId()}.a1.mp4`);
+    const newer = await env.BUCKET.createMultipartUpload(`outputs/${newId()}/${newId()}.a1.mp4`);
+    await recordMultipartUpload(db, { uploadId: older.uploadId, objectKey: older.key }, NOW - MULTIPART_ABANDON_MS - 2 * HOUR);
+    await recordMultipartUpload(db, { uploadId: newer.uploadId, objectKey: newer.key }, NOW - MULTIPART_ABANDON_MS - HOUR);
+    const bucket = failingAborts(new Set([older.uploadId]));
+    expect(await abortAbandonedMultiparts({ ...deps(), bucket }, NOW)).toEqual({ aborted: 1, gone: 0, failed: 1 });
+    expect((await db.select().from(multipartUploads)).map((r) => r.uploadId)).toEqual([older.uploadId]);
+    expect(await abortAbandonedMultiparts(deps(), NOW + 30 * 60_000)).toEqual({ aborted: 0, gone: 0, failed: 0 });
+    expect(await abortAbandonedMultiparts(deps(), NOW + HOUR + 60_000)).toEqual({ aborted: 1, gone: 0, failed: 0 });
+    expect(await db.select().from(multipartUploads)).toEqual([]);
+  });
+
+  it("keeps an upload API upload whose abort failed on record when its row is dropped, and the rule aborts it", async () => {
+    const user = { id: userId, email: "x@test.example", role: "user" as const };
+    const upload = await startUpload({ db, bucket: env.BUCKET }, { user, filename: "a.mp4", size: 6 * 1024 * 1024, maxBytes: 1e9, limits: ROOMY }, NOW - 25 * HOUR);
+    const [row] = await db.select().from(uploads).where(eq(uploads.id, upload.id));
+    const mp = env.BUCKET.resumeMultipartUpload(row!.objectKey, row!.r2UploadId);
+    await mp.uploadPart(1, new Uint8Array(5 * 1024 * 1024));
+    expect(await abortStaleUploads({ ...deps({ JOB_TTL_HOURS: 24 }), bucket: failingAborts(new Set([row!.r2UploadId])) }, NOW)).toEqual({ aborted: 1 });
+    expect(await db.select().from(uploads).where(eq(uploads.id, upload.id))).toEqual([]);
+    expect((await db.select().from(multipartUploads)).map((r) => r.uploadId)).toEqual([row!.r2UploadId]);
+    expect(await abortAbandonedMultiparts(deps(), NOW)).toMatchObject({ aborted: 1 });
+    await expect(mp.uploadPart(2, fakeMp4(10))).rejects.toThrow(/does not exist|NoSuchUpload|10024/i);
   });
 });
 
