@@ -63,6 +63,8 @@ export class Runner {
   private readonly tasks = new Map<string, VariationTask>();
   private readonly ticker: Ticker;
   private stopping = false;
+  /** The start-up's registration (upsertRunner) once sent: the shutdown deregisters only after it settled. */
+  private registering: Promise<void> | null = null;
   private shutdownPromise: Promise<void> | null = null;
   private lastDbOkAt = 0;
   private lastDbErrorLogAt = 0;
@@ -170,8 +172,12 @@ export class Runner {
     const { config, db, log } = this.deps;
     const found = await preflight(this.deps);
     this.ctx.zoomScaler = found.zoomScaler;
+    if (this.stopping) return;
     const now = Date.now();
-    await upsertRunner(db, this.beat(), now);
+    this.registering = upsertRunner(db, this.beat(), now);
+    await this.registering;
+    // A shutdown that came meanwhile deregistered after this registration (see doShutdown): nothing more to start.
+    if (this.stopping) return;
     const leftovers = await recoverRunnerVariations(db, config.RUNNER_ID, now);
     const registered = new Set((await listRunners(db)).map((r) => r.id));
     // Before the first claim, which writes leases with this machine's clock and needs the edge to take its token;
@@ -184,6 +190,8 @@ export class Runner {
     if (!this.stopping) this.upkeep.startMarking();
     if (leftovers.length) log.warn("recovered variations left by a previous run of this runner id", { jobs: leftovers.length });
     for (const jobId of leftovers) this.track(this.jobFiles.sweepJob(jobId));
+    // No first tick after a shutdown that came during the start: its heartbeat would write the row back.
+    if (this.stopping) return;
     logStarted(config, this.workDir, found, log);
     this.ticker.run();
   }
@@ -338,6 +346,9 @@ export class Runner {
     await within(this.ticker.inFlight ?? Promise.resolve(), Math.max(0, left() - 1000));
     await within(this.thumbnails.close(), Math.min(1000, left()));
     await within(Promise.allSettled([...this.background]), left());
+    // After a registration still in flight (a shutdown during the start): sent before it lands, the delete found no
+    // row and the registration then left one behind, shown as a runner online until it aged out.
+    await within((this.registering ?? Promise.resolve()).catch(() => {}), left());
     await within(removeRunner(db, config.RUNNER_ID).catch((err) => log.warn("could not deregister", { error: errorMessage(err) })), left());
     this.upkeep.stopMarking();
     await within(releaseWorkDir(this.workDir, config.RUNNER_ID, log), left());

@@ -5,6 +5,7 @@ import { freePort } from "../helpers/ports";
 import { FAST, startRunnerProcess, type RunnerProcess } from "../helpers/runner";
 import { freshDb, getVariationRows, seedJob } from "../helpers/seed";
 import { tempDirs } from "../helpers/tmp";
+import { runners } from "../../db/schema";
 import { until } from "../helpers/until";
 
 const server = useTestLibsql();
@@ -67,5 +68,35 @@ describe("a runner's graceful shutdown", () => {
     await gate;
     const row = await until("the held claim to have committed", async () => ((r) => (r && r.claims === 1 ? r : null))((await getVariationRows(db, job.jobId))[0]), 30_000);
     expect(row, runner.logs()).toMatchObject({ status: "queued", attempts: 0, claims: 1, leaseExpiresAt: null });
+  }, 60_000);
+
+  it("leaves no registration behind when the signal comes while its start-up registration is in flight", async () => {
+    const { db, url } = await freshDb(server, "shutdown_registering");
+    // The registration is held until the test lets it go; the deregistration is noted when it reaches the database.
+    let letGo!: () => void;
+    const gate = new Promise<void>((r) => (letGo = r));
+    let holding = false;
+    let deregistered = false;
+    const proxy = await startDbProxy(url, (body) => {
+      if (/delete from \W*runners/i.test(body)) deregistered = true;
+      if (holding || !/insert into \W*runners/i.test(body)) return "pass";
+      holding = true;
+      return { hold: gate };
+    });
+    cleanup.push(async () => {
+      letGo();
+      await proxy.close();
+    });
+    const runner = await runnerBehind(proxy);
+    await until("the registration to be held", async () => proxy.held.length > 0, 30_000, 20);
+    runner.child.kill("SIGTERM");
+    await runner.waitForLog(/shutting down/);
+    // Let the registration land once the deregistration has gone out (what the runner did before), or after 1.5 s
+    // without one (it now waits for the registration first, within its shutdown budget).
+    await until("the deregistration, or 1.5 s", async () => deregistered, 1500, 20).catch(() => {});
+    letGo();
+    const exit = await runner.exited;
+    expect(exit.code, runner.logs()).toBe(0);
+    expect(await db.select().from(runners), runner.logs()).toEqual([]);
   }, 60_000);
 });
