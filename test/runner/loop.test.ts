@@ -181,9 +181,12 @@ describe("runner loop: a finished job's sweep", { timeout: 180_000 }, () => {
 });
 
 describe.skipIf(process.getuid?.() !== 0)("runner loop: a disk short of room", { timeout: 180_000 }, () => {
-  it("gives back the sources it keeps for later variations and claims again while a long encode is still in hand", async () => {
-    const MiB = 1024 * 1024;
-    // A small disk of the test's own (root: mount), so its free space moves only with what this runner writes.
+  /**
+   * A 32 MiB disk of the test's own (root: mount), so its free space moves only with what this runner writes, with
+   * `work/` in it; and an FFmpeg stand-in whose encodes of the job named in `<ffDir>/hold` wait until `<ffDir>/open`
+   * exists (the runner is then never idle: idle, it empties its cache anyway). Both removed after the test.
+   */
+  async function smallDiskAndHeldEncodes(name: string): Promise<{ disk: string; ffDir: string; path: string }> {
     const disk = await mkdtemp(join(tmpdir(), "vr-loop-disk-"));
     await promisify(execFile)("mount", ["-t", "tmpfs", "-o", "size=32m,mode=0777", "tmpfs", disk]);
     cleanup.push(async () => {
@@ -191,12 +194,17 @@ describe.skipIf(process.getuid?.() !== 0)("runner loop: a disk short of room", {
       await rm(disk, { recursive: true, force: true });
     });
     await mkdir(join(disk, "work"));
-    // Job A's encode waits for the test's gate: the runner is never idle (idle, it empties its cache anyway).
     const { dir: ffDir, path } = await writeFfmpegStandIn(
-      "held",
+      name,
       (d) => `#!/bin/sh\ncase " $* " in\n  *" -progress "*)\n    case "$*" in *"$(cat "${join(d, "hold")}")"*) while [ ! -e "${join(d, "open")}" ]; do sleep 0.05; done ;; esac ;;\nesac\nexec ffmpeg "$@"\n`,
     );
     cleanup.push(() => rm(ffDir, { recursive: true, force: true }));
+    return { disk, ffDir, path };
+  }
+
+  it("gives back the sources it keeps for later variations and claims again while a long encode is still in hand", async () => {
+    const MiB = 1024 * 1024;
+    const { disk, ffDir, path } = await smallDiskAndHeldEncodes("held");
     const jobA = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
     await writeFile(join(ffDir, "hold"), jobA.id);
     // Job B's second variation is another runner's: B does not finish, so its source stays in this runner's cache.
@@ -230,20 +238,7 @@ describe.skipIf(process.getuid?.() !== 0)("runner loop: a disk short of room", {
 
   it("completes a job whose source did not fit beside other jobs' cached sources, by evicting them, without counting an attempt", async () => {
     const KiB = 1024;
-    // A small disk of the test's own (root: mount), so its free space moves only with what this runner writes.
-    const disk = await mkdtemp(join(tmpdir(), "vr-loop-disk-"));
-    await promisify(execFile)("mount", ["-t", "tmpfs", "-o", "size=32m,mode=0777", "tmpfs", disk]);
-    cleanup.push(async () => {
-      await promisify(execFile)("umount", [disk]);
-      await rm(disk, { recursive: true, force: true });
-    });
-    await mkdir(join(disk, "work"));
-    // Job A's encode waits for the test's gate: the runner is never idle (idle, it empties its cache anyway).
-    const { dir: ffDir, path } = await writeFfmpegStandIn(
-      "held-fit",
-      (d) => `#!/bin/sh\ncase " $* " in\n  *" -progress "*)\n    case "$*" in *"$(cat "${join(d, "hold")}")"*) while [ ! -e "${join(d, "open")}" ]; do sleep 0.05; done ;; esac ;;\nesac\nexec ffmpeg "$@"\n`,
-    );
-    cleanup.push(() => rm(ffDir, { recursive: true, force: true }));
+    const { disk, ffDir, path } = await smallDiskAndHeldEncodes("held-fit");
     const jobA = await stack.user.createJob([await makeClip({ seconds: 2 })], 1);
     await writeFile(join(ffDir, "hold"), jobA.id);
     // Job B's second variation is another runner's: B does not finish, so its (larger) source stays in this cache.

@@ -35,23 +35,29 @@ async function runnerBehind(proxy: DbProxy): Promise<RunnerProcess> {
   return r;
 }
 
+/** A proxy to the database that holds the first request `matches` picks until `letGo` (called at clean-up too). */
+async function holdFirst(url: string, matches: (body: string) => boolean): Promise<{ proxy: DbProxy; gate: Promise<void>; letGo: () => void }> {
+  let letGo!: () => void;
+  const gate = new Promise<void>((r) => (letGo = r));
+  let holding = false;
+  const proxy = await startDbProxy(url, (body) => {
+    if (!matches(body) || holding) return "pass";
+    holding = true;
+    return { hold: gate };
+  });
+  cleanup.push(async () => {
+    letGo();
+    await proxy.close();
+  });
+  return { proxy, gate, letGo };
+}
+
 describe("a runner's graceful shutdown", () => {
   it("waits for a claim in flight when the signal comes and hands what it claimed back to the queue, attempt refunded, before exiting", async () => {
     const { db, url } = await freshDb(server, "shutdown_claim");
     const job = await seedJob(db, { sources: [{ objectKey: "sources/j/s" }], variationsPerSource: 1 });
     // The first claim batch is held until the test lets it go; everything else passes.
-    let letGo!: () => void;
-    const gate = new Promise<void>((r) => (letGo = r));
-    let holding = false;
-    const proxy = await startDbProxy(url, (body) => {
-      if (holding || !body.includes(CLAIM)) return "pass";
-      holding = true;
-      return { hold: gate };
-    });
-    cleanup.push(async () => {
-      letGo();
-      await proxy.close();
-    });
+    const { proxy, gate, letGo } = await holdFirst(url, (body) => body.includes(CLAIM));
     const runner = await runnerBehind(proxy);
     await until("the claim batch to be held", async () => proxy.held.length > 0, 30_000, 20);
 
@@ -73,19 +79,10 @@ describe("a runner's graceful shutdown", () => {
   it("leaves no registration behind when the signal comes while its start-up registration is in flight", async () => {
     const { db, url } = await freshDb(server, "shutdown_registering");
     // The registration is held until the test lets it go; the deregistration is noted when it reaches the database.
-    let letGo!: () => void;
-    const gate = new Promise<void>((r) => (letGo = r));
-    let holding = false;
     let deregistered = false;
-    const proxy = await startDbProxy(url, (body) => {
+    const { proxy, letGo } = await holdFirst(url, (body) => {
       if (/delete from \W*runners/i.test(body)) deregistered = true;
-      if (holding || !/insert into \W*runners/i.test(body)) return "pass";
-      holding = true;
-      return { hold: gate };
-    });
-    cleanup.push(async () => {
-      letGo();
-      await proxy.close();
+      return /insert into \W*runners/i.test(body);
     });
     const runner = await runnerBehind(proxy);
     await until("the registration to be held", async () => proxy.held.length > 0, 30_000, 20);

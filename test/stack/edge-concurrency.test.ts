@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { streamedVideoForm } from "../helpers/forms";
 import { signInToEdge, type ApiSession } from "../helpers/api";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
 import { freshDb, seedJob } from "../helpers/seed";
@@ -59,33 +60,10 @@ describe("the edge under concurrent requests from one client", () => {
     // The request talks to the database at its start (session) and again after the body (createJob). workerd
     // pooled that first connection and, busy streaming, can reuse it after the libSQL server closed it for being
     // idle (Node's default: 5 s) — "Network connection lost" → 503 db_unavailable at the very end of an upload.
-    const boundary = "----vrbig";
-    const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="variations"\r\n\r\n1\r\n--${boundary}\r\nContent-Disposition: form-data; name="videos"; filename="big.mp4"\r\nContent-Type: video/mp4\r\n\r\n`);
-    const block = Buffer.alloc(1024 * 1024, 7);
-    block.set([0, 0, 0, 0x18, ...Buffer.from("ftypisom"), 0, 0, 2, 0, ...Buffer.from("isomiso2")], 0);
-    const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-    const MIB = 256;
-    let n = 0;
-    const body = new ReadableStream<Uint8Array>({
-      pull(c) {
-        if (n === 0) c.enqueue(head);
-        else if (n <= MIB) c.enqueue(block);
-        else {
-          c.enqueue(tail);
-          c.close();
-        }
-        n++;
-      },
-    });
     // A user of its own: the 40 jobs above are still cancelling and count against their owner's active-jobs limit.
     const uploader = await signInToEdge(edge.url, db);
     const t0 = Date.now();
-    const res = await uploader.call("/api/jobs", {
-      method: "POST",
-      body,
-      headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(head.length + MIB * block.length + tail.length) },
-      duplex: "half",
-    } as RequestInit);
+    const res = await uploader.call("/api/jobs", { method: "POST", ...streamedVideoForm(256) } as RequestInit);
     const text = await res.text();
     console.log(`[edge-concurrency] 256 MiB upload: ${res.status} after ${Date.now() - t0} ms`);
     expect({ status: res.status, text: text.slice(0, 200) }).toMatchObject({ status: 202 });

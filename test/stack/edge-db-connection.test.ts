@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { streamedVideoForm } from "../helpers/forms";
 import { signInToEdge, type ApiSession } from "../helpers/api";
 import { startTestLibsql, type TestLibsqlServer } from "../helpers/libsql";
 import { freshDb } from "../helpers/seed";
@@ -93,33 +94,10 @@ describe("a long form upload while the database drops replies", () => {
     // write loses its reply twice (the write and its one replay: the database is unreachable for that moment), the
     // second once (its replay gets through). Before, the first lost reply answered 503 db_unavailable and deleted
     // everything stored so far.
-    const boundary = "----vrtouch";
-    const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="variations"\r\n\r\n1\r\n--${boundary}\r\nContent-Disposition: form-data; name="videos"; filename="long.mp4"\r\nContent-Type: video/mp4\r\n\r\n`);
-    const block = Buffer.alloc(1024 * 1024, 7);
-    block.set([0, 0, 0, 0x18, ...Buffer.from("ftypisom"), 0, 0, 2, 0, ...Buffer.from("isomiso2")], 0);
-    const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-    const MIB = 40;
-    let n = 0;
-    const body = new ReadableStream<Uint8Array>({
-      pull(c) {
-        if (n === 0) c.enqueue(head);
-        else if (n <= MIB) c.enqueue(block);
-        else {
-          c.enqueue(tail);
-          c.close();
-        }
-        n++;
-      },
-    });
     const droppedBefore = dbProxy.dropped.length;
     dropTouches = 3;
     try {
-      const res = await user.call("/api/jobs", {
-        method: "POST",
-        body,
-        headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(head.length + MIB * block.length + tail.length) },
-        duplex: "half",
-      } as RequestInit);
+      const res = await user.call("/api/jobs", { method: "POST", ...streamedVideoForm(40) } as RequestInit);
       const text = await res.text();
       expect({ status: res.status, text: text.slice(0, 200) }).toMatchObject({ status: 202 });
       expect(dbProxy.dropped.length - droppedBefore).toBe(3);
