@@ -1568,7 +1568,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Email taken (code email_taken) */
+            /** @description Email taken (code email_taken). The same request again — same email, password and role, within 15 minutes of the creation, the account still enabled and never signed in to — answers 201 with the account it made (a reply lost after the commit, a double submit). */
             409: {
                 headers: {
                     [name: string]: unknown;

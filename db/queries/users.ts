@@ -1,9 +1,9 @@
-import { and, asc, count, eq, gte, isNotNull, isNull, sql } from "drizzle-orm";
+import { and, asc, count, eq, gte, isNotNull, isNull, notExists, sql } from "drizzle-orm";
 import type { Db } from "../client";
 import { ConflictError, ForbiddenError, NotFoundError } from "../errors";
 import { newId } from "../ids";
 import { hashPassword, verifyPassword } from "../passwords";
-import { sessions, users } from "../schema";
+import { apiTokens, sessions, users } from "../schema";
 
 export type Role = "admin" | "user";
 export interface UserRow {
@@ -25,7 +25,8 @@ export const CREATE_REPEAT_MS = 15 * 60 * 1000;
  * Creates an account; a taken email is a ConflictError (decided by the unique index, not a prior read).
  *
  * The same request again — its reply was lost after the insert committed, or a double submit — is answered with the
- * account it made: same email, role and password, within CREATE_REPEAT_MS of the creation, still enabled. Before,
+ * account it made: same email, role and password, within CREATE_REPEAT_MS of the creation, still enabled and never
+ * used (no session, no token). Before,
  * the admin read "already exists" for an account that had just been created as asked, and could reset its password
  * to be sure, signing the new user out.
  */
@@ -45,7 +46,18 @@ export async function createUser(
   const [made] = await db
     .select({ id: users.id, email: users.email, role: users.role, createdAt: users.createdAt, passwordHash: users.passwordHash })
     .from(users)
-    .where(and(eq(users.email, row.email), eq(users.role, input.role), isNull(users.disabledAt), gte(users.createdAt, now - CREATE_REPEAT_MS)));
+    .where(
+      and(
+        eq(users.email, row.email),
+        eq(users.role, input.role),
+        isNull(users.disabledAt),
+        gte(users.createdAt, now - CREATE_REPEAT_MS),
+        // Untouched since: never signed in, no token. Once its owner uses it (and may have set a password of their
+        // own), a 201 here would tell an admin whether a guessed password is theirs.
+        notExists(db.select({ one: sql`1` }).from(sessions).where(eq(sessions.userId, users.id))),
+        notExists(db.select({ one: sql`1` }).from(apiTokens).where(eq(apiTokens.userId, users.id))),
+      ),
+    );
   if (made && (await verifyPassword(input.password, made.passwordHash, input.pepper))) {
     return { id: made.id, email: made.email, role: made.role, createdAt: made.createdAt };
   }

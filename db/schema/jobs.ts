@@ -262,16 +262,21 @@ export const ingests = sqliteTable(
  * aborted. R2 lists no unfinished upload, so neither the orphan rule nor anything else could find one that was left
  * open (a runner killed mid-upload, an abort that failed, a create whose answer was lost and was sent again): its
  * parts stayed stored, outside every quota, until R2's own expiry. abortAbandonedMultiparts aborts what is still
- * here after MULTIPART_ABANDON_MS. (The upload API's uploads keep their R2 id in `uploads`, and come here only when a drop could not abort them.)
+ * here once `dueAt` has passed. (The upload API's uploads keep their R2 id in `uploads`, and come here only when a
+ * drop could not abort them.)
  */
 export const multipartUploads = sqliteTable(
   "multipart_uploads",
   {
     uploadId: text("upload_id").primaryKey(),
     objectKey: text("object_key").notNull(),
-    createdAt: integer("created_at").notNull(),
+    /**
+     * When the lifecycle rule may abort it: MULTIPART_ABANDON_MS after it was opened (far beyond any upload in
+     * progress), at once for one a drop could not abort, an hour later again after an abort that failed.
+     */
+    dueAt: integer("due_at").notNull(),
   },
-  (t) => [index("multipart_uploads_created_idx").on(t.createdAt)],
+  (t) => [index("multipart_uploads_due_idx").on(t.dueAt)],
 );
 
 /** Where a lifecycle rule that walks the bucket over several ticks stopped (the last key it looked at). */

@@ -12,6 +12,9 @@ import { SNIFF_BYTES, sniffVideoType } from "./sniff";
 import { DEFAULT_VARIATIONS_PER_VIDEO, EffectsField, parseWith, VariationsCount } from "./schemas";
 import { deleteKeys, PART_BYTES, sourceKey } from "./storage";
 
+/** How long a form upload waits before asking a database that did not answer its last progress write again. */
+const INGEST_RETRY_MS = 10_000;
+
 export const MAX_VIDEOS = 10;
 const MAX_FIELD_BYTES = 1024;
 /** Plain fields are few and tiny; a body with many parts is not a form this API understands. */
@@ -96,14 +99,14 @@ export async function storeVideo(
     if (mp.upload) {
       parts.push(await mp.upload.uploadPart(parts.length + 1, last));
       await mp.upload.complete(parts);
-      await opts.book?.closed(mp.upload.uploadId);
+      await opts.book?.closed({ uploadId: mp.upload.uploadId, key });
     } else {
       await bucket.put(key, last, { httpMetadata: { contentType: contentType! } });
     }
     return { size: total, contentType: contentType! };
   } catch (err) {
     // Aborted here when R2 lets it; otherwise (R2 failing, the Worker ended first) its row stays for the lifecycle rule.
-    if (mp.upload && (await mp.upload.abort().then(() => true, () => false))) await opts.book?.closed(mp.upload.uploadId);
+    if (mp.upload && (await mp.upload.abort().then(() => true, () => false))) await opts.book?.closed({ uploadId: mp.upload.uploadId, key });
     throw err;
   }
 }
@@ -303,12 +306,18 @@ async function ingestForm(deps: FormDeps, input: FormInput, jobId: string): Prom
   // The stored bytes the ingest row last recorded.
   let recorded = 0;
   const grow = async (storedBytes: number, now: number) => {
-    recorded = storedBytes;
     const ahead = Math.max(storedBytes, Math.min(storedBytes + RESERVE_STEP_BYTES, ceiling));
     const held = await reserveIngest(db, { id: jobId, userId: input.userId, neededBytes: storedBytes, aheadBytes: ahead, limits }, now);
     if (held === "gone") throw stalled();
+    // The quota let it have less than a step ahead: asking again before it is needed would only repeat the write.
+    cappedByQuota = held < ahead;
     reserved = held;
+    recorded = storedBytes;
   };
+  let cappedByQuota = false;
+  // After a write the database did not answer, the next try waits until then: a hung database made every chunk wait
+  // out its timeout (the upload slowed to a crawl) and asked it again per chunk.
+  let retryAt = 0;
   const ingest: IngestHooks = {
     begin: async () => {
       touchedAt = clock();
@@ -318,30 +327,39 @@ async function ingestForm(deps: FormDeps, input: FormInput, jobId: string): Prom
     },
     touch: async (storedBytes) => {
       const now = clock();
+      // Out of room: these bytes are not stored without more, so a failure here ends the upload.
       if (storedBytes > reserved) {
         await grow(storedBytes, now);
         touchedAt = now;
         return;
       }
+      if (now < retryAt) return;
+      // Without a declared length, room is asked for a quarter step before it runs out: a database that does not
+      // answer then costs a later try, not the upload.
+      const growAhead = reserved < ceiling && !cappedByQuota && storedBytes > reserved - RESERVE_STEP_BYTES / 4;
       // Also every RESERVE_STEP_BYTES stored: what the row says is stored is the room a silence leaves it.
-      if (now - touchedAt < INGEST_TOUCH_MS && storedBytes - recorded < RESERVE_STEP_BYTES) return;
-      let held: number | null;
+      if (!growAhead && now - touchedAt < INGEST_TOUCH_MS && storedBytes - recorded < RESERVE_STEP_BYTES) return;
       try {
-        held = await touchIngest(db, jobId, storedBytes, now);
+        if (growAhead) {
+          await grow(storedBytes, now);
+          touchedAt = now;
+          return;
+        }
+        const held = await touchIngest(db, jobId, storedBytes, now);
+        touchedAt = now;
+        recorded = storedBytes;
+        if (held === null) throw stalled();
+        // The cron gave the room back after a silence: ask for it again, through the quota check (another upload may
+        // have been let in on it meanwhile, and keeps it).
+        if (held < reserved) {
+          reserved = held;
+          if (storedBytes > held) await grow(storedBytes, now);
+        }
       } catch (err) {
-        // The row only needs a touch within INGEST_HOLD_MS (minutes): a database that did not answer this one is
-        // asked again at the next chunk, instead of throwing away everything this upload has stored.
-        if (isDbUnavailable(err) || isDbBusy(err)) return;
-        throw err;
-      }
-      touchedAt = now;
-      recorded = storedBytes;
-      if (held === null) throw stalled();
-      // The cron gave the room back after a silence: ask for it again, through the quota check (another upload may
-      // have been let in on it meanwhile, and keeps it).
-      if (held < reserved) {
-        reserved = held;
-        if (storedBytes > held) await grow(storedBytes, now);
+        // The row only needs a touch within INGEST_HOLD_MS (minutes), and room is still held: a database that did
+        // not answer is asked again later, instead of throwing away everything this upload has stored.
+        if (!isDbUnavailable(err) && !isDbBusy(err)) throw err;
+        retryAt = now + INGEST_RETRY_MS;
       }
     },
   };

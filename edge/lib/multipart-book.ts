@@ -1,5 +1,6 @@
 import type { Db } from "../../db/client";
 import { loggable } from "../../db/errors";
+import { MULTIPART_ABANDON_MS } from "../../db/limits";
 import { forgetMultipartUpload, recordMultipartUpload } from "../../db/queries/multiparts";
 
 /**
@@ -13,7 +14,7 @@ export interface MultipartBook {
    * The upload was completed or aborted. Never throws: a row left behind only makes the rule's abort find no such
    * upload a day later, and a completed object is not touched by an abort.
    */
-  closed(uploadId: string): Promise<void>;
+  closed(upload: { uploadId: string; key: string }): Promise<void>;
 }
 
 export function multipartBook(db: Db, clock: () => number = Date.now): MultipartBook {
@@ -21,15 +22,17 @@ export function multipartBook(db: Db, clock: () => number = Date.now): Multipart
     async open(bucket, key, options) {
       const upload = await bucket.createMultipartUpload(key, options);
       try {
-        await recordMultipartUpload(db, { uploadId: upload.uploadId, objectKey: key }, clock());
+        await recordMultipartUpload(db, { uploadId: upload.uploadId, objectKey: key }, clock() + MULTIPART_ABANDON_MS);
       } catch (err) {
         await upload.abort().catch(() => {});
         throw err;
       }
       return upload;
     },
-    async closed(uploadId) {
-      await forgetMultipartUpload(db, uploadId).catch((err) => console.error("multipart row not removed; the lifecycle rule will", loggable(err)));
+    async closed({ uploadId, key }) {
+      await forgetMultipartUpload(db, { uploadId, objectKey: key }).catch((err) =>
+        console.error("multipart row not removed; the lifecycle rule will", loggable(err)),
+      );
     },
   };
 }

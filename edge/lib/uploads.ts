@@ -1,7 +1,7 @@
 import type { Db } from "../../db/client";
 import { ConflictError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError, ValidationError } from "../../db/errors";
 import { newId } from "../../db/ids";
-import { exceededQuota, MULTIPART_ABANDON_MS, quotaError, type UserLimits } from "../../db/limits";
+import { exceededQuota, quotaError, type UserLimits } from "../../db/limits";
 import { recordMultipartUpload } from "../../db/queries/multiparts";
 import { getUserUsage } from "../../db/queries/quotas";
 import {
@@ -109,7 +109,7 @@ export async function dropUnusedUpload(deps: Deps, upload: UploadRow, quietSince
         // both. Any other failure left it open with its parts, and the row deleted below is the only record of its
         // R2 id: it goes on record for the abandoned-multipart rule first, due at its next tick.
         if (isNoSuchMultipartUpload(err)) return;
-        await recordMultipartUpload(deps.db, { uploadId: upload.r2UploadId, objectKey: upload.objectKey }, Date.now() - MULTIPART_ABANDON_MS);
+        await recordMultipartUpload(deps.db, { uploadId: upload.r2UploadId, objectKey: upload.objectKey }, Date.now());
       });
   }
   await deps.bucket.delete(upload.objectKey);

@@ -227,7 +227,7 @@ export const internal = new Hono<AppEnv>()
     const book = multipartBook(c.get("db"));
     try {
       const obj = await r2Multipart(`complete ${key}`, () => c.env.BUCKET.resumeMultipartUpload(key, uploadId).complete(parts));
-      await book.closed(uploadId);
+      await book.closed({ uploadId, key });
       return c.json({ key, size: obj.size, etag: obj.etag });
     } catch (err) {
       // A complete that landed but whose answer was lost fails when the runner sends it again (no_such_upload in
@@ -238,7 +238,8 @@ export const internal = new Hono<AppEnv>()
       if (size === undefined || !parseOutputKey(key)) throw err;
       const head = await c.env.BUCKET.head(key);
       if (!head || head.size !== size) throw err;
-      await book.closed(uploadId);
+      // Only an upload R2 no longer has is done with: another failure says nothing about this one.
+      if (err instanceof NotFoundError && err.code === "no_such_upload") await book.closed({ uploadId, key });
       return c.json({ key, size: head.size, etag: head.etag });
     }
   })
@@ -247,6 +248,6 @@ export const internal = new Hono<AppEnv>()
     const key = checkKey(c.req.valid("query").key);
     await checkScope(c, "abort", key);
     await r2Multipart(`abort ${key}`, () => c.env.BUCKET.resumeMultipartUpload(key, uploadId).abort());
-    await multipartBook(c.get("db")).closed(uploadId);
+    await multipartBook(c.get("db")).closed({ uploadId, key });
     return c.body(null, 204);
   });

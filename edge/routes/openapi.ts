@@ -183,7 +183,9 @@ export function buildOpenApi(version: string) {
           responses: {
             "201": ok("Created", "UserEnvelope"),
             "400": err("Invalid body"),
-            "409": err("Email taken (code email_taken)"),
+            "409": err(
+              "Email taken (code email_taken). The same request again — same email, password and role, within 15 minutes of the creation, the account still enabled and never signed in to — answers 201 with the account it made (a reply lost after the commit, a double submit).",
+            ),
             ...jsonTooLarge,
             ...adminErrors,
             "403": err(`${adminErrors["403"].description}, or an API token that expires (code expiring_token: an account would outlive it)`),

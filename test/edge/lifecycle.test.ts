@@ -762,9 +762,10 @@ describe("abortStaleUploads against a slow bucket", () => {
 
 describe("abortAbandonedMultiparts", () => {
   it("aborts a multipart upload left open a day (its parts stop being stored), forgets one that was completed, and leaves a recent one alone", async () => {
+    // Recorded as the edge records one it opens at `at`: due for the rule a day later.
     const open = async (key: string, at: number) => {
       const upload = await env.BUCKET.createMultipartUpload(key);
-      await recordMultipartUpload(db, { uploadId: upload.uploadId, objectKey: key }, at);
+      await recordMultipartUpload(db, { uploadId: upload.uploadId, objectKey: key }, at + MULTIPART_ABANDON_MS);
       return upload;
     };
     const jobId = newId();
@@ -807,8 +808,8 @@ describe("multipart uploads whose abort fails", () => {
   it("goes on past a row whose abort keeps failing, and tries that one again an hour later", async () => {
     const older = await env.BUCKET.createMultipartUpload(`outputs/${newId()}/${newId()}.a1.mp4`);
     const newer = await env.BUCKET.createMultipartUpload(`outputs/${newId()}/${newId()}.a1.mp4`);
-    await recordMultipartUpload(db, { uploadId: older.uploadId, objectKey: older.key }, NOW - MULTIPART_ABANDON_MS - 2 * HOUR);
-    await recordMultipartUpload(db, { uploadId: newer.uploadId, objectKey: newer.key }, NOW - MULTIPART_ABANDON_MS - HOUR);
+    await recordMultipartUpload(db, { uploadId: older.uploadId, objectKey: older.key }, NOW - 2 * HOUR);
+    await recordMultipartUpload(db, { uploadId: newer.uploadId, objectKey: newer.key }, NOW - HOUR);
     const bucket = failingAborts(new Set([older.uploadId]));
     expect(await abortAbandonedMultiparts({ ...deps(), bucket }, NOW)).toEqual({ aborted: 1, gone: 0, failed: 1 });
     expect((await db.select().from(multipartUploads)).map((r) => r.uploadId)).toEqual([older.uploadId]);

@@ -1,9 +1,10 @@
 /**
  * A `POST /api/jobs` body of one video of `mib` MiB (an MP4 header, then filler; 1 variation), produced 1 MiB at a
- * time as the request reads it, with its declared Content-Length: a large upload without holding it in memory.
+ * time as the request reads it, with its declared Content-Length (unless `declareLength: false`: sent chunked): a
+ * large upload without holding it in memory.
  * Pass the result's fields to fetch (`duplex: "half"` is needed for a stream body).
  */
-export function streamedVideoForm(mib: number): { body: ReadableStream<Uint8Array>; headers: Record<string, string>; duplex: "half" } {
+export function streamedVideoForm(mib: number, opts: { declareLength?: boolean } = {}): { body: ReadableStream<Uint8Array>; headers: Record<string, string>; duplex: "half" } {
   const boundary = `----vrstream${mib}`;
   const head = Buffer.from(
     `--${boundary}\r\nContent-Disposition: form-data; name="variations"\r\n\r\n1\r\n--${boundary}\r\nContent-Disposition: form-data; name="videos"; filename="big.mp4"\r\nContent-Type: video/mp4\r\n\r\n`,
@@ -23,6 +24,7 @@ export function streamedVideoForm(mib: number): { body: ReadableStream<Uint8Arra
       n++;
     },
   });
-  const headers = { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(head.length + mib * block.length + tail.length) };
+  const headers: Record<string, string> = { "content-type": `multipart/form-data; boundary=${boundary}` };
+  if (opts.declareLength !== false) headers["content-length"] = String(head.length + mib * block.length + tail.length);
   return { body, headers, duplex: "half" };
 }

@@ -14,9 +14,10 @@ import { startDbProxy, type DbProxy } from "../helpers/db-proxy";
 
 let server: TestLibsqlServer;
 let proxy: FaultProxy;
-/** Behind `proxy`: drops replies after the server committed (`dropTouches` of them, for an upload's touches). */
+/** Behind `proxy`: drops the replies of requests whose SQL matches, after the server committed them. */
 let dbProxy: DbProxy;
-let dropTouches = 0;
+/** `skip` matching requests pass first, then the replies of `left` are dropped. */
+let dropReplies: { match: RegExp; skip: number; left: number } | null = null;
 let edge: WranglerDev;
 let dir: string;
 let user: ApiSession;
@@ -27,7 +28,13 @@ beforeAll(async () => {
   server = await startTestLibsql();
   const fresh = await freshDb(server, "edge_db_connection");
   // The edge reaches the database only through the proxy; the test seeds it directly.
-  dbProxy = await startDbProxy(server.url, (body) => (dropTouches > 0 && /update\W+ingests\W+set\W+touched_at/i.test(body.replace(/\\[nt]/g, " ")) && dropTouches-- > 0 ? "drop-reply" : "pass"));
+  dbProxy = await startDbProxy(server.url, (body) => {
+    // The SQL is a JSON string in the body: its line breaks are `\n`.
+    if (!dropReplies || dropReplies.left === 0 || !dropReplies.match.test(body.replace(/\\[nt]/g, " "))) return "pass";
+    if (dropReplies.skip > 0) return dropReplies.skip--, "pass";
+    dropReplies.left--;
+    return "drop-reply";
+  });
   proxy = await startFaultProxy();
   proxy.setTarget(dbProxy.url);
   proxy.setRule((req) => (cutNext > 0 && /\/v[23]\/pipeline$/.test(req.url ?? "") && cutNext-- > 0 ? { cutAfterBytes: 0 } : "pass"));
@@ -89,23 +96,37 @@ describe("the edge's connection to the database", () => {
 });
 
 describe("a long form upload while the database drops replies", () => {
-  it("creates the job when the upload's progress writes lose their replies, instead of throwing away what it stored", async () => {
+  it("creates the job when the upload's progress write loses its reply twice over, instead of throwing away what it stored", async () => {
     // 40 MiB with a declared length: the edge records the upload's progress every 16 MiB stored. The first such
-    // write loses its reply twice (the write and its one replay: the database is unreachable for that moment), the
-    // second once (its replay gets through). Before, the first lost reply answered 503 db_unavailable and deleted
-    // everything stored so far.
+    // write loses its reply, and so does its one replay: the database is unreachable for that moment. Before, the
+    // first lost reply answered 503 db_unavailable and deleted everything stored so far.
     const droppedBefore = dbProxy.dropped.length;
-    dropTouches = 3;
+    dropReplies = { match: /update\W+ingests\W+set\W+touched_at/i, skip: 0, left: 2 };
     try {
       const res = await user.call("/api/jobs", { method: "POST", ...streamedVideoForm(40) } as RequestInit);
       const text = await res.text();
       expect({ status: res.status, text: text.slice(0, 200) }).toMatchObject({ status: 202 });
-      expect(dbProxy.dropped.length - droppedBefore).toBe(3);
-      const job = JSON.parse(text);
-      const read = await user.call(`/api/jobs/${job.id}`);
+      expect(dbProxy.dropped.length - droppedBefore).toBe(2);
+      const read = await user.call(`/api/jobs/${JSON.parse(text).id}`);
       expect([read.status, (await read.json()).totalVariations]).toEqual([200, 1]);
     } finally {
-      dropTouches = 0;
+      dropReplies = null;
+    }
+  });
+
+  it("creates the job from an upload of undeclared length whose request for more room loses its reply", async () => {
+    // Sent chunked, the upload holds room in steps of 16 MiB. Its second request (the first is made with the first
+    // bytes) loses its reply: before, it was made only once the room had run out, and the lost reply ended the
+    // upload with 503 and deleted what it had stored; now it is made ahead of need and tried again later.
+    const droppedBefore = dbProxy.dropped.length;
+    dropReplies = { match: /update\W+ingests\W+set\W.*reserved_bytes\W+=\s*min\(/i, skip: 1, left: 1 };
+    try {
+      const res = await user.call("/api/jobs", { method: "POST", ...streamedVideoForm(40, { declareLength: false }) } as RequestInit);
+      const text = await res.text();
+      expect({ status: res.status, text: text.slice(0, 200) }).toMatchObject({ status: 202 });
+      expect(dbProxy.dropped.length - droppedBefore).toBe(1);
+    } finally {
+      dropReplies = null;
     }
   });
 });

@@ -1,9 +1,9 @@
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import type { Db } from "../../client";
 import { multipartUploads } from "../../schema";
 
-/** The upload was completed or aborted: nothing is left to clean up. True when this call removed the row. */
-export async function forgetMultipartUpload(db: Db, uploadId: string): Promise<boolean> {
-  const rows = await db.delete(multipartUploads).where(eq(multipartUploads.uploadId, uploadId)).returning({ id: multipartUploads.uploadId });
-  return rows.length === 1;
+/** The upload of this key was completed or aborted: nothing is left to clean up. */
+export async function forgetMultipartUpload(db: Db, input: { uploadId: string; objectKey: string }): Promise<void> {
+  // The key too: an upload id a runner names is only forgotten for the key it was opened for.
+  await db.delete(multipartUploads).where(and(eq(multipartUploads.uploadId, input.uploadId), eq(multipartUploads.objectKey, input.objectKey)));
 }

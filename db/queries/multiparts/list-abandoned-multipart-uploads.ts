@@ -1,13 +1,13 @@
-import { asc, lt } from "drizzle-orm";
+import { asc, lte } from "drizzle-orm";
 import type { Db } from "../../client";
 import { multipartUploads } from "../../schema";
 
-/** Multipart uploads opened before `openedBefore` and still neither completed nor aborted, oldest first. */
-export async function listAbandonedMultipartUploads(db: Db, openedBefore: number, limit: number) {
+/** Multipart uploads on record whose abort is due by `now`, the longest due first. */
+export async function listAbandonedMultipartUploads(db: Db, now: number, limit: number) {
   return db
     .select({ uploadId: multipartUploads.uploadId, objectKey: multipartUploads.objectKey })
     .from(multipartUploads)
-    .where(lt(multipartUploads.createdAt, openedBefore))
-    .orderBy(asc(multipartUploads.createdAt))
+    .where(lte(multipartUploads.dueAt, now))
+    .orderBy(asc(multipartUploads.dueAt))
     .limit(limit);
 }

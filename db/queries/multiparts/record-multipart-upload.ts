@@ -1,12 +1,16 @@
-import type { Db } from "../../client";
-import { multipartUploads } from "../../schema";
+import { sql } from "drizzle-orm";
+import { REPLAY_SAFE, type Db } from "../../client";
 
 /**
- * Records an R2 multipart upload the edge just opened, before anyone sends it a part: from here on the lifecycle
- * rule aborts it if nobody completes or aborts it (see `multipartUploads`). The caller aborts the upload itself when
- * this fails, so none is left open unrecorded.
+ * Puts an R2 multipart upload on record, due for the lifecycle rule's abort at `dueAt` (see `multipartUploads`): the
+ * edge records one it opens before anyone sends it a part (the caller aborts the upload itself when this fails, so
+ * none is left open unrecorded); an upload API drop records one it could not abort, due at once.
+ *
+ * Replay-safe (a row of given values; a second run finds it and changes nothing): a pooled connection that dropped
+ * it is sent it again, instead of failing a form upload that may have stored gigabytes before this file.
  */
-export async function recordMultipartUpload(db: Db, input: { uploadId: string; objectKey: string }, now: number): Promise<void> {
-  // A repeat of the same id (a write whose reply was lost, sent again by a retry) changes nothing.
-  await db.insert(multipartUploads).values({ ...input, createdAt: now }).onConflictDoNothing();
+export async function recordMultipartUpload(db: Db, input: { uploadId: string; objectKey: string }, dueAt: number): Promise<void> {
+  await db.run(sql`${REPLAY_SAFE}INSERT INTO multipart_uploads (upload_id, object_key, due_at)
+    VALUES (${input.uploadId}, ${input.objectKey}, ${dueAt})
+    ON CONFLICT (upload_id) DO NOTHING`);
 }
