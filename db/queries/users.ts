@@ -24,16 +24,17 @@ export const CREATE_REPEAT_MS = 15 * 60 * 1000;
 /**
  * Creates an account; a taken email is a ConflictError (decided by the unique index, not a prior read).
  *
- * The same request again — its reply was lost after the insert committed, or a double submit — is answered with the
- * account it made: same email, role and password, within CREATE_REPEAT_MS of the creation, still enabled and never
- * used (no session, no token). Before,
- * the admin read "already exists" for an account that had just been created as asked, and could reset its password
- * to be sure, signing the new user out.
+ * With `answerRepeat` (the API): the same request again — its reply was lost after the insert committed, or a double
+ * submit — is answered with the account it made: same email, role and password, within CREATE_REPEAT_MS of the
+ * creation, still enabled and never used (no session, no token). Before, the admin read "already exists" for an
+ * account that had just been created as asked, and could reset its password to be sure, signing the new user out.
+ * A shell's `user:create` run twice is told the account exists.
  */
 export async function createUser(
   db: Db,
   input: { email: string; password: string; role: Role; pepper?: string },
   now = Date.now(),
+  opts: { answerRepeat?: boolean } = {},
 ): Promise<UserRow> {
   const row = { id: newId(), email: normalizeEmail(input.email), role: input.role, createdAt: now };
   const passwordHash = await hashPassword(input.password, input.pepper);
@@ -43,6 +44,7 @@ export async function createUser(
     .onConflictDoNothing({ target: users.email })
     .returning({ id: users.id });
   if (inserted.length > 0) return row;
+  if (!opts.answerRepeat) throw new ConflictError("email_taken", `An account for ${row.email} already exists`);
   const [made] = await db
     .select({ id: users.id, email: users.email, role: users.role, createdAt: users.createdAt, passwordHash: users.passwordHash })
     .from(users)

@@ -23,7 +23,7 @@ export const users = new Hono<AppEnv>()
   .use(requireUser, requireAdmin)
   .post("/", lastingCredential, validate("json", CreateUserBody), async (c) => {
     const input = { ...c.req.valid("json"), pepper: c.get("config").PASSWORD_PEPPER };
-    const { id, email, role } = await createUser(c.get("db"), input, Date.now());
+    const { id, email, role } = await createUser(c.get("db"), input, Date.now(), { answerRepeat: true });
     return c.json({ user: { id, email, role } }, 201);
   })
   .get("/", async (c) => {
